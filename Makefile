@@ -1,0 +1,80 @@
+# mod_rwsgi — build, test, install.
+#   make            build build/mod_rwsgi.so
+#   make test       install missing system packages (as root), build, run every test
+#   make serve      (see README) serve an example app
+#   make install    install the module into Apache through apxs
+# Options: PYTHON=/path/to/python3 (default: the system /usr/bin/python3), APXS=/path/to/apxs
+
+PYTHON ?= /usr/bin/python3
+APXS ?= apxs
+CARGO ?= cargo
+export PATH := $(HOME)/.cargo/bin:$(PATH)
+
+# One cargo target dir per interpreter, so switching PYTHON= never mixes builds.
+PY_TAG := $(shell printf '%s' "$(PYTHON)" | md5sum | cut -c1-8)
+export CARGO_TARGET_DIR ?= $(CURDIR)/target/py-$(PY_TAG)
+export PYO3_PYTHON := $(PYTHON)
+export APXS
+SO := build/mod_rwsgi.so
+export RWSGI_SO := $(CURDIR)/$(SO)
+
+DEB_PACKAGES := apache2 apache2-dev clang libclang-dev python3-dev python3-venv
+
+.PHONY: all build deps check-python test unit-test integration-test lint install serve clean
+
+all: build
+
+build: check-python
+	$(CARGO) build --release --lib
+	@mkdir -p build
+	cp -f $(CARGO_TARGET_DIR)/release/libmod_rwsgi.so $(SO)
+	@echo "built $(SO) for $$($(PYTHON) -c 'import sys; print(sys.version.split()[0])') ($(PYTHON))"
+
+# Embedding needs libpython as a shared library and Python's headers.
+check-python:
+	@test -x "$(PYTHON)" || { echo "mod_rwsgi: PYTHON=$(PYTHON) is not an executable Python interpreter" >&2; exit 1; }
+	@$(PYTHON) -c 'import sysconfig,sys,os; \
+	shared = sysconfig.get_config_var("Py_ENABLE_SHARED"); \
+	inc = sysconfig.get_paths()["include"]; \
+	ok_shared = bool(shared); ok_inc = os.path.exists(os.path.join(inc, "Python.h")); \
+	msg = ([] if ok_shared else ["it has no shared libpython (Debian: apt-get install libpython3-dev; pyenv: PYTHON_CONFIGURE_OPTS=--enable-shared)"]) + \
+	      ([] if ok_inc else ["its headers are missing: no Python.h in " + inc + " (Debian: apt-get install python3-dev)"]); \
+	[print("mod_rwsgi: cannot embed " + sys.executable + ": " + m, file=sys.stderr) for m in msg]; \
+	sys.exit(1 if msg else 0)'
+
+# Install what is missing on Debian/Ubuntu; other users get the exact command to run.
+deps:
+	@missing=""; for p in $(DEB_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "mod_rwsgi: installing$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null || exit 1; \
+	  else \
+	    echo "mod_rwsgi: missing packages. Run as root:"; \
+	    echo "  apt-get install -y$$missing"; exit 1; \
+	  fi; \
+	fi
+	@command -v $(CARGO) >/dev/null || { echo "mod_rwsgi: cargo not found; install Rust (rustup)" >&2; exit 1; }
+
+test: deps build
+	$(CARGO) test --release --no-fail-fast -- --test-threads=2
+
+lint:
+	$(CARGO) fmt --check
+	$(CARGO) clippy --release --all-targets -- -D warnings
+
+install: build
+	$(APXS) -i -n rwsgi $(SO)
+	@if [ -d /etc/apache2/mods-available ]; then \
+	  install -m 644 apache/rwsgi.load /etc/apache2/mods-available/rwsgi.load; \
+	  install -m 644 apache/rwsgi.conf /etc/apache2/mods-available/rwsgi.conf; \
+	  echo "enable with: a2enmod rwsgi"; fi
+
+serve:
+	@echo "make serve is not implemented yet (issue: rwsgi-express). Until then see README.md."; exit 1
+
+clean:
+	$(CARGO) clean
+	rm -rf build

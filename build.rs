@@ -1,0 +1,123 @@
+//! Build script: finds Apache's and APR's headers through `apxs` and `apr-1-config`
+//! (never a hard-coded path), generates the raw bindings with bindgen, compiles the
+//! tiny C shim for macros Rust cannot call, and records which Python the module embeds.
+
+use std::env;
+use std::path::PathBuf;
+use std::process::Command;
+
+fn tool_output(program: &str, args: &[&str]) -> String {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!(
+                "mod_rwsgi build: cannot run `{program} {}`: {e}. Install apache2-dev \
+             (apt-get install apache2-dev) or set APXS=/path/to/apxs.",
+                args.join(" ")
+            )
+        });
+    if !out.status.success() {
+        panic!(
+            "mod_rwsgi build: `{program} {}` failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// The `-I` and `-D` flags of a config tool's output.
+fn split_flags(flags: &str) -> Vec<String> {
+    flags.split_whitespace().map(str::to_string).collect()
+}
+
+fn main() {
+    println!("cargo:rerun-if-changed=apache/wrapper.h");
+    println!("cargo:rerun-if-changed=apache/shim.c");
+    println!("cargo:rerun-if-env-changed=APXS");
+    println!("cargo:rerun-if-env-changed=APR_CONFIG");
+    println!("cargo:rerun-if-env-changed=PYO3_PYTHON");
+
+    let apxs = env::var("APXS").unwrap_or_else(|_| "apxs".to_string());
+    let httpd_include = tool_output(&apxs, &["-q", "INCLUDEDIR"]);
+    let apr_config = env::var("APR_CONFIG").unwrap_or_else(|_| {
+        let from_apxs = tool_output(&apxs, &["-q", "APR_CONFIG"]);
+        if from_apxs.is_empty() {
+            "apr-1-config".to_string()
+        } else {
+            from_apxs
+        }
+    });
+    let mut clang_args = vec![format!("-I{httpd_include}")];
+    clang_args.extend(split_flags(&tool_output(
+        &apr_config,
+        &["--includes", "--cppflags"],
+    )));
+    if let Ok(apu) = Command::new("apu-1-config").arg("--includes").output() {
+        clang_args.extend(split_flags(&String::from_utf8_lossy(&apu.stdout)));
+    }
+
+    let out_dir = PathBuf::from(env::var("OUT_DIR").expect("OUT_DIR"));
+    let bindings = bindgen::Builder::default()
+        .header("apache/wrapper.h")
+        .clang_args(&clang_args)
+        .allowlist_function("ap_.*|apr_.*|apu_.*|unixd_.*")
+        .allowlist_type(
+            "module_struct|command_rec|request_rec|server_rec|conn_rec|cmd_parms|process_rec|\
+             ap_.*|apr_.*",
+        )
+        .allowlist_var(
+            "MODULE_MAGIC_.*|RWSGI_.*|OK|DECLINED|DONE|HTTP_.*|APLOG_.*|RSRC_CONF|ACCESS_CONF|\
+             OR_.*|GLOBAL_ONLY|NOT_IN_.*|AP_MPMQ_.*|AP_SQ_.*|APR_.*|REQUEST_.*|ap_unixd_config|\
+             ap_listeners|ap_server_root|ap_runtime_dir|ap_server_conf|M_GET|M_POST|M_OPTIONS|\
+             APR_HOOK_.*|AP_FILTER_.*|AP_REQ_.*",
+        )
+        .blocklist_function("apr_pool_.*debug.*|apr_.*_debug")
+        .default_macro_constant_type(bindgen::MacroTypeVariation::Signed)
+        .derive_default(true)
+        .layout_tests(false)
+        .generate_comments(false)
+        .wrap_unsafe_ops(true)
+        .parse_callbacks(Box::new(bindgen::CargoCallbacks::new()))
+        .generate()
+        .expect("mod_rwsgi build: bindgen failed on apache/wrapper.h");
+    bindings
+        .write_to_file(out_dir.join("bindings.rs"))
+        .expect("mod_rwsgi build: cannot write bindings.rs");
+
+    let mut shim = cc::Build::new();
+    shim.file("apache/shim.c")
+        .include(&httpd_include)
+        .warnings(true);
+    for flag in &clang_args {
+        if let Some(dir) = flag.strip_prefix("-I") {
+            shim.include(dir);
+        } else if let Some(def) = flag.strip_prefix("-D") {
+            shim.define(def, None);
+        }
+    }
+    shim.compile("rwsgi_shim");
+
+    // libpython: pyo3-ffi links it (DT_NEEDED); the rpath points the .so at the
+    // LIBDIR of the very Python it was built against.
+    let py = pyo3_build_config::get();
+    if py.shared() {
+        pyo3_build_config::add_libpython_rpath_link_args();
+    } else {
+        panic!(
+            "mod_rwsgi build: the Python at {} has no shared libpython; embedding needs one \
+             (Debian: apt-get install libpython3-dev; pyenv: PYTHON_CONFIGURE_OPTS=--enable-shared)",
+            py.executable().unwrap_or("?")
+        );
+    }
+    println!(
+        "cargo:rustc-env=RWSGI_BUILD_PYTHON_VERSION={}.{}",
+        py.version().major,
+        py.version().minor
+    );
+    println!(
+        "cargo:rustc-env=RWSGI_BUILD_PYTHON_EXECUTABLE={}",
+        py.executable().unwrap_or("")
+    );
+}

@@ -1,0 +1,99 @@
+//! The context of one configuration directive being processed (`cmd_parms`).
+
+use std::os::raw::c_char;
+
+use crate::apache::pool::{Pool, cstr_to_string};
+use crate::ffi;
+
+/// Where a directive may appear, in Apache's terms (`ap_check_cmd_context` flags).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Forbid {
+    /// Main server config only (GLOBAL_ONLY).
+    AllButMainServer,
+    /// Server or virtual host, not in `<Directory>`/`<Location>`/`<Files>` or .htaccess.
+    DirectoryAndHtaccess,
+    /// Anywhere but .htaccess.
+    Htaccess,
+    /// Anywhere.
+    Nothing,
+    /// Only in `<Directory>`/`<Location>`/`<Files>` and .htaccess (authentication hooks).
+    ServerAndHtaccessAllowed,
+}
+
+/// A borrowed `cmd_parms` for the duration of one directive callback.
+pub struct Directive<'a> {
+    raw: &'a mut ffi::cmd_parms,
+}
+
+impl<'a> Directive<'a> {
+    /// # Safety
+    /// `raw` must be the `cmd_parms` Apache passed to the running directive callback.
+    pub unsafe fn from_raw(raw: *mut ffi::cmd_parms) -> Option<Directive<'a>> {
+        // SAFETY: non-null pointers from Apache are valid and exclusive during the callback.
+        unsafe { raw.as_mut() }.map(|raw| Directive { raw })
+    }
+
+    /// The directive's name as registered in the command table.
+    pub fn name(&self) -> String {
+        // SAFETY: `cmd` points at our own static command table during the callback.
+        let cmd = unsafe { self.raw.cmd.as_ref() };
+        cmd.and_then(|c| cstr_to_string(c.name)).unwrap_or_default()
+    }
+
+    /// "file:line" of the directive, for messages that are reported after parsing.
+    pub fn location(&self) -> String {
+        // SAFETY: `directive` is the config tree node being processed, or null.
+        match unsafe { self.raw.directive.as_ref() } {
+            Some(d) => format!(
+                "{}:{}",
+                cstr_to_string(d.filename).unwrap_or_else(|| "?".into()),
+                d.line_num
+            ),
+            None => "?".into(),
+        }
+    }
+
+    pub fn pool(&self) -> Pool {
+        // SAFETY: cmd->pool is the configuration pool, live for the whole generation.
+        unsafe { Pool::from_raw(self.raw.pool) }.expect("cmd_parms without a pool")
+    }
+
+    pub fn server(&self) -> *mut ffi::server_rec {
+        self.raw.server
+    }
+
+    /// Apache's own context check; `Err` carries Apache's message ("... cannot occur within
+    /// <Directory> section").
+    pub fn check_context(&mut self, forbid: Forbid) -> Result<(), String> {
+        let flags = match forbid {
+            Forbid::AllButMainServer => ffi::GLOBAL_ONLY,
+            Forbid::DirectoryAndHtaccess => ffi::NOT_IN_DIR_CONTEXT | ffi::NOT_IN_HTACCESS,
+            Forbid::Htaccess => ffi::NOT_IN_HTACCESS,
+            Forbid::ServerAndHtaccessAllowed => {
+                // SAFETY: `path` is non-null exactly inside a directory-type section or
+                // .htaccess.
+                if self.raw.path.is_null() {
+                    return Err(format!(
+                        "{} is only allowed in <Directory>, <Location>, <Files> or .htaccess",
+                        self.name()
+                    ));
+                }
+                return Ok(());
+            }
+            Forbid::Nothing => return Ok(()),
+        };
+        // SAFETY: `raw` is the live cmd_parms of this callback; the returned message, if
+        // any, is a pool string.
+        let err = unsafe { ffi::ap_check_cmd_context(self.raw, flags as u32) };
+        match cstr_to_string(err) {
+            Some(msg) => Err(msg),
+            None => Ok(()),
+        }
+    }
+
+    /// An error message for Apache, allocated in the configuration pool so it outlives
+    /// the callback.
+    pub fn error(&self, msg: &str) -> *const c_char {
+        self.pool().c_string(msg)
+    }
+}

@@ -1,0 +1,97 @@
+//! Logging into Apache's error log. Messages always go through a constant `"%s"` format so
+//! user text is never a format string; Apache checks the level itself.
+
+use std::ffi::CString;
+use std::os::raw::c_int;
+use std::sync::atomic::{AtomicI32, Ordering};
+
+use crate::ffi;
+
+/// Apache's index of this module (set in register_hooks), so lines carry `[rwsgi:level]`
+/// and obey `LogLevel rwsgi:...`.
+static MODULE_INDEX: AtomicI32 = AtomicI32::new(-1);
+
+pub fn set_module_index(index: c_int) {
+    MODULE_INDEX.store(index, Ordering::Relaxed);
+}
+
+/// Log levels of Apache's ladder that mod_rwsgi uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Level {
+    Emerg,
+    Alert,
+    Crit,
+    Error,
+    Warning,
+    Notice,
+    Info,
+    Debug,
+}
+
+impl Level {
+    fn raw(self) -> c_int {
+        match self {
+            Level::Emerg => ffi::APLOG_EMERG,
+            Level::Alert => ffi::APLOG_ALERT,
+            Level::Crit => ffi::APLOG_CRIT,
+            Level::Error => ffi::APLOG_ERR,
+            Level::Warning => ffi::APLOG_WARNING,
+            Level::Notice => ffi::APLOG_NOTICE,
+            Level::Info => ffi::APLOG_INFO,
+            Level::Debug => ffi::APLOG_DEBUG,
+        }
+    }
+}
+
+fn to_cstring(msg: &str) -> CString {
+    // An interior NUL would truncate the line: replace it rather than lose the message.
+    CString::new(msg.replace('\0', "\\0")).unwrap_or_default()
+}
+
+/// Log against a server. `server` may be null (Apache then uses the main server's log).
+pub fn server(server: *const ffi::server_rec, level: Level, msg: &str) {
+    log_raw(server, level.raw(), msg);
+}
+
+/// Log during start-up so the line also reaches the terminal of `apache2 -t`.
+pub fn startup(server: *const ffi::server_rec, level: Level, msg: &str) {
+    log_raw(server, level.raw() | ffi::APLOG_STARTUP, msg);
+}
+
+fn log_raw(server: *const ffi::server_rec, level: c_int, msg: &str) {
+    let text = to_cstring(msg);
+    // SAFETY: ap_log_error_ is variadic; we pass a constant "%s" format and one valid,
+    // NUL-terminated string argument, so it reads exactly one `char *`. A null server is
+    // accepted by Apache (main server / stderr during start-up).
+    unsafe {
+        ffi::ap_log_error_(
+            c"mod_rwsgi".as_ptr(),
+            0,
+            MODULE_INDEX.load(Ordering::Relaxed),
+            level,
+            0,
+            server,
+            c"%s".as_ptr(),
+            text.as_ptr(),
+        );
+    }
+}
+
+/// Log against a request (adds the client address, as mod_wsgi's request-time lines do).
+pub(crate) fn request(r: *const ffi::request_rec, level: Level, msg: &str) {
+    let text = to_cstring(msg);
+    // SAFETY: as in `log_raw`: constant "%s" format, one valid string argument; `r` is a
+    // live request owned by Apache for the duration of the call (callers' contract).
+    unsafe {
+        ffi::ap_log_rerror_(
+            c"mod_rwsgi".as_ptr(),
+            0,
+            MODULE_INDEX.load(Ordering::Relaxed),
+            level.raw(),
+            0,
+            r,
+            c"%s".as_ptr(),
+            text.as_ptr(),
+        );
+    }
+}

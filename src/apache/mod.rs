@@ -1,0 +1,11 @@
+//! L1: a thin safe layer over Apache's C API. It knows nothing of WSGI: pools, logging,
+//! directive context, server and process state. Raw pointers enter through one
+//! `unsafe fn from_raw` per wrapper; everything after that is safe.
+
+pub mod directive;
+pub mod log;
+pub mod pool;
+pub mod process;
+pub mod request;
+pub mod server;
+pub mod state;

@@ -1,0 +1,93 @@
+//! Child processes of the Apache parent: fork, and APR's "other child" registry, through
+//! which the MPM tells us (about once a second) that a daemon died, or that Apache is
+//! restarting or stopping.
+
+use std::ffi::c_void;
+use std::os::raw::c_int;
+
+use crate::apache::pool::Pool;
+use crate::ffi;
+
+/// Why the MPM called a maintenance callback.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reason {
+    /// The process died; the value is its raw wait status (exit code or signal).
+    Death(c_int),
+    Restart,
+    Unregister,
+    Other(c_int),
+}
+
+pub type Maintenance = unsafe extern "C" fn(reason: c_int, data: *mut c_void, status: c_int);
+
+pub fn reason_from_raw(reason: c_int, status: c_int) -> Reason {
+    match reason {
+        ffi::APR_OC_REASON_DEATH | ffi::APR_OC_REASON_LOST => Reason::Death(status),
+        ffi::APR_OC_REASON_RESTART => Reason::Restart,
+        ffi::APR_OC_REASON_UNREGISTER => Reason::Unregister,
+        other => Reason::Other(other),
+    }
+}
+
+/// A registration slot for one child, allocated in the configuration pool so APR can keep
+/// pointing at it.
+pub struct OtherChild {
+    proc_: *mut ffi::apr_proc_t,
+}
+
+impl OtherChild {
+    pub fn new(pool: Pool) -> OtherChild {
+        let proc_ = pool.alloc_rust(ffi::apr_proc_t::default());
+        OtherChild { proc_ }
+    }
+
+    /// Registers `pid` so `callback(reason, data, status)` is called when it dies or Apache
+    /// restarts. `data` must stay valid until the registration is removed (pool clear).
+    ///
+    /// # Safety
+    /// `data` must outlive the registration; `callback` must not unwind.
+    pub unsafe fn register(&self, pid: i32, callback: Maintenance, data: *mut c_void, pool: Pool) {
+        // SAFETY: proc_ lives in `pool` (same lifetime as the registration); APR stores the
+        // pointers and calls callback from the MPM's main loop in this process.
+        unsafe {
+            (*self.proc_).pid = pid;
+            ffi::apr_proc_other_child_register(
+                self.proc_,
+                Some(callback),
+                data,
+                std::ptr::null_mut(),
+                pool.as_ptr(),
+            );
+        }
+    }
+
+    /// # Safety
+    /// `data` must be the pointer given to `register`.
+    pub unsafe fn unregister(data: *mut c_void) {
+        // SAFETY: removes the registration made with this data pointer, if any.
+        unsafe { ffi::apr_proc_other_child_unregister(data) };
+    }
+}
+
+/// Apache's command line as one writable memory area (argv[0] to the end of the last
+/// argument), which a daemon overwrites to show its display-name in `ps`.
+#[allow(dead_code)] // used by the daemon manager (daemon-mode issue)
+pub(crate) fn argv_area(process: *const ffi::process_rec) -> Option<(*mut u8, usize)> {
+    // SAFETY: process_rec and its argv are Apache's, valid for the process' lifetime; the
+    // argument strings are laid out contiguously by the kernel.
+    unsafe {
+        let process = process.as_ref()?;
+        let argc = usize::try_from(process.argc).ok()?;
+        if argc == 0 || process.argv.is_null() {
+            return None;
+        }
+        let first = *process.argv;
+        let last = *process.argv.add(argc - 1);
+        if first.is_null() || last.is_null() {
+            return None;
+        }
+        let end = last.add(libc::strlen(last));
+        let len = usize::try_from(end.offset_from(first)).ok()?;
+        Some((first as *mut u8, len))
+    }
+}

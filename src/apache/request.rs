@@ -1,0 +1,282 @@
+//! `request_rec`: one HTTP request inside an Apache child. Bytes, not `str`, end to end.
+
+use std::ffi::CStr;
+use std::os::raw::{c_char, c_int};
+
+use crate::apache::pool::Pool;
+use crate::ffi;
+
+/// A borrowed request, valid for the duration of the hook or handler that received it.
+pub struct Request<'r> {
+    raw: &'r mut ffi::request_rec,
+}
+
+fn client_error(msg: &str) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::BrokenPipe, msg.to_string())
+}
+
+fn cbytes<'a>(p: *const c_char) -> Option<&'a [u8]> {
+    if p.is_null() {
+        None
+    } else {
+        // SAFETY: Apache request strings are NUL-terminated and live in the request pool,
+        // which outlives the borrow handed out ('a is bounded by the Request borrow).
+        Some(unsafe { CStr::from_ptr(p) }.to_bytes())
+    }
+}
+
+/// The entries of an APR table as borrowed byte pairs.
+///
+/// # Safety
+/// `table` must be a live APR table not modified while the returned slice is used.
+unsafe fn table_entries<'a>(table: *const ffi::apr_table_t) -> Vec<(&'a [u8], &'a [u8])> {
+    if table.is_null() {
+        return Vec::new();
+    }
+    // SAFETY: apr_table_elts returns the table's own array header; entries are
+    // apr_table_entry_t with NUL-terminated key/val (or null for deleted slots).
+    unsafe {
+        let header = &*ffi::apr_table_elts(table);
+        let entries = header.elts as *const ffi::apr_table_entry_t;
+        let count = usize::try_from(header.nelts).unwrap_or(0);
+        (0..count)
+            .filter_map(|i| {
+                let e = &*entries.add(i);
+                Some((cbytes(e.key)?, cbytes(e.val).unwrap_or(b"")))
+            })
+            .collect()
+    }
+}
+
+impl<'r> Request<'r> {
+    /// # Safety
+    /// `raw` must be the request Apache passed to the running hook/handler.
+    pub unsafe fn from_raw(raw: *mut ffi::request_rec) -> Option<Request<'r>> {
+        // SAFETY: a non-null request from Apache is valid and ours during the hook.
+        unsafe { raw.as_mut() }.map(|raw| Request { raw })
+    }
+
+    pub fn as_ptr(&self) -> *const ffi::request_rec {
+        self.raw
+    }
+
+    pub fn as_mut_ptr(&mut self) -> *mut ffi::request_rec {
+        self.raw
+    }
+
+    pub fn pool(&self) -> Pool {
+        // SAFETY: the request pool lives as long as the request.
+        unsafe { Pool::from_raw(self.raw.pool) }.expect("request without pool")
+    }
+
+    pub fn server(&self) -> *mut ffi::server_rec {
+        self.raw.server
+    }
+
+    pub fn method(&self) -> &[u8] {
+        cbytes(self.raw.method).unwrap_or(b"GET")
+    }
+
+    pub fn uri(&self) -> &[u8] {
+        cbytes(self.raw.uri).unwrap_or(b"")
+    }
+
+    pub fn unparsed_uri(&self) -> &[u8] {
+        cbytes(self.raw.unparsed_uri).unwrap_or(b"")
+    }
+
+    pub fn args(&self) -> Option<&[u8]> {
+        cbytes(self.raw.args)
+    }
+
+    pub fn protocol(&self) -> &[u8] {
+        cbytes(self.raw.protocol).unwrap_or(b"HTTP/1.0")
+    }
+
+    pub fn handler(&self) -> Option<&[u8]> {
+        cbytes(self.raw.handler)
+    }
+
+    pub fn filename(&self) -> Option<&[u8]> {
+        cbytes(self.raw.filename)
+    }
+
+    pub fn path_info(&self) -> Option<&[u8]> {
+        cbytes(self.raw.path_info)
+    }
+
+    /// Microseconds since the epoch when Apache read the request line.
+    pub fn request_time_us(&self) -> i64 {
+        self.raw.request_time
+    }
+
+    pub fn is_main(&self) -> bool {
+        self.raw.main.is_null()
+    }
+
+    pub fn header_only(&self) -> bool {
+        self.raw.header_only != 0
+    }
+
+    pub fn header_in(&self, name: &CStr) -> Option<&[u8]> {
+        // SAFETY: headers_in is a live table of the request; name is NUL-terminated.
+        cbytes(unsafe { ffi::apr_table_get(self.raw.headers_in, name.as_ptr()) })
+    }
+
+    pub fn headers_in(&self) -> Vec<(&[u8], &[u8])> {
+        // SAFETY: headers_in is live and not modified while the result is used (&self).
+        unsafe { table_entries(self.raw.headers_in) }
+    }
+
+    /// Does the script file exist as a regular file (Apache stat()ed it in map_to_storage)?
+    pub fn file_is_regular(&self) -> bool {
+        self.raw.finfo.filetype == ffi::apr_filetype_e_APR_REG
+    }
+
+    /// Apache's CGI variables (HTTP_*, SERVER_*, REMOTE_*, DOCUMENT_ROOT, SetEnv values...)
+    /// added to subprocess_env, then every entry of subprocess_env.
+    pub fn cgi_environment(&mut self) -> Vec<(&[u8], &[u8])> {
+        // SAFETY: ap_add_common_vars only adds entries to this request's subprocess_env.
+        unsafe { ffi::ap_add_common_vars(self.raw) };
+        // SAFETY: subprocess_env is live; not modified while the borrow lasts.
+        unsafe { table_entries(self.raw.subprocess_env) }
+    }
+
+    /// Sets the script path, handler and PATH_INFO (translate_name for WSGIScriptAlias).
+    pub fn route_to_script(&mut self, filename: &str, handler: &'static CStr, path_info: &[u8]) {
+        let pool = self.pool();
+        self.raw.filename = pool.c_string(filename).cast_mut();
+        self.raw.handler = handler.as_ptr();
+        self.raw.path_info = pool.c_bytes(path_info).cast_mut();
+        // Keep mod_mime from replacing our handler by one for the file's extension.
+        // SAFETY: notes is a live table; handler is a static string.
+        unsafe {
+            ffi::apr_table_setn(
+                self.raw.notes,
+                c"alias-forced-type".as_ptr(),
+                handler.as_ptr(),
+            )
+        };
+    }
+
+    pub fn set_note(&mut self, key: &'static CStr, value: &str) {
+        let v = self.pool().c_string(value);
+        // SAFETY: notes is live; the key is static, the value lives in the request pool.
+        unsafe { ffi::apr_table_setn(self.raw.notes, key.as_ptr(), v) };
+    }
+
+    pub fn note(&self, key: &CStr) -> Option<&[u8]> {
+        // SAFETY: notes is live; key is NUL-terminated.
+        cbytes(unsafe { ffi::apr_table_get(self.raw.notes, key.as_ptr()) })
+    }
+
+    /// Status and reason of the response (the reason may be empty).
+    pub fn set_status(&mut self, status: u16, reason: &[u8]) {
+        self.raw.status = c_int::from(status);
+        if !reason.is_empty() {
+            let mut line = status.to_string().into_bytes();
+            line.push(b' ');
+            line.extend_from_slice(reason);
+            self.raw.status_line = self.pool().c_bytes(&line);
+        }
+    }
+
+    /// Adds a response header; Content-Type and Content-Length get Apache's own setters.
+    pub fn add_header_out(&mut self, name: &[u8], value: &[u8]) {
+        let pool = self.pool();
+        if name.eq_ignore_ascii_case(b"content-type") {
+            // SAFETY: the string is copied into the request pool which outlives r.
+            unsafe { ffi::ap_set_content_type(self.raw, pool.c_bytes(value)) };
+            return;
+        }
+        if name.eq_ignore_ascii_case(b"content-length") {
+            if let Some(len) = std::str::from_utf8(value)
+                .ok()
+                .and_then(|v| v.trim().parse().ok())
+            {
+                // SAFETY: plain setter on a live request.
+                unsafe { ffi::ap_set_content_length(self.raw, len) };
+                return;
+            }
+        }
+        // SAFETY: key and value are copied into the request pool by apr_table_addn's
+        // caller (c_bytes) and live as long as the request.
+        unsafe {
+            ffi::apr_table_addn(
+                self.raw.headers_out,
+                pool.c_bytes(name),
+                pool.c_bytes(value),
+            )
+        };
+    }
+
+    /// Prepares to read the body, de-chunking chunked requests. Err(status) on a bad body.
+    pub fn setup_body(&mut self) -> Result<bool, i32> {
+        // SAFETY: standard Apache body-reading protocol on the live request.
+        let rc = unsafe { ffi::ap_setup_client_block(self.raw, ffi::REQUEST_CHUNKED_DECHUNK) };
+        if rc != ffi::OK {
+            return Err(rc);
+        }
+        // SAFETY: as above.
+        Ok(unsafe { ffi::ap_should_client_block(self.raw) } != 0)
+    }
+
+    /// Reads up to `buf.len()` body bytes: Ok(0) at the end, Err on a client error.
+    pub fn read_body(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        // SAFETY: buf is a valid writable buffer of the given length.
+        let n = unsafe { ffi::ap_get_client_block(self.raw, buf.as_mut_ptr().cast(), buf.len()) };
+        usize::try_from(n).map_err(|_| client_error("reading the request body failed"))
+    }
+
+    /// Writes response bytes; Err when the client has gone.
+    pub fn write(&mut self, data: &[u8]) -> std::io::Result<()> {
+        if data.is_empty() {
+            return Ok(());
+        }
+        let len = c_int::try_from(data.len()).map_err(|_| client_error("write too large"))?;
+        // SAFETY: data is valid for len bytes; ap_rwrite copies or passes them on before
+        // returning.
+        let n = unsafe { ffi::ap_rwrite(data.as_ptr().cast(), len, self.raw) };
+        if n < 0 {
+            Err(client_error("the client connection is gone"))
+        } else {
+            Ok(())
+        }
+    }
+
+    pub fn flush(&mut self) -> std::io::Result<()> {
+        // SAFETY: flushes the live request's output filters.
+        if unsafe { ffi::ap_rflush(self.raw) } < 0 {
+            Err(client_error("the client connection is gone"))
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Marks the connection so it is closed after this response (the body is incomplete).
+    pub fn abort_connection(&mut self) {
+        // SAFETY: connection is the live conn_rec of this request.
+        if let Some(c) = unsafe { self.raw.connection.as_mut() } {
+            c.keepalive = ffi::ap_conn_keepalive_e_AP_CONN_CLOSE;
+            c.aborted = 1;
+        }
+    }
+
+    pub fn client_aborted(&self) -> bool {
+        // SAFETY: as above.
+        unsafe { self.raw.connection.as_ref() }.is_some_and(|c| c.aborted != 0)
+    }
+
+    /// The request's per-directory config slot of a module.
+    ///
+    /// # Safety
+    /// The slot must hold a `T` (created by that module's dir-config callbacks).
+    pub unsafe fn dir_config<'a, T>(&self, module: *const ffi::module) -> Option<&'a T> {
+        // SAFETY: caller guarantees the type; per_dir_config lives as long as the request.
+        unsafe {
+            ffi::ap_get_module_config(self.raw.per_dir_config, module)
+                .cast::<T>()
+                .as_ref()
+        }
+    }
+}

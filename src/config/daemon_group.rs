@@ -1,0 +1,1229 @@
+//! `DaemonGroupSpec`: one WSGIDaemonProcess, every option of mod_wsgi 6.0
+//! (`wsgi_add_daemon_process`), typed, with mod_wsgi's defaults and units.
+
+use std::time::Duration;
+
+use super::Host;
+use super::error::ConfigError;
+
+const DIRECTIVE: &str = "WSGIDaemonProcess";
+
+/// Largest value mod_wsgi can hold in its `int` options.
+const INT_MAX: i64 = i32::MAX as i64;
+
+/// Default `header-buffer-size` (bytes).
+pub const DEFAULT_HEADER_BUFFER_SIZE: u32 = 32768;
+/// Default `response-buffer-size` (bytes).
+pub const DEFAULT_RESPONSE_BUFFER_SIZE: u32 = 8 * 1024 * 1024;
+/// Default `listen-backlog`.
+pub const DEFAULT_LISTEN_BACKLOG: u32 = 100;
+
+/// Every option key WSGIDaemonProcess accepts.
+pub static DAEMON_OPTIONS: &[&str] = &[
+    "processes",
+    "threads",
+    "user",
+    "group",
+    "supplementary-groups",
+    "umask",
+    "home",
+    "python-home",
+    "python-path",
+    "python-eggs",
+    "lang",
+    "locale",
+    "display-name",
+    "chroot",
+    "socket-user",
+    "script-user",
+    "script-group",
+    "listen-backlog",
+    "connect-timeout",
+    "socket-timeout",
+    "queue-timeout",
+    "request-timeout",
+    "interrupt-timeout",
+    "deadlock-timeout",
+    "inactivity-timeout",
+    "startup-timeout",
+    "graceful-timeout",
+    "eviction-timeout",
+    "restart-interval",
+    "shutdown-timeout",
+    "maximum-requests",
+    "cpu-time-limit",
+    "cpu-priority",
+    "memory-limit",
+    "virtual-memory-limit",
+    "stack-size",
+    "send-buffer-size",
+    "receive-buffer-size",
+    "header-buffer-size",
+    "response-buffer-size",
+    "response-socket-timeout",
+    "response-flush-delay",
+    "switch-interval",
+    "server-metrics",
+];
+
+/// One daemon process group. Timeouts whose `0` means "disabled" are
+/// `Option<Duration>` and `None` when disabled or not given.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DaemonGroupSpec {
+    /// The group name (first argument), unique server-wide.
+    pub name: String,
+    /// Where the directive was read ("file:line"); set by `GlobalConfig::apply`.
+    pub defined_at: String,
+    /// `processes=` (default 1).
+    pub processes: u32,
+    /// Whether `processes=` was given at all: makes `wsgi.multiprocess` True.
+    pub processes_given: bool,
+    /// `threads=` (default 15); 0 = service-script mode.
+    pub threads: u32,
+    /// `user=` name or `#uid`; `None` = Apache's User.
+    pub user: Option<String>,
+    /// `group=` name or `#gid`; `None` = Apache's Group.
+    pub group: Option<String>,
+    /// `supplementary-groups=a,b`; `None` = initgroups for the user.
+    pub supplementary_groups: Option<Vec<String>>,
+    /// `umask=` (octal); `None` = inherited.
+    pub umask: Option<u32>,
+    /// `home=` working directory; `None` = the user's home or the current directory.
+    pub home: Option<String>,
+    /// `python-home=`; `None` = WSGIPythonHome.
+    pub python_home: Option<String>,
+    /// `python-path=a:b`, in order.
+    pub python_path: Vec<String>,
+    /// `python-eggs=` (PYTHON_EGG_CACHE).
+    pub python_eggs: Option<String>,
+    /// `lang=` (LANG).
+    pub lang: Option<String>,
+    /// `locale=` (LC_ALL and setlocale).
+    pub locale: Option<String>,
+    /// `display-name=` as written; see [`DaemonGroupSpec::display_name_for`].
+    pub display_name: Option<String>,
+    /// `chroot=` (deprecated).
+    pub chroot: Option<String>,
+    /// `socket-user=`; `None` = Apache's User.
+    pub socket_user: Option<String>,
+    /// `script-user=`.
+    pub script_user: Option<String>,
+    /// `script-group=`.
+    pub script_group: Option<String>,
+    /// `listen-backlog=` (default 100).
+    pub listen_backlog: u32,
+    /// `connect-timeout=` (default 15 s); 0 = no retries.
+    pub connect_timeout: Duration,
+    /// `socket-timeout=`; `None` = Apache's `Timeout`.
+    pub socket_timeout: Option<Duration>,
+    /// `queue-timeout=`.
+    pub queue_timeout: Option<Duration>,
+    /// `request-timeout=`.
+    pub request_timeout: Option<Duration>,
+    /// `interrupt-timeout=`.
+    pub interrupt_timeout: Option<Duration>,
+    /// `deadlock-timeout=` (default 300 s).
+    pub deadlock_timeout: Option<Duration>,
+    /// `inactivity-timeout=`.
+    pub inactivity_timeout: Option<Duration>,
+    /// `startup-timeout=`.
+    pub startup_timeout: Option<Duration>,
+    /// `graceful-timeout=` (default 15 s).
+    pub graceful_timeout: Option<Duration>,
+    /// `eviction-timeout=`; see [`DaemonGroupSpec::effective_eviction_timeout`].
+    pub eviction_timeout: Option<Duration>,
+    /// `restart-interval=`.
+    pub restart_interval: Option<Duration>,
+    /// `shutdown-timeout=` (default 5 s); `None` = no reaper.
+    pub shutdown_timeout: Option<Duration>,
+    /// `maximum-requests=`; `None` = unlimited.
+    pub maximum_requests: Option<u32>,
+    /// `cpu-time-limit=` (RLIMIT_CPU).
+    pub cpu_time_limit: Option<Duration>,
+    /// `cpu-priority=` (-20..=20, default 0).
+    pub cpu_priority: i32,
+    /// `memory-limit=` bytes (RLIMIT_DATA).
+    pub memory_limit: Option<u64>,
+    /// `virtual-memory-limit=` bytes (RLIMIT_AS).
+    pub virtual_memory_limit: Option<u64>,
+    /// `stack-size=` bytes; `None` = OS default.
+    pub stack_size: Option<u32>,
+    /// `send-buffer-size=` bytes; `None` = OS default.
+    pub send_buffer_size: Option<u32>,
+    /// `receive-buffer-size=` bytes; `None` = OS default.
+    pub receive_buffer_size: Option<u32>,
+    /// `header-buffer-size=` bytes (default 32768; `0` means the default).
+    pub header_buffer_size: u32,
+    /// `response-buffer-size=` bytes (default 8 MiB; `0` means the default).
+    pub response_buffer_size: u32,
+    /// `response-socket-timeout=` as given; see
+    /// [`DaemonGroupSpec::effective_response_socket_timeout`].
+    pub response_socket_timeout: Option<Duration>,
+    /// `response-flush-delay=` in milliseconds (default 5 ms; 0 = flush at once).
+    pub response_flush_delay: Duration,
+    /// `switch-interval=` seconds (sys.setswitchinterval).
+    pub switch_interval: Option<f64>,
+    /// `server-metrics=on|off` (default off).
+    pub server_metrics: bool,
+}
+
+/// Numeric ids of a group's users and groups, resolved through [`Host`].
+/// `None` means "not configured" (Apache's User/Group, initgroups, ...).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ResolvedIds {
+    /// `user=`.
+    pub uid: Option<u32>,
+    /// `group=`.
+    pub gid: Option<u32>,
+    /// `supplementary-groups=`.
+    pub supplementary_gids: Option<Vec<u32>>,
+    /// `socket-user=`.
+    pub socket_uid: Option<u32>,
+    /// `script-user=`.
+    pub script_uid: Option<u32>,
+    /// `script-group=`.
+    pub script_gid: Option<u32>,
+}
+
+/// One `key=value` word being applied.
+struct Opt<'a> {
+    word: &'a str,
+    value: &'a str,
+}
+
+impl Opt<'_> {
+    fn err(&self, message: impl Into<String>) -> ConfigError {
+        ConfigError::at(DIRECTIVE, "option", self.word, message)
+    }
+
+    fn string(&self) -> String {
+        self.value.to_owned()
+    }
+
+    fn int(&self, min: i64, max: i64) -> Result<i64, ConfigError> {
+        parse_int(self.value)
+            .filter(|v| (min..=max).contains(v))
+            .ok_or_else(|| self.err(format!("expected an integer from {min} to {max}")))
+    }
+
+    fn seconds(&self) -> Result<Duration, ConfigError> {
+        const EXPECT: &str = "expected a non-negative integer number of seconds";
+        match parse_int(self.value) {
+            Some(v) if (0..=INT_MAX).contains(&v) => Ok(Duration::from_secs(v as u64)),
+            Some(v) if v > INT_MAX => Err(self.err(format!("{EXPECT} (at most {INT_MAX})"))),
+            None if is_digits(self.value) => Err(self.err(format!("{EXPECT} (at most {INT_MAX})"))),
+            _ => Err(self.err(EXPECT)),
+        }
+    }
+
+    /// Seconds where 0 disables the timer.
+    fn timeout(&self) -> Result<Option<Duration>, ConfigError> {
+        self.seconds().map(|d| (!d.is_zero()).then_some(d))
+    }
+
+    /// 0 (= default) or at least `min` bytes.
+    fn buffer_size(&self, min: i64, zero_means: &str) -> Result<u32, ConfigError> {
+        match parse_int(self.value) {
+            Some(v) if v == 0 || (min..=INT_MAX).contains(&v) => Ok(v as u32),
+            _ => Err(self.err(format!(
+                "expected 0 ({zero_means}) or a number of bytes from {min} to {INT_MAX}"
+            ))),
+        }
+    }
+
+    fn on_off(&self) -> Result<bool, ConfigError> {
+        parse_on_off(self.value).ok_or_else(|| self.err("expected On or Off"))
+    }
+
+    fn absolute_path(&self) -> Result<String, ConfigError> {
+        if self.value.starts_with('/') {
+            Ok(self.string())
+        } else {
+            Err(self.err("expected an absolute path"))
+        }
+    }
+
+    /// A user or group: a name or `#id`.
+    fn principal(&self) -> Result<String, ConfigError> {
+        let bad_id = self
+            .value
+            .strip_prefix('#')
+            .is_some_and(|id| !is_digits(id) || id.parse::<u32>().is_err());
+        if bad_id {
+            return Err(self.err("expected a name or #numeric-id"));
+        }
+        if self
+            .value
+            .chars()
+            .any(|c| c.is_whitespace() || c == ',' || c == ':')
+        {
+            return Err(self.err("expected a name or #numeric-id"));
+        }
+        Ok(self.string())
+    }
+}
+
+fn is_digits(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// A decimal integer with an optional sign; `None` if malformed or beyond i64.
+fn parse_int(text: &str) -> Option<i64> {
+    let digits = text.strip_prefix(['-', '+']).unwrap_or(text);
+    if !is_digits(digits) {
+        return None;
+    }
+    text.parse().ok()
+}
+
+/// `On`/`Off`, case-insensitive.
+pub(crate) fn parse_on_off(text: &str) -> Option<bool> {
+    if text.eq_ignore_ascii_case("on") {
+        Some(true)
+    } else if text.eq_ignore_ascii_case("off") {
+        Some(false)
+    } else {
+        None
+    }
+}
+
+/// Splits a `:`-separated path list, dropping empty entries.
+pub(crate) fn split_path_list(text: &str) -> Vec<String> {
+    text.split(':')
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Levenshtein distance, for "did you mean" hints.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != *cb);
+            cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+/// The closest known option to `key`, if it is a likely typo.
+fn suggest(key: &str) -> Option<&'static str> {
+    DAEMON_OPTIONS
+        .iter()
+        .map(|known| (edit_distance(&key.to_ascii_lowercase(), known), *known))
+        .filter(|(d, _)| *d <= 2)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, known)| known)
+}
+
+impl DaemonGroupSpec {
+    /// A group with every option at mod_wsgi's default.
+    pub fn new(name: impl Into<String>) -> Self {
+        DaemonGroupSpec {
+            name: name.into(),
+            defined_at: String::new(),
+            processes: 1,
+            processes_given: false,
+            threads: 15,
+            user: None,
+            group: None,
+            supplementary_groups: None,
+            umask: None,
+            home: None,
+            python_home: None,
+            python_path: Vec::new(),
+            python_eggs: None,
+            lang: None,
+            locale: None,
+            display_name: None,
+            chroot: None,
+            socket_user: None,
+            script_user: None,
+            script_group: None,
+            listen_backlog: DEFAULT_LISTEN_BACKLOG,
+            connect_timeout: Duration::from_secs(15),
+            socket_timeout: None,
+            queue_timeout: None,
+            request_timeout: None,
+            interrupt_timeout: None,
+            deadlock_timeout: Some(Duration::from_secs(300)),
+            inactivity_timeout: None,
+            startup_timeout: None,
+            graceful_timeout: Some(Duration::from_secs(15)),
+            eviction_timeout: None,
+            restart_interval: None,
+            shutdown_timeout: Some(Duration::from_secs(5)),
+            maximum_requests: None,
+            cpu_time_limit: None,
+            cpu_priority: 0,
+            memory_limit: None,
+            virtual_memory_limit: None,
+            stack_size: None,
+            send_buffer_size: None,
+            receive_buffer_size: None,
+            header_buffer_size: DEFAULT_HEADER_BUFFER_SIZE,
+            response_buffer_size: DEFAULT_RESPONSE_BUFFER_SIZE,
+            response_socket_timeout: None,
+            response_flush_delay: Duration::from_millis(5),
+            switch_interval: None,
+            server_metrics: false,
+        }
+    }
+
+    /// Parses the words of a WSGIDaemonProcess line: the group name, then
+    /// `key=value` options. A repeated option: the later one wins.
+    pub fn parse(words: &[String]) -> Result<Self, ConfigError> {
+        let Some((name, options)) = words.split_first() else {
+            return Err(ConfigError::new(
+                DIRECTIVE,
+                "expected a process group name followed by option=value pairs",
+            ));
+        };
+        validate_name(name)?;
+        let mut spec = DaemonGroupSpec::new(name.clone());
+        let mut script_user_word: Option<&str> = None;
+        let mut script_group_word: Option<&str> = None;
+        for word in options {
+            let Some((key, value)) = word.split_once('=').filter(|(k, _)| !k.is_empty()) else {
+                return Err(ConfigError::at(
+                    DIRECTIVE,
+                    "argument",
+                    word,
+                    "expected an option of the form name=value",
+                ));
+            };
+            match key {
+                "script-user" => script_user_word = Some(word),
+                "script-group" => script_group_word = Some(word),
+                _ => {}
+            }
+            spec.apply_option(key, Opt { word, value })?;
+        }
+        if let (Some(_), Some(group_word)) = (script_user_word, script_group_word) {
+            return Err(ConfigError::at(
+                DIRECTIVE,
+                "option",
+                group_word,
+                "only one of script-user and script-group may be given",
+            ));
+        }
+        Ok(spec)
+    }
+
+    fn apply_option(&mut self, key: &str, o: Opt<'_>) -> Result<(), ConfigError> {
+        if !DAEMON_OPTIONS.contains(&key) {
+            let hint = match suggest(key) {
+                Some(known) => format!("did you mean '{known}'?"),
+                None => "not a WSGIDaemonProcess option".to_owned(),
+            };
+            return Err(ConfigError::at(DIRECTIVE, "unknown option", o.word, hint));
+        }
+        if o.value.is_empty() {
+            return Err(o.err("expected a value after '='"));
+        }
+        match key {
+            "processes" => {
+                self.processes = o.int(1, 10000)? as u32;
+                self.processes_given = true;
+            }
+            "threads" => self.threads = o.int(0, 10000)? as u32,
+            "user" => self.user = Some(o.principal()?),
+            "group" => self.group = Some(o.principal()?),
+            "supplementary-groups" => {
+                let mut names = Vec::new();
+                for item in o.value.split(',').filter(|s| !s.is_empty()) {
+                    let sub = Opt {
+                        word: o.word,
+                        value: item,
+                    };
+                    names.push(sub.principal()?);
+                }
+                if names.is_empty() {
+                    return Err(o.err("expected a comma-separated list of group names"));
+                }
+                self.supplementary_groups = Some(names);
+            }
+            "umask" => {
+                let valid = o.value.bytes().all(|b| (b'0'..=b'7').contains(&b));
+                match u32::from_str_radix(o.value, 8) {
+                    Ok(mask) if valid && mask <= 0o7777 => self.umask = Some(mask),
+                    _ => return Err(o.err("expected an octal umask like 0022")),
+                }
+            }
+            "home" => self.home = Some(o.absolute_path()?),
+            "python-home" => self.python_home = Some(o.string()),
+            "python-path" => {
+                let list = split_path_list(o.value);
+                if list.is_empty() {
+                    return Err(o.err("expected a ':'-separated list of directories"));
+                }
+                self.python_path = list;
+            }
+            "python-eggs" => self.python_eggs = Some(o.string()),
+            "lang" => self.lang = Some(o.string()),
+            "locale" => self.locale = Some(o.string()),
+            "display-name" => self.display_name = Some(o.string()),
+            "chroot" => self.chroot = Some(o.absolute_path()?),
+            "socket-user" => self.socket_user = Some(o.principal()?),
+            "script-user" => self.script_user = Some(o.principal()?),
+            "script-group" => self.script_group = Some(o.principal()?),
+            "listen-backlog" => self.listen_backlog = o.int(0, INT_MAX)? as u32,
+            "connect-timeout" => self.connect_timeout = o.seconds()?,
+            "socket-timeout" => self.socket_timeout = o.timeout()?,
+            "queue-timeout" => self.queue_timeout = o.timeout()?,
+            "request-timeout" => self.request_timeout = o.timeout()?,
+            "interrupt-timeout" => self.interrupt_timeout = o.timeout()?,
+            "deadlock-timeout" => self.deadlock_timeout = o.timeout()?,
+            "inactivity-timeout" => self.inactivity_timeout = o.timeout()?,
+            "startup-timeout" => self.startup_timeout = o.timeout()?,
+            "graceful-timeout" => self.graceful_timeout = o.timeout()?,
+            "eviction-timeout" => self.eviction_timeout = o.timeout()?,
+            "restart-interval" => self.restart_interval = o.timeout()?,
+            "shutdown-timeout" => self.shutdown_timeout = o.timeout()?,
+            "maximum-requests" => {
+                let n = o.int(0, INT_MAX)? as u32;
+                self.maximum_requests = (n != 0).then_some(n);
+            }
+            "cpu-time-limit" => self.cpu_time_limit = o.timeout()?,
+            "cpu-priority" => self.cpu_priority = o.int(-20, 20)? as i32,
+            "memory-limit" | "virtual-memory-limit" => {
+                let bytes = o.int(0, i64::MAX)? as u64;
+                let limit = (bytes != 0).then_some(bytes);
+                if key == "memory-limit" {
+                    self.memory_limit = limit;
+                } else {
+                    self.virtual_memory_limit = limit;
+                }
+            }
+            "stack-size" => self.stack_size = Some(o.int(1, INT_MAX)? as u32),
+            "send-buffer-size" => {
+                let n = o.buffer_size(512, "system default")?;
+                self.send_buffer_size = (n != 0).then_some(n);
+            }
+            "receive-buffer-size" => {
+                let n = o.buffer_size(512, "system default")?;
+                self.receive_buffer_size = (n != 0).then_some(n);
+            }
+            "header-buffer-size" => {
+                let n = o.buffer_size(8192, "default of 32768")?;
+                self.header_buffer_size = if n == 0 {
+                    DEFAULT_HEADER_BUFFER_SIZE
+                } else {
+                    n
+                };
+            }
+            "response-buffer-size" => {
+                let n = o.buffer_size(65536, "default of 8 MiB")?;
+                self.response_buffer_size = if n == 0 {
+                    DEFAULT_RESPONSE_BUFFER_SIZE
+                } else {
+                    n
+                };
+            }
+            "response-socket-timeout" => self.response_socket_timeout = o.timeout()?,
+            "response-flush-delay" => {
+                let ms = o
+                    .int(0, INT_MAX)
+                    .map_err(|_| o.err("expected a non-negative integer number of milliseconds"))?;
+                self.response_flush_delay = Duration::from_millis(ms as u64);
+            }
+            "switch-interval" => match o.value.parse::<f64>() {
+                Ok(v) if v.is_finite() && v > 0.0 => self.switch_interval = Some(v),
+                _ => return Err(o.err("expected a positive number of seconds, like 0.005")),
+            },
+            "server-metrics" => self.server_metrics = o.on_off()?,
+            _ => unreachable!("option '{key}' is listed in DAEMON_OPTIONS but not handled"),
+        }
+        Ok(())
+    }
+
+    /// The process title to set, if any: `%{GROUP}` becomes `(wsgi:NAME)`.
+    pub fn display_name_for(&self) -> Option<String> {
+        self.display_name.as_ref().map(|d| {
+            if d == "%{GROUP}" {
+                format!("(wsgi:{})", self.name)
+            } else {
+                d.clone()
+            }
+        })
+    }
+
+    /// The drain window for SIGUSR1: `eviction-timeout`, else `graceful-timeout`.
+    pub fn effective_eviction_timeout(&self) -> Option<Duration> {
+        self.eviction_timeout.or(self.graceful_timeout)
+    }
+
+    /// The client-socket timeout while relaying the body:
+    /// `response-socket-timeout`, else `socket-timeout`; `None` = Apache's `Timeout`.
+    pub fn effective_response_socket_timeout(&self) -> Option<Duration> {
+        self.response_socket_timeout.or(self.socket_timeout)
+    }
+
+    /// `wsgi.multiprocess`: true when `processes=` was given.
+    pub fn multiprocess(&self) -> bool {
+        self.processes_given
+    }
+
+    /// `wsgi.multithread`: true unless exactly one thread.
+    pub fn multithread(&self) -> bool {
+        self.threads != 1
+    }
+
+    /// Resolves every user and group option through `host`. Errors name the
+    /// option and value: an unknown user or group, a `#uid` without a passwd
+    /// entry, or a `user=` that resolves to uid 0.
+    pub fn resolve_ids(&self, host: &dyn Host) -> Result<ResolvedIds, Vec<ConfigError>> {
+        let mut errors = Vec::new();
+        let mut ids = ResolvedIds::default();
+        let user = |key: &str, value: &Option<String>, errors: &mut Vec<ConfigError>| {
+            let value = value.as_deref()?;
+            match resolve_user(host, value) {
+                Ok(uid) => Some(uid),
+                Err(message) => {
+                    errors.push(self.identity_error(key, value, &message));
+                    None
+                }
+            }
+        };
+        ids.uid = user("user", &self.user, &mut errors);
+        if ids.uid == Some(0) {
+            let value = self.user.as_deref().unwrap_or_default();
+            errors.push(self.identity_error(
+                "user",
+                value,
+                "daemon processes must not run as root (uid 0)",
+            ));
+        }
+        ids.socket_uid = user("socket-user", &self.socket_user, &mut errors);
+        ids.script_uid = user("script-user", &self.script_user, &mut errors);
+
+        let group = |key: &str, value: &str, errors: &mut Vec<ConfigError>| match resolve_group(
+            host, value,
+        ) {
+            Some(gid) => Some(gid),
+            None => {
+                errors.push(self.identity_error(key, value, "no such group"));
+                None
+            }
+        };
+        ids.gid = self
+            .group
+            .as_deref()
+            .and_then(|g| group("group", g, &mut errors));
+        ids.script_gid = self
+            .script_group
+            .as_deref()
+            .and_then(|g| group("script-group", g, &mut errors));
+        if let Some(names) = &self.supplementary_groups {
+            let gids: Vec<u32> = names
+                .iter()
+                .filter_map(|g| group("supplementary-groups", g, &mut errors))
+                .collect();
+            ids.supplementary_gids = Some(gids);
+        }
+        if errors.is_empty() {
+            Ok(ids)
+        } else {
+            Err(errors)
+        }
+    }
+
+    fn identity_error(&self, key: &str, value: &str, message: &str) -> ConfigError {
+        let place = if self.defined_at.is_empty() {
+            String::new()
+        } else {
+            format!(" defined at {}", self.defined_at)
+        };
+        ConfigError::at(
+            DIRECTIVE,
+            "option",
+            format!("{key}={value}"),
+            format!("{message} (process group '{}'{place})", self.name),
+        )
+    }
+}
+
+fn resolve_user(host: &dyn Host, value: &str) -> Result<u32, String> {
+    match value.strip_prefix('#') {
+        Some(id) => {
+            let uid: u32 = id
+                .parse()
+                .map_err(|_| "expected a name or #numeric-id".to_string())?;
+            if uid != 0 && host.primary_gid_of_uid(uid).is_none() {
+                return Err(format!("no user with uid {uid}"));
+            }
+            Ok(uid)
+        }
+        None => host.uid_of(value).ok_or_else(|| "no such user".to_string()),
+    }
+}
+
+fn resolve_group(host: &dyn Host, value: &str) -> Option<u32> {
+    match value.strip_prefix('#') {
+        Some(id) => id.parse().ok(),
+        None => host.gid_of(value),
+    }
+}
+
+fn validate_name(name: &str) -> Result<(), ConfigError> {
+    let err = |message: &str| ConfigError::at(DIRECTIVE, "process group name", name, message);
+    if name.is_empty() {
+        return Err(err("must not be empty"));
+    }
+    if name.contains('=') {
+        return Err(err(
+            "expected the process group name first, before any option=value",
+        ));
+    }
+    if name.contains('/') || name.chars().any(char::is_whitespace) {
+        return Err(err("must not contain '/' or whitespace"));
+    }
+    if name.contains("%{") {
+        return Err(err("must be a plain name, not a %{...} substitution"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::tokenizer::tokenize;
+
+    fn parse_line(raw: &str) -> Result<DaemonGroupSpec, ConfigError> {
+        DaemonGroupSpec::parse(&tokenize(DIRECTIVE, raw)?)
+    }
+
+    fn ok(raw: &str) -> DaemonGroupSpec {
+        parse_line(raw).unwrap_or_else(|e| panic!("{raw:?}: {e}"))
+    }
+
+    fn secs(n: u64) -> Option<Duration> {
+        Some(Duration::from_secs(n))
+    }
+
+    #[test]
+    fn defaults_match_mod_wsgi() {
+        let d = ok("g");
+        assert_eq!(d, DaemonGroupSpec::new("g"));
+        assert_eq!(d.name, "g");
+        assert_eq!(d.processes, 1);
+        assert!(!d.processes_given);
+        assert!(!d.multiprocess());
+        assert_eq!(d.threads, 15);
+        assert!(d.multithread());
+        assert_eq!(d.user, None);
+        assert_eq!(d.group, None);
+        assert_eq!(d.supplementary_groups, None);
+        assert_eq!(d.umask, None);
+        assert_eq!(d.home, None);
+        assert_eq!(d.python_home, None);
+        assert!(d.python_path.is_empty());
+        assert_eq!(d.display_name, None);
+        assert_eq!(d.display_name_for(), None);
+        assert_eq!(d.listen_backlog, 100);
+        assert_eq!(d.connect_timeout, Duration::from_secs(15));
+        assert_eq!(d.socket_timeout, None);
+        assert_eq!(d.queue_timeout, None);
+        assert_eq!(d.request_timeout, None);
+        assert_eq!(d.interrupt_timeout, None);
+        assert_eq!(d.deadlock_timeout, secs(300));
+        assert_eq!(d.inactivity_timeout, None);
+        assert_eq!(d.startup_timeout, None);
+        assert_eq!(d.graceful_timeout, secs(15));
+        assert_eq!(d.eviction_timeout, None);
+        assert_eq!(d.effective_eviction_timeout(), secs(15));
+        assert_eq!(d.restart_interval, None);
+        assert_eq!(d.shutdown_timeout, secs(5));
+        assert_eq!(d.maximum_requests, None);
+        assert_eq!(d.cpu_time_limit, None);
+        assert_eq!(d.cpu_priority, 0);
+        assert_eq!(d.memory_limit, None);
+        assert_eq!(d.virtual_memory_limit, None);
+        assert_eq!(d.stack_size, None);
+        assert_eq!(d.send_buffer_size, None);
+        assert_eq!(d.receive_buffer_size, None);
+        assert_eq!(d.header_buffer_size, 32768);
+        assert_eq!(d.response_buffer_size, 8 * 1024 * 1024);
+        assert_eq!(d.response_socket_timeout, None);
+        assert_eq!(d.effective_response_socket_timeout(), None);
+        assert_eq!(d.response_flush_delay, Duration::from_millis(5));
+        assert_eq!(d.switch_interval, None);
+        assert!(!d.server_metrics);
+    }
+
+    #[test]
+    fn guide_long_form() {
+        let d = ok(
+            "webware user=www-data group=www-data threads=15 python-home=/srv/venv \
+                    display-name='%{GROUP}' lang='de_DE.UTF-8' locale='de_DE.UTF-8' \
+                    queue-timeout=45 socket-timeout=60 connect-timeout=15 request-timeout=60 \
+                    inactivity-timeout=0 startup-timeout=15 deadlock-timeout=60 \
+                    graceful-timeout=15 eviction-timeout=0 restart-interval=0 \
+                    shutdown-timeout=5 maximum-requests=0",
+        );
+        assert_eq!(d.name, "webware");
+        assert_eq!(d.user.as_deref(), Some("www-data"));
+        assert_eq!(d.group.as_deref(), Some("www-data"));
+        assert_eq!(d.threads, 15);
+        assert_eq!(d.processes, 1);
+        assert!(!d.processes_given);
+        assert_eq!(d.python_home.as_deref(), Some("/srv/venv"));
+        assert_eq!(d.display_name.as_deref(), Some("%{GROUP}"));
+        assert_eq!(d.display_name_for().as_deref(), Some("(wsgi:webware)"));
+        assert_eq!(d.lang.as_deref(), Some("de_DE.UTF-8"));
+        assert_eq!(d.locale.as_deref(), Some("de_DE.UTF-8"));
+        assert_eq!(d.queue_timeout, secs(45));
+        assert_eq!(d.socket_timeout, secs(60));
+        assert_eq!(d.effective_response_socket_timeout(), secs(60));
+        assert_eq!(d.connect_timeout, Duration::from_secs(15));
+        assert_eq!(d.request_timeout, secs(60));
+        assert_eq!(d.inactivity_timeout, None);
+        assert_eq!(d.startup_timeout, secs(15));
+        assert_eq!(d.deadlock_timeout, secs(60));
+        assert_eq!(d.graceful_timeout, secs(15));
+        assert_eq!(d.eviction_timeout, None);
+        assert_eq!(d.effective_eviction_timeout(), secs(15));
+        assert_eq!(d.restart_interval, None);
+        assert_eq!(d.shutdown_timeout, secs(5));
+        assert_eq!(d.maximum_requests, None);
+    }
+
+    #[test]
+    fn guide_short_form() {
+        let d = ok("webware threads=20 python-home=path-to-virtual-env");
+        assert_eq!(d.threads, 20);
+        assert_eq!(d.python_home.as_deref(), Some("path-to-virtual-env"));
+    }
+
+    /// (option word, check on the parsed spec)
+    type Check = fn(&DaemonGroupSpec) -> bool;
+
+    fn valid_cases() -> Vec<(&'static str, Check)> {
+        vec![
+            ("processes=4", |d| d.processes == 4 && d.processes_given),
+            ("processes=1", |d| {
+                d.processes == 1 && d.processes_given && d.multiprocess()
+            }),
+            ("threads=0", |d| d.threads == 0),
+            ("threads=1", |d| d.threads == 1 && !d.multithread()),
+            ("user=www-data", |d| d.user.as_deref() == Some("www-data")),
+            ("user=#33", |d| d.user.as_deref() == Some("#33")),
+            ("group=#33", |d| d.group.as_deref() == Some("#33")),
+            ("supplementary-groups=a,b,#7", |d| {
+                d.supplementary_groups == Some(vec!["a".into(), "b".into(), "#7".into()])
+            }),
+            ("umask=0007", |d| d.umask == Some(0o007)),
+            ("umask=22", |d| d.umask == Some(0o22)),
+            ("home=/srv/app", |d| d.home.as_deref() == Some("/srv/app")),
+            ("python-home=/srv/venv", |d| {
+                d.python_home.as_deref() == Some("/srv/venv")
+            }),
+            ("python-path=/a:/b::/c", |d| {
+                d.python_path == ["/a", "/b", "/c"]
+            }),
+            ("python-eggs=/tmp/eggs", |d| {
+                d.python_eggs.as_deref() == Some("/tmp/eggs")
+            }),
+            ("lang=C.UTF-8", |d| d.lang.as_deref() == Some("C.UTF-8")),
+            ("locale=C.UTF-8", |d| d.locale.as_deref() == Some("C.UTF-8")),
+            ("display-name=myapp", |d| {
+                d.display_name_for().as_deref() == Some("myapp")
+            }),
+            ("chroot=/jail", |d| d.chroot.as_deref() == Some("/jail")),
+            ("socket-user=#48", |d| {
+                d.socket_user.as_deref() == Some("#48")
+            }),
+            ("script-user=alice", |d| {
+                d.script_user.as_deref() == Some("alice")
+            }),
+            ("script-group=staff", |d| {
+                d.script_group.as_deref() == Some("staff")
+            }),
+            ("listen-backlog=0", |d| d.listen_backlog == 0),
+            ("listen-backlog=512", |d| d.listen_backlog == 512),
+            ("connect-timeout=0", |d| d.connect_timeout.is_zero()),
+            ("socket-timeout=30", |d| d.socket_timeout == secs(30)),
+            ("queue-timeout=45", |d| d.queue_timeout == secs(45)),
+            ("request-timeout=60", |d| d.request_timeout == secs(60)),
+            ("interrupt-timeout=3", |d| d.interrupt_timeout == secs(3)),
+            ("deadlock-timeout=0", |d| d.deadlock_timeout.is_none()),
+            ("inactivity-timeout=600", |d| {
+                d.inactivity_timeout == secs(600)
+            }),
+            ("startup-timeout=15", |d| d.startup_timeout == secs(15)),
+            ("graceful-timeout=0", |d| {
+                d.graceful_timeout.is_none() && d.effective_eviction_timeout().is_none()
+            }),
+            ("eviction-timeout=7", |d| {
+                d.effective_eviction_timeout() == secs(7)
+            }),
+            ("restart-interval=3600", |d| {
+                d.restart_interval == secs(3600)
+            }),
+            ("shutdown-timeout=0", |d| d.shutdown_timeout.is_none()),
+            ("maximum-requests=1000", |d| {
+                d.maximum_requests == Some(1000)
+            }),
+            ("cpu-time-limit=120", |d| d.cpu_time_limit == secs(120)),
+            ("cpu-priority=-20", |d| d.cpu_priority == -20),
+            ("cpu-priority=+5", |d| d.cpu_priority == 5),
+            ("memory-limit=1073741824", |d| {
+                d.memory_limit == Some(1 << 30)
+            }),
+            ("virtual-memory-limit=8589934592", |d| {
+                d.virtual_memory_limit == Some(1 << 33)
+            }),
+            ("stack-size=524288", |d| d.stack_size == Some(524288)),
+            ("send-buffer-size=0", |d| d.send_buffer_size.is_none()),
+            ("send-buffer-size=512", |d| d.send_buffer_size == Some(512)),
+            ("receive-buffer-size=65536", |d| {
+                d.receive_buffer_size == Some(65536)
+            }),
+            ("header-buffer-size=0", |d| d.header_buffer_size == 32768),
+            ("header-buffer-size=8192", |d| d.header_buffer_size == 8192),
+            ("response-buffer-size=65536", |d| {
+                d.response_buffer_size == 65536
+            }),
+            ("response-socket-timeout=9", |d| {
+                d.effective_response_socket_timeout() == secs(9)
+            }),
+            ("response-flush-delay=0", |d| {
+                d.response_flush_delay.is_zero()
+            }),
+            ("response-flush-delay=20", |d| {
+                d.response_flush_delay == Duration::from_millis(20)
+            }),
+            ("switch-interval=0.005", |d| {
+                d.switch_interval == Some(0.005)
+            }),
+            ("server-metrics=On", |d| d.server_metrics),
+            ("server-metrics=off", |d| !d.server_metrics),
+        ]
+    }
+
+    #[test]
+    fn every_option_parses_its_valid_form() {
+        let cases = valid_cases();
+        for (word, check) in &cases {
+            let d = ok(&format!("g {word}"));
+            assert!(check(&d), "{word} parsed to unexpected values: {d:?}");
+        }
+        for key in DAEMON_OPTIONS {
+            assert!(
+                cases.iter().any(|(w, _)| w.split('=').next() == Some(*key)),
+                "no valid case for option {key}"
+            );
+        }
+    }
+
+    fn invalid_cases() -> Vec<&'static str> {
+        vec![
+            "processes=0",
+            "processes=abc",
+            "processes=10001",
+            "threads=-1",
+            "threads=abc",
+            "threads=10001",
+            "user=#abc",
+            "user=a,b",
+            "group=#-1",
+            "supplementary-groups=,",
+            "supplementary-groups=#x",
+            "umask=0008",
+            "umask=-7",
+            "umask=077777",
+            "home=relative/dir",
+            "python-home=",
+            "python-path=::",
+            "python-eggs=",
+            "lang=",
+            "locale=",
+            "display-name=",
+            "chroot=jail",
+            "socket-user=#x",
+            "script-user=#x",
+            "script-group=#x",
+            "listen-backlog=-1",
+            "connect-timeout=-5",
+            "socket-timeout=1.5",
+            "queue-timeout=x",
+            "request-timeout=-1",
+            "interrupt-timeout=9999999999",
+            "deadlock-timeout=-1",
+            "inactivity-timeout=1s",
+            "startup-timeout=-1",
+            "graceful-timeout=-1",
+            "eviction-timeout=-1",
+            "restart-interval=-1",
+            "shutdown-timeout=-1",
+            "maximum-requests=-1",
+            "cpu-time-limit=-1",
+            "cpu-priority=21",
+            "cpu-priority=-21",
+            "memory-limit=-1",
+            "virtual-memory-limit=99999999999999999999",
+            "stack-size=0",
+            "send-buffer-size=511",
+            "receive-buffer-size=1",
+            "header-buffer-size=8191",
+            "response-buffer-size=65535",
+            "response-socket-timeout=-1",
+            "response-flush-delay=-1",
+            "switch-interval=0",
+            "switch-interval=-1",
+            "switch-interval=nan",
+            "switch-interval=inf",
+            "server-metrics=yes",
+        ]
+    }
+
+    #[test]
+    fn every_option_rejects_a_bad_form_naming_option_and_token() {
+        let cases = invalid_cases();
+        for word in &cases {
+            let e = parse_line(&format!("g {word}")).expect_err(word);
+            assert_eq!(e.directive, DIRECTIVE);
+            assert_eq!(e.token.as_deref(), Some(*word), "{e}");
+            let shown = e.to_string();
+            assert!(
+                shown.starts_with(&format!("WSGIDaemonProcess: option '{word}': ")),
+                "{shown}"
+            );
+        }
+        for key in DAEMON_OPTIONS {
+            assert!(
+                cases.iter().any(|w| w.split('=').next() == Some(*key)),
+                "no invalid case for option {key}"
+            );
+        }
+    }
+
+    #[test]
+    fn specific_error_messages() {
+        let cases: &[(&str, &str)] = &[
+            (
+                "g threads=abc",
+                "WSGIDaemonProcess: option 'threads=abc': expected an integer from 0 to 10000",
+            ),
+            (
+                "g processes=0",
+                "WSGIDaemonProcess: option 'processes=0': expected an integer from 1 to 10000",
+            ),
+            (
+                "g request-timeout=-1",
+                "WSGIDaemonProcess: option 'request-timeout=-1': \
+                 expected a non-negative integer number of seconds",
+            ),
+            (
+                "g queue-timeout=99999999999",
+                "WSGIDaemonProcess: option 'queue-timeout=99999999999': \
+                 expected a non-negative integer number of seconds (at most 2147483647)",
+            ),
+            (
+                "g queue-timeout=999999999999999999999999",
+                "WSGIDaemonProcess: option 'queue-timeout=999999999999999999999999': \
+                 expected a non-negative integer number of seconds (at most 2147483647)",
+            ),
+            (
+                "g home=",
+                "WSGIDaemonProcess: option 'home=': expected a value after '='",
+            ),
+            (
+                "g foo=1",
+                "WSGIDaemonProcess: unknown option 'foo=1': not a WSGIDaemonProcess option",
+            ),
+            (
+                "g thread=5",
+                "WSGIDaemonProcess: unknown option 'thread=5': did you mean 'threads'?",
+            ),
+            (
+                "g Threads=5",
+                "WSGIDaemonProcess: unknown option 'Threads=5': did you mean 'threads'?",
+            ),
+            (
+                "g threads",
+                "WSGIDaemonProcess: argument 'threads': expected an option of the form name=value",
+            ),
+            (
+                "g =5",
+                "WSGIDaemonProcess: argument '=5': expected an option of the form name=value",
+            ),
+            (
+                "g script-user=a script-group=b",
+                "WSGIDaemonProcess: option 'script-group=b': \
+                 only one of script-user and script-group may be given",
+            ),
+            (
+                "",
+                "WSGIDaemonProcess: expected a process group name followed by option=value pairs",
+            ),
+            (
+                "threads=5",
+                "WSGIDaemonProcess: process group name 'threads=5': \
+                 expected the process group name first, before any option=value",
+            ),
+            (
+                "a/b",
+                "WSGIDaemonProcess: process group name 'a/b': must not contain '/' or whitespace",
+            ),
+            (
+                "'a b'",
+                "WSGIDaemonProcess: process group name 'a b': must not contain '/' or whitespace",
+            ),
+            (
+                "'%{GLOBAL}'",
+                "WSGIDaemonProcess: process group name '%{GLOBAL}': \
+                 must be a plain name, not a %{...} substitution",
+            ),
+            (
+                "''",
+                "WSGIDaemonProcess: process group name '': must not be empty",
+            ),
+        ];
+        for (raw, expected) in cases {
+            let e = parse_line(raw).expect_err(raw);
+            assert_eq!(e.to_string(), *expected, "input {raw:?}");
+        }
+    }
+
+    #[test]
+    fn repeated_option_later_wins() {
+        let d = ok("g threads=5 threads=9 processes=3 processes=2");
+        assert_eq!(d.threads, 9);
+        assert_eq!(d.processes, 2);
+        assert!(d.processes_given);
+    }
+
+    #[test]
+    fn display_name_only_exact_group_token_is_substituted() {
+        assert_eq!(
+            ok("g display-name=%{GROUP}").display_name_for().as_deref(),
+            Some("(wsgi:g)")
+        );
+        assert_eq!(
+            ok("g display-name='x %{GROUP}'")
+                .display_name_for()
+                .as_deref(),
+            Some("x %{GROUP}")
+        );
+    }
+
+    struct FakeHost;
+
+    impl Host for FakeHost {
+        fn uid_of(&self, user: &str) -> Option<u32> {
+            match user {
+                "root" | "toor" => Some(0),
+                "www-data" => Some(33),
+                "alice" => Some(1000),
+                _ => None,
+            }
+        }
+        fn gid_of(&self, group: &str) -> Option<u32> {
+            match group {
+                "root" => Some(0),
+                "www-data" => Some(33),
+                "staff" => Some(50),
+                _ => None,
+            }
+        }
+        fn primary_gid_of_uid(&self, uid: u32) -> Option<u32> {
+            match uid {
+                0 => Some(0),
+                33 => Some(33),
+                1000 => Some(1000),
+                _ => None,
+            }
+        }
+        fn home_of_uid(&self, uid: u32) -> Option<String> {
+            (uid == 1000).then(|| "/home/alice".into())
+        }
+    }
+
+    #[test]
+    fn resolves_ids() {
+        let d = ok("g user=www-data group=root supplementary-groups=staff,#7 \
+                    socket-user=#1000 script-group=staff");
+        let ids = d.resolve_ids(&FakeHost).unwrap();
+        assert_eq!(
+            ids,
+            ResolvedIds {
+                uid: Some(33),
+                gid: Some(0),
+                supplementary_gids: Some(vec![50, 7]),
+                socket_uid: Some(1000),
+                script_uid: None,
+                script_gid: Some(50),
+            }
+        );
+        assert_eq!(
+            ok("g").resolve_ids(&FakeHost).unwrap(),
+            ResolvedIds::default()
+        );
+    }
+
+    #[test]
+    fn resolve_errors_name_option_and_value() {
+        let cases: &[(&str, &[&str])] = &[
+            (
+                "g user=root",
+                &["option 'user=root': daemon processes must not run as root"],
+            ),
+            (
+                "g user=toor",
+                &["option 'user=toor': daemon processes must not run as root"],
+            ),
+            (
+                "g user=#0",
+                &["option 'user=#0': daemon processes must not run as root"],
+            ),
+            (
+                "g user=bob",
+                &["option 'user=bob': no such user (process group 'g')"],
+            ),
+            (
+                "g user=#4242",
+                &["option 'user=#4242': no user with uid 4242"],
+            ),
+            ("g group=nogrp", &["option 'group=nogrp': no such group"]),
+            (
+                "g supplementary-groups=staff,x,y",
+                &[
+                    "'supplementary-groups=x': no such group",
+                    "'supplementary-groups=y'",
+                ],
+            ),
+            (
+                "g socket-user=nobody2",
+                &["option 'socket-user=nobody2': no such user"],
+            ),
+            (
+                "g script-user=nobody2",
+                &["option 'script-user=nobody2': no such user"],
+            ),
+            (
+                "g script-group=nogrp",
+                &["option 'script-group=nogrp': no such group"],
+            ),
+        ];
+        for (raw, expected) in cases {
+            let errors = ok(raw).resolve_ids(&FakeHost).expect_err(raw);
+            assert_eq!(errors.len(), expected.len(), "{raw}: {errors:?}");
+            for (e, want) in errors.iter().zip(expected.iter()) {
+                assert!(e.to_string().contains(want), "{raw}: got {e}, want {want}");
+                assert_eq!(e.directive, DIRECTIVE);
+            }
+        }
+        let mut d = ok("g user=bob");
+        d.defined_at = "/etc/apache2/wsgi.conf:7".into();
+        let e = &d.resolve_ids(&FakeHost).unwrap_err()[0];
+        assert!(
+            e.to_string()
+                .ends_with("(process group 'g' defined at /etc/apache2/wsgi.conf:7)")
+        );
+    }
+}

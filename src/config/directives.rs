@@ -1,0 +1,1501 @@
+//! The directive table (every mod_wsgi 6.0 directive) and `parse_directive`,
+//! which turns one directive's raw arguments into a typed [`Directive`].
+
+use std::fmt;
+
+use super::daemon_group::{DaemonGroupSpec, parse_on_off, split_path_list};
+use super::error::ConfigError;
+use super::proxy::{IpNet, KNOWN_PROXY_HEADERS, canonical_proxy_header};
+use super::script_alias::{ImportScript, ScriptAlias, split_options};
+use super::selector::GroupSelector;
+use super::tokenizer::tokenize;
+
+/// Where Apache allows a directive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Scope {
+    /// Main server configuration only (`RSRC_CONF` + `GLOBAL_ONLY` check).
+    ServerOnly,
+    /// Server and `<VirtualHost>` (`RSRC_CONF`).
+    ServerVhost,
+    /// Server, `<VirtualHost>`, `<Directory>`/`<Location>` (`RSRC_CONF|ACCESS_CONF`).
+    ServerVhostDir,
+    /// Everywhere, including `.htaccess` with `AllowOverride FileInfo`
+    /// (`RSRC_CONF|ACCESS_CONF|OR_FILEINFO`).
+    AnyDir,
+    /// `<Directory>`/`<Location>` and `.htaccess` with `AllowOverride AuthConfig`
+    /// only (`OR_AUTHCFG`): the WSGI auth script directives.
+    DirAuth,
+}
+
+/// Which configuration structure a directive writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Target {
+    /// [`crate::config::GlobalConfig`], server-wide.
+    Global,
+    /// [`crate::config::ServerConfig`], per virtual host.
+    Server,
+    /// [`crate::config::DirConfig`], per directory (and per server for S/V use).
+    Dir,
+}
+
+/// One row of the directive table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DirectiveInfo {
+    /// The directive name, canonical spelling.
+    pub name: &'static str,
+    /// Where Apache accepts it.
+    pub scope: Scope,
+    /// Which config structure it writes.
+    pub target: Target,
+    /// One-line usage for Apache's help text.
+    pub syntax: &'static str,
+    /// False for directives that are parsed but not supported yet; the caller
+    /// reports them with [`not_implemented_error`].
+    pub implemented: bool,
+}
+
+const fn info(
+    name: &'static str,
+    scope: Scope,
+    target: Target,
+    syntax: &'static str,
+    implemented: bool,
+) -> DirectiveInfo {
+    DirectiveInfo {
+        name,
+        scope,
+        target,
+        syntax,
+        implemented,
+    }
+}
+
+use Scope::{AnyDir, DirAuth, ServerOnly, ServerVhost, ServerVhostDir};
+use Target::{Dir, Global, Server};
+
+/// Every mod_wsgi directive except the `<WSGIInterpreterOptions>` container.
+pub static DIRECTIVES: &[DirectiveInfo] = &[
+    // Mapping URLs to scripts.
+    info(
+        "WSGIScriptAlias",
+        ServerVhost,
+        Server,
+        "WSGIScriptAlias URL-path file-path [process-group=NAME] [application-group=NAME] \
+         [callable-object=NAME] [pass-authorization=On|Off]",
+        true,
+    ),
+    info(
+        "WSGIScriptAliasMatch",
+        ServerVhost,
+        Server,
+        "WSGIScriptAliasMatch regex file-path [process-group=NAME] [application-group=NAME] \
+         [callable-object=NAME] [pass-authorization=On|Off]",
+        true,
+    ),
+    // Daemon processes.
+    info(
+        "WSGIDaemonProcess",
+        ServerVhost,
+        Global,
+        "WSGIDaemonProcess name [option=value ...]",
+        true,
+    ),
+    info(
+        "WSGIProcessGroup",
+        ServerVhostDir,
+        Dir,
+        "WSGIProcessGroup name|%{GLOBAL}|%{ENV:var}|%{SERVER}|%{HOST}|%{RESOURCE}",
+        true,
+    ),
+    info(
+        "WSGIApplicationGroup",
+        ServerVhostDir,
+        Dir,
+        "WSGIApplicationGroup name|%{GLOBAL}|%{ENV:var}|%{SERVER}|%{HOST}|%{RESOURCE}",
+        true,
+    ),
+    info(
+        "WSGISocketPrefix",
+        ServerOnly,
+        Global,
+        "WSGISocketPrefix path-prefix",
+        true,
+    ),
+    info(
+        "WSGISocketRotation",
+        ServerOnly,
+        Global,
+        "WSGISocketRotation On|Off",
+        true,
+    ),
+    info(
+        "WSGIAcceptMutex",
+        ServerOnly,
+        Global,
+        "WSGIAcceptMutex default|flock|fcntl|sysvsem|posixsem|pthread",
+        false,
+    ),
+    info(
+        "WSGIRestrictProcess",
+        ServerVhostDir,
+        Dir,
+        "WSGIRestrictProcess group ...",
+        false,
+    ),
+    // Python set-up.
+    info(
+        "WSGIPythonHome",
+        ServerOnly,
+        Global,
+        "WSGIPythonHome prefix[:exec_prefix]",
+        true,
+    ),
+    info(
+        "WSGIPythonPath",
+        ServerOnly,
+        Global,
+        "WSGIPythonPath directory[:directory...]",
+        true,
+    ),
+    info(
+        "WSGIPythonOptimize",
+        ServerOnly,
+        Global,
+        "WSGIPythonOptimize 0|1|2",
+        false,
+    ),
+    info(
+        "WSGIDontWriteBytecode",
+        ServerOnly,
+        Global,
+        "WSGIDontWriteBytecode On|Off",
+        false,
+    ),
+    info(
+        "WSGIPythonWarnings",
+        ServerOnly,
+        Global,
+        "WSGIPythonWarnings filter",
+        false,
+    ),
+    info(
+        "WSGIPythonHashSeed",
+        ServerOnly,
+        Global,
+        "WSGIPythonHashSeed random|0-4294967295",
+        false,
+    ),
+    info(
+        "WSGIPythonEggs",
+        ServerOnly,
+        Global,
+        "WSGIPythonEggs directory",
+        false,
+    ),
+    info(
+        "WSGIDestroyInterpreter",
+        ServerOnly,
+        Global,
+        "WSGIDestroyInterpreter On|Off",
+        false,
+    ),
+    info(
+        "WSGISwitchInterval",
+        ServerOnly,
+        Global,
+        "WSGISwitchInterval seconds",
+        false,
+    ),
+    info(
+        "WSGIPerInterpreterGIL",
+        ServerOnly,
+        Global,
+        "WSGIPerInterpreterGIL On|Off",
+        false,
+    ),
+    info(
+        "WSGIFreeThreading",
+        ServerOnly,
+        Global,
+        "WSGIFreeThreading On|Off",
+        false,
+    ),
+    // Restrictions and behaviour switches.
+    info(
+        "WSGIVerboseDebugging",
+        ServerOnly,
+        Global,
+        "WSGIVerboseDebugging On|Off",
+        true,
+    ),
+    info(
+        "WSGIRestrictEmbedded",
+        ServerOnly,
+        Global,
+        "WSGIRestrictEmbedded On|Off",
+        true,
+    ),
+    info(
+        "WSGIRestrictStdout",
+        ServerOnly,
+        Global,
+        "WSGIRestrictStdout On|Off",
+        true,
+    ),
+    info(
+        "WSGIRestrictStdin",
+        ServerOnly,
+        Global,
+        "WSGIRestrictStdin On|Off",
+        false,
+    ),
+    info(
+        "WSGIRestrictSignal",
+        ServerOnly,
+        Global,
+        "WSGIRestrictSignal On|Off",
+        false,
+    ),
+    info(
+        "WSGICaseSensitivity",
+        ServerOnly,
+        Global,
+        "WSGICaseSensitivity On|Off",
+        false,
+    ),
+    info(
+        "WSGIServerMetrics",
+        ServerOnly,
+        Global,
+        "WSGIServerMetrics On|Off",
+        false,
+    ),
+    // Scripts.
+    info(
+        "WSGIImportScript",
+        ServerVhost,
+        Global,
+        "WSGIImportScript file-path process-group=NAME application-group=NAME",
+        true,
+    ),
+    info(
+        "WSGICallableObject",
+        AnyDir,
+        Dir,
+        "WSGICallableObject name",
+        true,
+    ),
+    info(
+        "WSGIDispatchScript",
+        ServerVhostDir,
+        Dir,
+        "WSGIDispatchScript file-path [application-group=NAME]",
+        false,
+    ),
+    info(
+        "WSGIHandlerScript",
+        ServerVhostDir,
+        Dir,
+        "WSGIHandlerScript name file-path [process-group=NAME] [application-group=NAME] \
+         [pass-authorization=On|Off]",
+        false,
+    ),
+    info(
+        "WSGIAccessScript",
+        DirAuth,
+        Dir,
+        "WSGIAccessScript file-path [application-group=NAME]",
+        false,
+    ),
+    info(
+        "WSGIAuthUserScript",
+        DirAuth,
+        Dir,
+        "WSGIAuthUserScript file-path [application-group=NAME]",
+        false,
+    ),
+    info(
+        "WSGIAuthGroupScript",
+        DirAuth,
+        Dir,
+        "WSGIAuthGroupScript file-path [application-group=NAME]",
+        false,
+    ),
+    info(
+        "WSGIGroupAuthoritative",
+        DirAuth,
+        Dir,
+        "WSGIGroupAuthoritative On|Off",
+        false,
+    ),
+    // Per-request switches.
+    info(
+        "WSGIPassAuthorization",
+        AnyDir,
+        Dir,
+        "WSGIPassAuthorization On|Off",
+        true,
+    ),
+    info(
+        "WSGIScriptReloading",
+        AnyDir,
+        Dir,
+        "WSGIScriptReloading On|Off",
+        true,
+    ),
+    info(
+        "WSGIChunkedRequest",
+        AnyDir,
+        Dir,
+        "WSGIChunkedRequest On|Off",
+        true,
+    ),
+    info(
+        "WSGIMapHEADToGET",
+        AnyDir,
+        Dir,
+        "WSGIMapHEADToGET On|Off|Auto",
+        true,
+    ),
+    info(
+        "WSGITrustedProxies",
+        AnyDir,
+        Dir,
+        "WSGITrustedProxies address[/prefix] ...",
+        true,
+    ),
+    info(
+        "WSGITrustedProxyHeaders",
+        AnyDir,
+        Dir,
+        "WSGITrustedProxyHeaders header ...",
+        true,
+    ),
+    info(
+        "WSGIErrorOverride",
+        AnyDir,
+        Dir,
+        "WSGIErrorOverride On|Off",
+        false,
+    ),
+    info(
+        "WSGIIgnoreActivity",
+        AnyDir,
+        Dir,
+        "WSGIIgnoreActivity On|Off",
+        false,
+    ),
+    info(
+        "WSGIEnableSendfile",
+        AnyDir,
+        Dir,
+        "WSGIEnableSendfile On|Off",
+        false,
+    ),
+    info(
+        "WSGIPassApacheRequest",
+        ServerVhostDir,
+        Dir,
+        "WSGIPassApacheRequest On|Off",
+        false,
+    ),
+    // Telemetry (6.0).
+    info(
+        "WSGITelemetryService",
+        ServerOnly,
+        Global,
+        "WSGITelemetryService unix:/path [interval=seconds]",
+        false,
+    ),
+    info(
+        "WSGISlowRequests",
+        ServerOnly,
+        Global,
+        "WSGISlowRequests seconds",
+        false,
+    ),
+    info(
+        "WSGITelemetryOptions",
+        ServerOnly,
+        Global,
+        "WSGITelemetryOptions [+|-]CaptureUserAgent ... | None | All",
+        false,
+    ),
+];
+
+/// Section directives that mod_rwsgi does not accept at all.
+pub static UNSUPPORTED_SECTIONS: &[&str] = &["<WSGIInterpreterOptions"];
+
+/// Looks a directive up by name, case-insensitively (as Apache does).
+pub fn directive_info(name: &str) -> Option<&'static DirectiveInfo> {
+    DIRECTIVES
+        .iter()
+        .find(|d| d.name.eq_ignore_ascii_case(name))
+}
+
+/// The error for a directive that is parsed but not supported yet.
+pub fn not_implemented_error(name: &str) -> ConfigError {
+    let name = directive_info(name).map_or(name, |d| d.name);
+    ConfigError::new(name, format!("{name} is not supported by mod_rwsgi yet"))
+}
+
+/// `WSGIMapHEADToGET` value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MapHeadToGet {
+    /// Always map HEAD to GET.
+    On,
+    /// Never map.
+    Off,
+    /// Map only when a content-level output filter is present (the default).
+    Auto,
+}
+
+impl fmt::Display for MapHeadToGet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            MapHeadToGet::On => "On",
+            MapHeadToGet::Off => "Off",
+            MapHeadToGet::Auto => "Auto",
+        })
+    }
+}
+
+/// One parsed directive.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Directive {
+    /// WSGIDaemonProcess.
+    DaemonProcess(Box<DaemonGroupSpec>),
+    /// WSGIProcessGroup.
+    ProcessGroup(GroupSelector),
+    /// WSGIApplicationGroup.
+    ApplicationGroup(GroupSelector),
+    /// WSGIScriptAlias and WSGIScriptAliasMatch (`ScriptAlias::is_match`).
+    ScriptAlias(ScriptAlias),
+    /// WSGIImportScript.
+    ImportScript(ImportScript),
+    /// WSGIPythonHome, `prefix[:exec_prefix]` as written.
+    PythonHome(String),
+    /// WSGIPythonPath, split on `:`.
+    PythonPath(Vec<String>),
+    /// WSGISocketPrefix as written (the caller makes it ServerRoot-relative).
+    SocketPrefix(String),
+    /// WSGICallableObject.
+    CallableObject(String),
+    /// WSGITrustedProxies.
+    TrustedProxies(Vec<IpNet>),
+    /// WSGITrustedProxyHeaders, canonical spelling (`X-Forwarded-For`).
+    TrustedProxyHeaders(Vec<String>),
+    /// WSGIMapHEADToGET.
+    MapHeadToGet(MapHeadToGet),
+    /// Every `On|Off` directive.
+    Flag {
+        /// Canonical directive name.
+        name: &'static str,
+        /// On = true.
+        value: bool,
+    },
+    /// A directive whose arguments were validated but which has no typed form
+    /// yet (all of them are `implemented: false`).
+    Other {
+        /// Canonical directive name.
+        name: &'static str,
+        /// The words of the line, quotes removed.
+        args: Vec<String>,
+    },
+}
+
+impl Directive {
+    /// The canonical name of the directive this came from.
+    pub fn directive_name(&self) -> &'static str {
+        match self {
+            Directive::DaemonProcess(_) => "WSGIDaemonProcess",
+            Directive::ProcessGroup(_) => "WSGIProcessGroup",
+            Directive::ApplicationGroup(_) => "WSGIApplicationGroup",
+            Directive::ScriptAlias(a) if a.is_match => "WSGIScriptAliasMatch",
+            Directive::ScriptAlias(_) => "WSGIScriptAlias",
+            Directive::ImportScript(_) => "WSGIImportScript",
+            Directive::PythonHome(_) => "WSGIPythonHome",
+            Directive::PythonPath(_) => "WSGIPythonPath",
+            Directive::SocketPrefix(_) => "WSGISocketPrefix",
+            Directive::CallableObject(_) => "WSGICallableObject",
+            Directive::TrustedProxies(_) => "WSGITrustedProxies",
+            Directive::TrustedProxyHeaders(_) => "WSGITrustedProxyHeaders",
+            Directive::MapHeadToGet(_) => "WSGIMapHEADToGET",
+            Directive::Flag { name, .. } | Directive::Other { name, .. } => name,
+        }
+    }
+
+    /// The daemon process group this directive names literally, if any
+    /// (WSGIProcessGroup, `process-group=` of WSGIScriptAlias(Match) and
+    /// WSGIImportScript). The caller reports it with `GlobalConfig::note_group_ref`.
+    pub fn literal_process_group(&self) -> Option<&str> {
+        match self {
+            Directive::ProcessGroup(g) => g.literal_name(),
+            Directive::ScriptAlias(a) => a.literal_process_group(),
+            Directive::ImportScript(i) => i.literal_process_group(),
+            _ => None,
+        }
+    }
+}
+
+/// Parses one directive line: `name` is the directive (any case), `raw_args`
+/// everything after it, as Apache passes it to a `RAW_ARGS` handler. Errors
+/// name the directive and the bad token.
+pub fn parse_directive(name: &str, raw_args: &str) -> Result<Directive, ConfigError> {
+    let canonical = directive_info(name).map_or(name, |d| d.name);
+    parse_directive_words(name, tokenize(canonical, raw_args)?)
+}
+
+/// Like [`parse_directive`], for arguments already split into words (quotes
+/// removed), e.g. by Apache for a `TAKE1` handler.
+pub fn parse_directive_words(name: &str, words: Vec<String>) -> Result<Directive, ConfigError> {
+    let Some(info) = directive_info(name) else {
+        return Err(ConfigError::new(name, "unknown mod_wsgi directive"));
+    };
+    let args = Args {
+        info,
+        words: &words,
+    };
+    let d = info.name;
+    Ok(match d {
+        "WSGIDaemonProcess" => Directive::DaemonProcess(Box::new(DaemonGroupSpec::parse(&words)?)),
+        "WSGIProcessGroup" => Directive::ProcessGroup(GroupSelector::parse(d, args.one()?)?),
+        "WSGIApplicationGroup" => {
+            Directive::ApplicationGroup(GroupSelector::parse(d, args.one()?)?)
+        }
+        "WSGIScriptAlias" => Directive::ScriptAlias(ScriptAlias::parse(d, &words, false)?),
+        "WSGIScriptAliasMatch" => Directive::ScriptAlias(ScriptAlias::parse(d, &words, true)?),
+        "WSGIImportScript" => Directive::ImportScript(ImportScript::parse(d, &words)?),
+        "WSGIPythonHome" => Directive::PythonHome(args.one_nonempty()?.to_owned()),
+        "WSGIPythonPath" => {
+            let value = args.one()?;
+            let list = split_path_list(value);
+            if list.is_empty() {
+                return Err(args.bad(value, "expected a ':'-separated list of directories"));
+            }
+            Directive::PythonPath(list)
+        }
+        "WSGISocketPrefix" => Directive::SocketPrefix(args.one_nonempty()?.to_owned()),
+        "WSGICallableObject" => Directive::CallableObject(args.one_nonempty()?.to_owned()),
+        "WSGITrustedProxies" => {
+            let mut nets = Vec::new();
+            for word in args.at_least_one()? {
+                let net = IpNet::parse(word)
+                    .map_err(|m| ConfigError::at(d, "address", word.as_str(), m))?;
+                nets.push(net);
+            }
+            Directive::TrustedProxies(nets)
+        }
+        "WSGITrustedProxyHeaders" => {
+            let mut headers = Vec::new();
+            for word in args.at_least_one()? {
+                let Some(canonical) = canonical_proxy_header(word) else {
+                    let known: Vec<&str> = KNOWN_PROXY_HEADERS.iter().map(|(h, _)| *h).collect();
+                    return Err(ConfigError::at(
+                        d,
+                        "header",
+                        word.as_str(),
+                        format!(
+                            "not a known proxy header; expected one of {}",
+                            known.join(", ")
+                        ),
+                    ));
+                };
+                headers.push(canonical.to_owned());
+            }
+            Directive::TrustedProxyHeaders(headers)
+        }
+        "WSGIMapHEADToGET" => {
+            let value = args.one()?;
+            Directive::MapHeadToGet(match parse_on_off(value) {
+                Some(true) => MapHeadToGet::On,
+                Some(false) => MapHeadToGet::Off,
+                None if value.eq_ignore_ascii_case("auto") => MapHeadToGet::Auto,
+                None => return Err(args.bad(value, "expected On, Off or Auto")),
+            })
+        }
+        // Every directive whose usage is "Name On|Off" is a flag.
+        _ if info.syntax.ends_with(" On|Off") => {
+            let value = args.one()?;
+            let Some(flag) = parse_on_off(value) else {
+                return Err(args.bad(value, "expected On or Off"));
+            };
+            Directive::Flag {
+                name: d,
+                value: flag,
+            }
+        }
+        _ => {
+            validate_other(&args)?;
+            Directive::Other {
+                name: d,
+                args: words,
+            }
+        }
+    })
+}
+
+/// The words of one directive, with argument-count helpers.
+struct Args<'a> {
+    info: &'static DirectiveInfo,
+    words: &'a [String],
+}
+
+impl<'a> Args<'a> {
+    fn usage(&self) -> String {
+        format!("usage: {}", self.info.syntax)
+    }
+
+    fn bad(&self, token: &str, message: impl Into<String>) -> ConfigError {
+        ConfigError::at(self.info.name, "argument", token, message)
+    }
+
+    /// Exactly one argument (it may be empty).
+    fn one(&self) -> Result<&'a str, ConfigError> {
+        match self.words {
+            [one] => Ok(one),
+            [] => Err(ConfigError::new(
+                self.info.name,
+                format!("expected one argument; {}", self.usage()),
+            )),
+            [_, extra, ..] => Err(self.bad(
+                extra,
+                format!(
+                    "unexpected extra argument: expected one argument; {}",
+                    self.usage()
+                ),
+            )),
+        }
+    }
+
+    fn one_nonempty(&self) -> Result<&'a str, ConfigError> {
+        let value = self.one()?;
+        if value.is_empty() {
+            return Err(self.bad(value, "expected a non-empty value"));
+        }
+        Ok(value)
+    }
+
+    fn at_least_one(&self) -> Result<&'a [String], ConfigError> {
+        if self.words.is_empty() {
+            return Err(ConfigError::new(
+                self.info.name,
+                format!("expected at least one argument; {}", self.usage()),
+            ));
+        }
+        Ok(self.words)
+    }
+
+    fn one_or_two(&self) -> Result<(&'a str, Option<&'a str>), ConfigError> {
+        match self.words {
+            [a] => Ok((a, None)),
+            [a, b] => Ok((a, Some(b))),
+            [] => Err(ConfigError::new(
+                self.info.name,
+                format!("expected one or two arguments; {}", self.usage()),
+            )),
+            [_, _, extra, ..] => Err(self.bad(
+                extra,
+                format!("unexpected extra argument; {}", self.usage()),
+            )),
+        }
+    }
+}
+
+/// Checks the arguments of the directives that stay [`Directive::Other`].
+fn validate_other(args: &Args<'_>) -> Result<(), ConfigError> {
+    let d = args.info.name;
+    match d {
+        "WSGIAcceptMutex" => {
+            const MECHS: &[&str] = &[
+                "default", "flock", "fcntl", "sysvsem", "posixsem", "pthread",
+            ];
+            let value = args.one()?;
+            if !MECHS.iter().any(|m| m.eq_ignore_ascii_case(value)) {
+                return Err(args.bad(value, format!("expected one of {}", MECHS.join(", "))));
+            }
+        }
+        "WSGIRestrictProcess" => {
+            for word in args.at_least_one()? {
+                GroupSelector::parse(d, word)?;
+            }
+        }
+        "WSGIPythonOptimize" => {
+            let value = args.one()?;
+            if !matches!(value, "0" | "1" | "2") {
+                return Err(args.bad(value, "expected 0, 1 or 2"));
+            }
+        }
+        "WSGIPythonWarnings" | "WSGIPythonEggs" => {
+            args.one_nonempty()?;
+        }
+        "WSGIPythonHashSeed" => {
+            let value = args.one()?;
+            let numeric = !value.is_empty()
+                && value.bytes().all(|b| b.is_ascii_digit())
+                && value.parse::<u32>().is_ok();
+            if value != "random" && !numeric {
+                return Err(args.bad(
+                    value,
+                    "expected \"random\" or an integer from 0 to 4294967295",
+                ));
+            }
+        }
+        "WSGISwitchInterval" => {
+            let value = args.one()?;
+            if !value.parse::<f64>().is_ok_and(|v| v.is_finite() && v > 0.0) {
+                return Err(args.bad(value, "expected a positive number of seconds, like 0.005"));
+            }
+        }
+        "WSGISlowRequests" => {
+            let value = args.one()?;
+            if !value
+                .parse::<f64>()
+                .is_ok_and(|v| v.is_finite() && v >= 0.0)
+            {
+                return Err(args.bad(value, "expected a non-negative number of seconds"));
+            }
+        }
+        "WSGITelemetryService" => {
+            let (target, interval) = args.one_or_two()?;
+            if target.strip_prefix("unix:").is_none_or(str::is_empty) {
+                return Err(args.bad(target, "expected a target of the form unix:/path"));
+            }
+            if let Some(word) = interval {
+                let ok = word
+                    .strip_prefix("interval=")
+                    .and_then(|v| v.parse::<f64>().ok())
+                    .is_some_and(|v| v.is_finite() && v >= 0.5);
+                if !ok {
+                    return Err(args.bad(word, "expected interval=N with N at least 0.5 seconds"));
+                }
+            }
+        }
+        "WSGITelemetryOptions" => validate_telemetry_options(args)?,
+        "WSGIDispatchScript"
+        | "WSGIAccessScript"
+        | "WSGIAuthUserScript"
+        | "WSGIAuthGroupScript" => {
+            let Some((_script, rest)) = args.words.split_first().filter(|(s, _)| !s.is_empty())
+            else {
+                return Err(ConfigError::new(
+                    d,
+                    format!("expected a script path; {}", args.usage()),
+                ));
+            };
+            for o in split_options(d, rest, &["application-group"])? {
+                GroupSelector::parse(d, o.value)
+                    .map_err(|e| ConfigError::at(d, "option", o.word, e.message))?;
+            }
+        }
+        "WSGIHandlerScript" => {
+            let [name, script, rest @ ..] = args.words else {
+                return Err(ConfigError::new(
+                    d,
+                    format!(
+                        "expected a handler name and a script path; {}",
+                        args.usage()
+                    ),
+                ));
+            };
+            for (word, what) in [(name, "a handler name"), (script, "a script path")] {
+                if word.is_empty() {
+                    return Err(args.bad(word, format!("expected {what}, not an empty string")));
+                }
+            }
+            let allowed = ["process-group", "application-group", "pass-authorization"];
+            for o in split_options(d, rest, &allowed)? {
+                if o.key == "pass-authorization" {
+                    if parse_on_off(o.value).is_none() {
+                        return Err(ConfigError::at(d, "option", o.word, "expected On or Off"));
+                    }
+                } else {
+                    GroupSelector::parse(d, o.value)
+                        .map_err(|e| ConfigError::at(d, "option", o.word, e.message))?;
+                }
+            }
+        }
+        _ => unreachable!("directive {d} has no parser"),
+    }
+    Ok(())
+}
+
+/// `[+|-]Flag ... | None | All`; +/- and absolute forms may not be mixed.
+fn validate_telemetry_options(args: &Args<'_>) -> Result<(), ConfigError> {
+    const FLAGS: &[&str] = &["CaptureUserAgent"];
+    let mut incremental = false;
+    let mut absolute = false;
+    for word in args.at_least_one()? {
+        let (signed, name) = match word.strip_prefix(['+', '-']) {
+            Some(rest) => (true, rest),
+            None => (false, word.as_str()),
+        };
+        if signed {
+            incremental = true;
+        } else {
+            absolute = true;
+        }
+        if incremental && absolute {
+            return Err(args.bad(word, "cannot mix +/- flags with absolute flags"));
+        }
+        let pseudo = name.eq_ignore_ascii_case("None") || name.eq_ignore_ascii_case("All");
+        if pseudo && signed {
+            return Err(args.bad(word, "None and All take no +/- prefix"));
+        }
+        if !pseudo && !FLAGS.iter().any(|f| f.eq_ignore_ascii_case(name)) {
+            return Err(args.bad(
+                word,
+                format!("unknown flag; expected {}, None or All", FLAGS.join(", ")),
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// A valid line for every directive.
+    pub(crate) const VALID_LINES: &[(&str, &str)] = &[
+        (
+            "WSGIScriptAlias",
+            "/app /srv/app/wsgi.py process-group=webware",
+        ),
+        ("WSGIScriptAliasMatch", "^/(\\w+) /srv/$1.wsgi"),
+        (
+            "WSGIDaemonProcess",
+            "webware threads=20 python-home=/srv/venv",
+        ),
+        ("WSGIProcessGroup", "webware"),
+        ("WSGIApplicationGroup", "%{GLOBAL}"),
+        ("WSGISocketPrefix", "run/wsgi"),
+        ("WSGISocketRotation", "Off"),
+        ("WSGIAcceptMutex", "fcntl"),
+        ("WSGIRestrictProcess", "webware %{GLOBAL}"),
+        ("WSGIPythonHome", "/srv/venv"),
+        ("WSGIPythonPath", "/srv/lib:/srv/app"),
+        ("WSGIPythonOptimize", "1"),
+        ("WSGIDontWriteBytecode", "On"),
+        ("WSGIPythonWarnings", "ignore::DeprecationWarning"),
+        ("WSGIPythonHashSeed", "random"),
+        ("WSGIPythonEggs", "/tmp/eggs"),
+        ("WSGIDestroyInterpreter", "Off"),
+        ("WSGISwitchInterval", "0.005"),
+        ("WSGIPerInterpreterGIL", "On"),
+        ("WSGIFreeThreading", "On"),
+        ("WSGIVerboseDebugging", "On"),
+        ("WSGIRestrictEmbedded", "On"),
+        ("WSGIRestrictStdout", "On"),
+        ("WSGIRestrictStdin", "On"),
+        ("WSGIRestrictSignal", "Off"),
+        ("WSGICaseSensitivity", "Off"),
+        ("WSGIServerMetrics", "On"),
+        (
+            "WSGIImportScript",
+            "/srv/app.wsgi process-group=webware application-group=%{GLOBAL}",
+        ),
+        ("WSGICallableObject", "app"),
+        (
+            "WSGIDispatchScript",
+            "/srv/dispatch.py application-group=%{GLOBAL}",
+        ),
+        (
+            "WSGIHandlerScript",
+            "express /srv/handler.py process-group=g pass-authorization=On",
+        ),
+        ("WSGIAccessScript", "/srv/access.py"),
+        ("WSGIAuthUserScript", "/srv/auth.py application-group=auth"),
+        ("WSGIAuthGroupScript", "/srv/groups.py"),
+        ("WSGIGroupAuthoritative", "Off"),
+        ("WSGIPassAuthorization", "On"),
+        ("WSGIScriptReloading", "Off"),
+        ("WSGIChunkedRequest", "On"),
+        ("WSGIMapHEADToGET", "Off"),
+        ("WSGITrustedProxies", "127.0.0.1 10.0.0.0/8 ::1"),
+        (
+            "WSGITrustedProxyHeaders",
+            "X-Forwarded-For x-forwarded-proto",
+        ),
+        ("WSGIErrorOverride", "On"),
+        ("WSGIIgnoreActivity", "On"),
+        ("WSGIEnableSendfile", "On"),
+        ("WSGIPassApacheRequest", "On"),
+        (
+            "WSGITelemetryService",
+            "unix:/run/wsgi-telemetry.sock interval=2",
+        ),
+        ("WSGISlowRequests", "2.5"),
+        ("WSGITelemetryOptions", "+CaptureUserAgent"),
+    ];
+
+    fn parse(name: &str, raw: &str) -> Directive {
+        parse_directive(name, raw).unwrap_or_else(|e| panic!("{name} {raw}: {e}"))
+    }
+
+    #[test]
+    fn table_is_complete_and_unique() {
+        assert_eq!(DIRECTIVES.len(), 48);
+        for (i, d) in DIRECTIVES.iter().enumerate() {
+            assert!(d.name.starts_with("WSGI"), "{}", d.name);
+            assert!(d.syntax.starts_with(d.name), "{}", d.syntax);
+            assert!(
+                DIRECTIVES[..i]
+                    .iter()
+                    .all(|o| !o.name.eq_ignore_ascii_case(d.name)),
+                "duplicate {}",
+                d.name
+            );
+        }
+        assert!(directive_info("WSGIInterpreterOptions").is_none());
+        assert!(directive_info("<WSGIInterpreterOptions").is_none());
+        assert_eq!(UNSUPPORTED_SECTIONS, ["<WSGIInterpreterOptions"]);
+        for removed in ["WSGILazyInitialization", "WSGINewRelicConfigFile"] {
+            assert!(directive_info(removed).is_none(), "{removed}");
+        }
+    }
+
+    #[test]
+    fn every_directive_parses_a_valid_line() {
+        for d in DIRECTIVES {
+            let line = VALID_LINES.iter().find(|(n, _)| *n == d.name);
+            let (_, raw) = line.unwrap_or_else(|| panic!("no valid line for {}", d.name));
+            let parsed = parse(d.name, raw);
+            assert_eq!(parsed.directive_name(), d.name, "{raw}");
+            if !d.implemented {
+                assert!(
+                    matches!(parsed, Directive::Flag { .. } | Directive::Other { .. }),
+                    "{}: {parsed:?}",
+                    d.name
+                );
+            }
+        }
+        assert_eq!(VALID_LINES.len(), DIRECTIVES.len());
+    }
+
+    #[test]
+    fn implemented_flags() {
+        let implemented = [
+            "WSGIDaemonProcess",
+            "WSGIProcessGroup",
+            "WSGIApplicationGroup",
+            "WSGIScriptAlias",
+            "WSGIScriptAliasMatch",
+            "WSGIPythonHome",
+            "WSGIPythonPath",
+            "WSGISocketPrefix",
+            "WSGIRestrictStdout",
+            "WSGIVerboseDebugging",
+            "WSGIPassAuthorization",
+            "WSGIScriptReloading",
+            "WSGICallableObject",
+            "WSGIImportScript",
+            "WSGIChunkedRequest",
+            "WSGIRestrictEmbedded",
+            "WSGITrustedProxies",
+            "WSGITrustedProxyHeaders",
+            "WSGIMapHEADToGET",
+            "WSGISocketRotation",
+        ];
+        for d in DIRECTIVES {
+            assert_eq!(d.implemented, implemented.contains(&d.name), "{}", d.name);
+        }
+        assert_eq!(DIRECTIVES.iter().filter(|d| d.implemented).count(), 20);
+    }
+
+    #[test]
+    fn scopes_and_targets_follow_mod_wsgi() {
+        let cases: &[(&str, Scope, Target)] = &[
+            ("WSGIScriptAlias", ServerVhost, Server),
+            ("WSGIScriptAliasMatch", ServerVhost, Server),
+            ("WSGIDaemonProcess", ServerVhost, Global),
+            ("WSGIImportScript", ServerVhost, Global),
+            ("WSGIProcessGroup", ServerVhostDir, Dir),
+            ("WSGIApplicationGroup", ServerVhostDir, Dir),
+            ("WSGIPythonHome", ServerOnly, Global),
+            ("WSGIVerboseDebugging", ServerOnly, Global),
+            ("WSGICallableObject", AnyDir, Dir),
+            ("WSGIPassAuthorization", AnyDir, Dir),
+            ("WSGITrustedProxies", AnyDir, Dir),
+            ("WSGIPassApacheRequest", ServerVhostDir, Dir),
+            ("WSGIAuthUserScript", DirAuth, Dir),
+            ("WSGIGroupAuthoritative", DirAuth, Dir),
+        ];
+        for (name, scope, target) in cases {
+            let d = directive_info(name).unwrap();
+            assert_eq!((d.scope, d.target), (*scope, *target), "{name}");
+        }
+        for d in DIRECTIVES {
+            // Server-only directives write the global config; Dir-target ones are
+            // exactly those allowed in a directory context.
+            if d.scope == ServerOnly {
+                assert_eq!(d.target, Global, "{}", d.name);
+            }
+            let dir_scope = matches!(d.scope, ServerVhostDir | AnyDir | DirAuth);
+            assert_eq!(d.target == Dir, dir_scope, "{}", d.name);
+        }
+    }
+
+    #[test]
+    fn lookup_is_case_insensitive() {
+        assert_eq!(
+            directive_info("wsgiscriptalias").unwrap().name,
+            "WSGIScriptAlias"
+        );
+        assert_eq!(
+            directive_info("WSGIMAPHEADTOGET").unwrap().name,
+            "WSGIMapHEADToGET"
+        );
+        assert!(matches!(
+            parse("wsgipassauthorization", "on"),
+            Directive::Flag {
+                name: "WSGIPassAuthorization",
+                value: true
+            }
+        ));
+        assert!(directive_info("WSGINope").is_none());
+        let e = parse_directive("WSGINope", "x").unwrap_err();
+        assert_eq!(e.to_string(), "WSGINope: unknown mod_wsgi directive");
+    }
+
+    #[test]
+    fn every_on_off_directive() {
+        let flags: Vec<&DirectiveInfo> = DIRECTIVES
+            .iter()
+            .filter(|d| d.syntax.ends_with(" On|Off"))
+            .collect();
+        assert_eq!(flags.len(), 20);
+        for d in flags {
+            for (text, value) in [
+                ("On", true),
+                ("on", true),
+                ("ON", true),
+                ("Off", false),
+                ("oFF", false),
+            ] {
+                assert_eq!(
+                    parse(d.name, text),
+                    Directive::Flag {
+                        name: d.name,
+                        value
+                    },
+                    "{} {text}",
+                    d.name
+                );
+            }
+            for bad in ["yes", "1", "true", "Auto"] {
+                let e = parse_directive(d.name, bad).unwrap_err();
+                assert_eq!(
+                    e.to_string(),
+                    format!("{}: argument '{bad}': expected On or Off", d.name)
+                );
+            }
+            let e = parse_directive(d.name, "").unwrap_err();
+            assert!(
+                e.to_string()
+                    .starts_with(&format!("{}: expected one argument", d.name))
+            );
+            let e = parse_directive(d.name, "On Off").unwrap_err();
+            assert!(
+                e.to_string().starts_with(&format!(
+                    "{}: argument 'Off': unexpected extra argument",
+                    d.name
+                )),
+                "{e}"
+            );
+        }
+    }
+
+    #[test]
+    fn map_head_to_get() {
+        for (text, value) in [
+            ("On", MapHeadToGet::On),
+            ("off", MapHeadToGet::Off),
+            ("AUTO", MapHeadToGet::Auto),
+            ("Auto", MapHeadToGet::Auto),
+        ] {
+            assert_eq!(
+                parse("WSGIMapHEADToGET", text),
+                Directive::MapHeadToGet(value)
+            );
+        }
+        let e = parse_directive("WSGIMapHEADToGET", "sometimes").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "WSGIMapHEADToGET: argument 'sometimes': expected On, Off or Auto"
+        );
+        assert_eq!(MapHeadToGet::Auto.to_string(), "Auto");
+    }
+
+    #[test]
+    fn typed_values() {
+        assert_eq!(
+            parse("WSGIPythonHome", "/usr:/usr/local"),
+            Directive::PythonHome("/usr:/usr/local".into())
+        );
+        assert_eq!(
+            parse("WSGIPythonPath", "'/a b:/c'"),
+            Directive::PythonPath(vec!["/a b".into(), "/c".into()])
+        );
+        assert_eq!(
+            parse("WSGISocketPrefix", "/var/run/wsgi"),
+            Directive::SocketPrefix("/var/run/wsgi".into())
+        );
+        assert_eq!(
+            parse("WSGICallableObject", "app"),
+            Directive::CallableObject("app".into())
+        );
+        assert_eq!(
+            parse("WSGIProcessGroup", "''"),
+            Directive::ProcessGroup(GroupSelector::Global)
+        );
+        assert_eq!(
+            parse("WSGIApplicationGroup", "%{ENV:APP}"),
+            Directive::ApplicationGroup(GroupSelector::Env("APP".into()))
+        );
+        let Directive::TrustedProxies(nets) = parse("WSGITrustedProxies", "127.0.0.1 10.0.0.0/8")
+        else {
+            panic!("wrong variant");
+        };
+        assert_eq!(
+            nets.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            ["127.0.0.1/32", "10.0.0.0/8"]
+        );
+        assert_eq!(
+            parse(
+                "WSGITrustedProxyHeaders",
+                "x-forwarded-for X-FORWARDED-PROTO"
+            ),
+            Directive::TrustedProxyHeaders(vec![
+                "X-Forwarded-For".into(),
+                "X-Forwarded-Proto".into()
+            ])
+        );
+        let Directive::DaemonProcess(spec) = parse("WSGIDaemonProcess", "g processes=2") else {
+            panic!("wrong variant");
+        };
+        assert_eq!((spec.name.as_str(), spec.processes), ("g", 2));
+        assert_eq!(
+            parse("WSGIVerboseDebugging", "On"),
+            Directive::Flag {
+                name: "WSGIVerboseDebugging",
+                value: true
+            }
+        );
+        assert_eq!(
+            parse("WSGIAcceptMutex", "FCNTL"),
+            Directive::Other {
+                name: "WSGIAcceptMutex",
+                args: vec!["FCNTL".into()]
+            }
+        );
+    }
+
+    #[test]
+    fn literal_process_group_references() {
+        let cases: &[(&str, &str, Option<&str>)] = &[
+            ("WSGIProcessGroup", "webware", Some("webware")),
+            ("WSGIProcessGroup", "%{GLOBAL}", None),
+            ("WSGIProcessGroup", "%{ENV:G}", None),
+            ("WSGIScriptAlias", "/ /s.py process-group=g1", Some("g1")),
+            (
+                "WSGIScriptAliasMatch",
+                "^/ /s.py process-group=%{SERVER}",
+                None,
+            ),
+            (
+                "WSGIImportScript",
+                "/s process-group=g2 application-group=a",
+                Some("g2"),
+            ),
+            ("WSGIApplicationGroup", "app", None),
+        ];
+        for (name, raw, expected) in cases {
+            assert_eq!(
+                parse(name, raw).literal_process_group(),
+                *expected,
+                "{name} {raw}"
+            );
+        }
+    }
+
+    #[test]
+    fn argument_errors_name_directive_and_token() {
+        let cases: &[(&str, &str, &str)] = &[
+            (
+                "WSGIProcessGroup",
+                "",
+                "WSGIProcessGroup: expected one argument; usage: ",
+            ),
+            (
+                "WSGIProcessGroup",
+                "a b",
+                "WSGIProcessGroup: argument 'b': unexpected extra argument",
+            ),
+            (
+                "WSGIProcessGroup",
+                "%{ENV:}",
+                "WSGIProcessGroup: value '%{ENV:}': expected a variable",
+            ),
+            (
+                "WSGIApplicationGroup",
+                "%{FOO}",
+                "WSGIApplicationGroup: value '%{FOO}': unknown substitution",
+            ),
+            (
+                "WSGIPythonHome",
+                "",
+                "WSGIPythonHome: expected one argument",
+            ),
+            (
+                "WSGIPythonHome",
+                "''",
+                "WSGIPythonHome: argument '': expected a non-empty value",
+            ),
+            (
+                "WSGIPythonHome",
+                "/a /b",
+                "WSGIPythonHome: argument '/b': unexpected extra argument",
+            ),
+            (
+                "WSGIPythonPath",
+                "/a /b",
+                "WSGIPythonPath: argument '/b': unexpected extra argument",
+            ),
+            (
+                "WSGIPythonPath",
+                ":",
+                "WSGIPythonPath: argument ':': expected a ':'-separated list",
+            ),
+            (
+                "WSGISocketPrefix",
+                "",
+                "WSGISocketPrefix: expected one argument",
+            ),
+            (
+                "WSGICallableObject",
+                "''",
+                "WSGICallableObject: argument '': expected a non-empty",
+            ),
+            (
+                "WSGITrustedProxies",
+                "",
+                "WSGITrustedProxies: expected at least one argument",
+            ),
+            (
+                "WSGITrustedProxies",
+                "10.0.0.1 proxy.local",
+                "WSGITrustedProxies: address 'proxy.local': expected an IPv4",
+            ),
+            (
+                "WSGITrustedProxies",
+                "10.0.0.0/40",
+                "WSGITrustedProxies: address '10.0.0.0/40': expected a prefix length from 0 to 32",
+            ),
+            (
+                "WSGITrustedProxyHeaders",
+                "X-Forwarded-For Forwarded",
+                "WSGITrustedProxyHeaders: header 'Forwarded': not a known proxy header; expected one of X-Forwarded-For,",
+            ),
+            (
+                "WSGITrustedProxyHeaders",
+                "",
+                "WSGITrustedProxyHeaders: expected at least one argument",
+            ),
+            (
+                "WSGIScriptAlias",
+                "/only",
+                "WSGIScriptAlias: expected a URL path and a script path",
+            ),
+            (
+                "WSGIDaemonProcess",
+                "g threads=abc",
+                "WSGIDaemonProcess: option 'threads=abc': expected an integer from 0 to 10000",
+            ),
+            (
+                "WSGIDaemonProcess",
+                "g display-name='%{GROUP}",
+                "WSGIDaemonProcess: argument 'display-name='%{GROUP}': unterminated single quote",
+            ),
+            (
+                "WSGIImportScript",
+                "/s.py",
+                "WSGIImportScript: the process-group= option is required",
+            ),
+            (
+                "WSGIAcceptMutex",
+                "spin",
+                "WSGIAcceptMutex: argument 'spin': expected one of default, flock",
+            ),
+            (
+                "WSGIRestrictProcess",
+                "",
+                "WSGIRestrictProcess: expected at least one argument",
+            ),
+            (
+                "WSGIRestrictProcess",
+                "a %{X}",
+                "WSGIRestrictProcess: value '%{X}': unknown substitution",
+            ),
+            (
+                "WSGIPythonOptimize",
+                "3",
+                "WSGIPythonOptimize: argument '3': expected 0, 1 or 2",
+            ),
+            (
+                "WSGIPythonWarnings",
+                "",
+                "WSGIPythonWarnings: expected one argument",
+            ),
+            (
+                "WSGIPythonEggs",
+                "''",
+                "WSGIPythonEggs: argument '': expected a non-empty value",
+            ),
+            (
+                "WSGIPythonHashSeed",
+                "4294967296",
+                "WSGIPythonHashSeed: argument '4294967296': expected \"random\"",
+            ),
+            (
+                "WSGIPythonHashSeed",
+                "-1",
+                "WSGIPythonHashSeed: argument '-1': expected \"random\"",
+            ),
+            (
+                "WSGISwitchInterval",
+                "0",
+                "WSGISwitchInterval: argument '0': expected a positive number",
+            ),
+            (
+                "WSGISwitchInterval",
+                "abc",
+                "WSGISwitchInterval: argument 'abc': expected a positive number",
+            ),
+            (
+                "WSGISlowRequests",
+                "-1",
+                "WSGISlowRequests: argument '-1': expected a non-negative number",
+            ),
+            (
+                "WSGITelemetryService",
+                "udp:host:9",
+                "WSGITelemetryService: argument 'udp:host:9': expected a target of the form unix:/path",
+            ),
+            (
+                "WSGITelemetryService",
+                "unix:",
+                "WSGITelemetryService: argument 'unix:': expected a target",
+            ),
+            (
+                "WSGITelemetryService",
+                "unix:/s interval=0.1",
+                "WSGITelemetryService: argument 'interval=0.1': expected interval=N",
+            ),
+            (
+                "WSGITelemetryService",
+                "unix:/s every=2",
+                "WSGITelemetryService: argument 'every=2': expected interval=N",
+            ),
+            (
+                "WSGITelemetryService",
+                "unix:/s interval=1 x",
+                "WSGITelemetryService: argument 'x': unexpected extra argument",
+            ),
+            (
+                "WSGITelemetryOptions",
+                "",
+                "WSGITelemetryOptions: expected at least one argument",
+            ),
+            (
+                "WSGITelemetryOptions",
+                "CaptureUserAgent +All",
+                "WSGITelemetryOptions: argument '+All': cannot mix",
+            ),
+            (
+                "WSGITelemetryOptions",
+                "-None",
+                "WSGITelemetryOptions: argument '-None': None and All take no +/- prefix",
+            ),
+            (
+                "WSGITelemetryOptions",
+                "Bogus",
+                "WSGITelemetryOptions: argument 'Bogus': unknown flag",
+            ),
+            (
+                "WSGIDispatchScript",
+                "",
+                "WSGIDispatchScript: expected a script path",
+            ),
+            (
+                "WSGIDispatchScript",
+                "/d.py process-group=g",
+                "WSGIDispatchScript: unknown option 'process-group=g'",
+            ),
+            (
+                "WSGIAccessScript",
+                "/a.py application-group=%{BAD}",
+                "WSGIAccessScript: option 'application-group=%{BAD}': unknown substitution",
+            ),
+            (
+                "WSGIAuthUserScript",
+                "/a.py extra",
+                "WSGIAuthUserScript: argument 'extra': unexpected argument",
+            ),
+            (
+                "WSGIHandlerScript",
+                "name",
+                "WSGIHandlerScript: expected a handler name and a script path",
+            ),
+            (
+                "WSGIHandlerScript",
+                "n /h.py pass-authorization=x",
+                "WSGIHandlerScript: option 'pass-authorization=x': expected On or Off",
+            ),
+            (
+                "WSGIHandlerScript",
+                "n /h.py callable-object=x",
+                "WSGIHandlerScript: unknown option 'callable-object=x'",
+            ),
+        ];
+        for (name, raw, prefix) in cases {
+            let e = parse_directive(name, raw).expect_err(raw);
+            assert_eq!(e.directive, *name);
+            assert!(
+                e.to_string().starts_with(prefix),
+                "{name} {raw:?}:\n got  {e}\n want {prefix}"
+            );
+        }
+    }
+
+    #[test]
+    fn pre_split_words_are_not_split_again() {
+        let d = parse_directive_words("WSGIPythonPath", vec!["/a b:/c".into()]).unwrap();
+        assert_eq!(d, Directive::PythonPath(vec!["/a b".into(), "/c".into()]));
+        let e = parse_directive_words("WSGIPythonHome", vec![]).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("WSGIPythonHome: expected one argument"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn not_implemented_wording() {
+        let e = not_implemented_error("WSGIErrorOverride");
+        assert_eq!(e.directive, "WSGIErrorOverride");
+        assert_eq!(
+            e.message,
+            "WSGIErrorOverride is not supported by mod_rwsgi yet"
+        );
+        assert_eq!(
+            e.to_string(),
+            "WSGIErrorOverride is not supported by mod_rwsgi yet"
+        );
+        let e = not_implemented_error("wsgierroroverride");
+        assert_eq!(
+            e.message,
+            "WSGIErrorOverride is not supported by mod_rwsgi yet"
+        );
+    }
+}

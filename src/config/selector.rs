@@ -1,0 +1,295 @@
+//! `GroupSelector`: the value of WSGIProcessGroup / WSGIApplicationGroup and of
+//! the `process-group=` / `application-group=` options, and its per-request
+//! expansion (mod_wsgi's `wsgi_process_group` / `wsgi_application_group`).
+
+use std::fmt;
+
+use super::error::ConfigError;
+
+/// A process-group or application-group value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GroupSelector {
+    /// `%{GLOBAL}` or `""`: embedded mode (process group) or the main
+    /// interpreter (application group). Expands to `""`.
+    Global,
+    /// A fixed name.
+    Literal(String),
+    /// `%{ENV:name}`: looked up per request.
+    Env(String),
+    /// `%{SERVER}`: `server_hostname[:port]`.
+    Server,
+    /// `%{HOST}`: `Host[:port]`, falling back to the server name.
+    Host,
+    /// `%{RESOURCE}`: `server_hostname[:port]|SCRIPT_NAME`.
+    Resource,
+}
+
+/// Request facts needed to expand a selector.
+pub struct SelectorContext<'a> {
+    /// The virtual host's ServerName (`r->server->server_hostname`).
+    pub server_hostname: &'a str,
+    /// The server port of the request (`ap_get_server_port`).
+    pub port: u16,
+    /// The Host of the request without its port (`r->hostname`), if any.
+    pub host_header: Option<&'a str>,
+    /// SCRIPT_NAME of the request.
+    pub script_name: &'a str,
+    /// Variable lookup for `%{ENV:name}`: mod_wsgi looks in `r->notes`, then
+    /// `r->subprocess_env`, then the process environment.
+    pub env: &'a dyn Fn(&str) -> Option<String>,
+}
+
+impl SelectorContext<'_> {
+    /// `name[:port]`, the port omitted for 80 and 443 (as mod_wsgi does).
+    fn with_port(&self, name: &str) -> String {
+        if self.port == 80 || self.port == 443 {
+            name.to_owned()
+        } else {
+            format!("{name}:{}", self.port)
+        }
+    }
+}
+
+impl GroupSelector {
+    /// Parses a selector value for `directive`. `""` and `%{GLOBAL}` are
+    /// [`GroupSelector::Global`]; any other value starting with `%{` must be one
+    /// of the known forms.
+    pub fn parse(directive: &str, value: &str) -> Result<Self, ConfigError> {
+        if value.is_empty() {
+            return Ok(GroupSelector::Global);
+        }
+        if !value.starts_with("%{") {
+            return Ok(GroupSelector::Literal(value.to_owned()));
+        }
+        let Some(inner) = value.strip_prefix("%{").and_then(|v| v.strip_suffix('}')) else {
+            return Err(ConfigError::at(
+                directive,
+                "value",
+                value,
+                "unterminated '%{': expected %{GLOBAL}, %{SERVER}, %{HOST}, %{RESOURCE}, \
+                 %{ENV:name} or a plain name",
+            ));
+        };
+        match inner {
+            "GLOBAL" => Ok(GroupSelector::Global),
+            "SERVER" => Ok(GroupSelector::Server),
+            "HOST" => Ok(GroupSelector::Host),
+            "RESOURCE" => Ok(GroupSelector::Resource),
+            _ => {
+                if let Some(name) = inner.strip_prefix("ENV:") {
+                    if name.is_empty() || name.contains(['{', '}']) {
+                        return Err(ConfigError::at(
+                            directive,
+                            "value",
+                            value,
+                            "expected a variable name in %{ENV:name}",
+                        ));
+                    }
+                    return Ok(GroupSelector::Env(name.to_owned()));
+                }
+                Err(ConfigError::at(
+                    directive,
+                    "value",
+                    value,
+                    "unknown substitution: expected %{GLOBAL}, %{SERVER}, %{HOST}, \
+                     %{RESOURCE} or %{ENV:name} (names are case-sensitive)",
+                ))
+            }
+        }
+    }
+
+    /// True when the value is fixed at configuration time (a plain name or
+    /// `%{GLOBAL}`), so it needs no request to expand. mod_wsgi preloads a
+    /// script only when both of its groups are literal in this sense.
+    pub fn is_literal(&self) -> bool {
+        matches!(self, GroupSelector::Global | GroupSelector::Literal(_))
+    }
+
+    /// The fixed name of a [`GroupSelector::Literal`]; `None` for every other form.
+    pub fn literal_name(&self) -> Option<&str> {
+        match self {
+            GroupSelector::Literal(name) => Some(name),
+            _ => None,
+        }
+    }
+
+    /// Expands the selector for one request. `Global` gives `""`. An unset
+    /// `%{ENV:name}` gives the text `%{ENV:name}` unchanged, as mod_wsgi does; a
+    /// variable whose value is itself `%{GLOBAL}`, `%{SERVER}`, `%{HOST}` or
+    /// `%{RESOURCE}` is expanded once more.
+    pub fn expand(&self, ctx: &SelectorContext<'_>) -> String {
+        match self {
+            GroupSelector::Global => String::new(),
+            GroupSelector::Literal(name) => name.clone(),
+            GroupSelector::Server => ctx.with_port(ctx.server_hostname),
+            GroupSelector::Host => {
+                let host = match ctx.host_header {
+                    Some(h) if !h.is_empty() => h,
+                    _ => ctx.server_hostname,
+                };
+                ctx.with_port(host)
+            }
+            GroupSelector::Resource => {
+                format!("{}|{}", ctx.with_port(ctx.server_hostname), ctx.script_name)
+            }
+            GroupSelector::Env(name) => match (ctx.env)(name) {
+                Some(value) => {
+                    if value.starts_with('%') && !value.starts_with("%{ENV:") {
+                        match GroupSelector::parse("", &value) {
+                            Ok(
+                                inner @ (GroupSelector::Global
+                                | GroupSelector::Server
+                                | GroupSelector::Host
+                                | GroupSelector::Resource),
+                            ) => inner.expand(ctx),
+                            _ => value,
+                        }
+                    } else {
+                        value
+                    }
+                }
+                None => format!("%{{ENV:{name}}}"),
+            },
+        }
+    }
+}
+
+impl fmt::Display for GroupSelector {
+    /// The configuration form of the selector (`%{GLOBAL}`, `name`, ...).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            GroupSelector::Global => f.write_str("%{GLOBAL}"),
+            GroupSelector::Literal(name) => f.write_str(name),
+            GroupSelector::Env(name) => write!(f, "%{{ENV:{name}}}"),
+            GroupSelector::Server => f.write_str("%{SERVER}"),
+            GroupSelector::Host => f.write_str("%{HOST}"),
+            GroupSelector::Resource => f.write_str("%{RESOURCE}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(v: &str) -> GroupSelector {
+        GroupSelector::parse("WSGIProcessGroup", v).unwrap_or_else(|e| panic!("{v:?}: {e}"))
+    }
+
+    #[test]
+    fn parses_every_form() {
+        let cases: &[(&str, GroupSelector)] = &[
+            ("", GroupSelector::Global),
+            ("%{GLOBAL}", GroupSelector::Global),
+            ("webware", GroupSelector::Literal("webware".into())),
+            ("a b", GroupSelector::Literal("a b".into())),
+            ("%name", GroupSelector::Literal("%name".into())),
+            ("%{SERVER}", GroupSelector::Server),
+            ("%{HOST}", GroupSelector::Host),
+            ("%{RESOURCE}", GroupSelector::Resource),
+            ("%{ENV:APP_GROUP}", GroupSelector::Env("APP_GROUP".into())),
+        ];
+        for (v, expected) in cases {
+            assert_eq!(&parse(v), expected, "value {v:?}");
+        }
+    }
+
+    #[test]
+    fn rejects_bad_substitutions_naming_them() {
+        for bad in [
+            "%{ENV:}",
+            "%{FOO}",
+            "%{global}",
+            "%{GLOBAL",
+            "%{ENV:a{b}",
+            "%{}",
+        ] {
+            let e = GroupSelector::parse("WSGIApplicationGroup", bad).unwrap_err();
+            assert_eq!(e.directive, "WSGIApplicationGroup");
+            assert_eq!(e.token.as_deref(), Some(bad));
+            assert!(e.to_string().contains(&format!("'{bad}'")), "{e}");
+        }
+    }
+
+    #[test]
+    fn literal_classification() {
+        assert!(parse("").is_literal());
+        assert!(parse("x").is_literal());
+        for v in ["%{SERVER}", "%{HOST}", "%{RESOURCE}", "%{ENV:X}"] {
+            assert!(!parse(v).is_literal(), "{v}");
+        }
+        assert_eq!(parse("x").literal_name(), Some("x"));
+        assert_eq!(parse("%{GLOBAL}").literal_name(), None);
+    }
+
+    #[test]
+    fn display_round_trips() {
+        for v in [
+            "%{GLOBAL}",
+            "x",
+            "%{SERVER}",
+            "%{HOST}",
+            "%{RESOURCE}",
+            "%{ENV:V}",
+        ] {
+            assert_eq!(parse(v).to_string(), v);
+            assert_eq!(parse(&parse(v).to_string()), parse(v));
+        }
+    }
+
+    fn env(name: &str) -> Option<String> {
+        match name {
+            "GROUP" => Some("blue".into()),
+            "INDIRECT" => Some("%{SERVER}".into()),
+            "WEIRD" => Some("%{NOPE}".into()),
+            "NESTED_ENV" => Some("%{ENV:GROUP}".into()),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn expansion_table() {
+        let ctx80 = SelectorContext {
+            server_hostname: "www.example.com",
+            port: 80,
+            host_header: Some("alias.example.com"),
+            script_name: "/app",
+            env: &env,
+        };
+        let ctx8080 = SelectorContext {
+            server_hostname: "www.example.com",
+            port: 8080,
+            host_header: None,
+            script_name: "",
+            env: &env,
+        };
+        let ctx443_empty_host = SelectorContext {
+            server_hostname: "secure.example.com",
+            port: 443,
+            host_header: Some(""),
+            script_name: "/x",
+            env: &env,
+        };
+        let cases: &[(&SelectorContext<'_>, &str, &str)] = &[
+            (&ctx80, "%{GLOBAL}", ""),
+            (&ctx80, "", ""),
+            (&ctx80, "fixed", "fixed"),
+            (&ctx80, "%{SERVER}", "www.example.com"),
+            (&ctx80, "%{HOST}", "alias.example.com"),
+            (&ctx80, "%{RESOURCE}", "www.example.com|/app"),
+            (&ctx8080, "%{SERVER}", "www.example.com:8080"),
+            (&ctx8080, "%{HOST}", "www.example.com:8080"),
+            (&ctx8080, "%{RESOURCE}", "www.example.com:8080|"),
+            (&ctx443_empty_host, "%{HOST}", "secure.example.com"),
+            (&ctx443_empty_host, "%{RESOURCE}", "secure.example.com|/x"),
+            (&ctx80, "%{ENV:GROUP}", "blue"),
+            (&ctx8080, "%{ENV:INDIRECT}", "www.example.com:8080"),
+            (&ctx80, "%{ENV:WEIRD}", "%{NOPE}"),
+            (&ctx80, "%{ENV:NESTED_ENV}", "%{ENV:GROUP}"),
+            (&ctx80, "%{ENV:UNSET}", "%{ENV:UNSET}"),
+        ];
+        for (ctx, v, expected) in cases {
+            assert_eq!(parse(v).expand(ctx), *expected, "value {v:?}");
+        }
+    }
+}

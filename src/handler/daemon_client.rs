@@ -1,0 +1,345 @@
+//! The Apache child's side of daemon mode: connect to the group's socket (reusing open
+//! connections), send the request head, answer the daemon's requests for body bytes,
+//! and relay the response to the client as it arrives.
+
+use std::collections::HashMap;
+use std::io::{self, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use crate::apache::log::{self, Level};
+use crate::apache::request::Request;
+use crate::ffi;
+use crate::protocol::{self, Decoder, Frame, FrameKind, Limits, RawFrame, ReqHeadRef, error_code};
+
+/// Where and how to reach one process group.
+#[derive(Clone, Debug)]
+pub struct DaemonTarget {
+    pub group: String,
+    pub socket_path: PathBuf,
+    pub connect_timeout: Duration,
+    pub socket_timeout: Duration,
+}
+
+/// What to run in the daemon.
+pub struct RequestPlan<'a> {
+    pub script: &'a str,
+    pub app_group: &'a str,
+    pub callable: &'a str,
+    pub flags: u32,
+}
+
+struct DaemonConn {
+    stream: UnixStream,
+    dec: Decoder,
+}
+
+/// Open connections per socket path, reused across requests by this Apache child.
+static IDLE: Mutex<Option<HashMap<PathBuf, Vec<DaemonConn>>>> = Mutex::new(None);
+const MAX_IDLE_PER_GROUP: usize = 64;
+
+fn take_idle(path: &Path) -> Option<DaemonConn> {
+    IDLE.lock().ok()?.as_mut()?.get_mut(path)?.pop()
+}
+
+fn put_idle(path: &Path, conn: DaemonConn) {
+    if let Ok(mut guard) = IDLE.lock() {
+        let list = guard
+            .get_or_insert_with(HashMap::new)
+            .entry(path.to_path_buf())
+            .or_default();
+        if list.len() < MAX_IDLE_PER_GROUP {
+            list.push(conn);
+        }
+    }
+}
+
+/// Connects, retrying while the daemon is (re)starting: the socket may not exist yet or
+/// its backlog may be full. Gives up after connect-timeout.
+fn connect(target: &DaemonTarget) -> io::Result<DaemonConn> {
+    let deadline = Instant::now() + target.connect_timeout;
+    let mut delay = Duration::from_millis(10);
+    loop {
+        match UnixStream::connect(&target.socket_path) {
+            Ok(mut stream) => {
+                stream.set_read_timeout(Some(target.socket_timeout))?;
+                stream.set_write_timeout(Some(target.socket_timeout))?;
+                protocol::io::client_handshake(&mut stream, 0)?;
+                return Ok(DaemonConn {
+                    stream,
+                    dec: Decoder::new(Limits::default()),
+                });
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::NotFound
+                        | io::ErrorKind::ConnectionRefused
+                        | io::ErrorKind::WouldBlock
+                ) && Instant::now() < deadline =>
+            {
+                std::thread::sleep(delay);
+                delay = (delay * 2).min(Duration::from_millis(250));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Why a request to a daemon did not complete normally.
+enum Failure {
+    /// Nothing was processed and nothing consumed: safe to try again on a new connection.
+    Retryable(io::Error),
+    /// An HTTP status to return (nothing sent to the client yet), with a log line.
+    Status(i32),
+    /// Response bytes already went out: the client connection is aborted.
+    Aborted,
+}
+
+/// Serves `r` through the daemon group. Returns Apache's handler result.
+pub fn serve(
+    r: &mut Request<'_>,
+    target: &DaemonTarget,
+    plan: &RequestPlan<'_>,
+    env: &[(Vec<u8>, Vec<u8>)],
+) -> i32 {
+    let mut head = Vec::with_capacity(4096);
+    let head_ref = ReqHeadRef {
+        flags: plan.flags,
+        request_start_us: u64::try_from(r.request_time_us()).unwrap_or(0),
+        script_path: plan.script.as_bytes(),
+        app_group: plan.app_group.as_bytes(),
+        callable: plan.callable.as_bytes(),
+    };
+    if let Err(e) = protocol::encode_req_head_into(
+        &mut head,
+        &head_ref,
+        env.iter().map(|(k, v)| (k.as_slice(), v.as_slice())),
+    ) {
+        log::request(
+            r.as_ptr(),
+            Level::Error,
+            &format!("mod_rwsgi: request too large for the daemon protocol: {e}"),
+        );
+        return ffi::HTTP_REQUEST_ENTITY_TOO_LARGE;
+    }
+    // One retry: a reused connection may have been closed by a daemon that restarted.
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let (conn, reused) = match take_idle(&target.socket_path) {
+            Some(c) => (c, true),
+            None => match connect(target) {
+                Ok(c) => (c, false),
+                Err(e) => {
+                    log::request(
+                        r.as_ptr(),
+                        Level::Error,
+                        &format!(
+                            "mod_rwsgi: unable to connect to WSGI daemon process '{}' on '{}' \
+                             within connect-timeout={} s: {e}",
+                            target.group,
+                            target.socket_path.display(),
+                            target.connect_timeout.as_secs()
+                        ),
+                    );
+                    return ffi::HTTP_SERVICE_UNAVAILABLE;
+                }
+            },
+        };
+        match exchange(r, target, conn, &head) {
+            Ok(()) => return ffi::OK,
+            Err(Failure::Retryable(e)) if reused && attempts < 2 => {
+                log::request(
+                    r.as_ptr(),
+                    Level::Debug,
+                    &format!("mod_rwsgi: reused daemon connection was closed ({e}); reconnecting"),
+                );
+                continue;
+            }
+            Err(Failure::Retryable(e)) => {
+                log::request(
+                    r.as_ptr(),
+                    Level::Error,
+                    &format!(
+                        "mod_rwsgi: daemon process '{}' closed the connection before \
+                         responding ({e}); it may have crashed or been restarted",
+                        target.group
+                    ),
+                );
+                return ffi::HTTP_BAD_GATEWAY;
+            }
+            Err(Failure::Status(code)) => return code,
+            Err(Failure::Aborted) => {
+                r.abort_connection();
+                return ffi::OK;
+            }
+        }
+    }
+}
+
+/// One request/response exchange on `conn`. On success the connection goes back to the
+/// idle pool.
+fn exchange(
+    r: &mut Request<'_>,
+    target: &DaemonTarget,
+    mut conn: DaemonConn,
+    head: &[u8],
+) -> Result<(), Failure> {
+    if let Err(e) = conn.stream.write_all(head) {
+        return Err(Failure::Retryable(e));
+    }
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut body_buf: Vec<u8> = Vec::new();
+    let mut head_sent = false;
+    let mut body_read = false;
+    let mut body_done = false;
+    loop {
+        let frame = match protocol::io::read_raw_frame(&mut conn.stream, &mut conn.dec, &mut buf) {
+            Ok(f) => f,
+            Err(e) => {
+                if !head_sent && !body_read {
+                    return Err(Failure::Retryable(e));
+                }
+                log::request(
+                    r.as_ptr(),
+                    Level::Error,
+                    &format!(
+                        "mod_rwsgi: daemon process '{}' failed mid-request: {e}",
+                        target.group
+                    ),
+                );
+                return Err(if head_sent {
+                    Failure::Aborted
+                } else {
+                    Failure::Status(ffi::HTTP_BAD_GATEWAY)
+                });
+            }
+        };
+        match frame.kind {
+            FrameKind::RespBody => {
+                if r.write(frame.payload).is_err() {
+                    // Client gone: drop the daemon connection so the app sees it.
+                    return Err(Failure::Aborted);
+                }
+            }
+            FrameKind::ReadBody | FrameKind::RespHead | FrameKind::Error => {
+                let decoded = decode(frame)?;
+                match decoded {
+                    Frame::ReadBody { max } => {
+                        body_read = true;
+                        let max = max as usize;
+                        body_buf.resize(max.min(1024 * 1024), 0);
+                        let n = if body_done {
+                            0
+                        } else {
+                            match r.read_body(&mut body_buf) {
+                                Ok(n) => n,
+                                Err(_) => {
+                                    log::request(
+                                        r.as_ptr(),
+                                        Level::Info,
+                                        "mod_rwsgi: error reading the request body from the client",
+                                    );
+                                    return Err(if head_sent {
+                                        Failure::Aborted
+                                    } else {
+                                        Failure::Status(ffi::HTTP_BAD_REQUEST)
+                                    });
+                                }
+                            }
+                        };
+                        if n == 0 {
+                            body_done = true;
+                        }
+                        if let Err(e) = protocol::io::write_body(
+                            &mut conn.stream,
+                            FrameKind::ReqBody,
+                            &body_buf[..n],
+                        ) {
+                            log::request(
+                                r.as_ptr(),
+                                Level::Error,
+                                &format!(
+                                    "mod_rwsgi: sending the request body to daemon '{}' failed: {e}",
+                                    target.group
+                                ),
+                            );
+                            return Err(if head_sent {
+                                Failure::Aborted
+                            } else {
+                                Failure::Status(ffi::HTTP_BAD_GATEWAY)
+                            });
+                        }
+                    }
+                    Frame::RespHead(resp) => {
+                        r.set_status(resp.status, &resp.reason);
+                        for (k, v) in &resp.headers {
+                            r.add_header_out(k, v);
+                        }
+                        head_sent = true;
+                    }
+                    Frame::Error { code, message } => {
+                        let status = match code {
+                            error_code::OVERLOADED => ffi::HTTP_GATEWAY_TIME_OUT,
+                            error_code::SHUTTING_DOWN => ffi::HTTP_SERVICE_UNAVAILABLE,
+                            _ => ffi::HTTP_INTERNAL_SERVER_ERROR,
+                        };
+                        log::request(
+                            r.as_ptr(),
+                            Level::Error,
+                            &format!(
+                                "mod_rwsgi: daemon process '{}': {}: {}",
+                                target.group,
+                                error_code::name(code),
+                                String::from_utf8_lossy(&message)
+                            ),
+                        );
+                        put_idle(&target.socket_path, conn);
+                        return Err(if head_sent {
+                            Failure::Aborted
+                        } else {
+                            Failure::Status(status)
+                        });
+                    }
+                    _ => unreachable!("decoded kind matches the raw kind"),
+                }
+            }
+            FrameKind::Flush => {
+                if r.flush().is_err() {
+                    return Err(Failure::Aborted);
+                }
+            }
+            FrameKind::RespEnd => {
+                if !head_sent {
+                    r.set_status(200, b"");
+                }
+                put_idle(&target.socket_path, conn);
+                return Ok(());
+            }
+            other => {
+                log::request(
+                    r.as_ptr(),
+                    Level::Error,
+                    &format!(
+                        "mod_rwsgi: unexpected {other} frame from daemon '{}'",
+                        target.group
+                    ),
+                );
+                return Err(if head_sent {
+                    Failure::Aborted
+                } else {
+                    Failure::Status(ffi::HTTP_BAD_GATEWAY)
+                });
+            }
+        }
+    }
+}
+
+fn decode(frame: RawFrame<'_>) -> Result<Frame, Failure> {
+    frame
+        .decode(&Limits::default())
+        .map_err(|_| Failure::Status(ffi::HTTP_BAD_GATEWAY))
+}

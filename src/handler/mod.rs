@@ -1,0 +1,241 @@
+//! L4: the request path inside Apache. `translate_name` routes WSGIScriptAlias URLs to the
+//! `wsgi-script` handler; `handle` picks the process group, application group and
+//! callable, builds the environment and hands the request to the daemon.
+
+pub mod cgi_env;
+pub mod daemon_client;
+
+use std::ffi::CStr;
+
+use crate::apache::log::{self, Level};
+use crate::apache::request::Request;
+use crate::config::{DirConfig, GroupSelector, ScriptAlias, SelectorContext, ServerConfig};
+use crate::ffi;
+use crate::protocol::req_flags;
+
+pub use daemon_client::DaemonTarget;
+
+/// The handler name WSGIScriptAlias sets and `SetHandler wsgi-script` selects.
+pub const HANDLER_NAME: &CStr = c"wsgi-script";
+const NOTE_ALIAS: &CStr = c"rwsgi-alias";
+const NOTE_SCRIPT_NAME: &CStr = c"rwsgi-script-name";
+
+/// What the handler needs besides the request: the daemon groups of this generation.
+pub struct HandlerContext<'a> {
+    pub server: &'a ServerConfig,
+    pub dir: Option<&'a DirConfig>,
+    pub groups: &'a [DaemonTarget],
+}
+
+thread_local! {
+    static REGEX_CACHE: std::cell::RefCell<std::collections::HashMap<String, Option<regex::bytes::Regex>>> =
+        Default::default();
+}
+
+fn alias_match(alias: &ScriptAlias, uri: &[u8]) -> Option<(String, Vec<u8>, Vec<u8>)> {
+    if !alias.is_match {
+        let (script_name, path_info) = cgi_env::split_mount(alias.url.as_bytes(), uri)?;
+        return Some((alias.script.clone(), script_name, path_info));
+    }
+    REGEX_CACHE.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        let re = cache
+            .entry(alias.url.clone())
+            .or_insert_with(|| regex::bytes::Regex::new(&alias.url).ok())
+            .as_ref()?;
+        let caps = re.captures(uri)?;
+        let whole = caps.get(0)?;
+        if whole.start() != 0 {
+            return None;
+        }
+        let mut script = Vec::new();
+        caps.expand(alias.script.as_bytes(), &mut script);
+        let script_name = uri[..whole.end()].to_vec();
+        let path_info = uri[whole.end()..].to_vec();
+        Some((
+            String::from_utf8_lossy(&script).into_owned(),
+            script_name,
+            path_info,
+        ))
+    })
+}
+
+/// translate_name: a URL under a WSGIScriptAlias is mapped to its script.
+pub fn translate_name(r: &mut Request<'_>, server: &ServerConfig) -> i32 {
+    let uri = r.uri().to_vec();
+    if uri.first() != Some(&b'/') {
+        return ffi::DECLINED;
+    }
+    for (index, alias) in server.script_aliases.iter().enumerate() {
+        if let Some((script, script_name, path_info)) = alias_match(alias, &uri) {
+            let script = if script.starts_with('/') {
+                script
+            } else {
+                r.pool().server_root_relative(&script).unwrap_or(script)
+            };
+            r.route_to_script(&script, HANDLER_NAME, &path_info);
+            r.set_note(NOTE_ALIAS, &index.to_string());
+            r.set_note(NOTE_SCRIPT_NAME, &String::from_utf8_lossy(&script_name));
+            return ffi::OK;
+        }
+    }
+    ffi::DECLINED
+}
+
+fn expand(selector: &GroupSelector, r: &Request<'_>, script_name: &str) -> String {
+    // SAFETY: the request's server is live during the handler.
+    let server = unsafe { crate::apache::server::Server::from_raw(r.server()) };
+    let hostname = server.map(|s| s.hostname()).unwrap_or_default();
+    let port = server.map(|s| s.port()).unwrap_or(80);
+    let host_header = r.header_in(c"Host").map(|h| {
+        String::from_utf8_lossy(h)
+            .split(':')
+            .next()
+            .unwrap_or("")
+            .to_string()
+    });
+    let env = |name: &str| std::env::var(name).ok();
+    selector.expand(&SelectorContext {
+        server_hostname: &hostname,
+        port: if port == 0 { 80 } else { port },
+        host_header: host_header.as_deref(),
+        script_name,
+        env: &env,
+    })
+}
+
+/// The content handler for `wsgi-script`.
+pub fn handle(r: &mut Request<'_>, ctx: &HandlerContext<'_>) -> i32 {
+    match r.handler() {
+        Some(h) if h == HANDLER_NAME.to_bytes() || h == b"application/x-httpd-wsgi" => {}
+        _ => return ffi::DECLINED,
+    }
+    let script = String::from_utf8_lossy(r.filename().unwrap_or(b"")).into_owned();
+    if !r.file_is_regular() {
+        log::request(
+            r.as_ptr(),
+            Level::Error,
+            &format!("mod_rwsgi: target WSGI script not found or unable to stat: {script}"),
+        );
+        return ffi::HTTP_NOT_FOUND;
+    }
+    let alias = r
+        .note(NOTE_ALIAS)
+        .and_then(|v| std::str::from_utf8(v).ok()?.parse::<usize>().ok())
+        .and_then(|i| ctx.server.script_aliases.get(i));
+    let default_dir = DirConfig::default();
+    let dir = ctx.dir.unwrap_or(&default_dir);
+    let path_info = r.path_info().unwrap_or(b"").to_vec();
+    let script_name = match r.note(NOTE_SCRIPT_NAME) {
+        Some(s) => s.to_vec(),
+        None => cgi_env::script_name_from(r.uri(), &path_info),
+    };
+    let script_name_str = String::from_utf8_lossy(&script_name).into_owned();
+
+    let group_sel = alias
+        .and_then(|a| a.process_group.as_ref())
+        .unwrap_or(dir.process_group());
+    let group = expand(group_sel, r, &script_name_str);
+    let app_sel = alias
+        .and_then(|a| a.application_group.as_ref())
+        .unwrap_or(dir.application_group());
+    let app_group = expand(app_sel, r, &script_name_str);
+    let callable = alias
+        .and_then(|a| a.callable_object.clone())
+        .unwrap_or_else(|| dir.callable_object().to_string());
+    let pass_auth = alias
+        .and_then(|a| a.pass_authorization)
+        .unwrap_or(dir.pass_authorization());
+
+    if group.is_empty() {
+        log::request(
+            r.as_ptr(),
+            Level::Error,
+            &format!(
+                "mod_rwsgi: '{script}' would run in embedded mode (no WSGIProcessGroup), which \
+                 is not supported by mod_rwsgi yet; add WSGIDaemonProcess and WSGIProcessGroup"
+            ),
+        );
+        return ffi::HTTP_INTERNAL_SERVER_ERROR;
+    }
+    let Some(target) = ctx.groups.iter().find(|g| g.group == group) else {
+        log::request(
+            r.as_ptr(),
+            Level::Error,
+            &format!(
+                "mod_rwsgi: no WSGI daemon process called '{group}' has been configured \
+                 (needed by '{script}')"
+            ),
+        );
+        return ffi::HTTP_INTERNAL_SERVER_ERROR;
+    };
+
+    let chunked = r
+        .header_in(c"Transfer-Encoding")
+        .is_some_and(|v| !v.eq_ignore_ascii_case(b"identity"));
+    if chunked && !dir.chunked_request() {
+        log::request(
+            r.as_ptr(),
+            Level::Info,
+            "mod_rwsgi: chunked request body refused (enable it with WSGIChunkedRequest On)",
+        );
+        return ffi::HTTP_LENGTH_REQUIRED;
+    }
+    let has_body = match r.setup_body() {
+        Ok(b) => b,
+        Err(code) => return code,
+    };
+
+    let env = build_env(r, &script_name, &path_info, pass_auth);
+    let mut flags = 0;
+    if has_body {
+        flags |= req_flags::BODY_FOLLOWS;
+    }
+    if dir.script_reloading() {
+        flags |= req_flags::SCRIPT_RELOADING;
+    }
+    if chunked {
+        flags |= req_flags::CHUNKED_INPUT;
+    }
+    let plan = daemon_client::RequestPlan {
+        script: &script,
+        app_group: &app_group,
+        callable: &callable,
+        flags,
+    };
+    daemon_client::serve(r, target, &plan, &env)
+}
+
+fn build_env(
+    r: &mut Request<'_>,
+    script_name: &[u8],
+    path_info: &[u8],
+    pass_auth: bool,
+) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let authorization = if pass_auth {
+        r.header_in(c"Authorization").map(<[u8]>::to_vec)
+    } else {
+        None
+    };
+    let method = r.method().to_vec();
+    let protocol = r.protocol().to_vec();
+    let query = r.args().unwrap_or(b"").to_vec();
+    let request_uri = r.unparsed_uri().to_vec();
+    let mut env: Vec<(Vec<u8>, Vec<u8>)> = r
+        .cgi_environment()
+        .into_iter()
+        .filter(|(k, _)| !cgi_env::is_hidden(k))
+        .map(|(k, v)| (k.to_vec(), v.to_vec()))
+        .collect();
+    env.push((b"GATEWAY_INTERFACE".to_vec(), b"CGI/1.1".to_vec()));
+    env.push((b"SERVER_PROTOCOL".to_vec(), protocol));
+    env.push((b"REQUEST_METHOD".to_vec(), method));
+    env.push((b"QUERY_STRING".to_vec(), query));
+    env.push((b"REQUEST_URI".to_vec(), request_uri));
+    env.push((b"SCRIPT_NAME".to_vec(), script_name.to_vec()));
+    env.push((b"PATH_INFO".to_vec(), cgi_env::collapse_slashes(path_info)));
+    if let Some(auth) = authorization {
+        env.push((b"HTTP_AUTHORIZATION".to_vec(), auth));
+    }
+    env
+}

@@ -1,0 +1,571 @@
+//! Composition root: the exported `rwsgi_module`, the directive table, the config-vector
+//! callbacks and the hook registration. Every `extern "C"` function here is a thin shim
+//! that catches panics and calls safe code.
+
+use std::ffi::{CStr, c_void};
+use std::os::raw::{c_char, c_int};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::ptr;
+
+use crate::apache::directive::{Directive as ApacheDirective, Forbid};
+use crate::apache::log::{self, Level};
+use crate::apache::pool::Pool;
+use crate::apache::server::Server;
+use crate::config::{self, DirConfig, Directive, GlobalConfig, Scope, ServerConfig, Target};
+use crate::ffi;
+
+/// Per-server config slot. `global` is only used in the main server's slot: it holds the
+/// server-wide settings (daemon groups, Python home ...) of one configuration generation.
+#[derive(Default)]
+pub struct ServerSlot {
+    pub global: GlobalConfig,
+    pub server: ServerConfig,
+    /// Daemon groups started by post_config (main server slot only); Apache children
+    /// inherit it and use it to reach the daemons.
+    pub daemons: Vec<crate::handler::DaemonTarget>,
+    /// The parent's listening sockets, closed in each Apache child.
+    pub listener_fds: Vec<i32>,
+}
+
+/// Runs `f`, turning a panic into `fallback` and an error-log line: a panic must never
+/// unwind into Apache (that aborts the whole child and all its connections).
+pub(crate) fn guard<T>(what: &str, fallback: T, f: impl FnOnce() -> T) -> T {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(v) => v,
+        Err(panic) => {
+            let detail = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            log::server(
+                ptr::null(),
+                Level::Crit,
+                &format!("mod_rwsgi: panic in {what}: {detail}"),
+            );
+            fallback
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The module structure Apache loads with `LoadModule rwsgi_module .../mod_rwsgi.so`.
+
+/// Apache writes `module_index`, `next` and `dynamic_load_handle` into this structure, so
+/// it must live in writable memory (a read-only static segfaults `apache2 -t`).
+#[unsafe(no_mangle)]
+#[allow(non_upper_case_globals)]
+pub static mut rwsgi_module: ffi::module = ffi::module {
+    version: ffi::RWSGI_MMN_MAJOR,
+    minor_version: ffi::RWSGI_MMN_MINOR,
+    module_index: -1,
+    name: c"mod_rwsgi.c".as_ptr(),
+    dynamic_load_handle: ptr::null_mut(),
+    next: ptr::null_mut(),
+    magic: ffi::RWSGI_MODULE_MAGIC_COOKIE,
+    rewrite_args: None,
+    create_dir_config: Some(create_dir_config),
+    merge_dir_config: Some(merge_dir_config),
+    create_server_config: Some(create_server_config),
+    merge_server_config: Some(merge_server_config),
+    // SAFETY: only the address of the static table is taken; Apache reads it read-only.
+    cmds: &raw const COMMANDS as *const ffi::command_rec,
+    register_hooks: Some(register_hooks),
+    flags: 0,
+};
+
+/// A pointer to the module structure, for Apache calls that take `module *`.
+pub(crate) fn module_ptr() -> *const ffi::module {
+    &raw const rwsgi_module
+}
+
+/// The name of every directive mod_wsgi registers, so Apache hands each one to us. What a
+/// directive means, where it may appear and whether it is implemented lives in
+/// `config::DIRECTIVES`; a unit test keeps the two lists equal.
+macro_rules! command_table {
+    ($($name:literal),* $(,)?) => {
+        pub(crate) const DIRECTIVE_NAMES: &[&CStr] = &[$(
+            match CStr::from_bytes_with_nul(concat!($name, "\0").as_bytes()) {
+                Ok(c) => c,
+                Err(_) => panic!("directive name with NUL"),
+            }
+        ),*];
+        static mut COMMANDS: [ffi::command_rec; [$($name),*].len() + 1] = {
+            let mut table = [ffi::command_rec {
+                name: ptr::null(),
+                func: ffi::cmd_func { raw_args: None },
+                cmd_data: ptr::null_mut(),
+                req_override: 0,
+                args_how: 0,
+                errmsg: ptr::null(),
+            }; [$($name),*].len() + 1];
+            let mut i = 0;
+            while i < DIRECTIVE_NAMES.len() {
+                table[i].name = DIRECTIVE_NAMES[i].as_ptr();
+                table[i].func = ffi::cmd_func { raw_args: Some(set_directive) };
+                // Apache lets the directive through anywhere; `set_directive` then applies
+                // the exact contexts mod_wsgi allows (config::Scope), with Apache's own
+                // "cannot occur within ..." messages.
+                table[i].req_override = ffi::RSRC_CONF | ffi::ACCESS_CONF | ffi::OR_FILEINFO;
+                table[i].args_how = ffi::cmd_how_RAW_ARGS;
+                table[i].errmsg = c"a mod_wsgi directive (see mod_rwsgi's README)".as_ptr();
+                i += 1;
+            }
+            table
+        };
+    };
+}
+
+command_table![
+    "WSGIScriptAlias",
+    "WSGIScriptAliasMatch",
+    "WSGIDaemonProcess",
+    "WSGIProcessGroup",
+    "WSGIApplicationGroup",
+    "WSGIPythonHome",
+    "WSGIPythonPath",
+    "WSGIVerboseDebugging",
+    "WSGIRestrictStdout",
+    "WSGIRestrictStdin",
+    "WSGIRestrictSignal",
+    "WSGIRestrictEmbedded",
+    "WSGIRestrictProcess",
+    "WSGIScriptReloading",
+    "WSGISocketPrefix",
+    "WSGISocketRotation",
+    "WSGIPassAuthorization",
+    "WSGICallableObject",
+    "WSGIImportScript",
+    "WSGIChunkedRequest",
+    "WSGITrustedProxies",
+    "WSGITrustedProxyHeaders",
+    "WSGIMapHEADToGET",
+    "WSGIErrorOverride",
+    "WSGIIgnoreActivity",
+    "WSGIEnableSendfile",
+    "WSGIPassApacheRequest",
+    "WSGIDispatchScript",
+    "WSGIHandlerScript",
+    "WSGIAccessScript",
+    "WSGIAuthUserScript",
+    "WSGIAuthGroupScript",
+    "WSGIGroupAuthoritative",
+    "WSGIAcceptMutex",
+    "WSGICaseSensitivity",
+    "WSGIPythonOptimize",
+    "WSGIDontWriteBytecode",
+    "WSGIPythonWarnings",
+    "WSGIPythonHashSeed",
+    "WSGIPythonEggs",
+    "WSGIDestroyInterpreter",
+    "WSGISwitchInterval",
+    "WSGIPerInterpreterGIL",
+    "WSGIFreeThreading",
+    "WSGIServerMetrics",
+    "WSGITelemetryService",
+    "WSGISlowRequests",
+    "WSGITelemetryOptions",
+    "<WSGIInterpreterOptions",
+];
+
+// ---------------------------------------------------------------------------------------
+// Config vectors.
+
+unsafe extern "C" fn create_dir_config(p: *mut ffi::apr_pool_t, _dir: *mut c_char) -> *mut c_void {
+    guard("create_dir_config", ptr::null_mut(), || {
+        // SAFETY: Apache passes the live pool the config vector belongs to.
+        match unsafe { Pool::from_raw(p) } {
+            Some(pool) => pool.alloc_rust(DirConfig::default()).cast(),
+            None => ptr::null_mut(),
+        }
+    })
+}
+
+unsafe extern "C" fn merge_dir_config(
+    p: *mut ffi::apr_pool_t,
+    base: *mut c_void,
+    add: *mut c_void,
+) -> *mut c_void {
+    guard("merge_dir_config", add, || {
+        // SAFETY: both configs were created by create_dir_config/merge_dir_config above and
+        // live in pools that outlive this merge; the result goes into Apache's pool `p`.
+        let (pool, base_conf, add_conf) = unsafe {
+            (
+                Pool::from_raw(p),
+                base.cast::<DirConfig>().as_ref(),
+                add.cast::<DirConfig>().as_ref(),
+            )
+        };
+        match (pool, base_conf, add_conf) {
+            (Some(pool), Some(b), Some(a)) => pool.alloc_rust(DirConfig::merge(b, a)).cast(),
+            _ => add,
+        }
+    })
+}
+
+unsafe extern "C" fn create_server_config(
+    p: *mut ffi::apr_pool_t,
+    _s: *mut ffi::server_rec,
+) -> *mut c_void {
+    guard("create_server_config", ptr::null_mut(), || {
+        // SAFETY: Apache passes the live configuration pool.
+        match unsafe { Pool::from_raw(p) } {
+            Some(pool) => pool.alloc_rust(ServerSlot::default()).cast(),
+            None => ptr::null_mut(),
+        }
+    })
+}
+
+unsafe extern "C" fn merge_server_config(
+    p: *mut ffi::apr_pool_t,
+    base: *mut c_void,
+    add: *mut c_void,
+) -> *mut c_void {
+    guard("merge_server_config", add, || {
+        // SAFETY: both slots were created by create_server_config in this generation.
+        let (pool, base_slot, add_slot) = unsafe {
+            (
+                Pool::from_raw(p),
+                base.cast::<ServerSlot>().as_ref(),
+                add.cast::<ServerSlot>().as_ref(),
+            )
+        };
+        match (pool, base_slot, add_slot) {
+            (Some(pool), Some(b), Some(a)) => pool
+                .alloc_rust(ServerSlot {
+                    server: ServerConfig::merge(&b.server, &a.server),
+                    ..ServerSlot::default()
+                })
+                .cast(),
+            _ => add,
+        }
+    })
+}
+
+/// The main server's slot of the configuration being read or just read.
+pub(crate) fn main_slot<'a>() -> Option<&'a mut ServerSlot> {
+    // SAFETY: ap_server_conf is set by Apache to the main server right after the config
+    // tree is built, before any of our directives run, and stays valid for the generation.
+    let main = unsafe { Server::from_raw(ffi::ap_server_conf) }?;
+    // SAFETY: our slot in every server holds a ServerSlot (create/merge_server_config).
+    unsafe { main.module_config::<ServerSlot>(module_ptr()) }
+}
+
+/// The slot of a given server.
+pub(crate) fn server_slot<'a>(s: Server) -> Option<&'a mut ServerSlot> {
+    // SAFETY: our slot in every server holds a ServerSlot (create/merge_server_config).
+    unsafe { s.module_config::<ServerSlot>(module_ptr()) }
+}
+
+// ---------------------------------------------------------------------------------------
+// Directives.
+
+unsafe extern "C" fn set_directive(
+    cmd: *mut ffi::cmd_parms,
+    mconfig: *mut c_void,
+    args: *const c_char,
+) -> *const c_char {
+    guard(
+        "a configuration directive",
+        c"mod_rwsgi: internal error (see error log)".as_ptr(),
+        || {
+            // SAFETY: Apache passes the cmd_parms of this callback.
+            let Some(mut directive) = (unsafe { ApacheDirective::from_raw(cmd) }) else {
+                return c"mod_rwsgi: directive without context".as_ptr();
+            };
+            let raw_args = crate::apache::pool::cstr_to_string(args).unwrap_or_default();
+            // SAFETY: for directives allowed in directory context, Apache passes the dir config
+            // that create_dir_config made (a DirConfig); it is exclusively ours during the call.
+            let dir = unsafe { mconfig.cast::<DirConfig>().as_mut() };
+            match apply_directive(&mut directive, dir, &raw_args) {
+                Ok(()) => ptr::null(),
+                Err(msg) => directive.error(&msg),
+            }
+        },
+    )
+}
+
+fn apply_directive(
+    cmd: &mut ApacheDirective<'_>,
+    dir: Option<&mut DirConfig>,
+    raw_args: &str,
+) -> Result<(), String> {
+    let name = cmd.name();
+    if name.starts_with('<') {
+        return Err(format!("{name}> is not supported by mod_rwsgi yet"));
+    }
+    let info = config::directive_info(&name).ok_or_else(|| format!("{name}: unknown directive"))?;
+    let forbid = match info.scope {
+        Scope::ServerOnly => Forbid::AllButMainServer,
+        Scope::ServerVhost => Forbid::DirectoryAndHtaccess,
+        Scope::ServerVhostDir => Forbid::Htaccess,
+        Scope::AnyDir => Forbid::Nothing,
+        Scope::DirAuth => Forbid::ServerAndHtaccessAllowed,
+    };
+    cmd.check_context(forbid)?;
+    if !info.implemented {
+        return Err(config::not_implemented_error(info.name).to_string());
+    }
+    let parsed = config::parse_directive(info.name, raw_args).map_err(|e| e.to_string())?;
+    let location = cmd.location();
+    if let Directive::Flag {
+        name: "WSGIVerboseDebugging",
+        value: true,
+    } = parsed
+    {
+        log::startup(
+            cmd.server(),
+            Level::Info,
+            &format!(
+                "WSGIVerboseDebugging at {location} has no effect, as in mod_wsgi 6: use \
+                 `LogLevel rwsgi:debug` for more detail"
+            ),
+        );
+    }
+    let global = main_slot().ok_or("mod_rwsgi: main server configuration missing")?;
+    match info.target {
+        Target::Global => global
+            .global
+            .apply(parsed, &location)
+            .map_err(|e| e.to_string()),
+        Target::Server => {
+            if let Directive::ScriptAlias(alias) = &parsed {
+                if let Some(group) = alias.literal_process_group() {
+                    global.global.note_group_ref(group, info.name, &location);
+                }
+            }
+            // SAFETY: cmd.server() is the server being configured, of this generation.
+            let server = unsafe { Server::from_raw(cmd.server()) }
+                .ok_or("mod_rwsgi: directive outside a server")?;
+            let slot = server_slot(server).ok_or("mod_rwsgi: server configuration missing")?;
+            slot.server.apply(parsed).map_err(|e| e.to_string())
+        }
+        Target::Dir => {
+            if let Directive::ProcessGroup(selector) = &parsed {
+                if let Some(group) = selector.literal_name() {
+                    global.global.note_group_ref(group, info.name, &location);
+                }
+            }
+            let dir = dir.ok_or("mod_rwsgi: directive outside a directory configuration")?;
+            dir.apply(parsed).map_err(|e| e.to_string())
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Hooks.
+
+unsafe extern "C" fn register_hooks(_p: *mut ffi::apr_pool_t) {
+    guard("register_hooks", (), || {
+        // SAFETY: Apache has assigned module_index before calling register_hooks.
+        log::set_module_index(unsafe { rwsgi_module.module_index });
+        crate::logging::set_backend(log_backend);
+        // SAFETY: registering hook functions with Apache's hook registry during
+        // register_hooks, as every module does; null predecessor/successor lists.
+        unsafe {
+            ffi::ap_hook_check_config(
+                Some(check_config),
+                ptr::null(),
+                ptr::null(),
+                ffi::APR_HOOK_MIDDLE,
+            );
+            ffi::ap_hook_post_config(
+                Some(post_config),
+                ptr::null(),
+                ptr::null(),
+                ffi::APR_HOOK_MIDDLE,
+            );
+            ffi::ap_hook_child_init(
+                Some(child_init),
+                ptr::null(),
+                ptr::null(),
+                ffi::APR_HOOK_MIDDLE,
+            );
+            // After mod_alias, as mod_wsgi: an `Alias /static` wins over `WSGIScriptAlias /`.
+            let after_alias: [*const c_char; 2] = [c"mod_alias.c".as_ptr(), ptr::null()];
+            ffi::ap_hook_translate_name(
+                Some(translate_name),
+                after_alias.as_ptr(),
+                ptr::null(),
+                ffi::APR_HOOK_MIDDLE,
+            );
+            ffi::ap_hook_handler(
+                Some(handler),
+                ptr::null(),
+                ptr::null(),
+                ffi::APR_HOOK_MIDDLE,
+            );
+        }
+    });
+}
+
+/// The logging facade's backend: Apache's error log (in daemons too: they inherit it).
+fn log_backend(level: crate::logging::Level, msg: &str) {
+    use crate::logging::Level as L;
+    let level = match level {
+        L::Emerg => Level::Emerg,
+        L::Alert => Level::Alert,
+        L::Crit => Level::Crit,
+        L::Error => Level::Error,
+        L::Warning => Level::Warning,
+        L::Notice => Level::Notice,
+        L::Info => Level::Info,
+        L::Debug => Level::Debug,
+    };
+    log::server(ptr::null(), level, msg);
+}
+
+unsafe extern "C" fn post_config(
+    pconf: *mut ffi::apr_pool_t,
+    _plog: *mut ffi::apr_pool_t,
+    _ptemp: *mut ffi::apr_pool_t,
+    s: *mut ffi::server_rec,
+) -> c_int {
+    guard("post_config", ffi::HTTP_INTERNAL_SERVER_ERROR, || {
+        // SAFETY: Apache passes its live configuration pool.
+        let Some(pool) = (unsafe { Pool::from_raw(pconf) }) else {
+            return ffi::OK;
+        };
+        match start_daemons_stub(pool, s) {
+            Ok(()) => ffi::OK,
+            Err(msg) => {
+                log::startup(s, Level::Emerg, &format!("mod_rwsgi: {msg}"));
+                ffi::HTTP_INTERNAL_SERVER_ERROR
+            }
+        }
+    })
+}
+
+unsafe extern "C" fn child_init(_pchild: *mut ffi::apr_pool_t, _s: *mut ffi::server_rec) {
+    guard("child_init", (), || {
+        // Apache children connect to daemons by path; they need no listening socket.
+        if let Some(slot) = main_slot() {
+            for fd in slot.listener_fds.drain(..) {
+                // SAFETY: these descriptors were created by post_config in the parent and
+                // are not used by anything in this Apache child.
+                unsafe { libc::close(fd) };
+            }
+        }
+    });
+}
+
+unsafe extern "C" fn translate_name(r: *mut ffi::request_rec) -> c_int {
+    guard("translate_name", ffi::DECLINED, || {
+        // SAFETY: Apache passes the live request being translated.
+        let Some(mut req) = (unsafe { crate::apache::request::Request::from_raw(r) }) else {
+            return ffi::DECLINED;
+        };
+        // SAFETY: the request's server belongs to this generation.
+        let Some(server) = (unsafe { Server::from_raw(req.server()) }) else {
+            return ffi::DECLINED;
+        };
+        match server_slot(server) {
+            Some(slot) if !slot.server.script_aliases.is_empty() => {
+                crate::handler::translate_name(&mut req, &slot.server)
+            }
+            _ => ffi::DECLINED,
+        }
+    })
+}
+
+unsafe extern "C" fn handler(r: *mut ffi::request_rec) -> c_int {
+    guard("handler", ffi::HTTP_INTERNAL_SERVER_ERROR, || {
+        // SAFETY: Apache passes the live request being handled.
+        let Some(mut req) = (unsafe { crate::apache::request::Request::from_raw(r) }) else {
+            return ffi::DECLINED;
+        };
+        // SAFETY: our dir-config slot always holds a DirConfig.
+        let dir = unsafe { req.dir_config::<DirConfig>(module_ptr()) };
+        // SAFETY: the request's server belongs to this generation.
+        let server = unsafe { Server::from_raw(req.server()) };
+        let default_server = ServerConfig::default();
+        let server_conf = server.and_then(server_slot).map(|s| &s.server);
+        let groups = main_slot().map(|m| m.daemons.as_slice()).unwrap_or(&[]);
+        let ctx = crate::handler::HandlerContext {
+            server: server_conf.unwrap_or(&default_server),
+            dir,
+            groups,
+        };
+        crate::handler::handle(&mut req, &ctx)
+    })
+}
+
+/// The real system's users and groups, for validation in the config model.
+pub(crate) struct SystemAccounts;
+
+impl config::Host for SystemAccounts {
+    fn uid_of(&self, user: &str) -> Option<u32> {
+        nix::unistd::User::from_name(user)
+            .ok()
+            .flatten()
+            .map(|u| u.uid.as_raw())
+    }
+    fn gid_of(&self, group: &str) -> Option<u32> {
+        nix::unistd::Group::from_name(group)
+            .ok()
+            .flatten()
+            .map(|g| g.gid.as_raw())
+    }
+    fn primary_gid_of_uid(&self, uid: u32) -> Option<u32> {
+        nix::unistd::User::from_uid(uid.into())
+            .ok()
+            .flatten()
+            .map(|u| u.gid.as_raw())
+    }
+    fn home_of_uid(&self, uid: u32) -> Option<String> {
+        nix::unistd::User::from_uid(uid.into())
+            .ok()
+            .flatten()
+            .map(|u| u.dir.to_string_lossy().into_owned())
+    }
+}
+
+/// After the whole configuration is read (also under `apache2 -t`): cross-directive checks
+/// such as a process group that is referenced but never defined.
+unsafe extern "C" fn check_config(
+    _pconf: *mut ffi::apr_pool_t,
+    _plog: *mut ffi::apr_pool_t,
+    _ptemp: *mut ffi::apr_pool_t,
+    s: *mut ffi::server_rec,
+) -> c_int {
+    guard("check_config", ffi::HTTP_INTERNAL_SERVER_ERROR, || {
+        let Some(slot) = main_slot() else {
+            return ffi::OK;
+        };
+        match slot.global.check(&SystemAccounts) {
+            Ok(()) => ffi::OK,
+            Err(errors) => {
+                for e in errors {
+                    log::startup(s, Level::Emerg, &format!("mod_rwsgi: {e}"));
+                }
+                ffi::HTTP_INTERNAL_SERVER_ERROR
+            }
+        }
+    })
+}
+
+/// Daemon mode lands with the daemon-mode issue; until then post_config starts nothing.
+fn start_daemons_stub(_pool: Pool, _s: *mut ffi::server_rec) -> Result<(), String> {
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn command_table_matches_config_model() {
+        let mut ours: Vec<String> = DIRECTIVE_NAMES
+            .iter()
+            .map(|c| c.to_string_lossy().into_owned())
+            .filter(|n| !n.starts_with('<'))
+            .collect();
+        let mut model: Vec<String> = config::DIRECTIVES
+            .iter()
+            .map(|d| d.name.to_string())
+            .collect();
+        ours.sort();
+        model.sort();
+        assert_eq!(ours, model);
+    }
+}

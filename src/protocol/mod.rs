@@ -1,0 +1,169 @@
+//! The wire protocol between Apache child processes and daemon processes (L2, std only).
+//!
+//! This comment is the specification. Pure Rust, no I/O in the codec ([`Decoder`] is fed
+//! bytes), blocking helpers over `Read`/`Write` in [`io`]. All integers are **big-endian**;
+//! byte strings are length-prefixed raw bytes (no NUL terminator, no UTF-8 assumption).
+//!
+//! # Connection
+//!
+//! A Unix stream socket, reused for many requests one after another (keep-alive style). Once
+//! per connection, before any frame, a hello each way ([`encode_client_hello`] and friends,
+//! [`io::client_handshake`], [`io::server_handshake`]):
+//!
+//! ```text
+//! client → daemon   "RWSG" | u16 version | u16 flags       (8 bytes; v1 defines no flags,
+//!                                                           unknown bits are ignored)
+//! daemon → client   "RWSG" | u16 version | u16 status      (8 bytes)
+//!                   status 0 = OK, 1 = unsupported version, 2 = refused
+//! ```
+//!
+//! A daemon that does not speak the client's version answers status 1 **with its own
+//! version** and closes; the client reports "daemon speaks protocol vN, module vM"
+//! ([`ProtocolError::UnsupportedVersion`]). Status 2 (refused, e.g. the daemon is shutting
+//! down) is followed by a close; nothing was processed, the client may retry. Any change to a
+//! frame layout, a kind, a flag or a limit's meaning bumps [`VERSION`].
+//!
+//! # Frames
+//!
+//! ```text
+//! header   u8 kind | u8 flags | u16 reserved | u32 payload length      (8 bytes)
+//! payload  `length` bytes, laid out per kind
+//! ```
+//!
+//! `flags` and `reserved` must be 0 in version 1. A receiver checks the header as soon as its
+//! 8 bytes are in: unknown kind, nonzero flags/reserved, or a length over the kind's limit
+//! ([`Limits`]; fixed-size kinds must have exactly their size) is an error before any payload
+//! is read. Payload fields are read in order; every length is checked against what is left in
+//! the payload (and counts against their limits) before anything is allocated; bytes left
+//! after the last field are an error. Any error ends the connection.
+//!
+//! Field notation: `bytes` = `u32 len | len raw bytes`; `pairs` = `u32 count | count × (bytes
+//! key, bytes value)`, order and duplicates preserved.
+//!
+//! | kind | name     | dir | payload                                                      | limit |
+//! |------|----------|-----|--------------------------------------------------------------|-------|
+//! | 1    | ReqHead  | c→d | u32 flags, u64 request_start_us, bytes script_path, bytes app_group, bytes callable, pairs env | max_head; env ≤ max_pairs |
+//! | 2    | ReqBody  | c→d | raw body bytes; **empty = end of body**                      | max_body_chunk |
+//! | 3    | ReadBody | d→c | u32 max (≥ 1)                                                | exactly 4 |
+//! | 4    | RespHead | d→c | u16 status, bytes reason, pairs headers                      | max_head; headers ≤ max_headers |
+//! | 5    | RespBody | d→c | raw body bytes                                               | max_body_chunk |
+//! | 6    | RespFile | d→c | u64 offset, u64 length (offset + length ≤ 2⁶⁴−1)             | exactly 16 |
+//! | 7    | RespEnd  | d→c | (empty)                                                      | exactly 0 |
+//! | 8    | Error    | d→c | u16 code, bytes message                                      | max_head |
+//! | 9    | Flush    | d→c | (empty)                                                      | exactly 0 |
+//!
+//! ReqHead flags ([`req_flags`]): 1 = BODY_FOLLOWS (a request body exists), 2 =
+//! SCRIPT_RELOADING, 4 = CHUNKED_INPUT (no Content-Length); other bits are an error.
+//! `request_start_us` is Apache's request time in µs since the Unix epoch (for queue-timeout).
+//! Error codes ([`error_code`]): 1 INTERNAL, 2 APP_LOAD_FAILED, 3 BAD_REQUEST, 4 OVERLOADED
+//! (queue-timeout), 5 SHUTTING_DOWN (nothing processed: retry on a new connection), 6
+//! REQUEST_TIMEOUT, 7 PROTOCOL; a receiver treats unknown codes as INTERNAL.
+//!
+//! # One request
+//!
+//! ```text
+//! c→d  ReqHead
+//! d→c  any interleaving of:  ReadBody (c answers with exactly one ReqBody)
+//!                            RespHead (once, before any RespBody/RespFile/Flush)
+//!                            RespBody | RespFile | Flush
+//! d→c  RespEnd  or  Error    (either ends the request; the connection is then idle again)
+//! ```
+//!
+//! The body is **pulled**: the client sends body bytes only in answer to a `ReadBody`, one
+//! `ReqBody` of 1..=max bytes, or an empty `ReqBody` once the body is exhausted (and again for
+//! any later `ReadBody`). The daemon asks for at most its own max_body_chunk, so the answer
+//! always fits its decoder's limit. Neither side ever has unsolicited bytes in flight: the
+//! daemon can read the body while it streams the response (no deadlock), and a body the
+//! application never reads is never sent. Without BODY_FOLLOWS the answer to a `ReadBody` is
+//! an empty `ReqBody`. The client sends the next `ReqHead` only after `RespEnd`
+//! or `Error`; an `Error` after `RespHead` means the response is truncated. Timeouts are socket
+//! timeouts set by the caller.
+//!
+//! `RespFile` asks the client to send `length` bytes from `offset` of a file whose descriptor
+//! is passed as `SCM_RIGHTS` ancillary data on the `sendmsg` call that carries the frame's
+//! header; the receiver queues received descriptors and takes one per `RespFile`, in order.
+//! The codec here handles only the frame.
+mod error;
+mod frame;
+#[cfg(test)]
+pub(crate) mod fuzz_harness;
+mod hello;
+pub mod io;
+
+pub use error::ProtocolError;
+pub use frame::{
+    Decoder, Frame, FrameHeader, FrameKind, Pairs, RawFrame, ReqHead, ReqHeadRef, RespHead,
+    encode_header, encode_req_head_into, encode_resp_head_into, error_code, req_flags,
+};
+pub use hello::{
+    ClientHello, HELLO_LEN, HelloStatus, ServerHello, encode_client_hello, encode_server_hello,
+    parse_client_hello, parse_server_hello,
+};
+
+/// The first four bytes of both hellos.
+pub const MAGIC: [u8; 4] = *b"RWSG";
+
+/// The protocol version this code speaks.
+pub const VERSION: u16 = 1;
+
+/// Length of a frame header, in bytes.
+pub const HEADER_LEN: usize = 8;
+
+/// Size limits a decoder enforces on what it receives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest payload of a `ReqHead`, `RespHead` or `Error` frame. Default 1 MiB.
+    pub max_head: u32,
+    /// Largest payload of a `ReqBody` or `RespBody` frame. Default 1 MiB.
+    pub max_body_chunk: u32,
+    /// Most environ pairs in a `ReqHead`. Default 10 000.
+    pub max_pairs: u32,
+    /// Most headers in a `RespHead`. Default 1000.
+    pub max_headers: u32,
+}
+
+impl Limits {
+    /// The defaults, usable in `const` context.
+    pub const DEFAULT: Self = Self {
+        max_head: 1 << 20,
+        max_body_chunk: 1 << 20,
+        max_pairs: 10_000,
+        max_headers: 1000,
+    };
+
+    /// The largest payload accepted for `kind` (its exact size for fixed-size kinds).
+    pub const fn frame_limit(&self, kind: FrameKind) -> u32 {
+        match kind.fixed_len() {
+            Some(len) => len,
+            None => match kind {
+                FrameKind::ReqBody | FrameKind::RespBody => self.max_body_chunk,
+                _ => self.max_head,
+            },
+        }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_limits() {
+        let limits = Limits::default();
+        assert_eq!(limits.max_head, 1024 * 1024);
+        assert_eq!(limits.max_body_chunk, 1024 * 1024);
+        assert_eq!(limits.max_pairs, 10_000);
+        assert_eq!(limits.max_headers, 1000);
+        assert_eq!(limits.frame_limit(FrameKind::ReqHead), 1 << 20);
+        assert_eq!(limits.frame_limit(FrameKind::Error), 1 << 20);
+        assert_eq!(limits.frame_limit(FrameKind::RespBody), 1 << 20);
+        assert_eq!(limits.frame_limit(FrameKind::RespFile), 16);
+        assert_eq!(limits.frame_limit(FrameKind::Flush), 0);
+    }
+}

@@ -1,0 +1,348 @@
+//! Test harness: a real Apache httpd with mod_rwsgi, in its own temporary ServerRoot on a
+//! free 127.0.0.1 port. Stopped by PID when the handle drops (also on panic); the error
+//! log is printed when a test fails.
+#![allow(dead_code)]
+
+pub mod http;
+
+use std::fs;
+use std::io::Read;
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const APACHE_BIN: &str = "/usr/sbin/apache2";
+pub const MODULES_DIR: &str = "/usr/lib/apache2/modules";
+
+/// Path of the module under test: `RWSGI_SO` (set by the Makefile) or build/mod_rwsgi.so.
+pub fn module_path() -> PathBuf {
+    match std::env::var_os("RWSGI_SO") {
+        Some(p) => PathBuf::from(p),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("build/mod_rwsgi.so"),
+    }
+}
+
+/// The repository root (apps live under tests/apps).
+pub fn repo_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind a free port")
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A temporary directory readable by www-data (daemons read apps from it after setuid),
+/// removed on drop.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let dir = std::env::temp_dir().join(format!("rwsgi-{tag}-{}-{n}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).expect("create temp dir");
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
+        TempDir(dir)
+    }
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mpm {
+    Event,
+    Worker,
+    Prefork,
+}
+
+impl Mpm {
+    fn module(self) -> (&'static str, &'static str) {
+        match self {
+            Mpm::Event => ("mpm_event_module", "mod_mpm_event.so"),
+            Mpm::Worker => ("mpm_worker_module", "mod_mpm_worker.so"),
+            Mpm::Prefork => ("mpm_prefork_module", "mod_mpm_prefork.so"),
+        }
+    }
+}
+
+/// Builds a self-contained httpd.conf for one test.
+pub struct ApacheConfig {
+    pub dir: TempDir,
+    pub port: u16,
+    pub mpm: Mpm,
+    pub extra_modules: Vec<&'static str>,
+    pub load_rwsgi: bool,
+    pub body: String,
+    pub log_level: String,
+}
+
+impl ApacheConfig {
+    pub fn new(tag: &str) -> ApacheConfig {
+        ApacheConfig {
+            dir: TempDir::new(tag),
+            port: free_port(),
+            mpm: Mpm::Event,
+            extra_modules: Vec::new(),
+            load_rwsgi: true,
+            body: String::new(),
+            log_level: "info".into(),
+        }
+    }
+
+    pub fn mpm(mut self, mpm: Mpm) -> Self {
+        self.mpm = mpm;
+        self
+    }
+
+    pub fn module(mut self, name: &'static str) -> Self {
+        self.extra_modules.push(name);
+        self
+    }
+
+    pub fn without_rwsgi(mut self) -> Self {
+        self.load_rwsgi = false;
+        self
+    }
+
+    /// Appends configuration text; `@DIR@` stands for the test's ServerRoot and `@REPO@`
+    /// for the repository.
+    pub fn conf(mut self, text: &str) -> Self {
+        let text = text
+            .replace("@DIR@", &self.dir.path().display().to_string())
+            .replace("@REPO@", &repo_dir().display().to_string());
+        self.body.push_str(&text);
+        self.body.push('\n');
+        self
+    }
+
+    pub fn root(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn conf_path(&self) -> PathBuf {
+        self.dir.path().join("httpd.conf")
+    }
+
+    pub fn error_log_path(&self) -> PathBuf {
+        self.dir.path().join("error.log")
+    }
+
+    pub fn write(&self) -> PathBuf {
+        let root = self.dir.path();
+        for sub in ["run", "htdocs"] {
+            fs::create_dir_all(root.join(sub)).unwrap();
+            fs::set_permissions(root.join(sub), fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        fs::write(
+            root.join("htdocs/static.txt"),
+            "static file served by Apache\n",
+        )
+        .unwrap();
+        let (mpm_name, mpm_file) = self.mpm.module();
+        let mut conf = format!(
+            "ServerRoot \"{root}\"\n\
+             ServerName 127.0.0.1\n\
+             Listen 127.0.0.1:{port}\n\
+             PidFile \"{root}/httpd.pid\"\n\
+             ErrorLog \"{root}/error.log\"\n\
+             LogLevel {level}\n\
+             DefaultRuntimeDir \"{root}/run\"\n\
+             Mutex file:{root}/run default\n\
+             User www-data\n\
+             Group www-data\n\
+             Timeout 30\n\
+             LoadModule {mpm_name} {MODULES_DIR}/{mpm_file}\n\
+             LoadModule authz_core_module {MODULES_DIR}/mod_authz_core.so\n\
+             LoadModule mime_module {MODULES_DIR}/mod_mime.so\n\
+             LoadModule alias_module {MODULES_DIR}/mod_alias.so\n\
+             TypesConfig /etc/mime.types\n",
+            root = root.display(),
+            port = self.port,
+            level = self.log_level,
+        );
+        if self.mpm == Mpm::Prefork {
+            conf.push_str("StartServers 2\nMinSpareServers 2\nMaxSpareServers 4\n");
+        } else {
+            conf.push_str("StartServers 1\nThreadsPerChild 16\nMinSpareThreads 8\n");
+        }
+        for m in &self.extra_modules {
+            conf.push_str(&format!("LoadModule {m}_module {MODULES_DIR}/mod_{m}.so\n"));
+        }
+        if self.load_rwsgi {
+            conf.push_str(&format!(
+                "LoadModule rwsgi_module {}\n",
+                module_path().display()
+            ));
+        }
+        conf.push_str(&format!(
+            "DocumentRoot \"{root}/htdocs\"\n<Directory \"{root}/htdocs\">\n    Require all granted\n</Directory>\n",
+            root = root.display()
+        ));
+        conf.push_str(&self.body);
+        let path = self.conf_path();
+        fs::write(&path, conf).unwrap();
+        path
+    }
+
+    /// `apache2 -t`: (success, combined output).
+    pub fn configtest(&self) -> (bool, String) {
+        let path = self.write();
+        let out = Command::new(APACHE_BIN)
+            .arg("-t")
+            .arg("-f")
+            .arg(&path)
+            .output()
+            .expect("run apache2 -t");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), text)
+    }
+
+    /// Starts Apache in the foreground and waits until it answers on its port.
+    pub fn start(self) -> Apache {
+        let path = self.write();
+        // Its own process group: on stop, Apache (prefork) signals its whole group, which
+        // must not include the test runner.
+        let child = Command::new(APACHE_BIN)
+            .process_group(0)
+            .arg("-f")
+            .arg(&path)
+            .arg("-DFOREGROUND")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start apache2");
+        let mut apache = Apache {
+            config: self,
+            child: Some(child),
+        };
+        apache.wait_ready(Duration::from_secs(20));
+        apache
+    }
+}
+
+/// A running Apache. Dropping it stops Apache by PID and waits for it to exit.
+pub struct Apache {
+    pub config: ApacheConfig,
+    child: Option<Child>,
+}
+
+impl Apache {
+    pub fn port(&self) -> u16 {
+        self.config.port
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(|c| c.id()).unwrap_or(0)
+    }
+
+    pub fn error_log(&self) -> String {
+        fs::read_to_string(self.config.error_log_path()).unwrap_or_default()
+    }
+
+    fn wait_ready(&mut self, limit: Duration) {
+        let start = Instant::now();
+        loop {
+            if let Some(child) = self.child.as_mut() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    let mut err = String::new();
+                    if let Some(mut e) = child.stderr.take() {
+                        let _ = e.read_to_string(&mut err);
+                    }
+                    self.child = None;
+                    panic!(
+                        "apache2 exited during start-up ({status}):\n{err}\n--- error log ---\n{}",
+                        self.error_log()
+                    );
+                }
+            }
+            if TcpStream::connect(("127.0.0.1", self.port())).is_ok() {
+                return;
+            }
+            if start.elapsed() > limit {
+                panic!(
+                    "apache2 did not listen within {limit:?}\n{}",
+                    self.error_log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Sends a signal to the Apache parent (e.g. SIGUSR1 = graceful restart).
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: kill(2) on the PID of the child process this handle started.
+        unsafe {
+            libc::kill(self.pid() as i32, sig);
+        }
+    }
+
+    pub fn get(&self, path: &str) -> http::Response {
+        http::request(self.port(), "GET", path, &[], b"")
+            .unwrap_or_else(|e| panic!("GET {path}: {e}\n--- error log ---\n{}", self.error_log()))
+    }
+
+    /// Stops Apache (SIGTERM, then SIGKILL after 15 s) and waits for it.
+    pub fn stop(&mut self) -> Option<std::process::ExitStatus> {
+        let mut child = self.child.take()?;
+        // SAFETY: as in `signal`.
+        unsafe {
+            libc::kill(child.id() as i32, 15);
+        }
+        let start = Instant::now();
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Some(status);
+            }
+            if start.elapsed() > Duration::from_secs(15) {
+                let _ = child.kill();
+                return child.wait().ok();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Apache {
+    fn drop(&mut self) {
+        self.stop();
+        if std::thread::panicking() {
+            eprintln!(
+                "--- Apache error log ({}) ---\n{}",
+                self.config.error_log_path().display(),
+                self.error_log()
+            );
+        }
+    }
+}
+
+/// Asserts with the error log attached.
+#[macro_export]
+macro_rules! assert_with_log {
+    ($apache:expr, $cond:expr, $($arg:tt)+) => {
+        if !$cond {
+            panic!("{}\n--- error log ---\n{}", format!($($arg)+), $apache.error_log());
+        }
+    };
+}

@@ -1,0 +1,165 @@
+//! Bad configurations fail `apache2 -t` with a message that names the directive and the
+//! offending token.
+
+mod common;
+
+use common::ApacheConfig;
+
+struct Case {
+    name: &'static str,
+    conf: &'static str,
+    /// Every one of these must appear in apache2 -t's output.
+    expect: &'static [&'static str],
+}
+
+const CASES: &[Case] = &[
+    Case {
+        name: "non-numeric threads",
+        conf: "WSGIDaemonProcess g threads=abc",
+        expect: &["WSGIDaemonProcess", "threads=abc"],
+    },
+    Case {
+        name: "unknown option",
+        conf: "WSGIDaemonProcess g frobnicate=1",
+        expect: &["WSGIDaemonProcess", "frobnicate=1"],
+    },
+    Case {
+        name: "negative processes",
+        conf: "WSGIDaemonProcess g processes=-2",
+        expect: &["WSGIDaemonProcess", "processes=-2"],
+    },
+    Case {
+        name: "negative timeout",
+        conf: "WSGIDaemonProcess g socket-timeout=-5",
+        expect: &["WSGIDaemonProcess", "socket-timeout=-5"],
+    },
+    Case {
+        name: "bad umask",
+        conf: "WSGIDaemonProcess g umask=99x",
+        expect: &["WSGIDaemonProcess", "umask=99x"],
+    },
+    Case {
+        name: "option without value",
+        conf: "WSGIDaemonProcess g threads",
+        expect: &["WSGIDaemonProcess", "threads"],
+    },
+    Case {
+        name: "missing group name",
+        conf: "WSGIDaemonProcess",
+        expect: &["WSGIDaemonProcess"],
+    },
+    Case {
+        name: "duplicate group",
+        conf: "WSGIDaemonProcess twice threads=2\nWSGIDaemonProcess twice threads=3",
+        expect: &["WSGIDaemonProcess", "twice"],
+    },
+    Case {
+        name: "user root",
+        conf: "WSGIDaemonProcess g user=root",
+        expect: &["user=root"],
+    },
+    Case {
+        name: "unknown user",
+        conf: "WSGIDaemonProcess g user=no_such_user_rwsgi",
+        expect: &["no_such_user_rwsgi"],
+    },
+    Case {
+        name: "process group referenced but never defined",
+        conf: "WSGIProcessGroup nowhere",
+        expect: &["WSGIProcessGroup", "nowhere"],
+    },
+    Case {
+        name: "script alias to an undefined group",
+        conf: "WSGIScriptAlias /x /tmp/x.wsgi process-group=missing",
+        expect: &["WSGIScriptAlias", "missing"],
+    },
+    Case {
+        name: "script alias with an unknown option",
+        conf: "WSGIScriptAlias /x /tmp/x.wsgi colour=blue",
+        expect: &["WSGIScriptAlias", "colour=blue"],
+    },
+    Case {
+        name: "script alias with one argument",
+        conf: "WSGIScriptAlias /only",
+        expect: &["WSGIScriptAlias"],
+    },
+    Case {
+        name: "flag that is not On or Off",
+        conf: "WSGIRestrictStdout maybe",
+        expect: &["WSGIRestrictStdout", "maybe"],
+    },
+    Case {
+        name: "unterminated quote",
+        conf: "WSGIDaemonProcess g display-name='%{GROUP}",
+        expect: &["WSGIDaemonProcess"],
+    },
+    Case {
+        name: "bad trusted proxy address",
+        conf: "WSGITrustedProxies 10.0.0.1 1.2.3.400",
+        expect: &["WSGITrustedProxies", "1.2.3.400"],
+    },
+    Case {
+        name: "server-only directive inside a virtual host",
+        conf: "<VirtualHost 127.0.0.1:*>\nWSGIPythonHome /usr\n</VirtualHost>",
+        expect: &["WSGIPythonHome", "cannot occur within"],
+    },
+    Case {
+        name: "daemon process inside a directory",
+        conf: "<Directory /tmp>\nWSGIDaemonProcess g\n</Directory>",
+        expect: &["WSGIDaemonProcess", "cannot occur within"],
+    },
+    Case {
+        name: "recognised but not implemented directive",
+        conf: "WSGIDispatchScript /tmp/dispatch.py",
+        expect: &["WSGIDispatchScript is not supported by mod_rwsgi yet"],
+    },
+    Case {
+        name: "unsupported interpreter options section",
+        conf: "<WSGIInterpreterOptions process-group=x>\n</WSGIInterpreterOptions>",
+        expect: &["WSGIInterpreterOptions", "not supported by mod_rwsgi yet"],
+    },
+    Case {
+        name: "bad application group token",
+        conf: "WSGIApplicationGroup %{NOPE}",
+        expect: &["WSGIApplicationGroup", "%{NOPE}"],
+    },
+];
+
+#[test]
+fn bad_configs_fail_configtest_with_a_precise_message() {
+    let mut failures = Vec::new();
+    for case in CASES {
+        let (ok, out) = ApacheConfig::new("bad").conf(case.conf).configtest();
+        if ok {
+            failures.push(format!(
+                "[{}] apache2 -t accepted:\n{}\n",
+                case.name, case.conf
+            ));
+            continue;
+        }
+        for needle in case.expect {
+            if !out.contains(needle) {
+                failures.push(format!(
+                    "[{}] output lacks {needle:?}; config:\n{}\noutput:\n{out}",
+                    case.name, case.conf
+                ));
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases failed:\n{}",
+        failures.len(),
+        CASES.len(),
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn good_config_is_accepted_alongside() {
+    // The same harness with a valid config passes, so failures above are the bad lines.
+    let (ok, out) = ApacheConfig::new("good")
+        .conf("WSGIDaemonProcess g threads=2 processes=1\nWSGIProcessGroup g\nWSGIScriptAlias /x /tmp/x.wsgi")
+        .configtest();
+    assert!(ok, "{out}");
+}
