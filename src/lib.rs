@@ -19,5 +19,8 @@ pub mod logging;
 pub mod ffi;
 
 pub mod apache;
+pub mod daemon;
 pub mod handler;
+mod manager;
 pub mod module;
+pub mod python;

@@ -412,7 +412,11 @@ fn log_backend(level: crate::logging::Level, msg: &str) {
         L::Info => Level::Info,
         L::Debug => Level::Debug,
     };
-    log::server(ptr::null(), level, msg);
+    // Apache escapes newlines in a log line; log a traceback line by line so it stays
+    // readable, as mod_wsgi does.
+    for line in msg.split('\n') {
+        log::server(ptr::null(), level, line);
+    }
 }
 
 unsafe extern "C" fn post_config(
@@ -426,7 +430,7 @@ unsafe extern "C" fn post_config(
         let Some(pool) = (unsafe { Pool::from_raw(pconf) }) else {
             return ffi::OK;
         };
-        match start_daemons_stub(pool, s) {
+        match crate::manager::start_daemons(pool, s) {
             Ok(()) => ffi::OK,
             Err(msg) => {
                 log::startup(s, Level::Emerg, &format!("mod_rwsgi: {msg}"));
@@ -542,11 +546,6 @@ unsafe extern "C" fn check_config(
             }
         }
     })
-}
-
-/// Daemon mode lands with the daemon-mode issue; until then post_config starts nothing.
-fn start_daemons_stub(_pool: Pool, _s: *mut ffi::server_rec) -> Result<(), String> {
-    Ok(())
 }
 
 #[cfg(test)]

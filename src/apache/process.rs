@@ -71,7 +71,6 @@ impl OtherChild {
 
 /// Apache's command line as one writable memory area (argv[0] to the end of the last
 /// argument), which a daemon overwrites to show its display-name in `ps`.
-#[allow(dead_code)] // used by the daemon manager (daemon-mode issue)
 pub(crate) fn argv_area(process: *const ffi::process_rec) -> Option<(*mut u8, usize)> {
     // SAFETY: process_rec and its argv are Apache's, valid for the process' lifetime; the
     // argument strings are laid out contiguously by the kernel.

@@ -136,6 +136,26 @@ impl ApacheConfig {
         self.dir.path()
     }
 
+    /// Copies tests/apps/<name> into the test directory (readable by www-data, which
+    /// daemons run as) and returns its path.
+    pub fn install_app(&self, name: &str) -> PathBuf {
+        let dir = self.dir.path().join("apps");
+        fs::create_dir_all(&dir).unwrap();
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
+        let dest = dir.join(name);
+        fs::copy(repo_dir().join("tests/apps").join(name), &dest).unwrap();
+        fs::set_permissions(&dest, fs::Permissions::from_mode(0o644)).unwrap();
+        dest
+    }
+
+    /// A directory every user may write (apps leave marker files there).
+    pub fn markers_dir(&self) -> PathBuf {
+        let dir = self.dir.path().join("markers");
+        fs::create_dir_all(&dir).unwrap();
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o1777)).unwrap();
+        dir
+    }
+
     pub fn conf_path(&self) -> PathBuf {
         self.dir.path().join("httpd.conf")
     }
@@ -295,6 +315,36 @@ impl Apache {
         // SAFETY: kill(2) on the PID of the child process this handle started.
         unsafe {
             libc::kill(self.pid() as i32, sig);
+        }
+    }
+
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> http::Response {
+        http::request(self.port(), method, path, headers, body).unwrap_or_else(|e| {
+            panic!(
+                "{method} {path}: {e}\n--- error log ---\n{}",
+                self.error_log()
+            )
+        })
+    }
+
+    /// Waits until `pred` holds for the error log (bounded), returning the log.
+    pub fn wait_for_log(&self, what: &str, limit: Duration) -> String {
+        let start = Instant::now();
+        loop {
+            let log = self.error_log();
+            if log.contains(what) {
+                return log;
+            }
+            if start.elapsed() > limit {
+                panic!("error log did not show {what:?} within {limit:?}:\n{log}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
         }
     }
 

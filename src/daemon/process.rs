@@ -1,0 +1,194 @@
+//! The life of one daemon process after fork: prepare (privileges, directories, names),
+//! wait out a restart backoff, start Python, preload scripts, serve, and shut down in order
+//! on SIGTERM/SIGINT, on parent death, on a changed script or after maximum-requests.
+
+use std::os::fd::RawFd;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{SigSet, Signal};
+
+use crate::daemon::spawn::{self, ChildSetup};
+use crate::daemon::worker::{ServeSettings, Server};
+use crate::logging;
+use crate::python::{self, AppHost, InterpreterSettings};
+
+/// Everything a daemon process needs, owned (no Apache pointers).
+#[derive(Clone, Debug)]
+pub struct DaemonPlan {
+    pub group: String,
+    pub listener_fd: RawFd,
+    pub setup: ChildSetup,
+    pub interpreter: InterpreterSettings,
+    pub serve: ServeSettings,
+    /// (script path, application group) loaded before serving.
+    pub preload: Vec<(String, String)>,
+    /// Wait before starting (crash-loop backoff decided by the parent).
+    pub start_delay: Duration,
+    pub shutdown_timeout: Duration,
+    pub script_reloading: bool,
+}
+
+/// Runs the daemon; returns the exit code. The caller must `_exit` with it and never return
+/// into Apache.
+pub fn run(plan: DaemonPlan) -> i32 {
+    let parent = nix::unistd::getppid();
+    if let Err(e) = spawn::prepare_child(&plan.setup) {
+        logging::log(
+            logging::Level::Crit,
+            &format!(
+                "daemon process '{}' (pid {}): {e}",
+                plan.group,
+                std::process::id()
+            ),
+        );
+        return 2;
+    }
+    if !plan.start_delay.is_zero() {
+        logging::notice(&format!(
+            "daemon process '{}' (pid {}): waiting {} s before starting (it kept dying soon \
+             after start)",
+            plan.group,
+            std::process::id(),
+            plan.start_delay.as_secs()
+        ));
+        std::thread::sleep(plan.start_delay);
+    }
+    // Signals are taken by the main thread with sigtimedwait; every thread inherits this
+    // mask. SIGPIPE is ignored so a closed socket is an EPIPE error, not death.
+    let mut waited = SigSet::empty();
+    for sig in [
+        Signal::SIGTERM,
+        Signal::SIGINT,
+        Signal::SIGUSR1,
+        Signal::SIGHUP,
+    ] {
+        waited.add(sig);
+    }
+    let _ = waited.thread_block();
+    // SAFETY: ignoring SIGPIPE is always sound.
+    let _ =
+        unsafe { nix::sys::signal::signal(Signal::SIGPIPE, nix::sys::signal::SigHandler::SigIgn) };
+
+    let (host, host_error) = match python::initialize(&plan.interpreter) {
+        Ok(()) => (Some(AppHost::new()), String::new()),
+        Err(e) => {
+            logging::log(
+                logging::Level::Crit,
+                &format!(
+                    "daemon process '{}' (pid {}): {e}",
+                    plan.group,
+                    std::process::id()
+                ),
+            );
+            (None, e)
+        }
+    };
+    if let Some(host) = &host {
+        for (script, app_group) in &plan.preload {
+            if let Err(e) = host.preload(script, app_group) {
+                logging::error(&format!(
+                    "daemon process '{}': failed to preload '{script}': {e}",
+                    plan.group
+                ));
+            }
+        }
+    }
+    let server = match Server::new(plan.serve.clone(), plan.listener_fd, host, host_error) {
+        Ok(s) => s,
+        Err(e) => {
+            logging::log(
+                logging::Level::Crit,
+                &format!("daemon process '{}': {e}", plan.group),
+            );
+            return 1;
+        }
+    };
+    let threads = match server.start() {
+        Ok(t) => t,
+        Err(e) => {
+            logging::log(
+                logging::Level::Crit,
+                &format!("daemon process '{}': cannot start threads: {e}", plan.group),
+            );
+            return 1;
+        }
+    };
+    logging::info(&format!(
+        "daemon process '{}' (pid {}) serving with {} threads",
+        plan.group,
+        std::process::id(),
+        plan.serve.threads
+    ));
+
+    let reason = wait_for_stop(&plan, &server, &waited, parent);
+    logging::info(&format!(
+        "daemon process '{}' (pid {}) stopping: {reason}",
+        plan.group,
+        std::process::id()
+    ));
+    server.stop_accepting();
+    let deadline = Instant::now() + plan.shutdown_timeout;
+    while server.active() > 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    if server.active() > 0 {
+        logging::warning(&format!(
+            "daemon process '{}' (pid {}): {} request(s) still running after \
+             shutdown-timeout={} s; exiting anyway",
+            plan.group,
+            std::process::id(),
+            server.active(),
+            plan.shutdown_timeout.as_secs()
+        ));
+        return 0;
+    }
+    for t in threads {
+        let _ = t.join();
+    }
+    if server.host().is_some() {
+        python::shutdown();
+    }
+    0
+}
+
+/// Blocks until the daemon should stop, and says why.
+fn wait_for_stop(
+    plan: &DaemonPlan,
+    server: &Server,
+    waited: &SigSet,
+    parent: nix::unistd::Pid,
+) -> String {
+    let timeout = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 250_000_000,
+    };
+    let mut last_script_check = Instant::now();
+    loop {
+        // SAFETY: sigtimedwait with a valid, blocked signal set and a valid timeout.
+        let sig = unsafe {
+            libc::sigtimedwait(
+                waited.as_ref() as *const libc::sigset_t,
+                std::ptr::null_mut(),
+                &timeout,
+            )
+        };
+        if sig > 0 {
+            let name = Signal::try_from(sig)
+                .map(|s| s.as_str())
+                .unwrap_or("signal");
+            return format!("received {name}");
+        }
+        if nix::unistd::getppid() != parent {
+            return "the Apache parent process is gone".into();
+        }
+        if server.restart_requested() {
+            return "maximum-requests reached".into();
+        }
+        if plan.script_reloading && last_script_check.elapsed() >= Duration::from_secs(1) {
+            last_script_check = Instant::now();
+            if server.host().is_some_and(|h| h.scripts_changed()) {
+                return "the WSGI script changed (touch-to-reload)".into();
+            }
+        }
+    }
+}

@@ -1,0 +1,212 @@
+//! What a freshly forked daemon process does before it may run Python, in this order:
+//! signals reset, descriptors closed, own process group, setgid → initgroups/setgroups →
+//! setuid → verify, umask, chdir, LANG/LC_ALL, display name. Each step returns a typed error
+//! naming what failed; a daemon whose privileges could not be dropped never serves.
+
+use std::ffi::CString;
+use std::fmt;
+use std::os::fd::RawFd;
+
+use nix::sys::signal::{SigHandler, SigSet, SigmaskHow, Signal, signal, sigprocmask};
+use nix::unistd::{Gid, Uid};
+
+/// The identity a daemon must run as.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    pub uid: u32,
+    pub gid: u32,
+    pub user_name: String,
+    /// Explicit supplementary groups (`supplementary-groups=`); None = initgroups(user).
+    pub supplementary: Option<Vec<u32>>,
+    /// True when user= or group= was configured (then root is never acceptable).
+    pub configured: bool,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ChildSetup {
+    pub keep_fds: Vec<RawFd>,
+    pub identity: Option<Identity>,
+    pub umask: Option<u32>,
+    pub home: Option<String>,
+    pub lang: Option<String>,
+    pub locale: Option<String>,
+    pub display_name: Option<String>,
+    /// Apache's argv memory (start, length) to overwrite with the display name.
+    pub argv_area: Option<(usize, usize)>,
+}
+
+#[derive(Debug)]
+pub enum SpawnError {
+    Signals(String),
+    Privileges(String),
+    StillPrivileged { uid: u32, gid: u32 },
+    Home(String, String),
+}
+
+impl fmt::Display for SpawnError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SpawnError::Signals(e) => write!(f, "cannot reset signal handlers: {e}"),
+            SpawnError::Privileges(e) => write!(f, "cannot drop privileges: {e}"),
+            SpawnError::StillPrivileged { uid, gid } => write!(
+                f,
+                "refusing to serve: still running with uid={uid} gid={gid} after dropping \
+                 privileges"
+            ),
+            SpawnError::Home(dir, e) => write!(f, "cannot change directory to home={dir}: {e}"),
+        }
+    }
+}
+
+/// Runs every step in order. Called in the child right after fork, single-threaded.
+pub fn prepare_child(setup: &ChildSetup) -> Result<(), SpawnError> {
+    reset_signals().map_err(SpawnError::Signals)?;
+    close_inherited_fds(&setup.keep_fds);
+    // Own process group: prefork's stop signals Apache's whole group, but daemons must be
+    // stopped by the parent's orderly shutdown. Die with the parent if it is killed.
+    let _ = nix::unistd::setpgid(nix::unistd::Pid::from_raw(0), nix::unistd::Pid::from_raw(0));
+    // SAFETY: prctl(PR_SET_PDEATHSIG) only sets a flag on the calling process.
+    unsafe {
+        libc::prctl(
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGTERM as libc::c_ulong,
+            0,
+            0,
+            0,
+        )
+    };
+    if let Some(id) = &setup.identity {
+        drop_privileges(id)?;
+    }
+    if let Some(mask) = setup.umask {
+        nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(mask));
+    }
+    if let Some(home) = &setup.home {
+        std::env::set_current_dir(home)
+            .map_err(|e| SpawnError::Home(home.clone(), e.to_string()))?;
+    }
+    if let Some(lang) = &setup.lang {
+        // SAFETY: the process is single-threaded right after fork; nothing reads the
+        // environment concurrently.
+        unsafe { std::env::set_var("LANG", lang) };
+    }
+    if let Some(locale) = &setup.locale {
+        // SAFETY: as above.
+        unsafe { std::env::set_var("LC_ALL", locale) };
+        if let Ok(c) = CString::new(locale.as_str()) {
+            // SAFETY: setlocale with a valid C string, single-threaded.
+            let ok = unsafe { libc::setlocale(libc::LC_ALL, c.as_ptr()) };
+            if ok.is_null() {
+                crate::logging::warning(&format!(
+                    "locale '{locale}' is not available on this system (setlocale failed); \
+                     LC_ALL is set for Python anyway"
+                ));
+            }
+        }
+    }
+    if let Some(name) = &setup.display_name {
+        set_display_name(name, setup.argv_area);
+    }
+    Ok(())
+}
+
+fn reset_signals() -> Result<(), String> {
+    for sig in Signal::iterator() {
+        if matches!(sig, Signal::SIGKILL | Signal::SIGSTOP) {
+            continue;
+        }
+        // SAFETY: installing SIG_DFL is always sound.
+        let _ = unsafe { signal(sig, SigHandler::SigDfl) };
+    }
+    sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None).map_err(|e| e.to_string())
+}
+
+/// Closes every descriptor but stdin/stdout/stderr (stderr is Apache's error log) and the
+/// ones to keep: Apache's listeners, its pipe of death and other groups' sockets must not
+/// leak into application code.
+fn close_inherited_fds(keep: &[RawFd]) {
+    let fds: Vec<RawFd> = match std::fs::read_dir("/proc/self/fd") {
+        Ok(dir) => dir
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+            .collect(),
+        Err(_) => (3..1024).collect(),
+    };
+    for fd in fds {
+        if fd > 2 && !keep.contains(&fd) {
+            // SAFETY: closing a descriptor this fresh child inherited and will never use;
+            // no Rust object in the child owns it.
+            unsafe { libc::close(fd) };
+        }
+    }
+}
+
+fn drop_privileges(id: &Identity) -> Result<(), SpawnError> {
+    let err = |what: &str, e: nix::Error| SpawnError::Privileges(format!("{what}: {e}"));
+    if Uid::effective().is_root() {
+        nix::unistd::setgid(Gid::from_raw(id.gid))
+            .map_err(|e| err(&format!("setgid({})", id.gid), e))?;
+        match &id.supplementary {
+            Some(groups) => {
+                let gids: Vec<Gid> = groups.iter().map(|g| Gid::from_raw(*g)).collect();
+                nix::unistd::setgroups(&gids).map_err(|e| err("setgroups", e))?;
+            }
+            None => {
+                let user = CString::new(id.user_name.as_str())
+                    .map_err(|_| SpawnError::Privileges("user name contains NUL".into()))?;
+                nix::unistd::initgroups(&user, Gid::from_raw(id.gid))
+                    .map_err(|e| err(&format!("initgroups({})", id.user_name), e))?;
+            }
+        }
+        nix::unistd::setuid(Uid::from_raw(id.uid))
+            .map_err(|e| err(&format!("setuid({})", id.uid), e))?;
+    }
+    verify_identity(id)
+}
+
+/// After the switch, the daemon must be exactly who it should be (CVE-2014-0240: a failed
+/// setuid went unnoticed) and keep no root group (CVE-2014-8583).
+fn verify_identity(id: &Identity) -> Result<(), SpawnError> {
+    let (uid, euid) = (Uid::current().as_raw(), Uid::effective().as_raw());
+    let (gid, egid) = (Gid::current().as_raw(), Gid::effective().as_raw());
+    let still_root = uid == 0 || euid == 0 || gid == 0 || egid == 0;
+    let wrong = uid != id.uid || euid != id.uid || gid != id.gid || egid != id.gid;
+    if (still_root && (id.configured || id.uid != 0)) || wrong {
+        return Err(SpawnError::StillPrivileged {
+            uid: euid,
+            gid: egid,
+        });
+    }
+    if id.gid != 0 {
+        if let Ok(groups) = nix::unistd::getgroups() {
+            if groups.iter().any(|g| g.as_raw() == 0) {
+                return Err(SpawnError::Privileges(
+                    "supplementary group root (0) is still set".into(),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Shows `name` in `ps` (the command line) and in `top`/`/proc/PID/comm`.
+fn set_display_name(name: &str, argv_area: Option<(usize, usize)>) {
+    if let Ok(c) = CString::new(name) {
+        // SAFETY: PR_SET_NAME copies at most 16 bytes from a valid C string.
+        unsafe { libc::prctl(libc::PR_SET_NAME, c.as_ptr() as libc::c_ulong, 0, 0, 0) };
+    }
+    if let Some((start, len)) = argv_area {
+        if len == 0 {
+            return;
+        }
+        let bytes = name.as_bytes();
+        let n = bytes.len().min(len);
+        // SAFETY: (start, len) is Apache's own argv memory in this process (computed by the
+        // parent before fork, valid in the child's copy); we write within its bounds and
+        // zero-fill the rest so `ps` shows only the name (truncated like mod_wsgi's).
+        unsafe {
+            let area = std::slice::from_raw_parts_mut(start as *mut u8, len);
+            area[..n].copy_from_slice(&bytes[..n]);
+            area[n..].fill(0);
+        }
+    }
+}

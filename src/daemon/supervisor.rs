@@ -1,0 +1,107 @@
+//! Restart policy for daemon processes, as a pure state machine: a daemon that dies is
+//! restarted at once; one that keeps dying soon after it started backs off 1 s, 2 s, 4 s ...
+//! up to 30 s, so a broken script cannot fork-bomb the machine.
+
+use std::time::{Duration, Instant};
+
+/// A daemon that lived at least this long is considered healthy: its next death restarts
+/// it immediately and resets the backoff.
+pub const HEALTHY_AFTER: Duration = Duration::from_secs(10);
+pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Clone)]
+pub struct SlotHistory {
+    pub started_at: Instant,
+    pub quick_deaths: u32,
+}
+
+impl SlotHistory {
+    pub fn new(now: Instant) -> SlotHistory {
+        SlotHistory {
+            started_at: now,
+            quick_deaths: 0,
+        }
+    }
+
+    /// Records a death at `now` and returns how long the replacement must wait before it
+    /// starts its work.
+    pub fn on_death(&mut self, now: Instant) -> Duration {
+        let lived = now.saturating_duration_since(self.started_at);
+        if lived >= HEALTHY_AFTER {
+            self.quick_deaths = 0;
+        } else {
+            self.quick_deaths = self.quick_deaths.saturating_add(1);
+        }
+        self.started_at = now;
+        backoff(self.quick_deaths)
+    }
+}
+
+/// 0 quick deaths: no wait; then 1 s, 2 s, 4 s ... capped at 30 s.
+pub fn backoff(quick_deaths: u32) -> Duration {
+    if quick_deaths == 0 {
+        return Duration::ZERO;
+    }
+    let secs = 1u64.checked_shl(quick_deaths - 1).unwrap_or(u64::MAX);
+    Duration::from_secs(secs).min(MAX_BACKOFF)
+}
+
+/// A human description of a raw wait status, for the error log.
+pub fn describe_wait_status(status: i32) -> String {
+    if libc::WIFSIGNALED(status) {
+        let sig = libc::WTERMSIG(status);
+        let name = nix::sys::signal::Signal::try_from(sig)
+            .map(|s| s.as_str().to_string())
+            .unwrap_or_else(|_| format!("signal {sig}"));
+        format!("killed by {name}")
+    } else if libc::WIFEXITED(status) {
+        format!("exited with status {}", libc::WEXITSTATUS(status))
+    } else {
+        format!("ended with wait status {status}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap() {
+        let expected = [0, 1, 2, 4, 8, 16, 30, 30, 30];
+        for (deaths, secs) in expected.iter().enumerate() {
+            assert_eq!(
+                backoff(deaths as u32),
+                Duration::from_secs(*secs),
+                "deaths={deaths}"
+            );
+        }
+        assert_eq!(backoff(u32::MAX), MAX_BACKOFF);
+    }
+
+    #[test]
+    fn quick_deaths_back_off_and_a_healthy_run_resets() {
+        let t0 = Instant::now();
+        let mut h = SlotHistory::new(t0);
+        assert_eq!(
+            h.on_death(t0 + Duration::from_millis(100)),
+            Duration::from_secs(1)
+        );
+        assert_eq!(
+            h.on_death(t0 + Duration::from_millis(200)),
+            Duration::from_secs(2)
+        );
+        assert_eq!(
+            h.on_death(t0 + Duration::from_millis(300)),
+            Duration::from_secs(4)
+        );
+        // Lived 20 s: healthy, restart at once.
+        assert_eq!(h.on_death(t0 + Duration::from_secs(20)), Duration::ZERO);
+        assert_eq!(h.quick_deaths, 0);
+    }
+
+    #[test]
+    fn wait_status_is_described() {
+        assert_eq!(describe_wait_status(9), "killed by SIGKILL");
+        assert_eq!(describe_wait_status(3 << 8), "exited with status 3");
+    }
+}

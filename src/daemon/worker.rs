@@ -1,0 +1,584 @@
+//! Serving inside a daemon process: one dispatcher thread watches the group's listening
+//! socket and every idle Apache connection with epoll; `threads` worker threads take ready
+//! connections from a queue, read one request, run it through the Python host and put the
+//! connection back. Idle connections never tie up a worker thread, so Apache children may
+//! keep connections open across requests.
+
+use std::collections::{HashMap, VecDeque};
+use std::io::{self, Write};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
+
+use crate::logging;
+use crate::protocol::{self, Decoder, Frame, FrameKind, Limits, error_code, req_flags};
+use crate::python::{AppHost, Outcome, RequestIo, RequestSpec};
+
+const LISTENER_TOKEN: u64 = 0;
+/// A worker became idle while the listener was disarmed.
+const WAKE_TOKEN: u64 = 1;
+/// Response bytes gathered before a write to the socket.
+const OUT_BUFFER: usize = 64 * 1024;
+/// The largest body frame we send (the peer's default limit is 1 MiB).
+const MAX_CHUNK: usize = 1024 * 1024;
+
+/// Settings the serving loop needs (from the group's WSGIDaemonProcess options).
+#[derive(Clone, Debug)]
+pub struct ServeSettings {
+    pub group: String,
+    pub threads: usize,
+    pub socket_timeout: Duration,
+    pub queue_timeout: Option<Duration>,
+    pub maximum_requests: u64,
+}
+
+struct Conn {
+    stream: UnixStream,
+    dec: Decoder,
+    handshaken: bool,
+    token: u64,
+}
+
+/// State shared by the dispatcher and the workers.
+pub struct Server {
+    settings: ServeSettings,
+    listener: UnixListener,
+    epoll: Epoll,
+    wake: nix::sys::eventfd::EventFd,
+    /// Workers waiting for a connection; a process with none stops accepting so the
+    /// group's other processes take new connections (as mod_wsgi does).
+    idle_workers: AtomicUsize,
+    listener_armed: AtomicBool,
+    idle: Mutex<HashMap<u64, Conn>>,
+    queue: Mutex<VecDeque<Conn>>,
+    ready: Condvar,
+    next_token: AtomicU64,
+    stopping: AtomicBool,
+    active: AtomicUsize,
+    served: AtomicU64,
+    restart_requested: AtomicBool,
+    host: Option<AppHost>,
+    host_error: String,
+}
+
+impl Server {
+    /// `listener_fd` is the group's socket inherited from the Apache parent. `host` is None
+    /// when Python could not start: every request then gets `host_error` as a 500.
+    pub fn new(
+        settings: ServeSettings,
+        listener_fd: RawFd,
+        host: Option<AppHost>,
+        host_error: String,
+    ) -> io::Result<Arc<Server>> {
+        // SAFETY: the parent passed us this descriptor; the daemon owns it from here on.
+        let listener =
+            unsafe { <UnixListener as std::os::fd::FromRawFd>::from_raw_fd(listener_fd) };
+        listener.set_nonblocking(true)?;
+        let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).map_err(io::Error::from)?;
+        // Exclusive: one connection wakes one of the group's processes, not all of them.
+        epoll
+            .add(
+                &listener,
+                EpollEvent::new(
+                    EpollFlags::EPOLLIN | EpollFlags::EPOLLEXCLUSIVE,
+                    LISTENER_TOKEN,
+                ),
+            )
+            .map_err(io::Error::from)?;
+        let wake = nix::sys::eventfd::EventFd::from_value_and_flags(
+            0,
+            nix::sys::eventfd::EfdFlags::EFD_CLOEXEC | nix::sys::eventfd::EfdFlags::EFD_NONBLOCK,
+        )
+        .map_err(io::Error::from)?;
+        epoll
+            .add(&wake, EpollEvent::new(EpollFlags::EPOLLIN, WAKE_TOKEN))
+            .map_err(io::Error::from)?;
+        Ok(Arc::new(Server {
+            settings,
+            listener,
+            epoll,
+            wake,
+            idle_workers: AtomicUsize::new(0),
+            listener_armed: AtomicBool::new(true),
+            idle: Mutex::new(HashMap::new()),
+            queue: Mutex::new(VecDeque::new()),
+            ready: Condvar::new(),
+            next_token: AtomicU64::new(WAKE_TOKEN + 1),
+            stopping: AtomicBool::new(false),
+            active: AtomicUsize::new(0),
+            served: AtomicU64::new(0),
+            restart_requested: AtomicBool::new(false),
+            host,
+            host_error,
+        }))
+    }
+
+    pub fn host(&self) -> Option<&AppHost> {
+        self.host.as_ref()
+    }
+
+    /// Starts the dispatcher and the worker threads.
+    pub fn start(self: &Arc<Self>) -> io::Result<Vec<std::thread::JoinHandle<()>>> {
+        let mut handles = Vec::new();
+        let me = Arc::clone(self);
+        handles.push(
+            std::thread::Builder::new()
+                .name("rwsgi-dispatch".into())
+                .spawn(move || me.dispatch_loop())?,
+        );
+        for i in 0..self.settings.threads.max(1) {
+            let me = Arc::clone(self);
+            handles.push(
+                std::thread::Builder::new()
+                    .name(format!("rwsgi-worker-{i}"))
+                    .spawn(move || me.worker_loop())?,
+            );
+        }
+        Ok(handles)
+    }
+
+    /// Requests currently being served.
+    pub fn active(&self) -> usize {
+        self.active.load(Ordering::SeqCst)
+    }
+
+    /// Set when maximum-requests was reached: the main thread then restarts the process.
+    pub fn restart_requested(&self) -> bool {
+        self.restart_requested.load(Ordering::SeqCst)
+    }
+
+    /// Stops accepting and closes idle connections; in-flight requests finish.
+    pub fn stop_accepting(&self) {
+        if self.stopping.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        if self.listener_armed.swap(false, Ordering::SeqCst) {
+            let _ = self.epoll.delete(&self.listener);
+        }
+        let idle: Vec<Conn> = self
+            .idle
+            .lock()
+            .map(|mut m| m.drain().map(|(_, c)| c).collect())
+            .unwrap_or_default();
+        drop(idle);
+        self.ready.notify_all();
+    }
+
+    fn dispatch_loop(&self) {
+        let mut events = vec![EpollEvent::empty(); 64];
+        while !self.stopping.load(Ordering::SeqCst) {
+            self.arm_listener(self.capacity() > 0);
+            let n = match self.epoll.wait(&mut events, EpollTimeout::from(200u16)) {
+                Ok(n) => n,
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => {
+                    logging::error(&format!(
+                        "daemon '{}': epoll failed: {e}",
+                        self.settings.group
+                    ));
+                    std::thread::sleep(Duration::from_millis(100));
+                    continue;
+                }
+            };
+            for ev in &events[..n] {
+                let token = ev.data();
+                if token == WAKE_TOKEN {
+                    let _ = self.wake.read();
+                } else if token == LISTENER_TOKEN {
+                    self.accept_all();
+                } else {
+                    let conn = self.idle.lock().ok().and_then(|mut m| m.remove(&token));
+                    if let Some(conn) = conn {
+                        self.enqueue(conn);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Idle workers not yet promised to a queued connection.
+    fn capacity(&self) -> isize {
+        let queued = self.queue.lock().map(|q| q.len()).unwrap_or(0);
+        self.idle_workers.load(Ordering::SeqCst) as isize - queued as isize
+    }
+
+    /// Watches the listener only while this process can take a connection.
+    fn arm_listener(&self, want: bool) {
+        if self.stopping.load(Ordering::SeqCst) {
+            return;
+        }
+        let armed = self.listener_armed.load(Ordering::SeqCst);
+        if want && !armed {
+            let ev = EpollEvent::new(
+                EpollFlags::EPOLLIN | EpollFlags::EPOLLEXCLUSIVE,
+                LISTENER_TOKEN,
+            );
+            if self.epoll.add(&self.listener, ev).is_ok() {
+                self.listener_armed.store(true, Ordering::SeqCst);
+            }
+        } else if !want && armed {
+            let _ = self.epoll.delete(&self.listener);
+            self.listener_armed.store(false, Ordering::SeqCst);
+        }
+    }
+
+    fn accept_all(&self) {
+        while self.capacity() > 0 {
+            match self.listener.accept() {
+                Ok((stream, _)) => {
+                    if stream.set_nonblocking(false).is_err() {
+                        continue;
+                    }
+                    let _ = stream.set_read_timeout(Some(self.settings.socket_timeout));
+                    let _ = stream.set_write_timeout(Some(self.settings.socket_timeout));
+                    let token = self.next_token.fetch_add(1, Ordering::Relaxed);
+                    let conn = Conn {
+                        stream,
+                        dec: Decoder::new(Limits::default()),
+                        handshaken: false,
+                        token,
+                    };
+                    // A new connection carries its hello (and usually a request) at once.
+                    self.enqueue(conn);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    logging::warning(&format!(
+                        "daemon '{}': accept failed: {e}",
+                        self.settings.group
+                    ));
+                    return;
+                }
+            }
+        }
+    }
+
+    fn enqueue(&self, conn: Conn) {
+        if let Ok(mut q) = self.queue.lock() {
+            q.push_back(conn);
+        }
+        self.ready.notify_one();
+    }
+
+    /// Puts a connection back under epoll until Apache sends its next request.
+    fn park(&self, conn: Conn) {
+        if self.stopping.load(Ordering::SeqCst) {
+            return; // dropping closes it; Apache reconnects to a live process
+        }
+        let fd = conn.stream.as_raw_fd();
+        let token = conn.token;
+        let first_time = !conn.handshaken || token == 0;
+        if let Ok(mut idle) = self.idle.lock() {
+            idle.insert(token, conn);
+        }
+        // SAFETY: the connection (and its fd) is owned by `idle` until the dispatcher
+        // removes it; epoll only refers to the fd by number.
+        let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
+        let mut ev = EpollEvent::new(EpollFlags::EPOLLIN | EpollFlags::EPOLLONESHOT, token);
+        let rearmed = self.epoll.modify(borrowed, &mut ev).or_else(|_| {
+            let _ = first_time;
+            self.epoll.add(borrowed, ev)
+        });
+        if rearmed.is_err() {
+            if let Ok(mut idle) = self.idle.lock() {
+                idle.remove(&token);
+            }
+        }
+    }
+
+    fn next_ready(&self) -> Option<Conn> {
+        let mut q = self.queue.lock().ok()?;
+        self.idle_workers.fetch_add(1, Ordering::SeqCst);
+        if !self.listener_armed.load(Ordering::SeqCst) {
+            let _ = self.wake.write(1);
+        }
+        loop {
+            if let Some(conn) = q.pop_front() {
+                self.idle_workers.fetch_sub(1, Ordering::SeqCst);
+                return Some(conn);
+            }
+            if self.stopping.load(Ordering::SeqCst) {
+                self.idle_workers.fetch_sub(1, Ordering::SeqCst);
+                return None;
+            }
+            q = self
+                .ready
+                .wait_timeout(q, Duration::from_millis(500))
+                .ok()?
+                .0;
+        }
+    }
+
+    fn worker_loop(&self) {
+        while let Some(mut conn) = self.next_ready() {
+            let keep = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                self.serve_connection(&mut conn)
+            }))
+            .unwrap_or_else(|_| {
+                logging::log(
+                    logging::Level::Crit,
+                    &format!("daemon '{}': a worker thread panicked", self.settings.group),
+                );
+                false
+            });
+            if keep {
+                self.park(conn);
+            }
+        }
+    }
+
+    /// Serves what is ready on `conn`; true when the connection may be reused.
+    fn serve_connection(&self, conn: &mut Conn) -> bool {
+        if !conn.handshaken {
+            let accept = !self.stopping.load(Ordering::SeqCst);
+            if let Err(e) = protocol::io::server_handshake(&mut conn.stream, accept) {
+                if !protocol::io::is_peer_closed(&e) {
+                    logging::warning(&format!(
+                        "daemon '{}': rejected a connection that did not complete the \
+                         protocol handshake: {e}",
+                        self.settings.group
+                    ));
+                }
+                return false;
+            }
+            conn.handshaken = true;
+        }
+        loop {
+            let mut buf = [0u8; 16 * 1024];
+            let frame = match protocol::io::read_frame(&mut conn.stream, &mut conn.dec, &mut buf) {
+                Ok(f) => f,
+                Err(e) if protocol::io::is_peer_closed(&e) => return false,
+                Err(e) => {
+                    logging::warning(&format!(
+                        "daemon '{}': bad request frame from Apache: {e}",
+                        self.settings.group
+                    ));
+                    return false;
+                }
+            };
+            let Frame::ReqHead(head) = frame else {
+                logging::warning(&format!(
+                    "daemon '{}': expected a request head, got a {} frame",
+                    self.settings.group,
+                    frame.kind()
+                ));
+                return false;
+            };
+            if !self.serve_request(conn, head) {
+                return false;
+            }
+            // Pipelined next request already buffered? Serve it now; else park.
+            if conn.dec.is_empty() {
+                return true;
+            }
+        }
+    }
+
+    fn serve_request(&self, conn: &mut Conn, head: protocol::ReqHead) -> bool {
+        self.active.fetch_add(1, Ordering::SeqCst);
+        let keep = self.run_request(conn, &head);
+        self.active.fetch_sub(1, Ordering::SeqCst);
+        let served = self.served.fetch_add(1, Ordering::SeqCst) + 1;
+        let max = self.settings.maximum_requests;
+        if max > 0 && served >= max && !self.restart_requested.swap(true, Ordering::SeqCst) {
+            logging::info(&format!(
+                "daemon '{}' (pid {}): maximum-requests={max} reached; restarting",
+                self.settings.group,
+                std::process::id()
+            ));
+        }
+        keep
+    }
+
+    fn run_request(&self, conn: &mut Conn, head: &protocol::ReqHead) -> bool {
+        let mut io = DaemonIo::new(conn);
+        if let Some(limit) = self.settings.queue_timeout {
+            let now_us = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_micros() as u64)
+                .unwrap_or(0);
+            let waited = Duration::from_micros(now_us.saturating_sub(head.request_start_us));
+            if head.request_start_us > 0 && waited > limit {
+                logging::info(&format!(
+                    "daemon '{}': request waited {:.1} s for a thread (queue-timeout={} s); \
+                     answered 504",
+                    self.settings.group,
+                    waited.as_secs_f64(),
+                    limit.as_secs()
+                ));
+                return io
+                    .send_error(error_code::OVERLOADED, b"queue-timeout expired")
+                    .is_ok();
+            }
+        }
+        let Some(host) = &self.host else {
+            return io
+                .send_error(error_code::APP_LOAD_FAILED, self.host_error.as_bytes())
+                .is_ok();
+        };
+        let script = String::from_utf8_lossy(&head.script_path).into_owned();
+        let app_group = String::from_utf8_lossy(&head.app_group).into_owned();
+        let callable = String::from_utf8_lossy(&head.callable).into_owned();
+        let spec = RequestSpec {
+            script_path: &script,
+            app_group: &app_group,
+            callable: if callable.is_empty() {
+                "application"
+            } else {
+                &callable
+            },
+            env: &head.env,
+            script_reloading: head.flags & req_flags::SCRIPT_RELOADING != 0,
+        };
+        match host.handle(&spec, &mut io) {
+            Outcome::Completed | Outcome::AppError { head_sent: false } => {
+                io.finish().is_ok() && !io.failed
+            }
+            Outcome::LoadFailed => {
+                if io.head_sent {
+                    false
+                } else {
+                    let msg = format!("failed to load WSGI script '{script}' (see error log)");
+                    io.send_error(error_code::APP_LOAD_FAILED, msg.as_bytes())
+                        .is_ok()
+                }
+            }
+            // The body is incomplete or the client is gone: closing without RespEnd tells
+            // Apache to abort the client connection.
+            Outcome::AppError { head_sent: true } | Outcome::ClientGone => false,
+        }
+    }
+}
+
+/// The Python host's view of one request on a connection.
+struct DaemonIo<'c> {
+    conn: &'c mut Conn,
+    out: Vec<u8>,
+    head_sent: bool,
+    failed: bool,
+}
+
+impl<'c> DaemonIo<'c> {
+    fn new(conn: &'c mut Conn) -> DaemonIo<'c> {
+        DaemonIo {
+            conn,
+            out: Vec::with_capacity(OUT_BUFFER),
+            head_sent: false,
+            failed: false,
+        }
+    }
+
+    fn write_out(&mut self) -> io::Result<()> {
+        if !self.out.is_empty() {
+            let r = self.conn.stream.write_all(&self.out);
+            self.out.clear();
+            if r.is_err() {
+                self.failed = true;
+            }
+            r?;
+        }
+        Ok(())
+    }
+
+    fn push_frame(&mut self, frame: &Frame) -> io::Result<()> {
+        frame
+            .encode(&mut self.out)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))
+    }
+
+    fn send_error(&mut self, code: u16, message: &[u8]) -> io::Result<()> {
+        self.push_frame(&Frame::Error {
+            code,
+            message: message.to_vec(),
+        })?;
+        self.write_out()
+    }
+
+    fn finish(&mut self) -> io::Result<()> {
+        self.push_frame(&Frame::RespEnd)?;
+        self.write_out()
+    }
+}
+
+impl RequestIo for DaemonIo<'_> {
+    fn read_body(&mut self, max: usize) -> io::Result<Vec<u8>> {
+        let max = max.clamp(1, MAX_CHUNK) as u32;
+        self.push_frame(&Frame::ReadBody { max })?;
+        self.write_out()?;
+        let mut buf = [0u8; 64 * 1024];
+        match protocol::io::read_frame(&mut self.conn.stream, &mut self.conn.dec, &mut buf) {
+            Ok(Frame::ReqBody(data)) => Ok(data),
+            Ok(other) => {
+                self.failed = true;
+                Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!(
+                        "expected request body from Apache, got a {} frame",
+                        other.kind()
+                    ),
+                ))
+            }
+            Err(e) => {
+                self.failed = true;
+                Err(e)
+            }
+        }
+    }
+
+    fn send_head(
+        &mut self,
+        status: u16,
+        reason: &[u8],
+        headers: &[(Vec<u8>, Vec<u8>)],
+    ) -> io::Result<()> {
+        protocol::encode_resp_head_into(
+            &mut self.out,
+            status,
+            reason,
+            headers.iter().map(|(k, v)| (k.as_slice(), v.as_slice())),
+        )
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        self.head_sent = true;
+        Ok(())
+    }
+
+    fn send_body(&mut self, data: &[u8]) -> io::Result<()> {
+        if data.is_empty() {
+            return Ok(());
+        }
+        if self.out.len() + data.len() + protocol::HEADER_LEN <= OUT_BUFFER {
+            self.out.extend_from_slice(&protocol::encode_header(
+                FrameKind::RespBody,
+                data.len() as u32,
+            ));
+            self.out.extend_from_slice(data);
+            return Ok(());
+        }
+        self.write_out()?;
+        for chunk in data.chunks(MAX_CHUNK) {
+            if let Err(e) =
+                protocol::io::write_body(&mut self.conn.stream, FrameKind::RespBody, chunk)
+            {
+                self.failed = true;
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.push_frame(&Frame::Flush)?;
+        self.write_out()
+    }
+}
+
+impl AsFd for Server {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.listener.as_fd()
+    }
+}

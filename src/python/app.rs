@@ -1,0 +1,438 @@
+//! The request driver: load the script, build environ, call the application, send its
+//! response (streaming iterators, one flush for lists and tuples, Content-Length truncation,
+//! the file_wrapper fast path), always call `close()`, and turn every failure into an
+//! [`Outcome`]. No panic leaves [`AppHost::handle`] and the GIL is never left held.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use pyo3::prelude::*;
+use pyo3::sync::MutexExt;
+use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
+
+use super::environ::{self, callable_name};
+use super::file_wrapper::FileWrapper;
+use super::input::Input;
+use super::loader::{Loaded, Loader};
+use super::log_object::{LogObject, type_name};
+use super::modwsgi;
+use super::request::{Response, SendError, Shared};
+use super::start_response::StartResponse;
+use super::{Outcome, RequestIo, RequestSpec, format_exception, log, log_detached, log_prefix};
+use crate::logging::Level;
+
+/// Loaded WSGI scripts of this process. `Send + Sync`: one per process, shared by all worker
+/// threads.
+#[derive(Default)]
+pub struct AppHost {
+    loader: Loader,
+}
+
+const ERROR_BODY: &[u8] = b"<!DOCTYPE HTML PUBLIC \"-//IETF//DTD HTML 2.0//EN\">\n\
+<html><head>\n<title>500 Internal Server Error</title>\n</head><body>\n\
+<h1>Internal Server Error</h1>\n<p>The server encountered an internal error or\n\
+misconfiguration and was unable to complete\nyour request.</p>\n</body></html>\n";
+
+/// Why sending a response stopped early.
+enum Failure {
+    /// The application (or its response) is at fault: log the traceback.
+    App(PyErr),
+    /// The client connection failed.
+    Client(std::io::Error),
+}
+
+impl From<PyErr> for Failure {
+    fn from(e: PyErr) -> Failure {
+        Failure::App(e)
+    }
+}
+
+fn send_failure(e: SendError) -> Failure {
+    match e {
+        SendError::NotStarted => Failure::App(pyo3::exceptions::PyRuntimeError::new_err(
+            "response has not been started: the application produced output without calling \
+             start_response()",
+        )),
+        SendError::Expired => Failure::Client(std::io::Error::other("the request has ended")),
+        SendError::Io(e) => Failure::Client(e),
+    }
+}
+
+fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".to_string())
+}
+
+impl AppHost {
+    pub fn new() -> AppHost {
+        AppHost::default()
+    }
+
+    /// Preloads a script (WSGIImportScript / preloading) before serving. Call without the GIL.
+    /// `Err` = the message (with traceback) already logged.
+    pub fn preload(&self, script_path: &str, app_group: &str) -> Result<(), String> {
+        match catch_unwind(AssertUnwindSafe(|| {
+            self.loader.get(script_path, app_group, true)
+        })) {
+            Ok(result) => result.map(|_| ()),
+            Err(panic) => {
+                let msg = format!(
+                    "{}Internal error (panic: {}) while preloading WSGI script '{script_path}'.",
+                    log_prefix(),
+                    panic_text(&*panic)
+                );
+                log(Level::Error, &msg);
+                Err(msg)
+            }
+        }
+    }
+
+    /// Has any loaded script changed on disk? Pure stat, no GIL.
+    pub fn scripts_changed(&self) -> bool {
+        self.loader.changed()
+    }
+
+    /// Serves one request end to end. Call without the GIL. Never panics; never leaves the GIL
+    /// held; every `io` call happens detached from Python, and no Python object can reach `io`
+    /// after this returns.
+    pub fn handle(&self, spec: &RequestSpec<'_>, io: &mut dyn RequestIo) -> Outcome {
+        let shared = Shared::new();
+        let binding = shared.bind_io(io);
+        let outcome = match catch_unwind(AssertUnwindSafe(|| self.serve(spec, &shared))) {
+            Ok(outcome) => outcome,
+            Err(panic) => {
+                log(
+                    Level::Error,
+                    &format!(
+                        "{}Internal error (panic: {}) while processing WSGI script '{}'.",
+                        log_prefix(),
+                        panic_text(&*panic),
+                        spec.script_path
+                    ),
+                );
+                let head_sent = shared.response().head_sent;
+                if !head_sent {
+                    let _ = catch_unwind(AssertUnwindSafe(|| send_500(&shared)));
+                }
+                Outcome::AppError { head_sent }
+            }
+        };
+        drop(binding);
+        outcome
+    }
+
+    fn serve(&self, spec: &RequestSpec<'_>, shared: &Arc<Shared>) -> Outcome {
+        let loaded = match self
+            .loader
+            .get(spec.script_path, spec.app_group, spec.script_reloading)
+        {
+            Ok(loaded) => loaded,
+            Err(_) => return Outcome::LoadFailed,
+        };
+        Python::attach(|py| run(py, spec, shared, &loaded))
+    }
+}
+
+fn epoch_secs() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+fn run(py: Python<'_>, spec: &RequestSpec<'_>, shared: &Arc<Shared>, loaded: &Loaded) -> Outcome {
+    let name = callable_name(spec);
+    let module = loaded.module.bind(py);
+    let app = match module.dict().get_item(name) {
+        Ok(Some(app)) => app,
+        _ => {
+            let msg = format!(
+                "{}callable '{name}' not found in WSGI script '{}'.",
+                log_prefix(),
+                spec.script_path
+            );
+            log_detached(py, Level::Error, &msg);
+            return Outcome::LoadFailed;
+        }
+    };
+    let errors = match LogObject::new_stream(py, "<wsgi.errors>") {
+        Ok(errors) => errors,
+        Err(e) => return fail(py, spec, shared, Failure::App(e)),
+    };
+    let outcome = run_app(py, spec, shared, app, &errors);
+    errors.get().flush_pending(py);
+    outcome
+}
+
+fn run_app<'py>(
+    py: Python<'py>,
+    spec: &RequestSpec<'_>,
+    shared: &Arc<Shared>,
+    mut app: Bound<'py, PyAny>,
+    errors: &Bound<'py, LogObject>,
+) -> Outcome {
+    let prepared = (|| -> PyResult<_> {
+        let input = Bound::new(py, Input::new(Arc::clone(shared)))?;
+        let start = Bound::new(py, StartResponse::new(Arc::clone(shared)))?;
+        let environ = environ::build(py, spec, input.as_any(), errors.as_any())?;
+        Ok((environ, start))
+    })();
+    let (environ, start) = match prepared {
+        Ok(p) => p,
+        Err(e) => return fail(py, spec, shared, Failure::App(e)),
+    };
+    let events = modwsgi::has_event_subscribers(py);
+    let started = Instant::now();
+    if events {
+        app = publish_started(py, spec, &environ, app);
+    }
+    let result = match app.call1((&environ, &start)) {
+        Ok(result) => result,
+        Err(e) => {
+            let outcome = fail(py, spec, shared, Failure::App(e));
+            if events {
+                publish_finished(py, shared, started);
+            }
+            return outcome;
+        }
+    };
+    let sent = respond(py, shared, &result);
+    let close_error = match result.hasattr("close") {
+        Ok(true) => result.call_method0("close").err(),
+        Ok(false) => None,
+        Err(e) => Some(e),
+    };
+    drop(result);
+    let outcome = match sent {
+        Ok(()) => Outcome::Completed,
+        Err(failure) => fail(py, spec, shared, failure),
+    };
+    if let Some(e) = close_error {
+        // The response itself is settled; a close() failure is only logged.
+        log_exception(py, spec, &e);
+    }
+    if events {
+        publish_finished(py, shared, started);
+    }
+    outcome
+}
+
+fn publish_started<'py>(
+    py: Python<'py>,
+    spec: &RequestSpec<'_>,
+    environ: &Bound<'py, PyDict>,
+    app: Bound<'py, PyAny>,
+) -> Bound<'py, PyAny> {
+    let event = PyDict::new(py);
+    let filled = (|| -> PyResult<()> {
+        event.set_item("request_environ", environ)?;
+        event.set_item("application_object", &app)?;
+        event.set_item("callable_object", callable_name(spec))?;
+        event.set_item("application_start", epoch_secs())?;
+        Ok(())
+    })();
+    if filled.is_err() {
+        return app;
+    }
+    modwsgi::publish(py, "request_started", &event);
+    // A subscriber may wrap the application, as mod_wsgi allows.
+    match event.get_item("application_object") {
+        Ok(Some(wrapped)) => wrapped,
+        _ => app,
+    }
+}
+
+fn publish_finished(py: Python<'_>, shared: &Shared, started: Instant) {
+    let (status, sent) = {
+        let resp = shared
+            .response
+            .lock_py_attached(py)
+            .unwrap_or_else(|e| e.into_inner());
+        (resp.status.as_ref().map(|(code, _)| *code), resp.sent)
+    };
+    let event = PyDict::new(py);
+    let filled = (|| -> PyResult<()> {
+        event.set_item("status", status)?;
+        event.set_item("output_length", sent)?;
+        event.set_item(
+            "input_length",
+            shared
+                .input_length
+                .load(std::sync::atomic::Ordering::Relaxed),
+        )?;
+        event.set_item("application_finish", epoch_secs())?;
+        event.set_item("application_time", started.elapsed().as_secs_f64())?;
+        Ok(())
+    })();
+    if filled.is_ok() {
+        modwsgi::publish(py, "request_finished", &event);
+    }
+}
+
+fn response_state<'a>(py: Python<'_>, shared: &'a Shared) -> std::sync::MutexGuard<'a, Response> {
+    shared
+        .response
+        .lock_py_attached(py)
+        .unwrap_or_else(|e| e.into_inner())
+}
+
+/// Sends the application's result.
+fn respond(py: Python<'_>, shared: &Shared, result: &Bound<'_, PyAny>) -> Result<(), Failure> {
+    if let Ok(wrapper) = result.cast::<FileWrapper>()
+        && send_file(py, shared, wrapper.get())?
+    {
+        return Ok(());
+    }
+    if let Ok(list) = result.cast::<PyList>() {
+        return send_sequence(py, shared, list.iter().collect());
+    }
+    if let Ok(tuple) = result.cast::<PyTuple>() {
+        return send_sequence(py, shared, tuple.iter().collect());
+    }
+    for item in result.try_iter()? {
+        let item = item?;
+        let bytes = body_bytes(&item)?;
+        let data: &[u8] = bytes.as_bytes();
+        if data.is_empty() {
+            continue;
+        }
+        py.detach(|| shared.send(data, true))
+            .map_err(send_failure)?;
+        if response_state(py, shared).length_reached() {
+            break;
+        }
+    }
+    py.detach(|| finish(shared)).map_err(send_failure)
+}
+
+fn body_bytes<'a, 'py>(item: &'a Bound<'py, PyAny>) -> PyResult<&'a Bound<'py, PyBytes>> {
+    item.cast::<PyBytes>().map_err(|_| {
+        pyo3::exceptions::PyTypeError::new_err(format!(
+            "sequence of byte string values expected, value of type {} found",
+            type_name(item)
+        ))
+    })
+}
+
+/// A list or tuple: every item is checked first (a bad one sends nothing), then all are sent
+/// in one detached section and flushed once.
+fn send_sequence(
+    py: Python<'_>,
+    shared: &Shared,
+    items: Vec<Bound<'_, PyAny>>,
+) -> Result<(), Failure> {
+    let mut chunks: Vec<&[u8]> = Vec::with_capacity(items.len());
+    for item in &items {
+        chunks.push(body_bytes(item)?.as_bytes());
+    }
+    py.detach(|| {
+        for chunk in chunks.iter().filter(|c| !c.is_empty()) {
+            shared.send(chunk, false)?;
+            if shared.response().length_reached() {
+                break;
+            }
+        }
+        finish(shared)
+    })
+    .map_err(send_failure)
+}
+
+/// End of the response: the head if nothing was sent yet, then a flush.
+fn finish(shared: &Shared) -> Result<(), SendError> {
+    let head_sent = shared.response().head_sent;
+    if head_sent {
+        shared.flush()
+    } else {
+        shared.send(&[], true)
+    }
+}
+
+/// The file_wrapper fast path. `Ok(false)` = use iteration instead.
+fn send_file(py: Python<'_>, shared: &Shared, wrapper: &FileWrapper) -> Result<bool, Failure> {
+    let content_length = {
+        let resp = response_state(py, shared);
+        if resp.status.is_none() || resp.head_sent || resp.sent > 0 {
+            return Ok(false);
+        }
+        resp.content_length
+    };
+    let Some(span) = wrapper.file_span(py) else {
+        return Ok(false);
+    };
+    let available = span.size.saturating_sub(span.offset);
+    let len = content_length.map_or(available, |cl| cl.min(available));
+    py.detach(|| shared.send_file(span.fd, span.offset, len))
+        .map_err(send_failure)
+}
+
+fn log_exception(py: Python<'_>, spec: &RequestSpec<'_>, err: &PyErr) {
+    let msg = format!(
+        "{}Exception occurred processing WSGI script '{}'.\n{}",
+        log_prefix(),
+        spec.script_path,
+        format_exception(py, err)
+    );
+    log_detached(py, Level::Error, &msg);
+}
+
+/// Logs a failure and settles the response: a 500 if nothing was sent, else truncation.
+fn fail(py: Python<'_>, spec: &RequestSpec<'_>, shared: &Shared, failure: Failure) -> Outcome {
+    let (head_sent, io_failed) = {
+        let resp = response_state(py, shared);
+        (resp.head_sent, resp.io_failed)
+    };
+    match failure {
+        Failure::Client(e) => {
+            let msg = format!(
+                "{}Client connection closed while sending the response of WSGI script '{}': {e}.",
+                log_prefix(),
+                spec.script_path
+            );
+            log_detached(py, Level::Info, &msg);
+            Outcome::ClientGone
+        }
+        // The app let the OSError from a failed write() propagate.
+        Failure::App(e) if io_failed => {
+            let msg = format!(
+                "{}Client connection closed while sending the response of WSGI script '{}': {}.",
+                log_prefix(),
+                spec.script_path,
+                e
+            );
+            log_detached(py, Level::Info, &msg);
+            Outcome::ClientGone
+        }
+        Failure::App(e) => {
+            log_exception(py, spec, &e);
+            if !head_sent {
+                py.detach(|| send_500(shared));
+            }
+            Outcome::AppError { head_sent }
+        }
+    }
+}
+
+fn send_500(shared: &Shared) {
+    let headers = [
+        (
+            b"Content-Type".to_vec(),
+            b"text/html; charset=iso-8859-1".to_vec(),
+        ),
+        (
+            b"Content-Length".to_vec(),
+            ERROR_BODY.len().to_string().into_bytes(),
+        ),
+    ];
+    let mut resp = shared.response();
+    let result = shared.with_io(|io| -> std::io::Result<()> {
+        io.send_head(500, b"Internal Server Error", &headers)?;
+        io.send_body(ERROR_BODY)?;
+        io.flush()
+    });
+    if !matches!(result, Some(Ok(()))) {
+        resp.io_failed = true;
+    }
+}

@@ -1,0 +1,121 @@
+//! The WSGI environ: CGI byte pairs → latin-1 `str` (PEP 3333), plus the wsgi.* and
+//! mod_wsgi.* keys. The per-process constant part is built once and copied per request; keys
+//! are interned.
+
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyDict, PyString};
+use pyo3::{PyTypeInfo, intern};
+
+use super::file_wrapper::FileWrapper;
+use super::interpreter::process_info;
+use super::{MOD_WSGI_VERSION, RequestSpec};
+
+static BASE: PyOnceLock<Py<PyDict>> = PyOnceLock::new();
+
+/// The keys whose values are the same for every request of this process.
+fn base(py: Python<'_>) -> PyResult<&Bound<'_, PyDict>> {
+    let base = BASE.get_or_try_init(py, || -> PyResult<Py<PyDict>> {
+        let info = process_info();
+        let d = PyDict::new(py);
+        d.set_item(intern!(py, "wsgi.version"), (1, 0))?;
+        d.set_item(intern!(py, "wsgi.input_terminated"), true)?;
+        d.set_item(intern!(py, "wsgi.multithread"), info.multithread)?;
+        d.set_item(intern!(py, "wsgi.multiprocess"), info.multiprocess)?;
+        d.set_item(intern!(py, "wsgi.run_once"), info.run_once)?;
+        d.set_item(
+            intern!(py, "wsgi.file_wrapper"),
+            FileWrapper::type_object(py),
+        )?;
+        d.set_item(
+            intern!(py, "mod_wsgi.process_group"),
+            info.process_group.as_str(),
+        )?;
+        d.set_item(intern!(py, "mod_wsgi.version"), MOD_WSGI_VERSION)?;
+        Ok(d.unbind())
+    })?;
+    Ok(base.bind(py))
+}
+
+/// latin-1 bytes → str (ASCII, the common case, without a per-byte walk).
+pub(crate) fn latin1<'py>(py: Python<'py>, bytes: &[u8]) -> Bound<'py, PyString> {
+    if bytes.is_ascii() {
+        // ASCII is valid UTF-8 with the same code points.
+        if let Ok(s) = std::str::from_utf8(bytes) {
+            return PyString::new(py, s);
+        }
+    }
+    let s: String = bytes.iter().map(|&b| char::from(b)).collect();
+    PyString::new(py, &s)
+}
+
+fn key<'py>(py: Python<'py>, bytes: &[u8]) -> Bound<'py, PyString> {
+    match std::str::from_utf8(bytes) {
+        Ok(s) if bytes.is_ascii() => PyString::intern(py, s),
+        _ => latin1(py, bytes),
+    }
+}
+
+/// Builds the environ of one request.
+pub(crate) fn build<'py>(
+    py: Python<'py>,
+    spec: &RequestSpec<'_>,
+    input: &Bound<'py, PyAny>,
+    errors: &Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyDict>> {
+    let env = base(py)?.copy()?;
+    let mut https = false;
+    let mut request_scheme: Option<&[u8]> = None;
+    let mut script_name = None;
+    let mut path_info = None;
+    for (name, value) in spec.env {
+        match name.as_slice() {
+            b"HTTPS" => {
+                https = value.eq_ignore_ascii_case(b"on") || value.as_slice() == b"1";
+                continue;
+            }
+            b"REQUEST_SCHEME" => request_scheme = Some(value),
+            _ => {}
+        }
+        let v = latin1(py, value);
+        match name.as_slice() {
+            b"SCRIPT_NAME" => script_name = Some(v.clone()),
+            b"PATH_INFO" => path_info = Some(v.clone()),
+            _ => {}
+        }
+        env.set_item(key(py, name), v)?;
+    }
+    let scheme = if https {
+        intern!(py, "https").clone()
+    } else {
+        match request_scheme {
+            Some(s) if !s.is_empty() => latin1(py, s),
+            _ => intern!(py, "http").clone(),
+        }
+    };
+    let empty = intern!(py, "");
+    let script_name = script_name.unwrap_or_else(|| empty.clone());
+    let path_info = path_info.unwrap_or_else(|| empty.clone());
+    if !env.contains(intern!(py, "SCRIPT_NAME"))? {
+        env.set_item(intern!(py, "SCRIPT_NAME"), &script_name)?;
+    }
+    if !env.contains(intern!(py, "PATH_INFO"))? {
+        env.set_item(intern!(py, "PATH_INFO"), &path_info)?;
+    }
+    env.set_item(intern!(py, "wsgi.url_scheme"), scheme)?;
+    env.set_item(intern!(py, "wsgi.input"), input)?;
+    env.set_item(intern!(py, "wsgi.errors"), errors)?;
+    env.set_item(intern!(py, "mod_wsgi.application_group"), spec.app_group)?;
+    env.set_item(intern!(py, "mod_wsgi.callable_object"), callable_name(spec))?;
+    env.set_item(intern!(py, "mod_wsgi.script_name"), script_name)?;
+    env.set_item(intern!(py, "mod_wsgi.path_info"), path_info)?;
+    Ok(env)
+}
+
+pub(crate) fn callable_name<'a>(spec: &RequestSpec<'a>) -> &'a str {
+    if spec.callable.is_empty() {
+        "application"
+    } else {
+        spec.callable
+    }
+}

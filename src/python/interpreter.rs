@@ -1,0 +1,516 @@
+//! CPython initialisation after fork (PyConfig through `pyo3::ffi`, python-home and venv
+//! handling, version checks), the process-wide settings the WSGI layer reads, and shutdown.
+//!
+//! This file and `request.rs` hold the layer's `unsafe`: the PyConfig/lifecycle calls here.
+
+use std::ffi::{CStr, CString};
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use pyo3::ffi;
+use pyo3::prelude::*;
+
+use super::{format_exception, log, log_object, modwsgi};
+use crate::logging::Level;
+
+/// How to set up CPython in this process.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InterpreterSettings {
+    /// Prefix or venv dir (venv = has pyvenv.cfg → program_name=<dir>/bin/python, and
+    /// getpath reads pyvenv.cfg).
+    pub python_home: Option<String>,
+    /// Each added with `site.addsitedir` (so .pth files work), then moved to the front of
+    /// sys.path as mod_wsgi does.
+    pub python_path: Vec<String>,
+    /// Interpreter the module was built against, e.g. /usr/bin/python3: the program name when
+    /// `python_home` is None, so the stdlib found matches libpython.
+    pub build_executable: String,
+    /// "3.11": major.minor the module was built with ("" skips the version checks).
+    pub build_version: String,
+    /// WSGIRestrictStdout: sys.stdout raises OSError on any use.
+    pub restrict_stdout: bool,
+    /// Daemon process group ("" when embedded): `mod_wsgi.process_group`, log prefixes.
+    pub process_group: String,
+    pub processes: u32,
+    /// Whether `processes=` was given at all (mod_wsgi: makes wsgi.multiprocess True).
+    pub processes_given: bool,
+    pub threads: u32,
+    pub maximum_requests: u64,
+}
+
+impl Default for InterpreterSettings {
+    fn default() -> Self {
+        InterpreterSettings {
+            python_home: None,
+            python_path: Vec::new(),
+            build_executable: option_env!("RWSGI_BUILD_PYTHON_EXECUTABLE")
+                .unwrap_or("python3")
+                .to_string(),
+            build_version: option_env!("RWSGI_BUILD_PYTHON_VERSION")
+                .unwrap_or("")
+                .to_string(),
+            restrict_stdout: false,
+            process_group: String::new(),
+            processes: 1,
+            processes_given: false,
+            threads: 15,
+            maximum_requests: 0,
+        }
+    }
+}
+
+/// The per-process facts the request path needs (fixed at [`initialize`]).
+#[derive(Debug)]
+pub(crate) struct ProcessInfo {
+    pub process_group: String,
+    pub processes: u32,
+    pub threads: u32,
+    pub multithread: bool,
+    pub multiprocess: bool,
+    pub run_once: bool,
+    pub restrict_stdout: bool,
+    pub log_prefix: String,
+}
+
+impl ProcessInfo {
+    fn from_settings(s: &InterpreterSettings) -> ProcessInfo {
+        ProcessInfo {
+            process_group: s.process_group.clone(),
+            processes: s.processes,
+            threads: s.threads,
+            multithread: s.threads > 1,
+            multiprocess: s.processes_given,
+            run_once: s.threads == 1 && s.maximum_requests == 1,
+            restrict_stdout: s.restrict_stdout,
+            log_prefix: if s.process_group.is_empty() {
+                String::new()
+            } else {
+                format!("(wsgi:{}) ", s.process_group)
+            },
+        }
+    }
+}
+
+static PROCESS: OnceLock<ProcessInfo> = OnceLock::new();
+
+pub(crate) fn process_info() -> &'static ProcessInfo {
+    PROCESS.get_or_init(|| ProcessInfo::from_settings(&InterpreterSettings::default()))
+}
+
+/// Initialise CPython in this (already forked) process and release the GIL.
+///
+/// Errors are full sentences for the error log. A venv whose pyvenv.cfg version differs from
+/// `build_version`, or a loaded libpython of another version, is refused with a message naming
+/// both versions and both paths.
+pub fn initialize(settings: &InterpreterSettings) -> Result<(), String> {
+    // SAFETY: Py_IsInitialized may be called at any time, before or after initialisation.
+    if unsafe { ffi::Py_IsInitialized() } != 0 {
+        return Err(
+            "Python is already initialised in this process; mod_rwsgi initialises it \
+                    exactly once per process, after fork."
+                .to_string(),
+        );
+    }
+    // SAFETY: Py_GetVersion returns a pointer to a static NUL-terminated string and may be
+    // called before Python is initialised.
+    let runtime = unsafe { CStr::from_ptr(ffi::Py_GetVersion()) }
+        .to_string_lossy()
+        .into_owned();
+    check_runtime_version(&runtime, settings)?;
+
+    let mut program_name: Option<String> = None;
+    let mut home: Option<String> = None;
+    match settings.python_home.as_deref() {
+        Some(dir) if !dir.is_empty() => {
+            let prefix = dir.split(':').next().unwrap_or(dir);
+            if Path::new(prefix).join("pyvenv.cfg").is_file() {
+                check_venv(Path::new(prefix), settings)?;
+                program_name = Some(format!("{}/bin/python", prefix.trim_end_matches('/')));
+            } else {
+                check_prefix(prefix, settings)?;
+                home = Some(dir.to_string());
+            }
+        }
+        _ => {
+            if !settings.build_executable.is_empty() {
+                program_name = Some(settings.build_executable.clone());
+            }
+        }
+    }
+
+    init_from_config(program_name.as_deref(), home.as_deref()).map_err(|e| {
+        format!(
+            "Python initialisation failed: {e}. python-home = {}, program name = {}, running as \
+             uid {}. The Python standard library must be readable by this user and belong to \
+             Python {} (the version mod_rwsgi was built against, {}).",
+            settings
+                .python_home
+                .as_deref()
+                .map_or("(not set)".to_string(), |h| format!("'{h}'")),
+            program_name
+                .as_deref()
+                .map_or("(default)".to_string(), |p| format!("'{p}'")),
+            euid(),
+            if settings.build_version.is_empty() {
+                "?"
+            } else {
+                &settings.build_version
+            },
+            settings.build_executable,
+        )
+    })?;
+
+    let _ = PROCESS.set(ProcessInfo::from_settings(settings));
+    // The GIL is held by this thread now; pyo3 attaches to it without a new thread state.
+    let setup = Python::attach(|py| setup_python(py, settings));
+
+    // SAFETY: Python is initialised and this thread holds the GIL (Py_InitializeFromConfig
+    // returned with it held); PyEval_SaveThread releases it so `Python::attach` works from any
+    // thread. The returned thread state stays owned by the interpreter; PyGILState_Ensure finds
+    // it again on this thread.
+    unsafe {
+        ffi::PyEval_SaveThread();
+    }
+    setup
+}
+
+/// PyConfig: Python config, no signal handlers, no argv parsing, optional program name/home.
+fn init_from_config(program_name: Option<&str>, home: Option<&str>) -> Result<(), String> {
+    let program_name = program_name.map(to_cstring).transpose()?;
+    let home = home.map(to_cstring).transpose()?;
+    // SAFETY: PyConfig is plain C data (ints, pointers, PyWideStringList); an all-zero value is
+    // a valid starting point that PyConfig_InitPythonConfig fully initialises. The config is
+    // only used on this thread, strings are copied by PyConfig_SetBytesString, and
+    // PyConfig_Clear frees them on every path after initialisation.
+    unsafe {
+        let mut config: ffi::PyConfig = std::mem::zeroed();
+        let cfg: *mut ffi::PyConfig = &mut config;
+        ffi::PyConfig_InitPythonConfig(cfg);
+        (*cfg).install_signal_handlers = 0;
+        (*cfg).parse_argv = 0;
+        let mut result = Ok(());
+        if let Some(name) = &program_name {
+            let status =
+                ffi::PyConfig_SetBytesString(cfg, &raw mut (*cfg).program_name, name.as_ptr());
+            result = status_result(status);
+        }
+        if let (Ok(()), Some(home)) = (&result, &home) {
+            let status = ffi::PyConfig_SetBytesString(cfg, &raw mut (*cfg).home, home.as_ptr());
+            result = status_result(status);
+        }
+        if result.is_ok() {
+            result = status_result(ffi::Py_InitializeFromConfig(cfg));
+        }
+        ffi::PyConfig_Clear(cfg);
+        result
+    }
+}
+
+fn to_cstring(s: &str) -> Result<CString, String> {
+    CString::new(s).map_err(|_| format!("the path '{}' contains a NUL byte", s.escape_debug()))
+}
+
+/// Turns a PyStatus into a Result with its message.
+///
+/// # Safety
+/// `status` must come from a CPython initialisation function (its pointers are NULL or static
+/// C strings).
+unsafe fn status_result(status: ffi::PyStatus) -> Result<(), String> {
+    let err_msg = status.err_msg;
+    let func = status.func;
+    let exitcode = status.exitcode;
+    // SAFETY: PyStatus_Exception only inspects the status value.
+    if unsafe { ffi::PyStatus_Exception(status) } == 0 {
+        return Ok(());
+    }
+    // SAFETY: per the function contract the pointers are NULL or static NUL-terminated strings.
+    let text = |p: *const std::ffi::c_char| unsafe {
+        (!p.is_null()).then(|| CStr::from_ptr(p).to_string_lossy().into_owned())
+    };
+    Err(match (text(err_msg), text(func)) {
+        (Some(msg), Some(func)) => format!("{msg} (in {func})"),
+        (Some(msg), None) => msg,
+        _ => format!("CPython asked to exit with code {exitcode}"),
+    })
+}
+
+fn euid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+/// "3.11.2 (main, ...)" → "3.11".
+pub(crate) fn major_minor(version: &str) -> Option<String> {
+    let mut parts = version.trim().split(|c: char| !c.is_ascii_digit());
+    let major = parts.next().filter(|p| !p.is_empty())?;
+    let minor = parts.next().filter(|p| !p.is_empty())?;
+    Some(format!("{major}.{minor}"))
+}
+
+pub(crate) fn check_runtime_version(
+    runtime: &str,
+    settings: &InterpreterSettings,
+) -> Result<(), String> {
+    if settings.build_version.is_empty() {
+        return Ok(());
+    }
+    let loaded = major_minor(runtime).unwrap_or_else(|| runtime.to_string());
+    if loaded != settings.build_version {
+        return Err(format!(
+            "mod_rwsgi was built against Python {} ('{}') but the Python library loaded into \
+             this process is version {} ({}). Another module or the dynamic linker supplied a \
+             different libpython: rebuild mod_rwsgi for that Python (PYO3_PYTHON) or make sure \
+             only libpython{} is loaded.",
+            settings.build_version,
+            settings.build_executable,
+            loaded,
+            runtime.lines().next().unwrap_or(runtime).trim(),
+            settings.build_version,
+        ));
+    }
+    Ok(())
+}
+
+/// Refuses a virtual environment made by another Python version than the module's.
+pub(crate) fn check_venv(venv: &Path, settings: &InterpreterSettings) -> Result<(), String> {
+    if settings.build_version.is_empty() {
+        return Ok(());
+    }
+    let cfg_path = venv.join("pyvenv.cfg");
+    let text = std::fs::read_to_string(&cfg_path).map_err(|e| {
+        format!(
+            "Cannot read '{}' (python-home is a virtual environment): {e}. It must be readable \
+             by the daemon user (uid {}).",
+            cfg_path.display(),
+            euid()
+        )
+    })?;
+    let mut version = None;
+    let mut base_home = None;
+    for line in text.lines() {
+        let Some((key, value)) = line.split_once('=') else {
+            continue;
+        };
+        let (key, value) = (key.trim(), value.trim());
+        match key {
+            "version" | "version_info" => version = version.or(major_minor(value)),
+            "home" => base_home = Some(value.to_string()),
+            _ => {}
+        }
+    }
+    // Older virtualenv releases write no version: infer it from lib/pythonX.Y.
+    let version = version.or_else(|| venv_lib_version(venv));
+    let Some(version) = version else {
+        return Ok(());
+    };
+    if version != settings.build_version {
+        return Err(format!(
+            "The Python virtual environment '{}' (python-home/WSGIPythonHome) was created with \
+             Python {} (pyvenv.cfg: '{}', base interpreter in '{}'), but mod_rwsgi was built \
+             against Python {} ('{}'). A virtual environment only works with the Python version \
+             mod_rwsgi was built for: recreate it with '{} -m venv {}', or rebuild mod_rwsgi \
+             with PYO3_PYTHON pointing at the Python {} interpreter.",
+            venv.display(),
+            version,
+            cfg_path.display(),
+            base_home.as_deref().unwrap_or("?"),
+            settings.build_version,
+            settings.build_executable,
+            settings.build_executable,
+            venv.display(),
+            version,
+        ));
+    }
+    Ok(())
+}
+
+fn venv_lib_version(venv: &Path) -> Option<String> {
+    let entries = std::fs::read_dir(venv.join("lib")).ok()?;
+    entries
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            e.file_name()
+                .to_str()
+                .and_then(|n| n.strip_prefix("python"))
+                .map(str::to_string)
+        })
+        .find_map(|v| major_minor(&v))
+}
+
+/// A real prefix must exist and hold the stdlib of the build version.
+fn check_prefix(prefix: &str, settings: &InterpreterSettings) -> Result<(), String> {
+    if let Err(e) = std::fs::read_dir(prefix) {
+        return Err(format!(
+            "python-home '{prefix}' (WSGIPythonHome) does not exist or is not readable by the \
+             daemon user (uid {}): {e}.",
+            euid()
+        ));
+    }
+    if settings.build_version.is_empty() {
+        return Ok(());
+    }
+    let stdlib: PathBuf = Path::new(prefix).join(format!("lib/python{}", settings.build_version));
+    if let Err(e) = std::fs::metadata(stdlib.join("os.py")) {
+        return Err(format!(
+            "python-home '{prefix}' (WSGIPythonHome) is not a Python {} installation: '{}' \
+             cannot be read ({e}). It must be the prefix of the Python mod_rwsgi was built \
+             against ('{}') or a virtual environment created from it.",
+            settings.build_version,
+            stdlib.join("os.py").display(),
+            settings.build_executable,
+        ));
+    }
+    Ok(())
+}
+
+/// Everything done in Python right after initialisation, with the GIL held.
+fn setup_python(py: Python<'_>, settings: &InterpreterSettings) -> Result<(), String> {
+    let result = (|| -> PyResult<()> {
+        let sys = py.import("sys")?;
+        sys.setattr("argv", vec!["mod_wsgi"])?;
+        sys.setattr(
+            "stderr",
+            log_object::LogObject::new_stream(py, "<wsgi.stderr>")?,
+        )?;
+        if settings.restrict_stdout {
+            log_object::install_restricted_stdout(sys.as_any())?;
+        } else {
+            sys.setattr(
+                "stdout",
+                log_object::LogObject::new_stream(py, "<wsgi.stdout>")?,
+            )?;
+        }
+        modwsgi::install(py, process_info())?;
+        add_python_path(py, &settings.python_path)?;
+        Ok(())
+    })();
+    match result {
+        Ok(()) => {
+            let describe = (|| -> PyResult<String> {
+                let sys = py.import("sys")?;
+                Ok(format!(
+                    "{}Initialised Python {} (sys.prefix '{}', sys.base_prefix '{}').",
+                    super::log_prefix(),
+                    sys.getattr("version")?
+                        .extract::<String>()?
+                        .replace('\n', " "),
+                    sys.getattr("prefix")?.extract::<String>()?,
+                    sys.getattr("base_prefix")?.extract::<String>()?,
+                ))
+            })();
+            if let Ok(msg) = describe {
+                log(Level::Info, &msg);
+            }
+            Ok(())
+        }
+        Err(e) => Err(format!(
+            "Python was initialised but setting it up for WSGI failed:\n{}",
+            format_exception(py, &e)
+        )),
+    }
+}
+
+/// `site.addsitedir` for each entry (so .pth files work), then the new sys.path entries move
+/// to the front, as mod_wsgi's python-path does.
+fn add_python_path(py: Python<'_>, dirs: &[String]) -> PyResult<()> {
+    if dirs.is_empty() {
+        return Ok(());
+    }
+    let sys = py.import("sys")?;
+    let site = py.import("site")?;
+    let before: Vec<Bound<'_, PyAny>> =
+        sys.getattr("path")?.try_iter()?.collect::<PyResult<_>>()?;
+    for dir in dirs {
+        site.call_method1("addsitedir", (dir,))?;
+    }
+    let path = sys.getattr("path")?;
+    let mut front = Vec::new();
+    let mut rest = Vec::new();
+    for item in path.try_iter()? {
+        let item = item?;
+        let mut old = false;
+        for b in &before {
+            if b.eq(&item)? {
+                old = true;
+                break;
+            }
+        }
+        if old {
+            rest.push(item)
+        } else {
+            front.push(item)
+        }
+    }
+    front.extend(rest);
+    sys.setattr("path", pyo3::types::PyList::new(py, front)?)?;
+    Ok(())
+}
+
+/// Runs the `mod_wsgi.subscribe_shutdown` callbacks (and event subscribers) with the event
+/// "process_stopping", logging their exceptions. Called by [`shutdown`]; exposed so tests and
+/// embedders can run them without finalising.
+pub fn run_shutdown_callbacks(reason: &str) {
+    if !python_ready() {
+        return;
+    }
+    Python::attach(|py| modwsgi::publish_process_stopping(py, reason));
+}
+
+fn python_ready() -> bool {
+    // SAFETY: Py_IsInitialized may be called at any time.
+    unsafe { ffi::Py_IsInitialized() != 0 }
+}
+
+/// Runs registered `mod_wsgi.subscribe_shutdown` callbacks and atexit handlers, then
+/// `Py_FinalizeEx`, logging exceptions. Call once, from the process's main thread, when no
+/// request is running.
+pub fn shutdown() {
+    if !python_ready() {
+        return;
+    }
+    run_shutdown_callbacks("shutdown");
+    Python::attach(|py| {
+        let result = (|| -> PyResult<()> {
+            py.import("atexit")?.call_method0("_run_exitfuncs")?;
+            Ok(())
+        })();
+        if let Err(e) = result {
+            log(
+                Level::Error,
+                &format!(
+                    "{}Exception occurred within Python atexit handlers during shutdown.\n{}",
+                    super::log_prefix(),
+                    format_exception(py, &e)
+                ),
+            );
+        }
+        // Flush partial lines; a restricted stdout would make CPython's own flush complain.
+        if let Ok(sys) = py.import("sys") {
+            if let Ok(err) = sys.getattr("stderr") {
+                let _ = err.call_method0("flush");
+            }
+            if process_info().restrict_stdout {
+                let _ = sys.setattr("stdout", py.None());
+            } else if let Ok(out) = sys.getattr("stdout") {
+                let _ = out.call_method0("flush");
+            }
+        }
+    });
+    // SAFETY: Python is initialised; PyGILState_Ensure gives this thread the GIL (reusing its
+    // thread state if it initialised Python). Py_FinalizeEx then destroys the interpreter; the
+    // GIL state is deliberately not released since nothing is left to release it to, and no
+    // Python object is touched afterwards (the process exits).
+    let rc = unsafe {
+        ffi::PyGILState_Ensure();
+        ffi::Py_FinalizeEx()
+    };
+    if rc < 0 {
+        log(
+            Level::Error,
+            &format!(
+                "{}Python finalisation reported an error (flushing buffered data failed).",
+                super::log_prefix()
+            ),
+        );
+    }
+}

@@ -1,0 +1,230 @@
+//! WSGI script loading: each script is exec'd as module `_mod_wsgi_<md5(path)>` (plus
+//! `_<md5(group)>` for a named application group) with `__file__` and `__mtime__` set and the
+//! module in sys.modules, like mod_wsgi. One lock per (script, group) makes concurrent first
+//! requests load it once; a failed load is logged with its traceback and retried by the next
+//! request; a changed mtime (inequality, as mod_wsgi) reloads when script reloading is on.
+//!
+//! Locks here are only waited for while detached from Python (a loader holds its script's lock
+//! while it runs the script under the GIL).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyModule};
+
+use super::request::lock;
+use super::{format_exception, log, log_prefix};
+use crate::logging::Level;
+
+pub(crate) struct Loaded {
+    pub module: Py<PyModule>,
+    mtime: SystemTime,
+}
+
+struct Slot {
+    path: String,
+    loaded: Mutex<Option<Arc<Loaded>>>,
+    /// The mtime of the loaded version, for `changed()` without waiting on a loader.
+    mtime: Mutex<Option<SystemTime>>,
+}
+
+#[derive(Default)]
+pub(crate) struct Loader {
+    slots: Mutex<HashMap<(String, String), Arc<Slot>>>,
+    groups: Mutex<HashSet<String>>,
+    groups_noticed: AtomicBool,
+}
+
+fn mtime_of(path: &str) -> std::io::Result<SystemTime> {
+    std::fs::metadata(path)?.modified()
+}
+
+impl Loader {
+    fn slot(&self, path: &str, group: &str) -> Arc<Slot> {
+        let mut slots = lock(&self.slots);
+        if let Some(slot) = slots.get(&(path.to_string(), group.to_string())) {
+            return Arc::clone(slot);
+        }
+        let slot = Arc::new(Slot {
+            path: path.to_string(),
+            loaded: Mutex::new(None),
+            mtime: Mutex::new(None),
+        });
+        slots.insert((path.to_string(), group.to_string()), Arc::clone(&slot));
+        drop(slots);
+        self.note_group(group);
+        slot
+    }
+
+    fn note_group(&self, group: &str) {
+        let mut groups = lock(&self.groups);
+        if groups.insert(group.to_string())
+            && groups.len() > 1
+            && !self.groups_noticed.swap(true, Ordering::Relaxed)
+        {
+            let mut names: Vec<String> = groups.iter().map(|g| format!("'{g}'")).collect();
+            names.sort();
+            drop(groups);
+            log(
+                Level::Info,
+                &format!(
+                    "{}This process hosts more than one application group ({}). mod_rwsgi runs \
+                     every application group in the main Python interpreter (no \
+                     sub-interpreters): each group gets its own copy of the WSGI script module, \
+                     but they share sys.modules and all other global state.",
+                    log_prefix(),
+                    names.join(", ")
+                ),
+            );
+        }
+    }
+
+    /// The loaded script, loading or reloading it as needed. Call detached from Python.
+    /// `Err` carries the message already logged.
+    pub(crate) fn get(
+        &self,
+        path: &str,
+        group: &str,
+        check_reload: bool,
+    ) -> Result<Arc<Loaded>, String> {
+        let slot = self.slot(path, group);
+        let mut loaded = lock(&slot.loaded);
+        if let Some(current) = loaded.as_ref() {
+            if !check_reload {
+                return Ok(Arc::clone(current));
+            }
+            if mtime_of(path).is_ok_and(|t| t == current.mtime) {
+                return Ok(Arc::clone(current));
+            }
+            log(
+                Level::Info,
+                &format!(
+                    "{}Reloading WSGI script '{path}'{}: its modification time changed.",
+                    log_prefix(),
+                    group_text(group)
+                ),
+            );
+        }
+        *lock(&slot.mtime) = None;
+        let old = loaded.take();
+        let read = std::fs::read(path).and_then(|src| Ok((src, mtime_of(path)?)));
+        let (source, mtime) = match read {
+            Ok(r) => r,
+            Err(e) => {
+                let msg = format!(
+                    "{}Failed to read WSGI script '{path}'{}: {e}. It must exist and be \
+                     readable by the daemon user.",
+                    log_prefix(),
+                    group_text(group)
+                );
+                log(Level::Error, &msg);
+                Python::attach(|_py| drop(old));
+                return Err(msg);
+            }
+        };
+        let result = Python::attach(|py| {
+            drop(old);
+            exec_script(py, path, group, &source, mtime)
+        });
+        let module = result?;
+        let fresh = Arc::new(Loaded { module, mtime });
+        *loaded = Some(Arc::clone(&fresh));
+        *lock(&slot.mtime) = Some(mtime);
+        Ok(fresh)
+    }
+
+    /// Has any loaded script changed (or vanished) on disk? Pure stat, no GIL.
+    pub(crate) fn changed(&self) -> bool {
+        let slots: Vec<Arc<Slot>> = lock(&self.slots).values().cloned().collect();
+        slots.iter().any(|slot| {
+            let loaded_mtime = *lock(&slot.mtime);
+            loaded_mtime.is_some_and(|t| mtime_of(&slot.path).map_or(true, |now| now != t))
+        })
+    }
+}
+
+fn group_text(group: &str) -> String {
+    if group.is_empty() {
+        String::new()
+    } else {
+        format!(" (application group '{group}')")
+    }
+}
+
+fn md5_hex(py: Python<'_>, text: &str) -> PyResult<String> {
+    let kwargs = PyDict::new(py);
+    kwargs.set_item("usedforsecurity", false)?;
+    py.import("hashlib")?
+        .getattr("md5")?
+        .call((PyBytes::new(py, text.as_bytes()),), Some(&kwargs))?
+        .call_method0("hexdigest")?
+        .extract()
+}
+
+pub(crate) fn module_name(py: Python<'_>, path: &str, group: &str) -> PyResult<String> {
+    let mut name = format!("_mod_wsgi_{}", md5_hex(py, path)?);
+    if !group.is_empty() {
+        name.push('_');
+        name.push_str(&md5_hex(py, group)?);
+    }
+    Ok(name)
+}
+
+fn exec_script(
+    py: Python<'_>,
+    path: &str,
+    group: &str,
+    source: &[u8],
+    mtime: SystemTime,
+) -> Result<Py<PyModule>, String> {
+    let mut name = None;
+    let result = (|| -> PyResult<Bound<'_, PyModule>> {
+        let module_name = module_name(py, path, group)?;
+        let modules = py.import("sys")?.getattr("modules")?;
+        let module = PyModule::new(py, &module_name)?;
+        module.setattr("__file__", path)?;
+        let secs = mtime
+            .duration_since(UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        module.setattr("__mtime__", secs)?;
+        modules.set_item(&module_name, &module)?;
+        name = Some(module_name);
+        let builtins = py.import("builtins")?;
+        let kwargs = PyDict::new(py);
+        kwargs.set_item("dont_inherit", true)?;
+        let code = builtins
+            .getattr("compile")?
+            .call((PyBytes::new(py, source), path, "exec"), Some(&kwargs))?;
+        builtins.getattr("exec")?.call1((code, module.dict()))?;
+        Ok(module)
+    })();
+    match result {
+        Ok(module) => {
+            let msg = format!(
+                "{}Loaded WSGI script '{path}'{}.",
+                log_prefix(),
+                group_text(group)
+            );
+            super::log_detached(py, Level::Info, &msg);
+            Ok(module.unbind())
+        }
+        Err(e) => {
+            if let Some(name) = name
+                && let Ok(modules) = py.import("sys").and_then(|s| s.getattr("modules"))
+            {
+                let _ = modules.del_item(name);
+            }
+            let msg = format!(
+                "{}Failed to exec WSGI script '{path}'{}.\n{}",
+                log_prefix(),
+                group_text(group),
+                format_exception(py, &e)
+            );
+            super::log_detached(py, Level::Error, &msg);
+            Err(msg)
+        }
+    }
+}

@@ -1,0 +1,130 @@
+//! The `mod_wsgi` Python module (also importable as `mod_rwsgi`): process facts, the
+//! FileWrapper type and the event API (`subscribe_events`, `subscribe_shutdown`).
+//!
+//! As in mod_wsgi, subscribers are kept in the module's `event_callbacks` and
+//! `shutdown_callbacks` lists and called as `callback(name, **event)`; a callback returning a
+//! dict merges it into the event seen by the next callbacks. Exceptions are logged, never
+//! propagated.
+
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyDict, PyList, PyModule, PyTuple};
+
+use super::file_wrapper::FileWrapper;
+use super::interpreter::ProcessInfo;
+use super::{MOD_WSGI_VERSION, format_exception, log_detached, log_prefix};
+use crate::logging::Level;
+
+static MODULE: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
+
+/// Creates the module and inserts it in sys.modules as `mod_wsgi` and `mod_rwsgi`.
+pub(crate) fn install(py: Python<'_>, info: &ProcessInfo) -> PyResult<()> {
+    let m = PyModule::new(py, "mod_wsgi")?;
+    m.add("version", MOD_WSGI_VERSION)?;
+    m.add("process_group", info.process_group.as_str())?;
+    // Every application group runs in the main interpreter (see mod.rs).
+    m.add("application_group", "")?;
+    m.add("maximum_processes", info.processes)?;
+    m.add("threads_per_process", info.threads)?;
+    m.add_class::<FileWrapper>()?;
+    m.add("event_callbacks", PyList::empty(py))?;
+    m.add("shutdown_callbacks", PyList::empty(py))?;
+    m.add_function(wrap_pyfunction!(subscribe_events, &m)?)?;
+    m.add_function(wrap_pyfunction!(subscribe_shutdown, &m)?)?;
+    let modules = py.import("sys")?.getattr("modules")?;
+    modules.set_item("mod_wsgi", &m)?;
+    modules.set_item("mod_rwsgi", &m)?;
+    let _ = MODULE.set(py, m.unbind());
+    Ok(())
+}
+
+fn module(py: Python<'_>) -> PyResult<&Bound<'_, PyModule>> {
+    MODULE
+        .get(py)
+        .map(|m| m.bind(py))
+        .ok_or_else(|| pyo3::exceptions::PyRuntimeError::new_err("mod_wsgi module not initialised"))
+}
+
+fn subscribe<'py>(list_name: &str, callback: Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    let py = callback.py();
+    if !callback.is_callable() {
+        return Err(pyo3::exceptions::PyTypeError::new_err(
+            "callback must be callable",
+        ));
+    }
+    module(py)?
+        .getattr(list_name)?
+        .call_method1("append", (&callback,))?;
+    Ok(callback)
+}
+
+/// Registers `callback(name, **event)` for every event; returns it (usable as a decorator).
+#[pyfunction]
+fn subscribe_events(callback: Bound<'_, PyAny>) -> PyResult<Bound<'_, PyAny>> {
+    subscribe("event_callbacks", callback)
+}
+
+/// Registers `callback("process_stopping", **event)` for process shutdown; returns it.
+#[pyfunction]
+fn subscribe_shutdown(callback: Bound<'_, PyAny>) -> PyResult<Bound<'_, PyAny>> {
+    subscribe("shutdown_callbacks", callback)
+}
+
+fn callbacks<'py>(py: Python<'py>, list_name: &str) -> Option<Bound<'py, PyList>> {
+    let list = module(py).ok()?.getattr(list_name).ok()?;
+    list.cast_into::<PyList>().ok()
+}
+
+/// Cheap check so requests skip building event payloads when nobody listens.
+pub(crate) fn has_event_subscribers(py: Python<'_>) -> bool {
+    callbacks(py, "event_callbacks").is_some_and(|l| !l.is_empty())
+}
+
+/// Calls each callback of a snapshot of `list_name` as `callback(name, **event)`.
+fn call_list(py: Python<'_>, list_name: &str, name: &str, event: &Bound<'_, PyDict>) {
+    let Some(list) = callbacks(py, list_name) else {
+        return;
+    };
+    let Ok(snapshot) = list.get_slice(0, list.len()).cast_into::<PyList>() else {
+        return;
+    };
+    let args = PyTuple::new(py, [name]).expect("a one-element tuple");
+    for callback in snapshot.iter() {
+        match callback.call(&args, Some(event)) {
+            Ok(result) => {
+                if let Ok(update) = result.cast::<PyDict>()
+                    && let Err(e) = event.update(update.as_mapping())
+                {
+                    log_callback_error(py, name, &e);
+                }
+            }
+            Err(e) => log_callback_error(py, name, &e),
+        }
+    }
+}
+
+fn log_callback_error(py: Python<'_>, name: &str, err: &PyErr) {
+    let msg = format!(
+        "{}Exception occurred within event callback for '{name}'.\n{}",
+        log_prefix(),
+        format_exception(py, err)
+    );
+    log_detached(py, Level::Error, &msg);
+}
+
+/// Publishes an event to `subscribe_events` callbacks.
+pub(crate) fn publish(py: Python<'_>, name: &str, event: &Bound<'_, PyDict>) {
+    call_list(py, "event_callbacks", name, event);
+}
+
+/// "process_stopping" to event subscribers, then the shutdown callbacks (each run once: the
+/// shutdown list is emptied).
+pub(crate) fn publish_process_stopping(py: Python<'_>, reason: &str) {
+    let event = PyDict::new(py);
+    let _ = event.set_item("shutdown_reason", reason);
+    call_list(py, "event_callbacks", "process_stopping", &event);
+    call_list(py, "shutdown_callbacks", "process_stopping", &event);
+    if let Some(list) = callbacks(py, "shutdown_callbacks") {
+        let _ = list.call_method0("clear");
+    }
+}

@@ -1,0 +1,231 @@
+//! Per-request state shared by the driver (`app.rs`) and the Python objects of one request
+//! (`wsgi.input`, `start_response`/`write`), and the only path to the request's [`RequestIo`].
+//!
+//! Ownership: `AppHost::handle` receives `&mut dyn RequestIo` for the request only, while the
+//! Python objects are `'static` and may outlive the request (an app can stash `wsgi.input` in a
+//! global). So the objects hold an `Arc<Shared>`, and the io is reachable only through
+//! [`Shared::with_io`], which sees a raw pointer installed by [`Shared::bind_io`] and removed
+//! when the returned [`IoBinding`] drops — before `handle` returns, also on panic. After that
+//! every method reports [`SendError::Expired`] and the objects raise
+//! "request object has expired".
+//!
+//! Lock order: `response` before `io`; neither is ever waited for while attached to Python
+//! (callers run inside `py.detach`, or use pyo3's `lock_py_attached`).
+
+use std::io;
+use std::marker::PhantomData;
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use super::RequestIo;
+
+/// The raw io handle. Invariant: `Some` only while the `IoBinding` that installed it is alive,
+/// which is exactly while the `&mut dyn RequestIo` it came from is exclusively borrowed by that
+/// binding; it is only dereferenced with the `io` mutex held.
+struct IoSlot(Option<NonNull<dyn RequestIo>>);
+
+// SAFETY: the pointee is a `dyn RequestIo`, which is `Send`; the pointer is only dereferenced
+// under the `io` mutex, so moving the slot between threads moves exclusive access with it.
+unsafe impl Send for IoSlot {}
+
+/// Status and headers from start_response, and what has been sent.
+#[derive(Default)]
+pub(crate) struct Response {
+    pub status: Option<(u16, Vec<u8>)>,
+    pub headers: Vec<(Vec<u8>, Vec<u8>)>,
+    pub content_length: Option<u64>,
+    pub head_sent: bool,
+    /// Body bytes sent (after Content-Length truncation).
+    pub sent: u64,
+    /// The first I/O error: the client is gone and nothing more is attempted.
+    pub io_failed: bool,
+}
+
+impl Response {
+    pub(crate) fn length_reached(&self) -> bool {
+        self.content_length.is_some_and(|cl| self.sent >= cl)
+    }
+}
+
+pub(crate) enum SendError {
+    /// start_response has not been called.
+    NotStarted,
+    /// The request is over (an object outlived it).
+    Expired,
+    /// The client connection failed.
+    Io(io::Error),
+}
+
+pub(crate) struct Shared {
+    io: Mutex<IoSlot>,
+    expired: AtomicBool,
+    pub response: Mutex<Response>,
+    /// Request body bytes the application read (for the request_finished event).
+    pub input_length: AtomicU64,
+}
+
+impl Shared {
+    pub(crate) fn new() -> Arc<Shared> {
+        Arc::new(Shared {
+            io: Mutex::new(IoSlot(None)),
+            expired: AtomicBool::new(false),
+            response: Mutex::new(Response::default()),
+            input_length: AtomicU64::new(0),
+        })
+    }
+
+    /// Makes `io` reachable through [`Shared::with_io`] for as long as the binding lives.
+    pub(crate) fn bind_io<'io>(self: &Arc<Self>, io: &'io mut dyn RequestIo) -> IoBinding<'io> {
+        let ptr: NonNull<dyn RequestIo + 'io> = NonNull::from(io);
+        // SAFETY: only the trait object's lifetime bound is erased (same layout). The pointer
+        // never outlives 'io: `IoBinding<'io>` borrows `io` mutably for 'io and clears the slot
+        // in its Drop, which runs before 'io ends (also when unwinding). A leaked binding
+        // (mem::forget) would break this, so bindings stay private to this layer and are only
+        // held as locals of `AppHost::handle`.
+        let ptr: NonNull<dyn RequestIo> = unsafe { std::mem::transmute(ptr) };
+        lock(&self.io).0 = Some(ptr);
+        IoBinding {
+            shared: Arc::clone(self),
+            _io: PhantomData,
+        }
+    }
+
+    pub(crate) fn is_expired(&self) -> bool {
+        self.expired.load(Ordering::Acquire)
+    }
+
+    /// Runs `f` with exclusive access to the request's io; `None` once the request is over.
+    /// Blocks on the io mutex: call it detached from Python.
+    pub(crate) fn with_io<R>(&self, f: impl FnOnce(&mut dyn RequestIo) -> R) -> Option<R> {
+        let slot = lock(&self.io);
+        let mut ptr = slot.0?;
+        // SAFETY: the slot is Some only while the IoBinding holds the exclusive borrow the
+        // pointer came from (see IoSlot); the io mutex guard held across the call makes this
+        // the only live reference, and it does not escape `f`.
+        let io = unsafe { ptr.as_mut() };
+        Some(f(io))
+    }
+
+    pub(crate) fn response(&self) -> MutexGuard<'_, Response> {
+        lock(&self.response)
+    }
+
+    /// Sends the head if not yet sent, then as much of `data` as Content-Length allows, then
+    /// flushes if asked. Call detached.
+    pub(crate) fn send(&self, data: &[u8], flush: bool) -> Result<(), SendError> {
+        let mut resp = self.response();
+        if resp.status.is_none() {
+            return Err(SendError::NotStarted);
+        }
+        if resp.io_failed {
+            return Err(SendError::Io(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "an earlier write to the client failed",
+            )));
+        }
+        let allowed = match resp.content_length {
+            Some(cl) => data
+                .len()
+                .min(usize::try_from(cl.saturating_sub(resp.sent)).unwrap_or(usize::MAX)),
+            None => data.len(),
+        };
+        let result = self.with_io(|io| -> io::Result<()> {
+            if !resp.head_sent {
+                let (code, reason) = resp
+                    .status
+                    .as_ref()
+                    .map(|(c, r)| (*c, r.as_slice()))
+                    .unwrap_or((200, b"OK"));
+                io.send_head(code, reason, &resp.headers)?;
+                resp.head_sent = true;
+            }
+            if allowed > 0 {
+                io.send_body(&data[..allowed])?;
+                resp.sent += allowed as u64;
+            }
+            if flush {
+                io.flush()?;
+            }
+            Ok(())
+        });
+        match result {
+            None => Err(SendError::Expired),
+            Some(Ok(())) => Ok(()),
+            Some(Err(e)) => {
+                resp.io_failed = true;
+                Err(SendError::Io(e))
+            }
+        }
+    }
+
+    /// The file_wrapper fast path: sends the head, then `len` bytes of `fd` from `offset`
+    /// through `RequestIo::send_file`. `Ok(false)`: the io cannot, nothing but the head was
+    /// sent. Call detached.
+    pub(crate) fn send_file(&self, fd: i32, offset: u64, len: u64) -> Result<bool, SendError> {
+        let mut resp = self.response();
+        if resp.status.is_none() {
+            return Err(SendError::NotStarted);
+        }
+        let result = self.with_io(|io| -> io::Result<bool> {
+            if !resp.head_sent {
+                let (code, reason) = resp
+                    .status
+                    .as_ref()
+                    .map(|(c, r)| (*c, r.as_slice()))
+                    .unwrap_or((200, b"OK"));
+                io.send_head(code, reason, &resp.headers)?;
+                resp.head_sent = true;
+            }
+            if len > 0 {
+                if !io.send_file(fd, offset, len)? {
+                    return Ok(false);
+                }
+                resp.sent += len;
+            }
+            io.flush()?;
+            Ok(true)
+        });
+        match result {
+            None => Err(SendError::Expired),
+            Some(Ok(done)) => Ok(done),
+            Some(Err(e)) => {
+                resp.io_failed = true;
+                Err(SendError::Io(e))
+            }
+        }
+    }
+
+    /// Flushes buffered output. Call detached.
+    pub(crate) fn flush(&self) -> Result<(), SendError> {
+        let mut resp = self.response();
+        match self.with_io(|io| io.flush()) {
+            None => Err(SendError::Expired),
+            Some(Ok(())) => Ok(()),
+            Some(Err(e)) => {
+                resp.io_failed = true;
+                Err(SendError::Io(e))
+            }
+        }
+    }
+}
+
+/// Keeps the request's io reachable; dropping it expires every object of the request.
+pub(crate) struct IoBinding<'io> {
+    shared: Arc<Shared>,
+    _io: PhantomData<&'io mut dyn RequestIo>,
+}
+
+impl Drop for IoBinding<'_> {
+    fn drop(&mut self) {
+        let mut slot = lock(&self.shared.io);
+        self.shared.expired.store(true, Ordering::Release);
+        slot.0 = None;
+    }
+}
+
+/// Locks ignoring poison: the state stays consistent field by field, and a panic elsewhere
+/// must not turn every later request into another panic.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}

@@ -1,0 +1,191 @@
+# A routed WSGI app used by the daemon-mode tests: each path exercises one part of PEP 3333
+# or of the mod_wsgi environment, and answers in a form the test can check exactly.
+import hashlib
+import json
+import os
+import sys
+import threading
+import time
+
+
+def _text(start_response, body, status="200 OK", ctype="text/plain; charset=utf-8"):
+    data = body.encode("utf-8") if isinstance(body, str) else body
+    start_response(status, [("Content-Type", ctype), ("Content-Length", str(len(data)))])
+    return [data]
+
+
+def _query(environ):
+    out = {}
+    for part in environ.get("QUERY_STRING", "").split("&"):
+        if "=" in part:
+            k, v = part.split("=", 1)
+            out[k] = v
+    return out
+
+
+class ClosingIterable:
+    """Yields chunks slowly; close() leaves a marker so tests see it was called."""
+
+    def __init__(self, marker, chunks, delay):
+        self.marker, self.chunks, self.delay = marker, chunks, delay
+
+    def __iter__(self):
+        for i in range(self.chunks):
+            yield (b"x" * 65536)
+            time.sleep(self.delay)
+
+    def close(self):
+        with open(self.marker, "w") as f:
+            f.write("closed")
+
+
+def application(environ, start_response):
+    path = environ.get("PATH_INFO", "")
+    q = _query(environ)
+    if path.startswith("/env"):
+        env = {k: (v if isinstance(v, str) else repr(v)) for k, v in environ.items()}
+        return _text(start_response, json.dumps(env, sort_keys=True), ctype="application/json")
+    if path == "/input":
+        stream = environ["wsgi.input"]
+        mode = q.get("mode", "read")
+        if mode == "read":
+            data = stream.read()
+        elif mode == "readn":
+            n = int(q.get("n", "7"))
+            parts = []
+            while True:
+                chunk = stream.read(n)
+                if not chunk:
+                    break
+                parts.append(chunk)
+            data = b"|".join(parts)
+        elif mode == "readline":
+            lines = []
+            while True:
+                line = stream.readline()
+                if not line:
+                    break
+                lines.append(line)
+            data = json.dumps([l.decode("latin-1") for l in lines]).encode()
+        elif mode == "readline_hint":
+            data = json.dumps([stream.readline(3).decode("latin-1") for _ in range(4)]).encode()
+        elif mode == "readlines":
+            data = json.dumps([l.decode("latin-1") for l in stream.readlines()]).encode()
+        elif mode == "iter":
+            data = json.dumps([l.decode("latin-1") for l in stream]).encode()
+        else:
+            data = b"?"
+        return _text(start_response, data)
+    if path == "/upload":
+        h = hashlib.sha256()
+        total = 0
+        while True:
+            chunk = environ["wsgi.input"].read(65536)
+            if not chunk:
+                break
+            h.update(chunk)
+            total += len(chunk)
+        return _text(start_response, "%d %s" % (total, h.hexdigest()))
+    if path == "/big":
+        n = int(q.get("n", "1048576"))
+        block = bytes(range(256)) * 4096
+        def gen():
+            left = n
+            while left > 0:
+                piece = block[: min(left, len(block))]
+                left -= len(piece)
+                yield piece
+        start_response("200 OK", [("Content-Type", "application/octet-stream"), ("Content-Length", str(n))])
+        return gen()
+    if path == "/stream":
+        marker = q["marker"]
+        def gen():
+            yield b"first chunk\n"
+            time.sleep(float(q.get("wait", "1.5")))
+            with open(marker, "w") as f:
+                f.write("done")
+            yield b"second chunk\n"
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return gen()
+    if path == "/write":
+        write = start_response("200 OK", [("Content-Type", "text/plain")])
+        for i in range(int(q.get("n", "16"))):
+            write(b"w%02d;" % i)
+        return [b"end"]
+    if path == "/sleep":
+        start = time.time()
+        time.sleep(float(q.get("s", "1")))
+        return _text(start_response, json.dumps({"pid": os.getpid(), "thread": threading.get_ident(),
+                                                  "start": start, "end": time.time()}))
+    if path == "/pid":
+        return _text(start_response, str(os.getpid()))
+    if path == "/ids":
+        return _text(start_response, json.dumps({"uid": os.getuid(), "euid": os.geteuid(), "gid": os.getgid(),
+                                                  "egid": os.getegid(), "groups": sorted(os.getgroups()),
+                                                  "cwd": os.getcwd(), "lang": os.environ.get("LANG"),
+                                                  "lc_all": os.environ.get("LC_ALL")}))
+    if path == "/error":
+        raise RuntimeError("probe app failure on purpose")
+    if path == "/badstatus":
+        start_response("abc", [])
+        return [b""]
+    if path == "/badheader":
+        start_response("200 OK", [("X-Bad", "a\r\nInjected: yes")])
+        return [b""]
+    if path == "/strbody":
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return ["not bytes"]
+    if path == "/nostart":
+        return [b"never started"]
+    if path == "/midfail":
+        def gen():
+            yield b"partial"
+            raise ValueError("failure after the head was sent")
+        start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "1000")])
+        return gen()
+    if path == "/print":
+        print("probe stdout line one")
+        print("probe stderr line", file=sys.stderr)
+        environ["wsgi.errors"].write("probe wsgi.errors line\n")
+        return _text(start_response, "printed")
+    if path == "/modwsgi":
+        import mod_wsgi
+        return _text(start_response, json.dumps({
+            "process_group": mod_wsgi.process_group,
+            "application_group": mod_wsgi.application_group,
+            "maximum_processes": mod_wsgi.maximum_processes,
+            "threads_per_process": mod_wsgi.threads_per_process,
+            "version": list(mod_wsgi.version),
+        }))
+    if path == "/close":
+        start_response("200 OK", [("Content-Type", "application/octet-stream")])
+        return ClosingIterable(q["marker"], int(q.get("chunks", "400")), float(q.get("delay", "0.01")))
+    if path == "/headers":
+        start_response("201 Created", [("Content-Type", "text/plain"), ("X-One", "1"),
+                                        ("Set-Cookie", "a=1"), ("Set-Cookie", "b=2")])
+        return [b"created"]
+    if path == "/sys":
+        return _text(start_response, json.dumps({"version": sys.version, "prefix": sys.prefix,
+                                                  "executable": sys.executable, "path": sys.path}))
+    if path == "/import":
+        mod = __import__(q["name"])
+        return _text(start_response, getattr(mod, "MARKER", mod.__name__))
+    if path == "/register":
+        import atexit
+        import mod_wsgi
+        marker = q["marker"]
+        def on_shutdown(event, **kwargs):
+            with open(marker + ".shutdown", "w") as f:
+                f.write("shutdown callback ran")
+        def at_exit():
+            with open(marker + ".atexit", "w") as f:
+                f.write("atexit ran")
+        mod_wsgi.subscribe_shutdown(on_shutdown)
+        atexit.register(at_exit)
+        return _text(start_response, "registered")
+    return _text(start_response, "probe app: unknown path %r" % path, status="404 Not Found")
+
+
+def other(environ, start_response):
+    """Reached through callable-object=other / WSGICallableObject other."""
+    return _text(start_response, "the other callable")

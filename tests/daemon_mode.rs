@@ -1,0 +1,841 @@
+//! Daemon mode end to end against a real Apache and real CPython: the probe app
+//! (tests/apps/probe.wsgi) runs in a WSGIDaemonProcess group.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use common::{Apache, ApacheConfig, http};
+
+fn start(group_options: &str, extra: &str) -> Apache {
+    let config = ApacheConfig::new("daemon");
+    let app = config.install_app("probe.wsgi");
+    let conf = format!(
+        "WSGIDaemonProcess probe {group_options}\n\
+         WSGIProcessGroup probe\n\
+         WSGIApplicationGroup %{{GLOBAL}}\n\
+         WSGIScriptAlias /app {app}\n\
+         WSGIScriptAlias /other-root {app}\n\
+         <Directory @DIR@/apps>\n    Require all granted\n</Directory>\n{extra}",
+        app = app.display()
+    );
+    config.conf(&conf).start()
+}
+
+fn json(resp: &http::Response) -> serde_like::Value {
+    serde_like::parse(&resp.text())
+}
+
+/// A tiny JSON reader for the probe app's answers (objects of strings/numbers/lists).
+mod serde_like {
+    #[derive(Debug, Clone, PartialEq)]
+    pub enum Value {
+        Str(String),
+        Num(f64),
+        List(Vec<Value>),
+        Obj(Vec<(String, Value)>),
+        Null,
+        Bool(bool),
+    }
+    impl Value {
+        pub fn get(&self, key: &str) -> &Value {
+            match self {
+                Value::Obj(items) => items
+                    .iter()
+                    .find(|(k, _)| k == key)
+                    .map(|(_, v)| v)
+                    .unwrap_or(&Value::Null),
+                _ => &Value::Null,
+            }
+        }
+        pub fn str(&self) -> &str {
+            match self {
+                Value::Str(s) => s,
+                _ => "",
+            }
+        }
+        pub fn num(&self) -> f64 {
+            match self {
+                Value::Num(n) => *n,
+                _ => f64::NAN,
+            }
+        }
+        pub fn list(&self) -> &[Value] {
+            match self {
+                Value::List(l) => l,
+                _ => &[],
+            }
+        }
+    }
+    pub fn parse(s: &str) -> Value {
+        let mut p = P {
+            b: s.as_bytes(),
+            i: 0,
+        };
+        p.value()
+    }
+    struct P<'a> {
+        b: &'a [u8],
+        i: usize,
+    }
+    impl P<'_> {
+        fn ws(&mut self) {
+            while self.i < self.b.len() && (self.b[self.i] as char).is_whitespace() {
+                self.i += 1;
+            }
+        }
+        fn value(&mut self) -> Value {
+            self.ws();
+            match self.b.get(self.i) {
+                Some(b'{') => {
+                    self.i += 1;
+                    let mut items = Vec::new();
+                    loop {
+                        self.ws();
+                        if self.b[self.i] == b'}' {
+                            self.i += 1;
+                            break;
+                        }
+                        let Value::Str(k) = self.value() else {
+                            panic!("key")
+                        };
+                        self.ws();
+                        self.i += 1; // :
+                        let v = self.value();
+                        items.push((k, v));
+                        self.ws();
+                        if self.b[self.i] == b',' {
+                            self.i += 1;
+                        }
+                    }
+                    Value::Obj(items)
+                }
+                Some(b'[') => {
+                    self.i += 1;
+                    let mut items = Vec::new();
+                    loop {
+                        self.ws();
+                        if self.b[self.i] == b']' {
+                            self.i += 1;
+                            break;
+                        }
+                        items.push(self.value());
+                        self.ws();
+                        if self.b[self.i] == b',' {
+                            self.i += 1;
+                        }
+                    }
+                    Value::List(items)
+                }
+                Some(b'"') => {
+                    self.i += 1;
+                    let mut out = String::new();
+                    while self.b[self.i] != b'"' {
+                        if self.b[self.i] == b'\\' {
+                            self.i += 1;
+                            match self.b[self.i] {
+                                b'n' => out.push('\n'),
+                                b'r' => out.push('\r'),
+                                b't' => out.push('\t'),
+                                b'u' => {
+                                    let hex = std::str::from_utf8(&self.b[self.i + 1..self.i + 5])
+                                        .unwrap();
+                                    out.push(
+                                        char::from_u32(u32::from_str_radix(hex, 16).unwrap())
+                                            .unwrap_or('?'),
+                                    );
+                                    self.i += 4;
+                                }
+                                c => out.push(c as char),
+                            }
+                            self.i += 1;
+                        } else {
+                            let start = self.i;
+                            while self.b[self.i] != b'"' && self.b[self.i] != b'\\' {
+                                self.i += 1;
+                            }
+                            out.push_str(std::str::from_utf8(&self.b[start..self.i]).unwrap());
+                        }
+                    }
+                    self.i += 1;
+                    Value::Str(out)
+                }
+                Some(b'n') => {
+                    self.i += 4;
+                    Value::Null
+                }
+                Some(b't') => {
+                    self.i += 4;
+                    Value::Bool(true)
+                }
+                Some(b'f') => {
+                    self.i += 5;
+                    Value::Bool(false)
+                }
+                _ => {
+                    let start = self.i;
+                    while self.i < self.b.len() && b"-+.eE0123456789".contains(&self.b[self.i]) {
+                        self.i += 1;
+                    }
+                    Value::Num(
+                        std::str::from_utf8(&self.b[start..self.i])
+                            .unwrap()
+                            .parse()
+                            .unwrap(),
+                    )
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn environ_is_complete_and_split_like_mod_wsgi() {
+    let apache = start("threads=4", "");
+    let resp = apache.request(
+        "GET",
+        "/app/env/x%20y?a=1&b=%C3%A9",
+        &[
+            ("X-Custom-Header", "yes"),
+            ("X_Underscore", "spoof"),
+            ("Authorization", "Basic c2VjcmV0"),
+        ],
+        b"",
+    );
+    assert_with_log!(apache, resp.status == 200, "status {}", resp.status);
+    let env = json(&resp);
+    assert_eq!(env.get("SCRIPT_NAME").str(), "/app");
+    assert_eq!(env.get("PATH_INFO").str(), "/env/x y");
+    assert_eq!(env.get("QUERY_STRING").str(), "a=1&b=%C3%A9");
+    assert_eq!(env.get("REQUEST_METHOD").str(), "GET");
+    assert_eq!(env.get("REQUEST_URI").str(), "/app/env/x%20y?a=1&b=%C3%A9");
+    assert_eq!(env.get("SERVER_PROTOCOL").str(), "HTTP/1.1");
+    assert_eq!(env.get("SERVER_PORT").str(), apache.port().to_string());
+    assert_eq!(env.get("REMOTE_ADDR").str(), "127.0.0.1");
+    assert_eq!(env.get("HTTP_X_CUSTOM_HEADER").str(), "yes");
+    assert_eq!(
+        env.get("HTTP_HOST").str(),
+        format!("127.0.0.1:{}", apache.port())
+    );
+    assert_eq!(env.get("wsgi.url_scheme").str(), "http");
+    assert_eq!(env.get("wsgi.version").str(), "(1, 0)");
+    assert_eq!(env.get("wsgi.multithread").str(), "True");
+    assert_eq!(env.get("wsgi.multiprocess").str(), "False");
+    assert_eq!(env.get("wsgi.run_once").str(), "False");
+    assert_eq!(env.get("mod_wsgi.process_group").str(), "probe");
+    assert!(
+        env.get("SCRIPT_FILENAME")
+            .str()
+            .ends_with("/apps/probe.wsgi")
+    );
+    // Headers with underscores are not passed; Authorization is hidden by default.
+    assert_eq!(env.get("HTTP_X_UNDERSCORE"), &serde_like::Value::Null);
+    assert_eq!(env.get("HTTP_AUTHORIZATION"), &serde_like::Value::Null);
+    assert_eq!(env.get("PATH"), &serde_like::Value::Null);
+}
+
+#[test]
+fn root_mount_and_authorization_pass() {
+    let config = ApacheConfig::new("root");
+    let app = config.install_app("probe.wsgi");
+    let apache = config
+        .conf(&format!(
+            "WSGIDaemonProcess probe processes=2 threads=2\nWSGIProcessGroup probe\n\
+             WSGIPassAuthorization On\nWSGIScriptAlias / {}\n\
+             <Directory @DIR@/apps>\n    Require all granted\n</Directory>",
+            app.display()
+        ))
+        .start();
+    let resp = apache.request("GET", "/env", &[("Authorization", "Bearer tok")], b"");
+    assert_with_log!(apache, resp.status == 200, "status {}", resp.status);
+    let env = json(&resp);
+    assert_eq!(env.get("SCRIPT_NAME").str(), "");
+    assert_eq!(env.get("PATH_INFO").str(), "/env");
+    assert_eq!(env.get("HTTP_AUTHORIZATION").str(), "Bearer tok");
+    // processes= given makes wsgi.multiprocess True, as in mod_wsgi.
+    assert_eq!(env.get("wsgi.multiprocess").str(), "True");
+    // Two processes of 2 threads: 4 slow requests at once need both of them.
+    let port = apache.port();
+    let handles: Vec<_> = (0..4)
+        .map(|_| {
+            std::thread::spawn(move || http::request(port, "GET", "/sleep?s=1", &[], b"").unwrap())
+        })
+        .collect();
+    let pids: std::collections::HashSet<u64> = handles
+        .into_iter()
+        .map(|h| json(&h.join().unwrap()).get("pid").num() as u64)
+        .collect();
+    assert_with_log!(
+        apache,
+        pids.len() == 2,
+        "expected 2 daemon PIDs, saw {pids:?}"
+    );
+}
+
+#[test]
+fn wsgi_input_methods() {
+    let apache = start("threads=2", "");
+    let body = b"line one\nline two\nthird line without newline";
+    let cases: &[(&str, &str)] = &[
+        ("read", "line one\nline two\nthird line without newline"),
+        (
+            "readn&n=10",
+            "line one\nl|ine two\nth|ird line w|ithout new|line",
+        ),
+        (
+            "readline",
+            r#"["line one\n", "line two\n", "third line without newline"]"#,
+        ),
+        ("readline_hint", r#"["lin", "e o", "ne\n", "lin"]"#),
+        (
+            "readlines",
+            r#"["line one\n", "line two\n", "third line without newline"]"#,
+        ),
+        (
+            "iter",
+            r#"["line one\n", "line two\n", "third line without newline"]"#,
+        ),
+    ];
+    for (mode, expected) in cases {
+        let resp = apache.request("POST", &format!("/app/input?mode={mode}"), &[], body);
+        assert_with_log!(apache, resp.status == 200, "{mode}: status {}", resp.status);
+        assert_eq!(resp.text(), *expected, "mode {mode}");
+    }
+    // An empty body reads as b"".
+    let resp = apache.request("POST", "/app/input?mode=read", &[], b"");
+    assert_eq!(resp.text(), "");
+}
+
+#[test]
+fn large_upload_and_response_arrive_intact() {
+    let apache = start("threads=2", "");
+    let size = 20 * 1024 * 1024;
+    let body: Vec<u8> = (0..size).map(|i| (i * 7 % 251) as u8).collect();
+    let resp = apache.request("POST", "/app/upload", &[], &body);
+    assert_with_log!(apache, resp.status == 200, "status {}", resp.status);
+    let digest = sha256_hex(&body);
+    assert_eq!(resp.text(), format!("{size} {digest}"));
+
+    let resp = apache.get(&format!("/app/big?n={size}"));
+    assert_eq!(resp.status, 200);
+    assert_eq!(resp.body.len(), size);
+    let block: Vec<u8> = (0..256u32).map(|b| b as u8).cycle().take(size).collect();
+    assert!(resp.body == block, "20 MiB response differs");
+}
+
+#[test]
+fn chunked_request_body_needs_wsgi_chunked_request() {
+    let chunked = b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n";
+    let refused = start("threads=1", "");
+    let resp = refused.request(
+        "POST",
+        "/app/input?mode=read",
+        &[("Transfer-Encoding", "chunked")],
+        chunked,
+    );
+    assert_eq!(resp.status, 411);
+    drop(refused);
+    let allowed = start("threads=1", "WSGIChunkedRequest On");
+    let resp = allowed.request(
+        "POST",
+        "/app/input?mode=read",
+        &[("Transfer-Encoding", "chunked")],
+        chunked,
+    );
+    assert_with_log!(allowed, resp.status == 200, "status {}", resp.status);
+    assert_eq!(resp.text(), "hello world");
+}
+
+#[test]
+fn generator_streams_before_it_ends() {
+    let apache = start("threads=2", "");
+    let marker = apache.config.markers_dir().join("stream-done");
+    let mut s = TcpStream::connect(("127.0.0.1", apache.port())).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(
+        s,
+        "GET /app/stream?marker={}&wait=2 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        marker.display()
+    )
+    .unwrap();
+    let mut reader = BufReader::new(s);
+    let mut seen = String::new();
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap() == 0 {
+            break;
+        }
+        seen.push_str(&line);
+        if line.contains("first chunk") {
+            break;
+        }
+    }
+    assert!(seen.contains("first chunk"), "no first chunk: {seen}");
+    assert!(
+        !marker.exists(),
+        "the first chunk arrived only after the generator finished"
+    );
+    let mut rest = String::new();
+    reader.read_to_string(&mut rest).unwrap();
+    assert!(rest.contains("second chunk"), "{rest}");
+}
+
+#[test]
+fn write_callable_and_headers() {
+    let apache = start("threads=2", "");
+    let resp = apache.get("/app/write?n=4");
+    assert_eq!(resp.text(), "w00;w01;w02;w03;end");
+    let resp = apache.get("/app/headers");
+    assert_eq!(resp.status, 201);
+    assert_eq!(resp.header("X-One"), Some("1"));
+    let cookies: Vec<&str> = resp
+        .headers
+        .iter()
+        .filter(|(k, _)| k.eq_ignore_ascii_case("set-cookie"))
+        .map(|(_, v)| v.as_str())
+        .collect();
+    assert_eq!(cookies, ["a=1", "b=2"]);
+    let head = apache.request("HEAD", "/app/headers", &[], b"");
+    assert_eq!(head.status, 201);
+}
+
+#[test]
+fn threads_serve_requests_at_once() {
+    let apache = start("threads=4", "");
+    let port = apache.port();
+    let handles: Vec<_> = (0..4)
+        .map(|_| {
+            std::thread::spawn(move || {
+                http::request(port, "GET", "/app/sleep?s=1.5", &[], b"").unwrap()
+            })
+        })
+        .collect();
+    let answers: Vec<serde_like::Value> = handles
+        .into_iter()
+        .map(|h| json(&h.join().unwrap()))
+        .collect();
+    // Overlap: the last start is before the first end, so all four ran at the same time.
+    let last_start = answers
+        .iter()
+        .map(|a| a.get("start").num())
+        .fold(f64::MIN, f64::max);
+    let first_end = answers
+        .iter()
+        .map(|a| a.get("end").num())
+        .fold(f64::MAX, f64::min);
+    let overlapped = last_start < first_end;
+    assert_with_log!(apache, overlapped, "requests did not overlap: {answers:?}");
+    let pids: std::collections::HashSet<u64> =
+        answers.iter().map(|a| a.get("pid").num() as u64).collect();
+    assert_eq!(pids.len(), 1, "one process served them all");
+}
+
+#[test]
+fn app_errors_give_500_with_traceback_and_the_daemon_keeps_serving() {
+    let apache = start("threads=2", "");
+    for path in [
+        "/app/error",
+        "/app/badstatus",
+        "/app/badheader",
+        "/app/strbody",
+        "/app/nostart",
+    ] {
+        let resp = apache.get(path);
+        assert_with_log!(apache, resp.status == 500, "{path}: status {}", resp.status);
+    }
+    let log = apache.wait_for_log("probe app failure on purpose", Duration::from_secs(5));
+    assert!(log.contains("Traceback (most recent call last)"), "{log}");
+    assert!(log.contains("RuntimeError"), "{log}");
+    let resp = apache.get("/app/pid");
+    assert_eq!(resp.status, 200);
+}
+
+#[test]
+fn exception_mid_body_leaves_the_body_visibly_incomplete() {
+    let apache = start("threads=2", "");
+    let result = http::request(apache.port(), "GET", "/app/midfail", &[], b"");
+    // Content-Length 1000 was promised; the client must not get a complete response.
+    if let Ok(resp) = result {
+        assert_with_log!(apache, resp.body.len() < 1000, "got a complete body");
+    }
+    apache.wait_for_log("failure after the head was sent", Duration::from_secs(5));
+}
+
+#[test]
+fn stdout_stderr_and_wsgi_errors_reach_the_error_log() {
+    let apache = start("threads=1", "");
+    assert_eq!(apache.get("/app/print").text(), "printed");
+    let log = apache.wait_for_log("probe wsgi.errors line", Duration::from_secs(5));
+    assert!(log.contains("probe stdout line one"), "{log}");
+    assert!(log.contains("probe stderr line"), "{log}");
+}
+
+#[test]
+fn mod_wsgi_module_is_importable() {
+    let apache = start("processes=1 threads=3", "");
+    let v = json(&apache.get("/app/modwsgi"));
+    assert_eq!(v.get("process_group").str(), "probe");
+    assert_eq!(v.get("application_group").str(), "");
+    assert_eq!(v.get("threads_per_process").num(), 3.0);
+    assert_eq!(v.get("maximum_processes").num(), 1.0);
+}
+
+#[test]
+fn daemon_runs_as_configured_user_with_display_name_and_locale() {
+    let apache = start(
+        "threads=1 user=nobody group=nogroup display-name=%{GROUP} lang=C.UTF-8 locale=C.UTF-8 home=/tmp",
+        "",
+    );
+    let ids = json(&apache.get("/app/ids"));
+    let nobody = nix::unistd::User::from_name("nobody").unwrap().unwrap();
+    let nogroup = nix::unistd::Group::from_name("nogroup").unwrap().unwrap();
+    assert_eq!(ids.get("uid").num() as u32, nobody.uid.as_raw());
+    assert_eq!(ids.get("euid").num() as u32, nobody.uid.as_raw());
+    assert_eq!(ids.get("gid").num() as u32, nogroup.gid.as_raw());
+    assert_eq!(ids.get("egid").num() as u32, nogroup.gid.as_raw());
+    assert!(
+        !ids.get("groups").list().iter().any(|g| g.num() == 0.0),
+        "root group kept: {ids:?}"
+    );
+    assert_eq!(ids.get("cwd").str(), "/tmp");
+    assert_eq!(ids.get("lang").str(), "C.UTF-8");
+    assert_eq!(ids.get("lc_all").str(), "C.UTF-8");
+    let pid = apache.get("/app/pid").text();
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+    let shown = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+    assert!(shown.trim() == "(wsgi:probe)", "ps shows {shown:?}");
+}
+
+#[test]
+fn venv_packages_are_importable_through_python_home() {
+    let config = ApacheConfig::new("venv");
+    let venv = config.root().join("venv");
+    let out = std::process::Command::new("/usr/bin/python3")
+        .args(["-m", "venv", "--without-pip"])
+        .arg(&venv)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let site = venv.join("lib/python3.11/site-packages");
+    std::fs::write(
+        site.join("rwsgi_venv_marker.py"),
+        "MARKER = 'from the venv'\n",
+    )
+    .unwrap();
+    let app = config.install_app("probe.wsgi");
+    let apache = config
+        .conf(&format!(
+            "WSGIDaemonProcess probe threads=1 python-home={venv}\nWSGIProcessGroup probe\n\
+             WSGIScriptAlias /app {app}\n<Directory @DIR@/apps>\n    Require all granted\n</Directory>",
+            venv = venv.display(),
+            app = app.display()
+        ))
+        .start();
+    let resp = apache.get("/app/import?name=rwsgi_venv_marker");
+    assert_with_log!(
+        apache,
+        resp.status == 200 && resp.text() == "from the venv",
+        "{} {}",
+        resp.status,
+        resp.text()
+    );
+    let sys = json(&apache.get("/app/sys"));
+    assert_eq!(sys.get("prefix").str(), venv.display().to_string());
+}
+
+#[test]
+fn killed_daemon_is_replaced_and_requests_succeed() {
+    let apache = start("threads=2", "");
+    let first: i32 = apache.get("/app/pid").text().parse().unwrap();
+    // SAFETY: SIGKILL to the daemon process our Apache started.
+    unsafe { libc::kill(first, libc::SIGKILL) };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let second = loop {
+        let resp = apache.get("/app/pid");
+        if resp.status == 200 {
+            let pid: i32 = resp.text().parse().unwrap();
+            if pid != first {
+                break pid;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no new daemon within 10 s\n{}",
+            apache.error_log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_ne!(first, second);
+    apache.wait_for_log("killed by SIGKILL", Duration::from_secs(5));
+}
+
+#[test]
+fn close_is_called_when_the_client_disconnects() {
+    let apache = start("threads=2", "");
+    let marker = apache.config.markers_dir().join("closed");
+    let mut s = TcpStream::connect(("127.0.0.1", apache.port())).unwrap();
+    write!(
+        s,
+        "GET /app/close?marker={}&chunks=2000&delay=0.005 HTTP/1.1\r\nHost: x\r\n\r\n",
+        marker.display()
+    )
+    .unwrap();
+    let mut buf = [0u8; 4096];
+    let _ = s.read(&mut buf).unwrap();
+    drop(s);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !marker.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "close() was not called\n{}",
+            apache.error_log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn stop_leaves_no_daemon_and_no_socket() {
+    let mut apache = start("processes=2 threads=1", "");
+    let pid: i32 = apache.get("/app/pid").text().parse().unwrap();
+    let run_dir = apache.config.root().join("run");
+    let sockets = || -> Vec<String> {
+        std::fs::read_dir(&run_dir)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".sock"))
+            .collect()
+    };
+    assert_eq!(sockets().len(), 1, "one socket per group while running");
+    apache.stop();
+    assert!(
+        !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+        "daemon {pid} survived stop"
+    );
+    assert!(sockets().is_empty(), "socket files left: {:?}", sockets());
+}
+
+#[test]
+fn guide_configs_serve_an_app() {
+    for (name, prefix) in [
+        ("01-root-with-static.conf", ""),
+        ("02-app-prefix.conf", "/app"),
+        ("03-long-options.conf", ""),
+        ("04-macro-two-apps.conf", "/app1"),
+    ] {
+        let mut config = ApacheConfig::new("guide");
+        let base = config.root().join("webware");
+        let venv = base.join("venv");
+        let out = std::process::Command::new("/usr/bin/python3")
+            .args(["-m", "venv", "--without-pip"])
+            .arg(&venv)
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        for app in ["MyApp", "app1", "app2"] {
+            std::fs::create_dir_all(base.join(app).join("Static")).unwrap();
+            std::fs::create_dir_all(base.join(app).join("Scripts")).unwrap();
+            std::fs::write(base.join(app).join("Static/hello.txt"), "static hello\n").unwrap();
+            std::fs::write(
+                base.join(app).join("Scripts/WSGIScript.py"),
+                format!("def application(environ, start_response):\n    start_response('200 OK', [('Content-Type', 'text/plain')])\n    return [('{app} ' + environ['SCRIPT_NAME'] + '|' + environ['PATH_INFO']).encode()]\n"),
+            )
+            .unwrap();
+        }
+        let text =
+            std::fs::read_to_string(common::repo_dir().join("conf-examples").join(name)).unwrap();
+        let text: String = text
+            .lines()
+            .filter(|l| !l.trim_start().starts_with("LoadModule"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let text = text.replace("/srv/webware", &base.display().to_string());
+        if name.contains("macro") {
+            config = config.module("macro");
+        }
+        let apache = config.conf(&text).start();
+        let resp = apache.get(&format!("{prefix}/Welcome"));
+        let app = if prefix == "/app1" { "app1" } else { "MyApp" };
+        assert_with_log!(apache, resp.status == 200, "{name}: status {}", resp.status);
+        assert_eq!(resp.text(), format!("{app} {prefix}|/Welcome"), "{name}");
+        if name.starts_with("01") {
+            assert_eq!(apache.get("/static/hello.txt").text(), "static hello\n");
+        }
+        if name.starts_with("02") {
+            assert_eq!(apache.get("/hello.txt").text(), "static hello\n");
+        }
+        if name.contains("macro") {
+            assert_eq!(apache.get("/app2/x").text(), "app2 /app2|/x");
+        }
+    }
+}
+
+fn sha256_hex(data: &[u8]) -> String {
+    let mut child = std::process::Command::new("sha256sum")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(data).unwrap();
+    let out = child.wait_with_output().unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+fn start_with(conf: impl FnOnce(&ApacheConfig, &std::path::Path) -> String) -> Apache {
+    let config = ApacheConfig::new("daemon2");
+    let app = config.install_app("probe.wsgi");
+    let text = conf(&config, &app);
+    config.conf(&text).start()
+}
+
+#[test]
+fn set_handler_and_callable_object() {
+    let apache = start_with(|_, app| {
+        format!(
+            "WSGIDaemonProcess probe threads=2\nWSGIProcessGroup probe\n\
+             Alias /h @DIR@/apps\n\
+             <Directory @DIR@/apps>\n    Require all granted\n    SetHandler wsgi-script\n</Directory>\n\
+             WSGIScriptAlias /other {app} callable-object=other\n\
+             <Location /wco>\n    WSGICallableObject other\n</Location>\n\
+             WSGIScriptAlias /wco {app}",
+            app = app.display()
+        )
+    });
+    let env = json(&apache.get("/h/probe.wsgi/env/sub"));
+    assert_eq!(env.get("SCRIPT_NAME").str(), "/h/probe.wsgi");
+    assert_eq!(env.get("PATH_INFO").str(), "/env/sub");
+    assert_eq!(apache.get("/other/x").text(), "the other callable");
+    assert_eq!(apache.get("/wco").text(), "the other callable");
+}
+
+#[test]
+fn restrict_stdout_makes_print_fail() {
+    let apache = start("threads=1", "WSGIRestrictStdout On");
+    let resp = apache.get("/app/print");
+    assert_with_log!(apache, resp.status == 500, "status {}", resp.status);
+    apache.wait_for_log("WSGIRestrictStdout", Duration::from_secs(5));
+}
+
+#[test]
+fn shutdown_callbacks_and_atexit_run_when_the_daemon_stops() {
+    let mut apache = start("threads=1", "");
+    let marker = apache.config.markers_dir().join("hooks");
+    let resp = apache.get(&format!("/app/register?marker={}", marker.display()));
+    assert_eq!(resp.text(), "registered");
+    apache.stop();
+    let shutdown = std::fs::read_to_string(format!("{}.shutdown", marker.display()));
+    let atexit = std::fs::read_to_string(format!("{}.atexit", marker.display()));
+    assert_eq!(shutdown.as_deref().ok(), Some("shutdown callback ran"), "{}", apache.error_log());
+    assert_eq!(atexit.as_deref().ok(), Some("atexit ran"), "{}", apache.error_log());
+}
+
+#[test]
+fn venv_of_another_python_version_is_named_in_the_log() {
+    let config = ApacheConfig::new("venvver");
+    let venv = config.root().join("oldvenv");
+    let out = std::process::Command::new("/usr/bin/python3")
+        .args(["-m", "venv", "--without-pip"])
+        .arg(&venv)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let cfg = std::fs::read_to_string(venv.join("pyvenv.cfg")).unwrap();
+    let cfg: String = cfg
+        .lines()
+        .map(|l| if l.starts_with("version") { "version = 3.9.18".to_string() } else { l.to_string() })
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(venv.join("pyvenv.cfg"), cfg).unwrap();
+    let app = config.install_app("probe.wsgi");
+    let apache = config
+        .conf(&format!(
+            "WSGIDaemonProcess probe threads=1 python-home={}\nWSGIProcessGroup probe\n\
+             WSGIScriptAlias /app {}\n<Directory @DIR@/apps>\n    Require all granted\n</Directory>",
+            venv.display(),
+            app.display()
+        ))
+        .start();
+    let resp = apache.get("/app/pid");
+    assert_eq!(resp.status, 500);
+    let log = apache.wait_for_log("3.9", Duration::from_secs(5));
+    assert!(log.contains("3.11"), "the log must name both versions:\n{log}");
+}
+
+#[test]
+fn crash_looping_daemon_backs_off() {
+    let config = ApacheConfig::new("crash");
+    let app = config.install_app("crash_at_import.wsgi");
+    // Both groups literal: the script is preloaded at daemon start, so the daemon dies
+    // right after every start.
+    let apache = config
+        .conf(&format!(
+            "WSGIDaemonProcess crash threads=1\n\
+             WSGIScriptAlias /crash {} process-group=crash application-group=%{{GLOBAL}}\n\
+             <Directory @DIR@/apps>\n    Require all granted\n</Directory>",
+            app.display()
+        ))
+        .start();
+    let log = apache.wait_for_log("restarting in 2 s", Duration::from_secs(15));
+    assert!(log.contains("restarting in 1 s"), "{log}");
+    assert!(log.contains("exited with status 3"), "{log}");
+}
+
+#[test]
+fn graceful_restarts_replace_daemons_without_leaking_sockets() {
+    let apache = start("threads=2", "");
+    let parent = apache.pid();
+    let count_sockets = || {
+        std::fs::read_dir(format!("/proc/{parent}/fd"))
+            .unwrap()
+            .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+            .filter(|t| t.to_string_lossy().starts_with("socket:"))
+            .count()
+    };
+    let first: i32 = apache.get("/app/pid").text().parse().unwrap();
+    let sockets_before = count_sockets();
+    let mut last = first;
+    for round in 1..=2 {
+        apache.signal(libc::SIGUSR1);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let resp = http::request(apache.port(), "GET", "/app/pid", &[], b"");
+            if let Ok(resp) = resp {
+                if resp.status == 200 && resp.text().parse::<i32>().ok() != Some(last) {
+                    last = resp.text().parse().unwrap();
+                    break;
+                }
+            }
+            assert!(Instant::now() < deadline, "round {round}: no new daemon\n{}", apache.error_log());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    assert_ne!(first, last);
+    assert_eq!(count_sockets(), sockets_before, "the parent leaks sockets across restarts");
+}
+
+#[test]
+fn unreachable_daemon_gives_503_after_connect_timeout() {
+    let apache = start("threads=1 connect-timeout=1", "");
+    for entry in std::fs::read_dir(apache.config.root().join("run")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "sock") {
+            std::fs::remove_file(path).unwrap();
+        }
+    }
+    let started = Instant::now();
+    let resp = apache.get("/app/pid");
+    assert_eq!(resp.status, 503);
+    assert!(started.elapsed() < Duration::from_secs(10));
+    apache.wait_for_log("unable to connect to WSGI daemon process 'probe'", Duration::from_secs(5));
+}
