@@ -322,7 +322,7 @@ unsafe extern "C" fn maintenance(reason: c_int, data: *mut c_void, status: c_int
         unsafe { OtherChild::unregister(data) };
         let dead = slot_ref.pid;
         slot_ref.pid = 0;
-        let how = supervisor::describe_wait_status(status);
+        let how = supervisor::describe_death(status);
         if group.stopping || state::mpm_is_stopping() {
             log::server(
                 std::ptr::null(),

@@ -573,6 +573,7 @@ fn killed_daemon_is_replaced_and_requests_succeed() {
     };
     assert_ne!(first, second);
     apache.wait_for_log("killed by SIGKILL", Duration::from_secs(5));
+    apache.wait_for_log(&format!("(pid {first})"), Duration::from_secs(5));
 }
 
 #[test]
@@ -736,8 +737,18 @@ fn shutdown_callbacks_and_atexit_run_when_the_daemon_stops() {
     apache.stop();
     let shutdown = std::fs::read_to_string(format!("{}.shutdown", marker.display()));
     let atexit = std::fs::read_to_string(format!("{}.atexit", marker.display()));
-    assert_eq!(shutdown.as_deref().ok(), Some("shutdown callback ran"), "{}", apache.error_log());
-    assert_eq!(atexit.as_deref().ok(), Some("atexit ran"), "{}", apache.error_log());
+    assert_eq!(
+        shutdown.as_deref().ok(),
+        Some("shutdown callback ran"),
+        "{}",
+        apache.error_log()
+    );
+    assert_eq!(
+        atexit.as_deref().ok(),
+        Some("atexit ran"),
+        "{}",
+        apache.error_log()
+    );
 }
 
 #[test]
@@ -753,7 +764,13 @@ fn venv_of_another_python_version_is_named_in_the_log() {
     let cfg = std::fs::read_to_string(venv.join("pyvenv.cfg")).unwrap();
     let cfg: String = cfg
         .lines()
-        .map(|l| if l.starts_with("version") { "version = 3.9.18".to_string() } else { l.to_string() })
+        .map(|l| {
+            if l.starts_with("version") {
+                "version = 3.9.18".to_string()
+            } else {
+                l.to_string()
+            }
+        })
         .collect::<Vec<_>>()
         .join("\n");
     std::fs::write(venv.join("pyvenv.cfg"), cfg).unwrap();
@@ -769,7 +786,10 @@ fn venv_of_another_python_version_is_named_in_the_log() {
     let resp = apache.get("/app/pid");
     assert_eq!(resp.status, 500);
     let log = apache.wait_for_log("3.9", Duration::from_secs(5));
-    assert!(log.contains("3.11"), "the log must name both versions:\n{log}");
+    assert!(
+        log.contains("3.11"),
+        "the log must name both versions:\n{log}"
+    );
 }
 
 #[test]
@@ -789,6 +809,7 @@ fn crash_looping_daemon_backs_off() {
     let log = apache.wait_for_log("restarting in 2 s", Duration::from_secs(15));
     assert!(log.contains("restarting in 1 s"), "{log}");
     assert!(log.contains("exited with status 3"), "{log}");
+    assert!(log.contains("crash_at_import: exiting on purpose"), "{log}");
 }
 
 #[test]
@@ -816,12 +837,20 @@ fn graceful_restarts_replace_daemons_without_leaking_sockets() {
                     break;
                 }
             }
-            assert!(Instant::now() < deadline, "round {round}: no new daemon\n{}", apache.error_log());
+            assert!(
+                Instant::now() < deadline,
+                "round {round}: no new daemon\n{}",
+                apache.error_log()
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
     assert_ne!(first, last);
-    assert_eq!(count_sockets(), sockets_before, "the parent leaks sockets across restarts");
+    assert_eq!(
+        count_sockets(),
+        sockets_before,
+        "the parent leaks sockets across restarts"
+    );
 }
 
 #[test]
@@ -837,5 +866,71 @@ fn unreachable_daemon_gives_503_after_connect_timeout() {
     let resp = apache.get("/app/pid");
     assert_eq!(resp.status, 503);
     assert!(started.elapsed() < Duration::from_secs(10));
-    apache.wait_for_log("unable to connect to WSGI daemon process 'probe'", Duration::from_secs(5));
+    apache.wait_for_log(
+        "unable to connect to WSGI daemon process 'probe'",
+        Duration::from_secs(5),
+    );
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn huge_generator_response_streams_with_backpressure() {
+    let apache = start("threads=2", "");
+    let daemon: u32 = apache.get("/app/pid").text().parse().unwrap();
+    let size: u64 = 1 << 30; // 1 GiB, far more than any buffer may hold
+    let mut s = TcpStream::connect(("127.0.0.1", apache.port())).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    write!(
+        s,
+        "GET /app/big?n={size} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut buf = vec![0u8; 1 << 16];
+    let mut got = s.read(&mut buf).unwrap() as u64;
+    let before = rss_kib(daemon);
+    // A client that stops reading: the app must be held back, not buffered ahead.
+    std::thread::sleep(Duration::from_secs(2));
+    let during = rss_kib(daemon);
+    let apache_children: Vec<u32> = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/stat"))
+                .ok()
+                .and_then(|st| {
+                    st.rsplit(')')
+                        .next()?
+                        .split_whitespace()
+                        .nth(1)?
+                        .parse::<u32>()
+                        .ok()
+                })
+                == Some(apache.pid())
+        })
+        .collect();
+    loop {
+        let n = s.read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        got += n as u64;
+    }
+    assert!(got > size, "incomplete response: {got} bytes");
+    let grown = during.saturating_sub(before);
+    assert!(
+        grown < 64 * 1024,
+        "daemon RSS grew by {grown} KiB while the client paused"
+    );
+    for child in apache_children {
+        let rss = rss_kib(child);
+        assert!(rss < 512 * 1024, "Apache process {child} holds {rss} KiB");
+    }
 }

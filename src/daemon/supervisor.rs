@@ -46,18 +46,16 @@ pub fn backoff(quick_deaths: u32) -> Duration {
     Duration::from_secs(secs).min(MAX_BACKOFF)
 }
 
-/// A human description of a raw wait status, for the error log.
-pub fn describe_wait_status(status: i32) -> String {
-    if libc::WIFSIGNALED(status) {
-        let sig = libc::WTERMSIG(status);
-        let name = nix::sys::signal::Signal::try_from(sig)
-            .map(|s| s.as_str().to_string())
-            .unwrap_or_else(|_| format!("signal {sig}"));
-        format!("killed by {name}")
-    } else if libc::WIFEXITED(status) {
-        format!("exited with status {}", libc::WEXITSTATUS(status))
-    } else {
-        format!("ended with wait status {status}")
+/// A human description of how a daemon ended, for the error log. APR's other-child
+/// registry hands over one number that is the exit status for a normal exit and the signal
+/// number for a killed process, without saying which, so both readings are named.
+pub fn describe_death(code: i32) -> String {
+    match nix::sys::signal::Signal::try_from(code) {
+        Ok(sig) if code > 0 => format!(
+            "exited with status {code} (or was killed by {})",
+            sig.as_str()
+        ),
+        _ => format!("exited with status {code}"),
     }
 }
 
@@ -100,8 +98,12 @@ mod tests {
     }
 
     #[test]
-    fn wait_status_is_described() {
-        assert_eq!(describe_wait_status(9), "killed by SIGKILL");
-        assert_eq!(describe_wait_status(3 << 8), "exited with status 3");
+    fn death_is_described_with_both_readings() {
+        assert_eq!(
+            describe_death(9),
+            "exited with status 9 (or was killed by SIGKILL)"
+        );
+        assert_eq!(describe_death(0), "exited with status 0");
+        assert_eq!(describe_death(100), "exited with status 100");
     }
 }
