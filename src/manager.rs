@@ -142,8 +142,12 @@ pub(crate) fn start_daemons(pool: Pool, s: *mut ffi::server_rec) -> Result<(), S
                 .map(|(_, s, a)| (s.clone(), a.clone()))
                 .collect(),
             start_delay: Duration::ZERO,
-            shutdown_timeout: spec.shutdown_timeout.unwrap_or(Duration::from_secs(5)),
-            script_reloading: true,
+            shutdown_timeout: spec.shutdown_timeout.unwrap_or(Duration::ZERO),
+            graceful_timeout: spec.graceful_timeout.unwrap_or(Duration::ZERO),
+            eviction_timeout: spec.effective_eviction_timeout().unwrap_or(Duration::ZERO),
+            // Scripts are checked per request (WSGIScriptReloading is per directory), as
+            // mod_wsgi does.
+            script_reloading: false,
         };
         let group = pool.alloc_rust(GroupState {
             plan,
@@ -334,7 +338,8 @@ unsafe extern "C" fn maintenance(reason: c_int, data: *mut c_void, status: c_int
             );
             return;
         }
-        let delay = slot_ref.history.on_death(Instant::now());
+        let planned = status == crate::daemon::process::EXIT_PLANNED_RESTART;
+        let delay = slot_ref.history.on_death(Instant::now(), planned);
         log::server(
             std::ptr::null(),
             if delay.is_zero() {
@@ -343,9 +348,10 @@ unsafe extern "C" fn maintenance(reason: c_int, data: *mut c_void, status: c_int
                 Level::Error
             },
             &format!(
-                "mod_rwsgi: daemon process '{}' #{} (pid {dead}) {how}; restarting{}",
+                "mod_rwsgi: daemon process '{}' #{} (pid {dead}) {how}{}; restarting{}",
                 group.plan.group,
                 slot_ref.index,
+                if planned { " (a planned restart)" } else { "" },
                 if delay.is_zero() {
                     String::new()
                 } else {

@@ -60,6 +60,14 @@ pub fn startup(server: *const ffi::server_rec, level: Level, msg: &str) {
 
 fn log_raw(server: *const ffi::server_rec, level: c_int, msg: &str) {
     let text = to_cstring(msg);
+    // Without a server Apache filters by its default level (warning), so info lines from
+    // daemons and the supervisor would vanish: use the main server's LogLevel instead.
+    let server = if server.is_null() {
+        // SAFETY: reading Apache's global pointer to the main server (null before config).
+        (unsafe { ffi::ap_server_conf }) as *const ffi::server_rec
+    } else {
+        server
+    };
     // SAFETY: ap_log_error_ is variadic; we pass a constant "%s" format and one valid,
     // NUL-terminated string argument, so it reads exactly one `char *`. A null server is
     // accepted by Apache (main server / stderr during start-up).

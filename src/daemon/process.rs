@@ -25,8 +25,16 @@ pub struct DaemonPlan {
     /// Wait before starting (crash-loop backoff decided by the parent).
     pub start_delay: Duration,
     pub shutdown_timeout: Duration,
+    /// Drain window for planned restarts (SIGINT, touch-to-reload, maximum-requests).
+    pub graceful_timeout: Duration,
+    /// Drain window for SIGUSR1 (eviction); defaults to graceful_timeout.
+    pub eviction_timeout: Duration,
     pub script_reloading: bool,
 }
+
+/// Exit status of a daemon that stops on purpose to be replaced: the parent restarts it at
+/// once, without crash-loop backoff.
+pub const EXIT_PLANNED_RESTART: i32 = 0;
 
 /// Runs the daemon; returns the exit code. The caller must `_exit` with it and never return
 /// into Apache.
@@ -120,27 +128,35 @@ pub fn run(plan: DaemonPlan) -> i32 {
         plan.serve.threads
     ));
 
-    let reason = wait_for_stop(&plan, &server, &waited, parent);
+    let stop = wait_for_stop(&plan, &server, &waited, parent);
+    let drain = match stop.kind {
+        StopKind::Shutdown => plan.shutdown_timeout,
+        StopKind::Graceful => plan.graceful_timeout,
+        StopKind::Eviction => plan.eviction_timeout,
+    };
     logging::info(&format!(
-        "daemon process '{}' (pid {}) stopping: {reason}",
+        "daemon process '{}' (pid {}) stopping: {}; {} request(s) in flight, waiting up to {} s",
         plan.group,
-        std::process::id()
+        std::process::id(),
+        stop.reason,
+        server.active(),
+        drain.as_secs()
     ));
     server.stop_accepting();
-    let deadline = Instant::now() + plan.shutdown_timeout;
+    let deadline = Instant::now() + drain;
     while server.active() > 0 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
     if server.active() > 0 {
         logging::warning(&format!(
-            "daemon process '{}' (pid {}): {} request(s) still running after \
-             shutdown-timeout={} s; exiting anyway",
+            "daemon process '{}' (pid {}): {} request(s) still running after {} s; exiting \
+             anyway",
             plan.group,
             std::process::id(),
             server.active(),
-            plan.shutdown_timeout.as_secs()
+            drain.as_secs()
         ));
-        return 0;
+        return EXIT_PLANNED_RESTART;
     }
     for t in threads {
         let _ = t.join();
@@ -151,13 +167,27 @@ pub fn run(plan: DaemonPlan) -> i32 {
     0
 }
 
+enum StopKind {
+    /// SIGTERM (Apache stopping or restarting), or the parent is gone.
+    Shutdown,
+    /// SIGINT, touch-to-reload, maximum-requests: finish in-flight requests.
+    Graceful,
+    /// SIGUSR1.
+    Eviction,
+}
+
+struct Stop {
+    kind: StopKind,
+    reason: String,
+}
+
 /// Blocks until the daemon should stop, and says why.
 fn wait_for_stop(
     plan: &DaemonPlan,
     server: &Server,
     waited: &SigSet,
     parent: nix::unistd::Pid,
-) -> String {
+) -> Stop {
     let timeout = libc::timespec {
         tv_sec: 0,
         tv_nsec: 250_000_000,
@@ -176,18 +206,35 @@ fn wait_for_stop(
             let name = Signal::try_from(sig)
                 .map(|s| s.as_str())
                 .unwrap_or("signal");
-            return format!("received {name}");
+            let kind = match Signal::try_from(sig) {
+                Ok(Signal::SIGINT) | Ok(Signal::SIGHUP) => StopKind::Graceful,
+                Ok(Signal::SIGUSR1) => StopKind::Eviction,
+                _ => StopKind::Shutdown,
+            };
+            return Stop {
+                kind,
+                reason: format!("received {name}"),
+            };
         }
         if nix::unistd::getppid() != parent {
-            return "the Apache parent process is gone".into();
+            return Stop {
+                kind: StopKind::Shutdown,
+                reason: "the Apache parent process is gone".into(),
+            };
         }
         if server.restart_requested() {
-            return "maximum-requests reached".into();
+            return Stop {
+                kind: StopKind::Graceful,
+                reason: server.restart_reason(),
+            };
         }
         if plan.script_reloading && last_script_check.elapsed() >= Duration::from_secs(1) {
             last_script_check = Instant::now();
             if server.host().is_some_and(|h| h.scripts_changed()) {
-                return "the WSGI script changed (touch-to-reload)".into();
+                return Stop {
+                    kind: StopKind::Graceful,
+                    reason: "the WSGI script changed (touch-to-reload)".into(),
+                };
             }
         }
     }

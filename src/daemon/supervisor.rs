@@ -24,10 +24,11 @@ impl SlotHistory {
     }
 
     /// Records a death at `now` and returns how long the replacement must wait before it
-    /// starts its work.
-    pub fn on_death(&mut self, now: Instant) -> Duration {
+    /// starts its work. A planned restart (touch-to-reload, maximum-requests, SIGINT) is
+    /// never a crash.
+    pub fn on_death(&mut self, now: Instant, planned: bool) -> Duration {
         let lived = now.saturating_duration_since(self.started_at);
-        if lived >= HEALTHY_AFTER {
+        if planned || lived >= HEALTHY_AFTER {
             self.quick_deaths = 0;
         } else {
             self.quick_deaths = self.quick_deaths.saturating_add(1);
@@ -81,19 +82,35 @@ mod tests {
         let t0 = Instant::now();
         let mut h = SlotHistory::new(t0);
         assert_eq!(
-            h.on_death(t0 + Duration::from_millis(100)),
+            h.on_death(t0 + Duration::from_millis(100), false),
             Duration::from_secs(1)
         );
         assert_eq!(
-            h.on_death(t0 + Duration::from_millis(200)),
+            h.on_death(t0 + Duration::from_millis(200), false),
             Duration::from_secs(2)
         );
         assert_eq!(
-            h.on_death(t0 + Duration::from_millis(300)),
+            h.on_death(t0 + Duration::from_millis(300), false),
             Duration::from_secs(4)
         );
         // Lived 20 s: healthy, restart at once.
-        assert_eq!(h.on_death(t0 + Duration::from_secs(20)), Duration::ZERO);
+        assert_eq!(
+            h.on_death(t0 + Duration::from_secs(20), false),
+            Duration::ZERO
+        );
+        assert_eq!(h.quick_deaths, 0);
+    }
+
+    #[test]
+    fn planned_restarts_never_back_off() {
+        let t0 = Instant::now();
+        let mut h = SlotHistory::new(t0);
+        for i in 1..5 {
+            assert_eq!(
+                h.on_death(t0 + Duration::from_millis(10 * i), true),
+                Duration::ZERO
+            );
+        }
         assert_eq!(h.quick_deaths, 0);
     }
 

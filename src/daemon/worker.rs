@@ -61,6 +61,7 @@ pub struct Server {
     active: AtomicUsize,
     served: AtomicU64,
     restart_requested: AtomicBool,
+    restart_reason: Mutex<String>,
     host: Option<AppHost>,
     host_error: String,
 }
@@ -112,6 +113,7 @@ impl Server {
             active: AtomicUsize::new(0),
             served: AtomicU64::new(0),
             restart_requested: AtomicBool::new(false),
+            restart_reason: Mutex::new(String::new()),
             host,
             host_error,
         }))
@@ -149,6 +151,31 @@ impl Server {
     /// Set when maximum-requests was reached: the main thread then restarts the process.
     pub fn restart_requested(&self) -> bool {
         self.restart_requested.load(Ordering::SeqCst)
+    }
+
+    /// Why a restart was requested (empty if none).
+    pub fn restart_reason(&self) -> String {
+        self.restart_reason
+            .lock()
+            .map(|r| r.clone())
+            .unwrap_or_default()
+    }
+
+    /// Asks the main thread to replace this process; the first reason wins.
+    pub fn request_restart(&self, reason: &str) {
+        if !self.restart_requested.swap(true, Ordering::SeqCst) {
+            if let Ok(mut r) = self.restart_reason.lock() {
+                *r = reason.to_string();
+            }
+            logging::info(&format!(
+                "daemon process '{}' (pid {}): restart requested: {reason}",
+                self.settings.group,
+                std::process::id()
+            ));
+            // New connections must wait in the backlog for the replacement, not come here
+            // only to be turned away.
+            self.stop_accepting();
+        }
     }
 
     /// Stops accepting and closes idle connections; in-flight requests finish.
@@ -385,12 +412,8 @@ impl Server {
         self.active.fetch_sub(1, Ordering::SeqCst);
         let served = self.served.fetch_add(1, Ordering::SeqCst) + 1;
         let max = self.settings.maximum_requests;
-        if max > 0 && served >= max && !self.restart_requested.swap(true, Ordering::SeqCst) {
-            logging::info(&format!(
-                "daemon '{}' (pid {}): maximum-requests={max} reached; restarting",
-                self.settings.group,
-                std::process::id()
-            ));
+        if max > 0 && served >= max {
+            self.request_restart(&format!("maximum-requests={max} reached"));
         }
         keep
     }
@@ -421,6 +444,18 @@ impl Server {
                 .send_error(error_code::APP_LOAD_FAILED, self.host_error.as_bytes())
                 .is_ok();
         };
+        let reloading = head.flags & req_flags::SCRIPT_RELOADING != 0;
+        let changed = reloading && host.scripts_changed();
+        if changed || self.restart_requested() {
+            // Touch-to-reload (or a pending restart): this process must not run the request
+            // with old modules. Nothing of it was consumed, so Apache resends it on a new
+            // connection, which the replacement process accepts from the backlog.
+            if changed {
+                self.request_restart("the WSGI script changed (touch-to-reload)");
+            }
+            let _ = io.send_error(error_code::SHUTTING_DOWN, b"daemon process is restarting");
+            return false;
+        }
         let script = String::from_utf8_lossy(&head.script_path).into_owned();
         let app_group = String::from_utf8_lossy(&head.app_group).into_owned();
         let callable = String::from_utf8_lossy(&head.callable).into_owned();
@@ -433,7 +468,8 @@ impl Server {
                 &callable
             },
             env: &head.env,
-            script_reloading: head.flags & req_flags::SCRIPT_RELOADING != 0,
+            // Daemons reload by restarting the whole process (above), as mod_wsgi does.
+            script_reloading: false,
         };
         match host.handle(&spec, &mut io) {
             Outcome::Completed | Outcome::AppError { head_sent: false } => {

@@ -44,6 +44,14 @@ fn take_idle(path: &Path) -> Option<DaemonConn> {
     IDLE.lock().ok()?.as_mut()?.get_mut(path)?.pop()
 }
 
+fn drop_idle(path: &Path) {
+    if let Ok(mut guard) = IDLE.lock() {
+        if let Some(map) = guard.as_mut() {
+            map.remove(path);
+        }
+    }
+}
+
 fn put_idle(path: &Path, conn: DaemonConn) {
     if let Ok(mut guard) = IDLE.lock() {
         let list = guard
@@ -66,11 +74,30 @@ fn connect(target: &DaemonTarget) -> io::Result<DaemonConn> {
             Ok(mut stream) => {
                 stream.set_read_timeout(Some(target.socket_timeout))?;
                 stream.set_write_timeout(Some(target.socket_timeout))?;
-                protocol::io::client_handshake(&mut stream, 0)?;
-                return Ok(DaemonConn {
-                    stream,
-                    dec: Decoder::new(Limits::default()),
-                });
+                match protocol::io::client_handshake(&mut stream, 0) {
+                    Ok(_) => {
+                        return Ok(DaemonConn {
+                            stream,
+                            dec: Decoder::new(Limits::default()),
+                        });
+                    }
+                    // A process that stopped accepting had already taken this connection:
+                    // the next one waits for a live process.
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            io::ErrorKind::ConnectionRefused
+                                | io::ErrorKind::ConnectionReset
+                                | io::ErrorKind::BrokenPipe
+                                | io::ErrorKind::UnexpectedEof
+                                | io::ErrorKind::ConnectionAborted
+                        ) && Instant::now() < deadline =>
+                    {
+                        std::thread::sleep(delay);
+                        delay = (delay * 2).min(Duration::from_millis(250));
+                    }
+                    Err(e) => return Err(e),
+                }
             }
             Err(e)
                 if matches!(
@@ -92,6 +119,9 @@ fn connect(target: &DaemonTarget) -> io::Result<DaemonConn> {
 enum Failure {
     /// Nothing was processed and nothing consumed: safe to try again on a new connection.
     Retryable(io::Error),
+    /// The daemon is being replaced and did not run the request: resend it on a fresh
+    /// connection (the replacement takes it from the socket's backlog).
+    Restarting,
     /// An HTTP status to return (nothing sent to the client yet), with a log line.
     Status(i32),
     /// Response bytes already went out: the client connection is aborted.
@@ -125,8 +155,11 @@ pub fn serve(
         );
         return ffi::HTTP_REQUEST_ENTITY_TOO_LARGE;
     }
-    // One retry: a reused connection may have been closed by a daemon that restarted.
+    // Retry when a reused connection turns out closed (its daemon restarted), or while a
+    // daemon being replaced turns requests away: in both cases nothing was consumed. Bounded
+    // by connect-timeout and an attempt count.
     let mut attempts = 0;
+    let deadline = Instant::now() + target.connect_timeout;
     loop {
         attempts += 1;
         let (conn, reused) = match take_idle(&target.socket_path) {
@@ -151,7 +184,7 @@ pub fn serve(
         };
         match exchange(r, target, conn, &head) {
             Ok(()) => return ffi::OK,
-            Err(Failure::Retryable(e)) if reused && attempts < 2 => {
+            Err(Failure::Retryable(e)) if reused && attempts < 64 => {
                 log::request(
                     r.as_ptr(),
                     Level::Debug,
@@ -170,6 +203,25 @@ pub fn serve(
                     ),
                 );
                 return ffi::HTTP_BAD_GATEWAY;
+            }
+            Err(Failure::Restarting) if Instant::now() < deadline && attempts < 64 => {
+                // Every pooled connection may lead to the process being replaced.
+                drop_idle(&target.socket_path);
+                std::thread::sleep(Duration::from_millis(5 * attempts.min(20)));
+                continue;
+            }
+            Err(Failure::Restarting) => {
+                log::request(
+                    r.as_ptr(),
+                    Level::Error,
+                    &format!(
+                        "mod_rwsgi: daemon process group '{}' kept restarting for \
+                         connect-timeout={} s",
+                        target.group,
+                        target.connect_timeout.as_secs()
+                    ),
+                );
+                return ffi::HTTP_SERVICE_UNAVAILABLE;
             }
             Err(Failure::Status(code)) => return code,
             Err(Failure::Aborted) => {
@@ -280,6 +332,11 @@ fn exchange(
                             r.add_header_out(k, v);
                         }
                         head_sent = true;
+                    }
+                    Frame::Error { code, .. }
+                        if code == error_code::SHUTTING_DOWN && !head_sent && !body_read =>
+                    {
+                        return Err(Failure::Restarting);
                     }
                     Frame::Error { code, message } => {
                         let status = match code {

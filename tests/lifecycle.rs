@@ -1,0 +1,194 @@
+//! Process lifecycle under a bounded load: touch-to-reload, maximum-requests and signals
+//! replace daemon processes without failing a single request.
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::{Apache, ApacheConfig, http};
+
+struct LoadReport {
+    requests: u64,
+    failures: Vec<String>,
+    pids: std::collections::BTreeSet<String>,
+}
+
+/// `clients` threads request `path` until `duration` ends (bounded in time and count),
+/// counting every non-2xx answer and connection error. `action` runs meanwhile.
+fn load(
+    apache: &Apache,
+    clients: usize,
+    duration: Duration,
+    path: &str,
+    action: impl FnOnce(),
+) -> LoadReport {
+    let port = apache.port();
+    let stop = Arc::new(AtomicBool::new(false));
+    let count = Arc::new(AtomicU64::new(0));
+    let failures = Arc::new(Mutex::new(Vec::new()));
+    let pids = Arc::new(Mutex::new(std::collections::BTreeSet::new()));
+    let workers: Vec<_> = (0..clients)
+        .map(|_| {
+            let (stop, count, failures, pids) =
+                (stop.clone(), count.clone(), failures.clone(), pids.clone());
+            let path = path.to_string();
+            std::thread::spawn(move || {
+                let mut n = 0;
+                while !stop.load(Ordering::SeqCst) && n < 100_000 {
+                    n += 1;
+                    count.fetch_add(1, Ordering::SeqCst);
+                    match http::request(port, "GET", &path, &[], b"") {
+                        Ok(r) if (200..300).contains(&r.status) => {
+                            pids.lock().unwrap().insert(r.text());
+                        }
+                        Ok(r) => failures.lock().unwrap().push(format!(
+                            "status {}: {}",
+                            r.status,
+                            r.text()
+                        )),
+                        Err(e) => failures.lock().unwrap().push(format!("error: {e}")),
+                    }
+                }
+            })
+        })
+        .collect();
+    let started = Instant::now();
+    action();
+    if let Some(left) = duration.checked_sub(started.elapsed()) {
+        std::thread::sleep(left);
+    }
+    stop.store(true, Ordering::SeqCst);
+    for w in workers {
+        w.join().unwrap();
+    }
+    let failures = failures.lock().unwrap().clone();
+    let pids = pids.lock().unwrap().clone();
+    LoadReport {
+        requests: count.load(Ordering::SeqCst),
+        failures,
+        pids,
+    }
+}
+
+fn start(options: &str, extra: &str) -> (Apache, std::path::PathBuf) {
+    let config = ApacheConfig::new("life");
+    let app = config.install_app("probe.wsgi");
+    let conf = format!(
+        "WSGIDaemonProcess probe {options}\nWSGIProcessGroup probe\nWSGIApplicationGroup %{{GLOBAL}}\n\
+         WSGIScriptAlias /app {app}\n<Directory @DIR@/apps>\n    Require all granted\n</Directory>\n{extra}",
+        app = app.display()
+    );
+    (config.conf(&conf).start(), app)
+}
+
+fn touch(path: &std::path::Path) {
+    let f = std::fs::File::options().write(true).open(path).unwrap();
+    let now = std::time::SystemTime::now();
+    // Make sure the mtime differs even on coarse clocks.
+    f.set_modified(now + Duration::from_secs(1))
+        .unwrap_or_else(|_| f.set_modified(now).unwrap());
+}
+
+#[test]
+fn touching_the_script_under_load_fails_no_request() {
+    for processes in [1, 2] {
+        let (apache, app) = start(&format!("processes={processes} threads=4"), "");
+        let before = apache.get("/app/pid").text();
+        let report = load(&apache, 8, Duration::from_secs(8), "/app/pid", || {
+            for i in 0..3 {
+                std::thread::sleep(Duration::from_millis(1500));
+                let f = std::fs::File::options().write(true).open(&app).unwrap();
+                f.set_modified(std::time::SystemTime::now() + Duration::from_secs(10 * (i + 1)))
+                    .unwrap();
+            }
+        });
+        assert!(
+            report.failures.is_empty(),
+            "processes={processes}: {} of {} requests failed: {:?}\n{}",
+            report.failures.len(),
+            report.requests,
+            &report.failures[..report.failures.len().min(5)],
+            apache.error_log()
+        );
+        assert!(report.requests > 100, "load too small: {}", report.requests);
+        assert!(!report.pids.contains(&String::new()));
+        // Every touch replaced the processes: 3 touches, `processes` each, plus the first.
+        assert!(
+            report.pids.len() >= 3,
+            "processes={processes}: only {:?} served (before: {before})\n{}",
+            report.pids,
+            apache.error_log()
+        );
+        let log = apache.error_log();
+        assert!(
+            log.contains("the WSGI script changed (touch-to-reload)"),
+            "{log}"
+        );
+    }
+}
+
+#[test]
+fn script_reloading_off_keeps_the_process() {
+    let (apache, app) = start("threads=2", "WSGIScriptReloading Off");
+    let before = apache.get("/app/pid").text();
+    touch(&app);
+    std::thread::sleep(Duration::from_millis(300));
+    for _ in 0..5 {
+        assert_eq!(apache.get("/app/pid").text(), before);
+    }
+}
+
+#[test]
+fn maximum_requests_recycles_without_failures() {
+    let (apache, _) = start("threads=4 maximum-requests=25", "");
+    let report = load(&apache, 4, Duration::from_secs(5), "/app/pid", || {});
+    assert!(
+        report.failures.is_empty(),
+        "{:?}\n{}",
+        &report.failures[..report.failures.len().min(5)],
+        apache.error_log()
+    );
+    assert!(
+        report.pids.len() >= 3,
+        "PIDs {:?} after {} requests",
+        report.pids,
+        report.requests
+    );
+    assert!(apache.error_log().contains("maximum-requests=25 reached"));
+}
+
+#[test]
+fn sigint_restarts_gracefully_and_finishes_the_request_in_flight() {
+    let (apache, _) = start("threads=2 graceful-timeout=15", "");
+    let pid: i32 = apache.get("/app/pid").text().parse().unwrap();
+    let port = apache.port();
+    let slow =
+        std::thread::spawn(move || http::request(port, "GET", "/app/sleep?s=3", &[], b"").unwrap());
+    std::thread::sleep(Duration::from_millis(500));
+    // SAFETY: SIGINT to the daemon our Apache started.
+    unsafe { libc::kill(pid, libc::SIGINT) };
+    let resp = slow.join().unwrap();
+    assert_eq!(resp.status, 200, "{}", apache.error_log());
+    assert!(resp.text().contains(&format!("\"pid\": {pid}")));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let now = apache.get("/app/pid");
+        if now.status == 200 && now.text() != pid.to_string() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no replacement\n{}",
+            apache.error_log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let log = apache.error_log();
+    assert!(
+        log.contains(&format!("(pid {pid}) stopping: received SIGINT")),
+        "{log}"
+    );
+    assert!(log.contains("a planned restart"), "{log}");
+}
