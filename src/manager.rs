@@ -148,6 +148,12 @@ pub(crate) fn start_daemons(pool: Pool, s: *mut ffi::server_rec) -> Result<(), S
             // Scripts are checked per request (WSGIScriptReloading is per directory), as
             // mod_wsgi does.
             script_reloading: false,
+            timers: crate::daemon::process::Timers {
+                request_timeout: spec.request_timeout,
+                inactivity_timeout: spec.inactivity_timeout,
+                restart_interval: spec.restart_interval,
+                deadlock_timeout: spec.deadlock_timeout,
+            },
         };
         let group = pool.alloc_rust(GroupState {
             plan,
@@ -196,6 +202,7 @@ pub(crate) fn start_daemons(pool: Pool, s: *mut ffi::server_rec) -> Result<(), S
             socket_path: path,
             connect_timeout: spec.connect_timeout,
             socket_timeout,
+            request_timeout: spec.request_timeout,
         });
         fds.push(fd);
     }

@@ -192,3 +192,80 @@ fn sigint_restarts_gracefully_and_finishes_the_request_in_flight() {
     );
     assert!(log.contains("a planned restart"), "{log}");
 }
+
+fn wait_new_pid(apache: &Apache, old: &str, limit: Duration) -> String {
+    let deadline = Instant::now() + limit;
+    loop {
+        let resp = apache.get("/app/pid");
+        if resp.status == 200 && resp.text() != old {
+            return resp.text();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no new daemon within {limit:?}\n{}",
+            apache.error_log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn restart_interval_recycles_the_process() {
+    let (apache, _) = start("threads=2 restart-interval=2", "");
+    let first = apache.get("/app/pid").text();
+    wait_new_pid(&apache, &first, Duration::from_secs(10));
+    assert!(apache.error_log().contains("restart-interval=2 s reached"));
+}
+
+#[test]
+fn inactivity_timeout_recycles_an_idle_process_without_deadlock_timeout() {
+    // deadlock-timeout=0 as well: unlike mod_wsgi, the other timers still work.
+    let (apache, _) = start("threads=2 inactivity-timeout=1 deadlock-timeout=0", "");
+    let first = apache.get("/app/pid").text();
+    std::thread::sleep(Duration::from_secs(3));
+    wait_new_pid(&apache, &first, Duration::from_secs(10));
+    assert!(
+        apache
+            .error_log()
+            .contains("no request for inactivity-timeout=1 s")
+    );
+}
+
+#[test]
+fn request_timeout_answers_504_logs_stacks_and_recycles() {
+    let (apache, _) = start("threads=2 request-timeout=2 graceful-timeout=1", "");
+    let first = apache.get("/app/pid").text();
+    let started = Instant::now();
+    let resp = apache.get("/app/sleep?s=30");
+    assert_eq!(resp.status, 504, "{}", apache.error_log());
+    assert!(
+        started.elapsed() < Duration::from_secs(6),
+        "took {:?}",
+        started.elapsed()
+    );
+    let log = apache.wait_for_log(
+        "over request-timeout=2 s; Python stacks",
+        Duration::from_secs(5),
+    );
+    assert!(
+        log.contains("time.sleep") || log.contains("in application"),
+        "{log}"
+    );
+    wait_new_pid(&apache, &first, Duration::from_secs(10));
+}
+
+#[test]
+fn deadlock_timeout_replaces_a_process_whose_gil_is_stuck() {
+    let (apache, _) = start("threads=2 deadlock-timeout=2 socket-timeout=30", "");
+    let first = apache.get("/app/pid").text();
+    let port = apache.port();
+    let stuck =
+        std::thread::spawn(move || http::request(port, "GET", "/app/holdgil?s=20", &[], b""));
+    apache.wait_for_log(
+        "could not be taken for deadlock-timeout=2 s",
+        Duration::from_secs(15),
+    );
+    wait_new_pid(&apache, &first, Duration::from_secs(10));
+    let resp = stuck.join().unwrap();
+    assert!(resp.map(|r| r.status != 200).unwrap_or(true));
+}

@@ -3,6 +3,8 @@
 //! on SIGTERM/SIGINT, on parent death, on a changed script or after maximum-requests.
 
 use std::os::fd::RawFd;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{SigSet, Signal};
@@ -30,6 +32,17 @@ pub struct DaemonPlan {
     /// Drain window for SIGUSR1 (eviction); defaults to graceful_timeout.
     pub eviction_timeout: Duration,
     pub script_reloading: bool,
+    pub timers: Timers,
+}
+
+/// The monitor's timers (WSGIDaemonProcess options); None = off. Unlike mod_wsgi, each
+/// works on its own: none depends on deadlock-timeout or inactivity-timeout being set.
+#[derive(Clone, Debug, Default)]
+pub struct Timers {
+    pub request_timeout: Option<Duration>,
+    pub inactivity_timeout: Option<Duration>,
+    pub restart_interval: Option<Duration>,
+    pub deadlock_timeout: Option<Duration>,
 }
 
 /// Exit status of a daemon that stops on purpose to be replaced: the parent restarts it at
@@ -128,11 +141,35 @@ pub fn run(plan: DaemonPlan) -> i32 {
         plan.serve.threads
     ));
 
-    let stop = wait_for_stop(&plan, &server, &waited, parent);
+    let heartbeat = Arc::new(AtomicU64::new(0));
+    if server.host().is_some() && plan.timers.deadlock_timeout.is_some() {
+        let beat = Arc::clone(&heartbeat);
+        let epoch = Instant::now();
+        let _ = std::thread::Builder::new()
+            .name("rwsgi-gil-heartbeat".into())
+            .spawn(move || {
+                loop {
+                    python::gil_heartbeat();
+                    beat.store(epoch.elapsed().as_secs().max(1), Ordering::SeqCst);
+                    std::thread::sleep(Duration::from_secs(1));
+                }
+            });
+    }
+    let stop = wait_for_stop(&plan, &server, &waited, parent, &heartbeat);
+    if let StopKind::Deadlock = stop.kind {
+        logging::error(&format!(
+            "daemon process '{}' (pid {}) stopping: {}; exiting at once",
+            plan.group,
+            std::process::id(),
+            stop.reason
+        ));
+        return 1;
+    }
     let drain = match stop.kind {
         StopKind::Shutdown => plan.shutdown_timeout,
         StopKind::Graceful => plan.graceful_timeout,
         StopKind::Eviction => plan.eviction_timeout,
+        StopKind::Deadlock => Duration::ZERO,
     };
     logging::info(&format!(
         "daemon process '{}' (pid {}) stopping: {}; {} request(s) in flight, waiting up to {} s",
@@ -174,6 +211,8 @@ enum StopKind {
     Graceful,
     /// SIGUSR1.
     Eviction,
+    /// The GIL could not be taken for deadlock-timeout: exit without running Python.
+    Deadlock,
 }
 
 struct Stop {
@@ -187,7 +226,9 @@ fn wait_for_stop(
     server: &Server,
     waited: &SigSet,
     parent: nix::unistd::Pid,
+    heartbeat: &AtomicU64,
 ) -> Stop {
+    let started = Instant::now();
     let timeout = libc::timespec {
         tv_sec: 0,
         tv_nsec: 250_000_000,
@@ -221,6 +262,56 @@ fn wait_for_stop(
                 kind: StopKind::Shutdown,
                 reason: "the Apache parent process is gone".into(),
             };
+        }
+        let t = &plan.timers;
+        if let Some(limit) = t.restart_interval {
+            if started.elapsed() >= limit {
+                return Stop {
+                    kind: StopKind::Graceful,
+                    reason: format!("restart-interval={} s reached", limit.as_secs()),
+                };
+            }
+        }
+        if let Some(limit) = t.inactivity_timeout {
+            if server.active() == 0 && server.idle_for().is_some_and(|idle| idle >= limit) {
+                return Stop {
+                    kind: StopKind::Graceful,
+                    reason: format!("no request for inactivity-timeout={} s", limit.as_secs()),
+                };
+            }
+        }
+        if let Some(limit) = t.request_timeout {
+            if let Some(longest) = server.longest_request().filter(|d| *d >= limit) {
+                if server.host().is_some() {
+                    logging::warning(&format!(
+                        "daemon process '{}' (pid {}): a request has run {:.1} s, over \
+                         request-timeout={} s; Python stacks:\n{}",
+                        plan.group,
+                        std::process::id(),
+                        longest.as_secs_f64(),
+                        limit.as_secs(),
+                        python::thread_stacks()
+                    ));
+                }
+                return Stop {
+                    kind: StopKind::Graceful,
+                    reason: format!("request-timeout={} s exceeded", limit.as_secs()),
+                };
+            }
+        }
+        if let Some(limit) = t.deadlock_timeout {
+            let beat = heartbeat.load(Ordering::SeqCst);
+            let now = started.elapsed().as_secs();
+            // The heartbeat counts from its own start, a moment after ours: compare ages.
+            if beat > 0 && now.saturating_sub(beat) > limit.as_secs() + 1 {
+                return Stop {
+                    kind: StopKind::Deadlock,
+                    reason: format!(
+                        "the Python GIL could not be taken for deadlock-timeout={} s",
+                        limit.as_secs()
+                    ),
+                };
+            }
         }
         if server.restart_requested() {
             return Stop {

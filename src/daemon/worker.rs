@@ -10,7 +10,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
 
@@ -34,6 +34,13 @@ pub struct ServeSettings {
     pub socket_timeout: Duration,
     pub queue_timeout: Option<Duration>,
     pub maximum_requests: u64,
+}
+
+/// Microseconds since `epoch`, for lock-free timestamps (0 means "not set").
+fn micros_since(epoch: Instant) -> u64 {
+    u64::try_from(epoch.elapsed().as_micros())
+        .unwrap_or(u64::MAX)
+        .max(1)
 }
 
 struct Conn {
@@ -62,6 +69,11 @@ pub struct Server {
     served: AtomicU64,
     restart_requested: AtomicBool,
     restart_reason: Mutex<String>,
+    /// Per worker thread: when its current request started (µs since `epoch`), 0 if idle.
+    busy_since: Vec<AtomicU64>,
+    /// Last request start or end (µs since `epoch`), for inactivity-timeout; 0 = never.
+    last_activity: AtomicU64,
+    epoch: Instant,
     host: Option<AppHost>,
     host_error: String,
 }
@@ -75,6 +87,7 @@ impl Server {
         host: Option<AppHost>,
         host_error: String,
     ) -> io::Result<Arc<Server>> {
+        let settings_threads = settings.threads.max(1);
         // SAFETY: the parent passed us this descriptor; the daemon owns it from here on.
         let listener =
             unsafe { <UnixListener as std::os::fd::FromRawFd>::from_raw_fd(listener_fd) };
@@ -114,6 +127,9 @@ impl Server {
             served: AtomicU64::new(0),
             restart_requested: AtomicBool::new(false),
             restart_reason: Mutex::new(String::new()),
+            busy_since: (0..settings_threads).map(|_| AtomicU64::new(0)).collect(),
+            last_activity: AtomicU64::new(0),
+            epoch: Instant::now(),
             host,
             host_error,
         }))
@@ -132,12 +148,12 @@ impl Server {
                 .name("rwsgi-dispatch".into())
                 .spawn(move || me.dispatch_loop())?,
         );
-        for i in 0..self.settings.threads.max(1) {
+        for i in 0..self.busy_since.len() {
             let me = Arc::clone(self);
             handles.push(
                 std::thread::Builder::new()
                     .name(format!("rwsgi-worker-{i}"))
-                    .spawn(move || me.worker_loop())?,
+                    .spawn(move || me.worker_loop(i))?,
             );
         }
         Ok(handles)
@@ -341,10 +357,27 @@ impl Server {
         }
     }
 
-    fn worker_loop(&self) {
+    /// The longest-running request right now, if any.
+    pub fn longest_request(&self) -> Option<Duration> {
+        let now = micros_since(self.epoch);
+        self.busy_since
+            .iter()
+            .map(|b| b.load(Ordering::SeqCst))
+            .filter(|&since| since > 0)
+            .map(|since| Duration::from_micros(now.saturating_sub(since)))
+            .max()
+    }
+
+    /// Time since the last request started or ended; None before the first request.
+    pub fn idle_for(&self) -> Option<Duration> {
+        let last = self.last_activity.load(Ordering::SeqCst);
+        (last > 0).then(|| Duration::from_micros(micros_since(self.epoch).saturating_sub(last)))
+    }
+
+    fn worker_loop(&self, index: usize) {
         while let Some(mut conn) = self.next_ready() {
             let keep = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                self.serve_connection(&mut conn)
+                self.serve_connection(&mut conn, index)
             }))
             .unwrap_or_else(|_| {
                 logging::log(
@@ -360,7 +393,7 @@ impl Server {
     }
 
     /// Serves what is ready on `conn`; true when the connection may be reused.
-    fn serve_connection(&self, conn: &mut Conn) -> bool {
+    fn serve_connection(&self, conn: &mut Conn, index: usize) -> bool {
         if !conn.handshaken {
             let accept = !self.stopping.load(Ordering::SeqCst);
             if let Err(e) = protocol::io::server_handshake(&mut conn.stream, accept) {
@@ -396,7 +429,7 @@ impl Server {
                 ));
                 return false;
             };
-            if !self.serve_request(conn, head) {
+            if !self.serve_request(conn, head, index) {
                 return false;
             }
             // Pipelined next request already buffered? Serve it now; else park.
@@ -406,9 +439,19 @@ impl Server {
         }
     }
 
-    fn serve_request(&self, conn: &mut Conn, head: protocol::ReqHead) -> bool {
+    fn serve_request(&self, conn: &mut Conn, head: protocol::ReqHead, index: usize) -> bool {
         self.active.fetch_add(1, Ordering::SeqCst);
+        let started = micros_since(self.epoch);
+        self.last_activity.store(started, Ordering::SeqCst);
+        if let Some(slot) = self.busy_since.get(index) {
+            slot.store(started, Ordering::SeqCst);
+        }
         let keep = self.run_request(conn, &head);
+        if let Some(slot) = self.busy_since.get(index) {
+            slot.store(0, Ordering::SeqCst);
+        }
+        self.last_activity
+            .store(micros_since(self.epoch), Ordering::SeqCst);
         self.active.fetch_sub(1, Ordering::SeqCst);
         let served = self.served.fetch_add(1, Ordering::SeqCst) + 1;
         let max = self.settings.maximum_requests;

@@ -21,6 +21,8 @@ pub struct DaemonTarget {
     pub socket_path: PathBuf,
     pub connect_timeout: Duration,
     pub socket_timeout: Duration,
+    /// request-timeout: a request with no response head by then gets 504.
+    pub request_timeout: Option<Duration>,
 }
 
 /// What to run in the daemon.
@@ -117,6 +119,8 @@ fn connect(target: &DaemonTarget) -> io::Result<DaemonConn> {
 
 /// Why a request to a daemon did not complete normally.
 enum Failure {
+    /// The request head could not even be written: the daemon never saw it.
+    NotSent(io::Error),
     /// Nothing was processed and nothing consumed: safe to try again on a new connection.
     Retryable(io::Error),
     /// The daemon is being replaced and did not run the request: resend it on a fresh
@@ -159,6 +163,9 @@ pub fn serve(
     // daemon being replaced turns requests away: in both cases nothing was consumed. Bounded
     // by connect-timeout and an attempt count.
     let mut attempts = 0;
+    // A connection that fails after the head went out may mean the daemon died while
+    // running the request: resend at most once.
+    let mut resent_after_close = false;
     let deadline = Instant::now() + target.connect_timeout;
     loop {
         attempts += 1;
@@ -184,7 +191,25 @@ pub fn serve(
         };
         match exchange(r, target, conn, &head) {
             Ok(()) => return ffi::OK,
-            Err(Failure::Retryable(e)) if reused && attempts < 64 => {
+            Err(Failure::NotSent(_)) if Instant::now() < deadline && attempts < 64 => {
+                drop_idle(&target.socket_path);
+                continue;
+            }
+            Err(Failure::NotSent(e)) => {
+                log::request(
+                    r.as_ptr(),
+                    Level::Error,
+                    &format!(
+                        "mod_rwsgi: cannot send the request to daemon process '{}': {e}",
+                        target.group
+                    ),
+                );
+                return ffi::HTTP_SERVICE_UNAVAILABLE;
+            }
+            Err(Failure::Retryable(e)) if reused && !resent_after_close => {
+                resent_after_close = true;
+                // The other pooled connections most likely led to the same dead process.
+                drop_idle(&target.socket_path);
                 log::request(
                     r.as_ptr(),
                     Level::Debug,
@@ -241,16 +266,57 @@ fn exchange(
     head: &[u8],
 ) -> Result<(), Failure> {
     if let Err(e) = conn.stream.write_all(head) {
-        return Err(Failure::Retryable(e));
+        return Err(Failure::NotSent(e));
     }
+    let head_deadline = target.request_timeout.map(|t| Instant::now() + t);
     let mut buf = vec![0u8; 64 * 1024];
     let mut body_buf: Vec<u8> = Vec::new();
     let mut head_sent = false;
     let mut body_read = false;
     let mut body_done = false;
     loop {
+        // Until the response head arrives, wait no longer than request-timeout.
+        let wait = match head_deadline {
+            Some(d) if !head_sent => d
+                .saturating_duration_since(Instant::now())
+                .min(target.socket_timeout),
+            _ => target.socket_timeout,
+        };
+        let _ = conn
+            .stream
+            .set_read_timeout(Some(wait.max(Duration::from_millis(1))));
         let frame = match protocol::io::read_raw_frame(&mut conn.stream, &mut conn.dec, &mut buf) {
             Ok(f) => f,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                // A timeout is never retried: the daemon may still be running the request.
+                let which = if !head_sent && head_deadline.is_some_and(|d| Instant::now() >= d) {
+                    format!(
+                        "request-timeout={} s",
+                        target.request_timeout.unwrap_or_default().as_secs()
+                    )
+                } else {
+                    format!("socket-timeout={} s", target.socket_timeout.as_secs())
+                };
+                log::request(
+                    r.as_ptr(),
+                    Level::Error,
+                    &format!(
+                        "mod_rwsgi: timeout waiting for daemon process '{}' ({which} \
+                         expired)",
+                        target.group
+                    ),
+                );
+                return Err(if head_sent {
+                    Failure::Aborted
+                } else {
+                    Failure::Status(ffi::HTTP_GATEWAY_TIME_OUT)
+                });
+            }
             Err(e) => {
                 if !head_sent && !body_read {
                     return Err(Failure::Retryable(e));

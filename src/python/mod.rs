@@ -18,6 +18,7 @@
 //! the only access path to the [`RequestIo`]), `app` (the request driver, [`AppHost`]).
 
 mod app;
+mod diagnostics;
 mod environ;
 mod file_wrapper;
 mod input;
@@ -34,6 +35,7 @@ mod tests;
 use crate::logging::Level;
 
 pub use app::AppHost;
+pub use diagnostics::{gil_heartbeat, thread_stacks};
 pub use interpreter::{InterpreterSettings, initialize, run_shutdown_callbacks, shutdown};
 pub use log_object::install_restricted_stdout;
 

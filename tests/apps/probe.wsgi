@@ -170,6 +170,9 @@ def application(environ, start_response):
     if path == "/import":
         mod = __import__(q["name"])
         return _text(start_response, getattr(mod, "MARKER", mod.__name__))
+    if path == "/holdgil":
+        _hold_gil(q.get("s", "10"))
+        return _text(start_response, "released")
     if path == "/register":
         import atexit
         import mod_wsgi
@@ -189,3 +192,9 @@ def application(environ, start_response):
 def other(environ, start_response):
     """Reached through callable-object=other / WSGICallableObject other."""
     return _text(start_response, "the other callable")
+
+
+def _hold_gil(seconds):
+    """Sleeps inside a C call made through ctypes.PyDLL, which keeps the GIL held."""
+    import ctypes
+    ctypes.PyDLL(None).sleep(int(seconds))
