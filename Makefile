@@ -72,8 +72,16 @@ install: build
 	  install -m 644 apache/rwsgi.conf /etc/apache2/mods-available/rwsgi.conf; \
 	  echo "enable with: a2enmod rwsgi"; fi
 
-serve:
-	@echo "make serve is not implemented yet (issue: rwsgi-express). Until then see README.md."; exit 1
+# rwsgi-express (src/bin/rwsgi-express.rs) and the example app it serves for `make serve`.
+EXPRESS := $(CARGO_TARGET_DIR)/release/rwsgi-express
+SERVE_OPTS ?=
+.PHONY: express
+express: check-python
+	$(CARGO) build --release --bin rwsgi-express
+
+serve: deps build express
+	$(EXPRESS) start-server examples/hello/app.wsgi --url-alias /static examples/hello/static \
+	  --module $(CURDIR)/$(SO) $(SERVE_OPTS)
 
 clean:
 	$(CARGO) clean

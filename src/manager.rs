@@ -32,6 +32,9 @@ struct GroupState {
     parent_pid: u32,
     slots: Vec<*mut SlotState>,
     stopping: bool,
+    /// Set when the MPM announced a stop or hard restart (APR_OC_REASON_RESTART); a
+    /// graceful restart sends no such notice.
+    hard_stop: bool,
 }
 
 /// One process slot of a group: APR's registration data for the daemon in it.
@@ -58,7 +61,6 @@ pub(crate) fn start_daemons(pool: Pool, s: *mut ffi::server_rec) -> Result<(), S
     let (apache_uid, apache_gid) = server::child_user();
     let prefix = socket_prefix(pool, &slot.global);
     let parent_pid = std::process::id();
-    let generation = state::config_generation();
     // SAFETY: `s` is the main server of this generation, passed to post_config, live
     // for the whole call.
     let main_rec = unsafe { s.as_ref() };
@@ -71,8 +73,15 @@ pub(crate) fn start_daemons(pool: Pool, s: *mut ffi::server_rec) -> Result<(), S
     let preloads = preloads(&slot.global, s);
     let mut targets = Vec::new();
     let mut fds = Vec::new();
-    for (index, spec) in slot.global.daemon_groups.iter().enumerate() {
-        let path = PathBuf::from(format!("{prefix}.{parent_pid}.{generation}.{index}.sock"));
+    for spec in slot.global.daemon_groups.iter() {
+        // The path stays the same across graceful restarts (like WSGISocketRotation Off):
+        // Apache children of the old generation still finishing requests then reach the new
+        // generation's daemons. It is keyed by group name, so a changed config never sends a
+        // request to another group's daemons.
+        let path = PathBuf::from(format!(
+            "{prefix}.{parent_pid}.{}.sock",
+            socket_name(&spec.name)
+        ));
         let ids = spec.resolve_ids(&SystemAccounts).map_err(|errs| {
             errs.iter()
                 .map(|e| e.to_string())
@@ -162,6 +171,7 @@ pub(crate) fn start_daemons(pool: Pool, s: *mut ffi::server_rec) -> Result<(), S
             parent_pid,
             slots: Vec::new(),
             stopping: false,
+            hard_stop: false,
         });
         // SAFETY: `group` lives in pconf until the pool is cleared; the cleanup registered
         // after it runs before its Drop (cleanups run last-in first-out).
@@ -209,6 +219,20 @@ pub(crate) fn start_daemons(pool: Pool, s: *mut ffi::server_rec) -> Result<(), S
     slot.daemons = targets;
     slot.listener_fds = fds;
     Ok(())
+}
+
+/// A group name made safe for a file name (alphanumerics, '-', '_' kept; others hex).
+fn socket_name(group: &str) -> String {
+    group
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b == b'-' || b == b'_' {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02x}")
+            }
+        })
+        .collect()
 }
 
 /// WSGISocketPrefix (ServerRoot-relative), or `<DefaultRuntimeDir>/rwsgi`.
@@ -325,9 +349,14 @@ unsafe extern "C" fn maintenance(reason: c_int, data: *mut c_void, status: c_int
     crate::module::guard("daemon maintenance", (), || {
         let slot = data.cast::<SlotState>();
         // SAFETY: `data` is the SlotState registered in spawn, alive until pconf is cleared.
-        let (slot_ref, group) = unsafe { (&mut *slot, &*(*slot).group) };
-        let Reason::Death(status) = process::reason_from_raw(reason, status) else {
-            return;
+        let (slot_ref, group) = unsafe { (&mut *slot, &mut *(*slot).group) };
+        let status = match process::reason_from_raw(reason, status) {
+            Reason::Death(status) => status,
+            Reason::Restart => {
+                group.hard_stop = true;
+                return;
+            }
+            _ => return,
         };
         // SAFETY: removes this registration; APR calls back with UNREGISTER, ignored above.
         unsafe { OtherChild::unregister(data) };
@@ -384,6 +413,7 @@ unsafe extern "C" fn stop_group(data: *mut c_void) -> ffi::apr_status_t {
             return 0; // a forked child clearing its copy of the pool: not ours to stop
         }
         group.stopping = true;
+        let graceful = !group.hard_stop && !state::mpm_is_stopping();
         let pids: Vec<i32> = group
             .slots
             .iter()
@@ -391,6 +421,30 @@ unsafe extern "C" fn stop_group(data: *mut c_void) -> ffi::apr_status_t {
             .map(|s| unsafe { (**s).pid })
             .filter(|p| *p > 0)
             .collect();
+        if graceful {
+            // Graceful restart: the old daemons stop accepting, finish their requests within
+            // graceful-timeout and exit on their own, while the new generation's daemons
+            // start on a new socket. Apache is not held up meanwhile.
+            for pid in &pids {
+                // SAFETY: signalling our own daemon children by PID.
+                unsafe { libc::kill(*pid, libc::SIGINT) };
+            }
+            log::server(
+                std::ptr::null(),
+                Level::Info,
+                &format!(
+                    "mod_rwsgi: graceful restart: daemon process group '{}' ({} process(es)) \
+                     drains within graceful-timeout={} s",
+                    group.plan.group,
+                    pids.len(),
+                    group.plan.graceful_timeout.as_secs()
+                ),
+            );
+            let _ = std::fs::remove_file(&group.socket_path);
+            // SAFETY: the parent's own copy of the listening socket, no longer used here.
+            unsafe { libc::close(group.listener_fd) };
+            return 0;
+        }
         for pid in &pids {
             // SAFETY: signalling our own daemon children by PID.
             unsafe { libc::kill(*pid, libc::SIGTERM) };

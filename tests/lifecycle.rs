@@ -269,3 +269,96 @@ fn deadlock_timeout_replaces_a_process_whose_gil_is_stuck() {
     let resp = stuck.join().unwrap();
     assert!(resp.map(|r| r.status != 200).unwrap_or(true));
 }
+
+#[test]
+fn apache_graceful_restarts_under_load_fail_no_request_and_let_long_requests_finish() {
+    let (apache, _) = start("processes=1 threads=8 graceful-timeout=15", "");
+    let port = apache.port();
+    // A 6 s request in flight across the restarts (mod_wsgi cuts it after about 3 s).
+    let long = std::thread::spawn(move || http::request(port, "GET", "/app/sleep?s=6", &[], b""));
+    std::thread::sleep(Duration::from_millis(300));
+    let report = load(&apache, 8, Duration::from_secs(9), "/app/pid", || {
+        for _ in 0..3 {
+            std::thread::sleep(Duration::from_millis(2000));
+            apache.signal(libc::SIGUSR1); // apache2 -k graceful
+        }
+    });
+    assert!(
+        report.failures.is_empty(),
+        "{} of {} requests failed: {:?}\n{}",
+        report.failures.len(),
+        report.requests,
+        &report.failures[..report.failures.len().min(5)],
+        apache.error_log()
+    );
+    assert!(
+        report.pids.len() >= 3,
+        "daemons were not replaced: {:?}",
+        report.pids
+    );
+    let long = long.join().unwrap().expect("the long request failed");
+    assert_eq!(long.status, 200, "{}", apache.error_log());
+}
+
+#[test]
+fn trickling_uploads_do_not_starve_daemon_threads() {
+    let (apache, _) = start("threads=2", "");
+    let port = apache.port();
+    let stop = Arc::new(AtomicBool::new(false));
+    // 20 clients each trickle a 2 KiB body, 100 bytes every 250 ms (about 5 s each).
+    let tricklers: Vec<_> = (0..20)
+        .map(|_| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                use std::io::Write;
+                let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+                write!(s, "POST /app/upload HTTP/1.1\r\nHost: x\r\nContent-Length: 2000\r\nConnection: close\r\n\r\n").unwrap();
+                for _ in 0..20 {
+                    if stop.load(Ordering::SeqCst) {
+                        return;
+                    }
+                    let _ = s.write_all(&[b'u'; 100]);
+                    std::thread::sleep(Duration::from_millis(250));
+                }
+                let mut out = String::new();
+                let _ = std::io::Read::read_to_string(&mut s, &mut out);
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    // With 2 daemon threads and 20 slow uploads, plain GETs must still be served at once.
+    for _ in 0..10 {
+        let started = Instant::now();
+        let resp = apache.get("/app/pid");
+        assert_eq!(resp.status, 200);
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "GET took {:?} while uploads trickled",
+            started.elapsed()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    stop.store(true, Ordering::SeqCst);
+    for t in tricklers {
+        t.join().unwrap();
+    }
+}
+
+#[test]
+fn queue_timeout_and_socket_timeout_answer_504() {
+    let (apache, _) = start("threads=1 queue-timeout=1 socket-timeout=2", "");
+    let port = apache.port();
+    let busy = std::thread::spawn(move || {
+        http::request(port, "GET", "/app/sleep?s=1.8", &[], b"").unwrap()
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    // Waits behind the busy thread for longer than queue-timeout.
+    let queued = apache.get("/app/pid");
+    assert_eq!(queued.status, 504, "{}", apache.error_log());
+    assert_eq!(busy.join().unwrap().status, 200);
+    apache.wait_for_log("queue-timeout=1 s", Duration::from_secs(5));
+    // No answer within socket-timeout: 504, not a hang.
+    let slow = apache.get("/app/sleep?s=5");
+    assert_eq!(slow.status, 504);
+    apache.wait_for_log("socket-timeout=2 s expired", Duration::from_secs(5));
+}

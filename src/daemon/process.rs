@@ -53,6 +53,19 @@ pub const EXIT_PLANNED_RESTART: i32 = 0;
 /// into Apache.
 pub fn run(plan: DaemonPlan) -> i32 {
     let parent = nix::unistd::getppid();
+    // The backoff comes before the other steps, so a daemon that fails even to prepare
+    // cannot crash-loop; Apache's signal handlers and descriptors are dropped first.
+    let _ = spawn::release_inherited(&plan.setup);
+    if !plan.start_delay.is_zero() {
+        logging::notice(&format!(
+            "daemon process '{}' (pid {}): waiting {} s before starting (it kept dying soon \
+             after start)",
+            plan.group,
+            std::process::id(),
+            plan.start_delay.as_secs()
+        ));
+        std::thread::sleep(plan.start_delay);
+    }
     if let Err(e) = spawn::prepare_child(&plan.setup) {
         logging::log(
             logging::Level::Crit,
@@ -63,16 +76,6 @@ pub fn run(plan: DaemonPlan) -> i32 {
             ),
         );
         return 2;
-    }
-    if !plan.start_delay.is_zero() {
-        logging::notice(&format!(
-            "daemon process '{}' (pid {}): waiting {} s before starting (it kept dying soon \
-             after start)",
-            plan.group,
-            std::process::id(),
-            plan.start_delay.as_secs()
-        ));
-        std::thread::sleep(plan.start_delay);
     }
     // Signals are taken by the main thread with sigtimedwait; every thread inherits this
     // mask. SIGPIPE is ignored so a closed socket is an EPIPE error, not death.

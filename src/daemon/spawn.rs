@@ -58,6 +58,14 @@ impl fmt::Display for SpawnError {
     }
 }
 
+/// The first two steps alone (signals to their defaults, inherited descriptors closed):
+/// safe to run before a restart backoff, and again inside `prepare_child`.
+pub fn release_inherited(setup: &ChildSetup) -> Result<(), SpawnError> {
+    reset_signals().map_err(SpawnError::Signals)?;
+    close_inherited_fds(&setup.keep_fds);
+    Ok(())
+}
+
 /// Runs every step in order. Called in the child right after fork, single-threaded.
 pub fn prepare_child(setup: &ChildSetup) -> Result<(), SpawnError> {
     reset_signals().map_err(SpawnError::Signals)?;
@@ -142,24 +150,34 @@ fn close_inherited_fds(keep: &[RawFd]) {
 
 fn drop_privileges(id: &Identity) -> Result<(), SpawnError> {
     let err = |what: &str, e: nix::Error| SpawnError::Privileges(format!("{what}: {e}"));
-    if Uid::effective().is_root() {
-        nix::unistd::setgid(Gid::from_raw(id.gid))
-            .map_err(|e| err(&format!("setgid({})", id.gid), e))?;
-        match &id.supplementary {
-            Some(groups) => {
-                let gids: Vec<Gid> = groups.iter().map(|g| Gid::from_raw(*g)).collect();
-                nix::unistd::setgroups(&gids).map_err(|e| err("setgroups", e))?;
-            }
-            None => {
-                let user = CString::new(id.user_name.as_str())
-                    .map_err(|_| SpawnError::Privileges("user name contains NUL".into()))?;
-                nix::unistd::initgroups(&user, Gid::from_raw(id.gid))
-                    .map_err(|e| err(&format!("initgroups({})", id.user_name), e))?;
-            }
+    if !Uid::effective().is_root() {
+        // Apache was not started as root: like mod_wsgi, there is nothing to switch, and
+        // the daemon runs as the user who started Apache.
+        if id.configured && id.uid != Uid::effective().as_raw() {
+            crate::logging::warning(&format!(
+                "user={} ignored: Apache was not started as root, so the daemon runs as uid {}",
+                id.user_name,
+                Uid::effective().as_raw()
+            ));
         }
-        nix::unistd::setuid(Uid::from_raw(id.uid))
-            .map_err(|e| err(&format!("setuid({})", id.uid), e))?;
+        return Ok(());
     }
+    nix::unistd::setgid(Gid::from_raw(id.gid))
+        .map_err(|e| err(&format!("setgid({})", id.gid), e))?;
+    match &id.supplementary {
+        Some(groups) => {
+            let gids: Vec<Gid> = groups.iter().map(|g| Gid::from_raw(*g)).collect();
+            nix::unistd::setgroups(&gids).map_err(|e| err("setgroups", e))?;
+        }
+        None => {
+            let user = CString::new(id.user_name.as_str())
+                .map_err(|_| SpawnError::Privileges("user name contains NUL".into()))?;
+            nix::unistd::initgroups(&user, Gid::from_raw(id.gid))
+                .map_err(|e| err(&format!("initgroups({})", id.user_name), e))?;
+        }
+    }
+    nix::unistd::setuid(Uid::from_raw(id.uid))
+        .map_err(|e| err(&format!("setuid({})", id.uid), e))?;
     verify_identity(id)
 }
 

@@ -117,6 +117,66 @@ fn connect(target: &DaemonTarget) -> io::Result<DaemonConn> {
     }
 }
 
+/// Request bodies up to this size are read from the client before a daemon is involved,
+/// so a slow uploader ties up an Apache thread but never a daemon thread, and the request
+/// can still be resent if its daemon is being replaced.
+const PREREAD_LIMIT: usize = 1024 * 1024;
+
+/// The request body: the pre-read part, then (for large bodies) the rest from the client.
+struct Body {
+    pre: Vec<u8>,
+    pos: usize,
+    /// The whole body is in `pre`.
+    complete: bool,
+}
+
+impl Body {
+    fn preread(r: &mut Request<'_>, has_body: bool) -> Result<Body, i32> {
+        let mut body = Body {
+            pre: Vec::new(),
+            pos: 0,
+            complete: !has_body,
+        };
+        let mut buf = vec![0u8; 64 * 1024];
+        while !body.complete && body.pre.len() < PREREAD_LIMIT {
+            let room = (PREREAD_LIMIT - body.pre.len()).min(buf.len());
+            match r.read_body(&mut buf[..room]) {
+                Ok(0) => body.complete = true,
+                Ok(n) => body.pre.extend_from_slice(&buf[..n]),
+                Err(_) => {
+                    log::request(
+                        r.as_ptr(),
+                        Level::Info,
+                        "mod_rwsgi: error reading the request body from the client",
+                    );
+                    return Err(ffi::HTTP_BAD_REQUEST);
+                }
+            }
+        }
+        Ok(body)
+    }
+
+    /// Up to `max` bytes for the daemon; empty at the end of the body.
+    fn next(&mut self, r: &mut Request<'_>, max: usize, buf: &mut Vec<u8>) -> io::Result<usize> {
+        if self.pos < self.pre.len() {
+            let n = (self.pre.len() - self.pos).min(max);
+            buf.clear();
+            buf.extend_from_slice(&self.pre[self.pos..self.pos + n]);
+            self.pos += n;
+            return Ok(n);
+        }
+        if self.complete {
+            return Ok(0);
+        }
+        buf.resize(max.min(1024 * 1024), 0);
+        let n = r.read_body(buf)?;
+        if n == 0 {
+            self.complete = true;
+        }
+        Ok(n)
+    }
+}
+
 /// Why a request to a daemon did not complete normally.
 enum Failure {
     /// The request head could not even be written: the daemon never saw it.
@@ -139,6 +199,13 @@ pub fn serve(
     plan: &RequestPlan<'_>,
     env: &[(Vec<u8>, Vec<u8>)],
 ) -> i32 {
+    let mut body = match Body::preread(
+        r,
+        plan.flags & crate::protocol::req_flags::BODY_FOLLOWS != 0,
+    ) {
+        Ok(b) => b,
+        Err(status) => return status,
+    };
     let mut head = Vec::with_capacity(4096);
     let head_ref = ReqHeadRef {
         flags: plan.flags,
@@ -189,7 +256,8 @@ pub fn serve(
                 }
             },
         };
-        match exchange(r, target, conn, &head) {
+        body.pos = 0;
+        match exchange(r, target, conn, &head, &mut body) {
             Ok(()) => return ffi::OK,
             Err(Failure::NotSent(_)) if Instant::now() < deadline && attempts < 64 => {
                 drop_idle(&target.socket_path);
@@ -264,6 +332,7 @@ fn exchange(
     target: &DaemonTarget,
     mut conn: DaemonConn,
     head: &[u8],
+    body: &mut Body,
 ) -> Result<(), Failure> {
     if let Err(e) = conn.stream.write_all(head) {
         return Err(Failure::NotSent(e));
@@ -273,7 +342,6 @@ fn exchange(
     let mut body_buf: Vec<u8> = Vec::new();
     let mut head_sent = false;
     let mut body_read = false;
-    let mut body_done = false;
     loop {
         // Until the response head arrives, wait no longer than request-timeout.
         let wait = match head_deadline {
@@ -347,31 +415,24 @@ fn exchange(
                 let decoded = decode(frame)?;
                 match decoded {
                     Frame::ReadBody { max } => {
-                        body_read = true;
-                        let max = max as usize;
-                        body_buf.resize(max.min(1024 * 1024), 0);
-                        let n = if body_done {
-                            0
-                        } else {
-                            match r.read_body(&mut body_buf) {
-                                Ok(n) => n,
-                                Err(_) => {
-                                    log::request(
-                                        r.as_ptr(),
-                                        Level::Info,
-                                        "mod_rwsgi: error reading the request body from the client",
-                                    );
-                                    return Err(if head_sent {
-                                        Failure::Aborted
-                                    } else {
-                                        Failure::Status(ffi::HTTP_BAD_REQUEST)
-                                    });
-                                }
+                        let n = match body.next(r, max as usize, &mut body_buf) {
+                            Ok(n) => n,
+                            Err(_) => {
+                                log::request(
+                                    r.as_ptr(),
+                                    Level::Info,
+                                    "mod_rwsgi: error reading the request body from the client",
+                                );
+                                return Err(if head_sent {
+                                    Failure::Aborted
+                                } else {
+                                    Failure::Status(ffi::HTTP_BAD_REQUEST)
+                                });
                             }
                         };
-                        if n == 0 {
-                            body_done = true;
-                        }
+                        // The daemon has started on the body: after a crash the request is not
+                        // resent (it may not be idempotent).
+                        body_read = true;
                         if let Err(e) = protocol::io::write_body(
                             &mut conn.stream,
                             FrameKind::ReqBody,

@@ -1,0 +1,561 @@
+//! rwsgi-express end to end: the built binary writes a server root and runs the real
+//! /usr/sbin/apache2 with build/mod_rwsgi.so; requests go over 127.0.0.1.
+
+mod common;
+
+use std::fs;
+use std::io::{BufRead, BufReader, Read};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::{TempDir, free_port, http, module_path, repo_dir};
+
+const EXPRESS: &str = env!("CARGO_BIN_EXE_rwsgi-express");
+
+fn express() -> Command {
+    let mut cmd = Command::new(EXPRESS);
+    cmd.stdin(Stdio::null());
+    cmd
+}
+
+/// A running `rwsgi-express start-server`, its output collected by two threads.
+struct Express {
+    child: Option<Child>,
+    root: PathBuf,
+    port: u16,
+    stdout: Arc<Mutex<String>>,
+    stderr: Arc<Mutex<String>>,
+}
+
+fn collect(stream: impl Read + Send + 'static, into: Arc<Mutex<String>>) {
+    std::thread::spawn(move || {
+        for line in BufReader::new(stream).lines() {
+            let Ok(line) = line else { break };
+            let mut text = into.lock().unwrap();
+            text.push_str(&line);
+            text.push('\n');
+        }
+    });
+}
+
+impl Express {
+    /// Starts `start-server` with `args` on a free port, server root `root`, the module under
+    /// test, and waits (bounded) until it says it is serving.
+    fn start(root: &Path, args: &[&str]) -> Express {
+        let port = free_port();
+        let mut child = express()
+            .arg("start-server")
+            .args(args)
+            .args(["--port", &port.to_string(), "--log-level", "info"])
+            .arg("--server-root")
+            .arg(root)
+            .arg("--module")
+            .arg(module_path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn rwsgi-express");
+        let stdout = Arc::new(Mutex::new(String::new()));
+        let stderr = Arc::new(Mutex::new(String::new()));
+        collect(child.stdout.take().unwrap(), stdout.clone());
+        collect(child.stderr.take().unwrap(), stderr.clone());
+        let mut ex = Express {
+            child: Some(child),
+            root: root.to_path_buf(),
+            port,
+            stdout,
+            stderr,
+        };
+        let start = Instant::now();
+        while !ex.out().contains("Serving http://") {
+            if let Some(status) = ex.child.as_mut().unwrap().try_wait().unwrap() {
+                std::thread::sleep(Duration::from_millis(100));
+                ex.child = None;
+                panic!(
+                    "rwsgi-express exited ({status}) before serving:\n{}",
+                    ex.report()
+                );
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "rwsgi-express did not serve within 30 s:\n{}",
+                ex.report()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        ex
+    }
+
+    fn out(&self) -> String {
+        self.stdout.lock().unwrap().clone()
+    }
+    fn err(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+    fn report(&self) -> String {
+        format!(
+            "--- stdout ---\n{}--- stderr ---\n{}--- error log ---\n{}",
+            self.out(),
+            self.err(),
+            fs::read_to_string(self.root.join("error.log")).unwrap_or_default()
+        )
+    }
+
+    /// The Apache parent's PID, from the "Serving ... (mod_rwsgi, Apache pid N, ...)" line.
+    fn apache_pid(&self) -> i32 {
+        let out = self.out();
+        let at = out.find("Apache pid ").expect("pid in the Serving line") + 11;
+        out[at..]
+            .split(|c: char| !c.is_ascii_digit())
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    }
+
+    fn request(&self, method: &str, path: &str, body: &[u8]) -> http::Response {
+        let headers: &[(&str, &str)] = if method == "POST" {
+            &[("Content-Type", "application/x-www-form-urlencoded")]
+        } else {
+            &[]
+        };
+        http::request(self.port, method, path, headers, body)
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}\n{}", self.report()))
+    }
+
+    /// SIGTERM to rwsgi-express (as from `kill`), then waits for it (bounded).
+    fn terminate(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("running");
+        // SAFETY: kill(2) on the PID of the child this handle started and has not reaped.
+        unsafe {
+            libc::kill(child.id() as i32, libc::SIGTERM);
+        }
+        let start = Instant::now();
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                std::thread::sleep(Duration::from_millis(100)); // let the readers finish
+                return status;
+            }
+            if start.elapsed() > Duration::from_secs(25) {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "rwsgi-express did not exit within 25 s of SIGTERM\n{}",
+                    self.report()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Express {
+    fn drop(&mut self) {
+        if self.child.is_some() {
+            let pid = self.apache_pid_if_known();
+            self.terminate();
+            // Should it have failed to stop Apache, do not leave it running.
+            if let Some(pid) = pid {
+                // SAFETY: kill(2) on the Apache parent this test started (own group).
+                unsafe {
+                    libc::kill(pid, libc::SIGKILL);
+                }
+            }
+        }
+        if std::thread::panicking() {
+            eprintln!("{}", self.report());
+        }
+    }
+}
+
+impl Express {
+    fn apache_pid_if_known(&self) -> Option<i32> {
+        self.out()
+            .contains("Apache pid ")
+            .then(|| self.apache_pid())
+    }
+}
+
+/// Processes whose command line mentions `needle` (Apache runs as `apache2 -f ROOT/...`).
+fn processes_mentioning(needle: &str) -> Vec<(i32, String)> {
+    let mut found = Vec::new();
+    for entry in fs::read_dir("/proc").unwrap().filter_map(Result::ok) {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let Ok(raw) = fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let cmdline = String::from_utf8_lossy(&raw).replace('\0', " ");
+        if cmdline.contains(needle) {
+            found.push((pid, cmdline));
+        }
+    }
+    found
+}
+
+/// Is `pid` a live (non-zombie) process?
+fn alive(pid: i32) -> bool {
+    fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            let state = s.rsplit(')').next().unwrap_or("").split_whitespace().next();
+            state != Some("Z")
+        })
+        .unwrap_or(false)
+}
+
+fn sockets(dir: &Path) -> Vec<PathBuf> {
+    fs::read_dir(dir)
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|x| x == "sock"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Nothing of the server in `root` is left: no Apache with its config, none of `pids`
+/// (daemons rename themselves, so they are checked by PID), no socket.
+fn assert_nothing_left(root: &Path, pids: &[i32]) {
+    let start = Instant::now();
+    loop {
+        let procs = processes_mentioning(&root.display().to_string());
+        let live: Vec<i32> = pids.iter().copied().filter(|p| alive(*p)).collect();
+        let socks = sockets(&root.join("run"));
+        if procs.is_empty() && live.is_empty() && socks.is_empty() {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(3),
+            "left behind: processes {procs:?}, pids {live:?}, sockets {socks:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The text of the element with id `id` in the example's /process page.
+fn cell(html: &str, id: &str) -> String {
+    let marker = format!("id=\"{id}\">");
+    let at = html
+        .find(&marker)
+        .unwrap_or_else(|| panic!("no {id} in {html}"))
+        + marker.len();
+    html[at..].split('<').next().unwrap().to_string()
+}
+
+#[test]
+fn start_server_serves_page_static_and_post_then_stops_cleanly() {
+    let tmp = TempDir::new("express-start");
+    let root = tmp.path().join("server");
+    let hello = repo_dir().join("examples/hello");
+    let mut ex = Express::start(
+        &root,
+        &[
+            hello.join("app.wsgi").to_str().unwrap(),
+            "--url-alias",
+            "/static",
+            hello.join("static").to_str().unwrap(),
+            "--access-log",
+        ],
+    );
+    assert!(
+        ex.out().contains(&format!(
+            "Serving http://127.0.0.1:{}/ (mod_rwsgi, Apache pid ",
+            ex.port
+        )),
+        "{}",
+        ex.report()
+    );
+    let apache = ex.apache_pid();
+
+    let page = ex.request("GET", "/", b"");
+    assert_eq!(page.status, 200, "{}", ex.report());
+    assert!(
+        page.header("content-type")
+            .unwrap()
+            .starts_with("text/html")
+    );
+    assert!(page.text().contains("Hello, mod_rwsgi"), "{}", page.text());
+    assert!(page.text().contains("href=\"/static/style.css\""));
+
+    let css = ex.request("GET", "/static/style.css", b"");
+    assert_eq!(css.status, 200, "{}", ex.report());
+    assert!(css.header("content-type").unwrap().starts_with("text/css"));
+    assert_eq!(css.body, fs::read(hello.join("static/style.css")).unwrap());
+
+    let posted = ex.request(
+        "POST",
+        "/form",
+        b"name=%3Cb%3EAda%3C%2Fb%3E&message=x+%26+y",
+    );
+    assert_eq!(posted.status, 200, "{}", ex.report());
+    let text = posted.text();
+    assert!(
+        text.contains("<td>&lt;b&gt;Ada&lt;/b&gt;</td>") && text.contains("<td>x &amp; y</td>"),
+        "posted values must be shown HTML-escaped: {text}"
+    );
+    assert!(!text.contains("<b>Ada"), "{text}");
+
+    let process = ex.request("GET", "/process", b"").text();
+    assert_eq!(cell(&process, "process-group"), "express");
+    let daemon: i32 = cell(&process, "pid").parse().unwrap();
+    assert_ne!(daemon, apache);
+    assert!(cell(&process, "thread").parse::<u64>().is_ok());
+
+    assert_eq!(ex.request("GET", "/nope", b"").status, 404);
+    let access = fs::read_to_string(root.join("access.log")).unwrap_or_default();
+    assert!(access.contains("\"POST /form HTTP/1.1\" 200"), "{access}");
+
+    let status = ex.terminate();
+    assert!(status.success(), "exit {status}\n{}", ex.report());
+    assert!(
+        ex.out().contains("no process or socket left"),
+        "{}",
+        ex.report()
+    );
+    assert_nothing_left(&root, &[apache, daemon]);
+}
+
+#[test]
+fn unreadable_app_is_served_from_a_copy_and_reloads_on_changes() {
+    let tmp = TempDir::new("express-reload");
+    // A private directory: as root, www-data cannot read it, so the app is copied.
+    let private = tmp.path().join("private");
+    let app_dir = private.join("app");
+    fs::create_dir_all(&app_dir).unwrap();
+    fs::set_permissions(&private, fs::Permissions::from_mode(0o700)).unwrap();
+    fs::write(app_dir.join("helper.py"), "VALUE = 'one'\n").unwrap();
+    fs::write(
+        app_dir.join("app.wsgi"),
+        "import os, helper\n\
+         def application(environ, start_response):\n\
+         \x20   body = ('%s %d' % (helper.VALUE, os.getpid())).encode()\n\
+         \x20   start_response('200 OK', [('Content-Type', 'text/plain')])\n\
+         \x20   return [body]\n",
+    )
+    .unwrap();
+    let root = tmp.path().join("server");
+    let mut ex = Express::start(
+        &root,
+        &[
+            app_dir.join("app.wsgi").to_str().unwrap(),
+            "--reload-on-changes",
+            "--threads",
+            "2",
+        ],
+    );
+    let is_root = nix::unistd::Uid::effective().is_root();
+    let served_dir = if is_root {
+        assert!(
+            ex.err().contains("cannot read") && ex.err().contains("serving a copy"),
+            "{}",
+            ex.report()
+        );
+        root.join("app")
+    } else {
+        app_dir.clone()
+    };
+    let first = ex.request("GET", "/", b"").text();
+    assert!(first.starts_with("one "), "{first}\n{}", ex.report());
+    let first_pid: i32 = first[4..].parse().unwrap();
+
+    // Change a module the app imported (not the script): the monitor restarts the daemon.
+    std::thread::sleep(Duration::from_millis(1100));
+    fs::write(served_dir.join("helper.py"), "VALUE = 'two'\n").unwrap();
+    let start = Instant::now();
+    let second = loop {
+        let resp = http::request(ex.port, "GET", "/", &[], b"");
+        if let Ok(r) = resp {
+            if r.text().starts_with("two ") {
+                break r.text();
+            }
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "helper.py change not picked up within 15 s\n{}",
+            ex.report()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let second_pid: i32 = second[4..].parse().unwrap();
+    assert_ne!(
+        first_pid, second_pid,
+        "a new daemon process serves the change"
+    );
+    let log = fs::read_to_string(root.join("error.log")).unwrap();
+    assert!(
+        log.contains("helper.py changed; restarting daemon process"),
+        "{log}"
+    );
+
+    let apache = ex.apache_pid();
+    assert!(ex.terminate().success(), "{}", ex.report());
+    assert_nothing_left(&root, &[apache, first_pid, second_pid]);
+}
+
+#[test]
+fn setup_server_writes_a_config_that_passes_configtest_and_serves() {
+    let tmp = TempDir::new("express-setup");
+    let root = tmp.path().join("server");
+    let port = free_port();
+    let hello = repo_dir().join("examples/hello");
+    let out = express()
+        .arg("setup-server")
+        .arg(hello.join("app.wsgi"))
+        .args(["--url-alias", "/static"])
+        .arg(hello.join("static"))
+        .args(["--port", &port.to_string(), "--mount-point", "/hello/"])
+        .arg("--server-root")
+        .arg(&root)
+        .arg("--module")
+        .arg(module_path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains(&format!("http://127.0.0.1:{port}/hello/")),
+        "{stdout}"
+    );
+    assert!(stdout.contains("apachectl start|stop"), "{stdout}");
+
+    let ctl = root.join("apachectl");
+    let test = Command::new(&ctl).arg("configtest").output().unwrap();
+    assert!(
+        test.status.success() && String::from_utf8_lossy(&test.stderr).contains("Syntax OK"),
+        "{}{}",
+        String::from_utf8_lossy(&test.stdout),
+        String::from_utf8_lossy(&test.stderr)
+    );
+
+    // Run it as an operator would, in the foreground, in its own process group.
+    use std::os::unix::process::CommandExt;
+    let mut apache = Command::new(common::APACHE_BIN)
+        .arg("-f")
+        .arg(root.join("httpd.conf"))
+        .arg("-DFOREGROUND")
+        .process_group(0)
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    let log = || fs::read_to_string(root.join("error.log")).unwrap_or_default();
+    let start = Instant::now();
+    let page = loop {
+        if let Ok(r) = http::request(port, "GET", "/hello/", &[], b"") {
+            break r;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "not serving:\n{}",
+            log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let css = http::request(port, "GET", "/static/style.css", &[], b"").unwrap();
+    // SAFETY: kill(2) on the Apache parent this test started.
+    unsafe {
+        libc::kill(apache.id() as i32, libc::SIGTERM);
+    }
+    let stopped = Instant::now();
+    while apache.try_wait().unwrap().is_none() {
+        if stopped.elapsed() > Duration::from_secs(15) {
+            let _ = apache.kill();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = apache.wait();
+    assert_eq!(page.status, 200, "{}", log());
+    assert!(
+        page.text().contains("href=\"/hello/form\""),
+        "{}",
+        page.text()
+    );
+    assert_eq!(css.status, 200, "{}", log());
+    assert_nothing_left(&root, &[]);
+}
+
+#[test]
+fn module_config_lines_load_into_a_system_style_config() {
+    let out = express()
+        .arg("module-config")
+        .arg("--module")
+        .arg(module_path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines = String::from_utf8(out.stdout).unwrap();
+    assert!(lines.starts_with("LoadModule rwsgi_module /"), "{lines}");
+    let config = common::ApacheConfig::new("express-modcfg")
+        .without_rwsgi()
+        .conf(&lines)
+        .conf("WSGIDaemonProcess probe threads=1\n");
+    let (ok, text) = config.configtest();
+    assert!(ok, "{lines}\n{text}");
+}
+
+/// Runs `start-server` expecting failure: (exit code, stderr lines).
+fn start_failure(args: &[&str], port: u16, root: &Path) -> (Option<i32>, Vec<String>) {
+    let out = express()
+        .arg("start-server")
+        .args(args)
+        .args(["--port", &port.to_string()])
+        .arg("--server-root")
+        .arg(root)
+        .arg("--module")
+        .arg(module_path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let lines = stderr.lines().map(str::to_string).collect();
+    (out.status.code(), lines)
+}
+
+#[test]
+fn missing_script_is_one_clear_line_and_exit_1() {
+    let tmp = TempDir::new("express-missing");
+    let missing = tmp.path().join("nope/app.wsgi");
+    let (code, lines) = start_failure(
+        &[missing.to_str().unwrap()],
+        free_port(),
+        &tmp.path().join("s"),
+    );
+    assert_eq!(code, Some(1), "{lines:?}");
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(
+        lines[0].contains(missing.to_str().unwrap()) && lines[0].contains("no such file"),
+        "{lines:?}"
+    );
+}
+
+#[test]
+fn busy_port_is_one_clear_line_and_exit_1() {
+    let tmp = TempDir::new("express-busy");
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let app = repo_dir().join("examples/hello/app.wsgi");
+    let (code, lines) = start_failure(&[app.to_str().unwrap()], port, &tmp.path().join("s"));
+    drop(listener);
+    assert_eq!(code, Some(1), "{lines:?}");
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(
+        lines[0].contains(&format!("port {port}")) && lines[0].contains("in use"),
+        "{lines:?}"
+    );
+}
