@@ -162,6 +162,7 @@ pub(crate) fn start_daemons(pool: Pool, s: *mut ffi::server_rec) -> Result<(), S
                 inactivity_timeout: spec.inactivity_timeout,
                 restart_interval: spec.restart_interval,
                 deadlock_timeout: spec.deadlock_timeout,
+                startup_timeout: spec.startup_timeout,
             },
         };
         let group = pool.alloc_rust(GroupState {

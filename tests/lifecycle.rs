@@ -362,3 +362,46 @@ fn queue_timeout_and_socket_timeout_answer_504() {
     assert_eq!(slow.status, 504);
     apache.wait_for_log("socket-timeout=2 s expired", Duration::from_secs(5));
 }
+
+#[test]
+fn startup_timeout_replaces_a_process_whose_script_does_not_load() {
+    let config = ApacheConfig::new("startup");
+    let app = config.install_app("raise_at_import.wsgi");
+    let apache = config
+        .conf(&format!(
+            "WSGIDaemonProcess broken threads=1 startup-timeout=2\nWSGIProcessGroup broken\n\
+             WSGIScriptAlias /broken {}\n<Directory @DIR@/apps>\n    Require all granted\n</Directory>",
+            app.display()
+        ))
+        .start();
+    let resp = apache.get("/broken/");
+    assert_eq!(resp.status, 500);
+    let log = apache.wait_for_log(
+        "did not load within startup-timeout=2 s",
+        Duration::from_secs(10),
+    );
+    assert!(
+        log.contains("raise_at_import: configuration is broken on purpose"),
+        "{log}"
+    );
+}
+
+#[test]
+fn sigusr1_evicts_after_requests_in_flight_finish() {
+    let (apache, _) = start("threads=2 eviction-timeout=10", "");
+    let pid: i32 = apache.get("/app/pid").text().parse().unwrap();
+    let port = apache.port();
+    let slow =
+        std::thread::spawn(move || http::request(port, "GET", "/app/sleep?s=2", &[], b"").unwrap());
+    std::thread::sleep(Duration::from_millis(300));
+    // SAFETY: SIGUSR1 to the daemon our Apache started.
+    unsafe { libc::kill(pid, libc::SIGUSR1) };
+    assert_eq!(slow.join().unwrap().status, 200, "{}", apache.error_log());
+    wait_new_pid(&apache, &pid.to_string(), Duration::from_secs(10));
+    let log = apache.error_log();
+    assert!(
+        log.contains(&format!("(pid {pid}) stopping: received SIGUSR1")),
+        "{log}"
+    );
+    assert!(log.contains("waiting up to 10 s"), "{log}");
+}

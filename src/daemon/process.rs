@@ -43,6 +43,7 @@ pub struct Timers {
     pub inactivity_timeout: Option<Duration>,
     pub restart_interval: Option<Duration>,
     pub deadlock_timeout: Option<Duration>,
+    pub startup_timeout: Option<Duration>,
 }
 
 /// Exit status of a daemon that stops on purpose to be replaced: the parent restarts it at
@@ -272,6 +273,17 @@ fn wait_for_stop(
                 return Stop {
                     kind: StopKind::Graceful,
                     reason: format!("restart-interval={} s reached", limit.as_secs()),
+                };
+            }
+        }
+        if let Some(limit) = t.startup_timeout {
+            if server.loading_for().is_some_and(|d| d >= limit) {
+                return Stop {
+                    kind: StopKind::Graceful,
+                    reason: format!(
+                        "the WSGI script did not load within startup-timeout={} s",
+                        limit.as_secs()
+                    ),
                 };
             }
         }

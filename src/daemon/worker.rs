@@ -73,6 +73,10 @@ pub struct Server {
     busy_since: Vec<AtomicU64>,
     /// Last request start or end (µs since `epoch`), for inactivity-timeout; 0 = never.
     last_activity: AtomicU64,
+    /// When the first request started (and with it the script's load), 0 = not yet.
+    first_load_started: AtomicU64,
+    /// A request got past loading the script.
+    loaded: AtomicBool,
     epoch: Instant,
     host: Option<AppHost>,
     host_error: String,
@@ -129,6 +133,8 @@ impl Server {
             restart_reason: Mutex::new(String::new()),
             busy_since: (0..settings_threads).map(|_| AtomicU64::new(0)).collect(),
             last_activity: AtomicU64::new(0),
+            first_load_started: AtomicU64::new(0),
+            loaded: AtomicBool::new(false),
             epoch: Instant::now(),
             host,
             host_error,
@@ -368,6 +374,18 @@ impl Server {
             .max()
     }
 
+    /// How long the script has been loading without success (startup-timeout); None when
+    /// no request came yet or one got past loading.
+    pub fn loading_for(&self) -> Option<Duration> {
+        let started = self.first_load_started.load(Ordering::SeqCst);
+        if started == 0 || self.loaded.load(Ordering::SeqCst) {
+            return None;
+        }
+        Some(Duration::from_micros(
+            micros_since(self.epoch).saturating_sub(started),
+        ))
+    }
+
     /// Time since the last request started or ended; None before the first request.
     pub fn idle_for(&self) -> Option<Duration> {
         let last = self.last_activity.load(Ordering::SeqCst);
@@ -514,7 +532,19 @@ impl Server {
             // Daemons reload by restarting the whole process (above), as mod_wsgi does.
             script_reloading: false,
         };
-        match host.handle(&spec, &mut io) {
+        // startup-timeout: armed by the first request (which loads the script), cleared
+        // once a request gets past loading.
+        let _ = self.first_load_started.compare_exchange(
+            0,
+            micros_since(self.epoch),
+            Ordering::SeqCst,
+            Ordering::SeqCst,
+        );
+        let outcome = host.handle(&spec, &mut io);
+        if outcome != Outcome::LoadFailed {
+            self.loaded.store(true, Ordering::SeqCst);
+        }
+        match outcome {
             Outcome::Completed | Outcome::AppError { head_sent: false } => {
                 io.finish().is_ok() && !io.failed
             }
