@@ -400,18 +400,7 @@ unsafe extern "C" fn register_hooks(_p: *mut ffi::apr_pool_t) {
 }
 
 /// The logging facade's backend: Apache's error log (in daemons too: they inherit it).
-fn log_backend(level: crate::logging::Level, msg: &str) {
-    use crate::logging::Level as L;
-    let level = match level {
-        L::Emerg => Level::Emerg,
-        L::Alert => Level::Alert,
-        L::Crit => Level::Crit,
-        L::Error => Level::Error,
-        L::Warning => Level::Warning,
-        L::Notice => Level::Notice,
-        L::Info => Level::Info,
-        L::Debug => Level::Debug,
-    };
+fn log_backend(level: Level, msg: &str) {
     // Apache escapes newlines in a log line; log a traceback line by line so it stays
     // readable, as mod_wsgi does.
     for line in msg.split('\n') {

@@ -24,170 +24,28 @@ fn start(group_options: &str, extra: &str) -> Apache {
     config.conf(&conf).start()
 }
 
-fn json(resp: &http::Response) -> serde_like::Value {
-    serde_like::parse(&resp.text())
+fn json(resp: &http::Response) -> serde_json::Value {
+    serde_json::from_str(&resp.text())
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {} {}", resp.status, resp.text()))
 }
 
-/// A tiny JSON reader for the probe app's answers (objects of strings/numbers/lists).
-mod serde_like {
-    #[derive(Debug, Clone, PartialEq)]
-    pub enum Value {
-        Str(String),
-        Num(f64),
-        List(Vec<Value>),
-        Obj(Vec<(String, Value)>),
-        Null,
-        Bool(bool),
+/// Accessors for the probe app's JSON answers; a missing key reads as empty/NaN, so the
+/// assertions below fail with a clear difference.
+trait Json {
+    fn str(&self) -> &str;
+    fn num(&self) -> f64;
+    fn list(&self) -> &[serde_json::Value];
+}
+
+impl Json for serde_json::Value {
+    fn str(&self) -> &str {
+        self.as_str().unwrap_or("")
     }
-    impl Value {
-        pub fn get(&self, key: &str) -> &Value {
-            match self {
-                Value::Obj(items) => items
-                    .iter()
-                    .find(|(k, _)| k == key)
-                    .map(|(_, v)| v)
-                    .unwrap_or(&Value::Null),
-                _ => &Value::Null,
-            }
-        }
-        pub fn str(&self) -> &str {
-            match self {
-                Value::Str(s) => s,
-                _ => "",
-            }
-        }
-        pub fn num(&self) -> f64 {
-            match self {
-                Value::Num(n) => *n,
-                _ => f64::NAN,
-            }
-        }
-        pub fn list(&self) -> &[Value] {
-            match self {
-                Value::List(l) => l,
-                _ => &[],
-            }
-        }
+    fn num(&self) -> f64 {
+        self.as_f64().unwrap_or(f64::NAN)
     }
-    pub fn parse(s: &str) -> Value {
-        let mut p = P {
-            b: s.as_bytes(),
-            i: 0,
-        };
-        p.value()
-    }
-    struct P<'a> {
-        b: &'a [u8],
-        i: usize,
-    }
-    impl P<'_> {
-        fn ws(&mut self) {
-            while self.i < self.b.len() && (self.b[self.i] as char).is_whitespace() {
-                self.i += 1;
-            }
-        }
-        fn value(&mut self) -> Value {
-            self.ws();
-            match self.b.get(self.i) {
-                Some(b'{') => {
-                    self.i += 1;
-                    let mut items = Vec::new();
-                    loop {
-                        self.ws();
-                        if self.b[self.i] == b'}' {
-                            self.i += 1;
-                            break;
-                        }
-                        let Value::Str(k) = self.value() else {
-                            panic!("key")
-                        };
-                        self.ws();
-                        self.i += 1; // :
-                        let v = self.value();
-                        items.push((k, v));
-                        self.ws();
-                        if self.b[self.i] == b',' {
-                            self.i += 1;
-                        }
-                    }
-                    Value::Obj(items)
-                }
-                Some(b'[') => {
-                    self.i += 1;
-                    let mut items = Vec::new();
-                    loop {
-                        self.ws();
-                        if self.b[self.i] == b']' {
-                            self.i += 1;
-                            break;
-                        }
-                        items.push(self.value());
-                        self.ws();
-                        if self.b[self.i] == b',' {
-                            self.i += 1;
-                        }
-                    }
-                    Value::List(items)
-                }
-                Some(b'"') => {
-                    self.i += 1;
-                    let mut out = String::new();
-                    while self.b[self.i] != b'"' {
-                        if self.b[self.i] == b'\\' {
-                            self.i += 1;
-                            match self.b[self.i] {
-                                b'n' => out.push('\n'),
-                                b'r' => out.push('\r'),
-                                b't' => out.push('\t'),
-                                b'u' => {
-                                    let hex = std::str::from_utf8(&self.b[self.i + 1..self.i + 5])
-                                        .unwrap();
-                                    out.push(
-                                        char::from_u32(u32::from_str_radix(hex, 16).unwrap())
-                                            .unwrap_or('?'),
-                                    );
-                                    self.i += 4;
-                                }
-                                c => out.push(c as char),
-                            }
-                            self.i += 1;
-                        } else {
-                            let start = self.i;
-                            while self.b[self.i] != b'"' && self.b[self.i] != b'\\' {
-                                self.i += 1;
-                            }
-                            out.push_str(std::str::from_utf8(&self.b[start..self.i]).unwrap());
-                        }
-                    }
-                    self.i += 1;
-                    Value::Str(out)
-                }
-                Some(b'n') => {
-                    self.i += 4;
-                    Value::Null
-                }
-                Some(b't') => {
-                    self.i += 4;
-                    Value::Bool(true)
-                }
-                Some(b'f') => {
-                    self.i += 5;
-                    Value::Bool(false)
-                }
-                _ => {
-                    let start = self.i;
-                    while self.i < self.b.len() && b"-+.eE0123456789".contains(&self.b[self.i]) {
-                        self.i += 1;
-                    }
-                    Value::Num(
-                        std::str::from_utf8(&self.b[start..self.i])
-                            .unwrap()
-                            .parse()
-                            .unwrap(),
-                    )
-                }
-            }
-        }
+    fn list(&self) -> &[serde_json::Value] {
+        self.as_array().map(|v| v.as_slice()).unwrap_or(&[])
     }
 }
 
@@ -206,34 +64,30 @@ fn environ_is_complete_and_split_like_mod_wsgi() {
     );
     assert_with_log!(apache, resp.status == 200, "status {}", resp.status);
     let env = json(&resp);
-    assert_eq!(env.get("SCRIPT_NAME").str(), "/app");
-    assert_eq!(env.get("PATH_INFO").str(), "/env/x y");
-    assert_eq!(env.get("QUERY_STRING").str(), "a=1&b=%C3%A9");
-    assert_eq!(env.get("REQUEST_METHOD").str(), "GET");
-    assert_eq!(env.get("REQUEST_URI").str(), "/app/env/x%20y?a=1&b=%C3%A9");
-    assert_eq!(env.get("SERVER_PROTOCOL").str(), "HTTP/1.1");
-    assert_eq!(env.get("SERVER_PORT").str(), apache.port().to_string());
-    assert_eq!(env.get("REMOTE_ADDR").str(), "127.0.0.1");
-    assert_eq!(env.get("HTTP_X_CUSTOM_HEADER").str(), "yes");
+    assert_eq!(env["SCRIPT_NAME"].str(), "/app");
+    assert_eq!(env["PATH_INFO"].str(), "/env/x y");
+    assert_eq!(env["QUERY_STRING"].str(), "a=1&b=%C3%A9");
+    assert_eq!(env["REQUEST_METHOD"].str(), "GET");
+    assert_eq!(env["REQUEST_URI"].str(), "/app/env/x%20y?a=1&b=%C3%A9");
+    assert_eq!(env["SERVER_PROTOCOL"].str(), "HTTP/1.1");
+    assert_eq!(env["SERVER_PORT"].str(), apache.port().to_string());
+    assert_eq!(env["REMOTE_ADDR"].str(), "127.0.0.1");
+    assert_eq!(env["HTTP_X_CUSTOM_HEADER"].str(), "yes");
     assert_eq!(
-        env.get("HTTP_HOST").str(),
+        env["HTTP_HOST"].str(),
         format!("127.0.0.1:{}", apache.port())
     );
-    assert_eq!(env.get("wsgi.url_scheme").str(), "http");
-    assert_eq!(env.get("wsgi.version").str(), "(1, 0)");
-    assert_eq!(env.get("wsgi.multithread").str(), "True");
-    assert_eq!(env.get("wsgi.multiprocess").str(), "False");
-    assert_eq!(env.get("wsgi.run_once").str(), "False");
-    assert_eq!(env.get("mod_wsgi.process_group").str(), "probe");
-    assert!(
-        env.get("SCRIPT_FILENAME")
-            .str()
-            .ends_with("/apps/probe.wsgi")
-    );
+    assert_eq!(env["wsgi.url_scheme"].str(), "http");
+    assert_eq!(env["wsgi.version"].str(), "(1, 0)");
+    assert_eq!(env["wsgi.multithread"].str(), "True");
+    assert_eq!(env["wsgi.multiprocess"].str(), "False");
+    assert_eq!(env["wsgi.run_once"].str(), "False");
+    assert_eq!(env["mod_wsgi.process_group"].str(), "probe");
+    assert!(env["SCRIPT_FILENAME"].str().ends_with("/apps/probe.wsgi"));
     // Headers with underscores are not passed; Authorization is hidden by default.
-    assert_eq!(env.get("HTTP_X_UNDERSCORE"), &serde_like::Value::Null);
-    assert_eq!(env.get("HTTP_AUTHORIZATION"), &serde_like::Value::Null);
-    assert_eq!(env.get("PATH"), &serde_like::Value::Null);
+    assert_eq!(env["HTTP_X_UNDERSCORE"], serde_json::Value::Null);
+    assert_eq!(env["HTTP_AUTHORIZATION"], serde_json::Value::Null);
+    assert_eq!(env["PATH"], serde_json::Value::Null);
 }
 
 #[test]
@@ -251,11 +105,11 @@ fn root_mount_and_authorization_pass() {
     let resp = apache.request("GET", "/env", &[("Authorization", "Bearer tok")], b"");
     assert_with_log!(apache, resp.status == 200, "status {}", resp.status);
     let env = json(&resp);
-    assert_eq!(env.get("SCRIPT_NAME").str(), "");
-    assert_eq!(env.get("PATH_INFO").str(), "/env");
-    assert_eq!(env.get("HTTP_AUTHORIZATION").str(), "Bearer tok");
+    assert_eq!(env["SCRIPT_NAME"].str(), "");
+    assert_eq!(env["PATH_INFO"].str(), "/env");
+    assert_eq!(env["HTTP_AUTHORIZATION"].str(), "Bearer tok");
     // processes= given makes wsgi.multiprocess True, as in mod_wsgi.
-    assert_eq!(env.get("wsgi.multiprocess").str(), "True");
+    assert_eq!(env["wsgi.multiprocess"].str(), "True");
     // Two processes of 2 threads: 4 slow requests at once need both of them.
     let port = apache.port();
     let handles: Vec<_> = (0..4)
@@ -265,7 +119,7 @@ fn root_mount_and_authorization_pass() {
         .collect();
     let pids: std::collections::HashSet<u64> = handles
         .into_iter()
-        .map(|h| json(&h.join().unwrap()).get("pid").num() as u64)
+        .map(|h| json(&h.join().unwrap())["pid"].num() as u64)
         .collect();
     assert_with_log!(
         apache,
@@ -412,23 +266,23 @@ fn threads_serve_requests_at_once() {
             })
         })
         .collect();
-    let answers: Vec<serde_like::Value> = handles
+    let answers: Vec<serde_json::Value> = handles
         .into_iter()
         .map(|h| json(&h.join().unwrap()))
         .collect();
     // Overlap: the last start is before the first end, so all four ran at the same time.
     let last_start = answers
         .iter()
-        .map(|a| a.get("start").num())
+        .map(|a| a["start"].num())
         .fold(f64::MIN, f64::max);
     let first_end = answers
         .iter()
-        .map(|a| a.get("end").num())
+        .map(|a| a["end"].num())
         .fold(f64::MAX, f64::min);
     let overlapped = last_start < first_end;
     assert_with_log!(apache, overlapped, "requests did not overlap: {answers:?}");
     let pids: std::collections::HashSet<u64> =
-        answers.iter().map(|a| a.get("pid").num() as u64).collect();
+        answers.iter().map(|a| a["pid"].num() as u64).collect();
     assert_eq!(pids.len(), 1, "one process served them all");
 }
 
@@ -476,10 +330,10 @@ fn stdout_stderr_and_wsgi_errors_reach_the_error_log() {
 fn mod_wsgi_module_is_importable() {
     let apache = start("processes=1 threads=3", "");
     let v = json(&apache.get("/app/modwsgi"));
-    assert_eq!(v.get("process_group").str(), "probe");
-    assert_eq!(v.get("application_group").str(), "");
-    assert_eq!(v.get("threads_per_process").num(), 3.0);
-    assert_eq!(v.get("maximum_processes").num(), 1.0);
+    assert_eq!(v["process_group"].str(), "probe");
+    assert_eq!(v["application_group"].str(), "");
+    assert_eq!(v["threads_per_process"].num(), 3.0);
+    assert_eq!(v["maximum_processes"].num(), 1.0);
 }
 
 #[test]
@@ -491,17 +345,17 @@ fn daemon_runs_as_configured_user_with_display_name_and_locale() {
     let ids = json(&apache.get("/app/ids"));
     let nobody = nix::unistd::User::from_name("nobody").unwrap().unwrap();
     let nogroup = nix::unistd::Group::from_name("nogroup").unwrap().unwrap();
-    assert_eq!(ids.get("uid").num() as u32, nobody.uid.as_raw());
-    assert_eq!(ids.get("euid").num() as u32, nobody.uid.as_raw());
-    assert_eq!(ids.get("gid").num() as u32, nogroup.gid.as_raw());
-    assert_eq!(ids.get("egid").num() as u32, nogroup.gid.as_raw());
+    assert_eq!(ids["uid"].num() as u32, nobody.uid.as_raw());
+    assert_eq!(ids["euid"].num() as u32, nobody.uid.as_raw());
+    assert_eq!(ids["gid"].num() as u32, nogroup.gid.as_raw());
+    assert_eq!(ids["egid"].num() as u32, nogroup.gid.as_raw());
     assert!(
-        !ids.get("groups").list().iter().any(|g| g.num() == 0.0),
+        !ids["groups"].list().iter().any(|g| g.num() == 0.0),
         "root group kept: {ids:?}"
     );
-    assert_eq!(ids.get("cwd").str(), "/tmp");
-    assert_eq!(ids.get("lang").str(), "C.UTF-8");
-    assert_eq!(ids.get("lc_all").str(), "C.UTF-8");
+    assert_eq!(ids["cwd"].str(), "/tmp");
+    assert_eq!(ids["lang"].str(), "C.UTF-8");
+    assert_eq!(ids["lc_all"].str(), "C.UTF-8");
     let pid = apache.get("/app/pid").text();
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
     let shown = String::from_utf8_lossy(&cmdline).replace('\0', " ");
@@ -546,7 +400,7 @@ fn venv_packages_are_importable_through_python_home() {
         resp.text()
     );
     let sys = json(&apache.get("/app/sys"));
-    assert_eq!(sys.get("prefix").str(), venv.display().to_string());
+    assert_eq!(sys["prefix"].str(), venv.display().to_string());
 }
 
 #[test]
@@ -714,8 +568,8 @@ fn set_handler_and_callable_object() {
         )
     });
     let env = json(&apache.get("/h/probe.wsgi/env/sub"));
-    assert_eq!(env.get("SCRIPT_NAME").str(), "/h/probe.wsgi");
-    assert_eq!(env.get("PATH_INFO").str(), "/env/sub");
+    assert_eq!(env["SCRIPT_NAME"].str(), "/h/probe.wsgi");
+    assert_eq!(env["PATH_INFO"].str(), "/env/sub");
     assert_eq!(apache.get("/other/x").text(), "the other callable");
     assert_eq!(apache.get("/wco").text(), "the other callable");
 }

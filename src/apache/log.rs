@@ -15,31 +15,19 @@ pub fn set_module_index(index: c_int) {
     MODULE_INDEX.store(index, Ordering::Relaxed);
 }
 
-/// Log levels of Apache's ladder that mod_rwsgi uses.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Level {
-    Emerg,
-    Alert,
-    Crit,
-    Error,
-    Warning,
-    Notice,
-    Info,
-    Debug,
-}
+/// Log levels: the crate-wide ladder, mapped onto Apache's.
+pub use crate::logging::Level;
 
-impl Level {
-    fn raw(self) -> c_int {
-        match self {
-            Level::Emerg => ffi::APLOG_EMERG,
-            Level::Alert => ffi::APLOG_ALERT,
-            Level::Crit => ffi::APLOG_CRIT,
-            Level::Error => ffi::APLOG_ERR,
-            Level::Warning => ffi::APLOG_WARNING,
-            Level::Notice => ffi::APLOG_NOTICE,
-            Level::Info => ffi::APLOG_INFO,
-            Level::Debug => ffi::APLOG_DEBUG,
-        }
+fn raw_level(level: Level) -> c_int {
+    match level {
+        Level::Emerg => ffi::APLOG_EMERG,
+        Level::Alert => ffi::APLOG_ALERT,
+        Level::Crit => ffi::APLOG_CRIT,
+        Level::Error => ffi::APLOG_ERR,
+        Level::Warning => ffi::APLOG_WARNING,
+        Level::Notice => ffi::APLOG_NOTICE,
+        Level::Info => ffi::APLOG_INFO,
+        Level::Debug => ffi::APLOG_DEBUG,
     }
 }
 
@@ -50,12 +38,12 @@ fn to_cstring(msg: &str) -> CString {
 
 /// Log against a server. `server` may be null (Apache then uses the main server's log).
 pub fn server(server: *const ffi::server_rec, level: Level, msg: &str) {
-    log_raw(server, level.raw(), msg);
+    log_raw(server, raw_level(level), msg);
 }
 
 /// Log during start-up so the line also reaches the terminal of `apache2 -t`.
 pub fn startup(server: *const ffi::server_rec, level: Level, msg: &str) {
-    log_raw(server, level.raw() | ffi::APLOG_STARTUP, msg);
+    log_raw(server, raw_level(level) | ffi::APLOG_STARTUP, msg);
 }
 
 fn log_raw(server: *const ffi::server_rec, level: c_int, msg: &str) {
@@ -95,7 +83,7 @@ pub(crate) fn request(r: *const ffi::request_rec, level: Level, msg: &str) {
             c"mod_rwsgi".as_ptr(),
             0,
             MODULE_INDEX.load(Ordering::Relaxed),
-            level.raw(),
+            raw_level(level),
             0,
             r,
             c"%s".as_ptr(),
