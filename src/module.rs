@@ -25,6 +25,8 @@ pub struct ServerSlot {
     pub daemons: Vec<crate::handler::DaemonTarget>,
     /// The parent's listening sockets, closed in each Apache child.
     pub listener_fds: Vec<i32>,
+    /// Python settings for embedded mode (main server slot only; set in post_config).
+    pub embedded: crate::handler::embedded::EmbeddedSettings,
 }
 
 /// Runs `f`, turning a panic into `fallback` and an error-log line: a panic must never
@@ -355,6 +357,15 @@ fn apply_directive(
 // ---------------------------------------------------------------------------------------
 // Hooks.
 
+/// A NULL-terminated list of module names for hook ordering. Apache keeps the pointer and
+/// reads the list when it sorts hooks, long after register_hooks returned: it must be static.
+struct ModuleList([*const c_char; 2]);
+
+// SAFETY: the list is immutable and points only at static C string literals.
+unsafe impl Sync for ModuleList {}
+
+static AFTER_MOD_ALIAS: ModuleList = ModuleList([c"mod_alias.c".as_ptr(), ptr::null()]);
+
 unsafe extern "C" fn register_hooks(_p: *mut ffi::apr_pool_t) {
     guard("register_hooks", (), || {
         // SAFETY: Apache has assigned module_index before calling register_hooks.
@@ -382,10 +393,9 @@ unsafe extern "C" fn register_hooks(_p: *mut ffi::apr_pool_t) {
                 ffi::APR_HOOK_MIDDLE,
             );
             // After mod_alias, as mod_wsgi: an `Alias /static` wins over `WSGIScriptAlias /`.
-            let after_alias: [*const c_char; 2] = [c"mod_alias.c".as_ptr(), ptr::null()];
             ffi::ap_hook_translate_name(
                 Some(translate_name),
-                after_alias.as_ptr(),
+                AFTER_MOD_ALIAS.0.as_ptr(),
                 ptr::null(),
                 ffi::APR_HOOK_MIDDLE,
             );
@@ -419,6 +429,9 @@ unsafe extern "C" fn post_config(
         let Some(pool) = (unsafe { Pool::from_raw(pconf) }) else {
             return ffi::OK;
         };
+        if let Some(slot) = main_slot() {
+            slot.embedded = embedded_settings(&slot.global);
+        }
         match crate::manager::start_daemons(pool, s) {
             Ok(()) => ffi::OK,
             Err(msg) => {
@@ -438,8 +451,25 @@ unsafe extern "C" fn child_init(_pchild: *mut ffi::apr_pool_t, _s: *mut ffi::ser
                 // are not used by anything in this Apache child.
                 unsafe { libc::close(fd) };
             }
+            // Embedded mode: when no daemon group exists every WSGI request runs here, so
+            // Python starts now (as mod_wsgi does); otherwise only if an embedded request
+            // comes. WSGIRestrictEmbedded On keeps Python out of Apache children entirely.
+            if !slot.global.restrict_embedded && slot.global.daemon_groups.is_empty() {
+                slot.embedded = embedded_settings(&slot.global);
+                if let Err(e) = crate::handler::embedded::ensure_python(&slot.embedded) {
+                    log::server(ptr::null(), Level::Error, &format!("mod_rwsgi: {e}"));
+                }
+            }
         }
     });
+}
+
+fn embedded_settings(global: &GlobalConfig) -> crate::handler::embedded::EmbeddedSettings {
+    crate::handler::embedded::EmbeddedSettings {
+        python_home: global.python_home.clone(),
+        python_path: global.python_path.clone(),
+        restrict_stdout: global.restrict_stdout,
+    }
 }
 
 unsafe extern "C" fn translate_name(r: *mut ffi::request_rec) -> c_int {
@@ -473,11 +503,18 @@ unsafe extern "C" fn handler(r: *mut ffi::request_rec) -> c_int {
         let server = unsafe { Server::from_raw(req.server()) };
         let default_server = ServerConfig::default();
         let server_conf = server.and_then(server_slot).map(|s| &s.server);
-        let groups = main_slot().map(|m| m.daemons.as_slice()).unwrap_or(&[]);
+        let default_embedded = crate::handler::embedded::EmbeddedSettings::default();
+        let main = main_slot();
+        let groups = main.as_ref().map(|m| m.daemons.as_slice()).unwrap_or(&[]);
         let ctx = crate::handler::HandlerContext {
             server: server_conf.unwrap_or(&default_server),
             dir,
             groups,
+            embedded: main
+                .as_ref()
+                .map(|m| &m.embedded)
+                .unwrap_or(&default_embedded),
+            restrict_embedded: main.as_ref().is_some_and(|m| m.global.restrict_embedded),
         };
         crate::handler::handle(&mut req, &ctx)
     })

@@ -4,6 +4,7 @@
 
 pub mod cgi_env;
 pub mod daemon_client;
+pub mod embedded;
 
 use std::ffi::CStr;
 
@@ -25,6 +26,9 @@ pub struct HandlerContext<'a> {
     pub server: &'a ServerConfig,
     pub dir: Option<&'a DirConfig>,
     pub groups: &'a [DaemonTarget],
+    pub embedded: &'a embedded::EmbeddedSettings,
+    /// WSGIRestrictEmbedded On: no Python in Apache children.
+    pub restrict_embedded: bool,
 }
 
 thread_local! {
@@ -147,18 +151,20 @@ pub fn handle(r: &mut Request<'_>, ctx: &HandlerContext<'_>) -> i32 {
         .and_then(|a| a.pass_authorization)
         .unwrap_or(dir.pass_authorization());
 
-    if group.is_empty() {
+    let embedded_mode = group.is_empty();
+    if embedded_mode && ctx.restrict_embedded {
         log::request(
             r.as_ptr(),
             Level::Error,
             &format!(
-                "mod_rwsgi: '{script}' would run in embedded mode (no WSGIProcessGroup), which \
-                 is not supported by mod_rwsgi yet; add WSGIDaemonProcess and WSGIProcessGroup"
+                "mod_rwsgi: '{script}' would run in embedded mode, which WSGIRestrictEmbedded On \
+                 forbids; set WSGIProcessGroup to a WSGIDaemonProcess group"
             ),
         );
         return ffi::HTTP_INTERNAL_SERVER_ERROR;
     }
-    let Some(target) = ctx.groups.iter().find(|g| g.group == group) else {
+    let target = ctx.groups.iter().find(|g| g.group == group);
+    if target.is_none() && !embedded_mode {
         log::request(
             r.as_ptr(),
             Level::Error,
@@ -168,7 +174,7 @@ pub fn handle(r: &mut Request<'_>, ctx: &HandlerContext<'_>) -> i32 {
             ),
         );
         return ffi::HTTP_INTERNAL_SERVER_ERROR;
-    };
+    }
 
     let chunked = r
         .header_in(c"Transfer-Encoding")
@@ -187,6 +193,17 @@ pub fn handle(r: &mut Request<'_>, ctx: &HandlerContext<'_>) -> i32 {
     };
 
     let env = build_env(r, &script_name, &path_info, pass_auth);
+    let Some(target) = target else {
+        let spec = crate::python::RequestSpec {
+            script_path: &script,
+            app_group: &app_group,
+            callable: &callable,
+            env: &env,
+            // Embedded mode re-imports a touched script in place, as mod_wsgi does.
+            script_reloading: dir.script_reloading(),
+        };
+        return embedded::serve(r, ctx.embedded, &spec);
+    };
     let mut flags = 0;
     if has_body {
         flags |= req_flags::BODY_FOLLOWS;

@@ -1,0 +1,146 @@
+//! Embedded mode: the WSGI app runs inside the Apache child itself, through the same Python
+//! host as daemon mode (`python::AppHost`), with the request and response going straight
+//! through Apache's own body reader and output filters.
+
+use std::io;
+use std::sync::{Mutex, OnceLock};
+
+use crate::apache::log::{self, Level};
+use crate::apache::request::Request;
+use crate::apache::state;
+use crate::ffi;
+use crate::python::{self, AppHost, InterpreterSettings, Outcome, RequestIo, RequestSpec};
+
+/// Python in this Apache child: started once (at child_init or on the first embedded
+/// request), never in the Apache parent.
+static HOST: OnceLock<Result<AppHost, String>> = OnceLock::new();
+static INIT_LOCK: Mutex<()> = Mutex::new(());
+
+/// What embedded mode needs from the server-wide configuration.
+#[derive(Clone, Debug, Default)]
+pub struct EmbeddedSettings {
+    pub python_home: Option<String>,
+    pub python_path: Vec<String>,
+    pub restrict_stdout: bool,
+}
+
+fn settings_for_this_mpm(s: &EmbeddedSettings) -> InterpreterSettings {
+    let threads = state::mpm_query(ffi::AP_MPMQ_MAX_THREADS)
+        .unwrap_or(1)
+        .max(1) as u32;
+    let processes = state::mpm_query(ffi::AP_MPMQ_MAX_DAEMONS)
+        .unwrap_or(1)
+        .max(1) as u32;
+    InterpreterSettings {
+        python_home: s.python_home.clone(),
+        python_path: s.python_path.clone(),
+        build_executable: env!("RWSGI_BUILD_PYTHON_EXECUTABLE").to_string(),
+        build_version: env!("RWSGI_BUILD_PYTHON_VERSION").to_string(),
+        restrict_stdout: s.restrict_stdout,
+        process_group: String::new(),
+        // As mod_wsgi: the MPM's limits decide (prefork: many processes, one thread).
+        processes,
+        processes_given: processes > 1,
+        threads: if state::mpm_query(ffi::AP_MPMQ_IS_THREADED).unwrap_or(0) == 0 {
+            1
+        } else {
+            threads
+        },
+        maximum_requests: 0,
+    }
+}
+
+/// Starts Python in this Apache child if it is not running yet.
+pub fn ensure_python(s: &EmbeddedSettings) -> Result<&'static AppHost, String> {
+    if let Some(done) = HOST.get() {
+        return done.as_ref().map_err(Clone::clone);
+    }
+    let _guard = INIT_LOCK
+        .lock()
+        .map_err(|_| "embedded Python start-up lock poisoned")?;
+    let result = HOST.get_or_init(|| {
+        python::initialize(&settings_for_this_mpm(s))
+            .map(|()| AppHost::new())
+            .map_err(|e| {
+                log::server(
+                    std::ptr::null(),
+                    Level::Crit,
+                    &format!("mod_rwsgi (embedded): {e}"),
+                );
+                e
+            })
+    });
+    result.as_ref().map_err(Clone::clone)
+}
+
+/// The Python host's view of a request in this Apache child.
+struct ApacheIo {
+    r: *mut ffi::request_rec,
+}
+
+// SAFETY: the host calls these methods only from the thread running `serve` (it detaches
+// from Python but never hands `io` to another thread), and only while `serve` runs, during
+// which Apache keeps the request alive.
+unsafe impl Send for ApacheIo {}
+
+impl ApacheIo {
+    fn req(&mut self) -> Request<'_> {
+        // SAFETY: see the Send note: the request is live and used by this thread only.
+        unsafe { Request::from_raw(self.r) }.expect("request pointer is never null")
+    }
+}
+
+impl RequestIo for ApacheIo {
+    fn read_body(&mut self, max: usize) -> io::Result<Vec<u8>> {
+        let mut buf = vec![0u8; max.clamp(1, 1024 * 1024)];
+        let n = self.req().read_body(&mut buf)?;
+        buf.truncate(n);
+        Ok(buf)
+    }
+
+    fn send_head(
+        &mut self,
+        status: u16,
+        reason: &[u8],
+        headers: &[(Vec<u8>, Vec<u8>)],
+    ) -> io::Result<()> {
+        let mut r = self.req();
+        r.set_status(status, reason);
+        for (k, v) in headers {
+            r.add_header_out(k, v);
+        }
+        Ok(())
+    }
+
+    fn send_body(&mut self, data: &[u8]) -> io::Result<()> {
+        self.req().write(data)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.req().flush()
+    }
+}
+
+/// Runs the request in this process. Returns Apache's handler result.
+pub fn serve(r: &mut Request<'_>, settings: &EmbeddedSettings, spec: &RequestSpec<'_>) -> i32 {
+    let host = match ensure_python(settings) {
+        Ok(h) => h,
+        Err(e) => {
+            log::request(
+                r.as_ptr(),
+                Level::Error,
+                &format!("mod_rwsgi (embedded): {e}"),
+            );
+            return ffi::HTTP_INTERNAL_SERVER_ERROR;
+        }
+    };
+    let mut io = ApacheIo { r: r.as_mut_ptr() };
+    match host.handle(spec, &mut io) {
+        Outcome::Completed | Outcome::AppError { head_sent: false } => ffi::OK,
+        Outcome::LoadFailed => ffi::HTTP_INTERNAL_SERVER_ERROR,
+        Outcome::ClientGone | Outcome::AppError { head_sent: true } => {
+            r.abort_connection();
+            ffi::OK
+        }
+    }
+}
