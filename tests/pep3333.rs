@@ -1,0 +1,344 @@
+//! PEP 3333 against a real Apache and CPython, in both modes: every test runs the probe app
+//! (tests/apps/probe.wsgi) in a WSGIDaemonProcess group and embedded in Apache's children.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use common::{Apache, ApacheConfig, http};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    Daemon,
+    Embedded,
+}
+
+const MODES: [Mode; 2] = [Mode::Daemon, Mode::Embedded];
+
+/// The probe app at /app (and /other-root); in daemon mode in group `probe` with
+/// `group_options`, in embedded mode inside the Apache children (options ignored).
+fn start_in(mode: Mode, group_options: &str, extra: &str) -> Apache {
+    let config = ApacheConfig::new(if mode == Mode::Daemon {
+        "pep-daemon"
+    } else {
+        "pep-embedded"
+    });
+    let app = config.install_app("probe.wsgi");
+    let group = match mode {
+        Mode::Daemon => {
+            format!("WSGIDaemonProcess probe {group_options}\nWSGIProcessGroup probe\n")
+        }
+        Mode::Embedded => String::new(),
+    };
+    let conf = format!(
+        "{group}WSGIApplicationGroup %{{GLOBAL}}\n\
+         WSGIScriptAlias /app {app}\n\
+         WSGIScriptAlias /other-root {app}\n\
+         <Directory @DIR@/apps>\n    Require all granted\n</Directory>\n{extra}",
+        app = app.display()
+    );
+    config.conf(&conf).start()
+}
+
+fn json(resp: &http::Response) -> serde_json::Value {
+    serde_json::from_str(&resp.text())
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {} {}", resp.status, resp.text()))
+}
+
+trait Json {
+    fn str(&self) -> &str;
+}
+
+impl Json for serde_json::Value {
+    fn str(&self) -> &str {
+        self.as_str().unwrap_or("")
+    }
+}
+
+#[test]
+fn environ_is_complete_and_split_like_mod_wsgi() {
+    for mode in MODES {
+        let apache = start_in(mode, "threads=4", "");
+        let resp = apache.request(
+            "GET",
+            "/app/env/x%20y?a=1&b=%C3%A9",
+            &[
+                ("X-Custom-Header", "yes"),
+                ("X_Underscore", "spoof"),
+                ("Authorization", "Basic c2VjcmV0"),
+            ],
+            b"",
+        );
+        assert_with_log!(apache, resp.status == 200, "status {}", resp.status);
+        let env = json(&resp);
+        assert_eq!(env["SCRIPT_NAME"].str(), "/app");
+        assert_eq!(env["PATH_INFO"].str(), "/env/x y");
+        assert_eq!(env["QUERY_STRING"].str(), "a=1&b=%C3%A9");
+        assert_eq!(env["REQUEST_METHOD"].str(), "GET");
+        assert_eq!(env["REQUEST_URI"].str(), "/app/env/x%20y?a=1&b=%C3%A9");
+        assert_eq!(env["SERVER_PROTOCOL"].str(), "HTTP/1.1");
+        assert_eq!(env["SERVER_PORT"].str(), apache.port().to_string());
+        assert_eq!(env["REMOTE_ADDR"].str(), "127.0.0.1");
+        assert_eq!(env["HTTP_X_CUSTOM_HEADER"].str(), "yes");
+        assert_eq!(
+            env["HTTP_HOST"].str(),
+            format!("127.0.0.1:{}", apache.port())
+        );
+        assert_eq!(env["wsgi.url_scheme"].str(), "http");
+        assert_eq!(env["wsgi.version"].str(), "(1, 0)");
+        assert_eq!(env["wsgi.multithread"].str(), "True");
+        // Daemon: processes= not given (mod_wsgi semantics); embedded: the MPM has several
+        // processes.
+        let multiprocess = if mode == Mode::Daemon {
+            "False"
+        } else {
+            "True"
+        };
+        assert_eq!(env["wsgi.multiprocess"].str(), multiprocess);
+        assert_eq!(env["wsgi.run_once"].str(), "False");
+        let group = if mode == Mode::Daemon { "probe" } else { "" };
+        assert_eq!(env["mod_wsgi.process_group"].str(), group);
+        assert!(env["SCRIPT_FILENAME"].str().ends_with("/apps/probe.wsgi"));
+        // Headers with underscores are not passed; Authorization is hidden by default.
+        assert_eq!(env["HTTP_X_UNDERSCORE"], serde_json::Value::Null);
+        assert_eq!(env["HTTP_AUTHORIZATION"], serde_json::Value::Null);
+        assert_eq!(env["PATH"], serde_json::Value::Null);
+    }
+}
+
+#[test]
+fn wsgi_input_methods() {
+    for mode in MODES {
+        let apache = start_in(mode, "threads=2", "");
+        let body = b"line one\nline two\nthird line without newline";
+        let cases: &[(&str, &str)] = &[
+            ("read", "line one\nline two\nthird line without newline"),
+            (
+                "readn&n=10",
+                "line one\nl|ine two\nth|ird line w|ithout new|line",
+            ),
+            (
+                "readline",
+                r#"["line one\n", "line two\n", "third line without newline"]"#,
+            ),
+            ("readline_hint", r#"["lin", "e o", "ne\n", "lin"]"#),
+            (
+                "readlines",
+                r#"["line one\n", "line two\n", "third line without newline"]"#,
+            ),
+            (
+                "iter",
+                r#"["line one\n", "line two\n", "third line without newline"]"#,
+            ),
+        ];
+        for (mode, expected) in cases {
+            let resp = apache.request("POST", &format!("/app/input?mode={mode}"), &[], body);
+            assert_with_log!(apache, resp.status == 200, "{mode}: status {}", resp.status);
+            assert_eq!(resp.text(), *expected, "mode {mode}");
+        }
+        // An empty body reads as b"".
+        let resp = apache.request("POST", "/app/input?mode=read", &[], b"");
+        assert_eq!(resp.text(), "");
+    }
+}
+
+#[test]
+fn large_upload_and_response_arrive_intact() {
+    for mode in MODES {
+        let apache = start_in(mode, "threads=2", "");
+        let size = 20 * 1024 * 1024;
+        let body: Vec<u8> = (0..size).map(|i| (i * 7 % 251) as u8).collect();
+        let resp = apache.request("POST", "/app/upload", &[], &body);
+        assert_with_log!(apache, resp.status == 200, "status {}", resp.status);
+        let digest = sha256_hex(&body);
+        assert_eq!(resp.text(), format!("{size} {digest}"));
+
+        let resp = apache.get(&format!("/app/big?n={size}"));
+        assert_eq!(resp.status, 200);
+        assert_eq!(resp.body.len(), size);
+        let block: Vec<u8> = (0..256u32).map(|b| b as u8).cycle().take(size).collect();
+        assert!(resp.body == block, "20 MiB response differs");
+    }
+}
+
+#[test]
+fn chunked_request_body_needs_wsgi_chunked_request() {
+    for mode in MODES {
+        let chunked = b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n";
+        let refused = start_in(mode, "threads=1", "");
+        let resp = refused.request(
+            "POST",
+            "/app/input?mode=read",
+            &[("Transfer-Encoding", "chunked")],
+            chunked,
+        );
+        assert_eq!(resp.status, 411);
+        drop(refused);
+        let allowed = start_in(mode, "threads=1", "WSGIChunkedRequest On");
+        let resp = allowed.request(
+            "POST",
+            "/app/input?mode=read",
+            &[("Transfer-Encoding", "chunked")],
+            chunked,
+        );
+        assert_with_log!(allowed, resp.status == 200, "status {}", resp.status);
+        assert_eq!(resp.text(), "hello world");
+    }
+}
+
+#[test]
+fn generator_streams_before_it_ends() {
+    for mode in MODES {
+        let apache = start_in(mode, "threads=2", "");
+        let marker = apache.config.markers_dir().join("stream-done");
+        let mut s = TcpStream::connect(("127.0.0.1", apache.port())).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        write!(
+            s,
+            "GET /app/stream?marker={}&wait=2 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+            marker.display()
+        )
+        .unwrap();
+        let mut reader = BufReader::new(s);
+        let mut seen = String::new();
+        loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line).unwrap() == 0 {
+                break;
+            }
+            seen.push_str(&line);
+            if line.contains("first chunk") {
+                break;
+            }
+        }
+        assert!(seen.contains("first chunk"), "no first chunk: {seen}");
+        assert!(
+            !marker.exists(),
+            "the first chunk arrived only after the generator finished"
+        );
+        let mut rest = String::new();
+        reader.read_to_string(&mut rest).unwrap();
+        assert!(rest.contains("second chunk"), "{rest}");
+    }
+}
+
+#[test]
+fn write_callable_and_headers() {
+    for mode in MODES {
+        let apache = start_in(mode, "threads=2", "");
+        let resp = apache.get("/app/write?n=4");
+        assert_eq!(resp.text(), "w00;w01;w02;w03;end");
+        let resp = apache.get("/app/headers");
+        assert_eq!(resp.status, 201);
+        assert_eq!(resp.header("X-One"), Some("1"));
+        let cookies: Vec<&str> = resp
+            .headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case("set-cookie"))
+            .map(|(_, v)| v.as_str())
+            .collect();
+        assert_eq!(cookies, ["a=1", "b=2"]);
+        let head = apache.request("HEAD", "/app/headers", &[], b"");
+        assert_eq!(head.status, 201);
+    }
+}
+
+#[test]
+fn app_errors_give_500_with_traceback_and_the_process_keeps_serving() {
+    for mode in MODES {
+        let apache = start_in(mode, "threads=2", "");
+        for path in [
+            "/app/error",
+            "/app/badstatus",
+            "/app/badheader",
+            "/app/strbody",
+            "/app/nostart",
+        ] {
+            let resp = apache.get(path);
+            assert_with_log!(apache, resp.status == 500, "{path}: status {}", resp.status);
+        }
+        let log = apache.wait_for_log("probe app failure on purpose", Duration::from_secs(5));
+        assert!(log.contains("Traceback (most recent call last)"), "{log}");
+        assert!(log.contains("RuntimeError"), "{log}");
+        let resp = apache.get("/app/pid");
+        assert_eq!(resp.status, 200);
+    }
+}
+
+#[test]
+fn exception_mid_body_leaves_the_body_visibly_incomplete() {
+    for mode in MODES {
+        let apache = start_in(mode, "threads=2", "");
+        let result = http::request(apache.port(), "GET", "/app/midfail", &[], b"");
+        // Content-Length 1000 was promised; the client must not get a complete response.
+        if let Ok(resp) = result {
+            assert_with_log!(apache, resp.body.len() < 1000, "got a complete body");
+        }
+        apache.wait_for_log("failure after the head was sent", Duration::from_secs(5));
+    }
+}
+
+#[test]
+fn stdout_stderr_and_wsgi_errors_reach_the_error_log() {
+    for mode in MODES {
+        let apache = start_in(mode, "threads=1", "");
+        assert_eq!(apache.get("/app/print").text(), "printed");
+        let log = apache.wait_for_log("probe wsgi.errors line", Duration::from_secs(5));
+        assert!(log.contains("probe stdout line one"), "{log}");
+        assert!(log.contains("probe stderr line"), "{log}");
+    }
+}
+
+#[test]
+fn close_is_called_when_the_client_disconnects() {
+    for mode in MODES {
+        let apache = start_in(mode, "threads=2", "");
+        let marker = apache.config.markers_dir().join("closed");
+        let mut s = TcpStream::connect(("127.0.0.1", apache.port())).unwrap();
+        write!(
+            s,
+            "GET /app/close?marker={}&chunks=2000&delay=0.005 HTTP/1.1\r\nHost: x\r\n\r\n",
+            marker.display()
+        )
+        .unwrap();
+        let mut buf = [0u8; 4096];
+        let _ = s.read(&mut buf).unwrap();
+        drop(s);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !marker.exists() {
+            assert!(
+                Instant::now() < deadline,
+                "close() was not called\n{}",
+                apache.error_log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+fn sha256_hex(data: &[u8]) -> String {
+    let mut child = std::process::Command::new("sha256sum")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(data).unwrap();
+    let out = child.wait_with_output().unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn restrict_stdout_makes_print_fail() {
+    for mode in MODES {
+        let apache = start_in(mode, "threads=1", "WSGIRestrictStdout On");
+        let resp = apache.get("/app/print");
+        assert_with_log!(apache, resp.status == 500, "status {}", resp.status);
+        apache.wait_for_log("WSGIRestrictStdout", Duration::from_secs(5));
+    }
+}
