@@ -405,3 +405,67 @@ fn sigusr1_evicts_after_requests_in_flight_finish() {
     );
     assert!(log.contains("waiting up to 10 s"), "{log}");
 }
+
+#[test]
+fn killed_daemons_under_load_fail_no_idempotent_request() {
+    for processes in [1, 2] {
+        let (apache, _) = start(&format!("processes={processes} threads=8"), "");
+        let report = load(
+            &apache,
+            8,
+            Duration::from_secs(8),
+            "/app/sleep?s=0.02",
+            || {
+                for _ in 0..2 {
+                    std::thread::sleep(Duration::from_millis(2500));
+                    let resp = apache.get("/app/pid");
+                    let victim: i32 = resp.text().parse().unwrap();
+                    // SAFETY: SIGKILL to a daemon process our Apache started.
+                    unsafe { libc::kill(victim, libc::SIGKILL) };
+                }
+            },
+        );
+        assert!(
+            report.failures.is_empty(),
+            "processes={processes}: {} of {} requests failed: {:?}\n{}",
+            report.failures.len(),
+            report.requests,
+            &report.failures[..report.failures.len().min(5)],
+            apache.error_log()
+        );
+        assert!(apache.error_log().contains("SIGKILL"));
+    }
+}
+
+#[test]
+fn a_post_whose_daemon_dies_gets_a_clear_502_and_a_get_is_resent() {
+    let (apache, _) = start("threads=4", "");
+    let pid: i32 = apache.get("/app/pid").text().parse().unwrap();
+    let port = apache.port();
+    let post = std::thread::spawn(move || {
+        http::request(port, "POST", "/app/slowpost?s=3", &[], b"payload").unwrap()
+    });
+    let get =
+        std::thread::spawn(move || http::request(port, "GET", "/app/sleep?s=3", &[], b"").unwrap());
+    std::thread::sleep(Duration::from_millis(700));
+    // SAFETY: SIGKILL to the daemon our Apache started.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    let post = post.join().unwrap();
+    assert_eq!(post.status, 502, "{}", apache.error_log());
+    // The GET was running too: it is resent once and answered by the replacement.
+    let get = get.join().unwrap();
+    assert_eq!(get.status, 200, "{}", apache.error_log());
+    assert!(
+        !get.text().contains(&format!("\"pid\": {pid},")),
+        "{}",
+        get.text()
+    );
+    let log = apache.error_log();
+    assert!(log.contains("the request is not resent"), "{log}");
+    assert!(
+        log.contains(&format!(
+            "(pid {pid}) exited with status 9 (or was killed by SIGKILL)"
+        )),
+        "{log}"
+    );
+}

@@ -233,6 +233,11 @@ pub fn serve(
     // A connection that fails after the head went out may mean the daemon died while
     // running the request: resend at most once.
     let mut resent_after_close = false;
+    // A GET, HEAD or OPTIONS without a body whose daemon died before answering is resent
+    // once to a live (or freshly started) daemon of the group: the client never sees the
+    // crash. Anything else is not resent after the daemon saw it.
+    let idempotent = matches!(r.method(), b"GET" | b"HEAD" | b"OPTIONS")
+        && plan.flags & crate::protocol::req_flags::BODY_FOLLOWS == 0;
     let deadline = Instant::now() + target.connect_timeout;
     loop {
         attempts += 1;
@@ -274,14 +279,18 @@ pub fn serve(
                 );
                 return ffi::HTTP_SERVICE_UNAVAILABLE;
             }
-            Err(Failure::Retryable(e)) if reused && !resent_after_close => {
+            Err(Failure::Retryable(e)) if (reused || idempotent) && !resent_after_close => {
                 resent_after_close = true;
                 // The other pooled connections most likely led to the same dead process.
                 drop_idle(&target.socket_path);
                 log::request(
                     r.as_ptr(),
-                    Level::Debug,
-                    &format!("mod_rwsgi: reused daemon connection was closed ({e}); reconnecting"),
+                    if reused { Level::Debug } else { Level::Info },
+                    &format!(
+                        "mod_rwsgi: daemon process '{}' closed the connection before \
+                         answering ({e}); resending the request once",
+                        target.group
+                    ),
                 );
                 continue;
             }
@@ -291,8 +300,15 @@ pub fn serve(
                     Level::Error,
                     &format!(
                         "mod_rwsgi: daemon process '{}' closed the connection before \
-                         responding ({e}); it may have crashed or been restarted",
-                        target.group
+                         responding ({e}): it died or was killed while running this request \
+                         (see the supervisor's line for its PID and exit status or signal); \
+                         the request is not resent because it {}",
+                        target.group,
+                        if idempotent {
+                            "already was once"
+                        } else {
+                            "is not a GET/HEAD/OPTIONS without a body"
+                        }
                     ),
                 );
                 return ffi::HTTP_BAD_GATEWAY;
@@ -393,7 +409,10 @@ fn exchange(
                     r.as_ptr(),
                     Level::Error,
                     &format!(
-                        "mod_rwsgi: daemon process '{}' failed mid-request: {e}",
+                        "mod_rwsgi: daemon process '{}' failed mid-request ({e}): it died or \
+                         was killed while running this request (see the supervisor's line for \
+                         its PID and exit status or signal); the request is not resent because \
+                         the daemon had already started on it",
                         target.group
                     ),
                 );

@@ -170,6 +170,10 @@ def application(environ, start_response):
     if path == "/import":
         mod = __import__(q["name"])
         return _text(start_response, getattr(mod, "MARKER", mod.__name__))
+    if path == "/slowpost":
+        data = environ["wsgi.input"].read()
+        time.sleep(float(q.get("s", "3")))
+        return _text(start_response, "posted %d bytes" % len(data))
     if path == "/holdgil":
         _hold_gil(q.get("s", "10"))
         return _text(start_response, "released")

@@ -1,0 +1,108 @@
+//! Security properties of daemon mode that do not depend on the app: who may talk to a
+//! daemon, and what a daemon does with a peer that does not speak the protocol.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
+use std::time::Duration;
+
+use common::{Apache, ApacheConfig};
+
+fn start() -> Apache {
+    let config = ApacheConfig::new("security");
+    let app = config.install_app("probe.wsgi");
+    config
+        .conf(&format!(
+            "WSGIDaemonProcess probe threads=2\nWSGIProcessGroup probe\n\
+             WSGIScriptAlias /app {}\n<Directory @DIR@/apps>\n    Require all granted\n</Directory>",
+            app.display()
+        ))
+        .start()
+}
+
+fn socket_path(apache: &Apache) -> std::path::PathBuf {
+    std::fs::read_dir(apache.config.root().join("run"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "sock"))
+        .expect("the group's socket")
+}
+
+/// Tries to connect to `path` as `uid`/`gid`; returns the child's one-line verdict.
+fn connect_as(path: &std::path::Path, uid: u32, gid: u32) -> String {
+    let code = format!(
+        "import socket\ns = socket.socket(socket.AF_UNIX)\ntry:\n    s.connect({:?})\n    print('connected')\nexcept OSError as e:\n    print(type(e).__name__)\n",
+        path.display().to_string()
+    );
+    let out = std::process::Command::new("/usr/bin/python3")
+        .args(["-c", &code])
+        .uid(uid)
+        .gid(gid)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[test]
+fn only_apaches_user_can_connect_to_the_daemon_socket() {
+    let apache = start();
+    let path = socket_path(&apache);
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "socket mode {mode:o}");
+    let www = nix::unistd::User::from_name("www-data").unwrap().unwrap();
+    let nobody = nix::unistd::User::from_name("nobody").unwrap().unwrap();
+    assert_eq!(
+        connect_as(&path, www.uid.as_raw(), www.gid.as_raw()),
+        "connected"
+    );
+    assert_eq!(
+        connect_as(&path, nobody.uid.as_raw(), nobody.gid.as_raw()),
+        "PermissionError"
+    );
+}
+
+#[test]
+fn a_peer_without_the_handshake_is_dropped_and_others_are_unaffected() {
+    let apache = start();
+    assert_eq!(apache.get("/app/pid").status, 200);
+    let path = socket_path(&apache);
+    let mut s = UnixStream::connect(&path).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
+    let mut buf = [0u8; 64];
+    let n = s.read(&mut buf).unwrap_or(0);
+    assert_eq!(
+        n,
+        0,
+        "the daemon answered a peer that sent no handshake: {:?}",
+        &buf[..n]
+    );
+    apache.wait_for_log(
+        "did not complete the protocol handshake",
+        Duration::from_secs(5),
+    );
+    assert_eq!(apache.get("/app/pid").status, 200);
+}
+
+#[test]
+fn a_peer_with_another_protocol_version_is_told_so() {
+    let apache = start();
+    let path = socket_path(&apache);
+    let mut s = UnixStream::connect(&path).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    // Magic, version 99, no flags.
+    s.write_all(b"RWSG\x00\x63\x00\x00").unwrap();
+    let mut reply = [0u8; 8];
+    s.read_exact(&mut reply).unwrap();
+    assert_eq!(&reply[..4], b"RWSG");
+    assert_eq!(
+        u16::from_be_bytes([reply[6], reply[7]]),
+        1,
+        "status must be 'unsupported version'"
+    );
+    apache.wait_for_log("99", Duration::from_secs(5));
+    assert_eq!(apache.get("/app/pid").status, 200);
+}
