@@ -3,6 +3,7 @@
 #   make test       install missing system packages (as root), build, run every test
 #   make serve      (see README) serve an example app
 #   make install    install the module into Apache through apxs
+#   make bench      static vs mod_wsgi vs mod_rwsgi with wrk (docs/PERFORMANCE.md)
 # Options: PYTHON=/path/to/python3 (default: the system /usr/bin/python3), APXS=/path/to/apxs
 
 PYTHON ?= /usr/bin/python3
@@ -82,6 +83,29 @@ express: check-python
 serve: deps build express
 	$(EXPRESS) start-server examples/hello/app.wsgi --url-alias /static examples/hello/static \
 	  --module $(CURDIR)/$(SO) $(SERVE_OPTS)
+
+# Benchmark (bench/run.py): wrk and Debian's mod_wsgi to compare against.
+# BENCH_DURATION=5 BENCH_REPS=3 by default; BENCH_QUICK=1 for a one-minute smoke run;
+# BENCH_OPTS="--out results.md" also writes the table as markdown.
+BENCH_OPTS ?=
+BENCH_PACKAGES := wrk libapache2-mod-wsgi-py3
+.PHONY: bench bench-deps
+bench-deps:
+	@missing=""; for p in $(BENCH_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "mod_rwsgi: installing$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null || exit 1; \
+	  else \
+	    echo "mod_rwsgi: missing packages. Run as root:"; \
+	    echo "  apt-get install -y$$missing"; exit 1; \
+	  fi; \
+	fi
+
+bench: deps bench-deps build
+	/usr/bin/python3 bench/run.py $(BENCH_OPTS)
 
 clean:
 	$(CARGO) clean

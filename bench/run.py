@@ -1,0 +1,675 @@
+#!/usr/bin/python3
+"""`make bench`: static files vs mod_wsgi vs mod_rwsgi, measured with wrk.
+
+Starts Apache servers from the same configuration: static files (the limit), mod_wsgi and
+mod_rwsgi in daemon mode, and both in embedded mode (skipped, with a note, if mod_rwsgi
+cannot serve in embedded mode). Checks every response body byte for byte, then runs each
+workload against each server, interleaved, BENCH_REPS times, and prints medians:
+requests/s, p50/p99 latency, server CPU per request (utime+stime of the whole Apache
+process tree, daemons included, from /proc), PSS of that tree, and the ratios to static and
+to mod_wsgi.
+
+Environment: BENCH_DURATION (seconds per run, default 5), BENCH_REPS (default 3),
+BENCH_QUICK=1 (1 s, 1 rep: a smoke run), RWSGI_SO (default
+build/mod_rwsgi.so). Run as root (Apache drops to www-data). Python 3 stdlib only.
+"""
+
+import argparse
+import os
+import random
+import resource
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+APACHE = '/usr/sbin/apache2'
+MODULES = '/usr/lib/apache2/modules'
+MOD_WSGI_SO = os.path.join(MODULES, 'mod_wsgi.so')
+WRK = shutil.which('wrk') or '/usr/bin/wrk'
+CLK_TCK = os.sysconf('SC_CLK_TCK')
+DAEMON_GROUP = 'bench'
+
+HELLO = b'Hello, world!'  # 13 bytes
+SIZE_64K = 64 * 1024
+SIZE_1M = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Workload:
+    name: str
+    conns: int
+    wsgi_path: str      # under the WSGIScriptAlias mount
+    static_path: str    # the file with the same bytes, served by Apache core
+    payload: str        # data file the response must equal
+    post: bool = False  # POST the 64 KiB payload (wrk Lua script)
+
+
+WORKLOADS = [
+    Workload('hello c16', 16, '/hello', '/hello.txt', 'hello.txt'),
+    Workload('hello c64', 64, '/hello', '/hello.txt', 'hello.txt'),
+    Workload('64 KiB body', 16, '/64k', '/64k.bin', '64k.bin'),
+    Workload('1 MiB file_wrapper', 16, '/file1m', '/1m.bin', '1m.bin'),
+    Workload('64 KiB POST echo', 16, '/echo', '/64k.bin', '64k.bin', post=True),
+    Workload('64 KiB as 16 write()', 16, '/write16', '/64k.bin', '64k.bin'),
+]
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    module: str = ''        # path of the WSGI module, '' = static files only
+    module_id: str = ''     # name for LoadModule
+    embedded: bool = False  # no daemon process group: the app runs in the Apache children
+    peer: str = ''          # the variant this one is compared with (×mod_wsgi)
+
+    @property
+    def slug(self):
+        return self.name.replace(' ', '-')
+
+
+RWSGI_SO = os.environ.get('RWSGI_SO') or os.path.join(REPO, 'build/mod_rwsgi.so')
+VARIANTS = [
+    Variant('static'),
+    Variant('mod_wsgi', MOD_WSGI_SO, 'wsgi_module'),
+    Variant('mod_rwsgi', RWSGI_SO, 'rwsgi_module', peer='mod_wsgi'),
+    Variant('mod_wsgi emb', MOD_WSGI_SO, 'wsgi_module', embedded=True),
+    Variant('mod_rwsgi emb', RWSGI_SO, 'rwsgi_module', embedded=True, peer='mod_wsgi emb'),
+]
+EMBEDDED = [v for v in VARIANTS if v.embedded]
+
+
+@dataclass
+class Server:
+    variant: Variant
+    root: str
+    port: int
+    proc: subprocess.Popen = None
+
+    def url(self, workload):
+        if self.variant.module:
+            return f'http://127.0.0.1:{self.port}/w{workload.wsgi_path}'
+        return f'http://127.0.0.1:{self.port}{workload.static_path}'
+
+    def error_log(self):
+        try:
+            with open(os.path.join(self.root, 'error.log'), errors='replace') as f:
+                return f.read()
+        except OSError:
+            return ''
+
+
+@dataclass
+class Sample:
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    cpu_us: float           # server CPU per request, whole process tree
+    daemon_cpu_us: float    # the part spent in WSGI daemon processes
+    pss_mib: float
+    daemon_pss_mib: float
+    other_cpu: float = 0.0  # cores used by unrelated processes during the run (noise)
+
+
+@dataclass
+class Settings:
+    duration: int
+    reps: int
+    warmup: int
+    out: str
+    keep: bool = False
+    embedded_note: str = ''
+    samples: dict = field(default_factory=dict)
+
+
+class BenchError(Exception):
+    pass
+
+
+# ------------------------------------------------------------------ setup
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+def make_payloads():
+    rng = random.Random(20240601)
+    return {
+        'hello.txt': HELLO,
+        '64k.bin': rng.randbytes(SIZE_64K),
+        '1m.bin': rng.randbytes(SIZE_1M),
+    }
+
+
+def mkdir(path, mode=0o755):
+    os.makedirs(path, exist_ok=True)
+    os.chmod(path, mode)
+
+
+def write_file(path, data, mode=0o644):
+    with open(path, 'wb') as f:
+        f.write(data)
+    os.chmod(path, mode)
+
+
+def prepare_root(tmp, variant, payloads):
+    """A ServerRoot readable by www-data: data/ (also the DocumentRoot), apps/, run/."""
+    root = os.path.join(tmp, variant.slug)
+    for sub in ('', 'data', 'apps', 'run'):
+        mkdir(os.path.join(root, sub))
+    for name, data in payloads.items():
+        write_file(os.path.join(root, 'data', name), data)
+    with open(os.path.join(HERE, 'apps', 'bench.wsgi'), 'rb') as f:
+        write_file(os.path.join(root, 'apps', 'bench.wsgi'), f.read())
+    if variant.module:
+        # A private copy: a concurrent `make build` rewrites build/mod_rwsgi.so in place,
+        # which would crash a server that has it mapped.
+        mkdir(os.path.join(root, 'modules'))
+        shutil.copyfile(variant.module, module_copy(root, variant))
+    return root
+
+
+def module_copy(root, variant):
+    return os.path.join(root, 'modules', os.path.basename(variant.module))
+
+
+def base_config(root, port):
+    return f'''\
+ServerRoot "{root}"
+ServerName 127.0.0.1
+Listen 127.0.0.1:{port}
+PidFile "{root}/httpd.pid"
+ErrorLog "{root}/error.log"
+LogLevel warn
+DefaultRuntimeDir "{root}/run"
+Mutex file:{root}/run default
+User www-data
+Group www-data
+Timeout 30
+KeepAlive On
+MaxKeepAliveRequests 0
+KeepAliveTimeout 5
+LoadModule mpm_event_module {MODULES}/mod_mpm_event.so
+StartServers 4
+ServerLimit 4
+ThreadsPerChild 32
+MaxRequestWorkers 128
+MinSpareThreads 32
+MaxSpareThreads 128
+MaxConnectionsPerChild 0
+LoadModule authz_core_module {MODULES}/mod_authz_core.so
+LoadModule mime_module {MODULES}/mod_mime.so
+LoadModule alias_module {MODULES}/mod_alias.so
+TypesConfig /etc/mime.types
+DocumentRoot "{root}/data"
+<Directory "{root}/data">
+    Require all granted
+</Directory>
+'''
+
+
+def wsgi_config(root, variant):
+    # display-name only renames the daemon in ps, so its CPU can be told apart.
+    daemon = '' if variant.embedded else f'''\
+WSGIRestrictEmbedded On
+WSGIDaemonProcess {DAEMON_GROUP} processes=1 threads=15 display-name=%{{GROUP}}
+WSGIProcessGroup {DAEMON_GROUP}
+'''
+    return f'''\
+LoadModule {variant.module_id} {module_copy(root, variant)}
+WSGISocketPrefix "{root}/run/wsgi"
+{daemon}WSGIApplicationGroup %{{GLOBAL}}
+WSGIScriptAlias /w "{root}/apps/bench.wsgi"
+<Directory "{root}/apps">
+    Require all granted
+</Directory>
+'''
+
+
+def write_config(root, port, variant):
+    text = base_config(root, port)
+    if variant.module:
+        text += wsgi_config(root, variant)
+    path = os.path.join(root, 'httpd.conf')
+    with open(path, 'w') as f:
+        f.write(text)
+    return path
+
+
+# ------------------------------------------------------------------ Apache lifecycle
+
+def new_server(tmp, variant, payloads):
+    if variant.module and not os.path.exists(variant.module):
+        raise BenchError(f'{variant.name}: {variant.module} does not exist')
+    root = prepare_root(tmp, variant, payloads)
+    return Server(variant, root, free_port())
+
+
+def start_server(server):
+    conf = write_config(server.root, server.port, server.variant)
+    # Its own session: Apache signals its process group on stop, which must not be ours.
+    with open(os.path.join(server.root, 'stderr.log'), 'wb') as err:
+        server.proc = subprocess.Popen(
+            [APACHE, '-f', conf, '-DFOREGROUND'], start_new_session=True,
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err)
+    wait_listening(server)
+
+
+def wait_listening(server, limit=20.0):
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        if server.proc.poll() is not None:
+            raise BenchError(f'{server.variant.name}: apache2 exited with '
+                             f'{server.proc.returncode} at start-up\n{server.error_log()}')
+        try:
+            socket.create_connection(('127.0.0.1', server.port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise BenchError(f'{server.variant.name}: apache2 did not listen within {limit} s\n'
+                     f'{server.error_log()}')
+
+
+def stop_server(server, limit=15.0):
+    proc = server.proc
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(limit)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+# ------------------------------------------------------------------ /proc accounting
+
+def children_map():
+    kids = {}
+    for entry in os.listdir('/proc'):
+        if not entry.isdigit():
+            continue
+        stat = read_stat(int(entry))
+        if stat:
+            kids.setdefault(int(stat[1]), []).append(int(entry))
+    return kids
+
+
+def read_stat(pid):
+    """Fields of /proc/PID/stat after the command name (index 0 = state)."""
+    try:
+        with open(f'/proc/{pid}/stat') as f:
+            text = f.read()
+    except OSError:
+        return None
+    return text[text.rindex(')') + 2:].split()
+
+
+def process_tree(pid):
+    kids = children_map()
+    tree, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        tree.append(p)
+        todo.extend(kids.get(p, []))
+    return tree
+
+
+def is_daemon(pid):
+    try:
+        with open(f'/proc/{pid}/cmdline', 'rb') as f:
+            return f'(wsgi:{DAEMON_GROUP})'.encode() in f.read()
+    except OSError:
+        return False
+
+
+def cpu_seconds(pid):
+    """(total, daemons) CPU seconds of Apache's tree; the parent's cutime/cstime keeps
+    the time of children that exited and were reaped in between."""
+    total = daemons = 0.0
+    for p in process_tree(pid):
+        stat = read_stat(p)
+        if not stat:
+            continue
+        ticks = int(stat[11]) + int(stat[12])  # utime, stime
+        if p == pid:
+            ticks += int(stat[13]) + int(stat[14])  # cutime, cstime
+        elif is_daemon(p):
+            daemons += ticks / CLK_TCK
+        total += ticks / CLK_TCK
+    return total, daemons
+
+
+def machine_busy_seconds():
+    """CPU seconds all cores spent outside idle/iowait since boot."""
+    with open('/proc/stat') as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    return (sum(fields[:8]) - fields[3] - fields[4]) / CLK_TCK
+
+
+def children_cpu_seconds():
+    """CPU of the processes this script started and waited for (wrk)."""
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
+def pss_mib(pid):
+    """(total, daemons) PSS in MiB of Apache's process tree."""
+    total = daemons = 0
+    for p in process_tree(pid):
+        kib = process_pss_kib(p)
+        total += kib
+        if p != pid and is_daemon(p):
+            daemons += kib
+    return total / 1024, daemons / 1024
+
+
+def process_pss_kib(pid):
+    try:
+        with open(f'/proc/{pid}/smaps_rollup') as f:
+            for line in f:
+                if line.startswith('Pss:'):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+# ------------------------------------------------------------------ correctness
+
+def fetch(url, body=None):
+    req = urllib.request.Request(url, data=body, method='POST' if body is not None else 'GET')
+    if body is not None:
+        req.add_header('Content-Type', 'application/octet-stream')
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        return resp.status, resp.read()
+
+
+def verify(server, payloads):
+    for w in WORKLOADS:
+        url = server.url(w)
+        expected = payloads[w.payload]
+        try:
+            status, got = fetch(url, expected if w.post else None)
+        except (urllib.error.URLError, OSError) as e:
+            raise BenchError(f'{server.variant.name} {w.name}: {url}: {e}\n{server.error_log()}')
+        if status != 200 or got != expected:
+            raise BenchError(
+                f'BODY MISMATCH: {server.variant.name} {w.name}: {url} gave status {status}, '
+                f'{len(got)} bytes, expected 200 and the {len(expected)} bytes of {w.payload}'
+                f' (first difference at byte {first_difference(got, expected)})\n'
+                f'{server.error_log()}')
+
+
+def first_difference(a, b):
+    for i, (x, y) in enumerate(zip(a, b)):
+        if x != y:
+            return i
+    return min(len(a), len(b))
+
+
+# ------------------------------------------------------------------ wrk
+
+UNIT_MS = {'us': 0.001, 'ms': 1.0, 's': 1000.0, 'm': 60000.0}
+
+
+def wrk_command(url, workload, duration):
+    cmd = [WRK, '-t2', f'-c{workload.conns}', f'-d{duration}s', '--latency']
+    if workload.post:
+        cmd += ['-s', os.path.join(HERE, 'post.lua')]
+    return cmd + [url]
+
+
+def run_wrk(url, workload, duration, post_body):
+    env = dict(os.environ, BENCH_POST_BODY=post_body)
+    out = subprocess.run(wrk_command(url, workload, duration), env=env,
+                         capture_output=True, text=True, timeout=duration + 60)
+    if out.returncode != 0:
+        raise BenchError(f'wrk failed on {url}:\n{out.stdout}{out.stderr}')
+    return parse_wrk(out.stdout, url)
+
+
+def parse_wrk(text, url):
+    def grab(pattern):
+        m = re.search(pattern, text, re.M)
+        if not m:
+            raise BenchError(f'cannot parse wrk output ({pattern}) for {url}:\n{text}')
+        return m
+
+    def latency(pct):
+        m = grab(rf'^\s+{pct}%\s+([\d.]+)(us|ms|s|m)\s*$')
+        return float(m.group(1)) * UNIT_MS[m.group(2)]
+
+    bad = re.search(r'Non-2xx or 3xx responses: (\d+)', text)
+    if bad:
+        raise BenchError(f'{url}: {bad.group(1)} non-2xx responses during the run:\n{text}')
+    errors = re.search(r'Socket errors: (.*)', text)
+    if errors:
+        print(f'    note: {url}: socket errors: {errors.group(1)}', flush=True)
+    return {
+        'requests': int(grab(r'(\d+) requests in')[1]),
+        'rps': float(grab(r'Requests/sec:\s+([\d.]+)')[1]),
+        'p50': latency(50),
+        'p99': latency(99),
+    }
+
+
+def measure(server, workload, settings, post_body):
+    url = server.url(workload)
+    pid = server.proc.pid
+    cpu0, daemon0 = cpu_seconds(pid)
+    busy0, wrk0, t0 = machine_busy_seconds(), children_cpu_seconds(), time.monotonic()
+    res = run_wrk(url, workload, settings.duration, post_body)
+    busy1, wrk1, t1 = machine_busy_seconds(), children_cpu_seconds(), time.monotonic()
+    cpu1, daemon1 = cpu_seconds(pid)
+    n = max(res['requests'], 1)
+    other = max(0.0, (busy1 - busy0) - (cpu1 - cpu0) - (wrk1 - wrk0)) / (t1 - t0)
+    return Sample(res['rps'], res['p50'], res['p99'], (cpu1 - cpu0) * 1e6 / n,
+                  (daemon1 - daemon0) * 1e6 / n, *pss_mib(pid), other_cpu=other)
+
+
+# ------------------------------------------------------------------ report
+
+def median(samples, attr):
+    return statistics.median(getattr(s, attr) for s in samples)
+
+
+def summarize(settings):
+    """Rows of the result table, medians over the repetitions."""
+    rows = []
+    for w in WORKLOADS:
+        med = {v.name: {a: median(settings.samples[(w.name, v.name)], a)
+                        for a in Sample.__dataclass_fields__}
+               for v in VARIANTS if (w.name, v.name) in settings.samples}
+        for v in VARIANTS:
+            if v.name not in med:
+                continue
+            m = med[v.name]
+            vs_static = m['rps'] / med['static']['rps'] if 'static' in med else None
+            vs_wsgi = m['rps'] / med[v.peer]['rps'] if v.peer in med else None
+            cpu, pss = f"{m['cpu_us']:.0f}", f"{m['pss_mib']:.1f}"
+            if v.module and not v.embedded:
+                cpu += f" ({m['daemon_cpu_us']:.0f})"
+                pss += f" ({m['daemon_pss_mib']:.1f})"
+            rows.append([w.name, v.name, f"{m['rps']:.0f}", f"{m['p50_ms']:.2f} ms",
+                         f"{m['p99_ms']:.2f} ms", cpu, pss,
+                         f'{vs_static:.2f}' if vs_static is not None else '',
+                         f'{vs_wsgi:.2f}' if vs_wsgi is not None else ''])
+    return rows
+
+
+HEADER = ['workload', 'variant', 'req/s', 'p50', 'p99', 'CPU µs/req (daemon)',
+          'PSS MiB (daemon)', '×static', '×mod_wsgi']
+
+
+def text_table(rows):
+    widths = [max(len(str(r[i])) for r in [HEADER] + rows) for i in range(len(HEADER))]
+    lines = ['  '.join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip()
+             for r in [HEADER] + rows]
+    lines.insert(1, '  '.join('-' * w for w in widths))
+    return '\n'.join(lines)
+
+
+def markdown_table(rows):
+    lines = ['| ' + ' | '.join(HEADER) + ' |',
+             '|' + '|'.join('---' if i < 2 else '---:' for i in range(len(HEADER))) + '|']
+    lines += ['| ' + ' | '.join(r) + ' |' for r in rows]
+    return '\n'.join(lines)
+
+
+def write_markdown(path, rows, settings, started):
+    with open(path, 'w') as f:
+        f.write(f'# mod_rwsgi benchmark ({time.strftime("%Y-%m-%d %H:%M", started)})\n\n')
+        f.write(f'wrk -t2, {settings.duration:g} s per run (each server and workload warmed '
+                f'up for {settings.warmup:g} s first), median of {settings.reps} interleaved '
+                'repetitions. CPU = utime+stime of the Apache process tree per request; '
+                '(daemon) = the part spent in the WSGI daemon process. PSS summed over the '
+                'tree after the run. ×static and ×mod_wsgi are req/s ratios; "emb" = embedded '
+                'mode, compared with mod_wsgi embedded.\n\n')
+        f.write(noise_note(settings) + '\n\n')
+        f.write(markdown_table(rows) + '\n\n' + settings.embedded_note + '\n')
+
+
+def noise_note(settings):
+    other = [s.other_cpu for runs in settings.samples.values() for s in runs]
+    return (f'CPU used by unrelated processes during the runs (noise; of {os.cpu_count()} '
+            f'cores): median {statistics.median(other):.2f}, max {max(other):.2f} cores.')
+
+
+EMBEDDED_RAN = ('Embedded mode: "mod_rwsgi emb" and "mod_wsgi emb" run the app in the Apache '
+                'children (no WSGIDaemonProcess, WSGIApplicationGroup %{GLOBAL}).')
+EMBEDDED_SKIPPED = ('Embedded mode: skipped, because mod_rwsgi has no embedded mode yet '
+                    '(its embedded server did not serve the app: {reason}).')
+
+
+# ------------------------------------------------------------------ main
+
+def parse_settings(argv):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument('--out', help='also write the result table as markdown to this file')
+    ap.add_argument('--keep', action='store_true', help='keep the temporary server roots')
+    args = ap.parse_args(argv)
+    quick = os.environ.get('BENCH_QUICK') == '1'
+    # wrk takes whole seconds.
+    duration = int(os.environ.get('BENCH_DURATION') or (1 if quick else 5))
+    reps = int(os.environ.get('BENCH_REPS') or (1 if quick else 3))
+    warmup = 1
+    return Settings(duration, reps, warmup, args.out, args.keep)
+
+
+def check_prerequisites():
+    problems = []
+    if os.geteuid() != 0:
+        problems.append('run as root (Apache switches to www-data)')
+    for path in (APACHE, WRK, MOD_WSGI_SO):
+        if not os.path.exists(path):
+            problems.append(f'{path} is missing (make bench-deps)')
+    if problems:
+        raise BenchError('; '.join(problems))
+
+
+def start_all(tmp, payloads, servers, settings):
+    """Starts and checks a server per variant. Servers go into `servers` as soon as they
+    exist, so the caller stops them whatever happens. Returns the ones to measure."""
+    active = []
+    settings.embedded_note = EMBEDDED_RAN
+    for v in VARIANTS:
+        servers.append(new_server(tmp, v, payloads))
+        try:
+            start_server(servers[-1])
+            verify(servers[-1], payloads)
+        except BenchError as e:
+            if v.name != 'mod_rwsgi emb':
+                raise
+            reason = str(e).splitlines()[0]
+            settings.embedded_note = EMBEDDED_SKIPPED.format(reason=reason)
+            active = [s for s in active if not s.variant.embedded]
+            for server in servers:
+                if server.variant.embedded:
+                    stop_server(server)
+            continue
+        active.append(servers[-1])
+    return active
+
+
+def warm_up(servers, settings, post_body):
+    for w in WORKLOADS:
+        for server in servers:
+            run_wrk(server.url(w), w, settings.warmup, post_body)
+
+
+def run_all(servers, settings, post_body):
+    for rep in range(settings.reps):
+        # Rotate the order so no variant always runs first (or right after another).
+        order = servers[rep % len(servers):] + servers[:rep % len(servers)]
+        for w in WORKLOADS:
+            for server in order:
+                s = measure(server, w, settings, post_body)
+                settings.samples.setdefault((w.name, server.variant.name), []).append(s)
+                print(f'  rep {rep + 1}/{settings.reps}  {w.name:<22} {server.variant.name:<13}'
+                      f' {format_sample(s)}', flush=True)
+
+
+def format_sample(s):
+    return (f'{s.rps:9.0f} req/s  p50 {s.p50_ms:7.2f} ms  p99 {s.p99_ms:7.2f} ms  '
+            f'{s.cpu_us:6.0f} µs/req  {s.pss_mib:6.1f} MiB  other load {s.other_cpu:4.2f} cores')
+
+
+def main(argv=None):
+    settings = parse_settings(argv)
+    started = time.localtime()
+    check_prerequisites()
+    payloads = make_payloads()
+    tmp = tempfile.mkdtemp(prefix='rwsgi-bench-')
+    os.chmod(tmp, 0o755)
+    post_body = os.path.join(tmp, 'post-body.bin')
+    write_file(post_body, payloads['64k.bin'])
+    servers = []
+    try:
+        active = start_all(tmp, payloads, servers, settings)
+        print(f'bodies verified byte for byte on {len(active)} servers; '
+              f'{len(WORKLOADS)} workloads x {len(active)} variants x {settings.reps} reps, '
+              f'{settings.duration:g} s each', flush=True)
+        print(settings.embedded_note, flush=True)
+        warm_up(active, settings, post_body)
+        run_all(active, settings, post_body)
+        for server in active:
+            verify(server, payloads)  # still correct after load
+    finally:
+        for server in servers:
+            stop_server(server)
+        if settings.keep:
+            print(f'server roots kept in {tmp}')
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+    rows = summarize(settings)
+    print()
+    print(text_table(rows))
+    print()
+    print(settings.embedded_note)
+    print(noise_note(settings))
+    if settings.out:
+        write_markdown(settings.out, rows, settings, started)
+        print(f'markdown table written to {settings.out}')
+
+
+if __name__ == '__main__':
+    try:
+        main()
+    except BenchError as e:
+        print(f'bench: FAILED: {e}', file=sys.stderr)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        sys.exit(130)
