@@ -44,8 +44,9 @@ check-python:
 	sys.exit(1 if msg else 0)'
 
 # Install what is missing on Debian/Ubuntu; other users get the exact command to run.
-deps:
-	@missing=""; for p in $(DEB_PACKAGES); do \
+# Installs the Debian packages $(1) that are missing (as root), or prints the apt-get line.
+define install_missing
+	@missing=""; for p in $(1); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
 	done; \
 	if [ -n "$$missing" ]; then \
@@ -57,6 +58,10 @@ deps:
 	    echo "  apt-get install -y$$missing"; exit 1; \
 	  fi; \
 	fi
+endef
+
+deps:
+	$(call install_missing,$(DEB_PACKAGES))
 	@command -v $(CARGO) >/dev/null || { echo "mod_rwsgi: cargo not found; install Rust (rustup)" >&2; exit 1; }
 
 test: deps build
@@ -91,18 +96,7 @@ BENCH_OPTS ?=
 BENCH_PACKAGES := wrk libapache2-mod-wsgi-py3
 .PHONY: bench bench-deps
 bench-deps:
-	@missing=""; for p in $(BENCH_PACKAGES); do \
-	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
-	done; \
-	if [ -n "$$missing" ]; then \
-	  if [ "$$(id -u)" = 0 ]; then \
-	    echo "mod_rwsgi: installing$$missing"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null || exit 1; \
-	  else \
-	    echo "mod_rwsgi: missing packages. Run as root:"; \
-	    echo "  apt-get install -y$$missing"; exit 1; \
-	  fi; \
-	fi
+	$(call install_missing,$(BENCH_PACKAGES))
 
 bench: deps bench-deps build
 	/usr/bin/python3 bench/run.py $(BENCH_OPTS)

@@ -137,6 +137,9 @@ impl Body {
             pos: 0,
             complete: !has_body,
         };
+        if body.complete {
+            return Ok(body); // no body: no buffer, no read
+        }
         let mut buf = vec![0u8; 64 * 1024];
         while !body.complete && body.pre.len() < PREREAD_LIMIT {
             let room = (PREREAD_LIMIT - body.pre.len()).min(buf.len());
@@ -354,21 +357,32 @@ fn exchange(
         return Err(Failure::NotSent(e));
     }
     let head_deadline = target.request_timeout.map(|t| Instant::now() + t);
+    // Only groups with request-timeout shorten the timeout, and a pooled connection stays
+    // with its group, whose requests set it again before the head anyway.
+    let mut timeout_shortened = false;
     let mut buf = vec![0u8; 64 * 1024];
     let mut body_buf: Vec<u8> = Vec::new();
     let mut head_sent = false;
     let mut body_read = false;
     loop {
-        // Until the response head arrives, wait no longer than request-timeout.
-        let wait = match head_deadline {
-            Some(d) if !head_sent => d
-                .saturating_duration_since(Instant::now())
-                .min(target.socket_timeout),
-            _ => target.socket_timeout,
-        };
-        let _ = conn
-            .stream
-            .set_read_timeout(Some(wait.max(Duration::from_millis(1))));
+        // Until the response head arrives, wait no longer than request-timeout; after it,
+        // socket-timeout (what connect() set). Only touch the socket when that changes.
+        match head_deadline {
+            Some(d) if !head_sent => {
+                let wait = d
+                    .saturating_duration_since(Instant::now())
+                    .min(target.socket_timeout);
+                let _ = conn
+                    .stream
+                    .set_read_timeout(Some(wait.max(Duration::from_millis(1))));
+                timeout_shortened = true;
+            }
+            _ if timeout_shortened => {
+                let _ = conn.stream.set_read_timeout(Some(target.socket_timeout));
+                timeout_shortened = false;
+            }
+            _ => {}
+        }
         let frame = match protocol::io::read_raw_frame(&mut conn.stream, &mut conn.dec, &mut buf) {
             Ok(f) => f,
             Err(e)
