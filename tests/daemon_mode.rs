@@ -7,6 +7,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
+use common::http::{Json, json};
 use common::{Apache, ApacheConfig, http};
 
 fn start(group_options: &str, extra: &str) -> Apache {
@@ -22,31 +23,6 @@ fn start(group_options: &str, extra: &str) -> Apache {
         app = app.display()
     );
     config.conf(&conf).start()
-}
-
-fn json(resp: &http::Response) -> serde_json::Value {
-    serde_json::from_str(&resp.text())
-        .unwrap_or_else(|e| panic!("not JSON ({e}): {} {}", resp.status, resp.text()))
-}
-
-/// Accessors for the probe app's JSON answers; a missing key reads as empty/NaN, so the
-/// assertions below fail with a clear difference.
-trait Json {
-    fn str(&self) -> &str;
-    fn num(&self) -> f64;
-    fn list(&self) -> &[serde_json::Value];
-}
-
-impl Json for serde_json::Value {
-    fn str(&self) -> &str {
-        self.as_str().unwrap_or("")
-    }
-    fn num(&self) -> f64 {
-        self.as_f64().unwrap_or(f64::NAN)
-    }
-    fn list(&self) -> &[serde_json::Value] {
-        self.as_array().map(|v| v.as_slice()).unwrap_or(&[])
-    }
 }
 
 #[test]

@@ -5,6 +5,7 @@ mod common;
 
 use std::time::Duration;
 
+use common::http::json;
 use common::{Apache, ApacheConfig, Mpm};
 
 fn start(mpm: Mpm, extra: &str) -> (Apache, std::path::PathBuf) {
@@ -15,11 +16,6 @@ fn start(mpm: Mpm, extra: &str) -> (Apache, std::path::PathBuf) {
         app = app.display()
     );
     (config.conf(&conf).start(), app)
-}
-
-fn json(resp: &common::http::Response) -> serde_json::Value {
-    serde_json::from_str(&resp.text())
-        .unwrap_or_else(|e| panic!("not JSON ({e}): {} {}", resp.status, resp.text()))
 }
 
 fn check_mode(mpm: Mpm, multithread: &str, multiprocess: &str) {

@@ -7,6 +7,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
+use common::http::{Json, json};
 use common::{Apache, ApacheConfig, http};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -40,21 +41,6 @@ fn start_in(mode: Mode, group_options: &str, extra: &str) -> Apache {
         app = app.display()
     );
     config.conf(&conf).start()
-}
-
-fn json(resp: &http::Response) -> serde_json::Value {
-    serde_json::from_str(&resp.text())
-        .unwrap_or_else(|e| panic!("not JSON ({e}): {} {}", resp.status, resp.text()))
-}
-
-trait Json {
-    fn str(&self) -> &str;
-}
-
-impl Json for serde_json::Value {
-    fn str(&self) -> &str {
-        self.as_str().unwrap_or("")
-    }
 }
 
 #[test]

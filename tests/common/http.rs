@@ -24,6 +24,32 @@ impl Response {
     }
 }
 
+/// The probe app's JSON answers; panics (with the response) when it is not JSON.
+pub fn json(resp: &Response) -> serde_json::Value {
+    serde_json::from_str(&resp.text())
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {} {}", resp.status, resp.text()))
+}
+
+/// Accessors for JSON values: a missing key reads as empty/NaN, so assertions fail with a
+/// clear difference.
+pub trait Json {
+    fn str(&self) -> &str;
+    fn num(&self) -> f64;
+    fn list(&self) -> &[serde_json::Value];
+}
+
+impl Json for serde_json::Value {
+    fn str(&self) -> &str {
+        self.as_str().unwrap_or("")
+    }
+    fn num(&self) -> f64 {
+        self.as_f64().unwrap_or(f64::NAN)
+    }
+    fn list(&self) -> &[serde_json::Value] {
+        self.as_array().map(|v| v.as_slice()).unwrap_or(&[])
+    }
+}
+
 /// One request on a fresh connection (`Connection: close`).
 pub fn request(
     port: u16,
