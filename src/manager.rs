@@ -1,7 +1,10 @@
 //! Part of the composition root: the Apache parent's side of daemon mode. In the real
-//! post_config pass it creates each WSGIDaemonProcess group's socket, forks its processes,
-//! registers them with the MPM's "other child" registry, restarts them when they die (with
-//! backoff), and stops them in order when the configuration generation ends.
+//! post_config pass it creates each WSGIDaemonProcess group's socket and forks the daemon
+//! manager process (`daemon::manager_process`), which forks and supervises the daemons.
+//! The manager is registered with the MPM's "other child" registry, restarted (with
+//! backoff) if it dies, and told to stop when the configuration generation ends: SIGINT on
+//! a graceful restart (daemons drain, nobody waits), SIGTERM on stop or hard restart
+//! (waited for, up to shutdown-timeout).
 
 use std::ffi::c_void;
 use std::os::raw::c_int;
@@ -14,37 +17,31 @@ use crate::apache::process::{self, OtherChild, Reason};
 use crate::apache::server::{self, Server};
 use crate::apache::state;
 use crate::config::{DaemonGroupSpec, GlobalConfig, Host};
+use crate::daemon::listener;
+use crate::daemon::manager_process::{self, GroupPlan};
 use crate::daemon::process::DaemonPlan;
 use crate::daemon::spawn::{ChildSetup, Identity};
 use crate::daemon::supervisor::{self, SlotHistory};
 use crate::daemon::worker::ServeSettings;
-use crate::daemon::{listener, process as daemon_process};
 use crate::ffi;
 use crate::handler::DaemonTarget;
 use crate::module::{SystemAccounts, main_slot};
 use crate::python::InterpreterSettings;
 
-/// One process group of this generation, owned by the configuration pool.
-struct GroupState {
-    plan: DaemonPlan,
-    socket_path: PathBuf,
-    listener_fd: c_int,
+/// The daemon side of one configuration generation, owned by the configuration pool.
+struct Generation {
+    groups: Vec<GroupPlan>,
+    socket_paths: Vec<PathBuf>,
+    listener_fds: Vec<c_int>,
     parent_pid: u32,
-    slots: Vec<*mut SlotState>,
+    manager_pid: i32,
+    history: SlotHistory,
+    registration: OtherChild,
+    pool: Pool,
     stopping: bool,
     /// Set when the MPM announced a stop or hard restart (APR_OC_REASON_RESTART); a
     /// graceful restart sends no such notice.
     hard_stop: bool,
-}
-
-/// One process slot of a group: APR's registration data for the daemon in it.
-struct SlotState {
-    group: *mut GroupState,
-    index: usize,
-    pid: i32,
-    history: SlotHistory,
-    registration: OtherChild,
-    pool: Pool,
 }
 
 /// Creates sockets and forks daemons (real start-up pass only).
@@ -73,6 +70,8 @@ pub(crate) fn start_daemons(pool: Pool, s: *mut ffi::server_rec) -> Result<(), S
     let preloads = preloads(&slot.global, s);
     let mut targets = Vec::new();
     let mut fds = Vec::new();
+    let mut groups = Vec::new();
+    let mut paths = Vec::new();
     for spec in slot.global.daemon_groups.iter() {
         // The path stays the same across graceful restarts (like WSGISocketRotation Off):
         // Apache children of the old generation still finishing requests then reach the new
@@ -109,6 +108,7 @@ pub(crate) fn start_daemons(pool: Pool, s: *mut ffi::server_rec) -> Result<(), S
         let plan = DaemonPlan {
             group: spec.name.clone(),
             listener_fd: fd,
+            control_fd: None,
             setup: ChildSetup {
                 keep_fds: vec![fd],
                 identity: Some(identity),
@@ -159,44 +159,18 @@ pub(crate) fn start_daemons(pool: Pool, s: *mut ffi::server_rec) -> Result<(), S
             script_reloading: false,
             timers: crate::daemon::process::Timers {
                 request_timeout: spec.request_timeout,
+                interrupt_timeout: spec.interrupt_timeout,
                 inactivity_timeout: spec.inactivity_timeout,
                 restart_interval: spec.restart_interval,
                 deadlock_timeout: spec.deadlock_timeout,
                 startup_timeout: spec.startup_timeout,
             },
         };
-        let group = pool.alloc_rust(GroupState {
+        groups.push(GroupPlan {
             plan,
-            socket_path: path.clone(),
-            listener_fd: fd,
-            parent_pid,
-            slots: Vec::new(),
-            stopping: false,
-            hard_stop: false,
+            processes: spec.processes.max(1) as usize,
         });
-        // SAFETY: `group` lives in pconf until the pool is cleared; the cleanup registered
-        // after it runs before its Drop (cleanups run last-in first-out).
-        unsafe {
-            ffi::apr_pool_cleanup_register(
-                pool.as_ptr(),
-                group as *const c_void,
-                Some(stop_group),
-                Some(ffi::apr_pool_cleanup_null),
-            );
-        }
-        for index in 0..spec.processes.max(1) as usize {
-            let slot_state = pool.alloc_rust(SlotState {
-                group,
-                index,
-                pid: 0,
-                history: SlotHistory::new(Instant::now()),
-                registration: OtherChild::new(pool),
-                pool,
-            });
-            // SAFETY: both live in pconf for the generation; single-threaded parent.
-            unsafe { (*group).slots.push(slot_state) };
-            spawn(slot_state, Duration::ZERO);
-        }
+        paths.push(path.clone());
         log::startup(
             s,
             Level::Info,
@@ -217,6 +191,29 @@ pub(crate) fn start_daemons(pool: Pool, s: *mut ffi::server_rec) -> Result<(), S
         });
         fds.push(fd);
     }
+    let generation = pool.alloc_rust(Generation {
+        groups,
+        socket_paths: paths,
+        listener_fds: fds.clone(),
+        parent_pid,
+        manager_pid: 0,
+        history: SlotHistory::new(Instant::now()),
+        registration: OtherChild::new(pool),
+        pool,
+        stopping: false,
+        hard_stop: false,
+    });
+    // SAFETY: `generation` lives in pconf until the pool is cleared; the cleanup registered
+    // after it runs before its Drop (cleanups run last-in first-out).
+    unsafe {
+        ffi::apr_pool_cleanup_register(
+            pool.as_ptr(),
+            generation as *const c_void,
+            Some(stop_generation),
+            Some(ffi::apr_pool_cleanup_null),
+        );
+    }
+    spawn_manager(generation, Duration::ZERO);
     slot.daemons = targets;
     slot.listener_fds = fds;
     Ok(())
@@ -308,18 +305,20 @@ fn identity(
     }
 }
 
-/// Forks the daemon of one slot. In the child this never returns.
-fn spawn(slot: *mut SlotState, delay: Duration) {
-    // SAFETY: slot and its group live in pconf for the generation; the parent is
-    // single-threaded here (post_config or the MPM's maintenance callback).
-    let (slot_ref, group) = unsafe { (&mut *slot, &mut *(*slot).group) };
-    let mut plan = group.plan.clone();
-    plan.start_delay = delay;
-    // SAFETY: fork in the single-threaded Apache parent. The child only runs our daemon
+/// Forks the daemon manager process. In the child this never returns.
+fn spawn_manager(generation: *mut Generation, delay: Duration) {
+    // SAFETY: the generation lives in pconf; the parent is single-threaded here
+    // (post_config or the MPM's maintenance callback).
+    let generation_ref = unsafe { &mut *generation };
+    let groups = generation_ref.groups.clone();
+    let apache_parent = nix::unistd::Pid::from_raw(generation_ref.parent_pid as i32);
+    // SAFETY: fork in the single-threaded Apache parent. The child only runs our manager
     // code and leaves through _exit, never returning into Apache.
     let pid = unsafe { libc::fork() };
     if pid == 0 {
-        let code = std::panic::catch_unwind(move || daemon_process::run(plan)).unwrap_or(70);
+        let code =
+            std::panic::catch_unwind(move || manager_process::run(groups, apache_parent, delay))
+                .unwrap_or(70);
         // SAFETY: _exit skips atexit handlers and pool cleanups that belong to Apache.
         unsafe { libc::_exit(code) };
     }
@@ -328,160 +327,144 @@ fn spawn(slot: *mut SlotState, delay: Duration) {
             std::ptr::null(),
             Level::Crit,
             &format!(
-                "mod_rwsgi: cannot fork a process for daemon group '{}': {}",
-                group.plan.group,
+                "mod_rwsgi: cannot fork the daemon manager process: {}",
                 std::io::Error::last_os_error()
             ),
         );
         return;
     }
-    slot_ref.pid = pid;
-    slot_ref.history.started_at = Instant::now();
-    // SAFETY: `slot` outlives the registration (both in pconf); `maintenance` catches panics.
+    generation_ref.manager_pid = pid;
+    // The manager has no start-up work of its own: it counts as ready at once.
+    generation_ref.history.on_start(Instant::now());
+    generation_ref.history.on_ready(Instant::now());
+    // SAFETY: the generation outlives the registration (both in pconf); `maintenance`
+    // catches panics.
     unsafe {
-        slot_ref
-            .registration
-            .register(pid, maintenance, slot.cast(), slot_ref.pool)
+        generation_ref.registration.register(
+            pid,
+            maintenance,
+            generation.cast(),
+            generation_ref.pool,
+        )
     };
 }
 
-/// Called by the MPM (in the parent) when a daemon dies or Apache restarts.
+/// Called by the MPM (in the parent) when the manager dies or Apache restarts.
 unsafe extern "C" fn maintenance(reason: c_int, data: *mut c_void, status: c_int) {
-    crate::module::guard("daemon maintenance", (), || {
-        let slot = data.cast::<SlotState>();
-        // SAFETY: `data` is the SlotState registered in spawn, alive until pconf is cleared.
-        let (slot_ref, group) = unsafe { (&mut *slot, &mut *(*slot).group) };
+    crate::module::guard("daemon manager maintenance", (), || {
+        let generation = data.cast::<Generation>();
+        // SAFETY: `data` is the Generation registered in spawn_manager, alive until pconf
+        // is cleared.
+        let generation_ref = unsafe { &mut *generation };
         let status = match process::reason_from_raw(reason, status) {
             Reason::Death(status) => status,
             Reason::Restart => {
-                group.hard_stop = true;
+                generation_ref.hard_stop = true;
                 return;
             }
             _ => return,
         };
         // SAFETY: removes this registration; APR calls back with UNREGISTER, ignored above.
         unsafe { OtherChild::unregister(data) };
-        let dead = slot_ref.pid;
-        slot_ref.pid = 0;
+        let dead = generation_ref.manager_pid;
+        generation_ref.manager_pid = 0;
         let how = supervisor::describe_death(status);
-        if group.stopping || state::mpm_is_stopping() {
-            log::server(
-                std::ptr::null(),
-                Level::Info,
-                &format!(
-                    "mod_rwsgi: daemon process '{}' (pid {dead}) {how}; Apache is stopping",
-                    group.plan.group
-                ),
-            );
+        if generation_ref.stopping || state::mpm_is_stopping() {
             return;
         }
-        let planned = status == crate::daemon::process::EXIT_PLANNED_RESTART;
-        let delay = slot_ref.history.on_death(Instant::now(), planned);
+        let delay = generation_ref.history.on_death(Instant::now(), false);
         log::server(
             std::ptr::null(),
-            if delay.is_zero() {
-                Level::Info
-            } else {
-                Level::Error
-            },
+            Level::Error,
             &format!(
-                "mod_rwsgi: daemon process '{}' #{} (pid {dead}) {how}{}; restarting{}",
-                group.plan.group,
-                slot_ref.index,
-                if planned { " (a planned restart)" } else { "" },
+                "mod_rwsgi: the daemon manager process (pid {dead}) {how}; restarting it and \
+                 its daemons{}",
                 if delay.is_zero() {
                     String::new()
                 } else {
-                    format!(
-                        " in {} s (it died {} time(s) in a row soon after starting)",
-                        delay.as_secs(),
-                        slot_ref.history.quick_deaths
-                    )
+                    format!(" in {} s", delay.as_secs())
                 }
             ),
         );
-        spawn(slot, delay);
+        spawn_manager(generation, delay);
     });
 }
 
-/// pconf cleanup: stop the group's daemons (SIGTERM, then SIGKILL after shutdown-timeout),
-/// remove the socket and close the parent's copy of it.
-unsafe extern "C" fn stop_group(data: *mut c_void) -> ffi::apr_status_t {
+/// pconf cleanup: stop the daemon manager (and through it every daemon), remove the
+/// sockets and close the parent's copies of them.
+unsafe extern "C" fn stop_generation(data: *mut c_void) -> ffi::apr_status_t {
     crate::module::guard("stopping daemons", 0, || {
-        // SAFETY: `data` is the GroupState registered in start_daemons.
-        let group = unsafe { &mut *data.cast::<GroupState>() };
-        if std::process::id() != group.parent_pid {
+        // SAFETY: `data` is the Generation registered in start_daemons.
+        let generation = unsafe { &mut *data.cast::<Generation>() };
+        if std::process::id() != generation.parent_pid {
             return 0; // a forked child clearing its copy of the pool: not ours to stop
         }
-        group.stopping = true;
-        let graceful = !group.hard_stop && !state::mpm_is_stopping();
-        let pids: Vec<i32> = group
-            .slots
-            .iter()
-            // SAFETY: slots live in pconf, cleared after this cleanup.
-            .map(|s| unsafe { (**s).pid })
-            .filter(|p| *p > 0)
-            .collect();
-        if graceful {
+        generation.stopping = true;
+        let graceful = !generation.hard_stop && !state::mpm_is_stopping();
+        let pid = generation.manager_pid;
+        if pid > 0 && graceful {
             // Graceful restart: the old daemons stop accepting, finish their requests within
-            // graceful-timeout and exit on their own, while the new generation's daemons
-            // start on a new socket. Apache is not held up meanwhile.
-            for pid in &pids {
-                // SAFETY: signalling our own daemon children by PID.
-                unsafe { libc::kill(*pid, libc::SIGINT) };
+            // graceful-timeout and exit with their manager, while the new generation's
+            // daemons start on new sockets. Apache is not held up meanwhile.
+            // SAFETY: signalling our own child by PID.
+            unsafe { libc::kill(pid, libc::SIGINT) };
+            for g in &generation.groups {
+                log::server(
+                    std::ptr::null(),
+                    Level::Info,
+                    &format!(
+                        "mod_rwsgi: graceful restart: daemon process group '{}' ({} \
+                         process(es)) drains within graceful-timeout={} s",
+                        g.plan.group,
+                        g.processes,
+                        g.plan.graceful_timeout.as_secs()
+                    ),
+                );
             }
-            log::server(
-                std::ptr::null(),
-                Level::Info,
-                &format!(
-                    "mod_rwsgi: graceful restart: daemon process group '{}' ({} process(es)) \
-                     drains within graceful-timeout={} s",
-                    group.plan.group,
-                    pids.len(),
-                    group.plan.graceful_timeout.as_secs()
-                ),
-            );
-            let _ = std::fs::remove_file(&group.socket_path);
-            // SAFETY: the parent's own copy of the listening socket, no longer used here.
-            unsafe { libc::close(group.listener_fd) };
-            return 0;
-        }
-        for pid in &pids {
-            // SAFETY: signalling our own daemon children by PID.
-            unsafe { libc::kill(*pid, libc::SIGTERM) };
-        }
-        let deadline = Instant::now() + group.plan.shutdown_timeout + Duration::from_secs(1);
-        let mut remaining = pids.clone();
-        while !remaining.is_empty() && Instant::now() < deadline {
-            remaining.retain(|pid| {
+        } else if pid > 0 {
+            // SAFETY: signalling our own child by PID.
+            unsafe { libc::kill(pid, libc::SIGTERM) };
+            let window = generation
+                .groups
+                .iter()
+                .map(|g| g.plan.shutdown_timeout)
+                .max()
+                .unwrap_or(Duration::ZERO)
+                + Duration::from_secs(3);
+            let deadline = Instant::now() + window;
+            let mut gone = false;
+            while !gone && Instant::now() < deadline {
                 // SAFETY: non-blocking wait for our own child.
-                unsafe { libc::waitpid(*pid, std::ptr::null_mut(), libc::WNOHANG) == 0 }
-            });
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        for pid in &remaining {
-            log::server(
-                std::ptr::null(),
-                Level::Warning,
-                &format!(
-                    "mod_rwsgi: daemon process '{}' (pid {pid}) did not stop within \
-                     shutdown-timeout; killing it",
-                    group.plan.group
-                ),
-            );
-            // SAFETY: as above.
-            unsafe {
-                libc::kill(*pid, libc::SIGKILL);
-                libc::waitpid(*pid, std::ptr::null_mut(), 0);
+                gone = unsafe { libc::waitpid(pid, std::ptr::null_mut(), libc::WNOHANG) } != 0;
+                if !gone {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
             }
+            if !gone {
+                log::server(
+                    std::ptr::null(),
+                    Level::Warning,
+                    &format!(
+                        "mod_rwsgi: the daemon manager process (pid {pid}) did not stop within \
+                         {} s; killing it (its daemons follow it)",
+                        window.as_secs()
+                    ),
+                );
+                // SAFETY: as above.
+                unsafe {
+                    libc::kill(pid, libc::SIGKILL);
+                    libc::waitpid(pid, std::ptr::null_mut(), 0);
+                }
+            }
+            generation.manager_pid = 0;
         }
-        for s in &group.slots {
-            // SAFETY: as above; the pids were reaped.
-            unsafe { (**s).pid = 0 };
+        for path in &generation.socket_paths {
+            let _ = std::fs::remove_file(path);
         }
-        let _ = std::fs::remove_file(&group.socket_path);
-        // SAFETY: the parent's own copy of the listening socket, no longer used.
-        unsafe { libc::close(group.listener_fd) };
+        for fd in &generation.listener_fds {
+            // SAFETY: the parent's own copy of a listening socket, no longer used here.
+            unsafe { libc::close(*fd) };
+        }
         0
     })
 }

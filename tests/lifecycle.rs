@@ -190,7 +190,15 @@ fn sigint_restarts_gracefully_and_finishes_the_request_in_flight() {
         log.contains(&format!("(pid {pid}) stopping: received SIGINT")),
         "{log}"
     );
-    assert!(log.contains("a planned restart"), "{log}");
+    // Warm: the replacement was started first, then this process drained and exited.
+    assert!(
+        log.contains(&format!("(pid {pid}) is being replaced (received SIGINT)")),
+        "{log}"
+    );
+    apache.wait_for_log(
+        &format!("(pid {pid}) exited with status 0 after being replaced"),
+        Duration::from_secs(5),
+    );
 }
 
 fn wait_new_pid(apache: &Apache, old: &str, limit: Duration) -> String {
@@ -244,7 +252,8 @@ fn request_timeout_answers_504_logs_stacks_and_recycles() {
         started.elapsed()
     );
     let log = apache.wait_for_log(
-        "over request-timeout=2 s; Python stacks",
+        // threads=2: the process is recycled after 2 s * (1 + ln 2) = 3.4 s.
+        "over request-timeout=2 s (3.4 s with 2 threads); Python stacks",
         Duration::from_secs(5),
     );
     assert!(
@@ -252,6 +261,39 @@ fn request_timeout_answers_504_logs_stacks_and_recycles() {
         "{log}"
     );
     wait_new_pid(&apache, &first, Duration::from_secs(10));
+}
+
+#[test]
+fn interrupt_timeout_raises_request_timeout_in_the_thread_and_keeps_the_process() {
+    // threads=4: the daemon acts after request-timeout * (1 + ln 4) = 2.4 s.
+    let (apache, _) = start("threads=4 request-timeout=1 interrupt-timeout=5", "");
+    let first = apache.get("/app/pid").text();
+    let started = Instant::now();
+    let resp = apache.get("/app/spin?s=30");
+    assert_eq!(resp.status, 504, "{}", apache.error_log());
+    let log = apache.wait_for_log(
+        "raised mod_wsgi.RequestTimeout in its thread",
+        Duration::from_secs(10),
+    );
+    assert!(log.contains("(2.4 s with 4 threads)"), "{log}");
+    assert!(started.elapsed() < Duration::from_secs(8));
+    // The request unwound with the exception and the thread was reused: same process.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let endings = apache.get("/app/spin-endings").text();
+        if endings.contains("RequestTimeout") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "endings: {endings}\n{log}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(apache.get("/app/pid").text(), first);
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(
+        !apache.error_log().contains("is being replaced"),
+        "{}",
+        apache.error_log()
+    );
 }
 
 #[test]
@@ -463,9 +505,7 @@ fn a_post_whose_daemon_dies_gets_a_clear_502_and_a_get_is_resent() {
     let log = apache.error_log();
     assert!(log.contains("the request is not resent"), "{log}");
     assert!(
-        log.contains(&format!(
-            "(pid {pid}) exited with status 9 (or was killed by SIGKILL)"
-        )),
+        log.contains(&format!("(pid {pid}) was killed by SIGKILL; restarting")),
         "{log}"
     );
 }

@@ -1,14 +1,21 @@
 //! The life of one daemon process after fork: prepare (privileges, directories, names),
-//! wait out a restart backoff, start Python, preload scripts, serve, and shut down in order
-//! on SIGTERM/SIGINT, on parent death, on a changed script or after maximum-requests.
+//! wait out a restart backoff, start Python, preload scripts, serve, and stop in order.
+//!
+//! Signals: SIGTERM = shut down (shutdown-timeout); SIGUSR2 = drain (graceful-timeout), sent
+//! by the daemon manager once this process' replacement is ready or Apache restarts
+//! gracefully; SIGINT/SIGHUP = ask for a warm replacement (as an app restarting itself does);
+//! SIGUSR1 = the same, draining within eviction-timeout. Touch-to-reload, maximum-requests,
+//! restart-interval and request-timeout also ask for a warm replacement: this process keeps
+//! its place until its successor has imported the scripts.
 
-use std::os::fd::RawFd;
+use std::os::fd::{BorrowedFd, RawFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{SigSet, Signal};
 
+use crate::daemon::control::ControlMessage;
 use crate::daemon::spawn::{self, ChildSetup};
 use crate::daemon::worker::{ServeSettings, Server};
 use crate::logging;
@@ -19,6 +26,8 @@ use crate::python::{self, AppHost, InterpreterSettings};
 pub struct DaemonPlan {
     pub group: String,
     pub listener_fd: RawFd,
+    /// This process' end of its control socket to the daemon manager.
+    pub control_fd: Option<RawFd>,
     pub setup: ChildSetup,
     pub interpreter: InterpreterSettings,
     pub serve: ServeSettings,
@@ -40,15 +49,22 @@ pub struct DaemonPlan {
 #[derive(Clone, Debug, Default)]
 pub struct Timers {
     pub request_timeout: Option<Duration>,
+    /// Raise mod_wsgi.RequestTimeout in an overdue request first; replace the process only
+    /// if the request is still running this long after.
+    pub interrupt_timeout: Option<Duration>,
     pub inactivity_timeout: Option<Duration>,
     pub restart_interval: Option<Duration>,
     pub deadlock_timeout: Option<Duration>,
     pub startup_timeout: Option<Duration>,
 }
 
-/// Exit status of a daemon that stops on purpose to be replaced: the parent restarts it at
-/// once, without crash-loop backoff.
+/// Exit status of a daemon that stops on purpose to be replaced: the manager restarts it
+/// at once, without crash-loop backoff.
 pub const EXIT_PLANNED_RESTART: i32 = 0;
+
+/// Sent by a worker thread to the main thread: a restart was requested, act now rather
+/// than at the next tick. Otherwise unused by daemons.
+pub const WAKE_SIGNAL: Signal = Signal::SIGURG;
 
 /// Runs the daemon; returns the exit code. The caller must `_exit` with it and never return
 /// into Apache.
@@ -85,7 +101,9 @@ pub fn run(plan: DaemonPlan) -> i32 {
         Signal::SIGTERM,
         Signal::SIGINT,
         Signal::SIGUSR1,
+        Signal::SIGUSR2,
         Signal::SIGHUP,
+        WAKE_SIGNAL,
     ] {
         waited.add(sig);
     }
@@ -144,11 +162,12 @@ pub fn run(plan: DaemonPlan) -> i32 {
         std::process::id(),
         plan.serve.threads
     ));
+    send_control(&plan, &ControlMessage::Ready);
 
     let heartbeat = Arc::new(AtomicU64::new(0));
+    let epoch = Instant::now();
     if server.host().is_some() && plan.timers.deadlock_timeout.is_some() {
         let beat = Arc::clone(&heartbeat);
-        let epoch = Instant::now();
         let _ = std::thread::Builder::new()
             .name("rwsgi-gil-heartbeat".into())
             .spawn(move || {
@@ -159,7 +178,45 @@ pub fn run(plan: DaemonPlan) -> i32 {
                 }
             });
     }
-    let stop = wait_for_stop(&plan, &server, &waited, parent, &heartbeat);
+    let mut stop = wait_for_stop(&plan, &server, &waited, parent, &heartbeat, epoch);
+    if let StopKind::Replace { eviction } = stop.kind {
+        let scripts = server
+            .host()
+            .map(|h| h.loaded_scripts())
+            .unwrap_or_default();
+        let asked = send_control(
+            &plan,
+            &ControlMessage::Replace {
+                reason: stop.reason.clone(),
+                scripts,
+            },
+        );
+        let drain_kind = if eviction {
+            StopKind::Eviction
+        } else {
+            StopKind::Graceful
+        };
+        stop.kind = if asked {
+            logging::info(&format!(
+                "daemon process '{}' (pid {}): {}; asked for a replacement, {} until it is \
+                 ready",
+                plan.group,
+                std::process::id(),
+                stop.reason,
+                if server.is_accepting() {
+                    "serving"
+                } else {
+                    "new requests wait"
+                }
+            ));
+            match wait_for_drain_signal(&plan, &waited, parent, &heartbeat, epoch) {
+                StopKind::Graceful => drain_kind,
+                other => other,
+            }
+        } else {
+            drain_kind
+        };
+    }
     if let StopKind::Deadlock = stop.kind {
         logging::error(&format!(
             "daemon process '{}' (pid {}) stopping: {}; exiting at once",
@@ -173,7 +230,7 @@ pub fn run(plan: DaemonPlan) -> i32 {
         StopKind::Shutdown => plan.shutdown_timeout,
         StopKind::Graceful => plan.graceful_timeout,
         StopKind::Eviction => plan.eviction_timeout,
-        StopKind::Deadlock => Duration::ZERO,
+        StopKind::Deadlock | StopKind::Replace { .. } => Duration::ZERO,
     };
     logging::info(&format!(
         "daemon process '{}' (pid {}) stopping: {}; {} request(s) in flight, waiting up to {} s",
@@ -209,14 +266,189 @@ pub fn run(plan: DaemonPlan) -> i32 {
 }
 
 enum StopKind {
-    /// SIGTERM (Apache stopping or restarting), or the parent is gone.
+    /// SIGTERM (Apache stopping or restarting), or the manager is gone.
     Shutdown,
-    /// SIGINT, touch-to-reload, maximum-requests: finish in-flight requests.
+    /// Drain within graceful-timeout: SIGUSR2 from the manager, or a restart that needs no
+    /// successor first (inactivity-timeout, startup-timeout).
     Graceful,
-    /// SIGUSR1.
+    /// Drain within eviction-timeout.
     Eviction,
+    /// Ask the manager for a warm replacement, then drain when told.
+    Replace { eviction: bool },
     /// The GIL could not be taken for deadlock-timeout: exit without running Python.
     Deadlock,
+}
+
+/// Sends `msg` to the daemon manager; false when there is none or it cannot be reached.
+fn send_control(plan: &DaemonPlan, msg: &ControlMessage) -> bool {
+    let Some(fd) = plan.control_fd else {
+        return false;
+    };
+    // SAFETY: the control socket is kept open for the whole life of this process.
+    let fd = unsafe { BorrowedFd::borrow_raw(fd) };
+    match nix::sys::socket::send(
+        std::os::fd::AsRawFd::as_raw_fd(&fd),
+        &msg.encode(),
+        nix::sys::socket::MsgFlags::MSG_NOSIGNAL,
+    ) {
+        Ok(_) => true,
+        Err(e) => {
+            logging::warning(&format!(
+                "daemon process '{}' (pid {}): cannot reach the daemon manager: {e}",
+                plan.group,
+                std::process::id()
+            ));
+            false
+        }
+    }
+}
+
+/// After asking for a replacement: serve on until told to drain (Graceful), to shut down,
+/// or the GIL is lost.
+fn wait_for_drain_signal(
+    plan: &DaemonPlan,
+    waited: &SigSet,
+    parent: nix::unistd::Pid,
+    heartbeat: &AtomicU64,
+    epoch: Instant,
+) -> StopKind {
+    loop {
+        match next_signal(waited) {
+            Some(Signal::SIGUSR2) => return StopKind::Graceful,
+            Some(Signal::SIGTERM) => return StopKind::Shutdown,
+            _ => {}
+        }
+        if nix::unistd::getppid() != parent {
+            return StopKind::Shutdown;
+        }
+        if plan
+            .timers
+            .deadlock_timeout
+            .is_some_and(|limit| gil_lost(limit, epoch, heartbeat))
+        {
+            return StopKind::Deadlock;
+        }
+    }
+}
+
+/// request-timeout as mod_wsgi 6 applies it: `limit · (1 + ln threads)`, so a process
+/// with many threads is not recycled for one slow request as eagerly as a single-threaded
+/// one. The client still gets its 504 after `limit` (Apache's side does not scale).
+pub fn scaled_request_timeout(limit: Duration, threads: usize) -> Duration {
+    limit.mul_f64(1.0 + (threads.max(1) as f64).ln())
+}
+
+/// Overdue requests: with interrupt-timeout, raise mod_wsgi.RequestTimeout in the thread
+/// first and replace the process only if the request outlives interrupt-timeout; without
+/// it, replace the process at once. Python stacks are logged either way.
+fn check_request_timeout(
+    plan: &DaemonPlan,
+    server: &Server,
+    limit: Duration,
+    scaled: Duration,
+    interrupted: &mut std::collections::HashMap<usize, (u64, Instant)>,
+) -> Option<Stop> {
+    let overdue = server.overdue_requests(scaled);
+    interrupted.retain(|index, (since, _)| overdue.iter().any(|o| o.0 == *index && o.1 == *since));
+    let scaled_text = if scaled == limit {
+        String::new()
+    } else {
+        format!(
+            " ({:.1} s with {} threads)",
+            scaled.as_secs_f64(),
+            plan.serve.threads
+        )
+    };
+    for (index, since, elapsed) in overdue {
+        let stacks = || {
+            if server.host().is_some() {
+                python::thread_stacks()
+            } else {
+                String::new()
+            }
+        };
+        match (plan.timers.interrupt_timeout, interrupted.get(&index)) {
+            (Some(grace), Some((_, at))) => {
+                if at.elapsed() >= grace {
+                    return Some(Stop {
+                        kind: StopKind::Replace { eviction: false },
+                        reason: format!(
+                            "request-timeout={} s exceeded and the request did not stop within \
+                             interrupt-timeout={} s",
+                            limit.as_secs(),
+                            grace.as_secs()
+                        ),
+                    });
+                }
+            }
+            (Some(grace), None) if server.host().is_some() => {
+                let ident = server.thread_ident(index);
+                let raised = ident != 0 && python::interrupt_thread(ident);
+                logging::warning(&format!(
+                    "daemon process '{}' (pid {}): a request has run {:.1} s, over \
+                     request-timeout={} s{scaled_text}; {} (interrupt-timeout={} s); Python \
+                     stacks:\n{}",
+                    plan.group,
+                    std::process::id(),
+                    elapsed.as_secs_f64(),
+                    limit.as_secs(),
+                    if raised {
+                        "raised mod_wsgi.RequestTimeout in its thread"
+                    } else {
+                        "its thread runs no Python to interrupt"
+                    },
+                    grace.as_secs(),
+                    stacks()
+                ));
+                interrupted.insert(index, (since, Instant::now()));
+            }
+            _ => {
+                logging::warning(&format!(
+                    "daemon process '{}' (pid {}): a request has run {:.1} s, over \
+                     request-timeout={} s{scaled_text}; Python stacks:\n{}",
+                    plan.group,
+                    std::process::id(),
+                    elapsed.as_secs_f64(),
+                    limit.as_secs(),
+                    stacks()
+                ));
+                return Some(Stop {
+                    kind: StopKind::Replace { eviction: false },
+                    reason: format!("request-timeout={} s exceeded", limit.as_secs()),
+                });
+            }
+        }
+    }
+    None
+}
+
+/// True when the GIL heartbeat (seconds since `epoch`, taken just before the heartbeat
+/// thread started) is older than `limit`.
+fn gil_lost(limit: Duration, epoch: Instant, heartbeat: &AtomicU64) -> bool {
+    let beat = heartbeat.load(Ordering::SeqCst);
+    // The heartbeat counts from its own start, a moment after ours: compare ages.
+    beat > 0 && epoch.elapsed().as_secs().saturating_sub(beat) > limit.as_secs() + 1
+}
+
+/// Waits up to a quarter second for one of the `waited` signals.
+fn next_signal(waited: &SigSet) -> Option<Signal> {
+    let timeout = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 250_000_000,
+    };
+    // SAFETY: sigtimedwait with a valid, blocked signal set and a valid timeout.
+    let sig = unsafe {
+        libc::sigtimedwait(
+            waited.as_ref() as *const libc::sigset_t,
+            std::ptr::null_mut(),
+            &timeout,
+        )
+    };
+    if sig > 0 {
+        Signal::try_from(sig).ok()
+    } else {
+        None
+    }
 }
 
 struct Stop {
@@ -231,47 +463,40 @@ fn wait_for_stop(
     waited: &SigSet,
     parent: nix::unistd::Pid,
     heartbeat: &AtomicU64,
+    epoch: Instant,
 ) -> Stop {
-    let started = Instant::now();
-    let timeout = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 250_000_000,
-    };
+    let started = epoch;
     let mut last_script_check = Instant::now();
+    // Worker index -> (start of the interrupted request, when it was interrupted).
+    let mut interrupted: std::collections::HashMap<usize, (u64, Instant)> =
+        std::collections::HashMap::new();
     loop {
-        // SAFETY: sigtimedwait with a valid, blocked signal set and a valid timeout.
-        let sig = unsafe {
-            libc::sigtimedwait(
-                waited.as_ref() as *const libc::sigset_t,
-                std::ptr::null_mut(),
-                &timeout,
-            )
-        };
-        if sig > 0 {
-            let name = Signal::try_from(sig)
-                .map(|s| s.as_str())
-                .unwrap_or("signal");
-            let kind = match Signal::try_from(sig) {
-                Ok(Signal::SIGINT) | Ok(Signal::SIGHUP) => StopKind::Graceful,
-                Ok(Signal::SIGUSR1) => StopKind::Eviction,
-                _ => StopKind::Shutdown,
+        if let Some(sig) = next_signal(waited) {
+            let kind = match sig {
+                WAKE_SIGNAL => None,
+                Signal::SIGINT | Signal::SIGHUP => Some(StopKind::Replace { eviction: false }),
+                Signal::SIGUSR1 => Some(StopKind::Replace { eviction: true }),
+                Signal::SIGUSR2 => Some(StopKind::Graceful),
+                _ => Some(StopKind::Shutdown),
             };
-            return Stop {
-                kind,
-                reason: format!("received {name}"),
-            };
+            if let Some(kind) = kind {
+                return Stop {
+                    kind,
+                    reason: format!("received {}", sig.as_str()),
+                };
+            }
         }
         if nix::unistd::getppid() != parent {
             return Stop {
                 kind: StopKind::Shutdown,
-                reason: "the Apache parent process is gone".into(),
+                reason: "the daemon manager process is gone".into(),
             };
         }
         let t = &plan.timers;
         if let Some(limit) = t.restart_interval {
             if started.elapsed() >= limit {
                 return Stop {
-                    kind: StopKind::Graceful,
+                    kind: StopKind::Replace { eviction: false },
                     reason: format!("restart-interval={} s reached", limit.as_secs()),
                 };
             }
@@ -296,29 +521,14 @@ fn wait_for_stop(
             }
         }
         if let Some(limit) = t.request_timeout {
-            if let Some(longest) = server.longest_request().filter(|d| *d >= limit) {
-                if server.host().is_some() {
-                    logging::warning(&format!(
-                        "daemon process '{}' (pid {}): a request has run {:.1} s, over \
-                         request-timeout={} s; Python stacks:\n{}",
-                        plan.group,
-                        std::process::id(),
-                        longest.as_secs_f64(),
-                        limit.as_secs(),
-                        python::thread_stacks()
-                    ));
-                }
-                return Stop {
-                    kind: StopKind::Graceful,
-                    reason: format!("request-timeout={} s exceeded", limit.as_secs()),
-                };
+            let scaled = scaled_request_timeout(limit, plan.serve.threads);
+            if let Some(stop) = check_request_timeout(plan, server, limit, scaled, &mut interrupted)
+            {
+                return stop;
             }
         }
         if let Some(limit) = t.deadlock_timeout {
-            let beat = heartbeat.load(Ordering::SeqCst);
-            let now = started.elapsed().as_secs();
-            // The heartbeat counts from its own start, a moment after ours: compare ages.
-            if beat > 0 && now.saturating_sub(beat) > limit.as_secs() + 1 {
+            if gil_lost(limit, started, heartbeat) {
                 return Stop {
                     kind: StopKind::Deadlock,
                     reason: format!(
@@ -330,18 +540,34 @@ fn wait_for_stop(
         }
         if server.restart_requested() {
             return Stop {
-                kind: StopKind::Graceful,
+                kind: StopKind::Replace { eviction: false },
                 reason: server.restart_reason(),
             };
         }
         if plan.script_reloading && last_script_check.elapsed() >= Duration::from_secs(1) {
             last_script_check = Instant::now();
             if server.host().is_some_and(|h| h.scripts_changed()) {
+                server.mark_stale("the WSGI script changed (touch-to-reload)");
                 return Stop {
-                    kind: StopKind::Graceful,
+                    kind: StopKind::Replace { eviction: false },
                     reason: "the WSGI script changed (touch-to-reload)".into(),
                 };
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_timeout_scales_with_ln_threads() {
+        let t = Duration::from_secs(60);
+        assert_eq!(scaled_request_timeout(t, 1), t);
+        assert_eq!(scaled_request_timeout(t, 0), t);
+        let four = scaled_request_timeout(t, 4).as_secs_f64();
+        assert!((four - 60.0 * (1.0 + 4f64.ln())).abs() < 0.01, "{four}");
+        assert!(scaled_request_timeout(t, 15) > scaled_request_timeout(t, 4));
     }
 }

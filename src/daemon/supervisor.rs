@@ -1,17 +1,23 @@
 //! Restart policy for daemon processes, as a pure state machine: a daemon that dies is
-//! restarted at once; one that keeps dying soon after it started backs off 1 s, 2 s, 4 s ...
-//! up to 30 s, so a broken script cannot fork-bomb the machine.
+//! restarted at once; one that keeps dying before it is ready or soon after, backs off 1 s,
+//! 2 s, 4 s ... up to 30 s, so a broken script cannot fork-bomb the machine. A process that
+//! served for a while and was then killed (kill -9, the OOM killer, a crash under load) is
+//! not a crash loop: it is replaced at once.
 
 use std::time::{Duration, Instant};
 
 /// A daemon that lived at least this long is considered healthy: its next death restarts
 /// it immediately and resets the backoff.
 pub const HEALTHY_AFTER: Duration = Duration::from_secs(10);
+/// So is one that was ready (serving) at least this long.
+pub const HEALTHY_AFTER_READY: Duration = Duration::from_secs(2);
 pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Clone)]
 pub struct SlotHistory {
     pub started_at: Instant,
+    /// When the current process reported ready, if it did.
+    pub ready_at: Option<Instant>,
     pub quick_deaths: u32,
 }
 
@@ -19,8 +25,19 @@ impl SlotHistory {
     pub fn new(now: Instant) -> SlotHistory {
         SlotHistory {
             started_at: now,
+            ready_at: None,
             quick_deaths: 0,
         }
+    }
+
+    /// A new process starts in this slot.
+    pub fn on_start(&mut self, now: Instant) {
+        self.started_at = now;
+        self.ready_at = None;
+    }
+
+    pub fn on_ready(&mut self, now: Instant) {
+        self.ready_at = Some(now);
     }
 
     /// Records a death at `now` and returns how long the replacement must wait before it
@@ -28,12 +45,16 @@ impl SlotHistory {
     /// never a crash.
     pub fn on_death(&mut self, now: Instant, planned: bool) -> Duration {
         let lived = now.saturating_duration_since(self.started_at);
-        if planned || lived >= HEALTHY_AFTER {
+        let served = self
+            .ready_at
+            .map(|r| now.saturating_duration_since(r))
+            .unwrap_or(Duration::ZERO);
+        if planned || lived >= HEALTHY_AFTER || served >= HEALTHY_AFTER_READY {
             self.quick_deaths = 0;
         } else {
             self.quick_deaths = self.quick_deaths.saturating_add(1);
         }
-        self.started_at = now;
+        self.on_start(now);
         backoff(self.quick_deaths)
     }
 }
@@ -99,6 +120,29 @@ mod tests {
             Duration::ZERO
         );
         assert_eq!(h.quick_deaths, 0);
+    }
+
+    #[test]
+    fn a_process_killed_after_serving_a_while_is_not_a_crash_loop() {
+        let t0 = Instant::now();
+        let mut h = SlotHistory::new(t0);
+        for round in 0..4u64 {
+            let start = t0 + Duration::from_secs(3 * round);
+            h.on_start(start);
+            h.on_ready(start + Duration::from_millis(50));
+            assert_eq!(
+                h.on_death(start + Duration::from_secs(3), false),
+                Duration::ZERO,
+                "round {round}"
+            );
+        }
+        // Dying within HEALTHY_AFTER_READY of being ready still counts as quick.
+        h.on_start(t0);
+        h.on_ready(t0);
+        assert_eq!(
+            h.on_death(t0 + Duration::from_millis(500), false),
+            Duration::from_secs(1)
+        );
     }
 
     #[test]

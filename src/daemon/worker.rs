@@ -69,8 +69,12 @@ pub struct Server {
     served: AtomicU64,
     restart_requested: AtomicBool,
     restart_reason: Mutex<String>,
+    /// A loaded script changed: this process must not start another request.
+    stale: AtomicBool,
     /// Per worker thread: when its current request started (µs since `epoch`), 0 if idle.
     busy_since: Vec<AtomicU64>,
+    /// Per worker thread: its Python thread ident (`threading.get_ident()`), 0 = not yet.
+    thread_idents: Vec<AtomicU64>,
     /// Last request start or end (µs since `epoch`), for inactivity-timeout; 0 = never.
     last_activity: AtomicU64,
     /// When the first request started (and with it the script's load), 0 = not yet.
@@ -131,7 +135,9 @@ impl Server {
             served: AtomicU64::new(0),
             restart_requested: AtomicBool::new(false),
             restart_reason: Mutex::new(String::new()),
+            stale: AtomicBool::new(false),
             busy_since: (0..settings_threads).map(|_| AtomicU64::new(0)).collect(),
+            thread_idents: (0..settings_threads).map(|_| AtomicU64::new(0)).collect(),
             last_activity: AtomicU64::new(0),
             first_load_started: AtomicU64::new(0),
             loaded: AtomicBool::new(false),
@@ -183,7 +189,8 @@ impl Server {
             .unwrap_or_default()
     }
 
-    /// Asks the main thread to replace this process; the first reason wins.
+    /// Asks the main thread to replace this process; the first reason wins. The process
+    /// serves on until its replacement is ready.
     pub fn request_restart(&self, reason: &str) {
         if !self.restart_requested.swap(true, Ordering::SeqCst) {
             if let Ok(mut r) = self.restart_reason.lock() {
@@ -194,10 +201,25 @@ impl Server {
                 self.settings.group,
                 std::process::id()
             ));
-            // New connections must wait in the backlog for the replacement, not come here
-            // only to be turned away.
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::this(),
+                crate::daemon::process::WAKE_SIGNAL,
+            );
+        }
+    }
+
+    /// A loaded script changed: no new request may run here. New connections wait in the
+    /// backlog for the replacement instead of coming here only to be turned away.
+    pub fn mark_stale(&self, reason: &str) {
+        if !self.stale.swap(true, Ordering::SeqCst) {
             self.stop_accepting();
         }
+        self.request_restart(reason);
+    }
+
+    /// Still taking new connections?
+    pub fn is_accepting(&self) -> bool {
+        !self.stopping.load(Ordering::SeqCst)
     }
 
     /// Stops accepting and closes idle connections; in-flight requests finish.
@@ -363,15 +385,26 @@ impl Server {
         }
     }
 
-    /// The longest-running request right now, if any.
-    pub fn longest_request(&self) -> Option<Duration> {
+    /// Requests running for at least `limit`: (worker index, start stamp, elapsed).
+    pub fn overdue_requests(&self, limit: Duration) -> Vec<(usize, u64, Duration)> {
         let now = micros_since(self.epoch);
         self.busy_since
             .iter()
-            .map(|b| b.load(Ordering::SeqCst))
-            .filter(|&since| since > 0)
-            .map(|since| Duration::from_micros(now.saturating_sub(since)))
-            .max()
+            .enumerate()
+            .filter_map(|(i, b)| {
+                let since = b.load(Ordering::SeqCst);
+                let elapsed = Duration::from_micros(now.saturating_sub(since));
+                (since > 0 && elapsed >= limit).then_some((i, since, elapsed))
+            })
+            .collect()
+    }
+
+    /// The Python thread ident of worker `index` (0 if unknown).
+    pub fn thread_ident(&self, index: usize) -> u64 {
+        self.thread_idents
+            .get(index)
+            .map(|t| t.load(Ordering::SeqCst))
+            .unwrap_or(0)
     }
 
     /// How long the script has been loading without success (startup-timeout); None when
@@ -393,6 +426,11 @@ impl Server {
     }
 
     fn worker_loop(&self, index: usize) {
+        if let Some(slot) = self.thread_idents.get(index) {
+            // CPython's thread ident is the pthread_t of the OS thread.
+            // SAFETY: pthread_self has no preconditions.
+            slot.store(unsafe { libc::pthread_self() } as u64, Ordering::SeqCst);
+        }
         while let Some(mut conn) = self.next_ready() {
             let keep = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 self.serve_connection(&mut conn, index)
@@ -506,14 +544,11 @@ impl Server {
                 .is_ok();
         };
         let reloading = head.flags & req_flags::SCRIPT_RELOADING != 0;
-        let changed = reloading && host.scripts_changed();
-        if changed || self.restart_requested() {
-            // Touch-to-reload (or a pending restart): this process must not run the request
-            // with old modules. Nothing of it was consumed, so Apache resends it on a new
-            // connection, which the replacement process accepts from the backlog.
-            if changed {
-                self.request_restart("the WSGI script changed (touch-to-reload)");
-            }
+        if self.stale.load(Ordering::SeqCst) || (reloading && host.scripts_changed()) {
+            // Touch-to-reload: this process must not run the request with old modules.
+            // Nothing of it was consumed, so Apache resends it on a new connection, which
+            // the replacement process accepts from the backlog.
+            self.mark_stale("the WSGI script changed (touch-to-reload)");
             let _ = io.send_error(error_code::SHUTTING_DOWN, b"daemon process is restarting");
             return false;
         }

@@ -96,6 +96,12 @@ impl AppHost {
         self.loader.changed()
     }
 
+    /// (script, application group) of every script loaded so far: what a replacement
+    /// process imports before it takes over.
+    pub fn loaded_scripts(&self) -> Vec<(String, String)> {
+        self.loader.loaded()
+    }
+
     /// Serves one request end to end. Call without the GIL. Never panics; never leaves the GIL
     /// held; every `io` call happens detached from Python, and no Python object can reach `io`
     /// after this returns.

@@ -27,6 +27,21 @@ result = '\\n'.join(out)
     })
 }
 
+/// Raises `mod_wsgi.RequestTimeout` in the Python thread whose `threading.get_ident()` is
+/// `ident`, at its next bytecode; true when that thread exists. Blocking calls (a long
+/// `time.sleep`) are not cut short: the exception comes when they return.
+pub fn interrupt_thread(ident: u64) -> bool {
+    Python::attach(|py| {
+        let exc = py.get_type::<super::modwsgi::RequestTimeout>();
+        // SAFETY: called with the GIL held; `exc` is a live type object for the call, and
+        // CPython takes its own reference to it.
+        let found = unsafe {
+            pyo3::ffi::PyThreadState_SetAsyncExc(ident as std::os::raw::c_long, exc.as_ptr())
+        };
+        found == 1
+    })
+}
+
 /// Takes and releases the GIL once; returns when it could be taken.
 pub fn gil_heartbeat() {
     Python::attach(|_| {});

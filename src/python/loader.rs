@@ -144,6 +144,13 @@ impl Loader {
             loaded_mtime.is_some_and(|t| mtime_of(&slot.path).map_or(true, |now| now != t))
         })
     }
+
+    /// (script, application group) of every script requested so far, sorted.
+    pub(crate) fn loaded(&self) -> Vec<(String, String)> {
+        let mut out: Vec<(String, String)> = lock(&self.slots).keys().cloned().collect();
+        out.sort();
+        out
+    }
 }
 
 fn group_text(group: &str) -> String {

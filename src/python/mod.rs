@@ -35,7 +35,7 @@ mod tests;
 use crate::logging::Level;
 
 pub use app::AppHost;
-pub use diagnostics::{gil_heartbeat, thread_stacks};
+pub use diagnostics::{gil_heartbeat, interrupt_thread, thread_stacks};
 pub use interpreter::{InterpreterSettings, initialize, run_shutdown_callbacks, shutdown};
 pub use log_object::install_restricted_stdout;
 

@@ -17,6 +17,13 @@ use crate::logging::Level;
 
 static MODULE: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
 
+pyo3::create_exception!(
+    mod_wsgi,
+    RequestTimeout,
+    pyo3::exceptions::PyBaseException,
+    "Raised in a request's thread when it ran past request-timeout (interrupt-timeout is set)."
+);
+
 /// Creates the module and inserts it in sys.modules as `mod_wsgi` and `mod_rwsgi`.
 pub(crate) fn install(py: Python<'_>, info: &ProcessInfo) -> PyResult<()> {
     let m = PyModule::new(py, "mod_wsgi")?;
@@ -27,6 +34,7 @@ pub(crate) fn install(py: Python<'_>, info: &ProcessInfo) -> PyResult<()> {
     m.add("maximum_processes", info.processes)?;
     m.add("threads_per_process", info.threads)?;
     m.add_class::<FileWrapper>()?;
+    m.add("RequestTimeout", py.get_type::<RequestTimeout>())?;
     m.add("event_callbacks", PyList::empty(py))?;
     m.add("shutdown_callbacks", PyList::empty(py))?;
     m.add_function(wrap_pyfunction!(subscribe_events, &m)?)?;

@@ -8,6 +8,8 @@ import threading
 import time
 
 
+_SPIN_ENDINGS = []
+
 def _text(start_response, body, status="200 OK", ctype="text/plain; charset=utf-8"):
     data = body.encode("utf-8") if isinstance(body, str) else body
     start_response(status, [("Content-Type", ctype), ("Content-Length", str(len(data)))])
@@ -117,6 +119,20 @@ def application(environ, start_response):
         time.sleep(float(q.get("s", "1")))
         return _text(start_response, json.dumps({"pid": os.getpid(), "thread": threading.get_ident(),
                                                   "start": start, "end": time.time()}))
+    if path == "/spin":
+        # Runs Python for s seconds (an async exception such as mod_wsgi.RequestTimeout
+        # lands within 50 ms); records how it ended in /tmp-free module state.
+        end = time.time() + float(q.get("s", "30"))
+        try:
+            while time.time() < end:
+                time.sleep(0.05)
+        except BaseException as e:
+            _SPIN_ENDINGS.append(type(e).__name__)
+            raise
+        _SPIN_ENDINGS.append("finished")
+        return _text(start_response, "spun")
+    if path == "/spin-endings":
+        return _text(start_response, json.dumps(_SPIN_ENDINGS))
     if path == "/pid":
         return _text(start_response, str(os.getpid()))
     if path == "/ids":

@@ -297,7 +297,14 @@ impl Apache {
                     );
                 }
             }
-            if TcpStream::connect(("127.0.0.1", self.port())).is_ok() {
+            // Listening is not enough: the first configuration pass already listens, and a
+            // connection accepted then may be reset when the real pass starts the children.
+            // Ready = the real pass logged its command line and a request is answered.
+            if TcpStream::connect(("127.0.0.1", self.port())).is_ok()
+                && self.error_log().contains("AH00094")
+                // A request line Apache's core rejects (400) before any module sees it.
+                && http::raw_request(self.port(), b"READY?\r\n\r\n", true).is_ok()
+            {
                 return;
             }
             if start.elapsed() > limit {

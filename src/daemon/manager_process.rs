@@ -1,0 +1,609 @@
+//! The daemon manager process. The Apache parent forks one per configuration generation;
+//! it forks every daemon process of every group and supervises them. Apache's parent only
+//! notices a dead child about once a second and cannot hear a daemon at all, so supervision
+//! lives here, in a single-threaded process that never starts Python and reacts at once:
+//!
+//! - a daemon that dies is replaced immediately (crash-loop backoff aside);
+//! - a daemon that must be replaced (touch-to-reload, maximum-requests, restart-interval,
+//!   request-timeout, SIGINT, SIGUSR1) asks for it over its control socket and keeps its
+//!   place until the replacement has imported the scripts and accepts; only then is it told
+//!   to drain (SIGUSR2). Replacements in a group happen one at a time.
+//! - SIGINT (Apache restarting gracefully): every daemon drains within graceful-timeout;
+//!   SIGTERM (stop, hard restart) or the Apache parent gone: every daemon gets SIGTERM and
+//!   whatever is left after shutdown-timeout gets SIGKILL. The manager exits last.
+
+use std::collections::{HashMap, VecDeque};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::time::{Duration, Instant};
+
+use nix::poll::{PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::socket::{AddressFamily, SockFlag, SockType, socketpair};
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::unistd::Pid;
+
+use crate::daemon::control::{self, ControlMessage, Script};
+use crate::daemon::process::{self as daemon_process, DaemonPlan};
+use crate::daemon::spawn::{self, ChildSetup};
+use crate::daemon::supervisor::SlotHistory;
+use crate::logging;
+
+/// One group: its daemon template and how many processes it runs.
+#[derive(Clone, Debug)]
+pub struct GroupPlan {
+    pub plan: DaemonPlan,
+    pub processes: usize,
+}
+
+/// A replacement that does not report ready within this (or the group's startup-timeout)
+/// no longer holds the old process back.
+const REPLACEMENT_PATIENCE: Duration = Duration::from_secs(30);
+/// How often the loop wakes without events (parent check, deadlines).
+const TICK: Duration = Duration::from_millis(100);
+
+/// Runs the manager; returns its exit code. The caller `_exit`s with it.
+pub fn run(groups: Vec<GroupPlan>, apache_parent: Pid, start_delay: Duration) -> i32 {
+    let keep: Vec<RawFd> = groups.iter().map(|g| g.plan.listener_fd).collect();
+    let _ = spawn::release_inherited(&ChildSetup {
+        keep_fds: keep,
+        ..ChildSetup::default()
+    });
+    // Own process group: Apache's MPM signals its whole group on stop and restart, but the
+    // daemons are stopped in order by this process, told by the parent.
+    let _ = nix::unistd::setpgid(Pid::from_raw(0), Pid::from_raw(0));
+    // SAFETY: prctl(PR_SET_PDEATHSIG)/PR_SET_NAME only set attributes of this process; the
+    // name is a valid NUL-terminated string.
+    unsafe {
+        libc::prctl(
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGTERM as libc::c_ulong,
+            0,
+            0,
+            0,
+        );
+        libc::prctl(
+            libc::PR_SET_NAME,
+            c"rwsgi-manager".as_ptr() as libc::c_ulong,
+            0,
+            0,
+            0,
+        );
+    }
+    if nix::unistd::getppid() != apache_parent {
+        return 0; // the parent died before PDEATHSIG was armed
+    }
+    if !start_delay.is_zero() {
+        std::thread::sleep(start_delay);
+    }
+    let mut mask = SigSet::empty();
+    for sig in [
+        Signal::SIGCHLD,
+        Signal::SIGTERM,
+        Signal::SIGINT,
+        Signal::SIGHUP,
+        Signal::SIGUSR1,
+        Signal::SIGUSR2,
+    ] {
+        mask.add(sig);
+    }
+    if let Err(e) = mask.thread_block() {
+        logging::log(
+            logging::Level::Crit,
+            &format!("mod_rwsgi: daemon manager cannot block signals: {e}"),
+        );
+        return 1;
+    }
+    let signals = match SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
+    {
+        Ok(fd) => fd,
+        Err(e) => {
+            logging::log(
+                logging::Level::Crit,
+                &format!("mod_rwsgi: daemon manager cannot create a signalfd: {e}"),
+            );
+            return 1;
+        }
+    };
+    let mut manager = Manager::new(groups, apache_parent);
+    manager.start_all();
+    manager.serve(&signals)
+}
+
+/// What a daemon is to its slot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Role {
+    /// The slot's serving (or starting) process.
+    Current,
+    /// Replaced: waiting for its successor to be ready, then draining.
+    Retiring { told_to_drain: bool },
+}
+
+struct Daemon {
+    group: usize,
+    slot: usize,
+    role: Role,
+    ready: bool,
+    control: OwnedFd,
+}
+
+struct Slot {
+    current: Option<Pid>,
+    /// The process that asked to be replaced and waits for `current` to be ready.
+    waiting: Option<Pid>,
+    history: SlotHistory,
+}
+
+struct ReplaceRequest {
+    slot: usize,
+    pid: Pid,
+    reason: String,
+    scripts: Vec<Script>,
+}
+
+struct Group {
+    plan: DaemonPlan,
+    slots: Vec<Slot>,
+    /// The slot whose replacement is starting, and since when.
+    replacing: Option<(usize, Instant)>,
+    queue: VecDeque<ReplaceRequest>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Stopping {
+    Graceful,
+    Hard,
+}
+
+struct Manager {
+    groups: Vec<Group>,
+    daemons: HashMap<Pid, Daemon>,
+    apache_parent: Pid,
+    stopping: Option<(Stopping, Instant)>,
+}
+
+impl Manager {
+    fn new(plans: Vec<GroupPlan>, apache_parent: Pid) -> Manager {
+        let now = Instant::now();
+        let groups = plans
+            .into_iter()
+            .map(|g| Group {
+                slots: (0..g.processes.max(1))
+                    .map(|_| Slot {
+                        current: None,
+                        waiting: None,
+                        history: SlotHistory::new(now),
+                    })
+                    .collect(),
+                plan: g.plan,
+                replacing: None,
+                queue: VecDeque::new(),
+            })
+            .collect();
+        Manager {
+            groups,
+            daemons: HashMap::new(),
+            apache_parent,
+            stopping: None,
+        }
+    }
+
+    fn start_all(&mut self) {
+        for g in 0..self.groups.len() {
+            for s in 0..self.groups[g].slots.len() {
+                self.spawn(g, s, Duration::ZERO, &[]);
+            }
+        }
+    }
+
+    /// Forks the daemon of slot `s` in group `g`; it imports `scripts` before serving.
+    fn spawn(&mut self, g: usize, s: usize, delay: Duration, scripts: &[Script]) {
+        let group = &self.groups[g];
+        let (mine, theirs) = match socketpair(
+            AddressFamily::Unix,
+            SockType::SeqPacket,
+            None,
+            SockFlag::SOCK_CLOEXEC,
+        ) {
+            Ok(pair) => pair,
+            Err(e) => {
+                logging::log(
+                    logging::Level::Crit,
+                    &format!(
+                        "mod_rwsgi: cannot create a control socket for daemon process '{}': {e}",
+                        group.plan.group
+                    ),
+                );
+                return;
+            }
+        };
+        let mut plan = group.plan.clone();
+        plan.start_delay = delay;
+        plan.control_fd = Some(theirs.as_raw_fd());
+        plan.setup.keep_fds.push(theirs.as_raw_fd());
+        for script in scripts {
+            if !plan.preload.contains(script) {
+                plan.preload.push(script.clone());
+            }
+        }
+        // SAFETY: this process is single-threaded; the child runs only the daemon's code and
+        // leaves through _exit.
+        match unsafe { nix::unistd::fork() } {
+            Ok(nix::unistd::ForkResult::Child) => {
+                let code =
+                    std::panic::catch_unwind(move || daemon_process::run(plan)).unwrap_or(70);
+                // SAFETY: _exit skips destructors of state copied from the manager.
+                unsafe { libc::_exit(code) };
+            }
+            Ok(nix::unistd::ForkResult::Parent { child }) => {
+                drop(theirs);
+                let slot = &mut self.groups[g].slots[s];
+                slot.current = Some(child);
+                slot.history.on_start(Instant::now());
+                self.daemons.insert(
+                    child,
+                    Daemon {
+                        group: g,
+                        slot: s,
+                        role: Role::Current,
+                        ready: false,
+                        control: mine,
+                    },
+                );
+            }
+            Err(e) => logging::log(
+                logging::Level::Crit,
+                &format!(
+                    "mod_rwsgi: cannot fork a process for daemon group '{}': {e}",
+                    self.groups[g].plan.group
+                ),
+            ),
+        }
+    }
+
+    fn serve(&mut self, signals: &SignalFd) -> i32 {
+        loop {
+            let pids: Vec<Pid> = self.daemons.keys().copied().collect();
+            let mut ready_pids = Vec::new();
+            let mut signals_ready = false;
+            {
+                let mut fds = Vec::with_capacity(pids.len() + 1);
+                fds.push(PollFd::new(signals.as_fd(), PollFlags::POLLIN));
+                for pid in &pids {
+                    fds.push(PollFd::new(
+                        self.daemons[pid].control.as_fd(),
+                        PollFlags::POLLIN,
+                    ));
+                }
+                let timeout = PollTimeout::try_from(TICK).unwrap_or(PollTimeout::NONE);
+                match nix::poll::poll(&mut fds, timeout) {
+                    Ok(_) => {
+                        signals_ready = fds[0].any().unwrap_or(false);
+                        for (i, pid) in pids.iter().enumerate() {
+                            if fds[i + 1].any().unwrap_or(false) {
+                                ready_pids.push(*pid);
+                            }
+                        }
+                    }
+                    Err(nix::errno::Errno::EINTR) => {}
+                    Err(e) => {
+                        logging::error(&format!("mod_rwsgi: daemon manager: poll failed: {e}"));
+                        std::thread::sleep(TICK);
+                    }
+                }
+            }
+            if signals_ready {
+                while let Ok(Some(info)) = signals.read_signal() {
+                    match Signal::try_from(info.ssi_signo as i32) {
+                        Ok(Signal::SIGCHLD) => {}
+                        Ok(Signal::SIGTERM) => self.begin_stop(Stopping::Hard, "received SIGTERM"),
+                        Ok(Signal::SIGINT) => {
+                            self.begin_stop(Stopping::Graceful, "Apache restarts gracefully")
+                        }
+                        _ => {} // SIGHUP, SIGUSR1/2: Apache's signals to its process group
+                    }
+                }
+            }
+            // Deaths are reaped every turn: SIGCHLD coalesces, and a death may race poll.
+            self.reap();
+            for pid in ready_pids {
+                self.read_control(pid);
+            }
+            if nix::unistd::getppid() != self.apache_parent {
+                self.begin_stop(Stopping::Hard, "the Apache parent process is gone");
+            }
+            self.check_replacement_patience();
+            if let Some((_, deadline)) = self.stopping {
+                if self.daemons.is_empty() {
+                    return 0;
+                }
+                if Instant::now() >= deadline {
+                    self.kill_remaining();
+                    return 0;
+                }
+            }
+        }
+    }
+
+    fn begin_stop(&mut self, how: Stopping, why: &str) {
+        match self.stopping {
+            Some((Stopping::Hard, _)) => return,
+            Some((Stopping::Graceful, _)) if how == Stopping::Graceful => return,
+            _ => {}
+        }
+        let (signal, window) = match how {
+            Stopping::Graceful => (
+                Signal::SIGUSR2,
+                self.max_over_groups(|p| p.graceful_timeout) + Duration::from_secs(2),
+            ),
+            Stopping::Hard => (
+                Signal::SIGTERM,
+                self.max_over_groups(|p| p.shutdown_timeout) + Duration::from_secs(1),
+            ),
+        };
+        logging::info(&format!(
+            "mod_rwsgi: daemon manager (pid {}) stopping {} daemon process(es): {why}",
+            std::process::id(),
+            self.daemons.len()
+        ));
+        self.stopping = Some((how, Instant::now() + window));
+        for pid in self.daemons.keys() {
+            let _ = nix::sys::signal::kill(*pid, signal);
+        }
+    }
+
+    fn max_over_groups(&self, f: impl Fn(&DaemonPlan) -> Duration) -> Duration {
+        self.groups
+            .iter()
+            .map(|g| f(&g.plan))
+            .max()
+            .unwrap_or(Duration::ZERO)
+    }
+
+    fn kill_remaining(&mut self) {
+        for (pid, d) in &self.daemons {
+            logging::warning(&format!(
+                "mod_rwsgi: daemon process '{}' (pid {pid}) did not stop in time; killing it",
+                self.groups[d.group].plan.group
+            ));
+            let _ = nix::sys::signal::kill(*pid, Signal::SIGKILL);
+        }
+        for pid in self.daemons.keys() {
+            let _ = waitpid(*pid, None);
+        }
+        self.daemons.clear();
+    }
+
+    fn reap(&mut self) {
+        loop {
+            match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::Exited(pid, code)) => self.on_death(pid, Death::Exited(code)),
+                Ok(WaitStatus::Signaled(pid, sig, _)) => self.on_death(pid, Death::Killed(sig)),
+                Ok(WaitStatus::StillAlive) | Err(_) => return,
+                Ok(_) => continue,
+            }
+        }
+    }
+
+    fn on_death(&mut self, pid: Pid, death: Death) {
+        let Some(daemon) = self.daemons.remove(&pid) else {
+            return;
+        };
+        let (g, s) = (daemon.group, daemon.slot);
+        let name = self.groups[g].plan.group.clone();
+        if let Role::Retiring { .. } = daemon.role {
+            let slot = &mut self.groups[g].slots[s];
+            if slot.waiting == Some(pid) {
+                slot.waiting = None;
+            }
+            logging::info(&format!(
+                "mod_rwsgi: daemon process '{name}' #{s} (pid {pid}) {death} after being \
+                 replaced"
+            ));
+            return;
+        }
+        self.groups[g].slots[s].current = None;
+        if self.stopping.is_some() {
+            logging::info(&format!(
+                "mod_rwsgi: daemon process '{name}' (pid {pid}) {death}; Apache is stopping"
+            ));
+            return;
+        }
+        // A process waiting for this one to take over must not wait any longer.
+        if let Some(old) = self.groups[g].slots[s].waiting.take() {
+            self.tell_to_drain(old);
+        }
+        if self.groups[g].replacing.is_some_and(|(slot, _)| slot == s) {
+            self.groups[g].replacing = None;
+        }
+        let planned = matches!(death, Death::Exited(daemon_process::EXIT_PLANNED_RESTART));
+        let slot = &mut self.groups[g].slots[s];
+        let delay = slot.history.on_death(Instant::now(), planned);
+        let quick = slot.history.quick_deaths;
+        logging::log(
+            if delay.is_zero() {
+                logging::Level::Info
+            } else {
+                logging::Level::Error
+            },
+            &format!(
+                "mod_rwsgi: daemon process '{name}' #{s} (pid {pid}) {death}{}; restarting{}",
+                if planned { " (a planned restart)" } else { "" },
+                if delay.is_zero() {
+                    String::new()
+                } else {
+                    format!(
+                        " in {} s (it died {quick} time(s) in a row soon after starting)",
+                        delay.as_secs()
+                    )
+                }
+            ),
+        );
+        self.spawn(g, s, delay, &[]);
+        self.start_next_replacement(g);
+    }
+
+    fn read_control(&mut self, pid: Pid) {
+        let mut buf = vec![0u8; control::MAX_MESSAGE];
+        loop {
+            let Some(daemon) = self.daemons.get(&pid) else {
+                return;
+            };
+            let n = match nix::sys::socket::recv(
+                daemon.control.as_raw_fd(),
+                &mut buf,
+                nix::sys::socket::MsgFlags::MSG_DONTWAIT,
+            ) {
+                Ok(0) | Err(_) => return, // closed (its death is reaped) or nothing more
+                Ok(n) => n,
+            };
+            match ControlMessage::decode(&buf[..n]) {
+                Ok(ControlMessage::Ready) => self.on_ready(pid),
+                Ok(ControlMessage::Replace { reason, scripts }) => {
+                    self.on_replace(pid, reason, scripts)
+                }
+                Err(e) => logging::warning(&format!(
+                    "mod_rwsgi: daemon manager: bad control message from pid {pid}: {e}"
+                )),
+            }
+        }
+    }
+
+    fn on_ready(&mut self, pid: Pid) {
+        let Some(daemon) = self.daemons.get_mut(&pid) else {
+            return;
+        };
+        daemon.ready = true;
+        let (g, s) = (daemon.group, daemon.slot);
+        if self.groups[g].slots[s].current == Some(pid) {
+            self.groups[g].slots[s].history.on_ready(Instant::now());
+        }
+        if let Some(old) = self.groups[g].slots[s].waiting.take() {
+            logging::info(&format!(
+                "mod_rwsgi: daemon process '{}' #{s} (pid {pid}) is ready; pid {old} drains",
+                self.groups[g].plan.group
+            ));
+            self.tell_to_drain(old);
+        }
+        if self.groups[g].replacing.is_some_and(|(slot, _)| slot == s) {
+            self.groups[g].replacing = None;
+            self.start_next_replacement(g);
+        }
+    }
+
+    fn on_replace(&mut self, pid: Pid, reason: String, scripts: Vec<Script>) {
+        if self.stopping.is_some() {
+            return; // it is told to stop anyway
+        }
+        let Some(daemon) = self.daemons.get(&pid) else {
+            return;
+        };
+        if daemon.role != Role::Current {
+            return;
+        }
+        let (g, s) = (daemon.group, daemon.slot);
+        let group = &mut self.groups[g];
+        if group.queue.iter().any(|r| r.pid == pid) {
+            return;
+        }
+        group.queue.push_back(ReplaceRequest {
+            slot: s,
+            pid,
+            reason,
+            scripts,
+        });
+        self.start_next_replacement(g);
+    }
+
+    /// Starts the next queued replacement of group `g` unless one is starting already.
+    fn start_next_replacement(&mut self, g: usize) {
+        while self.groups[g].replacing.is_none() {
+            let Some(request) = self.groups[g].queue.pop_front() else {
+                return;
+            };
+            let s = request.slot;
+            if self.groups[g].slots[s].current != Some(request.pid) {
+                continue; // it died or was replaced meanwhile
+            }
+            if let Some(d) = self.daemons.get_mut(&request.pid) {
+                d.role = Role::Retiring {
+                    told_to_drain: false,
+                };
+            }
+            let slot = &mut self.groups[g].slots[s];
+            slot.waiting = Some(request.pid);
+            slot.history.on_death(Instant::now(), true);
+            self.groups[g].replacing = Some((s, Instant::now()));
+            logging::info(&format!(
+                "mod_rwsgi: daemon process '{}' #{s} (pid {}) is being replaced ({}); starting \
+                 its replacement{}",
+                self.groups[g].plan.group,
+                request.pid,
+                request.reason,
+                if request.scripts.is_empty() {
+                    String::new()
+                } else {
+                    format!(", which imports {} script(s) first", request.scripts.len())
+                }
+            ));
+            self.spawn(g, s, Duration::ZERO, &request.scripts);
+            if self.groups[g].slots[s].current == Some(request.pid) {
+                // fork failed: the old process keeps serving
+                self.groups[g].slots[s].waiting = None;
+                self.groups[g].replacing = None;
+            }
+        }
+    }
+
+    fn tell_to_drain(&mut self, pid: Pid) {
+        if let Some(d) = self.daemons.get_mut(&pid) {
+            d.role = Role::Retiring {
+                told_to_drain: true,
+            };
+            let _ = nix::sys::signal::kill(pid, Signal::SIGUSR2);
+        }
+    }
+
+    /// A replacement that never gets ready must not hold its predecessor forever.
+    fn check_replacement_patience(&mut self) {
+        for g in 0..self.groups.len() {
+            let Some((s, since)) = self.groups[g].replacing else {
+                continue;
+            };
+            let patience = self.groups[g]
+                .plan
+                .timers
+                .startup_timeout
+                .unwrap_or(REPLACEMENT_PATIENCE);
+            if since.elapsed() < patience {
+                continue;
+            }
+            if let Some(old) = self.groups[g].slots[s].waiting.take() {
+                logging::warning(&format!(
+                    "mod_rwsgi: the replacement of daemon process '{}' #{s} (pid {old}) was \
+                     not ready within {} s; pid {old} drains anyway",
+                    self.groups[g].plan.group,
+                    patience.as_secs()
+                ));
+                self.tell_to_drain(old);
+            }
+            self.groups[g].replacing = None;
+            self.start_next_replacement(g);
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Death {
+    Exited(i32),
+    Killed(Signal),
+}
+
+impl std::fmt::Display for Death {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Death::Exited(code) => write!(f, "exited with status {code}"),
+            Death::Killed(sig) => write!(f, "was killed by {}", sig.as_str()),
+        }
+    }
+}

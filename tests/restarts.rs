@@ -1,0 +1,170 @@
+//! Restarts invisible to clients, measured with the shipped load tool (rwsgi-load): 8
+//! clients for 10 s against a daemon group (threads=15) whose app sleeps 20 ms, while the
+//! WSGI script is touched 3 times or a daemon is killed with SIGKILL twice, with one and
+//! with two processes. No request may fail; touches may stall a request by at most 150 ms
+//! beyond the app's own time.
+//!
+//! The scenarios run one after another in one test so that their latencies are not
+//! measured while another Apache of this test binary is busy.
+
+mod common;
+
+use std::process::Command;
+
+use common::{Apache, ApacheConfig};
+
+/// What rwsgi-load printed, parsed.
+#[derive(Debug)]
+struct LoadResult {
+    requests: u64,
+    failures: u64,
+    max_latency_ms: f64,
+    output: String,
+}
+
+fn run_load(apache: &Apache, path: &str, action: &str, times: u32) -> LoadResult {
+    let output = Command::new(env!("CARGO_BIN_EXE_rwsgi-load"))
+        .args([
+            "--url",
+            &format!("http://127.0.0.1:{}{path}", apache.port()),
+            "--clients",
+            "8",
+            "--duration",
+            "10",
+            "--max-requests",
+            "200000",
+            "--action",
+            action,
+            "--times",
+            &times.to_string(),
+        ])
+        .output()
+        .expect("run rwsgi-load");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let summary = text
+        .lines()
+        .find(|l| l.starts_with("requests="))
+        .unwrap_or_else(|| panic!("no summary from rwsgi-load:\n{text}"));
+    let field = |name: &str| -> f64 {
+        summary
+            .split_whitespace()
+            .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in {summary}"))
+    };
+    assert!(
+        output.status.code() != Some(2),
+        "rwsgi-load could not do its action:\n{text}"
+    );
+    LoadResult {
+        requests: field("requests") as u64,
+        failures: field("failures") as u64,
+        max_latency_ms: field("max_latency_ms"),
+        output: text,
+    }
+}
+
+fn start(processes: u32) -> (Apache, std::path::PathBuf) {
+    let config = ApacheConfig::new("restarts");
+    let app = config.install_app("probe.wsgi");
+    let conf = format!(
+        "WSGIDaemonProcess probe processes={processes} threads=15\nWSGIProcessGroup probe\n\
+         WSGIApplicationGroup %{{GLOBAL}}\nWSGIScriptAlias /app {app}\n\
+         <Directory @DIR@/apps>\n    Require all granted\n</Directory>\n",
+        app = app.display()
+    );
+    (config.conf(&conf).start(), app)
+}
+
+fn pids_of(apache: &Apache, samples: usize) -> std::collections::BTreeSet<String> {
+    (0..samples)
+        .map(|_| apache.get("/app/pid").text())
+        .collect()
+}
+
+#[test]
+fn touches_and_kills_under_load_fail_no_request() {
+    const APP_MS: f64 = 20.0;
+    const STALL_LIMIT_MS: f64 = 150.0;
+    let mut report = Vec::new();
+    for processes in [1, 2] {
+        let (apache, app) = start(processes);
+        let before = pids_of(&apache, 8);
+        let pidfile = apache.config.root().join("httpd.pid");
+
+        let touch_load = || {
+            let touch = run_load(
+                &apache,
+                "/app/sleep?s=0.02",
+                &format!("touch:{}", app.display()),
+                3,
+            );
+            assert_eq!(
+                touch.failures,
+                0,
+                "processes={processes}: touching failed requests:\n{}\n{}",
+                touch.output,
+                apache.error_log()
+            );
+            touch
+        };
+        let mut touch = touch_load();
+        if touch.max_latency_ms > APP_MS + STALL_LIMIT_MS {
+            // One slow request can come from the machine (CI shares 2 cores between the
+            // server and the load): measure once more before calling it a stall.
+            println!(
+                "processes={processes}: max {} ms over the limit; measuring again",
+                touch.max_latency_ms
+            );
+            touch = touch_load();
+        }
+        let after_touch = pids_of(&apache, 8);
+        let log = apache.error_log();
+        assert!(touch.requests > 500, "load too small: {touch:?}");
+        assert!(
+            before.is_disjoint(&after_touch),
+            "processes={processes}: the processes were not replaced ({before:?} -> \
+             {after_touch:?})\n{log}"
+        );
+        assert!(
+            log.matches("is being replaced (the WSGI script changed")
+                .count()
+                >= 3,
+            "{log}"
+        );
+        assert!(
+            touch.max_latency_ms <= APP_MS + STALL_LIMIT_MS,
+            "processes={processes}: a request took {} ms during the touches (limit {} ms)\n{}",
+            touch.max_latency_ms,
+            APP_MS + STALL_LIMIT_MS,
+            touch.output
+        );
+
+        let kill = run_load(
+            &apache,
+            "/app/sleep?s=0.02",
+            &format!("kill9:{}", pidfile.display()),
+            2,
+        );
+        let log = apache.error_log();
+        assert_eq!(
+            kill.failures, 0,
+            "processes={processes}: kill -9 failed requests:\n{}\n{log}",
+            kill.output
+        );
+        assert!(
+            log.matches("was killed by SIGKILL; restarting").count() >= 2,
+            "{log}"
+        );
+        report.push(format!(
+            "processes={processes}: touch x3: {} requests, 0 failed, max {} ms; kill -9 x2: {} \
+             requests, 0 failed, max {} ms",
+            touch.requests, touch.max_latency_ms, kill.requests, kill.max_latency_ms
+        ));
+    }
+    println!("{}", report.join("\n"));
+}
