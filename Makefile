@@ -21,7 +21,7 @@ export RWSGI_SO := $(CURDIR)/$(SO)
 
 DEB_PACKAGES := apache2 apache2-dev clang libclang-dev python3-dev python3-venv
 
-.PHONY: all build deps check-python test unit-test integration-test lint install serve clean
+.PHONY: all build deps check-python test test-venv unit-test integration-test lint install serve clean
 
 all: build
 
@@ -64,8 +64,26 @@ deps:
 	$(call install_missing,$(DEB_PACKAGES))
 	@command -v $(CARGO) >/dev/null || { echo "mod_rwsgi: cargo not found; install Rust (rustup)" >&2; exit 1; }
 
-test: deps build
+test: deps build test-venv
 	$(CARGO) test --release --no-fail-fast -- --test-threads=2
+
+# The venv of the frameworks the tests serve (Webware, Flask, Django; pinned in
+# tests/apps/requirements.txt), made with $(PYTHON) like a deployment's venv. Apache's daemons
+# read it as www-data: it lives in build/ when www-data can reach the checkout, else in /tmp.
+# Rebuilt only when the requirements change.
+TEST_VENV ?= $(shell if [ "$$(id -u)" != 0 ] || runuser -u www-data -- test -x "$(CURDIR)" 2>/dev/null; \
+  then echo "$(CURDIR)/build/test-venv"; \
+  else echo "/tmp/rwsgi-test-venv-$$(printf %s '$(CURDIR)' | md5sum | cut -c1-8)"; fi)
+export RWSGI_TEST_VENV := $(TEST_VENV)
+
+test-venv: $(TEST_VENV)/.installed
+
+$(TEST_VENV)/.installed: tests/apps/requirements.txt
+	rm -rf $(TEST_VENV)
+	$(PYTHON) -m venv $(TEST_VENV)
+	$(TEST_VENV)/bin/pip install -q --disable-pip-version-check -r tests/apps/requirements.txt
+	chmod -R a+rX $(TEST_VENV)
+	touch $@
 
 lint:
 	$(CARGO) fmt --check
