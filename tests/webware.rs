@@ -11,7 +11,7 @@ use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime};
 
 use common::http::{Json, Response, json};
 use common::{Apache, ApacheConfig, set_cookie, test_venv};
@@ -426,8 +426,37 @@ fn app_prefix_passes_script_name_and_links_honour_it() {
     let pid = report["pid"].as_u64().unwrap();
     let log = apache.wait_for_log(BANNER, Duration::from_secs(10));
     assert_banner(&log, pid, "Apache's error log");
+
+    // "Reload Apache after any changes ... apachectl -k graceful": the new generation serves
+    // the app with the same prefix, the old daemon shuts Webware down cleanly.
+    apache.signal(libc::SIGUSR1);
+    let started = Instant::now();
+    let after = loop {
+        let resp = apache.request("GET", "/app/Probe", &[], b"");
+        if resp.status == 200 {
+            let report = json(&resp);
+            if report["pid"].as_u64() != Some(pid) {
+                break report;
+            }
+        }
+        assert_with_log!(
+            apache,
+            started.elapsed() < Duration::from_secs(30),
+            "no new daemon process after a graceful restart"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(after["servletPath"].str(), "/app", "{after}");
+    let log = apache.wait_for_log(SHUT_DOWN, Duration::from_secs(30));
+    assert_shutdown_messages(&log, "Apache's error log after a graceful restart");
+
     stop_cleanly(&mut apache);
-    assert_shutdown_messages(&apache.error_log(), "Apache's error log");
+    let log = apache.error_log();
+    assert_eq!(
+        log.matches(SHUT_DOWN).count(),
+        2,
+        "both generations should have shut Webware down:\n{log}"
+    );
 }
 
 #[test]
@@ -470,8 +499,31 @@ fn long_option_daemon_process_serves_webware() {
     let pid = report["pid"].as_u64().unwrap();
     let log = apache.wait_for_log(BANNER, Duration::from_secs(10));
     assert_banner(&log, pid, "Apache's error log");
+
+    // The guide's restart after a deployment: `touch Scripts/WSGIScript.py`. The next request
+    // is served by a new daemon process; the old one shut Webware down cleanly.
+    let script = dirs[0].join("Scripts/WSGIScript.py");
+    let file = fs::OpenOptions::new().append(true).open(&script).unwrap();
+    file.set_modified(SystemTime::now() + Duration::from_secs(10))
+        .unwrap();
+    drop(file);
+    let after = probe(&apache, "/Probe");
+    let new_pid = after["pid"].as_u64().unwrap();
+    assert_ne!(
+        new_pid, pid,
+        "touching the script did not replace the daemon"
+    );
+    let log = apache.wait_for_log(SHUT_DOWN, Duration::from_secs(30));
+    assert_shutdown_messages(&log, "Apache's error log after the touch");
+    assert_banner(&log, new_pid, "Apache's error log after the touch");
+
     stop_cleanly(&mut apache);
-    assert_shutdown_messages(&apache.error_log(), "Apache's error log");
+    let log = apache.error_log();
+    assert_eq!(
+        log.matches(SHUT_DOWN).count(),
+        2,
+        "both processes should have shut Webware down:\n{log}"
+    );
 }
 
 #[test]
