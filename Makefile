@@ -1,6 +1,7 @@
 # mod_rwsgi — build, test, install.
 #   make            build build/mod_rwsgi.so
 #   make test       install missing system packages (as root), build, run every test
+#   make test-venv  the venv (Webware, Flask, Django from PyPI) the tests serve; make test runs it
 #   make serve      (see README) serve an example app
 #   make install    install the module into Apache through apxs
 #   make bench      static vs mod_wsgi vs mod_rwsgi with wrk (docs/PERFORMANCE.md)
@@ -70,20 +71,20 @@ test: deps build test-venv
 # The venv of the frameworks the tests serve (Webware, Flask, Django; pinned in
 # tests/apps/requirements.txt), made with $(PYTHON) like a deployment's venv. Apache's daemons
 # read it as www-data: it lives in build/ when www-data can reach the checkout, else in /tmp.
-# Rebuilt only when the requirements change.
+# Remade only when the requirements or the Python change (its .installed stamp names both).
 TEST_VENV ?= $(shell if [ "$$(id -u)" != 0 ] || runuser -u www-data -- test -x "$(CURDIR)" 2>/dev/null; \
   then echo "$(CURDIR)/build/test-venv"; \
   else echo "/tmp/rwsgi-test-venv-$$(printf %s '$(CURDIR)' | md5sum | cut -c1-8)"; fi)
 export RWSGI_TEST_VENV := $(TEST_VENV)
 
-test-venv: $(TEST_VENV)/.installed
-
-$(TEST_VENV)/.installed: tests/apps/requirements.txt
-	rm -rf $(TEST_VENV)
-	$(PYTHON) -m venv $(TEST_VENV)
-	$(TEST_VENV)/bin/pip install -q --disable-pip-version-check -r tests/apps/requirements.txt
-	chmod -R a+rX $(TEST_VENV)
-	touch $@
+test-venv: check-python
+	@want="$$($(PYTHON) -c 'import sys; print(sys.executable, sys.version.split()[0])') $$(md5sum < tests/apps/requirements.txt)"; \
+	if [ "$$(cat $(TEST_VENV)/.installed 2>/dev/null)" != "$$want" ]; then \
+	  echo "mod_rwsgi: making the test venv $(TEST_VENV) (pip install -r tests/apps/requirements.txt)"; \
+	  rm -rf $(TEST_VENV) && $(PYTHON) -m venv $(TEST_VENV) && \
+	  $(TEST_VENV)/bin/pip install -q --disable-pip-version-check -r tests/apps/requirements.txt && \
+	  chmod -R a+rX $(TEST_VENV) && echo "$$want" > $(TEST_VENV)/.installed || exit 1; \
+	fi
 
 lint:
 	$(CARGO) fmt --check
