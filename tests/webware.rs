@@ -2,8 +2,9 @@
 //! (/work/shared/docs/webware-deployment-guide.rst), with mod_rwsgi: a working dir made by
 //! `webware make`, owned with `webware make -g www-data`, Webware from PyPI in a venv made
 //! with the module's Python, served by each of the guide's configurations in conf-examples/
-//! (only paths and the LoadModule line substituted). Each test drives the real application
-//! over HTTP and reads what Webware logs.
+//! (only paths and the LoadModule line substituted), under the worker MPM the guide
+//! recommends (the two-app form under event). Each test drives the real application over
+//! HTTP and reads what Webware logs.
 
 mod common;
 
@@ -14,7 +15,7 @@ use std::process::Command;
 use std::time::{Duration, Instant, SystemTime};
 
 use common::http::{Json, Response, json};
-use common::{Apache, ApacheConfig, set_cookie, test_venv};
+use common::{Apache, ApacheConfig, Mpm, set_cookie, test_venv};
 
 const BANNER: &str = "Webware for Python 3.1 Application";
 const SHUTTING_DOWN: &str = "Application is shutting down...";
@@ -83,11 +84,11 @@ fn guide_config(name: &str, venv: &Path, base: &Path) -> String {
         .replace("/srv/webware", &base.display().to_string())
 }
 
-/// Starts Apache with conf-examples/`name`, serving the working dirs `apps` (made under
-/// <root>/webware/). Returns Apache and the working dirs.
-fn start(name: &str, apps: &[&str], app_log: AppLog) -> (Apache, Vec<PathBuf>) {
+/// Starts Apache (under `mpm`) with conf-examples/`name`, serving the working dirs `apps`
+/// (made under <root>/webware/). Returns Apache and the working dirs.
+fn start(name: &str, mpm: Mpm, apps: &[&str], app_log: AppLog) -> (Apache, Vec<PathBuf>) {
     let venv = test_venv();
-    let mut config = ApacheConfig::new("webware");
+    let mut config = ApacheConfig::new("webware").mpm(mpm);
     let base = config.root().join("webware");
     fs::create_dir_all(&base).unwrap();
     fs::set_permissions(&base, fs::Permissions::from_mode(0o755)).unwrap();
@@ -354,7 +355,12 @@ fn stop_cleanly(apache: &mut Apache) {
 
 #[test]
 fn root_with_static_serves_examples_psp_admin_sessions_and_static_files() {
-    let (mut apache, dirs) = start("01-root-with-static.conf", &["MyApp"], AppLog::File);
+    let (mut apache, dirs) = start(
+        "01-root-with-static.conf",
+        Mpm::Worker,
+        &["MyApp"],
+        AppLog::File,
+    );
     let dir = &dirs[0];
 
     // The default context at /, linking to the other contexts.
@@ -394,7 +400,12 @@ fn root_with_static_serves_examples_psp_admin_sessions_and_static_files() {
 
 #[test]
 fn app_prefix_passes_script_name_and_links_honour_it() {
-    let (mut apache, dirs) = start("02-app-prefix.conf", &["MyApp"], AppLog::ApacheErrorLog);
+    let (mut apache, dirs) = start(
+        "02-app-prefix.conf",
+        Mpm::Worker,
+        &["MyApp"],
+        AppLog::ApacheErrorLog,
+    );
 
     let report = probe(&apache, "/app/Probe");
     assert_eq!(report["SCRIPT_NAME"].str(), "/app", "{report}");
@@ -463,7 +474,12 @@ fn app_prefix_passes_script_name_and_links_honour_it() {
 
 #[test]
 fn long_option_daemon_process_serves_webware() {
-    let (mut apache, dirs) = start("03-long-options.conf", &["MyApp"], AppLog::ApacheErrorLog);
+    let (mut apache, dirs) = start(
+        "03-long-options.conf",
+        Mpm::Worker,
+        &["MyApp"],
+        AppLog::ApacheErrorLog,
+    );
 
     let report = probe(&apache, "/Probe");
     assert_eq!(
@@ -530,7 +546,12 @@ fn long_option_daemon_process_serves_webware() {
 
 #[test]
 fn macro_form_serves_two_apps_in_their_own_process_groups() {
-    let (mut apache, dirs) = start("04-macro-two-apps.conf", &["app1", "app2"], AppLog::File);
+    let (mut apache, dirs) = start(
+        "04-macro-two-apps.conf",
+        Mpm::Event,
+        &["app1", "app2"],
+        AppLog::File,
+    );
 
     let mut pids = Vec::new();
     for ((app, threads), dir) in [("app1", 25.0), ("app2", 10.0)].iter().zip(&dirs) {
