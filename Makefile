@@ -1,6 +1,7 @@
 # mod_rwsgi — build, test, install.
 #   make            build build/mod_rwsgi.so
 #   make test       install missing system packages (as root), build, run every test
+#   make test-venv  the venv (Webware, Flask, Django from PyPI) the tests serve; make test runs it
 #   make serve      (see README) serve an example app
 #   make install    install the module into Apache through apxs
 #   make bench      static vs mod_wsgi vs mod_rwsgi with wrk (docs/PERFORMANCE.md)
@@ -21,7 +22,7 @@ export RWSGI_SO := $(CURDIR)/$(SO)
 
 DEB_PACKAGES := apache2 apache2-dev clang libclang-dev python3-dev python3-venv
 
-.PHONY: all build deps check-python test unit-test integration-test lint install serve clean
+.PHONY: all build deps check-python test test-venv unit-test integration-test lint install serve clean
 
 all: build
 
@@ -64,8 +65,26 @@ deps:
 	$(call install_missing,$(DEB_PACKAGES))
 	@command -v $(CARGO) >/dev/null || { echo "mod_rwsgi: cargo not found; install Rust (rustup)" >&2; exit 1; }
 
-test: deps build
+test: deps build test-venv
 	$(CARGO) test --release --no-fail-fast -- --test-threads=2
+
+# The venv of the frameworks the tests serve (Webware, Flask, Django; pinned in
+# tests/apps/requirements.txt), made with $(PYTHON) like a deployment's venv. Apache's daemons
+# read it as www-data: it lives in build/ when www-data can reach the checkout, else in /tmp.
+# Remade only when the requirements or the Python change (its .installed stamp names both).
+TEST_VENV ?= $(shell if [ "$$(id -u)" != 0 ] || runuser -u www-data -- test -x "$(CURDIR)" 2>/dev/null; \
+  then echo "$(CURDIR)/build/test-venv"; \
+  else echo "/tmp/rwsgi-test-venv-$$(printf %s '$(CURDIR)' | md5sum | cut -c1-8)"; fi)
+export RWSGI_TEST_VENV := $(TEST_VENV)
+
+test-venv: check-python
+	@want="$$($(PYTHON) -c 'import sys; print(sys.executable, sys.version.split()[0])') $$(md5sum < tests/apps/requirements.txt)"; \
+	if [ "$$(cat $(TEST_VENV)/.installed 2>/dev/null)" != "$$want" ]; then \
+	  echo "mod_rwsgi: making the test venv $(TEST_VENV) (pip install -r tests/apps/requirements.txt)"; \
+	  rm -rf $(TEST_VENV) && $(PYTHON) -m venv $(TEST_VENV) && \
+	  $(TEST_VENV)/bin/pip install -q --disable-pip-version-check -r tests/apps/requirements.txt && \
+	  chmod -R a+rX $(TEST_VENV) && echo "$$want" > $(TEST_VENV)/.installed || exit 1; \
+	fi
 
 lint:
 	$(CARGO) fmt --check

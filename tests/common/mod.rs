@@ -30,6 +30,32 @@ pub fn repo_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// The virtual environment with the frameworks the tests serve (Webware for Python, Flask,
+/// Django; tests/apps/requirements.txt), made by `make test-venv` (which `make test` runs)
+/// with the Python the module embeds: `RWSGI_TEST_VENV`, or build/test-venv.
+pub fn test_venv() -> PathBuf {
+    let venv = match std::env::var_os("RWSGI_TEST_VENV") {
+        Some(p) => PathBuf::from(p),
+        None => repo_dir().join("build/test-venv"),
+    };
+    assert!(
+        venv.join(".installed").exists(),
+        "no test virtual environment at {}: run `make test-venv` (`make test` does)",
+        venv.display()
+    );
+    venv
+}
+
+/// The `name=value` pair of the cookie `name` set by a response.
+pub fn set_cookie(resp: &http::Response, name: &str) -> Option<String> {
+    resp.headers
+        .iter()
+        .filter(|(k, _)| k.eq_ignore_ascii_case("set-cookie"))
+        .filter_map(|(_, v)| v.split(';').next())
+        .find(|pair| pair.trim_start().starts_with(&format!("{name}=")))
+        .map(|pair| pair.trim().to_string())
+}
+
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .expect("bind a free port")
