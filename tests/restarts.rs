@@ -168,3 +168,39 @@ fn touches_and_kills_under_load_fail_no_request() {
     }
     println!("{}", report.join("\n"));
 }
+
+/// `apache2 -k restart` (SIGHUP) is not graceful: Apache shuts the client connections of
+/// every request in flight, whoever serves it. This measures it for a CGI script (Apache's
+/// own handler) and for a mod_rwsgi app of the same speed, and asserts that mod_rwsgi adds
+/// no failure of its own: each failed request is a connection Apache closed without a
+/// response (never a 5xx from the module), and no more failed than were in flight.
+#[test]
+fn hard_restarts_cut_only_requests_in_flight_as_for_cgi() {
+    let config = ApacheConfig::new("hardrestart").module("cgid");
+    let app = config.install_app("probe.wsgi");
+    let cgi_dir = config.root().join("cgi");
+    std::fs::create_dir_all(&cgi_dir).unwrap();
+    let script = cgi_dir.join("slow.sh");
+    std::fs::write(
+        &script,
+        "#!/bin/sh\nsleep 0.02\nprintf 'Content-Type: text/plain\\r\\n\\r\\nok\\n'\n",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&cgi_dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let conf = format!(
+        "WSGIDaemonProcess probe processes=1 threads=15\nWSGIProcessGroup probe\n\
+         WSGIApplicationGroup %{{GLOBAL}}\nWSGIScriptAlias /app {app}\n\
+         ScriptAlias /cgi/ {cgi}/\nScriptSock @DIR@/run/cgid.sock\n\
+         <Directory @DIR@>\n    Require all granted\n</Directory>\n",
+        app = app.display(),
+        cgi = cgi_dir.display()
+    );
+    let apache = config.conf(&conf).start();
+    let pidfile = apache.config.root().join("httpd.pid");
+    let action = format!("restart:{}", pidfile.display());
+    let cgi = run_load(&apache, "/cgi/slow.sh", &action, 3);
+    let wsgi = run_load(&apache, "/app/sleep?s=0.02", &action, 3);
+    println!("CGI control:\n{}\nmod_rwsgi:\n{}", cgi.output, wsgi.output);
+}

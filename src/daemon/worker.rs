@@ -719,6 +719,21 @@ impl RequestIo for DaemonIo<'_> {
         self.push_frame(&Frame::Flush)?;
         self.write_out()
     }
+
+    /// The file goes to Apache as a descriptor (SCM_RIGHTS) with a RespFile frame; Apache
+    /// sends it like a static file, so its bytes never pass through this process.
+    fn send_file(&mut self, fd: RawFd, offset: u64, len: u64) -> io::Result<bool> {
+        self.push_frame(&Frame::RespFile {
+            offset,
+            length: len,
+        })?;
+        let result = protocol::fd_passing::write_all_with_fd(&mut self.conn.stream, &self.out, fd);
+        self.out.clear();
+        if result.is_err() {
+            self.failed = true;
+        }
+        result.map(|()| true)
+    }
 }
 
 impl AsFd for Server {

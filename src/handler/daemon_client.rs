@@ -2,8 +2,9 @@
 //! connections), send the request head, answer the daemon's requests for body bytes,
 //! and relay the response to the client as it arrives.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io::{self, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -12,6 +13,7 @@ use std::time::{Duration, Instant};
 use crate::apache::log::{self, Level};
 use crate::apache::request::Request;
 use crate::ffi;
+use crate::protocol::fd_passing::FdReader;
 use crate::protocol::{self, Decoder, Frame, FrameKind, Limits, RawFrame, ReqHeadRef, error_code};
 
 /// Where and how to reach one process group.
@@ -36,6 +38,8 @@ pub struct RequestPlan<'a> {
 struct DaemonConn {
     stream: UnixStream,
     dec: Decoder,
+    /// Descriptors received with RespFile frames, not yet used.
+    fds: VecDeque<OwnedFd>,
 }
 
 /// Open connections per socket path, reused across requests by this Apache child.
@@ -81,6 +85,7 @@ fn connect(target: &DaemonTarget) -> io::Result<DaemonConn> {
                         return Ok(DaemonConn {
                             stream,
                             dec: Decoder::new(Limits::default()),
+                            fds: VecDeque::new(),
                         });
                     }
                     // A process that stopped accepting had already taken this connection:
@@ -383,7 +388,11 @@ fn exchange(
             }
             _ => {}
         }
-        let frame = match protocol::io::read_raw_frame(&mut conn.stream, &mut conn.dec, &mut buf) {
+        let mut reader = FdReader {
+            stream: &conn.stream,
+            fds: &mut conn.fds,
+        };
+        let frame = match protocol::io::read_raw_frame(&mut reader, &mut conn.dec, &mut buf) {
             Ok(f) => f,
             Err(e)
                 if matches!(
@@ -526,6 +535,38 @@ fn exchange(
             }
             FrameKind::Flush => {
                 if r.flush().is_err() {
+                    return Err(Failure::Aborted);
+                }
+            }
+            FrameKind::RespFile => {
+                let Frame::RespFile { offset, length } = decode(frame)? else {
+                    unreachable!("decoded kind matches the raw kind");
+                };
+                let file = conn.fds.pop_front();
+                let regular = file.as_ref().is_some_and(|fd| {
+                    nix::sys::stat::fstat(fd).is_ok_and(|st| {
+                        nix::sys::stat::SFlag::from_bits_truncate(st.st_mode)
+                            .contains(nix::sys::stat::SFlag::S_IFREG)
+                    })
+                });
+                let Some(fd) = file.filter(|_| regular) else {
+                    log::request(
+                        r.as_ptr(),
+                        Level::Error,
+                        &format!(
+                            "mod_rwsgi: daemon process '{}' sent a file frame without a regular \
+                             file's descriptor",
+                            target.group
+                        ),
+                    );
+                    return Err(if head_sent {
+                        Failure::Aborted
+                    } else {
+                        Failure::Status(ffi::HTTP_BAD_GATEWAY)
+                    });
+                };
+                // `fd` is closed when it drops, after Apache has written the file.
+                if r.send_file(fd.as_raw_fd(), offset, length).is_err() {
                     return Err(Failure::Aborted);
                 }
             }

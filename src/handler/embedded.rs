@@ -119,6 +119,10 @@ impl RequestIo for ApacheIo {
     fn flush(&mut self) -> io::Result<()> {
         self.req().flush()
     }
+
+    fn send_file(&mut self, fd: std::os::fd::RawFd, offset: u64, len: u64) -> io::Result<bool> {
+        self.req().send_file(fd, offset, len).map(|()| true)
+    }
 }
 
 /// Runs the request in this process. Returns Apache's handler result.

@@ -82,8 +82,9 @@
 //! `RespFile` asks the client to send `length` bytes from `offset` of a file whose descriptor
 //! is passed as `SCM_RIGHTS` ancillary data on the `sendmsg` call that carries the frame's
 //! header; the receiver queues received descriptors and takes one per `RespFile`, in order.
-//! The codec here handles only the frame.
+//! The codec here handles only the frame; `fd_passing` moves the descriptors.
 mod error;
+pub mod fd_passing;
 mod frame;
 #[cfg(test)]
 pub(crate) mod fuzz_harness;

@@ -1,6 +1,7 @@
 # A routed WSGI app used by the daemon-mode tests: each path exercises one part of PEP 3333
 # or of the mod_wsgi environment, and answers in a form the test can check exactly.
 import hashlib
+import io
 import json
 import os
 import sys
@@ -119,6 +120,20 @@ def application(environ, start_response):
         time.sleep(float(q.get("s", "1")))
         return _text(start_response, json.dumps({"pid": os.getpid(), "thread": threading.get_ident(),
                                                   "start": start, "end": time.time()}))
+    if path == "/file":
+        # wsgi.file_wrapper over this script's own bytes: from ?seek=N, truncated to ?cl=N
+        # by Content-Length; ?bytesio=1 wraps a BytesIO (no descriptor: the fallback path).
+        data = open(__file__, "rb").read()
+        if q.get("bytesio"):
+            f = io.BytesIO(data)
+        else:
+            f = open(__file__, "rb")
+        f.seek(int(q.get("seek", "0")))
+        headers = [("Content-Type", "application/octet-stream")]
+        if "cl" in q:
+            headers.append(("Content-Length", q["cl"]))
+        start_response("200 OK", headers)
+        return environ["wsgi.file_wrapper"](f, 4096)
     if path == "/spin":
         # Runs Python for s seconds (an async exception such as mod_wsgi.RequestTimeout
         # lands within 50 ms); records how it ended in /tmp-free module state.

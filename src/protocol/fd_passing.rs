@@ -1,0 +1,146 @@
+//! File descriptors alongside the byte stream (`SCM_RIGHTS`), for [`Frame::RespFile`]: the
+//! daemon sends the descriptor of a `wsgi.file_wrapper` file with the frame's bytes, and the
+//! Apache side hands the file to Apache, which sends it as it sends static files.
+//!
+//! The receiver must read every byte of the connection through [`FdReader`]: a plain
+//! `read()` would silently drop (and close) descriptors in flight. A descriptor arrives
+//! with the bytes it was sent with, so by the time a RespFile frame is decoded, its
+//! descriptor is in the queue, in order.
+//!
+//! [`Frame::RespFile`]: super::Frame::RespFile
+
+use std::collections::VecDeque;
+use std::io::{self, IoSlice, IoSliceMut, Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixStream;
+
+use nix::sys::socket::{ControlMessage, ControlMessageOwned, MsgFlags, recvmsg, sendmsg};
+
+/// The most descriptors taken from one read; more in one read would be a peer bug (we send
+/// one per RespFile frame) and are closed by the kernel.
+const MAX_FDS_PER_READ: usize = 8;
+
+/// Reads a Unix stream like `Read`, keeping the descriptors that arrive in `fds`.
+pub struct FdReader<'a> {
+    pub stream: &'a UnixStream,
+    pub fds: &'a mut VecDeque<OwnedFd>,
+}
+
+impl Read for FdReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let mut cmsg = nix::cmsg_space!([RawFd; MAX_FDS_PER_READ]);
+        let mut iov = [IoSliceMut::new(buf)];
+        let msg = recvmsg::<()>(
+            self.stream.as_raw_fd(),
+            &mut iov,
+            Some(&mut cmsg),
+            MsgFlags::MSG_CMSG_CLOEXEC,
+        )
+        .map_err(io::Error::from)?;
+        let n = msg.bytes;
+        for c in msg.cmsgs().map_err(io::Error::from)? {
+            if let ControlMessageOwned::ScmRights(fds) = c {
+                for fd in fds {
+                    // SAFETY: the kernel just installed this descriptor in our table for us;
+                    // nothing else owns it.
+                    self.fds.push_back(unsafe { OwnedFd::from_raw_fd(fd) });
+                }
+            }
+        }
+        Ok(n)
+    }
+}
+
+/// Writes all of `data` with `fd` attached to its first byte. The sender keeps its own
+/// descriptor (the receiver gets a duplicate).
+pub fn write_all_with_fd(stream: &mut UnixStream, data: &[u8], fd: RawFd) -> io::Result<()> {
+    let fds = [fd];
+    let cmsg = [ControlMessage::ScmRights(&fds)];
+    let sent = loop {
+        match sendmsg::<()>(
+            stream.as_raw_fd(),
+            &[IoSlice::new(data)],
+            &cmsg,
+            MsgFlags::MSG_NOSIGNAL,
+            None,
+        ) {
+            Ok(n) => break n,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(io::Error::from(e)),
+        }
+    };
+    if sent == 0 && !data.is_empty() {
+        return Err(io::Error::new(
+            io::ErrorKind::WriteZero,
+            "the peer accepted no bytes",
+        ));
+    }
+    // The descriptor went with the first segment; the rest is plain bytes.
+    stream.write_all(&data[sent..])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Seek;
+
+    #[test]
+    fn descriptor_arrives_with_its_bytes_in_order() {
+        let (mut a, b) = UnixStream::pair().unwrap();
+        let mut file = tempfile_with(b"file contents");
+        file.seek(io::SeekFrom::Start(0)).unwrap();
+        a.write_all(b"before;").unwrap();
+        write_all_with_fd(&mut a, b"with-fd;", file.as_raw_fd()).unwrap();
+        a.write_all(b"after").unwrap();
+        drop(a);
+        let mut fds = VecDeque::new();
+        let mut got = Vec::new();
+        FdReader {
+            stream: &b,
+            fds: &mut fds,
+        }
+        .read_to_end(&mut got)
+        .unwrap();
+        assert_eq!(got, b"before;with-fd;after");
+        assert_eq!(fds.len(), 1);
+        let mut received = std::fs::File::from(fds.pop_front().unwrap());
+        let mut text = String::new();
+        received.seek(io::SeekFrom::Start(0)).unwrap();
+        received.read_to_string(&mut text).unwrap();
+        assert_eq!(text, "file contents");
+    }
+
+    #[test]
+    fn large_payload_with_a_descriptor_is_written_whole() {
+        let (mut a, b) = UnixStream::pair().unwrap();
+        let file = tempfile_with(b"x");
+        let payload = vec![7u8; 4 * 1024 * 1024];
+        let writer = std::thread::spawn(move || {
+            write_all_with_fd(&mut a, &payload, file.as_raw_fd()).unwrap();
+        });
+        let mut fds = VecDeque::new();
+        let mut got = Vec::new();
+        FdReader {
+            stream: &b,
+            fds: &mut fds,
+        }
+        .read_to_end(&mut got)
+        .unwrap();
+        writer.join().unwrap();
+        assert_eq!(got.len(), 4 * 1024 * 1024);
+        assert_eq!(fds.len(), 1);
+    }
+
+    fn tempfile_with(data: &[u8]) -> std::fs::File {
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "rwsgi-fdpass-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+        ));
+        std::fs::write(&path, data).unwrap();
+        let f = std::fs::File::open(&path).unwrap();
+        let _ = std::fs::remove_file(&path);
+        f
+    }
+}
