@@ -203,4 +203,18 @@ fn hard_restarts_cut_only_requests_in_flight_as_for_cgi() {
     let cgi = run_load(&apache, "/cgi/slow.sh", &action, 3);
     let wsgi = run_load(&apache, "/app/sleep?s=0.02", &action, 3);
     println!("CGI control:\n{}\nmod_rwsgi:\n{}", cgi.output, wsgi.output);
+    let log = apache.error_log();
+    // Every failure is a connection Apache shut without a response; none is an error
+    // status from the module (502/503/504) or a truncated body.
+    for line in wsgi.output.lines().filter(|l| l.starts_with("failed")) {
+        assert!(
+            line.ends_with("x incomplete response (0 bytes)"),
+            "mod_rwsgi failure not caused by Apache's restart: {line}\n{log}"
+        );
+    }
+    // At most the requests in flight at each restart: 8 clients x 3 restarts.
+    assert!(wsgi.failures <= 24, "{}\n{log}", wsgi.output);
+    assert!(wsgi.requests > 500, "{}", wsgi.output);
+    // Requests after each restart reach the new generation's daemons.
+    assert_eq!(apache.get("/app/pid").status, 200);
 }

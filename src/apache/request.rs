@@ -1,6 +1,7 @@
 //! `request_rec`: one HTTP request inside an Apache child. Bytes, not `str`, end to end.
 
 use std::ffi::CStr;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::raw::{c_char, c_int};
 
 use crate::apache::pool::Pool;
@@ -255,24 +256,23 @@ impl<'r> Request<'r> {
 
     /// Sends `len` bytes of the regular file `fd` from `offset` as a file bucket, so Apache
     /// writes it as it writes static files (sendfile with `EnableSendfile On`, else mmap or
-    /// reads), then flushes: the caller's descriptor is no longer needed when this returns
-    /// and stays the caller's to close. Err when the client has gone.
-    pub fn send_file(
-        &mut self,
-        fd: std::os::fd::RawFd,
-        offset: u64,
-        len: u64,
-    ) -> std::io::Result<()> {
+    /// reads), possibly after the handler returns (write completion). The request pool owns
+    /// `fd` from here: it is closed when the pool is destroyed, which Apache does only after
+    /// the whole response has been written (the end-of-request bucket). Err when the client
+    /// has gone.
+    pub fn send_file(&mut self, fd: OwnedFd, offset: u64, len: u64) -> std::io::Result<()> {
         let (Ok(start), Ok(length)) = (
             ffi::apr_off_t::try_from(offset),
             ffi::apr_off_t::try_from(len),
         ) else {
             return Err(client_error("file range too large"));
         };
+        let mut os_fd: ffi::apr_os_file_t = fd.as_raw_fd();
+        // Closed when the request pool goes, after every bucket referring to it is written.
+        self.pool().alloc_rust(fd);
         // SAFETY: the request, its pool and its connection's bucket allocator are live for the
-        // whole handler; the apr_file_t only borrows `fd` (APR marks it NOCLEANUP, so nothing
-        // closes it) and every bucket referring to it has been written when the FLUSH has
-        // passed through the output filters, before this returns.
+        // whole handler; the apr_file_t only borrows the descriptor (APR marks it NOCLEANUP),
+        // which the request pool keeps open for as long as any bucket can refer to it.
         unsafe {
             let conn = self.raw.connection;
             if conn.is_null() {
@@ -280,7 +280,6 @@ impl<'r> Request<'r> {
             }
             let alloc = (*conn).bucket_alloc;
             let pool = self.raw.pool;
-            let mut os_fd: ffi::apr_os_file_t = fd;
             let mut file: *mut ffi::apr_file_t = std::ptr::null_mut();
             let flags = (ffi::APR_FOPEN_READ | ffi::APR_FOPEN_SENDFILE_ENABLED) as ffi::apr_int32_t;
             if ffi::apr_os_file_put(&mut file, &mut os_fd, flags, pool) != 0 || file.is_null() {
@@ -288,7 +287,6 @@ impl<'r> Request<'r> {
             }
             let bb = ffi::apr_brigade_create(pool, alloc);
             ffi::apr_brigade_insert_file(bb, file, start, length, pool);
-            ffi::rwsgi_brigade_insert_tail(bb, ffi::apr_bucket_flush_create(alloc));
             let rv = ffi::ap_pass_brigade(self.raw.output_filters, bb);
             ffi::apr_brigade_destroy(bb);
             if rv != 0 {

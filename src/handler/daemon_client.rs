@@ -4,7 +4,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::io::{self, Write};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -565,8 +565,8 @@ fn exchange(
                         Failure::Status(ffi::HTTP_BAD_GATEWAY)
                     });
                 };
-                // `fd` is closed when it drops, after Apache has written the file.
-                if r.send_file(fd.as_raw_fd(), offset, length).is_err() {
+                // The request pool closes `fd` once Apache has written the file.
+                if r.send_file(fd, offset, length).is_err() {
                     return Err(Failure::Aborted);
                 }
             }

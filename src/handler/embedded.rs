@@ -121,7 +121,11 @@ impl RequestIo for ApacheIo {
     }
 
     fn send_file(&mut self, fd: std::os::fd::RawFd, offset: u64, len: u64) -> io::Result<bool> {
-        self.req().send_file(fd, offset, len).map(|()| true)
+        // Apache may write the file after this returns; Python keeps its own descriptor.
+        // SAFETY: `fd` is open for the duration of this call (the RequestIo contract).
+        let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+        let own = borrowed.try_clone_to_owned()?;
+        self.req().send_file(own, offset, len).map(|()| true)
     }
 }
 

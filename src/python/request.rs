@@ -183,7 +183,8 @@ impl Shared {
                 }
                 resp.sent += len;
             }
-            io.flush()?;
+            // No flush: the response ends right after, and Apache may finish writing the
+            // file without holding a thread (write completion).
             Ok(true)
         });
         match result {
