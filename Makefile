@@ -5,6 +5,7 @@
 #   make serve      (see README) serve an example app
 #   make install    install the module into Apache through apxs
 #   make bench      static vs mod_wsgi vs mod_rwsgi with wrk (docs/PERFORMANCE.md)
+#   make soak       memory soak: a million requests and leak checks (minutes)
 # Options: PYTHON=/path/to/python3 (default: the system /usr/bin/python3), APXS=/path/to/apxs
 
 PYTHON ?= /usr/bin/python3
@@ -22,7 +23,7 @@ export RWSGI_SO := $(CURDIR)/$(SO)
 
 DEB_PACKAGES := apache2 apache2-dev clang libclang-dev python3-dev python3-venv
 
-.PHONY: all build deps check-python test test-venv unit-test integration-test lint install serve clean
+.PHONY: all build deps check-python test test-venv soak unit-test integration-test lint install serve clean
 
 all: build
 
@@ -67,6 +68,10 @@ deps:
 
 test: deps build test-venv
 	$(CARGO) test --release --no-fail-fast -- --test-threads=2
+
+# Memory soak (minutes): a million requests, then leak checks; RSS must stay within 5%.
+soak: deps build
+	$(CARGO) test --release --test soak -- --ignored --nocapture --test-threads=1
 
 # The venv of the frameworks the tests serve (Webware, Flask, Django; pinned in
 # tests/apps/requirements.txt), made with $(PYTHON) like a deployment's venv. Apache's daemons

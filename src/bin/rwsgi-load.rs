@@ -3,6 +3,8 @@
 //! a fixed time, while an action is repeated a few times: touch the WSGI script, restart
 //! Apache gracefully or hard, or kill -9 one daemon process. It prints how many requests
 //! were sent, how many failed (a non-2xx status or a connection error), and the latency.
+//! With `--keepalive` each client reuses its connection (HTTP/1.1 keep-alive), for soak
+//! runs of many requests.
 //!
 //!   rwsgi-load --url http://127.0.0.1:8000/ --clients 8 --duration 10 \
 //!              --action touch:/srv/app/app.wsgi --times 3
@@ -49,6 +51,9 @@ struct Args {
     /// Per-request timeout in seconds.
     #[arg(long, default_value_t = 30.0)]
     timeout: f64,
+    /// Reuse each client's connection across requests.
+    #[arg(long)]
+    keepalive: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -108,6 +113,121 @@ fn parse_url(url: &str) -> Result<Target, String> {
         addr,
         path: path.to_string(),
     })
+}
+
+/// A keep-alive connection and what was read past the last response.
+struct KeptConnection {
+    stream: TcpStream,
+    pending: Vec<u8>,
+}
+
+fn connect(target: &Target, timeout: Duration) -> Result<TcpStream, String> {
+    let stream =
+        TcpStream::connect_timeout(&target.addr, timeout).map_err(|e| format!("connect: {e}"))?;
+    let _ = stream.set_read_timeout(Some(timeout));
+    let _ = stream.set_write_timeout(Some(timeout));
+    let _ = stream.set_nodelay(true);
+    Ok(stream)
+}
+
+/// One GET on a kept connection (opened if needed); the connection is dropped on any
+/// failure or when the server does not keep it.
+fn get_keepalive(
+    target: &Target,
+    timeout: Duration,
+    conn: &mut Option<KeptConnection>,
+) -> Result<u16, String> {
+    if conn.is_none() {
+        *conn = Some(KeptConnection {
+            stream: connect(target, timeout)?,
+            pending: Vec::new(),
+        });
+    }
+    let c = conn.as_mut().expect("just set");
+    let result = exchange_keepalive(target, c);
+    match &result {
+        Ok((_, keep)) if *keep => {}
+        _ => *conn = None,
+    }
+    result.map(|(status, _)| status)
+}
+
+fn exchange_keepalive(target: &Target, c: &mut KeptConnection) -> Result<(u16, bool), String> {
+    let request = format!(
+        "GET {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: rwsgi-load\r\n\r\n",
+        target.path, target.host
+    );
+    c.stream
+        .write_all(request.as_bytes())
+        .map_err(|e| format!("send: {e}"))?;
+    let head_end = loop {
+        if let Some(i) = c.pending.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i;
+        }
+        fill(c)?;
+    };
+    let head = String::from_utf8_lossy(&c.pending[..head_end]).into_owned();
+    c.pending.drain(..head_end + 4);
+    let status: u16 = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| "no status line".to_string())?;
+    let header = |name: &str| {
+        head.lines().find_map(|l| {
+            let (n, v) = l.split_once(':')?;
+            n.trim()
+                .eq_ignore_ascii_case(name)
+                .then(|| v.trim().to_ascii_lowercase())
+        })
+    };
+    let keep = header("connection").is_none_or(|v| v != "close");
+    if let Some(len) = header("content-length").and_then(|v| v.parse::<usize>().ok()) {
+        while c.pending.len() < len {
+            fill(c).map_err(|e| format!("status {status}, body: {e}"))?;
+        }
+        c.pending.drain(..len);
+    } else if header("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
+        loop {
+            let line_end = loop {
+                if let Some(i) = c.pending.windows(2).position(|w| w == b"\r\n") {
+                    break i;
+                }
+                fill(c)?;
+            };
+            let size_text = String::from_utf8_lossy(&c.pending[..line_end]).into_owned();
+            let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)
+                .map_err(|_| format!("bad chunk size {size_text:?}"))?;
+            c.pending.drain(..line_end + 2);
+            while c.pending.len() < size + 2 {
+                fill(c)?;
+            }
+            c.pending.drain(..size + 2);
+            if size == 0 {
+                break;
+            }
+        }
+    } else {
+        // No length: the body ends when the server closes.
+        while fill(c).is_ok() {}
+        return Ok((status, false));
+    }
+    Ok((status, keep))
+}
+
+fn fill(c: &mut KeptConnection) -> Result<(), String> {
+    let mut buf = [0u8; 64 * 1024];
+    match c.stream.read(&mut buf) {
+        Ok(0) => Err(format!(
+            "incomplete response ({} bytes buffered)",
+            c.pending.len()
+        )),
+        Ok(n) => {
+            c.pending.extend_from_slice(&buf[..n]);
+            Ok(())
+        }
+        Err(e) => Err(format!("receive: {e}")),
+    }
 }
 
 /// One GET on a new connection; Ok(status) or a description of the failure.
@@ -288,15 +408,21 @@ fn main() -> ExitCode {
         .map(|_| {
             let (target, stats, stop) = (target.clone(), stats.clone(), stop.clone());
             let max_requests = args.max_requests;
+            let keepalive = args.keepalive;
             std::thread::spawn(move || {
                 let mut latencies = Vec::new();
+                let mut kept = None;
                 while !stop.load(Ordering::SeqCst) && started.elapsed() < duration {
                     if stats.requests.fetch_add(1, Ordering::SeqCst) >= max_requests {
                         stats.requests.fetch_sub(1, Ordering::SeqCst);
                         break;
                     }
                     let t0 = Instant::now();
-                    let outcome = get(&target, timeout);
+                    let outcome = if keepalive {
+                        get_keepalive(&target, timeout, &mut kept)
+                    } else {
+                        get(&target, timeout)
+                    };
                     latencies.push(t0.elapsed().as_micros() as u64);
                     let failure = match outcome {
                         Ok(status) if (200..300).contains(&status) => None,
