@@ -83,6 +83,7 @@ pub fn run(plan: DaemonPlan) -> i32 {
         ));
         std::thread::sleep(plan.start_delay);
     }
+    spawn::limit_malloc_arenas();
     if let Err(e) = spawn::prepare_child(&plan.setup) {
         logging::log(
             logging::Level::Crit,
