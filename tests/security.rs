@@ -106,3 +106,118 @@ fn a_peer_with_another_protocol_version_is_told_so() {
     apache.wait_for_log("99", Duration::from_secs(5));
     assert_eq!(apache.get("/app/pid").status, 200);
 }
+
+/// The probe at /trusted (peer 127.0.0.1 is a trusted proxy there) and /untrusted (only
+/// 10.0.0.0/8 is), both trusting the same headers; /cve trusts only X-Client-IP.
+fn start_behind_proxy() -> Apache {
+    let config = ApacheConfig::new("proxy");
+    let app = config.install_app("probe.wsgi");
+    config
+        .conf(&format!(
+            "WSGIDaemonProcess probe threads=2\nWSGIProcessGroup probe\n\
+             WSGIScriptAlias /trusted {app}\nWSGIScriptAlias /untrusted {app}\n\
+             WSGIScriptAlias /cve {app}\n\
+             WSGITrustedProxyHeaders X-Forwarded-For X-Forwarded-Proto X-Forwarded-Host \
+             X-Forwarded-Port\n\
+             <Location /trusted>\n    WSGITrustedProxies 127.0.0.1 10.0.0.0/8\n</Location>\n\
+             <Location /untrusted>\n    WSGITrustedProxies 10.0.0.0/8\n</Location>\n\
+             <Location /cve>\n    WSGITrustedProxies 10.0.0.0/8\n    \
+             WSGITrustedProxyHeaders X-Client-IP\n</Location>\n\
+             <Directory @DIR@/apps>\n    Require all granted\n</Directory>",
+            app = app.display()
+        ))
+        .start()
+}
+
+const SPOOFED: &[(&str, &str)] = &[
+    ("X-Forwarded-For", "6.6.6.6, 1.1.1.1, 10.0.0.7"),
+    ("X-Real-IP", "7.7.7.7"),
+    ("X-Client-IP", "8.8.8.8"),
+    ("X-Forwarded-Proto", "https"),
+    ("X-Forwarded-SSL", "on"),
+    ("X-Forwarded-Host", "public.example"),
+    ("X-Forwarded-Port", "443"),
+    ("X-Script-Name", "/spoofed"),
+];
+
+#[test]
+fn forwarding_headers_are_honoured_only_from_trusted_proxies() {
+    use common::http::{Json, json};
+    let apache = start_behind_proxy();
+
+    let env = json(&apache.request("GET", "/trusted/env", SPOOFED, b""));
+    // Right to left: 10.0.0.7 is a trusted proxy, 1.1.1.1 is the client; 6.6.6.6 is
+    // whatever the client claimed and is not believed.
+    assert_eq!(env["REMOTE_ADDR"].str(), "1.1.1.1");
+    assert_eq!(env["wsgi.url_scheme"].str(), "https");
+    assert_eq!(env["HTTP_HOST"].str(), "public.example");
+    assert_eq!(env["SERVER_PORT"].str(), "443");
+    // Same purpose, not listed: dropped. Other purposes (script name) nobody listed: kept.
+    for gone in ["HTTP_X_REAL_IP", "HTTP_X_CLIENT_IP", "HTTP_X_FORWARDED_SSL"] {
+        assert_eq!(env[gone], serde_json::Value::Null, "{gone}");
+    }
+    assert_eq!(
+        env["HTTP_X_FORWARDED_FOR"].str(),
+        "6.6.6.6, 1.1.1.1, 10.0.0.7"
+    );
+    assert_eq!(env["SCRIPT_NAME"].str(), "/trusted");
+
+    let env = json(&apache.request("GET", "/untrusted/env", SPOOFED, b""));
+    assert_eq!(env["REMOTE_ADDR"].str(), "127.0.0.1");
+    assert_eq!(env["wsgi.url_scheme"].str(), "http");
+    assert_eq!(
+        env["HTTP_HOST"].str(),
+        format!("127.0.0.1:{}", apache.port())
+    );
+    assert_eq!(env["SERVER_PORT"].str(), apache.port().to_string());
+    for gone in [
+        "HTTP_X_FORWARDED_FOR",
+        "HTTP_X_REAL_IP",
+        "HTTP_X_CLIENT_IP",
+        "HTTP_X_FORWARDED_PROTO",
+        "HTTP_X_FORWARDED_SSL",
+        "HTTP_X_FORWARDED_HOST",
+        "HTTP_X_FORWARDED_PORT",
+    ] {
+        assert_eq!(env[gone], serde_json::Value::Null, "{gone} reached the app");
+    }
+}
+
+#[test]
+fn x_client_ip_from_an_untrusted_client_is_removed() {
+    // CVE-2022-2255 in mod_wsgi: trusting X-Client-IP let any client pass it through.
+    use common::http::{Json, json};
+    let apache = start_behind_proxy();
+    let env = json(&apache.request("GET", "/cve/env", SPOOFED, b""));
+    assert_eq!(env["REMOTE_ADDR"].str(), "127.0.0.1");
+    for gone in ["HTTP_X_CLIENT_IP", "HTTP_X_REAL_IP", "HTTP_X_FORWARDED_FOR"] {
+        assert_eq!(env[gone], serde_json::Value::Null, "{gone} reached the app");
+    }
+}
+
+#[test]
+fn authorization_reaches_the_app_only_with_wsgi_pass_authorization() {
+    use common::http::{Json, json};
+    let config = ApacheConfig::new("auth");
+    let app = config.install_app("probe.wsgi");
+    let apache = config
+        .conf(&format!(
+            "WSGIDaemonProcess probe threads=2\nWSGIProcessGroup probe\n\
+             WSGIScriptAlias /hidden {app}\nWSGIScriptAlias /passed {app}\n\
+             <Location /passed>\n    WSGIPassAuthorization On\n</Location>\n\
+             <Directory @DIR@/apps>\n    Require all granted\n</Directory>",
+            app = app.display()
+        ))
+        .start();
+    let auth = [
+        ("Authorization", "Basic dXNlcjpzZWNyZXQ="),
+        ("Proxy-Authorization", "Basic cHJveHk6c2VjcmV0"),
+    ];
+    let env = json(&apache.request("GET", "/hidden/env", &auth, b""));
+    assert_eq!(env["HTTP_AUTHORIZATION"], serde_json::Value::Null);
+    assert_eq!(env["HTTP_PROXY_AUTHORIZATION"], serde_json::Value::Null);
+    let env = json(&apache.request("GET", "/passed/env", &auth, b""));
+    assert_eq!(env["HTTP_AUTHORIZATION"].str(), "Basic dXNlcjpzZWNyZXQ=");
+    // Proxy credentials are for the proxy, never the app.
+    assert_eq!(env["HTTP_PROXY_AUTHORIZATION"], serde_json::Value::Null);
+}

@@ -195,7 +195,13 @@ pub fn handle(r: &mut Request<'_>, ctx: &HandlerContext<'_>) -> i32 {
         }
     };
 
-    let env = build_env(r, &script_name, &path_info, pass_auth);
+    let mut env = build_env(r, &script_name, &path_info, pass_auth);
+    if let Some(trusted_headers) = dir.trusted_proxy_headers.as_deref() {
+        let proxies = dir.trusted_proxies.as_deref().unwrap_or(&[]);
+        for note in crate::config::apply_trusted_proxy_headers(&mut env, proxies, trusted_headers) {
+            log::request(r.as_ptr(), Level::Info, &format!("mod_rwsgi: {note}"));
+        }
+    }
     let Some(target) = target else {
         let spec = crate::python::RequestSpec {
             script_path: &script,
