@@ -12,6 +12,8 @@
 mod daemon_group;
 mod directives;
 mod error;
+#[cfg(test)]
+pub(crate) mod fuzz_harness;
 mod proxy;
 mod script_alias;
 mod selector;
