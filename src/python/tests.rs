@@ -1069,7 +1069,7 @@ def app2(environ, start_response):
 }
 
 #[test]
-fn load_failure_is_logged_retried_and_fixed_by_touching() {
+fn load_failure_is_logged_backed_off_and_fixed_by_touching() {
     let host = host();
     let path = script("loadfail", "raise ImportError('load-marker')\n");
     for attempt in 1..=2 {
@@ -1077,11 +1077,26 @@ fn load_failure_is_logged_retried_and_fixed_by_touching() {
         assert_eq!(request(&host, &path, "/", &mut io), Outcome::LoadFailed);
         assert!(io.events.is_empty());
         let logged = logs_with(&format!("Failed to exec WSGI script '{path}'."));
-        assert_eq!(logged.len(), attempt, "the next request must try again");
+        // The second request comes within the back-off: the script is not run again.
+        assert_eq!(logged.len(), 1, "attempt {attempt}");
         assert!(
             logged[0].1.contains("Traceback") && logged[0].1.contains("ImportError: load-marker")
         );
     }
+    let backed_off = logs_with(&format!(
+        "WSGI script '{path}' failed to load; not retrying"
+    ));
+    assert_eq!(backed_off.len(), 1, "{}", dump(&path));
+    // After the back-off the next request tries again.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    assert_eq!(
+        request(&host, &path, "/", &mut FakeIo::new()),
+        Outcome::LoadFailed
+    );
+    assert_eq!(
+        logs_with(&format!("Failed to exec WSGI script '{path}'.")).len(),
+        2
+    );
     rewrite(
         &path,
         "def application(e, sr):\n    sr('200 OK', [])\n    return [b'ok']\n",
