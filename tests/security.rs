@@ -221,3 +221,83 @@ fn authorization_reaches_the_app_only_with_wsgi_pass_authorization() {
     // Proxy credentials are for the proxy, never the app.
     assert_eq!(env["HTTP_PROXY_AUTHORIZATION"], serde_json::Value::Null);
 }
+
+/// linux/capability.h
+const CAP_SETUID: libc::c_ulong = 7;
+
+#[test]
+fn a_daemon_whose_setuid_fails_refuses_to_serve() {
+    // Apache runs as root but without CAP_SETUID (dropped from the bounding set before
+    // exec): setgid and initgroups work, setuid(www-data) fails. The daemon must exit
+    // instead of running the app as root (CVE-2014-0240).
+    let config = ApacheConfig::new("nosetuid");
+    let app = config.install_app("probe.wsgi");
+    let marker = config.markers_dir().join("imported");
+    std::fs::write(
+        config.root().join("apps/probe.wsgi"),
+        format!(
+            "open({:?}, 'w').write('the app ran')\n{}",
+            marker.display().to_string(),
+            std::fs::read_to_string(&app).unwrap()
+        ),
+    )
+    .unwrap();
+    let config = config.conf(&format!(
+        "WSGIDaemonProcess probe threads=1\n\
+         WSGIScriptAlias /app {} process-group=probe application-group=%{{GLOBAL}}\n\
+         <Directory @DIR@/apps>\n    Require all granted\n</Directory>",
+        app.display()
+    ));
+    let conf = config.write();
+    let mut child = std::process::Command::new(common::APACHE_BIN);
+    child
+        .process_group(0)
+        .arg("-f")
+        .arg(&conf)
+        .arg("-DFOREGROUND")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    // SAFETY: prctl in the forked child before exec; no allocation, no locks.
+    unsafe {
+        child.pre_exec(|| {
+            if libc::prctl(libc::PR_CAPBSET_DROP, CAP_SETUID, 0, 0, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = child.spawn().unwrap();
+    let log_path = config.error_log_path();
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let log = loop {
+        let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+        if log.contains("cannot drop privileges") {
+            break log;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("no privilege-drop failure logged:\n{log}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    // Stop Apache (and with it any daemon) by PID.
+    // SAFETY: SIGTERM to the Apache parent this test started.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGTERM);
+    }
+    let stop_deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > stop_deadline {
+            let _ = child.kill();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.wait();
+    assert!(log.contains("setuid(33)"), "{log}");
+    assert!(
+        !marker.exists(),
+        "the app was imported although the daemon could not drop root:\n{log}"
+    );
+}
