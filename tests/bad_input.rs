@@ -68,9 +68,12 @@ fn shared() -> &'static Shared {
         let _ = std::process::Command::new("/bin/sh")
             .arg("-c")
             .arg(format!(
-                "while kill -0 {me} 2>/dev/null; do sleep 1; done; kill -TERM {apache} 2>/dev/null",
+                // Only if that PID is still this Apache (its command line names our conf).
+                "while kill -0 {me} 2>/dev/null; do sleep 1; done; \
+                 grep -qaF {conf:?} /proc/{apache}/cmdline 2>/dev/null && kill -TERM {apache}",
                 me = std::process::id(),
-                apache = apache.pid()
+                apache = apache.pid(),
+                conf = apache.config.conf_path().display().to_string()
             ))
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
