@@ -813,7 +813,13 @@ fn invalid_content_length_from_the_app() {
 #[test]
 fn body_shorter_than_content_length_is_visibly_incomplete() {
     for prefix in ["/app", "/emb"] {
+        let mark = log_mark();
         let resp = get(&format!("{prefix}/short-body"));
+        wait_log(
+            prefix,
+            mark,
+            "sent 10 body bytes of the 100 its Content-Length promised",
+        );
         assert_eq!(status_of(&resp), Some(200), "{prefix}");
         assert!(head_of(&resp).contains("Content-Length: 100"));
         assert!(body_of(&resp).len() < 100, "{prefix}: complete body?");
@@ -917,4 +923,29 @@ fn app_hanging_before_the_head_gets_504() {
     assert!(start.elapsed() < Duration::from_secs(15));
     wait_log(case, mark, "socket-timeout=4");
     assert_still_serving(case);
+}
+
+#[test]
+fn body_shorter_than_content_length_closes_the_connection() {
+    // On a keep-alive connection, the next response must not be read as the rest of the
+    // short body: the connection has to end after the short body.
+    for prefix in ["/app", "/emb"] {
+        let mut s = TcpStream::connect(("127.0.0.1", shared().apache.port())).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        write!(s, "GET {prefix}/short-body HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        let _ = write!(
+            s,
+            "GET {prefix}/pid HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        );
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out);
+        let text = String::from_utf8_lossy(&out);
+        assert_eq!(
+            text.matches("HTTP/1.1 ").count(),
+            1,
+            "{prefix}: a second response followed the short body: {text:?}"
+        );
+    }
+    assert_still_serving("short body on keep-alive");
 }

@@ -564,8 +564,8 @@ impl Server {
                     && io
                         .send_error(
                             error_code::APP_FAILED,
-                            b"the application raised after the response head was sent \
-                              (traceback in the daemon's log); the response body is incomplete",
+                            b"the application failed after the response head was sent (see \
+                              the daemon's log); the response body is incomplete",
                         )
                         .is_ok()
             }

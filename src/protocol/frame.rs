@@ -127,8 +127,9 @@ pub mod error_code {
     pub const REQUEST_TIMEOUT: u16 = 6;
     /// The peer violated this protocol.
     pub const PROTOCOL: u16 = 7;
-    /// The application raised after the response head was sent: the body is incomplete
-    /// (the traceback is in the daemon's log). Ends the request; the connection stays usable.
+    /// The application failed after the response head was sent (it raised, or its body fell
+    /// short of its Content-Length): the body is incomplete, the reason is in the daemon's
+    /// log. Ends the request; the connection stays usable.
     pub const APP_FAILED: u16 = 8;
 
     /// A short name for logs (`"SHUTTING_DOWN"`), or `"UNKNOWN"`.

@@ -1598,3 +1598,37 @@ fn status_and_header_validation_rules() {
     assert!(validate_header(b"X", b"a\nb").is_err());
     assert!(validate_header(b"X", b"a\rb").is_err());
 }
+
+#[test]
+fn a_body_short_of_its_content_length_is_a_failure_except_for_head() {
+    let host = host();
+    let path = script(
+        "shortbody",
+        "def application(environ, start_response):\n    \
+         start_response('200 OK', [('Content-Length', '10')])\n    \
+         return [b'abc'] if environ['PATH_INFO'] == '/short' else [b'0123456789']\n",
+    );
+    let mut io = FakeIo::new();
+    assert_eq!(
+        request(&host, &path, "/short", &mut io),
+        Outcome::AppError { head_sent: true },
+        "{}",
+        dump(&path)
+    );
+    assert_eq!(io.body_text(), "abc");
+    assert_eq!(
+        logs_with("sent 3 body bytes of the 10 its Content-Length promised").len(),
+        1
+    );
+    assert_ok_full(&host, &path, "/full");
+    // HEAD: no body is expected whatever Content-Length says.
+    let env = env(&[("PATH_INFO", b"/short"), ("REQUEST_METHOD", b"HEAD")]);
+    let mut io = FakeIo::new();
+    assert_eq!(host.handle(&spec(&path, &env), &mut io), Outcome::Completed);
+}
+
+fn assert_ok_full(host: &AppHost, path: &str, path_info: &str) {
+    let mut io = FakeIo::new();
+    assert_eq!(request(host, path, path_info, &mut io), Outcome::Completed);
+    assert_eq!(io.body_text(), "0123456789");
+}
