@@ -277,7 +277,8 @@ impl fmt::Display for ProxyNote {
 /// - when the peer is inside `proxies`, the first listed header of that category present
 ///   rewrites what it stands for (REMOTE_ADDR, HTTP_HOST, SERVER_NAME, SERVER_PORT,
 ///   SCRIPT_NAME and mod_wsgi.mount_point, or the scheme through HTTPS/REQUEST_SCHEME),
-///   and the category's headers that are not listed are removed;
+///   and the category's headers that are not listed are removed (for a comma-separated
+///   value other than X-Forwarded-For, the last entry, the trusted peer's, is used);
 /// - otherwise every header of the category is removed, so the app cannot be fooled by
 ///   a client that sends them itself (CVE-2022-2255).
 ///
@@ -341,7 +342,12 @@ fn apply_one(
         header,
         value: String::from_utf8_lossy(value).into_owned(),
     };
-    let trimmed = value.trim_ascii();
+    // A list ("a, b") has one entry per proxy: the last is what the trusted peer said.
+    let trimmed = value
+        .rsplit(|&b| b == b',')
+        .next()
+        .unwrap_or(value)
+        .trim_ascii();
     match category {
         ProxyHeaderCategory::Client => {
             let client = if header == "X-Forwarded-For" {
@@ -593,6 +599,25 @@ mod tests {
         assert_eq!(get(&e, "REMOTE_ADDR").as_deref(), Some("127.0.0.1"));
         assert_eq!(get(&e, "SERVER_PORT"), None);
         assert!(notes[0].to_string().contains("X-Real-IP"));
+    }
+
+    #[test]
+    fn listed_values_use_the_entry_of_the_trusted_peer() {
+        let mut e = env(&[
+            ("REMOTE_ADDR", "127.0.0.1"),
+            ("HTTP_X_FORWARDED_PROTO", "http, https"),
+            ("HTTP_X_FORWARDED_HOST", "spoofed.example, public.example"),
+            ("HTTP_X_FORWARDED_PORT", "1, 8443"),
+        ]);
+        let notes = apply_trusted_proxy_headers(
+            &mut e,
+            &nets(&["127.0.0.1"]),
+            &headers(&["X-Forwarded-Proto", "X-Forwarded-Host", "X-Forwarded-Port"]),
+        );
+        assert_eq!(notes, []);
+        assert_eq!(get(&e, "REQUEST_SCHEME").as_deref(), Some("https"));
+        assert_eq!(get(&e, "HTTP_HOST").as_deref(), Some("public.example"));
+        assert_eq!(get(&e, "SERVER_PORT").as_deref(), Some("8443"));
     }
 
     #[test]
