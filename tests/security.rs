@@ -13,13 +13,17 @@ use common::{Apache, ApacheConfig};
 fn start() -> Apache {
     let config = ApacheConfig::new("security");
     let app = config.install_app("probe.wsgi");
-    config
+    let apache = config
         .conf(&format!(
             "WSGIDaemonProcess probe threads=2\nWSGIProcessGroup probe\n\
              WSGIScriptAlias /app {}\n<Directory @DIR@/apps>\n    Require all granted\n</Directory>",
             app.display()
         ))
-        .start()
+        .start();
+    // Apache listens from its first configuration pass; the daemon's socket is made again in
+    // the second. Once a request went through the daemon, the socket is the final one.
+    assert_eq!(apache.get("/app/pid").status, 200, "{}", apache.error_log());
+    apache
 }
 
 fn socket_path(apache: &Apache) -> std::path::PathBuf {
