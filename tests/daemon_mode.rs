@@ -358,7 +358,7 @@ fn venv_of_another_python_version_is_named_in_the_log() {
         ))
         .start();
     let resp = apache.get("/app/pid");
-    assert_eq!(resp.status, 500);
+    assert_eq!(resp.status, 503);
     let log = apache.wait_for_log("3.9", Duration::from_secs(5));
     assert!(
         log.contains("3.11"),

@@ -417,7 +417,7 @@ fn startup_timeout_replaces_a_process_whose_script_does_not_load() {
         ))
         .start();
     let resp = apache.get("/broken/");
-    assert_eq!(resp.status, 500);
+    assert_eq!(resp.status, 503);
     let log = apache.wait_for_log(
         "did not load within startup-timeout=2 s",
         Duration::from_secs(10),

@@ -13,13 +13,17 @@ use common::{Apache, ApacheConfig};
 fn start() -> Apache {
     let config = ApacheConfig::new("security");
     let app = config.install_app("probe.wsgi");
-    config
+    let apache = config
         .conf(&format!(
             "WSGIDaemonProcess probe threads=2\nWSGIProcessGroup probe\n\
              WSGIScriptAlias /app {}\n<Directory @DIR@/apps>\n    Require all granted\n</Directory>",
             app.display()
         ))
-        .start()
+        .start();
+    // Apache listens from its first configuration pass; the daemon's socket is made again in
+    // the second. Once a request went through the daemon, the socket is the final one.
+    assert_eq!(apache.get("/app/pid").status, 200, "{}", apache.error_log());
+    apache
 }
 
 fn socket_path(apache: &Apache) -> std::path::PathBuf {
@@ -105,4 +109,199 @@ fn a_peer_with_another_protocol_version_is_told_so() {
     );
     apache.wait_for_log("99", Duration::from_secs(5));
     assert_eq!(apache.get("/app/pid").status, 200);
+}
+
+/// The probe at /trusted (peer 127.0.0.1 is a trusted proxy there) and /untrusted (only
+/// 10.0.0.0/8 is), both trusting the same headers; /cve trusts only X-Client-IP.
+fn start_behind_proxy() -> Apache {
+    let config = ApacheConfig::new("proxy");
+    let app = config.install_app("probe.wsgi");
+    config
+        .conf(&format!(
+            "WSGIDaemonProcess probe threads=2\nWSGIProcessGroup probe\n\
+             WSGIScriptAlias /trusted {app}\nWSGIScriptAlias /untrusted {app}\n\
+             WSGIScriptAlias /cve {app}\n\
+             WSGITrustedProxyHeaders X-Forwarded-For X-Forwarded-Proto X-Forwarded-Host \
+             X-Forwarded-Port\n\
+             <Location /trusted>\n    WSGITrustedProxies 127.0.0.1 10.0.0.0/8\n</Location>\n\
+             <Location /untrusted>\n    WSGITrustedProxies 10.0.0.0/8\n</Location>\n\
+             <Location /cve>\n    WSGITrustedProxies 10.0.0.0/8\n    \
+             WSGITrustedProxyHeaders X-Client-IP\n</Location>\n\
+             <Directory @DIR@/apps>\n    Require all granted\n</Directory>",
+            app = app.display()
+        ))
+        .start()
+}
+
+const SPOOFED: &[(&str, &str)] = &[
+    ("X-Forwarded-For", "6.6.6.6, 1.1.1.1, 10.0.0.7"),
+    ("X-Real-IP", "7.7.7.7"),
+    ("X-Client-IP", "8.8.8.8"),
+    ("X-Forwarded-Proto", "https"),
+    ("X-Forwarded-SSL", "on"),
+    ("X-Forwarded-Host", "public.example"),
+    ("X-Forwarded-Port", "443"),
+    ("X-Script-Name", "/spoofed"),
+];
+
+#[test]
+fn forwarding_headers_are_honoured_only_from_trusted_proxies() {
+    use common::http::{Json, json};
+    let apache = start_behind_proxy();
+
+    let env = json(&apache.request("GET", "/trusted/env", SPOOFED, b""));
+    // Right to left: 10.0.0.7 is a trusted proxy, 1.1.1.1 is the client; 6.6.6.6 is
+    // whatever the client claimed and is not believed.
+    assert_eq!(env["REMOTE_ADDR"].str(), "1.1.1.1");
+    assert_eq!(env["wsgi.url_scheme"].str(), "https");
+    assert_eq!(env["HTTP_HOST"].str(), "public.example");
+    assert_eq!(env["SERVER_PORT"].str(), "443");
+    // Same purpose, not listed: dropped. Other purposes (script name) nobody listed: kept.
+    for gone in ["HTTP_X_REAL_IP", "HTTP_X_CLIENT_IP", "HTTP_X_FORWARDED_SSL"] {
+        assert_eq!(env[gone], serde_json::Value::Null, "{gone}");
+    }
+    assert_eq!(
+        env["HTTP_X_FORWARDED_FOR"].str(),
+        "6.6.6.6, 1.1.1.1, 10.0.0.7"
+    );
+    assert_eq!(env["SCRIPT_NAME"].str(), "/trusted");
+
+    let env = json(&apache.request("GET", "/untrusted/env", SPOOFED, b""));
+    assert_eq!(env["REMOTE_ADDR"].str(), "127.0.0.1");
+    assert_eq!(env["wsgi.url_scheme"].str(), "http");
+    assert_eq!(
+        env["HTTP_HOST"].str(),
+        format!("127.0.0.1:{}", apache.port())
+    );
+    assert_eq!(env["SERVER_PORT"].str(), apache.port().to_string());
+    for gone in [
+        "HTTP_X_FORWARDED_FOR",
+        "HTTP_X_REAL_IP",
+        "HTTP_X_CLIENT_IP",
+        "HTTP_X_FORWARDED_PROTO",
+        "HTTP_X_FORWARDED_SSL",
+        "HTTP_X_FORWARDED_HOST",
+        "HTTP_X_FORWARDED_PORT",
+    ] {
+        assert_eq!(env[gone], serde_json::Value::Null, "{gone} reached the app");
+    }
+}
+
+#[test]
+fn x_client_ip_from_an_untrusted_client_is_removed() {
+    // CVE-2022-2255 in mod_wsgi: trusting X-Client-IP let any client pass it through.
+    use common::http::{Json, json};
+    let apache = start_behind_proxy();
+    let env = json(&apache.request("GET", "/cve/env", SPOOFED, b""));
+    assert_eq!(env["REMOTE_ADDR"].str(), "127.0.0.1");
+    for gone in ["HTTP_X_CLIENT_IP", "HTTP_X_REAL_IP", "HTTP_X_FORWARDED_FOR"] {
+        assert_eq!(env[gone], serde_json::Value::Null, "{gone} reached the app");
+    }
+}
+
+#[test]
+fn authorization_reaches_the_app_only_with_wsgi_pass_authorization() {
+    use common::http::{Json, json};
+    let config = ApacheConfig::new("auth");
+    let app = config.install_app("probe.wsgi");
+    let apache = config
+        .conf(&format!(
+            "WSGIDaemonProcess probe threads=2\nWSGIProcessGroup probe\n\
+             WSGIScriptAlias /hidden {app}\nWSGIScriptAlias /passed {app}\n\
+             <Location /passed>\n    WSGIPassAuthorization On\n</Location>\n\
+             <Directory @DIR@/apps>\n    Require all granted\n</Directory>",
+            app = app.display()
+        ))
+        .start();
+    let auth = [
+        ("Authorization", "Basic dXNlcjpzZWNyZXQ="),
+        ("Proxy-Authorization", "Basic cHJveHk6c2VjcmV0"),
+    ];
+    let env = json(&apache.request("GET", "/hidden/env", &auth, b""));
+    assert_eq!(env["HTTP_AUTHORIZATION"], serde_json::Value::Null);
+    assert_eq!(env["HTTP_PROXY_AUTHORIZATION"], serde_json::Value::Null);
+    let env = json(&apache.request("GET", "/passed/env", &auth, b""));
+    assert_eq!(env["HTTP_AUTHORIZATION"].str(), "Basic dXNlcjpzZWNyZXQ=");
+    // Proxy credentials are for the proxy, never the app.
+    assert_eq!(env["HTTP_PROXY_AUTHORIZATION"], serde_json::Value::Null);
+}
+
+/// linux/capability.h
+const CAP_SETUID: libc::c_ulong = 7;
+
+#[test]
+fn a_daemon_whose_setuid_fails_refuses_to_serve() {
+    // Apache runs as root but without CAP_SETUID (dropped from the bounding set before
+    // exec): setgid and initgroups work, setuid(www-data) fails. The daemon must exit
+    // instead of running the app as root (CVE-2014-0240).
+    let config = ApacheConfig::new("nosetuid");
+    let app = config.install_app("probe.wsgi");
+    let marker = config.markers_dir().join("imported");
+    std::fs::write(
+        config.root().join("apps/probe.wsgi"),
+        format!(
+            "open({:?}, 'w').write('the app ran')\n{}",
+            marker.display().to_string(),
+            std::fs::read_to_string(&app).unwrap()
+        ),
+    )
+    .unwrap();
+    let config = config.conf(&format!(
+        "WSGIDaemonProcess probe threads=1\n\
+         WSGIScriptAlias /app {} process-group=probe application-group=%{{GLOBAL}}\n\
+         <Directory @DIR@/apps>\n    Require all granted\n</Directory>",
+        app.display()
+    ));
+    let conf = config.write();
+    let mut child = std::process::Command::new(common::APACHE_BIN);
+    child
+        .process_group(0)
+        .arg("-f")
+        .arg(&conf)
+        .arg("-DFOREGROUND")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    // SAFETY: prctl in the forked child before exec; no allocation, no locks.
+    unsafe {
+        child.pre_exec(|| {
+            if libc::prctl(libc::PR_CAPBSET_DROP, CAP_SETUID, 0, 0, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = child.spawn().unwrap();
+    let log_path = config.error_log_path();
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let log = loop {
+        let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+        if log.contains("cannot drop privileges") {
+            break log;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("no privilege-drop failure logged:\n{log}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    // Stop Apache (and with it any daemon) by PID.
+    // SAFETY: SIGTERM to the Apache parent this test started.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGTERM);
+    }
+    let stop_deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > stop_deadline {
+            let _ = child.kill();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.wait();
+    assert!(log.contains("setuid(33)"), "{log}");
+    assert!(
+        !marker.exists(),
+        "the app was imported although the daemon could not drop root:\n{log}"
+    );
 }

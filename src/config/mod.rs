@@ -12,6 +12,8 @@
 mod daemon_group;
 mod directives;
 mod error;
+#[cfg(test)]
+pub(crate) mod fuzz_harness;
 mod proxy;
 mod script_alias;
 mod selector;
@@ -27,7 +29,8 @@ pub use directives::{
 };
 pub use error::ConfigError;
 pub use proxy::{
-    IpNet, KNOWN_PROXY_HEADERS, ProxyHeaderCategory, canonical_proxy_header, header_env_name,
+    EnvPair, IpNet, KNOWN_PROXY_HEADERS, ProxyHeaderCategory, ProxyNote,
+    apply_trusted_proxy_headers, canonical_proxy_header, forwarded_for_client, header_env_name,
     proxy_header_category,
 };
 pub use script_alias::{ImportScript, ScriptAlias};

@@ -1,5 +1,6 @@
 //! Values of WSGITrustedProxies (`IpNet`) and WSGITrustedProxyHeaders (the
-//! header names mod_wsgi knows, reference §6).
+//! header names mod_wsgi knows, reference §6), and how they rewrite a request's CGI
+//! environment (`apply_trusted_proxy_headers`).
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -209,12 +210,435 @@ pub fn header_env_name(header: &str) -> String {
     key
 }
 
+/// One environ variable as byte strings (the CGI environment of a request).
+pub type EnvPair = (Vec<u8>, Vec<u8>);
+
+fn env_get<'e>(env: &'e [EnvPair], key: &str) -> Option<&'e [u8]> {
+    env.iter()
+        .rev()
+        .find(|(k, _)| k == key.as_bytes())
+        .map(|(_, v)| v.as_slice())
+}
+
+fn env_set(env: &mut Vec<EnvPair>, key: &str, value: &[u8]) {
+    env.retain(|(k, _)| k != key.as_bytes());
+    env.push((key.as_bytes().to_vec(), value.to_vec()));
+}
+
+fn env_remove(env: &mut Vec<EnvPair>, key: &str) {
+    env.retain(|(k, _)| k != key.as_bytes());
+}
+
+fn parse_ip(text: &[u8]) -> Option<IpAddr> {
+    std::str::from_utf8(text).ok()?.trim().parse().ok()
+}
+
+fn is_trusted(proxies: &[IpNet], ip: IpAddr) -> bool {
+    proxies.iter().any(|net| net.contains(ip))
+}
+
+/// The client address an X-Forwarded-For value names, seen from a trusted peer: walking
+/// from the right (the entry the peer itself added), every entry that is a trusted proxy
+/// is passed over; the first one that is not is the client. A malformed entry stops the
+/// walk (nothing left of it can be trusted); if every entry is a trusted proxy, the
+/// leftmost is the client.
+pub fn forwarded_for_client(value: &[u8], proxies: &[IpNet]) -> Option<IpAddr> {
+    let mut client = None;
+    for entry in value.split(|&b| b == b',').rev() {
+        let ip = parse_ip(entry)?;
+        client = Some(ip);
+        if !is_trusted(proxies, ip) {
+            break;
+        }
+    }
+    client
+}
+
+/// What `apply_trusted_proxy_headers` did that the server log should show.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProxyNote {
+    /// A trusted header's value was unusable and was ignored.
+    Ignored { header: &'static str, value: String },
+}
+
+impl fmt::Display for ProxyNote {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ProxyNote::Ignored { header, value } => write!(
+                f,
+                "ignored {header}: {value:?} from a trusted proxy is not a valid value"
+            ),
+        }
+    }
+}
+
+/// WSGITrustedProxyHeaders and WSGITrustedProxies applied to a request's CGI environment
+/// (its REMOTE_ADDR is the direct peer). For every category with a listed header:
+/// - when the peer is inside `proxies`, the first listed header of that category present
+///   rewrites what it stands for (REMOTE_ADDR, HTTP_HOST, SERVER_NAME, SERVER_PORT,
+///   SCRIPT_NAME and mod_wsgi.mount_point, or the scheme through HTTPS/REQUEST_SCHEME),
+///   and the category's headers that are not listed are removed (for a comma-separated
+///   value other than X-Forwarded-For, the last entry, the trusted peer's, is used);
+/// - otherwise every header of the category is removed, so the app cannot be fooled by
+///   a client that sends them itself (CVE-2022-2255).
+///
+/// With no WSGITrustedProxies no peer is trusted. Headers of categories that have no
+/// listed header pass through untouched.
+pub fn apply_trusted_proxy_headers(
+    env: &mut Vec<EnvPair>,
+    proxies: &[IpNet],
+    trusted_headers: &[String],
+) -> Vec<ProxyNote> {
+    let mut notes = Vec::new();
+    if trusted_headers.is_empty() {
+        return notes;
+    }
+    let peer_trusted = env_get(env, "REMOTE_ADDR")
+        .and_then(parse_ip)
+        .is_some_and(|peer| is_trusted(proxies, peer));
+    let categories: Vec<ProxyHeaderCategory> = {
+        let mut list = Vec::new();
+        for header in trusted_headers {
+            if let Some(category) = proxy_header_category(header) {
+                if !list.contains(&category) {
+                    list.push(category);
+                }
+            }
+        }
+        list
+    };
+    for category in categories {
+        let listed = |name: &str| trusted_headers.iter().any(|h| h.eq_ignore_ascii_case(name));
+        if peer_trusted {
+            let chosen = KNOWN_PROXY_HEADERS
+                .iter()
+                .filter(|(name, c)| *c == category && listed(name))
+                .find_map(|(name, _)| {
+                    env_get(env, &header_env_name(name)).map(|v| (*name, v.to_vec()))
+                });
+            if let Some((name, value)) = chosen {
+                if let Err(note) = apply_one(env, name, category, &value, proxies) {
+                    notes.push(note);
+                }
+            }
+        }
+        for (name, c) in KNOWN_PROXY_HEADERS {
+            if *c == category && !(peer_trusted && listed(name)) {
+                env_remove(env, &header_env_name(name));
+            }
+        }
+    }
+    notes
+}
+
+fn apply_one(
+    env: &mut Vec<EnvPair>,
+    header: &'static str,
+    category: ProxyHeaderCategory,
+    value: &[u8],
+    proxies: &[IpNet],
+) -> Result<(), ProxyNote> {
+    let ignored = || ProxyNote::Ignored {
+        header,
+        value: String::from_utf8_lossy(value).into_owned(),
+    };
+    // A list ("a, b") has one entry per proxy: the last is what the trusted peer said.
+    let trimmed = value
+        .rsplit(|&b| b == b',')
+        .next()
+        .unwrap_or(value)
+        .trim_ascii();
+    match category {
+        ProxyHeaderCategory::Client => {
+            let client = if header == "X-Forwarded-For" {
+                forwarded_for_client(value, proxies)
+            } else {
+                parse_ip(value)
+            };
+            let client = client.ok_or_else(ignored)?;
+            env_set(env, "REMOTE_ADDR", client.to_string().as_bytes());
+        }
+        ProxyHeaderCategory::Host => {
+            if trimmed.is_empty() || trimmed.iter().any(|b| b.is_ascii_control() || *b == b' ') {
+                return Err(ignored());
+            }
+            env_set(env, "HTTP_HOST", trimmed);
+        }
+        ProxyHeaderCategory::Server => {
+            if trimmed.is_empty() || trimmed.iter().any(|b| b.is_ascii_control() || *b == b' ') {
+                return Err(ignored());
+            }
+            env_set(env, "SERVER_NAME", trimmed);
+        }
+        ProxyHeaderCategory::Port => {
+            let port = std::str::from_utf8(trimmed)
+                .ok()
+                .and_then(|p| p.parse::<u16>().ok())
+                .filter(|&p| p != 0)
+                .ok_or_else(ignored)?;
+            env_set(env, "SERVER_PORT", port.to_string().as_bytes());
+        }
+        ProxyHeaderCategory::ScriptName => {
+            if !trimmed.is_empty() && trimmed[0] != b'/' {
+                return Err(ignored());
+            }
+            let mount = trimmed.strip_suffix(b"/").unwrap_or(trimmed);
+            env_set(env, "SCRIPT_NAME", mount);
+            env_set(env, "mod_wsgi.mount_point", mount);
+        }
+        ProxyHeaderCategory::Scheme => {
+            let https = match header {
+                "X-Forwarded-Proto" | "X-Forwarded-Scheme" | "X-Scheme" => {
+                    if trimmed.eq_ignore_ascii_case(b"https") {
+                        true
+                    } else if trimmed.eq_ignore_ascii_case(b"http") {
+                        false
+                    } else {
+                        return Err(ignored());
+                    }
+                }
+                _ => {
+                    if trimmed.eq_ignore_ascii_case(b"on") || trimmed == b"1" {
+                        true
+                    } else if trimmed.eq_ignore_ascii_case(b"off") || trimmed == b"0" {
+                        false
+                    } else {
+                        return Err(ignored());
+                    }
+                }
+            };
+            if https {
+                env_set(env, "HTTPS", b"on");
+                env_set(env, "REQUEST_SCHEME", b"https");
+            } else {
+                env_remove(env, "HTTPS");
+                env_set(env, "REQUEST_SCHEME", b"http");
+            }
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
+    }
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<EnvPair> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec()))
+            .collect()
+    }
+
+    fn get(env: &[EnvPair], key: &str) -> Option<String> {
+        env_get(env, key).map(|v| String::from_utf8_lossy(v).into_owned())
+    }
+
+    fn nets(list: &[&str]) -> Vec<IpNet> {
+        list.iter().map(|n| IpNet::parse(n).unwrap()).collect()
+    }
+
+    fn headers(list: &[&str]) -> Vec<String> {
+        list.iter().map(|h| h.to_string()).collect()
+    }
+
+    /// A request from `peer` carrying every spoofable header.
+    fn spoofed(peer: &str) -> Vec<EnvPair> {
+        env(&[
+            ("REMOTE_ADDR", peer),
+            ("HTTP_HOST", "backend:8080"),
+            ("SERVER_NAME", "backend"),
+            ("SERVER_PORT", "8080"),
+            ("SCRIPT_NAME", "/app"),
+            ("REQUEST_SCHEME", "http"),
+            ("HTTP_X_FORWARDED_FOR", "1.1.1.1, 10.0.0.7"),
+            ("HTTP_X_CLIENT_IP", "2.2.2.2"),
+            ("HTTP_X_REAL_IP", "3.3.3.3"),
+            ("HTTP_X_FORWARDED_HOST", "public.example"),
+            ("HTTP_X_HOST", "other.example"),
+            ("HTTP_X_FORWARDED_SERVER", "front"),
+            ("HTTP_X_FORWARDED_PORT", "443"),
+            ("HTTP_X_SCRIPT_NAME", "/mount"),
+            ("HTTP_X_FORWARDED_PROTO", "https"),
+            ("HTTP_X_FORWARDED_SSL", "on"),
+            ("HTTP_X_UNRELATED", "kept"),
+        ])
+    }
+
+    #[test]
+    fn nothing_changes_without_trusted_headers() {
+        let mut e = spoofed("10.0.0.1");
+        let before = e.clone();
+        apply_trusted_proxy_headers(&mut e, &nets(&["10.0.0.0/8"]), &[]);
+        assert_eq!(e, before);
+    }
+
+    #[test]
+    fn trusted_peer_rewrites_and_keeps_only_listed_headers() {
+        let mut e = spoofed("10.0.0.1");
+        let notes = apply_trusted_proxy_headers(
+            &mut e,
+            &nets(&["10.0.0.0/8"]),
+            &headers(&[
+                "X-Forwarded-For",
+                "X-Forwarded-Host",
+                "X-Forwarded-Server",
+                "X-Forwarded-Port",
+                "X-Script-Name",
+                "X-Forwarded-Proto",
+            ]),
+        );
+        assert_eq!(notes, []);
+        // 10.0.0.7 is a trusted proxy: the client is the entry left of it.
+        assert_eq!(get(&e, "REMOTE_ADDR").as_deref(), Some("1.1.1.1"));
+        assert_eq!(get(&e, "HTTP_HOST").as_deref(), Some("public.example"));
+        assert_eq!(get(&e, "SERVER_NAME").as_deref(), Some("front"));
+        assert_eq!(get(&e, "SERVER_PORT").as_deref(), Some("443"));
+        assert_eq!(get(&e, "SCRIPT_NAME").as_deref(), Some("/mount"));
+        assert_eq!(get(&e, "mod_wsgi.mount_point").as_deref(), Some("/mount"));
+        assert_eq!(get(&e, "HTTPS").as_deref(), Some("on"));
+        assert_eq!(get(&e, "REQUEST_SCHEME").as_deref(), Some("https"));
+        // Listed headers stay (they say what was used); unlisted ones of the same purpose go.
+        assert!(get(&e, "HTTP_X_FORWARDED_FOR").is_some());
+        for gone in [
+            "HTTP_X_CLIENT_IP",
+            "HTTP_X_REAL_IP",
+            "HTTP_X_HOST",
+            "HTTP_X_FORWARDED_SSL",
+        ] {
+            assert_eq!(get(&e, gone), None, "{gone}");
+        }
+        assert_eq!(get(&e, "HTTP_X_UNRELATED").as_deref(), Some("kept"));
+    }
+
+    #[test]
+    fn untrusted_peer_gets_every_header_of_a_listed_category_removed() {
+        for proxies in [nets(&["10.0.0.0/8"]), Vec::new()] {
+            let mut e = spoofed("192.0.2.9");
+            apply_trusted_proxy_headers(
+                &mut e,
+                &proxies,
+                &headers(&["X-Forwarded-For", "X-Forwarded-Proto"]),
+            );
+            assert_eq!(get(&e, "REMOTE_ADDR").as_deref(), Some("192.0.2.9"));
+            assert_eq!(get(&e, "REQUEST_SCHEME").as_deref(), Some("http"));
+            assert_eq!(get(&e, "HTTPS"), None);
+            for gone in [
+                "HTTP_X_FORWARDED_FOR",
+                "HTTP_X_CLIENT_IP",
+                "HTTP_X_REAL_IP",
+                "HTTP_X_FORWARDED_PROTO",
+                "HTTP_X_FORWARDED_SSL",
+            ] {
+                assert_eq!(get(&e, gone), None, "{gone}");
+            }
+            // Categories with nothing listed are not touched.
+            assert_eq!(
+                get(&e, "HTTP_X_FORWARDED_HOST").as_deref(),
+                Some("public.example")
+            );
+            assert_eq!(get(&e, "HTTP_HOST").as_deref(), Some("backend:8080"));
+        }
+    }
+
+    #[test]
+    fn x_client_ip_from_an_untrusted_peer_is_removed() {
+        // CVE-2022-2255: trusting X-Client-IP must not let any client set it.
+        let mut e = spoofed("192.0.2.9");
+        apply_trusted_proxy_headers(&mut e, &nets(&["10.0.0.1"]), &headers(&["X-Client-IP"]));
+        assert_eq!(get(&e, "HTTP_X_CLIENT_IP"), None);
+        assert_eq!(get(&e, "REMOTE_ADDR").as_deref(), Some("192.0.2.9"));
+        let mut e = spoofed("10.0.0.1");
+        apply_trusted_proxy_headers(&mut e, &nets(&["10.0.0.1"]), &headers(&["X-Client-IP"]));
+        assert_eq!(get(&e, "REMOTE_ADDR").as_deref(), Some("2.2.2.2"));
+        assert_eq!(get(&e, "HTTP_X_FORWARDED_FOR"), None);
+        assert_eq!(get(&e, "HTTP_X_REAL_IP"), None);
+    }
+
+    #[test]
+    fn forwarded_for_walks_right_to_left_through_trusted_proxies() {
+        let proxies = nets(&["10.0.0.0/8", "::1"]);
+        let cases: &[(&str, Option<&str>)] = &[
+            ("1.1.1.1", Some("1.1.1.1")),
+            ("1.1.1.1, 10.0.0.2", Some("1.1.1.1")),
+            ("9.9.9.9, 1.1.1.1, 10.0.0.2, 10.0.0.3", Some("1.1.1.1")),
+            // Only what the trusted chain vouches for counts: a spoofed left part is ignored.
+            ("6.6.6.6, 1.1.1.1", Some("1.1.1.1")),
+            ("10.0.0.5, 10.0.0.6", Some("10.0.0.5")),
+            (" 2001:db8::1 , ::1", Some("2001:db8::1")),
+            ("1.1.1.1, garbage", None),
+            ("", None),
+        ];
+        for (value, expected) in cases {
+            assert_eq!(
+                forwarded_for_client(value.as_bytes(), &proxies).map(|ip| ip.to_string()),
+                expected.map(str::to_string),
+                "{value:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn unusable_values_are_ignored_with_a_note() {
+        let mut e = env(&[
+            ("REMOTE_ADDR", "127.0.0.1"),
+            ("HTTP_X_REAL_IP", "not-an-ip"),
+            ("HTTP_X_FORWARDED_PORT", "99999"),
+            ("HTTP_X_FORWARDED_PROTO", "gopher"),
+        ]);
+        let notes = apply_trusted_proxy_headers(
+            &mut e,
+            &nets(&["127.0.0.1"]),
+            &headers(&["X-Real-IP", "X-Forwarded-Port", "X-Forwarded-Proto"]),
+        );
+        assert_eq!(notes.len(), 3, "{notes:?}");
+        assert_eq!(get(&e, "REMOTE_ADDR").as_deref(), Some("127.0.0.1"));
+        assert_eq!(get(&e, "SERVER_PORT"), None);
+        assert!(notes[0].to_string().contains("X-Real-IP"));
+    }
+
+    #[test]
+    fn listed_values_use_the_entry_of_the_trusted_peer() {
+        let mut e = env(&[
+            ("REMOTE_ADDR", "127.0.0.1"),
+            ("HTTP_X_FORWARDED_PROTO", "http, https"),
+            ("HTTP_X_FORWARDED_HOST", "spoofed.example, public.example"),
+            ("HTTP_X_FORWARDED_PORT", "1, 8443"),
+        ]);
+        let notes = apply_trusted_proxy_headers(
+            &mut e,
+            &nets(&["127.0.0.1"]),
+            &headers(&["X-Forwarded-Proto", "X-Forwarded-Host", "X-Forwarded-Port"]),
+        );
+        assert_eq!(notes, []);
+        assert_eq!(get(&e, "REQUEST_SCHEME").as_deref(), Some("https"));
+        assert_eq!(get(&e, "HTTP_HOST").as_deref(), Some("public.example"));
+        assert_eq!(get(&e, "SERVER_PORT").as_deref(), Some("8443"));
+    }
+
+    #[test]
+    fn scheme_flags_turn_https_on_and_off() {
+        for (header, value, https) in [
+            ("X-Forwarded-SSL", "on", true),
+            ("X-Forwarded-HTTPS", "1", true),
+            ("X-HTTPS", "off", false),
+            ("X-Forwarded-Scheme", "HTTPS", true),
+            ("X-Scheme", "http", false),
+        ] {
+            let mut e = env(&[
+                ("REMOTE_ADDR", "127.0.0.1"),
+                ("HTTPS", "on"),
+                (header_env_name(header).as_str(), value),
+            ]);
+            apply_trusted_proxy_headers(&mut e, &nets(&["127.0.0.1"]), &headers(&[header]));
+            assert_eq!(get(&e, "HTTPS").is_some(), https, "{header}: {value}");
+            let scheme = if https { "https" } else { "http" };
+            assert_eq!(get(&e, "REQUEST_SCHEME").as_deref(), Some(scheme));
+        }
     }
 
     #[test]

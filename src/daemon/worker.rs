@@ -592,9 +592,20 @@ impl Server {
                         .is_ok()
                 }
             }
-            // The body is incomplete or the client is gone: closing without RespEnd tells
-            // Apache to abort the client connection.
-            Outcome::AppError { head_sent: true } | Outcome::ClientGone => false,
+            // The body is incomplete: say so (Apache then logs an application failure, not
+            // a daemon crash, and aborts the client connection); the connection stays usable.
+            Outcome::AppError { head_sent: true } => {
+                !io.failed
+                    && io
+                        .send_error(
+                            error_code::APP_FAILED,
+                            b"the application failed after the response head was sent (see \
+                              the daemon's log); the response body is incomplete",
+                        )
+                        .is_ok()
+            }
+            // The client is gone: closing without RespEnd tells Apache to abort its side too.
+            Outcome::ClientGone => false,
         }
     }
 }

@@ -103,6 +103,16 @@ fn connect(target: &DaemonTarget) -> io::Result<DaemonConn> {
                         std::thread::sleep(delay);
                         delay = (delay * 2).min(Duration::from_millis(250));
                     }
+                    // Connected (into the backlog) but no answer within socket-timeout: the
+                    // daemon is frozen or swamped. Not a connect failure: report a timeout.
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                        ) =>
+                    {
+                        return Err(io::Error::new(io::ErrorKind::TimedOut, e));
+                    }
                     Err(e) => return Err(e),
                 }
             }
@@ -253,6 +263,20 @@ pub fn serve(
             Some(c) => (c, true),
             None => match connect(target) {
                 Ok(c) => (c, false),
+                Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+                    log::request(
+                        r.as_ptr(),
+                        Level::Error,
+                        &format!(
+                            "mod_rwsgi: timeout waiting for daemon process '{}' to answer the \
+                             protocol handshake (socket-timeout={} s expired): it is stopped, \
+                             hung or overloaded",
+                            target.group,
+                            target.socket_timeout.as_secs()
+                        ),
+                    );
+                    return ffi::HTTP_GATEWAY_TIME_OUT;
+                }
                 Err(e) => {
                     log::request(
                         r.as_ptr(),
@@ -510,6 +534,8 @@ fn exchange(
                     Frame::Error { code, message } => {
                         let status = match code {
                             error_code::OVERLOADED => ffi::HTTP_GATEWAY_TIME_OUT,
+                            // The app is unavailable until its script loads.
+                            error_code::APP_LOAD_FAILED => ffi::HTTP_SERVICE_UNAVAILABLE,
                             error_code::SHUTTING_DOWN => ffi::HTTP_SERVICE_UNAVAILABLE,
                             _ => ffi::HTTP_INTERNAL_SERVER_ERROR,
                         };

@@ -145,7 +145,8 @@ pub fn serve(r: &mut Request<'_>, settings: &EmbeddedSettings, spec: &RequestSpe
     let mut io = ApacheIo { r: r.as_mut_ptr() };
     match host.handle(spec, &mut io) {
         Outcome::Completed | Outcome::AppError { head_sent: false } => ffi::OK,
-        Outcome::LoadFailed => ffi::HTTP_INTERNAL_SERVER_ERROR,
+        // The app is unavailable until its script loads (a retry may succeed).
+        Outcome::LoadFailed => ffi::HTTP_SERVICE_UNAVAILABLE,
         Outcome::ClientGone | Outcome::AppError { head_sent: true } => {
             r.abort_connection();
             ffi::OK

@@ -189,10 +189,19 @@ pub fn handle(r: &mut Request<'_>, ctx: &HandlerContext<'_>) -> i32 {
     }
     let has_body = match r.setup_body() {
         Ok(b) => b,
-        Err(code) => return code,
+        Err(code) => {
+            log_refused_body(r, code);
+            return code;
+        }
     };
 
-    let env = build_env(r, &script_name, &path_info, pass_auth);
+    let mut env = build_env(r, &script_name, &path_info, pass_auth);
+    if let Some(trusted_headers) = dir.trusted_proxy_headers.as_deref() {
+        let proxies = dir.trusted_proxies.as_deref().unwrap_or(&[]);
+        for note in crate::config::apply_trusted_proxy_headers(&mut env, proxies, trusted_headers) {
+            log::request(r.as_ptr(), Level::Info, &format!("mod_rwsgi: {note}"));
+        }
+    }
     let Some(target) = target else {
         let spec = crate::python::RequestSpec {
             script_path: &script,
@@ -221,6 +230,30 @@ pub fn handle(r: &mut Request<'_>, ctx: &HandlerContext<'_>) -> i32 {
         flags,
     };
     daemon_client::serve(r, target, &plan, &env)
+}
+
+/// Apache refused the request body before anything was read: say what was wrong with it.
+fn log_refused_body(r: &Request<'_>, code: i32) {
+    let header = |name: &CStr| {
+        r.header_in(name)
+            .map(|v| format!("{:?}", String::from_utf8_lossy(v)))
+            .unwrap_or_else(|| "none".into())
+    };
+    let why = match code {
+        ffi::HTTP_REQUEST_ENTITY_TOO_LARGE => "larger than LimitRequestBody",
+        ffi::HTTP_NOT_IMPLEMENTED => "unsupported Transfer-Encoding",
+        _ => "invalid Content-Length or Transfer-Encoding",
+    };
+    log::request(
+        r.as_ptr(),
+        Level::Info,
+        &format!(
+            "mod_rwsgi: request body refused with status {code}: {why} (Content-Length: {}, \
+             Transfer-Encoding: {})",
+            header(c"Content-Length"),
+            header(c"Transfer-Encoding")
+        ),
+    );
 }
 
 fn build_env(

@@ -127,6 +127,10 @@ pub mod error_code {
     pub const REQUEST_TIMEOUT: u16 = 6;
     /// The peer violated this protocol.
     pub const PROTOCOL: u16 = 7;
+    /// The application failed after the response head was sent (it raised, or its body fell
+    /// short of its Content-Length): the body is incomplete, the reason is in the daemon's
+    /// log. Ends the request; the connection stays usable.
+    pub const APP_FAILED: u16 = 8;
 
     /// A short name for logs (`"SHUTTING_DOWN"`), or `"UNKNOWN"`.
     pub const fn name(code: u16) -> &'static str {
@@ -138,6 +142,7 @@ pub mod error_code {
             SHUTTING_DOWN => "SHUTTING_DOWN",
             REQUEST_TIMEOUT => "REQUEST_TIMEOUT",
             PROTOCOL => "PROTOCOL",
+            APP_FAILED => "APP_FAILED",
             _ => "UNKNOWN",
         }
     }

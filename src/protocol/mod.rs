@@ -57,7 +57,7 @@
 //! `request_start_us` is Apache's request time in µs since the Unix epoch (for queue-timeout).
 //! Error codes ([`error_code`]): 1 INTERNAL, 2 APP_LOAD_FAILED, 3 BAD_REQUEST, 4 OVERLOADED
 //! (queue-timeout), 5 SHUTTING_DOWN (nothing processed: retry on a new connection), 6
-//! REQUEST_TIMEOUT, 7 PROTOCOL; a receiver treats unknown codes as INTERNAL.
+//! REQUEST_TIMEOUT, 7 PROTOCOL, 8 APP_FAILED; a receiver treats unknown codes as INTERNAL.
 //!
 //! # One request
 //!

@@ -213,7 +213,7 @@ fn run_app<'py>(
     };
     drop(result);
     let outcome = match sent {
-        Ok(()) => Outcome::Completed,
+        Ok(()) => check_promised_length(py, spec, shared),
         Err(failure) => fail(py, spec, shared, failure),
     };
     if let Some(e) = close_error {
@@ -419,6 +419,44 @@ fn fail(py: Python<'_>, spec: &RequestSpec<'_>, shared: &Shared, failure: Failur
             Outcome::AppError { head_sent }
         }
     }
+}
+
+/// A response whose body fell short of its Content-Length: the client would wait for the
+/// rest, and on a kept-alive connection read the next response as that rest. Treated as a
+/// failure after the head (the connection ends, so the client sees the body is incomplete).
+/// HEAD requests and 1xx/204/304 responses have no body to check.
+fn check_promised_length(py: Python<'_>, spec: &RequestSpec<'_>, shared: &Shared) -> Outcome {
+    let (promised, sent, status) = {
+        let resp = response_state(py, shared);
+        (
+            resp.content_length,
+            resp.sent,
+            resp.status.as_ref().map_or(200, |(code, _)| *code),
+        )
+    };
+    let head_request = spec
+        .env
+        .iter()
+        .any(|(k, v)| k == b"REQUEST_METHOD" && v == b"HEAD");
+    let bodiless = head_request || status < 200 || status == 204 || status == 304;
+    let Some(promised) = promised else {
+        return Outcome::Completed;
+    };
+    if sent >= promised || bodiless {
+        return Outcome::Completed;
+    }
+    // Nothing sent yet (an empty body): send the head, so the client sees what was promised.
+    if let Err(SendError::Io(_)) = py.detach(|| shared.send(b"", true)) {
+        return Outcome::ClientGone;
+    }
+    let msg = format!(
+        "{}WSGI script '{}' sent {sent} body bytes of the {promised} its Content-Length \
+         promised; the connection is closed so the client sees an incomplete response.",
+        log_prefix(),
+        spec.script_path
+    );
+    log_detached(py, Level::Error, &msg);
+    Outcome::AppError { head_sent: true }
 }
 
 fn send_500(shared: &Shared) {

@@ -1,8 +1,10 @@
 //! WSGI script loading: each script is exec'd as module `_mod_wsgi_<md5(path)>` (plus
 //! `_<md5(group)>` for a named application group) with `__file__` and `__mtime__` set and the
 //! module in sys.modules, like mod_wsgi. One lock per (script, group) makes concurrent first
-//! requests load it once; a failed load is logged with its traceback and retried by the next
-//! request; a changed mtime (inequality, as mod_wsgi) reloads when script reloading is on.
+//! requests load it once; a failed load is logged with its traceback and retried after a
+//! back-off (1 s, doubling up to 30 s; at once when the script's mtime changes, i.e. it was
+//! fixed and touched), so a broken script is not re-run by every request; a changed mtime
+//! (inequality, as mod_wsgi) reloads when script reloading is on.
 //!
 //! Locks here are only waited for while detached from Python (a loader holds its script's lock
 //! while it runs the script under the GIL).
@@ -10,7 +12,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyModule};
@@ -29,7 +31,19 @@ struct Slot {
     loaded: Mutex<Option<Arc<Loaded>>>,
     /// The mtime of the loaded version, for `changed()` without waiting on a loader.
     mtime: Mutex<Option<SystemTime>>,
+    /// The last failed load, while the script has not loaded since.
+    failure: Mutex<Option<LoadFailure>>,
 }
+
+/// A script that failed to load: not retried before `retry_at` unless its mtime changes.
+struct LoadFailure {
+    mtime: Option<SystemTime>,
+    retry_at: Instant,
+    delay: Duration,
+}
+
+const FIRST_RETRY_DELAY: Duration = Duration::from_secs(1);
+const MAX_RETRY_DELAY: Duration = Duration::from_secs(30);
 
 #[derive(Default)]
 pub(crate) struct Loader {
@@ -52,6 +66,7 @@ impl Loader {
             path: path.to_string(),
             loaded: Mutex::new(None),
             mtime: Mutex::new(None),
+            failure: Mutex::new(None),
         });
         slots.insert((path.to_string(), group.to_string()), Arc::clone(&slot));
         drop(slots);
@@ -108,6 +123,48 @@ impl Loader {
                 ),
             );
         }
+        if let Some(failure) = lock(&slot.failure).as_ref() {
+            let now = Instant::now();
+            if now < failure.retry_at && mtime_of(path).ok() == failure.mtime {
+                let msg = format!(
+                    "{}WSGI script '{path}'{} failed to load; not retrying for another {:.1} s \
+                     (its traceback is logged above; fix and touch the script to retry at once).",
+                    log_prefix(),
+                    group_text(group),
+                    (failure.retry_at - now).as_secs_f64()
+                );
+                log(Level::Error, &msg);
+                return Err(msg);
+            }
+        }
+        let result = self.load(&slot, &mut loaded, path, group);
+        let mut failure = lock(&slot.failure);
+        match &result {
+            Ok(_) => *failure = None,
+            Err(_) => {
+                let mtime = mtime_of(path).ok();
+                let delay = match failure.as_ref() {
+                    Some(last) if last.mtime == mtime => (last.delay * 2).min(MAX_RETRY_DELAY),
+                    _ => FIRST_RETRY_DELAY,
+                };
+                *failure = Some(LoadFailure {
+                    mtime,
+                    retry_at: Instant::now() + delay,
+                    delay,
+                });
+            }
+        }
+        result
+    }
+
+    /// Loads (or reloads) the script into `loaded`; `Err` carries the message already logged.
+    fn load(
+        &self,
+        slot: &Slot,
+        loaded: &mut Option<Arc<Loaded>>,
+        path: &str,
+        group: &str,
+    ) -> Result<Arc<Loaded>, String> {
         *lock(&slot.mtime) = None;
         let old = loaded.take();
         let read = std::fs::read(path).and_then(|src| Ok((src, mtime_of(path)?)));

@@ -1069,7 +1069,7 @@ def app2(environ, start_response):
 }
 
 #[test]
-fn load_failure_is_logged_retried_and_fixed_by_touching() {
+fn load_failure_is_logged_backed_off_and_fixed_by_touching() {
     let host = host();
     let path = script("loadfail", "raise ImportError('load-marker')\n");
     for attempt in 1..=2 {
@@ -1077,11 +1077,26 @@ fn load_failure_is_logged_retried_and_fixed_by_touching() {
         assert_eq!(request(&host, &path, "/", &mut io), Outcome::LoadFailed);
         assert!(io.events.is_empty());
         let logged = logs_with(&format!("Failed to exec WSGI script '{path}'."));
-        assert_eq!(logged.len(), attempt, "the next request must try again");
+        // The second request comes within the back-off: the script is not run again.
+        assert_eq!(logged.len(), 1, "attempt {attempt}");
         assert!(
             logged[0].1.contains("Traceback") && logged[0].1.contains("ImportError: load-marker")
         );
     }
+    let backed_off = logs_with(&format!(
+        "WSGI script '{path}' failed to load; not retrying"
+    ));
+    assert_eq!(backed_off.len(), 1, "{}", dump(&path));
+    // After the back-off the next request tries again.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    assert_eq!(
+        request(&host, &path, "/", &mut FakeIo::new()),
+        Outcome::LoadFailed
+    );
+    assert_eq!(
+        logs_with(&format!("Failed to exec WSGI script '{path}'.")).len(),
+        2
+    );
     rewrite(
         &path,
         "def application(e, sr):\n    sr('200 OK', [])\n    return [b'ok']\n",
@@ -1576,4 +1591,38 @@ fn status_and_header_validation_rules() {
     assert!(validate_header(b"X:Y", b"v").is_err());
     assert!(validate_header(b"X", b"a\nb").is_err());
     assert!(validate_header(b"X", b"a\rb").is_err());
+}
+
+#[test]
+fn a_body_short_of_its_content_length_is_a_failure_except_for_head() {
+    let host = host();
+    let path = script(
+        "shortbody",
+        "def application(environ, start_response):\n    \
+         start_response('200 OK', [('Content-Length', '10')])\n    \
+         return [b'abc'] if environ['PATH_INFO'] == '/short' else [b'0123456789']\n",
+    );
+    let mut io = FakeIo::new();
+    assert_eq!(
+        request(&host, &path, "/short", &mut io),
+        Outcome::AppError { head_sent: true },
+        "{}",
+        dump(&path)
+    );
+    assert_eq!(io.body_text(), "abc");
+    assert_eq!(
+        logs_with("sent 3 body bytes of the 10 its Content-Length promised").len(),
+        1
+    );
+    assert_ok_full(&host, &path, "/full");
+    // HEAD: no body is expected whatever Content-Length says.
+    let env = env(&[("PATH_INFO", b"/short"), ("REQUEST_METHOD", b"HEAD")]);
+    let mut io = FakeIo::new();
+    assert_eq!(host.handle(&spec(&path, &env), &mut io), Outcome::Completed);
+}
+
+fn assert_ok_full(host: &AppHost, path: &str, path_info: &str) {
+    let mut io = FakeIo::new();
+    assert_eq!(request(host, path, path_info, &mut io), Outcome::Completed);
+    assert_eq!(io.body_text(), "0123456789");
 }
