@@ -141,13 +141,56 @@ fn a_script_raising_at_import_gives_503_backs_off_and_recovers_once_fixed() {
 #[test]
 fn a_missing_socket_directory_is_a_clear_error_at_start() {
     let config = ApacheConfig::new("sockdir");
-    let app = config.install_app("probe.wsgi");
     let missing = config.root().join("no-such-dir");
+    let text = start_must_fail_with_socket_prefix(config, &missing);
+    assert!(
+        text.contains(&missing.display().to_string()) && text.contains("WSGISocketPrefix"),
+        "the error must name the directory and the directive:\n{text}"
+    );
+}
+
+/// Root may write anywhere, so "unwritable" is made with the immutable attribute.
+struct Immutable(std::path::PathBuf);
+
+impl Drop for Immutable {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("chattr")
+            .arg("-i")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+#[test]
+fn an_unwritable_socket_directory_is_a_clear_error_at_start() {
+    let config = ApacheConfig::new("sockdir-ro");
+    let dir = config.root().join("readonly");
+    std::fs::create_dir_all(&dir).unwrap();
+    let made = std::process::Command::new("chattr")
+        .arg("+i")
+        .arg(&dir)
+        .status()
+        .expect("run chattr (e2fsprogs)");
+    assert!(made.success(), "chattr +i {} failed", dir.display());
+    let _guard = Immutable(dir.clone());
+    let text = start_must_fail_with_socket_prefix(config, &dir);
+    assert!(
+        text.contains(&dir.display().to_string())
+            && text.contains("WSGISocketPrefix")
+            && text.contains("not permitted"),
+        "the error must name the directory, the directive and the reason:\n{text}"
+    );
+}
+
+/// Starts Apache with WSGISocketPrefix in `dir`; it must exit with an error. Returns its
+/// output and error log.
+fn start_must_fail_with_socket_prefix(config: ApacheConfig, dir: &std::path::Path) -> String {
+    let app = config.install_app("probe.wsgi");
     let config = config.conf(&format!(
         "WSGISocketPrefix {}/wsgi\nWSGIDaemonProcess probe threads=1\n\
          WSGIProcessGroup probe\nWSGIScriptAlias /app {}\n\
          <Directory @DIR@/apps>\n    Require all granted\n</Directory>",
-        missing.display(),
+        dir.display(),
         app.display()
     ));
     let conf = config.write();
@@ -180,8 +223,5 @@ fn a_missing_socket_directory_is_a_clear_error_at_start() {
         std::fs::read_to_string(config.error_log_path()).unwrap_or_default()
     );
     assert!(!status.success(), "{text}");
-    assert!(
-        text.contains(&missing.display().to_string()) && text.contains("WSGISocketPrefix"),
-        "the error must name the directory and the directive:\n{text}"
-    );
+    text
 }

@@ -68,6 +68,9 @@ fn run_load(apache: &Apache, path: &str, action: &str, times: u32) -> LoadResult
     }
 }
 
+/// The tests of this file measure latency: they run one at a time.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn start(processes: u32) -> (Apache, std::path::PathBuf) {
     let config = ApacheConfig::new("restarts");
     let app = config.install_app("probe.wsgi");
@@ -88,6 +91,7 @@ fn pids_of(apache: &Apache, samples: usize) -> std::collections::BTreeSet<String
 
 #[test]
 fn touches_and_kills_under_load_fail_no_request() {
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     const APP_MS: f64 = 20.0;
     const STALL_LIMIT_MS: f64 = 150.0;
     let mut report = Vec::new();
@@ -160,6 +164,14 @@ fn touches_and_kills_under_load_fail_no_request() {
             log.matches("was killed by SIGKILL; restarting").count() >= 2,
             "{log}"
         );
+        // The requests the killed daemon was running were resent and answered by its
+        // replacement: it served within a second.
+        assert!(
+            kill.max_latency_ms < 1000.0,
+            "processes={processes}: a request took {} ms across a kill -9\n{}",
+            kill.max_latency_ms,
+            kill.output
+        );
         report.push(format!(
             "processes={processes}: touch x3: {} requests, 0 failed, max {} ms; kill -9 x2: {} \
              requests, 0 failed, max {} ms",
@@ -176,6 +188,7 @@ fn touches_and_kills_under_load_fail_no_request() {
 /// response (never a 5xx from the module), and no more failed than were in flight.
 #[test]
 fn hard_restarts_cut_only_requests_in_flight_as_for_cgi() {
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let config = ApacheConfig::new("hardrestart").module("cgid");
     let app = config.install_app("probe.wsgi");
     let cgi_dir = config.root().join("cgi");
