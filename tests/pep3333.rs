@@ -332,8 +332,12 @@ fn restrict_stdout_makes_print_fail() {
 #[test]
 fn file_wrapper_sends_the_file_from_its_position_and_honours_content_length() {
     let script = std::fs::read(common::repo_dir().join("tests/apps/probe.wsgi")).unwrap();
-    for mode in MODES {
-        let apache = start_in(mode, "threads=4", "");
+    for (mode, sendfile) in MODES.iter().flat_map(|m| [(*m, false), (*m, true)]) {
+        let apache = start_in(
+            mode,
+            "threads=4",
+            if sendfile { "WSGIEnableSendfile On" } else { "" },
+        );
         // A real file: Apache sends it from the descriptor (daemon mode: passed over the
         // socket); a BytesIO: the blocks are read and sent as body bytes.
         for (path, expected) in [

@@ -255,12 +255,18 @@ impl<'r> Request<'r> {
     }
 
     /// Sends `len` bytes of the regular file `fd` from `offset` as a file bucket, so Apache
-    /// writes it as it writes static files (sendfile with `EnableSendfile On`, else mmap or
+    /// writes it as it writes static files (with sendfile when `sendfile`, else mmap or
     /// reads), possibly after the handler returns (write completion). The request pool owns
     /// `fd` from here: it is closed when the pool is destroyed, which Apache does only after
     /// the whole response has been written (the end-of-request bucket). Err when the client
     /// has gone.
-    pub fn send_file(&mut self, fd: OwnedFd, offset: u64, len: u64) -> std::io::Result<()> {
+    pub fn send_file(
+        &mut self,
+        fd: OwnedFd,
+        offset: u64,
+        len: u64,
+        sendfile: bool,
+    ) -> std::io::Result<()> {
         let (Ok(start), Ok(length)) = (
             ffi::apr_off_t::try_from(offset),
             ffi::apr_off_t::try_from(len),
@@ -281,7 +287,13 @@ impl<'r> Request<'r> {
             let alloc = (*conn).bucket_alloc;
             let pool = self.raw.pool;
             let mut file: *mut ffi::apr_file_t = std::ptr::null_mut();
-            let flags = (ffi::APR_FOPEN_READ | ffi::APR_FOPEN_SENDFILE_ENABLED) as ffi::apr_int32_t;
+            // Without the sendfile flag Apache's core maps or reads the file (as it does for
+            // static files with its default EnableSendfile Off).
+            let flags = if sendfile {
+                ffi::APR_FOPEN_READ | ffi::APR_FOPEN_SENDFILE_ENABLED
+            } else {
+                ffi::APR_FOPEN_READ
+            } as ffi::apr_int32_t;
             if ffi::apr_os_file_put(&mut file, &mut os_fd, flags, pool) != 0 || file.is_null() {
                 return Err(client_error("cannot wrap the file for Apache"));
             }

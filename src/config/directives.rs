@@ -390,7 +390,7 @@ pub static DIRECTIVES: &[DirectiveInfo] = &[
         AnyDir,
         Dir,
         "WSGIEnableSendfile On|Off",
-        false,
+        true,
     ),
     info(
         "WSGIPassApacheRequest",
@@ -996,11 +996,12 @@ pub(crate) mod tests {
             "WSGITrustedProxyHeaders",
             "WSGIMapHEADToGET",
             "WSGISocketRotation",
+            "WSGIEnableSendfile",
         ];
         for d in DIRECTIVES {
             assert_eq!(d.implemented, implemented.contains(&d.name), "{}", d.name);
         }
-        assert_eq!(DIRECTIVES.iter().filter(|d| d.implemented).count(), 20);
+        assert_eq!(DIRECTIVES.iter().filter(|d| d.implemented).count(), 21);
     }
 
     #[test]

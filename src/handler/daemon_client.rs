@@ -33,6 +33,8 @@ pub struct RequestPlan<'a> {
     pub app_group: &'a str,
     pub callable: &'a str,
     pub flags: u32,
+    /// WSGIEnableSendfile: file_wrapper files go out with sendfile.
+    pub sendfile: bool,
 }
 
 struct DaemonConn {
@@ -294,7 +296,7 @@ pub fn serve(
             },
         };
         body.pos = 0;
-        match exchange(r, target, conn, &head, &mut body) {
+        match exchange(r, target, conn, &head, &mut body, plan.sendfile) {
             Ok(()) => return ffi::OK,
             Err(Failure::NotSent(_)) if Instant::now() < deadline && attempts < 64 => {
                 drop_idle(&target.socket_path);
@@ -381,6 +383,7 @@ fn exchange(
     mut conn: DaemonConn,
     head: &[u8],
     body: &mut Body,
+    sendfile: bool,
 ) -> Result<(), Failure> {
     if let Err(e) = conn.stream.write_all(head) {
         return Err(Failure::NotSent(e));
@@ -592,7 +595,7 @@ fn exchange(
                     });
                 };
                 // The request pool closes `fd` once Apache has written the file.
-                if r.send_file(fd, offset, length).is_err() {
+                if r.send_file(fd, offset, length, sendfile).is_err() {
                     return Err(Failure::Aborted);
                 }
             }

@@ -76,6 +76,8 @@ pub fn ensure_python(s: &EmbeddedSettings) -> Result<&'static AppHost, String> {
 /// The Python host's view of a request in this Apache child.
 struct ApacheIo {
     r: *mut ffi::request_rec,
+    /// WSGIEnableSendfile.
+    sendfile: bool,
 }
 
 // SAFETY: the host calls these methods only from the thread running `serve` (it detaches
@@ -125,12 +127,20 @@ impl RequestIo for ApacheIo {
         // SAFETY: `fd` is open for the duration of this call (the RequestIo contract).
         let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
         let own = borrowed.try_clone_to_owned()?;
-        self.req().send_file(own, offset, len).map(|()| true)
+        let sendfile = self.sendfile;
+        self.req()
+            .send_file(own, offset, len, sendfile)
+            .map(|()| true)
     }
 }
 
 /// Runs the request in this process. Returns Apache's handler result.
-pub fn serve(r: &mut Request<'_>, settings: &EmbeddedSettings, spec: &RequestSpec<'_>) -> i32 {
+pub fn serve(
+    r: &mut Request<'_>,
+    settings: &EmbeddedSettings,
+    spec: &RequestSpec<'_>,
+    sendfile: bool,
+) -> i32 {
     let host = match ensure_python(settings) {
         Ok(h) => h,
         Err(e) => {
@@ -142,7 +152,10 @@ pub fn serve(r: &mut Request<'_>, settings: &EmbeddedSettings, spec: &RequestSpe
             return ffi::HTTP_INTERNAL_SERVER_ERROR;
         }
     };
-    let mut io = ApacheIo { r: r.as_mut_ptr() };
+    let mut io = ApacheIo {
+        r: r.as_mut_ptr(),
+        sendfile,
+    };
     match host.handle(spec, &mut io) {
         Outcome::Completed | Outcome::AppError { head_sent: false } => ffi::OK,
         // The app is unavailable until its script loads (a retry may succeed).

@@ -211,7 +211,7 @@ pub fn handle(r: &mut Request<'_>, ctx: &HandlerContext<'_>) -> i32 {
             // Embedded mode re-imports a touched script in place, as mod_wsgi does.
             script_reloading: dir.script_reloading(),
         };
-        return embedded::serve(r, ctx.embedded, &spec);
+        return embedded::serve(r, ctx.embedded, &spec, dir.enable_sendfile());
     };
     let mut flags = 0;
     if has_body {
@@ -228,6 +228,7 @@ pub fn handle(r: &mut Request<'_>, ctx: &HandlerContext<'_>) -> i32 {
         app_group: &app_group,
         callable: &callable,
         flags,
+        sendfile: dir.enable_sendfile(),
     };
     daemon_client::serve(r, target, &plan, &env)
 }
