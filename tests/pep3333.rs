@@ -336,7 +336,11 @@ fn file_wrapper_sends_the_file_from_its_position_and_honours_content_length() {
         let apache = start_in(
             mode,
             "threads=4",
-            if sendfile { "WSGIEnableSendfile On" } else { "" },
+            if sendfile {
+                "WSGIEnableSendfile On"
+            } else {
+                ""
+            },
         );
         // A real file: Apache sends it from the descriptor (daemon mode: passed over the
         // socket); a BytesIO: the blocks are read and sent as body bytes.

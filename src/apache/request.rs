@@ -222,11 +222,19 @@ impl<'r> Request<'r> {
         Ok(unsafe { ffi::ap_should_client_block(self.raw) } != 0)
     }
 
-    /// Reads up to `buf.len()` body bytes: Ok(0) at the end, Err on a client error.
-    pub fn read_body(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        // SAFETY: buf is a valid writable buffer of the given length.
-        let n = unsafe { ffi::ap_get_client_block(self.raw, buf.as_mut_ptr().cast(), buf.len()) };
-        usize::try_from(n).map_err(|_| client_error("reading the request body failed"))
+    /// Appends up to `max` body bytes to `out` without zero-filling its buffer first: Ok(0)
+    /// at the end, Err on a client error.
+    pub fn read_body_into(&mut self, out: &mut Vec<u8>, max: usize) -> std::io::Result<usize> {
+        out.reserve(max);
+        let spare = out.spare_capacity_mut();
+        let want = max.min(spare.len());
+        // SAFETY: `spare` is writable memory of at least `want` bytes owned by `out`;
+        // ap_get_client_block writes at most `want` bytes into it and returns how many.
+        let n = unsafe { ffi::ap_get_client_block(self.raw, spare.as_mut_ptr().cast(), want) };
+        let n = usize::try_from(n).map_err(|_| client_error("reading the request body failed"))?;
+        // SAFETY: the first `n` spare bytes were just written by Apache.
+        unsafe { out.set_len(out.len() + n.min(want)) };
+        Ok(n)
     }
 
     /// Writes response bytes; Err when the client has gone.

@@ -157,12 +157,11 @@ impl Body {
         if body.complete {
             return Ok(body); // no body: no buffer, no read
         }
-        let mut buf = vec![0u8; 64 * 1024];
         while !body.complete && body.pre.len() < PREREAD_LIMIT {
-            let room = (PREREAD_LIMIT - body.pre.len()).min(buf.len());
-            match r.read_body(&mut buf[..room]) {
+            let room = (PREREAD_LIMIT - body.pre.len()).min(64 * 1024);
+            match r.read_body_into(&mut body.pre, room) {
                 Ok(0) => body.complete = true,
-                Ok(n) => body.pre.extend_from_slice(&buf[..n]),
+                Ok(_) => {}
                 Err(_) => {
                     log::request(
                         r.as_ptr(),
@@ -188,8 +187,8 @@ impl Body {
         if self.complete {
             return Ok(0);
         }
-        buf.resize(max.min(1024 * 1024), 0);
-        let n = r.read_body(buf)?;
+        buf.clear();
+        let n = r.read_body_into(buf, max.clamp(1, 1024 * 1024))?;
         if n == 0 {
             self.complete = true;
         }

@@ -94,9 +94,9 @@ impl ApacheIo {
 
 impl RequestIo for ApacheIo {
     fn read_body(&mut self, max: usize) -> io::Result<Vec<u8>> {
-        let mut buf = vec![0u8; max.clamp(1, 1024 * 1024)];
-        let n = self.req().read_body(&mut buf)?;
-        buf.truncate(n);
+        let mut buf = Vec::new();
+        self.req()
+            .read_body_into(&mut buf, max.clamp(1, 1024 * 1024))?;
         Ok(buf)
     }
 
