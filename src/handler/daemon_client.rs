@@ -196,6 +196,48 @@ impl Body {
     }
 }
 
+/// Size of the buffer daemon responses are read into.
+const READ_BUFFER: usize = 64 * 1024;
+
+thread_local! {
+    /// One read buffer per Apache thread, reused by its requests: allocated and zeroed once,
+    /// not per request.
+    static READ_BUFFERS: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// The thread's read buffer, given back when dropped.
+struct ReadBuffer(Vec<u8>);
+
+impl ReadBuffer {
+    fn take() -> ReadBuffer {
+        let mut buf = READ_BUFFERS.with(|b| std::mem::take(&mut *b.borrow_mut()));
+        if buf.len() != READ_BUFFER {
+            buf = vec![0u8; READ_BUFFER];
+        }
+        ReadBuffer(buf)
+    }
+}
+
+impl Drop for ReadBuffer {
+    fn drop(&mut self) {
+        let buf = std::mem::take(&mut self.0);
+        READ_BUFFERS.with(|b| *b.borrow_mut() = buf);
+    }
+}
+
+impl std::ops::Deref for ReadBuffer {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for ReadBuffer {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        &mut self.0
+    }
+}
+
 /// Why a request to a daemon did not complete normally.
 enum Failure {
     /// The request head could not even be written: the daemon never saw it.
@@ -391,7 +433,7 @@ fn exchange(
     // Only groups with request-timeout shorten the timeout, and a pooled connection stays
     // with its group, whose requests set it again before the head anyway.
     let mut timeout_shortened = false;
-    let mut buf = vec![0u8; 64 * 1024];
+    let mut buf = ReadBuffer::take();
     let mut body_buf: Vec<u8> = Vec::new();
     let mut head_sent = false;
     let mut body_read = false;
