@@ -122,7 +122,7 @@ BENCH_PACKAGES := wrk libapache2-mod-wsgi-py3
 bench-deps:
 	$(call install_missing,$(BENCH_PACKAGES))
 
-bench: deps bench-deps build
+bench: deps bench-deps build test-venv
 	/usr/bin/python3 bench/run.py $(BENCH_OPTS)
 
 clean:

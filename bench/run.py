@@ -50,9 +50,12 @@ class Workload:
     name: str
     conns: int
     wsgi_path: str      # under the WSGIScriptAlias mount
-    static_path: str    # the file with the same bytes, served by Apache core
-    payload: str        # data file the response must equal
+    static_path: str    # the file with the same bytes, served by Apache core ('' = none)
+    payload: str        # data file the response must equal ('' = check `marker` instead)
     post: bool = False  # POST the 64 KiB payload (wrk Lua script)
+    mount: str = '/w'   # the WSGIScriptAlias it runs under
+    marker: bytes = b''  # for pages whose bytes vary: what the body must contain
+    daemon_only: bool = False  # needs the Webware daemon group (not in embedded mode)
 
 
 WORKLOADS = [
@@ -62,7 +65,13 @@ WORKLOADS = [
     Workload('1 MiB file_wrapper', 16, '/file1m', '/1m.bin', '1m.bin'),
     Workload('64 KiB POST echo', 16, '/echo', '/64k.bin', '64k.bin', post=True),
     Workload('64 KiB as 16 write()', 16, '/write16', '/64k.bin', '64k.bin'),
+    # Webware for Python 3 (the test venv's), its Examples context's Welcome page, in its
+    # own daemon group (python-home = the venv), as the deployment guide sets it up.
+    Workload('Webware page', 16, '/Examples/Welcome', '', '', mount='/ww',
+             marker=b'<title>Welcome</title>', daemon_only=True),
 ]
+# The venv with Webware (make test-venv); without it the Webware workload is left out.
+VENV = os.environ.get('RWSGI_TEST_VENV') or os.path.join(REPO, 'build/test-venv')
 
 
 @dataclass(frozen=True)
@@ -98,8 +107,13 @@ class Server:
 
     def url(self, workload):
         if self.variant.module:
-            return f'http://127.0.0.1:{self.port}/w{workload.wsgi_path}'
+            return f'http://127.0.0.1:{self.port}{workload.mount}{workload.wsgi_path}'
         return f'http://127.0.0.1:{self.port}{workload.static_path}'
+
+    def serves(self, workload):
+        if workload.daemon_only:
+            return bool(self.variant.module) and not self.variant.embedded and has_webware()
+        return bool(self.variant.module) or bool(workload.static_path)
 
     def error_log(self):
         try:
@@ -178,7 +192,20 @@ def prepare_root(tmp, variant, payloads):
         # which would crash a server that has it mapped.
         mkdir(os.path.join(root, 'modules'))
         shutil.copyfile(variant.module, module_copy(root, variant))
+    if variant.module and not variant.embedded and has_webware():
+        # As the guide says: `webware make`, then `webware make -g www-data` (www-data may
+        # write only Cache, ErrorMsgs, Logs and Sessions).
+        work = os.path.join(root, 'webware')
+        for args in (['make', work], ['make', '-g', 'www-data', work]):
+            out = subprocess.run([os.path.join(VENV, 'bin', 'webware')] + args,
+                                 capture_output=True, text=True)
+            if out.returncode != 0:
+                raise BenchError(f'webware {" ".join(args)} failed:\n{out.stdout}{out.stderr}')
     return root
+
+
+def has_webware():
+    return os.access(os.path.join(VENV, 'bin', 'webware'), os.X_OK)
 
 
 def module_copy(root, variant):
@@ -227,6 +254,13 @@ WSGIRestrictEmbedded On
 WSGIDaemonProcess {DAEMON_GROUP} processes=1 threads=15 display-name=%{{GROUP}}
 WSGIProcessGroup {DAEMON_GROUP}
 '''
+    webware = '' if variant.embedded or not has_webware() else f'''\
+WSGIDaemonProcess webware processes=1 threads=15 python-home={VENV} display-name=%{{GROUP}}
+WSGIScriptAlias /ww "{root}/webware/Scripts/WSGIScript.py" process-group=webware application-group=%{{GLOBAL}}
+<Directory "{root}/webware/Scripts">
+    Require all granted
+</Directory>
+'''
     return f'''\
 LoadModule {variant.module_id} {module_copy(root, variant)}
 WSGISocketPrefix "{root}/run/wsgi"
@@ -235,7 +269,7 @@ WSGIScriptAlias /w "{root}/apps/bench.wsgi"
 <Directory "{root}/apps">
     Require all granted
 </Directory>
-'''
+{webware}'''
 
 
 def write_config(root, port, variant):
@@ -330,7 +364,7 @@ def process_tree(pid):
 def is_daemon(pid):
     try:
         with open(f'/proc/{pid}/cmdline', 'rb') as f:
-            return f'(wsgi:{DAEMON_GROUP})'.encode() in f.read()
+            return b'(wsgi:' in f.read()
     except OSError:
         return False
 
@@ -399,7 +433,18 @@ def fetch(url, body=None):
 
 def verify(server, payloads):
     for w in WORKLOADS:
+        if not server.serves(w):
+            continue
         url = server.url(w)
+        if w.marker:
+            try:
+                status, got = fetch(url)
+            except (urllib.error.URLError, OSError) as e:
+                raise BenchError(f'{server.variant.name} {w.name}: {url}: {e}\n{server.error_log()}')
+            if status != 200 or w.marker not in got:
+                raise BenchError(f'BODY MISMATCH: {server.variant.name} {w.name}: {url} gave '
+                                 f'status {status} without {w.marker!r}\n{server.error_log()}')
+            continue
         expected = payloads[w.payload]
         try:
             status, got = fetch(url, expected if w.post else None)
@@ -607,7 +652,8 @@ def start_all(tmp, payloads, servers, settings):
 def warm_up(servers, settings, post_body):
     for w in WORKLOADS:
         for server in servers:
-            run_wrk(server.url(w), w, settings.warmup, post_body)
+            if server.serves(w):
+                run_wrk(server.url(w), w, settings.warmup, post_body)
 
 
 def run_all(servers, settings, post_body):
@@ -616,6 +662,8 @@ def run_all(servers, settings, post_body):
         order = servers[rep % len(servers):] + servers[:rep % len(servers)]
         for w in WORKLOADS:
             for server in order:
+                if not server.serves(w):
+                    continue
                 s = measure(server, w, settings, post_body)
                 settings.samples.setdefault((w.name, server.variant.name), []).append(s)
                 print(f'  rep {rep + 1}/{settings.reps}  {w.name:<22} {server.variant.name:<13}'

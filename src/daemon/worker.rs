@@ -337,7 +337,8 @@ impl Server {
     }
 
     /// Puts a connection back under epoll until Apache sends its next request.
-    fn park(&self, conn: Conn) {
+    fn park(&self, mut conn: Conn) {
+        conn.dec.release_memory(64 * 1024);
         if self.stopping.load(Ordering::SeqCst) {
             return; // dropping closes it; Apache reconnects to a live process
         }

@@ -60,7 +60,9 @@ fn drop_idle(path: &Path) {
     }
 }
 
-fn put_idle(path: &Path, conn: DaemonConn) {
+fn put_idle(path: &Path, mut conn: DaemonConn) {
+    conn.dec.release_memory(64 * 1024);
+    conn.fds.clear();
     if let Ok(mut guard) = IDLE.lock() {
         let list = guard
             .get_or_insert_with(HashMap::new)
@@ -197,7 +199,7 @@ impl Body {
 }
 
 /// Size of the buffer daemon responses are read into.
-const READ_BUFFER: usize = 64 * 1024;
+const READ_BUFFER: usize = 16 * 1024;
 
 thread_local! {
     /// One read buffer per Apache thread, reused by its requests: allocated and zeroed once,

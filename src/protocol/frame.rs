@@ -752,6 +752,15 @@ impl Decoder {
         self.buffered() == 0
     }
 
+    /// Gives a grown buffer back when nothing is pending, so an idle connection that once
+    /// carried a large frame does not keep its memory.
+    pub fn release_memory(&mut self, keep_capacity: usize) {
+        if self.is_empty() && self.buf.capacity() > keep_capacity {
+            self.buf = Vec::new();
+            self.pos = 0;
+        }
+    }
+
     /// The unconsumed bytes (the start of a frame not yet complete).
     pub fn unconsumed(&self) -> &[u8] {
         self.buf.get(self.pos..).unwrap_or_default()
@@ -900,6 +909,29 @@ mod tests {
             },
             Frame::Flush,
         ]
+    }
+
+    #[test]
+    fn release_memory_drops_a_grown_buffer_only_when_nothing_is_pending() {
+        let mut big = Vec::new();
+        Frame::RespBody(vec![7; 300_000]).encode(&mut big).unwrap();
+        let mut dec = Decoder::new(Limits::default());
+        dec.feed(&big[..1000]);
+        dec.release_memory(1024);
+        assert_eq!(dec.buffered(), 1000, "pending bytes must survive");
+        dec.feed(&big[1000..]);
+        assert_eq!(
+            dec.next_frame().unwrap(),
+            Some(Frame::RespBody(vec![7; 300_000]))
+        );
+        assert!(dec.buf.capacity() >= 300_000);
+        dec.release_memory(1024);
+        assert_eq!(dec.buf.capacity(), 0);
+        // Still a working decoder.
+        let mut small = Vec::new();
+        Frame::Flush.encode(&mut small).unwrap();
+        dec.feed(&small);
+        assert_eq!(dec.next_frame().unwrap(), Some(Frame::Flush));
     }
 
     #[test]

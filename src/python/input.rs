@@ -54,6 +54,9 @@ impl State {
 
     fn take(&mut self, n: usize) -> Vec<u8> {
         let n = n.min(self.buf.len() - self.pos);
+        if self.pos == 0 && n == self.buf.len() {
+            return std::mem::take(&mut self.buf); // all of it: move, no copy
+        }
         let out = self.buf[self.pos..self.pos + n].to_vec();
         self.pos += n;
         if self.pos == self.buf.len() {
@@ -89,12 +92,18 @@ impl State {
         shared
             .input_length
             .fetch_add(data.len() as u64, Ordering::Relaxed);
+        let n = data.len();
+        if self.pos >= self.buf.len() {
+            self.buf = data; // nothing unread: keep the io's vector, no copy
+            self.pos = 0;
+            return Ok(n);
+        }
         if self.pos > 0 {
             self.buf.drain(..self.pos);
             self.pos = 0;
         }
         self.buf.extend_from_slice(&data);
-        Ok(data.len())
+        Ok(n)
     }
 
     fn read(&mut self, shared: &Shared, size: Option<usize>) -> Result<Vec<u8>, Fail> {
