@@ -10,7 +10,8 @@ process tree, daemons included, from /proc), PSS of that tree, and the ratios to
 to mod_wsgi.
 
 Environment: BENCH_DURATION (seconds per run, default 5), BENCH_REPS (default 3),
-BENCH_QUICK=1 (1 s, 1 rep: a smoke run), RWSGI_SO (default
+BENCH_QUICK=1 (1 s, 1 rep: a smoke run), BENCH_ONLY=hello,write (only those workloads),
+RWSGI_SO (default
 build/mod_rwsgi.so). Run as root (Apache drops to www-data). Python 3 stdlib only.
 """
 
@@ -70,6 +71,10 @@ WORKLOADS = [
     Workload('Webware page', 16, '/Examples/Welcome', '', '', mount='/ww',
              marker=b'<title>Welcome</title>', daemon_only=True),
 ]
+# BENCH_ONLY=word[,word]: only the workloads whose name contains one of the words.
+if os.environ.get('BENCH_ONLY'):
+    _only = [w.strip() for w in os.environ['BENCH_ONLY'].split(',') if w.strip()]
+    WORKLOADS = [w for w in WORKLOADS if any(o in w.name for o in _only)]
 # The venv with Webware (make test-venv); without it the Webware workload is left out.
 VENV = os.environ.get('RWSGI_TEST_VENV') or os.path.join(REPO, 'build/test-venv')
 

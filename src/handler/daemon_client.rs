@@ -411,6 +411,9 @@ pub fn serve(
             }
             Err(Failure::Status(code)) => return code,
             Err(Failure::Aborted) => {
+                // What the client was already owed goes out first (a flush may be pending),
+                // then the connection ends: the body is visibly incomplete.
+                let _ = r.flush();
                 r.abort_connection();
                 return ffi::OK;
             }
@@ -439,6 +442,7 @@ fn exchange(
     let mut body_buf: Vec<u8> = Vec::new();
     let mut head_sent = false;
     let mut body_read = false;
+    let mut flush_pending = false;
     loop {
         // Until the response head arrives, wait no longer than request-timeout; after it,
         // socket-timeout (what connect() set). Only touch the socket when that changes.
@@ -457,6 +461,15 @@ fn exchange(
                 timeout_shortened = false;
             }
             _ => {}
+        }
+        // A flush the daemon asked for is done once no further frame is already here:
+        // consecutive write()s then leave in one client write, and nothing waits on the
+        // daemon unflushed.
+        if flush_pending && !conn.dec.has_frame().unwrap_or(false) {
+            flush_pending = false;
+            if r.flush().is_err() {
+                return Err(Failure::Aborted);
+            }
         }
         let mut reader = FdReader {
             stream: &conn.stream,
@@ -605,11 +618,7 @@ fn exchange(
                     _ => unreachable!("decoded kind matches the raw kind"),
                 }
             }
-            FrameKind::Flush => {
-                if r.flush().is_err() {
-                    return Err(Failure::Aborted);
-                }
-            }
+            FrameKind::Flush => flush_pending = true,
             FrameKind::RespFile => {
                 let Frame::RespFile { offset, length } = decode(frame)? else {
                     unreachable!("decoded kind matches the raw kind");
