@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::http::{Json, json};
+use common::http::{Json, hidden_field, json};
 use common::{Apache, ApacheConfig, set_cookie, test_venv};
 
 fn start() -> Apache {
@@ -27,16 +27,6 @@ fn start() -> Apache {
 }
 
 const FORM: (&str, &str) = ("Content-Type", "application/x-www-form-urlencoded");
-
-/// The value of the hidden input `name` in a page.
-fn hidden_field(page: &str, name: &str) -> String {
-    let marker = format!("name=\"{name}\" value=\"");
-    let start = page
-        .find(&marker)
-        .unwrap_or_else(|| panic!("no hidden field {name} in:\n{page}"))
-        + marker.len();
-    page[start..].split('"').next().unwrap().to_string()
-}
 
 #[test]
 fn flask_and_django_render_pages_and_accept_form_posts() {

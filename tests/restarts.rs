@@ -9,24 +9,14 @@
 
 mod common;
 
-use std::process::Command;
-
+use common::load::{LoadResult, rwsgi_load};
 use common::{Apache, ApacheConfig};
 
-/// What rwsgi-load printed, parsed.
-#[derive(Debug)]
-struct LoadResult {
-    requests: u64,
-    failures: u64,
-    max_latency_ms: f64,
-    output: String,
-}
-
 fn run_load(apache: &Apache, path: &str, action: &str, times: u32) -> LoadResult {
-    let output = Command::new(env!("CARGO_BIN_EXE_rwsgi-load"))
-        .args([
-            "--url",
-            &format!("http://127.0.0.1:{}{path}", apache.port()),
+    rwsgi_load(
+        apache.port(),
+        path,
+        &[
             "--clients",
             "8",
             "--duration",
@@ -37,35 +27,8 @@ fn run_load(apache: &Apache, path: &str, action: &str, times: u32) -> LoadResult
             action,
             "--times",
             &times.to_string(),
-        ])
-        .output()
-        .expect("run rwsgi-load");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let summary = text
-        .lines()
-        .find(|l| l.starts_with("requests="))
-        .unwrap_or_else(|| panic!("no summary from rwsgi-load:\n{text}"));
-    let field = |name: &str| -> f64 {
-        summary
-            .split_whitespace()
-            .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| panic!("no {name} in {summary}"))
-    };
-    assert!(
-        output.status.code() != Some(2),
-        "rwsgi-load could not do its action:\n{text}"
-    );
-    LoadResult {
-        requests: field("requests") as u64,
-        failures: field("failures") as u64,
-        max_latency_ms: field("max_latency_ms"),
-        output: text,
-    }
+        ],
+    )
 }
 
 /// The tests of this file measure latency: they run one at a time.
@@ -219,7 +182,7 @@ fn hard_restarts_cut_only_requests_in_flight_as_for_cgi() {
     let log = apache.error_log();
     // Every failure is a connection Apache shut without a response; none is an error
     // status from the module (502/503/504) or a truncated body.
-    for line in wsgi.output.lines().filter(|l| l.starts_with("failed")) {
+    for line in wsgi.failure_lines() {
         assert!(
             line.ends_with("x incomplete response (0 bytes)"),
             "mod_rwsgi failure not caused by Apache's restart: {line}\n{log}"

@@ -8,9 +8,9 @@ mod common;
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::load::{LoadResult, rwsgi_load};
 use common::{Apache, ApacheConfig};
 
 fn start() -> Apache {
@@ -54,36 +54,43 @@ fn memory(apache: &Apache) -> (u64, BTreeMap<u32, u64>) {
     (rss_kib(daemon).unwrap(), children)
 }
 
-fn load(apache: &Apache, path: &str, requests: u64, clients: u32) {
+/// `requests` keep-alive GETs of `path` from 8 clients (bounded at 600 s).
+fn load_keepalive(apache: &Apache, path: &str, requests: u64) -> LoadResult {
     let started = Instant::now();
-    let output = Command::new(env!("CARGO_BIN_EXE_rwsgi-load"))
-        .args([
-            "--url",
-            &format!("http://127.0.0.1:{}{path}", apache.port()),
+    let result = rwsgi_load(
+        apache.port(),
+        path,
+        &[
             "--keepalive",
             "--clients",
-            &clients.to_string(),
+            "8",
             "--duration",
             "600",
             "--max-requests",
             &requests.to_string(),
-        ])
-        .output()
-        .expect("run rwsgi-load");
-    let text = String::from_utf8_lossy(&output.stdout);
+        ],
+    );
     println!(
         "{path}: {} in {:.0} s",
-        text.lines().last().unwrap_or(""),
+        result.output.lines().last().unwrap_or(""),
         started.elapsed().as_secs_f64()
     );
-    assert!(
-        output.status.success(),
-        "{path}: requests failed:\n{text}\n{}",
-        apache.error_log()
+    assert_eq!(
+        result.requests, requests,
+        "{path}: the load stopped early (600 s bound):\n{}",
+        result.output
     );
-    assert!(
-        text.contains(&format!("requests={requests} ")),
-        "{path}: the load stopped early (600 s bound):\n{text}"
+    result
+}
+
+fn load(apache: &Apache, path: &str, requests: u64) {
+    let result = load_keepalive(apache, path, requests);
+    assert_eq!(
+        result.failures,
+        0,
+        "{path}: requests failed:\n{}\n{}",
+        result.output,
+        apache.error_log()
     );
 }
 
@@ -115,9 +122,9 @@ fn assert_children_flat(what: &str, before: &BTreeMap<u32, u64>, after: &BTreeMa
 #[ignore = "long (minutes): run with `make soak`"]
 fn a_million_hello_requests_keep_memory_flat() {
     let apache = start();
-    load(&apache, "/app/pid", 100_000, 8);
+    load(&apache, "/app/pid", 100_000);
     let (daemon_before, children_before) = memory(&apache);
-    load(&apache, "/app/pid", 900_000, 8);
+    load(&apache, "/app/pid", 900_000);
     let (daemon_after, children_after) = memory(&apache);
     assert_flat("daemon", daemon_before, daemon_after);
     assert_children_flat("hello", &children_before, &children_after);
@@ -166,34 +173,12 @@ fn generators_file_wrapper_exceptions_and_aborts_do_not_leak() {
 
 /// /app/error answers 500 on purpose: count, but do not fail on, error statuses there.
 fn load_allowing_errors(apache: &Apache, path: &str, requests: u64) {
-    if path.ends_with("/error") {
-        let started = Instant::now();
-        let output = Command::new(env!("CARGO_BIN_EXE_rwsgi-load"))
-            .args([
-                "--url",
-                &format!("http://127.0.0.1:{}{path}", apache.port()),
-                "--keepalive",
-                "--clients",
-                "8",
-                "--duration",
-                "600",
-                "--max-requests",
-                &requests.to_string(),
-            ])
-            .output()
-            .expect("run rwsgi-load");
-        let text = String::from_utf8_lossy(&output.stdout);
-        println!(
-            "{path}: {} in {:.0} s",
-            text.lines().last().unwrap_or(""),
-            started.elapsed().as_secs_f64()
-        );
-        // Every failure must be the 500 the app asked for, none a connection error.
-        for line in text.lines().filter(|l| l.starts_with("failed")) {
-            assert!(line.ends_with("x status 500"), "{path}: {line}");
-        }
-        assert!(text.contains(&format!("requests={requests} ")), "{text}");
-    } else {
-        load(apache, path, requests, 8);
+    if !path.ends_with("/error") {
+        return load(apache, path, requests);
+    }
+    let result = load_keepalive(apache, path, requests);
+    // Every failure must be the 500 the app asked for, none a connection error.
+    for line in result.failure_lines() {
+        assert!(line.ends_with("x status 500"), "{path}: {line}");
     }
 }

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant, SystemTime};
 
-use common::http::{Json, Response, json};
+use common::http::{Json, Response, hidden_field, json};
 use common::{Apache, ApacheConfig, Mpm, set_cookie, test_venv};
 
 const BANNER: &str = "Webware for Python 3.1 Application";
@@ -156,16 +156,6 @@ fn session_cookie(apache: &Apache, resp: &Response) -> String {
         resp.headers
     );
     cookie.unwrap()
-}
-
-/// The value of the hidden input `name` in a page.
-fn hidden_field(page: &str, name: &str) -> String {
-    let marker = format!("name=\"{name}\" value=\"");
-    let start = page
-        .find(&marker)
-        .unwrap_or_else(|| panic!("no hidden field {name} in:\n{page}"))
-        + marker.len();
-    page[start..].split('"').next().unwrap().to_string()
 }
 
 /// Examples context pages, PSP examples, a session kept through its cookie, form POSTs and

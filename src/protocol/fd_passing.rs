@@ -93,14 +93,7 @@ mod tests {
         write_all_with_fd(&mut a, b"with-fd;", file.as_raw_fd()).unwrap();
         a.write_all(b"after").unwrap();
         drop(a);
-        let mut fds = VecDeque::new();
-        let mut got = Vec::new();
-        FdReader {
-            stream: &b,
-            fds: &mut fds,
-        }
-        .read_to_end(&mut got)
-        .unwrap();
+        let (got, mut fds) = read_all(&b);
         assert_eq!(got, b"before;with-fd;after");
         assert_eq!(fds.len(), 1);
         let mut received = std::fs::File::from(fds.pop_front().unwrap());
@@ -118,17 +111,23 @@ mod tests {
         let writer = std::thread::spawn(move || {
             write_all_with_fd(&mut a, &payload, file.as_raw_fd()).unwrap();
         });
+        let (got, fds) = read_all(&b);
+        writer.join().unwrap();
+        assert_eq!(got.len(), 4 * 1024 * 1024);
+        assert_eq!(fds.len(), 1);
+    }
+
+    /// Everything until the peer closes, and the descriptors that came with it.
+    fn read_all(stream: &UnixStream) -> (Vec<u8>, VecDeque<OwnedFd>) {
         let mut fds = VecDeque::new();
         let mut got = Vec::new();
         FdReader {
-            stream: &b,
+            stream,
             fds: &mut fds,
         }
         .read_to_end(&mut got)
         .unwrap();
-        writer.join().unwrap();
-        assert_eq!(got.len(), 4 * 1024 * 1024);
-        assert_eq!(fds.len(), 1);
+        (got, fds)
     }
 
     fn tempfile_with(data: &[u8]) -> std::fs::File {

@@ -159,3 +159,13 @@ pub fn read_response<R: Read>(mut reader: BufReader<R>, head_only: bool) -> io::
     }
     Ok(resp)
 }
+
+/// The value of the hidden input `name` in an HTML page.
+pub fn hidden_field(page: &str, name: &str) -> String {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = page
+        .find(&marker)
+        .unwrap_or_else(|| panic!("no hidden field {name} in:\n{page}"))
+        + marker.len();
+    page[start..].split('"').next().unwrap().to_string()
+}

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod http;
+pub mod load;
 
 use std::fs;
 use std::io::Read;
