@@ -59,6 +59,28 @@ fn send_failure(e: SendError) -> Failure {
     }
 }
 
+/// Gives the calling thread a Python thread state for the rest of its life. Otherwise every
+/// `Python::attach` on a request thread creates a thread state and deletes it again (with
+/// its 16 KiB frame stack, mapped and unmapped: a TLB shootdown per request). Call without
+/// the GIL, after Python was initialised.
+fn keep_thread_state() {
+    thread_local! {
+        static KEPT: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    }
+    if KEPT.get() {
+        return;
+    }
+    KEPT.set(true);
+    // SAFETY: Python is initialised (an AppHost exists only then) and this thread does not
+    // hold the GIL (handle() is called detached). PyGILState_Ensure creates this thread's
+    // state with a count of one; PyEval_SaveThread releases the GIL and keeps the state, so
+    // later PyGILState_Ensure/Release pairs (pyo3's attach) reuse it and never delete it.
+    unsafe {
+        pyo3::ffi::PyGILState_Ensure();
+        pyo3::ffi::PyEval_SaveThread();
+    }
+}
+
 fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
     payload
         .downcast_ref::<&str>()
@@ -106,6 +128,7 @@ impl AppHost {
     /// held; every `io` call happens detached from Python, and no Python object can reach `io`
     /// after this returns.
     pub fn handle(&self, spec: &RequestSpec<'_>, io: &mut dyn RequestIo) -> Outcome {
+        keep_thread_state();
         let shared = Shared::new();
         let binding = shared.bind_io(io);
         let outcome = match catch_unwind(AssertUnwindSafe(|| self.serve(spec, &shared))) {

@@ -366,6 +366,10 @@ fn check_prefix(prefix: &str, settings: &InterpreterSettings) -> Result<(), Stri
 /// Everything done in Python right after initialisation, with the GIL held.
 fn setup_python(py: Python<'_>, settings: &InterpreterSettings) -> Result<(), String> {
     let result = (|| -> PyResult<()> {
+        // `threading` takes the thread that first imports it as its main thread, and at
+        // finalisation waits for that thread's state to go. Request threads keep their thread
+        // states for life, so it must be this one, which also runs the finalisation.
+        py.import("threading")?;
         let sys = py.import("sys")?;
         sys.setattr("argv", vec!["mod_wsgi"])?;
         sys.setattr(
