@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::http::{Json, hidden_field, json};
+use common::http::{Json, Response, hidden_field, json};
 use common::{Apache, ApacheConfig, set_cookie, test_venv};
 
 fn start() -> Apache {
@@ -28,31 +28,30 @@ fn start() -> Apache {
 
 const FORM: (&str, &str) = ("Content-Type", "application/x-www-form-urlencoded");
 
+/// Fails with the error log unless `resp` is a 200.
+fn assert_ok(apache: &Apache, resp: &Response) {
+    assert_with_log!(
+        apache,
+        resp.status == 200,
+        "{} {}",
+        resp.status,
+        resp.text()
+    );
+}
+
 #[test]
 fn flask_and_django_render_pages_and_accept_form_posts() {
     let apache = start();
 
     // Flask: a Jinja page whose url_for links include SCRIPT_NAME, then its form's POST.
     let page = apache.get("/flask/");
-    assert_with_log!(
-        apache,
-        page.status == 200,
-        "{} {}",
-        page.status,
-        page.text()
-    );
+    assert_ok(&apache, &page);
     let text = page.text();
     assert!(text.contains("<h1>Flask on mod_rwsgi</h1>"), "{text}");
     assert!(text.contains("Hello from Flask 3.0.3 at /flask/"), "{text}");
     assert!(text.contains("action=\"/flask/greet\""), "{text}");
     let posted = apache.request("POST", "/flask/greet", &[FORM], b"name=Ada+Lovelace");
-    assert_with_log!(
-        apache,
-        posted.status == 200,
-        "{} {}",
-        posted.status,
-        posted.text()
-    );
+    assert_ok(&apache, &posted);
     let answer = json(&posted);
     assert_eq!(answer["greeting"].str(), "Hello, Ada Lovelace!", "{answer}");
     assert_eq!(answer["back"].str(), "/flask/", "{answer}");
@@ -62,13 +61,7 @@ fn flask_and_django_render_pages_and_accept_form_posts() {
 
     // Django: the page sets the CSRF cookie and embeds the form token; the POST carries both.
     let page = apache.get("/django/");
-    assert_with_log!(
-        apache,
-        page.status == 200,
-        "{} {}",
-        page.status,
-        page.text()
-    );
+    assert_ok(&apache, &page);
     let text = page.text();
     assert!(text.contains("<h1>Django 4.2.30</h1>"), "{text}");
     assert!(text.contains("action=\"/django/greet\""), "{text}");
@@ -82,13 +75,7 @@ fn flask_and_django_render_pages_and_accept_form_posts() {
         &[FORM, ("Cookie", &cookie)],
         body.as_bytes(),
     );
-    assert_with_log!(
-        apache,
-        posted.status == 200,
-        "{} {}",
-        posted.status,
-        posted.text()
-    );
+    assert_ok(&apache, &posted);
     let answer = json(&posted);
     assert_eq!(answer["greeting"].str(), "Hello, Grace!", "{answer}");
     assert_eq!(answer["back"].str(), "/django/", "{answer}");
