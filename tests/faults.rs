@@ -142,7 +142,7 @@ fn a_script_raising_at_import_gives_503_backs_off_and_recovers_once_fixed() {
 fn a_missing_socket_directory_is_a_clear_error_at_start() {
     let config = ApacheConfig::new("sockdir");
     let missing = config.root().join("no-such-dir");
-    let text = start_must_fail_with_socket_prefix(config, &missing);
+    let (text, _config) = start_must_fail_with_socket_prefix(config, &missing);
     assert!(
         text.contains(&missing.display().to_string()) && text.contains("WSGISocketPrefix"),
         "the error must name the directory and the directive:\n{text}"
@@ -172,8 +172,11 @@ fn an_unwritable_socket_directory_is_a_clear_error_at_start() {
         .status()
         .expect("run chattr (e2fsprogs)");
     assert!(made.success(), "chattr +i {} failed", dir.display());
-    let _guard = Immutable(dir.clone());
-    let text = start_must_fail_with_socket_prefix(config, &dir);
+    let guard = Immutable(dir.clone());
+    let (text, config) = start_must_fail_with_socket_prefix(config, &dir);
+    // Mutable again before the temporary directory is removed.
+    drop(guard);
+    drop(config);
     assert!(
         text.contains(&dir.display().to_string())
             && text.contains("WSGISocketPrefix")
@@ -183,8 +186,11 @@ fn an_unwritable_socket_directory_is_a_clear_error_at_start() {
 }
 
 /// Starts Apache with WSGISocketPrefix in `dir`; it must exit with an error. Returns its
-/// output and error log.
-fn start_must_fail_with_socket_prefix(config: ApacheConfig, dir: &std::path::Path) -> String {
+/// output and error log, and the configuration (which owns the temporary directory).
+fn start_must_fail_with_socket_prefix(
+    config: ApacheConfig,
+    dir: &std::path::Path,
+) -> (String, ApacheConfig) {
     let app = config.install_app("probe.wsgi");
     let config = config.conf(&format!(
         "WSGISocketPrefix {}/wsgi\nWSGIDaemonProcess probe threads=1\n\
@@ -223,5 +229,5 @@ fn start_must_fail_with_socket_prefix(config: ApacheConfig, dir: &std::path::Pat
         std::fs::read_to_string(config.error_log_path()).unwrap_or_default()
     );
     assert!(!status.success(), "{text}");
-    text
+    (text, config)
 }
