@@ -111,6 +111,35 @@ impl Shared {
         lock(&self.response)
     }
 
+    /// Runs `f` on the io once the head is out (sending it first if needed); an io error
+    /// marks the response failed.
+    fn with_head_sent<T>(
+        &self,
+        resp: &mut Response,
+        f: impl FnOnce(&mut dyn RequestIo, &mut Response) -> io::Result<T>,
+    ) -> Result<T, SendError> {
+        let result = self.with_io(|io| -> io::Result<T> {
+            if !resp.head_sent {
+                let (code, reason) = resp
+                    .status
+                    .as_ref()
+                    .map(|(c, r)| (*c, r.as_slice()))
+                    .unwrap_or((200, b"OK"));
+                io.send_head(code, reason, &resp.headers)?;
+                resp.head_sent = true;
+            }
+            f(io, resp)
+        });
+        match result {
+            None => Err(SendError::Expired),
+            Some(Ok(value)) => Ok(value),
+            Some(Err(e)) => {
+                resp.io_failed = true;
+                Err(SendError::Io(e))
+            }
+        }
+    }
+
     /// Sends the head if not yet sent, then as much of `data` as Content-Length allows, then
     /// flushes if asked. Call detached.
     pub(crate) fn send(&self, data: &[u8], flush: bool) -> Result<(), SendError> {
@@ -130,16 +159,7 @@ impl Shared {
                 .min(usize::try_from(cl.saturating_sub(resp.sent)).unwrap_or(usize::MAX)),
             None => data.len(),
         };
-        let result = self.with_io(|io| -> io::Result<()> {
-            if !resp.head_sent {
-                let (code, reason) = resp
-                    .status
-                    .as_ref()
-                    .map(|(c, r)| (*c, r.as_slice()))
-                    .unwrap_or((200, b"OK"));
-                io.send_head(code, reason, &resp.headers)?;
-                resp.head_sent = true;
-            }
+        self.with_head_sent(&mut resp, |io, resp| {
             if allowed > 0 {
                 io.send_body(&data[..allowed])?;
                 resp.sent += allowed as u64;
@@ -148,15 +168,7 @@ impl Shared {
                 io.flush()?;
             }
             Ok(())
-        });
-        match result {
-            None => Err(SendError::Expired),
-            Some(Ok(())) => Ok(()),
-            Some(Err(e)) => {
-                resp.io_failed = true;
-                Err(SendError::Io(e))
-            }
-        }
+        })
     }
 
     /// The file_wrapper fast path: sends the head, then `len` bytes of `fd` from `offset`
@@ -167,16 +179,7 @@ impl Shared {
         if resp.status.is_none() {
             return Err(SendError::NotStarted);
         }
-        let result = self.with_io(|io| -> io::Result<bool> {
-            if !resp.head_sent {
-                let (code, reason) = resp
-                    .status
-                    .as_ref()
-                    .map(|(c, r)| (*c, r.as_slice()))
-                    .unwrap_or((200, b"OK"));
-                io.send_head(code, reason, &resp.headers)?;
-                resp.head_sent = true;
-            }
+        self.with_head_sent(&mut resp, |io, resp| {
             if len > 0 {
                 if !io.send_file(fd, offset, len)? {
                     return Ok(false);
@@ -186,15 +189,7 @@ impl Shared {
             // No flush: the response ends right after, and Apache may finish writing the
             // file without holding a thread (write completion).
             Ok(true)
-        });
-        match result {
-            None => Err(SendError::Expired),
-            Some(Ok(done)) => Ok(done),
-            Some(Err(e)) => {
-                resp.io_failed = true;
-                Err(SendError::Io(e))
-            }
-        }
+        })
     }
 
     /// Flushes buffered output. Call detached.
