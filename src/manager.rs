@@ -32,7 +32,6 @@ use crate::python::InterpreterSettings;
 struct Generation {
     groups: Vec<GroupPlan>,
     socket_paths: Vec<PathBuf>,
-    listener_fds: Vec<c_int>,
     parent_pid: u32,
     manager_pid: i32,
     history: SlotHistory,
@@ -194,7 +193,6 @@ pub(crate) fn start_daemons(pool: Pool, s: *mut ffi::server_rec) -> Result<(), S
     let generation = pool.alloc_rust(Generation {
         groups,
         socket_paths: paths,
-        listener_fds: fds.clone(),
         parent_pid,
         manager_pid: 0,
         history: SlotHistory::new(Instant::now()),
@@ -461,9 +459,9 @@ unsafe extern "C" fn stop_generation(data: *mut c_void) -> ffi::apr_status_t {
         for path in &generation.socket_paths {
             let _ = std::fs::remove_file(path);
         }
-        for fd in &generation.listener_fds {
+        for g in &generation.groups {
             // SAFETY: the parent's own copy of a listening socket, no longer used here.
-            unsafe { libc::close(*fd) };
+            unsafe { libc::close(g.plan.listener_fd) };
         }
         0
     })

@@ -110,20 +110,12 @@ pub fn run(groups: Vec<GroupPlan>, apache_parent: Pid, start_delay: Duration) ->
     manager.serve(&signals)
 }
 
-/// What a daemon is to its slot.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Role {
-    /// The slot's serving (or starting) process.
-    Current,
-    /// Replaced: waiting for its successor to be ready, then draining.
-    Retiring { told_to_drain: bool },
-}
-
 struct Daemon {
     group: usize,
     slot: usize,
-    role: Role,
-    ready: bool,
+    /// Replaced: waiting for its successor to be ready, then draining. Otherwise it is its
+    /// slot's serving (or starting) process.
+    retiring: bool,
     control: OwnedFd,
 }
 
@@ -245,8 +237,7 @@ impl Manager {
                     Daemon {
                         group: g,
                         slot: s,
-                        role: Role::Current,
-                        ready: false,
+                        retiring: false,
                         control: mine,
                     },
                 );
@@ -391,7 +382,7 @@ impl Manager {
         };
         let (g, s) = (daemon.group, daemon.slot);
         let name = self.groups[g].plan.group.clone();
-        if let Role::Retiring { .. } = daemon.role {
+        if daemon.retiring {
             let slot = &mut self.groups[g].slots[s];
             if slot.waiting == Some(pid) {
                 slot.waiting = None;
@@ -470,10 +461,9 @@ impl Manager {
     }
 
     fn on_ready(&mut self, pid: Pid) {
-        let Some(daemon) = self.daemons.get_mut(&pid) else {
+        let Some(daemon) = self.daemons.get(&pid) else {
             return;
         };
-        daemon.ready = true;
         let (g, s) = (daemon.group, daemon.slot);
         if self.groups[g].slots[s].current == Some(pid) {
             self.groups[g].slots[s].history.on_ready(Instant::now());
@@ -498,7 +488,7 @@ impl Manager {
         let Some(daemon) = self.daemons.get(&pid) else {
             return;
         };
-        if daemon.role != Role::Current {
+        if daemon.retiring {
             return;
         }
         let (g, s) = (daemon.group, daemon.slot);
@@ -526,9 +516,7 @@ impl Manager {
                 continue; // it died or was replaced meanwhile
             }
             if let Some(d) = self.daemons.get_mut(&request.pid) {
-                d.role = Role::Retiring {
-                    told_to_drain: false,
-                };
+                d.retiring = true;
             }
             let slot = &mut self.groups[g].slots[s];
             slot.waiting = Some(request.pid);
@@ -555,11 +543,9 @@ impl Manager {
         }
     }
 
-    fn tell_to_drain(&mut self, pid: Pid) {
-        if let Some(d) = self.daemons.get_mut(&pid) {
-            d.role = Role::Retiring {
-                told_to_drain: true,
-            };
+    /// Tells a retiring daemon its successor is ready (or will not be): drain now.
+    fn tell_to_drain(&self, pid: Pid) {
+        if self.daemons.contains_key(&pid) {
             let _ = nix::sys::signal::kill(pid, Signal::SIGUSR2);
         }
     }

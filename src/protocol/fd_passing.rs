@@ -20,6 +20,15 @@ use nix::sys::socket::{ControlMessage, ControlMessageOwned, MsgFlags, recvmsg, s
 /// one per RespFile frame) and are closed by the kernel.
 const MAX_FDS_PER_READ: usize = 8;
 
+/// A cmsghdr (16 bytes on 64-bit Linux) and MAX_FDS_PER_READ descriptors (checked against
+/// CMSG_SPACE by a test).
+const CONTROL_BYTES: usize = 16 + MAX_FDS_PER_READ * std::mem::size_of::<RawFd>();
+
+/// Room for the control message of one read, on the stack: every read of a daemon
+/// connection goes through here, so no allocation per read; aligned as a cmsghdr.
+#[repr(C, align(8))]
+struct ControlBuffer([u8; CONTROL_BYTES]);
+
 /// Reads a Unix stream like `Read`, keeping the descriptors that arrive in `fds`.
 pub struct FdReader<'a> {
     pub stream: &'a UnixStream,
@@ -28,12 +37,12 @@ pub struct FdReader<'a> {
 
 impl Read for FdReader<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let mut cmsg = nix::cmsg_space!([RawFd; MAX_FDS_PER_READ]);
+        let mut cmsg = ControlBuffer([0; CONTROL_BYTES]);
         let mut iov = [IoSliceMut::new(buf)];
         let msg = recvmsg::<()>(
             self.stream.as_raw_fd(),
             &mut iov,
-            Some(&mut cmsg),
+            Some(&mut cmsg.0),
             MsgFlags::MSG_CMSG_CLOEXEC,
         )
         .map_err(io::Error::from)?;
@@ -83,6 +92,14 @@ pub fn write_all_with_fd(stream: &mut UnixStream, data: &[u8], fd: RawFd) -> io:
 mod tests {
     use super::*;
     use std::io::Seek;
+
+    #[test]
+    fn control_buffer_holds_the_most_descriptors_of_one_read() {
+        let payload = (MAX_FDS_PER_READ * std::mem::size_of::<RawFd>()) as u32;
+        // SAFETY: CMSG_SPACE is pure arithmetic on its argument.
+        let needed = unsafe { libc::CMSG_SPACE(payload) } as usize;
+        assert!(needed <= std::mem::size_of::<ControlBuffer>(), "{needed}");
+    }
 
     #[test]
     fn descriptor_arrives_with_its_bytes_in_order() {
