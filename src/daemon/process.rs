@@ -85,14 +85,7 @@ pub fn run(plan: DaemonPlan) -> i32 {
     }
     spawn::limit_malloc_arenas();
     if let Err(e) = spawn::prepare_child(&plan.setup) {
-        logging::log(
-            logging::Level::Crit,
-            &format!(
-                "daemon process '{}' (pid {}): {e}",
-                plan.group,
-                std::process::id()
-            ),
-        );
+        critical(&plan, &e.to_string());
         return 2;
     }
     // Signals are taken by the main thread with sigtimedwait; every thread inherits this
@@ -116,14 +109,7 @@ pub fn run(plan: DaemonPlan) -> i32 {
     let (host, host_error) = match python::initialize(&plan.interpreter) {
         Ok(()) => (Some(AppHost::new()), String::new()),
         Err(e) => {
-            logging::log(
-                logging::Level::Crit,
-                &format!(
-                    "daemon process '{}' (pid {}): {e}",
-                    plan.group,
-                    std::process::id()
-                ),
-            );
+            critical(&plan, &e);
             (None, e)
         }
     };
@@ -140,20 +126,14 @@ pub fn run(plan: DaemonPlan) -> i32 {
     let server = match Server::new(plan.serve.clone(), plan.listener_fd, host, host_error) {
         Ok(s) => s,
         Err(e) => {
-            logging::log(
-                logging::Level::Crit,
-                &format!("daemon process '{}': {e}", plan.group),
-            );
+            critical(&plan, &e.to_string());
             return 1;
         }
     };
     let threads = match server.start() {
         Ok(t) => t,
         Err(e) => {
-            logging::log(
-                logging::Level::Crit,
-                &format!("daemon process '{}': cannot start threads: {e}", plan.group),
-            );
+            critical(&plan, &format!("cannot start threads: {e}"));
             return 1;
         }
     };
@@ -264,6 +244,18 @@ pub fn run(plan: DaemonPlan) -> i32 {
         python::shutdown();
     }
     0
+}
+
+/// Logs why this daemon cannot serve, naming its group and PID.
+fn critical(plan: &DaemonPlan, what: &str) {
+    logging::log(
+        logging::Level::Crit,
+        &format!(
+            "daemon process '{}' (pid {}): {what}",
+            plan.group,
+            std::process::id()
+        ),
+    );
 }
 
 enum StopKind {
