@@ -130,13 +130,11 @@ fn daemon_runs_as_configured_user_with_display_name_and_locale() {
     assert!(shown.trim() == "(wsgi:probe)", "ps shows {shown:?}");
 }
 
-#[test]
-fn venv_packages_are_importable_through_python_home() {
-    let config = ApacheConfig::new("venv");
-    let venv = config.root().join("venv");
+/// A venv of the system Python (the one the module embeds), without pip.
+fn make_venv(dir: &std::path::Path) {
     let out = std::process::Command::new("/usr/bin/python3")
         .args(["-m", "venv", "--without-pip"])
-        .arg(&venv)
+        .arg(dir)
         .output()
         .unwrap();
     assert!(
@@ -144,6 +142,13 @@ fn venv_packages_are_importable_through_python_home() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+#[test]
+fn venv_packages_are_importable_through_python_home() {
+    let config = ApacheConfig::new("venv");
+    let venv = config.root().join("venv");
+    make_venv(&venv);
     let site = venv.join("lib/python3.11/site-packages");
     std::fs::write(
         site.join("rwsgi_venv_marker.py"),
@@ -231,12 +236,7 @@ fn guide_configs_serve_an_app() {
         let mut config = ApacheConfig::new("guide");
         let base = config.root().join("webware");
         let venv = base.join("venv");
-        let out = std::process::Command::new("/usr/bin/python3")
-            .args(["-m", "venv", "--without-pip"])
-            .arg(&venv)
-            .output()
-            .unwrap();
-        assert!(out.status.success());
+        make_venv(&venv);
         for app in ["MyApp", "app1", "app2"] {
             std::fs::create_dir_all(base.join(app).join("Static")).unwrap();
             std::fs::create_dir_all(base.join(app).join("Scripts")).unwrap();
@@ -329,12 +329,7 @@ fn shutdown_callbacks_and_atexit_run_when_the_daemon_stops() {
 fn venv_of_another_python_version_is_named_in_the_log() {
     let config = ApacheConfig::new("venvver");
     let venv = config.root().join("oldvenv");
-    let out = std::process::Command::new("/usr/bin/python3")
-        .args(["-m", "venv", "--without-pip"])
-        .arg(&venv)
-        .output()
-        .unwrap();
-    assert!(out.status.success());
+    make_venv(&venv);
     let cfg = std::fs::read_to_string(venv.join("pyvenv.cfg")).unwrap();
     let cfg: String = cfg
         .lines()

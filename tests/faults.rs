@@ -31,16 +31,13 @@ impl Drop for Thaw {
 
 #[test]
 fn a_stopped_daemon_gives_504_by_socket_timeout_and_apache_still_stops() {
-    let config = ApacheConfig::new("sigstop");
-    let app = config.install_app("probe.wsgi");
-    let mut apache = config
-        .conf(&format!(
-            "WSGIDaemonProcess probe threads=2 socket-timeout=3 shutdown-timeout=2\n\
-             WSGIProcessGroup probe\nWSGIScriptAlias /app {}\n\
-             <Directory @DIR@/apps>\n    Require all granted\n</Directory>",
-            app.display()
-        ))
-        .start();
+    let (config, _) = ApacheConfig::new("sigstop").daemon_app(
+        "probe.wsgi",
+        "probe",
+        "threads=2 socket-timeout=3 shutdown-timeout=2",
+        "",
+    );
+    let mut apache = config.start();
     let pid: i32 = apache.get("/app/pid").text().parse().unwrap();
     let _thaw = Thaw(pid);
     // SAFETY: SIGSTOP to the daemon process this test's Apache started.
@@ -96,15 +93,13 @@ fn is_not_zombie(pid: i32) -> bool {
 
 #[test]
 fn a_script_raising_at_import_gives_503_backs_off_and_recovers_once_fixed() {
-    let config = ApacheConfig::new("import-error");
-    let app = config.install_app("raise_at_import.wsgi");
-    let apache = config
-        .conf(&format!(
-            "WSGIDaemonProcess broken threads=2\nWSGIProcessGroup broken\n\
-             WSGIScriptAlias /app {}\n<Directory @DIR@/apps>\n    Require all granted\n</Directory>",
-            app.display()
-        ))
-        .start();
+    let (config, app) = ApacheConfig::new("import-error").daemon_app(
+        "raise_at_import.wsgi",
+        "broken",
+        "threads=2",
+        "",
+    );
+    let apache = config.start();
     let resp = apache.get("/app/");
     assert_eq!(resp.status, 503, "{}", apache.error_log());
     let log = apache.wait_for_log(

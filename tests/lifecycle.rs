@@ -73,14 +73,13 @@ fn load(
 }
 
 fn start(options: &str, extra: &str) -> (Apache, std::path::PathBuf) {
-    let config = ApacheConfig::new("life");
-    let app = config.install_app("probe.wsgi");
-    let conf = format!(
-        "WSGIDaemonProcess probe {options}\nWSGIProcessGroup probe\nWSGIApplicationGroup %{{GLOBAL}}\n\
-         WSGIScriptAlias /app {app}\n<Directory @DIR@/apps>\n    Require all granted\n</Directory>\n{extra}",
-        app = app.display()
+    let (config, app) = ApacheConfig::new("life").daemon_app(
+        "probe.wsgi",
+        "probe",
+        options,
+        &format!("WSGIApplicationGroup %{{GLOBAL}}\n{extra}"),
     );
-    (config.conf(&conf).start(), app)
+    (config.start(), app)
 }
 
 fn touch(path: &std::path::Path) {

@@ -35,15 +35,13 @@ fn run_load(apache: &Apache, path: &str, action: &str, times: u32) -> LoadResult
 static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn start(processes: u32) -> (Apache, std::path::PathBuf) {
-    let config = ApacheConfig::new("restarts");
-    let app = config.install_app("probe.wsgi");
-    let conf = format!(
-        "WSGIDaemonProcess probe processes={processes} threads=15\nWSGIProcessGroup probe\n\
-         WSGIApplicationGroup %{{GLOBAL}}\nWSGIScriptAlias /app {app}\n\
-         <Directory @DIR@/apps>\n    Require all granted\n</Directory>\n",
-        app = app.display()
+    let (config, app) = ApacheConfig::new("restarts").daemon_app(
+        "probe.wsgi",
+        "probe",
+        &format!("processes={processes} threads=15"),
+        "WSGIApplicationGroup %{GLOBAL}",
     );
-    (config.conf(&conf).start(), app)
+    (config.start(), app)
 }
 
 fn pids_of(apache: &Apache, samples: usize) -> std::collections::BTreeSet<String> {

@@ -11,15 +11,9 @@ use std::time::Duration;
 use common::{Apache, ApacheConfig};
 
 fn start() -> Apache {
-    let config = ApacheConfig::new("security");
-    let app = config.install_app("probe.wsgi");
-    let apache = config
-        .conf(&format!(
-            "WSGIDaemonProcess probe threads=2\nWSGIProcessGroup probe\n\
-             WSGIScriptAlias /app {}\n<Directory @DIR@/apps>\n    Require all granted\n</Directory>",
-            app.display()
-        ))
-        .start();
+    let (config, _) =
+        ApacheConfig::new("security").daemon_app("probe.wsgi", "probe", "threads=2", "");
+    let apache = config.start();
     // Apache listens from its first configuration pass; the daemon's socket is made again in
     // the second. Once a request went through the daemon, the socket is the final one.
     assert_eq!(apache.get("/app/pid").status, 200, "{}", apache.error_log());

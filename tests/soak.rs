@@ -14,15 +14,13 @@ use common::load::{LoadResult, rwsgi_load};
 use common::{Apache, ApacheConfig};
 
 fn start() -> Apache {
-    let config = ApacheConfig::new("soak");
-    let app = config.install_app("probe.wsgi");
-    let conf = format!(
-        "WSGIDaemonProcess probe processes=1 threads=15\nWSGIProcessGroup probe\n\
-         WSGIApplicationGroup %{{GLOBAL}}\nWSGIScriptAlias /app {app}\n\
-         <Directory @DIR@/apps>\n    Require all granted\n</Directory>\n",
-        app = app.display()
+    let (config, _) = ApacheConfig::new("soak").daemon_app(
+        "probe.wsgi",
+        "probe",
+        "processes=1 threads=15",
+        "WSGIApplicationGroup %{GLOBAL}",
     );
-    config.conf(&conf).start()
+    config.start()
 }
 
 fn rss_kib(pid: u32) -> Option<u64> {

@@ -163,6 +163,19 @@ impl ApacheConfig {
         self.dir.path()
     }
 
+    /// Serves tests/apps/`app` at /app from daemon group `group` (`options` are its
+    /// WSGIDaemonProcess options), then `extra`. Returns the path of the installed app too.
+    pub fn daemon_app(self, app: &str, group: &str, options: &str, extra: &str) -> (Self, PathBuf) {
+        let app = self.install_app(app);
+        let conf = format!(
+            "WSGIDaemonProcess {group} {options}\nWSGIProcessGroup {group}\n\
+             WSGIScriptAlias /app {}\n<Directory @DIR@/apps>\n    Require all granted\n</Directory>\n\
+             {extra}",
+            app.display()
+        );
+        (self.conf(&conf), app)
+    }
+
     /// Copies tests/apps/<name> into the test directory (readable by www-data, which
     /// daemons run as) and returns its path.
     pub fn install_app(&self, name: &str) -> PathBuf {
