@@ -222,6 +222,16 @@ impl<'r> Request<'r> {
         Ok(unsafe { ffi::ap_should_client_block(self.raw) } != 0)
     }
 
+    /// The body length Content-Length announced, once [`setup_body`](Self::setup_body) ran;
+    /// None for a chunked body.
+    pub fn declared_body_length(&self) -> Option<u64> {
+        if self.raw.read_chunked != 0 {
+            None
+        } else {
+            u64::try_from(self.raw.remaining).ok()
+        }
+    }
+
     /// Appends up to `max` body bytes to `out` without zero-filling its buffer first: Ok(0)
     /// at the end, Err on a client error.
     pub fn read_body_into(&mut self, out: &mut Vec<u8>, max: usize) -> std::io::Result<usize> {

@@ -338,7 +338,9 @@ impl Server {
 
     /// Puts a connection back under epoll until Apache sends its next request.
     fn park(&self, mut conn: Conn) {
-        conn.dec.release_memory(64 * 1024);
+        // An idle connection holds no read buffer: a daemon may have hundreds of them (every
+        // Apache child pools its own), but only `threads` are read at a time.
+        conn.dec.release_memory(0);
         if self.stopping.load(Ordering::SeqCst) {
             return; // dropping closes it; Apache reconnects to a live process
         }
@@ -466,8 +468,7 @@ impl Server {
             conn.handshaken = true;
         }
         loop {
-            let mut buf = [0u8; 16 * 1024];
-            let frame = match protocol::io::read_frame(&mut conn.stream, &mut conn.dec, &mut buf) {
+            let frame = match protocol::io::read_frame(&mut conn.stream, &mut conn.dec) {
                 Ok(f) => f,
                 Err(e) if protocol::io::is_peer_closed(&e) => return false,
                 Err(e) => {
@@ -519,7 +520,7 @@ impl Server {
     }
 
     fn run_request(&self, conn: &mut Conn, head: &protocol::ReqHead) -> bool {
-        let mut io = DaemonIo::new(conn);
+        let mut io = DaemonIo::new(conn, self.settings.socket_timeout);
         if let Some(limit) = self.settings.queue_timeout {
             let now_us = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
@@ -614,15 +615,18 @@ impl Server {
 /// The Python host's view of one request on a connection.
 struct DaemonIo<'c> {
     conn: &'c mut Conn,
+    /// socket-timeout: how long a read of the request body waits for Apache.
+    read_timeout: Duration,
     out: Vec<u8>,
     head_sent: bool,
     failed: bool,
 }
 
 impl<'c> DaemonIo<'c> {
-    fn new(conn: &'c mut Conn) -> DaemonIo<'c> {
+    fn new(conn: &'c mut Conn, read_timeout: Duration) -> DaemonIo<'c> {
         DaemonIo {
             conn,
+            read_timeout,
             out: Vec::with_capacity(OUT_BUFFER),
             head_sent: false,
             failed: false,
@@ -666,8 +670,14 @@ impl RequestIo for DaemonIo<'_> {
         let max = max.clamp(1, MAX_CHUNK) as u32;
         self.push_frame(&Frame::ReadBody { max })?;
         self.write_out()?;
-        let mut buf = [0u8; 64 * 1024];
-        match protocol::io::read_frame(&mut self.conn.stream, &mut self.conn.dec, &mut buf) {
+        // Waits in poll(): a thread blocked in recv() would be woken for nothing when
+        // Apache reads the ReadBody frame just sent.
+        let mut reader = protocol::io::PollingReader {
+            stream: &self.conn.stream,
+            timeout: Some(self.read_timeout),
+            wait_first: true,
+        };
+        match protocol::io::read_frame(&mut reader, &mut self.conn.dec) {
             Ok(Frame::ReqBody(data)) => Ok(data),
             Ok(other) => {
                 self.failed = true;

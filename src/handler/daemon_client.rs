@@ -60,8 +60,12 @@ fn drop_idle(path: &Path) {
     }
 }
 
+/// An idle connection keeps a read buffer up to this size: enough for most responses, so a
+/// small one needs no allocation; one that grew for a large body frame is given back.
+const IDLE_READ_BUFFER_KEEP: usize = protocol::READ_MIN;
+
 fn put_idle(path: &Path, mut conn: DaemonConn) {
-    conn.dec.release_memory(64 * 1024);
+    conn.dec.release_memory(IDLE_READ_BUFFER_KEEP);
     conn.fds.clear();
     if let Ok(mut guard) = IDLE.lock() {
         let list = guard
@@ -159,8 +163,23 @@ impl Body {
         if body.complete {
             return Ok(body); // no body: no buffer, no read
         }
+        // With Content-Length the buffer is allocated once, at its final size.
+        let declared = r
+            .declared_body_length()
+            .map(|n| usize::try_from(n).unwrap_or(usize::MAX).min(PREREAD_LIMIT));
+        if let Some(n) = declared {
+            body.pre.reserve_exact(n);
+        }
         while !body.complete && body.pre.len() < PREREAD_LIMIT {
-            let room = (PREREAD_LIMIT - body.pre.len()).min(64 * 1024);
+            let room = match declared {
+                // Apache's input filters deliver no more than Content-Length.
+                Some(n) if n == body.pre.len() && n < PREREAD_LIMIT => {
+                    body.complete = true;
+                    break;
+                }
+                Some(n) => n - body.pre.len(),
+                None => (PREREAD_LIMIT - body.pre.len()).min(64 * 1024),
+            };
             match r.read_body_into(&mut body.pre, room) {
                 Ok(0) => body.complete = true,
                 Ok(_) => {}
@@ -177,66 +196,28 @@ impl Body {
         Ok(body)
     }
 
-    /// Up to `max` bytes for the daemon; empty at the end of the body.
-    fn next(&mut self, r: &mut Request<'_>, max: usize, buf: &mut Vec<u8>) -> io::Result<usize> {
+    /// Up to `max` bytes for the daemon, from the pre-read part or else read into `buf`;
+    /// empty at the end of the body.
+    fn next<'a>(
+        &'a mut self,
+        r: &mut Request<'_>,
+        max: usize,
+        buf: &'a mut Vec<u8>,
+    ) -> io::Result<&'a [u8]> {
         if self.pos < self.pre.len() {
-            let n = (self.pre.len() - self.pos).min(max);
-            buf.clear();
-            buf.extend_from_slice(&self.pre[self.pos..self.pos + n]);
-            self.pos += n;
-            return Ok(n);
+            let start = self.pos;
+            self.pos += (self.pre.len() - start).min(max);
+            return Ok(&self.pre[start..self.pos]);
         }
         if self.complete {
-            return Ok(0);
+            return Ok(&[]);
         }
         buf.clear();
         let n = r.read_body_into(buf, max.clamp(1, 1024 * 1024))?;
         if n == 0 {
             self.complete = true;
         }
-        Ok(n)
-    }
-}
-
-/// Size of the buffer daemon responses are read into.
-const READ_BUFFER: usize = 16 * 1024;
-
-thread_local! {
-    /// One read buffer per Apache thread, reused by its requests: allocated and zeroed once,
-    /// not per request.
-    static READ_BUFFERS: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
-}
-
-/// The thread's read buffer, given back when dropped.
-struct ReadBuffer(Vec<u8>);
-
-impl ReadBuffer {
-    fn take() -> ReadBuffer {
-        let mut buf = READ_BUFFERS.with(|b| std::mem::take(&mut *b.borrow_mut()));
-        if buf.len() != READ_BUFFER {
-            buf = vec![0u8; READ_BUFFER];
-        }
-        ReadBuffer(buf)
-    }
-}
-
-impl Drop for ReadBuffer {
-    fn drop(&mut self) {
-        let buf = std::mem::take(&mut self.0);
-        READ_BUFFERS.with(|b| *b.borrow_mut() = buf);
-    }
-}
-
-impl std::ops::Deref for ReadBuffer {
-    type Target = [u8];
-    fn deref(&self) -> &[u8] {
-        &self.0
-    }
-}
-
-impl std::ops::DerefMut for ReadBuffer {
-    fn deref_mut(&mut self) -> &mut [u8] {
-        &mut self.0
+        Ok(&buf[..n])
     }
 }
 
@@ -435,33 +416,22 @@ fn exchange(
         return Err(Failure::NotSent(e));
     }
     let head_deadline = target.request_timeout.map(|t| Instant::now() + t);
-    // Only groups with request-timeout shorten the timeout, and a pooled connection stays
-    // with its group, whose requests set it again before the head anyway.
-    let mut timeout_shortened = false;
-    let mut buf = ReadBuffer::take();
     let mut body_buf: Vec<u8> = Vec::new();
     let mut head_sent = false;
     let mut body_read = false;
     let mut flush_pending = false;
+    // The daemon has just been sent something to answer: wait for it before reading.
+    let mut awaiting_answer = true;
     loop {
         // Until the response head arrives, wait no longer than request-timeout; after it,
-        // socket-timeout (what connect() set). Only touch the socket when that changes.
-        match head_deadline {
-            Some(d) if !head_sent => {
-                let wait = d
-                    .saturating_duration_since(Instant::now())
-                    .min(target.socket_timeout);
-                let _ = conn
-                    .stream
-                    .set_read_timeout(Some(wait.max(Duration::from_millis(1))));
-                timeout_shortened = true;
-            }
-            _ if timeout_shortened => {
-                let _ = conn.stream.set_read_timeout(Some(target.socket_timeout));
-                timeout_shortened = false;
-            }
-            _ => {}
-        }
+        // socket-timeout.
+        let timeout = match head_deadline {
+            Some(d) if !head_sent => d
+                .saturating_duration_since(Instant::now())
+                .min(target.socket_timeout)
+                .max(Duration::from_millis(1)),
+            _ => target.socket_timeout,
+        };
         // A flush the daemon asked for is done once no further frame is already here:
         // consecutive write()s then leave in one client write, and nothing waits on the
         // daemon unflushed.
@@ -474,8 +444,10 @@ fn exchange(
         let mut reader = FdReader {
             stream: &conn.stream,
             fds: &mut conn.fds,
+            timeout: Some(timeout),
+            wait_first: std::mem::take(&mut awaiting_answer),
         };
-        let frame = match protocol::io::read_raw_frame(&mut reader, &mut conn.dec, &mut buf) {
+        let frame = match protocol::io::read_raw_frame(&mut reader, &mut conn.dec) {
             Ok(f) => f,
             Err(e)
                 if matches!(
@@ -540,8 +512,8 @@ fn exchange(
                 let decoded = decode(frame)?;
                 match decoded {
                     Frame::ReadBody { max } => {
-                        let n = match body.next(r, max as usize, &mut body_buf) {
-                            Ok(n) => n,
+                        let chunk = match body.next(r, max as usize, &mut body_buf) {
+                            Ok(chunk) => chunk,
                             Err(_) => {
                                 log::request(
                                     r.as_ptr(),
@@ -558,11 +530,9 @@ fn exchange(
                         // The daemon has started on the body: after a crash the request is not
                         // resent (it may not be idempotent).
                         body_read = true;
-                        if let Err(e) = protocol::io::write_body(
-                            &mut conn.stream,
-                            FrameKind::ReqBody,
-                            &body_buf[..n],
-                        ) {
+                        if let Err(e) =
+                            protocol::io::write_body(&mut conn.stream, FrameKind::ReqBody, chunk)
+                        {
                             log::request(
                                 r.as_ptr(),
                                 Level::Error,
@@ -577,6 +547,7 @@ fn exchange(
                                 Failure::Status(ffi::HTTP_BAD_GATEWAY)
                             });
                         }
+                        awaiting_answer = true;
                     }
                     Frame::RespHead(resp) => {
                         r.set_status(resp.status, &resp.reason);

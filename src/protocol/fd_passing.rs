@@ -11,10 +11,14 @@
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice, IoSliceMut, Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
+use std::time::Duration;
 
+use nix::errno::Errno;
 use nix::sys::socket::{ControlMessage, ControlMessageOwned, MsgFlags, recvmsg, sendmsg};
+
+use super::io::wait_readable;
 
 /// The most descriptors taken from one read; more in one read would be a peer bug (we send
 /// one per RespFile frame) and are closed by the kernel.
@@ -30,22 +34,40 @@ const CONTROL_BYTES: usize = 16 + MAX_FDS_PER_READ * std::mem::size_of::<RawFd>(
 struct ControlBuffer([u8; CONTROL_BYTES]);
 
 /// Reads a Unix stream like `Read`, keeping the descriptors that arrive in `fds`.
+///
+/// It never sleeps in `recvmsg()`: when no bytes are there it waits in `poll()` for input
+/// (see [`wait_readable`]) and then reads without blocking, so the peer consuming what this
+/// side wrote does not wake it for nothing.
 pub struct FdReader<'a> {
     pub stream: &'a UnixStream,
     pub fds: &'a mut VecDeque<OwnedFd>,
+    /// How long one read waits for bytes (`None`: forever); then `TimedOut`.
+    pub timeout: Option<Duration>,
+    /// Wait for input before the first read: the caller knows the peer has not answered
+    /// yet (it has just sent it something), which saves a read that would find nothing.
+    pub wait_first: bool,
 }
 
 impl Read for FdReader<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let mut cmsg = ControlBuffer([0; CONTROL_BYTES]);
         let mut iov = [IoSliceMut::new(buf)];
-        let msg = recvmsg::<()>(
-            self.stream.as_raw_fd(),
-            &mut iov,
-            Some(&mut cmsg.0),
-            MsgFlags::MSG_CMSG_CLOEXEC,
-        )
-        .map_err(io::Error::from)?;
+        let msg = loop {
+            if std::mem::take(&mut self.wait_first) {
+                wait_readable(self.stream.as_fd(), self.timeout)?;
+            }
+            match recvmsg::<()>(
+                self.stream.as_raw_fd(),
+                &mut iov,
+                Some(&mut cmsg.0),
+                MsgFlags::MSG_CMSG_CLOEXEC | MsgFlags::MSG_DONTWAIT,
+            ) {
+                Ok(msg) => break msg,
+                Err(Errno::EAGAIN) => self.wait_first = true,
+                Err(Errno::EINTR) => {}
+                Err(e) => return Err(io::Error::from(e)),
+            }
+        };
         let n = msg.bytes;
         for c in msg.cmsgs().map_err(io::Error::from)? {
             if let ControlMessageOwned::ScmRights(fds) = c {
@@ -141,6 +163,8 @@ mod tests {
         FdReader {
             stream,
             fds: &mut fds,
+            timeout: Some(std::time::Duration::from_secs(10)),
+            wait_first: false,
         }
         .read_to_end(&mut got)
         .unwrap();

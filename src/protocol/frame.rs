@@ -654,19 +654,32 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// The least room [`Decoder::read_space`] offers: a whole small response (head, body, end)
+/// fits in one read.
+pub const READ_MIN: usize = 8 * 1024;
+/// The most room [`Decoder::read_space`] offers beyond the bytes received.
+pub const READ_AHEAD_MAX: usize = 256 * 1024;
+
 /// An incremental frame decoder: feed it bytes as they arrive, take frames out. No I/O inside.
 ///
 /// Each header is validated (kind, reserved bits, length against [`Limits`]) as soon as its 8
-/// bytes are in, before any payload is waited for. The decoder holds only bytes it was fed; it
-/// never reserves room for an announced length.
+/// bytes are in, before any payload is waited for. Readers fill it in place
+/// ([`Decoder::read_space`], [`Decoder::commit`]), so received bytes are not copied on their
+/// way in; the room it offers grows with the frame being received but never runs more than
+/// [`READ_AHEAD_MAX`] ahead of the bytes actually received, so an announced length alone
+/// allocates nothing.
 ///
 /// Any error is final: the decoder returns the same error from then on and ignores further
 /// input, because a stream that broke the protocol cannot be trusted to resynchronise.
 #[derive(Default)]
 pub struct Decoder {
+    /// Received bytes are `buf[..end]`; the rest is initialised room for the next read, kept
+    /// between reads so it is zero-filled only when the buffer grows.
     buf: Vec<u8>,
     /// Start of the unconsumed bytes in `buf`.
     pos: usize,
+    /// End of the received bytes in `buf`.
+    end: usize,
     limits: Limits,
     failed: Option<ProtocolError>,
 }
@@ -688,6 +701,7 @@ impl Decoder {
         Self {
             buf: Vec::new(),
             pos: 0,
+            end: 0,
             limits,
             failed: None,
         }
@@ -705,11 +719,49 @@ impl Decoder {
         if self.failed.is_some() {
             return;
         }
-        if self.pos > 0 && self.pos >= self.buf.len() - self.pos {
-            self.buf.drain(..self.pos);
+        let room = self.make_room(data.len());
+        room[..data.len()].copy_from_slice(data);
+        self.end += data.len();
+    }
+
+    /// Room to read the next bytes into, in place; report how many arrived with
+    /// [`commit`](Self::commit). At least [`READ_MIN`] bytes, and as much as the frame being
+    /// received still lacks (up to [`READ_AHEAD_MAX`]), so a large body frame takes few reads.
+    pub fn read_space(&mut self) -> &mut [u8] {
+        let missing = match self.header() {
+            Ok(Some((_, total))) => total.saturating_sub(self.buffered()),
+            _ => 0,
+        };
+        self.make_room(missing.clamp(READ_MIN, READ_AHEAD_MAX))
+    }
+
+    /// Takes `n` bytes just read into [`read_space`](Self::read_space) as received.
+    pub fn commit(&mut self, n: usize) {
+        if self.failed.is_some() {
+            return;
+        }
+        self.end = (self.end + n).min(self.buf.len());
+    }
+
+    /// At least `want` bytes of room after the received ones. Consumed bytes are dropped
+    /// lazily: the unconsumed tail moves to the front only when nothing is pending, when the
+    /// consumed part is at least as large as the rest (amortised O(1) per byte), or when that
+    /// makes the room needed.
+    fn make_room(&mut self, want: usize) -> &mut [u8] {
+        if self.pos == self.end {
+            self.pos = 0;
+            self.end = 0;
+        } else if self.pos > 0
+            && (self.pos >= self.end - self.pos || self.buf.len() - self.end < want)
+        {
+            self.buf.copy_within(self.pos..self.end, 0);
+            self.end -= self.pos;
             self.pos = 0;
         }
-        self.buf.extend_from_slice(data);
+        if self.buf.len() - self.end < want {
+            self.buf.resize(self.end + want, 0);
+        }
+        &mut self.buf[self.end..]
     }
 
     /// The next complete frame; `Ok(None)` if more bytes are needed.
@@ -744,7 +796,7 @@ impl Decoder {
 
     /// Unconsumed bytes in the buffer.
     pub fn buffered(&self) -> usize {
-        self.buf.len().saturating_sub(self.pos)
+        self.end.saturating_sub(self.pos)
     }
 
     /// Whether no unconsumed bytes are buffered (the stream is at a frame boundary).
@@ -758,12 +810,13 @@ impl Decoder {
         if self.is_empty() && self.buf.capacity() > keep_capacity {
             self.buf = Vec::new();
             self.pos = 0;
+            self.end = 0;
         }
     }
 
     /// The unconsumed bytes (the start of a frame not yet complete).
     pub fn unconsumed(&self) -> &[u8] {
-        self.buf.get(self.pos..).unwrap_or_default()
+        self.buf.get(self.pos..self.end).unwrap_or_default()
     }
 
     /// The error this decoder failed with, if any.
@@ -775,6 +828,7 @@ impl Decoder {
         self.failed = Some(err.clone());
         self.buf = Vec::new();
         self.pos = 0;
+        self.end = 0;
         err
     }
 
@@ -932,6 +986,86 @@ mod tests {
         Frame::Flush.encode(&mut small).unwrap();
         dec.feed(&small);
         assert_eq!(dec.next_frame().unwrap(), Some(Frame::Flush));
+    }
+
+    /// Copies `bytes` into the decoder through `read_space`/`commit`, at most `step` per read.
+    fn read_in_place(dec: &mut Decoder, bytes: &[u8], step: usize) {
+        for mut chunk in bytes.chunks(step) {
+            while !chunk.is_empty() {
+                let space = dec.read_space();
+                assert!(space.len() >= READ_MIN);
+                let n = chunk.len().min(space.len());
+                space[..n].copy_from_slice(&chunk[..n]);
+                dec.commit(n);
+                chunk = &chunk[n..];
+            }
+        }
+    }
+
+    #[test]
+    fn in_place_reads_decode_like_feeding() {
+        let mut bytes = Vec::new();
+        for frame in sample_frames() {
+            frame.encode(&mut bytes).unwrap();
+        }
+        for step in [1, 3, 8, 100, 5000, 70_000] {
+            let mut dec = Decoder::new(Limits::default());
+            let mut got = Vec::new();
+            for chunk in bytes.chunks(step) {
+                read_in_place(&mut dec, chunk, step);
+                while let Some(frame) = dec.next_frame().unwrap() {
+                    got.push(frame);
+                }
+            }
+            assert_eq!(got, sample_frames(), "step {step}");
+            assert!(dec.is_empty());
+        }
+    }
+
+    #[test]
+    fn read_space_grows_with_the_frame_but_never_far_beyond_what_arrived() {
+        let mut big = Vec::new();
+        Frame::RespBody(vec![9; 1_000_000])
+            .encode(&mut big)
+            .unwrap();
+        let mut dec = Decoder::new(Limits::default());
+        // Only the header is in: the room offered is capped, whatever length it announces.
+        read_in_place(&mut dec, &big[..HEADER_LEN], HEADER_LEN);
+        assert_eq!(dec.read_space().len(), READ_AHEAD_MAX);
+        let mut fed = HEADER_LEN;
+        while fed < big.len() {
+            let space = dec.read_space();
+            assert!(space.len() <= READ_AHEAD_MAX.max(big.len() - fed));
+            let n = space.len().min(big.len() - fed);
+            space[..n].copy_from_slice(&big[fed..fed + n]);
+            dec.commit(n);
+            fed += n;
+            assert!(dec.buf.len() <= fed + READ_AHEAD_MAX);
+        }
+        assert_eq!(
+            dec.next_frame().unwrap(),
+            Some(Frame::RespBody(vec![9; 1_000_000]))
+        );
+        // A small frame then needs only the least room, in the buffer already there.
+        assert_eq!(dec.read_space().len(), dec.buf.len());
+        dec.release_memory(0);
+        assert_eq!(dec.buf.capacity(), 0);
+        assert_eq!(dec.read_space().len(), READ_MIN);
+    }
+
+    #[test]
+    fn commit_never_takes_more_than_the_room_or_anything_after_an_error() {
+        let mut dec = Decoder::new(Limits::default());
+        let room = dec.read_space().len();
+        dec.commit(room + 1000);
+        assert_eq!(dec.buffered(), room);
+        let mut bad = Decoder::new(Limits::default());
+        bad.feed(&[0x42, 0, 0, 0, 0, 0, 0, 0]);
+        assert!(bad.has_frame().is_err());
+        let _ = bad.read_space();
+        bad.commit(8);
+        assert_eq!(bad.buffered(), 0);
+        assert!(bad.next_frame().is_err());
     }
 
     #[test]

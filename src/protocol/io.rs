@@ -13,6 +13,12 @@
 
 use std::fmt;
 use std::io::{self, ErrorKind, IoSlice, Read, Write};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::socket::{MsgFlags, recv};
 
 use super::{
     ClientHello, Decoder, Frame, FrameKind, HELLO_LEN, HelloStatus, ProtocolError, RawFrame,
@@ -49,16 +55,71 @@ pub fn protocol_error(err: &io::Error) -> Option<&ProtocolError> {
         .and_then(|e| e.downcast_ref::<ProtocolError>())
 }
 
-/// Reads once from `r` into `buf` and feeds the bytes to `dec`.
-fn fill<R: Read + ?Sized>(r: &mut R, dec: &mut Decoder, buf: &mut [u8]) -> io::Result<()> {
-    if buf.is_empty() {
-        return Err(io::Error::new(
-            ErrorKind::InvalidInput,
-            "frame read buffer is empty",
-        ));
-    }
+/// Waits until `fd` has input, or a hangup or error a read will report; `TimedOut` after
+/// `timeout` (`None`: no limit).
+///
+/// Why not just block in a read: Linux wakes every task sleeping in `recv()` on a Unix
+/// socket whenever the peer consumes bytes this socket sent (the "write space" wakeup does
+/// not tell readers from writers), so a client waiting for its answer is woken, finds
+/// nothing and sleeps again once per request: two context switches for nothing. `poll()`
+/// filters wakeups by event, and sleeps through those.
+pub fn wait_readable(fd: BorrowedFd<'_>, timeout: Option<Duration>) -> io::Result<()> {
+    let deadline = timeout.map(|t| Instant::now() + t);
     loop {
-        match r.read(buf) {
+        let wait = match deadline {
+            None => PollTimeout::NONE,
+            Some(d) => {
+                let left = d.saturating_duration_since(Instant::now());
+                // Round up: a wait of 0 ms would spin on a sub-millisecond remainder.
+                let ms = left.as_micros().div_ceil(1000);
+                PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX)
+            }
+        };
+        let mut fds = [PollFd::new(fd, PollFlags::POLLIN)];
+        match poll(&mut fds, wait) {
+            Ok(0) if deadline.is_some_and(|d| Instant::now() >= d) => {
+                return Err(io::Error::new(
+                    ErrorKind::TimedOut,
+                    "timed out waiting for the peer",
+                ));
+            }
+            Ok(0) | Err(Errno::EINTR) => {}
+            Ok(_) => return Ok(()),
+            Err(e) => return Err(io::Error::from(e)),
+        }
+    }
+}
+
+/// Reads a socket like `Read`, but sleeps in [`wait_readable`] rather than in `recv()`.
+pub struct PollingReader<'a, S: AsFd> {
+    pub stream: &'a S,
+    /// How long one read waits for bytes (`None`: forever); then `TimedOut`.
+    pub timeout: Option<Duration>,
+    /// Wait for input before the first read: the caller has just asked the peer for
+    /// something, so a first read would find nothing.
+    pub wait_first: bool,
+}
+
+impl<S: AsFd> Read for PollingReader<'_, S> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            if std::mem::take(&mut self.wait_first) {
+                wait_readable(self.stream.as_fd(), self.timeout)?;
+            }
+            match recv(self.stream.as_fd().as_raw_fd(), buf, MsgFlags::MSG_DONTWAIT) {
+                Ok(n) => return Ok(n),
+                Err(Errno::EAGAIN) => self.wait_first = true,
+                Err(Errno::EINTR) => {}
+                Err(e) => return Err(io::Error::from(e)),
+            }
+        }
+    }
+}
+
+/// Reads once from `r` straight into `dec`'s buffer.
+fn fill<R: Read + ?Sized>(r: &mut R, dec: &mut Decoder) -> io::Result<()> {
+    loop {
+        match r.read(dec.read_space()) {
             Ok(0) if dec.is_empty() => return Err(peer_closed()),
             Ok(0) => {
                 return Err(io::Error::new(
@@ -71,13 +132,7 @@ fn fill<R: Read + ?Sized>(r: &mut R, dec: &mut Decoder, buf: &mut [u8]) -> io::R
                 ));
             }
             Ok(n) => {
-                let data = buf.get(..n).ok_or_else(|| {
-                    io::Error::other(format!(
-                        "reader returned {n} for a {}-byte buffer",
-                        buf.len()
-                    ))
-                })?;
-                dec.feed(data);
+                dec.commit(n);
                 return Ok(());
             }
             Err(err) if err.kind() == ErrorKind::Interrupted => {}
@@ -86,18 +141,14 @@ fn fill<R: Read + ?Sized>(r: &mut R, dec: &mut Decoder, buf: &mut [u8]) -> io::R
     }
 }
 
-/// Reads until `dec` yields a complete frame, using `buf` for each read (any size ≥ 1; 64 KiB
-/// suits body streaming). Frames already buffered in `dec` are returned without reading.
-pub fn read_frame<R: Read + ?Sized>(
-    r: &mut R,
-    dec: &mut Decoder,
-    buf: &mut [u8],
-) -> io::Result<Frame> {
+/// Reads until `dec` yields a complete frame, reading into the decoder's own buffer. Frames
+/// already buffered in `dec` are returned without reading.
+pub fn read_frame<R: Read + ?Sized>(r: &mut R, dec: &mut Decoder) -> io::Result<Frame> {
     loop {
         if let Some(frame) = dec.next_frame()? {
             return Ok(frame);
         }
-        fill(r, dec, buf)?;
+        fill(r, dec)?;
     }
 }
 
@@ -106,10 +157,9 @@ pub fn read_frame<R: Read + ?Sized>(
 pub fn read_raw_frame<'d, R: Read + ?Sized>(
     r: &mut R,
     dec: &'d mut Decoder,
-    buf: &mut [u8],
 ) -> io::Result<RawFrame<'d>> {
     while !dec.has_frame()? {
-        fill(r, dec, buf)?;
+        fill(r, dec)?;
     }
     dec.next_raw()?
         .ok_or_else(|| io::Error::other("decoder lost a complete frame"))
@@ -322,14 +372,13 @@ mod tests {
     fn cursor_round_trip_then_clean_eof() {
         let frames = frames();
         let bytes = encode_all(&frames);
-        for buf_len in [1, 7, 8, 4096, 1 << 20] {
-            let mut r = Cursor::new(&bytes);
+        for step in [1, 7, 8, 4096, 1 << 20] {
+            let mut r = Stingy::new(Cursor::new(&bytes), step);
             let mut dec = Decoder::new(Limits::default());
-            let mut buf = vec![0; buf_len];
             for frame in &frames {
-                assert_eq!(&read_frame(&mut r, &mut dec, &mut buf).unwrap(), frame);
+                assert_eq!(&read_frame(&mut r, &mut dec).unwrap(), frame);
             }
-            let err = read_frame(&mut r, &mut dec, &mut buf).unwrap_err();
+            let err = read_frame(&mut r, &mut dec).unwrap_err();
             assert!(is_peer_closed(&err), "{err:?}");
             assert_eq!(err.kind(), ErrorKind::ConnectionAborted);
             assert!(err.to_string().contains("frame boundary"));
@@ -339,12 +388,11 @@ mod tests {
     #[test]
     fn raw_reads_borrow_body_chunks() {
         let bytes = encode_all(&frames());
-        let mut r = Cursor::new(&bytes);
+        let mut r = Stingy::new(Cursor::new(&bytes), 1000);
         let mut dec = Decoder::new(Limits::default());
-        let mut buf = [0; 1000];
         let mut kinds = Vec::new();
         loop {
-            match read_raw_frame(&mut r, &mut dec, &mut buf) {
+            match read_raw_frame(&mut r, &mut dec) {
                 Ok(raw) => {
                     if raw.kind == FrameKind::RespBody {
                         assert_eq!(raw.payload.len(), 100_000);
@@ -364,9 +412,9 @@ mod tests {
     fn eof_mid_frame_is_unexpected_eof_at_every_cut() {
         let bytes = encode_all(&frames()[..1]);
         for cut in 1..bytes.len() {
-            let mut r = Cursor::new(&bytes[..cut]);
+            let mut r = Stingy::new(Cursor::new(&bytes[..cut]), 3);
             let mut dec = Decoder::new(Limits::default());
-            let err = read_frame(&mut r, &mut dec, &mut [0; 3]).unwrap_err();
+            let err = read_frame(&mut r, &mut dec).unwrap_err();
             assert_eq!(err.kind(), ErrorKind::UnexpectedEof, "cut {cut}");
             assert!(!is_peer_closed(&err));
             assert!(err.to_string().contains(&format!("({cut} bytes")), "{err}");
@@ -377,16 +425,32 @@ mod tests {
     fn protocol_errors_are_invalid_data() {
         let mut r = Cursor::new(vec![0x42, 0, 0, 0, 0, 0, 0, 0]);
         let mut dec = Decoder::new(Limits::default());
-        let err = read_frame(&mut r, &mut dec, &mut [0; 64]).unwrap_err();
+        let err = read_frame(&mut r, &mut dec).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::InvalidData);
         assert_eq!(
             protocol_error(&err),
             Some(&ProtocolError::UnknownKind(0x42))
         );
         assert_eq!(err.to_string(), "unknown frame kind 66");
-        // An empty read buffer is a caller bug, not EOF.
-        let err = read_frame(&mut Cursor::new(vec![1]), &mut Decoder::default(), &mut []);
-        assert_eq!(err.unwrap_err().kind(), ErrorKind::InvalidInput);
+    }
+
+    /// A reader that gives at most `step` bytes per call, as a socket may.
+    struct Stingy<R> {
+        inner: R,
+        step: usize,
+    }
+
+    impl<R> Stingy<R> {
+        fn new(inner: R, step: usize) -> Self {
+            Stingy { inner, step }
+        }
+    }
+
+    impl<R: Read> Read for Stingy<R> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let n = buf.len().min(self.step);
+            self.inner.read(&mut buf[..n])
+        }
     }
 
     /// A writer that takes at most `step` bytes per call and records vectored calls.
@@ -457,15 +521,14 @@ mod tests {
             let chunk = chunk.clone();
             thread::spawn(move || {
                 let mut dec = Decoder::default();
-                let mut buf = vec![0; 8192];
                 server_handshake(&mut daemon, true).unwrap();
-                let head = read_frame(&mut daemon, &mut dec, &mut buf).unwrap();
+                let head = read_frame(&mut daemon, &mut dec).unwrap();
                 assert!(matches!(head, Frame::ReqHead(_)));
                 // Pull the body, then stream 20 MiB back.
                 let mut body = Vec::new();
                 loop {
                     write_frame(&mut daemon, &Frame::ReadBody { max: 1000 }).unwrap();
-                    match read_frame(&mut daemon, &mut dec, &mut buf).unwrap() {
+                    match read_frame(&mut daemon, &mut dec).unwrap() {
                         Frame::ReqBody(b) if b.is_empty() => break,
                         Frame::ReqBody(b) => body.extend_from_slice(&b),
                         other => panic!("unexpected {other:?}"),
@@ -495,11 +558,10 @@ mod tests {
         );
         write_frame(&mut client, &frames()[0]).unwrap();
         let mut dec = Decoder::default();
-        let mut buf = vec![0; 64 * 1024];
         let mut request_body = &[7u8; 2500][..];
         let mut received = 0usize;
         loop {
-            match read_raw_frame(&mut client, &mut dec, &mut buf).unwrap() {
+            match read_raw_frame(&mut client, &mut dec).unwrap() {
                 RawFrame {
                     kind: FrameKind::ReadBody,
                     payload,
@@ -533,7 +595,7 @@ mod tests {
         }
         assert_eq!(received, 320 * chunk.len());
         writer.join().unwrap();
-        let err = read_frame(&mut client, &mut dec, &mut buf).unwrap_err();
+        let err = read_frame(&mut client, &mut dec).unwrap_err();
         assert!(is_peer_closed(&err), "{err:?}");
     }
 
@@ -546,8 +608,54 @@ mod tests {
             a.write_all(&bytes[..50]).unwrap();
         });
         writer.join().unwrap();
-        let err = read_frame(&mut b, &mut Decoder::default(), &mut [0; 16]).unwrap_err();
+        let err = read_frame(&mut b, &mut Decoder::default()).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::UnexpectedEof);
+    }
+
+    #[test]
+    fn polling_reader_waits_for_input_then_times_out() {
+        let (mut a, b) = UnixStream::pair().unwrap();
+        let mut reader = PollingReader {
+            stream: &b,
+            timeout: Some(Duration::from_millis(50)),
+            wait_first: true,
+        };
+        let started = std::time::Instant::now();
+        let mut buf = [0u8; 16];
+        let err = reader.read(&mut buf).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::TimedOut);
+        assert!(started.elapsed() >= Duration::from_millis(50));
+        // Bytes sent while it waits wake it.
+        let writer = thread::spawn(move || {
+            thread::sleep(Duration::from_millis(20));
+            a.write_all(b"late").unwrap();
+            a
+        });
+        reader.timeout = Some(Duration::from_secs(10));
+        reader.wait_first = true;
+        assert_eq!(reader.read(&mut buf).unwrap(), 4);
+        assert_eq!(&buf[..4], b"late");
+        // A closed peer reads as end of stream, not as a timeout.
+        drop(writer.join().unwrap());
+        assert_eq!(reader.read(&mut buf).unwrap(), 0);
+    }
+
+    #[test]
+    fn fd_reader_waits_for_input_then_times_out() {
+        let (mut a, b) = UnixStream::pair().unwrap();
+        let mut fds = std::collections::VecDeque::new();
+        let mut reader = super::super::fd_passing::FdReader {
+            stream: &b,
+            fds: &mut fds,
+            timeout: Some(Duration::from_millis(50)),
+            wait_first: false,
+        };
+        let mut dec = Decoder::default();
+        let err = read_frame(&mut reader, &mut dec).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::TimedOut);
+        write_frame(&mut a, &Frame::RespEnd).unwrap();
+        reader.wait_first = true;
+        assert_eq!(read_frame(&mut reader, &mut dec).unwrap(), Frame::RespEnd);
     }
 
     #[test]
@@ -563,14 +671,14 @@ mod tests {
         .unwrap();
         a.write_all(&bytes[..5]).unwrap();
         let mut dec = Decoder::default();
-        let err = read_frame(&mut b, &mut dec, &mut [0; 64]).unwrap_err();
+        let err = read_frame(&mut b, &mut dec).unwrap_err();
         assert!(
             matches!(err.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut),
             "{err:?}"
         );
         assert_eq!(dec.buffered(), 5);
         a.write_all(&bytes[5..]).unwrap();
-        let frame = read_frame(&mut b, &mut dec, &mut [0; 64]).unwrap();
+        let frame = read_frame(&mut b, &mut dec).unwrap();
         assert_eq!(
             frame,
             Frame::Error {

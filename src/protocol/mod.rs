@@ -93,8 +93,9 @@ pub mod io;
 
 pub use error::ProtocolError;
 pub use frame::{
-    Decoder, Frame, FrameHeader, FrameKind, Pairs, RawFrame, ReqHead, ReqHeadRef, RespHead,
-    encode_header, encode_req_head_into, encode_resp_head_into, error_code, req_flags,
+    Decoder, Frame, FrameHeader, FrameKind, Pairs, READ_AHEAD_MAX, READ_MIN, RawFrame, ReqHead,
+    ReqHeadRef, RespHead, encode_header, encode_req_head_into, encode_resp_head_into, error_code,
+    req_flags,
 };
 pub use hello::{
     ClientHello, HELLO_LEN, HelloStatus, ServerHello, encode_client_hello, encode_server_hello,

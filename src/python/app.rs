@@ -228,8 +228,12 @@ fn run_app<'py>(
             return outcome;
         }
     };
-    let sent = respond(py, shared, &result);
-    let close_error = match result.hasattr("close") {
+    let has_close = result.hasattr("close");
+    // Nothing of the app's runs after the body (no close(), no event subscriber): the end of
+    // the response then goes out together with its last bytes, in one write.
+    let ends_with_body = !events && matches!(has_close, Ok(false));
+    let sent = respond(py, shared, &result, ends_with_body);
+    let close_error = match has_close {
         Ok(true) => result.call_method0("close").err(),
         Ok(false) => None,
         Err(e) => Some(e),
@@ -308,18 +312,24 @@ fn response_state<'a>(py: Python<'_>, shared: &'a Shared) -> std::sync::MutexGua
         .unwrap_or_else(|e| e.into_inner())
 }
 
-/// Sends the application's result.
-fn respond(py: Python<'_>, shared: &Shared, result: &Bound<'_, PyAny>) -> Result<(), Failure> {
+/// Sends the application's result. `ends_with_body`: the response's end follows at once, so
+/// its last bytes need no flush of their own.
+fn respond(
+    py: Python<'_>,
+    shared: &Shared,
+    result: &Bound<'_, PyAny>,
+    ends_with_body: bool,
+) -> Result<(), Failure> {
     if let Ok(wrapper) = result.cast::<FileWrapper>()
         && send_file(py, shared, wrapper.get())?
     {
         return Ok(());
     }
     if let Ok(list) = result.cast::<PyList>() {
-        return send_sequence(py, shared, list.iter().collect());
+        return send_sequence(py, shared, list.iter().collect(), ends_with_body);
     }
     if let Ok(tuple) = result.cast::<PyTuple>() {
-        return send_sequence(py, shared, tuple.iter().collect());
+        return send_sequence(py, shared, tuple.iter().collect(), ends_with_body);
     }
     for item in result.try_iter()? {
         let item = item?;
@@ -334,7 +344,8 @@ fn respond(py: Python<'_>, shared: &Shared, result: &Bound<'_, PyAny>) -> Result
             break;
         }
     }
-    py.detach(|| finish(shared)).map_err(send_failure)
+    py.detach(|| finish(shared, ends_with_body))
+        .map_err(send_failure)
 }
 
 fn body_bytes<'a, 'py>(item: &'a Bound<'py, PyAny>) -> PyResult<&'a Bound<'py, PyBytes>> {
@@ -352,6 +363,7 @@ fn send_sequence(
     py: Python<'_>,
     shared: &Shared,
     items: Vec<Bound<'_, PyAny>>,
+    ends_with_body: bool,
 ) -> Result<(), Failure> {
     let mut chunks: Vec<&[u8]> = Vec::with_capacity(items.len());
     for item in &items {
@@ -364,18 +376,19 @@ fn send_sequence(
                 break;
             }
         }
-        finish(shared)
+        finish(shared, ends_with_body)
     })
     .map_err(send_failure)
 }
 
-/// End of the response: the head if nothing was sent yet, then a flush.
-fn finish(shared: &Shared) -> Result<(), SendError> {
+/// End of the body: the head if nothing was sent yet, then a flush unless the response's end
+/// follows at once (which writes out what is buffered anyway).
+fn finish(shared: &Shared, ends_with_body: bool) -> Result<(), SendError> {
     let head_sent = shared.response().head_sent;
-    if head_sent {
-        shared.flush()
-    } else {
-        shared.send(&[], true)
+    match (head_sent, ends_with_body) {
+        (true, true) => Ok(()),
+        (true, false) => shared.flush(),
+        (false, _) => shared.send(&[], !ends_with_body),
     }
 }
 
