@@ -134,12 +134,16 @@ impl<'r> Request<'r> {
         self.raw.finfo.filetype == ffi::apr_filetype_e_APR_REG
     }
 
-    /// Apache's CGI variables (HTTP_*, SERVER_*, REMOTE_*, DOCUMENT_ROOT, SetEnv values...)
-    /// added to subprocess_env, then every entry of subprocess_env.
-    pub fn cgi_environment(&mut self) -> Vec<(&[u8], &[u8])> {
+    /// Adds Apache's CGI variables (HTTP_*, SERVER_*, REMOTE_*, DOCUMENT_ROOT ...) to
+    /// subprocess_env, next to SetEnv values; read them with [`subprocess_env`](Self::subprocess_env).
+    pub fn add_cgi_variables(&mut self) {
         // SAFETY: ap_add_common_vars only adds entries to this request's subprocess_env.
         unsafe { ffi::ap_add_common_vars(self.raw) };
-        // SAFETY: subprocess_env is live; not modified while the borrow lasts.
+    }
+
+    /// Every entry of subprocess_env, in order.
+    pub fn subprocess_env(&self) -> Vec<(&[u8], &[u8])> {
+        // SAFETY: subprocess_env is live; not modified while the borrow lasts (&self).
         unsafe { table_entries(self.raw.subprocess_env) }
     }
 

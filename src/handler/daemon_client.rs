@@ -236,20 +236,13 @@ enum Failure {
     Aborted,
 }
 
-/// Serves `r` through the daemon group. Returns Apache's handler result.
-pub fn serve(
-    r: &mut Request<'_>,
-    target: &DaemonTarget,
+/// The request head for the daemon: `plan`'s fields and the environ `env`. Err(status) when
+/// it exceeds what the protocol carries (logged).
+pub fn encode_head<'a>(
+    r: &Request<'_>,
     plan: &RequestPlan<'_>,
-    env: &[(Vec<u8>, Vec<u8>)],
-) -> i32 {
-    let mut body = match Body::preread(
-        r,
-        plan.flags & crate::protocol::req_flags::BODY_FOLLOWS != 0,
-    ) {
-        Ok(b) => b,
-        Err(status) => return status,
-    };
+    env: impl IntoIterator<Item = (&'a [u8], &'a [u8])>,
+) -> Result<Vec<u8>, i32> {
     let mut head = Vec::with_capacity(4096);
     let head_ref = ReqHeadRef {
         flags: plan.flags,
@@ -258,18 +251,34 @@ pub fn serve(
         app_group: plan.app_group.as_bytes(),
         callable: plan.callable.as_bytes(),
     };
-    if let Err(e) = protocol::encode_req_head_into(
-        &mut head,
-        &head_ref,
-        env.iter().map(|(k, v)| (k.as_slice(), v.as_slice())),
-    ) {
-        log::request(
-            r.as_ptr(),
-            Level::Error,
-            &format!("mod_rwsgi: request too large for the daemon protocol: {e}"),
-        );
-        return ffi::HTTP_REQUEST_ENTITY_TOO_LARGE;
+    match protocol::encode_req_head_into(&mut head, &head_ref, env) {
+        Ok(()) => Ok(head),
+        Err(e) => {
+            log::request(
+                r.as_ptr(),
+                Level::Error,
+                &format!("mod_rwsgi: request too large for the daemon protocol: {e}"),
+            );
+            Err(ffi::HTTP_REQUEST_ENTITY_TOO_LARGE)
+        }
     }
+}
+
+/// Serves `r` through the daemon group, sending `head` (from [`encode_head`]). Returns
+/// Apache's handler result.
+pub fn serve(
+    r: &mut Request<'_>,
+    target: &DaemonTarget,
+    plan: &RequestPlan<'_>,
+    head: &[u8],
+) -> i32 {
+    let mut body = match Body::preread(
+        r,
+        plan.flags & crate::protocol::req_flags::BODY_FOLLOWS != 0,
+    ) {
+        Ok(b) => b,
+        Err(status) => return status,
+    };
     // Retry when a reused connection turns out closed (its daemon restarted), or while a
     // daemon being replaced turns requests away: in both cases nothing was consumed. Bounded
     // by connect-timeout and an attempt count.
@@ -320,7 +329,7 @@ pub fn serve(
             },
         };
         body.pos = 0;
-        match exchange(r, target, conn, &head, &mut body, plan.sendfile) {
+        match exchange(r, target, conn, head, &mut body, plan.sendfile) {
             Ok(()) => return ffi::OK,
             Err(Failure::NotSent(_)) if Instant::now() < deadline && attempts < 64 => {
                 drop_idle(&target.socket_path);

@@ -195,24 +195,6 @@ pub fn handle(r: &mut Request<'_>, ctx: &HandlerContext<'_>) -> i32 {
         }
     };
 
-    let mut env = build_env(r, &script_name, &path_info, pass_auth);
-    if let Some(trusted_headers) = dir.trusted_proxy_headers.as_deref() {
-        let proxies = dir.trusted_proxies.as_deref().unwrap_or(&[]);
-        for note in crate::config::apply_trusted_proxy_headers(&mut env, proxies, trusted_headers) {
-            log::request(r.as_ptr(), Level::Info, &format!("mod_rwsgi: {note}"));
-        }
-    }
-    let Some(target) = target else {
-        let spec = crate::python::RequestSpec {
-            script_path: &script,
-            app_group: &app_group,
-            callable: &callable,
-            env: &env,
-            // Embedded mode re-imports a touched script in place, as mod_wsgi does.
-            script_reloading: dir.script_reloading(),
-        };
-        return embedded::serve(r, ctx.embedded, &spec, dir.enable_sendfile());
-    };
     let mut flags = 0;
     if has_body {
         flags |= req_flags::BODY_FOLLOWS;
@@ -230,7 +212,52 @@ pub fn handle(r: &mut Request<'_>, ctx: &HandlerContext<'_>) -> i32 {
         flags,
         sendfile: dir.enable_sendfile(),
     };
-    daemon_client::serve(r, target, &plan, &env)
+    r.add_cgi_variables();
+    let path_info = cgi_env::collapse_slashes(&path_info);
+    let trusted_headers = dir.trusted_proxy_headers.as_deref();
+    if let (Some(target), None) = (target, trusted_headers) {
+        // Daemon mode: the environ goes from Apache's own strings straight into the request
+        // head, with no copy of each variable.
+        let head =
+            daemon_client::encode_head(r, &plan, environ(r, &script_name, &path_info, pass_auth));
+        return match head {
+            Ok(head) => daemon_client::serve(r, target, &plan, &head),
+            Err(status) => status,
+        };
+    }
+    let mut env: Vec<(Vec<u8>, Vec<u8>)> = environ(r, &script_name, &path_info, pass_auth)
+        .map(|(k, v)| (k.to_vec(), v.to_vec()))
+        .collect();
+    if let Some(trusted_headers) = trusted_headers {
+        let proxies = dir.trusted_proxies.as_deref().unwrap_or(&[]);
+        for note in crate::config::apply_trusted_proxy_headers(&mut env, proxies, trusted_headers) {
+            log::request(r.as_ptr(), Level::Info, &format!("mod_rwsgi: {note}"));
+        }
+    }
+    match target {
+        Some(target) => {
+            let head = daemon_client::encode_head(
+                r,
+                &plan,
+                env.iter().map(|(k, v)| (k.as_slice(), v.as_slice())),
+            );
+            match head {
+                Ok(head) => daemon_client::serve(r, target, &plan, &head),
+                Err(status) => status,
+            }
+        }
+        None => {
+            let spec = crate::python::RequestSpec {
+                script_path: &script,
+                app_group: &app_group,
+                callable: &callable,
+                env: &env,
+                // Embedded mode re-imports a touched script in place, as mod_wsgi does.
+                script_reloading: dir.script_reloading(),
+            };
+            embedded::serve(r, ctx.embedded, &spec, dir.enable_sendfile())
+        }
+    }
 }
 
 /// Apache refused the request body before anything was read: say what was wrong with it.
@@ -257,36 +284,33 @@ fn log_refused_body(r: &Request<'_>, code: i32) {
     );
 }
 
-fn build_env(
-    r: &mut Request<'_>,
-    script_name: &[u8],
-    path_info: &[u8],
+/// The request's WSGI environ, borrowed from Apache: subprocess_env (filled by
+/// [`Request::add_cgi_variables`]) without the variables an app must not see, then the
+/// request line, SCRIPT_NAME and PATH_INFO (`path_info` already collapsed), and
+/// Authorization when passed on.
+fn environ<'a>(
+    r: &'a Request<'_>,
+    script_name: &'a [u8],
+    path_info: &'a [u8],
     pass_auth: bool,
-) -> Vec<(Vec<u8>, Vec<u8>)> {
+) -> impl Iterator<Item = (&'a [u8], &'a [u8])> {
     let authorization = if pass_auth {
-        r.header_in(c"Authorization").map(<[u8]>::to_vec)
+        r.header_in(c"Authorization")
     } else {
         None
     };
-    let method = r.method().to_vec();
-    let protocol = r.protocol().to_vec();
-    let query = r.args().unwrap_or(b"").to_vec();
-    let request_uri = r.unparsed_uri().to_vec();
-    let mut env: Vec<(Vec<u8>, Vec<u8>)> = r
-        .cgi_environment()
+    let request: [(&[u8], &[u8]); 7] = [
+        (b"GATEWAY_INTERFACE", b"CGI/1.1"),
+        (b"SERVER_PROTOCOL", r.protocol()),
+        (b"REQUEST_METHOD", r.method()),
+        (b"QUERY_STRING", r.args().unwrap_or(b"")),
+        (b"REQUEST_URI", r.unparsed_uri()),
+        (b"SCRIPT_NAME", script_name),
+        (b"PATH_INFO", path_info),
+    ];
+    r.subprocess_env()
         .into_iter()
         .filter(|(k, _)| !cgi_env::is_hidden(k))
-        .map(|(k, v)| (k.to_vec(), v.to_vec()))
-        .collect();
-    env.push((b"GATEWAY_INTERFACE".to_vec(), b"CGI/1.1".to_vec()));
-    env.push((b"SERVER_PROTOCOL".to_vec(), protocol));
-    env.push((b"REQUEST_METHOD".to_vec(), method));
-    env.push((b"QUERY_STRING".to_vec(), query));
-    env.push((b"REQUEST_URI".to_vec(), request_uri));
-    env.push((b"SCRIPT_NAME".to_vec(), script_name.to_vec()));
-    env.push((b"PATH_INFO".to_vec(), cgi_env::collapse_slashes(path_info)));
-    if let Some(auth) = authorization {
-        env.push((b"HTTP_AUTHORIZATION".to_vec(), auth));
-    }
-    env
+        .chain(request)
+        .chain(authorization.map(|auth| (&b"HTTP_AUTHORIZATION"[..], auth)))
 }
