@@ -139,6 +139,7 @@ pub(crate) fn start_daemons(pool: Pool, s: *mut ffi::server_rec) -> Result<(), S
             },
             serve: ServeSettings {
                 group: spec.name.clone(),
+                processes: spec.processes.max(1) as usize,
                 threads: spec.threads.max(1) as usize,
                 socket_timeout,
                 queue_timeout: spec.queue_timeout,

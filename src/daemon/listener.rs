@@ -39,7 +39,7 @@ pub fn create(path: &Path, backlog: i32, owner_uid: u32, owner_gid: u32) -> io::
     std::os::unix::fs::chown(path, Some(owner_uid), Some(owner_gid))?;
     std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
     let fd: OwnedFd = listener.into();
-    // Daemons accept without blocking the dispatcher.
+    // Not close-on-exec: the group's daemon processes inherit it.
     set_cloexec(fd.as_raw_fd(), false)?;
     Ok(fd)
 }

@@ -1,26 +1,32 @@
-//! Serving inside a daemon process: one dispatcher thread watches the group's listening
-//! socket and every idle Apache connection with epoll; `threads` worker threads take ready
-//! connections from a queue, read one request, run it through the Python host and put the
-//! connection back. Idle connections never tie up a worker thread, so Apache children may
-//! keep connections open across requests.
+//! Serving inside a daemon process: `threads` worker threads share one epoll instance that
+//! watches the group's listening socket and every idle Apache connection. A thread with
+//! nothing to do waits in `epoll_wait` itself and serves whatever it is handed: a new
+//! connection it accepts, or an idle connection on which Apache sent a request. So a request
+//! wakes exactly one daemon thread. Connections are registered one-shot (a ready one goes to
+//! one thread only) and re-armed once their request is answered. Idle connections never tie
+//! up a thread, so Apache children may keep connections open across requests.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::io::{self, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
+use nix::sys::eventfd::{EfdFlags, EventFd};
 
 use crate::logging;
 use crate::protocol::{self, Decoder, Frame, FrameKind, Limits, error_code, req_flags};
 use crate::python::{AppHost, Outcome, RequestIo, RequestSpec};
 
 const LISTENER_TOKEN: u64 = 0;
-/// A worker became idle while the listener was disarmed.
-const WAKE_TOKEN: u64 = 1;
+/// The stop event: readable once the process stops accepting.
+const STOP_TOKEN: u64 = 1;
+/// How long a waiting thread sleeps before it looks at the shared state again on its own: a
+/// safety net only (the stop event and the listener bookkeeping wake threads when needed).
+const WAIT_TIMEOUT_MS: u16 = 10_000;
 /// Response bytes gathered before a write to the socket.
 const OUT_BUFFER: usize = 64 * 1024;
 /// The largest body frame we send (the peer's default limit is 1 MiB).
@@ -30,6 +36,9 @@ const MAX_CHUNK: usize = 1024 * 1024;
 #[derive(Clone, Debug)]
 pub struct ServeSettings {
     pub group: String,
+    /// Processes in the group: with more than one, a process whose threads are all busy
+    /// stops watching the listener so the others take new connections.
+    pub processes: usize,
     pub threads: usize,
     pub socket_timeout: Duration,
     pub queue_timeout: Option<Duration>,
@@ -47,22 +56,28 @@ struct Conn {
     stream: UnixStream,
     dec: Decoder,
     handshaken: bool,
+    /// Already added to the epoll instance (re-arming is then a modify).
+    registered: bool,
     token: u64,
 }
 
-/// State shared by the dispatcher and the workers.
+/// State shared by the worker threads and the main thread.
 pub struct Server {
     settings: ServeSettings,
     listener: UnixListener,
     epoll: Epoll,
-    wake: nix::sys::eventfd::EventFd,
-    /// Workers waiting for a connection; a process with none stops accepting so the
-    /// group's other processes take new connections (as mod_wsgi does).
-    idle_workers: AtomicUsize,
+    /// Written once by stop_accepting and never read: level-triggered, it wakes every
+    /// waiting thread so each sees `stopping`.
+    stop_event: EventFd,
+    /// Threads waiting for work. With none, a process of a multi-process group stops
+    /// watching the listener so the group's other processes take new connections (as
+    /// mod_wsgi does).
+    waiting: AtomicUsize,
+    /// Whether the listener is in the epoll set; changed only under `listener_lock`.
     listener_armed: AtomicBool,
+    listener_lock: Mutex<()>,
+    /// Idle connections by epoll token; a thread woken for one takes it out.
     idle: Mutex<HashMap<u64, Conn>>,
-    queue: Mutex<VecDeque<Conn>>,
-    ready: Condvar,
     next_token: AtomicU64,
     stopping: AtomicBool,
     active: AtomicUsize,
@@ -99,37 +114,29 @@ impl Server {
         // SAFETY: the parent passed us this descriptor; the daemon owns it from here on.
         let listener =
             unsafe { <UnixListener as std::os::fd::FromRawFd>::from_raw_fd(listener_fd) };
+        // Several threads (and processes) may be woken for one connection: only one gets
+        // it, the others must not block in accept.
         listener.set_nonblocking(true)?;
         let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).map_err(io::Error::from)?;
-        // Exclusive: one connection wakes one of the group's processes, not all of them.
+        let stop_event =
+            EventFd::from_value_and_flags(0, EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK)
+                .map_err(io::Error::from)?;
         epoll
             .add(
-                &listener,
-                EpollEvent::new(
-                    EpollFlags::EPOLLIN | EpollFlags::EPOLLEXCLUSIVE,
-                    LISTENER_TOKEN,
-                ),
+                &stop_event,
+                EpollEvent::new(EpollFlags::EPOLLIN, STOP_TOKEN),
             )
             .map_err(io::Error::from)?;
-        let wake = nix::sys::eventfd::EventFd::from_value_and_flags(
-            0,
-            nix::sys::eventfd::EfdFlags::EFD_CLOEXEC | nix::sys::eventfd::EfdFlags::EFD_NONBLOCK,
-        )
-        .map_err(io::Error::from)?;
-        epoll
-            .add(&wake, EpollEvent::new(EpollFlags::EPOLLIN, WAKE_TOKEN))
-            .map_err(io::Error::from)?;
-        Ok(Arc::new(Server {
+        let server = Server {
             settings,
             listener,
             epoll,
-            wake,
-            idle_workers: AtomicUsize::new(0),
-            listener_armed: AtomicBool::new(true),
+            stop_event,
+            waiting: AtomicUsize::new(0),
+            listener_armed: AtomicBool::new(false),
+            listener_lock: Mutex::new(()),
             idle: Mutex::new(HashMap::new()),
-            queue: Mutex::new(VecDeque::new()),
-            ready: Condvar::new(),
-            next_token: AtomicU64::new(WAKE_TOKEN + 1),
+            next_token: AtomicU64::new(STOP_TOKEN + 1),
             stopping: AtomicBool::new(false),
             active: AtomicUsize::new(0),
             served: AtomicU64::new(0),
@@ -144,22 +151,19 @@ impl Server {
             epoch: Instant::now(),
             host,
             host_error,
-        }))
+        };
+        server.add_listener()?;
+        server.listener_armed.store(true, Ordering::SeqCst);
+        Ok(Arc::new(server))
     }
 
     pub fn host(&self) -> Option<&AppHost> {
         self.host.as_ref()
     }
 
-    /// Starts the dispatcher and the worker threads.
+    /// Starts the worker threads.
     pub fn start(self: &Arc<Self>) -> io::Result<Vec<std::thread::JoinHandle<()>>> {
         let mut handles = Vec::new();
-        let me = Arc::clone(self);
-        handles.push(
-            std::thread::Builder::new()
-                .name("rwsgi-dispatch".into())
-                .spawn(move || me.dispatch_loop())?,
-        );
         for i in 0..self.busy_since.len() {
             let me = Arc::clone(self);
             handles.push(
@@ -222,28 +226,95 @@ impl Server {
         !self.stopping.load(Ordering::SeqCst)
     }
 
-    /// Stops accepting and closes idle connections; in-flight requests finish.
+    /// Stops accepting and closes idle connections; in-flight requests finish, then their
+    /// threads end.
     pub fn stop_accepting(&self) {
         if self.stopping.swap(true, Ordering::SeqCst) {
             return;
         }
-        if self.listener_armed.swap(false, Ordering::SeqCst) {
-            let _ = self.epoll.delete(&self.listener);
-        }
+        self.sync_listener();
+        // Closing a connection also takes it out of the epoll set. A thread parking one
+        // checks `stopping` under this lock, so none is left behind.
         let idle: Vec<Conn> = self
             .idle
             .lock()
             .map(|mut m| m.drain().map(|(_, c)| c).collect())
             .unwrap_or_default();
         drop(idle);
-        self.ready.notify_all();
+        let _ = self.stop_event.write(1);
     }
 
-    fn dispatch_loop(&self) {
-        let mut events = vec![EpollEvent::empty(); 64];
-        while !self.stopping.load(Ordering::SeqCst) {
-            self.arm_listener(self.capacity() > 0);
-            let n = match self.epoll.wait(&mut events, EpollTimeout::from(200u16)) {
+    /// Registers the listener, exclusively: one connection wakes one of the group's
+    /// processes, not all of them; within this process, level-triggered readiness wakes one
+    /// waiting thread at a time until the backlog is empty.
+    fn add_listener(&self) -> io::Result<()> {
+        let ev = EpollEvent::new(
+            EpollFlags::EPOLLIN | EpollFlags::EPOLLEXCLUSIVE,
+            LISTENER_TOKEN,
+        );
+        self.epoll.add(&self.listener, ev).map_err(io::Error::from)
+    }
+
+    /// Whether the listener should be watched now: not once stopping; in a multi-process
+    /// group only while some thread here waits for work.
+    fn listener_wanted(&self) -> bool {
+        !self.stopping.load(Ordering::SeqCst)
+            && (self.settings.processes <= 1 || self.waiting.load(Ordering::SeqCst) > 0)
+    }
+
+    /// Brings the listener's registration in line with `listener_wanted`. Called after every
+    /// change of `waiting` or `stopping`. Whoever changes the registration reads the wanted
+    /// state again afterwards, and the others compare against `listener_armed` after their
+    /// own change (all SeqCst): so the last change always gets acted on.
+    fn sync_listener(&self) {
+        loop {
+            if self.listener_wanted() == self.listener_armed.load(Ordering::SeqCst) {
+                return;
+            }
+            let Ok(_guard) = self.listener_lock.lock() else {
+                return;
+            };
+            let want = self.listener_wanted();
+            if want == self.listener_armed.load(Ordering::SeqCst) {
+                return;
+            }
+            if want {
+                match self.add_listener() {
+                    Ok(()) => {}
+                    Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {}
+                    Err(e) => {
+                        logging::error(&format!(
+                            "daemon '{}': cannot watch the listening socket: {e}",
+                            self.settings.group
+                        ));
+                        return;
+                    }
+                }
+            } else {
+                // ENOENT means it is not registered, which is what we want anyway.
+                let _ = self.epoll.delete(&self.listener);
+            }
+            self.listener_armed.store(want, Ordering::SeqCst);
+        }
+    }
+
+    /// Waits for the next connection to serve: a new one (accepted here) or an idle one on
+    /// which Apache sent a request. None once the process stops accepting.
+    fn next_ready(&self, events: &mut [EpollEvent]) -> Option<Conn> {
+        self.waiting.fetch_add(1, Ordering::SeqCst);
+        let conn = self.wait_for_connection(events);
+        self.waiting.fetch_sub(1, Ordering::SeqCst);
+        self.sync_listener();
+        conn
+    }
+
+    fn wait_for_connection(&self, events: &mut [EpollEvent]) -> Option<Conn> {
+        loop {
+            if self.stopping.load(Ordering::SeqCst) {
+                return None;
+            }
+            self.sync_listener();
+            let n = match self.epoll.wait(events, EpollTimeout::from(WAIT_TIMEOUT_MS)) {
                 Ok(n) => n,
                 Err(nix::errno::Errno::EINTR) => continue,
                 Err(e) => {
@@ -256,49 +327,23 @@ impl Server {
                 }
             };
             for ev in &events[..n] {
-                let token = ev.data();
-                if token == WAKE_TOKEN {
-                    let _ = self.wake.read();
-                } else if token == LISTENER_TOKEN {
-                    self.accept_all();
-                } else {
-                    let conn = self.idle.lock().ok().and_then(|mut m| m.remove(&token));
-                    if let Some(conn) = conn {
-                        self.enqueue(conn);
-                    }
+                let conn = match ev.data() {
+                    STOP_TOKEN => None,
+                    LISTENER_TOKEN => self.accept(),
+                    token => self.idle.lock().ok().and_then(|mut m| m.remove(&token)),
+                };
+                if conn.is_some() {
+                    return conn;
                 }
             }
         }
     }
 
-    /// Idle workers not yet promised to a queued connection.
-    fn capacity(&self) -> isize {
-        let queued = self.queue.lock().map(|q| q.len()).unwrap_or(0);
-        self.idle_workers.load(Ordering::SeqCst) as isize - queued as isize
-    }
-
-    /// Watches the listener only while this process can take a connection.
-    fn arm_listener(&self, want: bool) {
-        if self.stopping.load(Ordering::SeqCst) {
-            return;
-        }
-        let armed = self.listener_armed.load(Ordering::SeqCst);
-        if want && !armed {
-            let ev = EpollEvent::new(
-                EpollFlags::EPOLLIN | EpollFlags::EPOLLEXCLUSIVE,
-                LISTENER_TOKEN,
-            );
-            if self.epoll.add(&self.listener, ev).is_ok() {
-                self.listener_armed.store(true, Ordering::SeqCst);
-            }
-        } else if !want && armed {
-            let _ = self.epoll.delete(&self.listener);
-            self.listener_armed.store(false, Ordering::SeqCst);
-        }
-    }
-
-    fn accept_all(&self) {
-        while self.capacity() > 0 {
+    /// Accepts one new connection, which this thread then serves (it carries its hello,
+    /// and usually a request, at once). If more are waiting, the listener stays readable
+    /// and wakes another thread.
+    fn accept(&self) -> Option<Conn> {
+        loop {
             match self.listener.accept() {
                 Ok((stream, _)) => {
                     if stream.set_nonblocking(false).is_err() {
@@ -306,34 +351,29 @@ impl Server {
                     }
                     let _ = stream.set_read_timeout(Some(self.settings.socket_timeout));
                     let _ = stream.set_write_timeout(Some(self.settings.socket_timeout));
-                    let token = self.next_token.fetch_add(1, Ordering::Relaxed);
-                    let conn = Conn {
+                    return Some(Conn {
                         stream,
                         dec: Decoder::new(Limits::default()),
                         handshaken: false,
-                        token,
-                    };
-                    // A new connection carries its hello (and usually a request) at once.
-                    self.enqueue(conn);
+                        registered: false,
+                        token: self.next_token.fetch_add(1, Ordering::Relaxed),
+                    });
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                // Another thread or process took it.
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return None,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
                     logging::warning(&format!(
                         "daemon '{}': accept failed: {e}",
                         self.settings.group
                     ));
-                    return;
+                    // The listener stays readable: do not spin on a lasting error
+                    // (such as running out of descriptors).
+                    std::thread::sleep(Duration::from_millis(100));
+                    return None;
                 }
             }
         }
-    }
-
-    fn enqueue(&self, conn: Conn) {
-        if let Ok(mut q) = self.queue.lock() {
-            q.push_back(conn);
-        }
-        self.ready.notify_one();
     }
 
     /// Puts a connection back under epoll until Apache sends its next request.
@@ -341,50 +381,33 @@ impl Server {
         // An idle connection holds no read buffer: a daemon may have hundreds of them (every
         // Apache child pools its own), but only `threads` are read at a time.
         conn.dec.release_memory(0);
+        let fd = conn.stream.as_raw_fd();
+        let token = conn.token;
+        let registered = std::mem::replace(&mut conn.registered, true);
+        let Ok(mut idle) = self.idle.lock() else {
+            return;
+        };
         if self.stopping.load(Ordering::SeqCst) {
             return; // dropping closes it; Apache reconnects to a live process
         }
-        let fd = conn.stream.as_raw_fd();
-        let token = conn.token;
-        let first_time = !conn.handshaken || token == 0;
-        if let Ok(mut idle) = self.idle.lock() {
-            idle.insert(token, conn);
-        }
-        // SAFETY: the connection (and its fd) is owned by `idle` until the dispatcher
-        // removes it; epoll only refers to the fd by number.
+        idle.insert(token, conn);
+        // Armed only once the connection is in `idle`, where the thread woken for it looks;
+        // under the lock, so stop_accepting cannot close the descriptor in between.
+        // SAFETY: the connection (and its fd) is owned by `idle` until a thread removes it;
+        // epoll only refers to the fd by number.
         let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
         let mut ev = EpollEvent::new(EpollFlags::EPOLLIN | EpollFlags::EPOLLONESHOT, token);
-        let rearmed = self.epoll.modify(borrowed, &mut ev).or_else(|_| {
-            let _ = first_time;
+        let armed = if registered {
+            self.epoll.modify(borrowed, &mut ev)
+        } else {
             self.epoll.add(borrowed, ev)
-        });
-        if rearmed.is_err() {
-            if let Ok(mut idle) = self.idle.lock() {
-                idle.remove(&token);
-            }
-        }
-    }
-
-    fn next_ready(&self) -> Option<Conn> {
-        let mut q = self.queue.lock().ok()?;
-        self.idle_workers.fetch_add(1, Ordering::SeqCst);
-        if !self.listener_armed.load(Ordering::SeqCst) {
-            let _ = self.wake.write(1);
-        }
-        loop {
-            if let Some(conn) = q.pop_front() {
-                self.idle_workers.fetch_sub(1, Ordering::SeqCst);
-                return Some(conn);
-            }
-            if self.stopping.load(Ordering::SeqCst) {
-                self.idle_workers.fetch_sub(1, Ordering::SeqCst);
-                return None;
-            }
-            q = self
-                .ready
-                .wait_timeout(q, Duration::from_millis(500))
-                .ok()?
-                .0;
+        };
+        if let Err(e) = armed {
+            logging::warning(&format!(
+                "daemon '{}': cannot watch an idle connection from Apache (closing it): {e}",
+                self.settings.group
+            ));
+            idle.remove(&token);
         }
     }
 
@@ -434,7 +457,8 @@ impl Server {
             // SAFETY: pthread_self has no preconditions.
             slot.store(unsafe { libc::pthread_self() } as u64, Ordering::SeqCst);
         }
-        while let Some(mut conn) = self.next_ready() {
+        let mut events = [EpollEvent::empty(); 1];
+        while let Some(mut conn) = self.next_ready(&mut events) {
             let keep = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 self.serve_connection(&mut conn, index)
             }))
@@ -761,5 +785,136 @@ impl RequestIo for DaemonIo<'_> {
 impl AsFd for Server {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.listener.as_fd()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+
+    /// A server without Python, so every request is answered with an APP_LOAD_FAILED error
+    /// frame: enough to exercise the threads, the epoll hand-offs and stopping.
+    fn start_server(
+        dir: &std::path::Path,
+        processes: usize,
+        threads: usize,
+    ) -> (Arc<Server>, Vec<std::thread::JoinHandle<()>>) {
+        let listener = UnixListener::bind(dir.join("group.sock")).unwrap();
+        let fd = std::os::fd::IntoRawFd::into_raw_fd(listener);
+        let settings = ServeSettings {
+            group: "unit".into(),
+            processes,
+            threads,
+            socket_timeout: Duration::from_secs(10),
+            queue_timeout: None,
+            maximum_requests: 0,
+        };
+        let server = Server::new(settings, fd, None, "no Python here".into()).unwrap();
+        let handles = server.start().unwrap();
+        (server, handles)
+    }
+
+    fn connect(dir: &std::path::Path) -> UnixStream {
+        let mut stream = UnixStream::connect(dir.join("group.sock")).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        protocol::io::client_handshake(&mut stream, 0).unwrap();
+        stream
+    }
+
+    /// Sends one request head and returns the error code the daemon answers with.
+    fn error_code_for_request(stream: &mut UnixStream) -> u16 {
+        let mut out = Vec::new();
+        Frame::ReqHead(protocol::ReqHead {
+            flags: 0,
+            request_start_us: 0,
+            script_path: b"/srv/app.wsgi".to_vec(),
+            app_group: Vec::new(),
+            callable: Vec::new(),
+            env: vec![(b"REQUEST_METHOD".to_vec(), b"GET".to_vec())],
+        })
+        .encode(&mut out)
+        .unwrap();
+        stream.write_all(&out).unwrap();
+        let limits = Limits::default();
+        let mut header = [0u8; protocol::HEADER_LEN];
+        stream.read_exact(&mut header).unwrap();
+        let header = protocol::FrameHeader::parse(&header, &limits).unwrap();
+        let mut payload = vec![0u8; header.len as usize];
+        stream.read_exact(&mut payload).unwrap();
+        match Frame::decode(header.kind, &payload, &limits).unwrap() {
+            Frame::Error { code, .. } => code,
+            other => panic!("expected an error frame, got a {} frame", other.kind()),
+        }
+    }
+
+    /// More connections than threads, each with several requests: every request is answered
+    /// (connections are re-armed after each one; new connections wait while every thread is
+    /// busy and are accepted once one is free), and stop_accepting ends all threads at once
+    /// (well before their 10 s epoll timeout) and closes the idle connections.
+    fn serve_then_stop(processes: usize) {
+        let dir = std::env::temp_dir().join(format!(
+            "rwsgi-worker-tests-{}-{processes}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let (server, handles) = start_server(&dir, processes, 3);
+        let clients: Vec<_> = (0..8)
+            .map(|_| {
+                let dir = dir.clone();
+                std::thread::spawn(move || {
+                    let mut stream = connect(&dir);
+                    for _ in 0..5 {
+                        assert_eq!(
+                            error_code_for_request(&mut stream),
+                            error_code::APP_LOAD_FAILED
+                        );
+                    }
+                    stream
+                })
+            })
+            .collect();
+        let streams: Vec<UnixStream> = clients.into_iter().map(|c| c.join().unwrap()).collect();
+        // A request is counted just after its answer was written.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while server.served.load(Ordering::SeqCst) < 40 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert_eq!(server.served.load(Ordering::SeqCst), 40);
+        assert_eq!(server.active(), 0);
+
+        let started = Instant::now();
+        server.stop_accepting();
+        for h in handles {
+            h.join().unwrap();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "worker threads took {:?} to stop",
+            started.elapsed()
+        );
+        for mut stream in streams {
+            let mut byte = [0u8; 1];
+            assert_eq!(
+                stream.read(&mut byte).unwrap(),
+                0,
+                "idle connection left open"
+            );
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn one_process_group_serves_and_stops() {
+        serve_then_stop(1);
+    }
+
+    /// In a multi-process group the listener leaves the epoll set while every thread is busy.
+    #[test]
+    fn multi_process_group_serves_and_stops() {
+        serve_then_stop(2);
     }
 }
