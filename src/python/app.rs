@@ -131,7 +131,14 @@ impl AppHost {
         keep_thread_state();
         let shared = Shared::new();
         let binding = shared.bind_io(io);
-        let outcome = match catch_unwind(AssertUnwindSafe(|| self.serve(spec, &shared))) {
+        let served = catch_unwind(AssertUnwindSafe(|| {
+            let outcome = self.serve(spec, &shared);
+            match shared.send_deferred() {
+                Err(SendError::Io(_)) if outcome == Outcome::Completed => Outcome::ClientGone,
+                _ => outcome,
+            }
+        }));
+        let outcome = match served {
             Ok(outcome) => outcome,
             Err(panic) => {
                 log(
@@ -357,8 +364,13 @@ fn body_bytes<'a, 'py>(item: &'a Bound<'py, PyAny>) -> PyResult<&'a Bound<'py, P
     })
 }
 
+/// Bodies up to this size that end the response are copied and sent after the Python work
+/// (see [`Shared::defer`]); larger ones are sent from the Python objects, detached.
+const DEFER_LIMIT: usize = 64 * 1024;
+
 /// A list or tuple: every item is checked first (a bad one sends nothing), then all are sent
-/// in one detached section and flushed once.
+/// in one detached section and flushed once, or, when the response ends with them and they
+/// are small, deferred until the request is done with Python.
 fn send_sequence(
     py: Python<'_>,
     shared: &Shared,
@@ -368,6 +380,23 @@ fn send_sequence(
     let mut chunks: Vec<&[u8]> = Vec::with_capacity(items.len());
     for item in &items {
         chunks.push(body_bytes(item)?.as_bytes());
+    }
+    if ends_with_body && chunks.iter().map(|c| c.len()).sum::<usize>() <= DEFER_LIMIT {
+        let mut resp = response_state(py, shared);
+        if resp.io_failed {
+            return Err(send_failure(SendError::Io(std::io::Error::new(
+                std::io::ErrorKind::BrokenPipe,
+                "an earlier write to the client failed",
+            ))));
+        }
+        shared.defer(&mut resp, &[]).map_err(send_failure)?;
+        for chunk in chunks.iter().filter(|c| !c.is_empty()) {
+            shared.defer(&mut resp, chunk).map_err(send_failure)?;
+            if resp.length_reached() {
+                break;
+            }
+        }
+        return Ok(());
     }
     py.detach(|| {
         for chunk in chunks.iter().filter(|c| !c.is_empty()) {

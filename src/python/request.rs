@@ -40,6 +40,9 @@ pub(crate) struct Response {
     pub sent: u64,
     /// The first I/O error: the client is gone and nothing more is attempted.
     pub io_failed: bool,
+    /// The body's last bytes, accepted (and counted in `sent`) while attached to Python, to
+    /// go out after the application's Python work is over: see [`Shared::defer`].
+    pub deferred: Option<Vec<u8>>,
 }
 
 impl Response {
@@ -166,6 +169,49 @@ impl Shared {
             }
             if flush {
                 io.flush()?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Accepts the end of the body without touching the io, for a caller attached to Python
+    /// (holding `resp`, the response lock): the bytes (after Content-Length truncation, as in
+    /// `send`) are counted as sent and go out, with the head if needed, in
+    /// [`send_deferred`](Self::send_deferred), once the request no longer needs Python. A
+    /// request then takes the GIL once, not once more to come back from sending.
+    pub(crate) fn defer(&self, resp: &mut Response, data: &[u8]) -> Result<(), SendError> {
+        if resp.status.is_none() {
+            return Err(SendError::NotStarted);
+        }
+        let allowed = match resp.content_length {
+            Some(cl) => data
+                .len()
+                .min(usize::try_from(cl.saturating_sub(resp.sent)).unwrap_or(usize::MAX)),
+            None => data.len(),
+        };
+        resp.deferred
+            .get_or_insert_with(Vec::new)
+            .extend_from_slice(&data[..allowed]);
+        resp.sent += allowed as u64;
+        Ok(())
+    }
+
+    /// Sends what [`defer`](Self::defer) accepted (the head first if not yet sent). Call
+    /// detached; nothing to do when nothing was deferred.
+    pub(crate) fn send_deferred(&self) -> Result<(), SendError> {
+        let mut resp = self.response();
+        let Some(data) = resp.deferred.take() else {
+            return Ok(());
+        };
+        if resp.io_failed {
+            return Err(SendError::Io(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "an earlier write to the client failed",
+            )));
+        }
+        self.with_head_sent(&mut resp, |io, _| {
+            if !data.is_empty() {
+                io.send_body(&data)?;
             }
             Ok(())
         })

@@ -682,9 +682,10 @@ def application(environ, start_response):
     );
 }
 
-/// A list or tuple is sent in one go with no flush of its own: nothing of the app runs after
-/// it, so the response's end follows at once. With a close() (or event subscribers) to run
-/// first, the body is flushed before it.
+/// A small list or tuple is sent in one go, after the app's Python work, with no flush of its
+/// own: nothing of the app runs after it, so the response's end follows at once. With a
+/// close() (or event subscribers) to run first, the items are sent as they are and flushed
+/// before it.
 #[test]
 fn list_and_tuple_responses_end_with_their_last_bytes() {
     let host = host();
@@ -704,32 +705,50 @@ def application(environ, start_response):
         return []
     if environ['PATH_INFO'] == '/closing':
         return Closing(items)
+    if environ['PATH_INFO'] == '/big':
+        return [b'x' * 40000, b'y' * 40000]
     return items
 "#,
     );
     let head = Ev::Head(200, "OK".into(), vec![]);
-    let body = vec![
-        head.clone(),
-        Ev::Body(b"a".to_vec()),
-        Ev::Body(b"b".to_vec()),
-        Ev::Body(b"c".to_vec()),
-    ];
     for path_info in ["/list", "/tuple"] {
         let mut io = FakeIo::new();
         assert_eq!(
             request(&host, &path, path_info, &mut io),
             Outcome::Completed
         );
-        assert_eq!(io.events, body, "{path_info}");
+        assert_eq!(
+            io.events,
+            vec![head.clone(), Ev::Body(b"abc".to_vec())],
+            "{path_info}"
+        );
     }
     let mut io = FakeIo::new();
     assert_eq!(
         request(&host, &path, "/closing", &mut io),
         Outcome::Completed
     );
-    let mut flushed = body.clone();
-    flushed.push(Ev::Flush);
-    assert_eq!(io.events, flushed);
+    assert_eq!(
+        io.events,
+        vec![
+            head.clone(),
+            Ev::Body(b"a".to_vec()),
+            Ev::Body(b"b".to_vec()),
+            Ev::Body(b"c".to_vec()),
+            Ev::Flush
+        ]
+    );
+    // Over the copy limit: sent from the objects themselves, still without a flush.
+    let mut io = FakeIo::new();
+    assert_eq!(request(&host, &path, "/big", &mut io), Outcome::Completed);
+    assert_eq!(
+        io.events,
+        vec![
+            head.clone(),
+            Ev::Body(vec![b'x'; 40000]),
+            Ev::Body(vec![b'y'; 40000])
+        ]
+    );
     let mut io = FakeIo::new();
     assert_eq!(request(&host, &path, "/empty", &mut io), Outcome::Completed);
     assert_eq!(io.events, vec![head]);
