@@ -10,10 +10,12 @@
 //! - `protocol` L2 pure Rust wire protocol between Apache children and daemons.
 //! - `apache`   L1 a thin safe layer over Apache's C API.
 //! - `ffi`      L0 raw bindgen bindings.
+//! - `logging`, `heap`: process-wide helpers (log lines; glibc heap policy).
 
 pub mod config;
 pub mod protocol;
 
+pub mod heap;
 pub mod logging;
 
 pub mod ffi;

@@ -444,7 +444,7 @@ unsafe extern "C" fn post_config(
 
 unsafe extern "C" fn child_init(_pchild: *mut ffi::apr_pool_t, _s: *mut ffi::server_rec) {
     guard("child_init", (), || {
-        crate::daemon::spawn::limit_malloc_arenas();
+        crate::heap::limit_malloc_arenas();
         // Apache children connect to daemons by path; they need no listening socket.
         if let Some(slot) = main_slot() {
             for fd in slot.listener_fds.drain(..) {

@@ -83,7 +83,7 @@ pub fn run(plan: DaemonPlan) -> i32 {
         ));
         std::thread::sleep(plan.start_delay);
     }
-    spawn::limit_malloc_arenas();
+    crate::heap::limit_malloc_arenas();
     if let Err(e) = spawn::prepare_child(&plan.setup) {
         critical(&plan, &e.to_string());
         return 2;

@@ -206,16 +206,6 @@ fn verify_identity(id: &Identity) -> Result<(), SpawnError> {
     Ok(())
 }
 
-/// glibc gives each thread that allocates its own malloc arena (up to 8 per core), and each
-/// keeps its freed memory: with dozens of request threads that is megabytes of RSS per
-/// process for a few short-lived buffers each. Two arenas keep that small (as
-/// MALLOC_ARENA_MAX=2 does for Python deployments). Called in each Apache child and daemon.
-pub fn limit_malloc_arenas() {
-    // SAFETY: mallopt only changes glibc's allocator settings; called before this process
-    // starts its request threads.
-    unsafe { libc::mallopt(libc::M_ARENA_MAX, 2) };
-}
-
 /// Shows `name` in `ps` (the command line) and in `top`/`/proc/PID/comm`.
 fn set_display_name(name: &str, argv_area: Option<(usize, usize)>) {
     if let Ok(c) = CString::new(name) {

@@ -82,6 +82,8 @@ pub struct Server {
     stopping: AtomicBool,
     active: AtomicUsize,
     served: AtomicU64,
+    /// Gives freed request buffers back to the system every 1024 requests.
+    heap_trimmer: crate::heap::HeapTrimmer,
     restart_requested: AtomicBool,
     restart_reason: Mutex<String>,
     /// A loaded script changed: this process must not start another request.
@@ -140,6 +142,7 @@ impl Server {
             stopping: AtomicBool::new(false),
             active: AtomicUsize::new(0),
             served: AtomicU64::new(0),
+            heap_trimmer: crate::heap::HeapTrimmer::new(1024),
             restart_requested: AtomicBool::new(false),
             restart_reason: Mutex::new(String::new()),
             stale: AtomicBool::new(false),
@@ -535,6 +538,7 @@ impl Server {
         self.last_activity
             .store(micros_since(self.epoch), Ordering::SeqCst);
         self.active.fetch_sub(1, Ordering::SeqCst);
+        self.heap_trimmer.request_done();
         let served = self.served.fetch_add(1, Ordering::SeqCst) + 1;
         let max = self.settings.maximum_requests;
         if max > 0 && served >= max {
@@ -651,7 +655,8 @@ impl<'c> DaemonIo<'c> {
         DaemonIo {
             conn,
             read_timeout,
-            out: Vec::with_capacity(OUT_BUFFER),
+            // Grows on demand up to OUT_BUFFER: most responses are far smaller.
+            out: Vec::new(),
             head_sent: false,
             failed: false,
         }

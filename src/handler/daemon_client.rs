@@ -264,6 +264,9 @@ pub fn encode_head<'a>(
     }
 }
 
+/// Returns freed request and response buffers to the system every 1024 requests of a child.
+static HEAP_TRIMMER: crate::heap::HeapTrimmer = crate::heap::HeapTrimmer::new(1024);
+
 /// Serves `r` through the daemon group, sending `head` (from [`encode_head`]). Returns
 /// Apache's handler result.
 pub fn serve(
@@ -272,6 +275,7 @@ pub fn serve(
     plan: &RequestPlan<'_>,
     head: &[u8],
 ) -> i32 {
+    HEAP_TRIMMER.request_done();
     let mut body = match Body::preread(
         r,
         plan.flags & crate::protocol::req_flags::BODY_FOLLOWS != 0,
