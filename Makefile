@@ -118,12 +118,16 @@ serve: deps build express
 # BENCH_OPTS="--out results.md" also writes the table as markdown.
 BENCH_OPTS ?=
 BENCH_PACKAGES := wrk libapache2-mod-wsgi-py3
-.PHONY: bench bench-deps
+.PHONY: bench bench-deps bench-ipc
 bench-deps:
 	$(call install_missing,$(BENCH_PACKAGES))
 
 bench: deps bench-deps build test-venv
 	/usr/bin/python3 bench/run.py $(BENCH_OPTS)
+
+# The CPU floor of one request crossing into another process (bench/ipc_floor.rs).
+bench-ipc: deps
+	$(CARGO) run --release --example ipc_floor
 
 clean:
 	$(CARGO) clean
