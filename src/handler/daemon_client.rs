@@ -287,6 +287,9 @@ pub fn serve(
     // daemon being replaced turns requests away: in both cases nothing was consumed. Bounded
     // by connect-timeout and an attempt count.
     let mut attempts = 0;
+    // After a failed attempt, only a new connection: a pooled one, even one another thread
+    // has just put back, may lead to the same process, which is dying or draining.
+    let mut fresh_only = false;
     // A connection that fails after the head went out may mean the daemon died while
     // running the request: resend at most once.
     let mut resent_after_close = false;
@@ -298,7 +301,13 @@ pub fn serve(
     let deadline = Instant::now() + target.connect_timeout;
     loop {
         attempts += 1;
-        let (conn, reused) = match take_idle(&target.socket_path) {
+        let pooled = if fresh_only {
+            None
+        } else {
+            take_idle(&target.socket_path)
+        };
+        fresh_only = true;
+        let (conn, reused) = match pooled {
             Some(c) => (c, true),
             None => match connect(target) {
                 Ok(c) => (c, false),
