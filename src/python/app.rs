@@ -365,7 +365,7 @@ fn body_bytes<'a, 'py>(item: &'a Bound<'py, PyAny>) -> PyResult<&'a Bound<'py, P
 }
 
 /// Bodies up to this size that end the response are copied and sent after the Python work
-/// (see [`Shared::defer`]); larger ones are sent from the Python objects, detached.
+/// (see [`Response::defer`]); larger ones are sent from the Python objects, detached.
 const DEFER_LIMIT: usize = 64 * 1024;
 
 /// A list or tuple: every item is checked first (a bad one sends nothing), then all are sent
@@ -383,15 +383,10 @@ fn send_sequence(
     }
     if ends_with_body && chunks.iter().map(|c| c.len()).sum::<usize>() <= DEFER_LIMIT {
         let mut resp = response_state(py, shared);
-        if resp.io_failed {
-            return Err(send_failure(SendError::Io(std::io::Error::new(
-                std::io::ErrorKind::BrokenPipe,
-                "an earlier write to the client failed",
-            ))));
-        }
-        shared.defer(&mut resp, &[]).map_err(send_failure)?;
+        // Even with nothing to send, the head goes out with the response's end.
+        resp.defer(&[]).map_err(send_failure)?;
         for chunk in chunks.iter().filter(|c| !c.is_empty()) {
-            shared.defer(&mut resp, chunk).map_err(send_failure)?;
+            resp.defer(chunk).map_err(send_failure)?;
             if resp.length_reached() {
                 break;
             }

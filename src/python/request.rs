@@ -41,13 +41,52 @@ pub(crate) struct Response {
     /// The first I/O error: the client is gone and nothing more is attempted.
     pub io_failed: bool,
     /// The body's last bytes, accepted (and counted in `sent`) while attached to Python, to
-    /// go out after the application's Python work is over: see [`Shared::defer`].
+    /// go out after the application's Python work is over: see [`Response::defer`].
     pub deferred: Option<Vec<u8>>,
 }
 
 impl Response {
     pub(crate) fn length_reached(&self) -> bool {
         self.content_length.is_some_and(|cl| self.sent >= cl)
+    }
+
+    /// Ok when body bytes may be sent: start_response was called and no write failed.
+    fn check_sendable(&self) -> Result<(), SendError> {
+        if self.status.is_none() {
+            return Err(SendError::NotStarted);
+        }
+        if self.io_failed {
+            return Err(SendError::Io(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "an earlier write to the client failed",
+            )));
+        }
+        Ok(())
+    }
+
+    /// How many of `len` more body bytes Content-Length still allows.
+    fn allowance(&self, len: usize) -> usize {
+        match self.content_length {
+            Some(cl) => {
+                len.min(usize::try_from(cl.saturating_sub(self.sent)).unwrap_or(usize::MAX))
+            }
+            None => len,
+        }
+    }
+
+    /// Accepts the end of the body without touching the io, for a caller attached to Python
+    /// (holding the response lock): the bytes (after Content-Length truncation, as in
+    /// [`Shared::send`]) are counted as sent and go out, with the head if needed, in
+    /// [`Shared::send_deferred`], once the request no longer needs Python. A request then
+    /// takes the GIL once, not once more to come back from sending.
+    pub(crate) fn defer(&mut self, data: &[u8]) -> Result<(), SendError> {
+        self.check_sendable()?;
+        let allowed = self.allowance(data.len());
+        self.deferred
+            .get_or_insert_with(Vec::new)
+            .extend_from_slice(&data[..allowed]);
+        self.sent += allowed as u64;
+        Ok(())
     }
 }
 
@@ -147,21 +186,8 @@ impl Shared {
     /// flushes if asked. Call detached.
     pub(crate) fn send(&self, data: &[u8], flush: bool) -> Result<(), SendError> {
         let mut resp = self.response();
-        if resp.status.is_none() {
-            return Err(SendError::NotStarted);
-        }
-        if resp.io_failed {
-            return Err(SendError::Io(io::Error::new(
-                io::ErrorKind::BrokenPipe,
-                "an earlier write to the client failed",
-            )));
-        }
-        let allowed = match resp.content_length {
-            Some(cl) => data
-                .len()
-                .min(usize::try_from(cl.saturating_sub(resp.sent)).unwrap_or(usize::MAX)),
-            None => data.len(),
-        };
+        resp.check_sendable()?;
+        let allowed = resp.allowance(data.len());
         self.with_head_sent(&mut resp, |io, resp| {
             if allowed > 0 {
                 io.send_body(&data[..allowed])?;
@@ -174,41 +200,14 @@ impl Shared {
         })
     }
 
-    /// Accepts the end of the body without touching the io, for a caller attached to Python
-    /// (holding `resp`, the response lock): the bytes (after Content-Length truncation, as in
-    /// `send`) are counted as sent and go out, with the head if needed, in
-    /// [`send_deferred`](Self::send_deferred), once the request no longer needs Python. A
-    /// request then takes the GIL once, not once more to come back from sending.
-    pub(crate) fn defer(&self, resp: &mut Response, data: &[u8]) -> Result<(), SendError> {
-        if resp.status.is_none() {
-            return Err(SendError::NotStarted);
-        }
-        let allowed = match resp.content_length {
-            Some(cl) => data
-                .len()
-                .min(usize::try_from(cl.saturating_sub(resp.sent)).unwrap_or(usize::MAX)),
-            None => data.len(),
-        };
-        resp.deferred
-            .get_or_insert_with(Vec::new)
-            .extend_from_slice(&data[..allowed]);
-        resp.sent += allowed as u64;
-        Ok(())
-    }
-
-    /// Sends what [`defer`](Self::defer) accepted (the head first if not yet sent). Call
+    /// Sends what [`Response::defer`] accepted (the head first if not yet sent). Call
     /// detached; nothing to do when nothing was deferred.
     pub(crate) fn send_deferred(&self) -> Result<(), SendError> {
         let mut resp = self.response();
         let Some(data) = resp.deferred.take() else {
             return Ok(());
         };
-        if resp.io_failed {
-            return Err(SendError::Io(io::Error::new(
-                io::ErrorKind::BrokenPipe,
-                "an earlier write to the client failed",
-            )));
-        }
+        resp.check_sendable()?;
         self.with_head_sent(&mut resp, |io, _| {
             if !data.is_empty() {
                 io.send_body(&data)?;
