@@ -287,9 +287,6 @@ pub fn serve(
     // daemon being replaced turns requests away: in both cases nothing was consumed. Bounded
     // by connect-timeout and an attempt count.
     let mut attempts = 0;
-    // After a failed attempt, only a new connection: a pooled one, even one another thread
-    // has just put back, may lead to the same process, which is dying or draining.
-    let mut fresh_only = false;
     // A connection that fails after the head went out may mean the daemon died while
     // running the request: resend at most once.
     let mut resent_after_close = false;
@@ -301,12 +298,13 @@ pub fn serve(
     let deadline = Instant::now() + target.connect_timeout;
     loop {
         attempts += 1;
-        let pooled = if fresh_only {
-            None
-        } else {
+        // After a failed attempt, only a new connection: a pooled one, even one another
+        // thread has just put back, may lead to the same process, which is dying or draining.
+        let pooled = if attempts == 1 {
             take_idle(&target.socket_path)
+        } else {
+            None
         };
-        fresh_only = true;
         let (conn, reused) = match pooled {
             Some(c) => (c, true),
             None => match connect(target) {

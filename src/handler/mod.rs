@@ -214,50 +214,50 @@ pub fn handle(r: &mut Request<'_>, ctx: &HandlerContext<'_>) -> i32 {
     };
     r.add_cgi_variables();
     let path_info = cgi_env::collapse_slashes(&path_info);
-    let trusted_headers = dir.trusted_proxy_headers.as_deref();
-    if let (Some(target), None) = (target, trusted_headers) {
-        // Daemon mode: the environ goes from Apache's own strings straight into the request
-        // head, with no copy of each variable.
-        let head =
-            daemon_client::encode_head(r, &plan, environ(r, &script_name, &path_info, pass_auth));
-        return match head {
-            Ok(head) => daemon_client::serve(r, target, &plan, &head),
-            Err(status) => status,
+    let Some(target) = target else {
+        let env = owned_environ(r, dir, &script_name, &path_info, pass_auth);
+        let spec = crate::python::RequestSpec {
+            script_path: &script,
+            app_group: &app_group,
+            callable: &callable,
+            env: &env,
+            // Embedded mode re-imports a touched script in place, as mod_wsgi does.
+            script_reloading: dir.script_reloading(),
         };
+        return embedded::serve(r, ctx.embedded, &spec, dir.enable_sendfile());
+    };
+    let head = if dir.trusted_proxy_headers.is_some() {
+        let env = owned_environ(r, dir, &script_name, &path_info, pass_auth);
+        daemon_client::encode_head(r, &plan, env.iter().map(|(k, v)| (&k[..], &v[..])))
+    } else {
+        // Apache's own strings go straight into the request head, with no copy of each.
+        daemon_client::encode_head(r, &plan, environ(r, &script_name, &path_info, pass_auth))
+    };
+    match head {
+        Ok(head) => daemon_client::serve(r, target, &plan, &head),
+        Err(status) => status,
     }
-    let mut env: Vec<(Vec<u8>, Vec<u8>)> = environ(r, &script_name, &path_info, pass_auth)
+}
+
+/// The environ as owned pairs, with WSGITrustedProxyHeaders applied (logged): for embedded
+/// mode, and for the trusted proxy rewrite.
+fn owned_environ(
+    r: &Request<'_>,
+    dir: &DirConfig,
+    script_name: &[u8],
+    path_info: &[u8],
+    pass_auth: bool,
+) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let mut env: Vec<(Vec<u8>, Vec<u8>)> = environ(r, script_name, path_info, pass_auth)
         .map(|(k, v)| (k.to_vec(), v.to_vec()))
         .collect();
-    if let Some(trusted_headers) = trusted_headers {
+    if let Some(trusted_headers) = dir.trusted_proxy_headers.as_deref() {
         let proxies = dir.trusted_proxies.as_deref().unwrap_or(&[]);
         for note in crate::config::apply_trusted_proxy_headers(&mut env, proxies, trusted_headers) {
             log::request(r.as_ptr(), Level::Info, &format!("mod_rwsgi: {note}"));
         }
     }
-    match target {
-        Some(target) => {
-            let head = daemon_client::encode_head(
-                r,
-                &plan,
-                env.iter().map(|(k, v)| (k.as_slice(), v.as_slice())),
-            );
-            match head {
-                Ok(head) => daemon_client::serve(r, target, &plan, &head),
-                Err(status) => status,
-            }
-        }
-        None => {
-            let spec = crate::python::RequestSpec {
-                script_path: &script,
-                app_group: &app_group,
-                callable: &callable,
-                env: &env,
-                // Embedded mode re-imports a touched script in place, as mod_wsgi does.
-                script_reloading: dir.script_reloading(),
-            };
-            embedded::serve(r, ctx.embedded, &spec, dir.enable_sendfile())
-        }
-    }
+    env
 }
 
 /// Apache refused the request body before anything was read: say what was wrong with it.
