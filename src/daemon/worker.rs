@@ -701,8 +701,11 @@ impl RequestIo for DaemonIo<'_> {
         self.write_out()?;
         // Waits in poll(): a thread blocked in recv() would be woken for nothing when
         // Apache reads the ReadBody frame just sent.
-        let mut reader = protocol::io::PollingReader {
+        // (Apache sends no descriptors: any that came would be closed with `fds`.)
+        let mut fds = std::collections::VecDeque::new();
+        let mut reader = protocol::fd_passing::FdReader {
             stream: &self.conn.stream,
+            fds: &mut fds,
             timeout: Some(self.read_timeout),
             wait_first: true,
         };

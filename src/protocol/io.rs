@@ -13,12 +13,11 @@
 
 use std::fmt;
 use std::io::{self, ErrorKind, IoSlice, Read, Write};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::os::fd::BorrowedFd;
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-use nix::sys::socket::{MsgFlags, recv};
 
 use super::{
     ClientHello, Decoder, Frame, FrameKind, HELLO_LEN, HelloStatus, ProtocolError, RawFrame,
@@ -86,32 +85,6 @@ pub fn wait_readable(fd: BorrowedFd<'_>, timeout: Option<Duration>) -> io::Resul
             Ok(0) | Err(Errno::EINTR) => {}
             Ok(_) => return Ok(()),
             Err(e) => return Err(io::Error::from(e)),
-        }
-    }
-}
-
-/// Reads a socket like `Read`, but sleeps in [`wait_readable`] rather than in `recv()`.
-pub struct PollingReader<'a, S: AsFd> {
-    pub stream: &'a S,
-    /// How long one read waits for bytes (`None`: forever); then `TimedOut`.
-    pub timeout: Option<Duration>,
-    /// Wait for input before the first read: the caller has just asked the peer for
-    /// something, so a first read would find nothing.
-    pub wait_first: bool,
-}
-
-impl<S: AsFd> Read for PollingReader<'_, S> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        loop {
-            if std::mem::take(&mut self.wait_first) {
-                wait_readable(self.stream.as_fd(), self.timeout)?;
-            }
-            match recv(self.stream.as_fd().as_raw_fd(), buf, MsgFlags::MSG_DONTWAIT) {
-                Ok(n) => return Ok(n),
-                Err(Errno::EAGAIN) => self.wait_first = true,
-                Err(Errno::EINTR) => {}
-                Err(e) => return Err(io::Error::from(e)),
-            }
         }
     }
 }
@@ -613,10 +586,12 @@ mod tests {
     }
 
     #[test]
-    fn polling_reader_waits_for_input_then_times_out() {
+    fn fd_reader_reads_late_bytes_and_end_of_stream() {
         let (mut a, b) = UnixStream::pair().unwrap();
-        let mut reader = PollingReader {
+        let mut fds = std::collections::VecDeque::new();
+        let mut reader = super::super::fd_passing::FdReader {
             stream: &b,
+            fds: &mut fds,
             timeout: Some(Duration::from_millis(50)),
             wait_first: true,
         };
