@@ -173,7 +173,7 @@ impl Body {
         while !body.complete && body.pre.len() < PREREAD_LIMIT {
             let room = match declared {
                 // Apache's input filters deliver no more than Content-Length.
-                Some(n) if n == body.pre.len() && n < PREREAD_LIMIT => {
+                Some(n) if n == body.pre.len() => {
                     body.complete = true;
                     break;
                 }
