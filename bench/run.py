@@ -11,8 +11,8 @@ to mod_wsgi.
 
 Environment: BENCH_DURATION (seconds per run, default 5), BENCH_REPS (default 3),
 BENCH_QUICK=1 (1 s, 1 rep: a smoke run), BENCH_ONLY=hello,write (only those workloads),
-RWSGI_SO (default
-build/mod_rwsgi.so). Run as root (Apache drops to www-data). Python 3 stdlib only.
+BENCH_VARIANTS=static,mod_rwsgi (only those servers), BENCH_BASELINE_SO=path (adds that
+build as "mod_rwsgi base", for before/after), RWSGI_SO (default build/mod_rwsgi.so). Run as root (Apache drops to www-data). Python 3 stdlib only.
 """
 
 import argparse
@@ -100,6 +100,19 @@ VARIANTS = [
     Variant('mod_wsgi emb', MOD_WSGI_SO, 'wsgi_module', embedded=True),
     Variant('mod_rwsgi emb', RWSGI_SO, 'rwsgi_module', embedded=True, peer='mod_wsgi emb'),
 ]
+# BENCH_BASELINE_SO=path: also run that build of mod_rwsgi in daemon mode ("mod_rwsgi base"),
+# for a before/after comparison in one interleaved run.
+if os.environ.get('BENCH_BASELINE_SO'):
+    VARIANTS.insert(3, Variant('mod_rwsgi base', os.environ['BENCH_BASELINE_SO'],
+                               'rwsgi_module', peer='mod_wsgi'))
+# BENCH_VARIANTS=name[,name]: only these variants (exact names, e.g. static,mod_rwsgi).
+if os.environ.get('BENCH_VARIANTS'):
+    _names = {n.strip() for n in os.environ['BENCH_VARIANTS'].split(',') if n.strip()}
+    _unknown = _names - {v.name for v in VARIANTS}
+    if _unknown:
+        sys.exit(f'BENCH_VARIANTS: unknown variant(s) {sorted(_unknown)}; '
+                 f'known: {[v.name for v in VARIANTS]}')
+    VARIANTS = [v for v in VARIANTS if v.name in _names]
 EMBEDDED = [v for v in VARIANTS if v.embedded]
 
 

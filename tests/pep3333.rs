@@ -150,6 +150,44 @@ fn large_upload_and_response_arrive_intact() {
 }
 
 #[test]
+fn bodies_around_the_buffer_and_push_limits_arrive_intact() {
+    for mode in MODES {
+        let apache = start_in(mode, "threads=2", "");
+        // Request bodies around 64 KiB (the largest pushed with the head in daemon mode) and
+        // above; bodies the app never reads must not disturb the next request on the reused
+        // daemon connection.
+        for size in [1, 4095, 65535, 65536, 65537, 300_000] {
+            let body: Vec<u8> = (0..size).map(|i| (i * 13 % 251) as u8).collect();
+            for _ in 0..3 {
+                let resp = apache.request("POST", "/app/pid", &[], &body);
+                assert_with_log!(apache, resp.status == 200, "{mode:?} unread {size}");
+            }
+            let resp = apache.request("POST", "/app/upload", &[], &body);
+            assert_with_log!(apache, resp.status == 200, "{mode:?} upload {size}");
+            assert_eq!(
+                resp.text(),
+                format!("{size} {}", sha256_hex(&body)),
+                "{mode:?}"
+            );
+            // Read in pieces smaller than what arrived at once.
+            let resp = apache.request("POST", "/app/input?mode=readn&n=4096", &[], &body);
+            let expected: Vec<&[u8]> = body.chunks(4096).collect();
+            assert!(resp.body == expected.join(&b'|'), "{mode:?} readn {size}");
+        }
+        // Responses returned as one list item, around the sizes that go out in one write.
+        for size in [100, 4096, 4097, 65535, 65536, 65537, 300_000] {
+            let resp = apache.get(&format!("/app/biglist?n={size}"));
+            assert_with_log!(apache, resp.status == 200, "{mode:?} biglist {size}");
+            let block: Vec<u8> = (0..256u32).map(|b| b as u8).cycle().take(size).collect();
+            assert!(
+                resp.body == block,
+                "{mode:?}: {size}-byte list response differs"
+            );
+        }
+    }
+}
+
+#[test]
 fn chunked_request_body_needs_wsgi_chunked_request() {
     for mode in MODES {
         let chunked = b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n";

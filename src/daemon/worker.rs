@@ -6,8 +6,8 @@
 //! one thread only) and re-armed once their request is answered. Idle connections never tie
 //! up a thread, so Apache children may keep connections open across requests.
 
-use std::collections::HashMap;
-use std::io::{self, Write};
+use std::collections::{HashMap, VecDeque};
+use std::io::{self, IoSlice, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -31,6 +31,9 @@ const WAIT_TIMEOUT_MS: u16 = 10_000;
 const OUT_BUFFER: usize = 64 * 1024;
 /// The largest body frame we send (the peer's default limit is 1 MiB).
 const MAX_CHUNK: usize = 1024 * 1024;
+/// Bodies handed over whole up to this size are copied into the output buffer all the same
+/// (cheaper than one more part in the vectored write).
+const OWNED_COPY_MAX: usize = 4 * 1024;
 
 /// Settings the serving loop needs (from the group's WSGIDaemonProcess options).
 #[derive(Clone, Debug)]
@@ -514,7 +517,24 @@ impl Server {
                 ));
                 return false;
             };
-            if !self.serve_request(conn, head, index) {
+            // A pushed body is read whole before anything else happens: the request runs,
+            // or is refused, only once Apache's write is complete.
+            let pushed = if head.has_flag(req_flags::BODY_PUSHED) {
+                match protocol::io::read_pushed_body(&mut conn.stream, &mut conn.dec) {
+                    Ok(chunks) => Some(chunks.into()),
+                    Err(e) if protocol::io::is_peer_closed(&e) => return false,
+                    Err(e) => {
+                        logging::warning(&format!(
+                            "daemon '{}': bad request body from Apache: {e}",
+                            self.settings.group
+                        ));
+                        return false;
+                    }
+                }
+            } else {
+                None
+            };
+            if !self.serve_request(conn, head, pushed, index) {
                 return false;
             }
             // Pipelined next request already buffered? Serve it now; else park.
@@ -524,14 +544,20 @@ impl Server {
         }
     }
 
-    fn serve_request(&self, conn: &mut Conn, head: protocol::ReqHead, index: usize) -> bool {
+    fn serve_request(
+        &self,
+        conn: &mut Conn,
+        head: protocol::ReqHead,
+        pushed: Option<VecDeque<Vec<u8>>>,
+        index: usize,
+    ) -> bool {
         self.active.fetch_add(1, Ordering::SeqCst);
         let started = micros_since(self.epoch);
         self.last_activity.store(started, Ordering::SeqCst);
         if let Some(slot) = self.busy_since.get(index) {
             slot.store(started, Ordering::SeqCst);
         }
-        let keep = self.run_request(conn, &head);
+        let keep = self.run_request(conn, &head, pushed);
         if let Some(slot) = self.busy_since.get(index) {
             slot.store(0, Ordering::SeqCst);
         }
@@ -547,8 +573,13 @@ impl Server {
         keep
     }
 
-    fn run_request(&self, conn: &mut Conn, head: &protocol::ReqHead) -> bool {
-        let mut io = DaemonIo::new(conn, self.settings.socket_timeout);
+    fn run_request(
+        &self,
+        conn: &mut Conn,
+        head: &protocol::ReqHead,
+        pushed: Option<VecDeque<Vec<u8>>>,
+    ) -> bool {
+        let mut io = DaemonIo::new(conn, self.settings.socket_timeout, pushed);
         if let Some(limit) = self.settings.queue_timeout {
             let now_us = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
@@ -645,16 +676,28 @@ struct DaemonIo<'c> {
     conn: &'c mut Conn,
     /// socket-timeout: how long a read of the request body waits for Apache.
     read_timeout: Duration,
+    /// The request body Apache pushed with the head (all of it), not yet read by the app.
+    pushed: Option<VecDeque<Vec<u8>>>,
+    /// Bytes to write before `out`: earlier parts of `out` and bodies handed over whole
+    /// ([`RequestIo::send_body_owned`]), so a response's head, last body bytes and end go
+    /// out in one vectored write without copying the body again.
+    queued: Vec<Vec<u8>>,
     out: Vec<u8>,
     head_sent: bool,
     failed: bool,
 }
 
 impl<'c> DaemonIo<'c> {
-    fn new(conn: &'c mut Conn, read_timeout: Duration) -> DaemonIo<'c> {
+    fn new(
+        conn: &'c mut Conn,
+        read_timeout: Duration,
+        pushed: Option<VecDeque<Vec<u8>>>,
+    ) -> DaemonIo<'c> {
         DaemonIo {
             conn,
             read_timeout,
+            pushed,
+            queued: Vec::new(),
             // Grows on demand up to OUT_BUFFER: most responses are far smaller.
             out: Vec::new(),
             head_sent: false,
@@ -663,15 +706,41 @@ impl<'c> DaemonIo<'c> {
     }
 
     fn write_out(&mut self) -> io::Result<()> {
-        if !self.out.is_empty() {
-            let r = self.conn.stream.write_all(&self.out);
-            self.out.clear();
-            if r.is_err() {
-                self.failed = true;
+        self.write_out_with(&[])
+    }
+
+    /// Writes what is queued and buffered, then `body` as one RespBody frame (nothing more
+    /// when empty), all in one vectored write.
+    fn write_out_with(&mut self, body: &[u8]) -> io::Result<()> {
+        let r = if self.queued.is_empty() && body.is_empty() {
+            if self.out.is_empty() {
+                return Ok(());
             }
-            r?;
+            self.conn.stream.write_all(&self.out)
+        } else {
+            let header = protocol::encode_header(FrameKind::RespBody, body.len() as u32);
+            let body_parts: [&[u8]; 2] = if body.is_empty() {
+                [&[], &[]]
+            } else {
+                [&header, body]
+            };
+            let mut parts: Vec<IoSlice<'_>> = self
+                .queued
+                .iter()
+                .map(Vec::as_slice)
+                .chain([self.out.as_slice()])
+                .chain(body_parts)
+                .filter(|part| !part.is_empty())
+                .map(IoSlice::new)
+                .collect();
+            protocol::io::write_all_vectored(&mut self.conn.stream, &mut parts)
+        };
+        self.queued.clear();
+        self.out.clear();
+        if r.is_err() {
+            self.failed = true;
         }
-        Ok(())
+        r
     }
 
     fn push_frame(&mut self, frame: &Frame) -> io::Result<()> {
@@ -696,6 +765,16 @@ impl<'c> DaemonIo<'c> {
 
 impl RequestIo for DaemonIo<'_> {
     fn read_body(&mut self, max: usize) -> io::Result<Vec<u8>> {
+        if let Some(pushed) = &mut self.pushed {
+            // Already here: no ReadBody round trip. Empty once it is all read.
+            let Some(mut chunk) = pushed.pop_front() else {
+                return Ok(Vec::new());
+            };
+            if chunk.len() > max.max(1) {
+                pushed.push_front(chunk.split_off(max.max(1)));
+            }
+            return Ok(chunk);
+        }
         let max = max.clamp(1, MAX_CHUNK) as u32;
         self.push_frame(&Frame::ReadBody { max })?;
         self.write_out()?;
@@ -757,8 +836,10 @@ impl RequestIo for DaemonIo<'_> {
             self.out.extend_from_slice(data);
             return Ok(());
         }
-        self.write_out()?;
-        for chunk in data.chunks(MAX_CHUNK) {
+        // The first chunk leaves with what is buffered (usually the head): one write.
+        let mut chunks = data.chunks(MAX_CHUNK);
+        self.write_out_with(chunks.next().unwrap_or_default())?;
+        for chunk in chunks {
             if let Err(e) =
                 protocol::io::write_body(&mut self.conn.stream, FrameKind::RespBody, chunk)
             {
@@ -766,6 +847,21 @@ impl RequestIo for DaemonIo<'_> {
                 return Err(e);
             }
         }
+        Ok(())
+    }
+
+    /// Small bodies are copied into `out`; a larger one is queued as it is, behind its frame
+    /// header, and goes out with what follows it (usually just the response's end).
+    fn send_body_owned(&mut self, data: Vec<u8>) -> io::Result<()> {
+        if data.len() <= OWNED_COPY_MAX || data.len() > MAX_CHUNK {
+            return self.send_body(&data);
+        }
+        self.out.extend_from_slice(&protocol::encode_header(
+            FrameKind::RespBody,
+            data.len() as u32,
+        ));
+        self.queued.push(std::mem::take(&mut self.out));
+        self.queued.push(data);
         Ok(())
     }
 
@@ -777,6 +873,9 @@ impl RequestIo for DaemonIo<'_> {
     /// The file goes to Apache as a descriptor (SCM_RIGHTS) with a RespFile frame; Apache
     /// sends it like a static file, so its bytes never pass through this process.
     fn send_file(&mut self, fd: RawFd, offset: u64, len: u64) -> io::Result<bool> {
+        if !self.queued.is_empty() {
+            self.write_out()?;
+        }
         self.push_frame(&Frame::RespFile {
             offset,
             length: len,

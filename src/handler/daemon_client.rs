@@ -3,7 +3,7 @@
 //! and relay the response to the client as it arrives.
 
 use std::collections::{HashMap, VecDeque};
-use std::io::{self, Write};
+use std::io;
 use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -146,19 +146,24 @@ fn connect(target: &DaemonTarget) -> io::Result<DaemonConn> {
 const PREREAD_LIMIT: usize = 1024 * 1024;
 
 /// The request body: the pre-read part, then (for large bodies) the rest from the client.
-struct Body {
+pub struct Body {
     pre: Vec<u8>,
     pos: usize,
     /// The whole body is in `pre`.
     complete: bool,
+    /// It goes to the daemon with the head, unasked (protocol `BODY_PUSHED`).
+    push: bool,
 }
 
 impl Body {
-    fn preread(r: &mut Request<'_>, has_body: bool) -> Result<Body, i32> {
+    /// Reads the body from the client, up to [`PREREAD_LIMIT`]; Err(status) when the client
+    /// fails (logged).
+    pub fn preread(r: &mut Request<'_>, has_body: bool) -> Result<Body, i32> {
         let mut body = Body {
             pre: Vec::new(),
             pos: 0,
             complete: !has_body,
+            push: false,
         };
         if body.complete {
             return Ok(body); // no body: no buffer, no read
@@ -193,7 +198,15 @@ impl Body {
                 }
             }
         }
+        // A small body already read whole goes with the head: the daemon then need not ask
+        // for it (one round trip fewer).
+        body.push = has_body && body.complete && body.pre.len() <= protocol::PUSHED_BODY_MAX;
         Ok(body)
+    }
+
+    /// Whether the body goes with the head (the head must then carry `BODY_PUSHED`).
+    pub fn pushed(&self) -> bool {
+        self.push
     }
 
     /// Up to `max` bytes for the daemon, from the pre-read part or else read into `buf`;
@@ -267,22 +280,16 @@ pub fn encode_head<'a>(
 /// Returns freed request and response buffers to the system every 1024 requests of a child.
 static HEAP_TRIMMER: crate::heap::HeapTrimmer = crate::heap::HeapTrimmer::new(1024);
 
-/// Serves `r` through the daemon group, sending `head` (from [`encode_head`]). Returns
-/// Apache's handler result.
+/// Serves `r` through the daemon group, sending `head` (from [`encode_head`]) and `body`
+/// (from [`Body::preread`]). Returns Apache's handler result.
 pub fn serve(
     r: &mut Request<'_>,
     target: &DaemonTarget,
     plan: &RequestPlan<'_>,
     head: &[u8],
+    mut body: Body,
 ) -> i32 {
     HEAP_TRIMMER.request_done();
-    let mut body = match Body::preread(
-        r,
-        plan.flags & crate::protocol::req_flags::BODY_FOLLOWS != 0,
-    ) {
-        Ok(b) => b,
-        Err(status) => return status,
-    };
     // Retry when a reused connection turns out closed (its daemon restarted), or while a
     // daemon being replaced turns requests away: in both cases nothing was consumed. Bounded
     // by connect-timeout and an attempt count.
@@ -432,8 +439,14 @@ fn exchange(
     body: &mut Body,
     sendfile: bool,
 ) -> Result<(), Failure> {
-    if let Err(e) = conn.stream.write_all(head) {
+    // A daemon reads a pushed body whole before it starts the request: if this write fails,
+    // the request did not run.
+    let pushed = body.push.then_some(&body.pre[..]);
+    if let Err(e) = protocol::io::write_request(&mut conn.stream, head, pushed) {
         return Err(Failure::NotSent(e));
+    }
+    if body.push {
+        body.pos = body.pre.len(); // all sent: a ReadBody (a daemon bug) gets the end
     }
     let head_deadline = target.request_timeout.map(|t| Instant::now() + t);
     let mut body_buf: Vec<u8> = Vec::new();
@@ -500,7 +513,12 @@ fn exchange(
                 });
             }
             Err(e) => {
-                if !head_sent && !body_read {
+                // A daemon that had read the request whole may have run it and died: a pushed
+                // body makes the request unsafe to resend unless the daemon left some of it
+                // unread (its close then resets the connection).
+                let maybe_started =
+                    body_read || (body.push && e.kind() != io::ErrorKind::ConnectionReset);
+                if !head_sent && !maybe_started {
                     return Err(Failure::Retryable(e));
                 }
                 log::request(

@@ -205,7 +205,7 @@ pub fn handle(r: &mut Request<'_>, ctx: &HandlerContext<'_>) -> i32 {
     if chunked {
         flags |= req_flags::CHUNKED_INPUT;
     }
-    let plan = daemon_client::RequestPlan {
+    let mut plan = daemon_client::RequestPlan {
         script: &script,
         app_group: &app_group,
         callable: &callable,
@@ -226,6 +226,13 @@ pub fn handle(r: &mut Request<'_>, ctx: &HandlerContext<'_>) -> i32 {
         };
         return embedded::serve(r, ctx.embedded, &spec, dir.enable_sendfile());
     };
+    let body = match daemon_client::Body::preread(r, has_body) {
+        Ok(body) => body,
+        Err(status) => return status,
+    };
+    if body.pushed() {
+        plan.flags |= req_flags::BODY_PUSHED;
+    }
     let head = if dir.trusted_proxy_headers.is_some() {
         let env = owned_environ(r, dir, &script_name, &path_info, pass_auth);
         daemon_client::encode_head(r, &plan, env.iter().map(|(k, v)| (&k[..], &v[..])))
@@ -234,7 +241,7 @@ pub fn handle(r: &mut Request<'_>, ctx: &HandlerContext<'_>) -> i32 {
         daemon_client::encode_head(r, &plan, environ(r, &script_name, &path_info, pass_auth))
     };
     match head {
-        Ok(head) => daemon_client::serve(r, target, &plan, &head),
+        Ok(head) => daemon_client::serve(r, target, &plan, &head, body),
         Err(status) => status,
     }
 }

@@ -12,7 +12,8 @@ use super::{HEADER_LEN, Limits, ProtocolError};
 pub enum FrameKind {
     /// Client → daemon: the request head (script, application group, environ).
     ReqHead = 1,
-    /// Client → daemon: one chunk of request body, in answer to a `ReadBody`; empty = end.
+    /// Client → daemon: one chunk of request body, in answer to a `ReadBody` or pushed after
+    /// the head (`BODY_PUSHED`); empty = end.
     ReqBody = 2,
     /// Daemon → client: "send me up to `max` bytes of request body".
     ReadBody = 3,
@@ -106,8 +107,13 @@ pub mod req_flags {
     pub const SCRIPT_RELOADING: u32 = 2;
     /// The request body is chunked (no `Content-Length`): its size is known only at its end.
     pub const CHUNKED_INPUT: u32 = 4;
+    /// The whole body follows the head unasked (at most
+    /// [`PUSHED_BODY_MAX`](crate::protocol::PUSHED_BODY_MAX) bytes, as ReqBody frames ending
+    /// with an empty one); the daemon reads it all before running the request and sends no
+    /// `ReadBody`.
+    pub const BODY_PUSHED: u32 = 8;
     /// Every bit this version defines.
-    pub const ALL: u32 = BODY_FOLLOWS | SCRIPT_RELOADING | CHUNKED_INPUT;
+    pub const ALL: u32 = BODY_FOLLOWS | SCRIPT_RELOADING | CHUNKED_INPUT | BODY_PUSHED;
 }
 
 /// Codes of [`Frame::Error`]. A receiver treats a code it does not know as [`INTERNAL`](error_code::INTERNAL).
@@ -1474,13 +1480,13 @@ mod tests {
             })
         ));
         let mut bytes = encoded(&Frame::ReqHead(ReqHead::default()));
-        bytes[HEADER_LEN + 3] = 8; // an undefined flag bit
+        bytes[HEADER_LEN + 3] = 16; // an undefined flag bit
         assert_eq!(
             decode_one(&bytes),
             Err(ProtocolError::UnknownFlags {
                 kind: FrameKind::ReqHead,
-                flags: 8,
-                known: 7
+                flags: 16,
+                known: 15
             })
         );
     }

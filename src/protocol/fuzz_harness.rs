@@ -230,6 +230,17 @@ mod tests {
             },
             Frame::RespEnd,
         ]);
+        let pushed = frame_bytes(&[
+            Frame::ReqHead(ReqHead {
+                flags: req_flags::BODY_FOLLOWS | req_flags::BODY_PUSHED,
+                ..head.clone()
+            }),
+            Frame::ReqBody(b"a=1&b=2".to_vec()),
+            Frame::ReqBody(Vec::new()),
+            Frame::RespHead(resp.clone()),
+            Frame::RespBody(b"a=1&b=2".to_vec()),
+            Frame::RespEnd,
+        ]);
         let req_head = frame_bytes(&[Frame::ReqHead(head)]);
         let mut huge_pairs = encode_header(FrameKind::RespHead, 10).to_vec();
         huge_pairs.extend_from_slice(&[0, 200, 0, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF]);
@@ -280,6 +291,7 @@ mod tests {
                 }]),
             ),
             ("exchange", 0x14, exchange.clone()),
+            ("exchange_pushed_body", 0x08, pushed),
             ("exchange_tiny_limits", 1, exchange),
             (
                 "truncated_req_head",
@@ -334,7 +346,7 @@ mod tests {
             &[0],
             &[0x80],
             &[3, 0xFF],
-            &[0x80, b'R', b'W', b'S', b'G', 0, 1, 0],
+            &[0x80, b'R', b'W', b'S', b'G', 0, 2, 0],
         ] {
             check(data);
         }

@@ -20,9 +20,9 @@ use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
 use super::{
-    ClientHello, Decoder, Frame, FrameKind, HELLO_LEN, HelloStatus, ProtocolError, RawFrame,
-    ServerHello, encode_client_hello, encode_header, encode_server_hello, parse_client_hello,
-    parse_server_hello,
+    ClientHello, Decoder, Frame, FrameKind, HELLO_LEN, HelloStatus, PUSHED_BODY_MAX, ProtocolError,
+    RawFrame, ServerHello, encode_client_hello, encode_header, encode_server_hello,
+    parse_client_hello, parse_server_hello,
 };
 
 /// The inner error of a clean close (see [`is_peer_closed`]).
@@ -138,6 +138,74 @@ pub fn read_raw_frame<'d, R: Read + ?Sized>(
         .ok_or_else(|| io::Error::other("decoder lost a complete frame"))
 }
 
+/// Writes an encoded request head and, with `pushed`, the whole request body after it (the
+/// head must carry `BODY_PUSHED`): one ReqBody frame (none for an empty body) and the empty
+/// one that ends the body, in one vectored write with the head. A body over [`PUSHED_BODY_MAX`] is refused unsent.
+pub fn write_request<W: Write + ?Sized>(
+    w: &mut W,
+    head: &[u8],
+    pushed: Option<&[u8]>,
+) -> io::Result<()> {
+    let Some(body) = pushed else {
+        return w.write_all(head);
+    };
+    if body.len() > PUSHED_BODY_MAX {
+        return Err(io::Error::new(
+            ErrorKind::InvalidInput,
+            format!(
+                "a pushed request body may have at most {PUSHED_BODY_MAX} bytes, not {}",
+                body.len()
+            ),
+        ));
+    }
+    let body_header = encode_header(FrameKind::ReqBody, body.len() as u32);
+    let end = encode_header(FrameKind::ReqBody, 0);
+    // An empty body is the end frame alone (an empty ReqBody ends the body).
+    let body_header: &[u8] = if body.is_empty() { &[] } else { &body_header };
+    let mut parts = [
+        IoSlice::new(head),
+        IoSlice::new(body_header),
+        IoSlice::new(body),
+        IoSlice::new(&end),
+    ];
+    write_all_vectored(w, &mut parts)
+}
+
+/// Reads a pushed request body (the head had `BODY_PUSHED`): the ReqBody frames up to the
+/// empty one that ends it, at most [`PUSHED_BODY_MAX`] bytes in all. Anything else is an
+/// `InvalidData` error.
+pub fn read_pushed_body<R: Read + ?Sized>(
+    r: &mut R,
+    dec: &mut Decoder,
+) -> io::Result<Vec<Vec<u8>>> {
+    let mut chunks = Vec::new();
+    let mut total = 0;
+    loop {
+        match read_frame(r, dec)? {
+            Frame::ReqBody(data) if data.is_empty() => return Ok(chunks),
+            Frame::ReqBody(data) => {
+                total += data.len();
+                if total > PUSHED_BODY_MAX {
+                    return Err(io::Error::new(
+                        ErrorKind::InvalidData,
+                        format!("the pushed request body exceeds {PUSHED_BODY_MAX} bytes"),
+                    ));
+                }
+                chunks.push(data);
+            }
+            other => {
+                return Err(io::Error::new(
+                    ErrorKind::InvalidData,
+                    format!(
+                        "expected the pushed request body, got a {} frame",
+                        other.kind()
+                    ),
+                ));
+            }
+        }
+    }
+}
+
 /// Writes one frame. Body frames go out with one vectored write of header and payload.
 pub fn write_frame<W: Write + ?Sized>(w: &mut W, frame: &Frame) -> io::Result<()> {
     match frame {
@@ -176,7 +244,7 @@ pub fn write_body<W: Write + ?Sized>(w: &mut W, kind: FrameKind, body: &[u8]) ->
 }
 
 /// `Write::write_all_vectored` (unstable in std) without its panic on a misbehaving writer.
-fn write_all_vectored<W: Write + ?Sized>(
+pub fn write_all_vectored<W: Write + ?Sized>(
     w: &mut W,
     mut bufs: &mut [IoSlice<'_>],
 ) -> io::Result<()> {
@@ -339,6 +407,64 @@ mod tests {
             write_frame(&mut out, frame).unwrap();
         }
         out
+    }
+
+    #[test]
+    fn pushed_body_follows_the_head_and_reads_back_whole() {
+        let head_frame = Frame::ReqHead(ReqHead {
+            flags: req_flags::BODY_FOLLOWS | req_flags::BODY_PUSHED,
+            script_path: b"/a.wsgi".to_vec(),
+            ..ReqHead::default()
+        });
+        let mut head = Vec::new();
+        head_frame.encode(&mut head).unwrap();
+        for size in [0, 1, 4096, PUSHED_BODY_MAX] {
+            let body: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
+            let mut wire = Vec::new();
+            write_request(&mut wire, &head, Some(&body)).unwrap();
+            // The next request's head may follow at once: it must stay unread.
+            write_request(&mut wire, &head, None).unwrap();
+            for step in [1, 9, 1 << 20] {
+                let mut r = Stingy::new(Cursor::new(&wire), step);
+                let mut dec = Decoder::new(Limits::default());
+                assert_eq!(read_frame(&mut r, &mut dec).unwrap(), head_frame);
+                let got = read_pushed_body(&mut r, &mut dec).unwrap();
+                assert_eq!(got.concat(), body, "size {size}, step {step}");
+                assert_eq!(read_frame(&mut r, &mut dec).unwrap(), head_frame);
+            }
+        }
+        // Without a pushed body only the head is written.
+        let mut wire = Vec::new();
+        write_request(&mut wire, &head, None).unwrap();
+        assert_eq!(wire, head);
+    }
+
+    #[test]
+    fn pushed_body_over_the_limit_or_out_of_order_is_refused() {
+        let too_big = vec![0u8; PUSHED_BODY_MAX + 1];
+        let mut wire = Vec::new();
+        let err = write_request(&mut wire, b"head", Some(&too_big)).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidInput);
+        assert!(wire.is_empty(), "nothing may be written");
+
+        // A peer pushing more than the limit in several frames.
+        let chunk = vec![1u8; PUSHED_BODY_MAX / 2 + 1];
+        let wire = encode_all(&[Frame::ReqBody(chunk.clone()), Frame::ReqBody(chunk)]);
+        let mut dec = Decoder::new(Limits::default());
+        let err = read_pushed_body(&mut Cursor::new(&wire), &mut dec).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidData);
+        assert!(err.to_string().contains("exceeds"), "{err}");
+
+        // Another frame where the body should be.
+        let wire = encode_all(&[Frame::ReqBody(b"x".to_vec()), Frame::RespEnd]);
+        let mut dec = Decoder::new(Limits::default());
+        let err = read_pushed_body(&mut Cursor::new(&wire), &mut dec).unwrap_err();
+        assert!(err.to_string().contains("got a RespEnd frame"), "{err}");
+
+        // The peer closing before the end of the body.
+        let wire = encode_all(&[Frame::ReqBody(b"x".to_vec())]);
+        let mut dec = Decoder::new(Limits::default());
+        assert!(read_pushed_body(&mut Cursor::new(&wire), &mut dec).is_err());
     }
 
     #[test]
@@ -667,12 +793,12 @@ mod tests {
     fn handshake_version_mismatch_both_directions() {
         // An old/new client reaches this daemon: it is told our version, status 1.
         let (mut client, mut daemon) = UnixStream::pair().unwrap();
-        client.write_all(b"RWSG\x00\x02\x00\x00").unwrap();
+        client.write_all(b"RWSG\x00\x03\x00\x00").unwrap();
         let err = server_handshake(&mut daemon, true).unwrap_err();
         assert_eq!(
             protocol_error(&err),
             Some(&ProtocolError::UnsupportedVersion {
-                theirs: 2,
+                theirs: 3,
                 ours: VERSION
             })
         );
@@ -680,15 +806,15 @@ mod tests {
         client.read_exact(&mut answer).unwrap();
         assert_eq!(answer, encode_server_hello(HelloStatus::UnsupportedVersion));
 
-        // This module reaches a daemon speaking v2, which answers status 1 with its version.
+        // This module reaches a daemon speaking v3, which answers status 1 with its version.
         let (mut client, mut daemon) = UnixStream::pair().unwrap();
-        daemon.write_all(b"RWSG\x00\x02\x00\x01").unwrap();
+        daemon.write_all(b"RWSG\x00\x03\x00\x01").unwrap();
         let err = client_handshake(&mut client, 0).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::InvalidData);
         assert_eq!(
             protocol_error(&err),
             Some(&ProtocolError::UnsupportedVersion {
-                theirs: 2,
+                theirs: 3,
                 ours: VERSION
             })
         );

@@ -11,7 +11,7 @@
 //! [`io::client_handshake`], [`io::server_handshake`]):
 //!
 //! ```text
-//! client → daemon   "RWSG" | u16 version | u16 flags       (8 bytes; v1 defines no flags,
+//! client → daemon   "RWSG" | u16 version | u16 flags       (8 bytes; v2 defines no flags,
 //!                                                           unknown bits are ignored)
 //! daemon → client   "RWSG" | u16 version | u16 status      (8 bytes)
 //!                   status 0 = OK, 1 = unsupported version, 2 = refused
@@ -30,7 +30,7 @@
 //! payload  `length` bytes, laid out per kind
 //! ```
 //!
-//! `flags` and `reserved` must be 0 in version 1. A receiver checks the header as soon as its
+//! `flags` and `reserved` must be 0 in version 2. A receiver checks the header as soon as its
 //! 8 bytes are in: unknown kind, nonzero flags/reserved, or a length over the kind's limit
 //! ([`Limits`]; fixed-size kinds must have exactly their size) is an error before any payload
 //! is read. Payload fields are read in order; every length is checked against what is left in
@@ -53,7 +53,8 @@
 //! | 9    | Flush    | d→c | (empty)                                                      | exactly 0 |
 //!
 //! ReqHead flags ([`req_flags`]): 1 = BODY_FOLLOWS (a request body exists), 2 =
-//! SCRIPT_RELOADING, 4 = CHUNKED_INPUT (no Content-Length); other bits are an error.
+//! SCRIPT_RELOADING, 4 = CHUNKED_INPUT (no Content-Length), 8 = BODY_PUSHED (the body follows
+//! the head unasked, see below); other bits are an error. Version 1 had no BODY_PUSHED.
 //! `request_start_us` is Apache's request time in µs since the Unix epoch (for queue-timeout).
 //! Error codes ([`error_code`]): 1 INTERNAL, 2 APP_LOAD_FAILED, 3 BAD_REQUEST, 4 OVERLOADED
 //! (queue-timeout), 5 SHUTTING_DOWN (nothing processed: retry on a new connection), 6
@@ -63,17 +64,28 @@
 //!
 //! ```text
 //! c→d  ReqHead
+//! c→d  only with BODY_PUSHED: ReqBody × n, then an empty ReqBody
 //! d→c  any interleaving of:  ReadBody (c answers with exactly one ReqBody)
 //!                            RespHead (once, before any RespBody/RespFile/Flush)
 //!                            RespBody | RespFile | Flush
 //! d→c  RespEnd  or  Error    (either ends the request; the connection is then idle again)
 //! ```
 //!
-//! The body is **pulled**: the client sends body bytes only in answer to a `ReadBody`, one
-//! `ReqBody` of 1..=max bytes, or an empty `ReqBody` once the body is exhausted (and again for
-//! any later `ReadBody`). The daemon asks for at most its own max_body_chunk, so the answer
-//! always fits its decoder's limit. Neither side ever has unsolicited bytes in flight: the
-//! daemon can read the body while it streams the response (no deadlock), and a body the
+//! A body the client already holds whole, of at most [`PUSHED_BODY_MAX`] bytes, may be
+//! **pushed**: the head carries BODY_PUSHED (and BODY_FOLLOWS) and is followed at once by the
+//! body in ReqBody frames and an empty ReqBody, in total at most [`PUSHED_BODY_MAX`] bytes
+//! (more is an error). The daemon reads all of it before it runs the request or answers
+//! anything, and never sends `ReadBody` for that request. This saves the `ReadBody` round
+//! trip for the common small POST, and keeps one fact the client relies on: a daemon that
+//! closes the connection with bytes of the request unread (the client then reads
+//! `ECONNRESET`) has not started the request.
+//!
+//! Otherwise the body is **pulled**: the client sends body bytes only in answer to a
+//! `ReadBody`, one `ReqBody` of 1..=max bytes, or an empty `ReqBody` once the body is
+//! exhausted (and again for any later `ReadBody`). The daemon asks for at most its own
+//! max_body_chunk, so the answer always fits its decoder's limit. Apart from a pushed body,
+//! which the daemon drains first, neither side has unsolicited bytes in flight: the daemon
+//! can read the body while it streams the response (no deadlock), and a large body the
 //! application never reads is never sent. Without BODY_FOLLOWS the answer to a `ReadBody` is
 //! an empty `ReqBody`. The client sends the next `ReqHead` only after `RespEnd`
 //! or `Error`; an `Error` after `RespHead` means the response is truncated. Timeouts are socket
@@ -105,8 +117,13 @@ pub use hello::{
 /// The first four bytes of both hellos.
 pub const MAGIC: [u8; 4] = *b"RWSG";
 
-/// The protocol version this code speaks.
-pub const VERSION: u16 = 1;
+/// The protocol version this code speaks (2: `BODY_PUSHED`).
+pub const VERSION: u16 = 2;
+
+/// The largest request body a client may push after the head (`BODY_PUSHED`): with the head
+/// it fits in a Unix socket's default send buffer, so the client's write never waits for a
+/// daemon thread to be free.
+pub const PUSHED_BODY_MAX: usize = 64 * 1024;
 
 /// Length of a frame header, in bytes.
 pub const HEADER_LEN: usize = 8;

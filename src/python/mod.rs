@@ -59,6 +59,11 @@ pub trait RequestIo: Send {
     ) -> std::io::Result<()>;
     /// Sends body bytes; may buffer.
     fn send_body(&mut self, data: &[u8]) -> std::io::Result<()>;
+    /// Sends body bytes the io may keep instead of copying (the response's last bytes,
+    /// gathered after the Python work).
+    fn send_body_owned(&mut self, data: Vec<u8>) -> std::io::Result<()> {
+        self.send_body(&data)
+    }
     /// Pushes buffered output to the client now.
     fn flush(&mut self) -> std::io::Result<()>;
     /// Sends `len` bytes of the regular file `fd` from `offset`. `Ok(false)` means "not

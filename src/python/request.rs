@@ -210,7 +210,7 @@ impl Shared {
         resp.check_sendable()?;
         self.with_head_sent(&mut resp, |io, _| {
             if !data.is_empty() {
-                io.send_body(&data)?;
+                io.send_body_owned(data)?;
             }
             Ok(())
         })

@@ -100,6 +100,12 @@ def application(environ, start_response):
                 yield piece
         start_response("200 OK", [("Content-Type", "application/octet-stream"), ("Content-Length", str(n))])
         return gen()
+    if path == "/biglist":
+        # The whole body as one list item: the path that ends a response in one write.
+        n = int(q.get("n", "65536"))
+        body = (bytes(range(256)) * (n // 256 + 1))[:n]
+        start_response("200 OK", [("Content-Type", "application/octet-stream"), ("Content-Length", str(n))])
+        return [body]
     if path == "/stream":
         marker = q["marker"]
         def gen():
