@@ -258,6 +258,13 @@ LoadModule authz_core_module {MODULES}/mod_authz_core.so
 LoadModule mime_module {MODULES}/mod_mime.so
 LoadModule alias_module {MODULES}/mod_alias.so
 TypesConfig /etc/mime.types
+# As Debian's stock apache2.conf: no .htaccess files (without this, Apache looks for one in
+# every directory of every request's path, in every variant).
+<Directory />
+    Options FollowSymLinks
+    AllowOverride None
+    Require all denied
+</Directory>
 DocumentRoot "{root}/data"
 <Directory "{root}/data">
     Require all granted
