@@ -85,7 +85,8 @@ pub struct Server {
     stopping: AtomicBool,
     active: AtomicUsize,
     served: AtomicU64,
-    /// Gives freed request buffers back to the system every 1024 requests.
+    /// Gives freed request buffers back to the system every 1024 requests, and at least once
+    /// a second while it serves requests.
     heap_trimmer: crate::heap::HeapTrimmer,
     restart_requested: AtomicBool,
     restart_reason: Mutex<String>,
@@ -145,7 +146,7 @@ impl Server {
             stopping: AtomicBool::new(false),
             active: AtomicUsize::new(0),
             served: AtomicU64::new(0),
-            heap_trimmer: crate::heap::HeapTrimmer::new(1024),
+            heap_trimmer: crate::heap::HeapTrimmer::new(1024, crate::heap::TRIM_INTERVAL),
             restart_requested: AtomicBool::new(false),
             restart_reason: Mutex::new(String::new()),
             stale: AtomicBool::new(false),
@@ -500,7 +501,9 @@ impl Server {
         loop {
             let frame = match protocol::io::read_frame(&mut conn.stream, &mut conn.dec) {
                 Ok(f) => f,
-                Err(e) if protocol::io::is_peer_closed(&e) => return false,
+                // Including a connection Apache dropped with part of the last response unread
+                // (its client went away mid-response): a normal end, not a bad frame.
+                Err(e) if protocol::io::is_peer_gone(&e) && conn.dec.is_empty() => return false,
                 Err(e) => {
                     logging::warning(&format!(
                         "daemon '{}': bad request frame from Apache: {e}",

@@ -48,6 +48,13 @@ pub fn is_peer_closed(err: &io::Error) -> bool {
         && err.get_ref().is_some_and(|e| e.is::<PeerClosed>())
 }
 
+/// Whether `err`, from reading at a frame boundary, means the peer went away: it closed
+/// cleanly ([`is_peer_closed`]), or closed with bytes this side sent still unread by it, which
+/// Linux reports as a reset (for an Apache child, its client left mid-response).
+pub fn is_peer_gone(err: &io::Error) -> bool {
+    is_peer_closed(err) || err.kind() == ErrorKind::ConnectionReset
+}
+
 /// The protocol violation inside `err`, if that is what it is.
 pub fn protocol_error(err: &io::Error) -> Option<&ProtocolError> {
     err.get_ref()
@@ -407,6 +414,28 @@ mod tests {
             write_frame(&mut out, frame).unwrap();
         }
         out
+    }
+
+    #[test]
+    fn a_peer_closing_with_our_bytes_unread_is_gone_not_broken() {
+        use std::os::unix::net::UnixStream;
+        // Clean close at a frame boundary.
+        let (ours, theirs) = UnixStream::pair().unwrap();
+        drop(theirs);
+        let err = read_frame(&mut &ours, &mut Decoder::new(Limits::default())).unwrap_err();
+        assert!(is_peer_closed(&err) && is_peer_gone(&err), "{err:?}");
+        // Closed with what we sent still unread: the kernel reports a reset.
+        let (mut ours, theirs) = UnixStream::pair().unwrap();
+        ours.write_all(&encode_all(&[Frame::RespEnd])).unwrap();
+        drop(theirs);
+        let err = read_frame(&mut &ours, &mut Decoder::new(Limits::default())).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::ConnectionReset);
+        assert!(is_peer_gone(&err) && !is_peer_closed(&err), "{err:?}");
+        // A protocol error is neither.
+        let (ours, mut theirs) = UnixStream::pair().unwrap();
+        theirs.write_all(&[0x2A, 0, 0, 0, 0, 0, 0, 0]).unwrap();
+        let err = read_frame(&mut &ours, &mut Decoder::new(Limits::default())).unwrap_err();
+        assert!(!is_peer_gone(&err), "{err:?}");
     }
 
     #[test]
