@@ -524,7 +524,7 @@ impl Server {
             // or is refused, only once Apache's write is complete.
             let pushed = if head.has_flag(req_flags::BODY_PUSHED) {
                 match protocol::io::read_pushed_body(&mut conn.stream, &mut conn.dec) {
-                    Ok(chunks) => Some(chunks.into()),
+                    Ok(data) => Some(PushedBody { data, pos: 0 }),
                     Err(e) if protocol::io::is_peer_closed(&e) => return false,
                     Err(e) => {
                         logging::warning(&format!(
@@ -551,7 +551,7 @@ impl Server {
         &self,
         conn: &mut Conn,
         head: protocol::ReqHead,
-        pushed: Option<VecDeque<Vec<u8>>>,
+        pushed: Option<PushedBody>,
         index: usize,
     ) -> bool {
         self.active.fetch_add(1, Ordering::SeqCst);
@@ -580,7 +580,7 @@ impl Server {
         &self,
         conn: &mut Conn,
         head: &protocol::ReqHead,
-        pushed: Option<VecDeque<Vec<u8>>>,
+        pushed: Option<PushedBody>,
     ) -> bool {
         let mut io = DaemonIo::new(conn, self.settings.socket_timeout, pushed);
         if let Some(limit) = self.settings.queue_timeout {
@@ -674,13 +674,33 @@ impl Server {
     }
 }
 
+/// A request body Apache pushed with the head, and how much of it the app has read.
+struct PushedBody {
+    data: Vec<u8>,
+    pos: usize,
+}
+
+impl PushedBody {
+    /// Up to `max` (at least 1) more bytes; empty once all is read. Reading it all at once
+    /// (the common `read()`) moves the buffer out instead of copying it.
+    fn take(&mut self, max: usize) -> Vec<u8> {
+        let n = (self.data.len() - self.pos).min(max.max(1));
+        if self.pos == 0 && n == self.data.len() {
+            return std::mem::take(&mut self.data); // leaves it empty: read to the end
+        }
+        let chunk = self.data[self.pos..self.pos + n].to_vec();
+        self.pos += n;
+        chunk
+    }
+}
+
 /// The Python host's view of one request on a connection.
 struct DaemonIo<'c> {
     conn: &'c mut Conn,
     /// socket-timeout: how long a read of the request body waits for Apache.
     read_timeout: Duration,
     /// The request body Apache pushed with the head (all of it), not yet read by the app.
-    pushed: Option<VecDeque<Vec<u8>>>,
+    pushed: Option<PushedBody>,
     /// Bytes to write before `out`: earlier parts of `out` and bodies handed over whole
     /// ([`RequestIo::send_body_owned`]), so a response's head, last body bytes and end go
     /// out in one vectored write without copying the body again.
@@ -691,11 +711,7 @@ struct DaemonIo<'c> {
 }
 
 impl<'c> DaemonIo<'c> {
-    fn new(
-        conn: &'c mut Conn,
-        read_timeout: Duration,
-        pushed: Option<VecDeque<Vec<u8>>>,
-    ) -> DaemonIo<'c> {
+    fn new(conn: &'c mut Conn, read_timeout: Duration, pushed: Option<PushedBody>) -> DaemonIo<'c> {
         DaemonIo {
             conn,
             read_timeout,
@@ -769,14 +785,8 @@ impl<'c> DaemonIo<'c> {
 impl RequestIo for DaemonIo<'_> {
     fn read_body(&mut self, max: usize) -> io::Result<Vec<u8>> {
         if let Some(pushed) = &mut self.pushed {
-            // Already here: no ReadBody round trip. Empty once it is all read.
-            let Some(mut chunk) = pushed.pop_front() else {
-                return Ok(Vec::new());
-            };
-            if chunk.len() > max.max(1) {
-                pushed.push_front(chunk.split_off(max.max(1)));
-            }
-            return Ok(chunk);
+            // Already here: no ReadBody round trip.
+            return Ok(pushed.take(max));
         }
         let max = max.clamp(1, MAX_CHUNK) as u32;
         self.push_frame(&Frame::ReadBody { max })?;
@@ -784,7 +794,7 @@ impl RequestIo for DaemonIo<'_> {
         // Waits in poll(): a thread blocked in recv() would be woken for nothing when
         // Apache reads the ReadBody frame just sent.
         // (Apache sends no descriptors: any that came would be closed with `fds`.)
-        let mut fds = std::collections::VecDeque::new();
+        let mut fds = VecDeque::new();
         let mut reader = protocol::fd_passing::FdReader {
             stream: &self.conn.stream,
             fds: &mut fds,
@@ -948,13 +958,7 @@ mod tests {
         .encode(&mut out)
         .unwrap();
         stream.write_all(&out).unwrap();
-        let limits = Limits::default();
-        let mut header = [0u8; protocol::HEADER_LEN];
-        stream.read_exact(&mut header).unwrap();
-        let header = protocol::FrameHeader::parse(&header, &limits).unwrap();
-        let mut payload = vec![0u8; header.len as usize];
-        stream.read_exact(&mut payload).unwrap();
-        match Frame::decode(header.kind, &payload, &limits).unwrap() {
+        match protocol::io::read_frame(stream, &mut Decoder::new(Limits::default())).unwrap() {
             Frame::Error { code, .. } => code,
             other => panic!("expected an error frame, got a {} frame", other.kind()),
         }
@@ -1015,6 +1019,34 @@ mod tests {
             );
         }
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn pushed_body_is_read_in_pieces_or_taken_whole() {
+        let body: Vec<u8> = (0..100u8).collect();
+        let mut whole = PushedBody {
+            data: body.clone(),
+            pos: 0,
+        };
+        assert_eq!(whole.take(1 << 16), body);
+        assert!(whole.take(1 << 16).is_empty());
+        let mut pieces = PushedBody {
+            data: body.clone(),
+            pos: 0,
+        };
+        let mut got = Vec::new();
+        loop {
+            let piece = pieces.take(7);
+            if piece.is_empty() {
+                break;
+            }
+            assert!(piece.len() <= 7);
+            got.extend_from_slice(&piece);
+        }
+        assert_eq!(got, body);
+        // A read of 0 still makes progress (wsgi.input never asks for 0).
+        let mut zero = PushedBody { data: body, pos: 0 };
+        assert_eq!(zero.take(0).len(), 1);
     }
 
     #[test]

@@ -147,7 +147,8 @@ pub fn read_raw_frame<'d, R: Read + ?Sized>(
 
 /// Writes an encoded request head and, with `pushed`, the whole request body after it (the
 /// head must carry `BODY_PUSHED`): one ReqBody frame (none for an empty body) and the empty
-/// one that ends the body, in one vectored write with the head. A body over [`PUSHED_BODY_MAX`] is refused unsent.
+/// one that ends the body, in one vectored write with the head. A body over
+/// [`PUSHED_BODY_MAX`] is refused unsent.
 pub fn write_request<W: Write + ?Sized>(
     w: &mut W,
     head: &[u8],
@@ -179,26 +180,25 @@ pub fn write_request<W: Write + ?Sized>(
 }
 
 /// Reads a pushed request body (the head had `BODY_PUSHED`): the ReqBody frames up to the
-/// empty one that ends it, at most [`PUSHED_BODY_MAX`] bytes in all. Anything else is an
-/// `InvalidData` error.
-pub fn read_pushed_body<R: Read + ?Sized>(
-    r: &mut R,
-    dec: &mut Decoder,
-) -> io::Result<Vec<Vec<u8>>> {
-    let mut chunks = Vec::new();
-    let mut total = 0;
+/// empty one that ends it, at most [`PUSHED_BODY_MAX`] bytes in all, as one buffer (the first
+/// frame's, when it is the only one). Anything else is an `InvalidData` error.
+pub fn read_pushed_body<R: Read + ?Sized>(r: &mut R, dec: &mut Decoder) -> io::Result<Vec<u8>> {
+    let mut body = Vec::new();
     loop {
         match read_frame(r, dec)? {
-            Frame::ReqBody(data) if data.is_empty() => return Ok(chunks),
+            Frame::ReqBody(data) if data.is_empty() => return Ok(body),
             Frame::ReqBody(data) => {
-                total += data.len();
-                if total > PUSHED_BODY_MAX {
+                if body.len() + data.len() > PUSHED_BODY_MAX {
                     return Err(io::Error::new(
                         ErrorKind::InvalidData,
                         format!("the pushed request body exceeds {PUSHED_BODY_MAX} bytes"),
                     ));
                 }
-                chunks.push(data);
+                if body.is_empty() {
+                    body = data;
+                } else {
+                    body.extend_from_slice(&data);
+                }
             }
             other => {
                 return Err(io::Error::new(
@@ -458,7 +458,7 @@ mod tests {
                 let mut dec = Decoder::new(Limits::default());
                 assert_eq!(read_frame(&mut r, &mut dec).unwrap(), head_frame);
                 let got = read_pushed_body(&mut r, &mut dec).unwrap();
-                assert_eq!(got.concat(), body, "size {size}, step {step}");
+                assert_eq!(got, body, "size {size}, step {step}");
                 assert_eq!(read_frame(&mut r, &mut dec).unwrap(), head_frame);
             }
         }
@@ -740,16 +740,25 @@ mod tests {
         assert_eq!(err.kind(), ErrorKind::UnexpectedEof);
     }
 
+    /// An FdReader on `stream` that waits 50 ms for bytes.
+    fn fd_reader<'a>(
+        stream: &'a UnixStream,
+        fds: &'a mut std::collections::VecDeque<std::os::fd::OwnedFd>,
+        wait_first: bool,
+    ) -> super::super::fd_passing::FdReader<'a> {
+        super::super::fd_passing::FdReader {
+            stream,
+            fds,
+            timeout: Some(Duration::from_millis(50)),
+            wait_first,
+        }
+    }
+
     #[test]
     fn fd_reader_reads_late_bytes_and_end_of_stream() {
         let (mut a, b) = UnixStream::pair().unwrap();
         let mut fds = std::collections::VecDeque::new();
-        let mut reader = super::super::fd_passing::FdReader {
-            stream: &b,
-            fds: &mut fds,
-            timeout: Some(Duration::from_millis(50)),
-            wait_first: true,
-        };
+        let mut reader = fd_reader(&b, &mut fds, true);
         let started = std::time::Instant::now();
         let mut buf = [0u8; 16];
         let err = reader.read(&mut buf).unwrap_err();
@@ -774,12 +783,7 @@ mod tests {
     fn fd_reader_waits_for_input_then_times_out() {
         let (mut a, b) = UnixStream::pair().unwrap();
         let mut fds = std::collections::VecDeque::new();
-        let mut reader = super::super::fd_passing::FdReader {
-            stream: &b,
-            fds: &mut fds,
-            timeout: Some(Duration::from_millis(50)),
-            wait_first: false,
-        };
+        let mut reader = fd_reader(&b, &mut fds, false);
         let mut dec = Decoder::default();
         let err = read_frame(&mut reader, &mut dec).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::TimedOut);
