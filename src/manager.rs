@@ -20,7 +20,7 @@ use crate::config::{DaemonGroupSpec, GlobalConfig, Host};
 use crate::daemon::listener;
 use crate::daemon::manager_process::{self, GroupPlan};
 use crate::daemon::process::DaemonPlan;
-use crate::daemon::spawn::{ChildSetup, Identity};
+use crate::daemon::spawn::{ChildSetup, Identity, ResourceLimits};
 use crate::daemon::supervisor::{self, SlotHistory};
 use crate::daemon::worker::ServeSettings;
 use crate::ffi;
@@ -117,6 +117,15 @@ pub(crate) fn start_daemons(pool: Pool, s: *mut ffi::server_rec) -> Result<(), S
                 locale: spec.locale.clone(),
                 display_name: spec.display_name_for(),
                 argv_area,
+                limits: ResourceLimits {
+                    cpu_time: spec.cpu_time_limit.map(|d| d.as_secs()),
+                    cpu_time_grace: spec.graceful_timeout.unwrap_or_default().as_secs(),
+                    data: spec.memory_limit,
+                    address_space: spec.virtual_memory_limit,
+                    priority: spec.cpu_priority,
+                },
+                env_file: spec.env_file.clone(),
+                env: spec.env.clone(),
             },
             interpreter: InterpreterSettings {
                 python_home: spec
@@ -136,6 +145,7 @@ pub(crate) fn start_daemons(pool: Pool, s: *mut ffi::server_rec) -> Result<(), S
                 processes_given: spec.processes_given,
                 threads: spec.threads,
                 maximum_requests: u64::from(spec.maximum_requests.unwrap_or(0)),
+                header_buffer_size: spec.header_buffer_size as usize,
             },
             serve: ServeSettings {
                 group: spec.name.clone(),
@@ -144,6 +154,10 @@ pub(crate) fn start_daemons(pool: Pool, s: *mut ffi::server_rec) -> Result<(), S
                 socket_timeout,
                 queue_timeout: spec.queue_timeout,
                 maximum_requests: u64::from(spec.maximum_requests.unwrap_or(0)),
+                maximum_rss: spec.maximum_rss,
+                stack_size: spec.stack_size.map(|n| n as usize),
+                send_buffer_size: spec.send_buffer_size.map(|n| n as usize),
+                receive_buffer_size: spec.receive_buffer_size.map(|n| n as usize),
             },
             preload: preloads
                 .iter()
@@ -188,6 +202,13 @@ pub(crate) fn start_daemons(pool: Pool, s: *mut ffi::server_rec) -> Result<(), S
             connect_timeout: spec.connect_timeout,
             socket_timeout,
             request_timeout: spec.request_timeout,
+            response_socket_timeout: spec.effective_response_socket_timeout(),
+            response_flush_delay: spec.response_flush_delay,
+            response_buffer_size: spec.response_buffer_size as usize,
+            script_owner: crate::handler::script_owner::ScriptOwner {
+                uid: ids.script_uid,
+                gid: ids.script_gid,
+            },
         });
         fds.push(fd);
     }

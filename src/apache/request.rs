@@ -119,6 +119,25 @@ impl<'r> Request<'r> {
         self.raw.header_only != 0
     }
 
+    /// Apache's method number (a HEAD request is `M_GET` with `header_only`).
+    pub fn method_number(&self) -> i32 {
+        self.raw.method_number
+    }
+
+    /// Whether the first output filter works on the content (below the protocol level,
+    /// e.g. DEFLATE or INCLUDES): such a filter needs the body even for a HEAD request.
+    pub fn has_content_output_filter(&self) -> bool {
+        // SAFETY: output_filters is this request's live filter chain (or NULL); a filter's
+        // frec is its registered, server-lifetime filter record.
+        unsafe {
+            self.raw
+                .output_filters
+                .as_ref()
+                .and_then(|f| f.frec.as_ref())
+                .is_some_and(|frec| frec.ftype < ffi::ap_filter_type_AP_FTYPE_PROTOCOL)
+        }
+    }
+
     pub fn header_in(&self, name: &CStr) -> Option<&[u8]> {
         // SAFETY: headers_in is a live table of the request; name is NUL-terminated.
         cbytes(unsafe { ffi::apr_table_get(self.raw.headers_in, name.as_ptr()) })
@@ -337,6 +356,37 @@ impl<'r> Request<'r> {
             c.keepalive = ffi::ap_conn_keepalive_e_AP_CONN_CLOSE;
             c.aborted = 1;
         }
+    }
+
+    /// The client socket's timeout (Apache's `Timeout` unless changed), which bounds each
+    /// write of the response to the client.
+    pub fn client_socket_timeout(&self) -> Option<std::time::Duration> {
+        let sock = self.client_socket()?;
+        let mut usec: ffi::apr_interval_time_t = 0;
+        // SAFETY: sock is the live client socket of this request's connection; usec is a
+        // valid out-parameter.
+        let rv = unsafe { ffi::apr_socket_timeout_get(sock, &mut usec) };
+        (rv == 0 && usec >= 0).then(|| std::time::Duration::from_micros(usec as u64))
+    }
+
+    /// Sets the client socket's timeout (e.g. response-socket-timeout while relaying a body).
+    pub fn set_client_socket_timeout(&mut self, timeout: std::time::Duration) {
+        if let Some(sock) = self.client_socket() {
+            let usec = ffi::apr_interval_time_t::try_from(timeout.as_micros()).unwrap_or(i64::MAX);
+            // SAFETY: sock is the live client socket of this request's connection.
+            unsafe { ffi::apr_socket_timeout_set(sock, usec) };
+        }
+    }
+
+    fn client_socket(&self) -> Option<*mut ffi::apr_socket_t> {
+        let conn = self.raw.connection;
+        if conn.is_null() {
+            return None;
+        }
+        // SAFETY: conn is this request's live conn_rec; ap_get_conn_socket reads its
+        // core-module config (the client socket), or returns NULL.
+        let sock = unsafe { ffi::ap_get_conn_socket(conn) };
+        (!sock.is_null()).then_some(sock)
     }
 
     pub fn client_aborted(&self) -> bool {

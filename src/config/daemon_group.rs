@@ -64,6 +64,29 @@ pub static DAEMON_OPTIONS: &[&str] = &[
     "response-flush-delay",
     "switch-interval",
     "server-metrics",
+    // Beyond mod_wsgi: memory-based recycling and process environment.
+    "maximum-rss",
+    "env",
+    "env-file",
+];
+
+/// Options mod_wsgi has that mod_rwsgi refuses with "is not supported by mod_rwsgi yet",
+/// and why.
+pub static UNSUPPORTED_DAEMON_OPTIONS: &[(&str, &str)] = &[
+    (
+        "chroot",
+        // A jail also needs the whole Python installation copied into it.
+        "mod_wsgi deprecates it: run Apache or the application in a container instead",
+    ),
+    (
+        "server-metrics",
+        "mod_wsgi.server_metrics() is not implemented yet",
+    ),
+    ("python-eggs", "PYTHON_EGG_CACHE is not set yet"),
+    (
+        "switch-interval",
+        "sys.setswitchinterval is not applied yet",
+    ),
 ];
 
 /// One daemon process group. Timeouts whose `0` means "disabled" are
@@ -102,8 +125,6 @@ pub struct DaemonGroupSpec {
     pub locale: Option<String>,
     /// `display-name=` as written; see [`DaemonGroupSpec::display_name_for`].
     pub display_name: Option<String>,
-    /// `chroot=` (deprecated).
-    pub chroot: Option<String>,
     /// `socket-user=`; `None` = Apache's User.
     pub socket_user: Option<String>,
     /// `script-user=`.
@@ -165,6 +186,15 @@ pub struct DaemonGroupSpec {
     pub switch_interval: Option<f64>,
     /// `server-metrics=on|off` (default off).
     pub server_metrics: bool,
+    /// `maximum-rss=MB` (beyond mod_wsgi), in bytes: a process whose resident set grew past
+    /// it after a request is replaced warm, like maximum-requests.
+    pub maximum_rss: Option<u64>,
+    /// `env=NAME=VALUE` (beyond mod_wsgi; repeatable, in order): set in the daemon's
+    /// environment before Python starts.
+    pub env: Vec<(String, String)>,
+    /// `env-file=PATH` (beyond mod_wsgi): a dotenv file read by the daemon before Python
+    /// starts; `env=` entries win over it.
+    pub env_file: Option<String>,
 }
 
 /// Numeric ids of a group's users and groups, resolved through [`Host`].
@@ -263,6 +293,15 @@ impl Opt<'_> {
     }
 }
 
+/// An environment variable name as shells accept it: `[A-Za-z_][A-Za-z0-9_]*`.
+pub(crate) fn is_env_name(name: &str) -> bool {
+    let mut bytes = name.bytes();
+    bytes
+        .next()
+        .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
 fn is_digits(s: &str) -> bool {
     !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())
 }
@@ -340,7 +379,6 @@ impl DaemonGroupSpec {
             lang: None,
             locale: None,
             display_name: None,
-            chroot: None,
             socket_user: None,
             script_user: None,
             script_group: None,
@@ -371,11 +409,14 @@ impl DaemonGroupSpec {
             response_flush_delay: Duration::from_millis(5),
             switch_interval: None,
             server_metrics: false,
+            maximum_rss: None,
+            env: Vec::new(),
+            env_file: None,
         }
     }
 
     /// Parses the words of a WSGIDaemonProcess line: the group name, then
-    /// `key=value` options. A repeated option: the later one wins.
+    /// `key=value` options. A repeated option: the later one wins (`env=` accumulates).
     pub fn parse(words: &[String]) -> Result<Self, ConfigError> {
         let Some((name, options)) = words.split_first() else {
             return Err(ConfigError::new(
@@ -422,6 +463,9 @@ impl DaemonGroupSpec {
             };
             return Err(ConfigError::at(DIRECTIVE, "unknown option", o.word, hint));
         }
+        if let Some((_, why)) = UNSUPPORTED_DAEMON_OPTIONS.iter().find(|(k, _)| *k == key) {
+            return Err(o.err(format!("{key}= is not supported by mod_rwsgi yet ({why})")));
+        }
         if o.value.is_empty() {
             return Err(o.err("expected a value after '='"));
         }
@@ -467,7 +511,6 @@ impl DaemonGroupSpec {
             "lang" => self.lang = Some(o.string()),
             "locale" => self.locale = Some(o.string()),
             "display-name" => self.display_name = Some(o.string()),
-            "chroot" => self.chroot = Some(o.absolute_path()?),
             "socket-user" => self.socket_user = Some(o.principal()?),
             "script-user" => self.script_user = Some(o.principal()?),
             "script-group" => self.script_group = Some(o.principal()?),
@@ -536,6 +579,21 @@ impl DaemonGroupSpec {
                 _ => return Err(o.err("expected a positive number of seconds, like 0.005")),
             },
             "server-metrics" => self.server_metrics = o.on_off()?,
+            "maximum-rss" => {
+                let mb = o
+                    .int(0, 1 << 30)
+                    .map_err(|_| o.err("expected a number of megabytes (0 = no limit)"))?;
+                self.maximum_rss = (mb != 0).then_some(mb as u64 * 1024 * 1024);
+            }
+            "env" => {
+                let (name, value) = o
+                    .value
+                    .split_once('=')
+                    .filter(|(n, _)| is_env_name(n))
+                    .ok_or_else(|| o.err("expected env=NAME=VALUE with NAME of [A-Za-z0-9_]"))?;
+                self.env.push((name.to_owned(), value.to_owned()));
+            }
+            "env-file" => self.env_file = Some(o.absolute_path()?),
             _ => unreachable!("option '{key}' is listed in DAEMON_OPTIONS but not handled"),
         }
         Ok(())
@@ -825,15 +883,11 @@ mod tests {
             ("python-path=/a:/b::/c", |d| {
                 d.python_path == ["/a", "/b", "/c"]
             }),
-            ("python-eggs=/tmp/eggs", |d| {
-                d.python_eggs.as_deref() == Some("/tmp/eggs")
-            }),
             ("lang=C.UTF-8", |d| d.lang.as_deref() == Some("C.UTF-8")),
             ("locale=C.UTF-8", |d| d.locale.as_deref() == Some("C.UTF-8")),
             ("display-name=myapp", |d| {
                 d.display_name_for().as_deref() == Some("myapp")
             }),
-            ("chroot=/jail", |d| d.chroot.as_deref() == Some("/jail")),
             ("socket-user=#48", |d| {
                 d.socket_user.as_deref() == Some("#48")
             }),
@@ -897,12 +951,26 @@ mod tests {
             ("response-flush-delay=20", |d| {
                 d.response_flush_delay == Duration::from_millis(20)
             }),
-            ("switch-interval=0.005", |d| {
-                d.switch_interval == Some(0.005)
+            ("maximum-rss=100", |d| d.maximum_rss == Some(100 << 20)),
+            ("maximum-rss=0", |d| d.maximum_rss.is_none()),
+            ("env=A_1=x=y", |d| d.env == [("A_1".into(), "x=y".into())]),
+            ("env=EMPTY=", |d| d.env == [("EMPTY".into(), String::new())]),
+            ("env-file=/srv/app/.env", |d| {
+                d.env_file.as_deref() == Some("/srv/app/.env")
             }),
-            ("server-metrics=On", |d| d.server_metrics),
-            ("server-metrics=off", |d| !d.server_metrics),
         ]
+    }
+
+    #[test]
+    fn env_accumulates_in_order_and_chroot_is_refused_by_name() {
+        let d = ok("g env=A=1 env=B=2 env=A=3");
+        assert_eq!(
+            d.env,
+            [("A", "1"), ("B", "2"), ("A", "3")].map(|(k, v)| (k.to_string(), v.to_string()))
+        );
+        let err = parse_line("g chroot=/jail").unwrap_err().to_string();
+        assert!(err.contains("chroot=/jail"), "{err}");
+        assert!(err.contains("is not supported by mod_rwsgi yet"), "{err}");
     }
 
     #[test]
@@ -912,7 +980,10 @@ mod tests {
             let d = ok(&format!("g {word}"));
             assert!(check(&d), "{word} parsed to unexpected values: {d:?}");
         }
-        for key in DAEMON_OPTIONS {
+        for key in DAEMON_OPTIONS
+            .iter()
+            .filter(|k| !UNSUPPORTED_DAEMON_OPTIONS.iter().any(|(u, _)| u == *k))
+        {
             assert!(
                 cases.iter().any(|(w, _)| w.split('=').next() == Some(*key)),
                 "no valid case for option {key}"
@@ -944,6 +1015,14 @@ mod tests {
             "locale=",
             "display-name=",
             "chroot=jail",
+            "chroot=/jail",
+            "server-metrics=On",
+            "maximum-rss=-1",
+            "maximum-rss=10MB",
+            "env=1BAD=x",
+            "env=NOVALUE",
+            "env==x",
+            "env-file=relative/.env",
             "socket-user=#x",
             "script-user=#x",
             "script-group=#x",
@@ -994,7 +1073,10 @@ mod tests {
                 "{shown}"
             );
         }
-        for key in DAEMON_OPTIONS {
+        for key in DAEMON_OPTIONS
+            .iter()
+            .filter(|k| !UNSUPPORTED_DAEMON_OPTIONS.iter().any(|(u, _)| u == *k))
+        {
             assert!(
                 cases.iter().any(|w| w.split('=').next() == Some(*key)),
                 "no invalid case for option {key}"

@@ -74,7 +74,8 @@ pub struct GlobalConfig {
     pub python_path: Vec<String>,
     /// WSGISocketPrefix as written; `None` = `<runtime dir>/wsgi`.
     pub socket_prefix: Option<String>,
-    /// WSGISocketRotation (default On).
+    /// WSGISocketRotation as written (mod_wsgi's default On). Socket paths never rotate in
+    /// mod_rwsgi: a written `On` is refused while parsing.
     pub socket_rotation: bool,
     /// WSGIRestrictStdout (default Off).
     pub restrict_stdout: bool,
@@ -169,6 +170,22 @@ impl GlobalConfig {
             Directive::PythonHome(home) => self.python_home = Some(home),
             Directive::PythonPath(path) => self.python_path = path,
             Directive::SocketPrefix(prefix) => self.socket_prefix = Some(prefix),
+            // mod_rwsgi keeps one socket path per group across restarts, so Apache children
+            // of either generation reach a live daemon during a graceful restart; per
+            // generation paths (On) would send the old children's new requests nowhere.
+            Directive::Flag {
+                name: "WSGISocketRotation",
+                value: true,
+            } => {
+                return Err(ConfigError::at(
+                    "WSGISocketRotation",
+                    "argument",
+                    "On",
+                    "WSGISocketRotation On is not supported by mod_rwsgi yet: daemon sockets \
+                     keep one path per group across restarts (as with Off), which graceful \
+                     restarts rely on; remove the directive or set it Off",
+                ));
+            }
             Directive::Flag { name, value } => {
                 let slot = match name {
                     "WSGISocketRotation" => &mut self.socket_rotation,

@@ -97,6 +97,8 @@ pub fn run(plan: DaemonPlan) -> i32 {
         Signal::SIGUSR1,
         Signal::SIGUSR2,
         Signal::SIGHUP,
+        // cpu-time-limit: the kernel's notice that the RLIMIT_CPU soft limit was reached.
+        Signal::SIGXCPU,
         WAKE_SIGNAL,
     ] {
         waited.add(sig);
@@ -106,7 +108,10 @@ pub fn run(plan: DaemonPlan) -> i32 {
     let _ =
         unsafe { nix::sys::signal::signal(Signal::SIGPIPE, nix::sys::signal::SigHandler::SigIgn) };
 
-    let (host, host_error) = match python::initialize(&plan.interpreter) {
+    let started = spawn::apply_environment(&plan.setup)
+        .map_err(|e| e.to_string())
+        .and_then(|()| python::initialize(&plan.interpreter));
+    let (host, host_error) = match started {
         Ok(()) => (Some(AppHost::new()), String::new()),
         Err(e) => {
             critical(&plan, &e);
@@ -465,6 +470,15 @@ fn wait_for_stop(
         std::collections::HashMap::new();
     loop {
         if let Some(sig) = next_signal(waited) {
+            if sig == Signal::SIGXCPU {
+                return Stop {
+                    kind: StopKind::Replace { eviction: false },
+                    reason: format!(
+                        "cpu-time-limit={} s of CPU time reached (SIGXCPU)",
+                        plan.setup.limits.cpu_time.unwrap_or_default()
+                    ),
+                };
+            }
             let kind = match sig {
                 WAKE_SIGNAL => None,
                 Signal::SIGINT | Signal::SIGHUP => Some(StopKind::Replace { eviction: false }),

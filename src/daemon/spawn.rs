@@ -1,6 +1,8 @@
 //! What a freshly forked daemon process does before it may run Python, in this order:
-//! signals reset, descriptors closed, own process group, setgid → initgroups/setgroups →
-//! setuid → verify, umask, chdir, LANG/LC_ALL, display name. Each step returns a typed error
+//! signals reset, descriptors closed, own process group, resource limits and CPU priority
+//! (while still root, so a negative priority can be set), setgid → initgroups/setgroups →
+//! setuid → verify, umask, chdir, LANG/LC_ALL, display name; then, apart, env-file= and
+//! env= (read as the daemon's user). Each step returns a typed error
 //! naming what failed; a daemon whose privileges could not be dropped never serves.
 
 use std::ffi::CString;
@@ -22,6 +24,21 @@ pub struct Identity {
     pub configured: bool,
 }
 
+/// `cpu-time-limit=`, `memory-limit=`, `virtual-memory-limit=`, `cpu-priority=`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ResourceLimits {
+    /// RLIMIT_CPU soft limit in seconds: SIGXCPU then asks for a warm replacement.
+    pub cpu_time: Option<u64>,
+    /// CPU seconds allowed past the soft limit before the kernel's SIGKILL (the drain).
+    pub cpu_time_grace: u64,
+    /// RLIMIT_DATA in bytes.
+    pub data: Option<u64>,
+    /// RLIMIT_AS in bytes.
+    pub address_space: Option<u64>,
+    /// Scheduling priority (nice value), -20..=20; 0 leaves it unchanged.
+    pub priority: i32,
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct ChildSetup {
     pub keep_fds: Vec<RawFd>,
@@ -33,6 +50,11 @@ pub struct ChildSetup {
     pub display_name: Option<String>,
     /// Apache's argv memory (start, length) to overwrite with the display name.
     pub argv_area: Option<(usize, usize)>,
+    pub limits: ResourceLimits,
+    /// `env-file=`: a dotenv file, read after the privilege drop.
+    pub env_file: Option<String>,
+    /// `env=NAME=VALUE`, applied after the env file (so they win).
+    pub env: Vec<(String, String)>,
 }
 
 #[derive(Debug)]
@@ -41,6 +63,8 @@ pub enum SpawnError {
     Privileges(String),
     StillPrivileged { uid: u32, gid: u32 },
     Home(String, String),
+    Limits(String),
+    EnvFile(String, String),
 }
 
 impl fmt::Display for SpawnError {
@@ -54,6 +78,8 @@ impl fmt::Display for SpawnError {
                  privileges"
             ),
             SpawnError::Home(dir, e) => write!(f, "cannot change directory to home={dir}: {e}"),
+            SpawnError::Limits(e) => write!(f, "cannot apply resource limits: {e}"),
+            SpawnError::EnvFile(path, e) => write!(f, "cannot read env-file={path}: {e}"),
         }
     }
 }
@@ -83,6 +109,7 @@ pub fn prepare_child(setup: &ChildSetup) -> Result<(), SpawnError> {
             0,
         )
     };
+    apply_limits(&setup.limits).map_err(SpawnError::Limits)?;
     if let Some(id) = &setup.identity {
         drop_privileges(id)?;
     }
@@ -116,6 +143,79 @@ pub fn prepare_child(setup: &ChildSetup) -> Result<(), SpawnError> {
         set_display_name(name, setup.argv_area);
     }
     Ok(())
+}
+
+/// `env-file=` then `env=`: the application's environment, set after [`prepare_child`]
+/// (the file is read as the daemon's user) and before Python starts. A failure leaves the
+/// environment untouched; the daemon then serves 503s naming it instead of crash-looping.
+/// Call while the process is still single-threaded.
+pub fn apply_environment(setup: &ChildSetup) -> Result<(), SpawnError> {
+    let mut env = Vec::new();
+    if let Some(path) = &setup.env_file {
+        env = read_env_file(path).map_err(|e| SpawnError::EnvFile(path.clone(), e))?;
+    }
+    env.extend(setup.env.iter().cloned());
+    for (name, value) in env {
+        // SAFETY: the caller runs this single-threaded, before Python or any worker thread
+        // starts; nothing reads the environment concurrently.
+        unsafe { std::env::set_var(name, value) };
+    }
+    Ok(())
+}
+
+/// Sets the rlimits and the nice value. Lowering a limit needs no privilege; a negative
+/// priority needs root, hence before the privilege drop (as mod_wsgi).
+fn apply_limits(limits: &ResourceLimits) -> Result<(), String> {
+    use nix::sys::resource::{Resource, setrlimit};
+    let set = |resource: Resource, name: &str, soft: u64, hard: u64| {
+        setrlimit(resource, soft, hard).map_err(|e| format!("setrlimit({name}, {soft}): {e}"))
+    };
+    if let Some(secs) = limits.cpu_time {
+        // The soft limit sends SIGXCPU (a warm replacement); the hard one, a drain's worth
+        // of CPU seconds later, is the kernel's SIGKILL for a process that never stops.
+        set(
+            Resource::RLIMIT_CPU,
+            "RLIMIT_CPU",
+            secs,
+            secs.saturating_add(limits.cpu_time_grace.max(1)),
+        )?;
+    }
+    if let Some(bytes) = limits.data {
+        set(Resource::RLIMIT_DATA, "RLIMIT_DATA", bytes, bytes)?;
+    }
+    if let Some(bytes) = limits.address_space {
+        set(Resource::RLIMIT_AS, "RLIMIT_AS", bytes, bytes)?;
+    }
+    if limits.priority != 0 {
+        // SAFETY: setpriority on this process only; errno is read right after.
+        let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, limits.priority) };
+        if rc != 0 {
+            return Err(format!(
+                "setpriority({}): {}",
+                limits.priority,
+                std::io::Error::last_os_error()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Reads a dotenv file (`NAME=value`, `export NAME=value`, quotes, `#` comments) into
+/// pairs, in file order; errors name the line.
+pub fn read_env_file(path: &str) -> Result<Vec<(String, String)>, String> {
+    let iter = dotenvy::from_path_iter(path).map_err(|e| describe_dotenv_error(&e))?;
+    iter.map(|item| item.map_err(|e| describe_dotenv_error(&e)))
+        .collect()
+}
+
+fn describe_dotenv_error(e: &dotenvy::Error) -> String {
+    match e {
+        dotenvy::Error::LineParse(line, index) => {
+            format!("malformed line at character {index}: {line:?}")
+        }
+        dotenvy::Error::Io(io) => io.to_string(),
+        other => other.to_string(),
+    }
 }
 
 fn reset_signals() -> Result<(), String> {

@@ -46,6 +46,22 @@ pub struct ServeSettings {
     pub socket_timeout: Duration,
     pub queue_timeout: Option<Duration>,
     pub maximum_requests: u64,
+    /// `maximum-rss=` in bytes: replace the process warm once a request leaves it larger.
+    pub maximum_rss: Option<u64>,
+    /// `stack-size=`: stack of each request thread; None = the platform default.
+    pub stack_size: Option<usize>,
+    /// `send-buffer-size=` / `receive-buffer-size=` of each connection from Apache.
+    pub send_buffer_size: Option<usize>,
+    pub receive_buffer_size: Option<usize>,
+}
+
+/// This process' resident set size, from /proc/self/statm (pages resident × page size).
+fn resident_set_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    Some(pages * u64::try_from(page).ok()?)
 }
 
 /// Microseconds since `epoch`, for lock-free timestamps (0 means "not set").
@@ -78,6 +94,8 @@ pub struct Server {
     waiting: AtomicUsize,
     /// Whether the listener is in the epoll set; changed only under `listener_lock`.
     listener_armed: AtomicBool,
+    /// A failed send/receive-buffer-size is logged once per process, not per connection.
+    buffer_warning_logged: AtomicBool,
     listener_lock: Mutex<()>,
     /// Idle connections by epoll token; a thread woken for one takes it out.
     idle: Mutex<HashMap<u64, Conn>>,
@@ -140,6 +158,7 @@ impl Server {
             stop_event,
             waiting: AtomicUsize::new(0),
             listener_armed: AtomicBool::new(false),
+            buffer_warning_logged: AtomicBool::new(false),
             listener_lock: Mutex::new(()),
             idle: Mutex::new(HashMap::new()),
             next_token: AtomicU64::new(STOP_TOKEN + 1),
@@ -173,11 +192,11 @@ impl Server {
         let mut handles = Vec::new();
         for i in 0..self.busy_since.len() {
             let me = Arc::clone(self);
-            handles.push(
-                std::thread::Builder::new()
-                    .name(format!("rwsgi-worker-{i}"))
-                    .spawn(move || me.worker_loop(i))?,
-            );
+            let mut builder = std::thread::Builder::new().name(format!("rwsgi-worker-{i}"));
+            if let Some(bytes) = self.settings.stack_size {
+                builder = builder.stack_size(bytes);
+            }
+            handles.push(builder.spawn(move || me.worker_loop(i))?);
         }
         Ok(handles)
     }
@@ -358,6 +377,7 @@ impl Server {
                     }
                     let _ = stream.set_read_timeout(Some(self.settings.socket_timeout));
                     let _ = stream.set_write_timeout(Some(self.settings.socket_timeout));
+                    self.apply_buffer_sizes(&stream);
                     return Some(Conn {
                         stream,
                         dec: Decoder::new(Limits::default()),
@@ -378,6 +398,37 @@ impl Server {
                     // (such as running out of descriptors).
                     std::thread::sleep(Duration::from_millis(100));
                     return None;
+                }
+            }
+        }
+    }
+
+    /// send-buffer-size= / receive-buffer-size=. A Unix socket made by accept() does not
+    /// inherit the listener's sizes, so each connection gets them.
+    fn apply_buffer_sizes(&self, stream: &UnixStream) {
+        use nix::sys::socket::{setsockopt, sockopt};
+        let sizes = [
+            (self.settings.send_buffer_size, "send-buffer-size", true),
+            (
+                self.settings.receive_buffer_size,
+                "receive-buffer-size",
+                false,
+            ),
+        ];
+        for (size, option, send) in sizes {
+            let Some(bytes) = size else { continue };
+            let result = if send {
+                setsockopt(stream, sockopt::SndBuf, &bytes)
+            } else {
+                setsockopt(stream, sockopt::RcvBuf, &bytes)
+            };
+            if let Err(e) = result {
+                if !self.buffer_warning_logged.swap(true, Ordering::Relaxed) {
+                    logging::warning(&format!(
+                        "daemon '{}': cannot set {option}={bytes} on its socket ({e}); the \
+                         system default is used",
+                        self.settings.group
+                    ));
                 }
             }
         }
@@ -572,6 +623,15 @@ impl Server {
         let max = self.settings.maximum_requests;
         if max > 0 && served >= max {
             self.request_restart(&format!("maximum-requests={max} reached"));
+        }
+        if let Some(limit) = self.settings.maximum_rss {
+            if let Some(rss) = resident_set_bytes().filter(|rss| *rss > limit) {
+                self.request_restart(&format!(
+                    "maximum-rss={} MB exceeded: resident set is {:.1} MB",
+                    limit >> 20,
+                    rss as f64 / (1024.0 * 1024.0)
+                ));
+            }
         }
         keep
     }
@@ -929,6 +989,10 @@ mod tests {
             socket_timeout: Duration::from_secs(10),
             queue_timeout: None,
             maximum_requests: 0,
+            maximum_rss: None,
+            stack_size: Some(256 * 1024),
+            send_buffer_size: Some(64 * 1024),
+            receive_buffer_size: None,
         };
         let server = Server::new(settings, fd, None, "no Python here".into()).unwrap();
         let handles = server.start().unwrap();

@@ -25,6 +25,15 @@ pub struct DaemonTarget {
     pub socket_timeout: Duration,
     /// request-timeout: a request with no response head by then gets 504.
     pub request_timeout: Option<Duration>,
+    /// response-socket-timeout (else socket-timeout): the client socket's timeout while the
+    /// response is relayed; None = Apache's `Timeout`.
+    pub response_socket_timeout: Option<Duration>,
+    /// response-flush-delay: how long a flush waits for more of the response.
+    pub response_flush_delay: Duration,
+    /// response-buffer-size: at most this many bytes go to the output filters unflushed.
+    pub response_buffer_size: usize,
+    /// script-user= / script-group=.
+    pub script_owner: super::script_owner::ScriptOwner,
 }
 
 /// What to run in the daemon.
@@ -348,7 +357,10 @@ pub fn serve(
             },
         };
         body.pos = 0;
-        match exchange(r, target, conn, head, &mut body, plan.sendfile) {
+        let result = with_response_socket_timeout(r, target, |r| {
+            exchange(r, target, conn, head, &mut body, plan.sendfile)
+        });
+        match result {
             Ok(()) => return ffi::OK,
             Err(Failure::NotSent(_)) if Instant::now() < deadline && attempts < 64 => {
                 drop_idle(&target.socket_path);
@@ -430,6 +442,26 @@ pub fn serve(
     }
 }
 
+/// Runs `f` with the client socket's timeout set to response-socket-timeout (as mod_wsgi,
+/// socket-timeout when not given), and puts Apache's back afterwards: the connection may
+/// serve further requests through other handlers.
+fn with_response_socket_timeout<T>(
+    r: &mut Request<'_>,
+    target: &DaemonTarget,
+    f: impl FnOnce(&mut Request<'_>) -> T,
+) -> T {
+    let Some(timeout) = target.response_socket_timeout else {
+        return f(r);
+    };
+    let saved = r.client_socket_timeout();
+    r.set_client_socket_timeout(timeout);
+    let result = f(r);
+    if let Some(saved) = saved {
+        r.set_client_socket_timeout(saved);
+    }
+    result
+}
+
 /// One request/response exchange on `conn`. On success the connection goes back to the
 /// idle pool.
 fn exchange(
@@ -454,6 +486,7 @@ fn exchange(
     let mut head_sent = false;
     let mut body_read = false;
     let mut flush_pending = false;
+    let mut unflushed = 0usize;
     // The daemon has just been sent something to answer: wait for it before reading.
     let mut awaiting_answer = true;
     loop {
@@ -466,11 +499,16 @@ fn exchange(
                 .max(Duration::from_millis(1)),
             _ => target.socket_timeout,
         };
-        // A flush the daemon asked for is done once no further frame is already here:
-        // consecutive write()s then leave in one client write, and nothing waits on the
-        // daemon unflushed.
-        if flush_pending && !conn.dec.has_frame().unwrap_or(false) {
+        // A flush the daemon asked for is done once no further frame is already here and
+        // none arrives within response-flush-delay: consecutive write()s then leave in one
+        // client write (and pacing filters such as mod_ratelimit are not forced into short
+        // writes), and nothing waits on the daemon unflushed for longer than the delay.
+        if flush_pending
+            && !conn.dec.has_frame().unwrap_or(false)
+            && !readable_within(&conn.stream, target.response_flush_delay)
+        {
             flush_pending = false;
+            unflushed = 0;
             if r.flush().is_err() {
                 return Err(Failure::Aborted);
             }
@@ -545,6 +583,15 @@ fn exchange(
                 if r.write(frame.payload).is_err() {
                     // Client gone: drop the daemon connection so the app sees it.
                     return Err(Failure::Aborted);
+                }
+                // response-buffer-size: bounds what an output filter that buffers without
+                // draining may hold for this request.
+                unflushed += frame.payload.len();
+                if unflushed >= target.response_buffer_size {
+                    unflushed = 0;
+                    if r.flush().is_err() {
+                        return Err(Failure::Aborted);
+                    }
                 }
             }
             FrameKind::ReadBody | FrameKind::RespHead | FrameKind::Error => {
@@ -685,6 +732,19 @@ fn exchange(
             }
         }
     }
+}
+
+/// Whether `stream` has something to read within `wait` (false at once for a zero wait).
+fn readable_within(stream: &std::os::unix::net::UnixStream, wait: Duration) -> bool {
+    if wait.is_zero() {
+        return false;
+    }
+    let mut fds = [nix::poll::PollFd::new(
+        std::os::fd::AsFd::as_fd(stream),
+        nix::poll::PollFlags::POLLIN,
+    )];
+    let ms = u16::try_from(wait.as_millis()).unwrap_or(u16::MAX);
+    matches!(nix::poll::poll(&mut fds, ms), Ok(n) if n > 0)
 }
 
 fn decode(frame: RawFrame<'_>) -> Result<Frame, Failure> {

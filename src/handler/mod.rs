@@ -5,12 +5,15 @@
 pub mod cgi_env;
 pub mod daemon_client;
 pub mod embedded;
+pub mod script_owner;
 
 use std::ffi::CStr;
 
 use crate::apache::log::{self, Level};
 use crate::apache::request::Request;
-use crate::config::{DirConfig, GroupSelector, ScriptAlias, SelectorContext, ServerConfig};
+use crate::config::{
+    DirConfig, GroupSelector, MapHeadToGet, ScriptAlias, SelectorContext, ServerConfig,
+};
 use crate::ffi;
 use crate::protocol::req_flags;
 
@@ -176,6 +179,19 @@ pub fn handle(r: &mut Request<'_>, ctx: &HandlerContext<'_>) -> i32 {
         return ffi::HTTP_INTERNAL_SERVER_ERROR;
     }
 
+    if let Some(owner) = target.map(|t| t.script_owner).filter(|o| o.is_set()) {
+        if let Err(why) = owner.check(std::path::Path::new(&script)) {
+            log::request(
+                r.as_ptr(),
+                Level::Error,
+                &format!(
+                    "mod_rwsgi: refusing to run '{script}' in daemon process '{group}': {why}"
+                ),
+            );
+            return ffi::HTTP_FORBIDDEN;
+        }
+    }
+
     let chunked = r
         .header_in(c"Transfer-Encoding")
         .is_some_and(|v| !v.eq_ignore_ascii_case(b"identity"));
@@ -238,7 +254,12 @@ pub fn handle(r: &mut Request<'_>, ctx: &HandlerContext<'_>) -> i32 {
         daemon_client::encode_head(r, &plan, env.iter().map(|(k, v)| (&k[..], &v[..])))
     } else {
         // Apache's own strings go straight into the request head, with no copy of each.
-        daemon_client::encode_head(r, &plan, environ(r, &script_name, &path_info, pass_auth))
+        let method = request_method(r, dir.map_head_to_get());
+        daemon_client::encode_head(
+            r,
+            &plan,
+            environ(r, method, &script_name, &path_info, pass_auth),
+        )
     };
     match head {
         Ok(head) => daemon_client::serve(r, target, &plan, &head, body),
@@ -255,7 +276,8 @@ fn owned_environ(
     path_info: &[u8],
     pass_auth: bool,
 ) -> Vec<(Vec<u8>, Vec<u8>)> {
-    let mut env: Vec<(Vec<u8>, Vec<u8>)> = environ(r, script_name, path_info, pass_auth)
+    let method = request_method(r, dir.map_head_to_get());
+    let mut env: Vec<(Vec<u8>, Vec<u8>)> = environ(r, method, script_name, path_info, pass_auth)
         .map(|(k, v)| (k.to_vec(), v.to_vec()))
         .collect();
     if let Some(trusted_headers) = dir.trusted_proxy_headers.as_deref() {
@@ -265,6 +287,19 @@ fn owned_environ(
         }
     }
     env
+}
+
+/// REQUEST_METHOD as the app sees it. WSGIMapHEADToGET: a HEAD request is shown as GET
+/// always (On), never (Off), or (Auto, the default) when a content filter after the handler
+/// needs the body it would produce for a GET; Apache drops the body for the client anyway.
+fn request_method<'a>(r: &'a Request<'_>, map: MapHeadToGet) -> &'a [u8] {
+    let head = r.method_number() == ffi::M_GET && r.header_only();
+    let mapped = match map {
+        MapHeadToGet::On => head,
+        MapHeadToGet::Off => false,
+        MapHeadToGet::Auto => head && r.has_content_output_filter(),
+    };
+    if mapped { b"GET" } else { r.method() }
 }
 
 /// Apache refused the request body before anything was read: say what was wrong with it.
@@ -297,6 +332,7 @@ fn log_refused_body(r: &Request<'_>, code: i32) {
 /// Authorization when passed on.
 fn environ<'a>(
     r: &'a Request<'_>,
+    method: &'a [u8],
     script_name: &'a [u8],
     path_info: &'a [u8],
     pass_auth: bool,
@@ -309,7 +345,7 @@ fn environ<'a>(
     let request: [(&[u8], &[u8]); 7] = [
         (b"GATEWAY_INTERFACE", b"CGI/1.1"),
         (b"SERVER_PROTOCOL", r.protocol()),
-        (b"REQUEST_METHOD", r.method()),
+        (b"REQUEST_METHOD", method),
         (b"QUERY_STRING", r.args().unwrap_or(b"")),
         (b"REQUEST_URI", r.unparsed_uri()),
         (b"SCRIPT_NAME", script_name),

@@ -36,6 +36,9 @@ pub struct InterpreterSettings {
     pub processes_given: bool,
     pub threads: u32,
     pub maximum_requests: u64,
+    /// `header-buffer-size=`: the longest response header line (`Name: value`) allowed;
+    /// 0 = no limit (embedded mode).
+    pub header_buffer_size: usize,
 }
 
 impl Default for InterpreterSettings {
@@ -55,6 +58,7 @@ impl Default for InterpreterSettings {
             processes_given: false,
             threads: 15,
             maximum_requests: 0,
+            header_buffer_size: 0,
         }
     }
 }
@@ -70,6 +74,7 @@ pub(crate) struct ProcessInfo {
     pub run_once: bool,
     pub restrict_stdout: bool,
     pub log_prefix: String,
+    pub header_buffer_size: usize,
 }
 
 impl ProcessInfo {
@@ -87,6 +92,7 @@ impl ProcessInfo {
             } else {
                 format!("(wsgi:{}) ", s.process_group)
             },
+            header_buffer_size: s.header_buffer_size,
         }
     }
 }

@@ -221,6 +221,15 @@ pub(crate) fn parse_headers(value: &Bound<'_, PyAny>) -> PyResult<(Headers, Opti
                 show(&value)
             )));
         }
+        let limit = super::interpreter::process_info().header_buffer_size;
+        let line = name.len() + 2 + value.len();
+        if limit > 0 && line > limit {
+            return Err(PyValueError::new_err(format!(
+                "response header {} is {line} bytes long, over the daemon process group's \
+                 header-buffer-size={limit}",
+                show(&name)
+            )));
+        }
         if name.eq_ignore_ascii_case(b"content-length") {
             let text = value.trim_ascii();
             let parsed = std::str::from_utf8(text)

@@ -68,6 +68,7 @@ fn init() {
             processes_given: true,
             threads: 5,
             maximum_requests: 0,
+            header_buffer_size: 0,
             ..InterpreterSettings::default()
         };
         initialize(&settings).expect("initialise the test interpreter");
