@@ -44,6 +44,16 @@ fn a_stopped_daemon_gives_504_by_socket_timeout_and_apache_still_stops() {
     unsafe {
         libc::kill(pid, libc::SIGSTOP);
     }
+    // kill() returns before every thread has stopped: wait for the stopped state ('T').
+    let stopped_by = Instant::now() + Duration::from_secs(5);
+    while !std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        s.rsplit(')')
+            .next()
+            .is_some_and(|rest| rest.trim_start().starts_with('T'))
+    }) {
+        assert!(Instant::now() < stopped_by, "daemon {pid} did not stop");
+        std::thread::sleep(Duration::from_millis(10));
+    }
     let port = apache.port();
     let clients: Vec<_> = (0..3)
         .map(|_| {
