@@ -557,29 +557,65 @@ def application(environ, start_response):
 }
 
 #[test]
-fn start_response_second_call_without_exc_info() {
+fn start_response_second_call_before_the_head_replaces_it() {
     let host = host();
     let path = script(
         "second",
         r#"
 def application(environ, start_response):
-    start_response('200 OK', [])
+    start_response('200 OK', [('X-A', '1')])
+    start_response('201 Created', [('X-B', '2')])
+    return [b'second call won']
+"#,
+    );
+    let mut io = FakeIo::new();
+    assert_eq!(request(&host, &path, "/", &mut io), Outcome::Completed);
+    assert_eq!(io.status(), Some((201, "Created".to_string())));
+    assert_eq!(io.headers(), vec![("X-B".to_string(), "2".to_string())]);
+    assert_eq!(io.body_text(), "second call won");
+}
+
+#[test]
+fn start_response_after_the_head_or_with_a_bad_exc_info_raises() {
+    let host = host();
+    let path = script(
+        "second_after_head",
+        r#"
+def application(environ, start_response):
+    try:
+        start_response('200 OK', [], 'not a tuple')
+    except RuntimeError as e:
+        bad = str(e)
+    else:
+        bad = 'accepted'
+    write = start_response('200 OK', [])
+    write(b'a;')
     try:
         start_response('201 Created', [])
         msg = 'no error'
     except RuntimeError as e:
         msg = str(e)
-    return [msg.encode()]
+    try:
+        start_response('500 Err', [], (ValueError,))
+    except TypeError as e:
+        short = str(e)
+    return [(bad + ';' + msg + ';' + short).encode()]
 "#,
     );
     let mut io = FakeIo::new();
     assert_eq!(request(&host, &path, "/", &mut io), Outcome::Completed);
     assert_eq!(io.status(), Some((200, "OK".to_string())));
+    let body = io.body_text();
     assert!(
-        io.body_text().contains("already called"),
-        "{}",
-        io.body_text()
+        body.starts_with("a;start_response() argument 'exc_info' must be a 3-tuple or None"),
+        "{body}"
     );
+    assert!(body.contains("value of type str found"), "{body}");
+    assert!(
+        body.contains(";start_response() called more than once without exc_info"),
+        "{body}"
+    );
+    assert!(body.contains("must be a 3-tuple, length 1 found"), "{body}");
 }
 
 #[test]
