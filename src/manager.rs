@@ -119,10 +119,12 @@ pub(crate) fn start_daemons(pool: Pool, s: *mut ffi::server_rec) -> Result<(), S
                 argv_area,
             },
             interpreter: InterpreterSettings {
-                python_home: spec
-                    .python_home
-                    .clone()
-                    .or_else(|| slot.global.python_home.clone()),
+                // python-home='' means Python's own default, not WSGIPythonHome (mod_wsgi).
+                python_home: match spec.python_home.as_deref() {
+                    Some("") => None,
+                    Some(home) => Some(home.to_string()),
+                    None => slot.global.python_home.clone(),
+                },
                 python_path: if spec.python_path.is_empty() {
                     slot.global.python_path.clone()
                 } else {

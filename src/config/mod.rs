@@ -166,7 +166,7 @@ impl GlobalConfig {
                 }
                 self.import_scripts.push(script);
             }
-            Directive::PythonHome(home) => self.python_home = Some(home),
+            Directive::PythonHome(home) => self.python_home = (!home.is_empty()).then_some(home),
             Directive::PythonPath(path) => self.python_path = path,
             Directive::SocketPrefix(prefix) => self.socket_prefix = Some(prefix),
             Directive::Flag { name, value } => {
