@@ -259,7 +259,8 @@ fn owned_environ(
         .map(|(k, v)| (k.to_vec(), v.to_vec()))
         .collect();
     if let Some(trusted_headers) = dir.trusted_proxy_headers.as_deref() {
-        let proxies = dir.trusted_proxies.as_deref().unwrap_or(&[]);
+        // No WSGITrustedProxies: every peer is trusted, as mod_wsgi documents.
+        let proxies = dir.trusted_proxies.as_deref();
         for note in crate::config::apply_trusted_proxy_headers(&mut env, proxies, trusted_headers) {
             log::request(r.as_ptr(), Level::Info, &format!("mod_rwsgi: {note}"));
         }
