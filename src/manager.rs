@@ -138,6 +138,7 @@ pub(crate) fn start_daemons(pool: Pool, s: *mut ffi::server_rec) -> Result<(), S
                 processes_given: spec.processes_given,
                 threads: spec.threads,
                 maximum_requests: u64::from(spec.maximum_requests.unwrap_or(0)),
+                apache_version: crate::apache::state::server_version(),
             },
             serve: ServeSettings {
                 group: spec.name.clone(),

@@ -19,7 +19,7 @@ use nix::sys::eventfd::{EfdFlags, EventFd};
 
 use crate::logging;
 use crate::protocol::{self, Decoder, Frame, FrameKind, Limits, error_code, req_flags};
-use crate::python::{AppHost, Outcome, RequestIo, RequestSpec};
+use crate::python::{AppHost, Outcome, RequestIo, RequestSpec, RequestTimes};
 
 const LISTENER_TOKEN: u64 = 0;
 /// The stop event: readable once the process stops accepting.
@@ -582,13 +582,15 @@ impl Server {
         head: &protocol::ReqHead,
         pushed: Option<PushedBody>,
     ) -> bool {
+        // mod_wsgi.daemon_start: this process begins handling the request now.
+        let daemon_start_us = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_micros() as u64)
+            .unwrap_or(0);
         let mut io = DaemonIo::new(conn, self.settings.socket_timeout, pushed);
         if let Some(limit) = self.settings.queue_timeout {
-            let now_us = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_micros() as u64)
-                .unwrap_or(0);
-            let waited = Duration::from_micros(now_us.saturating_sub(head.request_start_us));
+            let waited =
+                Duration::from_micros(daemon_start_us.saturating_sub(head.request_start_us));
             if head.request_start_us > 0 && waited > limit {
                 logging::info(&format!(
                     "daemon '{}': request waited {:.1} s for a thread (queue-timeout={} s); \
@@ -630,6 +632,11 @@ impl Server {
             env: &head.env,
             // Daemons reload by restarting the whole process (above), as mod_wsgi does.
             script_reloading: false,
+            times: RequestTimes {
+                request_start_us: head.request_start_us,
+                queue_start_us: head.queue_start_us,
+                daemon_start_us,
+            },
         };
         // startup-timeout: armed by the first request (which loads the script), cleared
         // once a request gets past loading.
@@ -950,6 +957,7 @@ mod tests {
         Frame::ReqHead(protocol::ReqHead {
             flags: 0,
             request_start_us: 0,
+            queue_start_us: 0,
             script_path: b"/srv/app.wsgi".to_vec(),
             app_group: Vec::new(),
             callable: Vec::new(),

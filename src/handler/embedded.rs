@@ -47,6 +47,7 @@ fn settings_for_this_mpm(s: &EmbeddedSettings) -> InterpreterSettings {
             threads
         },
         maximum_requests: 0,
+        apache_version: state::server_version(),
     }
 }
 

@@ -36,6 +36,8 @@ pub struct InterpreterSettings {
     pub processes_given: bool,
     pub threads: u32,
     pub maximum_requests: u64,
+    /// The Apache version (major, minor, patch): `environ['apache.version']`.
+    pub apache_version: (u32, u32, u32),
 }
 
 impl Default for InterpreterSettings {
@@ -55,6 +57,7 @@ impl Default for InterpreterSettings {
             processes_given: false,
             threads: 15,
             maximum_requests: 0,
+            apache_version: (0, 0, 0),
         }
     }
 }
@@ -70,6 +73,7 @@ pub(crate) struct ProcessInfo {
     pub run_once: bool,
     pub restrict_stdout: bool,
     pub log_prefix: String,
+    pub apache_version: (u32, u32, u32),
 }
 
 impl ProcessInfo {
@@ -87,6 +91,7 @@ impl ProcessInfo {
             } else {
                 format!("(wsgi:{}) ", s.process_group)
             },
+            apache_version: s.apache_version,
         }
     }
 }

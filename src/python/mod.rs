@@ -35,6 +35,7 @@ mod tests;
 use crate::logging::Level;
 
 pub use app::AppHost;
+
 pub use diagnostics::{gil_heartbeat, interrupt_thread, thread_stacks};
 pub use interpreter::{InterpreterSettings, initialize, run_shutdown_callbacks, shutdown};
 pub use log_object::install_restricted_stdout;
@@ -91,6 +92,20 @@ pub struct RequestSpec<'a> {
     pub env: &'a [(Vec<u8>, Vec<u8>)],
     /// Check the script's mtime (inequality, as mod_wsgi) and reload it when it changed.
     pub script_reloading: bool,
+    /// When the request reached each stage: `mod_wsgi.request_start` and friends.
+    pub times: RequestTimes,
+}
+
+/// The instants of a request before the application runs, in microseconds since the Unix
+/// epoch; 0 = "no such stage" (embedded mode has no queue and no daemon), shown as 0.0.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RequestTimes {
+    /// Apache received the request (`r->request_time`).
+    pub request_start_us: u64,
+    /// Apache handed it to the daemon socket.
+    pub queue_start_us: u64,
+    /// The daemon process read it and began handling it.
+    pub daemon_start_us: u64,
 }
 
 /// How a request ended.

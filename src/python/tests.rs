@@ -258,6 +258,7 @@ fn spec<'a>(path: &'a str, env: &'a [(Vec<u8>, Vec<u8>)]) -> RequestSpec<'a> {
         callable: "",
         env,
         script_reloading: true,
+        times: RequestTimes::default(),
     }
 }
 
@@ -503,6 +504,47 @@ def application(environ, start_response):
         );
     }
     assert_eq!(io.reads.len(), 1, "a failed input must not read again");
+}
+
+// ---------------------------------------------------------------- environ
+
+#[test]
+fn timing_keys_are_float_seconds_and_thread_id_an_int() {
+    let host = host();
+    let path = script(
+        "timing",
+        r#"
+import threading, time
+def application(environ, start_response):
+    assert environ['mod_wsgi.request_start'] == 1700000000.25, environ['mod_wsgi.request_start']
+    assert environ['mod_wsgi.queue_start'] == 1700000000.5
+    assert environ['mod_wsgi.daemon_start'] == 0.0
+    app_start = environ['mod_wsgi.application_start']
+    assert type(app_start) is float and time.time() - 60 < app_start <= time.time(), app_start
+    assert type(environ['mod_wsgi.thread_id']) is int, environ['mod_wsgi.thread_id']
+    assert type(environ['apache.version']) is tuple and len(environ['apache.version']) == 3
+    assert environ['mod_wsgi.version'] == (6, 0, 5)
+    start_response('200 OK', [])
+    return [b'ok']
+"#,
+    );
+    let env = env(&[("PATH_INFO", b"/")]);
+    let spec = RequestSpec {
+        times: RequestTimes {
+            request_start_us: 1_700_000_000_250_000,
+            queue_start_us: 1_700_000_000_500_000,
+            daemon_start_us: 0,
+        },
+        ..spec(&path, &env)
+    };
+    let mut io = FakeIo::new();
+    assert_eq!(
+        host.handle(&spec, &mut io),
+        Outcome::Completed,
+        "{}",
+        dump(&path)
+    );
+    assert_eq!(io.body_text(), "ok", "{}", dump(&path));
 }
 
 // ---------------------------------------------------------------- start_response
