@@ -19,7 +19,7 @@ use nix::sys::eventfd::{EfdFlags, EventFd};
 
 use crate::logging;
 use crate::protocol::{self, Decoder, Frame, FrameKind, Limits, error_code, req_flags};
-use crate::python::{AppHost, Outcome, RequestIo, RequestSpec, RequestTimes};
+use crate::python::{AppHost, Outcome, RequestIo, RequestSpec, RequestTimes, ScriptReloading};
 
 const LISTENER_TOKEN: u64 = 0;
 /// The stop event: readable once the process stops accepting.
@@ -630,8 +630,13 @@ impl Server {
                 &callable
             },
             env: &head.env,
-            // Daemons reload by restarting the whole process (above), as mod_wsgi does.
-            script_reloading: false,
+            // Daemons reload by restarting the whole process, as mod_wsgi does: a changed
+            // script file is caught above, __mtime__ and reload_required() by the host.
+            script_reloading: if reloading {
+                ScriptReloading::ReplaceProcess
+            } else {
+                ScriptReloading::Off
+            },
             times: RequestTimes {
                 request_start_us: head.request_start_us,
                 queue_start_us: head.queue_start_us,
@@ -677,6 +682,13 @@ impl Server {
             }
             // The client is gone: closing without RespEnd tells Apache to abort its side too.
             Outcome::ClientGone => false,
+            // The script's reload hooks asked for a reload: as after a touch, nothing of the
+            // request ran, so Apache resends it to the replacement process.
+            Outcome::ReloadRequired => {
+                self.mark_stale("the WSGI script asked for a reload (__mtime__, reload_required)");
+                let _ = io.send_error(error_code::SHUTTING_DOWN, b"daemon process is restarting");
+                false
+            }
         }
     }
 }

@@ -223,7 +223,11 @@ pub fn handle(r: &mut Request<'_>, ctx: &HandlerContext<'_>) -> i32 {
             callable: &callable,
             env: &env,
             // Embedded mode re-imports a touched script in place, as mod_wsgi does.
-            script_reloading: dir.script_reloading(),
+            script_reloading: if dir.script_reloading() {
+                crate::python::ScriptReloading::InPlace
+            } else {
+                crate::python::ScriptReloading::Off
+            },
             // No queue and no daemon here: those instants stay 0.0, as in mod_wsgi.
             times: crate::python::RequestTimes {
                 request_start_us: u64::try_from(r.request_time_us()).unwrap_or(0),
