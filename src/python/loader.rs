@@ -263,19 +263,23 @@ pub(crate) fn reload_reason(
     group: &str,
 ) -> Option<String> {
     let dict = loaded.module.bind(py).dict();
-    let recorded = match dict.get_item("__mtime__") {
+    let recorded = match dict.get_item(pyo3::intern!(py, "__mtime__")) {
         Ok(Some(value)) => value.extract::<i64>().ok(),
         _ => return Some("its module no longer has __mtime__".into()),
     };
     let Some(recorded) = recorded else {
         return Some("its module's __mtime__ is not an integer".into());
     };
-    match py.detach(|| mtime_of(path)) {
+    // One stat of a local file: cheaper than letting the GIL go and taking it back.
+    match mtime_of(path) {
         Ok(now) if mtime_us(now) == recorded => {}
         Ok(_) => return Some("its modification time changed".into()),
         Err(e) => return Some(format!("it can no longer be read ({e})")),
     }
-    let hook = dict.get_item("reload_required").ok().flatten()?;
+    let hook = dict
+        .get_item(pyo3::intern!(py, "reload_required"))
+        .ok()
+        .flatten()?;
     match hook.call1((path,)).and_then(|answer| answer.is_truthy()) {
         Ok(true) => Some("its reload_required() returned a true value".into()),
         Ok(false) => None,
