@@ -128,10 +128,12 @@ pub(crate) fn start_daemons(pool: Pool, s: *mut ffi::server_rec) -> Result<(), S
                 env: spec.env.clone(),
             },
             interpreter: InterpreterSettings {
-                python_home: spec
-                    .python_home
-                    .clone()
-                    .or_else(|| slot.global.python_home.clone()),
+                // python-home='' means Python's own default, not WSGIPythonHome (mod_wsgi).
+                python_home: match spec.python_home.as_deref() {
+                    Some("") => None,
+                    Some(home) => Some(home.to_string()),
+                    None => slot.global.python_home.clone(),
+                },
                 python_path: if spec.python_path.is_empty() {
                     slot.global.python_path.clone()
                 } else {
@@ -146,6 +148,7 @@ pub(crate) fn start_daemons(pool: Pool, s: *mut ffi::server_rec) -> Result<(), S
                 threads: spec.threads,
                 maximum_requests: u64::from(spec.maximum_requests.unwrap_or(0)),
                 header_buffer_size: spec.header_buffer_size as usize,
+                apache_version: crate::apache::state::server_version(),
             },
             serve: ServeSettings {
                 group: spec.name.clone(),

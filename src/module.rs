@@ -348,6 +348,17 @@ fn apply_directive(
                     global.global.note_group_ref(group, info.name, &location);
                 }
             }
+            if let Directive::TrustedProxies(_) | Directive::TrustedProxyHeaders(_) = &parsed {
+                // SAFETY: reading Apache's pointer to the main server, set before parsing.
+                let main = unsafe { ffi::ap_server_conf };
+                global.global.note_proxy_site(config::ProxySite {
+                    proxies: matches!(parsed, Directive::TrustedProxies(_)),
+                    server: cmd.server() as usize,
+                    main_server: cmd.server() == main,
+                    section: cmd.section_path(),
+                    location: location.clone(),
+                });
+            }
             let dir = dir.ok_or("mod_rwsgi: directive outside a directory configuration")?;
             dir.apply(parsed).map_err(|e| e.to_string())
         }
@@ -563,6 +574,9 @@ unsafe extern "C" fn check_config(
         let Some(slot) = main_slot() else {
             return ffi::OK;
         };
+        for warning in slot.global.warnings() {
+            log::startup(s, Level::Warning, &format!("mod_rwsgi: {warning}"));
+        }
         match slot.global.check(&SystemAccounts) {
             Ok(()) => ffi::OK,
             Err(errors) => {

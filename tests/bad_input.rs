@@ -689,8 +689,42 @@ fn app_close_raises_after_a_complete_body() {
 // ---------------------------------------------------------------- start_response
 
 #[test]
-fn start_response_twice_without_exc_info() {
-    app_case("/start-twice", 500, "exc_info");
+fn start_response_twice_before_the_head_replaces_it() {
+    // As mod_wsgi 6: no error; the second call's status and headers are what is sent.
+    for resp in [get("/app/start-twice"), get("/emb/start-twice")] {
+        let text = String::from_utf8_lossy(&resp);
+        assert_eq!(status_of(&resp), Some(202), "{text}");
+        assert!(text.contains("X-Second: 2"), "{text}");
+        assert!(!text.contains("X-First"), "{text}");
+        assert!(text.contains("start-twice replaced"), "{text}");
+    }
+    assert_still_serving("start_response twice");
+}
+
+#[test]
+fn start_response_again_after_the_head_raises() {
+    for resp in [get("/app/start-after-head"), get("/emb/start-after-head")] {
+        let text = String::from_utf8_lossy(&resp);
+        assert_eq!(status_of(&resp), Some(200), "{text}");
+        assert!(text.contains("head sent;"), "{text}");
+        assert!(
+            text.contains(
+                "start-after-head: start_response() called more than once without \
+                           exc_info"
+            ),
+            "{text}"
+        );
+    }
+}
+
+#[test]
+fn start_response_exc_info_not_a_tuple() {
+    // mod_wsgi raises RuntimeError for it (logged with its traceback); nothing was sent: 500.
+    app_case(
+        "/exc-info-not-tuple",
+        500,
+        "RuntimeError: start_response() argument 'exc_info' must be a 3-tuple or None",
+    );
 }
 
 #[test]

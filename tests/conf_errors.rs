@@ -44,6 +44,11 @@ const CASES: &[Case] = &[
         expect: &["WSGIDaemonProcess", "threads"],
     },
     Case {
+        name: "empty quoted value of an option that needs one",
+        conf: "WSGIDaemonProcess g home=''",
+        expect: &["WSGIDaemonProcess", "'home='", "expected a value after '='"],
+    },
+    Case {
         name: "missing group name",
         conf: "WSGIDaemonProcess",
         expect: &["WSGIDaemonProcess"],
@@ -160,6 +165,20 @@ fn good_config_is_accepted_alongside() {
     // The same harness with a valid config passes, so failures above are the bad lines.
     let (ok, out) = ApacheConfig::new("good")
         .conf("WSGIDaemonProcess g threads=2 processes=1\nWSGIProcessGroup g\nWSGIScriptAlias /x /tmp/x.wsgi")
+        .configtest();
+    assert!(ok, "{out}");
+}
+
+#[test]
+fn empty_quoted_values_pass_configtest() {
+    // As mod_wsgi-express writes them; mod_wsgi accepts these options empty.
+    let (ok, out) = ApacheConfig::new("empty")
+        .conf(
+            "WSGIPythonHome ''\nWSGIPythonPath ''\n\
+             WSGIDaemonProcess g python-home='' python-path='' python-eggs='' lang='' \
+             locale='' supplementary-groups='' display-name=\"\"\n\
+             WSGIProcessGroup g\nWSGIScriptAlias /x /tmp/x.wsgi",
+        )
         .configtest();
     assert!(ok, "{out}");
 }

@@ -177,6 +177,42 @@ fn venv_packages_are_importable_through_python_home() {
 }
 
 #[test]
+fn empty_quoted_options_as_mod_wsgi_express_writes_them() {
+    // mod_wsgi accepts these empty: python-home='' is Python's default home (WSGIPythonHome
+    // is not used), python-path='' adds nothing, lang=''/locale='' set LANG/LC_ALL empty,
+    // supplementary-groups='' leaves no supplementary group, display-name='' leaves the name.
+    let config = ApacheConfig::new("emptyopts");
+    let venv = config.root().join("venv");
+    make_venv(&venv);
+    let app = config.install_app("probe.wsgi");
+    let apache = config
+        .conf(&format!(
+            "WSGIPythonHome {venv}\nWSGIPythonPath ''\n\
+             WSGIDaemonProcess probe threads=1 python-home='' python-path='' python-eggs='' \\\n\
+             \x20 lang='' locale='' supplementary-groups='' display-name=''\n\
+             WSGIProcessGroup probe\n\
+             WSGIScriptAlias /app {app}\n<Directory @DIR@/apps>\n    Require all granted\n</Directory>",
+            venv = venv.display(),
+            app = app.display()
+        ))
+        .start();
+    let sys = json(&apache.get("/app/sys"));
+    assert_eq!(sys["prefix"].str(), "/usr", "{sys:?}");
+    assert!(
+        !sys["path"].list().iter().any(|p| p.str().is_empty()),
+        "an empty entry reached sys.path: {sys:?}"
+    );
+    let ids = json(&apache.get("/app/ids"));
+    assert_eq!(ids["lang"].str(), "");
+    assert_eq!(ids["lc_all"].str(), "");
+    assert!(ids["groups"].list().is_empty(), "{ids:?}");
+    let pid = apache.get("/app/pid").text();
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+    let shown = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+    assert!(shown.contains("apache2"), "ps shows {shown:?}");
+}
+
+#[test]
 fn killed_daemon_is_replaced_and_requests_succeed() {
     let apache = start("threads=2", "");
     let first: i32 = apache.get("/app/pid").text().parse().unwrap();

@@ -94,6 +94,150 @@ fn environ_is_complete_and_split_like_mod_wsgi() {
     }
 }
 
+/// The running Apache's version, from `apache2 -v` ("Server version: Apache/2.4.65 ...").
+fn apache_version() -> Vec<u64> {
+    let out = std::process::Command::new("/usr/sbin/apache2")
+        .arg("-v")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let version = text
+        .split("Apache/")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no version in {text:?}"));
+    version.split('.').map(|n| n.parse().unwrap()).collect()
+}
+
+/// Two requests on one keep-alive connection; the bodies of both responses (each has a
+/// Content-Length).
+fn two_on_one_connection(port: u16, path: &str) -> [Vec<u8>; 2] {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut reader = BufReader::new(s.try_clone().unwrap());
+    [false, true].map(|last| {
+        let close = if last { "Connection: close\r\n" } else { "" };
+        write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n{close}\r\n").unwrap();
+        let mut length = 0;
+        loop {
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            if line == "\r\n" {
+                break;
+            }
+            if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                length = v.trim().parse().unwrap();
+            }
+        }
+        let mut body = vec![0; length];
+        reader.read_exact(&mut body).unwrap();
+        body
+    })
+}
+
+#[test]
+fn mod_wsgi_environ_keys_with_mod_wsgi_types() {
+    let apache_version = apache_version();
+    for mode in MODES {
+        let apache = start_in(mode, "threads=4", "");
+        let before = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64();
+        let resp = apache.get("/app/modwsgi-env/x");
+        assert_with_log!(apache, resp.status == 200, "status {}", resp.status);
+        let env = json(&resp);
+        let key = |k: &str| -> (String, serde_json::Value) {
+            let pair = env[k].list();
+            assert_eq!(pair.len(), 2, "{mode:?}: {k} missing: {env:?}");
+            (pair[0].str().to_string(), pair[1].clone())
+        };
+        let string = |k: &str| -> String {
+            let (ty, v) = key(k);
+            assert_eq!(ty, "str", "{mode:?}: {k}");
+            v.str().to_string()
+        };
+        let float = |k: &str| -> f64 {
+            let (ty, v) = key(k);
+            assert_eq!(ty, "float", "{mode:?}: {k}");
+            v.num()
+        };
+        // Versions are tuples of ints.
+        let (ty, v) = key("mod_wsgi.version");
+        assert_eq!((ty.as_str(), v), ("tuple", serde_json::json!([6, 0, 5])));
+        let (ty, v) = key("apache.version");
+        assert_eq!(
+            (ty.as_str(), v),
+            ("tuple", serde_json::json!(apache_version))
+        );
+        // The request's configuration.
+        let group = if mode == Mode::Daemon { "probe" } else { "" };
+        assert_eq!(string("mod_wsgi.process_group"), group);
+        assert_eq!(string("mod_wsgi.application_group"), "");
+        assert_eq!(string("mod_wsgi.callable_object"), "application");
+        assert_eq!(string("mod_wsgi.script_name"), "/app");
+        assert_eq!(string("mod_wsgi.path_info"), "/modwsgi-env/x");
+        // The Apache side: listener (as `Listen 127.0.0.1:port` gave it), the Apache child.
+        assert_eq!(string("mod_wsgi.listener_host"), "127.0.0.1");
+        assert_eq!(string("mod_wsgi.listener_port"), apache.port().to_string());
+        let server_pid: u32 = string("mod_wsgi.server_pid").parse().unwrap();
+        let pid = env["pid"].list()[1].num() as u32;
+        if mode == Mode::Daemon {
+            assert_ne!(
+                server_pid, pid,
+                "server_pid is the Apache child, not the daemon"
+            );
+        } else {
+            assert_eq!(server_pid, pid);
+        }
+        let comm = std::fs::read_to_string(format!("/proc/{server_pid}/comm")).unwrap();
+        assert_eq!(
+            comm.trim(),
+            "apache2",
+            "server_pid {server_pid} is not Apache"
+        );
+        assert!(!string("mod_wsgi.request_id").is_empty());
+        assert!(!string("mod_wsgi.connection_id").is_empty());
+        let (ty, thread_id) = key("mod_wsgi.thread_id");
+        assert_eq!(ty, "int");
+        assert!(thread_id.num() >= 0.0, "{thread_id}");
+        // No trusted X-Script-Name here.
+        assert_eq!(env["mod_wsgi.mount_point"], serde_json::Value::Null);
+        // Timing: float epoch seconds, in order; queue and daemon are 0.0 when embedded.
+        let request_start = float("mod_wsgi.request_start");
+        let queue_start = float("mod_wsgi.queue_start");
+        let daemon_start = float("mod_wsgi.daemon_start");
+        let application_start = float("mod_wsgi.application_start");
+        let now = env["now"].list()[1].num();
+        // Apache's request time has microseconds; allow for rounding only.
+        assert!(
+            request_start >= before - 0.001,
+            "{request_start} < {before}"
+        );
+        match mode {
+            Mode::Daemon => {
+                assert!(request_start <= queue_start, "{env:?}");
+                assert!(queue_start <= daemon_start, "{env:?}");
+                assert!(daemon_start <= application_start, "{env:?}");
+            }
+            Mode::Embedded => {
+                assert_eq!((queue_start, daemon_start), (0.0, 0.0));
+                assert!(request_start <= application_start, "{env:?}");
+            }
+        }
+        assert!(application_start <= now, "{env:?}");
+        // Each request has its own id; one connection keeps its id.
+        let [a, b] = two_on_one_connection(apache.port(), "/app/modwsgi-env");
+        let (a, b) = (
+            serde_json::from_slice::<serde_json::Value>(&a).unwrap(),
+            serde_json::from_slice::<serde_json::Value>(&b).unwrap(),
+        );
+        assert_ne!(a["mod_wsgi.request_id"], b["mod_wsgi.request_id"]);
+        assert_eq!(a["mod_wsgi.connection_id"], b["mod_wsgi.connection_id"]);
+        assert_ne!(a["mod_wsgi.connection_id"], env["mod_wsgi.connection_id"]);
+    }
+}
+
 #[test]
 fn wsgi_input_methods() {
     for mode in MODES {

@@ -154,11 +154,10 @@ fn forwarding_headers_are_honoured_only_from_trusted_proxies() {
     for gone in ["HTTP_X_REAL_IP", "HTTP_X_CLIENT_IP", "HTTP_X_FORWARDED_SSL"] {
         assert_eq!(env[gone], serde_json::Value::Null, "{gone}");
     }
-    assert_eq!(
-        env["HTTP_X_FORWARDED_FOR"].str(),
-        "6.6.6.6, 1.1.1.1, 10.0.0.7"
-    );
+    // Rewritten as mod_wsgi does: from the client on.
+    assert_eq!(env["HTTP_X_FORWARDED_FOR"].str(), "1.1.1.1, 10.0.0.7");
     assert_eq!(env["SCRIPT_NAME"].str(), "/trusted");
+    assert_eq!(env["mod_wsgi.mount_point"], serde_json::Value::Null);
 
     let env = json(&apache.request("GET", "/untrusted/env", SPOOFED, b""));
     assert_eq!(env["REMOTE_ADDR"].str(), "127.0.0.1");
@@ -190,6 +189,84 @@ fn x_client_ip_from_an_untrusted_client_is_removed() {
     assert_eq!(env["REMOTE_ADDR"].str(), "127.0.0.1");
     for gone in ["HTTP_X_CLIENT_IP", "HTTP_X_REAL_IP", "HTTP_X_FORWARDED_FOR"] {
         assert_eq!(env[gone], serde_json::Value::Null, "{gone} reached the app");
+    }
+}
+
+#[test]
+fn trusted_proxy_headers_without_trusted_proxies_trust_every_peer_and_configtest_warns() {
+    // As mod_wsgi documents: WSGITrustedProxyHeaders alone trusts whoever connects.
+    use common::http::{Json, json};
+    let config = ApacheConfig::new("openproxy");
+    let app = config.install_app("probe.wsgi");
+    let config = config.conf(&format!(
+        "WSGIDaemonProcess probe threads=2\n\
+         WSGIScriptAlias /open-d {app} process-group=probe\n\
+         WSGIScriptAlias /open-e {app} process-group=%{{GLOBAL}}\n\
+         WSGITrustedProxyHeaders X-Forwarded-For X-Forwarded-SSL X-Script-Name\n\
+         <Directory @DIR@/apps>\n    Require all granted\n</Directory>",
+        app = app.display()
+    ));
+    let (ok, out) = config.configtest();
+    assert!(ok, "{out}");
+    let conf = config.conf_path().display().to_string();
+    assert!(
+        out.contains(&format!("WSGITrustedProxyHeaders at {conf}:"))
+            && out.contains("has no WSGITrustedProxies")
+            && out.contains("every client is then trusted"),
+        "configtest does not warn:\n{out}"
+    );
+    let apache = config.start();
+    assert!(apache.error_log().contains("has no WSGITrustedProxies"));
+    for prefix in ["/open-d", "/open-e"] {
+        let env = json(&apache.request("GET", &format!("{prefix}/env"), SPOOFED, b""));
+        // The first entry is the client; X-Forwarded-For is left as sent.
+        assert_eq!(env["REMOTE_ADDR"].str(), "6.6.6.6", "{prefix}");
+        assert_eq!(
+            env["HTTP_X_FORWARDED_FOR"].str(),
+            "6.6.6.6, 1.1.1.1, 10.0.0.7",
+            "{prefix}"
+        );
+        // X-Script-Name sets SCRIPT_NAME and mod_wsgi.mount_point.
+        assert_eq!(env["SCRIPT_NAME"].str(), "/spoofed", "{prefix}");
+        assert_eq!(env["mod_wsgi.mount_point"].str(), "/spoofed", "{prefix}");
+        assert_eq!(env["wsgi.url_scheme"].str(), "https", "{prefix}");
+        // Same purposes, not listed: removed.
+        for gone in [
+            "HTTP_X_REAL_IP",
+            "HTTP_X_CLIENT_IP",
+            "HTTP_X_FORWARDED_PROTO",
+        ] {
+            assert_eq!(env[gone], serde_json::Value::Null, "{prefix}: {gone}");
+        }
+        // Empty entries of X-Forwarded-For are skipped.
+        let env = json(&apache.request(
+            "GET",
+            &format!("{prefix}/env"),
+            &[("X-Forwarded-For", " , ,5.5.5.5, 6.6.6.6")],
+            b"",
+        ));
+        assert_eq!(env["REMOTE_ADDR"].str(), "5.5.5.5", "{prefix}");
+        // X-Forwarded-SSL is a flag: On, true and 1 mean https, Off, false and 0 http.
+        for (value, scheme) in [
+            ("On", "https"),
+            ("true", "https"),
+            ("1", "https"),
+            ("Off", "http"),
+            ("false", "http"),
+            ("0", "http"),
+        ] {
+            let env = json(&apache.request(
+                "GET",
+                &format!("{prefix}/env"),
+                &[("X-Forwarded-SSL", value)],
+                b"",
+            ));
+            assert_eq!(
+                env["wsgi.url_scheme"].str(),
+                scheme,
+                "{prefix}: X-Forwarded-SSL: {value}"
+            );
+        }
     }
 }
 

@@ -62,6 +62,12 @@ impl<'a> Directive<'a> {
         self.raw.server
     }
 
+    /// The path of the enclosing `<Directory>`/`<Location>`/`<Files>` section (or of the
+    /// .htaccess directory); None at server level.
+    pub fn section_path(&self) -> Option<String> {
+        cstr_to_string(self.raw.path)
+    }
+
     /// Apache's own context check; `Err` carries Apache's message ("... cannot occur within
     /// <Directory> section").
     pub fn check_context(&mut self, forbid: Forbid) -> Result<(), String> {

@@ -37,6 +37,15 @@ pub fn mpm_query(code: i32) -> Option<i32> {
     (rv == 0).then_some(value)
 }
 
+/// The running Apache's version: (major, minor, patch).
+pub fn server_version() -> (u32, u32, u32) {
+    let mut v = ffi::ap_version_t::default();
+    // SAFETY: ap_get_server_revision fills the struct we pass; it only reads constants.
+    unsafe { ffi::ap_get_server_revision(&mut v) };
+    let num = |n: std::os::raw::c_int| u32::try_from(n).unwrap_or(0);
+    (num(v.major), num(v.minor), num(v.patch))
+}
+
 /// The name of the running MPM ("event", "worker", "prefork").
 pub fn mpm_name() -> String {
     // SAFETY: ap_show_mpm returns a static NUL-terminated string.

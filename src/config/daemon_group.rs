@@ -18,6 +18,21 @@ pub const DEFAULT_RESPONSE_BUFFER_SIZE: u32 = 8 * 1024 * 1024;
 /// Default `listen-backlog`.
 pub const DEFAULT_LISTEN_BACKLOG: u32 = 100;
 
+/// Options that take an empty value (`python-path=''`, as mod_wsgi-express writes them),
+/// because mod_wsgi does not reject it: `python-home` (Python's own default, WSGIPythonHome
+/// not used), `python-path` (nothing added), `python-eggs`, `lang` and `locale` (set empty,
+/// as mod_wsgi sets LANG/LC_ALL), `supplementary-groups` (none, no initgroups),
+/// `display-name` (the name is left alone). Every other option needs a value.
+pub static EMPTY_VALUE_OPTIONS: &[&str] = &[
+    "python-home",
+    "python-path",
+    "python-eggs",
+    "lang",
+    "locale",
+    "supplementary-groups",
+    "display-name",
+];
+
 /// Every option key WSGIDaemonProcess accepts.
 pub static DAEMON_OPTIONS: &[&str] = &[
     "processes",
@@ -466,7 +481,7 @@ impl DaemonGroupSpec {
         if let Some((_, why)) = UNSUPPORTED_DAEMON_OPTIONS.iter().find(|(k, _)| *k == key) {
             return Err(o.err(format!("{key}= is not supported by mod_rwsgi yet ({why})")));
         }
-        if o.value.is_empty() {
+        if o.value.is_empty() && !EMPTY_VALUE_OPTIONS.contains(&key) {
             return Err(o.err("expected a value after '='"));
         }
         match key {
@@ -477,6 +492,10 @@ impl DaemonGroupSpec {
             "threads" => self.threads = o.int(0, 10000)? as u32,
             "user" => self.user = Some(o.principal()?),
             "group" => self.group = Some(o.principal()?),
+            // Empty: only the primary group, no initgroups (mod_wsgi's list is then empty).
+            "supplementary-groups" if o.value.is_empty() => {
+                self.supplementary_groups = Some(Vec::new());
+            }
             "supplementary-groups" => {
                 let mut names = Vec::new();
                 for item in o.value.split(',').filter(|s| !s.is_empty()) {
@@ -500,16 +519,13 @@ impl DaemonGroupSpec {
             }
             "home" => self.home = Some(o.absolute_path()?),
             "python-home" => self.python_home = Some(o.string()),
-            "python-path" => {
-                let list = split_path_list(o.value);
-                if list.is_empty() {
-                    return Err(o.err("expected a ':'-separated list of directories"));
-                }
-                self.python_path = list;
-            }
+            // Empty entries are skipped and an empty list adds nothing, as in mod_wsgi.
+            "python-path" => self.python_path = split_path_list(o.value),
             "python-eggs" => self.python_eggs = Some(o.string()),
             "lang" => self.lang = Some(o.string()),
             "locale" => self.locale = Some(o.string()),
+            // mod_wsgi would blank the process title; an unnamed process helps nobody.
+            "display-name" if o.value.is_empty() => self.display_name = None,
             "display-name" => self.display_name = Some(o.string()),
             "socket-user" => self.socket_user = Some(o.principal()?),
             "script-user" => self.script_user = Some(o.principal()?),
@@ -1008,12 +1024,6 @@ mod tests {
             "umask=-7",
             "umask=077777",
             "home=relative/dir",
-            "python-home=",
-            "python-path=::",
-            "python-eggs=",
-            "lang=",
-            "locale=",
-            "display-name=",
             "chroot=jail",
             "chroot=/jail",
             "server-metrics=On",
@@ -1073,14 +1083,55 @@ mod tests {
                 "{shown}"
             );
         }
+        // These take any string, the empty one included.
+        let free_text = [
+            "python-home",
+            "python-path",
+            "python-eggs",
+            "lang",
+            "locale",
+            "display-name",
+        ];
         for key in DAEMON_OPTIONS
             .iter()
             .filter(|k| !UNSUPPORTED_DAEMON_OPTIONS.iter().any(|(u, _)| u == *k))
         {
             assert!(
-                cases.iter().any(|w| w.split('=').next() == Some(*key)),
+                free_text.contains(key) || cases.iter().any(|w| w.split('=').next() == Some(*key)),
                 "no invalid case for option {key}"
             );
+        }
+    }
+
+    #[test]
+    fn empty_quoted_values_as_mod_wsgi_express_writes_them() {
+        let d = ok(
+            "g python-home='' python-path='' python-eggs='' lang='' locale='' \
+                    supplementary-groups='' display-name=''",
+        );
+        assert_eq!(d.python_home.as_deref(), Some(""));
+        assert!(d.python_path.is_empty());
+        assert_eq!(d.python_eggs.as_deref(), Some(""));
+        assert_eq!(d.lang.as_deref(), Some(""));
+        assert_eq!(d.locale.as_deref(), Some(""));
+        assert_eq!(d.supplementary_groups, Some(vec![]));
+        assert_eq!(d.display_name, None);
+        assert_eq!(d.display_name_for(), None);
+        // Empty entries of a path list are skipped, as mod_wsgi does.
+        assert_eq!(ok("g python-path=::/a::/b:").python_path, ["/a", "/b"]);
+        assert!(ok("g python-path=\"\"").python_path.is_empty());
+        // Every other option still needs a value, quoted or not.
+        for key in DAEMON_OPTIONS
+            .iter()
+            .filter(|k| !EMPTY_VALUE_OPTIONS.contains(k))
+        {
+            for word in [format!("{key}="), format!("{key}=''")] {
+                let e = parse_line(&format!("g {word}")).expect_err(&word);
+                assert_eq!(
+                    e.to_string(),
+                    format!("WSGIDaemonProcess: option '{key}=': expected a value after '='"),
+                );
+            }
         }
     }
 

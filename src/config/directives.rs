@@ -566,15 +566,9 @@ pub fn parse_directive_words(name: &str, words: Vec<String>) -> Result<Directive
         "WSGIScriptAlias" => Directive::ScriptAlias(ScriptAlias::parse(d, &words, false)?),
         "WSGIScriptAliasMatch" => Directive::ScriptAlias(ScriptAlias::parse(d, &words, true)?),
         "WSGIImportScript" => Directive::ImportScript(ImportScript::parse(d, &words)?),
-        "WSGIPythonHome" => Directive::PythonHome(args.one_nonempty()?.to_owned()),
-        "WSGIPythonPath" => {
-            let value = args.one()?;
-            let list = split_path_list(value);
-            if list.is_empty() {
-                return Err(args.bad(value, "expected a ':'-separated list of directories"));
-            }
-            Directive::PythonPath(list)
-        }
+        // As mod_wsgi, an empty value ('') is accepted: Python's default home, no path added.
+        "WSGIPythonHome" => Directive::PythonHome(args.one()?.to_owned()),
+        "WSGIPythonPath" => Directive::PythonPath(split_path_list(args.one()?)),
         "WSGISocketPrefix" => Directive::SocketPrefix(args.one_nonempty()?.to_owned()),
         "WSGICallableObject" => Directive::CallableObject(args.one_nonempty()?.to_owned()),
         "WSGITrustedProxies" => {
@@ -1130,6 +1124,13 @@ pub(crate) mod tests {
 
     #[test]
     fn typed_values() {
+        // Empty quoted values, as mod_wsgi-express writes them: default home, nothing added.
+        assert_eq!(
+            parse("WSGIPythonHome", "''"),
+            Directive::PythonHome(String::new())
+        );
+        assert_eq!(parse("WSGIPythonPath", "''"), Directive::PythonPath(vec![]));
+        assert_eq!(parse("WSGIPythonPath", ":"), Directive::PythonPath(vec![]));
         assert_eq!(
             parse("WSGIPythonHome", "/usr:/usr/local"),
             Directive::PythonHome("/usr:/usr/local".into())
@@ -1250,11 +1251,6 @@ pub(crate) mod tests {
             ),
             (
                 "WSGIPythonHome",
-                "''",
-                "WSGIPythonHome: argument '': expected a non-empty value",
-            ),
-            (
-                "WSGIPythonHome",
                 "/a /b",
                 "WSGIPythonHome: argument '/b': unexpected extra argument",
             ),
@@ -1262,11 +1258,6 @@ pub(crate) mod tests {
                 "WSGIPythonPath",
                 "/a /b",
                 "WSGIPythonPath: argument '/b': unexpected extra argument",
-            ),
-            (
-                "WSGIPythonPath",
-                ":",
-                "WSGIPythonPath: argument ':': expected a ':'-separated list",
             ),
             (
                 "WSGISocketPrefix",

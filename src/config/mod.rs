@@ -61,6 +61,22 @@ pub struct GroupRef {
     pub location: String,
 }
 
+/// Where a WSGITrustedProxies or WSGITrustedProxyHeaders was given, for
+/// [`GlobalConfig::warnings`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProxySite {
+    /// WSGITrustedProxies (true) or WSGITrustedProxyHeaders (false).
+    pub proxies: bool,
+    /// Which server (virtual host) it is in: an opaque id.
+    pub server: usize,
+    /// Whether that is the main server, whose settings virtual hosts inherit.
+    pub main_server: bool,
+    /// The enclosing `<Directory>`/`<Location>` path; None at server level.
+    pub section: Option<String>,
+    /// "file:line".
+    pub location: String,
+}
+
 /// Server-wide settings: the daemon groups and the main-server-only directives.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GlobalConfig {
@@ -104,6 +120,8 @@ pub struct GlobalConfig {
     pub other: Vec<(&'static str, Vec<String>)>,
     /// Literal process-group references, checked by [`GlobalConfig::check`].
     pub group_refs: Vec<GroupRef>,
+    /// Every WSGITrustedProxies/WSGITrustedProxyHeaders, for [`GlobalConfig::warnings`].
+    pub proxy_sites: Vec<ProxySite>,
 }
 
 impl Default for GlobalConfig {
@@ -128,6 +146,7 @@ impl Default for GlobalConfig {
             server_metrics: false,
             other: Vec::new(),
             group_refs: Vec::new(),
+            proxy_sites: Vec::new(),
         }
     }
 }
@@ -167,7 +186,7 @@ impl GlobalConfig {
                 }
                 self.import_scripts.push(script);
             }
-            Directive::PythonHome(home) => self.python_home = Some(home),
+            Directive::PythonHome(home) => self.python_home = (!home.is_empty()).then_some(home),
             Directive::PythonPath(path) => self.python_path = path,
             Directive::SocketPrefix(prefix) => self.socket_prefix = Some(prefix),
             // mod_rwsgi keeps one socket path per group across restarts, so Apache children
@@ -230,6 +249,37 @@ impl GlobalConfig {
         if !self.group_refs.contains(&r) {
             self.group_refs.push(r);
         }
+    }
+
+    /// Records where a WSGITrustedProxies or WSGITrustedProxyHeaders was given.
+    pub fn note_proxy_site(&mut self, site: ProxySite) {
+        self.proxy_sites.push(site);
+    }
+
+    /// What configtest should warn about, once the configuration is read: every
+    /// WSGITrustedProxyHeaders with no WSGITrustedProxies in its own section or at server
+    /// level (its virtual host's or the main server's). mod_wsgi then trusts every client
+    /// to send those headers, as it documents, and so does mod_rwsgi.
+    pub fn warnings(&self) -> Vec<String> {
+        let guarded = |h: &ProxySite| {
+            self.proxy_sites.iter().any(|p| {
+                p.proxies
+                    && ((p.server == h.server && (p.section.is_none() || p.section == h.section))
+                        || (p.main_server && p.section.is_none()))
+            })
+        };
+        self.proxy_sites
+            .iter()
+            .filter(|h| !h.proxies && !guarded(h))
+            .map(|h| {
+                format!(
+                    "WSGITrustedProxyHeaders at {} has no WSGITrustedProxies: as in mod_wsgi, \
+                     every client is then trusted to set the listed headers (client address, \
+                     host, scheme ...); list your proxies with WSGITrustedProxies",
+                    h.location
+                )
+            })
+            .collect()
     }
 
     /// The daemon group called `name` (exact, case-sensitive match).
@@ -835,5 +885,42 @@ mod tests {
         assert!(c.pass_apache_request());
         assert!(!c.group_authoritative());
         assert_eq!(c.script_reloading, Some(true));
+    }
+
+    #[test]
+    fn trusted_proxy_headers_without_trusted_proxies_are_warned_about() {
+        let site = |proxies, server, main_server, section: Option<&str>, line| ProxySite {
+            proxies,
+            server,
+            main_server,
+            section: section.map(str::to_string),
+            location: format!("httpd.conf:{line}"),
+        };
+        let mut g = GlobalConfig::default();
+        assert!(g.warnings().is_empty());
+        // Headers alone, at server level and in a section: both warned about.
+        g.note_proxy_site(site(false, 1, true, None, 10));
+        g.note_proxy_site(site(false, 2, false, Some("/srv"), 20));
+        let w = g.warnings();
+        assert_eq!(w.len(), 2, "{w:?}");
+        assert!(
+            w[0].starts_with(
+                "WSGITrustedProxyHeaders at httpd.conf:10 has no \
+                                  WSGITrustedProxies"
+            ),
+            "{}",
+            w[0]
+        );
+        assert!(w[0].contains("every client is then trusted"), "{}", w[0]);
+        assert!(w[1].contains("httpd.conf:20"), "{}", w[1]);
+        // Proxies in another virtual host's section guard nothing here.
+        g.note_proxy_site(site(true, 3, false, Some("/srv"), 30));
+        assert_eq!(g.warnings().len(), 2);
+        // Proxies in the same section guard that section only.
+        g.note_proxy_site(site(true, 2, false, Some("/srv"), 40));
+        assert_eq!(g.warnings().len(), 1);
+        // Proxies at the main server's level apply everywhere.
+        g.note_proxy_site(site(true, 1, true, None, 50));
+        assert!(g.warnings().is_empty(), "{:?}", g.warnings());
     }
 }

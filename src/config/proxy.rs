@@ -237,21 +237,45 @@ fn is_trusted(proxies: &[IpNet], ip: IpAddr) -> bool {
     proxies.iter().any(|net| net.contains(ip))
 }
 
-/// The client address an X-Forwarded-For value names, seen from a trusted peer: walking
-/// from the right (the entry the peer itself added), every entry that is a trusted proxy
-/// is passed over; the first one that is not is the client. A malformed entry stops the
-/// walk (nothing left of it can be trusted); if every entry is a trusted proxy, the
-/// leftmost is the client.
-pub fn forwarded_for_client(value: &[u8], proxies: &[IpNet]) -> Option<IpAddr> {
-    let mut client = None;
-    for entry in value.split(|&b| b == b',').rev() {
-        let ip = parse_ip(entry)?;
-        client = Some(ip);
-        if !is_trusted(proxies, ip) {
-            break;
+/// The non-empty, trimmed entries of a comma-separated header value (empty list elements
+/// are skipped, RFC 9110 §5.6.1, as mod_wsgi does).
+fn list_entries(value: &[u8]) -> Vec<&[u8]> {
+    value
+        .split(|&b| b == b',')
+        .map(<[u8]>::trim_ascii)
+        .filter(|e| !e.is_empty())
+        .collect()
+}
+
+/// What X-Forwarded-For says about the client, as mod_wsgi reads it, from a trusted peer:
+/// the client address and, with WSGITrustedProxies, the rewritten X-Forwarded-For (from the
+/// client on). Empty entries are skipped.
+/// - Without WSGITrustedProxies (`proxies` None): the first entry is the client.
+/// - With it: walking from the right (the entry the peer itself added), every entry that is
+///   a trusted proxy is passed over; the entry left of the last one passed over is the
+///   client (the leftmost if all are trusted; the last if none is). A malformed entry stops
+///   the walk.
+///
+/// None when there is no entry or the chosen one is not an IP address.
+pub fn forwarded_for_client(
+    value: &[u8],
+    proxies: Option<&[IpNet]>,
+) -> Option<(IpAddr, Option<Vec<u8>>)> {
+    let entries = list_entries(value);
+    let Some(proxies) = proxies else {
+        return Some((parse_ip(entries.first()?)?, None));
+    };
+    let last = entries.len().checked_sub(1)?;
+    let mut leftmost_trusted = None;
+    for (i, entry) in entries.iter().enumerate().rev() {
+        match parse_ip(entry) {
+            Some(ip) if is_trusted(proxies, ip) => leftmost_trusted = Some(i),
+            _ => break,
         }
     }
-    client
+    let client = leftmost_trusted.map_or(last, |i| i.saturating_sub(1));
+    let ip = parse_ip(entries[client])?;
+    Some((ip, Some(entries[client..].join(&b", "[..]))))
 }
 
 /// What `apply_trusted_proxy_headers` did that the server log should show.
@@ -273,57 +297,62 @@ impl fmt::Display for ProxyNote {
 }
 
 /// WSGITrustedProxyHeaders and WSGITrustedProxies applied to a request's CGI environment
-/// (its REMOTE_ADDR is the direct peer). For every category with a listed header:
-/// - when the peer is inside `proxies`, the first listed header of that category present
-///   rewrites what it stands for (REMOTE_ADDR, HTTP_HOST, SERVER_NAME, SERVER_PORT,
-///   SCRIPT_NAME and mod_wsgi.mount_point, or the scheme through HTTPS/REQUEST_SCHEME),
-///   and the category's headers that are not listed are removed (for a comma-separated
-///   value other than X-Forwarded-For, the last entry, the trusted peer's, is used);
-/// - otherwise every header of the category is removed, so the app cannot be fooled by
-///   a client that sends them itself (CVE-2022-2255).
-///
-/// With no WSGITrustedProxies no peer is trusted. Headers of categories that have no
-/// listed header pass through untouched.
+/// (its REMOTE_ADDR is the direct peer), as mod_wsgi does. The peer is trusted when it is
+/// inside `proxies` or, as mod_wsgi documents, when there is no WSGITrustedProxies at all
+/// (`proxies` None: every peer is trusted; configtest warns about it). Then every listed
+/// header present, in the listed order, rewrites what it stands for (REMOTE_ADDR,
+/// HTTP_HOST, SERVER_NAME, SERVER_PORT, SCRIPT_NAME and mod_wsgi.mount_point, or the
+/// scheme through HTTPS/REQUEST_SCHEME); the last one applied in a category is kept. For
+/// every category with a listed header, every other header of the category is removed, so
+/// the app cannot be fooled by a client that sends them itself (CVE-2022-2255): from an
+/// untrusted peer that is all of them. Headers of categories that have no listed header
+/// pass through untouched. A value that is not usable is ignored (a note says so) and its
+/// header removed.
 pub fn apply_trusted_proxy_headers(
     env: &mut Vec<EnvPair>,
-    proxies: &[IpNet],
+    proxies: Option<&[IpNet]>,
     trusted_headers: &[String],
 ) -> Vec<ProxyNote> {
     let mut notes = Vec::new();
     if trusted_headers.is_empty() {
         return notes;
     }
-    let peer_trusted = env_get(env, "REMOTE_ADDR")
-        .and_then(parse_ip)
-        .is_some_and(|peer| is_trusted(proxies, peer));
-    let categories: Vec<ProxyHeaderCategory> = {
-        let mut list = Vec::new();
-        for header in trusted_headers {
-            if let Some(category) = proxy_header_category(header) {
-                if !list.contains(&category) {
-                    list.push(category);
-                }
-            }
-        }
-        list
+    let peer_trusted = match proxies {
+        None => true,
+        Some(list) => env_get(env, "REMOTE_ADDR")
+            .and_then(parse_ip)
+            .is_some_and(|peer| is_trusted(list, peer)),
     };
-    for category in categories {
-        let listed = |name: &str| trusted_headers.iter().any(|h| h.eq_ignore_ascii_case(name));
-        if peer_trusted {
-            let chosen = KNOWN_PROXY_HEADERS
-                .iter()
-                .filter(|(name, c)| *c == category && listed(name))
-                .find_map(|(name, _)| {
-                    env_get(env, &header_env_name(name)).map(|v| (*name, v.to_vec()))
-                });
-            if let Some((name, value)) = chosen {
-                if let Err(note) = apply_one(env, name, category, &value, proxies) {
-                    notes.push(note);
-                }
+    // (category, the header applied last in it, if any)
+    let mut categories: Vec<(ProxyHeaderCategory, Option<&'static str>)> = Vec::new();
+    for listed in trusted_headers {
+        let Some(&(name, category)) = KNOWN_PROXY_HEADERS
+            .iter()
+            .find(|(known, _)| known.eq_ignore_ascii_case(listed))
+        else {
+            continue;
+        };
+        let slot = match categories.iter().position(|(c, _)| *c == category) {
+            Some(i) => i,
+            None => {
+                categories.push((category, None));
+                categories.len() - 1
             }
+        };
+        if !peer_trusted {
+            continue;
         }
+        let Some(value) = env_get(env, &header_env_name(name)).map(<[u8]>::to_vec) else {
+            continue;
+        };
+        match apply_one(env, name, category, &value, proxies) {
+            Ok(()) => categories[slot].1 = Some(name),
+            Err(note) => notes.push(note),
+        }
+    }
+    for (category, kept) in categories {
         for (name, c) in KNOWN_PROXY_HEADERS {
-            if *c == category && !(peer_trusted && listed(name)) {
+            if *c == category && kept != Some(*name) {
                 env_remove(env, &header_env_name(name));
             }
         }
@@ -336,7 +365,7 @@ fn apply_one(
     header: &'static str,
     category: ProxyHeaderCategory,
     value: &[u8],
-    proxies: &[IpNet],
+    proxies: Option<&[IpNet]>,
 ) -> Result<(), ProxyNote> {
     let ignored = || ProxyNote::Ignored {
         header,
@@ -349,13 +378,15 @@ fn apply_one(
         .unwrap_or(value)
         .trim_ascii();
     match category {
+        ProxyHeaderCategory::Client if header == "X-Forwarded-For" => {
+            let (client, rewritten) = forwarded_for_client(value, proxies).ok_or_else(ignored)?;
+            env_set(env, "REMOTE_ADDR", client.to_string().as_bytes());
+            if let Some(list) = rewritten {
+                env_set(env, "HTTP_X_FORWARDED_FOR", &list);
+            }
+        }
         ProxyHeaderCategory::Client => {
-            let client = if header == "X-Forwarded-For" {
-                forwarded_for_client(value, proxies)
-            } else {
-                parse_ip(value)
-            };
-            let client = client.ok_or_else(ignored)?;
+            let client = parse_ip(value).ok_or_else(ignored)?;
             env_set(env, "REMOTE_ADDR", client.to_string().as_bytes());
         }
         ProxyHeaderCategory::Host => {
@@ -397,10 +428,12 @@ fn apply_one(
                         return Err(ignored());
                     }
                 }
+                // X-Forwarded-SSL, X-Forwarded-HTTPS, X-HTTPS: a flag, as mod_wsgi reads it.
                 _ => {
-                    if trimmed.eq_ignore_ascii_case(b"on") || trimmed == b"1" {
+                    let is = |word: &[u8]| trimmed.eq_ignore_ascii_case(word);
+                    if is(b"on") || is(b"true") || is(b"1") {
                         true
-                    } else if trimmed.eq_ignore_ascii_case(b"off") || trimmed == b"0" {
+                    } else if is(b"off") || is(b"false") || is(b"0") {
                         false
                     } else {
                         return Err(ignored());
@@ -473,7 +506,7 @@ mod tests {
     fn nothing_changes_without_trusted_headers() {
         let mut e = spoofed("10.0.0.1");
         let before = e.clone();
-        apply_trusted_proxy_headers(&mut e, &nets(&["10.0.0.0/8"]), &[]);
+        apply_trusted_proxy_headers(&mut e, Some(&nets(&["10.0.0.0/8"])), &[]);
         assert_eq!(e, before);
     }
 
@@ -482,7 +515,7 @@ mod tests {
         let mut e = spoofed("10.0.0.1");
         let notes = apply_trusted_proxy_headers(
             &mut e,
-            &nets(&["10.0.0.0/8"]),
+            Some(&nets(&["10.0.0.0/8"])),
             &headers(&[
                 "X-Forwarded-For",
                 "X-Forwarded-Host",
@@ -517,14 +550,14 @@ mod tests {
 
     #[test]
     fn untrusted_peer_gets_every_header_of_a_listed_category_removed() {
-        for proxies in [nets(&["10.0.0.0/8"]), Vec::new()] {
-            let mut e = spoofed("192.0.2.9");
+        for peer in ["192.0.2.9", "not-an-address"] {
+            let mut e = spoofed(peer);
             apply_trusted_proxy_headers(
                 &mut e,
-                &proxies,
+                Some(&nets(&["10.0.0.0/8"])),
                 &headers(&["X-Forwarded-For", "X-Forwarded-Proto"]),
             );
-            assert_eq!(get(&e, "REMOTE_ADDR").as_deref(), Some("192.0.2.9"));
+            assert_eq!(get(&e, "REMOTE_ADDR").as_deref(), Some(peer));
             assert_eq!(get(&e, "REQUEST_SCHEME").as_deref(), Some("http"));
             assert_eq!(get(&e, "HTTPS"), None);
             for gone in [
@@ -549,11 +582,19 @@ mod tests {
     fn x_client_ip_from_an_untrusted_peer_is_removed() {
         // CVE-2022-2255: trusting X-Client-IP must not let any client set it.
         let mut e = spoofed("192.0.2.9");
-        apply_trusted_proxy_headers(&mut e, &nets(&["10.0.0.1"]), &headers(&["X-Client-IP"]));
+        apply_trusted_proxy_headers(
+            &mut e,
+            Some(&nets(&["10.0.0.1"])),
+            &headers(&["X-Client-IP"]),
+        );
         assert_eq!(get(&e, "HTTP_X_CLIENT_IP"), None);
         assert_eq!(get(&e, "REMOTE_ADDR").as_deref(), Some("192.0.2.9"));
         let mut e = spoofed("10.0.0.1");
-        apply_trusted_proxy_headers(&mut e, &nets(&["10.0.0.1"]), &headers(&["X-Client-IP"]));
+        apply_trusted_proxy_headers(
+            &mut e,
+            Some(&nets(&["10.0.0.1"])),
+            &headers(&["X-Client-IP"]),
+        );
         assert_eq!(get(&e, "REMOTE_ADDR").as_deref(), Some("2.2.2.2"));
         assert_eq!(get(&e, "HTTP_X_FORWARDED_FOR"), None);
         assert_eq!(get(&e, "HTTP_X_REAL_IP"), None);
@@ -562,24 +603,105 @@ mod tests {
     #[test]
     fn forwarded_for_walks_right_to_left_through_trusted_proxies() {
         let proxies = nets(&["10.0.0.0/8", "::1"]);
-        let cases: &[(&str, Option<&str>)] = &[
-            ("1.1.1.1", Some("1.1.1.1")),
-            ("1.1.1.1, 10.0.0.2", Some("1.1.1.1")),
-            ("9.9.9.9, 1.1.1.1, 10.0.0.2, 10.0.0.3", Some("1.1.1.1")),
+        // (value, client, rewritten X-Forwarded-For)
+        let cases: &[(&str, Option<(&str, &str)>)] = &[
+            ("1.1.1.1", Some(("1.1.1.1", "1.1.1.1"))),
+            ("1.1.1.1, 10.0.0.2", Some(("1.1.1.1", "1.1.1.1, 10.0.0.2"))),
+            (
+                "9.9.9.9, 1.1.1.1, 10.0.0.2, 10.0.0.3",
+                Some(("1.1.1.1", "1.1.1.1, 10.0.0.2, 10.0.0.3")),
+            ),
             // Only what the trusted chain vouches for counts: a spoofed left part is ignored.
-            ("6.6.6.6, 1.1.1.1", Some("1.1.1.1")),
-            ("10.0.0.5, 10.0.0.6", Some("10.0.0.5")),
-            (" 2001:db8::1 , ::1", Some("2001:db8::1")),
+            ("6.6.6.6, 1.1.1.1", Some(("1.1.1.1", "1.1.1.1"))),
+            (
+                "10.0.0.5, 10.0.0.6",
+                Some(("10.0.0.5", "10.0.0.5, 10.0.0.6")),
+            ),
+            (
+                " 2001:db8::1 , ::1",
+                Some(("2001:db8::1", "2001:db8::1, ::1")),
+            ),
+            // Empty entries are skipped (RFC 9110 §5.6.1), as mod_wsgi does.
+            (
+                "1.1.1.1,, 10.0.0.2, ",
+                Some(("1.1.1.1", "1.1.1.1, 10.0.0.2")),
+            ),
+            (",,1.1.1.1", Some(("1.1.1.1", "1.1.1.1"))),
             ("1.1.1.1, garbage", None),
+            ("garbage, 10.0.0.2", None),
             ("", None),
+            (" , ,", None),
+        ];
+        for (value, expected) in cases {
+            let got = forwarded_for_client(value.as_bytes(), Some(&proxies))
+                .map(|(ip, list)| (ip.to_string(), String::from_utf8(list.unwrap()).unwrap()));
+            let expected = expected.map(|(ip, list)| (ip.to_string(), list.to_string()));
+            assert_eq!(got, expected, "{value:?}");
+        }
+    }
+
+    #[test]
+    fn without_trusted_proxies_every_peer_is_trusted_and_the_first_entry_is_the_client() {
+        // As mod_wsgi documents: WSGITrustedProxyHeaders alone trusts every peer.
+        let cases: &[(&str, Option<&str>)] = &[
+            ("1.1.1.1, 10.0.0.7", Some("1.1.1.1")),
+            (", , 2.2.2.2 ,3.3.3.3", Some("2.2.2.2")),
+            ("garbage, 1.1.1.1", None),
+            (",", None),
         ];
         for (value, expected) in cases {
             assert_eq!(
-                forwarded_for_client(value.as_bytes(), &proxies).map(|ip| ip.to_string()),
+                forwarded_for_client(value.as_bytes(), None).map(|(ip, list)| {
+                    assert_eq!(list, None, "X-Forwarded-For is left as sent");
+                    ip.to_string()
+                }),
                 expected.map(str::to_string),
                 "{value:?}"
             );
         }
+        let mut e = spoofed("192.0.2.9");
+        let notes = apply_trusted_proxy_headers(
+            &mut e,
+            None,
+            &headers(&["X-Forwarded-For", "X-Script-Name", "X-Forwarded-SSL"]),
+        );
+        assert_eq!(notes, []);
+        assert_eq!(get(&e, "REMOTE_ADDR").as_deref(), Some("1.1.1.1"));
+        assert_eq!(
+            get(&e, "HTTP_X_FORWARDED_FOR").as_deref(),
+            Some("1.1.1.1, 10.0.0.7")
+        );
+        assert_eq!(get(&e, "SCRIPT_NAME").as_deref(), Some("/mount"));
+        assert_eq!(get(&e, "mod_wsgi.mount_point").as_deref(), Some("/mount"));
+        assert_eq!(get(&e, "HTTPS").as_deref(), Some("on"));
+        for gone in [
+            "HTTP_X_CLIENT_IP",
+            "HTTP_X_REAL_IP",
+            "HTTP_X_FORWARDED_PROTO",
+        ] {
+            assert_eq!(get(&e, gone), None, "{gone}");
+        }
+    }
+
+    #[test]
+    fn the_last_listed_header_applied_in_a_category_wins_and_is_kept() {
+        let mut e = env(&[
+            ("REMOTE_ADDR", "127.0.0.1"),
+            ("HTTP_X_SCRIPT_NAME", "/first"),
+            ("HTTP_X_FORWARDED_SCRIPT_NAME", "/second"),
+        ]);
+        apply_trusted_proxy_headers(
+            &mut e,
+            Some(&nets(&["127.0.0.1"])),
+            &headers(&["X-Script-Name", "X-Forwarded-Script-Name"]),
+        );
+        assert_eq!(get(&e, "SCRIPT_NAME").as_deref(), Some("/second"));
+        assert_eq!(get(&e, "mod_wsgi.mount_point").as_deref(), Some("/second"));
+        assert_eq!(get(&e, "HTTP_X_SCRIPT_NAME"), None);
+        assert_eq!(
+            get(&e, "HTTP_X_FORWARDED_SCRIPT_NAME").as_deref(),
+            Some("/second")
+        );
     }
 
     #[test]
@@ -592,7 +714,7 @@ mod tests {
         ]);
         let notes = apply_trusted_proxy_headers(
             &mut e,
-            &nets(&["127.0.0.1"]),
+            Some(&nets(&["127.0.0.1"])),
             &headers(&["X-Real-IP", "X-Forwarded-Port", "X-Forwarded-Proto"]),
         );
         assert_eq!(notes.len(), 3, "{notes:?}");
@@ -611,7 +733,7 @@ mod tests {
         ]);
         let notes = apply_trusted_proxy_headers(
             &mut e,
-            &nets(&["127.0.0.1"]),
+            Some(&nets(&["127.0.0.1"])),
             &headers(&["X-Forwarded-Proto", "X-Forwarded-Host", "X-Forwarded-Port"]),
         );
         assert_eq!(notes, []);
@@ -624,7 +746,13 @@ mod tests {
     fn scheme_flags_turn_https_on_and_off() {
         for (header, value, https) in [
             ("X-Forwarded-SSL", "on", true),
+            ("X-Forwarded-SSL", "On", true),
+            ("X-Forwarded-SSL", "true", true),
+            ("X-Forwarded-SSL", "TRUE", true),
             ("X-Forwarded-HTTPS", "1", true),
+            ("X-Forwarded-HTTPS", "true", true),
+            ("X-Forwarded-HTTPS", "false", false),
+            ("X-Forwarded-SSL", "0", false),
             ("X-HTTPS", "off", false),
             ("X-Forwarded-Scheme", "HTTPS", true),
             ("X-Scheme", "http", false),
@@ -634,7 +762,7 @@ mod tests {
                 ("HTTPS", "on"),
                 (header_env_name(header).as_str(), value),
             ]);
-            apply_trusted_proxy_headers(&mut e, &nets(&["127.0.0.1"]), &headers(&[header]));
+            apply_trusted_proxy_headers(&mut e, Some(&nets(&["127.0.0.1"])), &headers(&[header]));
             assert_eq!(get(&e, "HTTPS").is_some(), https, "{header}: {value}");
             let scheme = if https { "https" } else { "http" };
             assert_eq!(get(&e, "REQUEST_SCHEME").as_deref(), Some(scheme));

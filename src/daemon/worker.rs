@@ -19,7 +19,7 @@ use nix::sys::eventfd::{EfdFlags, EventFd};
 
 use crate::logging;
 use crate::protocol::{self, Decoder, Frame, FrameKind, Limits, error_code, req_flags};
-use crate::python::{AppHost, Outcome, RequestIo, RequestSpec};
+use crate::python::{AppHost, Outcome, RequestIo, RequestSpec, RequestTimes, ScriptReloading};
 
 const LISTENER_TOKEN: u64 = 0;
 /// The stop event: readable once the process stops accepting.
@@ -642,13 +642,15 @@ impl Server {
         head: &protocol::ReqHead,
         pushed: Option<PushedBody>,
     ) -> bool {
+        // mod_wsgi.daemon_start: this process begins handling the request now.
+        let daemon_start_us = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_micros() as u64)
+            .unwrap_or(0);
         let mut io = DaemonIo::new(conn, self.settings.socket_timeout, pushed);
         if let Some(limit) = self.settings.queue_timeout {
-            let now_us = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_micros() as u64)
-                .unwrap_or(0);
-            let waited = Duration::from_micros(now_us.saturating_sub(head.request_start_us));
+            let waited =
+                Duration::from_micros(daemon_start_us.saturating_sub(head.request_start_us));
             if head.request_start_us > 0 && waited > limit {
                 logging::info(&format!(
                     "daemon '{}': request waited {:.1} s for a thread (queue-timeout={} s); \
@@ -688,8 +690,18 @@ impl Server {
                 &callable
             },
             env: &head.env,
-            // Daemons reload by restarting the whole process (above), as mod_wsgi does.
-            script_reloading: false,
+            // Daemons reload by restarting the whole process, as mod_wsgi does: a changed
+            // script file is caught above, __mtime__ and reload_required() by the host.
+            script_reloading: if reloading {
+                ScriptReloading::ReplaceProcess
+            } else {
+                ScriptReloading::Off
+            },
+            times: RequestTimes {
+                request_start_us: head.request_start_us,
+                queue_start_us: head.queue_start_us,
+                daemon_start_us,
+            },
         };
         // startup-timeout: armed by the first request (which loads the script), cleared
         // once a request gets past loading.
@@ -730,6 +742,13 @@ impl Server {
             }
             // The client is gone: closing without RespEnd tells Apache to abort its side too.
             Outcome::ClientGone => false,
+            // The script's reload hooks asked for a reload: as after a touch, nothing of the
+            // request ran, so Apache resends it to the replacement process.
+            Outcome::ReloadRequired => {
+                self.mark_stale("the WSGI script asked for a reload (__mtime__, reload_required)");
+                let _ = io.send_error(error_code::SHUTTING_DOWN, b"daemon process is restarting");
+                false
+            }
         }
     }
 }
@@ -1014,6 +1033,7 @@ mod tests {
         Frame::ReqHead(protocol::ReqHead {
             flags: 0,
             request_start_us: 0,
+            queue_start_us: 0,
             script_path: b"/srv/app.wsgi".to_vec(),
             app_group: Vec::new(),
             callable: Vec::new(),

@@ -42,6 +42,19 @@ pub fn script_name_from(uri: &[u8], path_info: &[u8]) -> Vec<u8> {
     script.to_vec()
 }
 
+/// `n` in decimal, written into `buf` (no allocation): `mod_wsgi.listener_port`.
+pub fn decimal(mut n: u16, buf: &mut [u8; 5]) -> &[u8] {
+    let mut start = buf.len();
+    loop {
+        start -= 1;
+        buf[start] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            return &buf[start..];
+        }
+    }
+}
+
 /// Environment variables Apache adds that a WSGI app must not see.
 pub fn is_hidden(key: &[u8]) -> bool {
     matches!(
@@ -99,6 +112,13 @@ mod tests {
             script_name_from(b"/s/app.wsgi", b""),
             b"/s/app.wsgi".to_vec()
         );
+    }
+
+    #[test]
+    fn decimal_writes_every_port() {
+        for n in [0u16, 7, 10, 80, 443, 8000, 65535] {
+            assert_eq!(decimal(n, &mut [0; 5]), n.to_string().as_bytes());
+        }
     }
 
     #[test]

@@ -48,6 +48,7 @@ fn settings_for_this_mpm(s: &EmbeddedSettings) -> InterpreterSettings {
         },
         maximum_requests: 0,
         header_buffer_size: 0,
+        apache_version: state::server_version(),
     }
 }
 
@@ -160,7 +161,9 @@ pub fn serve(
     match host.handle(spec, &mut io) {
         Outcome::Completed | Outcome::AppError { head_sent: false } => ffi::OK,
         // The app is unavailable until its script loads (a retry may succeed).
-        Outcome::LoadFailed => ffi::HTTP_SERVICE_UNAVAILABLE,
+        // ReloadRequired is for daemons (embedded mode reloads in place); either way, the
+        // app is unavailable for this request and a retry may succeed.
+        Outcome::LoadFailed | Outcome::ReloadRequired => ffi::HTTP_SERVICE_UNAVAILABLE,
         Outcome::ClientGone | Outcome::AppError { head_sent: true } => {
             r.abort_connection();
             ffi::OK

@@ -229,6 +229,7 @@ pub fn handle(r: &mut Request<'_>, ctx: &HandlerContext<'_>) -> i32 {
         sendfile: dir.enable_sendfile(),
     };
     r.add_cgi_variables();
+    r.ensure_log_ids();
     let path_info = cgi_env::collapse_slashes(&path_info);
     let Some(target) = target else {
         let env = owned_environ(r, dir, &script_name, &path_info, pass_auth);
@@ -238,7 +239,16 @@ pub fn handle(r: &mut Request<'_>, ctx: &HandlerContext<'_>) -> i32 {
             callable: &callable,
             env: &env,
             // Embedded mode re-imports a touched script in place, as mod_wsgi does.
-            script_reloading: dir.script_reloading(),
+            script_reloading: if dir.script_reloading() {
+                crate::python::ScriptReloading::InPlace
+            } else {
+                crate::python::ScriptReloading::Off
+            },
+            // No queue and no daemon here: those instants stay 0.0, as in mod_wsgi.
+            times: crate::python::RequestTimes {
+                request_start_us: u64::try_from(r.request_time_us()).unwrap_or(0),
+                ..Default::default()
+            },
         };
         return embedded::serve(r, ctx.embedded, &spec, dir.enable_sendfile());
     };
@@ -281,7 +291,8 @@ fn owned_environ(
         .map(|(k, v)| (k.to_vec(), v.to_vec()))
         .collect();
     if let Some(trusted_headers) = dir.trusted_proxy_headers.as_deref() {
-        let proxies = dir.trusted_proxies.as_deref().unwrap_or(&[]);
+        // No WSGITrustedProxies: every peer is trusted, as mod_wsgi documents.
+        let proxies = dir.trusted_proxies.as_deref();
         for note in crate::config::apply_trusted_proxy_headers(&mut env, proxies, trusted_headers) {
             log::request(r.as_ptr(), Level::Info, &format!("mod_rwsgi: {note}"));
         }
@@ -326,10 +337,19 @@ fn log_refused_body(r: &Request<'_>, code: i32) {
     );
 }
 
+/// `mod_wsgi.server_pid`: this Apache child's PID as text, made on its first request
+/// (only Apache children serve requests, never the parent that forks them).
+fn server_pid_text() -> &'static [u8] {
+    static PID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    PID.get_or_init(|| std::process::id().to_string())
+        .as_bytes()
+}
+
 /// The request's WSGI environ, borrowed from Apache: subprocess_env (filled by
 /// [`Request::add_cgi_variables`]) without the variables an app must not see, then the
-/// request line, SCRIPT_NAME and PATH_INFO (`path_info` already collapsed), and
-/// Authorization when passed on.
+/// request line, SCRIPT_NAME and PATH_INFO (`path_info` already collapsed), mod_wsgi's
+/// string keys about the Apache side (listener, Apache child PID, log ids; the log ids made
+/// by [`Request::ensure_log_ids`]), and Authorization when passed on.
 fn environ<'a>(
     r: &'a Request<'_>,
     method: &'a [u8],
@@ -342,6 +362,18 @@ fn environ<'a>(
     } else {
         None
     };
+    let (listener_host, listener_port) = r.listener();
+    let (request_id, connection_id) = r.log_ids();
+    let mod_wsgi: [(&[u8], Option<&[u8]>); 5] = [
+        (b"mod_wsgi.listener_host", Some(listener_host)),
+        (
+            b"mod_wsgi.listener_port",
+            Some(r.pool_bytes(cgi_env::decimal(listener_port, &mut [0; 5]))),
+        ),
+        (b"mod_wsgi.server_pid", Some(server_pid_text())),
+        (b"mod_wsgi.request_id", request_id),
+        (b"mod_wsgi.connection_id", connection_id),
+    ];
     let request: [(&[u8], &[u8]); 7] = [
         (b"GATEWAY_INTERFACE", b"CGI/1.1"),
         (b"SERVER_PROTOCOL", r.protocol()),
@@ -355,5 +387,6 @@ fn environ<'a>(
         .into_iter()
         .filter(|(k, _)| !cgi_env::is_hidden(k))
         .chain(request)
+        .chain(mod_wsgi.into_iter().filter_map(|(k, v)| Some((k, v?))))
         .chain(authorization.map(|auth| (&b"HTTP_AUTHORIZATION"[..], auth)))
 }

@@ -164,6 +164,9 @@ pub struct ReqHead {
     pub flags: u32,
     /// When Apache started the request, in microseconds since the Unix epoch.
     pub request_start_us: u64,
+    /// When Apache handed the request to the daemon socket, in microseconds since the Unix
+    /// epoch (`mod_wsgi.queue_start`).
+    pub queue_start_us: u64,
     /// Path of the WSGI script file.
     pub script_path: Vec<u8>,
     /// Application group (sub-interpreter) name; empty = the main interpreter.
@@ -185,6 +188,7 @@ impl ReqHead {
         ReqHeadRef {
             flags: self.flags,
             request_start_us: self.request_start_us,
+            queue_start_us: self.queue_start_us,
             script_path: &self.script_path,
             app_group: &self.app_group,
             callable: &self.callable,
@@ -199,6 +203,8 @@ pub struct ReqHeadRef<'a> {
     pub flags: u32,
     /// When Apache started the request, in microseconds since the Unix epoch.
     pub request_start_us: u64,
+    /// When Apache handed the request to the daemon socket, in µs since the Unix epoch.
+    pub queue_start_us: u64,
     /// Path of the WSGI script file.
     pub script_path: &'a [u8],
     /// Application group name.
@@ -411,6 +417,7 @@ where
     encode_with(out, kind, |out| {
         out.extend_from_slice(&head.flags.to_be_bytes());
         out.extend_from_slice(&head.request_start_us.to_be_bytes());
+        out.extend_from_slice(&head.queue_start_us.to_be_bytes());
         put_bytes(out, kind, "script_path", head.script_path)?;
         put_bytes(out, kind, "app_group", head.app_group)?;
         put_bytes(out, kind, "callable", head.callable)?;
@@ -518,6 +525,7 @@ impl Frame {
                 Self::ReqHead(ReqHead {
                     flags,
                     request_start_us: r.u64("request_start_us")?,
+                    queue_start_us: r.u64("queue_start_us")?,
                     script_path: r.bytes("script_path")?,
                     app_group: r.bytes("app_group")?,
                     callable: r.bytes("callable")?,
@@ -908,6 +916,7 @@ mod tests {
         ReqHead {
             flags: req_flags::BODY_FOLLOWS | req_flags::CHUNKED_INPUT,
             request_start_us: 1_700_000_000_123_456,
+            queue_start_us: 1_700_000_000_123_789,
             script_path: b"/srv/app/wsgi.py".to_vec(),
             app_group: b"%{GLOBAL}".to_vec(),
             callable: b"application".to_vec(),
@@ -929,6 +938,7 @@ mod tests {
             Frame::ReqHead(ReqHead {
                 flags: req_flags::ALL,
                 request_start_us: u64::MAX,
+                queue_start_us: u64::MAX,
                 ..ReqHead::default()
             }),
             Frame::ReqBody(BINARY.to_vec()),
@@ -1109,6 +1119,7 @@ mod tests {
         let head = ReqHead {
             flags: 0x0102_0304 & req_flags::ALL,
             request_start_us: 0x1122_3344_5566_7788,
+            queue_start_us: 0x99AA_BBCC_DDEE_FF00,
             script_path: b"s".to_vec(),
             app_group: b"".to_vec(),
             callable: b"ap".to_vec(),
@@ -1117,6 +1128,7 @@ mod tests {
         let mut expected = vec![1, 0, 0, 0, 0, 0, 0, 0];
         expected.extend_from_slice(&[0, 0, 0, 4]); // flags
         expected.extend_from_slice(&[0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88]);
+        expected.extend_from_slice(&[0x99, 0xAA, 0xBB, 0xCC, 0xDD, 0xEE, 0xFF, 0x00]);
         expected.extend_from_slice(&[0, 0, 0, 1, b's']);
         expected.extend_from_slice(&[0, 0, 0, 0]);
         expected.extend_from_slice(&[0, 0, 0, 2, b'a', b'p']);
@@ -1175,7 +1187,7 @@ mod tests {
         let frame = Frame::RespBody(chunk);
         assert_eq!(decode_one(&encoded(&frame)), Ok(frame));
         // A request head exactly at the limit, and one byte over it.
-        let fixed = 4 + 8 + 4 + 4 + 4 + 4;
+        let fixed = 4 + 8 + 8 + 4 + 4 + 4 + 4;
         let path_len = limits.max_head as usize - fixed;
         let head = ReqHead {
             script_path: vec![0; path_len],
@@ -1354,6 +1366,7 @@ mod tests {
         };
         let mut payload = Vec::new();
         payload.extend_from_slice(&0u32.to_be_bytes());
+        payload.extend_from_slice(&0u64.to_be_bytes());
         payload.extend_from_slice(&0u64.to_be_bytes());
         payload.extend_from_slice(&[0; 12]); // three empty byte fields
         payload.extend_from_slice(&u32::MAX.to_be_bytes());

@@ -203,6 +203,7 @@ mod tests {
         let head = ReqHead {
             flags: req_flags::BODY_FOLLOWS,
             request_start_us: 1_700_000_000_000_000,
+            queue_start_us: 1_700_000_000_000_250,
             script_path: b"/srv/app.wsgi".to_vec(),
             app_group: b"%{GLOBAL}".to_vec(),
             callable: b"application".to_vec(),
@@ -346,7 +347,7 @@ mod tests {
             &[0],
             &[0x80],
             &[3, 0xFF],
-            &[0x80, b'R', b'W', b'S', b'G', 0, 2, 0],
+            &[0x80, b'R', b'W', b'S', b'G', 0, 3, 0],
         ] {
             check(data);
         }

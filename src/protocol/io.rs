@@ -381,6 +381,7 @@ mod tests {
             Frame::ReqHead(ReqHead {
                 flags: req_flags::BODY_FOLLOWS,
                 request_start_us: 42,
+                queue_start_us: 43,
                 script_path: b"/srv/app.wsgi".to_vec(),
                 app_group: Vec::new(),
                 callable: b"application".to_vec(),
@@ -826,12 +827,12 @@ mod tests {
     fn handshake_version_mismatch_both_directions() {
         // An old/new client reaches this daemon: it is told our version, status 1.
         let (mut client, mut daemon) = UnixStream::pair().unwrap();
-        client.write_all(b"RWSG\x00\x03\x00\x00").unwrap();
+        client.write_all(b"RWSG\x00\x02\x00\x00").unwrap();
         let err = server_handshake(&mut daemon, true).unwrap_err();
         assert_eq!(
             protocol_error(&err),
             Some(&ProtocolError::UnsupportedVersion {
-                theirs: 3,
+                theirs: 2,
                 ours: VERSION
             })
         );
@@ -839,15 +840,15 @@ mod tests {
         client.read_exact(&mut answer).unwrap();
         assert_eq!(answer, encode_server_hello(HelloStatus::UnsupportedVersion));
 
-        // This module reaches a daemon speaking v3, which answers status 1 with its version.
+        // This module reaches a daemon speaking v4, which answers status 1 with its version.
         let (mut client, mut daemon) = UnixStream::pair().unwrap();
-        daemon.write_all(b"RWSG\x00\x03\x00\x01").unwrap();
+        daemon.write_all(b"RWSG\x00\x04\x00\x01").unwrap();
         let err = client_handshake(&mut client, 0).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::InvalidData);
         assert_eq!(
             protocol_error(&err),
             Some(&ProtocolError::UnsupportedVersion {
-                theirs: 3,
+                theirs: 4,
                 ours: VERSION
             })
         );

@@ -11,7 +11,7 @@
 //! [`io::client_handshake`], [`io::server_handshake`]):
 //!
 //! ```text
-//! client → daemon   "RWSG" | u16 version | u16 flags       (8 bytes; v2 defines no flags,
+//! client → daemon   "RWSG" | u16 version | u16 flags       (8 bytes; v3 defines no flags,
 //!                                                           unknown bits are ignored)
 //! daemon → client   "RWSG" | u16 version | u16 status      (8 bytes)
 //!                   status 0 = OK, 1 = unsupported version, 2 = refused
@@ -30,7 +30,7 @@
 //! payload  `length` bytes, laid out per kind
 //! ```
 //!
-//! `flags` and `reserved` must be 0 in version 2. A receiver checks the header as soon as its
+//! `flags` and `reserved` must be 0 in version 3. A receiver checks the header as soon as its
 //! 8 bytes are in: unknown kind, nonzero flags/reserved, or a length over the kind's limit
 //! ([`Limits`]; fixed-size kinds must have exactly their size) is an error before any payload
 //! is read. Payload fields are read in order; every length is checked against what is left in
@@ -42,7 +42,7 @@
 //!
 //! | kind | name     | dir | payload                                                      | limit |
 //! |------|----------|-----|--------------------------------------------------------------|-------|
-//! | 1    | ReqHead  | c→d | u32 flags, u64 request_start_us, bytes script_path, bytes app_group, bytes callable, pairs env | max_head; env ≤ max_pairs |
+//! | 1    | ReqHead  | c→d | u32 flags, u64 request_start_us, u64 queue_start_us, bytes script_path, bytes app_group, bytes callable, pairs env | max_head; env ≤ max_pairs |
 //! | 2    | ReqBody  | c→d | raw body bytes; **empty = end of body**                      | max_body_chunk |
 //! | 3    | ReadBody | d→c | u32 max (≥ 1)                                                | exactly 4 |
 //! | 4    | RespHead | d→c | u16 status, bytes reason, pairs headers                      | max_head; headers ≤ max_headers |
@@ -55,7 +55,9 @@
 //! ReqHead flags ([`req_flags`]): 1 = BODY_FOLLOWS (a request body exists), 2 =
 //! SCRIPT_RELOADING, 4 = CHUNKED_INPUT (no Content-Length), 8 = BODY_PUSHED (the body follows
 //! the head unasked, see below); other bits are an error. Version 1 had no BODY_PUSHED.
-//! `request_start_us` is Apache's request time in µs since the Unix epoch (for queue-timeout).
+//! `request_start_us` is Apache's request time in µs since the Unix epoch (for queue-timeout
+//! and `mod_wsgi.request_start`); `queue_start_us` is when the client started sending the
+//! request to the daemon socket (`mod_wsgi.queue_start`). Version 2 had no `queue_start_us`.
 //! Error codes ([`error_code`]): 1 INTERNAL, 2 APP_LOAD_FAILED, 3 BAD_REQUEST, 4 OVERLOADED
 //! (queue-timeout), 5 SHUTTING_DOWN (nothing processed: retry on a new connection), 6
 //! REQUEST_TIMEOUT, 7 PROTOCOL, 8 APP_FAILED; a receiver treats unknown codes as INTERNAL.
@@ -117,8 +119,8 @@ pub use hello::{
 /// The first four bytes of both hellos.
 pub const MAGIC: [u8; 4] = *b"RWSG";
 
-/// The protocol version this code speaks (2: `BODY_PUSHED`).
-pub const VERSION: u16 = 2;
+/// The protocol version this code speaks (2: `BODY_PUSHED`; 3: `queue_start_us`).
+pub const VERSION: u16 = 3;
 
 /// The largest request body a client may push after the head (`BODY_PUSHED`): with the head
 /// it fits in a Unix socket's default send buffer, so the client's write never waits for a

@@ -14,12 +14,14 @@ use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
 use super::environ::{self, callable_name};
 use super::file_wrapper::FileWrapper;
 use super::input::Input;
-use super::loader::{Loaded, Loader};
+use super::loader::{self, Loaded, Loader};
 use super::log_object::{LogObject, type_name};
 use super::modwsgi;
 use super::request::{Response, SendError, Shared};
 use super::start_response::StartResponse;
-use super::{Outcome, RequestIo, RequestSpec, format_exception, log, log_detached, log_prefix};
+use super::{
+    Outcome, RequestIo, RequestSpec, ScriptReloading, log, log_detached, log_prefix, python_error,
+};
 use crate::logging::Level;
 
 /// Loaded WSGI scripts of this process. `Send + Sync`: one per process, shared by all worker
@@ -97,9 +99,7 @@ impl AppHost {
     /// Preloads a script (WSGIImportScript / preloading) before serving. Call without the GIL.
     /// `Err` = the message (with traceback) already logged.
     pub fn preload(&self, script_path: &str, app_group: &str) -> Result<(), String> {
-        match catch_unwind(AssertUnwindSafe(|| {
-            self.loader.get(script_path, app_group, true)
-        })) {
+        match catch_unwind(AssertUnwindSafe(|| self.loader.get(script_path, app_group))) {
             Ok(result) => result.map(|_| ()),
             Err(panic) => {
                 let msg = format!(
@@ -162,14 +162,42 @@ impl AppHost {
     }
 
     fn serve(&self, spec: &RequestSpec<'_>, shared: &Arc<Shared>) -> Outcome {
-        let loaded = match self
-            .loader
-            .get(spec.script_path, spec.app_group, spec.script_reloading)
-        {
-            Ok(loaded) => loaded,
-            Err(_) => return Outcome::LoadFailed,
+        let (path, group) = (spec.script_path, spec.app_group);
+        let Ok(loaded) = self.loader.get(path, group) else {
+            return Outcome::LoadFailed;
         };
-        Python::attach(|py| run(py, spec, shared, &loaded))
+        // mod_wsgi's reload checks run in the same hold of the GIL as the request.
+        let checked = Python::attach(|py| {
+            if spec.script_reloading != ScriptReloading::Off {
+                if let Some(why) = loader::reload_reason(py, &loaded, path, group) {
+                    return Err(why);
+                }
+            }
+            Ok(run(py, spec, shared, &loaded))
+        });
+        let why = match checked {
+            Ok(outcome) => return outcome,
+            Err(why) => why,
+        };
+        if spec.script_reloading == ScriptReloading::ReplaceProcess {
+            log(
+                Level::Info,
+                &format!(
+                    "{}Forcing restart of daemon process '{}' due to modification of script \
+                     '{path}'. Reason: {why}.",
+                    log_prefix(),
+                    super::interpreter::process_info().process_group
+                ),
+            );
+            return Outcome::ReloadRequired;
+        }
+        // In place: this request runs the freshly imported script (not checked again).
+        self.loader.discard(path, group, &loaded, &why);
+        Python::attach(|_py| drop(loaded));
+        match self.loader.get(path, group) {
+            Ok(fresh) => Python::attach(|py| run(py, spec, shared, &fresh)),
+            Err(_) => Outcome::LoadFailed,
+        }
     }
 }
 
@@ -435,12 +463,7 @@ fn send_file(py: Python<'_>, shared: &Shared, wrapper: &FileWrapper) -> Result<b
 }
 
 fn log_exception(py: Python<'_>, spec: &RequestSpec<'_>, err: &PyErr) {
-    let msg = format!(
-        "{}Exception occurred processing WSGI script '{}'.\n{}",
-        log_prefix(),
-        spec.script_path,
-        format_exception(py, err)
-    );
+    let msg = python_error(py, err, spec.script_path, spec.app_group);
     log_detached(py, Level::Error, &msg);
 }
 

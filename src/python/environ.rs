@@ -1,5 +1,6 @@
 //! The WSGI environ: CGI byte pairs → latin-1 `str` (PEP 3333), plus the wsgi.* and
-//! mod_wsgi.* keys. The per-process constant part is built once and copied per request; keys
+//! mod_wsgi.* keys of mod_wsgi 6 (the string ones, such as `mod_wsgi.request_id`, arrive as
+//! CGI pairs from Apache; the version tuples, timing floats and thread id are added here). The per-process constant part is built once and copied per request; keys
 //! are interned.
 
 use pyo3::prelude::*;
@@ -32,6 +33,7 @@ fn base(py: Python<'_>) -> PyResult<&Bound<'_, PyDict>> {
             info.process_group.as_str(),
         )?;
         d.set_item(intern!(py, "mod_wsgi.version"), MOD_WSGI_VERSION)?;
+        d.set_item(intern!(py, "apache.version"), info.apache_version)?;
         Ok(d.unbind())
     })?;
     Ok(base.bind(py))
@@ -109,7 +111,49 @@ pub(crate) fn build<'py>(
     env.set_item(intern!(py, "mod_wsgi.callable_object"), callable_name(spec))?;
     env.set_item(intern!(py, "mod_wsgi.script_name"), script_name)?;
     env.set_item(intern!(py, "mod_wsgi.path_info"), path_info)?;
+    let times = &spec.times;
+    env.set_item(
+        intern!(py, "mod_wsgi.request_start"),
+        seconds(times.request_start_us),
+    )?;
+    env.set_item(
+        intern!(py, "mod_wsgi.queue_start"),
+        seconds(times.queue_start_us),
+    )?;
+    env.set_item(
+        intern!(py, "mod_wsgi.daemon_start"),
+        seconds(times.daemon_start_us),
+    )?;
+    // Taken last, so it is never before the others (the app is called right after).
+    env.set_item(intern!(py, "mod_wsgi.application_start"), now_seconds())?;
+    env.set_item(intern!(py, "mod_wsgi.thread_id"), thread_id())?;
     Ok(env)
+}
+
+/// µs since the epoch → float seconds (0 stays 0.0), as mod_wsgi's timing keys.
+fn seconds(us: u64) -> f64 {
+    us as f64 / 1e6
+}
+
+fn now_seconds() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// `mod_wsgi.thread_id`: as mod_wsgi, a number given to each thread of this process the
+/// first time it serves a request, counting from 0.
+fn thread_id() -> u32 {
+    use std::cell::Cell;
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    thread_local! {
+        static ID: Cell<Option<u32>> = const { Cell::new(None) };
+    }
+    ID.with(|id| {
+        *id.get()
+            .get_or_insert_with(|| NEXT.fetch_add(1, Ordering::Relaxed))
+    })
 }
 
 pub(crate) fn callable_name<'a>(spec: &RequestSpec<'a>) -> &'a str {

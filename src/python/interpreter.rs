@@ -39,6 +39,8 @@ pub struct InterpreterSettings {
     /// `header-buffer-size=`: the longest response header line (`Name: value`) allowed;
     /// 0 = no limit (embedded mode).
     pub header_buffer_size: usize,
+    /// The Apache version (major, minor, patch): `environ['apache.version']`.
+    pub apache_version: (u32, u32, u32),
 }
 
 impl Default for InterpreterSettings {
@@ -59,6 +61,7 @@ impl Default for InterpreterSettings {
             threads: 15,
             maximum_requests: 0,
             header_buffer_size: 0,
+            apache_version: (0, 0, 0),
         }
     }
 }
@@ -75,6 +78,7 @@ pub(crate) struct ProcessInfo {
     pub restrict_stdout: bool,
     pub log_prefix: String,
     pub header_buffer_size: usize,
+    pub apache_version: (u32, u32, u32),
 }
 
 impl ProcessInfo {
@@ -93,6 +97,7 @@ impl ProcessInfo {
                 format!("(wsgi:{}) ", s.process_group)
             },
             header_buffer_size: s.header_buffer_size,
+            apache_version: s.apache_version,
         }
     }
 }

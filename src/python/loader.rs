@@ -1,10 +1,11 @@
 //! WSGI script loading: each script is exec'd as module `_mod_wsgi_<md5(path)>` (plus
-//! `_<md5(group)>` for a named application group) with `__file__` and `__mtime__` set and the
-//! module in sys.modules, like mod_wsgi. One lock per (script, group) makes concurrent first
-//! requests load it once; a failed load is logged with its traceback and retried after a
-//! back-off (1 s, doubling up to 30 s; at once when the script's mtime changes, i.e. it was
-//! fixed and touched), so a broken script is not re-run by every request; a changed mtime
-//! (inequality, as mod_wsgi) reloads when script reloading is on.
+//! `_<md5(group)>` for a named application group) with `__file__` and `__mtime__` (the file's
+//! mtime in µs, an int) set and the module in sys.modules, like mod_wsgi. One lock per
+//! (script, group) makes concurrent first requests load it once; a failed load is logged with
+//! its traceback and retried after a back-off (1 s, doubling up to 30 s; at once when the
+//! script's mtime changes, i.e. it was fixed and touched), so a broken script is not re-run by
+//! every request. [`reload_reason`] is mod_wsgi's check whether a loaded script must be
+//! reloaded; [`Loader::discard`] drops it so the next [`Loader::get`] imports it again.
 //!
 //! Locks here are only waited for while detached from Python (a loader holds its script's lock
 //! while it runs the script under the GIL).
@@ -18,12 +19,11 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyModule};
 
 use super::request::lock;
-use super::{format_exception, log, log_prefix};
+use super::{interp_context, log, log_prefix, python_error};
 use crate::logging::Level;
 
 pub(crate) struct Loaded {
     pub module: Py<PyModule>,
-    mtime: SystemTime,
 }
 
 struct Slot {
@@ -33,6 +33,8 @@ struct Slot {
     mtime: Mutex<Option<SystemTime>>,
     /// The last failed load, while the script has not loaded since.
     failure: Mutex<Option<LoadFailure>>,
+    /// A module of this script was loaded before: the next load is a reload.
+    ever_loaded: AtomicBool,
 }
 
 /// A script that failed to load: not retried before `retry_at` unless its mtime changes.
@@ -67,6 +69,7 @@ impl Loader {
             loaded: Mutex::new(None),
             mtime: Mutex::new(None),
             failure: Mutex::new(None),
+            ever_loaded: AtomicBool::new(false),
         });
         slots.insert((path.to_string(), group.to_string()), Arc::clone(&slot));
         drop(slots);
@@ -97,31 +100,13 @@ impl Loader {
         }
     }
 
-    /// The loaded script, loading or reloading it as needed. Call detached from Python.
-    /// `Err` carries the message already logged.
-    pub(crate) fn get(
-        &self,
-        path: &str,
-        group: &str,
-        check_reload: bool,
-    ) -> Result<Arc<Loaded>, String> {
+    /// The loaded script, loading it if it is not (or no longer) loaded. Call detached from
+    /// Python. `Err` carries the message already logged.
+    pub(crate) fn get(&self, path: &str, group: &str) -> Result<Arc<Loaded>, String> {
         let slot = self.slot(path, group);
         let mut loaded = lock(&slot.loaded);
         if let Some(current) = loaded.as_ref() {
-            if !check_reload {
-                return Ok(Arc::clone(current));
-            }
-            if mtime_of(path).is_ok_and(|t| t == current.mtime) {
-                return Ok(Arc::clone(current));
-            }
-            log(
-                Level::Info,
-                &format!(
-                    "{}Reloading WSGI script '{path}'{}: its modification time changed.",
-                    log_prefix(),
-                    group_text(group)
-                ),
-            );
+            return Ok(Arc::clone(current));
         }
         if let Some(failure) = lock(&slot.failure).as_ref() {
             let now = Instant::now();
@@ -172,25 +157,47 @@ impl Loader {
             Ok(r) => r,
             Err(e) => {
                 let msg = format!(
-                    "{}Failed to read WSGI script '{path}'{}: {e}. It must exist and be \
-                     readable by the daemon user.",
+                    "{}Could not read or compile WSGI script '{path}' for {}: {e}. It must \
+                     exist and be readable by the daemon user.",
                     log_prefix(),
-                    group_text(group)
+                    interp_context(group)
                 );
                 log(Level::Error, &msg);
                 Python::attach(|_py| drop(old));
                 return Err(msg);
             }
         };
+        let reload = slot.ever_loaded.load(Ordering::Relaxed);
         let result = Python::attach(|py| {
             drop(old);
-            exec_script(py, path, group, &source, mtime)
+            exec_script(py, path, group, &source, mtime, reload)
         });
         let module = result?;
-        let fresh = Arc::new(Loaded { module, mtime });
+        slot.ever_loaded.store(true, Ordering::Relaxed);
+        let fresh = Arc::new(Loaded { module });
         *loaded = Some(Arc::clone(&fresh));
         *lock(&slot.mtime) = Some(mtime);
         Ok(fresh)
+    }
+
+    /// Drops `current` (if it is still the loaded module of the script) so that the next
+    /// [`Loader::get`] imports the script again; `why` is logged. Call detached from Python.
+    pub(crate) fn discard(&self, path: &str, group: &str, current: &Arc<Loaded>, why: &str) {
+        let slot = self.slot(path, group);
+        let mut loaded = lock(&slot.loaded);
+        if loaded.as_ref().is_some_and(|l| Arc::ptr_eq(l, current)) {
+            log(
+                Level::Info,
+                &format!(
+                    "{}WSGI script '{path}'{} will be re-imported: {why}.",
+                    log_prefix(),
+                    group_text(group)
+                ),
+            );
+            let old = loaded.take();
+            *lock(&slot.mtime) = None;
+            Python::attach(|_py| drop(old));
+        }
     }
 
     /// Has any loaded script changed (or vanished) on disk? Pure stat, no GIL.
@@ -237,55 +244,110 @@ pub(crate) fn module_name(py: Python<'_>, path: &str, group: &str) -> PyResult<S
     Ok(name)
 }
 
+/// The file's mtime as mod_wsgi keeps it in `__mtime__`: µs since the epoch.
+fn mtime_us(mtime: SystemTime) -> i64 {
+    mtime
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+}
+
+/// mod_wsgi's reload check of a loaded script (`wsgi_reload_required`), under the GIL: why
+/// it must be reloaded, or None. Reloaded when its module has no integer `__mtime__` or the
+/// file's mtime differs from it, or when its module-level `reload_required(resource)` (called
+/// with the script's path, as mod_wsgi passes the request's file) returns a true value. An
+/// exception in `reload_required` is logged with its traceback and does not force a reload.
+pub(crate) fn reload_reason(
+    py: Python<'_>,
+    loaded: &Loaded,
+    path: &str,
+    group: &str,
+) -> Option<String> {
+    let dict = loaded.module.bind(py).dict();
+    let recorded = match dict.get_item(pyo3::intern!(py, "__mtime__")) {
+        Ok(Some(value)) => value.extract::<i64>().ok(),
+        _ => return Some("its module no longer has __mtime__".into()),
+    };
+    let Some(recorded) = recorded else {
+        return Some("its module's __mtime__ is not an integer".into());
+    };
+    // One stat of a local file: cheaper than letting the GIL go and taking it back.
+    match mtime_of(path) {
+        Ok(now) if mtime_us(now) == recorded => {}
+        Ok(_) => return Some("its modification time changed".into()),
+        Err(e) => return Some(format!("it can no longer be read ({e})")),
+    }
+    let hook = dict
+        .get_item(pyo3::intern!(py, "reload_required"))
+        .ok()
+        .flatten()?;
+    match hook.call1((path,)).and_then(|answer| answer.is_truthy()) {
+        Ok(true) => Some("its reload_required() returned a true value".into()),
+        Ok(false) => None,
+        Err(e) => {
+            let msg = python_error(py, &e, path, group);
+            super::log_detached(py, Level::Error, &msg);
+            None
+        }
+    }
+}
+
 fn exec_script(
     py: Python<'_>,
     path: &str,
     group: &str,
     source: &[u8],
     mtime: SystemTime,
+    reload: bool,
 ) -> Result<Py<PyModule>, String> {
+    // mod_wsgi's line, on every load, before the script runs.
+    let msg = format!(
+        "{}{} WSGI script '{path}' into {}.",
+        log_prefix(),
+        if reload { "Reloading" } else { "Loading" },
+        interp_context(group)
+    );
+    super::log_detached(py, Level::Info, &msg);
     let mut name = None;
+    let mut compiled = false;
     let result = (|| -> PyResult<Bound<'_, PyModule>> {
         let module_name = module_name(py, path, group)?;
         let modules = py.import("sys")?.getattr("modules")?;
         let module = PyModule::new(py, &module_name)?;
         module.setattr("__file__", path)?;
-        let secs = mtime
-            .duration_since(UNIX_EPOCH)
-            .map_or(0.0, |d| d.as_secs_f64());
-        module.setattr("__mtime__", secs)?;
-        modules.set_item(&module_name, &module)?;
-        name = Some(module_name);
+        module.setattr("__mtime__", mtime_us(mtime))?;
         let builtins = py.import("builtins")?;
         let kwargs = PyDict::new(py);
         kwargs.set_item("dont_inherit", true)?;
         let code = builtins
             .getattr("compile")?
             .call((PyBytes::new(py, source), path, "exec"), Some(&kwargs))?;
+        compiled = true;
+        modules.set_item(&module_name, &module)?;
+        name = Some(module_name);
         builtins.getattr("exec")?.call1((code, module.dict()))?;
         Ok(module)
     })();
     match result {
-        Ok(module) => {
-            let msg = format!(
-                "{}Loaded WSGI script '{path}'{}.",
-                log_prefix(),
-                group_text(group)
-            );
-            super::log_detached(py, Level::Info, &msg);
-            Ok(module.unbind())
-        }
+        Ok(module) => Ok(module.unbind()),
         Err(e) => {
             if let Some(name) = name
                 && let Ok(modules) = py.import("sys").and_then(|s| s.getattr("modules"))
             {
                 let _ = modules.del_item(name);
             }
+            // mod_wsgi's two lines: what failed, then the exception and its traceback.
+            let what = if compiled {
+                format!("Unable to execute Python script file '{path}'.")
+            } else {
+                format!(
+                    "Could not read or compile WSGI script '{path}' for {}.",
+                    interp_context(group)
+                )
+            };
             let msg = format!(
-                "{}Failed to exec WSGI script '{path}'{}.\n{}",
+                "{}{what}\n{}",
                 log_prefix(),
-                group_text(group),
-                format_exception(py, &e)
+                python_error(py, &e, path, group)
             );
             super::log_detached(py, Level::Error, &msg);
             Err(msg)

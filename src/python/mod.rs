@@ -89,8 +89,37 @@ pub struct RequestSpec<'a> {
     pub callable: &'a str,
     /// CGI variables as bytes from Apache; values become latin-1 `str` (PEP 3333).
     pub env: &'a [(Vec<u8>, Vec<u8>)],
-    /// Check the script's mtime (inequality, as mod_wsgi) and reload it when it changed.
-    pub script_reloading: bool,
+    /// What a changed script, a removed `__mtime__` or a `reload_required()` answering True
+    /// leads to (WSGIScriptReloading).
+    pub script_reloading: ScriptReloading,
+    /// When the request reached each stage: `mod_wsgi.request_start` and friends.
+    pub times: RequestTimes,
+}
+
+/// mod_wsgi's reload checks before a request runs a loaded script: its file's mtime differs
+/// from the module's `__mtime__` (or `__mtime__` was removed), or the script's module-level
+/// `reload_required(resource)` returns True (an exception in it is logged, no reload).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ScriptReloading {
+    /// WSGIScriptReloading Off: a loaded script is used as it is.
+    Off,
+    /// Embedded mode: the script is re-imported in place, as mod_wsgi does.
+    InPlace,
+    /// Daemon mode: the request is not run ([`Outcome::ReloadRequired`]); the daemon replaces
+    /// its process, as mod_wsgi restarts it.
+    ReplaceProcess,
+}
+
+/// The instants of a request before the application runs, in microseconds since the Unix
+/// epoch; 0 = "no such stage" (embedded mode has no queue and no daemon), shown as 0.0.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RequestTimes {
+    /// Apache received the request (`r->request_time`).
+    pub request_start_us: u64,
+    /// Apache handed it to the daemon socket.
+    pub queue_start_us: u64,
+    /// The daemon process read it and began handling it.
+    pub daemon_start_us: u64,
 }
 
 /// How a request ended.
@@ -105,6 +134,9 @@ pub enum Outcome {
     AppError { head_sent: bool },
     /// The WSGI script could not be loaded (traceback logged); nothing was sent.
     LoadFailed,
+    /// [`ScriptReloading::ReplaceProcess`]: the script must be reloaded (logged); nothing of
+    /// the request was run or sent.
+    ReloadRequired,
 }
 
 /// The one logging entry point of this layer (tests capture lines here).
@@ -123,6 +155,59 @@ pub(crate) fn log_detached(py: pyo3::Python<'_>, level: Level, msg: &str) {
 /// messages (application output lines are logged as written).
 pub(crate) fn log_prefix() -> &'static str {
     interpreter::process_info().log_prefix.as_str()
+}
+
+/// Where a script runs, as mod_wsgi names it in its log lines: "main interpreter of daemon
+/// process 'g'" or "main interpreter in embedded mode"; mod_rwsgi runs every application
+/// group in the main interpreter, and names a non-empty group after it.
+pub(crate) fn interp_context(app_group: &str) -> String {
+    let interp = if app_group.is_empty() {
+        "main interpreter".to_string()
+    } else {
+        format!("main interpreter (application group '{app_group}')")
+    };
+    let group = &interpreter::process_info().process_group;
+    if group.is_empty() {
+        format!("{interp} in embedded mode")
+    } else {
+        format!("{interp} of daemon process '{group}'")
+    }
+}
+
+/// The exception's type as mod_wsgi's log line names it: the type's `tp_name` (the class
+/// name for classes defined in Python and for builtins, `module.Name` for C types).
+fn exception_type_name(py: pyo3::Python<'_>, err: &pyo3::PyErr) -> String {
+    use pyo3::types::PyTypeMethods;
+    let ty = err.get_type(py);
+    // SAFETY: `ty` is a live type object we hold a reference to; tp_name is a NUL-terminated
+    // string owned by the type (or null), valid while the type lives.
+    let name = unsafe { (*ty.as_type_ptr()).tp_name };
+    if name.is_null() {
+        return "Exception".into();
+    }
+    // SAFETY: as above.
+    unsafe { std::ffi::CStr::from_ptr(name) }
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// mod_wsgi's header line for a Python exception raised by a WSGI script (its alerts match
+/// it): "[script /p] ValueError exception raised processing WSGI script '/p' for main
+/// interpreter of daemon process 'g'." The traceback follows it, one line each.
+pub(crate) fn python_error(
+    py: pyo3::Python<'_>,
+    err: &pyo3::PyErr,
+    script_path: &str,
+    app_group: &str,
+) -> String {
+    format!(
+        "{}[script {script_path}] {} exception raised processing WSGI script '{script_path}' \
+         for {}.\n{}",
+        log_prefix(),
+        exception_type_name(py, err),
+        interp_context(app_group),
+        format_exception(py, err)
+    )
 }
 
 /// Formats a Python exception with its traceback as one block (lines joined by "\n", no

@@ -1,8 +1,9 @@
 //! `start_response(status, headers, exc_info=None)` and the `write()` callable it returns.
 //!
-//! Validation follows mod_wsgi's `wsgi_validate.c` (errors quote the bad value); `exc_info`
-//! follows PEP 3333: after the head was sent the exception is re-raised, before it the status
-//! and headers are replaced. Nothing is sent here: the head goes out with the first non-empty
+//! Validation follows mod_wsgi's `wsgi_validate.c` (errors quote the bad value). Repeated
+//! calls follow mod_wsgi 6: until the head was sent, any call replaces the status and headers
+//! (with or without `exc_info`); after it, a call with `exc_info` re-raises that exception and
+//! one without raises RuntimeError. A non-tuple `exc_info` raises RuntimeError, as in mod_wsgi. Nothing is sent here: the head goes out with the first non-empty
 //! body chunk, a `write()` call, or the end of the response.
 
 use std::sync::Arc;
@@ -44,24 +45,33 @@ impl StartResponse {
             return Err(PyRuntimeError::new_err(EXPIRED));
         }
         let exc_info = exc_info.filter(|e| !e.is_none());
+        if let Some(info) = exc_info {
+            if !info.is_instance_of::<PyTuple>() {
+                // mod_wsgi raises RuntimeError here (not TypeError), whatever else holds.
+                return Err(PyRuntimeError::new_err(format!(
+                    "start_response() argument 'exc_info' must be a 3-tuple or None, value \
+                     of type {} found",
+                    type_name(info)
+                )));
+            }
+        }
         {
             let resp = this
                 .shared
                 .response
                 .lock_py_attached(py)
                 .unwrap_or_else(|e| e.into_inner());
-            match exc_info {
-                Some(info) if resp.head_sent => {
-                    drop(resp);
-                    return Err(reraise(info));
-                }
-                None if resp.status.is_some() => {
-                    return Err(PyRuntimeError::new_err(
-                        "start_response() was already called for this request; a second call \
-                         must pass exc_info (PEP 3333)",
-                    ));
-                }
-                _ => {}
+            // As mod_wsgi: until the head is sent, another call replaces status and headers,
+            // with or without exc_info; after it, only exc_info (re-raised) is allowed.
+            if resp.head_sent {
+                drop(resp);
+                return Err(match exc_info {
+                    Some(info) => reraise(info),
+                    None => PyRuntimeError::new_err(
+                        "start_response() called more than once without exc_info, after the \
+                         response headers were sent",
+                    ),
+                });
             }
         }
         let status = parse_status(status)?;
@@ -116,6 +126,12 @@ impl StartResponse {
 /// `raise exc_info[1].with_traceback(exc_info[2])`
 fn reraise(info: &Bound<'_, PyAny>) -> PyErr {
     let result = (|| -> PyResult<PyErr> {
+        if info.len()? != 3 {
+            return Err(PyTypeError::new_err(format!(
+                "start_response() argument 'exc_info' must be a 3-tuple, length {} found",
+                info.len()?
+            )));
+        }
         let value = info.get_item(1)?;
         let tb = info.get_item(2)?;
         let value = if tb.is_none() {

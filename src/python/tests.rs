@@ -258,7 +258,8 @@ fn spec<'a>(path: &'a str, env: &'a [(Vec<u8>, Vec<u8>)]) -> RequestSpec<'a> {
         app_group: "",
         callable: "",
         env,
-        script_reloading: true,
+        script_reloading: ScriptReloading::InPlace,
+        times: RequestTimes::default(),
     }
 }
 
@@ -506,6 +507,47 @@ def application(environ, start_response):
     assert_eq!(io.reads.len(), 1, "a failed input must not read again");
 }
 
+// ---------------------------------------------------------------- environ
+
+#[test]
+fn timing_keys_are_float_seconds_and_thread_id_an_int() {
+    let host = host();
+    let path = script(
+        "timing",
+        r#"
+import threading, time
+def application(environ, start_response):
+    assert environ['mod_wsgi.request_start'] == 1700000000.25, environ['mod_wsgi.request_start']
+    assert environ['mod_wsgi.queue_start'] == 1700000000.5
+    assert environ['mod_wsgi.daemon_start'] == 0.0
+    app_start = environ['mod_wsgi.application_start']
+    assert type(app_start) is float and time.time() - 60 < app_start <= time.time(), app_start
+    assert type(environ['mod_wsgi.thread_id']) is int, environ['mod_wsgi.thread_id']
+    assert type(environ['apache.version']) is tuple and len(environ['apache.version']) == 3
+    assert environ['mod_wsgi.version'] == (6, 0, 5)
+    start_response('200 OK', [])
+    return [b'ok']
+"#,
+    );
+    let env = env(&[("PATH_INFO", b"/")]);
+    let spec = RequestSpec {
+        times: RequestTimes {
+            request_start_us: 1_700_000_000_250_000,
+            queue_start_us: 1_700_000_000_500_000,
+            daemon_start_us: 0,
+        },
+        ..spec(&path, &env)
+    };
+    let mut io = FakeIo::new();
+    assert_eq!(
+        host.handle(&spec, &mut io),
+        Outcome::Completed,
+        "{}",
+        dump(&path)
+    );
+    assert_eq!(io.body_text(), "ok", "{}", dump(&path));
+}
+
 // ---------------------------------------------------------------- start_response
 
 #[test]
@@ -558,29 +600,65 @@ def application(environ, start_response):
 }
 
 #[test]
-fn start_response_second_call_without_exc_info() {
+fn start_response_second_call_before_the_head_replaces_it() {
     let host = host();
     let path = script(
         "second",
         r#"
 def application(environ, start_response):
-    start_response('200 OK', [])
+    start_response('200 OK', [('X-A', '1')])
+    start_response('201 Created', [('X-B', '2')])
+    return [b'second call won']
+"#,
+    );
+    let mut io = FakeIo::new();
+    assert_eq!(request(&host, &path, "/", &mut io), Outcome::Completed);
+    assert_eq!(io.status(), Some((201, "Created".to_string())));
+    assert_eq!(io.headers(), vec![("X-B".to_string(), "2".to_string())]);
+    assert_eq!(io.body_text(), "second call won");
+}
+
+#[test]
+fn start_response_after_the_head_or_with_a_bad_exc_info_raises() {
+    let host = host();
+    let path = script(
+        "second_after_head",
+        r#"
+def application(environ, start_response):
+    try:
+        start_response('200 OK', [], 'not a tuple')
+    except RuntimeError as e:
+        bad = str(e)
+    else:
+        bad = 'accepted'
+    write = start_response('200 OK', [])
+    write(b'a;')
     try:
         start_response('201 Created', [])
         msg = 'no error'
     except RuntimeError as e:
         msg = str(e)
-    return [msg.encode()]
+    try:
+        start_response('500 Err', [], (ValueError,))
+    except TypeError as e:
+        short = str(e)
+    return [(bad + ';' + msg + ';' + short).encode()]
 "#,
     );
     let mut io = FakeIo::new();
     assert_eq!(request(&host, &path, "/", &mut io), Outcome::Completed);
     assert_eq!(io.status(), Some((200, "OK".to_string())));
+    let body = io.body_text();
     assert!(
-        io.body_text().contains("already called"),
-        "{}",
-        io.body_text()
+        body.starts_with("a;start_response() argument 'exc_info' must be a 3-tuple or None"),
+        "{body}"
     );
+    assert!(body.contains("value of type str found"), "{body}");
+    assert!(
+        body.contains(";start_response() called more than once without exc_info"),
+        "{body}"
+    );
+    assert!(body.contains("must be a 3-tuple, length 1 found"), "{body}");
 }
 
 #[test]
@@ -640,7 +718,7 @@ def application(environ, start_response):
     assert_eq!(io.status(), Some((200, "OK".to_string())));
     assert_eq!(io.body_text(), "partial");
     let logged = logs_with(&format!(
-        "Exception occurred processing WSGI script '{path}'."
+        "exception raised processing WSGI script '{path}' for main interpreter of daemon process 'pytest'."
     ));
     assert_eq!(logged.len(), 1, "{}", dump(&path));
     assert!(
@@ -912,7 +990,7 @@ def application(environ, start_response):
     );
     assert!(io.body_text().contains("<h1>Internal Server Error</h1>"));
     let logged = logs_with(&format!(
-        "Exception occurred processing WSGI script '{path}'."
+        "exception raised processing WSGI script '{path}' for main interpreter of daemon process 'pytest'."
     ));
     assert_eq!(logged.len(), 1, "{}", dump(&path));
     let (level, msg) = &logged[0];
@@ -963,7 +1041,7 @@ def application(environ, start_response):
     );
     assert_eq!(io.body_text(), "a");
     let logged = logs_with(&format!(
-        "Exception occurred processing WSGI script '{path}'."
+        "exception raised processing WSGI script '{path}' for main interpreter of daemon process 'pytest'."
     ));
     assert_eq!(logged.len(), 3, "{}", dump(&path));
     assert!(
@@ -1006,7 +1084,7 @@ def application(environ, start_response):
         assert_eq!(io.status().map(|s| s.0), Some(500), "{path_info}");
         assert!(!io.body_text().contains("body without"), "{path_info}");
         let logged = logs_with(&format!(
-            "Exception occurred processing WSGI script '{path}'."
+            "exception raised processing WSGI script '{path}' for main interpreter of daemon process 'pytest'."
         ));
         assert!(
             logged.iter().any(|(_, m)| m.contains(needle)),
@@ -1112,7 +1190,7 @@ fn load_failure_is_logged_backed_off_and_fixed_by_touching() {
         let mut io = FakeIo::new();
         assert_eq!(request(&host, &path, "/", &mut io), Outcome::LoadFailed);
         assert!(io.events.is_empty());
-        let logged = logs_with(&format!("Failed to exec WSGI script '{path}'."));
+        let logged = logs_with(&format!("Unable to execute Python script file '{path}'."));
         // The second request comes within the back-off: the script is not run again.
         assert_eq!(logged.len(), 1, "attempt {attempt}");
         assert!(
@@ -1130,7 +1208,7 @@ fn load_failure_is_logged_backed_off_and_fixed_by_touching() {
         Outcome::LoadFailed
     );
     assert_eq!(
-        logs_with(&format!("Failed to exec WSGI script '{path}'.")).len(),
+        logs_with(&format!("Unable to execute Python script file '{path}'.")).len(),
         2
     );
     rewrite(
@@ -1139,6 +1217,183 @@ fn load_failure_is_logged_backed_off_and_fixed_by_touching() {
         1_000_000,
     );
     assert_ok(&host, &path, "/", &mut FakeIo::new());
+}
+
+/// A script with mod_wsgi's reload hooks: it counts its imports, records what its
+/// `reload_required` was called with, and is told by the request path what to do.
+const HOOKS_SCRIPT: &str = r#"
+import builtins
+_counts = builtins.__dict__.setdefault('_rwsgi_hook_imports', {})
+_counts[__file__] = IMPORTS = _counts.get(__file__, 0) + 1
+MODE = []
+SEEN = []
+def reload_required(resource):
+    SEEN.append(resource)
+    if MODE == ['raise']:
+        raise ValueError('hook-failure-marker')
+    return MODE == ['yes']
+def application(environ, start_response):
+    path = environ['PATH_INFO']
+    if path == '/drop-mtime':
+        del globals()['__mtime__']
+    elif path in ('/yes', '/raise'):
+        MODE[:] = [path[1:]]
+    mtime = globals().get('__mtime__')
+    start_response('200 OK', [])
+    return [('%d|%s|%r|%s' % (IMPORTS, type(mtime).__name__, mtime, SEEN[-1] if SEEN else '')).encode()]
+"#;
+
+#[test]
+fn reload_hooks_mtime_and_reload_required_in_place() {
+    let host = host();
+    let path = script("hooks", HOOKS_SCRIPT);
+    let get = |info: &str| {
+        let mut io = FakeIo::new();
+        assert_eq!(
+            request(&host, &path, info, &mut io),
+            Outcome::Completed,
+            "{}",
+            dump(&path)
+        );
+        let body = io.body_text();
+        let parts: Vec<String> = body.split('|').map(str::to_string).collect();
+        (
+            parts[0].parse::<u32>().unwrap(),
+            parts[1].clone(),
+            parts[2].clone(),
+            parts[3].clone(),
+        )
+    };
+    // __mtime__ is the file's mtime in µs, an int, as mod_wsgi sets it.
+    let file_us = std::fs::metadata(&path)
+        .unwrap()
+        .modified()
+        .unwrap()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_micros();
+    let (imports, ty, mtime, _) = get("/");
+    assert_eq!(
+        (imports, ty.as_str(), mtime),
+        (1, "int", file_us.to_string())
+    );
+    assert_eq!(
+        logs_with(&format!(
+            "Loading WSGI script '{path}' into main interpreter of daemon process 'pytest'."
+        ))
+        .len(),
+        1
+    );
+    // reload_required is called with the request's file, the script itself.
+    assert_eq!(get("/").3, path);
+    // Removing __mtime__ forces a reload.
+    assert_eq!(get("/drop-mtime").0, 1);
+    assert_eq!(get("/").0, 2, "{}", dump(&path));
+    assert_eq!(
+        logs_with(&format!(
+            "Reloading WSGI script '{path}' into main interpreter of daemon process 'pytest'."
+        ))
+        .len(),
+        1
+    );
+    assert_eq!(
+        logs_with(&format!(
+            "WSGI script '{path}' will be re-imported: its module no longer has __mtime__"
+        ))
+        .len(),
+        1
+    );
+    // reload_required() returning True forces a reload.
+    assert_eq!(get("/yes").0, 2);
+    assert_eq!(get("/").0, 3);
+    assert_eq!(
+        logs_with("will be re-imported: its reload_required() returned a true value").len(),
+        1
+    );
+    // An exception in it is logged with its traceback, and does not reload.
+    assert_eq!(get("/raise").0, 3);
+    assert_eq!(get("/").0, 3);
+    let logged = logs_with(&format!(
+        "[script {path}] ValueError exception raised processing WSGI script '{path}' for main \
+         interpreter of daemon process 'pytest'."
+    ));
+    assert_eq!(logged.len(), 1, "{}", dump(&path));
+    assert_eq!(logged[0].0, Level::Error);
+    assert!(
+        logged[0].1.contains("Traceback (most recent call last)"),
+        "{}",
+        logged[0].1
+    );
+    assert!(
+        logged[0].1.contains("ValueError: hook-failure-marker"),
+        "{}",
+        logged[0].1
+    );
+}
+
+#[test]
+fn exception_lines_name_the_type_as_mod_wsgi() {
+    let host = host();
+    let path = script(
+        "typename",
+        r#"
+import json
+class AppError(Exception):
+    pass
+def application(environ, start_response):
+    kind = environ['PATH_INFO']
+    if kind == '/app':
+        raise AppError('x')
+    if kind == '/json':
+        json.loads('{')
+    int('not a number')
+"#,
+    );
+    for (info, name) in [
+        ("/app", "AppError"),
+        ("/json", "JSONDecodeError"),
+        ("/int", "ValueError"),
+    ] {
+        let mut io = FakeIo::new();
+        request(&host, &path, info, &mut io);
+        let needle = format!("] {name} exception raised processing WSGI script '{path}'");
+        assert_eq!(logs_with(&needle).len(), 1, "{name}: {}", dump(&path));
+    }
+}
+
+#[test]
+fn reload_hooks_ask_a_daemon_to_replace_its_process() {
+    let host = host();
+    let path = script("hooks_daemon", HOOKS_SCRIPT);
+    let env = env(&[("PATH_INFO", b"/yes")]);
+    let daemon = RequestSpec {
+        script_reloading: ScriptReloading::ReplaceProcess,
+        ..spec(&path, &env)
+    };
+    let mut io = FakeIo::new();
+    assert_eq!(host.handle(&daemon, &mut io), Outcome::Completed);
+    assert!(io.body_text().starts_with("1|int|"), "{}", io.body_text());
+    // The next request is not run: the daemon is to be replaced.
+    let mut io = FakeIo::new();
+    assert_eq!(host.handle(&daemon, &mut io), Outcome::ReloadRequired);
+    assert!(io.events.is_empty(), "nothing may be sent: {:?}", io.events);
+    assert_eq!(
+        logs_with(&format!(
+            "Forcing restart of daemon process 'pytest' due to modification of script '{path}'. \
+             Reason: its reload_required() returned a true value."
+        ))
+        .len(),
+        1,
+        "{}",
+        dump(&path)
+    );
+    // WSGIScriptReloading Off: no check at all.
+    let off = RequestSpec {
+        script_reloading: ScriptReloading::Off,
+        ..daemon
+    };
+    let mut io = FakeIo::new();
+    assert_eq!(host.handle(&off, &mut io), Outcome::Completed);
 }
 
 #[test]
@@ -1157,7 +1412,7 @@ fn reload_on_mtime_inequality_and_scripts_changed() {
     let env = env(&[]);
     let mut io = FakeIo::new();
     let no_reload = RequestSpec {
-        script_reloading: false,
+        script_reloading: ScriptReloading::Off,
         ..spec(&path, &env)
     };
     assert_eq!(host.handle(&no_reload, &mut io), Outcome::Completed);
@@ -1259,7 +1514,10 @@ fn preload_success_and_failure() {
     host.preload(&good, "").expect("preload");
     assert_ok(&host, &good, "/", &mut FakeIo::new());
     assert_eq!(
-        logs_with(&format!("Loaded WSGI script '{good}'")).len(),
+        logs_with(&format!(
+            "Loading WSGI script '{good}' into main interpreter of daemon process 'pytest'."
+        ))
+        .len(),
         1,
         "loaded twice"
     );

@@ -94,9 +94,21 @@ def application(environ, start_response):
         write("write-str: a str")
         return []
     if path == "/start-twice":
-        start_response("200 OK", [("Content-Type", "text/plain")])
-        start_response("200 OK", [("Content-Type", "text/plain")])
-        return [b"start-twice"]
+        # mod_wsgi: a second call before any body byte replaces status and headers.
+        start_response("200 OK", [("Content-Type", "text/plain"), ("X-First", "1")])
+        start_response("202 Accepted", [("Content-Type", "text/plain"), ("X-Second", "2")])
+        return [b"start-twice replaced"]
+    if path == "/start-after-head":
+        write = start_response("200 OK", [("Content-Type", "text/plain")])
+        write(b"head sent;")
+        try:
+            start_response("500 Internal Server Error", [("Content-Type", "text/plain")])
+        except RuntimeError as e:
+            return [("start-after-head: " + str(e)).encode()]
+        return [b"start-after-head: no error"]
+    if path == "/exc-info-not-tuple":
+        start_response("200 OK", [("Content-Type", "text/plain")], ["not", "a", "tuple"])
+        return [b"exc-info-not-tuple accepted"]
     if path == "/exc-info-before-head":
         start_response("200 OK", [("Content-Type", "text/plain")])
         try:

@@ -154,6 +154,15 @@ def application(environ, start_response):
         return _text(start_response, "spun")
     if path == "/spin-endings":
         return _text(start_response, json.dumps(_SPIN_ENDINGS))
+    if path.startswith("/modwsgi-env"):
+        # mod_wsgi's own environ keys with their Python types: {key: [type name, value]}.
+        def plain(v):
+            return list(v) if isinstance(v, tuple) else v if isinstance(v, (str, int, float)) else repr(v)
+        out = {k: [type(v).__name__, plain(v)] for k, v in environ.items()
+               if k.startswith(("mod_wsgi.", "apache."))}
+        out["now"] = ["float", time.time()]
+        out["pid"] = ["int", os.getpid()]
+        return _text(start_response, json.dumps(out, sort_keys=True), ctype="application/json")
     if path == "/pid":
         return _text(start_response, str(os.getpid()))
     if path == "/ids":
