@@ -470,6 +470,15 @@ fn embedded_settings(global: &GlobalConfig) -> crate::handler::embedded::Embedde
         python_home: global.python_home.clone(),
         python_path: global.python_path.clone(),
         restrict_stdout: global.restrict_stdout,
+        restrict_stdin: global.restrict_stdin,
+        restrict_signal: global.restrict_signal,
+        optimize: global.python_optimize,
+        dont_write_bytecode: global.dont_write_bytecode,
+        warnings: global.python_warnings.clone(),
+        hash_seed: global.python_hash_seed,
+        python_eggs: global.python_eggs.clone(),
+        switch_interval: global.switch_interval,
+        destroy_interpreter: global.destroy_interpreter,
     }
 }
 

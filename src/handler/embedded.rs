@@ -17,11 +17,42 @@ static HOST: OnceLock<Result<AppHost, String>> = OnceLock::new();
 static INIT_LOCK: Mutex<()> = Mutex::new(());
 
 /// What embedded mode needs from the server-wide configuration.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct EmbeddedSettings {
     pub python_home: Option<String>,
     pub python_path: Vec<String>,
     pub restrict_stdout: bool,
+    pub restrict_stdin: bool,
+    pub restrict_signal: bool,
+    pub optimize: u8,
+    pub dont_write_bytecode: bool,
+    pub warnings: Vec<String>,
+    pub hash_seed: Option<u32>,
+    /// WSGIPythonEggs.
+    pub python_eggs: Option<String>,
+    /// WSGISwitchInterval.
+    pub switch_interval: Option<f64>,
+    pub destroy_interpreter: bool,
+}
+
+impl Default for EmbeddedSettings {
+    /// mod_wsgi's defaults (WSGIRestrictSignal and WSGIDestroyInterpreter On).
+    fn default() -> Self {
+        EmbeddedSettings {
+            python_home: None,
+            python_path: Vec::new(),
+            restrict_stdout: false,
+            restrict_stdin: false,
+            restrict_signal: true,
+            optimize: 0,
+            dont_write_bytecode: false,
+            warnings: Vec::new(),
+            hash_seed: None,
+            python_eggs: None,
+            switch_interval: None,
+            destroy_interpreter: true,
+        }
+    }
 }
 
 fn settings_for_this_mpm(s: &EmbeddedSettings) -> InterpreterSettings {
@@ -47,6 +78,15 @@ fn settings_for_this_mpm(s: &EmbeddedSettings) -> InterpreterSettings {
             threads
         },
         maximum_requests: 0,
+        restrict_stdin: s.restrict_stdin,
+        restrict_signal: s.restrict_signal,
+        optimize: s.optimize,
+        dont_write_bytecode: s.dont_write_bytecode,
+        warnings: s.warnings.clone(),
+        hash_seed: s.hash_seed,
+        python_eggs: s.python_eggs.clone(),
+        switch_interval: s.switch_interval,
+        destroy_interpreter: s.destroy_interpreter,
     }
 }
 
