@@ -338,3 +338,65 @@ pub(crate) fn install_restricted_stdin(target: &Bound<'_, PyAny>) -> PyResult<()
     };
     target.setattr("stdin", Bound::new(target.py(), restricted)?)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn buffer() -> LogBuffer {
+        LogBuffer {
+            name: "<test>",
+            remote: None,
+            pending: Mutex::new(Vec::new()),
+        }
+    }
+
+    #[test]
+    fn lines_are_split_across_writes_and_partial_lines_wait() {
+        let b = buffer();
+        assert_eq!(b.take_lines(b"one\ntw"), ["one"]);
+        assert_eq!(b.take_lines(b"o\n\nthree"), ["two", ""]);
+        assert_eq!(*b.pending(), b"three");
+        assert_eq!(b.take_lines(b"\n"), ["three"]);
+        assert!(b.pending().is_empty());
+    }
+
+    #[test]
+    fn invalid_utf8_is_replaced_and_long_partial_lines_are_logged() {
+        let b = buffer();
+        assert_eq!(b.take_lines(b"caf\xe9\n"), ["caf\u{fffd}"]);
+        let long = vec![b'x'; MAX_PARTIAL_LINE + 1];
+        let lines = b.take_lines(&long);
+        assert_eq!(lines.len(), 1);
+        assert_eq!(lines[0].len(), MAX_PARTIAL_LINE + 1);
+        assert!(b.pending().is_empty());
+    }
+
+    #[test]
+    fn remote_prefix_names_address_and_port() {
+        let env = |pairs: &[(&str, &str)]| -> Vec<(Vec<u8>, Vec<u8>)> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec()))
+                .collect()
+        };
+        assert_eq!(
+            remote_prefix(&env(&[("REMOTE_PORT", "5000"), ("REMOTE_ADDR", "::1")])).as_deref(),
+            Some("[remote ::1:5000] ")
+        );
+        assert_eq!(
+            remote_prefix(&env(&[("REMOTE_ADDR", "10.0.0.1")])).as_deref(),
+            Some("[remote 10.0.0.1:0] ")
+        );
+        assert_eq!(remote_prefix(&env(&[("REMOTE_PORT", "1")])), None);
+    }
+
+    #[test]
+    fn request_scope_sets_and_clears_the_thread_address() {
+        {
+            let _scope = RequestScope::enter(Some(Arc::from("[remote a:1] ")));
+            assert_eq!(current_remote().as_deref(), Some("[remote a:1] "));
+        }
+        assert_eq!(current_remote(), None);
+    }
+}

@@ -197,3 +197,27 @@ pub(crate) fn publish_process_stopping(py: Python<'_>, reason: &str) {
         let _ = list.call_method0("clear");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn python_levels_map_to_apache_levels_rounding_down() {
+        let cases = [
+            (50, Level::Crit),
+            (60, Level::Crit),
+            (40, Level::Error),
+            (45, Level::Error),
+            (30, Level::Warning),
+            (20, Level::Info),
+            (25, Level::Info),
+            (10, Level::Debug),
+            (0, Level::Debug),
+            (-5, Level::Debug),
+        ];
+        for (levelno, level) in cases {
+            assert_eq!(apache_level(levelno), level, "{levelno}");
+        }
+    }
+}
