@@ -442,9 +442,22 @@ unsafe extern "C" fn post_config(
     })
 }
 
-unsafe extern "C" fn child_init(_pchild: *mut ffi::apr_pool_t, _s: *mut ffi::server_rec) {
+/// Dropped with the Apache child's pool, as the child exits: stops embedded Python.
+struct StopEmbeddedPython;
+
+impl Drop for StopEmbeddedPython {
+    fn drop(&mut self) {
+        crate::handler::embedded::stop_python();
+    }
+}
+
+unsafe extern "C" fn child_init(pchild: *mut ffi::apr_pool_t, _s: *mut ffi::server_rec) {
     guard("child_init", (), || {
         crate::heap::limit_malloc_arenas();
+        // SAFETY: Apache passes the child's pool, live until the child exits.
+        if let Some(pool) = unsafe { Pool::from_raw(pchild) } {
+            pool.alloc_rust(StopEmbeddedPython);
+        }
         // Apache children connect to daemons by path; they need no listening socket.
         if let Some(slot) = main_slot() {
             for fd in slot.listener_fds.drain(..) {

@@ -8,7 +8,7 @@ mod common;
 use std::time::Duration;
 
 use common::http::{Json, json};
-use common::{Apache, ApacheConfig};
+use common::{Apache, ApacheConfig, Mpm};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Mode {
@@ -22,10 +22,15 @@ const MODES: [Mode; 2] = [Mode::Daemon, Mode::Embedded];
 /// mode in Apache's children. `server` is extra server-wide configuration; `log_level`
 /// Apache's LogLevel.
 fn start(mode: Mode, group_options: &str, server: &str, log_level: &str) -> Apache {
+    start_mpm(mode, Mpm::Event, group_options, server, log_level)
+}
+
+fn start_mpm(mode: Mode, mpm: Mpm, group_options: &str, server: &str, log_level: &str) -> Apache {
     let mut config = ApacheConfig::new(match mode {
         Mode::Daemon => "pyhost-daemon",
         Mode::Embedded => "pyhost-embedded",
-    });
+    })
+    .mpm(mpm);
     config.log_level = log_level.to_string();
     let app = config.install_app("pyhost.wsgi");
     let group = match mode {
@@ -339,25 +344,41 @@ fn python_start_up_defaults_match_python() {
 
 #[test]
 fn destroy_interpreter_off_runs_shutdown_callbacks_but_not_atexit_or_finalisation() {
-    // Daemon mode: the process that stops is the daemon.
-    for (setting, finalised) in [("", true), ("WSGIDestroyInterpreter Off", false)] {
-        let mut apache = start(Mode::Daemon, "", setting, "info");
+    // The processes that stop are the daemon, or the Apache children in embedded mode.
+    let runs = [
+        (Mode::Daemon, Mpm::Event),
+        (Mode::Embedded, Mpm::Event),
+        (Mode::Embedded, Mpm::Prefork),
+    ];
+    let cases = runs.iter().flat_map(|&(mode, mpm)| {
+        [
+            (mode, mpm, "", true),
+            (mode, mpm, "WSGIDestroyInterpreter Off", false),
+        ]
+    });
+    for (mode, mpm, setting, finalised) in cases {
+        let mut apache = start_mpm(mode, mpm, "", setting, "info");
         assert_eq!(apache.get("/app/pid").status, 200);
         apache.stop();
         let log = apache.error_log();
         assert!(
             log.contains("pyhost shutdown callback ran (process_stopping)"),
-            "{setting}\n{log}"
+            "{mode:?} {mpm:?} {setting}\n{log}"
         );
         assert_eq!(
             log.contains("pyhost atexit handler ran"),
             finalised,
-            "{setting}\n{log}"
+            "{mode:?} {mpm:?} {setting}\n{log}"
         );
         assert_eq!(
             log.contains("Not finalising Python (WSGIDestroyInterpreter Off)"),
             !finalised,
-            "{setting}\n{log}"
+            "{mode:?} {mpm:?} {setting}\n{log}"
+        );
+        // Every process stopped cleanly (Apache logs a child that died by a signal).
+        assert!(
+            !log.contains("exit signal"),
+            "{mode:?} {mpm:?} {setting}\n{log}"
         );
     }
 }

@@ -3,6 +3,7 @@
 //! through Apache's own body reader and output filters.
 
 use std::io;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
 
 use crate::apache::log::{self, Level};
@@ -15,6 +16,8 @@ use crate::python::{self, AppHost, InterpreterSettings, Outcome, RequestIo, Requ
 /// request), never in the Apache parent.
 static HOST: OnceLock<Result<AppHost, String>> = OnceLock::new();
 static INIT_LOCK: Mutex<()> = Mutex::new(());
+/// Embedded requests running in this child now: Python is never stopped under one.
+static IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
 
 /// What embedded mode needs from the server-wide configuration.
 #[derive(Clone, Debug)]
@@ -113,6 +116,47 @@ pub fn ensure_python(s: &EmbeddedSettings) -> Result<&'static AppHost, String> {
     result.as_ref().map_err(Clone::clone)
 }
 
+/// Stops Python as this Apache child exits (its pool cleanup), as mod_wsgi does: the
+/// `subscribe_shutdown` callbacks, then, unless WSGIDestroyInterpreter is Off, atexit handlers
+/// and finalisation. Apache calls it from the child's main thread once its worker threads
+/// are joined; should a request still be running (prefork stopping mid-request), Python is
+/// left alone rather than finalised under it.
+pub fn stop_python() {
+    if !matches!(HOST.get(), Some(Ok(_))) {
+        return;
+    }
+    let running = IN_FLIGHT.load(Ordering::SeqCst);
+    if running > 0 {
+        log::server(
+            std::ptr::null(),
+            Level::Info,
+            &format!(
+                "mod_rwsgi (embedded): Apache child {} exits with {running} request(s) running; \
+                 Python is not shut down (no shutdown callbacks, no atexit handlers).",
+                std::process::id()
+            ),
+        );
+        return;
+    }
+    python::shutdown();
+}
+
+/// Counts a running request in [`IN_FLIGHT`] while alive.
+struct InFlight;
+
+impl InFlight {
+    fn enter() -> InFlight {
+        IN_FLIGHT.fetch_add(1, Ordering::SeqCst);
+        InFlight
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        IN_FLIGHT.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 /// The Python host's view of a request in this Apache child.
 struct ApacheIo {
     r: *mut ffi::request_rec,
@@ -196,7 +240,10 @@ pub fn serve(
         r: r.as_mut_ptr(),
         sendfile,
     };
-    match host.handle(spec, &mut io) {
+    let in_flight = InFlight::enter();
+    let outcome = host.handle(spec, &mut io);
+    drop(in_flight);
+    match outcome {
         Outcome::Completed | Outcome::AppError { head_sent: false } => ffi::OK,
         // The app is unavailable until its script loads (a retry may succeed).
         Outcome::LoadFailed => ffi::HTTP_SERVICE_UNAVAILABLE,
