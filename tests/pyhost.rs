@@ -382,3 +382,32 @@ fn destroy_interpreter_off_runs_shutdown_callbacks_but_not_atexit_or_finalisatio
         );
     }
 }
+
+#[test]
+fn embedded_python_started_by_a_request_also_stops_cleanly() {
+    // With a daemon group defined, an Apache child starts Python on its first embedded
+    // request, in a worker thread; the child's main thread stops it.
+    let mut apache = start(
+        Mode::Embedded,
+        "",
+        "WSGIDaemonProcess unused threads=1",
+        "info",
+    );
+    assert_eq!(apache.get("/app/pid").status, 200);
+    apache.stop();
+    let log = apache.error_log();
+    assert!(
+        log.contains("pyhost shutdown callback ran (process_stopping)"),
+        "{log}"
+    );
+    assert!(log.contains("pyhost atexit handler ran"), "{log}");
+    assert!(
+        log.contains("Not finalising Python: it was initialised by another thread"),
+        "{log}"
+    );
+    // The child exited by itself, at once.
+    assert!(
+        !log.contains("exit signal") && !log.contains("still did not exit"),
+        "{log}"
+    );
+}

@@ -123,6 +123,9 @@ impl ProcessInfo {
 
 static PROCESS: OnceLock<ProcessInfo> = OnceLock::new();
 
+/// The thread that initialised Python: `threading` takes it as its main thread.
+static INIT_THREAD: OnceLock<std::thread::ThreadId> = OnceLock::new();
+
 pub(crate) fn process_info() -> &'static ProcessInfo {
     PROCESS.get_or_init(|| ProcessInfo::from_settings(&InterpreterSettings::default()))
 }
@@ -191,6 +194,7 @@ pub fn initialize(settings: &InterpreterSettings) -> Result<(), String> {
     })?;
 
     let _ = PROCESS.set(ProcessInfo::from_settings(settings));
+    let _ = INIT_THREAD.set(std::thread::current().id());
     // The GIL is held by this thread now; pyo3 attaches to it without a new thread state.
     let setup = Python::attach(|py| setup_python(py, settings));
 
@@ -560,7 +564,8 @@ fn python_ready() -> bool {
 /// Runs registered `mod_wsgi.subscribe_shutdown` callbacks and atexit handlers, then
 /// `Py_FinalizeEx`, logging exceptions. Call once, from the process's main thread, when no
 /// request is running. With WSGIDestroyInterpreter Off only the shutdown callbacks run (as
-/// mod_wsgi documents): no atexit handlers, no finalisation.
+/// mod_wsgi documents): no atexit handlers, no finalisation. Python initialised by another
+/// thread is not finalised either (the atexit handlers still run).
 pub fn shutdown() {
     if !python_ready() {
         return;
@@ -595,6 +600,20 @@ pub fn shutdown() {
         }
         flush_streams(py);
     });
+    if INIT_THREAD.get() != Some(&std::thread::current().id()) {
+        // Py_FinalizeEx would wait for `threading`'s main thread, the one that initialised
+        // Python (an Apache worker thread, for embedded Python started by a request), whose
+        // thread state stays registered: it would never return.
+        log(
+            Level::Info,
+            &format!(
+                "{}Not finalising Python: it was initialised by another thread of this \
+                 process (shutdown callbacks and atexit handlers have run).",
+                super::log_prefix()
+            ),
+        );
+        return;
+    }
     // SAFETY: Python is initialised; PyGILState_Ensure gives this thread the GIL (reusing its
     // thread state if it initialised Python). Py_FinalizeEx then destroys the interpreter; the
     // GIL state is deliberately not released since nothing is left to release it to, and no
