@@ -87,6 +87,9 @@ fn restrict_signal_on_by_default_ignores_registrations_with_a_warning_and_the_st
             "{mode:?}"
         );
         assert_eq!(result["SIGUSR2 now ours"], false, "{mode:?}");
+        // Arguments Python would refuse are still refused.
+        assert_eq!(result["bad handler"].str(), "TypeError", "{mode:?}");
+        assert_eq!(result["bad signal"].str(), "ValueError", "{mode:?}");
         let line = log_line(&apache, "Ignoring signal.signal(SIGTERM, ...)");
         assert!(line.contains("[rwsgi:warn]"), "{line}");
         assert!(line.contains("[remote 127.0.0.1:"), "{line}");

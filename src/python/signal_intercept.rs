@@ -8,7 +8,6 @@
 //! function: that process is no longer managed by mod_rwsgi.
 
 use pyo3::prelude::*;
-use pyo3::types::PyTuple;
 
 use super::{log_object, log_prefix};
 use crate::logging::Level;
@@ -23,31 +22,32 @@ pub(crate) struct SignalIntercept {
 
 #[pymethods]
 impl SignalIntercept {
-    #[pyo3(signature = (*args, **kwargs))]
+    /// `signal.signal(signalnum, handler, /)`.
+    #[pyo3(signature = (signalnum, handler, /))]
     fn __call__<'py>(
         &self,
         py: Python<'py>,
-        args: &Bound<'py, PyTuple>,
-        kwargs: Option<&Bound<'py, pyo3::types::PyDict>>,
+        signalnum: &Bound<'py, PyAny>,
+        handler: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyAny>> {
         if std::process::id() != self.pid {
-            return self.wrapped.bind(py).call(args, kwargs);
+            return self.wrapped.bind(py).call1((signalnum, handler));
         }
-        let signalnum = match (args.get_item(0), kwargs) {
-            (Ok(n), _) => n,
-            (Err(_), Some(kw)) => kw.get_item("signalnum")?.ok_or_else(|| {
-                pyo3::exceptions::PyTypeError::new_err(
-                    "signal() missing required argument 'signalnum'",
-                )
-            })?,
-            (Err(e), None) => return Err(e),
-        };
         let signal = py.import("signal")?;
-        // Validates the number as the real function would (ValueError for a bad one).
-        let current = signal.call_method1("getsignal", (&signalnum,))?;
+        // Validates the number as the real function would (ValueError for a bad one), and the
+        // handler (TypeError).
+        let current = signal.call_method1("getsignal", (signalnum,))?;
+        if !handler.is_callable()
+            && !handler.eq(signal.getattr("SIG_DFL")?)?
+            && !handler.eq(signal.getattr("SIG_IGN")?)?
+        {
+            return Err(pyo3::exceptions::PyTypeError::new_err(
+                "signal handler must be signal.SIG_IGN, signal.SIG_DFL, or a callable object",
+            ));
+        }
         let name = signal
             .getattr("Signals")
-            .and_then(|s| s.call1((&signalnum,)))
+            .and_then(|s| s.call1((signalnum,)))
             .and_then(|s| s.getattr("name"))
             .and_then(|n| n.extract::<String>())
             .unwrap_or_else(|_| format!("signal {signalnum}"));

@@ -38,6 +38,13 @@ def register_handlers():
         except Exception as e:
             results[name] = "%s: %s" % (type(e).__name__, e)
     results["SIGUSR2 now ours"] = signal.getsignal(signal.SIGUSR2) is _on_sigusr2
+    for key, args in (("bad handler", (signal.SIGUSR2, "not callable")),
+                      ("bad signal", (9999, _on_sigusr2))):
+        try:
+            signal.signal(*args)
+            results[key] = "accepted"
+        except Exception as e:
+            results[key] = type(e).__name__
     return results
 
 
