@@ -149,6 +149,17 @@ pub(crate) fn start_daemons(pool: Pool, s: *mut ffi::server_rec) -> Result<(), S
                 maximum_requests: u64::from(spec.maximum_requests.unwrap_or(0)),
                 header_buffer_size: spec.header_buffer_size as usize,
                 apache_version: crate::apache::state::server_version(),
+                restrict_stdin: slot.global.restrict_stdin,
+                restrict_signal: slot.global.restrict_signal,
+                optimize: slot.global.python_optimize,
+                dont_write_bytecode: slot.global.dont_write_bytecode,
+                warnings: slot.global.python_warnings.clone(),
+                hash_seed: slot.global.python_hash_seed,
+                // As mod_wsgi: WSGIPythonEggs and WSGISwitchInterval are for embedded mode;
+                // a daemon group has its own options.
+                python_eggs: spec.python_eggs.clone(),
+                switch_interval: spec.switch_interval,
+                destroy_interpreter: slot.global.destroy_interpreter,
             },
             serve: ServeSettings {
                 group: spec.name.clone(),

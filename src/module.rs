@@ -453,9 +453,22 @@ unsafe extern "C" fn post_config(
     })
 }
 
-unsafe extern "C" fn child_init(_pchild: *mut ffi::apr_pool_t, _s: *mut ffi::server_rec) {
+/// Dropped with the Apache child's pool, as the child exits: stops embedded Python.
+struct StopEmbeddedPython;
+
+impl Drop for StopEmbeddedPython {
+    fn drop(&mut self) {
+        crate::handler::embedded::stop_python();
+    }
+}
+
+unsafe extern "C" fn child_init(pchild: *mut ffi::apr_pool_t, _s: *mut ffi::server_rec) {
     guard("child_init", (), || {
         crate::heap::limit_malloc_arenas();
+        // SAFETY: Apache passes the child's pool, live until the child exits.
+        if let Some(pool) = unsafe { Pool::from_raw(pchild) } {
+            pool.alloc_rust(StopEmbeddedPython);
+        }
         // Apache children connect to daemons by path; they need no listening socket.
         if let Some(slot) = main_slot() {
             for fd in slot.listener_fds.drain(..) {
@@ -481,6 +494,15 @@ fn embedded_settings(global: &GlobalConfig) -> crate::handler::embedded::Embedde
         python_home: global.python_home.clone(),
         python_path: global.python_path.clone(),
         restrict_stdout: global.restrict_stdout,
+        restrict_stdin: global.restrict_stdin,
+        restrict_signal: global.restrict_signal,
+        optimize: global.python_optimize,
+        dont_write_bytecode: global.dont_write_bytecode,
+        warnings: global.python_warnings.clone(),
+        hash_seed: global.python_hash_seed,
+        python_eggs: global.python_eggs.clone(),
+        switch_interval: global.switch_interval,
+        destroy_interpreter: global.destroy_interpreter,
     }
 }
 

@@ -124,6 +124,26 @@ const CASES: &[Case] = &[
         expect: &["WSGIInterpreterOptions", "not supported by mod_rwsgi yet"],
     },
     Case {
+        name: "bad Python hash seed",
+        conf: "WSGIPythonHashSeed sometimes",
+        expect: &["WSGIPythonHashSeed", "'sometimes'", "random"],
+    },
+    Case {
+        name: "bad Python optimisation level",
+        conf: "WSGIPythonOptimize 3",
+        expect: &["WSGIPythonOptimize", "'3'", "expected 0, 1 or 2"],
+    },
+    Case {
+        name: "bad switch interval",
+        conf: "WSGISwitchInterval -0.1",
+        expect: &["WSGISwitchInterval", "'-0.1'", "positive number of seconds"],
+    },
+    Case {
+        name: "Python start-up directive inside a virtual host",
+        conf: "<VirtualHost 127.0.0.1:*>\nWSGIRestrictSignal Off\n</VirtualHost>",
+        expect: &["WSGIRestrictSignal", "cannot occur within"],
+    },
+    Case {
         name: "bad application group token",
         conf: "WSGIApplicationGroup %{NOPE}",
         expect: &["WSGIApplicationGroup", "%{NOPE}"],

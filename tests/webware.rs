@@ -590,3 +590,65 @@ fn macro_form_serves_two_apps_in_their_own_process_groups() {
         assert_shutdown_messages(&application_log(dir), &format!("{app}'s Application.log"));
     }
 }
+
+/// issue 16: a working dir run with `development=True` (its stock Application.config has
+/// `RegisterSignalHandler = Development`) under the guide's first configuration, not
+/// preloaded, so Webware calls `signal.signal(SIGTERM/SIGHUP, ...)` while its script is
+/// imported on a request thread. WSGIRestrictSignal (On by default, as in mod_wsgi) turns that
+/// into a warning with the caller's stack; the pages work.
+#[test]
+fn development_mode_signal_handlers_are_ignored_with_a_warning() {
+    let venv = test_venv();
+    let config = ApacheConfig::new("webware-dev").mpm(Mpm::Worker);
+    let base = config.root().join("webware");
+    fs::create_dir_all(&base).unwrap();
+    fs::set_permissions(&base, fs::Permissions::from_mode(0o755)).unwrap();
+    let dir = base.join("MyApp");
+    make_work_dir(&venv, &dir, AppLog::File);
+    let app_config = fs::read_to_string(dir.join("Configs/Application.config")).unwrap();
+    assert!(
+        app_config.contains("RegisterSignalHandler = Development"),
+        "{app_config}"
+    );
+    let script_path = dir.join("Scripts/WSGIScript.py");
+    let script = fs::read_to_string(&script_path).unwrap();
+    assert!(script.contains("development = None"), "{script}");
+    fs::write(
+        &script_path,
+        script.replacen("development = None", "development = True", 1),
+    )
+    .unwrap();
+    let text = guide_config("01-root-with-static.conf", &venv, &base);
+    assert!(!text.contains("WSGIImportScript") && !text.contains("process-group="));
+    let mut apache = config.conf(&text).start();
+
+    let main = get_ok(&apache, "/", None);
+    assert_contains(&apache, &main, "Welcome to Webware for Python!", "/");
+    drive_the_examples(&apache, "");
+    let report = probe(&apache, "/Probe");
+    let pid = report["pid"].as_u64().unwrap();
+
+    let log = apache.wait_for_log(
+        "Ignoring signal.signal(SIGTERM, ...)",
+        Duration::from_secs(5),
+    );
+    for sig in ["SIGTERM", "SIGHUP"] {
+        let line = log
+            .lines()
+            .find(|l| l.contains(&format!("Ignoring signal.signal({sig}, ...)")))
+            .unwrap_or_else(|| panic!("no warning for {sig}:\n{log}"));
+        assert!(line.contains("[rwsgi:warn]"), "{line}");
+    }
+    // The caller's stack names Webware's registration and the WSGI script importing it.
+    assert!(log.contains("in registerShutDownHandler"), "{log}");
+    assert!(log.contains("Scripts/WSGIScript.py\", line"), "{log}");
+    assert!(!log.contains("signal only works in main thread"), "{log}");
+    // (Development mode prints its settings, FancyTraceback* among them.)
+    assert!(!log.contains("Traceback (most recent call last)"), "{log}");
+
+    // In development mode Webware prints to stdout, i.e. Apache's error log.
+    assert_banner(&apache.error_log(), pid, "the error log");
+    stop_cleanly(&mut apache);
+    // Shutdown still happens, through mod_wsgi.subscribe_shutdown.
+    assert_shutdown_messages(&apache.error_log(), "the error log");
+}

@@ -97,11 +97,6 @@ pub static UNSUPPORTED_DAEMON_OPTIONS: &[(&str, &str)] = &[
         "server-metrics",
         "mod_wsgi.server_metrics() is not implemented yet",
     ),
-    ("python-eggs", "PYTHON_EGG_CACHE is not set yet"),
-    (
-        "switch-interval",
-        "sys.setswitchinterval is not applied yet",
-    ),
 ];
 
 /// One daemon process group. Timeouts whose `0` means "disabled" are
@@ -966,6 +961,12 @@ mod tests {
             }),
             ("response-flush-delay=20", |d| {
                 d.response_flush_delay == Duration::from_millis(20)
+            }),
+            ("python-eggs=/tmp/eggs", |d| {
+                d.python_eggs.as_deref() == Some("/tmp/eggs")
+            }),
+            ("switch-interval=0.005", |d| {
+                d.switch_interval == Some(0.005)
             }),
             ("maximum-rss=100", |d| d.maximum_rss == Some(100 << 20)),
             ("maximum-rss=0", |d| d.maximum_rss.is_none()),

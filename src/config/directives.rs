@@ -162,49 +162,49 @@ pub static DIRECTIVES: &[DirectiveInfo] = &[
         ServerOnly,
         Global,
         "WSGIPythonOptimize 0|1|2",
-        false,
+        true,
     ),
     info(
         "WSGIDontWriteBytecode",
         ServerOnly,
         Global,
         "WSGIDontWriteBytecode On|Off",
-        false,
+        true,
     ),
     info(
         "WSGIPythonWarnings",
         ServerOnly,
         Global,
         "WSGIPythonWarnings filter",
-        false,
+        true,
     ),
     info(
         "WSGIPythonHashSeed",
         ServerOnly,
         Global,
         "WSGIPythonHashSeed random|0-4294967295",
-        false,
+        true,
     ),
     info(
         "WSGIPythonEggs",
         ServerOnly,
         Global,
         "WSGIPythonEggs directory",
-        false,
+        true,
     ),
     info(
         "WSGIDestroyInterpreter",
         ServerOnly,
         Global,
         "WSGIDestroyInterpreter On|Off",
-        false,
+        true,
     ),
     info(
         "WSGISwitchInterval",
         ServerOnly,
         Global,
         "WSGISwitchInterval seconds",
-        false,
+        true,
     ),
     info(
         "WSGIPerInterpreterGIL",
@@ -247,14 +247,14 @@ pub static DIRECTIVES: &[DirectiveInfo] = &[
         ServerOnly,
         Global,
         "WSGIRestrictStdin On|Off",
-        false,
+        true,
     ),
     info(
         "WSGIRestrictSignal",
         ServerOnly,
         Global,
         "WSGIRestrictSignal On|Off",
-        false,
+        true,
     ),
     info(
         "WSGICaseSensitivity",
@@ -487,6 +487,16 @@ pub enum Directive {
     TrustedProxyHeaders(Vec<String>),
     /// WSGIMapHEADToGET.
     MapHeadToGet(MapHeadToGet),
+    /// WSGIPythonOptimize: 0, 1 (`-O`) or 2 (`-OO`).
+    PythonOptimize(u8),
+    /// WSGIPythonWarnings: one `-W` filter (the directive may repeat).
+    PythonWarnings(String),
+    /// WSGIPythonHashSeed: `None` = random.
+    PythonHashSeed(Option<u32>),
+    /// WSGIPythonEggs: PYTHON_EGG_CACHE in embedded mode.
+    PythonEggs(String),
+    /// WSGISwitchInterval seconds (embedded mode).
+    SwitchInterval(f64),
     /// Every `On|Off` directive.
     Flag {
         /// Canonical directive name.
@@ -521,6 +531,11 @@ impl Directive {
             Directive::TrustedProxies(_) => "WSGITrustedProxies",
             Directive::TrustedProxyHeaders(_) => "WSGITrustedProxyHeaders",
             Directive::MapHeadToGet(_) => "WSGIMapHEADToGET",
+            Directive::PythonOptimize(_) => "WSGIPythonOptimize",
+            Directive::PythonWarnings(_) => "WSGIPythonWarnings",
+            Directive::PythonHashSeed(_) => "WSGIPythonHashSeed",
+            Directive::PythonEggs(_) => "WSGIPythonEggs",
+            Directive::SwitchInterval(_) => "WSGISwitchInterval",
             Directive::Flag { name, .. } | Directive::Other { name, .. } => name,
         }
     }
@@ -598,6 +613,41 @@ pub fn parse_directive_words(name: &str, words: Vec<String>) -> Result<Directive
                 headers.push(canonical.to_owned());
             }
             Directive::TrustedProxyHeaders(headers)
+        }
+        "WSGIPythonOptimize" => {
+            let value = args.one()?;
+            Directive::PythonOptimize(match value {
+                "0" => 0,
+                "1" => 1,
+                "2" => 2,
+                _ => return Err(args.bad(value, "expected 0, 1 or 2")),
+            })
+        }
+        "WSGIPythonWarnings" => Directive::PythonWarnings(args.one_nonempty()?.to_owned()),
+        "WSGIPythonEggs" => Directive::PythonEggs(args.one_nonempty()?.to_owned()),
+        "WSGIPythonHashSeed" => {
+            let value = args.one()?;
+            let seed = match value {
+                "random" => None,
+                _ if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) => Some(
+                    value
+                        .parse::<u32>()
+                        .map_err(|_| hash_seed_error(&args, value))?,
+                ),
+                _ => return Err(hash_seed_error(&args, value)),
+            };
+            Directive::PythonHashSeed(seed)
+        }
+        "WSGISwitchInterval" => {
+            let value = args.one()?;
+            match value.parse::<f64>() {
+                Ok(v) if v.is_finite() && v > 0.0 => Directive::SwitchInterval(v),
+                _ => {
+                    return Err(
+                        args.bad(value, "expected a positive number of seconds, like 0.005")
+                    );
+                }
+            }
         }
         "WSGIMapHEADToGET" => {
             let value = args.one()?;
@@ -696,6 +746,13 @@ impl<'a> Args<'a> {
     }
 }
 
+fn hash_seed_error(args: &Args<'_>, value: &str) -> ConfigError {
+    args.bad(
+        value,
+        "expected \"random\" or an integer from 0 to 4294967295",
+    )
+}
+
 /// Checks the arguments of the directives that stay [`Directive::Other`].
 fn validate_other(args: &Args<'_>) -> Result<(), ConfigError> {
     let d = args.info.name;
@@ -712,33 +769,6 @@ fn validate_other(args: &Args<'_>) -> Result<(), ConfigError> {
         "WSGIRestrictProcess" => {
             for word in args.at_least_one()? {
                 GroupSelector::parse(d, word)?;
-            }
-        }
-        "WSGIPythonOptimize" => {
-            let value = args.one()?;
-            if !matches!(value, "0" | "1" | "2") {
-                return Err(args.bad(value, "expected 0, 1 or 2"));
-            }
-        }
-        "WSGIPythonWarnings" | "WSGIPythonEggs" => {
-            args.one_nonempty()?;
-        }
-        "WSGIPythonHashSeed" => {
-            let value = args.one()?;
-            let numeric = !value.is_empty()
-                && value.bytes().all(|b| b.is_ascii_digit())
-                && value.parse::<u32>().is_ok();
-            if value != "random" && !numeric {
-                return Err(args.bad(
-                    value,
-                    "expected \"random\" or an integer from 0 to 4294967295",
-                ));
-            }
-        }
-        "WSGISwitchInterval" => {
-            let value = args.one()?;
-            if !value.parse::<f64>().is_ok_and(|v| v.is_finite() && v > 0.0) {
-                return Err(args.bad(value, "expected a positive number of seconds, like 0.005"));
             }
         }
         "WSGISlowRequests" => {
@@ -872,7 +902,7 @@ pub(crate) mod tests {
         ("WSGIPythonOptimize", "1"),
         ("WSGIDontWriteBytecode", "On"),
         ("WSGIPythonWarnings", "ignore::DeprecationWarning"),
-        ("WSGIPythonHashSeed", "random"),
+        ("WSGIPythonHashSeed", "0"),
         ("WSGIPythonEggs", "/tmp/eggs"),
         ("WSGIDestroyInterpreter", "Off"),
         ("WSGISwitchInterval", "0.005"),
@@ -991,11 +1021,83 @@ pub(crate) mod tests {
             "WSGIMapHEADToGET",
             "WSGISocketRotation",
             "WSGIEnableSendfile",
+            "WSGIRestrictStdin",
+            "WSGIRestrictSignal",
+            "WSGIPythonOptimize",
+            "WSGIDontWriteBytecode",
+            "WSGIPythonWarnings",
+            "WSGIPythonHashSeed",
+            "WSGIPythonEggs",
+            "WSGIDestroyInterpreter",
+            "WSGISwitchInterval",
         ];
         for d in DIRECTIVES {
             assert_eq!(d.implemented, implemented.contains(&d.name), "{}", d.name);
         }
-        assert_eq!(DIRECTIVES.iter().filter(|d| d.implemented).count(), 21);
+        assert_eq!(DIRECTIVES.iter().filter(|d| d.implemented).count(), 30);
+    }
+
+    #[test]
+    fn python_start_up_directives_are_typed() {
+        assert_eq!(
+            parse("WSGIPythonOptimize", "2"),
+            Directive::PythonOptimize(2)
+        );
+        assert_eq!(
+            parse("WSGIPythonWarnings", "error::DeprecationWarning"),
+            Directive::PythonWarnings("error::DeprecationWarning".into())
+        );
+        assert_eq!(
+            parse("WSGIPythonHashSeed", "random"),
+            Directive::PythonHashSeed(None)
+        );
+        assert_eq!(
+            parse("WSGIPythonHashSeed", "4294967295"),
+            Directive::PythonHashSeed(Some(u32::MAX))
+        );
+        assert_eq!(
+            parse("WSGIPythonEggs", "/var/cache/eggs"),
+            Directive::PythonEggs("/var/cache/eggs".into())
+        );
+        assert_eq!(
+            parse("WSGISwitchInterval", "0.002"),
+            Directive::SwitchInterval(0.002)
+        );
+        for (name, raw, expect) in [
+            (
+                "WSGIPythonOptimize",
+                "-O",
+                "WSGIPythonOptimize: argument '-O'",
+            ),
+            (
+                "WSGIPythonHashSeed",
+                "Random",
+                "WSGIPythonHashSeed: argument 'Random'",
+            ),
+            (
+                "WSGIPythonHashSeed",
+                "99999999999999999999",
+                "WSGIPythonHashSeed: argument '99999999999999999999'",
+            ),
+            (
+                "WSGISwitchInterval",
+                "inf",
+                "WSGISwitchInterval: argument 'inf'",
+            ),
+            (
+                "WSGIDestroyInterpreter",
+                "maybe",
+                "WSGIDestroyInterpreter: argument 'maybe': expected On or Off",
+            ),
+            (
+                "WSGIRestrictSignal",
+                "yes",
+                "WSGIRestrictSignal: argument 'yes': expected On or Off",
+            ),
+        ] {
+            let e = parse_directive(name, raw).unwrap_err().to_string();
+            assert!(e.starts_with(expect), "{name} {raw}: {e}");
+        }
     }
 
     #[test]

@@ -115,8 +115,18 @@ pub struct GlobalConfig {
     pub free_threading: bool,
     /// WSGIServerMetrics (default Off).
     pub server_metrics: bool,
+    /// WSGIPythonOptimize (default 0).
+    pub python_optimize: u8,
+    /// WSGIPythonWarnings filters, in configuration order.
+    pub python_warnings: Vec<String>,
+    /// WSGIPythonHashSeed; `None` = random (the default).
+    pub python_hash_seed: Option<u32>,
+    /// WSGIPythonEggs (embedded mode; daemons use `python-eggs=`).
+    pub python_eggs: Option<String>,
+    /// WSGISwitchInterval seconds (embedded mode; daemons use `switch-interval=`).
+    pub switch_interval: Option<f64>,
     /// Validated arguments of server-wide directives without a typed form yet
-    /// (WSGIAcceptMutex, WSGIPythonOptimize, telemetry, ...), in order.
+    /// (WSGIAcceptMutex, telemetry, ...), in order.
     pub other: Vec<(&'static str, Vec<String>)>,
     /// Literal process-group references, checked by [`GlobalConfig::check`].
     pub group_refs: Vec<GroupRef>,
@@ -144,6 +154,11 @@ impl Default for GlobalConfig {
             per_interpreter_gil: false,
             free_threading: false,
             server_metrics: false,
+            python_optimize: 0,
+            python_warnings: Vec::new(),
+            python_hash_seed: None,
+            python_eggs: None,
+            switch_interval: None,
             other: Vec::new(),
             group_refs: Vec::new(),
             proxy_sites: Vec::new(),
@@ -205,6 +220,11 @@ impl GlobalConfig {
                      restarts rely on; remove the directive or set it Off",
                 ));
             }
+            Directive::PythonOptimize(level) => self.python_optimize = level,
+            Directive::PythonWarnings(filter) => self.python_warnings.push(filter),
+            Directive::PythonHashSeed(seed) => self.python_hash_seed = seed,
+            Directive::PythonEggs(dir) => self.python_eggs = Some(dir),
+            Directive::SwitchInterval(seconds) => self.switch_interval = Some(seconds),
             Directive::Flag { name, value } => {
                 let slot = match name {
                     "WSGISocketRotation" => &mut self.socket_rotation,
@@ -627,15 +647,38 @@ mod tests {
             ("WSGIPythonPath", "/a:/b"),
             ("WSGISocketPrefix", "/var/run/wsgi"),
             ("WSGIPythonOptimize", "2"),
+            ("WSGIPythonWarnings", "error::DeprecationWarning"),
+            ("WSGIPythonWarnings", "ignore::UserWarning"),
+            ("WSGIPythonHashSeed", "123"),
+            ("WSGIPythonEggs", "/var/cache/eggs"),
+            ("WSGISwitchInterval", "0.002"),
+            ("WSGIDontWriteBytecode", "On"),
+            ("WSGIDestroyInterpreter", "Off"),
+            ("WSGIRestrictStdin", "On"),
+            ("WSGIRestrictSignal", "Off"),
+            ("WSGIAcceptMutex", "fcntl"),
         ] {
             g.apply(parse(name, raw), "t:1").unwrap();
         }
+        assert_eq!(g.python_optimize, 2);
+        assert_eq!(
+            g.python_warnings,
+            ["error::DeprecationWarning", "ignore::UserWarning"]
+        );
+        assert_eq!(g.python_hash_seed, Some(123));
+        assert_eq!(g.python_eggs.as_deref(), Some("/var/cache/eggs"));
+        assert_eq!(g.switch_interval, Some(0.002));
+        assert!(g.dont_write_bytecode && !g.destroy_interpreter);
+        assert!(g.restrict_stdin && !g.restrict_signal);
+        g.apply(parse("WSGIPythonHashSeed", "random"), "t:2")
+            .unwrap();
+        assert_eq!(g.python_hash_seed, None);
         assert!(g.restrict_stdout && g.restrict_embedded && g.verbose_debugging);
         assert!(!g.socket_rotation);
         assert_eq!(g.python_home.as_deref(), Some("/srv/venv"));
         assert_eq!(g.python_path, ["/a", "/b"]);
         assert_eq!(g.socket_prefix.as_deref(), Some("/var/run/wsgi"));
-        assert_eq!(g.other, [("WSGIPythonOptimize", vec!["2".to_string()])]);
+        assert_eq!(g.other, [("WSGIAcceptMutex", vec!["fcntl".to_string()])]);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! through Apache's own body reader and output filters.
 
 use std::io;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
 
 use crate::apache::log::{self, Level};
@@ -15,13 +16,46 @@ use crate::python::{self, AppHost, InterpreterSettings, Outcome, RequestIo, Requ
 /// request), never in the Apache parent.
 static HOST: OnceLock<Result<AppHost, String>> = OnceLock::new();
 static INIT_LOCK: Mutex<()> = Mutex::new(());
+/// Embedded requests running in this child now: Python is never stopped under one.
+static IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
 
 /// What embedded mode needs from the server-wide configuration.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct EmbeddedSettings {
     pub python_home: Option<String>,
     pub python_path: Vec<String>,
     pub restrict_stdout: bool,
+    pub restrict_stdin: bool,
+    pub restrict_signal: bool,
+    pub optimize: u8,
+    pub dont_write_bytecode: bool,
+    pub warnings: Vec<String>,
+    pub hash_seed: Option<u32>,
+    /// WSGIPythonEggs.
+    pub python_eggs: Option<String>,
+    /// WSGISwitchInterval.
+    pub switch_interval: Option<f64>,
+    pub destroy_interpreter: bool,
+}
+
+impl Default for EmbeddedSettings {
+    /// mod_wsgi's defaults (WSGIRestrictSignal and WSGIDestroyInterpreter On).
+    fn default() -> Self {
+        EmbeddedSettings {
+            python_home: None,
+            python_path: Vec::new(),
+            restrict_stdout: false,
+            restrict_stdin: false,
+            restrict_signal: true,
+            optimize: 0,
+            dont_write_bytecode: false,
+            warnings: Vec::new(),
+            hash_seed: None,
+            python_eggs: None,
+            switch_interval: None,
+            destroy_interpreter: true,
+        }
+    }
 }
 
 fn settings_for_this_mpm(s: &EmbeddedSettings) -> InterpreterSettings {
@@ -49,6 +83,15 @@ fn settings_for_this_mpm(s: &EmbeddedSettings) -> InterpreterSettings {
         maximum_requests: 0,
         header_buffer_size: 0,
         apache_version: state::server_version(),
+        restrict_stdin: s.restrict_stdin,
+        restrict_signal: s.restrict_signal,
+        optimize: s.optimize,
+        dont_write_bytecode: s.dont_write_bytecode,
+        warnings: s.warnings.clone(),
+        hash_seed: s.hash_seed,
+        python_eggs: s.python_eggs.clone(),
+        switch_interval: s.switch_interval,
+        destroy_interpreter: s.destroy_interpreter,
     }
 }
 
@@ -73,6 +116,47 @@ pub fn ensure_python(s: &EmbeddedSettings) -> Result<&'static AppHost, String> {
             })
     });
     result.as_ref().map_err(Clone::clone)
+}
+
+/// Stops Python as this Apache child exits (its pool cleanup), as mod_wsgi does: the
+/// `subscribe_shutdown` callbacks, then, unless WSGIDestroyInterpreter is Off, atexit handlers
+/// and finalisation. Apache calls it from the child's main thread once its worker threads
+/// are joined; should a request still be running (prefork stopping mid-request), Python is
+/// left alone rather than finalised under it.
+pub fn stop_python() {
+    if !matches!(HOST.get(), Some(Ok(_))) {
+        return;
+    }
+    let running = IN_FLIGHT.load(Ordering::SeqCst);
+    if running > 0 {
+        log::server(
+            std::ptr::null(),
+            Level::Info,
+            &format!(
+                "mod_rwsgi (embedded): Apache child {} exits with {running} request(s) running; \
+                 Python is not shut down (no shutdown callbacks, no atexit handlers).",
+                std::process::id()
+            ),
+        );
+        return;
+    }
+    python::shutdown();
+}
+
+/// Counts a running request in [`IN_FLIGHT`] while alive.
+struct InFlight;
+
+impl InFlight {
+    fn enter() -> InFlight {
+        IN_FLIGHT.fetch_add(1, Ordering::SeqCst);
+        InFlight
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        IN_FLIGHT.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// The Python host's view of a request in this Apache child.
@@ -158,7 +242,10 @@ pub fn serve(
         r: r.as_mut_ptr(),
         sendfile,
     };
-    match host.handle(spec, &mut io) {
+    let in_flight = InFlight::enter();
+    let outcome = host.handle(spec, &mut io);
+    drop(in_flight);
+    match outcome {
         Outcome::Completed | Outcome::AppError { head_sent: false } => ffi::OK,
         // The app is unavailable until its script loads (a retry may succeed).
         // ReloadRequired is for daemons (embedded mode reloads in place); either way, the

@@ -15,7 +15,7 @@ use super::environ::{self, callable_name};
 use super::file_wrapper::FileWrapper;
 use super::input::Input;
 use super::loader::{self, Loaded, Loader};
-use super::log_object::{LogObject, type_name};
+use super::log_object::{self, RequestScope, type_name};
 use super::modwsgi;
 use super::request::{Response, SendError, Shared};
 use super::start_response::StartResponse;
@@ -35,6 +35,11 @@ const ERROR_BODY: &[u8] = b"<!DOCTYPE HTML PUBLIC \"-//IETF//DTD HTML 2.0//EN\">
 <html><head>\n<title>500 Internal Server Error</title>\n</head><body>\n\
 <h1>Internal Server Error</h1>\n<p>The server encountered an internal error or\n\
 misconfiguration and was unable to complete\nyour request.</p>\n</body></html>\n";
+
+const GATEWAY_TIMEOUT_BODY: &[u8] = b"<!DOCTYPE HTML PUBLIC \"-//IETF//DTD HTML 2.0//EN\">\n\
+<html><head>\n<title>504 Gateway Timeout</title>\n</head><body>\n\
+<h1>Gateway Timeout</h1>\n<p>The application did not complete the request in time.</p>\n\
+</body></html>\n";
 
 /// Why sending a response stopped early.
 enum Failure {
@@ -162,6 +167,8 @@ impl AppHost {
     }
 
     fn serve(&self, spec: &RequestSpec<'_>, shared: &Arc<Shared>) -> Outcome {
+        let remote = log_object::remote_prefix(spec.env);
+        let _scope = RequestScope::enter(remote.clone());
         let (path, group) = (spec.script_path, spec.app_group);
         let Ok(loaded) = self.loader.get(path, group) else {
             return Outcome::LoadFailed;
@@ -173,7 +180,7 @@ impl AppHost {
                     return Err(why);
                 }
             }
-            Ok(run(py, spec, shared, &loaded))
+            Ok(run(py, spec, shared, &loaded, remote.clone()))
         });
         let why = match checked {
             Ok(outcome) => return outcome,
@@ -195,7 +202,7 @@ impl AppHost {
         self.loader.discard(path, group, &loaded, &why);
         Python::attach(|_py| drop(loaded));
         match self.loader.get(path, group) {
-            Ok(fresh) => Python::attach(|py| run(py, spec, shared, &fresh)),
+            Ok(fresh) => Python::attach(|py| run(py, spec, shared, &fresh, remote)),
             Err(_) => Outcome::LoadFailed,
         }
     }
@@ -207,7 +214,13 @@ fn epoch_secs() -> f64 {
         .map_or(0.0, |d| d.as_secs_f64())
 }
 
-fn run(py: Python<'_>, spec: &RequestSpec<'_>, shared: &Arc<Shared>, loaded: &Loaded) -> Outcome {
+fn run(
+    py: Python<'_>,
+    spec: &RequestSpec<'_>,
+    shared: &Arc<Shared>,
+    loaded: &Loaded,
+    remote: Option<Arc<str>>,
+) -> Outcome {
     let name = callable_name(spec);
     let module = loaded.module.bind(py);
     let app = match module.dict().get_item(name) {
@@ -222,12 +235,15 @@ fn run(py: Python<'_>, spec: &RequestSpec<'_>, shared: &Arc<Shared>, loaded: &Lo
             return Outcome::LoadFailed;
         }
     };
-    let errors = match LogObject::new_stream(py, "<wsgi.errors>") {
+    let errors = match log_object::new_stream(py, "<wsgi.errors>", remote) {
         Ok(errors) => errors,
         Err(e) => return fail(py, spec, shared, Failure::App(e)),
     };
     let outcome = run_app(py, spec, shared, app, &errors);
-    errors.get().flush_pending(py);
+    // A partial last line is logged now, with this request's address.
+    if let Err(e) = errors.call_method0(pyo3::intern!(py, "flush")) {
+        log_exception(py, spec, &e);
+    }
     outcome
 }
 
@@ -236,12 +252,12 @@ fn run_app<'py>(
     spec: &RequestSpec<'_>,
     shared: &Arc<Shared>,
     mut app: Bound<'py, PyAny>,
-    errors: &Bound<'py, LogObject>,
+    errors: &Bound<'py, PyAny>,
 ) -> Outcome {
     let prepared = (|| -> PyResult<_> {
         let input = Bound::new(py, Input::new(Arc::clone(shared)))?;
         let start = Bound::new(py, StartResponse::new(Arc::clone(shared)))?;
-        let environ = environ::build(py, spec, input.as_any(), errors.as_any())?;
+        let environ = environ::build(py, spec, input.as_any(), errors)?;
         Ok((environ, start))
     })();
     let (environ, start) = match prepared {
@@ -278,7 +294,7 @@ fn run_app<'py>(
         Ok(()) => check_promised_length(py, spec, shared),
         Err(failure) => fail(py, spec, shared, failure),
     };
-    if let Some(e) = close_error {
+    if let Some(e) = close_error.filter(|e| !e.is_instance_of::<modwsgi::RequestTimeout>(py)) {
         // The response itself is settled; a close() failure is only logged.
         log_exception(py, spec, &e);
     }
@@ -494,6 +510,30 @@ fn fail(py: Python<'_>, spec: &RequestSpec<'_>, shared: &Shared, failure: Failur
             log_detached(py, Level::Info, &msg);
             Outcome::ClientGone
         }
+        // mod_wsgi.RequestTimeout, from interrupt-timeout or raised by the app itself: the
+        // request timed out, which is not an application error (no traceback), as mod_wsgi.
+        Failure::App(e) if e.is_instance_of::<modwsgi::RequestTimeout>(py) => {
+            let msg = if head_sent {
+                format!(
+                    "{}Request interrupted by mod_wsgi.RequestTimeout in WSGI script '{}' after \
+                     the response head was sent; response truncated.",
+                    log_prefix(),
+                    spec.script_path
+                )
+            } else {
+                format!(
+                    "{}Request interrupted by mod_wsgi.RequestTimeout in WSGI script '{}'; \
+                     answered 504.",
+                    log_prefix(),
+                    spec.script_path
+                )
+            };
+            log_object::log_in_request(py, Level::Info, &msg);
+            if !head_sent {
+                py.detach(|| send_error_page(shared, 504, "Gateway Timeout", GATEWAY_TIMEOUT_BODY));
+            }
+            Outcome::AppError { head_sent }
+        }
         Failure::App(e) => {
             log_exception(py, spec, &e);
             if !head_sent {
@@ -543,6 +583,11 @@ fn check_promised_length(py: Python<'_>, spec: &RequestSpec<'_>, shared: &Shared
 }
 
 fn send_500(shared: &Shared) {
+    send_error_page(shared, 500, "Internal Server Error", ERROR_BODY);
+}
+
+/// Sends a complete error response in place of the application's.
+fn send_error_page(shared: &Shared, status: u16, reason: &str, body: &[u8]) {
     let headers = [
         (
             b"Content-Type".to_vec(),
@@ -550,13 +595,13 @@ fn send_500(shared: &Shared) {
         ),
         (
             b"Content-Length".to_vec(),
-            ERROR_BODY.len().to_string().into_bytes(),
+            body.len().to_string().into_bytes(),
         ),
     ];
     let mut resp = shared.response();
     let result = shared.with_io(|io| -> std::io::Result<()> {
-        io.send_head(500, b"Internal Server Error", &headers)?;
-        io.send_body(ERROR_BODY)?;
+        io.send_head(status, reason.as_bytes(), &headers)?;
+        io.send_body(body)?;
         io.flush()
     });
     if !matches!(result, Some(Ok(()))) {

@@ -10,11 +10,11 @@ use std::sync::OnceLock;
 use pyo3::ffi;
 use pyo3::prelude::*;
 
-use super::{format_exception, log, log_object, modwsgi};
+use super::{format_exception, log, log_object, modwsgi, signal_intercept};
 use crate::logging::Level;
 
 /// How to set up CPython in this process.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct InterpreterSettings {
     /// Prefix or venv dir (venv = has pyvenv.cfg → program_name=<dir>/bin/python, and
     /// getpath reads pyvenv.cfg).
@@ -41,6 +41,25 @@ pub struct InterpreterSettings {
     pub header_buffer_size: usize,
     /// The Apache version (major, minor, patch): `environ['apache.version']`.
     pub apache_version: (u32, u32, u32),
+    /// WSGIRestrictStdin: sys.stdin raises OSError on any use.
+    pub restrict_stdin: bool,
+    /// WSGIRestrictSignal: `signal.signal` from application code is logged and ignored.
+    pub restrict_signal: bool,
+    /// WSGIPythonOptimize: PyConfig.optimization_level (0, 1 = -O, 2 = -OO).
+    pub optimize: u8,
+    /// WSGIDontWriteBytecode: PyConfig.write_bytecode = 0.
+    pub dont_write_bytecode: bool,
+    /// WSGIPythonWarnings: PyConfig.warnoptions (`-W` filters), in order.
+    pub warnings: Vec<String>,
+    /// WSGIPythonHashSeed: PyConfig.hash_seed; `None` = random.
+    pub hash_seed: Option<u32>,
+    /// PYTHON_EGG_CACHE: WSGIPythonEggs (embedded) or `python-eggs=` (daemon).
+    pub python_eggs: Option<String>,
+    /// `sys.setswitchinterval` right after start: WSGISwitchInterval (embedded) or
+    /// `switch-interval=` (daemon).
+    pub switch_interval: Option<f64>,
+    /// WSGIDestroyInterpreter: finalise Python when the process stops (atexit handlers run).
+    pub destroy_interpreter: bool,
 }
 
 impl Default for InterpreterSettings {
@@ -62,6 +81,15 @@ impl Default for InterpreterSettings {
             maximum_requests: 0,
             header_buffer_size: 0,
             apache_version: (0, 0, 0),
+            restrict_stdin: false,
+            restrict_signal: true,
+            optimize: 0,
+            dont_write_bytecode: false,
+            warnings: Vec::new(),
+            hash_seed: None,
+            python_eggs: None,
+            switch_interval: None,
+            destroy_interpreter: true,
         }
     }
 }
@@ -76,6 +104,7 @@ pub(crate) struct ProcessInfo {
     pub multiprocess: bool,
     pub run_once: bool,
     pub restrict_stdout: bool,
+    pub destroy_interpreter: bool,
     pub log_prefix: String,
     pub header_buffer_size: usize,
     pub apache_version: (u32, u32, u32),
@@ -91,6 +120,7 @@ impl ProcessInfo {
             multiprocess: s.processes_given,
             run_once: s.threads == 1 && s.maximum_requests == 1,
             restrict_stdout: s.restrict_stdout,
+            destroy_interpreter: s.destroy_interpreter,
             log_prefix: if s.process_group.is_empty() {
                 String::new()
             } else {
@@ -103,6 +133,9 @@ impl ProcessInfo {
 }
 
 static PROCESS: OnceLock<ProcessInfo> = OnceLock::new();
+
+/// The thread that initialised Python: `threading` takes it as its main thread.
+static INIT_THREAD: OnceLock<std::thread::ThreadId> = OnceLock::new();
 
 pub(crate) fn process_info() -> &'static ProcessInfo {
     PROCESS.get_or_init(|| ProcessInfo::from_settings(&InterpreterSettings::default()))
@@ -149,7 +182,7 @@ pub fn initialize(settings: &InterpreterSettings) -> Result<(), String> {
         }
     }
 
-    init_from_config(program_name.as_deref(), home.as_deref()).map_err(|e| {
+    init_from_config(program_name.as_deref(), home.as_deref(), settings).map_err(|e| {
         format!(
             "Python initialisation failed: {e}. python-home = {}, program name = {}, running as \
              uid {}. The Python standard library must be readable by this user and belong to \
@@ -172,6 +205,7 @@ pub fn initialize(settings: &InterpreterSettings) -> Result<(), String> {
     })?;
 
     let _ = PROCESS.set(ProcessInfo::from_settings(settings));
+    let _ = INIT_THREAD.set(std::thread::current().id());
     // The GIL is held by this thread now; pyo3 attaches to it without a new thread state.
     let setup = Python::attach(|py| setup_python(py, settings));
 
@@ -185,13 +219,20 @@ pub fn initialize(settings: &InterpreterSettings) -> Result<(), String> {
     setup
 }
 
-/// PyConfig: Python config, no signal handlers, no argv parsing, optional program name/home.
-fn init_from_config(program_name: Option<&str>, home: Option<&str>) -> Result<(), String> {
+/// PyConfig: Python config, no signal handlers, no argv parsing, optional program name/home,
+/// and the start-up directives (optimisation, bytecode, warnings, hash seed).
+fn init_from_config(
+    program_name: Option<&str>,
+    home: Option<&str>,
+    settings: &InterpreterSettings,
+) -> Result<(), String> {
     let program_name = program_name.map(to_cstring).transpose()?;
     let home = home.map(to_cstring).transpose()?;
+    let warnings: Vec<Vec<libc::wchar_t>> = settings.warnings.iter().map(|w| wide(w)).collect();
     // SAFETY: PyConfig is plain C data (ints, pointers, PyWideStringList); an all-zero value is
     // a valid starting point that PyConfig_InitPythonConfig fully initialises. The config is
-    // only used on this thread, strings are copied by PyConfig_SetBytesString, and
+    // only used on this thread, strings are copied by PyConfig_SetBytesString and
+    // PyWideStringList_Append (the wide strings are NUL-terminated and outlive the calls), and
     // PyConfig_Clear frees them on every path after initialisation.
     unsafe {
         let mut config: ffi::PyConfig = std::mem::zeroed();
@@ -199,8 +240,24 @@ fn init_from_config(program_name: Option<&str>, home: Option<&str>) -> Result<()
         ffi::PyConfig_InitPythonConfig(cfg);
         (*cfg).install_signal_handlers = 0;
         (*cfg).parse_argv = 0;
+        (*cfg).optimization_level = std::ffi::c_int::from(settings.optimize);
+        if settings.dont_write_bytecode {
+            (*cfg).write_bytecode = 0;
+        }
+        if let Some(seed) = settings.hash_seed {
+            (*cfg).use_hash_seed = 1;
+            (*cfg).hash_seed = std::ffi::c_ulong::from(seed);
+        }
         let mut result = Ok(());
-        if let Some(name) = &program_name {
+        for filter in &warnings {
+            if result.is_ok() {
+                // The list copies the string.
+                let status =
+                    ffi::PyWideStringList_Append(&raw mut (*cfg).warnoptions, filter.as_ptr());
+                result = status_result(status);
+            }
+        }
+        if let (Ok(()), Some(name)) = (&result, &program_name) {
             let status =
                 ffi::PyConfig_SetBytesString(cfg, &raw mut (*cfg).program_name, name.as_ptr());
             result = status_result(status);
@@ -215,6 +272,15 @@ fn init_from_config(program_name: Option<&str>, home: Option<&str>) -> Result<()
         ffi::PyConfig_Clear(cfg);
         result
     }
+}
+
+/// A NUL-terminated wide string (wchar_t is a UTF-32 code point on the platforms Apache and
+/// this module support).
+fn wide(s: &str) -> Vec<libc::wchar_t> {
+    s.chars()
+        .map(|c| c as libc::wchar_t)
+        .chain(std::iter::once(0))
+        .collect()
 }
 
 fn to_cstring(s: &str) -> Result<CString, String> {
@@ -383,17 +449,32 @@ fn setup_python(py: Python<'_>, settings: &InterpreterSettings) -> Result<(), St
         py.import("threading")?;
         let sys = py.import("sys")?;
         sys.setattr("argv", vec!["mod_wsgi"])?;
-        sys.setattr(
-            "stderr",
-            log_object::LogObject::new_stream(py, "<wsgi.stderr>")?,
-        )?;
+        sys.setattr("stderr", log_object::new_stream(py, "<wsgi.stderr>", None)?)?;
         if settings.restrict_stdout {
             log_object::install_restricted_stdout(sys.as_any())?;
         } else {
-            sys.setattr(
-                "stdout",
-                log_object::LogObject::new_stream(py, "<wsgi.stdout>")?,
-            )?;
+            sys.setattr("stdout", log_object::new_stream(py, "<wsgi.stdout>", None)?)?;
+        }
+        if settings.restrict_stdin {
+            log_object::install_restricted_stdin(sys.as_any())?;
+        }
+        if settings.restrict_signal {
+            signal_intercept::install(py)?;
+        }
+        if let Some(dir) = &settings.python_eggs {
+            py.import("os")?
+                .getattr("environ")?
+                .set_item("PYTHON_EGG_CACHE", dir)?;
+        }
+        if let Some(seconds) = settings.switch_interval {
+            sys.call_method1("setswitchinterval", (seconds,))?;
+            log(
+                Level::Info,
+                &format!(
+                    "{}Python switch interval set to {seconds} s (sys.setswitchinterval).",
+                    super::log_prefix()
+                ),
+            );
         }
         modwsgi::install(py, process_info())?;
         add_python_path(py, &settings.python_path)?;
@@ -471,6 +552,21 @@ pub fn run_shutdown_callbacks(reason: &str) {
     Python::attach(|py| modwsgi::publish_process_stopping(py, reason));
 }
 
+/// Logs partial lines left in sys.stderr/sys.stdout. A restricted stdout is removed, since
+/// CPython's own flush at finalisation would complain about it.
+fn flush_streams(py: Python<'_>) {
+    if let Ok(sys) = py.import("sys") {
+        if let Ok(err) = sys.getattr("stderr") {
+            let _ = err.call_method0("flush");
+        }
+        if process_info().restrict_stdout {
+            let _ = sys.setattr("stdout", py.None());
+        } else if let Ok(out) = sys.getattr("stdout") {
+            let _ = out.call_method0("flush");
+        }
+    }
+}
+
 fn python_ready() -> bool {
     // SAFETY: Py_IsInitialized may be called at any time.
     unsafe { ffi::Py_IsInitialized() != 0 }
@@ -478,12 +574,26 @@ fn python_ready() -> bool {
 
 /// Runs registered `mod_wsgi.subscribe_shutdown` callbacks and atexit handlers, then
 /// `Py_FinalizeEx`, logging exceptions. Call once, from the process's main thread, when no
-/// request is running.
+/// request is running. With WSGIDestroyInterpreter Off only the shutdown callbacks run (as
+/// mod_wsgi documents): no atexit handlers, no finalisation. Python initialised by another
+/// thread is not finalised either (the atexit handlers still run).
 pub fn shutdown() {
     if !python_ready() {
         return;
     }
     run_shutdown_callbacks("shutdown");
+    if !process_info().destroy_interpreter {
+        Python::attach(flush_streams);
+        log(
+            Level::Info,
+            &format!(
+                "{}Not finalising Python (WSGIDestroyInterpreter Off): atexit handlers do not \
+                 run.",
+                super::log_prefix()
+            ),
+        );
+        return;
+    }
     Python::attach(|py| {
         let result = (|| -> PyResult<()> {
             py.import("atexit")?.call_method0("_run_exitfuncs")?;
@@ -499,18 +609,22 @@ pub fn shutdown() {
                 ),
             );
         }
-        // Flush partial lines; a restricted stdout would make CPython's own flush complain.
-        if let Ok(sys) = py.import("sys") {
-            if let Ok(err) = sys.getattr("stderr") {
-                let _ = err.call_method0("flush");
-            }
-            if process_info().restrict_stdout {
-                let _ = sys.setattr("stdout", py.None());
-            } else if let Ok(out) = sys.getattr("stdout") {
-                let _ = out.call_method0("flush");
-            }
-        }
+        flush_streams(py);
     });
+    if INIT_THREAD.get() != Some(&std::thread::current().id()) {
+        // Py_FinalizeEx would wait for `threading`'s main thread, the one that initialised
+        // Python (an Apache worker thread, for embedded Python started by a request), whose
+        // thread state stays registered: it would never return.
+        log(
+            Level::Info,
+            &format!(
+                "{}Not finalising Python: it was initialised by another thread of this \
+                 process (shutdown callbacks and atexit handlers have run).",
+                super::log_prefix()
+            ),
+        );
+        return;
+    }
     // SAFETY: Python is initialised; PyGILState_Ensure gives this thread the GIL (reusing its
     // thread state if it initialised Python). Py_FinalizeEx then destroys the interpreter; the
     // GIL state is deliberately not released since nothing is left to release it to, and no

@@ -1,113 +1,190 @@
-//! File-like objects that forward text to the error log: `wsgi.errors` (one per request) and
-//! `sys.stdout`/`sys.stderr` (one per process, installed by `initialize`). Complete lines are
-//! logged at Error level, like mod_wsgi's `[wsgi:error]` lines; a partial line waits for its
-//! newline, `flush()`, or the end of the request.
+//! Python's standard streams and `wsgi.errors`, as mod_wsgi provides them: `io.TextIOWrapper`s
+//! (utf-8, backslashreplace, write-through) over a binary [`LogBuffer`] that forwards complete
+//! lines to the error log at Error level, like mod_wsgi's `[wsgi:error]` lines. A partial line
+//! waits for its newline, `flush()`, or the end of the request.
 //!
-//! Also the WSGIRestrictStdout replacement for `sys.stdout`, whose every use raises OSError.
+//! Inside a request a line carries `[remote ip:port]`: `wsgi.errors` remembers the address of
+//! its own request (so a thread the request started still logs with it), while `sys.stdout`
+//! and `sys.stderr` use the request the writing thread is serving, if any ([`RequestScope`]).
+//!
+//! Also the WSGIRestrictStdout / WSGIRestrictStdin replacements for `sys.stdout` and
+//! `sys.stdin`, whose every use raises OSError.
 
-use std::sync::Mutex;
+use std::cell::RefCell;
+use std::sync::{Arc, Mutex};
 
-use pyo3::exceptions::PyOSError;
+use pyo3::exceptions::{PyOSError, PyTypeError};
 use pyo3::prelude::*;
+use pyo3::types::{PyByteArray, PyBytes, PyMemoryView};
 
-use super::log_detached;
 use crate::logging::Level;
 
 /// A partial line longer than this is logged without waiting for its newline.
 const MAX_PARTIAL_LINE: usize = 8192;
 
-#[pyclass(frozen, module = "mod_wsgi", name = "Log")]
-pub(crate) struct LogObject {
-    name: &'static str,
-    pending: Mutex<String>,
+thread_local! {
+    /// "[remote ip:port] " of the request this thread is serving.
+    static CURRENT_REMOTE: RefCell<Option<Arc<str>>> = const { RefCell::new(None) };
 }
 
-impl LogObject {
-    pub(crate) fn new_stream<'py>(
-        py: Python<'py>,
-        name: &'static str,
-    ) -> PyResult<Bound<'py, LogObject>> {
-        Bound::new(
-            py,
-            LogObject {
-                name,
-                pending: Mutex::new(String::new()),
-            },
-        )
+/// "[remote ip:port] " from a request's CGI variables (None without REMOTE_ADDR).
+pub(crate) fn remote_prefix(env: &[(Vec<u8>, Vec<u8>)]) -> Option<Arc<str>> {
+    let mut addr = None;
+    let mut port: &[u8] = b"0";
+    for (name, value) in env {
+        match name.as_slice() {
+            b"REMOTE_ADDR" => addr = Some(value),
+            b"REMOTE_PORT" => port = value,
+            _ => {}
+        }
     }
+    let addr = addr?;
+    Some(Arc::from(format!(
+        "[remote {}:{}] ",
+        String::from_utf8_lossy(addr),
+        String::from_utf8_lossy(port)
+    )))
+}
 
-    fn pending(&self) -> std::sync::MutexGuard<'_, String> {
+/// While alive, lines this thread writes to `sys.stdout`/`sys.stderr` (and records it sends
+/// through `mod_wsgi.LogHandler`) carry the request's remote address.
+pub(crate) struct RequestScope(());
+
+impl RequestScope {
+    pub(crate) fn enter(remote: Option<Arc<str>>) -> RequestScope {
+        CURRENT_REMOTE.with(|c| *c.borrow_mut() = remote);
+        RequestScope(())
+    }
+}
+
+impl Drop for RequestScope {
+    fn drop(&mut self) {
+        CURRENT_REMOTE.with(|c| *c.borrow_mut() = None);
+    }
+}
+
+fn current_remote() -> Option<Arc<str>> {
+    CURRENT_REMOTE.with(|c| c.borrow().clone())
+}
+
+/// Logs `msg` (each of its lines) with the calling thread's request address, if any.
+pub(crate) fn log_in_request(py: Python<'_>, level: Level, msg: &str) {
+    let remote = current_remote();
+    py.detach(|| {
+        for line in msg.split('\n') {
+            match &remote {
+                Some(prefix) => super::log(level, &format!("{prefix}{line}")),
+                None => super::log(level, line),
+            }
+        }
+    });
+}
+
+/// The binary writer under the text streams: bytes in, error-log lines out.
+#[pyclass(frozen, module = "mod_wsgi", name = "LogBuffer")]
+pub(crate) struct LogBuffer {
+    name: &'static str,
+    /// Fixed "[remote ...] " (a request's wsgi.errors); `None` = the writing thread's request.
+    remote: Option<Arc<str>>,
+    pending: Mutex<Vec<u8>>,
+}
+
+impl LogBuffer {
+    fn pending(&self) -> std::sync::MutexGuard<'_, Vec<u8>> {
         self.pending.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Appends text and returns the complete lines to log.
-    fn take_lines(&self, text: &str) -> Vec<String> {
+    /// Appends bytes and returns the complete lines to log.
+    fn take_lines(&self, data: &[u8]) -> Vec<String> {
         let mut pending = self.pending();
-        pending.push_str(text);
         let mut lines = Vec::new();
-        while let Some(pos) = pending.find('\n') {
-            let rest = pending.split_off(pos + 1);
-            let mut line = std::mem::replace(&mut *pending, rest);
-            line.pop();
-            lines.push(line);
+        let mut rest = data;
+        while let Some(pos) = rest.iter().position(|&b| b == b'\n') {
+            if pending.is_empty() {
+                lines.push(String::from_utf8_lossy(&rest[..pos]).into_owned());
+            } else {
+                pending.extend_from_slice(&rest[..pos]);
+                lines.push(String::from_utf8_lossy(&pending).into_owned());
+                pending.clear();
+            }
+            rest = &rest[pos + 1..];
         }
+        pending.extend_from_slice(rest);
         if pending.len() > MAX_PARTIAL_LINE {
-            lines.push(std::mem::take(&mut *pending));
+            lines.push(String::from_utf8_lossy(&pending).into_owned());
+            pending.clear();
         }
         lines
     }
 
-    fn emit(py: Python<'_>, lines: Vec<String>) {
+    fn emit(&self, py: Python<'_>, lines: Vec<String>) {
         if lines.is_empty() {
             return;
         }
+        let remote = self.remote.clone().or_else(current_remote);
         py.detach(|| {
             for line in &lines {
-                super::log(Level::Error, line);
+                match &remote {
+                    Some(prefix) => super::log(Level::Error, &format!("{prefix}{line}")),
+                    None => super::log(Level::Error, line),
+                }
             }
         });
     }
 
-    /// Logs a pending partial line (also called at the end of each request).
-    pub(crate) fn flush_pending(&self, py: Python<'_>) {
-        let rest = std::mem::take(&mut *self.pending());
-        if !rest.is_empty() {
-            log_detached(py, Level::Error, &rest);
-        }
+    fn write_bytes(&self, py: Python<'_>, data: &[u8]) {
+        let lines = self.take_lines(data);
+        self.emit(py, lines);
     }
 }
 
+/// Runs `f` over the bytes of a bytes-like object (bytes, bytearray, memoryview, any buffer).
+fn with_bytes<R>(obj: &Bound<'_, PyAny>, f: impl FnOnce(&[u8]) -> R) -> PyResult<R> {
+    if let Ok(b) = obj.cast::<PyBytes>() {
+        return Ok(f(b.as_bytes()));
+    }
+    if let Ok(b) = obj.cast::<PyByteArray>() {
+        return Ok(f(&b.to_vec()));
+    }
+    let view = PyMemoryView::from(obj).map_err(|_| {
+        PyTypeError::new_err(format!(
+            "a bytes-like object is required, not '{}'",
+            type_name(obj)
+        ))
+    })?;
+    let copy = view.call_method0("tobytes")?;
+    let bytes = copy.cast::<PyBytes>()?;
+    Ok(f(bytes.as_bytes()))
+}
+
 #[pymethods]
-impl LogObject {
-    fn write(&self, py: Python<'_>, text: &str) {
-        let lines = self.take_lines(text);
-        Self::emit(py, lines);
+impl LogBuffer {
+    fn write(&self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<usize> {
+        with_bytes(data, |bytes| {
+            self.write_bytes(py, bytes);
+            bytes.len()
+        })
     }
 
     fn writelines(&self, py: Python<'_>, lines: &Bound<'_, PyAny>) -> PyResult<()> {
         for item in lines.try_iter()? {
-            let item = item?;
-            let text: &str = item
-                .cast::<pyo3::types::PyString>()
-                .map_err(|_| {
-                    pyo3::exceptions::PyTypeError::new_err(format!(
-                        "writelines() argument must be a sequence of str, not {}",
-                        type_name(&item)
-                    ))
-                })?
-                .to_str()?;
-            let lines = self.take_lines(text);
-            Self::emit(py, lines);
+            with_bytes(&item?, |bytes| self.write_bytes(py, bytes))?;
         }
         Ok(())
     }
 
+    /// Logs a pending partial line.
     fn flush(&self, py: Python<'_>) {
-        self.flush_pending(py);
+        let rest = std::mem::take(&mut *self.pending());
+        if !rest.is_empty() {
+            let line = String::from_utf8_lossy(&rest).into_owned();
+            self.emit(py, vec![line]);
+        }
     }
 
+    /// Flushes; the stream stays usable (the error log cannot be closed by the app).
     fn close(&self, py: Python<'_>) {
-        self.flush_pending(py);
+        self.flush(py);
     }
 
     fn isatty(&self) -> bool {
@@ -144,14 +221,42 @@ impl LogObject {
     }
 
     #[getter]
-    fn encoding(&self) -> &'static str {
-        "utf-8"
+    fn mode(&self) -> &'static str {
+        "wb"
     }
+}
 
-    #[getter]
-    fn errors(&self) -> &'static str {
-        "backslashreplace"
-    }
+/// A text stream to the error log: `io.TextIOWrapper(LogBuffer, "utf-8", "backslashreplace",
+/// write_through=True)`. `remote` fixes the request address (wsgi.errors); `None` uses the
+/// writing thread's request (sys.stdout, sys.stderr).
+pub(crate) fn new_stream<'py>(
+    py: Python<'py>,
+    name: &'static str,
+    remote: Option<Arc<str>>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let buffer = Bound::new(
+        py,
+        LogBuffer {
+            name,
+            remote,
+            pending: Mutex::new(Vec::new()),
+        },
+    )?;
+    let wrapper = pyo3::intern!(py, "TextIOWrapper");
+    let kwargs = pyo3::types::PyDict::new(py);
+    kwargs.set_item("encoding", "utf-8")?;
+    kwargs.set_item("errors", "backslashreplace")?;
+    // Each write goes straight to the buffer, which splits lines itself: with
+    // line_buffering, TextIOWrapper would also flush the buffer after every newline and so log
+    // a partial line that follows it early.
+    kwargs.set_item("write_through", true)?;
+    let stream = py
+        .import(pyo3::intern!(py, "io"))?
+        .getattr(wrapper)?
+        .call((buffer,), Some(&kwargs))?;
+    // As on the streams Python itself opens.
+    let _ = stream.setattr("mode", "w");
+    Ok(stream)
 }
 
 pub(crate) fn type_name(obj: &Bound<'_, PyAny>) -> String {
@@ -161,23 +266,137 @@ pub(crate) fn type_name(obj: &Bound<'_, PyAny>) -> String {
         .unwrap_or_else(|_| "?".to_string())
 }
 
-const RESTRICTED_MESSAGE: &str = "sys.stdout access restricted by mod_rwsgi: WSGIRestrictStdout \
-    is On, so a WSGI application must not use print() or sys.stdout. Write to sys.stderr or \
-    environ['wsgi.errors'], use the logging module, or set WSGIRestrictStdout Off.";
+/// `sys.stdout` under WSGIRestrictStdout On and `sys.stdin` under WSGIRestrictStdin On: every
+/// attribute access, iteration or `with` raises OSError naming the stream and the directive.
+#[pyclass(frozen, module = "mod_wsgi", name = "Restricted")]
+pub(crate) struct Restricted {
+    stream: &'static str,
+    directive: &'static str,
+    /// What the application must not use.
+    uses: &'static str,
+    advice: &'static str,
+}
 
-/// `sys.stdout` under WSGIRestrictStdout On: any attribute access raises OSError.
-#[pyclass(frozen, module = "mod_wsgi", name = "RestrictedStdout")]
-pub(crate) struct RestrictedStdout;
+impl Restricted {
+    fn error(&self) -> PyErr {
+        PyOSError::new_err(format!(
+            "{} access restricted by mod_rwsgi: {} is On, so a WSGI application must not use \
+             {}. {}",
+            self.stream, self.directive, self.uses, self.advice
+        ))
+    }
+}
 
 #[pymethods]
-impl RestrictedStdout {
+impl Restricted {
     fn __getattribute__(&self, _name: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
-        Err(PyOSError::new_err(RESTRICTED_MESSAGE))
+        Err(self.error())
+    }
+
+    fn __iter__(&self) -> PyResult<Py<PyAny>> {
+        Err(self.error())
+    }
+
+    fn __next__(&self) -> PyResult<Py<PyAny>> {
+        Err(self.error())
+    }
+
+    fn __enter__(&self) -> PyResult<Py<PyAny>> {
+        Err(self.error())
+    }
+
+    #[pyo3(signature = (*_args))]
+    fn __exit__(&self, _args: &Bound<'_, pyo3::types::PyTuple>) -> PyResult<()> {
+        Err(self.error())
+    }
+
+    fn __repr__(&self) -> String {
+        format!("<restricted {} ({} On)>", self.stream, self.directive)
     }
 }
 
 /// Installs the restricted stdout as `target.stdout` (`target` is `sys` in production, or any
 /// namespace in tests).
 pub fn install_restricted_stdout(target: &Bound<'_, PyAny>) -> PyResult<()> {
-    target.setattr("stdout", Bound::new(target.py(), RestrictedStdout)?)
+    let restricted = Restricted {
+        stream: "sys.stdout",
+        directive: "WSGIRestrictStdout",
+        uses: "print() or sys.stdout",
+        advice: "Write to sys.stderr or environ['wsgi.errors'], use the logging module, or set \
+                 WSGIRestrictStdout Off.",
+    };
+    target.setattr("stdout", Bound::new(target.py(), restricted)?)
+}
+
+/// Installs the restricted stdin as `target.stdin`.
+pub(crate) fn install_restricted_stdin(target: &Bound<'_, PyAny>) -> PyResult<()> {
+    let restricted = Restricted {
+        stream: "sys.stdin",
+        directive: "WSGIRestrictStdin",
+        uses: "input() or sys.stdin",
+        advice: "A request's body is environ['wsgi.input']; or set WSGIRestrictStdin Off.",
+    };
+    target.setattr("stdin", Bound::new(target.py(), restricted)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn buffer() -> LogBuffer {
+        LogBuffer {
+            name: "<test>",
+            remote: None,
+            pending: Mutex::new(Vec::new()),
+        }
+    }
+
+    #[test]
+    fn lines_are_split_across_writes_and_partial_lines_wait() {
+        let b = buffer();
+        assert_eq!(b.take_lines(b"one\ntw"), ["one"]);
+        assert_eq!(b.take_lines(b"o\n\nthree"), ["two", ""]);
+        assert_eq!(*b.pending(), b"three");
+        assert_eq!(b.take_lines(b"\n"), ["three"]);
+        assert!(b.pending().is_empty());
+    }
+
+    #[test]
+    fn invalid_utf8_is_replaced_and_long_partial_lines_are_logged() {
+        let b = buffer();
+        assert_eq!(b.take_lines(b"caf\xe9\n"), ["caf\u{fffd}"]);
+        let long = vec![b'x'; MAX_PARTIAL_LINE + 1];
+        let lines = b.take_lines(&long);
+        assert_eq!(lines.len(), 1);
+        assert_eq!(lines[0].len(), MAX_PARTIAL_LINE + 1);
+        assert!(b.pending().is_empty());
+    }
+
+    #[test]
+    fn remote_prefix_names_address_and_port() {
+        let env = |pairs: &[(&str, &str)]| -> Vec<(Vec<u8>, Vec<u8>)> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec()))
+                .collect()
+        };
+        assert_eq!(
+            remote_prefix(&env(&[("REMOTE_PORT", "5000"), ("REMOTE_ADDR", "::1")])).as_deref(),
+            Some("[remote ::1:5000] ")
+        );
+        assert_eq!(
+            remote_prefix(&env(&[("REMOTE_ADDR", "10.0.0.1")])).as_deref(),
+            Some("[remote 10.0.0.1:0] ")
+        );
+        assert_eq!(remote_prefix(&env(&[("REMOTE_PORT", "1")])), None);
+    }
+
+    #[test]
+    fn request_scope_sets_and_clears_the_thread_address() {
+        {
+            let _scope = RequestScope::enter(Some(Arc::from("[remote a:1] ")));
+            assert_eq!(current_remote().as_deref(), Some("[remote a:1] "));
+        }
+        assert_eq!(current_remote(), None);
+    }
 }

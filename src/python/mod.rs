@@ -27,6 +27,7 @@ mod loader;
 mod log_object;
 mod modwsgi;
 mod request;
+mod signal_intercept;
 mod start_response;
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 //! The `mod_wsgi` Python module (also importable as `mod_rwsgi`): process facts, the
-//! FileWrapper type and the event API (`subscribe_events`, `subscribe_shutdown`).
+//! FileWrapper type, `RequestTimeout`, `LogHandler` and the event API (`subscribe_events`,
+//! `subscribe_shutdown`).
 //!
 //! As in mod_wsgi, subscribers are kept in the module's `event_callbacks` and
 //! `shutdown_callbacks` lists and called as `callback(name, **event)`; a callback returning a
@@ -39,11 +40,71 @@ pub(crate) fn install(py: Python<'_>, info: &ProcessInfo) -> PyResult<()> {
     m.add("shutdown_callbacks", PyList::empty(py))?;
     m.add_function(wrap_pyfunction!(subscribe_events, &m)?)?;
     m.add_function(wrap_pyfunction!(subscribe_shutdown, &m)?)?;
+    m.add_function(wrap_pyfunction!(log_record, &m)?)?;
+    m.add_function(wrap_pyfunction!(module_getattr, &m)?)?;
     let modules = py.import("sys")?.getattr("modules")?;
     modules.set_item("mod_wsgi", &m)?;
     modules.set_item("mod_rwsgi", &m)?;
     let _ = MODULE.set(py, m.unbind());
     Ok(())
+}
+
+/// Apache's level for a Python `logging` level; levels between the standard ones round down.
+pub(crate) fn apache_level(levelno: i64) -> Level {
+    match levelno {
+        50.. => Level::Crit,
+        40..50 => Level::Error,
+        30..40 => Level::Warning,
+        20..30 => Level::Info,
+        _ => Level::Debug,
+    }
+}
+
+/// What `LogHandler.emit` calls: logs a formatted record at its Apache level (so
+/// `LogLevel rwsgi:...` filters it), with the request's address inside a request.
+#[pyfunction]
+#[pyo3(name = "_log_record")]
+fn log_record(py: Python<'_>, levelno: i64, message: &str) {
+    super::log_object::log_in_request(py, apache_level(levelno), message);
+}
+
+const LOG_HANDLER_SOURCE: &std::ffi::CStr = cr#"
+import logging
+
+class LogHandler(logging.Handler):
+    """A logging handler writing to Apache's error log at the record's level: CRITICAL as
+    crit, ERROR as error, WARNING as warn, INFO as info, DEBUG as debug, so that Apache's
+    LogLevel filters it."""
+
+    def emit(self, record):
+        try:
+            _log_record(record.levelno, self.format(record))
+        except RecursionError:
+            raise
+        except Exception:
+            self.handleError(record)
+"#;
+
+/// The module's `__getattr__` (PEP 562): `LogHandler` is made on first use, so processes
+/// that never ask for it do not import `logging`.
+#[pyfunction]
+#[pyo3(name = "__getattr__")]
+fn module_getattr<'py>(py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyAny>> {
+    if name != "LogHandler" {
+        return Err(pyo3::exceptions::PyAttributeError::new_err(format!(
+            "module 'mod_wsgi' has no attribute '{name}'"
+        )));
+    }
+    let m = module(py)?;
+    let globals = PyDict::new(py);
+    globals.set_item("__name__", "mod_wsgi")?;
+    globals.set_item("_log_record", m.getattr("_log_record")?)?;
+    py.run(LOG_HANDLER_SOURCE, Some(&globals), None)?;
+    let class = globals
+        .get_item("LogHandler")?
+        .ok_or_else(|| pyo3::exceptions::PyRuntimeError::new_err("LogHandler not defined"))?;
+    m.setattr("LogHandler", &class)?;
+    Ok(class)
 }
 
 fn module(py: Python<'_>) -> PyResult<&Bound<'_, PyModule>> {
@@ -134,5 +195,29 @@ pub(crate) fn publish_process_stopping(py: Python<'_>, reason: &str) {
     call_list(py, "shutdown_callbacks", "process_stopping", &event);
     if let Some(list) = callbacks(py, "shutdown_callbacks") {
         let _ = list.call_method0("clear");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn python_levels_map_to_apache_levels_rounding_down() {
+        let cases = [
+            (50, Level::Crit),
+            (60, Level::Crit),
+            (40, Level::Error),
+            (45, Level::Error),
+            (30, Level::Warning),
+            (20, Level::Info),
+            (25, Level::Info),
+            (10, Level::Debug),
+            (0, Level::Debug),
+            (-5, Level::Debug),
+        ];
+        for (levelno, level) in cases {
+            assert_eq!(apache_level(levelno), level, "{levelno}");
+        }
     }
 }

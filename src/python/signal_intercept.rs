@@ -1,0 +1,81 @@
+//! WSGIRestrictSignal On (mod_wsgi's default): `signal.signal` is replaced by an object that
+//! ignores the registration, logs a warning naming the signal with the caller's Python stack,
+//! and returns the handler currently installed, so code that registers handlers at import
+//! (Webware's `RegisterSignalHandler`, many libraries) keeps working on request threads, where
+//! the real `signal.signal` raises ValueError. The server's own signal handling stays intact.
+//!
+//! In a process forked from this one (e.g. by `multiprocessing`) calls pass through to the real
+//! function: that process is no longer managed by mod_rwsgi.
+
+use pyo3::prelude::*;
+
+use super::{log_object, log_prefix};
+use crate::logging::Level;
+
+#[pyclass(frozen, module = "mod_wsgi", name = "SignalIntercept")]
+pub(crate) struct SignalIntercept {
+    /// The real `signal.signal`.
+    wrapped: Py<PyAny>,
+    /// The process the restriction applies to.
+    pid: u32,
+}
+
+#[pymethods]
+impl SignalIntercept {
+    /// `signal.signal(signalnum, handler, /)`.
+    #[pyo3(signature = (signalnum, handler, /))]
+    fn __call__<'py>(
+        &self,
+        py: Python<'py>,
+        signalnum: &Bound<'py, PyAny>,
+        handler: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        if std::process::id() != self.pid {
+            return self.wrapped.bind(py).call1((signalnum, handler));
+        }
+        let signal = py.import("signal")?;
+        // Validates the number as the real function would (ValueError for a bad one), and the
+        // handler (TypeError).
+        let current = signal.call_method1("getsignal", (signalnum,))?;
+        if !handler.is_callable()
+            && !handler.eq(signal.getattr("SIG_DFL")?)?
+            && !handler.eq(signal.getattr("SIG_IGN")?)?
+        {
+            return Err(pyo3::exceptions::PyTypeError::new_err(
+                "signal handler must be signal.SIG_IGN, signal.SIG_DFL, or a callable object",
+            ));
+        }
+        let name = signal
+            .getattr("Signals")
+            .and_then(|s| s.call1((signalnum,)))
+            .and_then(|s| s.getattr("name"))
+            .and_then(|n| n.extract::<String>())
+            .unwrap_or_else(|_| format!("signal {signalnum}"));
+        let stack = py
+            .import("traceback")
+            .and_then(|t| t.call_method0("format_stack"))
+            .and_then(|lines| lines.extract::<Vec<String>>())
+            .map(|lines| lines.concat())
+            .unwrap_or_default();
+        let msg = format!(
+            "{}Ignoring signal.signal({name}, ...) called by the application: mod_rwsgi manages \
+             signals (WSGIRestrictSignal On; set it Off to let applications install handlers). \
+             Called from:\n{}",
+            log_prefix(),
+            stack.trim_end_matches('\n')
+        );
+        log_object::log_in_request(py, Level::Warning, &msg);
+        Ok(current)
+    }
+}
+
+/// Replaces `signal.signal` with the intercepting object.
+pub(crate) fn install(py: Python<'_>) -> PyResult<()> {
+    let signal = py.import("signal")?;
+    let wrapped = signal.getattr("signal")?.unbind();
+    let intercept = SignalIntercept {
+        wrapped,
+        pid: std::process::id(),
+    };
+    signal.setattr("signal", Bound::new(py, intercept)?)
+}
