@@ -266,13 +266,14 @@ fn request_timeout_raised_by_the_app_gives_504_logged_at_info_without_traceback(
     }
 }
 
-/// What `hash("mod_rwsgi hash probe")` is in a Python started with PYTHONHASHSEED=`seed`.
+/// What `hash("mod_rwsgi hash probe")` is in another process of the module's Python (the
+/// test venv's) started with PYTHONHASHSEED=`seed`.
 fn reference_hash(seed: u32) -> i64 {
-    let out = std::process::Command::new("/usr/bin/python3")
+    let out = std::process::Command::new(common::test_venv().join("bin/python"))
         .args(["-c", "print(hash('mod_rwsgi hash probe'))"])
         .env("PYTHONHASHSEED", seed.to_string())
         .output()
-        .expect("run /usr/bin/python3");
+        .expect("run the test venv's python");
     String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
 }
 
