@@ -143,19 +143,49 @@ const DIRECTIVES: &[(&str, Status)] = &[
     ),
     ("WSGIRestrictProcess", NotYet("WSGIRestrictProcess a b")),
     ("WSGIAcceptMutex", NotYet("WSGIAcceptMutex default")),
-    ("WSGIRestrictStdin", NotYet("WSGIRestrictStdin On")),
-    ("WSGIRestrictSignal", NotYet("WSGIRestrictSignal Off")),
+    (
+        "WSGIRestrictStdin",
+        Implemented(&["pyhost::restrict_stdin_makes_every_use_raise_oserror_naming_sys_stdin"]),
+    ),
+    (
+        "WSGIRestrictSignal",
+        Implemented(&[
+            "pyhost::restrict_signal_on_by_default_ignores_registrations_with_a_warning_and_the_stack",
+            "pyhost::restrict_signal_off_passes_calls_to_python",
+            "webware::development_mode_signal_handlers_are_ignored_with_a_warning",
+        ]),
+    ),
     ("WSGICaseSensitivity", NotYet("WSGICaseSensitivity Off")),
-    ("WSGIPythonOptimize", NotYet("WSGIPythonOptimize 1")),
-    ("WSGIDontWriteBytecode", NotYet("WSGIDontWriteBytecode On")),
-    ("WSGIPythonWarnings", NotYet("WSGIPythonWarnings ignore")),
-    ("WSGIPythonHashSeed", NotYet("WSGIPythonHashSeed 1")),
-    ("WSGIPythonEggs", NotYet("WSGIPythonEggs /tmp/eggs")),
+    (
+        "WSGIPythonOptimize",
+        Implemented(&["pyhost::python_start_up_directives_reach_python_in_both_modes"]),
+    ),
+    (
+        "WSGIDontWriteBytecode",
+        Implemented(&["pyhost::python_start_up_directives_reach_python_in_both_modes"]),
+    ),
+    (
+        "WSGIPythonWarnings",
+        Implemented(&["pyhost::python_start_up_directives_reach_python_in_both_modes"]),
+    ),
+    (
+        "WSGIPythonHashSeed",
+        Implemented(&["pyhost::python_start_up_directives_reach_python_in_both_modes"]),
+    ),
+    (
+        "WSGIPythonEggs",
+        Implemented(&["pyhost::python_start_up_directives_reach_python_in_both_modes"]),
+    ),
     (
         "WSGIDestroyInterpreter",
-        NotYet("WSGIDestroyInterpreter Off"),
+        Implemented(&[
+            "pyhost::destroy_interpreter_off_runs_shutdown_callbacks_but_not_atexit_or_finalisation",
+        ]),
     ),
-    ("WSGISwitchInterval", NotYet("WSGISwitchInterval 0.01")),
+    (
+        "WSGISwitchInterval",
+        Implemented(&["pyhost::python_start_up_directives_reach_python_in_both_modes"]),
+    ),
     ("WSGIPerInterpreterGIL", NotYet("WSGIPerInterpreterGIL On")),
     ("WSGIFreeThreading", NotYet("WSGIFreeThreading On")),
     (
@@ -214,7 +244,7 @@ const DAEMON_OPTIONS: &[(&str, Status)] = &[
     ),
     (
         "python-eggs",
-        NotYet("WSGIDaemonProcess g python-eggs=/tmp/eggs"),
+        Implemented(&["pyhost::python_start_up_directives_reach_python_in_both_modes"]),
     ),
     (
         "lang",
@@ -368,7 +398,7 @@ const DAEMON_OPTIONS: &[(&str, Status)] = &[
     ),
     (
         "switch-interval",
-        NotYet("WSGIDaemonProcess g switch-interval=0.01"),
+        Implemented(&["pyhost::python_start_up_directives_reach_python_in_both_modes"]),
     ),
     (
         "server-metrics",

@@ -1121,11 +1121,11 @@ mod tests {
         // Empty entries of a path list are skipped, as mod_wsgi does.
         assert_eq!(ok("g python-path=::/a::/b:").python_path, ["/a", "/b"]);
         assert!(ok("g python-path=\"\"").python_path.is_empty());
-        // Every other option still needs a value, quoted or not.
-        for key in DAEMON_OPTIONS
-            .iter()
-            .filter(|k| !EMPTY_VALUE_OPTIONS.contains(k))
-        {
+        // Every other option still needs a value, quoted or not (refused ones say so first).
+        for key in DAEMON_OPTIONS.iter().filter(|k| {
+            !EMPTY_VALUE_OPTIONS.contains(k)
+                && !UNSUPPORTED_DAEMON_OPTIONS.iter().any(|(u, _)| u == *k)
+        }) {
             for word in [format!("{key}="), format!("{key}=''")] {
                 let e = parse_line(&format!("g {word}")).expect_err(&word);
                 assert_eq!(
