@@ -166,10 +166,17 @@ impl AppHost {
         let Ok(loaded) = self.loader.get(path, group) else {
             return Outcome::LoadFailed;
         };
-        // mod_wsgi's reload checks run in the same hold of the GIL as the request.
+        // mod_wsgi's reload checks run in the same hold of the GIL as the request; the stat
+        // they need is done before, without it. A daemon has just compared every loaded
+        // script's file with its load-time mtime (`scripts_changed`): no second stat there.
+        let file_mtime = match spec.script_reloading {
+            ScriptReloading::Off => None,
+            ScriptReloading::InPlace => Some(loader::file_mtime(path)),
+            ScriptReloading::ReplaceProcess => Some(Ok(loaded.mtime)),
+        };
         let checked = Python::attach(|py| {
-            if spec.script_reloading != ScriptReloading::Off {
-                if let Some(why) = loader::reload_reason(py, &loaded, path, group) {
+            if let Some(file_mtime) = &file_mtime {
+                if let Some(why) = loader::reload_reason(py, &loaded, file_mtime, path, group) {
                     return Err(why);
                 }
             }
