@@ -306,7 +306,11 @@ fn publish_started<'py>(
         event.set_item("request_environ", environ)?;
         event.set_item("application_object", &app)?;
         event.set_item("callable_object", callable_name(spec))?;
-        event.set_item("application_start", epoch_secs())?;
+        // The same instant as environ['mod_wsgi.application_start'], as in mod_wsgi.
+        match environ.get_item(pyo3::intern!(py, "mod_wsgi.application_start"))? {
+            Some(start) => event.set_item("application_start", start)?,
+            None => event.set_item("application_start", epoch_secs())?,
+        }
         Ok(())
     })();
     if filled.is_err() {
