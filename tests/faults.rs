@@ -44,14 +44,11 @@ fn a_stopped_daemon_gives_504_by_socket_timeout_and_apache_still_stops() {
     unsafe {
         libc::kill(pid, libc::SIGSTOP);
     }
-    // kill() returns before every thread has stopped: wait for the stopped state ('T').
-    let stopped_by = Instant::now() + Duration::from_secs(5);
-    while !std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
-        s.rsplit(')')
-            .next()
-            .is_some_and(|rest| rest.trim_start().starts_with('T'))
-    }) {
-        assert!(Instant::now() < stopped_by, "daemon {pid} did not stop");
+    // The stop is asynchronous: on a busy machine the daemon could still answer a request
+    // sent at once. Wait until the kernel reports every thread of it stopped.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !all_threads_stopped(pid) {
+        assert!(Instant::now() < deadline, "daemon {pid} did not stop");
         std::thread::sleep(Duration::from_millis(10));
     }
     let port = apache.port();
@@ -88,6 +85,22 @@ fn a_stopped_daemon_gives_504_by_socket_timeout_and_apache_still_stops() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// The state letter of a process or thread from its `stat` file.
+fn state_of(stat_path: &std::path::Path) -> Option<String> {
+    let s = std::fs::read_to_string(stat_path).ok()?;
+    Some(s.rsplit(')').next()?.split_whitespace().next()?.to_string())
+}
+
+/// Whether every thread of `pid` is stopped (state T).
+fn all_threads_stopped(pid: i32) -> bool {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return false;
+    };
+    tasks
+        .flatten()
+        .all(|t| state_of(&t.path().join("stat")).as_deref() == Some("T"))
 }
 
 fn is_not_zombie(pid: i32) -> bool {

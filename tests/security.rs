@@ -229,6 +229,9 @@ fn trusted_proxy_headers_without_trusted_proxies_trust_every_peer_and_configtest
         // X-Script-Name sets SCRIPT_NAME and mod_wsgi.mount_point.
         assert_eq!(env["SCRIPT_NAME"].str(), "/spoofed", "{prefix}");
         assert_eq!(env["mod_wsgi.mount_point"].str(), "/spoofed", "{prefix}");
+        // As mod_wsgi: the values before the rewrite are kept.
+        assert_eq!(env["mod_wsgi.script_name"].str(), prefix);
+        assert_eq!(env["mod_wsgi.path_info"].str(), "/env");
         assert_eq!(env["wsgi.url_scheme"].str(), "https", "{prefix}");
         // Same purposes, not listed: removed.
         for gone in [

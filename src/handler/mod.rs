@@ -348,8 +348,9 @@ fn server_pid_text() -> &'static [u8] {
 /// The request's WSGI environ, borrowed from Apache: subprocess_env (filled by
 /// [`Request::add_cgi_variables`]) without the variables an app must not see, then the
 /// request line, SCRIPT_NAME and PATH_INFO (`path_info` already collapsed), mod_wsgi's
-/// string keys about the Apache side (listener, Apache child PID, log ids; the log ids made
-/// by [`Request::ensure_log_ids`]), and Authorization when passed on.
+/// string keys (SCRIPT_NAME and PATH_INFO as saved before trusted proxy headers apply, the
+/// listener, the Apache child's PID, the log ids made by [`Request::ensure_log_ids`]), and
+/// Authorization when passed on.
 fn environ<'a>(
     r: &'a Request<'_>,
     method: &'a [u8],
@@ -364,7 +365,10 @@ fn environ<'a>(
     };
     let (listener_host, listener_port) = r.listener();
     let (request_id, connection_id) = r.log_ids();
-    let mod_wsgi: [(&[u8], Option<&[u8]>); 5] = [
+    let mod_wsgi: [(&[u8], Option<&[u8]>); 7] = [
+        // Before any trusted X-Script-Name rewrites SCRIPT_NAME (mod_wsgi saves them so).
+        (b"mod_wsgi.script_name", Some(script_name)),
+        (b"mod_wsgi.path_info", Some(path_info)),
         (b"mod_wsgi.listener_host", Some(listener_host)),
         (
             b"mod_wsgi.listener_port",

@@ -173,10 +173,17 @@ impl AppHost {
         let Ok(loaded) = self.loader.get(path, group) else {
             return Outcome::LoadFailed;
         };
-        // mod_wsgi's reload checks run in the same hold of the GIL as the request.
+        // mod_wsgi's reload checks run in the same hold of the GIL as the request; the stat
+        // they need is done before, without it. A daemon has just compared every loaded
+        // script's file with its load-time mtime (`scripts_changed`): no second stat there.
+        let file_mtime = match spec.script_reloading {
+            ScriptReloading::Off => None,
+            ScriptReloading::InPlace => Some(loader::file_mtime(path)),
+            ScriptReloading::ReplaceProcess => Some(Ok(loaded.mtime)),
+        };
         let checked = Python::attach(|py| {
-            if spec.script_reloading != ScriptReloading::Off {
-                if let Some(why) = loader::reload_reason(py, &loaded, path, group) {
+            if let Some(file_mtime) = &file_mtime {
+                if let Some(why) = loader::reload_reason(py, &loaded, file_mtime, path, group) {
                     return Err(why);
                 }
             }
@@ -315,7 +322,11 @@ fn publish_started<'py>(
         event.set_item("request_environ", environ)?;
         event.set_item("application_object", &app)?;
         event.set_item("callable_object", callable_name(spec))?;
-        event.set_item("application_start", epoch_secs())?;
+        // The same instant as environ['mod_wsgi.application_start'], as in mod_wsgi.
+        match environ.get_item(pyo3::intern!(py, "mod_wsgi.application_start"))? {
+            Some(start) => event.set_item("application_start", start)?,
+            None => event.set_item("application_start", epoch_secs())?,
+        }
         Ok(())
     })();
     if filled.is_err() {

@@ -70,6 +70,9 @@ pub(crate) fn build<'py>(
     let mut request_scheme: Option<&[u8]> = None;
     let mut script_name = None;
     let mut path_info = None;
+    // mod_wsgi.script_name/path_info from Apache: the values before a trusted proxy header
+    // rewrote SCRIPT_NAME, as mod_wsgi saves them.
+    let mut saved_names = false;
     for (name, value) in spec.env {
         match name.as_slice() {
             b"HTTPS" => {
@@ -77,6 +80,7 @@ pub(crate) fn build<'py>(
                 continue;
             }
             b"REQUEST_SCHEME" => request_scheme = Some(value),
+            b"mod_wsgi.script_name" => saved_names = true,
             _ => {}
         }
         let v = latin1(py, value);
@@ -109,8 +113,10 @@ pub(crate) fn build<'py>(
     env.set_item(intern!(py, "wsgi.errors"), errors)?;
     env.set_item(intern!(py, "mod_wsgi.application_group"), spec.app_group)?;
     env.set_item(intern!(py, "mod_wsgi.callable_object"), callable_name(spec))?;
-    env.set_item(intern!(py, "mod_wsgi.script_name"), script_name)?;
-    env.set_item(intern!(py, "mod_wsgi.path_info"), path_info)?;
+    if !saved_names {
+        env.set_item(intern!(py, "mod_wsgi.script_name"), script_name)?;
+        env.set_item(intern!(py, "mod_wsgi.path_info"), path_info)?;
+    }
     let times = &spec.times;
     env.set_item(
         intern!(py, "mod_wsgi.request_start"),

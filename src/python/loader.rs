@@ -24,6 +24,8 @@ use crate::logging::Level;
 
 pub(crate) struct Loaded {
     pub module: Py<PyModule>,
+    /// The script file's mtime when it was loaded.
+    pub mtime: SystemTime,
 }
 
 struct Slot {
@@ -56,6 +58,11 @@ pub(crate) struct Loader {
 
 fn mtime_of(path: &str) -> std::io::Result<SystemTime> {
     std::fs::metadata(path)?.modified()
+}
+
+/// The script file's mtime, for [`reload_reason`]; call without the GIL.
+pub(crate) fn file_mtime(path: &str) -> std::io::Result<SystemTime> {
+    mtime_of(path)
 }
 
 impl Loader {
@@ -174,7 +181,7 @@ impl Loader {
         });
         let module = result?;
         slot.ever_loaded.store(true, Ordering::Relaxed);
-        let fresh = Arc::new(Loaded { module });
+        let fresh = Arc::new(Loaded { module, mtime });
         *loaded = Some(Arc::clone(&fresh));
         *lock(&slot.mtime) = Some(mtime);
         Ok(fresh)
@@ -256,9 +263,12 @@ fn mtime_us(mtime: SystemTime) -> i64 {
 /// file's mtime differs from it, or when its module-level `reload_required(resource)` (called
 /// with the script's path, as mod_wsgi passes the request's file) returns a true value. An
 /// exception in `reload_required` is logged with its traceback and does not force a reload.
+///
+/// `file_mtime` is the script file's mtime, taken (by [`file_mtime`]) before the GIL was.
 pub(crate) fn reload_reason(
     py: Python<'_>,
     loaded: &Loaded,
+    file_mtime: &std::io::Result<SystemTime>,
     path: &str,
     group: &str,
 ) -> Option<String> {
@@ -270,9 +280,8 @@ pub(crate) fn reload_reason(
     let Some(recorded) = recorded else {
         return Some("its module's __mtime__ is not an integer".into());
     };
-    // One stat of a local file: cheaper than letting the GIL go and taking it back.
-    match mtime_of(path) {
-        Ok(now) if mtime_us(now) == recorded => {}
+    match file_mtime {
+        Ok(now) if mtime_us(*now) == recorded => {}
         Ok(_) => return Some("its modification time changed".into()),
         Err(e) => return Some(format!("it can no longer be read ({e})")),
     }

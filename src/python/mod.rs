@@ -107,7 +107,8 @@ pub enum ScriptReloading {
     /// Embedded mode: the script is re-imported in place, as mod_wsgi does.
     InPlace,
     /// Daemon mode: the request is not run ([`Outcome::ReloadRequired`]); the daemon replaces
-    /// its process, as mod_wsgi restarts it.
+    /// its process, as mod_wsgi restarts it. The caller has checked the script files' mtimes
+    /// itself ([`AppHost::scripts_changed`]) just before: only the hooks are checked here.
     ReplaceProcess,
 }
 

@@ -1691,6 +1691,7 @@ def wrapped(environ, start_response):
     return [b'wrapped']
 def on_event(name, **kw):
     if name == 'request_started' and 'HTTP_X_EVENTS_TEST' in kw['request_environ']:
+        assert kw['application_start'] == kw['request_environ']['mod_wsgi.application_start']
         mine.add(threading.get_ident())
         seen.append(name)
         if kw['request_environ']['PATH_INFO'] == '/wrap':
