@@ -309,6 +309,21 @@ fn apply_directive(
         return Err(config::not_implemented_error(info.name).to_string());
     }
     let parsed = config::parse_directive(info.name, raw_args).map_err(|e| e.to_string())?;
+    // A WSGIScriptAliasMatch pattern is compiled now, with Apache's PCRE as mod_alias does,
+    // so a bad one fails configtest instead of never matching.
+    if let Directive::ScriptAlias(alias) = &parsed {
+        if alias.is_match {
+            if let Err(why) = crate::apache::regex::Regex::new(&alias.url) {
+                return Err(config::ConfigError::at(
+                    info.name,
+                    "regular expression",
+                    &alias.url,
+                    format!("does not compile: {why}"),
+                )
+                .to_string());
+            }
+        }
+    }
     let location = cmd.location();
     if let Directive::Flag {
         name: "WSGIVerboseDebugging",

@@ -14,6 +14,15 @@ struct Case {
 
 const CASES: &[Case] = &[
     Case {
+        name: "WSGIScriptAliasMatch regex that does not compile",
+        conf: "WSGIScriptAliasMatch ^/app/(unclosed /srv/app.wsgi",
+        expect: &[
+            "WSGIScriptAliasMatch",
+            "^/app/(unclosed",
+            "does not compile",
+        ],
+    },
+    Case {
         name: "non-numeric threads",
         conf: "WSGIDaemonProcess g threads=abc",
         expect: &["WSGIDaemonProcess", "threads=abc"],

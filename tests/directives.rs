@@ -15,10 +15,12 @@ fn script_alias_match_maps_the_url_to_the_script_it_names() {
     let config = ApacheConfig::new("aliasmatch");
     let app = config.install_app("limits.wsgi");
     let dir = app.parent().unwrap().display().to_string();
+    // A script the pattern must not reach.
+    std::fs::copy(&app, app.with_file_name("hidden.wsgi")).unwrap();
     let apache = config
         .conf(&format!(
             "WSGIDaemonProcess limits threads=2\nWSGIProcessGroup limits\n\
-             WSGIScriptAliasMatch ^/by-name/([^/]+) {dir}/$1.wsgi\n\
+             WSGIScriptAliasMatch ^/by-name/(?!hidden)([^/]+) {dir}/$1.wsgi\n\
              <Directory {dir}>\n    Require all granted\n</Directory>\n"
         ))
         .start();
@@ -26,6 +28,8 @@ fn script_alias_match_maps_the_url_to_the_script_it_names() {
     assert_eq!(f["script_name"].str(), "/by-name/limits", "{f}");
     assert_eq!(f["path_info"].str(), "/facts", "{f}");
     assert_eq!(apache.get("/by-name/missing/facts").status, 404);
+    // PCRE's syntax, as mod_alias takes it: the negative lookahead keeps /by-name/hidden out.
+    assert_eq!(apache.get("/by-name/hidden/facts").status, 404);
 }
 
 #[test]

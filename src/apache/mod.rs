@@ -6,6 +6,7 @@ pub mod directive;
 pub mod log;
 pub mod pool;
 pub mod process;
+pub mod regex;
 pub mod request;
 pub mod server;
 pub mod state;

@@ -520,10 +520,19 @@ impl Server {
             let keep = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 self.serve_connection(&mut conn, index)
             }))
-            .unwrap_or_else(|_| {
+            .unwrap_or_else(|payload| {
+                let message = payload
+                    .downcast_ref::<&str>()
+                    .map(|m| m.to_string())
+                    .or_else(|| payload.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "(no message)".into());
                 logging::log(
                     logging::Level::Crit,
-                    &format!("daemon '{}': a worker thread panicked", self.settings.group),
+                    &format!(
+                        "daemon '{}': a request panicked in mod_rwsgi ({message}); its \
+                         connection is closed and the thread serves on",
+                        self.settings.group
+                    ),
                 );
                 false
             });
@@ -605,19 +614,14 @@ impl Server {
         pushed: Option<PushedBody>,
         index: usize,
     ) -> bool {
-        self.active.fetch_add(1, Ordering::SeqCst);
-        let started = micros_since(self.epoch);
-        self.last_activity.store(started, Ordering::SeqCst);
-        if let Some(slot) = self.busy_since.get(index) {
-            slot.store(started, Ordering::SeqCst);
-        }
+        let in_flight = InFlight::enter(
+            &self.active,
+            self.busy_since.get(index),
+            &self.last_activity,
+            self.epoch,
+        );
         let keep = self.run_request(conn, &head, pushed);
-        if let Some(slot) = self.busy_since.get(index) {
-            slot.store(0, Ordering::SeqCst);
-        }
-        self.last_activity
-            .store(micros_since(self.epoch), Ordering::SeqCst);
-        self.active.fetch_sub(1, Ordering::SeqCst);
+        drop(in_flight);
         self.heap_trimmer.request_done();
         let served = self.served.fetch_add(1, Ordering::SeqCst) + 1;
         let max = self.settings.maximum_requests;
@@ -750,6 +754,49 @@ impl Server {
                 false
             }
         }
+    }
+}
+
+/// One request being served: counted in `active`, its thread marked busy (request-timeout
+/// watches that) and the activity clock (inactivity-timeout) moved, then undone on drop, so
+/// even a panic inside the request leaves the counters right.
+struct InFlight<'a> {
+    active: &'a AtomicUsize,
+    busy_since: Option<&'a AtomicU64>,
+    last_activity: &'a AtomicU64,
+    epoch: Instant,
+}
+
+impl<'a> InFlight<'a> {
+    fn enter(
+        active: &'a AtomicUsize,
+        busy_since: Option<&'a AtomicU64>,
+        last_activity: &'a AtomicU64,
+        epoch: Instant,
+    ) -> InFlight<'a> {
+        active.fetch_add(1, Ordering::SeqCst);
+        let started = micros_since(epoch);
+        last_activity.store(started, Ordering::SeqCst);
+        if let Some(slot) = busy_since {
+            slot.store(started, Ordering::SeqCst);
+        }
+        InFlight {
+            active,
+            busy_since,
+            last_activity,
+            epoch,
+        }
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if let Some(slot) = self.busy_since {
+            slot.store(0, Ordering::SeqCst);
+        }
+        self.last_activity
+            .store(micros_since(self.epoch), Ordering::SeqCst);
+        self.active.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -1103,6 +1150,22 @@ mod tests {
             );
         }
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_panicking_request_leaves_the_counters_right() {
+        let (active, busy, last) = (AtomicUsize::new(0), AtomicU64::new(0), AtomicU64::new(0));
+        let epoch = Instant::now();
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _in_flight = InFlight::enter(&active, Some(&busy), &last, epoch);
+            assert_eq!(active.load(Ordering::SeqCst), 1);
+            assert_ne!(busy.load(Ordering::SeqCst), 0);
+            panic!("inside a request");
+        }));
+        assert!(result.is_err());
+        assert_eq!(active.load(Ordering::SeqCst), 0);
+        assert_eq!(busy.load(Ordering::SeqCst), 0);
+        assert_ne!(last.load(Ordering::SeqCst), 0);
     }
 
     #[test]

@@ -604,7 +604,7 @@ fn exchange(
                 }
             }
             FrameKind::ReadBody | FrameKind::RespHead | FrameKind::Error => {
-                let decoded = decode(frame)?;
+                let decoded = decode(r, target, frame, head_sent)?;
                 match decoded {
                     Frame::ReadBody { max } => {
                         let chunk = match body.next(r, max as usize, &mut body_buf) {
@@ -686,7 +686,8 @@ fn exchange(
             }
             FrameKind::Flush => flush_pending = true,
             FrameKind::RespFile => {
-                let Frame::RespFile { offset, length } = decode(frame)? else {
+                let Frame::RespFile { offset, length } = decode(r, target, frame, head_sent)?
+                else {
                     unreachable!("decoded kind matches the raw kind");
                 };
                 let file = conn.fds.pop_front();
@@ -717,10 +718,21 @@ fn exchange(
                     return Err(Failure::Aborted);
                 }
             }
+            FrameKind::RespEnd if !head_sent => {
+                // The daemon always sends a head first; an end without one is a daemon bug,
+                // never a 200 with an empty body.
+                log::request(
+                    r.as_ptr(),
+                    Level::Error,
+                    &format!(
+                        "mod_rwsgi: daemon process '{}' ended the response without sending \
+                         its status and headers",
+                        target.group
+                    ),
+                );
+                return Err(Failure::Status(ffi::HTTP_BAD_GATEWAY));
+            }
             FrameKind::RespEnd => {
-                if !head_sent {
-                    r.set_status(200, b"");
-                }
                 put_idle(&target.socket_path, conn);
                 return Ok(());
             }
@@ -756,8 +768,28 @@ fn readable_within(stream: &std::os::unix::net::UnixStream, wait: Duration) -> b
     matches!(nix::poll::poll(&mut fds, ms), Ok(n) if n > 0)
 }
 
-fn decode(frame: RawFrame<'_>) -> Result<Frame, Failure> {
-    frame
-        .decode(&Limits::default())
-        .map_err(|_| Failure::Status(ffi::HTTP_BAD_GATEWAY))
+/// Decodes a frame whose kind needs its payload; a malformed one is logged and ends the
+/// exchange: a 502 before the response head, an aborted response after it.
+fn decode(
+    r: &Request<'_>,
+    target: &DaemonTarget,
+    frame: RawFrame<'_>,
+    head_sent: bool,
+) -> Result<Frame, Failure> {
+    let kind = frame.kind;
+    frame.decode(&Limits::default()).map_err(|e| {
+        log::request(
+            r.as_ptr(),
+            Level::Error,
+            &format!(
+                "mod_rwsgi: malformed {kind} frame from daemon process '{}': {e}",
+                target.group
+            ),
+        );
+        if head_sent {
+            Failure::Aborted
+        } else {
+            Failure::Status(ffi::HTTP_BAD_GATEWAY)
+        }
+    })
 }

@@ -10,6 +10,7 @@ pub mod script_owner;
 use std::ffi::CStr;
 
 use crate::apache::log::{self, Level};
+use crate::apache::regex::Regex;
 use crate::apache::request::Request;
 use crate::config::{
     DirConfig, GroupSelector, MapHeadToGet, ScriptAlias, SelectorContext, ServerConfig,
@@ -35,7 +36,8 @@ pub struct HandlerContext<'a> {
 }
 
 thread_local! {
-    static REGEX_CACHE: std::cell::RefCell<std::collections::HashMap<String, Option<regex::bytes::Regex>>> =
+    // Patterns were compiled once already while parsing (module.rs), so they compile here.
+    static REGEX_CACHE: std::cell::RefCell<std::collections::HashMap<String, Option<Regex>>> =
         Default::default();
 }
 
@@ -48,21 +50,18 @@ fn alias_match(alias: &ScriptAlias, uri: &[u8]) -> Option<(String, Vec<u8>, Vec<
         let mut cache = cache.borrow_mut();
         let re = cache
             .entry(alias.url.clone())
-            .or_insert_with(|| regex::bytes::Regex::new(&alias.url).ok())
+            .or_insert_with(|| Regex::new(&alias.url).ok())
             .as_ref()?;
-        let caps = re.captures(uri)?;
-        let whole = caps.get(0)?;
-        if whole.start() != 0 {
+        let spans = re.captures(uri)?;
+        let (start, end) = spans[0]?;
+        if start != 0 {
             return None;
         }
-        let mut script = Vec::new();
-        caps.expand(alias.script.as_bytes(), &mut script);
-        let script_name = uri[..whole.end()].to_vec();
-        let path_info = uri[whole.end()..].to_vec();
+        let script = crate::apache::regex::substitute(alias.script.as_bytes(), uri, &spans);
         Some((
             String::from_utf8_lossy(&script).into_owned(),
-            script_name,
-            path_info,
+            uri[..end].to_vec(),
+            uri[end..].to_vec(),
         ))
     })
 }
