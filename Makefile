@@ -95,12 +95,25 @@ lint:
 	$(CARGO) fmt --check
 	$(CARGO) clippy --release --all-targets -- -D warnings
 
+# `make install`: the module through apxs (into its LIBEXECDIR), then rwsgi.load and
+# rwsgi.conf into $(APACHE_CONFDIR)/mods-available for a2enmod, the .load pointing at
+# $(MODULE_INSTALL_PATH). tests/packaging.rs runs install-conf into a copy of /etc/apache2.
+APACHE_CONFDIR ?= /etc/apache2
+MODULE_INSTALL_PATH ?= $(shell $(APXS) -q LIBEXECDIR 2>/dev/null)/mod_rwsgi.so
+.PHONY: install-conf
 install: build
 	$(APXS) -i -n rwsgi $(SO)
-	@if [ -d /etc/apache2/mods-available ]; then \
-	  install -m 644 apache/rwsgi.load /etc/apache2/mods-available/rwsgi.load; \
-	  install -m 644 apache/rwsgi.conf /etc/apache2/mods-available/rwsgi.conf; \
-	  echo "enable with: a2enmod rwsgi"; fi
+	@$(MAKE) --no-print-directory install-conf
+
+install-conf:
+	@if [ -d "$(APACHE_CONFDIR)/mods-available" ]; then \
+	  sed 's|^LoadModule rwsgi_module .*|LoadModule rwsgi_module $(MODULE_INSTALL_PATH)|' \
+	    apache/rwsgi.load > "$(APACHE_CONFDIR)/mods-available/rwsgi.load" && \
+	  chmod 644 "$(APACHE_CONFDIR)/mods-available/rwsgi.load" && \
+	  install -m 644 apache/rwsgi.conf "$(APACHE_CONFDIR)/mods-available/rwsgi.conf" && \
+	  echo "installed $(APACHE_CONFDIR)/mods-available/rwsgi.{load,conf}; enable with: a2enmod rwsgi"; \
+	else echo "no $(APACHE_CONFDIR)/mods-available (not a Debian-style Apache): add to httpd.conf:"; \
+	  echo "  LoadModule rwsgi_module $(MODULE_INSTALL_PATH)"; fi
 
 # rwsgi-express (src/bin/rwsgi-express.rs) and the example app it serves for `make serve`.
 EXPRESS := $(CARGO_TARGET_DIR)/release/rwsgi-express
