@@ -4,6 +4,8 @@
 //! Also: the Python package, Debian package and crate versions agree.
 
 mod common;
+#[path = "../build_support/rpath.rs"]
+mod rpath;
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -177,4 +179,82 @@ fn make_install_conf_then_a2enmod_a2dismod_in_a_copy_of_etc_apache2() {
         system_state,
         "/var/lib/apache2 changed"
     );
+}
+
+#[test]
+fn rpath_only_where_the_loader_would_not_find_libpython() {
+    let t = "x86_64-unknown-linux-gnu";
+    // Debian's /usr/bin/python3 (LIBDIR /usr/lib/x86_64-linux-gnu) and /usr/lib: none.
+    assert!(!rpath::wants_rpath(
+        Path::new("/usr/lib/x86_64-linux-gnu"),
+        t,
+        None
+    ));
+    assert!(!rpath::wants_rpath(Path::new("/usr/lib"), t, None));
+    assert!(!rpath::wants_rpath(Path::new("/usr/lib64"), t, None));
+    // A pyenv or /opt Python: its LIBDIR.
+    assert!(rpath::wants_rpath(Path::new("/opt/py/lib"), t, None));
+    assert!(rpath::wants_rpath(
+        Path::new("/root/.pyenv/versions/3.11.7/lib"),
+        t,
+        None
+    ));
+    assert!(rpath::wants_rpath(Path::new("/usr/local/lib"), t, None));
+    // Another architecture's multiarch directory is not a default one for this target.
+    assert!(rpath::wants_rpath(
+        Path::new("/usr/lib/aarch64-linux-gnu"),
+        t,
+        None
+    ));
+    assert!(!rpath::wants_rpath(
+        Path::new("/usr/lib/aarch64-linux-gnu"),
+        "aarch64-unknown-linux-gnu",
+        None
+    ));
+    assert!(!rpath::wants_rpath(
+        Path::new("/usr/lib/i386-linux-gnu"),
+        "i686-unknown-linux-gnu",
+        None
+    ));
+    // RWSGI_NO_RPATH=1 (the .deb) turns it off; "" and "0" do not.
+    assert!(!rpath::wants_rpath(Path::new("/opt/py/lib"), t, Some("1")));
+    assert!(rpath::wants_rpath(Path::new("/opt/py/lib"), t, Some("0")));
+    assert!(rpath::wants_rpath(Path::new("/opt/py/lib"), t, Some("")));
+}
+
+/// `make build`'s module: libpython in DT_NEEDED; a RUNPATH only for a Python whose LIBDIR
+/// the loader does not search (none for Debian's /usr/bin/python3).
+#[test]
+fn the_built_module_links_libpython_with_a_runpath_only_where_needed() {
+    let out = Command::new("readelf")
+        .arg("-d")
+        .arg(module_path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "readelf -d: {}", text(&out));
+    let dynamic = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        dynamic.contains("Shared library: [libpython3."),
+        "no libpython in DT_NEEDED:\n{dynamic}"
+    );
+    let out = Command::new(env!("RWSGI_BUILD_PYTHON_EXECUTABLE"))
+        .args([
+            "-c",
+            "import sysconfig; print(sysconfig.get_config_var('LIBDIR'))",
+        ])
+        .output()
+        .unwrap();
+    let libdir = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let target = format!("{}-unknown-linux-gnu", std::env::consts::ARCH);
+    let runpath = dynamic
+        .lines()
+        .find(|l| l.contains("(RUNPATH)") || l.contains("(RPATH)"));
+    if rpath::wants_rpath(Path::new(&libdir), &target, None) {
+        assert!(
+            runpath.is_some_and(|l| l.contains(&format!("[{libdir}]"))),
+            "LIBDIR {libdir} needs a RUNPATH:\n{dynamic}"
+        );
+    } else {
+        assert_eq!(runpath, None, "LIBDIR {libdir} is searched by default");
+    }
 }
