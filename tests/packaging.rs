@@ -258,3 +258,76 @@ fn the_built_module_links_libpython_with_a_runpath_only_where_needed() {
         assert_eq!(runpath, None, "LIBDIR {libdir} is searched by default");
     }
 }
+
+/// The Python package's version (pyproject.toml reads it from python/mod_rwsgi/__init__.py)
+/// and the Debian package's (debian/changelog) are the crate's.
+#[test]
+fn python_and_debian_package_versions_equal_cargo_version() {
+    let init = fs::read_to_string(repo_dir().join("python/mod_rwsgi/__init__.py")).unwrap();
+    let version = init
+        .lines()
+        .find_map(|l| l.strip_prefix("__version__ = "))
+        .expect("__version__ in python/mod_rwsgi/__init__.py")
+        .trim_matches('"');
+    assert_eq!(version, env!("CARGO_PKG_VERSION"));
+    let pyproject = fs::read_to_string(repo_dir().join("pyproject.toml")).unwrap();
+    assert!(
+        pyproject.contains(r#"version = { attr = "mod_rwsgi.__version__" }"#),
+        "pyproject.toml must take its version from mod_rwsgi.__version__"
+    );
+    let changelog = fs::read_to_string(repo_dir().join("debian/changelog")).unwrap();
+    let first = changelog.lines().next().unwrap_or_default();
+    assert!(
+        first.starts_with(&format!("mod-rwsgi ({}) ", env!("CARGO_PKG_VERSION"))),
+        "debian/changelog's latest entry is not the crate's version: {first}"
+    );
+}
+
+/// setup.py's check before cargo runs: each missing tool is one line saying how to get it.
+#[test]
+fn build_check_names_missing_cargo_apxs_and_libclang() {
+    let home = TempDir::new("no-cargo-home");
+    let check = repo_dir().join("build_support/check_build_env.py");
+    let out = Command::new("/usr/bin/python3")
+        .arg(&check)
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("HOME", home.path())
+        .env("APXS", "/nonexistent/apxs")
+        .env("LIBCLANG_PATH", home.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let said = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = said.lines().collect();
+    assert_eq!(lines.len(), 3, "{said}");
+    assert!(
+        lines[0].contains("cargo (Rust >= 1.85) not found") && lines[0].contains("rustup"),
+        "{said}"
+    );
+    assert!(
+        lines[1].contains("APXS=/nonexistent/apxs is not an executable")
+            && lines[1].contains("apt-get install apache2-dev"),
+        "{said}"
+    );
+    assert!(
+        lines[2].contains("has no libclang*.so*") && lines[2].contains("bindgen"),
+        "{said}"
+    );
+
+    // rustup's cargo is found in ~/.cargo/bin even when PATH lacks it; with everything
+    // present there is nothing to say.
+    let real_home = std::env::var("HOME").unwrap();
+    let out = Command::new("/usr/bin/python3")
+        .arg(&check)
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("HOME", &real_home)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success() && out.stderr.is_empty(),
+        "{}",
+        text(&out)
+    );
+}
