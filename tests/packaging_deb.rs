@@ -420,6 +420,34 @@ fn make_deb_builds_a_package_that_installs_serves_the_guide_config_and_purges_cl
         assert!(maps.contains(MODULE), "Apache did not map {MODULE}");
     }
 
+    // The packaged rwsgi-express names the installed module; a copy of it in a venv where
+    // pip put a module prefers that one and the venv (the pip route's layout).
+    let express_config = run_ok(Command::new("/usr/bin/rwsgi-express").arg("module-config"));
+    assert_eq!(
+        express_config,
+        format!("LoadModule rwsgi_module {MODULE}\n")
+    );
+    let venv = tmp.path().join("venv");
+    let server = venv.join(format!(
+        "lib/python{py_version}/site-packages/mod_rwsgi/server"
+    ));
+    fs::create_dir_all(&server).unwrap();
+    fs::create_dir_all(venv.join("bin")).unwrap();
+    fs::write(venv.join("pyvenv.cfg"), "home = /usr/bin\n").unwrap();
+    fs::copy("/usr/bin/rwsgi-express", venv.join("bin/rwsgi-express")).unwrap();
+    let venv_module = server.join("mod_rwsgi.cpython-3XY-test.so");
+    fs::copy(MODULE, &venv_module).unwrap();
+    let express_config = run_ok(Command::new(venv.join("bin/rwsgi-express")).arg("module-config"));
+    assert_eq!(
+        express_config,
+        format!(
+            "LoadModule rwsgi_module {}\nWSGIPythonHome {}\n",
+            venv_module.display(),
+            venv.display()
+        ),
+        "the venv's module and the venv, not {MODULE}"
+    );
+
     // Remove: the module is disabled and gone, the conffiles stay; purge: nothing is left.
     let out = dpkg(&["-r", PACKAGE]);
     assert!(out.status.success(), "dpkg -r: {}", text(&out));
