@@ -121,7 +121,7 @@ install-conf:
 # copy of the tree in build/deb/src (dpkg-buildpackage writes its results next to the source
 # and cleans the tree), mtimes kept and cargo's output cached in target/deb, so a rebuild of
 # unchanged sources is quick. -d: cargo comes from rustup here, not from a Debian package.
-DEB_BUILD_PACKAGES := debhelper dpkg-dev build-essential apache2-dev python3-dev libpython3-dev clang libclang-dev
+DEB_BUILD_PACKAGES := debhelper dpkg-dev build-essential apache2-dev python3-dev libpython3-dev clang libclang-dev help2man
 DEB_VERSION = $(shell dpkg-parsechangelog -S Version)
 DEB_ARCH = $(shell dpkg --print-architecture)
 DEB := build/deb/libapache2-mod-rwsgi_$(DEB_VERSION)_$(DEB_ARCH).deb
