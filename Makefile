@@ -4,6 +4,8 @@
 #   make test-venv  the venv (Webware, Flask, Django from PyPI) the tests serve; make test runs it
 #   make serve      (see README) serve an example app
 #   make install    install the module into Apache through apxs
+#   make deb        the Debian package build/deb/libapache2-mod-rwsgi_<version>_<arch>.deb
+#   make test-packaging  the pip (sdist in a venv) and .deb routes end to end (minutes)
 #   make bench      static vs mod_wsgi vs mod_rwsgi with wrk (docs/PERFORMANCE.md)
 #   make soak       memory soak: a million requests and leak checks (minutes)
 # Options: PYTHON=/path/to/python3 (default: the system /usr/bin/python3), APXS=/path/to/apxs
@@ -23,7 +25,7 @@ export RWSGI_SO := $(CURDIR)/$(SO)
 
 DEB_PACKAGES := apache2 apache2-dev clang libclang-dev python3-dev python3-venv iproute2
 
-.PHONY: all build deps check-python test test-venv soak unit-test integration-test lint install serve clean
+.PHONY: all build deps check-python test test-venv soak unit-test integration-test lint install serve clean deb deb-deps test-packaging
 
 all: build
 
@@ -95,12 +97,51 @@ lint:
 	$(CARGO) fmt --check
 	$(CARGO) clippy --release --all-targets -- -D warnings
 
+# `make install`: the module through apxs (into its LIBEXECDIR), then rwsgi.load and
+# rwsgi.conf into $(APACHE_CONFDIR)/mods-available for a2enmod, the .load pointing at
+# $(MODULE_INSTALL_PATH). tests/packaging.rs runs install-conf into a copy of /etc/apache2.
+APACHE_CONFDIR ?= /etc/apache2
+MODULE_INSTALL_PATH ?= $(shell $(APXS) -q LIBEXECDIR 2>/dev/null)/mod_rwsgi.so
+.PHONY: install-conf
 install: build
 	$(APXS) -i -n rwsgi $(SO)
-	@if [ -d /etc/apache2/mods-available ]; then \
-	  install -m 644 apache/rwsgi.load /etc/apache2/mods-available/rwsgi.load; \
-	  install -m 644 apache/rwsgi.conf /etc/apache2/mods-available/rwsgi.conf; \
-	  echo "enable with: a2enmod rwsgi"; fi
+	@$(MAKE) --no-print-directory install-conf
+
+install-conf:
+	@if [ -d "$(APACHE_CONFDIR)/mods-available" ]; then \
+	  sed 's|^LoadModule rwsgi_module .*|LoadModule rwsgi_module $(MODULE_INSTALL_PATH)|' \
+	    apache/rwsgi.load > "$(APACHE_CONFDIR)/mods-available/rwsgi.load" && \
+	  chmod 644 "$(APACHE_CONFDIR)/mods-available/rwsgi.load" && \
+	  install -m 644 apache/rwsgi.conf "$(APACHE_CONFDIR)/mods-available/rwsgi.conf" && \
+	  echo "installed $(APACHE_CONFDIR)/mods-available/rwsgi.{load,conf}; enable with: a2enmod rwsgi"; \
+	else echo "no $(APACHE_CONFDIR)/mods-available (not a Debian-style Apache): add to httpd.conf:"; \
+	  echo "  LoadModule rwsgi_module $(MODULE_INSTALL_PATH)"; fi
+
+# The Debian package (debian/: dh with the apache2 addon, cargo called directly). Built from a
+# copy of the tree in build/deb/src (dpkg-buildpackage writes its results next to the source
+# and cleans the tree), mtimes kept and cargo's output cached in target/deb, so a rebuild of
+# unchanged sources is quick. -d: cargo comes from rustup here, not from a Debian package.
+DEB_BUILD_PACKAGES := debhelper dpkg-dev build-essential apache2-dev python3-dev libpython3-dev clang libclang-dev help2man
+DEB_VERSION = $(shell dpkg-parsechangelog -S Version)
+DEB_ARCH = $(shell dpkg --print-architecture)
+DEB := build/deb/libapache2-mod-rwsgi_$(DEB_VERSION)_$(DEB_ARCH).deb
+deb-deps:
+	$(call install_missing,$(DEB_BUILD_PACKAGES))
+
+deb: deb-deps
+	@command -v $(CARGO) >/dev/null || { echo "mod_rwsgi: cargo not found; install Rust (rustup)" >&2; exit 1; }
+	rm -rf build/deb && mkdir -p build/deb/src
+	tar -C $(CURDIR) --exclude=./target --exclude=./build --exclude=./.git --exclude=./fuzz/target \
+	  --exclude='*.egg-info' -cf - . | tar -C build/deb/src -xf -
+	cd build/deb/src && CARGO_TARGET_DIR=$(CURDIR)/target/deb dpkg-buildpackage -b -us -uc -d
+	@test -f $(DEB) && echo "built $(DEB)"
+
+# The pip and Debian routes end to end (tests/packaging_pip.rs, tests/packaging_deb.rs): each
+# does a release build, so they are not part of `make test`; .ci/run runs them after it.
+PACKAGING_PACKAGES := $(DEB_BUILD_PACKAGES) lintian python3-venv
+test-packaging: deps build test-venv
+	$(call install_missing,$(PACKAGING_PACKAGES))
+	$(CARGO) test --release --test packaging_pip --test packaging_deb -- --ignored --test-threads=1
 
 # rwsgi-express (src/bin/rwsgi-express.rs) and the example app it serves for `make serve`.
 EXPRESS := $(CARGO_TARGET_DIR)/release/rwsgi-express

@@ -2,8 +2,11 @@
 //! (never a hard-coded path), generates the raw bindings with bindgen, compiles the
 //! tiny C shim for macros Rust cannot call, and records which Python the module embeds.
 
+#[path = "build_support/rpath.rs"]
+mod rpath;
+
 use std::env;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn tool_output(program: &str, args: &[&str]) -> String {
@@ -38,6 +41,19 @@ fn main() {
     println!("cargo:rerun-if-env-changed=APXS");
     println!("cargo:rerun-if-env-changed=APR_CONFIG");
     println!("cargo:rerun-if-env-changed=PYO3_PYTHON");
+    println!("cargo:rerun-if-env-changed=PYO3_BUILD_EXTENSION_MODULE");
+    println!("cargo:rerun-if-env-changed=RWSGI_NO_RPATH");
+    println!("cargo:rerun-if-changed=build_support/rpath.rs");
+
+    // pyo3 leaves libpython out of a Python extension module: Apache could not load that.
+    if env::var_os("PYO3_BUILD_EXTENSION_MODULE").is_some() {
+        panic!(
+            "mod_rwsgi build: PYO3_BUILD_EXTENSION_MODULE is set, which builds without \
+             libpython; an Apache module must link libpython. Unset it (maturin and \
+             setuptools-rust's PyO3 binding set it: package with setuptools-rust's \
+             NoBinding, see pyproject.toml)"
+        );
+    }
 
     let apxs = env::var("APXS").unwrap_or_else(|_| "apxs".to_string());
     let httpd_include = tool_output(&apxs, &["-q", "INCLUDEDIR"]);
@@ -99,17 +115,23 @@ fn main() {
     }
     shim.compile("rwsgi_shim");
 
-    // libpython: pyo3-ffi links it (DT_NEEDED); the rpath points the .so at the
-    // LIBDIR of the very Python it was built against.
+    // libpython: pyo3-ffi links it (DT_NEEDED).
     let py = pyo3_build_config::get();
-    if py.shared() {
-        pyo3_build_config::add_libpython_rpath_link_args();
-    } else {
+    if !py.shared() {
         panic!(
             "mod_rwsgi build: the Python at {} has no shared libpython; embedding needs one \
              (Debian: apt-get install libpython3-dev; pyenv: PYTHON_CONFIGURE_OPTS=--enable-shared)",
             py.executable().unwrap_or("?")
         );
+    }
+    // The rpath points the .so at the LIBDIR of the very Python it was built against, where
+    // the loader would not look by itself.
+    let target = env::var("TARGET").unwrap_or_default();
+    let no_rpath = env::var("RWSGI_NO_RPATH").ok();
+    if let Some(lib_dir) = py.lib_dir() {
+        if rpath::wants_rpath(Path::new(lib_dir), &target, no_rpath.as_deref()) {
+            println!("cargo:rustc-link-arg=-Wl,-rpath,{lib_dir}");
+        }
     }
     println!(
         "cargo:rustc-env=RWSGI_BUILD_PYTHON_VERSION={}.{}",

@@ -4,7 +4,8 @@
 //! - `start-server APP.wsgi` writes a self-contained server root (httpd.conf, apachectl,
 //!   logs, sockets) and runs `apache2 -DFOREGROUND` until Ctrl-C or SIGTERM.
 //! - `setup-server APP.wsgi` writes the same server root and an `apachectl` to run it later.
-//! - `module-config` prints the LoadModule line for a system Apache.
+//! - `module-config` prints the LoadModule line for a system Apache (and WSGIPythonHome
+//!   when pip installed it into a venv).
 //!
 //! Problems the user can fix (a missing script, a busy port, an unreadable directory) are
 //! one line on stderr and exit status 1.
@@ -90,10 +91,16 @@ fn module_config(args: &ModuleArgs) -> Result<u8, Fail> {
         apache_word(&module.display().to_string())
     );
     // The module embeds the Python it was built against; only another installation or a
-    // virtual environment needs saying.
-    if let Some(home) = &args.python_home {
-        let home = std::fs::canonicalize(home)
-            .map_err(|e| Fail(format!("--python-home {}: {e}", home.display())))?;
+    // virtual environment needs saying: `--python-home`, else the venv pip installed this
+    // command into (as mod_wsgi-express prints its sys.prefix).
+    let home = match &args.python_home {
+        Some(home) => Some(
+            std::fs::canonicalize(home)
+                .map_err(|e| Fail(format!("--python-home {}: {e}", home.display())))?,
+        ),
+        None => site::own_venv(),
+    };
+    if let Some(home) = home {
         println!(
             "WSGIPythonHome {}",
             apache_word(&home.display().to_string())

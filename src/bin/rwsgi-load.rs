@@ -25,6 +25,7 @@ use clap::Parser;
 #[derive(Parser, Debug)]
 #[command(
     name = "rwsgi-load",
+    version,
     about = "Bounded HTTP load with restarts: counts failed requests and latency"
 )]
 struct Args {

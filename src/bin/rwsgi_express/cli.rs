@@ -83,7 +83,8 @@ pub struct ServerArgs {
     #[arg(long)]
     pub group: Option<String>,
 
-    /// Python installation or virtual environment the daemon uses (python-home=).
+    /// Python installation or virtual environment the daemon uses (python-home=; default:
+    /// the venv this command was pip-installed into, if any).
     #[arg(long, value_name = "DIR")]
     pub python_home: Option<PathBuf>,
 
@@ -120,7 +121,8 @@ pub struct ModuleArgs {
     #[arg(long, value_name = "PATH")]
     pub module: Option<PathBuf>,
 
-    /// Also print a WSGIPythonHome line for this Python installation or virtual environment.
+    /// Also print a WSGIPythonHome line for this Python installation or virtual environment
+    /// (default: the venv this command was pip-installed into, if any).
     #[arg(long, value_name = "DIR")]
     pub python_home: Option<PathBuf>,
 }

@@ -104,7 +104,8 @@ pub fn resolve(args: &ServerArgs, start: bool) -> Result<Site, Fail> {
             }
             Some(abs)
         }
-        None => None,
+        // Installed into a venv by pip: serve with that venv, as module-config says.
+        None => own_venv(),
     };
     check_url("--mount-point", &args.mount_point)?;
     let mount_point = match args.mount_point.trim_end_matches('/') {
@@ -227,7 +228,9 @@ fn application(args: &ServerArgs) -> Result<App, Fail> {
     })
 }
 
-/// The module to load: `--module`, else the installed one, else this checkout's build.
+/// The module to load: `--module`, else the one pip installed beside this command (a venv's
+/// or a `--user` install's, built for that Python), else the system's, else this checkout's
+/// build.
 pub fn find_module(given: Option<&Path>) -> Result<PathBuf, Fail> {
     if let Some(p) = given {
         let abs = existing(p, "--module")?;
@@ -236,13 +239,23 @@ pub fn find_module(given: Option<&Path>) -> Result<PathBuf, Fail> {
         }
         return Ok(abs);
     }
-    let mut looked = vec![PathBuf::from(INSTALLED_MODULE)];
-    if let Ok(exe) = std::env::current_exe() {
-        // target/<dir>/release/rwsgi-express, or target/release/rwsgi-express.
-        if let Some(bin_dir) = exe.parent() {
-            looked.push(bin_dir.join("../../../build/mod_rwsgi.so"));
-            looked.push(bin_dir.join("../../build/mod_rwsgi.so"));
+    let exe = std::env::current_exe().ok();
+    let bin_dir = exe.as_deref().and_then(Path::parent);
+    let mut looked = Vec::new();
+    if let Some(bin_dir) = bin_dir {
+        for dir in pip_module_dirs(bin_dir, env!("RWSGI_BUILD_PYTHON_VERSION")) {
+            if let Some(found) = module_in(&dir) {
+                return fs::canonicalize(&found)
+                    .map_err(|e| Fail(format!("{}: {e}", found.display())));
+            }
+            looked.push(dir.join("mod_rwsgi*.so"));
         }
+    }
+    looked.push(PathBuf::from(INSTALLED_MODULE));
+    if let Some(bin_dir) = bin_dir {
+        // target/<dir>/release/rwsgi-express, or target/release/rwsgi-express.
+        looked.push(bin_dir.join("../../../build/mod_rwsgi.so"));
+        looked.push(bin_dir.join("../../build/mod_rwsgi.so"));
     }
     if let Ok(cwd) = std::env::current_dir() {
         looked.push(cwd.join("build/mod_rwsgi.so"));
@@ -254,9 +267,56 @@ pub fn find_module(given: Option<&Path>) -> Result<PathBuf, Fail> {
     }
     let list: Vec<String> = looked.iter().map(|p| p.display().to_string()).collect();
     Err(Fail(format!(
-        "mod_rwsgi.so not found (looked at {}); build it with `make` or pass --module PATH",
+        "mod_rwsgi.so not found (looked at {}); build it with `make`, install it with \
+         `pip install mod-rwsgi` or pass --module PATH",
         list.join(", ")
     )))
+}
+
+/// Where `pip install` puts the module when this command is in `bin_dir`: the Python
+/// package `mod_rwsgi/server/` in `lib/pythonX.Y/{site,dist}-packages` beside `bin/`
+/// (a venv, `--user` or `--prefix`).
+fn pip_module_dirs(bin_dir: &Path, python_version: &str) -> Vec<PathBuf> {
+    let lib = bin_dir
+        .join("..")
+        .join("lib")
+        .join(format!("python{python_version}"));
+    ["site-packages", "dist-packages"]
+        .iter()
+        .map(|packages| lib.join(packages).join("mod_rwsgi").join("server"))
+        .collect()
+}
+
+/// The built module in a `mod_rwsgi/server` directory (`mod_rwsgi.cpython-3XY-….so`).
+fn module_in(dir: &Path) -> Option<PathBuf> {
+    let mut found: Vec<PathBuf> = fs::read_dir(dir)
+        .ok()?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| {
+            p.is_file()
+                && p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("mod_rwsgi") && n.ends_with(".so"))
+        })
+        .collect();
+    found.sort();
+    found.into_iter().next()
+}
+
+/// The virtual environment this command belongs to (`bin/..` holding `pyvenv.cfg`).
+pub fn own_venv() -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    venv_of(exe.parent()?)
+}
+
+fn venv_of(bin_dir: &Path) -> Option<PathBuf> {
+    let root = bin_dir.parent()?;
+    if root.join("pyvenv.cfg").is_file() {
+        fs::canonicalize(root).ok()
+    } else {
+        None
+    }
 }
 
 /// `path` made absolute and canonical, or a one-line error naming `what`.
@@ -645,4 +705,63 @@ fn copy_rec(
         fs::set_permissions(dest, fs::Permissions::from_mode(mode)).map_err(io(dest))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A fresh directory under the system temp dir, removed on drop.
+    struct Scratch(PathBuf);
+    impl Scratch {
+        fn new(tag: &str) -> Scratch {
+            let dir = std::env::temp_dir()
+                .join(format!("rwsgi-express-unit-{tag}-{}", std::process::id()));
+            let _ = fs::remove_dir_all(&dir);
+            fs::create_dir_all(&dir).unwrap();
+            Scratch(dir)
+        }
+    }
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+
+    #[test]
+    fn the_module_pip_installed_in_a_venv_is_found_from_its_bin_dir() {
+        let venv = Scratch::new("venv");
+        let server = venv.0.join("lib/python3.11/site-packages/mod_rwsgi/server");
+        fs::create_dir_all(&server).unwrap();
+        fs::create_dir_all(venv.0.join("bin")).unwrap();
+        let dirs = pip_module_dirs(&venv.0.join("bin"), "3.11");
+        assert_eq!(
+            module_in(&dirs[0]),
+            None,
+            "an empty server/ dir has no module"
+        );
+        fs::write(server.join("__init__.py"), "").unwrap();
+        fs::write(server.join("mod_rwsgi.cpython-311-x86_64-linux-gnu.so"), "").unwrap();
+        assert_eq!(
+            module_in(&dirs[0]).map(|p| fs::canonicalize(p).unwrap()),
+            Some(server.join("mod_rwsgi.cpython-311-x86_64-linux-gnu.so"))
+        );
+        // Another Python version's lib dir is not looked at.
+        let other = pip_module_dirs(&venv.0.join("bin"), "3.12");
+        assert!(other.iter().all(|d| module_in(d).is_none()));
+        // dist-packages (Debian's /usr/local layout) is looked at too.
+        assert!(dirs[1].ends_with("lib/python3.11/dist-packages/mod_rwsgi/server"));
+    }
+
+    #[test]
+    fn a_venv_is_recognised_by_its_pyvenv_cfg() {
+        let venv = Scratch::new("cfg");
+        fs::create_dir_all(venv.0.join("bin")).unwrap();
+        assert_eq!(venv_of(&venv.0.join("bin")), None);
+        fs::write(venv.0.join("pyvenv.cfg"), "home = /usr/bin\n").unwrap();
+        assert_eq!(
+            venv_of(&venv.0.join("bin")),
+            Some(fs::canonicalize(&venv.0).unwrap())
+        );
+    }
 }
