@@ -275,7 +275,27 @@ unsafe extern "C" fn set_directive(
             let Some(mut directive) = (unsafe { ApacheDirective::from_raw(cmd) }) else {
                 return c"mod_rwsgi: directive without context".as_ptr();
             };
-            let raw_args = crate::apache::pool::cstr_to_string(args).unwrap_or_default();
+            let raw_args = if args.is_null() {
+                String::new()
+            } else {
+                // SAFETY: Apache passes the directive's arguments as a NUL-terminated string
+                // that outlives this call.
+                let bytes = unsafe { std::ffi::CStr::from_ptr(args) }.to_bytes();
+                match std::str::from_utf8(bytes) {
+                    Ok(text) => text.to_owned(),
+                    // A path with other bytes would silently name another file: refuse it.
+                    Err(e) => {
+                        let msg = format!(
+                            "{}: the arguments are not valid UTF-8 (byte {} of '{}'); mod_rwsgi \
+                             takes paths and names in UTF-8",
+                            directive.name(),
+                            e.valid_up_to(),
+                            bytes.escape_ascii()
+                        );
+                        return directive.error(&msg);
+                    }
+                }
+            };
             // SAFETY: for directives allowed in directory context, Apache passes the dir config
             // that create_dir_config made (a DirConfig); it is exclusively ours during the call.
             let dir = unsafe { mconfig.cast::<DirConfig>().as_mut() };

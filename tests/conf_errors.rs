@@ -211,3 +211,25 @@ fn empty_quoted_values_pass_configtest() {
         .configtest();
     assert!(ok, "{out}");
 }
+
+#[test]
+fn non_utf8_arguments_are_refused_naming_the_directive() {
+    let config = ApacheConfig::new("nonutf8");
+    let path = config.write();
+    let mut conf = std::fs::read(&path).unwrap();
+    conf.extend_from_slice(b"WSGIScriptAlias /app /srv/caf\xe9.wsgi\n");
+    std::fs::write(&path, conf).unwrap();
+    let out = std::process::Command::new(common::APACHE_BIN)
+        .arg("-t")
+        .arg("-f")
+        .arg(&path)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        text.contains("WSGIScriptAlias: the arguments are not valid UTF-8")
+            && text.contains("xe9.wsgi"),
+        "{text}"
+    );
+}
