@@ -347,11 +347,29 @@ fn flushes_during_big_response(options: &str) -> usize {
         "DumpIOOutput On\nLogLevel info dumpio:trace7\n",
     );
     let apache = config.start();
-    let before = apache.error_log().matches("(metadata-FLUSH)").count();
+    let log = apache.error_log();
+    let (flushes, ends) = (
+        log.matches("(metadata-FLUSH)").count(),
+        log.matches("(metadata-EOS)").count(),
+    );
     let resp = apache.get("/app/big?mb=4");
     assert_with_log!(apache, resp.status == 200, "status {}", resp.status);
     assert_eq!(resp.body.len(), 4 * 1024 * 1024);
-    apache.error_log().matches("(metadata-FLUSH)").count() - before
+    // The client may have the whole body before the last flush passed the filters: count
+    // once the response's end (EOS) went through too.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let log = apache.error_log();
+        if log.matches("(metadata-EOS)").count() > ends {
+            return log.matches("(metadata-FLUSH)").count() - flushes;
+        }
+        assert_with_log!(
+            apache,
+            Instant::now() < deadline,
+            "no EOS logged by mod_dumpio"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 #[test]

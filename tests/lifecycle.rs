@@ -195,7 +195,7 @@ fn sigint_restarts_gracefully_and_finishes_the_request_in_flight() {
         "{log}"
     );
     apache.wait_for_log(
-        &format!("(pid {pid}) exited with status 0 after being replaced"),
+        &format!("(pid {pid}) exited with status 86 (a planned restart) after being replaced"),
         Duration::from_secs(5),
     );
 }

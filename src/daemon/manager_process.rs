@@ -24,6 +24,7 @@ use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 
 use crate::daemon::control::{self, ControlMessage, Script};
+use crate::daemon::exit::DaemonExit;
 use crate::daemon::process::{self as daemon_process, DaemonPlan};
 use crate::daemon::spawn::{self, ChildSetup};
 use crate::daemon::supervisor::SlotHistory;
@@ -222,8 +223,9 @@ impl Manager {
         // leaves through _exit.
         match unsafe { nix::unistd::fork() } {
             Ok(nix::unistd::ForkResult::Child) => {
-                let code =
-                    std::panic::catch_unwind(move || daemon_process::run(plan)).unwrap_or(70);
+                let code = std::panic::catch_unwind(move || daemon_process::run(plan))
+                    .unwrap_or(DaemonExit::Panicked)
+                    .code();
                 // SAFETY: _exit skips destructors of state copied from the manager.
                 unsafe { libc::_exit(code) };
             }
@@ -407,7 +409,11 @@ impl Manager {
         if self.groups[g].replacing.is_some_and(|(slot, _)| slot == s) {
             self.groups[g].replacing = None;
         }
-        let planned = matches!(death, Death::Exited(daemon_process::EXIT_PLANNED_RESTART));
+        let exit = match death {
+            Death::Exited(code) => DaemonExit::from_code(code),
+            _ => None,
+        };
+        let planned = exit.is_some_and(DaemonExit::is_orderly);
         let slot = &mut self.groups[g].slots[s];
         let delay = slot.history.on_death(Instant::now(), planned);
         let quick = slot.history.quick_deaths;
@@ -418,8 +424,7 @@ impl Manager {
                 logging::Level::Error
             },
             &format!(
-                "mod_rwsgi: daemon process '{name}' #{s} (pid {pid}) {death}{}; restarting{}",
-                if planned { " (a planned restart)" } else { "" },
+                "mod_rwsgi: daemon process '{name}' #{s} (pid {pid}) {death}; restarting{}",
                 if delay.is_zero() {
                     String::new()
                 } else {
@@ -588,7 +593,15 @@ enum Death {
 impl std::fmt::Display for Death {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Death::Exited(code) => write!(f, "exited with status {code}"),
+            Death::Exited(code) => {
+                write!(f, "exited with status {code}")?;
+                match DaemonExit::from_code(*code) {
+                    Some(DaemonExit::PlannedRestart) => f.write_str(" (a planned restart)"),
+                    Some(DaemonExit::Unprepared) => f.write_str(" (it could not prepare to run)"),
+                    Some(DaemonExit::Panicked) => f.write_str(" (a mod_rwsgi panic)"),
+                    _ => Ok(()),
+                }
+            }
             Death::Killed(sig) => write!(f, "was killed by {}", sig.as_str()),
         }
     }

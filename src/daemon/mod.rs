@@ -5,6 +5,7 @@
 //! `worker`). Nothing here calls Apache: what needs Apache is passed in by `module.rs`.
 
 pub mod control;
+pub mod exit;
 pub mod listener;
 pub mod manager_process;
 pub mod process;

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{SigSet, Signal};
 
 use crate::daemon::control::ControlMessage;
+use crate::daemon::exit::DaemonExit;
 use crate::daemon::spawn::{self, ChildSetup};
 use crate::daemon::worker::{ServeSettings, Server};
 use crate::logging;
@@ -58,17 +59,13 @@ pub struct Timers {
     pub startup_timeout: Option<Duration>,
 }
 
-/// Exit status of a daemon that stops on purpose to be replaced: the manager restarts it
-/// at once, without crash-loop backoff.
-pub const EXIT_PLANNED_RESTART: i32 = 0;
-
 /// Sent by a worker thread to the main thread: a restart was requested, act now rather
 /// than at the next tick. Otherwise unused by daemons.
 pub const WAKE_SIGNAL: Signal = Signal::SIGURG;
 
 /// Runs the daemon; returns the exit code. The caller must `_exit` with it and never return
 /// into Apache.
-pub fn run(plan: DaemonPlan) -> i32 {
+pub fn run(plan: DaemonPlan) -> DaemonExit {
     let parent = nix::unistd::getppid();
     // The backoff comes before the other steps, so a daemon that fails even to prepare
     // cannot crash-loop; Apache's signal handlers and descriptors are dropped first.
@@ -86,7 +83,7 @@ pub fn run(plan: DaemonPlan) -> i32 {
     crate::heap::limit_malloc_arenas();
     if let Err(e) = spawn::prepare_child(&plan.setup) {
         critical(&plan, &e.to_string());
-        return 2;
+        return DaemonExit::Unprepared;
     }
     // Signals are taken by the main thread with sigtimedwait; every thread inherits this
     // mask. SIGPIPE is ignored so a closed socket is an EPIPE error, not death.
@@ -132,14 +129,14 @@ pub fn run(plan: DaemonPlan) -> i32 {
         Ok(s) => s,
         Err(e) => {
             critical(&plan, &e.to_string());
-            return 1;
+            return DaemonExit::Failed;
         }
     };
     let threads = match server.start() {
         Ok(t) => t,
         Err(e) => {
             critical(&plan, &format!("cannot start threads: {e}"));
-            return 1;
+            return DaemonExit::Failed;
         }
     };
     logging::info(&format!(
@@ -210,8 +207,13 @@ pub fn run(plan: DaemonPlan) -> i32 {
             std::process::id(),
             stop.reason
         ));
-        return 1;
+        return DaemonExit::Failed;
     }
+    let orderly = if matches!(stop.kind, StopKind::Shutdown) {
+        DaemonExit::Stopped
+    } else {
+        DaemonExit::PlannedRestart
+    };
     let drain = match stop.kind {
         StopKind::Shutdown => plan.shutdown_timeout,
         StopKind::Graceful => plan.graceful_timeout,
@@ -240,7 +242,7 @@ pub fn run(plan: DaemonPlan) -> i32 {
             server.active(),
             drain.as_secs()
         ));
-        return EXIT_PLANNED_RESTART;
+        return orderly;
     }
     for t in threads {
         let _ = t.join();
@@ -248,7 +250,7 @@ pub fn run(plan: DaemonPlan) -> i32 {
     if server.host().is_some() {
         python::shutdown();
     }
-    0
+    orderly
 }
 
 /// Logs why this daemon cannot serve, naming its group and PID.
