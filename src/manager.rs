@@ -248,8 +248,8 @@ pub(crate) fn start_daemons(pool: Pool, s: *mut ffi::server_rec) -> Result<(), S
         );
     }
     spawn_manager(generation, Duration::ZERO);
-    slot.daemons = targets;
-    slot.listener_fds = fds;
+    let _ = slot.daemons.set(targets);
+    *slot.listener_fds.lock().unwrap_or_else(|e| e.into_inner()) = fds;
     Ok(())
 }
 

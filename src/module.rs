@@ -6,6 +6,7 @@ use std::ffi::{CStr, c_void};
 use std::os::raw::{c_char, c_int};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::ptr;
+use std::sync::{Mutex, OnceLock};
 
 use crate::apache::directive::{Directive as ApacheDirective, Forbid};
 use crate::apache::log::{self, Level};
@@ -16,17 +17,21 @@ use crate::ffi;
 
 /// Per-server config slot. `global` is only used in the main server's slot: it holds the
 /// server-wide settings (daemon groups, Python home ...) of one configuration generation.
+///
+/// `global` and `server` are written only while the configuration is read (one thread);
+/// afterwards the slot is shared read-only by every request thread, and the few facts set
+/// later are set once (`OnceLock`) or taken under a lock.
 #[derive(Default)]
 pub struct ServerSlot {
     pub global: GlobalConfig,
     pub server: ServerConfig,
     /// Daemon groups started by post_config (main server slot only); Apache children
     /// inherit it and use it to reach the daemons.
-    pub daemons: Vec<crate::handler::DaemonTarget>,
+    pub daemons: OnceLock<Vec<crate::handler::DaemonTarget>>,
     /// The parent's listening sockets, closed in each Apache child.
-    pub listener_fds: Vec<i32>,
+    pub listener_fds: Mutex<Vec<i32>>,
     /// Python settings for embedded mode (main server slot only; set in post_config).
-    pub embedded: crate::handler::embedded::EmbeddedSettings,
+    pub embedded: OnceLock<crate::handler::embedded::EmbeddedSettings>,
 }
 
 /// Runs `f`, turning a panic into `fallback` and an error-log line: a panic must never
@@ -244,8 +249,8 @@ unsafe extern "C" fn merge_server_config(
     })
 }
 
-/// The main server's slot of the configuration being read or just read.
-pub(crate) fn main_slot<'a>() -> Option<&'a mut ServerSlot> {
+/// The main server's slot of the configuration just read, shared (request time, hooks).
+pub(crate) fn main_slot() -> Option<&'static ServerSlot> {
     // SAFETY: ap_server_conf is set by Apache to the main server right after the config
     // tree is built, before any of our directives run, and stays valid for the generation.
     let main = unsafe { Server::from_raw(ffi::ap_server_conf) }?;
@@ -253,10 +258,20 @@ pub(crate) fn main_slot<'a>() -> Option<&'a mut ServerSlot> {
     unsafe { main.module_config::<ServerSlot>(module_ptr()) }
 }
 
-/// The slot of a given server.
-pub(crate) fn server_slot<'a>(s: Server) -> Option<&'a mut ServerSlot> {
+/// The slot of a given server, shared.
+pub(crate) fn server_slot(s: Server) -> Option<&'static ServerSlot> {
     // SAFETY: our slot in every server holds a ServerSlot (create/merge_server_config).
     unsafe { s.module_config::<ServerSlot>(module_ptr()) }
+}
+
+/// The slot of `s`, to change from a directive callback.
+///
+/// # Safety
+/// Only from a directive callback (Apache reads the configuration on one thread and runs
+/// no request meanwhile), dropping the reference before the callback returns.
+unsafe fn configuring_slot(s: Server) -> Option<&'static mut ServerSlot> {
+    // SAFETY: our slot holds a ServerSlot; exclusivity is the caller's promise.
+    unsafe { s.module_config_mut::<ServerSlot>(module_ptr()) }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -359,45 +374,58 @@ fn apply_directive(
             ),
         );
     }
-    let global = main_slot().ok_or("mod_rwsgi: main server configuration missing")?;
     match info.target {
-        Target::Global => global
-            .global
-            .apply(parsed, &location)
-            .map_err(|e| e.to_string()),
+        Target::Global => with_global(|g| g.apply(parsed, &location).map_err(|e| e.to_string()))?,
         Target::Server => {
             if let Directive::ScriptAlias(alias) = &parsed {
                 if let Some(group) = alias.literal_process_group() {
-                    global.global.note_group_ref(group, info.name, &location);
+                    with_global(|g| g.note_group_ref(group, info.name, &location))?;
                 }
             }
             // SAFETY: cmd.server() is the server being configured, of this generation.
             let server = unsafe { Server::from_raw(cmd.server()) }
                 .ok_or("mod_rwsgi: directive outside a server")?;
-            let slot = server_slot(server).ok_or("mod_rwsgi: server configuration missing")?;
+            // SAFETY: a directive callback; no other reference to a slot is alive here (the
+            // main slot's borrow above has ended: for the main server it is this slot).
+            let slot = unsafe { configuring_slot(server) }
+                .ok_or("mod_rwsgi: server configuration missing")?;
             slot.server.apply(parsed).map_err(|e| e.to_string())
         }
         Target::Dir => {
             if let Directive::ProcessGroup(selector) = &parsed {
                 if let Some(group) = selector.literal_name() {
-                    global.global.note_group_ref(group, info.name, &location);
+                    with_global(|g| g.note_group_ref(group, info.name, &location))?;
                 }
             }
             if let Directive::TrustedProxies(_) | Directive::TrustedProxyHeaders(_) = &parsed {
                 // SAFETY: reading Apache's pointer to the main server, set before parsing.
                 let main = unsafe { ffi::ap_server_conf };
-                global.global.note_proxy_site(config::ProxySite {
+                let site = config::ProxySite {
                     proxies: matches!(parsed, Directive::TrustedProxies(_)),
                     server: cmd.server() as usize,
                     main_server: cmd.server() == main,
                     section: cmd.section_path(),
                     location: location.clone(),
-                });
+                };
+                with_global(|g| g.note_proxy_site(site))?;
             }
             let dir = dir.ok_or("mod_rwsgi: directive outside a directory configuration")?;
             dir.apply(parsed).map_err(|e| e.to_string())
         }
     }
+}
+
+/// Runs `f` on the server-wide configuration being read. Call only from a directive
+/// callback, holding no other slot reference.
+fn with_global<R>(f: impl FnOnce(&mut GlobalConfig) -> R) -> Result<R, String> {
+    // SAFETY: ap_server_conf is the main server of the configuration being read.
+    let main = unsafe { Server::from_raw(ffi::ap_server_conf) }
+        .ok_or("mod_rwsgi: main server configuration missing")?;
+    // SAFETY: directive callbacks run on Apache's one configuration thread; the borrow ends
+    // when `f` returns, before any other slot reference is made.
+    let slot =
+        unsafe { configuring_slot(main) }.ok_or("mod_rwsgi: main server configuration missing")?;
+    Ok(f(&mut slot.global))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -476,7 +504,7 @@ unsafe extern "C" fn post_config(
             return ffi::OK;
         };
         if let Some(slot) = main_slot() {
-            slot.embedded = embedded_settings(&slot.global);
+            let _ = slot.embedded.set(embedded_settings(&slot.global));
         }
         match crate::manager::start_daemons(pool, s) {
             Ok(()) => ffi::OK,
@@ -506,7 +534,9 @@ unsafe extern "C" fn child_init(pchild: *mut ffi::apr_pool_t, _s: *mut ffi::serv
         }
         // Apache children connect to daemons by path; they need no listening socket.
         if let Some(slot) = main_slot() {
-            for fd in slot.listener_fds.drain(..) {
+            let fds =
+                std::mem::take(&mut *slot.listener_fds.lock().unwrap_or_else(|e| e.into_inner()));
+            for fd in fds {
                 // SAFETY: these descriptors were created by post_config in the parent and
                 // are not used by anything in this Apache child.
                 unsafe { libc::close(fd) };
@@ -515,8 +545,10 @@ unsafe extern "C" fn child_init(pchild: *mut ffi::apr_pool_t, _s: *mut ffi::serv
             // Python starts now (as mod_wsgi does); otherwise only if an embedded request
             // comes. WSGIRestrictEmbedded On keeps Python out of Apache children entirely.
             if !slot.global.restrict_embedded && slot.global.daemon_groups.is_empty() {
-                slot.embedded = embedded_settings(&slot.global);
-                if let Err(e) = crate::handler::embedded::ensure_python(&slot.embedded) {
+                let embedded = slot
+                    .embedded
+                    .get_or_init(|| embedded_settings(&slot.global));
+                if let Err(e) = crate::handler::embedded::ensure_python(embedded) {
                     log::server(ptr::null(), Level::Error, &format!("mod_rwsgi: {e}"));
                 }
             }
@@ -547,8 +579,7 @@ unsafe extern "C" fn translate_name(r: *mut ffi::request_rec) -> c_int {
         let Some(mut req) = (unsafe { crate::apache::request::Request::from_raw(r) }) else {
             return ffi::DECLINED;
         };
-        // SAFETY: the request's server belongs to this generation.
-        let Some(server) = (unsafe { Server::from_raw(req.server()) }) else {
+        let Some(server) = req.server() else {
             return ffi::DECLINED;
         };
         match server_slot(server) {
@@ -568,22 +599,23 @@ unsafe extern "C" fn handler(r: *mut ffi::request_rec) -> c_int {
         };
         // SAFETY: our dir-config slot always holds a DirConfig.
         let dir = unsafe { req.dir_config::<DirConfig>(module_ptr()) };
-        // SAFETY: the request's server belongs to this generation.
-        let server = unsafe { Server::from_raw(req.server()) };
+        let server = req.server();
         let default_server = ServerConfig::default();
         let server_conf = server.and_then(server_slot).map(|s| &s.server);
         let default_embedded = crate::handler::embedded::EmbeddedSettings::default();
         let main = main_slot();
-        let groups = main.as_ref().map(|m| m.daemons.as_slice()).unwrap_or(&[]);
+        let groups = main
+            .and_then(|m| m.daemons.get())
+            .map(Vec::as_slice)
+            .unwrap_or(&[]);
         let ctx = crate::handler::HandlerContext {
             server: server_conf.unwrap_or(&default_server),
             dir,
             groups,
             embedded: main
-                .as_ref()
-                .map(|m| &m.embedded)
+                .and_then(|m| m.embedded.get())
                 .unwrap_or(&default_embedded),
-            restrict_embedded: main.as_ref().is_some_and(|m| m.global.restrict_embedded),
+            restrict_embedded: main.is_some_and(|m| m.global.restrict_embedded),
         };
         crate::handler::handle(&mut req, &ctx)
     })

@@ -74,10 +74,10 @@ fn log_raw(server: *const ffi::server_rec, level: c_int, msg: &str) {
 }
 
 /// Log against a request (adds the client address, as mod_wsgi's request-time lines do).
-pub(crate) fn request(r: *const ffi::request_rec, level: Level, msg: &str) {
+pub(crate) fn request(r: &crate::apache::request::Request<'_>, level: Level, msg: &str) {
     let text = to_cstring(msg);
-    // SAFETY: as in `log_raw`: constant "%s" format, one valid string argument; `r` is a
-    // live request owned by Apache for the duration of the call (callers' contract).
+    // SAFETY: as in `log_raw`: constant "%s" format, one valid string argument; `r` wraps
+    // the live request Apache passed to the running hook.
     unsafe {
         ffi::ap_log_rerror_(
             c"mod_rwsgi".as_ptr(),
@@ -85,7 +85,7 @@ pub(crate) fn request(r: *const ffi::request_rec, level: Level, msg: &str) {
             MODULE_INDEX.load(Ordering::Relaxed),
             raw_level(level),
             0,
-            r,
+            r.as_ptr(),
             c"%s".as_ptr(),
             text.as_ptr(),
         );

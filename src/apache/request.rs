@@ -70,8 +70,11 @@ impl<'r> Request<'r> {
         unsafe { Pool::from_raw(self.raw.pool) }.expect("request without pool")
     }
 
-    pub fn server(&self) -> *mut ffi::server_rec {
-        self.raw.server
+    /// The (virtual) server handling this request.
+    pub fn server(&self) -> Option<crate::apache::server::Server> {
+        // SAFETY: a live request's server is a server_rec of the current generation, live
+        // while the request runs.
+        unsafe { crate::apache::server::Server::from_raw(self.raw.server) }
     }
 
     pub fn method(&self) -> &[u8] {
@@ -446,8 +449,9 @@ impl<'r> Request<'r> {
     ///
     /// # Safety
     /// The slot must hold a `T` (created by that module's dir-config callbacks).
-    pub unsafe fn dir_config<'a, T>(&self, module: *const ffi::module) -> Option<&'a T> {
-        // SAFETY: caller guarantees the type; per_dir_config lives as long as the request.
+    pub unsafe fn dir_config<T>(&self, module: *const ffi::module) -> Option<&'r T> {
+        // SAFETY: caller guarantees the type; per_dir_config lives as long as the request
+        // ('r), and a merged dir config is not changed while the request runs.
         unsafe {
             ffi::ap_get_module_config(self.raw.per_dir_config, module)
                 .cast::<T>()

@@ -42,9 +42,24 @@ impl Server {
     /// # Safety
     /// `module` must be the module whose slot holds a `T` created by its server-config
     /// callbacks.
-    pub unsafe fn module_config<'a, T>(self, module: *const ffi::module) -> Option<&'a mut T> {
+    pub unsafe fn module_config<T>(self, module: *const ffi::module) -> Option<&'static T> {
         // SAFETY: caller guarantees the slot type; Apache keeps the vector for the
-        // generation.
+        // generation, and shared access is all this gives.
+        unsafe {
+            ffi::ap_get_module_config(self.rec().module_config, module)
+                .cast::<T>()
+                .as_ref()
+        }
+    }
+
+    /// This module's per-server config slot, to change while the configuration is read.
+    ///
+    /// # Safety
+    /// As [`Server::module_config`]; and only while Apache reads the configuration (one
+    /// thread, no request running, no other reference to the slot alive), with the
+    /// reference dropped before the directive callback returns.
+    pub unsafe fn module_config_mut<T>(self, module: *const ffi::module) -> Option<&'static mut T> {
+        // SAFETY: as above; exclusivity is the caller's promise.
         unsafe {
             ffi::ap_get_module_config(self.rec().module_config, module)
                 .cast::<T>()

@@ -198,7 +198,7 @@ impl Body {
                 Ok(_) => {}
                 Err(_) => {
                     log::request(
-                        r.as_ptr(),
+                        r,
                         Level::Info,
                         "mod_rwsgi: error reading the request body from the client",
                     );
@@ -278,7 +278,7 @@ pub fn encode_head<'a>(
         Ok(()) => Ok(head),
         Err(e) => {
             log::request(
-                r.as_ptr(),
+                r,
                 Level::Error,
                 &format!("mod_rwsgi: request too large for the daemon protocol: {e}"),
             );
@@ -337,7 +337,7 @@ pub fn serve(
                 Ok(c) => (c, false),
                 Err(e) if e.kind() == io::ErrorKind::TimedOut => {
                     log::request(
-                        r.as_ptr(),
+                        r,
                         Level::Error,
                         &format!(
                             "mod_rwsgi: timeout waiting for daemon process '{}' to answer the \
@@ -351,7 +351,7 @@ pub fn serve(
                 }
                 Err(e) => {
                     log::request(
-                        r.as_ptr(),
+                        r,
                         Level::Error,
                         &format!(
                             "mod_rwsgi: unable to connect to WSGI daemon process '{}' on '{}' \
@@ -377,7 +377,7 @@ pub fn serve(
             }
             Err(Failure::NotSent(e)) => {
                 log::request(
-                    r.as_ptr(),
+                    r,
                     Level::Error,
                     &format!(
                         "mod_rwsgi: cannot send the request to daemon process '{}': {e}",
@@ -391,7 +391,7 @@ pub fn serve(
                 // The other pooled connections most likely led to the same dead process.
                 drop_idle(&target.socket_path);
                 log::request(
-                    r.as_ptr(),
+                    r,
                     if reused { Level::Debug } else { Level::Info },
                     &format!(
                         "mod_rwsgi: daemon process '{}' closed the connection before \
@@ -403,7 +403,7 @@ pub fn serve(
             }
             Err(Failure::Retryable(e)) => {
                 log::request(
-                    r.as_ptr(),
+                    r,
                     Level::Error,
                     &format!(
                         "mod_rwsgi: daemon process '{}' closed the connection before \
@@ -428,7 +428,7 @@ pub fn serve(
             }
             Err(Failure::Restarting) => {
                 log::request(
-                    r.as_ptr(),
+                    r,
                     Level::Error,
                     &format!(
                         "mod_rwsgi: daemon process group '{}' kept restarting for \
@@ -546,7 +546,7 @@ fn exchange(
                     format!("socket-timeout={} s", target.socket_timeout.as_secs())
                 };
                 log::request(
-                    r.as_ptr(),
+                    r,
                     Level::Error,
                     &format!(
                         "mod_rwsgi: timeout waiting for daemon process '{}' ({which} \
@@ -570,7 +570,7 @@ fn exchange(
                     return Err(Failure::Retryable(e));
                 }
                 log::request(
-                    r.as_ptr(),
+                    r,
                     Level::Error,
                     &format!(
                         "mod_rwsgi: daemon process '{}' failed mid-request ({e}): it died or \
@@ -611,7 +611,7 @@ fn exchange(
                             Ok(chunk) => chunk,
                             Err(_) => {
                                 log::request(
-                                    r.as_ptr(),
+                                    r,
                                     Level::Info,
                                     "mod_rwsgi: error reading the request body from the client",
                                 );
@@ -629,7 +629,7 @@ fn exchange(
                             protocol::io::write_body(&mut conn.stream, FrameKind::ReqBody, chunk)
                         {
                             log::request(
-                                r.as_ptr(),
+                                r,
                                 Level::Error,
                                 &format!(
                                     "mod_rwsgi: sending the request body to daemon '{}' failed: {e}",
@@ -665,7 +665,7 @@ fn exchange(
                             _ => ffi::HTTP_INTERNAL_SERVER_ERROR,
                         };
                         log::request(
-                            r.as_ptr(),
+                            r,
                             Level::Error,
                             &format!(
                                 "mod_rwsgi: daemon process '{}': {}: {}",
@@ -699,7 +699,7 @@ fn exchange(
                 });
                 let Some(fd) = file.filter(|_| regular) else {
                     log::request(
-                        r.as_ptr(),
+                        r,
                         Level::Error,
                         &format!(
                             "mod_rwsgi: daemon process '{}' sent a file frame without a regular \
@@ -722,7 +722,7 @@ fn exchange(
                 // The daemon always sends a head first; an end without one is a daemon bug,
                 // never a 200 with an empty body.
                 log::request(
-                    r.as_ptr(),
+                    r,
                     Level::Error,
                     &format!(
                         "mod_rwsgi: daemon process '{}' ended the response without sending \
@@ -738,7 +738,7 @@ fn exchange(
             }
             other => {
                 log::request(
-                    r.as_ptr(),
+                    r,
                     Level::Error,
                     &format!(
                         "mod_rwsgi: unexpected {other} frame from daemon '{}'",
@@ -779,7 +779,7 @@ fn decode(
     let kind = frame.kind;
     frame.decode(&Limits::default()).map_err(|e| {
         log::request(
-            r.as_ptr(),
+            r,
             Level::Error,
             &format!(
                 "mod_rwsgi: malformed {kind} frame from daemon process '{}': {e}",

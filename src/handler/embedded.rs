@@ -230,11 +230,7 @@ pub fn serve(
     let host = match ensure_python(settings) {
         Ok(h) => h,
         Err(e) => {
-            log::request(
-                r.as_ptr(),
-                Level::Error,
-                &format!("mod_rwsgi (embedded): {e}"),
-            );
+            log::request(r, Level::Error, &format!("mod_rwsgi (embedded): {e}"));
             return ffi::HTTP_INTERNAL_SERVER_ERROR;
         }
     };

@@ -89,8 +89,7 @@ pub fn translate_name(r: &mut Request<'_>, server: &ServerConfig) -> i32 {
 }
 
 fn expand(selector: &GroupSelector, r: &Request<'_>, script_name: &str) -> String {
-    // SAFETY: the request's server is live during the handler.
-    let server = unsafe { crate::apache::server::Server::from_raw(r.server()) };
+    let server = r.server();
     let hostname = server.map(|s| s.hostname()).unwrap_or_default();
     let port = server.map(|s| s.port()).unwrap_or(80);
     let host_header = r.header_in(c"Host").map(|h| {
@@ -119,7 +118,7 @@ pub fn handle(r: &mut Request<'_>, ctx: &HandlerContext<'_>) -> i32 {
     let script = String::from_utf8_lossy(r.filename().unwrap_or(b"")).into_owned();
     if !r.file_is_regular() {
         log::request(
-            r.as_ptr(),
+            r,
             Level::Error,
             &format!("mod_rwsgi: target WSGI script not found or unable to stat: {script}"),
         );
@@ -156,7 +155,7 @@ pub fn handle(r: &mut Request<'_>, ctx: &HandlerContext<'_>) -> i32 {
     let embedded_mode = group.is_empty();
     if embedded_mode && ctx.restrict_embedded {
         log::request(
-            r.as_ptr(),
+            r,
             Level::Error,
             &format!(
                 "mod_rwsgi: '{script}' would run in embedded mode, which WSGIRestrictEmbedded On \
@@ -168,7 +167,7 @@ pub fn handle(r: &mut Request<'_>, ctx: &HandlerContext<'_>) -> i32 {
     let target = ctx.groups.iter().find(|g| g.group == group);
     if target.is_none() && !embedded_mode {
         log::request(
-            r.as_ptr(),
+            r,
             Level::Error,
             &format!(
                 "mod_rwsgi: no WSGI daemon process called '{group}' has been configured \
@@ -181,7 +180,7 @@ pub fn handle(r: &mut Request<'_>, ctx: &HandlerContext<'_>) -> i32 {
     if let Some(owner) = target.map(|t| t.script_owner).filter(|o| o.is_set()) {
         if let Err(why) = owner.check(std::path::Path::new(&script)) {
             log::request(
-                r.as_ptr(),
+                r,
                 Level::Error,
                 &format!(
                     "mod_rwsgi: refusing to run '{script}' in daemon process '{group}': {why}"
@@ -196,7 +195,7 @@ pub fn handle(r: &mut Request<'_>, ctx: &HandlerContext<'_>) -> i32 {
         .is_some_and(|v| !v.eq_ignore_ascii_case(b"identity"));
     if chunked && !dir.chunked_request() {
         log::request(
-            r.as_ptr(),
+            r,
             Level::Info,
             "mod_rwsgi: chunked request body refused (enable it with WSGIChunkedRequest On)",
         );
@@ -293,7 +292,7 @@ fn owned_environ(
         // No WSGITrustedProxies: every peer is trusted, as mod_wsgi documents.
         let proxies = dir.trusted_proxies.as_deref();
         for note in crate::config::apply_trusted_proxy_headers(&mut env, proxies, trusted_headers) {
-            log::request(r.as_ptr(), Level::Info, &format!("mod_rwsgi: {note}"));
+            log::request(r, Level::Info, &format!("mod_rwsgi: {note}"));
         }
     }
     env
@@ -325,7 +324,7 @@ fn log_refused_body(r: &Request<'_>, code: i32) {
         _ => "invalid Content-Length or Transfer-Encoding",
     };
     log::request(
-        r.as_ptr(),
+        r,
         Level::Info,
         &format!(
             "mod_rwsgi: request body refused with status {code}: {why} (Content-Length: {}, \

@@ -135,15 +135,20 @@ impl AppHost {
     pub fn handle(&self, spec: &RequestSpec<'_>, io: &mut dyn RequestIo) -> Outcome {
         keep_thread_state();
         let shared = Shared::new();
-        let binding = shared.bind_io(io);
+        shared.with_bound_io(io, || self.handle_bound(spec, &shared))
+    }
+
+    /// [`AppHost::handle`] with the io bound: a panic becomes a 500 (if nothing was sent) and
+    /// a log line.
+    fn handle_bound(&self, spec: &RequestSpec<'_>, shared: &Arc<Shared>) -> Outcome {
         let served = catch_unwind(AssertUnwindSafe(|| {
-            let outcome = self.serve(spec, &shared);
+            let outcome = self.serve(spec, shared);
             match shared.send_deferred() {
                 Err(SendError::Io(_)) if outcome == Outcome::Completed => Outcome::ClientGone,
                 _ => outcome,
             }
         }));
-        let outcome = match served {
+        match served {
             Ok(outcome) => outcome,
             Err(panic) => {
                 log(
@@ -157,13 +162,11 @@ impl AppHost {
                 );
                 let head_sent = shared.response().head_sent;
                 if !head_sent {
-                    let _ = catch_unwind(AssertUnwindSafe(|| send_500(&shared)));
+                    let _ = catch_unwind(AssertUnwindSafe(|| send_500(shared)));
                 }
                 Outcome::AppError { head_sent }
             }
-        };
-        drop(binding);
-        outcome
+        }
     }
 
     fn serve(&self, spec: &RequestSpec<'_>, shared: &Arc<Shared>) -> Outcome {

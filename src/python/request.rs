@@ -4,8 +4,8 @@
 //! Ownership: `AppHost::handle` receives `&mut dyn RequestIo` for the request only, while the
 //! Python objects are `'static` and may outlive the request (an app can stash `wsgi.input` in a
 //! global). So the objects hold an `Arc<Shared>`, and the io is reachable only through
-//! [`Shared::with_io`], which sees a raw pointer installed by [`Shared::bind_io`] and removed
-//! when the returned [`IoBinding`] drops — before `handle` returns, also on panic. After that
+//! [`Shared::with_io`], which sees a raw pointer installed by [`Shared::with_bound_io`] and removed
+//! when its scope ends — before `handle` returns, also on panic. After that
 //! every method reports [`SendError::Expired`] and the objects raise
 //! "request object has expired".
 //!
@@ -13,7 +13,6 @@
 //! (callers run inside `py.detach`, or use pyo3's `lock_py_attached`).
 
 use std::io;
-use std::marker::PhantomData;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -117,20 +116,24 @@ impl Shared {
         })
     }
 
-    /// Makes `io` reachable through [`Shared::with_io`] for as long as the binding lives.
-    pub(crate) fn bind_io<'io>(self: &Arc<Self>, io: &'io mut dyn RequestIo) -> IoBinding<'io> {
-        let ptr: NonNull<dyn RequestIo + 'io> = NonNull::from(io);
+    /// Runs `f` with `io` reachable through [`Shared::with_io`]; when `f` returns or unwinds,
+    /// `io` is unreachable again and every object of the request is expired. Scoped, so no
+    /// binding can be leaked past `io`'s lifetime.
+    pub(crate) fn with_bound_io<R>(
+        self: &Arc<Self>,
+        io: &mut dyn RequestIo,
+        f: impl FnOnce() -> R,
+    ) -> R {
+        let ptr: NonNull<dyn RequestIo + '_> = NonNull::from(io);
         // SAFETY: only the trait object's lifetime bound is erased (same layout). The pointer
-        // never outlives 'io: `IoBinding<'io>` borrows `io` mutably for 'io and clears the slot
-        // in its Drop, which runs before 'io ends (also when unwinding). A leaked binding
-        // (mem::forget) would break this, so bindings stay private to this layer and are only
-        // held as locals of `AppHost::handle`.
+        // never outlives the borrow of `io`: the guard below clears the slot when this
+        // function returns or unwinds, and the guard cannot escape this frame.
         let ptr: NonNull<dyn RequestIo> = unsafe { std::mem::transmute(ptr) };
         lock(&self.io).0 = Some(ptr);
-        IoBinding {
+        let _binding = IoBinding {
             shared: Arc::clone(self),
-            _io: PhantomData,
-        }
+        };
+        f()
     }
 
     pub(crate) fn is_expired(&self) -> bool {
@@ -251,13 +254,13 @@ impl Shared {
     }
 }
 
-/// Keeps the request's io reachable; dropping it expires every object of the request.
-pub(crate) struct IoBinding<'io> {
+/// Clears the io slot when [`Shared::with_bound_io`] ends, expiring every object of the
+/// request.
+struct IoBinding {
     shared: Arc<Shared>,
-    _io: PhantomData<&'io mut dyn RequestIo>,
 }
 
-impl Drop for IoBinding<'_> {
+impl Drop for IoBinding {
     fn drop(&mut self) {
         let mut slot = lock(&self.shared.io);
         self.shared.expired.store(true, Ordering::Release);
