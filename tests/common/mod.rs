@@ -7,7 +7,6 @@ pub mod http;
 pub mod load;
 
 use std::fs;
-use std::io::Read;
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
@@ -278,27 +277,97 @@ impl ApacheConfig {
         (out.status.success(), text)
     }
 
-    /// Starts Apache in the foreground and waits until it answers on its port.
-    pub fn start(self) -> Apache {
-        let path = self.write();
-        // Its own process group: on stop, Apache (prefork) signals its whole group, which
-        // must not include the test runner.
-        let child = Command::new(APACHE_BIN)
-            .process_group(0)
-            .arg("-f")
-            .arg(&path)
-            .arg("-DFOREGROUND")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start apache2");
-        let mut apache = Apache {
-            config: self,
-            child: Some(child),
-        };
-        apache.wait_ready(Duration::from_secs(20));
-        apache
+    /// Starts Apache in the foreground and waits until it answers on its port. If the free
+    /// port chosen was taken by someone else before Apache bound it, starts again on another.
+    pub fn start(mut self) -> Apache {
+        let mut attempt = 1;
+        loop {
+            let path = self.write();
+            // Apache's own output goes to a file (read on failure): a pipe nobody reads
+            // would block a chatty child once it is full.
+            let output = fs::File::create(self.dir.path().join("apache.out")).unwrap();
+            // Its own process group: on stop, Apache (prefork) signals its whole group,
+            // which must not include the test runner.
+            let mut child = Command::new(APACHE_BIN)
+                .process_group(0)
+                .arg("-f")
+                .arg(&path)
+                .arg("-DFOREGROUND")
+                .stdin(Stdio::null())
+                .stdout(output.try_clone().unwrap())
+                .stderr(output)
+                .spawn()
+                .expect("start apache2");
+            match wait_ready(&mut child, &self, Duration::from_secs(20)) {
+                Ok(()) => {
+                    return Apache {
+                        config: self,
+                        child: Some(child),
+                    };
+                }
+                Err(why) => {
+                    stop_child(child);
+                    if why.contains("Address already in use") && attempt < 5 {
+                        attempt += 1;
+                        let _ = fs::remove_file(self.error_log_path());
+                        self.port = free_port();
+                        continue;
+                    }
+                    panic!("{why}");
+                }
+            }
+        }
+    }
+}
+
+/// Waits until the Apache just started from `config` answers, or says why it does not.
+fn wait_ready(child: &mut Child, config: &ApacheConfig, limit: Duration) -> Result<(), String> {
+    let error_log = || fs::read_to_string(config.error_log_path()).unwrap_or_default();
+    let start = Instant::now();
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            let out = fs::read_to_string(config.dir.path().join("apache.out")).unwrap_or_default();
+            return Err(format!(
+                "apache2 exited during start-up ({status}):\n{out}\n--- error log ---\n{}",
+                error_log()
+            ));
+        }
+        // Listening is not enough: the first configuration pass already listens, and a
+        // connection accepted then may be reset when the real pass starts the children.
+        // Ready = the real pass logged its command line and a request is answered.
+        if TcpStream::connect(("127.0.0.1", config.port)).is_ok()
+            && error_log().contains("AH00094")
+            // A request line Apache's core rejects (400) before any module sees it.
+            && http::raw_request(config.port, b"READY?\r\n\r\n", true).is_ok()
+        {
+            return Ok(());
+        }
+        if start.elapsed() > limit {
+            return Err(format!(
+                "apache2 did not listen within {limit:?}\n{}",
+                error_log()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Stops an Apache by PID (SIGTERM, then SIGKILL after 15 s) and waits for it.
+fn stop_child(mut child: Child) -> Option<std::process::ExitStatus> {
+    // SAFETY: kill(2) on the PID of a child process this harness started.
+    unsafe {
+        libc::kill(child.id() as i32, 15);
+    }
+    let start = Instant::now();
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(status);
+        }
+        if start.elapsed() > Duration::from_secs(15) {
+            let _ = child.kill();
+            return child.wait().ok();
+        }
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
@@ -319,42 +388,6 @@ impl Apache {
 
     pub fn error_log(&self) -> String {
         fs::read_to_string(self.config.error_log_path()).unwrap_or_default()
-    }
-
-    fn wait_ready(&mut self, limit: Duration) {
-        let start = Instant::now();
-        loop {
-            if let Some(child) = self.child.as_mut() {
-                if let Ok(Some(status)) = child.try_wait() {
-                    let mut err = String::new();
-                    if let Some(mut e) = child.stderr.take() {
-                        let _ = e.read_to_string(&mut err);
-                    }
-                    self.child = None;
-                    panic!(
-                        "apache2 exited during start-up ({status}):\n{err}\n--- error log ---\n{}",
-                        self.error_log()
-                    );
-                }
-            }
-            // Listening is not enough: the first configuration pass already listens, and a
-            // connection accepted then may be reset when the real pass starts the children.
-            // Ready = the real pass logged its command line and a request is answered.
-            if TcpStream::connect(("127.0.0.1", self.port())).is_ok()
-                && self.error_log().contains("AH00094")
-                // A request line Apache's core rejects (400) before any module sees it.
-                && http::raw_request(self.port(), b"READY?\r\n\r\n", true).is_ok()
-            {
-                return;
-            }
-            if start.elapsed() > limit {
-                panic!(
-                    "apache2 did not listen within {limit:?}\n{}",
-                    self.error_log()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
     }
 
     /// Sends a signal to the Apache parent (e.g. SIGUSR1 = graceful restart).
@@ -402,22 +435,7 @@ impl Apache {
 
     /// Stops Apache (SIGTERM, then SIGKILL after 15 s) and waits for it.
     pub fn stop(&mut self) -> Option<std::process::ExitStatus> {
-        let mut child = self.child.take()?;
-        // SAFETY: as in `signal`.
-        unsafe {
-            libc::kill(child.id() as i32, 15);
-        }
-        let start = Instant::now();
-        loop {
-            if let Ok(Some(status)) = child.try_wait() {
-                return Some(status);
-            }
-            if start.elapsed() > Duration::from_secs(15) {
-                let _ = child.kill();
-                return child.wait().ok();
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        stop_child(self.child.take()?)
     }
 }
 
