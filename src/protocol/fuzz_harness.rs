@@ -326,6 +326,24 @@ mod tests {
         }
     }
 
+    /// Every committed seed file (and any crash input added there once fixed) still passes;
+    /// a missing or emptied seed directory fails instead of replaying nothing.
+    #[test]
+    fn committed_seeds_replay() {
+        let dir = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/fuzz/seeds/decoder"));
+        let mut count = 0;
+        for entry in std::fs::read_dir(dir).expect("fuzz/seeds/decoder exists") {
+            let path = entry.unwrap().path();
+            check(&std::fs::read(&path).unwrap());
+            count += 1;
+        }
+        assert!(
+            count >= seeds().len(),
+            "only {count} seed files in {}",
+            dir.display()
+        );
+    }
+
     /// Writes the seeds to `fuzz/seeds/decoder/`:
     /// `cargo test write_fuzz_seeds -- --ignored`.
     #[test]
