@@ -105,6 +105,8 @@ impl ConfCopy {
 
 #[test]
 fn make_install_conf_then_a2enmod_a2dismod_in_a_copy_of_etc_apache2() {
+    // Not while another checkout's tests/packaging_deb.rs installs the package.
+    let _layout_lock = common::SystemLayoutLock::acquire();
     let system_conf = snapshot(Path::new("/etc/apache2"));
     let system_state = snapshot(Path::new("/var/lib/apache2"));
     let tmp = TempDir::new("a2enmod");
