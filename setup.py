@@ -37,6 +37,9 @@ setup(
             binding=Binding.NoBinding,
             py_limited_api=False,
             cargo_manifest_args=["--locked"],
+            # The crate's own crate types: the two commands then link this very build of
+            # the library instead of compiling it a second time as an rlib.
+            args=["--crate-type", "cdylib,rlib"],
         ),
         RustBin("rwsgi-express", cargo_manifest_args=["--locked"]),
         RustBin("rwsgi-load", cargo_manifest_args=["--locked"]),

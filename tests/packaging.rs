@@ -105,6 +105,8 @@ impl ConfCopy {
 
 #[test]
 fn make_install_conf_then_a2enmod_a2dismod_in_a_copy_of_etc_apache2() {
+    // Not while another checkout's tests/packaging_deb.rs installs the package.
+    let _layout_lock = common::SystemLayoutLock::acquire();
     let system_conf = snapshot(Path::new("/etc/apache2"));
     let system_state = snapshot(Path::new("/var/lib/apache2"));
     let tmp = TempDir::new("a2enmod");
@@ -315,14 +317,13 @@ fn build_check_names_missing_cargo_apxs_and_libclang() {
         "{said}"
     );
 
-    // rustup's cargo is found in ~/.cargo/bin even when PATH lacks it; with everything
-    // present there is nothing to say.
-    let real_home = std::env::var("HOME").unwrap();
+    // With everything present (as `make test` has it) there is nothing to say.
+    // (tests/packaging_pip.rs checks that cargo is found in ~/.cargo/bin without PATH.)
     let out = Command::new("/usr/bin/python3")
         .arg(&check)
-        .env_clear()
-        .env("PATH", "/usr/bin:/bin")
-        .env("HOME", &real_home)
+        .env_remove("APXS")
+        .env_remove("LIBCLANG_PATH")
+        .env_remove("CARGO")
         .output()
         .unwrap();
     assert!(

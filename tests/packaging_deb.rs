@@ -343,7 +343,9 @@ fn make_deb_builds_a_package_that_installs_serves_the_guide_config_and_purges_cl
         .arg(&deb));
     assert!(out.status.success(), "lintian: {}", text(&out));
 
-    // Install, with service actions denied and leftovers of `make install` set aside.
+    // Install, with service actions denied and leftovers of `make install` set aside; one
+    // such test per machine at a time (the lock is released after the guard's clean-up).
+    let _layout_lock = common::SystemLayoutLock::acquire();
     let service_before = system_apache();
     let aside = tmp.path().join("aside");
     fs::create_dir_all(&aside).unwrap();

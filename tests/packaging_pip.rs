@@ -85,7 +85,9 @@ impl Scratch {
 impl Drop for Scratch {
     fn drop(&mut self) {
         if !std::thread::panicking() {
-            let _ = fs::remove_dir_all(&self.0);
+            if let Err(e) = fs::remove_dir_all(&self.0) {
+                eprintln!("cannot remove {}: {e}", self.0.display());
+            }
         }
     }
 }

@@ -461,3 +461,35 @@ macro_rules! assert_with_log {
         }
     };
 }
+
+/// Held while a test changes or snapshots the system's Apache layout (/etc/apache2,
+/// /var/lib/apache2, installed packages): tests of other checkouts on the same machine take
+/// the same lock. Released on drop (also on panic).
+pub struct SystemLayoutLock(fs::File);
+
+pub const SYSTEM_LAYOUT_LOCK: &str = "/run/lock/mod-rwsgi-system-apache-layout.lock";
+
+impl SystemLayoutLock {
+    /// Waits (at most 15 minutes) for the lock.
+    pub fn acquire() -> SystemLayoutLock {
+        use std::os::fd::AsRawFd;
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(SYSTEM_LAYOUT_LOCK)
+            .unwrap_or_else(|e| panic!("open {SYSTEM_LAYOUT_LOCK}: {e}"));
+        let start = Instant::now();
+        loop {
+            // SAFETY: flock(2) on a descriptor this function owns.
+            let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+            if rc == 0 {
+                return SystemLayoutLock(file);
+            }
+            if start.elapsed() > Duration::from_secs(900) {
+                panic!("{SYSTEM_LAYOUT_LOCK} held by another test for 15 minutes");
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
