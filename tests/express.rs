@@ -100,7 +100,7 @@ impl Express {
             "--- stdout ---\n{}--- stderr ---\n{}--- error log ---\n{}",
             self.out(),
             self.err(),
-            fs::read_to_string(self.root.join("error.log")).unwrap_or_default()
+            fs::read_to_string(self.root.join("error_log")).unwrap_or_default()
         )
     }
 
@@ -305,13 +305,16 @@ fn start_server_serves_page_static_and_post_then_stops_cleanly() {
     assert!(!text.contains("<b>Ada"), "{text}");
 
     let process = ex.request("GET", "/process", b"").text();
-    assert_eq!(cell(&process, "process-group"), "express");
+    assert_eq!(
+        cell(&process, "process-group"),
+        format!("localhost:{}", ex.port)
+    );
     let daemon: i32 = cell(&process, "pid").parse().unwrap();
     assert_ne!(daemon, apache);
     assert!(cell(&process, "thread").parse::<u64>().is_ok());
 
     assert_eq!(ex.request("GET", "/nope", b"").status, 404);
-    let access = fs::read_to_string(root.join("access.log")).unwrap_or_default();
+    let access = fs::read_to_string(root.join("access_log")).unwrap_or_default();
     assert!(access.contains("\"POST /form HTTP/1.1\" 200"), "{access}");
 
     let status = ex.terminate();
@@ -390,7 +393,7 @@ fn unreadable_app_is_served_from_a_copy_and_reloads_on_changes() {
         first_pid, second_pid,
         "a new daemon process serves the change"
     );
-    let log = fs::read_to_string(root.join("error.log")).unwrap();
+    let log = fs::read_to_string(root.join("error_log")).unwrap();
     assert!(
         log.contains("helper.py changed; restarting daemon process"),
         "{log}"
@@ -450,7 +453,7 @@ fn setup_server_writes_a_config_that_passes_configtest_and_serves() {
         .stdin(Stdio::null())
         .spawn()
         .unwrap();
-    let log = || fs::read_to_string(root.join("error.log")).unwrap_or_default();
+    let log = || fs::read_to_string(root.join("error_log")).unwrap_or_default();
     let start = Instant::now();
     let page = loop {
         if let Ok(r) = http::request(port, "GET", "/hello/", &[], b"") {

@@ -54,6 +54,7 @@ pub fn run(site: &Site) -> Result<i32, Fail> {
     let mut cmd = Command::new(APACHE_BIN);
     cmd.arg("-f")
         .arg(&conf)
+        .args(site.httpd_args())
         .arg("-DFOREGROUND")
         // Its own process group: on stop Apache signals its whole group, and a terminal's
         // Ctrl-C reaches only us; we forward it.
@@ -114,6 +115,9 @@ pub fn run(site: &Site) -> Result<i32, Fail> {
         site.url(),
         conf.display()
     );
+    if let Some(url) = site.https_url() {
+        println!("Serving {url} too");
+    }
     if !site.log_to_terminal {
         println!("Error log: {}", site.error_log().display());
     }
