@@ -89,17 +89,7 @@ pub fn mpm_sizing(site: &Site) -> String {
             total + t
         );
     }
-    let capacity = p * t;
-    let clients = match site.args.max_clients {
-        Some(m) => u64::from(m).max(capacity),
-        None => 10 + 10u64.max(capacity * 3 / 2),
-    };
-    let per_child = if clients > 20 {
-        clients / (clients / 20 + 1)
-    } else {
-        10
-    };
-    let children = clients.div_ceil(per_child);
+    let (children, per_child) = front_end(p * t, site.args.max_clients);
     let start = 1u64.max(children / 5);
     let min_spare = per_child.max(children / 5 * per_child);
     let max_spare = per_child.max(children * 3 / 5 * per_child);
@@ -112,6 +102,22 @@ pub fn mpm_sizing(site: &Site) -> String {
         children * per_child,
         max_spare.max(min_spare + per_child),
     )
+}
+
+/// Apache children and threads per child for `capacity` daemon threads: room for
+/// --max-clients connections (at least `capacity`), else 1.5 per thread plus 10 (at least
+/// 20 more), in children of at most 20 threads, as mod_wsgi-express sizes them.
+fn front_end(capacity: u64, max_clients: Option<u32>) -> (u64, u64) {
+    let clients = match max_clients {
+        Some(m) => u64::from(m).max(capacity),
+        None => 10 + 10u64.max(capacity * 3 / 2),
+    };
+    let per_child = if clients > 20 {
+        clients / (clients / 20 + 1)
+    } else {
+        10
+    };
+    (clients.div_ceil(per_child), per_child)
 }
 
 /// A log target: the file in the server root, through rotatelogs with --rotate-logs.
@@ -198,14 +204,37 @@ fn daemon_options(site: &Site) -> String {
     out
 }
 
-/// The application: a daemon process group (default) or embedded in Apache's children.
-fn wsgi_section(site: &Site) -> String {
-    let root = site.server_root.display();
+/// The application's mount. It comes last, after the --include-file files: the first
+/// matching WSGIScriptAlias wins, and mod_wsgi-express's application is a fallback (a
+/// rewrite rule in its document root) that mounts in an included file take precedence over.
+fn wsgi_mount(site: &Site) -> String {
     let callable = if site.args.callable_object == "application" {
         String::new()
     } else {
         format!(" callable-object={}", q(&site.args.callable_object))
     };
+    let app_group = q(&site.application_group);
+    let groups = if site.args.embedded_mode {
+        format!("application-group={app_group}")
+    } else {
+        // Both groups literal: the daemon loads the script at start, before the first
+        // request.
+        format!(
+            "process-group={} application-group={app_group}",
+            q(&site.process_group)
+        )
+    };
+    format!(
+        "\n# The application (after any included files: their mounts come first).\n\
+         WSGIScriptAlias {} {} {groups}{callable}\n",
+        site.mount_point,
+        qp(&site.script)
+    )
+}
+
+/// The application: a daemon process group (default) or embedded in Apache's children.
+fn wsgi_section(site: &Site) -> String {
+    let root = site.server_root.display();
     let app_group = q(&site.application_group);
     let mut out = String::new();
     if site.args.embedded_mode {
@@ -243,21 +272,6 @@ fn wsgi_section(site: &Site) -> String {
     if site.args.disable_reloading {
         out.push_str("WSGIScriptReloading Off\n");
     }
-    let groups = if site.args.embedded_mode {
-        format!("application-group={app_group}")
-    } else {
-        // Both groups literal: the daemon loads the script at start, before the first
-        // request.
-        format!(
-            "process-group={} application-group={app_group}",
-            q(&site.process_group)
-        )
-    };
-    out.push_str(&format!(
-        "WSGIScriptAlias {} {} {groups}{callable}\n",
-        site.mount_point,
-        qp(&site.script)
-    ));
     if site.generated.is_some() {
         out.push_str(&format!(
             "<Directory \"{root}\">\n    <Files \"handler.wsgi\">\n        Require all granted\n    \
@@ -565,6 +579,7 @@ pub fn render(site: &Site) -> String {
         ("@SERVER_STATUS@", server_status),
         ("@HOSTS@", hosts(site)),
         ("@INCLUDES@", includes),
+        ("@MOUNT@", wsgi_mount(site)),
     ];
     // Drop the template's own comments (`##`), then fill in the placeholders.
     let mut out: String = TEMPLATE
@@ -583,7 +598,8 @@ fn sh_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
 }
 
-/// The `apachectl` wrapper: start, stop (waits until Apache and its daemons are gone),
+/// The `apachectl` wrapper: start, stop (waits until Apache and every process it started,
+/// daemons included, are gone),
 /// restart, graceful, graceful-stop, configtest, and foreground. An `envvars` file in the
 /// server root is sourced first, as mod_wsgi-express's apachectl does.
 pub fn apachectl(site: &Site) -> String {
@@ -597,19 +613,28 @@ PIDFILE={pidfile}
 ENVVARS={envvars}
 if [ -f "$ENVVARS" ]; then . "$ENVVARS"; fi
 
-# Waits (at most 30 s) until the process whose PID was in the pid file is gone.
+# The PIDs of $1's descendants: its children, the daemon manager and the daemons.
+descendants() {{
+    cat /proc/[0-9]*/stat 2>/dev/null | sed -n 's/^\([0-9]*\) .*) . \([0-9]*\) .*/\1 \2/p' |
+        awk -v root="$1" '{{ parent[$1] = $2 }}
+            END {{ n = 1; list[1] = root
+                  for (i = 1; i <= n; i++) for (p in parent) if (parent[p] == list[i]) {{ list[++n] = p; print p }} }}'
+}}
+
+# Waits (at most 30 s) until every process given is gone.
 wait_gone() {{
-    [ -n "$1" ] || return 0
     i=0
-    while kill -0 "$1" 2>/dev/null; do
-        # A zombie (not reaped by its parent) has stopped too.
-        case "$(sed 's/^.*) //' /proc/"$1"/stat 2>/dev/null | cut -c1)" in Z|X|"") return 0 ;; esac
-        i=$((i + 1))
-        if [ "$i" -gt 300 ]; then
-            echo "apachectl: Apache (pid $1) is still running after 30 s" >&2
-            return 1
-        fi
-        sleep 0.1
+    for p in "$@"; do
+        while kill -0 "$p" 2>/dev/null; do
+            # A zombie (not reaped by its parent) has stopped too.
+            case "$(sed 's/^.*) //' /proc/"$p"/stat 2>/dev/null | cut -c1)" in Z|X|"") break ;; esac
+            i=$((i + 1))
+            if [ "$i" -gt 300 ]; then
+                echo "apachectl: process $p of Apache is still running after 30 s" >&2
+                return 1
+            fi
+            sleep 0.1
+        done
     done
 }}
 
@@ -618,8 +643,10 @@ case "$1" in
     exec "$HTTPD" -f "$CONF" {extra}-k "$1" ;;
   stop|graceful-stop)
     pid=$(cat "$PIDFILE" 2>/dev/null)
+    family=""
+    [ -n "$pid" ] && family="$pid $(descendants "$pid")"
     "$HTTPD" -f "$CONF" -k "$1" || exit $?
-    wait_gone "$pid" ;;
+    wait_gone $family ;;
   configtest)
     exec "$HTTPD" -f "$CONF" -t ;;
   foreground)
@@ -668,6 +695,19 @@ mod tests {
     #[test]
     fn py_str_escapes() {
         assert_eq!(py_str(r#"/a"b\c"#), r#""/a\"b\\c""#);
+    }
+
+    #[test]
+    fn front_end_sizing_follows_mod_wsgi_express() {
+        // 1 × 5 threads: 20 connections in two children of 10.
+        assert_eq!(front_end(5, None), (2, 10));
+        // --max-clients 50: children of 50 / 3 = 16 threads, four of them.
+        assert_eq!(front_end(1, Some(50)), (4, 16));
+        // --max-clients below the daemon threads counts the threads: 40 in children of
+        // 40 / 3 = 13.
+        assert_eq!(front_end(40, Some(10)), (4, 13));
+        // 10 × 10 threads: 160 connections, children of 17 threads.
+        assert_eq!(front_end(100, None), (10, 17));
     }
 
     #[test]
