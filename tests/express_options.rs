@@ -868,4 +868,263 @@ fn unsupported_and_incomplete_options_are_clear_errors() {
         assert!(stderr.contains(expected), "{args:?}: {stderr}");
         assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
     }
+    // Options that would be ignored next to another one are refused by the parser.
+    for (args, expected) in [
+        (
+            vec!["--rotate-logs", "--log-to-terminal"],
+            "'--rotate-logs' cannot be used with '--log-to-terminal'",
+        ),
+        (vec!["--max-log-size", "9"], "--rotate-logs"),
+        (vec!["--server-alias", "b.test"], "--server-name"),
+        (vec!["--https-only"], "--https-port"),
+    ] {
+        let mut all = vec!["setup-server", app];
+        all.extend(&args);
+        let out = express(&all);
+        assert!(!out.status.success(), "{args:?}: {}", text(&out));
+        assert!(text(&out).contains(expected), "{args:?}: {}", text(&out));
+    }
+    let out = express(&["setup-server", app, "--embedded-mode", "--max-clients", "9"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out).contains("--max-clients applies to the daemon process group"),
+        "{}",
+        text(&out)
+    );
+}
+
+/// Runs openssl with `args` in `dir`.
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl");
+    assert!(out.status.success(), "openssl {args:?}: {}", text(&out));
+}
+
+/// --server-name with --server-alias, --allow-localhost and the bare-domain redirect of a
+/// `www.` name; --process-group and --application-group; client certificates from
+/// --ssl-ca-certificate-file for the --ssl-verify-client URL only, with
+/// --ssl-certificate-chain-file.
+#[test]
+fn names_groups_and_client_certificates() {
+    let tmp = TempDir::new("express-names-certs");
+    let dir = tmp.path();
+    let (crt, _) = self_signed(dir);
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-nodes",
+            "-newkey",
+            "rsa:2048",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=Test CA",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "req",
+            "-nodes",
+            "-newkey",
+            "rsa:2048",
+            "-subj",
+            "/CN=test-client",
+            "-keyout",
+            "client.key",
+            "-out",
+            "client.csr",
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "client.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "1",
+            "-out",
+            "client.crt",
+        ],
+    );
+    let app = app_path();
+    let ca = dir.join("ca.crt");
+    let mut server = Server::setup(
+        "express-names",
+        &[
+            app.to_str().unwrap(),
+            "--server-name",
+            "www.example.test",
+            "--server-alias",
+            "alias.example.test",
+            "--allow-localhost",
+            "--process-group",
+            "my-group",
+            "--application-group",
+            "my-apps",
+            "--https-port",
+            "HTTPS_PORT",
+            "--ssl-certificate",
+            crt.with_extension("").to_str().unwrap(),
+            "--ssl-certificate-chain-file",
+            ca.to_str().unwrap(),
+            "--ssl-ca-certificate-file",
+            ca.to_str().unwrap(),
+            "--ssl-verify-client",
+            "/private",
+            "--ssl-environment",
+        ],
+    );
+    server.start();
+    let port = server.port;
+    for host in ["www.example.test", "alias.example.test", "127.0.0.1"] {
+        let page = server.get_as(&format!("{host}:{port}"), "/");
+        assert_eq!(page.status, 200, "Host {host}: {}", page.text());
+        let info = http::json(&page);
+        assert_eq!(info["environ"]["mod_wsgi.process_group"].str(), "my-group");
+        assert_eq!(
+            info["environ"]["mod_wsgi.application_group"].str(),
+            "my-apps"
+        );
+    }
+    let bare = server.get_as(&format!("example.test:{port}"), "/x");
+    assert_eq!(bare.status, 301);
+    assert_eq!(
+        bare.header("location"),
+        Some(format!("http://www.example.test:{port}/x").as_str())
+    );
+
+    let https = server.https_port;
+    let curl = |extra: &[&str], path: &str| {
+        Command::new("curl")
+            .args(["-sS", "-k", "--max-time", "20", "-w", "\n%{http_code}"])
+            .args(["--resolve", &format!("www.example.test:{https}:127.0.0.1")])
+            .args(extra)
+            .arg(format!("https://www.example.test:{https}{path}"))
+            .current_dir(dir)
+            .output()
+            .unwrap()
+    };
+    // Outside /private no certificate is asked for.
+    let open = curl(&[], "/");
+    assert!(text(&open).ends_with("\n200"), "{}", text(&open));
+    // Under /private a client certificate signed by the CA is required...
+    let refused = curl(&[], "/private");
+    assert!(
+        !refused.status.success() || text(&refused).ends_with("\n403"),
+        "no client certificate must not be served: {}",
+        text(&refused)
+    );
+    // ...and seen by the app.
+    let admitted = curl(&["--cert", "client.crt", "--key", "client.key"], "/private");
+    let body = String::from_utf8_lossy(&admitted.stdout).into_owned();
+    let (json_body, status) = body.rsplit_once('\n').unwrap();
+    assert_eq!(status, "200", "{}\n{}", text(&admitted), server.error_log());
+    assert_eq!(
+        json(json_body)["environ"]["SSL_CLIENT_S_DN_CN"].str(),
+        "test-client"
+    );
+    server.stop();
+}
+
+/// The daemon options reach WSGIDaemonProcess (and pass configtest); --restart-interval
+/// replaces the process; --disable-reloading keeps it when the script changes.
+#[test]
+fn daemon_options_restart_interval_and_disable_reloading() {
+    let tmp = TempDir::new("express-daemon-opts");
+    let script = tmp.path().join("app.wsgi");
+    fs::copy(app_path(), &script).unwrap();
+    let options = [
+        ("--startup-timeout", "20", "startup-timeout=20"),
+        ("--shutdown-timeout", "4", "shutdown-timeout=4"),
+        ("--graceful-timeout", "6", "graceful-timeout=6"),
+        ("--eviction-timeout", "7", "eviction-timeout=7"),
+        ("--deadlock-timeout", "50", "deadlock-timeout=50"),
+        ("--inactivity-timeout", "300", "inactivity-timeout=300"),
+        ("--interrupt-timeout", "3", "interrupt-timeout=3"),
+        ("--connect-timeout", "9", "connect-timeout=9"),
+        ("--socket-timeout", "40", "socket-timeout=40"),
+        ("--queue-timeout", "30", "queue-timeout=30"),
+        ("--cpu-time-limit", "600", "cpu-time-limit=600"),
+        ("--daemon-backlog", "64", "listen-backlog=64"),
+        ("--send-buffer-size", "65536", "send-buffer-size=65536"),
+        (
+            "--receive-buffer-size",
+            "65536",
+            "receive-buffer-size=65536",
+        ),
+        ("--header-buffer-size", "40000", "header-buffer-size=40000"),
+        (
+            "--response-buffer-size",
+            "100000",
+            "response-buffer-size=100000",
+        ),
+        (
+            "--response-socket-timeout",
+            "8",
+            "response-socket-timeout=8",
+        ),
+        ("--response-flush-delay", "0", "response-flush-delay=0"),
+        ("--restart-interval", "2", "restart-interval=2"),
+    ];
+    let mut args = vec![script.to_str().unwrap(), "--disable-reloading"];
+    for (flag, value, _) in &options {
+        args.extend([*flag, *value]);
+    }
+    let mut server = Server::setup("express-daemon-opts-root", &args);
+    let conf = fs::read_to_string(server.root.join("httpd.conf")).unwrap();
+    for (flag, _, directive) in &options {
+        assert!(
+            conf.contains(directive),
+            "{flag}: no {directive} in\n{conf}"
+        );
+    }
+    assert!(
+        conf.contains("\nTimeout 40\n"),
+        "--socket-timeout is Apache's Timeout"
+    );
+    assert!(conf.contains("\nWSGIScriptReloading Off\n"));
+    server.start();
+    let first = http::json(&server.get("/"))["pid"].as_i64().unwrap();
+    // --disable-reloading: a changed script is not reloaded.
+    std::thread::sleep(Duration::from_millis(20));
+    let source = fs::read_to_string(&script).unwrap();
+    fs::write(
+        &script,
+        source.replace("MARKER = \"one\"", "MARKER = \"two\""),
+    )
+    .unwrap();
+    assert_eq!(http::json(&server.get("/"))["marker"].str(), "one");
+    // --restart-interval 2: a new process within a few seconds (and then the new code).
+    let started = Instant::now();
+    let info = loop {
+        let info = http::json(&server.get("/"));
+        if info["pid"].as_i64().unwrap() != first {
+            break info;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "not restarted by --restart-interval 2\n{}",
+            server.error_log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(info["marker"].str(), "two");
+    server.stop();
 }

@@ -371,11 +371,21 @@ pub struct LogOptions {
     pub log_level: String,
 
     /// File name of the error log in the server root.
-    #[arg(long, default_value = "error_log", value_name = "FILE-NAME")]
+    #[arg(
+        long,
+        default_value = "error_log",
+        value_name = "FILE-NAME",
+        conflicts_with = "log_to_terminal"
+    )]
     pub error_log_name: String,
 
     /// File name of the access log in the server root.
-    #[arg(long, default_value = "access_log", value_name = "FILE-NAME")]
+    #[arg(
+        long,
+        default_value = "access_log",
+        value_name = "FILE-NAME",
+        conflicts_with = "log_to_terminal"
+    )]
     pub access_log_name: String,
 
     /// Keep Apache's start-up messages (before the error log opens) in a file (`-E`).
@@ -383,20 +393,30 @@ pub struct LogOptions {
     pub startup_log: bool,
 
     /// File name of the start-up log in the server root.
-    #[arg(long, default_value = "startup_log", value_name = "FILE-NAME")]
+    #[arg(
+        long,
+        default_value = "startup_log",
+        value_name = "FILE-NAME",
+        conflicts_with = "log_to_terminal"
+    )]
     pub startup_log_name: String,
 
     /// Rotate the logs with rotatelogs when they reach --max-log-size.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "log_to_terminal")]
     pub rotate_logs: bool,
 
     /// Size in MB at which --rotate-logs starts a new file.
-    #[arg(long, default_value_t = 5, value_name = "MB",
+    #[arg(long, default_value_t = 5, value_name = "MB", requires = "rotate_logs",
           value_parser = clap::value_parser!(u64).range(1..))]
     pub max_log_size: u64,
 
     /// The rotatelogs program.
-    #[arg(long, default_value = "/usr/bin/rotatelogs", value_name = "FILE-PATH")]
+    #[arg(
+        long,
+        default_value = "/usr/bin/rotatelogs",
+        value_name = "FILE-PATH",
+        requires = "rotate_logs"
+    )]
     pub rotatelogs_executable: PathBuf,
 }
 

@@ -439,6 +439,7 @@ fn check_embedded(args: &ServerArgs) -> Result<(), Fail> {
         ),
         ("--response-flush-delay", d.response_flush_delay.is_some()),
         ("--process-group", args.process_group.is_some()),
+        ("--max-clients", args.max_clients.is_some()),
         ("--reload-on-changes", args.reload_on_changes),
     ];
     if let Some((name, _)) = daemon_only.iter().find(|(_, set)| *set) {
