@@ -686,8 +686,35 @@ fn module_application_type_imports_and_reloads_the_module() {
             work.to_str().unwrap(),
         ],
     );
-    let handler = fs::read_to_string(other.root.join("handler.wsgi")).unwrap();
-    assert!(handler.contains("\"other\""), "{handler}");
+    server.stop();
+    let mut other = other;
+    other.start();
+    let page = other.get("/");
+    assert_eq!(page.status, 200, "{}", other.error_log());
+    assert_eq!(page.text(), "other callable");
+    other.stop();
+}
+
+/// --application-type paste: PasteDeploy (installed in the test venv, the daemon's
+/// --python-home) loads the .ini file's application.
+#[test]
+fn paste_application_type_serves_the_configured_app() {
+    let venv = common::test_venv();
+    let ini = repo_dir().join("tests/apps/express_paste.ini");
+    let mut server = Server::setup(
+        "express-paste",
+        &[
+            "--application-type",
+            "paste",
+            ini.to_str().unwrap(),
+            "--python-home",
+            venv.to_str().unwrap(),
+        ],
+    );
+    server.start();
+    let page = server.get("/");
+    assert_eq!(page.status, 200, "{}", server.error_log());
+    assert_eq!(page.text(), "hello from paste");
     server.stop();
 }
 
@@ -842,8 +869,12 @@ fn unsupported_and_incomplete_options_are_clear_errors() {
             "--error-document is a mod_wsgi-express option not supported by rwsgi-express yet",
         ),
         (
-            vec!["--application-type", "paste"],
-            "--application-type paste is not supported by rwsgi-express yet",
+            vec!["--application-type", "static"],
+            "--application-type static is not supported by rwsgi-express yet",
+        ),
+        (
+            vec!["--application-type", "paste", "--callable-object", "x"],
+            "--callable-object does not apply to --application-type paste",
         ),
         (
             vec!["--ssl-certificate-file", "/etc/hostname"],

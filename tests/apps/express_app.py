@@ -52,3 +52,15 @@ def other(environ, start_response):
 
 
 MARKER = "one"
+
+
+def paste_factory(global_config, **settings):
+    """Paste Deploy's app factory (tests/apps/express_paste.ini)."""
+    greeting = settings["greeting"].encode()
+
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/plain"),
+                                  ("Content-Length", str(len(greeting)))])
+        return [greeting]
+
+    return app

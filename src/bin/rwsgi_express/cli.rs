@@ -41,7 +41,8 @@ pub enum AppType {
     Script,
     /// A Python module imported by name from the working directory or --python-path.
     Module,
-    /// A Paste Deploy configuration file (refused: not supported by rwsgi-express yet).
+    /// A Paste Deploy configuration file (PasteDeploy must be installed in the daemon's
+    /// Python, e.g. the --python-home venv).
     Paste,
     /// Static files only (refused: not supported by rwsgi-express yet).
     Static,
@@ -50,8 +51,8 @@ pub enum AppType {
 #[derive(Args, Debug, Clone)]
 pub struct ServerArgs {
     /// The WSGI script (`--application-type script`, the default; it must define the
-    /// callable, `application` unless --callable-object says otherwise) or the module name
-    /// (`--application-type module`).
+    /// callable, `application` unless --callable-object says otherwise), the module name
+    /// (`--application-type module`) or the Paste Deploy .ini file (`paste`).
     #[arg(
         value_name = "APP.wsgi|MODULE",
         required_unless_present_any = ["webware_dir", "entry_point"],

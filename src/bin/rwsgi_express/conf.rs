@@ -208,7 +208,8 @@ fn daemon_options(site: &Site) -> String {
 /// matching WSGIScriptAlias wins, and mod_wsgi-express's application is a fallback (a
 /// rewrite rule in its document root) that mounts in an included file take precedence over.
 fn wsgi_mount(site: &Site) -> String {
-    let callable = if site.args.callable_object == "application" {
+    // A generated handler exposes the callable as `application` itself.
+    let callable = if site.args.callable_object == "application" || site.generated.is_some() {
         String::new()
     } else {
         format!(" callable-object={}", q(&site.args.callable_object))

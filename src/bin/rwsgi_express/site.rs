@@ -546,11 +546,37 @@ fn application(args: &ServerArgs, server_root: &Path) -> Result<App, Fail> {
                 aliases: Vec::new(),
             })
         }
-        AppType::Paste => Err(Fail(
-            "--application-type paste is not supported by rwsgi-express yet (write a WSGI \
-             script that calls paste.deploy.loadapp('config:/path/to.ini'))"
-                .into(),
-        )),
+        AppType::Paste => {
+            if args.callable_object != "application" {
+                return Err(Fail(
+                    "--callable-object does not apply to --application-type paste (the \
+                     configuration names the application)"
+                        .into(),
+                ));
+            }
+            let config = existing(Path::new(entry), "Paste Deploy configuration")?;
+            if !config.is_file() {
+                return Err(Fail(format!(
+                    "{}: not a file (expected a Paste Deploy .ini file)",
+                    config.display()
+                )));
+            }
+            let dir = working_dir.unwrap_or_else(|| {
+                config
+                    .parent()
+                    .map(Path::to_path_buf)
+                    .unwrap_or_else(|| PathBuf::from("/"))
+            });
+            Ok(App {
+                generated: Some(paste_handler(
+                    &config.display().to_string(),
+                    !args.disable_reloading,
+                )),
+                script: server_root.join("handler.wsgi"),
+                dir,
+                aliases: Vec::new(),
+            })
+        }
         AppType::Static => Err(Fail(
             "--application-type static is not supported by rwsgi-express yet (use \
              --url-alias URL DIR next to an application)"
@@ -608,6 +634,36 @@ fn module_handler(module: &str, callable: &str, reloading: bool) -> String {
              \n\
              def reload_required(resource):\n\
              \x20   return _mtime() != _loaded\n",
+        );
+    }
+    text
+}
+
+/// The WSGI script served for `--application-type paste`: PasteDeploy's `loadapp` of the
+/// configuration file (PasteDeploy must be installed in the daemon's Python); a change to
+/// the file reloads it (unless --disable-reloading).
+fn paste_handler(config: &str, reloading: bool) -> String {
+    let mut text = format!(
+        "# Written by rwsgi-express for --application-type paste: serves {config}.\n\
+         import os\n\
+         \n\
+         from paste.deploy import loadapp\n\
+         \n\
+         _config = {c}\n\
+         application = loadapp('config:' + _config)\n",
+        c = py_str(config),
+    );
+    if reloading {
+        text.push_str(
+            "\n\
+             _loaded = os.stat(_config).st_mtime_ns\n\
+             \n\
+             \n\
+             def reload_required(resource):\n\
+             \x20   try:\n\
+             \x20       return os.stat(_config).st_mtime_ns != _loaded\n\
+             \x20   except OSError:\n\
+             \x20       return True\n",
         );
     }
     text
