@@ -54,7 +54,7 @@ pub struct ServerArgs {
     /// callable, `application` unless --callable-object says otherwise), the module name
     /// (`--application-type module`) or the Paste Deploy .ini file (`paste`).
     #[arg(
-        value_name = "APP.wsgi|MODULE",
+        value_name = "APP.wsgi|MODULE|APP.ini",
         required_unless_present_any = ["webware_dir", "entry_point"],
         conflicts_with = "webware_dir"
     )]
@@ -64,7 +64,8 @@ pub struct ServerArgs {
     #[arg(long, value_name = "FILE-PATH|MODULE", conflicts_with = "webware_dir")]
     pub entry_point: Option<String>,
 
-    /// What the entry point is: a WSGI script file, or a Python module to import.
+    /// What the entry point is: a WSGI script file, a Python module to import, or a Paste
+    /// Deploy configuration file.
     #[arg(long, value_enum, default_value = "script", value_name = "TYPE")]
     pub application_type: AppType,
 
@@ -562,4 +563,28 @@ pub fn parse() -> Result<Cli, String> {
         }
     }
     Cli::from_arg_matches(&matches).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        command().debug_assert();
+    }
+
+    #[test]
+    fn refused_options_are_not_also_implemented() {
+        use clap::CommandFactory;
+        let cmd = Cli::command();
+        let server = cmd.find_subcommand("setup-server").unwrap();
+        for (name, _) in NOT_SUPPORTED_YET {
+            assert!(
+                server.get_arguments().all(|a| a.get_long() != Some(*name)
+                    && !a.get_all_aliases().unwrap_or_default().contains(name)),
+                "--{name} is both implemented and refused"
+            );
+        }
+    }
 }
