@@ -58,6 +58,10 @@ fn self_signed(dir: &Path) -> (PathBuf, PathBuf) {
 /// A server root written by `setup-server`, controlled with its `apachectl`.
 struct Server {
     root: PathBuf,
+    /// Where Apache writes its PID and its error log (the server root unless the test
+    /// moved them).
+    pid_file: PathBuf,
+    log_dir: PathBuf,
     port: u16,
     https_port: u16,
     running: bool,
@@ -94,6 +98,8 @@ impl Server {
             text(&out)
         );
         Server {
+            pid_file: root.join("httpd.pid"),
+            log_dir: root.clone(),
             root,
             port,
             https_port,
@@ -111,7 +117,7 @@ impl Server {
     }
 
     fn error_log(&self) -> String {
-        fs::read_to_string(self.root.join("error_log")).unwrap_or_default()
+        fs::read_to_string(self.log_dir.join("error_log")).unwrap_or_default()
     }
 
     /// `apachectl start`, then waits (bounded) for httpd.pid and a listening port.
@@ -120,7 +126,7 @@ impl Server {
         assert!(out.status.success(), "apachectl start: {}", text(&out));
         self.running = true;
         let started = Instant::now();
-        while !(self.root.join("httpd.pid").exists()
+        while !(self.pid_file.exists()
             && std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok())
         {
             assert!(
@@ -133,7 +139,7 @@ impl Server {
     }
 
     fn apache_pid(&self) -> i32 {
-        fs::read_to_string(self.root.join("httpd.pid"))
+        fs::read_to_string(&self.pid_file)
             .expect("httpd.pid")
             .trim()
             .parse()
@@ -205,7 +211,7 @@ impl Server {
             .collect();
         assert!(sockets.is_empty(), "sockets left: {sockets:?}");
         std::net::TcpListener::bind(("127.0.0.1", self.port)).expect("port free after stop");
-        assert!(!self.root.join("httpd.pid").exists(), "httpd.pid left");
+        assert!(!self.pid_file.exists(), "httpd.pid left");
     }
 }
 
@@ -215,7 +221,7 @@ impl Drop for Server {
             if std::thread::panicking() {
                 eprintln!("--- error_log ---\n{}", self.error_log());
             }
-            let pid = fs::read_to_string(self.root.join("httpd.pid")).ok();
+            let pid = fs::read_to_string(&self.pid_file).ok();
             let _ = self.ctl("stop");
             if let Some(pid) = pid.and_then(|p| p.trim().parse::<i32>().ok()) {
                 if alive(pid) {
@@ -1157,5 +1163,97 @@ fn daemon_options_restart_interval_and_disable_reloading() {
         std::thread::sleep(Duration::from_millis(200));
     };
     assert_eq!(info["marker"].str(), "two");
+    server.stop();
+}
+
+/// --trust-proxy-header/--trust-proxy, --chunked-request, --map-head-to-get,
+/// --python-warnings, --switch-interval, --compress-responses, --access-log-format,
+/// --error-log-format, --log-directory and --pid-file.
+#[test]
+fn proxy_body_head_compression_python_and_log_options() {
+    let tmp = TempDir::new("express-misc");
+    let logs = tmp.path().join("logs");
+    let pid_file = tmp.path().join("pids/apache.pid");
+    let app = app_path();
+    let mut server = Server::setup(
+        "express-misc-root",
+        &[
+            app.to_str().unwrap(),
+            "--trust-proxy-header",
+            "X-Forwarded-For",
+            "--trust-proxy",
+            "127.0.0.1",
+            "--chunked-request",
+            "--map-head-to-get",
+            "on",
+            "--python-warnings",
+            "error::DeprecationWarning",
+            "--switch-interval",
+            "0.002",
+            "--compress-responses",
+            "--access-log",
+            "--access-log-format",
+            "%m %U marker-%{X-Test}i",
+            "--error-log-format",
+            "EXPRESS-FORMAT %M",
+            "--log-level",
+            "info",
+            "--log-directory",
+            logs.to_str().unwrap(),
+            "--pid-file",
+            pid_file.to_str().unwrap(),
+        ],
+    );
+    server.pid_file = pid_file.clone();
+    server.log_dir = logs.clone();
+    server.start();
+    let port = server.port;
+    let send = |raw: String| {
+        http::raw_request(port, raw.as_bytes(), raw.starts_with("HEAD"))
+            .unwrap_or_else(|e| panic!("{raw}: {e}"))
+    };
+    let proxied = send(format!(
+        "GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nX-Forwarded-For: 203.0.113.7\r\n\
+         X-Test: abc\r\nConnection: close\r\n\r\n"
+    ));
+    let info = http::json(&proxied);
+    assert_eq!(info["environ"]["REMOTE_ADDR"].str(), "203.0.113.7");
+    assert_eq!(info["warnoptions"][0].str(), "error::DeprecationWarning");
+    assert_eq!(info["switch_interval"].num(), 0.002);
+    let chunked = send(format!(
+        "POST / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nTransfer-Encoding: chunked\r\n\
+         Connection: close\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
+    ));
+    assert_eq!(chunked.status, 200, "--chunked-request: {}", chunked.text());
+    let head = send(format!(
+        "HEAD / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
+    ));
+    assert_eq!(head.header("x-method"), Some("GET"), "--map-head-to-get on");
+    let gzip = send(format!(
+        "GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAccept-Encoding: gzip\r\n\
+         Connection: close\r\n\r\n"
+    ));
+    assert_eq!(gzip.header("content-encoding"), Some("gzip"));
+    assert_eq!(&gzip.body[..2], &[0x1f, 0x8b], "a gzip body");
+
+    assert_eq!(
+        fs::read_to_string(&pid_file).unwrap().trim(),
+        server.apache_pid().to_string()
+    );
+    let started = Instant::now();
+    loop {
+        let access = fs::read_to_string(logs.join("access_log")).unwrap_or_default();
+        if access.contains("GET / marker-abc") {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(5), "{access}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let error_log = server.error_log();
+    assert!(
+        error_log.lines().any(|l| l.starts_with("EXPRESS-FORMAT ")),
+        "{error_log}"
+    );
+    assert!(!server.root.join("error_log").exists());
     server.stop();
 }

@@ -31,10 +31,13 @@ def application(environ, start_response):
             "maximum_processes": getattr(mod_wsgi, "maximum_processes", None),
             "threads_per_process": getattr(mod_wsgi, "threads_per_process", None),
             "marker": MARKER,
+            "warnoptions": sys.warnoptions,
+            "switch_interval": sys.getswitchinterval(),
         }
         body = json.dumps(info).encode()
     start_response("200 OK", [("Content-Type", "application/json"),
-                              ("Content-Length", str(len(body)))])
+                              ("Content-Length", str(len(body))),
+                              ("X-Method", environ["REQUEST_METHOD"])])
     return [body]
 
 

@@ -204,6 +204,41 @@ pub struct ServerArgs {
     #[arg(long = "include-file", value_name = "FILE-PATH", action = clap::ArgAction::Append)]
     pub include_files: Vec<PathBuf>,
 
+    /// A request header a trusted proxy sets (WSGITrustedProxyHeaders: X-Forwarded-For,
+    /// X-Forwarded-Host, X-Forwarded-Proto, X-Script-Name, ...); repeatable.
+    #[arg(long = "trust-proxy-header", value_name = "HEADER-NAME",
+          action = clap::ArgAction::Append)]
+    pub trust_proxy_headers: Vec<String>,
+
+    /// An address or subnet whose --trust-proxy-header headers are believed
+    /// (WSGITrustedProxies); repeatable.
+    #[arg(long = "trust-proxy", value_name = "IP-ADDRESS/SUBNET",
+          action = clap::ArgAction::Append, requires = "trust_proxy_headers")]
+    pub trust_proxies: Vec<String>,
+
+    /// Accept request bodies with chunked transfer encoding (WSGIChunkedRequest On).
+    #[arg(long)]
+    pub chunked_request: bool,
+
+    /// Show HEAD requests to the application as GET: On, Off or Auto (WSGIMapHEADToGET;
+    /// default Auto).
+    #[arg(long, value_name = "OFF|ON|AUTO", ignore_case = true,
+          value_parser = ["Off", "On", "Auto"])]
+    pub map_head_to_get: Option<String>,
+
+    /// A Python warnings filter (-W syntax, WSGIPythonWarnings); repeatable.
+    #[arg(long = "python-warnings", value_name = "SPEC", action = clap::ArgAction::Append)]
+    pub python_warnings: Vec<String>,
+
+    /// Python's thread switch interval in seconds (sys.setswitchinterval).
+    #[arg(long, value_name = "SECONDS")]
+    pub switch_interval: Option<f64>,
+
+    /// Compress text responses (HTML, plain text, CSS, JavaScript, JSON, XML) with
+    /// mod_deflate for clients that accept it.
+    #[arg(long)]
+    pub compress_responses: bool,
+
     /// Serve Apache's status page (mod_status) at /server-status, to local clients only.
     #[arg(long)]
     pub server_status: bool,
@@ -240,6 +275,10 @@ pub struct ServerArgs {
 
     #[command(flatten)]
     pub logs: LogOptions,
+
+    /// Where Apache writes its PID (default: httpd.pid in the server root).
+    #[arg(long, value_name = "FILE-PATH")]
+    pub pid_file: Option<PathBuf>,
 
     /// Directory for the configuration, logs and sockets
     /// (default: /tmp/rwsgi-express-HOST:PORT-UID).
@@ -372,6 +411,22 @@ pub struct LogOptions {
     #[arg(long, default_value = "warn", value_parser = LOG_LEVELS)]
     pub log_level: String,
 
+    /// Directory for the log files (default: the server root).
+    #[arg(
+        long,
+        value_name = "DIRECTORY-PATH",
+        conflicts_with = "log_to_terminal"
+    )]
+    pub log_directory: Option<PathBuf>,
+
+    /// Access log format: `common` (default), `combined`, or a LogFormat string.
+    #[arg(long, value_name = "FORMAT", requires = "access_log")]
+    pub access_log_format: Option<String>,
+
+    /// Error log format (ErrorLogFormat).
+    #[arg(long, value_name = "FORMAT")]
+    pub error_log_format: Option<String>,
+
     /// File name of the error log in the server root.
     #[arg(
         long,
@@ -454,7 +509,6 @@ pub const NOT_SUPPORTED_YET: &[(&str, usize)] = &[
     ("ignore-activity", 1),
     ("proxy-timeout", 1),
     ("enable-sendfile", 0),
-    ("map-head-to-get", 1),
     ("document-root", 1),
     ("directory-index", 1),
     ("directory-listing", 0),
@@ -464,15 +518,11 @@ pub const NOT_SUPPORTED_YET: &[(&str, usize)] = &[
     ("proxy-mount-point", 2),
     ("proxy-url-alias", 2),
     ("proxy-virtual-host", 2),
-    ("trust-proxy-header", 1),
-    ("trust-proxy", 1),
-    ("compress-responses", 0),
     ("telemetry-service", 1),
     ("enable-telemetry", 0),
     ("telemetry-ui-port", 1),
     ("telemetry-interval", 1),
     ("slow-requests", 1),
-    ("switch-interval", 1),
     ("free-threading", 0),
     ("telemetry-options", 1),
     ("host-access-script", 1),
@@ -484,14 +534,9 @@ pub const NOT_SUPPORTED_YET: &[(&str, usize)] = &[
     ("envvars-script", 1),
     ("lang", 1),
     ("locale", 1),
-    ("pid-file", 1),
     ("server-mpm", 1),
-    ("log-directory", 1),
     ("verbose-debugging", 0),
-    ("access-log-format", 1),
-    ("error-log-format", 1),
     ("python-eggs", 1),
-    ("python-warnings", 1),
     ("shell-executable", 1),
     ("httpd-executable", 1),
     ("process-name", 1),
@@ -499,7 +544,6 @@ pub const NOT_SUPPORTED_YET: &[(&str, usize)] = &[
     ("mime-types", 1),
     ("socket-prefix", 1),
     ("add-handler", 2),
-    ("chunked-request", 0),
     ("with-php5", 0),
     ("with-cgi", 0),
     ("service-script", 2),

@@ -161,6 +161,9 @@ fn daemon_options(site: &Site) -> String {
     if let Some(home) = &site.python_home {
         out.push_str(&format!(" python-home={}", qp(home)));
     }
+    if let Some(interval) = site.args.switch_interval {
+        out.push_str(&format!(" switch-interval={interval}"));
+    }
     let always = [
         ("queue-timeout", d.queue_timeout, 45),
         ("socket-timeout", d.socket_timeout, 60),
@@ -251,6 +254,9 @@ fn wsgi_section(site: &Site) -> String {
             "WSGIPythonPath {}\nWSGIApplicationGroup {app_group}\nWSGIPassAuthorization On\n",
             q(&python_path.join(":"))
         ));
+        if let Some(interval) = site.args.switch_interval {
+            out.push_str(&format!("WSGISwitchInterval {interval}\n"));
+        }
     } else {
         let group = q(&site.process_group);
         out.push_str(&format!(
@@ -395,6 +401,41 @@ fn hosts(site: &Site) -> String {
     out
 }
 
+/// Server-wide request handling: proxies, chunked bodies, HEAD, compression, Python's
+/// warnings.
+fn request_options(site: &Site) -> String {
+    let args = &site.args;
+    let mut out = String::new();
+    if !args.trust_proxy_headers.is_empty() {
+        out.push_str(&format!(
+            "WSGITrustedProxyHeaders {}\n",
+            args.trust_proxy_headers.join(" ")
+        ));
+    }
+    if !args.trust_proxies.is_empty() {
+        out.push_str(&format!(
+            "WSGITrustedProxies {}\n",
+            args.trust_proxies.join(" ")
+        ));
+    }
+    if args.chunked_request {
+        out.push_str("WSGIChunkedRequest On\n");
+    }
+    if let Some(map) = &args.map_head_to_get {
+        out.push_str(&format!("WSGIMapHEADToGET {map}\n"));
+    }
+    for spec in &args.python_warnings {
+        out.push_str(&format!("WSGIPythonWarnings {}\n", q(spec)));
+    }
+    if args.compress_responses {
+        out.push_str(
+            "AddOutputFilterByType DEFLATE text/plain text/html text/xml text/css \
+             text/javascript application/xhtml+xml application/javascript application/json\n",
+        );
+    }
+    out
+}
+
 /// The generated httpd.conf.
 pub fn render(site: &Site) -> String {
     let args = &site.args;
@@ -426,7 +467,18 @@ pub fn render(site: &Site) -> String {
         } else {
             log_target(site, &site.access_log_path())
         };
-        format!("LogFormat \"%h %l %u %t \\\"%r\\\" %>s %b\" common\nCustomLog {target} common\n")
+        let mut formats = "LogFormat \"%h %l %u %t \\\"%r\\\" %>s %b\" common\n\
+             LogFormat \"%h %l %u %t \\\"%r\\\" %>s %b \\\"%{Referer}i\\\" \\\"%{User-agent}i\\\"\" combined\n"
+            .to_string();
+        let nickname = match args.logs.access_log_format.as_deref() {
+            None | Some("common") => "common",
+            Some("combined") => "combined",
+            Some(custom) => {
+                formats.push_str(&format!("LogFormat {} custom\n", q(custom)));
+                "custom"
+            }
+        };
+        format!("{formats}CustomLog {target} {nickname}\n")
     } else {
         String::new()
     };
@@ -450,6 +502,10 @@ pub fn render(site: &Site) -> String {
     }
     if args.server_status {
         load("status", "status");
+    }
+    if args.compress_responses {
+        load("filter", "filter");
+        load("deflate", "deflate");
     }
     let mut aliases = String::new();
     for (url, path) in &site.aliases {
@@ -480,6 +536,7 @@ pub fn render(site: &Site) -> String {
     for name in &args.passenv {
         environment.push_str(&format!("PassEnv {name}\n"));
     }
+    environment.push_str(&request_options(site));
     let server_status = if args.server_status {
         "\n# --server-status: Apache's status page, for local clients only.\nExtendedStatus On\n\
          <Location /server-status>\n    SetHandler server-status\n    Require local\n\
@@ -541,7 +598,14 @@ pub fn render(site: &Site) -> String {
         ("@LISTEN_HTTPS@", listen_https),
         ("@SERVER_BACKLOG@", http.server_backlog.to_string()),
         ("@ERROR_LOG@", error_log),
-        ("@LOG_LEVEL@", site.log_level.clone()),
+        (
+            "@LOG_LEVEL@",
+            match &args.logs.error_log_format {
+                Some(format) => format!("{}\nErrorLogFormat {}", site.log_level, q(format)),
+                None => site.log_level.clone(),
+            },
+        ),
+        ("@PID_FILE@", site.pid_file().display().to_string()),
         ("@USER_GROUP@", user_group),
         (
             "@MPM@",

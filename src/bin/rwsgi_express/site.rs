@@ -51,6 +51,10 @@ pub struct Site {
     pub host: String,
     pub port: u16,
     pub server_root: PathBuf,
+    /// Where the logs go (--log-directory, else the server root).
+    pub log_dir: PathBuf,
+    /// Apache's PID file (--pid-file, else httpd.pid in the server root).
+    pub pid_path: PathBuf,
     /// The script Apache serves (the copy, if the application had to be copied; the
     /// generated handler for `--application-type module`).
     pub script: PathBuf,
@@ -88,13 +92,13 @@ impl Site {
         self.server_root.join("run")
     }
     pub fn error_log(&self) -> PathBuf {
-        self.server_root.join(&self.args.logs.error_log_name)
+        self.log_dir.join(&self.args.logs.error_log_name)
     }
     pub fn access_log_path(&self) -> PathBuf {
-        self.server_root.join(&self.args.logs.access_log_name)
+        self.log_dir.join(&self.args.logs.access_log_name)
     }
     pub fn pid_file(&self) -> PathBuf {
-        self.server_root.join("httpd.pid")
+        self.pid_path.clone()
     }
     /// Where `-E` sends Apache's start-up messages, with --startup-log.
     pub fn startup_log(&self) -> Option<PathBuf> {
@@ -103,7 +107,7 @@ impl Site {
         } else if self.log_to_terminal {
             Some(PathBuf::from("/dev/stderr"))
         } else {
-            Some(self.server_root.join(&self.args.logs.startup_log_name))
+            Some(self.log_dir.join(&self.args.logs.startup_log_name))
         }
     }
     /// Arguments for apache2 besides `-f CONF` and `-k`/`-DFOREGROUND`.
@@ -240,6 +244,54 @@ pub fn resolve(args: &ServerArgs, start: bool) -> Result<Site, Fail> {
         }
         check_config_safe(exe)?;
     }
+    for header in &args.trust_proxy_headers {
+        if header.is_empty()
+            || !header
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(Fail(format!(
+                "--trust-proxy-header {header:?}: expected a header name"
+            )));
+        }
+    }
+    for proxy in &args.trust_proxies {
+        if proxy.is_empty()
+            || !proxy
+                .chars()
+                .all(|c| c.is_ascii_hexdigit() || matches!(c, '.' | ':' | '/'))
+        {
+            return Err(Fail(format!(
+                "--trust-proxy {proxy:?}: expected an IP address or subnet (a.b.c.d/n)"
+            )));
+        }
+    }
+    for spec in &args.python_warnings {
+        check_config_value("--python-warnings", "", spec)?;
+    }
+    if let Some(interval) = args.switch_interval {
+        if !(interval > 0.0 && interval.is_finite()) {
+            return Err(Fail(format!(
+                "--switch-interval {interval}: expected a positive number of seconds"
+            )));
+        }
+    }
+    for format in [&args.logs.access_log_format, &args.logs.error_log_format]
+        .into_iter()
+        .flatten()
+    {
+        check_config_value("--access-log-format/--error-log-format", "", format)?;
+    }
+    let log_dir = match &args.logs.log_directory {
+        Some(d) => absolute(d)?,
+        None => server_root.clone(),
+    };
+    let pid_path = match &args.pid_file {
+        Some(p) => absolute(p)?,
+        None => server_root.join("httpd.pid"),
+    };
+    check_config_safe(&log_dir)?;
+    check_config_safe(&pid_path)?;
     let identity = identity(args.user.as_deref(), args.group.as_deref())?;
     if start {
         check_port(&args.host, args.port)?;
@@ -289,6 +341,13 @@ pub fn resolve(args: &ServerArgs, start: bool) -> Result<Site, Fail> {
     for sub in ["run", "htdocs"] {
         make_dir(&server_root.join(sub))?;
     }
+    // The user's own directories: created if missing, their permissions left alone.
+    if !log_dir.is_dir() {
+        make_dir(&log_dir)?;
+    }
+    if let Some(parent) = pid_path.parent().filter(|p| !p.is_dir()) {
+        make_dir(parent)?;
+    }
     let process_group = args.process_group.clone().unwrap_or_else(|| {
         // mod_wsgi-express names the group HOST:PORT, HOST being localhost when no --host
         // was given; scripts written for it name the group that way.
@@ -305,6 +364,8 @@ pub fn resolve(args: &ServerArgs, start: bool) -> Result<Site, Fail> {
         host: args.host.clone(),
         port: args.port,
         server_root,
+        log_dir,
+        pid_path,
         script,
         generated,
         app_dir,
