@@ -1257,3 +1257,46 @@ fn proxy_body_head_compression_python_and_log_options() {
     assert!(!server.root.join("error_log").exists());
     server.stop();
 }
+
+/// --limit-request-body, --keep-alive-timeout 0, --lang/--locale and --python-eggs.
+#[test]
+fn body_limit_keep_alive_locale_and_eggs() {
+    let tmp = TempDir::new("express-limits");
+    let eggs = tmp.path().join("eggs");
+    fs::create_dir_all(&eggs).unwrap();
+    let app = app_path();
+    let mut server = Server::setup(
+        "express-limits-root",
+        &[
+            app.to_str().unwrap(),
+            "--limit-request-body",
+            "100",
+            "--keep-alive-timeout",
+            "0",
+            "--locale",
+            "C.UTF-8",
+            "--lang",
+            "C",
+            "--python-eggs",
+            eggs.to_str().unwrap(),
+        ],
+    );
+    server.start();
+    let port = server.port;
+    let small = http::request(port, "POST", "/", &[], &[b'x'; 100]).unwrap();
+    assert_eq!(small.status, 200);
+    let large = http::request(port, "POST", "/", &[], &[b'x'; 101]).unwrap();
+    assert_eq!(large.status, 413, "--limit-request-body 100");
+    // No keep-alive: a request without `Connection: close` is answered with it.
+    let raw = format!("GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n");
+    let page = http::raw_request(port, raw.as_bytes(), false).unwrap();
+    assert_eq!(page.header("connection"), Some("close"));
+    let env = &http::json(&page)["os_environ"];
+    assert_eq!(env["LC_ALL"].str(), "C.UTF-8");
+    assert_eq!(env["LANG"].str(), "C");
+    assert_eq!(
+        env["PYTHON_EGG_CACHE"].str(),
+        fs::canonicalize(&eggs).unwrap().to_str().unwrap()
+    );
+    server.stop();
+}

@@ -32,6 +32,7 @@ def application(environ, start_response):
             "threads_per_process": getattr(mod_wsgi, "threads_per_process", None),
             "marker": MARKER,
             "warnoptions": sys.warnoptions,
+            "os_environ": {k: os.environ.get(k) for k in ("LANG", "LC_ALL", "PYTHON_EGG_CACHE")},
             "switch_interval": sys.getswitchinterval(),
         }
         body = json.dumps(info).encode()

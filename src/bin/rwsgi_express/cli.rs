@@ -226,6 +226,18 @@ pub struct ServerArgs {
           value_parser = ["Off", "On", "Auto"])]
     pub map_head_to_get: Option<String>,
 
+    /// The daemon's locale, LC_ALL (default C.UTF-8).
+    #[arg(long, value_name = "NAME")]
+    pub locale: Option<String>,
+
+    /// The daemon's LANG (default: --locale).
+    #[arg(long, value_name = "NAME")]
+    pub lang: Option<String>,
+
+    /// Directory for Python eggs (PYTHON_EGG_CACHE, python-eggs=).
+    #[arg(long, value_name = "DIRECTORY-PATH")]
+    pub python_eggs: Option<PathBuf>,
+
     /// A Python warnings filter (-W syntax, WSGIPythonWarnings); repeatable.
     #[arg(long = "python-warnings", value_name = "SPEC", action = clap::ArgAction::Append)]
     pub python_warnings: Vec<String>,
@@ -532,11 +544,8 @@ pub const NOT_SUPPORTED_YET: &[(&str, usize)] = &[
     ("auth-group", 1),
     ("rewrite-rules", 1),
     ("envvars-script", 1),
-    ("lang", 1),
-    ("locale", 1),
     ("server-mpm", 1),
     ("verbose-debugging", 0),
-    ("python-eggs", 1),
     ("shell-executable", 1),
     ("httpd-executable", 1),
     ("process-name", 1),

@@ -150,14 +150,23 @@ fn daemon_options(site: &Site) -> String {
         .chain(&site.python_paths)
         .map(|p| p.display().to_string())
         .collect();
+    let locale = site.args.locale.as_deref().unwrap_or("C.UTF-8");
+    let lang = site.args.lang.as_deref().unwrap_or(locale);
     out.push_str(&format!(
         "processes={} threads={} display-name=%{{GROUP}} \\\n    home={} python-path={} \
-         lang=C.UTF-8 locale=C.UTF-8",
+         lang={} locale={}",
         site.processes,
         site.threads,
         qp(&site.app_dir),
         q(&python_path.join(":")),
+        q(lang),
+        q(locale),
     ));
+    if let Some(eggs) = &site.args.python_eggs {
+        // resolve() checked that it exists.
+        let eggs = std::fs::canonicalize(eggs).unwrap_or_else(|_| eggs.clone());
+        out.push_str(&format!(" python-eggs={}", qp(&eggs)));
+    }
     if let Some(home) = &site.python_home {
         out.push_str(&format!(" python-home={}", qp(home)));
     }

@@ -266,6 +266,20 @@ pub fn resolve(args: &ServerArgs, start: bool) -> Result<Site, Fail> {
             )));
         }
     }
+    for value in [&args.lang, &args.locale].into_iter().flatten() {
+        if value.is_empty()
+            || !value
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._-@".contains(c))
+        {
+            return Err(Fail(format!(
+                "--lang/--locale {value:?}: expected a locale name like C.UTF-8"
+            )));
+        }
+    }
+    if let Some(eggs) = &args.python_eggs {
+        check_config_safe(&existing_dir(eggs, "--python-eggs")?)?;
+    }
     for spec in &args.python_warnings {
         check_config_value("--python-warnings", "", spec)?;
     }
@@ -501,6 +515,9 @@ fn check_embedded(args: &ServerArgs) -> Result<(), Fail> {
         ("--response-flush-delay", d.response_flush_delay.is_some()),
         ("--process-group", args.process_group.is_some()),
         ("--max-clients", args.max_clients.is_some()),
+        ("--lang", args.lang.is_some()),
+        ("--locale", args.locale.is_some()),
+        ("--python-eggs", args.python_eggs.is_some()),
         ("--reload-on-changes", args.reload_on_changes),
     ];
     if let Some((name, _)) = daemon_only.iter().find(|(_, set)| *set) {
