@@ -562,3 +562,61 @@ fn busy_port_is_one_clear_line_and_exit_1() {
         "{lines:?}"
     );
 }
+
+/// start-server with mod_wsgi-express's HTTPS and HTTP/2 options and --startup-log: both
+/// URLs served (curl, h2 over TLS with a throwaway certificate), then a clean stop.
+#[test]
+fn start_server_serves_https_and_http2_then_stops_cleanly() {
+    let tmp = TempDir::new("express-start-tls");
+    let (crt, key) = (tmp.path().join("t.crt"), tmp.path().join("t.key"));
+    let made = Command::new("openssl")
+        .args([
+            "req", "-x509", "-nodes", "-newkey", "rsa:2048", "-days", "1",
+        ])
+        .args(["-subj", "/CN=localhost", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&crt)
+        .output()
+        .expect("openssl (make test installs it)");
+    assert!(made.status.success());
+    let https_port = free_port();
+    let root = tmp.path().join("server");
+    let app = repo_dir().join("examples/hello/app.wsgi");
+    let https = https_port.to_string();
+    let mut ex = Express::start(
+        &root,
+        &[
+            app.to_str().unwrap(),
+            "--https-port",
+            &https,
+            "--ssl-certificate-file",
+            crt.to_str().unwrap(),
+            "--ssl-certificate-key-file",
+            key.to_str().unwrap(),
+            "--http2",
+            "--startup-log",
+        ],
+    );
+    assert!(
+        ex.out()
+            .contains(&format!("Serving https://127.0.0.1:{https_port}/ too")),
+        "{}",
+        ex.report()
+    );
+    let apache = ex.apache_pid();
+    let curl = Command::new("curl")
+        .args(["-sS", "-k", "--http2", "--max-time", "20"])
+        .args(["-w", "\n%{http_code} %{http_version}"])
+        .arg(format!("https://127.0.0.1:{https_port}/"))
+        .output()
+        .expect("curl (make test installs it)");
+    let out = String::from_utf8_lossy(&curl.stdout);
+    assert!(out.contains("Hello, mod_rwsgi"), "{out}\n{}", ex.report());
+    assert!(out.ends_with("\n200 2"), "{out}");
+    assert_eq!(ex.request("GET", "/", b"").status, 200);
+    assert!(root.join("startup_log").is_file(), "{}", ex.report());
+    let status = ex.terminate();
+    assert!(status.success(), "exit {status}\n{}", ex.report());
+    assert_nothing_left(&root, &[apache]);
+}
