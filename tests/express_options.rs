@@ -1300,3 +1300,58 @@ fn body_limit_keep_alive_locale_and_eggs() {
     );
     server.stop();
 }
+
+/// --envvars-script is sourced by apachectl (and --passenv shows its variable to the app);
+/// --orphan-interpreter keeps atexit handlers from running when the daemon stops.
+#[test]
+fn envvars_script_and_orphan_interpreter() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = TempDir::new("express-envvars");
+    let markers = tmp.path().join("markers");
+    fs::create_dir_all(&markers).unwrap();
+    // The daemon (www-data when run as root) leaves its marker here.
+    fs::set_permissions(&markers, fs::Permissions::from_mode(0o777)).unwrap();
+    let script = tmp.path().join("app.wsgi");
+    fs::write(
+        &script,
+        format!(
+            "import atexit, json, os\n\
+             def _bye():\n\
+             \x20   open(os.path.join({markers:?}, 'atexit-%d' % os.getpid()), 'w').close()\n\
+             atexit.register(_bye)\n\
+             def application(environ, start_response):\n\
+             \x20   body = json.dumps({{'value': environ.get('FROM_ENVVARS'),\n\
+             \x20                      'pid': os.getpid()}}).encode()\n\
+             \x20   start_response('200 OK', [('Content-Type', 'application/json')])\n\
+             \x20   return [body]\n",
+            markers = markers.display().to_string()
+        ),
+    )
+    .unwrap();
+    let envvars = tmp.path().join("envvars.sh");
+    fs::write(&envvars, "FROM_ENVVARS='sourced'\nexport FROM_ENVVARS\n").unwrap();
+    for orphan in [false, true] {
+        let mut args = vec![
+            script.to_str().unwrap(),
+            "--envvars-script",
+            envvars.to_str().unwrap(),
+            "--passenv",
+            "FROM_ENVVARS",
+        ];
+        if orphan {
+            args.push("--orphan-interpreter");
+        }
+        let mut server = Server::setup("express-envvars-root", &args);
+        server.start();
+        let info = http::json(&server.get("/"));
+        assert_eq!(info["value"].str(), "sourced", "--envvars-script");
+        let pid = info["pid"].as_i64().unwrap();
+        server.stop();
+        let marker = markers.join(format!("atexit-{pid}"));
+        assert_eq!(
+            marker.exists(),
+            !orphan,
+            "atexit handlers run on stop unless --orphan-interpreter (orphan={orphan})"
+        );
+    }
+}

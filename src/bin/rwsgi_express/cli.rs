@@ -288,6 +288,16 @@ pub struct ServerArgs {
     #[command(flatten)]
     pub logs: LogOptions,
 
+    /// A shell script `apachectl` sources before starting Apache, to set environment
+    /// variables (default: `envvars` in the server root, if it exists).
+    #[arg(long, value_name = "FILE-PATH")]
+    pub envvars_script: Option<PathBuf>,
+
+    /// Do not destroy the Python interpreter when a process stops (WSGIDestroyInterpreter
+    /// Off: shutdown callbacks run, atexit handlers do not).
+    #[arg(long)]
+    pub orphan_interpreter: bool,
+
     /// Where Apache writes its PID (default: httpd.pid in the server root).
     #[arg(long, value_name = "FILE-PATH")]
     pub pid_file: Option<PathBuf>,
@@ -543,7 +553,6 @@ pub const NOT_SUPPORTED_YET: &[(&str, usize)] = &[
     ("auth-group-script", 1),
     ("auth-group", 1),
     ("rewrite-rules", 1),
-    ("envvars-script", 1),
     ("server-mpm", 1),
     ("verbose-debugging", 0),
     ("shell-executable", 1),
@@ -559,7 +568,6 @@ pub const NOT_SUPPORTED_YET: &[(&str, usize)] = &[
     ("service-user", 2),
     ("service-group", 2),
     ("service-log-file", 2),
-    ("orphan-interpreter", 0),
     ("enable-docs", 0),
     ("debug-mode", 0),
     ("enable-debugger", 0),

@@ -430,6 +430,9 @@ fn request_options(site: &Site) -> String {
     if args.chunked_request {
         out.push_str("WSGIChunkedRequest On\n");
     }
+    if args.orphan_interpreter {
+        out.push_str("WSGIDestroyInterpreter Off\n");
+    }
     if let Some(map) = &args.map_head_to_get {
         out.push_str(&format!("WSGIMapHEADToGET {map}\n"));
     }
@@ -674,8 +677,9 @@ fn sh_quote(s: &str) -> String {
 
 /// The `apachectl` wrapper: start, stop (waits until Apache and every process it started,
 /// daemons included, are gone),
-/// restart, graceful, graceful-stop, configtest, and foreground. An `envvars` file in the
-/// server root is sourced first, as mod_wsgi-express's apachectl does.
+/// restart, graceful, graceful-stop, configtest, and foreground. The --envvars-script, or an
+/// `envvars` file in the server root, is sourced first, as mod_wsgi-express's apachectl
+/// does.
 pub fn apachectl(site: &Site) -> String {
     let extra: Vec<String> = site.httpd_args().iter().map(|a| sh_quote(a)).collect();
     format!(
@@ -733,7 +737,7 @@ esac
         httpd = sh_quote(APACHE_BIN),
         conf = sh_quote(&site.conf_path().display().to_string()),
         pidfile = sh_quote(&site.pid_file().display().to_string()),
-        envvars = sh_quote(&site.server_root.join("envvars").display().to_string()),
+        envvars = sh_quote(&site.envvars_script().display().to_string()),
         extra = extra.iter().map(|a| format!("{a} ")).collect::<String>(),
     )
 }

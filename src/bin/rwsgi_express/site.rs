@@ -55,6 +55,8 @@ pub struct Site {
     pub log_dir: PathBuf,
     /// Apache's PID file (--pid-file, else httpd.pid in the server root).
     pub pid_path: PathBuf,
+    /// --envvars-script, else `envvars` in the server root.
+    pub envvars: PathBuf,
     /// The script Apache serves (the copy, if the application had to be copied; the
     /// generated handler for `--application-type module`).
     pub script: PathBuf,
@@ -99,6 +101,10 @@ impl Site {
     }
     pub fn pid_file(&self) -> PathBuf {
         self.pid_path.clone()
+    }
+    /// The script `apachectl` sources (it need not exist).
+    pub fn envvars_script(&self) -> PathBuf {
+        self.envvars.clone()
     }
     /// Where `-E` sends Apache's start-up messages, with --startup-log.
     pub fn startup_log(&self) -> Option<PathBuf> {
@@ -304,6 +310,10 @@ pub fn resolve(args: &ServerArgs, start: bool) -> Result<Site, Fail> {
         Some(p) => absolute(p)?,
         None => server_root.join("httpd.pid"),
     };
+    let envvars = match &args.envvars_script {
+        Some(p) => existing(p, "--envvars-script")?,
+        None => server_root.join("envvars"),
+    };
     check_config_safe(&log_dir)?;
     check_config_safe(&pid_path)?;
     let identity = identity(args.user.as_deref(), args.group.as_deref())?;
@@ -380,6 +390,7 @@ pub fn resolve(args: &ServerArgs, start: bool) -> Result<Site, Fail> {
         server_root,
         log_dir,
         pid_path,
+        envvars,
         script,
         generated,
         app_dir,
