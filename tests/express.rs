@@ -620,3 +620,32 @@ fn start_server_serves_https_and_http2_then_stops_cleanly() {
     assert!(status.success(), "exit {status}\n{}", ex.report());
     assert_nothing_left(&root, &[apache]);
 }
+
+/// start-server sources --envvars-script before Apache starts, as apachectl does.
+#[test]
+fn start_server_sources_the_envvars_script() {
+    let tmp = TempDir::new("express-start-envvars");
+    let envvars = tmp.path().join("envvars.sh");
+    fs::write(
+        &envvars,
+        "FROM_ENVVARS='start-server'\nexport FROM_ENVVARS\n",
+    )
+    .unwrap();
+    let root = tmp.path().join("server");
+    let app = repo_dir().join("tests/apps/express_app.py");
+    let mut ex = Express::start(
+        &root,
+        &[
+            app.to_str().unwrap(),
+            "--envvars-script",
+            envvars.to_str().unwrap(),
+            "--passenv",
+            "FROM_ENVVARS",
+        ],
+    );
+    let apache = ex.apache_pid();
+    let info = http::json(&ex.request("GET", "/", b""));
+    assert_eq!(info["environ"]["FROM_ENVVARS"], "start-server");
+    assert!(ex.terminate().success(), "{}", ex.report());
+    assert_nothing_left(&root, &[apache]);
+}
