@@ -912,6 +912,8 @@ fn unsupported_and_incomplete_options_are_clear_errors() {
             "'--rotate-logs' cannot be used with '--log-to-terminal'",
         ),
         (vec!["--max-log-size", "9"], "--rotate-logs"),
+        (vec!["--access-log-name", "a.log"], "--access-log"),
+        (vec!["--startup-log-name", "s.log"], "--startup-log"),
         (vec!["--server-alias", "b.test"], "--server-name"),
         (vec!["--https-only"], "--https-port"),
     ] {

@@ -463,7 +463,8 @@ pub struct LogOptions {
         long,
         default_value = "access_log",
         value_name = "FILE-NAME",
-        conflicts_with = "log_to_terminal"
+        conflicts_with = "log_to_terminal",
+        requires = "access_log"
     )]
     pub access_log_name: String,
 
@@ -476,7 +477,8 @@ pub struct LogOptions {
         long,
         default_value = "startup_log",
         value_name = "FILE-NAME",
-        conflicts_with = "log_to_terminal"
+        conflicts_with = "log_to_terminal",
+        requires = "startup_log"
     )]
     pub startup_log_name: String,
 
