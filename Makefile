@@ -1,7 +1,7 @@
 # mod_rwsgi — build, test, install.
 #   make            build build/mod_rwsgi.so
 #   make test       install missing system packages (as root), build, run every test
-#   make test-venv  the venv (Webware, Flask, Django from PyPI) the tests serve; make test runs it
+#   make test-venv  the venv (Webware, Flask, Django, PasteDeploy from PyPI) the tests serve; make test runs it
 #   make serve      (see README) serve an example app
 #   make install    install the module into Apache through apxs
 #   make deb        the Debian package build/deb/libapache2-mod-rwsgi_<version>_<arch>.deb
@@ -23,7 +23,7 @@ export APXS
 SO := build/mod_rwsgi.so
 export RWSGI_SO := $(CURDIR)/$(SO)
 
-DEB_PACKAGES := apache2 apache2-dev clang libclang-dev python3-dev python3-venv iproute2
+DEB_PACKAGES := apache2 apache2-dev clang libclang-dev python3-dev python3-venv iproute2 curl openssl
 
 .PHONY: all build deps check-python test test-venv soak unit-test integration-test lint install serve clean deb deb-deps test-packaging
 

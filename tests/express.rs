@@ -100,7 +100,7 @@ impl Express {
             "--- stdout ---\n{}--- stderr ---\n{}--- error log ---\n{}",
             self.out(),
             self.err(),
-            fs::read_to_string(self.root.join("error.log")).unwrap_or_default()
+            fs::read_to_string(self.root.join("error_log")).unwrap_or_default()
         )
     }
 
@@ -305,13 +305,16 @@ fn start_server_serves_page_static_and_post_then_stops_cleanly() {
     assert!(!text.contains("<b>Ada"), "{text}");
 
     let process = ex.request("GET", "/process", b"").text();
-    assert_eq!(cell(&process, "process-group"), "express");
+    assert_eq!(
+        cell(&process, "process-group"),
+        format!("localhost:{}", ex.port)
+    );
     let daemon: i32 = cell(&process, "pid").parse().unwrap();
     assert_ne!(daemon, apache);
     assert!(cell(&process, "thread").parse::<u64>().is_ok());
 
     assert_eq!(ex.request("GET", "/nope", b"").status, 404);
-    let access = fs::read_to_string(root.join("access.log")).unwrap_or_default();
+    let access = fs::read_to_string(root.join("access_log")).unwrap_or_default();
     assert!(access.contains("\"POST /form HTTP/1.1\" 200"), "{access}");
 
     let status = ex.terminate();
@@ -390,7 +393,7 @@ fn unreadable_app_is_served_from_a_copy_and_reloads_on_changes() {
         first_pid, second_pid,
         "a new daemon process serves the change"
     );
-    let log = fs::read_to_string(root.join("error.log")).unwrap();
+    let log = fs::read_to_string(root.join("error_log")).unwrap();
     assert!(
         log.contains("helper.py changed; restarting daemon process"),
         "{log}"
@@ -450,7 +453,7 @@ fn setup_server_writes_a_config_that_passes_configtest_and_serves() {
         .stdin(Stdio::null())
         .spawn()
         .unwrap();
-    let log = || fs::read_to_string(root.join("error.log")).unwrap_or_default();
+    let log = || fs::read_to_string(root.join("error_log")).unwrap_or_default();
     let start = Instant::now();
     let page = loop {
         if let Ok(r) = http::request(port, "GET", "/hello/", &[], b"") {
@@ -558,4 +561,91 @@ fn busy_port_is_one_clear_line_and_exit_1() {
         lines[0].contains(&format!("port {port}")) && lines[0].contains("in use"),
         "{lines:?}"
     );
+}
+
+/// start-server with mod_wsgi-express's HTTPS and HTTP/2 options and --startup-log: both
+/// URLs served (curl, h2 over TLS with a throwaway certificate), then a clean stop.
+#[test]
+fn start_server_serves_https_and_http2_then_stops_cleanly() {
+    let tmp = TempDir::new("express-start-tls");
+    let (crt, key) = (tmp.path().join("t.crt"), tmp.path().join("t.key"));
+    let made = Command::new("openssl")
+        .args([
+            "req", "-x509", "-nodes", "-newkey", "rsa:2048", "-days", "1",
+        ])
+        .args(["-subj", "/CN=localhost", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&crt)
+        .output()
+        .expect("openssl (make test installs it)");
+    assert!(made.status.success());
+    let https_port = free_port();
+    let root = tmp.path().join("server");
+    let app = repo_dir().join("examples/hello/app.wsgi");
+    let https = https_port.to_string();
+    let mut ex = Express::start(
+        &root,
+        &[
+            app.to_str().unwrap(),
+            "--https-port",
+            &https,
+            "--ssl-certificate-file",
+            crt.to_str().unwrap(),
+            "--ssl-certificate-key-file",
+            key.to_str().unwrap(),
+            "--http2",
+            "--startup-log",
+        ],
+    );
+    assert!(
+        ex.out()
+            .contains(&format!("Serving https://127.0.0.1:{https_port}/ too")),
+        "{}",
+        ex.report()
+    );
+    let apache = ex.apache_pid();
+    let curl = Command::new("curl")
+        .args(["-sS", "-k", "--http2", "--max-time", "20"])
+        .args(["-w", "\n%{http_code} %{http_version}"])
+        .arg(format!("https://127.0.0.1:{https_port}/"))
+        .output()
+        .expect("curl (make test installs it)");
+    let out = String::from_utf8_lossy(&curl.stdout);
+    assert!(out.contains("Hello, mod_rwsgi"), "{out}\n{}", ex.report());
+    assert!(out.ends_with("\n200 2"), "{out}");
+    assert_eq!(ex.request("GET", "/", b"").status, 200);
+    assert!(root.join("startup_log").is_file(), "{}", ex.report());
+    let status = ex.terminate();
+    assert!(status.success(), "exit {status}\n{}", ex.report());
+    assert_nothing_left(&root, &[apache]);
+}
+
+/// start-server sources --envvars-script before Apache starts, as apachectl does.
+#[test]
+fn start_server_sources_the_envvars_script() {
+    let tmp = TempDir::new("express-start-envvars");
+    let envvars = tmp.path().join("envvars.sh");
+    fs::write(
+        &envvars,
+        "FROM_ENVVARS='start-server'\nexport FROM_ENVVARS\n",
+    )
+    .unwrap();
+    let root = tmp.path().join("server");
+    let app = repo_dir().join("tests/apps/express_app.py");
+    let mut ex = Express::start(
+        &root,
+        &[
+            app.to_str().unwrap(),
+            "--envvars-script",
+            envvars.to_str().unwrap(),
+            "--passenv",
+            "FROM_ENVVARS",
+        ],
+    );
+    let apache = ex.apache_pid();
+    let info = http::json(&ex.request("GET", "/", b""));
+    assert_eq!(info["environ"]["FROM_ENVVARS"], "start-server");
+    assert!(ex.terminate().success(), "{}", ex.report());
+    assert_nothing_left(&root, &[apache]);
 }

@@ -21,16 +21,20 @@ mod site;
 
 use std::process::ExitCode;
 
-use clap::Parser;
-
-use cli::{Cli, Command, ModuleArgs, ServerArgs};
+use cli::{Command, ModuleArgs, ServerArgs};
 
 /// A failure the user can act on: printed as one line, exit status 1.
 #[derive(Debug)]
 pub struct Fail(pub String);
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match cli::parse() {
+        Ok(cli) => cli,
+        Err(msg) => {
+            eprintln!("rwsgi-express: {msg}");
+            return ExitCode::from(1);
+        }
+    };
     let result = match cli.command {
         Command::StartServer(args) => start_server(&args),
         Command::SetupServer(args) => setup_server(&args),
@@ -65,6 +69,9 @@ fn setup_server(args: &ServerArgs) -> Result<u8, Fail> {
     print_notes(&site);
     let root = site.server_root.display();
     println!("Server URL:    {}", site.url());
+    if let Some(url) = site.https_url() {
+        println!("HTTPS URL:     {url}");
+    }
     println!("Server root:   {root}");
     println!("Server config: {}", site.conf_path().display());
     if !site.log_to_terminal {

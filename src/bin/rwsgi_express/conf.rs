@@ -6,15 +6,10 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use super::Fail;
-use super::site::{MODULES_DIR, Site};
+use super::site::{MODULES_DIR, Site, py_str};
 
 pub const APACHE_BIN: &str = "/usr/sbin/apache2";
 const TEMPLATE: &str = include_str!("../../../apache/httpd-express.conf.in");
-
-/// mod_wsgi-express's baseline: no request can hang a daemon thread forever.
-const BASELINE_TIMEOUTS: &str = "queue-timeout=45 socket-timeout=60 connect-timeout=15 \
-     request-timeout=60 startup-timeout=15 deadlock-timeout=60 graceful-timeout=15 \
-     shutdown-timeout=5";
 
 /// Loaded into the daemon before the application (WSGIImportScript): a thread that stats
 /// every file in sys.modules once a second and makes the daemon restart (SIGINT; the Apache
@@ -68,8 +63,394 @@ def _monitor():
 threading.Thread(target=_monitor, name="rwsgi-express-monitor", daemon=True).start()
 "#;
 
+/// A double-quoted configuration word (Apache unescapes `\\` and `\"` inside quotes).
+fn q(s: &str) -> String {
+    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+fn qp(p: &Path) -> String {
+    q(&p.display().to_string())
+}
+
+/// The Apache child processes' sizing: mod_wsgi-express's arithmetic for a daemon-mode
+/// front end (event MPM: about 1.5 client connections per daemon thread, in children of at
+/// most 20 threads), or exactly processes × threads for embedded mode (worker MPM).
+pub fn mpm_sizing(site: &Site) -> String {
+    let (p, t) = (u64::from(site.processes), u64::from(site.threads));
+    if site.args.embedded_mode {
+        let total = p * t;
+        let max_requests = site.args.daemon.maximum_requests.unwrap_or(0);
+        return format!(
+            "# --embedded-mode: {p} Apache child process(es) of {t} thread(s) run the \
+             application.\n\
+             ServerLimit {p}\nThreadLimit {t}\nThreadsPerChild {t}\nStartServers {p}\n\
+             MaxRequestWorkers {total}\nMinSpareThreads {total}\nMaxSpareThreads {}\n\
+             MaxConnectionsPerChild {max_requests}\nMaxKeepAliveRequests 100\n",
+            total + t
+        );
+    }
+    let (children, per_child) = front_end(p * t, site.args.max_clients);
+    let start = 1u64.max(children / 5);
+    let min_spare = per_child.max(children / 5 * per_child);
+    let max_spare = per_child.max(children * 3 / 5 * per_child);
+    format!(
+        "# Apache children in front of the daemon group: room for {} client connections.\n\
+         ServerLimit {children}\nThreadLimit {per_child}\nThreadsPerChild {per_child}\n\
+         StartServers {start}\nMaxRequestWorkers {}\nMinSpareThreads {min_spare}\n\
+         MaxSpareThreads {}\nMaxConnectionsPerChild 0\nMaxKeepAliveRequests 0\n",
+        children * per_child,
+        children * per_child,
+        max_spare.max(min_spare + per_child),
+    )
+}
+
+/// Apache children and threads per child for `capacity` daemon threads: room for
+/// --max-clients connections (at least `capacity`), else 1.5 per thread plus 10 (at least
+/// 20 more), in children of at most 20 threads, as mod_wsgi-express sizes them.
+fn front_end(capacity: u64, max_clients: Option<u32>) -> (u64, u64) {
+    let clients = match max_clients {
+        Some(m) => u64::from(m).max(capacity),
+        None => 10 + 10u64.max(capacity * 3 / 2),
+    };
+    let per_child = if clients > 20 {
+        clients / (clients / 20 + 1)
+    } else {
+        10
+    };
+    (clients.div_ceil(per_child), per_child)
+}
+
+/// A log target: the file in the server root, through rotatelogs with --rotate-logs.
+fn log_target(site: &Site, file: &Path) -> String {
+    let logs = &site.args.logs;
+    if logs.rotate_logs {
+        q(&format!(
+            "|{} {}.%Y-%m-%d-%H_%M_%S {}M",
+            logs.rotatelogs_executable.display(),
+            file.display(),
+            logs.max_log_size
+        ))
+    } else {
+        qp(file)
+    }
+}
+
+/// WSGIDaemonProcess's options: mod_wsgi-express's defaults, overridden by the command line;
+/// options whose value 0 means "off" or "the default" are left out then.
+fn daemon_options(site: &Site) -> String {
+    let d = &site.args.daemon;
+    // Not root: Apache keeps our identity, and the daemon must be told it is the intended
+    // one (it refuses to serve as anyone but its configured user).
+    let mut out = if site.identity.switch {
+        String::new()
+    } else {
+        format!("user={} group={} ", site.identity.user, site.identity.group)
+    };
+    let python_path: Vec<String> = std::iter::once(&site.app_dir)
+        .chain(&site.python_paths)
+        .map(|p| p.display().to_string())
+        .collect();
+    let locale = site.args.locale.as_deref().unwrap_or("C.UTF-8");
+    let lang = site.args.lang.as_deref().unwrap_or(locale);
+    out.push_str(&format!(
+        "processes={} threads={} display-name=%{{GROUP}} \\\n    home={} python-path={} \
+         lang={} locale={}",
+        site.processes,
+        site.threads,
+        qp(&site.app_dir),
+        q(&python_path.join(":")),
+        q(lang),
+        q(locale),
+    ));
+    if let Some(eggs) = &site.args.python_eggs {
+        // resolve() checked that it exists.
+        let eggs = std::fs::canonicalize(eggs).unwrap_or_else(|_| eggs.clone());
+        out.push_str(&format!(" python-eggs={}", qp(&eggs)));
+    }
+    if let Some(home) = &site.python_home {
+        out.push_str(&format!(" python-home={}", qp(home)));
+    }
+    if let Some(interval) = site.args.switch_interval {
+        out.push_str(&format!(" switch-interval={interval}"));
+    }
+    let always = [
+        ("queue-timeout", d.queue_timeout, 45),
+        ("socket-timeout", d.socket_timeout, 60),
+        ("connect-timeout", d.connect_timeout, 15),
+        ("request-timeout", d.request_timeout, 60),
+        ("startup-timeout", d.startup_timeout, 15),
+        ("deadlock-timeout", d.deadlock_timeout, 60),
+        ("graceful-timeout", d.graceful_timeout, 15),
+        ("shutdown-timeout", d.shutdown_timeout, 5),
+        ("listen-backlog", d.daemon_backlog, 100),
+    ];
+    out.push_str(" \\\n   ");
+    for (name, value, default) in always {
+        out.push_str(&format!(" {name}={}", value.unwrap_or(default)));
+    }
+    let when_set = [
+        ("maximum-requests", d.maximum_requests),
+        ("restart-interval", d.restart_interval),
+        ("cpu-time-limit", d.cpu_time_limit),
+        ("eviction-timeout", d.eviction_timeout),
+        ("inactivity-timeout", d.inactivity_timeout),
+        ("interrupt-timeout", d.interrupt_timeout),
+        ("send-buffer-size", d.send_buffer_size),
+        ("receive-buffer-size", d.receive_buffer_size),
+        ("header-buffer-size", d.header_buffer_size),
+        ("response-buffer-size", d.response_buffer_size),
+        ("response-socket-timeout", d.response_socket_timeout),
+    ];
+    let set: Vec<String> = when_set
+        .iter()
+        .filter_map(|(name, value)| value.filter(|v| *v > 0).map(|v| format!("{name}={v}")))
+        .chain(
+            d.response_flush_delay
+                .map(|v| format!("response-flush-delay={v}")),
+        )
+        .collect();
+    if !set.is_empty() {
+        out.push_str(" \\\n    ");
+        out.push_str(&set.join(" "));
+    }
+    out
+}
+
+/// The application's mount. It comes last, after the --include-file files: the first
+/// matching WSGIScriptAlias wins, and mod_wsgi-express's application is a fallback (a
+/// rewrite rule in its document root) that mounts in an included file take precedence over.
+fn wsgi_mount(site: &Site) -> String {
+    // A generated handler exposes the callable as `application` itself.
+    let callable = if site.args.callable_object == "application" || site.generated.is_some() {
+        String::new()
+    } else {
+        format!(" callable-object={}", q(&site.args.callable_object))
+    };
+    let app_group = q(&site.application_group);
+    let groups = if site.args.embedded_mode {
+        format!("application-group={app_group}")
+    } else {
+        // Both groups literal: the daemon loads the script at start, before the first
+        // request.
+        format!(
+            "process-group={} application-group={app_group}",
+            q(&site.process_group)
+        )
+    };
+    format!(
+        "\n# The application (after any included files: their mounts come first).\n\
+         WSGIScriptAlias {} {} {groups}{callable}\n",
+        site.mount_point,
+        qp(&site.script)
+    )
+}
+
+/// The application: a daemon process group (default) or embedded in Apache's children.
+fn wsgi_section(site: &Site) -> String {
+    let root = site.server_root.display();
+    let app_group = q(&site.application_group);
+    let mut out = String::new();
+    if site.args.embedded_mode {
+        out.push_str("# --embedded-mode: the application runs in the Apache children.\n");
+        if let Some(home) = &site.python_home {
+            out.push_str(&format!("WSGIPythonHome {}\n", qp(home)));
+        }
+        let python_path: Vec<String> = std::iter::once(&site.app_dir)
+            .chain(&site.python_paths)
+            .map(|p| p.display().to_string())
+            .collect();
+        out.push_str(&format!(
+            "WSGIPythonPath {}\nWSGIApplicationGroup {app_group}\nWSGIPassAuthorization On\n",
+            q(&python_path.join(":"))
+        ));
+        if let Some(interval) = site.args.switch_interval {
+            out.push_str(&format!("WSGISwitchInterval {interval}\n"));
+        }
+    } else {
+        let group = q(&site.process_group);
+        out.push_str(&format!(
+            "# The application, in daemon mode, with mod_wsgi-express's baseline timeouts.\n\
+             WSGIRestrictEmbedded On\n\
+             WSGIDaemonProcess {group} {}\n\
+             WSGIProcessGroup {group}\n\
+             WSGIApplicationGroup {app_group}\n\
+             WSGIPassAuthorization On\n",
+            daemon_options(site)
+        ));
+        if site.reload_on_changes {
+            out.push_str(&format!(
+                "# --reload-on-changes: restart the daemon when a loaded module changes.\n\
+                 WSGIImportScript \"{root}/monitor.py\" process-group={group} \
+                 application-group={app_group}\n"
+            ));
+        }
+    }
+    if site.args.disable_reloading {
+        out.push_str("WSGIScriptReloading Off\n");
+    }
+    if site.generated.is_some() {
+        out.push_str(&format!(
+            "<Directory \"{root}\">\n    <Files \"handler.wsgi\">\n        Require all granted\n    \
+             </Files>\n</Directory>\n"
+        ));
+    }
+    out
+}
+
+/// The `<VirtualHost>`s: with --server-name a default host refusing other names (as
+/// mod_wsgi-express), the named one, a redirect from the bare domain to `www.`; with
+/// --https-port the same over TLS; with --https-only plain HTTP redirects.
+fn hosts(site: &Site) -> String {
+    let args = &site.args;
+    let mut out = String::new();
+    let port = site.port;
+    let refuse = if args.allow_localhost {
+        "Require local"
+    } else {
+        "Require all denied"
+    };
+    let aliases = if args.server_alias.is_empty() {
+        String::new()
+    } else {
+        format!("ServerAlias {}\n", args.server_alias.join(" "))
+    };
+    let parent = args
+        .server_name
+        .as_deref()
+        .filter(|n| n.to_ascii_lowercase().starts_with("www."))
+        .map(|n| &n[4..]);
+    let https_redirect = |name: &str| -> String {
+        let port = site.tls.as_ref().map(|t| t.port).unwrap_or(443);
+        format!(
+            "RewriteEngine On\nRewriteCond %{{HTTPS}} off\n\
+             RewriteRule (.*) https://{name}:{port}%{{REQUEST_URI}} [R=302,L]\n"
+        )
+    };
+    let default_host = |port: u16, tls: &str| -> String {
+        format!(
+            "<VirtualHost _default_:{port}>\nServerName _wsgi_\n<Location />\n    {refuse}\n\
+             </Location>\n{tls}</VirtualHost>\n"
+        )
+    };
+    if let Some(name) = &args.server_name {
+        out.push_str("\n# --server-name: other host names get 403 from the default host.\n");
+        out.push_str(&default_host(port, ""));
+        out.push_str(&format!(
+            "<VirtualHost *:{port}>\nServerName {name}\n{aliases}"
+        ));
+        if args.https_only {
+            out.push_str(&https_redirect(name));
+        }
+        out.push_str("</VirtualHost>\n");
+        if let Some(parent) = parent {
+            out.push_str(&format!(
+                "<VirtualHost *:{port}>\nServerName {parent}\n\
+                 Redirect permanent / http://{name}:{port}/\n</VirtualHost>\n"
+            ));
+        }
+    } else if args.https_only {
+        out.push_str("\n# --https-only: plain HTTP requests are redirected.\n");
+        out.push_str(&https_redirect("%{SERVER_NAME}"));
+    }
+    let Some(tls) = &site.tls else {
+        return out;
+    };
+    let mut ssl = format!(
+        "SSLEngine On\nSSLCertificateFile {}\nSSLCertificateKeyFile {}\n",
+        qp(&tls.certificate),
+        qp(&tls.key)
+    );
+    if let Some(chain) = &tls.chain {
+        ssl.push_str(&format!("SSLCertificateChainFile {}\n", qp(chain)));
+    }
+    if let Some(ca) = &tls.ca {
+        ssl.push_str(&format!("SSLCACertificateFile {}\n", qp(ca)));
+    }
+    let tls_port = tls.port;
+    out.push_str(&format!("\n# --https-port {tls_port}: mod_ssl.\n"));
+    if args.server_name.is_some() {
+        out.push_str(&default_host(tls_port, &ssl));
+    }
+    out.push_str(&format!("<VirtualHost *:{tls_port}>\n"));
+    if let Some(name) = &args.server_name {
+        out.push_str(&format!("ServerName {name}\n{aliases}"));
+    }
+    out.push_str(&ssl);
+    if tls.ca.is_some() {
+        if args.ssl_verify_client.is_empty() {
+            out.push_str("SSLVerifyClient require\nSSLVerifyDepth 1\n");
+        } else {
+            let mut urls = args.ssl_verify_client.clone();
+            urls.sort_by(|a, b| b.cmp(a));
+            for url in urls {
+                out.push_str(&format!(
+                    "<Location {}>\n    SSLVerifyClient require\n    SSLVerifyDepth 1\n\
+                     </Location>\n",
+                    q(&url)
+                ));
+            }
+        }
+    }
+    if args.ssl_environment {
+        out.push_str("SSLOptions +StdEnvVars\n");
+    }
+    if let Some(policy) = &args.hsts_policy {
+        out.push_str(&format!(
+            "Header always set Strict-Transport-Security {}\n",
+            q(policy)
+        ));
+    }
+    out.push_str("</VirtualHost>\n");
+    if let (Some(name), Some(parent)) = (&args.server_name, parent) {
+        out.push_str(&format!(
+            "<VirtualHost *:{tls_port}>\nServerName {parent}\n\
+             Redirect permanent / https://{name}:{tls_port}/\n{ssl}</VirtualHost>\n"
+        ));
+    }
+    out
+}
+
+/// Server-wide request handling: proxies, chunked bodies, HEAD, compression, Python's
+/// warnings.
+fn request_options(site: &Site) -> String {
+    let args = &site.args;
+    let mut out = String::new();
+    if !args.trust_proxy_headers.is_empty() {
+        out.push_str(&format!(
+            "WSGITrustedProxyHeaders {}\n",
+            args.trust_proxy_headers.join(" ")
+        ));
+    }
+    if !args.trust_proxies.is_empty() {
+        out.push_str(&format!(
+            "WSGITrustedProxies {}\n",
+            args.trust_proxies.join(" ")
+        ));
+    }
+    if args.chunked_request {
+        out.push_str("WSGIChunkedRequest On\n");
+    }
+    if args.orphan_interpreter {
+        out.push_str("WSGIDestroyInterpreter Off\n");
+    }
+    if let Some(map) = &args.map_head_to_get {
+        out.push_str(&format!("WSGIMapHEADToGET {map}\n"));
+    }
+    for spec in &args.python_warnings {
+        out.push_str(&format!("WSGIPythonWarnings {}\n", q(spec)));
+    }
+    if args.compress_responses {
+        out.push_str(
+            "AddOutputFilterByType DEFLATE text/plain text/html text/xml text/css \
+             text/javascript application/xhtml+xml application/javascript application/json\n",
+        );
+    }
+    out
+}
+
 /// The generated httpd.conf.
 pub fn render(site: &Site) -> String {
+    let args = &site.args;
     let root = site.server_root.display().to_string();
     let listen_host = if site.host.contains(':') {
         format!("[{}]", site.host)
@@ -77,9 +458,9 @@ pub fn render(site: &Site) -> String {
         site.host.clone()
     };
     let error_log = if site.log_to_terminal {
-        "/dev/stderr".to_string()
+        "\"/dev/stderr\"".to_string()
     } else {
-        site.error_log().display().to_string()
+        log_target(site, &site.error_log())
     };
     let user_group = if site.identity.switch {
         format!(
@@ -94,82 +475,188 @@ pub fn render(site: &Site) -> String {
     };
     let access_log = if site.access_log {
         let target = if site.log_to_terminal {
-            "/dev/stdout".to_string()
+            "\"/dev/stdout\"".to_string()
         } else {
-            format!("{root}/access.log")
+            log_target(site, &site.access_log_path())
         };
-        format!(
-            "LogFormat \"%h %l %u %t \\\"%r\\\" %>s %b\" common\nCustomLog \"{target}\" common\n"
-        )
+        let mut formats = "LogFormat \"%h %l %u %t \\\"%r\\\" %>s %b\" common\n\
+             LogFormat \"%h %l %u %t \\\"%r\\\" %>s %b \\\"%{Referer}i\\\" \\\"%{User-agent}i\\\"\" combined\n"
+            .to_string();
+        let nickname = match args.logs.access_log_format.as_deref() {
+            None | Some("common") => "common",
+            Some("combined") => "combined",
+            Some(custom) => {
+                formats.push_str(&format!("LogFormat {} custom\n", q(custom)));
+                "custom"
+            }
+        };
+        format!("{formats}CustomLog {target} {nickname}\n")
     } else {
         String::new()
     };
-    // Not root: Apache keeps our identity, and the daemon must be told it is the intended one
-    // (it refuses to serve as anyone but its configured user).
-    let identity = if site.identity.switch {
-        String::new()
-    } else {
-        format!("user={} group={} ", site.identity.user, site.identity.group)
+    let mut extra_modules = String::new();
+    let mut load = |name: &str, file: &str| {
+        extra_modules.push_str(&format!(
+            "LoadModule {name}_module {MODULES_DIR}/mod_{file}.so\n"
+        ));
     };
-    let mut daemon = format!(
-        "{identity}processes={} threads={} display-name=%{{GROUP}} \\\n    home=\"{app}\" \
-         python-path=\"{app}\" lang=C.UTF-8 locale=C.UTF-8",
-        site.processes,
-        site.threads,
-        app = site.app_dir.display()
-    );
-    if let Some(home) = &site.python_home {
-        daemon.push_str(&format!(" python-home=\"{}\"", home.display()));
+    if args.https_only && args.https_port.is_some() {
+        load("rewrite", "rewrite");
     }
-    daemon.push_str(" \\\n    ");
-    daemon.push_str(BASELINE_TIMEOUTS);
-    let import = if site.reload_on_changes {
-        format!(
-            "# --reload-on-changes: restart the daemon when a loaded module changes.\n\
-             WSGIImportScript \"{root}/monitor.py\" process-group=express \
-             application-group=%{{GLOBAL}}\n"
-        )
-    } else {
-        String::new()
-    };
+    if args.hsts_policy.is_some() {
+        load("headers", "headers");
+    }
+    if site.tls.is_some() {
+        load("ssl", "ssl");
+    }
+    if args.http2 {
+        load("http2", "http2");
+    }
+    if args.server_status {
+        load("status", "status");
+    }
+    if args.compress_responses {
+        load("filter", "filter");
+        load("deflate", "deflate");
+    }
     let mut aliases = String::new();
     for (url, path) in &site.aliases {
-        let p = path.display();
-        aliases.push_str(&format!("Alias {url} \"{p}\"\n"));
+        aliases.push_str(&format!("Alias {url} {}\n", qp(path)));
         if path.is_dir() {
             aliases.push_str(&format!(
-                "<Directory \"{p}\">\n    Require all granted\n</Directory>\n"
+                "<Directory {}>\n    Require all granted\n</Directory>\n",
+                qp(path)
             ));
         } else {
-            let dir = path.parent().unwrap_or(Path::new("/")).display();
+            let dir = path.parent().unwrap_or(Path::new("/"));
             let name = path
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default();
             aliases.push_str(&format!(
-                "<Directory \"{dir}\">\n    <Files \"{name}\">\n        Require all granted\n    \
-                 </Files>\n</Directory>\n"
+                "<Directory {}>\n    <Files {}>\n        Require all granted\n    \
+                 </Files>\n</Directory>\n",
+                qp(dir),
+                q(&name)
             ));
         }
     }
+    let mut environment = String::new();
+    for (name, value) in &site.setenv {
+        environment.push_str(&format!("SetEnv {name} {}\n", q(value)));
+    }
+    for name in &args.passenv {
+        environment.push_str(&format!("PassEnv {name}\n"));
+    }
+    environment.push_str(&request_options(site));
+    let server_status = if args.server_status {
+        "\n# --server-status: Apache's status page, for local clients only.\nExtendedStatus On\n\
+         <Location /server-status>\n    SetHandler server-status\n    Require local\n\
+         </Location>\n"
+            .to_string()
+    } else {
+        String::new()
+    };
+    let mut includes = String::new();
+    if !site.include_files.is_empty() {
+        includes.push_str("\n# --include-file\n");
+        for file in &site.include_files {
+            includes.push_str(&format!("Include {}\n", qp(file)));
+        }
+    }
+    let http = &args.http;
+    let read_timeout = |what: &str, secs: u64, max: u64, rate: u64| {
+        let mut v = format!("{what}={secs}");
+        if secs > 0 {
+            if max > 0 {
+                v.push_str(&format!("-{max}"));
+            }
+            if rate > 0 {
+                v.push_str(&format!(",MinRate={rate}"));
+            }
+        }
+        v
+    };
+    let request_read_timeout = format!(
+        "{} {}",
+        read_timeout(
+            "header",
+            http.header_timeout,
+            http.header_max_timeout,
+            http.header_min_rate
+        ),
+        read_timeout(
+            "body",
+            http.body_timeout,
+            http.body_max_timeout,
+            http.body_min_rate
+        )
+    );
+    let keep_alive = if http.keep_alive_timeout > 0 {
+        format!("KeepAlive On\nKeepAliveTimeout {}", http.keep_alive_timeout)
+    } else {
+        "KeepAlive Off".to_string()
+    };
+    let listen_https = match &site.tls {
+        Some(tls) => format!("Listen {listen_host}:{}\n", tls.port),
+        None => String::new(),
+    };
     let replacements = [
         ("@VERSION@", env!("CARGO_PKG_VERSION").to_string()),
         ("@APP@", site.script.display().to_string()),
         ("@SERVER_ROOT@", root.clone()),
         ("@SERVER_NAME@", format!("{listen_host}:{}", site.port)),
         ("@LISTEN@", format!("{listen_host}:{}", site.port)),
+        ("@LISTEN_HTTPS@", listen_https),
+        ("@SERVER_BACKLOG@", http.server_backlog.to_string()),
         ("@ERROR_LOG@", error_log),
-        ("@LOG_LEVEL@", site.log_level.clone()),
+        (
+            "@LOG_LEVEL@",
+            match &args.logs.error_log_format {
+                Some(format) => format!("{}\nErrorLogFormat {}", site.log_level, q(format)),
+                None => site.log_level.clone(),
+            },
+        ),
+        ("@PID_FILE@", site.pid_file().display().to_string()),
         ("@USER_GROUP@", user_group),
+        (
+            "@MPM@",
+            if args.embedded_mode {
+                "mpm_worker"
+            } else {
+                "mpm_event"
+            }
+            .to_string(),
+        ),
         ("@MODULES_DIR@", MODULES_DIR.to_string()),
+        ("@EXTRA_MODULES@", extra_modules),
         ("@MODULE@", site.module.display().to_string()),
+        ("@MPM_SIZING@", mpm_sizing(site)),
+        (
+            "@TIMEOUT@",
+            args.daemon.socket_timeout.unwrap_or(60).to_string(),
+        ),
+        ("@KEEP_ALIVE@", keep_alive),
+        ("@REQUEST_READ_TIMEOUT@", request_read_timeout),
+        ("@LIMIT_REQUEST_BODY@", http.limit_request_body.to_string()),
+        (
+            "@PROTOCOLS@",
+            if args.http2 {
+                "# --http2: h2 over TLS, h2c over plain HTTP.\nProtocols h2 h2c http/1.1\n"
+                    .to_string()
+            } else {
+                String::new()
+            },
+        ),
         ("@ACCESS_LOG@", access_log),
-        ("@DAEMON_OPTIONS@", daemon),
-        ("@IMPORT_SCRIPT@", import),
-        ("@MOUNT_POINT@", site.mount_point.clone()),
-        ("@SCRIPT@", site.script.display().to_string()),
+        ("@WSGI@", wsgi_section(site)),
         ("@APP_DIR@", site.app_dir.display().to_string()),
         ("@ALIASES@", aliases),
+        ("@ENVIRONMENT@", environment),
+        ("@SERVER_STATUS@", server_status),
+        ("@HOSTS@", hosts(site)),
+        ("@INCLUDES@", includes),
+        ("@MOUNT@", wsgi_mount(site)),
     ];
     // Drop the template's own comments (`##`), then fill in the placeholders.
     let mut out: String = TEMPLATE
@@ -188,50 +675,86 @@ fn sh_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
 }
 
-/// The `apachectl` wrapper for setup-server.
+/// The `apachectl` wrapper: start, stop (waits until Apache and every process it started,
+/// daemons included, are gone),
+/// restart, graceful, graceful-stop, configtest, and foreground. The --envvars-script, or an
+/// `envvars` file in the server root, is sourced first, as mod_wsgi-express's apachectl
+/// does.
 pub fn apachectl(site: &Site) -> String {
+    let extra: Vec<String> = site.httpd_args().iter().map(|a| sh_quote(a)).collect();
     format!(
-        "#!/bin/sh\n\
-         # Written by rwsgi-express: controls the Apache instance configured in this directory.\n\
-         HTTPD={httpd}\n\
-         CONF={conf}\n\
-         case \"$1\" in\n\
-         \x20 start|stop|restart|graceful|graceful-stop) exec \"$HTTPD\" -f \"$CONF\" -k \"$1\" ;;\n\
-         \x20 configtest) exec \"$HTTPD\" -f \"$CONF\" -t ;;\n\
-         \x20 foreground) exec \"$HTTPD\" -f \"$CONF\" -DFOREGROUND ;;\n\
-         \x20 *) echo \"usage: $0 start|stop|restart|graceful|graceful-stop|configtest|foreground\" >&2; exit 2 ;;\n\
-         esac\n",
+        r#"#!/bin/sh
+# Written by rwsgi-express: controls the Apache instance configured in this directory.
+HTTPD={httpd}
+CONF={conf}
+PIDFILE={pidfile}
+ENVVARS={envvars}
+if [ -f "$ENVVARS" ]; then . "$ENVVARS"; fi
+
+# The PIDs of $1's descendants: its children, the daemon manager and the daemons.
+descendants() {{
+    cat /proc/[0-9]*/stat 2>/dev/null | sed -n 's/^\([0-9]*\) .*) . \([0-9]*\) .*/\1 \2/p' |
+        awk -v root="$1" '{{ parent[$1] = $2 }}
+            END {{ n = 1; list[1] = root
+                  for (i = 1; i <= n; i++) for (p in parent) if (parent[p] == list[i]) {{ list[++n] = p; print p }} }}'
+}}
+
+# Waits (at most 30 s) until every process given is gone.
+wait_gone() {{
+    i=0
+    for p in "$@"; do
+        while kill -0 "$p" 2>/dev/null; do
+            # A zombie (not reaped by its parent) has stopped too.
+            case "$(sed 's/^.*) //' /proc/"$p"/stat 2>/dev/null | cut -c1)" in Z|X|"") break ;; esac
+            i=$((i + 1))
+            if [ "$i" -gt 300 ]; then
+                echo "apachectl: process $p of Apache is still running after 30 s" >&2
+                return 1
+            fi
+            sleep 0.1
+        done
+    done
+}}
+
+case "$1" in
+  start|restart|graceful)
+    exec "$HTTPD" -f "$CONF" {extra}-k "$1" ;;
+  stop|graceful-stop)
+    pid=$(cat "$PIDFILE" 2>/dev/null)
+    family=""
+    [ -n "$pid" ] && family="$pid $(descendants "$pid")"
+    "$HTTPD" -f "$CONF" -k "$1" || exit $?
+    wait_gone $family ;;
+  configtest)
+    exec "$HTTPD" -f "$CONF" -t ;;
+  foreground)
+    exec "$HTTPD" -f "$CONF" {extra}-DFOREGROUND ;;
+  *)
+    echo "usage: $0 start|stop|restart|graceful|graceful-stop|configtest|foreground" >&2
+    exit 2 ;;
+esac
+"#,
         httpd = sh_quote(APACHE_BIN),
         conf = sh_quote(&site.conf_path().display().to_string()),
+        pidfile = sh_quote(&site.pid_file().display().to_string()),
+        envvars = sh_quote(&site.envvars_script().display().to_string()),
+        extra = extra.iter().map(|a| format!("{a} ")).collect::<String>(),
     )
-}
-
-/// Python string literal for the monitor's extra file list.
-fn py_str(s: &str) -> String {
-    let escaped: String = s
-        .chars()
-        .flat_map(|c| match c {
-            '\\' => vec!['\\', '\\'],
-            '"' => vec!['\\', '"'],
-            c => vec![c],
-        })
-        .collect();
-    format!("\"{escaped}\"")
 }
 
 /// Writes httpd.conf, apachectl and (if needed) monitor.py into the server root.
 pub fn write_all(site: &Site) -> Result<(), Fail> {
     let root = &site.server_root;
-    write(&site.conf_path(), &render(site), 0o644)?;
-    write(&root.join("apachectl"), &apachectl(site), 0o755)?;
+    write_file(&site.conf_path(), &render(site), 0o644)?;
+    write_file(&root.join("apachectl"), &apachectl(site), 0o755)?;
     if site.reload_on_changes {
         let script = MONITOR_PY.replace("@SCRIPT@", &py_str(&site.script.display().to_string()));
-        write(&root.join("monitor.py"), &script, 0o644)?;
+        write_file(&root.join("monitor.py"), &script, 0o644)?;
     }
     Ok(())
 }
 
-fn write(path: &Path, text: &str, mode: u32) -> Result<(), Fail> {
+pub fn write_file(path: &Path, text: &str, mode: u32) -> Result<(), Fail> {
     fs::write(path, text)
         .and_then(|()| fs::set_permissions(path, fs::Permissions::from_mode(mode)))
         .map_err(|e| Fail(format!("cannot write {}: {e}", path.display())))
@@ -250,5 +773,23 @@ mod tests {
     #[test]
     fn py_str_escapes() {
         assert_eq!(py_str(r#"/a"b\c"#), r#""/a\"b\\c""#);
+    }
+
+    #[test]
+    fn front_end_sizing_follows_mod_wsgi_express() {
+        // 1 × 5 threads: 20 connections in two children of 10.
+        assert_eq!(front_end(5, None), (2, 10));
+        // --max-clients 50: children of 50 / 3 = 16 threads, four of them.
+        assert_eq!(front_end(1, Some(50)), (4, 16));
+        // --max-clients below the daemon threads counts the threads: 40 in children of
+        // 40 / 3 = 13.
+        assert_eq!(front_end(40, Some(10)), (4, 13));
+        // 10 × 10 threads: 160 connections, children of 17 threads.
+        assert_eq!(front_end(100, None), (10, 17));
+    }
+
+    #[test]
+    fn config_words_are_quoted_and_escaped() {
+        assert_eq!(q(r#"a "b" \c"#), r#""a \"b\" \\c""#);
     }
 }

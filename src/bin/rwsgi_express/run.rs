@@ -51,9 +51,22 @@ pub fn run(site: &Site) -> Result<i32, Fail> {
         let _ = fs::remove_file(sock);
     }
     let conf = site.conf_path();
-    let mut cmd = Command::new(APACHE_BIN);
+    // The environment script (--envvars-script, or `envvars` in the server root), sourced
+    // as apachectl does: a shell that execs Apache, so the child's PID stays Apache's.
+    let envvars = site.envvars_script();
+    let mut cmd = if envvars.is_file() {
+        let mut sh = Command::new("/bin/sh");
+        sh.arg("-c")
+            .arg(". \"$0\" && exec \"$@\"")
+            .arg(&envvars)
+            .arg(APACHE_BIN);
+        sh
+    } else {
+        Command::new(APACHE_BIN)
+    };
     cmd.arg("-f")
         .arg(&conf)
+        .args(site.httpd_args())
         .arg("-DFOREGROUND")
         // Its own process group: on stop Apache signals its whole group, and a terminal's
         // Ctrl-C reaches only us; we forward it.
@@ -114,6 +127,9 @@ pub fn run(site: &Site) -> Result<i32, Fail> {
         site.url(),
         conf.display()
     );
+    if let Some(url) = site.https_url() {
+        println!("Serving {url} too");
+    }
     if !site.log_to_terminal {
         println!("Error log: {}", site.error_log().display());
     }
