@@ -35,6 +35,7 @@ use common::{ApacheConfig, TempDir, set_cookie, test_venv};
 const FRONT_ADDR: &str = "10.231.0.1";
 const REDIS_ADDR: &str = "10.231.0.20";
 const BACKENDS: usize = 3;
+const REDIS_SERVER: &str = "/usr/bin/redis-server";
 /// The counter page of Webware's Examples context: login required (alice/alice), a
 /// counter in the session.
 const PAGE: &str = "/Examples/SecureCountVisits";
@@ -731,6 +732,22 @@ fn sessions_survive_a_lost_backend_a_drain_and_a_redis_restart() {
         }
     };
     let front_ns = net.ns("front");
+    assert!(
+        Path::new(REDIS_SERVER).exists(),
+        "{REDIS_SERVER} is missing: `make test` installs Debian's redis-server"
+    );
+    let venv = test_venv();
+    let redis_py = Command::new(venv.join("bin/python"))
+        .args(["-c", "import redis"])
+        .output()
+        .expect("run the test venv's python");
+    assert!(
+        redis_py.status.success(),
+        "the test venv {} has no `redis` package (tests/apps/requirements.txt; `make \
+         test-venv` remakes the venv): {}",
+        venv.display(),
+        String::from_utf8_lossy(&redis_py.stderr)
+    );
     // Declared after the network (so dropped before it) and before every process (so
     // dropped after them, once their logs were printed): the test's directories go also
     // when it fails.
@@ -755,7 +772,7 @@ fn sessions_survive_a_lost_backend_a_drain_and_a_redis_restart() {
         let mut redis = NsProcess::spawn(
             "redis-server",
             &net.ns("redis"),
-            "/usr/bin/redis-server",
+            REDIS_SERVER,
             &[redis_conf.to_str().unwrap()],
             redis_dir.path(),
         );
@@ -770,7 +787,6 @@ fn sessions_survive_a_lost_backend_a_drain_and_a_redis_restart() {
     let mut redis = start_redis();
 
     // The backends: one working dir made, copied to each host (as a deployment would).
-    let venv = test_venv();
     let made = TempDir::new("scale-workdir");
     dirs.0.push(made.path().to_path_buf());
     let work_dir = made.path().join("MyApp");
