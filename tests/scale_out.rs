@@ -9,7 +9,7 @@
 //! front's namespace, talking to the front on its loopback.
 //!
 //! Shown: a logged-in session's counter keeps counting across requests spread over every
-//! backend; a backend killed (kill -9 of its whole Apache tree) under load costs at most the
+//! backend; backends believe X-Forwarded-For only from the front; a backend killed (kill -9 of its whole Apache tree) under load costs at most the
 //! requests in flight on it and no session value, and once started again the health check
 //! puts it back; a backend drained through the balancer-manager form costs nothing; Redis
 //! restarted keeps every session.
@@ -865,6 +865,44 @@ fn sessions_survive_a_lost_backend_a_drain_and_a_redis_restart() {
         );
     }
     println!("scale_out: 32 requests of one session over {BACKENDS} backends");
+
+    // The backends believe X-Forwarded-For from the front only (WSGITrustedProxies): the
+    // app sees the client's address through the front, and a forged header sent by
+    // another host (b3 to b2) is dropped.
+    let remote_addr = |page: &Response| {
+        let text = page.text();
+        let marker = "<td>REMOTE_ADDR</td><td>";
+        let start = text
+            .find(marker)
+            .unwrap_or_else(|| panic!("no REMOTE_ADDR in:\n{text}"))
+            + marker.len();
+        text[start..].split('<').next().unwrap_or("").to_string()
+    };
+    let via_front = in_ns(&front_ns, move || {
+        http::request(port, "GET", "/Examples/RequestInformation", &[], b"").unwrap()
+    });
+    assert_eq!(via_front.status, 200, "{}", via_front.text());
+    assert_eq!(
+        remote_addr(&via_front),
+        "127.0.0.1",
+        "REMOTE_ADDR via the front"
+    );
+    let b2_addr = backend_addr(1);
+    let forged = in_ns(&net.ns("b3"), move || {
+        request_at(
+            &b2_addr,
+            80,
+            "GET /Examples/RequestInformation HTTP/1.1\r\nHost: b2\r\n\
+             X-Forwarded-For: 203.0.113.9\r\nConnection: close\r\n\r\n",
+        )
+        .unwrap()
+    });
+    assert_eq!(forged.status, 200, "{}", forged.text());
+    assert_eq!(
+        remote_addr(&forged),
+        backend_addr(2),
+        "REMOTE_ADDR, b3 to b2"
+    );
 
     // 2. Four clients under a bounded load; backend b1 killed (its whole Apache tree).
     let clients: Vec<Client> = std::iter::once(client)
