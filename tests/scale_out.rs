@@ -380,6 +380,41 @@ fn descendants(root: i32) -> Vec<i32> {
     tree
 }
 
+/// Waits (at most 5 s) until namespace `ns` has no established TCP connection to `addr`.
+fn wait_no_connections(ns: &str, addr: &str) {
+    let start = Instant::now();
+    loop {
+        let out = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                ns,
+                "ss",
+                "-Htn",
+                "state",
+                "established",
+                "dst",
+                addr,
+            ])
+            .output()
+            .expect("run ss");
+        let open = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        assert!(
+            out.status.success(),
+            "ss in {ns}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if open.is_empty() {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "connections to {addr} still open in {ns}:\n{open}"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
 /// An Apache in a namespace, with the harness's generated configuration.
 struct NsApache {
     config: ApacheConfig,
@@ -913,6 +948,9 @@ fn sessions_survive_a_lost_backend_a_drain_and_a_redis_restart() {
     running.wait_done(100);
     let kill_start = Instant::now();
     let killed = backends[0].process.kill_tree();
+    // The kill is over once the front holds no connection to b1 still open: until then a
+    // request may go out on a kept-alive connection whose reset is still on its way.
+    wait_no_connections(&front_ns, &backend_addr(0));
     let kill_end = Instant::now();
     running.wait_done(running.done.load(Ordering::SeqCst) + 200);
     let (clients, visits) = running.finish();
@@ -927,7 +965,8 @@ fn sessions_survive_a_lost_backend_a_drain_and_a_redis_restart() {
     for v in &failed {
         assert!(
             in_flight(v) && member_of(&log, v).as_deref() == Some(&backend_url(0)),
-            "a failed request that was not in flight on the killed backend: {v:?} (front: {:?})",
+            "a failed request that was not in flight on the killed backend: {v:?} (front: \
+             {:?}; kill from {kill_start:?} to {kill_end:?})",
             member_of(&log, v)
         );
     }
