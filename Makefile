@@ -23,7 +23,7 @@ export APXS
 SO := build/mod_rwsgi.so
 export RWSGI_SO := $(CURDIR)/$(SO)
 
-DEB_PACKAGES := apache2 apache2-dev clang libclang-dev python3-dev python3-venv iproute2 curl openssl
+DEB_PACKAGES := apache2 apache2-dev clang libclang-dev python3-dev python3-venv iproute2 curl openssl redis-server
 
 .PHONY: all build deps check-python test test-venv soak unit-test integration-test lint install serve clean deb deb-deps test-packaging
 

@@ -9,9 +9,9 @@ fn example(name: &str) -> String {
     let path = common::repo_dir().join("conf-examples").join(name);
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     // The harness loads the module under test itself; the example's own LoadModule line
-    // names the installed path.
+    // names the installed path. Apache's own modules (the balancer front's) stay.
     text.lines()
-        .filter(|l| !l.trim_start().starts_with("LoadModule"))
+        .filter(|l| !l.trim_start().starts_with("LoadModule rwsgi_module"))
         .collect::<Vec<_>>()
         .join("\n")
 }
@@ -58,11 +58,13 @@ fn every_example_is_listed() {
     assert_eq!(names, EXAMPLES);
 }
 
-const EXAMPLES: [&str; 4] = [
+const EXAMPLES: [&str; 6] = [
     "01-root-with-static.conf",
     "02-app-prefix.conf",
     "03-long-options.conf",
     "04-macro-two-apps.conf",
+    "05-balancer-front.conf",
+    "06-balancer-backend.conf",
 ];
 
 #[test]
@@ -99,4 +101,19 @@ fn examples_keep_the_guides_directives_unchanged() {
         assert!(long.contains(line), "03-long-options.conf lacks {line:?}");
     }
     assert!(example("04-macro-two-apps.conf").contains("Use WSGIProcess app2 10"));
+    // Scale-out: the guide's group with processes=2 behind a health-checked balancer.
+    assert!(example("06-balancer-backend.conf").contains(
+        "WSGIDaemonProcess webware processes=2 threads=20 python-home=/srv/webware/venv"
+    ));
+    let front = example("05-balancer-front.conf");
+    for needle in [
+        "lbmethod=byrequests",
+        "hcmethod=GET",
+        "SetHandler balancer-manager",
+    ] {
+        assert!(
+            front.contains(needle),
+            "05-balancer-front.conf lacks {needle:?}"
+        );
+    }
 }
