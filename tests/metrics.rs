@@ -98,6 +98,49 @@ fn fifty_requests_are_counted_by_status_class_and_phase() {
     );
 }
 
+/// Embedded mode: requests on one kept-alive connection all reach the same Apache child, so
+/// its window sees exactly them; there is no queue or daemon phase.
+#[test]
+fn embedded_mode_records_without_queue_or_daemon_phases() {
+    use std::io::{BufReader, Write};
+    let config = ApacheConfig::new("metrics-embedded");
+    let app = config.install_app("metrics.wsgi");
+    let apache = config
+        .conf(&format!(
+            "WSGIScriptAlias /app {}\n<Directory @DIR@/apps>\n    Require all granted\n</Directory>",
+            app.display()
+        ))
+        .start();
+    let stream = std::net::TcpStream::connect(("127.0.0.1", apache.port())).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let get = |path: &str| {
+        let raw = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n");
+        (&stream).write_all(raw.as_bytes()).unwrap();
+        http::read_response(BufReader::new(&stream), false).unwrap()
+    };
+    assert_eq!(get("/app/start").status, 200);
+    for _ in 0..10 {
+        assert_eq!(get("/app/hello?status=404").status, 404);
+    }
+    let resp = get("/app/request_metrics");
+    assert_with_log!(apache, resp.status == 200, "status {}", resp.status);
+    let m = json(&resp);
+    assert_eq!(m["request_count"].num(), 10.0, "{m}");
+    assert_eq!(m["status_4xx"].num(), 10.0, "{m}");
+    for phase in ["queue_time", "daemon_time"] {
+        assert!(m[phase].is_null(), "{phase}: {m}");
+        assert!(m[format!("{phase}_max_us")].is_null(), "{phase}: {m}");
+    }
+    let served: f64 = m["server_time_buckets"]
+        .list()
+        .iter()
+        .map(|b| b.num())
+        .sum();
+    assert_eq!(served, 10.0, "{m}");
+}
+
 #[test]
 fn busy_threads_show_in_capacity_utilization() {
     let apache = start("processes=1 threads=5");

@@ -71,5 +71,6 @@ def application(environ, start_response):
         start_response("200 OK", [("X-Before", "failure")])
         raise KeyError("metrics-test failure")
     status = query.get("status", "200")
-    start_response(status + " Whatever", [("Content-Type", "text/plain")])
+    start_response(status + " Whatever", [("Content-Type", "text/plain"),
+                                          ("Content-Length", "5")])
     return [b"hello"]
