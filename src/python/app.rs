@@ -318,7 +318,7 @@ fn run_app<'py>(
         shared.timed.store(true, Ordering::Relaxed);
         let _ = shared.cpu_start.set(metrics::thread_cpu());
     }
-    let _context = modwsgi::RequestContext::enter(py, events.then(|| request_id(spec)).flatten());
+    let _context = modwsgi::RequestContext::enter(events.then(|| request_id(spec)).flatten());
     let application_start_us = now_us();
     shared
         .application_start_us
@@ -395,7 +395,6 @@ fn request_id(spec: &RequestSpec<'_>) -> Option<String> {
 
 /// The fields request_started and request_finished share: thread, Apache child, instants.
 fn common_fields(
-    py: Python<'_>,
     spec: &RequestSpec<'_>,
     event: &Bound<'_, PyDict>,
     application_start_us: u64,
@@ -410,7 +409,6 @@ fn common_fields(
     event.set_item("queue_start", seconds(spec.times.queue_start_us))?;
     event.set_item("daemon_start", seconds(spec.times.daemon_start_us))?;
     event.set_item("application_start", seconds(application_start_us))?;
-    let _ = py;
     Ok(())
 }
 
@@ -431,7 +429,7 @@ fn publish_started<'py>(
             Some(start) => (start.extract::<f64>()? * 1e6) as u64,
             None => now_us(),
         };
-        common_fields(py, spec, &event, start_us)?;
+        common_fields(spec, &event, start_us)?;
         Ok(())
     })();
     if filled.is_err() {
@@ -465,7 +463,7 @@ fn publish_finished(py: Python<'_>, spec: &RequestSpec<'_>, shared: &Shared) {
     let event = PyDict::new(py);
     let filled = (|| -> PyResult<()> {
         modwsgi::set_request_fields(py, &event)?;
-        common_fields(py, spec, &event, start_us)?;
+        common_fields(spec, &event, start_us)?;
         event.set_item("application_finish", finish_us as f64 / 1e6)?;
         event.set_item(
             "application_time",

@@ -99,7 +99,7 @@ pub(crate) struct RequestContext {
 }
 
 impl RequestContext {
-    pub(crate) fn enter(_py: Python<'_>, request_id: Option<String>) -> RequestContext {
+    pub(crate) fn enter(request_id: Option<String>) -> RequestContext {
         CURRENT.with(|c| {
             *c.borrow_mut() = Some(Current {
                 request_id,
