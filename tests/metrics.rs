@@ -238,7 +238,7 @@ fn request_events_carry_timing_io_and_request_data() {
     );
     assert_eq!(
         f["request_data"],
-        serde_json::json!({"watch": "w1", "app": "was here"}),
+        serde_json::json!({"watch": "w1", "app": "was here", "environ_thread_id": f["thread_id"]}),
         "{f}"
     );
     let s = &seen["response_started"];

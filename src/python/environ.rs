@@ -136,9 +136,10 @@ pub(crate) fn build<'py>(
         intern!(py, "mod_wsgi.application_start"),
         seconds(application_start_us),
     )?;
+    // From 1, the number events and process_metrics() give the thread too, as mod_wsgi.
     env.set_item(
         intern!(py, "mod_wsgi.thread_id"),
-        super::metrics::thread_slot(),
+        super::metrics::thread_slot() + 1,
     )?;
     Ok(env)
 }

@@ -67,6 +67,7 @@ def application(environ, start_response):
         time.sleep(float(query.get("s", "1")))
     if path == "/fail":
         mod_wsgi.request_data()["app"] = "was here"
+        mod_wsgi.request_data()["environ_thread_id"] = environ["mod_wsgi.thread_id"]
         environ["wsgi.input"].read()
         start_response("200 OK", [("X-Before", "failure")])
         raise KeyError("metrics-test failure")
