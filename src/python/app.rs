@@ -5,6 +5,7 @@
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use pyo3::prelude::*;
@@ -16,12 +17,12 @@ use super::file_wrapper::FileWrapper;
 use super::input::Input;
 use super::loader::{self, Loaded, Loader};
 use super::log_object::{self, RequestScope, type_name};
-use super::modwsgi;
 use super::request::{Response, SendError, Shared};
 use super::start_response::StartResponse;
 use super::{
     Outcome, RequestIo, RequestSpec, ScriptReloading, log, log_detached, log_prefix, python_error,
 };
+use super::{metrics, modwsgi};
 use crate::logging::Level;
 
 /// Loaded WSGI scripts of this process. `Send + Sync`: one per process, shared by all worker
@@ -134,8 +135,19 @@ impl AppHost {
     /// after this returns.
     pub fn handle(&self, spec: &RequestSpec<'_>, io: &mut dyn RequestIo) -> Outcome {
         keep_thread_state();
-        let shared = Shared::new();
-        shared.with_bound_io(io, || self.handle_bound(spec, &shared))
+        let slot = metrics::thread_slot();
+        let began_us = metrics::request_began(slot);
+        let recording = metrics::recording();
+        let shared = Shared::new(recording);
+        if recording {
+            let _ = shared.cpu_start.set(metrics::thread_cpu());
+        }
+        let outcome = shared.with_bound_io(io, || self.handle_bound(spec, &shared));
+        let ended_us = now_us();
+        let finished =
+            recording.then(|| finished(spec, &shared, &outcome, slot, began_us, ended_us));
+        metrics::request_ended(slot, began_us, ended_us, finished.as_ref());
+        outcome
     }
 
     /// [`AppHost::handle`] with the io bound: a panic becomes a 500 (if nothing was sent) and
@@ -184,7 +196,11 @@ impl AppHost {
             ScriptReloading::InPlace => Some(loader::file_mtime(path)),
             ScriptReloading::ReplaceProcess => Some(Ok(loaded.mtime)),
         };
+        let asked = shared.is_timed().then(Instant::now);
         let checked = Python::attach(|py| {
+            if let Some(asked) = asked {
+                shared.stats.gil_wait(asked.elapsed());
+            }
             if let Some(file_mtime) = &file_mtime {
                 if let Some(why) = loader::reload_reason(py, &loaded, file_mtime, path, group) {
                     return Err(why);
@@ -218,10 +234,46 @@ impl AppHost {
     }
 }
 
-fn epoch_secs() -> f64 {
+/// What the metrics window records of a request that ended.
+fn finished(
+    spec: &RequestSpec<'_>,
+    shared: &Shared,
+    outcome: &Outcome,
+    slot: usize,
+    began_us: u64,
+    ended_us: u64,
+) -> metrics::Finished {
+    let (status, sent) = {
+        let resp = shared.response();
+        (resp.status.as_ref().map(|(code, _)| *code), resp.sent)
+    };
+    let status = match outcome {
+        Outcome::LoadFailed => Some(500),
+        _ => status,
+    };
+    let cpu_end = metrics::thread_cpu();
+    let cpu = shared.cpu_start.get().map_or((0.0, 0.0), |start| {
+        (cpu_end.0 - start.0, cpu_end.1 - start.1)
+    });
+    metrics::Finished {
+        slot,
+        began_us,
+        ended_us,
+        times: spec.times,
+        application_start_us: shared.application_start_us.load(Ordering::Relaxed),
+        application_finish_us: shared.application_finish_us.load(Ordering::Relaxed),
+        status,
+        io: shared
+            .stats
+            .totals(shared.input_length.load(Ordering::Relaxed), sent),
+        cpu,
+    }
+}
+
+fn now_us() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
+        .map_or(0, |d| d.as_micros() as u64)
 }
 
 fn run(
@@ -264,27 +316,39 @@ fn run_app<'py>(
     mut app: Bound<'py, PyAny>,
     errors: &Bound<'py, PyAny>,
 ) -> Outcome {
+    let events = modwsgi::has_event_subscribers(py);
+    if events {
+        // Subscribers get the request's I/O times, GIL waits and CPU times.
+        shared.timed.store(true, Ordering::Relaxed);
+        let _ = shared.cpu_start.set(metrics::thread_cpu());
+    }
+    let _context = modwsgi::RequestContext::enter(events.then(|| request_id(spec)).flatten());
+    let application_start_us = now_us();
+    shared
+        .application_start_us
+        .store(application_start_us, Ordering::Relaxed);
     let prepared = (|| -> PyResult<_> {
         let input = Bound::new(py, Input::new(Arc::clone(shared)))?;
         let start = Bound::new(py, StartResponse::new(Arc::clone(shared)))?;
-        let environ = environ::build(py, spec, input.as_any(), errors)?;
+        let environ = environ::build(py, spec, input.as_any(), errors, application_start_us)?;
         Ok((environ, start))
     })();
     let (environ, start) = match prepared {
         Ok(p) => p,
         Err(e) => return fail(py, spec, shared, Failure::App(e)),
     };
-    let events = modwsgi::has_event_subscribers(py);
-    let started = Instant::now();
     if events {
         app = publish_started(py, spec, &environ, app);
     }
     let result = match app.call1((&environ, &start)) {
         Ok(result) => result,
         Err(e) => {
+            shared
+                .application_finish_us
+                .store(now_us(), Ordering::Relaxed);
             let outcome = fail(py, spec, shared, Failure::App(e));
             if events {
-                publish_finished(py, shared, started);
+                publish_finished(py, spec, shared);
             }
             return outcome;
         }
@@ -300,6 +364,9 @@ fn run_app<'py>(
         Err(e) => Some(e),
     };
     drop(result);
+    shared
+        .application_finish_us
+        .store(now_us(), Ordering::Relaxed);
     let outcome = match sent {
         Ok(()) => check_promised_length(py, spec, shared),
         Err(failure) => fail(py, spec, shared, failure),
@@ -307,11 +374,46 @@ fn run_app<'py>(
     if let Some(e) = close_error.filter(|e| !e.is_instance_of::<modwsgi::RequestTimeout>(py)) {
         // The response itself is settled; a close() failure is only logged.
         log_exception(py, spec, &e);
+        if events {
+            modwsgi::publish_exception(py, &e);
+        }
     }
     if events {
-        publish_finished(py, shared, started);
+        publish_finished(py, spec, shared);
     }
     outcome
+}
+
+/// A string CGI variable of the request.
+fn env_value<'a>(spec: &RequestSpec<'a>, name: &[u8]) -> Option<&'a [u8]> {
+    spec.env
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_slice())
+}
+
+/// `mod_wsgi.request_id`: Apache's log id of the request.
+fn request_id(spec: &RequestSpec<'_>) -> Option<String> {
+    env_value(spec, b"mod_wsgi.request_id").map(|v| String::from_utf8_lossy(v).into_owned())
+}
+
+/// The fields request_started and request_finished share: thread, Apache child, instants.
+fn common_fields(
+    spec: &RequestSpec<'_>,
+    event: &Bound<'_, PyDict>,
+    application_start_us: u64,
+) -> PyResult<()> {
+    let seconds = |us: u64| us as f64 / 1e6;
+    event.set_item("thread_id", metrics::thread_slot() + 1)?;
+    let server_pid = env_value(spec, b"mod_wsgi.server_pid")
+        .and_then(|v| std::str::from_utf8(v).ok()?.parse::<u32>().ok())
+        .unwrap_or_else(std::process::id);
+    event.set_item("server_pid", server_pid)?;
+    event.set_item("request_start", seconds(spec.times.request_start_us))?;
+    event.set_item("queue_start", seconds(spec.times.queue_start_us))?;
+    event.set_item("daemon_start", seconds(spec.times.daemon_start_us))?;
+    event.set_item("application_start", seconds(application_start_us))?;
+    Ok(())
 }
 
 fn publish_started<'py>(
@@ -322,14 +424,16 @@ fn publish_started<'py>(
 ) -> Bound<'py, PyAny> {
     let event = PyDict::new(py);
     let filled = (|| -> PyResult<()> {
+        modwsgi::set_request_fields(py, &event)?;
         event.set_item("request_environ", environ)?;
         event.set_item("application_object", &app)?;
         event.set_item("callable_object", callable_name(spec))?;
         // The same instant as environ['mod_wsgi.application_start'], as in mod_wsgi.
-        match environ.get_item(pyo3::intern!(py, "mod_wsgi.application_start"))? {
-            Some(start) => event.set_item("application_start", start)?,
-            None => event.set_item("application_start", epoch_secs())?,
-        }
+        let start_us = match environ.get_item(pyo3::intern!(py, "mod_wsgi.application_start"))? {
+            Some(start) => (start.extract::<f64>()? * 1e6) as u64,
+            None => now_us(),
+        };
+        common_fields(spec, &event, start_us)?;
         Ok(())
     })();
     if filled.is_err() {
@@ -343,26 +447,44 @@ fn publish_started<'py>(
     }
 }
 
-fn publish_finished(py: Python<'_>, shared: &Shared, started: Instant) {
+fn publish_finished(py: Python<'_>, spec: &RequestSpec<'_>, shared: &Shared) {
     let (status, sent) = {
         let resp = shared
             .response
             .lock_py_attached(py)
             .unwrap_or_else(|e| e.into_inner());
-        (resp.status.as_ref().map(|(code, _)| *code), resp.sent)
+        (resp.status.as_ref().map_or(0, |(code, _)| *code), resp.sent)
     };
+    let io = shared
+        .stats
+        .totals(shared.input_length.load(Ordering::Relaxed), sent);
+    let start_us = shared.application_start_us.load(Ordering::Relaxed);
+    let finish_us = shared.application_finish_us.load(Ordering::Relaxed);
+    let cpu_end = metrics::thread_cpu();
+    let (user, system) = shared.cpu_start.get().map_or((0.0, 0.0), |s| {
+        ((cpu_end.0 - s.0).max(0.0), (cpu_end.1 - s.1).max(0.0))
+    });
     let event = PyDict::new(py);
     let filled = (|| -> PyResult<()> {
-        event.set_item("status", status)?;
-        event.set_item("output_length", sent)?;
+        modwsgi::set_request_fields(py, &event)?;
+        common_fields(spec, &event, start_us)?;
+        event.set_item("application_finish", finish_us as f64 / 1e6)?;
         event.set_item(
-            "input_length",
-            shared
-                .input_length
-                .load(std::sync::atomic::Ordering::Relaxed),
+            "application_time",
+            finish_us.saturating_sub(start_us) as f64 / 1e6,
         )?;
-        event.set_item("application_finish", epoch_secs())?;
-        event.set_item("application_time", started.elapsed().as_secs_f64())?;
+        event.set_item("input_reads", io.input_reads)?;
+        event.set_item("input_length", io.input_bytes)?;
+        event.set_item("input_time", io.input_time)?;
+        event.set_item("output_writes", io.output_writes)?;
+        event.set_item("output_length", io.output_bytes)?;
+        event.set_item("output_time", io.output_time)?;
+        event.set_item("status", status)?;
+        event.set_item("cpu_user_time", user)?;
+        event.set_item("cpu_system_time", system)?;
+        event.set_item("cpu_time", user + system)?;
+        event.set_item("gil_wait_time", io.gil_wait_time)?;
+        event.set_item("gil_wait_count", io.gil_waits)?;
         Ok(())
     })();
     if filled.is_ok() {
@@ -403,13 +525,15 @@ fn respond(
         if data.is_empty() {
             continue;
         }
-        py.detach(|| shared.send(data, true))
+        shared
+            .detach(py, || shared.send(data, true))
             .map_err(send_failure)?;
         if response_state(py, shared).length_reached() {
             break;
         }
     }
-    py.detach(|| finish(shared, ends_with_body))
+    shared
+        .detach(py, || finish(shared, ends_with_body))
         .map_err(send_failure)
 }
 
@@ -451,16 +575,17 @@ fn send_sequence(
         }
         return Ok(());
     }
-    py.detach(|| {
-        for chunk in chunks.iter().filter(|c| !c.is_empty()) {
-            shared.send(chunk, false)?;
-            if shared.response().length_reached() {
-                break;
+    shared
+        .detach(py, || {
+            for chunk in chunks.iter().filter(|c| !c.is_empty()) {
+                shared.send(chunk, false)?;
+                if shared.response().length_reached() {
+                    break;
+                }
             }
-        }
-        finish(shared, ends_with_body)
-    })
-    .map_err(send_failure)
+            finish(shared, ends_with_body)
+        })
+        .map_err(send_failure)
 }
 
 /// End of the body: the head if nothing was sent yet, then a flush unless the response's end
@@ -488,7 +613,8 @@ fn send_file(py: Python<'_>, shared: &Shared, wrapper: &FileWrapper) -> Result<b
     };
     let available = span.size.saturating_sub(span.offset);
     let len = content_length.map_or(available, |cl| cl.min(available));
-    py.detach(|| shared.send_file(span.fd, span.offset, len))
+    shared
+        .detach(py, || shared.send_file(span.fd, span.offset, len))
         .map_err(send_failure)
 }
 
@@ -550,6 +676,9 @@ fn fail(py: Python<'_>, spec: &RequestSpec<'_>, shared: &Shared, failure: Failur
         }
         Failure::App(e) => {
             log_exception(py, spec, &e);
+            if modwsgi::has_event_subscribers(py) {
+                modwsgi::publish_exception(py, &e);
+            }
             if !head_sent {
                 py.detach(|| send_500(shared));
             }
@@ -613,6 +742,7 @@ fn send_error_page(shared: &Shared, status: u16, reason: &str, body: &[u8]) {
         ),
     ];
     let mut resp = shared.response();
+    resp.status = Some((status, reason.as_bytes().to_vec()));
     let result = shared.with_io(|io| -> std::io::Result<()> {
         io.send_head(status, reason.as_bytes(), &headers)?;
         io.send_body(body)?;

@@ -58,12 +58,14 @@ fn key<'py>(py: Python<'py>, bytes: &[u8]) -> Bound<'py, PyString> {
     }
 }
 
-/// Builds the environ of one request.
+/// Builds the environ of one request; `application_start_us` is the instant the application
+/// is about to be called (µs since the epoch).
 pub(crate) fn build<'py>(
     py: Python<'py>,
     spec: &RequestSpec<'_>,
     input: &Bound<'py, PyAny>,
     errors: &Bound<'py, PyAny>,
+    application_start_us: u64,
 ) -> PyResult<Bound<'py, PyDict>> {
     let env = base(py)?.copy()?;
     let mut https = false;
@@ -130,36 +132,21 @@ pub(crate) fn build<'py>(
         intern!(py, "mod_wsgi.daemon_start"),
         seconds(times.daemon_start_us),
     )?;
-    // Taken last, so it is never before the others (the app is called right after).
-    env.set_item(intern!(py, "mod_wsgi.application_start"), now_seconds())?;
-    env.set_item(intern!(py, "mod_wsgi.thread_id"), thread_id())?;
+    env.set_item(
+        intern!(py, "mod_wsgi.application_start"),
+        seconds(application_start_us),
+    )?;
+    // From 1, the number events and process_metrics() give the thread too, as mod_wsgi.
+    env.set_item(
+        intern!(py, "mod_wsgi.thread_id"),
+        super::metrics::thread_slot() + 1,
+    )?;
     Ok(env)
 }
 
 /// µs since the epoch → float seconds (0 stays 0.0), as mod_wsgi's timing keys.
 fn seconds(us: u64) -> f64 {
     us as f64 / 1e6
-}
-
-fn now_seconds() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
-}
-
-/// `mod_wsgi.thread_id`: as mod_wsgi, a number given to each thread of this process the
-/// first time it serves a request, counting from 0.
-fn thread_id() -> u32 {
-    use std::cell::Cell;
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    thread_local! {
-        static ID: Cell<Option<u32>> = const { Cell::new(None) };
-    }
-    ID.with(|id| {
-        *id.get()
-            .get_or_insert_with(|| NEXT.fetch_add(1, Ordering::Relaxed))
-    })
 }
 
 pub(crate) fn callable_name<'a>(spec: &RequestSpec<'a>) -> &'a str {

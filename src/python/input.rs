@@ -75,7 +75,7 @@ impl State {
         if self.eof || max == 0 {
             return Ok(0);
         }
-        let data = match shared.with_io(|io| io.read_body(max)) {
+        let data = match shared.read_body(max) {
             None => return Err(Fail::Expired),
             Some(Ok(data)) => data,
             Some(Err(e)) => {
@@ -167,7 +167,7 @@ impl Input {
         if self.shared.is_expired() {
             return Err(Fail::Expired.into());
         }
-        let data = py.detach(|| {
+        let data = self.shared.detach(py, || {
             let mut state = lock(&self.state);
             op(&mut state, &self.shared)
         })?;

@@ -14,7 +14,7 @@
 //!
 //! Files: `interpreter` (init/finalize), `loader` (script import and reload), `environ`,
 //! `input` (wsgi.input), `log_object` (wsgi.errors, sys.stdout/stderr), `start_response`,
-//! `file_wrapper`, `modwsgi` (the `mod_wsgi` Python module), `request` (per-request state and
+//! `file_wrapper`, `modwsgi` (the `mod_wsgi` Python module), `metrics` (its metrics API), `request` (per-request state and
 //! the only access path to the [`RequestIo`]), `app` (the request driver, [`AppHost`]).
 
 mod app;
@@ -25,6 +25,7 @@ mod input;
 mod interpreter;
 mod loader;
 mod log_object;
+mod metrics;
 mod modwsgi;
 mod request;
 mod signal_intercept;

@@ -42,11 +42,152 @@ pub(crate) fn install(py: Python<'_>, info: &ProcessInfo) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(subscribe_shutdown, &m)?)?;
     m.add_function(wrap_pyfunction!(log_record, &m)?)?;
     m.add_function(wrap_pyfunction!(module_getattr, &m)?)?;
+    m.add_function(wrap_pyfunction!(request_data, &m)?)?;
+    m.add_function(wrap_pyfunction!(start_recording_metrics, &m)?)?;
+    m.add_function(wrap_pyfunction!(request_metrics, &m)?)?;
+    m.add_function(wrap_pyfunction!(process_metrics, &m)?)?;
+    m.add_function(wrap_pyfunction!(server_metrics, &m)?)?;
+    super::metrics::init(info.threads.max(1) as usize);
     let modules = py.import("sys")?.getattr("modules")?;
     modules.set_item("mod_wsgi", &m)?;
     modules.set_item("mod_rwsgi", &m)?;
     let _ = MODULE.set(py, m.unbind());
     Ok(())
+}
+
+/// `start_recording_metrics()`: from now on finished requests are recorded for
+/// `request_metrics()`; `process_metrics()` answers. Idempotent.
+#[pyfunction]
+fn start_recording_metrics() {
+    super::metrics::start_recording();
+}
+
+/// `request_metrics()`: the window since the last call, drained; None until recording.
+#[pyfunction]
+fn request_metrics(py: Python<'_>) -> PyResult<Option<Bound<'_, PyDict>>> {
+    super::metrics::request_metrics(py)
+}
+
+/// `process_metrics()`: cumulative figures of this process; None until recording.
+#[pyfunction]
+fn process_metrics(py: Python<'_>) -> PyResult<Option<Bound<'_, PyDict>>> {
+    super::metrics::process_metrics(py)
+}
+
+/// `server_metrics()`: the Apache scoreboard view is gated by WSGIServerMetrics /
+/// server-metrics=, which mod_rwsgi does not offer (configtest refuses them), so the gate is
+/// always off and, as mod_wsgi with the gate off, the answer is None.
+#[pyfunction]
+fn server_metrics() -> Option<()> {
+    None
+}
+
+/// The request the calling thread is serving: its id and its `request_data()` dict.
+struct Current {
+    request_id: Option<String>,
+    data: Option<Py<PyDict>>,
+}
+
+thread_local! {
+    static CURRENT: std::cell::RefCell<Option<Current>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Marks the calling thread as serving a request until dropped (`request_data()` works,
+/// events carry the request's id and data).
+pub(crate) struct RequestContext {
+    _not_send: std::marker::PhantomData<*const ()>,
+}
+
+impl RequestContext {
+    pub(crate) fn enter(request_id: Option<String>) -> RequestContext {
+        CURRENT.with(|c| {
+            *c.borrow_mut() = Some(Current {
+                request_id,
+                data: None,
+            })
+        });
+        RequestContext {
+            _not_send: std::marker::PhantomData,
+        }
+    }
+}
+
+impl Drop for RequestContext {
+    fn drop(&mut self) {
+        // The dict (if any) is released by pyo3 when the GIL is next held, if not now.
+        let _ = CURRENT.try_with(|c| c.borrow_mut().take());
+    }
+}
+
+/// The current request's data dict, made on first use; None outside a request.
+fn current_data(py: Python<'_>) -> Option<Bound<'_, PyDict>> {
+    CURRENT.with(|c| {
+        let mut current = c.borrow_mut();
+        let current = current.as_mut()?;
+        let data = current.data.get_or_insert_with(|| PyDict::new(py).unbind());
+        Some(data.bind(py).clone())
+    })
+}
+
+/// Adds `request_id` (when Apache gave one) and `request_data` to an event.
+pub(crate) fn set_request_fields(py: Python<'_>, event: &Bound<'_, PyDict>) -> PyResult<()> {
+    let request_id = CURRENT.with(|c| c.borrow().as_ref().and_then(|c| c.request_id.clone()));
+    if let Some(id) = request_id {
+        event.set_item("request_id", id)?;
+    }
+    if let Some(data) = current_data(py) {
+        event.set_item("request_data", data)?;
+    }
+    Ok(())
+}
+
+/// `mod_wsgi.request_data()`: the per-request dict shared by the application and the
+/// request's event subscribers.
+#[pyfunction]
+fn request_data(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
+    current_data(py).ok_or_else(|| {
+        pyo3::exceptions::PyRuntimeError::new_err("no active request for the current thread")
+    })
+}
+
+/// "request_exception" for an exception the application raised (logged already).
+pub(crate) fn publish_exception(py: Python<'_>, err: &PyErr) {
+    let event = PyDict::new(py);
+    let filled = (|| -> PyResult<()> {
+        set_request_fields(py, &event)?;
+        let info = PyTuple::new(
+            py,
+            [
+                err.get_type(py).into_any(),
+                err.value(py).clone().into_any(),
+                err.traceback(py)
+                    .map_or_else(|| py.None().into_bound(py), |tb| tb.into_any()),
+            ],
+        )?;
+        event.set_item("exception_info", info)
+    })();
+    if filled.is_ok() {
+        publish(py, "request_exception", &event);
+    }
+}
+
+/// "response_started" when the application calls start_response.
+pub(crate) fn publish_response_started(
+    py: Python<'_>,
+    status: &Bound<'_, PyAny>,
+    headers: &Bound<'_, PyAny>,
+    exc_info: Option<&Bound<'_, PyAny>>,
+) {
+    let event = PyDict::new(py);
+    let filled = (|| -> PyResult<()> {
+        set_request_fields(py, &event)?;
+        event.set_item("response_status", status)?;
+        event.set_item("response_headers", headers)?;
+        event.set_item("exception_info", exc_info)
+    })();
+    if filled.is_ok() {
+        publish(py, "response_started", &event);
+    }
 }
 
 /// Apache's level for a Python `logging` level; levels between the standard ones round down.

@@ -104,16 +104,106 @@ pub(crate) struct Shared {
     pub response: Mutex<Response>,
     /// Request body bytes the application read (for the request_finished event).
     pub input_length: AtomicU64,
+    /// Time the reads, writes and GIL re-acquisitions (metrics recording or event
+    /// subscribers want them); otherwise only counted.
+    pub timed: AtomicBool,
+    pub stats: IoStats,
+    /// The thread's CPU times (user, system) when the request began, when wanted.
+    pub cpu_start: std::sync::OnceLock<(f64, f64)>,
+    /// When the application was called and returned, µs since the epoch (0 = not yet).
+    pub application_start_us: AtomicU64,
+    pub application_finish_us: AtomicU64,
+}
+
+/// A request's body reads, response writes and GIL re-acquisitions after detached I/O.
+#[derive(Default)]
+pub(crate) struct IoStats {
+    pub input_reads: AtomicU64,
+    pub input_ns: AtomicU64,
+    pub output_writes: AtomicU64,
+    pub output_ns: AtomicU64,
+    pub gil_waits: AtomicU64,
+    pub gil_wait_ns: AtomicU64,
+    pub gil_wait_min_ns: AtomicU64,
+    pub gil_wait_max_ns: AtomicU64,
+}
+
+impl IoStats {
+    pub(crate) fn gil_wait(&self, waited: std::time::Duration) {
+        let ns = waited.as_nanos() as u64;
+        let first = self.gil_waits.fetch_add(1, Ordering::Relaxed) == 0;
+        self.gil_wait_ns.fetch_add(ns, Ordering::Relaxed);
+        if first {
+            self.gil_wait_min_ns.store(ns, Ordering::Relaxed);
+        } else {
+            self.gil_wait_min_ns.fetch_min(ns, Ordering::Relaxed);
+        }
+        self.gil_wait_max_ns.fetch_max(ns, Ordering::Relaxed);
+    }
+
+    /// The totals as the metrics and events report them.
+    pub(crate) fn totals(&self, input_bytes: u64, output_bytes: u64) -> super::metrics::IoTotals {
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let gil_waits = get(&self.gil_waits);
+        super::metrics::IoTotals {
+            input_bytes,
+            input_reads: get(&self.input_reads),
+            input_time: get(&self.input_ns) as f64 / 1e9,
+            output_bytes,
+            output_writes: get(&self.output_writes),
+            output_time: get(&self.output_ns) as f64 / 1e9,
+            gil_wait_time: get(&self.gil_wait_ns) as f64 / 1e9,
+            gil_waits,
+            gil_wait_min_us: if gil_waits > 0 {
+                get(&self.gil_wait_min_ns) / 1000
+            } else {
+                0
+            },
+            gil_wait_max_us: get(&self.gil_wait_max_ns) / 1000,
+        }
+    }
 }
 
 impl Shared {
-    pub(crate) fn new() -> Arc<Shared> {
+    pub(crate) fn new(timed: bool) -> Arc<Shared> {
         Arc::new(Shared {
             io: Mutex::new(IoSlot(None)),
             expired: AtomicBool::new(false),
             response: Mutex::new(Response::default()),
             input_length: AtomicU64::new(0),
+            timed: AtomicBool::new(timed),
+            stats: IoStats::default(),
+            cpu_start: std::sync::OnceLock::new(),
+            application_start_us: AtomicU64::new(0),
+            application_finish_us: AtomicU64::new(0),
         })
+    }
+
+    /// `py.detach(f)`, counting the wait to take the GIL back when timed.
+    pub(crate) fn detach<T: Send>(&self, py: pyo3::Python<'_>, f: impl FnOnce() -> T + Send) -> T {
+        if !self.is_timed() {
+            return py.detach(f);
+        }
+        let (value, done) = py.detach(|| (f(), std::time::Instant::now()));
+        self.stats.gil_wait(done.elapsed());
+        value
+    }
+
+    pub(crate) fn is_timed(&self) -> bool {
+        self.timed.load(Ordering::Relaxed)
+    }
+
+    /// Runs a body read on the io, counting it (and timing it when timed).
+    pub(crate) fn read_body(&self, max: usize) -> Option<io::Result<Vec<u8>>> {
+        let started = self.is_timed().then(std::time::Instant::now);
+        let result = self.with_io(|io| io.read_body(max));
+        self.stats.input_reads.fetch_add(1, Ordering::Relaxed);
+        if let Some(started) = started {
+            self.stats
+                .input_ns
+                .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        }
+        result
     }
 
     /// Runs `f` with `io` reachable through [`Shared::with_io`]; when `f` returns or unwinds,
@@ -163,6 +253,8 @@ impl Shared {
         resp: &mut Response,
         f: impl FnOnce(&mut dyn RequestIo, &mut Response) -> io::Result<T>,
     ) -> Result<T, SendError> {
+        let started = self.is_timed().then(std::time::Instant::now);
+        self.stats.output_writes.fetch_add(1, Ordering::Relaxed);
         let result = self.with_io(|io| -> io::Result<T> {
             if !resp.head_sent {
                 let (code, reason) = resp
@@ -175,6 +267,11 @@ impl Shared {
             }
             f(io, resp)
         });
+        if let Some(started) = started {
+            self.stats
+                .output_ns
+                .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        }
         match result {
             None => Err(SendError::Expired),
             Some(Ok(value)) => Ok(value),

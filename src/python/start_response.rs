@@ -74,6 +74,7 @@ impl StartResponse {
                 });
             }
         }
+        let (status_given, headers_given) = (status, headers);
         let status = parse_status(status)?;
         let (headers, content_length) = parse_headers(headers)?;
         let mut resp = this
@@ -95,6 +96,9 @@ impl StartResponse {
         resp.headers = headers;
         resp.content_length = content_length;
         drop(resp);
+        if super::modwsgi::has_event_subscribers(py) {
+            super::modwsgi::publish_response_started(py, status_given, headers_given, exc_info);
+        }
         slf.getattr("write")
     }
 
@@ -111,15 +115,17 @@ impl StartResponse {
         }
         let data: &[u8] = bytes.as_bytes();
         let shared = &self.shared;
-        py.detach(|| shared.send(data, true)).map_err(|e| match e {
-            SendError::NotStarted => {
-                PyRuntimeError::new_err("write() called before start_response()")
-            }
-            SendError::Expired => PyRuntimeError::new_err(EXPIRED),
-            SendError::Io(e) => {
-                PyOSError::new_err(format!("mod_rwsgi: failed to write response data: {e}"))
-            }
-        })
+        shared
+            .detach(py, || shared.send(data, true))
+            .map_err(|e| match e {
+                SendError::NotStarted => {
+                    PyRuntimeError::new_err("write() called before start_response()")
+                }
+                SendError::Expired => PyRuntimeError::new_err(EXPIRED),
+                SendError::Io(e) => {
+                    PyOSError::new_err(format!("mod_rwsgi: failed to write response data: {e}"))
+                }
+            })
     }
 }
 
