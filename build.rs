@@ -102,6 +102,8 @@ fn main() {
     // libpython: pyo3-ffi links it (DT_NEEDED); the rpath points the .so at the
     // LIBDIR of the very Python it was built against.
     let py = pyo3_build_config::get();
+    // `#[cfg(Py_GIL_DISABLED)]` and `#[cfg(Py_3_13)]` in this crate, as in pyo3's own.
+    pyo3_build_config::use_pyo3_cfgs();
     if py.shared() {
         pyo3_build_config::add_libpython_rpath_link_args();
     } else {
