@@ -15,8 +15,14 @@
 # (the test venv) and crates.io (cargo).
 set -euo pipefail
 
-# suite:python pairs. A Python whose release level is not "final" (alpha, beta, candidate)
-# may fail without failing the whole run; its result is printed all the same.
+# suite:python targets: Debian's python3.X packages, and X.Yt, a free-threaded CPython
+# (--disable-gil) built in the chroot from Debian's python3.X source package (its build
+# dependencies are installed when it first runs). A chroot's packages are those of all its
+# suite's python3.X targets here, whichever RWSGI_PYTHONS picks.
+# (pyo3 0.30 builds for free-threaded 3.14t and later, not 3.13t.)
+ALL_TARGETS="trixie:3.13 sid:3.14 sid:3.15 sid:3.14t"
+# What runs by default. A Python whose release level is not "final" (alpha, beta,
+# candidate) may fail without failing the whole run; its result is printed all the same.
 RWSGI_PYTHONS=${RWSGI_PYTHONS:-"trixie:3.13 sid:3.14 sid:3.15"}
 # Bounds, in seconds: making one chroot, and one build-and-test run inside it.
 BOOTSTRAP_TIMEOUT=${RWSGI_BOOTSTRAP_TIMEOUT:-1200}
@@ -25,11 +31,15 @@ RUN_TIMEOUT=${RWSGI_RUN_TIMEOUT:-1500}
 # What every chroot needs besides python3.X-dev and python3.X-venv: the build (a C
 # compiler for the shim, libclang for bindgen, apxs) and what the tests use.
 BASE_PACKAGES="apache2 apache2-dev build-essential clang libclang-dev ca-certificates iproute2 procps"
+# What building CPython from its Debian source package needs (X.Yt targets).
+CPYTHON_BUILD_PACKAGES="dpkg-dev zlib1g-dev libffi-dev libssl-dev libbz2-dev liblzma-dev libsqlite3-dev"
 
 # What runs in a chroot: the unit tests (--lib: they start the embedded Python too), whole
 # integration test files, then single tests by name.
-TEST_FILES="daemon_mode embedded_mode pep3333 webware"
-TEST_SINGLE="lifecycle:touching_the_script_under_load_fails_no_request conf_errors:free_threading coverage:readme"
+# tests/pyhost.rs is left out: its stop tests show an Apache child segfaulting now and then
+# as it stops with Python 3.14 and 3.15 (not fixed yet); RWSGI_TEST_FILES="pyhost" runs it.
+TEST_FILES=${RWSGI_TEST_FILES:-"daemon_mode embedded_mode pep3333 webware"}
+TEST_SINGLE="lifecycle:touching_the_script_under_load_fails_no_request conf_errors:free_threading"
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 CHROOTS=$ROOT/build/chroots
@@ -48,9 +58,14 @@ debian_mirror() {
 }
 
 packages_for() { # suite -> the package list of its chroot (all its Pythons)
-    local suite=$1 pkgs=$BASE_PACKAGES target
-    for target in $RWSGI_PYTHONS; do
-        [ "${target%%:*}" = "$suite" ] && pkgs="$pkgs python${target#*:}-dev python${target#*:}-venv"
+    local suite=$1 pkgs=$BASE_PACKAGES target ver
+    for target in $ALL_TARGETS; do
+        [ "${target%%:*}" = "$suite" ] || continue
+        ver=${target#*:}
+        case $ver in
+        *t) ;;
+        *) pkgs="$pkgs python$ver-dev python$ver-venv" ;;
+        esac
     done
     echo "$pkgs"
 }
@@ -92,6 +107,7 @@ namespace_main() {
     fi
     cp -L /etc/resolv.conf "$dir/etc/resolv.conf"
     chroot "$dir" /usr/bin/env -i HOME=/root LANG=C.UTF-8 TERM=dumb PIP_CERT="$CA_BUNDLE" \
+        RWSGI_TEST_FILES="$TEST_FILES" \
         PATH="$TOOLCHAIN_IN_CHROOT/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" \
         "$@"
 }
@@ -136,9 +152,44 @@ sync_source() {
         | tar --null -T - -cf -) | tar -C "$dir/src" -xf -
 }
 
+# Inside the chroot, for X.Yt: a free-threaded CPython X.Y in /opt/pythonX.Yt, built from
+# Debian's source package of the installed pythonX.Y (kept until that version changes).
+build_free_threaded() {
+    local base=$1 prefix=/opt/python$1t version start=$SECONDS
+    version=$(dpkg-query -W -f='${source:Version}' "python$base")
+    if [ "$(cat "$prefix/.rwsgi-built" 2>/dev/null)" = "$version" ]; then
+        return 0
+    fi
+    echo "== building a free-threaded CPython $version (--disable-gil) into $prefix"
+    rm -rf /root/cpython-build "$prefix" && mkdir -p /root/cpython-build && cd /root/cpython-build
+    sed -n 's/^deb /deb-src /p' /etc/apt/sources.list >/etc/apt/sources.list.d/rwsgi-deb-src.list
+    apt-get -o Acquire::Check-Valid-Until=false update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+        $CPYTHON_BUILD_PACKAGES >/dev/null
+    apt-get source -qq --only-source "python$base=$version" >/dev/null
+    cd "python$base-"*/
+    # No ensurepip: Debian's patches refuse it outside a venv; venvs get pip from
+    # python3-pip-whl as with the system Python.
+    ./configure -q --prefix="$prefix" --disable-gil --enable-shared --with-ensurepip=no >/dev/null
+    make -s -j"$(nproc)" >/dev/null 2>&1
+    make -s install >/dev/null 2>&1
+    # Debian's patched build ignores the rpath in LDFLAGS: the loader is told instead.
+    echo "$prefix/lib" >"/etc/ld.so.conf.d/python${base}t.conf" && ldconfig
+    echo "$version" >"$prefix/.rwsgi-built"
+    rm -rf /root/cpython-build
+    echo "== built $("$prefix/bin/python${base}t" -VV) in $((SECONDS - start)) s"
+    cd /src
+}
+
 # Inside the chroot: build against /usr/bin/python<ver>, make the test venv, run the tests.
 inside_main() {
     local ver=$1 py=/usr/bin/python$1
+    case $ver in
+    *t)
+        build_free_threaded "${ver%t}"
+        py=/opt/python$ver/bin/python$ver
+        ;;
+    esac
     export CARGO_HOME=/root/.cargo
     export CARGO_TARGET_DIR=/root/target/py$ver
     export RWSGI_TEST_VENV=/opt/rwsgi-test-venv-py$ver
@@ -159,11 +210,11 @@ run_target() {
     local suite=${1%%:*} ver=${1#*:} start status=0 release=final verdict
     start=$(date +%s)
     ensure_chroot "$suite" >&2 || status=$?
-    if [ "$status" = 0 ] && [ ! -x "$CHROOTS/$suite/usr/bin/python$ver" ]; then
-        log "$suite has no python$ver"
+    if [ "$status" = 0 ] && [ ! -x "$CHROOTS/$suite/usr/bin/python${ver%t}" ]; then
+        log "$suite has no python${ver%t}"
         status=1
     elif [ "$status" = 0 ]; then
-        release=$(chroot "$CHROOTS/$suite" "/usr/bin/python$ver" -c 'import sys; print(sys.version_info.releaselevel)')
+        release=$(chroot "$CHROOTS/$suite" "/usr/bin/python${ver%t}" -c 'import sys; print(sys.version_info.releaselevel)')
         sync_source "$CHROOTS/$suite"
         log "building and testing with Python $ver in $suite (at most ${RUN_TIMEOUT}s)"
         in_chroot "$CHROOTS/$suite" "$RUN_TIMEOUT" /bin/bash /src/tests/pythons.sh --inside "$ver" >&2 || status=$?
@@ -216,3 +267,4 @@ main() {
 }
 
 main "$@"
+exit $?
