@@ -8,6 +8,7 @@
 #   make test-packaging  the pip (sdist in a venv) and .deb routes end to end (minutes)
 #   make bench      static vs mod_wsgi vs mod_rwsgi with wrk (docs/PERFORMANCE.md)
 #   make soak       memory soak: a million requests and leak checks (minutes)
+#   make test-pythons  build and test in Debian chroots with Python 3.13, 3.14, 3.15 (root)
 # Options: PYTHON=/path/to/python3 (default: the system /usr/bin/python3), APXS=/path/to/apxs
 
 PYTHON ?= /usr/bin/python3
@@ -25,7 +26,7 @@ export RWSGI_SO := $(CURDIR)/$(SO)
 
 DEB_PACKAGES := apache2 apache2-dev clang libclang-dev python3-dev python3-venv iproute2 curl openssl redis-server
 
-.PHONY: all build deps check-python test test-venv soak unit-test integration-test lint install serve clean deb deb-deps test-packaging
+.PHONY: all build deps check-python test test-venv test-pythons soak unit-test integration-test lint install serve clean deb deb-deps test-packaging
 
 all: build
 
@@ -70,6 +71,13 @@ deps:
 
 test: deps build test-venv
 	$(CARGO) test --release --no-fail-fast -- --test-threads=2
+
+# Other Pythons, each on its own Debian (tests/pythons.sh): trixie with 3.13, sid with 3.14
+# and 3.15, made with debootstrap into build/chroots/ (cached), built with the host's Rust
+# toolchain and tested there. RWSGI_PYTHONS="sid:3.14" picks targets.
+test-pythons:
+	$(call install_missing,debootstrap)
+	tests/pythons.sh
 
 # Memory soak (minutes): a million requests, then leak checks; RSS must stay within 5%.
 soak: deps build

@@ -117,6 +117,8 @@ fn main() {
 
     // libpython: pyo3-ffi links it (DT_NEEDED).
     let py = pyo3_build_config::get();
+    // `#[cfg(Py_GIL_DISABLED)]` and `#[cfg(Py_3_13)]` in this crate, as in pyo3's own.
+    pyo3_build_config::use_pyo3_cfgs();
     if !py.shared() {
         panic!(
             "mod_rwsgi build: the Python at {} has no shared libpython; embedding needs one \

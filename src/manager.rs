@@ -160,6 +160,7 @@ pub(crate) fn start_daemons(pool: Pool, s: *mut ffi::server_rec) -> Result<(), S
                 python_eggs: spec.python_eggs.clone(),
                 switch_interval: spec.switch_interval,
                 destroy_interpreter: slot.global.destroy_interpreter,
+                free_threading: slot.global.free_threading,
             },
             serve: ServeSettings {
                 group: spec.name.clone(),

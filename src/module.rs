@@ -570,6 +570,7 @@ fn embedded_settings(global: &GlobalConfig) -> crate::handler::embedded::Embedde
         python_eggs: global.python_eggs.clone(),
         switch_interval: global.switch_interval,
         destroy_interpreter: global.destroy_interpreter,
+        free_threading: global.free_threading,
     }
 }
 
@@ -663,6 +664,9 @@ unsafe extern "C" fn check_config(
         let Some(slot) = main_slot() else {
             return ffi::OK;
         };
+        if let Some(warning) = crate::python::free_threading_warning(slot.global.free_threading) {
+            log::startup(s, Level::Warning, &format!("mod_rwsgi: {warning}"));
+        }
         for warning in slot.global.warnings() {
             log::startup(s, Level::Warning, &format!("mod_rwsgi: {warning}"));
         }

@@ -233,3 +233,32 @@ fn non_utf8_arguments_are_refused_naming_the_directive() {
         "{text}"
     );
 }
+
+#[test]
+fn free_threading_on_warns_on_a_gil_build_and_off_is_silent() {
+    let free_threaded = common::module_python_is_free_threaded();
+    for setting in ["On", "Off"] {
+        let (ok, out) = ApacheConfig::new("freethreading")
+            .conf(&format!(
+                "WSGIFreeThreading {setting}\nWSGIDaemonProcess g\nWSGIProcessGroup g\n\
+                 WSGIScriptAlias /x /tmp/x.wsgi"
+            ))
+            .configtest();
+        assert!(ok, "WSGIFreeThreading {setting}: {out}");
+        let warned = out.contains("WSGIFreeThreading On has no effect")
+            && out.contains(common::MODULE_PYTHON)
+            && out.contains("--disable-gil");
+        assert_eq!(
+            warned,
+            setting == "On" && !free_threaded,
+            "WSGIFreeThreading {setting}, free-threaded build: {free_threaded}: {out}"
+        );
+    }
+    let (ok, out) = ApacheConfig::new("freethreading-bad")
+        .conf("WSGIFreeThreading maybe")
+        .configtest();
+    assert!(
+        !ok && out.contains("WSGIFreeThreading") && out.contains("maybe"),
+        "{out}"
+    );
+}

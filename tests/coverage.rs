@@ -187,7 +187,14 @@ const DIRECTIVES: &[(&str, Status)] = &[
         Implemented(&["pyhost::python_start_up_directives_reach_python_in_both_modes"]),
     ),
     ("WSGIPerInterpreterGIL", NotYet("WSGIPerInterpreterGIL On")),
-    ("WSGIFreeThreading", NotYet("WSGIFreeThreading On")),
+    (
+        "WSGIFreeThreading",
+        Implemented(&[
+            "conf_errors::free_threading_on_warns_on_a_gil_build_and_off_is_silent",
+            "daemon_mode::free_threading_disables_the_gil_only_when_on_and_on_a_free_threaded_build",
+            "daemon_mode::cpu_bound_requests_run_in_parallel_only_without_the_gil",
+        ]),
+    ),
     (
         "<WSGIInterpreterOptions>",
         NotYet("<WSGIInterpreterOptions application-group=x>\n</WSGIInterpreterOptions>"),

@@ -130,9 +130,9 @@ fn daemon_runs_as_configured_user_with_display_name_and_locale() {
     assert!(shown.trim() == "(wsgi:probe)", "ps shows {shown:?}");
 }
 
-/// A venv of the system Python (the one the module embeds), without pip.
+/// A venv of the Python the module embeds, without pip.
 fn make_venv(dir: &std::path::Path) {
-    let out = std::process::Command::new("/usr/bin/python3")
+    let out = std::process::Command::new(common::MODULE_PYTHON)
         .args(["-m", "venv", "--without-pip"])
         .arg(dir)
         .output()
@@ -149,7 +149,10 @@ fn venv_packages_are_importable_through_python_home() {
     let config = ApacheConfig::new("venv");
     let venv = config.root().join("venv");
     make_venv(&venv);
-    let site = venv.join("lib/python3.11/site-packages");
+    let site = venv.join(format!(
+        "lib/python{}/site-packages",
+        common::MODULE_PYTHON_VERSION
+    ));
     std::fs::write(
         site.join("rwsgi_venv_marker.py"),
         "MARKER = 'from the venv'\n",
@@ -392,9 +395,88 @@ fn venv_of_another_python_version_is_named_in_the_log() {
     assert_eq!(resp.status, 503);
     let log = apache.wait_for_log("3.9", Duration::from_secs(5));
     assert!(
-        log.contains("3.11"),
+        log.contains(common::MODULE_PYTHON_VERSION),
         "the log must name both versions:\n{log}"
     );
+}
+
+#[test]
+fn free_threading_disables_the_gil_only_when_on_and_on_a_free_threaded_build() {
+    let free_threaded = common::module_python_is_free_threaded();
+    for setting in ["On", "Off"] {
+        let apache = start("threads=2", &format!("WSGIFreeThreading {setting}"));
+        let gil = apache.get("/app/gil").text();
+        let want = if free_threaded && setting == "On" {
+            "disabled"
+        } else {
+            "enabled"
+        };
+        assert_with_log!(
+            apache,
+            gil == want,
+            "WSGIFreeThreading {setting}: GIL {gil}"
+        );
+        // On a build with a GIL, On is a start-up warning and nothing else.
+        let warned = apache
+            .error_log()
+            .contains("WSGIFreeThreading On has no effect");
+        assert_eq!(
+            warned,
+            !free_threaded && setting == "On",
+            "WSGIFreeThreading {setting}, free-threaded build: {free_threaded}:\n{}",
+            apache.error_log()
+        );
+    }
+}
+
+#[test]
+fn cpu_bound_requests_run_in_parallel_only_without_the_gil() {
+    // Two CPU-bound requests in one process: with a GIL their CPU seconds add up to at most
+    // the wall-clock time they span; without it (WSGIFreeThreading On on a free-threaded
+    // build) up to twice that, given two idle cores.
+    let apache = start("threads=2", "WSGIFreeThreading On");
+    let _ = apache.get("/app/burn?n=1000");
+    let port = apache.port();
+    let answers: Vec<serde_json::Value> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..2)
+            .map(|_| {
+                s.spawn(move || {
+                    http::request(port, "GET", "/app/burn?n=6000000", &[], b"").unwrap()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| json(&h.join().unwrap()))
+            .collect()
+    });
+    let span = answers
+        .iter()
+        .map(|a| a["end"].num())
+        .fold(f64::MIN, f64::max)
+        - answers
+            .iter()
+            .map(|a| a["start"].num())
+            .fold(f64::MAX, f64::min);
+    let cpu: f64 = answers.iter().map(|a| a["cpu"].num()).sum();
+    let parallelism = cpu / span;
+    if common::module_python_is_free_threaded() {
+        let used_two_cores = parallelism > 1.3;
+        assert_with_log!(
+            apache,
+            used_two_cores,
+            "without the GIL two requests should use more than one core: {parallelism:.2} \
+             ({answers:?})"
+        );
+    } else {
+        let used_one_core = parallelism < 1.15;
+        assert_with_log!(
+            apache,
+            used_one_core,
+            "with the GIL two requests cannot use more than one core: {parallelism:.2} \
+             ({answers:?})"
+        );
+    }
 }
 
 #[test]

@@ -34,7 +34,7 @@ fn connect_as(path: &std::path::Path, uid: u32, gid: u32) -> String {
         "import socket\ns = socket.socket(socket.AF_UNIX)\ntry:\n    s.connect({:?})\n    print('connected')\nexcept OSError as e:\n    print(type(e).__name__)\n",
         path.display().to_string()
     );
-    let out = std::process::Command::new("/usr/bin/python3")
+    let out = std::process::Command::new(common::MODULE_PYTHON)
         .args(["-c", &code])
         .uid(uid)
         .gid(gid)

@@ -218,7 +218,7 @@ pub static DIRECTIVES: &[DirectiveInfo] = &[
         ServerOnly,
         Global,
         "WSGIFreeThreading On|Off",
-        false,
+        true,
     ),
     // Restrictions and behaviour switches.
     info(
@@ -1030,11 +1030,12 @@ pub(crate) mod tests {
             "WSGIPythonEggs",
             "WSGIDestroyInterpreter",
             "WSGISwitchInterval",
+            "WSGIFreeThreading",
         ];
         for d in DIRECTIVES {
             assert_eq!(d.implemented, implemented.contains(&d.name), "{}", d.name);
         }
-        assert_eq!(DIRECTIVES.iter().filter(|d| d.implemented).count(), 30);
+        assert_eq!(DIRECTIVES.iter().filter(|d| d.implemented).count(), 31);
     }
 
     #[test]

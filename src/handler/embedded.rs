@@ -36,6 +36,8 @@ pub struct EmbeddedSettings {
     /// WSGISwitchInterval.
     pub switch_interval: Option<f64>,
     pub destroy_interpreter: bool,
+    /// WSGIFreeThreading.
+    pub free_threading: bool,
 }
 
 impl Default for EmbeddedSettings {
@@ -54,6 +56,7 @@ impl Default for EmbeddedSettings {
             python_eggs: None,
             switch_interval: None,
             destroy_interpreter: true,
+            free_threading: false,
         }
     }
 }
@@ -92,6 +95,7 @@ fn settings_for_this_mpm(s: &EmbeddedSettings) -> InterpreterSettings {
         python_eggs: s.python_eggs.clone(),
         switch_interval: s.switch_interval,
         destroy_interpreter: s.destroy_interpreter,
+        free_threading: s.free_threading,
     }
 }
 

@@ -60,6 +60,27 @@ pub struct InterpreterSettings {
     pub switch_interval: Option<f64>,
     /// WSGIDestroyInterpreter: finalise Python when the process stops (atexit handlers run).
     pub destroy_interpreter: bool,
+    /// WSGIFreeThreading: on a free-threaded build (PEP 703), run without the GIL; Off keeps
+    /// the GIL on. No effect on a build with a GIL (the configtest warns).
+    pub free_threading: bool,
+}
+
+/// Whether the Python the module was built against is a free-threaded build (PEP 703,
+/// `--disable-gil`), where WSGIFreeThreading decides whether the GIL runs.
+pub const FREE_THREADED_BUILD: bool = cfg!(Py_GIL_DISABLED);
+
+/// The configtest warning for `WSGIFreeThreading On` on a Python with a GIL (mod_wsgi 6's
+/// WSGI0200); `None` when the directive takes effect.
+pub fn free_threading_warning(free_threading: bool) -> Option<String> {
+    (free_threading && !FREE_THREADED_BUILD).then(|| {
+        format!(
+            "WSGIFreeThreading On has no effect: the Python mod_rwsgi was built against ({}, \
+             Python {}) is not a free-threaded build (PEP 703); build mod_rwsgi against a \
+             Python configured with --disable-gil (python3.13t or later) to use it",
+            option_env!("RWSGI_BUILD_PYTHON_EXECUTABLE").unwrap_or("?"),
+            option_env!("RWSGI_BUILD_PYTHON_VERSION").unwrap_or("?"),
+        )
+    })
 }
 
 impl Default for InterpreterSettings {
@@ -90,6 +111,7 @@ impl Default for InterpreterSettings {
             python_eggs: None,
             switch_interval: None,
             destroy_interpreter: true,
+            free_threading: false,
         }
     }
 }
@@ -243,6 +265,12 @@ fn init_from_config(
         (*cfg).optimization_level = std::ffi::c_int::from(settings.optimize);
         if settings.dont_write_bytecode {
             (*cfg).write_bytecode = 0;
+        }
+        // A free-threaded build otherwise lets each extension's Py_mod_gil slot decide; as
+        // mod_wsgi 6, the GIL stays on unless WSGIFreeThreading On asks for it to be off.
+        #[cfg(Py_GIL_DISABLED)]
+        {
+            (*cfg).enable_gil = if settings.free_threading { 0 } else { 1 };
         }
         if let Some(seed) = settings.hash_seed {
             (*cfg).use_hash_seed = 1;
@@ -466,7 +494,16 @@ fn setup_python(py: Python<'_>, settings: &InterpreterSettings) -> Result<(), St
                 .getattr("environ")?
                 .set_item("PYTHON_EGG_CACHE", dir)?;
         }
-        if let Some(seconds) = settings.switch_interval {
+        if settings.switch_interval.is_some() && gil_disabled(py) {
+            log(
+                Level::Warning,
+                &format!(
+                    "{}The switch interval has no effect without a GIL (WSGIFreeThreading On): \
+                     sys.setswitchinterval is not called.",
+                    super::log_prefix()
+                ),
+            );
+        } else if let Some(seconds) = settings.switch_interval {
             sys.call_method1("setswitchinterval", (seconds,))?;
             log(
                 Level::Info,
@@ -484,8 +521,15 @@ fn setup_python(py: Python<'_>, settings: &InterpreterSettings) -> Result<(), St
         Ok(()) => {
             let describe = (|| -> PyResult<String> {
                 let sys = py.import("sys")?;
+                let gil = if !FREE_THREADED_BUILD {
+                    ""
+                } else if gil_disabled(py) {
+                    ", free-threaded: GIL disabled (WSGIFreeThreading On)"
+                } else {
+                    ", free-threaded build: GIL enabled (WSGIFreeThreading Off)"
+                };
                 Ok(format!(
-                    "{}Initialised Python {} (sys.prefix '{}', sys.base_prefix '{}').",
+                    "{}Initialised Python {} (sys.prefix '{}', sys.base_prefix '{}'{gil}).",
                     super::log_prefix(),
                     sys.getattr("version")?
                         .extract::<String>()?
@@ -504,6 +548,15 @@ fn setup_python(py: Python<'_>, settings: &InterpreterSettings) -> Result<(), St
             format_exception(py, &e)
         )),
     }
+}
+
+/// Whether this process runs without a GIL (`sys._is_gil_enabled()`, Python 3.13+).
+fn gil_disabled(py: Python<'_>) -> bool {
+    py.import("sys")
+        .and_then(|sys| sys.getattr("_is_gil_enabled"))
+        .and_then(|f| f.call0())
+        .and_then(|v| v.extract::<bool>())
+        .is_ok_and(|enabled| !enabled)
 }
 
 /// `site.addsitedir` for each entry (so .pth files work), then the new sys.path entries move

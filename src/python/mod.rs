@@ -38,7 +38,10 @@ use crate::logging::Level;
 
 pub use app::AppHost;
 pub use diagnostics::{gil_heartbeat, interrupt_thread, thread_stacks};
-pub use interpreter::{InterpreterSettings, initialize, run_shutdown_callbacks, shutdown};
+pub use interpreter::{
+    FREE_THREADED_BUILD, InterpreterSettings, free_threading_warning, initialize,
+    run_shutdown_callbacks, shutdown,
+};
 pub use log_object::install_restricted_stdout;
 
 /// The version of mod_wsgi whose behaviour this host reproduces; exposed as

@@ -50,10 +50,10 @@ fn dump(needle: &str) -> String {
 static INIT: Once = Once::new();
 
 fn build_version() -> String {
-    let out = std::process::Command::new("/usr/bin/python3")
+    let out = std::process::Command::new(env!("RWSGI_BUILD_PYTHON_EXECUTABLE"))
         .args(["-c", "import sys; print('%d.%d' % sys.version_info[:2])"])
         .output()
-        .expect("run /usr/bin/python3");
+        .expect("run the Python the module is built against");
     String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
@@ -61,7 +61,7 @@ fn init() {
     INIT.call_once(|| {
         let settings = InterpreterSettings {
             python_home: None,
-            build_executable: "/usr/bin/python3".to_string(),
+            build_executable: env!("RWSGI_BUILD_PYTHON_EXECUTABLE").to_string(),
             build_version: build_version(),
             process_group: "pytest".to_string(),
             processes: 3,

@@ -220,6 +220,18 @@ def application(environ, start_response):
         data = environ["wsgi.input"].read()
         time.sleep(float(q.get("s", "3")))
         return _text(start_response, "posted %d bytes" % len(data))
+    if path == "/gil":
+        # "disabled" only in a free-threaded process running without its GIL (3.13+).
+        enabled = getattr(sys, "_is_gil_enabled", lambda: True)()
+        return _text(start_response, "enabled" if enabled else "disabled")
+    if path == "/burn":
+        # Pure-Python CPU work (n loop turns): its wall-clock span and this thread's CPU time.
+        start, cpu = time.time(), time.thread_time()
+        total = 0
+        for i in range(int(q.get("n", "3000000"))):
+            total += i % 7
+        return _text(start_response, json.dumps({
+            "start": start, "end": time.time(), "cpu": time.thread_time() - cpu, "total": total}))
     if path == "/holdgil":
         _hold_gil(q.get("s", "10"))
         return _text(start_response, "released")

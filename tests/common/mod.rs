@@ -25,6 +25,24 @@ pub fn module_path() -> PathBuf {
     }
 }
 
+/// The Python the module under test was built against, and its "major.minor" (build.rs
+/// records both): tests that make a venv or name the version use these, so they hold for
+/// every Python the module is built with (`make test-pythons`).
+pub const MODULE_PYTHON: &str = env!("RWSGI_BUILD_PYTHON_EXECUTABLE");
+pub const MODULE_PYTHON_VERSION: &str = env!("RWSGI_BUILD_PYTHON_VERSION");
+
+/// Whether the module's Python is a free-threaded build (PEP 703, `--disable-gil`).
+pub fn module_python_is_free_threaded() -> bool {
+    let out = Command::new(MODULE_PYTHON)
+        .args([
+            "-c",
+            "import sysconfig; print(bool(sysconfig.get_config_var('Py_GIL_DISABLED')))",
+        ])
+        .output()
+        .expect("run the module's Python");
+    String::from_utf8_lossy(&out.stdout).trim() == "True"
+}
+
 /// The repository root (apps live under tests/apps).
 pub fn repo_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
