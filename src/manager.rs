@@ -139,9 +139,6 @@ pub(crate) fn start_daemons(pool: Pool, s: *mut ffi::server_rec) -> Result<(), S
                 } else {
                     spec.python_path.clone()
                 },
-                build_executable: env!("RWSGI_BUILD_PYTHON_EXECUTABLE").to_string(),
-                build_version: env!("RWSGI_BUILD_PYTHON_VERSION").to_string(),
-                restrict_stdout: slot.global.restrict_stdout,
                 process_group: spec.name.clone(),
                 processes: spec.processes,
                 processes_given: spec.processes_given,
@@ -149,18 +146,11 @@ pub(crate) fn start_daemons(pool: Pool, s: *mut ffi::server_rec) -> Result<(), S
                 maximum_requests: u64::from(spec.maximum_requests.unwrap_or(0)),
                 header_buffer_size: spec.header_buffer_size as usize,
                 apache_version: crate::apache::state::server_version(),
-                restrict_stdin: slot.global.restrict_stdin,
-                restrict_signal: slot.global.restrict_signal,
-                optimize: slot.global.python_optimize,
-                dont_write_bytecode: slot.global.dont_write_bytecode,
-                warnings: slot.global.python_warnings.clone(),
-                hash_seed: slot.global.python_hash_seed,
                 // As mod_wsgi: WSGIPythonEggs and WSGISwitchInterval are for embedded mode;
                 // a daemon group has its own options.
                 python_eggs: spec.python_eggs.clone(),
                 switch_interval: spec.switch_interval,
-                destroy_interpreter: slot.global.destroy_interpreter,
-                free_threading: slot.global.free_threading,
+                ..crate::module::server_python(&slot.global)
             },
             serve: ServeSettings {
                 group: spec.name.clone(),

@@ -504,7 +504,7 @@ unsafe extern "C" fn post_config(
             return ffi::OK;
         };
         if let Some(slot) = main_slot() {
-            let _ = slot.embedded.set(embedded_settings(&slot.global));
+            let _ = slot.embedded.set(server_python(&slot.global));
         }
         match crate::manager::start_daemons(pool, s) {
             Ok(()) => ffi::OK,
@@ -545,9 +545,7 @@ unsafe extern "C" fn child_init(pchild: *mut ffi::apr_pool_t, _s: *mut ffi::serv
             // Python starts now (as mod_wsgi does); otherwise only if an embedded request
             // comes. WSGIRestrictEmbedded On keeps Python out of Apache children entirely.
             if !slot.global.restrict_embedded && slot.global.daemon_groups.is_empty() {
-                let embedded = slot
-                    .embedded
-                    .get_or_init(|| embedded_settings(&slot.global));
+                let embedded = slot.embedded.get_or_init(|| server_python(&slot.global));
                 if let Err(e) = crate::handler::embedded::ensure_python(embedded) {
                     log::server(ptr::null(), Level::Error, &format!("mod_rwsgi: {e}"));
                 }
@@ -556,8 +554,10 @@ unsafe extern "C" fn child_init(pchild: *mut ffi::apr_pool_t, _s: *mut ffi::serv
     });
 }
 
-fn embedded_settings(global: &GlobalConfig) -> crate::handler::embedded::EmbeddedSettings {
-    crate::handler::embedded::EmbeddedSettings {
+/// The Python settings every process of this configuration shares (server-wide
+/// directives); daemon groups and embedded mode add their own on top.
+pub(crate) fn server_python(global: &GlobalConfig) -> crate::python::InterpreterSettings {
+    crate::python::InterpreterSettings {
         python_home: global.python_home.clone(),
         python_path: global.python_path.clone(),
         restrict_stdout: global.restrict_stdout,
@@ -571,6 +571,7 @@ fn embedded_settings(global: &GlobalConfig) -> crate::handler::embedded::Embedde
         switch_interval: global.switch_interval,
         destroy_interpreter: global.destroy_interpreter,
         free_threading: global.free_threading,
+        ..crate::python::InterpreterSettings::default()
     }
 }
 

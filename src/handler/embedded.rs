@@ -19,47 +19,9 @@ static INIT_LOCK: Mutex<()> = Mutex::new(());
 /// Embedded requests running in this child now: Python is never stopped under one.
 static IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
 
-/// What embedded mode needs from the server-wide configuration.
-#[derive(Clone, Debug)]
-pub struct EmbeddedSettings {
-    pub python_home: Option<String>,
-    pub python_path: Vec<String>,
-    pub restrict_stdout: bool,
-    pub restrict_stdin: bool,
-    pub restrict_signal: bool,
-    pub optimize: u8,
-    pub dont_write_bytecode: bool,
-    pub warnings: Vec<String>,
-    pub hash_seed: Option<u32>,
-    /// WSGIPythonEggs.
-    pub python_eggs: Option<String>,
-    /// WSGISwitchInterval.
-    pub switch_interval: Option<f64>,
-    pub destroy_interpreter: bool,
-    /// WSGIFreeThreading.
-    pub free_threading: bool,
-}
-
-impl Default for EmbeddedSettings {
-    /// mod_wsgi's defaults (WSGIRestrictSignal and WSGIDestroyInterpreter On).
-    fn default() -> Self {
-        EmbeddedSettings {
-            python_home: None,
-            python_path: Vec::new(),
-            restrict_stdout: false,
-            restrict_stdin: false,
-            restrict_signal: true,
-            optimize: 0,
-            dont_write_bytecode: false,
-            warnings: Vec::new(),
-            hash_seed: None,
-            python_eggs: None,
-            switch_interval: None,
-            destroy_interpreter: true,
-            free_threading: false,
-        }
-    }
-}
+/// What embedded mode needs from the server-wide configuration: the Python settings every
+/// process shares (built once by `module.rs`); the MPM's limits are added in the child.
+pub type EmbeddedSettings = InterpreterSettings;
 
 fn settings_for_this_mpm(s: &EmbeddedSettings) -> InterpreterSettings {
     let threads = state::mpm_query(ffi::AP_MPMQ_MAX_THREADS)
@@ -69,12 +31,6 @@ fn settings_for_this_mpm(s: &EmbeddedSettings) -> InterpreterSettings {
         .unwrap_or(1)
         .max(1) as u32;
     InterpreterSettings {
-        python_home: s.python_home.clone(),
-        python_path: s.python_path.clone(),
-        build_executable: env!("RWSGI_BUILD_PYTHON_EXECUTABLE").to_string(),
-        build_version: env!("RWSGI_BUILD_PYTHON_VERSION").to_string(),
-        restrict_stdout: s.restrict_stdout,
-        process_group: String::new(),
         // As mod_wsgi: the MPM's limits decide (prefork: many processes, one thread).
         processes,
         processes_given: processes > 1,
@@ -83,19 +39,8 @@ fn settings_for_this_mpm(s: &EmbeddedSettings) -> InterpreterSettings {
         } else {
             threads
         },
-        maximum_requests: 0,
-        header_buffer_size: 0,
         apache_version: state::server_version(),
-        restrict_stdin: s.restrict_stdin,
-        restrict_signal: s.restrict_signal,
-        optimize: s.optimize,
-        dont_write_bytecode: s.dont_write_bytecode,
-        warnings: s.warnings.clone(),
-        hash_seed: s.hash_seed,
-        python_eggs: s.python_eggs.clone(),
-        switch_interval: s.switch_interval,
-        destroy_interpreter: s.destroy_interpreter,
-        free_threading: s.free_threading,
+        ..s.clone()
     }
 }
 
