@@ -468,16 +468,6 @@ impl NsApache {
     }
 }
 
-fn run(cmd: &mut Command) {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 fn example(name: &str) -> String {
     let path = common::repo_dir().join("conf-examples").join(name);
     fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
@@ -487,15 +477,17 @@ fn example(name: &str) -> String {
 /// (Redis at REDIS_ADDR) added to its Application.config, then `webware make -g www-data`.
 fn make_work_dir(venv: &Path, dir: &Path) {
     let webware = venv.join("bin/webware");
-    run(Command::new(&webware).arg("make").arg(dir));
+    common::run(Command::new(&webware).arg("make").arg(dir));
     let config_path = dir.join("Configs/Application.config");
     let mut config = fs::read_to_string(&config_path).unwrap();
     config.push('\n');
     config.push_str(&example("backend-Application.config").replace("192.0.2.20", REDIS_ADDR));
     fs::write(&config_path, config).unwrap();
-    run(Command::new(&webware)
-        .args(["make", "-g", "www-data"])
-        .arg(dir));
+    common::run(
+        Command::new(&webware)
+            .args(["make", "-g", "www-data"])
+            .arg(dir),
+    );
 }
 
 /// A logged-in client of the front: its session cookie and the counter it last saw.
@@ -833,7 +825,7 @@ fn sessions_survive_a_lost_backend_a_drain_and_a_redis_restart() {
             let base = config.root().join("webware");
             fs::create_dir_all(&base).unwrap();
             fs::set_permissions(&base, fs::Permissions::from_mode(0o755)).unwrap();
-            run(Command::new("cp").arg("-a").arg(&work_dir).arg(&base));
+            common::run(Command::new("cp").arg("-a").arg(&work_dir).arg(&base));
             let text = example("06-balancer-backend.conf")
                 .lines()
                 .filter(|l| !l.trim_start().starts_with("LoadModule"))

@@ -32,22 +32,12 @@ enum AppLog {
     ApacheErrorLog,
 }
 
-fn run(cmd: &mut Command) {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// A working dir as the guide makes it: `webware make`, the site's own files added (a test
 /// servlet, a static file, the admin password), then `webware make -g www-data` on the
 /// existing dir as the guide's permission advice says.
 fn make_work_dir(venv: &Path, dir: &Path, app_log: AppLog) {
     let webware = venv.join("bin/webware");
-    run(Command::new(&webware).arg("make").arg(dir));
+    common::run(Command::new(&webware).arg("make").arg(dir));
     fs::copy(
         common::repo_dir().join("tests/apps/webware/Probe.py"),
         dir.join("MyContext/Probe.py"),
@@ -66,9 +56,11 @@ fn make_work_dir(venv: &Path, dir: &Path, app_log: AppLog) {
         config.push_str("\nAppLogFilename = None\n");
     }
     fs::write(&config_path, config).unwrap();
-    run(Command::new(&webware)
-        .args(["make", "-g", "www-data"])
-        .arg(dir));
+    common::run(
+        Command::new(&webware)
+            .args(["make", "-g", "www-data"])
+            .arg(dir),
+    );
 }
 
 /// One of the guide's configurations from conf-examples/, with /srv/webware/venv replaced by

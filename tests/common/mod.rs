@@ -74,6 +74,17 @@ pub fn set_cookie(resp: &http::Response, name: &str) -> Option<String> {
         .map(|pair| pair.trim().to_string())
 }
 
+/// Runs a command that must succeed; a failure shows its output.
+pub fn run(cmd: &mut Command) {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .expect("bind a free port")
