@@ -22,7 +22,7 @@ pub mod ffi;
 
 pub mod apache;
 pub mod daemon;
+mod daemon_launcher;
 pub mod handler;
-mod manager;
 pub mod module;
 pub mod python;

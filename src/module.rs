@@ -8,10 +8,10 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::ptr;
 use std::sync::{Mutex, OnceLock};
 
-use crate::apache::directive::{Directive as ApacheDirective, Forbid};
+use crate::apache::directive_context::{DirectiveContext, Forbid};
 use crate::apache::log::{self, Level};
 use crate::apache::pool::Pool;
-use crate::apache::server::Server;
+use crate::apache::virtual_host::VirtualHost;
 use crate::config::{self, DirConfig, Directive, GlobalConfig, Scope, ServerConfig, Target};
 use crate::ffi;
 
@@ -253,13 +253,13 @@ unsafe extern "C" fn merge_server_config(
 pub(crate) fn main_slot() -> Option<&'static ServerSlot> {
     // SAFETY: ap_server_conf is set by Apache to the main server right after the config
     // tree is built, before any of our directives run, and stays valid for the generation.
-    let main = unsafe { Server::from_raw(ffi::ap_server_conf) }?;
+    let main = unsafe { VirtualHost::from_raw(ffi::ap_server_conf) }?;
     // SAFETY: our slot in every server holds a ServerSlot (create/merge_server_config).
     unsafe { main.module_config::<ServerSlot>(module_ptr()) }
 }
 
 /// The slot of a given server, shared.
-pub(crate) fn server_slot(s: Server) -> Option<&'static ServerSlot> {
+pub(crate) fn server_slot(s: VirtualHost) -> Option<&'static ServerSlot> {
     // SAFETY: our slot in every server holds a ServerSlot (create/merge_server_config).
     unsafe { s.module_config::<ServerSlot>(module_ptr()) }
 }
@@ -269,7 +269,7 @@ pub(crate) fn server_slot(s: Server) -> Option<&'static ServerSlot> {
 /// # Safety
 /// Only from a directive callback (Apache reads the configuration on one thread and runs
 /// no request meanwhile), dropping the reference before the callback returns.
-unsafe fn configuring_slot(s: Server) -> Option<&'static mut ServerSlot> {
+unsafe fn configuring_slot(s: VirtualHost) -> Option<&'static mut ServerSlot> {
     // SAFETY: our slot holds a ServerSlot; exclusivity is the caller's promise.
     unsafe { s.module_config_mut::<ServerSlot>(module_ptr()) }
 }
@@ -287,7 +287,7 @@ unsafe extern "C" fn set_directive(
         c"mod_rwsgi: internal error (see error log)".as_ptr(),
         || {
             // SAFETY: Apache passes the cmd_parms of this callback.
-            let Some(mut directive) = (unsafe { ApacheDirective::from_raw(cmd) }) else {
+            let Some(mut directive) = (unsafe { DirectiveContext::from_raw(cmd) }) else {
                 return c"mod_rwsgi: directive without context".as_ptr();
             };
             let raw_args = if args.is_null() {
@@ -323,7 +323,7 @@ unsafe extern "C" fn set_directive(
 }
 
 fn apply_directive(
-    cmd: &mut ApacheDirective<'_>,
+    cmd: &mut DirectiveContext<'_>,
     dir: Option<&mut DirConfig>,
     raw_args: &str,
 ) -> Result<(), String> {
@@ -383,7 +383,7 @@ fn apply_directive(
                 }
             }
             // SAFETY: cmd.server() is the server being configured, of this generation.
-            let server = unsafe { Server::from_raw(cmd.server()) }
+            let server = unsafe { VirtualHost::from_raw(cmd.server()) }
                 .ok_or("mod_rwsgi: directive outside a server")?;
             // SAFETY: a directive callback; no other reference to a slot is alive here (the
             // main slot's borrow above has ended: for the main server it is this slot).
@@ -419,7 +419,7 @@ fn apply_directive(
 /// callback, holding no other slot reference.
 fn with_global<R>(f: impl FnOnce(&mut GlobalConfig) -> R) -> Result<R, String> {
     // SAFETY: ap_server_conf is the main server of the configuration being read.
-    let main = unsafe { Server::from_raw(ffi::ap_server_conf) }
+    let main = unsafe { VirtualHost::from_raw(ffi::ap_server_conf) }
         .ok_or("mod_rwsgi: main server configuration missing")?;
     // SAFETY: directive callbacks run on Apache's one configuration thread; the borrow ends
     // when `f` returns, before any other slot reference is made.
@@ -506,7 +506,7 @@ unsafe extern "C" fn post_config(
         if let Some(slot) = main_slot() {
             let _ = slot.embedded.set(server_python(&slot.global));
         }
-        match crate::manager::start_daemons(pool, s) {
+        match crate::daemon_launcher::start_daemons(pool, s) {
             Ok(()) => ffi::OK,
             Err(msg) => {
                 log::startup(s, Level::Emerg, &format!("mod_rwsgi: {msg}"));

@@ -2,11 +2,11 @@
 //! directive context, server and process state. Raw pointers enter through one
 //! `unsafe fn from_raw` per wrapper; everything after that is safe.
 
-pub mod directive;
+pub mod directive_context;
 pub mod log;
 pub mod pool;
 pub mod process;
 pub mod regex;
 pub mod request;
-pub mod server;
 pub mod state;
+pub mod virtual_host;

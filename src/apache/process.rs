@@ -90,3 +90,10 @@ pub(crate) fn argv_area(process: *const ffi::process_rec) -> Option<(*mut u8, us
         Some((first as *mut u8, len))
     }
 }
+
+/// The uid and gid Apache's children run as (`User` / `Group`).
+pub fn child_user() -> (u32, u32) {
+    // SAFETY: ap_unixd_config is filled by mod_unixd while reading the config; reading two
+    // integers from it is fine at any later point.
+    unsafe { (ffi::ap_unixd_config.user_id, ffi::ap_unixd_config.group_id) }
+}

@@ -70,11 +70,11 @@ impl<'r> Request<'r> {
         unsafe { Pool::from_raw(self.raw.pool) }.expect("request without pool")
     }
 
-    /// The (virtual) server handling this request.
-    pub fn server(&self) -> Option<crate::apache::server::Server> {
+    /// The virtual host (or main server) handling this request.
+    pub fn server(&self) -> Option<crate::apache::virtual_host::VirtualHost> {
         // SAFETY: a live request's server is a server_rec of the current generation, live
         // while the request runs.
-        unsafe { crate::apache::server::Server::from_raw(self.raw.server) }
+        unsafe { crate::apache::virtual_host::VirtualHost::from_raw(self.raw.server) }
     }
 
     pub fn method(&self) -> &[u8] {

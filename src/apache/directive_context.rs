@@ -20,17 +20,19 @@ pub enum Forbid {
     ServerAndHtaccessAllowed,
 }
 
-/// A borrowed `cmd_parms` for the duration of one directive callback.
-pub struct Directive<'a> {
+/// A borrowed `cmd_parms` for the duration of one directive callback: which directive is
+/// being read, where, for which server, in which section (the parsed directive itself is
+/// `config::Directive`).
+pub struct DirectiveContext<'a> {
     raw: &'a mut ffi::cmd_parms,
 }
 
-impl<'a> Directive<'a> {
+impl<'a> DirectiveContext<'a> {
     /// # Safety
     /// `raw` must be the `cmd_parms` Apache passed to the running directive callback.
-    pub unsafe fn from_raw(raw: *mut ffi::cmd_parms) -> Option<Directive<'a>> {
+    pub unsafe fn from_raw(raw: *mut ffi::cmd_parms) -> Option<DirectiveContext<'a>> {
         // SAFETY: non-null pointers from Apache are valid and exclusive during the callback.
-        unsafe { raw.as_mut() }.map(|raw| Directive { raw })
+        unsafe { raw.as_mut() }.map(|raw| DirectiveContext { raw })
     }
 
     /// The directive's name as registered in the command table.

@@ -1,17 +1,19 @@
-//! `server_rec`: the main server and virtual hosts.
+//! `server_rec`: the main server and the virtual hosts. Apache calls each a "server"; here it
+//! is a `VirtualHost` (the main server being the default host), so the name does not clash
+//! with a daemon's serving loop.
 
 use crate::apache::pool::cstr_to_string;
 use crate::ffi;
 
-/// A borrowed server record (main server or a virtual host).
+/// A borrowed server record: the main server or one `<VirtualHost>`.
 #[derive(Clone, Copy)]
-pub struct Server(*mut ffi::server_rec);
+pub struct VirtualHost(*mut ffi::server_rec);
 
-impl Server {
+impl VirtualHost {
     /// # Safety
     /// `raw` must be a server record of the current configuration generation.
-    pub unsafe fn from_raw(raw: *mut ffi::server_rec) -> Option<Server> {
-        (!raw.is_null()).then_some(Server(raw))
+    pub unsafe fn from_raw(raw: *mut ffi::server_rec) -> Option<VirtualHost> {
+        (!raw.is_null()).then_some(VirtualHost(raw))
     }
 
     pub fn as_ptr(self) -> *mut ffi::server_rec {
@@ -32,9 +34,9 @@ impl Server {
     }
 
     /// The next virtual host in Apache's list (the main server comes first).
-    pub fn next(&self) -> Option<Server> {
+    pub fn next(&self) -> Option<VirtualHost> {
         // SAFETY: `next` is null or another live server record of this generation.
-        unsafe { Server::from_raw(self.rec().next) }
+        unsafe { VirtualHost::from_raw(self.rec().next) }
     }
 
     /// This module's per-server config slot.
@@ -55,7 +57,7 @@ impl Server {
     /// This module's per-server config slot, to change while the configuration is read.
     ///
     /// # Safety
-    /// As [`Server::module_config`]; and only while Apache reads the configuration (one
+    /// As [`VirtualHost::module_config`]; and only while Apache reads the configuration (one
     /// thread, no request running, no other reference to the slot alive), with the
     /// reference dropped before the directive callback returns.
     pub unsafe fn module_config_mut<T>(self, module: *const ffi::module) -> Option<&'static mut T> {
@@ -68,14 +70,7 @@ impl Server {
     }
 
     /// The main server and every virtual host.
-    pub fn iter(self) -> impl Iterator<Item = Server> {
+    pub fn iter(self) -> impl Iterator<Item = VirtualHost> {
         std::iter::successors(Some(self), |s| s.next())
     }
-}
-
-/// The uid and gid Apache's children run as (`User` / `Group`).
-pub fn child_user() -> (u32, u32) {
-    // SAFETY: ap_unixd_config is filled by mod_unixd while reading the config; reading two
-    // integers from it is fine at any later point.
-    unsafe { (ffi::ap_unixd_config.user_id, ffi::ap_unixd_config.group_id) }
 }

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 use crate::apache::log::{self, Level};
 use crate::apache::pool::Pool;
 use crate::apache::process::{self, OtherChild, Reason};
-use crate::apache::server::{self, Server};
 use crate::apache::state;
+use crate::apache::virtual_host::VirtualHost;
 use crate::config::{DaemonGroupSpec, GlobalConfig, Host};
 use crate::daemon::listener;
 use crate::daemon::manager_process::{self, GroupPlan};
@@ -54,7 +54,7 @@ pub(crate) fn start_daemons(pool: Pool, s: *mut ffi::server_rec) -> Result<(), S
     if slot.global.daemon_groups.is_empty() {
         return Ok(());
     }
-    let (apache_uid, apache_gid) = server::child_user();
+    let (apache_uid, apache_gid) = process::child_user();
     let prefix = socket_prefix(pool, &slot.global);
     let parent_pid = std::process::id();
     // SAFETY: `s` is the main server of this generation, passed to post_config, live
@@ -286,7 +286,7 @@ fn preloads(global: &GlobalConfig, s: *mut ffi::server_rec) -> Vec<(String, Stri
         }
     }
     // SAFETY: `s` is the main server of this generation.
-    if let Some(main) = unsafe { Server::from_raw(s) } {
+    if let Some(main) = unsafe { VirtualHost::from_raw(s) } {
         for srv in main.iter() {
             let Some(slot) = crate::module::server_slot(srv) else {
                 continue;
