@@ -1,443 +1,18 @@
-//! The directive table (every mod_wsgi 6.0 directive) and `parse_directive`,
-//! which turns one directive's raw arguments into a typed [`Directive`].
+//! `parse_directive`, which turns one directive's raw arguments into a typed
+//! [`Directive`]. Which directives exist, where they may appear and whether they are
+//! implemented is the table in `directive_table.rs`; the argument checks of those not
+//! implemented yet are in `not_implemented.rs`.
 
 use std::fmt;
 
 use super::daemon_group::{DaemonGroupSpec, parse_on_off, split_path_list};
+use super::directive_table::{DirectiveInfo, directive_info};
 use super::error::ConfigError;
+use super::not_implemented::validate_other;
 use super::proxy::{IpNet, KNOWN_PROXY_HEADERS, canonical_proxy_header};
-use super::script_alias::{ImportScript, ScriptAlias, split_options};
+use super::script_alias::{ImportScript, ScriptAlias};
 use super::selector::GroupSelector;
 use super::tokenizer::tokenize;
-
-/// Where Apache allows a directive.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Scope {
-    /// Main server configuration only (`RSRC_CONF` + `GLOBAL_ONLY` check).
-    ServerOnly,
-    /// Server and `<VirtualHost>` (`RSRC_CONF`).
-    ServerVhost,
-    /// Server, `<VirtualHost>`, `<Directory>`/`<Location>` (`RSRC_CONF|ACCESS_CONF`).
-    ServerVhostDir,
-    /// Everywhere, including `.htaccess` with `AllowOverride FileInfo`
-    /// (`RSRC_CONF|ACCESS_CONF|OR_FILEINFO`).
-    AnyDir,
-    /// `<Directory>`/`<Location>` and `.htaccess` with `AllowOverride AuthConfig`
-    /// only (`OR_AUTHCFG`): the WSGI auth script directives.
-    DirAuth,
-}
-
-/// Which configuration structure a directive writes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Target {
-    /// [`crate::config::GlobalConfig`], server-wide.
-    Global,
-    /// [`crate::config::ServerConfig`], per virtual host.
-    Server,
-    /// [`crate::config::DirConfig`], per directory (and per server for S/V use).
-    Dir,
-}
-
-/// One row of the directive table.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DirectiveInfo {
-    /// The directive name, canonical spelling.
-    pub name: &'static str,
-    /// Where Apache accepts it.
-    pub scope: Scope,
-    /// Which config structure it writes.
-    pub target: Target,
-    /// One-line usage for Apache's help text.
-    pub syntax: &'static str,
-    /// False for directives that are parsed but not supported yet; the caller
-    /// reports them with [`not_implemented_error`].
-    pub implemented: bool,
-}
-
-const fn info(
-    name: &'static str,
-    scope: Scope,
-    target: Target,
-    syntax: &'static str,
-    implemented: bool,
-) -> DirectiveInfo {
-    DirectiveInfo {
-        name,
-        scope,
-        target,
-        syntax,
-        implemented,
-    }
-}
-
-use Scope::{AnyDir, DirAuth, ServerOnly, ServerVhost, ServerVhostDir};
-use Target::{Dir, Global, Server};
-
-/// Every mod_wsgi directive except the `<WSGIInterpreterOptions>` container.
-pub static DIRECTIVES: &[DirectiveInfo] = &[
-    // Mapping URLs to scripts.
-    info(
-        "WSGIScriptAlias",
-        ServerVhost,
-        Server,
-        "WSGIScriptAlias URL-path file-path [process-group=NAME] [application-group=NAME] \
-         [callable-object=NAME] [pass-authorization=On|Off]",
-        true,
-    ),
-    info(
-        "WSGIScriptAliasMatch",
-        ServerVhost,
-        Server,
-        "WSGIScriptAliasMatch regex file-path [process-group=NAME] [application-group=NAME] \
-         [callable-object=NAME] [pass-authorization=On|Off]",
-        true,
-    ),
-    // Daemon processes.
-    info(
-        "WSGIDaemonProcess",
-        ServerVhost,
-        Global,
-        "WSGIDaemonProcess name [option=value ...]",
-        true,
-    ),
-    info(
-        "WSGIProcessGroup",
-        ServerVhostDir,
-        Dir,
-        "WSGIProcessGroup name|%{GLOBAL}|%{ENV:var}|%{SERVER}|%{HOST}|%{RESOURCE}",
-        true,
-    ),
-    info(
-        "WSGIApplicationGroup",
-        ServerVhostDir,
-        Dir,
-        "WSGIApplicationGroup name|%{GLOBAL}|%{ENV:var}|%{SERVER}|%{HOST}|%{RESOURCE}",
-        true,
-    ),
-    info(
-        "WSGISocketPrefix",
-        ServerOnly,
-        Global,
-        "WSGISocketPrefix path-prefix",
-        true,
-    ),
-    info(
-        "WSGISocketRotation",
-        ServerOnly,
-        Global,
-        "WSGISocketRotation On|Off",
-        true,
-    ),
-    info(
-        "WSGIAcceptMutex",
-        ServerOnly,
-        Global,
-        "WSGIAcceptMutex default|flock|fcntl|sysvsem|posixsem|pthread",
-        false,
-    ),
-    info(
-        "WSGIRestrictProcess",
-        ServerVhostDir,
-        Dir,
-        "WSGIRestrictProcess group ...",
-        false,
-    ),
-    // Python set-up.
-    info(
-        "WSGIPythonHome",
-        ServerOnly,
-        Global,
-        "WSGIPythonHome prefix[:exec_prefix]",
-        true,
-    ),
-    info(
-        "WSGIPythonPath",
-        ServerOnly,
-        Global,
-        "WSGIPythonPath directory[:directory...]",
-        true,
-    ),
-    info(
-        "WSGIPythonOptimize",
-        ServerOnly,
-        Global,
-        "WSGIPythonOptimize 0|1|2",
-        true,
-    ),
-    info(
-        "WSGIDontWriteBytecode",
-        ServerOnly,
-        Global,
-        "WSGIDontWriteBytecode On|Off",
-        true,
-    ),
-    info(
-        "WSGIPythonWarnings",
-        ServerOnly,
-        Global,
-        "WSGIPythonWarnings filter",
-        true,
-    ),
-    info(
-        "WSGIPythonHashSeed",
-        ServerOnly,
-        Global,
-        "WSGIPythonHashSeed random|0-4294967295",
-        true,
-    ),
-    info(
-        "WSGIPythonEggs",
-        ServerOnly,
-        Global,
-        "WSGIPythonEggs directory",
-        true,
-    ),
-    info(
-        "WSGIDestroyInterpreter",
-        ServerOnly,
-        Global,
-        "WSGIDestroyInterpreter On|Off",
-        true,
-    ),
-    info(
-        "WSGISwitchInterval",
-        ServerOnly,
-        Global,
-        "WSGISwitchInterval seconds",
-        true,
-    ),
-    info(
-        "WSGIPerInterpreterGIL",
-        ServerOnly,
-        Global,
-        "WSGIPerInterpreterGIL On|Off",
-        false,
-    ),
-    info(
-        "WSGIFreeThreading",
-        ServerOnly,
-        Global,
-        "WSGIFreeThreading On|Off",
-        true,
-    ),
-    // Restrictions and behaviour switches.
-    info(
-        "WSGIVerboseDebugging",
-        ServerOnly,
-        Global,
-        "WSGIVerboseDebugging On|Off",
-        true,
-    ),
-    info(
-        "WSGIRestrictEmbedded",
-        ServerOnly,
-        Global,
-        "WSGIRestrictEmbedded On|Off",
-        true,
-    ),
-    info(
-        "WSGIRestrictStdout",
-        ServerOnly,
-        Global,
-        "WSGIRestrictStdout On|Off",
-        true,
-    ),
-    info(
-        "WSGIRestrictStdin",
-        ServerOnly,
-        Global,
-        "WSGIRestrictStdin On|Off",
-        true,
-    ),
-    info(
-        "WSGIRestrictSignal",
-        ServerOnly,
-        Global,
-        "WSGIRestrictSignal On|Off",
-        true,
-    ),
-    info(
-        "WSGICaseSensitivity",
-        ServerOnly,
-        Global,
-        "WSGICaseSensitivity On|Off",
-        false,
-    ),
-    info(
-        "WSGIServerMetrics",
-        ServerOnly,
-        Global,
-        "WSGIServerMetrics On|Off",
-        false,
-    ),
-    // Scripts.
-    info(
-        "WSGIImportScript",
-        ServerVhost,
-        Global,
-        "WSGIImportScript file-path process-group=NAME application-group=NAME",
-        true,
-    ),
-    info(
-        "WSGICallableObject",
-        AnyDir,
-        Dir,
-        "WSGICallableObject name",
-        true,
-    ),
-    info(
-        "WSGIDispatchScript",
-        ServerVhostDir,
-        Dir,
-        "WSGIDispatchScript file-path [application-group=NAME]",
-        false,
-    ),
-    info(
-        "WSGIHandlerScript",
-        ServerVhostDir,
-        Dir,
-        "WSGIHandlerScript name file-path [process-group=NAME] [application-group=NAME] \
-         [pass-authorization=On|Off]",
-        false,
-    ),
-    info(
-        "WSGIAccessScript",
-        DirAuth,
-        Dir,
-        "WSGIAccessScript file-path [application-group=NAME]",
-        false,
-    ),
-    info(
-        "WSGIAuthUserScript",
-        DirAuth,
-        Dir,
-        "WSGIAuthUserScript file-path [application-group=NAME]",
-        false,
-    ),
-    info(
-        "WSGIAuthGroupScript",
-        DirAuth,
-        Dir,
-        "WSGIAuthGroupScript file-path [application-group=NAME]",
-        false,
-    ),
-    info(
-        "WSGIGroupAuthoritative",
-        DirAuth,
-        Dir,
-        "WSGIGroupAuthoritative On|Off",
-        false,
-    ),
-    // Per-request switches.
-    info(
-        "WSGIPassAuthorization",
-        AnyDir,
-        Dir,
-        "WSGIPassAuthorization On|Off",
-        true,
-    ),
-    info(
-        "WSGIScriptReloading",
-        AnyDir,
-        Dir,
-        "WSGIScriptReloading On|Off",
-        true,
-    ),
-    info(
-        "WSGIChunkedRequest",
-        AnyDir,
-        Dir,
-        "WSGIChunkedRequest On|Off",
-        true,
-    ),
-    info(
-        "WSGIMapHEADToGET",
-        AnyDir,
-        Dir,
-        "WSGIMapHEADToGET On|Off|Auto",
-        true,
-    ),
-    info(
-        "WSGITrustedProxies",
-        AnyDir,
-        Dir,
-        "WSGITrustedProxies address[/prefix] ...",
-        true,
-    ),
-    info(
-        "WSGITrustedProxyHeaders",
-        AnyDir,
-        Dir,
-        "WSGITrustedProxyHeaders header ...",
-        true,
-    ),
-    info(
-        "WSGIErrorOverride",
-        AnyDir,
-        Dir,
-        "WSGIErrorOverride On|Off",
-        false,
-    ),
-    info(
-        "WSGIIgnoreActivity",
-        AnyDir,
-        Dir,
-        "WSGIIgnoreActivity On|Off",
-        false,
-    ),
-    info(
-        "WSGIEnableSendfile",
-        AnyDir,
-        Dir,
-        "WSGIEnableSendfile On|Off",
-        true,
-    ),
-    info(
-        "WSGIPassApacheRequest",
-        ServerVhostDir,
-        Dir,
-        "WSGIPassApacheRequest On|Off",
-        false,
-    ),
-    // Telemetry (6.0).
-    info(
-        "WSGITelemetryService",
-        ServerOnly,
-        Global,
-        "WSGITelemetryService unix:/path [interval=seconds]",
-        false,
-    ),
-    info(
-        "WSGISlowRequests",
-        ServerOnly,
-        Global,
-        "WSGISlowRequests seconds",
-        false,
-    ),
-    info(
-        "WSGITelemetryOptions",
-        ServerOnly,
-        Global,
-        "WSGITelemetryOptions [+|-]CaptureUserAgent ... | None | All",
-        false,
-    ),
-];
-
-/// Section directives that mod_rwsgi does not accept at all.
-pub static UNSUPPORTED_SECTIONS: &[&str] = &["<WSGIInterpreterOptions"];
-
-/// Looks a directive up by name, case-insensitively (as Apache does).
-pub fn directive_info(name: &str) -> Option<&'static DirectiveInfo> {
-    DIRECTIVES
-        .iter()
-        .find(|d| d.name.eq_ignore_ascii_case(name))
-}
-
-/// The error for a directive that is parsed but not supported yet.
-pub fn not_implemented_error(name: &str) -> ConfigError {
-    let name = directive_info(name).map_or(name, |d| d.name);
-    ConfigError::new(name, format!("{name} is not supported by mod_rwsgi yet"))
-}
 
 /// `WSGIMapHEADToGET` value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -680,22 +255,22 @@ pub fn parse_directive_words(name: &str, words: Vec<String>) -> Result<Directive
 }
 
 /// The words of one directive, with argument-count helpers.
-struct Args<'a> {
-    info: &'static DirectiveInfo,
-    words: &'a [String],
+pub(super) struct Args<'a> {
+    pub(super) info: &'static DirectiveInfo,
+    pub(super) words: &'a [String],
 }
 
 impl<'a> Args<'a> {
-    fn usage(&self) -> String {
+    pub(super) fn usage(&self) -> String {
         format!("usage: {}", self.info.syntax)
     }
 
-    fn bad(&self, token: &str, message: impl Into<String>) -> ConfigError {
+    pub(super) fn bad(&self, token: &str, message: impl Into<String>) -> ConfigError {
         ConfigError::at(self.info.name, "argument", token, message)
     }
 
     /// Exactly one argument (it may be empty).
-    fn one(&self) -> Result<&'a str, ConfigError> {
+    pub(super) fn one(&self) -> Result<&'a str, ConfigError> {
         match self.words {
             [one] => Ok(one),
             [] => Err(ConfigError::new(
@@ -712,7 +287,7 @@ impl<'a> Args<'a> {
         }
     }
 
-    fn one_nonempty(&self) -> Result<&'a str, ConfigError> {
+    pub(super) fn one_nonempty(&self) -> Result<&'a str, ConfigError> {
         let value = self.one()?;
         if value.is_empty() {
             return Err(self.bad(value, "expected a non-empty value"));
@@ -720,7 +295,7 @@ impl<'a> Args<'a> {
         Ok(value)
     }
 
-    fn at_least_one(&self) -> Result<&'a [String], ConfigError> {
+    pub(super) fn at_least_one(&self) -> Result<&'a [String], ConfigError> {
         if self.words.is_empty() {
             return Err(ConfigError::new(
                 self.info.name,
@@ -730,7 +305,7 @@ impl<'a> Args<'a> {
         Ok(self.words)
     }
 
-    fn one_or_two(&self) -> Result<(&'a str, Option<&'a str>), ConfigError> {
+    pub(super) fn one_or_two(&self) -> Result<(&'a str, Option<&'a str>), ConfigError> {
         match self.words {
             [a] => Ok((a, None)),
             [a, b] => Ok((a, Some(b))),
@@ -753,132 +328,10 @@ fn hash_seed_error(args: &Args<'_>, value: &str) -> ConfigError {
     )
 }
 
-/// Checks the arguments of the directives that stay [`Directive::Other`].
-fn validate_other(args: &Args<'_>) -> Result<(), ConfigError> {
-    let d = args.info.name;
-    match d {
-        "WSGIAcceptMutex" => {
-            const MECHS: &[&str] = &[
-                "default", "flock", "fcntl", "sysvsem", "posixsem", "pthread",
-            ];
-            let value = args.one()?;
-            if !MECHS.iter().any(|m| m.eq_ignore_ascii_case(value)) {
-                return Err(args.bad(value, format!("expected one of {}", MECHS.join(", "))));
-            }
-        }
-        "WSGIRestrictProcess" => {
-            for word in args.at_least_one()? {
-                GroupSelector::parse(d, word)?;
-            }
-        }
-        "WSGISlowRequests" => {
-            let value = args.one()?;
-            if !value
-                .parse::<f64>()
-                .is_ok_and(|v| v.is_finite() && v >= 0.0)
-            {
-                return Err(args.bad(value, "expected a non-negative number of seconds"));
-            }
-        }
-        "WSGITelemetryService" => {
-            let (target, interval) = args.one_or_two()?;
-            if target.strip_prefix("unix:").is_none_or(str::is_empty) {
-                return Err(args.bad(target, "expected a target of the form unix:/path"));
-            }
-            if let Some(word) = interval {
-                let ok = word
-                    .strip_prefix("interval=")
-                    .and_then(|v| v.parse::<f64>().ok())
-                    .is_some_and(|v| v.is_finite() && v >= 0.5);
-                if !ok {
-                    return Err(args.bad(word, "expected interval=N with N at least 0.5 seconds"));
-                }
-            }
-        }
-        "WSGITelemetryOptions" => validate_telemetry_options(args)?,
-        "WSGIDispatchScript"
-        | "WSGIAccessScript"
-        | "WSGIAuthUserScript"
-        | "WSGIAuthGroupScript" => {
-            let Some((_script, rest)) = args.words.split_first().filter(|(s, _)| !s.is_empty())
-            else {
-                return Err(ConfigError::new(
-                    d,
-                    format!("expected a script path; {}", args.usage()),
-                ));
-            };
-            for o in split_options(d, rest, &["application-group"])? {
-                GroupSelector::parse(d, o.value)
-                    .map_err(|e| ConfigError::at(d, "option", o.word, e.message))?;
-            }
-        }
-        "WSGIHandlerScript" => {
-            let [name, script, rest @ ..] = args.words else {
-                return Err(ConfigError::new(
-                    d,
-                    format!(
-                        "expected a handler name and a script path; {}",
-                        args.usage()
-                    ),
-                ));
-            };
-            for (word, what) in [(name, "a handler name"), (script, "a script path")] {
-                if word.is_empty() {
-                    return Err(args.bad(word, format!("expected {what}, not an empty string")));
-                }
-            }
-            let allowed = ["process-group", "application-group", "pass-authorization"];
-            for o in split_options(d, rest, &allowed)? {
-                if o.key == "pass-authorization" {
-                    if parse_on_off(o.value).is_none() {
-                        return Err(ConfigError::at(d, "option", o.word, "expected On or Off"));
-                    }
-                } else {
-                    GroupSelector::parse(d, o.value)
-                        .map_err(|e| ConfigError::at(d, "option", o.word, e.message))?;
-                }
-            }
-        }
-        _ => unreachable!("directive {d} has no parser"),
-    }
-    Ok(())
-}
-
-/// `[+|-]Flag ... | None | All`; +/- and absolute forms may not be mixed.
-fn validate_telemetry_options(args: &Args<'_>) -> Result<(), ConfigError> {
-    const FLAGS: &[&str] = &["CaptureUserAgent"];
-    let mut incremental = false;
-    let mut absolute = false;
-    for word in args.at_least_one()? {
-        let (signed, name) = match word.strip_prefix(['+', '-']) {
-            Some(rest) => (true, rest),
-            None => (false, word.as_str()),
-        };
-        if signed {
-            incremental = true;
-        } else {
-            absolute = true;
-        }
-        if incremental && absolute {
-            return Err(args.bad(word, "cannot mix +/- flags with absolute flags"));
-        }
-        let pseudo = name.eq_ignore_ascii_case("None") || name.eq_ignore_ascii_case("All");
-        if pseudo && signed {
-            return Err(args.bad(word, "None and All take no +/- prefix"));
-        }
-        if !pseudo && !FLAGS.iter().any(|f| f.eq_ignore_ascii_case(name)) {
-            return Err(args.bad(
-                word,
-                format!("unknown flag; expected {}, None or All", FLAGS.join(", ")),
-            ));
-        }
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::config::directive_table::{DIRECTIVES, DirectiveInfo};
 
     /// A valid line for every directive.
     pub(crate) const VALID_LINES: &[(&str, &str)] = &[
@@ -958,28 +411,6 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn table_is_complete_and_unique() {
-        assert_eq!(DIRECTIVES.len(), 48);
-        for (i, d) in DIRECTIVES.iter().enumerate() {
-            assert!(d.name.starts_with("WSGI"), "{}", d.name);
-            assert!(d.syntax.starts_with(d.name), "{}", d.syntax);
-            assert!(
-                DIRECTIVES[..i]
-                    .iter()
-                    .all(|o| !o.name.eq_ignore_ascii_case(d.name)),
-                "duplicate {}",
-                d.name
-            );
-        }
-        assert!(directive_info("WSGIInterpreterOptions").is_none());
-        assert!(directive_info("<WSGIInterpreterOptions").is_none());
-        assert_eq!(UNSUPPORTED_SECTIONS, ["<WSGIInterpreterOptions"]);
-        for removed in ["WSGILazyInitialization", "WSGINewRelicConfigFile"] {
-            assert!(directive_info(removed).is_none(), "{removed}");
-        }
-    }
-
-    #[test]
     fn every_directive_parses_a_valid_line() {
         for d in DIRECTIVES {
             let line = VALID_LINES.iter().find(|(n, _)| *n == d.name);
@@ -995,47 +426,6 @@ pub(crate) mod tests {
             }
         }
         assert_eq!(VALID_LINES.len(), DIRECTIVES.len());
-    }
-
-    #[test]
-    fn implemented_flags() {
-        let implemented = [
-            "WSGIDaemonProcess",
-            "WSGIProcessGroup",
-            "WSGIApplicationGroup",
-            "WSGIScriptAlias",
-            "WSGIScriptAliasMatch",
-            "WSGIPythonHome",
-            "WSGIPythonPath",
-            "WSGISocketPrefix",
-            "WSGIRestrictStdout",
-            "WSGIVerboseDebugging",
-            "WSGIPassAuthorization",
-            "WSGIScriptReloading",
-            "WSGICallableObject",
-            "WSGIImportScript",
-            "WSGIChunkedRequest",
-            "WSGIRestrictEmbedded",
-            "WSGITrustedProxies",
-            "WSGITrustedProxyHeaders",
-            "WSGIMapHEADToGET",
-            "WSGISocketRotation",
-            "WSGIEnableSendfile",
-            "WSGIRestrictStdin",
-            "WSGIRestrictSignal",
-            "WSGIPythonOptimize",
-            "WSGIDontWriteBytecode",
-            "WSGIPythonWarnings",
-            "WSGIPythonHashSeed",
-            "WSGIPythonEggs",
-            "WSGIDestroyInterpreter",
-            "WSGISwitchInterval",
-            "WSGIFreeThreading",
-        ];
-        for d in DIRECTIVES {
-            assert_eq!(d.implemented, implemented.contains(&d.name), "{}", d.name);
-        }
-        assert_eq!(DIRECTIVES.iter().filter(|d| d.implemented).count(), 31);
     }
 
     #[test]
@@ -1102,48 +492,7 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn scopes_and_targets_follow_mod_wsgi() {
-        let cases: &[(&str, Scope, Target)] = &[
-            ("WSGIScriptAlias", ServerVhost, Server),
-            ("WSGIScriptAliasMatch", ServerVhost, Server),
-            ("WSGIDaemonProcess", ServerVhost, Global),
-            ("WSGIImportScript", ServerVhost, Global),
-            ("WSGIProcessGroup", ServerVhostDir, Dir),
-            ("WSGIApplicationGroup", ServerVhostDir, Dir),
-            ("WSGIPythonHome", ServerOnly, Global),
-            ("WSGIVerboseDebugging", ServerOnly, Global),
-            ("WSGICallableObject", AnyDir, Dir),
-            ("WSGIPassAuthorization", AnyDir, Dir),
-            ("WSGITrustedProxies", AnyDir, Dir),
-            ("WSGIPassApacheRequest", ServerVhostDir, Dir),
-            ("WSGIAuthUserScript", DirAuth, Dir),
-            ("WSGIGroupAuthoritative", DirAuth, Dir),
-        ];
-        for (name, scope, target) in cases {
-            let d = directive_info(name).unwrap();
-            assert_eq!((d.scope, d.target), (*scope, *target), "{name}");
-        }
-        for d in DIRECTIVES {
-            // Server-only directives write the global config; Dir-target ones are
-            // exactly those allowed in a directory context.
-            if d.scope == ServerOnly {
-                assert_eq!(d.target, Global, "{}", d.name);
-            }
-            let dir_scope = matches!(d.scope, ServerVhostDir | AnyDir | DirAuth);
-            assert_eq!(d.target == Dir, dir_scope, "{}", d.name);
-        }
-    }
-
-    #[test]
-    fn lookup_is_case_insensitive() {
-        assert_eq!(
-            directive_info("wsgiscriptalias").unwrap().name,
-            "WSGIScriptAlias"
-        );
-        assert_eq!(
-            directive_info("WSGIMAPHEADTOGET").unwrap().name,
-            "WSGIMapHEADToGET"
-        );
+    fn parsing_is_case_insensitive() {
         assert!(matches!(
             parse("wsgipassauthorization", "on"),
             Directive::Flag {
@@ -1151,7 +500,6 @@ pub(crate) mod tests {
                 value: true
             }
         ));
-        assert!(directive_info("WSGINope").is_none());
         let e = parse_directive("WSGINope", "x").unwrap_err();
         assert_eq!(e.to_string(), "WSGINope: unknown mod_wsgi directive");
     }
@@ -1572,25 +920,6 @@ pub(crate) mod tests {
             e.to_string()
                 .starts_with("WSGIPythonHome: expected one argument"),
             "{e}"
-        );
-    }
-
-    #[test]
-    fn not_implemented_wording() {
-        let e = not_implemented_error("WSGIErrorOverride");
-        assert_eq!(e.directive, "WSGIErrorOverride");
-        assert_eq!(
-            e.message,
-            "WSGIErrorOverride is not supported by mod_rwsgi yet"
-        );
-        assert_eq!(
-            e.to_string(),
-            "WSGIErrorOverride is not supported by mod_rwsgi yet"
-        );
-        let e = not_implemented_error("wsgierroroverride");
-        assert_eq!(
-            e.message,
-            "WSGIErrorOverride is not supported by mod_rwsgi yet"
         );
     }
 }

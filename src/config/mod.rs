@@ -10,10 +10,12 @@
 //! [`GlobalConfig::check`] after the whole configuration is read.
 
 mod daemon_group;
+mod directive_table;
 mod directives;
 mod error;
 #[cfg(test)]
 pub(crate) mod fuzz_harness;
+mod not_implemented;
 mod proxy;
 mod script_alias;
 mod selector;
@@ -23,11 +25,12 @@ pub use daemon_group::{
     DAEMON_OPTIONS, DEFAULT_HEADER_BUFFER_SIZE, DEFAULT_LISTEN_BACKLOG,
     DEFAULT_RESPONSE_BUFFER_SIZE, DaemonGroupSpec, ResolvedIds,
 };
-pub use directives::{
-    DIRECTIVES, Directive, DirectiveInfo, MapHeadToGet, Scope, Target, UNSUPPORTED_SECTIONS,
-    directive_info, not_implemented_error, parse_directive, parse_directive_words,
+pub use directive_table::{
+    DIRECTIVES, DirectiveInfo, Scope, Target, UNSUPPORTED_SECTIONS, directive_info,
 };
+pub use directives::{Directive, MapHeadToGet, parse_directive, parse_directive_words};
 pub use error::ConfigError;
+pub use not_implemented::not_implemented_error;
 pub use proxy::{
     EnvPair, IpNet, KNOWN_PROXY_HEADERS, ProxyHeaderCategory, ProxyNote,
     apply_trusted_proxy_headers, canonical_proxy_header, forwarded_for_client, header_env_name,
