@@ -1,5 +1,7 @@
 //! `DaemonGroupSpec`: one WSGIDaemonProcess, every option of mod_wsgi 6.0
-//! (`wsgi_add_daemon_process`), typed, with mod_wsgi's defaults and units.
+//! (`wsgi_add_daemon_process`), typed, with mod_wsgi's defaults and units. The options are
+//! one table, [`DAEMON_OPTIONS`]: name, whether it may be empty, how its value is read and
+//! which field it sets.
 
 use std::time::Duration;
 
@@ -17,87 +19,6 @@ pub const DEFAULT_HEADER_BUFFER_SIZE: u32 = 32768;
 pub const DEFAULT_RESPONSE_BUFFER_SIZE: u32 = 8 * 1024 * 1024;
 /// Default `listen-backlog`.
 pub const DEFAULT_LISTEN_BACKLOG: u32 = 100;
-
-/// Options that take an empty value (`python-path=''`, as mod_wsgi-express writes them),
-/// because mod_wsgi does not reject it: `python-home` (Python's own default, WSGIPythonHome
-/// not used), `python-path` (nothing added), `python-eggs`, `lang` and `locale` (set empty,
-/// as mod_wsgi sets LANG/LC_ALL), `supplementary-groups` (none, no initgroups),
-/// `display-name` (the name is left alone). Every other option needs a value.
-pub static EMPTY_VALUE_OPTIONS: &[&str] = &[
-    "python-home",
-    "python-path",
-    "python-eggs",
-    "lang",
-    "locale",
-    "supplementary-groups",
-    "display-name",
-];
-
-/// Every option key WSGIDaemonProcess accepts.
-pub static DAEMON_OPTIONS: &[&str] = &[
-    "processes",
-    "threads",
-    "user",
-    "group",
-    "supplementary-groups",
-    "umask",
-    "home",
-    "python-home",
-    "python-path",
-    "python-eggs",
-    "lang",
-    "locale",
-    "display-name",
-    "chroot",
-    "socket-user",
-    "script-user",
-    "script-group",
-    "listen-backlog",
-    "connect-timeout",
-    "socket-timeout",
-    "queue-timeout",
-    "request-timeout",
-    "interrupt-timeout",
-    "deadlock-timeout",
-    "inactivity-timeout",
-    "startup-timeout",
-    "graceful-timeout",
-    "eviction-timeout",
-    "restart-interval",
-    "shutdown-timeout",
-    "maximum-requests",
-    "cpu-time-limit",
-    "cpu-priority",
-    "memory-limit",
-    "virtual-memory-limit",
-    "stack-size",
-    "send-buffer-size",
-    "receive-buffer-size",
-    "header-buffer-size",
-    "response-buffer-size",
-    "response-socket-timeout",
-    "response-flush-delay",
-    "switch-interval",
-    "server-metrics",
-    // Beyond mod_wsgi: memory-based recycling and process environment.
-    "maximum-rss",
-    "env",
-    "env-file",
-];
-
-/// Options mod_wsgi has that mod_rwsgi refuses with "is not supported by mod_rwsgi yet",
-/// and why.
-pub static UNSUPPORTED_DAEMON_OPTIONS: &[(&str, &str)] = &[
-    (
-        "chroot",
-        // A jail also needs the whole Python installation copied into it.
-        "mod_wsgi deprecates it: run Apache or the application in a container instead",
-    ),
-    (
-        "server-metrics",
-        "mod_wsgi.server_metrics() is not implemented yet",
-    ),
-];
 
 /// One daemon process group. Timeouts whose `0` means "disabled" are
 /// `Option<Duration>` and `None` when disabled or not given.
@@ -226,7 +147,7 @@ pub struct ResolvedIds {
 }
 
 /// One `key=value` word being applied.
-struct Opt<'a> {
+pub struct Opt<'a> {
     word: &'a str,
     value: &'a str,
 }
@@ -271,10 +192,6 @@ impl Opt<'_> {
         }
     }
 
-    fn on_off(&self) -> Result<bool, ConfigError> {
-        parse_on_off(self.value).ok_or_else(|| self.err("expected On or Off"))
-    }
-
     fn absolute_path(&self) -> Result<String, ConfigError> {
         if self.value.starts_with('/') {
             Ok(self.string())
@@ -301,6 +218,292 @@ impl Opt<'_> {
         }
         Ok(self.string())
     }
+}
+
+/// How a WSGIDaemonProcess option's value is read, and which field of
+/// [`DaemonGroupSpec`] it sets.
+#[derive(Clone, Copy)]
+pub enum OptionValue {
+    /// Any text, the empty one included (`lang=''`).
+    Text(fn(&mut DaemonGroupSpec) -> &mut Option<String>),
+    /// A user or group: a name or `#id`.
+    Principal(fn(&mut DaemonGroupSpec) -> &mut Option<String>),
+    /// An absolute path.
+    AbsolutePath(fn(&mut DaemonGroupSpec) -> &mut Option<String>),
+    /// Whole seconds; 0 disables (`None`).
+    Timeout(fn(&mut DaemonGroupSpec) -> &mut Option<Duration>),
+    /// Bytes; 0 means no limit (`None`).
+    ByteLimit(fn(&mut DaemonGroupSpec) -> &mut Option<u64>),
+    /// A socket buffer: 0 (the system default, `None`) or at least 512 bytes.
+    SocketBuffer(fn(&mut DaemonGroupSpec) -> &mut Option<u32>),
+    /// Anything else: parses the value and sets the field(s) itself.
+    Custom(fn(&mut DaemonGroupSpec, &Opt<'_>) -> Result<(), ConfigError>),
+    /// mod_wsgi has the option; mod_rwsgi refuses it with "is not supported by mod_rwsgi
+    /// yet", and this says why.
+    Refused(&'static str),
+}
+
+/// One row of the WSGIDaemonProcess option table.
+#[derive(Clone, Copy)]
+pub struct DaemonOption {
+    /// The option key, as written before `=`.
+    pub name: &'static str,
+    /// Whether `key=` (or `key=''`) is accepted. mod_wsgi does not reject an empty value
+    /// for these, and mod_wsgi-express writes them so: `python-home` (Python's own default,
+    /// WSGIPythonHome not used), `python-path` (nothing added), `python-eggs`, `lang` and
+    /// `locale` (set empty, as mod_wsgi sets LANG/LC_ALL), `supplementary-groups` (none, no
+    /// initgroups), `display-name` (the name is left alone). Every other option needs a value.
+    pub empty_ok: bool,
+    /// How the value is read and where it goes.
+    pub value: OptionValue,
+}
+
+const fn option(name: &'static str, value: OptionValue) -> DaemonOption {
+    DaemonOption {
+        name,
+        empty_ok: false,
+        value,
+    }
+}
+
+const fn option_empty_ok(name: &'static str, value: OptionValue) -> DaemonOption {
+    DaemonOption {
+        name,
+        empty_ok: true,
+        value,
+    }
+}
+
+use OptionValue::{
+    AbsolutePath, ByteLimit, Custom, Principal, Refused, SocketBuffer, Text, Timeout,
+};
+
+/// Every option WSGIDaemonProcess accepts (mod_wsgi 6.0's, then mod_rwsgi's own), with
+/// how its value is read and where it goes. A new option is one row here.
+pub static DAEMON_OPTIONS: &[DaemonOption] = &[
+    option(
+        "processes",
+        Custom(|s, o| {
+            s.processes = o.int(1, 10000)? as u32;
+            s.processes_given = true;
+            Ok(())
+        }),
+    ),
+    option(
+        "threads",
+        Custom(|s, o| {
+            s.threads = o.int(0, 10000)? as u32;
+            Ok(())
+        }),
+    ),
+    option("user", Principal(|s| &mut s.user)),
+    option("group", Principal(|s| &mut s.group)),
+    option_empty_ok("supplementary-groups", Custom(supplementary_groups)),
+    option("umask", Custom(umask)),
+    option("home", AbsolutePath(|s| &mut s.home)),
+    option_empty_ok("python-home", Text(|s| &mut s.python_home)),
+    // Empty entries are skipped and an empty list adds nothing, as in mod_wsgi.
+    option_empty_ok(
+        "python-path",
+        Custom(|s, o| {
+            s.python_path = split_path_list(o.value);
+            Ok(())
+        }),
+    ),
+    option_empty_ok("python-eggs", Text(|s| &mut s.python_eggs)),
+    option_empty_ok("lang", Text(|s| &mut s.lang)),
+    option_empty_ok("locale", Text(|s| &mut s.locale)),
+    // mod_wsgi would blank the process title; an unnamed process helps nobody.
+    option_empty_ok(
+        "display-name",
+        Custom(|s, o| {
+            s.display_name = (!o.value.is_empty()).then(|| o.string());
+            Ok(())
+        }),
+    ),
+    // A jail also needs the whole Python installation copied into it.
+    option(
+        "chroot",
+        Refused("mod_wsgi deprecates it: run Apache or the application in a container instead"),
+    ),
+    option("socket-user", Principal(|s| &mut s.socket_user)),
+    option("script-user", Principal(|s| &mut s.script_user)),
+    option("script-group", Principal(|s| &mut s.script_group)),
+    option(
+        "listen-backlog",
+        Custom(|s, o| {
+            s.listen_backlog = o.int(0, INT_MAX)? as u32;
+            Ok(())
+        }),
+    ),
+    option(
+        "connect-timeout",
+        Custom(|s, o| {
+            s.connect_timeout = o.seconds()?;
+            Ok(())
+        }),
+    ),
+    option("socket-timeout", Timeout(|s| &mut s.socket_timeout)),
+    option("queue-timeout", Timeout(|s| &mut s.queue_timeout)),
+    option("request-timeout", Timeout(|s| &mut s.request_timeout)),
+    option("interrupt-timeout", Timeout(|s| &mut s.interrupt_timeout)),
+    option("deadlock-timeout", Timeout(|s| &mut s.deadlock_timeout)),
+    option("inactivity-timeout", Timeout(|s| &mut s.inactivity_timeout)),
+    option("startup-timeout", Timeout(|s| &mut s.startup_timeout)),
+    option("graceful-timeout", Timeout(|s| &mut s.graceful_timeout)),
+    option("eviction-timeout", Timeout(|s| &mut s.eviction_timeout)),
+    option("restart-interval", Timeout(|s| &mut s.restart_interval)),
+    option("shutdown-timeout", Timeout(|s| &mut s.shutdown_timeout)),
+    option(
+        "maximum-requests",
+        Custom(|s, o| {
+            let n = o.int(0, INT_MAX)? as u32;
+            s.maximum_requests = (n != 0).then_some(n);
+            Ok(())
+        }),
+    ),
+    option("cpu-time-limit", Timeout(|s| &mut s.cpu_time_limit)),
+    option(
+        "cpu-priority",
+        Custom(|s, o| {
+            s.cpu_priority = o.int(-20, 20)? as i32;
+            Ok(())
+        }),
+    ),
+    option("memory-limit", ByteLimit(|s| &mut s.memory_limit)),
+    option(
+        "virtual-memory-limit",
+        ByteLimit(|s| &mut s.virtual_memory_limit),
+    ),
+    option(
+        "stack-size",
+        Custom(|s, o| {
+            s.stack_size = Some(o.int(1, INT_MAX)? as u32);
+            Ok(())
+        }),
+    ),
+    option(
+        "send-buffer-size",
+        SocketBuffer(|s| &mut s.send_buffer_size),
+    ),
+    option(
+        "receive-buffer-size",
+        SocketBuffer(|s| &mut s.receive_buffer_size),
+    ),
+    option(
+        "header-buffer-size",
+        Custom(|s, o| {
+            let n = o.buffer_size(8192, "default of 32768")?;
+            s.header_buffer_size = if n == 0 {
+                DEFAULT_HEADER_BUFFER_SIZE
+            } else {
+                n
+            };
+            Ok(())
+        }),
+    ),
+    option(
+        "response-buffer-size",
+        Custom(|s, o| {
+            let n = o.buffer_size(65536, "default of 8 MiB")?;
+            s.response_buffer_size = if n == 0 {
+                DEFAULT_RESPONSE_BUFFER_SIZE
+            } else {
+                n
+            };
+            Ok(())
+        }),
+    ),
+    option(
+        "response-socket-timeout",
+        Timeout(|s| &mut s.response_socket_timeout),
+    ),
+    option(
+        "response-flush-delay",
+        Custom(|s, o| {
+            let ms = o
+                .int(0, INT_MAX)
+                .map_err(|_| o.err("expected a non-negative integer number of milliseconds"))?;
+            s.response_flush_delay = Duration::from_millis(ms as u64);
+            Ok(())
+        }),
+    ),
+    option(
+        "switch-interval",
+        Custom(|s, o| match o.value.parse::<f64>() {
+            Ok(v) if v.is_finite() && v > 0.0 => {
+                s.switch_interval = Some(v);
+                Ok(())
+            }
+            _ => Err(o.err("expected a positive number of seconds, like 0.005")),
+        }),
+    ),
+    option(
+        "server-metrics",
+        Refused("mod_wsgi.server_metrics() is not implemented yet"),
+    ),
+    // Beyond mod_wsgi: memory-based recycling and process environment.
+    option(
+        "maximum-rss",
+        Custom(|s, o| {
+            let mb = o
+                .int(0, 1 << 30)
+                .map_err(|_| o.err("expected a number of megabytes (0 = no limit)"))?;
+            s.maximum_rss = (mb != 0).then_some(mb as u64 * 1024 * 1024);
+            Ok(())
+        }),
+    ),
+    option("env", Custom(env)),
+    option("env-file", AbsolutePath(|s| &mut s.env_file)),
+];
+
+/// The row of option `key` (exact, case-sensitive, as mod_wsgi).
+pub fn daemon_option(key: &str) -> Option<&'static DaemonOption> {
+    DAEMON_OPTIONS.iter().find(|o| o.name == key)
+}
+
+/// `supplementary-groups=a,b,#7`; empty: only the primary group, no initgroups (mod_wsgi's
+/// list is then empty).
+fn supplementary_groups(s: &mut DaemonGroupSpec, o: &Opt<'_>) -> Result<(), ConfigError> {
+    if o.value.is_empty() {
+        s.supplementary_groups = Some(Vec::new());
+        return Ok(());
+    }
+    let mut names = Vec::new();
+    for item in o.value.split(',').filter(|s| !s.is_empty()) {
+        let sub = Opt {
+            word: o.word,
+            value: item,
+        };
+        names.push(sub.principal()?);
+    }
+    if names.is_empty() {
+        return Err(o.err("expected a comma-separated list of group names"));
+    }
+    s.supplementary_groups = Some(names);
+    Ok(())
+}
+
+fn umask(s: &mut DaemonGroupSpec, o: &Opt<'_>) -> Result<(), ConfigError> {
+    let valid = o.value.bytes().all(|b| (b'0'..=b'7').contains(&b));
+    match u32::from_str_radix(o.value, 8) {
+        Ok(mask) if valid && mask <= 0o7777 => {
+            s.umask = Some(mask);
+            Ok(())
+        }
+        _ => Err(o.err("expected an octal umask like 0022")),
+    }
+}
+
+/// `env=NAME=VALUE`, repeatable: accumulates in order.
+fn env(s: &mut DaemonGroupSpec, o: &Opt<'_>) -> Result<(), ConfigError> {
+    let (name, value) = o
+        .value
+        .split_once('=')
+        .filter(|(n, _)| is_env_name(n))
+        .ok_or_else(|| o.err("expected env=NAME=VALUE with NAME of [A-Za-z0-9_]"))?;
+    s.env.push((name.to_owned(), value.to_owned()));
+    Ok(())
 }
 
 /// An environment variable name as shells accept it: `[A-Za-z_][A-Za-z0-9_]*`.
@@ -363,7 +566,12 @@ fn edit_distance(a: &str, b: &str) -> usize {
 fn suggest(key: &str) -> Option<&'static str> {
     DAEMON_OPTIONS
         .iter()
-        .map(|known| (edit_distance(&key.to_ascii_lowercase(), known), *known))
+        .map(|known| {
+            (
+                edit_distance(&key.to_ascii_lowercase(), known.name),
+                known.name,
+            )
+        })
         .filter(|(d, _)| *d <= 2)
         .min_by_key(|(d, _)| *d)
         .map(|(_, known)| known)
@@ -466,146 +674,34 @@ impl DaemonGroupSpec {
     }
 
     fn apply_option(&mut self, key: &str, o: Opt<'_>) -> Result<(), ConfigError> {
-        if !DAEMON_OPTIONS.contains(&key) {
+        let Some(option) = daemon_option(key) else {
             let hint = match suggest(key) {
                 Some(known) => format!("did you mean '{known}'?"),
                 None => "not a WSGIDaemonProcess option".to_owned(),
             };
             return Err(ConfigError::at(DIRECTIVE, "unknown option", o.word, hint));
-        }
-        if let Some((_, why)) = UNSUPPORTED_DAEMON_OPTIONS.iter().find(|(k, _)| *k == key) {
-            return Err(o.err(format!("{key}= is not supported by mod_rwsgi yet ({why})")));
-        }
-        if o.value.is_empty() && !EMPTY_VALUE_OPTIONS.contains(&key) {
+        };
+        let refused = matches!(option.value, Refused(_));
+        if o.value.is_empty() && !option.empty_ok && !refused {
             return Err(o.err("expected a value after '='"));
         }
-        match key {
-            "processes" => {
-                self.processes = o.int(1, 10000)? as u32;
-                self.processes_given = true;
+        match option.value {
+            Refused(why) => {
+                return Err(o.err(format!("{key}= is not supported by mod_rwsgi yet ({why})")));
             }
-            "threads" => self.threads = o.int(0, 10000)? as u32,
-            "user" => self.user = Some(o.principal()?),
-            "group" => self.group = Some(o.principal()?),
-            // Empty: only the primary group, no initgroups (mod_wsgi's list is then empty).
-            "supplementary-groups" if o.value.is_empty() => {
-                self.supplementary_groups = Some(Vec::new());
-            }
-            "supplementary-groups" => {
-                let mut names = Vec::new();
-                for item in o.value.split(',').filter(|s| !s.is_empty()) {
-                    let sub = Opt {
-                        word: o.word,
-                        value: item,
-                    };
-                    names.push(sub.principal()?);
-                }
-                if names.is_empty() {
-                    return Err(o.err("expected a comma-separated list of group names"));
-                }
-                self.supplementary_groups = Some(names);
-            }
-            "umask" => {
-                let valid = o.value.bytes().all(|b| (b'0'..=b'7').contains(&b));
-                match u32::from_str_radix(o.value, 8) {
-                    Ok(mask) if valid && mask <= 0o7777 => self.umask = Some(mask),
-                    _ => return Err(o.err("expected an octal umask like 0022")),
-                }
-            }
-            "home" => self.home = Some(o.absolute_path()?),
-            "python-home" => self.python_home = Some(o.string()),
-            // Empty entries are skipped and an empty list adds nothing, as in mod_wsgi.
-            "python-path" => self.python_path = split_path_list(o.value),
-            "python-eggs" => self.python_eggs = Some(o.string()),
-            "lang" => self.lang = Some(o.string()),
-            "locale" => self.locale = Some(o.string()),
-            // mod_wsgi would blank the process title; an unnamed process helps nobody.
-            "display-name" if o.value.is_empty() => self.display_name = None,
-            "display-name" => self.display_name = Some(o.string()),
-            "socket-user" => self.socket_user = Some(o.principal()?),
-            "script-user" => self.script_user = Some(o.principal()?),
-            "script-group" => self.script_group = Some(o.principal()?),
-            "listen-backlog" => self.listen_backlog = o.int(0, INT_MAX)? as u32,
-            "connect-timeout" => self.connect_timeout = o.seconds()?,
-            "socket-timeout" => self.socket_timeout = o.timeout()?,
-            "queue-timeout" => self.queue_timeout = o.timeout()?,
-            "request-timeout" => self.request_timeout = o.timeout()?,
-            "interrupt-timeout" => self.interrupt_timeout = o.timeout()?,
-            "deadlock-timeout" => self.deadlock_timeout = o.timeout()?,
-            "inactivity-timeout" => self.inactivity_timeout = o.timeout()?,
-            "startup-timeout" => self.startup_timeout = o.timeout()?,
-            "graceful-timeout" => self.graceful_timeout = o.timeout()?,
-            "eviction-timeout" => self.eviction_timeout = o.timeout()?,
-            "restart-interval" => self.restart_interval = o.timeout()?,
-            "shutdown-timeout" => self.shutdown_timeout = o.timeout()?,
-            "maximum-requests" => {
-                let n = o.int(0, INT_MAX)? as u32;
-                self.maximum_requests = (n != 0).then_some(n);
-            }
-            "cpu-time-limit" => self.cpu_time_limit = o.timeout()?,
-            "cpu-priority" => self.cpu_priority = o.int(-20, 20)? as i32,
-            "memory-limit" | "virtual-memory-limit" => {
+            Text(field) => *field(self) = Some(o.string()),
+            Principal(field) => *field(self) = Some(o.principal()?),
+            AbsolutePath(field) => *field(self) = Some(o.absolute_path()?),
+            Timeout(field) => *field(self) = o.timeout()?,
+            ByteLimit(field) => {
                 let bytes = o.int(0, i64::MAX)? as u64;
-                let limit = (bytes != 0).then_some(bytes);
-                if key == "memory-limit" {
-                    self.memory_limit = limit;
-                } else {
-                    self.virtual_memory_limit = limit;
-                }
+                *field(self) = (bytes != 0).then_some(bytes);
             }
-            "stack-size" => self.stack_size = Some(o.int(1, INT_MAX)? as u32),
-            "send-buffer-size" => {
+            SocketBuffer(field) => {
                 let n = o.buffer_size(512, "system default")?;
-                self.send_buffer_size = (n != 0).then_some(n);
+                *field(self) = (n != 0).then_some(n);
             }
-            "receive-buffer-size" => {
-                let n = o.buffer_size(512, "system default")?;
-                self.receive_buffer_size = (n != 0).then_some(n);
-            }
-            "header-buffer-size" => {
-                let n = o.buffer_size(8192, "default of 32768")?;
-                self.header_buffer_size = if n == 0 {
-                    DEFAULT_HEADER_BUFFER_SIZE
-                } else {
-                    n
-                };
-            }
-            "response-buffer-size" => {
-                let n = o.buffer_size(65536, "default of 8 MiB")?;
-                self.response_buffer_size = if n == 0 {
-                    DEFAULT_RESPONSE_BUFFER_SIZE
-                } else {
-                    n
-                };
-            }
-            "response-socket-timeout" => self.response_socket_timeout = o.timeout()?,
-            "response-flush-delay" => {
-                let ms = o
-                    .int(0, INT_MAX)
-                    .map_err(|_| o.err("expected a non-negative integer number of milliseconds"))?;
-                self.response_flush_delay = Duration::from_millis(ms as u64);
-            }
-            "switch-interval" => match o.value.parse::<f64>() {
-                Ok(v) if v.is_finite() && v > 0.0 => self.switch_interval = Some(v),
-                _ => return Err(o.err("expected a positive number of seconds, like 0.005")),
-            },
-            "server-metrics" => self.server_metrics = o.on_off()?,
-            "maximum-rss" => {
-                let mb = o
-                    .int(0, 1 << 30)
-                    .map_err(|_| o.err("expected a number of megabytes (0 = no limit)"))?;
-                self.maximum_rss = (mb != 0).then_some(mb as u64 * 1024 * 1024);
-            }
-            "env" => {
-                let (name, value) = o
-                    .value
-                    .split_once('=')
-                    .filter(|(n, _)| is_env_name(n))
-                    .ok_or_else(|| o.err("expected env=NAME=VALUE with NAME of [A-Za-z0-9_]"))?;
-                self.env.push((name.to_owned(), value.to_owned()));
-            }
-            "env-file" => self.env_file = Some(o.absolute_path()?),
-            _ => unreachable!("option '{key}' is listed in DAEMON_OPTIONS but not handled"),
+            Custom(apply) => apply(self, &o)?,
         }
         Ok(())
     }
@@ -772,6 +868,50 @@ mod tests {
 
     fn secs(n: u64) -> Option<Duration> {
         Some(Duration::from_secs(n))
+    }
+
+    fn supported_option_names() -> impl Iterator<Item = &'static str> {
+        DAEMON_OPTIONS
+            .iter()
+            .filter(|o| !matches!(o.value, Refused(_)))
+            .map(|o| o.name)
+    }
+
+    #[test]
+    fn option_table_is_unique_and_as_documented() {
+        for (i, o) in DAEMON_OPTIONS.iter().enumerate() {
+            assert!(
+                DAEMON_OPTIONS[..i].iter().all(|p| p.name != o.name),
+                "duplicate {}",
+                o.name
+            );
+            assert_eq!(daemon_option(o.name).map(|p| p.name), Some(o.name));
+        }
+        assert_eq!(DAEMON_OPTIONS.len(), 47);
+        let empty_ok: Vec<&str> = DAEMON_OPTIONS
+            .iter()
+            .filter(|o| o.empty_ok)
+            .map(|o| o.name)
+            .collect();
+        assert_eq!(
+            empty_ok,
+            [
+                "supplementary-groups",
+                "python-home",
+                "python-path",
+                "python-eggs",
+                "lang",
+                "locale",
+                "display-name"
+            ]
+        );
+        let refused: Vec<&str> = DAEMON_OPTIONS
+            .iter()
+            .filter(|o| matches!(o.value, Refused(_)))
+            .map(|o| o.name)
+            .collect();
+        assert_eq!(refused, ["chroot", "server-metrics"]);
+        assert!(daemon_option("Threads").is_none());
     }
 
     #[test]
@@ -997,12 +1137,9 @@ mod tests {
             let d = ok(&format!("g {word}"));
             assert!(check(&d), "{word} parsed to unexpected values: {d:?}");
         }
-        for key in DAEMON_OPTIONS
-            .iter()
-            .filter(|k| !UNSUPPORTED_DAEMON_OPTIONS.iter().any(|(u, _)| u == *k))
-        {
+        for key in supported_option_names() {
             assert!(
-                cases.iter().any(|(w, _)| w.split('=').next() == Some(*key)),
+                cases.iter().any(|(w, _)| w.split('=').next() == Some(key)),
                 "no valid case for option {key}"
             );
         }
@@ -1093,12 +1230,9 @@ mod tests {
             "locale",
             "display-name",
         ];
-        for key in DAEMON_OPTIONS
-            .iter()
-            .filter(|k| !UNSUPPORTED_DAEMON_OPTIONS.iter().any(|(u, _)| u == *k))
-        {
+        for key in supported_option_names() {
             assert!(
-                free_text.contains(key) || cases.iter().any(|w| w.split('=').next() == Some(*key)),
+                free_text.contains(&key) || cases.iter().any(|w| w.split('=').next() == Some(key)),
                 "no invalid case for option {key}"
             );
         }
@@ -1122,10 +1256,11 @@ mod tests {
         assert_eq!(ok("g python-path=::/a::/b:").python_path, ["/a", "/b"]);
         assert!(ok("g python-path=\"\"").python_path.is_empty());
         // Every other option still needs a value, quoted or not (refused ones say so first).
-        for key in DAEMON_OPTIONS.iter().filter(|k| {
-            !EMPTY_VALUE_OPTIONS.contains(k)
-                && !UNSUPPORTED_DAEMON_OPTIONS.iter().any(|(u, _)| u == *k)
-        }) {
+        for key in DAEMON_OPTIONS
+            .iter()
+            .filter(|o| !o.empty_ok && !matches!(o.value, Refused(_)))
+            .map(|o| o.name)
+        {
             for word in [format!("{key}="), format!("{key}=''")] {
                 let e = parse_line(&format!("g {word}")).expect_err(&word);
                 assert_eq!(

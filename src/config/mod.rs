@@ -23,7 +23,8 @@ mod tokenizer;
 
 pub use daemon_group::{
     DAEMON_OPTIONS, DEFAULT_HEADER_BUFFER_SIZE, DEFAULT_LISTEN_BACKLOG,
-    DEFAULT_RESPONSE_BUFFER_SIZE, DaemonGroupSpec, ResolvedIds,
+    DEFAULT_RESPONSE_BUFFER_SIZE, DaemonGroupSpec, DaemonOption, OptionValue, ResolvedIds,
+    daemon_option,
 };
 pub use directive_table::{
     DIRECTIVES, DirectiveInfo, Scope, Target, UNSUPPORTED_SECTIONS, directive_info,
