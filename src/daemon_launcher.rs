@@ -16,17 +16,15 @@ use crate::apache::pool::Pool;
 use crate::apache::process::{self, OtherChild, Reason};
 use crate::apache::state;
 use crate::apache::virtual_host::VirtualHost;
-use crate::config::{DaemonGroupSpec, GlobalConfig, Host};
+use crate::config::GlobalConfig;
 use crate::daemon::listener;
 use crate::daemon::manager_process::{self, GroupPlan};
-use crate::daemon::process::DaemonPlan;
-use crate::daemon::spawn::{ChildSetup, Identity, ResourceLimits};
 use crate::daemon::supervisor::{self, SlotHistory};
-use crate::daemon::worker::ServeSettings;
 use crate::ffi;
 use crate::handler::DaemonTarget;
-use crate::module::{SystemAccounts, main_slot};
-use crate::python::InterpreterSettings;
+use crate::panic_guard::guard;
+use crate::process_plan::{self, ApacheFacts, Preload};
+use crate::system_accounts::SystemAccounts;
 
 /// The daemon side of one configuration generation, owned by the configuration pool.
 struct Generation {
@@ -43,184 +41,78 @@ struct Generation {
     hard_stop: bool,
 }
 
-/// Creates sockets and forks daemons (real start-up pass only).
-pub(crate) fn start_daemons(pool: Pool, s: *mut ffi::server_rec) -> Result<(), String> {
-    if !state::is_real_config_pass() {
-        return Ok(());
+/// What post_config keeps from starting the daemons: how Apache children reach each
+/// group, and the parent's listening sockets (closed in each child).
+pub(crate) struct StartedDaemons {
+    pub targets: Vec<DaemonTarget>,
+    pub listener_fds: Vec<i32>,
+}
+
+/// Creates each daemon group's socket and forks the daemon manager (real start-up pass
+/// only, and only if there are daemon groups; otherwise `Ok(None)`). `main` is the main
+/// server of the configuration `global` was read from; `preloads` are the scripts the
+/// groups load before serving.
+pub(crate) fn start_daemons(
+    pool: Pool,
+    main: VirtualHost,
+    global: &GlobalConfig,
+    preloads: &[Preload],
+) -> Result<Option<StartedDaemons>, String> {
+    if !state::is_real_config_pass() || global.daemon_groups.is_empty() {
+        return Ok(None);
     }
-    let Some(slot) = main_slot() else {
-        return Ok(());
+    let (child_uid, child_gid) = process::child_user();
+    let facts = ApacheFacts {
+        child_uid,
+        child_gid,
+        parent_pid: std::process::id(),
+        socket_prefix: socket_prefix(pool, global),
+        default_socket_timeout: main.timeout().map_or(Duration::from_secs(60), |t| {
+            Duration::from_secs(t.as_secs())
+        }),
+        argv_area: process::argv_area(main),
+        apache_version: state::server_version(),
     };
-    if slot.global.daemon_groups.is_empty() {
-        return Ok(());
-    }
-    let (apache_uid, apache_gid) = process::child_user();
-    let prefix = socket_prefix(pool, &slot.global);
-    let parent_pid = std::process::id();
-    // SAFETY: `s` is the main server of this generation, passed to post_config, live
-    // for the whole call.
-    let main_rec = unsafe { s.as_ref() };
-    let argv_area = main_rec
-        .and_then(|srv| process::argv_area(srv.process))
-        .map(|(p, n)| (p as usize, n));
-    let timeout_us = main_rec.map(|srv| srv.timeout).unwrap_or(60_000_000);
-    let default_socket_timeout =
-        Duration::from_secs(u64::try_from(timeout_us / 1_000_000).unwrap_or(60));
-    let preloads = preloads(&slot.global, s);
-    let mut targets = Vec::new();
-    let mut fds = Vec::new();
+    let mut started = StartedDaemons {
+        targets: Vec::new(),
+        listener_fds: Vec::new(),
+    };
     let mut groups = Vec::new();
     let mut paths = Vec::new();
-    for spec in slot.global.daemon_groups.iter() {
-        // The path stays the same across graceful restarts (like WSGISocketRotation Off):
-        // Apache children of the old generation still finishing requests then reach the new
-        // generation's daemons. It is keyed by group name, so a changed config never sends a
-        // request to another group's daemons.
-        let path = PathBuf::from(format!(
-            "{prefix}.{parent_pid}.{}.sock",
-            socket_name(&spec.name)
-        ));
-        let ids = spec.resolve_ids(&SystemAccounts).map_err(|errs| {
-            errs.iter()
-                .map(|e| e.to_string())
-                .collect::<Vec<_>>()
-                .join("; ")
-        })?;
-        let socket_owner = ids.socket_uid.unwrap_or(apache_uid);
-        let fd = listener::create(&path, spec.listen_backlog as i32, socket_owner, apache_gid)
+    for spec in &global.daemon_groups {
+        let planned = process_plan::plan_group(spec, global, &facts, preloads, &SystemAccounts)?;
+        let socket = &planned.socket;
+        let fd = listener::create(&socket.path, socket.backlog, socket.owner_uid, socket.gid)
             .map_err(|e| {
                 format!(
                     "cannot create the socket of daemon process group '{}' at {}: {e} (check \
                      WSGISocketPrefix and that its directory exists and is writable by root)",
                     spec.name,
-                    path.display()
+                    socket.path.display()
                 )
             })?;
         let fd = std::os::fd::IntoRawFd::into_raw_fd(fd);
-        let socket_timeout = spec.socket_timeout.unwrap_or(default_socket_timeout);
-        let identity = identity(spec, &ids, apache_uid, apache_gid);
-        let home = spec.home.clone().or_else(|| {
-            (identity.uid != apache_uid)
-                .then(|| SystemAccounts.home_of_uid(identity.uid))
-                .flatten()
-        });
-        let plan = DaemonPlan {
-            group: spec.name.clone(),
-            listener_fd: fd,
-            control_fd: None,
-            setup: ChildSetup {
-                keep_fds: vec![fd],
-                identity: Some(identity),
-                umask: spec.umask,
-                home,
-                lang: spec.lang.clone(),
-                locale: spec.locale.clone(),
-                display_name: spec.display_name_for(),
-                argv_area,
-                limits: ResourceLimits {
-                    cpu_time: spec.cpu_time_limit.map(|d| d.as_secs()),
-                    cpu_time_grace: spec.graceful_timeout.unwrap_or_default().as_secs(),
-                    data: spec.memory_limit,
-                    address_space: spec.virtual_memory_limit,
-                    priority: spec.cpu_priority,
-                },
-                env_file: spec.env_file.clone(),
-                env: spec.env.clone(),
-            },
-            interpreter: InterpreterSettings {
-                // python-home='' means Python's own default, not WSGIPythonHome (mod_wsgi).
-                python_home: match spec.python_home.as_deref() {
-                    Some("") => None,
-                    Some(home) => Some(home.to_string()),
-                    None => slot.global.python_home.clone(),
-                },
-                python_path: if spec.python_path.is_empty() {
-                    slot.global.python_path.clone()
-                } else {
-                    spec.python_path.clone()
-                },
-                process_group: spec.name.clone(),
-                processes: spec.processes,
-                processes_given: spec.processes_given,
-                threads: spec.threads,
-                maximum_requests: u64::from(spec.maximum_requests.unwrap_or(0)),
-                header_buffer_size: spec.header_buffer_size as usize,
-                apache_version: crate::apache::state::server_version(),
-                // As mod_wsgi: WSGIPythonEggs and WSGISwitchInterval are for embedded mode;
-                // a daemon group has its own options.
-                python_eggs: spec.python_eggs.clone(),
-                switch_interval: spec.switch_interval,
-                ..crate::module::server_python(&slot.global)
-            },
-            serve: ServeSettings {
-                group: spec.name.clone(),
-                processes: spec.processes.max(1) as usize,
-                threads: spec.threads.max(1) as usize,
-                socket_timeout,
-                queue_timeout: spec.queue_timeout,
-                maximum_requests: u64::from(spec.maximum_requests.unwrap_or(0)),
-                maximum_rss: spec.maximum_rss,
-                stack_size: spec.stack_size.map(|n| n as usize),
-                send_buffer_size: spec.send_buffer_size.map(|n| n as usize),
-                receive_buffer_size: spec.receive_buffer_size.map(|n| n as usize),
-            },
-            preload: preloads
-                .iter()
-                .filter(|(g, _, _)| g == &spec.name)
-                .map(|(_, s, a)| (s.clone(), a.clone()))
-                .collect(),
-            start_delay: Duration::ZERO,
-            shutdown_timeout: spec.shutdown_timeout.unwrap_or(Duration::ZERO),
-            graceful_timeout: spec.graceful_timeout.unwrap_or(Duration::ZERO),
-            eviction_timeout: spec.effective_eviction_timeout().unwrap_or(Duration::ZERO),
-            // Scripts are checked per request (WSGIScriptReloading is per directory), as
-            // mod_wsgi does.
-            script_reloading: false,
-            timers: crate::daemon::process::Timers {
-                request_timeout: spec.request_timeout,
-                interrupt_timeout: spec.interrupt_timeout,
-                inactivity_timeout: spec.inactivity_timeout,
-                restart_interval: spec.restart_interval,
-                deadlock_timeout: spec.deadlock_timeout,
-                startup_timeout: spec.startup_timeout,
-            },
-        };
-        groups.push(GroupPlan {
-            plan,
-            processes: spec.processes.max(1) as usize,
-        });
-        paths.push(path.clone());
+        paths.push(socket.path.clone());
         log::startup(
-            s,
+            main,
             Level::Info,
             &format!(
                 "mod_rwsgi: started daemon process group '{}' ({} process(es) x {} threads) on {}",
                 spec.name,
                 spec.processes,
                 spec.threads,
-                path.display()
+                socket.path.display()
             ),
         );
-        targets.push(DaemonTarget {
-            group: spec.name.clone(),
-            socket_path: path,
-            connect_timeout: spec.connect_timeout,
-            socket_timeout,
-            request_timeout: spec.request_timeout,
-            response_socket_timeout: spec.effective_response_socket_timeout(),
-            response_flush_delay: spec.response_flush_delay,
-            response_buffer_size: spec.response_buffer_size as usize,
-            script_owner: crate::handler::script_owner::ScriptOwner {
-                uid: ids.script_uid,
-                gid: ids.script_gid,
-            },
-        });
-        fds.push(fd);
+        let (group, target) = planned.bind(fd);
+        groups.push(group);
+        started.targets.push(target);
+        started.listener_fds.push(fd);
     }
     let generation = pool.alloc_rust(Generation {
         groups,
         socket_paths: paths,
-        parent_pid,
+        parent_pid: facts.parent_pid,
         manager_pid: 0,
         history: SlotHistory::new(Instant::now()),
         registration: OtherChild::new(pool),
@@ -238,24 +130,10 @@ pub(crate) fn start_daemons(pool: Pool, s: *mut ffi::server_rec) -> Result<(), S
             Some(ffi::apr_pool_cleanup_null),
         );
     }
-    spawn_manager(generation, Duration::ZERO);
-    let _ = slot.daemons.set(targets);
-    *slot.listener_fds.lock().unwrap_or_else(|e| e.into_inner()) = fds;
-    Ok(())
-}
-
-/// A group name made safe for a file name (alphanumerics, '-', '_' kept; others hex).
-fn socket_name(group: &str) -> String {
-    group
-        .bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b == b'-' || b == b'_' {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02x}")
-            }
-        })
-        .collect()
+    // SAFETY: `generation` was just allocated in pconf; post_config runs in the
+    // single-threaded parent and holds no other reference to it.
+    unsafe { spawn_manager(generation, Duration::ZERO) };
+    Ok(Some(started))
 }
 
 /// WSGISocketPrefix (ServerRoot-relative), or `<DefaultRuntimeDir>/rwsgi`.
@@ -268,72 +146,14 @@ fn socket_prefix(pool: Pool, global: &GlobalConfig) -> String {
     }
 }
 
-/// Scripts to load before serving: WSGIImportScript, and WSGIScriptAlias with both groups
-/// literal (as mod_wsgi). Returns (group, script, application group).
-fn preloads(global: &GlobalConfig, s: *mut ffi::server_rec) -> Vec<(String, String, String)> {
-    let mut out = Vec::new();
-    for import in &global.import_scripts {
-        if let (Some(group), true) = (
-            import.process_group.literal_name(),
-            import.application_group.is_literal(),
-        ) {
-            let app = import
-                .application_group
-                .literal_name()
-                .unwrap_or("")
-                .to_string();
-            out.push((group.to_string(), import.script.clone(), app));
-        }
-    }
-    // SAFETY: `s` is the main server of this generation.
-    if let Some(main) = unsafe { VirtualHost::from_raw(s) } {
-        for srv in main.iter() {
-            let Some(slot) = crate::module::server_slot(srv) else {
-                continue;
-            };
-            for alias in &slot.server.script_aliases {
-                if alias.preload() && !alias.is_match {
-                    let group = alias.literal_process_group().unwrap_or("").to_string();
-                    let app = alias
-                        .application_group
-                        .as_ref()
-                        .and_then(|a| a.literal_name())
-                        .unwrap_or("")
-                        .to_string();
-                    out.push((group, alias.script.clone(), app));
-                }
-            }
-        }
-    }
-    out
-}
-
-fn identity(
-    spec: &DaemonGroupSpec,
-    ids: &crate::config::ResolvedIds,
-    apache_uid: u32,
-    apache_gid: u32,
-) -> Identity {
-    let uid = ids.uid.unwrap_or(apache_uid);
-    let gid = ids.gid.unwrap_or(apache_gid);
-    let user_name = nix::unistd::User::from_uid(uid.into())
-        .ok()
-        .flatten()
-        .map(|u| u.name)
-        .unwrap_or_else(|| uid.to_string());
-    Identity {
-        uid,
-        gid,
-        user_name,
-        supplementary: ids.supplementary_gids.clone(),
-        configured: spec.user.is_some() || spec.group.is_some(),
-    }
-}
-
 /// Forks the daemon manager process. In the child this never returns.
-fn spawn_manager(generation: *mut Generation, delay: Duration) {
-    // SAFETY: the generation lives in pconf; the parent is single-threaded here
-    // (post_config or the MPM's maintenance callback).
+///
+/// # Safety
+/// `generation` is the live Generation allocated in pconf by `start_daemons`, and no other
+/// reference to it is in use: call only from the single-threaded Apache parent
+/// (post_config, or the MPM's maintenance callback after its own borrow ended).
+unsafe fn spawn_manager(generation: *mut Generation, delay: Duration) {
+    // SAFETY: the caller's promise: live, and exclusively ours for this call.
     let generation_ref = unsafe { &mut *generation };
     let groups = generation_ref.groups.clone();
     let apache_parent = nix::unistd::Pid::from_raw(generation_ref.parent_pid as i32);
@@ -348,8 +168,7 @@ fn spawn_manager(generation: *mut Generation, delay: Duration) {
         unsafe { libc::_exit(code) };
     }
     if pid < 0 {
-        log::server(
-            std::ptr::null(),
+        log::process(
             Level::Crit,
             &format!(
                 "mod_rwsgi: cannot fork the daemon manager process: {}",
@@ -376,7 +195,7 @@ fn spawn_manager(generation: *mut Generation, delay: Duration) {
 
 /// Called by the MPM (in the parent) when the manager dies or Apache restarts.
 unsafe extern "C" fn maintenance(reason: c_int, data: *mut c_void, status: c_int) {
-    crate::module::guard("daemon manager maintenance", (), || {
+    guard("daemon manager maintenance", (), || {
         let generation = data.cast::<Generation>();
         // SAFETY: `data` is the Generation registered in spawn_manager, alive until pconf
         // is cleared.
@@ -398,8 +217,7 @@ unsafe extern "C" fn maintenance(reason: c_int, data: *mut c_void, status: c_int
             return;
         }
         let delay = generation_ref.history.on_death(Instant::now(), false);
-        log::server(
-            std::ptr::null(),
+        log::process(
             Level::Error,
             &format!(
                 "mod_rwsgi: the daemon manager process (pid {dead}) {how}; restarting it and \
@@ -411,14 +229,16 @@ unsafe extern "C" fn maintenance(reason: c_int, data: *mut c_void, status: c_int
                 }
             ),
         );
-        spawn_manager(generation, delay);
+        // SAFETY: the MPM calls back in the single-threaded parent; `generation_ref` is
+        // not used after this point.
+        unsafe { spawn_manager(generation, delay) };
     });
 }
 
 /// pconf cleanup: stop the daemon manager (and through it every daemon), remove the
 /// sockets and close the parent's copies of them.
 unsafe extern "C" fn stop_generation(data: *mut c_void) -> ffi::apr_status_t {
-    crate::module::guard("stopping daemons", 0, || {
+    guard("stopping daemons", 0, || {
         // SAFETY: `data` is the Generation registered in start_daemons.
         let generation = unsafe { &mut *data.cast::<Generation>() };
         if std::process::id() != generation.parent_pid {
@@ -434,8 +254,7 @@ unsafe extern "C" fn stop_generation(data: *mut c_void) -> ffi::apr_status_t {
             // SAFETY: signalling our own child by PID.
             unsafe { libc::kill(pid, libc::SIGINT) };
             for g in &generation.groups {
-                log::server(
-                    std::ptr::null(),
+                log::process(
                     Level::Info,
                     &format!(
                         "mod_rwsgi: graceful restart: daemon process group '{}' ({} \
@@ -466,8 +285,7 @@ unsafe extern "C" fn stop_generation(data: *mut c_void) -> ffi::apr_status_t {
                 }
             }
             if !gone {
-                log::server(
-                    std::ptr::null(),
+                log::process(
                     Level::Warning,
                     &format!(
                         "mod_rwsgi: the daemon manager process (pid {pid}) did not stop within \

@@ -2,7 +2,9 @@
 //! mod_wsgi does, configured with mod_wsgi's directives.
 //!
 //! Layers (dependencies point downwards only):
-//! - `module`   composition root: the exported `rwsgi_module`, directive table, hooks.
+//! - `module`   composition root: the exported `rwsgi_module`, directive table, hooks;
+//!   beside it `server_slot`, `panic_guard`, `system_accounts`, `process_plan` (pure:
+//!   config -> daemon plans) and `daemon_launcher` (the parent's side of daemon mode).
 //! - `handler`  L4 the request path inside Apache (to a daemon, or embedded).
 //! - `daemon`   L3 process groups: fork, privileges, supervision, worker threads.
 //! - `python`   L3 the CPython host (pyo3): interpreter, script loading, PEP 3333.
@@ -25,4 +27,8 @@ pub mod daemon;
 mod daemon_launcher;
 pub mod handler;
 pub mod module;
+mod panic_guard;
+mod process_plan;
 pub mod python;
+mod server_slot;
+mod system_accounts;

@@ -4,56 +4,18 @@
 
 use std::ffi::{CStr, c_void};
 use std::os::raw::{c_char, c_int};
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::ptr;
-use std::sync::{Mutex, OnceLock};
 
 use crate::apache::directive_context::{DirectiveContext, Forbid};
 use crate::apache::log::{self, Level};
 use crate::apache::pool::Pool;
 use crate::apache::virtual_host::VirtualHost;
-use crate::config::{self, DirConfig, Directive, GlobalConfig, Scope, ServerConfig, Target};
+use crate::config::{self, DirConfig, Directive, Scope, ServerConfig, Target};
 use crate::ffi;
-
-/// Per-server config slot. `global` is only used in the main server's slot: it holds the
-/// server-wide settings (daemon groups, Python home ...) of one configuration generation.
-///
-/// `global` and `server` are written only while the configuration is read (one thread);
-/// afterwards the slot is shared read-only by every request thread, and the few facts set
-/// later are set once (`OnceLock`) or taken under a lock.
-#[derive(Default)]
-pub struct ServerSlot {
-    pub global: GlobalConfig,
-    pub server: ServerConfig,
-    /// Daemon groups started by post_config (main server slot only); Apache children
-    /// inherit it and use it to reach the daemons.
-    pub daemons: OnceLock<Vec<crate::handler::DaemonTarget>>,
-    /// The parent's listening sockets, closed in each Apache child.
-    pub listener_fds: Mutex<Vec<i32>>,
-    /// Python settings for embedded mode (main server slot only; set in post_config).
-    pub embedded: OnceLock<crate::handler::embedded::EmbeddedSettings>,
-}
-
-/// Runs `f`, turning a panic into `fallback` and an error-log line: a panic must never
-/// unwind into Apache (that aborts the whole child and all its connections).
-pub(crate) fn guard<T>(what: &str, fallback: T, f: impl FnOnce() -> T) -> T {
-    match catch_unwind(AssertUnwindSafe(f)) {
-        Ok(v) => v,
-        Err(panic) => {
-            let detail = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_default();
-            log::server(
-                ptr::null(),
-                Level::Crit,
-                &format!("mod_rwsgi: panic in {what}: {detail}"),
-            );
-            fallback
-        }
-    }
-}
+use crate::panic_guard::guard;
+use crate::process_plan::server_python;
+use crate::server_slot::{ServerSlot, configuring_slot, main_slot, server_slot, with_global};
+use crate::system_accounts::SystemAccounts;
 
 // ---------------------------------------------------------------------------------------
 // The module structure Apache loads with `LoadModule rwsgi_module .../mod_rwsgi.so`.
@@ -249,31 +211,6 @@ unsafe extern "C" fn merge_server_config(
     })
 }
 
-/// The main server's slot of the configuration just read, shared (request time, hooks).
-pub(crate) fn main_slot() -> Option<&'static ServerSlot> {
-    // SAFETY: ap_server_conf is set by Apache to the main server right after the config
-    // tree is built, before any of our directives run, and stays valid for the generation.
-    let main = unsafe { VirtualHost::from_raw(ffi::ap_server_conf) }?;
-    // SAFETY: our slot in every server holds a ServerSlot (create/merge_server_config).
-    unsafe { main.module_config::<ServerSlot>(module_ptr()) }
-}
-
-/// The slot of a given server, shared.
-pub(crate) fn server_slot(s: VirtualHost) -> Option<&'static ServerSlot> {
-    // SAFETY: our slot in every server holds a ServerSlot (create/merge_server_config).
-    unsafe { s.module_config::<ServerSlot>(module_ptr()) }
-}
-
-/// The slot of `s`, to change from a directive callback.
-///
-/// # Safety
-/// Only from a directive callback (Apache reads the configuration on one thread and runs
-/// no request meanwhile), dropping the reference before the callback returns.
-unsafe fn configuring_slot(s: VirtualHost) -> Option<&'static mut ServerSlot> {
-    // SAFETY: our slot holds a ServerSlot; exclusivity is the caller's promise.
-    unsafe { s.module_config_mut::<ServerSlot>(module_ptr()) }
-}
-
 // ---------------------------------------------------------------------------------------
 // Directives.
 
@@ -360,13 +297,16 @@ fn apply_directive(
         }
     }
     let location = cmd.location();
+    let server = cmd
+        .server()
+        .ok_or("mod_rwsgi: directive outside a server")?;
     if let Directive::Flag {
         name: "WSGIVerboseDebugging",
         value: true,
     } = parsed
     {
         log::startup(
-            cmd.server(),
+            server,
             Level::Info,
             &format!(
                 "WSGIVerboseDebugging at {location} has no effect, as in mod_wsgi 6: use \
@@ -375,16 +315,19 @@ fn apply_directive(
         );
     }
     match info.target {
-        Target::Global => with_global(|g| g.apply(parsed, &location).map_err(|e| e.to_string()))?,
+        // SAFETY (every with_global and configuring_slot below): this is a directive
+        // callback, and no other reference to a slot is alive when each is made.
+        Target::Global => {
+            // SAFETY: see above.
+            unsafe { with_global(|g| g.apply(parsed, &location).map_err(|e| e.to_string())) }?
+        }
         Target::Server => {
             if let Directive::ScriptAlias(alias) = &parsed {
                 if let Some(group) = alias.literal_process_group() {
-                    with_global(|g| g.note_group_ref(group, info.name, &location))?;
+                    // SAFETY: see above.
+                    unsafe { with_global(|g| g.note_group_ref(group, info.name, &location)) }?;
                 }
             }
-            // SAFETY: cmd.server() is the server being configured, of this generation.
-            let server = unsafe { VirtualHost::from_raw(cmd.server()) }
-                .ok_or("mod_rwsgi: directive outside a server")?;
             // SAFETY: a directive callback; no other reference to a slot is alive here (the
             // main slot's borrow above has ended: for the main server it is this slot).
             let slot = unsafe { configuring_slot(server) }
@@ -394,38 +337,25 @@ fn apply_directive(
         Target::Dir => {
             if let Directive::ProcessGroup(selector) = &parsed {
                 if let Some(group) = selector.literal_name() {
-                    with_global(|g| g.note_group_ref(group, info.name, &location))?;
+                    // SAFETY: see above.
+                    unsafe { with_global(|g| g.note_group_ref(group, info.name, &location)) }?;
                 }
             }
             if let Directive::TrustedProxies(_) | Directive::TrustedProxyHeaders(_) = &parsed {
-                // SAFETY: reading Apache's pointer to the main server, set before parsing.
-                let main = unsafe { ffi::ap_server_conf };
                 let site = config::ProxySite {
                     proxies: matches!(parsed, Directive::TrustedProxies(_)),
-                    server: cmd.server() as usize,
-                    main_server: cmd.server() == main,
+                    server: server.as_ptr() as usize,
+                    main_server: server.is_main(),
                     section: cmd.section_path(),
                     location: location.clone(),
                 };
-                with_global(|g| g.note_proxy_site(site))?;
+                // SAFETY: see above.
+                unsafe { with_global(|g| g.note_proxy_site(site)) }?;
             }
             let dir = dir.ok_or("mod_rwsgi: directive outside a directory configuration")?;
             dir.apply(parsed).map_err(|e| e.to_string())
         }
     }
-}
-
-/// Runs `f` on the server-wide configuration being read. Call only from a directive
-/// callback, holding no other slot reference.
-fn with_global<R>(f: impl FnOnce(&mut GlobalConfig) -> R) -> Result<R, String> {
-    // SAFETY: ap_server_conf is the main server of the configuration being read.
-    let main = unsafe { VirtualHost::from_raw(ffi::ap_server_conf) }
-        .ok_or("mod_rwsgi: main server configuration missing")?;
-    // SAFETY: directive callbacks run on Apache's one configuration thread; the borrow ends
-    // when `f` returns, before any other slot reference is made.
-    let slot =
-        unsafe { configuring_slot(main) }.ok_or("mod_rwsgi: main server configuration missing")?;
-    Ok(f(&mut slot.global))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -488,7 +418,7 @@ fn log_backend(level: Level, msg: &str) {
     // Apache escapes newlines in a log line; log a traceback line by line so it stays
     // readable, as mod_wsgi does.
     for line in msg.split('\n') {
-        log::server(ptr::null(), level, line);
+        log::process(level, line);
     }
 }
 
@@ -503,13 +433,25 @@ unsafe extern "C" fn post_config(
         let Some(pool) = (unsafe { Pool::from_raw(pconf) }) else {
             return ffi::OK;
         };
-        if let Some(slot) = main_slot() {
-            let _ = slot.embedded.set(server_python(&slot.global));
-        }
-        match crate::daemon_launcher::start_daemons(pool, s) {
-            Ok(()) => ffi::OK,
+        // SAFETY: Apache passes the main server of the configuration just read.
+        let Some(main) = (unsafe { VirtualHost::from_raw(s) }) else {
+            return ffi::OK;
+        };
+        let Some(slot) = main_slot() else {
+            return ffi::OK;
+        };
+        let _ = slot.embedded.set(server_python(&slot.global));
+        let servers = main.iter().filter_map(server_slot).map(|v| &v.server);
+        let preloads = crate::process_plan::preloads(&slot.global, servers);
+        match crate::daemon_launcher::start_daemons(pool, main, &slot.global, &preloads) {
+            Ok(Some(started)) => {
+                let _ = slot.daemons.set(started.targets);
+                *slot.listener_fds.lock().unwrap_or_else(|e| e.into_inner()) = started.listener_fds;
+                ffi::OK
+            }
+            Ok(None) => ffi::OK,
             Err(msg) => {
-                log::startup(s, Level::Emerg, &format!("mod_rwsgi: {msg}"));
+                log::startup(main, Level::Emerg, &format!("mod_rwsgi: {msg}"));
                 ffi::HTTP_INTERNAL_SERVER_ERROR
             }
         }
@@ -547,32 +489,11 @@ unsafe extern "C" fn child_init(pchild: *mut ffi::apr_pool_t, _s: *mut ffi::serv
             if !slot.global.restrict_embedded && slot.global.daemon_groups.is_empty() {
                 let embedded = slot.embedded.get_or_init(|| server_python(&slot.global));
                 if let Err(e) = crate::handler::embedded::ensure_python(embedded) {
-                    log::server(ptr::null(), Level::Error, &format!("mod_rwsgi: {e}"));
+                    log::process(Level::Error, &format!("mod_rwsgi: {e}"));
                 }
             }
         }
     });
-}
-
-/// The Python settings every process of this configuration shares (server-wide
-/// directives); daemon groups and embedded mode add their own on top.
-pub(crate) fn server_python(global: &GlobalConfig) -> crate::python::InterpreterSettings {
-    crate::python::InterpreterSettings {
-        python_home: global.python_home.clone(),
-        python_path: global.python_path.clone(),
-        restrict_stdout: global.restrict_stdout,
-        restrict_stdin: global.restrict_stdin,
-        restrict_signal: global.restrict_signal,
-        optimize: global.python_optimize,
-        dont_write_bytecode: global.dont_write_bytecode,
-        warnings: global.python_warnings.clone(),
-        hash_seed: global.python_hash_seed,
-        python_eggs: global.python_eggs.clone(),
-        switch_interval: global.switch_interval,
-        destroy_interpreter: global.destroy_interpreter,
-        free_threading: global.free_threading,
-        ..crate::python::InterpreterSettings::default()
-    }
 }
 
 unsafe extern "C" fn translate_name(r: *mut ffi::request_rec) -> c_int {
@@ -623,36 +544,6 @@ unsafe extern "C" fn handler(r: *mut ffi::request_rec) -> c_int {
     })
 }
 
-/// The real system's users and groups, for validation in the config model.
-pub(crate) struct SystemAccounts;
-
-impl config::Host for SystemAccounts {
-    fn uid_of(&self, user: &str) -> Option<u32> {
-        nix::unistd::User::from_name(user)
-            .ok()
-            .flatten()
-            .map(|u| u.uid.as_raw())
-    }
-    fn gid_of(&self, group: &str) -> Option<u32> {
-        nix::unistd::Group::from_name(group)
-            .ok()
-            .flatten()
-            .map(|g| g.gid.as_raw())
-    }
-    fn primary_gid_of_uid(&self, uid: u32) -> Option<u32> {
-        nix::unistd::User::from_uid(uid.into())
-            .ok()
-            .flatten()
-            .map(|u| u.gid.as_raw())
-    }
-    fn home_of_uid(&self, uid: u32) -> Option<String> {
-        nix::unistd::User::from_uid(uid.into())
-            .ok()
-            .flatten()
-            .map(|u| u.dir.to_string_lossy().into_owned())
-    }
-}
-
 /// After the whole configuration is read (also under `apache2 -t`): cross-directive checks
 /// such as a process group that is referenced but never defined.
 unsafe extern "C" fn check_config(
@@ -662,6 +553,10 @@ unsafe extern "C" fn check_config(
     s: *mut ffi::server_rec,
 ) -> c_int {
     guard("check_config", ffi::HTTP_INTERNAL_SERVER_ERROR, || {
+        // SAFETY: Apache passes the main server of the configuration just read.
+        let Some(s) = (unsafe { VirtualHost::from_raw(s) }) else {
+            return ffi::OK;
+        };
         let Some(slot) = main_slot() else {
             return ffi::OK;
         };

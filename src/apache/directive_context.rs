@@ -3,6 +3,7 @@
 use std::os::raw::c_char;
 
 use crate::apache::pool::{Pool, cstr_to_string};
+use crate::apache::virtual_host::VirtualHost;
 use crate::ffi;
 
 /// Where a directive may appear, in Apache's terms (`ap_check_cmd_context` flags).
@@ -60,8 +61,10 @@ impl<'a> DirectiveContext<'a> {
         unsafe { Pool::from_raw(self.raw.pool) }.expect("cmd_parms without a pool")
     }
 
-    pub fn server(&self) -> *mut ffi::server_rec {
-        self.raw.server
+    /// The server (main server or virtual host) the directive configures.
+    pub fn server(&self) -> Option<VirtualHost> {
+        // SAFETY: cmd->server is the server record being configured, of this generation.
+        unsafe { VirtualHost::from_raw(self.raw.server) }
     }
 
     /// The path of the enclosing `<Directory>`/`<Location>`/`<Files>` section (or of the

@@ -5,6 +5,7 @@ use std::ffi::CString;
 use std::os::raw::c_int;
 use std::sync::atomic::{AtomicI32, Ordering};
 
+use crate::apache::virtual_host::VirtualHost;
 use crate::ffi;
 
 /// Apache's index of this module (set in register_hooks), so lines carry `[rwsgi:level]`
@@ -36,26 +37,28 @@ fn to_cstring(msg: &str) -> CString {
     CString::new(msg.replace('\0', "\\0")).unwrap_or_default()
 }
 
-/// Log against a server. `server` may be null (Apache then uses the main server's log).
-pub fn server(server: *const ffi::server_rec, level: Level, msg: &str) {
-    log_raw(server, raw_level(level), msg);
+/// Log against a server (its `ErrorLog` and `LogLevel`).
+pub fn server(server: VirtualHost, level: Level, msg: &str) {
+    log_raw(server.as_ptr(), raw_level(level), msg);
 }
 
 /// Log during start-up so the line also reaches the terminal of `apache2 -t`.
-pub fn startup(server: *const ffi::server_rec, level: Level, msg: &str) {
-    log_raw(server, raw_level(level) | ffi::APLOG_STARTUP, msg);
+pub fn startup(server: VirtualHost, level: Level, msg: &str) {
+    log_raw(server.as_ptr(), raw_level(level) | ffi::APLOG_STARTUP, msg);
 }
 
-fn log_raw(server: *const ffi::server_rec, level: c_int, msg: &str) {
-    let text = to_cstring(msg);
+/// Log with no particular server: the main server's log once the configuration is read
+/// (stderr before), as daemons, the supervisor and pool cleanups do.
+pub fn process(level: Level, msg: &str) {
     // Without a server Apache filters by its default level (warning), so info lines from
     // daemons and the supervisor would vanish: use the main server's LogLevel instead.
-    let server = if server.is_null() {
-        // SAFETY: reading Apache's global pointer to the main server (null before config).
-        (unsafe { ffi::ap_server_conf }) as *const ffi::server_rec
-    } else {
-        server
-    };
+    let main = VirtualHost::main().map_or(std::ptr::null_mut(), VirtualHost::as_ptr);
+    log_raw(main, raw_level(level), msg);
+}
+
+/// `server` is null or a live server record (the `VirtualHost` contract).
+fn log_raw(server: *const ffi::server_rec, level: c_int, msg: &str) {
+    let text = to_cstring(msg);
     // SAFETY: ap_log_error_ is variadic; we pass a constant "%s" format and one valid,
     // NUL-terminated string argument, so it reads exactly one `char *`. A null server is
     // accepted by Apache (main server / stderr during start-up).

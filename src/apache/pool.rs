@@ -29,8 +29,7 @@ impl Pool {
                 drop(unsafe { Box::from_raw(data.cast::<T>()) });
             });
             if result.is_err() {
-                crate::apache::log::server(
-                    std::ptr::null(),
+                crate::apache::log::process(
                     crate::apache::log::Level::Error,
                     "mod_rwsgi: a panic occurred while freeing configuration",
                 );

@@ -6,6 +6,7 @@ use std::ffi::c_void;
 use std::os::raw::c_int;
 
 use crate::apache::pool::Pool;
+use crate::apache::virtual_host::VirtualHost;
 use crate::ffi;
 
 /// Why the MPM called a maintenance callback.
@@ -70,12 +71,14 @@ impl OtherChild {
 }
 
 /// Apache's command line as one writable memory area (argv[0] to the end of the last
-/// argument), which a daemon overwrites to show its display-name in `ps`.
-pub(crate) fn argv_area(process: *const ffi::process_rec) -> Option<(*mut u8, usize)> {
-    // SAFETY: process_rec and its argv are Apache's, valid for the process' lifetime; the
-    // argument strings are laid out contiguously by the kernel.
+/// argument), which a daemon overwrites to show its display-name in `ps`: (start address,
+/// length).
+pub(crate) fn argv_area(server: VirtualHost) -> Option<(usize, usize)> {
+    // SAFETY: a live server record's process_rec and its argv are Apache's, valid for the
+    // process' lifetime; the argument strings are laid out contiguously by the kernel, so
+    // argv[0] to the end of the last one is one area.
     unsafe {
-        let process = process.as_ref()?;
+        let process = server.process().as_ref()?;
         let argc = usize::try_from(process.argc).ok()?;
         if argc == 0 || process.argv.is_null() {
             return None;
@@ -87,7 +90,7 @@ pub(crate) fn argv_area(process: *const ffi::process_rec) -> Option<(*mut u8, us
         }
         let end = last.add(libc::strlen(last));
         let len = usize::try_from(end.offset_from(first)).ok()?;
-        Some((first as *mut u8, len))
+        Some((first as usize, len))
     }
 }
 

@@ -16,8 +16,35 @@ impl VirtualHost {
         (!raw.is_null()).then_some(VirtualHost(raw))
     }
 
+    /// The main server of the configuration being read or served (`ap_server_conf`); None
+    /// before Apache has read any configuration.
+    pub fn main() -> Option<VirtualHost> {
+        // SAFETY: Apache sets ap_server_conf to the main server right after building the
+        // config tree, before any directive of ours runs, and moves it to the new main
+        // server on each restart; it is null before that.
+        unsafe { VirtualHost::from_raw(ffi::ap_server_conf) }
+    }
+
     pub fn as_ptr(self) -> *mut ffi::server_rec {
         self.0
+    }
+
+    /// Whether this is the main server (not a `<VirtualHost>`).
+    pub fn is_main(self) -> bool {
+        VirtualHost::main().is_some_and(|m| m.0 == self.0)
+    }
+
+    /// Apache's `Timeout` for this server; None if Apache holds a negative one.
+    pub fn timeout(self) -> Option<std::time::Duration> {
+        // apr_interval_time_t is in microseconds.
+        u64::try_from(self.rec().timeout)
+            .ok()
+            .map(std::time::Duration::from_micros)
+    }
+
+    /// The `process_rec` of the Apache process this server belongs to.
+    pub(crate) fn process(self) -> *const ffi::process_rec {
+        self.rec().process
     }
 
     fn rec<'a>(self) -> &'a ffi::server_rec {

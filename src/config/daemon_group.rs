@@ -854,7 +854,7 @@ fn validate_name(name: &str) -> Result<(), ConfigError> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::config::tokenizer::tokenize;
 
@@ -1381,7 +1381,9 @@ mod tests {
         );
     }
 
-    struct FakeHost;
+    /// Users root (0), www-data (33) and alice (1000, home /home/alice); groups root,
+    /// www-data and staff (50).
+    pub(crate) struct FakeHost;
 
     impl Host for FakeHost {
         fn uid_of(&self, user: &str) -> Option<u32> {
@@ -1410,6 +1412,14 @@ mod tests {
         }
         fn home_of_uid(&self, uid: u32) -> Option<String> {
             (uid == 1000).then(|| "/home/alice".into())
+        }
+        fn user_name_of_uid(&self, uid: u32) -> Option<String> {
+            match uid {
+                0 => Some("root".into()),
+                33 => Some("www-data".into()),
+                1000 => Some("alice".into()),
+                _ => None,
+            }
         }
     }
 

@@ -41,7 +41,10 @@ pub use script_alias::{ImportScript, ScriptAlias};
 pub use selector::{GroupSelector, SelectorContext};
 pub use tokenizer::tokenize;
 
-/// System facts the checks need; the real implementation lives in `module.rs`,
+#[cfg(test)]
+pub(crate) use daemon_group::tests::FakeHost;
+
+/// System facts the checks need; the real implementation is `system_accounts.rs`,
 /// tests use a fake. User and group values may also be written `#123`.
 pub trait Host {
     /// The uid of a user name (getpwnam).
@@ -52,6 +55,8 @@ pub trait Host {
     fn primary_gid_of_uid(&self, uid: u32) -> Option<u32>;
     /// The home directory of a uid (getpwuid).
     fn home_of_uid(&self, uid: u32) -> Option<String>;
+    /// The user name of a uid (getpwuid).
+    fn user_name_of_uid(&self, uid: u32) -> Option<String>;
 }
 
 /// A literal process-group name used somewhere in the configuration.
@@ -750,6 +755,9 @@ mod tests {
             [0, 33].contains(&uid).then_some(uid)
         }
         fn home_of_uid(&self, _uid: u32) -> Option<String> {
+            None
+        }
+        fn user_name_of_uid(&self, _uid: u32) -> Option<String> {
             None
         }
     }

@@ -56,11 +56,7 @@ pub fn ensure_python(s: &EmbeddedSettings) -> Result<&'static AppHost, String> {
         python::initialize(&settings_for_this_mpm(s))
             .map(|()| AppHost::new())
             .map_err(|e| {
-                log::server(
-                    std::ptr::null(),
-                    Level::Crit,
-                    &format!("mod_rwsgi (embedded): {e}"),
-                );
+                log::process(Level::Crit, &format!("mod_rwsgi (embedded): {e}"));
                 e
             })
     });
@@ -78,8 +74,7 @@ pub fn stop_python() {
     }
     let running = IN_FLIGHT.load(Ordering::SeqCst);
     if running > 0 {
-        log::server(
-            std::ptr::null(),
+        log::process(
             Level::Info,
             &format!(
                 "mod_rwsgi (embedded): Apache child {} exits with {running} request(s) running; \

@@ -1,0 +1,610 @@
+//! What the configuration becomes for the processes that run Python: the server-wide
+//! interpreter settings, the scripts to load before serving, and for each WSGIDaemonProcess
+//! group what the daemon manager runs (processes, threads, identity, socket, Python
+//! settings, timers) and what Apache children need to reach it. Pure: no Apache, no Python,
+//! no system calls; the facts about the running Apache and the system's accounts come in
+//! as arguments (`daemon_launcher.rs` gathers them), so it is tested on its own.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::config::{DaemonGroupSpec, GlobalConfig, Host, ResolvedIds, ServerConfig};
+use crate::daemon::manager_process::GroupPlan;
+use crate::daemon::process::{DaemonPlan, Timers};
+use crate::daemon::spawn::{ChildSetup, Identity, ResourceLimits};
+use crate::daemon::worker::ServeSettings;
+use crate::handler::DaemonTarget;
+use crate::handler::script_owner::ScriptOwner;
+use crate::python::InterpreterSettings;
+
+/// The Python settings every process of this configuration shares (server-wide
+/// directives); daemon groups and embedded mode add their own on top.
+pub(crate) fn server_python(global: &GlobalConfig) -> InterpreterSettings {
+    InterpreterSettings {
+        python_home: global.python_home.clone(),
+        python_path: global.python_path.clone(),
+        restrict_stdout: global.restrict_stdout,
+        restrict_stdin: global.restrict_stdin,
+        restrict_signal: global.restrict_signal,
+        optimize: global.python_optimize,
+        dont_write_bytecode: global.dont_write_bytecode,
+        warnings: global.python_warnings.clone(),
+        hash_seed: global.python_hash_seed,
+        python_eggs: global.python_eggs.clone(),
+        switch_interval: global.switch_interval,
+        destroy_interpreter: global.destroy_interpreter,
+        free_threading: global.free_threading,
+        ..InterpreterSettings::default()
+    }
+}
+
+/// A script a daemon group loads before serving.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Preload {
+    pub group: String,
+    pub script: String,
+    pub application_group: String,
+}
+
+/// Scripts to load before serving: WSGIImportScript, and WSGIScriptAlias with both groups
+/// literal (as mod_wsgi); `servers` are the main server's and every virtual host's
+/// configurations.
+pub(crate) fn preloads<'a>(
+    global: &GlobalConfig,
+    servers: impl IntoIterator<Item = &'a ServerConfig>,
+) -> Vec<Preload> {
+    let mut out = Vec::new();
+    for import in &global.import_scripts {
+        if let (Some(group), true) = (
+            import.process_group.literal_name(),
+            import.application_group.is_literal(),
+        ) {
+            let app = import.application_group.literal_name().unwrap_or("");
+            out.push(Preload {
+                group: group.to_string(),
+                script: import.script.clone(),
+                application_group: app.to_string(),
+            });
+        }
+    }
+    for server in servers {
+        for alias in &server.script_aliases {
+            if alias.preload() && !alias.is_match {
+                let group = alias.literal_process_group().unwrap_or("");
+                let app = alias
+                    .application_group
+                    .as_ref()
+                    .and_then(|a| a.literal_name())
+                    .unwrap_or("");
+                out.push(Preload {
+                    group: group.to_string(),
+                    script: alias.script.clone(),
+                    application_group: app.to_string(),
+                });
+            }
+        }
+    }
+    out
+}
+
+/// Facts about the running Apache that a daemon group's plan depends on.
+#[derive(Clone, Debug)]
+pub(crate) struct ApacheFacts {
+    /// The uid and gid of Apache's children (`User`, `Group`).
+    pub child_uid: u32,
+    pub child_gid: u32,
+    /// The Apache parent's pid (part of the socket path).
+    pub parent_pid: u32,
+    /// WSGISocketPrefix made absolute, or the default under Apache's runtime directory.
+    pub socket_prefix: String,
+    /// Apache's `Timeout` in whole seconds: socket-timeout's default.
+    pub default_socket_timeout: Duration,
+    /// Apache's argv memory (start, length), overwritten with `display-name`.
+    pub argv_area: Option<(usize, usize)>,
+    /// The running Apache's version (major, minor, patch).
+    pub apache_version: (u32, u32, u32),
+}
+
+/// One daemon group, planned: the socket to create, what the daemon manager runs and
+/// what Apache children use to reach it.
+#[derive(Clone, Debug)]
+pub(crate) struct PlannedGroup {
+    pub socket: SocketPlan,
+    /// The group for the daemon manager; its listener is set by [`PlannedGroup::bind`].
+    pub daemons: GroupPlan,
+    /// How Apache children reach the group.
+    pub target: DaemonTarget,
+}
+
+/// The listening socket of one daemon group.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct SocketPlan {
+    pub path: PathBuf,
+    pub backlog: i32,
+    /// `socket-user=`, else Apache's User.
+    pub owner_uid: u32,
+    pub gid: u32,
+}
+
+impl PlannedGroup {
+    /// The group's plan with its listening socket `fd`, which every daemon keeps.
+    pub fn bind(mut self, fd: i32) -> (GroupPlan, DaemonTarget) {
+        self.daemons.plan.listener_fd = fd;
+        self.daemons.plan.setup.keep_fds = vec![fd];
+        (self.daemons, self.target)
+    }
+}
+
+/// What one WSGIDaemonProcess group becomes. Errors: a user or group that does not
+/// resolve (`apache2 -t` reports these first, through `GlobalConfig::check`).
+pub(crate) fn plan_group(
+    spec: &DaemonGroupSpec,
+    global: &GlobalConfig,
+    facts: &ApacheFacts,
+    preloads: &[Preload],
+    accounts: &dyn Host,
+) -> Result<PlannedGroup, String> {
+    let ids = spec.resolve_ids(accounts).map_err(|errs| {
+        errs.iter()
+            .map(|e| e.to_string())
+            .collect::<Vec<_>>()
+            .join("; ")
+    })?;
+    // The path stays the same across graceful restarts (like WSGISocketRotation Off):
+    // Apache children of the old generation still finishing requests then reach the new
+    // generation's daemons. It is keyed by group name, so a changed config never sends a
+    // request to another group's daemons.
+    let path = PathBuf::from(format!(
+        "{}.{}.{}.sock",
+        facts.socket_prefix,
+        facts.parent_pid,
+        socket_name(&spec.name)
+    ));
+    let socket = SocketPlan {
+        path: path.clone(),
+        backlog: i32::try_from(spec.listen_backlog).unwrap_or(i32::MAX),
+        owner_uid: ids.socket_uid.unwrap_or(facts.child_uid),
+        gid: facts.child_gid,
+    };
+    let socket_timeout = spec.socket_timeout.unwrap_or(facts.default_socket_timeout);
+    let identity = identity(spec, &ids, facts, accounts);
+    let home = spec.home.clone().or_else(|| {
+        (identity.uid != facts.child_uid)
+            .then(|| accounts.home_of_uid(identity.uid))
+            .flatten()
+    });
+    let maximum_requests = u64::from(spec.maximum_requests.unwrap_or(0));
+    let plan = DaemonPlan {
+        group: spec.name.clone(),
+        // Set by PlannedGroup::bind once the socket exists.
+        listener_fd: -1,
+        control_fd: None,
+        setup: ChildSetup {
+            keep_fds: Vec::new(),
+            identity: Some(identity),
+            umask: spec.umask,
+            home,
+            lang: spec.lang.clone(),
+            locale: spec.locale.clone(),
+            display_name: spec.display_name_for(),
+            argv_area: facts.argv_area,
+            limits: ResourceLimits {
+                cpu_time: spec.cpu_time_limit.map(|d| d.as_secs()),
+                cpu_time_grace: spec.graceful_timeout.unwrap_or_default().as_secs(),
+                data: spec.memory_limit,
+                address_space: spec.virtual_memory_limit,
+                priority: spec.cpu_priority,
+            },
+            env_file: spec.env_file.clone(),
+            env: spec.env.clone(),
+        },
+        interpreter: InterpreterSettings {
+            // python-home='' means Python's own default, not WSGIPythonHome (mod_wsgi).
+            python_home: match spec.python_home.as_deref() {
+                Some("") => None,
+                Some(home) => Some(home.to_string()),
+                None => global.python_home.clone(),
+            },
+            python_path: if spec.python_path.is_empty() {
+                global.python_path.clone()
+            } else {
+                spec.python_path.clone()
+            },
+            process_group: spec.name.clone(),
+            processes: spec.processes,
+            processes_given: spec.processes_given,
+            threads: spec.threads,
+            maximum_requests,
+            header_buffer_size: spec.header_buffer_size as usize,
+            apache_version: facts.apache_version,
+            // As mod_wsgi: WSGIPythonEggs and WSGISwitchInterval are for embedded mode;
+            // a daemon group has its own options.
+            python_eggs: spec.python_eggs.clone(),
+            switch_interval: spec.switch_interval,
+            ..server_python(global)
+        },
+        serve: ServeSettings {
+            group: spec.name.clone(),
+            processes: spec.processes.max(1) as usize,
+            threads: spec.threads.max(1) as usize,
+            socket_timeout,
+            queue_timeout: spec.queue_timeout,
+            maximum_requests,
+            maximum_rss: spec.maximum_rss,
+            stack_size: spec.stack_size.map(|n| n as usize),
+            send_buffer_size: spec.send_buffer_size.map(|n| n as usize),
+            receive_buffer_size: spec.receive_buffer_size.map(|n| n as usize),
+        },
+        preload: preloads
+            .iter()
+            .filter(|p| p.group == spec.name)
+            .map(|p| (p.script.clone(), p.application_group.clone()))
+            .collect(),
+        start_delay: Duration::ZERO,
+        shutdown_timeout: spec.shutdown_timeout.unwrap_or(Duration::ZERO),
+        graceful_timeout: spec.graceful_timeout.unwrap_or(Duration::ZERO),
+        eviction_timeout: spec.effective_eviction_timeout().unwrap_or(Duration::ZERO),
+        // Scripts are checked per request (WSGIScriptReloading is per directory), as
+        // mod_wsgi does.
+        script_reloading: false,
+        timers: Timers {
+            request_timeout: spec.request_timeout,
+            interrupt_timeout: spec.interrupt_timeout,
+            inactivity_timeout: spec.inactivity_timeout,
+            restart_interval: spec.restart_interval,
+            deadlock_timeout: spec.deadlock_timeout,
+            startup_timeout: spec.startup_timeout,
+        },
+    };
+    let target = DaemonTarget {
+        group: spec.name.clone(),
+        socket_path: path,
+        connect_timeout: spec.connect_timeout,
+        socket_timeout,
+        request_timeout: spec.request_timeout,
+        response_socket_timeout: spec.effective_response_socket_timeout(),
+        response_flush_delay: spec.response_flush_delay,
+        response_buffer_size: spec.response_buffer_size as usize,
+        script_owner: ScriptOwner {
+            uid: ids.script_uid,
+            gid: ids.script_gid,
+        },
+    };
+    Ok(PlannedGroup {
+        socket,
+        daemons: GroupPlan {
+            plan,
+            processes: spec.processes.max(1) as usize,
+        },
+        target,
+    })
+}
+
+/// A group name made safe for a file name (alphanumerics, '-', '_' kept; others hex).
+fn socket_name(group: &str) -> String {
+    group
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b == b'-' || b == b'_' {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02x}")
+            }
+        })
+        .collect()
+}
+
+/// Who the group's daemons run as: `user=`/`group=`, else Apache's User/Group.
+fn identity(
+    spec: &DaemonGroupSpec,
+    ids: &ResolvedIds,
+    facts: &ApacheFacts,
+    accounts: &dyn Host,
+) -> Identity {
+    let uid = ids.uid.unwrap_or(facts.child_uid);
+    let gid = ids.gid.unwrap_or(facts.child_gid);
+    Identity {
+        uid,
+        gid,
+        user_name: accounts
+            .user_name_of_uid(uid)
+            .unwrap_or_else(|| uid.to_string()),
+        supplementary: ids.supplementary_gids.clone(),
+        configured: spec.user.is_some() || spec.group.is_some(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{FakeHost, parse_directive};
+
+    fn global(lines: &[(&str, &str)]) -> GlobalConfig {
+        let mut g = GlobalConfig::default();
+        for (i, (name, raw)) in lines.iter().enumerate() {
+            let d = parse_directive(name, raw).unwrap_or_else(|e| panic!("{e}"));
+            g.apply(d, &format!("t.conf:{}", i + 1))
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        g
+    }
+
+    fn server(lines: &[&str]) -> ServerConfig {
+        let mut s = ServerConfig::default();
+        for raw in lines {
+            let d = parse_directive("WSGIScriptAlias", raw).unwrap_or_else(|e| panic!("{e}"));
+            s.apply(d).unwrap();
+        }
+        s
+    }
+
+    fn facts() -> ApacheFacts {
+        ApacheFacts {
+            child_uid: 33,
+            child_gid: 33,
+            parent_pid: 4242,
+            socket_prefix: "/run/apache2/rwsgi".into(),
+            default_socket_timeout: Duration::from_secs(300),
+            argv_area: Some((0x1000, 64)),
+            apache_version: (2, 4, 62),
+        }
+    }
+
+    fn plan(g: &GlobalConfig, preloads: &[Preload]) -> Vec<PlannedGroup> {
+        g.daemon_groups
+            .iter()
+            .map(|spec| plan_group(spec, g, &facts(), preloads, &FakeHost).unwrap())
+            .collect()
+    }
+
+    fn secs(n: u64) -> Duration {
+        Duration::from_secs(n)
+    }
+
+    #[test]
+    fn defaults_run_as_apache_user_on_a_per_group_socket() {
+        let g = global(&[("WSGIDaemonProcess", "webware")]);
+        let [p] = &plan(&g, &[])[..] else {
+            panic!("one group")
+        };
+        assert_eq!(
+            p.socket,
+            SocketPlan {
+                path: "/run/apache2/rwsgi.4242.webware.sock".into(),
+                backlog: 100,
+                owner_uid: 33,
+                gid: 33,
+            }
+        );
+        let d = &p.daemons;
+        assert_eq!(d.processes, 1);
+        assert_eq!(d.plan.listener_fd, -1);
+        assert!(d.plan.setup.keep_fds.is_empty());
+        let id = d.plan.setup.identity.as_ref().unwrap();
+        assert_eq!(
+            (id.uid, id.gid, id.user_name.as_str()),
+            (33, 33, "www-data")
+        );
+        assert!(!id.configured);
+        assert_eq!(id.supplementary, None);
+        // Apache's own user: its home is not looked up.
+        assert_eq!(d.plan.setup.home, None);
+        assert_eq!(d.plan.setup.argv_area, Some((0x1000, 64)));
+        assert_eq!(d.plan.setup.display_name, None);
+        assert_eq!((d.plan.serve.processes, d.plan.serve.threads), (1, 15));
+        assert_eq!(d.plan.serve.socket_timeout, secs(300));
+        assert_eq!(d.plan.serve.maximum_requests, 0);
+        assert_eq!(d.plan.interpreter.process_group, "webware");
+        assert_eq!(d.plan.interpreter.apache_version, (2, 4, 62));
+        assert_eq!(d.plan.interpreter.header_buffer_size, 32768);
+        assert!(!d.plan.interpreter.processes_given);
+        assert_eq!(d.plan.graceful_timeout, secs(15));
+        assert_eq!(d.plan.eviction_timeout, secs(15));
+        assert_eq!(d.plan.shutdown_timeout, secs(5));
+        assert_eq!(d.plan.timers.deadlock_timeout, Some(secs(300)));
+        assert_eq!(d.plan.timers.request_timeout, None);
+        assert!(!d.plan.script_reloading);
+        assert_eq!(d.plan.start_delay, Duration::ZERO);
+        let t = &p.target;
+        assert_eq!(t.group, "webware");
+        assert_eq!(t.socket_path, p.socket.path);
+        assert_eq!(t.connect_timeout, secs(15));
+        assert_eq!(t.socket_timeout, secs(300));
+        assert_eq!(t.response_socket_timeout, None);
+        assert_eq!(t.response_flush_delay, Duration::from_millis(5));
+        assert_eq!(t.response_buffer_size, 8 * 1024 * 1024);
+        assert!(!t.script_owner.is_set());
+    }
+
+    #[test]
+    fn options_reach_the_daemons_and_the_apache_side() {
+        let g = global(&[(
+            "WSGIDaemonProcess",
+            "g user=alice group=staff supplementary-groups=www-data socket-user=www-data \
+             script-group=staff processes=3 threads=7 umask=0027 lang=C.UTF-8 \
+             locale=C.UTF-8 display-name=%{GROUP} listen-backlog=50 socket-timeout=20 \
+             queue-timeout=9 request-timeout=30 interrupt-timeout=2 inactivity-timeout=600 \
+             restart-interval=3600 startup-timeout=10 graceful-timeout=8 eviction-timeout=4 \
+             shutdown-timeout=6 maximum-requests=1000 maximum-rss=64 cpu-time-limit=120 \
+             cpu-priority=5 memory-limit=1000000 virtual-memory-limit=2000000 \
+             stack-size=524288 send-buffer-size=8192 receive-buffer-size=16384 \
+             header-buffer-size=65536 response-buffer-size=131072 \
+             response-socket-timeout=11 response-flush-delay=0 connect-timeout=3 \
+             env=A=1 env-file=/srv/.env python-eggs=/tmp/eggs switch-interval=0.01",
+        )]);
+        let [p] = &plan(&g, &[])[..] else {
+            panic!("one group")
+        };
+        assert_eq!(
+            (p.socket.owner_uid, p.socket.gid, p.socket.backlog),
+            (33, 33, 50)
+        );
+        let plan = &p.daemons.plan;
+        assert_eq!(p.daemons.processes, 3);
+        let id = plan.setup.identity.as_ref().unwrap();
+        assert_eq!((id.uid, id.gid, id.user_name.as_str()), (1000, 50, "alice"));
+        assert_eq!(id.supplementary, Some(vec![33]));
+        assert!(id.configured);
+        // Another user than Apache's: the daemons start in that user's home.
+        assert_eq!(plan.setup.home.as_deref(), Some("/home/alice"));
+        assert_eq!(plan.setup.umask, Some(0o027));
+        assert_eq!(plan.setup.lang.as_deref(), Some("C.UTF-8"));
+        assert_eq!(plan.setup.locale.as_deref(), Some("C.UTF-8"));
+        assert_eq!(plan.setup.display_name.as_deref(), Some("(wsgi:g)"));
+        assert_eq!(
+            plan.setup.limits,
+            ResourceLimits {
+                cpu_time: Some(120),
+                cpu_time_grace: 8,
+                data: Some(1_000_000),
+                address_space: Some(2_000_000),
+                priority: 5,
+            }
+        );
+        assert_eq!(plan.setup.env, [("A".to_string(), "1".to_string())]);
+        assert_eq!(plan.setup.env_file.as_deref(), Some("/srv/.env"));
+        let serve = &plan.serve;
+        assert_eq!((serve.processes, serve.threads), (3, 7));
+        assert_eq!(serve.socket_timeout, secs(20));
+        assert_eq!(serve.queue_timeout, Some(secs(9)));
+        assert_eq!(serve.maximum_requests, 1000);
+        assert_eq!(serve.maximum_rss, Some(64 << 20));
+        assert_eq!(serve.stack_size, Some(524288));
+        assert_eq!(serve.send_buffer_size, Some(8192));
+        assert_eq!(serve.receive_buffer_size, Some(16384));
+        let py = &plan.interpreter;
+        assert_eq!(
+            (py.processes, py.threads, py.maximum_requests),
+            (3, 7, 1000)
+        );
+        assert!(py.processes_given);
+        assert_eq!(py.header_buffer_size, 65536);
+        assert_eq!(py.python_eggs.as_deref(), Some("/tmp/eggs"));
+        assert_eq!(py.switch_interval, Some(0.01));
+        assert_eq!(plan.graceful_timeout, secs(8));
+        assert_eq!(plan.eviction_timeout, secs(4));
+        assert_eq!(plan.shutdown_timeout, secs(6));
+        let timers = &plan.timers;
+        assert_eq!(timers.request_timeout, Some(secs(30)));
+        assert_eq!(timers.interrupt_timeout, Some(secs(2)));
+        assert_eq!(timers.inactivity_timeout, Some(secs(600)));
+        assert_eq!(timers.restart_interval, Some(secs(3600)));
+        assert_eq!(timers.startup_timeout, Some(secs(10)));
+        let t = &p.target;
+        assert_eq!(t.connect_timeout, secs(3));
+        assert_eq!(t.socket_timeout, secs(20));
+        assert_eq!(t.request_timeout, Some(secs(30)));
+        assert_eq!(t.response_socket_timeout, Some(secs(11)));
+        assert_eq!(t.response_flush_delay, Duration::ZERO);
+        assert_eq!(t.response_buffer_size, 131072);
+        assert_eq!((t.script_owner.uid, t.script_owner.gid), (None, Some(50)));
+    }
+
+    #[test]
+    fn socket_user_owns_the_socket_and_names_are_escaped() {
+        let g = global(&[("WSGIDaemonProcess", "'a.b%c' socket-user=alice")]);
+        let [p] = &plan(&g, &[])[..] else {
+            panic!("one group")
+        };
+        assert_eq!(
+            p.socket.path,
+            PathBuf::from("/run/apache2/rwsgi.4242.a%2eb%25c.sock")
+        );
+        assert_eq!(p.socket.owner_uid, 1000);
+    }
+
+    #[test]
+    fn python_home_and_path_fall_back_to_the_server_wide_ones() {
+        let g = global(&[
+            ("WSGIPythonHome", "/srv/venv"),
+            ("WSGIPythonPath", "/srv/lib"),
+            ("WSGIPythonOptimize", "1"),
+            ("WSGIPythonEggs", "/var/eggs"),
+            ("WSGIDaemonProcess", "inherit"),
+            (
+                "WSGIDaemonProcess",
+                "own python-home=/opt/venv python-path=/a:/b",
+            ),
+            ("WSGIDaemonProcess", "default python-home=''"),
+        ]);
+        let planned = plan(&g, &[]);
+        let py = |i: usize| &planned[i].daemons.plan.interpreter;
+        assert_eq!(py(0).python_home.as_deref(), Some("/srv/venv"));
+        assert_eq!(py(0).python_path, ["/srv/lib"]);
+        assert_eq!(py(1).python_home.as_deref(), Some("/opt/venv"));
+        assert_eq!(py(1).python_path, ["/a", "/b"]);
+        // python-home='' is Python's own default, not WSGIPythonHome (mod_wsgi).
+        assert_eq!(py(2).python_home, None);
+        for i in 0..3 {
+            // Server-wide settings reach every group; WSGIPythonEggs is embedded mode's.
+            assert_eq!(py(i).optimize, 1);
+            assert_eq!(py(i).python_eggs, None);
+        }
+        let embedded = server_python(&g);
+        assert_eq!(embedded.python_home.as_deref(), Some("/srv/venv"));
+        assert_eq!(embedded.python_eggs.as_deref(), Some("/var/eggs"));
+        assert_eq!(embedded.optimize, 1);
+    }
+
+    #[test]
+    fn unresolvable_users_are_named() {
+        let g = global(&[("WSGIDaemonProcess", "g user=bob group=nogrp")]);
+        let e = plan_group(&g.daemon_groups[0], &g, &facts(), &[], &FakeHost).unwrap_err();
+        assert!(e.contains("option 'user=bob': no such user"), "{e}");
+        assert!(e.contains("; "), "{e}");
+        assert!(e.contains("option 'group=nogrp': no such group"), "{e}");
+    }
+
+    #[test]
+    fn preloads_are_literal_imports_and_aliases_per_group() {
+        let g = global(&[
+            ("WSGIDaemonProcess", "a"),
+            ("WSGIDaemonProcess", "b"),
+            (
+                "WSGIImportScript",
+                "/srv/a.wsgi process-group=a application-group=%{GLOBAL}",
+            ),
+        ]);
+        let main = server(&[
+            "/b /srv/b.wsgi process-group=b application-group=app",
+            "/any /srv/any.wsgi process-group=b",
+        ]);
+        let vhost = server(&["/v /srv/v.wsgi process-group=a application-group=v"]);
+        let preloads = preloads(&g, [&main, &vhost]);
+        let expect = |group: &str, script: &str, app: &str| Preload {
+            group: group.into(),
+            script: script.into(),
+            application_group: app.into(),
+        };
+        assert_eq!(
+            preloads,
+            [
+                expect("a", "/srv/a.wsgi", ""),
+                expect("b", "/srv/b.wsgi", "app"),
+                expect("a", "/srv/v.wsgi", "v"),
+            ]
+        );
+        let planned = plan(&g, &preloads);
+        assert_eq!(
+            planned[0].daemons.plan.preload,
+            [
+                ("/srv/a.wsgi".to_string(), String::new()),
+                ("/srv/v.wsgi".to_string(), "v".to_string())
+            ]
+        );
+        assert_eq!(
+            planned[1].daemons.plan.preload,
+            [("/srv/b.wsgi".to_string(), "app".to_string())]
+        );
+    }
+
+    #[test]
+    fn bind_gives_every_daemon_the_listener() {
+        let g = global(&[("WSGIDaemonProcess", "g")]);
+        let p = plan(&g, &[]).remove(0);
+        let (group, target) = p.bind(17);
+        assert_eq!(group.plan.listener_fd, 17);
+        assert_eq!(group.plan.setup.keep_fds, [17]);
+        assert_eq!(target.group, "g");
+    }
+}

@@ -1,0 +1,61 @@
+//! This module's per-server configuration slot and the only ways to reach it: shared
+//! (`&'static`) once the configuration is read, exclusive only from a directive callback.
+
+use std::sync::{Mutex, OnceLock};
+
+use crate::apache::virtual_host::VirtualHost;
+use crate::config::{GlobalConfig, ServerConfig};
+use crate::module::module_ptr;
+
+/// Per-server config slot. `global` is only used in the main server's slot: it holds the
+/// server-wide settings (daemon groups, Python home ...) of one configuration generation.
+///
+/// `global` and `server` are written only while the configuration is read (one thread);
+/// afterwards the slot is shared read-only by every request thread, and the few facts set
+/// later are set once (`OnceLock`) or taken under a lock.
+#[derive(Default)]
+pub struct ServerSlot {
+    pub global: GlobalConfig,
+    pub server: ServerConfig,
+    /// Daemon groups started by post_config (main server slot only); Apache children
+    /// inherit it and use it to reach the daemons.
+    pub daemons: OnceLock<Vec<crate::handler::DaemonTarget>>,
+    /// The parent's listening sockets, closed in each Apache child.
+    pub listener_fds: Mutex<Vec<i32>>,
+    /// Python settings for embedded mode (main server slot only; set in post_config).
+    pub embedded: OnceLock<crate::handler::embedded::EmbeddedSettings>,
+}
+
+/// The main server's slot of the configuration just read, shared (request time, hooks).
+pub(crate) fn main_slot() -> Option<&'static ServerSlot> {
+    server_slot(VirtualHost::main()?)
+}
+
+/// The slot of a given server, shared.
+pub(crate) fn server_slot(s: VirtualHost) -> Option<&'static ServerSlot> {
+    // SAFETY: our slot in every server holds a ServerSlot (create/merge_server_config).
+    unsafe { s.module_config::<ServerSlot>(module_ptr()) }
+}
+
+/// The slot of `s`, to change from a directive callback.
+///
+/// # Safety
+/// Only from a directive callback (Apache reads the configuration on one thread and runs
+/// no request meanwhile), dropping the reference before the callback returns.
+pub(crate) unsafe fn configuring_slot(s: VirtualHost) -> Option<&'static mut ServerSlot> {
+    // SAFETY: our slot holds a ServerSlot; exclusivity is the caller's promise.
+    unsafe { s.module_config_mut::<ServerSlot>(module_ptr()) }
+}
+
+/// Runs `f` on the server-wide configuration being read.
+///
+/// # Safety
+/// As [`configuring_slot`]: only from a directive callback, holding no other slot reference.
+pub(crate) unsafe fn with_global<R>(f: impl FnOnce(&mut GlobalConfig) -> R) -> Result<R, String> {
+    let main = VirtualHost::main().ok_or("mod_rwsgi: main server configuration missing")?;
+    // SAFETY: the caller is a directive callback (Apache's one configuration thread) and
+    // holds no other slot reference; the borrow ends when `f` returns.
+    let slot =
+        unsafe { configuring_slot(main) }.ok_or("mod_rwsgi: main server configuration missing")?;
+    Ok(f(&mut slot.global))
+}
