@@ -40,7 +40,9 @@ impl<'a> DirectiveContext<'a> {
     pub fn name(&self) -> String {
         // SAFETY: `cmd` points at our own static command table during the callback.
         let cmd = unsafe { self.raw.cmd.as_ref() };
-        cmd.and_then(|c| cstr_to_string(c.name)).unwrap_or_default()
+        // SAFETY: null or a NUL-terminated string Apache keeps for at least this call.
+        cmd.and_then(|c| unsafe { cstr_to_string(c.name) })
+            .unwrap_or_default()
     }
 
     /// "file:line" of the directive, for messages that are reported after parsing.
@@ -49,7 +51,8 @@ impl<'a> DirectiveContext<'a> {
         match unsafe { self.raw.directive.as_ref() } {
             Some(d) => format!(
                 "{}:{}",
-                cstr_to_string(d.filename).unwrap_or_else(|| "?".into()),
+                // SAFETY: null or a NUL-terminated string Apache keeps for at least this call.
+                unsafe { cstr_to_string(d.filename) }.unwrap_or_else(|| "?".into()),
                 d.line_num
             ),
             None => "?".into(),
@@ -70,7 +73,8 @@ impl<'a> DirectiveContext<'a> {
     /// The path of the enclosing `<Directory>`/`<Location>`/`<Files>` section (or of the
     /// .htaccess directory); None at server level.
     pub fn section_path(&self) -> Option<String> {
-        cstr_to_string(self.raw.path)
+        // SAFETY: null or a NUL-terminated string Apache keeps for at least this call.
+        unsafe { cstr_to_string(self.raw.path) }
     }
 
     /// Apache's own context check; `Err` carries Apache's message ("... cannot occur within
@@ -96,7 +100,8 @@ impl<'a> DirectiveContext<'a> {
         // SAFETY: `raw` is the live cmd_parms of this callback; the returned message, if
         // any, is a pool string.
         let err = unsafe { ffi::ap_check_cmd_context(self.raw, flags as u32) };
-        match cstr_to_string(err) {
+        // SAFETY: null or a NUL-terminated string Apache keeps for at least this call.
+        match unsafe { cstr_to_string(err) } {
             Some(msg) => Err(msg),
             None => Ok(()),
         }

@@ -39,12 +39,14 @@ fn to_cstring(msg: &str) -> CString {
 
 /// Log against a server (its `ErrorLog` and `LogLevel`).
 pub fn server(server: VirtualHost, level: Level, msg: &str) {
-    log_raw(server.as_ptr(), raw_level(level), msg);
+    // SAFETY: a VirtualHost is a live server record.
+    unsafe { log_raw(server.as_ptr(), raw_level(level), msg) };
 }
 
 /// Log during start-up so the line also reaches the terminal of `apache2 -t`.
 pub fn startup(server: VirtualHost, level: Level, msg: &str) {
-    log_raw(server.as_ptr(), raw_level(level) | ffi::APLOG_STARTUP, msg);
+    // SAFETY: a VirtualHost is a live server record.
+    unsafe { log_raw(server.as_ptr(), raw_level(level) | ffi::APLOG_STARTUP, msg) };
 }
 
 /// Log with no particular server: the main server's log once the configuration is read
@@ -53,15 +55,17 @@ pub fn process(level: Level, msg: &str) {
     // Without a server Apache filters by its default level (warning), so info lines from
     // daemons and the supervisor would vanish: use the main server's LogLevel instead.
     let main = VirtualHost::main().map_or(std::ptr::null_mut(), VirtualHost::as_ptr);
-    log_raw(main, raw_level(level), msg);
+    // SAFETY: null or the live main server.
+    unsafe { log_raw(main, raw_level(level), msg) };
 }
 
+/// # Safety
 /// `server` is null or a live server record (the `VirtualHost` contract).
-fn log_raw(server: *const ffi::server_rec, level: c_int, msg: &str) {
+unsafe fn log_raw(server: *const ffi::server_rec, level: c_int, msg: &str) {
     let text = to_cstring(msg);
     // SAFETY: ap_log_error_ is variadic; we pass a constant "%s" format and one valid,
-    // NUL-terminated string argument, so it reads exactly one `char *`. A null server is
-    // accepted by Apache (main server / stderr during start-up).
+    // NUL-terminated string argument, so it reads exactly one `char *`. `server` is live or
+    // null (the caller's promise), which Apache accepts (main server / stderr at start-up).
     unsafe {
         ffi::ap_log_error_(
             c"mod_rwsgi".as_ptr(),

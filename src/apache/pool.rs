@@ -76,7 +76,8 @@ impl Pool {
         let c = self.c_string(path);
         // SAFETY: `c` is a NUL-terminated string in the pool; the result (or null) is too.
         let out = unsafe { ffi::ap_server_root_relative(self.as_ptr(), c) };
-        cstr_to_string(out)
+        // SAFETY: null or a NUL-terminated string Apache keeps for at least this call.
+        unsafe { cstr_to_string(out) }
     }
 
     /// A path relative to Apache's DefaultRuntimeDir.
@@ -84,12 +85,16 @@ impl Pool {
         let c = self.c_string(path);
         // SAFETY: as for server_root_relative.
         let out = unsafe { ffi::ap_runtime_dir_relative(self.as_ptr(), c) };
-        cstr_to_string(out)
+        // SAFETY: null or a NUL-terminated string Apache keeps for at least this call.
+        unsafe { cstr_to_string(out) }
     }
 }
 
 /// A C string owned by Apache, as an owned Rust string (lossy for non-UTF-8).
-pub(crate) fn cstr_to_string(p: *const std::os::raw::c_char) -> Option<String> {
+///
+/// # Safety
+/// `p` is null or a NUL-terminated string valid for the duration of the call.
+pub(crate) unsafe fn cstr_to_string(p: *const std::os::raw::c_char) -> Option<String> {
     if p.is_null() {
         return None;
     }

@@ -16,7 +16,11 @@ fn client_error(msg: &str) -> std::io::Error {
     std::io::Error::new(std::io::ErrorKind::BrokenPipe, msg.to_string())
 }
 
-fn cbytes<'a>(p: *const c_char) -> Option<&'a [u8]> {
+/// The bytes of a C string Apache owns; None for null.
+///
+/// # Safety
+/// `p` is null or a NUL-terminated string that stays valid and unchanged for `'a`.
+unsafe fn cbytes<'a>(p: *const c_char) -> Option<&'a [u8]> {
     if p.is_null() {
         None
     } else {
@@ -78,35 +82,51 @@ impl<'r> Request<'r> {
     }
 
     pub fn method(&self) -> &[u8] {
-        cbytes(self.raw.method).unwrap_or(b"GET")
+        // SAFETY: a string field of a live Apache record: null or NUL-terminated, in a pool
+        // that outlives the borrow.
+        unsafe { cbytes(self.raw.method) }.unwrap_or(b"GET")
     }
 
     pub fn uri(&self) -> &[u8] {
-        cbytes(self.raw.uri).unwrap_or(b"")
+        // SAFETY: a string field of a live Apache record: null or NUL-terminated, in a pool
+        // that outlives the borrow.
+        unsafe { cbytes(self.raw.uri) }.unwrap_or(b"")
     }
 
     pub fn unparsed_uri(&self) -> &[u8] {
-        cbytes(self.raw.unparsed_uri).unwrap_or(b"")
+        // SAFETY: a string field of a live Apache record: null or NUL-terminated, in a pool
+        // that outlives the borrow.
+        unsafe { cbytes(self.raw.unparsed_uri) }.unwrap_or(b"")
     }
 
     pub fn args(&self) -> Option<&[u8]> {
-        cbytes(self.raw.args)
+        // SAFETY: a string field of a live Apache record: null or NUL-terminated, in a pool
+        // that outlives the borrow.
+        unsafe { cbytes(self.raw.args) }
     }
 
     pub fn protocol(&self) -> &[u8] {
-        cbytes(self.raw.protocol).unwrap_or(b"HTTP/1.0")
+        // SAFETY: a string field of a live Apache record: null or NUL-terminated, in a pool
+        // that outlives the borrow.
+        unsafe { cbytes(self.raw.protocol) }.unwrap_or(b"HTTP/1.0")
     }
 
     pub fn handler(&self) -> Option<&[u8]> {
-        cbytes(self.raw.handler)
+        // SAFETY: a string field of a live Apache record: null or NUL-terminated, in a pool
+        // that outlives the borrow.
+        unsafe { cbytes(self.raw.handler) }
     }
 
     pub fn filename(&self) -> Option<&[u8]> {
-        cbytes(self.raw.filename)
+        // SAFETY: a string field of a live Apache record: null or NUL-terminated, in a pool
+        // that outlives the borrow.
+        unsafe { cbytes(self.raw.filename) }
     }
 
     pub fn path_info(&self) -> Option<&[u8]> {
-        cbytes(self.raw.path_info)
+        // SAFETY: a string field of a live Apache record: null or NUL-terminated, in a pool
+        // that outlives the borrow.
+        unsafe { cbytes(self.raw.path_info) }
     }
 
     /// Microseconds since the epoch when Apache read the request line.
@@ -136,7 +156,12 @@ impl<'r> Request<'r> {
     pub fn log_ids(&self) -> (Option<&[u8]>, Option<&[u8]>) {
         // SAFETY: the connection of a live request is live.
         let conn = unsafe { self.raw.connection.as_ref() };
-        (cbytes(self.raw.log_id), conn.and_then(|c| cbytes(c.log_id)))
+        // SAFETY: a string field of a live Apache record: null or NUL-terminated, in a pool
+        // that outlives the borrow.
+        (
+            unsafe { cbytes(self.raw.log_id) },
+            conn.and_then(|c| unsafe { cbytes(c.log_id) }),
+        )
     }
 
     /// The address of the listener the request came in on, as `Listen` gave it ("" for a
@@ -151,7 +176,9 @@ impl<'r> Request<'r> {
                 .and_then(|c| c.local_addr.as_ref())
         };
         match addr {
-            Some(a) => (cbytes(a.hostname).unwrap_or(b""), a.port),
+            // SAFETY: a string field of a live Apache record: null or NUL-terminated, in a pool
+            // that outlives the borrow.
+            Some(a) => (unsafe { cbytes(a.hostname) }.unwrap_or(b""), a.port),
             None => (b"", 0),
         }
     }
@@ -159,7 +186,9 @@ impl<'r> Request<'r> {
     /// `text` copied into the request pool, borrowed for the request's duration.
     pub fn pool_bytes(&self, text: &[u8]) -> &[u8] {
         let p = self.pool().c_bytes(text);
-        cbytes(p).unwrap_or(b"")
+        // SAFETY: the NUL-terminated copy just made in the request pool, which outlives
+        // the borrow.
+        unsafe { cbytes(p) }.unwrap_or(b"")
     }
 
     pub fn is_main(&self) -> bool {
@@ -190,8 +219,9 @@ impl<'r> Request<'r> {
     }
 
     pub fn header_in(&self, name: &CStr) -> Option<&[u8]> {
-        // SAFETY: headers_in is a live table of the request; name is NUL-terminated.
-        cbytes(unsafe { ffi::apr_table_get(self.raw.headers_in, name.as_ptr()) })
+        // SAFETY: headers_in is a live table of the request; name is NUL-terminated; the
+        // value (or null) lives in the request pool.
+        unsafe { cbytes(ffi::apr_table_get(self.raw.headers_in, name.as_ptr())) }
     }
 
     pub fn headers_in(&self) -> Vec<(&[u8], &[u8])> {
@@ -241,8 +271,9 @@ impl<'r> Request<'r> {
     }
 
     pub fn note(&self, key: &CStr) -> Option<&[u8]> {
-        // SAFETY: notes is live; key is NUL-terminated.
-        cbytes(unsafe { ffi::apr_table_get(self.raw.notes, key.as_ptr()) })
+        // SAFETY: notes is live; key is NUL-terminated; the value (or null) lives in the
+        // request pool.
+        unsafe { cbytes(ffi::apr_table_get(self.raw.notes, key.as_ptr())) }
     }
 
     /// Status and reason of the response (the reason may be empty).

@@ -49,5 +49,5 @@ pub fn server_version() -> (u32, u32, u32) {
 /// The name of the running MPM ("event", "worker", "prefork").
 pub fn mpm_name() -> String {
     // SAFETY: ap_show_mpm returns a static NUL-terminated string.
-    crate::apache::pool::cstr_to_string(unsafe { ffi::ap_show_mpm() }).unwrap_or_default()
+    unsafe { crate::apache::pool::cstr_to_string(ffi::ap_show_mpm()) }.unwrap_or_default()
 }

@@ -53,7 +53,8 @@ impl VirtualHost {
     }
 
     pub fn hostname(&self) -> String {
-        cstr_to_string(self.rec().server_hostname).unwrap_or_default()
+        // SAFETY: null or a NUL-terminated string Apache keeps for at least this call.
+        unsafe { cstr_to_string(self.rec().server_hostname) }.unwrap_or_default()
     }
 
     pub fn port(&self) -> u16 {
