@@ -19,11 +19,17 @@ use std::time::{Duration, Instant};
 
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
 use nix::sys::eventfd::{EfdFlags, EventFd};
+use nix::sys::signal::Signal;
 
 use crate::daemon::request_io::{DaemonIo, PushedBody};
 use crate::logging;
 use crate::protocol::{self, Decoder, Frame, Limits, error_code, req_flags};
 use crate::python::{AppHost, Outcome, RequestSpec, RequestTimes, ScriptReloading};
+
+/// Sent by [`Server::request_restart`] to its own process: the main thread, which waits
+/// for signals, then acts on the restart at once rather than at its next tick. Otherwise
+/// unused by daemons.
+pub const WAKE_SIGNAL: Signal = Signal::SIGURG;
 
 const LISTENER_TOKEN: u64 = 0;
 /// The stop event: readable once the process stops accepting.
@@ -228,10 +234,7 @@ impl Server {
                 self.settings.group,
                 std::process::id()
             ));
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::this(),
-                crate::daemon::process::WAKE_SIGNAL,
-            );
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::this(), WAKE_SIGNAL);
         }
     }
 
