@@ -883,12 +883,11 @@ mod tests {
     /// busy and are accepted once one is free), and stop_accepting ends all threads at once
     /// (well before their 10 s epoll timeout) and closes the idle connections.
     fn serve_then_stop(processes: usize) {
-        let dir = std::env::temp_dir().join(format!(
-            "rwsgi-worker-tests-{}-{processes}",
-            std::process::id()
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        let tmp = tempfile::Builder::new()
+            .prefix("rwsgi-worker-tests-")
+            .tempdir()
+            .unwrap();
+        let dir = tmp.path().to_path_buf();
         let (server, handles) = start_server(&dir, processes, 3);
         let clients: Vec<_> = (0..8)
             .map(|_| {
@@ -932,7 +931,6 @@ mod tests {
                 "idle connection left open"
             );
         }
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

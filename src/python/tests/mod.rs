@@ -225,10 +225,18 @@ impl RequestIo for FakeIo {
 
 // ---------------------------------------------------------------- helpers
 
+/// One directory for the whole test run: the scripts in it stay loaded in the shared
+/// interpreter, so it is kept (never removed) rather than deleted under them.
 fn tmpdir() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("rwsgi-python-tests-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        tempfile::Builder::new()
+            .prefix("rwsgi-python-tests-")
+            .tempdir()
+            .expect("create the test scripts' directory")
+            .keep()
+    })
+    .clone()
 }
 
 /// Writes a WSGI script and returns its path.
