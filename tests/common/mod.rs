@@ -444,6 +444,27 @@ impl Apache {
     }
 
     /// Waits until `pred` holds for the error log (bounded), returning the log.
+    /// A path for an app's "the request got here" marker (probe.wsgi's `started=`), unique
+    /// within this Apache's test directory.
+    pub fn marker(&self, name: &str) -> PathBuf {
+        self.config.markers_dir().join(name)
+    }
+
+    /// Waits (bounded) until the app wrote `marker`; panics with the error log otherwise.
+    pub fn wait_for_marker(&self, marker: &Path, limit: Duration) {
+        let start = Instant::now();
+        while !marker.exists() {
+            if start.elapsed() > limit {
+                panic!(
+                    "{} did not appear within {limit:?}:\n{}",
+                    marker.display(),
+                    self.error_log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     pub fn wait_for_log(&self, what: &str, limit: Duration) -> String {
         let start = Instant::now();
         loop {
