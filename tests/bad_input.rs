@@ -90,21 +90,41 @@ fn log_mark() -> usize {
     shared().apache.error_log().len()
 }
 
-/// Waits (bounded) until the log written since `mark` contains `needle`.
-fn wait_log(case: &str, mark: usize, needle: &str) -> String {
+/// A case's tag: `client 127.0.0.1:PORT` of its own connection, which Apache writes on every
+/// line it logs about that connection or request (and misbehave.wsgi into its own lines).
+/// Cases run in parallel on one Apache: a line without the tag may be a neighbour's.
+fn client_tag(stream: &TcpStream) -> String {
+    let port = stream.local_addr().expect("local address").port();
+    format!("client 127.0.0.1:{port}")
+}
+
+/// Waits (bounded) until a line logged since `mark` contains `needle`, and `tag` when one is
+/// given; returns the log since `mark`. An empty needle waits for nothing.
+fn wait_log_tagged(case: &str, mark: usize, needle: &str, tag: Option<&str>) -> String {
     let apache = &shared().apache;
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let log = apache.error_log();
         let fresh = log.get(mark..).unwrap_or("").to_string();
-        if fresh.contains(needle) {
+        if needle.is_empty()
+            || fresh
+                .lines()
+                .any(|line| line.contains(needle) && tag.is_none_or(|tag| line.contains(tag)))
+        {
             return fresh;
         }
         if Instant::now() > deadline {
-            panic!("{case}: the error log did not show {needle:?}; it got:\n{fresh}");
+            panic!(
+                "{case}: the error log did not show {needle:?} (tagged {tag:?}); it got:\n{fresh}"
+            );
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// For needles unique to their case (an app route's name).
+fn wait_log(case: &str, mark: usize, needle: &str) -> String {
+    wait_log_tagged(case, mark, needle, None)
 }
 
 /// The same daemon process and the embedded interpreter still answer normal requests.
@@ -127,7 +147,13 @@ fn assert_still_serving(case: &str) {
 /// Sends raw bytes on a fresh connection (then half-closes when asked) and returns all that
 /// came back until the server closed or 30 s passed.
 fn raw(bytes: &[u8], half_close: bool) -> Vec<u8> {
+    raw_tagged(bytes, half_close).0
+}
+
+/// [`raw`], with the connection's [`client_tag`].
+fn raw_tagged(bytes: &[u8], half_close: bool) -> (Vec<u8>, String) {
     let mut s = TcpStream::connect(("127.0.0.1", shared().apache.port())).unwrap();
+    let tag = client_tag(&s);
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     // The server may answer (and close) before it read everything we send.
     let _ = s.write_all(bytes);
@@ -136,7 +162,7 @@ fn raw(bytes: &[u8], half_close: bool) -> Vec<u8> {
     }
     let mut out = Vec::new();
     let _ = s.read_to_end(&mut out);
-    out
+    (out, tag)
 }
 
 fn status_of(resp: &[u8]) -> Option<u16> {
@@ -167,20 +193,24 @@ fn head_of(resp: &[u8]) -> String {
 /// A raw request case: status, log line, still serving.
 fn http_case(case: &str, request: &[u8], half_close: bool, want: u16, needle: &str) -> Vec<u8> {
     let mark = log_mark();
-    let resp = raw(request, half_close);
+    let (resp, tag) = raw_tagged(request, half_close);
     assert_eq!(
         status_of(&resp),
         Some(want),
         "{case}: got {:?}",
         String::from_utf8_lossy(&resp[..resp.len().min(300)])
     );
-    wait_log(case, mark, needle);
+    wait_log_tagged(case, mark, needle, Some(&tag));
     assert_still_serving(case);
     resp
 }
 
 fn get(path: &str) -> Vec<u8> {
-    raw(
+    get_tagged(path).0
+}
+
+fn get_tagged(path: &str) -> (Vec<u8>, String) {
+    raw_tagged(
         format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").as_bytes(),
         false,
     )
@@ -546,9 +576,12 @@ fn wsgi_input_reads_empty_after_the_body() {
 }
 
 /// Starts an upload of `total` bytes to /app/upload, sends `sent` of them, then closes
-/// (`half_close`: only the sending side, to read the answer). Returns what came back.
-fn partial_upload(total: usize, sent: usize, half_close: bool) -> Vec<u8> {
+/// (`half_close`: only the sending side, to read the answer). Returns what came back and
+/// the connection's tag.
+fn partial_upload(case: &str, total: usize, sent: usize, half_close: bool) -> (Vec<u8>, String) {
+    let mark = log_mark();
     let mut s = TcpStream::connect(("127.0.0.1", shared().apache.port())).unwrap();
+    let tag = client_tag(&s);
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     write!(
         s,
@@ -556,14 +589,14 @@ fn partial_upload(total: usize, sent: usize, half_close: bool) -> Vec<u8> {
     )
     .unwrap();
     s.write_all(&vec![b'u'; sent]).unwrap();
-    // Let the daemon start reading before the client goes.
-    std::thread::sleep(Duration::from_millis(300));
+    // The app has started reading before the client goes.
+    wait_log_tagged(case, mark, "upload-reading", Some(&tag));
     let mut out = Vec::new();
     if half_close {
         s.shutdown(Shutdown::Write).unwrap();
         let _ = s.read_to_end(&mut out);
     }
-    out
+    (out, tag)
 }
 
 #[test]
@@ -572,15 +605,15 @@ fn truncated_body_while_the_daemon_reads_it() {
     // body ends early: its read raises, the client gets 400.
     let case = "truncated body while the daemon reads it";
     let mark = log_mark();
-    let resp = partial_upload(3_000_000, 1_500_000, true);
+    let (resp, tag) = partial_upload(case, 3_000_000, 1_500_000, true);
     assert_eq!(
         status_of(&resp),
         Some(400),
         "{case}: {:?}",
         String::from_utf8_lossy(&resp[..resp.len().min(200)])
     );
-    wait_log(case, mark, "error reading the request body");
-    wait_log(case, mark, "upload-aborted");
+    wait_log_tagged(case, mark, "error reading the request body", Some(&tag));
+    wait_log_tagged(case, mark, "upload-aborted", Some(&tag));
     assert_still_serving(case);
 }
 
@@ -588,9 +621,9 @@ fn truncated_body_while_the_daemon_reads_it() {
 fn client_disconnects_mid_upload() {
     let case = "client disconnects mid-upload";
     let mark = log_mark();
-    partial_upload(3_000_000, 1_500_000, false);
-    wait_log(case, mark, "error reading the request body");
-    wait_log(case, mark, "upload-aborted");
+    let (_, tag) = partial_upload(case, 3_000_000, 1_500_000, false);
+    wait_log_tagged(case, mark, "error reading the request body", Some(&tag));
+    wait_log_tagged(case, mark, "upload-aborted", Some(&tag));
     assert_still_serving(case);
 }
 
@@ -599,6 +632,7 @@ fn client_disconnects_mid_download() {
     for prefix in ["/app", "/emb"] {
         let mark = log_mark();
         let mut s = TcpStream::connect(("127.0.0.1", shared().apache.port())).unwrap();
+        let tag = client_tag(&s);
         s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
         write!(
             s,
@@ -616,12 +650,14 @@ fn client_disconnects_mid_download() {
         drop(s);
         let case = format!("{prefix}: client disconnects mid-download");
         // The module's own line, and the app's generator was closed.
+        // In daemon mode this line comes from the daemon, which does not name the client;
+        // the app's own line below carries the tag.
         wait_log(
             &case,
             mark,
             "Client connection closed while sending the response",
         );
-        wait_log(&case, mark, "download-aborted");
+        wait_log_tagged(&case, mark, "download-aborted", Some(&tag));
     }
     assert_still_serving("client disconnects mid-download");
 }
@@ -937,7 +973,7 @@ fn hanging_generator_ends_by_socket_timeout() {
     let case = "hanging generator";
     let mark = log_mark();
     let start = Instant::now();
-    let resp = get("/app/hang?s=20");
+    let (resp, tag) = get_tagged("/app/hang?s=20");
     let took = start.elapsed();
     assert_eq!(status_of(&resp), Some(200), "{case}");
     assert!(
@@ -946,7 +982,7 @@ fn hanging_generator_ends_by_socket_timeout() {
         String::from_utf8_lossy(&resp)
     );
     assert!(took < Duration::from_secs(15), "{case}: took {took:?}");
-    wait_log(case, mark, "socket-timeout=4");
+    wait_log_tagged(case, mark, "socket-timeout=4", Some(&tag));
     assert_still_serving(case);
 }
 
@@ -955,10 +991,10 @@ fn app_hanging_before_the_head_gets_504() {
     let case = "hanging before the head";
     let start = Instant::now();
     let mark = log_mark();
-    let resp = get("/app/hang-before-head?s=20");
+    let (resp, tag) = get_tagged("/app/hang-before-head?s=20");
     assert_eq!(status_of(&resp), Some(504), "{case}");
     assert!(start.elapsed() < Duration::from_secs(15));
-    wait_log(case, mark, "socket-timeout=4");
+    wait_log_tagged(case, mark, "socket-timeout=4", Some(&tag));
     assert_still_serving(case);
 }
 
@@ -970,12 +1006,19 @@ fn body_shorter_than_content_length_closes_the_connection() {
         let mut s = TcpStream::connect(("127.0.0.1", shared().apache.port())).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
         write!(s, "GET {prefix}/short-body HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
-        std::thread::sleep(Duration::from_millis(300));
+        // The short body has arrived (the request was served) before the next request goes.
+        let mut out = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !body_of(&out).starts_with(b"only ten b") {
+            match s.read(&mut buf) {
+                Ok(n) if n > 0 => out.extend_from_slice(&buf[..n]),
+                _ => break,
+            }
+        }
         let _ = write!(
             s,
             "GET {prefix}/pid HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
         );
-        let mut out = Vec::new();
         let _ = s.read_to_end(&mut out);
         let text = String::from_utf8_lossy(&out);
         assert_eq!(

@@ -163,9 +163,10 @@ fn sigint_restarts_gracefully_and_finishes_the_request_in_flight() {
     let (apache, _) = start("threads=2 graceful-timeout=15", "");
     let pid: i32 = apache.get("/app/pid").text().parse().unwrap();
     let port = apache.port();
-    let slow =
-        std::thread::spawn(move || http::request(port, "GET", "/app/sleep?s=3", &[], b"").unwrap());
-    std::thread::sleep(Duration::from_millis(500));
+    let started = apache.marker("sigint-started");
+    let path = format!("/app/sleep?s=3&started={}", started.display());
+    let slow = std::thread::spawn(move || http::request(port, "GET", &path, &[], b"").unwrap());
+    apache.wait_for_marker(&started, Duration::from_secs(10));
     // SAFETY: SIGINT to the daemon our Apache started.
     unsafe { libc::kill(pid, libc::SIGINT) };
     let resp = slow.join().unwrap();
@@ -316,8 +317,10 @@ fn apache_graceful_restarts_under_load_fail_no_request_and_let_long_requests_fin
     let (apache, _) = start("processes=1 threads=8 graceful-timeout=15", "");
     let port = apache.port();
     // A 6 s request in flight across the restarts (mod_wsgi cuts it after about 3 s).
-    let long = std::thread::spawn(move || http::request(port, "GET", "/app/sleep?s=6", &[], b""));
-    std::thread::sleep(Duration::from_millis(300));
+    let started = apache.marker("long-started");
+    let path = format!("/app/sleep?s=6&started={}", started.display());
+    let long = std::thread::spawn(move || http::request(port, "GET", &path, &[], b""));
+    apache.wait_for_marker(&started, Duration::from_secs(10));
     let report = load(&apache, 8, Duration::from_secs(9), "/app/pid", || {
         for _ in 0..3 {
             std::thread::sleep(Duration::from_millis(2000));
@@ -389,10 +392,10 @@ fn trickling_uploads_do_not_starve_daemon_threads() {
 fn queue_timeout_and_socket_timeout_answer_504() {
     let (apache, _) = start("threads=1 queue-timeout=1 socket-timeout=2", "");
     let port = apache.port();
-    let busy = std::thread::spawn(move || {
-        http::request(port, "GET", "/app/sleep?s=1.8", &[], b"").unwrap()
-    });
-    std::thread::sleep(Duration::from_millis(200));
+    let started = apache.marker("busy-started");
+    let path = format!("/app/sleep?s=1.8&started={}", started.display());
+    let busy = std::thread::spawn(move || http::request(port, "GET", &path, &[], b"").unwrap());
+    apache.wait_for_marker(&started, Duration::from_secs(10));
     // Waits behind the busy thread for longer than queue-timeout.
     let queued = apache.get("/app/pid");
     assert_eq!(queued.status, 504, "{}", apache.error_log());
@@ -432,9 +435,10 @@ fn sigusr1_evicts_after_requests_in_flight_finish() {
     let (apache, _) = start("threads=2 eviction-timeout=10", "");
     let pid: i32 = apache.get("/app/pid").text().parse().unwrap();
     let port = apache.port();
-    let slow =
-        std::thread::spawn(move || http::request(port, "GET", "/app/sleep?s=2", &[], b"").unwrap());
-    std::thread::sleep(Duration::from_millis(300));
+    let started = apache.marker("evict-started");
+    let path = format!("/app/sleep?s=2&started={}", started.display());
+    let slow = std::thread::spawn(move || http::request(port, "GET", &path, &[], b"").unwrap());
+    apache.wait_for_marker(&started, Duration::from_secs(10));
     // SAFETY: SIGUSR1 to the daemon our Apache started.
     unsafe { libc::kill(pid, libc::SIGUSR1) };
     assert_eq!(slow.join().unwrap().status, 200, "{}", apache.error_log());
@@ -483,12 +487,16 @@ fn a_post_whose_daemon_dies_gets_a_clear_502_and_a_get_is_resent() {
     let (apache, _) = start("threads=4", "");
     let pid: i32 = apache.get("/app/pid").text().parse().unwrap();
     let port = apache.port();
+    let (post_started, get_started) = (apache.marker("post-started"), apache.marker("get-started"));
+    let post_path = format!("/app/slowpost?s=3&started={}", post_started.display());
+    let get_path = format!("/app/sleep?s=3&started={}", get_started.display());
     let post = std::thread::spawn(move || {
-        http::request(port, "POST", "/app/slowpost?s=3", &[], b"payload").unwrap()
+        http::request(port, "POST", &post_path, &[], b"payload").unwrap()
     });
-    let get =
-        std::thread::spawn(move || http::request(port, "GET", "/app/sleep?s=3", &[], b"").unwrap());
-    std::thread::sleep(Duration::from_millis(700));
+    let get = std::thread::spawn(move || http::request(port, "GET", &get_path, &[], b"").unwrap());
+    // Both requests are running in the daemon when it is killed.
+    apache.wait_for_marker(&post_started, Duration::from_secs(10));
+    apache.wait_for_marker(&get_started, Duration::from_secs(10));
     // SAFETY: SIGKILL to the daemon our Apache started.
     unsafe { libc::kill(pid, libc::SIGKILL) };
     let post = post.join().unwrap();

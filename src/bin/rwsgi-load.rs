@@ -30,13 +30,13 @@ use clap::Parser;
 )]
 struct Args {
     /// http://host:port/path to request (GET).
-    #[arg(long)]
-    url: String,
-    /// Concurrent clients.
-    #[arg(long, default_value_t = 8)]
-    clients: usize,
-    /// Seconds to run.
-    #[arg(long, default_value_t = 10.0)]
+    #[arg(long, value_parser = parse_url)]
+    url: Target,
+    /// Concurrent clients (1 to 1024).
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    clients: u16,
+    /// Seconds to run (more than 0, at most 3600).
+    #[arg(long, default_value_t = 10.0, value_parser = parse_duration)]
     duration: f64,
     /// Stop after this many requests in all, whatever the time.
     #[arg(long, default_value_t = 1_000_000)]
@@ -44,8 +44,8 @@ struct Args {
     /// What to do during the run: none, touch:FILE, graceful:PIDFILE, restart:PIDFILE or
     /// kill9:PIDFILE (PIDFILE = Apache's PidFile; kill9 kills one mod_rwsgi daemon of that
     /// Apache, a different one each time when there are several).
-    #[arg(long, default_value = "none")]
-    action: String,
+    #[arg(long, default_value = "none", value_parser = parse_action)]
+    action: Action,
     /// How many times to do the action, evenly spread over the run.
     #[arg(long, default_value_t = 3)]
     times: u32,
@@ -66,13 +66,24 @@ enum Action {
     Kill9(PathBuf),
 }
 
+fn parse_duration(text: &str) -> Result<f64, String> {
+    let seconds: f64 = text
+        .parse()
+        .map_err(|_| format!("'{text}' is not a number of seconds"))?;
+    if seconds > 0.0 && seconds <= 3600.0 {
+        Ok(seconds)
+    } else {
+        Err("must be more than 0 and at most 3600 seconds".into())
+    }
+}
+
 fn parse_action(text: &str) -> Result<Action, String> {
     if text == "none" {
         return Ok(Action::None);
     }
     let (kind, arg) = text
         .split_once(':')
-        .ok_or_else(|| format!("--action {text}: expected KIND:PATH or none"))?;
+        .ok_or_else(|| "expected KIND:PATH or none".to_string())?;
     let path = PathBuf::from(arg);
     match kind {
         "touch" => Ok(Action::Touch(path)),
@@ -80,11 +91,12 @@ fn parse_action(text: &str) -> Result<Action, String> {
         "restart" => Ok(Action::Restart(path)),
         "kill9" => Ok(Action::Kill9(path)),
         other => Err(format!(
-            "--action {text}: unknown kind '{other}' (touch, graceful, restart, kill9)"
+            "unknown kind '{other}' (touch, graceful, restart, kill9)"
         )),
     }
 }
 
+#[derive(Debug, Clone)]
 struct Target {
     host: String,
     addr: std::net::SocketAddr,
@@ -94,7 +106,7 @@ struct Target {
 fn parse_url(url: &str) -> Result<Target, String> {
     let rest = url
         .strip_prefix("http://")
-        .ok_or_else(|| format!("--url {url}: only http:// URLs are supported"))?;
+        .ok_or_else(|| "only http:// URLs are supported".to_string())?;
     let (hostport, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, "/"),
@@ -106,14 +118,51 @@ fn parse_url(url: &str) -> Result<Target, String> {
     };
     let addr = with_port
         .to_socket_addrs()
-        .map_err(|e| format!("--url {url}: cannot resolve {hostport}: {e}"))?
+        .map_err(|e| format!("cannot resolve {hostport}: {e}"))?
         .next()
-        .ok_or_else(|| format!("--url {url}: {hostport} has no address"))?;
+        .ok_or_else(|| format!("{hostport} has no address"))?;
     Ok(Target {
         host: hostport.to_string(),
         addr,
         path: path.to_string(),
     })
+}
+
+/// What the load needs of a response head.
+struct Head {
+    status: u16,
+    /// Bytes of the head, up to and including its empty line.
+    len: usize,
+    content_length: Option<usize>,
+    chunked: bool,
+    /// `Connection: close`.
+    close: bool,
+}
+
+/// Parses the response head at the start of `buf` (httparse); None while it is incomplete.
+fn parse_head(buf: &[u8]) -> Result<Option<Head>, String> {
+    let mut slots = [httparse::EMPTY_HEADER; 64];
+    let mut response = httparse::Response::new(&mut slots);
+    let len = match response.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(e) => return Err(format!("bad response head: {e}")),
+    };
+    let status = response.code.ok_or_else(|| "no status line".to_string())?;
+    let header = |name: &str| {
+        response
+            .headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case(name))
+            .map(|h| String::from_utf8_lossy(h.value).trim().to_ascii_lowercase())
+    };
+    Ok(Some(Head {
+        status,
+        len,
+        content_length: header("content-length").and_then(|v| v.parse().ok()),
+        chunked: header("transfer-encoding").is_some_and(|v| v.contains("chunked")),
+        close: header("connection").is_some_and(|v| v == "close"),
+    }))
 }
 
 /// A keep-alive connection and what was read past the last response.
@@ -161,45 +210,37 @@ fn exchange_keepalive(target: &Target, c: &mut KeptConnection) -> Result<(u16, b
     c.stream
         .write_all(request.as_bytes())
         .map_err(|e| format!("send: {e}"))?;
-    let head_end = loop {
-        if let Some(i) = c.pending.windows(4).position(|w| w == b"\r\n\r\n") {
-            break i;
+    let head = loop {
+        if let Some(head) = parse_head(&c.pending)? {
+            break head;
         }
         fill(c)?;
     };
-    let head = String::from_utf8_lossy(&c.pending[..head_end]).into_owned();
-    c.pending.drain(..head_end + 4);
-    let status: u16 = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| "no status line".to_string())?;
-    let header = |name: &str| {
-        head.lines().find_map(|l| {
-            let (n, v) = l.split_once(':')?;
-            n.trim()
-                .eq_ignore_ascii_case(name)
-                .then(|| v.trim().to_ascii_lowercase())
-        })
-    };
-    let keep = header("connection").is_none_or(|v| v != "close");
-    if let Some(len) = header("content-length").and_then(|v| v.parse::<usize>().ok()) {
+    c.pending.drain(..head.len);
+    let status = head.status;
+    let keep = !head.close;
+    if let Some(len) = head.content_length {
         while c.pending.len() < len {
             fill(c).map_err(|e| format!("status {status}, body: {e}"))?;
         }
         c.pending.drain(..len);
-    } else if header("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
+    } else if head.chunked {
         loop {
-            let line_end = loop {
-                if let Some(i) = c.pending.windows(2).position(|w| w == b"\r\n") {
-                    break i;
+            let (line_len, size) = loop {
+                match httparse::parse_chunk_size(&c.pending) {
+                    Ok(httparse::Status::Complete(found)) => break found,
+                    Ok(httparse::Status::Partial) => fill(c)?,
+                    Err(_) => {
+                        let line = c.pending.split(|&b| b == b'\n').next().unwrap_or_default();
+                        return Err(format!(
+                            "bad chunk size {:?}",
+                            String::from_utf8_lossy(line)
+                        ));
+                    }
                 }
-                fill(c)?;
             };
-            let size_text = String::from_utf8_lossy(&c.pending[..line_end]).into_owned();
-            let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)
-                .map_err(|_| format!("bad chunk size {size_text:?}"))?;
-            c.pending.drain(..line_end + 2);
+            let size = usize::try_from(size).map_err(|_| format!("chunk of {size} bytes"))?;
+            c.pending.drain(..line_len);
             while c.pending.len() < size + 2 {
                 fill(c)?;
             }
@@ -249,23 +290,11 @@ fn get(target: &Target, timeout: Duration) -> Result<u16, String> {
     stream
         .read_to_end(&mut response)
         .map_err(|e| format!("receive: {e}"))?;
-    let head_end = response
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
+    let head = parse_head(&response)?
         .ok_or_else(|| format!("incomplete response ({} bytes)", response.len()))?;
-    let head = String::from_utf8_lossy(&response[..head_end]);
-    let status: u16 = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| "no status line".to_string())?;
-    let body = response.len() - head_end - 4;
-    let declared = head.lines().find_map(|l| {
-        let (name, value) = l.split_once(':')?;
-        name.eq_ignore_ascii_case("content-length")
-            .then(|| value.trim().parse::<usize>().ok())
-            .flatten()
-    });
+    let status = head.status;
+    let body = response.len() - head.len;
+    let declared = head.content_length;
     if let Some(len) = declared {
         if body != len {
             return Err(format!(
@@ -377,24 +406,10 @@ fn percentile(sorted: &[u64], p: f64) -> u64 {
 }
 
 fn main() -> ExitCode {
+    // A usage error exits with status 2 (clap's own).
     let args = Args::parse();
-    let setup = (|| -> Result<(Target, Action), String> {
-        if args.clients == 0 || args.clients > 1024 {
-            return Err("--clients must be between 1 and 1024".into());
-        }
-        if !(args.duration > 0.0 && args.duration <= 3600.0) {
-            return Err("--duration must be more than 0 and at most 3600 seconds".into());
-        }
-        Ok((parse_url(&args.url)?, parse_action(&args.action)?))
-    })();
-    let (target, action) = match setup {
-        Ok(v) => v,
-        Err(e) => {
-            eprintln!("rwsgi-load: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let target = Arc::new(target);
+    let action = args.action.clone();
+    let target = Arc::new(args.url.clone());
     let duration = Duration::from_secs_f64(args.duration);
     let timeout = Duration::from_secs_f64(args.timeout.max(0.1));
     let stats = Arc::new(Stats {
@@ -485,5 +500,45 @@ fn main() -> ExitCode {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn response_heads_are_parsed_once_complete() {
+        let full = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello";
+        let head = parse_head(full).unwrap().unwrap();
+        assert_eq!(head.status, 200);
+        assert_eq!(&full[head.len..], b"hello");
+        assert_eq!(head.content_length, Some(5));
+        assert!(head.close && !head.chunked);
+        for cut in [0, 10, full.len() - 7] {
+            assert!(parse_head(&full[..cut]).unwrap().is_none(), "cut at {cut}");
+        }
+        let chunked = b"HTTP/1.1 404 Not Found\r\nTransfer-Encoding: chunked\r\n\r\n";
+        let head = parse_head(chunked).unwrap().unwrap();
+        assert_eq!((head.status, head.chunked, head.close), (404, true, false));
+        assert!(parse_head(b"SSH-2.0-OpenSSH\r\n\r\n").is_err());
+    }
+
+    #[test]
+    fn duration_and_action_values() {
+        assert_eq!(parse_duration("2.5"), Ok(2.5));
+        for bad in ["0", "-1", "3601", "x", "NaN"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+        assert!(matches!(parse_action("none"), Ok(Action::None)));
+        assert!(matches!(
+            parse_action("kill9:/run/a.pid"),
+            Ok(Action::Kill9(_))
+        ));
+        assert_eq!(
+            parse_action("stop:/x").unwrap_err(),
+            "unknown kind 'stop' (touch, graceful, restart, kill9)"
+        );
+        assert!(parse_action("touch").is_err());
     }
 }

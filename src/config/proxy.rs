@@ -8,12 +8,10 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 /// An IPv4 or IPv6 address with a prefix length: `10.0.0.0/8`, `::1`,
 /// `192.168.1.0/255.255.255.0`, or a partial IPv4 address such as `10.1`
 /// (= `10.1.0.0/16`), the forms `apr_ipsubnet_create` accepts. Host bits are
-/// cleared, as APR does.
+/// cleared, as APR does. Parsing is ours (APR's forms, errors naming what is wrong); the
+/// subnet itself and its matching are the `ipnet` crate's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct IpNet {
-    addr: IpAddr,
-    prefix: u8,
-}
+pub struct IpNet(ipnet::IpNet);
 
 impl IpNet {
     /// Parses one address or subnet; the error says what is wrong with it.
@@ -33,7 +31,7 @@ impl IpNet {
                 None => 128,
                 Some(m) => parse_bits(m, 128)?,
             };
-            return Ok(IpNet::new(IpAddr::V6(addr), prefix));
+            return IpNet::new(IpAddr::V6(addr), prefix);
         }
         let (addr, implied) = parse_ipv4_partial(addr_text)?;
         let prefix = match mask_text {
@@ -41,65 +39,42 @@ impl IpNet {
             Some(m) if m.contains('.') => netmask_bits(m)?,
             Some(m) => parse_bits(m, 32)?,
         };
-        Ok(IpNet::new(IpAddr::V4(addr), prefix))
+        IpNet::new(IpAddr::V4(addr), prefix)
     }
 
-    fn new(addr: IpAddr, prefix: u8) -> Self {
-        let addr = match addr {
-            IpAddr::V4(a) => IpAddr::V4(Ipv4Addr::from_bits(a.to_bits() & mask32(prefix))),
-            IpAddr::V6(a) => IpAddr::V6(Ipv6Addr::from_bits(a.to_bits() & mask128(prefix))),
-        };
-        IpNet { addr, prefix }
+    fn new(addr: IpAddr, prefix: u8) -> Result<Self, String> {
+        ipnet::IpNet::new(addr, prefix)
+            .map(|net| IpNet(net.trunc()))
+            .map_err(|_| format!("prefix length {prefix} is too long for {addr}"))
     }
 
     /// The network address (host bits cleared).
     pub fn addr(&self) -> IpAddr {
-        self.addr
+        self.0.network()
     }
 
     /// The prefix length in bits.
     pub fn prefix_len(&self) -> u8 {
-        self.prefix
+        self.0.prefix_len()
     }
 
     /// Whether `ip` is inside this subnet. An IPv4-mapped IPv6 address
     /// (`::ffff:10.1.2.3`) matches an IPv4 subnet, as with APR.
     pub fn contains(&self, ip: IpAddr) -> bool {
-        match (self.addr, ip) {
-            (IpAddr::V4(net), IpAddr::V4(ip)) => {
-                ip.to_bits() & mask32(self.prefix) == net.to_bits()
-            }
-            (IpAddr::V4(net), IpAddr::V6(ip)) => match ip.to_ipv4_mapped() {
-                Some(v4) => v4.to_bits() & mask32(self.prefix) == net.to_bits(),
-                None => false,
+        let ip = match (self.0, ip) {
+            (ipnet::IpNet::V4(_), IpAddr::V6(v6)) => match v6.to_ipv4_mapped() {
+                Some(v4) => IpAddr::V4(v4),
+                None => return false,
             },
-            (IpAddr::V6(net), IpAddr::V6(ip)) => {
-                ip.to_bits() & mask128(self.prefix) == net.to_bits()
-            }
-            (IpAddr::V6(_), IpAddr::V4(_)) => false,
-        }
+            _ => ip,
+        };
+        self.0.contains(&ip)
     }
 }
 
 impl fmt::Display for IpNet {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.addr, self.prefix)
-    }
-}
-
-fn mask32(prefix: u8) -> u32 {
-    if prefix == 0 {
-        0
-    } else {
-        u32::MAX << (32 - u32::from(prefix))
-    }
-}
-
-fn mask128(prefix: u8) -> u128 {
-    if prefix == 0 {
-        0
-    } else {
-        u128::MAX << (128 - u32::from(prefix))
+        self.0.fmt(f)
     }
 }
 
@@ -118,12 +93,7 @@ fn netmask_bits(text: &str) -> Result<u8, String> {
     let mask: Ipv4Addr = text
         .parse()
         .map_err(|_| "expected a netmask like 255.255.255.0 after '/'".to_string())?;
-    let bits = mask.to_bits();
-    let ones = bits.leading_ones();
-    if bits.checked_shl(ones).unwrap_or(0) != 0 {
-        return Err("netmask is not contiguous".into());
-    }
-    Ok(ones as u8)
+    ipnet::ipv4_mask_to_prefix(mask).map_err(|_| "netmask is not contiguous".to_string())
 }
 
 /// A full dotted quad (prefix 32) or 1 to 3 leading octets (prefix 8 per octet).
@@ -783,6 +753,10 @@ mod tests {
             ("::1", "::1/128"),
             ("2001:db8::/32", "2001:db8::/32"),
             ("2001:db8::1/64", "2001:db8::/64"),
+            ("1.2.3.4/0", "0.0.0.0/0"),
+            ("10.1.2.3/255.255.255.255", "10.1.2.3/32"),
+            ("10.1.2.3/0.0.0.0", "0.0.0.0/0"),
+            ("::ffff:10.1.2.3/104", "::ffff:10.0.0.0/104"),
         ];
         for (text, expected) in cases {
             let net = IpNet::parse(text).unwrap_or_else(|e| panic!("{text}: {e}"));
@@ -806,6 +780,8 @@ mod tests {
             "::1/129",
             "2001:db8::g",
             "::1/255.0.0.0",
+            "10.0.0.0/0.255.255.255",
+            "10.0.0.0/+8",
         ] {
             assert!(IpNet::parse(bad).is_err(), "{bad:?} should be rejected");
         }
@@ -825,6 +801,12 @@ mod tests {
             ("2001:db8::/32", "2001:db8:1::5", true),
             ("2001:db8::/32", "2001:db9::5", false),
             ("::1", "127.0.0.1", false),
+            ("::/0", "127.0.0.1", false),
+            ("0.0.0.0/0", "::ffff:8.8.8.8", true),
+            ("0.0.0.0/0", "2001:db8::1", false),
+            ("::ffff:0:0/96", "::ffff:1.2.3.4", true),
+            ("10.1.2.3/32", "10.1.2.3", true),
+            ("10.1.2.3/32", "10.1.2.4", false),
         ];
         for (net, addr, expected) in cases {
             let n = IpNet::parse(net).unwrap();

@@ -18,7 +18,7 @@ use nix::sys::signal::{SigSet, Signal};
 use crate::daemon::control::ControlMessage;
 use crate::daemon::exit::DaemonExit;
 use crate::daemon::spawn::{self, ChildSetup};
-use crate::daemon::worker::{ServeSettings, Server};
+use crate::daemon::worker::{ServeSettings, Server, WAKE_SIGNAL};
 use crate::logging;
 use crate::python::{self, AppHost, InterpreterSettings};
 
@@ -58,10 +58,6 @@ pub struct Timers {
     pub deadlock_timeout: Option<Duration>,
     pub startup_timeout: Option<Duration>,
 }
-
-/// Sent by a worker thread to the main thread: a restart was requested, act now rather
-/// than at the next tick. Otherwise unused by daemons.
-pub const WAKE_SIGNAL: Signal = Signal::SIGURG;
 
 /// Runs the daemon; returns the exit code. The caller must `_exit` with it and never return
 /// into Apache.

@@ -5,9 +5,12 @@
 //! wakes exactly one daemon thread. Connections are registered one-shot (a ready one goes to
 //! one thread only) and re-armed once their request is answered. Idle connections never tie
 //! up a thread, so Apache children may keep connections open across requests.
+//!
+//! This file is the dispatch (threads, epoll, connections, per-request bookkeeping); a
+//! request's reads and writes on its connection are in `request_io`.
 
-use std::collections::{HashMap, VecDeque};
-use std::io::{self, IoSlice, Write};
+use std::collections::HashMap;
+use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -16,10 +19,17 @@ use std::time::{Duration, Instant};
 
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
 use nix::sys::eventfd::{EfdFlags, EventFd};
+use nix::sys::signal::Signal;
 
+use crate::daemon::request_io::{DaemonIo, PushedBody};
 use crate::logging;
-use crate::protocol::{self, Decoder, Frame, FrameKind, Limits, error_code, req_flags};
-use crate::python::{AppHost, Outcome, RequestIo, RequestSpec, RequestTimes, ScriptReloading};
+use crate::protocol::{self, Decoder, Frame, Limits, error_code, req_flags};
+use crate::python::{AppHost, Outcome, RequestSpec, RequestTimes, ScriptReloading};
+
+/// Sent by [`Server::request_restart`] to its own process: the main thread, which waits
+/// for signals, then acts on the restart at once rather than at its next tick. Otherwise
+/// unused by daemons.
+pub const WAKE_SIGNAL: Signal = Signal::SIGURG;
 
 const LISTENER_TOKEN: u64 = 0;
 /// The stop event: readable once the process stops accepting.
@@ -27,13 +37,6 @@ const STOP_TOKEN: u64 = 1;
 /// How long a waiting thread sleeps before it looks at the shared state again on its own: a
 /// safety net only (the stop event and the listener bookkeeping wake threads when needed).
 const WAIT_TIMEOUT_MS: u16 = 10_000;
-/// Response bytes gathered before a write to the socket.
-const OUT_BUFFER: usize = 64 * 1024;
-/// The largest body frame we send (the peer's default limit is 1 MiB).
-const MAX_CHUNK: usize = 1024 * 1024;
-/// Bodies handed over whole up to this size are copied into the output buffer all the same
-/// (cheaper than one more part in the vectored write).
-const OWNED_COPY_MAX: usize = 4 * 1024;
 
 /// Settings the serving loop needs (from the group's WSGIDaemonProcess options).
 #[derive(Clone, Debug)]
@@ -231,10 +234,7 @@ impl Server {
                 self.settings.group,
                 std::process::id()
             ));
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::this(),
-                crate::daemon::process::WAKE_SIGNAL,
-            );
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::this(), WAKE_SIGNAL);
         }
     }
 
@@ -584,7 +584,7 @@ impl Server {
             // or is refused, only once Apache's write is complete.
             let pushed = if head.has_flag(req_flags::BODY_PUSHED) {
                 match protocol::io::read_pushed_body(&mut conn.stream, &mut conn.dec) {
-                    Ok(data) => Some(PushedBody { data, pos: 0 }),
+                    Ok(data) => Some(PushedBody::new(data)),
                     Err(e) if protocol::io::is_peer_closed(&e) => return false,
                     Err(e) => {
                         logging::warning(&format!(
@@ -651,7 +651,12 @@ impl Server {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_micros() as u64)
             .unwrap_or(0);
-        let mut io = DaemonIo::new(conn, self.settings.socket_timeout, pushed);
+        let mut io = DaemonIo::new(
+            &mut conn.stream,
+            &mut conn.dec,
+            self.settings.socket_timeout,
+            pushed,
+        );
         if let Some(limit) = self.settings.queue_timeout {
             let waited =
                 Duration::from_micros(daemon_start_us.saturating_sub(head.request_start_us));
@@ -806,234 +811,6 @@ impl Drop for InFlight<'_> {
     }
 }
 
-/// A request body Apache pushed with the head, and how much of it the app has read.
-struct PushedBody {
-    data: Vec<u8>,
-    pos: usize,
-}
-
-impl PushedBody {
-    /// Up to `max` (at least 1) more bytes; empty once all is read. Reading it all at once
-    /// (the common `read()`) moves the buffer out instead of copying it.
-    fn take(&mut self, max: usize) -> Vec<u8> {
-        let n = (self.data.len() - self.pos).min(max.max(1));
-        if self.pos == 0 && n == self.data.len() {
-            return std::mem::take(&mut self.data); // leaves it empty: read to the end
-        }
-        let chunk = self.data[self.pos..self.pos + n].to_vec();
-        self.pos += n;
-        chunk
-    }
-}
-
-/// The Python host's view of one request on a connection.
-struct DaemonIo<'c> {
-    conn: &'c mut Conn,
-    /// socket-timeout: how long a read of the request body waits for Apache.
-    read_timeout: Duration,
-    /// The request body Apache pushed with the head (all of it), not yet read by the app.
-    pushed: Option<PushedBody>,
-    /// Bytes to write before `out`: earlier parts of `out` and bodies handed over whole
-    /// ([`RequestIo::send_body_owned`]), so a response's head, last body bytes and end go
-    /// out in one vectored write without copying the body again.
-    queued: Vec<Vec<u8>>,
-    out: Vec<u8>,
-    head_sent: bool,
-    failed: bool,
-}
-
-impl<'c> DaemonIo<'c> {
-    fn new(conn: &'c mut Conn, read_timeout: Duration, pushed: Option<PushedBody>) -> DaemonIo<'c> {
-        DaemonIo {
-            conn,
-            read_timeout,
-            pushed,
-            queued: Vec::new(),
-            // Grows on demand up to OUT_BUFFER: most responses are far smaller.
-            out: Vec::new(),
-            head_sent: false,
-            failed: false,
-        }
-    }
-
-    fn write_out(&mut self) -> io::Result<()> {
-        self.write_out_with(&[])
-    }
-
-    /// Writes what is queued and buffered, then `body` as one RespBody frame (nothing more
-    /// when empty), all in one vectored write.
-    fn write_out_with(&mut self, body: &[u8]) -> io::Result<()> {
-        let r = if self.queued.is_empty() && body.is_empty() {
-            if self.out.is_empty() {
-                return Ok(());
-            }
-            self.conn.stream.write_all(&self.out)
-        } else {
-            let header = protocol::encode_header(FrameKind::RespBody, body.len() as u32);
-            let body_parts: [&[u8]; 2] = if body.is_empty() {
-                [&[], &[]]
-            } else {
-                [&header, body]
-            };
-            let mut parts: Vec<IoSlice<'_>> = self
-                .queued
-                .iter()
-                .map(Vec::as_slice)
-                .chain([self.out.as_slice()])
-                .chain(body_parts)
-                .filter(|part| !part.is_empty())
-                .map(IoSlice::new)
-                .collect();
-            protocol::io::write_all_vectored(&mut self.conn.stream, &mut parts)
-        };
-        self.queued.clear();
-        self.out.clear();
-        if r.is_err() {
-            self.failed = true;
-        }
-        r
-    }
-
-    fn push_frame(&mut self, frame: &Frame) -> io::Result<()> {
-        frame
-            .encode(&mut self.out)
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))
-    }
-
-    fn send_error(&mut self, code: u16, message: &[u8]) -> io::Result<()> {
-        self.push_frame(&Frame::Error {
-            code,
-            message: message.to_vec(),
-        })?;
-        self.write_out()
-    }
-
-    fn finish(&mut self) -> io::Result<()> {
-        self.push_frame(&Frame::RespEnd)?;
-        self.write_out()
-    }
-}
-
-impl RequestIo for DaemonIo<'_> {
-    fn read_body(&mut self, max: usize) -> io::Result<Vec<u8>> {
-        if let Some(pushed) = &mut self.pushed {
-            // Already here: no ReadBody round trip.
-            return Ok(pushed.take(max));
-        }
-        let max = max.clamp(1, MAX_CHUNK) as u32;
-        self.push_frame(&Frame::ReadBody { max })?;
-        self.write_out()?;
-        // Waits in poll(): a thread blocked in recv() would be woken for nothing when
-        // Apache reads the ReadBody frame just sent.
-        // (Apache sends no descriptors: any that came would be closed with `fds`.)
-        let mut fds = VecDeque::new();
-        let mut reader = protocol::fd_passing::FdReader {
-            stream: &self.conn.stream,
-            fds: &mut fds,
-            timeout: Some(self.read_timeout),
-            wait_first: true,
-        };
-        match protocol::io::read_frame(&mut reader, &mut self.conn.dec) {
-            Ok(Frame::ReqBody(data)) => Ok(data),
-            Ok(other) => {
-                self.failed = true;
-                Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!(
-                        "expected request body from Apache, got a {} frame",
-                        other.kind()
-                    ),
-                ))
-            }
-            Err(e) => {
-                self.failed = true;
-                Err(e)
-            }
-        }
-    }
-
-    fn send_head(
-        &mut self,
-        status: u16,
-        reason: &[u8],
-        headers: &[(Vec<u8>, Vec<u8>)],
-    ) -> io::Result<()> {
-        protocol::encode_resp_head_into(
-            &mut self.out,
-            status,
-            reason,
-            headers.iter().map(|(k, v)| (k.as_slice(), v.as_slice())),
-        )
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-        self.head_sent = true;
-        Ok(())
-    }
-
-    fn send_body(&mut self, data: &[u8]) -> io::Result<()> {
-        if data.is_empty() {
-            return Ok(());
-        }
-        if self.out.len() + data.len() + protocol::HEADER_LEN <= OUT_BUFFER {
-            self.out.extend_from_slice(&protocol::encode_header(
-                FrameKind::RespBody,
-                data.len() as u32,
-            ));
-            self.out.extend_from_slice(data);
-            return Ok(());
-        }
-        // The first chunk leaves with what is buffered (usually the head): one write.
-        let mut chunks = data.chunks(MAX_CHUNK);
-        self.write_out_with(chunks.next().unwrap_or_default())?;
-        for chunk in chunks {
-            if let Err(e) =
-                protocol::io::write_body(&mut self.conn.stream, FrameKind::RespBody, chunk)
-            {
-                self.failed = true;
-                return Err(e);
-            }
-        }
-        Ok(())
-    }
-
-    /// Small bodies are copied into `out`; a larger one is queued as it is, behind its frame
-    /// header, and goes out with what follows it (usually just the response's end).
-    fn send_body_owned(&mut self, data: Vec<u8>) -> io::Result<()> {
-        if data.len() <= OWNED_COPY_MAX || data.len() > MAX_CHUNK {
-            return self.send_body(&data);
-        }
-        self.out.extend_from_slice(&protocol::encode_header(
-            FrameKind::RespBody,
-            data.len() as u32,
-        ));
-        self.queued.push(std::mem::take(&mut self.out));
-        self.queued.push(data);
-        Ok(())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.push_frame(&Frame::Flush)?;
-        self.write_out()
-    }
-
-    /// The file goes to Apache as a descriptor (SCM_RIGHTS) with a RespFile frame; Apache
-    /// sends it like a static file, so its bytes never pass through this process.
-    fn send_file(&mut self, fd: RawFd, offset: u64, len: u64) -> io::Result<bool> {
-        if !self.queued.is_empty() {
-            self.write_out()?;
-        }
-        self.push_frame(&Frame::RespFile {
-            offset,
-            length: len,
-        })?;
-        let result = protocol::fd_passing::write_all_with_fd(&mut self.conn.stream, &self.out, fd);
-        self.out.clear();
-        if result.is_err() {
-            self.failed = true;
-        }
-        result.map(|()| true)
-    }
-}
-
 impl AsFd for Server {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.listener.as_fd()
@@ -1043,7 +820,7 @@ impl AsFd for Server {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Read;
+    use std::io::{Read, Write};
 
     /// A server without Python, so every request is answered with an APP_LOAD_FAILED error
     /// frame: enough to exercise the threads, the epoll hand-offs and stopping.
@@ -1106,12 +883,11 @@ mod tests {
     /// busy and are accepted once one is free), and stop_accepting ends all threads at once
     /// (well before their 10 s epoll timeout) and closes the idle connections.
     fn serve_then_stop(processes: usize) {
-        let dir = std::env::temp_dir().join(format!(
-            "rwsgi-worker-tests-{}-{processes}",
-            std::process::id()
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        let tmp = tempfile::Builder::new()
+            .prefix("rwsgi-worker-tests-")
+            .tempdir()
+            .unwrap();
+        let dir = tmp.path().to_path_buf();
         let (server, handles) = start_server(&dir, processes, 3);
         let clients: Vec<_> = (0..8)
             .map(|_| {
@@ -1155,7 +931,6 @@ mod tests {
                 "idle connection left open"
             );
         }
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
@@ -1172,34 +947,6 @@ mod tests {
         assert_eq!(active.load(Ordering::SeqCst), 0);
         assert_eq!(busy.load(Ordering::SeqCst), 0);
         assert_ne!(last.load(Ordering::SeqCst), 0);
-    }
-
-    #[test]
-    fn pushed_body_is_read_in_pieces_or_taken_whole() {
-        let body: Vec<u8> = (0..100u8).collect();
-        let mut whole = PushedBody {
-            data: body.clone(),
-            pos: 0,
-        };
-        assert_eq!(whole.take(1 << 16), body);
-        assert!(whole.take(1 << 16).is_empty());
-        let mut pieces = PushedBody {
-            data: body.clone(),
-            pos: 0,
-        };
-        let mut got = Vec::new();
-        loop {
-            let piece = pieces.take(7);
-            if piece.is_empty() {
-                break;
-            }
-            assert!(piece.len() <= 7);
-            got.extend_from_slice(&piece);
-        }
-        assert_eq!(got, body);
-        // A read of 0 still makes progress (wsgi.input never asks for 0).
-        let mut zero = PushedBody { data: body, pos: 0 };
-        assert_eq!(zero.take(0).len(), 1);
     }
 
     #[test]

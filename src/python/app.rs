@@ -219,7 +219,7 @@ impl AppHost {
                     "{}Forcing restart of daemon process '{}' due to modification of script \
                      '{path}'. Reason: {why}.",
                     log_prefix(),
-                    super::interpreter::process_info().process_group
+                    super::settings::process_info().process_group
                 ),
             );
             return Outcome::ReloadRequired;

@@ -9,7 +9,7 @@ use pyo3::types::{PyDict, PyString};
 use pyo3::{PyTypeInfo, intern};
 
 use super::file_wrapper::FileWrapper;
-use super::interpreter::process_info;
+use super::settings::process_info;
 use super::{MOD_WSGI_VERSION, RequestSpec};
 
 static BASE: PyOnceLock<Py<PyDict>> = PyOnceLock::new();

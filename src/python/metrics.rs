@@ -417,7 +417,7 @@ pub(crate) fn request_metrics(py: Python<'_>) -> PyResult<Option<Bound<'_, PyDic
     let d = PyDict::new(py);
     let n = w.request_count;
     let mean = |p: &Phase| if n == 0 { 0.0 } else { p.total / n as f64 };
-    let daemon_mode = !super::interpreter::process_info().process_group.is_empty();
+    let daemon_mode = !super::settings::process_info().process_group.is_empty();
     d.set_item("pid", std::process::id())?;
     d.set_item("start_time", secs(w.start_us))?;
     d.set_item("stop_time", secs(stop_us))?;

@@ -28,6 +28,7 @@ mod log_object;
 mod metrics;
 mod modwsgi;
 mod request;
+mod settings;
 mod signal_intercept;
 mod start_response;
 
@@ -39,10 +40,10 @@ use crate::logging::Level;
 pub use app::AppHost;
 pub use diagnostics::{gil_heartbeat, interrupt_thread, thread_stacks};
 pub use interpreter::{
-    FREE_THREADED_BUILD, InterpreterSettings, free_threading_warning, initialize,
-    run_shutdown_callbacks, shutdown,
+    FREE_THREADED_BUILD, free_threading_warning, initialize, run_shutdown_callbacks, shutdown,
 };
 pub use log_object::install_restricted_stdout;
+pub use settings::InterpreterSettings;
 
 /// The version of mod_wsgi whose behaviour this host reproduces; exposed as
 /// `mod_wsgi.version` and `environ['mod_wsgi.version']`.
@@ -160,7 +161,7 @@ pub(crate) fn log_detached(py: pyo3::Python<'_>, level: Level, msg: &str) {
 /// "(wsgi:group) " in a daemon process, "" when embedded: the prefix of this layer's own
 /// messages (application output lines are logged as written).
 pub(crate) fn log_prefix() -> &'static str {
-    interpreter::process_info().log_prefix.as_str()
+    settings::process_info().log_prefix.as_str()
 }
 
 /// Where a script runs, as mod_wsgi names it in its log lines: "main interpreter of daemon
@@ -172,7 +173,7 @@ pub(crate) fn interp_context(app_group: &str) -> String {
     } else {
         format!("main interpreter (application group '{app_group}')")
     };
-    let group = &interpreter::process_info().process_group;
+    let group = &settings::process_info().process_group;
     if group.is_empty() {
         format!("{interp} in embedded mode")
     } else {

@@ -12,7 +12,7 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyList, PyModule, PyTuple};
 
 use super::file_wrapper::FileWrapper;
-use super::interpreter::ProcessInfo;
+use super::settings::ProcessInfo;
 use super::{MOD_WSGI_VERSION, format_exception, log_detached, log_prefix};
 use crate::logging::Level;
 

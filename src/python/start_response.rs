@@ -243,7 +243,7 @@ pub(crate) fn parse_headers(value: &Bound<'_, PyAny>) -> PyResult<(Headers, Opti
                 show(&value)
             )));
         }
-        let limit = super::interpreter::process_info().header_buffer_size;
+        let limit = super::settings::process_info().header_buffer_size;
         let line = name.len() + 2 + value.len();
         if limit > 0 && line > limit {
             return Err(PyValueError::new_err(format!(

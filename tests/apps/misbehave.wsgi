@@ -32,6 +32,11 @@ class RaisingIter:
         raise RuntimeError("iter-raises: __iter__ failed on purpose")
 
 
+def _client(environ):
+    """The tag tests/bad_input.rs looks for: the same words Apache logs for the connection."""
+    return "client %s:%s" % (environ.get("REMOTE_ADDR", "?"), environ.get("REMOTE_PORT", "?"))
+
+
 def application(environ, start_response):
     path = environ.get("PATH_INFO", "")
     q = _query(environ)
@@ -53,9 +58,12 @@ def application(environ, start_response):
                 chunk = environ["wsgi.input"].read(65536)
                 if not chunk:
                     break
+                if not total:
+                    print("upload-reading (%s)" % _client(environ), file=sys.stderr)
                 total += len(chunk)
         except OSError as e:
-            print("upload-aborted: read failed after %d bytes: %s" % (total, e), file=sys.stderr)
+            print("upload-aborted (%s): read failed after %d bytes: %s" % (_client(environ), total, e),
+                  file=sys.stderr)
             raise
         return _ok(start_response, b"%d" % total)
     if path == "/download":
@@ -66,7 +74,8 @@ def application(environ, start_response):
                     yield b"d" * 65536
                     time.sleep(0.01)
             except GeneratorExit:
-                print("download-aborted: client went away mid-download", file=sys.stderr)
+                print("download-aborted (%s): client went away mid-download" % _client(environ),
+                      file=sys.stderr)
                 raise
         start_response("200 OK", [("Content-Type", "application/octet-stream"),
                                   ("Content-Length", str(n * 65536))])

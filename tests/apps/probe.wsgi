@@ -42,6 +42,13 @@ class ClosingIterable:
             f.write("closed")
 
 
+def _mark_started(q):
+    """?started=PATH: the request reached the app (tests wait for this file, not a sleep)."""
+    if "started" in q:
+        with open(q["started"], "w") as f:
+            f.write(str(os.getpid()))
+
+
 def application(environ, start_response):
     path = environ.get("PATH_INFO", "")
     q = _query(environ)
@@ -123,6 +130,7 @@ def application(environ, start_response):
         return [b"end"]
     if path == "/sleep":
         start = time.time()
+        _mark_started(q)
         time.sleep(float(q.get("s", "1")))
         return _text(start_response, json.dumps({"pid": os.getpid(), "thread": threading.get_ident(),
                                                   "start": start, "end": time.time()}))
@@ -218,6 +226,7 @@ def application(environ, start_response):
         return _text(start_response, getattr(mod, "MARKER", mod.__name__))
     if path == "/slowpost":
         data = environ["wsgi.input"].read()
+        _mark_started(q)
         time.sleep(float(q.get("s", "3")))
         return _text(start_response, "posted %d bytes" % len(data))
     if path == "/gil":

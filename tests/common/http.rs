@@ -85,36 +85,50 @@ pub fn raw_request(port: u16, raw: &[u8], head_only: bool) -> io::Result<Respons
     read_response(BufReader::new(stream), head_only)
 }
 
+/// Reads one response (head with httparse, then the body by its framing); reads no further
+/// than the response's end when it has a length or is chunked, so `reader` may carry on
+/// with the next response of a keep-alive connection.
 pub fn read_response<R: Read>(mut reader: BufReader<R>, head_only: bool) -> io::Result<Response> {
-    let mut line = String::new();
-    reader.read_line(&mut line)?;
-    let status: u16 = line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("bad status line {line:?}"),
-            )
-        })?;
-    let mut headers = Vec::new();
+    let invalid = |what: String| io::Error::new(io::ErrorKind::InvalidData, what);
+    // The head, line by line up to its empty line: nothing of the body is consumed.
+    let mut head = Vec::new();
     loop {
-        let mut h = String::new();
-        if reader.read_line(&mut h)? == 0 {
+        if reader.read_until(b'\n', &mut head)? == 0 {
             return Err(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
                 "EOF in headers",
             ));
         }
-        let h = h.trim_end_matches(['\r', '\n']);
-        if h.is_empty() {
+        if head.ends_with(b"\r\n\r\n") || head.ends_with(b"\n\n") {
             break;
         }
-        if let Some((k, v)) = h.split_once(':') {
-            headers.push((k.trim().to_string(), v.trim().to_string()));
+    }
+    let mut slots = [httparse::EMPTY_HEADER; 128];
+    let mut parsed = httparse::Response::new(&mut slots);
+    match parsed.parse(&head) {
+        Ok(httparse::Status::Complete(_)) => {}
+        Ok(httparse::Status::Partial) => return Err(invalid("incomplete response head".into())),
+        Err(e) => {
+            let first = head.split(|&b| b == b'\n').next().unwrap_or_default();
+            return Err(invalid(format!(
+                "bad response head ({e}), status line {:?}",
+                String::from_utf8_lossy(first)
+            )));
         }
     }
+    let status = parsed
+        .code
+        .ok_or_else(|| invalid("no status code".into()))?;
+    let headers = parsed
+        .headers
+        .iter()
+        .map(|h| {
+            (
+                h.name.to_string(),
+                String::from_utf8_lossy(h.value).trim().to_string(),
+            )
+        })
+        .collect();
     let mut resp = Response {
         status,
         headers,
@@ -128,18 +142,34 @@ pub fn read_response<R: Read>(mut reader: BufReader<R>, head_only: bool) -> io::
         .is_some_and(|v| v.eq_ignore_ascii_case("chunked"))
     {
         loop {
-            let mut size_line = String::new();
-            if reader.read_line(&mut size_line)? == 0 {
+            let mut size_line = Vec::new();
+            if reader.read_until(b'\n', &mut size_line)? == 0 {
                 return Err(io::Error::new(
                     io::ErrorKind::UnexpectedEof,
                     "EOF in chunked body",
                 ));
             }
-            let size = usize::from_str_radix(size_line.trim().split(';').next().unwrap_or(""), 16)
-                .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "bad chunk size"))?;
+            let size = match httparse::parse_chunk_size(&size_line) {
+                Ok(httparse::Status::Complete((_, size))) => usize::try_from(size)
+                    .map_err(|_| invalid(format!("chunk size {size} too large")))?,
+                _ => {
+                    return Err(invalid(format!(
+                        "bad chunk size {:?}",
+                        String::from_utf8_lossy(&size_line)
+                    )));
+                }
+            };
             if size == 0 {
-                let mut trailer = String::new();
-                reader.read_line(&mut trailer)?;
+                // Trailer fields, if any, up to the empty line.
+                loop {
+                    let mut trailer = Vec::new();
+                    if reader.read_until(b'\n', &mut trailer)? == 0
+                        || trailer == b"\r\n"
+                        || trailer == b"\n"
+                    {
+                        break;
+                    }
+                }
                 break;
             }
             let start = resp.body.len();

@@ -94,28 +94,29 @@ pub fn free_port() -> u16 {
 }
 
 /// A temporary directory readable by www-data (daemons read apps from it after setuid),
-/// removed on drop.
-pub struct TempDir(PathBuf);
+/// removed on drop unless the test failed (its logs stay for a look).
+pub struct TempDir(Option<tempfile::TempDir>);
 
 impl TempDir {
     pub fn new(tag: &str) -> TempDir {
-        static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        let dir = std::env::temp_dir().join(format!("rwsgi-{tag}-{}-{n}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).expect("create temp dir");
-        fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
-        TempDir(dir)
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("rwsgi-{tag}-"))
+            .tempdir()
+            .expect("create temp dir");
+        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+        TempDir(Some(dir))
     }
     pub fn path(&self) -> &Path {
-        &self.0
+        self.0.as_ref().expect("present until drop").path()
     }
 }
 
 impl Drop for TempDir {
     fn drop(&mut self) {
-        if !std::thread::panicking() {
-            let _ = fs::remove_dir_all(&self.0);
+        if let Some(dir) = self.0.take() {
+            if std::thread::panicking() {
+                let _ = dir.keep();
+            }
         }
     }
 }
@@ -443,6 +444,27 @@ impl Apache {
     }
 
     /// Waits until `pred` holds for the error log (bounded), returning the log.
+    /// A path for an app's "the request got here" marker (probe.wsgi's `started=`), unique
+    /// within this Apache's test directory.
+    pub fn marker(&self, name: &str) -> PathBuf {
+        self.config.markers_dir().join(name)
+    }
+
+    /// Waits (bounded) until the app wrote `marker`; panics with the error log otherwise.
+    pub fn wait_for_marker(&self, marker: &Path, limit: Duration) {
+        let start = Instant::now();
+        while !marker.exists() {
+            if start.elapsed() > limit {
+                panic!(
+                    "{} did not appear within {limit:?}:\n{}",
+                    marker.display(),
+                    self.error_log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     pub fn wait_for_log(&self, what: &str, limit: Duration) -> String {
         let start = Instant::now();
         loop {

@@ -1,0 +1,294 @@
+//! Request I/O inside a daemon: the Python host's view of one request on a connection from
+//! Apache ([`DaemonIo`], a [`RequestIo`]). It reads the request body (pushed with the head, or
+//! asked for with ReadBody frames) and gathers the response into as few writes as it can: the
+//! head, small bodies and the end go out together, large bodies as their own frames, files as
+//! descriptors.
+
+use std::collections::VecDeque;
+use std::io::{self, IoSlice, Write};
+use std::os::fd::RawFd;
+use std::os::unix::net::UnixStream;
+use std::time::Duration;
+
+use crate::protocol::{self, Decoder, Frame, FrameKind};
+use crate::python::RequestIo;
+
+/// Response bytes gathered before a write to the socket.
+const OUT_BUFFER: usize = 64 * 1024;
+/// The largest body frame we send (the peer's default limit is 1 MiB).
+const MAX_CHUNK: usize = 1024 * 1024;
+/// Bodies handed over whole up to this size are copied into the output buffer all the same
+/// (cheaper than one more part in the vectored write).
+const OWNED_COPY_MAX: usize = 4 * 1024;
+
+/// A request body Apache pushed with the head, and how much of it the app has read.
+pub(super) struct PushedBody {
+    data: Vec<u8>,
+    pos: usize,
+}
+
+impl PushedBody {
+    pub(super) fn new(data: Vec<u8>) -> PushedBody {
+        PushedBody { data, pos: 0 }
+    }
+
+    /// Up to `max` (at least 1) more bytes; empty once all is read. Reading it all at once
+    /// (the common `read()`) moves the buffer out instead of copying it.
+    fn take(&mut self, max: usize) -> Vec<u8> {
+        let n = (self.data.len() - self.pos).min(max.max(1));
+        if self.pos == 0 && n == self.data.len() {
+            return std::mem::take(&mut self.data); // leaves it empty: read to the end
+        }
+        let chunk = self.data[self.pos..self.pos + n].to_vec();
+        self.pos += n;
+        chunk
+    }
+}
+
+/// The Python host's view of one request on a connection.
+pub(super) struct DaemonIo<'c> {
+    stream: &'c mut UnixStream,
+    /// The connection's frame decoder (it may hold the start of the next request).
+    dec: &'c mut Decoder,
+    /// socket-timeout: how long a read of the request body waits for Apache.
+    read_timeout: Duration,
+    /// The request body Apache pushed with the head (all of it), not yet read by the app.
+    pushed: Option<PushedBody>,
+    /// Bytes to write before `out`: earlier parts of `out` and bodies handed over whole
+    /// ([`RequestIo::send_body_owned`]), so a response's head, last body bytes and end go
+    /// out in one vectored write without copying the body again.
+    queued: Vec<Vec<u8>>,
+    out: Vec<u8>,
+    pub(super) head_sent: bool,
+    pub(super) failed: bool,
+}
+
+impl<'c> DaemonIo<'c> {
+    pub(super) fn new(
+        stream: &'c mut UnixStream,
+        dec: &'c mut Decoder,
+        read_timeout: Duration,
+        pushed: Option<PushedBody>,
+    ) -> DaemonIo<'c> {
+        DaemonIo {
+            stream,
+            dec,
+            read_timeout,
+            pushed,
+            queued: Vec::new(),
+            // Grows on demand up to OUT_BUFFER: most responses are far smaller.
+            out: Vec::new(),
+            head_sent: false,
+            failed: false,
+        }
+    }
+
+    fn write_out(&mut self) -> io::Result<()> {
+        self.write_out_with(&[])
+    }
+
+    /// Writes what is queued and buffered, then `body` as one RespBody frame (nothing more
+    /// when empty), all in one vectored write.
+    fn write_out_with(&mut self, body: &[u8]) -> io::Result<()> {
+        let r = if self.queued.is_empty() && body.is_empty() {
+            if self.out.is_empty() {
+                return Ok(());
+            }
+            self.stream.write_all(&self.out)
+        } else {
+            let header = protocol::encode_header(FrameKind::RespBody, body.len() as u32);
+            let body_parts: [&[u8]; 2] = if body.is_empty() {
+                [&[], &[]]
+            } else {
+                [&header, body]
+            };
+            let mut parts: Vec<IoSlice<'_>> = self
+                .queued
+                .iter()
+                .map(Vec::as_slice)
+                .chain([self.out.as_slice()])
+                .chain(body_parts)
+                .filter(|part| !part.is_empty())
+                .map(IoSlice::new)
+                .collect();
+            protocol::io::write_all_vectored(&mut *self.stream, &mut parts)
+        };
+        self.queued.clear();
+        self.out.clear();
+        if r.is_err() {
+            self.failed = true;
+        }
+        r
+    }
+
+    fn push_frame(&mut self, frame: &Frame) -> io::Result<()> {
+        frame
+            .encode(&mut self.out)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))
+    }
+
+    pub(super) fn send_error(&mut self, code: u16, message: &[u8]) -> io::Result<()> {
+        self.push_frame(&Frame::Error {
+            code,
+            message: message.to_vec(),
+        })?;
+        self.write_out()
+    }
+
+    pub(super) fn finish(&mut self) -> io::Result<()> {
+        self.push_frame(&Frame::RespEnd)?;
+        self.write_out()
+    }
+}
+
+impl RequestIo for DaemonIo<'_> {
+    fn read_body(&mut self, max: usize) -> io::Result<Vec<u8>> {
+        if let Some(pushed) = &mut self.pushed {
+            // Already here: no ReadBody round trip.
+            return Ok(pushed.take(max));
+        }
+        let max = max.clamp(1, MAX_CHUNK) as u32;
+        self.push_frame(&Frame::ReadBody { max })?;
+        self.write_out()?;
+        // Waits in poll(): a thread blocked in recv() would be woken for nothing when
+        // Apache reads the ReadBody frame just sent.
+        // (Apache sends no descriptors: any that came would be closed with `fds`.)
+        let mut fds = VecDeque::new();
+        let mut reader = protocol::fd_passing::FdReader {
+            stream: &*self.stream,
+            fds: &mut fds,
+            timeout: Some(self.read_timeout),
+            wait_first: true,
+        };
+        match protocol::io::read_frame(&mut reader, &mut *self.dec) {
+            Ok(Frame::ReqBody(data)) => Ok(data),
+            Ok(other) => {
+                self.failed = true;
+                Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!(
+                        "expected request body from Apache, got a {} frame",
+                        other.kind()
+                    ),
+                ))
+            }
+            Err(e) => {
+                self.failed = true;
+                Err(e)
+            }
+        }
+    }
+
+    fn send_head(
+        &mut self,
+        status: u16,
+        reason: &[u8],
+        headers: &[(Vec<u8>, Vec<u8>)],
+    ) -> io::Result<()> {
+        protocol::encode_resp_head_into(
+            &mut self.out,
+            status,
+            reason,
+            headers.iter().map(|(k, v)| (k.as_slice(), v.as_slice())),
+        )
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        self.head_sent = true;
+        Ok(())
+    }
+
+    fn send_body(&mut self, data: &[u8]) -> io::Result<()> {
+        if data.is_empty() {
+            return Ok(());
+        }
+        if self.out.len() + data.len() + protocol::HEADER_LEN <= OUT_BUFFER {
+            self.out.extend_from_slice(&protocol::encode_header(
+                FrameKind::RespBody,
+                data.len() as u32,
+            ));
+            self.out.extend_from_slice(data);
+            return Ok(());
+        }
+        // The first chunk leaves with what is buffered (usually the head): one write.
+        let mut chunks = data.chunks(MAX_CHUNK);
+        self.write_out_with(chunks.next().unwrap_or_default())?;
+        for chunk in chunks {
+            if let Err(e) = protocol::io::write_body(&mut *self.stream, FrameKind::RespBody, chunk)
+            {
+                self.failed = true;
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    /// Small bodies are copied into `out`; a larger one is queued as it is, behind its frame
+    /// header, and goes out with what follows it (usually just the response's end).
+    fn send_body_owned(&mut self, data: Vec<u8>) -> io::Result<()> {
+        if data.len() <= OWNED_COPY_MAX || data.len() > MAX_CHUNK {
+            return self.send_body(&data);
+        }
+        self.out.extend_from_slice(&protocol::encode_header(
+            FrameKind::RespBody,
+            data.len() as u32,
+        ));
+        self.queued.push(std::mem::take(&mut self.out));
+        self.queued.push(data);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.push_frame(&Frame::Flush)?;
+        self.write_out()
+    }
+
+    /// The file goes to Apache as a descriptor (SCM_RIGHTS) with a RespFile frame; Apache
+    /// sends it like a static file, so its bytes never pass through this process.
+    fn send_file(&mut self, fd: RawFd, offset: u64, len: u64) -> io::Result<bool> {
+        if !self.queued.is_empty() {
+            self.write_out()?;
+        }
+        self.push_frame(&Frame::RespFile {
+            offset,
+            length: len,
+        })?;
+        let result = protocol::fd_passing::write_all_with_fd(&mut *self.stream, &self.out, fd);
+        self.out.clear();
+        if result.is_err() {
+            self.failed = true;
+        }
+        result.map(|()| true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pushed_body_is_read_in_pieces_or_taken_whole() {
+        let body: Vec<u8> = (0..100u8).collect();
+        let mut whole = PushedBody {
+            data: body.clone(),
+            pos: 0,
+        };
+        assert_eq!(whole.take(1 << 16), body);
+        assert!(whole.take(1 << 16).is_empty());
+        let mut pieces = PushedBody {
+            data: body.clone(),
+            pos: 0,
+        };
+        let mut got = Vec::new();
+        loop {
+            let piece = pieces.take(7);
+            if piece.is_empty() {
+                break;
+            }
+            assert!(piece.len() <= 7);
+            got.extend_from_slice(&piece);
+        }
+        assert_eq!(got, body);
+        // A read of 0 still makes progress (wsgi.input never asks for 0).
+        let mut zero = PushedBody { data: body, pos: 0 };
+        assert_eq!(zero.take(0).len(), 1);
+    }
+}

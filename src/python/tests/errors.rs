@@ -1,0 +1,184 @@
+//! Application errors: 500s, tracebacks, bad body items, client gone, panics.
+
+use super::*;
+
+#[test]
+fn exception_before_head_gives_500_and_one_traceback_log() {
+    let host = host();
+    let path = script(
+        "raise500",
+        r#"
+def application(environ, start_response):
+    start_response('200 OK', [('X-Never', 'sent')])
+    raise ValueError('marker-500')
+"#,
+    );
+    let mut io = FakeIo::new();
+    assert_eq!(
+        request(&host, &path, "/", &mut io),
+        Outcome::AppError { head_sent: false }
+    );
+    let (code, _) = io.status().expect("a 500 head");
+    assert_eq!(code, 500);
+    assert!(
+        io.headers()
+            .iter()
+            .any(|(n, v)| n == "Content-Type" && v.starts_with("text/html"))
+    );
+    assert!(io.body_text().contains("<h1>Internal Server Error</h1>"));
+    let logged = logs_with(&format!(
+        "exception raised processing WSGI script '{path}' for main interpreter of daemon process 'pytest'."
+    ));
+    assert_eq!(logged.len(), 1, "{}", dump(&path));
+    let (level, msg) = &logged[0];
+    assert_eq!(*level, Level::Error);
+    assert!(
+        msg.contains("\nTraceback (most recent call last):\n"),
+        "{msg}"
+    );
+    assert!(msg.contains("ValueError: marker-500"), "{msg}");
+    // The same thread keeps serving.
+    let ok = script(
+        "after500",
+        "def application(e, sr):\n    sr('200 OK', [])\n    return [b'ok']\n",
+    );
+    assert_ok(&host, &ok, "/", &mut FakeIo::new());
+}
+
+#[test]
+fn bad_body_items_are_type_errors() {
+    let host = host();
+    let path = script(
+        "badbody",
+        r#"
+def application(environ, start_response):
+    start_response('200 OK', [])
+    if environ['PATH_INFO'] == '/str':
+        return ['text']
+    if environ['PATH_INFO'] == '/mixed':
+        return [b'a', 'b']
+    def gen():
+        yield b'a'
+        yield bytearray(b'b')
+    return gen()
+"#,
+    );
+    for path_info in ["/str", "/mixed"] {
+        let mut io = FakeIo::new();
+        assert_eq!(
+            request(&host, &path, path_info, &mut io),
+            Outcome::AppError { head_sent: false }
+        );
+        assert_eq!(io.status().map(|s| s.0), Some(500), "{path_info}");
+    }
+    let mut io = FakeIo::new();
+    assert_eq!(
+        request(&host, &path, "/gen", &mut io),
+        Outcome::AppError { head_sent: true }
+    );
+    assert_eq!(io.body_text(), "a");
+    let logged = logs_with(&format!(
+        "exception raised processing WSGI script '{path}' for main interpreter of daemon process 'pytest'."
+    ));
+    assert_eq!(logged.len(), 3, "{}", dump(&path));
+    assert!(
+        logged
+            .iter()
+            .all(|(_, m)| m.contains("TypeError: sequence of byte string values expected"))
+    );
+    assert!(
+        logged
+            .iter()
+            .any(|(_, m)| m.contains("value of type bytearray found"))
+    );
+}
+
+#[test]
+fn none_result_and_missing_start_response_are_errors() {
+    let host = host();
+    let path = script(
+        "nostart",
+        r#"
+def application(environ, start_response):
+    if environ['PATH_INFO'] == '/none':
+        start_response('200 OK', [])
+        return None
+    if environ['PATH_INFO'] == '/empty':
+        return []
+    return [b'body without start_response']
+"#,
+    );
+    for (path_info, needle) in [
+        ("/none", "'NoneType' object is not iterable"),
+        ("/empty", "start_response"),
+        ("/body", "start_response"),
+    ] {
+        let mut io = FakeIo::new();
+        assert_eq!(
+            request(&host, &path, path_info, &mut io),
+            Outcome::AppError { head_sent: false }
+        );
+        assert_eq!(io.status().map(|s| s.0), Some(500), "{path_info}");
+        assert!(!io.body_text().contains("body without"), "{path_info}");
+        let logged = logs_with(&format!(
+            "exception raised processing WSGI script '{path}' for main interpreter of daemon process 'pytest'."
+        ));
+        assert!(
+            logged.iter().any(|(_, m)| m.contains(needle)),
+            "{path_info}: {}",
+            dump(&path)
+        );
+    }
+}
+
+#[test]
+fn client_gone_during_write_propagated_by_the_app() {
+    let host = host();
+    let path = script(
+        "writegone",
+        r#"
+def application(environ, start_response):
+    write = start_response('200 OK', [])
+    write(b'data')
+    return [b'never']
+"#,
+    );
+    let mut io = FakeIo {
+        fail_body: true,
+        ..FakeIo::new()
+    };
+    assert_eq!(
+        request(&host, &path, "/", &mut io),
+        Outcome::ClientGone,
+        "{}",
+        dump(&path)
+    );
+    let logged = logs_with(&format!(
+        "Client connection closed while sending the response of WSGI script '{path}'"
+    ));
+    assert_eq!(logged.len(), 1, "{}", dump(&path));
+    assert!(
+        logged[0].1.contains("failed to write response data"),
+        "{}",
+        logged[0].1
+    );
+}
+
+#[test]
+fn a_panicking_io_becomes_app_error_and_the_thread_keeps_serving() {
+    let host = host();
+    let path = script(
+        "panic",
+        "def application(e, sr):\n    sr('200 OK', [])\n    return [b'ok']\n",
+    );
+    let mut io = FakeIo {
+        panic_on_body: true,
+        ..FakeIo::new()
+    };
+    assert_eq!(
+        request(&host, &path, "/", &mut io),
+        Outcome::AppError { head_sent: true }
+    );
+    assert_eq!(logs_with("fake io panics in send_body").len(), 1);
+    assert_ok(&host, &path, "/", &mut FakeIo::new());
+}

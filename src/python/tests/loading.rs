@@ -1,0 +1,384 @@
+//! Loading scripts: load failures, reload hooks, application groups, preload.
+
+use super::*;
+
+#[test]
+fn callable_object_and_missing_callable() {
+    let host = host();
+    let path = script(
+        "callable",
+        r#"
+def app2(environ, start_response):
+    start_response('200 OK', [])
+    return [environ['mod_wsgi.callable_object'].encode()]
+"#,
+    );
+    let env = env(&[]);
+    let mut io = FakeIo::new();
+    let spec2 = RequestSpec {
+        callable: "app2",
+        ..spec(&path, &env)
+    };
+    assert_eq!(
+        host.handle(&spec2, &mut io),
+        Outcome::Completed,
+        "{}",
+        dump(&path)
+    );
+    assert_eq!(io.body_text(), "app2");
+    let mut io = FakeIo::new();
+    assert_eq!(
+        host.handle(&spec(&path, &env), &mut io),
+        Outcome::LoadFailed
+    );
+    assert!(io.events.is_empty());
+    let msg = format!("callable 'application' not found in WSGI script '{path}'");
+    assert_eq!(logs_with(&msg).len(), 1, "{}", dump(&path));
+}
+
+#[test]
+fn load_failure_is_logged_backed_off_and_fixed_by_touching() {
+    let host = host();
+    let path = script("loadfail", "raise ImportError('load-marker')\n");
+    for attempt in 1..=2 {
+        let mut io = FakeIo::new();
+        assert_eq!(request(&host, &path, "/", &mut io), Outcome::LoadFailed);
+        assert!(io.events.is_empty());
+        let logged = logs_with(&format!("Unable to execute Python script file '{path}'."));
+        // The second request comes within the back-off: the script is not run again.
+        assert_eq!(logged.len(), 1, "attempt {attempt}");
+        assert!(
+            logged[0].1.contains("Traceback") && logged[0].1.contains("ImportError: load-marker")
+        );
+    }
+    let backed_off = logs_with(&format!(
+        "WSGI script '{path}' failed to load; not retrying"
+    ));
+    assert_eq!(backed_off.len(), 1, "{}", dump(&path));
+    // After the back-off the next request tries again.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    assert_eq!(
+        request(&host, &path, "/", &mut FakeIo::new()),
+        Outcome::LoadFailed
+    );
+    assert_eq!(
+        logs_with(&format!("Unable to execute Python script file '{path}'.")).len(),
+        2
+    );
+    rewrite(
+        &path,
+        "def application(e, sr):\n    sr('200 OK', [])\n    return [b'ok']\n",
+        1_000_000,
+    );
+    assert_ok(&host, &path, "/", &mut FakeIo::new());
+}
+
+/// A script with mod_wsgi's reload hooks: it counts its imports, records what its
+/// `reload_required` was called with, and is told by the request path what to do.
+const HOOKS_SCRIPT: &str = r#"
+import builtins
+_counts = builtins.__dict__.setdefault('_rwsgi_hook_imports', {})
+_counts[__file__] = IMPORTS = _counts.get(__file__, 0) + 1
+MODE = []
+SEEN = []
+def reload_required(resource):
+    SEEN.append(resource)
+    if MODE == ['raise']:
+        raise ValueError('hook-failure-marker')
+    return MODE == ['yes']
+def application(environ, start_response):
+    path = environ['PATH_INFO']
+    if path == '/drop-mtime':
+        del globals()['__mtime__']
+    elif path in ('/yes', '/raise'):
+        MODE[:] = [path[1:]]
+    mtime = globals().get('__mtime__')
+    start_response('200 OK', [])
+    return [('%d|%s|%r|%s' % (IMPORTS, type(mtime).__name__, mtime, SEEN[-1] if SEEN else '')).encode()]
+"#;
+
+#[test]
+fn reload_hooks_mtime_and_reload_required_in_place() {
+    let host = host();
+    let path = script("hooks", HOOKS_SCRIPT);
+    let get = |info: &str| {
+        let mut io = FakeIo::new();
+        assert_eq!(
+            request(&host, &path, info, &mut io),
+            Outcome::Completed,
+            "{}",
+            dump(&path)
+        );
+        let body = io.body_text();
+        let parts: Vec<String> = body.split('|').map(str::to_string).collect();
+        (
+            parts[0].parse::<u32>().unwrap(),
+            parts[1].clone(),
+            parts[2].clone(),
+            parts[3].clone(),
+        )
+    };
+    // __mtime__ is the file's mtime in µs, an int, as mod_wsgi sets it.
+    let file_us = std::fs::metadata(&path)
+        .unwrap()
+        .modified()
+        .unwrap()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_micros();
+    let (imports, ty, mtime, _) = get("/");
+    assert_eq!(
+        (imports, ty.as_str(), mtime),
+        (1, "int", file_us.to_string())
+    );
+    assert_eq!(
+        logs_with(&format!(
+            "Loading WSGI script '{path}' into main interpreter of daemon process 'pytest'."
+        ))
+        .len(),
+        1
+    );
+    // reload_required is called with the request's file, the script itself.
+    assert_eq!(get("/").3, path);
+    // Removing __mtime__ forces a reload.
+    assert_eq!(get("/drop-mtime").0, 1);
+    assert_eq!(get("/").0, 2, "{}", dump(&path));
+    assert_eq!(
+        logs_with(&format!(
+            "Reloading WSGI script '{path}' into main interpreter of daemon process 'pytest'."
+        ))
+        .len(),
+        1
+    );
+    assert_eq!(
+        logs_with(&format!(
+            "WSGI script '{path}' will be re-imported: its module no longer has __mtime__"
+        ))
+        .len(),
+        1
+    );
+    // reload_required() returning True forces a reload.
+    assert_eq!(get("/yes").0, 2);
+    assert_eq!(get("/").0, 3);
+    assert_eq!(
+        logs_with("will be re-imported: its reload_required() returned a true value").len(),
+        1
+    );
+    // An exception in it is logged with its traceback, and does not reload.
+    assert_eq!(get("/raise").0, 3);
+    assert_eq!(get("/").0, 3);
+    let logged = logs_with(&format!(
+        "[script {path}] ValueError exception raised processing WSGI script '{path}' for main \
+         interpreter of daemon process 'pytest'."
+    ));
+    assert_eq!(logged.len(), 1, "{}", dump(&path));
+    assert_eq!(logged[0].0, Level::Error);
+    assert!(
+        logged[0].1.contains("Traceback (most recent call last)"),
+        "{}",
+        logged[0].1
+    );
+    assert!(
+        logged[0].1.contains("ValueError: hook-failure-marker"),
+        "{}",
+        logged[0].1
+    );
+}
+
+#[test]
+fn exception_lines_name_the_type_as_mod_wsgi() {
+    let host = host();
+    let path = script(
+        "typename",
+        r#"
+import json
+class AppError(Exception):
+    pass
+def application(environ, start_response):
+    kind = environ['PATH_INFO']
+    if kind == '/app':
+        raise AppError('x')
+    if kind == '/json':
+        json.loads('{')
+    int('not a number')
+"#,
+    );
+    for (info, name) in [
+        ("/app", "AppError"),
+        ("/json", "JSONDecodeError"),
+        ("/int", "ValueError"),
+    ] {
+        let mut io = FakeIo::new();
+        request(&host, &path, info, &mut io);
+        let needle = format!("] {name} exception raised processing WSGI script '{path}'");
+        assert_eq!(logs_with(&needle).len(), 1, "{name}: {}", dump(&path));
+    }
+}
+
+#[test]
+fn reload_hooks_ask_a_daemon_to_replace_its_process() {
+    let host = host();
+    let path = script("hooks_daemon", HOOKS_SCRIPT);
+    let env = env(&[("PATH_INFO", b"/yes")]);
+    let daemon = RequestSpec {
+        script_reloading: ScriptReloading::ReplaceProcess,
+        ..spec(&path, &env)
+    };
+    let mut io = FakeIo::new();
+    assert_eq!(host.handle(&daemon, &mut io), Outcome::Completed);
+    assert!(io.body_text().starts_with("1|int|"), "{}", io.body_text());
+    // The next request is not run: the daemon is to be replaced.
+    let mut io = FakeIo::new();
+    assert_eq!(host.handle(&daemon, &mut io), Outcome::ReloadRequired);
+    assert!(io.events.is_empty(), "nothing may be sent: {:?}", io.events);
+    assert_eq!(
+        logs_with(&format!(
+            "Forcing restart of daemon process 'pytest' due to modification of script '{path}'. \
+             Reason: its reload_required() returned a true value."
+        ))
+        .len(),
+        1,
+        "{}",
+        dump(&path)
+    );
+    // WSGIScriptReloading Off: no check at all.
+    let off = RequestSpec {
+        script_reloading: ScriptReloading::Off,
+        ..daemon
+    };
+    let mut io = FakeIo::new();
+    assert_eq!(host.handle(&off, &mut io), Outcome::Completed);
+}
+
+#[test]
+fn reload_on_mtime_inequality_and_scripts_changed() {
+    let host = host();
+    let v =
+        |n: u32| format!("def application(e, sr):\n    sr('200 OK', [])\n    return [b'v{n}']\n");
+    let path = script("reload", &v(1));
+    let mut io = FakeIo::new();
+    assert_eq!(request(&host, &path, "/", &mut io), Outcome::Completed);
+    assert_eq!(io.body_text(), "v1");
+    assert!(!host.scripts_changed());
+    // An *older* mtime counts too: mod_wsgi tests for inequality.
+    rewrite(&path, &v(2), 1_000);
+    assert!(host.scripts_changed());
+    let env = env(&[]);
+    let mut io = FakeIo::new();
+    let no_reload = RequestSpec {
+        script_reloading: ScriptReloading::Off,
+        ..spec(&path, &env)
+    };
+    assert_eq!(host.handle(&no_reload, &mut io), Outcome::Completed);
+    assert_eq!(io.body_text(), "v1");
+    let mut io = FakeIo::new();
+    assert_eq!(request(&host, &path, "/", &mut io), Outcome::Completed);
+    assert_eq!(io.body_text(), "v2");
+    assert!(!host.scripts_changed());
+}
+
+#[test]
+fn application_groups_get_separate_modules_and_one_notice() {
+    let host = host();
+    let path = script(
+        "groups",
+        r#"
+hits = []
+def application(environ, start_response):
+    hits.append(1)
+    start_response('200 OK', [])
+    return [b'%d %s' % (len(hits), __name__.encode())]
+"#,
+    );
+    let env = env(&[]);
+    let mut bodies = Vec::new();
+    for group in ["grp-test-a", "grp-test-b", "grp-test-a", "grp-test-c"] {
+        let mut io = FakeIo::new();
+        let s = RequestSpec {
+            app_group: group,
+            ..spec(&path, &env)
+        };
+        assert_eq!(
+            host.handle(&s, &mut io),
+            Outcome::Completed,
+            "{}",
+            dump(&path)
+        );
+        bodies.push(io.body_text());
+    }
+    let split = |b: &String| {
+        b.split_once(' ')
+            .map(|(n, m)| (n.to_string(), m.to_string()))
+            .unwrap()
+    };
+    let (a1, b1, a2, c1) = (
+        split(&bodies[0]),
+        split(&bodies[1]),
+        split(&bodies[2]),
+        split(&bodies[3]),
+    );
+    assert_eq!(
+        (a1.0.as_str(), b1.0.as_str(), a2.0.as_str(), c1.0.as_str()),
+        ("1", "1", "2", "1")
+    );
+    assert_eq!(a1.1, a2.1);
+    assert_ne!(a1.1, b1.1);
+    assert!(a1.1.starts_with("_mod_wsgi_") && b1.1.starts_with("_mod_wsgi_"));
+    let notices: Vec<_> = logs_with("more than one application group")
+        .into_iter()
+        .filter(|(_, m)| m.contains("'grp-test-"))
+        .collect();
+    assert_eq!(notices.len(), 1, "the notice is logged once: {notices:?}");
+    assert_eq!(notices[0].0, Level::Info);
+    assert!(
+        notices[0].1.contains("'grp-test-a', 'grp-test-b'"),
+        "{}",
+        notices[0].1
+    );
+}
+
+#[test]
+fn concurrent_first_requests_load_the_script_once() {
+    let host = host();
+    let marker = tmpdir().join("load-once-marker");
+    let _ = std::fs::remove_file(&marker);
+    let path = script(
+        "loadonce",
+        &format!(
+            "import time\ntime.sleep(0.3)\nwith open({:?}, 'a') as f:\n    f.write('x')\n\
+             def application(e, sr):\n    sr('200 OK', [])\n    return [b'ok']\n",
+            marker.to_str().unwrap()
+        ),
+    );
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| assert_ok(&host, &path, "/", &mut FakeIo::new()));
+        }
+    });
+    assert_eq!(std::fs::read_to_string(&marker).unwrap(), "x");
+}
+
+#[test]
+fn preload_success_and_failure() {
+    let host = host();
+    let good = script(
+        "preload_good",
+        "def application(e, sr):\n    sr('200 OK', [])\n    return [b'ok']\n",
+    );
+    host.preload(&good, "").expect("preload");
+    assert_ok(&host, &good, "/", &mut FakeIo::new());
+    assert_eq!(
+        logs_with(&format!(
+            "Loading WSGI script '{good}' into main interpreter of daemon process 'pytest'."
+        ))
+        .len(),
+        1,
+        "loaded twice"
+    );
+    let bad = script("preload_bad", "1/0\n");
+    let err = host.preload(&bad, "").unwrap_err();
+    assert!(
+        err.contains("ZeroDivisionError") && err.contains(&bad),
+        "{err}"
+    );
+}
