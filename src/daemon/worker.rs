@@ -927,7 +927,7 @@ impl RequestIo for DaemonIo<'_> {
         // Apache reads the ReadBody frame just sent.
         // (Apache sends no descriptors: any that came would be closed with `fds`.)
         let mut fds = VecDeque::new();
-        let mut reader = protocol::fd_passing::FdReader {
+        let mut reader = crate::ipc::fd_passing::FdReader {
             stream: &self.conn.stream,
             fds: &mut fds,
             timeout: Some(self.read_timeout),
@@ -1025,7 +1025,8 @@ impl RequestIo for DaemonIo<'_> {
             offset,
             length: len,
         })?;
-        let result = protocol::fd_passing::write_all_with_fd(&mut self.conn.stream, &self.out, fd);
+        let result =
+            crate::ipc::fd_passing::write_all_with_fd(&mut self.conn.stream, &self.out, fd);
         self.out.clear();
         if result.is_err() {
             self.failed = true;

@@ -4,7 +4,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::io;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 use crate::apache::log::{self, Level};
 use crate::apache::request::Request;
 use crate::ffi;
-use crate::protocol::fd_passing::FdReader;
+use crate::ipc::fd_passing::FdReader;
+use crate::ipc::poll::readable_within;
 use crate::protocol::{self, Decoder, Frame, FrameKind, Limits, RawFrame, ReqHeadRef, error_code};
 
 /// Where and how to reach one process group.
@@ -514,7 +515,7 @@ fn exchange(
         // writes), and nothing waits on the daemon unflushed for longer than the delay.
         if flush_pending
             && !conn.dec.has_frame().unwrap_or(false)
-            && !readable_within(&conn.stream, target.response_flush_delay)
+            && !readable_within(conn.stream.as_fd(), target.response_flush_delay)
         {
             flush_pending = false;
             unflushed = 0;
@@ -753,19 +754,6 @@ fn exchange(
             }
         }
     }
-}
-
-/// Whether `stream` has something to read within `wait` (false at once for a zero wait).
-fn readable_within(stream: &std::os::unix::net::UnixStream, wait: Duration) -> bool {
-    if wait.is_zero() {
-        return false;
-    }
-    let mut fds = [nix::poll::PollFd::new(
-        std::os::fd::AsFd::as_fd(stream),
-        nix::poll::PollFlags::POLLIN,
-    )];
-    let ms = u16::try_from(wait.as_millis()).unwrap_or(u16::MAX);
-    matches!(nix::poll::poll(&mut fds, ms), Ok(n) if n > 0)
 }
 
 /// Decodes a frame whose kind needs its payload; a malformed one is logged and ends the

@@ -1,7 +1,8 @@
 //! The wire protocol between Apache child processes and daemon processes (L2, std only).
 //!
-//! This comment is the specification. Pure Rust, no I/O in the codec ([`Decoder`] is fed
-//! bytes), blocking helpers over `Read`/`Write` in [`io`]. All integers are **big-endian**;
+//! This comment is the specification. Pure Rust on std, no I/O in the codec ([`Decoder`] is
+//! fed bytes), blocking helpers over any `Read`/`Write` in [`io`]; waiting on and passing
+//! descriptors over the Unix socket itself is `crate::ipc`'s. All integers are **big-endian**;
 //! byte strings are length-prefixed raw bytes (no NUL terminator, no UTF-8 assumption).
 //!
 //! # Connection
@@ -96,9 +97,8 @@
 //! `RespFile` asks the client to send `length` bytes from `offset` of a file whose descriptor
 //! is passed as `SCM_RIGHTS` ancillary data on the `sendmsg` call that carries the frame's
 //! header; the receiver queues received descriptors and takes one per `RespFile`, in order.
-//! The codec here handles only the frame; `fd_passing` moves the descriptors.
+//! The codec here handles only the frame; `crate::ipc::fd_passing` moves the descriptors.
 mod error;
-pub mod fd_passing;
 mod frame;
 #[cfg(test)]
 pub(crate) mod fuzz_harness;
