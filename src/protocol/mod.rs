@@ -98,6 +98,7 @@
 //! is passed as `SCM_RIGHTS` ancillary data on the `sendmsg` call that carries the frame's
 //! header; the receiver queues received descriptors and takes one per `RespFile`, in order.
 //! The codec here handles only the frame; `crate::ipc::fd_passing` moves the descriptors.
+mod decoder;
 mod error;
 mod frame;
 #[cfg(test)]
@@ -105,11 +106,11 @@ pub(crate) mod fuzz_harness;
 mod hello;
 pub mod io;
 
+pub use decoder::{Decoder, FrameHeader, READ_AHEAD_MAX, READ_MIN, RawFrame};
 pub use error::ProtocolError;
 pub use frame::{
-    Decoder, Frame, FrameHeader, FrameKind, Pairs, READ_AHEAD_MAX, READ_MIN, RawFrame, ReqHead,
-    ReqHeadRef, RespHead, encode_header, encode_req_head_into, encode_resp_head_into, error_code,
-    req_flags,
+    Frame, FrameKind, Pairs, ReqHead, ReqHeadRef, RespHead, encode_header, encode_req_head_into,
+    encode_resp_head_into, error_code, req_flags,
 };
 pub use hello::{
     ClientHello, HELLO_LEN, HelloStatus, ServerHello, encode_client_hello, encode_server_hello,
