@@ -49,7 +49,9 @@ pub struct DaemonTarget {
 
 /// What to run in the daemon.
 pub struct RequestPlan<'a> {
-    pub script: &'a str,
+    /// The script file: bytes, as Apache has its path (a WSGIScriptAliasMatch substitution
+    /// may put URL bytes in it).
+    pub script: &'a [u8],
     pub app_group: &'a str,
     pub callable: &'a str,
     pub flags: u32,
@@ -70,7 +72,7 @@ pub fn encode_head<'a>(
         request_start_us: u64::try_from(r.request_time_us()).unwrap_or(0),
         // mod_wsgi.queue_start: the request goes to the daemon socket right after this.
         queue_start_us: now_us(),
-        script_path: plan.script.as_bytes(),
+        script_path: plan.script,
         app_group: plan.app_group.as_bytes(),
         callable: plan.callable.as_bytes(),
     };
