@@ -11,12 +11,13 @@
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice, IoSliceMut, Read, Write};
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
 use nix::errno::Errno;
 use nix::sys::socket::{ControlMessage, ControlMessageOwned, MsgFlags, recvmsg, sendmsg};
+use nix::sys::stat::{SFlag, fstat};
 
 use super::poll::wait_readable;
 
@@ -108,6 +109,13 @@ pub fn write_all_with_fd(stream: &mut UnixStream, data: &[u8], fd: RawFd) -> io:
     }
     // The descriptor went with the first segment; the rest is plain bytes.
     stream.write_all(&data[sent..])
+}
+
+/// Whether `fd` is a regular file: what the Apache side accepts with a RespFile frame, to
+/// send like a static file.
+pub fn is_regular_file(fd: BorrowedFd<'_>) -> bool {
+    // The type is a field, not a set of flags: a socket's type bits include S_IFREG's.
+    fstat(fd).is_ok_and(|st| st.st_mode & SFlag::S_IFMT.bits() == SFlag::S_IFREG.bits())
 }
 
 #[cfg(test)]
@@ -209,6 +217,16 @@ mod tests {
         write_frame(&mut a, &Frame::RespEnd).unwrap();
         reader.wait_first = true;
         assert_eq!(read_frame(&mut reader, &mut dec).unwrap(), Frame::RespEnd);
+    }
+
+    #[test]
+    fn only_regular_files_pass_as_files() {
+        let file = tempfile_with(b"x");
+        assert!(is_regular_file(file.as_fd()));
+        let (a, _b) = UnixStream::pair().unwrap();
+        assert!(!is_regular_file(a.as_fd()));
+        let dir = std::fs::File::open(std::env::temp_dir()).unwrap();
+        assert!(!is_regular_file(dir.as_fd()));
     }
 
     /// Everything until the peer closes, and the descriptors that came with it.

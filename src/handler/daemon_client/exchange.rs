@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use crate::apache::log::{self, Level};
 use crate::apache::request::Request;
 use crate::ffi;
-use crate::ipc::fd_passing::FdReader;
+use crate::ipc::fd_passing::{FdReader, is_regular_file};
 use crate::ipc::poll::readable_within;
 use crate::protocol::{self, Frame, FrameKind, Limits, ProtocolError, RawFrame, error_code};
 
@@ -404,14 +404,11 @@ impl Exchange<'_> {
         offset: u64,
         length: u64,
     ) -> Result<(), Problem> {
-        let file = conn.fds.pop_front();
-        let regular = file.as_ref().is_some_and(|fd| {
-            nix::sys::stat::fstat(fd).is_ok_and(|st| {
-                nix::sys::stat::SFlag::from_bits_truncate(st.st_mode)
-                    .contains(nix::sys::stat::SFlag::S_IFREG)
-            })
-        });
-        let fd = file.filter(|_| regular).ok_or(Problem::NoFile)?;
+        let fd = conn
+            .fds
+            .pop_front()
+            .filter(|fd| is_regular_file(fd.as_fd()))
+            .ok_or(Problem::NoFile)?;
         // The request pool closes `fd` once Apache has written the file.
         r.send_file(fd, offset, length, self.sendfile)
             .map_err(|_| Problem::ClientGone)
