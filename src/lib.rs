@@ -10,12 +10,15 @@
 //! - `python`   L3 the CPython host (pyo3): interpreter, script loading, PEP 3333.
 //! - `config`   L2 pure Rust config model: directives, options, validation, merging.
 //! - `protocol` L2 pure Rust wire protocol between Apache children and daemons.
+//! - `ipc`      L2 the Unix socket under the protocol: poll, descriptor passing (nix).
 //! - `apache`   L1 a thin safe layer over Apache's C API.
 //! - `ffi`      L0 raw bindgen bindings.
 //! - `logging`, `heap`: process-wide helpers (log lines; glibc heap policy).
 
 pub mod config;
 pub mod protocol;
+
+pub mod ipc;
 
 pub mod heap;
 pub mod logging;

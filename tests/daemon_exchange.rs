@@ -1,7 +1,8 @@
 //! Apache's side of the exchange with a daemon that breaks the protocol: a stand-in daemon
 //! (this test) takes the group's socket path and answers each connection wrongly in one way.
 //! Each breach must give a log line naming it and the right outcome: 502 before the response
-//! head, an aborted response after it, never a silent 200.
+//! head, an aborted response after it, never a silent 200 (nor a body under Apache's default
+//! head).
 
 mod common;
 
@@ -83,6 +84,8 @@ fn protocol_breaches_by_a_daemon_are_logged_with_the_right_outcome() {
             frame(ERROR, &[1]),
         ]
         .concat(),
+        // 4. Body before any head (the daemon always sends its head first).
+        [frame(RESP_BODY, b"early"), frame(RESP_END, &[])].concat(),
     ];
     let daemon = std::thread::spawn(move || {
         for answer in answers {
@@ -127,6 +130,18 @@ fn protocol_breaches_by_a_daemon_are_logged_with_the_right_outcome() {
     }
     apache.wait_for_log(
         "malformed Error frame from daemon process 'probe'",
+        Duration::from_secs(5),
+    );
+
+    let resp = apache.get("/app/four");
+    assert_with_log!(
+        apache,
+        resp.status == 502,
+        "body before head: {}",
+        resp.status
+    );
+    apache.wait_for_log(
+        "unexpected RespBody frame from daemon process 'probe' before the response head",
         Duration::from_secs(5),
     );
     daemon.join().unwrap();

@@ -94,6 +94,44 @@ fn environ_is_complete_and_split_like_mod_wsgi() {
     }
 }
 
+/// SCRIPT_NAME is bytes from the URL like PATH_INFO: a WSGIScriptAliasMatch prefix holding
+/// bytes that are not UTF-8 (`%E9`, latin-1 é) or that are (`%C3%A9`, UTF-8 é) reaches the
+/// app as the latin-1 decoding of exactly those bytes (PEP 3333), as does PATH_INFO, and
+/// `mod_wsgi.script_name` with them.
+#[test]
+fn script_name_from_an_alias_match_is_latin1_of_the_url_bytes() {
+    let extra = "WSGIScriptAliasMatch ^/caf[^/]*/app @DIR@/apps/probe.wsgi\n";
+    for mode in MODES {
+        let apache = start_in(mode, "threads=2", extra);
+        let cases = [
+            ("/caf%E9/app/env/x%E9", "/caf\u{e9}/app", "/env/x\u{e9}"),
+            (
+                "/caf%C3%A9/app/env/%C3%A9",
+                "/caf\u{c3}\u{a9}/app",
+                "/env/\u{c3}\u{a9}",
+            ),
+        ];
+        for (url, script_name, path_info) in cases {
+            let resp = apache.get(url);
+            assert_with_log!(
+                apache,
+                resp.status == 200,
+                "{mode:?} {url}: {}",
+                resp.status
+            );
+            let env = json(&resp);
+            assert_eq!(env["SCRIPT_NAME"].str(), script_name, "{mode:?} {url}");
+            assert_eq!(env["PATH_INFO"].str(), path_info, "{mode:?} {url}");
+            assert_eq!(
+                env["mod_wsgi.script_name"].str(),
+                script_name,
+                "{mode:?} {url}"
+            );
+            assert_eq!(env["mod_wsgi.path_info"].str(), path_info, "{mode:?} {url}");
+        }
+    }
+}
+
 /// The running Apache's version, from `apache2 -v` ("Server version: Apache/2.4.65 ...").
 fn apache_version() -> Vec<u64> {
     let out = std::process::Command::new("/usr/sbin/apache2")

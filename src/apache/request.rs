@@ -248,9 +248,9 @@ impl<'r> Request<'r> {
     }
 
     /// Sets the script path, handler and PATH_INFO (translate_name for WSGIScriptAlias).
-    pub fn route_to_script(&mut self, filename: &str, handler: &'static CStr, path_info: &[u8]) {
+    pub fn route_to_script(&mut self, filename: &[u8], handler: &'static CStr, path_info: &[u8]) {
         let pool = self.pool();
-        self.raw.filename = pool.c_string(filename).cast_mut();
+        self.raw.filename = pool.c_bytes(filename).cast_mut();
         self.raw.handler = handler.as_ptr();
         self.raw.path_info = pool.c_bytes(path_info).cast_mut();
         // Keep mod_mime from replacing our handler by one for the file's extension.
@@ -264,8 +264,9 @@ impl<'r> Request<'r> {
         };
     }
 
-    pub fn set_note(&mut self, key: &'static CStr, value: &str) {
-        let v = self.pool().c_string(value);
+    /// Sets a note: bytes, as a URL's are (a NUL becomes '?').
+    pub fn set_note(&mut self, key: &'static CStr, value: &[u8]) {
+        let v = self.pool().c_bytes(value);
         // SAFETY: notes is live; the key is static, the value lives in the request pool.
         unsafe { ffi::apr_table_setn(self.raw.notes, key.as_ptr(), v) };
     }

@@ -154,7 +154,7 @@ impl RequestIo for DaemonIo<'_> {
         // Apache reads the ReadBody frame just sent.
         // (Apache sends no descriptors: any that came would be closed with `fds`.)
         let mut fds = VecDeque::new();
-        let mut reader = protocol::fd_passing::FdReader {
+        let mut reader = crate::ipc::fd_passing::FdReader {
             stream: &*self.stream,
             fds: &mut fds,
             timeout: Some(self.read_timeout),
@@ -251,7 +251,7 @@ impl RequestIo for DaemonIo<'_> {
             offset,
             length: len,
         })?;
-        let result = protocol::fd_passing::write_all_with_fd(&mut *self.stream, &self.out, fd);
+        let result = crate::ipc::fd_passing::write_all_with_fd(&mut *self.stream, &self.out, fd);
         self.out.clear();
         if result.is_err() {
             self.failed = true;

@@ -8,6 +8,7 @@ pub mod embedded;
 pub mod script_owner;
 
 use std::ffi::CStr;
+use std::os::unix::ffi::OsStrExt;
 
 use crate::apache::log::{self, Level};
 use crate::apache::regex::Regex;
@@ -41,10 +42,11 @@ thread_local! {
         Default::default();
 }
 
-fn alias_match(alias: &ScriptAlias, uri: &[u8]) -> Option<(String, Vec<u8>, Vec<u8>)> {
+/// (script file, SCRIPT_NAME, PATH_INFO) for `uri` under `alias`, all bytes from the URL.
+fn alias_match(alias: &ScriptAlias, uri: &[u8]) -> Option<(Vec<u8>, Vec<u8>, Vec<u8>)> {
     if !alias.is_match {
         let (script_name, path_info) = cgi_env::split_mount(alias.url.as_bytes(), uri)?;
-        return Some((alias.script.clone(), script_name, path_info));
+        return Some((alias.script.as_bytes().to_vec(), script_name, path_info));
     }
     REGEX_CACHE.with(|cache| {
         let mut cache = cache.borrow_mut();
@@ -58,11 +60,7 @@ fn alias_match(alias: &ScriptAlias, uri: &[u8]) -> Option<(String, Vec<u8>, Vec<
             return None;
         }
         let script = crate::apache::regex::substitute(alias.script.as_bytes(), uri, &spans);
-        Some((
-            String::from_utf8_lossy(&script).into_owned(),
-            uri[..end].to_vec(),
-            uri[end..].to_vec(),
-        ))
+        Some((script, uri[..end].to_vec(), uri[end..].to_vec()))
     })
 }
 
@@ -74,14 +72,18 @@ pub fn translate_name(r: &mut Request<'_>, server: &ServerConfig) -> i32 {
     }
     for (index, alias) in server.script_aliases.iter().enumerate() {
         if let Some((script, script_name, path_info)) = alias_match(alias, &uri) {
-            let script = if script.starts_with('/') {
-                script
-            } else {
-                r.pool().server_root_relative(&script).unwrap_or(script)
+            // A relative script is under ServerRoot (a configured path: UTF-8, unless a
+            // WSGIScriptAliasMatch substitution put URL bytes into it, which stay as they are).
+            let script = match std::str::from_utf8(&script) {
+                Ok(relative) if !script.starts_with(b"/") => r
+                    .pool()
+                    .server_root_relative(relative)
+                    .map_or(script, String::into_bytes),
+                _ => script,
             };
             r.route_to_script(&script, HANDLER_NAME, &path_info);
-            r.set_note(NOTE_ALIAS, &index.to_string());
-            r.set_note(NOTE_SCRIPT_NAME, &String::from_utf8_lossy(&script_name));
+            r.set_note(NOTE_ALIAS, index.to_string().as_bytes());
+            r.set_note(NOTE_SCRIPT_NAME, &script_name);
             return ffi::OK;
         }
     }
@@ -115,7 +117,9 @@ pub fn handle(r: &mut Request<'_>, ctx: &HandlerContext<'_>) -> i32 {
         Some(h) if h == HANDLER_NAME.to_bytes() || h == b"application/x-httpd-wsgi" => {}
         _ => return ffi::DECLINED,
     }
-    let script = String::from_utf8_lossy(r.filename().unwrap_or(b"")).into_owned();
+    let script_file = r.filename().unwrap_or(b"").to_vec();
+    // For log lines (and embedded mode's Python, which takes the path as str).
+    let script = String::from_utf8_lossy(&script_file).into_owned();
     if !r.file_is_regular() {
         log::request(
             r,
@@ -178,7 +182,8 @@ pub fn handle(r: &mut Request<'_>, ctx: &HandlerContext<'_>) -> i32 {
     }
 
     if let Some(owner) = target.map(|t| t.script_owner).filter(|o| o.is_set()) {
-        if let Err(why) = owner.check(std::path::Path::new(&script)) {
+        let path = std::path::Path::new(std::ffi::OsStr::from_bytes(&script_file));
+        if let Err(why) = owner.check(path) {
             log::request(
                 r,
                 Level::Error,
@@ -220,7 +225,7 @@ pub fn handle(r: &mut Request<'_>, ctx: &HandlerContext<'_>) -> i32 {
         flags |= req_flags::CHUNKED_INPUT;
     }
     let mut plan = daemon_client::RequestPlan {
-        script: &script,
+        script: &script_file,
         app_group: &app_group,
         callable: &callable,
         flags,

@@ -13,11 +13,6 @@
 
 use std::fmt;
 use std::io::{self, ErrorKind, IoSlice, Read, Write};
-use std::os::fd::BorrowedFd;
-use std::time::{Duration, Instant};
-
-use nix::errno::Errno;
-use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
 use super::{
     ClientHello, Decoder, Frame, FrameKind, HELLO_LEN, HelloStatus, PUSHED_BODY_MAX, ProtocolError,
@@ -59,41 +54,6 @@ pub fn is_peer_gone(err: &io::Error) -> bool {
 pub fn protocol_error(err: &io::Error) -> Option<&ProtocolError> {
     err.get_ref()
         .and_then(|e| e.downcast_ref::<ProtocolError>())
-}
-
-/// Waits until `fd` has input, or a hangup or error a read will report; `TimedOut` after
-/// `timeout` (`None`: no limit).
-///
-/// Why not just block in a read: Linux wakes every task sleeping in `recv()` on a Unix
-/// socket whenever the peer consumes bytes this socket sent (the "write space" wakeup does
-/// not tell readers from writers), so a client waiting for its answer is woken, finds
-/// nothing and sleeps again once per request: two context switches for nothing. `poll()`
-/// filters wakeups by event, and sleeps through those.
-pub fn wait_readable(fd: BorrowedFd<'_>, timeout: Option<Duration>) -> io::Result<()> {
-    let deadline = timeout.map(|t| Instant::now() + t);
-    loop {
-        let wait = match deadline {
-            None => PollTimeout::NONE,
-            Some(d) => {
-                let left = d.saturating_duration_since(Instant::now());
-                // Round up: a wait of 0 ms would spin on a sub-millisecond remainder.
-                let ms = left.as_micros().div_ceil(1000);
-                PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX)
-            }
-        };
-        let mut fds = [PollFd::new(fd, PollFlags::POLLIN)];
-        match poll(&mut fds, wait) {
-            Ok(0) if deadline.is_some_and(|d| Instant::now() >= d) => {
-                return Err(io::Error::new(
-                    ErrorKind::TimedOut,
-                    "timed out waiting for the peer",
-                ));
-            }
-            Ok(0) | Err(Errno::EINTR) => {}
-            Ok(_) => return Ok(()),
-            Err(e) => return Err(io::Error::from(e)),
-        }
-    }
 }
 
 /// Reads once from `r` straight into `dec`'s buffer.
@@ -739,58 +699,6 @@ mod tests {
         writer.join().unwrap();
         let err = read_frame(&mut b, &mut Decoder::default()).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::UnexpectedEof);
-    }
-
-    /// An FdReader on `stream` that waits 50 ms for bytes.
-    fn fd_reader<'a>(
-        stream: &'a UnixStream,
-        fds: &'a mut std::collections::VecDeque<std::os::fd::OwnedFd>,
-        wait_first: bool,
-    ) -> super::super::fd_passing::FdReader<'a> {
-        super::super::fd_passing::FdReader {
-            stream,
-            fds,
-            timeout: Some(Duration::from_millis(50)),
-            wait_first,
-        }
-    }
-
-    #[test]
-    fn fd_reader_reads_late_bytes_and_end_of_stream() {
-        let (mut a, b) = UnixStream::pair().unwrap();
-        let mut fds = std::collections::VecDeque::new();
-        let mut reader = fd_reader(&b, &mut fds, true);
-        let started = std::time::Instant::now();
-        let mut buf = [0u8; 16];
-        let err = reader.read(&mut buf).unwrap_err();
-        assert_eq!(err.kind(), ErrorKind::TimedOut);
-        assert!(started.elapsed() >= Duration::from_millis(50));
-        // Bytes sent while it waits wake it.
-        let writer = thread::spawn(move || {
-            thread::sleep(Duration::from_millis(20));
-            a.write_all(b"late").unwrap();
-            a
-        });
-        reader.timeout = Some(Duration::from_secs(10));
-        reader.wait_first = true;
-        assert_eq!(reader.read(&mut buf).unwrap(), 4);
-        assert_eq!(&buf[..4], b"late");
-        // A closed peer reads as end of stream, not as a timeout.
-        drop(writer.join().unwrap());
-        assert_eq!(reader.read(&mut buf).unwrap(), 0);
-    }
-
-    #[test]
-    fn fd_reader_waits_for_input_then_times_out() {
-        let (mut a, b) = UnixStream::pair().unwrap();
-        let mut fds = std::collections::VecDeque::new();
-        let mut reader = fd_reader(&b, &mut fds, false);
-        let mut dec = Decoder::default();
-        let err = read_frame(&mut reader, &mut dec).unwrap_err();
-        assert_eq!(err.kind(), ErrorKind::TimedOut);
-        write_frame(&mut a, &Frame::RespEnd).unwrap();
-        reader.wait_first = true;
-        assert_eq!(read_frame(&mut reader, &mut dec).unwrap(), Frame::RespEnd);
     }
 
     #[test]

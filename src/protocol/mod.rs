@@ -1,7 +1,8 @@
 //! The wire protocol between Apache child processes and daemon processes (L2, std only).
 //!
-//! This comment is the specification. Pure Rust, no I/O in the codec ([`Decoder`] is fed
-//! bytes), blocking helpers over `Read`/`Write` in [`io`]. All integers are **big-endian**;
+//! This comment is the specification. Pure Rust on std, no I/O in the codec ([`Decoder`] is
+//! fed bytes), blocking helpers over any `Read`/`Write` in [`io`]; waiting on and passing
+//! descriptors over the Unix socket itself is `crate::ipc`'s. All integers are **big-endian**;
 //! byte strings are length-prefixed raw bytes (no NUL terminator, no UTF-8 assumption).
 //!
 //! # Connection
@@ -96,20 +97,20 @@
 //! `RespFile` asks the client to send `length` bytes from `offset` of a file whose descriptor
 //! is passed as `SCM_RIGHTS` ancillary data on the `sendmsg` call that carries the frame's
 //! header; the receiver queues received descriptors and takes one per `RespFile`, in order.
-//! The codec here handles only the frame; `fd_passing` moves the descriptors.
+//! The codec here handles only the frame; `crate::ipc::fd_passing` moves the descriptors.
+mod decoder;
 mod error;
-pub mod fd_passing;
 mod frame;
 #[cfg(test)]
 pub(crate) mod fuzz_harness;
 mod hello;
 pub mod io;
 
+pub use decoder::{Decoder, FrameHeader, READ_AHEAD_MAX, READ_MIN, RawFrame};
 pub use error::ProtocolError;
 pub use frame::{
-    Decoder, Frame, FrameHeader, FrameKind, Pairs, READ_AHEAD_MAX, READ_MIN, RawFrame, ReqHead,
-    ReqHeadRef, RespHead, encode_header, encode_req_head_into, encode_resp_head_into, error_code,
-    req_flags,
+    Frame, FrameKind, Pairs, ReqHead, ReqHeadRef, RespHead, encode_header, encode_req_head_into,
+    encode_resp_head_into, error_code, req_flags,
 };
 pub use hello::{
     ClientHello, HELLO_LEN, HelloStatus, ServerHello, encode_client_hello, encode_server_hello,

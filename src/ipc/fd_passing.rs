@@ -7,18 +7,19 @@
 //! with the bytes it was sent with, so by the time a RespFile frame is decoded, its
 //! descriptor is in the queue, in order.
 //!
-//! [`Frame::RespFile`]: super::Frame::RespFile
+//! [`Frame::RespFile`]: crate::protocol::Frame::RespFile
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice, IoSliceMut, Read, Write};
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
 use nix::errno::Errno;
 use nix::sys::socket::{ControlMessage, ControlMessageOwned, MsgFlags, recvmsg, sendmsg};
+use nix::sys::stat::{SFlag, fstat};
 
-use super::io::wait_readable;
+use super::poll::wait_readable;
 
 /// The most descriptors taken from one read; more in one read would be a peer bug (we send
 /// one per RespFile frame) and are closed by the kernel.
@@ -110,10 +111,20 @@ pub fn write_all_with_fd(stream: &mut UnixStream, data: &[u8], fd: RawFd) -> io:
     stream.write_all(&data[sent..])
 }
 
+/// Whether `fd` is a regular file: what the Apache side accepts with a RespFile frame, to
+/// send like a static file.
+pub fn is_regular_file(fd: BorrowedFd<'_>) -> bool {
+    // The type is a field, not a set of flags: a socket's type bits include S_IFREG's.
+    fstat(fd).is_ok_and(|st| st.st_mode & SFlag::S_IFMT.bits() == SFlag::S_IFREG.bits())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Seek;
+    use crate::protocol::io::{read_frame, write_frame};
+    use crate::protocol::{Decoder, Frame};
+    use std::io::{ErrorKind, Seek};
+    use std::thread;
 
     #[test]
     fn control_buffer_holds_the_most_descriptors_of_one_read() {
@@ -154,6 +165,68 @@ mod tests {
         writer.join().unwrap();
         assert_eq!(got.len(), 4 * 1024 * 1024);
         assert_eq!(fds.len(), 1);
+    }
+
+    /// An FdReader on `stream` that waits 50 ms for bytes.
+    fn fd_reader<'a>(
+        stream: &'a UnixStream,
+        fds: &'a mut VecDeque<OwnedFd>,
+        wait_first: bool,
+    ) -> FdReader<'a> {
+        FdReader {
+            stream,
+            fds,
+            timeout: Some(Duration::from_millis(50)),
+            wait_first,
+        }
+    }
+
+    #[test]
+    fn fd_reader_reads_late_bytes_and_end_of_stream() {
+        let (mut a, b) = UnixStream::pair().unwrap();
+        let mut fds = VecDeque::new();
+        let mut reader = fd_reader(&b, &mut fds, true);
+        let started = std::time::Instant::now();
+        let mut buf = [0u8; 16];
+        let err = reader.read(&mut buf).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::TimedOut);
+        assert!(started.elapsed() >= Duration::from_millis(50));
+        // Bytes sent while it waits wake it.
+        let writer = thread::spawn(move || {
+            thread::sleep(Duration::from_millis(20));
+            a.write_all(b"late").unwrap();
+            a
+        });
+        reader.timeout = Some(Duration::from_secs(10));
+        reader.wait_first = true;
+        assert_eq!(reader.read(&mut buf).unwrap(), 4);
+        assert_eq!(&buf[..4], b"late");
+        // A closed peer reads as end of stream, not as a timeout.
+        drop(writer.join().unwrap());
+        assert_eq!(reader.read(&mut buf).unwrap(), 0);
+    }
+
+    #[test]
+    fn fd_reader_waits_for_input_then_times_out() {
+        let (mut a, b) = UnixStream::pair().unwrap();
+        let mut fds = VecDeque::new();
+        let mut reader = fd_reader(&b, &mut fds, false);
+        let mut dec = Decoder::default();
+        let err = read_frame(&mut reader, &mut dec).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::TimedOut);
+        write_frame(&mut a, &Frame::RespEnd).unwrap();
+        reader.wait_first = true;
+        assert_eq!(read_frame(&mut reader, &mut dec).unwrap(), Frame::RespEnd);
+    }
+
+    #[test]
+    fn only_regular_files_pass_as_files() {
+        let file = tempfile_with(b"x");
+        assert!(is_regular_file(file.as_fd()));
+        let (a, _b) = UnixStream::pair().unwrap();
+        assert!(!is_regular_file(a.as_fd()));
+        let dir = std::fs::File::open(std::env::temp_dir()).unwrap();
+        assert!(!is_regular_file(dir.as_fd()));
     }
 
     /// Everything until the peer closes, and the descriptors that came with it.

@@ -1,0 +1,259 @@
+//! The Apache child's side of daemon mode: hand a request to its process group and relay
+//! the answer. This file tries the request until it gets through or the resend policy gives
+//! up; each part has its own file:
+//! - [`pool`]: connecting to the group's socket, and the idle connections reused across
+//!   requests;
+//! - [`body`]: the request body, pre-read from the client and handed out as the daemon asks;
+//! - [`exchange`]: one request/response exchange on a connection, as a state machine with
+//!   one failure path;
+//! - [`resend`]: when a request that did not get through is sent again (pure policy).
+
+mod body;
+mod exchange;
+mod pool;
+mod resend;
+
+pub use body::Body;
+
+use std::io;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use crate::apache::log::{self, Level};
+use crate::apache::request::Request;
+use crate::ffi;
+use crate::protocol::{self, ReqHeadRef};
+
+use exchange::Ended;
+use resend::{Attempts, Decision, GiveUp, Setback};
+
+/// Where and how to reach one process group.
+#[derive(Clone, Debug)]
+pub struct DaemonTarget {
+    pub group: String,
+    pub socket_path: PathBuf,
+    pub connect_timeout: Duration,
+    pub socket_timeout: Duration,
+    /// request-timeout: a request with no response head by then gets 504.
+    pub request_timeout: Option<Duration>,
+    /// response-socket-timeout (else socket-timeout): the client socket's timeout while the
+    /// response is relayed; None = Apache's `Timeout`.
+    pub response_socket_timeout: Option<Duration>,
+    /// response-flush-delay: how long a flush waits for more of the response.
+    pub response_flush_delay: Duration,
+    /// response-buffer-size: at most this many bytes go to the output filters unflushed.
+    pub response_buffer_size: usize,
+    /// script-user= / script-group=.
+    pub script_owner: super::script_owner::ScriptOwner,
+}
+
+/// What to run in the daemon.
+pub struct RequestPlan<'a> {
+    /// The script file: bytes, as Apache has its path (a WSGIScriptAliasMatch substitution
+    /// may put URL bytes in it).
+    pub script: &'a [u8],
+    pub app_group: &'a str,
+    pub callable: &'a str,
+    pub flags: u32,
+    /// WSGIEnableSendfile: file_wrapper files go out with sendfile.
+    pub sendfile: bool,
+}
+
+/// The request head for the daemon: `plan`'s fields and the environ `env`. Err(status) when
+/// it exceeds what the protocol carries (logged).
+pub fn encode_head<'a>(
+    r: &Request<'_>,
+    plan: &RequestPlan<'_>,
+    env: impl IntoIterator<Item = (&'a [u8], &'a [u8])>,
+) -> Result<Vec<u8>, i32> {
+    let mut head = Vec::with_capacity(4096);
+    let head_ref = ReqHeadRef {
+        flags: plan.flags,
+        request_start_us: u64::try_from(r.request_time_us()).unwrap_or(0),
+        // mod_wsgi.queue_start: the request goes to the daemon socket right after this.
+        queue_start_us: now_us(),
+        script_path: plan.script,
+        app_group: plan.app_group.as_bytes(),
+        callable: plan.callable.as_bytes(),
+    };
+    match protocol::encode_req_head_into(&mut head, &head_ref, env) {
+        Ok(()) => Ok(head),
+        Err(e) => {
+            log::request(
+                r,
+                Level::Error,
+                &format!("mod_rwsgi: request too large for the daemon protocol: {e}"),
+            );
+            Err(ffi::HTTP_REQUEST_ENTITY_TOO_LARGE)
+        }
+    }
+}
+
+/// Microseconds since the Unix epoch (the clock of `r->request_time`).
+fn now_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+}
+
+/// Returns freed request and response buffers to the system every 1024 requests of a child,
+/// and at least once a second while it serves requests.
+static HEAP_TRIMMER: crate::heap::HeapTrimmer =
+    crate::heap::HeapTrimmer::new(1024, crate::heap::TRIM_INTERVAL);
+
+/// Serves `r` through the daemon group, sending `head` (from [`encode_head`]) and `body`
+/// (from [`Body::preread`]). Returns Apache's handler result.
+pub fn serve(
+    r: &mut Request<'_>,
+    target: &DaemonTarget,
+    plan: &RequestPlan<'_>,
+    head: &[u8],
+    mut body: Body,
+) -> i32 {
+    HEAP_TRIMMER.request_done();
+    let idempotent = resend::is_idempotent(r.method(), plan.flags);
+    let deadline = Instant::now() + target.connect_timeout;
+    let mut attempts = Attempts::default();
+    loop {
+        attempts.made += 1;
+        // After a failed attempt, only a new connection: a pooled one, even one another
+        // thread has just put back, may lead to the same process, which is dying or draining.
+        let pooled = if attempts.made == 1 {
+            pool::take_idle(&target.socket_path)
+        } else {
+            None
+        };
+        attempts.reused = pooled.is_some();
+        let conn = match pooled.map_or_else(|| pool::connect(target), Ok) {
+            Ok(conn) => conn,
+            Err(e) => return connect_failed(r, target, &e),
+        };
+        body.rewind();
+        let result = with_response_socket_timeout(r, target, |r| {
+            exchange::run(r, target, conn, head, &mut body, plan.sendfile)
+        });
+        let (setback, cause) = match result {
+            Ok(()) => return ffi::OK,
+            Err(Ended::Status(code)) => return code,
+            Err(Ended::Aborted) => {
+                // What the client was already owed goes out first (a flush may be pending),
+                // then the connection ends: the body is visibly incomplete.
+                let _ = r.flush();
+                r.abort_connection();
+                return ffi::OK;
+            }
+            Err(Ended::Setback { setback, cause }) => (setback, cause),
+        };
+        attempts.out_of_time = Instant::now() >= deadline;
+        match resend::decide(setback, attempts, idempotent) {
+            Decision::Resend { pause } => {
+                // The other pooled connections most likely lead to the same process.
+                pool::drop_idle(&target.socket_path);
+                if setback == Setback::ClosedBeforeAnswer {
+                    attempts.resent_after_close = true;
+                    log::request(
+                        r,
+                        if attempts.reused {
+                            Level::Debug
+                        } else {
+                            Level::Info
+                        },
+                        &format!(
+                            "mod_rwsgi: daemon process '{}' closed the connection before \
+                             answering ({}); resending the request once",
+                            target.group,
+                            describe(cause.as_ref())
+                        ),
+                    );
+                }
+                if !pause.is_zero() {
+                    std::thread::sleep(pause);
+                }
+            }
+            Decision::GiveUp(why) => {
+                log::request(r, Level::Error, &give_up_line(why, target, cause.as_ref()));
+                return why.status();
+            }
+        }
+    }
+}
+
+/// A connection that could not be made (logged): 504 when the daemon took the connection
+/// but did not answer the handshake, else 503.
+fn connect_failed(r: &Request<'_>, target: &DaemonTarget, e: &io::Error) -> i32 {
+    if e.kind() == io::ErrorKind::TimedOut {
+        log::request(
+            r,
+            Level::Error,
+            &format!(
+                "mod_rwsgi: timeout waiting for daemon process '{}' to answer the protocol \
+                 handshake (socket-timeout={} s expired): it is stopped, hung or overloaded",
+                target.group,
+                target.socket_timeout.as_secs()
+            ),
+        );
+        return ffi::HTTP_GATEWAY_TIME_OUT;
+    }
+    log::request(
+        r,
+        Level::Error,
+        &format!(
+            "mod_rwsgi: unable to connect to WSGI daemon process '{}' on '{}' within \
+             connect-timeout={} s: {e}",
+            target.group,
+            target.socket_path.display(),
+            target.connect_timeout.as_secs()
+        ),
+    );
+    ffi::HTTP_SERVICE_UNAVAILABLE
+}
+
+/// The error-log line for a request the resend policy gave up on.
+fn give_up_line(why: GiveUp, target: &DaemonTarget, cause: Option<&io::Error>) -> String {
+    let group = &target.group;
+    match why {
+        GiveUp::CannotSend => format!(
+            "mod_rwsgi: cannot send the request to daemon process '{group}': {}",
+            describe(cause)
+        ),
+        GiveUp::NotResendable { already_resent } => format!(
+            "mod_rwsgi: daemon process '{group}' closed the connection before responding ({}): \
+             it died or was killed while running this request (see the supervisor's line for \
+             its PID and exit status or signal); the request is not resent because it {}",
+            describe(cause),
+            if already_resent {
+                "already was once"
+            } else {
+                "is not a GET/HEAD/OPTIONS without a body"
+            }
+        ),
+        GiveUp::KeptRestarting => format!(
+            "mod_rwsgi: daemon process group '{group}' kept restarting for connect-timeout={} s",
+            target.connect_timeout.as_secs()
+        ),
+    }
+}
+
+fn describe(cause: Option<&io::Error>) -> String {
+    cause.map_or_else(|| "no error".to_string(), io::Error::to_string)
+}
+
+/// Runs `f` with the client socket's timeout set to response-socket-timeout (as mod_wsgi,
+/// socket-timeout when not given), and puts Apache's back afterwards: the connection may
+/// serve further requests through other handlers.
+fn with_response_socket_timeout<T>(
+    r: &mut Request<'_>,
+    target: &DaemonTarget,
+    f: impl FnOnce(&mut Request<'_>) -> T,
+) -> T {
+    let Some(timeout) = target.response_socket_timeout else {
+        return f(r);
+    };
+    let saved = r.client_socket_timeout();
+    r.set_client_socket_timeout(timeout);
+    let result = f(r);
+    if let Some(saved) = saved {
+        r.set_client_socket_timeout(saved);
+    }
+    result
+}

@@ -1,0 +1,117 @@
+//! Connections to a group's socket: connecting (with retries while the daemon starts) and
+//! the handshake, and the pool of idle connections an Apache child reuses across requests.
+
+use std::collections::{HashMap, VecDeque};
+use std::io;
+use std::os::fd::OwnedFd;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use crate::protocol::{self, Decoder, Limits};
+
+use super::DaemonTarget;
+
+/// An open connection to a daemon, past the handshake, between or during requests.
+pub(super) struct DaemonConn {
+    pub stream: UnixStream,
+    pub dec: Decoder,
+    /// Descriptors received with RespFile frames, not yet used.
+    pub fds: VecDeque<OwnedFd>,
+}
+
+/// Open connections per socket path, reused across requests by this Apache child.
+static IDLE: Mutex<Option<HashMap<PathBuf, Vec<DaemonConn>>>> = Mutex::new(None);
+const MAX_IDLE_PER_GROUP: usize = 64;
+
+pub(super) fn take_idle(path: &Path) -> Option<DaemonConn> {
+    IDLE.lock().ok()?.as_mut()?.get_mut(path)?.pop()
+}
+
+pub(super) fn drop_idle(path: &Path) {
+    if let Ok(mut guard) = IDLE.lock() {
+        if let Some(map) = guard.as_mut() {
+            map.remove(path);
+        }
+    }
+}
+
+pub(super) fn put_idle(path: &Path, mut conn: DaemonConn) {
+    // An idle connection keeps no read buffer: a child pools one connection per request it
+    // served at once (dozens under load), and the next request's buffer is one allocation.
+    // Keeping 8 KiB each held about 160 KiB more live heap per child in `make bench`.
+    conn.dec.release_memory(0);
+    conn.fds.clear();
+    if let Ok(mut guard) = IDLE.lock() {
+        let list = guard
+            .get_or_insert_with(HashMap::new)
+            .entry(path.to_path_buf())
+            .or_default();
+        if list.len() < MAX_IDLE_PER_GROUP {
+            list.push(conn);
+        }
+    }
+}
+
+/// Connects, retrying while the daemon is (re)starting: the socket may not exist yet or
+/// its backlog may be full. Gives up after connect-timeout.
+pub(super) fn connect(target: &DaemonTarget) -> io::Result<DaemonConn> {
+    let deadline = Instant::now() + target.connect_timeout;
+    let mut delay = Duration::from_millis(10);
+    loop {
+        match UnixStream::connect(&target.socket_path) {
+            Ok(mut stream) => {
+                stream.set_read_timeout(Some(target.socket_timeout))?;
+                stream.set_write_timeout(Some(target.socket_timeout))?;
+                match protocol::io::client_handshake(&mut stream, 0) {
+                    Ok(_) => {
+                        return Ok(DaemonConn {
+                            stream,
+                            dec: Decoder::new(Limits::default()),
+                            fds: VecDeque::new(),
+                        });
+                    }
+                    // A process that stopped accepting had already taken this connection:
+                    // the next one waits for a live process.
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            io::ErrorKind::ConnectionRefused
+                                | io::ErrorKind::ConnectionReset
+                                | io::ErrorKind::BrokenPipe
+                                | io::ErrorKind::UnexpectedEof
+                                | io::ErrorKind::ConnectionAborted
+                        ) && Instant::now() < deadline =>
+                    {
+                        std::thread::sleep(delay);
+                        delay = (delay * 2).min(Duration::from_millis(250));
+                    }
+                    // Connected (into the backlog) but no answer within socket-timeout: the
+                    // daemon is frozen or swamped. Not a connect failure: report a timeout.
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                        ) =>
+                    {
+                        return Err(io::Error::new(io::ErrorKind::TimedOut, e));
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::NotFound
+                        | io::ErrorKind::ConnectionRefused
+                        | io::ErrorKind::WouldBlock
+                ) && Instant::now() < deadline =>
+            {
+                std::thread::sleep(delay);
+                delay = (delay * 2).min(Duration::from_millis(250));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}

@@ -1,0 +1,90 @@
+//! Waiting for a Unix socket to have input, with `poll()`, instead of sleeping in a read.
+
+use std::io::{self, ErrorKind};
+use std::os::fd::BorrowedFd;
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+
+/// Waits until `fd` has input, or a hangup or error a read will report; `TimedOut` after
+/// `timeout` (`None`: no limit).
+///
+/// Why not just block in a read: Linux wakes every task sleeping in `recv()` on a Unix
+/// socket whenever the peer consumes bytes this socket sent (the "write space" wakeup does
+/// not tell readers from writers), so a client waiting for its answer is woken, finds
+/// nothing and sleeps again once per request: two context switches for nothing. `poll()`
+/// filters wakeups by event, and sleeps through those.
+pub fn wait_readable(fd: BorrowedFd<'_>, timeout: Option<Duration>) -> io::Result<()> {
+    let deadline = timeout.map(|t| Instant::now() + t);
+    loop {
+        let wait = match deadline {
+            None => PollTimeout::NONE,
+            Some(d) => {
+                let left = d.saturating_duration_since(Instant::now());
+                // Round up: a wait of 0 ms would spin on a sub-millisecond remainder.
+                let ms = left.as_micros().div_ceil(1000);
+                PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX)
+            }
+        };
+        let mut fds = [PollFd::new(fd, PollFlags::POLLIN)];
+        match poll(&mut fds, wait) {
+            Ok(0) if deadline.is_some_and(|d| Instant::now() >= d) => {
+                return Err(io::Error::new(
+                    ErrorKind::TimedOut,
+                    "timed out waiting for the peer",
+                ));
+            }
+            Ok(0) | Err(Errno::EINTR) => {}
+            Ok(_) => return Ok(()),
+            Err(e) => return Err(io::Error::from(e)),
+        }
+    }
+}
+
+/// Whether `fd` has something to read within `wait` (false at once for a zero wait; a poll
+/// error counts as nothing to read).
+pub fn readable_within(fd: BorrowedFd<'_>, wait: Duration) -> bool {
+    if wait.is_zero() {
+        return false;
+    }
+    let mut fds = [PollFd::new(fd, PollFlags::POLLIN)];
+    let ms = u16::try_from(wait.as_millis()).unwrap_or(u16::MAX);
+    matches!(poll(&mut fds, ms), Ok(n) if n > 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::os::fd::AsFd;
+    use std::os::unix::net::UnixStream;
+
+    #[test]
+    fn wait_readable_times_out_then_sees_input_and_hangup() {
+        let (mut a, b) = UnixStream::pair().unwrap();
+        let started = Instant::now();
+        let err = wait_readable(b.as_fd(), Some(Duration::from_millis(30))).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::TimedOut);
+        assert!(started.elapsed() >= Duration::from_millis(30));
+        a.write_all(b"x").unwrap();
+        wait_readable(b.as_fd(), Some(Duration::from_secs(10))).unwrap();
+        let (a, b) = UnixStream::pair().unwrap();
+        drop(a);
+        // A hangup is something a read reports: no wait.
+        wait_readable(b.as_fd(), None).unwrap();
+    }
+
+    #[test]
+    fn readable_within_zero_is_false_without_waiting() {
+        let (mut a, b) = UnixStream::pair().unwrap();
+        assert!(!readable_within(b.as_fd(), Duration::ZERO));
+        assert!(!readable_within(b.as_fd(), Duration::from_millis(5)));
+        a.write_all(b"x").unwrap();
+        assert!(readable_within(b.as_fd(), Duration::from_millis(5)));
+        assert!(
+            !readable_within(b.as_fd(), Duration::ZERO),
+            "a zero wait never polls"
+        );
+    }
+}
