@@ -15,6 +15,8 @@ use crate::apache::server::Server;
 use crate::config::{self, DirConfig, Directive, GlobalConfig, Scope, ServerConfig, Target};
 use crate::ffi;
 
+mod phase_hooks;
+
 /// Per-server config slot. `global` is only used in the main server's slot: it holds the
 /// server-wide settings (daemon groups, Python home ...) of one configuration generation.
 ///
@@ -409,6 +411,7 @@ fn apply_directive(
                 };
                 with_global(|g| g.note_proxy_site(site))?;
             }
+            phase_hooks::note_directive(cmd, &parsed)?;
             let dir = dir.ok_or("mod_rwsgi: directive outside a directory configuration")?;
             dir.apply(parsed).map_err(|e| e.to_string())
         }
@@ -440,7 +443,7 @@ unsafe impl Sync for ModuleList {}
 
 static AFTER_MOD_ALIAS: ModuleList = ModuleList([c"mod_alias.c".as_ptr(), ptr::null()]);
 
-unsafe extern "C" fn register_hooks(_p: *mut ffi::apr_pool_t) {
+unsafe extern "C" fn register_hooks(p: *mut ffi::apr_pool_t) {
     guard("register_hooks", (), || {
         // SAFETY: Apache has assigned module_index before calling register_hooks.
         log::set_module_index(unsafe { rwsgi_module.module_index });
@@ -479,6 +482,10 @@ unsafe extern "C" fn register_hooks(_p: *mut ffi::apr_pool_t) {
                 ptr::null(),
                 ffi::APR_HOOK_MIDDLE,
             );
+        }
+        // SAFETY: Apache passes the pool of register_hooks, which outlives the providers' use.
+        if let Some(pool) = unsafe { Pool::from_raw(p) } {
+            phase_hooks::register(pool);
         }
     });
 }
@@ -543,8 +550,10 @@ unsafe extern "C" fn child_init(pchild: *mut ffi::apr_pool_t, _s: *mut ffi::serv
             }
             // Embedded mode: when no daemon group exists every WSGI request runs here, so
             // Python starts now (as mod_wsgi does); otherwise only if an embedded request
-            // comes. WSGIRestrictEmbedded On keeps Python out of Apache children entirely.
-            if !slot.global.restrict_embedded && slot.global.daemon_groups.is_empty() {
+            // comes. WSGIRestrictEmbedded On keeps WSGI requests out of Apache children; a
+            // phase script (WSGIAuthUserScript ...) runs here whatever the mode, as in mod_wsgi.
+            let wsgi_here = !slot.global.restrict_embedded && slot.global.daemon_groups.is_empty();
+            if wsgi_here || slot.global.phase_scripts {
                 let embedded = slot.embedded.get_or_init(|| server_python(&slot.global));
                 if let Err(e) = crate::handler::embedded::ensure_python(embedded) {
                     log::server(ptr::null(), Level::Error, &format!("mod_rwsgi: {e}"));

@@ -290,7 +290,7 @@ pub static DIRECTIVES: &[DirectiveInfo] = &[
         ServerVhostDir,
         Dir,
         "WSGIDispatchScript file-path [application-group=NAME]",
-        false,
+        true,
     ),
     info(
         "WSGIHandlerScript",
@@ -305,28 +305,28 @@ pub static DIRECTIVES: &[DirectiveInfo] = &[
         DirAuth,
         Dir,
         "WSGIAccessScript file-path [application-group=NAME]",
-        false,
+        true,
     ),
     info(
         "WSGIAuthUserScript",
         DirAuth,
         Dir,
         "WSGIAuthUserScript file-path [application-group=NAME]",
-        false,
+        true,
     ),
     info(
         "WSGIAuthGroupScript",
         DirAuth,
         Dir,
         "WSGIAuthGroupScript file-path [application-group=NAME]",
-        false,
+        true,
     ),
     info(
         "WSGIGroupAuthoritative",
         DirAuth,
         Dir,
         "WSGIGroupAuthoritative On|Off",
-        false,
+        true,
     ),
     // Per-request switches.
     info(
@@ -800,17 +800,7 @@ fn validate_other(args: &Args<'_>) -> Result<(), ConfigError> {
         | "WSGIAccessScript"
         | "WSGIAuthUserScript"
         | "WSGIAuthGroupScript" => {
-            let Some((_script, rest)) = args.words.split_first().filter(|(s, _)| !s.is_empty())
-            else {
-                return Err(ConfigError::new(
-                    d,
-                    format!("expected a script path; {}", args.usage()),
-                ));
-            };
-            for o in split_options(d, rest, &["application-group"])? {
-                GroupSelector::parse(d, o.value)
-                    .map_err(|e| ConfigError::at(d, "option", o.word, e.message))?;
-            }
+            super::phase_script::PhaseScript::parse(d, args.words)?;
         }
         "WSGIHandlerScript" => {
             let [name, script, rest @ ..] = args.words else {
@@ -1031,11 +1021,16 @@ pub(crate) mod tests {
             "WSGIDestroyInterpreter",
             "WSGISwitchInterval",
             "WSGIFreeThreading",
+            "WSGIDispatchScript",
+            "WSGIAccessScript",
+            "WSGIAuthUserScript",
+            "WSGIAuthGroupScript",
+            "WSGIGroupAuthoritative",
         ];
         for d in DIRECTIVES {
             assert_eq!(d.implemented, implemented.contains(&d.name), "{}", d.name);
         }
-        assert_eq!(DIRECTIVES.iter().filter(|d| d.implemented).count(), 31);
+        assert_eq!(DIRECTIVES.iter().filter(|d| d.implemented).count(), 36);
     }
 
     #[test]

@@ -14,6 +14,7 @@ mod directives;
 mod error;
 #[cfg(test)]
 pub(crate) mod fuzz_harness;
+mod phase_script;
 mod proxy;
 mod script_alias;
 mod selector;
@@ -28,6 +29,7 @@ pub use directives::{
     directive_info, not_implemented_error, parse_directive, parse_directive_words,
 };
 pub use error::ConfigError;
+pub use phase_script::PhaseScript;
 pub use proxy::{
     EnvPair, IpNet, KNOWN_PROXY_HEADERS, ProxyHeaderCategory, ProxyNote,
     apply_trusted_proxy_headers, canonical_proxy_header, forwarded_for_client, header_env_name,
@@ -132,6 +134,10 @@ pub struct GlobalConfig {
     pub group_refs: Vec<GroupRef>,
     /// Every WSGITrustedProxies/WSGITrustedProxyHeaders, for [`GlobalConfig::warnings`].
     pub proxy_sites: Vec<ProxySite>,
+    /// A WSGIAccessScript, WSGIAuthUserScript, WSGIAuthGroupScript or WSGIDispatchScript in
+    /// the server configuration: Apache children start Python at child_init, as mod_wsgi
+    /// does (one in a `.htaccess` file starts it on first use).
+    pub phase_scripts: bool,
 }
 
 impl Default for GlobalConfig {
@@ -162,6 +168,7 @@ impl Default for GlobalConfig {
             other: Vec::new(),
             group_refs: Vec::new(),
             proxy_sites: Vec::new(),
+            phase_scripts: false,
         }
     }
 }
@@ -405,14 +412,14 @@ pub struct DirConfig {
     pub group_authoritative: Option<bool>,
     /// WSGIRestrictProcess, as written.
     pub restrict_process: Option<Vec<String>>,
-    /// WSGIDispatchScript arguments.
-    pub dispatch_script: Option<Vec<String>>,
-    /// WSGIAccessScript arguments.
-    pub access_script: Option<Vec<String>>,
-    /// WSGIAuthUserScript arguments.
-    pub auth_user_script: Option<Vec<String>>,
-    /// WSGIAuthGroupScript arguments.
-    pub auth_group_script: Option<Vec<String>>,
+    /// WSGIDispatchScript.
+    pub dispatch_script: Option<PhaseScript>,
+    /// WSGIAccessScript.
+    pub access_script: Option<PhaseScript>,
+    /// WSGIAuthUserScript.
+    pub auth_user_script: Option<PhaseScript>,
+    /// WSGIAuthGroupScript.
+    pub auth_group_script: Option<PhaseScript>,
     /// WSGIHandlerScript arguments, one entry per handler name (later wins).
     pub handler_scripts: Option<Vec<Vec<String>>>,
 }
@@ -459,12 +466,19 @@ impl DirConfig {
                 *slot = Some(value);
             }
             Directive::Other { name, args } => {
+                let phase_slot = match name {
+                    "WSGIDispatchScript" => Some(&mut self.dispatch_script),
+                    "WSGIAccessScript" => Some(&mut self.access_script),
+                    "WSGIAuthUserScript" => Some(&mut self.auth_user_script),
+                    "WSGIAuthGroupScript" => Some(&mut self.auth_group_script),
+                    _ => None,
+                };
+                if let Some(slot) = phase_slot {
+                    *slot = Some(PhaseScript::parse(name, &args)?);
+                    return Ok(());
+                }
                 let slot = match name {
                     "WSGIRestrictProcess" => &mut self.restrict_process,
-                    "WSGIDispatchScript" => &mut self.dispatch_script,
-                    "WSGIAccessScript" => &mut self.access_script,
-                    "WSGIAuthUserScript" => &mut self.auth_user_script,
-                    "WSGIAuthGroupScript" => &mut self.auth_group_script,
                     "WSGIHandlerScript" => {
                         let list = self.handler_scripts.get_or_insert_with(Vec::new);
                         list.retain(|h| h.first() != args.first());

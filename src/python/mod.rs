@@ -27,6 +27,7 @@ mod loader;
 mod log_object;
 mod metrics;
 mod modwsgi;
+mod phase_scripts;
 mod request;
 mod signal_intercept;
 mod start_response;
@@ -43,6 +44,7 @@ pub use interpreter::{
     run_shutdown_callbacks, shutdown,
 };
 pub use log_object::install_restricted_stdout;
+pub use phase_scripts::{Access, Dispatch, Password, PhaseFailed, PhaseRequest, RealmHash};
 
 /// The version of mod_wsgi whose behaviour this host reproduces; exposed as
 /// `mod_wsgi.version` and `environ['mod_wsgi.version']`.
