@@ -114,8 +114,10 @@ macro_rules! command_table {
                 table[i].func = ffi::cmd_func { raw_args: Some(set_directive) };
                 // Apache lets the directive through anywhere; `set_directive` then applies
                 // the exact contexts mod_wsgi allows (config::Scope), with Apache's own
-                // "cannot occur within ..." messages.
-                table[i].req_override = ffi::RSRC_CONF | ffi::ACCESS_CONF | ffi::OR_FILEINFO;
+                // "cannot occur within ..." messages, and in .htaccess the AllowOverride
+                // class (FileInfo, or AuthConfig for the auth scripts).
+                table[i].req_override =
+                    ffi::RSRC_CONF | ffi::ACCESS_CONF | ffi::OR_FILEINFO | ffi::OR_AUTHCFG;
                 table[i].args_how = ffi::cmd_how_RAW_ARGS;
                 table[i].errmsg = c"a mod_wsgi directive (see mod_rwsgi's README)".as_ptr();
                 i += 1;
@@ -342,6 +344,18 @@ fn apply_directive(
         Scope::DirAuth => Forbid::ServerAndHtaccessAllowed,
     };
     cmd.check_context(forbid)?;
+    let override_class = match info.scope {
+        Scope::DirAuth => Some((ffi::OR_AUTHCFG, "AuthConfig")),
+        Scope::AnyDir => Some((ffi::OR_FILEINFO, "FileInfo")),
+        _ => None,
+    };
+    if let Some((bits, class)) = override_class {
+        if !cmd.allows_override(bits) {
+            return Err(format!(
+                "{name} not allowed here (in .htaccess it needs AllowOverride {class})"
+            ));
+        }
+    }
     if !info.implemented {
         return Err(config::not_implemented_error(info.name).to_string());
     }

@@ -11,7 +11,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::http::{Json, json};
-use common::{Apache, ApacheConfig};
+use common::{Apache, ApacheConfig, Mpm};
 
 fn base64(data: &[u8]) -> String {
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -209,12 +209,16 @@ fn access_script_refuses_before_the_application_runs() {
     let (app, hooks, _) = install(&config);
     let apache = config
         .conf(&format!(
-            "WSGIDaemonProcess guarded threads=2\nWSGIProcessGroup guarded\n\
+            "WSGIRestrictEmbedded On\n\
+             WSGIDaemonProcess guarded threads=2\nWSGIProcessGroup guarded\n\
              WSGIScriptAlias /app {app}\n\
              <Directory @DIR@/apps>\n    Require all granted\n    \
              WSGIAccessScript {hooks}\n</Directory>\n"
         ))
         .start();
+    // The script runs in the Apache child even with WSGIRestrictEmbedded On, and Python
+    // starts there with the child, before any request (as mod_wsgi does).
+    apache.wait_for_log("] Initialised Python", Duration::from_secs(10));
     let resp = apache.get("/app");
     assert_with_log!(
         apache,
@@ -364,4 +368,87 @@ fn configtest_checks_require_wsgi_group_and_notes_group_authoritative_off() {
     assert!(ok, "{out}");
     assert!(out.contains("WSGIGroupAuthoritative Off at "), "{out}");
     assert!(out.contains("has no effect, as in mod_wsgi 6"), "{out}");
+}
+
+#[test]
+fn basic_login_works_under_prefork_and_worker() {
+    for mpm in [Mpm::Prefork, Mpm::Worker] {
+        let config = ApacheConfig::new("auth-mpm")
+            .mpm(mpm)
+            .module("authn_core")
+            .module("auth_basic")
+            .module("authz_user");
+        let (app, hooks, _) = install(&config);
+        let apache = config
+            .conf(&format!(
+                "WSGIScriptAlias /app {app}\n\
+                 <Directory @DIR@/apps>\n    AuthType Basic\n    AuthName \"Top Secret\"\n\
+                 \x20   AuthBasicProvider wsgi\n    WSGIAuthUserScript {hooks}\n\
+                 \x20   Require valid-user\n</Directory>\n"
+            ))
+            .start();
+        for _ in 0..4 {
+            let resp = basic(&apache, "/app", "spy", "secret");
+            assert_with_log!(
+                apache,
+                resp.status == 200,
+                "{mpm:?}: status {}",
+                resp.status
+            );
+            assert_eq!(json(&resp)["REMOTE_USER"].str(), "spy");
+            assert_eq!(basic(&apache, "/app", "spy", "nope").status, 401);
+        }
+    }
+}
+
+#[test]
+fn an_auth_script_in_htaccess_starts_python_on_first_use() {
+    let config = ApacheConfig::new("auth-htaccess")
+        .module("authn_core")
+        .module("auth_basic")
+        .module("authz_user");
+    let (_, hooks, _) = install(&config);
+    let private = config.root().join("htdocs/private");
+    std::fs::create_dir_all(&private).unwrap();
+    std::fs::write(private.join("page.txt"), "for agents only\n").unwrap();
+    std::fs::write(
+        private.join(".htaccess"),
+        format!(
+            "AuthType Basic\nAuthName \"Top Secret\"\nAuthBasicProvider wsgi\n\
+             WSGIAuthUserScript {hooks}\nRequire valid-user\n"
+        ),
+    )
+    .unwrap();
+    // The same directives where .htaccess may only set FileInfo: refused, as in mod_wsgi.
+    let fileinfo = config.root().join("htdocs/fileinfo");
+    std::fs::create_dir_all(&fileinfo).unwrap();
+    std::fs::write(
+        fileinfo.join(".htaccess"),
+        format!("WSGIAuthUserScript {hooks}\n"),
+    )
+    .unwrap();
+    std::fs::write(fileinfo.join("page.txt"), "x\n").unwrap();
+    let apache = config
+        .conf(
+            "WSGIRestrictEmbedded On\n\
+             <Directory @DIR@/htdocs/private>\n    AllowOverride AuthConfig\n</Directory>\n\
+             <Directory @DIR@/htdocs/fileinfo>\n    AllowOverride FileInfo\n</Directory>\n",
+        )
+        .start();
+    assert_eq!(apache.get("/fileinfo/page.txt").status, 500);
+    apache.wait_for_log(
+        "WSGIAuthUserScript not allowed here (in .htaccess it needs AllowOverride AuthConfig)",
+        Duration::from_secs(5),
+    );
+    // Nothing in the server configuration needs Python (no WSGI request may run in the
+    // Apache children): they start without it.
+    assert_eq!(apache.get("/static.txt").status, 200);
+    assert!(!apache.error_log().contains("Initialised Python"));
+    // A static file behind the provider.
+    assert_eq!(apache.get("/private/page.txt").status, 401);
+    let resp = basic(&apache, "/private/page.txt", "spy", "secret");
+    assert_with_log!(apache, resp.status == 200, "status {}", resp.status);
+    assert_eq!(resp.text(), "for agents only\n");
+    assert_eq!(basic(&apache, "/private/page.txt", "spy", "x").status, 401);
+    assert!(apache.error_log().contains("Initialised Python"));
 }
