@@ -341,6 +341,11 @@ fn apply_directive(
         Scope::ServerVhost => Forbid::DirectoryAndHtaccess,
         Scope::ServerVhostDir => Forbid::Htaccess,
         Scope::AnyDir => Forbid::Nothing,
+        // Apache gives the AuthConfig class inside <AuthnProviderAlias> (no directory
+        // there), never at server level: mod_wsgi's documented provider alias works.
+        Scope::DirAuth if cmd.allows_override(ffi::OR_AUTHCFG) && cmd.section_path().is_none() => {
+            Forbid::Nothing
+        }
         Scope::DirAuth => Forbid::ServerAndHtaccessAllowed,
     };
     cmd.check_context(forbid)?;

@@ -452,3 +452,31 @@ fn an_auth_script_in_htaccess_starts_python_on_first_use() {
     assert_eq!(basic(&apache, "/private/page.txt", "spy", "x").status, 401);
     assert!(apache.error_log().contains("Initialised Python"));
 }
+
+#[test]
+fn an_authn_provider_alias_carries_its_own_script_and_group() {
+    // mod_wsgi's documented form: <AuthnProviderAlias wsgi NAME> holds the script.
+    let config = ApacheConfig::new("auth-alias")
+        .module("authn_core")
+        .module("auth_basic")
+        .module("authz_user");
+    let (app, hooks, _) = install(&config);
+    let apache = config
+        .conf(&format!(
+            "<AuthnProviderAlias wsgi agents>\n\
+             \x20   WSGIAuthUserScript {hooks} application-group=agents\n\
+             </AuthnProviderAlias>\n\
+             WSGIScriptAlias /app {app}\n\
+             <Directory @DIR@/apps>\n    AuthType Basic\n    AuthName \"Top Secret\"\n\
+             \x20   AuthBasicProvider agents\n    Require valid-user\n</Directory>\n"
+        ))
+        .start();
+    let resp = basic(&apache, "/app", "spy", "secret");
+    assert_with_log!(apache, resp.status == 200, "status {}", resp.status);
+    assert_eq!(basic(&apache, "/app", "spy", "wrong").status, 401);
+    let log = apache.error_log();
+    assert!(
+        log.contains("auth_hooks.wsgi' into main interpreter (application group 'agents')"),
+        "{log}"
+    );
+}

@@ -128,6 +128,11 @@ const CASES: &[Case] = &[
         expect: &["WSGITelemetryService is not supported by mod_rwsgi yet"],
     },
     Case {
+        name: "auth script at server level",
+        conf: "WSGIAuthUserScript /tmp/auth.py",
+        expect: &["WSGIAuthUserScript is only allowed in <Directory>"],
+    },
+    Case {
         name: "dispatch script with an option it does not take",
         conf: "WSGIDispatchScript /tmp/dispatch.py process-group=g",
         expect: &["WSGIDispatchScript", "'process-group=g'"],
