@@ -81,13 +81,13 @@ fn main() {
         .allowlist_function("ap_.*|apr_.*|apu_.*|unixd_.*")
         .allowlist_type(
             "module_struct|command_rec|request_rec|server_rec|conn_rec|cmd_parms|process_rec|\
-             ap_.*|apr_.*",
+             ap_.*|apr_.*|authn_provider|authz_provider|authn_status|authz_status",
         )
         .allowlist_var(
             "MODULE_MAGIC_.*|RWSGI_.*|OK|DECLINED|DONE|HTTP_.*|APLOG_.*|RSRC_CONF|ACCESS_CONF|\
              OR_.*|GLOBAL_ONLY|NOT_IN_.*|AP_MPMQ_.*|AP_SQ_.*|APR_.*|REQUEST_.*|ap_unixd_config|\
              ap_listeners|ap_server_root|ap_runtime_dir|ap_server_conf|M_GET|M_POST|M_OPTIONS|\
-             APR_HOOK_.*|AP_FILTER_.*|AP_REQ_.*",
+             APR_HOOK_.*|AP_FILTER_.*|AP_REQ_.*|AP_AUTH_INTERNAL_.*|REMOTE_HOST",
         )
         .blocklist_function("apr_pool_.*debug.*|apr_.*_debug")
         .default_macro_constant_type(bindgen::MacroTypeVariation::Signed)

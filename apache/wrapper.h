@@ -14,6 +14,7 @@
 #include <util_script.h>
 #include <unixd.h>
 #include <mod_unixd.h>
+#include <mod_auth.h>
 #include <ap_listen.h>
 #include <apr_pools.h>
 #include <apr_strings.h>

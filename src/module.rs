@@ -17,6 +17,8 @@ use crate::process_plan::server_python;
 use crate::server_slot::{ServerSlot, configuring_slot, main_slot, server_slot, with_global};
 use crate::system_accounts::SystemAccounts;
 
+mod phase_hooks;
+
 // ---------------------------------------------------------------------------------------
 // The module structure Apache loads with `LoadModule rwsgi_module .../mod_rwsgi.so`.
 
@@ -74,8 +76,10 @@ macro_rules! command_table {
                 table[i].func = ffi::cmd_func { raw_args: Some(set_directive) };
                 // Apache lets the directive through anywhere; `set_directive` then applies
                 // the exact contexts mod_wsgi allows (config::Scope), with Apache's own
-                // "cannot occur within ..." messages.
-                table[i].req_override = ffi::RSRC_CONF | ffi::ACCESS_CONF | ffi::OR_FILEINFO;
+                // "cannot occur within ..." messages, and in .htaccess the AllowOverride
+                // class (FileInfo, or AuthConfig for the auth scripts).
+                table[i].req_override =
+                    ffi::RSRC_CONF | ffi::ACCESS_CONF | ffi::OR_FILEINFO | ffi::OR_AUTHCFG;
                 table[i].args_how = ffi::cmd_how_RAW_ARGS;
                 table[i].errmsg = c"a mod_wsgi directive (see mod_rwsgi's README)".as_ptr();
                 i += 1;
@@ -274,9 +278,26 @@ fn apply_directive(
         Scope::ServerVhost => Forbid::DirectoryAndHtaccess,
         Scope::ServerVhostDir => Forbid::Htaccess,
         Scope::AnyDir => Forbid::Nothing,
+        // Apache gives the AuthConfig class inside <AuthnProviderAlias> (no directory
+        // there), never at server level: mod_wsgi's documented provider alias works.
+        Scope::DirAuth if cmd.allows_override(ffi::OR_AUTHCFG) && cmd.section_path().is_none() => {
+            Forbid::Nothing
+        }
         Scope::DirAuth => Forbid::ServerAndHtaccessAllowed,
     };
     cmd.check_context(forbid)?;
+    let override_class = match info.scope {
+        Scope::DirAuth => Some((ffi::OR_AUTHCFG, "AuthConfig")),
+        Scope::AnyDir => Some((ffi::OR_FILEINFO, "FileInfo")),
+        _ => None,
+    };
+    if let Some((bits, class)) = override_class {
+        if !cmd.allows_override(bits) {
+            return Err(format!(
+                "{name} not allowed here (in .htaccess it needs AllowOverride {class})"
+            ));
+        }
+    }
     if !info.implemented {
         return Err(config::not_implemented_error(info.name).to_string());
     }
@@ -352,6 +373,7 @@ fn apply_directive(
                 // SAFETY: see above.
                 unsafe { with_global(|g| g.note_proxy_site(site)) }?;
             }
+            phase_hooks::note_directive(cmd, &parsed)?;
             let dir = dir.ok_or("mod_rwsgi: directive outside a directory configuration")?;
             dir.apply(parsed).map_err(|e| e.to_string())
         }
@@ -370,7 +392,7 @@ unsafe impl Sync for ModuleList {}
 
 static AFTER_MOD_ALIAS: ModuleList = ModuleList([c"mod_alias.c".as_ptr(), ptr::null()]);
 
-unsafe extern "C" fn register_hooks(_p: *mut ffi::apr_pool_t) {
+unsafe extern "C" fn register_hooks(p: *mut ffi::apr_pool_t) {
     guard("register_hooks", (), || {
         // SAFETY: Apache has assigned module_index before calling register_hooks.
         log::set_module_index(unsafe { rwsgi_module.module_index });
@@ -409,6 +431,10 @@ unsafe extern "C" fn register_hooks(_p: *mut ffi::apr_pool_t) {
                 ptr::null(),
                 ffi::APR_HOOK_MIDDLE,
             );
+        }
+        // SAFETY: Apache passes the pool of register_hooks, which outlives the providers' use.
+        if let Some(pool) = unsafe { Pool::from_raw(p) } {
+            phase_hooks::register(pool);
         }
     });
 }
@@ -485,8 +511,10 @@ unsafe extern "C" fn child_init(pchild: *mut ffi::apr_pool_t, _s: *mut ffi::serv
             }
             // Embedded mode: when no daemon group exists every WSGI request runs here, so
             // Python starts now (as mod_wsgi does); otherwise only if an embedded request
-            // comes. WSGIRestrictEmbedded On keeps Python out of Apache children entirely.
-            if !slot.global.restrict_embedded && slot.global.daemon_groups.is_empty() {
+            // comes. WSGIRestrictEmbedded On keeps WSGI requests out of Apache children; a
+            // phase script (WSGIAuthUserScript ...) runs here whatever the mode, as in mod_wsgi.
+            let wsgi_here = !slot.global.restrict_embedded && slot.global.daemon_groups.is_empty();
+            if wsgi_here || slot.global.phase_scripts {
                 let embedded = slot.embedded.get_or_init(|| server_python(&slot.global));
                 if let Err(e) = crate::handler::embedded::ensure_python(embedded) {
                     log::process(Level::Error, &format!("mod_rwsgi: {e}"));

@@ -124,8 +124,18 @@ const CASES: &[Case] = &[
     },
     Case {
         name: "recognised but not implemented directive",
-        conf: "WSGIDispatchScript /tmp/dispatch.py",
-        expect: &["WSGIDispatchScript is not supported by mod_rwsgi yet"],
+        conf: "WSGITelemetryService unix:/tmp/telemetry.sock",
+        expect: &["WSGITelemetryService is not supported by mod_rwsgi yet"],
+    },
+    Case {
+        name: "auth script at server level",
+        conf: "WSGIAuthUserScript /tmp/auth.py",
+        expect: &["WSGIAuthUserScript is only allowed in <Directory>"],
+    },
+    Case {
+        name: "dispatch script with an option it does not take",
+        conf: "WSGIDispatchScript /tmp/dispatch.py process-group=g",
+        expect: &["WSGIDispatchScript", "'process-group=g'"],
     },
     Case {
         name: "unsupported interpreter options section",

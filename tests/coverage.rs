@@ -119,7 +119,7 @@ const DIRECTIVES: &[(&str, Status)] = &[
     ),
     (
         "WSGIDispatchScript",
-        NotYet("WSGIDispatchScript /srv/dispatch.py"),
+        Implemented(&["auth_scripts::dispatch_script_chooses_groups_and_callable_per_request"]),
     ),
     (
         "WSGIHandlerScript",
@@ -127,19 +127,25 @@ const DIRECTIVES: &[(&str, Status)] = &[
     ),
     (
         "WSGIAccessScript",
-        NotYet("<Location />\nWSGIAccessScript /srv/access.py\n</Location>"),
+        Implemented(&["auth_scripts::access_script_refuses_before_the_application_runs"]),
     ),
     (
         "WSGIAuthUserScript",
-        NotYet("<Location />\nWSGIAuthUserScript /srv/auth.py\n</Location>"),
+        Implemented(&[
+            "auth_scripts::basic_login_runs_check_password_and_the_app_sees_remote_user_in_both_modes",
+            "auth_scripts::digest_login_runs_get_realm_hash",
+            "auth_scripts::a_touched_auth_script_is_reloaded",
+        ]),
     ),
     (
         "WSGIAuthGroupScript",
-        NotYet("<Location />\nWSGIAuthGroupScript /srv/auth.py\n</Location>"),
+        Implemented(&["auth_scripts::require_wsgi_group_admits_members_only"]),
     ),
     (
         "WSGIGroupAuthoritative",
-        NotYet("<Location />\nWSGIGroupAuthoritative Off\n</Location>"),
+        Implemented(&[
+            "auth_scripts::configtest_checks_require_wsgi_group_and_notes_group_authoritative_off",
+        ]),
     ),
     ("WSGIRestrictProcess", NotYet("WSGIRestrictProcess a b")),
     ("WSGIAcceptMutex", NotYet("WSGIAcceptMutex default")),

@@ -107,6 +107,21 @@ impl<'a> DirectiveContext<'a> {
         }
     }
 
+    /// Does the context allow a directive of override class `bits` (`OR_FILEINFO`,
+    /// `OR_AUTHCFG`)? Always in the server configuration; in .htaccess as `AllowOverride`
+    /// or `AllowOverrideList` say, which Apache checks only against the command table's
+    /// flags (one set for every mod_wsgi directive).
+    pub fn allows_override(&self, bits: i32) -> bool {
+        if self.raw.override_ & bits != 0 {
+            return true;
+        }
+        let name = self.pool().c_string(&self.name());
+        // SAFETY: override_list is Apache's live table for this context (or null, which
+        // apr_table_get does not accept: checked first); the key is a pool C string.
+        !self.raw.override_list.is_null()
+            && !unsafe { ffi::apr_table_get(self.raw.override_list, name) }.is_null()
+    }
+
     /// An error message for Apache, allocated in the configuration pool so it outlives
     /// the callback.
     pub fn error(&self, msg: &str) -> *const c_char {

@@ -2,6 +2,7 @@
 //! directive context, server and process state. Raw pointers enter through one
 //! `unsafe fn from_raw` per wrapper; everything after that is safe.
 
+pub mod auth;
 pub mod directive_context;
 pub mod log;
 pub mod pool;

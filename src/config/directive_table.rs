@@ -282,7 +282,7 @@ pub static DIRECTIVES: &[DirectiveInfo] = &[
         ServerVhostDir,
         Dir,
         "WSGIDispatchScript file-path [application-group=NAME]",
-        false,
+        true,
     ),
     info(
         "WSGIHandlerScript",
@@ -297,28 +297,28 @@ pub static DIRECTIVES: &[DirectiveInfo] = &[
         DirAuth,
         Dir,
         "WSGIAccessScript file-path [application-group=NAME]",
-        false,
+        true,
     ),
     info(
         "WSGIAuthUserScript",
         DirAuth,
         Dir,
         "WSGIAuthUserScript file-path [application-group=NAME]",
-        false,
+        true,
     ),
     info(
         "WSGIAuthGroupScript",
         DirAuth,
         Dir,
         "WSGIAuthGroupScript file-path [application-group=NAME]",
-        false,
+        true,
     ),
     info(
         "WSGIGroupAuthoritative",
         DirAuth,
         Dir,
         "WSGIGroupAuthoritative On|Off",
-        false,
+        true,
     ),
     // Per-request switches.
     info(
@@ -485,11 +485,16 @@ mod tests {
             "WSGIDestroyInterpreter",
             "WSGISwitchInterval",
             "WSGIFreeThreading",
+            "WSGIDispatchScript",
+            "WSGIAccessScript",
+            "WSGIAuthUserScript",
+            "WSGIAuthGroupScript",
+            "WSGIGroupAuthoritative",
         ];
         for d in DIRECTIVES {
             assert_eq!(d.implemented, implemented.contains(&d.name), "{}", d.name);
         }
-        assert_eq!(DIRECTIVES.iter().filter(|d| d.implemented).count(), 31);
+        assert_eq!(DIRECTIVES.iter().filter(|d| d.implemented).count(), 36);
     }
 
     #[test]

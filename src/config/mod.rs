@@ -16,6 +16,7 @@ mod error;
 #[cfg(test)]
 pub(crate) mod fuzz_harness;
 mod not_implemented;
+mod phase_script;
 mod proxy;
 mod script_alias;
 mod selector;
@@ -32,6 +33,7 @@ pub use directive_table::{
 pub use directives::{Directive, MapHeadToGet, parse_directive, parse_directive_words};
 pub use error::ConfigError;
 pub use not_implemented::not_implemented_error;
+pub use phase_script::PhaseScript;
 pub use proxy::{
     EnvPair, IpNet, KNOWN_PROXY_HEADERS, ProxyHeaderCategory, ProxyNote,
     apply_trusted_proxy_headers, canonical_proxy_header, forwarded_for_client, header_env_name,
@@ -141,6 +143,10 @@ pub struct GlobalConfig {
     pub group_refs: Vec<GroupRef>,
     /// Every WSGITrustedProxies/WSGITrustedProxyHeaders, for [`GlobalConfig::warnings`].
     pub proxy_sites: Vec<ProxySite>,
+    /// A WSGIAccessScript, WSGIAuthUserScript, WSGIAuthGroupScript or WSGIDispatchScript in
+    /// the server configuration: Apache children start Python at child_init, as mod_wsgi
+    /// does (one in a `.htaccess` file starts it on first use).
+    pub phase_scripts: bool,
 }
 
 impl Default for GlobalConfig {
@@ -171,6 +177,7 @@ impl Default for GlobalConfig {
             other: Vec::new(),
             group_refs: Vec::new(),
             proxy_sites: Vec::new(),
+            phase_scripts: false,
         }
     }
 }
@@ -414,14 +421,14 @@ pub struct DirConfig {
     pub group_authoritative: Option<bool>,
     /// WSGIRestrictProcess, as written.
     pub restrict_process: Option<Vec<String>>,
-    /// WSGIDispatchScript arguments.
-    pub dispatch_script: Option<Vec<String>>,
-    /// WSGIAccessScript arguments.
-    pub access_script: Option<Vec<String>>,
-    /// WSGIAuthUserScript arguments.
-    pub auth_user_script: Option<Vec<String>>,
-    /// WSGIAuthGroupScript arguments.
-    pub auth_group_script: Option<Vec<String>>,
+    /// WSGIDispatchScript.
+    pub dispatch_script: Option<PhaseScript>,
+    /// WSGIAccessScript.
+    pub access_script: Option<PhaseScript>,
+    /// WSGIAuthUserScript.
+    pub auth_user_script: Option<PhaseScript>,
+    /// WSGIAuthGroupScript.
+    pub auth_group_script: Option<PhaseScript>,
     /// WSGIHandlerScript arguments, one entry per handler name (later wins).
     pub handler_scripts: Option<Vec<Vec<String>>>,
 }
@@ -468,12 +475,19 @@ impl DirConfig {
                 *slot = Some(value);
             }
             Directive::Other { name, args } => {
+                let phase_slot = match name {
+                    "WSGIDispatchScript" => Some(&mut self.dispatch_script),
+                    "WSGIAccessScript" => Some(&mut self.access_script),
+                    "WSGIAuthUserScript" => Some(&mut self.auth_user_script),
+                    "WSGIAuthGroupScript" => Some(&mut self.auth_group_script),
+                    _ => None,
+                };
+                if let Some(slot) = phase_slot {
+                    *slot = Some(PhaseScript::parse(name, &args)?);
+                    return Ok(());
+                }
                 let slot = match name {
                     "WSGIRestrictProcess" => &mut self.restrict_process,
-                    "WSGIDispatchScript" => &mut self.dispatch_script,
-                    "WSGIAccessScript" => &mut self.access_script,
-                    "WSGIAuthUserScript" => &mut self.auth_user_script,
-                    "WSGIAuthGroupScript" => &mut self.auth_group_script,
                     "WSGIHandlerScript" => {
                         let list = self.handler_scripts.get_or_insert_with(Vec::new);
                         list.retain(|h| h.first() != args.first());

@@ -62,17 +62,7 @@ pub(super) fn validate_other(args: &Args<'_>) -> Result<(), ConfigError> {
         | "WSGIAccessScript"
         | "WSGIAuthUserScript"
         | "WSGIAuthGroupScript" => {
-            let Some((_script, rest)) = args.words.split_first().filter(|(s, _)| !s.is_empty())
-            else {
-                return Err(ConfigError::new(
-                    d,
-                    format!("expected a script path; {}", args.usage()),
-                ));
-            };
-            for o in split_options(d, rest, &["application-group"])? {
-                GroupSelector::parse(d, o.value)
-                    .map_err(|e| ConfigError::at(d, "option", o.word, e.message))?;
-            }
+            super::phase_script::PhaseScript::parse(d, args.words)?;
         }
         "WSGIHandlerScript" => {
             let [name, script, rest @ ..] = args.words else {

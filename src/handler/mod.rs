@@ -2,8 +2,10 @@
 //! `wsgi-script` handler; `handle` picks the process group, application group and
 //! callable, builds the environment and hands the request to the daemon.
 
+pub mod auth;
 pub mod cgi_env;
 pub mod daemon_client;
+mod dispatch;
 pub mod embedded;
 pub mod script_owner;
 
@@ -155,6 +157,19 @@ pub fn handle(r: &mut Request<'_>, ctx: &HandlerContext<'_>) -> i32 {
     let pass_auth = alias
         .and_then(|a| a.pass_authorization)
         .unwrap_or(dir.pass_authorization());
+    let targets = dispatch::Targets {
+        group,
+        app_group,
+        callable,
+    };
+    let dispatch::Targets {
+        group,
+        app_group,
+        callable,
+    } = match dispatch::apply(r, ctx, dir, &script_name, &path_info, pass_auth, targets) {
+        Ok(targets) => targets,
+        Err(status) => return status,
+    };
 
     let embedded_mode = group.is_empty();
     if embedded_mode && ctx.restrict_embedded {

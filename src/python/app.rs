@@ -29,7 +29,8 @@ use crate::logging::Level;
 /// threads.
 #[derive(Default)]
 pub struct AppHost {
-    loader: Loader,
+    /// Also loads the phase scripts (`phase_scripts.rs`).
+    pub(super) loader: Loader,
 }
 
 const ERROR_BODY: &[u8] = b"<!DOCTYPE HTML PUBLIC \"-//IETF//DTD HTML 2.0//EN\">\n\

@@ -27,6 +27,7 @@ mod loader;
 mod log_object;
 mod metrics;
 mod modwsgi;
+mod phase_scripts;
 mod request;
 mod settings;
 mod signal_intercept;
@@ -43,6 +44,7 @@ pub use interpreter::{
     FREE_THREADED_BUILD, free_threading_warning, initialize, run_shutdown_callbacks, shutdown,
 };
 pub use log_object::install_restricted_stdout;
+pub use phase_scripts::{Access, Dispatch, Password, PhaseFailed, PhaseRequest, RealmHash};
 pub use settings::InterpreterSettings;
 
 /// The version of mod_wsgi whose behaviour this host reproduces; exposed as
