@@ -280,6 +280,14 @@ impl ApacheConfig {
                 module_path().display()
             ));
         }
+        // RWSGI_TEST_CORE_DIR (tests/pythons.sh sets it): crashed Apache processes leave
+        // a core file there (with the size limit raised), for a backtrace.
+        if let Some(dir) = std::env::var_os("RWSGI_TEST_CORE_DIR") {
+            conf.push_str(&format!(
+                "CoreDumpDirectory \"{}\"\n",
+                Path::new(&dir).display()
+            ));
+        }
         conf.push_str(&format!(
             "DocumentRoot \"{root}/htdocs\"\n<Directory \"{root}/htdocs\">\n    Require all granted\n</Directory>\n",
             root = root.display()
