@@ -48,7 +48,7 @@ pub(crate) fn guard<T>(what: &str, fallback: T, f: impl FnOnce() -> T) -> T {
             log::server(
                 ptr::null(),
                 Level::Crit,
-                &format!("mod_rwsgi: panic in {what}: {detail}"),
+                &format!("RW0006: mod_rwsgi: panic in {what}: {detail}"),
             );
             fallback
         }
@@ -369,7 +369,7 @@ fn apply_directive(
             cmd.server(),
             Level::Info,
             &format!(
-                "WSGIVerboseDebugging at {location} has no effect, as in mod_wsgi 6: use \
+                "RW0007: WSGIVerboseDebugging at {location} has no effect, as in mod_wsgi 6: use \
                  `LogLevel rwsgi:debug` for more detail"
             ),
         );
@@ -488,6 +488,7 @@ fn log_backend(level: Level, msg: &str) {
     // Apache escapes newlines in a log line; log a traceback line by line so it stays
     // readable, as mod_wsgi does.
     for line in msg.split('\n') {
+        // log-code: none (the backend of the other layers, whose lines carry their codes)
         log::server(ptr::null(), level, line);
     }
 }
@@ -506,10 +507,14 @@ unsafe extern "C" fn post_config(
         if let Some(slot) = main_slot() {
             let _ = slot.embedded.set(server_python(&slot.global));
         }
+        // SAFETY: Apache passes the live main server record of this generation.
+        if let Some(main) = unsafe { Server::from_raw(s) } {
+            log::set_enabled_levels(main);
+        }
         match crate::manager::start_daemons(pool, s) {
             Ok(()) => ffi::OK,
             Err(msg) => {
-                log::startup(s, Level::Emerg, &format!("mod_rwsgi: {msg}"));
+                log::startup(s, Level::Emerg, &format!("RW0008: mod_rwsgi: {msg}"));
                 ffi::HTTP_INTERNAL_SERVER_ERROR
             }
         }
@@ -547,7 +552,11 @@ unsafe extern "C" fn child_init(pchild: *mut ffi::apr_pool_t, _s: *mut ffi::serv
             if !slot.global.restrict_embedded && slot.global.daemon_groups.is_empty() {
                 let embedded = slot.embedded.get_or_init(|| server_python(&slot.global));
                 if let Err(e) = crate::handler::embedded::ensure_python(embedded) {
-                    log::server(ptr::null(), Level::Error, &format!("mod_rwsgi: {e}"));
+                    log::server(
+                        ptr::null(),
+                        Level::Error,
+                        &format!("RW0009: mod_rwsgi: {e}"),
+                    );
                 }
             }
         }
@@ -666,16 +675,16 @@ unsafe extern "C" fn check_config(
             return ffi::OK;
         };
         if let Some(warning) = crate::python::free_threading_warning(slot.global.free_threading) {
-            log::startup(s, Level::Warning, &format!("mod_rwsgi: {warning}"));
+            log::startup(s, Level::Warning, &format!("RW0010: mod_rwsgi: {warning}"));
         }
         for warning in slot.global.warnings() {
-            log::startup(s, Level::Warning, &format!("mod_rwsgi: {warning}"));
+            log::startup(s, Level::Warning, &format!("RW0011: mod_rwsgi: {warning}"));
         }
         match slot.global.check(&SystemAccounts) {
             Ok(()) => ffi::OK,
             Err(errors) => {
                 for e in errors {
-                    log::startup(s, Level::Emerg, &format!("mod_rwsgi: {e}"));
+                    log::startup(s, Level::Emerg, &format!("RW0012: mod_rwsgi: {e}"));
                 }
                 ffi::HTTP_INTERNAL_SERVER_ERROR
             }

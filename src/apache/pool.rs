@@ -32,7 +32,7 @@ impl Pool {
                 crate::apache::log::server(
                     std::ptr::null(),
                     crate::apache::log::Level::Error,
-                    "mod_rwsgi: a panic occurred while freeing configuration",
+                    "RW0013: mod_rwsgi: a panic occurred while freeing configuration",
                 );
             }
             0

@@ -200,7 +200,7 @@ impl Body {
                     log::request(
                         r,
                         Level::Info,
-                        "mod_rwsgi: error reading the request body from the client",
+                        "RW0053: mod_rwsgi: error reading the request body from the client",
                     );
                     return Err(ffi::HTTP_BAD_REQUEST);
                 }
@@ -280,7 +280,7 @@ pub fn encode_head<'a>(
             log::request(
                 r,
                 Level::Error,
-                &format!("mod_rwsgi: request too large for the daemon protocol: {e}"),
+                &format!("RW0054: mod_rwsgi: request too large for the daemon protocol: {e}"),
             );
             Err(ffi::HTTP_REQUEST_ENTITY_TOO_LARGE)
         }
@@ -340,7 +340,7 @@ pub fn serve(
                         r,
                         Level::Error,
                         &format!(
-                            "mod_rwsgi: timeout waiting for daemon process '{}' to answer the \
+                            "RW0055: mod_rwsgi: timeout waiting for daemon process '{}' to answer the \
                              protocol handshake (socket-timeout={} s expired): it is stopped, \
                              hung or overloaded",
                             target.group,
@@ -354,7 +354,7 @@ pub fn serve(
                         r,
                         Level::Error,
                         &format!(
-                            "mod_rwsgi: unable to connect to WSGI daemon process '{}' on '{}' \
+                            "RW0056: mod_rwsgi: unable to connect to WSGI daemon process '{}' on '{}' \
                              within connect-timeout={} s: {e}",
                             target.group,
                             target.socket_path.display(),
@@ -380,7 +380,7 @@ pub fn serve(
                     r,
                     Level::Error,
                     &format!(
-                        "mod_rwsgi: cannot send the request to daemon process '{}': {e}",
+                        "RW0057: mod_rwsgi: cannot send the request to daemon process '{}': {e}",
                         target.group
                     ),
                 );
@@ -390,15 +390,18 @@ pub fn serve(
                 resent_after_close = true;
                 // The other pooled connections most likely led to the same dead process.
                 drop_idle(&target.socket_path);
-                log::request(
-                    r,
-                    if reused { Level::Debug } else { Level::Info },
-                    &format!(
-                        "mod_rwsgi: daemon process '{}' closed the connection before \
+                let level = if reused { Level::Debug } else { Level::Info };
+                if crate::logging::enabled(level) {
+                    log::request(
+                        r,
+                        level,
+                        &format!(
+                            "RW0058: mod_rwsgi: daemon process '{}' closed the connection before \
                          answering ({e}); resending the request once",
-                        target.group
-                    ),
-                );
+                            target.group
+                        ),
+                    );
+                }
                 continue;
             }
             Err(Failure::Retryable(e)) => {
@@ -406,7 +409,7 @@ pub fn serve(
                     r,
                     Level::Error,
                     &format!(
-                        "mod_rwsgi: daemon process '{}' closed the connection before \
+                        "RW0059: mod_rwsgi: daemon process '{}' closed the connection before \
                          responding ({e}): it died or was killed while running this request \
                          (see the supervisor's line for its PID and exit status or signal); \
                          the request is not resent because it {}",
@@ -431,7 +434,7 @@ pub fn serve(
                     r,
                     Level::Error,
                     &format!(
-                        "mod_rwsgi: daemon process group '{}' kept restarting for \
+                        "RW0060: mod_rwsgi: daemon process group '{}' kept restarting for \
                          connect-timeout={} s",
                         target.group,
                         target.connect_timeout.as_secs()
@@ -549,7 +552,7 @@ fn exchange(
                     r,
                     Level::Error,
                     &format!(
-                        "mod_rwsgi: timeout waiting for daemon process '{}' ({which} \
+                        "RW0061: mod_rwsgi: timeout waiting for daemon process '{}' ({which} \
                          expired)",
                         target.group
                     ),
@@ -573,7 +576,7 @@ fn exchange(
                     r,
                     Level::Error,
                     &format!(
-                        "mod_rwsgi: daemon process '{}' failed mid-request ({e}): it died or \
+                        "RW0062: mod_rwsgi: daemon process '{}' failed mid-request ({e}): it died or \
                          was killed while running this request (see the supervisor's line for \
                          its PID and exit status or signal); the request is not resent because \
                          the daemon had already started on it",
@@ -613,7 +616,7 @@ fn exchange(
                                 log::request(
                                     r,
                                     Level::Info,
-                                    "mod_rwsgi: error reading the request body from the client",
+                                    "RW0063: mod_rwsgi: error reading the request body from the client",
                                 );
                                 return Err(if head_sent {
                                     Failure::Aborted
@@ -632,7 +635,7 @@ fn exchange(
                                 r,
                                 Level::Error,
                                 &format!(
-                                    "mod_rwsgi: sending the request body to daemon '{}' failed: {e}",
+                                    "RW0064: mod_rwsgi: sending the request body to daemon '{}' failed: {e}",
                                     target.group
                                 ),
                             );
@@ -668,7 +671,7 @@ fn exchange(
                             r,
                             Level::Error,
                             &format!(
-                                "mod_rwsgi: daemon process '{}': {}: {}",
+                                "RW0065: mod_rwsgi: daemon process '{}': {}: {}",
                                 target.group,
                                 error_code::name(code),
                                 String::from_utf8_lossy(&message)
@@ -702,7 +705,7 @@ fn exchange(
                         r,
                         Level::Error,
                         &format!(
-                            "mod_rwsgi: daemon process '{}' sent a file frame without a regular \
+                            "RW0066: mod_rwsgi: daemon process '{}' sent a file frame without a regular \
                              file's descriptor",
                             target.group
                         ),
@@ -725,7 +728,7 @@ fn exchange(
                     r,
                     Level::Error,
                     &format!(
-                        "mod_rwsgi: daemon process '{}' ended the response without sending \
+                        "RW0067: mod_rwsgi: daemon process '{}' ended the response without sending \
                          its status and headers",
                         target.group
                     ),
@@ -741,7 +744,7 @@ fn exchange(
                     r,
                     Level::Error,
                     &format!(
-                        "mod_rwsgi: unexpected {other} frame from daemon '{}'",
+                        "RW0068: mod_rwsgi: unexpected {other} frame from daemon '{}'",
                         target.group
                     ),
                 );
@@ -782,7 +785,7 @@ fn decode(
             r,
             Level::Error,
             &format!(
-                "mod_rwsgi: malformed {kind} frame from daemon process '{}': {e}",
+                "RW0069: mod_rwsgi: malformed {kind} frame from daemon process '{}': {e}",
                 target.group
             ),
         );

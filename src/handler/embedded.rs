@@ -59,7 +59,7 @@ pub fn ensure_python(s: &EmbeddedSettings) -> Result<&'static AppHost, String> {
                 log::server(
                     std::ptr::null(),
                     Level::Crit,
-                    &format!("mod_rwsgi (embedded): {e}"),
+                    &format!("RW0070: mod_rwsgi (embedded): {e}"),
                 );
                 e
             })
@@ -82,7 +82,7 @@ pub fn stop_python() {
             std::ptr::null(),
             Level::Info,
             &format!(
-                "mod_rwsgi (embedded): Apache child {} exits with {running} request(s) running; \
+                "RW0071: mod_rwsgi (embedded): Apache child {} exits with {running} request(s) running; \
                  Python is not shut down (no shutdown callbacks, no atexit handlers).",
                 std::process::id()
             ),
@@ -179,7 +179,11 @@ pub fn serve(
     let host = match ensure_python(settings) {
         Ok(h) => h,
         Err(e) => {
-            log::request(r, Level::Error, &format!("mod_rwsgi (embedded): {e}"));
+            log::request(
+                r,
+                Level::Error,
+                &format!("RW0072: mod_rwsgi (embedded): {e}"),
+            );
             return ffi::HTTP_INTERNAL_SERVER_ERROR;
         }
     };

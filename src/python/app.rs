@@ -113,7 +113,7 @@ impl AppHost {
                     log_prefix(),
                     panic_text(&*panic)
                 );
-                log(Level::Error, &msg);
+                log(Level::Error, &format!("RW0080: {msg}"));
                 Err(msg)
             }
         }
@@ -166,7 +166,7 @@ impl AppHost {
                 log(
                     Level::Error,
                     &format!(
-                        "{}Internal error (panic: {}) while processing WSGI script '{}'.",
+                        "RW0081: {}Internal error (panic: {}) while processing WSGI script '{}'.",
                         log_prefix(),
                         panic_text(&*panic),
                         spec.script_path
@@ -216,7 +216,7 @@ impl AppHost {
             log(
                 Level::Info,
                 &format!(
-                    "{}Forcing restart of daemon process '{}' due to modification of script \
+                    "RW0082: {}Forcing restart of daemon process '{}' due to modification of script \
                      '{path}'. Reason: {why}.",
                     log_prefix(),
                     super::interpreter::process_info().process_group
@@ -293,7 +293,7 @@ fn run(
                 log_prefix(),
                 spec.script_path
             );
-            log_detached(py, Level::Error, &msg);
+            log_detached(py, Level::Error, &format!("RW0083: {msg}"));
             return Outcome::LoadFailed;
         }
     };
@@ -620,7 +620,7 @@ fn send_file(py: Python<'_>, shared: &Shared, wrapper: &FileWrapper) -> Result<b
 
 fn log_exception(py: Python<'_>, spec: &RequestSpec<'_>, err: &PyErr) {
     let msg = python_error(py, err, spec.script_path, spec.app_group);
-    log_detached(py, Level::Error, &msg);
+    log_detached(py, Level::Error, &format!("RW0084: {msg}"));
 }
 
 /// Logs a failure and settles the response: a 500 if nothing was sent, else truncation.
@@ -636,7 +636,7 @@ fn fail(py: Python<'_>, spec: &RequestSpec<'_>, shared: &Shared, failure: Failur
                 log_prefix(),
                 spec.script_path
             );
-            log_detached(py, Level::Info, &msg);
+            log_detached(py, Level::Info, &format!("RW0085: {msg}"));
             Outcome::ClientGone
         }
         // The app let the OSError from a failed write() propagate.
@@ -647,7 +647,7 @@ fn fail(py: Python<'_>, spec: &RequestSpec<'_>, shared: &Shared, failure: Failur
                 spec.script_path,
                 e
             );
-            log_detached(py, Level::Info, &msg);
+            log_detached(py, Level::Info, &format!("RW0086: {msg}"));
             Outcome::ClientGone
         }
         // mod_wsgi.RequestTimeout, from interrupt-timeout or raised by the app itself: the
@@ -668,7 +668,7 @@ fn fail(py: Python<'_>, spec: &RequestSpec<'_>, shared: &Shared, failure: Failur
                     spec.script_path
                 )
             };
-            log_object::log_in_request(py, Level::Info, &msg);
+            log_object::log_in_request(py, Level::Info, &format!("RW0087: {msg}"));
             if !head_sent {
                 py.detach(|| send_error_page(shared, 504, "Gateway Timeout", GATEWAY_TIMEOUT_BODY));
             }
@@ -721,7 +721,7 @@ fn check_promised_length(py: Python<'_>, spec: &RequestSpec<'_>, shared: &Shared
         log_prefix(),
         spec.script_path
     );
-    log_detached(py, Level::Error, &msg);
+    log_detached(py, Level::Error, &format!("RW0088: {msg}"));
     Outcome::AppError { head_sent: true }
 }
 

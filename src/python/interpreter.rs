@@ -498,7 +498,7 @@ fn setup_python(py: Python<'_>, settings: &InterpreterSettings) -> Result<(), St
             log(
                 Level::Warning,
                 &format!(
-                    "{}The switch interval has no effect without a GIL (WSGIFreeThreading On): \
+                    "RW0089: {}The switch interval has no effect without a GIL (WSGIFreeThreading On): \
                      sys.setswitchinterval is not called.",
                     super::log_prefix()
                 ),
@@ -508,7 +508,7 @@ fn setup_python(py: Python<'_>, settings: &InterpreterSettings) -> Result<(), St
             log(
                 Level::Info,
                 &format!(
-                    "{}Python switch interval set to {seconds} s (sys.setswitchinterval).",
+                    "RW0090: {}Python switch interval set to {seconds} s (sys.setswitchinterval).",
                     super::log_prefix()
                 ),
             );
@@ -519,7 +519,7 @@ fn setup_python(py: Python<'_>, settings: &InterpreterSettings) -> Result<(), St
     })();
     match result {
         Ok(()) => {
-            let describe = (|| -> PyResult<String> {
+            let describe = (|| -> PyResult<(String, String, String, &str)> {
                 let sys = py.import("sys")?;
                 let gil = if !FREE_THREADED_BUILD {
                     ""
@@ -528,18 +528,24 @@ fn setup_python(py: Python<'_>, settings: &InterpreterSettings) -> Result<(), St
                 } else {
                     ", free-threaded build: GIL enabled (WSGIFreeThreading Off)"
                 };
-                Ok(format!(
-                    "{}Initialised Python {} (sys.prefix '{}', sys.base_prefix '{}'{gil}).",
-                    super::log_prefix(),
+                Ok((
                     sys.getattr("version")?
                         .extract::<String>()?
                         .replace('\n', " "),
                     sys.getattr("prefix")?.extract::<String>()?,
                     sys.getattr("base_prefix")?.extract::<String>()?,
+                    gil,
                 ))
             })();
-            if let Ok(msg) = describe {
-                log(Level::Info, &msg);
+            if let Ok((version, prefix, base_prefix, gil)) = describe {
+                log(
+                    Level::Info,
+                    &format!(
+                        "RW0091: {}Initialised Python {version} (sys.prefix '{prefix}', \
+                         sys.base_prefix '{base_prefix}'{gil}).",
+                        super::log_prefix()
+                    ),
+                );
             }
             Ok(())
         }
@@ -640,7 +646,7 @@ pub fn shutdown() {
         log(
             Level::Info,
             &format!(
-                "{}Not finalising Python (WSGIDestroyInterpreter Off): atexit handlers do not \
+                "RW0092: {}Not finalising Python (WSGIDestroyInterpreter Off): atexit handlers do not \
                  run.",
                 super::log_prefix()
             ),
@@ -656,7 +662,7 @@ pub fn shutdown() {
             log(
                 Level::Error,
                 &format!(
-                    "{}Exception occurred within Python atexit handlers during shutdown.\n{}",
+                    "RW0093: {}Exception occurred within Python atexit handlers during shutdown.\n{}",
                     super::log_prefix(),
                     format_exception(py, &e)
                 ),
@@ -671,7 +677,7 @@ pub fn shutdown() {
         log(
             Level::Info,
             &format!(
-                "{}Not finalising Python: it was initialised by another thread of this \
+                "RW0094: {}Not finalising Python: it was initialised by another thread of this \
                  process (shutdown callbacks and atexit handlers have run).",
                 super::log_prefix()
             ),
@@ -690,7 +696,7 @@ pub fn shutdown() {
         log(
             Level::Error,
             &format!(
-                "{}Python finalisation reported an error (flushing buffered data failed).",
+                "RW0095: {}Python finalisation reported an error (flushing buffered data failed).",
                 super::log_prefix()
             ),
         );
