@@ -103,6 +103,7 @@ test-venv: check-python
 
 lint:
 	$(CARGO) fmt --check
+	/usr/bin/python3 build_support/log_codes.py --check
 	$(CARGO) clippy --release --all-targets -- -D warnings
 
 # `make install`: the module through apxs (into its LIBEXECDIR), then rwsgi.load and

@@ -97,7 +97,7 @@ pub(crate) fn start_daemons(
             main,
             Level::Info,
             &format!(
-                "mod_rwsgi: started daemon process group '{}' ({} process(es) x {} threads) on {}",
+                "RW0001: mod_rwsgi: started daemon process group '{}' ({} process(es) x {} threads) on {}",
                 spec.name,
                 spec.processes,
                 spec.threads,
@@ -171,7 +171,7 @@ unsafe fn spawn_manager(generation: *mut Generation, delay: Duration) {
         log::process(
             Level::Crit,
             &format!(
-                "mod_rwsgi: cannot fork the daemon manager process: {}",
+                "RW0002: mod_rwsgi: cannot fork the daemon manager process: {}",
                 std::io::Error::last_os_error()
             ),
         );
@@ -220,7 +220,7 @@ unsafe extern "C" fn maintenance(reason: c_int, data: *mut c_void, status: c_int
         log::process(
             Level::Error,
             &format!(
-                "mod_rwsgi: the daemon manager process (pid {dead}) {how}; restarting it and \
+                "RW0003: mod_rwsgi: the daemon manager process (pid {dead}) {how}; restarting it and \
                  its daemons{}",
                 if delay.is_zero() {
                     String::new()
@@ -257,7 +257,7 @@ unsafe extern "C" fn stop_generation(data: *mut c_void) -> ffi::apr_status_t {
                 log::process(
                     Level::Info,
                     &format!(
-                        "mod_rwsgi: graceful restart: daemon process group '{}' ({} \
+                        "RW0004: mod_rwsgi: graceful restart: daemon process group '{}' ({} \
                          process(es)) drains within graceful-timeout={} s",
                         g.plan.group,
                         g.processes,
@@ -288,7 +288,7 @@ unsafe extern "C" fn stop_generation(data: *mut c_void) -> ffi::apr_status_t {
                 log::process(
                     Level::Warning,
                     &format!(
-                        "mod_rwsgi: the daemon manager process (pid {pid}) did not stop within \
+                        "RW0005: mod_rwsgi: the daemon manager process (pid {pid}) did not stop within \
                          {} s; killing it (its daemons follow it)",
                         window.as_secs()
                     ),

@@ -3,6 +3,7 @@
 //! then (and in unit tests) lines go to stderr.
 
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU8, Ordering};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Level {
@@ -18,6 +19,21 @@ pub enum Level {
 
 pub type Backend = fn(Level, &str);
 
+/// The most verbose level any server logs at (`Level as u8`); everything until the
+/// configuration has been read.
+static MAX_LEVEL: AtomicU8 = AtomicU8::new(Level::Debug as u8);
+
+/// Sets the most verbose level that can reach a log (from the server's LogLevel).
+pub fn set_max_level(level: Level) {
+    MAX_LEVEL.store(level as u8, Ordering::Relaxed);
+}
+
+/// Whether a line at `level` can reach any log: check it before formatting a line that is
+/// often off (debug), so it costs one load when off.
+pub fn enabled(level: Level) -> bool {
+    level as u8 <= MAX_LEVEL.load(Ordering::Relaxed)
+}
+
 static BACKEND: OnceLock<Backend> = OnceLock::new();
 
 /// Installs the backend once per process (a forked daemon inherits it).
@@ -26,6 +42,9 @@ pub fn set_backend(backend: Backend) {
 }
 
 pub fn log(level: Level, msg: &str) {
+    if !enabled(level) {
+        return;
+    }
     match BACKEND.get() {
         Some(backend) => backend(level, msg),
         None => eprintln!("[rwsgi:{level:?}] {msg}"),
@@ -50,4 +69,18 @@ pub fn info(msg: &str) {
 
 pub fn debug(msg: &str) {
     log(Level::Debug, msg);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn levels_more_verbose_than_the_maximum_are_off() {
+        set_max_level(Level::Info);
+        assert!(enabled(Level::Error) && enabled(Level::Info));
+        assert!(!enabled(Level::Debug));
+        set_max_level(Level::Debug);
+        assert!(enabled(Level::Debug));
+    }
 }

@@ -330,7 +330,7 @@ fn apply_directive(
             server,
             Level::Info,
             &format!(
-                "WSGIVerboseDebugging at {location} has no effect, as in mod_wsgi 6: use \
+                "RW0006: WSGIVerboseDebugging at {location} has no effect, as in mod_wsgi 6: use \
                  `LogLevel rwsgi:debug` for more detail"
             ),
         );
@@ -444,6 +444,7 @@ fn log_backend(level: Level, msg: &str) {
     // Apache escapes newlines in a log line; log a traceback line by line so it stays
     // readable, as mod_wsgi does.
     for line in msg.split('\n') {
+        // log-code: none (the backend of the other layers, whose lines carry their codes)
         log::process(level, line);
     }
 }
@@ -463,6 +464,7 @@ unsafe extern "C" fn post_config(
         let Some(main) = (unsafe { VirtualHost::from_raw(s) }) else {
             return ffi::OK;
         };
+        log::set_enabled_levels(main);
         let Some(slot) = main_slot() else {
             return ffi::OK;
         };
@@ -477,7 +479,7 @@ unsafe extern "C" fn post_config(
             }
             Ok(None) => ffi::OK,
             Err(msg) => {
-                log::startup(main, Level::Emerg, &format!("mod_rwsgi: {msg}"));
+                log::startup(main, Level::Emerg, &format!("RW0007: mod_rwsgi: {msg}"));
                 ffi::HTTP_INTERNAL_SERVER_ERROR
             }
         }
@@ -517,7 +519,7 @@ unsafe extern "C" fn child_init(pchild: *mut ffi::apr_pool_t, _s: *mut ffi::serv
             if wsgi_here || slot.global.phase_scripts {
                 let embedded = slot.embedded.get_or_init(|| server_python(&slot.global));
                 if let Err(e) = crate::handler::embedded::ensure_python(embedded) {
-                    log::process(Level::Error, &format!("mod_rwsgi: {e}"));
+                    log::process(Level::Error, &format!("RW0008: mod_rwsgi: {e}"));
                 }
             }
         }
@@ -589,16 +591,16 @@ unsafe extern "C" fn check_config(
             return ffi::OK;
         };
         if let Some(warning) = crate::python::free_threading_warning(slot.global.free_threading) {
-            log::startup(s, Level::Warning, &format!("mod_rwsgi: {warning}"));
+            log::startup(s, Level::Warning, &format!("RW0009: mod_rwsgi: {warning}"));
         }
         for warning in slot.global.warnings() {
-            log::startup(s, Level::Warning, &format!("mod_rwsgi: {warning}"));
+            log::startup(s, Level::Warning, &format!("RW0010: mod_rwsgi: {warning}"));
         }
         match slot.global.check(&SystemAccounts) {
             Ok(()) => ffi::OK,
             Err(errors) => {
                 for e in errors {
-                    log::startup(s, Level::Emerg, &format!("mod_rwsgi: {e}"));
+                    log::startup(s, Level::Emerg, &format!("RW0011: mod_rwsgi: {e}"));
                 }
                 ffi::HTTP_INTERNAL_SERVER_ERROR
             }

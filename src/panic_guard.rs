@@ -17,7 +17,7 @@ pub(crate) fn guard<T>(what: &str, fallback: T, f: impl FnOnce() -> T) -> T {
                 .unwrap_or_default();
             log::process(
                 Level::Crit,
-                &format!("mod_rwsgi: panic in {what}: {detail}"),
+                &format!("RW0012: mod_rwsgi: panic in {what}: {detail}"),
             );
             fallback
         }

@@ -37,6 +37,31 @@ fn to_cstring(msg: &str) -> CString {
     CString::new(msg.replace('\0', "\\0")).unwrap_or_default()
 }
 
+/// Tells the crate-wide logger the most verbose level any server logs this module's lines
+/// at, so lines below it are not even formatted (a debug line costs nothing when off).
+/// Called after the configuration is read; forked children and daemons inherit it.
+pub fn set_enabled_levels(main: VirtualHost) {
+    let index = MODULE_INDEX.load(Ordering::Relaxed);
+    let most_verbose = main
+        .iter()
+        .map(|s| s.module_log_level(index))
+        .max()
+        .unwrap_or(ffi::APLOG_WARNING);
+    let level = [
+        Level::Debug,
+        Level::Info,
+        Level::Notice,
+        Level::Warning,
+        Level::Error,
+        Level::Crit,
+        Level::Alert,
+    ]
+    .into_iter()
+    .find(|&l| raw_level(l) <= most_verbose)
+    .unwrap_or(Level::Emerg);
+    crate::logging::set_max_level(level);
+}
+
 /// Log against a server (its `ErrorLog` and `LogLevel`).
 pub fn server(server: VirtualHost, level: Level, msg: &str) {
     // SAFETY: a VirtualHost is a live server record.

@@ -31,7 +31,7 @@ impl Pool {
             if result.is_err() {
                 crate::apache::log::process(
                     crate::apache::log::Level::Error,
-                    "mod_rwsgi: a panic occurred while freeing configuration",
+                    "RW0013: mod_rwsgi: a panic occurred while freeing configuration",
                 );
             }
             0

@@ -97,6 +97,14 @@ impl VirtualHost {
         }
     }
 
+    /// This server's `LogLevel` for the module with Apache index `module_index` (its
+    /// `LogLevel module:level` if given, else the server's own), as an APLOG_* number.
+    pub fn module_log_level(self, module_index: i32) -> i32 {
+        // SAFETY: a live server record (from_raw contract); Apache only reads its log
+        // configuration.
+        unsafe { ffi::ap_get_server_module_loglevel(self.rec(), module_index) }
+    }
+
     /// The main server and every virtual host.
     pub fn iter(self) -> impl Iterator<Item = VirtualHost> {
         std::iter::successors(Some(self), |s| s.next())

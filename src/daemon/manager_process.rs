@@ -91,7 +91,7 @@ pub fn run(groups: Vec<GroupPlan>, apache_parent: Pid, start_delay: Duration) ->
     if let Err(e) = mask.thread_block() {
         logging::log(
             logging::Level::Crit,
-            &format!("mod_rwsgi: daemon manager cannot block signals: {e}"),
+            &format!("RW0014: mod_rwsgi: daemon manager cannot block signals: {e}"),
         );
         return 1;
     }
@@ -101,7 +101,7 @@ pub fn run(groups: Vec<GroupPlan>, apache_parent: Pid, start_delay: Duration) ->
         Err(e) => {
             logging::log(
                 logging::Level::Crit,
-                &format!("mod_rwsgi: daemon manager cannot create a signalfd: {e}"),
+                &format!("RW0015: mod_rwsgi: daemon manager cannot create a signalfd: {e}"),
             );
             return 1;
         }
@@ -203,7 +203,7 @@ impl Manager {
                 logging::log(
                     logging::Level::Crit,
                     &format!(
-                        "mod_rwsgi: cannot create a control socket for daemon process '{}': {e}",
+                        "RW0016: mod_rwsgi: cannot create a control socket for daemon process '{}': {e}",
                         group.plan.group
                     ),
                 );
@@ -247,7 +247,7 @@ impl Manager {
             Err(e) => logging::log(
                 logging::Level::Crit,
                 &format!(
-                    "mod_rwsgi: cannot fork a process for daemon group '{}': {e}",
+                    "RW0017: mod_rwsgi: cannot fork a process for daemon group '{}': {e}",
                     self.groups[g].plan.group
                 ),
             ),
@@ -280,7 +280,9 @@ impl Manager {
                     }
                     Err(nix::errno::Errno::EINTR) => {}
                     Err(e) => {
-                        logging::error(&format!("mod_rwsgi: daemon manager: poll failed: {e}"));
+                        logging::error(&format!(
+                            "RW0018: mod_rwsgi: daemon manager: poll failed: {e}"
+                        ));
                         std::thread::sleep(TICK);
                     }
                 }
@@ -335,7 +337,7 @@ impl Manager {
             ),
         };
         logging::info(&format!(
-            "mod_rwsgi: daemon manager (pid {}) stopping {} daemon process(es): {why}",
+            "RW0019: mod_rwsgi: daemon manager (pid {}) stopping {} daemon process(es): {why}",
             std::process::id(),
             self.daemons.len()
         ));
@@ -356,7 +358,7 @@ impl Manager {
     fn kill_remaining(&mut self) {
         for (pid, d) in &self.daemons {
             logging::warning(&format!(
-                "mod_rwsgi: daemon process '{}' (pid {pid}) did not stop in time; killing it",
+                "RW0020: mod_rwsgi: daemon process '{}' (pid {pid}) did not stop in time; killing it",
                 self.groups[d.group].plan.group
             ));
             let _ = nix::sys::signal::kill(*pid, Signal::SIGKILL);
@@ -390,7 +392,7 @@ impl Manager {
                 slot.waiting = None;
             }
             logging::info(&format!(
-                "mod_rwsgi: daemon process '{name}' #{s} (pid {pid}) {death} after being \
+                "RW0021: mod_rwsgi: daemon process '{name}' #{s} (pid {pid}) {death} after being \
                  replaced"
             ));
             return;
@@ -398,7 +400,7 @@ impl Manager {
         self.groups[g].slots[s].current = None;
         if self.stopping.is_some() {
             logging::info(&format!(
-                "mod_rwsgi: daemon process '{name}' (pid {pid}) {death}; Apache is stopping"
+                "RW0022: mod_rwsgi: daemon process '{name}' (pid {pid}) {death}; Apache is stopping"
             ));
             return;
         }
@@ -424,7 +426,7 @@ impl Manager {
                 logging::Level::Error
             },
             &format!(
-                "mod_rwsgi: daemon process '{name}' #{s} (pid {pid}) {death}; restarting{}",
+                "RW0023: mod_rwsgi: daemon process '{name}' #{s} (pid {pid}) {death}; restarting{}",
                 if delay.is_zero() {
                     String::new()
                 } else {
@@ -459,7 +461,7 @@ impl Manager {
                     self.on_replace(pid, reason, scripts)
                 }
                 Err(e) => logging::warning(&format!(
-                    "mod_rwsgi: daemon manager: bad control message from pid {pid}: {e}"
+                    "RW0024: mod_rwsgi: daemon manager: bad control message from pid {pid}: {e}"
                 )),
             }
         }
@@ -475,7 +477,7 @@ impl Manager {
         }
         if let Some(old) = self.groups[g].slots[s].waiting.take() {
             logging::info(&format!(
-                "mod_rwsgi: daemon process '{}' #{s} (pid {pid}) is ready; pid {old} drains",
+                "RW0025: mod_rwsgi: daemon process '{}' #{s} (pid {pid}) is ready; pid {old} drains",
                 self.groups[g].plan.group
             ));
             self.tell_to_drain(old);
@@ -528,7 +530,7 @@ impl Manager {
             slot.history.on_death(Instant::now(), true);
             self.groups[g].replacing = Some((s, Instant::now()));
             logging::info(&format!(
-                "mod_rwsgi: daemon process '{}' #{s} (pid {}) is being replaced ({}); starting \
+                "RW0026: mod_rwsgi: daemon process '{}' #{s} (pid {}) is being replaced ({}); starting \
                  its replacement{}",
                 self.groups[g].plan.group,
                 request.pid,
@@ -571,7 +573,7 @@ impl Manager {
             }
             if let Some(old) = self.groups[g].slots[s].waiting.take() {
                 logging::warning(&format!(
-                    "mod_rwsgi: the replacement of daemon process '{}' #{s} (pid {old}) was \
+                    "RW0027: mod_rwsgi: the replacement of daemon process '{}' #{s} (pid {old}) was \
                      not ready within {} s; pid {old} drains anyway",
                     self.groups[g].plan.group,
                     patience.as_secs()

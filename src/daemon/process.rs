@@ -68,7 +68,7 @@ pub fn run(plan: DaemonPlan) -> DaemonExit {
     let _ = spawn::release_inherited(&plan.setup);
     if !plan.start_delay.is_zero() {
         logging::notice(&format!(
-            "daemon process '{}' (pid {}): waiting {} s before starting (it kept dying soon \
+            "RW0028: daemon process '{}' (pid {}): waiting {} s before starting (it kept dying soon \
              after start)",
             plan.group,
             std::process::id(),
@@ -115,7 +115,7 @@ pub fn run(plan: DaemonPlan) -> DaemonExit {
         for (script, app_group) in &plan.preload {
             if let Err(e) = host.preload(script, app_group) {
                 logging::error(&format!(
-                    "daemon process '{}': failed to preload '{script}': {e}",
+                    "RW0029: daemon process '{}': failed to preload '{script}': {e}",
                     plan.group
                 ));
             }
@@ -136,7 +136,7 @@ pub fn run(plan: DaemonPlan) -> DaemonExit {
         }
     };
     logging::info(&format!(
-        "daemon process '{}' (pid {}) serving with {} threads",
+        "RW0030: daemon process '{}' (pid {}) serving with {} threads",
         plan.group,
         std::process::id(),
         plan.serve.threads
@@ -177,7 +177,7 @@ pub fn run(plan: DaemonPlan) -> DaemonExit {
         };
         stop.kind = if asked {
             logging::info(&format!(
-                "daemon process '{}' (pid {}): {}; asked for a replacement, {} until it is \
+                "RW0031: daemon process '{}' (pid {}): {}; asked for a replacement, {} until it is \
                  ready",
                 plan.group,
                 std::process::id(),
@@ -198,7 +198,7 @@ pub fn run(plan: DaemonPlan) -> DaemonExit {
     }
     if let StopKind::Deadlock = stop.kind {
         logging::error(&format!(
-            "daemon process '{}' (pid {}) stopping: {}; exiting at once",
+            "RW0032: daemon process '{}' (pid {}) stopping: {}; exiting at once",
             plan.group,
             std::process::id(),
             stop.reason
@@ -217,7 +217,7 @@ pub fn run(plan: DaemonPlan) -> DaemonExit {
         StopKind::Deadlock | StopKind::Replace { .. } => Duration::ZERO,
     };
     logging::info(&format!(
-        "daemon process '{}' (pid {}) stopping: {}; {} request(s) in flight, waiting up to {} s",
+        "RW0033: daemon process '{}' (pid {}) stopping: {}; {} request(s) in flight, waiting up to {} s",
         plan.group,
         std::process::id(),
         stop.reason,
@@ -231,7 +231,7 @@ pub fn run(plan: DaemonPlan) -> DaemonExit {
     }
     if server.active() > 0 {
         logging::warning(&format!(
-            "daemon process '{}' (pid {}): {} request(s) still running after {} s; exiting \
+            "RW0034: daemon process '{}' (pid {}): {} request(s) still running after {} s; exiting \
              anyway",
             plan.group,
             std::process::id(),
@@ -254,7 +254,7 @@ fn critical(plan: &DaemonPlan, what: &str) {
     logging::log(
         logging::Level::Crit,
         &format!(
-            "daemon process '{}' (pid {}): {what}",
+            "RW0035: daemon process '{}' (pid {}): {what}",
             plan.group,
             std::process::id()
         ),
@@ -290,7 +290,7 @@ fn send_control(plan: &DaemonPlan, msg: &ControlMessage) -> bool {
         Ok(_) => true,
         Err(e) => {
             logging::warning(&format!(
-                "daemon process '{}' (pid {}): cannot reach the daemon manager: {e}",
+                "RW0036: daemon process '{}' (pid {}): cannot reach the daemon manager: {e}",
                 plan.group,
                 std::process::id()
             ));
@@ -381,7 +381,7 @@ fn check_request_timeout(
                 let ident = server.thread_ident(index);
                 let raised = ident != 0 && python::interrupt_thread(ident);
                 logging::warning(&format!(
-                    "daemon process '{}' (pid {}): a request has run {:.1} s, over \
+                    "RW0037: daemon process '{}' (pid {}): a request has run {:.1} s, over \
                      request-timeout={} s{scaled_text}; {} (interrupt-timeout={} s); Python \
                      stacks:\n{}",
                     plan.group,
@@ -400,7 +400,7 @@ fn check_request_timeout(
             }
             _ => {
                 logging::warning(&format!(
-                    "daemon process '{}' (pid {}): a request has run {:.1} s, over \
+                    "RW0038: daemon process '{}' (pid {}): a request has run {:.1} s, over \
                      request-timeout={} s{scaled_text}; Python stacks:\n{}",
                     plan.group,
                     std::process::id(),

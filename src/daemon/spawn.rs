@@ -133,7 +133,7 @@ pub fn prepare_child(setup: &ChildSetup) -> Result<(), SpawnError> {
             let ok = unsafe { libc::setlocale(libc::LC_ALL, c.as_ptr()) };
             if ok.is_null() {
                 crate::logging::warning(&format!(
-                    "locale '{locale}' is not available on this system (setlocale failed); \
+                    "RW0039: locale '{locale}' is not available on this system (setlocale failed); \
                      LC_ALL is set for Python anyway"
                 ));
             }
@@ -255,7 +255,7 @@ fn drop_privileges(id: &Identity) -> Result<(), SpawnError> {
         // the daemon runs as the user who started Apache.
         if id.configured && id.uid != Uid::effective().as_raw() {
             crate::logging::warning(&format!(
-                "user={} ignored: Apache was not started as root, so the daemon runs as uid {}",
+                "RW0040: user={} ignored: Apache was not started as root, so the daemon runs as uid {}",
                 id.user_name,
                 Uid::effective().as_raw()
             ));

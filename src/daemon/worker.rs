@@ -230,7 +230,7 @@ impl Server {
                 *r = reason.to_string();
             }
             logging::info(&format!(
-                "daemon process '{}' (pid {}): restart requested: {reason}",
+                "RW0041: daemon process '{}' (pid {}): restart requested: {reason}",
                 self.settings.group,
                 std::process::id()
             ));
@@ -310,7 +310,7 @@ impl Server {
                     Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {}
                     Err(e) => {
                         logging::error(&format!(
-                            "daemon '{}': cannot watch the listening socket: {e}",
+                            "RW0042: daemon '{}': cannot watch the listening socket: {e}",
                             self.settings.group
                         ));
                         return;
@@ -345,7 +345,7 @@ impl Server {
                 Err(nix::errno::Errno::EINTR) => continue,
                 Err(e) => {
                     logging::error(&format!(
-                        "daemon '{}': epoll failed: {e}",
+                        "RW0043: daemon '{}': epoll failed: {e}",
                         self.settings.group
                     ));
                     std::thread::sleep(Duration::from_millis(100));
@@ -391,7 +391,7 @@ impl Server {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
                     logging::warning(&format!(
-                        "daemon '{}': accept failed: {e}",
+                        "RW0044: daemon '{}': accept failed: {e}",
                         self.settings.group
                     ));
                     // The listener stays readable: do not spin on a lasting error
@@ -425,7 +425,7 @@ impl Server {
             if let Err(e) = result {
                 if !self.buffer_warning_logged.swap(true, Ordering::Relaxed) {
                     logging::warning(&format!(
-                        "daemon '{}': cannot set {option}={bytes} on its socket ({e}); the \
+                        "RW0045: daemon '{}': cannot set {option}={bytes} on its socket ({e}); the \
                          system default is used",
                         self.settings.group
                     ));
@@ -462,7 +462,7 @@ impl Server {
         };
         if let Err(e) = armed {
             logging::warning(&format!(
-                "daemon '{}': cannot watch an idle connection from Apache (closing it): {e}",
+                "RW0046: daemon '{}': cannot watch an idle connection from Apache (closing it): {e}",
                 self.settings.group
             ));
             idle.remove(&token);
@@ -529,7 +529,7 @@ impl Server {
                 logging::log(
                     logging::Level::Crit,
                     &format!(
-                        "daemon '{}': a request panicked in mod_rwsgi ({message}); its \
+                        "RW0047: daemon '{}': a request panicked in mod_rwsgi ({message}); its \
                          connection is closed and the thread serves on",
                         self.settings.group
                     ),
@@ -549,7 +549,7 @@ impl Server {
             if let Err(e) = protocol::io::server_handshake(&mut conn.stream, accept) {
                 if !protocol::io::is_peer_closed(&e) {
                     logging::warning(&format!(
-                        "daemon '{}': rejected a connection that did not complete the \
+                        "RW0048: daemon '{}': rejected a connection that did not complete the \
                          protocol handshake: {e}",
                         self.settings.group
                     ));
@@ -566,7 +566,7 @@ impl Server {
                 Err(e) if protocol::io::is_peer_gone(&e) && conn.dec.is_empty() => return false,
                 Err(e) => {
                     logging::warning(&format!(
-                        "daemon '{}': bad request frame from Apache: {e}",
+                        "RW0049: daemon '{}': bad request frame from Apache: {e}",
                         self.settings.group
                     ));
                     return false;
@@ -574,7 +574,7 @@ impl Server {
             };
             let Frame::ReqHead(head) = frame else {
                 logging::warning(&format!(
-                    "daemon '{}': expected a request head, got a {} frame",
+                    "RW0050: daemon '{}': expected a request head, got a {} frame",
                     self.settings.group,
                     frame.kind()
                 ));
@@ -588,7 +588,7 @@ impl Server {
                     Err(e) if protocol::io::is_peer_closed(&e) => return false,
                     Err(e) => {
                         logging::warning(&format!(
-                            "daemon '{}': bad request body from Apache: {e}",
+                            "RW0051: daemon '{}': bad request body from Apache: {e}",
                             self.settings.group
                         ));
                         return false;
@@ -662,7 +662,7 @@ impl Server {
                 Duration::from_micros(daemon_start_us.saturating_sub(head.request_start_us));
             if head.request_start_us > 0 && waited > limit {
                 logging::info(&format!(
-                    "daemon '{}': request waited {:.1} s for a thread (queue-timeout={} s); \
+                    "RW0052: daemon '{}': request waited {:.1} s for a thread (queue-timeout={} s); \
                      answered 504",
                     self.settings.group,
                     waited.as_secs_f64(),

@@ -20,7 +20,11 @@ fn python_host(r: &Request<'_>, settings: &EmbeddedSettings) -> Option<&'static 
     match embedded::ensure_python(settings) {
         Ok(host) => Some(host),
         Err(e) => {
-            log::request(r, Level::Error, &format!("mod_rwsgi (embedded): {e}"));
+            log::request(
+                r,
+                Level::Error,
+                &format!("RW0053: mod_rwsgi (embedded): {e}"),
+            );
             None
         }
     }
@@ -77,7 +81,7 @@ pub fn check_access(r: &mut Request<'_>, dir: &DirConfig, settings: &EmbeddedSet
                 r,
                 Level::Error,
                 &format!(
-                    "mod_rwsgi: client denied by WSGIAccessScript '{}': '{}'.",
+                    "RW0054: mod_rwsgi: client denied by WSGIAccessScript '{}': '{}'.",
                     script.path,
                     String::from_utf8_lossy(r.filename().unwrap_or(r.uri()))
                 ),
@@ -95,7 +99,7 @@ fn auth_user_script<'d>(r: &Request<'_>, dir: &'d DirConfig) -> Option<&'d Phase
         log::request(
             r,
             Level::Error,
-            "mod_rwsgi: the 'wsgi' authentication provider is used here, but no \
+            "RW0055: mod_rwsgi: the 'wsgi' authentication provider is used here, but no \
              WSGIAuthUserScript applies to this location.",
         );
     }
@@ -174,7 +178,7 @@ pub fn check_groups(
         log::request(
             r,
             Level::Error,
-            "mod_rwsgi: 'Require wsgi-group' is used here, but no WSGIAuthGroupScript applies \
+            "RW0056: mod_rwsgi: 'Require wsgi-group' is used here, but no WSGIAuthGroupScript applies \
              to this location.",
         );
         return ffi::authz_status_AUTHZ_GENERAL_ERROR;
@@ -182,7 +186,7 @@ pub fn check_groups(
     let required = match required_groups(require_args) {
         Ok(g) => g,
         Err(e) => {
-            log::request(r, Level::Error, &format!("mod_rwsgi: {e}"));
+            log::request(r, Level::Error, &format!("RW0057: mod_rwsgi: {e}"));
             return ffi::authz_status_AUTHZ_GENERAL_ERROR;
         }
     };
@@ -199,7 +203,7 @@ pub fn check_groups(
         r,
         Level::Error,
         &format!(
-            "mod_rwsgi: authorization of user '{}' to access '{}' failed: not a member of \
+            "RW0058: mod_rwsgi: authorization of user '{}' to access '{}' failed: not a member of \
              {} (member of: {}).",
             String::from_utf8_lossy(&user),
             String::from_utf8_lossy(r.uri()),

@@ -47,7 +47,11 @@ pub(super) fn apply(
     let host = match super::embedded::ensure_python(ctx.embedded) {
         Ok(host) => host,
         Err(e) => {
-            log::request(r, Level::Error, &format!("mod_rwsgi (embedded): {e}"));
+            log::request(
+                r,
+                Level::Error,
+                &format!("RW0059: mod_rwsgi (embedded): {e}"),
+            );
             return Err(ffi::HTTP_INTERNAL_SERVER_ERROR);
         }
     };
@@ -72,7 +76,7 @@ pub(super) fn apply(
                     r,
                     Level::Error,
                     &format!(
-                        "mod_rwsgi: {what}() in WSGI dispatch script '{path}' returned an \
+                        "RW0060: mod_rwsgi: {what}() in WSGI dispatch script '{path}' returned an \
                          invalid group: {e}"
                     ),
                 );
@@ -92,7 +96,7 @@ pub(super) fn apply(
                 r,
                 Level::Error,
                 &format!(
-                    "mod_rwsgi: callable_object() in WSGI dispatch script '{path}' returned an \
+                    "RW0061: mod_rwsgi: callable_object() in WSGI dispatch script '{path}' returned an \
                      empty name."
                 ),
             );

@@ -56,7 +56,7 @@ pub fn ensure_python(s: &EmbeddedSettings) -> Result<&'static AppHost, String> {
         python::initialize(&settings_for_this_mpm(s))
             .map(|()| AppHost::new())
             .map_err(|e| {
-                log::process(Level::Crit, &format!("mod_rwsgi (embedded): {e}"));
+                log::process(Level::Crit, &format!("RW0062: mod_rwsgi (embedded): {e}"));
                 e
             })
     });
@@ -77,7 +77,7 @@ pub fn stop_python() {
         log::process(
             Level::Info,
             &format!(
-                "mod_rwsgi (embedded): Apache child {} exits with {running} request(s) running; \
+                "RW0063: mod_rwsgi (embedded): Apache child {} exits with {running} request(s) running; \
                  Python is not shut down (no shutdown callbacks, no atexit handlers).",
                 std::process::id()
             ),
@@ -174,7 +174,11 @@ pub fn serve(
     let host = match ensure_python(settings) {
         Ok(h) => h,
         Err(e) => {
-            log::request(r, Level::Error, &format!("mod_rwsgi (embedded): {e}"));
+            log::request(
+                r,
+                Level::Error,
+                &format!("RW0064: mod_rwsgi (embedded): {e}"),
+            );
             return ffi::HTTP_INTERNAL_SERVER_ERROR;
         }
     };

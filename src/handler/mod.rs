@@ -126,7 +126,7 @@ pub fn handle(r: &mut Request<'_>, ctx: &HandlerContext<'_>) -> i32 {
         log::request(
             r,
             Level::Error,
-            &format!("mod_rwsgi: target WSGI script not found or unable to stat: {script}"),
+            &format!("RW0065: mod_rwsgi: target WSGI script not found or unable to stat: {script}"),
         );
         return ffi::HTTP_NOT_FOUND;
     }
@@ -177,7 +177,7 @@ pub fn handle(r: &mut Request<'_>, ctx: &HandlerContext<'_>) -> i32 {
             r,
             Level::Error,
             &format!(
-                "mod_rwsgi: '{script}' would run in embedded mode, which WSGIRestrictEmbedded On \
+                "RW0066: mod_rwsgi: '{script}' would run in embedded mode, which WSGIRestrictEmbedded On \
                  forbids; set WSGIProcessGroup to a WSGIDaemonProcess group"
             ),
         );
@@ -189,7 +189,7 @@ pub fn handle(r: &mut Request<'_>, ctx: &HandlerContext<'_>) -> i32 {
             r,
             Level::Error,
             &format!(
-                "mod_rwsgi: no WSGI daemon process called '{group}' has been configured \
+                "RW0067: mod_rwsgi: no WSGI daemon process called '{group}' has been configured \
                  (needed by '{script}')"
             ),
         );
@@ -203,7 +203,7 @@ pub fn handle(r: &mut Request<'_>, ctx: &HandlerContext<'_>) -> i32 {
                 r,
                 Level::Error,
                 &format!(
-                    "mod_rwsgi: refusing to run '{script}' in daemon process '{group}': {why}"
+                    "RW0068: mod_rwsgi: refusing to run '{script}' in daemon process '{group}': {why}"
                 ),
             );
             return ffi::HTTP_FORBIDDEN;
@@ -217,7 +217,7 @@ pub fn handle(r: &mut Request<'_>, ctx: &HandlerContext<'_>) -> i32 {
         log::request(
             r,
             Level::Info,
-            "mod_rwsgi: chunked request body refused (enable it with WSGIChunkedRequest On)",
+            "RW0069: mod_rwsgi: chunked request body refused (enable it with WSGIChunkedRequest On)",
         );
         return ffi::HTTP_LENGTH_REQUIRED;
     }
@@ -312,7 +312,7 @@ fn owned_environ(
         // No WSGITrustedProxies: every peer is trusted, as mod_wsgi documents.
         let proxies = dir.trusted_proxies.as_deref();
         for note in crate::config::apply_trusted_proxy_headers(&mut env, proxies, trusted_headers) {
-            log::request(r, Level::Info, &format!("mod_rwsgi: {note}"));
+            log::request(r, Level::Info, &format!("RW0070: mod_rwsgi: {note}"));
         }
     }
     env
@@ -347,7 +347,7 @@ fn log_refused_body(r: &Request<'_>, code: i32) {
         r,
         Level::Info,
         &format!(
-            "mod_rwsgi: request body refused with status {code}: {why} (Content-Length: {}, \
+            "RW0071: mod_rwsgi: request body refused with status {code}: {why} (Content-Length: {}, \
              Transfer-Encoding: {})",
             header(c"Content-Length"),
             header(c"Transfer-Encoding")

@@ -75,14 +75,17 @@ pub(super) fn note_directive(cmd: &ApacheDirective<'_>, parsed: &Directive) -> R
                 server,
                 Level::Warning,
                 &format!(
-                    "WSGIGroupAuthoritative Off at {} has no effect, as in mod_wsgi 6: with \
+                    "RW0079: WSGIGroupAuthoritative Off at {} has no effect, as in mod_wsgi 6: with \
                  Apache 2.4's authorization providers a user outside the groups of `Require \
                  wsgi-group` is denied by it; use <RequireAny> to let another Require grant \
                  access",
                     cmd.location()
                 ),
             ),
-            None => log::process(Level::Warning, "WSGIGroupAuthoritative Off has no effect"),
+            None => log::process(
+                Level::Warning,
+                "RW0080: WSGIGroupAuthoritative Off has no effect",
+            ),
         },
         _ => {}
     }

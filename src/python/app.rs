@@ -114,7 +114,7 @@ impl AppHost {
                     log_prefix(),
                     panic_text(&*panic)
                 );
-                log(Level::Error, &msg);
+                log(Level::Error, &format!("RW0081: {msg}"));
                 Err(msg)
             }
         }
@@ -167,7 +167,7 @@ impl AppHost {
                 log(
                     Level::Error,
                     &format!(
-                        "{}Internal error (panic: {}) while processing WSGI script '{}'.",
+                        "RW0082: {}Internal error (panic: {}) while processing WSGI script '{}'.",
                         log_prefix(),
                         panic_text(&*panic),
                         spec.script_path
@@ -217,7 +217,7 @@ impl AppHost {
             log(
                 Level::Info,
                 &format!(
-                    "{}Forcing restart of daemon process '{}' due to modification of script \
+                    "RW0083: {}Forcing restart of daemon process '{}' due to modification of script \
                      '{path}'. Reason: {why}.",
                     log_prefix(),
                     super::settings::process_info().process_group
@@ -294,7 +294,7 @@ fn run(
                 log_prefix(),
                 spec.script_path
             );
-            log_detached(py, Level::Error, &msg);
+            log_detached(py, Level::Error, &format!("RW0084: {msg}"));
             return Outcome::LoadFailed;
         }
     };
@@ -621,7 +621,7 @@ fn send_file(py: Python<'_>, shared: &Shared, wrapper: &FileWrapper) -> Result<b
 
 fn log_exception(py: Python<'_>, spec: &RequestSpec<'_>, err: &PyErr) {
     let msg = python_error(py, err, spec.script_path, spec.app_group);
-    log_detached(py, Level::Error, &msg);
+    log_detached(py, Level::Error, &format!("RW0085: {msg}"));
 }
 
 /// Logs a failure and settles the response: a 500 if nothing was sent, else truncation.
@@ -637,7 +637,7 @@ fn fail(py: Python<'_>, spec: &RequestSpec<'_>, shared: &Shared, failure: Failur
                 log_prefix(),
                 spec.script_path
             );
-            log_detached(py, Level::Info, &msg);
+            log_detached(py, Level::Info, &format!("RW0086: {msg}"));
             Outcome::ClientGone
         }
         // The app let the OSError from a failed write() propagate.
@@ -648,7 +648,7 @@ fn fail(py: Python<'_>, spec: &RequestSpec<'_>, shared: &Shared, failure: Failur
                 spec.script_path,
                 e
             );
-            log_detached(py, Level::Info, &msg);
+            log_detached(py, Level::Info, &format!("RW0087: {msg}"));
             Outcome::ClientGone
         }
         // mod_wsgi.RequestTimeout, from interrupt-timeout or raised by the app itself: the
@@ -669,7 +669,7 @@ fn fail(py: Python<'_>, spec: &RequestSpec<'_>, shared: &Shared, failure: Failur
                     spec.script_path
                 )
             };
-            log_object::log_in_request(py, Level::Info, &msg);
+            log_object::log_in_request(py, Level::Info, &format!("RW0088: {msg}"));
             if !head_sent {
                 py.detach(|| send_error_page(shared, 504, "Gateway Timeout", GATEWAY_TIMEOUT_BODY));
             }
@@ -722,7 +722,7 @@ fn check_promised_length(py: Python<'_>, spec: &RequestSpec<'_>, shared: &Shared
         log_prefix(),
         spec.script_path
     );
-    log_detached(py, Level::Error, &msg);
+    log_detached(py, Level::Error, &format!("RW0089: {msg}"));
     Outcome::AppError { head_sent: true }
 }
 

@@ -370,7 +370,7 @@ fn setup_python(py: Python<'_>, settings: &InterpreterSettings) -> Result<(), St
             log(
                 Level::Warning,
                 &format!(
-                    "{}The switch interval has no effect without a GIL (WSGIFreeThreading On): \
+                    "RW0090: {}The switch interval has no effect without a GIL (WSGIFreeThreading On): \
                      sys.setswitchinterval is not called.",
                     super::log_prefix()
                 ),
@@ -380,7 +380,7 @@ fn setup_python(py: Python<'_>, settings: &InterpreterSettings) -> Result<(), St
             log(
                 Level::Info,
                 &format!(
-                    "{}Python switch interval set to {seconds} s (sys.setswitchinterval).",
+                    "RW0091: {}Python switch interval set to {seconds} s (sys.setswitchinterval).",
                     super::log_prefix()
                 ),
             );
@@ -391,7 +391,7 @@ fn setup_python(py: Python<'_>, settings: &InterpreterSettings) -> Result<(), St
     })();
     match result {
         Ok(()) => {
-            let describe = (|| -> PyResult<String> {
+            let describe = (|| -> PyResult<(String, String, String, &str)> {
                 let sys = py.import("sys")?;
                 let gil = if !FREE_THREADED_BUILD {
                     ""
@@ -400,18 +400,24 @@ fn setup_python(py: Python<'_>, settings: &InterpreterSettings) -> Result<(), St
                 } else {
                     ", free-threaded build: GIL enabled (WSGIFreeThreading Off)"
                 };
-                Ok(format!(
-                    "{}Initialised Python {} (sys.prefix '{}', sys.base_prefix '{}'{gil}).",
-                    super::log_prefix(),
+                Ok((
                     sys.getattr("version")?
                         .extract::<String>()?
                         .replace('\n', " "),
                     sys.getattr("prefix")?.extract::<String>()?,
                     sys.getattr("base_prefix")?.extract::<String>()?,
+                    gil,
                 ))
             })();
-            if let Ok(msg) = describe {
-                log(Level::Info, &msg);
+            if let Ok((version, prefix, base_prefix, gil)) = describe {
+                log(
+                    Level::Info,
+                    &format!(
+                        "RW0092: {}Initialised Python {version} (sys.prefix '{prefix}', \
+                         sys.base_prefix '{base_prefix}'{gil}).",
+                        super::log_prefix()
+                    ),
+                );
             }
             Ok(())
         }
@@ -512,7 +518,7 @@ pub fn shutdown() {
         log(
             Level::Info,
             &format!(
-                "{}Not finalising Python (WSGIDestroyInterpreter Off): atexit handlers do not \
+                "RW0093: {}Not finalising Python (WSGIDestroyInterpreter Off): atexit handlers do not \
                  run.",
                 super::log_prefix()
             ),
@@ -528,7 +534,7 @@ pub fn shutdown() {
             log(
                 Level::Error,
                 &format!(
-                    "{}Exception occurred within Python atexit handlers during shutdown.\n{}",
+                    "RW0094: {}Exception occurred within Python atexit handlers during shutdown.\n{}",
                     super::log_prefix(),
                     format_exception(py, &e)
                 ),
@@ -543,7 +549,7 @@ pub fn shutdown() {
         log(
             Level::Info,
             &format!(
-                "{}Not finalising Python: it was initialised by another thread of this \
+                "RW0095: {}Not finalising Python: it was initialised by another thread of this \
                  process (shutdown callbacks and atexit handlers have run).",
                 super::log_prefix()
             ),
@@ -562,7 +568,7 @@ pub fn shutdown() {
         log(
             Level::Error,
             &format!(
-                "{}Python finalisation reported an error (flushing buffered data failed).",
+                "RW0096: {}Python finalisation reported an error (flushing buffered data failed).",
                 super::log_prefix()
             ),
         );

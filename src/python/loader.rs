@@ -96,7 +96,7 @@ impl Loader {
             log(
                 Level::Info,
                 &format!(
-                    "{}This process hosts more than one application group ({}). mod_rwsgi runs \
+                    "RW0097: {}This process hosts more than one application group ({}). mod_rwsgi runs \
                      every application group in the main Python interpreter (no \
                      sub-interpreters): each group gets its own copy of the WSGI script module, \
                      but they share sys.modules and all other global state.",
@@ -125,7 +125,7 @@ impl Loader {
                     group_text(group),
                     (failure.retry_at - now).as_secs_f64()
                 );
-                log(Level::Error, &msg);
+                log(Level::Error, &format!("RW0098: {msg}"));
                 return Err(msg);
             }
         }
@@ -169,7 +169,7 @@ impl Loader {
                     log_prefix(),
                     interp_context(group)
                 );
-                log(Level::Error, &msg);
+                log(Level::Error, &format!("RW0099: {msg}"));
                 Python::attach(|_py| drop(old));
                 return Err(msg);
             }
@@ -196,7 +196,7 @@ impl Loader {
             log(
                 Level::Info,
                 &format!(
-                    "{}WSGI script '{path}'{} will be re-imported: {why}.",
+                    "RW0100: {}WSGI script '{path}'{} will be re-imported: {why}.",
                     log_prefix(),
                     group_text(group)
                 ),
@@ -294,7 +294,7 @@ pub(crate) fn reload_reason(
         Ok(false) => None,
         Err(e) => {
             let msg = python_error(py, &e, path, group);
-            super::log_detached(py, Level::Error, &msg);
+            super::log_detached(py, Level::Error, &format!("RW0101: {msg}"));
             None
         }
     }
@@ -315,7 +315,7 @@ fn exec_script(
         if reload { "Reloading" } else { "Loading" },
         interp_context(group)
     );
-    super::log_detached(py, Level::Info, &msg);
+    super::log_detached(py, Level::Info, &format!("RW0102: {msg}"));
     let mut name = None;
     let mut compiled = false;
     let result = (|| -> PyResult<Bound<'_, PyModule>> {
@@ -358,7 +358,7 @@ fn exec_script(
                 log_prefix(),
                 python_error(py, &e, path, group)
             );
-            super::log_detached(py, Level::Error, &msg);
+            super::log_detached(py, Level::Error, &format!("RW0103: {msg}"));
             Err(msg)
         }
     }

@@ -73,7 +73,9 @@ pub(crate) fn log_in_request(py: Python<'_>, level: Level, msg: &str) {
     py.detach(|| {
         for line in msg.split('\n') {
             match &remote {
+                // log-code: none (what the application wrote, passed on as it is)
                 Some(prefix) => super::log(level, &format!("{prefix}{line}")),
+                // log-code: none (what the application wrote, passed on as it is)
                 None => super::log(level, line),
             }
         }
@@ -125,7 +127,9 @@ impl LogBuffer {
         py.detach(|| {
             for line in &lines {
                 match &remote {
+                    // log-code: none (what the application wrote, passed on as it is)
                     Some(prefix) => super::log(Level::Error, &format!("{prefix}{line}")),
+                    // log-code: none (what the application wrote, passed on as it is)
                     None => super::log(Level::Error, line),
                 }
             }

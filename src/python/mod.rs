@@ -152,11 +152,13 @@ pub enum Outcome {
 pub(crate) fn log(level: Level, msg: &str) {
     #[cfg(test)]
     tests::capture_log(level, msg);
+    // log-code: none (the entry point; its callers carry the codes)
     crate::logging::log(level, msg);
 }
 
 /// Logs without holding the GIL (an error-log write may block).
 pub(crate) fn log_detached(py: pyo3::Python<'_>, level: Level, msg: &str) {
+    // log-code: none (the entry point; its callers carry the codes)
     py.detach(|| log(level, msg));
 }
 

@@ -206,6 +206,7 @@ pub(crate) fn apache_level(levelno: i64) -> Level {
 #[pyfunction]
 #[pyo3(name = "_log_record")]
 fn log_record(py: Python<'_>, levelno: i64, message: &str) {
+    // log-code: none (a logging record of the application)
     super::log_object::log_in_request(py, apache_level(levelno), message);
 }
 
@@ -319,7 +320,7 @@ fn log_callback_error(py: Python<'_>, name: &str, err: &PyErr) {
         log_prefix(),
         format_exception(py, err)
     );
-    log_detached(py, Level::Error, &msg);
+    log_detached(py, Level::Error, &format!("RW0104: {msg}"));
 }
 
 /// Publishes an event to `subscribe_events` callbacks.

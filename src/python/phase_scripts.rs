@@ -154,7 +154,7 @@ impl AppHost {
                     funcs.join("', '"),
                     super::interp_context(group)
                 );
-                log_detached(py, Level::Error, &msg);
+                log_detached(py, Level::Error, &format!("RW0105: {msg}"));
                 return Err(PhaseFailed);
             }
             let errors = log_object::new_stream(py, "<wsgi.errors>", remote)
@@ -178,7 +178,7 @@ impl AppHost {
                     Err(PhaseError::BadResult(why)) => {
                         let msg =
                             format!("{}{name}() in WSGI script '{path}' {why}.", log_prefix());
-                        log_detached(py, Level::Error, &msg);
+                        log_detached(py, Level::Error, &format!("RW0106: {msg}"));
                         outcome = Err(PhaseFailed);
                         break;
                     }
@@ -371,7 +371,7 @@ enum PhaseError {
 
 fn log_exception(py: Python<'_>, e: &PyErr, req: &PhaseRequest<'_>) -> PhaseFailed {
     let msg = python_error(py, e, req.script_path, req.app_group);
-    log_detached(py, Level::Error, &msg);
+    log_detached(py, Level::Error, &format!("RW0107: {msg}"));
     PhaseFailed
 }
 

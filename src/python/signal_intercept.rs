@@ -64,7 +64,7 @@ impl SignalIntercept {
             log_prefix(),
             stack.trim_end_matches('\n')
         );
-        log_object::log_in_request(py, Level::Warning, &msg);
+        log_object::log_in_request(py, Level::Warning, &format!("RW0108: {msg}"));
         Ok(current)
     }
 }

@@ -62,7 +62,7 @@ impl Body {
                     log::request(
                         r,
                         Level::Info,
-                        "mod_rwsgi: error reading the request body from the client",
+                        "RW0072: mod_rwsgi: error reading the request body from the client",
                     );
                     return Err(ffi::HTTP_BAD_REQUEST);
                 }

@@ -245,7 +245,7 @@ impl Exchange<'_> {
     /// and ends the request with its status before the head or an abort after it.
     fn fail(&self, r: &Request<'_>, conn: DaemonConn, problem: Problem) -> Ended {
         if let Some((level, line)) = problem.log_line(&self.target.group) {
-            log::request(r, level, &line);
+            log::request(r, level, &format!("RW0073: {line}"));
         }
         if problem.leaves_connection_idle() {
             put_idle(&self.target.socket_path, conn);

@@ -82,7 +82,7 @@ pub fn encode_head<'a>(
             log::request(
                 r,
                 Level::Error,
-                &format!("mod_rwsgi: request too large for the daemon protocol: {e}"),
+                &format!("RW0074: mod_rwsgi: request too large for the daemon protocol: {e}"),
             );
             Err(ffi::HTTP_REQUEST_ENTITY_TOO_LARGE)
         }
@@ -151,27 +151,35 @@ pub fn serve(
                 pool::drop_idle(&target.socket_path);
                 if setback == Setback::ClosedBeforeAnswer {
                     attempts.resent_after_close = true;
-                    log::request(
-                        r,
-                        if attempts.reused {
-                            Level::Debug
-                        } else {
-                            Level::Info
-                        },
-                        &format!(
-                            "mod_rwsgi: daemon process '{}' closed the connection before \
+                    let level = if attempts.reused {
+                        Level::Debug
+                    } else {
+                        Level::Info
+                    };
+                    // Debug here is the common case: format nothing unless it is logged.
+                    if crate::logging::enabled(level) {
+                        log::request(
+                            r,
+                            level,
+                            &format!(
+                                "RW0075: mod_rwsgi: daemon process '{}' closed the connection before \
                              answering ({}); resending the request once",
-                            target.group,
-                            describe(cause.as_ref())
-                        ),
-                    );
+                                target.group,
+                                describe(cause.as_ref())
+                            ),
+                        );
+                    }
                 }
                 if !pause.is_zero() {
                     std::thread::sleep(pause);
                 }
             }
             Decision::GiveUp(why) => {
-                log::request(r, Level::Error, &give_up_line(why, target, cause.as_ref()));
+                log::request(
+                    r,
+                    Level::Error,
+                    &format!("RW0076: {}", give_up_line(why, target, cause.as_ref())),
+                );
                 return why.status();
             }
         }
@@ -186,7 +194,7 @@ fn connect_failed(r: &Request<'_>, target: &DaemonTarget, e: &io::Error) -> i32 
             r,
             Level::Error,
             &format!(
-                "mod_rwsgi: timeout waiting for daemon process '{}' to answer the protocol \
+                "RW0077: mod_rwsgi: timeout waiting for daemon process '{}' to answer the protocol \
                  handshake (socket-timeout={} s expired): it is stopped, hung or overloaded",
                 target.group,
                 target.socket_timeout.as_secs()
@@ -198,7 +206,7 @@ fn connect_failed(r: &Request<'_>, target: &DaemonTarget, e: &io::Error) -> i32 
         r,
         Level::Error,
         &format!(
-            "mod_rwsgi: unable to connect to WSGI daemon process '{}' on '{}' within \
+            "RW0078: mod_rwsgi: unable to connect to WSGI daemon process '{}' on '{}' within \
              connect-timeout={} s: {e}",
             target.group,
             target.socket_path.display(),
