@@ -473,7 +473,13 @@ impl DaemonGroupSpec {
             };
             return Err(ConfigError::at(DIRECTIVE, "unknown option", o.word, hint));
         }
-        if let Some((_, why)) = UNSUPPORTED_DAEMON_OPTIONS.iter().find(|(k, _)| *k == key) {
+        // server-metrics=Off is mod_wsgi's default and what mod_wsgi-express writes: it
+        // means mod_wsgi.server_metrics() returns None, which is what it does here.
+        let default_off = key == "server-metrics" && parse_on_off(o.value) == Some(false);
+        if let Some((_, why)) = UNSUPPORTED_DAEMON_OPTIONS
+            .iter()
+            .find(|(k, _)| *k == key && !default_off)
+        {
             return Err(o.err(format!("{key}= is not supported by mod_rwsgi yet ({why})")));
         }
         if o.value.is_empty() && !EMPTY_VALUE_OPTIONS.contains(&key) {
@@ -988,6 +994,7 @@ mod tests {
         let err = parse_line("g chroot=/jail").unwrap_err().to_string();
         assert!(err.contains("chroot=/jail"), "{err}");
         assert!(err.contains("is not supported by mod_rwsgi yet"), "{err}");
+        assert!(!ok("g server-metrics=Off").server_metrics);
     }
 
     #[test]

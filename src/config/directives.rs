@@ -5,6 +5,7 @@ use std::fmt;
 
 use super::daemon_group::{DaemonGroupSpec, parse_on_off, split_path_list};
 use super::error::ConfigError;
+use super::handler_script::{HandlerScript, parse_restrict_process};
 use super::proxy::{IpNet, KNOWN_PROXY_HEADERS, canonical_proxy_header};
 use super::script_alias::{ImportScript, ScriptAlias, split_options};
 use super::selector::GroupSelector;
@@ -133,14 +134,14 @@ pub static DIRECTIVES: &[DirectiveInfo] = &[
         ServerOnly,
         Global,
         "WSGIAcceptMutex default|flock|fcntl|sysvsem|posixsem|pthread",
-        false,
+        true,
     ),
     info(
         "WSGIRestrictProcess",
         ServerVhostDir,
         Dir,
         "WSGIRestrictProcess group ...",
-        false,
+        true,
     ),
     // Python set-up.
     info(
@@ -261,14 +262,14 @@ pub static DIRECTIVES: &[DirectiveInfo] = &[
         ServerOnly,
         Global,
         "WSGICaseSensitivity On|Off",
-        false,
+        true,
     ),
     info(
         "WSGIServerMetrics",
         ServerOnly,
         Global,
         "WSGIServerMetrics On|Off",
-        false,
+        true,
     ),
     // Scripts.
     info(
@@ -298,7 +299,7 @@ pub static DIRECTIVES: &[DirectiveInfo] = &[
         Dir,
         "WSGIHandlerScript name file-path [process-group=NAME] [application-group=NAME] \
          [pass-authorization=On|Off]",
-        false,
+        true,
     ),
     info(
         "WSGIAccessScript",
@@ -376,7 +377,7 @@ pub static DIRECTIVES: &[DirectiveInfo] = &[
         AnyDir,
         Dir,
         "WSGIErrorOverride On|Off",
-        false,
+        true,
     ),
     info(
         "WSGIIgnoreActivity",
@@ -397,7 +398,7 @@ pub static DIRECTIVES: &[DirectiveInfo] = &[
         ServerVhostDir,
         Dir,
         "WSGIPassApacheRequest On|Off",
-        false,
+        true,
     ),
     // Telemetry (6.0).
     info(
@@ -658,6 +659,65 @@ pub fn parse_directive_words(name: &str, words: Vec<String>) -> Result<Directive
                 None => return Err(args.bad(value, "expected On, Off or Auto")),
             })
         }
+        // Off is mod_wsgi's default and what mod_wsgi-express writes: server_metrics()
+        // returns None, as it does here. On would promise the scoreboard.
+        "WSGIServerMetrics" => {
+            let value = args.one()?;
+            match parse_on_off(value) {
+                Some(false) => Directive::Flag {
+                    name: d,
+                    value: false,
+                },
+                Some(true) => {
+                    return Err(args.bad(
+                        value,
+                        "WSGIServerMetrics On is not supported by mod_rwsgi yet \
+                         (mod_wsgi.server_metrics() returns None); Off is accepted",
+                    ));
+                }
+                None => return Err(args.bad(value, "expected On or Off")),
+            }
+        }
+        // mod_rwsgi offers no apache.request_rec capsule (mod_wsgi's, embedded mode only);
+        // Off, the default, is what it does.
+        "WSGIPassApacheRequest" => {
+            let value = args.one()?;
+            match parse_on_off(value) {
+                Some(false) => Directive::Flag {
+                    name: d,
+                    value: false,
+                },
+                Some(true) => {
+                    return Err(args.bad(
+                        value,
+                        "WSGIPassApacheRequest On is not supported by mod_rwsgi yet (no \
+                         apache.request_rec capsule in the environ; mod_wsgi adds it in \
+                         embedded mode only); Off is accepted",
+                    ));
+                }
+                None => return Err(args.bad(value, "expected On or Off")),
+            }
+        }
+        // On (case-sensitive file system, the default on Linux) is how script paths are
+        // compared; Off would fold case in the script's module name.
+        "WSGICaseSensitivity" => {
+            let value = args.one()?;
+            match parse_on_off(value) {
+                Some(true) => Directive::Flag {
+                    name: d,
+                    value: true,
+                },
+                Some(false) => {
+                    return Err(args.bad(
+                        value,
+                        "WSGICaseSensitivity Off is not supported by mod_rwsgi yet (script \
+                         paths are compared case-sensitively, as on every Linux file system \
+                         mod_rwsgi runs on); On is accepted",
+                    ));
+                }
+                None => return Err(args.bad(value, "expected On or Off")),
+            }
+        }
         // Every directive whose usage is "Name On|Off" is a flag.
         _ if info.syntax.ends_with(" On|Off") => {
             let value = args.one()?;
@@ -767,9 +827,7 @@ fn validate_other(args: &Args<'_>) -> Result<(), ConfigError> {
             }
         }
         "WSGIRestrictProcess" => {
-            for word in args.at_least_one()? {
-                GroupSelector::parse(d, word)?;
-            }
+            parse_restrict_process(d, args.at_least_one()?)?;
         }
         "WSGISlowRequests" => {
             let value = args.one()?;
@@ -813,31 +871,7 @@ fn validate_other(args: &Args<'_>) -> Result<(), ConfigError> {
             }
         }
         "WSGIHandlerScript" => {
-            let [name, script, rest @ ..] = args.words else {
-                return Err(ConfigError::new(
-                    d,
-                    format!(
-                        "expected a handler name and a script path; {}",
-                        args.usage()
-                    ),
-                ));
-            };
-            for (word, what) in [(name, "a handler name"), (script, "a script path")] {
-                if word.is_empty() {
-                    return Err(args.bad(word, format!("expected {what}, not an empty string")));
-                }
-            }
-            let allowed = ["process-group", "application-group", "pass-authorization"];
-            for o in split_options(d, rest, &allowed)? {
-                if o.key == "pass-authorization" {
-                    if parse_on_off(o.value).is_none() {
-                        return Err(ConfigError::at(d, "option", o.word, "expected On or Off"));
-                    }
-                } else {
-                    GroupSelector::parse(d, o.value)
-                        .map_err(|e| ConfigError::at(d, "option", o.word, e.message))?;
-                }
-            }
+            HandlerScript::parse(d, args.words)?;
         }
         _ => unreachable!("directive {d} has no parser"),
     }
@@ -913,8 +947,8 @@ pub(crate) mod tests {
         ("WSGIRestrictStdout", "On"),
         ("WSGIRestrictStdin", "On"),
         ("WSGIRestrictSignal", "Off"),
-        ("WSGICaseSensitivity", "Off"),
-        ("WSGIServerMetrics", "On"),
+        ("WSGICaseSensitivity", "On"),
+        ("WSGIServerMetrics", "Off"),
         (
             "WSGIImportScript",
             "/srv/app.wsgi process-group=webware application-group=%{GLOBAL}",
@@ -944,7 +978,7 @@ pub(crate) mod tests {
         ("WSGIErrorOverride", "On"),
         ("WSGIIgnoreActivity", "On"),
         ("WSGIEnableSendfile", "On"),
-        ("WSGIPassApacheRequest", "On"),
+        ("WSGIPassApacheRequest", "Off"),
         (
             "WSGITelemetryService",
             "unix:/run/wsgi-telemetry.sock interval=2",
@@ -1031,11 +1065,18 @@ pub(crate) mod tests {
             "WSGIDestroyInterpreter",
             "WSGISwitchInterval",
             "WSGIFreeThreading",
+            "WSGIHandlerScript",
+            "WSGIRestrictProcess",
+            "WSGIErrorOverride",
+            "WSGIPassApacheRequest",
+            "WSGICaseSensitivity",
+            "WSGIAcceptMutex",
+            "WSGIServerMetrics",
         ];
         for d in DIRECTIVES {
             assert_eq!(d.implemented, implemented.contains(&d.name), "{}", d.name);
         }
-        assert_eq!(DIRECTIVES.iter().filter(|d| d.implemented).count(), 31);
+        assert_eq!(DIRECTIVES.iter().filter(|d| d.implemented).count(), 38);
     }
 
     #[test]
@@ -1160,9 +1201,40 @@ pub(crate) mod tests {
     fn every_on_off_directive() {
         let flags: Vec<&DirectiveInfo> = DIRECTIVES
             .iter()
-            .filter(|d| d.syntax.ends_with(" On|Off"))
+            // These take one value only for now (tested below).
+            .filter(|d| {
+                d.syntax.ends_with(" On|Off")
+                    && !matches!(
+                        d.name,
+                        "WSGIServerMetrics" | "WSGIPassApacheRequest" | "WSGICaseSensitivity"
+                    )
+            })
             .collect();
-        assert_eq!(flags.len(), 20);
+        assert_eq!(flags.len(), 17);
+        assert!(parse_directive("WSGIPassApacheRequest", "On").is_err());
+        assert!(parse_directive("WSGICaseSensitivity", "Off").is_err());
+        assert_eq!(
+            parse("WSGIPassApacheRequest", "Off"),
+            Directive::Flag {
+                name: "WSGIPassApacheRequest",
+                value: false
+            }
+        );
+        assert_eq!(
+            parse("WSGICaseSensitivity", "On"),
+            Directive::Flag {
+                name: "WSGICaseSensitivity",
+                value: true
+            }
+        );
+        assert!(parse_directive("WSGIServerMetrics", "On").is_err());
+        assert_eq!(
+            parse("WSGIServerMetrics", "off"),
+            Directive::Flag {
+                name: "WSGIServerMetrics",
+                value: false
+            }
+        );
         for d in flags {
             for (text, value) in [
                 ("On", true),

@@ -9,6 +9,7 @@ pub mod exit;
 pub mod listener;
 pub mod manager_process;
 pub mod process;
+pub mod service;
 pub mod spawn;
 pub mod supervisor;
 pub mod worker;

@@ -44,6 +44,8 @@ pub struct RequestPlan<'a> {
     pub flags: u32,
     /// WSGIEnableSendfile: file_wrapper files go out with sendfile.
     pub sendfile: bool,
+    /// WSGIErrorOverride: an app's 4xx/5xx body is dropped and Apache's ErrorDocument sent.
+    pub error_override: bool,
 }
 
 struct DaemonConn {
@@ -367,7 +369,7 @@ pub fn serve(
         };
         body.pos = 0;
         let result = with_response_socket_timeout(r, target, |r| {
-            exchange(r, target, conn, head, &mut body, plan.sendfile)
+            exchange(r, target, conn, head, &mut body, plan)
         });
         match result {
             Ok(()) => return ffi::OK,
@@ -479,8 +481,12 @@ fn exchange(
     mut conn: DaemonConn,
     head: &[u8],
     body: &mut Body,
-    sendfile: bool,
+    plan: &RequestPlan<'_>,
 ) -> Result<(), Failure> {
+    let sendfile = plan.sendfile;
+    // WSGIErrorOverride: the app's error status, whose head and body are dropped so that
+    // Apache answers with its own ErrorDocument (as ProxyErrorOverride).
+    let mut overridden: Option<i32> = None;
     // A daemon reads a pushed body whole before it starts the request: if this write fails,
     // the request did not run.
     let pushed = body.push.then_some(&body.pre[..]);
@@ -588,6 +594,8 @@ fn exchange(
             }
         };
         match frame.kind {
+            FrameKind::RespBody if overridden.is_some() => {}
+            FrameKind::Flush if overridden.is_some() => {}
             FrameKind::RespBody => {
                 if r.write(frame.payload).is_err() {
                     // Client gone: drop the daemon connection so the app sees it.
@@ -644,6 +652,10 @@ fn exchange(
                         }
                         awaiting_answer = true;
                     }
+                    Frame::RespHead(resp) if plan.error_override && resp.status >= 400 => {
+                        overridden = Some(i32::from(resp.status));
+                        head_sent = true;
+                    }
                     Frame::RespHead(resp) => {
                         r.set_status(resp.status, &resp.reason);
                         for (k, v) in &resp.headers {
@@ -691,6 +703,9 @@ fn exchange(
                     unreachable!("decoded kind matches the raw kind");
                 };
                 let file = conn.fds.pop_front();
+                if overridden.is_some() {
+                    continue; // dropped with the rest of the app's error body
+                }
                 let regular = file.as_ref().is_some_and(|fd| {
                     nix::sys::stat::fstat(fd).is_ok_and(|st| {
                         nix::sys::stat::SFlag::from_bits_truncate(st.st_mode)
@@ -734,7 +749,10 @@ fn exchange(
             }
             FrameKind::RespEnd => {
                 put_idle(&target.socket_path, conn);
-                return Ok(());
+                return match overridden {
+                    Some(status) => Err(Failure::Status(status)),
+                    None => Ok(()),
+                };
             }
             other => {
                 log::request(

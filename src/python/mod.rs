@@ -28,6 +28,7 @@ mod log_object;
 mod metrics;
 mod modwsgi;
 mod request;
+mod service;
 mod signal_intercept;
 mod start_response;
 
@@ -43,6 +44,7 @@ pub use interpreter::{
     run_shutdown_callbacks, shutdown,
 };
 pub use log_object::install_restricted_stdout;
+pub use service::{ServiceEnd, run_service_script};
 
 /// The version of mod_wsgi whose behaviour this host reproduces; exposed as
 /// `mod_wsgi.version` and `environ['mod_wsgi.version']`.
