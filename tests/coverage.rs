@@ -68,7 +68,11 @@ const DIRECTIVES: &[(&str, Status)] = &[
     ),
     (
         "WSGIImportScript",
-        Implemented(&["directives::import_script_preloads_before_the_first_request"]),
+        Implemented(&[
+            "directives::import_script_preloads_before_the_first_request",
+            "phase_scripts::handler_script_runs_handle_request_via_sethandler_addhandler_and_rewrite",
+            "phase_scripts::service_script_is_supervised_restarted_and_stopped_with_systemexit",
+        ]),
     ),
     (
         "WSGIChunkedRequest",
@@ -107,7 +111,9 @@ const DIRECTIVES: &[(&str, Status)] = &[
     ),
     (
         "WSGIErrorOverride",
-        NotYet("<Location />\nWSGIErrorOverride On\n</Location>"),
+        Implemented(&[
+            "phase_scripts::error_override_replaces_app_error_bodies_in_daemon_mode_only",
+        ]),
     ),
     (
         "WSGIIgnoreActivity",
@@ -115,7 +121,9 @@ const DIRECTIVES: &[(&str, Status)] = &[
     ),
     (
         "WSGIPassApacheRequest",
-        NotYet("<Location />\nWSGIPassApacheRequest On\n</Location>"),
+        Implemented(&[
+            "phase_scripts::pass_apache_request_case_sensitivity_and_accept_mutex_as_mod_wsgi_6",
+        ]),
     ),
     (
         "WSGIDispatchScript",
@@ -123,7 +131,10 @@ const DIRECTIVES: &[(&str, Status)] = &[
     ),
     (
         "WSGIHandlerScript",
-        NotYet("WSGIHandlerScript h /srv/handler.py"),
+        Implemented(&[
+            "phase_scripts::handler_script_runs_handle_request_via_sethandler_addhandler_and_rewrite",
+            "phase_scripts::mod_wsgi_express_setup_server_config_serves_with_only_load_module_changed",
+        ]),
     ),
     (
         "WSGIAccessScript",
@@ -147,8 +158,16 @@ const DIRECTIVES: &[(&str, Status)] = &[
             "auth_scripts::configtest_checks_require_wsgi_group_and_notes_group_authoritative_off",
         ]),
     ),
-    ("WSGIRestrictProcess", NotYet("WSGIRestrictProcess a b")),
-    ("WSGIAcceptMutex", NotYet("WSGIAcceptMutex default")),
+    (
+        "WSGIRestrictProcess",
+        Implemented(&["phase_scripts::restrict_process_refuses_other_groups_with_403_naming_them"]),
+    ),
+    (
+        "WSGIAcceptMutex",
+        Implemented(&[
+            "phase_scripts::pass_apache_request_case_sensitivity_and_accept_mutex_as_mod_wsgi_6",
+        ]),
+    ),
     (
         "WSGIRestrictStdin",
         Implemented(&["pyhost::restrict_stdin_makes_every_use_raise_oserror_naming_sys_stdin"]),
@@ -161,7 +180,12 @@ const DIRECTIVES: &[(&str, Status)] = &[
             "webware::development_mode_signal_handlers_are_ignored_with_a_warning",
         ]),
     ),
-    ("WSGICaseSensitivity", NotYet("WSGICaseSensitivity Off")),
+    (
+        "WSGICaseSensitivity",
+        Implemented(&[
+            "phase_scripts::pass_apache_request_case_sensitivity_and_accept_mutex_as_mod_wsgi_6",
+        ]),
+    ),
     (
         "WSGIPythonOptimize",
         Implemented(&["pyhost::python_start_up_directives_reach_python_in_both_modes"]),
@@ -225,7 +249,10 @@ const DAEMON_OPTIONS: &[(&str, Status)] = &[
     ),
     (
         "threads",
-        Implemented(&["daemon_mode::threads_serve_requests_at_once"]),
+        Implemented(&[
+            "daemon_mode::threads_serve_requests_at_once",
+            "phase_scripts::service_script_is_supervised_restarted_and_stopped_with_systemexit",
+        ]),
     ),
     (
         "user",

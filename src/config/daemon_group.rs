@@ -438,9 +438,21 @@ pub static DAEMON_OPTIONS: &[DaemonOption] = &[
             _ => Err(o.err("expected a positive number of seconds, like 0.005")),
         }),
     ),
+    // Off is mod_wsgi's default and what mod_wsgi-express writes: server_metrics()
+    // returns None, which is what it does here. On is not implemented yet.
     option(
         "server-metrics",
-        Refused("mod_wsgi.server_metrics() is not implemented yet"),
+        Custom(|s, o| match parse_on_off(o.value) {
+            Some(false) => {
+                s.server_metrics = false;
+                Ok(())
+            }
+            Some(true) => Err(o.err(
+                "server-metrics= is not supported by mod_rwsgi yet (mod_wsgi.server_metrics() \
+                 is not implemented yet); server-metrics=Off is accepted",
+            )),
+            None => Err(o.err("expected On or Off")),
+        }),
     ),
     // Beyond mod_wsgi: memory-based recycling and process environment.
     option(
@@ -910,7 +922,7 @@ pub(crate) mod tests {
             .filter(|o| matches!(o.value, Refused(_)))
             .map(|o| o.name)
             .collect();
-        assert_eq!(refused, ["chroot", "server-metrics"]);
+        assert_eq!(refused, ["chroot"]);
         assert!(daemon_option("Threads").is_none());
     }
 
@@ -1128,6 +1140,7 @@ pub(crate) mod tests {
         let err = parse_line("g chroot=/jail").unwrap_err().to_string();
         assert!(err.contains("chroot=/jail"), "{err}");
         assert!(err.contains("is not supported by mod_rwsgi yet"), "{err}");
+        assert!(!ok("g server-metrics=Off").server_metrics);
     }
 
     #[test]

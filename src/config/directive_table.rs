@@ -125,14 +125,14 @@ pub static DIRECTIVES: &[DirectiveInfo] = &[
         ServerOnly,
         Global,
         "WSGIAcceptMutex default|flock|fcntl|sysvsem|posixsem|pthread",
-        false,
+        true,
     ),
     info(
         "WSGIRestrictProcess",
         ServerVhostDir,
         Dir,
         "WSGIRestrictProcess group ...",
-        false,
+        true,
     ),
     // Python set-up.
     info(
@@ -253,14 +253,14 @@ pub static DIRECTIVES: &[DirectiveInfo] = &[
         ServerOnly,
         Global,
         "WSGICaseSensitivity On|Off",
-        false,
+        true,
     ),
     info(
         "WSGIServerMetrics",
         ServerOnly,
         Global,
         "WSGIServerMetrics On|Off",
-        false,
+        true,
     ),
     // Scripts.
     info(
@@ -290,7 +290,7 @@ pub static DIRECTIVES: &[DirectiveInfo] = &[
         Dir,
         "WSGIHandlerScript name file-path [process-group=NAME] [application-group=NAME] \
          [pass-authorization=On|Off]",
-        false,
+        true,
     ),
     info(
         "WSGIAccessScript",
@@ -368,7 +368,7 @@ pub static DIRECTIVES: &[DirectiveInfo] = &[
         AnyDir,
         Dir,
         "WSGIErrorOverride On|Off",
-        false,
+        true,
     ),
     info(
         "WSGIIgnoreActivity",
@@ -389,7 +389,7 @@ pub static DIRECTIVES: &[DirectiveInfo] = &[
         ServerVhostDir,
         Dir,
         "WSGIPassApacheRequest On|Off",
-        false,
+        true,
     ),
     // Telemetry (6.0).
     info(
@@ -490,11 +490,18 @@ mod tests {
             "WSGIAuthUserScript",
             "WSGIAuthGroupScript",
             "WSGIGroupAuthoritative",
+            "WSGIHandlerScript",
+            "WSGIRestrictProcess",
+            "WSGIErrorOverride",
+            "WSGIPassApacheRequest",
+            "WSGICaseSensitivity",
+            "WSGIAcceptMutex",
+            "WSGIServerMetrics",
         ];
         for d in DIRECTIVES {
             assert_eq!(d.implemented, implemented.contains(&d.name), "{}", d.name);
         }
-        assert_eq!(DIRECTIVES.iter().filter(|d| d.implemented).count(), 36);
+        assert_eq!(DIRECTIVES.iter().filter(|d| d.implemented).count(), 43);
     }
 
     #[test]

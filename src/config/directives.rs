@@ -233,6 +233,65 @@ pub fn parse_directive_words(name: &str, words: Vec<String>) -> Result<Directive
                 None => return Err(args.bad(value, "expected On, Off or Auto")),
             })
         }
+        // Off is mod_wsgi's default and what mod_wsgi-express writes: server_metrics()
+        // returns None, as it does here. On would promise the scoreboard.
+        "WSGIServerMetrics" => {
+            let value = args.one()?;
+            match parse_on_off(value) {
+                Some(false) => Directive::Flag {
+                    name: d,
+                    value: false,
+                },
+                Some(true) => {
+                    return Err(args.bad(
+                        value,
+                        "WSGIServerMetrics On is not supported by mod_rwsgi yet \
+                         (mod_wsgi.server_metrics() returns None); Off is accepted",
+                    ));
+                }
+                None => return Err(args.bad(value, "expected On or Off")),
+            }
+        }
+        // mod_rwsgi offers no apache.request_rec capsule (mod_wsgi's, embedded mode only);
+        // Off, the default, is what it does.
+        "WSGIPassApacheRequest" => {
+            let value = args.one()?;
+            match parse_on_off(value) {
+                Some(false) => Directive::Flag {
+                    name: d,
+                    value: false,
+                },
+                Some(true) => {
+                    return Err(args.bad(
+                        value,
+                        "WSGIPassApacheRequest On is not supported by mod_rwsgi yet (no \
+                         apache.request_rec capsule in the environ; mod_wsgi adds it in \
+                         embedded mode only); Off is accepted",
+                    ));
+                }
+                None => return Err(args.bad(value, "expected On or Off")),
+            }
+        }
+        // On (case-sensitive file system, the default on Linux) is how script paths are
+        // compared; Off would fold case in the script's module name.
+        "WSGICaseSensitivity" => {
+            let value = args.one()?;
+            match parse_on_off(value) {
+                Some(true) => Directive::Flag {
+                    name: d,
+                    value: true,
+                },
+                Some(false) => {
+                    return Err(args.bad(
+                        value,
+                        "WSGICaseSensitivity Off is not supported by mod_rwsgi yet (script \
+                         paths are compared case-sensitively, as on every Linux file system \
+                         mod_rwsgi runs on); On is accepted",
+                    ));
+                }
+                None => return Err(args.bad(value, "expected On or Off")),
+            }
+        }
         // Every directive whose usage is "Name On|Off" is a flag.
         _ if info.syntax.ends_with(" On|Off") => {
             let value = args.one()?;
@@ -366,8 +425,8 @@ pub(crate) mod tests {
         ("WSGIRestrictStdout", "On"),
         ("WSGIRestrictStdin", "On"),
         ("WSGIRestrictSignal", "Off"),
-        ("WSGICaseSensitivity", "Off"),
-        ("WSGIServerMetrics", "On"),
+        ("WSGICaseSensitivity", "On"),
+        ("WSGIServerMetrics", "Off"),
         (
             "WSGIImportScript",
             "/srv/app.wsgi process-group=webware application-group=%{GLOBAL}",
@@ -397,7 +456,7 @@ pub(crate) mod tests {
         ("WSGIErrorOverride", "On"),
         ("WSGIIgnoreActivity", "On"),
         ("WSGIEnableSendfile", "On"),
-        ("WSGIPassApacheRequest", "On"),
+        ("WSGIPassApacheRequest", "Off"),
         (
             "WSGITelemetryService",
             "unix:/run/wsgi-telemetry.sock interval=2",
@@ -508,9 +567,40 @@ pub(crate) mod tests {
     fn every_on_off_directive() {
         let flags: Vec<&DirectiveInfo> = DIRECTIVES
             .iter()
-            .filter(|d| d.syntax.ends_with(" On|Off"))
+            // These take one value only for now (tested below).
+            .filter(|d| {
+                d.syntax.ends_with(" On|Off")
+                    && !matches!(
+                        d.name,
+                        "WSGIServerMetrics" | "WSGIPassApacheRequest" | "WSGICaseSensitivity"
+                    )
+            })
             .collect();
-        assert_eq!(flags.len(), 20);
+        assert_eq!(flags.len(), 17);
+        assert!(parse_directive("WSGIPassApacheRequest", "On").is_err());
+        assert!(parse_directive("WSGICaseSensitivity", "Off").is_err());
+        assert_eq!(
+            parse("WSGIPassApacheRequest", "Off"),
+            Directive::Flag {
+                name: "WSGIPassApacheRequest",
+                value: false
+            }
+        );
+        assert_eq!(
+            parse("WSGICaseSensitivity", "On"),
+            Directive::Flag {
+                name: "WSGICaseSensitivity",
+                value: true
+            }
+        );
+        assert!(parse_directive("WSGIServerMetrics", "On").is_err());
+        assert_eq!(
+            parse("WSGIServerMetrics", "off"),
+            Directive::Flag {
+                name: "WSGIServerMetrics",
+                value: false
+            }
+        );
         for d in flags {
             for (text, value) in [
                 ("On", true),

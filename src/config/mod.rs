@@ -15,6 +15,7 @@ mod directives;
 mod error;
 #[cfg(test)]
 pub(crate) mod fuzz_harness;
+mod handler_script;
 mod not_implemented;
 mod phase_script;
 mod proxy;
@@ -32,6 +33,7 @@ pub use directive_table::{
 };
 pub use directives::{Directive, MapHeadToGet, parse_directive, parse_directive_words};
 pub use error::ConfigError;
+pub use handler_script::{HANDLER_CALLABLE, HandlerScript};
 pub use not_implemented::not_implemented_error;
 pub use phase_script::PhaseScript;
 pub use proxy::{
@@ -304,6 +306,17 @@ impl GlobalConfig {
                         || (p.main_server && p.section.is_none()))
             })
         };
+        let accept_mutex = self
+            .other
+            .iter()
+            .filter(|(name, _)| *name == "WSGIAcceptMutex")
+            .map(|(_, args)| {
+                format!(
+                    "WSGIAcceptMutex {} has no effect in mod_rwsgi: the processes of a daemon \
+                     group take connections from their shared socket without an accept mutex",
+                    args.join(" ")
+                )
+            });
         self.proxy_sites
             .iter()
             .filter(|h| !h.proxies && !guarded(h))
@@ -315,6 +328,7 @@ impl GlobalConfig {
                     h.location
                 )
             })
+            .chain(accept_mutex)
             .collect()
     }
 
@@ -419,7 +433,7 @@ pub struct DirConfig {
     pub pass_apache_request: Option<bool>,
     /// WSGIGroupAuthoritative.
     pub group_authoritative: Option<bool>,
-    /// WSGIRestrictProcess, as written.
+    /// WSGIRestrictProcess: the process groups a request may select (`""` = embedded).
     pub restrict_process: Option<Vec<String>>,
     /// WSGIDispatchScript.
     pub dispatch_script: Option<PhaseScript>,
@@ -429,8 +443,8 @@ pub struct DirConfig {
     pub auth_user_script: Option<PhaseScript>,
     /// WSGIAuthGroupScript.
     pub auth_group_script: Option<PhaseScript>,
-    /// WSGIHandlerScript arguments, one entry per handler name (later wins).
-    pub handler_scripts: Option<Vec<Vec<String>>>,
+    /// WSGIHandlerScript, one entry per handler name (a later one of a name wins).
+    pub handler_scripts: Option<Vec<HandlerScript>>,
 }
 
 static GLOBAL_SELECTOR: GroupSelector = GroupSelector::Global;
@@ -474,6 +488,24 @@ impl DirConfig {
                 };
                 *slot = Some(value);
             }
+            Directive::Other {
+                name: "WSGIHandlerScript",
+                args,
+            } => {
+                let handler = HandlerScript::parse("WSGIHandlerScript", &args)?;
+                let list = self.handler_scripts.get_or_insert_with(Vec::new);
+                list.retain(|h| h.name != handler.name);
+                list.push(handler);
+            }
+            Directive::Other {
+                name: "WSGIRestrictProcess",
+                args,
+            } => {
+                self.restrict_process = Some(handler_script::parse_restrict_process(
+                    "WSGIRestrictProcess",
+                    &args,
+                )?);
+            }
             Directive::Other { name, args } => {
                 let phase_slot = match name {
                     "WSGIDispatchScript" => Some(&mut self.dispatch_script),
@@ -486,17 +518,7 @@ impl DirConfig {
                     *slot = Some(PhaseScript::parse(name, &args)?);
                     return Ok(());
                 }
-                let slot = match name {
-                    "WSGIRestrictProcess" => &mut self.restrict_process,
-                    "WSGIHandlerScript" => {
-                        let list = self.handler_scripts.get_or_insert_with(Vec::new);
-                        list.retain(|h| h.first() != args.first());
-                        list.push(args);
-                        return Ok(());
-                    }
-                    _ => return Err(wrong_target(&Directive::Other { name, args }, "directory")),
-                };
-                *slot = Some(args);
+                return Err(wrong_target(&Directive::Other { name, args }, "directory"));
             }
             other => return Err(wrong_target(&other, "directory")),
         }
@@ -528,7 +550,10 @@ impl DirConfig {
             access_script: pick(&base.access_script, &child.access_script),
             auth_user_script: pick(&base.auth_user_script, &child.auth_user_script),
             auth_group_script: pick(&base.auth_group_script, &child.auth_group_script),
-            handler_scripts: pick(&base.handler_scripts, &child.handler_scripts),
+            handler_scripts: match (&base.handler_scripts, &child.handler_scripts) {
+                (Some(b), Some(c)) => Some(handler_script::merge_handler_scripts(b, c)),
+                (b, c) => pick(b, c),
+            },
         }
     }
 
@@ -624,7 +649,10 @@ mod tests {
                     let mut g = GlobalConfig::default();
                     g.apply(d.clone(), "t.conf:1")
                         .unwrap_or_else(|e| panic!("{e}"));
-                    assert_ne!(g, GlobalConfig::default(), "{} changed nothing", info.name);
+                    // These accept only their default so far.
+                    if !matches!(info.name, "WSGIServerMetrics" | "WSGICaseSensitivity") {
+                        assert_ne!(g, GlobalConfig::default(), "{} changed nothing", info.name);
+                    }
                     assert!(
                         ServerConfig::default().apply(d.clone()).is_err(),
                         "{}",
@@ -930,14 +958,13 @@ mod tests {
             c.trusted_proxy_headers(),
             ["X-Forwarded-For", "X-Forwarded-Host"]
         );
-        let handlers = c.handler_scripts.as_ref().unwrap();
-        assert_eq!(
-            handlers,
-            &[
-                vec!["h".to_string(), "/two.py".into()],
-                vec!["k".into(), "/k.py".into()]
-            ]
-        );
+        let handlers: Vec<(&str, &str)> = c
+            .handler_scripts
+            .iter()
+            .flatten()
+            .map(|h| (h.name.as_str(), h.script.as_str()))
+            .collect();
+        assert_eq!(handlers, [("h", "/two.py"), ("k", "/k.py")]);
     }
 
     #[test]
@@ -946,12 +973,12 @@ mod tests {
             ("WSGIErrorOverride", "On"),
             ("WSGIIgnoreActivity", "On"),
             ("WSGIEnableSendfile", "On"),
-            ("WSGIPassApacheRequest", "On"),
+            ("WSGIPassApacheRequest", "Off"),
             ("WSGIGroupAuthoritative", "Off"),
             ("WSGIScriptReloading", "On"),
         ]);
         assert!(c.error_override() && c.ignore_activity() && c.enable_sendfile());
-        assert!(c.pass_apache_request());
+        assert_eq!(c.pass_apache_request, Some(false));
         assert!(!c.group_authoritative());
         assert_eq!(c.script_reloading, Some(true));
     }
@@ -967,6 +994,12 @@ mod tests {
         };
         let mut g = GlobalConfig::default();
         assert!(g.warnings().is_empty());
+        // WSGIAcceptMutex has nothing to choose here: configtest says so.
+        g.apply(parse("WSGIAcceptMutex", "fcntl"), "t.conf:1")
+            .unwrap();
+        let notes = g.warnings();
+        assert!(notes.len() == 1 && notes[0].contains("WSGIAcceptMutex fcntl has no effect"));
+        g.other.clear();
         // Headers alone, at server level and in a section: both warned about.
         g.note_proxy_site(site(false, 1, true, None, 10));
         g.note_proxy_site(site(false, 2, false, Some("/srv"), 20));

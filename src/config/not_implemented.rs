@@ -2,12 +2,9 @@
 //! mod_rwsgi yet" error configtest reports for them, and the checks of their arguments
 //! (so a line that could never work is named as wrong, not only as unsupported).
 
-use super::daemon_group::parse_on_off;
 use super::directive_table::directive_info;
 use super::directives::Args;
 use super::error::ConfigError;
-use super::script_alias::split_options;
-use super::selector::GroupSelector;
 
 /// The error for a directive that is parsed but not supported yet.
 pub fn not_implemented_error(name: &str) -> ConfigError {
@@ -29,9 +26,7 @@ pub(super) fn validate_other(args: &Args<'_>) -> Result<(), ConfigError> {
             }
         }
         "WSGIRestrictProcess" => {
-            for word in args.at_least_one()? {
-                GroupSelector::parse(d, word)?;
-            }
+            super::handler_script::parse_restrict_process(d, args.at_least_one()?)?;
         }
         "WSGISlowRequests" => {
             let value = args.one()?;
@@ -65,31 +60,7 @@ pub(super) fn validate_other(args: &Args<'_>) -> Result<(), ConfigError> {
             super::phase_script::PhaseScript::parse(d, args.words)?;
         }
         "WSGIHandlerScript" => {
-            let [name, script, rest @ ..] = args.words else {
-                return Err(ConfigError::new(
-                    d,
-                    format!(
-                        "expected a handler name and a script path; {}",
-                        args.usage()
-                    ),
-                ));
-            };
-            for (word, what) in [(name, "a handler name"), (script, "a script path")] {
-                if word.is_empty() {
-                    return Err(args.bad(word, format!("expected {what}, not an empty string")));
-                }
-            }
-            let allowed = ["process-group", "application-group", "pass-authorization"];
-            for o in split_options(d, rest, &allowed)? {
-                if o.key == "pass-authorization" {
-                    if parse_on_off(o.value).is_none() {
-                        return Err(ConfigError::at(d, "option", o.word, "expected On or Off"));
-                    }
-                } else {
-                    GroupSelector::parse(d, o.value)
-                        .map_err(|e| ConfigError::at(d, "option", o.word, e.message))?;
-                }
-            }
+            super::handler_script::HandlerScript::parse(d, args.words)?;
         }
         _ => unreachable!("directive {d} has no parser"),
     }

@@ -11,6 +11,7 @@ pub mod listener;
 pub mod manager_process;
 pub mod process;
 mod request_io;
+pub mod service;
 pub mod spawn;
 pub mod supervisor;
 pub mod worker;

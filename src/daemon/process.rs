@@ -62,6 +62,9 @@ pub struct Timers {
 /// Runs the daemon; returns the exit code. The caller must `_exit` with it and never return
 /// into Apache.
 pub fn run(plan: DaemonPlan) -> DaemonExit {
+    if plan.interpreter.threads == 0 {
+        return crate::daemon::service::run(plan);
+    }
     let parent = nix::unistd::getppid();
     // The backoff comes before the other steps, so a daemon that fails even to prepare
     // cannot crash-loop; Apache's signal handlers and descriptors are dropped first.

@@ -42,6 +42,8 @@ pub(super) fn apply(
         script_name,
         &super::cgi_env::collapse_slashes(path_info),
         pass_auth,
+        // mod_wsgi.handler_script: not known to the dispatch script.
+        b"",
     );
     let script_name = String::from_utf8_lossy(script_name).into_owned();
     let host = match super::embedded::ensure_python(ctx.embedded) {

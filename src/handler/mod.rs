@@ -7,6 +7,7 @@ pub mod cgi_env;
 pub mod daemon_client;
 mod dispatch;
 pub mod embedded;
+pub mod handler_script;
 pub mod script_owner;
 
 use std::ffi::CStr;
@@ -115,14 +116,23 @@ fn expand(selector: &GroupSelector, r: &Request<'_>, script_name: &str) -> Strin
 
 /// The content handler for `wsgi-script`.
 pub fn handle(r: &mut Request<'_>, ctx: &HandlerContext<'_>) -> i32 {
+    let default_dir = DirConfig::default();
+    let dir = ctx.dir.unwrap_or(&default_dir);
+    // A WSGIHandlerScript name selected by SetHandler/AddHandler/[H=]: its script serves
+    // the request, whatever file the URL maps to (which need not exist).
+    let handler_script = handler_script::selected(r, dir);
     match r.handler() {
         Some(h) if h == HANDLER_NAME.to_bytes() || h == b"application/x-httpd-wsgi" => {}
+        _ if handler_script.is_some() => {}
         _ => return ffi::DECLINED,
     }
-    let script_file = r.filename().unwrap_or(b"").to_vec();
+    let script_file: Vec<u8> = match handler_script {
+        Some(h) => handler_script::script_path(r, h).into_bytes(),
+        None => r.filename().unwrap_or(b"").to_vec(),
+    };
     // For log lines (and embedded mode's Python, which takes the path as str).
     let script = String::from_utf8_lossy(&script_file).into_owned();
-    if !r.file_is_regular() {
+    if handler_script.is_none() && !r.file_is_regular() {
         log::request(
             r,
             Level::Error,
@@ -134,8 +144,6 @@ pub fn handle(r: &mut Request<'_>, ctx: &HandlerContext<'_>) -> i32 {
         .note(NOTE_ALIAS)
         .and_then(|v| std::str::from_utf8(v).ok()?.parse::<usize>().ok())
         .and_then(|i| ctx.server.script_aliases.get(i));
-    let default_dir = DirConfig::default();
-    let dir = ctx.dir.unwrap_or(&default_dir);
     let path_info = r.path_info().unwrap_or(b"").to_vec();
     let script_name = match r.note(NOTE_SCRIPT_NAME) {
         Some(s) => s.to_vec(),
@@ -145,17 +153,23 @@ pub fn handle(r: &mut Request<'_>, ctx: &HandlerContext<'_>) -> i32 {
 
     let group_sel = alias
         .and_then(|a| a.process_group.as_ref())
+        .or(handler_script.and_then(|h| h.process_group.as_ref()))
         .unwrap_or(dir.process_group());
     let group = expand(group_sel, r, &script_name_str);
     let app_sel = alias
         .and_then(|a| a.application_group.as_ref())
+        .or(handler_script.and_then(|h| h.application_group.as_ref()))
         .unwrap_or(dir.application_group());
     let app_group = expand(app_sel, r, &script_name_str);
-    let callable = alias
-        .and_then(|a| a.callable_object.clone())
-        .unwrap_or_else(|| dir.callable_object().to_string());
+    let callable = match handler_script {
+        Some(_) => crate::config::HANDLER_CALLABLE.to_string(),
+        None => alias
+            .and_then(|a| a.callable_object.clone())
+            .unwrap_or_else(|| dir.callable_object().to_string()),
+    };
     let pass_auth = alias
         .and_then(|a| a.pass_authorization)
+        .or(handler_script.and_then(|h| h.pass_authorization))
         .unwrap_or(dir.pass_authorization());
     let targets = dispatch::Targets {
         group,
@@ -169,6 +183,15 @@ pub fn handle(r: &mut Request<'_>, ctx: &HandlerContext<'_>) -> i32 {
     } = match dispatch::apply(r, ctx, dir, &script_name, &path_info, pass_auth, targets) {
         Ok(targets) => targets,
         Err(status) => return status,
+    };
+    if let Err(status) = handler_script::check_restricted(r, dir, &group, &script) {
+        return status;
+    }
+    // mod_wsgi.handler_script: the handler script, or "" for a WSGI script itself.
+    let handler_script_env: &[u8] = if handler_script.is_some() {
+        &script_file
+    } else {
+        b""
     };
 
     let embedded_mode = group.is_empty();
@@ -245,12 +268,20 @@ pub fn handle(r: &mut Request<'_>, ctx: &HandlerContext<'_>) -> i32 {
         callable: &callable,
         flags,
         sendfile: dir.enable_sendfile(),
+        error_override: dir.error_override(),
     };
     r.add_cgi_variables();
     r.ensure_log_ids();
     let path_info = cgi_env::collapse_slashes(&path_info);
     let Some(target) = target else {
-        let env = owned_environ(r, dir, &script_name, &path_info, pass_auth);
+        let env = owned_environ(
+            r,
+            dir,
+            &script_name,
+            &path_info,
+            pass_auth,
+            handler_script_env,
+        );
         let spec = crate::python::RequestSpec {
             script_path: &script,
             app_group: &app_group,
@@ -278,7 +309,14 @@ pub fn handle(r: &mut Request<'_>, ctx: &HandlerContext<'_>) -> i32 {
         plan.flags |= req_flags::BODY_PUSHED;
     }
     let head = if dir.trusted_proxy_headers.is_some() {
-        let env = owned_environ(r, dir, &script_name, &path_info, pass_auth);
+        let env = owned_environ(
+            r,
+            dir,
+            &script_name,
+            &path_info,
+            pass_auth,
+            handler_script_env,
+        );
         daemon_client::encode_head(r, &plan, env.iter().map(|(k, v)| (&k[..], &v[..])))
     } else {
         // Apache's own strings go straight into the request head, with no copy of each.
@@ -286,7 +324,14 @@ pub fn handle(r: &mut Request<'_>, ctx: &HandlerContext<'_>) -> i32 {
         daemon_client::encode_head(
             r,
             &plan,
-            environ(r, method, &script_name, &path_info, pass_auth),
+            environ(
+                r,
+                method,
+                &script_name,
+                &path_info,
+                pass_auth,
+                handler_script_env,
+            ),
         )
     };
     match head {
@@ -303,11 +348,13 @@ fn owned_environ(
     script_name: &[u8],
     path_info: &[u8],
     pass_auth: bool,
+    handler_script: &[u8],
 ) -> Vec<(Vec<u8>, Vec<u8>)> {
     let method = request_method(r, dir.map_head_to_get());
-    let mut env: Vec<(Vec<u8>, Vec<u8>)> = environ(r, method, script_name, path_info, pass_auth)
-        .map(|(k, v)| (k.to_vec(), v.to_vec()))
-        .collect();
+    let mut env: Vec<(Vec<u8>, Vec<u8>)> =
+        environ(r, method, script_name, path_info, pass_auth, handler_script)
+            .map(|(k, v)| (k.to_vec(), v.to_vec()))
+            .collect();
     if let Some(trusted_headers) = dir.trusted_proxy_headers.as_deref() {
         // No WSGITrustedProxies: every peer is trusted, as mod_wsgi documents.
         let proxies = dir.trusted_proxies.as_deref();
@@ -375,6 +422,7 @@ fn environ<'a>(
     script_name: &'a [u8],
     path_info: &'a [u8],
     pass_auth: bool,
+    handler_script: &'a [u8],
 ) -> impl Iterator<Item = (&'a [u8], &'a [u8])> {
     let authorization = if pass_auth {
         r.header_in(c"Authorization")
@@ -383,7 +431,7 @@ fn environ<'a>(
     };
     let (listener_host, listener_port) = r.listener();
     let (request_id, connection_id) = r.log_ids();
-    let mod_wsgi: [(&[u8], Option<&[u8]>); 7] = [
+    let mod_wsgi: [(&[u8], Option<&[u8]>); 9] = [
         // Before any trusted X-Script-Name rewrites SCRIPT_NAME (mod_wsgi saves them so).
         (b"mod_wsgi.script_name", Some(script_name)),
         (b"mod_wsgi.path_info", Some(path_info)),
@@ -395,6 +443,12 @@ fn environ<'a>(
         (b"mod_wsgi.server_pid", Some(server_pid_text())),
         (b"mod_wsgi.request_id", request_id),
         (b"mod_wsgi.connection_id", connection_id),
+        // The Apache handler that chose mod_rwsgi, and the WSGIHandlerScript it named.
+        (
+            b"mod_wsgi.request_handler",
+            Some(r.handler().unwrap_or(b"")),
+        ),
+        (b"mod_wsgi.handler_script", Some(handler_script)),
     ];
     let request: [(&[u8], &[u8]); 7] = [
         (b"GATEWAY_INTERFACE", b"CGI/1.1"),

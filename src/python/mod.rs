@@ -29,6 +29,7 @@ mod metrics;
 mod modwsgi;
 mod phase_scripts;
 mod request;
+mod service;
 mod settings;
 mod signal_intercept;
 mod start_response;
@@ -45,6 +46,7 @@ pub use interpreter::{
 };
 pub use log_object::install_restricted_stdout;
 pub use phase_scripts::{Access, Dispatch, Password, PhaseFailed, PhaseRequest, RealmHash};
+pub use service::{ServiceEnd, run_service_script};
 pub use settings::InterpreterSettings;
 
 /// The version of mod_wsgi whose behaviour this host reproduces; exposed as

@@ -49,10 +49,36 @@ pub(crate) fn install(py: Python<'_>, info: &ProcessInfo) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(server_metrics, &m)?)?;
     super::metrics::init(info.threads.max(1) as usize);
     let modules = py.import("sys")?.getattr("modules")?;
+    adopt_companion_package_path(py, &m);
     modules.set_item("mod_wsgi", &m)?;
     modules.set_item("mod_rwsgi", &m)?;
     let _ = MODULE.set(py, m.unbind());
     Ok(())
+}
+
+/// The `mod_wsgi` package pip installs (mod_wsgi-express: `mod_wsgi.express`,
+/// `mod_wsgi.server` ...) has the name of this module. As mod_wsgi does, its `__path__` is
+/// copied onto this module so its subpackages stay importable (the handler script
+/// `mod_wsgi-express setup-server` writes imports `mod_wsgi.express.runtime`). Not
+/// installed: nothing to do; failing to import: logged with its traceback.
+fn adopt_companion_package_path(py: Python<'_>, m: &Bound<'_, PyModule>) {
+    match py.import("mod_wsgi") {
+        Ok(package) => {
+            if let Ok(path) = package.getattr("__path__") {
+                let _ = m.setattr("__path__", path);
+            }
+        }
+        Err(e) if e.is_instance_of::<pyo3::exceptions::PyModuleNotFoundError>(py) => {}
+        Err(e) => {
+            let msg = format!(
+                "{}the installed 'mod_wsgi' Python package failed to import, so its \
+                 subpackages (mod_wsgi.express ...) are not available:\n{}",
+                log_prefix(),
+                format_exception(py, &e)
+            );
+            log_detached(py, Level::Error, &format!("RW0116: {msg}"));
+        }
+    }
 }
 
 /// `start_recording_metrics()`: from now on finished requests are recorded for

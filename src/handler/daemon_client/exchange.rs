@@ -181,6 +181,11 @@ enum Step {
 struct Exchange<'t> {
     target: &'t DaemonTarget,
     sendfile: bool,
+    /// WSGIErrorOverride: an app's 4xx/5xx head and body are dropped and Apache answers
+    /// with its own ErrorDocument (as ProxyErrorOverride).
+    error_override: bool,
+    /// The app's error status, once overridden.
+    overridden: Option<i32>,
     phase: Phase,
     /// When the response head is due (request-timeout).
     head_deadline: Option<Instant>,
@@ -206,6 +211,7 @@ pub(super) fn run(
     head: &[u8],
     body: &mut Body,
     sendfile: bool,
+    error_override: bool,
 ) -> Result<(), Ended> {
     // A daemon reads a pushed body whole before it starts the request: if this write fails,
     // the request did not run.
@@ -219,6 +225,8 @@ pub(super) fn run(
     let mut exchange = Exchange {
         target,
         sendfile,
+        error_override,
+        overridden: None,
         phase: Phase::AwaitingHead,
         head_deadline: target.request_timeout.map(|t| Instant::now() + t),
         body_read: false,
@@ -232,7 +240,10 @@ pub(super) fn run(
             Ok(Step::Continue) => {}
             Ok(Step::Done) => {
                 put_idle(&target.socket_path, conn);
-                return Ok(());
+                return match exchange.overridden {
+                    Some(status) => Err(Ended::Status(status)),
+                    None => Ok(()),
+                };
             }
             Err(Stop::Setback(setback, cause)) => return Err(Ended::Setback { setback, cause }),
             Err(Stop::Problem(problem)) => return Err(exchange.fail(r, conn, problem)),
@@ -299,11 +310,22 @@ impl Exchange<'_> {
                 let Frame::RespHead(head) = decode(frame)? else {
                     unreachable!("decoded kind matches the raw kind");
                 };
+                if self.error_override && head.status >= 400 {
+                    self.overridden = Some(i32::from(head.status));
+                    self.phase = Phase::Relaying;
+                    return Ok(Step::Continue);
+                }
                 r.set_status(head.status, &head.reason);
                 for (k, v) in &head.headers {
                     r.add_header_out(k, v);
                 }
                 self.phase = Phase::Relaying;
+            }
+            // An overridden error's body (and any file it sends) is dropped.
+            (Phase::Relaying, FrameKind::RespBody | FrameKind::Flush)
+                if self.overridden.is_some() => {}
+            (Phase::Relaying, FrameKind::RespFile) if self.overridden.is_some() => {
+                drop(conn.fds.pop_front());
             }
             (Phase::Relaying, FrameKind::RespBody) => self.relay_body(r, frame.payload)?,
             (Phase::Relaying, FrameKind::RespFile) => {

@@ -57,6 +57,8 @@ pub struct RequestPlan<'a> {
     pub flags: u32,
     /// WSGIEnableSendfile: file_wrapper files go out with sendfile.
     pub sendfile: bool,
+    /// WSGIErrorOverride: an app's 4xx/5xx body is dropped and Apache's ErrorDocument sent.
+    pub error_override: bool,
 }
 
 /// The request head for the daemon: `plan`'s fields and the environ `env`. Err(status) when
@@ -130,7 +132,15 @@ pub fn serve(
         };
         body.rewind();
         let result = with_response_socket_timeout(r, target, |r| {
-            exchange::run(r, target, conn, head, &mut body, plan.sendfile)
+            exchange::run(
+                r,
+                target,
+                conn,
+                head,
+                &mut body,
+                plan.sendfile,
+                plan.error_override,
+            )
         });
         let (setback, cause) = match result {
             Ok(()) => return ffi::OK,

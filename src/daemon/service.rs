@@ -1,0 +1,212 @@
+//! A daemon process of a `threads=0` group: it serves no requests and runs the group's
+//! WSGIImportScript (a service script, mod_wsgi's sidecar pattern) in its main thread.
+//!
+//! - SIGTERM (Apache stopping, or the daemon manager gone) raises SystemExit in the script;
+//!   the process then exits as stopped.
+//! - A touched script (checked every second: there are no requests to check it on), or
+//!   SIGUSR1/SIGUSR2/SIGHUP from the manager,
+//!   raises SystemExit through SIGINT; the process exits as a planned restart and the
+//!   manager starts it again at once.
+//! - A script that returns or raises ends the process as failed: the manager restarts it,
+//!   with its crash-loop backoff if that keeps happening soon after start.
+//!
+//! A watcher thread takes the manager's signals and polls the scripts' mtimes once a second;
+//! only the main thread receives SIGTERM and SIGINT (Python runs handlers there only).
+
+use std::os::fd::{BorrowedFd, RawFd};
+use std::time::{Duration, SystemTime};
+
+use nix::sys::signal::{SigSet, Signal};
+
+use crate::daemon::control::ControlMessage;
+use crate::daemon::exit::DaemonExit;
+use crate::daemon::process::DaemonPlan;
+use crate::daemon::spawn;
+use crate::logging;
+use crate::python::{self, ServiceEnd};
+
+/// Runs a service-script daemon; returns its exit status (the caller `_exit`s with it).
+pub fn run(plan: DaemonPlan) -> DaemonExit {
+    let parent = nix::unistd::getppid();
+    let _ = spawn::release_inherited(&plan.setup);
+    if !plan.start_delay.is_zero() {
+        logging::notice(&format!(
+            "RW0109: daemon process '{}' (pid {}): waiting {} s before starting its service script \
+             again (it kept ending soon after start)",
+            plan.group,
+            std::process::id(),
+            plan.start_delay.as_secs()
+        ));
+        std::thread::sleep(plan.start_delay);
+    }
+    crate::heap::limit_malloc_arenas();
+    if let Err(e) = spawn::prepare_child(&plan.setup) {
+        critical(&plan, &e.to_string());
+        return DaemonExit::Unprepared;
+    }
+    // Blocked in every thread started from here on; the main thread unblocks SIGTERM and
+    // SIGINT just before the script runs.
+    let mut blocked = SigSet::empty();
+    for sig in [
+        Signal::SIGTERM,
+        Signal::SIGINT,
+        Signal::SIGUSR1,
+        Signal::SIGUSR2,
+        Signal::SIGHUP,
+    ] {
+        blocked.add(sig);
+    }
+    let _ = blocked.thread_block();
+    // SAFETY: ignoring SIGPIPE is always sound.
+    let _ =
+        unsafe { nix::sys::signal::signal(Signal::SIGPIPE, nix::sys::signal::SigHandler::SigIgn) };
+    if let Err(e) = spawn::apply_environment(&plan.setup)
+        .map_err(|e| e.to_string())
+        .and_then(|()| python::initialize(&plan.interpreter))
+    {
+        critical(&plan, &e);
+        return DaemonExit::Failed;
+    }
+    send_control(&plan, &ControlMessage::Ready);
+    if plan.preload.is_empty() {
+        logging::error(&format!(
+            "RW0110: daemon process '{}' (pid {}) has threads=0 (a service script group) but no \
+             WSGIImportScript names it: nothing to run; waiting to be stopped",
+            plan.group,
+            std::process::id()
+        ));
+        loop {
+            match blocked.wait() {
+                Ok(Signal::SIGTERM) => return DaemonExit::Stopped,
+                Ok(_) => return DaemonExit::PlannedRestart,
+                Err(_) => std::thread::sleep(Duration::from_secs(1)),
+            }
+        }
+    }
+
+    let watched: Vec<(String, Option<SystemTime>)> = plan
+        .preload
+        .iter()
+        .map(|(script, _)| (script.clone(), mtime(script)))
+        .collect();
+    let group = plan.group.clone();
+    let watcher = std::thread::Builder::new()
+        .name("rwsgi-service-watch".into())
+        .spawn(move || watch(&group, &blocked, parent, &watched));
+    if let Err(e) = watcher {
+        critical(&plan, &format!("cannot start the watcher thread: {e}"));
+        return DaemonExit::Failed;
+    }
+    let mut main_only = SigSet::empty();
+    main_only.add(Signal::SIGTERM);
+    main_only.add(Signal::SIGINT);
+    let _ = main_only.thread_unblock();
+
+    let mut end = ServiceEnd::Returned;
+    for (script, app_group) in &plan.preload {
+        end = python::run_service_script(script, app_group);
+        if end != ServiceEnd::Returned {
+            break;
+        }
+    }
+    // Python's handlers stay installed: a second SIGTERM during shutdown raises again in
+    // Python code (atexit), never kills the process half-way through Rust.
+    let exit = match end {
+        ServiceEnd::Signalled(sig) if sig == Signal::SIGTERM as i32 => DaemonExit::Stopped,
+        ServiceEnd::Signalled(_) => DaemonExit::PlannedRestart,
+        ServiceEnd::Returned | ServiceEnd::Failed => DaemonExit::Failed,
+    };
+    logging::info(&format!(
+        "RW0111: daemon process '{}' (pid {}): service script {}",
+        plan.group,
+        std::process::id(),
+        match exit {
+            DaemonExit::Stopped => "stopped by SIGTERM (SystemExit)",
+            DaemonExit::PlannedRestart => "stopped to be restarted (SystemExit)",
+            _ if end == ServiceEnd::Failed => "failed; it will be started again",
+            _ => "ended; it will be started again",
+        }
+    ));
+    python::shutdown();
+    exit
+}
+
+/// The watcher: every second, checks the parent and the scripts' mtimes, and takes the
+/// manager's drain signals. Asks the main thread to stop through SIGTERM (parent gone) or
+/// SIGINT (restart).
+fn watch(
+    group: &str,
+    blocked: &SigSet,
+    parent: nix::unistd::Pid,
+    watched: &[(String, Option<SystemTime>)],
+) {
+    let me = nix::unistd::getpid();
+    let timeout = libc::timespec {
+        tv_sec: 1,
+        tv_nsec: 0,
+    };
+    loop {
+        let mut info = std::mem::MaybeUninit::<libc::siginfo_t>::uninit();
+        // SAFETY: sigtimedwait with a valid signal set, siginfo buffer and timeout; it only
+        // takes signals this thread has blocked.
+        let sig = unsafe { libc::sigtimedwait(blocked.as_ref(), info.as_mut_ptr(), &timeout) };
+        let why = if sig == libc::SIGTERM {
+            // Not meant for this thread: pass it on to the script.
+            Some((Signal::SIGTERM, "SIGTERM".to_string()))
+        } else if sig > 0 {
+            Some((
+                Signal::SIGINT,
+                format!("signal {sig} from the daemon manager"),
+            ))
+        } else if nix::unistd::getppid() != parent {
+            Some((Signal::SIGTERM, "the daemon manager is gone".to_string()))
+        } else {
+            watched
+                .iter()
+                .find(|(path, at_start)| mtime(path) != *at_start)
+                .map(|(path, _)| (Signal::SIGINT, format!("service script '{path}' changed")))
+        };
+        if let Some((signal, reason)) = why {
+            logging::info(&format!(
+                "RW0112: daemon process '{group}' (pid {me}): {reason}; stopping the service script"
+            ));
+            let _ = nix::sys::signal::kill(me, signal);
+            return;
+        }
+    }
+}
+
+fn mtime(path: &str) -> Option<SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+fn critical(plan: &DaemonPlan, what: &str) {
+    logging::log(
+        logging::Level::Crit,
+        &format!(
+            "RW0113: daemon process '{}' (pid {}): {what}",
+            plan.group,
+            std::process::id()
+        ),
+    );
+}
+
+/// Tells the daemon manager this process is up (its crash-loop clock starts).
+fn send_control(plan: &DaemonPlan, msg: &ControlMessage) {
+    let Some(fd) = plan.control_fd else {
+        return;
+    };
+    // SAFETY: the control socket is kept open for the whole life of this process.
+    let fd: BorrowedFd<'_> = unsafe { BorrowedFd::borrow_raw(fd as RawFd) };
+    if let Err(e) = nix::sys::socket::send(
+        std::os::fd::AsRawFd::as_raw_fd(&fd),
+        &msg.encode(),
+        nix::sys::socket::MsgFlags::MSG_NOSIGNAL,
+    ) {
+        logging::warning(&format!(
+            "RW0114: daemon process '{}' (pid {}): cannot reach the daemon manager: {e}",
+            plan.group,
+            std::process::id()
+        ));
+    }
+}

@@ -1,0 +1,68 @@
+//! WSGIHandlerScript: requests whose Apache handler (`SetHandler`, `AddHandler`,
+//! `RewriteRule ... [H=name]`) is a registered name run that script's `handle_request`;
+//! and WSGIRestrictProcess, which limits the process groups a request may select.
+
+use crate::apache::log::{self, Level};
+use crate::apache::request::Request;
+use crate::config::{DirConfig, HandlerScript};
+use crate::ffi;
+
+/// The WSGIHandlerScript this request's handler names, if any. Apache handler names are
+/// compared without case, as mod_mime and the core store them lowercased.
+pub fn selected<'d>(r: &Request<'_>, dir: &'d DirConfig) -> Option<&'d HandlerScript> {
+    let handler = r.handler()?;
+    dir.handler_scripts
+        .as_deref()?
+        .iter()
+        .find(|h| h.name.as_bytes().eq_ignore_ascii_case(handler))
+}
+
+/// The handler script's file, ServerRoot-relative when written relative.
+pub fn script_path(r: &Request<'_>, handler: &HandlerScript) -> String {
+    if handler.script.starts_with('/') {
+        handler.script.clone()
+    } else {
+        r.pool()
+            .server_root_relative(&handler.script)
+            .unwrap_or_else(|| handler.script.clone())
+    }
+}
+
+/// WSGIRestrictProcess: refuses (403, logged with the group's name) a request whose
+/// process group (`""` = embedded mode) is not in the list of its directory.
+pub fn check_restricted(
+    r: &Request<'_>,
+    dir: &DirConfig,
+    group: &str,
+    script: &str,
+) -> Result<(), i32> {
+    let Some(allowed) = dir.restrict_process.as_deref() else {
+        return Ok(());
+    };
+    if allowed.iter().any(|g| g == group) {
+        return Ok(());
+    }
+    let shown = if group.is_empty() {
+        "%{GLOBAL} (embedded mode)"
+    } else {
+        group
+    };
+    log::request(
+        r,
+        Level::Error,
+        &format!(
+            "RW0115: mod_rwsgi: daemon process group '{shown}' may not be used by '{script}': \
+             WSGIRestrictProcess allows only {}",
+            allowed
+                .iter()
+                .map(|g| if g.is_empty() {
+                    "%{GLOBAL}"
+                } else {
+                    g.as_str()
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    );
+    Err(ffi::HTTP_FORBIDDEN)
+}

@@ -1,0 +1,119 @@
+//! Service scripts: a daemon group with `threads=0` serves no requests; its WSGIImportScript
+//! runs in the process' main thread until it returns (mod_wsgi's sidecar pattern). SIGTERM
+//! raises `SystemExit` in it, as in mod_wsgi, so `finally:` blocks and `atexit` run; SIGINT
+//! (the daemon's own "restart", e.g. after the script was touched) does the same.
+//!
+//! Call [`run_service_script`] on the thread that initialised Python (the only one Python
+//! runs signal handlers in), with SIGTERM and SIGINT unblocked on it and blocked elsewhere.
+
+use std::sync::atomic::{AtomicI32, Ordering};
+
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyModule};
+
+use super::{interp_context, log, log_detached, log_prefix, python_error};
+use crate::logging::Level;
+
+/// The signal whose handler ended the script (0: none did).
+static STOP_SIGNAL: AtomicI32 = AtomicI32::new(0);
+
+/// How a service script ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServiceEnd {
+    /// SIGTERM or SIGINT raised SystemExit in it (the number of the signal).
+    Signalled(i32),
+    /// It returned, or raised SystemExit itself.
+    Returned,
+    /// It raised another exception (logged with its traceback), or could not be read.
+    Failed,
+}
+
+/// The Python handler for SIGTERM and SIGINT while a service script runs.
+#[pyfunction]
+fn stop_service(signum: i32, _frame: &Bound<'_, PyAny>) -> PyResult<()> {
+    STOP_SIGNAL.store(signum, Ordering::SeqCst);
+    Err(pyo3::exceptions::PySystemExit::new_err(0))
+}
+
+/// Runs the script at `path` as mod_wsgi loads a WSGI script (module
+/// `_mod_wsgi_<md5(path)>`, `__file__` set) until it ends. Call without the GIL.
+pub fn run_service_script(path: &str, app_group: &str) -> ServiceEnd {
+    STOP_SIGNAL.store(0, Ordering::SeqCst);
+    let source = match std::fs::read(path) {
+        Ok(s) => s,
+        Err(e) => {
+            log(
+                Level::Error,
+                &format!(
+                    "RW0117: {}cannot read service script '{path}': {e}",
+                    log_prefix()
+                ),
+            );
+            return ServiceEnd::Failed;
+        }
+    };
+    Python::attach(|py| {
+        if let Err(e) = install_stop_handlers(py) {
+            let msg = format!(
+                "{}cannot install the SIGTERM handler for service script '{path}' (it \
+                 will be killed instead of raising SystemExit):\n{}",
+                log_prefix(),
+                super::format_exception(py, &e)
+            );
+            log_detached(py, Level::Error, &format!("RW0118: {msg}"));
+        }
+        let msg = format!(
+            "{}Running service script '{path}' in {}.",
+            log_prefix(),
+            interp_context(app_group)
+        );
+        log_detached(py, Level::Info, &format!("RW0119: {msg}"));
+        let result = exec_script(py, path, app_group, &source);
+        let signalled = STOP_SIGNAL.load(Ordering::SeqCst);
+        match result {
+            Err(e) if signalled != 0 && e.is_instance_of::<pyo3::exceptions::PySystemExit>(py) => {
+                ServiceEnd::Signalled(signalled)
+            }
+            Ok(()) => ServiceEnd::Returned,
+            Err(e) if e.is_instance_of::<pyo3::exceptions::PySystemExit>(py) => {
+                ServiceEnd::Returned
+            }
+            Err(e) => {
+                let msg = python_error(py, &e, path, app_group);
+                log_detached(py, Level::Error, &format!("RW0120: {msg}"));
+                ServiceEnd::Failed
+            }
+        }
+    })
+}
+
+/// SIGTERM and SIGINT raise SystemExit in the main thread. Through `_signal`, the real
+/// function: WSGIRestrictSignal replaces `signal.signal` for applications.
+fn install_stop_handlers(py: Python<'_>) -> PyResult<()> {
+    let handler = wrap_pyfunction!(stop_service, py)?;
+    let signals = py.import("_signal")?;
+    let register = signals.getattr("signal")?;
+    for name in ["SIGTERM", "SIGINT"] {
+        register.call1((signals.getattr(name)?, &handler))?;
+    }
+    Ok(())
+}
+
+fn exec_script(py: Python<'_>, path: &str, app_group: &str, source: &[u8]) -> PyResult<()> {
+    let name = super::loader::module_name(py, path, app_group)?;
+    let module = PyModule::new(py, &name)?;
+    module.setattr("__file__", path)?;
+    py.import("sys")?
+        .getattr("modules")?
+        .set_item(&name, &module)?;
+    let builtins = py.import("builtins")?;
+    let kwargs = PyDict::new(py);
+    kwargs.set_item("dont_inherit", true)?;
+    let code = builtins
+        .getattr("compile")?
+        .call((PyBytes::new(py, source), path, "exec"), Some(&kwargs))?;
+    builtins
+        .getattr("exec")?
+        .call1((code, module.dict()))
+        .map(|_| ())
+}
