@@ -217,8 +217,9 @@ fn access_script_refuses_before_the_application_runs() {
         ))
         .start();
     // The script runs in the Apache child even with WSGIRestrictEmbedded On, and Python
-    // starts there with the child, before any request (as mod_wsgi does).
-    apache.wait_for_log("] Initialised Python", Duration::from_secs(10));
+    // starts there with the child, before any request (as mod_wsgi does); a daemon's line
+    // would read ": (wsgi:guarded) Initialised".
+    apache.wait_for_log(": Initialised Python", Duration::from_secs(10));
     let resp = apache.get("/app");
     assert_with_log!(
         apache,
