@@ -363,7 +363,7 @@ fn destroy_interpreter_off_runs_shutdown_callbacks_but_not_atexit_or_finalisatio
     for (mode, mpm, setting, finalised) in cases {
         let mut apache = start_mpm(mode, mpm, "", setting, "info");
         assert_eq!(apache.get("/app/pid").status, 200);
-        apache.stop();
+        apache.stop_gracefully();
         let log = apache.error_log();
         assert!(
             log.contains("pyhost shutdown callback ran (process_stopping)"),
@@ -404,7 +404,7 @@ fn embedded_python_started_by_a_request_also_stops_cleanly() {
         "info",
     );
     assert_eq!(apache.get("/app/pid").status, 200);
-    apache.stop();
+    apache.stop_gracefully();
     let log = apache.error_log();
     assert!(
         log.contains("pyhost shutdown callback ran (process_stopping)"),

@@ -1127,6 +1127,7 @@ pub(crate) mod tests {
             ("env-file=/srv/app/.env", |d| {
                 d.env_file.as_deref() == Some("/srv/app/.env")
             }),
+            ("server-metrics=Off", |d| !d.server_metrics),
         ]
     }
 
