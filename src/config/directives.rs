@@ -235,63 +235,30 @@ pub fn parse_directive_words(name: &str, words: Vec<String>) -> Result<Directive
         }
         // Off is mod_wsgi's default and what mod_wsgi-express writes: server_metrics()
         // returns None, as it does here. On would promise the scoreboard.
-        "WSGIServerMetrics" => {
-            let value = args.one()?;
-            match parse_on_off(value) {
-                Some(false) => Directive::Flag {
-                    name: d,
-                    value: false,
-                },
-                Some(true) => {
-                    return Err(args.bad(
-                        value,
-                        "WSGIServerMetrics On is not supported by mod_rwsgi yet \
-                         (mod_wsgi.server_metrics() returns None); Off is accepted",
-                    ));
-                }
-                None => return Err(args.bad(value, "expected On or Off")),
-            }
-        }
+        "WSGIServerMetrics" => one_value_flag(
+            &args,
+            false,
+            "WSGIServerMetrics On is not supported by mod_rwsgi yet \
+             (mod_wsgi.server_metrics() returns None); Off is accepted",
+        )?,
         // mod_rwsgi offers no apache.request_rec capsule (mod_wsgi's, embedded mode only);
         // Off, the default, is what it does.
-        "WSGIPassApacheRequest" => {
-            let value = args.one()?;
-            match parse_on_off(value) {
-                Some(false) => Directive::Flag {
-                    name: d,
-                    value: false,
-                },
-                Some(true) => {
-                    return Err(args.bad(
-                        value,
-                        "WSGIPassApacheRequest On is not supported by mod_rwsgi yet (no \
-                         apache.request_rec capsule in the environ; mod_wsgi adds it in \
-                         embedded mode only); Off is accepted",
-                    ));
-                }
-                None => return Err(args.bad(value, "expected On or Off")),
-            }
-        }
+        "WSGIPassApacheRequest" => one_value_flag(
+            &args,
+            false,
+            "WSGIPassApacheRequest On is not supported by mod_rwsgi yet (no \
+             apache.request_rec capsule in the environ; mod_wsgi adds it in \
+             embedded mode only); Off is accepted",
+        )?,
         // On (case-sensitive file system, the default on Linux) is how script paths are
         // compared; Off would fold case in the script's module name.
-        "WSGICaseSensitivity" => {
-            let value = args.one()?;
-            match parse_on_off(value) {
-                Some(true) => Directive::Flag {
-                    name: d,
-                    value: true,
-                },
-                Some(false) => {
-                    return Err(args.bad(
-                        value,
-                        "WSGICaseSensitivity Off is not supported by mod_rwsgi yet (script \
-                         paths are compared case-sensitively, as on every Linux file system \
-                         mod_rwsgi runs on); On is accepted",
-                    ));
-                }
-                None => return Err(args.bad(value, "expected On or Off")),
-            }
-        }
+        "WSGICaseSensitivity" => one_value_flag(
+            &args,
+            true,
+            "WSGICaseSensitivity Off is not supported by mod_rwsgi yet (script \
+             paths are compared case-sensitively, as on every Linux file system \
+             mod_rwsgi runs on); On is accepted",
+        )?,
         // Every directive whose usage is "Name On|Off" is a flag.
         _ if info.syntax.ends_with(" On|Off") => {
             let value = args.one()?;
@@ -317,6 +284,20 @@ pub fn parse_directive_words(name: &str, words: Vec<String>) -> Result<Directive
 pub(super) struct Args<'a> {
     pub(super) info: &'static DirectiveInfo,
     pub(super) words: &'a [String],
+}
+
+/// An On|Off directive of which one value is implemented yet: the other fails configtest
+/// saying why (never accepted and ignored).
+fn one_value_flag(args: &Args<'_>, supported: bool, why: &str) -> Result<Directive, ConfigError> {
+    let value = args.one()?;
+    match parse_on_off(value) {
+        Some(flag) if flag == supported => Ok(Directive::Flag {
+            name: args.info.name,
+            value: flag,
+        }),
+        Some(_) => Err(args.bad(value, why)),
+        None => Err(args.bad(value, "expected On or Off")),
+    }
 }
 
 impl<'a> Args<'a> {
