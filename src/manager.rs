@@ -19,6 +19,7 @@ use crate::apache::state;
 use crate::config::{DaemonGroupSpec, GlobalConfig, Host};
 use crate::daemon::listener;
 use crate::daemon::manager_process::{self, GroupPlan};
+use crate::daemon::metrics_shm::MetricsPlace;
 use crate::daemon::process::DaemonPlan;
 use crate::daemon::spawn::{ChildSetup, Identity, ResourceLimits};
 use crate::daemon::supervisor::{self, SlotHistory};
@@ -71,6 +72,7 @@ pub(crate) fn start_daemons(pool: Pool, s: *mut ffi::server_rec) -> Result<(), S
     let mut fds = Vec::new();
     let mut groups = Vec::new();
     let mut paths = Vec::new();
+    let metrics = metrics_table(s, &slot.global);
     for spec in slot.global.daemon_groups.iter() {
         // The path stays the same across graceful restarts (like WSGISocketRotation Off):
         // Apache children of the old generation still finishing requests then reach the new
@@ -184,6 +186,11 @@ pub(crate) fn start_daemons(pool: Pool, s: *mut ffi::server_rec) -> Result<(), S
                 deadlock_timeout: spec.deadlock_timeout,
                 startup_timeout: spec.startup_timeout,
             },
+            metrics: metrics.map(|table| MetricsPlace {
+                table,
+                group: groups.len(),
+            }),
+            metrics_record: None,
         };
         groups.push(GroupPlan {
             plan,
@@ -217,6 +224,14 @@ pub(crate) fn start_daemons(pool: Pool, s: *mut ffi::server_rec) -> Result<(), S
         });
         fds.push(fd);
     }
+    crate::handler::metrics_endpoint::publish(
+        metrics,
+        slot.global
+            .daemon_groups
+            .iter()
+            .map(|g| g.name.clone())
+            .collect(),
+    );
     let generation = pool.alloc_rust(Generation {
         groups,
         socket_paths: paths,
@@ -242,6 +257,28 @@ pub(crate) fn start_daemons(pool: Pool, s: *mut ffi::server_rec) -> Result<(), S
     let _ = slot.daemons.set(targets);
     *slot.listener_fds.lock().unwrap_or_else(|e| e.into_inner()) = fds;
     Ok(())
+}
+
+/// The shared metrics table of this generation's groups (None, logged, if it cannot be
+/// mapped: the daemons then serve without it).
+fn metrics_table(
+    s: *mut ffi::server_rec,
+    global: &GlobalConfig,
+) -> Option<crate::protocol::metrics_table::MetricsTable> {
+    let processes: Vec<usize> = global
+        .daemon_groups
+        .iter()
+        .map(|g| g.processes.max(1) as usize)
+        .collect();
+    crate::daemon::metrics_shm::create(&processes)
+        .map_err(|e| {
+            log::startup(
+                s,
+                Level::Warning,
+                &format!("mod_rwsgi: cannot map the metrics table (rwsgi-metrics): {e}"),
+            )
+        })
+        .ok()
 }
 
 /// A group name made safe for a file name (alphanumerics, '-', '_' kept; others hex).

@@ -8,6 +8,7 @@ pub mod control;
 pub mod exit;
 pub mod listener;
 pub mod manager_process;
+pub mod metrics_shm;
 pub mod process;
 pub mod spawn;
 pub mod supervisor;

@@ -5,6 +5,7 @@
 pub mod cgi_env;
 pub mod daemon_client;
 pub mod embedded;
+pub mod metrics_endpoint;
 pub mod script_owner;
 
 use std::ffi::CStr;
@@ -112,6 +113,9 @@ fn expand(selector: &GroupSelector, r: &Request<'_>, script_name: &str) -> Strin
 /// The content handler for `wsgi-script`.
 pub fn handle(r: &mut Request<'_>, ctx: &HandlerContext<'_>) -> i32 {
     match r.handler() {
+        Some(h) if h == metrics_endpoint::HANDLER_NAME.to_bytes() => {
+            return metrics_endpoint::handle(r);
+        }
         Some(h) if h == HANDLER_NAME.to_bytes() || h == b"application/x-httpd-wsgi" => {}
         _ => return ffi::DECLINED,
     }

@@ -104,6 +104,8 @@ mod frame;
 pub(crate) mod fuzz_harness;
 mod hello;
 pub mod io;
+pub mod metrics_table;
+pub mod openmetrics;
 
 pub use error::ProtocolError;
 pub use frame::{

@@ -338,6 +338,39 @@ pub(crate) fn request_ended(
     m.active.fetch_sub(1, Ordering::Relaxed);
 }
 
+/// What the host tells an observer outside Python about each request it handles (the
+/// daemon's shared metrics table), whether or not recording is on.
+#[derive(Clone, Copy, Debug)]
+pub struct RequestSummary {
+    /// The status sent (500 for the error page of a failed app); None if no response.
+    pub status: Option<u16>,
+    pub times: RequestTimes,
+    /// When the host took the request and gave it back, µs since the epoch.
+    pub began_us: u64,
+    pub ended_us: u64,
+    /// The script asked for a reload before the request ran: Apache resends it to the
+    /// replacement process, where it is counted.
+    pub resent: bool,
+}
+
+/// Told of every request the host handles; must be cheap (atomics), it runs on the
+/// request path.
+pub trait RequestObserver: Send + Sync {
+    fn began(&self);
+    fn ended(&self, summary: &RequestSummary);
+}
+
+static OBSERVER: OnceLock<Box<dyn RequestObserver>> = OnceLock::new();
+
+/// Installs the process's observer (once; a second call is ignored).
+pub fn set_request_observer(observer: Box<dyn RequestObserver>) {
+    let _ = OBSERVER.set(observer);
+}
+
+pub(crate) fn observer() -> Option<&'static dyn RequestObserver> {
+    OBSERVER.get().map(|o| o.as_ref())
+}
+
 /// `start_recording_metrics()`: idempotent; the first window starts now.
 pub(crate) fn start_recording() {
     let Some(m) = METRICS.get() else {
