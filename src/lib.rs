@@ -26,3 +26,4 @@ pub mod handler;
 mod manager;
 pub mod module;
 pub mod python;
+mod server_metrics;

@@ -46,9 +46,14 @@ struct Generation {
 
 /// Creates sockets and forks daemons (real start-up pass only).
 pub(crate) fn start_daemons(pool: Pool, s: *mut ffi::server_rec) -> Result<(), String> {
-    if !state::is_real_config_pass() {
+    if !state::is_real_config_pass() || crate::server_metrics::defer_until_scoreboard(pool, s) {
         return Ok(());
     }
+    start_daemons_now(pool, s)
+}
+
+/// [`start_daemons`] once it is time.
+pub(crate) fn start_daemons_now(pool: Pool, s: *mut ffi::server_rec) -> Result<(), String> {
     let Some(slot) = main_slot() else {
         return Ok(());
     };
@@ -152,6 +157,7 @@ pub(crate) fn start_daemons(pool: Pool, s: *mut ffi::server_rec) -> Result<(), S
                 // a daemon group has its own options.
                 python_eggs: spec.python_eggs.clone(),
                 switch_interval: spec.switch_interval,
+                server_metrics: spec.server_metrics,
                 ..crate::module::server_python(&slot.global)
             },
             serve: ServeSettings {

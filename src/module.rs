@@ -571,6 +571,7 @@ pub(crate) fn server_python(global: &GlobalConfig) -> crate::python::Interpreter
         switch_interval: global.switch_interval,
         destroy_interpreter: global.destroy_interpreter,
         free_threading: global.free_threading,
+        server_metrics: global.server_metrics,
         ..crate::python::InterpreterSettings::default()
     }
 }

@@ -397,3 +397,114 @@ fn the_endpoint_obeys_require() {
     assert_with_log!(apache, resp.status == 403, "status {}", resp.status);
     assert!(!resp.text().contains("rwsgi_requests_total"));
 }
+
+fn get_json(apache: &Apache, path: &str) -> serde_json::Value {
+    let resp = apache.get(path);
+    assert_with_log!(apache, resp.status == 200, "{path}: status {}", resp.status);
+    common::http::json(&resp)
+}
+
+/// Checks a `server_metrics()` answer against the request that asked for it.
+fn assert_scoreboard(apache: &Apache, m: &serde_json::Value, path: &str) {
+    let limit = m["server_limit"].as_i64().unwrap_or(0);
+    let threads = m["thread_limit"].as_i64().unwrap_or(0);
+    assert_with_log!(apache, limit > 0 && threads > 0, "{m}");
+    let processes = m["processes"].as_array().unwrap();
+    assert_eq!(processes.len() as i64, limit);
+    assert!(m["restart_time"].as_f64().unwrap() > 1.6e9);
+    assert!(m["current_time"].as_f64().unwrap() >= m["restart_time"].as_f64().unwrap());
+    assert!(m["running_time"].as_i64().unwrap() >= 0);
+    let mut asking = Vec::new();
+    for (i, p) in processes.iter().enumerate() {
+        assert_eq!(p["process_num"].as_i64(), Some(i as i64));
+        assert!(
+            p["quiescing"].is_boolean() && p["generation"].is_i64(),
+            "{p}"
+        );
+        let workers = p["workers"].as_array().unwrap();
+        assert_eq!(workers.len() as i64, threads);
+        for w in workers {
+            for key in ["access_count", "bytes_served", "thread_num", "generation"] {
+                assert!(w[key].is_u64() || w[key].is_i64(), "{key}: {w}");
+            }
+            for key in ["start_time", "stop_time", "last_used"] {
+                assert!(w[key].is_f64(), "{key}: {w}");
+            }
+            if w["request"].as_str() == Some(&format!("GET {path} HTTP/1.1")) && w["status"] == "W"
+            {
+                asking.push(w.clone());
+            }
+        }
+    }
+    // The Apache worker serving this very request shows it, writing ("W") (request, client
+    // and vhost need ExtendedStatus On, as in mod_status).
+    let writing: Vec<_> = processes
+        .iter()
+        .flat_map(|p| p["workers"].as_array().unwrap())
+        .filter(|w| w["status"] == "W")
+        .collect();
+    assert_eq!(asking.len(), 1, "workers writing: {writing:?}");
+    assert_eq!(asking[0]["status"].as_str(), Some("W"), "{}", asking[0]);
+    assert_eq!(
+        asking[0]["client"].as_str(),
+        Some("127.0.0.1"),
+        "{}",
+        asking[0]
+    );
+    assert!(
+        !asking[0]["vhost"].as_str().unwrap().is_empty(),
+        "{}",
+        asking[0]
+    );
+    assert!(processes.iter().any(|p| p["pid"].as_i64().unwrap_or(0) > 0));
+}
+
+#[test]
+fn server_metrics_shows_the_scoreboard_to_a_group_that_asks() {
+    let (apache, _) = start(
+        "processes=1 threads=2 server-metrics=on",
+        "ExtendedStatus On",
+    );
+    let m = get_json(&apache, "/app/before");
+    assert_scoreboard(&apache, &m["server_metrics"], "/app/before");
+    // The other metrics are still None until recording starts.
+    assert!(m["request_metrics"].is_null(), "{m}");
+    // After a graceful restart (new daemons, the scoreboard kept) it still answers.
+    apache.signal(libc::SIGUSR1);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let resp = apache.get("/app/before");
+        if resp.status == 200 {
+            let m = common::http::json(&resp);
+            if m["server_metrics"]["running_generation"].as_i64() == Some(1) {
+                assert_scoreboard(&apache, &m["server_metrics"], "/app/before");
+                break;
+            }
+        }
+        assert_with_log!(apache, Instant::now() < deadline, "no new generation");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn server_metrics_follows_wsgiservermetrics_in_embedded_mode_only() {
+    let config = ApacheConfig::new("server-metrics-embedded");
+    let app = config.install_app("metrics.wsgi");
+    let apache = config
+        .conf(&format!(
+            "WSGIServerMetrics On\nExtendedStatus On\n\
+             WSGIDaemonProcess web processes=1 threads=1\n\
+             WSGIScriptAlias /app {app}\n\
+             WSGIScriptAlias /emb {app}\n\
+             <Location /app>\n    WSGIProcessGroup web\n</Location>\n\
+             <Location /emb>\n    WSGIProcessGroup %{{GLOBAL}}\n</Location>\n\
+             <Directory @DIR@/apps>\n    Require all granted\n</Directory>",
+            app = app.display()
+        ))
+        .start();
+    let embedded = get_json(&apache, "/emb/before");
+    assert_scoreboard(&apache, &embedded["server_metrics"], "/emb/before");
+    // WSGIServerMetrics is for embedded mode; the daemon group did not ask.
+    let daemon = get_json(&apache, "/app/before");
+    assert!(daemon["server_metrics"].is_null(), "{daemon}");
+}

@@ -87,17 +87,11 @@ pub static DAEMON_OPTIONS: &[&str] = &[
 
 /// Options mod_wsgi has that mod_rwsgi refuses with "is not supported by mod_rwsgi yet",
 /// and why.
-pub static UNSUPPORTED_DAEMON_OPTIONS: &[(&str, &str)] = &[
-    (
-        "chroot",
-        // A jail also needs the whole Python installation copied into it.
-        "mod_wsgi deprecates it: run Apache or the application in a container instead",
-    ),
-    (
-        "server-metrics",
-        "mod_wsgi.server_metrics() is not implemented yet",
-    ),
-];
+pub static UNSUPPORTED_DAEMON_OPTIONS: &[(&str, &str)] = &[(
+    "chroot",
+    // A jail also needs the whole Python installation copied into it.
+    "mod_wsgi deprecates it: run Apache or the application in a container instead",
+)];
 
 /// One daemon process group. Timeouts whose `0` means "disabled" are
 /// `Option<Duration>` and `None` when disabled or not given.
@@ -965,6 +959,8 @@ mod tests {
             ("python-eggs=/tmp/eggs", |d| {
                 d.python_eggs.as_deref() == Some("/tmp/eggs")
             }),
+            ("server-metrics=On", |d| d.server_metrics),
+            ("server-metrics=off", |d| !d.server_metrics),
             ("switch-interval=0.005", |d| {
                 d.switch_interval == Some(0.005)
             }),
@@ -1027,7 +1023,6 @@ mod tests {
             "home=relative/dir",
             "chroot=jail",
             "chroot=/jail",
-            "server-metrics=On",
             "maximum-rss=-1",
             "maximum-rss=10MB",
             "env=1BAD=x",

@@ -268,7 +268,7 @@ pub static DIRECTIVES: &[DirectiveInfo] = &[
         ServerOnly,
         Global,
         "WSGIServerMetrics On|Off",
-        false,
+        true,
     ),
     // Scripts.
     info(
@@ -1031,11 +1031,12 @@ pub(crate) mod tests {
             "WSGIDestroyInterpreter",
             "WSGISwitchInterval",
             "WSGIFreeThreading",
+            "WSGIServerMetrics",
         ];
         for d in DIRECTIVES {
             assert_eq!(d.implemented, implemented.contains(&d.name), "{}", d.name);
         }
-        assert_eq!(DIRECTIVES.iter().filter(|d| d.implemented).count(), 31);
+        assert_eq!(DIRECTIVES.iter().filter(|d| d.implemented).count(), 32);
     }
 
     #[test]

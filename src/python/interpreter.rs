@@ -63,6 +63,9 @@ pub struct InterpreterSettings {
     /// WSGIFreeThreading: on a free-threaded build (PEP 703), run without the GIL; Off keeps
     /// the GIL on. No effect on a build with a GIL (the configtest warns).
     pub free_threading: bool,
+    /// `mod_wsgi.server_metrics()` answers: WSGIServerMetrics On (embedded) or
+    /// `server-metrics=on` (daemon group).
+    pub server_metrics: bool,
 }
 
 /// Whether the Python the module was built against is a free-threaded build (PEP 703,
@@ -112,6 +115,7 @@ impl Default for InterpreterSettings {
             switch_interval: None,
             destroy_interpreter: true,
             free_threading: false,
+            server_metrics: false,
         }
     }
 }
@@ -130,6 +134,7 @@ pub(crate) struct ProcessInfo {
     pub log_prefix: String,
     pub header_buffer_size: usize,
     pub apache_version: (u32, u32, u32),
+    pub server_metrics: bool,
 }
 
 impl ProcessInfo {
@@ -150,6 +155,7 @@ impl ProcessInfo {
             },
             header_buffer_size: s.header_buffer_size,
             apache_version: s.apache_version,
+            server_metrics: s.server_metrics,
         }
     }
 }

@@ -43,7 +43,10 @@ pub use interpreter::{
     run_shutdown_callbacks, shutdown,
 };
 pub use log_object::install_restricted_stdout;
-pub use metrics::{RequestObserver, RequestSummary, set_request_observer};
+pub use metrics::{
+    RequestObserver, RequestSummary, ScoreboardProcess, ScoreboardWorker, ServerScoreboard,
+    set_request_observer, set_scoreboard_reader,
+};
 
 /// The version of mod_wsgi whose behaviour this host reproduces; exposed as
 /// `mod_wsgi.version` and `environ['mod_wsgi.version']`.
