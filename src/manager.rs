@@ -54,6 +54,8 @@ pub(crate) fn start_daemons(pool: Pool, s: *mut ffi::server_rec) -> Result<(), S
 
 /// [`start_daemons`] once it is time.
 pub(crate) fn start_daemons_now(pool: Pool, s: *mut ffi::server_rec) -> Result<(), String> {
+    // A generation without daemon groups must not show the previous one's table.
+    crate::handler::metrics_endpoint::publish(None, Vec::new());
     let Some(slot) = main_slot() else {
         return Ok(());
     };
