@@ -12,7 +12,8 @@ to mod_wsgi.
 Environment: BENCH_DURATION (seconds per run, default 5), BENCH_REPS (default 3),
 BENCH_QUICK=1 (1 s, 1 rep: a smoke run), BENCH_ONLY=hello,write (only those workloads),
 BENCH_VARIANTS=static,mod_rwsgi (only those servers), BENCH_BASELINE_SO=path (adds that
-build as "mod_rwsgi base", for before/after), RWSGI_SO (default build/mod_rwsgi.so). Run as root (Apache drops to www-data). Python 3 stdlib only.
+build as "mod_rwsgi base", for before/after), BENCH_RECORD_METRICS=1 (the app calls
+mod_wsgi.start_recording_metrics() at import), RWSGI_SO (default build/mod_rwsgi.so). Run as root (Apache drops to www-data). Python 3 stdlib only.
 """
 
 import argparse

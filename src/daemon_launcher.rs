@@ -19,11 +19,14 @@ use crate::apache::virtual_host::VirtualHost;
 use crate::config::GlobalConfig;
 use crate::daemon::listener;
 use crate::daemon::manager_process::{self, GroupPlan};
+use crate::daemon::metrics_shm::{self, MetricsPlace};
 use crate::daemon::supervisor::{self, SlotHistory};
 use crate::ffi;
 use crate::handler::DaemonTarget;
+use crate::handler::metrics_endpoint;
 use crate::panic_guard::guard;
 use crate::process_plan::{self, ApacheFacts, Preload};
+use crate::protocol::metrics_table::MetricsTable;
 use crate::system_accounts::SystemAccounts;
 
 /// The daemon side of one configuration generation, owned by the configuration pool.
@@ -58,7 +61,12 @@ pub(crate) fn start_daemons(
     global: &GlobalConfig,
     preloads: &[Preload],
 ) -> Result<Option<StartedDaemons>, String> {
-    if !state::is_real_config_pass() || global.daemon_groups.is_empty() {
+    if !state::is_real_config_pass() {
+        return Ok(None);
+    }
+    // A generation without daemon groups must not show the previous one's table.
+    metrics_endpoint::publish(None, Vec::new());
+    if global.daemon_groups.is_empty() {
         return Ok(None);
     }
     let (child_uid, child_gid) = process::child_user();
@@ -79,8 +87,14 @@ pub(crate) fn start_daemons(
     };
     let mut groups = Vec::new();
     let mut paths = Vec::new();
-    for spec in &global.daemon_groups {
-        let planned = process_plan::plan_group(spec, global, &facts, preloads, &SystemAccounts)?;
+    let metrics = metrics_table(main, global);
+    for (index, spec) in global.daemon_groups.iter().enumerate() {
+        let mut planned =
+            process_plan::plan_group(spec, global, &facts, preloads, &SystemAccounts)?;
+        planned.daemons.plan.metrics = metrics.map(|table| MetricsPlace {
+            table,
+            group: index,
+        });
         let socket = &planned.socket;
         let fd = listener::create(&socket.path, socket.backlog, socket.owner_uid, socket.gid)
             .map_err(|e| {
@@ -109,6 +123,14 @@ pub(crate) fn start_daemons(
         started.targets.push(target);
         started.listener_fds.push(fd);
     }
+    metrics_endpoint::publish(
+        metrics,
+        global
+            .daemon_groups
+            .iter()
+            .map(|g| g.name.clone())
+            .collect(),
+    );
     let generation = pool.alloc_rust(Generation {
         groups,
         socket_paths: paths,
@@ -134,6 +156,25 @@ pub(crate) fn start_daemons(
     // single-threaded parent and holds no other reference to it.
     unsafe { spawn_manager(generation, Duration::ZERO) };
     Ok(Some(started))
+}
+
+/// The shared metrics table of this generation's groups (None, logged, if it cannot be
+/// mapped: the daemons then serve without it).
+fn metrics_table(main: VirtualHost, global: &GlobalConfig) -> Option<MetricsTable> {
+    let processes: Vec<usize> = global
+        .daemon_groups
+        .iter()
+        .map(|g| g.processes.max(1) as usize)
+        .collect();
+    metrics_shm::create(&processes)
+        .map_err(|e| {
+            log::startup(
+                main,
+                Level::Warning,
+                &format!("RW0121: mod_rwsgi: cannot map the metrics table (rwsgi-metrics): {e}"),
+            )
+        })
+        .ok()
 }
 
 /// WSGISocketPrefix (ServerRoot-relative), or `<DefaultRuntimeDir>/rwsgi`.

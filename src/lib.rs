@@ -33,5 +33,6 @@ pub mod module;
 mod panic_guard;
 mod process_plan;
 pub mod python;
+mod server_metrics;
 mod server_slot;
 mod system_accounts;

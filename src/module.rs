@@ -469,21 +469,40 @@ unsafe extern "C" fn post_config(
             return ffi::OK;
         };
         let _ = slot.embedded.set(server_python(&slot.global));
-        let servers = main.iter().filter_map(server_slot).map(|v| &v.server);
-        let preloads = crate::process_plan::preloads(&slot.global, servers);
-        match crate::daemon_launcher::start_daemons(pool, main, &slot.global, &preloads) {
-            Ok(Some(started)) => {
-                let _ = slot.daemons.set(started.targets);
-                *slot.listener_fds.lock().unwrap_or_else(|e| e.into_inner()) = started.listener_fds;
-                ffi::OK
-            }
-            Ok(None) => ffi::OK,
-            Err(msg) => {
-                log::startup(main, Level::Emerg, &format!("RW0007: mod_rwsgi: {msg}"));
-                ffi::HTTP_INTERNAL_SERVER_ERROR
-            }
+        crate::server_metrics::install_scoreboard_reader();
+        let wants_scoreboard = slot.global.daemon_groups.iter().any(|g| g.server_metrics);
+        if crate::server_metrics::defer_until_scoreboard(
+            pool,
+            main,
+            wants_scoreboard,
+            launch_daemons,
+        ) {
+            return ffi::OK;
         }
+        launch_daemons(pool, main)
     })
+}
+
+/// Starts the daemon groups of the configuration just read (post_config, or pre_mpm when
+/// a group waits for the scoreboard) and keeps what Apache children need to reach them.
+fn launch_daemons(pool: Pool, main: VirtualHost) -> c_int {
+    let Some(slot) = main_slot() else {
+        return ffi::OK;
+    };
+    let servers = main.iter().filter_map(server_slot).map(|v| &v.server);
+    let preloads = crate::process_plan::preloads(&slot.global, servers);
+    match crate::daemon_launcher::start_daemons(pool, main, &slot.global, &preloads) {
+        Ok(Some(started)) => {
+            let _ = slot.daemons.set(started.targets);
+            *slot.listener_fds.lock().unwrap_or_else(|e| e.into_inner()) = started.listener_fds;
+            ffi::OK
+        }
+        Ok(None) => ffi::OK,
+        Err(msg) => {
+            log::startup(main, Level::Emerg, &format!("RW0007: mod_rwsgi: {msg}"));
+            ffi::HTTP_INTERNAL_SERVER_ERROR
+        }
+    }
 }
 
 /// Dropped with the Apache child's pool, as the child exits: stops embedded Python.

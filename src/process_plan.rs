@@ -34,6 +34,7 @@ pub(crate) fn server_python(global: &GlobalConfig) -> InterpreterSettings {
         switch_interval: global.switch_interval,
         destroy_interpreter: global.destroy_interpreter,
         free_threading: global.free_threading,
+        server_metrics: global.server_metrics,
         ..InterpreterSettings::default()
     }
 }
@@ -221,6 +222,7 @@ pub(crate) fn plan_group(
             // a daemon group has its own options.
             python_eggs: spec.python_eggs.clone(),
             switch_interval: spec.switch_interval,
+            server_metrics: spec.server_metrics,
             ..server_python(global)
         },
         serve: ServeSettings {
@@ -255,6 +257,9 @@ pub(crate) fn plan_group(
             deadlock_timeout: spec.deadlock_timeout,
             startup_timeout: spec.startup_timeout,
         },
+        // Placed by the launcher once the generation's metrics table is mapped.
+        metrics: None,
+        metrics_record: None,
     };
     let target = DaemonTarget {
         group: spec.name.clone(),

@@ -229,7 +229,12 @@ const DIRECTIVES: &[(&str, Status)] = &[
         "<WSGIInterpreterOptions>",
         NotYet("<WSGIInterpreterOptions application-group=x>\n</WSGIInterpreterOptions>"),
     ),
-    ("WSGIServerMetrics", NotYet("WSGIServerMetrics On")),
+    (
+        "WSGIServerMetrics",
+        Implemented(&[
+            "openmetrics::server_metrics_follows_wsgiservermetrics_in_embedded_mode_only",
+        ]),
+    ),
     (
         "WSGITelemetryService",
         NotYet("WSGITelemetryService unix:/tmp/telemetry.sock"),
@@ -442,7 +447,10 @@ const DAEMON_OPTIONS: &[(&str, Status)] = &[
     ),
     (
         "server-metrics",
-        NotYet("WSGIDaemonProcess g server-metrics=On"),
+        Implemented(&[
+            "openmetrics::server_metrics_shows_the_scoreboard_to_a_group_that_asks",
+            "openmetrics::server_metrics_follows_wsgiservermetrics_in_embedded_mode_only",
+        ]),
     ),
     // mod_rwsgi's own.
     (

@@ -1357,3 +1357,99 @@ fn envvars_script_and_orphan_interpreter() {
         );
     }
 }
+
+/// --server-metrics (mod_wsgi.server_metrics() answers, with the request it serves in the
+/// scoreboard) and --metrics-url (the rwsgi-metrics endpoint at that URL, over the app
+/// mounted at /); without them server_metrics() is None and the URL is the app's.
+#[test]
+fn server_metrics_and_metrics_url() {
+    let app = app_path();
+    let mut server = Server::setup(
+        "express-metrics",
+        &[
+            app.to_str().unwrap(),
+            "--server-metrics",
+            "--metrics-url",
+            "/metrics",
+            "--processes",
+            "2",
+            "--threads",
+            "3",
+        ],
+    );
+    let conf = fs::read_to_string(server.root.join("httpd.conf")).unwrap();
+    assert!(conf.contains("WSGIServerMetrics On"), "{conf}");
+    assert!(conf.contains("server-metrics=on"), "{conf}");
+    server.start();
+    let resp = server.get("/info");
+    assert_eq!(resp.status, 200, "{}", server.error_log());
+    let info = http::json(&resp);
+    let board = &info["server_metrics"];
+    assert!(board["server_limit"].num() >= 1.0, "{info}");
+    assert!(
+        board["requests"]
+            .list()
+            .iter()
+            .any(|r| r.str() == "GET /info HTTP/1.1"),
+        "{board}"
+    );
+    for _ in 0..4 {
+        assert_eq!(server.get("/").status, 200);
+    }
+    let metrics = server.get("/metrics");
+    assert_eq!(metrics.status, 200, "{}", server.error_log());
+    let scrape = metrics.text();
+    let group = format!("localhost:{}", server.port);
+    let line = |name: &str, labels: &str| format!("{name}{{process_group=\"{group}\"{labels}}}");
+    assert!(
+        scrape.lines().any(|l| l
+            == format!(
+                "{} 5",
+                line("rwsgi_requests_total", ",status_class=\"2xx\"")
+            )),
+        "{scrape}"
+    );
+    assert!(
+        scrape
+            .lines()
+            .any(|l| l == format!("{} 6", line("rwsgi_threads", ",state=\"idle\""))),
+        "{scrape}"
+    );
+    assert!(
+        scrape
+            .lines()
+            .any(|l| l == format!("{} 2", line("rwsgi_processes", ""))),
+        "{scrape}"
+    );
+    server.stop();
+
+    // Without the options: no scoreboard for the app, and /metrics is the app's.
+    let mut plain = Server::setup("express-no-metrics", &[app.to_str().unwrap()]);
+    plain.start();
+    assert!(http::json(&plain.get("/info"))["server_metrics"].is_null());
+    assert!(
+        !plain
+            .get("/metrics")
+            .text()
+            .contains("rwsgi_requests_total")
+    );
+    plain.stop();
+
+    // The endpoint shows daemon groups: refused with --embedded-mode; a bad URL is named.
+    for (args, expected) in [
+        (
+            vec!["--embedded-mode", "--metrics-url", "/metrics"],
+            "--metrics-url applies to the daemon process group",
+        ),
+        (
+            vec!["--metrics-url", "metrics"],
+            "--metrics-url \"metrics\": expected a URL path",
+        ),
+    ] {
+        let mut full = vec!["setup-server", app.to_str().unwrap()];
+        full.extend(args);
+        let out = express(&full);
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+        assert!(text(&out).contains(expected), "{}", text(&out));
+    }
+}

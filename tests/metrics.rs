@@ -27,7 +27,7 @@ fn fifty_requests_are_counted_by_status_class_and_phase() {
     let before = get_json(&apache, "/app/before");
     assert!(before["request_metrics"].is_null(), "{before}");
     assert!(before["process_metrics"].is_null(), "{before}");
-    // WSGIServerMetrics / server-metrics= are not offered: the gate is off.
+    // No server-metrics=on: the gate is off, as in mod_wsgi.
     assert!(before["server_metrics"].is_null(), "{before}");
     get_json(&apache, "/app/start");
     let statuses = [(200, 35), (302, 5), (404, 6), (500, 4)];

@@ -14,6 +14,12 @@ def _read(name):
         return f.read()
 
 
+# BENCH_RECORD_METRICS=1 (bench/run.py passes the environment on): mod_wsgi's metrics
+# recording on, to measure what it costs per request.
+if os.environ.get('BENCH_RECORD_METRICS') == '1':
+    import mod_wsgi
+    mod_wsgi.start_recording_metrics()
+
 HELLO = _read('hello.txt')
 BODY_64K = _read('64k.bin')
 FILE_1M = os.path.join(DATA, '1m.bin')

@@ -9,5 +9,6 @@ pub mod pool;
 pub mod process;
 pub mod regex;
 pub mod request;
+pub mod scoreboard;
 pub mod state;
 pub mod virtual_host;

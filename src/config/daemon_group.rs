@@ -438,19 +438,14 @@ pub static DAEMON_OPTIONS: &[DaemonOption] = &[
             _ => Err(o.err("expected a positive number of seconds, like 0.005")),
         }),
     ),
-    // Off is mod_wsgi's default and what mod_wsgi-express writes: server_metrics()
-    // returns None, which is what it does here. On is not implemented yet.
+    // mod_wsgi.server_metrics() in this group's daemons: Apache's scoreboard.
     option(
         "server-metrics",
         Custom(|s, o| match parse_on_off(o.value) {
-            Some(false) => {
-                s.server_metrics = false;
+            Some(on) => {
+                s.server_metrics = on;
                 Ok(())
             }
-            Some(true) => Err(o.err(
-                "server-metrics= is not supported by mod_rwsgi yet (mod_wsgi.server_metrics() \
-                 is not implemented yet); server-metrics=Off is accepted",
-            )),
             None => Err(o.err("expected On or Off")),
         }),
     ),
@@ -1117,6 +1112,8 @@ pub(crate) mod tests {
             ("python-eggs=/tmp/eggs", |d| {
                 d.python_eggs.as_deref() == Some("/tmp/eggs")
             }),
+            ("server-metrics=On", |d| d.server_metrics),
+            ("server-metrics=off", |d| !d.server_metrics),
             ("switch-interval=0.005", |d| {
                 d.switch_interval == Some(0.005)
             }),
@@ -1127,7 +1124,6 @@ pub(crate) mod tests {
             ("env-file=/srv/app/.env", |d| {
                 d.env_file.as_deref() == Some("/srv/app/.env")
             }),
-            ("server-metrics=Off", |d| !d.server_metrics),
         ]
     }
 
@@ -1178,7 +1174,6 @@ pub(crate) mod tests {
             "home=relative/dir",
             "chroot=jail",
             "chroot=/jail",
-            "server-metrics=On",
             "maximum-rss=-1",
             "maximum-rss=10MB",
             "env=1BAD=x",

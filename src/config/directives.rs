@@ -233,14 +233,6 @@ pub fn parse_directive_words(name: &str, words: Vec<String>) -> Result<Directive
                 None => return Err(args.bad(value, "expected On, Off or Auto")),
             })
         }
-        // Off is mod_wsgi's default and what mod_wsgi-express writes: server_metrics()
-        // returns None, as it does here. On would promise the scoreboard.
-        "WSGIServerMetrics" => one_value_flag(
-            &args,
-            false,
-            "WSGIServerMetrics On is not supported by mod_rwsgi yet \
-             (mod_wsgi.server_metrics() returns None); Off is accepted",
-        )?,
         // mod_rwsgi offers no apache.request_rec capsule (mod_wsgi's, embedded mode only);
         // Off, the default, is what it does.
         "WSGIPassApacheRequest" => one_value_flag(
@@ -407,7 +399,7 @@ pub(crate) mod tests {
         ("WSGIRestrictStdin", "On"),
         ("WSGIRestrictSignal", "Off"),
         ("WSGICaseSensitivity", "On"),
-        ("WSGIServerMetrics", "Off"),
+        ("WSGIServerMetrics", "On"),
         (
             "WSGIImportScript",
             "/srv/app.wsgi process-group=webware application-group=%{GLOBAL}",
@@ -551,13 +543,10 @@ pub(crate) mod tests {
             // These take one value only for now (tested below).
             .filter(|d| {
                 d.syntax.ends_with(" On|Off")
-                    && !matches!(
-                        d.name,
-                        "WSGIServerMetrics" | "WSGIPassApacheRequest" | "WSGICaseSensitivity"
-                    )
+                    && !matches!(d.name, "WSGIPassApacheRequest" | "WSGICaseSensitivity")
             })
             .collect();
-        assert_eq!(flags.len(), 17);
+        assert_eq!(flags.len(), 18);
         assert!(parse_directive("WSGIPassApacheRequest", "On").is_err());
         assert!(parse_directive("WSGICaseSensitivity", "Off").is_err());
         assert_eq!(
@@ -572,14 +561,6 @@ pub(crate) mod tests {
             Directive::Flag {
                 name: "WSGICaseSensitivity",
                 value: true
-            }
-        );
-        assert!(parse_directive("WSGIServerMetrics", "On").is_err());
-        assert_eq!(
-            parse("WSGIServerMetrics", "off"),
-            Directive::Flag {
-                name: "WSGIServerMetrics",
-                value: false
             }
         );
         for d in flags {

@@ -25,10 +25,12 @@ use nix::unistd::Pid;
 
 use crate::daemon::control::{self, ControlMessage, Script};
 use crate::daemon::exit::DaemonExit;
+use crate::daemon::metrics_shm;
 use crate::daemon::process::{self as daemon_process, DaemonPlan};
 use crate::daemon::spawn::{self, ChildSetup};
 use crate::daemon::supervisor::SlotHistory;
 use crate::logging;
+use crate::protocol::metrics_table;
 
 /// One group: its daemon template and how many processes it runs.
 #[derive(Clone, Debug)]
@@ -106,6 +108,10 @@ pub fn run(groups: Vec<GroupPlan>, apache_parent: Pid, start_delay: Duration) ->
             return 1;
         }
     };
+    // A manager restarted by the Apache parent inherits records of daemons that are gone.
+    if let Some(place) = groups.first().and_then(|g| g.plan.metrics) {
+        place.table.release_all();
+    }
     let mut manager = Manager::new(groups, apache_parent);
     manager.start_all();
     manager.serve(&signals)
@@ -118,6 +124,8 @@ struct Daemon {
     /// slot's serving (or starting) process.
     retiring: bool,
     control: OwnedFd,
+    /// Its record in the metrics table.
+    metrics_record: Option<usize>,
 }
 
 struct Slot {
@@ -214,6 +222,11 @@ impl Manager {
         plan.start_delay = delay;
         plan.control_fd = Some(theirs.as_raw_fd());
         plan.setup.keep_fds.push(theirs.as_raw_fd());
+        let metrics = plan.metrics;
+        plan.metrics_record = metrics.and_then(|m| {
+            m.table
+                .allocate(m.group, plan.serve.threads as u64, metrics_shm::now_us())
+        });
         for script in scripts {
             if !plan.preload.contains(script) {
                 plan.preload.push(script.clone());
@@ -231,6 +244,10 @@ impl Manager {
             }
             Ok(nix::unistd::ForkResult::Parent { child }) => {
                 drop(theirs);
+                if let (Some(m), Some(record)) = (metrics, plan.metrics_record) {
+                    m.table
+                        .set_pid(m.group, record, u32::try_from(child.as_raw()).unwrap_or(0));
+                }
                 let slot = &mut self.groups[g].slots[s];
                 slot.current = Some(child);
                 slot.history.on_start(Instant::now());
@@ -241,16 +258,22 @@ impl Manager {
                         slot: s,
                         retiring: false,
                         control: mine,
+                        metrics_record: plan.metrics_record,
                     },
                 );
             }
-            Err(e) => logging::log(
-                logging::Level::Crit,
-                &format!(
-                    "RW0017: mod_rwsgi: cannot fork a process for daemon group '{}': {e}",
-                    self.groups[g].plan.group
-                ),
-            ),
+            Err(e) => {
+                if let (Some(m), Some(record)) = (metrics, plan.metrics_record) {
+                    m.table.release(m.group, record);
+                }
+                logging::log(
+                    logging::Level::Crit,
+                    &format!(
+                        "RW0017: mod_rwsgi: cannot fork a process for daemon group '{}': {e}",
+                        self.groups[g].plan.group
+                    ),
+                )
+            }
         }
     }
 
@@ -386,6 +409,10 @@ impl Manager {
         };
         let (g, s) = (daemon.group, daemon.slot);
         let name = self.groups[g].plan.group.clone();
+        let metrics = self.groups[g].plan.metrics;
+        if let (Some(m), Some(record)) = (metrics, daemon.metrics_record) {
+            m.table.release(m.group, record);
+        }
         if daemon.retiring {
             let slot = &mut self.groups[g].slots[s];
             if slot.waiting == Some(pid) {
@@ -416,6 +443,15 @@ impl Manager {
             _ => None,
         };
         let planned = exit.is_some_and(DaemonExit::is_orderly);
+        if let Some(m) = metrics {
+            let reason = match death {
+                Death::Killed(_) => "killed",
+                Death::Exited(_) if planned => "planned",
+                Death::Exited(_) => "exited",
+            };
+            m.table
+                .count_restart(m.group, metrics_table::reason_index(reason));
+        }
         let slot = &mut self.groups[g].slots[s];
         let delay = slot.history.on_death(Instant::now(), planned);
         let quick = slot.history.quick_deaths;
@@ -528,6 +564,12 @@ impl Manager {
             let slot = &mut self.groups[g].slots[s];
             slot.waiting = Some(request.pid);
             slot.history.on_death(Instant::now(), true);
+            if let Some(m) = self.groups[g].plan.metrics {
+                m.table.count_restart(
+                    m.group,
+                    metrics_table::classify_replace_reason(&request.reason),
+                );
+            }
             self.groups[g].replacing = Some((s, Instant::now()));
             logging::info(&format!(
                 "RW0026: mod_rwsgi: daemon process '{}' #{s} (pid {}) is being replaced ({}); starting \

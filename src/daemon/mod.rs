@@ -9,6 +9,7 @@ pub mod control;
 pub mod exit;
 pub mod listener;
 pub mod manager_process;
+pub mod metrics_shm;
 pub mod process;
 mod request_io;
 pub mod service;

@@ -43,6 +43,10 @@ pub struct DaemonPlan {
     pub eviction_timeout: Duration,
     pub script_reloading: bool,
     pub timers: Timers,
+    /// The group's place in the metrics table (rwsgi-metrics endpoint), and this process'
+    /// record in it (chosen by the manager at fork).
+    pub metrics: Option<crate::daemon::metrics_shm::MetricsPlace>,
+    pub metrics_record: Option<usize>,
 }
 
 /// The monitor's timers (WSGIDaemonProcess options); None = off. Unlike mod_wsgi, each
@@ -123,6 +127,9 @@ pub fn run(plan: DaemonPlan) -> DaemonExit {
                 ));
             }
         }
+    }
+    if let (Some(place), Some(record)) = (plan.metrics, plan.metrics_record) {
+        crate::daemon::metrics_shm::observe(place, record);
     }
     let server = match Server::new(plan.serve.clone(), plan.listener_fd, host, host_error) {
         Ok(s) => s,

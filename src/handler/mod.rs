@@ -8,6 +8,7 @@ pub mod daemon_client;
 mod dispatch;
 pub mod embedded;
 pub mod handler_script;
+pub mod metrics_endpoint;
 pub mod script_owner;
 
 use std::ffi::CStr;
@@ -122,6 +123,9 @@ pub fn handle(r: &mut Request<'_>, ctx: &HandlerContext<'_>) -> i32 {
     // the request, whatever file the URL maps to (which need not exist).
     let handler_script = handler_script::selected(r, dir);
     match r.handler() {
+        Some(h) if h == metrics_endpoint::HANDLER_NAME.to_bytes() => {
+            return metrics_endpoint::handle(r);
+        }
         Some(h) if h == HANDLER_NAME.to_bytes() || h == b"application/x-httpd-wsgi" => {}
         _ if handler_script.is_some() => {}
         _ => return ffi::DECLINED,

@@ -138,6 +138,10 @@ impl AppHost {
         keep_thread_state();
         let slot = metrics::thread_slot();
         let began_us = metrics::request_began(slot);
+        let observer = metrics::observer();
+        if let Some(o) = observer {
+            o.began();
+        }
         let recording = metrics::recording();
         let shared = Shared::new(recording);
         if recording {
@@ -148,6 +152,19 @@ impl AppHost {
         let finished =
             recording.then(|| finished(spec, &shared, &outcome, slot, began_us, ended_us));
         metrics::request_ended(slot, began_us, ended_us, finished.as_ref());
+        if let Some(o) = observer {
+            let status = match finished.as_ref() {
+                Some(f) => f.status,
+                None => sent_status(&shared, &outcome),
+            };
+            o.ended(&metrics::RequestSummary {
+                status,
+                times: spec.times,
+                began_us,
+                ended_us,
+                resent: outcome == Outcome::ReloadRequired,
+            });
+        }
         outcome
     }
 
@@ -236,6 +253,14 @@ impl AppHost {
 }
 
 /// What the metrics window records of a request that ended.
+/// The status the client gets: the app's, or 500 when it failed before its head went out.
+fn sent_status(shared: &Shared, outcome: &Outcome) -> Option<u16> {
+    match outcome {
+        Outcome::LoadFailed | Outcome::AppError { head_sent: false } => Some(500),
+        _ => shared.response().status.as_ref().map(|(code, _)| *code),
+    }
+}
+
 fn finished(
     spec: &RequestSpec<'_>,
     shared: &Shared,

@@ -338,6 +338,136 @@ pub(crate) fn request_ended(
     m.active.fetch_sub(1, Ordering::Relaxed);
 }
 
+/// What the host tells an observer outside Python about each request it handles (the
+/// daemon's shared metrics table), whether or not recording is on.
+#[derive(Clone, Copy, Debug)]
+pub struct RequestSummary {
+    /// The status sent (500 for the error page of a failed app); None if no response.
+    pub status: Option<u16>,
+    pub times: RequestTimes,
+    /// When the host took the request and gave it back, µs since the epoch.
+    pub began_us: u64,
+    pub ended_us: u64,
+    /// The script asked for a reload before the request ran: Apache resends it to the
+    /// replacement process, where it is counted.
+    pub resent: bool,
+}
+
+/// Told of every request the host handles; must be cheap (atomics), it runs on the
+/// request path.
+pub trait RequestObserver: Send + Sync {
+    fn began(&self);
+    fn ended(&self, summary: &RequestSummary);
+}
+
+static OBSERVER: OnceLock<Box<dyn RequestObserver>> = OnceLock::new();
+
+/// Installs the process's observer (once; a second call is ignored).
+pub fn set_request_observer(observer: Box<dyn RequestObserver>) {
+    let _ = OBSERVER.set(observer);
+}
+
+pub(crate) fn observer() -> Option<&'static dyn RequestObserver> {
+    OBSERVER.get().map(|o| o.as_ref())
+}
+
+/// Apache's scoreboard as `server_metrics()` shows it; read by the function the
+/// composition root installs (the python layer knows nothing of Apache).
+#[derive(Clone, Debug, Default)]
+pub struct ServerScoreboard {
+    pub server_limit: i64,
+    pub thread_limit: i64,
+    pub running_generation: i64,
+    /// Seconds since the Unix epoch.
+    pub restart_time: f64,
+    pub processes: Vec<ScoreboardProcess>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct ScoreboardProcess {
+    pub pid: i64,
+    pub generation: i64,
+    pub quiescing: bool,
+    pub workers: Vec<ScoreboardWorker>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct ScoreboardWorker {
+    pub thread_num: i64,
+    pub generation: i64,
+    /// mod_status's letter: "_" ready, "W" writing, "." dead ...
+    pub status: &'static str,
+    pub access_count: u64,
+    pub bytes_served: u64,
+    /// Seconds since the Unix epoch.
+    pub start_time: f64,
+    pub stop_time: f64,
+    pub last_used: f64,
+    /// Latin-1 bytes, as mod_wsgi decodes them.
+    pub client: Vec<u8>,
+    pub request: Vec<u8>,
+    pub vhost: Vec<u8>,
+}
+
+static SCOREBOARD_READER: OnceLock<fn() -> Option<ServerScoreboard>> = OnceLock::new();
+
+/// Installs the scoreboard reader (once, in the Apache parent before it forks).
+pub fn set_scoreboard_reader(reader: fn() -> Option<ServerScoreboard>) {
+    let _ = SCOREBOARD_READER.set(reader);
+}
+
+fn latin1(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| char::from(*b)).collect()
+}
+
+/// `server_metrics()`: the scoreboard when this process' gate is on (`WSGIServerMetrics On`
+/// in embedded mode, `server-metrics=on` in a daemon group) and a scoreboard is there;
+/// None otherwise, as mod_wsgi.
+pub(crate) fn server_metrics(py: Python<'_>) -> PyResult<Option<Bound<'_, PyDict>>> {
+    if !super::settings::process_info().server_metrics {
+        return Ok(None);
+    }
+    let Some(board) = SCOREBOARD_READER.get().and_then(|read| py.detach(read)) else {
+        return Ok(None);
+    };
+    let now = secs(now_us());
+    let d = PyDict::new(py);
+    d.set_item("server_limit", board.server_limit)?;
+    d.set_item("thread_limit", board.thread_limit)?;
+    d.set_item("running_generation", board.running_generation)?;
+    d.set_item("restart_time", board.restart_time)?;
+    d.set_item("current_time", now)?;
+    d.set_item("running_time", (now - board.restart_time).max(0.0) as i64)?;
+    let processes = PyList::empty(py);
+    for (num, p) in board.processes.iter().enumerate() {
+        let pd = PyDict::new(py);
+        pd.set_item("process_num", num)?;
+        pd.set_item("pid", p.pid)?;
+        pd.set_item("generation", p.generation)?;
+        pd.set_item("quiescing", p.quiescing)?;
+        let workers = PyList::empty(py);
+        for w in &p.workers {
+            let wd = PyDict::new(py);
+            wd.set_item("thread_num", w.thread_num)?;
+            wd.set_item("generation", w.generation)?;
+            wd.set_item("status", w.status)?;
+            wd.set_item("access_count", w.access_count)?;
+            wd.set_item("bytes_served", w.bytes_served)?;
+            wd.set_item("start_time", w.start_time)?;
+            wd.set_item("stop_time", w.stop_time)?;
+            wd.set_item("last_used", w.last_used)?;
+            wd.set_item("client", latin1(&w.client))?;
+            wd.set_item("request", latin1(&w.request))?;
+            wd.set_item("vhost", latin1(&w.vhost))?;
+            workers.append(wd)?;
+        }
+        pd.set_item("workers", workers)?;
+        processes.append(pd)?;
+    }
+    d.set_item("processes", processes)?;
+    Ok(Some(d))
+}
+
 /// `start_recording_metrics()`: idempotent; the first window starts now.
 pub(crate) fn start_recording() {
     let Some(m) = METRICS.get() else {

@@ -45,6 +45,10 @@ pub use interpreter::{
     FREE_THREADED_BUILD, free_threading_warning, initialize, run_shutdown_callbacks, shutdown,
 };
 pub use log_object::install_restricted_stdout;
+pub use metrics::{
+    RequestObserver, RequestSummary, ScoreboardProcess, ScoreboardWorker, ServerScoreboard,
+    set_request_observer, set_scoreboard_reader,
+};
 pub use phase_scripts::{Access, Dispatch, Password, PhaseFailed, PhaseRequest, RealmHash};
 pub use service::{ServiceEnd, run_service_script};
 pub use settings::InterpreterSettings;

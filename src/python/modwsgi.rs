@@ -100,12 +100,11 @@ fn process_metrics(py: Python<'_>) -> PyResult<Option<Bound<'_, PyDict>>> {
     super::metrics::process_metrics(py)
 }
 
-/// `server_metrics()`: the Apache scoreboard view is gated by WSGIServerMetrics /
-/// server-metrics=, which mod_rwsgi does not offer (configtest refuses them), so the gate is
-/// always off and, as mod_wsgi with the gate off, the answer is None.
+/// `server_metrics()`: Apache's scoreboard (processes and workers), when WSGIServerMetrics
+/// On (embedded) / server-metrics=on (daemon group) opens the gate; None otherwise.
 #[pyfunction]
-fn server_metrics() -> Option<()> {
-    None
+fn server_metrics(py: Python<'_>) -> PyResult<Option<Bound<'_, PyDict>>> {
+    super::metrics::server_metrics(py)
 }
 
 /// The request the calling thread is serving: its id and its `request_data()` dict.

@@ -54,6 +54,9 @@ pub struct InterpreterSettings {
     /// WSGIFreeThreading: on a free-threaded build (PEP 703), run without the GIL; Off keeps
     /// the GIL on. No effect on a build with a GIL (the configtest warns).
     pub free_threading: bool,
+    /// `mod_wsgi.server_metrics()` answers: WSGIServerMetrics On (embedded) or
+    /// `server-metrics=on` (daemon group).
+    pub server_metrics: bool,
 }
 
 impl Default for InterpreterSettings {
@@ -85,6 +88,7 @@ impl Default for InterpreterSettings {
             switch_interval: None,
             destroy_interpreter: true,
             free_threading: false,
+            server_metrics: false,
         }
     }
 }
@@ -103,6 +107,7 @@ pub(crate) struct ProcessInfo {
     pub log_prefix: String,
     pub header_buffer_size: usize,
     pub apache_version: (u32, u32, u32),
+    pub server_metrics: bool,
 }
 
 impl ProcessInfo {
@@ -123,6 +128,7 @@ impl ProcessInfo {
             },
             header_buffer_size: s.header_buffer_size,
             apache_version: s.apache_version,
+            server_metrics: s.server_metrics,
         }
     }
 }

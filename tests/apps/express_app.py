@@ -34,12 +34,23 @@ def application(environ, start_response):
             "warnoptions": sys.warnoptions,
             "os_environ": {k: os.environ.get(k) for k in ("LANG", "LC_ALL", "PYTHON_EGG_CACHE")},
             "switch_interval": sys.getswitchinterval(),
+            "server_metrics": _server_metrics_summary(),
         }
         body = json.dumps(info).encode()
     start_response("200 OK", [("Content-Type", "application/json"),
                               ("Content-Length", str(len(body))),
                               ("X-Method", environ["REQUEST_METHOD"])])
     return [body]
+
+
+def _server_metrics_summary():
+    """What mod_wsgi.server_metrics() shows, in short (None when the gate is closed)."""
+    metrics = mod_wsgi.server_metrics() if mod_wsgi else None
+    if metrics is None:
+        return None
+    requests = [w["request"] for p in metrics["processes"] for w in p["workers"]
+                if w["status"] == "W"]
+    return {"server_limit": metrics["server_limit"], "requests": requests}
 
 
 def _stream():

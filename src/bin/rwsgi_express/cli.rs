@@ -255,6 +255,16 @@ pub struct ServerArgs {
     #[arg(long)]
     pub server_status: bool,
 
+    /// Let the application call mod_wsgi.server_metrics() (Apache's scoreboard, with
+    /// ExtendedStatus On): WSGIServerMetrics On and server-metrics=on.
+    #[arg(long)]
+    pub server_metrics: bool,
+
+    /// Serve every daemon process's metrics in the Prometheus text format (the
+    /// rwsgi-metrics handler) at URL, to local clients only.
+    #[arg(long, value_name = "URL")]
+    pub metrics_url: Option<String>,
+
     /// Serve the static files under PATH (a directory or one file) at URL; repeatable.
     #[arg(long, num_args = 2, value_names = ["URL", "PATH"], action = clap::ArgAction::Append)]
     pub url_alias: Vec<String>,

@@ -173,6 +173,9 @@ fn daemon_options(site: &Site) -> String {
     if let Some(interval) = site.args.switch_interval {
         out.push_str(&format!(" switch-interval={interval}"));
     }
+    if site.args.server_metrics {
+        out.push_str(" server-metrics=on");
+    }
     let always = [
         ("queue-timeout", d.queue_timeout, 45),
         ("socket-timeout", d.socket_timeout, 60),
@@ -549,7 +552,7 @@ pub fn render(site: &Site) -> String {
         environment.push_str(&format!("PassEnv {name}\n"));
     }
     environment.push_str(&request_options(site));
-    let server_status = if args.server_status {
+    let mut server_status = if args.server_status {
         "\n# --server-status: Apache's status page, for local clients only.\nExtendedStatus On\n\
          <Location /server-status>\n    SetHandler server-status\n    Require local\n\
          </Location>\n"
@@ -557,6 +560,20 @@ pub fn render(site: &Site) -> String {
     } else {
         String::new()
     };
+    if args.server_metrics {
+        server_status.push_str(
+            "\n# --server-metrics: mod_wsgi.server_metrics() (Apache's scoreboard).\n\
+             ExtendedStatus On\nWSGIServerMetrics On\n",
+        );
+    }
+    if let Some(url) = &args.metrics_url {
+        server_status.push_str(&format!(
+            "\n# --metrics-url: every daemon process's metrics (Prometheus text format), for \
+             local clients only.\n<Location {}>\n    SetHandler rwsgi-metrics\n    Require \
+             local\n</Location>\n",
+            q(url)
+        ));
+    }
     let mut includes = String::new();
     if !site.include_files.is_empty() {
         includes.push_str("\n# --include-file\n");

@@ -184,6 +184,9 @@ pub fn resolve(args: &ServerArgs, start: bool) -> Result<Site, Fail> {
         None => own_venv(),
     };
     check_url("--mount-point", &args.mount_point)?;
+    if let Some(url) = &args.metrics_url {
+        check_url("--metrics-url", url)?;
+    }
     let mount_point = match args.mount_point.trim_end_matches('/') {
         "" => "/".to_string(),
         m => m.to_string(),
@@ -530,6 +533,8 @@ fn check_embedded(args: &ServerArgs) -> Result<(), Fail> {
         ("--locale", args.locale.is_some()),
         ("--python-eggs", args.python_eggs.is_some()),
         ("--reload-on-changes", args.reload_on_changes),
+        // The endpoint shows daemon process groups.
+        ("--metrics-url", args.metrics_url.is_some()),
     ];
     if let Some((name, _)) = daemon_only.iter().find(|(_, set)| *set) {
         return Err(Fail(format!(
