@@ -51,8 +51,9 @@ pub(crate) struct StartedDaemons {
     pub listener_fds: Vec<i32>,
 }
 
-/// Creates each daemon group's socket and forks the daemon manager (real start-up pass
-/// only, and only if there are daemon groups; otherwise `Ok(None)`). `main` is the main
+/// Creates each daemon group's socket and forks the daemon manager (only if there are
+/// daemon groups; otherwise `Ok(None)`). Call it in the real start-up pass only (see
+/// `state::is_real_config_pass`), from post_config or the pre_mpm that follows it. `main` is the main
 /// server of the configuration `global` was read from; `preloads` are the scripts the
 /// groups load before serving.
 pub(crate) fn start_daemons(
@@ -61,9 +62,6 @@ pub(crate) fn start_daemons(
     global: &GlobalConfig,
     preloads: &[Preload],
 ) -> Result<Option<StartedDaemons>, String> {
-    if !state::is_real_config_pass() {
-        return Ok(None);
-    }
     // A generation without daemon groups must not show the previous one's table.
     metrics_endpoint::publish(None, Vec::new());
     if global.daemon_groups.is_empty() {

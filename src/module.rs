@@ -9,6 +9,7 @@ use std::ptr;
 use crate::apache::directive_context::{DirectiveContext, Forbid};
 use crate::apache::log::{self, Level};
 use crate::apache::pool::Pool;
+use crate::apache::state;
 use crate::apache::virtual_host::VirtualHost;
 use crate::config::{self, DirConfig, Directive, Scope, ServerConfig, Target};
 use crate::ffi;
@@ -470,6 +471,11 @@ unsafe extern "C" fn post_config(
         };
         let _ = slot.embedded.set(server_python(&slot.global));
         crate::server_metrics::install_scoreboard_reader();
+        // Daemons start once per generation, in the real pass (not the dry start-up pass,
+        // nor `-t`/`-S`).
+        if !state::is_real_config_pass() {
+            return ffi::OK;
+        }
         let wants_scoreboard = slot.global.daemon_groups.iter().any(|g| g.server_metrics);
         if crate::server_metrics::defer_until_scoreboard(
             pool,

@@ -10,7 +10,6 @@ use std::sync::Mutex;
 
 use crate::apache::pool::Pool;
 use crate::apache::scoreboard;
-use crate::apache::state;
 use crate::apache::virtual_host::VirtualHost;
 use crate::ffi;
 use crate::panic_guard::guard;
@@ -71,14 +70,14 @@ static DEFERRED: Mutex<Option<(usize, usize, Launch)>> = Mutex::new(None);
 
 /// Called by post_config: true when the daemons are to be started later, from pre_mpm by
 /// `launch`, because a group wants the scoreboard (`wanted`) and it does not exist yet
-/// (Apache's first start; the real configuration pass only).
+/// (Apache's first start). Called in the real configuration pass only.
 pub(crate) fn defer_until_scoreboard(
     pool: Pool,
     main: VirtualHost,
     wanted: bool,
     launch: Launch,
 ) -> bool {
-    if !wanted || !state::is_real_config_pass() || scoreboard::exists() {
+    if !wanted || scoreboard::exists() {
         return false;
     }
     *DEFERRED.lock().unwrap_or_else(|e| e.into_inner()) =
