@@ -397,6 +397,7 @@ unsafe extern "C" fn register_hooks(p: *mut ffi::apr_pool_t) {
     guard("register_hooks", (), || {
         // SAFETY: Apache has assigned module_index before calling register_hooks.
         log::set_module_index(unsafe { rwsgi_module.module_index });
+        crate::server_slot::set_module(module_ptr());
         crate::logging::set_backend(log_backend);
         // SAFETY: registering hook functions with Apache's hook registry during
         // register_hooks, as every module does; null predecessor/successor lists.

@@ -1,11 +1,28 @@
 //! This module's per-server configuration slot and the only ways to reach it: shared
 //! (`&'static`) once the configuration is read, exclusive only from a directive callback.
 
+use std::sync::atomic::{AtomicPtr, Ordering};
 use std::sync::{Mutex, OnceLock};
 
 use crate::apache::virtual_host::VirtualHost;
 use crate::config::{GlobalConfig, ServerConfig};
-use crate::module::module_ptr;
+use crate::ffi;
+
+/// This module's record, which says where each server keeps our slot. Set by the module's
+/// register_hooks (before any slot is made or read), so this file needs nothing from the
+/// module definition.
+static MODULE: AtomicPtr<ffi::module> = AtomicPtr::new(std::ptr::null_mut());
+
+/// Tells the slot accessors which module record is ours.
+pub(crate) fn set_module(module: *const ffi::module) {
+    MODULE.store(module.cast_mut(), Ordering::Release);
+}
+
+/// Our module record, once registered.
+fn module() -> Option<*const ffi::module> {
+    let module = MODULE.load(Ordering::Acquire);
+    (!module.is_null()).then_some(module.cast_const())
+}
 
 /// Per-server config slot. `global` is only used in the main server's slot: it holds the
 /// server-wide settings (daemon groups, Python home ...) of one configuration generation.
@@ -33,8 +50,10 @@ pub(crate) fn main_slot() -> Option<&'static ServerSlot> {
 
 /// The slot of a given server, shared.
 pub(crate) fn server_slot(s: VirtualHost) -> Option<&'static ServerSlot> {
-    // SAFETY: our slot in every server holds a ServerSlot (create/merge_server_config).
-    unsafe { s.module_config::<ServerSlot>(module_ptr()) }
+    let module = module()?;
+    // SAFETY: `module` is our live module record; our slot in every server holds a
+    // ServerSlot (create/merge_server_config).
+    unsafe { s.module_config::<ServerSlot>(module) }
 }
 
 /// The slot of `s`, to change from a directive callback.
@@ -43,8 +62,10 @@ pub(crate) fn server_slot(s: VirtualHost) -> Option<&'static ServerSlot> {
 /// Only from a directive callback (Apache reads the configuration on one thread and runs
 /// no request meanwhile), dropping the reference before the callback returns.
 pub(crate) unsafe fn configuring_slot(s: VirtualHost) -> Option<&'static mut ServerSlot> {
-    // SAFETY: our slot holds a ServerSlot; exclusivity is the caller's promise.
-    unsafe { s.module_config_mut::<ServerSlot>(module_ptr()) }
+    let module = module()?;
+    // SAFETY: `module` is our live module record; our slot holds a ServerSlot;
+    // exclusivity is the caller's promise.
+    unsafe { s.module_config_mut::<ServerSlot>(module) }
 }
 
 /// Runs `f` on the server-wide configuration being read.

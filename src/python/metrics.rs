@@ -14,7 +14,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 
 use super::RequestTimes;
-use super::request::lock;
+use super::request::{IoTotals, lock};
 
 /// Entries of each phase histogram: 16 octaves from 1 ms to 65536 ms in 4 linear
 /// sub-buckets each, and one for 65536 ms and more.
@@ -108,21 +108,6 @@ pub(crate) struct Finished {
     pub io: IoTotals,
     /// CPU seconds (user, system) the request's thread used.
     pub cpu: (f64, f64),
-}
-
-/// Body reads and response writes of one request, and its GIL re-acquisitions.
-#[derive(Clone, Copy, Debug, Default)]
-pub(crate) struct IoTotals {
-    pub input_bytes: u64,
-    pub input_reads: u64,
-    pub input_time: f64,
-    pub output_bytes: u64,
-    pub output_writes: u64,
-    pub output_time: f64,
-    pub gil_wait_time: f64,
-    pub gil_waits: u64,
-    pub gil_wait_min_us: u64,
-    pub gil_wait_max_us: u64,
 }
 
 struct Window {

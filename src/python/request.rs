@@ -142,10 +142,10 @@ impl IoStats {
     }
 
     /// The totals as the metrics and events report them.
-    pub(crate) fn totals(&self, input_bytes: u64, output_bytes: u64) -> super::metrics::IoTotals {
+    pub(crate) fn totals(&self, input_bytes: u64, output_bytes: u64) -> IoTotals {
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
         let gil_waits = get(&self.gil_waits);
-        super::metrics::IoTotals {
+        IoTotals {
             input_bytes,
             input_reads: get(&self.input_reads),
             input_time: get(&self.input_ns) as f64 / 1e9,
@@ -363,6 +363,21 @@ impl Drop for IoBinding {
         self.shared.expired.store(true, Ordering::Release);
         slot.0 = None;
     }
+}
+
+/// Body reads and response writes of one request, and its GIL re-acquisitions.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct IoTotals {
+    pub input_bytes: u64,
+    pub input_reads: u64,
+    pub input_time: f64,
+    pub output_bytes: u64,
+    pub output_writes: u64,
+    pub output_time: f64,
+    pub gil_wait_time: f64,
+    pub gil_waits: u64,
+    pub gil_wait_min_us: u64,
+    pub gil_wait_max_us: u64,
 }
 
 /// Locks ignoring poison: the state stays consistent field by field, and a panic elsewhere
