@@ -29,8 +29,9 @@ impl Pool {
                 drop(unsafe { Box::from_raw(data.cast::<T>()) });
             });
             if result.is_err() {
-                crate::apache::log::process(
-                    crate::apache::log::Level::Error,
+                // Through the facade: the pool sits below the error-log wrapper.
+                crate::logging::log(
+                    crate::logging::Level::Error,
                     "RW0013: mod_rwsgi: a panic occurred while freeing configuration",
                 );
             }

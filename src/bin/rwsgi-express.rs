@@ -27,6 +27,14 @@ use cli::{Command, ModuleArgs, ServerArgs};
 #[derive(Debug)]
 pub struct Fail(pub String);
 
+/// Writes a file of the server root (or the generated script) with its mode.
+pub fn write_file(path: &std::path::Path, text: &str, mode: u32) -> Result<(), Fail> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, text)
+        .and_then(|()| std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)))
+        .map_err(|e| Fail(format!("cannot write {}: {e}", path.display())))
+}
+
 fn main() -> ExitCode {
     let cli = match cli::parse() {
         Ok(cli) => cli,

@@ -27,6 +27,7 @@ use crate::daemon::control::{self, ControlMessage, Script};
 use crate::daemon::exit::DaemonExit;
 use crate::daemon::metrics_shm;
 use crate::daemon::process::{self as daemon_process, DaemonPlan};
+use crate::daemon::service;
 use crate::daemon::spawn::{self, ChildSetup};
 use crate::daemon::supervisor::SlotHistory;
 use crate::logging;
@@ -236,7 +237,7 @@ impl Manager {
         // leaves through _exit.
         match unsafe { nix::unistd::fork() } {
             Ok(nix::unistd::ForkResult::Child) => {
-                let code = std::panic::catch_unwind(move || daemon_process::run(plan))
+                let code = std::panic::catch_unwind(move || run_daemon(plan))
                     .unwrap_or(DaemonExit::Panicked)
                     .code();
                 // SAFETY: _exit skips destructors of state copied from the manager.
@@ -648,5 +649,15 @@ impl std::fmt::Display for Death {
             }
             Death::Killed(sig) => write!(f, "was killed by {}", sig.as_str()),
         }
+    }
+}
+
+/// The life of one forked daemon: a request-serving process, or with `threads=0` a service
+/// script's process (mod_wsgi's sidecar pattern), which serves no requests.
+fn run_daemon(plan: DaemonPlan) -> DaemonExit {
+    if plan.interpreter.threads == 0 {
+        service::run(plan)
+    } else {
+        daemon_process::run(plan)
     }
 }

@@ -64,11 +64,8 @@ pub struct Timers {
 }
 
 /// Runs the daemon; returns the exit code. The caller must `_exit` with it and never return
-/// into Apache.
+/// into Apache. A group with `threads=0` runs `daemon::service` instead.
 pub fn run(plan: DaemonPlan) -> DaemonExit {
-    if plan.interpreter.threads == 0 {
-        return crate::daemon::service::run(plan);
-    }
     let parent = nix::unistd::getppid();
     // The backoff comes before the other steps, so a daemon that fails even to prepare
     // cannot crash-loop; Apache's signal handlers and descriptors are dropped first.

@@ -1,12 +1,10 @@
 //! Writes the server root: httpd.conf from apache/httpd-express.conf.in, the `apachectl`
 //! wrapper and, for --reload-on-changes, the monitor script.
 
-use std::fs;
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use super::Fail;
 use super::site::{MODULES_DIR, Site, py_str};
+use super::{Fail, write_file};
 
 pub const APACHE_BIN: &str = "/usr/sbin/apache2";
 const TEMPLATE: &str = include_str!("../../../apache/httpd-express.conf.in");
@@ -769,12 +767,6 @@ pub fn write_all(site: &Site) -> Result<(), Fail> {
         write_file(&root.join("monitor.py"), &script, 0o644)?;
     }
     Ok(())
-}
-
-pub fn write_file(path: &Path, text: &str, mode: u32) -> Result<(), Fail> {
-    fs::write(path, text)
-        .and_then(|()| fs::set_permissions(path, fs::Permissions::from_mode(mode)))
-        .map_err(|e| Fail(format!("cannot write {}: {e}", path.display())))
 }
 
 #[cfg(test)]

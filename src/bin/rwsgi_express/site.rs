@@ -420,7 +420,7 @@ pub fn resolve(args: &ServerArgs, start: bool) -> Result<Site, Fail> {
         notes: Vec::new(),
     };
     if let Some(text) = &site.generated {
-        super::conf::write_file(&site.script, text, 0o644)?;
+        super::write_file(&site.script, text, 0o644)?;
     }
     make_readable(&mut site)?;
     Ok(site)
