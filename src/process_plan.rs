@@ -34,6 +34,7 @@ pub(crate) fn server_python(global: &GlobalConfig) -> InterpreterSettings {
         switch_interval: global.switch_interval,
         destroy_interpreter: global.destroy_interpreter,
         free_threading: global.free_threading,
+        case_sensitivity: global.case_sensitivity,
         ..InterpreterSettings::default()
     }
 }
@@ -269,6 +270,7 @@ pub(crate) fn plan_group(
             uid: ids.script_uid,
             gid: ids.script_gid,
         },
+        serves_requests: spec.threads > 0,
     };
     Ok(PlannedGroup {
         socket,

@@ -126,6 +126,21 @@ impl Directive {
             _ => None,
         }
     }
+
+    /// The daemon process group a WSGIHandlerScript line names literally in `process-group=`
+    /// (None for other directives, or a line that does not parse: applying it reports that).
+    /// The caller reports it with `GlobalConfig::note_group_ref`.
+    pub fn handler_script_group(&self) -> Option<String> {
+        let Directive::Other {
+            name: "WSGIHandlerScript",
+            args,
+        } = self
+        else {
+            return None;
+        };
+        let handler = super::HandlerScript::parse("WSGIHandlerScript", args).ok()?;
+        Some(handler.process_group?.literal_name()?.to_owned())
+    }
 }
 
 /// Parses one directive line: `name` is the directive (any case), `raw_args`
@@ -240,24 +255,6 @@ pub fn parse_directive_words(name: &str, words: Vec<String>) -> Result<Directive
             false,
             "WSGIServerMetrics On is not supported by mod_rwsgi yet \
              (mod_wsgi.server_metrics() returns None); Off is accepted",
-        )?,
-        // mod_rwsgi offers no apache.request_rec capsule (mod_wsgi's, embedded mode only);
-        // Off, the default, is what it does.
-        "WSGIPassApacheRequest" => one_value_flag(
-            &args,
-            false,
-            "WSGIPassApacheRequest On is not supported by mod_rwsgi yet (no \
-             apache.request_rec capsule in the environ; mod_wsgi adds it in \
-             embedded mode only); Off is accepted",
-        )?,
-        // On (case-sensitive file system, the default on Linux) is how script paths are
-        // compared; Off would fold case in the script's module name.
-        "WSGICaseSensitivity" => one_value_flag(
-            &args,
-            true,
-            "WSGICaseSensitivity Off is not supported by mod_rwsgi yet (script \
-             paths are compared case-sensitively, as on every Linux file system \
-             mod_rwsgi runs on); On is accepted",
         )?,
         // Every directive whose usage is "Name On|Off" is a flag.
         _ if info.syntax.ends_with(" On|Off") => {
@@ -406,7 +403,7 @@ pub(crate) mod tests {
         ("WSGIRestrictStdout", "On"),
         ("WSGIRestrictStdin", "On"),
         ("WSGIRestrictSignal", "Off"),
-        ("WSGICaseSensitivity", "On"),
+        ("WSGICaseSensitivity", "Off"),
         ("WSGIServerMetrics", "Off"),
         (
             "WSGIImportScript",
@@ -437,7 +434,7 @@ pub(crate) mod tests {
         ("WSGIErrorOverride", "On"),
         ("WSGIIgnoreActivity", "On"),
         ("WSGIEnableSendfile", "On"),
-        ("WSGIPassApacheRequest", "Off"),
+        ("WSGIPassApacheRequest", "On"),
         (
             "WSGITelemetryService",
             "unix:/run/wsgi-telemetry.sock interval=2",
@@ -549,31 +546,9 @@ pub(crate) mod tests {
         let flags: Vec<&DirectiveInfo> = DIRECTIVES
             .iter()
             // These take one value only for now (tested below).
-            .filter(|d| {
-                d.syntax.ends_with(" On|Off")
-                    && !matches!(
-                        d.name,
-                        "WSGIServerMetrics" | "WSGIPassApacheRequest" | "WSGICaseSensitivity"
-                    )
-            })
+            .filter(|d| d.syntax.ends_with(" On|Off") && d.name != "WSGIServerMetrics")
             .collect();
-        assert_eq!(flags.len(), 17);
-        assert!(parse_directive("WSGIPassApacheRequest", "On").is_err());
-        assert!(parse_directive("WSGICaseSensitivity", "Off").is_err());
-        assert_eq!(
-            parse("WSGIPassApacheRequest", "Off"),
-            Directive::Flag {
-                name: "WSGIPassApacheRequest",
-                value: false
-            }
-        );
-        assert_eq!(
-            parse("WSGICaseSensitivity", "On"),
-            Directive::Flag {
-                name: "WSGICaseSensitivity",
-                value: true
-            }
-        );
+        assert_eq!(flags.len(), 19);
         assert!(parse_directive("WSGIServerMetrics", "On").is_err());
         assert_eq!(
             parse("WSGIServerMetrics", "off"),
@@ -741,6 +716,28 @@ pub(crate) mod tests {
                 "{name} {raw}"
             );
         }
+    }
+
+    #[test]
+    fn handler_script_group_is_the_literal_process_group_option() {
+        for (raw, expected) in [
+            ("h /s.py process-group=side", Some("side")),
+            ("h /s.py process-group=%{GLOBAL} application-group=a", None),
+            ("h /s.py process-group=%{ENV:G}", None),
+            ("h /s.py", None),
+        ] {
+            assert_eq!(
+                parse("WSGIHandlerScript", raw)
+                    .handler_script_group()
+                    .as_deref(),
+                expected,
+                "{raw}"
+            );
+        }
+        assert_eq!(
+            parse("WSGIProcessGroup", "side").handler_script_group(),
+            None
+        );
     }
 
     #[test]

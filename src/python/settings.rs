@@ -54,6 +54,9 @@ pub struct InterpreterSettings {
     /// WSGIFreeThreading: on a free-threaded build (PEP 703), run without the GIL; Off keeps
     /// the GIL on. No effect on a build with a GIL (the configtest warns).
     pub free_threading: bool,
+    /// WSGICaseSensitivity: Off (a case-insensitive file system) names a script's module
+    /// after its lower-cased path, as mod_wsgi does, so two spellings load one module.
+    pub case_sensitivity: bool,
 }
 
 impl Default for InterpreterSettings {
@@ -85,6 +88,7 @@ impl Default for InterpreterSettings {
             switch_interval: None,
             destroy_interpreter: true,
             free_threading: false,
+            case_sensitivity: true,
         }
     }
 }
@@ -103,6 +107,8 @@ pub(crate) struct ProcessInfo {
     pub log_prefix: String,
     pub header_buffer_size: usize,
     pub apache_version: (u32, u32, u32),
+    /// WSGICaseSensitivity.
+    pub case_sensitivity: bool,
 }
 
 impl ProcessInfo {
@@ -123,6 +129,7 @@ impl ProcessInfo {
             },
             header_buffer_size: s.header_buffer_size,
             apache_version: s.apache_version,
+            case_sensitivity: s.case_sensitivity,
         }
     }
 }
