@@ -577,13 +577,26 @@ fn pass_apache_request_gives_code_in_the_apache_child_the_request_rec_capsule() 
          WSGIScriptAlias /off {a} application-group=%{{GLOBAL}}\n\
          WSGIScriptAlias /daemon {a} process-group=d application-group=%{{GLOBAL}}\n\
          WSGIScriptAlias /disp {a}\n\
+         WSGIScriptAlias /guarded {a} application-group=%{{GLOBAL}}\n\
          <Directory @DIR@/apps>\n    Require all granted\n</Directory>\n\
          <Location /emb>\n    WSGIPassApacheRequest On\n</Location>\n\
          <Location /daemon>\n    WSGIPassApacheRequest On\n</Location>\n\
-         <Location /disp>\n    WSGIPassApacheRequest On\n    WSGIDispatchScript {a}\n</Location>\n",
+         <Location /disp>\n    WSGIPassApacheRequest On\n    WSGIDispatchScript {a}\n</Location>\n\
+         <Location /guarded>\n    WSGIPassApacheRequest On\n    WSGIAccessScript {a}\n</Location>\n\
+         <Location /guarded/off>\n    WSGIPassApacheRequest Off\n</Location>\n",
         a = app.display()
     );
     let apache = config.conf(&conf).start();
+    // The access script (before the handler) reads the request line through it: allowed;
+    // with Off it finds none and denies.
+    let resp = apache.get("/guarded/x?q=1");
+    assert_with_log!(apache, resp.status == 200, "guarded: {}", resp.status);
+    assert_eq!(
+        field(&resp.text(), "the_request"),
+        "GET /guarded/x?q=1 HTTP/1.1"
+    );
+    let resp = apache.get("/guarded/off/x");
+    assert_with_log!(apache, resp.status == 403, "guarded/off: {}", resp.status);
     // Embedded mode: an unnamed capsule holding this very request's request_rec.
     let resp = apache.get("/emb/x?y=1");
     let body = resp.text();
@@ -610,11 +623,10 @@ fn pass_apache_request_gives_code_in_the_apache_child_the_request_rec_capsule() 
         "{body}"
     );
     assert_eq!(field(&body, "the_request"), "GET /disp/z HTTP/1.1");
-    assert!(
-        !apache.error_log().contains("[rwsgi:error]"),
-        "{}",
-        apache.error_log()
-    );
+    // No script raised (/guarded/off's denial is the one error line).
+    let log = apache.error_log();
+    assert!(!log.contains("Traceback"), "{log}");
+    assert_eq!(log.matches("[rwsgi:error]").count(), 1, "{log}");
 }
 
 /// mod_wsgi's module name for a script: `_mod_wsgi_` and the MD5 of its path (here with

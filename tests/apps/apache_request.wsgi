@@ -4,7 +4,8 @@
 # mod_wsgi's (a PyCapsule of Apache's request_rec): its name, and the request line read
 # through it from request_rec's `the_request` (after six pointers: pool, connection, server,
 # next, prev, main). As a WSGIDispatchScript, application_group() names the group after what
-# it saw, for the app to report.
+# it saw, for the app to report; as a WSGIAccessScript, allow_access() lets a request on
+# only when it read the request's own line through the capsule.
 import ctypes
 import os
 
@@ -39,6 +40,13 @@ def application_group(environ):
     if capsule is None:
         return "dispatch-saw-nothing"
     return "dispatch-saw:" + _request_line(capsule)
+
+
+def allow_access(environ, host):
+    capsule = environ.get("apache.request_rec")
+    if capsule is None:
+        return False
+    return _request_line(capsule).split()[1] == environ["REQUEST_URI"]
 
 
 def application(environ, start_response):
