@@ -545,7 +545,7 @@ pub(crate) mod tests {
     fn every_on_off_directive() {
         let flags: Vec<&DirectiveInfo> = DIRECTIVES
             .iter()
-            // These take one value only for now (tested below).
+            // This takes one value only for now (tested below).
             .filter(|d| d.syntax.ends_with(" On|Off") && d.name != "WSGIServerMetrics")
             .collect();
         assert_eq!(flags.len(), 19);
