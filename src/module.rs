@@ -357,11 +357,13 @@ fn apply_directive(
             slot.server.apply(parsed).map_err(|e| e.to_string())
         }
         Target::Dir => {
-            if let Directive::ProcessGroup(selector) = &parsed {
-                if let Some(group) = selector.literal_name() {
-                    // SAFETY: see above.
-                    unsafe { with_global(|g| g.note_group_ref(group, info.name, &location)) }?;
-                }
+            let named_group = match &parsed {
+                Directive::ProcessGroup(selector) => selector.literal_name().map(str::to_owned),
+                other => other.handler_script_group(),
+            };
+            if let Some(group) = named_group {
+                // SAFETY: see above.
+                unsafe { with_global(|g| g.note_group_ref(&group, info.name, &location)) }?;
             }
             if let Directive::TrustedProxies(_) | Directive::TrustedProxyHeaders(_) = &parsed {
                 let site = config::ProxySite {

@@ -35,6 +35,7 @@ pub(crate) fn server_python(global: &GlobalConfig) -> InterpreterSettings {
         destroy_interpreter: global.destroy_interpreter,
         free_threading: global.free_threading,
         server_metrics: global.server_metrics,
+        case_sensitivity: global.case_sensitivity,
         ..InterpreterSettings::default()
     }
 }
@@ -274,6 +275,7 @@ pub(crate) fn plan_group(
             uid: ids.script_uid,
             gid: ids.script_gid,
         },
+        serves_requests: spec.threads > 0,
     };
     Ok(PlannedGroup {
         socket,

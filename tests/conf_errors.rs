@@ -88,6 +88,29 @@ const CASES: &[Case] = &[
         expect: &["WSGIScriptAlias", "missing"],
     },
     Case {
+        name: "handler script for an undefined group",
+        conf: "WSGIHandlerScript h /tmp/h.wsgi process-group=undefinedgroup",
+        expect: &[
+            "WSGIHandlerScript",
+            "undefinedgroup",
+            "no WSGIDaemonProcess defines it",
+        ],
+    },
+    Case {
+        name: "handler script for an undefined group, in a Location",
+        conf: "WSGIDaemonProcess known
+<Location /h>
+    \
+               WSGIHandlerScript h /tmp/h.wsgi process-group=elsewhere \
+               application-group=%{GLOBAL}
+</Location>",
+        expect: &[
+            "WSGIHandlerScript",
+            "'elsewhere'",
+            "no WSGIDaemonProcess defines it",
+        ],
+    },
+    Case {
         name: "script alias with an unknown option",
         conf: "WSGIScriptAlias /x /tmp/x.wsgi colour=blue",
         expect: &["WSGIScriptAlias", "colour=blue"],
@@ -203,7 +226,10 @@ fn bad_configs_fail_configtest_with_a_precise_message() {
 fn good_config_is_accepted_alongside() {
     // The same harness with a valid config passes, so failures above are the bad lines.
     let (ok, out) = ApacheConfig::new("good")
-        .conf("WSGIDaemonProcess g threads=2 processes=1\nWSGIProcessGroup g\nWSGIScriptAlias /x /tmp/x.wsgi")
+        .conf(
+            "WSGIDaemonProcess g threads=2 processes=1\nWSGIProcessGroup g\n\
+             WSGIScriptAlias /x /tmp/x.wsgi\nWSGIHandlerScript h /tmp/h.wsgi process-group=g",
+        )
         .configtest();
     assert!(ok, "{out}");
 }

@@ -122,6 +122,7 @@ const DIRECTIVES: &[(&str, Status)] = &[
     (
         "WSGIPassApacheRequest",
         Implemented(&[
+            "phase_scripts::pass_apache_request_gives_code_in_the_apache_child_the_request_rec_capsule",
             "phase_scripts::pass_apache_request_case_sensitivity_and_accept_mutex_as_mod_wsgi_6",
         ]),
     ),
@@ -134,6 +135,7 @@ const DIRECTIVES: &[(&str, Status)] = &[
         Implemented(&[
             "phase_scripts::handler_script_runs_handle_request_via_sethandler_addhandler_and_rewrite",
             "phase_scripts::mod_wsgi_express_setup_server_config_serves_with_only_load_module_changed",
+            "conf_errors::bad_configs_fail_configtest_with_a_precise_message",
         ]),
     ),
     (
@@ -183,6 +185,7 @@ const DIRECTIVES: &[(&str, Status)] = &[
     (
         "WSGICaseSensitivity",
         Implemented(&[
+            "phase_scripts::case_sensitivity_off_names_modules_and_resources_after_the_lower_cased_path",
             "phase_scripts::pass_apache_request_case_sensitivity_and_accept_mutex_as_mod_wsgi_6",
         ]),
     ),
@@ -257,6 +260,7 @@ const DAEMON_OPTIONS: &[(&str, Status)] = &[
         Implemented(&[
             "daemon_mode::threads_serve_requests_at_once",
             "phase_scripts::service_script_is_supervised_restarted_and_stopped_with_systemexit",
+            "phase_scripts::requests_for_a_service_script_group_are_refused_at_once_naming_it",
         ]),
     ),
     (

@@ -531,11 +531,12 @@ fn mod_wsgi_express_setup_server_config_serves_with_only_load_module_changed() {
 
 #[test]
 fn pass_apache_request_case_sensitivity_and_accept_mutex_as_mod_wsgi_6() {
-    // What mod_rwsgi does is mod_wsgi's default here: accepted.
+    // Every value mod_wsgi 6 takes is accepted (what each does: the tests below).
     let (ok, out) = ApacheConfig::new("acceptedflags")
         .conf(
-            "WSGIAcceptMutex fcntl\nWSGICaseSensitivity On\nWSGIServerMetrics Off\n\
-             <Location />\n    WSGIPassApacheRequest Off\n</Location>\n",
+            "WSGIAcceptMutex fcntl\nWSGICaseSensitivity Off\nWSGIServerMetrics Off\n\
+             <Location />\n    WSGIPassApacheRequest On\n</Location>\n\
+             <Location /x>\n    WSGIPassApacheRequest Off\n</Location>\n",
         )
         .configtest();
     assert!(ok, "{out}");
@@ -544,12 +545,12 @@ fn pass_apache_request_case_sensitivity_and_accept_mutex_as_mod_wsgi_6() {
         out.contains("WSGIAcceptMutex fcntl has no effect in mod_rwsgi"),
         "{out}"
     );
-    // What mod_rwsgi does not offer is refused, naming the directive and the value.
+    // A value mod_wsgi does not take is refused, naming the directive and the value.
     for (conf, token) in [
-        ("WSGICaseSensitivity Off", "'Off'"),
+        ("WSGICaseSensitivity Maybe", "'Maybe'"),
         (
-            "<Location />\nWSGIPassApacheRequest On\n</Location>",
-            "'On'",
+            "<Location />\nWSGIPassApacheRequest yes\n</Location>",
+            "'yes'",
         ),
         ("WSGIAcceptMutex spinlock", "'spinlock'"),
     ] {
@@ -564,4 +565,211 @@ fn pass_apache_request_case_sensitivity_and_accept_mutex_as_mod_wsgi_6() {
             "{conf}: {out}"
         );
     }
+}
+
+#[test]
+fn pass_apache_request_gives_code_in_the_apache_child_the_request_rec_capsule() {
+    let config = ApacheConfig::new("passrequest");
+    let app = config.install_app("apache_request.wsgi");
+    let conf = format!(
+        "WSGIDaemonProcess d threads=1\n\
+         WSGIScriptAlias /emb {a} application-group=%{{GLOBAL}}\n\
+         WSGIScriptAlias /off {a} application-group=%{{GLOBAL}}\n\
+         WSGIScriptAlias /daemon {a} process-group=d application-group=%{{GLOBAL}}\n\
+         WSGIScriptAlias /disp {a}\n\
+         WSGIScriptAlias /guarded {a} application-group=%{{GLOBAL}}\n\
+         <Directory @DIR@/apps>\n    Require all granted\n</Directory>\n\
+         <Location /emb>\n    WSGIPassApacheRequest On\n</Location>\n\
+         <Location /daemon>\n    WSGIPassApacheRequest On\n</Location>\n\
+         <Location /disp>\n    WSGIPassApacheRequest On\n    WSGIDispatchScript {a}\n</Location>\n\
+         <Location /guarded>\n    WSGIPassApacheRequest On\n    WSGIAccessScript {a}\n</Location>\n\
+         <Location /guarded/off>\n    WSGIPassApacheRequest Off\n</Location>\n",
+        a = app.display()
+    );
+    let apache = config.conf(&conf).start();
+    // The access script (before the handler) reads the request line through it: allowed;
+    // with Off it finds none and denies.
+    let resp = apache.get("/guarded/x?q=1");
+    assert_with_log!(apache, resp.status == 200, "guarded: {}", resp.status);
+    assert_eq!(
+        field(&resp.text(), "the_request"),
+        "GET /guarded/x?q=1 HTTP/1.1"
+    );
+    let resp = apache.get("/guarded/off/x");
+    assert_with_log!(apache, resp.status == 403, "guarded/off: {}", resp.status);
+    // Embedded mode: an unnamed capsule holding this very request's request_rec.
+    let resp = apache.get("/emb/x?y=1");
+    let body = resp.text();
+    assert_with_log!(apache, resp.status == 200, "{}\n{body}", resp.status);
+    assert_eq!(field(&body, "capsule"), "PyCapsule", "{body}");
+    assert_eq!(field(&body, "capsule_name"), "None", "{body}");
+    assert_eq!(field(&body, "the_request"), "GET /emb/x?y=1 HTTP/1.1");
+    assert_eq!(field(&body, "process_group"), "");
+    // Off (the default): none.
+    let body = apache.get("/off/x").text();
+    assert_eq!(field(&body, "capsule"), "<missing>", "{body}");
+    // Daemon mode: none either, as in mod_wsgi (the request_rec is in the Apache child).
+    let body = apache.get("/daemon/x").text();
+    assert_eq!(field(&body, "process_group"), "d", "{body}");
+    assert_eq!(field(&body, "capsule"), "<missing>", "{body}");
+    // The dispatch script, run in the Apache child, gets it too: it names the application
+    // group after the request line it read through the capsule.
+    let resp = apache.get("/disp/z");
+    let body = resp.text();
+    assert_with_log!(apache, resp.status == 200, "{}\n{body}", resp.status);
+    assert_eq!(
+        field(&body, "application_group"),
+        "dispatch-saw:GET /disp/z HTTP/1.1",
+        "{body}"
+    );
+    assert_eq!(field(&body, "the_request"), "GET /disp/z HTTP/1.1");
+    // No script raised (/guarded/off's denial is the one error line).
+    let log = apache.error_log();
+    assert!(!log.contains("Traceback"), "{log}");
+    assert_eq!(log.matches("[rwsgi:error]").count(), 1, "{log}");
+}
+
+/// mod_wsgi's module name for a script: `_mod_wsgi_` and the MD5 of its path (here with
+/// WSGICaseSensitivity Off: lower-cased), computed by the module's Python's hashlib.
+fn folded_module_name(path: &Path) -> String {
+    let out = Command::new(MODULE_PYTHON)
+        .args([
+            "-c",
+            "import hashlib, sys; \
+             print('_mod_wsgi_' + hashlib.md5(sys.argv[1].lower().encode()).hexdigest())",
+        ])
+        .arg(path)
+        .output()
+        .expect("run the module's Python");
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+#[test]
+fn case_sensitivity_off_names_modules_and_resources_after_the_lower_cased_path() {
+    let config = ApacheConfig::new("casefold");
+    config.install_app("apache_request.wsgi");
+    let apps = config.root().join("apps");
+    // One script reached by two spellings (a symbolic link stands in for a
+    // case-insensitive file system).
+    let upper_dir = apps.join("Mixed");
+    let lower_dir = apps.join("mixed");
+    for dir in [&upper_dir, &lower_dir] {
+        fs::create_dir_all(dir).unwrap();
+        fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    }
+    let script = upper_dir.join("CaseApp.wsgi");
+    fs::copy(apps.join("apache_request.wsgi"), &script).unwrap();
+    fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    let other_spelling = lower_dir.join("caseapp.wsgi");
+    std::os::unix::fs::symlink(&script, &other_spelling).unwrap();
+    let conf = format!(
+        "WSGICaseSensitivity Off\n\
+         WSGIDaemonProcess d processes=1 threads=1\n\
+         WSGIScriptAlias /Emb {s} application-group=%{{GLOBAL}}\n\
+         WSGIScriptAlias /Daemon {s} process-group=d application-group=%{{GLOBAL}}\n\
+         WSGIScriptAlias /Lower {o} process-group=d application-group=%{{GLOBAL}}\n\
+         WSGIScriptAlias /Res/Ource {s}\n\
+         <Directory @DIR@/apps>\n    Require all granted\n</Directory>\n",
+        s = script.display(),
+        o = other_spelling.display()
+    );
+    let apache = config.conf(&conf).start();
+    let expected = folded_module_name(&script);
+    assert_eq!(expected, folded_module_name(&other_spelling));
+    for path in ["/Emb/x", "/Daemon/x"] {
+        let resp = apache.get(path);
+        let body = resp.text();
+        assert_with_log!(
+            apache,
+            resp.status == 200,
+            "{path}: {}\n{body}",
+            resp.status
+        );
+        assert_eq!(field(&body, "module"), expected, "{path}: {body}");
+        assert_eq!(field(&body, "file"), script.display().to_string());
+    }
+    // The other spelling is the same module in the daemon: loaded once, its second request.
+    let body = apache.get("/Lower/x").text();
+    assert_eq!(field(&body, "module"), expected, "{body}");
+    assert_eq!(field(&body, "served"), "2", "{body}");
+    let log = apache.error_log();
+    let daemon_loads = log
+        .lines()
+        .filter(|l| l.contains("(wsgi:d)") && l.contains("Loading WSGI script"))
+        .count();
+    assert_with_log!(apache, daemon_loads == 1, "daemon loads: {daemon_loads}");
+    // %{RESOURCE} (the default application group) names SCRIPT_NAME lower-cased.
+    let body = apache.get("/Res/Ource/x").text();
+    let group = field(&body, "application_group");
+    assert!(
+        group.starts_with("127.0.0.1") && group.ends_with("|/res/ource"),
+        "{body}"
+    );
+}
+
+#[test]
+fn requests_for_a_service_script_group_are_refused_at_once_naming_it() {
+    let config = ApacheConfig::new("servicerefused");
+    let markers = config.markers_dir();
+    let service = config.install_app("service_script.py");
+    let app = config.install_app("phases.wsgi");
+    let dispatch = config.install_app("dispatch.wsgi");
+    let conf = format!(
+        "WSGIDaemonProcess sidecar threads=0\n\
+         WSGIDaemonProcess web threads=1\n\
+         WSGIImportScript {service} process-group=sidecar application-group=%{{GLOBAL}}\n\
+         WSGIScriptAlias /static-ref {app} process-group=sidecar\n\
+         WSGIScriptAlias /dispatched {app} process-group=web\n\
+         WSGIHandlerScript side-handler {app} process-group=sidecar\n\
+         <Location /handler>\n    SetHandler side-handler\n</Location>\n\
+         <Location /dispatched>\n    WSGIDispatchScript {dispatch}\n</Location>\n\
+         <Directory @DIR@/apps>\n    Require all granted\n</Directory>\n",
+        service = service.display(),
+        app = app.display(),
+        dispatch = dispatch.display()
+    );
+    let config = config.conf(&conf);
+    // mod_wsgi accepts this configuration: configtest passes, warning about each directive
+    // that sends requests to the group (not WSGIImportScript, which starts the service).
+    let (ok, out) = config.configtest();
+    assert!(ok, "{out}");
+    for directive in ["WSGIScriptAlias", "WSGIHandlerScript"] {
+        assert!(
+            out.contains(&format!("{directive} at "))
+                && out.contains("selects daemon process group 'sidecar', which has threads=0"),
+            "{directive}: {out}"
+        );
+    }
+    assert!(!out.contains("WSGIImportScript at"), "{out}");
+    let apache = config.start();
+    // The service script runs (the group is there) ...
+    wait_until(
+        "the service script to start",
+        Duration::from_secs(20),
+        || started_pids(&markers).first().copied(),
+    );
+    // ... and every request routed to it is refused at once, statically or dynamically.
+    for (path, what) in [
+        ("/static-ref/x", "WSGIScriptAlias"),
+        ("/handler/x", "WSGIHandlerScript"),
+        ("/dispatched/x?group=sidecar", "WSGIDispatchScript"),
+    ] {
+        let asked = Instant::now();
+        let resp = apache.get(path);
+        let took = asked.elapsed();
+        assert_with_log!(apache, resp.status == 500, "{what} {path}: {}", resp.status);
+        assert!(
+            took < Duration::from_secs(5),
+            "{what} {path}: took {took:?}"
+        );
+    }
+    let log = apache.error_log();
+    let refusals = log
+        .matches("daemon process group 'sidecar' has threads=0 (a service-script group that serves no requests)")
+        .count();
+    assert_with_log!(apache, refusals == 3, "refusal lines: {refusals}");
+    // The group that serves requests still does.
+    let resp = apache.get("/dispatched/x?group=web");
+    assert_with_log!(apache, resp.status == 200, "web: {}", resp.status);
 }

@@ -126,6 +126,21 @@ impl Directive {
             _ => None,
         }
     }
+
+    /// The daemon process group a WSGIHandlerScript line names literally in `process-group=`
+    /// (None for other directives, or a line that does not parse: applying it reports that).
+    /// The caller reports it with `GlobalConfig::note_group_ref`.
+    pub fn handler_script_group(&self) -> Option<String> {
+        let Directive::Other {
+            name: "WSGIHandlerScript",
+            args,
+        } = self
+        else {
+            return None;
+        };
+        let handler = super::HandlerScript::parse("WSGIHandlerScript", args).ok()?;
+        Some(handler.process_group?.literal_name()?.to_owned())
+    }
 }
 
 /// Parses one directive line: `name` is the directive (any case), `raw_args`
@@ -233,24 +248,6 @@ pub fn parse_directive_words(name: &str, words: Vec<String>) -> Result<Directive
                 None => return Err(args.bad(value, "expected On, Off or Auto")),
             })
         }
-        // mod_rwsgi offers no apache.request_rec capsule (mod_wsgi's, embedded mode only);
-        // Off, the default, is what it does.
-        "WSGIPassApacheRequest" => one_value_flag(
-            &args,
-            false,
-            "WSGIPassApacheRequest On is not supported by mod_rwsgi yet (no \
-             apache.request_rec capsule in the environ; mod_wsgi adds it in \
-             embedded mode only); Off is accepted",
-        )?,
-        // On (case-sensitive file system, the default on Linux) is how script paths are
-        // compared; Off would fold case in the script's module name.
-        "WSGICaseSensitivity" => one_value_flag(
-            &args,
-            true,
-            "WSGICaseSensitivity Off is not supported by mod_rwsgi yet (script \
-             paths are compared case-sensitively, as on every Linux file system \
-             mod_rwsgi runs on); On is accepted",
-        )?,
         // Every directive whose usage is "Name On|Off" is a flag.
         _ if info.syntax.ends_with(" On|Off") => {
             let value = args.one()?;
@@ -276,20 +273,6 @@ pub fn parse_directive_words(name: &str, words: Vec<String>) -> Result<Directive
 pub(super) struct Args<'a> {
     pub(super) info: &'static DirectiveInfo,
     pub(super) words: &'a [String],
-}
-
-/// An On|Off directive of which one value is implemented yet: the other fails configtest
-/// saying why (never accepted and ignored).
-fn one_value_flag(args: &Args<'_>, supported: bool, why: &str) -> Result<Directive, ConfigError> {
-    let value = args.one()?;
-    match parse_on_off(value) {
-        Some(flag) if flag == supported => Ok(Directive::Flag {
-            name: args.info.name,
-            value: flag,
-        }),
-        Some(_) => Err(args.bad(value, why)),
-        None => Err(args.bad(value, "expected On or Off")),
-    }
 }
 
 impl<'a> Args<'a> {
@@ -398,7 +381,7 @@ pub(crate) mod tests {
         ("WSGIRestrictStdout", "On"),
         ("WSGIRestrictStdin", "On"),
         ("WSGIRestrictSignal", "Off"),
-        ("WSGICaseSensitivity", "On"),
+        ("WSGICaseSensitivity", "Off"),
         ("WSGIServerMetrics", "On"),
         (
             "WSGIImportScript",
@@ -429,7 +412,7 @@ pub(crate) mod tests {
         ("WSGIErrorOverride", "On"),
         ("WSGIIgnoreActivity", "On"),
         ("WSGIEnableSendfile", "On"),
-        ("WSGIPassApacheRequest", "Off"),
+        ("WSGIPassApacheRequest", "On"),
         (
             "WSGITelemetryService",
             "unix:/run/wsgi-telemetry.sock interval=2",
@@ -540,29 +523,9 @@ pub(crate) mod tests {
     fn every_on_off_directive() {
         let flags: Vec<&DirectiveInfo> = DIRECTIVES
             .iter()
-            // These take one value only for now (tested below).
-            .filter(|d| {
-                d.syntax.ends_with(" On|Off")
-                    && !matches!(d.name, "WSGIPassApacheRequest" | "WSGICaseSensitivity")
-            })
+            .filter(|d| d.syntax.ends_with(" On|Off"))
             .collect();
-        assert_eq!(flags.len(), 18);
-        assert!(parse_directive("WSGIPassApacheRequest", "On").is_err());
-        assert!(parse_directive("WSGICaseSensitivity", "Off").is_err());
-        assert_eq!(
-            parse("WSGIPassApacheRequest", "Off"),
-            Directive::Flag {
-                name: "WSGIPassApacheRequest",
-                value: false
-            }
-        );
-        assert_eq!(
-            parse("WSGICaseSensitivity", "On"),
-            Directive::Flag {
-                name: "WSGICaseSensitivity",
-                value: true
-            }
-        );
+        assert_eq!(flags.len(), 20);
         for d in flags {
             for (text, value) in [
                 ("On", true),
@@ -722,6 +685,28 @@ pub(crate) mod tests {
                 "{name} {raw}"
             );
         }
+    }
+
+    #[test]
+    fn handler_script_group_is_the_literal_process_group_option() {
+        for (raw, expected) in [
+            ("h /s.py process-group=side", Some("side")),
+            ("h /s.py process-group=%{GLOBAL} application-group=a", None),
+            ("h /s.py process-group=%{ENV:G}", None),
+            ("h /s.py", None),
+        ] {
+            assert_eq!(
+                parse("WSGIHandlerScript", raw)
+                    .handler_script_group()
+                    .as_deref(),
+                expected,
+                "{raw}"
+            );
+        }
+        assert_eq!(
+            parse("WSGIProcessGroup", "side").handler_script_group(),
+            None
+        );
     }
 
     #[test]

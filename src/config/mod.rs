@@ -297,7 +297,10 @@ impl GlobalConfig {
     /// What configtest should warn about, once the configuration is read: every
     /// WSGITrustedProxyHeaders with no WSGITrustedProxies in its own section or at server
     /// level (its virtual host's or the main server's). mod_wsgi then trusts every client
-    /// to send those headers, as it documents, and so does mod_rwsgi.
+    /// to send those headers, as it documents, and so does mod_rwsgi. Every WSGIAcceptMutex.
+    /// And every request-serving directive that names a `threads=0` group (a service-script
+    /// group): mod_wsgi accepts that configuration, so it does not fail, but such a request
+    /// is refused (500) at once.
     pub fn warnings(&self) -> Vec<String> {
         let guarded = |h: &ProxySite| {
             self.proxy_sites.iter().any(|p| {
@@ -329,7 +332,25 @@ impl GlobalConfig {
                 )
             })
             .chain(accept_mutex)
+            .chain(self.service_group_refs())
             .collect()
+    }
+
+    /// Warnings for references to `threads=0` groups by directives that send requests there
+    /// (WSGIImportScript is how a service script starts, so not it).
+    fn service_group_refs(&self) -> impl Iterator<Item = String> + '_ {
+        self.group_refs
+            .iter()
+            .filter(|r| r.directive != "WSGIImportScript")
+            .filter(|r| self.group(&r.name).is_some_and(|g| g.threads == 0))
+            .map(|r| {
+                format!(
+                    "{} at {} selects daemon process group '{}', which has threads=0 (a \
+                     service-script group that serves no requests): a request sent there is \
+                     refused with 500 at once",
+                    r.directive, r.location, r.name
+                )
+            })
     }
 
     /// The daemon group called `name` (exact, case-sensitive match).
@@ -649,10 +670,7 @@ mod tests {
                     let mut g = GlobalConfig::default();
                     g.apply(d.clone(), "t.conf:1")
                         .unwrap_or_else(|e| panic!("{e}"));
-                    // These accept only their default so far.
-                    if !matches!(info.name, "WSGICaseSensitivity") {
-                        assert_ne!(g, GlobalConfig::default(), "{} changed nothing", info.name);
-                    }
+                    assert_ne!(g, GlobalConfig::default(), "{} changed nothing", info.name);
                     assert!(
                         ServerConfig::default().apply(d.clone()).is_err(),
                         "{}",
@@ -817,6 +835,32 @@ mod tests {
     }
 
     #[test]
+    fn requests_sent_to_a_service_script_group_are_warned_about_not_refused() {
+        let mut g = GlobalConfig::default();
+        g.apply(parse("WSGIDaemonProcess", "side threads=0"), "a:1")
+            .unwrap();
+        g.apply(parse("WSGIDaemonProcess", "web"), "a:2").unwrap();
+        g.note_group_ref("side", "WSGIImportScript", "a:3");
+        g.note_group_ref("web", "WSGIProcessGroup", "a:4");
+        assert!(g.warnings().is_empty(), "{:?}", g.warnings());
+        g.note_group_ref("side", "WSGIHandlerScript", "a:5");
+        g.note_group_ref("side", "WSGIProcessGroup", "a:6");
+        let w = g.warnings();
+        assert_eq!(w.len(), 2, "{w:?}");
+        assert!(
+            w[0].starts_with(
+                "WSGIHandlerScript at a:5 selects daemon process group 'side', which has \
+                 threads=0"
+            ),
+            "{}",
+            w[0]
+        );
+        assert!(w[1].starts_with("WSGIProcessGroup at a:6"), "{}", w[1]);
+        // mod_wsgi accepts this configuration: configtest does not fail.
+        assert_eq!(g.check(&FakeHost), Ok(()));
+    }
+
+    #[test]
     fn check_reports_every_problem() {
         let mut g = GlobalConfig::default();
         g.apply(parse("WSGIDaemonProcess", "web user=root"), "a.conf:1")
@@ -973,12 +1017,12 @@ mod tests {
             ("WSGIErrorOverride", "On"),
             ("WSGIIgnoreActivity", "On"),
             ("WSGIEnableSendfile", "On"),
-            ("WSGIPassApacheRequest", "Off"),
+            ("WSGIPassApacheRequest", "On"),
             ("WSGIGroupAuthoritative", "Off"),
             ("WSGIScriptReloading", "On"),
         ]);
         assert!(c.error_override() && c.ignore_activity() && c.enable_sendfile());
-        assert_eq!(c.pass_apache_request, Some(false));
+        assert!(c.pass_apache_request());
         assert!(!c.group_authoritative());
         assert_eq!(c.script_reloading, Some(true));
     }

@@ -711,6 +711,8 @@ impl Server {
                 queue_start_us: head.queue_start_us,
                 daemon_start_us,
             },
+            // As mod_wsgi: the request_rec lives in the Apache child, not here.
+            apache_request: None,
         };
         // startup-timeout: armed by the first request (which loads the script), cleared
         // once a request gets past loading.

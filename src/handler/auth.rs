@@ -31,7 +31,11 @@ fn python_host(r: &Request<'_>, settings: &EmbeddedSettings) -> Option<&'static 
 }
 
 /// The script file (ServerRoot-relative if relative) and its expanded application group.
-pub(super) fn script_target(r: &Request<'_>, script: &PhaseScript) -> (String, String) {
+pub(super) fn script_target(
+    r: &Request<'_>,
+    script: &PhaseScript,
+    settings: &EmbeddedSettings,
+) -> (String, String) {
     let path = if script.path.starts_with('/') {
         script.path.clone()
     } else {
@@ -39,7 +43,7 @@ pub(super) fn script_target(r: &Request<'_>, script: &PhaseScript) -> (String, S
             .server_root_relative(&script.path)
             .unwrap_or_else(|| script.path.clone())
     };
-    let uri = String::from_utf8_lossy(r.uri()).into_owned();
+    let uri = super::resource_script_name(settings, r.uri());
     let group = super::expand(script.application_group(), r, &uri);
     (path, group)
 }
@@ -53,13 +57,14 @@ fn with_script<T>(
     call: impl FnOnce(&AppHost, &PhaseRequest<'_>) -> Result<T, python::PhaseFailed>,
 ) -> Result<T, python::PhaseFailed> {
     let host = python_host(r, settings).ok_or(python::PhaseFailed)?;
-    let (path, group) = script_target(r, script);
+    let (path, group) = script_target(r, script, settings);
     let env = r.auth_environ();
     let req = PhaseRequest {
         script_path: &path,
         app_group: &group,
         env: &env,
         script_reloading: dir.script_reloading(),
+        apache_request: super::apache_request_rec(r, dir),
     };
     call(host, &req)
 }

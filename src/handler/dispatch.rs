@@ -45,7 +45,7 @@ pub(super) fn apply(
         // mod_wsgi.handler_script: not known to the dispatch script.
         b"",
     );
-    let script_name = String::from_utf8_lossy(script_name).into_owned();
+    let script_name = super::resource_script_name(ctx.embedded, script_name);
     let host = match super::embedded::ensure_python(ctx.embedded) {
         Ok(host) => host,
         Err(e) => {
@@ -57,12 +57,13 @@ pub(super) fn apply(
             return Err(ffi::HTTP_INTERNAL_SERVER_ERROR);
         }
     };
-    let (path, script_group) = super::auth::script_target(r, script);
+    let (path, script_group) = super::auth::script_target(r, script, ctx.embedded);
     let req = PhaseRequest {
         script_path: &path,
         app_group: &script_group,
         env: &env,
         script_reloading: dir.script_reloading(),
+        apache_request: super::apache_request_rec(r, dir),
     };
     let answer = host
         .dispatch(&req)

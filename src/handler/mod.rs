@@ -94,6 +94,27 @@ pub fn translate_name(r: &mut Request<'_>, server: &ServerConfig) -> i32 {
     ffi::DECLINED
 }
 
+/// The request for `environ['apache.request_rec']` when WSGIPassApacheRequest is On; only
+/// ever in this Apache child (embedded mode and the phase scripts), as in mod_wsgi.
+fn apache_request_rec(r: &Request<'_>, dir: &DirConfig) -> Option<crate::python::ApacheRequestRec> {
+    if dir.pass_apache_request() {
+        // Python code given the capsule may change the request, as with mod_wsgi's.
+        crate::python::ApacheRequestRec::new(r.as_ptr().cast_mut().cast())
+    } else {
+        None
+    }
+}
+
+/// SCRIPT_NAME as `%{RESOURCE}` names it: lower-cased (ASCII) with WSGICaseSensitivity Off,
+/// as mod_wsgi does for case-insensitive file systems.
+fn resource_script_name(settings: &embedded::EmbeddedSettings, script_name: &[u8]) -> String {
+    let mut name = String::from_utf8_lossy(script_name).into_owned();
+    if !settings.case_sensitivity {
+        name.make_ascii_lowercase();
+    }
+    name
+}
+
 fn expand(selector: &GroupSelector, r: &Request<'_>, script_name: &str) -> String {
     let server = r.server();
     let hostname = server.map(|s| s.hostname()).unwrap_or_default();
@@ -153,7 +174,7 @@ pub fn handle(r: &mut Request<'_>, ctx: &HandlerContext<'_>) -> i32 {
         Some(s) => s.to_vec(),
         None => cgi_env::script_name_from(r.uri(), &path_info),
     };
-    let script_name_str = String::from_utf8_lossy(&script_name).into_owned();
+    let script_name_str = resource_script_name(ctx.embedded, &script_name);
 
     let group_sel = alias
         .and_then(|a| a.process_group.as_ref())
@@ -218,6 +239,19 @@ pub fn handle(r: &mut Request<'_>, ctx: &HandlerContext<'_>) -> i32 {
             &format!(
                 "RW0067: mod_rwsgi: no WSGI daemon process called '{group}' has been configured \
                  (needed by '{script}')"
+            ),
+        );
+        return ffi::HTTP_INTERNAL_SERVER_ERROR;
+    }
+    if target.is_some_and(|t| !t.serves_requests) {
+        // No thread of the group would ever take the request (mod_wsgi leaves it to time
+        // out); the configuration is at fault, as with an undefined group.
+        log::request(
+            r,
+            Level::Error,
+            &format!(
+                "RW0122: mod_rwsgi: daemon process group '{group}' has threads=0 (a service-script \
+                 group that serves no requests): refusing the request for '{script}'"
             ),
         );
         return ffi::HTTP_INTERNAL_SERVER_ERROR;
@@ -302,6 +336,7 @@ pub fn handle(r: &mut Request<'_>, ctx: &HandlerContext<'_>) -> i32 {
                 request_start_us: u64::try_from(r.request_time_us()).unwrap_or(0),
                 ..Default::default()
             },
+            apache_request: apache_request_rec(r, dir),
         };
         return embedded::serve(r, ctx.embedded, &spec, dir.enable_sendfile());
     };

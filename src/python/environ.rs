@@ -141,7 +141,30 @@ pub(crate) fn build<'py>(
         intern!(py, "mod_wsgi.thread_id"),
         super::metrics::thread_slot() + 1,
     )?;
+    if let Some(request_rec) = spec.apache_request {
+        env.set_item(
+            intern!(py, "apache.request_rec"),
+            request_rec_capsule(py, request_rec)?,
+        )?;
+    }
     Ok(env)
+}
+
+/// mod_wsgi's `apache.request_rec`: a capsule holding the request_rec address, with no name
+/// and no destructor (Apache owns the request).
+pub(crate) fn request_rec_capsule(
+    py: Python<'_>,
+    request_rec: super::ApacheRequestRec,
+) -> PyResult<Bound<'_, PyAny>> {
+    // SAFETY: the GIL is held (`py`); PyCapsule_New takes a non-null pointer (it is a
+    // NonNull), accepts a null name and no destructor, and returns a new reference or null
+    // with an exception set, which from_owned_ptr_or_err turns into the PyErr.
+    unsafe {
+        Bound::from_owned_ptr_or_err(
+            py,
+            pyo3::ffi::PyCapsule_New(request_rec.as_ptr(), std::ptr::null(), None),
+        )
+    }
 }
 
 /// µs since the epoch → float seconds (0 stays 0.0), as mod_wsgi's timing keys.

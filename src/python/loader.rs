@@ -67,8 +67,11 @@ pub(crate) fn file_mtime(path: &str) -> std::io::Result<SystemTime> {
 
 impl Loader {
     fn slot(&self, path: &str, group: &str) -> Arc<Slot> {
+        // One slot per module: with WSGICaseSensitivity Off, two spellings of a path are
+        // one script (its first spelling is kept in the slot).
+        let key = (fold_case(path).into_owned(), group.to_string());
         let mut slots = lock(&self.slots);
-        if let Some(slot) = slots.get(&(path.to_string(), group.to_string())) {
+        if let Some(slot) = slots.get(&key) {
             return Arc::clone(slot);
         }
         let slot = Arc::new(Slot {
@@ -78,7 +81,7 @@ impl Loader {
             failure: Mutex::new(None),
             ever_loaded: AtomicBool::new(false),
         });
-        slots.insert((path.to_string(), group.to_string()), Arc::clone(&slot));
+        slots.insert(key, Arc::clone(&slot));
         drop(slots);
         self.note_group(group);
         slot
@@ -218,7 +221,10 @@ impl Loader {
 
     /// (script, application group) of every script requested so far, sorted.
     pub(crate) fn loaded(&self) -> Vec<(String, String)> {
-        let mut out: Vec<(String, String)> = lock(&self.slots).keys().cloned().collect();
+        let mut out: Vec<(String, String)> = lock(&self.slots)
+            .iter()
+            .map(|((_, group), slot)| (slot.path.clone(), group.clone()))
+            .collect();
         out.sort();
         out
     }
@@ -242,8 +248,21 @@ fn md5_hex(py: Python<'_>, text: &str) -> PyResult<String> {
         .extract()
 }
 
+/// The path as it names a module: lower-cased (ASCII letters, as Apache's `ap_str_tolower`
+/// in mod_wsgi) with WSGICaseSensitivity Off, for case-insensitive file systems.
+fn fold_case(path: &str) -> std::borrow::Cow<'_, str> {
+    if super::settings::process_info().case_sensitivity {
+        path.into()
+    } else {
+        path.to_ascii_lowercase().into()
+    }
+}
+
+/// `_mod_wsgi_<md5(path)>`, plus `_<md5(group)>` for a named application group. With
+/// WSGICaseSensitivity Off the path is lower-cased first (ASCII letters, as Apache's
+/// `ap_str_tolower` in mod_wsgi), so one file reached by two spellings is one module.
 pub(crate) fn module_name(py: Python<'_>, path: &str, group: &str) -> PyResult<String> {
-    let mut name = format!("_mod_wsgi_{}", md5_hex(py, path)?);
+    let mut name = format!("_mod_wsgi_{}", md5_hex(py, &fold_case(path))?);
     if !group.is_empty() {
         name.push('_');
         name.push_str(&md5_hex(py, group)?);

@@ -94,6 +94,30 @@ pub trait RequestIo: Send {
     }
 }
 
+/// The address of the Apache request being served, for WSGIPassApacheRequest On: it reaches
+/// the environ as mod_wsgi's `apache.request_rec` capsule (no name, no destructor) for
+/// extension code that works on Apache's `request_rec` directly. Python code may use it only
+/// while the request runs, as in mod_wsgi.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ApacheRequestRec(std::ptr::NonNull<std::ffi::c_void>);
+
+impl ApacheRequestRec {
+    /// None for a null pointer.
+    pub fn new(request_rec: *mut std::ffi::c_void) -> Option<ApacheRequestRec> {
+        std::ptr::NonNull::new(request_rec).map(ApacheRequestRec)
+    }
+
+    pub(crate) fn as_ptr(self) -> *mut std::ffi::c_void {
+        self.0.as_ptr()
+    }
+}
+
+// SAFETY: the host never dereferences the address; it only hands it to Python in a capsule,
+// on the thread serving the request, so sending or sharing the value itself is harmless.
+unsafe impl Send for ApacheRequestRec {}
+// SAFETY: as for Send: the value is an address that is copied, never read through here.
+unsafe impl Sync for ApacheRequestRec {}
+
 /// What to run for one request.
 #[derive(Clone, Copy, Debug)]
 pub struct RequestSpec<'a> {
@@ -108,6 +132,8 @@ pub struct RequestSpec<'a> {
     pub script_reloading: ScriptReloading,
     /// When the request reached each stage: `mod_wsgi.request_start` and friends.
     pub times: RequestTimes,
+    /// WSGIPassApacheRequest On in embedded mode: `environ['apache.request_rec']`.
+    pub apache_request: Option<ApacheRequestRec>,
 }
 
 /// mod_wsgi's reload checks before a request runs a loaded script: its file's mtime differs

@@ -36,6 +36,9 @@ pub struct PhaseRequest<'a> {
     pub env: &'a [(Vec<u8>, Vec<u8>)],
     /// WSGIScriptReloading: re-import the script first if its file changed.
     pub script_reloading: bool,
+    /// WSGIPassApacheRequest On: `environ['apache.request_rec']`, as mod_wsgi gives these
+    /// scripts (they run in the Apache child).
+    pub apache_request: Option<super::ApacheRequestRec>,
 }
 
 /// The phase function gave no usable answer; the reason is logged.
@@ -391,6 +394,12 @@ fn phase_environ<'py>(
     env.set_item("apache.version", process_info().apache_version)?;
     env.set_item("mod_wsgi.process_group", "")?;
     env.set_item("mod_wsgi.application_group", req.app_group)?;
+    if let Some(request_rec) = req.apache_request {
+        env.set_item(
+            "apache.request_rec",
+            super::environ::request_rec_capsule(py, request_rec)?,
+        )?;
+    }
     // The dispatch script decides the callable: it is not shown the configured one.
     if env.contains("mod_wsgi.callable_object")? {
         env.del_item("mod_wsgi.callable_object")?;

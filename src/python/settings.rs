@@ -57,6 +57,9 @@ pub struct InterpreterSettings {
     /// `mod_wsgi.server_metrics()` answers: WSGIServerMetrics On (embedded) or
     /// `server-metrics=on` (daemon group).
     pub server_metrics: bool,
+    /// WSGICaseSensitivity: Off (a case-insensitive file system) names a script's module
+    /// after its lower-cased path, as mod_wsgi does, so two spellings load one module.
+    pub case_sensitivity: bool,
 }
 
 impl Default for InterpreterSettings {
@@ -89,6 +92,7 @@ impl Default for InterpreterSettings {
             destroy_interpreter: true,
             free_threading: false,
             server_metrics: false,
+            case_sensitivity: true,
         }
     }
 }
@@ -108,6 +112,8 @@ pub(crate) struct ProcessInfo {
     pub header_buffer_size: usize,
     pub apache_version: (u32, u32, u32),
     pub server_metrics: bool,
+    /// WSGICaseSensitivity.
+    pub case_sensitivity: bool,
 }
 
 impl ProcessInfo {
@@ -129,6 +135,7 @@ impl ProcessInfo {
             header_buffer_size: s.header_buffer_size,
             apache_version: s.apache_version,
             server_metrics: s.server_metrics,
+            case_sensitivity: s.case_sensitivity,
         }
     }
 }

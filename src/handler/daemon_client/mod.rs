@@ -45,6 +45,9 @@ pub struct DaemonTarget {
     pub response_buffer_size: usize,
     /// script-user= / script-group=.
     pub script_owner: super::script_owner::ScriptOwner,
+    /// False for a `threads=0` group (service scripts only): a request sent there is
+    /// refused at once rather than left to wait for the timeouts.
+    pub serves_requests: bool,
 }
 
 /// What to run in the daemon.

@@ -282,6 +282,7 @@ fn spec<'a>(path: &'a str, env: &'a [(Vec<u8>, Vec<u8>)]) -> RequestSpec<'a> {
         env,
         script_reloading: ScriptReloading::InPlace,
         times: RequestTimes::default(),
+        apache_request: None,
     }
 }
 
