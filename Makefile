@@ -104,6 +104,7 @@ test-venv: check-python
 lint:
 	$(CARGO) fmt --check
 	/usr/bin/python3 build_support/log_codes.py --check
+	/usr/bin/python3 build_support/module_graph.py --check
 	$(CARGO) clippy --release --all-targets -- -D warnings
 
 # `make install`: the module through apxs (into its LIBEXECDIR), then rwsgi.load and

@@ -5,8 +5,9 @@
 
 use std::fmt;
 
+use super::args::Args;
 use super::daemon_group::{DaemonGroupSpec, parse_on_off, split_path_list};
-use super::directive_table::{DirectiveInfo, directive_info};
+use super::directive_table::directive_info;
 use super::error::ConfigError;
 use super::not_implemented::validate_other;
 use super::proxy::{IpNet, KNOWN_PROXY_HEADERS, canonical_proxy_header};
@@ -267,73 +268,6 @@ pub fn parse_directive_words(name: &str, words: Vec<String>) -> Result<Directive
             }
         }
     })
-}
-
-/// The words of one directive, with argument-count helpers.
-pub(super) struct Args<'a> {
-    pub(super) info: &'static DirectiveInfo,
-    pub(super) words: &'a [String],
-}
-
-impl<'a> Args<'a> {
-    pub(super) fn usage(&self) -> String {
-        format!("usage: {}", self.info.syntax)
-    }
-
-    pub(super) fn bad(&self, token: &str, message: impl Into<String>) -> ConfigError {
-        ConfigError::at(self.info.name, "argument", token, message)
-    }
-
-    /// Exactly one argument (it may be empty).
-    pub(super) fn one(&self) -> Result<&'a str, ConfigError> {
-        match self.words {
-            [one] => Ok(one),
-            [] => Err(ConfigError::new(
-                self.info.name,
-                format!("expected one argument; {}", self.usage()),
-            )),
-            [_, extra, ..] => Err(self.bad(
-                extra,
-                format!(
-                    "unexpected extra argument: expected one argument; {}",
-                    self.usage()
-                ),
-            )),
-        }
-    }
-
-    pub(super) fn one_nonempty(&self) -> Result<&'a str, ConfigError> {
-        let value = self.one()?;
-        if value.is_empty() {
-            return Err(self.bad(value, "expected a non-empty value"));
-        }
-        Ok(value)
-    }
-
-    pub(super) fn at_least_one(&self) -> Result<&'a [String], ConfigError> {
-        if self.words.is_empty() {
-            return Err(ConfigError::new(
-                self.info.name,
-                format!("expected at least one argument; {}", self.usage()),
-            ));
-        }
-        Ok(self.words)
-    }
-
-    pub(super) fn one_or_two(&self) -> Result<(&'a str, Option<&'a str>), ConfigError> {
-        match self.words {
-            [a] => Ok((a, None)),
-            [a, b] => Ok((a, Some(b))),
-            [] => Err(ConfigError::new(
-                self.info.name,
-                format!("expected one or two arguments; {}", self.usage()),
-            )),
-            [_, _, extra, ..] => Err(self.bad(
-                extra,
-                format!("unexpected extra argument; {}", self.usage()),
-            )),
-        }
-    }
 }
 
 fn hash_seed_error(args: &Args<'_>, value: &str) -> ConfigError {

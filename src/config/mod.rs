@@ -9,6 +9,7 @@
 //! groups) come in through the [`Host`] trait, checked once with
 //! [`GlobalConfig::check`] after the whole configuration is read.
 
+mod args;
 mod daemon_group;
 mod directive_table;
 mod directives;

@@ -2,8 +2,8 @@
 //! mod_rwsgi yet" error configtest reports for them, and the checks of their arguments
 //! (so a line that could never work is named as wrong, not only as unsupported).
 
+use super::args::Args;
 use super::directive_table::directive_info;
-use super::directives::Args;
 use super::error::ConfigError;
 
 /// The error for a directive that is parsed but not supported yet.
