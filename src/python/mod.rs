@@ -93,7 +93,9 @@ pub trait RequestIo: Send {
 /// What to run for one request.
 #[derive(Clone, Copy, Debug)]
 pub struct RequestSpec<'a> {
-    pub script_path: &'a str,
+    /// The script file, as bytes from Apache's `r->filename` (need not be UTF-8); log lines
+    /// show it lossily (`Path::display`).
+    pub script_path: &'a std::path::Path,
     pub app_group: &'a str,
     /// Name of the WSGI callable in the script; "" means "application".
     pub callable: &'a str,
@@ -207,12 +209,14 @@ fn exception_type_name(py: pyo3::Python<'_>, err: &pyo3::PyErr) -> String {
 /// mod_wsgi's header line for a Python exception raised by a WSGI script (its alerts match
 /// it): "[script /p] ValueError exception raised processing WSGI script '/p' for main
 /// interpreter of daemon process 'g'." The traceback follows it, one line each.
+/// The path is shown lossily (`Path::display`) when it is not UTF-8.
 pub(crate) fn python_error(
     py: pyo3::Python<'_>,
     err: &pyo3::PyErr,
-    script_path: &str,
+    script_path: &(impl AsRef<std::path::Path> + ?Sized),
     app_group: &str,
 ) -> String {
+    let script_path = script_path.as_ref().display();
     format!(
         "{}[script {script_path}] {} exception raised processing WSGI script '{script_path}' \
          for {}.\n{}",
