@@ -3,7 +3,8 @@
 //! must be found by those bytes (not by a lossy UTF-8 copy of them), get `__file__` as
 //! `os.fsdecode` of them and a module name that is the md5 of them, as under mod_wsgi, and be
 //! reloaded when touched. Two ways mod_wsgi users reach such a file: `AddHandler wsgi-script`
-//! in a directory, and a WSGIScriptAliasMatch whose `$1` takes the bytes from the URL.
+//! in a directory, and a WSGIScriptAliasMatch whose `$1` takes the bytes from the URL (to an
+//! absolute script path, and to one relative to ServerRoot).
 
 mod common;
 
@@ -30,6 +31,8 @@ const FILE_NAME: &[u8] = b"caf\xe9.wsgi";
 /// WSGIScriptAliasMatch substituting the URL's bytes.
 const HANDLER_URL: &str = "/files/d%E9j%E0/caf%E9.wsgi";
 const ALIAS_MATCH_URL: &str = "/match/d%E9j%E0/caf%E9";
+/// The same, to a script path relative to ServerRoot.
+const RELATIVE_MATCH_URL: &str = "/relative/d%E9j%E0/caf%E9";
 
 /// Copies tests/apps/file_name.wsgi to `apps/déjà/café.wsgi` (latin-1 bytes), readable by
 /// www-data (daemons run as it), and returns its path.
@@ -61,7 +64,8 @@ fn start(mode: Mode) -> (Apache, PathBuf) {
          Alias /files @DIR@/apps\n\
          <Directory @DIR@/apps>\n    Require all granted\n    Options +ExecCGI\n    \
          AddHandler wsgi-script .wsgi\n</Directory>\n\
-         WSGIScriptAliasMatch ^/match/([^/]+)/([^/]+)$ @DIR@/apps/$1/$2.wsgi\n"
+         WSGIScriptAliasMatch ^/match/([^/]+)/([^/]+)$ @DIR@/apps/$1/$2.wsgi\n\
+         WSGIScriptAliasMatch ^/relative/([^/]+)/([^/]+)$ apps/$1/$2.wsgi\n"
     );
     (config.conf(&conf).start(), script)
 }
@@ -102,9 +106,11 @@ fn a_script_file_whose_path_is_not_utf8_runs_and_reloads_in_both_modes() {
         assert_eq!(first["script_filename"].str(), hex(raw), "{mode:?}");
         // The URL's bytes substituted into WSGIScriptAliasMatch reach the same file: the same
         // module (one import) serves it.
-        let matched = get(&apache, ALIAS_MATCH_URL);
-        assert_eq!(matched["file"].str(), hex(raw), "{mode:?}");
-        assert_eq!(matched["import_id"], first["import_id"], "{mode:?}");
+        for url in [ALIAS_MATCH_URL, RELATIVE_MATCH_URL] {
+            let matched = get(&apache, url);
+            assert_eq!(matched["file"].str(), hex(raw), "{mode:?} {url}");
+            assert_eq!(matched["import_id"], first["import_id"], "{mode:?} {url}");
+        }
 
         // Log lines show the path lossily: U+FFFD for each byte that is not UTF-8, which
         // Apache's error log escapes as the three bytes of its UTF-8 form.

@@ -75,14 +75,14 @@ pub fn translate_name(r: &mut Request<'_>, server: &ServerConfig) -> i32 {
     }
     for (index, alias) in server.script_aliases.iter().enumerate() {
         if let Some((script, script_name, path_info)) = alias_match(alias, &uri) {
-            // A relative script is under ServerRoot (a configured path: UTF-8, unless a
-            // WSGIScriptAliasMatch substitution put URL bytes into it, which stay as they are).
-            let script = match std::str::from_utf8(&script) {
-                Ok(relative) if !script.starts_with(b"/") => r
-                    .pool()
-                    .server_root_relative(relative)
-                    .map_or(script, String::into_bytes),
-                _ => script,
+            // A relative script is under ServerRoot; joined as bytes, since a
+            // WSGIScriptAliasMatch substitution may have put URL bytes (not UTF-8) into it.
+            let script = if script.starts_with(b"/") {
+                script
+            } else {
+                r.pool()
+                    .server_root_relative_bytes(&script)
+                    .unwrap_or(script)
             };
             r.route_to_script(&script, HANDLER_NAME, &path_info);
             r.set_note(NOTE_ALIAS, index.to_string().as_bytes());
