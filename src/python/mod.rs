@@ -227,6 +227,17 @@ pub(crate) fn python_error(
     )
 }
 
+/// A `str` with lone surrogates, which have no UTF-8 form: a file name that is not UTF-8,
+/// as `os.fsdecode` shows it. Shown as its bytes would be, lossily (one U+FFFD per byte that
+/// is not UTF-8), like a script path in a log line.
+fn lossy_text(text: &pyo3::Bound<'_, pyo3::types::PyString>) -> String {
+    use pyo3::prelude::*;
+    text.call_method1("encode", ("utf-8", "surrogateescape"))
+        .and_then(|b| Ok(b.cast_into::<pyo3::types::PyBytes>()?))
+        .map(|b| String::from_utf8_lossy(b.as_bytes()).into_owned())
+        .unwrap_or_else(|_| text.to_string_lossy().into_owned())
+}
+
 /// Formats a Python exception with its traceback as one block (lines joined by "\n", no
 /// trailing newline).
 pub(crate) fn format_exception(py: pyo3::Python<'_>, err: &pyo3::PyErr) -> String {
@@ -238,7 +249,11 @@ pub(crate) fn format_exception(py: pyo3::Python<'_>, err: &pyo3::PyErr) -> Strin
             .call1((err.get_type(py), err.value(py), err.traceback(py)))?;
         let mut text = String::new();
         for line in lines.try_iter()? {
-            text.push_str(&line?.extract::<String>()?);
+            let line = line?.cast_into::<pyo3::types::PyString>()?;
+            match line.to_str() {
+                Ok(line) => text.push_str(line),
+                Err(_) => text.push_str(&lossy_text(&line)),
+            }
         }
         Ok(text)
     })();

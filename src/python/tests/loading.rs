@@ -451,3 +451,29 @@ def application(environ, start_response):
         dump(&shown)
     );
 }
+
+/// A script whose file name is not UTF-8 that fails: its traceback (which names the file as
+/// `os.fsdecode` shows it, with a lone surrogate) is still logged, the name shown lossily.
+#[test]
+fn a_failing_script_whose_name_is_not_utf8_logs_its_traceback() {
+    use std::os::unix::ffi::OsStrExt;
+    let host = host();
+    let path = tmpdir().join(std::ffi::OsStr::from_bytes(b"caf\xe9-raises.wsgi"));
+    std::fs::write(&path, "raise ValueError('raised-by-caf\\xe9')\n").unwrap();
+    let env = env(&[]);
+    let spec = RequestSpec {
+        script_path: &path,
+        ..spec("", &env)
+    };
+    let mut io = FakeIo::new();
+    assert_eq!(host.handle(&spec, &mut io), Outcome::LoadFailed);
+    let shown = path.display().to_string();
+    let logged = logs_with(&format!("Unable to execute Python script file '{shown}'."));
+    assert_eq!(logged.len(), 1, "{}", dump(&shown));
+    let text = &logged[0].1;
+    assert!(
+        text.contains("Traceback") && text.contains("ValueError: raised-by-caf\u{e9}"),
+        "{text}"
+    );
+    assert!(text.contains("caf\u{fffd}-raises.wsgi\", line 1"), "{text}");
+}
