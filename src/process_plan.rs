@@ -241,7 +241,7 @@ pub(crate) fn plan_group(
         preload: preloads
             .iter()
             .filter(|p| p.group == spec.name)
-            .map(|p| (p.script.clone(), p.application_group.clone()))
+            .map(|p| (p.script.clone().into(), p.application_group.clone()))
             .collect(),
         start_delay: Duration::ZERO,
         shutdown_timeout: spec.shutdown_timeout.unwrap_or(Duration::ZERO),
@@ -595,13 +595,13 @@ mod tests {
         assert_eq!(
             planned[0].daemons.plan.preload,
             [
-                ("/srv/a.wsgi".to_string(), String::new()),
-                ("/srv/v.wsgi".to_string(), "v".to_string())
+                ("/srv/a.wsgi".into(), String::new()),
+                ("/srv/v.wsgi".into(), "v".to_string())
             ]
         );
         assert_eq!(
             planned[1].daemons.plan.preload,
-            [("/srv/b.wsgi".to_string(), "app".to_string())]
+            [("/srv/b.wsgi".into(), "app".to_string())]
         );
     }
 

@@ -81,6 +81,16 @@ impl Pool {
         unsafe { cstr_to_string(out) }
     }
 
+    /// [`Pool::server_root_relative`] in bytes, for a path that need not be UTF-8 (one a
+    /// WSGIScriptAliasMatch substitution took from a URL).
+    pub fn server_root_relative_bytes(self, path: &[u8]) -> Option<Vec<u8>> {
+        let c = self.c_bytes(path);
+        // SAFETY: `c` is a NUL-terminated string in the pool; the result (or null) is too.
+        let out = unsafe { ffi::ap_server_root_relative(self.as_ptr(), c) };
+        // SAFETY: null or a NUL-terminated string in the pool, copied before this returns.
+        (!out.is_null()).then(|| unsafe { CStr::from_ptr(out) }.to_bytes().to_vec())
+    }
+
     /// A path relative to Apache's DefaultRuntimeDir.
     pub fn runtime_dir_relative(self, path: &str) -> Option<String> {
         let c = self.c_string(path);

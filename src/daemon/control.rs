@@ -3,8 +3,13 @@
 //! Python. The manager never trusts them for more than "which of my daemons wants what":
 //! the sender is known from the socket it arrived on.
 
-/// Scripts are sent as (WSGI script path, application group).
-pub type Script = (String, String);
+use std::ffi::OsString;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::PathBuf;
+
+/// Scripts are sent as (WSGI script path, application group). The path is bytes, as Apache's
+/// `r->filename` is (a script reached through a URL need not have a UTF-8 name).
+pub type Script = (PathBuf, String);
 
 /// The largest control message accepted (a Replace naming many scripts still fits).
 pub const MAX_MESSAGE: usize = 64 * 1024;
@@ -34,11 +39,12 @@ impl ControlMessage {
                 let mut out = vec![REPLACE];
                 out.extend_from_slice(reason.replace('\0', " ").as_bytes());
                 for (script, group) in scripts {
-                    if script.contains('\0') || group.contains('\0') {
+                    let script = script.as_os_str().as_bytes();
+                    if script.contains(&FIELD) || group.contains('\0') {
                         continue; // cannot be a real path or group; never sent
                     }
                     out.push(FIELD);
-                    out.extend_from_slice(script.as_bytes());
+                    out.extend_from_slice(script);
                     out.push(FIELD);
                     out.extend_from_slice(group.as_bytes());
                 }
@@ -54,18 +60,24 @@ impl ControlMessage {
             READY if rest.is_empty() => Ok(ControlMessage::Ready),
             READY => Err("a Ready control message carries no data".into()),
             REPLACE => {
-                let text = std::str::from_utf8(rest)
-                    .map_err(|_| "a Replace control message is not UTF-8")?;
-                let mut fields = text.split('\0');
-                let reason = fields.next().unwrap_or_default().to_string();
-                let rest: Vec<&str> = fields.collect();
+                let text = |field: &[u8]| {
+                    std::str::from_utf8(field).map(str::to_string).map_err(
+                        |_| "a Replace control message has a reason or group that is not UTF-8",
+                    )
+                };
+                let mut fields = rest.split(|&b| b == FIELD);
+                let reason = text(fields.next().unwrap_or_default())?;
+                let rest: Vec<&[u8]> = fields.collect();
                 if rest.len() % 2 != 0 {
                     return Err("a Replace control message has a script without its group".into());
                 }
                 let scripts = rest
                     .chunks(2)
-                    .map(|pair| (pair[0].to_string(), pair[1].to_string()))
-                    .collect();
+                    .map(|pair| {
+                        let script = PathBuf::from(OsString::from_vec(pair[0].to_vec()));
+                        Ok((script, text(pair[1])?))
+                    })
+                    .collect::<Result<_, &str>>()?;
                 Ok(ControlMessage::Replace { reason, scripts })
             }
             other => Err(format!("unknown control message kind 0x{other:02x}")),
@@ -87,10 +99,15 @@ mod tests {
     fn replace_round_trips_with_and_without_scripts() {
         for scripts in [
             vec![],
-            vec![("/srv/app.wsgi".to_string(), String::new())],
+            vec![("/srv/app.wsgi".into(), String::new())],
             vec![
-                ("/srv/a.wsgi".to_string(), "%{GLOBAL}".to_string()),
-                ("/srv/b é.wsgi".to_string(), "host|/b".to_string()),
+                ("/srv/a.wsgi".into(), "%{GLOBAL}".to_string()),
+                ("/srv/b é.wsgi".into(), "host|/b".to_string()),
+                // A file name that is not UTF-8 (latin-1 é) keeps its bytes.
+                (
+                    PathBuf::from(OsString::from_vec(b"/srv/caf\xe9.wsgi".to_vec())),
+                    "g".to_string(),
+                ),
             ],
         ] {
             let m = ControlMessage::Replace {
@@ -123,5 +140,6 @@ mod tests {
         assert!(ControlMessage::decode(b"Z").is_err());
         assert!(ControlMessage::decode(b"Preason\0only-script").is_err());
         assert!(ControlMessage::decode(&[REPLACE, 0xff, 0xfe]).is_err());
+        assert!(ControlMessage::decode(b"Pr\0/a.wsgi\0\xff").is_err());
     }
 }

@@ -33,7 +33,7 @@ pub struct DaemonPlan {
     pub interpreter: InterpreterSettings,
     pub serve: ServeSettings,
     /// (script path, application group) loaded before serving.
-    pub preload: Vec<(String, String)>,
+    pub preload: Vec<(std::path::PathBuf, String)>,
     /// Wait before starting (crash-loop backoff decided by the parent).
     pub start_delay: Duration,
     pub shutdown_timeout: Duration,
@@ -118,6 +118,7 @@ pub fn run(plan: DaemonPlan) -> DaemonExit {
     if let Some(host) = &host {
         for (script, app_group) in &plan.preload {
             if let Err(e) = host.preload(script, app_group) {
+                let script = script.display();
                 logging::error(&format!(
                     "RW0029: daemon process '{}': failed to preload '{script}': {e}",
                     plan.group

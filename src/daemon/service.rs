@@ -14,6 +14,7 @@
 //! only the main thread receives SIGTERM and SIGINT (Python runs handlers there only).
 
 use std::os::fd::{BorrowedFd, RawFd};
+use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use nix::sys::signal::{SigSet, Signal};
@@ -84,7 +85,7 @@ pub fn run(plan: DaemonPlan) -> DaemonExit {
         }
     }
 
-    let watched: Vec<(String, Option<SystemTime>)> = plan
+    let watched: Vec<(PathBuf, Option<SystemTime>)> = plan
         .preload
         .iter()
         .map(|(script, _)| (script.clone(), mtime(script)))
@@ -138,7 +139,7 @@ fn watch(
     group: &str,
     blocked: &SigSet,
     parent: nix::unistd::Pid,
-    watched: &[(String, Option<SystemTime>)],
+    watched: &[(PathBuf, Option<SystemTime>)],
 ) {
     let me = nix::unistd::getpid();
     let timeout = libc::timespec {
@@ -164,7 +165,10 @@ fn watch(
             watched
                 .iter()
                 .find(|(path, at_start)| mtime(path) != *at_start)
-                .map(|(path, _)| (Signal::SIGINT, format!("service script '{path}' changed")))
+                .map(|(path, _)| {
+                    let path = path.display();
+                    (Signal::SIGINT, format!("service script '{path}' changed"))
+                })
         };
         if let Some((signal, reason)) = why {
             logging::info(&format!(
@@ -176,7 +180,7 @@ fn watch(
     }
 }
 
-fn mtime(path: &str) -> Option<SystemTime> {
+fn mtime(path: &Path) -> Option<SystemTime> {
     std::fs::metadata(path).and_then(|m| m.modified()).ok()
 }
 

@@ -10,9 +10,12 @@
 //! request's reads and writes on its connection are in `request_io`.
 
 use std::collections::HashMap;
+use std::ffi::OsStr;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -687,11 +690,12 @@ impl Server {
             let _ = io.send_error(error_code::SHUTTING_DOWN, b"daemon process is restarting");
             return false;
         }
-        let script = String::from_utf8_lossy(&head.script_path).into_owned();
+        // The script file's path is Apache's r->filename, bytes (a URL can make it non-UTF-8).
+        let script = Path::new(OsStr::from_bytes(&head.script_path));
         let app_group = String::from_utf8_lossy(&head.app_group).into_owned();
         let callable = String::from_utf8_lossy(&head.callable).into_owned();
         let spec = RequestSpec {
-            script_path: &script,
+            script_path: script,
             app_group: &app_group,
             callable: if callable.is_empty() {
                 "application"
@@ -734,6 +738,8 @@ impl Server {
                 if io.head_sent {
                     false
                 } else {
+                    // Shown lossily when the path is not UTF-8.
+                    let script = script.display();
                     let msg = format!("failed to load WSGI script '{script}' (see error log)");
                     io.send_error(error_code::APP_LOAD_FAILED, msg.as_bytes())
                         .is_ok()

@@ -76,14 +76,14 @@ pub fn translate_name(r: &mut Request<'_>, server: &ServerConfig) -> i32 {
     }
     for (index, alias) in server.script_aliases.iter().enumerate() {
         if let Some((script, script_name, path_info)) = alias_match(alias, &uri) {
-            // A relative script is under ServerRoot (a configured path: UTF-8, unless a
-            // WSGIScriptAliasMatch substitution put URL bytes into it, which stay as they are).
-            let script = match std::str::from_utf8(&script) {
-                Ok(relative) if !script.starts_with(b"/") => r
-                    .pool()
-                    .server_root_relative(relative)
-                    .map_or(script, String::into_bytes),
-                _ => script,
+            // A relative script is under ServerRoot; joined as bytes, since a
+            // WSGIScriptAliasMatch substitution may have put URL bytes (not UTF-8) into it.
+            let script = if script.starts_with(b"/") {
+                script
+            } else {
+                r.pool()
+                    .server_root_relative_bytes(&script)
+                    .unwrap_or(script)
             };
             r.route_to_script(&script, HANDLER_NAME, &path_info);
             r.set_note(NOTE_ALIAS, index.to_string().as_bytes());
@@ -155,7 +155,8 @@ pub fn handle(r: &mut Request<'_>, ctx: &HandlerContext<'_>) -> i32 {
         Some(h) => handler_script::script_path(r, h).into_bytes(),
         None => r.filename().unwrap_or(b"").to_vec(),
     };
-    // For log lines (and embedded mode's Python, which takes the path as str).
+    // For log lines only, lossy when the path is not UTF-8; the file itself is reached by
+    // its bytes (`script_file`).
     let script = String::from_utf8_lossy(&script_file).into_owned();
     if handler_script.is_none() && !r.file_is_regular() {
         log::request(
@@ -258,8 +259,7 @@ pub fn handle(r: &mut Request<'_>, ctx: &HandlerContext<'_>) -> i32 {
     }
 
     if let Some(owner) = target.map(|t| t.script_owner).filter(|o| o.is_set()) {
-        let path = std::path::Path::new(std::ffi::OsStr::from_bytes(&script_file));
-        if let Err(why) = owner.check(path) {
+        if let Err(why) = owner.check(script_path(&script_file)) {
             log::request(
                 r,
                 Level::Error,
@@ -321,7 +321,7 @@ pub fn handle(r: &mut Request<'_>, ctx: &HandlerContext<'_>) -> i32 {
             handler_script_env,
         );
         let spec = crate::python::RequestSpec {
-            script_path: &script,
+            script_path: script_path(&script_file),
             app_group: &app_group,
             callable: &callable,
             env: &env,
@@ -377,6 +377,11 @@ pub fn handle(r: &mut Request<'_>, ctx: &HandlerContext<'_>) -> i32 {
         Ok(head) => daemon_client::serve(r, target, &plan, &head, body),
         Err(status) => status,
     }
+}
+
+/// The script file's path: Apache's `r->filename` bytes, UTF-8 or not.
+fn script_path(file: &[u8]) -> &std::path::Path {
+    std::path::Path::new(std::ffi::OsStr::from_bytes(file))
 }
 
 /// The environ as owned pairs, with WSGITrustedProxyHeaders applied (logged): for embedded

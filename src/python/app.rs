@@ -4,6 +4,7 @@
 //! [`Outcome`]. No panic leaves [`AppHost::handle`] and the GIL is never left held.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -105,10 +106,11 @@ impl AppHost {
 
     /// Preloads a script (WSGIImportScript / preloading) before serving. Call without the GIL.
     /// `Err` = the message (with traceback) already logged.
-    pub fn preload(&self, script_path: &str, app_group: &str) -> Result<(), String> {
+    pub fn preload(&self, script_path: &Path, app_group: &str) -> Result<(), String> {
         match catch_unwind(AssertUnwindSafe(|| self.loader.get(script_path, app_group))) {
             Ok(result) => result.map(|_| ()),
             Err(panic) => {
+                let script_path = script_path.display();
                 let msg = format!(
                     "{}Internal error (panic: {}) while preloading WSGI script '{script_path}'.",
                     log_prefix(),
@@ -127,7 +129,7 @@ impl AppHost {
 
     /// (script, application group) of every script loaded so far: what a replacement
     /// process imports before it takes over.
-    pub fn loaded_scripts(&self) -> Vec<(String, String)> {
+    pub fn loaded_scripts(&self) -> Vec<(PathBuf, String)> {
         self.loader.loaded()
     }
 
@@ -187,7 +189,7 @@ impl AppHost {
                         "RW0082: {}Internal error (panic: {}) while processing WSGI script '{}'.",
                         log_prefix(),
                         panic_text(&*panic),
-                        spec.script_path
+                        spec.script_path.display()
                     ),
                 );
                 let head_sent = shared.response().head_sent;
@@ -235,9 +237,10 @@ impl AppHost {
                 Level::Info,
                 &format!(
                     "RW0083: {}Forcing restart of daemon process '{}' due to modification of script \
-                     '{path}'. Reason: {why}.",
+                     '{}'. Reason: {why}.",
                     log_prefix(),
-                    super::settings::process_info().process_group
+                    super::settings::process_info().process_group,
+                    path.display()
                 ),
             );
             return Outcome::ReloadRequired;
@@ -317,7 +320,7 @@ fn run(
             let msg = format!(
                 "{}callable '{name}' not found in WSGI script '{}'.",
                 log_prefix(),
-                spec.script_path
+                spec.script_path.display()
             );
             log_detached(py, Level::Error, &format!("RW0084: {msg}"));
             return Outcome::LoadFailed;
@@ -660,7 +663,7 @@ fn fail(py: Python<'_>, spec: &RequestSpec<'_>, shared: &Shared, failure: Failur
             let msg = format!(
                 "{}Client connection closed while sending the response of WSGI script '{}': {e}.",
                 log_prefix(),
-                spec.script_path
+                spec.script_path.display()
             );
             log_detached(py, Level::Info, &format!("RW0086: {msg}"));
             Outcome::ClientGone
@@ -670,7 +673,7 @@ fn fail(py: Python<'_>, spec: &RequestSpec<'_>, shared: &Shared, failure: Failur
             let msg = format!(
                 "{}Client connection closed while sending the response of WSGI script '{}': {}.",
                 log_prefix(),
-                spec.script_path,
+                spec.script_path.display(),
                 e
             );
             log_detached(py, Level::Info, &format!("RW0087: {msg}"));
@@ -684,14 +687,14 @@ fn fail(py: Python<'_>, spec: &RequestSpec<'_>, shared: &Shared, failure: Failur
                     "{}Request interrupted by mod_wsgi.RequestTimeout in WSGI script '{}' after \
                      the response head was sent; response truncated.",
                     log_prefix(),
-                    spec.script_path
+                    spec.script_path.display()
                 )
             } else {
                 format!(
                     "{}Request interrupted by mod_wsgi.RequestTimeout in WSGI script '{}'; \
                      answered 504.",
                     log_prefix(),
-                    spec.script_path
+                    spec.script_path.display()
                 )
             };
             log_object::log_in_request(py, Level::Info, &format!("RW0088: {msg}"));
@@ -745,7 +748,7 @@ fn check_promised_length(py: Python<'_>, spec: &RequestSpec<'_>, shared: &Shared
         "{}WSGI script '{}' sent {sent} body bytes of the {promised} its Content-Length \
          promised; the connection is closed so the client sees an incomplete response.",
         log_prefix(),
-        spec.script_path
+        spec.script_path.display()
     );
     log_detached(py, Level::Error, &format!("RW0089: {msg}"));
     Outcome::AppError { head_sent: true }

@@ -9,8 +9,16 @@
 //!
 //! Locks here are only waited for while detached from Python (a loader holds its script's lock
 //! while it runs the script under the GIL).
+//!
+//! A script's path is bytes (a `Path`), as Apache's `r->filename` is: the file is read and
+//! stat'ed by those bytes, the module name is the md5 of them, and Python sees them as
+//! `os.fsdecode(bytes)` (surrogateescape), as mod_wsgi does. Log lines show the path lossily
+//! (`Path::display`: a byte that is not UTF-8 becomes U+FFFD).
 
 use std::collections::{HashMap, HashSet};
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -29,7 +37,7 @@ pub(crate) struct Loaded {
 }
 
 struct Slot {
-    path: String,
+    path: PathBuf,
     loaded: Mutex<Option<Arc<Loaded>>>,
     /// The mtime of the loaded version, for `changed()` without waiting on a loader.
     mtime: Mutex<Option<SystemTime>>,
@@ -51,31 +59,39 @@ const MAX_RETRY_DELAY: Duration = Duration::from_secs(30);
 
 #[derive(Default)]
 pub(crate) struct Loader {
-    slots: Mutex<HashMap<(String, String), Arc<Slot>>>,
+    slots: Mutex<HashMap<(PathBuf, String), Arc<Slot>>>,
     groups: Mutex<HashSet<String>>,
     groups_noticed: AtomicBool,
 }
 
-fn mtime_of(path: &str) -> std::io::Result<SystemTime> {
+fn mtime_of(path: &Path) -> std::io::Result<SystemTime> {
     std::fs::metadata(path)?.modified()
 }
 
 /// The script file's mtime, for [`reload_reason`]; call without the GIL.
-pub(crate) fn file_mtime(path: &str) -> std::io::Result<SystemTime> {
-    mtime_of(path)
+pub(crate) fn file_mtime(path: &(impl AsRef<Path> + ?Sized)) -> std::io::Result<SystemTime> {
+    mtime_of(path.as_ref())
+}
+
+/// The path as Python shows a file name: `os.fsdecode` of its bytes (surrogateescape), as
+/// mod_wsgi's `__file__` and `reload_required(resource)` argument are.
+pub(crate) fn fs_path<'py>(py: Python<'py>, path: &Path) -> PyResult<Bound<'py, PyAny>> {
+    py.import("os")?
+        .getattr("fsdecode")?
+        .call1((PyBytes::new(py, path.as_os_str().as_bytes()),))
 }
 
 impl Loader {
-    fn slot(&self, path: &str, group: &str) -> Arc<Slot> {
+    fn slot(&self, path: &Path, group: &str) -> Arc<Slot> {
         // One slot per module: with WSGICaseSensitivity Off, two spellings of a path are
         // one script (its first spelling is kept in the slot).
-        let key = (fold_case(path).into_owned(), group.to_string());
+        let key = (fold_case(path), group.to_string());
         let mut slots = lock(&self.slots);
         if let Some(slot) = slots.get(&key) {
             return Arc::clone(slot);
         }
         let slot = Arc::new(Slot {
-            path: path.to_string(),
+            path: path.to_path_buf(),
             loaded: Mutex::new(None),
             mtime: Mutex::new(None),
             failure: Mutex::new(None),
@@ -112,7 +128,12 @@ impl Loader {
 
     /// The loaded script, loading it if it is not (or no longer) loaded. Call detached from
     /// Python. `Err` carries the message already logged.
-    pub(crate) fn get(&self, path: &str, group: &str) -> Result<Arc<Loaded>, String> {
+    pub(crate) fn get(
+        &self,
+        path: &(impl AsRef<Path> + ?Sized),
+        group: &str,
+    ) -> Result<Arc<Loaded>, String> {
+        let path = path.as_ref();
         let slot = self.slot(path, group);
         let mut loaded = lock(&slot.loaded);
         if let Some(current) = loaded.as_ref() {
@@ -121,6 +142,7 @@ impl Loader {
         if let Some(failure) = lock(&slot.failure).as_ref() {
             let now = Instant::now();
             if now < failure.retry_at && mtime_of(path).ok() == failure.mtime {
+                let path = path.display();
                 let msg = format!(
                     "{}WSGI script '{path}'{} failed to load; not retrying for another {:.1} s \
                      (its traceback is logged above; fix and touch the script to retry at once).",
@@ -157,7 +179,7 @@ impl Loader {
         &self,
         slot: &Slot,
         loaded: &mut Option<Arc<Loaded>>,
-        path: &str,
+        path: &Path,
         group: &str,
     ) -> Result<Arc<Loaded>, String> {
         *lock(&slot.mtime) = None;
@@ -166,6 +188,7 @@ impl Loader {
         let (source, mtime) = match read {
             Ok(r) => r,
             Err(e) => {
+                let path = path.display();
                 let msg = format!(
                     "{}Could not read or compile WSGI script '{path}' for {}: {e}. It must \
                      exist and be readable by the daemon user.",
@@ -192,10 +215,18 @@ impl Loader {
 
     /// Drops `current` (if it is still the loaded module of the script) so that the next
     /// [`Loader::get`] imports the script again; `why` is logged. Call detached from Python.
-    pub(crate) fn discard(&self, path: &str, group: &str, current: &Arc<Loaded>, why: &str) {
+    pub(crate) fn discard(
+        &self,
+        path: &(impl AsRef<Path> + ?Sized),
+        group: &str,
+        current: &Arc<Loaded>,
+        why: &str,
+    ) {
+        let path = path.as_ref();
         let slot = self.slot(path, group);
         let mut loaded = lock(&slot.loaded);
         if loaded.as_ref().is_some_and(|l| Arc::ptr_eq(l, current)) {
+            let path = path.display();
             log(
                 Level::Info,
                 &format!(
@@ -220,8 +251,8 @@ impl Loader {
     }
 
     /// (script, application group) of every script requested so far, sorted.
-    pub(crate) fn loaded(&self) -> Vec<(String, String)> {
-        let mut out: Vec<(String, String)> = lock(&self.slots)
+    pub(crate) fn loaded(&self) -> Vec<(PathBuf, String)> {
+        let mut out: Vec<(PathBuf, String)> = lock(&self.slots)
             .iter()
             .map(|((_, group), slot)| (slot.path.clone(), group.clone()))
             .collect();
@@ -238,34 +269,41 @@ fn group_text(group: &str) -> String {
     }
 }
 
-fn md5_hex(py: Python<'_>, text: &str) -> PyResult<String> {
+fn md5_hex(py: Python<'_>, bytes: &[u8]) -> PyResult<String> {
     let kwargs = PyDict::new(py);
     kwargs.set_item("usedforsecurity", false)?;
     py.import("hashlib")?
         .getattr("md5")?
-        .call((PyBytes::new(py, text.as_bytes()),), Some(&kwargs))?
+        .call((PyBytes::new(py, bytes),), Some(&kwargs))?
         .call_method0("hexdigest")?
         .extract()
 }
 
-/// The path as it names a module: lower-cased (ASCII letters, as Apache's `ap_str_tolower`
-/// in mod_wsgi) with WSGICaseSensitivity Off, for case-insensitive file systems.
-fn fold_case(path: &str) -> std::borrow::Cow<'_, str> {
+/// The path's bytes as they name a module: lower-cased (ASCII letters, as Apache's
+/// `ap_str_tolower` in mod_wsgi) with WSGICaseSensitivity Off, for case-insensitive file
+/// systems.
+fn fold_case(path: &Path) -> PathBuf {
+    let bytes = path.as_os_str().as_bytes();
     if super::settings::process_info().case_sensitivity {
-        path.into()
+        PathBuf::from(OsStr::from_bytes(bytes))
     } else {
-        path.to_ascii_lowercase().into()
+        PathBuf::from(OsStr::from_bytes(&bytes.to_ascii_lowercase()))
     }
 }
 
-/// `_mod_wsgi_<md5(path)>`, plus `_<md5(group)>` for a named application group. With
-/// WSGICaseSensitivity Off the path is lower-cased first (ASCII letters, as Apache's
-/// `ap_str_tolower` in mod_wsgi), so one file reached by two spellings is one module.
-pub(crate) fn module_name(py: Python<'_>, path: &str, group: &str) -> PyResult<String> {
-    let mut name = format!("_mod_wsgi_{}", md5_hex(py, &fold_case(path))?);
+/// `_mod_wsgi_<md5 of the path's bytes>`, plus `_<md5(group)>` for a named application
+/// group. With WSGICaseSensitivity Off the path is lower-cased first, so one file reached
+/// by two spellings is one module.
+pub(crate) fn module_name(
+    py: Python<'_>,
+    path: &(impl AsRef<Path> + ?Sized),
+    group: &str,
+) -> PyResult<String> {
+    let folded = fold_case(path.as_ref());
+    let mut name = format!("_mod_wsgi_{}", md5_hex(py, folded.as_os_str().as_bytes())?);
     if !group.is_empty() {
         name.push('_');
-        name.push_str(&md5_hex(py, group)?);
+        name.push_str(&md5_hex(py, group.as_bytes())?);
     }
     Ok(name)
 }
@@ -288,7 +326,7 @@ pub(crate) fn reload_reason(
     py: Python<'_>,
     loaded: &Loaded,
     file_mtime: &std::io::Result<SystemTime>,
-    path: &str,
+    path: &Path,
     group: &str,
 ) -> Option<String> {
     let dict = loaded.module.bind(py).dict();
@@ -308,7 +346,8 @@ pub(crate) fn reload_reason(
         .get_item(pyo3::intern!(py, "reload_required"))
         .ok()
         .flatten()?;
-    match hook.call1((path,)).and_then(|answer| answer.is_truthy()) {
+    let answer = fs_path(py, path).and_then(|resource| hook.call1((resource,)));
+    match answer.and_then(|answer| answer.is_truthy()) {
         Ok(true) => Some("its reload_required() returned a true value".into()),
         Ok(false) => None,
         Err(e) => {
@@ -321,7 +360,7 @@ pub(crate) fn reload_reason(
 
 fn exec_script(
     py: Python<'_>,
-    path: &str,
+    path: &Path,
     group: &str,
     source: &[u8],
     mtime: SystemTime,
@@ -329,9 +368,10 @@ fn exec_script(
 ) -> Result<Py<PyModule>, String> {
     // mod_wsgi's line, on every load, before the script runs.
     let msg = format!(
-        "{}{} WSGI script '{path}' into {}.",
+        "{}{} WSGI script '{}' into {}.",
         log_prefix(),
         if reload { "Reloading" } else { "Loading" },
+        path.display(),
         interp_context(group)
     );
     super::log_detached(py, Level::Info, &format!("RW0102: {msg}"));
@@ -341,14 +381,15 @@ fn exec_script(
         let module_name = module_name(py, path, group)?;
         let modules = py.import("sys")?.getattr("modules")?;
         let module = PyModule::new(py, &module_name)?;
-        module.setattr("__file__", path)?;
+        let file = fs_path(py, path)?;
+        module.setattr("__file__", &file)?;
         module.setattr("__mtime__", mtime_us(mtime))?;
         let builtins = py.import("builtins")?;
         let kwargs = PyDict::new(py);
         kwargs.set_item("dont_inherit", true)?;
         let code = builtins
             .getattr("compile")?
-            .call((PyBytes::new(py, source), path, "exec"), Some(&kwargs))?;
+            .call((PyBytes::new(py, source), &file, "exec"), Some(&kwargs))?;
         compiled = true;
         modules.set_item(&module_name, &module)?;
         name = Some(module_name);
@@ -365,10 +406,11 @@ fn exec_script(
             }
             // mod_wsgi's two lines: what failed, then the exception and its traceback.
             let what = if compiled {
-                format!("Unable to execute Python script file '{path}'.")
+                format!("Unable to execute Python script file '{}'.", path.display())
             } else {
                 format!(
-                    "Could not read or compile WSGI script '{path}' for {}.",
+                    "Could not read or compile WSGI script '{}' for {}.",
+                    path.display(),
                     interp_context(group)
                 )
             };

@@ -121,7 +121,9 @@ unsafe impl Sync for ApacheRequestRec {}
 /// What to run for one request.
 #[derive(Clone, Copy, Debug)]
 pub struct RequestSpec<'a> {
-    pub script_path: &'a str,
+    /// The script file, as bytes from Apache's `r->filename` (need not be UTF-8); log lines
+    /// show it lossily (`Path::display`).
+    pub script_path: &'a std::path::Path,
     pub app_group: &'a str,
     /// Name of the WSGI callable in the script; "" means "application".
     pub callable: &'a str,
@@ -237,12 +239,14 @@ fn exception_type_name(py: pyo3::Python<'_>, err: &pyo3::PyErr) -> String {
 /// mod_wsgi's header line for a Python exception raised by a WSGI script (its alerts match
 /// it): "[script /p] ValueError exception raised processing WSGI script '/p' for main
 /// interpreter of daemon process 'g'." The traceback follows it, one line each.
+/// The path is shown lossily (`Path::display`) when it is not UTF-8.
 pub(crate) fn python_error(
     py: pyo3::Python<'_>,
     err: &pyo3::PyErr,
-    script_path: &str,
+    script_path: &(impl AsRef<std::path::Path> + ?Sized),
     app_group: &str,
 ) -> String {
+    let script_path = script_path.as_ref().display();
     format!(
         "{}[script {script_path}] {} exception raised processing WSGI script '{script_path}' \
          for {}.\n{}",
@@ -251,6 +255,17 @@ pub(crate) fn python_error(
         interp_context(app_group),
         format_exception(py, err)
     )
+}
+
+/// A `str` with lone surrogates, which have no UTF-8 form: a file name that is not UTF-8,
+/// as `os.fsdecode` shows it. Shown as its bytes would be, lossily (one U+FFFD per byte that
+/// is not UTF-8), like a script path in a log line.
+fn lossy_text(text: &pyo3::Bound<'_, pyo3::types::PyString>) -> String {
+    use pyo3::prelude::*;
+    text.call_method1("encode", ("utf-8", "surrogateescape"))
+        .and_then(|b| Ok(b.cast_into::<pyo3::types::PyBytes>()?))
+        .map(|b| String::from_utf8_lossy(b.as_bytes()).into_owned())
+        .unwrap_or_else(|_| text.to_string_lossy().into_owned())
 }
 
 /// Formats a Python exception with its traceback as one block (lines joined by "\n", no
@@ -264,7 +279,11 @@ pub(crate) fn format_exception(py: pyo3::Python<'_>, err: &pyo3::PyErr) -> Strin
             .call1((err.get_type(py), err.value(py), err.traceback(py)))?;
         let mut text = String::new();
         for line in lines.try_iter()? {
-            text.push_str(&line?.extract::<String>()?);
+            let line = line?.cast_into::<pyo3::types::PyString>()?;
+            match line.to_str() {
+                Ok(line) => text.push_str(line),
+                Err(_) => text.push_str(&lossy_text(&line)),
+            }
         }
         Ok(text)
     })();

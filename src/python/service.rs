@@ -6,6 +6,7 @@
 //! Call [`run_service_script`] on the thread that initialised Python (the only one Python
 //! runs signal handlers in), with SIGTERM and SIGINT unblocked on it and blocked elsewhere.
 
+use std::path::Path;
 use std::sync::atomic::{AtomicI32, Ordering};
 
 use pyo3::prelude::*;
@@ -37,7 +38,7 @@ fn stop_service(signum: i32, _frame: &Bound<'_, PyAny>) -> PyResult<()> {
 
 /// Runs the script at `path` as mod_wsgi loads a WSGI script (module
 /// `_mod_wsgi_<md5(path)>`, `__file__` set) until it ends. Call without the GIL.
-pub fn run_service_script(path: &str, app_group: &str) -> ServiceEnd {
+pub fn run_service_script(path: &Path, app_group: &str) -> ServiceEnd {
     STOP_SIGNAL.store(0, Ordering::SeqCst);
     let source = match std::fs::read(path) {
         Ok(s) => s,
@@ -45,8 +46,9 @@ pub fn run_service_script(path: &str, app_group: &str) -> ServiceEnd {
             log(
                 Level::Error,
                 &format!(
-                    "RW0117: {}cannot read service script '{path}': {e}",
-                    log_prefix()
+                    "RW0117: {}cannot read service script '{}': {e}",
+                    log_prefix(),
+                    path.display()
                 ),
             );
             return ServiceEnd::Failed;
@@ -55,16 +57,18 @@ pub fn run_service_script(path: &str, app_group: &str) -> ServiceEnd {
     Python::attach(|py| {
         if let Err(e) = install_stop_handlers(py) {
             let msg = format!(
-                "{}cannot install the SIGTERM handler for service script '{path}' (it \
+                "{}cannot install the SIGTERM handler for service script '{}' (it \
                  will be killed instead of raising SystemExit):\n{}",
                 log_prefix(),
+                path.display(),
                 super::format_exception(py, &e)
             );
             log_detached(py, Level::Error, &format!("RW0118: {msg}"));
         }
         let msg = format!(
-            "{}Running service script '{path}' in {}.",
+            "{}Running service script '{}' in {}.",
             log_prefix(),
+            path.display(),
             interp_context(app_group)
         );
         log_detached(py, Level::Info, &format!("RW0119: {msg}"));
@@ -99,10 +103,11 @@ fn install_stop_handlers(py: Python<'_>) -> PyResult<()> {
     Ok(())
 }
 
-fn exec_script(py: Python<'_>, path: &str, app_group: &str, source: &[u8]) -> PyResult<()> {
+fn exec_script(py: Python<'_>, path: &Path, app_group: &str, source: &[u8]) -> PyResult<()> {
     let name = super::loader::module_name(py, path, app_group)?;
     let module = PyModule::new(py, &name)?;
-    module.setattr("__file__", path)?;
+    let file = super::loader::fs_path(py, path)?;
+    module.setattr("__file__", &file)?;
     py.import("sys")?
         .getattr("modules")?
         .set_item(&name, &module)?;
@@ -111,7 +116,7 @@ fn exec_script(py: Python<'_>, path: &str, app_group: &str, source: &[u8]) -> Py
     kwargs.set_item("dont_inherit", true)?;
     let code = builtins
         .getattr("compile")?
-        .call((PyBytes::new(py, source), path, "exec"), Some(&kwargs))?;
+        .call((PyBytes::new(py, source), &file, "exec"), Some(&kwargs))?;
     builtins
         .getattr("exec")?
         .call1((code, module.dict()))

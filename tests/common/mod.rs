@@ -424,8 +424,11 @@ impl Apache {
         self.child.as_ref().map(|c| c.id()).unwrap_or(0)
     }
 
+    /// The error log, lossy where a line holds bytes that are not UTF-8 (a URL's, say).
     pub fn error_log(&self) -> String {
-        fs::read_to_string(self.config.error_log_path()).unwrap_or_default()
+        fs::read(self.config.error_log_path())
+            .map(|log| String::from_utf8_lossy(&log).into_owned())
+            .unwrap_or_default()
     }
 
     /// Sends a signal to the Apache parent (e.g. SIGUSR1 = graceful restart).

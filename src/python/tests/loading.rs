@@ -365,7 +365,7 @@ fn preload_success_and_failure() {
         "preload_good",
         "def application(e, sr):\n    sr('200 OK', [])\n    return [b'ok']\n",
     );
-    host.preload(&good, "").expect("preload");
+    host.preload(Path::new(&good), "").expect("preload");
     assert_ok(&host, &good, "/", &mut FakeIo::new());
     assert_eq!(
         logs_with(&format!(
@@ -376,9 +376,104 @@ fn preload_success_and_failure() {
         "loaded twice"
     );
     let bad = script("preload_bad", "1/0\n");
-    let err = host.preload(&bad, "").unwrap_err();
+    let err = host.preload(Path::new(&bad), "").unwrap_err();
     assert!(
         err.contains("ZeroDivisionError") && err.contains(&bad),
         "{err}"
     );
+}
+
+/// A script whose file name is not UTF-8 (latin-1 é, as a URL's `%E9` reaches Apache's
+/// r->filename) loads by its bytes: `__file__` and the `reload_required` argument are
+/// `os.fsdecode` of them (so `os.fsencode` gives them back), the module name is the md5 of
+/// them, log lines show the name lossily, and a rewritten file is re-imported in place.
+#[test]
+fn a_script_whose_name_is_not_utf8_loads_and_reloads_by_its_bytes() {
+    use std::os::unix::ffi::OsStrExt;
+    let host = host();
+    let path = tmpdir().join(std::ffi::OsStr::from_bytes(b"caf\xe9-loading.wsgi"));
+    let source = |generation: &str| {
+        format!(
+            r#"
+import hashlib, os
+GENERATION = {generation:?}
+SEEN = []
+def reload_required(resource):
+    SEEN.append(os.fsencode(resource))
+    return False
+def application(environ, start_response):
+    raw = os.fsencode(__file__)
+    assert __name__ == '_mod_wsgi_' + hashlib.md5(raw).hexdigest(), __name__
+    start_response('200 OK', [])
+    return [GENERATION.encode(), b'|', raw, b'|', SEEN[-1] if SEEN else b'-']
+"#
+        )
+    };
+    std::fs::write(&path, source("one")).unwrap();
+    let env = env(&[]);
+    let spec = RequestSpec {
+        script_path: &path,
+        ..spec("", &env)
+    };
+    let shown = path.display().to_string();
+    assert!(shown.contains('\u{fffd}'), "{shown}");
+    let serve = || {
+        let mut io = FakeIo::new();
+        assert_eq!(
+            host.handle(&spec, &mut io),
+            Outcome::Completed,
+            "{}",
+            dump(&shown)
+        );
+        io.body()
+    };
+    let raw = path.as_os_str().as_bytes();
+    // Each request asks reload_required first, with the path as os.fsdecode shows it.
+    assert_eq!(serve(), [b"one|", raw, b"|", raw].concat());
+    assert_eq!(serve(), [b"one|", raw, b"|", raw].concat());
+    assert_eq!(
+        logs_with(&format!("Loading WSGI script '{shown}' into ")).len(),
+        1,
+        "{}",
+        dump(&shown)
+    );
+    // Touched (a new mtime): re-imported in place, found by its bytes again (the fresh
+    // module is not asked again for this request).
+    std::fs::write(&path, source("two")).unwrap();
+    let file = std::fs::File::options().write(true).open(&path).unwrap();
+    file.set_modified(SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000))
+        .unwrap();
+    assert_eq!(serve(), [b"two|", raw, b"|-"].concat());
+    assert_eq!(
+        logs_with(&format!("Reloading WSGI script '{shown}' into ")).len(),
+        1,
+        "{}",
+        dump(&shown)
+    );
+}
+
+/// A script whose file name is not UTF-8 that fails: its traceback (which names the file as
+/// `os.fsdecode` shows it, with a lone surrogate) is still logged, the name shown lossily.
+#[test]
+fn a_failing_script_whose_name_is_not_utf8_logs_its_traceback() {
+    use std::os::unix::ffi::OsStrExt;
+    let host = host();
+    let path = tmpdir().join(std::ffi::OsStr::from_bytes(b"caf\xe9-raises.wsgi"));
+    std::fs::write(&path, "raise ValueError('raised-by-caf\\xe9')\n").unwrap();
+    let env = env(&[]);
+    let spec = RequestSpec {
+        script_path: &path,
+        ..spec("", &env)
+    };
+    let mut io = FakeIo::new();
+    assert_eq!(host.handle(&spec, &mut io), Outcome::LoadFailed);
+    let shown = path.display().to_string();
+    let logged = logs_with(&format!("Unable to execute Python script file '{shown}'."));
+    assert_eq!(logged.len(), 1, "{}", dump(&shown));
+    let text = &logged[0].1;
+    assert!(
+        text.contains("Traceback") && text.contains("ValueError: raised-by-caf\u{e9}"),
+        "{text}"
+    );
+    assert!(text.contains("caf\u{fffd}-raises.wsgi\", line 1"), "{text}");
 }

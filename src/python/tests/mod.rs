@@ -20,7 +20,7 @@ mod wsgi_input;
 use std::collections::VecDeque;
 use std::io;
 use std::os::unix::fs::FileExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Mutex, Once};
 use std::time::{Duration, SystemTime};
 
@@ -276,7 +276,7 @@ fn env(extra: &[(&str, &[u8])]) -> Vec<(Vec<u8>, Vec<u8>)> {
 
 fn spec<'a>(path: &'a str, env: &'a [(Vec<u8>, Vec<u8>)]) -> RequestSpec<'a> {
     RequestSpec {
-        script_path: path,
+        script_path: std::path::Path::new(path),
         app_group: "",
         callable: "",
         env,
