@@ -87,6 +87,14 @@ impl<'r> Request<'r> {
         unsafe { cbytes(self.raw.method) }.unwrap_or(b"GET")
     }
 
+    /// The port the request came to as Apache reports it (`ap_get_server_port`: the
+    /// connection's local port, or ServerName's with `UseCanonicalName On`).
+    pub fn server_port(&self) -> u16 {
+        // SAFETY: a live request; ap_get_server_port only reads it, its server and its
+        // connection.
+        unsafe { ffi::ap_get_server_port(self.as_ptr()) }
+    }
+
     pub fn uri(&self) -> &[u8] {
         // SAFETY: a string field of a live Apache record: null or NUL-terminated, in a pool
         // that outlives the borrow.

@@ -57,10 +57,6 @@ impl VirtualHost {
         unsafe { cstr_to_string(self.rec().server_hostname) }.unwrap_or_default()
     }
 
-    pub fn port(&self) -> u16 {
-        self.rec().port
-    }
-
     /// The next virtual host in Apache's list (the main server comes first).
     pub fn next(&self) -> Option<VirtualHost> {
         // SAFETY: `next` is null or another live server record of this generation.

@@ -116,9 +116,9 @@ fn resource_script_name(settings: &embedded::EmbeddedSettings, script_name: &[u8
 }
 
 fn expand(selector: &GroupSelector, r: &Request<'_>, script_name: &str) -> String {
-    let server = r.server();
-    let hostname = server.map(|s| s.hostname()).unwrap_or_default();
-    let port = server.map(|s| s.port()).unwrap_or(80);
+    let hostname = r.server().map(|s| s.hostname()).unwrap_or_default();
+    // As mod_wsgi: the request's port, not only the one ServerName may carry.
+    let port = r.server_port();
     let host_header = r.header_in(c"Host").map(|h| {
         String::from_utf8_lossy(h)
             .split(':')
