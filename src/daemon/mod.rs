@@ -1,10 +1,12 @@
 //! L3: daemon process groups. The Apache parent creates each group's socket
 //! (`listener`) and forks one daemon manager process (`manager_process`), which forks every
 //! daemon, restarts dead ones (policy in `supervisor`) and replaces them warm when they ask
-//! (`control`). Each daemon prepares itself (`spawn`), starts Python and serves (`process`,
-//! `worker` dispatching requests to its threads, `request_io` for each request's I/O).
+//! (`control`). Each daemon starts up the same way (`child_start`: prepares itself with
+//! `spawn`, starts Python), then serves (`process`, `worker` dispatching requests to its
+//! threads, `request_io` for each request's I/O) or runs its service scripts (`service`).
 //! Nothing here calls Apache: what needs Apache is passed in by `module.rs`.
 
+pub mod child_start;
 pub mod control;
 pub mod exit;
 pub mod listener;

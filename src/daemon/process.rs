@@ -1,5 +1,6 @@
-//! The life of one daemon process after fork: prepare (privileges, directories, names),
-//! wait out a restart backoff, start Python, preload scripts, serve, and stop in order.
+//! The life of one request-serving daemon process after fork: the start-up it shares with
+//! service daemons (`child_start`: restart backoff, privileges, directories, names, Python),
+//! then preload scripts, serve, and stop in order.
 //!
 //! Signals: SIGTERM = shut down (shutdown-timeout); SIGUSR2 = drain (graceful-timeout), sent
 //! by the daemon manager once this process' replacement is ready or Apache restarts
@@ -8,16 +9,17 @@
 //! restart-interval and request-timeout also ask for a warm replacement: this process keeps
 //! its place until its successor has imported the scripts.
 
-use std::os::fd::{BorrowedFd, RawFd};
+use std::os::fd::RawFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{SigSet, Signal};
 
+use crate::daemon::child_start::{ChildKind, DaemonChild, Started};
 use crate::daemon::control::ControlMessage;
 use crate::daemon::exit::DaemonExit;
-use crate::daemon::spawn::{self, ChildSetup};
+use crate::daemon::spawn::ChildSetup;
 use crate::daemon::worker::{ServeSettings, Server, WAKE_SIGNAL};
 use crate::logging;
 use crate::python::{self, AppHost, InterpreterSettings};
@@ -49,6 +51,20 @@ pub struct DaemonPlan {
     pub metrics_record: Option<usize>,
 }
 
+impl DaemonPlan {
+    /// This plan's process, as the start-up shared with service daemons sees it.
+    pub fn child(&self, kind: ChildKind) -> DaemonChild<'_> {
+        DaemonChild {
+            kind,
+            group: &self.group,
+            control_fd: self.control_fd,
+            setup: &self.setup,
+            interpreter: &self.interpreter,
+            start_delay: self.start_delay,
+        }
+    }
+}
+
 /// The monitor's timers (WSGIDaemonProcess options); None = off. Unlike mod_wsgi, each
 /// works on its own: none depends on deadlock-timeout or inactivity-timeout being set.
 #[derive(Clone, Debug, Default)]
@@ -66,54 +82,20 @@ pub struct Timers {
 /// Runs the daemon; returns the exit code. The caller must `_exit` with it and never return
 /// into Apache. A group with `threads=0` runs `daemon::service` instead.
 pub fn run(plan: DaemonPlan) -> DaemonExit {
-    let parent = nix::unistd::getppid();
-    // The backoff comes before the other steps, so a daemon that fails even to prepare
-    // cannot crash-loop; Apache's signal handlers and descriptors are dropped first.
-    let _ = spawn::release_inherited(&plan.setup);
-    if !plan.start_delay.is_zero() {
-        logging::notice(&format!(
-            "RW0028: daemon process '{}' (pid {}): waiting {} s before starting (it kept dying soon \
-             after start)",
-            plan.group,
-            std::process::id(),
-            plan.start_delay.as_secs()
-        ));
-        std::thread::sleep(plan.start_delay);
-    }
-    crate::heap::limit_malloc_arenas();
-    if let Err(e) = spawn::prepare_child(&plan.setup) {
-        critical(&plan, &e.to_string());
-        return DaemonExit::Unprepared;
-    }
-    // Signals are taken by the main thread with sigtimedwait; every thread inherits this
-    // mask. SIGPIPE is ignored so a closed socket is an EPIPE error, not death.
-    let mut waited = SigSet::empty();
-    for sig in [
-        Signal::SIGTERM,
-        Signal::SIGINT,
-        Signal::SIGUSR1,
-        Signal::SIGUSR2,
-        Signal::SIGHUP,
-        // cpu-time-limit: the kernel's notice that the RLIMIT_CPU soft limit was reached.
-        Signal::SIGXCPU,
-        WAKE_SIGNAL,
-    ] {
-        waited.add(sig);
-    }
-    let _ = waited.thread_block();
-    // SAFETY: ignoring SIGPIPE is always sound.
-    let _ =
-        unsafe { nix::sys::signal::signal(Signal::SIGPIPE, nix::sys::signal::SigHandler::SigIgn) };
-
-    let started = spawn::apply_environment(&plan.setup)
-        .map_err(|e| e.to_string())
-        .and_then(|()| python::initialize(&plan.interpreter));
-    let (host, host_error) = match started {
+    let child = plan.child(ChildKind::Server);
+    // cpu-time-limit: SIGXCPU is the kernel's notice that the RLIMIT_CPU soft limit was
+    // reached; WAKE_SIGNAL wakes the main thread (see `worker`).
+    let Started {
+        parent,
+        waited,
+        python,
+    } = match child.start(&[Signal::SIGXCPU, WAKE_SIGNAL]) {
+        Ok(started) => started,
+        Err(exit) => return exit,
+    };
+    let (host, host_error) = match python {
         Ok(()) => (Some(AppHost::new()), String::new()),
-        Err(e) => {
-            critical(&plan, &e);
-            (None, e)
-        }
+        Err(e) => (None, e),
     };
     if let Some(host) = &host {
         for (script, app_group) in &plan.preload {
@@ -132,14 +114,14 @@ pub fn run(plan: DaemonPlan) -> DaemonExit {
     let server = match Server::new(plan.serve.clone(), plan.listener_fd, host, host_error) {
         Ok(s) => s,
         Err(e) => {
-            critical(&plan, &e.to_string());
+            child.critical(&e.to_string());
             return DaemonExit::Failed;
         }
     };
     let threads = match server.start() {
         Ok(t) => t,
         Err(e) => {
-            critical(&plan, &format!("cannot start threads: {e}"));
+            child.critical(&format!("cannot start threads: {e}"));
             return DaemonExit::Failed;
         }
     };
@@ -149,7 +131,7 @@ pub fn run(plan: DaemonPlan) -> DaemonExit {
         std::process::id(),
         plan.serve.threads
     ));
-    send_control(&plan, &ControlMessage::Ready);
+    child.send_control(&ControlMessage::Ready);
 
     let heartbeat = Arc::new(AtomicU64::new(0));
     let epoch = Instant::now();
@@ -171,13 +153,10 @@ pub fn run(plan: DaemonPlan) -> DaemonExit {
             .host()
             .map(|h| h.loaded_scripts())
             .unwrap_or_default();
-        let asked = send_control(
-            &plan,
-            &ControlMessage::Replace {
-                reason: stop.reason.clone(),
-                scripts,
-            },
-        );
+        let asked = child.send_control(&ControlMessage::Replace {
+            reason: stop.reason.clone(),
+            scripts,
+        });
         let drain_kind = if eviction {
             StopKind::Eviction
         } else {
@@ -257,18 +236,6 @@ pub fn run(plan: DaemonPlan) -> DaemonExit {
     orderly
 }
 
-/// Logs why this daemon cannot serve, naming its group and PID.
-fn critical(plan: &DaemonPlan, what: &str) {
-    logging::log(
-        logging::Level::Crit,
-        &format!(
-            "RW0035: daemon process '{}' (pid {}): {what}",
-            plan.group,
-            std::process::id()
-        ),
-    );
-}
-
 enum StopKind {
     /// SIGTERM (Apache stopping or restarting), or the manager is gone.
     Shutdown,
@@ -281,30 +248,6 @@ enum StopKind {
     Replace { eviction: bool },
     /// The GIL could not be taken for deadlock-timeout: exit without running Python.
     Deadlock,
-}
-
-/// Sends `msg` to the daemon manager; false when there is none or it cannot be reached.
-fn send_control(plan: &DaemonPlan, msg: &ControlMessage) -> bool {
-    let Some(fd) = plan.control_fd else {
-        return false;
-    };
-    // SAFETY: the control socket is kept open for the whole life of this process.
-    let fd = unsafe { BorrowedFd::borrow_raw(fd) };
-    match nix::sys::socket::send(
-        std::os::fd::AsRawFd::as_raw_fd(&fd),
-        &msg.encode(),
-        nix::sys::socket::MsgFlags::MSG_NOSIGNAL,
-    ) {
-        Ok(_) => true,
-        Err(e) => {
-            logging::warning(&format!(
-                "RW0036: daemon process '{}' (pid {}): cannot reach the daemon manager: {e}",
-                plan.group,
-                std::process::id()
-            ));
-            false
-        }
-    }
 }
 
 /// After asking for a replacement: serve on until told to drain (Graceful), to shut down,

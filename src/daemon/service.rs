@@ -13,62 +13,35 @@
 //! A watcher thread takes the manager's signals and polls the scripts' mtimes once a second;
 //! only the main thread receives SIGTERM and SIGINT (Python runs handlers there only).
 
-use std::os::fd::{BorrowedFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use nix::sys::signal::{SigSet, Signal};
 
+use crate::daemon::child_start::{ChildKind, Started};
 use crate::daemon::control::ControlMessage;
 use crate::daemon::exit::DaemonExit;
 use crate::daemon::process::DaemonPlan;
-use crate::daemon::spawn;
 use crate::logging;
 use crate::python::{self, ServiceEnd};
 
 /// Runs a service-script daemon; returns its exit status (the caller `_exit`s with it).
 pub fn run(plan: DaemonPlan) -> DaemonExit {
-    let parent = nix::unistd::getppid();
-    let _ = spawn::release_inherited(&plan.setup);
-    if !plan.start_delay.is_zero() {
-        logging::notice(&format!(
-            "RW0109: daemon process '{}' (pid {}): waiting {} s before starting its service script \
-             again (it kept ending soon after start)",
-            plan.group,
-            std::process::id(),
-            plan.start_delay.as_secs()
-        ));
-        std::thread::sleep(plan.start_delay);
-    }
-    crate::heap::limit_malloc_arenas();
-    if let Err(e) = spawn::prepare_child(&plan.setup) {
-        critical(&plan, &e.to_string());
-        return DaemonExit::Unprepared;
-    }
-    // Blocked in every thread started from here on; the main thread unblocks SIGTERM and
-    // SIGINT just before the script runs.
-    let mut blocked = SigSet::empty();
-    for sig in [
-        Signal::SIGTERM,
-        Signal::SIGINT,
-        Signal::SIGUSR1,
-        Signal::SIGUSR2,
-        Signal::SIGHUP,
-    ] {
-        blocked.add(sig);
-    }
-    let _ = blocked.thread_block();
-    // SAFETY: ignoring SIGPIPE is always sound.
-    let _ =
-        unsafe { nix::sys::signal::signal(Signal::SIGPIPE, nix::sys::signal::SigHandler::SigIgn) };
-    if let Err(e) = spawn::apply_environment(&plan.setup)
-        .map_err(|e| e.to_string())
-        .and_then(|()| python::initialize(&plan.interpreter))
-    {
-        critical(&plan, &e);
+    let child = plan.child(ChildKind::Service);
+    // The manager's signals stay blocked in every thread started from here on; the main
+    // thread unblocks SIGTERM and SIGINT just before the script runs.
+    let Started {
+        parent,
+        waited: blocked,
+        python,
+    } = match child.start(&[]) {
+        Ok(started) => started,
+        Err(exit) => return exit,
+    };
+    if python.is_err() {
         return DaemonExit::Failed;
     }
-    send_control(&plan, &ControlMessage::Ready);
+    child.send_control(&ControlMessage::Ready);
     if plan.preload.is_empty() {
         logging::error(&format!(
             "RW0110: daemon process '{}' (pid {}) has threads=0 (a service script group) but no \
@@ -95,7 +68,7 @@ pub fn run(plan: DaemonPlan) -> DaemonExit {
         .name("rwsgi-service-watch".into())
         .spawn(move || watch(&group, &blocked, parent, &watched));
     if let Err(e) = watcher {
-        critical(&plan, &format!("cannot start the watcher thread: {e}"));
+        child.critical(&format!("cannot start the watcher thread: {e}"));
         return DaemonExit::Failed;
     }
     let mut main_only = SigSet::empty();
@@ -182,35 +155,4 @@ fn watch(
 
 fn mtime(path: &Path) -> Option<SystemTime> {
     std::fs::metadata(path).and_then(|m| m.modified()).ok()
-}
-
-fn critical(plan: &DaemonPlan, what: &str) {
-    logging::log(
-        logging::Level::Crit,
-        &format!(
-            "RW0113: daemon process '{}' (pid {}): {what}",
-            plan.group,
-            std::process::id()
-        ),
-    );
-}
-
-/// Tells the daemon manager this process is up (its crash-loop clock starts).
-fn send_control(plan: &DaemonPlan, msg: &ControlMessage) {
-    let Some(fd) = plan.control_fd else {
-        return;
-    };
-    // SAFETY: the control socket is kept open for the whole life of this process.
-    let fd: BorrowedFd<'_> = unsafe { BorrowedFd::borrow_raw(fd as RawFd) };
-    if let Err(e) = nix::sys::socket::send(
-        std::os::fd::AsRawFd::as_raw_fd(&fd),
-        &msg.encode(),
-        nix::sys::socket::MsgFlags::MSG_NOSIGNAL,
-    ) {
-        logging::warning(&format!(
-            "RW0114: daemon process '{}' (pid {}): cannot reach the daemon manager: {e}",
-            plan.group,
-            std::process::id()
-        ));
-    }
 }

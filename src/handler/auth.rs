@@ -31,7 +31,7 @@ fn python_host(r: &Request<'_>, settings: &EmbeddedSettings) -> Option<&'static 
 }
 
 /// The script file (ServerRoot-relative if relative) and its expanded application group.
-pub(super) fn script_target(
+fn script_target(
     r: &Request<'_>,
     script: &PhaseScript,
     settings: &EmbeddedSettings,
@@ -56,9 +56,24 @@ fn with_script<T>(
     script: &PhaseScript,
     call: impl FnOnce(&AppHost, &PhaseRequest<'_>) -> Result<T, python::PhaseFailed>,
 ) -> Result<T, python::PhaseFailed> {
+    run_phase_script(r, dir, settings, script, || r.auth_environ(), call)
+}
+
+/// What every phase script (access, authentication, authorisation, dispatch) shares: the
+/// embedded Python host (started now if need be; a failure is logged), the script's file
+/// and application group, and the request as the script sees it (`env`, taken only once
+/// the host is up); then `call`.
+pub(super) fn run_phase_script<T>(
+    r: &Request<'_>,
+    dir: &DirConfig,
+    settings: &EmbeddedSettings,
+    script: &PhaseScript,
+    env: impl FnOnce() -> Vec<(Vec<u8>, Vec<u8>)>,
+    call: impl FnOnce(&AppHost, &PhaseRequest<'_>) -> Result<T, python::PhaseFailed>,
+) -> Result<T, python::PhaseFailed> {
     let host = python_host(r, settings).ok_or(python::PhaseFailed)?;
     let (path, group) = script_target(r, script, settings);
-    let env = r.auth_environ();
+    let env = env();
     let req = PhaseRequest {
         script_path: &path,
         app_group: &group,

@@ -8,7 +8,7 @@ use crate::apache::log::{self, Level};
 use crate::apache::request::Request;
 use crate::config::{DirConfig, GroupSelector};
 use crate::ffi;
-use crate::python::{PhaseFailed, PhaseRequest};
+use crate::python::PhaseFailed;
 
 use super::HandlerContext;
 
@@ -46,28 +46,18 @@ pub(super) fn apply(
         b"",
     );
     let script_name = super::resource_script_name(ctx.embedded, script_name);
-    let host = match super::embedded::ensure_python(ctx.embedded) {
-        Ok(host) => host,
-        Err(e) => {
-            log::request(
-                r,
-                Level::Error,
-                &format!("RW0059: mod_rwsgi (embedded): {e}"),
-            );
-            return Err(ffi::HTTP_INTERNAL_SERVER_ERROR);
-        }
-    };
-    let (path, script_group) = super::auth::script_target(r, script, ctx.embedded);
-    let req = PhaseRequest {
-        script_path: &path,
-        app_group: &script_group,
-        env: &env,
-        script_reloading: dir.script_reloading(),
-        apache_request: super::apache_request_rec(r, dir),
-    };
-    let answer = host
-        .dispatch(&req)
-        .map_err(|PhaseFailed| ffi::HTTP_INTERNAL_SERVER_ERROR)?;
+    let (answer, path) = super::auth::run_phase_script(
+        r,
+        dir,
+        ctx.embedded,
+        script,
+        || env,
+        |host, req| {
+            let answer = host.dispatch(req)?;
+            Ok((answer, req.script_path.to_owned()))
+        },
+    )
+    .map_err(|PhaseFailed| ffi::HTTP_INTERNAL_SERVER_ERROR)?;
     let expand = |what: &str, value: Option<String>, current: String| -> Result<String, i32> {
         let Some(value) = value else {
             return Ok(current);

@@ -1,20 +1,22 @@
 //! The entry points of Apache's access control phases: the access_checker hook
 //! (WSGIAccessScript), the `wsgi` authentication provider (WSGIAuthUserScript) and the
 //! `wsgi-group` authorisation provider (WSGIAuthGroupScript). Each is a thin shim: panics are
-//! caught, the work is done by `handler::auth`.
+//! caught, the work is done by `handler::auth`, and what every one of them shares is
+//! `answer_in_phase`.
 
 use std::ffi::CStr;
 use std::os::raw::{c_char, c_int, c_void};
 use std::ptr;
 
 use super::{ModuleList, guard, main_slot, module_ptr};
-use crate::apache::auth;
+use crate::apache::auth as apache_auth;
 use crate::apache::directive_context::DirectiveContext as ApacheDirective;
 use crate::apache::log::{self, Level};
 use crate::apache::pool::Pool;
 use crate::apache::request::Request;
 use crate::config::{DirConfig, Directive};
 use crate::ffi;
+use crate::handler::auth;
 use crate::handler::embedded::EmbeddedSettings;
 
 static AUTHN_PROVIDER: ffi::authn_provider = ffi::authn_provider {
@@ -33,8 +35,8 @@ static AFTER_ACCESS: ModuleList = ModuleList([c"mod_authz_host.c".as_ptr(), ptr:
 
 /// Registers the providers and the hook (from register_hooks).
 pub(super) fn register(pool: Pool) {
-    auth::register_authn_provider(pool, c"wsgi", &AUTHN_PROVIDER);
-    auth::register_authz_provider(pool, c"wsgi-group", &AUTHZ_PROVIDER);
+    apache_auth::register_authn_provider(pool, c"wsgi", &AUTHN_PROVIDER);
+    apache_auth::register_authz_provider(pool, c"wsgi-group", &AUTHZ_PROVIDER);
     // SAFETY: registering a hook function during register_hooks; the ordering lists are
     // static, NULL-terminated and outlive the registry.
     unsafe {
@@ -100,6 +102,52 @@ fn with_settings<T>(f: impl FnOnce(&EmbeddedSettings) -> T) -> T {
     }
 }
 
+/// A request phase as its entry points answer Apache when they cannot ask the script.
+struct Phase<T> {
+    /// Names the phase in the panic line.
+    name: &'static str,
+    /// The answer when the entry point panicked.
+    panicked: T,
+    /// The answer for a request without a directory configuration of ours.
+    unconfigured: T,
+}
+
+const ACCESS: Phase<c_int> = Phase {
+    name: "WSGIAccessScript",
+    panicked: ffi::HTTP_INTERNAL_SERVER_ERROR,
+    unconfigured: ffi::DECLINED,
+};
+const AUTHN: Phase<ffi::authn_status> = Phase {
+    name: "WSGIAuthUserScript",
+    panicked: ffi::authn_status_AUTH_GENERAL_ERROR,
+    unconfigured: ffi::authn_status_AUTH_GENERAL_ERROR,
+};
+const AUTHZ: Phase<ffi::authz_status> = Phase {
+    name: "WSGIAuthGroupScript",
+    panicked: ffi::authz_status_AUTHZ_GENERAL_ERROR,
+    unconfigured: ffi::authz_status_AUTHZ_GENERAL_ERROR,
+};
+
+/// The body of every request-phase entry point: under the panic guard, `answer` gets the
+/// request, its merged directory configuration and the embedded settings. `handler::auth`
+/// does the work: script, Python host, outcome, log lines.
+///
+/// # Safety
+/// `r` is the request Apache passed to the running hook or provider.
+unsafe fn answer_in_phase<T: Copy>(
+    phase: &Phase<T>,
+    r: *mut ffi::request_rec,
+    answer: impl FnOnce(&mut Request<'_>, &DirConfig, &EmbeddedSettings) -> T,
+) -> T {
+    guard(phase.name, phase.panicked, || {
+        // SAFETY: the caller's promise.
+        let Some((mut req, dir)) = (unsafe { request_and_dir(r) }) else {
+            return phase.unconfigured;
+        };
+        with_settings(|settings| answer(&mut req, dir, settings))
+    })
+}
+
 /// The request and its merged directory configuration.
 ///
 /// # Safety
@@ -122,16 +170,8 @@ fn c_bytes<'a>(p: *const c_char) -> &'a [u8] {
 }
 
 unsafe extern "C" fn access_checker(r: *mut ffi::request_rec) -> c_int {
-    guard("WSGIAccessScript", ffi::HTTP_INTERNAL_SERVER_ERROR, || {
-        // SAFETY: Apache passes the live request being checked.
-        let Some((mut req, dir)) = (unsafe { request_and_dir(r) }) else {
-            return ffi::DECLINED;
-        };
-        if dir.access_script.is_none() {
-            return ffi::DECLINED;
-        }
-        with_settings(|s| crate::handler::auth::check_access(&mut req, dir, s))
-    })
+    // SAFETY: Apache passes the live request being checked.
+    unsafe { answer_in_phase(&ACCESS, r, auth::check_access) }
 }
 
 unsafe extern "C" fn check_password(
@@ -139,20 +179,11 @@ unsafe extern "C" fn check_password(
     user: *const c_char,
     password: *const c_char,
 ) -> ffi::authn_status {
-    guard(
-        "WSGIAuthUserScript",
-        ffi::authn_status_AUTH_GENERAL_ERROR,
-        || {
-            // SAFETY: Apache passes the live request being authenticated.
-            let Some((mut req, dir)) = (unsafe { request_and_dir(r) }) else {
-                return ffi::authn_status_AUTH_GENERAL_ERROR;
-            };
-            let (user, password) = (c_bytes(user), c_bytes(password));
-            with_settings(|s| {
-                crate::handler::auth::check_password(&mut req, dir, s, user, password)
-            })
-        },
-    )
+    let answer = |req: &mut Request<'_>, dir: &DirConfig, settings: &EmbeddedSettings| {
+        auth::check_password(req, dir, settings, c_bytes(user), c_bytes(password))
+    };
+    // SAFETY: Apache passes the live request being authenticated.
+    unsafe { answer_in_phase(&AUTHN, r, answer) }
 }
 
 unsafe extern "C" fn get_realm_hash(
@@ -161,27 +192,19 @@ unsafe extern "C" fn get_realm_hash(
     realm: *const c_char,
     rethash: *mut *mut c_char,
 ) -> ffi::authn_status {
-    guard(
-        "WSGIAuthUserScript",
-        ffi::authn_status_AUTH_GENERAL_ERROR,
-        || {
-            // SAFETY: Apache passes the live request being authenticated.
-            let Some((mut req, dir)) = (unsafe { request_and_dir(r) }) else {
-                return ffi::authn_status_AUTH_GENERAL_ERROR;
-            };
-            let (user, realm) = (c_bytes(user), c_bytes(realm));
-            let (status, hash) = with_settings(|s| {
-                crate::handler::auth::get_realm_hash(&mut req, dir, s, user, realm)
-            });
-            if let Some(hash) = hash {
-                let copy = req.pool().c_bytes(&hash);
-                // SAFETY: mod_auth_digest passes a valid out-pointer; the hash lives in the
-                // request pool, as the provider contract asks.
-                unsafe { *rethash = copy.cast_mut() };
-            }
-            status
-        },
-    )
+    let answer = |req: &mut Request<'_>, dir: &DirConfig, settings: &EmbeddedSettings| {
+        let (status, hash) =
+            auth::get_realm_hash(req, dir, settings, c_bytes(user), c_bytes(realm));
+        if let Some(hash) = hash {
+            let copy = req.pool().c_bytes(&hash);
+            // SAFETY: mod_auth_digest passes a valid out-pointer; the hash lives in the
+            // request pool, as the provider contract asks.
+            unsafe { *rethash = copy.cast_mut() };
+        }
+        status
+    };
+    // SAFETY: Apache passes the live request being authenticated.
+    unsafe { answer_in_phase(&AUTHN, r, answer) }
 }
 
 unsafe extern "C" fn check_authorization(
@@ -189,18 +212,12 @@ unsafe extern "C" fn check_authorization(
     require_args: *const c_char,
     _parsed: *const c_void,
 ) -> ffi::authz_status {
-    guard(
-        "WSGIAuthGroupScript",
-        ffi::authz_status_AUTHZ_GENERAL_ERROR,
-        || {
-            // SAFETY: Apache passes the live request being authorised.
-            let Some((mut req, dir)) = (unsafe { request_and_dir(r) }) else {
-                return ffi::authz_status_AUTHZ_GENERAL_ERROR;
-            };
-            let args = String::from_utf8_lossy(c_bytes(require_args)).into_owned();
-            with_settings(|s| crate::handler::auth::check_groups(&mut req, dir, s, &args))
-        },
-    )
+    let answer = |req: &mut Request<'_>, dir: &DirConfig, settings: &EmbeddedSettings| {
+        let args = String::from_utf8_lossy(c_bytes(require_args)).into_owned();
+        auth::check_groups(req, dir, settings, &args)
+    };
+    // SAFETY: Apache passes the live request being authorised.
+    unsafe { answer_in_phase(&AUTHZ, r, answer) }
 }
 
 /// Checks a `Require wsgi-group ...` line when the configuration is read.
@@ -214,7 +231,7 @@ unsafe extern "C" fn parse_require_line(
         c"mod_rwsgi: internal error (see error log)".as_ptr(),
         || {
             let args = String::from_utf8_lossy(c_bytes(require_line)).into_owned();
-            match crate::handler::auth::required_groups(&args) {
+            match auth::required_groups(&args) {
                 Ok(_) => ptr::null(),
                 Err(e) => {
                     // SAFETY: Apache passes the live cmd_parms of the Require directive.

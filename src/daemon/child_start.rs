@@ -1,0 +1,160 @@
+//! The start-up every daemon process shares, whether it serves requests (`process`) or runs
+//! a service script (`service`, a `threads=0` group), in this order: drop what it inherited
+//! from Apache, wait out the restart backoff, prepare (`spawn::prepare_child`: privileges,
+//! directories, names), block the signals its main thread takes, ignore SIGPIPE, start
+//! Python. Its failure lines and its messages to the daemon manager are written here too, so
+//! a fix to one kind of daemon reaches the other.
+
+use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
+use std::time::Duration;
+
+use nix::sys::signal::{SigSet, Signal};
+
+use crate::daemon::control::ControlMessage;
+use crate::daemon::exit::DaemonExit;
+use crate::daemon::spawn::{self, ChildSetup};
+use crate::logging;
+use crate::python::{self, InterpreterSettings};
+
+/// What the daemon process runs once started: only the backoff line tells them apart.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChildKind {
+    /// Serves requests (`daemon::process`).
+    Server,
+    /// Runs its group's service scripts (`daemon::service`).
+    Service,
+}
+
+/// The signals every daemon process takes from the daemon manager in its own time
+/// (sigtimedwait), blocked in every thread.
+const MANAGER_SIGNALS: [Signal; 5] = [
+    Signal::SIGTERM,
+    Signal::SIGINT,
+    Signal::SIGUSR1,
+    Signal::SIGUSR2,
+    Signal::SIGHUP,
+];
+
+/// One daemon process, as its start-up needs it and its log lines name it (borrowed from
+/// its `DaemonPlan`).
+pub struct DaemonChild<'p> {
+    pub kind: ChildKind,
+    pub group: &'p str,
+    /// This process' end of its control socket to the daemon manager.
+    pub control_fd: Option<RawFd>,
+    pub setup: &'p ChildSetup,
+    pub interpreter: &'p InterpreterSettings,
+    /// Wait before starting (crash-loop backoff decided by the parent).
+    pub start_delay: Duration,
+}
+
+/// A daemon process after `DaemonChild::start`.
+pub struct Started {
+    /// The daemon manager, as it was at fork: a different parent later means it is gone.
+    pub parent: nix::unistd::Pid,
+    /// The blocked signals: the manager's, and the caller's own.
+    pub waited: SigSet,
+    /// Python is up, or why not (already logged as critical).
+    pub python: Result<(), String>,
+}
+
+impl DaemonChild<'_> {
+    /// Runs the shared start-up. `Err` is the exit of a process that could not be prepared
+    /// (logged); a Python that did not start is `Started::python`, for the caller to decide
+    /// (a request-serving daemon answers each request with the error, a service daemon
+    /// exits). `own_signals` are blocked besides the manager's.
+    pub fn start(&self, own_signals: &[Signal]) -> Result<Started, DaemonExit> {
+        let parent = nix::unistd::getppid();
+        // The backoff comes before the other steps, so a daemon that fails even to prepare
+        // cannot crash-loop; Apache's signal handlers and descriptors are dropped first.
+        let _ = spawn::release_inherited(self.setup);
+        if !self.start_delay.is_zero() {
+            self.note_backoff();
+            std::thread::sleep(self.start_delay);
+        }
+        crate::heap::limit_malloc_arenas();
+        if let Err(e) = spawn::prepare_child(self.setup) {
+            self.critical(&e.to_string());
+            return Err(DaemonExit::Unprepared);
+        }
+        // Blocked here, so every thread started from now on inherits the mask and only the
+        // thread that waits for them (sigtimedwait) takes them. SIGPIPE is ignored so a
+        // closed socket is an EPIPE error, not death.
+        let mut waited = SigSet::empty();
+        for sig in MANAGER_SIGNALS.iter().chain(own_signals) {
+            waited.add(*sig);
+        }
+        let _ = waited.thread_block();
+        // SAFETY: ignoring SIGPIPE is always sound.
+        let _ = unsafe {
+            nix::sys::signal::signal(Signal::SIGPIPE, nix::sys::signal::SigHandler::SigIgn)
+        };
+        let python = spawn::apply_environment(self.setup)
+            .map_err(|e| e.to_string())
+            .and_then(|()| python::initialize(self.interpreter));
+        if let Err(e) = &python {
+            self.critical(e);
+        }
+        Ok(Started {
+            parent,
+            waited,
+            python,
+        })
+    }
+
+    fn note_backoff(&self) {
+        match self.kind {
+            ChildKind::Server => logging::notice(&format!(
+                "RW0028: daemon process '{}' (pid {}): waiting {} s before starting (it kept dying \
+                 soon after start)",
+                self.group,
+                std::process::id(),
+                self.start_delay.as_secs()
+            )),
+            ChildKind::Service => logging::notice(&format!(
+                "RW0109: daemon process '{}' (pid {}): waiting {} s before starting its service \
+                 script again (it kept ending soon after start)",
+                self.group,
+                std::process::id(),
+                self.start_delay.as_secs()
+            )),
+        }
+    }
+
+    /// Logs why this daemon cannot serve or run, naming its group and PID.
+    pub fn critical(&self, what: &str) {
+        logging::log(
+            logging::Level::Crit,
+            &format!(
+                "RW0035: daemon process '{}' (pid {}): {what}",
+                self.group,
+                std::process::id()
+            ),
+        );
+    }
+
+    /// Sends `msg` to the daemon manager; false when there is none or it cannot be reached
+    /// (logged).
+    pub fn send_control(&self, msg: &ControlMessage) -> bool {
+        let Some(fd) = self.control_fd else {
+            return false;
+        };
+        // SAFETY: the control socket is kept open for the whole life of this process.
+        let fd = unsafe { BorrowedFd::borrow_raw(fd) };
+        match nix::sys::socket::send(
+            fd.as_raw_fd(),
+            &msg.encode(),
+            nix::sys::socket::MsgFlags::MSG_NOSIGNAL,
+        ) {
+            Ok(_) => true,
+            Err(e) => {
+                logging::warning(&format!(
+                    "RW0036: daemon process '{}' (pid {}): cannot reach the daemon manager: {e}",
+                    self.group,
+                    std::process::id()
+                ));
+                false
+            }
+        }
+    }
+}
