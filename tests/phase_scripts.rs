@@ -21,6 +21,19 @@ fn field(body: &str, key: &str) -> String {
         .to_string()
 }
 
+/// The body of `path`, which must answer 200 (else the failure shows the error log).
+fn ok_body(apache: &common::Apache, path: &str) -> String {
+    let resp = apache.get(path);
+    let body = resp.text();
+    assert_with_log!(
+        apache,
+        resp.status == 200,
+        "{path}: {}\n{body}",
+        resp.status
+    );
+    body
+}
+
 #[test]
 fn handler_script_runs_handle_request_via_sethandler_addhandler_and_rewrite() {
     let config = ApacheConfig::new("handlerscript").module("rewrite");
@@ -59,14 +72,7 @@ fn handler_script_runs_handle_request_via_sethandler_addhandler_and_rewrite() {
         ("/res/real.res", "htdocs/res/real.res"),
         ("/rw/page", "htdocs/rw"),
     ] {
-        let resp = apache.get(path);
-        let body = resp.text();
-        assert_with_log!(
-            apache,
-            resp.status == 200,
-            "{path}: {}\n{body}",
-            resp.status
-        );
+        let body = ok_body(&apache, path);
         assert_eq!(field(&body, "via"), "handle_request", "{path}");
         assert_eq!(
             field(&body, "mod_wsgi.handler_script"),
@@ -87,14 +93,7 @@ fn handler_script_runs_handle_request_via_sethandler_addhandler_and_rewrite() {
         daemon_pids.push(field(&body, "pid"));
     }
     // Embedded mode: the same script in the Apache child, in application group "emb".
-    let resp = apache.get("/emb/x");
-    let body = resp.text();
-    assert_with_log!(
-        apache,
-        resp.status == 200,
-        "/emb/x: {}\n{body}",
-        resp.status
-    );
+    let body = ok_body(&apache, "/emb/x");
     assert_eq!(field(&body, "via"), "handle_request");
     assert_eq!(field(&body, "mod_wsgi.process_group"), "");
     assert_eq!(field(&body, "mod_wsgi.application_group"), "emb");
@@ -678,14 +677,7 @@ fn case_sensitivity_off_names_modules_and_resources_after_the_lower_cased_path()
     let expected = folded_module_name(&script);
     assert_eq!(expected, folded_module_name(&other_spelling));
     for path in ["/Emb/x", "/Daemon/x"] {
-        let resp = apache.get(path);
-        let body = resp.text();
-        assert_with_log!(
-            apache,
-            resp.status == 200,
-            "{path}: {}\n{body}",
-            resp.status
-        );
+        let body = ok_body(&apache, path);
         assert_eq!(field(&body, "module"), expected, "{path}: {body}");
         assert_eq!(field(&body, "file"), script.display().to_string());
     }
