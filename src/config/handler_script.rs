@@ -1,9 +1,8 @@
 //! WSGIHandlerScript (a named Apache handler that runs a script's `handle_request`) and
 //! WSGIRestrictProcess (which daemon groups a request may be sent to).
 
-use super::daemon_group::parse_on_off;
 use super::error::ConfigError;
-use super::script_alias::split_options;
+use super::script_alias::{flag_option, group_option, require_nonempty, split_options};
 use super::selector::GroupSelector;
 
 /// The callable a handler script must define (WSGICallableObject does not apply).
@@ -36,16 +35,10 @@ impl HandlerScript {
                  [pass-authorization=On|Off]",
             ));
         };
-        for (word, what) in [(name, "a handler name"), (script, "a script path")] {
-            if word.is_empty() {
-                return Err(ConfigError::at(
-                    directive,
-                    "argument",
-                    word,
-                    format!("expected {what}, not an empty string"),
-                ));
-            }
-        }
+        require_nonempty(
+            directive,
+            &[(name, "a handler name"), (script, "a script path")],
+        )?;
         let mut handler = HandlerScript {
             name: name.clone(),
             script: script.clone(),
@@ -55,24 +48,12 @@ impl HandlerScript {
         };
         let allowed = ["process-group", "application-group", "pass-authorization"];
         for o in split_options(directive, rest, &allowed)? {
-            if o.key == "pass-authorization" {
-                let Some(on) = parse_on_off(o.value) else {
-                    return Err(ConfigError::at(
-                        directive,
-                        "option",
-                        o.word,
-                        "expected On or Off",
-                    ));
-                };
-                handler.pass_authorization = Some(on);
-                continue;
-            }
-            let selector = GroupSelector::parse(directive, o.value)
-                .map_err(|e| ConfigError::at(directive, "option", o.word, e.message))?;
-            if o.key == "process-group" {
-                handler.process_group = Some(selector);
-            } else {
-                handler.application_group = Some(selector);
+            match o.key {
+                "pass-authorization" => {
+                    handler.pass_authorization = Some(flag_option(directive, &o)?);
+                }
+                "process-group" => handler.process_group = Some(group_option(directive, &o)?),
+                _ => handler.application_group = Some(group_option(directive, &o)?),
             }
         }
         Ok(handler)

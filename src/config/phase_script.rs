@@ -3,7 +3,7 @@
 //! `path [application-group=NAME]`.
 
 use super::error::ConfigError;
-use super::script_alias::split_options;
+use super::script_alias::{group_option, split_options};
 use super::selector::GroupSelector;
 
 /// One phase script directive, parsed.
@@ -31,10 +31,7 @@ impl PhaseScript {
         };
         let mut application_group = None;
         for o in split_options(directive, rest, &["application-group"])? {
-            application_group = Some(
-                GroupSelector::parse(directive, o.value)
-                    .map_err(|e| ConfigError::at(directive, "option", o.word, e.message))?,
-            );
+            application_group = Some(group_option(directive, &o)?);
         }
         Ok(PhaseScript {
             path: path.clone(),

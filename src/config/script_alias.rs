@@ -55,9 +55,34 @@ pub(crate) fn split_options<'a>(
 }
 
 /// Parses a group option value (`process-group=`, `application-group=`).
-fn group_option(directive: &str, o: &OptionWord<'_>) -> Result<GroupSelector, ConfigError> {
+pub(crate) fn group_option(
+    directive: &str,
+    o: &OptionWord<'_>,
+) -> Result<GroupSelector, ConfigError> {
     GroupSelector::parse(directive, o.value)
         .map_err(|e| ConfigError::at(directive, "option", o.word, e.message))
+}
+
+/// Parses an On|Off option value (`pass-authorization=`).
+pub(crate) fn flag_option(directive: &str, o: &OptionWord<'_>) -> Result<bool, ConfigError> {
+    parse_on_off(o.value)
+        .ok_or_else(|| ConfigError::at(directive, "option", o.word, "expected On or Off"))
+}
+
+/// Refuses an empty positional argument, saying what was expected there.
+pub(crate) fn require_nonempty(
+    directive: &str,
+    words: &[(&String, &str)],
+) -> Result<(), ConfigError> {
+    match words.iter().find(|(word, _)| word.is_empty()) {
+        Some((word, what)) => Err(ConfigError::at(
+            directive,
+            "argument",
+            word.as_str(),
+            format!("expected {what}, not an empty string"),
+        )),
+        None => Ok(()),
+    }
 }
 
 /// One WSGIScriptAlias or WSGIScriptAliasMatch.
@@ -104,16 +129,10 @@ impl ScriptAlias {
                 ),
             ));
         }
-        for (word, what) in words[..2].iter().zip([first, "a script path"]) {
-            if word.is_empty() {
-                return Err(ConfigError::at(
-                    directive,
-                    "argument",
-                    word,
-                    format!("expected {what}, not an empty string"),
-                ));
-            }
-        }
+        require_nonempty(
+            directive,
+            &[(&words[0], first), (&words[1], "a script path")],
+        )?;
         let mut alias = ScriptAlias {
             url: words[0].clone(),
             script: words[1].clone(),
@@ -131,10 +150,7 @@ impl ScriptAlias {
                 }
                 "callable-object" => alias.callable_object = Some(o.value.to_owned()),
                 "pass-authorization" => {
-                    let flag = parse_on_off(o.value).ok_or_else(|| {
-                        ConfigError::at(directive, "option", o.word, "expected On or Off")
-                    })?;
-                    alias.pass_authorization = Some(flag);
+                    alias.pass_authorization = Some(flag_option(directive, &o)?);
                 }
                 _ => unreachable!("split_options only returns allowed keys"),
             }
