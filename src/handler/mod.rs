@@ -155,9 +155,9 @@ pub fn handle(r: &mut Request<'_>, ctx: &HandlerContext<'_>) -> i32 {
         Some(h) => handler_script::script_path(r, h).into_bytes(),
         None => r.filename().unwrap_or(b"").to_vec(),
     };
-    // For log lines only, lossy when the path is not UTF-8; the file itself is reached by
-    // its bytes (`script_file`).
-    let script = String::from_utf8_lossy(&script_file).into_owned();
+    // For log lines only, lossy when the path is not UTF-8 (borrowed, no copy, when it is
+    // UTF-8); the file itself is reached by its bytes (`script_file`).
+    let script = String::from_utf8_lossy(&script_file);
     if handler_script.is_none() && !r.file_is_regular() {
         log::request(
             r,
