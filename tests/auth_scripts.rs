@@ -39,6 +39,14 @@ fn basic(apache: &Apache, path: &str, user: &str, password: &str) -> common::htt
     apache.request("GET", path, &[("Authorization", &auth)], b"")
 }
 
+/// A configuration with the modules Basic authentication and `Require valid-user` need.
+fn basic_auth_config(name: &str) -> ApacheConfig {
+    ApacheConfig::new(name)
+        .module("authn_core")
+        .module("auth_basic")
+        .module("authz_user")
+}
+
 /// The apps and scripts installed, and the markers directory made (whoami.wsgi writes there).
 fn install(config: &ApacheConfig) -> (String, String, String) {
     config.markers_dir();
@@ -66,10 +74,7 @@ fn app_calls(config: &ApacheConfig) -> usize {
 
 #[test]
 fn basic_login_runs_check_password_and_the_app_sees_remote_user_in_both_modes() {
-    let config = ApacheConfig::new("auth-basic")
-        .module("authn_core")
-        .module("auth_basic")
-        .module("authz_user");
+    let config = basic_auth_config("auth-basic");
     let (app, hooks, _) = install(&config);
     let apache = config
         .conf(&format!(
@@ -306,10 +311,7 @@ fn dispatch_script_chooses_groups_and_callable_per_request() {
 
 #[test]
 fn a_touched_auth_script_is_reloaded() {
-    let config = ApacheConfig::new("auth-reload")
-        .module("authn_core")
-        .module("auth_basic")
-        .module("authz_user");
+    let config = basic_auth_config("auth-reload");
     let (app, hooks, _) = install(&config);
     let apache = config
         .conf(&format!(
@@ -374,11 +376,7 @@ fn configtest_checks_require_wsgi_group_and_notes_group_authoritative_off() {
 #[test]
 fn basic_login_works_under_prefork_and_worker() {
     for mpm in [Mpm::Prefork, Mpm::Worker] {
-        let config = ApacheConfig::new("auth-mpm")
-            .mpm(mpm)
-            .module("authn_core")
-            .module("auth_basic")
-            .module("authz_user");
+        let config = basic_auth_config("auth-mpm").mpm(mpm);
         let (app, hooks, _) = install(&config);
         let apache = config
             .conf(&format!(

@@ -373,39 +373,6 @@ fn modwsgi_venv() -> PathBuf {
     venv
 }
 
-/// Every process descending from `root` (by /proc's parent links), `root` included.
-fn process_tree(root: u32) -> Vec<u32> {
-    let mut parents: Vec<(u32, u32)> = Vec::new();
-    for entry in fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let Ok(stat) = fs::read_to_string(entry.path().join("stat")) else {
-            continue;
-        };
-        // "pid (comm) state ppid ...": comm may hold spaces and parentheses.
-        let Some(rest) = stat.rsplit_once(") ").map(|(_, r)| r) else {
-            continue;
-        };
-        if let Some(ppid) = rest.split_whitespace().nth(1).and_then(|p| p.parse().ok()) {
-            parents.push((pid, ppid));
-        }
-    }
-    let mut tree = vec![root];
-    let mut i = 0;
-    while i < tree.len() {
-        let parent = tree[i];
-        tree.extend(
-            parents
-                .iter()
-                .filter(|(_, pp)| *pp == parent)
-                .map(|(p, _)| *p),
-        );
-        i += 1;
-    }
-    tree
-}
-
 /// Stops the express server by PID if the test fails half-way.
 struct StopOnPanic(PathBuf);
 
@@ -514,7 +481,7 @@ fn mod_wsgi_express_setup_server_config_serves_with_only_load_module_changed() {
         .trim()
         .parse()
         .unwrap();
-    let tree = process_tree(parent);
+    let tree = common::process_tree(parent);
     assert!(
         tree.len() >= 3,
         "parent, children, daemon manager: {tree:?}"

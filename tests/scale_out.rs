@@ -294,7 +294,10 @@ impl NsProcess {
             return Vec::new();
         };
         let root = child.id() as i32;
-        let tree = descendants(root);
+        let tree: Vec<i32> = common::process_tree(child.id())
+            .into_iter()
+            .map(|pid| pid as i32)
+            .collect();
         for &pid in &tree {
             // SAFETY: kill(2) on our child and its descendants, just listed.
             unsafe { libc::kill(pid, libc::SIGKILL) };
@@ -348,36 +351,6 @@ fn alive(pid: i32) -> bool {
             .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
         Err(_) => false,
     }
-}
-
-/// `root` and all its descendants, from /proc.
-fn descendants(root: i32) -> Vec<i32> {
-    let mut parents: Vec<(i32, i32)> = Vec::new();
-    for entry in fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        if let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) {
-            if let Some((_, rest)) = stat.rsplit_once(')') {
-                if let Some(ppid) = rest.split_whitespace().nth(1).and_then(|p| p.parse().ok()) {
-                    parents.push((pid, ppid));
-                }
-            }
-        }
-    }
-    let mut tree = vec![root];
-    let mut i = 0;
-    while i < tree.len() {
-        let parent = tree[i];
-        tree.extend(
-            parents
-                .iter()
-                .filter(|(_, pp)| *pp == parent)
-                .map(|(p, _)| *p),
-        );
-        i += 1;
-    }
-    tree
 }
 
 /// Waits (at most 5 s) until namespace `ns` has no established TCP connection to `addr`.
