@@ -341,7 +341,14 @@ fn apply_directive(
         // callback, and no other reference to a slot is alive when each is made.
         Target::Global => {
             // SAFETY: see above.
-            unsafe { with_global(|g| g.apply(parsed, &location).map_err(|e| e.to_string())) }?
+            match unsafe { with_global(|g| g.apply(parsed, &location).map_err(|e| e.to_string())) }?
+            {
+                Some(applied) => applied,
+                // Server-wide directives are refused in .htaccess by check_context already.
+                None => Err(format!(
+                    "{name} cannot be changed while Apache serves requests"
+                )),
+            }
         }
         Target::Server => {
             if let Directive::ScriptAlias(alias) = &parsed {
@@ -353,7 +360,7 @@ fn apply_directive(
             // SAFETY: a directive callback; no other reference to a slot is alive here (the
             // main slot's borrow above has ended: for the main server it is this slot).
             let slot = unsafe { configuring_slot(server) }
-                .ok_or("mod_rwsgi: server configuration missing")?;
+                .ok_or_else(|| format!("{name} cannot be changed while Apache serves requests"))?;
             slot.server.apply(parsed).map_err(|e| e.to_string())
         }
         Target::Dir => {

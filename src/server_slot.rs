@@ -56,27 +56,50 @@ pub(crate) fn server_slot(s: VirtualHost) -> Option<&'static ServerSlot> {
     unsafe { s.module_config::<ServerSlot>(module) }
 }
 
-/// The slot of `s`, to change from a directive callback.
+/// Is Apache still reading its configuration (no request served yet in this process)?
+/// A `.htaccess` file is read on request threads while the MPM runs: directives read from
+/// one must not reach the server-wide configuration.
+pub(crate) fn reading_configuration() -> bool {
+    // SAFETY: ap_state_query only reads Apache's global state; callable from any thread.
+    let state = unsafe { ffi::ap_state_query(ffi::AP_SQ_MAIN_STATE) };
+    state != ffi::AP_SQ_MS_RUN_MPM && state != ffi::AP_SQ_MS_EXITING
+}
+
+/// The slot of `s`, to change from a directive callback. None once Apache serves requests
+/// (a directive read from `.htaccess`): nothing may change a server's configuration then,
+/// whoever asks, so this is the one place that rule is kept.
 ///
 /// # Safety
 /// Only from a directive callback (Apache reads the configuration on one thread and runs
 /// no request meanwhile), dropping the reference before the callback returns.
 pub(crate) unsafe fn configuring_slot(s: VirtualHost) -> Option<&'static mut ServerSlot> {
+    if !reading_configuration() {
+        return None;
+    }
     let module = module()?;
     // SAFETY: `module` is our live module record; our slot holds a ServerSlot;
-    // exclusivity is the caller's promise.
+    // exclusivity is the caller's promise, and no request thread runs while the
+    // configuration is read (checked above).
     unsafe { s.module_config_mut::<ServerSlot>(module) }
 }
 
-/// Runs `f` on the server-wide configuration being read.
+/// Runs `f` on the server-wide configuration being read. `Ok(None)` without running `f`
+/// once Apache serves requests (a directive from `.htaccess`): the server-wide
+/// configuration is fixed then, and what `f` would note (references and sites checked at
+/// configtest) has been checked already.
 ///
 /// # Safety
 /// As [`configuring_slot`]: only from a directive callback, holding no other slot reference.
-pub(crate) unsafe fn with_global<R>(f: impl FnOnce(&mut GlobalConfig) -> R) -> Result<R, String> {
+pub(crate) unsafe fn with_global<R>(
+    f: impl FnOnce(&mut GlobalConfig) -> R,
+) -> Result<Option<R>, String> {
+    if !reading_configuration() {
+        return Ok(None);
+    }
     let main = VirtualHost::main().ok_or("mod_rwsgi: main server configuration missing")?;
     // SAFETY: the caller is a directive callback (Apache's one configuration thread) and
     // holds no other slot reference; the borrow ends when `f` returns.
     let slot =
         unsafe { configuring_slot(main) }.ok_or("mod_rwsgi: main server configuration missing")?;
-    Ok(f(&mut slot.global))
+    Ok(Some(f(&mut slot.global)))
 }

@@ -59,36 +59,38 @@ pub(super) fn note_directive(cmd: &ApacheDirective<'_>, parsed: &Directive) -> R
                 "WSGIAccessScript" | "WSGIAuthUserScript" | "WSGIAuthGroupScript" | "WSGIDispatchScript",
             ..
         } => {
-            // SAFETY: reading Apache's global state; a .htaccess file is read while the
-            // MPM runs, when the server-wide configuration must not change.
-            let serving =
-                unsafe { ffi::ap_state_query(ffi::AP_SQ_MAIN_STATE) } == ffi::AP_SQ_MS_RUN_MPM;
-            if !serving {
-                // SAFETY: called from apply_directive, inside a directive callback while
-                // the configuration is read, holding no other slot reference.
-                unsafe { crate::server_slot::with_global(|g| g.phase_scripts = true) }?;
-            }
+            // SAFETY: called from apply_directive, inside a directive callback, holding no
+            // other slot reference. From a .htaccess file (read while Apache serves) this
+            // changes nothing: with_global leaves the server-wide configuration alone then.
+            unsafe { crate::server_slot::with_global(|g| g.phase_scripts = true) }?;
         }
         Directive::Flag {
             name: "WSGIGroupAuthoritative",
             value: false,
-        } => match cmd.server() {
-            Some(server) => log::startup(
-                server,
-                Level::Warning,
-                &format!(
-                    "RW0079: WSGIGroupAuthoritative Off at {} has no effect, as in mod_wsgi 6: with \
-                 Apache 2.4's authorization providers a user outside the groups of `Require \
-                 wsgi-group` is denied by it; use <RequireAny> to let another Require grant \
-                 access",
-                    cmd.location()
+        } => {
+            let location = cmd.location();
+            match cmd.server() {
+                Some(server) if crate::server_slot::reading_configuration() => log::startup(
+                    server,
+                    Level::Warning,
+                    &format!(
+                        "RW0079: WSGIGroupAuthoritative Off at {location} has no effect, as in \
+                         mod_wsgi 6: with Apache 2.4's authorization providers a user outside \
+                         the groups of `Require wsgi-group` is denied by it; use <RequireAny> \
+                         to let another Require grant access"
+                    ),
                 ),
-            ),
-            None => log::process(
-                Level::Warning,
-                "RW0080: WSGIGroupAuthoritative Off has no effect",
-            ),
-        },
+                // A .htaccess file is read again for every request: a warning each time
+                // would flood the log, so this is for `LogLevel rwsgi:debug` only.
+                _ => log::process(
+                    Level::Debug,
+                    &format!(
+                        "RW0080: WSGIGroupAuthoritative Off at {location} has no effect, as in \
+                         mod_wsgi 6"
+                    ),
+                ),
+            }
+        }
         _ => {}
     }
     Ok(())
