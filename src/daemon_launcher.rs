@@ -89,6 +89,12 @@ pub(crate) fn start_daemons(
     for (index, spec) in global.daemon_groups.iter().enumerate() {
         let mut planned =
             process_plan::plan_group(spec, global, &facts, preloads, &SystemAccounts)?;
+        planned.target.server_name = spec.virtual_host.map(|id| {
+            main.iter()
+                .find(|v| v.as_ptr() as usize == id)
+                .map(|v| v.hostname())
+                .unwrap_or_default()
+        });
         planned.daemons.plan.metrics = metrics.map(|table| MetricsPlace {
             table,
             group: index,

@@ -336,13 +336,19 @@ fn apply_directive(
             ),
         );
     }
+    // The virtual host a directive sits in decides which daemon groups it may use.
+    let virtual_host = (!server.is_main()).then(|| server.as_ptr() as usize);
     match info.target {
         // SAFETY (every with_global and configuring_slot below): this is a directive
         // callback, and no other reference to a slot is alive when each is made.
         Target::Global => {
             // SAFETY: see above.
-            match unsafe { with_global(|g| g.apply(parsed, &location).map_err(|e| e.to_string())) }?
-            {
+            match unsafe {
+                with_global(|g| {
+                    g.apply_in(parsed, &location, virtual_host)
+                        .map_err(|e| e.to_string())
+                })
+            }? {
                 Some(applied) => applied,
                 // Server-wide directives are refused in .htaccess by check_context already.
                 None => Err(format!(
@@ -354,7 +360,9 @@ fn apply_directive(
             if let Directive::ScriptAlias(alias) = &parsed {
                 if let Some(group) = alias.literal_process_group() {
                     // SAFETY: see above.
-                    unsafe { with_global(|g| g.note_group_ref(group, info.name, &location)) }?;
+                    unsafe {
+                        with_global(|g| g.note_group_ref(group, info.name, &location, virtual_host))
+                    }?;
                 }
             }
             // SAFETY: a directive callback; no other reference to a slot is alive here (the
@@ -370,7 +378,9 @@ fn apply_directive(
             };
             if let Some(group) = named_group {
                 // SAFETY: see above.
-                unsafe { with_global(|g| g.note_group_ref(&group, info.name, &location)) }?;
+                unsafe {
+                    with_global(|g| g.note_group_ref(&group, info.name, &location, virtual_host))
+                }?;
             }
             if let Directive::TrustedProxies(_) | Directive::TrustedProxyHeaders(_) = &parsed {
                 let site = config::ProxySite {
@@ -628,7 +638,17 @@ unsafe extern "C" fn check_config(
         if let Some(warning) = crate::python::free_threading_warning(slot.global.free_threading) {
             log::startup(s, Level::Warning, &format!("RW0009: mod_rwsgi: {warning}"));
         }
-        for warning in slot.global.warnings() {
+        // Virtual hosts have their final ServerName by now (Apache fixed them up).
+        let server_name = |id: usize| {
+            s.iter()
+                .find(|v| v.as_ptr() as usize == id)
+                .map(|v| v.hostname())
+        };
+        let warnings = slot.global.warnings();
+        for warning in warnings
+            .into_iter()
+            .chain(slot.global.virtual_host_warnings(&server_name))
+        {
             log::startup(s, Level::Warning, &format!("RW0010: mod_rwsgi: {warning}"));
         }
         match slot.global.check(&SystemAccounts) {

@@ -276,6 +276,8 @@ pub(crate) fn plan_group(
             gid: ids.script_gid,
         },
         serves_requests: spec.threads > 0,
+        // Named by the launcher: only Apache knows virtual hosts' final names.
+        server_name: None,
     };
     Ok(PlannedGroup {
         socket,

@@ -285,6 +285,23 @@ impl<'r> Request<'r> {
         unsafe { cbytes(ffi::apr_table_get(self.raw.notes, key.as_ptr())) }
     }
 
+    /// The value `%{ENV:name}` stands for, as mod_wsgi looks it up: the request's notes,
+    /// then its subprocess_env (SetEnv, SetEnvIf, RewriteRule [E=...]), then the process
+    /// environment.
+    pub fn variable(&self, name: &str) -> Option<Vec<u8>> {
+        let key = std::ffi::CString::new(name).ok()?;
+        // SAFETY: notes and subprocess_env are live tables of the request; key is
+        // NUL-terminated; a value (or null) lives in the request pool.
+        let in_request = unsafe {
+            cbytes(ffi::apr_table_get(self.raw.notes, key.as_ptr()))
+                .or_else(|| cbytes(ffi::apr_table_get(self.raw.subprocess_env, key.as_ptr())))
+        };
+        match in_request {
+            Some(value) => Some(value.to_vec()),
+            None => std::env::var_os(name).map(std::os::unix::ffi::OsStringExt::into_vec),
+        }
+    }
+
     /// Status and reason of the response (the reason may be empty).
     pub fn set_status(&mut self, status: u16, reason: &[u8]) {
         self.raw.status = c_int::from(status);

@@ -28,6 +28,10 @@ pub struct DaemonGroupSpec {
     pub name: String,
     /// Where the directive was read ("file:line"); set by `GlobalConfig::apply`.
     pub defined_at: String,
+    /// The virtual host whose section defines the group (an opaque server id), set by
+    /// `GlobalConfig::apply_in`; None outside every `<VirtualHost>`, where any virtual host
+    /// may use it.
+    pub virtual_host: Option<usize>,
     /// `processes=` (default 1).
     pub processes: u32,
     /// Whether `processes=` was given at all: makes `wsgi.multiprocess` True.
@@ -590,6 +594,7 @@ impl DaemonGroupSpec {
         DaemonGroupSpec {
             name: name.into(),
             defined_at: String::new(),
+            virtual_host: None,
             processes: 1,
             processes_given: false,
             threads: 15,

@@ -43,7 +43,7 @@ pub use proxy::{
     proxy_header_category,
 };
 pub use script_alias::{ImportScript, ScriptAlias};
-pub use selector::{GroupSelector, SelectorContext};
+pub use selector::{GroupSelector, SelectorContext, expand_callable_object};
 pub use tokenizer::tokenize;
 
 #[cfg(test)]
@@ -73,6 +73,9 @@ pub struct GroupRef {
     pub directive: String,
     /// "file:line".
     pub location: String,
+    /// The virtual host whose section holds the directive (an opaque server id); None
+    /// outside every `<VirtualHost>`.
+    pub virtual_host: Option<usize>,
 }
 
 /// Where a WSGITrustedProxies or WSGITrustedProxyHeaders was given, for
@@ -200,6 +203,18 @@ impl GlobalConfig {
     /// A second WSGIDaemonProcess with the same name is an error naming it. A
     /// WSGIImportScript's literal process group is recorded as a reference.
     pub fn apply(&mut self, d: Directive, location: &str) -> Result<(), ConfigError> {
+        self.apply_in(d, location, None)
+    }
+
+    /// [`apply`](Self::apply) for a directive read inside the `<VirtualHost>` of server
+    /// `virtual_host` (an opaque id; None outside every virtual host): a WSGIDaemonProcess
+    /// there may serve only virtual hosts with that one's ServerName, as in mod_wsgi.
+    pub fn apply_in(
+        &mut self,
+        d: Directive,
+        location: &str,
+        virtual_host: Option<usize>,
+    ) -> Result<(), ConfigError> {
         match d {
             Directive::DaemonProcess(mut spec) => {
                 if let Some(existing) = self.group(&spec.name) {
@@ -211,12 +226,13 @@ impl GlobalConfig {
                     ));
                 }
                 spec.defined_at = location.to_owned();
+                spec.virtual_host = virtual_host;
                 self.daemon_groups.push(*spec);
             }
             Directive::ImportScript(mut script) => {
                 script.defined_at = location.to_owned();
                 if let Some(group) = script.literal_process_group() {
-                    self.note_group_ref(group, "WSGIImportScript", location);
+                    self.note_group_ref(group, "WSGIImportScript", location, virtual_host);
                 }
                 self.import_scripts.push(script);
             }
@@ -279,11 +295,20 @@ impl GlobalConfig {
 
     /// Records a literal process-group name used by `directive` at `location`;
     /// [`GlobalConfig::check`] reports it if no WSGIDaemonProcess defines it.
-    pub fn note_group_ref(&mut self, name: &str, directive: &str, location: &str) {
+    /// `virtual_host` is the server whose `<VirtualHost>` holds the directive (None outside
+    /// every virtual host).
+    pub fn note_group_ref(
+        &mut self,
+        name: &str,
+        directive: &str,
+        location: &str,
+        virtual_host: Option<usize>,
+    ) {
         let r = GroupRef {
             name: name.to_owned(),
             directive: directive.to_owned(),
             location: location.to_owned(),
+            virtual_host,
         };
         if !self.group_refs.contains(&r) {
             self.group_refs.push(r);
@@ -334,6 +359,35 @@ impl GlobalConfig {
             })
             .chain(accept_mutex)
             .chain(self.service_group_refs())
+            .collect()
+    }
+
+    /// What configtest should warn about once virtual hosts have their names
+    /// (`server_name` gives a virtual host's ServerName by its id): every literal reference,
+    /// inside one virtual host, to a daemon group defined inside another virtual host with a
+    /// different ServerName. As mod_wsgi documents, such a group serves only virtual hosts
+    /// with its own ServerName, so the requests it would get are refused (500).
+    pub fn virtual_host_warnings(
+        &self,
+        server_name: &dyn Fn(usize) -> Option<String>,
+    ) -> Vec<String> {
+        self.group_refs
+            .iter()
+            .filter_map(|r| {
+                let group = self.group(&r.name)?;
+                let (used_in, defined_in) = (r.virtual_host?, group.virtual_host?);
+                let (here, there) = (server_name(used_in)?, server_name(defined_in)?);
+                (used_in != defined_in && here != there).then(|| {
+                    format!(
+                        "{} at {} (virtual host {here}) selects daemon process group '{}', \
+                         defined at {} inside virtual host {there}: as in mod_wsgi, only \
+                         virtual hosts with ServerName {there} may use it, so such requests \
+                         are refused (500); define the group outside every <VirtualHost> to \
+                         share it",
+                        r.directive, r.location, r.name, group.defined_at
+                    )
+                })
+            })
             .collect()
     }
 
@@ -788,10 +842,11 @@ mod tests {
             [GroupRef {
                 name: "g".into(),
                 directive: "WSGIImportScript".into(),
-                location: "x.conf:2".into()
+                location: "x.conf:2".into(),
+                virtual_host: None,
             }]
         );
-        g.note_group_ref("g", "WSGIImportScript", "x.conf:2");
+        g.note_group_ref("g", "WSGIImportScript", "x.conf:2", None);
         assert_eq!(g.group_refs.len(), 1, "identical references are kept once");
     }
 
@@ -831,8 +886,43 @@ mod tests {
             "a:1",
         )
         .unwrap();
-        g.note_group_ref("web", "WSGIProcessGroup", "a:2");
+        g.note_group_ref("web", "WSGIProcessGroup", "a:2", None);
         assert_eq!(g.check(&FakeHost), Ok(()));
+    }
+
+    #[test]
+    fn references_across_virtual_hosts_with_other_server_names_are_warned_about() {
+        let mut g = GlobalConfig::default();
+        g.apply_in(parse("WSGIDaemonProcess", "shop"), "v.conf:2", Some(1))
+            .unwrap();
+        g.apply_in(parse("WSGIDaemonProcess", "blog"), "v.conf:9", Some(2))
+            .unwrap();
+        g.apply(parse("WSGIDaemonProcess", "shared"), "v.conf:1")
+            .unwrap();
+        // 1 is shop.example, 2 blog.example, 3 another shop.example (another port).
+        let name = |id: usize| {
+            let name = match id {
+                1 | 3 => "shop.example",
+                _ => "blog.example",
+            };
+            Some(name.to_owned())
+        };
+        g.note_group_ref("shop", "WSGIProcessGroup", "v.conf:3", Some(1));
+        g.note_group_ref("shop", "WSGIProcessGroup", "v.conf:20", Some(3));
+        g.note_group_ref("shared", "WSGIProcessGroup", "v.conf:10", Some(2));
+        g.note_group_ref("shop", "WSGIProcessGroup", "v.conf:30", None);
+        assert!(g.virtual_host_warnings(&name).is_empty());
+        g.note_group_ref("shop", "WSGIScriptAlias", "v.conf:11", Some(2));
+        let warnings = g.virtual_host_warnings(&name);
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(
+            warnings[0].starts_with(
+                "WSGIScriptAlias at v.conf:11 (virtual host blog.example) selects daemon \
+                 process group 'shop', defined at v.conf:2 inside virtual host shop.example"
+            ),
+            "{}",
+            warnings[0]
+        );
     }
 
     #[test]
@@ -841,11 +931,11 @@ mod tests {
         g.apply(parse("WSGIDaemonProcess", "side threads=0"), "a:1")
             .unwrap();
         g.apply(parse("WSGIDaemonProcess", "web"), "a:2").unwrap();
-        g.note_group_ref("side", "WSGIImportScript", "a:3");
-        g.note_group_ref("web", "WSGIProcessGroup", "a:4");
+        g.note_group_ref("side", "WSGIImportScript", "a:3", None);
+        g.note_group_ref("web", "WSGIProcessGroup", "a:4", None);
         assert!(g.warnings().is_empty(), "{:?}", g.warnings());
-        g.note_group_ref("side", "WSGIHandlerScript", "a:5");
-        g.note_group_ref("side", "WSGIProcessGroup", "a:6");
+        g.note_group_ref("side", "WSGIHandlerScript", "a:5", None);
+        g.note_group_ref("side", "WSGIProcessGroup", "a:6", None);
         let w = g.warnings();
         assert_eq!(w.len(), 2, "{w:?}");
         assert!(
@@ -873,8 +963,8 @@ mod tests {
         .unwrap();
         let alias = parse("WSGIScriptAlias", "/ /s.py process-group=missing");
         let group = alias.literal_process_group().unwrap().to_owned();
-        g.note_group_ref(&group, alias.directive_name(), "a.conf:5");
-        g.note_group_ref("web", "WSGIProcessGroup", "a.conf:6");
+        g.note_group_ref(&group, alias.directive_name(), "a.conf:5", None);
+        g.note_group_ref("web", "WSGIProcessGroup", "a.conf:6", None);
 
         let errors: Vec<String> = g
             .check(&FakeHost)

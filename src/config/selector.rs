@@ -154,6 +154,22 @@ impl GroupSelector {
     }
 }
 
+/// The callable a WSGICallableObject (or `callable-object=`) value names for one request,
+/// as mod_wsgi expands it: a value not starting with `%` is the name; `%{ENV:name}` is that
+/// variable's value (`env`: notes, subprocess_env, process environment), or `application`
+/// when it is unset; any other `%` value is `application`.
+pub fn expand_callable_object(value: &str, env: &dyn Fn(&str) -> Option<String>) -> String {
+    if !value.starts_with('%') {
+        return value.to_owned();
+    }
+    value
+        .strip_prefix("%{ENV:")
+        .and_then(|rest| rest.strip_suffix('}'))
+        .filter(|name| !name.is_empty())
+        .and_then(env)
+        .unwrap_or_else(|| "application".to_owned())
+}
+
 impl fmt::Display for GroupSelector {
     /// The configuration form of the selector (`%{GLOBAL}`, `name`, ...).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -191,6 +207,28 @@ mod tests {
         ];
         for (v, expected) in cases {
             assert_eq!(&parse(v), expected, "value {v:?}");
+        }
+    }
+
+    #[test]
+    fn callable_object_expands_env_as_mod_wsgi() {
+        let env = |name: &str| match name {
+            "APP_CALLABLE" => Some("app".to_owned()),
+            "EMPTY" => Some(String::new()),
+            _ => None,
+        };
+        for (value, expected) in [
+            ("application", "application"),
+            ("app", "app"),
+            ("%{ENV:APP_CALLABLE}", "app"),
+            ("%{ENV:EMPTY}", ""),
+            ("%{ENV:UNSET}", "application"),
+            ("%{ENV:}", "application"),
+            ("%{ENV:APP_CALLABLE", "application"),
+            ("%{GLOBAL}", "application"),
+            ("%other", "application"),
+        ] {
+            assert_eq!(expand_callable_object(value, &env), expected, "{value:?}");
         }
     }
 

@@ -126,14 +126,19 @@ fn expand(selector: &GroupSelector, r: &Request<'_>, script_name: &str) -> Strin
             .unwrap_or("")
             .to_string()
     });
-    let env = |name: &str| std::env::var(name).ok();
     selector.expand(&SelectorContext {
         server_hostname: &hostname,
         port: if port == 0 { 80 } else { port },
         host_header: host_header.as_deref(),
         script_name,
-        env: &env,
+        env: &|name| request_variable(r, name),
     })
+}
+
+/// `%{ENV:name}` for this request (notes, subprocess_env, then the process environment).
+fn request_variable(r: &Request<'_>, name: &str) -> Option<String> {
+    r.variable(name)
+        .map(|v| String::from_utf8_lossy(&v).into_owned())
 }
 
 /// The content handler for `wsgi-script`.
@@ -189,9 +194,12 @@ pub fn handle(r: &mut Request<'_>, ctx: &HandlerContext<'_>) -> i32 {
     let app_group = expand(app_sel, r, &script_name_str);
     let callable = match handler_script {
         Some(_) => crate::config::HANDLER_CALLABLE.to_string(),
-        None => alias
-            .and_then(|a| a.callable_object.clone())
-            .unwrap_or_else(|| dir.callable_object().to_string()),
+        None => crate::config::expand_callable_object(
+            alias
+                .and_then(|a| a.callable_object.as_deref())
+                .unwrap_or(dir.callable_object()),
+            &|name| request_variable(r, name),
+        ),
     };
     let pass_auth = alias
         .and_then(|a| a.pass_authorization)
@@ -258,6 +266,22 @@ pub fn handle(r: &mut Request<'_>, ctx: &HandlerContext<'_>) -> i32 {
         return ffi::HTTP_INTERNAL_SERVER_ERROR;
     }
 
+    if let Some(only) = target.and_then(|t| t.server_name.as_deref()) {
+        let here = r.server().map(|s| s.hostname()).unwrap_or_default();
+        if here != only {
+            log::request(
+                r,
+                Level::Error,
+                &format!(
+                    "RW0123: mod_rwsgi: daemon process group '{group}' is defined in virtual \
+                     host {only} and cannot be used by virtual host {here} (needed by \
+                     '{script}'): as in mod_wsgi, only virtual hosts with the same ServerName \
+                     may use it; define it outside every <VirtualHost> to share it"
+                ),
+            );
+            return ffi::HTTP_INTERNAL_SERVER_ERROR;
+        }
+    }
     if let Some(owner) = target.map(|t| t.script_owner).filter(|o| o.is_set()) {
         if let Err(why) = owner.check(script_path(&script_file)) {
             log::request(

@@ -58,8 +58,12 @@ pub fn request(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> io::Result<Response> {
-    let mut head =
-        format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n");
+    // A Host among `headers` replaces the default one (name-based virtual hosts).
+    let host = match headers.iter().find(|(k, _)| k.eq_ignore_ascii_case("host")) {
+        Some(_) => String::new(),
+        None => format!("Host: 127.0.0.1:{port}\r\n"),
+    };
+    let mut head = format!("{method} {path} HTTP/1.1\r\n{host}Connection: close\r\n");
     let mut has_length = false;
     for (k, v) in headers {
         if k.eq_ignore_ascii_case("content-length") || k.eq_ignore_ascii_case("transfer-encoding") {

@@ -48,6 +48,10 @@ pub struct DaemonTarget {
     /// False for a `threads=0` group (service scripts only): a request sent there is
     /// refused at once rather than left to wait for the timeouts.
     pub serves_requests: bool,
+    /// The ServerName of the virtual host that defines the group: only virtual hosts with
+    /// that name may send it requests (mod_wsgi's rule). None for a group defined outside
+    /// every virtual host, which all may use.
+    pub server_name: Option<String>,
 }
 
 /// What to run in the daemon.
