@@ -317,6 +317,7 @@ pub(crate) mod tests {
         ("WSGIRestrictSignal", "Off"),
         ("WSGICaseSensitivity", "Off"),
         ("WSGIServerMetrics", "On"),
+        ("WSGIHeapPolicy", "Off"),
         (
             "WSGIImportScript",
             "/srv/app.wsgi process-group=webware application-group=%{GLOBAL}",
