@@ -460,7 +460,7 @@ pub(crate) mod tests {
             .iter()
             .filter(|d| d.syntax.ends_with(" On|Off"))
             .collect();
-        assert_eq!(flags.len(), 20);
+        assert_eq!(flags.len(), 21);
         for d in flags {
             for (text, value) in [
                 ("On", true),
