@@ -136,6 +136,7 @@ command_table![
     "WSGIPerInterpreterGIL",
     "WSGIFreeThreading",
     "WSGIServerMetrics",
+    "WSGIHeapPolicy",
     "WSGITelemetryService",
     "WSGISlowRequests",
     "WSGITelemetryOptions",
@@ -302,19 +303,24 @@ fn apply_directive(
     if !info.implemented {
         return Err(config::not_implemented_error(info.name).to_string());
     }
-    let parsed = config::parse_directive(info.name, raw_args).map_err(|e| e.to_string())?;
-    // A WSGIScriptAliasMatch pattern is compiled now, with Apache's PCRE as mod_alias does,
-    // so a bad one fails configtest instead of never matching.
-    if let Directive::ScriptAlias(alias) = &parsed {
+    let mut parsed = config::parse_directive(info.name, raw_args).map_err(|e| e.to_string())?;
+    // A WSGIScriptAliasMatch pattern is compiled now, once, with Apache's PCRE and the
+    // regex options in force here, as mod_alias does for AliasMatch: a bad one fails
+    // configtest, and requests use this compiled pattern, kept with the alias (freed with
+    // the configuration).
+    if let Directive::ScriptAlias(alias) = &mut parsed {
         if alias.is_match {
-            if let Err(why) = crate::apache::regex::Regex::new(&alias.url) {
-                return Err(config::ConfigError::at(
-                    info.name,
-                    "regular expression",
-                    &alias.url,
-                    format!("does not compile: {why}"),
-                )
-                .to_string());
+            match crate::apache::regex::Regex::new(&alias.url) {
+                Ok(re) => alias.pattern = Some(config::CompiledPattern::new(re)),
+                Err(why) => {
+                    return Err(config::ConfigError::at(
+                        info.name,
+                        "regular expression",
+                        &alias.url,
+                        format!("does not compile: {why}"),
+                    )
+                    .to_string());
+                }
             }
         }
     }
@@ -542,7 +548,10 @@ impl Drop for StopEmbeddedPython {
 
 unsafe extern "C" fn child_init(pchild: *mut ffi::apr_pool_t, _s: *mut ffi::server_rec) {
     guard("child_init", (), || {
-        crate::heap::limit_malloc_arenas();
+        // WSGIHeapPolicy Off leaves glibc's defaults to the other modules in this child.
+        if main_slot().is_none_or(|slot| slot.global.heap_policy) {
+            crate::heap::limit_malloc_arenas();
+        }
         // SAFETY: Apache passes the child's pool, live until the child exits.
         if let Some(pool) = unsafe { Pool::from_raw(pchild) } {
             pool.alloc_rust(StopEmbeddedPython);
@@ -614,6 +623,7 @@ unsafe extern "C" fn handler(r: *mut ffi::request_rec) -> c_int {
                 .and_then(|m| m.embedded.get())
                 .unwrap_or(&default_embedded),
             restrict_embedded: main.is_some_and(|m| m.global.restrict_embedded),
+            heap_policy: main.is_none_or(|m| m.global.heap_policy),
         };
         crate::handler::handle(&mut req, &ctx)
     })
@@ -661,6 +671,15 @@ unsafe extern "C" fn check_config(
             }
         }
     })
+}
+
+/// Apache's compiled regular expressions are the configuration's WSGIScriptAliasMatch
+/// patterns (the config layer only names the operation).
+impl config::UrlPattern for crate::apache::regex::Regex {
+    fn captures(&self, subject: &[u8]) -> Option<[Option<(usize, usize)>; config::PATTERN_GROUPS]> {
+        const _: () = assert!(crate::apache::regex::MAX_MATCH == config::PATTERN_GROUPS);
+        crate::apache::regex::Regex::captures(self, subject)
+    }
 }
 
 #[cfg(test)]

@@ -186,6 +186,16 @@ const CASES: &[Case] = &[
         expect: &["WSGIRestrictSignal", "cannot occur within"],
     },
     Case {
+        name: "WSGIHeapPolicy value that is not On or Off",
+        conf: "WSGIHeapPolicy glibc",
+        expect: &["WSGIHeapPolicy", "'glibc'", "expected On or Off"],
+    },
+    Case {
+        name: "WSGIHeapPolicy inside a virtual host",
+        conf: "<VirtualHost 127.0.0.1:*>\nWSGIHeapPolicy Off\n</VirtualHost>",
+        expect: &["WSGIHeapPolicy", "cannot occur within"],
+    },
+    Case {
         name: "bad application group token",
         conf: "WSGIApplicationGroup %{NOPE}",
         expect: &["WSGIApplicationGroup", "%{NOPE}"],

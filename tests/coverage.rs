@@ -238,6 +238,14 @@ const DIRECTIVES: &[(&str, Status)] = &[
             "openmetrics::server_metrics_follows_wsgiservermetrics_in_embedded_mode_only",
         ]),
     ),
+    // mod_rwsgi's own (mod_wsgi has no equivalent).
+    (
+        "WSGIHeapPolicy",
+        Implemented(&[
+            "embedded_mode::heap_policy_limits_arenas_unless_turned_off",
+            "conf_errors::bad_configs_fail_configtest_with_a_precise_message",
+        ]),
+    ),
     (
         "WSGITelemetryService",
         NotYet("WSGITelemetryService unix:/tmp/telemetry.sock"),

@@ -32,6 +32,38 @@ fn script_alias_match_maps_the_url_to_the_script_it_names() {
     assert_eq!(apache.get("/by-name/hidden/facts").status, 404);
 }
 
+/// Issue 29: a WSGIScriptAliasMatch pattern is compiled once, when the directive is read, as
+/// mod_alias compiles AliasMatch, and requests use that compiled pattern. So the regex options
+/// in force at the directive are its options: here Apache's default DOTALL (`.` matches a
+/// newline), although a later `RegexDefaultOptions none` changes the default for the patterns
+/// after it. A pattern compiled again at request time would take the later options, and
+/// `.` would no longer match the newline of /dot%0Aall.
+#[test]
+fn script_alias_match_keeps_the_pattern_compiled_when_the_directive_was_read() {
+    let config = ApacheConfig::new("aliasmatch-once");
+    let app = config.install_app("limits.wsgi");
+    let apache = config
+        .conf(&format!(
+            "WSGIScriptAliasMatch ^/dot.all {app}\n\
+             <Directory @DIR@/apps>\n    Require all granted\n</Directory>\n\
+             RegexDefaultOptions none\n",
+            app = app.display()
+        ))
+        .start();
+    let plain = apache.get("/dotXall/facts");
+    assert_with_log!(apache, plain.status == 200, "status {}", plain.status);
+    let newline = apache.get("/dot%0Aall/facts");
+    assert_with_log!(
+        apache,
+        newline.status == 200,
+        "status {}: the pattern lost the DOTALL it was compiled with",
+        newline.status
+    );
+    let f = json(&newline);
+    assert_eq!(f["script_name"].str(), "/dot\nall", "{f}");
+    assert_eq!(f["path_info"].str(), "/facts", "{f}");
+}
+
 #[test]
 fn python_home_and_python_path_set_up_embedded_python() {
     let config = ApacheConfig::new("pyhome");

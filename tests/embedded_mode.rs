@@ -96,3 +96,38 @@ fn restrict_embedded_refuses_and_keeps_python_out() {
     assert_eq!(resp.status, 500);
     apache.wait_for_log("WSGIRestrictEmbedded On", Duration::from_secs(5));
 }
+
+/// The number of glibc malloc arenas the heap_arenas app counts in the Apache child serving
+/// it, after starting threads that allocate while all are alive.
+fn arenas_in_child(extra: &str) -> usize {
+    let config = ApacheConfig::new("embedded-heap").mpm(Mpm::Event);
+    let app = config.install_app("heap_arenas.wsgi");
+    let apache = config
+        .conf(&format!(
+            "WSGIScriptAlias /arenas {app}\n<Directory @DIR@/apps>\n    Require all \
+             granted\n</Directory>\n{extra}",
+            app = app.display()
+        ))
+        .start();
+    let resp = apache.get("/arenas");
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    resp.text().trim().parse().unwrap()
+}
+
+/// Issue 29: the glibc heap policy (M_ARENA_MAX 2, malloc_trim) is the module's default in
+/// Apache children, and `WSGIHeapPolicy Off` leaves glibc's defaults to the modules that
+/// share the heap: threads that allocate then get arenas of their own.
+#[test]
+fn heap_policy_limits_arenas_unless_turned_off() {
+    let on = arenas_in_child("");
+    assert!(
+        on <= 2,
+        "WSGIHeapPolicy On (default): {on} arenas, at most 2 expected"
+    );
+    let off = arenas_in_child("WSGIHeapPolicy Off\n");
+    eprintln!("malloc arenas: {on} with the policy, {off} without");
+    assert!(
+        off > 2,
+        "WSGIHeapPolicy Off: {off} arenas, glibc's default gives more than 2"
+    );
+}

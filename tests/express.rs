@@ -45,13 +45,24 @@ impl Express {
     /// Starts `start-server` with `args` on a free port, server root `root`, the module under
     /// test, and waits (bounded) until it says it is serving.
     fn start(root: &Path, args: &[&str]) -> Express {
-        let port = free_port();
-        let mut child = express()
-            .arg("start-server")
-            .args(args)
-            .args(["--port", &port.to_string(), "--log-level", "info"])
-            .arg("--server-root")
-            .arg(root)
+        Express::start_on(Some(root), free_port(), args)
+    }
+
+    /// As [`Express::start`] on `port`; with no `root`, rwsgi-express picks its default
+    /// ([`default_root`]).
+    fn start_on(root: Option<&Path>, port: u16, args: &[&str]) -> Express {
+        let mut cmd = express();
+        cmd.arg("start-server").args(args).args([
+            "--port",
+            &port.to_string(),
+            "--log-level",
+            "info",
+        ]);
+        if let Some(root) = root {
+            cmd.arg("--server-root").arg(root);
+        }
+        let root = root.map_or_else(|| default_root(port), Path::to_path_buf);
+        let mut child = cmd
             .arg("--module")
             .arg(module_path())
             .stdout(Stdio::piped())
@@ -64,7 +75,7 @@ impl Express {
         collect(child.stderr.take().unwrap(), stderr.clone());
         let mut ex = Express {
             child: Some(child),
-            root: root.to_path_buf(),
+            root,
             port,
             stdout,
             stderr,
@@ -646,6 +657,120 @@ fn start_server_sources_the_envvars_script() {
     let apache = ex.apache_pid();
     let info = http::json(&ex.request("GET", "/", b""));
     assert_eq!(info["environ"]["FROM_ENVVARS"], "start-server");
+    assert!(ex.terminate().success(), "{}", ex.report());
+    assert_nothing_left(&root, &[apache]);
+}
+
+/// The server root rwsgi-express picks for `port` without --server-root.
+fn default_root(port: u16) -> PathBuf {
+    // SAFETY: geteuid has no preconditions.
+    let uid = unsafe { libc::geteuid() };
+    PathBuf::from(format!("/tmp/rwsgi-express-127.0.0.1:{port}-{uid}"))
+}
+
+/// Removes a default server root (a directory, or whatever was put in its place) on drop.
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        match fs::symlink_metadata(&self.0) {
+            Ok(m) if m.is_dir() => drop(fs::remove_dir_all(&self.0)),
+            Ok(_) => drop(fs::remove_file(&self.0)),
+            Err(_) => {}
+        }
+    }
+}
+
+/// `setup-server` on `port` with the default server root: (exit code, stderr).
+fn setup_with_default_root(port: u16) -> (Option<i32>, String) {
+    let app = repo_dir().join("examples/hello/app.wsgi");
+    let out = express()
+        .arg("setup-server")
+        .arg(app)
+        .args(["--port", &port.to_string()])
+        .arg("--module")
+        .arg(module_path())
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Issue 29: the default server root has a predictable name under /tmp. A symbolic link
+/// put there first (by anyone) is refused, and nothing is written where it points.
+#[test]
+fn default_server_root_that_is_a_symlink_is_refused() {
+    let tmp = TempDir::new("express-root-link");
+    let port = free_port();
+    let root = default_root(port);
+    let _cleanup = RemoveOnDrop(root.clone());
+    std::os::unix::fs::symlink(tmp.path(), &root).unwrap();
+    let (code, stderr) = setup_with_default_root(port);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&root.display().to_string())
+            && stderr.contains("symbolic link")
+            && stderr.contains("--server-root"),
+        "{stderr}"
+    );
+    assert!(!tmp.path().join("httpd.conf").exists(), "{stderr}");
+    assert!(!tmp.path().join("apachectl").exists(), "{stderr}");
+}
+
+/// Issue 29: a default server root another user made first is refused (the message names
+/// its owner), so root's httpd.conf and apachectl are not written where `nobody` could
+/// change them.
+#[test]
+fn default_server_root_owned_by_another_user_is_refused() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: giving a directory to nobody needs root");
+        return;
+    }
+    let nobody = Command::new("id").args(["-u", "nobody"]).output().unwrap();
+    let uid: u32 = String::from_utf8_lossy(&nobody.stdout)
+        .trim()
+        .parse()
+        .expect("a user nobody");
+    let port = free_port();
+    let root = default_root(port);
+    let _cleanup = RemoveOnDrop(root.clone());
+    fs::create_dir(&root).unwrap();
+    fs::set_permissions(&root, fs::Permissions::from_mode(0o755)).unwrap();
+    std::os::unix::fs::chown(&root, Some(uid), None).unwrap();
+    let (code, stderr) = setup_with_default_root(port);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&root.display().to_string())
+            && stderr.contains("belongs to user nobody")
+            && stderr.contains("--server-root"),
+        "{stderr}"
+    );
+    assert!(!root.join("httpd.conf").exists(), "{stderr}");
+    assert!(!root.join("apachectl").exists(), "{stderr}");
+}
+
+/// The default server root, fresh: made by rwsgi-express as the caller's with a private mode
+/// (0755 for root, whose daemons run as www-data and read in it; 0700 otherwise), and the
+/// server serves from it.
+#[test]
+fn default_server_root_is_created_private_and_serves() {
+    use std::os::unix::fs::MetadataExt;
+    let port = free_port();
+    let root = default_root(port);
+    let _cleanup = RemoveOnDrop(root.clone());
+    let app = repo_dir().join("examples/hello/app.wsgi");
+    let mut ex = Express::start_on(None, port, &[app.to_str().unwrap()]);
+    let meta = fs::symlink_metadata(&root).unwrap();
+    // SAFETY: geteuid has no preconditions.
+    let me = unsafe { libc::geteuid() };
+    let mode = if me == 0 { 0o755 } else { 0o700 };
+    assert!(meta.is_dir() && meta.uid() == me, "{}", ex.report());
+    assert_eq!(meta.mode() & 0o7777, mode, "{}", ex.report());
+    assert_eq!(ex.request("GET", "/", b"").status, 200, "{}", ex.report());
+    let apache = ex.apache_pid();
     assert!(ex.terminate().success(), "{}", ex.report());
     assert_nothing_left(&root, &[apache]);
 }

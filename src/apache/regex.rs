@@ -6,12 +6,20 @@ use std::ffi::{CString, c_char};
 use crate::ffi;
 
 /// Apache's `AP_MAX_REG_MATCH`: `$0` to `$9`.
-const MAX_MATCH: usize = 10;
+pub const MAX_MATCH: usize = 10;
 
 /// A compiled pattern, freed on drop.
 pub struct Regex {
     inner: Box<ffi::ap_regex_t>,
 }
+
+// SAFETY: after ap_regcomp the compiled pattern is only read: ap_regexec_len takes it by
+// const pointer and keeps its match data per call, which is how Apache itself shares the
+// patterns of its configuration (AliasMatch, <LocationMatch>) among request threads.
+// Compiling and freeing need `&mut`/ownership, so they cannot race with a match.
+unsafe impl Send for Regex {}
+// SAFETY: as for Send: `captures` (the only `&self` method) is safe to call concurrently.
+unsafe impl Sync for Regex {}
 
 impl Regex {
     /// Compiles `pattern` with Apache's default flags; the error is PCRE's own message.

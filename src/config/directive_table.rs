@@ -262,6 +262,14 @@ pub static DIRECTIVES: &[DirectiveInfo] = &[
         "WSGIServerMetrics On|Off",
         true,
     ),
+    // mod_rwsgi's own (mod_wsgi has no equivalent): glibc heap policy in Apache children.
+    info(
+        "WSGIHeapPolicy",
+        ServerOnly,
+        Global,
+        "WSGIHeapPolicy On|Off",
+        true,
+    ),
     // Scripts.
     info(
         "WSGIImportScript",
@@ -431,7 +439,7 @@ mod tests {
 
     #[test]
     fn table_is_complete_and_unique() {
-        assert_eq!(DIRECTIVES.len(), 48);
+        assert_eq!(DIRECTIVES.len(), 49);
         for (i, d) in DIRECTIVES.iter().enumerate() {
             assert!(d.name.starts_with("WSGI"), "{}", d.name);
             assert!(d.syntax.starts_with(d.name), "{}", d.syntax);
@@ -497,11 +505,12 @@ mod tests {
             "WSGICaseSensitivity",
             "WSGIAcceptMutex",
             "WSGIServerMetrics",
+            "WSGIHeapPolicy",
         ];
         for d in DIRECTIVES {
             assert_eq!(d.implemented, implemented.contains(&d.name), "{}", d.name);
         }
-        assert_eq!(DIRECTIVES.iter().filter(|d| d.implemented).count(), 43);
+        assert_eq!(DIRECTIVES.iter().filter(|d| d.implemented).count(), 44);
     }
 
     #[test]

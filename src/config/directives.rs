@@ -317,6 +317,7 @@ pub(crate) mod tests {
         ("WSGIRestrictSignal", "Off"),
         ("WSGICaseSensitivity", "Off"),
         ("WSGIServerMetrics", "On"),
+        ("WSGIHeapPolicy", "Off"),
         (
             "WSGIImportScript",
             "/srv/app.wsgi process-group=webware application-group=%{GLOBAL}",
@@ -459,7 +460,7 @@ pub(crate) mod tests {
             .iter()
             .filter(|d| d.syntax.ends_with(" On|Off"))
             .collect();
-        assert_eq!(flags.len(), 20);
+        assert_eq!(flags.len(), 21);
         for d in flags {
             for (text, value) in [
                 ("On", true),

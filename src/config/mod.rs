@@ -42,7 +42,7 @@ pub use proxy::{
     apply_trusted_proxy_headers, canonical_proxy_header, forwarded_for_client, header_env_name,
     proxy_header_category,
 };
-pub use script_alias::{ImportScript, ScriptAlias};
+pub use script_alias::{CompiledPattern, ImportScript, PATTERN_GROUPS, ScriptAlias, UrlPattern};
 pub use selector::{GroupSelector, SelectorContext, expand_callable_object};
 pub use tokenizer::tokenize;
 
@@ -132,6 +132,10 @@ pub struct GlobalConfig {
     pub free_threading: bool,
     /// WSGIServerMetrics (default Off).
     pub server_metrics: bool,
+    /// WSGIHeapPolicy, mod_rwsgi's own (default On): Apache children limit glibc to two
+    /// malloc arenas and trim the heap now and then (`crate::heap`); Off leaves glibc's
+    /// defaults to the modules sharing that heap.
+    pub heap_policy: bool,
     /// WSGIPythonOptimize (default 0).
     pub python_optimize: u8,
     /// WSGIPythonWarnings filters, in configuration order.
@@ -175,6 +179,7 @@ impl Default for GlobalConfig {
             per_interpreter_gil: false,
             free_threading: false,
             server_metrics: false,
+            heap_policy: true,
             python_optimize: 0,
             python_warnings: Vec::new(),
             python_hash_seed: None,
@@ -274,6 +279,7 @@ impl GlobalConfig {
                     "WSGIPerInterpreterGIL" => &mut self.per_interpreter_gil,
                     "WSGIFreeThreading" => &mut self.free_threading,
                     "WSGIServerMetrics" => &mut self.server_metrics,
+                    "WSGIHeapPolicy" => &mut self.heap_policy,
                     _ => {
                         return Err(wrong_target(
                             &Directive::Flag { name, value },
@@ -760,6 +766,7 @@ mod tests {
         assert!(!g.restrict_stdout && !g.restrict_embedded && !g.verbose_debugging);
         assert!(!g.restrict_stdin && !g.dont_write_bytecode && !g.server_metrics);
         assert!(!g.per_interpreter_gil && !g.free_threading);
+        assert!(g.heap_policy);
 
         let mut g = GlobalConfig::default();
         for (name, raw) in [
@@ -781,9 +788,11 @@ mod tests {
             ("WSGIRestrictStdin", "On"),
             ("WSGIRestrictSignal", "Off"),
             ("WSGIAcceptMutex", "fcntl"),
+            ("WSGIHeapPolicy", "Off"),
         ] {
             g.apply(parse(name, raw), "t:1").unwrap();
         }
+        assert!(!g.heap_policy);
         assert_eq!(g.python_optimize, 2);
         assert_eq!(
             g.python_warnings,

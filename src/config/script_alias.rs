@@ -1,6 +1,8 @@
 //! WSGIScriptAlias / WSGIScriptAliasMatch and WSGIImportScript, plus the
 //! `key=value` option splitter shared by the script directives.
 
+use std::sync::Arc;
+
 use super::daemon_group::parse_on_off;
 use super::error::ConfigError;
 use super::selector::GroupSelector;
@@ -85,12 +87,59 @@ pub(crate) fn require_nonempty(
     }
 }
 
+/// How many groups a [`UrlPattern`] reports: `$0` to `$9`, as Apache's AP_MAX_REG_MATCH.
+pub const PATTERN_GROUPS: usize = 10;
+
+/// A WSGIScriptAliasMatch regular expression, compiled. This layer only names the
+/// operation: the module compiles the pattern with Apache's PCRE while the directive is
+/// read and keeps it here, so requests use that one compiled pattern.
+pub trait UrlPattern: Send + Sync {
+    /// On a match of `subject`, the spans of `$0`..`$9` (None for a group that did not
+    /// take part).
+    fn captures(&self, subject: &[u8]) -> Option<[Option<(usize, usize)>; PATTERN_GROUPS]>;
+}
+
+/// A shared compiled pattern: the aliases a virtual host inherits from the main server
+/// share it, and it is freed with the last configuration holding it.
+#[derive(Clone)]
+pub struct CompiledPattern(Arc<dyn UrlPattern>);
+
+impl CompiledPattern {
+    pub fn new(pattern: impl UrlPattern + 'static) -> CompiledPattern {
+        CompiledPattern(Arc::new(pattern))
+    }
+
+    /// See [`UrlPattern::captures`].
+    pub fn captures(&self, subject: &[u8]) -> Option<[Option<(usize, usize)>; PATTERN_GROUPS]> {
+        self.0.captures(subject)
+    }
+}
+
+impl std::fmt::Debug for CompiledPattern {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CompiledPattern")
+    }
+}
+
+/// The same compiled pattern (the source text is compared as `ScriptAlias::url`).
+impl PartialEq for CompiledPattern {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for CompiledPattern {}
+
 /// One WSGIScriptAlias or WSGIScriptAliasMatch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ScriptAlias {
     /// The URL path prefix, or the regular expression for WSGIScriptAliasMatch
-    /// (compiled by the caller).
+    /// (compiled into `pattern`).
     pub url: String,
+    /// WSGIScriptAliasMatch's `url` compiled, set by the module when it reads the
+    /// directive (a pattern that does not compile fails configtest); None for
+    /// WSGIScriptAlias, and from [`ScriptAlias::parse`] alone.
+    pub pattern: Option<CompiledPattern>,
     /// The script file (may hold `$1` substitutions for WSGIScriptAliasMatch).
     pub script: String,
     /// True for WSGIScriptAliasMatch.
@@ -135,6 +184,7 @@ impl ScriptAlias {
         )?;
         let mut alias = ScriptAlias {
             url: words[0].clone(),
+            pattern: None,
             script: words[1].clone(),
             is_match,
             process_group: None,

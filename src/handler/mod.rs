@@ -15,7 +15,6 @@ use std::ffi::CStr;
 use std::os::unix::ffi::OsStrExt;
 
 use crate::apache::log::{self, Level};
-use crate::apache::regex::Regex;
 use crate::apache::request::Request;
 use crate::config::{
     DirConfig, GroupSelector, MapHeadToGet, ScriptAlias, SelectorContext, ServerConfig,
@@ -38,12 +37,8 @@ pub struct HandlerContext<'a> {
     pub embedded: &'a embedded::EmbeddedSettings,
     /// WSGIRestrictEmbedded On: no Python in Apache children.
     pub restrict_embedded: bool,
-}
-
-thread_local! {
-    // Patterns were compiled once already while parsing (module.rs), so they compile here.
-    static REGEX_CACHE: std::cell::RefCell<std::collections::HashMap<String, Option<Regex>>> =
-        Default::default();
+    /// WSGIHeapPolicy (default On): this Apache child trims glibc's heap now and then.
+    pub heap_policy: bool,
 }
 
 /// (script file, SCRIPT_NAME, PATH_INFO) for `uri` under `alias`, all bytes from the URL.
@@ -52,20 +47,15 @@ fn alias_match(alias: &ScriptAlias, uri: &[u8]) -> Option<(Vec<u8>, Vec<u8>, Vec
         let (script_name, path_info) = cgi_env::split_mount(alias.url.as_bytes(), uri)?;
         return Some((alias.script.as_bytes().to_vec(), script_name, path_info));
     }
-    REGEX_CACHE.with(|cache| {
-        let mut cache = cache.borrow_mut();
-        let re = cache
-            .entry(alias.url.clone())
-            .or_insert_with(|| Regex::new(&alias.url).ok())
-            .as_ref()?;
-        let spans = re.captures(uri)?;
-        let (start, end) = spans[0]?;
-        if start != 0 {
-            return None;
-        }
-        let script = crate::apache::regex::substitute(alias.script.as_bytes(), uri, &spans);
-        Some((script, uri[..end].to_vec(), uri[end..].to_vec()))
-    })
+    // Compiled once when the directive was read (module.rs), kept with the configuration:
+    // every WSGIScriptAliasMatch in a ServerConfig has its pattern.
+    let spans = alias.pattern.as_ref()?.captures(uri)?;
+    let (start, end) = spans[0]?;
+    if start != 0 {
+        return None;
+    }
+    let script = crate::apache::regex::substitute(alias.script.as_bytes(), uri, &spans);
+    Some((script, uri[..end].to_vec(), uri[end..].to_vec()))
 }
 
 /// translate_name: a URL under a WSGIScriptAlias is mapped to its script.
@@ -331,6 +321,7 @@ pub fn handle(r: &mut Request<'_>, ctx: &HandlerContext<'_>) -> i32 {
         flags,
         sendfile: dir.enable_sendfile(),
         error_override: dir.error_override(),
+        trim_heap: ctx.heap_policy,
     };
     r.add_cgi_variables();
     r.ensure_log_ids();

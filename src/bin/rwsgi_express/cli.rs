@@ -313,7 +313,8 @@ pub struct ServerArgs {
     pub pid_file: Option<PathBuf>,
 
     /// Directory for the configuration, logs and sockets
-    /// (default: /tmp/rwsgi-express-HOST:PORT-UID).
+    /// (default: /tmp/rwsgi-express-HOST:PORT-UID, refused when it is a symlink or
+    /// another user's).
     #[arg(long, value_name = "DIR")]
     pub server_root: Option<PathBuf>,
 

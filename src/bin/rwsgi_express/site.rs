@@ -364,7 +364,11 @@ pub fn resolve(args: &ServerArgs, start: bool) -> Result<Site, Fail> {
     {
         check_config_safe(p)?;
     }
-    make_dir(&server_root)?;
+    if args.server_root.is_some() {
+        make_dir(&server_root)?;
+    } else {
+        claim_default_root(&server_root)?;
+    }
     for sub in ["run", "htdocs"] {
         make_dir(&server_root.join(sub))?;
     }
@@ -1077,6 +1081,83 @@ fn identity(user: Option<&str>, group: Option<&str>) -> Result<Identity, Fail> {
         gid: gid.as_raw(),
         switch: false,
     })
+}
+
+/// Makes the default server root (a predictable name under /tmp, where anyone may create
+/// it first) ours: created with `mkdir`, then opened without following a symlink and
+/// checked on that descriptor (so what is checked is what was opened), refused when another
+/// user owns it or others may write in it. Its mode: 0700 for an ordinary user (Apache and
+/// the daemons run as you), 0755 for root, whose Apache children and daemons run as
+/// `--user` (www-data) and must enter it to reach run/'s sockets, handler.wsgi, htdocs and
+/// the copies of unreadable applications. Nothing in it is secret; only its owner may
+/// write there, and /tmp's sticky bit keeps others from renaming or removing it.
+fn claim_default_root(dir: &Path) -> Result<(), Fail> {
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    let me = Uid::effective();
+    let mode = if me.is_root() { 0o755 } else { 0o700 };
+    let what_to_do = "remove it, or pass --server-root DIR (a directory of your own)";
+    match fs::DirBuilder::new().mode(mode).create(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(Fail(format!("cannot create {}: {e}", dir.display()))),
+    }
+    let opened = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_DIRECTORY | libc::O_CLOEXEC)
+        .open(dir);
+    let file = match opened {
+        Ok(f) => f,
+        Err(e) => {
+            // lstat only to say what is there; the refusal is the failed open itself.
+            let is_link = fs::symlink_metadata(dir).is_ok_and(|m| m.file_type().is_symlink());
+            return Err(Fail(if is_link {
+                let target = fs::read_link(dir)
+                    .map(|t| t.display().to_string())
+                    .unwrap_or_else(|_| "?".into());
+                format!(
+                    "server root {} is a symbolic link (to {target}): refusing to write the                      server's configuration through it; {what_to_do}",
+                    dir.display()
+                )
+            } else {
+                format!(
+                    "server root {} cannot be used ({e}); {what_to_do}",
+                    dir.display()
+                )
+            }));
+        }
+    };
+    let meta = file
+        .metadata()
+        .map_err(|e| Fail(format!("{}: {e}", dir.display())))?;
+    let name_of = |uid: u32| {
+        User::from_uid(Uid::from_raw(uid))
+            .ok()
+            .flatten()
+            .map_or_else(
+                || format!("uid {uid}"),
+                |u| format!("{} (uid {uid})", u.name),
+            )
+    };
+    if meta.uid() != me.as_raw() {
+        return Err(Fail(format!(
+            "server root {} belongs to user {}, not to you ({}): that user could change the              configuration and scripts written there; {what_to_do}",
+            dir.display(),
+            name_of(meta.uid()),
+            name_of(me.as_raw())
+        )));
+    }
+    if meta.mode() & 0o022 != 0 {
+        return Err(Fail(format!(
+            "server root {} is writable by other users (mode {:o}): they could have put files              in it; {what_to_do}",
+            dir.display(),
+            meta.mode() & 0o7777
+        )));
+    }
+    if meta.mode() & 0o7777 != mode {
+        file.set_permissions(fs::Permissions::from_mode(mode))
+            .map_err(|e| Fail(format!("cannot chmod {:o} {}: {e}", mode, dir.display())))?;
+    }
+    Ok(())
 }
 
 /// Creates `dir` (and parents) and makes it 0755, so the daemon user can read it.

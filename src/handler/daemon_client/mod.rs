@@ -66,6 +66,8 @@ pub struct RequestPlan<'a> {
     pub sendfile: bool,
     /// WSGIErrorOverride: an app's 4xx/5xx body is dropped and Apache's ErrorDocument sent.
     pub error_override: bool,
+    /// WSGIHeapPolicy: count the request for [`HEAP_TRIMMER`] (Off: never trim).
+    pub trim_heap: bool,
 }
 
 /// The request head for the daemon: `plan`'s fields and the environ `env`. Err(status) when
@@ -119,7 +121,9 @@ pub fn serve(
     head: &[u8],
     mut body: Body,
 ) -> i32 {
-    HEAP_TRIMMER.request_done();
+    if plan.trim_heap {
+        HEAP_TRIMMER.request_done();
+    }
     let idempotent = resend::is_idempotent(r.method(), plan.flags);
     let deadline = Instant::now() + target.connect_timeout;
     let mut attempts = Attempts::default();
