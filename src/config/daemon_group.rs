@@ -182,6 +182,31 @@ impl Opt<'_> {
         self.seconds().map(|d| (!d.is_zero()).then_some(d))
     }
 
+    /// Seconds with up to 6 decimal places (`0.5`, `2.25`), kept to the microsecond: the
+    /// timeouts of the socket between Apache and the daemons, which may well be sub-second.
+    /// Whole seconds read as [`Self::seconds`] does.
+    fn fine_seconds(&self) -> Result<Duration, ConfigError> {
+        const EXPECT: &str =
+            "expected a non-negative number of seconds (at most 6 decimal places, as 0.25)";
+        let Some((whole, fraction)) = self.value.split_once('.') else {
+            return self.seconds();
+        };
+        if !is_digits(whole) || !is_digits(fraction) {
+            return Err(self.err(EXPECT));
+        }
+        if fraction.len() > 6 {
+            return Err(self.err(format!(
+                "{EXPECT}: '{fraction}' is finer than a microsecond"
+            )));
+        }
+        let secs = match whole.parse::<i64>() {
+            Ok(v) if v <= INT_MAX => v as u64,
+            _ => return Err(self.err(format!("{EXPECT} (at most {INT_MAX})"))),
+        };
+        let micros: u32 = format!("{fraction:0<6}").parse().unwrap_or(0);
+        Ok(Duration::from_secs(secs) + Duration::from_micros(u64::from(micros)))
+    }
+
     /// 0 (= default) or at least `min` bytes.
     fn buffer_size(&self, min: i64, zero_means: &str) -> Result<u32, ConfigError> {
         match parse_int(self.value) {
@@ -232,6 +257,8 @@ pub enum OptionValue {
     AbsolutePath(fn(&mut DaemonGroupSpec) -> &mut Option<String>),
     /// Whole seconds; 0 disables (`None`).
     Timeout(fn(&mut DaemonGroupSpec) -> &mut Option<Duration>),
+    /// Seconds, decimals allowed down to the microsecond; 0 disables (`None`).
+    FineTimeout(fn(&mut DaemonGroupSpec) -> &mut Option<Duration>),
     /// Bytes; 0 means no limit (`None`).
     ByteLimit(fn(&mut DaemonGroupSpec) -> &mut Option<u64>),
     /// A socket buffer: 0 (the system default, `None`) or at least 512 bytes.
@@ -275,7 +302,7 @@ const fn option_empty_ok(name: &'static str, value: OptionValue) -> DaemonOption
 }
 
 use OptionValue::{
-    AbsolutePath, ByteLimit, Custom, Principal, Refused, SocketBuffer, Text, Timeout,
+    AbsolutePath, ByteLimit, Custom, FineTimeout, Principal, Refused, SocketBuffer, Text, Timeout,
 };
 
 /// Every option WSGIDaemonProcess accepts (mod_wsgi 6.0's, then mod_rwsgi's own), with
@@ -339,12 +366,12 @@ pub static DAEMON_OPTIONS: &[DaemonOption] = &[
     option(
         "connect-timeout",
         Custom(|s, o| {
-            s.connect_timeout = o.seconds()?;
+            s.connect_timeout = o.fine_seconds()?;
             Ok(())
         }),
     ),
-    option("socket-timeout", Timeout(|s| &mut s.socket_timeout)),
-    option("queue-timeout", Timeout(|s| &mut s.queue_timeout)),
+    option("socket-timeout", FineTimeout(|s| &mut s.socket_timeout)),
+    option("queue-timeout", FineTimeout(|s| &mut s.queue_timeout)),
     option("request-timeout", Timeout(|s| &mut s.request_timeout)),
     option("interrupt-timeout", Timeout(|s| &mut s.interrupt_timeout)),
     option("deadlock-timeout", Timeout(|s| &mut s.deadlock_timeout)),
@@ -416,7 +443,7 @@ pub static DAEMON_OPTIONS: &[DaemonOption] = &[
     ),
     option(
         "response-socket-timeout",
-        Timeout(|s| &mut s.response_socket_timeout),
+        FineTimeout(|s| &mut s.response_socket_timeout),
     ),
     option(
         "response-flush-delay",
@@ -520,6 +547,16 @@ pub(crate) fn is_env_name(name: &str) -> bool {
         .next()
         .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
         && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+/// A timeout for a log line, as the options write it: `60`, `0.5`, `0.00025`.
+pub fn seconds_text(d: Duration) -> String {
+    if d.subsec_micros() == 0 {
+        d.as_secs().to_string()
+    } else {
+        let text = format!("{}.{:06}", d.as_secs(), d.subsec_micros());
+        text.trim_end_matches('0').to_string()
+    }
 }
 
 fn is_digits(s: &str) -> bool {
@@ -700,6 +737,10 @@ impl DaemonGroupSpec {
             Principal(field) => *field(self) = Some(o.principal()?),
             AbsolutePath(field) => *field(self) = Some(o.absolute_path()?),
             Timeout(field) => *field(self) = o.timeout()?,
+            FineTimeout(field) => {
+                let d = o.fine_seconds()?;
+                *field(self) = (!d.is_zero()).then_some(d);
+            }
             ByteLimit(field) => {
                 let bytes = o.int(0, i64::MAX)? as u64;
                 *field(self) = (bytes != 0).then_some(bytes);

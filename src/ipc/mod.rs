@@ -6,3 +6,4 @@
 
 pub mod fd_passing;
 pub mod poll;
+pub mod connect;
