@@ -379,6 +379,38 @@ mod tests {
         Duration::from_secs(n)
     }
 
+    /// Issue 29 item 9: sub-second timeouts keep their precision on both sides of the
+    /// socket, and a zero one, which could never work, is refused.
+    #[test]
+    fn socket_timeouts_keep_sub_second_precision_and_zero_is_refused() {
+        let g = global(&[(
+            "WSGIDaemonProcess",
+            "g socket-timeout=0.5 connect-timeout=1.25 queue-timeout=0.75",
+        )]);
+        let [p] = &plan(&g, &[])[..] else {
+            panic!("one group")
+        };
+        let half = Duration::from_millis(500);
+        assert_eq!(p.daemons.plan.serve.socket_timeout, half);
+        assert_eq!(p.target.socket_timeout, half);
+        assert_eq!(p.target.connect_timeout, Duration::from_millis(1250));
+        assert_eq!(p.target.queue_timeout, Some(Duration::from_millis(750)));
+        assert_eq!(p.daemons.plan.serve.queue_timeout, Some(Duration::from_millis(750)));
+        // Apache's Timeout as socket-timeout's default is not rounded either.
+        let g = global(&[("WSGIDaemonProcess", "g")]);
+        let spec = &g.daemon_groups[0];
+        let facts_with = |t: Duration| ApacheFacts {
+            default_socket_timeout: t,
+            ..facts()
+        };
+        let p = plan_group(spec, &g, &facts_with(half), &[], &FakeHost).unwrap();
+        assert_eq!(p.target.socket_timeout, half);
+        let err = plan_group(spec, &g, &facts_with(Duration::ZERO), &[], &FakeHost)
+            .err()
+            .unwrap();
+        assert!(err.contains("WSGIDaemonProcess g") && err.contains("Timeout is 0"), "{err}");
+    }
+
     #[test]
     fn defaults_run_as_apache_user_on_a_per_group_socket() {
         let g = global(&[("WSGIDaemonProcess", "webware")]);

@@ -1181,6 +1181,31 @@ pub(crate) mod tests {
         assert!(!ok("g server-metrics=Off").server_metrics);
     }
 
+    /// Issue 29 item 9: the socket's timeouts keep fractions of a second (to the
+    /// microsecond) instead of being refused or truncated; 0 still means "not set".
+    #[test]
+    fn socket_timeouts_take_decimal_seconds() {
+        let ms = Duration::from_millis;
+        assert_eq!(ok("g socket-timeout=0.5").socket_timeout, Some(ms(500)));
+        assert_eq!(ok("g socket-timeout=2").socket_timeout, Some(ms(2000)));
+        assert_eq!(ok("g socket-timeout=0.0").socket_timeout, None);
+        assert_eq!(
+            ok("g socket-timeout=0.000001").socket_timeout,
+            Some(Duration::from_micros(1))
+        );
+        assert_eq!(ok("g connect-timeout=0.25").connect_timeout, ms(250));
+        assert_eq!(ok("g queue-timeout=1.5").queue_timeout, Some(ms(1500)));
+        assert_eq!(
+            ok("g response-socket-timeout=0.1").response_socket_timeout,
+            Some(ms(100))
+        );
+        let e = parse_line("g socket-timeout=0.0000001").unwrap_err().to_string();
+        assert!(e.contains("finer than a microsecond"), "{e}");
+        assert_eq!(seconds_text(ms(500)), "0.5");
+        assert_eq!(seconds_text(ms(60_000)), "60");
+        assert_eq!(seconds_text(Duration::from_micros(250)), "0.00025");
+    }
+
     #[test]
     fn every_option_parses_its_valid_form() {
         let cases = valid_cases();
@@ -1226,7 +1251,14 @@ pub(crate) mod tests {
             "script-group=#x",
             "listen-backlog=-1",
             "connect-timeout=-5",
-            "socket-timeout=1.5",
+            "socket-timeout=1.5.0",
+            "socket-timeout=0.0000001",
+            "socket-timeout=.5",
+            "socket-timeout=1.",
+            "socket-timeout=-0.5",
+            "socket-timeout=0.5s",
+            "socket-timeout=1e3",
+            "connect-timeout=0,5",
             "queue-timeout=x",
             "request-timeout=-1",
             "interrupt-timeout=9999999999",
