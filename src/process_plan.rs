@@ -395,7 +395,10 @@ mod tests {
         assert_eq!(p.target.socket_timeout, half);
         assert_eq!(p.target.connect_timeout, Duration::from_millis(1250));
         assert_eq!(p.target.queue_timeout, Some(Duration::from_millis(750)));
-        assert_eq!(p.daemons.plan.serve.queue_timeout, Some(Duration::from_millis(750)));
+        assert_eq!(
+            p.daemons.plan.serve.queue_timeout,
+            Some(Duration::from_millis(750))
+        );
         // Apache's Timeout as socket-timeout's default is not rounded either.
         let g = global(&[("WSGIDaemonProcess", "g")]);
         let spec = &g.daemon_groups[0];
@@ -408,7 +411,10 @@ mod tests {
         let err = plan_group(spec, &g, &facts_with(Duration::ZERO), &[], &FakeHost)
             .err()
             .unwrap();
-        assert!(err.contains("WSGIDaemonProcess g") && err.contains("Timeout is 0"), "{err}");
+        assert!(
+            err.contains("WSGIDaemonProcess g") && err.contains("Timeout is 0"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -36,7 +36,12 @@ fn mkdir(path: &Path) {
 }
 
 /// Polls `path` until `pred` holds for a 200 answer's body (bounded); returns that body.
-fn wait_for_body(apache: &Apache, path: &str, limit: Duration, pred: impl Fn(&str) -> bool) -> String {
+fn wait_for_body(
+    apache: &Apache,
+    path: &str,
+    limit: Duration,
+    pred: impl Fn(&str) -> bool,
+) -> String {
     let start = Instant::now();
     let mut last = String::new();
     while start.elapsed() < limit {
@@ -73,7 +78,11 @@ fn a_replace_naming_more_than_64_kib_of_scripts_restarts_and_the_group_keeps_ser
     mkdir(&dir);
     const SCRIPTS: usize = 30;
     for i in 0..SCRIPTS {
-        write_script(&dir.join(format!("app{i}.wsgi")), &tagged_app("v1"), Duration::ZERO);
+        write_script(
+            &dir.join(format!("app{i}.wsgi")),
+            &tagged_app("v1"),
+            Duration::ZERO,
+        );
     }
     let apache = config
         .conf(&format!(
@@ -89,9 +98,19 @@ fn a_replace_naming_more_than_64_kib_of_scripts_restarts_and_the_group_keeps_ser
         let body = apache.get(&format!("/s/{i}")).text();
         assert_eq!(pid_of(&body), pid_of(&first), "one process serves them all");
     }
-    write_script(&dir.join("app0.wsgi"), &tagged_app("v2"), Duration::from_secs(10));
-    let body = wait_for_body(&apache, "/s/0", Duration::from_secs(40), |b| b.ends_with(" v2"));
-    assert_ne!(pid_of(&body), pid_of(&first), "a new process serves the touched script");
+    write_script(
+        &dir.join("app0.wsgi"),
+        &tagged_app("v2"),
+        Duration::from_secs(10),
+    );
+    let body = wait_for_body(&apache, "/s/0", Duration::from_secs(40), |b| {
+        b.ends_with(" v2")
+    });
+    assert_ne!(
+        pid_of(&body),
+        pid_of(&first),
+        "a new process serves the touched script"
+    );
     // The group keeps serving every script, from the new process.
     for i in [1, SCRIPTS / 2, SCRIPTS - 1] {
         let r = apache.get(&format!("/s/{i}"));
@@ -117,7 +136,10 @@ fn listen_queue(root: &Path) -> Option<(u32, u32)> {
     let line = text.lines().find(|l| l.contains(&root))?;
     let fields: Vec<&str> = line.split_whitespace().collect();
     let at = fields.iter().position(|f| *f == "LISTEN")?;
-    Some((fields.get(at + 1)?.parse().ok()?, fields.get(at + 2)?.parse().ok()?))
+    Some((
+        fields.get(at + 1)?.parse().ok()?,
+        fields.get(at + 2)?.parse().ok()?,
+    ))
 }
 
 /// Item 7 of issue 29: with every thread busy and the listen backlog full, a connect to the
@@ -211,8 +233,8 @@ fn sub_second_timeouts_that_cannot_work_are_refused_at_configtest() {
         ("queue-timeout=.5", "queue-timeout=.5"),
         ("socket-timeout=-0.5", "socket-timeout=-0.5"),
     ] {
-        let config = ApacheConfig::new("ipc-badsec")
-            .conf(&format!("WSGIDaemonProcess g {option}\n"));
+        let config =
+            ApacheConfig::new("ipc-badsec").conf(&format!("WSGIDaemonProcess g {option}\n"));
         let (ok, out) = config.configtest();
         assert!(!ok, "{option} was accepted:\n{out}");
         assert!(
@@ -264,7 +286,9 @@ fn touching_one_script_restarts_the_process_only_on_a_request_for_it() {
     assert!(!log.contains("touch-to-reload"), "{log}");
     // The next request for a restarts the process (reload-mechanism=process) and runs a's
     // new code.
-    let body = wait_for_body(&apache, "/a", Duration::from_secs(30), |t| t.ends_with(" a-v2"));
+    let body = wait_for_body(&apache, "/a", Duration::from_secs(30), |t| {
+        t.ends_with(" a-v2")
+    });
     assert_ne!(pid_of(&body), pid);
     assert_eq!(apache.get("/b").text(), format!("{} b-v1", pid_of(&body)));
     apache.wait_for_log("touch-to-reload", Duration::from_secs(5));

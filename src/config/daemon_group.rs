@@ -1199,7 +1199,9 @@ pub(crate) mod tests {
             ok("g response-socket-timeout=0.1").response_socket_timeout,
             Some(ms(100))
         );
-        let e = parse_line("g socket-timeout=0.0000001").unwrap_err().to_string();
+        let e = parse_line("g socket-timeout=0.0000001")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("finer than a microsecond"), "{e}");
         assert_eq!(seconds_text(ms(500)), "0.5");
         assert_eq!(seconds_text(ms(60_000)), "60");

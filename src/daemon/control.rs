@@ -278,7 +278,10 @@ mod tests {
         assert!(bytes.len() > 64 * 1024);
         let mut dec = ControlDecoder::default();
         let mut got = Vec::new();
-        for piece in bytes.chunks(1000).chain([&ControlMessage::Ready.encode().unwrap()[..]]) {
+        for piece in bytes
+            .chunks(1000)
+            .chain([&ControlMessage::Ready.encode().unwrap()[..]])
+        {
             dec.feed(piece);
             while let Some(msg) = dec.next_message().unwrap() {
                 got.push(msg);

@@ -50,7 +50,9 @@ mod tests {
         let _accepted = listener.accept().unwrap();
         connect_now(&path).unwrap();
         assert_eq!(
-            connect_now(&dir.path().join("missing.sock")).unwrap_err().kind(),
+            connect_now(&dir.path().join("missing.sock"))
+                .unwrap_err()
+                .kind(),
             io::ErrorKind::NotFound
         );
     }

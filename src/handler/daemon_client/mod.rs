@@ -211,7 +211,10 @@ fn connect_failed(r: &Request<'_>, target: &DaemonTarget, e: &io::Error) -> i32 
             Some(q) if q < target.socket_timeout => {
                 format!("queue-timeout={} s expired", seconds_text(q))
             }
-            _ => format!("socket-timeout={} s expired", seconds_text(target.socket_timeout)),
+            _ => format!(
+                "socket-timeout={} s expired",
+                seconds_text(target.socket_timeout)
+            ),
         };
         log::request(
             r,

@@ -260,7 +260,10 @@ fn reload_on_mtime_inequality_and_script_changed() {
     let mut io = FakeIo::new();
     assert_eq!(request(&host, &path, "/", &mut io), Outcome::Completed);
     assert_eq!(io.body_text(), "v1");
-    assert_eq!(request(&host, &other, "/", &mut FakeIo::new()), Outcome::Completed);
+    assert_eq!(
+        request(&host, &other, "/", &mut FakeIo::new()),
+        Outcome::Completed
+    );
     assert!(!host.script_changed(Path::new(&path), ""));
     // An *older* mtime counts too: mod_wsgi tests for inequality.
     rewrite(&path, &v(2), 1_000);
