@@ -73,9 +73,7 @@ pub(crate) fn start_daemons(
         child_gid,
         parent_pid: std::process::id(),
         socket_prefix: socket_prefix(pool, global),
-        default_socket_timeout: main.timeout().map_or(Duration::from_secs(60), |t| {
-            Duration::from_secs(t.as_secs())
-        }),
+        default_socket_timeout: main.timeout().unwrap_or(Duration::from_secs(60)),
         argv_area: process::argv_area(main),
         apache_version: state::server_version(),
     };
@@ -85,7 +83,7 @@ pub(crate) fn start_daemons(
     };
     let mut groups = Vec::new();
     let mut paths = Vec::new();
-    let metrics = metrics_table(main, global);
+    let metrics = metrics_table(pool, main, global);
     for (index, spec) in global.daemon_groups.iter().enumerate() {
         let mut planned =
             process_plan::plan_group(spec, global, &facts, preloads, &SystemAccounts)?;
@@ -163,14 +161,19 @@ pub(crate) fn start_daemons(
 }
 
 /// The shared metrics table of this generation's groups (None, logged, if it cannot be
-/// mapped: the daemons then serve without it).
-fn metrics_table(main: VirtualHost, global: &GlobalConfig) -> Option<MetricsTable> {
+/// mapped: the daemons then serve without it). Its mapping is unmapped in this process when
+/// `pool` (pconf) is cleared, so graceful restarts do not pile up mappings in the parent;
+/// its cleanup is registered before the generation's, so it runs after them.
+fn metrics_table(pool: Pool, main: VirtualHost, global: &GlobalConfig) -> Option<MetricsTable> {
     let processes: Vec<usize> = global
         .daemon_groups
         .iter()
         .map(|g| g.processes.max(1) as usize)
         .collect();
-    metrics_shm::create(&processes)
+    // SAFETY: the mapping is dropped with pconf, after the generation (which holds the
+    // table in its plans) and after `GenerationMetrics` withdrew the published copy: nothing
+    // in this process uses the table after that.
+    let (table, mapping) = unsafe { metrics_shm::create(&processes) }
         .map_err(|e| {
             log::startup(
                 main,
@@ -178,7 +181,21 @@ fn metrics_table(main: VirtualHost, global: &GlobalConfig) -> Option<MetricsTabl
                 &format!("RW0121: mod_rwsgi: cannot map the metrics table (rwsgi-metrics): {e}"),
             )
         })
-        .ok()
+        .ok()?;
+    pool.alloc_rust(GenerationMetrics { _mapping: mapping });
+    Some(table)
+}
+
+/// The parent's mapping of a generation's metrics table, freed with pconf.
+struct GenerationMetrics {
+    _mapping: metrics_shm::Mapping,
+}
+
+impl Drop for GenerationMetrics {
+    fn drop(&mut self) {
+        // The endpoint's copy of the table goes first; the mapping is unmapped after this.
+        metrics_endpoint::publish(None, Vec::new());
+    }
 }
 
 /// WSGISocketPrefix (ServerRoot-relative), or `<DefaultRuntimeDir>/rwsgi`.

@@ -99,7 +99,8 @@ pub(crate) struct ApacheFacts {
     pub parent_pid: u32,
     /// WSGISocketPrefix made absolute, or the default under Apache's runtime directory.
     pub socket_prefix: String,
-    /// Apache's `Timeout` in whole seconds: socket-timeout's default.
+    /// Apache's `Timeout` (to the microsecond: `Timeout 500ms` is 0.5 s): socket-timeout's
+    /// default.
     pub default_socket_timeout: Duration,
     /// Apache's argv memory (start, length), overwritten with `display-name`.
     pub argv_area: Option<(usize, usize)>,
@@ -169,6 +170,15 @@ pub(crate) fn plan_group(
         gid: facts.child_gid,
     };
     let socket_timeout = spec.socket_timeout.unwrap_or(facts.default_socket_timeout);
+    if socket_timeout.is_zero() {
+        // A zero timeout would make every connection to the daemons fail at once.
+        return Err(format!(
+            "WSGIDaemonProcess {}: socket-timeout is not set and Apache's Timeout is 0; a \
+             connection to the daemon processes cannot work without a timeout: set \
+             socket-timeout= or a nonzero Timeout",
+            spec.name
+        ));
+    }
     let identity = identity(spec, &ids, facts, accounts);
     let home = spec.home.clone().or_else(|| {
         (identity.uid != facts.child_uid)
@@ -267,6 +277,7 @@ pub(crate) fn plan_group(
         socket_path: path,
         connect_timeout: spec.connect_timeout,
         socket_timeout,
+        queue_timeout: spec.queue_timeout,
         request_timeout: spec.request_timeout,
         response_socket_timeout: spec.effective_response_socket_timeout(),
         response_flush_delay: spec.response_flush_delay,
@@ -368,6 +379,44 @@ mod tests {
 
     fn secs(n: u64) -> Duration {
         Duration::from_secs(n)
+    }
+
+    /// Issue 29 item 9: sub-second timeouts keep their precision on both sides of the
+    /// socket, and a zero one, which could never work, is refused.
+    #[test]
+    fn socket_timeouts_keep_sub_second_precision_and_zero_is_refused() {
+        let g = global(&[(
+            "WSGIDaemonProcess",
+            "g socket-timeout=0.5 connect-timeout=1.25 queue-timeout=0.75",
+        )]);
+        let [p] = &plan(&g, &[])[..] else {
+            panic!("one group")
+        };
+        let half = Duration::from_millis(500);
+        assert_eq!(p.daemons.plan.serve.socket_timeout, half);
+        assert_eq!(p.target.socket_timeout, half);
+        assert_eq!(p.target.connect_timeout, Duration::from_millis(1250));
+        assert_eq!(p.target.queue_timeout, Some(Duration::from_millis(750)));
+        assert_eq!(
+            p.daemons.plan.serve.queue_timeout,
+            Some(Duration::from_millis(750))
+        );
+        // Apache's Timeout as socket-timeout's default is not rounded either.
+        let g = global(&[("WSGIDaemonProcess", "g")]);
+        let spec = &g.daemon_groups[0];
+        let facts_with = |t: Duration| ApacheFacts {
+            default_socket_timeout: t,
+            ..facts()
+        };
+        let p = plan_group(spec, &g, &facts_with(half), &[], &FakeHost).unwrap();
+        assert_eq!(p.target.socket_timeout, half);
+        let err = plan_group(spec, &g, &facts_with(Duration::ZERO), &[], &FakeHost)
+            .err()
+            .unwrap();
+        assert!(
+            err.contains("WSGIDaemonProcess g") && err.contains("Timeout is 0"),
+            "{err}"
+        );
     }
 
     #[test]

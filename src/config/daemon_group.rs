@@ -186,6 +186,31 @@ impl Opt<'_> {
         self.seconds().map(|d| (!d.is_zero()).then_some(d))
     }
 
+    /// Seconds with up to 6 decimal places (`0.5`, `2.25`), kept to the microsecond: the
+    /// timeouts of the socket between Apache and the daemons, which may well be sub-second.
+    /// Whole seconds read as [`Self::seconds`] does.
+    fn fine_seconds(&self) -> Result<Duration, ConfigError> {
+        const EXPECT: &str =
+            "expected a non-negative number of seconds (at most 6 decimal places, as 0.25)";
+        let Some((whole, fraction)) = self.value.split_once('.') else {
+            return self.seconds();
+        };
+        if !is_digits(whole) || !is_digits(fraction) {
+            return Err(self.err(EXPECT));
+        }
+        if fraction.len() > 6 {
+            return Err(self.err(format!(
+                "{EXPECT}: '{fraction}' is finer than a microsecond"
+            )));
+        }
+        let secs = match whole.parse::<i64>() {
+            Ok(v) if v <= INT_MAX => v as u64,
+            _ => return Err(self.err(format!("{EXPECT} (at most {INT_MAX})"))),
+        };
+        let micros: u32 = format!("{fraction:0<6}").parse().unwrap_or(0);
+        Ok(Duration::from_secs(secs) + Duration::from_micros(u64::from(micros)))
+    }
+
     /// 0 (= default) or at least `min` bytes.
     fn buffer_size(&self, min: i64, zero_means: &str) -> Result<u32, ConfigError> {
         match parse_int(self.value) {
@@ -236,6 +261,8 @@ pub enum OptionValue {
     AbsolutePath(fn(&mut DaemonGroupSpec) -> &mut Option<String>),
     /// Whole seconds; 0 disables (`None`).
     Timeout(fn(&mut DaemonGroupSpec) -> &mut Option<Duration>),
+    /// Seconds, decimals allowed down to the microsecond; 0 disables (`None`).
+    FineTimeout(fn(&mut DaemonGroupSpec) -> &mut Option<Duration>),
     /// Bytes; 0 means no limit (`None`).
     ByteLimit(fn(&mut DaemonGroupSpec) -> &mut Option<u64>),
     /// A socket buffer: 0 (the system default, `None`) or at least 512 bytes.
@@ -279,7 +306,7 @@ const fn option_empty_ok(name: &'static str, value: OptionValue) -> DaemonOption
 }
 
 use OptionValue::{
-    AbsolutePath, ByteLimit, Custom, Principal, Refused, SocketBuffer, Text, Timeout,
+    AbsolutePath, ByteLimit, Custom, FineTimeout, Principal, Refused, SocketBuffer, Text, Timeout,
 };
 
 /// Every option WSGIDaemonProcess accepts (mod_wsgi 6.0's, then mod_rwsgi's own), with
@@ -343,12 +370,12 @@ pub static DAEMON_OPTIONS: &[DaemonOption] = &[
     option(
         "connect-timeout",
         Custom(|s, o| {
-            s.connect_timeout = o.seconds()?;
+            s.connect_timeout = o.fine_seconds()?;
             Ok(())
         }),
     ),
-    option("socket-timeout", Timeout(|s| &mut s.socket_timeout)),
-    option("queue-timeout", Timeout(|s| &mut s.queue_timeout)),
+    option("socket-timeout", FineTimeout(|s| &mut s.socket_timeout)),
+    option("queue-timeout", FineTimeout(|s| &mut s.queue_timeout)),
     option("request-timeout", Timeout(|s| &mut s.request_timeout)),
     option("interrupt-timeout", Timeout(|s| &mut s.interrupt_timeout)),
     option("deadlock-timeout", Timeout(|s| &mut s.deadlock_timeout)),
@@ -420,7 +447,7 @@ pub static DAEMON_OPTIONS: &[DaemonOption] = &[
     ),
     option(
         "response-socket-timeout",
-        Timeout(|s| &mut s.response_socket_timeout),
+        FineTimeout(|s| &mut s.response_socket_timeout),
     ),
     option(
         "response-flush-delay",
@@ -524,6 +551,16 @@ pub(crate) fn is_env_name(name: &str) -> bool {
         .next()
         .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
         && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+/// A timeout for a log line, as the options write it: `60`, `0.5`, `0.00025`.
+pub fn seconds_text(d: Duration) -> String {
+    if d.subsec_micros() == 0 {
+        d.as_secs().to_string()
+    } else {
+        let text = format!("{}.{:06}", d.as_secs(), d.subsec_micros());
+        text.trim_end_matches('0').to_string()
+    }
 }
 
 fn is_digits(s: &str) -> bool {
@@ -705,6 +742,10 @@ impl DaemonGroupSpec {
             Principal(field) => *field(self) = Some(o.principal()?),
             AbsolutePath(field) => *field(self) = Some(o.absolute_path()?),
             Timeout(field) => *field(self) = o.timeout()?,
+            FineTimeout(field) => {
+                let d = o.fine_seconds()?;
+                *field(self) = (!d.is_zero()).then_some(d);
+            }
             ByteLimit(field) => {
                 let bytes = o.int(0, i64::MAX)? as u64;
                 *field(self) = (bytes != 0).then_some(bytes);
@@ -1145,6 +1186,33 @@ pub(crate) mod tests {
         assert!(!ok("g server-metrics=Off").server_metrics);
     }
 
+    /// Issue 29 item 9: the socket's timeouts keep fractions of a second (to the
+    /// microsecond) instead of being refused or truncated; 0 still means "not set".
+    #[test]
+    fn socket_timeouts_take_decimal_seconds() {
+        let ms = Duration::from_millis;
+        assert_eq!(ok("g socket-timeout=0.5").socket_timeout, Some(ms(500)));
+        assert_eq!(ok("g socket-timeout=2").socket_timeout, Some(ms(2000)));
+        assert_eq!(ok("g socket-timeout=0.0").socket_timeout, None);
+        assert_eq!(
+            ok("g socket-timeout=0.000001").socket_timeout,
+            Some(Duration::from_micros(1))
+        );
+        assert_eq!(ok("g connect-timeout=0.25").connect_timeout, ms(250));
+        assert_eq!(ok("g queue-timeout=1.5").queue_timeout, Some(ms(1500)));
+        assert_eq!(
+            ok("g response-socket-timeout=0.1").response_socket_timeout,
+            Some(ms(100))
+        );
+        let e = parse_line("g socket-timeout=0.0000001")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("finer than a microsecond"), "{e}");
+        assert_eq!(seconds_text(ms(500)), "0.5");
+        assert_eq!(seconds_text(ms(60_000)), "60");
+        assert_eq!(seconds_text(Duration::from_micros(250)), "0.00025");
+    }
+
     #[test]
     fn every_option_parses_its_valid_form() {
         let cases = valid_cases();
@@ -1190,7 +1258,14 @@ pub(crate) mod tests {
             "script-group=#x",
             "listen-backlog=-1",
             "connect-timeout=-5",
-            "socket-timeout=1.5",
+            "socket-timeout=1.5.0",
+            "socket-timeout=0.0000001",
+            "socket-timeout=.5",
+            "socket-timeout=1.",
+            "socket-timeout=-0.5",
+            "socket-timeout=0.5s",
+            "socket-timeout=1e3",
+            "connect-timeout=0,5",
             "queue-timeout=x",
             "request-timeout=-1",
             "interrupt-timeout=9999999999",

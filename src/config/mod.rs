@@ -27,7 +27,7 @@ mod tokenizer;
 pub use daemon_group::{
     DAEMON_OPTIONS, DEFAULT_HEADER_BUFFER_SIZE, DEFAULT_LISTEN_BACKLOG,
     DEFAULT_RESPONSE_BUFFER_SIZE, DaemonGroupSpec, DaemonOption, OptionValue, ResolvedIds,
-    daemon_option,
+    daemon_option, seconds_text,
 };
 pub use directive_table::{
     DIRECTIVES, DirectiveInfo, Scope, Target, UNSUPPORTED_SECTIONS, directive_info,

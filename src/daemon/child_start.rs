@@ -5,7 +5,9 @@
 //! Python. Its failure lines and its messages to the daemon manager are written here too, so
 //! a fix to one kind of daemon reaches the other.
 
-use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
+use std::io::Write;
+use std::os::fd::{FromRawFd, RawFd};
+use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
 use nix::sys::signal::{SigSet, Signal};
@@ -34,6 +36,10 @@ const MANAGER_SIGNALS: [Signal; 5] = [
     Signal::SIGUSR2,
     Signal::SIGHUP,
 ];
+
+/// A message to the daemon manager that cannot be written within this is given up
+/// (the manager reads its sockets whenever they are readable).
+const CONTROL_SEND_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// One daemon process, as its start-up needs it and its log lines name it (borrowed from
 /// its `DaemonPlan`).
@@ -134,19 +140,30 @@ impl DaemonChild<'_> {
     }
 
     /// Sends `msg` to the daemon manager; false when there is none or it cannot be reached
-    /// (logged).
+    /// within [`CONTROL_SEND_TIMEOUT`], or the message cannot be encoded (logged).
     pub fn send_control(&self, msg: &ControlMessage) -> bool {
         let Some(fd) = self.control_fd else {
             return false;
         };
-        // SAFETY: the control socket is kept open for the whole life of this process.
-        let fd = unsafe { BorrowedFd::borrow_raw(fd) };
-        match nix::sys::socket::send(
-            fd.as_raw_fd(),
-            &msg.encode(),
-            nix::sys::socket::MsgFlags::MSG_NOSIGNAL,
-        ) {
-            Ok(_) => true,
+        let bytes = match msg.encode() {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                logging::warning(&format!(
+                    "RW0150: daemon process '{}' (pid {}): cannot ask the daemon manager: {e}",
+                    self.group,
+                    std::process::id()
+                ));
+                return false;
+            }
+        };
+        // SAFETY: the control socket is kept open for the whole life of this process; the
+        // UnixStream is never dropped (ManuallyDrop), so the descriptor stays ours.
+        let stream = std::mem::ManuallyDrop::new(unsafe { UnixStream::from_raw_fd(fd) });
+        let sent = stream
+            .set_write_timeout(Some(CONTROL_SEND_TIMEOUT))
+            .and_then(|()| (&*stream).write_all(&bytes));
+        match sent {
+            Ok(()) => true,
             Err(e) => {
                 logging::warning(&format!(
                     "RW0036: daemon process '{}' (pid {}): cannot reach the daemon manager: {e}",

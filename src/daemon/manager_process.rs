@@ -23,7 +23,7 @@ use nix::sys::socket::{AddressFamily, SockFlag, SockType, socketpair};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 
-use crate::daemon::control::{self, ControlMessage, Script};
+use crate::daemon::control::{self, ControlDecoder, ControlMessage, Script};
 use crate::daemon::exit::DaemonExit;
 use crate::daemon::metrics_shm;
 use crate::daemon::process::{self as daemon_process, DaemonPlan};
@@ -40,9 +40,6 @@ pub struct GroupPlan {
     pub processes: usize,
 }
 
-/// A replacement that does not report ready within this (or the group's startup-timeout)
-/// no longer holds the old process back.
-const REPLACEMENT_PATIENCE: Duration = Duration::from_secs(30);
 /// How often the loop wakes without events (parent check, deadlines).
 const TICK: Duration = Duration::from_millis(100);
 
@@ -125,6 +122,9 @@ struct Daemon {
     /// slot's serving (or starting) process.
     retiring: bool,
     control: OwnedFd,
+    /// What has arrived on `control` so far; after a message that cannot be decoded the
+    /// socket is no longer read.
+    inbox: ControlDecoder,
     /// Its record in the metrics table.
     metrics_record: Option<usize>,
 }
@@ -203,7 +203,7 @@ impl Manager {
         let group = &self.groups[g];
         let (mine, theirs) = match socketpair(
             AddressFamily::Unix,
-            SockType::SeqPacket,
+            SockType::Stream,
             None,
             SockFlag::SOCK_CLOEXEC,
         ) {
@@ -259,6 +259,7 @@ impl Manager {
                         slot: s,
                         retiring: false,
                         control: mine,
+                        inbox: ControlDecoder::default(),
                         metrics_record: plan.metrics_record,
                     },
                 );
@@ -280,7 +281,14 @@ impl Manager {
 
     fn serve(&mut self, signals: &SignalFd) -> i32 {
         loop {
-            let pids: Vec<Pid> = self.daemons.keys().copied().collect();
+            // A daemon whose messages could not be decoded is not read any more (it was told
+            // to drain); its socket would otherwise stay readable.
+            let pids: Vec<Pid> = self
+                .daemons
+                .iter()
+                .filter(|(_, d)| !d.inbox.has_failed())
+                .map(|(pid, _)| *pid)
+                .collect();
             let mut ready_pids = Vec::new();
             let mut signals_ready = false;
             {
@@ -479,29 +487,67 @@ impl Manager {
     }
 
     fn read_control(&mut self, pid: Pid) {
-        let mut buf = vec![0u8; control::MAX_MESSAGE];
-        loop {
-            let Some(daemon) = self.daemons.get(&pid) else {
+        let mut buf = [0u8; 64 * 1024];
+        let mut messages = Vec::new();
+        let mut error = None;
+        {
+            let Some(daemon) = self.daemons.get_mut(&pid) else {
                 return;
             };
-            let n = match nix::sys::socket::recv(
-                daemon.control.as_raw_fd(),
-                &mut buf,
-                nix::sys::socket::MsgFlags::MSG_DONTWAIT,
-            ) {
-                Ok(0) | Err(_) => return, // closed (its death is reaped) or nothing more
-                Ok(n) => n,
-            };
-            match ControlMessage::decode(&buf[..n]) {
-                Ok(ControlMessage::Ready) => self.on_ready(pid),
-                Ok(ControlMessage::Replace { reason, scripts }) => {
-                    self.on_replace(pid, reason, scripts)
+            loop {
+                match nix::sys::socket::recv(
+                    daemon.control.as_raw_fd(),
+                    &mut buf,
+                    nix::sys::socket::MsgFlags::MSG_DONTWAIT,
+                ) {
+                    Ok(0) => break, // closed: its death is reaped
+                    Ok(n) => daemon.inbox.feed(&buf[..n]),
+                    Err(nix::errno::Errno::EINTR) => continue,
+                    Err(_) => break, // nothing more for now
                 }
-                Err(e) => logging::warning(&format!(
-                    "RW0024: mod_rwsgi: daemon manager: bad control message from pid {pid}: {e}"
-                )),
+                loop {
+                    match daemon.inbox.next_message() {
+                        Ok(Some(msg)) => messages.push(msg),
+                        Ok(None) => break,
+                        Err(e) => {
+                            error = Some(e);
+                            break;
+                        }
+                    }
+                }
+                if error.is_some() {
+                    break;
+                }
             }
         }
+        for msg in messages {
+            match msg {
+                ControlMessage::Ready => self.on_ready(pid),
+                ControlMessage::Replace { reason, scripts } => {
+                    self.on_replace(pid, reason, scripts)
+                }
+            }
+        }
+        if let Some(e) = error {
+            // The daemon may be waiting for an answer (a Replace): answer it by telling it to
+            // drain. Its slot is then refilled when it exits, as after any planned exit.
+            logging::warning(&format!(
+                "RW0024: mod_rwsgi: daemon manager: bad control message from pid {pid}: {e}; \
+                 telling it to drain"
+            ));
+            self.abandon_replacement(pid);
+            let _ = nix::sys::signal::kill(pid, Signal::SIGUSR2);
+        }
+    }
+
+    /// Forgets a queued replacement asked for by `pid`, which is answered by its draining
+    /// instead: its slot is refilled when it exits (unless a replacement already started).
+    fn abandon_replacement(&mut self, pid: Pid) {
+        let Some(daemon) = self.daemons.get(&pid) else {
+            return;
+        };
+        let g = daemon.group;
+        self.groups[g].queue.retain(|r| r.pid != pid);
     }
 
     fn on_ready(&mut self, pid: Pid) {
@@ -610,7 +656,7 @@ impl Manager {
                 .plan
                 .timers
                 .startup_timeout
-                .unwrap_or(REPLACEMENT_PATIENCE);
+                .unwrap_or(control::REPLACEMENT_PATIENCE);
             if since.elapsed() < patience {
                 continue;
             }

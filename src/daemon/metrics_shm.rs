@@ -7,11 +7,39 @@ use std::sync::atomic::AtomicU64;
 
 use crate::protocol::metrics_table::{self, MetricsTable};
 
+/// The mapping behind one generation's table, owned by the process that made it (the
+/// Apache parent). Dropping it unmaps it there — when the generation's configuration pool
+/// is cleared — while every process forked from the parent keeps its own copy of the mapping
+/// for its whole life: the daemons and Apache children of the old generation still count
+/// into it, the parent of the next generation maps a new one.
+pub struct Mapping {
+    ptr: *mut libc::c_void,
+    bytes: usize,
+    owner: u32,
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        if std::process::id() != self.owner {
+            return; // a forked child clearing its copy of the pool: its mapping stays in use
+        }
+        // SAFETY: `ptr`/`bytes` are exactly what mmap returned in `create`; the owner drops
+        // this only once nothing in this process uses the table any more (the caller's
+        // contract on `create`).
+        unsafe {
+            libc::munmap(self.ptr, self.bytes);
+        }
+    }
+}
+
 /// Maps a zeroed shared table for groups of these process counts.
 ///
-/// The mapping is never unmapped: processes forked from this one use it for their whole
-/// life, and the Apache parent makes one per configuration generation (a few KB each).
-pub fn create(processes: &[usize]) -> io::Result<MetricsTable> {
+/// # Safety
+/// The table is handed out as `'static`, but it lives only as long as the [`Mapping`]
+/// returned with it in this process: the caller drops the mapping only once nothing in this
+/// process uses the table (or a copy of it) any more. Processes forked meanwhile are not
+/// affected by the drop.
+pub unsafe fn create(processes: &[usize]) -> io::Result<(MetricsTable, Mapping)> {
     let words = metrics_table::words_for(processes).max(1);
     let bytes = words * std::mem::size_of::<AtomicU64>();
     // SAFETY: an anonymous shared mapping with no address hint; the kernel returns fresh
@@ -30,10 +58,15 @@ pub fn create(processes: &[usize]) -> io::Result<MetricsTable> {
         return Err(io::Error::last_os_error());
     }
     // SAFETY: the mapping is `bytes` long, page-aligned (so aligned for AtomicU64), zeroed
-    // (a valid AtomicU64 is any bit pattern), never unmapped (so 'static), and only ever
-    // accessed through atomics.
+    // (a valid AtomicU64 is any bit pattern), and only ever accessed through atomics; it
+    // stays mapped while the table is used (this function's contract).
     let slice = unsafe { std::slice::from_raw_parts(ptr as *const AtomicU64, words) };
-    Ok(MetricsTable::new(slice, processes))
+    let mapping = Mapping {
+        ptr,
+        bytes,
+        owner: std::process::id(),
+    };
+    Ok((MetricsTable::new(slice, processes), mapping))
 }
 
 /// Where a group's processes count their requests: the generation's table and the group's

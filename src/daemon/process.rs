@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{SigSet, Signal};
 
 use crate::daemon::child_start::{ChildKind, DaemonChild, Started};
-use crate::daemon::control::ControlMessage;
+use crate::daemon::control::{self, ControlMessage};
 use crate::daemon::exit::DaemonExit;
 use crate::daemon::spawn::ChildSetup;
 use crate::daemon::worker::{ServeSettings, Server, WAKE_SIGNAL};
@@ -251,7 +251,9 @@ enum StopKind {
 }
 
 /// After asking for a replacement: serve on until told to drain (Graceful), to shut down,
-/// or the GIL is lost.
+/// or the GIL is lost. A manager that has not answered within
+/// [`control::answer_deadline`] (a message it lost or could not read) is not waited for any
+/// longer: the process drains, and the manager restarts it when it exits.
 fn wait_for_drain_signal(
     plan: &DaemonPlan,
     waited: &SigSet,
@@ -259,7 +261,19 @@ fn wait_for_drain_signal(
     heartbeat: &AtomicU64,
     epoch: Instant,
 ) -> StopKind {
+    let limit = control::answer_deadline(plan.timers.startup_timeout);
+    let deadline = Instant::now() + limit;
     loop {
+        if Instant::now() >= deadline {
+            logging::warning(&format!(
+                "RW0151: daemon process '{}' (pid {}): the daemon manager did not answer the \
+                 request for a replacement within {} s; draining without it",
+                plan.group,
+                std::process::id(),
+                limit.as_secs()
+            ));
+            return StopKind::Graceful;
+        }
         match next_signal(waited) {
             Some(Signal::SIGUSR2) => return StopKind::Graceful,
             Some(Signal::SIGTERM) => return StopKind::Shutdown,
@@ -413,7 +427,6 @@ fn wait_for_stop(
     epoch: Instant,
 ) -> Stop {
     let started = epoch;
-    let mut last_script_check = Instant::now();
     // Worker index -> (start of the interrupted request, when it was interrupted).
     let mut interrupted: std::collections::HashMap<usize, (u64, Instant)> =
         std::collections::HashMap::new();
@@ -500,16 +513,8 @@ fn wait_for_stop(
                 reason: server.restart_reason(),
             };
         }
-        if plan.script_reloading && last_script_check.elapsed() >= Duration::from_secs(1) {
-            last_script_check = Instant::now();
-            if server.host().is_some_and(|h| h.scripts_changed()) {
-                server.mark_stale("the WSGI script changed (touch-to-reload)");
-                return Stop {
-                    kind: StopKind::Replace { eviction: false },
-                    reason: "the WSGI script changed (touch-to-reload)".into(),
-                };
-            }
-        }
+        // A touched script is noticed by the next request for it (the worker checks that
+        // request's script only, as mod_wsgi does), not by polling every loaded script here.
     }
 }
 

@@ -681,8 +681,16 @@ impl Server {
                 .send_error(error_code::APP_LOAD_FAILED, self.host_error.as_bytes())
                 .is_ok();
         };
+        // The script file's path is Apache's r->filename, bytes (a URL can make it non-UTF-8).
+        let script = Path::new(OsStr::from_bytes(&head.script_path));
+        let app_group = String::from_utf8_lossy(&head.app_group).into_owned();
+        // With script reloading, only this request's script is checked (one stat), as
+        // mod_wsgi does: a touch of another script restarts the process when a request for
+        // that one comes.
         let reloading = head.flags & req_flags::SCRIPT_RELOADING != 0;
-        if self.stale.load(Ordering::SeqCst) || (reloading && host.scripts_changed()) {
+        if self.stale.load(Ordering::SeqCst)
+            || (reloading && host.script_changed(script, &app_group))
+        {
             // Touch-to-reload: this process must not run the request with old modules.
             // Nothing of it was consumed, so Apache resends it on a new connection, which
             // the replacement process accepts from the backlog.
@@ -690,9 +698,6 @@ impl Server {
             let _ = io.send_error(error_code::SHUTTING_DOWN, b"daemon process is restarting");
             return false;
         }
-        // The script file's path is Apache's r->filename, bytes (a URL can make it non-UTF-8).
-        let script = Path::new(OsStr::from_bytes(&head.script_path));
-        let app_group = String::from_utf8_lossy(&head.app_group).into_owned();
         let callable = String::from_utf8_lossy(&head.callable).into_owned();
         let spec = RequestSpec {
             script_path: script,
@@ -764,7 +769,7 @@ impl Server {
             // the check above and this request's own check lands here too (seen under load
             // with Python 3.13): name it as a touch.
             Outcome::ReloadRequired => {
-                self.mark_stale(if host.scripts_changed() {
+                self.mark_stale(if host.script_changed(script, &app_group) {
                     "the WSGI script changed (touch-to-reload)"
                 } else {
                     "the WSGI script asked for a reload (__mtime__, reload_required)"

@@ -4,5 +4,6 @@
 //! `Read`/`Write`; this module gives it the Unix socket underneath. It may use `protocol`,
 //! never the reverse.
 
+pub mod connect;
 pub mod fd_passing;
 pub mod poll;

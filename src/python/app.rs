@@ -122,9 +122,11 @@ impl AppHost {
         }
     }
 
-    /// Has any loaded script changed on disk? Pure stat, no GIL.
-    pub fn scripts_changed(&self) -> bool {
-        self.loader.changed()
+    /// Has this script (of this application group) changed on disk since it was loaded?
+    /// One stat, no GIL: what a daemon checks per request with script reloading on, as
+    /// mod_wsgi checks the script of the request only.
+    pub fn script_changed(&self, script_path: &Path, app_group: &str) -> bool {
+        self.loader.script_changed(script_path, app_group)
     }
 
     /// (script, application group) of every script loaded so far: what a replacement
@@ -209,8 +211,8 @@ impl AppHost {
             return Outcome::LoadFailed;
         };
         // mod_wsgi's reload checks run in the same hold of the GIL as the request; the stat
-        // they need is done before, without it. A daemon has just compared every loaded
-        // script's file with its load-time mtime (`scripts_changed`): no second stat there.
+        // they need is done before, without it. A daemon has just compared this request's
+        // script file with its load-time mtime (`script_changed`): no second stat there.
         let file_mtime = match spec.script_reloading {
             ScriptReloading::Off => None,
             ScriptReloading::InPlace => Some(loader::file_mtime(path)),

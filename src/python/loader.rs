@@ -241,13 +241,12 @@ impl Loader {
         }
     }
 
-    /// Has any loaded script changed (or vanished) on disk? Pure stat, no GIL.
-    pub(crate) fn changed(&self) -> bool {
-        let slots: Vec<Arc<Slot>> = lock(&self.slots).values().cloned().collect();
-        slots.iter().any(|slot| {
-            let loaded_mtime = *lock(&slot.mtime);
-            loaded_mtime.is_some_and(|t| mtime_of(&slot.path).map_or(true, |now| now != t))
-        })
+    /// Has the script `path` of `group` changed (or vanished) on disk since it was loaded?
+    /// One stat of that file, none when it is not loaded; no GIL.
+    pub(crate) fn script_changed(&self, path: &Path, group: &str) -> bool {
+        let key = (fold_case(path), group.to_string());
+        let slot = lock(&self.slots).get(&key).cloned();
+        slot.is_some_and(|slot| slot_changed(&slot))
     }
 
     /// (script, application group) of every script requested so far, sorted.
@@ -259,6 +258,12 @@ impl Loader {
         out.sort();
         out
     }
+}
+
+/// A loaded slot whose file's mtime is no longer the one it was loaded with.
+fn slot_changed(slot: &Slot) -> bool {
+    let loaded_mtime = *lock(&slot.mtime);
+    loaded_mtime.is_some_and(|t| mtime_of(&slot.path).map_or(true, |now| now != t))
 }
 
 fn group_text(group: &str) -> String {

@@ -148,8 +148,8 @@ pub enum ScriptReloading {
     /// Embedded mode: the script is re-imported in place, as mod_wsgi does.
     InPlace,
     /// Daemon mode: the request is not run ([`Outcome::ReloadRequired`]); the daemon replaces
-    /// its process, as mod_wsgi restarts it. The caller has checked the script files' mtimes
-    /// itself ([`AppHost::scripts_changed`]) just before: only the hooks are checked here.
+    /// its process, as mod_wsgi restarts it. The caller has checked the script file's mtime
+    /// itself ([`AppHost::script_changed`]) just before: only the hooks are checked here.
     ReplaceProcess,
 }
 

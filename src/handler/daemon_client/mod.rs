@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use crate::apache::log::{self, Level};
 use crate::apache::request::Request;
+use crate::config::seconds_text;
 use crate::ffi;
 use crate::protocol::{self, ReqHeadRef};
 
@@ -34,6 +35,9 @@ pub struct DaemonTarget {
     pub socket_path: PathBuf,
     pub connect_timeout: Duration,
     pub socket_timeout: Duration,
+    /// queue-timeout: how long a connection may wait in the listen queue for a daemon
+    /// thread to take it (None = socket-timeout).
+    pub queue_timeout: Option<Duration>,
     /// request-timeout: a request with no response head by then gets 504.
     pub request_timeout: Option<Duration>,
     /// response-socket-timeout (else socket-timeout): the client socket's timeout while the
@@ -211,17 +215,40 @@ pub fn serve(
 /// but did not answer the handshake, else 503.
 fn connect_failed(r: &Request<'_>, target: &DaemonTarget, e: &io::Error) -> i32 {
     if e.kind() == io::ErrorKind::TimedOut {
+        let why = match target.queue_timeout {
+            Some(q) if q < target.socket_timeout => {
+                format!("queue-timeout={} s expired", seconds_text(q))
+            }
+            _ => format!(
+                "socket-timeout={} s expired",
+                seconds_text(target.socket_timeout)
+            ),
+        };
         log::request(
             r,
             Level::Error,
             &format!(
                 "RW0077: mod_rwsgi: timeout waiting for daemon process '{}' to answer the protocol \
-                 handshake (socket-timeout={} s expired): it is stopped, hung or overloaded",
+                 handshake ({why}): it is stopped, hung or overloaded",
                 target.group,
-                target.socket_timeout.as_secs()
             ),
         );
         return ffi::HTTP_GATEWAY_TIME_OUT;
+    }
+    if e.kind() == io::ErrorKind::WouldBlock {
+        log::request(
+            r,
+            Level::Error,
+            &format!(
+                "RW0152: mod_rwsgi: daemon process '{}' took no new connection within \
+                 connect-timeout={} s: its listen queue on '{}' is full (every thread busy; see \
+                 threads= and listen-backlog=)",
+                target.group,
+                seconds_text(target.connect_timeout),
+                target.socket_path.display()
+            ),
+        );
+        return ffi::HTTP_SERVICE_UNAVAILABLE;
     }
     log::request(
         r,
@@ -231,7 +258,7 @@ fn connect_failed(r: &Request<'_>, target: &DaemonTarget, e: &io::Error) -> i32 
              connect-timeout={} s: {e}",
             target.group,
             target.socket_path.display(),
-            target.connect_timeout.as_secs()
+            seconds_text(target.connect_timeout)
         ),
     );
     ffi::HTTP_SERVICE_UNAVAILABLE
@@ -258,7 +285,7 @@ fn give_up_line(why: GiveUp, target: &DaemonTarget, cause: Option<&io::Error>) -
         ),
         GiveUp::KeptRestarting => format!(
             "mod_rwsgi: daemon process group '{group}' kept restarting for connect-timeout={} s",
-            target.connect_timeout.as_secs()
+            seconds_text(target.connect_timeout)
         ),
     }
 }

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use crate::ipc;
 use crate::protocol::{self, Decoder, Limits};
 
 use super::DaemonTarget;
@@ -54,18 +55,26 @@ pub(super) fn put_idle(path: &Path, mut conn: DaemonConn) {
     }
 }
 
-/// Connects, retrying while the daemon is (re)starting: the socket may not exist yet or
-/// its backlog may be full. Gives up after connect-timeout.
+/// Connects, retrying while the daemon is (re)starting or busy: the socket may not exist yet
+/// or its listen backlog may be full (every thread busy and the queue full: the connect
+/// does not wait there, see [`ipc::connect::connect_now`]). Gives up after connect-timeout
+/// (`WouldBlock` when the backlog stayed full). Once in the backlog, the wait for a daemon
+/// thread to take the connection (its handshake answer) is bounded by queue-timeout when
+/// set, else socket-timeout: `TimedOut`.
 pub(super) fn connect(target: &DaemonTarget) -> io::Result<DaemonConn> {
     let deadline = Instant::now() + target.connect_timeout;
     let mut delay = Duration::from_millis(10);
+    let handshake_timeout = target
+        .queue_timeout
+        .map_or(target.socket_timeout, |q| q.min(target.socket_timeout));
     loop {
-        match UnixStream::connect(&target.socket_path) {
+        match ipc::connect::connect_now(&target.socket_path) {
             Ok(mut stream) => {
-                stream.set_read_timeout(Some(target.socket_timeout))?;
+                stream.set_read_timeout(Some(handshake_timeout))?;
                 stream.set_write_timeout(Some(target.socket_timeout))?;
                 match protocol::io::client_handshake(&mut stream, 0) {
                     Ok(_) => {
+                        stream.set_read_timeout(Some(target.socket_timeout))?;
                         return Ok(DaemonConn {
                             stream,
                             dec: Decoder::new(Limits::default()),
@@ -108,7 +117,7 @@ pub(super) fn connect(target: &DaemonTarget) -> io::Result<DaemonConn> {
                         | io::ErrorKind::WouldBlock
                 ) && Instant::now() < deadline =>
             {
-                std::thread::sleep(delay);
+                std::thread::sleep(delay.min(deadline.saturating_duration_since(Instant::now())));
                 delay = (delay * 2).min(Duration::from_millis(250));
             }
             Err(e) => return Err(e),

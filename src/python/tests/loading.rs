@@ -251,18 +251,28 @@ fn reload_hooks_ask_a_daemon_to_replace_its_process() {
 }
 
 #[test]
-fn reload_on_mtime_inequality_and_scripts_changed() {
+fn reload_on_mtime_inequality_and_script_changed() {
     let host = host();
     let v =
         |n: u32| format!("def application(e, sr):\n    sr('200 OK', [])\n    return [b'v{n}']\n");
     let path = script("reload", &v(1));
+    let other = script("reload_other", &v(7));
     let mut io = FakeIo::new();
     assert_eq!(request(&host, &path, "/", &mut io), Outcome::Completed);
     assert_eq!(io.body_text(), "v1");
-    assert!(!host.scripts_changed());
+    assert_eq!(
+        request(&host, &other, "/", &mut FakeIo::new()),
+        Outcome::Completed
+    );
+    assert!(!host.script_changed(Path::new(&path), ""));
     // An *older* mtime counts too: mod_wsgi tests for inequality.
     rewrite(&path, &v(2), 1_000);
-    assert!(host.scripts_changed());
+    assert!(host.script_changed(Path::new(&path), ""));
+    // Only the script asked about is checked: the other one, and one never loaded, did
+    // not change; nor did this one in another application group, where it is not loaded.
+    assert!(!host.script_changed(Path::new(&other), ""));
+    assert!(!host.script_changed(Path::new("/nonexistent/never-loaded.wsgi"), ""));
+    assert!(!host.script_changed(Path::new(&path), "another-group"));
     let env = env(&[]);
     let mut io = FakeIo::new();
     let no_reload = RequestSpec {
@@ -274,7 +284,7 @@ fn reload_on_mtime_inequality_and_scripts_changed() {
     let mut io = FakeIo::new();
     assert_eq!(request(&host, &path, "/", &mut io), Outcome::Completed);
     assert_eq!(io.body_text(), "v2");
-    assert!(!host.scripts_changed());
+    assert!(!host.script_changed(Path::new(&path), ""));
 }
 
 #[test]
