@@ -257,9 +257,6 @@ pub(crate) fn plan_group(
         shutdown_timeout: spec.shutdown_timeout.unwrap_or(Duration::ZERO),
         graceful_timeout: spec.graceful_timeout.unwrap_or(Duration::ZERO),
         eviction_timeout: spec.effective_eviction_timeout().unwrap_or(Duration::ZERO),
-        // Scripts are checked per request (WSGIScriptReloading is per directory), as
-        // mod_wsgi does.
-        script_reloading: false,
         timers: Timers {
             request_timeout: spec.request_timeout,
             interrupt_timeout: spec.interrupt_timeout,
@@ -461,7 +458,6 @@ mod tests {
         assert_eq!(d.plan.shutdown_timeout, secs(5));
         assert_eq!(d.plan.timers.deadlock_timeout, Some(secs(300)));
         assert_eq!(d.plan.timers.request_timeout, None);
-        assert!(!d.plan.script_reloading);
         assert_eq!(d.plan.start_delay, Duration::ZERO);
         let t = &p.target;
         assert_eq!(t.group, "webware");

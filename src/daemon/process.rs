@@ -43,7 +43,6 @@ pub struct DaemonPlan {
     pub graceful_timeout: Duration,
     /// Drain window for SIGUSR1 (eviction); defaults to graceful_timeout.
     pub eviction_timeout: Duration,
-    pub script_reloading: bool,
     pub timers: Timers,
     /// The group's place in the metrics table (rwsgi-metrics endpoint), and this process'
     /// record in it (chosen by the manager at fork).
