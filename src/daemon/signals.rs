@@ -143,8 +143,9 @@ pub fn next(timeout: Duration) -> Option<Signal> {
             revents: 0,
         }];
         let ms = libc::c_int::try_from(timeout.as_millis()).unwrap_or(libc::c_int::MAX);
-        // SAFETY: poll on one valid pollfd for at most `ms`.
-        if unsafe { libc::poll(fds.as_mut_ptr(), 1, ms) } <= 0 {
+        // SAFETY: poll on one valid pollfd for at most `ms`. Interrupted (-1, EINTR: often
+        // by the very signal that wrote the byte), the read is tried again.
+        if unsafe { libc::poll(fds.as_mut_ptr(), 1, ms) } == 0 {
             break;
         }
     }
