@@ -87,6 +87,7 @@ fn restrict_signal_on_by_default_ignores_registrations_with_a_warning_and_the_st
             "{mode:?}"
         );
         assert_eq!(result["SIGUSR2 now ours"], false, "{mode:?}");
+        assert_eq!(result["put back"].str(), "accepted", "{mode:?}");
         // Arguments Python would refuse are still refused.
         assert_eq!(result["bad handler"].str(), "TypeError", "{mode:?}");
         assert_eq!(result["bad signal"].str(), "ValueError", "{mode:?}");

@@ -1,8 +1,8 @@
 //! The start-up every daemon process shares, whether it serves requests (`process`) or runs
 //! a service script (`service`, a `threads=0` group), in this order: drop what it inherited
 //! from Apache, wait out the restart backoff, prepare (`spawn::prepare_child`: privileges,
-//! directories, names), block the signals its main thread takes, ignore SIGPIPE, start
-//! Python. Its failure lines and its messages to the daemon manager are written here too, so
+//! directories, names), handle its signals (`signals`: through a pipe, never blocked, so
+//! the processes the application starts get SIGTERM), start Python. Its failure lines and its messages to the daemon manager are written here too, so
 //! a fix to one kind of daemon reaches the other.
 
 use std::io::Write;
@@ -10,10 +10,11 @@ use std::os::fd::{FromRawFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
-use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signal::Signal;
 
 use crate::daemon::control::ControlMessage;
 use crate::daemon::exit::DaemonExit;
+use crate::daemon::signals;
 use crate::daemon::spawn::{self, ChildSetup};
 use crate::logging;
 use crate::python::{self, InterpreterSettings};
@@ -28,7 +29,7 @@ pub enum ChildKind {
 }
 
 /// The signals every daemon process takes from the daemon manager in its own time
-/// (sigtimedwait), blocked in every thread.
+/// (`signals::next`), blocked in no thread.
 const MANAGER_SIGNALS: [Signal; 5] = [
     Signal::SIGTERM,
     Signal::SIGINT,
@@ -58,8 +59,6 @@ pub struct DaemonChild<'p> {
 pub struct Started {
     /// The daemon manager, as it was at fork: a different parent later means it is gone.
     pub parent: nix::unistd::Pid,
-    /// The blocked signals: the manager's, and the caller's own.
-    pub waited: SigSet,
     /// Python is up, or why not (already logged as critical).
     pub python: Result<(), String>,
 }
@@ -68,7 +67,7 @@ impl DaemonChild<'_> {
     /// Runs the shared start-up. `Err` is the exit of a process that could not be prepared
     /// (logged); a Python that did not start is `Started::python`, for the caller to decide
     /// (a request-serving daemon answers each request with the error, a service daemon
-    /// exits). `own_signals` are blocked besides the manager's.
+    /// exits). `own_signals` are taken through `signals::next` besides the manager's.
     pub fn start(&self, own_signals: &[Signal]) -> Result<Started, DaemonExit> {
         let parent = nix::unistd::getppid();
         // The backoff comes before the other steps, so a daemon that fails even to prepare
@@ -83,29 +82,20 @@ impl DaemonChild<'_> {
             self.critical(&e.to_string());
             return Err(DaemonExit::Unprepared);
         }
-        // Blocked here, so every thread started from now on inherits the mask and only the
-        // thread that waits for them (sigtimedwait) takes them. SIGPIPE is ignored so a
-        // closed socket is an EPIPE error, not death.
-        let mut waited = SigSet::empty();
-        for sig in MANAGER_SIGNALS.iter().chain(own_signals) {
-            waited.add(*sig);
+        // Before any thread starts: each thread then starts with an empty mask, and so does
+        // every process the application starts from one.
+        let handled: Vec<Signal> = MANAGER_SIGNALS.iter().chain(own_signals).copied().collect();
+        if let Err(e) = signals::install(&handled) {
+            self.critical(&e);
+            return Err(DaemonExit::Unprepared);
         }
-        let _ = waited.thread_block();
-        // SAFETY: ignoring SIGPIPE is always sound.
-        let _ = unsafe {
-            nix::sys::signal::signal(Signal::SIGPIPE, nix::sys::signal::SigHandler::SigIgn)
-        };
         let python = spawn::apply_environment(self.setup)
             .map_err(|e| e.to_string())
             .and_then(|()| python::initialize(self.interpreter));
         if let Err(e) = &python {
             self.critical(e);
         }
-        Ok(Started {
-            parent,
-            waited,
-            python,
-        })
+        Ok(Started { parent, python })
     }
 
     fn note_backoff(&self) {

@@ -11,14 +11,15 @@
 
 use std::os::fd::RawFd;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signal::Signal;
 
 use crate::daemon::child_start::{ChildKind, DaemonChild, Started};
 use crate::daemon::control::{self, ControlMessage};
 use crate::daemon::exit::DaemonExit;
+use crate::daemon::gil_thread::GilThread;
+use crate::daemon::signals;
 use crate::daemon::spawn::ChildSetup;
 use crate::daemon::worker::{ServeSettings, Server, WAKE_SIGNAL};
 use crate::logging;
@@ -84,11 +85,7 @@ pub fn run(plan: DaemonPlan) -> DaemonExit {
     let child = plan.child(ChildKind::Server);
     // cpu-time-limit: SIGXCPU is the kernel's notice that the RLIMIT_CPU soft limit was
     // reached; WAKE_SIGNAL wakes the main thread (see `worker`).
-    let Started {
-        parent,
-        waited,
-        python,
-    } = match child.start(&[Signal::SIGXCPU, WAKE_SIGNAL]) {
+    let Started { parent, python } = match child.start(&[Signal::SIGXCPU, WAKE_SIGNAL]) {
         Ok(started) => started,
         Err(exit) => return exit,
     };
@@ -117,6 +114,27 @@ pub fn run(plan: DaemonPlan) -> DaemonExit {
             return DaemonExit::Failed;
         }
     };
+    // The monitor (this thread) never waits for the GIL itself: this thread takes it for
+    // the heartbeat and for request-timeout's stacks and RequestTimeout. Without it
+    // deadlock-timeout would silently be off, so a daemon that cannot start it does not serve.
+    let t = &plan.timers;
+    let gil = if server.host().is_some()
+        && (t.deadlock_timeout.is_some() || t.request_timeout.is_some())
+    {
+        let beat = t.deadlock_timeout.map(|_| python::gil_heartbeat as fn());
+        match GilThread::start(beat) {
+            Ok(g) => Some(g),
+            Err(e) => {
+                child.critical(&format!(
+                    "cannot start the thread that takes the Python GIL for deadlock-timeout and \
+                     request-timeout: {e}"
+                ));
+                return DaemonExit::Failed;
+            }
+        }
+    } else {
+        None
+    };
     let threads = match server.start() {
         Ok(t) => t,
         Err(e) => {
@@ -132,21 +150,8 @@ pub fn run(plan: DaemonPlan) -> DaemonExit {
     ));
     child.send_control(&ControlMessage::Ready);
 
-    let heartbeat = Arc::new(AtomicU64::new(0));
-    let epoch = Instant::now();
-    if server.host().is_some() && plan.timers.deadlock_timeout.is_some() {
-        let beat = Arc::clone(&heartbeat);
-        let _ = std::thread::Builder::new()
-            .name("rwsgi-gil-heartbeat".into())
-            .spawn(move || {
-                loop {
-                    python::gil_heartbeat();
-                    beat.store(epoch.elapsed().as_secs().max(1), Ordering::SeqCst);
-                    std::thread::sleep(Duration::from_secs(1));
-                }
-            });
-    }
-    let mut stop = wait_for_stop(&plan, &server, &waited, parent, &heartbeat, epoch);
+    let gil = gil.as_ref();
+    let mut stop = wait_for_stop(&plan, &server, parent, gil);
     if let StopKind::Replace { eviction } = stop.kind {
         let scripts = server
             .host()
@@ -174,7 +179,7 @@ pub fn run(plan: DaemonPlan) -> DaemonExit {
                     "new requests wait"
                 }
             ));
-            match wait_for_drain_signal(&plan, &waited, parent, &heartbeat, epoch) {
+            match wait_for_drain_signal(&plan, parent, gil) {
                 StopKind::Graceful => drain_kind,
                 other => other,
             }
@@ -182,14 +187,16 @@ pub fn run(plan: DaemonPlan) -> DaemonExit {
             drain_kind
         };
     }
-    if let StopKind::Deadlock = stop.kind {
+    let deadlock_exit = |reason: &str| {
         logging::error(&format!(
-            "RW0032: daemon process '{}' (pid {}) stopping: {}; exiting at once",
+            "RW0032: daemon process '{}' (pid {}) stopping: {reason}; exiting at once",
             plan.group,
             std::process::id(),
-            stop.reason
         ));
-        return DaemonExit::Failed;
+        DaemonExit::Failed
+    };
+    if let StopKind::Deadlock = stop.kind {
+        return deadlock_exit(&stop.reason);
     }
     let orderly = if matches!(stop.kind, StopKind::Shutdown) {
         DaemonExit::Stopped
@@ -213,6 +220,12 @@ pub fn run(plan: DaemonPlan) -> DaemonExit {
     server.stop_accepting();
     let deadline = Instant::now() + drain;
     while server.active() > 0 && Instant::now() < deadline {
+        // A request holding the GIL must not keep the process for the whole drain.
+        if let Some(limit) = plan.timers.deadlock_timeout {
+            if gil_lost(limit, gil) {
+                return deadlock_exit(&deadlock_reason(limit));
+            }
+        }
         std::thread::sleep(Duration::from_millis(20));
     }
     if server.active() > 0 {
@@ -228,6 +241,17 @@ pub fn run(plan: DaemonPlan) -> DaemonExit {
     }
     for t in threads {
         let _ = t.join();
+    }
+    // Nothing may take the GIL while Python is finalised.
+    if gil.is_some_and(|g| !g.stop(Duration::from_secs(5))) {
+        logging::warning(&format!(
+            "RW0140: daemon process '{}' (pid {}): the thread that takes the Python GIL for the \
+             monitor did not end within 5 s (a thread holds the GIL); exiting without \
+             finalising Python",
+            plan.group,
+            std::process::id()
+        ));
+        return orderly;
     }
     if server.host().is_some() {
         python::shutdown();
@@ -255,10 +279,8 @@ enum StopKind {
 /// longer: the process drains, and the manager restarts it when it exits.
 fn wait_for_drain_signal(
     plan: &DaemonPlan,
-    waited: &SigSet,
     parent: nix::unistd::Pid,
-    heartbeat: &AtomicU64,
-    epoch: Instant,
+    gil: Option<&GilThread>,
 ) -> StopKind {
     let limit = control::answer_deadline(plan.timers.startup_timeout);
     let deadline = Instant::now() + limit;
@@ -273,7 +295,7 @@ fn wait_for_drain_signal(
             ));
             return StopKind::Graceful;
         }
-        match next_signal(waited) {
+        match signals::next(TICK) {
             Some(Signal::SIGUSR2) => return StopKind::Graceful,
             Some(Signal::SIGTERM) => return StopKind::Shutdown,
             _ => {}
@@ -284,7 +306,7 @@ fn wait_for_drain_signal(
         if plan
             .timers
             .deadlock_timeout
-            .is_some_and(|limit| gil_lost(limit, epoch, heartbeat))
+            .is_some_and(|limit| gil_lost(limit, gil))
         {
             return StopKind::Deadlock;
         }
@@ -303,7 +325,8 @@ pub fn scaled_request_timeout(limit: Duration, threads: usize) -> Duration {
 /// it, replace the process at once. Python stacks are logged either way.
 fn check_request_timeout(
     plan: &DaemonPlan,
-    server: &Server,
+    server: &Arc<Server>,
+    gil: Option<&GilThread>,
     limit: Duration,
     scaled: Duration,
     interrupted: &mut std::collections::HashMap<usize, (u64, Instant)>,
@@ -320,12 +343,14 @@ fn check_request_timeout(
         )
     };
     for (index, since, elapsed) in overdue {
-        let stacks = || {
-            if server.host().is_some() {
-                python::thread_stacks()
-            } else {
-                String::new()
-            }
+        let stacks = || match gil {
+            Some(gil) => gil.run(GIL_WAIT, python::thread_stacks).unwrap_or_else(|| {
+                format!(
+                    "(not collected: the Python GIL was not free within {} s)",
+                    GIL_WAIT.as_secs()
+                )
+            }),
+            None => String::new(),
         };
         match (plan.timers.interrupt_timeout, interrupted.get(&index)) {
             (Some(grace), Some((_, at))) => {
@@ -341,9 +366,17 @@ fn check_request_timeout(
                     });
                 }
             }
-            (Some(grace), None) if server.host().is_some() => {
+            (Some(grace), None) if gil.is_some() => {
                 let ident = server.thread_ident(index);
-                let raised = ident != 0 && python::interrupt_thread(ident);
+                let same = Arc::clone(server);
+                // Checked again with the GIL held: the request may have ended meanwhile.
+                let raised = gil.and_then(|g| {
+                    g.run(GIL_WAIT, move || {
+                        ident != 0
+                            && same.request_started(index) == since
+                            && python::interrupt_thread(ident)
+                    })
+                });
                 logging::warning(&format!(
                     "RW0037: daemon process '{}' (pid {}): a request has run {:.1} s, over \
                      request-timeout={} s{scaled_text}; {} (interrupt-timeout={} s); Python \
@@ -352,10 +385,12 @@ fn check_request_timeout(
                     std::process::id(),
                     elapsed.as_secs_f64(),
                     limit.as_secs(),
-                    if raised {
-                        "raised mod_wsgi.RequestTimeout in its thread"
-                    } else {
-                        "its thread runs no Python to interrupt"
+                    match raised {
+                        Some(true) => "raised mod_wsgi.RequestTimeout in its thread",
+                        Some(false) => "its thread runs no Python to interrupt",
+                        None =>
+                            "the Python GIL was not free to raise mod_wsgi.RequestTimeout in \
+                                 its thread (raised once it is, if the request still runs)",
                     },
                     grace.as_secs(),
                     stacks()
@@ -382,33 +417,23 @@ fn check_request_timeout(
     None
 }
 
-/// True when the GIL heartbeat (seconds since `epoch`, taken just before the heartbeat
-/// thread started) is older than `limit`.
-fn gil_lost(limit: Duration, epoch: Instant, heartbeat: &AtomicU64) -> bool {
-    let beat = heartbeat.load(Ordering::SeqCst);
-    // The heartbeat counts from its own start, a moment after ours: compare ages.
-    beat > 0 && epoch.elapsed().as_secs().saturating_sub(beat) > limit.as_secs() + 1
+/// The monitor's tick: how long it waits for a signal before it looks at its timers.
+const TICK: Duration = Duration::from_millis(250);
+
+/// How long the monitor waits for a job of the GIL thread (stacks, RequestTimeout).
+const GIL_WAIT: Duration = Duration::from_secs(1);
+
+/// True when the GIL heartbeat is older than `limit` (and the second between beats).
+fn gil_lost(limit: Duration, gil: Option<&GilThread>) -> bool {
+    gil.and_then(GilThread::since_beat)
+        .is_some_and(|age| age > limit + Duration::from_secs(1))
 }
 
-/// Waits up to a quarter second for one of the `waited` signals.
-fn next_signal(waited: &SigSet) -> Option<Signal> {
-    let timeout = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 250_000_000,
-    };
-    // SAFETY: sigtimedwait with a valid, blocked signal set and a valid timeout.
-    let sig = unsafe {
-        libc::sigtimedwait(
-            waited.as_ref() as *const libc::sigset_t,
-            std::ptr::null_mut(),
-            &timeout,
-        )
-    };
-    if sig > 0 {
-        Signal::try_from(sig).ok()
-    } else {
-        None
-    }
+fn deadlock_reason(limit: Duration) -> String {
+    format!(
+        "the Python GIL could not be taken for deadlock-timeout={} s",
+        limit.as_secs()
+    )
 }
 
 struct Stop {
@@ -419,18 +444,16 @@ struct Stop {
 /// Blocks until the daemon should stop, and says why.
 fn wait_for_stop(
     plan: &DaemonPlan,
-    server: &Server,
-    waited: &SigSet,
+    server: &Arc<Server>,
     parent: nix::unistd::Pid,
-    heartbeat: &AtomicU64,
-    epoch: Instant,
+    gil: Option<&GilThread>,
 ) -> Stop {
-    let started = epoch;
+    let started = Instant::now();
     // Worker index -> (start of the interrupted request, when it was interrupted).
     let mut interrupted: std::collections::HashMap<usize, (u64, Instant)> =
         std::collections::HashMap::new();
     loop {
-        if let Some(sig) = next_signal(waited) {
+        if let Some(sig) = signals::next(TICK) {
             if sig == Signal::SIGXCPU {
                 return Stop {
                     kind: StopKind::Replace { eviction: false },
@@ -490,19 +513,17 @@ fn wait_for_stop(
         }
         if let Some(limit) = t.request_timeout {
             let scaled = scaled_request_timeout(limit, plan.serve.threads);
-            if let Some(stop) = check_request_timeout(plan, server, limit, scaled, &mut interrupted)
+            if let Some(stop) =
+                check_request_timeout(plan, server, gil, limit, scaled, &mut interrupted)
             {
                 return stop;
             }
         }
         if let Some(limit) = t.deadlock_timeout {
-            if gil_lost(limit, started, heartbeat) {
+            if gil_lost(limit, gil) {
                 return Stop {
                     kind: StopKind::Deadlock,
-                    reason: format!(
-                        "the Python GIL could not be taken for deadlock-timeout={} s",
-                        limit.as_secs()
-                    ),
+                    reason: deadlock_reason(limit),
                 };
             }
         }

@@ -10,31 +10,29 @@
 //! - A script that returns or raises ends the process as failed: the manager restarts it,
 //!   with its crash-loop backoff if that keeps happening soon after start.
 //!
-//! A watcher thread takes the manager's signals and polls the scripts' mtimes once a second;
-//! only the main thread receives SIGTERM and SIGINT (Python runs handlers there only).
+//! A watcher thread takes the manager's signals (`signals`: none is blocked) and polls the
+//! scripts' mtimes once a second; SIGTERM and SIGINT have Python's handlers while the script
+//! runs, so Python raises SystemExit in the main thread.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signal::Signal;
 
 use crate::daemon::child_start::{ChildKind, Started};
 use crate::daemon::control::ControlMessage;
 use crate::daemon::exit::DaemonExit;
 use crate::daemon::process::DaemonPlan;
+use crate::daemon::signals;
 use crate::logging;
 use crate::python::{self, ServiceEnd};
 
 /// Runs a service-script daemon; returns its exit status (the caller `_exit`s with it).
 pub fn run(plan: DaemonPlan) -> DaemonExit {
     let child = plan.child(ChildKind::Service);
-    // The manager's signals stay blocked in every thread started from here on; the main
-    // thread unblocks SIGTERM and SIGINT just before the script runs.
-    let Started {
-        parent,
-        waited: blocked,
-        python,
-    } = match child.start(&[]) {
+    // The manager's signals come through `signals::next` until the script runs; then
+    // SIGTERM and SIGINT have Python's handlers.
+    let Started { parent, python } = match child.start(&[]) {
         Ok(started) => started,
         Err(exit) => return exit,
     };
@@ -50,10 +48,10 @@ pub fn run(plan: DaemonPlan) -> DaemonExit {
             std::process::id()
         ));
         loop {
-            match blocked.wait() {
-                Ok(Signal::SIGTERM) => return DaemonExit::Stopped,
-                Ok(_) => return DaemonExit::PlannedRestart,
-                Err(_) => std::thread::sleep(Duration::from_secs(1)),
+            match signals::next(Duration::from_secs(1)) {
+                Some(Signal::SIGTERM) => return DaemonExit::Stopped,
+                Some(_) => return DaemonExit::PlannedRestart,
+                None => {}
             }
         }
     }
@@ -66,15 +64,11 @@ pub fn run(plan: DaemonPlan) -> DaemonExit {
     let group = plan.group.clone();
     let watcher = std::thread::Builder::new()
         .name("rwsgi-service-watch".into())
-        .spawn(move || watch(&group, &blocked, parent, &watched));
+        .spawn(move || watch(&group, parent, &watched));
     if let Err(e) = watcher {
         child.critical(&format!("cannot start the watcher thread: {e}"));
         return DaemonExit::Failed;
     }
-    let mut main_only = SigSet::empty();
-    main_only.add(Signal::SIGTERM);
-    main_only.add(Signal::SIGINT);
-    let _ = main_only.thread_unblock();
 
     let mut end = ServiceEnd::Returned;
     for (script, app_group) in &plan.preload {
@@ -107,30 +101,28 @@ pub fn run(plan: DaemonPlan) -> DaemonExit {
 
 /// The watcher: every second, checks the parent and the scripts' mtimes, and takes the
 /// manager's drain signals. Asks the main thread to stop through SIGTERM (parent gone) or
-/// SIGINT (restart).
-fn watch(
-    group: &str,
-    blocked: &SigSet,
-    parent: nix::unistd::Pid,
-    watched: &[(PathBuf, Option<SystemTime>)],
-) {
+/// SIGINT (restart), once.
+fn watch(group: &str, parent: nix::unistd::Pid, watched: &[(PathBuf, Option<SystemTime>)]) {
     let me = nix::unistd::getpid();
-    let timeout = libc::timespec {
-        tv_sec: 1,
-        tv_nsec: 0,
-    };
+    let mut sent = false;
     loop {
-        let mut info = std::mem::MaybeUninit::<libc::siginfo_t>::uninit();
-        // SAFETY: sigtimedwait with a valid signal set, siginfo buffer and timeout; it only
-        // takes signals this thread has blocked.
-        let sig = unsafe { libc::sigtimedwait(blocked.as_ref(), info.as_mut_ptr(), &timeout) };
-        let why = if sig == libc::SIGTERM {
+        let sig = signals::next(Duration::from_secs(1));
+        if sent {
+            // Python's handlers were not installed yet when it was sent: send it again
+            // once they may be, until they take it.
+            if let Some(sig @ (Signal::SIGTERM | Signal::SIGINT)) = sig {
+                std::thread::sleep(Duration::from_millis(50));
+                let _ = nix::sys::signal::kill(me, sig);
+            }
+            continue;
+        }
+        let why = if sig == Some(Signal::SIGTERM) {
             // Not meant for this thread: pass it on to the script.
             Some((Signal::SIGTERM, "SIGTERM".to_string()))
-        } else if sig > 0 {
+        } else if let Some(sig) = sig {
             Some((
                 Signal::SIGINT,
-                format!("signal {sig} from the daemon manager"),
+                format!("{} from the daemon manager", sig.as_str()),
             ))
         } else if nix::unistd::getppid() != parent {
             Some((Signal::SIGTERM, "the daemon manager is gone".to_string()))
@@ -148,7 +140,7 @@ fn watch(
                 "RW0112: daemon process '{group}' (pid {me}): {reason}; stopping the service script"
             ));
             let _ = nix::sys::signal::kill(me, signal);
-            return;
+            sent = true;
         }
     }
 }

@@ -486,6 +486,15 @@ impl Server {
             .collect()
     }
 
+    /// When worker `index`'s current request started (0: it has none), as in
+    /// `overdue_requests`.
+    pub fn request_started(&self, index: usize) -> u64 {
+        self.busy_since
+            .get(index)
+            .map(|b| b.load(Ordering::SeqCst))
+            .unwrap_or(0)
+    }
+
     /// The Python thread ident of worker `index` (0 if unknown).
     pub fn thread_ident(&self, index: usize) -> u64 {
         self.thread_idents

@@ -4,7 +4,7 @@
 //! (the daemon's own "restart", e.g. after the script was touched) does the same.
 //!
 //! Call [`run_service_script`] on the thread that initialised Python (the only one Python
-//! runs signal handlers in), with SIGTERM and SIGINT unblocked on it and blocked elsewhere.
+//! runs signal handlers in).
 
 use std::path::Path;
 use std::sync::atomic::{AtomicI32, Ordering};

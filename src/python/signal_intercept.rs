@@ -35,9 +35,11 @@ impl SignalIntercept {
         }
         let signal = py.import("signal")?;
         // Validates the number as the real function would (ValueError for a bad one), and the
-        // handler (TypeError).
+        // handler (TypeError). None is accepted too: it is what `getsignal` returns for the
+        // daemon's own handlers, so code that puts back the handler it got must not fail.
         let current = signal.call_method1("getsignal", (signalnum,))?;
         if !handler.is_callable()
+            && !handler.is_none()
             && !handler.eq(signal.getattr("SIG_DFL")?)?
             && !handler.eq(signal.getattr("SIG_IGN")?)?
         {

@@ -244,6 +244,29 @@ def application(environ, start_response):
     if path == "/holdgil":
         _hold_gil(q.get("s", "10"))
         return _text(start_response, "released")
+    if path == "/slow-finalise":
+        # An object freed while Python finalises (its module is torn down): it writes the
+        # names of the process' threads at that moment to the marker, then sleeps there with
+        # the GIL released.
+        import types
+        seconds, marker = float(q.get("s", "1")), q["marker"]
+
+        class SlowToFree:
+            def __del__(self):
+                names = []
+                for task in os.listdir("/proc/self/task"):
+                    try:
+                        with open("/proc/self/task/%s/comm" % task) as f:
+                            names.append(f.read().strip())
+                    except OSError:
+                        pass
+                with open(marker, "w") as f:
+                    f.write("\n".join(names))
+                time.sleep(seconds)
+        holder = types.ModuleType("_slow_finalise")
+        holder.obj = SlowToFree()
+        sys.modules["_slow_finalise"] = holder
+        return _text(start_response, "registered")
     if path == "/register":
         import atexit
         import mod_wsgi

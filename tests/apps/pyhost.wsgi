@@ -38,6 +38,13 @@ def register_handlers():
         except Exception as e:
             results[name] = "%s: %s" % (type(e).__name__, e)
     results["SIGUSR2 now ours"] = signal.getsignal(signal.SIGUSR2) is _on_sigusr2
+    try:
+        # What getsignal gives for a handler Python did not install (the daemon's: None)
+        # must go back in as code that saves and restores handlers does.
+        signal.signal(signal.SIGUSR2, signal.getsignal(signal.SIGUSR2))
+        results["put back"] = "accepted"
+    except Exception as e:
+        results["put back"] = type(e).__name__
     for key, args in (("bad handler", (signal.SIGUSR2, "not callable")),
                       ("bad signal", (9999, _on_sigusr2))):
         try:
