@@ -503,7 +503,7 @@ impl Apache {
     /// `apache2 -k graceful-stop` (SIGWINCH): children finish and exit by themselves. A
     /// forced stop (SIGTERM) makes the event MPM close its workers' sockets while a worker
     /// may be freeing its connection, which now and then crashes a child inside Apache with
-    /// or without this module (README, "Python versions"); tests that check every child
+    /// or without this module (CONTRIBUTING.md, "Other Pythons"); tests that check every child
     /// exited cleanly stop this way. Falls back to `stop` after 15 s.
     pub fn stop_gracefully(&mut self) -> Option<std::process::ExitStatus> {
         let mut child = self.child.take()?;
