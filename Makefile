@@ -105,6 +105,7 @@ lint:
 	$(CARGO) fmt --check
 	/usr/bin/python3 build_support/log_codes.py --check
 	/usr/bin/python3 build_support/module_graph.py --check
+	/usr/bin/python3 build_support/doc_check.py
 	$(CARGO) clippy --release --all-targets -- -D warnings
 
 # `make install`: the module through apxs (into its LIBEXECDIR), then rwsgi.load and
