@@ -324,3 +324,464 @@ pub fn resolve<'g>(
         mode: Mode::Daemon(target),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{ScriptAlias, ServerConfig};
+    use std::time::Duration;
+
+    fn words(s: &str) -> Vec<String> {
+        s.split_whitespace().map(str::to_owned).collect()
+    }
+
+    fn selector(v: &str) -> Option<GroupSelector> {
+        Some(GroupSelector::parse("test", v).unwrap())
+    }
+
+    fn target(name: &str) -> DaemonTarget {
+        DaemonTarget {
+            group: name.to_owned(),
+            socket_path: format!("/tmp/{name}.sock").into(),
+            connect_timeout: Duration::from_secs(1),
+            socket_timeout: Duration::from_secs(1),
+            queue_timeout: None,
+            request_timeout: None,
+            response_socket_timeout: None,
+            response_flush_delay: Duration::ZERO,
+            response_buffer_size: 65536,
+            script_owner: Default::default(),
+            serves_requests: true,
+            server_name: None,
+        }
+    }
+
+    /// The configuration a test changes, and the contexts made from it.
+    struct Setup {
+        server: ServerConfig,
+        dir: DirConfig,
+        groups: Vec<DaemonTarget>,
+        embedded: EmbeddedSettings,
+        restrict_embedded: bool,
+        handler: Option<HandlerScript>,
+    }
+
+    impl Setup {
+        fn new() -> Self {
+            let mut groups = vec![target("blue"), target("red")];
+            groups[1].server_name = Some("red.example.com".into());
+            let mut idle = target("idle");
+            idle.serves_requests = false;
+            groups.push(idle);
+            Setup {
+                server: ServerConfig::default(),
+                dir: DirConfig::default(),
+                groups,
+                embedded: EmbeddedSettings::default(),
+                restrict_embedded: false,
+                handler: None,
+            }
+        }
+
+        fn alias(mut self, line: &str) -> Self {
+            let alias = ScriptAlias::parse("WSGIScriptAlias", &words(line), false).unwrap();
+            self.server.script_aliases.push(alias);
+            self
+        }
+
+        fn handler(mut self, line: &str) -> Self {
+            self.handler = Some(HandlerScript::parse("WSGIHandlerScript", &words(line)).unwrap());
+            self
+        }
+
+        fn ctx(&self) -> HandlerContext<'_> {
+            HandlerContext {
+                server: &self.server,
+                dir: Some(&self.dir),
+                groups: &self.groups,
+                embedded: &self.embedded,
+                restrict_embedded: self.restrict_embedded,
+                heap_policy: true,
+            }
+        }
+
+        /// The request `/app/x/y` for `/srv/app.wsgi` (under the first alias, if any).
+        fn facts<'a>(&'a self, env: &'a dyn Fn(&str) -> Option<String>) -> RequestFacts<'a> {
+            let alias = (!self.server.script_aliases.is_empty()).then_some(0);
+            RequestFacts {
+                handler_script: self
+                    .handler
+                    .as_ref()
+                    .map(|h| (h, b"/srv/handler.py".to_vec())),
+                filename: b"/srv/app.wsgi",
+                file_is_regular: true,
+                alias,
+                alias_script_name: alias.map(|_| &b"/app"[..]),
+                uri: b"/app/x/y",
+                path_info: b"/x/y",
+                vars: vars(env),
+            }
+        }
+
+        fn select(&self) -> Result<Selection, Refusal> {
+            select(&self.facts(&no_env), &self.ctx(), &self.dir)
+        }
+
+        fn resolve(&self, answer: Option<Dispatch>) -> Result<Route<'_>, Refusal> {
+            let sel = self.select().unwrap();
+            resolve(sel, answer, &vars(&no_env), &self.ctx(), &self.dir)
+        }
+
+        /// The process group the request is resolved to, or the refusal.
+        fn resolved_group(&self) -> Result<String, Refusal> {
+            self.resolve(None).map(|route| match route.mode {
+                Mode::Embedded => String::new(),
+                Mode::Daemon(t) => {
+                    assert_eq!(t.group, route.selection.process_group);
+                    t.group.clone()
+                }
+            })
+        }
+    }
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    fn vars(env: &dyn Fn(&str) -> Option<String>) -> RequestVars<'_> {
+        RequestVars {
+            server_hostname: "www.example.com".into(),
+            port: 80,
+            host: Some("alias.example.com".into()),
+            env,
+        }
+    }
+
+    fn answer(group: Option<&str>, app: Option<&str>, callable: Option<&str>) -> Dispatch {
+        Dispatch {
+            process_group: group.map(str::to_owned),
+            application_group: app.map(str::to_owned),
+            callable_object: callable.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn directory_directives_apply_without_alias_or_handler_options() {
+        let mut setup = Setup::new();
+        setup.dir.process_group = selector("blue");
+        setup.dir.application_group = selector("%{SERVER}");
+        setup.dir.callable_object = Some("app".into());
+        setup.dir.pass_authorization = Some(true);
+        let sel = setup.select().unwrap();
+        assert_eq!(sel.script, b"/srv/app.wsgi");
+        assert!(!sel.handler_script);
+        assert_eq!(sel.process_group, "blue");
+        assert_eq!(sel.application_group, "www.example.com");
+        assert_eq!(sel.callable, "app");
+        assert!(sel.pass_authorization);
+        // No alias: SCRIPT_NAME is the URI less PATH_INFO.
+        assert_eq!(sel.script_name, b"/app");
+        assert_eq!(sel.path_info, b"/x/y");
+    }
+
+    #[test]
+    fn defaults_are_embedded_mode_and_resource_application_group() {
+        let setup = Setup::new();
+        let sel = setup.select().unwrap();
+        assert_eq!(sel.process_group, "");
+        assert_eq!(sel.application_group, "www.example.com|/app");
+        assert_eq!(sel.callable, "application");
+        assert!(!sel.pass_authorization);
+        assert!(matches!(setup.resolve(None).unwrap().mode, Mode::Embedded));
+    }
+
+    #[test]
+    fn handler_script_options_override_directory_directives() {
+        let mut setup = Setup::new().handler(
+            "h /srv/handler.py process-group=red application-group=hs pass-authorization=On",
+        );
+        setup.dir.process_group = selector("blue");
+        setup.dir.application_group = selector("dir");
+        setup.dir.callable_object = Some("app".into());
+        let sel = setup.select().unwrap();
+        assert_eq!(sel.script, b"/srv/handler.py");
+        assert!(sel.handler_script);
+        assert_eq!(sel.process_group, "red");
+        assert_eq!(sel.application_group, "hs");
+        // A handler script is always called through handle_request.
+        assert_eq!(sel.callable, crate::config::HANDLER_CALLABLE);
+        assert!(sel.pass_authorization);
+    }
+
+    #[test]
+    fn handler_script_without_options_takes_directory_directives() {
+        let mut setup = Setup::new().handler("h /srv/handler.py");
+        setup.dir.process_group = selector("blue");
+        setup.dir.application_group = selector("dir");
+        let sel = setup.select().unwrap();
+        assert_eq!(
+            (&sel.process_group[..], &sel.application_group[..]),
+            ("blue", "dir")
+        );
+    }
+
+    #[test]
+    fn alias_options_override_handler_script_options_and_directives() {
+        let mut setup = Setup::new()
+            .alias(
+                "/app /srv/app.wsgi process-group=blue application-group=al \
+                 callable-object=aliased pass-authorization=Off",
+            )
+            .handler(
+                "h /srv/handler.py process-group=red application-group=hs pass-authorization=On",
+            );
+        setup.dir.process_group = selector("dir");
+        setup.dir.application_group = selector("dir");
+        setup.dir.pass_authorization = Some(true);
+        let sel = setup.select().unwrap();
+        assert_eq!(sel.process_group, "blue");
+        assert_eq!(sel.application_group, "al");
+        assert!(!sel.pass_authorization);
+        assert_eq!(sel.script_name, b"/app");
+
+        let mut setup = Setup::new().alias("/app /srv/app.wsgi callable-object=aliased");
+        setup.dir.callable_object = Some("dir".into());
+        assert_eq!(setup.select().unwrap().callable, "aliased");
+    }
+
+    #[test]
+    fn alias_without_options_falls_back_to_the_directory() {
+        let mut setup = Setup::new().alias("/app /srv/app.wsgi");
+        setup.dir.process_group = selector("blue");
+        setup.dir.callable_object = Some("dir".into());
+        let sel = setup.select().unwrap();
+        assert_eq!((&sel.process_group[..], &sel.callable[..]), ("blue", "dir"));
+    }
+
+    #[test]
+    fn selectors_expand_from_request_variables() {
+        let mut setup = Setup::new();
+        setup.dir.process_group = selector("%{ENV:GROUP}");
+        setup.dir.application_group = selector("%{HOST}");
+        setup.dir.callable_object = Some("%{ENV:CALLABLE}".into());
+        let env = |name: &str| match name {
+            "GROUP" => Some("blue".to_owned()),
+            "CALLABLE" => Some("run".to_owned()),
+            _ => None,
+        };
+        let sel = select(&setup.facts(&env), &setup.ctx(), &setup.dir).unwrap();
+        assert_eq!(sel.process_group, "blue");
+        assert_eq!(sel.application_group, "alias.example.com");
+        assert_eq!(sel.callable, "run");
+    }
+
+    #[test]
+    fn resource_name_is_lowercased_without_case_sensitivity() {
+        let mut setup = Setup::new();
+        setup.embedded.case_sensitivity = false;
+        let env = no_env;
+        let mut facts = setup.facts(&env);
+        facts.uri = b"/App/x/y";
+        let sel = select(&facts, &setup.ctx(), &setup.dir).unwrap();
+        assert_eq!(sel.script_name, b"/App");
+        assert_eq!(sel.application_group, "www.example.com|/app");
+    }
+
+    #[test]
+    fn missing_script_is_not_found_unless_a_handler_script_serves() {
+        let setup = Setup::new();
+        let env = no_env;
+        let mut facts = setup.facts(&env);
+        facts.file_is_regular = false;
+        let refusal = select(&facts, &setup.ctx(), &setup.dir).unwrap_err();
+        assert_eq!(
+            refusal,
+            Refusal::ScriptNotFound {
+                script: "/srv/app.wsgi".into()
+            }
+        );
+        assert_eq!(refusal.status(), ffi::HTTP_NOT_FOUND);
+
+        let setup = Setup::new().handler("h /srv/handler.py");
+        let mut facts = setup.facts(&env);
+        facts.file_is_regular = false;
+        assert!(select(&facts, &setup.ctx(), &setup.dir).is_ok());
+    }
+
+    #[test]
+    fn restrict_embedded_refuses_embedded_mode_only() {
+        let mut setup = Setup::new();
+        setup.restrict_embedded = true;
+        let refusal = setup.resolve(None).unwrap_err();
+        assert!(
+            matches!(refusal, Refusal::EmbeddedRestricted { .. }),
+            "{refusal:?}"
+        );
+        assert_eq!(refusal.status(), ffi::HTTP_INTERNAL_SERVER_ERROR);
+        setup.dir.process_group = selector("blue");
+        assert_eq!(setup.resolved_group(), Ok("blue".into()));
+    }
+
+    #[test]
+    fn undefined_group_is_refused_naming_it() {
+        let mut setup = Setup::new();
+        setup.dir.process_group = selector("green");
+        let refusal = setup.resolve(None).unwrap_err();
+        assert_eq!(
+            refusal,
+            Refusal::UnknownGroup {
+                group: "green".into(),
+                script: "/srv/app.wsgi".into()
+            }
+        );
+        assert_eq!(refusal.status(), ffi::HTTP_INTERNAL_SERVER_ERROR);
+    }
+
+    #[test]
+    fn group_with_no_threads_is_refused() {
+        let mut setup = Setup::new();
+        setup.dir.process_group = selector("idle");
+        let refusal = setup.resolve(None).unwrap_err();
+        assert!(
+            matches!(&refusal, Refusal::GroupServesNoRequests { group, .. } if group == "idle"),
+            "{refusal:?}"
+        );
+        assert_eq!(refusal.status(), ffi::HTTP_INTERNAL_SERVER_ERROR);
+    }
+
+    #[test]
+    fn group_of_another_virtual_host_is_refused_by_server_name() {
+        let mut setup = Setup::new();
+        setup.dir.process_group = selector("red");
+        let refusal = setup.resolve(None).unwrap_err();
+        assert_eq!(
+            refusal,
+            Refusal::OtherVirtualHost {
+                group: "red".into(),
+                only: "red.example.com".into(),
+                here: "www.example.com".into(),
+                script: "/srv/app.wsgi".into(),
+            }
+        );
+        // The same ServerName may use it, whichever Host the client sent.
+        let sel = setup.select().unwrap();
+        let mut here = vars(&no_env);
+        here.server_hostname = "red.example.com".into();
+        let route = resolve(sel, None, &here, &setup.ctx(), &setup.dir).unwrap();
+        assert!(matches!(route.mode, Mode::Daemon(t) if t.group == "red"));
+    }
+
+    #[test]
+    fn restrict_process_allows_only_listed_groups() {
+        let mut setup = Setup::new();
+        setup.dir.restrict_process = Some(vec!["blue".into(), String::new()]);
+        setup.dir.process_group = selector("blue");
+        assert_eq!(setup.resolved_group(), Ok("blue".into()));
+        setup.dir.process_group = selector("%{GLOBAL}");
+        assert_eq!(setup.resolved_group(), Ok(String::new()));
+        setup.dir.process_group = selector("red");
+        let refusal = setup.resolve(None).unwrap_err();
+        assert_eq!(
+            refusal,
+            Refusal::RestrictedProcess {
+                group: "red".into(),
+                allowed: vec!["blue".into(), String::new()],
+                script: "/srv/app.wsgi".into(),
+            }
+        );
+        assert_eq!(refusal.status(), ffi::HTTP_FORBIDDEN);
+        // Checked before the group's existence: an undefined group is refused as restricted.
+        setup.dir.process_group = selector("green");
+        assert!(matches!(
+            setup.resolve(None),
+            Err(Refusal::RestrictedProcess { .. })
+        ));
+    }
+
+    #[test]
+    fn dispatch_answers_override_every_configured_value() {
+        let mut setup = Setup::new().alias(
+            "/app /srv/app.wsgi process-group=blue application-group=al callable-object=aliased",
+        );
+        setup.dir.restrict_process = Some(vec!["red".into(), "blue".into()]);
+        let mut here = vars(&no_env);
+        here.server_hostname = "red.example.com".into();
+        let route = resolve(
+            setup.select().unwrap(),
+            Some(answer(Some("red"), Some("%{SERVER}"), Some("dispatched"))),
+            &here,
+            &setup.ctx(),
+            &setup.dir,
+        )
+        .unwrap();
+        assert!(matches!(route.mode, Mode::Daemon(t) if t.group == "red"));
+        assert_eq!(route.selection.process_group, "red");
+        assert_eq!(route.selection.application_group, "red.example.com");
+        assert_eq!(route.selection.callable, "dispatched");
+
+        // None leaves a value as configured; %{GLOBAL} is embedded mode.
+        let route = setup
+            .resolve(Some(answer(Some("%{GLOBAL}"), None, None)))
+            .unwrap_err();
+        assert!(
+            matches!(&route, Refusal::RestrictedProcess { group, .. } if group.is_empty()),
+            "{route:?}"
+        );
+        setup.dir.restrict_process = None;
+        let route = setup
+            .resolve(Some(answer(Some("%{GLOBAL}"), None, None)))
+            .unwrap();
+        assert!(matches!(route.mode, Mode::Embedded));
+        assert_eq!(route.selection.application_group, "al");
+        assert_eq!(route.selection.callable, "aliased");
+    }
+
+    #[test]
+    fn dispatch_answers_are_checked_like_configured_ones() {
+        let setup = Setup::new();
+        // A dispatched group must exist, like a configured one.
+        assert_eq!(
+            setup
+                .resolve(Some(answer(Some("green"), None, None)))
+                .unwrap_err(),
+            Refusal::UnknownGroup {
+                group: "green".into(),
+                script: "/srv/app.wsgi".into()
+            }
+        );
+        for (group, app, what) in [
+            (Some("%{NOPE}"), None, "process_group"),
+            (None, Some("%{ENV:}"), "application_group"),
+        ] {
+            let refusal = setup.resolve(Some(answer(group, app, None))).unwrap_err();
+            match &refusal {
+                Refusal::BadDispatchGroup { what: w, error } => {
+                    assert_eq!(*w, what);
+                    assert_eq!(error.directive, "WSGIDispatchScript");
+                }
+                other => panic!("{other:?}"),
+            }
+            assert_eq!(refusal.status(), ffi::HTTP_INTERNAL_SERVER_ERROR);
+        }
+        let refusal = setup
+            .resolve(Some(answer(None, None, Some(""))))
+            .unwrap_err();
+        assert_eq!(refusal, Refusal::EmptyDispatchCallable);
+    }
+
+    #[test]
+    fn dispatch_groups_expand_with_the_request_variables_after_the_script() {
+        let setup = Setup::new();
+        let sel = setup.select().unwrap();
+        let env = |name: &str| (name == "APP").then(|| "from-env".to_owned());
+        let route = resolve(
+            sel,
+            Some(answer(None, Some("%{ENV:APP}"), None)),
+            &vars(&env),
+            &setup.ctx(),
+            &setup.dir,
+        )
+        .unwrap();
+        assert_eq!(route.selection.application_group, "from-env");
+    }
+}
