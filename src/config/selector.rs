@@ -210,25 +210,48 @@ mod tests {
         }
     }
 
-    #[test]
-    fn callable_object_expands_env_as_mod_wsgi() {
-        let env = |name: &str| match name {
+    fn callable_env(name: &str) -> Option<String> {
+        match name {
             "APP_CALLABLE" => Some("app".to_owned()),
             "EMPTY" => Some(String::new()),
             _ => None,
-        };
-        for (value, expected) in [
-            ("application", "application"),
-            ("app", "app"),
-            ("%{ENV:APP_CALLABLE}", "app"),
-            ("%{ENV:EMPTY}", ""),
-            ("%{ENV:UNSET}", "application"),
-            ("%{ENV:}", "application"),
-            ("%{ENV:APP_CALLABLE", "application"),
-            ("%{GLOBAL}", "application"),
-            ("%other", "application"),
-        ] {
-            assert_eq!(expand_callable_object(value, &env), expected, "{value:?}");
+        }
+    }
+
+    #[test]
+    fn callable_object_plain_name_is_itself() {
+        assert_eq!(
+            expand_callable_object("application", &callable_env),
+            "application"
+        );
+        assert_eq!(expand_callable_object("app", &callable_env), "app");
+    }
+
+    #[test]
+    fn callable_object_env_is_the_variable() {
+        assert_eq!(
+            expand_callable_object("%{ENV:APP_CALLABLE}", &callable_env),
+            "app"
+        );
+        assert_eq!(expand_callable_object("%{ENV:EMPTY}", &callable_env), "");
+    }
+
+    #[test]
+    fn callable_object_env_unset_is_application() {
+        assert_eq!(
+            expand_callable_object("%{ENV:UNSET}", &callable_env),
+            "application"
+        );
+    }
+
+    #[test]
+    fn callable_object_other_percent_values_are_application() {
+        for value in ["%{ENV:}", "%{ENV:APP_CALLABLE", "%{GLOBAL}", "%other"] {
+            assert_eq!(
+                expand_callable_object(value, &callable_env),
+                "application",
+                "{value:?}"
+            );
         }
     }
 
@@ -285,49 +308,105 @@ mod tests {
         }
     }
 
-    #[test]
-    fn expansion_table() {
-        let ctx80 = SelectorContext {
+    fn ctx<'a>(port: u16, host: Option<&'a str>, script_name: &'a str) -> SelectorContext<'a> {
+        SelectorContext {
             server_hostname: "www.example.com",
-            port: 80,
-            host_header: Some("alias.example.com"),
-            script_name: "/app",
+            port,
+            host_header: host,
+            script_name,
             env: &env,
-        };
-        let ctx8080 = SelectorContext {
-            server_hostname: "www.example.com",
-            port: 8080,
-            host_header: None,
-            script_name: "",
-            env: &env,
-        };
-        let ctx443_empty_host = SelectorContext {
-            server_hostname: "secure.example.com",
-            port: 443,
-            host_header: Some(""),
-            script_name: "/x",
-            env: &env,
-        };
-        let cases: &[(&SelectorContext<'_>, &str, &str)] = &[
-            (&ctx80, "%{GLOBAL}", ""),
-            (&ctx80, "", ""),
-            (&ctx80, "fixed", "fixed"),
-            (&ctx80, "%{SERVER}", "www.example.com"),
-            (&ctx80, "%{HOST}", "alias.example.com"),
-            (&ctx80, "%{RESOURCE}", "www.example.com|/app"),
-            (&ctx8080, "%{SERVER}", "www.example.com:8080"),
-            (&ctx8080, "%{HOST}", "www.example.com:8080"),
-            (&ctx8080, "%{RESOURCE}", "www.example.com:8080|"),
-            (&ctx443_empty_host, "%{HOST}", "secure.example.com"),
-            (&ctx443_empty_host, "%{RESOURCE}", "secure.example.com|/x"),
-            (&ctx80, "%{ENV:GROUP}", "blue"),
-            (&ctx8080, "%{ENV:INDIRECT}", "www.example.com:8080"),
-            (&ctx80, "%{ENV:WEIRD}", "%{NOPE}"),
-            (&ctx80, "%{ENV:NESTED_ENV}", "%{ENV:GROUP}"),
-            (&ctx80, "%{ENV:UNSET}", "%{ENV:UNSET}"),
-        ];
-        for (ctx, v, expected) in cases {
-            assert_eq!(parse(v).expand(ctx), *expected, "value {v:?}");
         }
+    }
+
+    fn expand(v: &str, ctx: &SelectorContext<'_>) -> String {
+        parse(v).expand(ctx)
+    }
+
+    #[test]
+    fn global_expands_to_nothing() {
+        let c = ctx(8080, Some("alias.example.com"), "/app");
+        assert_eq!(expand("%{GLOBAL}", &c), "");
+        assert_eq!(expand("", &c), "");
+    }
+
+    #[test]
+    fn literal_expands_to_itself() {
+        let c = ctx(8080, Some("alias.example.com"), "/app");
+        assert_eq!(expand("fixed", &c), "fixed");
+        // Only whole %{...} forms are substitutions.
+        assert_eq!(expand("%name", &c), "%name");
+    }
+
+    #[test]
+    fn env_expands_to_the_variable() {
+        assert_eq!(expand("%{ENV:GROUP}", &ctx(80, None, "")), "blue");
+    }
+
+    #[test]
+    fn env_unset_stays_as_written() {
+        assert_eq!(expand("%{ENV:UNSET}", &ctx(80, None, "")), "%{ENV:UNSET}");
+    }
+
+    #[test]
+    fn env_holding_a_substitution_is_expanded_once_more() {
+        assert_eq!(
+            expand("%{ENV:INDIRECT}", &ctx(8080, None, "")),
+            "www.example.com:8080"
+        );
+        // Not another %{ENV:...} (no recursion), and nothing unknown.
+        assert_eq!(
+            expand("%{ENV:NESTED_ENV}", &ctx(80, None, "")),
+            "%{ENV:GROUP}"
+        );
+        assert_eq!(expand("%{ENV:WEIRD}", &ctx(80, None, "")), "%{NOPE}");
+    }
+
+    #[test]
+    fn server_is_the_server_name_with_a_port_other_than_80_and_443() {
+        assert_eq!(
+            expand("%{SERVER}", &ctx(80, Some("alias.example.com"), "/app")),
+            "www.example.com"
+        );
+        assert_eq!(expand("%{SERVER}", &ctx(443, None, "")), "www.example.com");
+        assert_eq!(
+            expand("%{SERVER}", &ctx(8080, Some("alias.example.com"), "")),
+            "www.example.com:8080"
+        );
+    }
+
+    #[test]
+    fn host_is_the_host_header_with_its_port() {
+        assert_eq!(
+            expand("%{HOST}", &ctx(80, Some("alias.example.com"), "/app")),
+            "alias.example.com"
+        );
+        assert_eq!(
+            expand("%{HOST}", &ctx(8080, Some("alias.example.com"), "")),
+            "alias.example.com:8080"
+        );
+    }
+
+    #[test]
+    fn host_missing_or_empty_falls_back_to_the_server_name() {
+        assert_eq!(
+            expand("%{HOST}", &ctx(8080, None, "")),
+            "www.example.com:8080"
+        );
+        assert_eq!(
+            expand("%{HOST}", &ctx(443, Some(""), "/x")),
+            "www.example.com"
+        );
+    }
+
+    #[test]
+    fn resource_is_the_server_and_script_name() {
+        assert_eq!(
+            expand("%{RESOURCE}", &ctx(80, Some("alias.example.com"), "/app")),
+            "www.example.com|/app"
+        );
+        assert_eq!(
+            expand("%{RESOURCE}", &ctx(8080, None, "")),
+            "www.example.com:8080|"
+        );
     }
 }

@@ -1,51 +1,46 @@
 //! WSGIDispatchScript: per request, before the application runs, the script's
 //! `process_group(environ)`, `application_group(environ)` and `callable_object(environ)` (each
-//! optional) may replace the configured values. A returned group is expanded as the
-//! directive's value would be (`%{GLOBAL}` is embedded mode); the handler then refuses a
-//! process group that is not defined, naming it.
+//! optional) may replace the configured values. This calls the script; [`super::route`]
+//! applies its answer: a returned group is expanded as the directive's value would be
+//! (`%{GLOBAL}` is embedded mode), and the handler then refuses a process group that is not
+//! defined, naming it.
 
 use crate::apache::log::{self, Level};
 use crate::apache::request::Request;
-use crate::config::{DirConfig, GroupSelector};
+use crate::config::{DirConfig, PhaseScript};
 use crate::ffi;
-use crate::python::PhaseFailed;
+use crate::python::{Dispatch, PhaseFailed};
 
 use super::HandlerContext;
+use super::route::{Refusal, Selection};
 
-/// Where the request goes: process group, application group, callable.
-pub(super) struct Targets {
-    pub group: String,
-    pub app_group: String,
-    pub callable: String,
+/// The dispatch script's answer, and the script's path for log lines.
+pub(super) struct Answer {
+    pub answer: Dispatch,
+    pub path: String,
 }
 
-/// Applies the dispatch script of `dir` (if any) to `targets`; `Err` is the status to
-/// answer with (logged).
-pub(super) fn apply(
+/// Calls `script`'s functions for the request `sel` selects; `Err` is the status to answer
+/// with (the failure logged).
+pub(super) fn call(
     r: &mut Request<'_>,
     ctx: &HandlerContext<'_>,
     dir: &DirConfig,
-    script_name: &[u8],
-    path_info: &[u8],
-    pass_auth: bool,
-    targets: Targets,
-) -> Result<Targets, i32> {
-    let Some(script) = dir.dispatch_script.as_ref() else {
-        return Ok(targets);
-    };
+    script: &PhaseScript,
+    sel: &Selection,
+) -> Result<Answer, i32> {
     // The script sees the environ the application would (mod_wsgi runs it after building it).
     r.add_cgi_variables();
     r.ensure_log_ids();
     let env = super::owned_environ(
         r,
         dir,
-        script_name,
-        &super::cgi_env::collapse_slashes(path_info),
-        pass_auth,
+        &sel.script_name,
+        &super::cgi_env::collapse_slashes(&sel.path_info),
+        sel.pass_authorization,
         // mod_wsgi.handler_script: not known to the dispatch script.
         b"",
     );
-    let script_name = super::resource_script_name(ctx.embedded, script_name);
     let (answer, path) = super::auth::run_phase_script(
         r,
         dir,
@@ -58,49 +53,29 @@ pub(super) fn apply(
         },
     )
     .map_err(|PhaseFailed| ffi::HTTP_INTERNAL_SERVER_ERROR)?;
-    let expand = |what: &str, value: Option<String>, current: String| -> Result<String, i32> {
-        let Some(value) = value else {
-            return Ok(current);
-        };
-        match GroupSelector::parse("WSGIDispatchScript", &value) {
-            Ok(selector) => Ok(super::expand(&selector, r, &script_name)),
-            Err(e) => {
-                log::request(
-                    r,
-                    Level::Error,
-                    &format!(
-                        "RW0060: mod_rwsgi: {what}() in WSGI dispatch script '{path}' returned an \
-                         invalid group: {e}"
-                    ),
-                );
-                Err(ffi::HTTP_INTERNAL_SERVER_ERROR)
-            }
-        }
-    };
-    let group = expand("process_group", answer.process_group, targets.group)?;
-    let app_group = expand(
-        "application_group",
-        answer.application_group,
-        targets.app_group,
-    )?;
-    let callable = match answer.callable_object {
-        Some(c) if c.is_empty() => {
-            log::request(
-                r,
-                Level::Error,
-                &format!(
-                    "RW0061: mod_rwsgi: callable_object() in WSGI dispatch script '{path}' returned an \
-                     empty name."
-                ),
-            );
-            return Err(ffi::HTTP_INTERNAL_SERVER_ERROR);
-        }
-        Some(c) => c,
-        None => targets.callable,
-    };
-    Ok(Targets {
-        group,
-        app_group,
-        callable,
-    })
+    Ok(Answer { answer, path })
+}
+
+/// Logs a refusal caused by the dispatch script's answer (the script at `path`); nothing
+/// for any other refusal.
+pub(super) fn log_refusal(r: &Request<'_>, refusal: &Refusal, path: &str) {
+    match refusal {
+        Refusal::BadDispatchGroup { what, error: e } => log::request(
+            r,
+            Level::Error,
+            &format!(
+                "RW0060: mod_rwsgi: {what}() in WSGI dispatch script '{path}' returned an \
+                 invalid group: {e}"
+            ),
+        ),
+        Refusal::EmptyDispatchCallable => log::request(
+            r,
+            Level::Error,
+            &format!(
+                "RW0061: mod_rwsgi: callable_object() in WSGI dispatch script '{path}' returned an \
+                 empty name."
+            ),
+        ),
+        _ => {}
+    }
 }

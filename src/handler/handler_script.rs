@@ -5,7 +5,6 @@
 use crate::apache::log::{self, Level};
 use crate::apache::request::Request;
 use crate::config::{DirConfig, HandlerScript};
-use crate::ffi;
 
 /// The WSGIHandlerScript this request's handler names, if any. Apache handler names are
 /// compared without case, as mod_mime and the core store them lowercased.
@@ -28,20 +27,9 @@ pub fn script_path(r: &Request<'_>, handler: &HandlerScript) -> String {
     }
 }
 
-/// WSGIRestrictProcess: refuses (403, logged with the group's name) a request whose
-/// process group (`""` = embedded mode) is not in the list of its directory.
-pub fn check_restricted(
-    r: &Request<'_>,
-    dir: &DirConfig,
-    group: &str,
-    script: &str,
-) -> Result<(), i32> {
-    let Some(allowed) = dir.restrict_process.as_deref() else {
-        return Ok(());
-    };
-    if allowed.iter().any(|g| g == group) {
-        return Ok(());
-    }
+/// WSGIRestrictProcess refused the request (403): logs the group (`""` = embedded mode)
+/// and the groups `allowed`.
+pub fn log_restricted(r: &Request<'_>, group: &str, allowed: &[String], script: &str) {
     let shown = if group.is_empty() {
         "%{GLOBAL} (embedded mode)"
     } else {
@@ -64,5 +52,4 @@ pub fn check_restricted(
                 .join(", ")
         ),
     );
-    Err(ffi::HTTP_FORBIDDEN)
 }

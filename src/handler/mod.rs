@@ -1,6 +1,7 @@
 //! L4: the request path inside Apache. `translate_name` routes WSGIScriptAlias URLs to the
-//! `wsgi-script` handler; `handle` picks the process group, application group and
-//! callable, builds the environment and hands the request to the daemon.
+//! `wsgi-script` handler; `handle` resolves where the request goes ([`route`]: script,
+//! process group, application group, callable, restrictions, dispatch script answers), then
+//! serves it: builds the environment and runs it embedded or hands it to the daemon.
 
 pub mod auth;
 pub mod cgi_env;
@@ -9,6 +10,7 @@ mod dispatch;
 pub mod embedded;
 pub mod handler_script;
 pub mod metrics_endpoint;
+pub mod route;
 pub mod script_owner;
 
 use std::ffi::CStr;
@@ -17,12 +19,14 @@ use std::os::unix::ffi::OsStrExt;
 use crate::apache::log::{self, Level};
 use crate::apache::request::Request;
 use crate::config::{
-    DirConfig, GroupSelector, MapHeadToGet, ScriptAlias, SelectorContext, ServerConfig,
+    DirConfig, GroupSelector, HandlerScript, MapHeadToGet, ScriptAlias, ServerConfig,
 };
 use crate::ffi;
 use crate::protocol::req_flags;
 
 pub use daemon_client::DaemonTarget;
+pub(crate) use route::resource_script_name;
+use route::{Mode, Refusal, Route, Selection};
 
 /// The handler name WSGIScriptAlias sets and `SetHandler wsgi-script` selects.
 pub const HANDLER_NAME: &CStr = c"wsgi-script";
@@ -95,34 +99,30 @@ fn apache_request_rec(r: &Request<'_>, dir: &DirConfig) -> Option<crate::python:
     }
 }
 
-/// SCRIPT_NAME as `%{RESOURCE}` names it: lower-cased (ASCII) with WSGICaseSensitivity Off,
-/// as mod_wsgi does for case-insensitive file systems.
-fn resource_script_name(settings: &embedded::EmbeddedSettings, script_name: &[u8]) -> String {
-    let mut name = String::from_utf8_lossy(script_name).into_owned();
-    if !settings.case_sensitivity {
-        name.make_ascii_lowercase();
+/// What `%{...}` selectors of this request expand from; `env` looks variables up in it.
+fn request_vars<'a>(
+    r: &Request<'_>,
+    env: &'a dyn Fn(&str) -> Option<String>,
+) -> route::RequestVars<'a> {
+    // As mod_wsgi: the request's port, not only the one ServerName may carry.
+    let port = r.server_port();
+    route::RequestVars {
+        server_hostname: r.server().map(|s| s.hostname()).unwrap_or_default(),
+        port: if port == 0 { 80 } else { port },
+        host: r.header_in(c"Host").map(|h| {
+            String::from_utf8_lossy(h)
+                .split(':')
+                .next()
+                .unwrap_or("")
+                .to_string()
+        }),
+        env,
     }
-    name
 }
 
 fn expand(selector: &GroupSelector, r: &Request<'_>, script_name: &str) -> String {
-    let hostname = r.server().map(|s| s.hostname()).unwrap_or_default();
-    // As mod_wsgi: the request's port, not only the one ServerName may carry.
-    let port = r.server_port();
-    let host_header = r.header_in(c"Host").map(|h| {
-        String::from_utf8_lossy(h)
-            .split(':')
-            .next()
-            .unwrap_or("")
-            .to_string()
-    });
-    selector.expand(&SelectorContext {
-        server_hostname: &hostname,
-        port: if port == 0 { 80 } else { port },
-        host_header: host_header.as_deref(),
-        script_name,
-        env: &|name| request_variable(r, name),
-    })
+    let env = |name: &str| request_variable(r, name);
+    request_vars(r, &env).expand(selector, script_name)
 }
 
 /// `%{ENV:name}` for this request (notes, subprocess_env, then the process environment).
@@ -131,7 +131,7 @@ fn request_variable(r: &Request<'_>, name: &str) -> Option<String> {
         .map(|v| String::from_utf8_lossy(&v).into_owned())
 }
 
-/// The content handler for `wsgi-script`.
+/// The content handler for `wsgi-script`: resolves where the request goes, then serves it.
 pub fn handle(r: &mut Request<'_>, ctx: &HandlerContext<'_>) -> i32 {
     let default_dir = DirConfig::default();
     let dir = ctx.dir.unwrap_or(&default_dir);
@@ -146,142 +146,135 @@ pub fn handle(r: &mut Request<'_>, ctx: &HandlerContext<'_>) -> i32 {
         _ if handler_script.is_some() => {}
         _ => return ffi::DECLINED,
     }
-    let script_file: Vec<u8> = match handler_script {
-        Some(h) => handler_script::script_path(r, h).into_bytes(),
-        None => r.filename().unwrap_or(b"").to_vec(),
+    match resolve_route(r, ctx, dir, handler_script) {
+        Ok(route) => serve(r, ctx, dir, &route),
+        Err(status) => status,
+    }
+}
+
+/// Reads what resolution needs from `r`, runs the dispatch script if there is one, and
+/// resolves the route; `Err` is the status to answer with (logged).
+fn resolve_route<'g>(
+    r: &mut Request<'_>,
+    ctx: &HandlerContext<'g>,
+    dir: &DirConfig,
+    handler_script: Option<&HandlerScript>,
+) -> Result<Route<'g>, i32> {
+    let selection = {
+        let env = |name: &str| request_variable(r, name);
+        let facts = route::RequestFacts {
+            handler_script: handler_script
+                .map(|h| (h, handler_script::script_path(r, h).into_bytes())),
+            filename: r.filename().unwrap_or(b""),
+            file_is_regular: r.file_is_regular(),
+            alias: r
+                .note(NOTE_ALIAS)
+                .and_then(|v| std::str::from_utf8(v).ok()?.parse::<usize>().ok()),
+            alias_script_name: r.note(NOTE_SCRIPT_NAME),
+            uri: r.uri(),
+            path_info: r.path_info().unwrap_or(b""),
+            vars: request_vars(r, &env),
+        };
+        route::select(&facts, ctx, dir)
     };
-    // For log lines only, lossy when the path is not UTF-8 (borrowed, no copy, when it is
-    // UTF-8); the file itself is reached by its bytes (`script_file`).
-    let script = String::from_utf8_lossy(&script_file);
-    if handler_script.is_none() && !r.file_is_regular() {
-        log::request(
+    let selection = selection.map_err(|refusal| refuse(r, &refusal, ""))?;
+    let (answer, dispatch_path) = match &dir.dispatch_script {
+        Some(script) => {
+            let called = dispatch::call(r, ctx, dir, script, &selection)?;
+            (Some(called.answer), called.path)
+        }
+        None => (None, String::new()),
+    };
+    // Read again: the dispatch script ran in between (and may have set variables).
+    let env = |name: &str| request_variable(r, name);
+    let vars = request_vars(r, &env);
+    route::resolve(selection, answer, &vars, ctx, dir)
+        .map_err(|refusal| refuse(r, &refusal, &dispatch_path))
+}
+
+/// Logs why the request is refused and gives the status to answer with; `dispatch_path`
+/// names the dispatch script for a refusal of its answer.
+fn refuse(r: &Request<'_>, refusal: &Refusal, dispatch_path: &str) -> i32 {
+    match refusal {
+        Refusal::ScriptNotFound { script } => log::request(
             r,
             Level::Error,
             &format!("RW0065: mod_rwsgi: target WSGI script not found or unable to stat: {script}"),
-        );
-        return ffi::HTTP_NOT_FOUND;
-    }
-    let alias = r
-        .note(NOTE_ALIAS)
-        .and_then(|v| std::str::from_utf8(v).ok()?.parse::<usize>().ok())
-        .and_then(|i| ctx.server.script_aliases.get(i));
-    let path_info = r.path_info().unwrap_or(b"").to_vec();
-    let script_name = match r.note(NOTE_SCRIPT_NAME) {
-        Some(s) => s.to_vec(),
-        None => cgi_env::script_name_from(r.uri(), &path_info),
-    };
-    let script_name_str = resource_script_name(ctx.embedded, &script_name);
-
-    let group_sel = alias
-        .and_then(|a| a.process_group.as_ref())
-        .or(handler_script.and_then(|h| h.process_group.as_ref()))
-        .unwrap_or(dir.process_group());
-    let group = expand(group_sel, r, &script_name_str);
-    let app_sel = alias
-        .and_then(|a| a.application_group.as_ref())
-        .or(handler_script.and_then(|h| h.application_group.as_ref()))
-        .unwrap_or(dir.application_group());
-    let app_group = expand(app_sel, r, &script_name_str);
-    let callable = match handler_script {
-        Some(_) => crate::config::HANDLER_CALLABLE.to_string(),
-        None => crate::config::expand_callable_object(
-            alias
-                .and_then(|a| a.callable_object.as_deref())
-                .unwrap_or(dir.callable_object()),
-            &|name| request_variable(r, name),
         ),
-    };
-    let pass_auth = alias
-        .and_then(|a| a.pass_authorization)
-        .or(handler_script.and_then(|h| h.pass_authorization))
-        .unwrap_or(dir.pass_authorization());
-    let targets = dispatch::Targets {
-        group,
-        app_group,
-        callable,
-    };
-    let dispatch::Targets {
-        group,
-        app_group,
-        callable,
-    } = match dispatch::apply(r, ctx, dir, &script_name, &path_info, pass_auth, targets) {
-        Ok(targets) => targets,
-        Err(status) => return status,
-    };
-    if let Err(status) = handler_script::check_restricted(r, dir, &group, &script) {
-        return status;
-    }
-    // mod_wsgi.handler_script: the handler script, or "" for a WSGI script itself.
-    let handler_script_env: &[u8] = if handler_script.is_some() {
-        &script_file
-    } else {
-        b""
-    };
-
-    let embedded_mode = group.is_empty();
-    if embedded_mode && ctx.restrict_embedded {
-        log::request(
+        Refusal::BadDispatchGroup { .. } | Refusal::EmptyDispatchCallable => {
+            dispatch::log_refusal(r, refusal, dispatch_path);
+        }
+        Refusal::RestrictedProcess {
+            group,
+            allowed,
+            script,
+        } => handler_script::log_restricted(r, group, allowed, script),
+        Refusal::EmbeddedRestricted { script } => log::request(
             r,
             Level::Error,
             &format!(
                 "RW0066: mod_rwsgi: '{script}' would run in embedded mode, which WSGIRestrictEmbedded On \
                  forbids; set WSGIProcessGroup to a WSGIDaemonProcess group"
             ),
-        );
-        return ffi::HTTP_INTERNAL_SERVER_ERROR;
-    }
-    let target = ctx.groups.iter().find(|g| g.group == group);
-    if target.is_none() && !embedded_mode {
-        log::request(
+        ),
+        Refusal::UnknownGroup { group, script } => log::request(
             r,
             Level::Error,
             &format!(
                 "RW0067: mod_rwsgi: no WSGI daemon process called '{group}' has been configured \
                  (needed by '{script}')"
             ),
-        );
-        return ffi::HTTP_INTERNAL_SERVER_ERROR;
-    }
-    if target.is_some_and(|t| !t.serves_requests) {
-        // No thread of the group would ever take the request (mod_wsgi leaves it to time
-        // out); the configuration is at fault, as with an undefined group.
-        log::request(
+        ),
+        Refusal::GroupServesNoRequests { group, script } => log::request(
             r,
             Level::Error,
             &format!(
                 "RW0122: mod_rwsgi: daemon process group '{group}' has threads=0 (a service-script \
                  group that serves no requests): refusing the request for '{script}'"
             ),
-        );
-        return ffi::HTTP_INTERNAL_SERVER_ERROR;
+        ),
+        Refusal::OtherVirtualHost {
+            group,
+            only,
+            here,
+            script,
+        } => log::request(
+            r,
+            Level::Error,
+            &format!(
+                "RW0123: mod_rwsgi: daemon process group '{group}' is defined in virtual \
+                 host {only} and cannot be used by virtual host {here} (needed by \
+                 '{script}'): as in mod_wsgi, only virtual hosts with the same ServerName \
+                 may use it; define it outside every <VirtualHost> to share it"
+            ),
+        ),
     }
+    refusal.status()
+}
 
-    if let Some(only) = target.and_then(|t| t.server_name.as_deref()) {
-        let here = r.server().map(|s| s.hostname()).unwrap_or_default();
-        if here != only {
-            log::request(
-                r,
-                Level::Error,
-                &format!(
-                    "RW0123: mod_rwsgi: daemon process group '{group}' is defined in virtual \
-                     host {only} and cannot be used by virtual host {here} (needed by \
-                     '{script}'): as in mod_wsgi, only virtual hosts with the same ServerName \
-                     may use it; define it outside every <VirtualHost> to share it"
-                ),
-            );
-            return ffi::HTTP_INTERNAL_SERVER_ERROR;
-        }
-    }
-    if let Some(owner) = target.map(|t| t.script_owner).filter(|o| o.is_set()) {
-        if let Err(why) = owner.check(script_path(&script_file)) {
-            log::request(
-                r,
-                Level::Error,
-                &format!(
-                    "RW0068: mod_rwsgi: refusing to run '{script}' in daemon process '{group}': {why}"
-                ),
-            );
-            return ffi::HTTP_FORBIDDEN;
+/// `mod_wsgi.handler_script`: the handler script, or "" for a WSGI script itself.
+fn handler_script_env(sel: &Selection) -> &[u8] {
+    if sel.handler_script { &sel.script } else { b"" }
+}
+
+/// Serves a resolved request: the script owner check of its daemon group, the request
+/// body's checks, then embedded mode or the daemon.
+fn serve(r: &mut Request<'_>, ctx: &HandlerContext<'_>, dir: &DirConfig, route: &Route<'_>) -> i32 {
+    let sel = &route.selection;
+    if let Mode::Daemon(target) = route.mode {
+        if target.script_owner.is_set() {
+            if let Err(why) = target.script_owner.check(script_path(&sel.script)) {
+                let script = String::from_utf8_lossy(&sel.script);
+                let group = &sel.process_group;
+                log::request(
+                    r,
+                    Level::Error,
+                    &format!(
+                        "RW0068: mod_rwsgi: refusing to run '{script}' in daemon process '{group}': {why}"
+                    ),
+                );
+                return ffi::HTTP_FORBIDDEN;
+            }
         }
     }
 
@@ -314,47 +307,73 @@ pub fn handle(r: &mut Request<'_>, ctx: &HandlerContext<'_>) -> i32 {
     if chunked {
         flags |= req_flags::CHUNKED_INPUT;
     }
-    let mut plan = daemon_client::RequestPlan {
-        script: &script_file,
-        app_group: &app_group,
-        callable: &callable,
-        flags,
-        sendfile: dir.enable_sendfile(),
-        error_override: dir.error_override(),
-        trim_heap: ctx.heap_policy,
-    };
     r.add_cgi_variables();
     r.ensure_log_ids();
-    let path_info = cgi_env::collapse_slashes(&path_info);
-    let Some(target) = target else {
-        let env = owned_environ(
-            r,
-            dir,
-            &script_name,
-            &path_info,
-            pass_auth,
-            handler_script_env,
-        );
-        let spec = crate::python::RequestSpec {
-            script_path: script_path(&script_file),
-            app_group: &app_group,
-            callable: &callable,
-            env: &env,
-            // Embedded mode re-imports a touched script in place, as mod_wsgi does.
-            script_reloading: if dir.script_reloading() {
-                crate::python::ScriptReloading::InPlace
-            } else {
-                crate::python::ScriptReloading::Off
-            },
-            // No queue and no daemon here: those instants stay 0.0, as in mod_wsgi.
-            times: crate::python::RequestTimes {
-                request_start_us: u64::try_from(r.request_time_us()).unwrap_or(0),
-                ..Default::default()
-            },
-            apache_request: apache_request_rec(r, dir),
-        };
-        return embedded::serve(r, ctx.embedded, &spec, dir.enable_sendfile());
+    let path_info = cgi_env::collapse_slashes(&sel.path_info);
+    match route.mode {
+        Mode::Embedded => serve_embedded(r, ctx, dir, sel, &path_info),
+        Mode::Daemon(target) => {
+            let plan = daemon_client::RequestPlan {
+                script: &sel.script,
+                app_group: &sel.application_group,
+                callable: &sel.callable,
+                flags,
+                sendfile: dir.enable_sendfile(),
+                error_override: dir.error_override(),
+                trim_heap: ctx.heap_policy,
+            };
+            serve_daemon(r, dir, target, plan, has_body, sel, &path_info)
+        }
+    }
+}
+
+/// Runs the request in this Apache child.
+fn serve_embedded(
+    r: &mut Request<'_>,
+    ctx: &HandlerContext<'_>,
+    dir: &DirConfig,
+    sel: &Selection,
+    path_info: &[u8],
+) -> i32 {
+    let env = owned_environ(
+        r,
+        dir,
+        &sel.script_name,
+        path_info,
+        sel.pass_authorization,
+        handler_script_env(sel),
+    );
+    let spec = crate::python::RequestSpec {
+        script_path: script_path(&sel.script),
+        app_group: &sel.application_group,
+        callable: &sel.callable,
+        env: &env,
+        // Embedded mode re-imports a touched script in place, as mod_wsgi does.
+        script_reloading: if dir.script_reloading() {
+            crate::python::ScriptReloading::InPlace
+        } else {
+            crate::python::ScriptReloading::Off
+        },
+        // No queue and no daemon here: those instants stay 0.0, as in mod_wsgi.
+        times: crate::python::RequestTimes {
+            request_start_us: u64::try_from(r.request_time_us()).unwrap_or(0),
+            ..Default::default()
+        },
+        apache_request: apache_request_rec(r, dir),
     };
+    embedded::serve(r, ctx.embedded, &spec, dir.enable_sendfile())
+}
+
+/// Sends the request to its daemon process group and relays the response.
+fn serve_daemon(
+    r: &mut Request<'_>,
+    dir: &DirConfig,
+    target: &DaemonTarget,
+    mut plan: daemon_client::RequestPlan<'_>,
+    has_body: bool,
+    sel: &Selection,
+    path_info: &[u8],
+) -> i32 {
     let body = match daemon_client::Body::preread(r, has_body) {
         Ok(body) => body,
         Err(status) => return status,
@@ -366,10 +385,10 @@ pub fn handle(r: &mut Request<'_>, ctx: &HandlerContext<'_>) -> i32 {
         let env = owned_environ(
             r,
             dir,
-            &script_name,
-            &path_info,
-            pass_auth,
-            handler_script_env,
+            &sel.script_name,
+            path_info,
+            sel.pass_authorization,
+            handler_script_env(sel),
         );
         daemon_client::encode_head(r, &plan, env.iter().map(|(k, v)| (&k[..], &v[..])))
     } else {
@@ -381,10 +400,10 @@ pub fn handle(r: &mut Request<'_>, ctx: &HandlerContext<'_>) -> i32 {
             environ(
                 r,
                 method,
-                &script_name,
-                &path_info,
-                pass_auth,
-                handler_script_env,
+                &sel.script_name,
+                path_info,
+                sel.pass_authorization,
+                handler_script_env(sel),
             ),
         )
     };
