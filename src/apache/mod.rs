@@ -5,8 +5,8 @@
 pub mod auth;
 pub mod directive_context;
 pub mod log;
+pub mod other_child;
 pub mod pool;
-pub mod process;
 pub mod regex;
 pub mod request;
 pub mod scoreboard;

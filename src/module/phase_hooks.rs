@@ -62,7 +62,7 @@ pub(super) fn note_directive(cmd: &ApacheDirective<'_>, parsed: &Directive) -> R
             // SAFETY: called from apply_directive, inside a directive callback, holding no
             // other slot reference. From a .htaccess file (read while Apache serves) this
             // changes nothing: with_global leaves the server-wide configuration alone then.
-            unsafe { crate::server_slot::with_global(|g| g.phase_scripts = true) }?;
+            unsafe { crate::module::slot::with_global(|g| g.phase_scripts = true) }?;
         }
         Directive::Flag {
             name: "WSGIGroupAuthoritative",
@@ -70,7 +70,7 @@ pub(super) fn note_directive(cmd: &ApacheDirective<'_>, parsed: &Directive) -> R
         } => {
             let location = cmd.location();
             match cmd.server() {
-                Some(server) if crate::server_slot::reading_configuration() => log::startup(
+                Some(server) if crate::module::slot::reading_configuration() => log::startup(
                     server,
                     Level::Warning,
                     &format!(

@@ -26,12 +26,12 @@ use nix::unistd::Pid;
 use crate::daemon::control::{self, ControlDecoder, ControlMessage, Script};
 use crate::daemon::exit::DaemonExit;
 use crate::daemon::metrics_shm;
-use crate::daemon::process::{self as daemon_process, DaemonPlan};
-use crate::daemon::service;
+use crate::daemon::service_daemon as service;
+use crate::daemon::serving_daemon::{self as daemon_process, DaemonPlan};
 use crate::daemon::spawn::{self, ChildSetup};
 use crate::daemon::supervisor::SlotHistory;
 use crate::logging;
-use crate::protocol::metrics_table;
+use crate::metrics::table as metrics_table;
 
 /// One group: its daemon template and how many processes it runs.
 #[derive(Clone, Debug)]

@@ -13,12 +13,18 @@ use crate::apache::state;
 use crate::apache::virtual_host::VirtualHost;
 use crate::config::{self, DirConfig, Directive, Scope, ServerConfig, Target};
 use crate::ffi;
-use crate::panic_guard::guard;
-use crate::process_plan::server_python;
-use crate::server_slot::{ServerSlot, configuring_slot, main_slot, server_slot, with_global};
-use crate::system_accounts::SystemAccounts;
+use crate::module::accounts::SystemAccounts;
+use crate::module::daemon_plan::server_python;
+use crate::module::panic_guard::guard;
+use crate::module::slot::{ServerSlot, configuring_slot, main_slot, server_slot, with_global};
 
+mod accounts;
+mod daemon_launch;
+mod daemon_plan;
+mod panic_guard;
 mod phase_hooks;
+mod scoreboard;
+mod slot;
 
 // ---------------------------------------------------------------------------------------
 // The module structure Apache loads with `LoadModule rwsgi_module .../mod_rwsgi.so`.
@@ -422,7 +428,7 @@ unsafe extern "C" fn register_hooks(p: *mut ffi::apr_pool_t) {
     guard("register_hooks", (), || {
         // SAFETY: Apache has assigned module_index before calling register_hooks.
         log::set_module_index(unsafe { rwsgi_module.module_index });
-        crate::server_slot::set_module(module_ptr());
+        crate::module::slot::set_module(module_ptr());
         crate::logging::set_backend(log_backend);
         // SAFETY: registering hook functions with Apache's hook registry during
         // register_hooks, as every module does; null predecessor/successor lists.
@@ -496,14 +502,14 @@ unsafe extern "C" fn post_config(
             return ffi::OK;
         };
         let _ = slot.embedded.set(server_python(&slot.global));
-        crate::server_metrics::install_scoreboard_reader();
+        crate::module::scoreboard::install_scoreboard_reader();
         // Daemons start once per generation, in the real pass (not the dry start-up pass,
         // nor `-t`/`-S`).
         if !state::is_real_config_pass() {
             return ffi::OK;
         }
         let wants_scoreboard = slot.global.daemon_groups.iter().any(|g| g.server_metrics);
-        if crate::server_metrics::defer_until_scoreboard(
+        if crate::module::scoreboard::defer_until_scoreboard(
             pool,
             main,
             wants_scoreboard,
@@ -522,8 +528,8 @@ fn launch_daemons(pool: Pool, main: VirtualHost) -> c_int {
         return ffi::OK;
     };
     let servers = main.iter().filter_map(server_slot).map(|v| &v.server);
-    let preloads = crate::process_plan::preloads(&slot.global, servers);
-    match crate::daemon_launcher::start_daemons(pool, main, &slot.global, &preloads) {
+    let preloads = crate::module::daemon_plan::preloads(&slot.global, servers);
+    match crate::module::daemon_launch::start_daemons(pool, main, &slot.global, &preloads) {
         Ok(Some(started)) => {
             let _ = slot.daemons.set(started.targets);
             *slot.listener_fds.lock().unwrap_or_else(|e| e.into_inner()) = started.listener_fds;

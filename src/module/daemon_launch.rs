@@ -1,6 +1,6 @@
 //! Part of the composition root: the Apache parent's side of daemon mode. In the real
 //! post_config pass it creates each WSGIDaemonProcess group's socket and forks the daemon
-//! manager process (`daemon::manager_process`), which forks and supervises the daemons.
+//! manager process (`daemon::manager`), which forks and supervises the daemons.
 //! The manager is registered with the MPM's "other child" registry, restarted (with
 //! backoff) if it dies, and told to stop when the configuration generation ends: SIGINT on
 //! a graceful restart (daemons drain, nobody waits), SIGTERM on stop or hard restart
@@ -12,22 +12,22 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use crate::apache::log::{self, Level};
+use crate::apache::other_child::{self, OtherChild, Reason};
 use crate::apache::pool::Pool;
-use crate::apache::process::{self, OtherChild, Reason};
 use crate::apache::state;
 use crate::apache::virtual_host::VirtualHost;
 use crate::config::GlobalConfig;
 use crate::daemon::listener;
-use crate::daemon::manager_process::{self, GroupPlan};
+use crate::daemon::manager::{self, GroupPlan};
 use crate::daemon::metrics_shm::{self, MetricsPlace};
 use crate::daemon::supervisor::{self, SlotHistory};
 use crate::ffi;
 use crate::handler::DaemonTarget;
 use crate::handler::metrics_endpoint;
-use crate::panic_guard::guard;
-use crate::process_plan::{self, ApacheFacts, Preload};
-use crate::protocol::metrics_table::MetricsTable;
-use crate::system_accounts::SystemAccounts;
+use crate::metrics::table::MetricsTable;
+use crate::module::accounts::SystemAccounts;
+use crate::module::daemon_plan::{self, ApacheFacts, Preload};
+use crate::module::panic_guard::guard;
 
 /// The daemon side of one configuration generation, owned by the configuration pool.
 struct Generation {
@@ -67,14 +67,14 @@ pub(crate) fn start_daemons(
     if global.daemon_groups.is_empty() {
         return Ok(None);
     }
-    let (child_uid, child_gid) = process::child_user();
+    let (child_uid, child_gid) = other_child::child_user();
     let facts = ApacheFacts {
         child_uid,
         child_gid,
         parent_pid: std::process::id(),
         socket_prefix: socket_prefix(pool, global),
         default_socket_timeout: main.timeout().unwrap_or(Duration::from_secs(60)),
-        argv_area: process::argv_area(main),
+        argv_area: other_child::argv_area(main),
         apache_version: state::server_version(),
     };
     let mut started = StartedDaemons {
@@ -85,8 +85,7 @@ pub(crate) fn start_daemons(
     let mut paths = Vec::new();
     let metrics = metrics_table(pool, main, global);
     for (index, spec) in global.daemon_groups.iter().enumerate() {
-        let mut planned =
-            process_plan::plan_group(spec, global, &facts, preloads, &SystemAccounts)?;
+        let mut planned = daemon_plan::plan_group(spec, global, &facts, preloads, &SystemAccounts)?;
         planned.target.server_name = spec.virtual_host.map(|id| {
             main.iter()
                 .find(|v| v.as_ptr() as usize == id)
@@ -223,9 +222,8 @@ unsafe fn spawn_manager(generation: *mut Generation, delay: Duration) {
     // code and leaves through _exit, never returning into Apache.
     let pid = unsafe { libc::fork() };
     if pid == 0 {
-        let code =
-            std::panic::catch_unwind(move || manager_process::run(groups, apache_parent, delay))
-                .unwrap_or(70);
+        let code = std::panic::catch_unwind(move || manager::run(groups, apache_parent, delay))
+            .unwrap_or(70);
         // SAFETY: _exit skips atexit handlers and pool cleanups that belong to Apache.
         unsafe { libc::_exit(code) };
     }
@@ -262,7 +260,7 @@ unsafe extern "C" fn maintenance(reason: c_int, data: *mut c_void, status: c_int
         // SAFETY: `data` is the Generation registered in spawn_manager, alive until pconf
         // is cleared.
         let generation_ref = unsafe { &mut *generation };
-        let status = match process::reason_from_raw(reason, status) {
+        let status = match other_child::reason_from_raw(reason, status) {
             Reason::Death(status) => status,
             Reason::Restart => {
                 generation_ref.hard_stop = true;

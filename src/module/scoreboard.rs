@@ -12,7 +12,7 @@ use crate::apache::pool::Pool;
 use crate::apache::scoreboard;
 use crate::apache::virtual_host::VirtualHost;
 use crate::ffi;
-use crate::panic_guard::guard;
+use crate::module::panic_guard::guard;
 use crate::python::{ScoreboardProcess, ScoreboardWorker, ServerScoreboard};
 
 fn seconds(us: i64) -> f64 {

@@ -22,7 +22,7 @@ use nix::sys::signal::Signal;
 use crate::daemon::child_start::{ChildKind, Started};
 use crate::daemon::control::ControlMessage;
 use crate::daemon::exit::DaemonExit;
-use crate::daemon::process::DaemonPlan;
+use crate::daemon::serving_daemon::DaemonPlan;
 use crate::daemon::signals;
 use crate::logging;
 use crate::python::{self, ServiceEnd};

@@ -80,7 +80,7 @@ pub struct Timers {
 }
 
 /// Runs the daemon; returns the exit code. The caller must `_exit` with it and never return
-/// into Apache. A group with `threads=0` runs `daemon::service` instead.
+/// into Apache. A group with `threads=0` runs `daemon::service_daemon` instead.
 pub fn run(plan: DaemonPlan) -> DaemonExit {
     let child = plan.child(ChildKind::Server);
     // cpu-time-limit: SIGXCPU is the kernel's notice that the RLIMIT_CPU soft limit was
