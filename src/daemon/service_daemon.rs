@@ -28,7 +28,7 @@ use crate::logging;
 use crate::python::{self, ServiceEnd};
 
 /// Runs a service-script daemon; returns its exit status (the caller `_exit`s with it).
-pub fn run(plan: DaemonPlan) -> DaemonExit {
+pub fn run_service_scripts(plan: DaemonPlan) -> DaemonExit {
     let child = plan.child(ChildKind::Service);
     // The manager's signals come through `signals::next` until the script runs; then
     // SIGTERM and SIGINT have Python's handlers.

@@ -222,8 +222,9 @@ unsafe fn spawn_manager(generation: *mut Generation, delay: Duration) {
     // code and leaves through _exit, never returning into Apache.
     let pid = unsafe { libc::fork() };
     if pid == 0 {
-        let code = std::panic::catch_unwind(move || manager::run(groups, apache_parent, delay))
-            .unwrap_or(70);
+        let code =
+            std::panic::catch_unwind(move || manager::manage_daemons(groups, apache_parent, delay))
+                .unwrap_or(70);
         // SAFETY: _exit skips atexit handlers and pool cleanups that belong to Apache.
         unsafe { libc::_exit(code) };
     }
