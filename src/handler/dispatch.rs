@@ -46,7 +46,7 @@ pub(super) fn apply(
         b"",
     );
     let script_name = super::resource_script_name(ctx.embedded, script_name);
-    let (answer, path) = super::auth::run_phase_script(
+    let (answer, path) = super::phase_script::run_phase_script(
         r,
         dir,
         ctx.embedded,

@@ -9,6 +9,7 @@ mod dispatch;
 pub mod embedded;
 pub mod handler_script;
 pub mod metrics_endpoint;
+mod phase_script;
 pub mod script_owner;
 
 use std::ffi::CStr;
