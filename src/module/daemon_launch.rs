@@ -9,11 +9,13 @@
 use std::ffi::c_void;
 use std::os::raw::c_int;
 use std::path::PathBuf;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::apache::log::{self, Level};
 use crate::apache::other_child::{self, OtherChild, Reason};
 use crate::apache::pool::Pool;
+use crate::apache::scoreboard;
 use crate::apache::state;
 use crate::apache::virtual_host::VirtualHost;
 use crate::config::GlobalConfig;
@@ -28,6 +30,7 @@ use crate::metrics::table::MetricsTable;
 use crate::module::accounts::SystemAccounts;
 use crate::module::daemon_plan::{self, ApacheFacts, Preload};
 use crate::module::panic_guard::guard;
+use crate::module::slot::{main_slot, server_slot};
 
 /// The daemon side of one configuration generation, owned by the configuration pool.
 struct Generation {
@@ -370,5 +373,79 @@ unsafe extern "C" fn stop_generation(data: *mut c_void) -> ffi::apr_status_t {
             unsafe { libc::close(g.plan.listener_fd) };
         }
         0
+    })
+}
+
+// ---------------------------------------------------------------------------------------
+// When: from post_config, or, on Apache's first start when a group asks for the scoreboard
+// (`server-metrics=on`), only once the MPM has created it (in a pre_mpm hook, as mod_wsgi
+// does), so the daemons inherit its shared memory. On a restart the scoreboard is kept,
+// and daemons start from post_config as always.
+
+/// Starts the daemon groups of the configuration just read (post_config, or pre_mpm when
+/// a group waits for the scoreboard) and keeps what Apache children need to reach them.
+pub(super) fn launch_daemons(pool: Pool, main: VirtualHost) -> c_int {
+    let Some(slot) = main_slot() else {
+        return ffi::OK;
+    };
+    let servers = main.iter().filter_map(server_slot).map(|v| &v.server);
+    let preloads = daemon_plan::preloads(&slot.global, servers);
+    match start_daemons(pool, main, &slot.global, &preloads) {
+        Ok(Some(started)) => {
+            let _ = slot.daemons.set(started.targets);
+            *slot.listener_fds.lock().unwrap_or_else(|e| e.into_inner()) = started.listener_fds;
+            ffi::OK
+        }
+        Ok(None) => ffi::OK,
+        Err(msg) => {
+            log::startup(main, Level::Emerg, &format!("RW0007: mod_rwsgi: {msg}"));
+            ffi::HTTP_INTERNAL_SERVER_ERROR
+        }
+    }
+}
+
+/// pconf and the main server, kept for the deferred start (as addresses: the hook runs on
+/// the same thread in the Apache parent, while both are alive).
+static DEFERRED: Mutex<Option<(usize, usize)>> = Mutex::new(None);
+
+/// Called by post_config: true when the daemons are to be started later, from pre_mpm by
+/// `launch_daemons`, because a group wants the scoreboard (`wanted`) and it does not exist yet
+/// (Apache's first start). Called in the real configuration pass only.
+pub(super) fn defer_until_scoreboard(pool: Pool, main: VirtualHost, wanted: bool) -> bool {
+    if !wanted || scoreboard::exists() {
+        return false;
+    }
+    *DEFERRED.lock().unwrap_or_else(|e| e.into_inner()) =
+        Some((pool.as_ptr() as usize, main.as_ptr() as usize));
+    // SAFETY: registering a hook function during post_config, as mod_wsgi does for the same
+    // reason; the MPM runs pre_mpm hooks (scoreboard creation first) before it forks.
+    unsafe {
+        ffi::ap_hook_pre_mpm(
+            Some(start_after_scoreboard),
+            std::ptr::null(),
+            std::ptr::null(),
+            ffi::APR_HOOK_REALLY_LAST,
+        )
+    };
+    true
+}
+
+unsafe extern "C" fn start_after_scoreboard(
+    _p: *mut ffi::apr_pool_t,
+    _sb_type: ffi::ap_scoreboard_e,
+) -> c_int {
+    guard("pre_mpm", ffi::HTTP_INTERNAL_SERVER_ERROR, || {
+        let Some((pool, main)) = DEFERRED.lock().unwrap_or_else(|e| e.into_inner()).take() else {
+            return ffi::OK;
+        };
+        // SAFETY: the pconf pool saved by post_config, alive until the generation ends.
+        let Some(pool) = (unsafe { Pool::from_raw(pool as *mut ffi::apr_pool_t) }) else {
+            return ffi::OK;
+        };
+        // SAFETY: the main server saved by post_config, alive as long as pconf.
+        let Some(main) = (unsafe { VirtualHost::from_raw(main as *mut ffi::server_rec) }) else {
+            return ffi::OK;
+        };
+        launch_daemons(pool, main)
     })
 }

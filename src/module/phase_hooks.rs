@@ -8,7 +8,8 @@ use std::ffi::CStr;
 use std::os::raw::{c_char, c_int, c_void};
 use std::ptr;
 
-use super::{ModuleList, guard, main_slot, module_ptr};
+use super::slot::main_slot;
+use super::{ModuleList, guard, module_ptr};
 use crate::apache::auth as apache_auth;
 use crate::apache::directive_context::DirectiveContext as ApacheDirective;
 use crate::apache::log::{self, Level};
