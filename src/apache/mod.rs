@@ -10,5 +10,6 @@ pub mod pool;
 pub mod regex;
 pub mod request;
 pub mod scoreboard;
+pub mod server_process;
 pub mod state;
 pub mod virtual_host;

@@ -16,6 +16,7 @@ use crate::apache::log::{self, Level};
 use crate::apache::other_child::{self, OtherChild, Reason};
 use crate::apache::pool::Pool;
 use crate::apache::scoreboard;
+use crate::apache::server_process;
 use crate::apache::state;
 use crate::apache::virtual_host::VirtualHost;
 use crate::config::GlobalConfig;
@@ -70,14 +71,14 @@ pub(crate) fn start_daemons(
     if global.daemon_groups.is_empty() {
         return Ok(None);
     }
-    let (child_uid, child_gid) = other_child::child_user();
+    let (child_uid, child_gid) = server_process::child_user();
     let facts = ApacheFacts {
         child_uid,
         child_gid,
         parent_pid: std::process::id(),
         socket_prefix: socket_prefix(pool, global),
         default_socket_timeout: main.timeout().unwrap_or(Duration::from_secs(60)),
-        argv_area: other_child::argv_area(main),
+        argv_area: server_process::argv_area(main),
         apache_version: state::server_version(),
     };
     let mut started = StartedDaemons {
