@@ -1,5 +1,5 @@
 //! A minimal logging facade shared by the daemon and Python layers, which must not call
-//! Apache directly: `module.rs` installs a backend that writes to Apache's error log. Until
+//! Apache directly: `module::hooks` installs a backend that writes to Apache's error log. Until
 //! then (and in unit tests) lines go to stderr.
 
 use std::sync::OnceLock;

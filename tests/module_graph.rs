@@ -35,7 +35,10 @@ fn a_planted_cycle_and_layer_breach_are_reported() {
         std::fs::create_dir_all(file.parent().unwrap()).unwrap();
         std::fs::write(file, text).unwrap();
     };
-    write("lib.rs", "pub mod config;\npub mod apache;\n");
+    write(
+        "lib.rs",
+        "pub mod config;\npub mod apache;\npub mod daemon;\npub mod handler;\npub mod module;\n",
+    );
     write("config/mod.rs", "pub mod a;\npub mod b;\n");
     // a -> b through a use tree, b -> a through super; neither edge is in a comment.
     write(
@@ -48,7 +51,18 @@ fn a_planted_cycle_and_layer_breach_are_reported() {
          fn f() -> super::a::Other { super::a::Other }\n",
     );
     write("config/c.rs", "use crate::apache::Request;\n");
-    write("apache/mod.rs", "pub struct Request;\n");
+    write("apache/mod.rs", "pub mod table;\npub struct Request;\n");
+    // The Apache layer knows nothing of WSGI's config; daemons nothing of the handler or the
+    // composition root; the composition root may use anything.
+    write("apache/table.rs", "use crate::config::a::Other;\n");
+    write("daemon/mod.rs", "pub mod worker;\npub mod spawn;\n");
+    write("daemon/worker.rs", "use crate::handler::Thing;\n");
+    write("daemon/spawn.rs", "fn f() { crate::module::start() }\n");
+    write("handler/mod.rs", "pub struct Thing;\n");
+    write(
+        "module/mod.rs",
+        "use crate::{apache, daemon, handler};\npub fn start() {}\n",
+    );
     std::fs::write(
         src.join("config/mod.rs"),
         "pub mod a;\npub mod b;\npub mod c;\n",
@@ -63,4 +77,17 @@ fn a_planted_cycle_and_layer_breach_are_reported() {
     );
     assert!(text.contains("layer breach: config::c -> apache"), "{text}");
     assert!(!text.contains("config::b -> apache"), "{text}");
+    assert!(
+        text.contains("layer breach: apache::table -> config"),
+        "{text}"
+    );
+    assert!(
+        text.contains("layer breach: daemon::worker -> handler"),
+        "{text}"
+    );
+    assert!(
+        text.contains("layer breach: daemon::spawn -> module"),
+        "{text}"
+    );
+    assert!(!text.contains("layer breach: module"), "{text}");
 }

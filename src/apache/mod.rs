@@ -5,10 +5,11 @@
 pub mod auth;
 pub mod directive_context;
 pub mod log;
+pub mod other_child;
 pub mod pool;
-pub mod process;
 pub mod regex;
 pub mod request;
 pub mod scoreboard;
+pub mod server_process;
 pub mod state;
 pub mod virtual_host;

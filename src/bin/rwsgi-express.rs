@@ -67,7 +67,7 @@ fn start_server(args: &ServerArgs) -> Result<u8, Fail> {
     let site = site::resolve(args, true)?;
     conf::write_all(&site)?;
     print_notes(&site);
-    let code = run::run(&site)?;
+    let code = run::run_apache(&site)?;
     Ok(u8::try_from(code).unwrap_or(1))
 }
 

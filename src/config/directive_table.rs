@@ -1,6 +1,6 @@
 //! The directive table: every mod_wsgi 6.0 directive, where Apache allows it, which
 //! configuration structure it writes, its usage line, and whether mod_rwsgi implements it.
-//! A new directive is one row here (and its name in `module.rs`'s command table).
+//! A new directive is one row here (and its name in the command table, `module/mod.rs`).
 
 /// Where Apache allows a directive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -10,10 +10,10 @@ use super::daemon_group::{DaemonGroupSpec, parse_on_off, split_path_list};
 use super::directive_table::directive_info;
 use super::error::ConfigError;
 use super::not_implemented::validate_other;
-use super::proxy::{IpNet, KNOWN_PROXY_HEADERS, canonical_proxy_header};
 use super::script_alias::{ImportScript, ScriptAlias};
 use super::selector::GroupSelector;
 use super::tokenizer::tokenize;
+use super::trusted_proxy::{IpNet, KNOWN_PROXY_HEADERS, canonical_proxy_header};
 
 /// `WSGIMapHEADToGET` value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

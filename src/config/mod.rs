@@ -1,6 +1,6 @@
 //! L2 configuration model: mod_wsgi's directives parsed into typed values.
 //!
-//! Contract: pure Rust, `std` only (no ffi, libc, nix or pyo3). `module.rs`
+//! Contract: pure Rust, `std` only (no ffi, libc, nix or pyo3). `module`
 //! hands each directive's name and raw argument string to [`parse_directive`]
 //! and applies the result to the structure named by [`DirectiveInfo::target`]:
 //! [`GlobalConfig`] (server-wide), [`ServerConfig`] (per virtual host) or
@@ -19,10 +19,10 @@ pub(crate) mod fuzz_harness;
 mod handler_script;
 mod not_implemented;
 mod phase_script;
-mod proxy;
 mod script_alias;
 mod selector;
 mod tokenizer;
+mod trusted_proxy;
 
 pub use daemon_group::{
     DAEMON_OPTIONS, DEFAULT_HEADER_BUFFER_SIZE, DEFAULT_LISTEN_BACKLOG,
@@ -37,19 +37,19 @@ pub use error::ConfigError;
 pub use handler_script::{HANDLER_CALLABLE, HandlerScript};
 pub use not_implemented::not_implemented_error;
 pub use phase_script::PhaseScript;
-pub use proxy::{
+pub use script_alias::{CompiledPattern, ImportScript, PATTERN_GROUPS, ScriptAlias, UrlPattern};
+pub use selector::{GroupSelector, SelectorContext, expand_callable_object};
+pub use tokenizer::tokenize;
+pub use trusted_proxy::{
     EnvPair, IpNet, KNOWN_PROXY_HEADERS, ProxyHeaderCategory, ProxyNote,
     apply_trusted_proxy_headers, canonical_proxy_header, forwarded_for_client, header_env_name,
     proxy_header_category,
 };
-pub use script_alias::{CompiledPattern, ImportScript, PATTERN_GROUPS, ScriptAlias, UrlPattern};
-pub use selector::{GroupSelector, SelectorContext, expand_callable_object};
-pub use tokenizer::tokenize;
 
 #[cfg(test)]
 pub(crate) use daemon_group::tests::FakeHost;
 
-/// System facts the checks need; the real implementation is `system_accounts.rs`,
+/// System facts the checks need; the real implementation is `module/accounts.rs`,
 /// tests use a fake. User and group values may also be written `#123`.
 pub trait Host {
     /// The uid of a user name (getpwnam).

@@ -1,6 +1,6 @@
-//! The start-up every daemon process shares, whether it serves requests (`process`) or runs
-//! a service script (`service`, a `threads=0` group), in this order: drop what it inherited
-//! from Apache, wait out the restart backoff, prepare (`spawn::prepare_child`: privileges,
+//! The start-up every daemon process shares, whether it serves requests (`serving_daemon`)
+//! or runs a service script (`service_daemon`, a `threads=0` group), in this order: drop
+//! what it inherited from Apache, wait out the restart backoff, prepare (`spawn::prepare_child`: privileges,
 //! directories, names), handle its signals (`signals`: through a pipe, never blocked, so
 //! the processes the application starts get SIGTERM), start Python. Its failure lines and its messages to the daemon manager are written here too, so
 //! a fix to one kind of daemon reaches the other.
@@ -22,9 +22,9 @@ use crate::python::{self, InterpreterSettings};
 /// What the daemon process runs once started: only the backoff line tells them apart.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ChildKind {
-    /// Serves requests (`daemon::process`).
+    /// Serves requests (`daemon::serving_daemon`).
     Server,
-    /// Runs its group's service scripts (`daemon::service`).
+    /// Runs its group's service scripts (`daemon::service_daemon`).
     Service,
 }
 

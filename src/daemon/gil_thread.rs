@@ -81,7 +81,7 @@ impl GilThread {
     /// Runs `job` on the thread and waits up to `limit` for its result. None when it did not
     /// finish in time (it still runs later, once it can), when an earlier job has not
     /// finished (this one is not queued), or after `stop`.
-    pub fn run<T: Send + 'static>(
+    pub fn run_job<T: Send + 'static>(
         &self,
         limit: Duration,
         job: impl FnOnce() -> T + Send + 'static,
@@ -160,7 +160,7 @@ mod tests {
     #[test]
     fn runs_jobs_and_beats_and_stops_promptly() {
         let t = GilThread::start(Some(count_beat)).unwrap();
-        assert_eq!(t.run(Duration::from_secs(5), || 6 * 7), Some(42));
+        assert_eq!(t.run_job(Duration::from_secs(5), || 6 * 7), Some(42));
         let deadline = Instant::now() + Duration::from_secs(5);
         while BEATS.load(Ordering::SeqCst) == 0 {
             assert!(Instant::now() < deadline, "no heartbeat");
@@ -174,7 +174,7 @@ mod tests {
         let beats = BEATS.load(Ordering::SeqCst);
         std::thread::sleep(Duration::from_millis(1200));
         assert_eq!(BEATS.load(Ordering::SeqCst), beats, "beat after stop");
-        assert_eq!(t.run(Duration::from_secs(1), || 1), None);
+        assert_eq!(t.run_job(Duration::from_secs(1), || 1), None);
     }
 
     #[test]
@@ -182,14 +182,14 @@ mod tests {
         let t = GilThread::start(None).unwrap();
         let (release_tx, release_rx) = mpsc::channel::<()>();
         let started = Instant::now();
-        let first = t.run(Duration::from_millis(200), move || {
+        let first = t.run_job(Duration::from_millis(200), move || {
             release_rx.recv().is_ok()
         });
         assert_eq!(first, None);
         assert!(started.elapsed() < Duration::from_secs(2));
         // While it is stuck, later jobs are refused at once rather than queued.
         let started = Instant::now();
-        assert_eq!(t.run(Duration::from_secs(5), || 1), None);
+        assert_eq!(t.run_job(Duration::from_secs(5), || 1), None);
         assert!(started.elapsed() < Duration::from_millis(100));
         assert!(
             !t.stop(Duration::from_millis(100)),

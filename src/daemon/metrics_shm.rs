@@ -1,11 +1,11 @@
-//! The memory behind the metrics table (`protocol::metrics_table`): an anonymous shared
+//! The memory behind the metrics table (`metrics::table`): an anonymous shared
 //! mapping made by the Apache parent before it forks the daemon manager and its children,
 //! so the manager, every daemon and every Apache child of the generation see the same words.
 
 use std::io;
 use std::sync::atomic::AtomicU64;
 
-use crate::protocol::metrics_table::{self, MetricsTable};
+use crate::metrics::table::{self as metrics_table, MetricsTable};
 
 /// The mapping behind one generation's table, owned by the process that made it (the
 /// Apache parent). Dropping it unmaps it there — when the generation's configuration pool

@@ -29,7 +29,7 @@ use crate::logging;
 use crate::protocol::{self, Decoder, Frame, Limits, error_code, req_flags};
 use crate::python::{AppHost, Outcome, RequestSpec, RequestTimes, ScriptReloading};
 
-/// Sent by [`Server::request_restart`] to its own process: the main thread, which waits
+/// Sent by [`Dispatcher::request_restart`] to its own process: the main thread, which waits
 /// for signals, then acts on the restart at once rather than at its next tick. Otherwise
 /// unused by daemons.
 pub const WAKE_SIGNAL: Signal = Signal::SIGURG;
@@ -87,7 +87,7 @@ struct Conn {
 }
 
 /// State shared by the worker threads and the main thread.
-pub struct Server {
+pub struct Dispatcher {
     settings: ServeSettings,
     listener: UnixListener,
     epoll: Epoll,
@@ -131,7 +131,7 @@ pub struct Server {
     host_error: String,
 }
 
-impl Server {
+impl Dispatcher {
     /// `listener_fd` is the group's socket inherited from the Apache parent. `host` is None
     /// when Python could not start: every request then gets `host_error` as a 500.
     pub fn new(
@@ -139,7 +139,7 @@ impl Server {
         listener_fd: RawFd,
         host: Option<AppHost>,
         host_error: String,
-    ) -> io::Result<Arc<Server>> {
+    ) -> io::Result<Arc<Dispatcher>> {
         let settings_threads = settings.threads.max(1);
         // SAFETY: the parent passed us this descriptor; the daemon owns it from here on.
         let listener =
@@ -157,7 +157,7 @@ impl Server {
                 EpollEvent::new(EpollFlags::EPOLLIN, STOP_TOKEN),
             )
             .map_err(io::Error::from)?;
-        let server = Server {
+        let dispatcher = Dispatcher {
             settings,
             listener,
             epoll,
@@ -184,9 +184,9 @@ impl Server {
             host,
             host_error,
         };
-        server.add_listener()?;
-        server.listener_armed.store(true, Ordering::SeqCst);
-        Ok(Arc::new(server))
+        dispatcher.add_listener()?;
+        dispatcher.listener_armed.store(true, Ordering::SeqCst);
+        Ok(Arc::new(dispatcher))
     }
 
     pub fn host(&self) -> Option<&AppHost> {
@@ -833,7 +833,7 @@ impl Drop for InFlight<'_> {
     }
 }
 
-impl AsFd for Server {
+impl AsFd for Dispatcher {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.listener.as_fd()
     }
@@ -844,13 +844,13 @@ mod tests {
     use super::*;
     use std::io::{Read, Write};
 
-    /// A server without Python, so every request is answered with an APP_LOAD_FAILED error
+    /// A dispatcher without Python, so every request is answered with an APP_LOAD_FAILED error
     /// frame: enough to exercise the threads, the epoll hand-offs and stopping.
-    fn start_server(
+    fn start_dispatcher(
         dir: &std::path::Path,
         processes: usize,
         threads: usize,
-    ) -> (Arc<Server>, Vec<std::thread::JoinHandle<()>>) {
+    ) -> (Arc<Dispatcher>, Vec<std::thread::JoinHandle<()>>) {
         let listener = UnixListener::bind(dir.join("group.sock")).unwrap();
         let fd = std::os::fd::IntoRawFd::into_raw_fd(listener);
         let settings = ServeSettings {
@@ -865,9 +865,9 @@ mod tests {
             send_buffer_size: Some(64 * 1024),
             receive_buffer_size: None,
         };
-        let server = Server::new(settings, fd, None, "no Python here".into()).unwrap();
-        let handles = server.start().unwrap();
-        (server, handles)
+        let dispatcher = Dispatcher::new(settings, fd, None, "no Python here".into()).unwrap();
+        let handles = dispatcher.start().unwrap();
+        (dispatcher, handles)
     }
 
     fn connect(dir: &std::path::Path) -> UnixStream {
@@ -910,7 +910,7 @@ mod tests {
             .tempdir()
             .unwrap();
         let dir = tmp.path().to_path_buf();
-        let (server, handles) = start_server(&dir, processes, 3);
+        let (dispatcher, handles) = start_dispatcher(&dir, processes, 3);
         let clients: Vec<_> = (0..8)
             .map(|_| {
                 let dir = dir.clone();
@@ -929,14 +929,14 @@ mod tests {
         let streams: Vec<UnixStream> = clients.into_iter().map(|c| c.join().unwrap()).collect();
         // A request is counted just after its answer was written.
         let deadline = Instant::now() + Duration::from_secs(5);
-        while server.served.load(Ordering::SeqCst) < 40 && Instant::now() < deadline {
+        while dispatcher.served.load(Ordering::SeqCst) < 40 && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(1));
         }
-        assert_eq!(server.served.load(Ordering::SeqCst), 40);
-        assert_eq!(server.active(), 0);
+        assert_eq!(dispatcher.served.load(Ordering::SeqCst), 40);
+        assert_eq!(dispatcher.active(), 0);
 
         let started = Instant::now();
-        server.stop_accepting();
+        dispatcher.stop_accepting();
         for h in handles {
             h.join().unwrap();
         }

@@ -13,40 +13,7 @@ use crate::config::{DirConfig, PhaseScript};
 use crate::ffi;
 use crate::python::{self, Access, AppHost, Password, PhaseRequest, RealmHash};
 
-use super::embedded::{self, EmbeddedSettings};
-
-/// The embedded Python host, started now if this Apache child has none yet.
-fn python_host(r: &Request<'_>, settings: &EmbeddedSettings) -> Option<&'static AppHost> {
-    match embedded::ensure_python(settings) {
-        Ok(host) => Some(host),
-        Err(e) => {
-            log::request(
-                r,
-                Level::Error,
-                &format!("RW0053: mod_rwsgi (embedded): {e}"),
-            );
-            None
-        }
-    }
-}
-
-/// The script file (ServerRoot-relative if relative) and its expanded application group.
-fn script_target(
-    r: &Request<'_>,
-    script: &PhaseScript,
-    settings: &EmbeddedSettings,
-) -> (String, String) {
-    let path = if script.path.starts_with('/') {
-        script.path.clone()
-    } else {
-        r.pool()
-            .server_root_relative(&script.path)
-            .unwrap_or_else(|| script.path.clone())
-    };
-    let uri = super::resource_script_name(settings, r.uri());
-    let group = super::expand(script.application_group(), r, &uri);
-    (path, group)
-}
+use super::embedded::EmbeddedSettings;
 
 /// Runs `call` on the script's Python host with the cut-down auth environ.
 fn with_script<T>(
@@ -56,32 +23,7 @@ fn with_script<T>(
     script: &PhaseScript,
     call: impl FnOnce(&AppHost, &PhaseRequest<'_>) -> Result<T, python::PhaseFailed>,
 ) -> Result<T, python::PhaseFailed> {
-    run_phase_script(r, dir, settings, script, || r.auth_environ(), call)
-}
-
-/// What every phase script (access, authentication, authorisation, dispatch) shares: the
-/// embedded Python host (started now if need be; a failure is logged), the script's file
-/// and application group, and the request as the script sees it (`env`, taken only once
-/// the host is up); then `call`.
-pub(super) fn run_phase_script<T>(
-    r: &Request<'_>,
-    dir: &DirConfig,
-    settings: &EmbeddedSettings,
-    script: &PhaseScript,
-    env: impl FnOnce() -> Vec<(Vec<u8>, Vec<u8>)>,
-    call: impl FnOnce(&AppHost, &PhaseRequest<'_>) -> Result<T, python::PhaseFailed>,
-) -> Result<T, python::PhaseFailed> {
-    let host = python_host(r, settings).ok_or(python::PhaseFailed)?;
-    let (path, group) = script_target(r, script, settings);
-    let env = env();
-    let req = PhaseRequest {
-        script_path: &path,
-        app_group: &group,
-        env: &env,
-        script_reloading: dir.script_reloading(),
-        apache_request: super::apache_request_rec(r, dir),
-    };
-    call(host, &req)
+    super::phase_script::run_phase_script(r, dir, settings, script, || r.auth_environ(), call)
 }
 
 /// access_checker: WSGIAccessScript's `allow_access(environ, host)`: True lets the request

@@ -41,7 +41,7 @@ pub(super) fn call(
         // mod_wsgi.handler_script: not known to the dispatch script.
         b"",
     );
-    let (answer, path) = super::auth::run_phase_script(
+    let (answer, path) = super::phase_script::run_phase_script(
         r,
         dir,
         ctx.embedded,

@@ -20,7 +20,7 @@ static INIT_LOCK: Mutex<()> = Mutex::new(());
 static IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
 
 /// What embedded mode needs from the server-wide configuration: the Python settings every
-/// process shares (built once by `module.rs`); the MPM's limits are added in the child.
+/// process shares (built once by `module`); the MPM's limits are added in the child.
 pub type EmbeddedSettings = InterpreterSettings;
 
 fn settings_for_this_mpm(s: &EmbeddedSettings) -> InterpreterSettings {

@@ -9,8 +9,8 @@ use std::sync::Mutex;
 
 use crate::apache::request::Request;
 use crate::ffi;
-use crate::protocol::metrics_table::MetricsTable;
-use crate::protocol::openmetrics::{self, GroupView};
+use crate::metrics::openmetrics::{self, GroupView};
+use crate::metrics::table::MetricsTable;
 
 /// The handler name to give `SetHandler`.
 pub const HANDLER_NAME: &CStr = c"rwsgi-metrics";

@@ -10,6 +10,7 @@ mod dispatch;
 pub mod embedded;
 pub mod handler_script;
 pub mod metrics_endpoint;
+mod phase_script;
 pub mod route;
 pub mod script_owner;
 
@@ -51,7 +52,7 @@ fn alias_match(alias: &ScriptAlias, uri: &[u8]) -> Option<(Vec<u8>, Vec<u8>, Vec
         let (script_name, path_info) = cgi_env::split_mount(alias.url.as_bytes(), uri)?;
         return Some((alias.script.as_bytes().to_vec(), script_name, path_info));
     }
-    // Compiled once when the directive was read (module.rs), kept with the configuration:
+    // Compiled once when the directive was read (module/directives.rs), kept with the configuration:
     // every WSGIScriptAliasMatch in a ServerConfig has its pattern.
     let spans = alias.pattern.as_ref()?.captures(uri)?;
     let (start, end) = spans[0]?;

@@ -8,7 +8,8 @@ use std::ffi::CStr;
 use std::os::raw::{c_char, c_int, c_void};
 use std::ptr;
 
-use super::{ModuleList, guard, main_slot, module_ptr};
+use super::slot::main_slot;
+use super::{ModuleList, guard, module_ptr};
 use crate::apache::auth as apache_auth;
 use crate::apache::directive_context::DirectiveContext as ApacheDirective;
 use crate::apache::log::{self, Level};
@@ -62,7 +63,7 @@ pub(super) fn note_directive(cmd: &ApacheDirective<'_>, parsed: &Directive) -> R
             // SAFETY: called from apply_directive, inside a directive callback, holding no
             // other slot reference. From a .htaccess file (read while Apache serves) this
             // changes nothing: with_global leaves the server-wide configuration alone then.
-            unsafe { crate::server_slot::with_global(|g| g.phase_scripts = true) }?;
+            unsafe { crate::module::slot::with_global(|g| g.phase_scripts = true) }?;
         }
         Directive::Flag {
             name: "WSGIGroupAuthoritative",
@@ -70,7 +71,7 @@ pub(super) fn note_directive(cmd: &ApacheDirective<'_>, parsed: &Directive) -> R
         } => {
             let location = cmd.location();
             match cmd.server() {
-                Some(server) if crate::server_slot::reading_configuration() => log::startup(
+                Some(server) if crate::module::slot::reading_configuration() => log::startup(
                     server,
                     Level::Warning,
                     &format!(

@@ -105,8 +105,6 @@ mod frame;
 pub(crate) mod fuzz_harness;
 mod hello;
 pub mod io;
-pub mod metrics_table;
-pub mod openmetrics;
 
 pub use decoder::{Decoder, FrameHeader, READ_AHEAD_MAX, READ_MIN, RawFrame};
 pub use error::ProtocolError;

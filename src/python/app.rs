@@ -228,7 +228,7 @@ impl AppHost {
                     return Err(why);
                 }
             }
-            Ok(run(py, spec, shared, &loaded, remote.clone()))
+            Ok(call_application(py, spec, shared, &loaded, remote.clone()))
         });
         let why = match checked {
             Ok(outcome) => return outcome,
@@ -251,7 +251,7 @@ impl AppHost {
         self.loader.discard(path, group, &loaded, &why);
         Python::attach(|_py| drop(loaded));
         match self.loader.get(path, group) {
-            Ok(fresh) => Python::attach(|py| run(py, spec, shared, &fresh, remote)),
+            Ok(fresh) => Python::attach(|py| call_application(py, spec, shared, &fresh, remote)),
             Err(_) => Outcome::LoadFailed,
         }
     }
@@ -307,7 +307,7 @@ fn now_us() -> u64 {
         .map_or(0, |d| d.as_micros() as u64)
 }
 
-fn run(
+fn call_application(
     py: Python<'_>,
     spec: &RequestSpec<'_>,
     shared: &Arc<Shared>,

@@ -159,7 +159,7 @@ impl Input {
     }
 
     /// Runs `op` on the state detached from Python, then wraps the bytes.
-    fn run<'py>(
+    fn read_detached<'py>(
         &self,
         py: Python<'py>,
         op: impl FnOnce(&mut State, &Shared) -> Result<Vec<u8>, Fail> + Send,
@@ -185,13 +185,13 @@ impl Input {
     #[pyo3(signature = (size=None))]
     fn read<'py>(&self, py: Python<'py>, size: Option<isize>) -> PyResult<Bound<'py, PyBytes>> {
         let size = limit(size);
-        self.run(py, move |state, shared| state.read(shared, size))
+        self.read_detached(py, move |state, shared| state.read(shared, size))
     }
 
     #[pyo3(signature = (size=None))]
     fn readline<'py>(&self, py: Python<'py>, size: Option<isize>) -> PyResult<Bound<'py, PyBytes>> {
         let size = limit(size);
-        self.run(py, move |state, shared| state.readline(shared, size))
+        self.read_detached(py, move |state, shared| state.readline(shared, size))
     }
 
     #[pyo3(signature = (hint=None))]

@@ -25,7 +25,7 @@ const START_LIMIT: Duration = Duration::from_secs(30);
 const STOP_LIMIT: Duration = Duration::from_secs(15);
 
 /// Runs Apache until a stop signal; returns the exit code for rwsgi-express.
-pub fn run(site: &Site) -> Result<i32, Fail> {
+pub fn run_apache(site: &Site) -> Result<i32, Fail> {
     if !Path::new(APACHE_BIN).exists() {
         return Err(Fail(format!(
             "{APACHE_BIN} not found; install Apache (apt-get install apache2)"

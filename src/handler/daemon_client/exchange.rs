@@ -204,7 +204,7 @@ struct Exchange<'t> {
 /// Runs one request/response exchange on `conn`: sends `head` (and a pushed body), then
 /// relays the response. On success, and after an Error frame, the connection goes back to
 /// the idle pool.
-pub(super) fn run(
+pub(super) fn send_and_relay(
     r: &mut Request<'_>,
     target: &DaemonTarget,
     mut conn: DaemonConn,

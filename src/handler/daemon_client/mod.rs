@@ -147,7 +147,7 @@ pub fn serve(
         };
         body.rewind();
         let result = with_response_socket_timeout(r, target, |r| {
-            exchange::run(
+            exchange::send_and_relay(
                 r,
                 target,
                 conn,

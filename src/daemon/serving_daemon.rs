@@ -21,7 +21,7 @@ use crate::daemon::exit::DaemonExit;
 use crate::daemon::gil_thread::GilThread;
 use crate::daemon::signals;
 use crate::daemon::spawn::ChildSetup;
-use crate::daemon::worker::{ServeSettings, Server, WAKE_SIGNAL};
+use crate::daemon::worker::{Dispatcher, ServeSettings, WAKE_SIGNAL};
 use crate::logging;
 use crate::python::{self, AppHost, InterpreterSettings};
 
@@ -80,8 +80,8 @@ pub struct Timers {
 }
 
 /// Runs the daemon; returns the exit code. The caller must `_exit` with it and never return
-/// into Apache. A group with `threads=0` runs `daemon::service` instead.
-pub fn run(plan: DaemonPlan) -> DaemonExit {
+/// into Apache. A group with `threads=0` runs `daemon::service_daemon` instead.
+pub fn serve_requests(plan: DaemonPlan) -> DaemonExit {
     let child = plan.child(ChildKind::Server);
     // cpu-time-limit: SIGXCPU is the kernel's notice that the RLIMIT_CPU soft limit was
     // reached; WAKE_SIGNAL wakes the main thread (see `worker`).
@@ -107,7 +107,7 @@ pub fn run(plan: DaemonPlan) -> DaemonExit {
     if let (Some(place), Some(record)) = (plan.metrics, plan.metrics_record) {
         crate::daemon::metrics_shm::observe(place, record);
     }
-    let server = match Server::new(plan.serve.clone(), plan.listener_fd, host, host_error) {
+    let dispatcher = match Dispatcher::new(plan.serve.clone(), plan.listener_fd, host, host_error) {
         Ok(s) => s,
         Err(e) => {
             child.critical(&e.to_string());
@@ -118,7 +118,7 @@ pub fn run(plan: DaemonPlan) -> DaemonExit {
     // the heartbeat and for request-timeout's stacks and RequestTimeout. Without it
     // deadlock-timeout would silently be off, so a daemon that cannot start it does not serve.
     let t = &plan.timers;
-    let gil = if server.host().is_some()
+    let gil = if dispatcher.host().is_some()
         && (t.deadlock_timeout.is_some() || t.request_timeout.is_some())
     {
         let beat = t.deadlock_timeout.map(|_| python::gil_heartbeat as fn());
@@ -135,7 +135,7 @@ pub fn run(plan: DaemonPlan) -> DaemonExit {
     } else {
         None
     };
-    let threads = match server.start() {
+    let threads = match dispatcher.start() {
         Ok(t) => t,
         Err(e) => {
             child.critical(&format!("cannot start threads: {e}"));
@@ -151,9 +151,9 @@ pub fn run(plan: DaemonPlan) -> DaemonExit {
     child.send_control(&ControlMessage::Ready);
 
     let gil = gil.as_ref();
-    let mut stop = wait_for_stop(&plan, &server, parent, gil);
+    let mut stop = wait_for_stop(&plan, &dispatcher, parent, gil);
     if let StopKind::Replace { eviction } = stop.kind {
-        let scripts = server
+        let scripts = dispatcher
             .host()
             .map(|h| h.loaded_scripts())
             .unwrap_or_default();
@@ -173,7 +173,7 @@ pub fn run(plan: DaemonPlan) -> DaemonExit {
                 plan.group,
                 std::process::id(),
                 stop.reason,
-                if server.is_accepting() {
+                if dispatcher.is_accepting() {
                     "serving"
                 } else {
                     "new requests wait"
@@ -214,12 +214,12 @@ pub fn run(plan: DaemonPlan) -> DaemonExit {
         plan.group,
         std::process::id(),
         stop.reason,
-        server.active(),
+        dispatcher.active(),
         drain.as_secs()
     ));
-    server.stop_accepting();
+    dispatcher.stop_accepting();
     let deadline = Instant::now() + drain;
-    while server.active() > 0 && Instant::now() < deadline {
+    while dispatcher.active() > 0 && Instant::now() < deadline {
         // A request holding the GIL must not keep the process for the whole drain.
         if let Some(limit) = plan.timers.deadlock_timeout {
             if gil_lost(limit, gil) {
@@ -228,13 +228,13 @@ pub fn run(plan: DaemonPlan) -> DaemonExit {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    if server.active() > 0 {
+    if dispatcher.active() > 0 {
         logging::warning(&format!(
             "RW0034: daemon process '{}' (pid {}): {} request(s) still running after {} s; exiting \
              anyway",
             plan.group,
             std::process::id(),
-            server.active(),
+            dispatcher.active(),
             drain.as_secs()
         ));
         return orderly;
@@ -253,7 +253,7 @@ pub fn run(plan: DaemonPlan) -> DaemonExit {
         ));
         return orderly;
     }
-    if server.host().is_some() {
+    if dispatcher.host().is_some() {
         python::shutdown();
     }
     orderly
@@ -325,13 +325,13 @@ pub fn scaled_request_timeout(limit: Duration, threads: usize) -> Duration {
 /// it, replace the process at once. Python stacks are logged either way.
 fn check_request_timeout(
     plan: &DaemonPlan,
-    server: &Arc<Server>,
+    dispatcher: &Arc<Dispatcher>,
     gil: Option<&GilThread>,
     limit: Duration,
     scaled: Duration,
     interrupted: &mut std::collections::HashMap<usize, (u64, Instant)>,
 ) -> Option<Stop> {
-    let overdue = server.overdue_requests(scaled);
+    let overdue = dispatcher.overdue_requests(scaled);
     interrupted.retain(|index, (since, _)| overdue.iter().any(|o| o.0 == *index && o.1 == *since));
     let scaled_text = if scaled == limit {
         String::new()
@@ -344,12 +344,14 @@ fn check_request_timeout(
     };
     for (index, since, elapsed) in overdue {
         let stacks = || match gil {
-            Some(gil) => gil.run(GIL_WAIT, python::thread_stacks).unwrap_or_else(|| {
-                format!(
-                    "(not collected: the Python GIL was not free within {} s)",
-                    GIL_WAIT.as_secs()
-                )
-            }),
+            Some(gil) => gil
+                .run_job(GIL_WAIT, python::thread_stacks)
+                .unwrap_or_else(|| {
+                    format!(
+                        "(not collected: the Python GIL was not free within {} s)",
+                        GIL_WAIT.as_secs()
+                    )
+                }),
             None => String::new(),
         };
         match (plan.timers.interrupt_timeout, interrupted.get(&index)) {
@@ -367,11 +369,11 @@ fn check_request_timeout(
                 }
             }
             (Some(grace), None) if gil.is_some() => {
-                let ident = server.thread_ident(index);
-                let same = Arc::clone(server);
+                let ident = dispatcher.thread_ident(index);
+                let same = Arc::clone(dispatcher);
                 // Checked again with the GIL held: the request may have ended meanwhile.
                 let raised = gil.and_then(|g| {
-                    g.run(GIL_WAIT, move || {
+                    g.run_job(GIL_WAIT, move || {
                         ident != 0
                             && same.request_started(index) == since
                             && python::interrupt_thread(ident)
@@ -444,7 +446,7 @@ struct Stop {
 /// Blocks until the daemon should stop, and says why.
 fn wait_for_stop(
     plan: &DaemonPlan,
-    server: &Arc<Server>,
+    dispatcher: &Arc<Dispatcher>,
     parent: nix::unistd::Pid,
     gil: Option<&GilThread>,
 ) -> Stop {
@@ -493,7 +495,7 @@ fn wait_for_stop(
             }
         }
         if let Some(limit) = t.startup_timeout {
-            if server.loading_for().is_some_and(|d| d >= limit) {
+            if dispatcher.loading_for().is_some_and(|d| d >= limit) {
                 return Stop {
                     kind: StopKind::Graceful,
                     reason: format!(
@@ -504,7 +506,7 @@ fn wait_for_stop(
             }
         }
         if let Some(limit) = t.inactivity_timeout {
-            if server.active() == 0 && server.idle_for().is_some_and(|idle| idle >= limit) {
+            if dispatcher.active() == 0 && dispatcher.idle_for().is_some_and(|idle| idle >= limit) {
                 return Stop {
                     kind: StopKind::Graceful,
                     reason: format!("no request for inactivity-timeout={} s", limit.as_secs()),
@@ -514,7 +516,7 @@ fn wait_for_stop(
         if let Some(limit) = t.request_timeout {
             let scaled = scaled_request_timeout(limit, plan.serve.threads);
             if let Some(stop) =
-                check_request_timeout(plan, server, gil, limit, scaled, &mut interrupted)
+                check_request_timeout(plan, dispatcher, gil, limit, scaled, &mut interrupted)
             {
                 return stop;
             }
@@ -527,10 +529,10 @@ fn wait_for_stop(
                 };
             }
         }
-        if server.restart_requested() {
+        if dispatcher.restart_requested() {
             return Stop {
                 kind: StopKind::Replace { eviction: false },
-                reason: server.restart_reason(),
+                reason: dispatcher.restart_reason(),
             };
         }
         // A touched script is noticed by the next request for it (the worker checks that

@@ -22,13 +22,13 @@ use nix::sys::signal::Signal;
 use crate::daemon::child_start::{ChildKind, Started};
 use crate::daemon::control::ControlMessage;
 use crate::daemon::exit::DaemonExit;
-use crate::daemon::process::DaemonPlan;
+use crate::daemon::serving_daemon::DaemonPlan;
 use crate::daemon::signals;
 use crate::logging;
 use crate::python::{self, ServiceEnd};
 
 /// Runs a service-script daemon; returns its exit status (the caller `_exit`s with it).
-pub fn run(plan: DaemonPlan) -> DaemonExit {
+pub fn run_service_scripts(plan: DaemonPlan) -> DaemonExit {
     let child = plan.child(ChildKind::Service);
     // The manager's signals come through `signals::next` until the script runs; then
     // SIGTERM and SIGINT have Python's handlers.

@@ -1,6 +1,6 @@
 //! Part of the composition root: the Apache parent's side of daemon mode. In the real
 //! post_config pass it creates each WSGIDaemonProcess group's socket and forks the daemon
-//! manager process (`daemon::manager_process`), which forks and supervises the daemons.
+//! manager process (`daemon::manager`), which forks and supervises the daemons.
 //! The manager is registered with the MPM's "other child" registry, restarted (with
 //! backoff) if it dies, and told to stop when the configuration generation ends: SIGINT on
 //! a graceful restart (daemons drain, nobody waits), SIGTERM on stop or hard restart
@@ -9,25 +9,29 @@
 use std::ffi::c_void;
 use std::os::raw::c_int;
 use std::path::PathBuf;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::apache::log::{self, Level};
+use crate::apache::other_child::{self, OtherChild, Reason};
 use crate::apache::pool::Pool;
-use crate::apache::process::{self, OtherChild, Reason};
+use crate::apache::scoreboard;
+use crate::apache::server_process;
 use crate::apache::state;
 use crate::apache::virtual_host::VirtualHost;
 use crate::config::GlobalConfig;
 use crate::daemon::listener;
-use crate::daemon::manager_process::{self, GroupPlan};
+use crate::daemon::manager::{self, GroupPlan};
 use crate::daemon::metrics_shm::{self, MetricsPlace};
 use crate::daemon::supervisor::{self, SlotHistory};
 use crate::ffi;
 use crate::handler::DaemonTarget;
 use crate::handler::metrics_endpoint;
-use crate::panic_guard::guard;
-use crate::process_plan::{self, ApacheFacts, Preload};
-use crate::protocol::metrics_table::MetricsTable;
-use crate::system_accounts::SystemAccounts;
+use crate::metrics::table::MetricsTable;
+use crate::module::accounts::SystemAccounts;
+use crate::module::daemon_plan::{self, ApacheFacts, Preload};
+use crate::module::panic_guard::guard;
+use crate::module::slot::{main_slot, server_slot};
 
 /// The daemon side of one configuration generation, owned by the configuration pool.
 struct Generation {
@@ -67,14 +71,14 @@ pub(crate) fn start_daemons(
     if global.daemon_groups.is_empty() {
         return Ok(None);
     }
-    let (child_uid, child_gid) = process::child_user();
+    let (child_uid, child_gid) = server_process::child_user();
     let facts = ApacheFacts {
         child_uid,
         child_gid,
         parent_pid: std::process::id(),
         socket_prefix: socket_prefix(pool, global),
         default_socket_timeout: main.timeout().unwrap_or(Duration::from_secs(60)),
-        argv_area: process::argv_area(main),
+        argv_area: server_process::argv_area(main),
         apache_version: state::server_version(),
     };
     let mut started = StartedDaemons {
@@ -85,8 +89,7 @@ pub(crate) fn start_daemons(
     let mut paths = Vec::new();
     let metrics = metrics_table(pool, main, global);
     for (index, spec) in global.daemon_groups.iter().enumerate() {
-        let mut planned =
-            process_plan::plan_group(spec, global, &facts, preloads, &SystemAccounts)?;
+        let mut planned = daemon_plan::plan_group(spec, global, &facts, preloads, &SystemAccounts)?;
         planned.target.server_name = spec.virtual_host.map(|id| {
             main.iter()
                 .find(|v| v.as_ptr() as usize == id)
@@ -224,7 +227,7 @@ unsafe fn spawn_manager(generation: *mut Generation, delay: Duration) {
     let pid = unsafe { libc::fork() };
     if pid == 0 {
         let code =
-            std::panic::catch_unwind(move || manager_process::run(groups, apache_parent, delay))
+            std::panic::catch_unwind(move || manager::manage_daemons(groups, apache_parent, delay))
                 .unwrap_or(70);
         // SAFETY: _exit skips atexit handlers and pool cleanups that belong to Apache.
         unsafe { libc::_exit(code) };
@@ -262,7 +265,7 @@ unsafe extern "C" fn maintenance(reason: c_int, data: *mut c_void, status: c_int
         // SAFETY: `data` is the Generation registered in spawn_manager, alive until pconf
         // is cleared.
         let generation_ref = unsafe { &mut *generation };
-        let status = match process::reason_from_raw(reason, status) {
+        let status = match other_child::reason_from_raw(reason, status) {
             Reason::Death(status) => status,
             Reason::Restart => {
                 generation_ref.hard_stop = true;
@@ -371,5 +374,79 @@ unsafe extern "C" fn stop_generation(data: *mut c_void) -> ffi::apr_status_t {
             unsafe { libc::close(g.plan.listener_fd) };
         }
         0
+    })
+}
+
+// ---------------------------------------------------------------------------------------
+// When: from post_config, or, on Apache's first start when a group asks for the scoreboard
+// (`server-metrics=on`), only once the MPM has created it (in a pre_mpm hook, as mod_wsgi
+// does), so the daemons inherit its shared memory. On a restart the scoreboard is kept,
+// and daemons start from post_config as always.
+
+/// Starts the daemon groups of the configuration just read (post_config, or pre_mpm when
+/// a group waits for the scoreboard) and keeps what Apache children need to reach them.
+pub(super) fn launch_daemons(pool: Pool, main: VirtualHost) -> c_int {
+    let Some(slot) = main_slot() else {
+        return ffi::OK;
+    };
+    let servers = main.iter().filter_map(server_slot).map(|v| &v.server);
+    let preloads = daemon_plan::preloads(&slot.global, servers);
+    match start_daemons(pool, main, &slot.global, &preloads) {
+        Ok(Some(started)) => {
+            let _ = slot.daemons.set(started.targets);
+            *slot.listener_fds.lock().unwrap_or_else(|e| e.into_inner()) = started.listener_fds;
+            ffi::OK
+        }
+        Ok(None) => ffi::OK,
+        Err(msg) => {
+            log::startup(main, Level::Emerg, &format!("RW0007: mod_rwsgi: {msg}"));
+            ffi::HTTP_INTERNAL_SERVER_ERROR
+        }
+    }
+}
+
+/// pconf and the main server, kept for the deferred start (as addresses: the hook runs on
+/// the same thread in the Apache parent, while both are alive).
+static DEFERRED: Mutex<Option<(usize, usize)>> = Mutex::new(None);
+
+/// Called by post_config: true when the daemons are to be started later, from pre_mpm by
+/// `launch_daemons`, because a group wants the scoreboard (`wanted`) and it does not exist yet
+/// (Apache's first start). Called in the real configuration pass only.
+pub(super) fn defer_until_scoreboard(pool: Pool, main: VirtualHost, wanted: bool) -> bool {
+    if !wanted || scoreboard::exists() {
+        return false;
+    }
+    *DEFERRED.lock().unwrap_or_else(|e| e.into_inner()) =
+        Some((pool.as_ptr() as usize, main.as_ptr() as usize));
+    // SAFETY: registering a hook function during post_config, as mod_wsgi does for the same
+    // reason; the MPM runs pre_mpm hooks (scoreboard creation first) before it forks.
+    unsafe {
+        ffi::ap_hook_pre_mpm(
+            Some(start_after_scoreboard),
+            std::ptr::null(),
+            std::ptr::null(),
+            ffi::APR_HOOK_REALLY_LAST,
+        )
+    };
+    true
+}
+
+unsafe extern "C" fn start_after_scoreboard(
+    _p: *mut ffi::apr_pool_t,
+    _sb_type: ffi::ap_scoreboard_e,
+) -> c_int {
+    guard("pre_mpm", ffi::HTTP_INTERNAL_SERVER_ERROR, || {
+        let Some((pool, main)) = DEFERRED.lock().unwrap_or_else(|e| e.into_inner()).take() else {
+            return ffi::OK;
+        };
+        // SAFETY: the pconf pool saved by post_config, alive until the generation ends.
+        let Some(pool) = (unsafe { Pool::from_raw(pool as *mut ffi::apr_pool_t) }) else {
+            return ffi::OK;
+        };
+        // SAFETY: the main server saved by post_config, alive as long as pconf.
+        let Some(main) = (unsafe { VirtualHost::from_raw(main as *mut ffi::server_rec) }) else {
+            return ffi::OK;
+        };
+        launch_daemons(pool, main)
     })
 }

@@ -26,12 +26,12 @@ use nix::unistd::Pid;
 use crate::daemon::control::{self, ControlDecoder, ControlMessage, Script};
 use crate::daemon::exit::DaemonExit;
 use crate::daemon::metrics_shm;
-use crate::daemon::process::{self as daemon_process, DaemonPlan};
-use crate::daemon::service;
+use crate::daemon::service_daemon as service;
+use crate::daemon::serving_daemon::{self as daemon_process, DaemonPlan};
 use crate::daemon::spawn::{self, ChildSetup};
 use crate::daemon::supervisor::SlotHistory;
 use crate::logging;
-use crate::protocol::metrics_table;
+use crate::metrics::table as metrics_table;
 
 /// One group: its daemon template and how many processes it runs.
 #[derive(Clone, Debug)]
@@ -44,7 +44,7 @@ pub struct GroupPlan {
 const TICK: Duration = Duration::from_millis(100);
 
 /// Runs the manager; returns its exit code. The caller `_exit`s with it.
-pub fn run(groups: Vec<GroupPlan>, apache_parent: Pid, start_delay: Duration) -> i32 {
+pub fn manage_daemons(groups: Vec<GroupPlan>, apache_parent: Pid, start_delay: Duration) -> i32 {
     let keep: Vec<RawFd> = groups.iter().map(|g| g.plan.listener_fd).collect();
     let _ = spawn::release_inherited(&ChildSetup {
         keep_fds: keep,
@@ -702,8 +702,8 @@ impl std::fmt::Display for Death {
 /// script's process (mod_wsgi's sidecar pattern), which serves no requests.
 fn run_daemon(plan: DaemonPlan) -> DaemonExit {
     if plan.interpreter.threads == 0 {
-        service::run(plan)
+        service::run_service_scripts(plan)
     } else {
-        daemon_process::run(plan)
+        daemon_process::serve_requests(plan)
     }
 }

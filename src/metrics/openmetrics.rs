@@ -4,7 +4,7 @@
 
 use std::fmt::Write;
 
-use super::metrics_table::{BUCKET_BOUNDS, GroupSnapshot, Histogram, RESTART_REASONS};
+use super::table::{BUCKET_BOUNDS, GroupSnapshot, Histogram, RESTART_REASONS};
 
 /// The Content-Type of [`render`]'s text.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -216,7 +216,7 @@ pub fn render(groups: &[GroupView<'_>]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::metrics_table::{Counts, ProcessSnapshot};
+    use crate::metrics::table::{Counts, ProcessSnapshot};
 
     #[test]
     fn renders_every_family_with_cumulative_buckets() {

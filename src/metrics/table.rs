@@ -38,7 +38,7 @@ pub const RESTART_REASONS: [&str; 10] = [
 ];
 
 /// Index in [`RESTART_REASONS`] of a daemon's own reason for asking to be replaced (the text
-/// of its Replace control message, see `daemon::process` and `daemon::worker`).
+/// of its Replace control message, see `daemon::serving_daemon` and `daemon::worker`).
 pub fn classify_replace_reason(reason: &str) -> usize {
     let label = if reason.contains("touch-to-reload") || reason.contains("asked for a reload") {
         "reload"

@@ -1,12 +1,11 @@
-//! Child processes of the Apache parent: fork, and APR's "other child" registry, through
-//! which the MPM tells us (about once a second) that a daemon died, or that Apache is
-//! restarting or stopping.
+//! APR's "other child" registry for processes the Apache parent forks itself (the daemon
+//! manager), through which the MPM tells us (about once a second) that one died, or that
+//! Apache is restarting or stopping.
 
 use std::ffi::c_void;
 use std::os::raw::c_int;
 
 use crate::apache::pool::Pool;
-use crate::apache::virtual_host::VirtualHost;
 use crate::ffi;
 
 /// Why the MPM called a maintenance callback.
@@ -68,35 +67,4 @@ impl OtherChild {
         // SAFETY: removes the registration made with this data pointer, if any.
         unsafe { ffi::apr_proc_other_child_unregister(data) };
     }
-}
-
-/// Apache's command line as one writable memory area (argv[0] to the end of the last
-/// argument), which a daemon overwrites to show its display-name in `ps`: (start address,
-/// length).
-pub(crate) fn argv_area(server: VirtualHost) -> Option<(usize, usize)> {
-    // SAFETY: a live server record's process_rec and its argv are Apache's, valid for the
-    // process' lifetime; the argument strings are laid out contiguously by the kernel, so
-    // argv[0] to the end of the last one is one area.
-    unsafe {
-        let process = server.process().as_ref()?;
-        let argc = usize::try_from(process.argc).ok()?;
-        if argc == 0 || process.argv.is_null() {
-            return None;
-        }
-        let first = *process.argv;
-        let last = *process.argv.add(argc - 1);
-        if first.is_null() || last.is_null() {
-            return None;
-        }
-        let end = last.add(libc::strlen(last));
-        let len = usize::try_from(end.offset_from(first)).ok()?;
-        Some((first as usize, len))
-    }
-}
-
-/// The uid and gid Apache's children run as (`User` / `Group`).
-pub fn child_user() -> (u32, u32) {
-    // SAFETY: ap_unixd_config is filled by mod_unixd while reading the config; reading two
-    // integers from it is fine at any later point.
-    unsafe { (ffi::ap_unixd_config.user_id, ffi::ap_unixd_config.group_id) }
 }

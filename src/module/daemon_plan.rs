@@ -3,14 +3,14 @@
 //! group what the daemon manager runs (processes, threads, identity, socket, Python
 //! settings, timers) and what Apache children need to reach it. Pure: no Apache, no Python,
 //! no system calls; the facts about the running Apache and the system's accounts come in
-//! as arguments (`daemon_launcher.rs` gathers them), so it is tested on its own.
+//! as arguments (`daemon_launch.rs` gathers them), so it is tested on its own.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::config::{DaemonGroupSpec, GlobalConfig, Host, ResolvedIds, ServerConfig};
-use crate::daemon::manager_process::GroupPlan;
-use crate::daemon::process::{DaemonPlan, Timers};
+use crate::daemon::manager::GroupPlan;
+use crate::daemon::serving_daemon::{DaemonPlan, Timers};
 use crate::daemon::spawn::{ChildSetup, Identity, ResourceLimits};
 use crate::daemon::worker::ServeSettings;
 use crate::handler::DaemonTarget;

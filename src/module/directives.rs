@@ -1,0 +1,212 @@
+//! Part of the composition root: what a directive does. Apache hands every mod_wsgi
+//! directive to `set_directive` (the command table is in `mod.rs`); `apply_directive`
+//! checks where it may appear, parses it with the config model and stores it in the
+//! server-wide configuration, the server's slot or the directory's configuration. Nothing
+//! here runs once Apache serves requests.
+
+use std::ffi::c_void;
+use std::os::raw::c_char;
+use std::ptr;
+
+use crate::apache::directive_context::{DirectiveContext, Forbid};
+use crate::apache::log::{self, Level};
+use crate::config::{self, DirConfig, Directive, Scope, Target};
+use crate::ffi;
+use crate::module::panic_guard::guard;
+use crate::module::phase_hooks;
+use crate::module::slot::{configuring_slot, with_global};
+
+pub(super) unsafe extern "C" fn set_directive(
+    cmd: *mut ffi::cmd_parms,
+    mconfig: *mut c_void,
+    args: *const c_char,
+) -> *const c_char {
+    guard(
+        "a configuration directive",
+        c"mod_rwsgi: internal error (see error log)".as_ptr(),
+        || {
+            // SAFETY: Apache passes the cmd_parms of this callback.
+            let Some(mut directive) = (unsafe { DirectiveContext::from_raw(cmd) }) else {
+                return c"mod_rwsgi: directive without context".as_ptr();
+            };
+            let raw_args = if args.is_null() {
+                String::new()
+            } else {
+                // SAFETY: Apache passes the directive's arguments as a NUL-terminated string
+                // that outlives this call.
+                let bytes = unsafe { std::ffi::CStr::from_ptr(args) }.to_bytes();
+                match std::str::from_utf8(bytes) {
+                    Ok(text) => text.to_owned(),
+                    // A path with other bytes would silently name another file: refuse it.
+                    Err(e) => {
+                        let msg = format!(
+                            "{}: the arguments are not valid UTF-8 (byte {} of '{}'); mod_rwsgi \
+                             takes paths and names in UTF-8",
+                            directive.name(),
+                            e.valid_up_to(),
+                            bytes.escape_ascii()
+                        );
+                        return directive.error(&msg);
+                    }
+                }
+            };
+            // SAFETY: for directives allowed in directory context, Apache passes the dir config
+            // that create_dir_config made (a DirConfig); it is exclusively ours during the call.
+            let dir = unsafe { mconfig.cast::<DirConfig>().as_mut() };
+            match apply_directive(&mut directive, dir, &raw_args) {
+                Ok(()) => ptr::null(),
+                Err(msg) => directive.error(&msg),
+            }
+        },
+    )
+}
+
+fn apply_directive(
+    cmd: &mut DirectiveContext<'_>,
+    dir: Option<&mut DirConfig>,
+    raw_args: &str,
+) -> Result<(), String> {
+    let name = cmd.name();
+    if name.starts_with('<') {
+        return Err(format!("{name}> is not supported by mod_rwsgi yet"));
+    }
+    let info = config::directive_info(&name).ok_or_else(|| format!("{name}: unknown directive"))?;
+    let forbid = match info.scope {
+        Scope::ServerOnly => Forbid::AllButMainServer,
+        Scope::ServerVhost => Forbid::DirectoryAndHtaccess,
+        Scope::ServerVhostDir => Forbid::Htaccess,
+        Scope::AnyDir => Forbid::Nothing,
+        // Apache gives the AuthConfig class inside <AuthnProviderAlias> (no directory
+        // there), never at server level: mod_wsgi's documented provider alias works.
+        Scope::DirAuth if cmd.allows_override(ffi::OR_AUTHCFG) && cmd.section_path().is_none() => {
+            Forbid::Nothing
+        }
+        Scope::DirAuth => Forbid::ServerAndHtaccessAllowed,
+    };
+    cmd.check_context(forbid)?;
+    let override_class = match info.scope {
+        Scope::DirAuth => Some((ffi::OR_AUTHCFG, "AuthConfig")),
+        Scope::AnyDir => Some((ffi::OR_FILEINFO, "FileInfo")),
+        _ => None,
+    };
+    if let Some((bits, class)) = override_class {
+        if !cmd.allows_override(bits) {
+            return Err(format!(
+                "{name} not allowed here (in .htaccess it needs AllowOverride {class})"
+            ));
+        }
+    }
+    if !info.implemented {
+        return Err(config::not_implemented_error(info.name).to_string());
+    }
+    let mut parsed = config::parse_directive(info.name, raw_args).map_err(|e| e.to_string())?;
+    // A WSGIScriptAliasMatch pattern is compiled now, once, with Apache's PCRE and the
+    // regex options in force here, as mod_alias does for AliasMatch: a bad one fails
+    // configtest, and requests use this compiled pattern, kept with the alias (freed with
+    // the configuration).
+    if let Directive::ScriptAlias(alias) = &mut parsed {
+        if alias.is_match {
+            match crate::apache::regex::Regex::new(&alias.url) {
+                Ok(re) => alias.pattern = Some(config::CompiledPattern::new(re)),
+                Err(why) => {
+                    return Err(config::ConfigError::at(
+                        info.name,
+                        "regular expression",
+                        &alias.url,
+                        format!("does not compile: {why}"),
+                    )
+                    .to_string());
+                }
+            }
+        }
+    }
+    let location = cmd.location();
+    let server = cmd
+        .server()
+        .ok_or("mod_rwsgi: directive outside a server")?;
+    if let Directive::Flag {
+        name: "WSGIVerboseDebugging",
+        value: true,
+    } = parsed
+    {
+        log::startup(
+            server,
+            Level::Info,
+            &format!(
+                "RW0006: WSGIVerboseDebugging at {location} has no effect, as in mod_wsgi 6: use \
+                 `LogLevel rwsgi:debug` for more detail"
+            ),
+        );
+    }
+    // The virtual host a directive sits in decides which daemon groups it may use.
+    let virtual_host = (!server.is_main()).then(|| server.as_ptr() as usize);
+    match info.target {
+        // SAFETY (every with_global and configuring_slot below): this is a directive
+        // callback, and no other reference to a slot is alive when each is made.
+        Target::Global => {
+            // SAFETY: see above.
+            match unsafe {
+                with_global(|g| {
+                    g.apply_in(parsed, &location, virtual_host)
+                        .map_err(|e| e.to_string())
+                })
+            }? {
+                Some(applied) => applied,
+                // Server-wide directives are refused in .htaccess by check_context already.
+                None => Err(format!(
+                    "{name} cannot be changed while Apache serves requests"
+                )),
+            }
+        }
+        Target::Server => {
+            if let Directive::ScriptAlias(alias) = &parsed {
+                if let Some(group) = alias.literal_process_group() {
+                    // SAFETY: see above.
+                    unsafe {
+                        with_global(|g| g.note_group_ref(group, info.name, &location, virtual_host))
+                    }?;
+                }
+            }
+            // SAFETY: a directive callback; no other reference to a slot is alive here (the
+            // main slot's borrow above has ended: for the main server it is this slot).
+            let slot = unsafe { configuring_slot(server) }
+                .ok_or_else(|| format!("{name} cannot be changed while Apache serves requests"))?;
+            slot.server.apply(parsed).map_err(|e| e.to_string())
+        }
+        Target::Dir => {
+            let named_group = match &parsed {
+                Directive::ProcessGroup(selector) => selector.literal_name().map(str::to_owned),
+                other => other.handler_script_group(),
+            };
+            if let Some(group) = named_group {
+                // SAFETY: see above.
+                unsafe {
+                    with_global(|g| g.note_group_ref(&group, info.name, &location, virtual_host))
+                }?;
+            }
+            if let Directive::TrustedProxies(_) | Directive::TrustedProxyHeaders(_) = &parsed {
+                let site = config::ProxySite {
+                    proxies: matches!(parsed, Directive::TrustedProxies(_)),
+                    server: server.as_ptr() as usize,
+                    main_server: server.is_main(),
+                    section: cmd.section_path(),
+                    location: location.clone(),
+                };
+                // SAFETY: see above.
+                unsafe { with_global(|g| g.note_proxy_site(site)) }?;
+            }
+            phase_hooks::note_directive(cmd, &parsed)?;
+            let dir = dir.ok_or("mod_rwsgi: directive outside a directory configuration")?;
+            dir.apply(parsed).map_err(|e| e.to_string())
+        }
+    }
+}
+
+/// Apache's compiled regular expressions are the configuration's WSGIScriptAliasMatch
+/// patterns (the config layer only names the operation).
+impl config::UrlPattern for crate::apache::regex::Regex {
+    fn captures(&self, subject: &[u8]) -> Option<[Option<(usize, usize)>; config::PATTERN_GROUPS]> {
+        const _: () = assert!(crate::apache::regex::MAX_MATCH == config::PATTERN_GROUPS);
+        crate::apache::regex::Regex::captures(self, subject)
+    }
+}
