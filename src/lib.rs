@@ -13,7 +13,8 @@
 //! - `ipc`      L2 the Unix socket under the protocol: poll, descriptor passing (nix).
 //! - `apache`   L1 a thin safe layer over Apache's C API.
 //! - `ffi`      L0 raw bindgen bindings.
-//! - `logging`, `heap`: process-wide helpers (log lines; glibc heap policy).
+//! - `logging`, `heap`, `util`: process-wide helpers (log lines; glibc heap policy; clock,
+//!   resident set size, panic text).
 
 pub mod config;
 pub mod protocol;
@@ -22,6 +23,7 @@ pub mod ipc;
 
 pub mod heap;
 pub mod logging;
+pub mod util;
 
 pub mod ffi;
 

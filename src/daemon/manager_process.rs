@@ -25,7 +25,6 @@ use nix::unistd::Pid;
 
 use crate::daemon::control::{self, ControlDecoder, ControlMessage, Script};
 use crate::daemon::exit::DaemonExit;
-use crate::daemon::metrics_shm;
 use crate::daemon::process::{self as daemon_process, DaemonPlan};
 use crate::daemon::service;
 use crate::daemon::spawn::{self, ChildSetup};
@@ -226,7 +225,7 @@ impl Manager {
         let metrics = plan.metrics;
         plan.metrics_record = metrics.and_then(|m| {
             m.table
-                .allocate(m.group, plan.serve.threads as u64, metrics_shm::now_us())
+                .allocate(m.group, plan.serve.threads as u64, crate::util::now_us())
         });
         for script in scripts {
             if !plan.preload.contains(script) {

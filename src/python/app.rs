@@ -7,7 +7,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use pyo3::prelude::*;
 use pyo3::sync::MutexExt;
@@ -25,6 +25,7 @@ use super::{
 };
 use super::{metrics, modwsgi};
 use crate::logging::Level;
+use crate::util::now_us;
 
 /// Loaded WSGI scripts of this process. `Send + Sync`: one per process, shared by all worker
 /// threads.
@@ -92,11 +93,7 @@ fn keep_thread_state() {
 }
 
 fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
-    payload
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "unknown panic".to_string())
+    crate::util::panic_message(payload).unwrap_or_else(|| "unknown panic".to_string())
 }
 
 impl AppHost {
@@ -299,12 +296,6 @@ fn finished(
             .totals(shared.input_length.load(Ordering::Relaxed), sent),
         cpu,
     }
-}
-
-fn now_us() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as u64)
 }
 
 fn run(
