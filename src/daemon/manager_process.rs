@@ -76,17 +76,14 @@ pub fn run(groups: Vec<GroupPlan>, apache_parent: Pid, start_delay: Duration) ->
     if !start_delay.is_zero() {
         std::thread::sleep(start_delay);
     }
-    let mut mask = SigSet::empty();
-    for sig in [
+    let mask = SigSet::from_iter([
         Signal::SIGCHLD,
         Signal::SIGTERM,
         Signal::SIGINT,
         Signal::SIGHUP,
         Signal::SIGUSR1,
         Signal::SIGUSR2,
-    ] {
-        mask.add(sig);
-    }
+    ]);
     if let Err(e) = mask.thread_block() {
         logging::log(
             logging::Level::Crit,
