@@ -17,6 +17,7 @@ use crate::apache::process::{self, OtherChild, Reason};
 use crate::apache::state;
 use crate::apache::virtual_host::VirtualHost;
 use crate::config::GlobalConfig;
+use crate::daemon::exit::ManagerExit;
 use crate::daemon::listener;
 use crate::daemon::manager_process::{self, GroupPlan};
 use crate::daemon::metrics_shm::{self, MetricsPlace};
@@ -225,7 +226,7 @@ unsafe fn spawn_manager(generation: *mut Generation, delay: Duration) {
     if pid == 0 {
         let code =
             std::panic::catch_unwind(move || manager_process::run(groups, apache_parent, delay))
-                .unwrap_or(70);
+                .unwrap_or(ManagerExit::Panicked.code());
         // SAFETY: _exit skips atexit handlers and pool cleanups that belong to Apache.
         unsafe { libc::_exit(code) };
     }

@@ -24,7 +24,7 @@ use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 
 use crate::daemon::control::{self, ControlDecoder, ControlMessage, Script};
-use crate::daemon::exit::DaemonExit;
+use crate::daemon::exit::{DaemonExit, ManagerExit};
 use crate::daemon::process::{self as daemon_process, DaemonPlan};
 use crate::daemon::service;
 use crate::daemon::spawn::{self, ChildSetup};
@@ -71,7 +71,7 @@ pub fn run(groups: Vec<GroupPlan>, apache_parent: Pid, start_delay: Duration) ->
         );
     }
     if nix::unistd::getppid() != apache_parent {
-        return 0; // the parent died before PDEATHSIG was armed
+        return ManagerExit::Stopped.code(); // the parent died before PDEATHSIG was armed
     }
     if !start_delay.is_zero() {
         std::thread::sleep(start_delay);
@@ -89,7 +89,7 @@ pub fn run(groups: Vec<GroupPlan>, apache_parent: Pid, start_delay: Duration) ->
             logging::Level::Crit,
             &format!("RW0014: mod_rwsgi: daemon manager cannot block signals: {e}"),
         );
-        return 1;
+        return ManagerExit::Failed.code();
     }
     let signals = match SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
     {
@@ -99,7 +99,7 @@ pub fn run(groups: Vec<GroupPlan>, apache_parent: Pid, start_delay: Duration) ->
                 logging::Level::Crit,
                 &format!("RW0015: mod_rwsgi: daemon manager cannot create a signalfd: {e}"),
             );
-            return 1;
+            return ManagerExit::Failed.code();
         }
     };
     // A manager restarted by the Apache parent inherits records of daemons that are gone.
@@ -338,11 +338,11 @@ impl Manager {
             self.check_replacement_patience();
             if let Some((_, deadline)) = self.stopping {
                 if self.daemons.is_empty() {
-                    return 0;
+                    return ManagerExit::Stopped.code();
                 }
                 if Instant::now() >= deadline {
                     self.kill_remaining();
-                    return 0;
+                    return ManagerExit::Stopped.code();
                 }
             }
         }
