@@ -658,13 +658,14 @@ impl Server {
             let waited =
                 Duration::from_micros(daemon_start_us.saturating_sub(head.request_start_us));
             if head.request_start_us > 0 && waited > limit {
-                logging::info(&format!(
+                logging::log_at!(
+                    logging::Level::Info,
                     "RW0052: daemon '{}': request waited {:.1} s for a thread (queue-timeout={} s); \
                      answered 504",
                     self.settings.group,
                     waited.as_secs_f64(),
                     limit.as_secs()
-                ));
+                );
                 return io
                     .send_error(error_code::OVERLOADED, b"queue-timeout expired")
                     .is_ok();

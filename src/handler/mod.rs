@@ -412,7 +412,7 @@ fn owned_environ(
         // No WSGITrustedProxies: every peer is trusted, as mod_wsgi documents.
         let proxies = dir.trusted_proxies.as_deref();
         for note in crate::config::apply_trusted_proxy_headers(&mut env, proxies, trusted_headers) {
-            log::request(r, Level::Info, &format!("RW0070: mod_rwsgi: {note}"));
+            log::request_at!(r, Level::Info, "RW0070: mod_rwsgi: {note}");
         }
     }
     env

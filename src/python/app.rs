@@ -232,15 +232,13 @@ impl AppHost {
             Err(why) => why,
         };
         if spec.script_reloading == ScriptReloading::ReplaceProcess {
-            log(
+            super::py_log_at!(
                 Level::Info,
-                &format!(
-                    "RW0083: {}Forcing restart of daemon process '{}' due to modification of script \
-                     '{}'. Reason: {why}.",
-                    log_prefix(),
-                    super::settings::process_info().process_group,
-                    path.display()
-                ),
+                "RW0083: {}Forcing restart of daemon process '{}' due to modification of script \
+                 '{}'. Reason: {why}.",
+                log_prefix(),
+                super::settings::process_info().process_group,
+                path.display()
             );
             return Outcome::ReloadRequired;
         }
@@ -653,23 +651,27 @@ fn fail(py: Python<'_>, spec: &RequestSpec<'_>, shared: &Shared, failure: Failur
     };
     match failure {
         Failure::Client(e) => {
-            let msg = format!(
-                "{}Client connection closed while sending the response of WSGI script '{}': {e}.",
+            super::py_log_detached_at!(
+                py,
+                Level::Info,
+                "RW0086: {}Client connection closed while sending the response of WSGI script \
+                 '{}': {e}.",
                 log_prefix(),
                 spec.script_path.display()
             );
-            log_detached(py, Level::Info, &format!("RW0086: {msg}"));
             Outcome::ClientGone
         }
         // The app let the OSError from a failed write() propagate.
         Failure::App(e) if io_failed => {
-            let msg = format!(
-                "{}Client connection closed while sending the response of WSGI script '{}': {}.",
+            super::py_log_detached_at!(
+                py,
+                Level::Info,
+                "RW0087: {}Client connection closed while sending the response of WSGI script \
+                 '{}': {}.",
                 log_prefix(),
                 spec.script_path.display(),
                 e
             );
-            log_detached(py, Level::Info, &format!("RW0087: {msg}"));
             Outcome::ClientGone
         }
         // mod_wsgi.RequestTimeout, from interrupt-timeout or raised by the app itself: the

@@ -175,18 +175,14 @@ pub fn serve(
                         Level::Info
                     };
                     // Debug here is the common case: format nothing unless it is logged.
-                    if crate::logging::enabled(level) {
-                        log::request(
-                            r,
-                            level,
-                            &format!(
-                                "RW0075: mod_rwsgi: daemon process '{}' closed the connection before \
-                             answering ({}); resending the request once",
-                                target.group,
-                                describe(cause.as_ref())
-                            ),
-                        );
-                    }
+                    log::request_at!(
+                        r,
+                        level,
+                        "RW0075: mod_rwsgi: daemon process '{}' closed the connection before \
+                         answering ({}); resending the request once",
+                        target.group,
+                        describe(cause.as_ref())
+                    );
                 }
                 if !pause.is_zero() {
                     std::thread::sleep(pause);
