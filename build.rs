@@ -1,6 +1,6 @@
 //! Build script: finds Apache's and APR's headers through `apxs` and `apr-1-config`
-//! (never a hard-coded path), generates the raw bindings with bindgen, compiles the
-//! tiny C shim for macros Rust cannot call, and records which Python the module embeds.
+//! (never a hard-coded path), generates the raw bindings with bindgen, and records which
+//! Python the module embeds.
 
 #[path = "build_support/rpath.rs"]
 mod rpath;
@@ -37,7 +37,6 @@ fn split_flags(flags: &str) -> Vec<String> {
 
 fn main() {
     println!("cargo:rerun-if-changed=apache/wrapper.h");
-    println!("cargo:rerun-if-changed=apache/shim.c");
     println!("cargo:rerun-if-env-changed=APXS");
     println!("cargo:rerun-if-env-changed=APR_CONFIG");
     println!("cargo:rerun-if-env-changed=PYO3_PYTHON");
@@ -101,19 +100,6 @@ fn main() {
     bindings
         .write_to_file(out_dir.join("bindings.rs"))
         .expect("mod_rwsgi build: cannot write bindings.rs");
-
-    let mut shim = cc::Build::new();
-    shim.file("apache/shim.c")
-        .include(&httpd_include)
-        .warnings(true);
-    for flag in &clang_args {
-        if let Some(dir) = flag.strip_prefix("-I") {
-            shim.include(dir);
-        } else if let Some(def) = flag.strip_prefix("-D") {
-            shim.define(def, None);
-        }
-    }
-    shim.compile("rwsgi_shim");
 
     // libpython: pyo3-ffi links it (DT_NEEDED).
     let py = pyo3_build_config::get();

@@ -32,6 +32,8 @@ CALL = re.compile(
     r'logging::(?:log|error|warning|notice|info|debug)'
     r'|(?:apache::)?log::(?:server|startup|request|process)'
     r'|(?:python::|log_object::)?(?:log|log_detached|log_in_request)'
+    r'|logging::log_at!|(?:apache::)?log::(?:request_at|process_at)!'
+    r'|(?:python::)?(?:py_log_at|py_log_detached_at)!'
     r')\s*\(')
 CODE = re.compile(r'RW(\d{4}): ')
 EXEMPT = '// log-code: none'
@@ -183,9 +185,12 @@ def scan_file(path, rel):
         open_paren = m.end() - 1
         end = call_end(text, open_paren)
         args = split_args(text, open_paren + 1, end)
-        message_arg = args[-1]
-        lit = first_literal(text, *message_arg)
         function = m.group(0).rstrip('( \n')
+        # A function takes the message last; a macro (`log_at!`) takes a format string and
+        # its arguments after the level.
+        message_arg = (args[-1] if not function.endswith('!') else
+                       next((a for a in args if first_literal(text, *a)), args[-1]))
+        lit = first_literal(text, *message_arg)
         level = level_of(function, text[open_paren:end])
         line = lines_before('\n', 0, m.start()) + 1
         if lit is None:

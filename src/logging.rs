@@ -41,6 +41,19 @@ pub fn set_backend(backend: Backend) {
     let _ = BACKEND.set(backend);
 }
 
+/// [`log`] with the line formatted only when `level` can reach a log, so a debug or info
+/// line on a per-request path costs one load when off:
+/// `logging::log_at!(Level::Debug, "RW0123: ... {x}")`.
+macro_rules! log_at {
+    ($level:expr, $($fmt:tt)+) => {{
+        let level: $crate::logging::Level = $level;
+        if $crate::logging::enabled(level) {
+            $crate::logging::log(level, &::std::format!($($fmt)+));
+        }
+    }};
+}
+pub(crate) use log_at;
+
 pub fn log(level: Level, msg: &str) {
     if !enabled(level) {
         return;
@@ -80,6 +93,16 @@ mod tests {
         set_max_level(Level::Info);
         assert!(enabled(Level::Error) && enabled(Level::Info));
         assert!(!enabled(Level::Debug));
+        // A line that is off is not even formatted: its arguments are not evaluated.
+        let evaluated = std::cell::Cell::new(0);
+        let count = || {
+            evaluated.set(evaluated.get() + 1);
+            "x"
+        };
+        log_at!(Level::Debug, "RW0000: {}", count());
+        assert_eq!(evaluated.get(), 0);
+        log_at!(Level::Info, "RW0000: test line {}", count());
+        assert_eq!(evaluated.get(), 1);
         set_max_level(Level::Debug);
         assert!(enabled(Level::Debug));
     }

@@ -105,6 +105,29 @@ unsafe fn log_raw(server: *const ffi::server_rec, level: c_int, msg: &str) {
     }
 }
 
+/// [`request`] with the line formatted only when `level` can reach a log:
+/// `log::request_at!(r, Level::Info, "RW0123: ... {x}")`.
+macro_rules! request_at {
+    ($r:expr, $level:expr, $($fmt:tt)+) => {{
+        let level: $crate::logging::Level = $level;
+        if $crate::logging::enabled(level) {
+            $crate::apache::log::request($r, level, &::std::format!($($fmt)+));
+        }
+    }};
+}
+pub(crate) use request_at;
+
+/// [`process`] with the line formatted only when `level` can reach a log.
+macro_rules! process_at {
+    ($level:expr, $($fmt:tt)+) => {{
+        let level: $crate::logging::Level = $level;
+        if $crate::logging::enabled(level) {
+            $crate::apache::log::process(level, &::std::format!($($fmt)+));
+        }
+    }};
+}
+pub(crate) use process_at;
+
 /// Log against a request (adds the client address, as mod_wsgi's request-time lines do).
 pub(crate) fn request(r: &crate::apache::request::Request<'_>, level: Level, msg: &str) {
     let text = to_cstring(msg);

@@ -81,6 +81,24 @@ impl Pool {
         unsafe { cstr_to_string(out) }
     }
 
+    /// `path` as it is when absolute, else under ServerRoot (as written if that fails): how
+    /// a script file written in a directive is found.
+    pub fn absolute_or_server_root(self, path: &str) -> String {
+        if path.starts_with('/') {
+            return path.to_string();
+        }
+        self.server_root_relative(path)
+            .unwrap_or_else(|| path.to_string())
+    }
+
+    /// [`Pool::absolute_or_server_root`] in bytes, for a path that need not be UTF-8.
+    pub fn absolute_or_server_root_bytes(self, path: Vec<u8>) -> Vec<u8> {
+        if path.starts_with(b"/") {
+            return path;
+        }
+        self.server_root_relative_bytes(&path).unwrap_or(path)
+    }
+
     /// [`Pool::server_root_relative`] in bytes, for a path that need not be UTF-8 (one a
     /// WSGIScriptAliasMatch substitution took from a URL).
     pub fn server_root_relative_bytes(self, path: &[u8]) -> Option<Vec<u8>> {

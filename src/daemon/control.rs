@@ -1,16 +1,10 @@
 //! Messages between a daemon process and the daemon manager process that forked it, over a
-//! Unix stream socket pair. Pure encoding: no sockets, no Apache, no Python. The manager
-//! never trusts them for more than "which of my daemons wants what": the sender is known
-//! from the socket it arrived on.
+//! Unix stream socket pair. The manager never trusts them for more than "which of my
+//! daemons wants what": the sender is known from the socket it arrived on.
 //!
-//! Layout (big-endian, `bytes` = `u32 len | len raw bytes`, as in [`crate::protocol`]):
-//!
-//! ```text
-//! message   u32 length | payload                      length ≤ MAX_MESSAGE
-//! payload   u8 kind | fields
-//!   Ready    b'R'  (no fields)
-//!   Replace  b'P'  bytes reason | u32 count | count × (bytes script, bytes group)
-//! ```
+//! They are frames of the wire protocol ([`crate::protocol`]: its header, field encoding,
+//! limits and decoder), of the control channel's kinds: `Ready` (no payload) and `Replace`
+//! (`bytes reason | pairs scripts`), decoded under [`Limits::CONTROL`].
 //!
 //! Nothing is cut: a message that would exceed [`MAX_MESSAGE`] is not encoded at all (the
 //! daemon then drains without a warm replacement), and every length is checked against what
@@ -21,13 +15,15 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::protocol::{self, Decoder, Frame, Limits};
+
 /// Scripts are sent as (WSGI script path, application group). The path is bytes, as Apache's
 /// `r->filename` is (a script reached through a URL need not have a UTF-8 name).
 pub type Script = (PathBuf, String);
 
 /// The largest control message payload accepted: room for tens of thousands of loaded
 /// scripts with long paths, and a bound on what the manager buffers per daemon.
-pub const MAX_MESSAGE: usize = 16 * 1024 * 1024;
+pub const MAX_MESSAGE: usize = protocol::CONTROL_MAX as usize;
 
 /// A replacement that does not report ready within this (or the group's startup-timeout)
 /// no longer holds the old process back: the manager then tells it to drain anyway.
@@ -52,126 +48,84 @@ pub enum ControlMessage {
     },
 }
 
-const READY: u8 = b'R';
-const REPLACE: u8 = b'P';
-const LEN: usize = 4;
-
-fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) -> Result<(), String> {
-    let len = u32::try_from(bytes.len()).map_err(|_| "a field over 4 GiB".to_string())?;
-    out.extend_from_slice(&len.to_be_bytes());
-    out.extend_from_slice(bytes);
-    Ok(())
-}
-
 impl ControlMessage {
-    /// The whole message, length prefix included. Err when it would exceed
+    /// The whole message, frame header included. Err when its payload would exceed
     /// [`MAX_MESSAGE`]: it is then not sent at all, never cut.
     pub fn encode(&self) -> Result<Vec<u8>, String> {
-        let mut out = vec![0; LEN];
-        match self {
-            ControlMessage::Ready => out.push(READY),
+        let mut out = Vec::new();
+        let encoded = match self {
+            ControlMessage::Ready => Frame::Ready.encode(&mut out),
             ControlMessage::Replace { reason, scripts } => {
-                out.push(REPLACE);
-                put_bytes(&mut out, reason.as_bytes())?;
-                let count = u32::try_from(scripts.len()).map_err(|_| "too many scripts")?;
-                out.extend_from_slice(&count.to_be_bytes());
-                for (script, group) in scripts {
-                    put_bytes(&mut out, script.as_os_str().as_bytes())?;
-                    put_bytes(&mut out, group.as_bytes())?;
-                    if out.len() - LEN > MAX_MESSAGE {
-                        break;
-                    }
-                }
+                // Stop adding scripts once over the limit: the message is refused anyway.
+                let mut size = reason.len();
+                let pairs = scripts
+                    .iter()
+                    .map(|(script, group)| (script.as_os_str().as_bytes(), group.as_bytes()))
+                    .take_while(|(script, group)| {
+                        let fits = size <= MAX_MESSAGE;
+                        size += 8 + script.len() + group.len();
+                        fits
+                    });
+                protocol::encode_replace_into(&mut out, reason.as_bytes(), pairs)
             }
-        }
-        let len = out.len() - LEN;
-        if len > MAX_MESSAGE {
+        };
+        encoded.map_err(|e| e.to_string())?;
+        if out.len() - protocol::HEADER_LEN > MAX_MESSAGE {
             return Err(format!(
                 "the control message would exceed {MAX_MESSAGE} bytes (more scripts than fit)"
             ));
         }
-        out[..LEN].copy_from_slice(&(len as u32).to_be_bytes());
         Ok(out)
     }
 
-    /// Decodes one payload (without its length prefix).
-    pub fn decode(payload: &[u8]) -> Result<ControlMessage, String> {
-        let (&kind, rest) = payload.split_first().ok_or("empty control message")?;
-        let mut r = Fields(rest);
-        let message = match kind {
-            READY => ControlMessage::Ready,
-            REPLACE => {
-                let reason = r.text("reason")?;
-                let count = r.u32("script count")?;
-                // Each pair holds at least its two lengths: refuse a count the payload
-                // cannot hold before reserving room for it.
-                if u64::from(count) * 8 > r.0.len() as u64 {
-                    return Err(format!(
-                        "a Replace control message announces {count} scripts but is too short"
-                    ));
-                }
-                let mut scripts = Vec::with_capacity(count as usize);
-                for _ in 0..count {
-                    let script = PathBuf::from(OsString::from_vec(r.bytes("script")?.to_vec()));
-                    scripts.push((script, r.text("application group")?));
-                }
-                ControlMessage::Replace { reason, scripts }
+    /// The message a decoded control frame carries.
+    pub fn from_frame(frame: Frame) -> Result<ControlMessage, String> {
+        match frame {
+            Frame::Ready => Ok(ControlMessage::Ready),
+            Frame::Replace { reason, scripts } => {
+                let text = |bytes: Vec<u8>, field: &str| {
+                    String::from_utf8(bytes)
+                        .map_err(|_| format!("a control message has a {field} that is not UTF-8"))
+                };
+                let reason = text(reason, "reason")?;
+                let scripts = scripts
+                    .into_iter()
+                    .map(|(script, group)| {
+                        Ok((
+                            PathBuf::from(OsString::from_vec(script)),
+                            text(group, "application group")?,
+                        ))
+                    })
+                    .collect::<Result<_, String>>()?;
+                Ok(ControlMessage::Replace { reason, scripts })
             }
-            other => return Err(format!("unknown control message kind 0x{other:02x}")),
-        };
-        if !r.0.is_empty() {
-            return Err(format!(
-                "{} bytes left over after a control message",
-                r.0.len()
-            ));
+            other => Err(format!("a {} frame is not a control message", other.kind())),
         }
-        Ok(message)
     }
 }
 
-/// Reads the fields of a payload, checking every length against what is left.
-struct Fields<'a>(&'a [u8]);
-
-impl<'a> Fields<'a> {
-    fn u32(&mut self, field: &str) -> Result<u32, String> {
-        let (head, tail) = self
-            .0
-            .split_first_chunk::<LEN>()
-            .ok_or_else(|| format!("a control message is cut short in its {field}"))?;
-        self.0 = tail;
-        Ok(u32::from_be_bytes(*head))
-    }
-
-    fn bytes(&mut self, field: &str) -> Result<&'a [u8], String> {
-        let len = self.u32(field)? as usize;
-        let (head, tail) = self
-            .0
-            .split_at_checked(len)
-            .ok_or_else(|| format!("a control message is cut short in its {field}"))?;
-        self.0 = tail;
-        Ok(head)
-    }
-
-    fn text(&mut self, field: &str) -> Result<String, String> {
-        let bytes = self.bytes(field)?;
-        std::str::from_utf8(bytes)
-            .map(str::to_string)
-            .map_err(|_| format!("a control message has a {field} that is not UTF-8"))
-    }
-}
-
-/// Reassembles messages from a stream: bytes in, whole messages out. After an error the
-/// stream cannot be trusted any more (its framing is lost): every later call fails too.
-#[derive(Debug, Default)]
+/// Reassembles messages from a stream: bytes in, whole messages out (the protocol's
+/// [`Decoder`] under [`Limits::CONTROL`]). After an error the stream cannot be trusted any
+/// more (its framing is lost): every later call fails too.
+#[derive(Debug)]
 pub struct ControlDecoder {
-    buf: Vec<u8>,
+    dec: Decoder,
     failed: bool,
+}
+
+impl Default for ControlDecoder {
+    fn default() -> Self {
+        ControlDecoder {
+            dec: Decoder::new(Limits::CONTROL),
+            failed: false,
+        }
+    }
 }
 
 impl ControlDecoder {
     pub fn feed(&mut self, data: &[u8]) {
         if !self.failed {
-            self.buf.extend_from_slice(data);
+            self.dec.feed(data);
         }
     }
 
@@ -180,26 +134,15 @@ impl ControlDecoder {
         if self.failed {
             return Err("an earlier control message could not be decoded".into());
         }
-        let Some(prefix) = self.buf.first_chunk::<LEN>() else {
-            return Ok(None);
+        let result = match self.dec.next_frame() {
+            Ok(None) => return Ok(None),
+            Ok(Some(frame)) => ControlMessage::from_frame(frame),
+            Err(e) => Err(e.to_string()),
         };
-        let len = u32::from_be_bytes(*prefix) as usize;
-        if len > MAX_MESSAGE {
-            self.fail();
-            return Err(format!(
-                "a control message of {len} bytes exceeds the limit of {MAX_MESSAGE}"
-            ));
-        }
-        if self.buf.len() < LEN + len {
-            return Ok(None);
-        }
-        let result = ControlMessage::decode(&self.buf[LEN..LEN + len]);
-        self.buf.drain(..LEN + len);
-        if self.buf.is_empty() {
-            self.buf = Vec::new(); // a large Replace does not keep its buffer
-        }
         if result.is_err() {
             self.fail();
+        } else if self.dec.is_empty() {
+            self.dec.release_memory(0); // a large Replace does not keep its buffer
         }
         result.map(Some)
     }
@@ -211,7 +154,7 @@ impl ControlDecoder {
 
     fn fail(&mut self) {
         self.failed = true;
-        self.buf = Vec::new();
+        self.dec = Decoder::new(Limits::CONTROL);
     }
 }
 
@@ -257,6 +200,21 @@ mod tests {
         }
     }
 
+    #[test]
+    fn messages_are_protocol_frames() {
+        assert_eq!(
+            ControlMessage::Ready.encode().unwrap(),
+            protocol::encode_header(protocol::FrameKind::Ready, 0)
+        );
+        let m = ControlMessage::Replace {
+            reason: "r".into(),
+            scripts: vec![("/a".into(), "g".into())],
+        };
+        let mut expected = protocol::encode_header(protocol::FrameKind::Replace, 20).to_vec();
+        expected.extend_from_slice(b"\0\0\0\x01r\0\0\0\x01\0\0\0\x02/a\0\0\0\x01g");
+        assert_eq!(m.encode().unwrap(), expected);
+    }
+
     /// The old encoding cut a Replace at 64 KiB: the manager could not decode it and the
     /// daemon waited for ever. Far more now passes whole, fed in small pieces as a stream
     /// delivers it.
@@ -297,38 +255,62 @@ mod tests {
             scripts: vec![("/a".into(), "g".repeat(MAX_MESSAGE))],
         };
         assert!(m.encode().unwrap_err().contains("exceed"));
+        // Exactly at the limit passes.
+        let header = protocol::HEADER_LEN;
+        let at_limit = ControlMessage::Replace {
+            reason: String::new(),
+            scripts: vec![("/a".into(), "g".repeat(MAX_MESSAGE - 4 - 4 - 4 - 2 - 4))],
+        };
+        assert_eq!(at_limit.encode().unwrap().len(), header + MAX_MESSAGE);
         let mut dec = ControlDecoder::default();
-        dec.feed(&((MAX_MESSAGE + 1) as u32).to_be_bytes());
-        assert!(dec.next_message().is_err());
+        dec.feed(&protocol::encode_header(
+            protocol::FrameKind::Replace,
+            (MAX_MESSAGE + 1) as u32,
+        ));
+        assert!(dec.next_message().unwrap_err().contains("limit"));
         // The framing is lost: nothing after it is trusted.
         dec.feed(&ControlMessage::Ready.encode().unwrap());
         assert!(dec.next_message().is_err());
     }
 
+    /// One frame of `kind` with `payload`, decoded as the manager does.
+    fn decode(kind: u8, payload: &[u8]) -> Result<Option<ControlMessage>, String> {
+        let mut dec = ControlDecoder::default();
+        dec.feed(&[kind, 0, 0, 0]);
+        dec.feed(&(payload.len() as u32).to_be_bytes());
+        dec.feed(payload);
+        dec.next_message()
+    }
+
     #[test]
     fn bad_messages_are_errors_not_panics() {
-        for payload in [
-            &b""[..],
-            b"Rx",
-            b"Z",
-            b"P",
-            b"P\0\0\0\x05ab",
-            b"P\0\0\0\0\xff\xff\xff\xff",
-            b"P\0\0\0\x02\xff\xfe\0\0\0\0",
-            b"P\0\0\0\0\0\0\0\x01\0\0\0\x01a\0\0\0\x01\xff",
-            b"P\0\0\0\0\0\0\0\x00trailing",
+        const READY: u8 = 10;
+        const REPLACE: u8 = 11;
+        for (kind, payload) in [
+            (READY, &b"x"[..]),
+            (0x5a, b""),
+            (REPLACE, b""),
+            (REPLACE, b"\0\0\0\x05ab"),
+            (REPLACE, b"\0\0\0\0\xff\xff\xff\xff"),
+            (REPLACE, b"\0\0\0\x02\xff\xfe\0\0\0\0"),
+            (REPLACE, b"\0\0\0\0\0\0\0\x01\0\0\0\x01a\0\0\0\x01\xff"),
+            (REPLACE, b"\0\0\0\0\0\0\0\x00trailing"),
+            // A request frame is not a control message.
+            (7, b""),
         ] {
-            assert!(ControlMessage::decode(payload).is_err(), "{payload:?}");
+            assert!(decode(kind, payload).is_err(), "{kind} {payload:?}");
         }
-        // Every truncation of a good message is an error, never a panic.
+        // Every truncation of a good message's payload is an error, never a panic.
         let good = ControlMessage::Replace {
             reason: "r".into(),
             scripts: vec![("/a.wsgi".into(), "g".into())],
         }
         .encode()
         .unwrap();
-        for cut in LEN..good.len() - 1 {
-            assert!(ControlMessage::decode(&good[LEN..cut]).is_err());
+        let payload = &good[protocol::HEADER_LEN..];
+        assert!(decode(REPLACE, payload).unwrap().is_some());
+        for cut in 0..payload.len() {
+            assert!(decode(REPLACE, &payload[..cut]).is_err());
         }
     }
 

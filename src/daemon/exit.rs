@@ -48,9 +48,46 @@ impl DaemonExit {
     }
 }
 
+/// How the daemon manager process ends, as its exit status (the Apache parent restarts it
+/// whatever the status, unless Apache is stopping; the status is for the log).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ManagerExit {
+    /// Stopped when told to, after its daemons ended (or were killed), or its parent was
+    /// already gone when it started.
+    Stopped,
+    /// Could not set up its signal handling.
+    Failed,
+    /// A panic reached the top of the process (a mod_rwsgi bug).
+    Panicked,
+}
+
+impl ManagerExit {
+    /// The same numbers as the daemons' exits of the same meaning.
+    pub const fn code(self) -> i32 {
+        match self {
+            ManagerExit::Stopped => DaemonExit::Stopped.code(),
+            ManagerExit::Failed => DaemonExit::Failed.code(),
+            ManagerExit::Panicked => DaemonExit::Panicked.code(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::DaemonExit;
+    use super::{DaemonExit, ManagerExit};
+
+    #[test]
+    fn manager_codes_are_unchanged() {
+        assert_eq!(
+            [
+                ManagerExit::Stopped,
+                ManagerExit::Failed,
+                ManagerExit::Panicked
+            ]
+            .map(ManagerExit::code),
+            [0, 1, 70]
+        );
+    }
 
     #[test]
     fn codes_round_trip_and_only_orderly_ends_skip_backoff() {

@@ -24,8 +24,7 @@ use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 
 use crate::daemon::control::{self, ControlDecoder, ControlMessage, Script};
-use crate::daemon::exit::DaemonExit;
-use crate::daemon::metrics_shm;
+use crate::daemon::exit::{DaemonExit, ManagerExit};
 use crate::daemon::service_daemon as service;
 use crate::daemon::serving_daemon::{self as daemon_process, DaemonPlan};
 use crate::daemon::spawn::{self, ChildSetup};
@@ -72,28 +71,25 @@ pub fn manage_daemons(groups: Vec<GroupPlan>, apache_parent: Pid, start_delay: D
         );
     }
     if nix::unistd::getppid() != apache_parent {
-        return 0; // the parent died before PDEATHSIG was armed
+        return ManagerExit::Stopped.code(); // the parent died before PDEATHSIG was armed
     }
     if !start_delay.is_zero() {
         std::thread::sleep(start_delay);
     }
-    let mut mask = SigSet::empty();
-    for sig in [
+    let mask = SigSet::from_iter([
         Signal::SIGCHLD,
         Signal::SIGTERM,
         Signal::SIGINT,
         Signal::SIGHUP,
         Signal::SIGUSR1,
         Signal::SIGUSR2,
-    ] {
-        mask.add(sig);
-    }
+    ]);
     if let Err(e) = mask.thread_block() {
         logging::log(
             logging::Level::Crit,
             &format!("RW0014: mod_rwsgi: daemon manager cannot block signals: {e}"),
         );
-        return 1;
+        return ManagerExit::Failed.code();
     }
     let signals = match SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
     {
@@ -103,7 +99,7 @@ pub fn manage_daemons(groups: Vec<GroupPlan>, apache_parent: Pid, start_delay: D
                 logging::Level::Crit,
                 &format!("RW0015: mod_rwsgi: daemon manager cannot create a signalfd: {e}"),
             );
-            return 1;
+            return ManagerExit::Failed.code();
         }
     };
     // A manager restarted by the Apache parent inherits records of daemons that are gone.
@@ -226,7 +222,7 @@ impl Manager {
         let metrics = plan.metrics;
         plan.metrics_record = metrics.and_then(|m| {
             m.table
-                .allocate(m.group, plan.serve.threads as u64, metrics_shm::now_us())
+                .allocate(m.group, plan.serve.threads as u64, crate::util::now_us())
         });
         for script in scripts {
             if !plan.preload.contains(script) {
@@ -342,11 +338,11 @@ impl Manager {
             self.check_replacement_patience();
             if let Some((_, deadline)) = self.stopping {
                 if self.daemons.is_empty() {
-                    return 0;
+                    return ManagerExit::Stopped.code();
                 }
                 if Instant::now() >= deadline {
                     self.kill_remaining();
-                    return 0;
+                    return ManagerExit::Stopped.code();
                 }
             }
         }

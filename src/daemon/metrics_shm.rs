@@ -115,10 +115,3 @@ impl crate::python::RequestObserver for TableObserver {
         });
     }
 }
-
-/// µs since the Unix epoch.
-pub fn now_us() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as u64)
-}

@@ -9,7 +9,7 @@ use std::ffi::CString;
 use std::fmt;
 use std::os::fd::RawFd;
 
-use nix::sys::signal::{SigHandler, SigSet, SigmaskHow, Signal, signal, sigprocmask};
+use nix::sys::signal::{SigHandler, SigSet, Signal, signal};
 use nix::unistd::{Gid, Uid};
 
 /// The identity a daemon must run as.
@@ -226,7 +226,7 @@ fn reset_signals() -> Result<(), String> {
         // SAFETY: installing SIG_DFL is always sound.
         let _ = unsafe { signal(sig, SigHandler::SigDfl) };
     }
-    sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None).map_err(|e| e.to_string())
+    SigSet::empty().thread_set_mask().map_err(|e| e.to_string())
 }
 
 /// Closes every descriptor but stdin/stdout/stderr (stderr is Apache's error log) and the

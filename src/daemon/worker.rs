@@ -61,15 +61,6 @@ pub struct ServeSettings {
     pub receive_buffer_size: Option<usize>,
 }
 
-/// This process' resident set size, from /proc/self/statm (pages resident × page size).
-fn resident_set_bytes() -> Option<u64> {
-    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
-    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
-    // SAFETY: sysconf has no preconditions.
-    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    Some(pages * u64::try_from(page).ok()?)
-}
-
 /// Microseconds since `epoch`, for lock-free timestamps (0 means "not set").
 fn micros_since(epoch: Instant) -> u64 {
     u64::try_from(epoch.elapsed().as_micros())
@@ -533,11 +524,8 @@ impl Dispatcher {
                 self.serve_connection(&mut conn, index)
             }))
             .unwrap_or_else(|payload| {
-                let message = payload
-                    .downcast_ref::<&str>()
-                    .map(|m| m.to_string())
-                    .or_else(|| payload.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "(no message)".into());
+                let message =
+                    crate::util::panic_message(&*payload).unwrap_or_else(|| "(no message)".into());
                 logging::log(
                     logging::Level::Crit,
                     &format!(
@@ -641,7 +629,7 @@ impl Dispatcher {
             self.request_restart(&format!("maximum-requests={max} reached"));
         }
         if let Some(limit) = self.settings.maximum_rss {
-            if let Some(rss) = resident_set_bytes().filter(|rss| *rss > limit) {
+            if let Some(rss) = crate::util::resident_set_bytes(None).filter(|rss| *rss > limit) {
                 self.request_restart(&format!(
                     "maximum-rss={} MB exceeded: resident set is {:.1} MB",
                     limit >> 20,
@@ -659,10 +647,7 @@ impl Dispatcher {
         pushed: Option<PushedBody>,
     ) -> bool {
         // mod_wsgi.daemon_start: this process begins handling the request now.
-        let daemon_start_us = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_micros() as u64)
-            .unwrap_or(0);
+        let daemon_start_us = crate::util::now_us();
         let mut io = DaemonIo::new(
             &mut conn.stream,
             &mut conn.dec,
@@ -673,13 +658,14 @@ impl Dispatcher {
             let waited =
                 Duration::from_micros(daemon_start_us.saturating_sub(head.request_start_us));
             if head.request_start_us > 0 && waited > limit {
-                logging::info(&format!(
+                logging::log_at!(
+                    logging::Level::Info,
                     "RW0052: daemon '{}': request waited {:.1} s for a thread (queue-timeout={} s); \
                      answered 504",
                     self.settings.group,
                     waited.as_secs_f64(),
                     limit.as_secs()
-                ));
+                );
                 return io
                     .send_error(error_code::OVERLOADED, b"queue-timeout expired")
                     .is_ok();

@@ -18,13 +18,7 @@ pub fn selected<'d>(r: &Request<'_>, dir: &'d DirConfig) -> Option<&'d HandlerSc
 
 /// The handler script's file, ServerRoot-relative when written relative.
 pub fn script_path(r: &Request<'_>, handler: &HandlerScript) -> String {
-    if handler.script.starts_with('/') {
-        handler.script.clone()
-    } else {
-        r.pool()
-            .server_root_relative(&handler.script)
-            .unwrap_or_else(|| handler.script.clone())
-    }
+    r.pool().absolute_or_server_root(&handler.script)
 }
 
 /// WSGIRestrictProcess refused the request (403): logs the group (`""` = embedded mode)

@@ -25,13 +25,9 @@ pub fn publish(table: Option<MetricsTable>, groups: Vec<String>) {
     *published = table.map(|t| (t, groups));
 }
 
-/// A process' resident set size from /proc (None if it cannot be read, e.g. under hidepid).
+/// A process' resident set size (None if it cannot be read, e.g. under hidepid).
 fn resident_bytes(pid: u32) -> Option<u64> {
-    let statm = std::fs::read_to_string(format!("/proc/{pid}/statm")).ok()?;
-    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
-    // SAFETY: sysconf has no preconditions.
-    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    Some(pages * u64::try_from(page).ok()?)
+    crate::util::resident_set_bytes(Some(pid))
 }
 
 /// The content handler; DECLINED for other handlers.

@@ -73,13 +73,7 @@ pub fn translate_name(r: &mut Request<'_>, server: &ServerConfig) -> i32 {
         if let Some((script, script_name, path_info)) = alias_match(alias, &uri) {
             // A relative script is under ServerRoot; joined as bytes, since a
             // WSGIScriptAliasMatch substitution may have put URL bytes (not UTF-8) into it.
-            let script = if script.starts_with(b"/") {
-                script
-            } else {
-                r.pool()
-                    .server_root_relative_bytes(&script)
-                    .unwrap_or(script)
-            };
+            let script = r.pool().absolute_or_server_root_bytes(script);
             r.route_to_script(&script, HANDLER_NAME, &path_info);
             r.set_note(NOTE_ALIAS, index.to_string().as_bytes());
             r.set_note(NOTE_SCRIPT_NAME, &script_name);
@@ -438,7 +432,7 @@ fn owned_environ(
         // No WSGITrustedProxies: every peer is trusted, as mod_wsgi documents.
         let proxies = dir.trusted_proxies.as_deref();
         for note in crate::config::apply_trusted_proxy_headers(&mut env, proxies, trusted_headers) {
-            log::request(r, Level::Info, &format!("RW0070: mod_rwsgi: {note}"));
+            log::request_at!(r, Level::Info, "RW0070: mod_rwsgi: {note}");
         }
     }
     env

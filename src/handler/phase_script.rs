@@ -31,13 +31,7 @@ fn script_target(
     script: &PhaseScript,
     settings: &EmbeddedSettings,
 ) -> (String, String) {
-    let path = if script.path.starts_with('/') {
-        script.path.clone()
-    } else {
-        r.pool()
-            .server_root_relative(&script.path)
-            .unwrap_or_else(|| script.path.clone())
-    };
+    let path = r.pool().absolute_or_server_root(&script.path);
     let uri = super::resource_script_name(settings, r.uri());
     let group = super::expand(script.application_group(), r, &uri);
     (path, group)

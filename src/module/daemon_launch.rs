@@ -20,6 +20,7 @@ use crate::apache::server_process;
 use crate::apache::state;
 use crate::apache::virtual_host::VirtualHost;
 use crate::config::GlobalConfig;
+use crate::daemon::exit::ManagerExit;
 use crate::daemon::listener;
 use crate::daemon::manager::{self, GroupPlan};
 use crate::daemon::metrics_shm::{self, MetricsPlace};
@@ -228,7 +229,7 @@ unsafe fn spawn_manager(generation: *mut Generation, delay: Duration) {
     if pid == 0 {
         let code =
             std::panic::catch_unwind(move || manager::manage_daemons(groups, apache_parent, delay))
-                .unwrap_or(70);
+                .unwrap_or(ManagerExit::Panicked.code());
         // SAFETY: _exit skips atexit handlers and pool cleanups that belong to Apache.
         unsafe { libc::_exit(code) };
     }

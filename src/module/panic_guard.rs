@@ -10,11 +10,7 @@ pub(crate) fn guard<T>(what: &str, fallback: T, f: impl FnOnce() -> T) -> T {
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(v) => v,
         Err(panic) => {
-            let detail = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_default();
+            let detail = crate::util::panic_message(&*panic).unwrap_or_default();
             log::process(
                 Level::Crit,
                 &format!("RW0012: mod_rwsgi: panic in {what}: {detail}"),

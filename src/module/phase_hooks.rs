@@ -83,12 +83,10 @@ pub(super) fn note_directive(cmd: &ApacheDirective<'_>, parsed: &Directive) -> R
                 ),
                 // A .htaccess file is read again for every request: a warning each time
                 // would flood the log, so this is for `LogLevel rwsgi:debug` only.
-                _ => log::process(
+                _ => log::process_at!(
                     Level::Debug,
-                    &format!(
-                        "RW0080: WSGIGroupAuthoritative Off at {location} has no effect, as in \
-                         mod_wsgi 6"
-                    ),
+                    "RW0080: WSGIGroupAuthoritative Off at {location} has no effect, as in \
+                     mod_wsgi 6"
                 ),
             }
         }

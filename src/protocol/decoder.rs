@@ -54,6 +54,9 @@ impl FrameHeader {
 }
 
 fn check_len(kind: FrameKind, len: u32, limits: &Limits) -> Result<(), ProtocolError> {
+    if kind.is_control() && limits.max_control == 0 {
+        return Err(ProtocolError::ControlKind(kind));
+    }
     if let Some(expected) = kind.fixed_len() {
         if len != expected {
             return Err(ProtocolError::BadLength {
@@ -142,6 +145,13 @@ impl Frame {
                 message: r.bytes("message")?,
             },
             FrameKind::Flush => Self::Flush,
+            FrameKind::Ready => Self::Ready,
+            // The count is bounded by the payload (each pair takes at least 8 bytes), which
+            // is bounded by max_control.
+            FrameKind::Replace => Self::Replace {
+                reason: r.bytes("reason")?,
+                scripts: r.pairs("scripts", u32::MAX)?,
+            },
         };
         r.finish()?;
         Ok(frame)
@@ -583,7 +593,8 @@ mod tests {
     #[test]
     fn every_kind_round_trips() {
         let frames = sample_frames();
-        let mut kinds: Vec<FrameKind> = frames.iter().map(Frame::kind).collect();
+        let control = sample_control_frames();
+        let mut kinds: Vec<FrameKind> = frames.iter().chain(&control).map(Frame::kind).collect();
         kinds.dedup();
         assert_eq!(
             kinds,
@@ -593,6 +604,11 @@ mod tests {
         for frame in &frames {
             let bytes = encoded(frame);
             assert_eq!(decode_one(&bytes).as_ref(), Ok(frame), "{frame:?}");
+        }
+        for frame in &control {
+            let mut dec = Decoder::new(Limits::CONTROL);
+            dec.feed(&encoded(frame));
+            assert_eq!(dec.next_frame().as_ref(), Ok(&Some(frame.clone())));
         }
     }
 
@@ -841,11 +857,36 @@ mod tests {
 
     #[test]
     fn unknown_kind_is_rejected() {
-        for kind in [0u8, 10, 0x7F, 0xFF] {
+        for kind in [0u8, 12, 0x7F, 0xFF] {
             let mut dec = Decoder::new(Limits::default());
             dec.feed(&[kind, 0, 0, 0, 0, 0, 0, 0]);
             assert_eq!(dec.next_frame(), Err(ProtocolError::UnknownKind(kind)));
         }
+    }
+
+    #[test]
+    fn control_kinds_only_on_the_control_channel() {
+        for kind in [FrameKind::Ready, FrameKind::Replace] {
+            let mut dec = Decoder::new(Limits::default());
+            dec.feed(&encode_header(kind, 0));
+            assert_eq!(dec.next_frame(), Err(ProtocolError::ControlKind(kind)));
+        }
+        let mut dec = Decoder::new(Limits::CONTROL);
+        dec.feed(&encode_header(
+            FrameKind::Replace,
+            crate::protocol::CONTROL_MAX + 1,
+        ));
+        assert!(matches!(
+            dec.next_frame(),
+            Err(ProtocolError::FrameTooLarge { .. })
+        ));
+        // A request frame with a payload is refused on the control channel.
+        let mut dec = Decoder::new(Limits::CONTROL);
+        dec.feed(&encode_header(FrameKind::ReqHead, 1));
+        assert!(matches!(
+            dec.next_frame(),
+            Err(ProtocolError::FrameTooLarge { .. })
+        ));
     }
 
     #[test]

@@ -31,6 +31,8 @@ pub enum ProtocolError {
     UnknownHelloStatus(u16),
     /// A frame header named a kind this version does not define.
     UnknownKind(u8),
+    /// A control-channel kind (Ready, Replace) on a request connection.
+    ControlKind(FrameKind),
     /// A frame header had bits set in its flags byte or its reserved field (both must be 0).
     ReservedBits {
         /// The frame's kind.
@@ -132,6 +134,11 @@ impl fmt::Display for ProtocolError {
             ),
             Self::UnknownHelloStatus(status) => write!(f, "unknown hello status {status}"),
             Self::UnknownKind(kind) => write!(f, "unknown frame kind {kind}"),
+            Self::ControlKind(kind) => write!(
+                f,
+                "a {kind} frame (kind {}) belongs to the control channel, not a request connection",
+                kind.as_u8()
+            ),
             Self::ReservedBits {
                 kind,
                 flags,

@@ -31,11 +31,17 @@ pub enum FrameKind {
     Error = 8,
     /// Daemon → client: push buffered response output to the HTTP client now.
     Flush = 9,
+    /// Control channel, daemon → manager: Python is up, the scripts are imported and the
+    /// threads accept.
+    Ready = 10,
+    /// Control channel, daemon → manager: start my replacement, importing these scripts
+    /// first; tell me to drain once it is ready.
+    Replace = 11,
 }
 
 impl FrameKind {
     /// Every kind, in wire-number order.
-    pub const ALL: [FrameKind; 9] = [
+    pub const ALL: [FrameKind; 11] = [
         Self::ReqHead,
         Self::ReqBody,
         Self::ReadBody,
@@ -45,6 +51,8 @@ impl FrameKind {
         Self::RespEnd,
         Self::Error,
         Self::Flush,
+        Self::Ready,
+        Self::Replace,
     ];
 
     /// The kind with this wire number, if this version defines it.
@@ -59,6 +67,8 @@ impl FrameKind {
             7 => Self::RespEnd,
             8 => Self::Error,
             9 => Self::Flush,
+            10 => Self::Ready,
+            11 => Self::Replace,
             _ => return None,
         })
     }
@@ -80,6 +90,8 @@ impl FrameKind {
             Self::RespEnd => "RespEnd",
             Self::Error => "Error",
             Self::Flush => "Flush",
+            Self::Ready => "Ready",
+            Self::Replace => "Replace",
         }
     }
 
@@ -88,9 +100,15 @@ impl FrameKind {
         match self {
             Self::ReadBody => Some(4),
             Self::RespFile => Some(16),
-            Self::RespEnd | Self::Flush => Some(0),
+            Self::RespEnd | Self::Flush | Self::Ready => Some(0),
             _ => None,
         }
+    }
+
+    /// Whether the kind belongs to the control channel between a daemon and its manager
+    /// (never valid on a request connection).
+    pub const fn is_control(self) -> bool {
+        matches!(self, Self::Ready | Self::Replace)
     }
 }
 
@@ -259,6 +277,15 @@ pub enum Frame {
     },
     /// Kind 9: flush buffered output to the HTTP client.
     Flush,
+    /// Kind 10 (control channel): the daemon is ready.
+    Ready,
+    /// Kind 11 (control channel): the daemon asks for its replacement.
+    Replace {
+        /// Why, for the manager's log.
+        reason: Vec<u8>,
+        /// (WSGI script path, application group) of each script to import first.
+        scripts: Pairs,
+    },
 }
 
 /// The 8-byte header for a frame of `kind` with a payload of `len` bytes, so a caller can write
@@ -385,6 +412,27 @@ where
     })
 }
 
+/// Appends a `Replace` control frame built from borrowed fields and any iterator of
+/// (script path, application group) pairs.
+///
+/// Fails only if a length does not fit in 32 bits; `out` is then left unchanged.
+pub fn encode_replace_into<I, K, V>(
+    out: &mut Vec<u8>,
+    reason: &[u8],
+    scripts: I,
+) -> Result<(), ProtocolError>
+where
+    I: IntoIterator<Item = (K, V)>,
+    K: AsRef<[u8]>,
+    V: AsRef<[u8]>,
+{
+    let kind = FrameKind::Replace;
+    encode_with(out, kind, |out| {
+        put_bytes(out, kind, "reason", reason)?;
+        put_pairs(out, kind, "scripts", scripts)
+    })
+}
+
 impl Frame {
     /// This frame's kind.
     pub fn kind(&self) -> FrameKind {
@@ -398,6 +446,8 @@ impl Frame {
             Self::RespEnd => FrameKind::RespEnd,
             Self::Error { .. } => FrameKind::Error,
             Self::Flush => FrameKind::Flush,
+            Self::Ready => FrameKind::Ready,
+            Self::Replace { .. } => FrameKind::Replace,
         }
     }
 
@@ -430,7 +480,10 @@ impl Frame {
                 out.extend_from_slice(&length.to_be_bytes());
                 Ok(())
             }),
-            Self::RespEnd | Self::Flush => encode_with(out, kind, |_| Ok(())),
+            Self::RespEnd | Self::Flush | Self::Ready => encode_with(out, kind, |_| Ok(())),
+            Self::Replace { reason, scripts } => {
+                encode_replace_into(out, reason, scripts.iter().map(|(k, v)| (k, v)))
+            }
             Self::Error { code, message } => encode_with(out, kind, |out| {
                 out.extend_from_slice(&code.to_be_bytes());
                 put_bytes(out, kind, "message", message)
@@ -521,6 +574,24 @@ pub(crate) mod samples {
             Frame::Flush,
         ]
     }
+
+    /// Frames of the control channel (decoded under [`Limits::CONTROL`](crate::protocol::Limits)).
+    pub fn sample_control_frames() -> Vec<Frame> {
+        vec![
+            Frame::Ready,
+            Frame::Replace {
+                reason: Vec::new(),
+                scripts: Vec::new(),
+            },
+            Frame::Replace {
+                reason: b"maximum-requests=5 reached".to_vec(),
+                scripts: vec![
+                    (b"/srv/a.wsgi".to_vec(), b"%{GLOBAL}".to_vec()),
+                    (BINARY.to_vec(), BINARY.to_vec()),
+                ],
+            },
+        ]
+    }
 }
 
 #[cfg(test)]
@@ -531,13 +602,18 @@ mod tests {
     #[test]
     fn kinds_are_stable_and_named() {
         let numbers: Vec<u8> = FrameKind::ALL.iter().map(|k| k.as_u8()).collect();
-        assert_eq!(numbers, (1..=9).collect::<Vec<u8>>());
+        assert_eq!(numbers, (1..=11).collect::<Vec<u8>>());
         for kind in FrameKind::ALL {
             assert_eq!(FrameKind::from_u8(kind.as_u8()), Some(kind));
             assert_eq!(kind.to_string(), format!("{kind:?}"));
         }
         assert_eq!(FrameKind::from_u8(0), None);
-        assert_eq!(FrameKind::from_u8(10), None);
+        assert_eq!(FrameKind::from_u8(12), None);
+        let control: Vec<FrameKind> = FrameKind::ALL
+            .into_iter()
+            .filter(|k| k.is_control())
+            .collect();
+        assert_eq!(control, [FrameKind::Ready, FrameKind::Replace]);
         assert_eq!(error_code::name(error_code::SHUTTING_DOWN), "SHUTTING_DOWN");
         assert_eq!(error_code::name(999), "UNKNOWN");
     }

@@ -2,7 +2,9 @@
 //! by path) and the `corpus_replay` unit test, so the seeds are checked exactly as fuzzed.
 //!
 //! Input layout: byte 0 configures the run, the rest is the byte stream.
-//! - bits 0-1: limits preset (0 default, 1 tiny, 2 zero, 3 maximal);
+//! - bits 0-1: limits preset (0 default, 1 tiny, 2 zero, 3 maximal); the tiny and maximal
+//!   presets also accept the control channel's kinds (Ready, Replace: daemon → manager), the
+//!   default and zero ones refuse them as a request connection does;
 //! - bit 7: the stream starts with an 8-byte hello (parsed as both hellos, then skipped);
 //! - bits 2-6: seed for the sizes of the pieces the stream is fed in.
 //!
@@ -30,18 +32,21 @@ pub fn limits_for(config: u8) -> Limits {
             max_body_chunk: 16,
             max_pairs: 3,
             max_headers: 2,
+            max_control: 64,
         },
         2 => Limits {
             max_head: 0,
             max_body_chunk: 0,
             max_pairs: 0,
             max_headers: 0,
+            max_control: 0,
         },
         _ => Limits {
             max_head: u32::MAX,
             max_body_chunk: u32::MAX,
             max_pairs: u32::MAX,
             max_headers: u32::MAX,
+            max_control: u32::MAX,
         },
     }
 }
@@ -243,6 +248,7 @@ mod tests {
             Frame::RespEnd,
         ]);
         let req_head = frame_bytes(&[Frame::ReqHead(head)]);
+        let control = frame_bytes(&control_frames());
         let mut huge_pairs = encode_header(FrameKind::RespHead, 10).to_vec();
         huge_pairs.extend_from_slice(&[0, 200, 0, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF]);
         let mut hello_then_frames = encode_client_hello(0).to_vec();
@@ -307,6 +313,9 @@ mod tests {
             ("huge_pair_count", 3, huge_pairs),
             ("unknown_kind", 0, vec![0x2A, 0, 0, 0, 0, 0, 0, 0]),
             ("reserved_bits", 0, vec![7, 0, 0, 1, 0, 0, 0, 0]),
+            ("control_channel", 3, control.clone()),
+            ("control_tiny_limits", 0x05, control.clone()),
+            ("control_on_request_connection", 0, control),
             ("hello_client_then_frame", 0x80, hello_then_frames),
             (
                 "hello_server_refused",
@@ -314,6 +323,35 @@ mod tests {
                 encode_server_hello(HelloStatus::Refused).to_vec(),
             ),
         ]
+    }
+
+    /// The control channel's messages (daemon → manager), as `daemon::control` sends them.
+    fn control_frames() -> Vec<Frame> {
+        vec![
+            Frame::Ready,
+            Frame::Replace {
+                reason: b"maximum-requests=5 reached".to_vec(),
+                scripts: vec![
+                    (b"/srv/app.wsgi".to_vec(), b"%{GLOBAL}".to_vec()),
+                    (b"/srv/caf\xe9.wsgi".to_vec(), b"host|/b".to_vec()),
+                ],
+            },
+        ]
+    }
+
+    /// The presets that accept control frames decode them (so the fuzzer covers them), the
+    /// request presets refuse them.
+    #[test]
+    fn control_frames_are_covered() {
+        let stream = frame_bytes(&control_frames());
+        let whole = decode(&stream, limits_for(3), &mut std::iter::once(stream.len()));
+        assert_eq!(whole.frames, control_frames());
+        assert_eq!(whole.error, None);
+        let refused = decode(&stream, limits_for(0), &mut std::iter::once(stream.len()));
+        assert_eq!(
+            refused.error,
+            Some(ProtocolError::ControlKind(FrameKind::Ready))
+        );
     }
 
     #[test]

@@ -52,6 +52,14 @@
 //! | 7    | RespEnd  | d→c | (empty)                                                      | exactly 0 |
 //! | 8    | Error    | d→c | u16 code, bytes message                                      | max_head |
 //! | 9    | Flush    | d→c | (empty)                                                      | exactly 0 |
+//! | 10   | Ready    | d→m | (empty)                                                      | exactly 0 |
+//! | 11   | Replace  | d→m | bytes reason, pairs scripts (script path, application group) | max_control |
+//!
+//! Kinds 10 and 11 are the **control channel**'s (`d→m`: a daemon process to the daemon
+//! manager that forked it, over a socket pair, no hello): the same header and field rules,
+//! decoded under [`Limits::CONTROL`] (Replace up to [`CONTROL_MAX`], 16 MiB; a larger one is
+//! never sent, never cut). On a request connection (`max_control` 0) they are an error, as
+//! any unknown kind is, so the request protocol is unchanged and keeps its version.
 //!
 //! ReqHead flags ([`req_flags`]): 1 = BODY_FOLLOWS (a request body exists), 2 =
 //! SCRIPT_RELOADING, 4 = CHUNKED_INPUT (no Content-Length), 8 = BODY_PUSHED (the body follows
@@ -109,8 +117,8 @@ pub mod io;
 pub use decoder::{Decoder, FrameHeader, READ_AHEAD_MAX, READ_MIN, RawFrame};
 pub use error::ProtocolError;
 pub use frame::{
-    Frame, FrameKind, Pairs, ReqHead, ReqHeadRef, RespHead, encode_header, encode_req_head_into,
-    encode_resp_head_into, error_code, req_flags,
+    Frame, FrameKind, Pairs, ReqHead, ReqHeadRef, RespHead, encode_header, encode_replace_into,
+    encode_req_head_into, encode_resp_head_into, error_code, req_flags,
 };
 pub use hello::{
     ClientHello, HELLO_LEN, HelloStatus, ServerHello, encode_client_hello, encode_server_hello,
@@ -128,6 +136,11 @@ pub const VERSION: u16 = 3;
 /// daemon thread to be free.
 pub const PUSHED_BODY_MAX: usize = 64 * 1024;
 
+/// The largest control frame payload [`Limits::CONTROL`] accepts: room for tens of
+/// thousands of loaded scripts with long paths, and a bound on what the manager buffers per
+/// daemon.
+pub const CONTROL_MAX: u32 = 16 * 1024 * 1024;
+
 /// Length of a frame header, in bytes.
 pub const HEADER_LEN: usize = 8;
 
@@ -142,6 +155,9 @@ pub struct Limits {
     pub max_pairs: u32,
     /// Most headers in a `RespHead`. Default 1000.
     pub max_headers: u32,
+    /// Largest payload of a `Replace` control frame; 0 (the default: a request connection)
+    /// refuses both control kinds. [`Limits::CONTROL`] for the control channel.
+    pub max_control: u32,
 }
 
 impl Limits {
@@ -151,6 +167,17 @@ impl Limits {
         max_body_chunk: 1 << 20,
         max_pairs: 10_000,
         max_headers: 1000,
+        max_control: 0,
+    };
+
+    /// The control channel between a daemon and its manager: control frames of up to
+    /// [`CONTROL_MAX`] bytes; the request kinds with a payload are refused (limit 0).
+    pub const CONTROL: Self = Self {
+        max_head: 0,
+        max_body_chunk: 0,
+        max_pairs: 0,
+        max_headers: 0,
+        max_control: CONTROL_MAX,
     };
 
     /// The largest payload accepted for `kind` (its exact size for fixed-size kinds).
@@ -159,6 +186,7 @@ impl Limits {
             Some(len) => len,
             None => match kind {
                 FrameKind::ReqBody | FrameKind::RespBody => self.max_body_chunk,
+                FrameKind::Replace => self.max_control,
                 _ => self.max_head,
             },
         }
@@ -187,5 +215,8 @@ mod tests {
         assert_eq!(limits.frame_limit(FrameKind::RespBody), 1 << 20);
         assert_eq!(limits.frame_limit(FrameKind::RespFile), 16);
         assert_eq!(limits.frame_limit(FrameKind::Flush), 0);
+        assert_eq!(limits.max_control, 0);
+        assert_eq!(Limits::CONTROL.frame_limit(FrameKind::Replace), 16 << 20);
+        assert_eq!(Limits::CONTROL.frame_limit(FrameKind::ReqHead), 0);
     }
 }

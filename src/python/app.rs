@@ -7,7 +7,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use pyo3::prelude::*;
 use pyo3::sync::MutexExt;
@@ -25,6 +25,7 @@ use super::{
 };
 use super::{metrics, modwsgi};
 use crate::logging::Level;
+use crate::util::now_us;
 
 /// Loaded WSGI scripts of this process. `Send + Sync`: one per process, shared by all worker
 /// threads.
@@ -92,11 +93,7 @@ fn keep_thread_state() {
 }
 
 fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
-    payload
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "unknown panic".to_string())
+    crate::util::panic_message(payload).unwrap_or_else(|| "unknown panic".to_string())
 }
 
 impl AppHost {
@@ -235,15 +232,13 @@ impl AppHost {
             Err(why) => why,
         };
         if spec.script_reloading == ScriptReloading::ReplaceProcess {
-            log(
+            super::py_log_at!(
                 Level::Info,
-                &format!(
-                    "RW0083: {}Forcing restart of daemon process '{}' due to modification of script \
-                     '{}'. Reason: {why}.",
-                    log_prefix(),
-                    super::settings::process_info().process_group,
-                    path.display()
-                ),
+                "RW0083: {}Forcing restart of daemon process '{}' due to modification of script \
+                 '{}'. Reason: {why}.",
+                log_prefix(),
+                super::settings::process_info().process_group,
+                path.display()
             );
             return Outcome::ReloadRequired;
         }
@@ -299,12 +294,6 @@ fn finished(
             .totals(shared.input_length.load(Ordering::Relaxed), sent),
         cpu,
     }
-}
-
-fn now_us() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as u64)
 }
 
 fn call_application(
@@ -662,23 +651,27 @@ fn fail(py: Python<'_>, spec: &RequestSpec<'_>, shared: &Shared, failure: Failur
     };
     match failure {
         Failure::Client(e) => {
-            let msg = format!(
-                "{}Client connection closed while sending the response of WSGI script '{}': {e}.",
+            super::py_log_detached_at!(
+                py,
+                Level::Info,
+                "RW0086: {}Client connection closed while sending the response of WSGI script \
+                 '{}': {e}.",
                 log_prefix(),
                 spec.script_path.display()
             );
-            log_detached(py, Level::Info, &format!("RW0086: {msg}"));
             Outcome::ClientGone
         }
         // The app let the OSError from a failed write() propagate.
         Failure::App(e) if io_failed => {
-            let msg = format!(
-                "{}Client connection closed while sending the response of WSGI script '{}': {}.",
+            super::py_log_detached_at!(
+                py,
+                Level::Info,
+                "RW0087: {}Client connection closed while sending the response of WSGI script \
+                 '{}': {}.",
                 log_prefix(),
                 spec.script_path.display(),
                 e
             );
-            log_detached(py, Level::Info, &format!("RW0087: {msg}"));
             Outcome::ClientGone
         }
         // mod_wsgi.RequestTimeout, from interrupt-timeout or raised by the app itself: the

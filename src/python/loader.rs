@@ -227,13 +227,11 @@ impl Loader {
         let mut loaded = lock(&slot.loaded);
         if loaded.as_ref().is_some_and(|l| Arc::ptr_eq(l, current)) {
             let path = path.display();
-            log(
+            super::py_log_at!(
                 Level::Info,
-                &format!(
-                    "RW0100: {}WSGI script '{path}'{} will be re-imported: {why}.",
-                    log_prefix(),
-                    group_text(group)
-                ),
+                "RW0100: {}WSGI script '{path}'{} will be re-imported: {why}.",
+                log_prefix(),
+                group_text(group)
             );
             let old = loaded.take();
             *lock(&slot.mtime) = None;

@@ -8,13 +8,13 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 
 use super::RequestTimes;
 use super::request::{IoTotals, lock};
+use crate::util::now_us;
 
 /// Entries of each phase histogram: 16 octaves from 1 ms to 65536 ms in 4 linear
 /// sub-buckets each, and one for 65536 ms and more.
@@ -36,12 +36,6 @@ pub(crate) fn bucket_index(seconds: f64) -> usize {
     let base = (1u64 << octave) as f64;
     let sub = (((ms / base) - 1.0) * 4.0) as usize;
     octave * 4 + sub.min(3)
-}
-
-fn now_us() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as u64)
 }
 
 /// µs since the epoch → seconds.
@@ -483,14 +477,7 @@ fn rusage_cpu(who: nix::sys::resource::UsageWho) -> (f64, f64) {
 
 /// (current, peak) resident set size in bytes.
 fn memory() -> (u64, u64) {
-    let page = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
-        .ok()
-        .flatten()
-        .unwrap_or(4096) as u64;
-    let rss = std::fs::read_to_string("/proc/self/statm")
-        .ok()
-        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
-        .map_or(0, |pages| pages * page);
+    let rss = crate::util::resident_set_bytes(None).unwrap_or(0);
     let max_rss = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_SELF)
         .map_or(0, |u| u.max_rss() as u64 * 1024);
     (rss, max_rss)

@@ -190,6 +190,30 @@ pub(crate) fn log(level: Level, msg: &str) {
     crate::logging::log(level, msg);
 }
 
+/// [`log`] with the line formatted only when `level` can reach a log.
+macro_rules! py_log_at {
+    ($level:expr, $($fmt:tt)+) => {{
+        let level: $crate::logging::Level = $level;
+        if $crate::logging::enabled(level) {
+            // log-code: none (the macro; its callers carry the codes)
+            $crate::python::log(level, &::std::format!($($fmt)+));
+        }
+    }};
+}
+pub(crate) use py_log_at;
+
+/// [`log_detached`] with the line formatted only when `level` can reach a log.
+macro_rules! py_log_detached_at {
+    ($py:expr, $level:expr, $($fmt:tt)+) => {{
+        let level: $crate::logging::Level = $level;
+        if $crate::logging::enabled(level) {
+            // log-code: none (the macro; its callers carry the codes)
+            $crate::python::log_detached($py, level, &::std::format!($($fmt)+));
+        }
+    }};
+}
+pub(crate) use py_log_detached_at;
+
 /// Logs without holding the GIL (an error-log write may block).
 pub(crate) fn log_detached(py: pyo3::Python<'_>, level: Level, msg: &str) {
     // log-code: none (the entry point; its callers carry the codes)

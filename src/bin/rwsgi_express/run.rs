@@ -31,16 +31,13 @@ pub fn run_apache(site: &Site) -> Result<i32, Fail> {
             "{APACHE_BIN} not found; install Apache (apt-get install apache2)"
         )));
     }
-    let mut signals = SigSet::empty();
-    for sig in [
+    let signals = SigSet::from_iter([
         Signal::SIGINT,
         Signal::SIGTERM,
         Signal::SIGHUP,
         Signal::SIGQUIT,
         Signal::SIGCHLD,
-    ] {
-        signals.add(sig);
-    }
+    ]);
     signals
         .thread_block()
         .map_err(|e| Fail(format!("cannot block signals: {e}")))?;

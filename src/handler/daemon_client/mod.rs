@@ -86,7 +86,7 @@ pub fn encode_head<'a>(
         flags: plan.flags,
         request_start_us: u64::try_from(r.request_time_us()).unwrap_or(0),
         // mod_wsgi.queue_start: the request goes to the daemon socket right after this.
-        queue_start_us: now_us(),
+        queue_start_us: crate::util::now_us(),
         script_path: plan.script,
         app_group: plan.app_group.as_bytes(),
         callable: plan.callable.as_bytes(),
@@ -102,13 +102,6 @@ pub fn encode_head<'a>(
             Err(ffi::HTTP_REQUEST_ENTITY_TOO_LARGE)
         }
     }
-}
-
-/// Microseconds since the Unix epoch (the clock of `r->request_time`).
-fn now_us() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
 }
 
 /// Returns freed request and response buffers to the system every 1024 requests of a child,
@@ -182,18 +175,14 @@ pub fn serve(
                         Level::Info
                     };
                     // Debug here is the common case: format nothing unless it is logged.
-                    if crate::logging::enabled(level) {
-                        log::request(
-                            r,
-                            level,
-                            &format!(
-                                "RW0075: mod_rwsgi: daemon process '{}' closed the connection before \
-                             answering ({}); resending the request once",
-                                target.group,
-                                describe(cause.as_ref())
-                            ),
-                        );
-                    }
+                    log::request_at!(
+                        r,
+                        level,
+                        "RW0075: mod_rwsgi: daemon process '{}' closed the connection before \
+                         answering ({}); resending the request once",
+                        target.group,
+                        describe(cause.as_ref())
+                    );
                 }
                 if !pause.is_zero() {
                     std::thread::sleep(pause);

@@ -63,7 +63,7 @@ pub(super) fn put_idle(path: &Path, mut conn: DaemonConn) {
 /// set, else socket-timeout: `TimedOut`.
 pub(super) fn connect(target: &DaemonTarget) -> io::Result<DaemonConn> {
     let deadline = Instant::now() + target.connect_timeout;
-    let mut delay = Duration::from_millis(10);
+    let mut backoff = Backoff::new(deadline);
     let handshake_timeout = target
         .queue_timeout
         .map_or(target.socket_timeout, |q| q.min(target.socket_timeout));
@@ -93,8 +93,7 @@ pub(super) fn connect(target: &DaemonTarget) -> io::Result<DaemonConn> {
                                 | io::ErrorKind::ConnectionAborted
                         ) && Instant::now() < deadline =>
                     {
-                        std::thread::sleep(delay);
-                        delay = (delay * 2).min(Duration::from_millis(250));
+                        backoff.wait();
                     }
                     // Connected (into the backlog) but no answer within socket-timeout: the
                     // daemon is frozen or swamped. Not a connect failure: report a timeout.
@@ -117,10 +116,54 @@ pub(super) fn connect(target: &DaemonTarget) -> io::Result<DaemonConn> {
                         | io::ErrorKind::WouldBlock
                 ) && Instant::now() < deadline =>
             {
-                std::thread::sleep(delay.min(deadline.saturating_duration_since(Instant::now())));
-                delay = (delay * 2).min(Duration::from_millis(250));
+                backoff.wait();
             }
             Err(e) => return Err(e),
         }
+    }
+}
+
+/// The pause between connect attempts: 10 ms doubling up to 250 ms, never past the deadline.
+struct Backoff {
+    delay: Duration,
+    deadline: Instant,
+}
+
+impl Backoff {
+    const FIRST: Duration = Duration::from_millis(10);
+    const MAX: Duration = Duration::from_millis(250);
+
+    fn new(deadline: Instant) -> Backoff {
+        Backoff {
+            delay: Self::FIRST,
+            deadline,
+        }
+    }
+
+    /// The next pause (and the one after doubles).
+    fn next_pause(&mut self) -> Duration {
+        let pause = self
+            .delay
+            .min(self.deadline.saturating_duration_since(Instant::now()));
+        self.delay = (self.delay * 2).min(Self::MAX);
+        pause
+    }
+
+    fn wait(&mut self) {
+        std::thread::sleep(self.next_pause());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_to_its_cap_and_stops_at_the_deadline() {
+        let mut b = Backoff::new(Instant::now() + Duration::from_secs(60));
+        let pauses: Vec<u64> = (0..7).map(|_| b.next_pause().as_millis() as u64).collect();
+        assert_eq!(pauses, [10, 20, 40, 80, 160, 250, 250]);
+        let mut late = Backoff::new(Instant::now());
+        assert_eq!(late.next_pause(), Duration::ZERO);
     }
 }
