@@ -19,10 +19,10 @@ pub fn limit_malloc_arenas() {
 pub const TRIM_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Counts requests and returns the heaps' free pages to the kernel every `every` of them, and
-/// at the first request `interval` or more after the last trim: `malloc_trim` walks the free
-/// chunks (tens of µs), so a per-request share well under 1 µs. The time rule matters after
-/// a burst of large bodies followed by fewer, smaller requests: their freed buffers would
-/// otherwise stay resident until the 1024th request.
+/// at the first request `interval` or more after the last trim: `malloc_trim` walks every
+/// free chunk, too slow to run per request, so its cost is shared by `every` requests. The
+/// time rule matters after a burst of large bodies followed by fewer, smaller requests:
+/// their freed buffers would otherwise stay resident until the `every`-th request.
 pub struct HeapTrimmer {
     requests: AtomicU64,
     every: u64,

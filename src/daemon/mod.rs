@@ -5,7 +5,8 @@
 //! `spawn`, takes its signals through `signals`, starts Python), then serves (`process`,
 //! `gil_thread` taking the GIL for its monitor, `worker` dispatching requests to its
 //! threads, `request_io` for each request's I/O) or runs its service scripts (`service`).
-//! Nothing here calls Apache: what needs Apache is passed in by `module.rs`.
+//! Nothing here calls Apache or reads its configuration: the composition root turns the
+//! configuration into plans (`DaemonPlan`, `GroupPlan`) and starts the manager with them.
 
 pub mod child_start;
 pub mod control;
