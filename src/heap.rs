@@ -19,10 +19,10 @@ pub fn limit_malloc_arenas() {
 pub const TRIM_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Counts requests and returns the heaps' free pages to the kernel every `every` of them, and
-/// at the first request `interval` or more after the last trim: `malloc_trim` walks the free
-/// chunks (tens of µs), so a per-request share well under 1 µs. The time rule matters after
-/// a burst of large bodies followed by fewer, smaller requests: their freed buffers would
-/// otherwise stay resident until the 1024th request.
+/// at the first request `interval` or more after the last trim: `malloc_trim` walks every
+/// free chunk, too slow to run per request, so its cost is shared by `every` requests. The
+/// time rule matters after a burst of large bodies followed by fewer, smaller requests:
+/// their freed buffers would otherwise stay resident until the `every`-th request.
 pub struct HeapTrimmer {
     requests: AtomicU64,
     every: u64,
@@ -45,8 +45,12 @@ impl HeapTrimmer {
     /// last trim (a process's first request only starts the clock). Returns whether it
     /// trimmed.
     pub fn request_done(&self) -> bool {
+        self.request_done_at(now_ms())
+    }
+
+    /// [`HeapTrimmer::request_done`] at `now` (milliseconds on a monotonic clock, never 0).
+    fn request_done_at(&self, now: u64) -> bool {
         let n = self.requests.fetch_add(1, Ordering::Relaxed) + 1;
-        let now = now_ms();
         let last = self.last_trim_ms.load(Ordering::Relaxed);
         let by_count = self.every != 0 && n % self.every == 0;
         let by_time = self.interval_ms != 0 && last != 0 && now >= last + self.interval_ms;
@@ -89,12 +93,14 @@ mod tests {
     fn trims_once_an_interval_has_passed_since_the_last_trim() {
         let trimmer = HeapTrimmer::new(0, Duration::from_millis(100));
         // The first request starts the clock; the next ones come too soon.
-        assert!(!trimmer.request_done());
-        assert!(!trimmer.request_done());
-        std::thread::sleep(Duration::from_millis(150));
-        assert!(trimmer.request_done());
-        assert!(!trimmer.request_done(), "the trim restarted the clock");
-        std::thread::sleep(Duration::from_millis(150));
-        assert!(trimmer.request_done());
+        assert!(!trimmer.request_done_at(1_000));
+        assert!(!trimmer.request_done_at(1_099));
+        assert!(trimmer.request_done_at(1_100));
+        assert!(
+            !trimmer.request_done_at(1_150),
+            "the trim restarted the clock"
+        );
+        assert!(!trimmer.request_done_at(1_199));
+        assert!(trimmer.request_done_at(1_250));
     }
 }

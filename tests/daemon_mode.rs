@@ -575,16 +575,42 @@ fn huge_generator_response_streams_with_backpressure() {
     let size: u64 = 1 << 30; // 1 GiB, far more than any buffer may hold
     let mut s = TcpStream::connect(("127.0.0.1", apache.port())).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let progress = apache.marker("big-progress");
     write!(
         s,
-        "GET /app/big?n={size} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        "GET /app/big?n={size}&progress={} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        progress.display()
     )
     .unwrap();
     let mut buf = vec![0u8; 1 << 16];
     let mut got = s.read(&mut buf).unwrap() as u64;
     let before = rss_kib(daemon);
-    // A client that stops reading: the app must be held back, not buffered ahead.
-    std::thread::sleep(Duration::from_secs(2));
+    // A client that stops reading: the app must be held back, not buffered ahead. Wait
+    // until the app stops producing (the same count in five reads 100 ms apart): blocked
+    // by the full buffers on the way, or done if nothing held it back.
+    let produced = || {
+        std::fs::read_to_string(&progress)
+            .ok()
+            .and_then(|t| t.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (mut last, mut same) = (produced(), 0);
+    while same < 5 {
+        std::thread::sleep(Duration::from_millis(100));
+        let now = produced();
+        same = if now == last && now > 0 { same + 1 } else { 0 };
+        last = now;
+        assert!(
+            Instant::now() < deadline,
+            "the app kept producing ({last} bytes)\n{}",
+            apache.error_log()
+        );
+    }
+    assert!(
+        last < size / 4,
+        "the app produced {last} of {size} bytes for a client that read {got}"
+    );
     let during = rss_kib(daemon);
     let apache_children: Vec<u32> = std::fs::read_dir("/proc")
         .unwrap()

@@ -28,9 +28,14 @@ struct Express {
     port: u16,
     stdout: Arc<Mutex<String>>,
     stderr: Arc<Mutex<String>>,
+    /// The two collecting threads: finished once both pipes reached end of file.
+    readers: Vec<std::thread::JoinHandle<()>>,
 }
 
-fn collect(stream: impl Read + Send + 'static, into: Arc<Mutex<String>>) {
+fn collect(
+    stream: impl Read + Send + 'static,
+    into: Arc<Mutex<String>>,
+) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
         for line in BufReader::new(stream).lines() {
             let Ok(line) = line else { break };
@@ -38,7 +43,7 @@ fn collect(stream: impl Read + Send + 'static, into: Arc<Mutex<String>>) {
             text.push_str(&line);
             text.push('\n');
         }
-    });
+    })
 }
 
 impl Express {
@@ -71,19 +76,22 @@ impl Express {
             .expect("spawn rwsgi-express");
         let stdout = Arc::new(Mutex::new(String::new()));
         let stderr = Arc::new(Mutex::new(String::new()));
-        collect(child.stdout.take().unwrap(), stdout.clone());
-        collect(child.stderr.take().unwrap(), stderr.clone());
+        let readers = vec![
+            collect(child.stdout.take().unwrap(), stdout.clone()),
+            collect(child.stderr.take().unwrap(), stderr.clone()),
+        ];
         let mut ex = Express {
             child: Some(child),
             root,
             port,
             stdout,
             stderr,
+            readers,
         };
         let start = Instant::now();
         while !ex.out().contains("Serving http://") {
             if let Some(status) = ex.child.as_mut().unwrap().try_wait().unwrap() {
-                std::thread::sleep(Duration::from_millis(100));
+                ex.wait_for_readers();
                 ex.child = None;
                 panic!(
                     "rwsgi-express exited ({status}) before serving:\n{}",
@@ -98,6 +106,19 @@ impl Express {
             std::thread::sleep(Duration::from_millis(50));
         }
         ex
+    }
+
+    /// Waits (bounded) until the collecting threads have read all output: both pipes are at
+    /// end of file once rwsgi-express and every process that inherited them exited.
+    fn wait_for_readers(&self) {
+        let start = Instant::now();
+        while !self.readers.iter().all(|r| r.is_finished()) {
+            if start.elapsed() > Duration::from_secs(10) {
+                eprintln!("rwsgi-express output still open 10 s after it exited");
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     fn out(&self) -> String {
@@ -147,7 +168,7 @@ impl Express {
         let start = Instant::now();
         loop {
             if let Some(status) = child.try_wait().unwrap() {
-                std::thread::sleep(Duration::from_millis(100)); // let the readers finish
+                self.wait_for_readers();
                 return status;
             }
             if start.elapsed() > Duration::from_secs(25) {
@@ -382,10 +403,22 @@ fn unreadable_app_is_served_from_a_copy_and_reloads_on_changes() {
     let first_pid: i32 = first[4..].parse().unwrap();
 
     // Change a module the app imported (not the script): the monitor restarts the daemon.
-    std::thread::sleep(Duration::from_millis(1100));
-    fs::write(served_dir.join("helper.py"), "VALUE = 'two'\n").unwrap();
+    // The monitor notes a module's mtime on its first pass (once a second) after the import,
+    // which the test cannot see: until the new version is served, each poll sets a new mtime,
+    // so one of them lands after that pass whenever it was.
+    let helper = served_dir.join("helper.py");
+    fs::write(&helper, "VALUE = 'two'\n").unwrap();
+    let ahead = std::time::SystemTime::now() + Duration::from_secs(2);
     let start = Instant::now();
+    let mut polls = 0u64;
     let second = loop {
+        polls += 1;
+        fs::File::options()
+            .write(true)
+            .open(&helper)
+            .unwrap()
+            .set_modified(ahead + Duration::from_millis(10 * polls))
+            .unwrap();
         let resp = http::request(ex.port, "GET", "/", &[], b"");
         if let Ok(r) = resp {
             if r.text().starts_with("two ") {

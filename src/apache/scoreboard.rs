@@ -1,7 +1,9 @@
 //! Apache's scoreboard (the shared memory where the parent and its children record every
-//! worker's state), read into plain values. It exists in the Apache parent from the MPM's
-//! start on, and in every process forked after that: Apache children, and daemon processes
-//! when the daemon manager was forked after it (see `manager.rs`).
+//! worker's state), read into plain values. The MPM creates it in a pre_mpm hook on
+//! Apache's first start and keeps it across restarts; a process forked after that has it:
+//! Apache children, and the daemons of a configuration that asks for it
+//! (`server-metrics=on`), whose manager is then forked only once it exists. Elsewhere
+//! [`read`] returns None.
 
 use crate::ffi;
 

@@ -1186,8 +1186,8 @@ pub(crate) mod tests {
         assert!(!ok("g server-metrics=Off").server_metrics);
     }
 
-    /// Issue 29 item 9: the socket's timeouts keep fractions of a second (to the
-    /// microsecond) instead of being refused or truncated; 0 still means "not set".
+    /// The socket's timeouts keep fractions of a second (to the microsecond); 0 still
+    /// means "not set".
     #[test]
     fn socket_timeouts_take_decimal_seconds() {
         let ms = Duration::from_millis;

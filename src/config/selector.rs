@@ -1,6 +1,8 @@
-//! `GroupSelector`: the value of WSGIProcessGroup / WSGIApplicationGroup and of
-//! the `process-group=` / `application-group=` options, and its per-request
-//! expansion (mod_wsgi's `wsgi_process_group` / `wsgi_application_group`).
+//! `GroupSelector`: the value of WSGIProcessGroup / WSGIApplicationGroup and of the
+//! `process-group=` / `application-group=` options, checked when the configuration is read;
+//! and the per-request expansion of those and of WSGICallableObject. Expansion is pure: the
+//! handler passes the request's facts in (a [`SelectorContext`], an `env` lookup), and
+//! nothing here reads Apache.
 
 use std::fmt;
 

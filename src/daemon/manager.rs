@@ -349,10 +349,8 @@ impl Manager {
     }
 
     fn begin_stop(&mut self, how: Stopping, why: &str) {
-        match self.stopping {
-            Some((Stopping::Hard, _)) => return,
-            Some((Stopping::Graceful, _)) if how == Stopping::Graceful => return,
-            _ => {}
+        if !stop_escalates(self.stopping.map(|(current, _)| current), how) {
+            return;
         }
         let (signal, window) = match how {
             Stopping::Graceful => (
@@ -443,19 +441,10 @@ impl Manager {
         if self.groups[g].replacing.is_some_and(|(slot, _)| slot == s) {
             self.groups[g].replacing = None;
         }
-        let exit = match death {
-            Death::Exited(code) => DaemonExit::from_code(code),
-            _ => None,
-        };
-        let planned = exit.is_some_and(DaemonExit::is_orderly);
+        let planned = death.is_planned();
         if let Some(m) = metrics {
-            let reason = match death {
-                Death::Killed(_) => "killed",
-                Death::Exited(_) if planned => "planned",
-                Death::Exited(_) => "exited",
-            };
             m.table
-                .count_restart(m.group, metrics_table::reason_index(reason));
+                .count_restart(m.group, metrics_table::reason_index(death.restart_reason()));
         }
         let slot = &mut self.groups[g].slots[s];
         let delay = slot.history.on_death(Instant::now(), planned);
@@ -578,29 +567,28 @@ impl Manager {
             return;
         }
         let (g, s) = (daemon.group, daemon.slot);
-        let group = &mut self.groups[g];
-        if group.queue.iter().any(|r| r.pid == pid) {
-            return;
+        let queued = enqueue(
+            &mut self.groups[g].queue,
+            ReplaceRequest {
+                slot: s,
+                pid,
+                reason,
+                scripts,
+            },
+        );
+        if queued {
+            self.start_next_replacement(g);
         }
-        group.queue.push_back(ReplaceRequest {
-            slot: s,
-            pid,
-            reason,
-            scripts,
-        });
-        self.start_next_replacement(g);
     }
 
     /// Starts the next queued replacement of group `g` unless one is starting already.
     fn start_next_replacement(&mut self, g: usize) {
         while self.groups[g].replacing.is_none() {
-            let Some(request) = self.groups[g].queue.pop_front() else {
+            let group = &mut self.groups[g];
+            let Some(request) = next_replacement(&mut group.queue, &group.slots) else {
                 return;
             };
             let s = request.slot;
-            if self.groups[g].slots[s].current != Some(request.pid) {
-                continue; // it died or was replaced meanwhile
-            }
             if let Some(d) = self.daemons.get_mut(&request.pid) {
                 d.retiring = true;
             }
@@ -644,18 +632,16 @@ impl Manager {
 
     /// A replacement that never gets ready must not hold its predecessor forever.
     fn check_replacement_patience(&mut self) {
+        let now = Instant::now();
         for g in 0..self.groups.len() {
-            let Some((s, since)) = self.groups[g].replacing else {
-                continue;
-            };
             let patience = self.groups[g]
                 .plan
                 .timers
                 .startup_timeout
                 .unwrap_or(control::REPLACEMENT_PATIENCE);
-            if since.elapsed() < patience {
+            let Some(s) = out_of_patience(self.groups[g].replacing, patience, now) else {
                 continue;
-            }
+            };
             if let Some(old) = self.groups[g].slots[s].waiting.take() {
                 logging::warning(&format!(
                     "RW0027: mod_rwsgi: the replacement of daemon process '{}' #{s} (pid {old}) was \
@@ -671,10 +657,74 @@ impl Manager {
     }
 }
 
+/// Whether a stop asked for `how` changes anything while `current` is under way: a hard
+/// stop overrides a graceful one, never the other way round, and none repeats.
+fn stop_escalates(current: Option<Stopping>, how: Stopping) -> bool {
+    match current {
+        None => true,
+        Some(Stopping::Hard) => false,
+        Some(Stopping::Graceful) => how == Stopping::Hard,
+    }
+}
+
+/// Queues a replacement request unless its process already has one queued; returns whether
+/// it was queued.
+fn enqueue(queue: &mut VecDeque<ReplaceRequest>, request: ReplaceRequest) -> bool {
+    if queue.iter().any(|r| r.pid == request.pid) {
+        return false;
+    }
+    queue.push_back(request);
+    true
+}
+
+/// Takes the next queued replacement whose process still serves its slot: one that died or
+/// was replaced meanwhile is dropped.
+fn next_replacement(
+    queue: &mut VecDeque<ReplaceRequest>,
+    slots: &[Slot],
+) -> Option<ReplaceRequest> {
+    while let Some(request) = queue.pop_front() {
+        if slots.get(request.slot).and_then(|slot| slot.current) == Some(request.pid) {
+            return Some(request);
+        }
+    }
+    None
+}
+
+/// The slot whose replacement has been starting for `patience` or longer at `now`, if any:
+/// its predecessor stops waiting and drains anyway.
+fn out_of_patience(
+    replacing: Option<(usize, Instant)>,
+    patience: Duration,
+    now: Instant,
+) -> Option<usize> {
+    let (slot, since) = replacing?;
+    (now.saturating_duration_since(since) >= patience).then_some(slot)
+}
+
 #[derive(Clone, Copy, Debug)]
 enum Death {
     Exited(i32),
     Killed(Signal),
+}
+
+impl Death {
+    /// An orderly exit (a planned restart or a stop): never counted as a crash.
+    fn is_planned(self) -> bool {
+        match self {
+            Death::Exited(code) => DaemonExit::from_code(code).is_some_and(DaemonExit::is_orderly),
+            Death::Killed(_) => false,
+        }
+    }
+
+    /// The restart reason counted in the metrics table.
+    fn restart_reason(self) -> &'static str {
+        match self {
+            Death::Killed(_) => "killed",
+            Death::Exited(_) if self.is_planned() => "planned",
+            Death::Exited(_) => "exited",
+        }
+    }
 }
 
 impl std::fmt::Display for Death {
@@ -701,5 +751,117 @@ fn run_daemon(plan: DaemonPlan) -> DaemonExit {
         service::run_service_scripts(plan)
     } else {
         daemon_process::serve_requests(plan)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(slot: usize, pid: i32) -> ReplaceRequest {
+        ReplaceRequest {
+            slot,
+            pid: Pid::from_raw(pid),
+            reason: format!("test {pid}"),
+            scripts: Vec::new(),
+        }
+    }
+
+    fn slots(current: &[Option<i32>]) -> Vec<Slot> {
+        current
+            .iter()
+            .map(|pid| Slot {
+                current: pid.map(Pid::from_raw),
+                waiting: None,
+                history: SlotHistory::new(Instant::now()),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_process_is_queued_for_replacement_once() {
+        let mut queue = VecDeque::new();
+        assert!(enqueue(&mut queue, request(0, 10)));
+        assert!(enqueue(&mut queue, request(1, 11)));
+        assert!(!enqueue(&mut queue, request(0, 10)), "asked twice");
+        let order: Vec<i32> = queue.iter().map(|r| r.pid.as_raw()).collect();
+        assert_eq!(order, [10, 11]);
+    }
+
+    #[test]
+    fn replacements_come_in_order_skipping_processes_no_longer_serving_their_slot() {
+        let mut queue = VecDeque::new();
+        for (slot, pid) in [(0, 10), (1, 11), (2, 12), (3, 13)] {
+            enqueue(&mut queue, request(slot, pid));
+        }
+        // Slot 0's process died and slot 1 has a new one: their requests are stale.
+        let slots = slots(&[None, Some(21), Some(12), Some(13)]);
+        let first = next_replacement(&mut queue, &slots).unwrap();
+        assert_eq!((first.slot, first.pid.as_raw()), (2, 12));
+        let second = next_replacement(&mut queue, &slots).unwrap();
+        assert_eq!((second.slot, second.pid.as_raw()), (3, 13));
+        assert!(next_replacement(&mut queue, &slots).is_none());
+        assert!(queue.is_empty());
+        // A slot the group no longer has is stale too.
+        enqueue(&mut queue, request(7, 17));
+        assert!(next_replacement(&mut queue, &slots).is_none());
+    }
+
+    #[test]
+    fn a_replacement_that_is_not_ready_within_patience_releases_its_predecessor() {
+        let t0 = Instant::now();
+        let patience = Duration::from_secs(30);
+        assert_eq!(out_of_patience(None, patience, t0 + patience), None);
+        let replacing = Some((2, t0));
+        assert_eq!(out_of_patience(replacing, patience, t0), None);
+        assert_eq!(
+            out_of_patience(
+                replacing,
+                patience,
+                t0 + patience - Duration::from_millis(1)
+            ),
+            None
+        );
+        assert_eq!(out_of_patience(replacing, patience, t0 + patience), Some(2));
+        // A clock that reads earlier than the start (another thread's Instant) waits.
+        assert_eq!(
+            out_of_patience(Some((1, t0 + patience)), patience, t0),
+            None
+        );
+    }
+
+    #[test]
+    fn a_hard_stop_overrides_a_graceful_one_and_nothing_repeats() {
+        use Stopping::{Graceful, Hard};
+        assert!(stop_escalates(None, Graceful));
+        assert!(stop_escalates(None, Hard));
+        assert!(stop_escalates(Some(Graceful), Hard));
+        assert!(!stop_escalates(Some(Graceful), Graceful));
+        assert!(!stop_escalates(Some(Hard), Hard));
+        assert!(!stop_escalates(Some(Hard), Graceful));
+    }
+
+    #[test]
+    fn deaths_are_planned_only_for_orderly_exits_and_counted_by_reason() {
+        let planned = Death::Exited(DaemonExit::PlannedRestart.code());
+        assert!(planned.is_planned());
+        assert_eq!(planned.restart_reason(), "planned");
+        assert_eq!(
+            planned.to_string(),
+            format!(
+                "exited with status {} (a planned restart)",
+                DaemonExit::PlannedRestart.code()
+            )
+        );
+        let failed = Death::Exited(DaemonExit::Failed.code());
+        assert!(!failed.is_planned());
+        assert_eq!(failed.restart_reason(), "exited");
+        let odd = Death::Exited(3);
+        assert!(!odd.is_planned());
+        assert_eq!(odd.to_string(), "exited with status 3");
+        let killed = Death::Killed(Signal::SIGKILL);
+        assert!(!killed.is_planned());
+        assert_eq!(killed.restart_reason(), "killed");
+        assert_eq!(killed.to_string(), "was killed by SIGKILL");
     }
 }

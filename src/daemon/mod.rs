@@ -6,7 +6,8 @@
 //! (`serving_daemon`, `gil_thread` taking the GIL for its monitor, `worker` dispatching
 //! requests to its threads, `request_io` for each request's I/O) or runs its service
 //! scripts (`service_daemon`). Nothing here calls Apache, the handler or the composition
-//! root: what needs Apache is passed in by `module/`.
+//! root: the composition root turns the configuration into plans (`DaemonPlan`,
+//! `GroupPlan`) and starts the manager with them.
 
 pub mod child_start;
 pub mod control;

@@ -328,3 +328,74 @@ fn set_display_name(name: &str, argv_area: Option<(usize, usize)>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Writes `text` to a file of its own and returns its path.
+    fn env_file(tag: &str, text: &str) -> String {
+        let path =
+            std::env::temp_dir().join(format!("rwsgi-env-file-{}-{tag}.env", std::process::id()));
+        std::fs::write(&path, text).unwrap();
+        path.to_string_lossy().into_owned()
+    }
+
+    fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+        list.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn env_file_pairs_come_in_file_order_with_export_quotes_and_comments() {
+        let path = env_file(
+            "ok",
+            "# a comment\n\
+             ZETA=last-name-first\n\
+             export ALPHA=1\n\
+             \n\
+             SINGLE='a b # not a comment'\n\
+             DOUBLE=\"line\\nbreak\"\n\
+             PLAIN=value # a trailing comment\n\
+             EMPTY=\n",
+        );
+        let read = read_env_file(&path);
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(
+            read.unwrap(),
+            pairs(&[
+                ("ZETA", "last-name-first"),
+                ("ALPHA", "1"),
+                ("SINGLE", "a b # not a comment"),
+                ("DOUBLE", "line\nbreak"),
+                ("PLAIN", "value"),
+                ("EMPTY", ""),
+            ])
+        );
+    }
+
+    #[test]
+    fn a_malformed_env_file_line_is_named() {
+        let path = env_file("bad", "GOOD=1\nthis line has no equals sign\n");
+        let read = read_env_file(&path);
+        std::fs::remove_file(&path).unwrap();
+        let err = read.unwrap_err();
+        assert!(
+            err.starts_with("malformed line at character")
+                && err.contains("this line has no equals sign"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_missing_env_file_says_why() {
+        let err = read_env_file("/nonexistent/rwsgi/.env").unwrap_err();
+        assert!(err.contains("No such file"), "{err}");
+        let shown = SpawnError::EnvFile("/nonexistent/rwsgi/.env".into(), err).to_string();
+        assert!(
+            shown.starts_with("cannot read env-file=/nonexistent/rwsgi/.env: "),
+            "{shown}"
+        );
+    }
+}

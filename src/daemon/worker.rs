@@ -761,8 +761,8 @@ impl Dispatcher {
             Outcome::ClientGone => false,
             // The script's reload check asked for a reload: as after a touch, nothing of the
             // request ran, so Apache resends it to the replacement process. A touch between
-            // the check above and this request's own check lands here too (seen under load
-            // with Python 3.13): name it as a touch.
+            // the check above and this request's own check lands here too: name it as a
+            // touch.
             Outcome::ReloadRequired => {
                 self.mark_stale(if host.script_changed(script, &app_group) {
                     "the WSGI script changed (touch-to-reload)"

@@ -1,5 +1,8 @@
 //! This module's per-server configuration slot and the only ways to reach it: shared
-//! (`&'static`) once the configuration is read, exclusive only from a directive callback.
+//! (`&'static`) by hooks and request threads, exclusive only from a directive callback while
+//! Apache reads its configuration. Once the MPM runs, a directive callback (one read from
+//! `.htaccess` on a request thread) gets no slot: [`configuring_slot`] and [`with_global`]
+//! refuse, so nothing changes a server's configuration while requests are served.
 
 use std::sync::atomic::{AtomicPtr, Ordering};
 use std::sync::{Mutex, OnceLock};

@@ -57,6 +57,27 @@ struct LoadFailure {
 const FIRST_RETRY_DELAY: Duration = Duration::from_secs(1);
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(30);
 
+impl LoadFailure {
+    /// The failure to record for a load that failed at `now` with the script at `mtime`:
+    /// the back-off doubles while the script is unchanged and starts over when it changed.
+    fn after(last: Option<&LoadFailure>, mtime: Option<SystemTime>, now: Instant) -> LoadFailure {
+        let delay = match last {
+            Some(last) if last.mtime == mtime => (last.delay * 2).min(MAX_RETRY_DELAY),
+            _ => FIRST_RETRY_DELAY,
+        };
+        LoadFailure {
+            mtime,
+            retry_at: now + delay,
+            delay,
+        }
+    }
+
+    /// Whether a request at `now`, finding the script at `mtime`, must not load it again yet.
+    fn holds_back(&self, now: Instant, mtime: Option<SystemTime>) -> bool {
+        now < self.retry_at && mtime == self.mtime
+    }
+}
+
 #[derive(Default)]
 pub(crate) struct Loader {
     slots: Mutex<HashMap<(PathBuf, String), Arc<Slot>>>,
@@ -141,7 +162,7 @@ impl Loader {
         }
         if let Some(failure) = lock(&slot.failure).as_ref() {
             let now = Instant::now();
-            if now < failure.retry_at && mtime_of(path).ok() == failure.mtime {
+            if failure.holds_back(now, mtime_of(path).ok()) {
                 let path = path.display();
                 let msg = format!(
                     "{}WSGI script '{path}'{} failed to load; not retrying for another {:.1} s \
@@ -159,16 +180,9 @@ impl Loader {
         match &result {
             Ok(_) => *failure = None,
             Err(_) => {
-                let mtime = mtime_of(path).ok();
-                let delay = match failure.as_ref() {
-                    Some(last) if last.mtime == mtime => (last.delay * 2).min(MAX_RETRY_DELAY),
-                    _ => FIRST_RETRY_DELAY,
-                };
-                *failure = Some(LoadFailure {
-                    mtime,
-                    retry_at: Instant::now() + delay,
-                    delay,
-                });
+                let next =
+                    LoadFailure::after(failure.as_ref(), mtime_of(path).ok(), Instant::now());
+                *failure = Some(next);
             }
         }
         result
@@ -425,5 +439,48 @@ fn exec_script(
             super::log_detached(py, Level::Error, &format!("RW0103: {msg}"));
             Err(msg)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_load_is_held_back_until_its_delay_passes_or_the_script_changes() {
+        let t0 = Instant::now();
+        let m1 = Some(UNIX_EPOCH + Duration::from_secs(1));
+        let m2 = Some(UNIX_EPOCH + Duration::from_secs(2));
+        let first = LoadFailure::after(None, m1, t0);
+        assert_eq!(first.delay, FIRST_RETRY_DELAY);
+        assert!(first.holds_back(t0, m1));
+        assert!(first.holds_back(t0 + Duration::from_millis(999), m1));
+        assert!(
+            !first.holds_back(t0 + FIRST_RETRY_DELAY, m1),
+            "the back-off ended"
+        );
+        assert!(
+            !first.holds_back(t0, m2),
+            "a touched script is retried at once"
+        );
+        assert!(!first.holds_back(t0, None), "so is one that is gone");
+    }
+
+    #[test]
+    fn the_back_off_doubles_while_the_script_is_unchanged_up_to_the_cap() {
+        let t0 = Instant::now();
+        let m1 = Some(UNIX_EPOCH + Duration::from_secs(1));
+        let mut last = LoadFailure::after(None, m1, t0);
+        let mut delays = vec![last.delay.as_secs()];
+        for _ in 0..6 {
+            last = LoadFailure::after(Some(&last), m1, t0);
+            delays.push(last.delay.as_secs());
+        }
+        assert_eq!(delays, [1, 2, 4, 8, 16, 30, 30]);
+        let changed = LoadFailure::after(Some(&last), Some(UNIX_EPOCH), t0);
+        assert_eq!(
+            changed.delay, FIRST_RETRY_DELAY,
+            "a changed script starts over"
+        );
     }
 }

@@ -1,9 +1,11 @@
 //! L3 CPython host: initialises CPython in an (already forked, privilege-dropped) process,
-//! loads WSGI scripts and serves requests with PEP 3333 semantics.
+//! loads WSGI scripts and serves requests with PEP 3333 semantics; also runs the early-phase
+//! scripts (access, authentication, dispatch) and service scripts.
 //!
 //! It knows nothing of sockets, Apache or the wire protocol: requests arrive as a
-//! [`RequestSpec`] plus a [`RequestIo`] implemented by the daemon worker (over the socket) or,
-//! later, by the embedded handler (over Apache brigades).
+//! [`RequestSpec`] plus a [`RequestIo`] implemented by the daemon worker (over the socket) or
+//! by the embedded handler (over Apache brigades); the scoreboard comes through a reader
+//! function the composition root installs.
 //!
 //! GIL discipline: [`initialize`] releases the GIL before returning, so any thread may enter
 //! Python. [`AppHost::handle`] is called without the GIL, attaches only while Python code runs
@@ -12,10 +14,12 @@
 //! Application groups: pyo3 classes cannot live in sub-interpreters (PyO3/pyo3#4570), so every
 //! group runs in the main interpreter; each (script, group) pair gets its own module object.
 //!
-//! Files: `interpreter` (init/finalize), `loader` (script import and reload), `environ`,
-//! `input` (wsgi.input), `log_object` (wsgi.errors, sys.stdout/stderr), `start_response`,
-//! `file_wrapper`, `modwsgi` (the `mod_wsgi` Python module), `metrics` (its metrics API), `request` (per-request state and
-//! the only access path to the [`RequestIo`]), `app` (the request driver, [`AppHost`]).
+//! Files: `interpreter` (init/finalize), `settings` (what Python is told), `loader` (script
+//! import and reload), `environ`, `input` (wsgi.input), `log_object` (wsgi.errors,
+//! sys.stdout/stderr), `start_response`, `file_wrapper`, `modwsgi` (the `mod_wsgi` Python
+//! module), `metrics` (its metrics API), `request` (per-request state and the only access
+//! path to the [`RequestIo`]), `app` (the request driver, [`AppHost`]), `phase_scripts`,
+//! `service`, `signal_intercept` (WSGIRestrictSignal), `diagnostics` (stacks, GIL heartbeat).
 
 mod app;
 mod diagnostics;
@@ -57,8 +61,8 @@ pub use settings::InterpreterSettings;
 /// `mod_wsgi.version` and `environ['mod_wsgi.version']`.
 pub const MOD_WSGI_VERSION: (u32, u32, u32) = (6, 0, 5);
 
-/// The request side of the outside world (implemented by the daemon over the socket, and later
-/// by Apache brigades in embedded mode).
+/// The request side of the outside world (implemented by the daemon over the socket, and by
+/// Apache brigades in embedded mode).
 ///
 /// Every method is called with the GIL RELEASED, so implementations may block.
 pub trait RequestIo: Send {

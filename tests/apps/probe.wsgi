@@ -97,7 +97,9 @@ def application(environ, start_response):
             total += len(chunk)
         return _text(start_response, "%d %s" % (total, h.hexdigest()))
     if path == "/big":
+        # ?progress=PATH: the bytes handed to the server so far are written there per block.
         n = int(q.get("n", "1048576"))
+        progress = q.get("progress")
         block = bytes(range(256)) * 4096
         def gen():
             left = n
@@ -105,6 +107,9 @@ def application(environ, start_response):
                 piece = block[: min(left, len(block))]
                 left -= len(piece)
                 yield piece
+                if progress:
+                    with open(progress, "w") as f:
+                        f.write(str(n - left))
         start_response("200 OK", [("Content-Type", "application/octet-stream"), ("Content-Length", str(n))])
         return gen()
     if path == "/biglist":

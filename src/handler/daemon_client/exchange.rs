@@ -297,11 +297,7 @@ impl Exchange<'_> {
                 let Frame::Error { code, message } = decode(frame)? else {
                     unreachable!("decoded kind matches the raw kind");
                 };
-                // Turned away by a daemon being replaced, before it started: resend.
-                if code == error_code::SHUTTING_DOWN
-                    && self.phase == Phase::AwaitingHead
-                    && !self.body_read
-                {
+                if turned_away(code, self.phase, self.body_read) {
                     return Err(Stop::Setback(Setback::Restarting, None));
                 }
                 return Err(Problem::DaemonError { code, message }.into());
@@ -344,43 +340,39 @@ impl Exchange<'_> {
     /// Until the response head arrives, no longer than request-timeout; after it,
     /// socket-timeout.
     fn read_timeout(&self) -> Duration {
-        match self.head_deadline {
-            Some(due) if self.phase == Phase::AwaitingHead => due
-                .saturating_duration_since(Instant::now())
-                .min(self.target.socket_timeout)
-                .max(Duration::from_millis(1)),
-            _ => self.target.socket_timeout,
-        }
+        read_timeout(
+            self.phase,
+            self.head_deadline,
+            self.target.socket_timeout,
+            Instant::now(),
+        )
     }
 
     /// A read from the daemon failed: a timeout, a setback (nothing ran) or a lost daemon.
     fn read_failed(&self, e: io::Error, body: &Body) -> Stop {
-        if matches!(
+        let head_overdue = self.head_deadline.is_some_and(|due| Instant::now() >= due);
+        let target = self.target;
+        match read_failure(
             e.kind(),
-            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+            self.phase,
+            head_overdue,
+            self.body_read,
+            body.pushed(),
         ) {
-            let target = self.target;
-            let limit = if self.phase == Phase::AwaitingHead
-                && self.head_deadline.is_some_and(|due| Instant::now() >= due)
-            {
-                format!(
+            ReadFailure::RequestTimeout => Problem::Timeout {
+                limit: format!(
                     "request-timeout={} s",
                     target.request_timeout.unwrap_or_default().as_secs()
-                )
-            } else {
-                format!("socket-timeout={} s", target.socket_timeout.as_secs())
-            };
-            return Problem::Timeout { limit }.into();
+                ),
+            }
+            .into(),
+            ReadFailure::SocketTimeout => Problem::Timeout {
+                limit: format!("socket-timeout={} s", target.socket_timeout.as_secs()),
+            }
+            .into(),
+            ReadFailure::ClosedBeforeAnswer => Stop::Setback(Setback::ClosedBeforeAnswer, Some(e)),
+            ReadFailure::DaemonLost => Problem::DaemonLost(e).into(),
         }
-        // A daemon that had read the request whole may have run it and died: a pushed body
-        // makes the request unsafe to resend unless the daemon left some of it unread (its
-        // close then resets the connection).
-        let maybe_started =
-            self.body_read || (body.pushed() && e.kind() != io::ErrorKind::ConnectionReset);
-        if self.phase == Phase::AwaitingHead && !maybe_started {
-            return Stop::Setback(Setback::ClosedBeforeAnswer, Some(e));
-        }
-        Problem::DaemonLost(e).into()
     }
 
     /// Answers a `ReadBody` with up to `max` bytes of request body (empty at its end).
@@ -457,6 +449,69 @@ impl Exchange<'_> {
     }
 }
 
+/// Whether an Error frame with `code` turns the request away unrun (a daemon being replaced,
+/// before the head and before it asked for any body): a setback, resent by the caller.
+fn turned_away(code: u16, phase: Phase, body_read: bool) -> bool {
+    code == error_code::SHUTTING_DOWN && phase == Phase::AwaitingHead && !body_read
+}
+
+/// How long the next read from the daemon may wait at `now`: until the response head, no
+/// longer than request-timeout (`head_deadline`); after it, socket-timeout.
+fn read_timeout(
+    phase: Phase,
+    head_deadline: Option<Instant>,
+    socket_timeout: Duration,
+    now: Instant,
+) -> Duration {
+    match head_deadline {
+        Some(due) if phase == Phase::AwaitingHead => due
+            .saturating_duration_since(now)
+            .min(socket_timeout)
+            .max(Duration::from_millis(1)),
+        _ => socket_timeout,
+    }
+}
+
+/// What a failed read from the daemon means.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ReadFailure {
+    /// No response head by request-timeout.
+    RequestTimeout,
+    /// No frame within socket-timeout.
+    SocketTimeout,
+    /// The daemon cannot have run the request: a [`Setback`] for the resend policy.
+    ClosedBeforeAnswer,
+    /// The daemon may have started on the request and is gone.
+    DaemonLost,
+}
+
+/// Classifies a read that failed with `kind`: `head_overdue` is request-timeout having
+/// passed, `body_read` the daemon having asked for body, `pushed` a body sent with the head.
+fn read_failure(
+    kind: io::ErrorKind,
+    phase: Phase,
+    head_overdue: bool,
+    body_read: bool,
+    pushed: bool,
+) -> ReadFailure {
+    if matches!(kind, io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) {
+        return if phase == Phase::AwaitingHead && head_overdue {
+            ReadFailure::RequestTimeout
+        } else {
+            ReadFailure::SocketTimeout
+        };
+    }
+    // A daemon that had read the request whole may have run it and died: a pushed body
+    // makes the request unsafe to resend unless the daemon left some of it unread (its
+    // close then resets the connection).
+    let maybe_started = body_read || (pushed && kind != io::ErrorKind::ConnectionReset);
+    if phase == Phase::AwaitingHead && !maybe_started {
+        ReadFailure::ClosedBeforeAnswer
+    } else {
+        ReadFailure::DaemonLost
+    }
+}
+
 /// Decodes a frame whose kind needs its payload.
 fn decode(frame: RawFrame<'_>) -> Result<Frame, Problem> {
     frame
@@ -465,4 +520,170 @@ fn decode(frame: RawFrame<'_>) -> Result<Frame, Problem> {
             kind: frame.kind,
             error,
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use io::ErrorKind::{BrokenPipe, ConnectionReset, TimedOut, UnexpectedEof, WouldBlock};
+
+    #[test]
+    fn only_shutting_down_before_head_and_body_is_a_setback() {
+        assert!(turned_away(
+            error_code::SHUTTING_DOWN,
+            Phase::AwaitingHead,
+            false
+        ));
+        assert!(!turned_away(
+            error_code::SHUTTING_DOWN,
+            Phase::AwaitingHead,
+            true
+        ));
+        assert!(!turned_away(
+            error_code::SHUTTING_DOWN,
+            Phase::Relaying,
+            false
+        ));
+        for code in [error_code::OVERLOADED, error_code::APP_LOAD_FAILED] {
+            assert!(!turned_away(code, Phase::AwaitingHead, false), "{code}");
+        }
+    }
+
+    #[test]
+    fn the_read_timeout_is_the_nearer_of_request_and_socket_timeout_until_the_head() {
+        let now = Instant::now();
+        let socket = Duration::from_secs(30);
+        let due = Some(now + Duration::from_secs(5));
+        let wait = |phase, due, at| read_timeout(phase, due, socket, at);
+        assert_eq!(wait(Phase::AwaitingHead, due, now), Duration::from_secs(5));
+        assert_eq!(
+            wait(Phase::AwaitingHead, due, now + Duration::from_secs(4)),
+            Duration::from_secs(1)
+        );
+        // Overdue: the shortest wait, so the timeout is noticed at once.
+        assert_eq!(
+            wait(Phase::AwaitingHead, due, now + Duration::from_secs(9)),
+            Duration::from_millis(1)
+        );
+        let far = Some(now + Duration::from_secs(300));
+        assert_eq!(wait(Phase::AwaitingHead, far, now), socket);
+        assert_eq!(wait(Phase::AwaitingHead, None, now), socket);
+        assert_eq!(wait(Phase::Relaying, due, now), socket);
+    }
+
+    #[test]
+    fn a_timed_out_read_names_request_timeout_only_before_the_head_and_once_overdue() {
+        for kind in [WouldBlock, TimedOut] {
+            let f = |phase, overdue| read_failure(kind, phase, overdue, false, false);
+            assert_eq!(f(Phase::AwaitingHead, true), ReadFailure::RequestTimeout);
+            assert_eq!(f(Phase::AwaitingHead, false), ReadFailure::SocketTimeout);
+            assert_eq!(f(Phase::Relaying, true), ReadFailure::SocketTimeout);
+        }
+    }
+
+    #[test]
+    fn a_closed_connection_is_a_setback_only_when_the_daemon_cannot_have_started() {
+        let f =
+            |kind, phase, body_read, pushed| read_failure(kind, phase, false, body_read, pushed);
+        let ahead = Phase::AwaitingHead;
+        for kind in [UnexpectedEof, BrokenPipe, ConnectionReset] {
+            assert_eq!(
+                f(kind, ahead, false, false),
+                ReadFailure::ClosedBeforeAnswer
+            );
+            // It asked for body: it started on the request.
+            assert_eq!(f(kind, ahead, true, false), ReadFailure::DaemonLost);
+            // After the head, the response is under way.
+            assert_eq!(
+                f(kind, Phase::Relaying, false, false),
+                ReadFailure::DaemonLost
+            );
+        }
+        // A pushed body read whole: it may have run; a reset says it left some unread.
+        assert_eq!(
+            f(UnexpectedEof, ahead, false, true),
+            ReadFailure::DaemonLost
+        );
+        assert_eq!(
+            f(ConnectionReset, ahead, false, true),
+            ReadFailure::ClosedBeforeAnswer
+        );
+    }
+
+    #[test]
+    fn problems_map_to_their_status_log_line_and_connection_fate() {
+        let error = |code| Problem::DaemonError {
+            code,
+            message: b"why".to_vec(),
+        };
+        let cases = [
+            (error(error_code::OVERLOADED), ffi::HTTP_GATEWAY_TIME_OUT),
+            (
+                error(error_code::APP_LOAD_FAILED),
+                ffi::HTTP_SERVICE_UNAVAILABLE,
+            ),
+            (
+                error(error_code::SHUTTING_DOWN),
+                ffi::HTTP_SERVICE_UNAVAILABLE,
+            ),
+            (error(9999), ffi::HTTP_INTERNAL_SERVER_ERROR),
+            (
+                Problem::Timeout {
+                    limit: "socket-timeout=3 s".into(),
+                },
+                ffi::HTTP_GATEWAY_TIME_OUT,
+            ),
+            (Problem::ClientBody, ffi::HTTP_BAD_REQUEST),
+            (Problem::NoFile, ffi::HTTP_BAD_GATEWAY),
+            (
+                Problem::DaemonLost(io::Error::from(UnexpectedEof)),
+                ffi::HTTP_BAD_GATEWAY,
+            ),
+            (
+                Problem::Unexpected {
+                    kind: FrameKind::RespBody,
+                    phase: Phase::AwaitingHead,
+                },
+                ffi::HTTP_BAD_GATEWAY,
+            ),
+        ];
+        for (problem, status) in &cases {
+            assert_eq!(problem.status(), *status, "{problem:?}");
+            // Only an Error frame ends the request at a frame boundary.
+            assert_eq!(
+                problem.leaves_connection_idle(),
+                matches!(problem, Problem::DaemonError { .. }),
+                "{problem:?}"
+            );
+            let (level, line) = problem.log_line("g").expect("logged");
+            assert!(line.starts_with("mod_rwsgi: "), "{line}");
+            let expected = if matches!(problem, Problem::ClientBody) {
+                Level::Info
+            } else {
+                Level::Error
+            };
+            assert!(level == expected, "{problem:?}");
+        }
+        assert!(
+            Problem::ClientGone.log_line("g").is_none(),
+            "Apache logs it"
+        );
+        let (_, line) = Problem::Unexpected {
+            kind: FrameKind::RespEnd,
+            phase: Phase::AwaitingHead,
+        }
+        .log_line("g")
+        .unwrap();
+        assert!(
+            line.contains("ended the response without sending its status"),
+            "{line}"
+        );
+        let (_, line) = Problem::Unexpected {
+            kind: FrameKind::RespHead,
+            phase: Phase::Relaying,
+        }
+        .log_line("g")
+        .unwrap();
+        assert!(line.ends_with("after the response head"), "{line}");
+    }
 }

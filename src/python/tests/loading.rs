@@ -55,16 +55,8 @@ fn load_failure_is_logged_backed_off_and_fixed_by_touching() {
         "WSGI script '{path}' failed to load; not retrying"
     ));
     assert_eq!(backed_off.len(), 1, "{}", dump(&path));
-    // After the back-off the next request tries again.
-    std::thread::sleep(std::time::Duration::from_millis(1100));
-    assert_eq!(
-        request(&host, &path, "/", &mut FakeIo::new()),
-        Outcome::LoadFailed
-    );
-    assert_eq!(
-        logs_with(&format!("Unable to execute Python script file '{path}'.")).len(),
-        2
-    );
+    // That the back-off ends by itself is `loader`'s unit test (a clock passed in); here a
+    // fixed and touched script is loaded at once, within the back-off.
     rewrite(
         &path,
         "def application(e, sr):\n    sr('200 OK', [])\n    return [b'ok']\n",
