@@ -39,9 +39,7 @@ CONTEXTS = {
 
 # Links to files another branch is adding; reported as notes until the file exists, then
 # checked like any other. Remove an entry once its file is in the tree.
-PENDING = {
-    'docs/architecture.md': 'written by the layout work (README "Layout")',
-}
+PENDING = {}
 
 
 # ---------------------------------------------------------------------------------------
