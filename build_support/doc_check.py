@@ -216,17 +216,23 @@ def reference_entries(text):
     return entries
 
 
+def read_entries(root, doc, faults):
+    """The reference entries of `doc` (see reference_entries); none, with a fault, when it
+    cannot be read."""
+    try:
+        return reference_entries(open(os.path.join(root, doc), encoding='utf-8').read())
+    except OSError as e:
+        faults.append(f'{doc}: {e.strerror}')
+        return {}
+
+
 def check_reference(root, faults):
     src, table = directives(root)
     if src is None:
         faults.append('src/: no `pub static DIRECTIVES` found (directive table moved or renamed?)')
         return
     doc = 'docs/configuration.md'
-    try:
-        entries = reference_entries(open(os.path.join(root, doc), encoding='utf-8').read())
-    except OSError as e:
-        faults.append(f'{doc}: {e.strerror}')
-        entries = {}
+    entries = read_entries(root, doc, faults)
     entries = {k: v for k, v in entries.items() if k.upper().startswith('WSGI')}
     for name, (syntax, scope) in table.items():
         if name not in entries:
@@ -251,11 +257,7 @@ def check_reference(root, faults):
         faults.append('src/: no `pub static DAEMON_OPTIONS` found (option table moved or renamed?)')
         return
     doc = 'docs/daemon-options.md'
-    try:
-        entries = reference_entries(open(os.path.join(root, doc), encoding='utf-8').read())
-    except OSError as e:
-        faults.append(f'{doc}: {e.strerror}')
-        entries = {}
+    entries = read_entries(root, doc, faults)
     for name in options:
         if name not in entries:
             faults.append(f'{doc}: no entry (### {name}) for WSGIDaemonProcess option {name}= '

@@ -560,12 +560,7 @@ fn unreachable_daemon_gives_503_after_connect_timeout() {
 }
 
 fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        .unwrap_or(0)
+    common::rss_kib(pid).unwrap_or(0)
 }
 
 #[test]

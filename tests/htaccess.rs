@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 
 use common::http::{Json, json};
@@ -35,32 +34,6 @@ fn start_with_htaccess(tag: &str, htaccess: &str) -> Apache {
             dir = dir.display()
         ))
         .start()
-}
-
-fn rss_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-}
-
-/// RSS in KiB of each of the Apache parent's children named apache2 (the daemon manager
-/// among them, which serves no request and stays flat), by PID.
-fn apache_children(apache: &Apache) -> BTreeMap<u32, u64> {
-    let parent = apache.pid().to_string();
-    let mut children = BTreeMap::new();
-    for pid in common::process_tree(apache.pid()) {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        let after = stat.rsplit_once(") ").map(|(_, rest)| rest).unwrap_or("");
-        if stat.contains("(apache2)") && after.split_whitespace().nth(1) == Some(parent.as_str()) {
-            if let Some(rss) = rss_kib(pid) {
-                children.insert(pid, rss);
-            }
-        }
-    }
-    children
 }
 
 /// `requests` GETs of `path` from 16 concurrent clients (at most 120 s); none may fail.
@@ -103,10 +76,10 @@ fn trusted_proxies_in_htaccess_under_concurrent_load_crash_no_child_and_leak_not
     assert_eq!(env["REMOTE_ADDR"].str(), "203.0.113.9", "{env}");
 
     load(&apache, "/ht/probe.wsgi/pid", 3000);
-    let warm = apache_children(&apache);
+    let warm = common::apache_children_rss(&apache);
     assert!(!warm.is_empty(), "no Apache child found");
     load(&apache, "/ht/probe.wsgi/pid", 12000);
-    let after = apache_children(&apache);
+    let after = common::apache_children_rss(&apache);
 
     let log = apache.error_log();
     for bad in ["exit signal", "Segmentation fault", "Abort", "panicked"] {

@@ -11,7 +11,7 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use common::load::{LoadResult, rwsgi_load};
-use common::{Apache, ApacheConfig};
+use common::{Apache, ApacheConfig, rss_kib};
 
 fn start() -> Apache {
     let (config, _) = ApacheConfig::new("soak").daemon_app(
@@ -23,33 +23,13 @@ fn start() -> Apache {
     config.start()
 }
 
-fn rss_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-}
-
 /// RSS in KiB of the daemon and of each Apache child (by PID).
 fn memory(apache: &Apache) -> (u64, BTreeMap<u32, u64>) {
     let daemon: u32 = apache.get("/app/pid").text().parse().unwrap();
-    let parent = apache.pid().to_string();
-    let mut children = BTreeMap::new();
-    for pid in std::fs::read_dir("/proc")
-        .unwrap()
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-    {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        let after = stat.rsplit_once(") ").map(|(_, rest)| rest).unwrap_or("");
-        if stat.contains("(apache2)") && after.split_whitespace().nth(1) == Some(parent.as_str()) {
-            if let Some(rss) = rss_kib(pid) {
-                children.insert(pid, rss);
-            }
-        }
-    }
-    (rss_kib(daemon).unwrap(), children)
+    (
+        rss_kib(daemon).unwrap(),
+        common::apache_children_rss(apache),
+    )
 }
 
 /// `requests` keep-alive GETs of `path` from 8 clients (bounded at 600 s).

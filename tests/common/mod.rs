@@ -577,6 +577,33 @@ impl SystemLayoutLock {
     }
 }
 
+/// A process's resident set size in KiB (VmRSS), None once it is gone.
+pub fn rss_kib(pid: u32) -> Option<u64> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+}
+
+/// RSS in KiB of each of the Apache parent's children named apache2 (the daemon manager
+/// among them, which serves no request), by PID.
+pub fn apache_children_rss(apache: &Apache) -> std::collections::BTreeMap<u32, u64> {
+    let parent = apache.pid().to_string();
+    let mut children = std::collections::BTreeMap::new();
+    for pid in process_tree(apache.pid()) {
+        let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let after = stat.rsplit_once(") ").map(|(_, rest)| rest).unwrap_or("");
+        if stat.contains("(apache2)") && after.split_whitespace().nth(1) == Some(parent.as_str()) {
+            if let Some(rss) = rss_kib(pid) {
+                children.insert(pid, rss);
+            }
+        }
+    }
+    children
+}
+
 /// Every process descending from `root` (by /proc's parent links), `root` included.
 pub fn process_tree(root: u32) -> Vec<u32> {
     let mut parents: Vec<(u32, u32)> = Vec::new();
