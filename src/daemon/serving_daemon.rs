@@ -89,21 +89,7 @@ pub fn serve_requests(plan: DaemonPlan) -> DaemonExit {
         Ok(started) => started,
         Err(exit) => return exit,
     };
-    let (host, host_error) = match python {
-        Ok(()) => (Some(AppHost::new()), String::new()),
-        Err(e) => (None, e),
-    };
-    if let Some(host) = &host {
-        for (script, app_group) in &plan.preload {
-            if let Err(e) = host.preload(script, app_group) {
-                let script = script.display();
-                logging::error(&format!(
-                    "RW0029: daemon process '{}': failed to preload '{script}': {e}",
-                    plan.group
-                ));
-            }
-        }
-    }
+    let (host, host_error) = preload_app_host(&plan, python);
     if let (Some(place), Some(record)) = (plan.metrics, plan.metrics_record) {
         crate::daemon::metrics_shm::observe(place, record);
     }
@@ -114,26 +100,9 @@ pub fn serve_requests(plan: DaemonPlan) -> DaemonExit {
             return DaemonExit::Failed;
         }
     };
-    // The monitor (this thread) never waits for the GIL itself: this thread takes it for
-    // the heartbeat and for request-timeout's stacks and RequestTimeout. Without it
-    // deadlock-timeout would silently be off, so a daemon that cannot start it does not serve.
-    let t = &plan.timers;
-    let gil = if dispatcher.host().is_some()
-        && (t.deadlock_timeout.is_some() || t.request_timeout.is_some())
-    {
-        let beat = t.deadlock_timeout.map(|_| python::gil_heartbeat as fn());
-        match GilThread::start(beat) {
-            Ok(g) => Some(g),
-            Err(e) => {
-                child.critical(&format!(
-                    "cannot start the thread that takes the Python GIL for deadlock-timeout and \
-                     request-timeout: {e}"
-                ));
-                return DaemonExit::Failed;
-            }
-        }
-    } else {
-        None
+    let gil = match start_gil_thread(&plan, &child, &dispatcher) {
+        Ok(gil) => gil,
+        Err(exit) => return exit,
     };
     let threads = match dispatcher.start() {
         Ok(t) => t,
@@ -153,51 +122,135 @@ pub fn serve_requests(plan: DaemonPlan) -> DaemonExit {
     let gil = gil.as_ref();
     let mut stop = wait_for_stop(&plan, &dispatcher, parent, gil);
     if let StopKind::Replace { eviction } = stop.kind {
-        let scripts = dispatcher
-            .host()
-            .map(|h| h.loaded_scripts())
-            .unwrap_or_default();
-        let asked = child.send_control(&ControlMessage::Replace {
-            reason: stop.reason.clone(),
-            scripts,
-        });
-        let drain_kind = if eviction {
-            StopKind::Eviction
-        } else {
-            StopKind::Graceful
-        };
-        stop.kind = if asked {
-            logging::info(&format!(
-                "RW0031: daemon process '{}' (pid {}): {}; asked for a replacement, {} until it is \
-                 ready",
-                plan.group,
-                std::process::id(),
-                stop.reason,
-                if dispatcher.is_accepting() {
-                    "serving"
-                } else {
-                    "new requests wait"
-                }
-            ));
-            match wait_for_drain_signal(&plan, parent, gil) {
-                StopKind::Graceful => drain_kind,
-                other => other,
-            }
-        } else {
-            drain_kind
-        };
+        stop.kind = replace_then_wait(
+            &plan,
+            &child,
+            &dispatcher,
+            parent,
+            gil,
+            eviction,
+            &stop.reason,
+        );
     }
-    let deadlock_exit = |reason: &str| {
-        logging::error(&format!(
-            "RW0032: daemon process '{}' (pid {}) stopping: {reason}; exiting at once",
-            plan.group,
-            std::process::id(),
-        ));
-        DaemonExit::Failed
-    };
     if let StopKind::Deadlock = stop.kind {
-        return deadlock_exit(&stop.reason);
+        return deadlock_exit(&plan, &stop.reason);
     }
+    drain_and_exit(&plan, &dispatcher, threads, gil, &stop)
+}
+
+/// The application host, with the plan's preload scripts loaded (a failed preload is logged
+/// and serving goes on); or None and why Python could not start.
+fn preload_app_host(plan: &DaemonPlan, python: Result<(), String>) -> (Option<AppHost>, String) {
+    let (host, host_error) = match python {
+        Ok(()) => (Some(AppHost::new()), String::new()),
+        Err(e) => (None, e),
+    };
+    if let Some(host) = &host {
+        for (script, app_group) in &plan.preload {
+            if let Err(e) = host.preload(script, app_group) {
+                let script = script.display();
+                logging::error(&format!(
+                    "RW0029: daemon process '{}': failed to preload '{script}': {e}",
+                    plan.group
+                ));
+            }
+        }
+    }
+    (host, host_error)
+}
+
+/// The thread that takes the GIL for the monitor, when deadlock-timeout or request-timeout
+/// needs it; `Err` is the exit of a daemon that could not start it.
+fn start_gil_thread(
+    plan: &DaemonPlan,
+    child: &DaemonChild<'_>,
+    dispatcher: &Dispatcher,
+) -> Result<Option<GilThread>, DaemonExit> {
+    // The monitor (this thread) never waits for the GIL itself: this thread takes it for
+    // the heartbeat and for request-timeout's stacks and RequestTimeout. Without it
+    // deadlock-timeout would silently be off, so a daemon that cannot start it does not serve.
+    let t = &plan.timers;
+    if dispatcher.host().is_none() || (t.deadlock_timeout.is_none() && t.request_timeout.is_none())
+    {
+        return Ok(None);
+    }
+    let beat = t.deadlock_timeout.map(|_| python::gil_heartbeat as fn());
+    match GilThread::start(beat) {
+        Ok(g) => Ok(Some(g)),
+        Err(e) => {
+            child.critical(&format!(
+                "cannot start the thread that takes the Python GIL for deadlock-timeout and \
+                 request-timeout: {e}"
+            ));
+            Err(DaemonExit::Failed)
+        }
+    }
+}
+
+/// Asks the manager for a warm replacement and, if it was asked, serves on until told to
+/// drain; returns how to stop from here.
+fn replace_then_wait(
+    plan: &DaemonPlan,
+    child: &DaemonChild<'_>,
+    dispatcher: &Dispatcher,
+    parent: nix::unistd::Pid,
+    gil: Option<&GilThread>,
+    eviction: bool,
+    reason: &str,
+) -> StopKind {
+    let scripts = dispatcher
+        .host()
+        .map(|h| h.loaded_scripts())
+        .unwrap_or_default();
+    let asked = child.send_control(&ControlMessage::Replace {
+        reason: reason.to_string(),
+        scripts,
+    });
+    let drain_kind = if eviction {
+        StopKind::Eviction
+    } else {
+        StopKind::Graceful
+    };
+    if !asked {
+        return drain_kind;
+    }
+    logging::info(&format!(
+        "RW0031: daemon process '{}' (pid {}): {}; asked for a replacement, {} until it is \
+         ready",
+        plan.group,
+        std::process::id(),
+        reason,
+        if dispatcher.is_accepting() {
+            "serving"
+        } else {
+            "new requests wait"
+        }
+    ));
+    match wait_for_drain_signal(plan, parent, gil) {
+        StopKind::Graceful => drain_kind,
+        other => other,
+    }
+}
+
+/// The GIL was lost: exit at once, without running Python.
+fn deadlock_exit(plan: &DaemonPlan, reason: &str) -> DaemonExit {
+    logging::error(&format!(
+        "RW0032: daemon process '{}' (pid {}) stopping: {reason}; exiting at once",
+        plan.group,
+        std::process::id(),
+    ));
+    DaemonExit::Failed
+}
+
+/// Stops accepting, waits up to the stop's drain window for requests in flight, then ends
+/// the worker threads and the GIL thread and finalises Python.
+fn drain_and_exit(
+    plan: &DaemonPlan,
+    dispatcher: &Dispatcher,
+    threads: Vec<std::thread::JoinHandle<()>>,
+    gil: Option<&GilThread>,
+    stop: &Stop,
+) -> DaemonExit {
     let orderly = if matches!(stop.kind, StopKind::Shutdown) {
         DaemonExit::Stopped
     } else {
@@ -223,7 +276,7 @@ pub fn serve_requests(plan: DaemonPlan) -> DaemonExit {
         // A request holding the GIL must not keep the process for the whole drain.
         if let Some(limit) = plan.timers.deadlock_timeout {
             if gil_lost(limit, gil) {
-                return deadlock_exit(&deadlock_reason(limit));
+                return deadlock_exit(plan, &deadlock_reason(limit));
             }
         }
         std::thread::sleep(Duration::from_millis(20));

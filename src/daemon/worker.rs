@@ -654,22 +654,10 @@ impl Dispatcher {
             self.settings.socket_timeout,
             pushed,
         );
-        if let Some(limit) = self.settings.queue_timeout {
-            let waited =
-                Duration::from_micros(daemon_start_us.saturating_sub(head.request_start_us));
-            if head.request_start_us > 0 && waited > limit {
-                logging::log_at!(
-                    logging::Level::Info,
-                    "RW0052: daemon '{}': request waited {:.1} s for a thread (queue-timeout={} s); \
-                     answered 504",
-                    self.settings.group,
-                    waited.as_secs_f64(),
-                    limit.as_secs()
-                );
-                return io
-                    .send_error(error_code::OVERLOADED, b"queue-timeout expired")
-                    .is_ok();
-            }
+        if self.queue_timeout_expired(head, daemon_start_us) {
+            return io
+                .send_error(error_code::OVERLOADED, b"queue-timeout expired")
+                .is_ok();
         }
         let Some(host) = &self.host else {
             return io
@@ -694,30 +682,14 @@ impl Dispatcher {
             return false;
         }
         let callable = String::from_utf8_lossy(&head.callable).into_owned();
-        let spec = RequestSpec {
-            script_path: script,
-            app_group: &app_group,
-            callable: if callable.is_empty() {
-                "application"
-            } else {
-                &callable
-            },
-            env: &head.env,
-            // Daemons reload by restarting the whole process, as mod_wsgi does: a changed
-            // script file is caught above, __mtime__ and reload_required() by the host.
-            script_reloading: if reloading {
-                ScriptReloading::ReplaceProcess
-            } else {
-                ScriptReloading::Off
-            },
-            times: RequestTimes {
-                request_start_us: head.request_start_us,
-                queue_start_us: head.queue_start_us,
-                daemon_start_us,
-            },
-            // As mod_wsgi: the request_rec lives in the Apache child, not here.
-            apache_request: None,
-        };
+        let spec = request_spec(
+            head,
+            script,
+            &app_group,
+            &callable,
+            reloading,
+            daemon_start_us,
+        );
         // startup-timeout: armed by the first request (which loads the script), cleared
         // once a request gets past loading.
         let _ = self.first_load_started.compare_exchange(
@@ -730,6 +702,39 @@ impl Dispatcher {
         if outcome != Outcome::LoadFailed {
             self.loaded.store(true, Ordering::SeqCst);
         }
+        self.finish_request(&mut io, outcome, host, script, &app_group)
+    }
+
+    /// queue-timeout: true (logged) when the request waited longer than it for a thread.
+    fn queue_timeout_expired(&self, head: &protocol::ReqHead, daemon_start_us: u64) -> bool {
+        let Some(limit) = self.settings.queue_timeout else {
+            return false;
+        };
+        let waited = Duration::from_micros(daemon_start_us.saturating_sub(head.request_start_us));
+        if head.request_start_us > 0 && waited > limit {
+            logging::log_at!(
+                logging::Level::Info,
+                "RW0052: daemon '{}': request waited {:.1} s for a thread (queue-timeout={} s); \
+                 answered 504",
+                self.settings.group,
+                waited.as_secs_f64(),
+                limit.as_secs()
+            );
+            return true;
+        }
+        false
+    }
+
+    /// Ends the request after the host handled it, as its outcome says; true if the
+    /// connection stays usable for the next request.
+    fn finish_request(
+        &self,
+        io: &mut DaemonIo<'_>,
+        outcome: Outcome,
+        host: &AppHost,
+        script: &Path,
+        app_group: &str,
+    ) -> bool {
         match outcome {
             Outcome::Completed | Outcome::AppError { head_sent: false } => {
                 io.finish().is_ok() && !io.failed
@@ -761,10 +766,10 @@ impl Dispatcher {
             Outcome::ClientGone => false,
             // The script's reload check asked for a reload: as after a touch, nothing of the
             // request ran, so Apache resends it to the replacement process. A touch between
-            // the check above and this request's own check lands here too: name it as a
-            // touch.
+            // the check in run_request and this request's own check lands here too: name it
+            // as a touch.
             Outcome::ReloadRequired => {
-                self.mark_stale(if host.script_changed(script, &app_group) {
+                self.mark_stale(if host.script_changed(script, app_group) {
                     "the WSGI script changed (touch-to-reload)"
                 } else {
                     "the WSGI script asked for a reload (__mtime__, reload_required)"
@@ -773,6 +778,41 @@ impl Dispatcher {
                 false
             }
         }
+    }
+}
+
+/// What the host needs to run one request received from Apache.
+fn request_spec<'a>(
+    head: &'a protocol::ReqHead,
+    script: &'a Path,
+    app_group: &'a str,
+    callable: &'a str,
+    reloading: bool,
+    daemon_start_us: u64,
+) -> RequestSpec<'a> {
+    RequestSpec {
+        script_path: script,
+        app_group,
+        callable: if callable.is_empty() {
+            "application"
+        } else {
+            callable
+        },
+        env: &head.env,
+        // Daemons reload by restarting the whole process, as mod_wsgi does: a changed
+        // script file is caught in run_request, __mtime__ and reload_required() by the host.
+        script_reloading: if reloading {
+            ScriptReloading::ReplaceProcess
+        } else {
+            ScriptReloading::Off
+        },
+        times: RequestTimes {
+            request_start_us: head.request_start_us,
+            queue_start_us: head.queue_start_us,
+            daemon_start_us,
+        },
+        // As mod_wsgi: the request_rec lives in the Apache child, not here.
+        apache_request: None,
     }
 }
 

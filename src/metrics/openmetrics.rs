@@ -60,14 +60,34 @@ fn histogram(out: &mut String, name: &str, group: &str, h: &Histogram) {
 pub fn render(groups: &[GroupView<'_>]) -> String {
     let mut out = String::new();
     let names: Vec<String> = groups.iter().map(|g| escape(g.name)).collect();
+    let families: [Family; 9] = [
+        requests_total,
+        request_duration,
+        queue_wait,
+        threads,
+        capacity_utilization,
+        processes,
+        process_resident_memory,
+        process_start_time,
+        process_restarts_total,
+    ];
+    for family in families {
+        family(&mut out, groups, &names);
+    }
+    out
+}
 
+/// `names` are the groups' names, escaped, in the order of `groups`.
+type Family = fn(&mut String, &[GroupView<'_>], &[String]);
+
+fn requests_total(out: &mut String, groups: &[GroupView<'_>], names: &[String]) {
     header(
-        &mut out,
+        out,
         "rwsgi_requests_total",
         "counter",
         "Requests the daemon processes of a group handled, by response status class.",
     );
-    for (g, name) in groups.iter().zip(&names) {
+    for (g, name) in groups.iter().zip(names) {
         for (i, count) in g.snapshot.counts.status.iter().enumerate() {
             let _ = writeln!(
                 out,
@@ -76,47 +96,58 @@ pub fn render(groups: &[GroupView<'_>]) -> String {
             );
         }
     }
+}
 
+fn request_duration(out: &mut String, groups: &[GroupView<'_>], names: &[String]) {
     header(
-        &mut out,
+        out,
         "rwsgi_request_duration_seconds",
         "histogram",
         "Time from Apache receiving a request to its daemon thread handing the response back.",
     );
-    for (g, name) in groups.iter().zip(&names) {
+    for (g, name) in groups.iter().zip(names) {
         histogram(
-            &mut out,
+            out,
             "rwsgi_request_duration_seconds",
             name,
             &g.snapshot.counts.duration,
         );
     }
+}
 
+fn queue_wait(out: &mut String, groups: &[GroupView<'_>], names: &[String]) {
     header(
-        &mut out,
+        out,
         "rwsgi_queue_wait_seconds",
         "histogram",
         "Time a request waited between the Apache child sending it and a daemon thread taking it.",
     );
-    for (g, name) in groups.iter().zip(&names) {
+    for (g, name) in groups.iter().zip(names) {
         histogram(
-            &mut out,
+            out,
             "rwsgi_queue_wait_seconds",
             name,
             &g.snapshot.counts.queue_wait,
         );
     }
+}
 
+/// A group's request threads over its live processes: (all, busy).
+fn thread_counts(g: &GroupView<'_>) -> (u64, u64) {
+    let threads: u64 = g.snapshot.processes.iter().map(|p| p.threads).sum();
+    let busy: u64 = g.snapshot.processes.iter().map(|p| p.busy).sum();
+    (threads, busy)
+}
+
+fn threads(out: &mut String, groups: &[GroupView<'_>], names: &[String]) {
     header(
-        &mut out,
+        out,
         "rwsgi_threads",
         "gauge",
         "Request threads of a group's live daemon processes, busy with a request or idle.",
     );
-    let mut capacity = Vec::new();
-    for (g, name) in groups.iter().zip(&names) {
-        let threads: u64 = g.snapshot.processes.iter().map(|p| p.threads).sum();
-        let busy: u64 = g.snapshot.processes.iter().map(|p| p.busy).sum();
+    for (g, name) in groups.iter().zip(names) {
+        let (threads, busy) = thread_counts(g);
         let _ = writeln!(
             out,
             "rwsgi_threads{{process_group=\"{name}\",state=\"busy\"}} {busy}"
@@ -126,47 +157,54 @@ pub fn render(groups: &[GroupView<'_>]) -> String {
             "rwsgi_threads{{process_group=\"{name}\",state=\"idle\"}} {}",
             threads.saturating_sub(busy)
         );
-        capacity.push(if threads == 0 {
-            0.0
-        } else {
-            busy as f64 / threads as f64
-        });
     }
+}
 
+fn capacity_utilization(out: &mut String, groups: &[GroupView<'_>], names: &[String]) {
     header(
-        &mut out,
+        out,
         "rwsgi_capacity_utilization",
         "gauge",
         "Busy request threads over all request threads of a group, now (0 to 1).",
     );
-    for (name, value) in names.iter().zip(capacity) {
+    for (g, name) in groups.iter().zip(names) {
+        let (threads, busy) = thread_counts(g);
+        let value = if threads == 0 {
+            0.0
+        } else {
+            busy as f64 / threads as f64
+        };
         let _ = writeln!(
             out,
             "rwsgi_capacity_utilization{{process_group=\"{name}\"}} {value}"
         );
     }
+}
 
+fn processes(out: &mut String, groups: &[GroupView<'_>], names: &[String]) {
     header(
-        &mut out,
+        out,
         "rwsgi_processes",
         "gauge",
         "Live daemon processes of a group (including ones draining after being replaced).",
     );
-    for (g, name) in groups.iter().zip(&names) {
+    for (g, name) in groups.iter().zip(names) {
         let _ = writeln!(
             out,
             "rwsgi_processes{{process_group=\"{name}\"}} {}",
             g.snapshot.processes.len()
         );
     }
+}
 
+fn process_resident_memory(out: &mut String, groups: &[GroupView<'_>], names: &[String]) {
     header(
-        &mut out,
+        out,
         "rwsgi_process_resident_memory_bytes",
         "gauge",
         "Resident set size of a daemon process.",
     );
-    for (g, name) in groups.iter().zip(&names) {
+    for (g, name) in groups.iter().zip(names) {
         for p in &g.snapshot.processes {
             if let Some(bytes) = (g.resident_bytes)(p.pid) {
                 let _ = writeln!(
@@ -178,14 +216,16 @@ pub fn render(groups: &[GroupView<'_>]) -> String {
             }
         }
     }
+}
 
+fn process_start_time(out: &mut String, groups: &[GroupView<'_>], names: &[String]) {
     header(
-        &mut out,
+        out,
         "rwsgi_process_start_time_seconds",
         "gauge",
         "When a daemon process was started, seconds since the Unix epoch.",
     );
-    for (g, name) in groups.iter().zip(&names) {
+    for (g, name) in groups.iter().zip(names) {
         for p in &g.snapshot.processes {
             let _ = writeln!(
                 out,
@@ -194,14 +234,16 @@ pub fn render(groups: &[GroupView<'_>]) -> String {
             );
         }
     }
+}
 
+fn process_restarts_total(out: &mut String, groups: &[GroupView<'_>], names: &[String]) {
     header(
-        &mut out,
+        out,
         "rwsgi_process_restarts_total",
         "counter",
         "Daemon processes the manager replaced or restarted, by reason.",
     );
-    for (g, name) in groups.iter().zip(&names) {
+    for (g, name) in groups.iter().zip(names) {
         for (reason, count) in RESTART_REASONS.iter().zip(g.snapshot.restarts) {
             let _ = writeln!(
                 out,
@@ -210,7 +252,6 @@ pub fn render(groups: &[GroupView<'_>]) -> String {
             );
         }
     }
-    out
 }
 
 #[cfg(test)]

@@ -153,101 +153,17 @@ pub(crate) fn plan_group(
             .collect::<Vec<_>>()
             .join("; ")
     })?;
-    // The path stays the same across graceful restarts (like WSGISocketRotation Off):
-    // Apache children of the old generation still finishing requests then reach the new
-    // generation's daemons. It is keyed by group name, so a changed config never sends a
-    // request to another group's daemons.
-    let path = PathBuf::from(format!(
-        "{}.{}.{}.sock",
-        facts.socket_prefix,
-        facts.parent_pid,
-        socket_name(&spec.name)
-    ));
-    let socket = SocketPlan {
-        path: path.clone(),
-        backlog: i32::try_from(spec.listen_backlog).unwrap_or(i32::MAX),
-        owner_uid: ids.socket_uid.unwrap_or(facts.child_uid),
-        gid: facts.child_gid,
-    };
-    let socket_timeout = spec.socket_timeout.unwrap_or(facts.default_socket_timeout);
-    if socket_timeout.is_zero() {
-        // A zero timeout would make every connection to the daemons fail at once.
-        return Err(format!(
-            "WSGIDaemonProcess {}: socket-timeout is not set and Apache's Timeout is 0; a \
-             connection to the daemon processes cannot work without a timeout: set \
-             socket-timeout= or a nonzero Timeout",
-            spec.name
-        ));
-    }
-    let identity = identity(spec, &ids, facts, accounts);
-    let home = spec.home.clone().or_else(|| {
-        (identity.uid != facts.child_uid)
-            .then(|| accounts.home_of_uid(identity.uid))
-            .flatten()
-    });
+    let socket = socket_plan(spec, &ids, facts);
+    let socket_timeout = socket_timeout(spec, facts)?;
     let maximum_requests = u64::from(spec.maximum_requests.unwrap_or(0));
     let plan = DaemonPlan {
         group: spec.name.clone(),
         // Set by PlannedGroup::bind once the socket exists.
         listener_fd: -1,
         control_fd: None,
-        setup: ChildSetup {
-            keep_fds: Vec::new(),
-            identity: Some(identity),
-            umask: spec.umask,
-            home,
-            lang: spec.lang.clone(),
-            locale: spec.locale.clone(),
-            display_name: spec.display_name_for(),
-            argv_area: facts.argv_area,
-            limits: ResourceLimits {
-                cpu_time: spec.cpu_time_limit.map(|d| d.as_secs()),
-                cpu_time_grace: spec.graceful_timeout.unwrap_or_default().as_secs(),
-                data: spec.memory_limit,
-                address_space: spec.virtual_memory_limit,
-                priority: spec.cpu_priority,
-            },
-            env_file: spec.env_file.clone(),
-            env: spec.env.clone(),
-        },
-        interpreter: InterpreterSettings {
-            // python-home='' means Python's own default, not WSGIPythonHome (mod_wsgi).
-            python_home: match spec.python_home.as_deref() {
-                Some("") => None,
-                Some(home) => Some(home.to_string()),
-                None => global.python_home.clone(),
-            },
-            python_path: if spec.python_path.is_empty() {
-                global.python_path.clone()
-            } else {
-                spec.python_path.clone()
-            },
-            process_group: spec.name.clone(),
-            processes: spec.processes,
-            processes_given: spec.processes_given,
-            threads: spec.threads,
-            maximum_requests,
-            header_buffer_size: spec.header_buffer_size as usize,
-            apache_version: facts.apache_version,
-            // As mod_wsgi: WSGIPythonEggs and WSGISwitchInterval are for embedded mode;
-            // a daemon group has its own options.
-            python_eggs: spec.python_eggs.clone(),
-            switch_interval: spec.switch_interval,
-            server_metrics: spec.server_metrics,
-            ..server_python(global)
-        },
-        serve: ServeSettings {
-            group: spec.name.clone(),
-            processes: spec.processes.max(1) as usize,
-            threads: spec.threads.max(1) as usize,
-            socket_timeout,
-            queue_timeout: spec.queue_timeout,
-            maximum_requests,
-            maximum_rss: spec.maximum_rss,
-            stack_size: spec.stack_size.map(|n| n as usize),
-            send_buffer_size: spec.send_buffer_size.map(|n| n as usize),
-            receive_buffer_size: spec.receive_buffer_size.map(|n| n as usize),
-        },
+        setup: child_setup(spec, &ids, facts, accounts),
+        interpreter: daemon_interpreter(spec, global, facts, maximum_requests),
+        serve: serve_settings(spec, socket_timeout, maximum_requests),
         preload: preloads
             .iter()
             .filter(|p| p.group == spec.name)
@@ -269,9 +185,152 @@ pub(crate) fn plan_group(
         metrics: None,
         metrics_record: None,
     };
-    let target = DaemonTarget {
+    let target = daemon_target(spec, &ids, socket.path.clone(), socket_timeout);
+    Ok(PlannedGroup {
+        socket,
+        daemons: GroupPlan {
+            plan,
+            processes: spec.processes.max(1) as usize,
+        },
+        target,
+    })
+}
+
+/// The group's listening socket: its path, backlog and owner.
+fn socket_plan(spec: &DaemonGroupSpec, ids: &ResolvedIds, facts: &ApacheFacts) -> SocketPlan {
+    // The path stays the same across graceful restarts (like WSGISocketRotation Off):
+    // Apache children of the old generation still finishing requests then reach the new
+    // generation's daemons. It is keyed by group name, so a changed config never sends a
+    // request to another group's daemons.
+    let path = PathBuf::from(format!(
+        "{}.{}.{}.sock",
+        facts.socket_prefix,
+        facts.parent_pid,
+        socket_name(&spec.name)
+    ));
+    SocketPlan {
+        path,
+        backlog: i32::try_from(spec.listen_backlog).unwrap_or(i32::MAX),
+        owner_uid: ids.socket_uid.unwrap_or(facts.child_uid),
+        gid: facts.child_gid,
+    }
+}
+
+/// socket-timeout=, else Apache's Timeout; an error if that is zero.
+fn socket_timeout(spec: &DaemonGroupSpec, facts: &ApacheFacts) -> Result<Duration, String> {
+    let socket_timeout = spec.socket_timeout.unwrap_or(facts.default_socket_timeout);
+    if socket_timeout.is_zero() {
+        // A zero timeout would make every connection to the daemons fail at once.
+        return Err(format!(
+            "WSGIDaemonProcess {}: socket-timeout is not set and Apache's Timeout is 0; a \
+             connection to the daemon processes cannot work without a timeout: set \
+             socket-timeout= or a nonzero Timeout",
+            spec.name
+        ));
+    }
+    Ok(socket_timeout)
+}
+
+/// How a daemon process prepares itself after fork: identity, home, locale, names, limits,
+/// environment.
+fn child_setup(
+    spec: &DaemonGroupSpec,
+    ids: &ResolvedIds,
+    facts: &ApacheFacts,
+    accounts: &dyn Host,
+) -> ChildSetup {
+    let identity = identity(spec, ids, facts, accounts);
+    let home = spec.home.clone().or_else(|| {
+        (identity.uid != facts.child_uid)
+            .then(|| accounts.home_of_uid(identity.uid))
+            .flatten()
+    });
+    ChildSetup {
+        keep_fds: Vec::new(),
+        identity: Some(identity),
+        umask: spec.umask,
+        home,
+        lang: spec.lang.clone(),
+        locale: spec.locale.clone(),
+        display_name: spec.display_name_for(),
+        argv_area: facts.argv_area,
+        limits: ResourceLimits {
+            cpu_time: spec.cpu_time_limit.map(|d| d.as_secs()),
+            cpu_time_grace: spec.graceful_timeout.unwrap_or_default().as_secs(),
+            data: spec.memory_limit,
+            address_space: spec.virtual_memory_limit,
+            priority: spec.cpu_priority,
+        },
+        env_file: spec.env_file.clone(),
+        env: spec.env.clone(),
+    }
+}
+
+/// The group's Python settings: its own options over the server-wide ones.
+fn daemon_interpreter(
+    spec: &DaemonGroupSpec,
+    global: &GlobalConfig,
+    facts: &ApacheFacts,
+    maximum_requests: u64,
+) -> InterpreterSettings {
+    InterpreterSettings {
+        // python-home='' means Python's own default, not WSGIPythonHome (mod_wsgi).
+        python_home: match spec.python_home.as_deref() {
+            Some("") => None,
+            Some(home) => Some(home.to_string()),
+            None => global.python_home.clone(),
+        },
+        python_path: if spec.python_path.is_empty() {
+            global.python_path.clone()
+        } else {
+            spec.python_path.clone()
+        },
+        process_group: spec.name.clone(),
+        processes: spec.processes,
+        processes_given: spec.processes_given,
+        threads: spec.threads,
+        maximum_requests,
+        header_buffer_size: spec.header_buffer_size as usize,
+        apache_version: facts.apache_version,
+        // As mod_wsgi: WSGIPythonEggs and WSGISwitchInterval are for embedded mode;
+        // a daemon group has its own options.
+        python_eggs: spec.python_eggs.clone(),
+        switch_interval: spec.switch_interval,
+        server_metrics: spec.server_metrics,
+        ..server_python(global)
+    }
+}
+
+/// How the group's daemons serve requests: threads, timeouts, limits, buffers.
+fn serve_settings(
+    spec: &DaemonGroupSpec,
+    socket_timeout: Duration,
+    maximum_requests: u64,
+) -> ServeSettings {
+    ServeSettings {
         group: spec.name.clone(),
-        socket_path: path,
+        processes: spec.processes.max(1) as usize,
+        threads: spec.threads.max(1) as usize,
+        socket_timeout,
+        queue_timeout: spec.queue_timeout,
+        maximum_requests,
+        maximum_rss: spec.maximum_rss,
+        stack_size: spec.stack_size.map(|n| n as usize),
+        send_buffer_size: spec.send_buffer_size.map(|n| n as usize),
+        receive_buffer_size: spec.receive_buffer_size.map(|n| n as usize),
+    }
+}
+
+/// How Apache children reach the group's daemons at `socket_path`.
+fn daemon_target(
+    spec: &DaemonGroupSpec,
+    ids: &ResolvedIds,
+    socket_path: PathBuf,
+    socket_timeout: Duration,
+) -> DaemonTarget {
+    DaemonTarget {
+        group: spec.name.clone(),
+        socket_path,
         connect_timeout: spec.connect_timeout,
         socket_timeout,
         queue_timeout: spec.queue_timeout,
@@ -286,15 +345,7 @@ pub(crate) fn plan_group(
         serves_requests: spec.threads > 0,
         // Named by the launcher: only Apache knows virtual hosts' final names.
         server_name: None,
-    };
-    Ok(PlannedGroup {
-        socket,
-        daemons: GroupPlan {
-            plan,
-            processes: spec.processes.max(1) as usize,
-        },
-        target,
-    })
+    }
 }
 
 /// A group name made safe for a file name (alphanumerics, '-', '_' kept; others hex).

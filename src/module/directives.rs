@@ -10,7 +10,8 @@ use std::ptr;
 
 use crate::apache::directive_context::{DirectiveContext, Forbid};
 use crate::apache::log::{self, Level};
-use crate::config::{self, DirConfig, Directive, Scope, Target};
+use crate::apache::virtual_host::VirtualHost;
+use crate::config::{self, DirConfig, Directive, DirectiveInfo, Scope, Target};
 use crate::ffi;
 use crate::module::panic_guard::guard;
 use crate::module::phase_hooks;
@@ -71,6 +72,45 @@ fn apply_directive(
         return Err(format!("{name}> is not supported by mod_rwsgi yet"));
     }
     let info = config::directive_info(&name).ok_or_else(|| format!("{name}: unknown directive"))?;
+    check_directive_context(cmd, info, &name)?;
+    if !info.implemented {
+        return Err(config::not_implemented_error(info.name).to_string());
+    }
+    let mut parsed = config::parse_directive(info.name, raw_args).map_err(|e| e.to_string())?;
+    compile_script_alias_pattern(info, &mut parsed)?;
+    let location = cmd.location();
+    let server = cmd
+        .server()
+        .ok_or("mod_rwsgi: directive outside a server")?;
+    note_verbose_debugging(server, &parsed, &location);
+    let site = Site {
+        // The virtual host a directive sits in decides which daemon groups it may use.
+        virtual_host: (!server.is_main()).then(|| server.as_ptr() as usize),
+        server,
+        location,
+    };
+    match info.target {
+        Target::Global => apply_global(parsed, &name, &site),
+        Target::Server => apply_server(parsed, info, &name, &site),
+        Target::Dir => apply_dir(cmd, dir, parsed, info, &site),
+    }
+}
+
+/// Where a directive sits: its server, that server as a virtual host (None for the main
+/// server), and its location for messages.
+struct Site {
+    server: VirtualHost,
+    virtual_host: Option<usize>,
+    location: String,
+}
+
+/// Refuses a directive where its scope does not allow it, or in a .htaccess file whose
+/// AllowOverride lacks its class.
+fn check_directive_context(
+    cmd: &mut DirectiveContext<'_>,
+    info: &DirectiveInfo,
+    name: &str,
+) -> Result<(), String> {
     let forbid = match info.scope {
         Scope::ServerOnly => Forbid::AllButMainServer,
         Scope::ServerVhost => Forbid::DirectoryAndHtaccess,
@@ -96,15 +136,18 @@ fn apply_directive(
             ));
         }
     }
-    if !info.implemented {
-        return Err(config::not_implemented_error(info.name).to_string());
-    }
-    let mut parsed = config::parse_directive(info.name, raw_args).map_err(|e| e.to_string())?;
-    // A WSGIScriptAliasMatch pattern is compiled now, once, with Apache's PCRE and the
-    // regex options in force here, as mod_alias does for AliasMatch: a bad one fails
-    // configtest, and requests use this compiled pattern, kept with the alias (freed with
-    // the configuration).
-    if let Directive::ScriptAlias(alias) = &mut parsed {
+    Ok(())
+}
+
+/// A WSGIScriptAliasMatch pattern is compiled now, once, with Apache's PCRE and the
+/// regex options in force here, as mod_alias does for AliasMatch: a bad one fails
+/// configtest, and requests use this compiled pattern, kept with the alias (freed with
+/// the configuration).
+fn compile_script_alias_pattern(
+    info: &DirectiveInfo,
+    parsed: &mut Directive,
+) -> Result<(), String> {
+    if let Directive::ScriptAlias(alias) = parsed {
         if alias.is_match {
             match crate::apache::regex::Regex::new(&alias.url) {
                 Ok(re) => alias.pattern = Some(config::CompiledPattern::new(re)),
@@ -120,10 +163,11 @@ fn apply_directive(
             }
         }
     }
-    let location = cmd.location();
-    let server = cmd
-        .server()
-        .ok_or("mod_rwsgi: directive outside a server")?;
+    Ok(())
+}
+
+/// WSGIVerboseDebugging On is accepted and logged as having no effect.
+fn note_verbose_debugging(server: VirtualHost, parsed: &Directive, location: &str) {
     if let Directive::Flag {
         name: "WSGIVerboseDebugging",
         value: true,
@@ -138,68 +182,86 @@ fn apply_directive(
             ),
         );
     }
-    // The virtual host a directive sits in decides which daemon groups it may use.
-    let virtual_host = (!server.is_main()).then(|| server.as_ptr() as usize);
-    match info.target {
-        // SAFETY (every with_global and configuring_slot below): this is a directive
-        // callback, and no other reference to a slot is alive when each is made.
-        Target::Global => {
-            // SAFETY: see above.
-            match unsafe {
+}
+
+// apply_global, apply_server and apply_dir run only from a directive callback
+// (`apply_directive`), and no other reference to a slot is alive when each with_global and
+// configuring_slot in them is made.
+
+/// A server-wide directive, into the global configuration.
+fn apply_global(parsed: Directive, name: &str, site: &Site) -> Result<(), String> {
+    // SAFETY: a directive callback; no other reference to a slot is alive here.
+    match unsafe {
+        with_global(|g| {
+            g.apply_in(parsed, &site.location, site.virtual_host)
+                .map_err(|e| e.to_string())
+        })
+    }? {
+        Some(applied) => applied,
+        // Server-wide directives are refused in .htaccess by check_context already.
+        None => Err(format!(
+            "{name} cannot be changed while Apache serves requests"
+        )),
+    }
+}
+
+/// A per-server directive, into the server's slot (noting the daemon group it names).
+fn apply_server(
+    parsed: Directive,
+    info: &DirectiveInfo,
+    name: &str,
+    site: &Site,
+) -> Result<(), String> {
+    if let Directive::ScriptAlias(alias) = &parsed {
+        if let Some(group) = alias.literal_process_group() {
+            // SAFETY: a directive callback; no other reference to a slot is alive here.
+            unsafe {
                 with_global(|g| {
-                    g.apply_in(parsed, &location, virtual_host)
-                        .map_err(|e| e.to_string())
+                    g.note_group_ref(group, info.name, &site.location, site.virtual_host)
                 })
-            }? {
-                Some(applied) => applied,
-                // Server-wide directives are refused in .htaccess by check_context already.
-                None => Err(format!(
-                    "{name} cannot be changed while Apache serves requests"
-                )),
-            }
-        }
-        Target::Server => {
-            if let Directive::ScriptAlias(alias) = &parsed {
-                if let Some(group) = alias.literal_process_group() {
-                    // SAFETY: see above.
-                    unsafe {
-                        with_global(|g| g.note_group_ref(group, info.name, &location, virtual_host))
-                    }?;
-                }
-            }
-            // SAFETY: a directive callback; no other reference to a slot is alive here (the
-            // main slot's borrow above has ended: for the main server it is this slot).
-            let slot = unsafe { configuring_slot(server) }
-                .ok_or_else(|| format!("{name} cannot be changed while Apache serves requests"))?;
-            slot.server.apply(parsed).map_err(|e| e.to_string())
-        }
-        Target::Dir => {
-            let named_group = match &parsed {
-                Directive::ProcessGroup(selector) => selector.literal_name().map(str::to_owned),
-                other => other.handler_script_group(),
-            };
-            if let Some(group) = named_group {
-                // SAFETY: see above.
-                unsafe {
-                    with_global(|g| g.note_group_ref(&group, info.name, &location, virtual_host))
-                }?;
-            }
-            if let Directive::TrustedProxies(_) | Directive::TrustedProxyHeaders(_) = &parsed {
-                let site = config::ProxySite {
-                    proxies: matches!(parsed, Directive::TrustedProxies(_)),
-                    server: server.as_ptr() as usize,
-                    main_server: server.is_main(),
-                    section: cmd.section_path(),
-                    location: location.clone(),
-                };
-                // SAFETY: see above.
-                unsafe { with_global(|g| g.note_proxy_site(site)) }?;
-            }
-            phase_hooks::note_directive(cmd, &parsed)?;
-            let dir = dir.ok_or("mod_rwsgi: directive outside a directory configuration")?;
-            dir.apply(parsed).map_err(|e| e.to_string())
+            }?;
         }
     }
+    // SAFETY: a directive callback; no other reference to a slot is alive here (the
+    // main slot's borrow above has ended: for the main server it is this slot).
+    let slot = unsafe { configuring_slot(site.server) }
+        .ok_or_else(|| format!("{name} cannot be changed while Apache serves requests"))?;
+    slot.server.apply(parsed).map_err(|e| e.to_string())
+}
+
+/// A directory directive, into the directory's configuration (noting the daemon group it
+/// names, trusted proxy sites and phase scripts).
+fn apply_dir(
+    cmd: &DirectiveContext<'_>,
+    dir: Option<&mut DirConfig>,
+    parsed: Directive,
+    info: &DirectiveInfo,
+    site: &Site,
+) -> Result<(), String> {
+    let named_group = match &parsed {
+        Directive::ProcessGroup(selector) => selector.literal_name().map(str::to_owned),
+        other => other.handler_script_group(),
+    };
+    if let Some(group) = named_group {
+        // SAFETY: a directive callback; no other reference to a slot is alive here.
+        unsafe {
+            with_global(|g| g.note_group_ref(&group, info.name, &site.location, site.virtual_host))
+        }?;
+    }
+    if let Directive::TrustedProxies(_) | Directive::TrustedProxyHeaders(_) = &parsed {
+        let proxy_site = config::ProxySite {
+            proxies: matches!(parsed, Directive::TrustedProxies(_)),
+            server: site.server.as_ptr() as usize,
+            main_server: site.server.is_main(),
+            section: cmd.section_path(),
+            location: site.location.clone(),
+        };
+        // SAFETY: a directive callback; no other reference to a slot is alive here.
+        unsafe { with_global(|g| g.note_proxy_site(proxy_site)) }?;
+    }
+    phase_hooks::note_directive(cmd, &parsed)?;
+    let dir = dir.ok_or("mod_rwsgi: directive outside a directory configuration")?;
+    dir.apply(parsed).map_err(|e| e.to_string())
 }
 
 /// Apache's compiled regular expressions are the configuration's WSGIScriptAliasMatch

@@ -501,6 +501,52 @@ pub(crate) fn request_metrics(py: Python<'_>) -> PyResult<Option<Bound<'_, PyDic
     let cpu_now = process_cpu();
     let (rss, max_rss) = memory();
     let period = secs(stop_us.saturating_sub(w.start_us));
+    let d = PyDict::new(py);
+    let n = w.request_count;
+    d.set_item("pid", std::process::id())?;
+    d.set_item("start_time", secs(w.start_us))?;
+    d.set_item("stop_time", secs(stop_us))?;
+    d.set_item("sample_period", period)?;
+    d.set_item("request_count", n)?;
+    d.set_item(
+        "request_throughput",
+        if period > 0.0 { n as f64 / period } else { 0.0 },
+    )?;
+    set_thread_items(&d, m, &w, stop_us, period)?;
+    set_phase_items(py, &d, &w)?;
+    set_io_items(&d, &w)?;
+    let rate = |now: f64, then: f64| {
+        if period > 0.0 {
+            (now - then).max(0.0) / period
+        } else {
+            0.0
+        }
+    };
+    let user = rate(cpu_now.0, w.cpu_at_start.0);
+    let system = rate(cpu_now.1, w.cpu_at_start.1);
+    for (prefix, value) in [
+        ("cpu_user", user),
+        ("cpu_system", system),
+        ("cpu", user + system),
+    ] {
+        d.set_item(format!("{prefix}_utilization"), value)?;
+        // Deprecated aliases mod_wsgi keeps.
+        d.set_item(format!("{prefix}_time"), value)?;
+    }
+    d.set_item("memory_rss", rss)?;
+    d.set_item("memory_max_rss", max_rss)?;
+    Ok(Some(d))
+}
+
+/// The window's `request_threads_*` items and `capacity_utilization`, counting the part of
+/// requests still running that falls inside the window (ending at `stop_us`).
+fn set_thread_items(
+    d: &Bound<'_, PyDict>,
+    m: &Metrics,
+    w: &Window,
+    stop_us: u64,
+    period: f64,
+) -> PyResult<()> {
     let slots = m.slots.len();
     // Requests still running add the part of their time inside this window.
     let mut busy_us = w.slot_busy_us.clone();
@@ -516,19 +562,6 @@ pub(crate) fn request_metrics(py: Python<'_>) -> PyResult<Option<Bound<'_, PyDic
         active[i] |= w.slot_completed[i] > 0;
     }
     let busy_total: u64 = busy_us.iter().sum();
-    let d = PyDict::new(py);
-    let n = w.request_count;
-    let mean = |p: &Phase| if n == 0 { 0.0 } else { p.total / n as f64 };
-    let daemon_mode = !super::settings::process_info().process_group.is_empty();
-    d.set_item("pid", std::process::id())?;
-    d.set_item("start_time", secs(w.start_us))?;
-    d.set_item("stop_time", secs(stop_us))?;
-    d.set_item("sample_period", period)?;
-    d.set_item("request_count", n)?;
-    d.set_item(
-        "request_throughput",
-        if period > 0.0 { n as f64 / period } else { 0.0 },
-    )?;
     d.set_item("request_threads_maximum", slots)?;
     d.set_item(
         "request_threads_started",
@@ -555,6 +588,15 @@ pub(crate) fn request_metrics(py: Python<'_>) -> PyResult<Option<Bound<'_, PyDic
     d.set_item("request_threads_cpu_time", w.slot_cpu.clone())?;
     d.set_item("request_threads_current_elapsed", current_elapsed)?;
     d.set_item("request_threads_max_duration", w.slot_max_duration.clone())?;
+    Ok(())
+}
+
+/// The window's per-phase times (mean, extremes, buckets; queue and daemon time are None
+/// in embedded mode) and its GIL wait times.
+fn set_phase_items(py: Python<'_>, d: &Bound<'_, PyDict>, w: &Window) -> PyResult<()> {
+    let n = w.request_count;
+    let mean = |p: &Phase| if n == 0 { 0.0 } else { p.total / n as f64 };
+    let daemon_mode = !super::settings::process_info().process_group.is_empty();
     let phases: [(&str, &Phase, bool); 7] = [
         ("server_time", &w.server, true),
         ("queue_time", &w.queue, daemon_mode),
@@ -583,6 +625,11 @@ pub(crate) fn request_metrics(py: Python<'_>) -> PyResult<Option<Bound<'_, PyDic
     d.set_item("gil_wait_time_max_us", gil_extremes.map(|e| e.1))?;
     d.set_item("gil_wait_count", w.gil_wait_count)?;
     d.set_item("gil_wait_time_buckets", w.gil_wait.buckets.to_vec())?;
+    Ok(())
+}
+
+/// The window's input and output totals and its responses by status class.
+fn set_io_items(d: &Bound<'_, PyDict>, w: &Window) -> PyResult<()> {
     d.set_item("input_bytes", w.input_bytes)?;
     d.set_item("input_reads", w.input_reads)?;
     d.set_item("output_bytes", w.output_bytes)?;
@@ -590,27 +637,7 @@ pub(crate) fn request_metrics(py: Python<'_>) -> PyResult<Option<Bound<'_, PyDic
     for (i, count) in w.status.iter().enumerate() {
         d.set_item(format!("status_{}xx", i + 1), count)?;
     }
-    let rate = |now: f64, then: f64| {
-        if period > 0.0 {
-            (now - then).max(0.0) / period
-        } else {
-            0.0
-        }
-    };
-    let user = rate(cpu_now.0, w.cpu_at_start.0);
-    let system = rate(cpu_now.1, w.cpu_at_start.1);
-    for (prefix, value) in [
-        ("cpu_user", user),
-        ("cpu_system", system),
-        ("cpu", user + system),
-    ] {
-        d.set_item(format!("{prefix}_utilization"), value)?;
-        // Deprecated aliases mod_wsgi keeps.
-        d.set_item(format!("{prefix}_time"), value)?;
-    }
-    d.set_item("memory_rss", rss)?;
-    d.set_item("memory_max_rss", max_rss)?;
-    Ok(Some(d))
+    Ok(())
 }
 
 /// `process_metrics()`: cumulative since the process started. None until recording started.
