@@ -205,7 +205,7 @@ impl Drop for GenerationMetrics {
 /// WSGISocketPrefix (ServerRoot-relative), or `<DefaultRuntimeDir>/rwsgi`.
 fn socket_prefix(pool: Pool, global: &GlobalConfig) -> String {
     match &global.socket_prefix {
-        Some(p) => pool.server_root_relative(p).unwrap_or_else(|| p.clone()),
+        Some(p) => pool.absolute_or_server_root(p),
         None => pool
             .runtime_dir_relative("rwsgi")
             .unwrap_or_else(|| "/tmp/rwsgi".into()),
