@@ -23,7 +23,7 @@ use crate::python::{self, InterpreterSettings};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ChildKind {
     /// Serves requests (`daemon::serving_daemon`).
-    Server,
+    Serving,
     /// Runs its group's service scripts (`daemon::service_daemon`).
     Service,
 }
@@ -100,7 +100,7 @@ impl DaemonChild<'_> {
 
     fn note_backoff(&self) {
         match self.kind {
-            ChildKind::Server => logging::notice(&format!(
+            ChildKind::Serving => logging::notice(&format!(
                 "RW0028: daemon process '{}' (pid {}): waiting {} s before starting (it kept dying \
                  soon after start)",
                 self.group,

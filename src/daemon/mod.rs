@@ -3,7 +3,7 @@
 //! daemon, restarts dead ones (policy in `supervisor`) and replaces them warm when they ask
 //! (`control`). Each daemon starts up the same way (`child_start`: prepares itself with
 //! `spawn`, takes its signals through `signals`, starts Python), then serves requests
-//! (`serving_daemon`, `gil_thread` taking the GIL for its monitor, `worker` dispatching
+//! (`serving_daemon`, `gil_thread` taking the GIL for its monitor, `dispatcher` dispatching
 //! requests to its threads, `request_io` for each request's I/O) or runs its service
 //! scripts (`service_daemon`). Nothing here calls Apache, the handler or the composition
 //! root: the composition root turns the configuration into plans (`DaemonPlan`,
@@ -11,6 +11,7 @@
 
 pub mod child_start;
 pub mod control;
+pub mod dispatcher;
 pub mod exit;
 mod gil_thread;
 pub mod listener;
@@ -22,4 +23,3 @@ pub mod serving_daemon;
 mod signals;
 pub mod spawn;
 pub mod supervisor;
-pub mod worker;

@@ -17,11 +17,11 @@ use nix::sys::signal::Signal;
 
 use crate::daemon::child_start::{ChildKind, DaemonChild, Started};
 use crate::daemon::control::{self, ControlMessage};
+use crate::daemon::dispatcher::{Dispatcher, ServeSettings, WAKE_SIGNAL};
 use crate::daemon::exit::DaemonExit;
 use crate::daemon::gil_thread::GilThread;
 use crate::daemon::signals;
 use crate::daemon::spawn::ChildSetup;
-use crate::daemon::worker::{Dispatcher, ServeSettings, WAKE_SIGNAL};
 use crate::logging;
 use crate::python::{self, AppHost, InterpreterSettings};
 
@@ -82,9 +82,9 @@ pub struct Timers {
 /// Runs the daemon; returns the exit code. The caller must `_exit` with it and never return
 /// into Apache. A group with `threads=0` runs `daemon::service_daemon` instead.
 pub fn serve_requests(plan: DaemonPlan) -> DaemonExit {
-    let child = plan.child(ChildKind::Server);
+    let child = plan.child(ChildKind::Serving);
     // cpu-time-limit: SIGXCPU is the kernel's notice that the RLIMIT_CPU soft limit was
-    // reached; WAKE_SIGNAL wakes the main thread (see `worker`).
+    // reached; WAKE_SIGNAL wakes the main thread (see `dispatcher`).
     let Started { parent, python } = match child.start(&[Signal::SIGXCPU, WAKE_SIGNAL]) {
         Ok(started) => started,
         Err(exit) => return exit,

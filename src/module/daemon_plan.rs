@@ -9,10 +9,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::config::{DaemonGroupSpec, GlobalConfig, Host, ResolvedIds, ServerConfig};
+use crate::daemon::dispatcher::ServeSettings;
 use crate::daemon::manager::GroupPlan;
 use crate::daemon::serving_daemon::{DaemonPlan, Timers};
 use crate::daemon::spawn::{ChildSetup, Identity, ResourceLimits};
-use crate::daemon::worker::ServeSettings;
 use crate::handler::DaemonTarget;
 use crate::handler::script_owner::ScriptOwner;
 use crate::python::InterpreterSettings;
