@@ -330,14 +330,7 @@ fn serve_embedded(
     sel: &Selection,
     path_info: &[u8],
 ) -> i32 {
-    let env = owned_environ(
-        r,
-        dir,
-        &sel.script_name,
-        path_info,
-        sel.pass_authorization,
-        handler_script_env(sel),
-    );
+    let env = selection_environ(r, dir, sel, path_info);
     let spec = crate::python::RequestSpec {
         script_path: script_path(&sel.script),
         app_group: &sel.application_group,
@@ -377,14 +370,7 @@ fn serve_daemon(
         plan.flags |= req_flags::BODY_PUSHED;
     }
     let head = if dir.trusted_proxy_headers.is_some() {
-        let env = owned_environ(
-            r,
-            dir,
-            &sel.script_name,
-            path_info,
-            sel.pass_authorization,
-            handler_script_env(sel),
-        );
+        let env = selection_environ(r, dir, sel, path_info);
         daemon_client::encode_head(r, &plan, env.iter().map(|(k, v)| (&k[..], &v[..])))
     } else {
         // Apache's own strings go straight into the request head, with no copy of each.
@@ -411,6 +397,24 @@ fn serve_daemon(
 /// The script file's path: Apache's `r->filename` bytes, UTF-8 or not.
 fn script_path(file: &[u8]) -> &std::path::Path {
     std::path::Path::new(std::ffi::OsStr::from_bytes(file))
+}
+
+/// The environ, owned, of the request `sel` resolved: its SCRIPT_NAME, pass-authorization
+/// and handler script.
+fn selection_environ(
+    r: &Request<'_>,
+    dir: &DirConfig,
+    sel: &Selection,
+    path_info: &[u8],
+) -> Vec<(Vec<u8>, Vec<u8>)> {
+    owned_environ(
+        r,
+        dir,
+        &sel.script_name,
+        path_info,
+        sel.pass_authorization,
+        handler_script_env(sel),
+    )
 }
 
 /// The environ as owned pairs, with WSGITrustedProxyHeaders applied (logged): for embedded
