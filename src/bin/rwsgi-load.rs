@@ -287,9 +287,11 @@ fn get(target: &Target, timeout: Duration) -> Result<u16, String> {
         .write_all(request.as_bytes())
         .map_err(|e| format!("send: {e}"))?;
     let mut response = Vec::with_capacity(4096);
+    // On an error the bytes read before it stay in `response`: say how many, so a reset
+    // before any byte (a connection closed with the request unread) is told from a cut body.
     stream
         .read_to_end(&mut response)
-        .map_err(|e| format!("receive: {e}"))?;
+        .map_err(|e| format!("receive: {e} after {} bytes", response.len()))?;
     let head = parse_head(&response)?
         .ok_or_else(|| format!("incomplete response ({} bytes)", response.len()))?;
     let status = head.status;
