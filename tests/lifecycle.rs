@@ -13,6 +13,19 @@ struct LoadReport {
     requests: u64,
     failures: Vec<String>,
     pids: std::collections::BTreeSet<String>,
+    /// The slowest requests: (start after the load began, duration, answer or error).
+    slowest: Vec<(Duration, Duration, String)>,
+}
+
+impl LoadReport {
+    /// For failure messages: what the slowest requests were doing.
+    fn describe_slowest(&self) -> String {
+        self.slowest
+            .iter()
+            .map(|(at, took, what)| format!("at {at:.2?} took {took:.2?}: {what}"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
 }
 
 /// `clients` threads request `path` until `duration` ends (bounded in time and count),
@@ -29,17 +42,34 @@ fn load(
     let count = Arc::new(AtomicU64::new(0));
     let failures = Arc::new(Mutex::new(Vec::new()));
     let pids = Arc::new(Mutex::new(std::collections::BTreeSet::new()));
+    let timings = Arc::new(Mutex::new(Vec::new()));
+    let began = Instant::now();
     let workers: Vec<_> = (0..clients)
         .map(|_| {
-            let (stop, count, failures, pids) =
-                (stop.clone(), count.clone(), failures.clone(), pids.clone());
+            let (stop, count, failures, pids, timings) = (
+                stop.clone(),
+                count.clone(),
+                failures.clone(),
+                pids.clone(),
+                timings.clone(),
+            );
             let path = path.to_string();
             std::thread::spawn(move || {
                 let mut n = 0;
                 while !stop.load(Ordering::SeqCst) && n < 100_000 {
                     n += 1;
                     count.fetch_add(1, Ordering::SeqCst);
-                    match http::request(port, "GET", &path, &[], b"") {
+                    let sent = Instant::now();
+                    let result = http::request(port, "GET", &path, &[], b"");
+                    let answer = match &result {
+                        Ok(r) => format!("{} {}", r.status, r.text()),
+                        Err(e) => format!("error: {e}"),
+                    };
+                    timings
+                        .lock()
+                        .unwrap()
+                        .push((sent - began, sent.elapsed(), answer));
+                    match result {
                         Ok(r) if (200..300).contains(&r.status) => {
                             pids.lock().unwrap().insert(r.text());
                         }
@@ -65,10 +95,14 @@ fn load(
     }
     let failures = failures.lock().unwrap().clone();
     let pids = pids.lock().unwrap().clone();
+    let mut slowest = std::mem::take(&mut *timings.lock().unwrap());
+    slowest.sort_by_key(|(_, took, _)| std::cmp::Reverse(*took));
+    slowest.truncate(10);
     LoadReport {
         requests: count.load(Ordering::SeqCst),
         failures,
         pids,
+        slowest,
     }
 }
 
@@ -325,34 +359,49 @@ fn deadlock_timeout_replaces_a_process_whose_gil_is_stuck() {
 
 #[test]
 fn apache_graceful_restarts_under_load_fail_no_request_and_let_long_requests_finish() {
-    let (apache, _) = start("processes=1 threads=8 graceful-timeout=15", "");
+    let (apache, _) = start("processes=1 threads=8 graceful-timeout=30", "");
     let port = apache.port();
-    // A 6 s request in flight across the restarts (mod_wsgi cuts it after about 3 s).
+    // A request in flight across all the restarts (mod_wsgi cuts it after about 3 s): it
+    // ends once the test writes `release`.
     let started = apache.marker("long-started");
-    let path = format!("/app/sleep?s=6&started={}", started.display());
+    let release = apache.marker("long-release");
+    let path = format!(
+        "/app/sleep?s=60&until={}&started={}",
+        release.display(),
+        started.display()
+    );
     let long = std::thread::spawn(move || http::request(port, "GET", &path, &[], b""));
     apache.wait_for_marker(&started, Duration::from_secs(10));
-    let report = load(&apache, 8, Duration::from_secs(9), "/app/pid", || {
+    let mut serving = vec![apache.get("/app/pid").text()];
+    let report = load(&apache, 8, Duration::ZERO, "/app/pid", || {
         for _ in 0..3 {
-            std::thread::sleep(Duration::from_millis(2000));
             apache.signal(libc::SIGUSR1); // apache2 -k graceful
+            // Each restart's daemon serves before the next restart (Apache itself holds
+            // off starting the new generation's children for up to a second).
+            let previous = serving.last().unwrap().clone();
+            serving.push(wait_new_pid(&apache, &previous, Duration::from_secs(20)));
         }
+        std::fs::write(&release, b"").unwrap();
     });
     assert!(
         report.failures.is_empty(),
-        "{} of {} requests failed: {:?}\n{}",
+        "{} of {} requests failed: {:?}\nthe slowest:\n{}\n{}",
         report.failures.len(),
         report.requests,
         &report.failures[..report.failures.len().min(5)],
+        report.describe_slowest(),
         apache.error_log()
     );
-    assert!(
-        report.pids.len() >= 3,
-        "daemons were not replaced: {:?}",
-        report.pids
-    );
+    let distinct: std::collections::BTreeSet<_> = serving.iter().collect();
+    assert_eq!(distinct.len(), 4, "{serving:?}\n{}", apache.error_log());
     let long = long.join().unwrap().expect("the long request failed");
     assert_eq!(long.status, 200, "{}", apache.error_log());
+    // It ran in the first daemon, which drained it across three restarts.
+    assert!(
+        long.text().contains(&format!("\"pid\": {}", serving[0])),
+        "{}",
+        long.text()
+    );
 }
 
 #[test]

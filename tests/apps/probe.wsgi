@@ -134,9 +134,15 @@ def application(environ, start_response):
             write(b"w%02d;" % i)
         return [b"end"]
     if path == "/sleep":
+        # Sleeps s seconds, or with ?until=PATH until that file exists (at most s seconds).
         start = time.time()
         _mark_started(q)
-        time.sleep(float(q.get("s", "1")))
+        end = start + float(q.get("s", "1"))
+        if "until" in q:
+            while time.time() < end and not os.path.exists(q["until"]):
+                time.sleep(0.05)
+        else:
+            time.sleep(end - start)
         return _text(start_response, json.dumps({"pid": os.getpid(), "thread": threading.get_ident(),
                                                   "start": start, "end": time.time()}))
     if path == "/file":
