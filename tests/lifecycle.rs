@@ -404,6 +404,77 @@ fn apache_graceful_restarts_under_load_fail_no_request_and_let_long_requests_fin
     );
 }
 
+/// Connections waiting in the listen queue of the group's socket (`ss`, from iproute2).
+fn queued_connections(socket: &std::path::Path) -> usize {
+    let out = std::process::Command::new("ss")
+        .args(["-xlH", "src"])
+        .arg(socket)
+        .output()
+        .expect("ss (iproute2)");
+    // u_str LISTEN <queued> <backlog> <path> ...
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(2)?.parse::<usize>().ok())
+        .sum()
+}
+
+#[test]
+fn a_request_queued_at_a_draining_daemon_is_served_by_the_next_generation() {
+    let (apache, _) = start("processes=1 threads=1 graceful-timeout=30", "");
+    let port = apache.port();
+    let socket = std::fs::read_dir(apache.config.root().join("run"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "sock"))
+        .expect("the group's socket");
+    // The daemon's only thread is busy until the test writes `release`.
+    let started = apache.marker("long-started");
+    let release = apache.marker("long-release");
+    let path = format!(
+        "/app/sleep?s=60&until={}&started={}",
+        release.display(),
+        started.display()
+    );
+    let long = std::thread::spawn(move || http::request(port, "GET", &path, &[], b""));
+    apache.wait_for_marker(&started, Duration::from_secs(10));
+    // A second request waits in the daemon's listen queue.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(http::request(port, "POST", "/app/pid", &[], b"queued"));
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while queued_connections(&socket) == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "nothing queued\n{}",
+            apache.error_log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    apache.signal(libc::SIGUSR1); // apache2 -k graceful
+    // The old daemon drains its request; the queued one goes to the new generation at once
+    // rather than waiting for that drain (it would still be waiting).
+    let queued = rx.recv_timeout(Duration::from_secs(15));
+    std::fs::write(&release, b"").unwrap();
+    let queued = queued
+        .unwrap_or_else(|_| {
+            panic!(
+                "the queued request waited for the drain\n{}",
+                apache.error_log()
+            )
+        })
+        .expect("the queued request failed");
+    assert_eq!(queued.status, 200, "{}", apache.error_log());
+    let long = long.join().unwrap().expect("the long request failed");
+    assert_eq!(long.status, 200, "{}", apache.error_log());
+    assert!(
+        !long.text().contains(&format!("\"pid\": {}", queued.text())),
+        "the same daemon answered both: {} / {}",
+        long.text(),
+        queued.text()
+    );
+}
+
 #[test]
 fn trickling_uploads_do_not_starve_daemon_threads() {
     let (apache, _) = start("threads=2", "");

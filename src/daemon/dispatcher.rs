@@ -261,7 +261,26 @@ impl Dispatcher {
             .map(|mut m| m.drain().map(|(_, c)| c).collect())
             .unwrap_or_default();
         drop(idle);
+        self.release_listener();
         let _ = self.stop_event.write(1);
+    }
+
+    /// Lets go of this process' reference to the group's listening socket. While the daemon
+    /// manager holds the socket (a successor serves from it), nothing changes for Apache.
+    /// Once the manager has let go too (the configuration generation ended), the last
+    /// process to stop closes it: connections still queued there are refused at once, and
+    /// Apache connects again, to the new generation's socket, instead of waiting in a queue
+    /// nobody takes from until this process has drained.
+    fn release_listener(&self) {
+        let Ok(null) = std::fs::File::open("/dev/null") else {
+            return;
+        };
+        // Replaced rather than closed, so the number stays taken: a thread that was woken
+        // for the listener just before and calls accept() now gets an error, never another
+        // file's connection.
+        // SAFETY: both descriptors are open; dup3 atomically makes the listener's number
+        // refer to /dev/null, and `null`'s own descriptor is closed when it is dropped.
+        unsafe { libc::dup3(null.as_raw_fd(), self.listener.as_raw_fd(), libc::O_CLOEXEC) };
     }
 
     /// Registers the listener, exclusively: one connection wakes one of the group's
@@ -383,6 +402,8 @@ impl Dispatcher {
                 // Another thread or process took it.
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return None,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                // The listener was released (stop_accepting) after this thread was woken.
+                Err(_) if self.stopping.load(Ordering::SeqCst) => return None,
                 Err(e) => {
                     logging::warning(&format!(
                         "RW0044: daemon '{}': accept failed: {e}",

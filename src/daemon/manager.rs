@@ -371,6 +371,16 @@ impl Manager {
         for pid in self.daemons.keys() {
             let _ = nix::sys::signal::kill(*pid, signal);
         }
+        // No daemon is started from here on. Letting go of the listening sockets lets the
+        // last daemon to stop accepting close them (see Dispatcher::stop_accepting).
+        for group in &mut self.groups {
+            if group.plan.listener_fd >= 0 {
+                // SAFETY: the manager's own copy of the socket, inherited from the parent and
+                // used only to start daemons, which no longer happens.
+                unsafe { libc::close(group.plan.listener_fd) };
+                group.plan.listener_fd = -1;
+            }
+        }
     }
 
     fn max_over_groups(&self, f: impl Fn(&DaemonPlan) -> Duration) -> Duration {

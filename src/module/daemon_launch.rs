@@ -311,6 +311,15 @@ unsafe extern "C" fn stop_generation(data: *mut c_void) -> ffi::apr_status_t {
             return 0; // a forked child clearing its copy of the pool: not ours to stop
         }
         generation.stopping = true;
+        // First, so no Apache child connects to a socket whose daemons are stopping: from
+        // here until the next generation binds its sockets, children retry the connect.
+        for path in &generation.socket_paths {
+            let _ = std::fs::remove_file(path);
+        }
+        for g in &generation.groups {
+            // SAFETY: the parent's own copy of a listening socket, no longer used here.
+            unsafe { libc::close(g.plan.listener_fd) };
+        }
         let graceful = !generation.hard_stop && !state::mpm_is_stopping();
         let pid = generation.manager_pid;
         if pid > 0 && graceful {
@@ -366,13 +375,6 @@ unsafe extern "C" fn stop_generation(data: *mut c_void) -> ffi::apr_status_t {
                 }
             }
             generation.manager_pid = 0;
-        }
-        for path in &generation.socket_paths {
-            let _ = std::fs::remove_file(path);
-        }
-        for g in &generation.groups {
-            // SAFETY: the parent's own copy of a listening socket, no longer used here.
-            unsafe { libc::close(g.plan.listener_fd) };
         }
         0
     })
