@@ -1453,3 +1453,224 @@ fn server_metrics_and_metrics_url() {
         assert!(text(&out).contains(expected), "{}", text(&out));
     }
 }
+
+/// An `--include-file` written for mod_wsgi-express (as mod_wsgi's own suite writes them):
+/// it loads modules outside the base set from `${MOD_WSGI_MODULES_DIRECTORY}` and uses
+/// directives of modules mod_wsgi-express always loads (mod_headers, mod_rewrite).
+#[test]
+fn include_file_written_for_mod_wsgi_express_loads_modules_and_requires_basic_auth() {
+    let tmp = TempDir::new("express-include-auth");
+    let users = tmp.path().join("users");
+    let hashed = Command::new("openssl")
+        .args(["passwd", "-apr1", "s3cret"])
+        .output()
+        .expect("openssl (make test installs it)");
+    assert!(hashed.status.success(), "openssl passwd: {}", text(&hashed));
+    let hash = String::from_utf8_lossy(&hashed.stdout).trim().to_string();
+    fs::write(&users, format!("alice:{hash}\n")).unwrap();
+    let extra = tmp.path().join("auth.conf");
+    fs::write(
+        &extra,
+        format!(
+            "<IfModule !auth_basic_module>\n\
+             \x20   LoadModule auth_basic_module ${{MOD_WSGI_MODULES_DIRECTORY}}/mod_auth_basic.so\n\
+             </IfModule>\n\
+             <IfModule !authn_file_module>\n\
+             \x20   LoadModule authn_file_module ${{MOD_WSGI_MODULES_DIRECTORY}}/mod_authn_file.so\n\
+             </IfModule>\n\
+             <IfModule !authz_user_module>\n\
+             \x20   LoadModule authz_user_module ${{MOD_WSGI_MODULES_DIRECTORY}}/mod_authz_user.so\n\
+             </IfModule>\n\
+             <Location /private>\n\
+             \x20   AuthType Basic\n\
+             \x20   AuthName \"Private Area\"\n\
+             \x20   AuthUserFile \"{}\"\n\
+             \x20   Require valid-user\n\
+             \x20   Header set X-Included yes\n\
+             </Location>\n\
+             RewriteEngine On\n\
+             RewriteRule ^/moved$ /private [R=302,L]\n",
+            users.display()
+        ),
+    )
+    .unwrap();
+    let app = app_path();
+    let mut server = Server::setup(
+        "express-include-auth",
+        &[
+            app.to_str().unwrap(),
+            "--include-file",
+            extra.to_str().unwrap(),
+        ],
+    );
+    server.start();
+    let get = |auth: Option<&str>, path: &str| {
+        let auth = auth
+            .map(|a| format!("Authorization: Basic {a}\r\n"))
+            .unwrap_or_default();
+        let raw = format!(
+            "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\n{auth}Connection: close\r\n\r\n",
+            server.port
+        );
+        http::raw_request(server.port, raw.as_bytes(), false)
+            .unwrap_or_else(|e| panic!("GET {path}: {e}\n{}", server.error_log()))
+    };
+
+    // No credentials, or wrong ones: mod_auth_basic answers 401 with its challenge.
+    let denied = get(None, "/private");
+    assert_eq!(denied.status, 401, "{}", server.error_log());
+    assert_eq!(
+        denied.header("WWW-Authenticate"),
+        Some("Basic realm=\"Private Area\"")
+    );
+    // base64("alice:wrong")
+    assert_eq!(get(Some("YWxpY2U6d3Jvbmc="), "/private").status, 401);
+    // base64("alice:s3cret"): the app runs, and sees who authenticated.
+    let page = get(Some("YWxpY2U6czNjcmV0"), "/private");
+    assert_eq!(page.status, 200, "{}", server.error_log());
+    assert_eq!(page.header("X-Included"), Some("yes"));
+    let info = http::json(&page);
+    assert_eq!(info["environ"]["REMOTE_USER"].str(), "alice");
+    assert_eq!(info["environ"]["AUTH_TYPE"].str(), "Basic");
+    // The rest of the site is open; mod_rewrite's rule from the included file applies.
+    assert_eq!(get(None, "/").status, 200, "{}", server.error_log());
+    let moved = get(None, "/moved");
+    assert_eq!(moved.status, 302, "{}", server.error_log());
+    assert!(
+        moved
+            .header("Location")
+            .is_some_and(|l| l.ends_with("/private")),
+        "{:?}",
+        moved.headers
+    );
+    server.stop();
+}
+
+/// The generated configuration defines mod_wsgi-express's variables and flags with their
+/// meaning (an included file reads them), and loads mod_wsgi-express's base set of modules.
+#[test]
+fn generated_config_defines_mod_wsgi_express_variables_and_loads_its_base_modules() {
+    let tmp = TempDir::new("express-defines");
+    let extra = tmp.path().join("defines.conf");
+    let mut conf = String::new();
+    for name in [
+        "MODULES_DIRECTORY",
+        "SERVER_ROOT",
+        "LISTENER_HOST",
+        "HTTP_PORT",
+        "USER",
+        "GROUP",
+        "WORKING_DIRECTORY",
+    ] {
+        conf.push_str(&format!("SetEnv X_{name} \"${{MOD_WSGI_{name}}}\"\n"));
+    }
+    // Flags: set for the options given, unset for the others.
+    for flag in [
+        "EMBEDDED_MODE",
+        "MOD_WSGI_MULTIPROCESS",
+        "MOD_WSGI_ACCESS_LOG",
+        "MOD_WSGI_WITH_LISTENER_HOST",
+        "MOD_WSGI_CHUNKED_REQUEST",
+        "MOD_WSGI_DISABLE_RELOADING",
+        "MOD_WSGI_MPM_ENABLE_WORKER_MODULE",
+        "MOD_WSGI_MPM_ENABLE_EVENT_MODULE",
+        "MOD_WSGI_WITH_HTTPS",
+        "MOD_WSGI_VIRTUAL_HOST",
+        "ORPHAN_INTERPRETER",
+    ] {
+        conf.push_str(&format!(
+            "<IfDefine {flag}>\nSetEnv F_{flag} on\n</IfDefine>\n\
+             <IfDefine !{flag}>\nSetEnv F_{flag} off\n</IfDefine>\n"
+        ));
+    }
+    fs::write(&extra, conf).unwrap();
+    let app = app_path();
+    let workdir = app.parent().unwrap();
+    let mut server = Server::setup(
+        "express-defines",
+        &[
+            app.to_str().unwrap(),
+            "--embedded-mode",
+            "--processes",
+            "2",
+            "--access-log",
+            "--chunked-request",
+            "--include-file",
+            extra.to_str().unwrap(),
+        ],
+    );
+
+    // mod_wsgi-express's base set (and mod_log_config for --access-log) is loaded.
+    let dump = Command::new("/usr/sbin/apache2")
+        .arg("-f")
+        .arg(server.root.join("httpd.conf"))
+        .args(["-t", "-D", "DUMP_MODULES"])
+        .output()
+        .expect("apache2 -M");
+    let modules = text(&dump);
+    assert!(dump.status.success(), "{modules}");
+    for module in [
+        "mpm_worker",
+        "access_compat",
+        "unixd",
+        "authn_core",
+        "authz_core",
+        "authz_host",
+        "mime",
+        "rewrite",
+        "alias",
+        "dir",
+        "env",
+        "headers",
+        "filter",
+        "reqtimeout",
+        "log_config",
+        "rwsgi",
+    ] {
+        assert!(
+            modules.contains(&format!(" {module}_module ")),
+            "{module}_module not loaded:\n{modules}"
+        );
+    }
+
+    server.start();
+    let page = server.get("/");
+    assert_eq!(page.status, 200, "{}", server.error_log());
+    let env = &http::json(&page)["environ"];
+    let id = |flag: &str| {
+        let out = Command::new("id").arg(flag).output().expect("id");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    // As root, Apache and the app run as www-data; otherwise as the caller.
+    let (user, group) = if id("-u") == "0" {
+        ("www-data".to_string(), "www-data".to_string())
+    } else {
+        (id("-un"), id("-gn"))
+    };
+    let port = server.port.to_string();
+    let root = server.root.display().to_string();
+    for (name, expected) in [
+        ("X_MODULES_DIRECTORY", "/usr/lib/apache2/modules"),
+        ("X_SERVER_ROOT", root.as_str()),
+        ("X_LISTENER_HOST", "127.0.0.1"),
+        ("X_HTTP_PORT", port.as_str()),
+        ("X_USER", user.as_str()),
+        ("X_GROUP", group.as_str()),
+        ("X_WORKING_DIRECTORY", workdir.to_str().unwrap()),
+        ("F_EMBEDDED_MODE", "on"),
+        ("F_MOD_WSGI_MULTIPROCESS", "on"),
+        ("F_MOD_WSGI_ACCESS_LOG", "on"),
+        ("F_MOD_WSGI_WITH_LISTENER_HOST", "on"),
+        ("F_MOD_WSGI_CHUNKED_REQUEST", "on"),
+        // mod_wsgi-express turns reloading off in embedded mode.
+        ("F_MOD_WSGI_DISABLE_RELOADING", "on"),
+        ("F_MOD_WSGI_MPM_ENABLE_WORKER_MODULE", "on"),
+        ("F_MOD_WSGI_MPM_ENABLE_EVENT_MODULE", "off"),
+        ("F_MOD_WSGI_WITH_HTTPS", "off"),
+        ("F_MOD_WSGI_VIRTUAL_HOST", "off"),
+        ("F_ORPHAN_INTERPRETER", "off"),
+    ] {
+        assert_eq!(env[name].str(), expected, "{name} in {env}");
+    }
+    server.stop();
+}

@@ -449,6 +449,128 @@ fn request_options(site: &Site) -> String {
     out
 }
 
+/// The `Define`s mod_wsgi-express gives Apache (as environment variables set by its
+/// `apachectl`, and `-D` flags on its command line), so that files written for it
+/// (`--include-file`) find `${MOD_WSGI_MODULES_DIRECTORY}`, `${MOD_WSGI_USER}`, ... and
+/// `<IfDefine MOD_WSGI_...>` with the same meaning. Flags for options rwsgi-express refuses
+/// (`ONE_PROCESS`, `MOD_WSGI_WITH_PROXY`, `MOD_WSGI_AUTH_USER`, ...) are never defined.
+fn defines(site: &Site) -> String {
+    let args = &site.args;
+    let mut out =
+        String::from("# What mod_wsgi-express defines, for configuration files written for it.\n");
+    let mut vars: Vec<(&str, String)> = vec![
+        ("MOD_WSGI_MODULES_DIRECTORY", MODULES_DIR.to_string()),
+        (
+            "MOD_WSGI_SERVER_ROOT",
+            site.server_root.display().to_string(),
+        ),
+        ("MOD_WSGI_LISTENER_HOST", site.host.clone()),
+        ("MOD_WSGI_HTTP_PORT", site.port.to_string()),
+    ];
+    if let Some(tls) = &site.tls {
+        vars.push(("MOD_WSGI_HTTPS_PORT", tls.port.to_string()));
+    }
+    vars.extend([
+        ("MOD_WSGI_USER", site.identity.user.clone()),
+        ("MOD_WSGI_GROUP", site.identity.group.clone()),
+        (
+            "MOD_WSGI_WORKING_DIRECTORY",
+            site.app_dir.display().to_string(),
+        ),
+    ]);
+    for (name, value) in vars {
+        out.push_str(&format!("Define {name} {}\n", q(&value)));
+    }
+    let tls = site.tls.as_ref();
+    let group = &site.application_group;
+    let mpm = if args.embedded_mode {
+        "WORKER"
+    } else {
+        "EVENT"
+    };
+    let flags = [
+        ("ORPHAN_INTERPRETER", args.orphan_interpreter),
+        ("EMBEDDED_MODE", args.embedded_mode),
+        // The script is loaded at start: both groups are literal in the mount.
+        (
+            "MOD_WSGI_IMPORT_HANDLER_SCRIPT",
+            !args.embedded_mode && (group == "%{GLOBAL}" || !group.contains("%{")),
+        ),
+        ("MOD_WSGI_VIRTUAL_HOST", args.server_name.is_some()),
+        (
+            "MOD_WSGI_REDIRECT_WWW",
+            args.server_name
+                .as_deref()
+                .is_some_and(|n| n.to_ascii_lowercase().starts_with("www.")),
+        ),
+        ("MOD_WSGI_WITH_HTTP2", args.http2),
+        ("MOD_WSGI_WITH_HTTPS", tls.is_some()),
+        (
+            "MOD_WSGI_VERIFY_CLIENT",
+            tls.is_some_and(|t| t.ca.is_some()),
+        ),
+        (
+            "MOD_WSGI_CERTIFICATE_CHAIN",
+            tls.is_some_and(|t| t.chain.is_some()),
+        ),
+        ("MOD_WSGI_SSL_ENVIRONMENT", args.ssl_environment),
+        ("MOD_WSGI_HTTPS_ONLY", args.https_only),
+        ("MOD_WSGI_HSTS_POLICY", args.hsts_policy.is_some()),
+        ("MOD_WSGI_SERVER_ALIAS", !args.server_alias.is_empty()),
+        ("MOD_WSGI_ALLOW_LOCALHOST", args.allow_localhost),
+        (
+            "MOD_WSGI_SERVER_METRICS",
+            args.server_metrics || args.server_status,
+        ),
+        ("MOD_WSGI_SERVER_STATUS", args.server_status),
+        ("MOD_WSGI_SWITCH_INTERVAL", args.switch_interval.is_some()),
+        (
+            "MOD_WSGI_ERROR_LOG_FORMAT",
+            args.logs.error_log_format.is_some(),
+        ),
+        ("MOD_WSGI_ACCESS_LOG", site.access_log),
+        ("MOD_WSGI_ROTATE_LOGS", args.logs.rotate_logs),
+        ("MOD_WSGI_KEEP_ALIVE", args.http.keep_alive_timeout > 0),
+        ("MOD_WSGI_COMPRESS_RESPONSES", args.compress_responses),
+        ("MOD_WSGI_MULTIPROCESS", args.processes.is_some()),
+        // rwsgi-express always listens on --host (127.0.0.1 by default).
+        ("MOD_WSGI_WITH_LISTENER_HOST", true),
+        ("MOD_WSGI_CHUNKED_REQUEST", args.chunked_request),
+        (
+            "MOD_WSGI_WITH_PROXY_HEADERS",
+            !args.trust_proxy_headers.is_empty(),
+        ),
+        (
+            "MOD_WSGI_WITH_TRUSTED_PROXIES",
+            !args.trust_proxies.is_empty(),
+        ),
+        ("MOD_WSGI_WITH_PYTHON_PATH", !args.python_paths.is_empty()),
+        (
+            "MOD_WSGI_DISABLE_RELOADING",
+            args.disable_reloading || args.embedded_mode,
+        ),
+    ];
+    for (name, set) in flags {
+        if set {
+            out.push_str(&format!("Define {name}\n"));
+        }
+    }
+    // The MPM loaded, and every MPM Apache has, as mod_wsgi-express tells its template.
+    out.push_str(&format!("Define MOD_WSGI_MPM_ENABLE_{mpm}_MODULE\n"));
+    for name in ["event", "worker", "prefork"] {
+        if Path::new(MODULES_DIR)
+            .join(format!("mod_mpm_{name}.so"))
+            .exists()
+        {
+            out.push_str(&format!(
+                "Define MOD_WSGI_MPM_EXISTS_{}_MODULE\n",
+                name.to_ascii_uppercase()
+            ));
+        }
+    }
+    out
+}
+
 /// The generated httpd.conf.
 pub fn render(site: &Site) -> String {
     let args = &site.args;
@@ -495,30 +617,29 @@ pub fn render(site: &Site) -> String {
     } else {
         String::new()
     };
+    // Beyond the base set in the template: what the options need, as mod_wsgi-express
+    // loads them (each unless already loaded or compiled in).
     let mut extra_modules = String::new();
     let mut load = |name: &str, file: &str| {
         extra_modules.push_str(&format!(
-            "LoadModule {name}_module {MODULES_DIR}/mod_{file}.so\n"
+            "<IfModule !{name}_module>\nLoadModule {name}_module \
+             \"${{MOD_WSGI_MODULES_DIRECTORY}}/mod_{file}.so\"\n</IfModule>\n"
         ));
     };
-    if args.https_only && args.https_port.is_some() {
-        load("rewrite", "rewrite");
-    }
-    if args.hsts_policy.is_some() {
-        load("headers", "headers");
-    }
-    if site.tls.is_some() {
-        load("ssl", "ssl");
-    }
     if args.http2 {
         load("http2", "http2");
     }
-    if args.server_status {
+    if args.compress_responses {
+        load("deflate", "deflate");
+    }
+    if args.server_status || args.server_metrics {
         load("status", "status");
     }
-    if args.compress_responses {
-        load("filter", "filter");
-        load("deflate", "deflate");
+    if site.access_log {
+        load("log_config", "log_config");
+    }
+    if site.tls.is_some() {
+        load("ssl", "ssl");
     }
     let mut aliases = String::new();
     for (url, path) in &site.aliases {
@@ -617,6 +738,7 @@ pub fn render(site: &Site) -> String {
         None => String::new(),
     };
     let replacements = [
+        ("@DEFINES@", defines(site)),
         ("@VERSION@", env!("CARGO_PKG_VERSION").to_string()),
         ("@APP@", site.script.display().to_string()),
         ("@SERVER_ROOT@", root.clone()),
@@ -643,7 +765,6 @@ pub fn render(site: &Site) -> String {
             }
             .to_string(),
         ),
-        ("@MODULES_DIR@", MODULES_DIR.to_string()),
         ("@EXTRA_MODULES@", extra_modules),
         ("@MODULE@", site.module.display().to_string()),
         ("@MPM_SIZING@", mpm_sizing(site)),
