@@ -450,6 +450,15 @@ fn check_request_timeout(
                     grace.as_secs(),
                     stacks()
                 ));
+                if raised == Some(true) {
+                    // mod_wsgi 6's line (its test suite matches it); its thread numbers
+                    // count from 0, as the dispatcher's do.
+                    logging::info(&format!(
+                        "RW0161: Injected RequestTimeout into thread {index} of daemon process \
+                         '{}'.",
+                        plan.group
+                    ));
+                }
                 interrupted.insert(index, (since, Instant::now()));
             }
             _ => {

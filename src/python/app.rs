@@ -640,7 +640,13 @@ fn send_file(py: Python<'_>, shared: &Shared, wrapper: &FileWrapper) -> Result<b
 
 fn log_exception(py: Python<'_>, spec: &RequestSpec<'_>, err: &PyErr) {
     let msg = python_error(py, err, spec.script_path, spec.app_group);
-    log_detached(py, Level::Error, &format!("RW0085: {msg}"));
+    if err.is_instance_of::<pyo3::exceptions::PySystemExit>(py) {
+        // mod_wsgi's own header for it ("SystemExit exception raised by WSGI script ...;
+        // ignored."): the process does not exit, the request fails.
+        log_detached(py, Level::Error, &format!("RW0162: {msg}"));
+    } else {
+        log_detached(py, Level::Error, &format!("RW0085: {msg}"));
+    }
 }
 
 /// Logs a failure and settles the response: a 500 if nothing was sent, else truncation.
@@ -675,24 +681,23 @@ fn fail(py: Python<'_>, spec: &RequestSpec<'_>, shared: &Shared, failure: Failur
             Outcome::ClientGone
         }
         // mod_wsgi.RequestTimeout, from interrupt-timeout or raised by the app itself: the
-        // request timed out, which is not an application error (no traceback), as mod_wsgi.
+        // request timed out, which is not an application error (no traceback); mod_wsgi 6's
+        // info lines, which its own test suite matches.
         Failure::App(e) if e.is_instance_of::<modwsgi::RequestTimeout>(py) => {
-            let msg = if head_sent {
-                format!(
-                    "{}Request interrupted by mod_wsgi.RequestTimeout in WSGI script '{}' after \
-                     the response head was sent; response truncated.",
-                    log_prefix(),
-                    spec.script_path.display()
-                )
+            if head_sent {
+                let msg = format!(
+                    "{}Request interrupted by RequestTimeout after headers sent; response \
+                     truncated.",
+                    log_prefix()
+                );
+                log_object::log_in_request(py, Level::Info, &format!("RW0088: {msg}"));
             } else {
-                format!(
-                    "{}Request interrupted by mod_wsgi.RequestTimeout in WSGI script '{}'; \
-                     answered 504.",
-                    log_prefix(),
-                    spec.script_path.display()
-                )
-            };
-            log_object::log_in_request(py, Level::Info, &format!("RW0088: {msg}"));
+                let msg = format!(
+                    "{}Request interrupted by RequestTimeout; thread recovered.",
+                    log_prefix()
+                );
+                log_object::log_in_request(py, Level::Info, &format!("RW0160: {msg}"));
+            }
             if !head_sent {
                 py.detach(|| send_error_page(shared, 504, "Gateway Timeout", GATEWAY_TIMEOUT_BODY));
             }

@@ -421,6 +421,16 @@ fn exec_script(
             {
                 let _ = modules.del_item(name);
             }
+            // A script that raised SystemExit as it ran: mod_wsgi's one line, no traceback.
+            if e.is_instance_of::<pyo3::exceptions::PySystemExit>(py) {
+                let msg = format!(
+                    "{}SystemExit exception raised when doing exec of Python script file '{}'.",
+                    log_prefix(),
+                    path.display()
+                );
+                super::log_detached(py, Level::Error, &format!("RW0163: {msg}"));
+                return Err(msg);
+            }
             // mod_wsgi's two lines: what failed, then the exception and its traceback.
             let what = if compiled {
                 format!("Unable to execute Python script file '{}'.", path.display())

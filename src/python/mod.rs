@@ -266,7 +266,8 @@ fn exception_type_name(py: pyo3::Python<'_>, err: &pyo3::PyErr) -> String {
 
 /// mod_wsgi's header line for a Python exception raised by a WSGI script (its alerts match
 /// it): "[script /p] ValueError exception raised processing WSGI script '/p' for main
-/// interpreter of daemon process 'g'." The traceback follows it, one line each.
+/// interpreter of daemon process 'g'." A SystemExit's is "[script /p] SystemExit exception
+/// raised by WSGI script '/p' for ...; ignored." The traceback follows it, one line each.
 /// The path is shown lossily (`Path::display`) when it is not UTF-8.
 pub(crate) fn python_error(
     py: pyo3::Python<'_>,
@@ -275,9 +276,15 @@ pub(crate) fn python_error(
     app_group: &str,
 ) -> String {
     let script_path = script_path.as_ref().display();
+    // SystemExit has its own header in mod_wsgi: the script asked to exit, which is ignored.
+    let (raised, ignored) = if err.is_instance_of::<pyo3::exceptions::PySystemExit>(py) {
+        ("by", "; ignored")
+    } else {
+        ("processing", "")
+    };
     format!(
-        "{}[script {script_path}] {} exception raised processing WSGI script '{script_path}' \
-         for {}.\n{}",
+        "{}[script {script_path}] {} exception raised {raised} WSGI script '{script_path}' \
+         for {}{ignored}.\n{}",
         log_prefix(),
         exception_type_name(py, err),
         interp_context(app_group),
