@@ -117,7 +117,7 @@ const DIRECTIVES: &[(&str, Status)] = &[
     ),
     (
         "WSGIIgnoreActivity",
-        NotYet("<Location />\nWSGIIgnoreActivity On\n</Location>"),
+        Implemented(&["lifecycle::ignore_activity_requests_do_not_hold_off_inactivity_timeout"]),
     ),
     (
         "WSGIPassApacheRequest",

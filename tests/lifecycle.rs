@@ -273,6 +273,71 @@ fn inactivity_timeout_recycles_an_idle_process_without_deadlock_timeout() {
     wait_new_pid(&apache, &first, Duration::from_secs(10));
 }
 
+/// GETs `path` every 300 ms (at most `limit`, at most 100 requests); returns the pids that
+/// answered, in order, stopping early once a second pid answers.
+fn poll_pids(apache: &Apache, path: &str, limit: Duration) -> Vec<String> {
+    let deadline = Instant::now() + limit;
+    let mut pids: Vec<String> = Vec::new();
+    for _ in 0..100 {
+        let resp = apache.get(path);
+        assert_eq!(
+            resp.status,
+            200,
+            "{path}: {}\n{}",
+            resp.text(),
+            apache.error_log()
+        );
+        let pid = resp.text();
+        if pids.last() != Some(&pid) {
+            pids.push(pid);
+        }
+        if pids.len() > 1 || Instant::now() >= deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    pids
+}
+
+#[test]
+fn ignore_activity_requests_do_not_hold_off_inactivity_timeout() {
+    // The same script under two URLs; requests under /quiet are not activity (mod_wsgi's
+    // example is a health check under <Location /health>).
+    let (apache, _) = start(
+        "threads=2 inactivity-timeout=2",
+        "WSGIScriptAlias /quiet @DIR@/apps/probe.wsgi\n\
+         <Location /quiet>\n    WSGIIgnoreActivity On\n</Location>",
+    );
+    // Requests every 300 ms to a normal location keep the process for twice the timeout.
+    let pids = poll_pids(&apache, "/app/pid", Duration::from_secs(5));
+    assert_eq!(
+        pids.len(),
+        1,
+        "a busy daemon was recycled: {pids:?}\n{}",
+        apache.error_log()
+    );
+    assert!(
+        !apache
+            .error_log()
+            .contains("no request for inactivity-timeout"),
+        "{}",
+        apache.error_log()
+    );
+    // The same to the ignored location: the process idles out after the last normal
+    // request and a new one answers.
+    let pids = poll_pids(&apache, "/quiet/pid", Duration::from_secs(12));
+    assert_eq!(
+        pids.len(),
+        2,
+        "requests to a WSGIIgnoreActivity location kept the daemon alive: {pids:?}\n{}",
+        apache.error_log()
+    );
+    apache.wait_for_log(
+        "no request for inactivity-timeout=2 s",
+        Duration::from_secs(5),
+    );
+}
+
 #[test]
 fn request_timeout_answers_504_logs_stacks_and_recycles() {
     let (apache, _) = start("threads=2 request-timeout=2 graceful-timeout=1", "");

@@ -383,7 +383,7 @@ pub static DIRECTIVES: &[DirectiveInfo] = &[
         AnyDir,
         Dir,
         "WSGIIgnoreActivity On|Off",
-        false,
+        true,
     ),
     info(
         "WSGIEnableSendfile",
@@ -501,6 +501,7 @@ mod tests {
             "WSGIHandlerScript",
             "WSGIRestrictProcess",
             "WSGIErrorOverride",
+            "WSGIIgnoreActivity",
             "WSGIPassApacheRequest",
             "WSGICaseSensitivity",
             "WSGIAcceptMutex",
@@ -510,7 +511,7 @@ mod tests {
         for d in DIRECTIVES {
             assert_eq!(d.implemented, implemented.contains(&d.name), "{}", d.name);
         }
-        assert_eq!(DIRECTIVES.iter().filter(|d| d.implemented).count(), 44);
+        assert_eq!(DIRECTIVES.iter().filter(|d| d.implemented).count(), 45);
     }
 
     #[test]

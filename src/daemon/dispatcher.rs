@@ -111,7 +111,8 @@ pub struct Dispatcher {
     busy_since: Vec<AtomicU64>,
     /// Per worker thread: its Python thread ident (`threading.get_ident()`), 0 = not yet.
     thread_idents: Vec<AtomicU64>,
-    /// Last request start or end (µs since `epoch`), for inactivity-timeout; 0 = never.
+    /// Last start or end of a request that counts as activity (µs since `epoch`), for
+    /// inactivity-timeout; 0 = never. Requests under `WSGIIgnoreActivity On` do not move it.
     last_activity: AtomicU64,
     /// When the first request started (and with it the script's load), 0 = not yet.
     first_load_started: AtomicU64,
@@ -527,7 +528,8 @@ impl Dispatcher {
         ))
     }
 
-    /// Time since the last request started or ended; None before the first request.
+    /// Time since the last request that counts as activity started or ended; None before
+    /// the first one.
     pub fn idle_for(&self) -> Option<Duration> {
         let last = self.last_activity.load(Ordering::SeqCst);
         (last > 0).then(|| Duration::from_micros(micros_since(self.epoch).saturating_sub(last)))
@@ -635,10 +637,14 @@ impl Dispatcher {
         pushed: Option<PushedBody>,
         index: usize,
     ) -> bool {
+        // WSGIIgnoreActivity On: as mod_wsgi, the request neither starts nor ends a period
+        // of activity, so it does not hold off inactivity-timeout (it still counts as active
+        // while it runs: a process is never recycled under a request).
+        let activity = (!head.has_flag(req_flags::IGNORE_ACTIVITY)).then_some(&self.last_activity);
         let in_flight = InFlight::enter(
             &self.active,
             self.busy_since.get(index),
-            &self.last_activity,
+            activity,
             self.epoch,
         );
         let keep = self.run_request(conn, &head, pushed);
@@ -838,12 +844,13 @@ fn request_spec<'a>(
 }
 
 /// One request being served: counted in `active`, its thread marked busy (request-timeout
-/// watches that) and the activity clock (inactivity-timeout) moved, then undone on drop, so
-/// even a panic inside the request leaves the counters right.
+/// watches that) and the activity clock (inactivity-timeout) moved unless the request is
+/// ignored as activity (`last_activity` None), then undone on drop, so even a panic inside
+/// the request leaves the counters right.
 struct InFlight<'a> {
     active: &'a AtomicUsize,
     busy_since: Option<&'a AtomicU64>,
-    last_activity: &'a AtomicU64,
+    last_activity: Option<&'a AtomicU64>,
     epoch: Instant,
 }
 
@@ -851,12 +858,14 @@ impl<'a> InFlight<'a> {
     fn enter(
         active: &'a AtomicUsize,
         busy_since: Option<&'a AtomicU64>,
-        last_activity: &'a AtomicU64,
+        last_activity: Option<&'a AtomicU64>,
         epoch: Instant,
     ) -> InFlight<'a> {
         active.fetch_add(1, Ordering::SeqCst);
         let started = micros_since(epoch);
-        last_activity.store(started, Ordering::SeqCst);
+        if let Some(clock) = last_activity {
+            clock.store(started, Ordering::SeqCst);
+        }
         if let Some(slot) = busy_since {
             slot.store(started, Ordering::SeqCst);
         }
@@ -874,8 +883,9 @@ impl Drop for InFlight<'_> {
         if let Some(slot) = self.busy_since {
             slot.store(0, Ordering::SeqCst);
         }
-        self.last_activity
-            .store(micros_since(self.epoch), Ordering::SeqCst);
+        if let Some(clock) = self.last_activity {
+            clock.store(micros_since(self.epoch), Ordering::SeqCst);
+        }
         self.active.fetch_sub(1, Ordering::SeqCst);
     }
 }
@@ -1007,7 +1017,7 @@ mod tests {
         let (active, busy, last) = (AtomicUsize::new(0), AtomicU64::new(0), AtomicU64::new(0));
         let epoch = Instant::now();
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            let _in_flight = InFlight::enter(&active, Some(&busy), &last, epoch);
+            let _in_flight = InFlight::enter(&active, Some(&busy), Some(&last), epoch);
             assert_eq!(active.load(Ordering::SeqCst), 1);
             assert_ne!(busy.load(Ordering::SeqCst), 0);
             panic!("inside a request");

@@ -302,6 +302,9 @@ fn serve(r: &mut Request<'_>, ctx: &HandlerContext<'_>, dir: &DirConfig, route: 
     if chunked {
         flags |= req_flags::CHUNKED_INPUT;
     }
+    if dir.ignore_activity() {
+        flags |= req_flags::IGNORE_ACTIVITY;
+    }
     r.add_cgi_variables();
     r.ensure_log_ids();
     let path_info = cgi_env::collapse_slashes(&sel.path_info);

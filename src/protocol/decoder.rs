@@ -951,15 +951,21 @@ mod tests {
             })
         ));
         let mut bytes = encoded(&Frame::ReqHead(ReqHead::default()));
-        bytes[HEADER_LEN + 3] = 16; // an undefined flag bit
+        bytes[HEADER_LEN + 3] = 32; // an undefined flag bit
         assert_eq!(
             decode_one(&bytes),
             Err(ProtocolError::UnknownFlags {
                 kind: FrameKind::ReqHead,
-                flags: 16,
-                known: 15
+                flags: 32,
+                known: 31
             })
         );
+        // IGNORE_ACTIVITY (16) is defined since version 4.
+        bytes[HEADER_LEN + 3] = 16;
+        let Ok(Frame::ReqHead(head)) = decode_one(&bytes) else {
+            panic!("IGNORE_ACTIVITY refused");
+        };
+        assert!(head.has_flag(req_flags::IGNORE_ACTIVITY));
     }
 
     #[test]

@@ -131,8 +131,12 @@ pub mod req_flags {
     /// with an empty one); the daemon reads it all before running the request and sends no
     /// `ReadBody`.
     pub const BODY_PUSHED: u32 = 8;
+    /// `WSGIIgnoreActivity On`: the request does not count as activity for the daemon's
+    /// inactivity-timeout (neither its start nor its end moves the idle clock).
+    pub const IGNORE_ACTIVITY: u32 = 16;
     /// Every bit this version defines.
-    pub const ALL: u32 = BODY_FOLLOWS | SCRIPT_RELOADING | CHUNKED_INPUT | BODY_PUSHED;
+    pub const ALL: u32 =
+        BODY_FOLLOWS | SCRIPT_RELOADING | CHUNKED_INPUT | BODY_PUSHED | IGNORE_ACTIVITY;
 }
 
 /// Codes of [`Frame::Error`]. A receiver treats a code it does not know as [`INTERNAL`](error_code::INTERNAL).

@@ -238,7 +238,9 @@ mod tests {
         ]);
         let pushed = frame_bytes(&[
             Frame::ReqHead(ReqHead {
-                flags: req_flags::BODY_FOLLOWS | req_flags::BODY_PUSHED,
+                flags: req_flags::BODY_FOLLOWS
+                    | req_flags::BODY_PUSHED
+                    | req_flags::IGNORE_ACTIVITY,
                 ..head.clone()
             }),
             Frame::ReqBody(b"a=1&b=2".to_vec()),
