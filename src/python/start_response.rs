@@ -212,9 +212,9 @@ fn reraise(info: &Bound<'_, PyAny>) -> PyErr {
 /// A str as latin-1 bytes, as mod_wsgi converts it: TypeError "must be str, not T" for
 /// another type, and the codec's own UnicodeEncodeError for a character above U+00FF.
 fn latin1(value: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
-    let s = value.cast::<PyString>().map_err(|_| {
-        PyTypeError::new_err(format!("must be str, not {}", type_name(value)))
-    })?;
+    let s = value
+        .cast::<PyString>()
+        .map_err(|_| PyTypeError::new_err(format!("must be str, not {}", type_name(value))))?;
     let text = s.to_cow()?;
     match text
         .chars()

@@ -75,9 +75,18 @@ fn status_and_header_validation_rules() {
     assert_eq!(validate_status(b"404 "), Ok((404, Vec::new())));
     // A bare code, as mod_wsgi 6 (HTTP/2 has no reason phrase).
     assert_eq!(validate_status(b"200"), Ok((200, Vec::new())));
-    assert_eq!(status(b"20x OK"), Some("status code must be a 3 digit integer"));
-    assert_eq!(status(b"2000 OK"), Some("status code must be a 3 digit integer"));
-    assert_eq!(status(b"000 Zero"), Some("status code must be between 100 and 999"));
+    assert_eq!(
+        status(b"20x OK"),
+        Some("status code must be a 3 digit integer")
+    );
+    assert_eq!(
+        status(b"2000 OK"),
+        Some("status code must be a 3 digit integer")
+    );
+    assert_eq!(
+        status(b"000 Zero"),
+        Some("status code must be between 100 and 999")
+    );
     assert_eq!(status(b"200OK"), Some("no space following status code"));
     assert_eq!(
         status(b"200 a\x7fb"),
