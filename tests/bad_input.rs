@@ -676,12 +676,20 @@ fn app_returns_none() {
 
 #[test]
 fn app_returns_str_items() {
-    app_case("/str-body", 500, "value of type str found");
+    app_case(
+        "/str-body",
+        500,
+        "TypeError: response iterable must yield bytes, not str",
+    );
 }
 
 #[test]
 fn app_yields_str_after_bytes() {
-    for resp in app_case("/str-mid-body", 200, "value of type str found") {
+    for resp in app_case(
+        "/str-mid-body",
+        200,
+        "TypeError: response iterable must yield bytes, not str",
+    ) {
         // The head went out with the first chunk; the body must end without the last chunk.
         assert!(
             !is_chunked_complete(body_of(&resp)),
@@ -692,8 +700,76 @@ fn app_yields_str_after_bytes() {
 }
 
 #[test]
-fn app_yields_int_item() {
-    app_case("/int-item", 500, "value of type int found");
+fn non_bytes_item_after_the_first_chunk_aborts_the_response() {
+    // As mod_wsgi 6, also for a list ([b"a", 7]): the status and the chunk before the bad
+    // item reach the client, then the response is cut (a kept-alive chunked stream without
+    // its last chunk, and the connection closed), and the TypeError is logged.
+    for prefix in ["/app", "/emb"] {
+        let case = format!("{prefix}/int-item");
+        let mark = log_mark();
+        let request = format!("GET {case} HTTP/1.1\r\nHost: localhost\r\n\r\n");
+        let started = Instant::now();
+        let resp = raw(request.as_bytes(), false);
+        let text = String::from_utf8_lossy(&resp).into_owned();
+        let log = wait_log(
+            &case,
+            mark,
+            "TypeError: response iterable must yield bytes, not int",
+        );
+        assert_eq!(status_of(&resp), Some(200), "{case}: {text:?}\n{log}");
+        assert!(
+            head_of(&resp).contains("Transfer-Encoding: chunked"),
+            "{case}: {text:?}"
+        );
+        assert!(
+            body_of(&resp).starts_with(b"1\r\na\r\n"),
+            "{case}: the chunk before the bad item: {text:?}"
+        );
+        assert!(!is_chunked_complete(body_of(&resp)), "{case}: {text:?}");
+        // Closed at once, not after KeepAliveTimeout.
+        assert!(
+            started.elapsed() < Duration::from_secs(4),
+            "{case}: the connection stayed open {:?}",
+            started.elapsed()
+        );
+        // Raised by the server, not in a frame of the app: no traceback lines, as mod_wsgi.
+        assert!(
+            log.contains("TypeError exception raised processing WSGI script"),
+            "{log}"
+        );
+        assert_still_serving(&case);
+    }
+}
+
+#[test]
+fn start_response_errors_are_mod_wsgi_s() {
+    // The exception types and messages of mod_wsgi 6, which applications match on.
+    let want = "ValueError:no space following status code: b'200OK'\n\
+                ValueError:status code must be a 3 digit integer: b'20X OK'\n\
+                ValueError:control character in status reason phrase: \
+                b'200 OK\\r\\nX-Injected: yes'\n\
+                TypeError:must be str, not int\n\
+                ValueError:space character in header name: b'X Foo'\n\
+                ValueError:carriage return/line feed character in header value: \
+                b'line1\\nline2'\n\
+                TypeError:must be str, not int\n\
+                UnicodeEncodeError:'latin-1' codec can't encode characters in position 0-1: \
+                ordinal not in range(256)\n\
+                TypeError:each header must be a 2-tuple, not str\n\
+                ValueError:each header must be a 2-tuple, got length 3\n\
+                TypeError:start_response() argument 2 must be list, not tuple\n\
+                RuntimeError:start_response() argument 'exc_info' must be a 3-tuple or None\n\
+                end";
+    for prefix in ["/app", "/emb"] {
+        let resp = get(&format!("{prefix}/start-response-errors"));
+        assert_eq!(status_of(&resp), Some(200), "{prefix}");
+        assert_eq!(
+            String::from_utf8_lossy(body_of(&resp)),
+            want,
+            "{prefix}: {}",
+            String::from_utf8_lossy(&resp)
+        );
+    }
 }
 
 #[test]

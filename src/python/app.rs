@@ -19,7 +19,7 @@ use super::input::Input;
 use super::loader::{self, Loaded, Loader};
 use super::log_object::{self, RequestScope, type_name};
 use super::request::{Response, SendError, Shared};
-use super::start_response::StartResponse;
+use super::start_response::{NOT_STARTED, StartResponse};
 use super::{
     Outcome, RequestIo, RequestSpec, ScriptReloading, log, log_detached, log_prefix, python_error,
 };
@@ -61,10 +61,9 @@ impl From<PyErr> for Failure {
 
 fn send_failure(e: SendError) -> Failure {
     match e {
-        SendError::NotStarted => Failure::App(pyo3::exceptions::PyRuntimeError::new_err(
-            "response has not been started: the application produced output without calling \
-             start_response()",
-        )),
+        SendError::NotStarted => {
+            Failure::App(pyo3::exceptions::PyRuntimeError::new_err(NOT_STARTED))
+        }
         SendError::Expired => Failure::Client(std::io::Error::other("the request has ended")),
         SendError::Io(e) => Failure::Client(e),
     }
@@ -560,7 +559,7 @@ fn respond(
 fn body_bytes<'a, 'py>(item: &'a Bound<'py, PyAny>) -> PyResult<&'a Bound<'py, PyBytes>> {
     item.cast::<PyBytes>().map_err(|_| {
         pyo3::exceptions::PyTypeError::new_err(format!(
-            "sequence of byte string values expected, value of type {} found",
+            "response iterable must yield bytes, not {}",
             type_name(item)
         ))
     })
@@ -570,9 +569,10 @@ fn body_bytes<'a, 'py>(item: &'a Bound<'py, PyAny>) -> PyResult<&'a Bound<'py, P
 /// (see [`Response::defer`]); larger ones are sent from the Python objects, detached.
 const DEFER_LIMIT: usize = 64 * 1024;
 
-/// A list or tuple: every item is checked first (a bad one sends nothing), then all are sent
-/// in one detached section and flushed once, or, when the response ends with them and they
-/// are small, deferred until the request is done with Python.
+/// A list or tuple: every item is checked first, then all are sent in one detached section
+/// and flushed once, or, when the response ends with them and they are small, deferred until
+/// the request is done with Python. An item that is not bytes ends the response there, as
+/// in a generator (mod_wsgi 6): the items before it are sent and flushed, then the error.
 fn send_sequence(
     py: Python<'_>,
     shared: &Shared,
@@ -581,7 +581,13 @@ fn send_sequence(
 ) -> Result<(), Failure> {
     let mut chunks: Vec<&[u8]> = Vec::with_capacity(items.len());
     for item in &items {
-        chunks.push(body_bytes(item)?.as_bytes());
+        match body_bytes(item) {
+            Ok(bytes) => chunks.push(bytes.as_bytes()),
+            Err(e) => {
+                send_before_failure(py, shared, &chunks)?;
+                return Err(Failure::App(e));
+            }
+        }
     }
     if ends_with_body && chunks.iter().map(|c| c.len()).sum::<usize>() <= DEFER_LIMIT {
         let mut resp = response_state(py, shared);
@@ -604,6 +610,25 @@ fn send_sequence(
                 }
             }
             finish(shared, ends_with_body)
+        })
+        .map_err(send_failure)
+}
+
+/// The items of a sequence before a bad one: sent and flushed, so the client has them before
+/// the response is aborted. Nothing non-empty: nothing is sent (the failure is then a 500).
+fn send_before_failure(py: Python<'_>, shared: &Shared, chunks: &[&[u8]]) -> Result<(), Failure> {
+    if chunks.iter().all(|c| c.is_empty()) {
+        return Ok(());
+    }
+    shared
+        .detach(py, || {
+            for chunk in chunks.iter().filter(|c| !c.is_empty()) {
+                shared.send(chunk, false)?;
+                if shared.response().length_reached() {
+                    break;
+                }
+            }
+            shared.flush()
         })
         .map_err(send_failure)
 }

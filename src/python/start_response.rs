@@ -1,17 +1,27 @@
 //! `start_response(status, headers, exc_info=None)` and the `write()` callable it returns.
 //!
-//! Validation follows mod_wsgi's `wsgi_validate.c` (errors quote the bad value). Repeated
-//! calls follow mod_wsgi 6: until the head was sent, any call replaces the status and headers
-//! (with or without `exc_info`); after it, a call with `exc_info` re-raises that exception and
-//! one without raises RuntimeError. A non-tuple `exc_info` raises RuntimeError, as in mod_wsgi. Nothing is sent here: the head goes out with the first non-empty
-//! body chunk, a `write()` call, or the end of the response.
+//! The checks, their order, exception types and messages follow mod_wsgi 6
+//! (`Adapter_start_response`, `wsgi_convert.c`, `wsgi_validate.c`; its
+//! `tests/wsgi/start_response.sh` matches on them): argument count, then `headers` must be a
+//! list (TypeError), then a non-tuple `exc_info` (RuntimeError), then repeated calls: until the
+//! head was sent, any call replaces the status and headers (with or without `exc_info`); after
+//! it, a call with `exc_info` re-raises that exception and one without raises RuntimeError.
+//! Then the status and each header are converted to latin-1 (TypeError for a non-str,
+//! UnicodeEncodeError from the codec) and validated (ValueError quoting the bytes).
+//!
+//! Beyond mod_wsgi: a header name must be an HTTP token and a value must not hold other
+//! control characters than tab (mod_wsgi lets these through and Apache then answers 500 for
+//! the response), a status code must be 100-999, a header line must fit the daemon's
+//! header-buffer-size, and a bad Content-Length is refused here rather than at the first body
+//! byte. Keyword arguments are accepted too. Nothing is sent here: the head goes out with the
+//! first non-empty body chunk, a `write()` call, or the end of the response.
 
 use std::sync::Arc;
 
 use pyo3::exceptions::{PyOSError, PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::sync::MutexExt;
-use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
+use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 
 use super::input::EXPIRED;
 use super::log_object::type_name;
@@ -30,97 +40,123 @@ impl StartResponse {
 
 pub(crate) type Headers = Vec<(Vec<u8>, Vec<u8>)>;
 
+/// The three arguments, from positional and keyword arguments (mod_wsgi takes positional
+/// ones only; its count messages are CPython's `PyArg_ParseTuple` ones).
+fn call_args<'py>(
+    args: &Bound<'py, PyTuple>,
+    kwargs: Option<&Bound<'py, PyDict>>,
+) -> PyResult<[Option<Bound<'py, PyAny>>; 3]> {
+    const NAMES: [&[&str]; 3] = [&["status"], &["headers", "response_headers"], &["exc_info"]];
+    let given = args.len() + kwargs.map_or(0, |k| k.len());
+    if args.len() > 3 {
+        return Err(PyTypeError::new_err(format!(
+            "start_response() takes at most 3 arguments ({given} given)"
+        )));
+    }
+    let mut out: [Option<Bound<'py, PyAny>>; 3] = [None, None, None];
+    for (slot, value) in out.iter_mut().zip(args.iter()) {
+        *slot = Some(value);
+    }
+    for (key, value) in kwargs.into_iter().flat_map(|k| k.iter()) {
+        let key = key.str()?.to_cow()?.into_owned();
+        let Some(index) = NAMES.iter().position(|names| names.contains(&key.as_str())) else {
+            return Err(PyTypeError::new_err(format!(
+                "start_response() got an unexpected keyword argument '{key}'"
+            )));
+        };
+        if out[index].is_some() {
+            return Err(PyTypeError::new_err(format!(
+                "start_response() got multiple values for argument '{key}'"
+            )));
+        }
+        out[index] = Some(value);
+    }
+    if out[0].is_none() || out[1].is_none() {
+        return Err(PyTypeError::new_err(format!(
+            "start_response() takes at least 2 arguments ({given} given)"
+        )));
+    }
+    Ok(out)
+}
+
 #[pymethods]
 impl StartResponse {
-    #[pyo3(signature = (status, headers, exc_info=None))]
+    #[pyo3(signature = (*args, **kwargs))]
     fn __call__<'py>(
         slf: &Bound<'py, Self>,
-        status: &Bound<'py, PyAny>,
-        headers: &Bound<'py, PyAny>,
-        exc_info: Option<&Bound<'py, PyAny>>,
+        args: &Bound<'py, PyTuple>,
+        kwargs: Option<&Bound<'py, PyDict>>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let py = slf.py();
         let this = slf.get();
         if this.shared.is_expired() {
-            return Err(PyRuntimeError::new_err(EXPIRED));
+            return Err(PyRuntimeError::new_err(
+                "start_response() called after request completed",
+            ));
+        }
+        let [status, headers, exc_info] = call_args(args, kwargs)?;
+        let (Some(status), Some(headers)) = (status, headers) else {
+            unreachable!("call_args checked both");
+        };
+        if !headers.is_instance_of::<PyList>() {
+            return Err(PyTypeError::new_err(format!(
+                "start_response() argument 2 must be list, not {}",
+                type_name(&headers)
+            )));
         }
         let exc_info = exc_info.filter(|e| !e.is_none());
-        if let Some(info) = exc_info {
+        if let Some(info) = &exc_info {
             if !info.is_instance_of::<PyTuple>() {
-                // mod_wsgi raises RuntimeError here (not TypeError), whatever else holds.
-                return Err(PyRuntimeError::new_err(format!(
-                    "start_response() argument 'exc_info' must be a 3-tuple or None, value \
-                     of type {} found",
-                    type_name(info)
-                )));
+                // mod_wsgi raises RuntimeError here (not TypeError).
+                return Err(PyRuntimeError::new_err(
+                    "start_response() argument 'exc_info' must be a 3-tuple or None",
+                ));
             }
         }
-        {
-            let resp = this
-                .shared
-                .response
-                .lock_py_attached(py)
-                .unwrap_or_else(|e| e.into_inner());
-            // As mod_wsgi: until the head is sent, another call replaces status and headers,
-            // with or without exc_info; after it, only exc_info (re-raised) is allowed.
-            if resp.head_sent {
-                drop(resp);
-                return Err(match exc_info {
-                    Some(info) => reraise(info),
-                    None => PyRuntimeError::new_err(
-                        "start_response() called more than once without exc_info, after the \
-                         response headers were sent",
-                    ),
-                });
-            }
+        if this.head_sent(py) {
+            return Err(after_head(exc_info.as_ref()));
         }
-        let (status_given, headers_given) = (status, headers);
-        let status = parse_status(status)?;
-        let (headers, content_length) = parse_headers(headers)?;
+        let parsed_status = parse_status(&status)?;
+        let (parsed_headers, content_length) = parse_headers(&headers)?;
         let mut resp = this
             .shared
             .response
             .lock_py_attached(py)
             .unwrap_or_else(|e| e.into_inner());
         if resp.head_sent {
-            // Another thread sent the head meanwhile: only exc_info callers get here.
+            // Another thread sent the head meanwhile.
             drop(resp);
-            return match exc_info {
-                Some(info) => Err(reraise(info)),
-                None => Err(PyRuntimeError::new_err(
-                    "response headers have already been sent",
-                )),
-            };
+            return Err(after_head(exc_info.as_ref()));
         }
-        resp.status = Some(status);
-        resp.headers = headers;
+        resp.status = Some(parsed_status);
+        resp.headers = parsed_headers;
         resp.content_length = content_length;
         drop(resp);
         if super::modwsgi::has_event_subscribers(py) {
-            super::modwsgi::publish_response_started(py, status_given, headers_given, exc_info);
+            super::modwsgi::publish_response_started(py, &status, &headers, exc_info.as_ref());
         }
         slf.getattr("write")
     }
 
     /// The PEP 3333 `write(data)` callable: sends the head if needed, then `data`, and flushes.
     fn write(&self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<()> {
+        if self.shared.is_expired() {
+            return Err(PyRuntimeError::new_err(
+                "write() called after request completed",
+            ));
+        }
         let bytes = data.cast::<PyBytes>().map_err(|_| {
             PyTypeError::new_err(format!(
-                "expected bytes object for write(), value of type {} found",
+                "write() argument must be bytes, not {}",
                 type_name(data)
             ))
         })?;
-        if self.shared.is_expired() {
-            return Err(PyRuntimeError::new_err(EXPIRED));
-        }
         let data: &[u8] = bytes.as_bytes();
         let shared = &self.shared;
         shared
             .detach(py, || shared.send(data, true))
             .map_err(|e| match e {
-                SendError::NotStarted => {
-                    PyRuntimeError::new_err("write() called before start_response()")
-                }
+                SendError::NotStarted => PyRuntimeError::new_err(NOT_STARTED),
                 SendError::Expired => PyRuntimeError::new_err(EXPIRED),
                 SendError::Io(e) => {
                     PyOSError::new_err(format!("mod_rwsgi: failed to write response data: {e}"))
@@ -129,13 +165,36 @@ impl StartResponse {
     }
 }
 
+/// Output before start_response: mod_wsgi's RuntimeError message.
+pub(crate) const NOT_STARTED: &str =
+    "start_response() must be called before response content is produced";
+
+impl StartResponse {
+    fn head_sent(&self, py: Python<'_>) -> bool {
+        self.shared
+            .response
+            .lock_py_attached(py)
+            .unwrap_or_else(|e| e.into_inner())
+            .head_sent
+    }
+}
+
+/// A call after the head was sent: `exc_info` is re-raised; without it, RuntimeError.
+fn after_head(exc_info: Option<&Bound<'_, PyAny>>) -> PyErr {
+    match exc_info {
+        Some(info) => reraise(info),
+        None => PyRuntimeError::new_err("start_response() called more than once without exc_info"),
+    }
+}
+
 /// `raise exc_info[1].with_traceback(exc_info[2])`
 fn reraise(info: &Bound<'_, PyAny>) -> PyErr {
     let result = (|| -> PyResult<PyErr> {
-        if info.len()? != 3 {
+        let len = info.len()?;
+        if len != 3 {
+            // What mod_wsgi's PyArg_ParseTuple(exc_info, "OOO") raises.
             return Err(PyTypeError::new_err(format!(
-                "start_response() argument 'exc_info' must be a 3-tuple, length {} found",
-                info.len()?
+                "function takes exactly 3 arguments ({len} given)"
             )));
         }
         let value = info.get_item(1)?;
@@ -150,59 +209,93 @@ fn reraise(info: &Bound<'_, PyAny>) -> PyErr {
     result.unwrap_or_else(|e| e)
 }
 
-fn latin1(what: &str, value: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
-    let s = value.cast::<PyString>().map_err(|_| {
-        PyTypeError::new_err(format!(
-            "expected str object for {what}, value of type {} found",
-            type_name(value)
-        ))
-    })?;
+/// A str as latin-1 bytes, as mod_wsgi converts it: TypeError "must be str, not T" for
+/// another type, and the codec's own UnicodeEncodeError for a character above U+00FF.
+fn latin1(value: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
+    let s = value
+        .cast::<PyString>()
+        .map_err(|_| PyTypeError::new_err(format!("must be str, not {}", type_name(value))))?;
     let text = s.to_cow()?;
-    text.chars()
+    match text
+        .chars()
         .map(|c| u8::try_from(u32::from(c)))
         .collect::<Result<Vec<u8>, _>>()
-        .map_err(|_| {
-            PyValueError::new_err(format!("{what} {:?} is not encodable as latin-1", &*text))
-        })
+    {
+        Ok(bytes) => Ok(bytes),
+        // Let the codec raise, so the exception is exactly CPython's (str.encode unbound:
+        // a str subclass cannot change it).
+        Err(_) => {
+            let py = value.py();
+            py.get_type::<PyString>()
+                .getattr(pyo3::intern!(py, "encode"))?
+                .call1((s, "latin-1"))?;
+            Err(PyValueError::new_err("not encodable as latin-1"))
+        }
+    }
 }
 
 fn is_ctl(b: u8) -> bool {
     b < 0x20 || b == 0x7f
 }
 
-fn show(bytes: &[u8]) -> String {
-    format!(
-        "{:?}",
-        bytes.iter().map(|&b| char::from(b)).collect::<String>()
-    )
+/// `%R` of the bytes: Python's repr, `b'...'`.
+fn bytes_repr(py: Python<'_>, bytes: &[u8]) -> String {
+    PyBytes::new(py, bytes)
+        .repr()
+        .map(|r| r.to_string())
+        .unwrap_or_else(|_| format!("{:?}", String::from_utf8_lossy(bytes)))
 }
 
-/// "NNN reason": 3 digits (100-999), a space, a reason without control characters.
+/// A validation failure: its message, followed by the value's repr unless `bare`.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Invalid {
+    pub message: &'static str,
+    pub bare: bool,
+}
+
+const fn invalid(message: &'static str) -> Invalid {
+    Invalid {
+        message,
+        bare: false,
+    }
+}
+
+fn value_error(py: Python<'_>, why: Invalid, bytes: &[u8]) -> PyErr {
+    if why.bare {
+        PyValueError::new_err(why.message)
+    } else {
+        PyValueError::new_err(format!("{}: {}", why.message, bytes_repr(py, bytes)))
+    }
+}
+
+/// "NNN reason" or "NNN": 3 digits (100-999), then nothing or a space and a reason without
+/// control characters.
 pub(crate) fn parse_status(value: &Bound<'_, PyAny>) -> PyResult<(u16, Vec<u8>)> {
-    let s = latin1("status", value)?;
-    validate_status(&s)
-        .map_err(|why| PyValueError::new_err(format!("invalid status {}: {why}", show(&s))))
+    let s = latin1(value)?;
+    validate_status(&s).map_err(|why| value_error(value.py(), why, &s))
 }
 
-pub(crate) fn validate_status(s: &[u8]) -> Result<(u16, Vec<u8>), &'static str> {
+pub(crate) fn validate_status(s: &[u8]) -> Result<(u16, Vec<u8>), Invalid> {
     if s.len() < 3
         || !s[..3].iter().all(u8::is_ascii_digit)
         || s.get(3).is_some_and(u8::is_ascii_digit)
     {
-        return Err("status code is not a 3 digit integer");
+        return Err(invalid("status code must be a 3 digit integer"));
     }
     let code = s[..3]
         .iter()
         .fold(0u16, |acc, d| acc * 10 + u16::from(d - b'0'));
     if code < 100 {
-        return Err("status code must be between 100 and 999");
+        return Err(invalid("status code must be between 100 and 999"));
     }
-    if s.get(3) != Some(&b' ') {
-        return Err("no space following status code");
-    }
-    let reason = &s[4..];
+    let reason = match s.get(3) {
+        // HTTP/2 sends no reason phrase: mod_wsgi 6 accepts a bare code.
+        None => &[][..],
+        Some(b' ') => &s[4..],
+        Some(_) => return Err(invalid("no space following status code")),
+    };
     if reason.iter().any(|&b| is_ctl(b)) {
-        return Err("control character present in reason phrase");
+        return Err(invalid("control character in status reason phrase"));
     }
     Ok((code, reason.to_vec()))
 }
@@ -213,43 +306,36 @@ fn is_tchar(b: u8) -> bool {
 }
 
 /// A list of (str, str) tuples → latin-1 bytes pairs, plus the Content-Length if declared.
+/// The caller checked that `value` is a list.
 pub(crate) fn parse_headers(value: &Bound<'_, PyAny>) -> PyResult<(Headers, Option<u64>)> {
-    let list = value.cast::<PyList>().map_err(|_| {
-        PyTypeError::new_err(format!(
-            "expected list object for headers, value of type {} found",
-            type_name(value)
-        ))
-    })?;
+    let py = value.py();
+    let list = value.cast::<PyList>()?;
     let mut headers = Vec::with_capacity(list.len());
     let mut content_length = None;
     for item in list.iter() {
-        let tuple = item
-            .cast::<PyTuple>()
-            .ok()
-            .filter(|t| t.len() == 2)
-            .ok_or_else(|| {
-                PyTypeError::new_err(format!(
-                    "expected tuple object of length 2 for header, value {} of type {} found",
-                    item.repr().map(|r| r.to_string()).unwrap_or_default(),
-                    type_name(&item)
-                ))
-            })?;
-        let name = latin1("header name", &tuple.get_item(0)?)?;
-        let value = latin1("header value", &tuple.get_item(1)?)?;
-        if let Err(why) = validate_header(&name, &value) {
+        let tuple = item.cast::<PyTuple>().map_err(|_| {
+            PyTypeError::new_err(format!(
+                "each header must be a 2-tuple, not {}",
+                type_name(&item)
+            ))
+        })?;
+        if tuple.len() != 2 {
             return Err(PyValueError::new_err(format!(
-                "invalid header ({}, {}): {why}",
-                show(&name),
-                show(&value)
+                "each header must be a 2-tuple, got length {}",
+                tuple.len()
             )));
         }
+        let name = latin1(&tuple.get_item(0)?)?;
+        validate_header_name(&name).map_err(|why| value_error(py, why, &name))?;
+        let value = latin1(&tuple.get_item(1)?)?;
+        validate_header_value(&value).map_err(|why| value_error(py, why, &value))?;
         let limit = super::settings::process_info().header_buffer_size;
         let line = name.len() + 2 + value.len();
         if limit > 0 && line > limit {
             return Err(PyValueError::new_err(format!(
                 "response header {} is {line} bytes long, over the daemon process group's \
                  header-buffer-size={limit}",
-                show(&name)
+                bytes_repr(py, &name)
             )));
         }
         if name.eq_ignore_ascii_case(b"content-length") {
@@ -261,9 +347,10 @@ pub(crate) fn parse_headers(value: &Bound<'_, PyAny>) -> PyResult<(Headers, Opti
             match parsed {
                 Some(n) => content_length = Some(n),
                 None => {
+                    // mod_wsgi's message (it raises it at the first body byte).
                     return Err(PyValueError::new_err(format!(
-                        "invalid Content-Length header value {}",
-                        show(&value)
+                        "invalid Content-Length header value: '{}'",
+                        String::from_utf8_lossy(&value)
                     )));
                 }
             }
@@ -273,18 +360,33 @@ pub(crate) fn parse_headers(value: &Bound<'_, PyAny>) -> PyResult<(Headers, Opti
     Ok((headers, content_length))
 }
 
-pub(crate) fn validate_header(name: &[u8], value: &[u8]) -> Result<(), &'static str> {
+pub(crate) fn validate_header_name(name: &[u8]) -> Result<(), Invalid> {
     if name.is_empty() {
-        return Err("header name is empty");
+        return Err(Invalid {
+            message: "header name is empty",
+            bare: true,
+        });
+    }
+    if name.iter().any(|&b| is_ctl(b)) {
+        return Err(invalid("control character in header name"));
+    }
+    if name.contains(&b' ') {
+        return Err(invalid("space character in header name"));
     }
     if !name.iter().all(|&b| is_tchar(b)) {
-        return Err("header name contains a character that is not allowed in a token");
+        return Err(invalid("invalid character in header name"));
     }
+    Ok(())
+}
+
+pub(crate) fn validate_header_value(value: &[u8]) -> Result<(), Invalid> {
     if value.iter().any(|&b| b == b'\r' || b == b'\n') {
-        return Err("carriage return/line feed character present in header value");
+        return Err(invalid(
+            "carriage return/line feed character in header value",
+        ));
     }
     if value.iter().any(|&b| is_ctl(b) && b != b'\t') {
-        return Err("control character present in header value");
+        return Err(invalid("control character in header value"));
     }
     Ok(())
 }

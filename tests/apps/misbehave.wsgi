@@ -98,6 +98,33 @@ def application(environ, start_response):
     if path == "/int-item":
         start_response("200 OK", [("Content-Type", "text/plain")])
         return [b"a", 7]
+    if path == "/start-response-errors":
+        # mod_wsgi 6's cases (its tests/wsgi/start_response.sh): each call's exception type
+        # and message, one per line; then a valid call.
+        h = [("Content-Type", "text/plain")]
+        cases = [
+            ("200OK", h, None),
+            ("20X OK", h, None),
+            ("200 OK\r\nX-Injected: yes", h, None),
+            (200, h, None),
+            ("200 OK", h + [("X Foo", "v")], None),
+            ("200 OK", h + [("X-Foo", "line1\nline2")], None),
+            ("200 OK", h + [(42, "v")], None),
+            ("200 OK", h + [("X-Foo", "\u65e5\u672c")], None),
+            ("200 OK", h + ["X-Foo:value"], None),
+            ("200 OK", h + [("a", "b", "c")], None),
+            ("200 OK", (("Content-Type", "text/plain"),), None),
+            ("200 OK", h, "not-a-tuple"),
+        ]
+        lines = []
+        for status, headers, exc_info in cases:
+            try:
+                start_response(status, headers, exc_info)
+                lines.append("no error")
+            except Exception as e:
+                lines.append("%s:%s" % (type(e).__name__, e))
+        start_response("200 OK", h)
+        return [("\n".join(lines) + "\nend").encode()]
     if path == "/write-str":
         write = start_response("200 OK", [("Content-Type", "text/plain")])
         write("write-str: a str")

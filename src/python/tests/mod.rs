@@ -28,7 +28,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
 use super::interpreter::{check_runtime_version, check_venv, major_minor};
-use super::start_response::{validate_header, validate_status};
+use super::start_response::{validate_header_name, validate_header_value, validate_status};
 use super::*;
 
 // ---------------------------------------------------------------- log capture

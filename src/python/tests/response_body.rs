@@ -135,7 +135,7 @@ def application(environ, start_response):
     assert_eq!(io.events[2], Ev::Flush);
     assert_eq!(
         io.body_text(),
-        "first|expected bytes object for write(), value of type str found"
+        "first|write() argument must be bytes, not str"
     );
 }
 

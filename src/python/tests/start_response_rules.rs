@@ -4,41 +4,73 @@ use super::*;
 
 #[test]
 fn start_response_validation() {
+    // The exception types and messages of mod_wsgi 6 (its tests/wsgi/start_response.sh
+    // matches on them), then ours beyond it.
     let host = host();
     let path = script(
         "validation",
         r#"
-def check(fn, exc, *needles):
+def check(fn, exc, message):
     try:
         fn()
-    except exc as e:
-        for n in needles:
-            assert n in str(e), (n, str(e))
+    except Exception as e:
+        assert type(e) is exc, (type(e), e, message)
+        assert str(e) == message, (str(e), message)
     else:
-        raise AssertionError('no %s for %r' % (exc.__name__, needles))
+        raise AssertionError('no %s for %r' % (exc.__name__, message))
 
 def application(environ, start_response):
     sr = start_response
-    check(lambda: sr(200, []), TypeError, 'int')
-    check(lambda: sr(b'200 OK', []), TypeError, 'bytes')
-    check(lambda: sr('20 OK', []), ValueError, '"20 OK"', '3 digit')
-    check(lambda: sr('2000 OK', []), ValueError, '3 digit')
-    check(lambda: sr('099 Low', []), ValueError, 'between 100 and 999')
-    check(lambda: sr('200OK', []), ValueError, 'no space')
-    check(lambda: sr('200 O\nK', []), ValueError, 'control character')
-    check(lambda: sr('200 \u0100', []), ValueError, 'latin-1')
-    check(lambda: sr('200 OK', ('X', 'a')), TypeError, 'list')
-    check(lambda: sr('200 OK', [('X',)]), TypeError, 'tuple')
-    check(lambda: sr('200 OK', [('X', 1)]), TypeError, 'int')
-    check(lambda: sr('200 OK', [(b'X', 'a')]), TypeError, 'bytes')
-    check(lambda: sr('200 OK', [('', 'a')]), ValueError, 'empty')
-    check(lambda: sr('200 OK', [('X Y', 'a')]), ValueError, '"X Y"', 'token')
-    check(lambda: sr('200 OK', [('X', 'a\r\nSet-Cookie: evil')]), ValueError, '"X"', 'carriage return')
-    check(lambda: sr('200 OK', [('X', 'a\x01')]), ValueError, 'control character')
-    check(lambda: sr('200 OK', [('X', '\u20ac')]), ValueError, 'latin-1')
-    check(lambda: sr('200 OK', [('Content-Length', 'abc')]), ValueError, 'Content-Length', '"abc"')
-    # None of the failures above counted as a call.
-    sr('200 OK', [('X-Ok', 'caf\xe9\tyes')])
+    H = [('Content-Type', 'text/plain')]
+    # Status lines.
+    check(lambda: sr('OK', H), ValueError, "status code must be a 3 digit integer: b'OK'")
+    check(lambda: sr('20X OK', H), ValueError, "status code must be a 3 digit integer: b'20X OK'")
+    check(lambda: sr('2000 OK', H), ValueError, "status code must be a 3 digit integer: b'2000 OK'")
+    check(lambda: sr('200OK', H), ValueError, "no space following status code: b'200OK'")
+    check(lambda: sr('200 OK\r\nX-Injected: yes', H), ValueError,
+          "control character in status reason phrase: b'200 OK\\r\\nX-Injected: yes'")
+    check(lambda: sr(200, H), TypeError, 'must be str, not int')
+    check(lambda: sr(b'200 OK', H), TypeError, 'must be str, not bytes')
+    check(lambda: sr('200 \u0100', H), UnicodeEncodeError,
+          "'latin-1' codec can't encode character '\\u0100' in position 4: ordinal not in range(256)")
+    # Headers.
+    def hdr(*extra):
+        return lambda: sr('200 OK', H + list(extra))
+    check(hdr(('', 'value')), ValueError, 'header name is empty')
+    check(hdr(('X Foo', 'value')), ValueError, "space character in header name: b'X Foo'")
+    check(hdr(('X\tFoo', 'value')), ValueError, "control character in header name: b'X\\tFoo'")
+    check(hdr(('X-Foo', 'line1\r\nline2')), ValueError,
+          "carriage return/line feed character in header value: b'line1\\r\\nline2'")
+    check(hdr(('X-Foo', 'line1\nline2')), ValueError,
+          "carriage return/line feed character in header value: b'line1\\nline2'")
+    check(hdr((42, 'value')), TypeError, 'must be str, not int')
+    check(hdr(('X-Foo', 42)), TypeError, 'must be str, not int')
+    check(hdr(('X-Foo', '\u65e5\u672c')), UnicodeEncodeError,
+          "'latin-1' codec can't encode characters in position 0-1: ordinal not in range(256)")
+    check(hdr('X-Foo:value'), TypeError, 'each header must be a 2-tuple, not str')
+    check(hdr(('a', 'b', 'c')), ValueError, 'each header must be a 2-tuple, got length 3')
+    check(hdr(('X',)), ValueError, 'each header must be a 2-tuple, got length 1')
+    check(lambda: sr('200 OK', 'Content-Type: text/plain'), TypeError,
+          'start_response() argument 2 must be list, not str')
+    check(lambda: sr('200 OK', (('Content-Type', 'text/plain'),)), TypeError,
+          'start_response() argument 2 must be list, not tuple')
+    check(lambda: sr('200 OK', {'Content-Type': 'text/plain'}), TypeError,
+          'start_response() argument 2 must be list, not dict')
+    # The list check comes before the status is looked at, as in mod_wsgi.
+    check(lambda: sr(200, ()), TypeError, 'start_response() argument 2 must be list, not tuple')
+    check(hdr(('Content-Length', 'abc')), ValueError, "invalid Content-Length header value: 'abc'")
+    # Arguments.
+    check(lambda: sr('200 OK'), TypeError, 'start_response() takes at least 2 arguments (1 given)')
+    check(lambda: sr('200 OK', H, None, 1), TypeError,
+          'start_response() takes at most 3 arguments (4 given)')
+    check(lambda: sr('200 OK', H, bogus=1), TypeError,
+          "start_response() got an unexpected keyword argument 'bogus'")
+    # Beyond mod_wsgi: what HTTP forbids and Apache would refuse later.
+    check(lambda: sr('099 Low', H), ValueError, "status code must be between 100 and 999: b'099 Low'")
+    check(hdr(('X:Y', 'a')), ValueError, "invalid character in header name: b'X:Y'")
+    check(hdr(('X', 'a\x01')), ValueError, "control character in header value: b'a\\x01'")
+    # None of the failures above counted as a call; keywords are accepted.
+    sr(status='200 OK', headers=[('X-Ok', 'caf\xe9\tyes')])
     return [b'ok']
 "#,
     );
@@ -49,6 +81,19 @@ def application(environ, start_response):
         io.headers(),
         vec![("X-Ok".to_string(), "caf\u{e9}\tyes".to_string())]
     );
+}
+
+#[test]
+fn a_bare_status_code_is_accepted() {
+    let host = host();
+    let path = script(
+        "bare_status",
+        "def application(environ, start_response):\n    \
+         start_response('204', [])\n    return []\n",
+    );
+    let mut io = FakeIo::new();
+    assert_eq!(request(&host, &path, "/", &mut io), Outcome::Completed);
+    assert_eq!(io.status(), Some((204, String::new())));
 }
 
 #[test]
@@ -101,16 +146,12 @@ def application(environ, start_response):
     assert_eq!(request(&host, &path, "/", &mut io), Outcome::Completed);
     assert_eq!(io.status(), Some((200, "OK".to_string())));
     let body = io.body_text();
-    assert!(
-        body.starts_with("a;start_response() argument 'exc_info' must be a 3-tuple or None"),
-        "{body}"
+    assert_eq!(
+        body,
+        "a;start_response() argument 'exc_info' must be a 3-tuple or None;\
+         start_response() called more than once without exc_info;\
+         function takes exactly 3 arguments (1 given)"
     );
-    assert!(body.contains("value of type str found"), "{body}");
-    assert!(
-        body.contains(";start_response() called more than once without exc_info"),
-        "{body}"
-    );
-    assert!(body.contains("must be a 3-tuple, length 1 found"), "{body}");
 }
 
 #[test]
