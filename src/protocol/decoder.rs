@@ -951,13 +951,13 @@ mod tests {
             })
         ));
         let mut bytes = encoded(&Frame::ReqHead(ReqHead::default()));
-        bytes[HEADER_LEN + 3] = 16; // an undefined flag bit
+        bytes[HEADER_LEN + 3] = 32; // an undefined flag bit
         assert_eq!(
             decode_one(&bytes),
             Err(ProtocolError::UnknownFlags {
                 kind: FrameKind::ReqHead,
-                flags: 16,
-                known: 15
+                flags: 32,
+                known: 31
             })
         );
     }

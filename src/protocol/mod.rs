@@ -12,7 +12,7 @@
 //! [`io::client_handshake`], [`io::server_handshake`]):
 //!
 //! ```text
-//! client → daemon   "RWSG" | u16 version | u16 flags       (8 bytes; v3 defines no flags,
+//! client → daemon   "RWSG" | u16 version | u16 flags       (8 bytes; v4 defines no flags,
 //!                                                           unknown bits are ignored)
 //! daemon → client   "RWSG" | u16 version | u16 status      (8 bytes)
 //!                   status 0 = OK, 1 = unsupported version, 2 = refused
@@ -31,7 +31,7 @@
 //! payload  `length` bytes, laid out per kind
 //! ```
 //!
-//! `flags` and `reserved` must be 0 in version 3. A receiver checks the header as soon as its
+//! `flags` and `reserved` must be 0 in version 4. A receiver checks the header as soon as its
 //! 8 bytes are in: unknown kind, nonzero flags/reserved, or a length over the kind's limit
 //! ([`Limits`]; fixed-size kinds must have exactly their size) is an error before any payload
 //! is read. Payload fields are read in order; every length is checked against what is left in
@@ -63,7 +63,9 @@
 //!
 //! ReqHead flags ([`req_flags`]): 1 = BODY_FOLLOWS (a request body exists), 2 =
 //! SCRIPT_RELOADING, 4 = CHUNKED_INPUT (no Content-Length), 8 = BODY_PUSHED (the body follows
-//! the head unasked, see below); other bits are an error. Version 1 had no BODY_PUSHED.
+//! the head unasked, see below), 16 = RELOAD_RESEND (sent again after a SHUTTING_DOWN: a
+//! process that loaded the script before `queue_start_us` must not run it); other bits are an
+//! error. Version 1 had no BODY_PUSHED, version 3 no RELOAD_RESEND.
 //! `request_start_us` is Apache's request time in µs since the Unix epoch (for queue-timeout
 //! and `mod_wsgi.request_start`); `queue_start_us` is when the client started sending the
 //! request to the daemon socket (`mod_wsgi.queue_start`). Version 2 had no `queue_start_us`.
@@ -117,8 +119,8 @@ pub mod io;
 pub use decoder::{Decoder, FrameHeader, READ_AHEAD_MAX, READ_MIN, RawFrame};
 pub use error::ProtocolError;
 pub use frame::{
-    Frame, FrameKind, Pairs, ReqHead, ReqHeadRef, RespHead, encode_header, encode_replace_into,
-    encode_req_head_into, encode_resp_head_into, error_code, req_flags,
+    Frame, FrameKind, Pairs, ReqHead, ReqHeadRef, RespHead, add_req_head_flag, encode_header,
+    encode_replace_into, encode_req_head_into, encode_resp_head_into, error_code, req_flags,
 };
 pub use hello::{
     ClientHello, HELLO_LEN, HelloStatus, ServerHello, encode_client_hello, encode_server_hello,
@@ -128,8 +130,9 @@ pub use hello::{
 /// The first four bytes of both hellos.
 pub const MAGIC: [u8; 4] = *b"RWSG";
 
-/// The protocol version this code speaks (2: `BODY_PUSHED`; 3: `queue_start_us`).
-pub const VERSION: u16 = 3;
+/// The protocol version this code speaks (2: `BODY_PUSHED`; 3: `queue_start_us`; 4:
+/// `RELOAD_RESEND`).
+pub const VERSION: u16 = 4;
 
 /// The largest request body a client may push after the head (`BODY_PUSHED`): with the head
 /// it fits in a Unix socket's default send buffer, so the client's write never waits for a
