@@ -206,7 +206,10 @@ fn one_shot_reload_required_serves_the_asking_request_with_new_code() {
         std::fs::create_dir_all(&trigger_dir).unwrap();
         // Not sticky: www-data removes the trigger the test wrote.
         std::fs::set_permissions(&trigger_dir, std::fs::Permissions::from_mode(0o777)).unwrap();
-        let (trigger, version) = (trigger_dir.join("reload-trigger"), trigger_dir.join("version"));
+        let (trigger, version) = (
+            trigger_dir.join("reload-trigger"),
+            trigger_dir.join("version"),
+        );
         std::fs::write(&version, "0").unwrap();
         let group = match mode {
             // Every process of the group loads the script at start (version 0).
