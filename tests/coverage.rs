@@ -80,7 +80,10 @@ const DIRECTIVES: &[(&str, Status)] = &[
     ),
     (
         "WSGIScriptReloading",
-        Implemented(&["lifecycle::script_reloading_off_keeps_the_process"]),
+        Implemented(&[
+            "lifecycle::script_reloading_off_keeps_the_process",
+            "reload_hooks::one_shot_reload_required_serves_the_asking_request_with_new_code",
+        ]),
     ),
     (
         "WSGIRestrictEmbedded",

@@ -698,6 +698,21 @@ impl Dispatcher {
         // mod_wsgi does: a touch of another script restarts the process when a request for
         // that one comes.
         let reloading = head.flags & req_flags::SCRIPT_RELOADING != 0;
+        // A request another process of the group turned away because its script must be
+        // reloaded (reload_required(), __mtime__) must meet code loaded since it was first
+        // sent: a process that loaded it before is replaced too, as after a touch.
+        if reloading
+            && head.has_flag(req_flags::RELOAD_RESEND)
+            && !self.stale.load(Ordering::SeqCst)
+            && host.script_loaded_before(script, &app_group, head.queue_start_us)
+        {
+            self.mark_stale(
+                "another process of the group asked for a reload of the WSGI script (__mtime__, \
+                 reload_required) and this one loaded it before",
+            );
+            let _ = io.send_error(error_code::SHUTTING_DOWN, b"daemon process is restarting");
+            return false;
+        }
         if self.stale.load(Ordering::SeqCst)
             || (reloading && host.script_changed(script, &app_group))
         {

@@ -951,21 +951,23 @@ mod tests {
             })
         ));
         let mut bytes = encoded(&Frame::ReqHead(ReqHead::default()));
-        bytes[HEADER_LEN + 3] = 32; // an undefined flag bit
+        bytes[HEADER_LEN + 3] = 64; // an undefined flag bit
         assert_eq!(
             decode_one(&bytes),
             Err(ProtocolError::UnknownFlags {
                 kind: FrameKind::ReqHead,
-                flags: 32,
-                known: 31
+                flags: 64,
+                known: 63
             })
         );
-        // IGNORE_ACTIVITY (16) is defined since version 4.
-        bytes[HEADER_LEN + 3] = 16;
-        let Ok(Frame::ReqHead(head)) = decode_one(&bytes) else {
-            panic!("IGNORE_ACTIVITY refused");
-        };
-        assert!(head.has_flag(req_flags::IGNORE_ACTIVITY));
+        // IGNORE_ACTIVITY (16) and RELOAD_RESEND (32) are defined since version 4.
+        for flag in [req_flags::IGNORE_ACTIVITY, req_flags::RELOAD_RESEND] {
+            bytes[HEADER_LEN + 3] = flag as u8;
+            let Ok(Frame::ReqHead(head)) = decode_one(&bytes) else {
+                panic!("flag {flag} refused");
+            };
+            assert!(head.has_flag(flag));
+        }
     }
 
     #[test]

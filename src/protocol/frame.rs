@@ -134,9 +134,17 @@ pub mod req_flags {
     /// `WSGIIgnoreActivity On`: the request does not count as activity for the daemon's
     /// inactivity-timeout (neither its start nor its end moves the idle clock).
     pub const IGNORE_ACTIVITY: u32 = 16;
+    /// A resend after a process of the group turned the request away because its script must
+    /// be reloaded: only code loaded after `queue_start_us` may run it (a process that loaded
+    /// the script before is replaced, as after a touch).
+    pub const RELOAD_RESEND: u32 = 32;
     /// Every bit this version defines.
-    pub const ALL: u32 =
-        BODY_FOLLOWS | SCRIPT_RELOADING | CHUNKED_INPUT | BODY_PUSHED | IGNORE_ACTIVITY;
+    pub const ALL: u32 = BODY_FOLLOWS
+        | SCRIPT_RELOADING
+        | CHUNKED_INPUT
+        | BODY_PUSHED
+        | IGNORE_ACTIVITY
+        | RELOAD_RESEND;
 }
 
 /// Codes of [`Frame::Error`]. A receiver treats a code it does not know as [`INTERNAL`](error_code::INTERNAL).
@@ -394,6 +402,21 @@ where
     })
 }
 
+/// Sets the [`req_flags`] bits `flag` in a `ReqHead` frame encoded by
+/// [`encode_req_head_into`] (its flags are the payload's first field); false, and `frame`
+/// unchanged, when it is not a whole `ReqHead` frame.
+pub fn add_req_head_flag(frame: &mut [u8], flag: u32) -> bool {
+    let at = HEADER_LEN;
+    if frame.len() < at + 4 || frame[0] != FrameKind::ReqHead as u8 {
+        return false;
+    }
+    let mut flags = [0u8; 4];
+    flags.copy_from_slice(&frame[at..at + 4]);
+    let flags = u32::from_be_bytes(flags) | flag;
+    frame[at..at + 4].copy_from_slice(&flags.to_be_bytes());
+    true
+}
+
 /// Appends a `RespHead` frame built from borrowed fields and any iterator of header pairs.
 ///
 /// Fails only if a length does not fit in 32 bits; `out` is then left unchanged.
@@ -620,6 +643,28 @@ mod tests {
         assert_eq!(control, [FrameKind::Ready, FrameKind::Replace]);
         assert_eq!(error_code::name(error_code::SHUTTING_DOWN), "SHUTTING_DOWN");
         assert_eq!(error_code::name(999), "UNKNOWN");
+    }
+
+    #[test]
+    fn a_flag_is_added_to_an_encoded_request_head_in_place() {
+        let head = ReqHead {
+            flags: req_flags::BODY_FOLLOWS,
+            queue_start_us: 7,
+            script_path: b"/s.wsgi".to_vec(),
+            env: vec![(b"K".to_vec(), b"V".to_vec())],
+            ..ReqHead::default()
+        };
+        let mut bytes = encoded(&Frame::ReqHead(head.clone()));
+        assert!(add_req_head_flag(&mut bytes, req_flags::RELOAD_RESEND));
+        let expected = ReqHead {
+            flags: req_flags::BODY_FOLLOWS | req_flags::RELOAD_RESEND,
+            ..head
+        };
+        assert_eq!(bytes, encoded(&Frame::ReqHead(expected)));
+        // Not a request head: left alone.
+        let mut other = encoded(&Frame::RespEnd);
+        assert!(!add_req_head_flag(&mut other, req_flags::RELOAD_RESEND));
+        assert_eq!(other, encoded(&Frame::RespEnd));
     }
 
     #[test]

@@ -240,7 +240,8 @@ mod tests {
             Frame::ReqHead(ReqHead {
                 flags: req_flags::BODY_FOLLOWS
                     | req_flags::BODY_PUSHED
-                    | req_flags::IGNORE_ACTIVITY,
+                    | req_flags::IGNORE_ACTIVITY
+                    | req_flags::RELOAD_RESEND,
                 ..head.clone()
             }),
             Frame::ReqBody(b"a=1&b=2".to_vec()),

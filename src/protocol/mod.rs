@@ -64,8 +64,10 @@
 //! ReqHead flags ([`req_flags`]): 1 = BODY_FOLLOWS (a request body exists), 2 =
 //! SCRIPT_RELOADING, 4 = CHUNKED_INPUT (no Content-Length), 8 = BODY_PUSHED (the body follows
 //! the head unasked, see below), 16 = IGNORE_ACTIVITY (`WSGIIgnoreActivity On`: the request
-//! does not reset the daemon's inactivity-timeout); other bits are an error. Version 1 had no
-//! BODY_PUSHED, version 3 no IGNORE_ACTIVITY.
+//! does not reset the daemon's inactivity-timeout), 32 = RELOAD_RESEND (sent again after a
+//! SHUTTING_DOWN: a process that loaded the script before `queue_start_us` must not run it);
+//! other bits are an error. Version 1 had no BODY_PUSHED, version 3 no IGNORE_ACTIVITY or
+//! RELOAD_RESEND.
 //! `request_start_us` is Apache's request time in µs since the Unix epoch (for queue-timeout
 //! and `mod_wsgi.request_start`); `queue_start_us` is when the client started sending the
 //! request to the daemon socket (`mod_wsgi.queue_start`). Version 2 had no `queue_start_us`.
@@ -119,8 +121,8 @@ pub mod io;
 pub use decoder::{Decoder, FrameHeader, READ_AHEAD_MAX, READ_MIN, RawFrame};
 pub use error::ProtocolError;
 pub use frame::{
-    Frame, FrameKind, Pairs, ReqHead, ReqHeadRef, RespHead, encode_header, encode_replace_into,
-    encode_req_head_into, encode_resp_head_into, error_code, req_flags,
+    Frame, FrameKind, Pairs, ReqHead, ReqHeadRef, RespHead, add_req_head_flag, encode_header,
+    encode_replace_into, encode_req_head_into, encode_resp_head_into, error_code, req_flags,
 };
 pub use hello::{
     ClientHello, HELLO_LEN, HelloStatus, ServerHello, encode_client_hello, encode_server_hello,
@@ -131,7 +133,7 @@ pub use hello::{
 pub const MAGIC: [u8; 4] = *b"RWSG";
 
 /// The protocol version this code speaks (2: `BODY_PUSHED`; 3: `queue_start_us`; 4:
-/// `IGNORE_ACTIVITY`).
+/// `IGNORE_ACTIVITY`, `RELOAD_RESEND`).
 pub const VERSION: u16 = 4;
 
 /// The largest request body a client may push after the head (`BODY_PUSHED`): with the head

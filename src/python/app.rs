@@ -125,6 +125,13 @@ impl AppHost {
         self.loader.script_changed(script_path, app_group)
     }
 
+    /// Is this script (of this application group) loaded here by a load that began before
+    /// `t_us` (µs since the Unix epoch)? No GIL, no stat: what a daemon checks for a request
+    /// resent after another process found the script needed a reload.
+    pub fn script_loaded_before(&self, script_path: &Path, app_group: &str, t_us: u64) -> bool {
+        self.loader.loaded_before(script_path, app_group, t_us)
+    }
+
     /// (script, application group) of every script loaded so far: what a replacement
     /// process imports before it takes over.
     pub fn loaded_scripts(&self) -> Vec<(PathBuf, String)> {

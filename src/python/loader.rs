@@ -19,7 +19,7 @@ use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -45,6 +45,8 @@ struct Slot {
     failure: Mutex<Option<LoadFailure>>,
     /// A module of this script was loaded before: the next load is a reload.
     ever_loaded: AtomicBool,
+    /// When the loaded module's load began, in µs since the Unix epoch (0: not loaded).
+    loaded_us: AtomicU64,
 }
 
 /// A script that failed to load: not retried before `retry_at` unless its mtime changes.
@@ -117,6 +119,7 @@ impl Loader {
             mtime: Mutex::new(None),
             failure: Mutex::new(None),
             ever_loaded: AtomicBool::new(false),
+            loaded_us: AtomicU64::new(0),
         });
         slots.insert(key, Arc::clone(&slot));
         drop(slots);
@@ -197,7 +200,9 @@ impl Loader {
         group: &str,
     ) -> Result<Arc<Loaded>, String> {
         *lock(&slot.mtime) = None;
+        slot.loaded_us.store(0, Ordering::Relaxed);
         let old = loaded.take();
+        let began_us = crate::util::now_us();
         let read = std::fs::read(path).and_then(|src| Ok((src, mtime_of(path)?)));
         let (source, mtime) = match read {
             Ok(r) => r,
@@ -224,6 +229,7 @@ impl Loader {
         let fresh = Arc::new(Loaded { module, mtime });
         *loaded = Some(Arc::clone(&fresh));
         *lock(&slot.mtime) = Some(mtime);
+        slot.loaded_us.store(began_us.max(1), Ordering::Relaxed);
         Ok(fresh)
     }
 
@@ -249,6 +255,7 @@ impl Loader {
             );
             let old = loaded.take();
             *lock(&slot.mtime) = None;
+            slot.loaded_us.store(0, Ordering::Relaxed);
             Python::attach(|_py| drop(old));
         }
     }
@@ -259,6 +266,17 @@ impl Loader {
         let key = (fold_case(path), group.to_string());
         let slot = lock(&self.slots).get(&key).cloned();
         slot.is_some_and(|slot| slot_changed(&slot))
+    }
+
+    /// Is the script `path` of `group` loaded here by a load that began before `t_us` (µs
+    /// since the Unix epoch)? No GIL, no stat.
+    pub(crate) fn loaded_before(&self, path: &Path, group: &str, t_us: u64) -> bool {
+        let key = (fold_case(path), group.to_string());
+        let slot = lock(&self.slots).get(&key).cloned();
+        slot.is_some_and(|slot| {
+            let at = slot.loaded_us.load(Ordering::Relaxed);
+            at != 0 && at < t_us
+        })
     }
 
     /// (script, application group) of every script requested so far, sorted.

@@ -124,6 +124,8 @@ pub fn serve(
     let idempotent = resend::is_idempotent(r.method(), plan.flags);
     let deadline = Instant::now() + target.connect_timeout;
     let mut attempts = Attempts::default();
+    // The head as sent: a resend after a reload turn-away carries RELOAD_RESEND.
+    let mut head = std::borrow::Cow::Borrowed(head);
     loop {
         attempts.made += 1;
         // After a failed attempt, only a new connection: a pooled one, even one another
@@ -144,7 +146,7 @@ pub fn serve(
                 r,
                 target,
                 conn,
-                head,
+                &head,
                 &mut body,
                 plan.sendfile,
                 plan.error_override,
@@ -183,6 +185,13 @@ pub fn serve(
                         target.group,
                         describe(cause.as_ref())
                     );
+                }
+                // Turned away because a process's script must be reloaded (a touch,
+                // reload_required(), __mtime__): as in mod_wsgi the request goes again, and it
+                // must now meet the new code, not another process that loaded the script
+                // before (the daemon replaces such a process, as a touch would).
+                if setback == Setback::Restarting {
+                    protocol::add_req_head_flag(head.to_mut(), protocol::req_flags::RELOAD_RESEND);
                 }
                 if !pause.is_zero() {
                     std::thread::sleep(pause);
