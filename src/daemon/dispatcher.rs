@@ -111,6 +111,10 @@ pub struct Dispatcher {
     busy_since: Vec<AtomicU64>,
     /// Per worker thread: its Python thread ident (`threading.get_ident()`), 0 = not yet.
     thread_idents: Vec<AtomicU64>,
+    /// Per worker thread: the monitor raised `mod_wsgi.RequestTimeout` in it and the thread
+    /// has not started a request since. Set and taken under the lock (see
+    /// [`Dispatcher::interrupt_request`]).
+    interrupts: Vec<Mutex<bool>>,
     /// Last start or end of a request that counts as activity (µs since `epoch`), for
     /// inactivity-timeout; 0 = never. Requests under `WSGIIgnoreActivity On` do not move it.
     last_activity: AtomicU64,
@@ -169,6 +173,7 @@ impl Dispatcher {
             stale: AtomicBool::new(false),
             busy_since: (0..settings_threads).map(|_| AtomicU64::new(0)).collect(),
             thread_idents: (0..settings_threads).map(|_| AtomicU64::new(0)).collect(),
+            interrupts: (0..settings_threads).map(|_| Mutex::new(false)).collect(),
             last_activity: AtomicU64::new(0),
             first_load_started: AtomicU64::new(0),
             loaded: AtomicBool::new(false),
@@ -501,6 +506,35 @@ impl Dispatcher {
 
     /// When worker `index`'s current request started (0: it has none), as in
     /// `overdue_requests`.
+    /// Calls `raise` (which raises `mod_wsgi.RequestTimeout` in worker `index`'s thread) if
+    /// the request that started at `since` still runs there; true when it was raised.
+    /// Call with the GIL held.
+    pub fn interrupt_request(
+        &self,
+        index: usize,
+        since: u64,
+        raise: impl FnOnce() -> bool,
+    ) -> bool {
+        let Some(slot) = self.interrupts.get(index) else {
+            return false;
+        };
+        let mut pending = slot.lock().unwrap_or_else(|e| e.into_inner());
+        if self.request_started(index) != since || !raise() {
+            return false;
+        }
+        *pending = true;
+        true
+    }
+
+    /// Whether `mod_wsgi.RequestTimeout` was raised in worker `index` since its last request
+    /// began. Called once the next request has its start stamp: a raise that still saw the
+    /// previous stamp holds the lock until it is recorded, and a later one sees the new stamp.
+    fn take_interrupt(&self, index: usize) -> bool {
+        self.interrupts.get(index).is_some_and(|slot| {
+            std::mem::take(&mut *slot.lock().unwrap_or_else(|e| e.into_inner()))
+        })
+    }
+
     pub fn request_started(&self, index: usize) -> u64 {
         self.busy_since
             .get(index)
@@ -647,6 +681,11 @@ impl Dispatcher {
             activity,
             self.epoch,
         );
+        if self.take_interrupt(index) {
+            // Raised just as the previous request ended: it is still pending in this thread's
+            // Python state and would land in this request.
+            crate::python::clear_interrupt(self.thread_ident(index));
+        }
         let keep = self.run_request(conn, &head, pushed);
         drop(in_flight);
         self.heap_trimmer.request_done();

@@ -428,8 +428,8 @@ fn check_request_timeout(
                 let raised = gil.and_then(|g| {
                     g.run_job(GIL_WAIT, move || {
                         ident != 0
-                            && same.request_started(index) == since
-                            && python::interrupt_thread(ident)
+                            && same
+                                .interrupt_request(index, since, || python::interrupt_thread(ident))
                     })
                 });
                 logging::warning(&format!(

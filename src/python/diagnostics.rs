@@ -42,6 +42,23 @@ pub fn interrupt_thread(ident: u64) -> bool {
     })
 }
 
+/// Withdraws a `mod_wsgi.RequestTimeout` raised by [`interrupt_thread`] in the thread whose
+/// `threading.get_ident()` is `ident` that it has not met yet (its request ended first).
+pub fn clear_interrupt(ident: u64) {
+    if ident == 0 {
+        return;
+    }
+    Python::attach(|_| {
+        // SAFETY: called with the GIL held; a null exception clears the pending one.
+        unsafe {
+            pyo3::ffi::PyThreadState_SetAsyncExc(
+                ident as std::os::raw::c_long,
+                std::ptr::null_mut(),
+            )
+        };
+    });
+}
+
 /// Takes and releases the GIL once; returns when it could be taken.
 pub fn gil_heartbeat() {
     Python::attach(|_| {});

@@ -44,7 +44,7 @@ mod tests;
 use crate::logging::Level;
 
 pub use app::AppHost;
-pub use diagnostics::{gil_heartbeat, interrupt_thread, thread_stacks};
+pub use diagnostics::{clear_interrupt, gil_heartbeat, interrupt_thread, thread_stacks};
 pub use interpreter::{
     FREE_THREADED_BUILD, free_threading_warning, initialize, run_shutdown_callbacks, shutdown,
 };

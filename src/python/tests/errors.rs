@@ -193,3 +193,37 @@ fn a_panicking_io_becomes_app_error_and_the_thread_keeps_serving() {
     assert_eq!(logs_with("fake io panics in send_body").len(), 1);
     assert_ok(&host, &path, "/", &mut FakeIo::new());
 }
+
+#[test]
+fn a_request_timeout_raised_as_its_request_ended_is_withdrawn() {
+    init();
+    std::thread::spawn(|| {
+        // Like a daemon's request thread, this one keeps its Python thread state between
+        // requests, so an exception raised in it stays pending there.
+        // SAFETY: Python is initialised and this thread does not hold the GIL.
+        unsafe {
+            pyo3::ffi::PyGILState_Ensure();
+            pyo3::ffi::PyEval_SaveThread();
+        }
+        let ident: u64 = Python::attach(|py| {
+            py.import("threading")
+                .and_then(|t| t.call_method0("get_ident"))
+                .and_then(|i| i.extract())
+                .unwrap()
+        });
+        let next_request = || {
+            Python::attach(|py| {
+                py.run(c"total = sum(range(10))", None, None)
+                    .map_err(|e| e.get_type(py).name().unwrap().to_string())
+            })
+        };
+        // Left pending, it lands in whatever Python code the thread runs next.
+        assert!(interrupt_thread(ident));
+        assert_eq!(next_request(), Err("RequestTimeout".to_string()));
+        assert!(interrupt_thread(ident));
+        clear_interrupt(ident);
+        assert_eq!(next_request(), Ok(()));
+    })
+    .join()
+    .unwrap();
+}
