@@ -13,6 +13,7 @@ use crate::daemon::dispatcher::ServeSettings;
 use crate::daemon::manager::GroupPlan;
 use crate::daemon::serving_daemon::{DaemonPlan, Timers};
 use crate::daemon::spawn::{ChildSetup, Identity, ResourceLimits};
+use crate::daemon::telemetry::TelemetryPlan;
 use crate::handler::DaemonTarget;
 use crate::handler::script_owner::ScriptOwner;
 use crate::python::InterpreterSettings;
@@ -184,6 +185,12 @@ pub(crate) fn plan_group(
         // Placed by the launcher once the generation's metrics table is mapped.
         metrics: None,
         metrics_record: None,
+        telemetry: global.telemetry().map(|t| TelemetryPlan {
+            socket: t.socket.into(),
+            interval: Duration::from_secs_f64(t.interval),
+            slow_threshold: t.slow_threshold.map(Duration::from_secs_f64),
+            capture_user_agent: t.capture_user_agent,
+        }),
     };
     let target = daemon_target(spec, &ids, socket.path.clone(), socket_timeout);
     Ok(PlannedGroup {
