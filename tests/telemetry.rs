@@ -112,7 +112,12 @@ fn ingester_shows_daemon_processes_request_counts_and_slow_requests() {
 
     // While the reporter runs, the in-process accessors stand down, as in mod_wsgi.
     let resp = apache.get("/app/request-metrics");
-    assert_with_log!(apache, resp.text() == "None", "request_metrics(): {}", resp.text());
+    assert_with_log!(
+        apache,
+        resp.text() == "None",
+        "request_metrics(): {}",
+        resp.text()
+    );
 
     // Two slow requests in the background, fast ones meanwhile.
     let port = apache.port();
@@ -172,7 +177,10 @@ fn ingester_shows_daemon_processes_request_counts_and_slow_requests() {
     }
     // Every datagram decoded; no fast request reported as slow.
     let state = ingester.try_state().unwrap();
-    assert_eq!(state["decode_errors"], 0, "datagrams the ingester could not decode");
+    assert_eq!(
+        state["decode_errors"], 0,
+        "datagrams the ingester could not decode"
+    );
     let (_, _, slow) = group_view(&state, "tele");
     assert!(
         slow.iter().all(|e| e["path_info"] == "/sleep"),

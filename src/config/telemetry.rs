@@ -24,11 +24,12 @@ pub struct Telemetry {
 /// Checks one telemetry directive's arguments (the caller keeps the words).
 pub(super) fn validate(args: &Args<'_>) -> Result<(), ConfigError> {
     match args.info.name {
-        "WSGISlowRequests" => threshold_value(args.one()?)
-            .map(|_| ())
-            .ok_or_else(|| {
-                args.bad(args.words[0].as_str(), "expected a non-negative number of seconds")
-            }),
+        "WSGISlowRequests" => threshold_value(args.one()?).map(|_| ()).ok_or_else(|| {
+            args.bad(
+                args.words[0].as_str(),
+                "expected a non-negative number of seconds",
+            )
+        }),
         "WSGITelemetryService" => {
             let (target, interval) = args.one_or_two()?;
             if target.strip_prefix("unix:").is_none_or(str::is_empty) {
@@ -153,7 +154,10 @@ mod tests {
             line("WSGIAcceptMutex", &["fcntl"]),
             line("WSGITelemetryOptions", &["+CaptureUserAgent"]),
             line("WSGISlowRequests", &["2.5"]),
-            line("WSGITelemetryService", &["unix:/run/t.sock", "interval=0.5"]),
+            line(
+                "WSGITelemetryService",
+                &["unix:/run/t.sock", "interval=0.5"],
+            ),
         ])
         .unwrap();
         assert_eq!(

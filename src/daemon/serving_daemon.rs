@@ -21,8 +21,8 @@ use crate::daemon::dispatcher::{Dispatcher, ServeSettings, WAKE_SIGNAL};
 use crate::daemon::exit::DaemonExit;
 use crate::daemon::gil_thread::GilThread;
 use crate::daemon::signals;
-use crate::daemon::telemetry::{Reporter, TelemetryPlan};
 use crate::daemon::spawn::ChildSetup;
+use crate::daemon::telemetry::{Reporter, TelemetryPlan};
 use crate::logging;
 use crate::python::{self, AppHost, InterpreterSettings};
 
@@ -158,7 +158,7 @@ fn start_reporter(plan: &DaemonPlan) -> Option<Reporter> {
         Ok(r) => Some(r),
         Err(e) => {
             logging::warning(&format!(
-                "RW0201: daemon process '{}' (pid {}): cannot start the telemetry reporter for                  'unix:{}': {e}; no telemetry is sent",
+                "RW0201: daemon process '{}' (pid {}): no telemetry reporter for 'unix:{}': {e}",
                 plan.group,
                 std::process::id(),
                 telemetry.socket.display()

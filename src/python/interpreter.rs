@@ -581,5 +581,8 @@ pub fn python_version() -> String {
     // called without the GIL and before or after initialisation.
     let full = unsafe { std::ffi::CStr::from_ptr(pyo3::ffi::Py_GetVersion()) };
     let full = full.to_string_lossy();
-    full.split_whitespace().next().unwrap_or_default().to_owned()
+    full.split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_owned()
 }

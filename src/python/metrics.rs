@@ -450,13 +450,27 @@ pub(crate) fn server_metrics(py: Python<'_>) -> PyResult<Option<Bound<'_, PyDict
 /// `start_recording_metrics()`: idempotent; the first window starts now. While telemetry
 /// runs, the reporter owns the window and this does nothing.
 pub(crate) fn start_recording() {
-    if !super::telemetry::enabled() {
+    if !reporter_owns_window() {
         start_recording_window();
     }
 }
 
+/// Set once, before the process serves, when its telemetry reporter owns the window.
+static REPORTER_OWNS_WINDOW: OnceLock<()> = OnceLock::new();
+
+fn reporter_owns_window() -> bool {
+    REPORTER_OWNS_WINDOW.get().is_some()
+}
+
+/// Gives the window to the telemetry reporter (`telemetry_tick`): recording starts, and
+/// `request_metrics()` and `process_metrics()` answer None from now on.
+pub(crate) fn give_window_to_reporter() {
+    let _ = REPORTER_OWNS_WINDOW.set(());
+    start_recording_window();
+}
+
 /// Starts recording the window (for `request_metrics()` or the telemetry reporter).
-pub(crate) fn start_recording_window() {
+fn start_recording_window() {
     let Some(m) = METRICS.get() else {
         return;
     };
@@ -494,7 +508,7 @@ fn memory() -> (u64, u64) {
 /// `request_metrics()`: the window since the previous call (or since recording started),
 /// then a fresh window. None until recording started.
 pub(crate) fn request_metrics(py: Python<'_>) -> PyResult<Option<Bound<'_, PyDict>>> {
-    let Some(m) = METRICS.get().filter(|_| !super::telemetry::enabled()) else {
+    let Some(m) = METRICS.get().filter(|_| !reporter_owns_window()) else {
         return Ok(None);
     };
     let stop_us = now_us();
@@ -712,7 +726,13 @@ pub fn telemetry_tick() -> Option<TelemetryTick> {
     let cpu_now = process_cpu();
     let (memory_rss, memory_max_rss) = memory();
     let period = secs(stop_us.saturating_sub(w.start_us));
-    let per_second = |v: f64| if period > 0.0 { v.max(0.0) / period } else { 0.0 };
+    let per_second = |v: f64| {
+        if period > 0.0 {
+            v.max(0.0) / period
+        } else {
+            0.0
+        }
+    };
     let (busy_us, current_elapsed, active) = slot_usage(m, &w, stop_us);
     let slots = m.slots.len();
     let n = w.request_count;
@@ -725,7 +745,8 @@ pub fn telemetry_tick() -> Option<TelemetryTick> {
         buckets: p.buckets.to_vec(),
     };
     let mut gil = phase(&w.gil_wait);
-    gil.extremes = (w.gil_wait_count > 0).then(|| (secs(w.gil_wait_min_us), secs(w.gil_wait_max_us)));
+    gil.extremes =
+        (w.gil_wait_count > 0).then(|| (secs(w.gil_wait_min_us), secs(w.gil_wait_max_us)));
     Some(TelemetryTick {
         sample_period: period,
         request_count: n,
@@ -772,14 +793,16 @@ pub(crate) fn slot_count() -> usize {
 
 /// Requests in flight in this process.
 pub(crate) fn active_count() -> u64 {
-    METRICS.get().map_or(0, |m| m.active.load(Ordering::Relaxed))
+    METRICS
+        .get()
+        .map_or(0, |m| m.active.load(Ordering::Relaxed))
 }
 
 /// `process_metrics()`: cumulative since the process started. None until recording started.
 pub(crate) fn process_metrics(py: Python<'_>) -> PyResult<Option<Bound<'_, PyDict>>> {
     let Some(m) = METRICS
         .get()
-        .filter(|m| m.recording.load(Ordering::Relaxed) && !super::telemetry::enabled())
+        .filter(|m| m.recording.load(Ordering::Relaxed) && !reporter_owns_window())
     else {
         return Ok(None);
     };

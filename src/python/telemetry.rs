@@ -86,7 +86,7 @@ pub fn enable(capture: TelemetryCapture) {
     if CAPTURE.set(capture).is_err() {
         return;
     }
-    super::metrics::start_recording_window();
+    super::metrics::give_window_to_reporter();
     if let Some(threshold_us) = capture.slow_threshold_us {
         let slots = super::metrics::slot_count();
         let _ = SLOW.set(SlowState {
@@ -96,11 +96,6 @@ pub fn enable(capture: TelemetryCapture) {
             completed: Mutex::new(VecDeque::new()),
         });
     }
-}
-
-/// Whether [`enable`] was called in this process.
-pub(crate) fn enabled() -> bool {
-    CAPTURE.get().is_some()
 }
 
 fn env_value(env: &[(Vec<u8>, Vec<u8>)], key: &[u8]) -> String {
