@@ -107,7 +107,7 @@ fn ingester_shows_daemon_processes_request_counts_and_slow_requests() {
             socket.display()
         ),
     );
-    let apache = cfg.start();
+    let mut apache = cfg.start();
     apache.wait_for_log("RW0200:", Duration::from_secs(30));
 
     // While the reporter runs, the in-process accessors stand down, as in mod_wsgi.
@@ -186,4 +186,28 @@ fn ingester_shows_daemon_processes_request_counts_and_slow_requests() {
         slow.iter().all(|e| e["path_info"] == "/sleep"),
         "only the slow requests: {slow:?}"
     );
+    let (pids, _, _) = group_view(&state, "tele");
+
+    // The processes' lives: started when they came up, stopping and stopped when Apache stops.
+    apache.stop();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let events = ingester.try_state().unwrap()["lifecycle_events"].clone();
+        let seen = |kind: &str, pid: u64| {
+            events
+                .as_array()
+                .is_some_and(|a| a.iter().any(|e| e["kind"] == kind && e["pid"] == pid))
+        };
+        let all = ["process_started", "process_stopping", "process_stopped"]
+            .iter()
+            .all(|kind| pids.iter().all(|pid| seen(kind, *pid)));
+        if all {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "lifecycle events of {pids:?} missing: {events}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
