@@ -92,24 +92,40 @@ fn group_view(state: &Value, group: &str) -> (Vec<u64>, u64, Vec<Value>) {
     (pids, requests, slow)
 }
 
+const TELEMETRY_CONF: &str = "WSGITelemetryService unix:@SOCKET@ interval=0.5\n\
+                              WSGISlowRequests 0.5\nWSGITelemetryOptions +CaptureUserAgent";
+
 #[test]
 fn ingester_shows_daemon_processes_request_counts_and_slow_requests() {
     let cfg = ApacheConfig::new("telemetry");
     let socket = cfg.root().join("telemetry.sock");
     let ingester = Ingester::start(&socket);
-    let (cfg, _) = cfg.daemon_app(
-        "telemetry.wsgi",
-        "tele",
-        "processes=2 threads=4",
-        &format!(
-            "WSGITelemetryService unix:{} interval=0.5\nWSGISlowRequests 0.5\n\
-             WSGITelemetryOptions +CaptureUserAgent",
-            socket.display()
-        ),
+    let conf = TELEMETRY_CONF.replace("@SOCKET@", &socket.display().to_string());
+    let (cfg, _) = cfg.daemon_app("telemetry.wsgi", "tele", "processes=2 threads=4", &conf);
+    check(cfg, &ingester, "tele", Some(2));
+}
+
+/// Embedded mode: each Apache child reports, with an empty process group, as in mod_wsgi.
+#[test]
+fn ingester_shows_embedded_apache_children() {
+    let cfg = ApacheConfig::new("telemetry-embedded");
+    let socket = cfg.root().join("telemetry.sock");
+    let ingester = Ingester::start(&socket);
+    let app = cfg.install_app("telemetry.wsgi");
+    let conf = format!(
+        "{}\nWSGIScriptAlias /app {}\n<Directory @DIR@/apps>\n    Require all granted\n</Directory>",
+        TELEMETRY_CONF.replace("@SOCKET@", &socket.display().to_string()),
+        app.display()
     );
+    check(cfg.conf(&conf), &ingester, "", None);
+}
+
+/// Serves requests (fast and slow) from `cfg` and waits until the ingester shows `group`'s
+/// processes (`processes` of them, if given), every request, the slow requests, and then,
+/// once Apache stops, each process's started, stopping and stopped events.
+fn check(cfg: ApacheConfig, ingester: &Ingester, group: &str, processes: Option<usize>) {
     let mut apache = cfg.start();
     apache.wait_for_log("RW0200:", Duration::from_secs(30));
-
     // While the reporter runs, the in-process accessors stand down, as in mod_wsgi.
     let resp = apache.get("/app/request-metrics");
     assert_with_log!(
@@ -149,13 +165,17 @@ fn ingester_shows_daemon_processes_request_counts_and_slow_requests() {
     let mut last = (Vec::new(), 0, Vec::new());
     loop {
         if let Some(state) = ingester.try_state() {
-            last = group_view(&state, "tele");
+            last = group_view(&state, group);
             let (pids, requests, slow) = &last;
             let completed: Vec<&Value> = slow
                 .iter()
                 .filter(|e| e["state"] == 1 && e["path_info"] == "/sleep")
                 .collect();
-            if pids.len() == 2 && *requests >= 23 && completed.len() == 2 {
+            if processes.is_none_or(|n| pids.len() == n)
+                && !pids.is_empty()
+                && *requests >= 23
+                && completed.len() == 2
+            {
                 for e in completed {
                     assert_eq!(e["status"], 200, "{e}");
                     assert_eq!(e["method"], "GET", "{e}");
@@ -170,7 +190,7 @@ fn ingester_shows_daemon_processes_request_counts_and_slow_requests() {
         assert_with_log!(
             apache,
             Instant::now() < deadline,
-            "the ingester did not show the daemons, 23 requests and 2 slow requests; last \
+            "the ingester did not show the processes, 23 requests and 2 slow requests; last \
              view: {last:?}"
         );
         std::thread::sleep(Duration::from_millis(200));
@@ -181,12 +201,12 @@ fn ingester_shows_daemon_processes_request_counts_and_slow_requests() {
         state["decode_errors"], 0,
         "datagrams the ingester could not decode"
     );
-    let (_, _, slow) = group_view(&state, "tele");
+    let (_, _, slow) = group_view(&state, group);
     assert!(
         slow.iter().all(|e| e["path_info"] == "/sleep"),
         "only the slow requests: {slow:?}"
     );
-    let (pids, _, _) = group_view(&state, "tele");
+    let (pids, _, _) = group_view(&state, group);
 
     // The processes' lives: started when they came up, stopping and stopped when Apache stops.
     apache.stop();

@@ -1,5 +1,6 @@
 //! The telemetry reporter of a daemon process (WSGITelemetryService), as mod_wsgi 6 runs one
-//! in each daemon process: one thread that, every interval, sends the process's metrics
+//! in each daemon process (and, started by the composition root, in each Apache child in
+//! embedded mode): one thread that, every interval, sends the process's metrics
 //! window and its slow requests (WSGISlowRequests) as datagrams to the ingester's Unix
 //! socket, plus the process's started, stopping and stopped events. Request threads only
 //! add to the counters the reporter drains (`python::telemetry_tick`); the reporter never
@@ -210,7 +211,8 @@ pub struct Reporter {
 
 impl Reporter {
     /// Turns telemetry on in this process (before it serves) and starts the reporter
-    /// thread, which announces the process. `Err`: the socket or thread could not be made
+    /// thread, which announces the process. `group` is the daemon process group; "" for an
+    /// Apache child in embedded mode. `Err`: the socket or thread could not be made
     /// (the caller logs it and serves without telemetry).
     pub fn start(plan: &TelemetryPlan, group: &str) -> io::Result<Reporter> {
         python::enable_telemetry(TelemetryCapture {
@@ -242,10 +244,13 @@ impl Reporter {
         let thread = std::thread::Builder::new()
             .name("rwsgi-telemetry".into())
             .spawn(move || report(&s, &st, interval))?;
+        let who = if group.is_empty() {
+            format!("Apache child (pid {})", std::process::id())
+        } else {
+            format!("daemon process '{group}' (pid {})", std::process::id())
+        };
         logging::info(&format!(
-            "RW0200: daemon process '{group}' (pid {}): telemetry reporter started; target \
-             'unix:{}', interval {:.3} s",
-            std::process::id(),
+            "RW0200: {who}: telemetry reporter started; target 'unix:{}', interval {:.3} s",
             plan.socket.display(),
             plan.interval.as_secs_f64()
         ));
