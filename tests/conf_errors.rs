@@ -147,8 +147,16 @@ const CASES: &[Case] = &[
     },
     Case {
         name: "recognised but not implemented directive",
-        conf: "WSGITelemetryService unix:/tmp/telemetry.sock",
-        expect: &["WSGITelemetryService is not supported by mod_rwsgi yet"],
+        conf: "WSGIPerInterpreterGIL On",
+        expect: &["WSGIPerInterpreterGIL is not supported by mod_rwsgi yet"],
+    },
+    Case {
+        name: "telemetry target that is not a unix socket",
+        conf: "WSGITelemetryService udp:127.0.0.1:9000",
+        expect: &[
+            "WSGITelemetryService: argument 'udp:127.0.0.1:9000': expected a target of the \
+             form unix:/path",
+        ],
     },
     Case {
         name: "auth script at server level",

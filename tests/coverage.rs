@@ -16,6 +16,9 @@ enum Status {
 }
 use Status::{Implemented, NotYet};
 
+const TELEMETRY_TEST: &str =
+    "telemetry::ingester_shows_daemon_processes_request_counts_and_slow_requests";
+
 /// mod_wsgi 6.0.5's directives.
 const DIRECTIVES: &[(&str, Status)] = &[
     (
@@ -251,13 +254,13 @@ const DIRECTIVES: &[(&str, Status)] = &[
     ),
     (
         "WSGITelemetryService",
-        NotYet("WSGITelemetryService unix:/tmp/telemetry.sock"),
+        Implemented(&[
+            TELEMETRY_TEST,
+            "conf_errors::bad_configs_fail_configtest_with_a_precise_message",
+        ]),
     ),
-    ("WSGISlowRequests", NotYet("WSGISlowRequests 5")),
-    (
-        "WSGITelemetryOptions",
-        NotYet("WSGITelemetryOptions interval=5"),
-    ),
+    ("WSGISlowRequests", Implemented(&[TELEMETRY_TEST])),
+    ("WSGITelemetryOptions", Implemented(&[TELEMETRY_TEST])),
 ];
 
 /// mod_wsgi 6.0.5's WSGIDaemonProcess options (and mod_rwsgi's own, at the end).

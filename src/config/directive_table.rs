@@ -405,21 +405,21 @@ pub static DIRECTIVES: &[DirectiveInfo] = &[
         ServerOnly,
         Global,
         "WSGITelemetryService unix:/path [interval=seconds]",
-        false,
+        true,
     ),
     info(
         "WSGISlowRequests",
         ServerOnly,
         Global,
         "WSGISlowRequests seconds",
-        false,
+        true,
     ),
     info(
         "WSGITelemetryOptions",
         ServerOnly,
         Global,
         "WSGITelemetryOptions [+|-]CaptureUserAgent ... | None | All",
-        false,
+        true,
     ),
 ];
 
@@ -507,11 +507,14 @@ mod tests {
             "WSGIAcceptMutex",
             "WSGIServerMetrics",
             "WSGIHeapPolicy",
+            "WSGITelemetryService",
+            "WSGISlowRequests",
+            "WSGITelemetryOptions",
         ];
         for d in DIRECTIVES {
             assert_eq!(d.implemented, implemented.contains(&d.name), "{}", d.name);
         }
-        assert_eq!(DIRECTIVES.iter().filter(|d| d.implemented).count(), 45);
+        assert_eq!(DIRECTIVES.iter().filter(|d| d.implemented).count(), 48);
     }
 
     #[test]

@@ -21,6 +21,7 @@ mod not_implemented;
 mod phase_script;
 mod script_alias;
 mod selector;
+mod telemetry;
 mod tokenizer;
 mod trusted_proxy;
 
@@ -39,6 +40,7 @@ pub use not_implemented::not_implemented_error;
 pub use phase_script::PhaseScript;
 pub use script_alias::{CompiledPattern, ImportScript, PATTERN_GROUPS, ScriptAlias, UrlPattern};
 pub use selector::{GroupSelector, SelectorContext, expand_callable_object};
+pub use telemetry::{Telemetry, telemetry_of};
 pub use tokenizer::tokenize;
 pub use trusted_proxy::{
     EnvPair, IpNet, KNOWN_PROXY_HEADERS, ProxyHeaderCategory, ProxyNote,
@@ -412,6 +414,12 @@ impl GlobalConfig {
                     r.directive, r.location, r.name
                 )
             })
+    }
+
+    /// The telemetry settings (WSGITelemetryService and its companions); None without
+    /// WSGITelemetryService.
+    pub fn telemetry(&self) -> Option<Telemetry> {
+        telemetry_of(&self.other)
     }
 
     /// The daemon group called `name` (exact, case-sensitive match).

@@ -28,31 +28,9 @@ pub(super) fn validate_other(args: &Args<'_>) -> Result<(), ConfigError> {
         "WSGIRestrictProcess" => {
             super::handler_script::parse_restrict_process(d, args.at_least_one()?)?;
         }
-        "WSGISlowRequests" => {
-            let value = args.one()?;
-            if !value
-                .parse::<f64>()
-                .is_ok_and(|v| v.is_finite() && v >= 0.0)
-            {
-                return Err(args.bad(value, "expected a non-negative number of seconds"));
-            }
+        "WSGISlowRequests" | "WSGITelemetryService" | "WSGITelemetryOptions" => {
+            super::telemetry::validate(args)?;
         }
-        "WSGITelemetryService" => {
-            let (target, interval) = args.one_or_two()?;
-            if target.strip_prefix("unix:").is_none_or(str::is_empty) {
-                return Err(args.bad(target, "expected a target of the form unix:/path"));
-            }
-            if let Some(word) = interval {
-                let ok = word
-                    .strip_prefix("interval=")
-                    .and_then(|v| v.parse::<f64>().ok())
-                    .is_some_and(|v| v.is_finite() && v >= 0.5);
-                if !ok {
-                    return Err(args.bad(word, "expected interval=N with N at least 0.5 seconds"));
-                }
-            }
-        }
-        "WSGITelemetryOptions" => validate_telemetry_options(args)?,
         "WSGIDispatchScript"
         | "WSGIAccessScript"
         | "WSGIAuthUserScript"
@@ -63,38 +41,6 @@ pub(super) fn validate_other(args: &Args<'_>) -> Result<(), ConfigError> {
             super::handler_script::HandlerScript::parse(d, args.words)?;
         }
         _ => unreachable!("directive {d} has no parser"),
-    }
-    Ok(())
-}
-
-/// `[+|-]Flag ... | None | All`; +/- and absolute forms may not be mixed.
-fn validate_telemetry_options(args: &Args<'_>) -> Result<(), ConfigError> {
-    const FLAGS: &[&str] = &["CaptureUserAgent"];
-    let mut incremental = false;
-    let mut absolute = false;
-    for word in args.at_least_one()? {
-        let (signed, name) = match word.strip_prefix(['+', '-']) {
-            Some(rest) => (true, rest),
-            None => (false, word.as_str()),
-        };
-        if signed {
-            incremental = true;
-        } else {
-            absolute = true;
-        }
-        if incremental && absolute {
-            return Err(args.bad(word, "cannot mix +/- flags with absolute flags"));
-        }
-        let pseudo = name.eq_ignore_ascii_case("None") || name.eq_ignore_ascii_case("All");
-        if pseudo && signed {
-            return Err(args.bad(word, "None and All take no +/- prefix"));
-        }
-        if !pseudo && !FLAGS.iter().any(|f| f.eq_ignore_ascii_case(name)) {
-            return Err(args.bad(
-                word,
-                format!("unknown flag; expected {}, None or All", FLAGS.join(", ")),
-            ));
-        }
     }
     Ok(())
 }

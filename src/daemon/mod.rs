@@ -23,3 +23,4 @@ pub mod serving_daemon;
 mod signals;
 pub mod spawn;
 pub mod supervisor;
+pub mod telemetry;

@@ -22,6 +22,7 @@ use crate::daemon::exit::DaemonExit;
 use crate::daemon::gil_thread::GilThread;
 use crate::daemon::signals;
 use crate::daemon::spawn::ChildSetup;
+use crate::daemon::telemetry::{Reporter, TelemetryPlan};
 use crate::logging;
 use crate::python::{self, AppHost, InterpreterSettings};
 
@@ -49,6 +50,8 @@ pub struct DaemonPlan {
     /// record in it (chosen by the manager at fork).
     pub metrics: Option<crate::daemon::metrics_shm::MetricsPlace>,
     pub metrics_record: Option<usize>,
+    /// WSGITelemetryService and its companions: this process reports to the ingester.
+    pub telemetry: Option<TelemetryPlan>,
 }
 
 impl DaemonPlan {
@@ -104,6 +107,7 @@ pub fn serve_requests(plan: DaemonPlan) -> DaemonExit {
         Ok(gil) => gil,
         Err(exit) => return exit,
     };
+    let reporter = start_reporter(&plan);
     let threads = match dispatcher.start() {
         Ok(t) => t,
         Err(e) => {
@@ -132,10 +136,36 @@ pub fn serve_requests(plan: DaemonPlan) -> DaemonExit {
             &stop.reason,
         );
     }
-    if let StopKind::Deadlock = stop.kind {
-        return deadlock_exit(&plan, &stop.reason);
+    if let Some(r) = &reporter {
+        r.stopping(&stop.reason, dispatcher.active() as u64);
     }
-    drain_and_exit(&plan, &dispatcher, threads, gil, &stop)
+    let exit = if let StopKind::Deadlock = stop.kind {
+        deadlock_exit(&plan, &stop.reason)
+    } else {
+        drain_and_exit(&plan, &dispatcher, threads, gil, &stop)
+    };
+    if let Some(r) = reporter {
+        r.finish(&stop.reason, dispatcher.active() as u64);
+    }
+    exit
+}
+
+/// The telemetry reporter, when WSGITelemetryService is set; a reporter that cannot start
+/// is logged and the process serves without it.
+fn start_reporter(plan: &DaemonPlan) -> Option<Reporter> {
+    let telemetry = plan.telemetry.as_ref()?;
+    match Reporter::start(telemetry, &plan.group) {
+        Ok(r) => Some(r),
+        Err(e) => {
+            logging::warning(&format!(
+                "RW0201: daemon process '{}' (pid {}): no telemetry reporter for 'unix:{}': {e}",
+                plan.group,
+                std::process::id(),
+                telemetry.socket.display()
+            ));
+            None
+        }
+    }
 }
 
 /// The application host, with the plan's preload scripts loaded (a failed preload is logged

@@ -13,6 +13,7 @@ use crate::daemon::dispatcher::ServeSettings;
 use crate::daemon::manager::GroupPlan;
 use crate::daemon::serving_daemon::{DaemonPlan, Timers};
 use crate::daemon::spawn::{ChildSetup, Identity, ResourceLimits};
+use crate::daemon::telemetry::TelemetryPlan;
 use crate::handler::DaemonTarget;
 use crate::handler::script_owner::ScriptOwner;
 use crate::python::InterpreterSettings;
@@ -138,6 +139,17 @@ impl PlannedGroup {
     }
 }
 
+/// What the telemetry directives ask of each process that serves WSGI requests (daemon
+/// processes, and Apache children in embedded mode); None without WSGITelemetryService.
+pub(crate) fn telemetry_plan(global: &GlobalConfig) -> Option<TelemetryPlan> {
+    global.telemetry().map(|t| TelemetryPlan {
+        socket: t.socket.into(),
+        interval: Duration::from_secs_f64(t.interval),
+        slow_threshold: t.slow_threshold.map(Duration::from_secs_f64),
+        capture_user_agent: t.capture_user_agent,
+    })
+}
+
 /// What one WSGIDaemonProcess group becomes. Errors: a user or group that does not
 /// resolve (`apache2 -t` reports these first, through `GlobalConfig::check`).
 pub(crate) fn plan_group(
@@ -184,6 +196,7 @@ pub(crate) fn plan_group(
         // Placed by the launcher once the generation's metrics table is mapped.
         metrics: None,
         metrics_record: None,
+        telemetry: telemetry_plan(global),
     };
     let target = daemon_target(spec, &ids, socket.path.clone(), socket_timeout);
     Ok(PlannedGroup {

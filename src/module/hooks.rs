@@ -126,6 +126,41 @@ impl Drop for StopEmbeddedPython {
     }
 }
 
+/// Dropped with the Apache child's pool, before Python stops (cleanups run in reverse
+/// order): ends the embedded-mode telemetry reporter, which sends the stopped event.
+struct StopEmbeddedReporter(Option<crate::daemon::telemetry::Reporter>);
+
+impl Drop for StopEmbeddedReporter {
+    fn drop(&mut self) {
+        if let Some(r) = self.0.take() {
+            r.stopping("Apache child exiting", 0);
+            r.finish("Apache child exiting", 0);
+        }
+    }
+}
+
+/// Embedded mode with WSGITelemetryService: this Apache child reports as mod_wsgi's do
+/// (a reporter that cannot start is logged; the child serves without it).
+fn start_embedded_reporter(pool: Option<Pool>, global: &crate::config::GlobalConfig) {
+    let (Some(pool), Some(plan)) = (pool, crate::module::daemon_plan::telemetry_plan(global))
+    else {
+        return;
+    };
+    match crate::daemon::telemetry::Reporter::start(&plan, "") {
+        Ok(r) => {
+            pool.alloc_rust(StopEmbeddedReporter(Some(r)));
+        }
+        Err(e) => log::process(
+            Level::Warning,
+            &format!(
+                "RW0202: mod_rwsgi: Apache child (pid {}): no telemetry reporter for 'unix:{}': {e}",
+                std::process::id(),
+                plan.socket.display()
+            ),
+        ),
+    }
+}
+
 unsafe extern "C" fn child_init(pchild: *mut ffi::apr_pool_t, _s: *mut ffi::server_rec) {
     guard("child_init", (), || {
         // WSGIHeapPolicy Off leaves glibc's defaults to the other modules in this child.
@@ -152,8 +187,14 @@ unsafe extern "C" fn child_init(pchild: *mut ffi::apr_pool_t, _s: *mut ffi::serv
             let wsgi_here = !slot.global.restrict_embedded && slot.global.daemon_groups.is_empty();
             if wsgi_here || slot.global.phase_scripts {
                 let embedded = slot.embedded.get_or_init(|| server_python(&slot.global));
-                if let Err(e) = crate::handler::embedded::ensure_python(embedded) {
-                    log::process(Level::Error, &format!("RW0008: mod_rwsgi: {e}"));
+                match crate::handler::embedded::ensure_python(embedded) {
+                    Ok(_) if wsgi_here => {
+                        // SAFETY: as above, the child's pool.
+                        let pool = unsafe { Pool::from_raw(pchild) };
+                        start_embedded_reporter(pool, &slot.global);
+                    }
+                    Ok(_) => {}
+                    Err(e) => log::process(Level::Error, &format!("RW0008: mod_rwsgi: {e}")),
                 }
             }
         }

@@ -23,7 +23,7 @@ use super::start_response::{NOT_STARTED, StartResponse};
 use super::{
     Outcome, RequestIo, RequestSpec, ScriptReloading, log, log_detached, log_prefix, python_error,
 };
-use super::{metrics, modwsgi};
+use super::{metrics, modwsgi, telemetry};
 use crate::logging::Level;
 use crate::util::now_us;
 
@@ -145,6 +145,7 @@ impl AppHost {
         keep_thread_state();
         let slot = metrics::thread_slot();
         let began_us = metrics::request_began(slot);
+        telemetry::request_began(slot, began_us, metrics::active_count(), spec);
         let observer = metrics::observer();
         if let Some(o) = observer {
             o.began();
@@ -159,6 +160,7 @@ impl AppHost {
         let finished =
             recording.then(|| finished(spec, &shared, &outcome, slot, began_us, ended_us));
         metrics::request_ended(slot, began_us, ended_us, finished.as_ref());
+        telemetry::request_ended(slot, finished.as_ref(), metrics::active_count());
         if let Some(o) = observer {
             let status = match finished.as_ref() {
                 Some(f) => f.status,

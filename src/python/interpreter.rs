@@ -574,3 +574,15 @@ pub fn shutdown() {
         );
     }
 }
+
+/// The embedded Python's version ("3.11.2"), as the telemetry stream names it.
+pub fn python_version() -> String {
+    // SAFETY: Py_GetVersion returns a pointer to a static NUL-terminated string; it may be
+    // called without the GIL and before or after initialisation.
+    let full = unsafe { std::ffi::CStr::from_ptr(pyo3::ffi::Py_GetVersion()) };
+    let full = full.to_string_lossy();
+    full.split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_owned()
+}

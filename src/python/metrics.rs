@@ -447,8 +447,30 @@ pub(crate) fn server_metrics(py: Python<'_>) -> PyResult<Option<Bound<'_, PyDict
     Ok(Some(d))
 }
 
-/// `start_recording_metrics()`: idempotent; the first window starts now.
+/// `start_recording_metrics()`: idempotent; the first window starts now. While telemetry
+/// runs, the reporter owns the window and this does nothing.
 pub(crate) fn start_recording() {
+    if !reporter_owns_window() {
+        start_recording_window();
+    }
+}
+
+/// Set once, before the process serves, when its telemetry reporter owns the window.
+static REPORTER_OWNS_WINDOW: OnceLock<()> = OnceLock::new();
+
+fn reporter_owns_window() -> bool {
+    REPORTER_OWNS_WINDOW.get().is_some()
+}
+
+/// Gives the window to the telemetry reporter (`telemetry_tick`): recording starts, and
+/// `request_metrics()` and `process_metrics()` answer None from now on.
+pub(crate) fn give_window_to_reporter() {
+    let _ = REPORTER_OWNS_WINDOW.set(());
+    start_recording_window();
+}
+
+/// Starts recording the window (for `request_metrics()` or the telemetry reporter).
+fn start_recording_window() {
     let Some(m) = METRICS.get() else {
         return;
     };
@@ -486,7 +508,7 @@ fn memory() -> (u64, u64) {
 /// `request_metrics()`: the window since the previous call (or since recording started),
 /// then a fresh window. None until recording started.
 pub(crate) fn request_metrics(py: Python<'_>) -> PyResult<Option<Bound<'_, PyDict>>> {
-    let Some(m) = METRICS.get() else {
+    let Some(m) = METRICS.get().filter(|_| !reporter_owns_window()) else {
         return Ok(None);
     };
     let stop_us = now_us();
@@ -538,17 +560,11 @@ pub(crate) fn request_metrics(py: Python<'_>) -> PyResult<Option<Bound<'_, PyDic
     Ok(Some(d))
 }
 
-/// The window's `request_threads_*` items and `capacity_utilization`, counting the part of
-/// requests still running that falls inside the window (ending at `stop_us`).
-fn set_thread_items(
-    d: &Bound<'_, PyDict>,
-    m: &Metrics,
-    w: &Window,
-    stop_us: u64,
-    period: f64,
-) -> PyResult<()> {
+/// Per slot over a window ending at `stop_us`: busy time (µs, requests still running add
+/// the part of their time inside the window), seconds the current request has run, and
+/// whether the slot served at all.
+fn slot_usage(m: &Metrics, w: &Window, stop_us: u64) -> (Vec<u64>, Vec<f64>, Vec<bool>) {
     let slots = m.slots.len();
-    // Requests still running add the part of their time inside this window.
     let mut busy_us = w.slot_busy_us.clone();
     let mut current_elapsed = vec![0.0; slots];
     let mut active = vec![false; slots];
@@ -561,6 +577,20 @@ fn set_thread_items(
         }
         active[i] |= w.slot_completed[i] > 0;
     }
+    (busy_us, current_elapsed, active)
+}
+
+/// The window's `request_threads_*` items and `capacity_utilization`, counting the part of
+/// requests still running that falls inside the window (ending at `stop_us`).
+fn set_thread_items(
+    d: &Bound<'_, PyDict>,
+    m: &Metrics,
+    w: &Window,
+    stop_us: u64,
+    period: f64,
+) -> PyResult<()> {
+    let slots = m.slots.len();
+    let (busy_us, current_elapsed, active) = slot_usage(m, w, stop_us);
     let busy_total: u64 = busy_us.iter().sum();
     d.set_item("request_threads_maximum", slots)?;
     d.set_item(
@@ -640,11 +670,139 @@ fn set_io_items(d: &Bound<'_, PyDict>, w: &Window) -> PyResult<()> {
     Ok(())
 }
 
+/// One phase of a telemetry tick: mean seconds per request, exact (min, max) seconds when
+/// a request ended in the window, histogram.
+#[derive(Clone, Debug, Default)]
+pub struct TickPhase {
+    pub mean: f64,
+    pub extremes: Option<(f64, f64)>,
+    pub buckets: Vec<u64>,
+}
+
+/// One tick of the telemetry stream: the window since the previous tick, as plain data.
+#[derive(Clone, Debug, Default)]
+pub struct TelemetryTick {
+    pub sample_period: f64,
+    pub request_count: u64,
+    pub capacity_utilization: f64,
+    /// CPU used in the window per second of it, (user, system).
+    pub cpu: (f64, f64),
+    pub memory_rss: u64,
+    pub memory_max_rss: u64,
+    pub threads_maximum: u64,
+    pub threads_started: u64,
+    pub threads_active: u64,
+    /// Server, queue, daemon, application, request, GIL wait, input read, output write
+    /// (queue and daemon only in a daemon process: `daemon_timing`).
+    pub phases: [TickPhase; 8],
+    pub daemon_timing: bool,
+    pub input_bytes: u64,
+    pub input_reads: u64,
+    pub output_bytes: u64,
+    pub output_writes: u64,
+    /// Responses by class, 1xx to 5xx (no status counts as 5xx).
+    pub status: [u64; 5],
+    pub slot_completed: Vec<u64>,
+    pub slot_busy_time: Vec<f64>,
+    pub slot_cpu_time: Vec<f64>,
+    pub slot_current_elapsed: Vec<f64>,
+    pub slot_max_duration: Vec<f64>,
+    /// Requests served since the process started, and in flight now.
+    pub lifetime_requests: u64,
+    pub active_requests: u64,
+}
+
+/// Drains the window for the telemetry reporter and starts the next; None before it is
+/// recorded (telemetry not enabled, or no metrics in this process).
+pub fn telemetry_tick() -> Option<TelemetryTick> {
+    let m = METRICS.get()?;
+    let stop_us = now_us();
+    let w = {
+        let mut window = lock(&m.window);
+        let old = window.take()?;
+        *window = Some(Window::new(m.slots.len(), stop_us));
+        old
+    };
+    let cpu_now = process_cpu();
+    let (memory_rss, memory_max_rss) = memory();
+    let period = secs(stop_us.saturating_sub(w.start_us));
+    let per_second = |v: f64| {
+        if period > 0.0 {
+            v.max(0.0) / period
+        } else {
+            0.0
+        }
+    };
+    let (busy_us, current_elapsed, active) = slot_usage(m, &w, stop_us);
+    let slots = m.slots.len();
+    let n = w.request_count;
+    let phase = |p: &Phase| TickPhase {
+        mean: if n == 0 { 0.0 } else { p.total / n as f64 },
+        extremes: match p.extremes() {
+            (Some(min), Some(max)) => Some((secs(min), secs(max))),
+            _ => None,
+        },
+        buckets: p.buckets.to_vec(),
+    };
+    let mut gil = phase(&w.gil_wait);
+    gil.extremes =
+        (w.gil_wait_count > 0).then(|| (secs(w.gil_wait_min_us), secs(w.gil_wait_max_us)));
+    Some(TelemetryTick {
+        sample_period: period,
+        request_count: n,
+        capacity_utilization: per_second(secs(busy_us.iter().sum())) / slots as f64,
+        cpu: (
+            per_second(cpu_now.0 - w.cpu_at_start.0),
+            per_second(cpu_now.1 - w.cpu_at_start.1),
+        ),
+        memory_rss,
+        memory_max_rss,
+        threads_maximum: slots as u64,
+        threads_started: THREADS_STARTED.load(Ordering::Relaxed).min(slots) as u64,
+        threads_active: active.iter().filter(|a| **a).count() as u64,
+        phases: [
+            phase(&w.server),
+            phase(&w.queue),
+            phase(&w.daemon),
+            phase(&w.application),
+            phase(&w.request),
+            gil,
+            phase(&w.input_read),
+            phase(&w.output_write),
+        ],
+        daemon_timing: !super::settings::process_info().process_group.is_empty(),
+        input_bytes: w.input_bytes,
+        input_reads: w.input_reads,
+        output_bytes: w.output_bytes,
+        output_writes: w.output_writes,
+        status: w.status,
+        slot_busy_time: busy_us.iter().map(|us| secs(*us)).collect(),
+        slot_completed: w.slot_completed,
+        slot_cpu_time: w.slot_cpu,
+        slot_current_elapsed: current_elapsed,
+        slot_max_duration: w.slot_max_duration,
+        lifetime_requests: m.request_count.load(Ordering::Relaxed),
+        active_requests: m.active.load(Ordering::Relaxed),
+    })
+}
+
+/// Worker slots of this process (1 before the metrics are set up).
+pub(crate) fn slot_count() -> usize {
+    METRICS.get().map_or(1, |m| m.slots.len())
+}
+
+/// Requests in flight in this process.
+pub(crate) fn active_count() -> u64 {
+    METRICS
+        .get()
+        .map_or(0, |m| m.active.load(Ordering::Relaxed))
+}
+
 /// `process_metrics()`: cumulative since the process started. None until recording started.
 pub(crate) fn process_metrics(py: Python<'_>) -> PyResult<Option<Bound<'_, PyDict>>> {
     let Some(m) = METRICS
         .get()
-        .filter(|m| m.recording.load(Ordering::Relaxed))
+        .filter(|m| m.recording.load(Ordering::Relaxed) && !reporter_owns_window())
     else {
         return Ok(None);
     };

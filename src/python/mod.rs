@@ -37,6 +37,7 @@ mod service;
 mod settings;
 mod signal_intercept;
 mod start_response;
+mod telemetry;
 
 #[cfg(test)]
 mod tests;
@@ -46,16 +47,18 @@ use crate::logging::Level;
 pub use app::AppHost;
 pub use diagnostics::{clear_interrupt, gil_heartbeat, interrupt_thread, thread_stacks};
 pub use interpreter::{
-    FREE_THREADED_BUILD, free_threading_warning, initialize, run_shutdown_callbacks, shutdown,
+    FREE_THREADED_BUILD, free_threading_warning, initialize, python_version,
+    run_shutdown_callbacks, shutdown,
 };
 pub use log_object::install_restricted_stdout;
 pub use metrics::{
     RequestObserver, RequestSummary, ScoreboardProcess, ScoreboardWorker, ServerScoreboard,
-    set_request_observer, set_scoreboard_reader,
+    TelemetryTick, TickPhase, set_request_observer, set_scoreboard_reader, telemetry_tick,
 };
 pub use phase_scripts::{Access, Dispatch, Password, PhaseFailed, PhaseRequest, RealmHash};
 pub use service::{ServiceEnd, run_service_script};
 pub use settings::InterpreterSettings;
+pub use telemetry::{SlowRequest, TelemetryCapture, enable as enable_telemetry, slow_requests};
 
 /// The version of mod_wsgi whose behaviour this host reproduces; exposed as
 /// `mod_wsgi.version` and `environ['mod_wsgi.version']`.

@@ -1,0 +1,20 @@
+# The telemetry test's app (tests/telemetry.rs): /sleep?SECONDS is a slow request,
+# /request-metrics shows what mod_wsgi.request_metrics() answers while the reporter runs,
+# anything else is a fast one.
+import time
+
+import mod_wsgi
+
+
+def application(environ, start_response):
+    path = environ.get("PATH_INFO", "")
+    if path == "/sleep":
+        time.sleep(float(environ.get("QUERY_STRING") or "1"))
+        body = b"slept"
+    elif path == "/request-metrics":
+        mod_wsgi.start_recording_metrics()
+        body = repr(mod_wsgi.request_metrics()).encode()
+    else:
+        body = b"fast"
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [body]
