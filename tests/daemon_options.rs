@@ -146,7 +146,7 @@ fn a_header_line_over_header_buffer_size_is_a_500_naming_it() {
     let resp = apache.get("/app/header?n=9000");
     assert_with_log!(apache, resp.status == 500, "status {}", resp.status);
     apache.wait_for_log(
-        "response header \"X-Big\" is 9007 bytes long, over the daemon process group's \
+        "response header b'X-Big' is 9007 bytes long, over the daemon process group's \
          header-buffer-size=8192",
         Duration::from_secs(5),
     );

@@ -10,8 +10,11 @@ _pid = os.getpid()
 
 
 def _mark(what):
-    with open(os.path.join(_markers, "service-%d.%s" % (_pid, what)), "w") as f:
+    # Written whole, then renamed into place: the test reads it as soon as it exists.
+    path = os.path.join(_markers, "service-%d.%s" % (_pid, what))
+    with open(path + ".tmp", "w") as f:
         f.write("%d %s\n" % (os.getuid(), time.time()))
+    os.rename(path + ".tmp", path)
 
 
 try:

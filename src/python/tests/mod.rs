@@ -239,10 +239,18 @@ fn tmpdir() -> PathBuf {
     .clone()
 }
 
+/// Replaces `path` with `data` in one step: tests running at once may write the same file,
+/// and a reader must never see it truncated or half written.
+fn write_atomically(path: &Path, data: &[u8]) {
+    let mut tmp = tempfile::NamedTempFile::new_in(path.parent().unwrap()).unwrap();
+    std::io::Write::write_all(&mut tmp, data).unwrap();
+    tmp.persist(path).unwrap();
+}
+
 /// Writes a WSGI script and returns its path.
 fn script(name: &str, source: &str) -> String {
     let path = tmpdir().join(format!("{name}.wsgi"));
-    std::fs::write(&path, source).unwrap();
+    write_atomically(&path, source.as_bytes());
     path.to_str().unwrap().to_string()
 }
 

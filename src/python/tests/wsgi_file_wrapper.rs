@@ -22,7 +22,7 @@ def application(environ, start_response):
 fn data_file() -> (String, Vec<u8>) {
     let data: Vec<u8> = (0..1000u32).map(|i| (i % 251) as u8).collect();
     let path = tmpdir().join("file_wrapper.bin");
-    std::fs::write(&path, &data).unwrap();
+    write_atomically(&path, &data);
     (path.to_str().unwrap().to_string(), data)
 }
 
