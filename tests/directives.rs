@@ -148,7 +148,7 @@ fn socket_rotation_off_is_accepted_and_on_is_refused_by_name() {
     let (ok, out) = on.configtest();
     assert!(!ok, "{out}");
     assert!(
-        out.contains("WSGISocketRotation On is not supported by mod_rwsgi yet"),
+        out.contains("WSGISocketRotation On is not supported by mod_rwsgi, by design"),
         "{out}"
     );
 }

@@ -257,9 +257,11 @@ impl GlobalConfig {
                     "WSGISocketRotation",
                     "argument",
                     "On",
-                    "WSGISocketRotation On is not supported by mod_rwsgi yet: daemon sockets \
-                     keep one path per group across restarts (as with Off), which graceful \
-                     restarts rely on; remove the directive or set it Off",
+                    "WSGISocketRotation On is not supported by mod_rwsgi, by design: daemon \
+                     sockets keep one path per group across restarts (mod_wsgi's Off), so \
+                     Apache children still finishing keep-alive connections after a graceful \
+                     restart reach the new daemons, where with On their requests fail; remove \
+                     the directive or set it Off",
                 ));
             }
             Directive::PythonOptimize(level) => self.python_optimize = level,
