@@ -1,7 +1,8 @@
 //! WSGITelemetryService, WSGISlowRequests and WSGITelemetryOptions against the real
 //! `mod_wsgi-telemetry` ingester (1.1.0, from the test venv): the daemons' datagrams must
-//! show up in its API (`/api/state`) as the group's processes, their request counts and
-//! the slow requests, with the User-Agent captured.
+//! show up in its API (`/api/state`) as the group's processes (with Apache's version and
+//! MPM), their request counts, the slow requests (with the User-Agent captured and the
+//! Apache child that took them), and the garbage collector's snapshots and collections.
 
 mod common;
 
@@ -69,10 +70,7 @@ impl Drop for Ingester {
 /// What the ingester shows of group `group`: its pids, the requests their samples count,
 /// and the slow-request entries.
 fn group_view(state: &Value, group: &str) -> (Vec<u64>, u64, Vec<Value>) {
-    let processes: Vec<&Value> = state["processes"]
-        .as_array()
-        .map(|a| a.iter().filter(|p| p["process_group"] == group).collect())
-        .unwrap_or_default();
+    let processes = group_processes(state, group);
     let pids: Vec<u64> = processes.iter().filter_map(|p| p["pid"].as_u64()).collect();
     let requests = processes
         .iter()
@@ -90,6 +88,57 @@ fn group_view(state: &Value, group: &str) -> (Vec<u64>, u64, Vec<Value>) {
         })
         .unwrap_or_default();
     (pids, requests, slow)
+}
+
+/// The processes of `group` as the ingester shows them.
+fn group_processes<'a>(state: &'a Value, group: &str) -> Vec<&'a Value> {
+    state["processes"]
+        .as_array()
+        .map(|a| a.iter().filter(|p| p["process_group"] == group).collect())
+        .unwrap_or_default()
+}
+
+/// Whether the ingester shows, for `group`'s processes, a GC snapshot whose totals count a
+/// full collection that freed at least `freed` objects, and the event of that collection
+/// (collected + uncollectable = what `gc.collect()` answered).
+fn gc_shown(state: &Value, group: &str, freed: u64) -> bool {
+    let processes = group_processes(state, group);
+    let n = |v: &Value| v.as_u64().unwrap_or(0);
+    let snapshot = processes.iter().any(|p| {
+        p["gc_snapshots"][""]
+            .as_array()
+            .and_then(|a| a.last())
+            .is_some_and(|s| {
+                let f = &s["fields"];
+                n(&f["gc_collections2"]) >= 1
+                    && n(&f["gc_collected2"]) + n(&f["gc_uncollectable2"]) >= freed
+                    && n(&f["gc_threshold0"]) > 0
+                    && f["gc_is_enabled"] == 1
+                    && f["gc_count0"].is_u64()
+                    && f["gc_freeze_count"].is_u64()
+                    && f["gc_dropped_events"] == 0
+            })
+    });
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let event = processes.iter().any(|p| {
+        p["gc_events"].as_array().is_some_and(|a| {
+            a.iter().any(|e| {
+                let f = &e["fields"];
+                f["gc_event_generation"] == 2
+                    && n(&f["gc_event_collected"]) + n(&f["gc_event_uncollectable"]) == freed
+                    && f["gc_event_duration"]
+                        .as_f64()
+                        .is_some_and(|d| (0.0..10.0).contains(&d))
+                    && f["gc_event_start_stamp"]
+                        .as_f64()
+                        .is_some_and(|t| (now - t).abs() < 300.0)
+            })
+        })
+    });
+    snapshot && event
 }
 
 const TELEMETRY_CONF: &str = "WSGITelemetryService unix:@SOCKET@ interval=0.5\n\
@@ -177,6 +226,15 @@ fn check(cfg: ApacheConfig, ingester: &Ingester, group: &str, processes: Option<
                 && completed.len() == 2
             {
                 for e in completed {
+                    // The Apache child that took the request: in daemon mode not the
+                    // daemon, in embedded mode the reporting process itself.
+                    let server_pid = e["server_pid"].as_u64().unwrap_or(0);
+                    assert!(server_pid > 0, "server_pid: {e}");
+                    assert_eq!(
+                        pids.contains(&server_pid),
+                        processes.is_none(),
+                        "server_pid {server_pid} vs reporting pids {pids:?}: {e}"
+                    );
                     assert_eq!(e["status"], 200, "{e}");
                     assert_eq!(e["method"], "GET", "{e}");
                     assert_eq!(e["script_name"], "/app", "{e}");
@@ -207,6 +265,46 @@ fn check(cfg: ApacheConfig, ingester: &Ingester, group: &str, processes: Option<
         "only the slow requests: {slow:?}"
     );
     let (pids, _, _) = group_view(&state, group);
+    // Each process names the Apache and the MPM it serves for.
+    for p in group_processes(&state, group) {
+        let version = p["apache_version"].as_str().unwrap_or("");
+        assert!(version.starts_with("Apache/2.4."), "apache_version: {p}");
+        let mpm = p["mpm_name"].as_str().unwrap_or("");
+        assert!(
+            ["event", "worker", "prefork"].contains(&mpm),
+            "mpm_name: {}",
+            p["mpm_name"]
+        );
+    }
+
+    // The garbage collector: a snapshot each tick and one event per collection.
+    let resp = apache.get("/app/gc");
+    let freed: u64 = resp.text().parse().unwrap_or(0);
+    assert_with_log!(apache, freed >= 100, "gc.collect(): {}", resp.text());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let state = ingester.try_state();
+        if state.as_ref().is_some_and(|s| gc_shown(s, group, freed)) {
+            break;
+        }
+        assert_with_log!(
+            apache,
+            Instant::now() < deadline,
+            "the ingester did not show the GC snapshot and the collection of {freed} objects; \
+             GC data: {:?}",
+            state.map(|s| group_processes(&s, group)
+                .iter()
+                .map(|p| (
+                    p["gc_snapshots"][""]
+                        .as_array()
+                        .and_then(|a| a.last())
+                        .cloned(),
+                    p["gc_events"].as_array().map(|a| a.len())
+                ))
+                .collect::<Vec<_>>())
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
 
     // The processes' lives: started when they came up, stopping and stopped when Apache stops.
     apache.stop();

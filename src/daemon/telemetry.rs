@@ -2,7 +2,8 @@
 //! in each daemon process (and, started by the composition root, in each Apache child in
 //! embedded mode): one thread that, every interval, sends the process's metrics
 //! window and its slow requests (WSGISlowRequests) as datagrams to the ingester's Unix
-//! socket, plus the process's started, stopping and stopped events. Request threads only
+//! socket, plus the process's started, stopping and stopped events and the garbage
+//! collector's snapshot and collections (recorded by a `gc.callbacks` entry). Request threads only
 //! add to the counters the reporter drains (`python::telemetry_tick`); the reporter never
 //! takes the GIL, and its sends never block: a datagram the ingester cannot take (not
 //! running, socket full) is dropped, as mod_wsgi drops it.
@@ -17,7 +18,7 @@ use std::time::Duration;
 
 use crate::logging;
 use crate::metrics::telemetry_wire::{Datagram, field, kind};
-use crate::python::{self, SlowRequest, TelemetryCapture, TelemetryTick};
+use crate::python::{self, GcEvent, GcSnapshot, SlowRequest, TelemetryCapture, TelemetryTick};
 use crate::util::now_us;
 
 /// What WSGITelemetryService, WSGISlowRequests and WSGITelemetryOptions ask of a daemon.
@@ -28,6 +29,10 @@ pub struct TelemetryPlan {
     pub interval: Duration,
     pub slow_threshold: Option<Duration>,
     pub capture_user_agent: bool,
+    /// The running Apache ("Apache/2.4.62") and its MPM ("event"), found in the Apache
+    /// parent at configuration time.
+    pub apache_version: String,
+    pub mpm_name: String,
 }
 
 /// The sending side: the socket and what every datagram of this process carries.
@@ -40,6 +45,8 @@ struct Sender {
     group: String,
     parent_pid: u64,
     python_version: String,
+    apache_version: String,
+    mpm_name: String,
     interval: f64,
     slow_threshold: f64,
     started_us: u64,
@@ -63,6 +70,8 @@ impl Sender {
     fn identity(&self, d: &mut Datagram) {
         d.bytes(field::MOD_WSGI_VERSION, mod_rwsgi_version().as_bytes())
             .bytes(field::PYTHON_VERSION, self.python_version.as_bytes())
+            .bytes(field::APACHE_VERSION, self.apache_version.as_bytes())
+            .bytes(field::MPM_NAME, self.mpm_name.as_bytes())
             .bytes(field::HOSTNAME, self.hostname.as_bytes())
             .bytes(field::PROCESS_GROUP, self.group.as_bytes())
             .u64(field::PROCESS_PARENT_PID, self.parent_pid);
@@ -89,6 +98,24 @@ impl Sender {
             encode_slow(&mut d, &slow);
             self.send(&d);
         }
+        self.gc();
+    }
+
+    /// The garbage collector's snapshot, then its collections since the last tick (at most
+    /// [`GC_EVENTS_PER_TICK`]; the rest go with the next tick).
+    fn gc(&self) {
+        let Some(snapshot) = python::gc_snapshot() else {
+            return;
+        };
+        let (events, dropped) = python::gc_events(GC_EVENTS_PER_TICK);
+        let mut d = self.datagram(kind::GC_SNAPSHOT, now_us());
+        encode_gc_snapshot(&mut d, &snapshot, dropped);
+        self.send(&d);
+        for e in &events {
+            let mut d = self.datagram(kind::GC_EVENT, now_us());
+            encode_gc_event(&mut d, e);
+            self.send(&d);
+        }
     }
 
     fn lifecycle(&self, kind: u8, reason: &str) -> Datagram {
@@ -98,6 +125,37 @@ impl Sender {
             .bytes(field::SHUTDOWN_REASON, reason.as_bytes());
         d
     }
+}
+
+/// At most this many GC event datagrams per tick (as mod_wsgi).
+const GC_EVENTS_PER_TICK: usize = 64;
+
+/// The GC snapshot's fields, in mod_wsgi's order.
+fn encode_gc_snapshot(d: &mut Datagram, g: &GcSnapshot, dropped: u64) {
+    let groups = [
+        (field::GC_COUNT0, &g.count),
+        (field::GC_THRESHOLD0, &g.threshold),
+        (field::GC_COLLECTIONS0, &g.collections),
+        (field::GC_COLLECTED0, &g.collected),
+        (field::GC_UNCOLLECTABLE0, &g.uncollectable),
+    ];
+    for (first, values) in groups {
+        for (i, v) in values.iter().enumerate() {
+            d.u64(first + i as u16, *v);
+        }
+    }
+    d.u64(field::GC_IS_ENABLED, u64::from(g.is_enabled))
+        .u64(field::GC_FREEZE_COUNT, g.freeze_count)
+        .u64(field::GC_DROPPED_EVENTS, dropped);
+}
+
+/// One collection's fields.
+fn encode_gc_event(d: &mut Datagram, e: &GcEvent) {
+    d.f64(field::GC_EVENT_START_STAMP, seconds(e.start_us))
+        .f64(field::GC_EVENT_DURATION, seconds(e.duration_us))
+        .u64(field::GC_EVENT_GENERATION, u64::from(e.generation))
+        .u64(field::GC_EVENT_COLLECTED, e.collected)
+        .u64(field::GC_EVENT_UNCOLLECTABLE, e.uncollectable);
 }
 
 /// What the stream calls mod_wsgi's version: mod_rwsgi's, named as such.
@@ -190,6 +248,7 @@ fn encode_slow(d: &mut Datagram, s: &SlowRequest) {
         .u64(field::SLOW_ACTIVE_AT_START, s.active_at_start)
         .u64(field::SLOW_ACTIVE_AT_COMPLETION, s.active_at_completion)
         .u64(field::SLOW_STATUS, u64::from(s.status))
+        .u64(field::SLOW_SERVER_PID, s.server_pid)
         .bytes(field::SLOW_LOG_ID, s.log_id.as_bytes())
         .bytes(field::SLOW_METHOD, s.method.as_bytes())
         .bytes(field::SLOW_SCHEME, s.scheme.as_bytes())
@@ -235,6 +294,8 @@ impl Reporter {
             group: group.to_owned(),
             parent_pid: u64::from(nix::unistd::getppid().as_raw().unsigned_abs()),
             python_version: python::python_version(),
+            apache_version: plan.apache_version.clone(),
+            mpm_name: plan.mpm_name.clone(),
             interval: plan.interval.as_secs_f64(),
             slow_threshold: plan.slow_threshold.map_or(0.0, |d| d.as_secs_f64()),
             started_us: now_us(),

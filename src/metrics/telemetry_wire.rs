@@ -11,6 +11,8 @@ pub mod kind {
     pub const PROCESS_STARTED: u8 = 5;
     pub const PROCESS_STOPPING: u8 = 6;
     pub const PROCESS_STOPPED: u8 = 7;
+    pub const GC_SNAPSHOT: u8 = 8;
+    pub const GC_EVENT: u8 = 9;
 }
 
 /// Field numbers.
@@ -97,6 +99,22 @@ pub mod field {
     pub const SLOW_CPU_SYSTEM_TIME: u16 = 251;
     pub const SLOW_ACTIVE_AT_START: u16 = 260;
     pub const SLOW_ACTIVE_AT_COMPLETION: u16 = 261;
+    /// GC snapshot: counts of generations 0..2; thresholds (+3), collections (+6),
+    /// collected (+9) and uncollectable (+12) follow, each three wide.
+    pub const GC_COUNT0: u16 = 300;
+    pub const GC_THRESHOLD0: u16 = 303;
+    pub const GC_COLLECTIONS0: u16 = 306;
+    pub const GC_COLLECTED0: u16 = 309;
+    pub const GC_UNCOLLECTABLE0: u16 = 312;
+    pub const GC_IS_ENABLED: u16 = 315;
+    pub const GC_FREEZE_COUNT: u16 = 316;
+    pub const GC_DROPPED_EVENTS: u16 = 317;
+    /// GC event: one collection's pause.
+    pub const GC_EVENT_START_STAMP: u16 = 320;
+    pub const GC_EVENT_DURATION: u16 = 321;
+    pub const GC_EVENT_GENERATION: u16 = 322;
+    pub const GC_EVENT_COLLECTED: u16 = 323;
+    pub const GC_EVENT_UNCOLLECTABLE: u16 = 324;
 }
 
 const T_U64: u8 = 0x01;

@@ -81,6 +81,7 @@ pub(crate) fn start_daemons(
         default_socket_timeout: main.timeout().unwrap_or(Duration::from_secs(60)),
         argv_area: server_process::argv_area(main),
         apache_version: state::server_version(),
+        mpm_name: state::mpm_name(),
     };
     let mut started = StartedDaemons {
         targets: Vec::new(),

@@ -107,6 +107,8 @@ pub(crate) struct ApacheFacts {
     pub argv_area: Option<(usize, usize)>,
     /// The running Apache's version (major, minor, patch).
     pub apache_version: (u32, u32, u32),
+    /// The running MPM's name ("event", "worker", "prefork").
+    pub mpm_name: String,
 }
 
 /// One daemon group, planned: the socket to create, what the daemon manager runs and
@@ -141,12 +143,20 @@ impl PlannedGroup {
 
 /// What the telemetry directives ask of each process that serves WSGI requests (daemon
 /// processes, and Apache children in embedded mode); None without WSGITelemetryService.
-pub(crate) fn telemetry_plan(global: &GlobalConfig) -> Option<TelemetryPlan> {
+/// `apache_version` and `mpm_name` are the running Apache's (see [`ApacheFacts`]).
+pub(crate) fn telemetry_plan(
+    global: &GlobalConfig,
+    apache_version: (u32, u32, u32),
+    mpm_name: &str,
+) -> Option<TelemetryPlan> {
+    let (major, minor, patch) = apache_version;
     global.telemetry().map(|t| TelemetryPlan {
         socket: t.socket.into(),
         interval: Duration::from_secs_f64(t.interval),
         slow_threshold: t.slow_threshold.map(Duration::from_secs_f64),
         capture_user_agent: t.capture_user_agent,
+        apache_version: format!("Apache/{major}.{minor}.{patch}"),
+        mpm_name: mpm_name.to_owned(),
     })
 }
 
@@ -196,7 +206,7 @@ pub(crate) fn plan_group(
         // Placed by the launcher once the generation's metrics table is mapped.
         metrics: None,
         metrics_record: None,
-        telemetry: telemetry_plan(global),
+        telemetry: telemetry_plan(global, facts.apache_version, &facts.mpm_name),
     };
     let target = daemon_target(spec, &ids, socket.path.clone(), socket_timeout);
     Ok(PlannedGroup {
@@ -428,6 +438,7 @@ mod tests {
             default_socket_timeout: Duration::from_secs(300),
             argv_area: Some((0x1000, 64)),
             apache_version: (2, 4, 62),
+            mpm_name: "event".into(),
         }
     }
 
@@ -478,6 +489,21 @@ mod tests {
             err.contains("WSGIDaemonProcess g") && err.contains("Timeout is 0"),
             "{err}"
         );
+    }
+
+    /// Issue 31: the daemons' telemetry names the Apache and MPM they were forked from.
+    #[test]
+    fn telemetry_plan_names_apache_and_its_mpm() {
+        let g = global(&[
+            ("WSGIDaemonProcess", "g"),
+            ("WSGITelemetryService", "unix:/run/t.sock"),
+        ]);
+        let [p] = &plan(&g, &[])[..] else {
+            panic!("one group")
+        };
+        let t = p.daemons.plan.telemetry.as_ref().expect("telemetry plan");
+        assert_eq!(t.apache_version, "Apache/2.4.62");
+        assert_eq!(t.mpm_name, "event");
     }
 
     #[test]

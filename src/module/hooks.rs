@@ -142,8 +142,10 @@ impl Drop for StopEmbeddedReporter {
 /// Embedded mode with WSGITelemetryService: this Apache child reports as mod_wsgi's do
 /// (a reporter that cannot start is logged; the child serves without it).
 fn start_embedded_reporter(pool: Option<Pool>, global: &crate::config::GlobalConfig) {
-    let (Some(pool), Some(plan)) = (pool, crate::module::daemon_plan::telemetry_plan(global))
-    else {
+    // In the Apache child before it serves: asking Apache for its version and MPM is safe.
+    let (version, mpm) = (state::server_version(), state::mpm_name());
+    let plan = crate::module::daemon_plan::telemetry_plan(global, version, &mpm);
+    let (Some(pool), Some(plan)) = (pool, plan) else {
         return;
     };
     match crate::daemon::telemetry::Reporter::start(&plan, "") {

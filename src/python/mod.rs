@@ -19,12 +19,14 @@
 //! sys.stdout/stderr), `start_response`, `file_wrapper`, `modwsgi` (the `mod_wsgi` Python
 //! module), `metrics` (its metrics API), `request` (per-request state and the only access
 //! path to the [`RequestIo`]), `app` (the request driver, [`AppHost`]), `phase_scripts`,
-//! `service`, `signal_intercept` (WSGIRestrictSignal), `diagnostics` (stacks, GIL heartbeat).
+//! `service`, `signal_intercept` (WSGIRestrictSignal), `diagnostics` (stacks, GIL heartbeat),
+//! `telemetry` and `gc_telemetry` (what the telemetry reporter reads).
 
 mod app;
 mod diagnostics;
 mod environ;
 mod file_wrapper;
+mod gc_telemetry;
 mod input;
 mod interpreter;
 mod loader;
@@ -46,6 +48,7 @@ use crate::logging::Level;
 
 pub use app::AppHost;
 pub use diagnostics::{clear_interrupt, gil_heartbeat, interrupt_thread, thread_stacks};
+pub use gc_telemetry::{GcEvent, GcSnapshot, gc_events, gc_snapshot};
 pub use interpreter::{
     FREE_THREADED_BUILD, free_threading_warning, initialize, python_version,
     run_shutdown_callbacks, shutdown,

@@ -33,6 +33,8 @@ pub struct SlowRequest {
     pub duration: f64,
     /// `mod_wsgi.thread_id` of the thread serving it.
     pub thread_id: u64,
+    /// The Apache child that took the request (`mod_wsgi.server_pid`); 0 if unknown.
+    pub server_pid: u64,
     pub log_id: String,
     pub method: String,
     pub scheme: String,
@@ -80,13 +82,23 @@ static CAPTURE: OnceLock<TelemetryCapture> = OnceLock::new();
 static SLOW: OnceLock<SlowState> = OnceLock::new();
 
 /// Turns telemetry on in this process (once, before it serves; a second call is ignored):
-/// the metrics window is recorded for the reporter, and `mod_wsgi.request_metrics()` and
-/// `process_metrics()` answer None, as mod_wsgi does while its external reporter runs.
+/// the metrics window is recorded for the reporter, the garbage collector's figures too
+/// (`gc_telemetry`), and `mod_wsgi.request_metrics()` and `process_metrics()` answer None,
+/// as mod_wsgi does while its external reporter runs.
 pub fn enable(capture: TelemetryCapture) {
     if CAPTURE.set(capture).is_err() {
         return;
     }
     super::metrics::give_window_to_reporter();
+    if let Err(e) = super::gc_telemetry::install() {
+        super::log(
+            crate::logging::Level::Warning,
+            &format!(
+                "RW0203: {}telemetry: no garbage-collector figures: {e}",
+                super::log_prefix()
+            ),
+        );
+    }
     if let Some(threshold_us) = capture.slow_threshold_us {
         let slots = super::metrics::slot_count();
         let _ = SLOW.set(SlowState {
@@ -124,6 +136,7 @@ pub(crate) fn request_began(slot: usize, began_us: u64, active: u64, spec: &Requ
             began_us
         },
         thread_id: slot as u64 + 1,
+        server_pid: env_value(env, b"mod_wsgi.server_pid").parse().unwrap_or(0),
         log_id: env_value(env, b"UNIQUE_ID"),
         method: env_value(env, b"REQUEST_METHOD"),
         scheme: if matches!(https.to_ascii_lowercase().as_str(), "on" | "1") {
