@@ -64,6 +64,19 @@ fn interrupt_timeout_raises_the_request_timeout_applications_import_and_logs_as_
         let resp = apache.get(path);
         assert_with_log!(apache, resp.status == 504, "{path}: {}", resp.status);
         assert!(started.elapsed() < Duration::from_secs(8), "{path}");
+        // The 504 is the application's: with interrupt-timeout, Apache waits for the daemon
+        // (as mod_wsgi does) instead of cutting the request at request-timeout, so the
+        // application's handler has run by the time the client has its answer.
+        assert!(
+            !apache
+                .error_log()
+                .contains("timeout waiting for daemon process"),
+            "{path}\n{}",
+            apache.error_log()
+        );
+        if round == 2 {
+            assert!(apache.marker("caught").exists(), "{}", apache.error_log());
+        }
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             let log = apache.error_log();

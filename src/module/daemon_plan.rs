@@ -357,7 +357,12 @@ fn daemon_target(
         connect_timeout: spec.connect_timeout,
         socket_timeout,
         queue_timeout: spec.queue_timeout,
-        request_timeout: spec.request_timeout,
+        // With interrupt-timeout the daemon raises RequestTimeout into the request and the
+        // application's own handling decides the answer, as in mod_wsgi: Apache then waits
+        // for it (bounded by socket-timeout) rather than answering 504 first.
+        request_timeout: spec
+            .request_timeout
+            .filter(|_| spec.interrupt_timeout.is_none()),
         response_socket_timeout: spec.effective_response_socket_timeout(),
         response_flush_delay: spec.response_flush_delay,
         response_buffer_size: spec.response_buffer_size as usize,
@@ -637,7 +642,8 @@ mod tests {
         let t = &p.target;
         assert_eq!(t.connect_timeout, secs(3));
         assert_eq!(t.socket_timeout, secs(20));
-        assert_eq!(t.request_timeout, Some(secs(30)));
+        // interrupt-timeout is set: the daemon's RequestTimeout decides, Apache waits.
+        assert_eq!(t.request_timeout, None);
         assert_eq!(t.response_socket_timeout, Some(secs(11)));
         assert_eq!(t.response_flush_delay, Duration::ZERO);
         assert_eq!(t.response_buffer_size, 131072);
@@ -740,6 +746,24 @@ mod tests {
             planned[1].daemons.plan.preload,
             [("/srv/b.wsgi".into(), "app".to_string())]
         );
+    }
+
+    #[test]
+    fn apache_answers_504_at_request_timeout_only_without_interrupt_timeout() {
+        for (options, expected) in [
+            ("g request-timeout=30", Some(secs(30))),
+            ("g request-timeout=30 interrupt-timeout=2", None),
+            ("g", None),
+        ] {
+            let g = global(&[("WSGIDaemonProcess", options)]);
+            let p = plan(&g, &[]).remove(0);
+            assert_eq!(p.target.request_timeout, expected, "{options}");
+            assert_eq!(
+                p.daemons.plan.timers.request_timeout,
+                options.contains("request-timeout").then(|| secs(30)),
+                "{options}"
+            );
+        }
     }
 
     #[test]

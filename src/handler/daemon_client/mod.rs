@@ -38,7 +38,8 @@ pub struct DaemonTarget {
     /// queue-timeout: how long a connection may wait in the listen queue for a daemon
     /// thread to take it (None = socket-timeout).
     pub queue_timeout: Option<Duration>,
-    /// request-timeout: a request with no response head by then gets 504.
+    /// request-timeout: a request with no response head by then gets 504. None with
+    /// interrupt-timeout, where the daemon's RequestTimeout decides the answer.
     pub request_timeout: Option<Duration>,
     /// response-socket-timeout (else socket-timeout): the client socket's timeout while the
     /// response is relayed; None = Apache's `Timeout`.
