@@ -446,6 +446,19 @@ fn write_callable_and_headers() {
             .map(|(_, v)| v.as_str())
             .collect();
         assert_eq!(cookies, ["a=1", "b=2"]);
+        // A repeated name: mod_wsgi folds it into one line in daemon mode (its CGI-style
+        // scan of the daemon's headers) and sends one line each in embedded mode.
+        let twice: Vec<&str> = resp
+            .headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case("x-twice"))
+            .map(|(_, v)| v.as_str())
+            .collect();
+        let expected: &[&str] = match mode {
+            Mode::Daemon => &["first, second"],
+            Mode::Embedded => &["first", "second"],
+        };
+        assert_eq!(twice, expected, "{mode:?}");
         let head = apache.request("HEAD", "/app/headers", &[], b"");
         assert_eq!(head.status, 201);
     }

@@ -342,6 +342,40 @@ impl<'r> Request<'r> {
         };
     }
 
+    /// Adds a response header that a daemon process sent, as mod_wsgi's daemon mode does
+    /// (its CGI-style scan of the daemon's headers): a repeated name is folded into one
+    /// comma-separated value, except Set-Cookie and WWW-Authenticate (one line each, which
+    /// some browsers need); Location, Content-Range and Transfer-Encoding keep the last.
+    pub fn fold_header_out(&mut self, name: &[u8], value: &[u8]) {
+        let one_line_each = [b"set-cookie".as_slice(), b"www-authenticate"]
+            .iter()
+            .any(|n| name.eq_ignore_ascii_case(n));
+        let last_wins = [
+            b"location".as_slice(),
+            b"content-range",
+            b"transfer-encoding",
+        ]
+        .iter()
+        .any(|n| name.eq_ignore_ascii_case(n));
+        if one_line_each
+            || name.eq_ignore_ascii_case(b"content-type")
+            || name.eq_ignore_ascii_case(b"content-length")
+        {
+            return self.add_header_out(name, value);
+        }
+        let pool = self.pool();
+        let (key, value) = (pool.c_bytes(name), pool.c_bytes(value));
+        // SAFETY: key and value were copied into the request pool (c_bytes) and live as long
+        // as the request; the table is the live request's.
+        unsafe {
+            if last_wins {
+                ffi::apr_table_setn(self.raw.headers_out, key, value);
+            } else {
+                ffi::apr_table_mergen(self.raw.headers_out, key, value);
+            }
+        }
+    }
+
     /// Prepares to read the body, de-chunking chunked requests. Err(status) on a bad body.
     pub fn setup_body(&mut self) -> Result<bool, i32> {
         // SAFETY: standard Apache body-reading protocol on the live request.

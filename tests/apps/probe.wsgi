@@ -227,7 +227,8 @@ def application(environ, start_response):
         return ClosingIterable(q["marker"], int(q.get("chunks", "400")), float(q.get("delay", "0.01")))
     if path == "/headers":
         start_response("201 Created", [("Content-Type", "text/plain"), ("X-One", "1"),
-                                        ("Set-Cookie", "a=1"), ("Set-Cookie", "b=2")])
+                                        ("Set-Cookie", "a=1"), ("Set-Cookie", "b=2"),
+                                        ("X-Twice", "first"), ("X-Twice", "second")])
         return [b"created"]
     if path == "/sys":
         return _text(start_response, json.dumps({"version": sys.version, "prefix": sys.prefix,

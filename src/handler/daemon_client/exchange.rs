@@ -313,7 +313,7 @@ impl Exchange<'_> {
                 }
                 r.set_status(head.status, &head.reason);
                 for (k, v) in &head.headers {
-                    r.add_header_out(k, v);
+                    r.fold_header_out(k, v);
                 }
                 self.phase = Phase::Relaying;
             }
