@@ -422,21 +422,32 @@ fn deadlock_timeout_replaces_a_process_whose_gil_is_stuck() {
     assert!(resp.map(|r| r.status != 200).unwrap_or(true));
 }
 
-#[test]
-fn apache_graceful_restarts_under_load_fail_no_request_and_let_long_requests_finish() {
-    let (apache, _) = start("processes=1 threads=8 graceful-timeout=30", "");
+/// A request that has reached the app and runs until the test writes the returned marker
+/// (at most 60 s); its thread answers with the app's JSON.
+fn held_request(
+    apache: &Apache,
+) -> (
+    std::thread::JoinHandle<std::io::Result<http::Response>>,
+    std::path::PathBuf,
+) {
     let port = apache.port();
-    // A request in flight across all the restarts (mod_wsgi cuts it after about 3 s): it
-    // ends once the test writes `release`.
-    let started = apache.marker("long-started");
-    let release = apache.marker("long-release");
+    let started = apache.marker("held-started");
+    let release = apache.marker("held-release");
     let path = format!(
         "/app/sleep?s=60&until={}&started={}",
         release.display(),
         started.display()
     );
-    let long = std::thread::spawn(move || http::request(port, "GET", &path, &[], b""));
+    let held = std::thread::spawn(move || http::request(port, "GET", &path, &[], b""));
     apache.wait_for_marker(&started, Duration::from_secs(10));
+    (held, release)
+}
+
+#[test]
+fn apache_graceful_restarts_under_load_fail_no_request_and_let_long_requests_finish() {
+    let (apache, _) = start("processes=1 threads=8 graceful-timeout=30", "");
+    // A request in flight across all the restarts (mod_wsgi cuts it after about 3 s).
+    let (long, release) = held_request(&apache);
     let mut serving = vec![apache.get("/app/pid").text()];
     let report = load(&apache, 8, Duration::ZERO, "/app/pid", || {
         for _ in 0..3 {
@@ -493,15 +504,7 @@ fn a_request_queued_at_a_draining_daemon_is_served_by_the_next_generation() {
         .find(|p| p.extension().is_some_and(|e| e == "sock"))
         .expect("the group's socket");
     // The daemon's only thread is busy until the test writes `release`.
-    let started = apache.marker("long-started");
-    let release = apache.marker("long-release");
-    let path = format!(
-        "/app/sleep?s=60&until={}&started={}",
-        release.display(),
-        started.display()
-    );
-    let long = std::thread::spawn(move || http::request(port, "GET", &path, &[], b""));
-    apache.wait_for_marker(&started, Duration::from_secs(10));
+    let (long, release) = held_request(&apache);
     // A second request waits in the daemon's listen queue.
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {

@@ -612,15 +612,22 @@ fn send_sequence(
     }
     shared
         .detach(py, || {
-            for chunk in chunks.iter().filter(|c| !c.is_empty()) {
-                shared.send(chunk, false)?;
-                if shared.response().length_reached() {
-                    break;
-                }
-            }
+            send_chunks(shared, &chunks)?;
             finish(shared, ends_with_body)
         })
         .map_err(send_failure)
+}
+
+/// Sends the non-empty `chunks`, stopping once the response's Content-Length is reached.
+/// Call detached.
+fn send_chunks(shared: &Shared, chunks: &[&[u8]]) -> Result<(), SendError> {
+    for chunk in chunks.iter().filter(|c| !c.is_empty()) {
+        shared.send(chunk, false)?;
+        if shared.response().length_reached() {
+            break;
+        }
+    }
+    Ok(())
 }
 
 /// The items of a sequence before a bad one: sent and flushed, so the client has them before
@@ -631,12 +638,7 @@ fn send_before_failure(py: Python<'_>, shared: &Shared, chunks: &[&[u8]]) -> Res
     }
     shared
         .detach(py, || {
-            for chunk in chunks.iter().filter(|c| !c.is_empty()) {
-                shared.send(chunk, false)?;
-                if shared.response().length_reached() {
-                    break;
-                }
-            }
+            send_chunks(shared, chunks)?;
             shared.flush()
         })
         .map_err(send_failure)
