@@ -87,6 +87,7 @@ class Variant:
     module_id: str = ''     # name for LoadModule
     embedded: bool = False  # no daemon process group: the app runs in the Apache children
     peer: str = ''          # the variant this one is compared with (×mod_wsgi)
+    threads: int = 15       # threads= of the daemon groups (daemon mode only)
 
     @property
     def slug(self):
@@ -106,6 +107,17 @@ VARIANTS = [
 if os.environ.get('BENCH_BASELINE_SO'):
     VARIANTS.insert(3, Variant('mod_rwsgi base', os.environ['BENCH_BASELINE_SO'],
                                'rwsgi_module', peer='mod_wsgi'))
+# BENCH_THREADS=4,20: also run both modules in daemon mode with these threads= ("mod_wsgi t4",
+# "mod_rwsgi t4", ...), in the same interleaved run: how the per-request cost moves with the
+# number of daemon threads.
+for _n in (os.environ.get('BENCH_THREADS') or '').split(','):
+    if _n.strip():
+        if not _n.strip().isdigit() or int(_n) < 1:
+            sys.exit(f'BENCH_THREADS: {_n.strip()!r} is not a thread count')
+        _t = int(_n)
+        VARIANTS.append(Variant(f'mod_wsgi t{_t}', MOD_WSGI_SO, 'wsgi_module', threads=_t))
+        VARIANTS.append(Variant(f'mod_rwsgi t{_t}', RWSGI_SO, 'rwsgi_module',
+                                peer=f'mod_wsgi t{_t}', threads=_t))
 # BENCH_VARIANTS=name[,name]: only these variants (exact names, e.g. static,mod_rwsgi).
 if os.environ.get('BENCH_VARIANTS'):
     _names = {n.strip() for n in os.environ['BENCH_VARIANTS'].split(',') if n.strip()}
@@ -277,11 +289,11 @@ def wsgi_config(root, variant):
     # display-name only renames the daemon in ps, so its CPU can be told apart.
     daemon = '' if variant.embedded else f'''\
 WSGIRestrictEmbedded On
-WSGIDaemonProcess {DAEMON_GROUP} processes=1 threads=15 display-name=%{{GROUP}}
+WSGIDaemonProcess {DAEMON_GROUP} processes=1 threads={variant.threads} display-name=%{{GROUP}}
 WSGIProcessGroup {DAEMON_GROUP}
 '''
     webware = '' if variant.embedded or not has_webware() else f'''\
-WSGIDaemonProcess webware processes=1 threads=15 python-home={VENV} display-name=%{{GROUP}}
+WSGIDaemonProcess webware processes=1 threads={variant.threads} python-home={VENV} display-name=%{{GROUP}}
 WSGIScriptAlias /ww "{root}/webware/Scripts/WSGIScript.py" process-group=webware application-group=%{{GLOBAL}}
 <Directory "{root}/webware/Scripts">
     Require all granted
