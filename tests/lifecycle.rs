@@ -498,11 +498,7 @@ fn queued_connections(socket: &std::path::Path) -> usize {
 fn a_request_queued_at_a_draining_daemon_is_served_by_the_next_generation() {
     let (apache, _) = start("processes=1 threads=1 graceful-timeout=30", "");
     let port = apache.port();
-    let socket = std::fs::read_dir(apache.config.root().join("run"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.extension().is_some_and(|e| e == "sock"))
-        .expect("the group's socket");
+    let socket = apache.daemon_socket();
     // The daemon's only thread is busy until the test writes `release`.
     let (long, release) = held_request(&apache);
     // A second request waits in the daemon's listen queue.

@@ -20,14 +20,6 @@ fn start() -> Apache {
     apache
 }
 
-fn socket_path(apache: &Apache) -> std::path::PathBuf {
-    std::fs::read_dir(apache.config.root().join("run"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.extension().is_some_and(|e| e == "sock"))
-        .expect("the group's socket")
-}
-
 /// Tries to connect to `path` as `uid`/`gid`; returns the child's one-line verdict.
 fn connect_as(path: &std::path::Path, uid: u32, gid: u32) -> String {
     let code = format!(
@@ -46,7 +38,7 @@ fn connect_as(path: &std::path::Path, uid: u32, gid: u32) -> String {
 #[test]
 fn only_apaches_user_can_connect_to_the_daemon_socket() {
     let apache = start();
-    let path = socket_path(&apache);
+    let path = apache.daemon_socket();
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600, "socket mode {mode:o}");
@@ -66,7 +58,7 @@ fn only_apaches_user_can_connect_to_the_daemon_socket() {
 fn a_peer_without_the_handshake_is_dropped_and_others_are_unaffected() {
     let apache = start();
     assert_eq!(apache.get("/app/pid").status, 200);
-    let path = socket_path(&apache);
+    let path = apache.daemon_socket();
     let mut s = UnixStream::connect(&path).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     s.write_all(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
@@ -88,7 +80,7 @@ fn a_peer_without_the_handshake_is_dropped_and_others_are_unaffected() {
 #[test]
 fn a_peer_with_another_protocol_version_is_told_so() {
     let apache = start();
-    let path = socket_path(&apache);
+    let path = apache.daemon_socket();
     let mut s = UnixStream::connect(&path).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     // Magic, version 99, no flags.

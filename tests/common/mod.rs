@@ -455,6 +455,15 @@ impl Apache {
     }
 
     /// Waits until `pred` holds for the error log (bounded), returning the log.
+    /// The socket of this Apache's (only) daemon process group.
+    pub fn daemon_socket(&self) -> PathBuf {
+        std::fs::read_dir(self.config.root().join("run"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.extension().is_some_and(|e| e == "sock"))
+            .expect("the group's socket")
+    }
+
     /// A path for an app's "the request got here" marker (probe.wsgi's `started=`), unique
     /// within this Apache's test directory.
     pub fn marker(&self, name: &str) -> PathBuf {
