@@ -23,7 +23,7 @@ use super::start_response::{NOT_STARTED, StartResponse};
 use super::{
     Outcome, RequestIo, RequestSpec, ScriptReloading, log, log_detached, log_prefix, python_error,
 };
-use super::{metrics, modwsgi, telemetry};
+use super::{metrics, modwsgi, subinterp, telemetry};
 use crate::logging::Level;
 use crate::util::now_us;
 
@@ -73,7 +73,7 @@ fn send_failure(e: SendError) -> Failure {
 /// `Python::attach` on a request thread creates a thread state and deletes it again (with
 /// its 16 KiB frame stack, mapped and unmapped: a TLB shootdown per request). Call without
 /// the GIL, after Python was initialised.
-fn keep_thread_state() {
+pub(super) fn keep_thread_state() {
     thread_local! {
         static KEPT: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
     }
@@ -224,7 +224,7 @@ impl AppHost {
             ScriptReloading::ReplaceProcess => Some(Ok(loaded.mtime)),
         };
         let asked = shared.is_timed().then(Instant::now);
-        let checked = Python::attach(|py| {
+        let checked = subinterp::attach(group, |py| {
             if let Some(asked) = asked {
                 shared.stats.gil_wait(asked.elapsed());
             }
@@ -236,8 +236,10 @@ impl AppHost {
             Ok(call_application(py, spec, shared, &loaded, remote.clone()))
         });
         let why = match checked {
-            Ok(outcome) => return outcome,
-            Err(why) => why,
+            Ok(Ok(outcome)) => return outcome,
+            Ok(Err(why)) => why,
+            // The group's interpreter could not be made (logged).
+            Err(_) => return Outcome::LoadFailed,
         };
         if spec.script_reloading == ScriptReloading::ReplaceProcess {
             super::py_log_at!(
@@ -252,9 +254,12 @@ impl AppHost {
         }
         // In place: this request runs the freshly imported script (not checked again).
         self.loader.discard(path, group, &loaded, &why);
-        Python::attach(|_py| drop(loaded));
+        let _ = subinterp::attach(group, |_py| drop(loaded));
         match self.loader.get(path, group) {
-            Ok(fresh) => Python::attach(|py| call_application(py, spec, shared, &fresh, remote)),
+            Ok(fresh) => subinterp::attach(group, |py| {
+                call_application(py, spec, shared, &fresh, remote)
+            })
+            .unwrap_or(Outcome::LoadFailed),
             Err(_) => Outcome::LoadFailed,
         }
     }

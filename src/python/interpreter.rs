@@ -35,6 +35,9 @@ pub fn free_threading_warning(free_threading: bool) -> Option<String> {
 /// The thread that initialised Python: `threading` takes it as its main thread.
 static INIT_THREAD: OnceLock<std::thread::ThreadId> = OnceLock::new();
 
+/// The settings Python was initialised with, for the sub-interpreters made later.
+static SETTINGS: OnceLock<InterpreterSettings> = OnceLock::new();
+
 /// Initialise CPython in this (already forked) process and release the GIL.
 ///
 /// Errors are full sentences for the error log. A venv whose pyvenv.cfg version differs from
@@ -100,6 +103,7 @@ pub fn initialize(settings: &InterpreterSettings) -> Result<(), String> {
 
     settings::fix_process_info(settings);
     let _ = INIT_THREAD.set(std::thread::current().id());
+    let _ = SETTINGS.set(settings.clone());
     // The GIL is held by this thread now; pyo3 attaches to it without a new thread state.
     let setup = Python::attach(|py| setup_python(py, settings));
 
@@ -192,7 +196,7 @@ fn to_cstring(s: &str) -> Result<CString, String> {
 /// # Safety
 /// `status` must come from a CPython initialisation function (its pointers are NULL or static
 /// C strings).
-unsafe fn status_result(status: ffi::PyStatus) -> Result<(), String> {
+pub(super) unsafe fn status_result(status: ffi::PyStatus) -> Result<(), String> {
     let err_msg = status.err_msg;
     let func = status.func;
     let exitcode = status.exitcode;
@@ -348,24 +352,7 @@ fn setup_python(py: Python<'_>, settings: &InterpreterSettings) -> Result<(), St
         // states for life, so it must be this one, which also runs the finalisation.
         py.import("threading")?;
         let sys = py.import("sys")?;
-        sys.setattr("argv", vec!["mod_wsgi"])?;
-        sys.setattr("stderr", log_object::new_stream(py, "<wsgi.stderr>", None)?)?;
-        if settings.restrict_stdout {
-            log_object::install_restricted_stdout(sys.as_any())?;
-        } else {
-            sys.setattr("stdout", log_object::new_stream(py, "<wsgi.stdout>", None)?)?;
-        }
-        if settings.restrict_stdin {
-            log_object::install_restricted_stdin(sys.as_any())?;
-        }
-        if settings.restrict_signal {
-            signal_intercept::install(py)?;
-        }
-        if let Some(dir) = &settings.python_eggs {
-            py.import("os")?
-                .getattr("environ")?
-                .set_item("PYTHON_EGG_CACHE", dir)?;
-        }
+        setup_sys(py, settings)?;
         if settings.switch_interval.is_some() && gil_disabled(py) {
             log(
                 Level::Warning,
@@ -385,8 +372,18 @@ fn setup_python(py: Python<'_>, settings: &InterpreterSettings) -> Result<(), St
                 ),
             );
         }
-        modwsgi::install(py, process_info())?;
+        modwsgi::install(py, process_info(), "")?;
         add_python_path(py, &settings.python_path)?;
+        // pyo3 makes each class's type object once per process, in the interpreter that first
+        // asks for it: made here, in the main interpreter, which outlives the sub-interpreters
+        // that share them (subinterp.rs).
+        py.get_type::<super::input::Input>();
+        py.get_type::<super::start_response::StartResponse>();
+        py.get_type::<super::file_wrapper::FileWrapper>();
+        py.get_type::<log_object::LogBuffer>();
+        py.get_type::<log_object::Restricted>();
+        py.get_type::<signal_intercept::SignalIntercept>();
+        py.get_type::<modwsgi::RequestTimeout>();
         Ok(())
     })();
     match result {
@@ -426,6 +423,44 @@ fn setup_python(py: Python<'_>, settings: &InterpreterSettings) -> Result<(), St
             format_exception(py, &e)
         )),
     }
+}
+
+/// What every interpreter of the process gets in its `sys` (the main one at initialisation, a
+/// sub-interpreter when it is created): argv, the log-backed stderr/stdout, the stdin, stdout
+/// and signal restrictions, and PYTHON_EGG_CACHE.
+fn setup_sys(py: Python<'_>, settings: &InterpreterSettings) -> PyResult<()> {
+    let sys = py.import("sys")?;
+    sys.setattr("argv", vec!["mod_wsgi"])?;
+    sys.setattr("stderr", log_object::new_stream(py, "<wsgi.stderr>", None)?)?;
+    if settings.restrict_stdout {
+        log_object::install_restricted_stdout(sys.as_any())?;
+    } else {
+        sys.setattr("stdout", log_object::new_stream(py, "<wsgi.stdout>", None)?)?;
+    }
+    if settings.restrict_stdin {
+        log_object::install_restricted_stdin(sys.as_any())?;
+    }
+    if settings.restrict_signal {
+        signal_intercept::install(py)?;
+    }
+    if let Some(dir) = &settings.python_eggs {
+        py.import("os")?
+            .getattr("environ")?
+            .set_item("PYTHON_EGG_CACHE", dir)?;
+    }
+    Ok(())
+}
+
+/// Sets up a freshly created sub-interpreter for application group `app_group` (called with
+/// its thread state current): the same `sys` set-up as the main interpreter, its own
+/// `mod_wsgi` module, and the python-path directories.
+pub(crate) fn setup_sub_interpreter(py: Python<'_>, app_group: &str) -> PyResult<()> {
+    let settings = SETTINGS.get().ok_or_else(|| {
+        pyo3::exceptions::PyRuntimeError::new_err("Python was not initialised by mod_rwsgi")
+    })?;
+    setup_sys(py, settings)?;
+    modwsgi::install(py, process_info(), app_group)?;
+    add_python_path(py, &settings.python_path)
 }
 
 /// Whether this process runs without a GIL (`sys._is_gil_enabled()`, Python 3.13+).

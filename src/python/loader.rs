@@ -27,7 +27,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyModule};
 
 use super::request::lock;
-use super::{interp_context, log, log_prefix, python_error};
+use super::{interp_context, log, log_prefix, python_error, subinterp};
 use crate::logging::Level;
 
 pub(crate) struct Loaded {
@@ -128,6 +128,10 @@ impl Loader {
     }
 
     fn note_group(&self, group: &str) {
+        // Groups in sub-interpreters share nothing: only the main interpreter's are noted.
+        if subinterp::uses_sub_interpreter(group) {
+            return;
+        }
         let mut groups = lock(&self.groups);
         if groups.insert(group.to_string())
             && groups.len() > 1
@@ -215,16 +219,17 @@ impl Loader {
                     interp_context(group)
                 );
                 log(Level::Error, &format!("RW0099: {msg}"));
-                Python::attach(|_py| drop(old));
+                let _ = subinterp::attach(group, |_py| drop(old));
                 return Err(msg);
             }
         };
         let reload = slot.ever_loaded.load(Ordering::Relaxed);
-        let result = Python::attach(|py| {
+        // In the group's interpreter (made now if this is its first script).
+        let result = subinterp::attach(group, |py| {
             drop(old);
             exec_script(py, path, group, &source, mtime, reload)
         });
-        let module = result?;
+        let module = result??;
         slot.ever_loaded.store(true, Ordering::Relaxed);
         let fresh = Arc::new(Loaded { module, mtime });
         *loaded = Some(Arc::clone(&fresh));
@@ -256,7 +261,7 @@ impl Loader {
             let old = loaded.take();
             *lock(&slot.mtime) = None;
             slot.loaded_us.store(0, Ordering::Relaxed);
-            Python::attach(|_py| drop(old));
+            let _ = subinterp::attach(group, |_py| drop(old));
         }
     }
 

@@ -11,8 +11,10 @@
 //! Python. [`AppHost::handle`] is called without the GIL, attaches only while Python code runs
 //! and calls every [`RequestIo`] method detached, so implementations may block.
 //!
-//! Application groups: pyo3 classes cannot live in sub-interpreters (PyO3/pyo3#4570), so every
-//! group runs in the main interpreter; each (script, group) pair gets its own module object.
+//! Application groups: in a daemon process each named group runs in its own CPython
+//! sub-interpreter sharing the main one's GIL and allocator (`subinterp`, which explains why
+//! pyo3 is sound there); `%{GLOBAL}` and, for now, every group in embedded mode run in the main
+//! interpreter. Each (script, group) pair gets its own module object.
 //!
 //! Files: `interpreter` (init/finalize), `settings` (what Python is told), `loader` (script
 //! import and reload), `environ`, `input` (wsgi.input), `log_object` (wsgi.errors,
@@ -39,6 +41,7 @@ mod service;
 mod settings;
 mod signal_intercept;
 mod start_response;
+mod subinterp;
 mod telemetry;
 
 #[cfg(test)]
@@ -237,10 +240,13 @@ pub(crate) fn log_prefix() -> &'static str {
 }
 
 /// Where a script runs, as mod_wsgi names it in its log lines: "main interpreter of daemon
-/// process 'g'" or "main interpreter in embedded mode"; mod_rwsgi runs every application
-/// group in the main interpreter, and names a non-empty group after it.
+/// process 'g'", "interpreter 'NAME' of daemon process 'g'" (a sub-interpreter) or "main
+/// interpreter in embedded mode", where a non-empty group, run in the main interpreter, is
+/// named after it.
 pub(crate) fn interp_context(app_group: &str) -> String {
-    let interp = if app_group.is_empty() {
+    let interp = if subinterp::uses_sub_interpreter(app_group) {
+        format!("interpreter '{app_group}'")
+    } else if app_group.is_empty() {
         "main interpreter".to_string()
     } else {
         format!("main interpreter (application group '{app_group}')")

@@ -16,7 +16,20 @@ use super::settings::ProcessInfo;
 use super::{MOD_WSGI_VERSION, format_exception, log_detached, log_prefix};
 use crate::logging::Level;
 
+/// The main interpreter's module.
 static MODULE: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
+
+/// Each sub-interpreter's own module, by interpreter id (`subinterp.rs`): one is built per
+/// interpreter, as mod_wsgi does, so its attributes (`application_group`) and subscriber
+/// lists are that interpreter's. Never shrinks: sub-interpreters live until the process ends.
+static SUB_MODULES: std::sync::Mutex<Vec<(i64, Py<PyModule>)>> = std::sync::Mutex::new(Vec::new());
+
+/// The id of the interpreter whose thread state is current (0 for the main one).
+fn current_interpreter_id(_py: Python<'_>) -> i64 {
+    // SAFETY: the token proves this thread is attached, so a thread state is current and
+    // PyInterpreterState_Get returns its (live) interpreter.
+    unsafe { pyo3::ffi::PyInterpreterState_GetID(pyo3::ffi::PyInterpreterState_Get()) }
+}
 
 pyo3::create_exception!(
     mod_wsgi,
@@ -25,13 +38,15 @@ pyo3::create_exception!(
     "Raised in a request's thread when it ran past request-timeout (interrupt-timeout is set)."
 );
 
-/// Creates the module and inserts it in sys.modules as `mod_wsgi` and `mod_rwsgi`.
-pub(crate) fn install(py: Python<'_>, info: &ProcessInfo) -> PyResult<()> {
+/// Creates the module of the current interpreter (the main one, or the sub-interpreter of
+/// application group `app_group`) and inserts it in its sys.modules as `mod_wsgi` and
+/// `mod_rwsgi`. Built from functions and classes, not a `#[pymodule]` (whose import pyo3
+/// refuses in a second interpreter).
+pub(crate) fn install(py: Python<'_>, info: &ProcessInfo, app_group: &str) -> PyResult<()> {
     let m = PyModule::new(py, "mod_wsgi")?;
     m.add("version", MOD_WSGI_VERSION)?;
     m.add("process_group", info.process_group.as_str())?;
-    // Every application group runs in the main interpreter (see mod.rs).
-    m.add("application_group", "")?;
+    m.add("application_group", app_group)?;
     m.add("maximum_processes", info.processes)?;
     m.add("threads_per_process", info.threads)?;
     m.add_class::<FileWrapper>()?;
@@ -52,7 +67,19 @@ pub(crate) fn install(py: Python<'_>, info: &ProcessInfo) -> PyResult<()> {
     adopt_companion_package_path(py, &m);
     modules.set_item("mod_wsgi", &m)?;
     modules.set_item("mod_rwsgi", &m)?;
-    let _ = MODULE.set(py, m.unbind());
+    match current_interpreter_id(py) {
+        0 => {
+            let _ = MODULE.set(py, m.unbind());
+        }
+        id => {
+            use pyo3::sync::MutexExt;
+            let mut subs = SUB_MODULES
+                .lock_py_attached(py)
+                .unwrap_or_else(|e| e.into_inner());
+            subs.retain(|(other, _)| *other != id);
+            subs.push((id, m.unbind()));
+        }
+    }
     Ok(())
 }
 
@@ -274,11 +301,25 @@ fn module_getattr<'py>(py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyAny
     Ok(class)
 }
 
-fn module(py: Python<'_>) -> PyResult<&Bound<'_, PyModule>> {
-    MODULE
-        .get(py)
-        .map(|m| m.bind(py))
-        .ok_or_else(|| pyo3::exceptions::PyRuntimeError::new_err("mod_wsgi module not initialised"))
+/// The `mod_wsgi` module of the interpreter whose thread state is current.
+fn module(py: Python<'_>) -> PyResult<Bound<'_, PyModule>> {
+    let missing = || pyo3::exceptions::PyRuntimeError::new_err("mod_wsgi module not initialised");
+    match current_interpreter_id(py) {
+        0 => MODULE
+            .get(py)
+            .map(|m| m.bind(py).clone())
+            .ok_or_else(missing),
+        id => {
+            use pyo3::sync::MutexExt;
+            let subs = SUB_MODULES
+                .lock_py_attached(py)
+                .unwrap_or_else(|e| e.into_inner());
+            subs.iter()
+                .find(|(other, _)| *other == id)
+                .map(|(_, m)| m.bind(py).clone())
+                .ok_or_else(missing)
+        }
+    }
 }
 
 fn subscribe<'py>(list_name: &str, callback: Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {

@@ -1,0 +1,282 @@
+//! Application groups as CPython sub-interpreters, as mod_wsgi runs them: in a daemon process
+//! every application group other than `%{GLOBAL}` ("") gets its own sub-interpreter, created
+//! on first use (its own `sys.modules`, `sys.path` additions, `mod_wsgi` module, `os.environ`
+//! copy), never ended before the process exits. `%{GLOBAL}` is the main interpreter.
+//! Embedded mode (for now) and free-threaded builds run every group in the main interpreter.
+//!
+//! The interpreters are *legacy* ones: they share the main interpreter's GIL and object
+//! allocator (Py_NewInterpreterFromConfig with use_main_obmalloc=1, gil=SHARED, fork, exec
+//! and threads allowed, check_multi_interp_extensions=0 on 3.12+; Py_NewInterpreter on 3.11).
+//! That is what makes pyo3 usable in them, as mod_wsgi's static C types are: one GIL means
+//! one thread runs Python at a time whichever interpreter it is in, and one allocator means an
+//! object (a `#[pyclass]` type object pyo3 made once for the process, an interned string, a
+//! cached environ dict) may be used, and freed, from any interpreter.
+//!
+//! # How code runs in a sub-interpreter ([`attach`])
+//!
+//! Each (worker thread, sub-interpreter) pair has a `PyThreadState`, made on the thread's
+//! first use of that interpreter and kept for the thread's life (as the thread keeps its main
+//! interpreter state, `app::keep_thread_state`). To run `f` in group G's interpreter:
+//!
+//! 1. `Python::attach` as usual: the thread takes the GIL with its main-interpreter thread
+//!    state M (PyGILState_Ensure) and pyo3's attach count becomes > 0.
+//! 2. `PyThreadState_Swap(S)`, S = the thread's state in G. The GIL stays with this thread
+//!    (it is the same lock for every interpreter; 3.12+ releases and takes it again inside the
+//!    swap, 3.11 only changes the current state).
+//! 3. `f(py)`. pyo3 sees an attached thread: nested `Python::attach` calls are "Assumed"
+//!    (pyo3 0.30.1 `src/internal/state.rs`, `AttachGuard::try_attach`: a count > 0 returns
+//!    `assume()` without any PyGILState call), and `py.detach` saves and restores whatever
+//!    state is current (`SuspendAttach::new`/`drop`: PyEval_SaveThread, then
+//!    PyEval_RestoreThread of the state it returned), i.e. S. Python code called from `f`
+//!    enters pyo3 through its trampolines, which also only `assume()`.
+//! 4. `PyThreadState_Swap(M)` (a guard, so it also happens when `f` panics), then pyo3's
+//!    outermost guard ends with PyGILState_Release, which requires M to be current again
+//!    (`AttachGuard::drop`). On 3.12+ activating S had bound the thread's PyGILState state to
+//!    S (CPython `tstate_activate`/`bind_gilstate_tstate`); activating M again binds it back,
+//!    so a later `Python::attach` of this thread resumes the main interpreter, not G.
+//!
+//! A `Python::attach` inside a `py.detach` inside `f` calls PyGILState_Ensure: on 3.12+ that
+//! resumes S (the bound state), on 3.11 M (the first state of the thread wins there); either
+//! way a complete, valid thread state of this thread, and Release puts it back.
+//!
+//! Limits of this first step (issue 32): pyo3's deferred decrefs (Py<T> dropped while
+//! detached) run at the next attach, in whichever interpreter that is; with one allocator and
+//! one GIL that is memory-safe, though a `__del__` may then run in another interpreter.
+//! Per-interpreter GIL, embedded mode, ending sub-interpreters at exit (their atexit and
+//! shutdown callbacks), request-timeout interrupts (PyThreadState_SetAsyncExc searches only
+//! the main interpreter's threads) and the phase scripts in sub-interpreters are not done.
+
+use std::cell::RefCell;
+use std::sync::Mutex;
+
+use pyo3::ffi;
+use pyo3::prelude::*;
+use pyo3::sync::MutexExt;
+
+use super::interpreter::FREE_THREADED_BUILD;
+use super::{format_exception, log, log_prefix, settings};
+use crate::logging::Level;
+
+/// A sub-interpreter of this process. Never ended before the process exits, so `state` stays
+/// valid for the process's life.
+struct SubInterpreter {
+    state: *mut ffi::PyInterpreterState,
+}
+
+// SAFETY: the pointer is only used to make thread states (PyThreadState_New, which any
+// thread may call) and as an identity; the interpreter outlives every thread using it.
+unsafe impl Send for SubInterpreter {}
+// SAFETY: as for Send: nothing is read or written through the pointer here.
+unsafe impl Sync for SubInterpreter {}
+
+/// An application group's interpreter, or why it could not be made (logged once).
+enum Entry {
+    Ready(&'static SubInterpreter),
+    Failed,
+}
+
+/// Application group name → its interpreter. Grows only, under the GIL (the lock is waited
+/// for detached, see [`interpreter`]).
+static REGISTRY: Mutex<Vec<(String, Entry)>> = Mutex::new(Vec::new());
+
+thread_local! {
+    /// This thread's state in each sub-interpreter it has entered, by interpreter address.
+    /// Kept for the thread's life: making and deleting one per request would cost what
+    /// `keep_thread_state` avoids for the main interpreter.
+    static THREAD_STATES: RefCell<Vec<(usize, *mut ffi::PyThreadState)>> =
+        const { RefCell::new(Vec::new()) };
+}
+
+/// Whether application group `app_group` runs in a sub-interpreter of this process: a
+/// daemon process's named groups, with a GIL.
+pub(crate) fn uses_sub_interpreter(app_group: &str) -> bool {
+    !app_group.is_empty()
+        && !FREE_THREADED_BUILD
+        && !settings::process_info().process_group.is_empty()
+}
+
+/// Runs `f` attached to the interpreter of application group `app_group`: the main one for
+/// `%{GLOBAL}` (and wherever [`uses_sub_interpreter`] says no), else the group's
+/// sub-interpreter, created now if this is its first use. Call without the GIL (or attached:
+/// nesting restores the state that was current). `Err` = the interpreter could not be made
+/// (logged); `f` did not run.
+pub(crate) fn attach<R>(app_group: &str, f: impl FnOnce(Python<'_>) -> R) -> Result<R, String> {
+    if !uses_sub_interpreter(app_group) {
+        return Ok(Python::attach(f));
+    }
+    super::app::keep_thread_state();
+    Python::attach(|py| {
+        let interp = interpreter(py, app_group)?;
+        let tstate = thread_state(interp)?;
+        // SAFETY: this thread is attached (the token), so a thread state is current and the
+        // GIL is held; `tstate` is this thread's own state in a live interpreter that shares
+        // that GIL, and is not current anywhere (it is this thread's only). The guard swaps
+        // the previous state back before pyo3's attach guard ends (see the module comment).
+        let previous = unsafe { ffi::PyThreadState_Swap(tstate) };
+        let _back = SwapBack(previous);
+        Ok(f(py))
+    })
+}
+
+/// Makes `.0` the current thread state again when dropped (also when unwinding).
+struct SwapBack(*mut ffi::PyThreadState);
+
+impl Drop for SwapBack {
+    fn drop(&mut self) {
+        // SAFETY: this thread still holds the GIL with the state [`attach`] swapped in; `.0`
+        // is the state that was current on this thread before, still alive.
+        unsafe {
+            ffi::PyThreadState_Swap(self.0);
+        }
+    }
+}
+
+/// The sub-interpreter of `app_group`, made on first use. Called attached, in the main
+/// interpreter.
+fn interpreter(py: Python<'_>, app_group: &str) -> Result<&'static SubInterpreter, String> {
+    // Waited for detached: the holder may be running Python (an interpreter's creation).
+    let mut registry = REGISTRY
+        .lock_py_attached(py)
+        .unwrap_or_else(|e| e.into_inner());
+    let entry = match registry.iter().find(|(name, _)| name == app_group) {
+        Some((_, entry)) => entry,
+        None => {
+            let entry = create(py, app_group);
+            registry.push((app_group.to_string(), entry));
+            &registry.last().expect("just pushed").1
+        }
+    };
+    match entry {
+        Entry::Ready(interp) => Ok(interp),
+        Entry::Failed => {
+            let msg = format!(
+                "{}The Python sub-interpreter of application group '{app_group}' failed to \
+                 start (see its error above); the request fails. WSGIApplicationGroup \
+                 %{{GLOBAL}} runs the application in the main interpreter.",
+                log_prefix()
+            );
+            log(Level::Error, &format!("RW0233: {msg}"));
+            Err(msg)
+        }
+    }
+}
+
+/// This thread's state in `interp`, made on its first use here.
+fn thread_state(interp: &SubInterpreter) -> Result<*mut ffi::PyThreadState, String> {
+    let key = interp.state as usize;
+    THREAD_STATES.with(|states| {
+        let mut states = states.borrow_mut();
+        if let Some((_, tstate)) = states.iter().find(|(k, _)| *k == key) {
+            return Ok(*tstate);
+        }
+        // SAFETY: `interp.state` is a live interpreter (never ended); the GIL is held by this
+        // thread (called from [`attach`]), which serialises PyThreadState_New. The new state
+        // is bound to this thread and used only by it.
+        let tstate = unsafe { ffi::PyThreadState_New(interp.state) };
+        if tstate.is_null() {
+            return Err("PyThreadState_New failed (out of memory)".to_string());
+        }
+        states.push((key, tstate));
+        Ok(tstate)
+    })
+}
+
+/// Creates and sets up the sub-interpreter of `app_group`; logs what happened. Called
+/// attached, with the main interpreter's state current.
+fn create(py: Python<'_>, app_group: &str) -> Entry {
+    let daemon = &settings::process_info().process_group;
+    // SAFETY: the token proves a thread state (the main interpreter's) is current.
+    let previous = unsafe { ffi::PyThreadState_Get() };
+    let mut new: *mut ffi::PyThreadState = std::ptr::null_mut();
+    // SAFETY: the GIL is held (the token). On success CPython makes `new`, the first thread
+    // state of the new interpreter (bound to this thread), current; on failure it leaves the
+    // previous state current (new_interpreter's error path swaps it back) and `new` null.
+    let made = unsafe { new_interpreter(&mut new) };
+    if let Err(e) = made.and_then(|()| {
+        if new.is_null() {
+            Err("CPython returned no thread state".to_string())
+        } else {
+            Ok(())
+        }
+    }) {
+        log(
+            Level::Error,
+            &format!(
+                "RW0231: {}Could not create the Python sub-interpreter of application group \
+                 '{app_group}': {e}. Its requests fail; WSGIApplicationGroup %{{GLOBAL}} runs \
+                 the application in the main interpreter.",
+                log_prefix()
+            ),
+        );
+        return Entry::Failed;
+    }
+    // `previous` is current again when this ends, even by a panic.
+    let back = SwapBack(previous);
+    // SAFETY: `new` is alive; its interpreter lives until the process exits.
+    let state = unsafe { ffi::PyThreadState_GetInterpreter(new) };
+    // The new state is current: pyo3 code here runs in the new interpreter (see the module
+    // comment; the thread is attached, so nested attaches are assumed).
+    let setup = super::interpreter::setup_sub_interpreter(py, app_group)
+        .map_err(|e| format_exception(py, &e));
+    drop(back);
+    THREAD_STATES.with(|states| states.borrow_mut().push((state as usize, new)));
+    match setup {
+        Ok(()) => {
+            log(
+                Level::Info,
+                &format!(
+                    "RW0230: {}Created Python sub-interpreter '{app_group}' in daemon process \
+                     '{daemon}'.",
+                    log_prefix()
+                ),
+            );
+            Entry::Ready(Box::leak(Box::new(SubInterpreter { state })))
+        }
+        Err(traceback) => {
+            log(
+                Level::Error,
+                &format!(
+                    "RW0232: {}Setting up the Python sub-interpreter of application group \
+                     '{app_group}' failed; its requests fail.\n{traceback}",
+                    log_prefix()
+                ),
+            );
+            Entry::Failed
+        }
+    }
+}
+
+/// Py_NewInterpreterFromConfig with the legacy (shared GIL, shared allocator) settings.
+///
+/// # Safety
+/// The GIL must be held by this thread, with a thread state current.
+#[cfg(Py_3_12)]
+unsafe fn new_interpreter(new: &mut *mut ffi::PyThreadState) -> Result<(), String> {
+    let config = ffi::PyInterpreterConfig {
+        use_main_obmalloc: 1,
+        allow_fork: 1,
+        allow_exec: 1,
+        allow_threads: 1,
+        allow_daemon_threads: 1,
+        check_multi_interp_extensions: 0,
+        gil: ffi::PyInterpreterConfig_SHARED_GIL,
+    };
+    // SAFETY: per the contract a state is current; `config` outlives the call.
+    unsafe { super::interpreter::status_result(ffi::Py_NewInterpreterFromConfig(new, &config)) }
+}
+
+/// Py_NewInterpreter (Python 3.11: legacy sub-interpreters only).
+///
+/// # Safety
+/// The GIL must be held by this thread, with a thread state current.
+#[cfg(not(Py_3_12))]
+unsafe fn new_interpreter(new: &mut *mut ffi::PyThreadState) -> Result<(), String> {
+    // SAFETY: per the contract a state is current and the GIL held.
+    unsafe {
+        *new = ffi::Py_NewInterpreter();
+    }
+    if new.is_null() {
+        return Err("Py_NewInterpreter failed (its error was printed to stderr)".to_string());
+    }
+    Ok(())
+}

@@ -1,0 +1,191 @@
+//! Application groups as sub-interpreters (issue 32, first step: daemon mode). Two scripts in
+//! one daemon process, with the default `%{RESOURCE}` application groups, each configure a
+//! shared-name settings module on first import: each site keeps its own settings, its own
+//! `sys.modules` and its own `mod_wsgi` module, as under mod_wsgi; with
+//! `WSGIApplicationGroup %{GLOBAL}` both run in the main interpreter and share them.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::time::Duration;
+
+use common::http::{Json, json};
+use common::{Apache, ApacheConfig};
+
+/// `lib/settings_probe.py`, on the daemon's python-path: the "settings singleton".
+const SETTINGS_PROBE: &str = "SITE = None\nCONFIGURED_BY = []\n";
+
+/// A site script: configures `settings_probe` for `{site}` unless another site already did
+/// (in this interpreter), imports a module only it imports, and answers what it sees, using
+/// the request path's objects (wsgi.input, wsgi.errors, start_response, file_wrapper).
+const SITE_SCRIPT: &str = r#"
+import json
+import sys
+
+import mod_wsgi
+import settings_probe
+
+if settings_probe.SITE is None:
+    settings_probe.SITE = "{site}"
+settings_probe.CONFIGURED_BY.append("{site}")
+
+import {site}_only
+
+def application(environ, start_response):
+    if environ.get("QUERY_STRING") == "file":
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return environ["wsgi.file_wrapper"](open(__file__, "rb"))
+    body = environ["wsgi.input"].read()
+    print("{site} request with %d body bytes" % len(body), file=environ["wsgi.errors"])
+    answer = json.dumps({
+        "site": settings_probe.SITE,
+        "configured_by": settings_probe.CONFIGURED_BY,
+        "application_group": mod_wsgi.application_group,
+        "environ_application_group": environ["mod_wsgi.application_group"],
+        "modules": sorted(m for m in sys.modules if m.endswith("_only")),
+        "echo": body.decode("latin-1"),
+    }).encode()
+    start_response("200 OK", [("Content-Type", "application/json"),
+                              ("Content-Length", str(len(answer)))])
+    return [answer]
+"#;
+
+fn write(path: &Path, text: &str, mode: u32) {
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+fn mkdir(path: &Path) {
+    std::fs::create_dir_all(path).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// Apache with one daemon process (two threads) serving `/alpha` and `/beta`, two scripts,
+/// and `extra` configuration (an application group line, or nothing).
+fn two_sites(tag: &str, extra: &str) -> Apache {
+    let config = ApacheConfig::new(tag);
+    let root = config.root().to_path_buf();
+    mkdir(&root.join("apps"));
+    mkdir(&root.join("lib"));
+    write(&root.join("lib/settings_probe.py"), SETTINGS_PROBE, 0o644);
+    for site in ["alpha", "beta"] {
+        write(&root.join(format!("lib/{site}_only.py")), "", 0o644);
+        write(
+            &root.join(format!("apps/{site}.wsgi")),
+            &SITE_SCRIPT.replace("{site}", site),
+            0o644,
+        );
+    }
+    config
+        .conf(&format!(
+            "WSGIDaemonProcess sites threads=2 python-path=@DIR@/lib\n\
+             WSGIProcessGroup sites\n{extra}\n\
+             WSGIScriptAlias /alpha @DIR@/apps/alpha.wsgi\n\
+             WSGIScriptAlias /beta @DIR@/apps/beta.wsgi\n\
+             <Directory @DIR@/apps>\n    Require all granted\n</Directory>"
+        ))
+        .start()
+}
+
+fn ask(apache: &Apache, path: &str, body: &str) -> serde_json::Value {
+    let resp = apache.request("POST", path, &[], body.as_bytes());
+    assert!(
+        resp.status == 200,
+        "{path}: status {}\n{}\n--- error log ---\n{}",
+        resp.status,
+        resp.text(),
+        apache.error_log()
+    );
+    json(&resp)
+}
+
+fn strings(value: &serde_json::Value) -> Vec<String> {
+    value
+        .as_array()
+        .unwrap_or_else(|| panic!("not a list: {value}"))
+        .iter()
+        .map(|v| v.str().to_string())
+        .collect()
+}
+
+#[test]
+fn each_resource_group_runs_in_its_own_sub_interpreter_of_the_daemon_process() {
+    if common::module_python_is_free_threaded() {
+        eprintln!("skipped: free-threaded builds run every group in the main interpreter");
+        return;
+    }
+    let apache = two_sites("subinterp", "");
+    // Alternating, several times: both threads of the daemon serve both sites.
+    for round in 0..4 {
+        for site in ["alpha", "beta"] {
+            let got = ask(&apache, &format!("/{site}"), &format!("{site}-{round}"));
+            let log = apache.error_log();
+            assert_eq!(got["site"].str(), site, "round {round}: {got}\n{log}");
+            assert_eq!(
+                strings(&got["configured_by"]),
+                [site],
+                "round {round}: the script ran once, in its own interpreter: {got}"
+            );
+            assert_eq!(
+                strings(&got["modules"]),
+                [format!("{site}_only")],
+                "round {round}: the other group's module is not in this sys.modules: {got}"
+            );
+            let group = got["application_group"].str();
+            assert!(
+                group.ends_with(&format!("|/{site}")),
+                "%{{RESOURCE}} names the group after host and script: {got}"
+            );
+            assert_eq!(got["environ_application_group"].str(), group, "{got}");
+            assert_eq!(got["echo"].str(), format!("{site}-{round}"), "{got}");
+        }
+    }
+    // wsgi.file_wrapper in a sub-interpreter.
+    let resp = apache.get("/beta?file");
+    assert_eq!(resp.status, 200, "{}", apache.error_log());
+    assert!(resp.text().contains("import beta_only"), "{}", resp.text());
+
+    for site in ["alpha", "beta"] {
+        let log = apache.wait_for_log("Created Python sub-interpreter '", Duration::from_secs(10));
+        let line = log
+            .lines()
+            .find(|l| {
+                l.contains("Loading WSGI script '") && l.contains(&format!("/apps/{site}.wsgi"))
+            })
+            .unwrap_or_else(|| panic!("no loading line for {site}:\n{log}"));
+        assert!(
+            line.contains("' into interpreter '") && line.contains("' of daemon process 'sites'."),
+            "{line}"
+        );
+        apache.wait_for_log(
+            &format!(
+                "{site} request with {} body bytes",
+                format!("{site}-3").len()
+            ),
+            Duration::from_secs(10),
+        );
+    }
+}
+
+#[test]
+fn the_global_group_shares_the_main_interpreter() {
+    let apache = two_sites("subinterp-global", "WSGIApplicationGroup %{GLOBAL}");
+    let first = ask(&apache, "/alpha", "");
+    assert_eq!(first["site"].str(), "alpha", "{first}");
+    let second = ask(&apache, "/beta", "");
+    assert_eq!(
+        second["site"].str(),
+        "alpha",
+        "both scripts share one settings module: {second}"
+    );
+    assert_eq!(strings(&second["configured_by"]), ["alpha", "beta"]);
+    assert_eq!(strings(&second["modules"]), ["alpha_only", "beta_only"]);
+    assert_eq!(second["application_group"].str(), "", "{second}");
+    let log = apache.error_log();
+    assert!(
+        log.contains("into main interpreter of daemon process 'sites'."),
+        "{log}"
+    );
+    assert!(!log.contains("Created Python sub-interpreter"), "{log}");
+}
