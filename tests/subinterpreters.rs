@@ -22,6 +22,8 @@ const SETTINGS_PROBE: &str = "SITE = None\nCONFIGURED_BY = []\n";
 const SITE_SCRIPT: &str = r#"
 import json
 import sys
+import threading
+import time
 
 import mod_wsgi
 import settings_probe
@@ -36,6 +38,8 @@ def application(environ, start_response):
     if environ.get("QUERY_STRING") == "file":
         start_response("200 OK", [("Content-Type", "text/plain")])
         return environ["wsgi.file_wrapper"](open(__file__, "rb"))
+    if environ.get("QUERY_STRING") == "slow":
+        time.sleep(1.0)
     body = environ["wsgi.input"].read()
     print("{site} request with %d body bytes" % len(body), file=environ["wsgi.errors"])
     answer = json.dumps({
@@ -45,6 +49,7 @@ def application(environ, start_response):
         "environ_application_group": environ["mod_wsgi.application_group"],
         "modules": sorted(m for m in sys.modules if m.endswith("_only")),
         "echo": body.decode("latin-1"),
+        "thread": threading.get_ident(),
     }).encode()
     start_response("200 OK", [("Content-Type", "application/json"),
                               ("Content-Length", str(len(answer)))])
@@ -141,6 +146,33 @@ fn each_resource_group_runs_in_its_own_sub_interpreter_of_the_daemon_process() {
             assert_eq!(got["echo"].str(), format!("{site}-{round}"), "{got}");
         }
     }
+    // While one thread is busy with a slow request, the other thread serves both sites: each
+    // thread gets its own state in each sub-interpreter.
+    std::thread::scope(|scope| {
+        let slow = scope.spawn(|| ask(&apache, "/alpha?slow", "slow"));
+        let mut threads = std::collections::BTreeSet::new();
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        // Until the slow request is seen on another thread than these (bounded by count and time).
+        for _ in 0..200 {
+            if slow.is_finished() || std::time::Instant::now() > deadline {
+                break;
+            }
+            for site in ["beta", "alpha"] {
+                let got = ask(&apache, &format!("/{site}"), site);
+                assert_eq!(got["site"].str(), site, "{got}");
+                assert_eq!(strings(&got["configured_by"]), [site], "{got}");
+                threads.insert(got["thread"].as_u64().unwrap());
+            }
+        }
+        let slow = slow.join().unwrap();
+        assert_eq!(slow["site"].str(), "alpha", "{slow}");
+        threads.insert(slow["thread"].as_u64().unwrap());
+        assert!(
+            threads.len() >= 2,
+            "both daemon threads served requests: {threads:?}\n{}",
+            apache.error_log()
+        );
+    });
     // wsgi.file_wrapper in a sub-interpreter.
     let resp = apache.get("/beta?file");
     assert_eq!(resp.status, 200, "{}", apache.error_log());
