@@ -13,28 +13,47 @@ use common::{Apache, ApacheConfig, http};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Mode {
     Daemon,
+    /// Daemon mode with the application in a named application group: a sub-interpreter.
+    DaemonSubInterpreter,
     Embedded,
 }
 
-const MODES: [Mode; 2] = [Mode::Daemon, Mode::Embedded];
+impl Mode {
+    fn daemon(self) -> bool {
+        self != Mode::Embedded
+    }
+
+    /// The WSGIApplicationGroup the app runs in.
+    fn application_group(self) -> &'static str {
+        match self {
+            Mode::DaemonSubInterpreter => "pep-group",
+            _ => "",
+        }
+    }
+}
+
+const MODES: [Mode; 3] = [Mode::Daemon, Mode::DaemonSubInterpreter, Mode::Embedded];
 
 /// The probe app at /app (and /other-root); in daemon mode in group `probe` with
 /// `group_options`, in embedded mode inside the Apache children (options ignored).
 fn start_in(mode: Mode, group_options: &str, extra: &str) -> Apache {
-    let config = ApacheConfig::new(if mode == Mode::Daemon {
-        "pep-daemon"
-    } else {
-        "pep-embedded"
+    let config = ApacheConfig::new(match mode {
+        Mode::Daemon => "pep-daemon",
+        Mode::DaemonSubInterpreter => "pep-subinterp",
+        Mode::Embedded => "pep-embedded",
     });
     let app = config.install_app("probe.wsgi");
-    let group = match mode {
-        Mode::Daemon => {
-            format!("WSGIDaemonProcess probe {group_options}\nWSGIProcessGroup probe\n")
-        }
-        Mode::Embedded => String::new(),
+    let group = if mode.daemon() {
+        format!("WSGIDaemonProcess probe {group_options}\nWSGIProcessGroup probe\n")
+    } else {
+        String::new()
+    };
+    let app_group = match mode.application_group() {
+        "" => "%{GLOBAL}",
+        named => named,
     };
     let conf = format!(
-        "{group}WSGIApplicationGroup %{{GLOBAL}}\n\
+        "{group}WSGIApplicationGroup {app_group}\n\
          WSGIScriptAlias /app {app}\n\
          WSGIScriptAlias /other-root {app}\n\
          <Directory @DIR@/apps>\n    Require all granted\n</Directory>\n{extra}",
@@ -77,14 +96,10 @@ fn environ_is_complete_and_split_like_mod_wsgi() {
         assert_eq!(env["wsgi.multithread"].str(), "True");
         // Daemon: processes= not given (mod_wsgi semantics); embedded: the MPM has several
         // processes.
-        let multiprocess = if mode == Mode::Daemon {
-            "False"
-        } else {
-            "True"
-        };
+        let multiprocess = if mode.daemon() { "False" } else { "True" };
         assert_eq!(env["wsgi.multiprocess"].str(), multiprocess);
         assert_eq!(env["wsgi.run_once"].str(), "False");
-        let group = if mode == Mode::Daemon { "probe" } else { "" };
+        let group = if mode.daemon() { "probe" } else { "" };
         assert_eq!(env["mod_wsgi.process_group"].str(), group);
         assert!(env["SCRIPT_FILENAME"].str().ends_with("/apps/probe.wsgi"));
         // Headers with underscores are not passed; Authorization is hidden by default.
@@ -209,9 +224,12 @@ fn mod_wsgi_environ_keys_with_mod_wsgi_types() {
             ("tuple", serde_json::json!(apache_version))
         );
         // The request's configuration.
-        let group = if mode == Mode::Daemon { "probe" } else { "" };
+        let group = if mode.daemon() { "probe" } else { "" };
         assert_eq!(string("mod_wsgi.process_group"), group);
-        assert_eq!(string("mod_wsgi.application_group"), "");
+        assert_eq!(
+            string("mod_wsgi.application_group"),
+            mode.application_group()
+        );
         assert_eq!(string("mod_wsgi.callable_object"), "application");
         assert_eq!(string("mod_wsgi.script_name"), "/app");
         assert_eq!(string("mod_wsgi.path_info"), "/modwsgi-env/x");
@@ -220,7 +238,7 @@ fn mod_wsgi_environ_keys_with_mod_wsgi_types() {
         assert_eq!(string("mod_wsgi.listener_port"), apache.port().to_string());
         let server_pid: u32 = string("mod_wsgi.server_pid").parse().unwrap();
         let pid = env["pid"].list()[1].num() as u32;
-        if mode == Mode::Daemon {
+        if mode.daemon() {
             assert_ne!(
                 server_pid, pid,
                 "server_pid is the Apache child, not the daemon"
@@ -253,7 +271,7 @@ fn mod_wsgi_environ_keys_with_mod_wsgi_types() {
             "{request_start} < {before}"
         );
         match mode {
-            Mode::Daemon => {
+            Mode::Daemon | Mode::DaemonSubInterpreter => {
                 assert!(request_start <= queue_start, "{env:?}");
                 assert!(queue_start <= daemon_start, "{env:?}");
                 assert!(daemon_start <= application_start, "{env:?}");

@@ -221,3 +221,53 @@ fn the_global_group_shares_the_main_interpreter() {
     );
     assert!(!log.contains("Created Python sub-interpreter"), "{log}");
 }
+
+#[test]
+fn interrupt_timeout_interrupts_a_request_running_in_a_sub_interpreter() {
+    if common::module_python_is_free_threaded() {
+        eprintln!("skipped: free-threaded builds run every group in the main interpreter");
+        return;
+    }
+    // threads=2: the daemon acts after request-timeout * (1 + ln 2) = 1.7 s. The default
+    // %{RESOURCE} group: the app runs in a sub-interpreter.
+    let (config, _) = ApacheConfig::new("subinterp-timeout").daemon_app(
+        "probe.wsgi",
+        "probe",
+        "threads=2 request-timeout=1 interrupt-timeout=1",
+        "",
+    );
+    let apache = config.start();
+    let first = apache.get("/app/pid").text();
+    let started = std::time::Instant::now();
+    let resp = apache.get("/app/spin?s=30");
+    assert_eq!(resp.status, 504, "{}", apache.error_log());
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "interrupted, not finished"
+    );
+    let log = apache.wait_for_log(
+        "raised mod_wsgi.RequestTimeout in its thread",
+        Duration::from_secs(10),
+    );
+    assert!(log.contains("into interpreter '"), "{log}");
+    // The exception unwound the request in the sub-interpreter; the process stays.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let endings = apache.get("/app/spin-endings").text();
+        if endings.contains("RequestTimeout") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "endings: {endings}\n{}",
+            apache.error_log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(apache.get("/app/pid").text(), first);
+    // No interrupt is left pending for the next requests, in either interpreter.
+    for _ in 0..4 {
+        let resp = apache.get("/app/pid");
+        assert_eq!(resp.status, 200, "{}", apache.error_log());
+    }
+}

@@ -30,15 +30,24 @@ result = '\\n'.join(out)
 /// Raises `mod_wsgi.RequestTimeout` in the Python thread whose `threading.get_ident()` is
 /// `ident`, at its next bytecode; true when that thread exists. Blocking calls (a long
 /// `time.sleep`) are not cut short: the exception comes when they return.
+///
+/// CPython looks for the thread among the current interpreter's threads only: the exception is
+/// set in the thread's state in the main interpreter and in every sub-interpreter (see
+/// `subinterp.rs`), so it lands in whichever one the request runs in.
 pub fn interrupt_thread(ident: u64) -> bool {
     Python::attach(|py| {
         let exc = py.get_type::<super::modwsgi::RequestTimeout>();
-        // SAFETY: called with the GIL held; `exc` is a live type object for the call, and
-        // CPython takes its own reference to it.
-        let found = unsafe {
-            pyo3::ffi::PyThreadState_SetAsyncExc(ident as std::os::raw::c_long, exc.as_ptr())
+        let raise = || {
+            // SAFETY: called with the GIL held; `exc` is a live type object for the call, and
+            // CPython takes its own reference to it.
+            let found = unsafe {
+                pyo3::ffi::PyThreadState_SetAsyncExc(ident as std::os::raw::c_long, exc.as_ptr())
+            };
+            found == 1
         };
-        found == 1
+        let mut found = raise();
+        super::subinterp::for_each_sub_interpreter(py, |_| found |= raise());
+        found
     })
 }
 
@@ -48,14 +57,19 @@ pub fn clear_interrupt(ident: u64) {
     if ident == 0 {
         return;
     }
-    Python::attach(|_| {
-        // SAFETY: called with the GIL held; a null exception clears the pending one.
-        unsafe {
-            pyo3::ffi::PyThreadState_SetAsyncExc(
-                ident as std::os::raw::c_long,
-                std::ptr::null_mut(),
-            )
+    Python::attach(|py| {
+        let clear = || {
+            // SAFETY: called with the GIL held; a null exception clears the pending one.
+            unsafe {
+                pyo3::ffi::PyThreadState_SetAsyncExc(
+                    ident as std::os::raw::c_long,
+                    std::ptr::null_mut(),
+                )
+            };
         };
+        // In every interpreter, as `interrupt_thread` raised it.
+        clear();
+        super::subinterp::for_each_sub_interpreter(py, |_| clear());
     });
 }
 

@@ -577,6 +577,22 @@ pub fn shutdown() {
         }
         flush_streams(py);
     });
+    if super::subinterp::any_sub_interpreter() {
+        // Py_FinalizeEx would have to end them first (Py_EndInterpreter wants the ending
+        // state to be the interpreter's only one, and request threads keep theirs), which is
+        // not done yet: the process exits without finalising, as with WSGIDestroyInterpreter
+        // Off, after the main interpreter's callbacks and atexit handlers.
+        log(
+            Level::Info,
+            &format!(
+                "RW0234: {}Not finalising Python: this process runs sub-interpreters \
+                 (application groups), which are not ended at exit yet; the main \
+                 interpreter's shutdown callbacks and atexit handlers have run.",
+                super::log_prefix()
+            ),
+        );
+        return;
+    }
     if INIT_THREAD.get() != Some(&std::thread::current().id()) {
         // Py_FinalizeEx would wait for `threading`'s main thread, the one that initialised
         // Python (an Apache worker thread, for embedded Python started by a request), whose

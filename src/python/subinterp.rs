@@ -43,8 +43,11 @@
 //! detached) run at the next attach, in whichever interpreter that is; with one allocator and
 //! one GIL that is memory-safe, though a `__del__` may then run in another interpreter.
 //! Per-interpreter GIL, embedded mode, ending sub-interpreters at exit (their atexit and
-//! shutdown callbacks), request-timeout interrupts (PyThreadState_SetAsyncExc searches only
-//! the main interpreter's threads) and the phase scripts in sub-interpreters are not done.
+//! shutdown callbacks) and the phase scripts in sub-interpreters are not done. A request
+//! timeout's `RequestTimeout` is raised in the worker's state in every interpreter
+//! (PyThreadState_SetAsyncExc searches the current interpreter's threads only, and the
+//! monitor does not know which one the request runs in); the dispatcher withdraws it from all
+//! of them before the thread's next request (`diagnostics::clear_interrupt`).
 
 use std::cell::RefCell;
 use std::sync::Mutex;
@@ -116,6 +119,40 @@ pub(crate) fn attach<R>(app_group: &str, f: impl FnOnce(Python<'_>) -> R) -> Res
         let _back = SwapBack(previous);
         Ok(f(py))
     })
+}
+
+/// Runs `f` in each sub-interpreter made so far, with this thread's state there current:
+/// for calls that act on the threads of the current interpreter only
+/// (PyThreadState_SetAsyncExc). Call attached.
+pub(crate) fn for_each_sub_interpreter(py: Python<'_>, mut f: impl FnMut(Python<'_>)) {
+    let ready: Vec<&'static SubInterpreter> = REGISTRY
+        .lock_py_attached(py)
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .filter_map(|(_, entry)| match entry {
+            Entry::Ready(interp) => Some(*interp),
+            Entry::Failed => None,
+        })
+        .collect();
+    for interp in ready {
+        let Ok(tstate) = thread_state(interp) else {
+            continue;
+        };
+        // SAFETY: as in [`attach`]: attached (the token), `tstate` is this thread's own state
+        // in a live interpreter sharing the GIL; the guard puts the previous state back.
+        let previous = unsafe { ffi::PyThreadState_Swap(tstate) };
+        let _back = SwapBack(previous);
+        f(py);
+    }
+}
+
+/// Whether this process made a sub-interpreter. Call detached (the registry's holder may be
+/// running Python).
+pub(crate) fn any_sub_interpreter() -> bool {
+    !REGISTRY
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .is_empty()
 }
 
 /// Makes `.0` the current thread state again when dropped (also when unwinding).
