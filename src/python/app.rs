@@ -69,28 +69,6 @@ fn send_failure(e: SendError) -> Failure {
     }
 }
 
-/// Gives the calling thread a Python thread state for the rest of its life. Otherwise every
-/// `Python::attach` on a request thread creates a thread state and deletes it again (with
-/// its 16 KiB frame stack, mapped and unmapped: a TLB shootdown per request). Call without
-/// the GIL, after Python was initialised.
-pub(super) fn keep_thread_state() {
-    thread_local! {
-        static KEPT: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-    }
-    if KEPT.get() {
-        return;
-    }
-    KEPT.set(true);
-    // SAFETY: Python is initialised (an AppHost exists only then) and this thread does not
-    // hold the GIL (handle() is called detached). PyGILState_Ensure creates this thread's
-    // state with a count of one; PyEval_SaveThread releases the GIL and keeps the state, so
-    // later PyGILState_Ensure/Release pairs (pyo3's attach) reuse it and never delete it.
-    unsafe {
-        pyo3::ffi::PyGILState_Ensure();
-        pyo3::ffi::PyEval_SaveThread();
-    }
-}
-
 fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
     crate::util::panic_message(payload).unwrap_or_else(|| "unknown panic".to_string())
 }
@@ -142,7 +120,7 @@ impl AppHost {
     /// held; every `io` call happens detached from Python, and no Python object can reach `io`
     /// after this returns.
     pub fn handle(&self, spec: &RequestSpec<'_>, io: &mut dyn RequestIo) -> Outcome {
-        keep_thread_state();
+        subinterp::keep_thread_state();
         let slot = metrics::thread_slot();
         let began_us = metrics::request_began(slot);
         telemetry::request_began(slot, began_us, metrics::active_count(), spec);

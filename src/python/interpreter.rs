@@ -35,6 +35,15 @@ pub fn free_threading_warning(free_threading: bool) -> Option<String> {
 /// The thread that initialised Python: `threading` takes it as its main thread.
 static INIT_THREAD: OnceLock<std::thread::ThreadId> = OnceLock::new();
 
+/// Set once this process made a sub-interpreter (`subinterp.rs`): Python is then not
+/// finalised at exit (see [`shutdown`]).
+static SUB_INTERPRETERS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Records that this process made a sub-interpreter.
+pub(crate) fn note_sub_interpreter() {
+    SUB_INTERPRETERS.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
 /// The settings Python was initialised with, for the sub-interpreters made later.
 static SETTINGS: OnceLock<InterpreterSettings> = OnceLock::new();
 
@@ -577,7 +586,7 @@ pub fn shutdown() {
         }
         flush_streams(py);
     });
-    if super::subinterp::any_sub_interpreter() {
+    if SUB_INTERPRETERS.load(std::sync::atomic::Ordering::Relaxed) {
         // Py_FinalizeEx would have to end them first (Py_EndInterpreter wants the ending
         // state to be the interpreter's only one, and request threads keep theirs), which is
         // not done yet: the process exits without finalising, as with WSGIDestroyInterpreter

@@ -16,7 +16,7 @@
 //!
 //! Each (worker thread, sub-interpreter) pair has a `PyThreadState`, made on the thread's
 //! first use of that interpreter and kept for the thread's life (as the thread keeps its main
-//! interpreter state, `app::keep_thread_state`). To run `f` in group G's interpreter:
+//! interpreter state, [`keep_thread_state`]). To run `f` in group G's interpreter:
 //!
 //! 1. `Python::attach` as usual: the thread takes the GIL with its main-interpreter thread
 //!    state M (PyGILState_Ensure) and pyo3's attach count becomes > 0.
@@ -56,7 +56,7 @@ use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::sync::MutexExt;
 
-use super::interpreter::FREE_THREADED_BUILD;
+use super::interpreter::{self, FREE_THREADED_BUILD};
 use super::{format_exception, log, log_prefix, settings};
 use crate::logging::Level;
 
@@ -90,6 +90,28 @@ thread_local! {
         const { RefCell::new(Vec::new()) };
 }
 
+/// Gives the calling thread a Python thread state for the rest of its life. Otherwise every
+/// `Python::attach` on a request thread creates a thread state and deletes it again (with
+/// its 16 KiB frame stack, mapped and unmapped: a TLB shootdown per request). Call without
+/// the GIL, after Python was initialised.
+pub(crate) fn keep_thread_state() {
+    thread_local! {
+        static KEPT: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    }
+    if KEPT.get() {
+        return;
+    }
+    KEPT.set(true);
+    // SAFETY: Python is initialised (callers run only after it was) and this thread does not
+    // hold the GIL (handle() is called detached). PyGILState_Ensure creates this thread's
+    // state with a count of one; PyEval_SaveThread releases the GIL and keeps the state, so
+    // later PyGILState_Ensure/Release pairs (pyo3's attach) reuse it and never delete it.
+    unsafe {
+        pyo3::ffi::PyGILState_Ensure();
+        pyo3::ffi::PyEval_SaveThread();
+    }
+}
+
 /// Whether application group `app_group` runs in a sub-interpreter of this process: a
 /// daemon process's named groups, with a GIL.
 pub(crate) fn uses_sub_interpreter(app_group: &str) -> bool {
@@ -107,7 +129,7 @@ pub(crate) fn attach<R>(app_group: &str, f: impl FnOnce(Python<'_>) -> R) -> Res
     if !uses_sub_interpreter(app_group) {
         return Ok(Python::attach(f));
     }
-    super::app::keep_thread_state();
+    keep_thread_state();
     Python::attach(|py| {
         let interp = interpreter(py, app_group)?;
         let tstate = thread_state(interp)?;
@@ -144,15 +166,6 @@ pub(crate) fn for_each_sub_interpreter(py: Python<'_>, mut f: impl FnMut(Python<
         let _back = SwapBack(previous);
         f(py);
     }
-}
-
-/// Whether this process made a sub-interpreter. Call detached (the registry's holder may be
-/// running Python).
-pub(crate) fn any_sub_interpreter() -> bool {
-    !REGISTRY
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .is_empty()
 }
 
 /// Makes `.0` the current thread state again when dropped (also when unwinding).
@@ -253,8 +266,8 @@ fn create(py: Python<'_>, app_group: &str) -> Entry {
     let state = unsafe { ffi::PyThreadState_GetInterpreter(new) };
     // The new state is current: pyo3 code here runs in the new interpreter (see the module
     // comment; the thread is attached, so nested attaches are assumed).
-    let setup = super::interpreter::setup_sub_interpreter(py, app_group)
-        .map_err(|e| format_exception(py, &e));
+    let setup =
+        interpreter::setup_sub_interpreter(py, app_group).map_err(|e| format_exception(py, &e));
     drop(back);
     THREAD_STATES.with(|states| states.borrow_mut().push((state as usize, new)));
     match setup {
@@ -267,6 +280,7 @@ fn create(py: Python<'_>, app_group: &str) -> Entry {
                     log_prefix()
                 ),
             );
+            interpreter::note_sub_interpreter();
             Entry::Ready(Box::leak(Box::new(SubInterpreter { state })))
         }
         Err(traceback) => {
@@ -299,7 +313,7 @@ unsafe fn new_interpreter(new: &mut *mut ffi::PyThreadState) -> Result<(), Strin
         gil: ffi::PyInterpreterConfig_SHARED_GIL,
     };
     // SAFETY: per the contract a state is current; `config` outlives the call.
-    unsafe { super::interpreter::status_result(ffi::Py_NewInterpreterFromConfig(new, &config)) }
+    unsafe { interpreter::status_result(ffi::Py_NewInterpreterFromConfig(new, &config)) }
 }
 
 /// Py_NewInterpreter (Python 3.11: legacy sub-interpreters only).
