@@ -480,3 +480,54 @@ fn a_failing_script_whose_name_is_not_utf8_logs_its_traceback() {
     );
     assert!(text.contains("caf\u{fffd}-raises.wsgi\", line 1"), "{text}");
 }
+
+#[test]
+fn a_thread_back_from_a_sub_interpreter_attaches_to_the_main_interpreter_again() {
+    // On 3.12+ entering a sub-interpreter binds the thread's PyGILState state to it; leaving
+    // must bind the main interpreter's again, or the thread's next `Python::attach` (and its
+    // next %{GLOBAL} request) would run in the sub-interpreter.
+    let host = host();
+    let path = script(
+        "which-interp",
+        r#"
+import mod_wsgi
+def application(environ, start_response):
+    start_response('200 OK', [])
+    return [b'[' + mod_wsgi.application_group.encode() + b']']
+"#,
+    );
+    let env = env(&[]);
+    let std_thread = std::thread::spawn(move || {
+        let mut answers = Vec::new();
+        for group in ["grp-bind", "", "grp-bind", ""] {
+            let mut io = FakeIo::new();
+            let s = RequestSpec {
+                app_group: group,
+                ..spec(&path, &env)
+            };
+            assert_eq!(host.handle(&s, &mut io), Outcome::Completed);
+            answers.push(io.body_text());
+            let outside = Python::attach(|py| -> PyResult<String> {
+                py.import("mod_wsgi")?
+                    .getattr("application_group")?
+                    .extract()
+            });
+            answers.push(format!("attach:{}", outside.unwrap()));
+        }
+        answers
+    });
+    let answers = std_thread.join().unwrap();
+    assert_eq!(
+        answers,
+        [
+            "[grp-bind]",
+            "attach:",
+            "[]",
+            "attach:",
+            "[grp-bind]",
+            "attach:",
+            "[]",
+            "attach:"
+        ]
+    );
+}
