@@ -531,3 +531,42 @@ def application(environ, start_response):
         ]
     );
 }
+
+#[test]
+fn each_sub_interpreter_has_its_own_mod_wsgi_module_and_event_subscribers() {
+    let host = host();
+    let path = script(
+        "events-per-interp",
+        r#"
+import mod_wsgi
+seen = []
+if mod_wsgi.application_group == 'grp-events':
+    mod_wsgi.subscribe_events(lambda name, **event: seen.append(name))
+def application(environ, start_response):
+    start_response('200 OK', [])
+    return [('%s %d %s' % (mod_wsgi.application_group, len(mod_wsgi.event_callbacks),
+                           ','.join(seen))).encode()]
+"#,
+    );
+    let env = env(&[]);
+    let mut answers = Vec::new();
+    for group in ["grp-events", "grp-quiet", "grp-events"] {
+        let mut io = FakeIo::new();
+        let s = RequestSpec {
+            app_group: group,
+            ..spec(&path, &env)
+        };
+        assert_eq!(host.handle(&s, &mut io), Outcome::Completed);
+        answers.push(io.body_text());
+    }
+    assert!(
+        answers[0].starts_with("grp-events 1 request_started"),
+        "{answers:?}"
+    );
+    assert_eq!(answers[1], "grp-quiet 0 ", "no subscriber of another group");
+    assert!(
+        answers[2].starts_with("grp-events 1 request_started")
+            && answers[2].contains("request_finished"),
+        "{answers:?}"
+    );
+}
