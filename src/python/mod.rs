@@ -22,7 +22,8 @@
 //! module), `metrics` (its metrics API), `request` (per-request state and the only access
 //! path to the [`RequestIo`]), `app` (the request driver, [`AppHost`]), `phase_scripts`,
 //! `service`, `signal_intercept` (WSGIRestrictSignal), `diagnostics` (stacks, GIL heartbeat),
-//! `telemetry` and `gc_telemetry` (what the telemetry reporter reads).
+//! `telemetry` and `gc_telemetry` (what the telemetry reporter reads), `subinterp` (application
+//! groups' sub-interpreters).
 
 mod app;
 mod diagnostics;
