@@ -20,9 +20,12 @@
 //!
 //! 1. `Python::attach` as usual: the thread takes the GIL with its main-interpreter thread
 //!    state M (PyGILState_Ensure) and pyo3's attach count becomes > 0.
-//! 2. `PyThreadState_Swap(S)`, S = the thread's state in G. The GIL stays with this thread
-//!    (it is the same lock for every interpreter; 3.12+ releases and takes it again inside the
-//!    swap, 3.11 only changes the current state).
+//! 2. `PyThreadState_Swap(S)`, S = the thread's state in G. The thread holds the GIL after
+//!    it: the lock is the same for every interpreter, whether the swap keeps it (3.11) or
+//!    releases and takes it again (newer CPythons detach the old state and attach the new).
+//!    (This replaces the route of entering pyo3 through a `#[pyfunction]`'s trampoline after
+//!    PyEval_RestoreThread(S): the swap happens inside an ordinary attach, so pyo3's own
+//!    guard, not a trampoline, keeps the attach count raised.)
 //! 3. `f(py)`. pyo3 sees an attached thread: nested `Python::attach` calls are "Assumed"
 //!    (pyo3 0.30.1 `src/internal/state.rs`, `AttachGuard::try_attach`: a count > 0 returns
 //!    `assume()` without any PyGILState call), and `py.detach` saves and restores whatever
