@@ -271,3 +271,62 @@ fn interrupt_timeout_interrupts_a_request_running_in_a_sub_interpreter() {
         assert_eq!(resp.status, 200, "{}", apache.error_log());
     }
 }
+
+/// A script importing bcrypt, a PyO3-built extension module (tests/apps/requirements.txt).
+const BCRYPT_SCRIPT: &str = r#"
+import bcrypt
+
+def application(environ, start_response):
+    hashed = bcrypt.hashpw(b"secret", bcrypt.gensalt(4))
+    body = b"checkpw %r" % bcrypt.checkpw(b"secret", hashed)
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [body]
+"#;
+
+#[test]
+fn an_extension_module_refusing_sub_interpreters_is_named_with_the_global_group_hint() {
+    if common::module_python_is_free_threaded() {
+        eprintln!("skipped: free-threaded builds run every group in the main interpreter");
+        return;
+    }
+    let venv = common::test_venv();
+    let config = ApacheConfig::new("subinterp-refuse");
+    let root = config.root().to_path_buf();
+    mkdir(&root.join("apps"));
+    write(&root.join("apps/hash.wsgi"), BCRYPT_SCRIPT, 0o644);
+    let apache = config
+        .conf(&format!(
+            "WSGIDaemonProcess refuse threads=2 python-home={}\n\
+             WSGIProcessGroup refuse\n\
+             WSGIScriptAlias /global @DIR@/apps/hash.wsgi application-group=%{{GLOBAL}}\n\
+             WSGIScriptAlias /named @DIR@/apps/hash.wsgi application-group=named\n\
+             <Directory @DIR@/apps>\n    Require all granted\n</Directory>",
+            venv.display()
+        ))
+        .start();
+    // The main interpreter imports it (first): it works there.
+    let resp = apache.get("/global");
+    assert_eq!(resp.status, 200, "{}\n{}", resp.text(), apache.error_log());
+    assert_eq!(resp.text(), "checkpw True");
+    // A named group's sub-interpreter: PyO3 refuses; the request fails as any script that
+    // fails to load in a daemon process does (503), and a line says which module and what to do.
+    let resp = apache.get("/named");
+    assert_eq!(resp.status, 503, "{}\n{}", resp.text(), apache.error_log());
+    let log = apache.wait_for_log(
+        "Python extension module 'bcrypt._bcrypt' refused to load in the sub-interpreter of \
+         application group 'named'",
+        Duration::from_secs(10),
+    );
+    let line = log
+        .lines()
+        .find(|l| l.contains("RW0235:"))
+        .unwrap_or_else(|| panic!("{log}"));
+    assert!(
+        line.contains("`WSGIApplicationGroup %{GLOBAL}` runs the application there")
+            && line.contains("PyO3 modules do not yet support subinterpreters"),
+        "{line}"
+    );
+    // The main interpreter still serves it.
+    let resp = apache.get("/global");
+    assert_eq!(resp.status, 200, "{}", apache.error_log());
+}

@@ -300,6 +300,69 @@ fn create(py: Python<'_>, app_group: &str) -> Entry {
     }
 }
 
+/// Finds the extension module whose refusal to load in a sub-interpreter made the exception:
+/// CPython's ImportError ("module NAME does not support loading in subinterpreters", for a
+/// single-phase or `Py_mod_multiple_interpreters` = not supported module on 3.12+), PyO3's
+/// ("PyO3 modules do not yet support subinterpreters", raised by every PyO3-built module in
+/// any interpreter but the first that imported it) or Cython's ("Interpreter change detected")
+/// anywhere in the exception's cause/context chain. PyO3's and Cython's messages do not name
+/// the module: it is the import statement the innermost traceback frame was running.
+/// Returns (module name, ImportError message). Runs only on a failure path.
+const REFUSAL_PY: &std::ffi::CStr = cr#"
+import dis, importlib.util, re
+
+def imported_by(tb):
+    if tb is None:
+        return None
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    frame = tb.tb_frame
+    code = list(dis.get_instructions(frame.f_code))
+    for i, ins in enumerate(code):
+        if ins.offset == tb.tb_lasti and ins.opname == "IMPORT_NAME":
+            level = code[i - 2].argval if i >= 2 and isinstance(code[i - 2].argval, int) else 0
+            if not level:
+                return ins.argval
+            try:
+                return importlib.util.resolve_name(
+                    "." * level + ins.argval, frame.f_globals.get("__package__"))
+            except Exception:
+                return ins.argval
+    return None
+
+def refused(exc):
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, ImportError):
+            msg = str(exc)
+            named = re.search(r"module (\S+) does not support loading in subinterpreters", msg)
+            if named:
+                return named.group(1), msg
+            if ("PyO3 modules" in msg or "Interpreter change detected" in msg
+                    or "initialized once per interpreter" in msg):
+                return exc.name or imported_by(exc.__traceback__) or "(not known)", msg
+        exc = exc.__cause__ or exc.__context__
+    return None
+"#;
+
+/// (module, message) of an extension module that refused to load in this sub-interpreter,
+/// if that is what `err` comes from (see [`REFUSAL_PY`]). Call attached, in the interpreter
+/// `err` was raised in.
+pub(crate) fn refused_extension(py: Python<'_>, err: &PyErr) -> Option<(String, String)> {
+    let globals = pyo3::types::PyDict::new(py);
+    py.run(REFUSAL_PY, Some(&globals), None).ok()?;
+    let found = globals
+        .get_item("refused")
+        .ok()??
+        .call1((err.value(py),))
+        .ok()?;
+    if found.is_none() {
+        return None;
+    }
+    found.extract().ok()
+}
+
 /// Py_NewInterpreterFromConfig with the legacy (shared GIL, shared allocator) settings.
 ///
 /// # Safety
