@@ -69,10 +69,18 @@ fn mkdir(path: &Path) {
 /// Apache with one daemon process (two threads) serving `/alpha` and `/beta`, two scripts,
 /// and `extra` configuration (an application group line, or nothing).
 fn two_sites(tag: &str, extra: &str) -> Apache {
+    two_sites_with(tag, extra, &[])
+}
+
+/// [`two_sites`] with more `files` (path under the server root, text).
+fn two_sites_with(tag: &str, extra: &str, files: &[(&str, &str)]) -> Apache {
     let config = ApacheConfig::new(tag);
     let root = config.root().to_path_buf();
     mkdir(&root.join("apps"));
     mkdir(&root.join("lib"));
+    for (path, text) in files {
+        write(&root.join(path), text, 0o644);
+    }
     write(&root.join("lib/settings_probe.py"), SETTINGS_PROBE, 0o644);
     for site in ["alpha", "beta"] {
         write(&root.join(format!("lib/{site}_only.py")), "", 0o644);
@@ -329,4 +337,51 @@ fn an_extension_module_refusing_sub_interpreters_is_named_with_the_global_group_
     // The main interpreter still serves it.
     let resp = apache.get("/global");
     assert_eq!(resp.status, 200, "{}", apache.error_log());
+}
+
+/// A WSGIImportScript for the group `shared`: configures the settings singleton before any
+/// site script runs there.
+const PRELOAD_SCRIPT: &str = r#"
+import settings_probe
+settings_probe.SITE = "preloaded"
+settings_probe.CONFIGURED_BY.append("import-script")
+"#;
+
+#[test]
+fn import_script_preloads_into_the_sub_interpreter_of_its_application_group() {
+    if common::module_python_is_free_threaded() {
+        eprintln!("skipped: free-threaded builds run every group in the main interpreter");
+        return;
+    }
+    let apache = two_sites_with(
+        "subinterp-import",
+        "WSGIImportScript @DIR@/apps/preload.py process-group=sites application-group=shared\n\
+         <Location /alpha>\n    WSGIApplicationGroup shared\n</Location>",
+        &[("apps/preload.py", PRELOAD_SCRIPT)],
+    );
+    // Preloaded at start-up, before any request, into the group's sub-interpreter.
+    let log = apache.wait_for_log("/apps/preload.py' into ", Duration::from_secs(10));
+    assert!(
+        log.contains("/apps/preload.py' into interpreter 'shared' of daemon process 'sites'."),
+        "{log}"
+    );
+    // The site of that group sees what the import script did; the other site does not.
+    let alpha = ask(&apache, "/alpha", "");
+    assert_eq!(alpha["application_group"].str(), "shared", "{alpha}");
+    assert_eq!(alpha["site"].str(), "preloaded", "{alpha}");
+    assert_eq!(
+        strings(&alpha["configured_by"]),
+        ["import-script", "alpha"],
+        "{alpha}"
+    );
+    let beta = ask(&apache, "/beta", "");
+    assert_eq!(beta["site"].str(), "beta", "{beta}");
+    assert_eq!(strings(&beta["configured_by"]), ["beta"], "{beta}");
+    let log = apache.error_log();
+    assert_eq!(
+        log.matches("Created Python sub-interpreter 'shared'")
+            .count(),
+        1,
+        "one interpreter for the import script and the site: {log}"
+    );
 }
