@@ -291,6 +291,14 @@ def application(environ, start_response):
     return [body]
 "#;
 
+/// A script importing bcrypt only when it serves a request.
+const LAZY_BCRYPT_SCRIPT: &str = r#"
+def application(environ, start_response):
+    import bcrypt
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [bcrypt.gensalt(4)]
+"#;
+
 #[test]
 fn an_extension_module_refusing_sub_interpreters_is_named_with_the_global_group_hint() {
     if common::module_python_is_free_threaded() {
@@ -302,12 +310,14 @@ fn an_extension_module_refusing_sub_interpreters_is_named_with_the_global_group_
     let root = config.root().to_path_buf();
     mkdir(&root.join("apps"));
     write(&root.join("apps/hash.wsgi"), BCRYPT_SCRIPT, 0o644);
+    write(&root.join("apps/lazy.wsgi"), LAZY_BCRYPT_SCRIPT, 0o644);
     let apache = config
         .conf(&format!(
             "WSGIDaemonProcess refuse threads=2 python-home={}\n\
              WSGIProcessGroup refuse\n\
              WSGIScriptAlias /global @DIR@/apps/hash.wsgi application-group=%{{GLOBAL}}\n\
              WSGIScriptAlias /named @DIR@/apps/hash.wsgi application-group=named\n\
+             WSGIScriptAlias /lazy @DIR@/apps/lazy.wsgi application-group=lazy\n\
              <Directory @DIR@/apps>\n    Require all granted\n</Directory>",
             venv.display()
         ))
@@ -337,6 +347,23 @@ fn an_extension_module_refusing_sub_interpreters_is_named_with_the_global_group_
     // The main interpreter still serves it.
     let resp = apache.get("/global");
     assert_eq!(resp.status, 200, "{}", apache.error_log());
+    // An import of it while serving a request: a 500, and the same line.
+    let resp = apache.get("/lazy");
+    assert_eq!(resp.status, 500, "{}\n{}", resp.text(), apache.error_log());
+    let log = apache.wait_for_log(
+        "Python extension module 'bcrypt._bcrypt' refused to load in the sub-interpreter of \
+         application group 'lazy'",
+        Duration::from_secs(10),
+    );
+    let line = log
+        .lines()
+        .find(|l| l.contains("RW0235:") && l.contains("'lazy'"))
+        .unwrap_or_else(|| panic!("{log}"));
+    assert!(
+        line.contains("the request to WSGI script '")
+            && line.contains("`WSGIApplicationGroup %{GLOBAL}` runs the application there"),
+        "{line}"
+    );
 }
 
 /// A WSGIImportScript for the group `shared`: configures the settings singleton before any

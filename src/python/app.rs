@@ -665,6 +665,16 @@ fn log_exception(py: Python<'_>, spec: &RequestSpec<'_>, err: &PyErr) {
         log_detached(py, Level::Error, &format!("RW0162: {msg}"));
     } else {
         log_detached(py, Level::Error, &format!("RW0085: {msg}"));
+        // An import in the request refused by an extension module (sub-interpreters).
+        let _ = super::subinterp::explain_refusal(
+            py,
+            err,
+            spec.app_group,
+            &format!(
+                "the request to WSGI script '{}' failed",
+                spec.script_path.display()
+            ),
+        );
     }
 }
 

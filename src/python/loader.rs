@@ -472,19 +472,12 @@ fn exec_script(
             super::log_detached(py, Level::Error, &format!("RW0103: {msg}"));
             // An extension module that loads only in the main interpreter: say which, and how
             // to run the application there.
-            if subinterp::uses_sub_interpreter(group)
-                && let Some((module, why)) = subinterp::refused_extension(py, &e)
-            {
-                let hint = format!(
-                    "{}Python extension module '{module}' refused to load in the \
-                     sub-interpreter of application group '{group}' (ImportError: {why}); \
-                     WSGI script '{}' could not be loaded. The module works only in the main \
-                     interpreter: `WSGIApplicationGroup %{{GLOBAL}}` runs the application \
-                     there.",
-                    log_prefix(),
-                    path.display()
-                );
-                super::log_detached(py, Level::Error, &format!("RW0235: {hint}"));
+            if let Some(hint) = subinterp::explain_refusal(
+                py,
+                &e,
+                group,
+                &format!("WSGI script '{}' could not be loaded", path.display()),
+            ) {
                 return Err(format!("{msg}\n{hint}"));
             }
             Err(msg)

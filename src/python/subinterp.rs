@@ -363,6 +363,30 @@ pub(crate) fn refused_extension(py: Python<'_>, err: &PyErr) -> Option<(String, 
     found.extract().ok()
 }
 
+/// When `err` comes from an extension module refusing to load in the sub-interpreter of
+/// `group` ([`refused_extension`]), logs which module and that `WSGIApplicationGroup
+/// %{GLOBAL}` runs the application in the main interpreter; `outcome` says what failed.
+/// Returns the logged text. Call attached, in the group's interpreter.
+pub(crate) fn explain_refusal(
+    py: Python<'_>,
+    err: &PyErr,
+    group: &str,
+    outcome: &str,
+) -> Option<String> {
+    if !uses_sub_interpreter(group) {
+        return None;
+    }
+    let (module, why) = refused_extension(py, err)?;
+    let hint = format!(
+        "{}Python extension module '{module}' refused to load in the sub-interpreter of \
+         application group '{group}' (ImportError: {why}); {outcome}. The module works only in \
+         the main interpreter: `WSGIApplicationGroup %{{GLOBAL}}` runs the application there.",
+        log_prefix()
+    );
+    super::log_detached(py, Level::Error, &format!("RW0235: {hint}"));
+    Some(hint)
+}
+
 /// Py_NewInterpreterFromConfig with the legacy (shared GIL, shared allocator) settings.
 ///
 /// # Safety
