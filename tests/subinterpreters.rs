@@ -412,3 +412,50 @@ fn import_script_preloads_into_the_sub_interpreter_of_its_application_group() {
         "one interpreter for the import script and the site: {log}"
     );
 }
+
+/// A service script (threads=0): runs until SIGTERM raises SystemExit in it.
+const SERVICE_SCRIPT: &str = r#"
+import sys
+import time
+
+print("service script running", file=sys.stderr, flush=True)
+while True:
+    time.sleep(0.2)
+"#;
+
+#[test]
+fn a_service_script_naming_a_group_runs_in_the_main_interpreter_and_says_so() {
+    if common::module_python_is_free_threaded() {
+        eprintln!("skipped: free-threaded builds run every group in the main interpreter");
+        return;
+    }
+    let config = ApacheConfig::new("subinterp-service");
+    let root = config.root().to_path_buf();
+    mkdir(&root.join("apps"));
+    write(&root.join("apps/service.py"), SERVICE_SCRIPT, 0o644);
+    let apache = config
+        .conf(
+            "WSGIDaemonProcess sidecar threads=0\n\
+             WSGIImportScript @DIR@/apps/service.py process-group=sidecar \
+             application-group=named\n",
+        )
+        .start();
+    let log = apache.wait_for_log("service script running", Duration::from_secs(10));
+    let running = log
+        .lines()
+        .find(|l| l.contains("Running service script '"))
+        .unwrap_or_else(|| panic!("{log}"));
+    assert!(
+        running.contains(
+            "/apps/service.py' in main interpreter (application group 'named') of daemon \
+             process 'sidecar'."
+        ),
+        "{running}"
+    );
+    assert!(
+        log.contains("RW0236: ")
+            && log.contains("names application group 'named'; service scripts run in the main"),
+        "{log}"
+    );
+    assert!(!log.contains("Created Python sub-interpreter"), "{log}");
+}

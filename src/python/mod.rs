@@ -245,13 +245,25 @@ pub(crate) fn log_prefix() -> &'static str {
 /// interpreter in embedded mode", where a non-empty group, run in the main interpreter, is
 /// named after it.
 pub(crate) fn interp_context(app_group: &str) -> String {
-    let interp = if subinterp::uses_sub_interpreter(app_group) {
-        format!("interpreter '{app_group}'")
-    } else if app_group.is_empty() {
+    if subinterp::uses_sub_interpreter(app_group) {
+        in_process(format!("interpreter '{app_group}'"))
+    } else {
+        main_interp_context(app_group)
+    }
+}
+
+/// [`interp_context`] for code that runs in the main interpreter whatever its group names
+/// (service scripts).
+pub(crate) fn main_interp_context(app_group: &str) -> String {
+    in_process(if app_group.is_empty() {
         "main interpreter".to_string()
     } else {
         format!("main interpreter (application group '{app_group}')")
-    };
+    })
+}
+
+/// "`interp` of daemon process 'g'", or "`interp` in embedded mode".
+fn in_process(interp: String) -> String {
     let group = &settings::process_info().process_group;
     if group.is_empty() {
         format!("{interp} in embedded mode")
@@ -288,6 +300,16 @@ pub(crate) fn python_error(
     script_path: &(impl AsRef<std::path::Path> + ?Sized),
     app_group: &str,
 ) -> String {
+    python_error_in(py, err, script_path, &interp_context(app_group))
+}
+
+/// [`python_error`] naming the interpreter as `context` ([`interp_context`]'s form).
+pub(crate) fn python_error_in(
+    py: pyo3::Python<'_>,
+    err: &pyo3::PyErr,
+    script_path: &(impl AsRef<std::path::Path> + ?Sized),
+    context: &str,
+) -> String {
     let script_path = script_path.as_ref().display();
     // SystemExit has its own header in mod_wsgi: the script asked to exit, which is ignored.
     let (raised, ignored) = if err.is_instance_of::<pyo3::exceptions::PySystemExit>(py) {
@@ -300,7 +322,7 @@ pub(crate) fn python_error(
          for {}{ignored}.\n{}",
         log_prefix(),
         exception_type_name(py, err),
-        interp_context(app_group),
+        context,
         format_exception(py, err)
     )
 }

@@ -2,6 +2,8 @@
 //! runs in the process' main thread until it returns (mod_wsgi's sidecar pattern). SIGTERM
 //! raises `SystemExit` in it, as in mod_wsgi, so `finally:` blocks and `atexit` run; SIGINT
 //! (the daemon's own "restart", e.g. after the script was touched) does the same.
+//! The script runs in the main interpreter whatever application group it names (only the
+//! main interpreter runs Python signal handlers); a named group is warned about (RW0236).
 //!
 //! Call [`run_service_script`] on the thread that initialised Python (the only one Python
 //! runs signal handlers in).
@@ -12,7 +14,7 @@ use std::sync::atomic::{AtomicI32, Ordering};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyModule};
 
-use super::{interp_context, log, log_detached, log_prefix, python_error};
+use super::{log, log_detached, log_prefix, main_interp_context, python_error_in, subinterp};
 use crate::logging::Level;
 
 /// The signal whose handler ended the script (0: none did).
@@ -65,11 +67,24 @@ pub fn run_service_script(path: &Path, app_group: &str) -> ServiceEnd {
             );
             log_detached(py, Level::Error, &format!("RW0118: {msg}"));
         }
+        // The main interpreter whatever group is named: only it receives the signals that
+        // stop the script (CPython runs signal handlers in the main interpreter only).
+        if subinterp::uses_sub_interpreter(app_group) {
+            let msg = format!(
+                "{}Service script '{}' names application group '{app_group}'; service \
+                 scripts run in the main interpreter (only it receives the signals that stop \
+                 them), so it shares that interpreter's modules with any other service script \
+                 of this process.",
+                log_prefix(),
+                path.display()
+            );
+            log_detached(py, Level::Warning, &format!("RW0236: {msg}"));
+        }
         let msg = format!(
             "{}Running service script '{}' in {}.",
             log_prefix(),
             path.display(),
-            interp_context(app_group)
+            main_interp_context(app_group)
         );
         log_detached(py, Level::Info, &format!("RW0119: {msg}"));
         let result = exec_script(py, path, app_group, &source);
@@ -83,7 +98,7 @@ pub fn run_service_script(path: &Path, app_group: &str) -> ServiceEnd {
                 ServiceEnd::Returned
             }
             Err(e) => {
-                let msg = python_error(py, &e, path, app_group);
+                let msg = python_error_in(py, &e, path, &main_interp_context(app_group));
                 log_detached(py, Level::Error, &format!("RW0120: {msg}"));
                 ServiceEnd::Failed
             }

@@ -46,7 +46,9 @@
 //! detached) run at the next attach, in whichever interpreter that is; with one allocator and
 //! one GIL that is memory-safe, though a `__del__` may then run in another interpreter.
 //! Per-interpreter GIL, embedded mode, ending sub-interpreters at exit (their atexit and
-//! shutdown callbacks) and the phase scripts in sub-interpreters are not done. A request
+//! shutdown callbacks) and the phase scripts in sub-interpreters (they run in the Apache child,
+//! i.e. embedded mode) are not done; service scripts (threads=0) stay in the main interpreter,
+//! which alone runs the signal handlers that stop them. A request
 //! timeout's `RequestTimeout` is raised in the worker's state in every interpreter
 //! (PyThreadState_SetAsyncExc searches the current interpreter's threads only, and the
 //! monitor does not know which one the request runs in); the dispatcher withdraws it from all
