@@ -473,7 +473,7 @@ fn write_callable_and_headers() {
             .map(|(_, v)| v.as_str())
             .collect();
         let expected: &[&str] = match mode {
-            Mode::Daemon => &["first, second"],
+            Mode::Daemon | Mode::DaemonSubInterpreter => &["first, second"],
             Mode::Embedded => &["first", "second"],
         };
         assert_eq!(twice, expected, "{mode:?}");
