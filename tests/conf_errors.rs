@@ -146,11 +146,6 @@ const CASES: &[Case] = &[
         expect: &["WSGIDaemonProcess", "cannot occur within"],
     },
     Case {
-        name: "recognised but not implemented directive",
-        conf: "WSGIPerInterpreterGIL On",
-        expect: &["WSGIPerInterpreterGIL is not supported by mod_rwsgi yet"],
-    },
-    Case {
         name: "telemetry target that is not a unix socket",
         conf: "WSGITelemetryService udp:127.0.0.1:9000",
         expect: &[
@@ -313,6 +308,44 @@ fn free_threading_on_warns_on_a_gil_build_and_off_is_silent() {
         .configtest();
     assert!(
         !ok && out.contains("WSGIFreeThreading") && out.contains("maybe"),
+        "{out}"
+    );
+}
+
+/// WSGIPerInterpreterGIL (issue 32): Off (mod_wsgi's default) is accepted; On is refused by
+/// configtest naming the embedded Python's version: it needs 3.12 (PEP 684), and on 3.12+
+/// mod_rwsgi's own-GIL runtime is not there yet, so On never silently runs shared-GIL
+/// sub-interpreters. A bad token is named with the directive.
+#[test]
+fn per_interpreter_gil_off_is_accepted_and_on_is_refused_naming_the_python_version() {
+    let site = "WSGIDaemonProcess g\nWSGIProcessGroup g\nWSGIApplicationGroup app\n\
+                WSGIScriptAlias /x /tmp/x.wsgi";
+    let (ok, out) = ApacheConfig::new("owngil-off")
+        .conf(&format!("WSGIPerInterpreterGIL Off\n{site}"))
+        .configtest();
+    assert!(ok, "WSGIPerInterpreterGIL Off: {out}");
+
+    let (ok, out) = ApacheConfig::new("owngil-on")
+        .conf(&format!("WSGIPerInterpreterGIL On\n{site}"))
+        .configtest();
+    let version = common::MODULE_PYTHON_VERSION;
+    let mut parts = version.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+    let before_3_12 = (parts.next().unwrap_or(0), parts.next().unwrap_or(0)) < (3, 12);
+    let expected = if before_3_12 {
+        "WSGIPerInterpreterGIL On needs Python 3.12 or later"
+    } else {
+        "WSGIPerInterpreterGIL On is not supported by mod_rwsgi yet"
+    };
+    assert!(
+        !ok && out.contains(expected) && out.contains(&format!("Python {version}")),
+        "WSGIPerInterpreterGIL On with Python {version}: {out}"
+    );
+
+    let (ok, out) = ApacheConfig::new("owngil-bad")
+        .conf("WSGIPerInterpreterGIL Maybe")
+        .configtest();
+    assert!(
+        !ok && out.contains("WSGIPerInterpreterGIL") && out.contains("'Maybe'"),
         "{out}"
     );
 }

@@ -225,7 +225,12 @@ const DIRECTIVES: &[(&str, Status)] = &[
         "WSGISwitchInterval",
         Implemented(&["pyhost::python_start_up_directives_reach_python_in_both_modes"]),
     ),
-    ("WSGIPerInterpreterGIL", NotYet("WSGIPerInterpreterGIL On")),
+    (
+        "WSGIPerInterpreterGIL",
+        Implemented(&[
+            "conf_errors::per_interpreter_gil_off_is_accepted_and_on_is_refused_naming_the_python_version",
+        ]),
+    ),
     (
         "WSGIFreeThreading",
         Implemented(&[

@@ -203,7 +203,7 @@ pub static DIRECTIVES: &[DirectiveInfo] = &[
         ServerOnly,
         Global,
         "WSGIPerInterpreterGIL On|Off",
-        false,
+        true,
     ),
     info(
         "WSGIFreeThreading",
@@ -493,6 +493,7 @@ mod tests {
             "WSGIDestroyInterpreter",
             "WSGISwitchInterval",
             "WSGIFreeThreading",
+            "WSGIPerInterpreterGIL",
             "WSGIDispatchScript",
             "WSGIAccessScript",
             "WSGIAuthUserScript",
@@ -514,7 +515,7 @@ mod tests {
         for d in DIRECTIVES {
             assert_eq!(d.implemented, implemented.contains(&d.name), "{}", d.name);
         }
-        assert_eq!(DIRECTIVES.iter().filter(|d| d.implemented).count(), 48);
+        assert_eq!(DIRECTIVES.iter().filter(|d| d.implemented).count(), 49);
     }
 
     #[test]

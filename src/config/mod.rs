@@ -128,7 +128,9 @@ pub struct GlobalConfig {
     pub dont_write_bytecode: bool,
     /// WSGIDestroyInterpreter (default On).
     pub destroy_interpreter: bool,
-    /// WSGIPerInterpreterGIL (default Off).
+    /// WSGIPerInterpreterGIL (default Off): the one place its value lives. `On` is refused
+    /// when parsed (`module/directives.rs`, `python::per_interpreter_gil_refusal`) until
+    /// sub-interpreters can have their own GIL, so this stays false for now.
     pub per_interpreter_gil: bool,
     /// WSGIFreeThreading (default Off).
     pub free_threading: bool,

@@ -77,6 +77,14 @@ fn apply_directive(
         return Err(config::not_implemented_error(info.name).to_string());
     }
     let mut parsed = config::parse_directive(info.name, raw_args).map_err(|e| e.to_string())?;
+    if let Directive::Flag {
+        name: "WSGIPerInterpreterGIL",
+        value: true,
+    } = parsed
+    {
+        // Refused here, where the embedded Python's version is known (config/ is pure).
+        return Err(crate::python::per_interpreter_gil_refusal());
+    }
     compile_script_alias_pattern(info, &mut parsed)?;
     let location = cmd.location();
     let server = cmd

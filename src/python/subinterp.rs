@@ -53,6 +53,67 @@
 //! (PyThreadState_SetAsyncExc searches the current interpreter's threads only, and the
 //! monitor does not know which one the request runs in); the dispatcher withdraws it from all
 //! of them before the thread's next request (`diagnostics::clear_interrupt`).
+//!
+//! # Own GIL (`WSGIPerInterpreterGIL On`): design, not built yet
+//!
+//! `WSGIPerInterpreterGIL On` is refused at configtest ([`per_interpreter_gil_refusal`]):
+//! on Python 3.11 because PEP 684 needs 3.12, on 3.12+ because the request path below is not
+//! per-interpreter yet. Accepting On and running shared-GIL interpreters would be silent, and
+//! running an own-GIL interpreter with this code would be unsound: with its own GIL and
+//! allocator (gil=OWN, use_main_obmalloc=0, check_multi_interp_extensions=1) an object made in
+//! one interpreter must never be touched, increfed or freed from another, and two threads may
+//! then run Python at once in two interpreters. What the request path shares today, per
+//! process (pyo3 0.30.1):
+//!
+//! - `#[pyclass]` type objects (pyo3's `LazyTypeObject`, made once in the first interpreter
+//!   that uses them): `Input` (wsgi.input), `LogBuffer` (wsgi.errors, sys.stdout/stderr,
+//!   under an `io.TextIOWrapper`), `StartResponse`, `FileWrapper` (also the base environ's
+//!   `wsgi.file_wrapper`), `Restricted`, `SignalIntercept`.
+//! - Process statics holding objects: the base environ dict (`environ::BASE`, a
+//!   `PyOnceLock`), every `intern!` string (environ keys, `"flush"`, `"io"`,
+//!   `"TextIOWrapper"`, `"__mtime__"`, `"reload_required"`, ...), the main `mod_wsgi` module
+//!   (`modwsgi::MODULE`; sub-interpreters already get their own, `SUB_MODULES`), the `gc`
+//!   module of the GC telemetry.
+//! - pyo3's deferred decref pool: a `Py<T>` dropped detached is decref'd at the next attach of
+//!   any thread, in whichever interpreter that thread is in.
+//! - [`attach`] enters a group through the main interpreter's `Python::attach` and a swap;
+//!   with own GILs that takes and drops the main GIL on every request (serialising them all
+//!   again) and leaves pyo3's attach count raised across two GILs.
+//!
+//! The design for the own-GIL runtime:
+//!
+//! 1. **One `InterpState` per interpreter** (the registry entry, and one for the main
+//!    interpreter) holding what is process-wide today: the base environ, the interned keys
+//!    (plain `Py<PyString>` fields instead of `intern!`), the `mod_wsgi` module and the type
+//!    objects below. Request code receives it instead of reading statics; it is made in, used
+//!    in and never leaves its interpreter.
+//! 2. **Per-interpreter types**: the six classes become heap types made per interpreter,
+//!    without `#[pyclass]`: a class body exec'd in each interpreter (`class Input: ...`)
+//!    whose methods call `PyCFunction_NewEx` functions over a static `PyMethodDef` (static
+//!    C data is allowed across interpreters; objects are not), bound to a per-object capsule
+//!    that owns the Rust state and frees it in its destructor. Each `extern "C"` body catches
+//!    panics and runs with its interpreter current. (PyType_FromSpec with Rust slots is the
+//!    faster alternative; the Python class is smaller to audit and keeps the one extra call
+//!    per read/write measurable with `make bench`.)
+//! 3. **No deferred decrefs**: build with `--cfg pyo3_disable_reference_pool` (pyo3 then
+//!    aborts on a detached drop), after auditing that every `Py<T>` is dropped attached *in
+//!    its own interpreter*: the per-request objects (environ, input, start_response, the
+//!    response iterator), `AppHost`'s cached application and reload state, the telemetry and
+//!    metrics callbacks. The main interpreter follows the same rule, so one build serves both
+//!    settings.
+//! 4. **Entry without the main GIL**: a group's request runs `PyEval_RestoreThread(S)` (S =
+//!    the thread's state there, which takes that interpreter's GIL only), then enters pyo3
+//!    through a `PyCFunction` call whose body serves the request (pyo3's trampoline raises the
+//!    attach count, so nested attaches are assumed, see above), then `PyEval_SaveThread`.
+//!    Nothing may call `Python::attach` from a detached point inside (PyGILState is
+//!    main-interpreter oriented): `py.detach` regions must not attach again. The
+//!    RequestTimeout broadcast ([`for_each_sub_interpreter`]) must hold no object across the
+//!    swap, which then changes GIL.
+//! 5. **Creation** stays on the first request of the group, from the main interpreter with
+//!    Py_NewInterpreterFromConfig(gil=OWN, use_main_obmalloc=0,
+//!    check_multi_interp_extensions=1); the new interpreter builds its `InterpState` before
+//!    its GIL is released. Extension modules without `Py_MOD_PER_INTERPRETER_GIL_SUPPORTED`
+//!    then refuse to import: RW0235 names them already.
 
 use std::cell::RefCell;
 use std::sync::Mutex;
@@ -389,6 +450,35 @@ pub(crate) fn explain_refusal(
     Some(hint)
 }
 
+/// The configtest error for `WSGIPerInterpreterGIL On`, naming the embedded Python's version
+/// (see the module comment: the own-GIL runtime is not built yet).
+pub fn per_interpreter_gil_refusal() -> String {
+    own_gil_refusal(&interpreter::python_version())
+}
+
+/// [`per_interpreter_gil_refusal`] for Python `version` ("3.11.2").
+fn own_gil_refusal(version: &str) -> String {
+    let mut parts = version.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+    let major_minor = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    if major_minor < (3, 12) {
+        format!(
+            "WSGIPerInterpreterGIL On needs Python 3.12 or later (PEP 684 per-interpreter \
+             GIL); mod_rwsgi embeds Python {version}, whose sub-interpreters all share one GIL \
+             (and mod_rwsgi does not support On on newer Pythons yet either). Remove the \
+             directive or set it Off"
+        )
+    } else {
+        format!(
+            "WSGIPerInterpreterGIL On is not supported by mod_rwsgi yet (Python {version}): its \
+             request objects (wsgi.input, wsgi.errors, start_response, wsgi.file_wrapper, the \
+             base environ, interned strings) are made once per process and would be shared \
+             between interpreters with different GILs. With Off each application group of a \
+             daemon process runs in its own sub-interpreter sharing one GIL; use several \
+             daemon processes for CPU-bound parallelism"
+        )
+    }
+}
+
 /// Py_NewInterpreterFromConfig with the legacy (shared GIL, shared allocator) settings.
 ///
 /// # Safety
@@ -422,4 +512,33 @@ unsafe fn new_interpreter(new: &mut *mut ffi::PyThreadState) -> Result<(), Strin
         return Err("Py_NewInterpreter failed (its error was printed to stderr)".to_string());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::own_gil_refusal;
+
+    #[test]
+    fn per_interpreter_gil_on_names_the_python_version_before_3_12() {
+        for version in ["3.11.2", "3.10.13"] {
+            let msg = own_gil_refusal(version);
+            assert!(
+                msg.starts_with("WSGIPerInterpreterGIL On needs Python 3.12"),
+                "{msg}"
+            );
+            assert!(msg.contains(&format!("Python {version}")), "{msg}");
+        }
+    }
+
+    #[test]
+    fn per_interpreter_gil_on_is_refused_as_not_yet_on_3_12_and_later() {
+        for version in ["3.12.1", "3.13.0", "3.14.0rc1", "4.0.0"] {
+            let msg = own_gil_refusal(version);
+            assert!(
+                msg.starts_with("WSGIPerInterpreterGIL On is not supported by mod_rwsgi yet"),
+                "{msg}"
+            );
+            assert!(msg.contains(version), "{msg}");
+        }
+    }
 }
