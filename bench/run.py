@@ -71,6 +71,12 @@ WORKLOADS = [
     # own daemon group (python-home = the venv), as the deployment guide sets it up.
     Workload('Webware page', 16, '/Examples/Welcome', '', '', mount='/ww',
              marker=b'<title>Welcome</title>', daemon_only=True),
+    # Application groups (issue 32): the same app in a named group, i.e. a sub-interpreter
+    # of the same daemon process (mount /ws), against %{GLOBAL} (the main interpreter, /w).
+    Workload('CPU page', 16, '/cpu', '', '', marker=b'cpu done'),
+    Workload('hello sub-interp', 16, '/hello', '', 'hello.txt', mount='/ws', daemon_only=True),
+    Workload('CPU page sub-interp', 16, '/cpu', '', '', mount='/ws', marker=b'cpu done',
+             daemon_only=True),
 ]
 # BENCH_ONLY=word[,word]: only the workloads whose name contains one of the words.
 if os.environ.get('BENCH_ONLY'):
@@ -307,7 +313,90 @@ WSGIScriptAlias /w "{root}/apps/bench.wsgi"
 <Directory "{root}/apps">
     Require all granted
 </Directory>
-{webware}'''
+{webware}{app_group_config(root, variant)}'''
+
+
+# Sub-interpreters created one by one for the memory measurement (/g0 ... /g7).
+SUBINTERP_COUNT = 8
+
+
+def app_group_config(root, variant):
+    """Daemon mode: /ws runs bench.wsgi in the named group 'bench-sub' (a sub-interpreter of
+    the same daemon process) and /gN in group 'memN', one sub-interpreter each (issue 32)."""
+    if variant.embedded:
+        return ''
+    aliases = [f'WSGIScriptAlias /ws "{root}/apps/bench.wsgi" application-group=bench-sub']
+    aliases += [f'WSGIScriptAlias /g{n} "{root}/apps/bench.wsgi" application-group=mem{n}'
+                for n in range(SUBINTERP_COUNT)]
+    return '\n'.join(aliases) + '\n'
+
+
+def process_memory_kib(pid):
+    """(PSS, RSS) KiB of one process."""
+    found = {}
+    try:
+        with open(f'/proc/{pid}/smaps_rollup') as f:
+            for line in f:
+                key = line.split(':')[0]
+                if key in ('Pss', 'Rss'):
+                    found[key] = int(line.split()[1])
+    except OSError:
+        pass
+    return found.get('Pss', 0), found.get('Rss', 0)
+
+
+def subinterp_memory(servers):
+    """Memory per sub-interpreter: in each daemon-mode server, the 'bench' daemon's PSS and
+    RSS before and after creating SUBINTERP_COUNT sub-interpreters one at a time (a first
+    request to /gN each, which imports bench.wsgi there). Rows for the report."""
+    rows = []
+    for server in servers:
+        v = server.variant
+        if not v.module or v.embedded:
+            continue
+        daemons = [p for p in process_tree(server.proc.pid) if is_bench_daemon(p)]
+        if len(daemons) != 1:
+            print(f'  {v.name}: sub-interpreter memory not measured ({len(daemons)} daemons)')
+            continue
+        pid = daemons[0]
+        fetch(f'http://127.0.0.1:{server.port}/w/hello')
+        pss0, rss0 = process_memory_kib(pid)
+        for n in range(SUBINTERP_COUNT):
+            status, body = fetch(f'http://127.0.0.1:{server.port}/g{n}/hello')
+            if status != 200 or body != HELLO:
+                raise BenchError(f'{v.name}: /g{n}/hello gave {status}\n{server.error_log()}')
+        pss1, rss1 = process_memory_kib(pid)
+        rows.append([v.name, str(SUBINTERP_COUNT),
+                     f'{(pss1 - pss0) / SUBINTERP_COUNT / 1024:.2f}',
+                     f'{(rss1 - rss0) / SUBINTERP_COUNT / 1024:.2f}',
+                     f'{pss0 / 1024:.1f} -> {pss1 / 1024:.1f}'])
+    return rows
+
+
+def is_bench_daemon(pid):
+    try:
+        with open(f'/proc/{pid}/cmdline', 'rb') as f:
+            return f'(wsgi:{DAEMON_GROUP})'.encode() in f.read()
+    except OSError:
+        return False
+
+
+def text_table_with(header, rows):
+    widths = [max(len(str(r[i])) for r in [header] + rows) for i in range(len(header))]
+    lines = ['  '.join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip()
+             for r in [header] + rows]
+    lines.insert(1, '  '.join('-' * w for w in widths))
+    return '\n'.join(lines)
+
+
+def markdown_table_with(header, rows):
+    lines = ['| ' + ' | '.join(header) + ' |', '|' + '|'.join('---' for _ in header) + '|']
+    lines += ['| ' + ' | '.join(r) + ' |' for r in rows]
+    return '\n'.join(lines) + '\n'
+
+
+SUBINTERP_HEADER = ['variant', 'sub-interpreters', 'PSS MiB each', 'RSS MiB each',
+                    'daemon PSS MiB before -> after']
 
 
 def write_config(root, port, variant):
@@ -723,6 +812,7 @@ def main(argv=None):
     post_body = os.path.join(tmp, 'post-body.bin')
     write_file(post_body, payloads['64k.bin'])
     servers = []
+    memory_rows = []
     try:
         active = start_all(tmp, payloads, servers, settings)
         print(f'bodies verified byte for byte on {len(active)} servers; '
@@ -733,6 +823,7 @@ def main(argv=None):
         run_all(active, settings, post_body)
         for server in active:
             verify(server, payloads)  # still correct after load
+        memory_rows = subinterp_memory(active)
     finally:
         for server in servers:
             stop_server(server)
@@ -746,8 +837,16 @@ def main(argv=None):
     print()
     print(settings.embedded_note)
     print(noise_note(settings))
+    if memory_rows:
+        print()
+        print('Memory per sub-interpreter (daemon process, after a first request to each):')
+        print(text_table_with(SUBINTERP_HEADER, memory_rows))
     if settings.out:
         write_markdown(settings.out, rows, settings, started)
+        if memory_rows:
+            with open(settings.out, 'a') as f:
+                f.write('\nMemory per sub-interpreter (daemon process, after a first request '
+                        'to each):\n\n' + markdown_table_with(SUBINTERP_HEADER, memory_rows))
         print(f'markdown table written to {settings.out}')
 
 

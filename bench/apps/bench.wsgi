@@ -63,12 +63,27 @@ def write_16(environ, start_response):
     return []
 
 
+CPU_LOOPS = 20000
+
+
+def cpu(environ, start_response):
+    # A CPU-bound page: pure Python arithmetic, about a millisecond, holding the GIL.
+    total = 0
+    for i in range(CPU_LOOPS):
+        total += i * i % 7
+    body = b'cpu done %d' % total
+    start_response('200 OK', [('Content-Type', 'text/plain'),
+                              ('Content-Length', str(len(body)))])
+    return [body]
+
+
 ROUTES = {
     '/hello': hello,
     '/64k': body_64k,
     '/file1m': file_1m,
     '/echo': echo,
     '/write16': write_16,
+    '/cpu': cpu,
 }
 
 
