@@ -68,14 +68,17 @@
 //! - `#[pyclass]` type objects (pyo3's `LazyTypeObject`, made once in the first interpreter
 //!   that uses them): `Input` (wsgi.input), `LogBuffer` (wsgi.errors, sys.stdout/stderr,
 //!   under an `io.TextIOWrapper`), `StartResponse`, `FileWrapper` (also the base environ's
-//!   `wsgi.file_wrapper`), `Restricted`, `SignalIntercept`.
+//!   `wsgi.file_wrapper`), `Restricted`, `SignalIntercept`; and `mod_wsgi.RequestTimeout`
+//!   (`create_exception!`, also one type object per process, raised into every interpreter
+//!   by the request timeout and matched with `is_instance_of`).
 //! - Process statics holding objects: the base environ dict (`environ::BASE`, a
 //!   `PyOnceLock`), every `intern!` string (environ keys, `"flush"`, `"io"`,
 //!   `"TextIOWrapper"`, `"__mtime__"`, `"reload_required"`, ...), the main `mod_wsgi` module
 //!   (`modwsgi::MODULE`; sub-interpreters already get their own, `SUB_MODULES`), the `gc`
 //!   module of the GC telemetry.
 //! - pyo3's deferred decref pool: a `Py<T>` dropped detached is decref'd at the next attach of
-//!   any thread, in whichever interpreter that thread is in.
+//!   any thread, in whichever interpreter that thread is in (for example the `request_data()`
+//!   dict held in `modwsgi::CURRENT`, released when the request's context ends).
 //! - [`attach`] enters a group through the main interpreter's `Python::attach` and a swap;
 //!   with own GILs that takes and drops the main GIL on every request (serialising them all
 //!   again) and leaves pyo3's attach count raised across two GILs.
