@@ -747,10 +747,11 @@ fn embedded_import_script_preloads_into_the_sub_interpreter_of_its_group() {
 
 /// Phase scripts for the group `alpha`: each answers yes only when it runs where the alpha
 /// site's module is imported and the beta site's is not (the alpha group's interpreter).
+/// `sys` is imported at call time: the interpreter running the call, not the one that loaded
+/// the script, answers.
 const PHASE_SCRIPT: &str = r#"
-import sys
-
 def in_alpha():
+    import sys
     return "alpha_only" in sys.modules and "beta_only" not in sys.modules
 
 def allow_access(environ, host):
