@@ -12,7 +12,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::http::{Json, json};
-use common::{Apache, ApacheConfig};
+use common::{Apache, ApacheConfig, Mpm};
 
 /// `lib/settings_probe.py`, on the daemon's python-path: the "settings singleton".
 const SETTINGS_PROBE: &str = "SITE = None\nCONFIGURED_BY = []\n";
@@ -497,14 +497,34 @@ fn a_service_script_naming_a_group_runs_in_the_main_interpreter_and_says_so() {
 
 #[test]
 fn embedded_mode_runs_each_resource_group_in_its_own_sub_interpreter() {
+    embedded_resource_groups(Mpm::Event);
+}
+
+#[test]
+fn embedded_mode_under_prefork_runs_each_resource_group_in_its_own_sub_interpreter() {
+    // Prefork: the child's main thread started Python and serves the requests.
+    embedded_resource_groups(Mpm::Prefork);
+}
+
+/// Two sites in the default %{RESOURCE} groups of one Apache child of `mpm`.
+fn embedded_resource_groups(mpm: Mpm) {
     if common::module_python_is_free_threaded() {
         eprintln!("skipped: free-threaded builds run every group in the main interpreter");
         return;
     }
-    // No WSGIApplicationGroup line: the default %{RESOURCE}, one group per script.
-    let config = ApacheConfig::new("subinterp-embedded");
+    // No WSGIApplicationGroup line: the default %{RESOURCE}, one group per script. One
+    // Apache child, so every request reaches the same interpreters.
+    let config = ApacheConfig::new(&format!("subinterp-embedded-{mpm:?}")).mpm(mpm);
+    let extra = if mpm == Mpm::Prefork {
+        "StartServers 1
+MinSpareServers 1
+MaxSpareServers 1
+MaxRequestWorkers 1"
+    } else {
+        ""
+    };
     let root = config.root().to_path_buf();
-    let apache = two_sites_in(Mode::Embedded, config, "", &[]);
+    let apache = two_sites_in(Mode::Embedded, config, extra, &[]);
     for round in 0..3 {
         for site in ["alpha", "beta"] {
             let got = ask(&apache, &format!("/{site}"), &format!("{site}-{round}"));
@@ -566,6 +586,18 @@ fn embedded_mode_runs_each_resource_group_in_its_own_sub_interpreter() {
     );
     let beta = ask(&apache, "/beta", "");
     assert_eq!(strings(&beta["configured_by"]), ["beta"], "{beta}");
+    // The child stops at once, leaving Python as it is (sub-interpreters are not ended).
+    let mut apache = apache;
+    apache.stop_gracefully();
+    let log = apache.error_log();
+    assert!(
+        log.contains("Not finalising Python: this process runs sub-interpreters"),
+        "{log}"
+    );
+    assert!(
+        !log.contains("exit signal") && !log.contains("still did not exit"),
+        "{log}"
+    );
 }
 
 /// A probe served at several locations, each in another kind of application group: which
