@@ -475,7 +475,7 @@ fn an_authn_provider_alias_carries_its_own_script_and_group() {
     assert_eq!(basic(&apache, "/app", "spy", "wrong").status, 401);
     let log = apache.error_log();
     assert!(
-        log.contains("auth_hooks.wsgi' into main interpreter (application group 'agents')"),
+        log.contains("auth_hooks.wsgi' into interpreter 'agents' in embedded mode."),
         "{log}"
     );
 }

@@ -39,7 +39,11 @@ const DIRECTIVES: &[(&str, Status)] = &[
     ),
     (
         "WSGIApplicationGroup",
-        Implemented(&["restarts::hard_restarts_cut_only_requests_in_flight_as_for_cgi"]),
+        Implemented(&[
+            "restarts::hard_restarts_cut_only_requests_in_flight_as_for_cgi",
+            "subinterpreters::each_kind_of_group_gets_its_own_sub_interpreter_in_daemon_mode",
+            "subinterpreters::each_kind_of_group_gets_its_own_sub_interpreter_in_embedded_mode",
+        ]),
     ),
     (
         "WSGIPythonHome",
@@ -75,6 +79,7 @@ const DIRECTIVES: &[(&str, Status)] = &[
             "directives::import_script_preloads_before_the_first_request",
             "phase_scripts::handler_script_runs_handle_request_via_sethandler_addhandler_and_rewrite",
             "phase_scripts::service_script_is_supervised_restarted_and_stopped_with_systemexit",
+            "subinterpreters::embedded_import_script_preloads_into_the_sub_interpreter_of_its_group",
         ]),
     ),
     (
@@ -146,7 +151,10 @@ const DIRECTIVES: &[(&str, Status)] = &[
     ),
     (
         "WSGIAccessScript",
-        Implemented(&["auth_scripts::access_script_refuses_before_the_application_runs"]),
+        Implemented(&[
+            "auth_scripts::access_script_refuses_before_the_application_runs",
+            "subinterpreters::phase_scripts_run_in_the_sub_interpreter_of_their_application_group",
+        ]),
     ),
     (
         "WSGIAuthUserScript",

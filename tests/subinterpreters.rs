@@ -1,8 +1,9 @@
-//! Application groups as sub-interpreters (issue 32, first step: daemon mode). Two scripts in
-//! one daemon process, with the default `%{RESOURCE}` application groups, each configure a
-//! shared-name settings module on first import: each site keeps its own settings, its own
-//! `sys.modules` and its own `mod_wsgi` module, as under mod_wsgi; with
-//! `WSGIApplicationGroup %{GLOBAL}` both run in the main interpreter and share them.
+//! Application groups as sub-interpreters (issue 32), in daemon and embedded mode. Two scripts
+//! in one daemon process (or Apache child), with the default `%{RESOURCE}` application groups,
+//! each configure a shared-name settings module on first import: each site keeps its own
+//! settings, its own `sys.modules` and its own `mod_wsgi` module, as under mod_wsgi; with
+//! `WSGIApplicationGroup %{GLOBAL}` both run in the main interpreter and share them. Every
+//! kind of group gets its own interpreter; phase scripts run in their group's.
 
 mod common;
 
@@ -11,7 +12,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::http::{Json, json};
-use common::{Apache, ApacheConfig};
+use common::{Apache, ApacheConfig, Mpm};
 
 /// `lib/settings_probe.py`, on the daemon's python-path: the "settings singleton".
 const SETTINGS_PROBE: &str = "SITE = None\nCONFIGURED_BY = []\n";
@@ -66,6 +67,36 @@ fn mkdir(path: &Path) {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
 }
 
+/// Where the sites run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    /// One daemon process `sites` with two threads.
+    Daemon,
+    /// The Apache child (one, with the test harness's event MPM settings).
+    Embedded,
+}
+
+impl Mode {
+    /// The configuration lines putting the sites there, with `lib` on the Python path.
+    fn conf(self) -> &'static str {
+        match self {
+            Mode::Daemon => {
+                "WSGIDaemonProcess sites threads=2 python-path=@DIR@/lib
+WSGIProcessGroup sites"
+            }
+            Mode::Embedded => "WSGIPythonPath @DIR@/lib",
+        }
+    }
+
+    /// How log lines name this process ("daemon process 'sites'", "embedded mode").
+    fn context(self) -> &'static str {
+        match self {
+            Mode::Daemon => "of daemon process 'sites'",
+            Mode::Embedded => "in embedded mode",
+        }
+    }
+}
+
 /// Apache with one daemon process (two threads) serving `/alpha` and `/beta`, two scripts,
 /// and `extra` configuration (an application group line, or nothing).
 fn two_sites(tag: &str, extra: &str) -> Apache {
@@ -74,7 +105,11 @@ fn two_sites(tag: &str, extra: &str) -> Apache {
 
 /// [`two_sites`] with more `files` (path under the server root, text).
 fn two_sites_with(tag: &str, extra: &str, files: &[(&str, &str)]) -> Apache {
-    let config = ApacheConfig::new(tag);
+    two_sites_in(Mode::Daemon, ApacheConfig::new(tag), extra, files)
+}
+
+/// [`two_sites_with`] in `mode`, from `config` (extra modules added).
+fn two_sites_in(mode: Mode, config: ApacheConfig, extra: &str, files: &[(&str, &str)]) -> Apache {
     let root = config.root().to_path_buf();
     mkdir(&root.join("apps"));
     mkdir(&root.join("lib"));
@@ -92,11 +127,11 @@ fn two_sites_with(tag: &str, extra: &str, files: &[(&str, &str)]) -> Apache {
     }
     config
         .conf(&format!(
-            "WSGIDaemonProcess sites threads=2 python-path=@DIR@/lib\n\
-             WSGIProcessGroup sites\n{extra}\n\
+            "{}\n{extra}\n\
              WSGIScriptAlias /alpha @DIR@/apps/alpha.wsgi\n\
              WSGIScriptAlias /beta @DIR@/apps/beta.wsgi\n\
-             <Directory @DIR@/apps>\n    Require all granted\n</Directory>"
+             <Directory @DIR@/apps>\n    Require all granted\n</Directory>",
+            mode.conf()
         ))
         .start()
 }
@@ -458,4 +493,374 @@ fn a_service_script_naming_a_group_runs_in_the_main_interpreter_and_says_so() {
         "{log}"
     );
     assert!(!log.contains("Created Python sub-interpreter"), "{log}");
+}
+
+#[test]
+fn embedded_mode_runs_each_resource_group_in_its_own_sub_interpreter() {
+    embedded_resource_groups(Mpm::Event);
+}
+
+#[test]
+fn embedded_mode_under_prefork_runs_each_resource_group_in_its_own_sub_interpreter() {
+    // Prefork: the child's main thread started Python and serves the requests.
+    embedded_resource_groups(Mpm::Prefork);
+}
+
+/// Two sites in the default %{RESOURCE} groups of one Apache child of `mpm`.
+fn embedded_resource_groups(mpm: Mpm) {
+    if common::module_python_is_free_threaded() {
+        eprintln!("skipped: free-threaded builds run every group in the main interpreter");
+        return;
+    }
+    // No WSGIApplicationGroup line: the default %{RESOURCE}, one group per script. One
+    // Apache child, so every request reaches the same interpreters.
+    let config = ApacheConfig::new(&format!("subinterp-embedded-{mpm:?}")).mpm(mpm);
+    let extra = if mpm == Mpm::Prefork {
+        "StartServers 1
+MinSpareServers 1
+MaxSpareServers 1
+MaxRequestWorkers 1"
+    } else {
+        ""
+    };
+    let root = config.root().to_path_buf();
+    let apache = two_sites_in(Mode::Embedded, config, extra, &[]);
+    for round in 0..3 {
+        for site in ["alpha", "beta"] {
+            let got = ask(&apache, &format!("/{site}"), &format!("{site}-{round}"));
+            assert_eq!(got["site"].str(), site, "round {round}: {got}");
+            assert_eq!(strings(&got["configured_by"]), [site], "{got}");
+            assert_eq!(
+                strings(&got["modules"]),
+                [format!("{site}_only")],
+                "the other group's module is not in this sys.modules: {got}"
+            );
+            let group = got["application_group"].str();
+            assert!(group.ends_with(&format!("|/{site}")), "{got}");
+            assert_eq!(got["environ_application_group"].str(), group, "{got}");
+        }
+    }
+    let log = apache.error_log();
+    for site in ["alpha", "beta"] {
+        assert!(
+            log.lines().any(
+                |l| l.contains(&format!("/apps/{site}.wsgi' into interpreter '"))
+                    && l.contains(&format!("|/{site}' in embedded mode."))
+            ),
+            "{site}: {log}"
+        );
+        assert!(
+            log.lines()
+                .any(|l| l.contains("Created Python sub-interpreter '")
+                    && l.contains(&format!("|/{site}' in embedded mode."))),
+            "{site}: {log}"
+        );
+    }
+    // Touch-reload (WSGIScriptReloading On, the default) re-imports the script in its own
+    // interpreter: its settings module is still there (configured once more by the script);
+    // the other site is untouched.
+    let alpha = root.join("apps/alpha.wsgi");
+    let text = std::fs::read_to_string(&alpha).unwrap();
+    write(&alpha, &format!("{text}\n# touched\n"), 0o644);
+    let later = std::time::SystemTime::now() + Duration::from_secs(2);
+    std::fs::File::options()
+        .write(true)
+        .open(&alpha)
+        .unwrap()
+        .set_modified(later)
+        .unwrap();
+    let got = ask(&apache, "/alpha", "");
+    assert_eq!(got["site"].str(), "alpha", "{got}");
+    assert_eq!(
+        strings(&got["configured_by"]),
+        ["alpha", "alpha"],
+        "re-imported in the same sub-interpreter: {got}\n{}",
+        apache.error_log()
+    );
+    let log = apache.wait_for_log("Reloading WSGI script '", Duration::from_secs(10));
+    assert!(
+        log.lines().any(|l| l.contains("Reloading WSGI script '")
+            && l.contains("/apps/alpha.wsgi' into interpreter '")
+            && l.contains("|/alpha' in embedded mode.")),
+        "{log}"
+    );
+    let beta = ask(&apache, "/beta", "");
+    assert_eq!(strings(&beta["configured_by"]), ["beta"], "{beta}");
+    // The child stops at once, leaving Python as it is (sub-interpreters are not ended).
+    let mut apache = apache;
+    apache.stop_gracefully();
+    let log = apache.error_log();
+    assert!(
+        log.contains("Not finalising Python: this process runs sub-interpreters"),
+        "{log}"
+    );
+    assert!(
+        !log.contains("exit signal") && !log.contains("still did not exit"),
+        "{log}"
+    );
+}
+
+/// A probe served at several locations, each in another kind of application group: which
+/// `sys.modules` it runs with (one per interpreter), and how many scripts configured the
+/// settings module there.
+const PROBE_SCRIPT: &str = r#"
+import json
+import sys
+
+import settings_probe
+
+settings_probe.CONFIGURED_BY.append(__file__)
+
+def application(environ, start_response):
+    answer = json.dumps({
+        "group": environ["mod_wsgi.application_group"],
+        "sys_modules": id(sys.modules),
+        "configured_by": len(settings_probe.CONFIGURED_BY),
+    }).encode()
+    start_response("200 OK", [("Content-Type", "application/json")])
+    return [answer]
+"#;
+
+/// %{RESOURCE}, %{SERVER}, %{HOST}, %{ENV:VAR} (SetEnv) and a named group each get their
+/// own interpreter in `mode`; two scripts in %{GLOBAL} share the main one.
+fn each_kind_of_group_gets_its_own_interpreter(mode: Mode) {
+    if common::module_python_is_free_threaded() {
+        eprintln!("skipped: free-threaded builds run every group in the main interpreter");
+        return;
+    }
+    let config = ApacheConfig::new(&format!("subinterp-kinds-{mode:?}")).module("env");
+    let root = config.root().to_path_buf();
+    mkdir(&root.join("apps"));
+    mkdir(&root.join("lib"));
+    write(&root.join("lib/settings_probe.py"), SETTINGS_PROBE, 0o644);
+    write(&root.join("apps/probe.wsgi"), PROBE_SCRIPT, 0o644);
+    write(&root.join("apps/probe2.wsgi"), PROBE_SCRIPT, 0o644);
+    let mut conf = format!("{}\n", mode.conf());
+    for (path, group, script) in [
+        ("/res", None, "probe"),
+        ("/server", Some("%{SERVER}"), "probe"),
+        ("/host", Some("%{HOST}"), "probe"),
+        ("/env", Some("%{ENV:PROBE_GROUP}"), "probe"),
+        ("/named", Some("named"), "probe"),
+        ("/global1", Some("%{GLOBAL}"), "probe"),
+        ("/global2", Some("%{GLOBAL}"), "probe2"),
+    ] {
+        conf.push_str(&format!(
+            "WSGIScriptAlias {path} @DIR@/apps/{script}.wsgi\n"
+        ));
+        if let Some(group) = group {
+            conf.push_str(&format!(
+                "<Location {path}>\n    WSGIApplicationGroup {group}\n</Location>\n"
+            ));
+        }
+    }
+    conf.push_str(
+        "<Location /env>\n    SetEnv PROBE_GROUP from-env\n</Location>\n\
+         <Directory @DIR@/apps>\n    Require all granted\n</Directory>",
+    );
+    let apache = config.conf(&conf).start();
+    let probe = |path: &str| {
+        let headers: &[(&str, &str)] = if path == "/host" {
+            &[("Host", "other.example")]
+        } else {
+            &[]
+        };
+        let resp = apache.request("GET", path, headers, b"");
+        assert!(
+            resp.status == 200,
+            "{path}: {}\n{}\n{}",
+            resp.status,
+            resp.text(),
+            apache.error_log()
+        );
+        json(&resp)
+    };
+    let mut seen = std::collections::BTreeMap::new();
+    for round in 0..2 {
+        for path in ["/res", "/server", "/host", "/env", "/named"] {
+            let got = probe(path);
+            let group = got["group"].str().to_string();
+            match path {
+                "/res" => assert!(group.ends_with("|/res"), "{got}"),
+                "/server" => assert!(group.starts_with("127.0.0.1"), "{got}"),
+                "/host" => assert!(group.starts_with("other.example"), "{got}"),
+                "/env" => assert_eq!(group, "from-env", "{got}"),
+                _ => assert_eq!(group, "named", "{got}"),
+            }
+            assert_eq!(
+                got["configured_by"].as_u64(),
+                Some(1),
+                "round {round}, {path}: only its own script ran in its interpreter: {got}\n{}",
+                apache.error_log()
+            );
+            seen.insert(path, got["sys_modules"].as_u64().unwrap());
+        }
+    }
+    let first = probe("/global1");
+    let second = probe("/global2");
+    assert_eq!(first["group"].str(), "", "{first}");
+    assert_eq!(
+        first["sys_modules"], second["sys_modules"],
+        "both %{{GLOBAL}} scripts share the main interpreter: {first} {second}"
+    );
+    assert_eq!(second["configured_by"].as_u64(), Some(2), "{second}");
+    seen.insert("/global", first["sys_modules"].as_u64().unwrap());
+    let distinct: std::collections::BTreeSet<u64> = seen.values().copied().collect();
+    assert_eq!(
+        distinct.len(),
+        seen.len(),
+        "one interpreter per group: {seen:?}\n{}",
+        apache.error_log()
+    );
+    let log = apache.error_log();
+    for group in ["named", "from-env"] {
+        assert!(
+            log.contains(&format!(
+                "Created Python sub-interpreter '{group}' in {}.",
+                match mode {
+                    Mode::Daemon => "daemon process 'sites'",
+                    Mode::Embedded => "embedded mode",
+                }
+            )),
+            "{group}: {log}"
+        );
+        assert!(
+            log.contains(&format!(
+                "/apps/probe.wsgi' into interpreter '{group}' {}.",
+                mode.context()
+            )),
+            "{group}: {log}"
+        );
+    }
+}
+
+#[test]
+fn each_kind_of_group_gets_its_own_sub_interpreter_in_daemon_mode() {
+    each_kind_of_group_gets_its_own_interpreter(Mode::Daemon);
+}
+
+#[test]
+fn each_kind_of_group_gets_its_own_sub_interpreter_in_embedded_mode() {
+    each_kind_of_group_gets_its_own_interpreter(Mode::Embedded);
+}
+
+#[test]
+fn embedded_import_script_preloads_into_the_sub_interpreter_of_its_group() {
+    if common::module_python_is_free_threaded() {
+        eprintln!("skipped: free-threaded builds run every group in the main interpreter");
+        return;
+    }
+    let apache = two_sites_in(
+        Mode::Embedded,
+        ApacheConfig::new("subinterp-embedded-import"),
+        "WSGIImportScript @DIR@/apps/preload.py process-group=%{GLOBAL} \
+         application-group=shared\n\
+         <Location /alpha>\n    WSGIApplicationGroup shared\n</Location>",
+        &[("apps/preload.py", PRELOAD_SCRIPT)],
+    );
+    // Loaded as the Apache child starts, before any request.
+    let log = apache.wait_for_log("/apps/preload.py' into ", Duration::from_secs(10));
+    assert!(
+        log.contains("/apps/preload.py' into interpreter 'shared' in embedded mode."),
+        "{log}"
+    );
+    let alpha = ask(&apache, "/alpha", "");
+    assert_eq!(alpha["application_group"].str(), "shared", "{alpha}");
+    assert_eq!(alpha["site"].str(), "preloaded", "{alpha}");
+    assert_eq!(
+        strings(&alpha["configured_by"]),
+        ["import-script", "alpha"],
+        "{alpha}"
+    );
+    let beta = ask(&apache, "/beta", "");
+    assert_eq!(beta["site"].str(), "beta", "{beta}");
+    assert_eq!(strings(&beta["configured_by"]), ["beta"], "{beta}");
+}
+
+/// Phase scripts for the group `alpha`: each answers yes only when it runs where the alpha
+/// site's module is imported and the beta site's is not (the alpha group's interpreter).
+/// `sys` is imported at call time: the interpreter running the call, not the one that loaded
+/// the script, answers.
+const PHASE_SCRIPT: &str = r#"
+def in_alpha():
+    import sys
+    return "alpha_only" in sys.modules and "beta_only" not in sys.modules
+
+def allow_access(environ, host):
+    return in_alpha()
+
+def check_password(environ, user, password):
+    return user == "reader" and password == "secret" and in_alpha()
+
+def groups_for_user(environ, user):
+    return ["alpha-readers"] if in_alpha() else []
+
+def application_group(environ):
+    return "alpha" if in_alpha() else "not-alpha"
+
+def handle_request(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"in alpha: %r" % in_alpha()]
+"#;
+
+#[test]
+fn phase_scripts_run_in_the_sub_interpreter_of_their_application_group() {
+    if common::module_python_is_free_threaded() {
+        eprintln!("skipped: free-threaded builds run every group in the main interpreter");
+        return;
+    }
+    let config = ApacheConfig::new("subinterp-phase")
+        .module("authn_core")
+        .module("auth_basic");
+    let apache = two_sites_in(
+        Mode::Embedded,
+        config,
+        "<Location /alpha>\n    WSGIApplicationGroup alpha\n</Location>\n\
+         <Location /beta>\n    WSGIApplicationGroup beta\n</Location>\n\
+         WSGIScriptAlias /guarded @DIR@/apps/alpha.wsgi application-group=alpha\n\
+         <Location /guarded>\n\
+         \x20   WSGIAccessScript @DIR@/apps/phase.py application-group=alpha\n\
+         \x20   AuthType Basic\n    AuthName \"Sites\"\n    AuthBasicProvider wsgi\n\
+         \x20   WSGIAuthUserScript @DIR@/apps/phase.py application-group=alpha\n\
+         \x20   WSGIAuthGroupScript @DIR@/apps/phase.py application-group=alpha\n\
+         \x20   Require wsgi-group alpha-readers\n</Location>\n\
+         WSGIScriptAlias /dispatched @DIR@/apps/alpha.wsgi\n\
+         <Location /dispatched>\n\
+         \x20   WSGIDispatchScript @DIR@/apps/phase.py application-group=alpha\n</Location>\n\
+         WSGIHandlerScript phase-handler @DIR@/apps/phase.py application-group=alpha\n\
+         <Location /handled>\n    SetHandler phase-handler\n</Location>",
+        &[("apps/phase.py", PHASE_SCRIPT)],
+    );
+    // Each site imports its own module, in its own group.
+    assert_eq!(
+        ask(&apache, "/alpha", "")["application_group"].str(),
+        "alpha"
+    );
+    assert_eq!(ask(&apache, "/beta", "")["application_group"].str(), "beta");
+    // Access, authentication and group scripts of the group alpha see alpha's modules only.
+    let auth = "Basic cmVhZGVyOnNlY3JldA=="; // reader:secret
+    let resp = apache.request("GET", "/guarded", &[("Authorization", auth)], b"");
+    assert!(
+        resp.status == 200,
+        "status {}: {}\n{}",
+        resp.status,
+        resp.text(),
+        apache.error_log()
+    );
+    let got = json(&resp);
+    assert_eq!(got["application_group"].str(), "alpha", "{got}");
+    assert_eq!(strings(&got["configured_by"]), ["alpha"], "{got}");
+    // The dispatch script of the group alpha chooses the group from there.
+    let got = ask(&apache, "/dispatched", "");
+    assert_eq!(got["application_group"].str(), "alpha", "{got}");
+    assert_eq!(strings(&got["configured_by"]), ["alpha"], "{got}");
+    // A handler script with application-group=alpha.
+    let resp = apache.get("/handled/anything.txt");
+    assert_eq!(resp.status, 200, "{}", apache.error_log());
+    assert_eq!(resp.text(), "in alpha: True");
+    let log = apache.error_log();
+    assert!(
+        log.contains("/apps/phase.py' into interpreter 'alpha' in embedded mode."),
+        "{log}"
+    );
 }

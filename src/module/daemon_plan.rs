@@ -51,17 +51,15 @@ pub(crate) struct Preload {
 
 /// Scripts to load before serving: WSGIImportScript, and WSGIScriptAlias with both groups
 /// literal (as mod_wsgi); `servers` are the main server's and every virtual host's
-/// configurations.
+/// configurations. Group "" (`process-group=%{GLOBAL}`): each Apache child loads it.
 pub(crate) fn preloads<'a>(
     global: &GlobalConfig,
     servers: impl IntoIterator<Item = &'a ServerConfig>,
 ) -> Vec<Preload> {
     let mut out = Vec::new();
     for import in &global.import_scripts {
-        if let (Some(group), true) = (
-            import.process_group.literal_name(),
-            import.application_group.is_literal(),
-        ) {
+        if import.process_group.is_literal() && import.application_group.is_literal() {
+            let group = import.process_group.literal_name().unwrap_or("");
             let app = import.application_group.literal_name().unwrap_or("");
             out.push(Preload {
                 group: group.to_string(),
@@ -714,6 +712,10 @@ mod tests {
                 "WSGIImportScript",
                 "/srv/a.wsgi process-group=a application-group=%{GLOBAL}",
             ),
+            (
+                "WSGIImportScript",
+                "/srv/e.wsgi process-group=%{GLOBAL} application-group=e",
+            ),
         ]);
         let main = server(&[
             "/b /srv/b.wsgi process-group=b application-group=app",
@@ -730,6 +732,7 @@ mod tests {
             preloads,
             [
                 expect("a", "/srv/a.wsgi", ""),
+                expect("", "/srv/e.wsgi", "e"),
                 expect("b", "/srv/b.wsgi", "app"),
                 expect("a", "/srv/v.wsgi", "v"),
             ]

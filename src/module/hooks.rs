@@ -16,7 +16,7 @@ use crate::config::{DirConfig, ServerConfig};
 use crate::ffi;
 use crate::module::accounts::SystemAccounts;
 use crate::module::daemon_launch;
-use crate::module::daemon_plan::server_python;
+use crate::module::daemon_plan::{self, server_python};
 use crate::module::panic_guard::guard;
 use crate::module::phase_hooks;
 use crate::module::slot::{main_slot, server_slot};
@@ -163,6 +163,17 @@ fn start_embedded_reporter(pool: Option<Pool>, global: &crate::config::GlobalCon
     }
 }
 
+/// The scripts every Apache child loads at start (group "" of [`daemon_plan::preloads`]).
+fn embedded_preloads(slot: &crate::module::slot::ServerSlot) -> Vec<daemon_plan::Preload> {
+    let Some(main) = VirtualHost::main() else {
+        return Vec::new();
+    };
+    let servers = main.iter().filter_map(server_slot).map(|v| &v.server);
+    let mut all = daemon_plan::preloads(&slot.global, servers);
+    all.retain(|p| p.group.is_empty());
+    all
+}
+
 unsafe extern "C" fn child_init(pchild: *mut ffi::apr_pool_t, _s: *mut ffi::server_rec) {
     guard("child_init", (), || {
         // WSGIHeapPolicy Off leaves glibc's defaults to the other modules in this child.
@@ -186,16 +197,28 @@ unsafe extern "C" fn child_init(pchild: *mut ffi::apr_pool_t, _s: *mut ffi::serv
             // Python starts now (as mod_wsgi does); otherwise only if an embedded request
             // comes. WSGIRestrictEmbedded On keeps WSGI requests out of Apache children; a
             // phase script (WSGIAuthUserScript ...) runs here whatever the mode, as in mod_wsgi.
+            // WSGIImportScript process-group=%{GLOBAL} (and WSGIScriptAlias with both groups
+            // literal, the process group %{GLOBAL}) preload into each Apache child, also
+            // starting Python here, as in mod_wsgi.
+            let preloads = embedded_preloads(slot);
             let wsgi_here = !slot.global.restrict_embedded && slot.global.daemon_groups.is_empty();
-            if wsgi_here || slot.global.phase_scripts {
+            let preload_here = !slot.global.restrict_embedded && !preloads.is_empty();
+            if wsgi_here || preload_here || slot.global.phase_scripts {
                 let embedded = slot.embedded.get_or_init(|| server_python(&slot.global));
                 match crate::handler::embedded::ensure_python(embedded) {
-                    Ok(_) if wsgi_here => {
-                        // SAFETY: as above, the child's pool.
-                        let pool = unsafe { Pool::from_raw(pchild) };
-                        start_embedded_reporter(pool, &slot.global);
+                    Ok(host) => {
+                        if wsgi_here {
+                            // SAFETY: as above, the child's pool.
+                            let pool = unsafe { Pool::from_raw(pchild) };
+                            start_embedded_reporter(pool, &slot.global);
+                        }
+                        for p in preloads.iter().filter(|_| preload_here) {
+                            // A failure is logged by the loader (with its traceback); the
+                            // first request retries it.
+                            let _ =
+                                host.preload(std::path::Path::new(&p.script), &p.application_group);
+                        }
                     }
-                    Ok(_) => {}
                     Err(e) => log::process(Level::Error, &format!("RW0008: mod_rwsgi: {e}")),
                 }
             }

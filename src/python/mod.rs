@@ -273,6 +273,17 @@ fn in_process(interp: String) -> String {
     }
 }
 
+/// This process as mod_wsgi names it: "daemon process 'g'", or "embedded mode" (an Apache
+/// child).
+pub(crate) fn process_context() -> String {
+    let group = &settings::process_info().process_group;
+    if group.is_empty() {
+        "embedded mode".to_string()
+    } else {
+        format!("daemon process '{group}'")
+    }
+}
+
 /// The exception's type as mod_wsgi's log line names it: the type's `tp_name` (the class
 /// name for classes defined in Python and for builtins, `module.Name` for C types).
 fn exception_type_name(py: pyo3::Python<'_>, err: &pyo3::PyErr) -> String {

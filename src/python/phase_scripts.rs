@@ -3,8 +3,9 @@
 //! `get_realm_hash`), group authorisation (`groups_for_user`) and the dispatch hooks
 //! (`process_group`, `application_group`, `callable_object`).
 //!
-//! The scripts load through the same [`Loader`](super::loader) as WSGI scripts (a script
-//! used both ways in one application group is one module, as in mod_wsgi); a touched script
+//! The scripts load through the same [`Loader`](super::loader) as WSGI scripts, into the
+//! interpreter of their application group (a sub-interpreter for a named group, as in
+//! mod_wsgi; a script used both ways in one application group is one module); a touched script
 //! is re-imported in place before the call when WSGIScriptReloading is On. Each function gets
 //! a cut-down environ (the caller's CGI pairs, plus `wsgi.errors`, the version tuples and the
 //! process and application group) and its own arguments.
@@ -23,6 +24,7 @@ use super::environ::latin1;
 use super::loader::{self, Loaded};
 use super::log_object::{self, RequestScope, type_name};
 use super::settings::process_info;
+use super::subinterp;
 use super::{MOD_WSGI_VERSION, log_detached, log_prefix, python_error};
 use crate::logging::Level;
 
@@ -123,7 +125,7 @@ impl AppHost {
             Err(e) => format!("it can no longer be read ({e})"),
         };
         self.loader.discard(path, group, &loaded, &why);
-        Python::attach(|_py| drop(loaded));
+        let _ = subinterp::attach(group, |_py| drop(loaded));
         self.loader.get(path, group).map_err(|_| PhaseFailed)
     }
 
@@ -144,7 +146,8 @@ impl AppHost {
         let remote = log_object::remote_prefix(req.env);
         let _scope = RequestScope::enter(remote.clone());
         let (path, group) = (req.script_path, req.app_group);
-        Python::attach(|py| {
+        // In the group's interpreter; `Err`: it could not be made (logged).
+        subinterp::attach(group, |py| {
             let dict = loaded.module.bind(py).dict();
             let found: Vec<Option<Bound<'_, PyAny>>> = funcs
                 .iter()
@@ -193,6 +196,7 @@ impl AppHost {
             }
             outcome.map(|()| answers)
         })
+        .unwrap_or(Err(PhaseFailed))
     }
 
     fn call_one<T>(

@@ -1,8 +1,9 @@
 //! Application groups as CPython sub-interpreters, as mod_wsgi runs them: in a daemon process
-//! every application group other than `%{GLOBAL}` ("") gets its own sub-interpreter, created
-//! on first use (its own `sys.modules`, `sys.path` additions, `mod_wsgi` module, `os.environ`
-//! copy), never ended before the process exits. `%{GLOBAL}` is the main interpreter.
-//! Embedded mode (for now) and free-threaded builds run every group in the main interpreter.
+//! and in an Apache child (embedded mode: WSGI applications without a daemon group, and the
+//! phase scripts) every application group other than `%{GLOBAL}` ("") gets its own
+//! sub-interpreter, created on first use (its own `sys.modules`, `sys.path` additions,
+//! `mod_wsgi` module, `os.environ` copy), never ended before the process exits. `%{GLOBAL}`
+//! is the main interpreter. Free-threaded builds run every group in the main interpreter.
 //!
 //! The interpreters are *legacy* ones: they share the main interpreter's GIL and object
 //! allocator (Py_NewInterpreterFromConfig with use_main_obmalloc=1, gil=SHARED, fork, exec
@@ -45,9 +46,8 @@
 //! Limits of this first step (issue 32): pyo3's deferred decrefs (Py<T> dropped while
 //! detached) run at the next attach, in whichever interpreter that is; with one allocator and
 //! one GIL that is memory-safe, though a `__del__` may then run in another interpreter.
-//! Per-interpreter GIL, embedded mode, ending sub-interpreters at exit (their atexit and
-//! shutdown callbacks) and the phase scripts in sub-interpreters (they run in the Apache child,
-//! i.e. embedded mode) are not done; service scripts (threads=0) stay in the main interpreter,
+//! Per-interpreter GIL and ending sub-interpreters at exit (their atexit and shutdown
+//! callbacks) are not done; service scripts (threads=0) stay in the main interpreter,
 //! which alone runs the signal handlers that stop them. A request
 //! timeout's `RequestTimeout` is raised in the worker's state in every interpreter
 //! (PyThreadState_SetAsyncExc searches the current interpreter's threads only, and the
@@ -126,7 +126,7 @@ use pyo3::prelude::*;
 use pyo3::sync::MutexExt;
 
 use super::interpreter::{self, FREE_THREADED_BUILD};
-use super::{format_exception, log, log_prefix, settings};
+use super::{format_exception, log, log_prefix};
 use crate::logging::Level;
 
 /// A sub-interpreter of this process. Never ended before the process exits, so `state` stays
@@ -181,12 +181,10 @@ pub(crate) fn keep_thread_state() {
     }
 }
 
-/// Whether application group `app_group` runs in a sub-interpreter of this process: a
-/// daemon process's named groups, with a GIL.
+/// Whether application group `app_group` runs in a sub-interpreter of this process (a
+/// daemon process or an Apache child): every named group, with a GIL.
 pub(crate) fn uses_sub_interpreter(app_group: &str) -> bool {
-    !app_group.is_empty()
-        && !FREE_THREADED_BUILD
-        && !settings::process_info().process_group.is_empty()
+    !app_group.is_empty() && !FREE_THREADED_BUILD
 }
 
 /// Runs `f` attached to the interpreter of application group `app_group`: the main one for
@@ -303,7 +301,6 @@ fn thread_state(interp: &SubInterpreter) -> Result<*mut ffi::PyThreadState, Stri
 /// Creates and sets up the sub-interpreter of `app_group`; logs what happened. Called
 /// attached, with the main interpreter's state current.
 fn create(py: Python<'_>, app_group: &str) -> Entry {
-    let daemon = &settings::process_info().process_group;
     // SAFETY: the token proves a thread state (the main interpreter's) is current.
     let previous = unsafe { ffi::PyThreadState_Get() };
     let mut new: *mut ffi::PyThreadState = std::ptr::null_mut();
@@ -344,9 +341,9 @@ fn create(py: Python<'_>, app_group: &str) -> Entry {
             log(
                 Level::Info,
                 &format!(
-                    "RW0230: {}Created Python sub-interpreter '{app_group}' in daemon process \
-                     '{daemon}'.",
-                    log_prefix()
+                    "RW0230: {}Created Python sub-interpreter '{app_group}' in {}.",
+                    log_prefix(),
+                    super::process_context()
                 ),
             );
             interpreter::note_sub_interpreter();
