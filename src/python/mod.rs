@@ -65,6 +65,7 @@ pub use metrics::{
 pub use phase_scripts::{Access, Dispatch, Password, PhaseFailed, PhaseRequest, RealmHash};
 pub use service::{ServiceEnd, run_service_script};
 pub use settings::InterpreterSettings;
+pub use subinterp::failed as sub_interpreter_failed;
 pub use telemetry::{SlowRequest, TelemetryCapture, enable as enable_telemetry, slow_requests};
 
 /// The version of mod_wsgi whose behaviour this host reproduces; exposed as
