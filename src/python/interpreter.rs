@@ -615,25 +615,24 @@ pub(crate) fn flush_streams(py: Python<'_>) {
     }
 }
 
-fn python_ready() -> bool {
+pub(crate) fn python_ready() -> bool {
     // SAFETY: Py_IsInitialized may be called at any time.
     unsafe { ffi::Py_IsInitialized() != 0 }
 }
 
-/// Ends the sub-interpreters (`subinterp::end_all`: each one's shutdown callbacks and atexit
-/// handlers, then Py_EndInterpreter), then runs the main interpreter's
-/// `mod_wsgi.subscribe_shutdown` callbacks and atexit handlers and `Py_FinalizeEx`, logging
-/// exceptions. Call once, from the process's main thread, when no request is running. With
+/// After the sub-interpreters were ended (`subinterp::end_all`: each one's shutdown callbacks
+/// and atexit handlers, then Py_EndInterpreter; `subs_ended` = all of them), runs the main
+/// interpreter's `mod_wsgi.subscribe_shutdown` callbacks and atexit handlers and
+/// `Py_FinalizeEx`, logging exceptions. Call once, from the process's main thread, when no request is running. With
 /// WSGIDestroyInterpreter Off only the shutdown callbacks run (as mod_wsgi documents): no
 /// atexit handlers, no finalisation. Python initialised by another thread is not finalised
 /// either (the atexit handlers still run). Nothing here has its own time limit: a daemon
 /// process is killed by the daemon manager when it has not exited within its
 /// shutdown-timeout (graceful-timeout for a graceful stop), callbacks that hang included.
-pub fn shutdown() {
+pub(crate) fn shutdown(subs_ended: bool) {
     if !python_ready() {
         return;
     }
-    let subs_ended = super::subinterp::end_all("shutdown", process_info().destroy_interpreter);
     run_shutdown_callbacks("shutdown");
     if !process_info().destroy_interpreter {
         Python::attach(flush_streams);

@@ -54,9 +54,20 @@ pub use app::AppHost;
 pub use diagnostics::{clear_interrupt, gil_heartbeat, interrupt_thread, thread_stacks};
 pub use gc_telemetry::{GcEvent, GcSnapshot, gc_events, gc_snapshot};
 pub use interpreter::{
-    FREE_THREADED_BUILD, free_threading_warning, initialize, python_version,
-    run_shutdown_callbacks, shutdown,
+    FREE_THREADED_BUILD, free_threading_warning, initialize, python_version, run_shutdown_callbacks,
 };
+
+/// Stops Python at process exit: ends the sub-interpreters (`subinterp::end_all`), then shuts
+/// the main interpreter down (`interpreter::shutdown`, which finalises Python only when every
+/// sub-interpreter was ended). Call once, from the process's main thread, when no request
+/// is running.
+pub fn shutdown() {
+    if !interpreter::python_ready() {
+        return;
+    }
+    let subs_ended = subinterp::end_all("shutdown", settings::process_info().destroy_interpreter);
+    interpreter::shutdown(subs_ended);
+}
 pub use log_object::install_restricted_stdout;
 pub use metrics::{
     RequestObserver, RequestSummary, ScoreboardProcess, ScoreboardWorker, ServerScoreboard,
