@@ -164,9 +164,49 @@ const CASES: &[Case] = &[
         expect: &["WSGIDispatchScript", "'process-group=g'"],
     },
     Case {
-        name: "unsupported interpreter options section",
-        conf: "<WSGIInterpreterOptions process-group=x>\n</WSGIInterpreterOptions>",
-        expect: &["WSGIInterpreterOptions", "not supported by mod_rwsgi yet"],
+        name: "a directive not allowed inside <WSGIInterpreterOptions>",
+        conf: "<WSGIInterpreterOptions process-group=x>\n    WSGIMapHEADToGET Off\n\
+               </WSGIInterpreterOptions>",
+        expect: &[
+            "WSGIMapHEADToGET is not allowed inside <WSGIInterpreterOptions>",
+            "httpd.conf:",
+        ],
+    },
+    Case {
+        name: "a bad argument inside <WSGIInterpreterOptions>",
+        conf: "<WSGIInterpreterOptions application-group=a>\n    WSGIRestrictStdout Maybe\n\
+               </WSGIInterpreterOptions>",
+        expect: &["WSGIRestrictStdout", "'Maybe'"],
+    },
+    Case {
+        name: "an unknown <WSGIInterpreterOptions> selector",
+        conf: "<WSGIInterpreterOptions colour=red>\n</WSGIInterpreterOptions>",
+        expect: &[
+            "<WSGIInterpreterOptions>",
+            "'colour=red'",
+            "unknown selector",
+        ],
+    },
+    Case {
+        name: "an unclosed <WSGIInterpreterOptions>",
+        conf: "<WSGIInterpreterOptions process-group=x>\n    WSGIRestrictStdout On",
+        expect: &["<WSGIInterpreterOptions", "was not closed"],
+    },
+    Case {
+        name: "WSGIPerInterpreterGIL On inside <WSGIInterpreterOptions>",
+        conf: "<WSGIInterpreterOptions application-group=a>\n    WSGIPerInterpreterGIL On\n\
+               </WSGIInterpreterOptions>",
+        expect: &[
+            "WSGIPerInterpreterGIL",
+            "'On'",
+            "per-interpreter GIL is not available in this build",
+        ],
+    },
+    Case {
+        name: "<WSGIInterpreterOptions> inside a virtual host",
+        conf: "<VirtualHost *:80>\n<WSGIInterpreterOptions>\n</WSGIInterpreterOptions>\n\
+               </VirtualHost>",
+        expect: &["<WSGIInterpreterOptions", "cannot occur within"],
     },
     Case {
         name: "bad Python hash seed",

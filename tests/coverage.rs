@@ -249,7 +249,10 @@ const DIRECTIVES: &[(&str, Status)] = &[
     ),
     (
         "<WSGIInterpreterOptions>",
-        NotYet("<WSGIInterpreterOptions application-group=x>\n</WSGIInterpreterOptions>"),
+        Implemented(&[
+            "subinterpreters::interpreter_options_sections_scope_python_path_and_stdout_to_their_interpreters",
+            "conf_errors::bad_configs_fail_configtest_with_a_precise_message",
+        ]),
     ),
     (
         "WSGIServerMetrics",

@@ -864,3 +864,205 @@ fn phase_scripts_run_in_the_sub_interpreter_of_their_application_group() {
         "{log}"
     );
 }
+
+/// Registers an atexit handler and a `mod_wsgi.subscribe_shutdown` callback that each append
+/// "<interpreter> <what>" to `{log}`; answers the interpreter's name.
+const HOOKS_SCRIPT: &str = r#"
+import atexit
+import mod_wsgi
+
+NAME = mod_wsgi.application_group or "%{GLOBAL}"
+
+def note(what):
+    with open("{log}", "a") as f:
+        f.write("%s %s\n" % (NAME, what))
+
+atexit.register(note, "atexit")
+mod_wsgi.subscribe_shutdown(lambda event, **kwargs: note("shutdown"))
+
+def application(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [NAME.encode()]
+"#;
+
+#[test]
+fn sub_interpreters_run_their_shutdown_callbacks_and_atexit_before_the_main_interpreter() {
+    if common::module_python_is_free_threaded() {
+        eprintln!("skipped: free-threaded builds run every group in the main interpreter");
+        return;
+    }
+    let config = ApacheConfig::new("subinterp-end");
+    let root = config.root().to_path_buf();
+    mkdir(&root.join("apps"));
+    let log = config.markers_dir().join("hooks.log");
+    write(
+        &root.join("apps/hooks.wsgi"),
+        &HOOKS_SCRIPT.replace("{log}", &log.display().to_string()),
+        0o644,
+    );
+    let mut apache = config
+        .conf(
+            "WSGIDaemonProcess sites threads=2\n\
+             WSGIProcessGroup sites\n\
+             <Location /alpha>\n    WSGIApplicationGroup alpha\n</Location>\n\
+             <Location /beta>\n    WSGIApplicationGroup beta\n</Location>\n\
+             <Location /main>\n    WSGIApplicationGroup %{GLOBAL}\n</Location>\n\
+             WSGIScriptAlias /alpha @DIR@/apps/hooks.wsgi\n\
+             WSGIScriptAlias /beta @DIR@/apps/hooks.wsgi\n\
+             WSGIScriptAlias /main @DIR@/apps/hooks.wsgi\n\
+             <Directory @DIR@/apps>\n    Require all granted\n</Directory>",
+        )
+        .start();
+    for (path, name) in [
+        ("/alpha", "alpha"),
+        ("/beta", "beta"),
+        ("/main", "%{GLOBAL}"),
+    ] {
+        let resp = apache.get(path);
+        assert_eq!(resp.status, 200, "{path}\n{}", apache.error_log());
+        assert_eq!(resp.text(), name);
+    }
+    apache.stop_gracefully();
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    let error_log = apache.error_log();
+    let at = |line: &str| {
+        lines
+            .iter()
+            .position(|l| *l == line)
+            .unwrap_or_else(|| panic!("no {line:?} in {lines:?}\n{error_log}"))
+    };
+    for sub in ["alpha", "beta"] {
+        let shutdown = at(&format!("{sub} shutdown"));
+        let atexit = at(&format!("{sub} atexit"));
+        assert!(shutdown < atexit, "{lines:?}");
+        assert!(
+            atexit < at("%{GLOBAL} shutdown"),
+            "the main interpreter's callbacks run after every sub-interpreter's: {lines:?}"
+        );
+        assert!(
+            error_log.contains(&format!("Ended Python sub-interpreter '{sub}'")),
+            "{error_log}"
+        );
+    }
+    assert!(
+        at("%{GLOBAL} shutdown") < at("%{GLOBAL} atexit"),
+        "{lines:?}"
+    );
+    assert_eq!(lines.len(), 6, "each callback ran once: {lines:?}");
+    assert!(
+        !error_log.contains("Not finalising Python") && !error_log.contains("Fatal Python error"),
+        "{error_log}"
+    );
+}
+
+/// Answers its interpreter's name, sys.path and what print() does there.
+const OPTIONS_PROBE: &str = r#"
+import json
+import sys
+import mod_wsgi
+
+def application(environ, start_response):
+    try:
+        print("print from %s" % mod_wsgi.application_group)
+        printed = "ok"
+    except Exception as e:
+        printed = type(e).__name__
+    body = json.dumps({
+        "group": mod_wsgi.application_group,
+        "path": sys.path,
+        "print": printed,
+    }).encode()
+    start_response("200 OK", [("Content-Type", "application/json")])
+    return [body]
+"#;
+
+#[test]
+fn interpreter_options_sections_scope_python_path_and_stdout_to_their_interpreters() {
+    if common::module_python_is_free_threaded() {
+        eprintln!("skipped: free-threaded builds run every group in the main interpreter");
+        return;
+    }
+    let config = ApacheConfig::new("subinterp-options");
+    let root = config.root().to_path_buf();
+    for dir in ["apps", "alpha-lib", "bad-lib"] {
+        mkdir(&root.join(dir));
+    }
+    write(&root.join("apps/probe.wsgi"), OPTIONS_PROBE, 0o644);
+    // A .pth import line that raises SystemExit (not caught by site.addsitedir): the
+    // sub-interpreter's set-up fails.
+    write(
+        &root.join("bad-lib/refuse.pth"),
+        "import sys; raise SystemExit('refused by refuse.pth')\n",
+        0o644,
+    );
+    let mut apache = config
+        .conf(
+            "WSGIRestrictStdout On\n\
+             <WSGIInterpreterOptions process-group=sites application-group=alpha>\n\
+             \x20   WSGIRestrictStdout Off\n\
+             \x20   WSGIPythonPath @DIR@/alpha-lib\n\
+             \x20   WSGIPerInterpreterGIL Off\n\
+             </WSGIInterpreterOptions>\n\
+             <WSGIInterpreterOptions application-group=broken>\n\
+             \x20   WSGIPythonPath @DIR@/bad-lib\n\
+             </WSGIInterpreterOptions>\n\
+             WSGIDaemonProcess sites threads=2\n\
+             WSGIProcessGroup sites\n\
+             <Location /alpha>\n    WSGIApplicationGroup alpha\n</Location>\n\
+             <Location /beta>\n    WSGIApplicationGroup beta\n</Location>\n\
+             <Location /main>\n    WSGIApplicationGroup %{GLOBAL}\n</Location>\n\
+             <Location /broken>\n    WSGIApplicationGroup broken\n</Location>\n\
+             WSGIScriptAlias /alpha @DIR@/apps/probe.wsgi\n\
+             WSGIScriptAlias /beta @DIR@/apps/probe.wsgi\n\
+             WSGIScriptAlias /main @DIR@/apps/probe.wsgi\n\
+             WSGIScriptAlias /broken @DIR@/apps/probe.wsgi\n\
+             <Directory @DIR@/apps>\n    Require all granted\n</Directory>",
+        )
+        .start();
+    let alpha_lib = root.join("alpha-lib").display().to_string();
+    let alpha = ask(&apache, "/alpha", "");
+    assert_eq!(alpha["group"].str(), "alpha", "{alpha}");
+    assert_eq!(
+        alpha["print"].str(),
+        "ok",
+        "WSGIRestrictStdout Off in alpha's section: {alpha}"
+    );
+    assert!(
+        strings(&alpha["path"]).contains(&alpha_lib),
+        "alpha's section adds its python-path: {alpha}"
+    );
+    for path in ["/beta", "/main"] {
+        let other = ask(&apache, path, "");
+        assert_eq!(
+            other["print"].str(),
+            "OSError",
+            "{path}: the top-level WSGIRestrictStdout On applies: {other}"
+        );
+        assert!(
+            !strings(&other["path"]).contains(&alpha_lib),
+            "{path}: alpha's python-path is not here: {other}"
+        );
+    }
+    apache.wait_for_log("print from alpha", Duration::from_secs(10));
+    // A sub-interpreter whose set-up fails: 500 and the traceback in the log, the process
+    // serves on.
+    let resp = apache.get("/broken");
+    assert_eq!(resp.status, 500, "{}", apache.error_log());
+    let log = apache.wait_for_log("refused by refuse.pth", Duration::from_secs(10));
+    assert!(
+        log.contains("RW0232") && log.contains("SystemExit") && log.contains("'broken'"),
+        "{log}"
+    );
+    assert_eq!(ask(&apache, "/alpha", "")["group"].str(), "alpha");
+    // The failed interpreter was ended when its set-up failed: the others are ended and
+    // Python finalised at exit without an abort.
+    apache.stop_gracefully();
+    let log = apache.error_log();
+    assert!(
+        log.contains("Ended Python sub-interpreter 'alpha'")
+            && !log.contains("Fatal Python error")
+            && !log.contains("SIGABRT"),
+        "{log}"
+    );
+}

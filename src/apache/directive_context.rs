@@ -122,6 +122,36 @@ impl<'a> DirectiveContext<'a> {
             && !unsafe { ffi::apr_table_get(self.raw.override_list, name) }.is_null()
     }
 
+    /// The directives inside the section being processed (its config tree children), in
+    /// order: (name, raw arguments, "file:line", whether it is itself a section).
+    pub fn children(&self) -> Vec<(String, String, String, bool)> {
+        let mut out = Vec::new();
+        // SAFETY: `directive` is the config tree node being processed, or null; its
+        // children are nodes of the same tree, live for the whole configuration read.
+        let mut child =
+            unsafe { self.raw.directive.as_ref() }.map_or(std::ptr::null_mut(), |d| d.first_child);
+        // SAFETY: each node is a live tree node (see above); strings are null or
+        // NUL-terminated pool strings.
+        while let Some(node) = unsafe { child.as_ref() } {
+            // SAFETY: as above.
+            let (name, args, file) = unsafe {
+                (
+                    cstr_to_string(node.directive).unwrap_or_default(),
+                    cstr_to_string(node.args).unwrap_or_default(),
+                    cstr_to_string(node.filename).unwrap_or_else(|| "?".into()),
+                )
+            };
+            out.push((
+                name.clone(),
+                args,
+                format!("{file}:{}", node.line_num),
+                !node.first_child.is_null() || name.starts_with('<'),
+            ));
+            child = node.next;
+        }
+        out
+    }
+
     /// An error message for Apache, allocated in the configuration pool so it outlives
     /// the callback.
     pub fn error(&self, msg: &str) -> *const c_char {

@@ -17,6 +17,7 @@ mod error;
 #[cfg(test)]
 pub(crate) mod fuzz_harness;
 mod handler_script;
+mod interpreter_options;
 mod not_implemented;
 mod phase_script;
 mod script_alias;
@@ -36,6 +37,10 @@ pub use directive_table::{
 pub use directives::{Directive, MapHeadToGet, parse_directive, parse_directive_words};
 pub use error::ConfigError;
 pub use handler_script::{HANDLER_CALLABLE, HandlerScript};
+pub use interpreter_options::{
+    BaseOptions, InterpreterOptions, ResolvedOptions, SECTION_DIRECTIVES, resolve,
+    resolve_free_threading,
+};
 pub use not_implemented::not_implemented_error;
 pub use phase_script::PhaseScript;
 pub use script_alias::{CompiledPattern, ImportScript, PATTERN_GROUPS, ScriptAlias, UrlPattern};
@@ -150,6 +155,8 @@ pub struct GlobalConfig {
     pub python_eggs: Option<String>,
     /// WSGISwitchInterval seconds (embedded mode; daemons use `switch-interval=`).
     pub switch_interval: Option<f64>,
+    /// Every `<WSGIInterpreterOptions>` section, in configuration order.
+    pub interpreter_options: Vec<InterpreterOptions>,
     /// Validated arguments of server-wide directives without a typed form yet
     /// (WSGIAcceptMutex, telemetry, ...), in order.
     pub other: Vec<(&'static str, Vec<String>)>,
@@ -189,6 +196,7 @@ impl Default for GlobalConfig {
             python_hash_seed: None,
             python_eggs: None,
             switch_interval: None,
+            interpreter_options: Vec::new(),
             other: Vec::new(),
             group_refs: Vec::new(),
             proxy_sites: Vec::new(),
@@ -370,6 +378,11 @@ impl GlobalConfig {
                 )
             })
             .chain(accept_mutex)
+            .chain(
+                self.interpreter_options
+                    .iter()
+                    .flat_map(InterpreterOptions::warnings),
+            )
             .chain(self.service_group_refs())
             .collect()
     }

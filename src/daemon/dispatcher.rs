@@ -823,6 +823,13 @@ impl Dispatcher {
             Outcome::LoadFailed => {
                 if io.head_sent {
                     false
+                } else if crate::python::sub_interpreter_failed(app_group) {
+                    // The application group's interpreter did not start: a server error
+                    // (500, traceback in the error log), not a script still to load (503).
+                    let msg = format!(
+                        "the Python sub-interpreter of application group '{app_group}' failed to start (see error log)"
+                    );
+                    io.send_error(error_code::INTERNAL, msg.as_bytes()).is_ok()
                 } else {
                     // Shown lossily when the path is not UTF-8.
                     let script = script.display();

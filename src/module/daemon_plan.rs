@@ -34,9 +34,15 @@ pub(crate) fn server_python(global: &GlobalConfig) -> InterpreterSettings {
         python_eggs: global.python_eggs.clone(),
         switch_interval: global.switch_interval,
         destroy_interpreter: global.destroy_interpreter,
-        free_threading: global.free_threading,
+        // Embedded mode's: the sections with process-group=%{GLOBAL} (or none) apply.
+        free_threading: crate::config::resolve_free_threading(
+            &global.interpreter_options,
+            "",
+            global.free_threading,
+        ),
         server_metrics: global.server_metrics,
         case_sensitivity: global.case_sensitivity,
+        interpreter_options: global.interpreter_options.clone(),
         ..InterpreterSettings::default()
     }
 }
@@ -318,6 +324,11 @@ fn daemon_interpreter(
         python_eggs: spec.python_eggs.clone(),
         switch_interval: spec.switch_interval,
         server_metrics: spec.server_metrics,
+        free_threading: crate::config::resolve_free_threading(
+            &global.interpreter_options,
+            &spec.name,
+            global.free_threading,
+        ),
         ..server_python(global)
     }
 }

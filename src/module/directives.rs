@@ -68,6 +68,9 @@ fn apply_directive(
     raw_args: &str,
 ) -> Result<(), String> {
     let name = cmd.name();
+    if name.eq_ignore_ascii_case("<WSGIInterpreterOptions") {
+        return interpreter_options_section(cmd, raw_args);
+    }
     if name.starts_with('<') {
         return Err(format!("{name}> is not supported by mod_rwsgi yet"));
     }
@@ -101,6 +104,35 @@ fn apply_directive(
         Target::Global => apply_global(parsed, &name, &site),
         Target::Server => apply_server(parsed, info, &name, &site),
         Target::Dir => apply_dir(cmd, dir, parsed, info, &site),
+    }
+}
+
+/// `<WSGIInterpreterOptions ...>`: main server configuration only; the directives inside
+/// are read here (Apache does not run them), each checked against the section's list.
+fn interpreter_options_section(
+    cmd: &mut DirectiveContext<'_>,
+    raw_args: &str,
+) -> Result<(), String> {
+    cmd.check_context(Forbid::AllButMainServer)?;
+    let location = cmd.location();
+    let mut section =
+        config::InterpreterOptions::open(raw_args, &location).map_err(|e| e.to_string())?;
+    for (name, args, at, nested) in cmd.children() {
+        if nested {
+            return Err(format!(
+                "{name}> at {at}: no section is allowed inside <WSGIInterpreterOptions>"
+            ));
+        }
+        section
+            .apply(&name, &args)
+            .map_err(|e| format!("{e} (at {at})"))?;
+    }
+    // SAFETY: a directive callback; no other reference to a slot is alive here.
+    match unsafe { with_global(|g| g.interpreter_options.push(section)) }? {
+        Some(()) => Ok(()),
+        None => {
+            Err("<WSGIInterpreterOptions> cannot be changed while Apache serves requests".into())
+        }
     }
 }
 

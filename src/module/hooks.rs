@@ -291,7 +291,13 @@ unsafe extern "C" fn check_config(
         let Some(slot) = main_slot() else {
             return ffi::OK;
         };
-        if let Some(warning) = crate::python::free_threading_warning(slot.global.free_threading) {
+        let any_free_threading = slot.global.free_threading
+            || slot
+                .global
+                .interpreter_options
+                .iter()
+                .any(|o| o.free_threading == Some(true));
+        if let Some(warning) = crate::python::free_threading_warning(any_free_threading) {
             log::startup(s, Level::Warning, &format!("RW0009: mod_rwsgi: {warning}"));
         }
         // Virtual hosts have their final ServerName by now (Apache fixed them up).

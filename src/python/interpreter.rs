@@ -35,15 +35,6 @@ pub fn free_threading_warning(free_threading: bool) -> Option<String> {
 /// The thread that initialised Python: `threading` takes it as its main thread.
 static INIT_THREAD: OnceLock<std::thread::ThreadId> = OnceLock::new();
 
-/// Set once this process made a sub-interpreter (`subinterp.rs`): Python is then not
-/// finalised at exit (see [`shutdown`]).
-static SUB_INTERPRETERS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
-/// Records that this process made a sub-interpreter.
-pub(crate) fn note_sub_interpreter() {
-    SUB_INTERPRETERS.store(true, std::sync::atomic::Ordering::Relaxed);
-}
-
 /// The settings Python was initialised with, for the sub-interpreters made later.
 static SETTINGS: OnceLock<InterpreterSettings> = OnceLock::new();
 
@@ -361,8 +352,11 @@ fn setup_python(py: Python<'_>, settings: &InterpreterSettings) -> Result<(), St
         // states for life, so it must be this one, which also runs the finalisation.
         py.import("threading")?;
         let sys = py.import("sys")?;
-        setup_sys(py, settings)?;
-        if settings.switch_interval.is_some() && gil_disabled(py) {
+        let options = resolved_options(settings, "");
+        setup_sys(py, settings, &options)?;
+        // A matching <WSGIInterpreterOptions> section's interval replaces the top-level one.
+        let switch_interval = options.switch_interval.or(settings.switch_interval);
+        if switch_interval.is_some() && gil_disabled(py) {
             log(
                 Level::Warning,
                 &format!(
@@ -371,7 +365,7 @@ fn setup_python(py: Python<'_>, settings: &InterpreterSettings) -> Result<(), St
                     super::log_prefix()
                 ),
             );
-        } else if let Some(seconds) = settings.switch_interval {
+        } else if let Some(seconds) = switch_interval {
             sys.call_method1("setswitchinterval", (seconds,))?;
             log(
                 Level::Info,
@@ -383,6 +377,9 @@ fn setup_python(py: Python<'_>, settings: &InterpreterSettings) -> Result<(), St
         }
         modwsgi::install(py, process_info(), "")?;
         add_python_path(py, &settings.python_path)?;
+        for layer in &options.python_path_layers {
+            add_python_path(py, layer)?;
+        }
         // pyo3 makes each class's type object once per process, in the interpreter that first
         // asks for it: made here, in the main interpreter, which outlives the sub-interpreters
         // that share them (subinterp.rs).
@@ -434,22 +431,44 @@ fn setup_python(py: Python<'_>, settings: &InterpreterSettings) -> Result<(), St
     }
 }
 
+/// The settings of interpreter `app_group` ("" = main): the top-level values with the
+/// matching `<WSGIInterpreterOptions>` sections applied.
+fn resolved_options(
+    settings: &InterpreterSettings,
+    app_group: &str,
+) -> crate::config::ResolvedOptions {
+    crate::config::resolve(
+        &settings.interpreter_options,
+        &settings.process_group,
+        app_group,
+        crate::config::BaseOptions {
+            restrict_stdin: settings.restrict_stdin,
+            restrict_stdout: settings.restrict_stdout,
+            restrict_signal: settings.restrict_signal,
+        },
+    )
+}
+
 /// What every interpreter of the process gets in its `sys` (the main one at initialisation, a
 /// sub-interpreter when it is created): argv, the log-backed stderr/stdout, the stdin, stdout
-/// and signal restrictions, and PYTHON_EGG_CACHE.
-fn setup_sys(py: Python<'_>, settings: &InterpreterSettings) -> PyResult<()> {
+/// and signal restrictions (its resolved `options`), and PYTHON_EGG_CACHE.
+fn setup_sys(
+    py: Python<'_>,
+    settings: &InterpreterSettings,
+    options: &crate::config::ResolvedOptions,
+) -> PyResult<()> {
     let sys = py.import("sys")?;
     sys.setattr("argv", vec!["mod_wsgi"])?;
     sys.setattr("stderr", log_object::new_stream(py, "<wsgi.stderr>", None)?)?;
-    if settings.restrict_stdout {
+    if options.restrict_stdout {
         log_object::install_restricted_stdout(sys.as_any())?;
     } else {
         sys.setattr("stdout", log_object::new_stream(py, "<wsgi.stdout>", None)?)?;
     }
-    if settings.restrict_stdin {
+    if options.restrict_stdin {
         log_object::install_restricted_stdin(sys.as_any())?;
     }
-    if settings.restrict_signal {
+    if options.restrict_signal {
         signal_intercept::install(py)?;
     }
     if let Some(dir) = &settings.python_eggs {
@@ -467,9 +486,59 @@ pub(crate) fn setup_sub_interpreter(py: Python<'_>, app_group: &str) -> PyResult
     let settings = SETTINGS.get().ok_or_else(|| {
         pyo3::exceptions::PyRuntimeError::new_err("Python was not initialised by mod_rwsgi")
     })?;
-    setup_sys(py, settings)?;
+    let options = resolved_options(settings, app_group);
+    setup_sys(py, settings, &options)?;
+    if let Some(seconds) = options.switch_interval {
+        sub_interpreter_switch_interval(
+            py,
+            app_group,
+            seconds,
+            options.switch_interval_app_scoped,
+        )?;
+    }
     modwsgi::install(py, process_info(), app_group)?;
-    add_python_path(py, &settings.python_path)
+    add_python_path(py, &settings.python_path)?;
+    // The sections' python-path layers, least specific first: the most specific ends first.
+    for layer in &options.python_path_layers {
+        add_python_path(py, layer)?;
+    }
+    Ok(())
+}
+
+/// A `<WSGIInterpreterOptions>` section's WSGISwitchInterval for a sub-interpreter. The
+/// interval is process-wide in CPython (one GIL): as mod_wsgi 6, a section that selects the
+/// sub-interpreter by `application-group=` is not applied (it would change every
+/// interpreter's); one selecting by process group only (or none) is, as for the main
+/// interpreter.
+fn sub_interpreter_switch_interval(
+    py: Python<'_>,
+    app_group: &str,
+    seconds: f64,
+    app_scoped: bool,
+) -> PyResult<()> {
+    if gil_disabled(py) {
+        return Ok(());
+    }
+    if app_scoped {
+        log(
+            Level::Warning,
+            &format!(
+                "RW0264: {}Not setting the switch interval {seconds} s of the <WSGIInterpreterOptions> section for sub-interpreter '{app_group}': it selects by application-group=, and without a per-interpreter GIL the switch interval is process-wide.",
+                super::log_prefix()
+            ),
+        );
+        return Ok(());
+    }
+    py.import("sys")?
+        .call_method1("setswitchinterval", (seconds,))?;
+    log(
+        Level::Info,
+        &format!(
+            "RW0265: {}Python switch interval set to {seconds} s for sub-interpreter '{app_group}' (process-wide; <WSGIInterpreterOptions>).",
+            super::log_prefix()
+        ),
+    );
+    Ok(())
 }
 
 /// Whether this process runs without a GIL (`sys._is_gil_enabled()`, Python 3.13+).
@@ -529,12 +598,16 @@ pub fn run_shutdown_callbacks(reason: &str) {
 
 /// Logs partial lines left in sys.stderr/sys.stdout. A restricted stdout is removed, since
 /// CPython's own flush at finalisation would complain about it.
-fn flush_streams(py: Python<'_>) {
+pub(crate) fn flush_streams(py: Python<'_>) {
     if let Ok(sys) = py.import("sys") {
         if let Ok(err) = sys.getattr("stderr") {
             let _ = err.call_method0("flush");
         }
-        if process_info().restrict_stdout {
+        // Per interpreter: a <WSGIInterpreterOptions> section may restrict one and not another.
+        let restricted = sys
+            .getattr("stdout")
+            .is_ok_and(|out| out.is_instance_of::<log_object::Restricted>());
+        if restricted {
             let _ = sys.setattr("stdout", py.None());
         } else if let Ok(out) = sys.getattr("stdout") {
             let _ = out.call_method0("flush");
@@ -542,17 +615,21 @@ fn flush_streams(py: Python<'_>) {
     }
 }
 
-fn python_ready() -> bool {
+pub(crate) fn python_ready() -> bool {
     // SAFETY: Py_IsInitialized may be called at any time.
     unsafe { ffi::Py_IsInitialized() != 0 }
 }
 
-/// Runs registered `mod_wsgi.subscribe_shutdown` callbacks and atexit handlers, then
-/// `Py_FinalizeEx`, logging exceptions. Call once, from the process's main thread, when no
-/// request is running. With WSGIDestroyInterpreter Off only the shutdown callbacks run (as
-/// mod_wsgi documents): no atexit handlers, no finalisation. Python initialised by another
-/// thread is not finalised either (the atexit handlers still run).
-pub fn shutdown() {
+/// After the sub-interpreters were ended (`subinterp::end_all`: each one's shutdown callbacks
+/// and atexit handlers, then Py_EndInterpreter; `subs_ended` = all of them), runs the main
+/// interpreter's `mod_wsgi.subscribe_shutdown` callbacks and atexit handlers and
+/// `Py_FinalizeEx`, logging exceptions. Call once, from the process's main thread, when no request is running. With
+/// WSGIDestroyInterpreter Off only the shutdown callbacks run (as mod_wsgi documents): no
+/// atexit handlers, no finalisation. Python initialised by another thread is not finalised
+/// either (the atexit handlers still run). Nothing here has its own time limit: a daemon
+/// process is killed by the daemon manager when it has not exited within its
+/// shutdown-timeout (graceful-timeout for a graceful stop), callbacks that hang included.
+pub(crate) fn shutdown(subs_ended: bool) {
     if !python_ready() {
         return;
     }
@@ -586,17 +663,14 @@ pub fn shutdown() {
         }
         flush_streams(py);
     });
-    if SUB_INTERPRETERS.load(std::sync::atomic::Ordering::Relaxed) {
-        // Py_FinalizeEx would have to end them first (Py_EndInterpreter wants the ending
-        // state to be the interpreter's only one, and request threads keep theirs), which is
-        // not done yet: the process exits without finalising, as with WSGIDestroyInterpreter
+    if !subs_ended {
+        // A sub-interpreter still runs a thread (RW0261): Py_FinalizeEx would end it under
+        // that thread. The process exits without finalising, as with WSGIDestroyInterpreter
         // Off, after the main interpreter's callbacks and atexit handlers.
         log(
             Level::Info,
             &format!(
-                "RW0234: {}Not finalising Python: this process runs sub-interpreters \
-                 (application groups), which are not ended at exit yet; the main \
-                 interpreter's shutdown callbacks and atexit handlers have run.",
+                "RW0266: {}Not finalising Python: a sub-interpreter could not be ended (see above); the main interpreter's shutdown callbacks and atexit handlers have run.",
                 super::log_prefix()
             ),
         );

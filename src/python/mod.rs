@@ -54,9 +54,20 @@ pub use app::AppHost;
 pub use diagnostics::{clear_interrupt, gil_heartbeat, interrupt_thread, thread_stacks};
 pub use gc_telemetry::{GcEvent, GcSnapshot, gc_events, gc_snapshot};
 pub use interpreter::{
-    FREE_THREADED_BUILD, free_threading_warning, initialize, python_version,
-    run_shutdown_callbacks, shutdown,
+    FREE_THREADED_BUILD, free_threading_warning, initialize, python_version, run_shutdown_callbacks,
 };
+
+/// Stops Python at process exit: ends the sub-interpreters (`subinterp::end_all`), then shuts
+/// the main interpreter down (`interpreter::shutdown`, which finalises Python only when every
+/// sub-interpreter was ended). Call once, from the process's main thread, when no request
+/// is running.
+pub fn shutdown() {
+    if !interpreter::python_ready() {
+        return;
+    }
+    let subs_ended = subinterp::end_all("shutdown", settings::process_info().destroy_interpreter);
+    interpreter::shutdown(subs_ended);
+}
 pub use log_object::install_restricted_stdout;
 pub use metrics::{
     RequestObserver, RequestSummary, ScoreboardProcess, ScoreboardWorker, ServerScoreboard,
@@ -65,6 +76,7 @@ pub use metrics::{
 pub use phase_scripts::{Access, Dispatch, Password, PhaseFailed, PhaseRequest, RealmHash};
 pub use service::{ServiceEnd, run_service_script};
 pub use settings::InterpreterSettings;
+pub use subinterp::failed as sub_interpreter_failed;
 pub use subinterp::per_interpreter_gil_refusal;
 pub use telemetry::{SlowRequest, TelemetryCapture, enable as enable_telemetry, slow_requests};
 

@@ -322,6 +322,24 @@ fn module(py: Python<'_>) -> PyResult<Bound<'_, PyModule>> {
     }
 }
 
+/// Drops the current sub-interpreter's `mod_wsgi` module reference (before the interpreter
+/// is ended). Call attached, in that interpreter.
+pub(crate) fn forget_sub_module(py: Python<'_>) {
+    use pyo3::sync::MutexExt;
+    let id = current_interpreter_id(py);
+    let gone: Vec<(i64, Py<PyModule>)> = {
+        let mut subs = SUB_MODULES
+            .lock_py_attached(py)
+            .unwrap_or_else(|e| e.into_inner());
+        let (gone, kept) = std::mem::take(&mut *subs)
+            .into_iter()
+            .partition(|(other, _)| *other == id);
+        *subs = kept;
+        gone
+    };
+    drop(gone);
+}
+
 fn subscribe<'py>(list_name: &str, callback: Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
     let py = callback.py();
     if !callback.is_callable() {

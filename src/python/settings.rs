@@ -60,6 +60,9 @@ pub struct InterpreterSettings {
     /// WSGICaseSensitivity: Off (a case-insensitive file system) names a script's module
     /// after its lower-cased path, as mod_wsgi does, so two spellings load one module.
     pub case_sensitivity: bool,
+    /// The `<WSGIInterpreterOptions>` sections: resolved for each interpreter when it is
+    /// set up (`crate::config::resolve`).
+    pub interpreter_options: Vec<crate::config::InterpreterOptions>,
 }
 
 impl Default for InterpreterSettings {
@@ -93,6 +96,7 @@ impl Default for InterpreterSettings {
             free_threading: false,
             server_metrics: false,
             case_sensitivity: true,
+            interpreter_options: Vec::new(),
         }
     }
 }
@@ -106,7 +110,6 @@ pub(crate) struct ProcessInfo {
     pub multithread: bool,
     pub multiprocess: bool,
     pub run_once: bool,
-    pub restrict_stdout: bool,
     pub destroy_interpreter: bool,
     pub log_prefix: String,
     pub header_buffer_size: usize,
@@ -125,7 +128,6 @@ impl ProcessInfo {
             multithread: s.threads > 1,
             multiprocess: s.processes_given,
             run_once: s.threads == 1 && s.maximum_requests == 1,
-            restrict_stdout: s.restrict_stdout,
             destroy_interpreter: s.destroy_interpreter,
             log_prefix: if s.process_group.is_empty() {
                 String::new()

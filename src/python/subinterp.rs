@@ -2,8 +2,11 @@
 //! and in an Apache child (embedded mode: WSGI applications without a daemon group, and the
 //! phase scripts) every application group other than `%{GLOBAL}` ("") gets its own
 //! sub-interpreter, created on first use (its own `sys.modules`, `sys.path` additions,
-//! `mod_wsgi` module, `os.environ` copy), never ended before the process exits. `%{GLOBAL}`
-//! is the main interpreter. Free-threaded builds run every group in the main interpreter.
+//! `mod_wsgi` module, `os.environ` copy), ended when the process exits ([`end_all`]).
+//! `%{GLOBAL}` is the main interpreter. The `<WSGIInterpreterOptions>` sections matching the
+//! group (`crate::config::resolve`) decide its stdin/stdout/signal restrictions, python-path
+//! layers and switch interval when it is set up (`interpreter::setup_sub_interpreter`).
+//! Free-threaded builds run every group in the main interpreter.
 //!
 //! The interpreters are *legacy* ones: they share the main interpreter's GIL and object
 //! allocator (Py_NewInterpreterFromConfig with use_main_obmalloc=1, gil=SHARED, fork, exec
@@ -46,8 +49,8 @@
 //! Limits of this first step (issue 32): pyo3's deferred decrefs (Py<T> dropped while
 //! detached) run at the next attach, in whichever interpreter that is; with one allocator and
 //! one GIL that is memory-safe, though a `__del__` may then run in another interpreter.
-//! Per-interpreter GIL and ending sub-interpreters at exit (their atexit and shutdown
-//! callbacks) are not done; service scripts (threads=0) stay in the main interpreter,
+//! Per-interpreter GIL is not done (see below); service scripts (threads=0) stay in the main
+//! interpreter,
 //! which alone runs the signal handlers that stop them. A request
 //! timeout's `RequestTimeout` is raised in the worker's state in every interpreter
 //! (PyThreadState_SetAsyncExc searches the current interpreter's threads only, and the
@@ -117,6 +120,22 @@
 //!    check_multi_interp_extensions=1); the new interpreter builds its `InterpState` before
 //!    its GIL is released. Extension modules without `Py_MOD_PER_INTERPRETER_GIL_SUPPORTED`
 //!    then refuse to import: RW0235 names them already.
+//!
+//! # Ending ([`end_all`])
+//!
+//! At exit, after the request threads ended and before the main interpreter's shutdown
+//! callbacks, atexit handlers and Py_FinalizeEx, each sub-interpreter in turn, with the
+//! exiting thread's state there current: its shutdown callbacks, its atexit handlers, then
+//! `threading._shutdown()` (joins its non-daemon threads). Py_EndInterpreter (3.11 to 3.13
+//! alike: the state must be current, run no frame and be the interpreter's only one, or it
+//! aborts with "not the last thread") follows after the states of the ended request threads
+//! are cleared and deleted (as mod_wsgi does); with a daemon thread still alive there the
+//! interpreter is left alone and Python not finalised (RW0261). Py_EndInterpreter leaves no
+//! state current (3.11 with the GIL still held, 3.12+ released); swapping the main state back
+//! in takes it again. An interpreter whose set-up failed is ended at once (`create`):
+//! Py_FinalizeEx aborts on 3.11 when a sub-interpreter is left ("remaining
+//! subinterpreters"). No time limit here: the daemon manager kills a process that has not
+//! exited within shutdown-timeout, as for the main interpreter's shutdown.
 
 use std::cell::RefCell;
 use std::sync::Mutex;
@@ -129,8 +148,8 @@ use super::interpreter::{self, FREE_THREADED_BUILD};
 use super::{format_exception, log, log_prefix};
 use crate::logging::Level;
 
-/// A sub-interpreter of this process. Never ended before the process exits, so `state` stays
-/// valid for the process's life.
+/// A sub-interpreter of this process. Ended only by [`end_all`] at exit (after it took the
+/// interpreter out of the registry), so `state` is valid wherever the registry hands it out.
 struct SubInterpreter {
     state: *mut ffi::PyInterpreterState,
 }
@@ -147,9 +166,12 @@ enum Entry {
     Failed,
 }
 
-/// Application group name → its interpreter. Grows only, under the GIL (the lock is waited
-/// for detached, see [`interpreter`]).
+/// Application group name → its interpreter. Grows under the GIL (the lock is waited for
+/// detached, see [`interpreter`]) until [`end_all`] empties it at exit.
 static REGISTRY: Mutex<Vec<(String, Entry)>> = Mutex::new(Vec::new());
+
+/// Set by [`end_all`]: no sub-interpreter is made any more.
+static ENDING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 thread_local! {
     /// This thread's state in each sub-interpreter it has entered, by interpreter address.
@@ -210,6 +232,16 @@ pub(crate) fn attach<R>(app_group: &str, f: impl FnOnce(Python<'_>) -> R) -> Res
     })
 }
 
+/// Whether application group `app_group`'s sub-interpreter failed to start (RW0231/RW0232):
+/// its requests are answered 500. Call without the GIL.
+pub fn failed(app_group: &str) -> bool {
+    REGISTRY
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .any(|(name, entry)| name == app_group && matches!(entry, Entry::Failed))
+}
+
 /// Runs `f` in each sub-interpreter made so far, with this thread's state there current:
 /// for calls that act on the threads of the current interpreter only
 /// (PyThreadState_SetAsyncExc). Call attached.
@@ -257,6 +289,11 @@ fn interpreter(py: Python<'_>, app_group: &str) -> Result<&'static SubInterprete
         .unwrap_or_else(|e| e.into_inner());
     let entry = match registry.iter().find(|(name, _)| name == app_group) {
         Some((_, entry)) => entry,
+        None if ENDING.load(std::sync::atomic::Ordering::Relaxed) => {
+            return Err(format!(
+                "the process is stopping: no sub-interpreter for '{app_group}'"
+            ));
+        }
         None => {
             let entry = create(py, app_group);
             registry.push((app_group.to_string(), entry));
@@ -334,8 +371,20 @@ fn create(py: Python<'_>, app_group: &str) -> Entry {
     // comment; the thread is attached, so nested attaches are assumed).
     let setup =
         interpreter::setup_sub_interpreter(py, app_group).map_err(|e| format_exception(py, &e));
+    if setup.is_err() {
+        // Ended now: a half set-up interpreter is never used, and one left alive would make
+        // Python's finalisation abort ("remaining subinterpreters").
+        super::modwsgi::forget_sub_module(py);
+        // SAFETY: `new` is current (the guard has not swapped back yet), runs no Python
+        // frame and is its interpreter's only state (nothing else ran there). Afterwards no
+        // state is current; the guard's swap makes `previous` current again (and on 3.12+
+        // takes the GIL again, which Py_EndInterpreter released).
+        unsafe { ffi::Py_EndInterpreter(new) };
+    }
     drop(back);
-    THREAD_STATES.with(|states| states.borrow_mut().push((state as usize, new)));
+    if setup.is_ok() {
+        THREAD_STATES.with(|states| states.borrow_mut().push((state as usize, new)));
+    }
     match setup {
         Ok(()) => {
             log(
@@ -346,7 +395,6 @@ fn create(py: Python<'_>, app_group: &str) -> Entry {
                     super::process_context()
                 ),
             );
-            interpreter::note_sub_interpreter();
             Entry::Ready(Box::leak(Box::new(SubInterpreter { state })))
         }
         Err(traceback) => {
@@ -361,6 +409,159 @@ fn create(py: Python<'_>, app_group: &str) -> Entry {
             Entry::Failed
         }
     }
+}
+
+/// Python run in a sub-interpreter before it is ended: its non-daemon threads are joined
+/// (as Py_EndInterpreter would), then the names of its threads still alive (daemon threads)
+/// are returned; Py_EndInterpreter must not run while one has a thread state there.
+const LIVE_THREADS_PY: &std::ffi::CStr = cr#"
+import threading
+threading._shutdown()
+current = threading.current_thread()
+live = [t.name for t in threading.enumerate()
+        if t is not current and not isinstance(t, threading._DummyThread) and t.is_alive()]
+"#;
+
+/// Ends every sub-interpreter at process exit, before the main interpreter's shutdown: in
+/// each, its `mod_wsgi.subscribe_shutdown` callbacks (and "process_stopping" event
+/// subscribers) run, then, with `destroy` (WSGIDestroyInterpreter On), its atexit handlers,
+/// and it is ended with Py_EndInterpreter. Call once, without the GIL, after every request
+/// thread has ended (their thread states in the interpreters are deleted here).
+///
+/// Returns false when an interpreter was left running: one still had a live daemon thread
+/// (RW0261; Py_EndInterpreter would abort the process), or `destroy` is off. Python must then
+/// not be finalised (Py_FinalizeEx would end that interpreter with the thread in it).
+pub(crate) fn end_all(reason: &str, destroy: bool) -> bool {
+    ENDING.store(true, std::sync::atomic::Ordering::Relaxed);
+    Python::attach(|py| {
+        let entries = std::mem::take(
+            &mut *REGISTRY
+                .lock_py_attached(py)
+                .unwrap_or_else(|e| e.into_inner()),
+        );
+        let mut all_ended = true;
+        for (name, entry) in entries {
+            let Entry::Ready(interp) = entry else {
+                continue;
+            };
+            let Ok(tstate) = thread_state(interp) else {
+                all_ended = false;
+                continue;
+            };
+            // SAFETY: attached (the token): a state (the main interpreter's) is current and the
+            // GIL held; `tstate` is this thread's own state in `interp`, alive, not current.
+            let main = unsafe { ffi::PyThreadState_Swap(tstate) };
+            let ended = end_one(py, &name, interp, tstate, reason, destroy);
+            // SAFETY: `main` is this thread's main-interpreter state, alive. After
+            // Py_EndInterpreter no state is current (3.11 keeps the GIL held, 3.12+ released
+            // it): the swap makes `main` current and, on 3.12+, takes the GIL again.
+            unsafe {
+                ffi::PyThreadState_Swap(main);
+            }
+            all_ended &= ended;
+        }
+        all_ended
+    })
+}
+
+/// [`end_all`] for one interpreter, with this thread's state `tstate` there current. Returns
+/// whether it was ended (`tstate` is then gone and no state is current).
+fn end_one(
+    py: Python<'_>,
+    name: &str,
+    interp: &SubInterpreter,
+    tstate: *mut ffi::PyThreadState,
+    reason: &str,
+    destroy: bool,
+) -> bool {
+    super::modwsgi::publish_process_stopping(py, reason);
+    if !destroy {
+        return false;
+    }
+    if let Err(e) = py
+        .import("atexit")
+        .and_then(|atexit| atexit.call_method0("_run_exitfuncs"))
+    {
+        log(
+            Level::Error,
+            &format!(
+                "RW0260: {}Exception occurred within Python atexit handlers of sub-interpreter \
+                 '{name}' during shutdown.\n{}",
+                log_prefix(),
+                format_exception(py, &e)
+            ),
+        );
+    }
+    interpreter::flush_streams(py);
+    let live: Vec<String> = (|| -> PyResult<Vec<String>> {
+        let globals = pyo3::types::PyDict::new(py);
+        py.run(LIVE_THREADS_PY, Some(&globals), None)?;
+        globals
+            .get_item("live")?
+            .map_or(Ok(Vec::new()), |l| l.extract())
+    })()
+    .unwrap_or_else(|e| {
+        log(
+            Level::Warning,
+            &format!(
+                "RW0263: {}Could not join the threads of sub-interpreter '{name}' at shutdown; \
+                 it is ended anyway.\n{}",
+                log_prefix(),
+                format_exception(py, &e)
+            ),
+        );
+        Vec::new()
+    });
+    if !live.is_empty() {
+        log(
+            Level::Warning,
+            &format!(
+                "RW0261: {}Not ending Python sub-interpreter '{name}': its thread(s) {} still \
+                 run (daemon threads); Python is not finalised, the process exits with them.",
+                log_prefix(),
+                live.join(", ")
+            ),
+        );
+        return false;
+    }
+    super::modwsgi::forget_sub_module(py);
+    // The request threads have ended; their states here (kept for their lives) are deleted,
+    // so that `tstate` is the interpreter's only one, as Py_EndInterpreter requires.
+    // SAFETY: the GIL is held with `tstate`, a state of `interp`, current; every other state
+    // of `interp` belongs to a thread that has ended (the request threads, joined) or to a
+    // thread that no longer uses it (the registry no longer hands the interpreter out), so
+    // clearing (with a state of the same interpreter current) and deleting (not current)
+    // it is what CPython allows. `next` is read before the state is deleted.
+    unsafe {
+        let mut other = ffi::PyInterpreterState_ThreadHead(interp.state);
+        while !other.is_null() {
+            let next = ffi::PyThreadState_Next(other);
+            if other != tstate {
+                ffi::PyThreadState_Clear(other);
+                ffi::PyThreadState_Delete(other);
+            }
+            other = next;
+        }
+    }
+    THREAD_STATES.with(|states| {
+        states
+            .borrow_mut()
+            .retain(|(key, _)| *key != interp.state as usize)
+    });
+    // SAFETY: `tstate` is current, runs no Python frame (called from Rust between calls) and
+    // is the interpreter's only state; its atexit handlers have run (a second call finds
+    // none). Nothing of this interpreter is used afterwards (taken out of the registry and
+    // this thread's states).
+    unsafe { ffi::Py_EndInterpreter(tstate) };
+    log(
+        Level::Info,
+        &format!(
+            "RW0262: {}Ended Python sub-interpreter '{name}' (its shutdown callbacks and atexit \
+             handlers have run).",
+            log_prefix()
+        ),
+    );
+    true
 }
 
 /// Finds the extension module whose refusal to load in a sub-interpreter made the exception:
