@@ -358,6 +358,9 @@ impl Dispatcher {
             if self.stopping.load(Ordering::SeqCst) {
                 return None;
             }
+            if let Some(host) = &self.host {
+                host.gil_gate.admit();
+            }
             self.sync_listener();
             let n = match self.epoll.wait(events, EpollTimeout::from(WAIT_TIMEOUT_MS)) {
                 Ok(n) => n,
