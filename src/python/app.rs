@@ -50,7 +50,7 @@ pub struct GilGate {
 }
 
 impl GilGate {
-    const LIMIT: usize = 1;
+    const LIMIT: usize = 2;
 
     fn before_attach(&self) {
         self.waiting
