@@ -258,6 +258,9 @@ impl Dispatcher {
         if self.stopping.swap(true, Ordering::SeqCst) {
             return;
         }
+        if let Some(host) = &self.host {
+            host.gil_gate().close();
+        }
         self.sync_listener();
         // Closing a connection also takes it out of the epoll set. A thread parking one
         // checks `stopping` under this lock, so none is left behind.
@@ -346,6 +349,14 @@ impl Dispatcher {
     /// Waits for the next connection to serve: a new one (accepted here) or an idle one on
     /// which Apache sent a request. None once the process stops accepting.
     fn next_ready(&self, events: &mut [EpollEvent]) -> Option<Conn> {
+        // While enough request threads already queue for the GIL, a new request waits in its
+        // socket rather than in one more thread queueing for the GIL. A thread waiting here
+        // does not count as waiting for work, so in a multi-process group whose other
+        // threads are all busy the listener is left to the group's other processes.
+        // stop_accepting closes the gate, so stopping never waits here.
+        if let Some(host) = &self.host {
+            host.gil_gate().admit();
+        }
         self.waiting.fetch_add(1, Ordering::SeqCst);
         let conn = self.wait_for_connection(events);
         self.waiting.fetch_sub(1, Ordering::SeqCst);
@@ -357,9 +368,6 @@ impl Dispatcher {
         loop {
             if self.stopping.load(Ordering::SeqCst) {
                 return None;
-            }
-            if let Some(host) = &self.host {
-                host.gil_gate.admit();
             }
             self.sync_listener();
             let n = match self.epoll.wait(events, EpollTimeout::from(WAIT_TIMEOUT_MS)) {

@@ -15,6 +15,7 @@ use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
 
 use super::environ::{self, callable_name};
 use super::file_wrapper::FileWrapper;
+use super::gil_gate::GilGate;
 use super::input::Input;
 use super::loader::{self, Loaded, Loader};
 use super::log_object::{self, RequestScope, type_name};
@@ -33,60 +34,9 @@ use crate::util::now_us;
 pub struct AppHost {
     /// Also loads the phase scripts (`phase_scripts.rs`).
     pub(super) loader: Loader,
-    /// Request threads queued for the GIL (see [`GilGate`]).
-    pub gil_gate: Arc<GilGate>,
-}
-
-/// How many request threads wait for the GIL at once. A daemon's idle threads stop taking
-/// new work while `LIMIT` already wait, so CPU-bound requests do not pile up on the GIL
-/// (each queued thread costs context switches); threads whose requests wait on I/O with the
-/// GIL released do not count.
-#[derive(Default)]
-pub struct GilGate {
-    waiting: std::sync::atomic::AtomicUsize,
-    parked: std::sync::atomic::AtomicUsize,
-    lock: std::sync::Mutex<()>,
-    cond: std::sync::Condvar,
-}
-
-impl GilGate {
-    const LIMIT: usize = 2;
-
-    fn before_attach(&self) {
-        self.waiting
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-    }
-
-    fn attached(&self) {
-        use std::sync::atomic::Ordering::SeqCst;
-        let now = self.waiting.fetch_sub(1, SeqCst) - 1;
-        if now < Self::LIMIT && self.parked.load(SeqCst) > 0 {
-            let _guard = self.lock.lock();
-            self.cond.notify_one();
-        }
-    }
-
-    /// Called by an idle worker before it looks for new work: waits while enough others
-    /// wait for the GIL.
-    pub fn admit(&self) {
-        use std::sync::atomic::Ordering::SeqCst;
-        if self.waiting.load(SeqCst) < Self::LIMIT {
-            return;
-        }
-        let mut guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
-        self.parked.fetch_add(1, SeqCst);
-        while self.waiting.load(SeqCst) >= Self::LIMIT {
-            let (g, timeout) = self
-                .cond
-                .wait_timeout(guard, std::time::Duration::from_millis(20))
-                .unwrap_or_else(|e| e.into_inner());
-            guard = g;
-            if timeout.timed_out() {
-                break;
-            }
-        }
-        self.parked.fetch_sub(1, SeqCst);
-    }
+    /// Counts request threads waiting for the GIL; a daemon's idle threads ask it before
+    /// they take new work.
+    gil_gate: GilGate,
 }
 
 const ERROR_BODY: &[u8] = b"<!DOCTYPE HTML PUBLIC \"-//IETF//DTD HTML 2.0//EN\">\n\
@@ -152,6 +102,11 @@ fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
 impl AppHost {
     pub fn new() -> AppHost {
         AppHost::default()
+    }
+
+    /// Admission to Python under GIL contention (see [`GilGate`]).
+    pub fn gil_gate(&self) -> &GilGate {
+        &self.gil_gate
     }
 
     /// Preloads a script (WSGIImportScript / preloading) before serving. Call without the GIL.
@@ -278,9 +233,9 @@ impl AppHost {
             ScriptReloading::ReplaceProcess => Some(Ok(loaded.mtime)),
         };
         let asked = shared.is_timed().then(Instant::now);
-        self.gil_gate.before_attach();
+        let queued = self.gil_gate.queue();
         let checked = Python::attach(|py| {
-            self.gil_gate.attached();
+            drop(queued);
             if let Some(asked) = asked {
                 shared.stats.gil_wait(asked.elapsed());
             }
