@@ -18,10 +18,10 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
-/// Request threads that may wait for the GIL before idle threads stop taking new work.
-/// Measured (docs/PERFORMANCE.md, "Thread count"): 1 parks too eagerly at `threads=4`
-/// (the GIL's next holder is often not yet queued when it is released); 2 keeps a
-/// successor ready for every hand-off; more only lets the queue, and its switches, grow.
+/// Request threads that may wait for the GIL before idle threads stop taking new work: 2
+/// keeps a successor queued behind the next holder, so a released GIL always has a taker,
+/// while the queue (and its context switches) stays short. Independent of cores and
+/// `threads=` (docs/PERFORMANCE.md, "Thread count (issue 36)", has the measurements).
 pub const DEFAULT_LIMIT: usize = 2;
 
 /// A parked thread looks at the count again after this long even if not woken. Each drop
@@ -129,8 +129,9 @@ impl GilGate {
         }
     }
 
+    /// Threads waiting in `admit` now.
     #[cfg(test)]
-    fn parked(&self) -> usize {
+    pub(crate) fn parked(&self) -> usize {
         self.parked.load(SeqCst)
     }
 }
