@@ -12,7 +12,8 @@ to mod_wsgi.
 Environment: BENCH_DURATION (seconds per run, default 5), BENCH_REPS (default 3),
 BENCH_QUICK=1 (1 s, 1 rep: a smoke run), BENCH_ONLY=hello,write (only those workloads),
 BENCH_VARIANTS=static,mod_rwsgi (only those servers), BENCH_BASELINE_SO=path (adds that
-build as "mod_rwsgi base", for before/after), BENCH_RECORD_METRICS=1 (the app calls
+build as "mod_rwsgi base", for before/after), BENCH_THREADS=4,20 (the default thread-count
+sweep; empty for none), BENCH_RECORD_METRICS=1 (the app calls
 mod_wsgi.start_recording_metrics() at import), RWSGI_SO (default build/mod_rwsgi.so). Run as root (Apache drops to www-data). Python 3 stdlib only.
 """
 
@@ -58,10 +59,12 @@ class Workload:
     mount: str = '/w'   # the WSGIScriptAlias it runs under
     marker: bytes = b''  # for pages whose bytes vary: what the body must contain
     daemon_only: bool = False  # needs the Webware daemon group (not in embedded mode)
+    sweep: bool = False  # also run by the BENCH_THREADS variants (the thread-count sweep)
+    wait_s: float = 0.0  # the page waits this long, GIL released: limit = threads / wait_s
 
 
 WORKLOADS = [
-    Workload('hello c16', 16, '/hello', '/hello.txt', 'hello.txt'),
+    Workload('hello c16', 16, '/hello', '/hello.txt', 'hello.txt', sweep=True),
     Workload('hello c64', 64, '/hello', '/hello.txt', 'hello.txt'),
     Workload('64 KiB body', 16, '/64k', '/64k.bin', '64k.bin'),
     Workload('1 MiB file_wrapper', 16, '/file1m', '/1m.bin', '1m.bin'),
@@ -70,13 +73,17 @@ WORKLOADS = [
     # Webware for Python 3 (the test venv's), its Examples context's Welcome page, in its
     # own daemon group (python-home = the venv), as the deployment guide sets it up.
     Workload('Webware page', 16, '/Examples/Welcome', '', '', mount='/ww',
-             marker=b'<title>Welcome</title>', daemon_only=True),
+             marker=b'<title>Welcome</title>', daemon_only=True, sweep=True),
     # Application groups (issue 32): the same app in a named group, i.e. a sub-interpreter
     # of the same daemon process (mount /ws), against %{GLOBAL} (the main interpreter, /w).
     Workload('CPU page', 16, '/cpu', '', '', marker=b'cpu done'),
     Workload('hello sub-interp', 16, '/hello', '', 'hello.txt', mount='/ws', daemon_only=True),
     Workload('CPU page sub-interp', 16, '/cpu', '', '', mount='/ws', marker=b'cpu done',
              daemon_only=True),
+    # An I/O-bound page (a database stand-in): time.sleep(0.02), GIL released. More
+    # connections than threads, so a daemon's limit is threads / 20 ms (issue 36: every
+    # thread must stay in use however the GIL is shared).
+    Workload('sleep20 c64', 64, '/sleep20', '', 'hello.txt', sweep=True, wait_s=0.02),
 ]
 # BENCH_ONLY=word[,word]: only the workloads whose name contains one of the words.
 if os.environ.get('BENCH_ONLY'):
@@ -94,6 +101,7 @@ class Variant:
     embedded: bool = False  # no daemon process group: the app runs in the Apache children
     peer: str = ''          # the variant this one is compared with (×mod_wsgi)
     threads: int = 15       # threads= of the daemon groups (daemon mode only)
+    sweep: bool = False     # a BENCH_THREADS variant: runs only the sweep workloads
 
     @property
     def slug(self):
@@ -113,17 +121,24 @@ VARIANTS = [
 if os.environ.get('BENCH_BASELINE_SO'):
     VARIANTS.insert(3, Variant('mod_rwsgi base', os.environ['BENCH_BASELINE_SO'],
                                'rwsgi_module', peer='mod_wsgi'))
-# BENCH_THREADS=4,20: also run both modules in daemon mode with these threads= ("mod_wsgi t4",
-# "mod_rwsgi t4", ...), in the same interleaved run: how the per-request cost moves with the
-# number of daemon threads.
-for _n in (os.environ.get('BENCH_THREADS') or '').split(','):
+# BENCH_THREADS=4,20 (the default; empty = none): the thread-count sweep. Also runs both
+# modules in daemon mode with these threads= ("mod_wsgi t4", "mod_rwsgi t4", ...; with
+# BENCH_BASELINE_SO also "mod_rwsgi base t4", ...) on the sweep workloads (hello c16, the
+# Webware page, sleep20), in the same interleaved run; with the default variants at
+# threads=15 that is a 4/15/20 sweep: how the per-request cost moves with the thread count.
+for _n in os.environ.get('BENCH_THREADS', '4,20').split(','):
     if _n.strip():
         if not _n.strip().isdigit() or int(_n) < 1:
             sys.exit(f'BENCH_THREADS: {_n.strip()!r} is not a thread count')
         _t = int(_n)
-        VARIANTS.append(Variant(f'mod_wsgi t{_t}', MOD_WSGI_SO, 'wsgi_module', threads=_t))
+        VARIANTS.append(Variant(f'mod_wsgi t{_t}', MOD_WSGI_SO, 'wsgi_module', threads=_t,
+                                sweep=True))
         VARIANTS.append(Variant(f'mod_rwsgi t{_t}', RWSGI_SO, 'rwsgi_module',
-                                peer=f'mod_wsgi t{_t}', threads=_t))
+                                peer=f'mod_wsgi t{_t}', threads=_t, sweep=True))
+        if os.environ.get('BENCH_BASELINE_SO'):
+            VARIANTS.append(Variant(f'mod_rwsgi base t{_t}', os.environ['BENCH_BASELINE_SO'],
+                                    'rwsgi_module', peer=f'mod_wsgi t{_t}', threads=_t,
+                                    sweep=True))
 # BENCH_VARIANTS=name[,name]: only these variants (exact names, e.g. static,mod_rwsgi).
 if os.environ.get('BENCH_VARIANTS'):
     _names = {n.strip() for n in os.environ['BENCH_VARIANTS'].split(',') if n.strip()}
@@ -148,6 +163,8 @@ class Server:
         return f'http://127.0.0.1:{self.port}{workload.static_path}'
 
     def serves(self, workload):
+        if self.variant.sweep and not workload.sweep:
+            return False
         if workload.daemon_only:
             return bool(self.variant.module) and not self.variant.embedded and has_webware()
         return bool(self.variant.module) or bool(workload.static_path)
@@ -711,6 +728,8 @@ def write_markdown(path, rows, settings, started):
                 'tree after the run. ×static and ×mod_wsgi are req/s ratios; "emb" = embedded '
                 'mode, compared with mod_wsgi embedded.\n\n')
         f.write(noise_note(settings) + '\n\n')
+        if sweep_notes(settings):
+            f.write(sweep_notes(settings).replace('\n', '\n\n') + '\n\n')
         f.write(markdown_table(rows) + '\n\n' + settings.embedded_note + '\n')
 
 
@@ -718,6 +737,39 @@ def noise_note(settings):
     other = [s.other_cpu for runs in settings.samples.values() for s in runs]
     return (f'CPU used by unrelated processes during the runs (noise; of {os.cpu_count()} '
             f'cores): median {statistics.median(other):.2f}, max {max(other):.2f} cores.')
+
+
+def sweep_notes(settings):
+    """The I/O-bound page against its limit, min(connections, threads) / wait (embedded:
+    Apache's workers, never fewer than the connections here), and each module's sweep
+    variants against its own smallest thread count."""
+    def med(w, v):
+        runs = settings.samples.get((w.name, v.name))
+        return median(runs, 'rps') if runs else None
+    lines = []
+    for w in WORKLOADS:
+        if w.wait_s:
+            parts = []
+            for v in VARIANTS:
+                rps = med(w, v)
+                if rps is None:
+                    continue
+                limit = (w.conns if v.embedded else min(w.conns, v.threads)) / w.wait_s
+                parts.append(f'{v.name} {rps:.0f}/{limit:.0f} ({rps / limit:.2f})')
+            if parts:
+                lines.append(f'{w.name} vs its limit: ' + ', '.join(parts) + '.')
+        if not w.sweep:
+            continue
+        for module in ('mod_wsgi', 'mod_rwsgi', 'mod_rwsgi base'):
+            # The sweep variants plus the default ones (threads=15).
+            sweep = sorted((v for v in VARIANTS if v.module and not v.embedded and med(w, v)
+                            and (v.name.rsplit(' t', 1)[0] if v.sweep else v.name) == module),
+                           key=lambda v: v.threads)
+            if len(sweep) > 1:
+                low = med(w, sweep[0])
+                lines.append(f'{w.name}, {module} vs its t{sweep[0].threads}: ' + ', '.join(
+                    f't{v.threads} {med(w, v) / low:.2f}' for v in sweep[1:]) + '.')
+    return '\n'.join(lines)
 
 
 EMBEDDED_RAN = ('Embedded mode: "mod_rwsgi emb" and "mod_wsgi emb" run the app in the Apache '
@@ -841,6 +893,7 @@ def main(argv=None):
         print()
         print('Memory per sub-interpreter (daemon process, after a first request to each):')
         print(text_table_with(SUBINTERP_HEADER, memory_rows))
+    print(sweep_notes(settings))
     if settings.out:
         write_markdown(settings.out, rows, settings, started)
         if memory_rows:

@@ -642,3 +642,45 @@ fn huge_generator_response_streams_with_backpressure() {
         assert!(rss < 512 * 1024, "Apache process {child} holds {rss} KiB");
     }
 }
+
+/// Issue 36's promise for I/O-bound applications: idle threads stop taking new work while
+/// requests queue for the GIL (src/python/gil_gate.rs), but requests that wait with the GIL
+/// released never hold a thread back: at `threads=20`, round after round of 20 requests that
+/// each wait until all 20 are inside at once (a barrier, GIL released) all meet. Several
+/// rounds, so the threads go back through the gate while others still run in the app.
+#[test]
+fn twenty_threads_serve_twenty_waiting_requests_at_once_round_after_round() {
+    const THREADS: usize = 20;
+    const ROUNDS: usize = 4;
+    let apache = start(&format!("threads={THREADS}"), "");
+    let port = apache.port();
+    let answers: Vec<Vec<serde_json::Value>> = std::thread::scope(|s| {
+        let clients: Vec<_> = (0..THREADS)
+            .map(|_| {
+                s.spawn(move || {
+                    (0..ROUNDS)
+                        .map(|_| {
+                            let path = format!("/app/gather?n={THREADS}&s=10");
+                            json(&http::request(port, "GET", &path, &[], b"").unwrap())
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        clients.into_iter().map(|c| c.join().unwrap()).collect()
+    });
+    let missed: Vec<(usize, usize, &serde_json::Value)> = answers
+        .iter()
+        .enumerate()
+        .flat_map(|(client, rounds)| rounds.iter().enumerate().map(move |(r, a)| (client, r, a)))
+        .filter(|(_, _, a)| a["met"] != serde_json::Value::Bool(true))
+        .collect();
+    assert_with_log!(
+        apache,
+        missed.is_empty(),
+        "{} of {} requests did not see {THREADS} running at once (client, round, answer): \
+         {missed:?}",
+        missed.len(),
+        THREADS * ROUNDS
+    );
+}

@@ -5,6 +5,7 @@ them); the static variant serves the very same files with Apache core.
 """
 
 import os
+import time
 
 DATA = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'data')
 
@@ -77,6 +78,11 @@ def cpu(environ, start_response):
     return [body]
 
 
+def sleep_20ms(environ, start_response):
+    time.sleep(0.02)  # an I/O wait (a database stand-in): the GIL is released
+    return hello(environ, start_response)
+
+
 ROUTES = {
     '/hello': hello,
     '/64k': body_64k,
@@ -84,6 +90,7 @@ ROUTES = {
     '/echo': echo,
     '/write16': write_16,
     '/cpu': cpu,
+    '/sleep20': sleep_20ms,
 }
 
 

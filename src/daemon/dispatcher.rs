@@ -258,6 +258,9 @@ impl Dispatcher {
         if self.stopping.swap(true, Ordering::SeqCst) {
             return;
         }
+        if let Some(host) = &self.host {
+            host.gil_gate().close();
+        }
         self.sync_listener();
         // Closing a connection also takes it out of the epoll set. A thread parking one
         // checks `stopping` under this lock, so none is left behind.
@@ -346,6 +349,14 @@ impl Dispatcher {
     /// Waits for the next connection to serve: a new one (accepted here) or an idle one on
     /// which Apache sent a request. None once the process stops accepting.
     fn next_ready(&self, events: &mut [EpollEvent]) -> Option<Conn> {
+        // While enough request threads already queue for the GIL, a new request waits in its
+        // socket rather than in one more thread queueing for the GIL. A thread waiting here
+        // does not count as waiting for work, so in a multi-process group whose other
+        // threads are all busy the listener is left to the group's other processes.
+        // stop_accepting closes the gate, so stopping never waits here.
+        if let Some(host) = &self.host {
+            host.gil_gate().admit();
+        }
         self.waiting.fetch_add(1, Ordering::SeqCst);
         let conn = self.wait_for_connection(events);
         self.waiting.fetch_sub(1, Ordering::SeqCst);
@@ -969,6 +980,15 @@ mod tests {
         processes: usize,
         threads: usize,
     ) -> (Arc<Dispatcher>, Vec<std::thread::JoinHandle<()>>) {
+        start_dispatcher_with(dir, processes, threads, None)
+    }
+
+    fn start_dispatcher_with(
+        dir: &std::path::Path,
+        processes: usize,
+        threads: usize,
+        host: Option<AppHost>,
+    ) -> (Arc<Dispatcher>, Vec<std::thread::JoinHandle<()>>) {
         let listener = UnixListener::bind(dir.join("group.sock")).unwrap();
         let fd = std::os::fd::IntoRawFd::into_raw_fd(listener);
         let settings = ServeSettings {
@@ -983,7 +1003,7 @@ mod tests {
             send_buffer_size: Some(64 * 1024),
             receive_buffer_size: None,
         };
-        let dispatcher = Dispatcher::new(settings, fd, None, "no Python here".into()).unwrap();
+        let dispatcher = Dispatcher::new(settings, fd, host, "no Python here".into()).unwrap();
         let handles = dispatcher.start().unwrap();
         (dispatcher, handles)
     }
@@ -1087,6 +1107,50 @@ mod tests {
         assert_eq!(active.load(Ordering::SeqCst), 0);
         assert_eq!(busy.load(Ordering::SeqCst), 0);
         assert_ne!(last.load(Ordering::SeqCst), 0);
+    }
+
+    /// Threads held at the GIL gate (src/python/gil_gate.rs) do not count as waiting for
+    /// work: in a multi-process group the listener is left to the other processes. Stopping
+    /// lets them go at once, though the GIL's queue stays full (their re-check would not).
+    #[test]
+    fn threads_held_at_the_gil_gate_leave_the_listener_and_stop_at_once() {
+        let tmp = tempfile::Builder::new()
+            .prefix("rwsgi-worker-tests-")
+            .tempdir()
+            .unwrap();
+        let (dispatcher, handles) = start_dispatcher_with(tmp.path(), 2, 3, Some(AppHost::new()));
+        let gate = dispatcher.host().unwrap().gil_gate();
+        let queued: Vec<_> = (0..gate.limit()).map(|_| gate.queue()).collect();
+        // Threads already in epoll_wait go through the gate when they next look for work:
+        // a connection that fails its handshake sends each one back there.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while gate.parked() < 3 {
+            assert!(
+                Instant::now() < deadline,
+                "{} of 3 threads at the gate",
+                gate.parked()
+            );
+            if let Ok(mut stream) = UnixStream::connect(tmp.path().join("group.sock")) {
+                let _ = stream.write_all(b"not a hello");
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(
+            !dispatcher.listener_armed.load(Ordering::SeqCst),
+            "a process whose threads all wait at the gate still watches the listener"
+        );
+        let started = Instant::now();
+        dispatcher.stop_accepting();
+        let deadline = started + Duration::from_secs(5);
+        while !handles.iter().all(|h| h.is_finished()) {
+            if Instant::now() > deadline {
+                drop(queued); // let them end before failing
+                panic!("threads at the gate did not stop");
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        handles.into_iter().for_each(|h| h.join().unwrap());
+        drop(queued);
     }
 
     #[test]

@@ -15,6 +15,7 @@ use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
 
 use super::environ::{self, callable_name};
 use super::file_wrapper::FileWrapper;
+use super::gil_gate::GilGate;
 use super::input::Input;
 use super::loader::{self, Loaded, Loader};
 use super::log_object::{self, RequestScope, type_name};
@@ -33,6 +34,9 @@ use crate::util::now_us;
 pub struct AppHost {
     /// Also loads the phase scripts (`phase_scripts.rs`).
     pub(super) loader: Loader,
+    /// Counts request threads waiting for the GIL; a daemon's idle threads ask it before
+    /// they take new work.
+    gil_gate: GilGate,
 }
 
 const ERROR_BODY: &[u8] = b"<!DOCTYPE HTML PUBLIC \"-//IETF//DTD HTML 2.0//EN\">\n\
@@ -76,6 +80,11 @@ fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
 impl AppHost {
     pub fn new() -> AppHost {
         AppHost::default()
+    }
+
+    /// Admission to Python under GIL contention (see [`GilGate`]).
+    pub fn gil_gate(&self) -> &GilGate {
+        &self.gil_gate
     }
 
     /// Preloads a script (WSGIImportScript / preloading) before serving. Call without the GIL.
@@ -202,7 +211,9 @@ impl AppHost {
             ScriptReloading::ReplaceProcess => Some(Ok(loaded.mtime)),
         };
         let asked = shared.is_timed().then(Instant::now);
+        let queued = self.gil_gate.queue();
         let checked = subinterp::attach(group, |py| {
+            drop(queued);
             if let Some(asked) = asked {
                 shared.stats.gil_wait(asked.elapsed());
             }

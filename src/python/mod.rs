@@ -30,6 +30,7 @@ mod diagnostics;
 mod environ;
 mod file_wrapper;
 mod gc_telemetry;
+mod gil_gate;
 mod input;
 mod interpreter;
 mod loader;
@@ -53,6 +54,7 @@ use crate::logging::Level;
 pub use app::AppHost;
 pub use diagnostics::{clear_interrupt, gil_heartbeat, interrupt_thread, thread_stacks};
 pub use gc_telemetry::{GcEvent, GcSnapshot, gc_events, gc_snapshot};
+pub use gil_gate::GilGate;
 pub use interpreter::{
     FREE_THREADED_BUILD, free_threading_warning, initialize, python_version, run_shutdown_callbacks,
 };

@@ -10,6 +10,8 @@ import time
 
 
 _SPIN_ENDINGS = []
+_GATHER = {}
+_GATHER_LOCK = threading.Lock()
 
 def _text(start_response, body, status="200 OK", ctype="text/plain; charset=utf-8"):
     data = body.encode("utf-8") if isinstance(body, str) else body
@@ -133,6 +135,18 @@ def application(environ, start_response):
         for i in range(int(q.get("n", "16"))):
             write(b"w%02d;" % i)
         return [b"end"]
+    if path == "/gather":
+        # Waits (GIL released) until ?n=N requests are inside at once, at most ?s= seconds:
+        # each round of N requests meets here; "met" is false if the round did not fill.
+        n = int(q.get("n", "2"))
+        with _GATHER_LOCK:
+            barrier = _GATHER.setdefault(n, threading.Barrier(n))
+        try:
+            barrier.wait(timeout=float(q.get("s", "10")))
+            met = True
+        except threading.BrokenBarrierError:
+            met = False
+        return _text(start_response, json.dumps({"met": met, "waiting": barrier.n_waiting}))
     if path == "/sleep":
         # Sleeps s seconds, or with ?until=PATH until that file exists (at most s seconds).
         start = time.time()

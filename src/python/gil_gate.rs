@@ -1,0 +1,349 @@
+//! Admission to Python for a daemon's request threads when the GIL is contended.
+//!
+//! Every request thread that waits to take the GIL at the start of its request blocks in
+//! `PyGILState_Ensure`; each one queued there costs context switches at every hand-off of
+//! the GIL (docs/PERFORMANCE.md, "Thread count"). With many threads and CPU-bound requests,
+//! that cost grows with the number of threads. So an idle worker thread, before it looks
+//! for new work, waits here while [`GilGate::limit`] request threads already wait for the
+//! GIL: the new request then waits in its socket instead, at no cost, and is taken as soon
+//! as the queue for the GIL is short again.
+//!
+//! Only threads *waiting* for the GIL count. A request that runs Python holds it; one that
+//! waits on I/O (a database, `time.sleep`) has released it. Neither counts, so an I/O-bound
+//! application still uses every thread (throughput = threads / wait time).
+//!
+//! Pure logic over std: no Python needed (unit-tested with plain threads below).
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+use std::sync::{Condvar, Mutex};
+use std::time::Duration;
+
+/// Request threads that may wait for the GIL before idle threads stop taking new work: 2
+/// keeps a successor queued behind the next holder, so a released GIL always has a taker,
+/// while the queue (and its context switches) stays short. Independent of cores and
+/// `threads=` (docs/PERFORMANCE.md, "Thread count (issue 36)", has the measurements).
+pub const DEFAULT_LIMIT: usize = 2;
+
+/// A parked thread looks at the count again after this long even if not woken. Each drop
+/// of the count below the limit wakes one parked thread (one place freed, one thread
+/// goes; its request, once it enters Python, wakes the next); this lets the others go
+/// too once the queue stays short, e.g. when no new work arrives.
+const RECHECK: Duration = Duration::from_millis(200);
+
+/// One per process, shared by the request threads (which count themselves while they wait
+/// for the GIL) and the dispatcher's idle threads (which [`admit`](GilGate::admit) before
+/// they take new work).
+pub struct GilGate {
+    limit: usize,
+    /// Request threads between [`GilGate::queue`] and getting the GIL.
+    queued: AtomicUsize,
+    /// Threads inside `admit`'s wait (so a leaving thread knows whether to wake one).
+    parked: AtomicUsize,
+    /// Set once the process stops taking work: nobody parks any more.
+    closed: AtomicBool,
+    recheck: Duration,
+    lock: Mutex<()>,
+    wake: Condvar,
+}
+
+impl Default for GilGate {
+    fn default() -> GilGate {
+        GilGate::new(DEFAULT_LIMIT)
+    }
+}
+
+impl GilGate {
+    /// `limit` is clamped to at least 1: with 0, no thread would ever be admitted.
+    pub fn new(limit: usize) -> GilGate {
+        GilGate::with_recheck(limit, RECHECK)
+    }
+
+    fn with_recheck(limit: usize, recheck: Duration) -> GilGate {
+        GilGate {
+            recheck,
+            limit: limit.max(1),
+            queued: AtomicUsize::new(0),
+            parked: AtomicUsize::new(0),
+            closed: AtomicBool::new(false),
+            lock: Mutex::new(()),
+            wake: Condvar::new(),
+        }
+    }
+
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
+    /// A request thread is about to take the GIL: it counts as queued until the returned
+    /// guard is dropped (drop it as the first thing once attached). Dropped on any path,
+    /// including a panic, so the count cannot leak and leave threads parked.
+    pub fn queue(&self) -> Queued<'_> {
+        self.queued.fetch_add(1, SeqCst);
+        Queued { gate: self }
+    }
+
+    fn contended(&self) -> bool {
+        !self.closed.load(SeqCst) && self.queued.load(SeqCst) >= self.limit
+    }
+
+    /// Called by an idle worker before it looks for new work: returns at once unless
+    /// `limit` request threads wait for the GIL; then waits until fewer do or the gate is
+    /// closed. True if it had to wait.
+    ///
+    /// No lost wake-up: a parked thread registers in `parked` and reads `queued` under the
+    /// lock; a leaving request thread lowers `queued` before it reads `parked` and notifies
+    /// under the lock (all SeqCst). Either the parker sees the lower count, or the leaver
+    /// sees the parker and its notification cannot come before the parker waits.
+    pub fn admit(&self) -> bool {
+        if !self.contended() {
+            return false;
+        }
+        let mut guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        self.parked.fetch_add(1, SeqCst);
+        while self.contended() {
+            guard = self
+                .wake
+                .wait_timeout(guard, self.recheck)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        self.parked.fetch_sub(1, SeqCst);
+        true
+    }
+
+    /// The process stops taking work (stop, drain, replacement): parked threads return
+    /// at once, and `admit` never waits again, so a drain is not held up here.
+    pub fn close(&self) {
+        self.closed.store(true, SeqCst);
+        let _guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        self.wake.notify_all();
+    }
+
+    fn leave(&self) {
+        let left = self.queued.fetch_sub(1, SeqCst) - 1;
+        if left < self.limit && self.parked.load(SeqCst) > 0 {
+            // One place freed: one thread goes. If another request queues first, the woken
+            // thread finds the gate contended again and waits on.
+            let _guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+            self.wake.notify_one();
+        }
+    }
+
+    /// Threads waiting in `admit` now.
+    #[cfg(test)]
+    pub(crate) fn parked(&self) -> usize {
+        self.parked.load(SeqCst)
+    }
+}
+
+/// A request thread's place in the queue for the GIL; leaving it (drop) may admit a parked
+/// thread.
+#[must_use = "the thread counts as waiting for the GIL until this is dropped"]
+pub struct Queued<'a> {
+    gate: &'a GilGate,
+}
+
+impl Drop for Queued<'_> {
+    fn drop(&mut self) {
+        self.gate.leave();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::sync::mpsc;
+    use std::thread;
+    use std::time::Instant;
+
+    /// Well above any scheduling delay, well below the test's patience.
+    const PATIENCE: Duration = Duration::from_secs(5);
+    /// So long that a thread only leaves `admit` when woken: a lost wake-up shows as a
+    /// thread still parked at PATIENCE.
+    const NEVER: Duration = Duration::from_secs(3600);
+
+    fn wait_until(what: &str, cond: impl Fn() -> bool) {
+        let deadline = Instant::now() + PATIENCE;
+        while !cond() {
+            assert!(Instant::now() < deadline, "timed out waiting until {what}");
+            thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    /// Starts `n` threads that call `admit` once; each sends its index when admitted.
+    fn parkers(
+        gate: &Arc<GilGate>,
+        n: usize,
+    ) -> (mpsc::Receiver<usize>, Vec<thread::JoinHandle<bool>>) {
+        let (tx, rx) = mpsc::channel();
+        let handles = (0..n)
+            .map(|i| {
+                let (gate, tx) = (Arc::clone(gate), tx.clone());
+                thread::spawn(move || {
+                    let waited = gate.admit();
+                    tx.send(i).unwrap();
+                    waited
+                })
+            })
+            .collect();
+        (rx, handles)
+    }
+
+    #[test]
+    fn an_uncontended_gate_admits_at_once() {
+        let gate = GilGate::with_recheck(2, NEVER);
+        assert!(!gate.admit());
+        let _one = gate.queue();
+        assert!(!gate.admit(), "one queued thread is below the limit of 2");
+    }
+
+    #[test]
+    fn a_limit_of_zero_is_one() {
+        let gate = GilGate::new(0);
+        assert_eq!(gate.limit(), 1);
+        assert!(!gate.admit());
+    }
+
+    #[test]
+    fn each_drop_below_the_limit_wakes_one_parked_thread() {
+        let gate = Arc::new(GilGate::with_recheck(2, NEVER));
+        let (a, b) = (gate.queue(), gate.queue());
+        let (admitted, handles) = parkers(&gate, 3);
+        wait_until("all three park", || gate.parked() == 3);
+        assert!(
+            admitted.try_recv().is_err(),
+            "admitted while two wait for the GIL"
+        );
+        drop(a);
+        admitted
+            .recv_timeout(PATIENCE)
+            .expect("a freed place admits a thread");
+        wait_until("the admitted thread leaves", || gate.parked() == 2);
+        drop(b);
+        admitted
+            .recv_timeout(PATIENCE)
+            .expect("the next freed place admits another");
+        wait_until("the second admitted thread leaves", || gate.parked() == 1);
+        // The third is let go by its re-check (NEVER here) or by close.
+        gate.close();
+        admitted
+            .recv_timeout(PATIENCE)
+            .expect("close admits the last");
+        for h in handles {
+            assert!(h.join().unwrap(), "each of them had to wait");
+        }
+        assert_eq!(gate.parked(), 0);
+    }
+
+    #[test]
+    fn a_thread_stays_parked_while_the_queue_is_full() {
+        let gate = Arc::new(GilGate::with_recheck(1, Duration::from_millis(5)));
+        let held = gate.queue();
+        let (admitted, handles) = parkers(&gate, 1);
+        wait_until("the thread parks", || gate.parked() == 1);
+        // Others come and go, never below the limit while `held` waits: the wake-ups and
+        // many re-checks find the gate contended each time.
+        for _ in 0..100 {
+            let next = gate.queue();
+            thread::sleep(Duration::from_micros(200));
+            drop(next);
+        }
+        assert!(
+            admitted.try_recv().is_err(),
+            "admitted while the queue was full"
+        );
+        drop(held);
+        admitted
+            .recv_timeout(PATIENCE)
+            .expect("admitted once the queue is empty");
+        handles.into_iter().for_each(|h| assert!(h.join().unwrap()));
+    }
+
+    #[test]
+    fn a_parked_thread_goes_by_its_recheck_once_the_queue_is_short() {
+        let gate = Arc::new(GilGate::with_recheck(1, Duration::from_millis(20)));
+        let held = gate.queue();
+        let (admitted, handles) = parkers(&gate, 2);
+        wait_until("both park", || gate.parked() == 2);
+        drop(held); // wakes one; the other sees the empty queue at its next re-check
+        for _ in 0..2 {
+            admitted.recv_timeout(PATIENCE).expect("both admitted");
+        }
+        handles.into_iter().for_each(|h| assert!(h.join().unwrap()));
+    }
+
+    #[test]
+    fn close_wakes_every_parked_thread_at_once_and_parks_none_after() {
+        let gate = Arc::new(GilGate::with_recheck(1, NEVER));
+        let _held_forever = gate.queue();
+        let (admitted, handles) = parkers(&gate, 8);
+        wait_until("all eight park", || gate.parked() == 8);
+        gate.close();
+        for _ in 0..8 {
+            admitted.recv_timeout(PATIENCE).expect("close wakes all");
+        }
+        handles.into_iter().for_each(|h| assert!(h.join().unwrap()));
+        assert!(!gate.admit(), "a closed gate never parks");
+    }
+
+    #[test]
+    fn a_panic_while_queued_leaves_the_queue() {
+        let gate = GilGate::with_recheck(1, NEVER);
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _queued = gate.queue();
+            panic!("inside attach");
+        }));
+        assert!(result.is_err());
+        assert!(!gate.admit(), "the count went back down");
+    }
+
+    /// Workers that admit, then queue and leave as their request enters Python (what a
+    /// daemon thread does), alongside request threads that only queue and leave, for a
+    /// bounded number of rounds. Only wake-ups let a parked worker go (no re-check): each
+    /// leave below the limit wakes a parked worker, whose own request wakes the next, so
+    /// all finish; a lost wake-up leaves one parked and the test times out.
+    #[test]
+    fn no_worker_parks_forever_under_churn() {
+        const ROUNDS: usize = 2_000;
+        let gate = Arc::new(GilGate::with_recheck(2, NEVER));
+        let requests: Vec<_> = (0..3)
+            .map(|_| {
+                let gate = Arc::clone(&gate);
+                thread::spawn(move || {
+                    for _ in 0..ROUNDS {
+                        let queued = gate.queue();
+                        thread::yield_now();
+                        drop(queued);
+                    }
+                })
+            })
+            .collect();
+        let workers: Vec<_> = (0..6)
+            .map(|_| {
+                let gate = Arc::clone(&gate);
+                thread::spawn(move || {
+                    for _ in 0..ROUNDS {
+                        gate.admit();
+                        let queued = gate.queue();
+                        thread::yield_now();
+                        drop(queued);
+                    }
+                })
+            })
+            .collect();
+        for h in requests {
+            h.join().unwrap();
+        }
+        let deadline = Instant::now() + PATIENCE * 4;
+        while !workers.iter().all(|h| h.is_finished()) {
+            if Instant::now() > deadline {
+                gate.close(); // let the threads end before failing
+                panic!("a worker stayed parked ({} parked)", gate.parked());
+            }
+            thread::sleep(Duration::from_millis(1));
+        }
+        workers.into_iter().for_each(|h| h.join().unwrap());
+        assert_eq!(gate.parked(), 0);
+    }
+}
