@@ -165,6 +165,13 @@ impl RequestIo for ApacheIo {
         self.req().flush()
     }
 
+    /// Apache copies a write smaller than its 8000-byte buffer anyway and passes a larger
+    /// one on as it is: a larger body is written from the Python objects (with the GIL
+    /// released, as mod_wsgi writes) rather than copied once more first.
+    fn defer_limit(&self) -> usize {
+        8000
+    }
+
     fn send_file(&mut self, fd: std::os::fd::RawFd, offset: u64, len: u64) -> io::Result<bool> {
         // Apache may write the file after this returns; Python keeps its own descriptor.
         // SAFETY: `fd` is open for the duration of this call (the RequestIo contract).
