@@ -633,3 +633,36 @@ fn environ<'a>(
         .chain(mod_wsgi.into_iter().filter_map(|(k, v)| Some((k, v?))))
         .chain(authorization.map(|auth| (&b"HTTP_AUTHORIZATION"[..], auth)))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::EnvBuffer;
+
+    fn pairs<'a>(list: &'a [(&'a str, &'a str)]) -> impl Iterator<Item = (&'a [u8], &'a [u8])> {
+        list.iter().map(|(k, v)| (k.as_bytes(), v.as_bytes()))
+    }
+
+    #[test]
+    fn env_buffer_holds_exactly_the_last_fill_and_drops_huge_values() {
+        let mut buf = EnvBuffer {
+            pairs: Vec::new(),
+            len: 0,
+        };
+        let big = "x".repeat(EnvBuffer::KEEP_LIMIT * 4);
+        buf.fill(pairs(&[("A", "1"), ("B", &big), ("C", "3")]));
+        assert_eq!(buf.pairs().len(), 3);
+        assert_eq!(buf.pairs()[1].1, big.as_bytes());
+        buf.fill(pairs(&[("HTTP_HOST", "h"), ("D", "4")]));
+        let got: Vec<_> = buf.pairs().to_vec();
+        assert_eq!(
+            got,
+            vec![
+                (b"HTTP_HOST".to_vec(), b"h".to_vec()),
+                (b"D".to_vec(), b"4".to_vec())
+            ]
+        );
+        assert!(buf.pairs()[1].1.capacity() <= EnvBuffer::KEEP_LIMIT);
+        buf.fill(pairs(&[]));
+        assert!(buf.pairs().is_empty());
+    }
+}
