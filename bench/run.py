@@ -12,8 +12,8 @@ to mod_wsgi.
 Environment: BENCH_DURATION (seconds per run, default 5), BENCH_REPS (default 3),
 BENCH_QUICK=1 (1 s, 1 rep: a smoke run), BENCH_ONLY=hello,write (only those workloads),
 BENCH_VARIANTS=static,mod_rwsgi (only those servers), BENCH_BASELINE_SO=path (adds that
-build as "mod_rwsgi base", for before/after), BENCH_THREADS=4,20 (the default thread-count
-sweep; empty for none), BENCH_RECORD_METRICS=1 (the app calls
+build as "mod_rwsgi base" and "mod_rwsgi base emb", for before/after), BENCH_THREADS=4,20
+(the default thread-count sweep; empty for none), BENCH_RECORD_METRICS=1 (the app calls
 mod_wsgi.start_recording_metrics() at import), RWSGI_SO (default build/mod_rwsgi.so). Run as root (Apache drops to www-data). Python 3 stdlib only.
 """
 
@@ -116,11 +116,13 @@ VARIANTS = [
     Variant('mod_wsgi emb', MOD_WSGI_SO, 'wsgi_module', embedded=True),
     Variant('mod_rwsgi emb', RWSGI_SO, 'rwsgi_module', embedded=True, peer='mod_wsgi emb'),
 ]
-# BENCH_BASELINE_SO=path: also run that build of mod_rwsgi in daemon mode ("mod_rwsgi base"),
-# for a before/after comparison in one interleaved run.
+# BENCH_BASELINE_SO=path: also run that build of mod_rwsgi in daemon and embedded mode
+# ("mod_rwsgi base", "mod_rwsgi base emb"), for a before/after comparison in one interleaved run.
 if os.environ.get('BENCH_BASELINE_SO'):
     VARIANTS.insert(3, Variant('mod_rwsgi base', os.environ['BENCH_BASELINE_SO'],
                                'rwsgi_module', peer='mod_wsgi'))
+    VARIANTS.append(Variant('mod_rwsgi base emb', os.environ['BENCH_BASELINE_SO'],
+                            'rwsgi_module', embedded=True, peer='mod_wsgi emb'))
 # BENCH_THREADS=4,20 (the default; empty = none): the thread-count sweep. Also runs both
 # modules in daemon mode with these threads= ("mod_wsgi t4", "mod_rwsgi t4", ...; with
 # BENCH_BASELINE_SO also "mod_rwsgi base t4", ...) on the sweep workloads (hello c16, the

@@ -333,12 +333,81 @@ fn serve_embedded(
     sel: &Selection,
     path_info: &[u8],
 ) -> i32 {
-    let env = selection_environ(r, dir, sel, path_info);
+    if dir.trusted_proxy_headers.is_some() {
+        let env = selection_environ(r, dir, sel, path_info);
+        return serve_embedded_with(r, ctx, dir, sel, &env);
+    }
+    // The environ's byte pairs go into this thread's buffer, whose vectors keep their
+    // capacity from request to request: no allocation per variable once warm. A request
+    // served while another runs on this thread (a subrequest from the application) gets a
+    // buffer of its own.
+    thread_local! {
+        static ENV: std::cell::RefCell<EnvBuffer> = const {
+            std::cell::RefCell::new(EnvBuffer { pairs: Vec::new(), len: 0 })
+        };
+    }
+    ENV.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut buf) => {
+            buf.fill(environ_of(r, dir, sel, path_info));
+            serve_embedded_with(r, ctx, dir, sel, buf.pairs())
+        }
+        Err(_) => {
+            let env = selection_environ(r, dir, sel, path_info);
+            serve_embedded_with(r, ctx, dir, sel, &env)
+        }
+    })
+}
+
+/// Byte pairs whose vectors are reused: [`EnvBuffer::fill`] overwrites them in place.
+struct EnvBuffer {
+    pairs: Vec<(Vec<u8>, Vec<u8>)>,
+    /// How many of `pairs` the last fill wrote.
+    len: usize,
+}
+
+impl EnvBuffer {
+    /// Vectors larger than this are not kept for the next request.
+    const KEEP_LIMIT: usize = 4096;
+
+    fn fill<'a>(&mut self, env: impl Iterator<Item = (&'a [u8], &'a [u8])>) {
+        self.len = 0;
+        for (k, v) in env {
+            if self.len == self.pairs.len() {
+                self.pairs.push((k.to_vec(), v.to_vec()));
+            } else {
+                let (key, value) = &mut self.pairs[self.len];
+                for (kept, new) in [(key, k), (value, v)] {
+                    if kept.capacity() > EnvBuffer::KEEP_LIMIT {
+                        // A rare huge value (a big cookie) does not stay with the thread.
+                        *kept = new.to_vec();
+                    } else {
+                        kept.clear();
+                        kept.extend_from_slice(new);
+                    }
+                }
+            }
+            self.len += 1;
+        }
+    }
+
+    fn pairs(&self) -> &[(Vec<u8>, Vec<u8>)] {
+        &self.pairs[..self.len]
+    }
+}
+
+/// Runs the request in this Apache child with the environ `env`.
+fn serve_embedded_with(
+    r: &mut Request<'_>,
+    ctx: &HandlerContext<'_>,
+    dir: &DirConfig,
+    sel: &Selection,
+    env: &[(Vec<u8>, Vec<u8>)],
+) -> i32 {
     let spec = crate::python::RequestSpec {
         script_path: script_path(&sel.script),
         app_group: &sel.application_group,
         callable: &sel.callable,
-        env: &env,
+        env,
         // Embedded mode re-imports a touched script in place, as mod_wsgi does.
         script_reloading: if dir.script_reloading() {
             crate::python::ScriptReloading::InPlace
@@ -413,6 +482,24 @@ fn selection_environ(
     owned_environ(
         r,
         dir,
+        &sel.script_name,
+        path_info,
+        sel.pass_authorization,
+        handler_script_env(sel),
+    )
+}
+
+/// The environ of the request `sel` resolved, borrowed from Apache (no trusted proxy
+/// headers applied).
+fn environ_of<'a>(
+    r: &'a Request<'_>,
+    dir: &DirConfig,
+    sel: &'a Selection,
+    path_info: &'a [u8],
+) -> impl Iterator<Item = (&'a [u8], &'a [u8])> {
+    environ(
+        r,
+        request_method(r, dir.map_head_to_get()),
         &sel.script_name,
         path_info,
         sel.pass_authorization,
@@ -545,4 +632,37 @@ fn environ<'a>(
         .chain(request)
         .chain(mod_wsgi.into_iter().filter_map(|(k, v)| Some((k, v?))))
         .chain(authorization.map(|auth| (&b"HTTP_AUTHORIZATION"[..], auth)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::EnvBuffer;
+
+    fn pairs<'a>(list: &'a [(&'a str, &'a str)]) -> impl Iterator<Item = (&'a [u8], &'a [u8])> {
+        list.iter().map(|(k, v)| (k.as_bytes(), v.as_bytes()))
+    }
+
+    #[test]
+    fn env_buffer_holds_exactly_the_last_fill_and_drops_huge_values() {
+        let mut buf = EnvBuffer {
+            pairs: Vec::new(),
+            len: 0,
+        };
+        let big = "x".repeat(EnvBuffer::KEEP_LIMIT * 4);
+        buf.fill(pairs(&[("A", "1"), ("B", &big), ("C", "3")]));
+        assert_eq!(buf.pairs().len(), 3);
+        assert_eq!(buf.pairs()[1].1, big.as_bytes());
+        buf.fill(pairs(&[("HTTP_HOST", "h"), ("D", "4")]));
+        let got: Vec<_> = buf.pairs().to_vec();
+        assert_eq!(
+            got,
+            vec![
+                (b"HTTP_HOST".to_vec(), b"h".to_vec()),
+                (b"D".to_vec(), b"4".to_vec())
+            ]
+        );
+        assert!(buf.pairs()[1].1.capacity() <= EnvBuffer::KEEP_LIMIT);
+        buf.fill(pairs(&[]));
+        assert!(buf.pairs().is_empty());
+    }
 }

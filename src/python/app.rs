@@ -568,10 +568,6 @@ fn body_bytes<'a, 'py>(item: &'a Bound<'py, PyAny>) -> PyResult<&'a Bound<'py, P
     })
 }
 
-/// Bodies up to this size that end the response are copied and sent after the Python work
-/// (see [`Response::defer`]); larger ones are sent from the Python objects, detached.
-const DEFER_LIMIT: usize = 64 * 1024;
-
 /// A list or tuple: every item is checked first, then all are sent in one detached section
 /// and flushed once, or, when the response ends with them and they are small, deferred until
 /// the request is done with Python. An item that is not bytes ends the response there, as
@@ -592,7 +588,11 @@ fn send_sequence(
             }
         }
     }
-    if ends_with_body && chunks.iter().map(|c| c.len()).sum::<usize>() <= DEFER_LIMIT {
+    // Bodies up to the io's limit that end the response are copied and sent after the
+    // Python work (see [`Response::defer`]); larger ones are sent from the Python objects,
+    // detached.
+    let defer_limit = shared.defer_limit.load(Ordering::Relaxed);
+    if ends_with_body && chunks.iter().map(|c| c.len()).sum::<usize>() <= defer_limit {
         let mut resp = response_state(py, shared);
         // Even with nothing to send, the head goes out with the response's end.
         resp.defer(&[]).map_err(send_failure)?;

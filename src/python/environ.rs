@@ -39,19 +39,87 @@ fn base(py: Python<'_>) -> PyResult<&Bound<'_, PyDict>> {
     Ok(base.bind(py))
 }
 
-/// latin-1 bytes → str (ASCII, the common case, without a per-byte walk).
+/// latin-1 bytes → str: CPython's own latin-1 decoder (one pass over ASCII bytes, then a
+/// copy), as mod_wsgi converts the CGI variables.
 pub(crate) fn latin1<'py>(py: Python<'py>, bytes: &[u8]) -> Bound<'py, PyString> {
-    if bytes.is_ascii() {
-        // ASCII is valid UTF-8 with the same code points.
-        if let Ok(s) = std::str::from_utf8(bytes) {
-            return PyString::new(py, s);
-        }
+    // Any length a slice can have fits in isize.
+    let len = bytes.len() as pyo3::ffi::Py_ssize_t;
+    // SAFETY: the GIL is held (`py`); the pointer and length describe `bytes`, which latin-1
+    // decodes whatever they hold; the result is a new reference to a str (null only when
+    // out of memory, which from_owned_ptr reports as a panic, as PyString::new does).
+    unsafe {
+        let ptr = pyo3::ffi::PyUnicode_DecodeLatin1(bytes.as_ptr().cast(), len, std::ptr::null());
+        Bound::from_owned_ptr(py, ptr).cast_into_unchecked()
     }
-    let s: String = bytes.iter().map(|&b| char::from(b)).collect();
-    PyString::new(py, &s)
 }
 
+/// Declares [`known_key`] over the variable names Apache and mod_rwsgi give (most
+/// requests have only these).
+macro_rules! known_keys {
+    ($($name:literal),* $(,)?) => {
+        /// The interned str of a common environ key, made once per process; None for others.
+        fn known_key<'py>(py: Python<'py>, name: &[u8]) -> Option<Bound<'py, PyString>> {
+            match name {
+                $(n if n == $name.as_bytes() => Some(intern!(py, $name).clone()),)*
+                _ => None,
+            }
+        }
+    };
+}
+
+known_keys!(
+    "HTTP_HOST",
+    "HTTP_USER_AGENT",
+    "HTTP_ACCEPT",
+    "HTTP_ACCEPT_ENCODING",
+    "HTTP_ACCEPT_LANGUAGE",
+    "HTTP_CONNECTION",
+    "HTTP_COOKIE",
+    "HTTP_REFERER",
+    "HTTP_CACHE_CONTROL",
+    "HTTP_X_FORWARDED_FOR",
+    "HTTP_X_FORWARDED_PROTO",
+    "CONTENT_TYPE",
+    "CONTENT_LENGTH",
+    "SERVER_SIGNATURE",
+    "SERVER_SOFTWARE",
+    "SERVER_NAME",
+    "SERVER_ADDR",
+    "SERVER_PORT",
+    "REMOTE_ADDR",
+    "REMOTE_PORT",
+    "REMOTE_USER",
+    "AUTH_TYPE",
+    "DOCUMENT_ROOT",
+    "REQUEST_SCHEME",
+    "CONTEXT_PREFIX",
+    "CONTEXT_DOCUMENT_ROOT",
+    "SERVER_ADMIN",
+    "SCRIPT_FILENAME",
+    "PATH_TRANSLATED",
+    "UNIQUE_ID",
+    "GATEWAY_INTERFACE",
+    "SERVER_PROTOCOL",
+    "REQUEST_METHOD",
+    "QUERY_STRING",
+    "REQUEST_URI",
+    "SCRIPT_NAME",
+    "PATH_INFO",
+    "mod_wsgi.script_name",
+    "mod_wsgi.path_info",
+    "mod_wsgi.listener_host",
+    "mod_wsgi.listener_port",
+    "mod_wsgi.server_pid",
+    "mod_wsgi.request_id",
+    "mod_wsgi.connection_id",
+    "mod_wsgi.request_handler",
+    "mod_wsgi.handler_script",
+);
+
 fn key<'py>(py: Python<'py>, bytes: &[u8]) -> Bound<'py, PyString> {
+    if let Some(known) = known_key(py, bytes) {
+        return known;
+    }
     match std::str::from_utf8(bytes) {
         Ok(s) if bytes.is_ascii() => PyString::intern(py, s),
         _ => latin1(py, bytes),

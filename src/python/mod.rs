@@ -109,6 +109,12 @@ pub trait RequestIo: Send {
     }
     /// Pushes buffered output to the client now.
     fn flush(&mut self) -> std::io::Result<()>;
+    /// The largest response end (a list or tuple body) the host copies and sends through
+    /// [`RequestIo::send_body_owned`] after the Python work; a larger one is sent from the
+    /// Python objects, with the GIL released for the write.
+    fn defer_limit(&self) -> usize {
+        64 * 1024
+    }
     /// Sends `len` bytes of the regular file `fd` from `offset`. `Ok(false)` means "not
     /// supported": the host falls back to reading the file itself. The fd stays owned by Python
     /// and is only valid for the duration of the call.

@@ -14,7 +14,7 @@
 
 use std::io;
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::RequestIo;
@@ -110,6 +110,8 @@ pub(crate) struct Shared {
     pub stats: IoStats,
     /// The thread's CPU times (user, system) when the request began, when wanted.
     pub cpu_start: std::sync::OnceLock<(f64, f64)>,
+    /// The io's [`RequestIo::defer_limit`], read when the io is bound.
+    pub defer_limit: AtomicUsize,
     /// When the application was called and returned, µs since the epoch (0 = not yet).
     pub application_start_us: AtomicU64,
     pub application_finish_us: AtomicU64,
@@ -174,6 +176,7 @@ impl Shared {
             timed: AtomicBool::new(timed),
             stats: IoStats::default(),
             cpu_start: std::sync::OnceLock::new(),
+            defer_limit: AtomicUsize::new(0),
             application_start_us: AtomicU64::new(0),
             application_finish_us: AtomicU64::new(0),
         })
@@ -214,6 +217,7 @@ impl Shared {
         io: &mut dyn RequestIo,
         f: impl FnOnce() -> R,
     ) -> R {
+        self.defer_limit.store(io.defer_limit(), Ordering::Relaxed);
         let ptr: NonNull<dyn RequestIo + '_> = NonNull::from(io);
         // SAFETY: only the trait object's lifetime bound is erased (same layout). The pointer
         // never outlives the borrow of `io`: the guard below clears the slot when this

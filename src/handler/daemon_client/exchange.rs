@@ -331,7 +331,16 @@ impl Exchange<'_> {
                 self.send_file(r, conn, offset, length)?;
             }
             (Phase::Relaying, FrameKind::Flush) => self.flush_pending = true,
-            (Phase::Relaying, FrameKind::RespEnd) => return Ok(Step::Done),
+            (Phase::Relaying, FrameKind::RespEnd) => {
+                // Body bytes still buffered go out now, before Apache logs and frees the
+                // request: the client's next kept-alive request is then often already there
+                // when Apache looks for one, and this worker serves it at once. A file is
+                // left to write completion (Apache writes it without holding a thread).
+                if self.unflushed > 0 {
+                    r.flush().map_err(|_| Problem::ClientGone)?;
+                }
+                return Ok(Step::Done);
+            }
             (phase, kind) => return Err(Problem::Unexpected { kind, phase }.into()),
         }
         Ok(Step::Continue)
