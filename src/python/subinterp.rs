@@ -416,6 +416,15 @@ fn create(py: Python<'_>, app_group: &str) -> Entry {
 /// are returned; Py_EndInterpreter must not run while one has a thread state there.
 const LIVE_THREADS_PY: &std::ffi::CStr = cr#"
 import threading
+main = threading._main_thread
+if main.ident != threading.get_ident() and hasattr(main, "_tstate_lock"):
+    # 3.11 and 3.12: `main` is the request thread that first imported threading here, now
+    # ended. _shutdown() releases the main thread's lock only when it runs on that thread,
+    # then joins it: release it as _shutdown() would, or the join waits forever.
+    lock = main._tstate_lock
+    if lock is not None and lock.locked():
+        lock.release()
+    main._stop()
 threading._shutdown()
 current = threading.current_thread()
 live = [t.name for t in threading.enumerate()
