@@ -593,8 +593,9 @@ MaxRequestWorkers 1"
     let log = apache.error_log();
     for site in ["alpha", "beta"] {
         assert!(
-            log.lines().any(|l| l.contains("RW0262: Ended Python sub-interpreter '")
-                && l.contains(&format!("|/{site}' "))),
+            log.lines()
+                .any(|l| l.contains("RW0262: Ended Python sub-interpreter '")
+                    && l.contains(&format!("|/{site}' "))),
             "{log}"
         );
     }
