@@ -182,6 +182,37 @@ fn body_of(resp: &[u8]) -> &[u8] {
     }
 }
 
+/// The body of a complete raw response, de-chunked when it was sent chunked (a response
+/// without Content-Length whose end is flushed, as mod_wsgi flushes every write).
+fn decoded_body_of(resp: &[u8]) -> Vec<u8> {
+    let body = body_of(resp);
+    if !head_of(resp)
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        return body.to_vec();
+    }
+    let mut out = Vec::new();
+    let mut rest = body;
+    loop {
+        let Some(eol) = rest.windows(2).position(|w| w == b"\r\n") else {
+            panic!(
+                "truncated chunk size line: {}",
+                String::from_utf8_lossy(body)
+            );
+        };
+        let size_text = String::from_utf8_lossy(&rest[..eol]);
+        let size = usize::from_str_radix(size_text.split(';').next().unwrap().trim(), 16)
+            .unwrap_or_else(|_| panic!("bad chunk size {size_text:?}"));
+        rest = &rest[eol + 2..];
+        if size == 0 {
+            return out;
+        }
+        out.extend_from_slice(&rest[..size]);
+        rest = &rest[size + 2..];
+    }
+}
+
 fn head_of(resp: &[u8]) -> String {
     let end = resp
         .windows(4)
@@ -764,7 +795,7 @@ fn start_response_errors_are_mod_wsgi_s() {
         let resp = get(&format!("{prefix}/start-response-errors"));
         assert_eq!(status_of(&resp), Some(200), "{prefix}");
         assert_eq!(
-            String::from_utf8_lossy(body_of(&resp)),
+            String::from_utf8_lossy(&decoded_body_of(&resp)),
             want,
             "{prefix}: {}",
             String::from_utf8_lossy(&resp)

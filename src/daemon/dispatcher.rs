@@ -1119,6 +1119,14 @@ mod tests {
             .tempdir()
             .unwrap();
         let (dispatcher, handles) = start_dispatcher_with(tmp.path(), 2, 3, Some(AppHost::new()));
+        // Every thread first waits for work (the listener armed for them), so each one that
+        // then parks has gone through the listener bookkeeping; a thread that parked before
+        // it ever waited would leave the initial registration as it was.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while dispatcher.waiting.load(Ordering::SeqCst) < 3 {
+            assert!(Instant::now() < deadline, "threads did not start");
+            std::thread::sleep(Duration::from_millis(1));
+        }
         let gate = dispatcher.host().unwrap().gil_gate();
         let queued: Vec<_> = (0..gate.limit()).map(|_| gate.queue()).collect();
         // Threads already in epoll_wait go through the gate when they next look for work:

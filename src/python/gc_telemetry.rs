@@ -7,6 +7,9 @@
 //! stand after it. The reporter reads all of this without the GIL ([`gc_snapshot`],
 //! [`gc_events`]).
 //!
+//! Each sub-interpreter gets the same entry when it is set up (its collector is its own):
+//! its collections are events and add to the totals, as in mod_wsgi 6.
+//!
 //! Cost: one call per collection, in the thread that collects; nothing on requests that do
 //! not trigger a collection.
 
@@ -134,6 +137,29 @@ pub(crate) fn install() -> Result<(), String> {
     .map_err(|e| e.to_string())
 }
 
+/// Adds the `gc.callbacks` entry to the current sub-interpreter (each interpreter has its own
+/// collector, as mod_wsgi 6 reports them all): its collections join the process's events and
+/// totals. Nothing when telemetry's callback is not installed. Call attached, with the
+/// sub-interpreter's state current, while it is set up.
+pub(crate) fn install_in_sub_interpreter(py: Python<'_>) -> PyResult<()> {
+    if GC.get().is_none() {
+        return Ok(());
+    }
+    let callback = wrap_pyfunction!(_rwsgi_gc_callback, py)?;
+    py.import("gc")?
+        .getattr("callbacks")?
+        .call_method1("append", (callback,))?;
+    Ok(())
+}
+
+/// Whether the calling thread's current interpreter is the main one.
+fn in_main_interpreter() -> bool {
+    // SAFETY: called attached (from the gc callback): a thread state is current, so
+    // PyInterpreterState_Get returns its interpreter; PyInterpreterState_Main only reads the
+    // runtime's pointer to the main interpreter.
+    unsafe { pyo3::ffi::PyInterpreterState_Get() == pyo3::ffi::PyInterpreterState_Main() }
+}
+
 /// The `gc.callbacks` entry: `phase` is "start" or "stop", `info` a dict with the
 /// generation and the collected and uncollectable counts. It never raises (an exception
 /// here would be reported on every collection).
@@ -179,7 +205,9 @@ fn _rwsgi_gc_callback(phase: &Bound<'_, PyAny>, info: &Bound<'_, PyAny>) {
         s.collected[g].fetch_add(event.collected, Ordering::Relaxed);
         s.uncollectable[g].fetch_add(event.uncollectable, Ordering::Relaxed);
     }
-    if let Some(gc) = GC_MODULE.get() {
+    // The counts, thresholds and flags are the main interpreter's (its `gc` module); a
+    // sub-interpreter's collections add to the events and totals only.
+    if let Some(gc) = GC_MODULE.get().filter(|_| in_main_interpreter()) {
         refresh(gc.bind(info.py()), s);
     }
     let mut q = lock(&s.events);

@@ -497,6 +497,7 @@ pub(crate) fn setup_sub_interpreter(py: Python<'_>, app_group: &str) -> PyResult
         )?;
     }
     modwsgi::install(py, process_info(), app_group)?;
+    super::gc_telemetry::install_in_sub_interpreter(py)?;
     add_python_path(py, &settings.python_path)?;
     // The sections' python-path layers, least specific first: the most specific ends first.
     for layer in &options.python_path_layers {
