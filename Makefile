@@ -165,16 +165,34 @@ serve: deps build express
 	$(EXPRESS) start-server examples/hello/app.wsgi --url-alias /static examples/hello/static \
 	  --module $(CURDIR)/$(SO) $(SERVE_OPTS)
 
-# Benchmark (bench/run.py): wrk and Debian's mod_wsgi to compare against.
+# Benchmark (bench/run.py): wrk, Debian's mod_wsgi, and granian and gunicorn behind
+# mod_proxy_http to compare against.
 # BENCH_DURATION=5 BENCH_REPS=3 by default; BENCH_QUICK=1 for a one-minute smoke run;
 # BENCH_OPTS="--out results.md" also writes the table as markdown.
 BENCH_OPTS ?=
 BENCH_PACKAGES := wrk libapache2-mod-wsgi-py3
-.PHONY: bench bench-deps bench-ipc
+.PHONY: bench bench-deps bench-ipc bench-venv
 bench-deps:
 	$(call install_missing,$(BENCH_PACKAGES))
 
-bench: deps bench-deps build test-venv
+# The venv of granian and gunicorn (pinned in bench/requirements.txt), which the backends run
+# from as www-data: where the test venv goes (build/ or /tmp). Remade as the test venv is. If
+# pip cannot install them (PyPI unreachable), the bench says so and runs without them.
+BENCH_VENV ?= $(subst test-venv,bench-venv,$(TEST_VENV))
+export BENCH_VENV
+bench-venv:
+	@want="$$(/usr/bin/python3 -c 'import sys; print(sys.executable, sys.version.split()[0])') $$(md5sum < bench/requirements.txt)"; \
+	if [ "$$(cat $(BENCH_VENV)/.installed 2>/dev/null)" != "$$want" ]; then \
+	  echo "mod_rwsgi: making the bench venv $(BENCH_VENV) (pip install -r bench/requirements.txt)"; \
+	  rm -rf $(BENCH_VENV) && /usr/bin/python3 -m venv $(BENCH_VENV) && \
+	  $(BENCH_VENV)/bin/pip install -q --disable-pip-version-check -r bench/requirements.txt && \
+	  chmod -R a+rX $(BENCH_VENV) && echo "$$want" > $(BENCH_VENV)/.installed || { \
+	  rm -rf $(BENCH_VENV); \
+	  echo "mod_rwsgi: NOTE: could not install bench/requirements.txt (PyPI unreachable?):" \
+	    "make bench runs without the granian and gunicorn proxy variants"; }; \
+	fi
+
+bench: deps bench-deps build test-venv bench-venv
 	/usr/bin/python3 bench/run.py $(BENCH_OPTS)
 
 # The CPU floor of one request crossing into another process (bench/ipc_floor.rs).

@@ -1,20 +1,24 @@
 #!/usr/bin/python3
-"""`make bench`: static files vs mod_wsgi vs mod_rwsgi, measured with wrk.
+"""`make bench`: static files vs mod_wsgi vs mod_rwsgi vs granian and gunicorn, with wrk.
 
 Starts Apache servers from the same configuration: static files (the limit), mod_wsgi and
 mod_rwsgi in daemon mode, and both in embedded mode (skipped, with a note, if mod_rwsgi
-cannot serve in embedded mode). Checks every response body byte for byte, then runs each
+cannot serve in embedded mode), and Apache with mod_proxy_http in front of granian and of
+gunicorn ("granian proxy", "gunicorn proxy": the same app, one backend process with 15
+threads, as a mod_rwsgi daemon; skipped, with a note, if BENCH_VENV has neither). Checks every response body byte for byte, then runs each
 workload against each server, interleaved, BENCH_REPS times, and prints medians:
 requests/s, p50/p99 latency, server CPU per request (utime+stime of the whole Apache
-process tree, daemons included, from /proc), PSS of that tree, and the ratios to static and
-to mod_wsgi.
+process tree, daemons included, plus the proxied backend's process tree, from /proc), PSS of
+those trees, and the ratios to static, to mod_wsgi and (mod_rwsgi daemon mode) to granian.
 
 Environment: BENCH_DURATION (seconds per run, default 5), BENCH_REPS (default 3),
 BENCH_QUICK=1 (1 s, 1 rep: a smoke run), BENCH_ONLY=hello,write (only those workloads),
 BENCH_VARIANTS=static,mod_rwsgi (only those servers), BENCH_BASELINE_SO=path (adds that
 build as "mod_rwsgi base" and "mod_rwsgi base emb", for before/after), BENCH_THREADS=4,20
 (the default thread-count sweep; empty for none), BENCH_RECORD_METRICS=1 (the app calls
-mod_wsgi.start_recording_metrics() at import), RWSGI_SO (default build/mod_rwsgi.so). Run as root (Apache drops to www-data). Python 3 stdlib only.
+mod_wsgi.start_recording_metrics() at import), RWSGI_SO (default build/mod_rwsgi.so),
+BENCH_VENV (the venv with granian and gunicorn, bench/requirements.txt; default
+build/bench-venv). Run as root (Apache drops to www-data). Python 3 stdlib only.
 """
 
 import argparse
@@ -102,10 +106,16 @@ class Variant:
     peer: str = ''          # the variant this one is compared with (×mod_wsgi)
     threads: int = 15       # threads= of the daemon groups (daemon mode only)
     sweep: bool = False     # a BENCH_THREADS variant: runs only the sweep workloads
+    proxy: str = ''         # 'granian' or 'gunicorn': Apache proxies the app to that server
 
     @property
     def slug(self):
         return self.name.replace(' ', '-')
+
+    @property
+    def wsgi(self):
+        """Serves the WSGI app (through a module or a proxied backend)."""
+        return bool(self.module or self.proxy)
 
 
 RWSGI_SO = os.environ.get('RWSGI_SO') or os.path.join(REPO, 'build/mod_rwsgi.so')
@@ -115,6 +125,9 @@ VARIANTS = [
     Variant('mod_rwsgi', RWSGI_SO, 'rwsgi_module', peer='mod_wsgi'),
     Variant('mod_wsgi emb', MOD_WSGI_SO, 'wsgi_module', embedded=True),
     Variant('mod_rwsgi emb', RWSGI_SO, 'rwsgi_module', embedded=True, peer='mod_wsgi emb'),
+    # The same app behind mod_proxy_http (issue 36): a backend process with 15 threads each.
+    Variant('granian proxy', peer='mod_wsgi', proxy='granian'),
+    Variant('gunicorn proxy', peer='mod_wsgi', proxy='gunicorn'),
 ]
 # BENCH_BASELINE_SO=path: also run that build of mod_rwsgi in daemon and embedded mode
 # ("mod_rwsgi base", "mod_rwsgi base emb"), for a before/after comparison in one interleaved run.
@@ -150,6 +163,17 @@ if os.environ.get('BENCH_VARIANTS'):
                  f'known: {[v.name for v in VARIANTS]}')
     VARIANTS = [v for v in VARIANTS if v.name in _names]
 EMBEDDED = [v for v in VARIANTS if v.embedded]
+# The venv with granian and gunicorn (make bench makes it from bench/requirements.txt). Without
+# a server's command the proxy variant is left out, with a note (PROXY_NOTE, printed).
+BENCH_VENV = os.environ.get('BENCH_VENV') or os.path.join(REPO, 'build/bench-venv')
+PROXY_NOTE = ''
+_missing = [v for v in VARIANTS
+            if v.proxy and not os.access(os.path.join(BENCH_VENV, 'bin', v.proxy), os.X_OK)]
+if _missing:
+    PROXY_NOTE = (f'Skipped {", ".join(v.name for v in _missing)}: no '
+                  f'{", ".join(v.proxy for v in _missing)} in {BENCH_VENV} (make bench '
+                  'installs bench/requirements.txt there from PyPI; it could not).')
+    VARIANTS = [v for v in VARIANTS if v not in _missing]
 
 
 @dataclass
@@ -158,25 +182,35 @@ class Server:
     root: str
     port: int
     proc: subprocess.Popen = None
+    # Proxy variants: the backend servers, (mount, port, Popen or None) each.
+    backends: list = field(default_factory=list)
 
     def url(self, workload):
-        if self.variant.module:
+        if self.variant.wsgi:
             return f'http://127.0.0.1:{self.port}{workload.mount}{workload.wsgi_path}'
         return f'http://127.0.0.1:{self.port}{workload.static_path}'
 
     def serves(self, workload):
         if self.variant.sweep and not workload.sweep:
             return False
+        if self.variant.proxy and workload.mount == '/ws':
+            return False  # application groups (sub-interpreters) are mod_wsgi's
         if workload.daemon_only:
-            return bool(self.variant.module) and not self.variant.embedded and has_webware()
-        return bool(self.variant.module) or bool(workload.static_path)
+            return self.variant.wsgi and not self.variant.embedded and has_webware()
+        return self.variant.wsgi or bool(workload.static_path)
+
+    def backend_pids(self):
+        return [b[2].pid for b in self.backends if b[2] is not None]
 
     def error_log(self):
-        try:
-            with open(os.path.join(self.root, 'error.log'), errors='replace') as f:
-                return f.read()
-        except OSError:
-            return ''
+        text = ''
+        for name in ['error.log'] + [f'backend{b[1]}.log' for b in self.backends]:
+            try:
+                with open(os.path.join(self.root, name), errors='replace') as f:
+                    text += f.read()
+            except OSError:
+                pass
+        return text
 
 
 @dataclass
@@ -248,7 +282,12 @@ def prepare_root(tmp, variant, payloads):
         # which would crash a server that has it mapped.
         mkdir(os.path.join(root, 'modules'))
         shutil.copyfile(variant.module, module_copy(root, variant))
-    if variant.module and not variant.embedded and has_webware():
+    if variant.proxy:
+        # The backends import the app as a module: the same file under a module name, next
+        # to it (so it finds ../data the same way).
+        shutil.copyfile(os.path.join(root, 'apps', 'bench.wsgi'),
+                        os.path.join(root, 'apps', 'bench_app.py'))
+    if variant.wsgi and not variant.embedded and has_webware():
         # As the guide says: `webware make`, then `webware make -g www-data` (www-data may
         # write only Cache, ErrorMsgs, Logs and Sessions).
         work = os.path.join(root, 'webware')
@@ -418,10 +457,25 @@ SUBINTERP_HEADER = ['variant', 'sub-interpreters', 'PSS MiB each', 'RSS MiB each
                     'daemon PSS MiB before -> after']
 
 
-def write_config(root, port, variant):
+def proxy_config(server):
+    """mod_proxy_http to the backends, reusing their connections (ttl below gunicorn's
+    --keep-alive, so Apache never reuses one the backend is closing)."""
+    text = f'''\
+LoadModule proxy_module {MODULES}/mod_proxy.so
+LoadModule proxy_http_module {MODULES}/mod_proxy_http.so
+'''
+    for mount, port, _ in server.backends:
+        text += f'ProxyPass {mount}/ http://127.0.0.1:{port}/ enablereuse=on ttl=60\n'
+    return text
+
+
+def write_config(server):
+    root, port, variant = server.root, server.port, server.variant
     text = base_config(root, port)
     if variant.module:
         text += wsgi_config(root, variant)
+    if variant.proxy:
+        text += proxy_config(server)
     path = os.path.join(root, 'httpd.conf')
     with open(path, 'w') as f:
         f.write(text)
@@ -434,11 +488,55 @@ def new_server(tmp, variant, payloads):
     if variant.module and not os.path.exists(variant.module):
         raise BenchError(f'{variant.name}: {variant.module} does not exist')
     root = prepare_root(tmp, variant, payloads)
-    return Server(variant, root, free_port())
+    server = Server(variant, root, free_port())
+    if variant.proxy:
+        server.backends.append(('/w', free_port(), None))
+        if has_webware():
+            server.backends.append(('/ww', free_port(), None))
+    return server
+
+
+def backend_command(server, mount, port):
+    """The backend serving one mount: bench.wsgi (as bench_app) or Webware's WSGIScript.py,
+    in one process with the daemons' thread count, its logging at warning."""
+    v, venv = server.variant, BENCH_VENV
+    if mount == '/w':
+        where, target = os.path.join(server.root, 'apps'), 'bench_app:application'
+    else:
+        where = os.path.join(server.root, 'webware', 'Scripts')
+        target = 'WSGIScript:application'
+    if v.proxy == 'granian':
+        return [os.path.join(venv, 'bin', 'granian'), '--interface', 'wsgi', '--host',
+                '127.0.0.1', '--port', str(port), '--workers', '1', '--blocking-threads',
+                str(v.threads), '--http', '1', '--no-ws', '--log-level', 'warning',
+                '--working-dir', where, target]
+    return [os.path.join(venv, 'bin', 'gunicorn'), '-k', 'gthread', '-w', '1', '--threads',
+            str(v.threads), '-b', f'127.0.0.1:{port}', '--chdir', where, '--keep-alive', '75',
+            '--log-level', 'warning', target]
+
+
+def start_backends(server):
+    """Starts the proxy variant's backends as www-data (as Apache's daemons run), each in its
+    own session; the Webware one finds Webware in the test venv's site-packages."""
+    env = {k: val for k, val in os.environ.items() if k != 'BENCH_RECORD_METRICS'}
+    site = [os.path.join(VENV, 'lib', d, 'site-packages')
+            for d in sorted(os.listdir(os.path.join(VENV, 'lib')))] if has_webware() else []
+    for i, (mount, port, _) in enumerate(server.backends):
+        with open(os.path.join(server.root, f'backend{port}.log'), 'wb') as log:
+            proc = subprocess.Popen(
+                backend_command(server, mount, port), start_new_session=True,
+                env=dict(env, PYTHONPATH=':'.join(site)) if mount == '/ww' else env,
+                cwd=server.root, user='www-data', group='www-data', extra_groups=[],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+        server.backends[i] = (mount, port, proc)
+    for mount, port, proc in server.backends:
+        wait_port(server, proc, port, f'{server.variant.proxy} ({mount})')
 
 
 def start_server(server):
-    conf = write_config(server.root, server.port, server.variant)
+    if server.variant.proxy:
+        start_backends(server)
+    conf = write_config(server)
     # Its own session: Apache signals its process group on stop, which must not be ours.
     with open(os.path.join(server.root, 'stderr.log'), 'wb') as err:
         server.proc = subprocess.Popen(
@@ -448,30 +546,35 @@ def start_server(server):
 
 
 def wait_listening(server, limit=20.0):
+    wait_port(server, server.proc, server.port, 'apache2', limit)
+
+
+def wait_port(server, proc, port, what, limit=20.0):
     deadline = time.monotonic() + limit
     while time.monotonic() < deadline:
-        if server.proc.poll() is not None:
-            raise BenchError(f'{server.variant.name}: apache2 exited with '
-                             f'{server.proc.returncode} at start-up\n{server.error_log()}')
+        if proc.poll() is not None:
+            raise BenchError(f'{server.variant.name}: {what} exited with '
+                             f'{proc.returncode} at start-up\n{server.error_log()}')
         try:
-            socket.create_connection(('127.0.0.1', server.port), timeout=1).close()
+            socket.create_connection(('127.0.0.1', port), timeout=1).close()
             return
         except OSError:
             time.sleep(0.05)
-    raise BenchError(f'{server.variant.name}: apache2 did not listen within {limit} s\n'
+    raise BenchError(f'{server.variant.name}: {what} did not listen within {limit} s\n'
                      f'{server.error_log()}')
 
 
 def stop_server(server, limit=15.0):
-    proc = server.proc
-    if proc is None or proc.poll() is not None:
-        return
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(limit)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+    """Apache, then the backends, each by its PID (SIGTERM; SIGKILL after `limit`)."""
+    for proc in [server.proc] + [b[2] for b in server.backends]:
+        if proc is None or proc.poll() is not None:
+            continue
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(limit)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 # ------------------------------------------------------------------ /proc accounting
@@ -515,20 +618,22 @@ def is_daemon(pid):
         return False
 
 
-def cpu_seconds(pid):
-    """(total, daemons) CPU seconds of Apache's tree; the parent's cutime/cstime keeps
-    the time of children that exited and were reaped in between."""
+def cpu_seconds(pid, backends=()):
+    """(total, daemons) CPU seconds of Apache's tree plus the backends' trees (proxy
+    variants; they count as daemons); a tree's root's cutime/cstime keeps the time of
+    children that exited and were reaped in between."""
     total = daemons = 0.0
-    for p in process_tree(pid):
-        stat = read_stat(p)
-        if not stat:
-            continue
-        ticks = int(stat[11]) + int(stat[12])  # utime, stime
-        if p == pid:
-            ticks += int(stat[13]) + int(stat[14])  # cutime, cstime
-        elif is_daemon(p):
-            daemons += ticks / CLK_TCK
-        total += ticks / CLK_TCK
+    for root in [pid] + list(backends):
+        for p in process_tree(root):
+            stat = read_stat(p)
+            if not stat:
+                continue
+            ticks = int(stat[11]) + int(stat[12])  # utime, stime
+            if p == root:
+                ticks += int(stat[13]) + int(stat[14])  # cutime, cstime
+            if root != pid or (p != pid and is_daemon(p)):
+                daemons += ticks / CLK_TCK
+            total += ticks / CLK_TCK
     return total, daemons
 
 
@@ -545,14 +650,15 @@ def children_cpu_seconds():
     return ru.ru_utime + ru.ru_stime
 
 
-def pss_mib(pid):
-    """(total, daemons) PSS in MiB of Apache's process tree."""
+def pss_mib(pid, backends=()):
+    """(total, daemons) PSS in MiB of Apache's process tree plus the backends' trees."""
     total = daemons = 0
-    for p in process_tree(pid):
-        kib = process_pss_kib(p)
-        total += kib
-        if p != pid and is_daemon(p):
-            daemons += kib
+    for root in [pid] + list(backends):
+        for p in process_tree(root):
+            kib = process_pss_kib(p)
+            total += kib
+            if root != pid or (p != pid and is_daemon(p)):
+                daemons += kib
     return total / 1024, daemons / 1024
 
 
@@ -659,16 +765,16 @@ def parse_wrk(text, url):
 
 def measure(server, workload, settings, post_body):
     url = server.url(workload)
-    pid = server.proc.pid
-    cpu0, daemon0 = cpu_seconds(pid)
+    pid, backends = server.proc.pid, server.backend_pids()
+    cpu0, daemon0 = cpu_seconds(pid, backends)
     busy0, wrk0, t0 = machine_busy_seconds(), children_cpu_seconds(), time.monotonic()
     res = run_wrk(url, workload, settings.duration, post_body)
     busy1, wrk1, t1 = machine_busy_seconds(), children_cpu_seconds(), time.monotonic()
-    cpu1, daemon1 = cpu_seconds(pid)
+    cpu1, daemon1 = cpu_seconds(pid, backends)
     n = max(res['requests'], 1)
     other = max(0.0, (busy1 - busy0) - (cpu1 - cpu0) - (wrk1 - wrk0)) / (t1 - t0)
     return Sample(res['rps'], res['p50'], res['p99'], (cpu1 - cpu0) * 1e6 / n,
-                  (daemon1 - daemon0) * 1e6 / n, *pss_mib(pid), other_cpu=other)
+                  (daemon1 - daemon0) * 1e6 / n, *pss_mib(pid, backends), other_cpu=other)
 
 
 # ------------------------------------------------------------------ report
@@ -690,19 +796,53 @@ def summarize(settings):
             m = med[v.name]
             vs_static = m['rps'] / med['static']['rps'] if 'static' in med else None
             vs_wsgi = m['rps'] / med[v.peer]['rps'] if v.peer in med else None
+            vs_granian = (m['rps'] / med[GRANIAN]['rps']
+                          if GRANIAN in med and compared_with_proxies(v) else None)
             cpu, pss = f"{m['cpu_us']:.0f}", f"{m['pss_mib']:.1f}"
-            if v.module and not v.embedded:
+            if v.wsgi and not v.embedded:
                 cpu += f" ({m['daemon_cpu_us']:.0f})"
                 pss += f" ({m['daemon_pss_mib']:.1f})"
             rows.append([w.name, v.name, f"{m['rps']:.0f}", f"{m['p50_ms']:.2f} ms",
                          f"{m['p99_ms']:.2f} ms", cpu, pss,
                          f'{vs_static:.2f}' if vs_static is not None else '',
-                         f'{vs_wsgi:.2f}' if vs_wsgi is not None else ''])
+                         f'{vs_wsgi:.2f}' if vs_wsgi is not None else '',
+                         f'{vs_granian:.2f}' if vs_granian is not None else ''])
     return rows
 
 
+GRANIAN = 'granian proxy'
+PROXIES = (GRANIAN, 'gunicorn proxy')
+
+
+def compared_with_proxies(v):
+    """mod_rwsgi in daemon mode at the proxies' thread count (also BENCH_BASELINE_SO's)."""
+    return bool(v.module) and not v.embedded and not v.sweep and v.module_id == 'rwsgi_module'
+
+
+def proxy_notes(settings):
+    """Each mod_rwsgi daemon variant against each proxy: req/s and CPU per request ratios."""
+    lines = []
+    for w in WORKLOADS:
+        def med(name, attr):
+            runs = settings.samples.get((w.name, name))
+            return median(runs, attr) if runs else None
+        parts = []
+        for v in VARIANTS:
+            if not compared_with_proxies(v) or med(v.name, 'rps') is None:
+                continue
+            for proxy in PROXIES:
+                if med(proxy, 'rps'):
+                    parts.append(f'{v.name} vs {proxy} req/s '
+                                 f'{med(v.name, "rps") / med(proxy, "rps"):.2f}×, CPU/req '
+                                 f'{med(v.name, "cpu_us"):.0f} vs {med(proxy, "cpu_us"):.0f} µs '
+                                 f'({med(v.name, "cpu_us") / med(proxy, "cpu_us"):.2f}×)')
+        if parts:
+            lines.append(f'{w.name}: ' + '; '.join(parts) + '.')
+    return '\n'.join(lines)
+
+
 HEADER = ['workload', 'variant', 'req/s', 'p50', 'p99', 'CPU µs/req (daemon)',
-          'PSS MiB (daemon)', '×static', '×mod_wsgi']
+          'PSS MiB (daemon)', '×static', '×mod_wsgi', '×granian']
 
 
 def text_table(rows):
@@ -725,11 +865,18 @@ def write_markdown(path, rows, settings, started):
         f.write(f'# mod_rwsgi benchmark ({time.strftime("%Y-%m-%d %H:%M", started)})\n\n')
         f.write(f'wrk -t2, {settings.duration:g} s per run (each server and workload warmed '
                 f'up for {settings.warmup:g} s first), median of {settings.reps} interleaved '
-                'repetitions. CPU = utime+stime of the Apache process tree per request; '
-                '(daemon) = the part spent in the WSGI daemon process. PSS summed over the '
-                'tree after the run. ×static and ×mod_wsgi are req/s ratios; "emb" = embedded '
-                'mode, compared with mod_wsgi embedded.\n\n')
+                'repetitions. CPU = utime+stime of the Apache process tree per request, plus '
+                'the backend\'s process tree for the proxy variants; (daemon) = the part spent '
+                'in the WSGI daemon process (proxy variants: in the backend). PSS summed over '
+                'the trees after the run. ×static, ×mod_wsgi and ×granian (mod_rwsgi daemon '
+                'mode against "granian proxy") are req/s ratios; "emb" = embedded mode, '
+                'compared with mod_wsgi embedded; "granian proxy" and "gunicorn proxy" = '
+                'Apache\'s mod_proxy_http in front of that server (one process, 15 threads).'
+                '\n\n')
         f.write(noise_note(settings) + '\n\n')
+        for note in (PROXY_NOTE, proxy_notes(settings)):
+            if note:
+                f.write(note.replace('\n', '\n\n') + '\n\n')
         if sweep_notes(settings):
             f.write(sweep_notes(settings).replace('\n', '\n\n') + '\n\n')
         f.write(markdown_table(rows) + '\n\n' + settings.embedded_note + '\n')
@@ -847,7 +994,7 @@ def run_all(servers, settings, post_body):
                     continue
                 s = measure(server, w, settings, post_body)
                 settings.samples.setdefault((w.name, server.variant.name), []).append(s)
-                print(f'  rep {rep + 1}/{settings.reps}  {w.name:<22} {server.variant.name:<13}'
+                print(f'  rep {rep + 1}/{settings.reps}  {w.name:<22} {server.variant.name:<15}'
                       f' {format_sample(s)}', flush=True)
 
 
@@ -873,6 +1020,8 @@ def main(argv=None):
               f'{len(WORKLOADS)} workloads x {len(active)} variants x {settings.reps} reps, '
               f'{settings.duration:g} s each', flush=True)
         print(settings.embedded_note, flush=True)
+        if PROXY_NOTE:
+            print(PROXY_NOTE, flush=True)
         warm_up(active, settings, post_body)
         run_all(active, settings, post_body)
         for server in active:
@@ -896,6 +1045,9 @@ def main(argv=None):
         print('Memory per sub-interpreter (daemon process, after a first request to each):')
         print(text_table_with(SUBINTERP_HEADER, memory_rows))
     print(sweep_notes(settings))
+    for note in (PROXY_NOTE, proxy_notes(settings)):
+        if note:
+            print(note)
     if settings.out:
         write_markdown(settings.out, rows, settings, started)
         if memory_rows:
