@@ -107,6 +107,7 @@ class Variant:
     threads: int = 15       # threads= of the daemon groups (daemon mode only)
     sweep: bool = False     # a BENCH_THREADS variant: runs only the sweep workloads
     proxy: str = ''         # 'granian' or 'gunicorn': Apache proxies the app to that server
+    cannot: tuple = ()      # workloads it cannot serve: (workload name, why), left out
 
     @property
     def slug(self):
@@ -126,7 +127,8 @@ VARIANTS = [
     Variant('mod_wsgi emb', MOD_WSGI_SO, 'wsgi_module', embedded=True),
     Variant('mod_rwsgi emb', RWSGI_SO, 'rwsgi_module', embedded=True, peer='mod_wsgi emb'),
     # The same app behind mod_proxy_http (issue 36): a backend process with 15 threads each.
-    Variant('granian proxy', peer='mod_wsgi', proxy='granian'),
+    Variant('granian proxy', peer='mod_wsgi', proxy='granian', cannot=(
+        ('64 KiB as 16 write()', "granian 2.8's start_response returns no write() callable"),)),
     Variant('gunicorn proxy', peer='mod_wsgi', proxy='gunicorn'),
 ]
 # BENCH_BASELINE_SO=path: also run that build of mod_rwsgi in daemon and embedded mode
@@ -174,6 +176,13 @@ if _missing:
                   f'{", ".join(v.proxy for v in _missing)} in {BENCH_VENV} (make bench '
                   'installs bench/requirements.txt there from PyPI; it could not).')
     VARIANTS = [v for v in VARIANTS if v not in _missing]
+# What the proxy variants leave out, and why (printed and written with the table).
+CANNOT_NOTE = ' '.join(
+    [f'{v.name} has no "{w}" row: {why}.' for v in VARIANTS for w, why in v.cannot] +
+    [f'{v.name} has no sub-interpreter rows (application groups are mod_wsgi\'s).'
+     for v in VARIANTS if v.proxy] +
+    ['granian serves the Webware page with Webware\'s setting WSGIWrite=False.'
+     for v in VARIANTS if v.proxy == 'granian'])
 
 
 @dataclass
@@ -192,6 +201,8 @@ class Server:
 
     def serves(self, workload):
         if self.variant.sweep and not workload.sweep:
+            return False
+        if any(workload.name == name for name, _ in self.variant.cannot):
             return False
         if self.variant.proxy and workload.mount == '/ws':
             return False  # application groups (sub-interpreters) are mod_wsgi's
@@ -296,6 +307,15 @@ def prepare_root(tmp, variant, payloads):
                                  capture_output=True, text=True)
             if out.returncode != 0:
                 raise BenchError(f'webware {" ".join(args)} failed:\n{out.stdout}{out.stderr}')
+        if variant.proxy == 'granian':
+            # Webware's own setting for a server without write() (granian's WSGI has none).
+            script = os.path.join(work, 'Scripts', 'WSGIScript.py')
+            with open(script) as f:
+                text = f.read()
+            if '\nsettings = {}\n' not in text:
+                raise BenchError(f'{script}: no "settings = {{}}" line to set WSGIWrite in')
+            with open(script, 'w') as f:
+                f.write(text.replace('\nsettings = {}\n', "\nsettings = {'WSGIWrite': False}\n"))
     return root
 
 
@@ -874,7 +894,7 @@ def write_markdown(path, rows, settings, started):
                 'Apache\'s mod_proxy_http in front of that server (one process, 15 threads).'
                 '\n\n')
         f.write(noise_note(settings) + '\n\n')
-        for note in (PROXY_NOTE, proxy_notes(settings)):
+        for note in (PROXY_NOTE, CANNOT_NOTE, proxy_notes(settings)):
             if note:
                 f.write(note.replace('\n', '\n\n') + '\n\n')
         if sweep_notes(settings):
@@ -1045,7 +1065,7 @@ def main(argv=None):
         print('Memory per sub-interpreter (daemon process, after a first request to each):')
         print(text_table_with(SUBINTERP_HEADER, memory_rows))
     print(sweep_notes(settings))
-    for note in (PROXY_NOTE, proxy_notes(settings)):
+    for note in (PROXY_NOTE, CANNOT_NOTE, proxy_notes(settings)):
         if note:
             print(note)
     if settings.out:
