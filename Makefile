@@ -6,7 +6,7 @@
 #   make install    install the module into Apache through apxs
 #   make deb        the Debian package build/deb/libapache2-mod-rwsgi_<version>_<arch>.deb
 #   make test-packaging  the pip (sdist in a venv) and .deb routes end to end (minutes)
-#   make bench      static vs mod_wsgi vs mod_rwsgi with wrk (docs/PERFORMANCE.md)
+#   make bench      static vs mod_wsgi vs mod_rwsgi vs granian/gunicorn behind mod_proxy, with wrk (docs/PERFORMANCE.md)
 #   make soak       memory soak: a million requests and leak checks (minutes)
 #   make test-pythons  build and test in Debian chroots with Python 3.13, 3.14, 3.15 (root)
 # Options: PYTHON=/path/to/python3 (default: the system /usr/bin/python3), APXS=/path/to/apxs

@@ -177,12 +177,14 @@ if _missing:
                   'installs bench/requirements.txt there from PyPI; it could not).')
     VARIANTS = [v for v in VARIANTS if v not in _missing]
 # What the proxy variants leave out, and why (printed and written with the table).
+_RUN = {w.name for w in WORKLOADS}
 CANNOT_NOTE = ' '.join(
-    [f'{v.name} has no "{w}" row: {why}.' for v in VARIANTS for w, why in v.cannot] +
+    [f'{v.name} has no "{w}" row: {why}.' for v in VARIANTS for w, why in v.cannot
+     if w in _RUN] +
     [f'{v.name} has no sub-interpreter rows (application groups are mod_wsgi\'s).'
-     for v in VARIANTS if v.proxy] +
+     for v in VARIANTS if v.proxy and any(w.mount == '/ws' for w in WORKLOADS)] +
     ['granian serves the Webware page with Webware\'s setting WSGIWrite=False.'
-     for v in VARIANTS if v.proxy == 'granian'])
+     for v in VARIANTS if v.proxy == 'granian' and any(w.mount == '/ww' for w in WORKLOADS)])
 
 
 @dataclass
