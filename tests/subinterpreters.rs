@@ -409,6 +409,22 @@ settings_probe.SITE = "preloaded"
 settings_probe.CONFIGURED_BY.append("import-script")
 "#;
 
+/// After `PRELOAD_SCRIPT` was imported into group `shared` (which /alpha uses): /alpha sees
+/// what the import script did, /beta (its own group) does not.
+fn assert_preloaded_into_the_shared_group_only(apache: &Apache) {
+    let alpha = ask(apache, "/alpha", "");
+    assert_eq!(alpha["application_group"].str(), "shared", "{alpha}");
+    assert_eq!(alpha["site"].str(), "preloaded", "{alpha}");
+    assert_eq!(
+        strings(&alpha["configured_by"]),
+        ["import-script", "alpha"],
+        "{alpha}"
+    );
+    let beta = ask(apache, "/beta", "");
+    assert_eq!(beta["site"].str(), "beta", "{beta}");
+    assert_eq!(strings(&beta["configured_by"]), ["beta"], "{beta}");
+}
+
 #[test]
 fn import_script_preloads_into_the_sub_interpreter_of_its_application_group() {
     if common::module_python_is_free_threaded() {
@@ -428,17 +444,7 @@ fn import_script_preloads_into_the_sub_interpreter_of_its_application_group() {
         "{log}"
     );
     // The site of that group sees what the import script did; the other site does not.
-    let alpha = ask(&apache, "/alpha", "");
-    assert_eq!(alpha["application_group"].str(), "shared", "{alpha}");
-    assert_eq!(alpha["site"].str(), "preloaded", "{alpha}");
-    assert_eq!(
-        strings(&alpha["configured_by"]),
-        ["import-script", "alpha"],
-        "{alpha}"
-    );
-    let beta = ask(&apache, "/beta", "");
-    assert_eq!(beta["site"].str(), "beta", "{beta}");
-    assert_eq!(strings(&beta["configured_by"]), ["beta"], "{beta}");
+    assert_preloaded_into_the_shared_group_only(&apache);
     let log = apache.error_log();
     assert_eq!(
         log.matches("Created Python sub-interpreter 'shared'")
@@ -769,17 +775,7 @@ fn embedded_import_script_preloads_into_the_sub_interpreter_of_its_group() {
         log.contains("/apps/preload.py' into interpreter 'shared' in embedded mode."),
         "{log}"
     );
-    let alpha = ask(&apache, "/alpha", "");
-    assert_eq!(alpha["application_group"].str(), "shared", "{alpha}");
-    assert_eq!(alpha["site"].str(), "preloaded", "{alpha}");
-    assert_eq!(
-        strings(&alpha["configured_by"]),
-        ["import-script", "alpha"],
-        "{alpha}"
-    );
-    let beta = ask(&apache, "/beta", "");
-    assert_eq!(beta["site"].str(), "beta", "{beta}");
-    assert_eq!(strings(&beta["configured_by"]), ["beta"], "{beta}");
+    assert_preloaded_into_the_shared_group_only(&apache);
 }
 
 /// Phase scripts for the group `alpha`: each answers yes only when it runs where the alpha
