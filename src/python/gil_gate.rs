@@ -91,9 +91,10 @@ impl GilGate {
     /// closed. True if it had to wait.
     ///
     /// No lost wake-up: a parked thread registers in `parked` and reads `queued` under the
-    /// lock; a leaving request thread lowers `queued` before it reads `parked` and notifies
-    /// under the lock (all SeqCst). Either the parker sees the lower count, or the leaver
-    /// sees the parker and its notification cannot come before the parker waits.
+    /// lock; a leaving request thread lowers `queued` before it reads `parked`, then takes and
+    /// releases the lock before it notifies (all SeqCst). Either the parker sees the lower
+    /// count, or the leaver sees the parker and its notification cannot come before the
+    /// parker waits.
     pub fn admit(&self) -> bool {
         if !self.contended() {
             return false;
@@ -124,7 +125,10 @@ impl GilGate {
         if left < self.limit && self.parked.load(SeqCst) > 0 {
             // One place freed: one thread goes. If another request queues first, the woken
             // thread finds the gate contended again and waits on.
-            let _guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+            // Passing through the lock is what orders this with a parker between its check
+            // and its wait; notifying after releasing it spares the woken thread from
+            // blocking at once on the lock this thread still holds.
+            drop(self.lock.lock().unwrap_or_else(|e| e.into_inner()));
             self.wake.notify_one();
         }
     }
