@@ -22,6 +22,7 @@ const SETTINGS_PROBE: &str = "SITE = None\nCONFIGURED_BY = []\n";
 /// the request path's objects (wsgi.input, wsgi.errors, start_response, file_wrapper).
 const SITE_SCRIPT: &str = r#"
 import json
+import os
 import sys
 import threading
 import time
@@ -39,8 +40,12 @@ def application(environ, start_response):
     if environ.get("QUERY_STRING") == "file":
         start_response("200 OK", [("Content-Type", "text/plain")])
         return environ["wsgi.file_wrapper"](open(__file__, "rb"))
-    if environ.get("QUERY_STRING") == "slow":
-        time.sleep(1.0)
+    if environ.get("QUERY_STRING", "").startswith("hold="):
+        # Held until the test creates the file the query names (bounded).
+        release = environ["QUERY_STRING"][len("hold="):]
+        deadline = time.monotonic() + 30
+        while not os.path.exists(release) and time.monotonic() < deadline:
+            time.sleep(0.01)
     body = environ["wsgi.input"].read()
     print("{site} request with %d body bytes" % len(body), file=environ["wsgi.errors"])
     answer = json.dumps({
@@ -189,17 +194,14 @@ fn each_resource_group_runs_in_its_own_sub_interpreter_of_the_daemon_process() {
             assert_eq!(got["echo"].str(), format!("{site}-{round}"), "{got}");
         }
     }
-    // While one thread is busy with a slow request, the other thread serves both sites: each
-    // thread gets its own state in each sub-interpreter.
+    // While one thread is held by a request, the other thread serves both sites: each thread
+    // gets its own state in each sub-interpreter.
+    let release = apache.marker("release-held");
+    let held_path = format!("/alpha?hold={}", release.display());
     std::thread::scope(|scope| {
-        let slow = scope.spawn(|| ask(&apache, "/alpha?slow", "slow"));
+        let held = scope.spawn(|| ask(&apache, &held_path, "held"));
         let mut threads = std::collections::BTreeSet::new();
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        // Until the slow request is seen on another thread than these (bounded by count and time).
-        for _ in 0..200 {
-            if slow.is_finished() || std::time::Instant::now() > deadline {
-                break;
-            }
+        for _ in 0..3 {
             for site in ["beta", "alpha"] {
                 let got = ask(&apache, &format!("/{site}"), site);
                 assert_eq!(got["site"].str(), site, "{got}");
@@ -207,9 +209,14 @@ fn each_resource_group_runs_in_its_own_sub_interpreter_of_the_daemon_process() {
                 threads.insert(got["thread"].as_u64().unwrap());
             }
         }
-        let slow = slow.join().unwrap();
-        assert_eq!(slow["site"].str(), "alpha", "{slow}");
-        threads.insert(slow["thread"].as_u64().unwrap());
+        assert!(
+            !held.is_finished(),
+            "the held request ended before its release"
+        );
+        std::fs::write(&release, b"").unwrap();
+        let held = held.join().unwrap();
+        assert_eq!(held["site"].str(), "alpha", "{held}");
+        threads.insert(held["thread"].as_u64().unwrap());
         assert!(
             threads.len() >= 2,
             "both daemon threads served requests: {threads:?}\n{}",
