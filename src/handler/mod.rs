@@ -446,19 +446,7 @@ fn serve_daemon(
         daemon_client::encode_head(r, &plan, env.iter().map(|(k, v)| (&k[..], &v[..])))
     } else {
         // Apache's own strings go straight into the request head, with no copy of each.
-        let method = request_method(r, dir.map_head_to_get());
-        daemon_client::encode_head(
-            r,
-            &plan,
-            environ(
-                r,
-                method,
-                &sel.script_name,
-                path_info,
-                sel.pass_authorization,
-                handler_script_env(sel),
-            ),
-        )
+        daemon_client::encode_head(r, &plan, environ_of(r, dir, sel, path_info))
     };
     match head {
         Ok(head) => daemon_client::serve(r, target, &plan, &head, body),
@@ -479,18 +467,15 @@ fn selection_environ(
     sel: &Selection,
     path_info: &[u8],
 ) -> Vec<(Vec<u8>, Vec<u8>)> {
-    owned_environ(
-        r,
-        dir,
-        &sel.script_name,
-        path_info,
-        sel.pass_authorization,
-        handler_script_env(sel),
-    )
+    let mut env: Vec<(Vec<u8>, Vec<u8>)> = environ_of(r, dir, sel, path_info)
+        .map(|(k, v)| (k.to_vec(), v.to_vec()))
+        .collect();
+    apply_trusted_proxy_headers(r, dir, &mut env);
+    env
 }
 
 /// The environ of the request `sel` resolved, borrowed from Apache (no trusted proxy
-/// headers applied).
+/// headers applied): for the daemon's request head and embedded mode's environ buffer.
 fn environ_of<'a>(
     r: &'a Request<'_>,
     dir: &DirConfig,
@@ -522,14 +507,23 @@ fn owned_environ(
         environ(r, method, script_name, path_info, pass_auth, handler_script)
             .map(|(k, v)| (k.to_vec(), v.to_vec()))
             .collect();
+    apply_trusted_proxy_headers(r, dir, &mut env);
+    env
+}
+
+/// WSGITrustedProxyHeaders, if set, rewrites `env` (each change logged).
+fn apply_trusted_proxy_headers(
+    r: &Request<'_>,
+    dir: &DirConfig,
+    env: &mut Vec<(Vec<u8>, Vec<u8>)>,
+) {
     if let Some(trusted_headers) = dir.trusted_proxy_headers.as_deref() {
         // No WSGITrustedProxies: every peer is trusted, as mod_wsgi documents.
         let proxies = dir.trusted_proxies.as_deref();
-        for note in crate::config::apply_trusted_proxy_headers(&mut env, proxies, trusted_headers) {
+        for note in crate::config::apply_trusted_proxy_headers(env, proxies, trusted_headers) {
             log::request_at!(r, Level::Info, "RW0070: mod_rwsgi: {note}");
         }
     }
-    env
 }
 
 /// REQUEST_METHOD as the app sees it. WSGIMapHEADToGET: a HEAD request is shown as GET
