@@ -222,7 +222,10 @@ impl AppHost {
                     return Err(why);
                 }
             }
-            Ok(call_application(py, spec, shared, &loaded, remote.clone()))
+            let outcome = call_application(py, spec, shared, &loaded, remote.clone());
+            // Still attached: no thread queued for the GIL can take it before this counts.
+            self.gil_gate.request_done();
+            Ok(outcome)
         });
         let why = match checked {
             Ok(Ok(outcome)) => return outcome,

@@ -12,8 +12,16 @@
 //! waits on I/O (a database, `time.sleep`) has released it. Neither counts, so an I/O-bound
 //! application still uses every thread (throughput = threads / wait time).
 //!
+//! A worker whose request has finished its Python work will be back for new work in a
+//! moment (it only sends the response's end and re-arms its connection): it counts as
+//! *returning* from then until it next calls [`GilGate::admit`], and a place in the queue
+//! that frees up meanwhile is left to it rather than to a parked thread. So with CPU-bound
+//! requests the same few running threads take turns, and the parked ones are not woken
+//! only to park again.
+//!
 //! Pure logic over std: no Python needed (unit-tested with plain threads below).
 
+use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Condvar, Mutex};
 use std::time::Duration;
@@ -39,9 +47,15 @@ pub struct GilGate {
     queued: AtomicUsize,
     /// Threads inside `admit`'s wait (so a leaving thread knows whether to wake one).
     parked: AtomicUsize,
+    /// Workers between [`GilGate::request_done`] and their next `admit`: each will take a
+    /// place in the queue itself, so a freed place is not handed to a parked thread.
+    returning: AtomicUsize,
     /// Set once the process stops taking work: nobody parks any more.
     closed: AtomicBool,
     recheck: Duration,
+    /// Notifications sent by `leave` (tests check who gets woken).
+    #[cfg(test)]
+    notified: AtomicUsize,
     lock: Mutex<()>,
     wake: Condvar,
 }
@@ -61,9 +75,12 @@ impl GilGate {
     fn with_recheck(limit: usize, recheck: Duration) -> GilGate {
         GilGate {
             recheck,
+            #[cfg(test)]
+            notified: AtomicUsize::new(0),
             limit: limit.max(1),
             queued: AtomicUsize::new(0),
             parked: AtomicUsize::new(0),
+            returning: AtomicUsize::new(0),
             closed: AtomicBool::new(false),
             lock: Mutex::new(()),
             wake: Condvar::new(),
@@ -90,12 +107,20 @@ impl GilGate {
     /// `limit` request threads wait for the GIL; then waits until fewer do or the gate is
     /// closed. True if it had to wait.
     ///
+    /// A worker that counted as returning ([`GilGate::request_done`]) stops counting here.
+    ///
     /// No lost wake-up: a parked thread registers in `parked` and reads `queued` under the
     /// lock; a leaving request thread lowers `queued` before it reads `parked`, then takes and
     /// releases the lock before it notifies (all SeqCst). Either the parker sees the lower
     /// count, or the leaver sees the parker and its notification cannot come before the
     /// parker waits.
     pub fn admit(&self) -> bool {
+        WORKER_OF.set(self.id());
+        if RETURNING_TO.replace(0) == self.id() {
+            // The place `leave` left to this thread is taken now (or, if the queue is full
+            // again, none was needed).
+            self.returning.fetch_sub(1, SeqCst);
+        }
         if !self.contended() {
             return false;
         }
@@ -120,16 +145,39 @@ impl GilGate {
         self.wake.notify_all();
     }
 
+    /// The calling thread's request has done its Python work (call it still attached, so
+    /// no queued thread can take the GIL before this counts). Only a thread that has been
+    /// through [`GilGate::admit`] (a daemon's worker) counts as returning: embedded mode's
+    /// threads never come back to the gate.
+    pub fn request_done(&self) {
+        if WORKER_OF.get() == self.id() && RETURNING_TO.replace(self.id()) != self.id() {
+            self.returning.fetch_add(1, SeqCst);
+        }
+    }
+
+    fn id(&self) -> usize {
+        self as *const GilGate as usize
+    }
+
     fn leave(&self) {
         let left = self.queued.fetch_sub(1, SeqCst) - 1;
-        if left < self.limit && self.parked.load(SeqCst) > 0 {
-            // One place freed: one thread goes. If another request queues first, the woken
-            // thread finds the gate contended again and waits on.
+        // One place freed: one thread goes, unless a returning worker will take it. If
+        // another request queues first, the woken thread finds the gate contended again and
+        // waits on.
+        if left + self.returning.load(SeqCst) < self.limit {
+            self.wake_one();
+        }
+    }
+
+    fn wake_one(&self) {
+        if self.parked.load(SeqCst) > 0 {
             // Passing through the lock is what orders this with a parker between its check
             // and its wait; notifying after releasing it spares the woken thread from
             // blocking at once on the lock this thread still holds.
             drop(self.lock.lock().unwrap_or_else(|e| e.into_inner()));
             self.wake.notify_one();
+            #[cfg(test)]
+            self.notified.fetch_add(1, SeqCst);
         }
     }
 
@@ -138,6 +186,13 @@ impl GilGate {
     pub(crate) fn parked(&self) -> usize {
         self.parked.load(SeqCst)
     }
+}
+
+thread_local! {
+    /// The gate (its address) this thread has been admitted by: it is one of its workers.
+    static WORKER_OF: Cell<usize> = const { Cell::new(0) };
+    /// The gate this thread counts as returning to (0: none).
+    static RETURNING_TO: Cell<usize> = const { Cell::new(0) };
 }
 
 /// A request thread's place in the queue for the GIL; leaving it (drop) may admit a parked
@@ -240,6 +295,71 @@ mod tests {
         assert_eq!(gate.parked(), 0);
     }
 
+    /// A worker that finished its request's Python work (`request_done`) takes the next
+    /// freed place itself when it comes back to `admit`: the parked thread is not woken for
+    /// it (it would only park again), and is woken for the next place that nobody returning
+    /// will take.
+    #[test]
+    fn a_freed_place_is_left_to_a_returning_worker() {
+        let gate = Arc::new(GilGate::with_recheck(2, NEVER));
+        let (to_worker, worker_rx) = mpsc::channel::<()>();
+        let (worker_tx, from_worker) = mpsc::channel::<bool>();
+        let worker = {
+            let gate = Arc::clone(&gate);
+            thread::spawn(move || {
+                assert!(!gate.admit());
+                let queued = gate.queue();
+                drop(queued); // got the GIL
+                gate.request_done(); // its Python work is done
+                worker_tx.send(true).unwrap();
+                worker_rx.recv().unwrap();
+                worker_tx.send(gate.admit()).unwrap(); // back for new work
+            })
+        };
+        assert!(from_worker.recv_timeout(PATIENCE).unwrap());
+        let (a, b) = (gate.queue(), gate.queue());
+        let (admitted, handles) = parkers(&gate, 1);
+        wait_until("the thread parks", || gate.parked() == 1);
+        drop(a);
+        assert_eq!(
+            gate.notified.load(SeqCst),
+            0,
+            "a parked thread was woken for the place the returning worker takes"
+        );
+        to_worker.send(()).unwrap();
+        assert!(
+            !from_worker.recv_timeout(PATIENCE).unwrap(),
+            "the returning worker goes on at once"
+        );
+        worker.join().unwrap();
+        let _worker_queued = gate.queue(); // the worker's next request
+        drop(b);
+        admitted
+            .recv_timeout(PATIENCE)
+            .expect("the next freed place wakes the parked thread");
+        handles.into_iter().for_each(|h| assert!(h.join().unwrap()));
+    }
+
+    /// Only a daemon's workers (threads that come to `admit`) count as returning: a request
+    /// thread that never does (embedded mode's) leaves its freed place to a parked thread.
+    #[test]
+    fn a_thread_that_never_admits_does_not_count_as_returning() {
+        let gate = Arc::new(GilGate::with_recheck(2, NEVER));
+        let (a, b) = (gate.queue(), gate.queue());
+        let (admitted, handles) = parkers(&gate, 1);
+        wait_until("the thread parks", || gate.parked() == 1);
+        thread::scope(|s| {
+            s.spawn(|| gate.request_done());
+        });
+        gate.request_done();
+        drop(a);
+        admitted
+            .recv_timeout(PATIENCE)
+            .expect("a freed place wakes the parked thread");
+        drop(b);
+        handles.into_iter().for_each(|h| assert!(h.join().unwrap()));
+    }
+
     #[test]
     fn a_thread_stays_parked_while_the_queue_is_full() {
         let gate = Arc::new(GilGate::with_recheck(1, Duration::from_millis(5)));
@@ -302,11 +422,11 @@ mod tests {
         assert!(!gate.admit(), "the count went back down");
     }
 
-    /// Workers that admit, then queue and leave as their request enters Python (what a
-    /// daemon thread does), alongside request threads that only queue and leave, for a
+    /// Workers that admit, then queue and leave as their request enters Python, then count
+    /// as returning until their next admit (what a daemon thread does), alongside request threads that only queue and leave, for a
     /// bounded number of rounds. Only wake-ups let a parked worker go (no re-check): each
-    /// leave below the limit wakes a parked worker, whose own request wakes the next, so
-    /// all finish; a lost wake-up leaves one parked and the test times out.
+    /// leave below the limit (returning workers counted) wakes a parked worker, whose own
+    /// request wakes the next, so all finish; a lost wake-up leaves one parked and the test times out.
     #[test]
     fn no_worker_parks_forever_under_churn() {
         const ROUNDS: usize = 2_000;
@@ -327,11 +447,16 @@ mod tests {
             .map(|_| {
                 let gate = Arc::clone(&gate);
                 thread::spawn(move || {
-                    for _ in 0..ROUNDS {
+                    for round in 0..ROUNDS {
                         gate.admit();
                         let queued = gate.queue();
                         thread::yield_now();
                         drop(queued);
+                        // Returning to `admit` for the next round (a worker always comes
+                        // back, except when the process stops).
+                        if round + 1 < ROUNDS {
+                            gate.request_done();
+                        }
                     }
                 })
             })
