@@ -41,6 +41,10 @@ const STOP_TOKEN: u64 = 1;
 /// safety net only (the stop event and the listener bookkeeping wake threads when needed).
 const WAIT_TIMEOUT_MS: u16 = 10_000;
 
+/// A worker thread keeps its read buffer between requests up to this size (a larger one,
+/// grown for a large request, is given back).
+const READ_BUFFER_KEPT: usize = 64 * 1024;
+
 /// Settings the serving loop needs (from the group's WSGIDaemonProcess options).
 #[derive(Clone, Debug)]
 pub struct ServeSettings {
@@ -587,7 +591,12 @@ impl Dispatcher {
             slot.store(unsafe { libc::pthread_self() } as u64, Ordering::SeqCst);
         }
         let mut events = [EpollEvent::empty(); 1];
+        // This thread's read buffer, moved into each connection it serves and back out when
+        // the connection is parked: idle connections hold none, and a request does not
+        // allocate one.
+        let mut read_buffer = Vec::new();
         while let Some(mut conn) = self.next_ready(&mut events) {
+            conn.dec.reuse_buffer(std::mem::take(&mut read_buffer));
             let keep = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 self.serve_connection(&mut conn, index)
             }))
@@ -604,6 +613,9 @@ impl Dispatcher {
                 );
                 false
             });
+            if let Some(buf) = conn.dec.take_buffer(READ_BUFFER_KEPT) {
+                read_buffer = buf;
+            }
             if keep {
                 self.park(conn);
             }

@@ -410,6 +410,30 @@ impl Decoder {
         }
     }
 
+    /// Hands the buffer over for reuse by another decoder ([`Decoder::reuse_buffer`]) when
+    /// nothing is pending and its capacity is at most `max_capacity`; the decoder keeps no
+    /// buffer either way once nothing is pending. A thread that serves many connections one
+    /// at a time so allocates (and zero-fills) its read buffer once, not once per request.
+    pub fn take_buffer(&mut self, max_capacity: usize) -> Option<Vec<u8>> {
+        if !self.is_empty() || self.failed.is_some() {
+            return None;
+        }
+        let buf = std::mem::take(&mut self.buf);
+        self.pos = 0;
+        self.end = 0;
+        (buf.capacity() > 0 && buf.capacity() <= max_capacity).then_some(buf)
+    }
+
+    /// Reads into `buf` (from [`Decoder::take_buffer`]) from now on, if this decoder has no
+    /// buffer of its own yet; otherwise `buf` is dropped.
+    pub fn reuse_buffer(&mut self, buf: Vec<u8>) {
+        if self.buf.capacity() == 0 && self.is_empty() && self.failed.is_none() {
+            self.buf = buf;
+            self.pos = 0;
+            self.end = 0;
+        }
+    }
+
     /// The unconsumed bytes (the start of a frame not yet complete).
     pub fn unconsumed(&self) -> &[u8] {
         self.buf.get(self.pos..self.end).unwrap_or_default()
@@ -485,6 +509,48 @@ mod tests {
             Some(frame) => Ok(frame),
             None => panic!("incomplete frame ({} bytes)", bytes.len()),
         }
+    }
+
+    #[test]
+    fn a_buffer_taken_from_one_decoder_reads_the_next_connection_without_growing() {
+        let mut frames = Vec::new();
+        Frame::RespBody(b"hello".to_vec()).encode(&mut frames).unwrap();
+        // Filled as a reader does, in place.
+        fn read_into(dec: &mut Decoder, bytes: &[u8]) {
+            let space = dec.read_space();
+            space[..bytes.len()].copy_from_slice(bytes);
+            dec.commit(bytes.len());
+        }
+        let mut first = Decoder::new(Limits::default());
+        read_into(&mut first, &frames[..3]);
+        assert!(first.take_buffer(64 * 1024).is_none(), "bytes are pending");
+        read_into(&mut first, &frames[3..]);
+        assert!(first.next_frame().unwrap().is_some());
+        let buf = first.take_buffer(64 * 1024).expect("an empty decoder gives its buffer");
+        assert_eq!(first.buf.capacity(), 0, "the giver keeps no buffer");
+        let (ptr, cap) = (buf.as_ptr(), buf.capacity());
+        let mut second = Decoder::new(Limits::default());
+        second.reuse_buffer(buf);
+        assert_eq!(
+            second.read_space().as_ptr(),
+            ptr,
+            "the same memory, not a new allocation"
+        );
+        read_into(&mut second, &frames);
+        assert_eq!(
+            second.next_frame().unwrap(),
+            Some(Frame::RespBody(b"hello".to_vec()))
+        );
+        assert_eq!(second.buf.capacity(), cap);
+        // A buffer grown for a large frame is not kept for reuse.
+        let mut big = Vec::new();
+        Frame::RespBody(vec![7; 300_000]).encode(&mut big).unwrap();
+        for chunk in big.chunks(READ_MIN) {
+            read_into(&mut second, chunk);
+        }
+        assert!(second.next_frame().unwrap().is_some());
+        assert!(second.take_buffer(64 * 1024).is_none());
+        assert_eq!(second.buf.capacity(), 0);
     }
 
     #[test]

@@ -137,10 +137,11 @@ pub fn serve(
             None
         };
         attempts.reused = pooled.is_some();
-        let conn = match pooled.map_or_else(|| pool::connect(target), Ok) {
+        let mut conn = match pooled.map_or_else(|| pool::connect(target), Ok) {
             Ok(conn) => conn,
             Err(e) => return connect_failed(r, target, &e),
         };
+        pool::lend_read_buffer(&mut conn);
         body.rewind();
         let result = with_response_socket_timeout(r, target, |r| {
             exchange::send_and_relay(

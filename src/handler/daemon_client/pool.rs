@@ -38,10 +38,28 @@ pub(super) fn drop_idle(path: &Path) {
     }
 }
 
+/// A thread keeps its read buffer between requests up to this size (a larger one, grown for
+/// a large response, is given back).
+const READ_BUFFER_KEPT: usize = 64 * 1024;
+
+thread_local! {
+    /// This thread's read buffer between requests (see [`put_idle`]).
+    static READ_BUFFER: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+/// Gives `conn` the read buffer this thread kept from its last request, so the request reads
+/// without allocating (and zero-filling) a new one.
+pub(super) fn lend_read_buffer(conn: &mut DaemonConn) {
+    conn.dec.reuse_buffer(READ_BUFFER.take());
+}
+
 pub(super) fn put_idle(path: &Path, mut conn: DaemonConn) {
     // An idle connection keeps no read buffer: a child pools one connection per request it
-    // served at once (dozens under load), so buffers kept here would add up per child, and
-    // the next request's buffer is one allocation.
+    // served at once (dozens under load), so buffers kept here would add up per child. The
+    // thread keeps it instead, for its next request (one per thread, however many pooled).
+    if let Some(buf) = conn.dec.take_buffer(READ_BUFFER_KEPT) {
+        READ_BUFFER.set(buf);
+    }
     conn.dec.release_memory(0);
     conn.fds.clear();
     if let Ok(mut guard) = IDLE.lock() {
