@@ -358,12 +358,16 @@ impl Dispatcher {
         // does not count as waiting for work, so in a multi-process group whose other
         // threads are all busy the listener is left to the group's other processes.
         // stop_accepting closes the gate, so stopping never waits here.
-        if let Some(host) = &self.host {
+        // A thread waiting for work here is the one that takes the next request: while one
+        // does, a place freed in the GIL's queue is left to it rather than to a parked thread.
+        let looking = self.host.as_ref().map(|host| {
             host.gil_gate().admit();
-        }
+            host.gil_gate().looking()
+        });
         self.waiting.fetch_add(1, Ordering::SeqCst);
         let conn = self.wait_for_connection(events);
         self.waiting.fetch_sub(1, Ordering::SeqCst);
+        drop(looking);
         self.sync_listener();
         conn
     }

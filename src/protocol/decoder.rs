@@ -514,7 +514,9 @@ mod tests {
     #[test]
     fn a_buffer_taken_from_one_decoder_reads_the_next_connection_without_growing() {
         let mut frames = Vec::new();
-        Frame::RespBody(b"hello".to_vec()).encode(&mut frames).unwrap();
+        Frame::RespBody(b"hello".to_vec())
+            .encode(&mut frames)
+            .unwrap();
         // Filled as a reader does, in place.
         fn read_into(dec: &mut Decoder, bytes: &[u8]) {
             let space = dec.read_space();
@@ -526,7 +528,9 @@ mod tests {
         assert!(first.take_buffer(64 * 1024).is_none(), "bytes are pending");
         read_into(&mut first, &frames[3..]);
         assert!(first.next_frame().unwrap().is_some());
-        let buf = first.take_buffer(64 * 1024).expect("an empty decoder gives its buffer");
+        let buf = first
+            .take_buffer(64 * 1024)
+            .expect("an empty decoder gives its buffer");
         assert_eq!(first.buf.capacity(), 0, "the giver keeps no buffer");
         let (ptr, cap) = (buf.as_ptr(), buf.capacity());
         let mut second = Decoder::new(Limits::default());

@@ -19,6 +19,9 @@
 //! requests the same few running threads take turns, and the parked ones are not woken
 //! only to park again.
 //!
+//! Likewise while a worker waits for new work ([`GilGate::looking`]): the next request
+//! goes to it, so no parked thread is woken to wait beside it.
+//!
 //! Pure logic over std: no Python needed (unit-tested with plain threads below).
 
 use std::cell::Cell;
@@ -50,6 +53,9 @@ pub struct GilGate {
     /// Workers between [`GilGate::request_done`] and their next `admit`: each will take a
     /// place in the queue itself, so a freed place is not handed to a parked thread.
     returning: AtomicUsize,
+    /// Workers waiting for new work ([`GilGate::looking`]): the next request goes to one of
+    /// them, so a freed place is not handed to a parked thread either.
+    looking: AtomicUsize,
     /// Set once the process stops taking work: nobody parks any more.
     closed: AtomicBool,
     recheck: Duration,
@@ -81,6 +87,7 @@ impl GilGate {
             queued: AtomicUsize::new(0),
             parked: AtomicUsize::new(0),
             returning: AtomicUsize::new(0),
+            looking: AtomicUsize::new(0),
             closed: AtomicBool::new(false),
             lock: Mutex::new(()),
             wake: Condvar::new(),
@@ -155,16 +162,23 @@ impl GilGate {
         }
     }
 
+    /// An admitted worker waits for new work (in `epoll_wait`) until the returned guard is
+    /// dropped (drop it once it has a connection, before its request queues for the GIL).
+    pub fn looking(&self) -> Looking<'_> {
+        self.looking.fetch_add(1, SeqCst);
+        Looking { gate: self }
+    }
+
     fn id(&self) -> usize {
         self as *const GilGate as usize
     }
 
     fn leave(&self) {
         let left = self.queued.fetch_sub(1, SeqCst) - 1;
-        // One place freed: one thread goes, unless a returning worker will take it. If
-        // another request queues first, the woken thread finds the gate contended again and
-        // waits on.
-        if left + self.returning.load(SeqCst) < self.limit {
+        // One place freed: one thread goes, unless a worker that waits for work or is on
+        // its way back to `admit` will take it. If another request queues first, the woken
+        // thread finds the gate contended again and waits on.
+        if left + self.returning.load(SeqCst) + self.looking.load(SeqCst) < self.limit {
             self.wake_one();
         }
     }
@@ -193,6 +207,20 @@ thread_local! {
     static WORKER_OF: Cell<usize> = const { Cell::new(0) };
     /// The gate this thread counts as returning to (0: none).
     static RETURNING_TO: Cell<usize> = const { Cell::new(0) };
+}
+
+/// A worker waiting for new work. Dropping it wakes nobody: the worker either queues for
+/// the GIL with the request it found (taking the place left to it) or comes back to
+/// [`GilGate::admit`].
+#[must_use = "the worker counts as waiting for work until this is dropped"]
+pub struct Looking<'a> {
+    gate: &'a GilGate,
+}
+
+impl Drop for Looking<'_> {
+    fn drop(&mut self) {
+        self.gate.looking.fetch_sub(1, SeqCst);
+    }
 }
 
 /// A request thread's place in the queue for the GIL; leaving it (drop) may admit a parked
@@ -340,6 +368,30 @@ mod tests {
         handles.into_iter().for_each(|h| assert!(h.join().unwrap()));
     }
 
+    /// While a worker waits for new work, it takes the next request: a freed place wakes no
+    /// parked thread to wait beside it. Once none waits, the next freed place does.
+    #[test]
+    fn a_freed_place_is_left_to_a_worker_waiting_for_work() {
+        let gate = Arc::new(GilGate::with_recheck(2, NEVER));
+        let (a, b) = (gate.queue(), gate.queue());
+        let (admitted, handles) = parkers(&gate, 1);
+        wait_until("the thread parks", || gate.parked() == 1);
+        let looking = gate.looking();
+        drop(a);
+        assert_eq!(
+            gate.notified.load(SeqCst),
+            0,
+            "a parked thread was woken while a worker waits for work"
+        );
+        drop(looking); // it found a request...
+        let _its_request = gate.queue(); // ...which queues for the GIL
+        drop(b);
+        admitted
+            .recv_timeout(PATIENCE)
+            .expect("a freed place with nobody waiting for work wakes the parked thread");
+        handles.into_iter().for_each(|h| assert!(h.join().unwrap()));
+    }
+
     /// Only a daemon's workers (threads that come to `admit`) count as returning: a request
     /// thread that never does (embedded mode's) leaves its freed place to a parked thread.
     #[test]
@@ -449,6 +501,7 @@ mod tests {
                 thread::spawn(move || {
                     for round in 0..ROUNDS {
                         gate.admit();
+                        drop(gate.looking()); // found a request at once
                         let queued = gate.queue();
                         thread::yield_now();
                         drop(queued);
