@@ -4,7 +4,8 @@
 Runs one Apache in single-process mode (`apache2 -X`, the same configuration as
 bench/run.py) under `valgrind --tool=callgrind`, sends a
 fixed number of keep-alive requests with `ab -k` (one connection), and prints the
-instructions (Ir) per request split by component: Apache core (httpd, APR, the MPM and
+instructions (Ir) per request split by component (in daemon mode: of the Apache process
+only, not the daemon's): Apache core (httpd, APR, the MPM and
 Apache's modules), the WSGI module, CPython, libc, the rest; then the costliest functions
 of the module and of CPython (self cost).
 
@@ -88,22 +89,26 @@ def profile(variant, path, requests, module_file):
     tmp = tempfile.mkdtemp(prefix='rwsgi-callgrind-')
     os.chmod(tmp, 0o755)
     root = run.prepare_root(tmp, variant, run.make_payloads())
-    dump = os.path.join(root, 'callgrind.out')
-    # Callgrind opens its file as root at start and writes it at exit as www-data.
-    with open(dump, 'w'):
-        pass
-    os.chmod(dump, 0o666)
+    # One dump per process (%p): processes forked from Apache (in daemon mode, before they
+    # exec) write their own instead of overwriting Apache's. Written as www-data at exit.
+    dumps = os.path.join(root, 'callgrind')
+    os.mkdir(dumps)
+    os.chmod(dumps, 0o777)
     port = run.free_port()
-    conf = run.write_config(root, port, variant)
+    server = run.Server(variant, root, port)
+    conf = run.write_config(server)
     cmd = ['valgrind', '--tool=callgrind', '--trace-children=no', '--vgdb=no',
-           f'--callgrind-out-file={dump}', run.APACHE, '-X', '-f', conf]
+           f'--callgrind-out-file={dumps}/callgrind.out.%p', run.APACHE, '-X', '-f', conf]
     with open(os.path.join(root, 'stderr.log'), 'wb') as err:
         proc = subprocess.Popen(cmd, start_new_session=True, stdin=subprocess.DEVNULL,
                                 stdout=subprocess.DEVNULL, stderr=err)
-    server = run.Server(variant, root, port)
     server.proc = proc
     try:
         run.wait_listening(server, limit=120.0)
+        # Callgrind made the dump of Apache's own process as root at start; it writes it at
+        # exit as www-data.
+        for f in os.listdir(dumps):
+            os.chmod(os.path.join(dumps, f), 0o666)
         url = f'http://127.0.0.1:{port}{path}'
         started = time.monotonic()
         out = subprocess.run(['ab', '-q', '-k', '-c', '1', '-s', '60', '-n', str(requests), url],
@@ -115,9 +120,21 @@ def profile(variant, path, requests, module_file):
             sys.exit(f'requests failed:\n{out}\n{server.error_log()}')
     finally:
         run.stop_server(server, limit=120.0)
-    if os.path.getsize(dump) == 0:
-        sys.exit(f'empty callgrind dump {dump}\n{server.error_log()}')
-    return parse(dump, module_file), elapsed
+    # Forked processes write theirs when they exit, after Apache stopped them.
+    deadline = time.monotonic() + 60
+    while True:
+        files = [os.path.join(dumps, f) for f in os.listdir(dumps)]
+        if files and all(os.path.getsize(f) > 0 for f in files):
+            break
+        if time.monotonic() > deadline:
+            sys.exit(f'empty callgrind dumps in {dumps}\n{server.error_log()}')
+        time.sleep(0.5)
+    # Apache's own process is the one valgrind started: its dump has the lowest pid. The
+    # others are processes forked from it before they exec (a daemon process itself is not
+    # followed), left out.
+    files.sort(key=lambda f: int(f.rsplit('.', 1)[1]))
+    by_component, by_function = parse(files[0], module_file)
+    return (by_component, by_function), elapsed
 
 
 def main(argv=None):
