@@ -17,16 +17,22 @@ fn start(extra_group_options: &str) -> Apache {
     config.markers_dir();
     let star = config.install_app("asgi_starlette.py");
     let raw = config.install_app("asgi_raw.py");
+    let handler = config.install_app("asgi_handler.py");
     let venv = test_venv();
     let conf = format!(
         "WSGIDaemonProcess asgi threads=4 python-home={} {extra_group_options}\n\
          WSGIScriptAlias /star {} process-group=asgi application-group=%{{GLOBAL}} \
          interface=asgi\n\
          WSGIScriptAlias /raw {} process-group=asgi application-group=raw interface=asgi\n\
+         WSGIHandlerScript asgi-handler {} process-group=asgi application-group=raw \
+         interface=asgi\n\
+         Alias /handled @DIR@/htdocs\n\
+         <Location /handled>\n    SetHandler asgi-handler\n    Require all granted\n</Location>\n\
          <Directory @DIR@/apps>\n    Require all granted\n</Directory>\n",
         venv.display(),
         star.display(),
-        raw.display()
+        raw.display(),
+        handler.display()
     );
     config.conf(&conf).start()
 }
@@ -96,10 +102,8 @@ fn starlette_routes_streaming_body_echo_and_lifespan() {
     );
 
     // A chunked upload (no Content-Length; no WSGIChunkedRequest needed for ASGI).
-    let raw = format!(
-        "PUT /star/echo HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\
-         Connection: close\r\n\r\n5\r\nhello\r\n7\r\n, world\r\n0\r\n\r\n"
-    );
+    let raw = "PUT /star/echo HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\
+               Connection: close\r\n\r\n5\r\nhello\r\n7\r\n, world\r\n0\r\n\r\n";
     let r = http::raw_request(apache.port(), raw.as_bytes(), false).unwrap();
     assert_with_log!(apache, r.status == 200, "status {} {}", r.status, r.text());
     assert_eq!(r.text(), "hello, world");
@@ -195,13 +199,12 @@ fn raw_app_scope_fields_and_misbehaviour() {
     // Raises after the response started: the connection is closed before the body's end
     // (the chunked body never gets its last chunk), and the error is logged.
     let result = http::request(apache.port(), "GET", "/raw/raise-after", &[], b"");
-    match result {
-        Ok(r) => assert_with_log!(
+    if let Ok(r) = result {
+        assert_with_log!(
             apache,
             r.text() != "partial" || r.header("transfer-encoding").is_none(),
             "a complete response for an app that raised: {r:?}"
-        ),
-        Err(_) => {}
+        );
     }
     apache.wait_for_log("raised after the response start", Duration::from_secs(10));
 
@@ -213,6 +216,37 @@ fn raw_app_scope_fields_and_misbehaviour() {
     assert_eq!(text, "http.disconnect");
 
     // The daemon still serves after all that.
+    let r = apache.get("/raw/status");
+    assert_eq!(r.status, 201);
+}
+
+#[test]
+fn handler_script_as_asgi_and_request_timeout() {
+    let apache = start("request-timeout=2 interrupt-timeout=20");
+    apache.wait_for_log("RW0030:", Duration::from_secs(30));
+
+    // WSGIHandlerScript ... interface=asgi: handle_request is the ASGI application.
+    let r = apache.get("/handled/x");
+    assert_with_log!(apache, r.status == 200, "status {} {}", r.status, r.text());
+    assert!(
+        r.text().starts_with("handled: GET /handled"),
+        "{}",
+        r.text()
+    );
+
+    // request-timeout interrupts an ASGI request as a WSGI one: 504, the coroutine is
+    // cancelled, and the thread serves on.
+    let began = Instant::now();
+    let r = apache.get("/raw/sleep");
+    assert_with_log!(apache, r.status == 504, "status {} {}", r.status, r.text());
+    assert!(
+        began.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        began.elapsed()
+    );
+    let marker = apache.marker("cancelled");
+    wait_for_file_text(&apache, &marker, "cancelled", Duration::from_secs(10));
+    apache.wait_for_log("RW0160:", Duration::from_secs(10));
     let r = apache.get("/raw/status");
     assert_eq!(r.status, 201);
 }

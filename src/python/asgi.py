@@ -262,23 +262,32 @@ class _Exchange:
         else:
             raise RuntimeError('ASGI: unexpected message %r for an http scope' % (kind,))
 
+    def _serve_op(self, kind, message, future):
+        try:
+            result = self._read() if kind == 'receive' else self._send(message)
+        except Exception as e:
+            self._answer(future, error=e)
+        else:
+            self._answer(future, result)
+
+    def _next_op(self):
+        # serve()'s loop has no `continue`: on CPython 3.11 an asynchronous exception
+        # (RequestTimeout) delivered at a `continue` escapes the enclosing handler, which
+        # must cancel the coroutine.
+        try:
+            return self.ops.get(timeout=POLL)
+        except queue.Empty:
+            return None
+
     def serve(self, app, scope):
         task = asyncio.run_coroutine_threadsafe(self.main(app, scope), self.loop)
         try:
             while not self.complete:
-                try:
-                    item = self.ops.get(timeout=POLL)
-                except queue.Empty:
-                    continue
+                item = self._next_op()
                 if item is _Done:
                     break
-                kind, message, future = item
-                try:
-                    result = self._read() if kind == 'receive' else self._send(message)
-                except Exception as e:
-                    self._answer(future, error=e)
-                else:
-                    self._answer(future, result)
+                if item is not None:
+                    self._serve_op(*item)
         except BaseException:
             task.cancel()
             self._close()

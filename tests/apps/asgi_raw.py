@@ -56,6 +56,15 @@ async def application(scope, receive, send):
         with open(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                                'markers', 'disconnect'), 'w') as f:
             f.write(message['type'])
+    elif path == '/sleep':
+        # Outlives request-timeout: the coroutine is cancelled when the request is interrupted.
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            with open(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                   'markers', 'cancelled'), 'w') as f:
+                f.write('cancelled')
+            raise
     elif path == '/status':
         await send({'type': 'http.response.start', 'status': 201,
                     'headers': [(b'x-asgi', b'yes'), (b'set-cookie', b'a=1'),
