@@ -24,6 +24,8 @@ fn start(extra_group_options: &str) -> Apache {
          WSGIScriptAlias /star {} process-group=asgi application-group=%{{GLOBAL}} \
          interface=asgi\n\
          WSGIScriptAlias /raw {} process-group=asgi application-group=raw interface=asgi\n\
+         <Location /raw/proxied>\n    WSGITrustedProxies 127.0.0.1\n    \
+         WSGITrustedProxyHeaders X-Forwarded-For X-Forwarded-Proto\n</Location>\n\
          WSGIHandlerScript asgi-handler {} process-group=asgi application-group=raw \
          interface=asgi\n\
          Alias /handled @DIR@/htdocs\n\
@@ -170,6 +172,26 @@ fn raw_app_scope_fields_and_misbehaviour() {
     assert!(s["client"][1].as_u64().unwrap() > 0, "{}", s["client"]);
     assert_eq!(s["server"][1].as_u64(), Some(u64::from(apache.port())));
     assert_eq!(s["state"], serde_json::json!({}));
+
+    // WSGITrustedProxyHeaders apply to the scope: client and scheme from the trusted proxy.
+    let r = apache.request(
+        "GET",
+        "/raw/proxied/scope",
+        &[
+            ("X-Forwarded-For", "1.1.1.1"),
+            ("X-Forwarded-Proto", "https"),
+        ],
+        b"",
+    );
+    assert_with_log!(apache, r.status == 200, "status {} {}", r.status, r.text());
+    let s = json(&r);
+    assert_eq!(s["client"][0], "1.1.1.1");
+    assert_eq!(s["scheme"], "https");
+
+    // print() in a coroutine reaches the error log.
+    let r = apache.get("/raw/print");
+    assert_eq!(r.status, 200);
+    apache.wait_for_log("printed by an ASGI coroutine", Duration::from_secs(10));
 
     // Status, repeated headers.
     let r = apache.get("/raw/status");

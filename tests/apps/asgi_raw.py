@@ -31,7 +31,7 @@ async def application(scope, receive, send):
         # A bare ASGI app that does not do lifespan: raising is allowed by the spec.
         raise RuntimeError('no lifespan here')
     path = scope['path'][len(scope['root_path']):]
-    if path.startswith('/scope'):
+    if path.startswith(('/scope', '/proxied/scope')):
         await _body(receive)
         body = _scope_json(scope)
         await send({'type': 'http.response.start', 'status': 200,
@@ -65,6 +65,10 @@ async def application(scope, receive, send):
                                    'markers', 'cancelled'), 'w') as f:
                 f.write('cancelled')
             raise
+    elif path == '/print':
+        print('printed by an ASGI coroutine', flush=True)
+        await send({'type': 'http.response.start', 'status': 200, 'headers': []})
+        await send({'type': 'http.response.body', 'body': b'printed'})
     elif path == '/status':
         await send({'type': 'http.response.start', 'status': 201,
                     'headers': [(b'x-asgi', b'yes'), (b'set-cookie', b'a=1'),
