@@ -243,6 +243,34 @@ const CASES: &[Case] = &[
         conf: "WSGIApplicationGroup %{NOPE}",
         expect: &["WSGIApplicationGroup", "%{NOPE}"],
     },
+    Case {
+        name: "interface= value that is neither wsgi nor asgi",
+        conf: "WSGIDaemonProcess g\nWSGIScriptAlias /a /srv/a.py process-group=g interface=asgi3",
+        expect: &[
+            "WSGIScriptAlias",
+            "interface=asgi3",
+            "expected wsgi or asgi",
+        ],
+    },
+    Case {
+        name: "ASGI script without a daemon process group",
+        conf: "WSGIScriptAlias /a /srv/a.py interface=asgi",
+        expect: &["WSGIScriptAlias", "interface=asgi", "daemon mode only"],
+    },
+    Case {
+        name: "ASGI script in embedded mode (%{GLOBAL})",
+        conf: "WSGIScriptAliasMatch ^/a /srv/a.py process-group=%{GLOBAL} interface=asgi",
+        expect: &[
+            "WSGIScriptAliasMatch",
+            "interface=asgi",
+            "%{GLOBAL} is embedded mode",
+        ],
+    },
+    Case {
+        name: "ASGI handler script without a daemon process group",
+        conf: "WSGIHandlerScript h /srv/h.py interface=asgi",
+        expect: &["WSGIHandlerScript", "interface=asgi", "daemon mode only"],
+    },
 ];
 
 #[test]

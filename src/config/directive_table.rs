@@ -73,7 +73,7 @@ pub static DIRECTIVES: &[DirectiveInfo] = &[
         ServerVhost,
         Server,
         "WSGIScriptAlias URL-path file-path [process-group=NAME] [application-group=NAME] \
-         [callable-object=NAME] [pass-authorization=On|Off]",
+         [callable-object=NAME] [pass-authorization=On|Off] [interface=wsgi|asgi]",
         true,
     ),
     info(
@@ -81,7 +81,7 @@ pub static DIRECTIVES: &[DirectiveInfo] = &[
         ServerVhost,
         Server,
         "WSGIScriptAliasMatch regex file-path [process-group=NAME] [application-group=NAME] \
-         [callable-object=NAME] [pass-authorization=On|Off]",
+         [callable-object=NAME] [pass-authorization=On|Off] [interface=wsgi|asgi]",
         true,
     ),
     // Daemon processes.
@@ -297,7 +297,7 @@ pub static DIRECTIVES: &[DirectiveInfo] = &[
         ServerVhostDir,
         Dir,
         "WSGIHandlerScript name file-path [process-group=NAME] [application-group=NAME] \
-         [pass-authorization=On|Off]",
+         [pass-authorization=On|Off] [interface=wsgi|asgi]",
         true,
     ),
     info(

@@ -2,7 +2,10 @@
 //! WSGIRestrictProcess (which daemon groups a request may be sent to).
 
 use super::error::ConfigError;
-use super::script_alias::{flag_option, group_option, require_nonempty, split_options};
+use super::script_alias::{
+    Interface, check_asgi_group, flag_option, group_option, interface_option, require_nonempty,
+    split_options,
+};
 use super::selector::GroupSelector;
 
 /// The callable a handler script must define (WSGICallableObject does not apply).
@@ -22,6 +25,8 @@ pub struct HandlerScript {
     pub application_group: Option<GroupSelector>,
     /// `pass-authorization=`; unset = WSGIPassAuthorization.
     pub pass_authorization: Option<bool>,
+    /// `interface=wsgi|asgi`: `handle_request` is an ASGI 3 application.
+    pub interface: Interface,
 }
 
 impl HandlerScript {
@@ -32,7 +37,7 @@ impl HandlerScript {
                 directive,
                 "expected a handler name and a script path; usage: WSGIHandlerScript name \
                  file-path [process-group=NAME] [application-group=NAME] \
-                 [pass-authorization=On|Off]",
+                 [pass-authorization=On|Off] [interface=wsgi|asgi]",
             ));
         };
         require_nonempty(
@@ -45,17 +50,25 @@ impl HandlerScript {
             process_group: None,
             application_group: None,
             pass_authorization: None,
+            interface: Interface::Wsgi,
         };
-        let allowed = ["process-group", "application-group", "pass-authorization"];
+        let allowed = [
+            "process-group",
+            "application-group",
+            "pass-authorization",
+            "interface",
+        ];
         for o in split_options(directive, rest, &allowed)? {
             match o.key {
                 "pass-authorization" => {
                     handler.pass_authorization = Some(flag_option(directive, &o)?);
                 }
                 "process-group" => handler.process_group = Some(group_option(directive, &o)?),
+                "interface" => handler.interface = interface_option(directive, &o)?,
                 _ => handler.application_group = Some(group_option(directive, &o)?),
             }
         }
+        check_asgi_group(directive, handler.interface, handler.process_group.as_ref())?;
         Ok(handler)
     }
 }

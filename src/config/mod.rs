@@ -43,7 +43,9 @@ pub use interpreter_options::{
 };
 pub use not_implemented::not_implemented_error;
 pub use phase_script::PhaseScript;
-pub use script_alias::{CompiledPattern, ImportScript, PATTERN_GROUPS, ScriptAlias, UrlPattern};
+pub use script_alias::{
+    CompiledPattern, ImportScript, Interface, PATTERN_GROUPS, ScriptAlias, UrlPattern,
+};
 pub use selector::{GroupSelector, SelectorContext, expand_callable_object};
 pub use telemetry::{Telemetry, telemetry_of};
 pub use tokenizer::tokenize;

@@ -71,6 +71,61 @@ pub(crate) fn flag_option(directive: &str, o: &OptionWord<'_>) -> Result<bool, C
         .ok_or_else(|| ConfigError::at(directive, "option", o.word, "expected On or Off"))
 }
 
+/// How the daemon calls a script's callable: `interface=wsgi` (PEP 3333, the default) or
+/// `interface=asgi` (an ASGI 3 application, daemon mode only).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Interface {
+    #[default]
+    Wsgi,
+    Asgi,
+}
+
+/// Parses an `interface=` option value (`wsgi` or `asgi`, lower case as written in README).
+pub(crate) fn interface_option(
+    directive: &str,
+    o: &OptionWord<'_>,
+) -> Result<Interface, ConfigError> {
+    match o.value {
+        "wsgi" => Ok(Interface::Wsgi),
+        "asgi" => Ok(Interface::Asgi),
+        _ => Err(ConfigError::at(
+            directive,
+            "option",
+            o.word,
+            "expected wsgi or asgi",
+        )),
+    }
+}
+
+/// An ASGI script runs in a daemon process only: `interface=asgi` needs a `process-group=`
+/// option on the same line that is not `%{GLOBAL}` (a substitution is checked per request).
+pub(crate) fn check_asgi_group(
+    directive: &str,
+    interface: Interface,
+    process_group: Option<&GroupSelector>,
+) -> Result<(), ConfigError> {
+    if interface != Interface::Asgi {
+        return Ok(());
+    }
+    match process_group {
+        Some(GroupSelector::Global) => Err(ConfigError::at(
+            directive,
+            "option",
+            "interface=asgi",
+            "an ASGI application runs in daemon mode only, and process-group=%{GLOBAL} is \
+             embedded mode: name a WSGIDaemonProcess group",
+        )),
+        Some(_) => Ok(()),
+        None => Err(ConfigError::at(
+            directive,
+            "option",
+            "interface=asgi",
+            "an ASGI application runs in daemon mode only: add process-group= naming a \
+             WSGIDaemonProcess group to this line",
+        )),
+    }
+}
+
 /// Refuses an empty positional argument, saying what was expected there.
 pub(crate) fn require_nonempty(
     directive: &str,
@@ -152,6 +207,8 @@ pub struct ScriptAlias {
     pub callable_object: Option<String>,
     /// `pass-authorization=On|Off`.
     pub pass_authorization: Option<bool>,
+    /// `interface=wsgi|asgi`.
+    pub interface: Interface,
 }
 
 const ALIAS_OPTIONS: &[&str] = &[
@@ -159,6 +216,7 @@ const ALIAS_OPTIONS: &[&str] = &[
     "application-group",
     "callable-object",
     "pass-authorization",
+    "interface",
 ];
 
 impl ScriptAlias {
@@ -174,7 +232,7 @@ impl ScriptAlias {
                 directive,
                 format!(
                     "expected {first} and a script path, then optional process-group=, \
-                     application-group=, callable-object=, pass-authorization="
+                     application-group=, callable-object=, pass-authorization=, interface="
                 ),
             ));
         }
@@ -191,6 +249,7 @@ impl ScriptAlias {
             application_group: None,
             callable_object: None,
             pass_authorization: None,
+            interface: Interface::Wsgi,
         };
         for o in split_options(directive, &words[2..], ALIAS_OPTIONS)? {
             match o.key {
@@ -202,9 +261,11 @@ impl ScriptAlias {
                 "pass-authorization" => {
                     alias.pass_authorization = Some(flag_option(directive, &o)?);
                 }
+                "interface" => alias.interface = interface_option(directive, &o)?,
                 _ => unreachable!("split_options only returns allowed keys"),
             }
         }
+        check_asgi_group(directive, alias.interface, alias.process_group.as_ref())?;
         Ok(alias)
     }
 
@@ -421,6 +482,20 @@ mod tests {
                 "/a /s Process-Group=x",
                 "WSGIScriptAlias: unknown option 'Process-Group=x'",
             ),
+            (
+                "/a /s interface=ASGI3 process-group=d",
+                "WSGIScriptAlias: option 'interface=ASGI3': expected wsgi or asgi",
+            ),
+            (
+                "/a /s interface=asgi",
+                "WSGIScriptAlias: option 'interface=asgi': an ASGI application runs in daemon \
+                 mode only: add process-group=",
+            ),
+            (
+                "/a /s interface=asgi process-group=%{GLOBAL}",
+                "WSGIScriptAlias: option 'interface=asgi': an ASGI application runs in daemon \
+                 mode only, and process-group=%{GLOBAL} is embedded mode",
+            ),
         ];
         for (raw, prefix) in cases {
             let e = alias(raw, false).expect_err(raw);
@@ -432,6 +507,17 @@ mod tests {
                 .starts_with("WSGIScriptAliasMatch: expected a URL regular expression"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn interface_option() {
+        assert_eq!(alias("/a /s", false).unwrap().interface, Interface::Wsgi);
+        let a = alias("/a /s interface=asgi process-group=d", false).unwrap();
+        assert_eq!(a.interface, Interface::Asgi);
+        let a = alias("/a /s process-group=%{ENV:G} interface=wsgi", false).unwrap();
+        assert_eq!(a.interface, Interface::Wsgi);
+        let a = alias("^/(.*) /s/$1 process-group=%{ENV:G} interface=asgi", true).unwrap();
+        assert_eq!(a.interface, Interface::Asgi);
     }
 
     #[test]

@@ -928,6 +928,7 @@ fn request_spec<'a>(
         },
         // As mod_wsgi: the request_rec lives in the Apache child, not here.
         apache_request: None,
+        asgi: head.has_flag(protocol::req_flags::ASGI),
     }
 }
 

@@ -38,6 +38,9 @@ pub struct DaemonPlan {
     pub serve: ServeSettings,
     /// (script path, application group) loaded before serving.
     pub preload: Vec<(std::path::PathBuf, String)>,
+    /// (script path, application group, callable) of the preloaded ASGI applications whose
+    /// lifespan.startup must complete before the daemon serves.
+    pub asgi_startup: Vec<(std::path::PathBuf, String, String)>,
     /// Wait before starting (crash-loop backoff decided by the parent).
     pub start_delay: Duration,
     pub shutdown_timeout: Duration,
@@ -93,6 +96,20 @@ pub fn serve_requests(plan: DaemonPlan) -> DaemonExit {
         Err(exit) => return exit,
     };
     let (host, host_error) = preload_app_host(&plan, python);
+    if let Some(host) = &host {
+        for (script, app_group, callable) in &plan.asgi_startup {
+            if let Err(e) = host.asgi_startup(script, app_group, callable) {
+                logging::error(&format!(
+                    "RW0311: daemon process '{}' (pid {}): ASGI application '{callable}' of \
+                     '{}' did not start: {e}; the process is not put into service",
+                    plan.group,
+                    std::process::id(),
+                    script.display()
+                ));
+                return DaemonExit::Failed;
+            }
+        }
+    }
     if let (Some(place), Some(record)) = (plan.metrics, plan.metrics_record) {
         crate::daemon::metrics_shm::observe(place, record);
     }
@@ -337,6 +354,14 @@ fn drain_and_exit(
         return orderly;
     }
     if dispatcher.host().is_some() {
+        // lifespan.shutdown of the ASGI applications: within graceful-timeout, or
+        // shutdown-timeout when none is set.
+        let lifespan = if plan.graceful_timeout.is_zero() {
+            plan.shutdown_timeout
+        } else {
+            plan.graceful_timeout
+        };
+        python::asgi_shutdown(lifespan);
         python::shutdown();
     }
     orderly

@@ -212,6 +212,14 @@ fn refuse(r: &Request<'_>, refusal: &Refusal, dispatch_path: &str) -> i32 {
                  forbids; set WSGIProcessGroup to a WSGIDaemonProcess group"
             ),
         ),
+        Refusal::AsgiEmbedded { script } => log::request(
+            r,
+            Level::Error,
+            &format!(
+                "RW0300: mod_rwsgi: '{script}' is an ASGI application (interface=asgi) but its \
+                 process group resolved to embedded mode; ASGI runs in daemon mode only"
+            ),
+        ),
         Refusal::UnknownGroup { group, script } => log::request(
             r,
             Level::Error,
@@ -276,7 +284,9 @@ fn serve(r: &mut Request<'_>, ctx: &HandlerContext<'_>, dir: &DirConfig, route: 
     let chunked = r
         .header_in(c"Transfer-Encoding")
         .is_some_and(|v| !v.eq_ignore_ascii_case(b"identity"));
-    if chunked && !dir.chunked_request() {
+    // An ASGI application reads its body as messages whatever its framing (as ASGI servers
+    // do): WSGIChunkedRequest is WSGI's opt-in.
+    if chunked && !dir.chunked_request() && !sel.asgi {
         log::request(
             r,
             Level::Info,
@@ -304,6 +314,9 @@ fn serve(r: &mut Request<'_>, ctx: &HandlerContext<'_>, dir: &DirConfig, route: 
     }
     if dir.ignore_activity() {
         flags |= req_flags::IGNORE_ACTIVITY;
+    }
+    if sel.asgi {
+        flags |= req_flags::ASGI;
     }
     r.add_cgi_variables();
     r.ensure_log_ids();
@@ -420,6 +433,8 @@ fn serve_embedded_with(
             ..Default::default()
         },
         apache_request: apache_request_rec(r, dir),
+        // `route::resolve` never sends an ASGI script to embedded mode.
+        asgi: false,
     };
     embedded::serve(r, ctx.embedded, &spec, dir.enable_sendfile())
 }

@@ -10,7 +10,9 @@
 //! restrictions (WSGIRestrictProcess, WSGIRestrictEmbedded, undefined groups, `threads=0`
 //! groups, a daemon group's virtual host) and picks the mode.
 
-use crate::config::{ConfigError, DirConfig, GroupSelector, HandlerScript, SelectorContext};
+use crate::config::{
+    ConfigError, DirConfig, GroupSelector, HandlerScript, Interface, SelectorContext,
+};
 use crate::ffi;
 use crate::python::Dispatch;
 
@@ -84,6 +86,8 @@ pub struct Selection {
     pub application_group: String,
     pub callable: String,
     pub pass_authorization: bool,
+    /// `interface=asgi`: the callable is an ASGI 3 application (daemon mode only).
+    pub asgi: bool,
 }
 
 /// Where the request is served.
@@ -124,6 +128,9 @@ pub enum Refusal {
     },
     /// Embedded mode under WSGIRestrictEmbedded On.
     EmbeddedRestricted { script: String },
+    /// An `interface=asgi` script whose process group resolved to embedded mode (a
+    /// substitution or the dispatch script chose `%{GLOBAL}`).
+    AsgiEmbedded { script: String },
     /// No WSGIDaemonProcess of that name.
     UnknownGroup { group: String, script: String },
     /// A `threads=0` group.
@@ -212,6 +219,11 @@ pub fn select(
         .and_then(|a| a.pass_authorization)
         .or(handler.and_then(|h| h.pass_authorization))
         .unwrap_or(dir.pass_authorization());
+    let interface = match (alias, handler) {
+        (Some(a), _) => a.interface,
+        (None, Some(h)) => h.interface,
+        (None, None) => Interface::Wsgi,
+    };
     Ok(Selection {
         script,
         handler_script: handler.is_some(),
@@ -222,6 +234,7 @@ pub fn select(
         application_group,
         callable,
         pass_authorization,
+        asgi: interface == Interface::Asgi,
     })
 }
 
@@ -289,6 +302,11 @@ pub fn resolve<'g>(
         }
     }
     let embedded = group.is_empty();
+    if embedded && sel.asgi {
+        return Err(Refusal::AsgiEmbedded {
+            script: shown(&sel.script),
+        });
+    }
     if embedded && ctx.restrict_embedded {
         return Err(Refusal::EmbeddedRestricted {
             script: shown(&sel.script),
@@ -606,6 +624,25 @@ mod tests {
         let mut facts = setup.facts(&env);
         facts.file_is_regular = false;
         assert!(select(&facts, &setup.ctx(), &setup.dir).is_ok());
+    }
+
+    #[test]
+    fn asgi_scripts_never_run_embedded() {
+        // The dispatch script chooses embedded mode for it.
+        let setup = Setup::new().alias("/app /srv/app.wsgi process-group=blue interface=asgi");
+        let refusal = setup
+            .resolve(Some(answer(Some("%{GLOBAL}"), None, None)))
+            .unwrap_err();
+        assert!(
+            matches!(refusal, Refusal::AsgiEmbedded { .. }),
+            "{refusal:?}"
+        );
+        assert_eq!(refusal.status(), ffi::HTTP_INTERNAL_SERVER_ERROR);
+        let setup = Setup::new().alias("/app /srv/app.wsgi process-group=blue interface=asgi");
+        let env = no_env;
+        let sel = select(&setup.facts(&env), &setup.ctx(), &setup.dir).unwrap();
+        assert!(sel.asgi);
+        assert_eq!(setup.resolved_group(), Ok("blue".into()));
     }
 
     #[test]

@@ -53,6 +53,8 @@ pub(crate) struct Preload {
     pub group: String,
     pub script: String,
     pub application_group: String,
+    /// `interface=asgi`: the callable whose lifespan.startup runs before the daemon serves.
+    pub asgi_callable: Option<String>,
 }
 
 /// Scripts to load before serving: WSGIImportScript, and WSGIScriptAlias with both groups
@@ -71,6 +73,7 @@ pub(crate) fn preloads<'a>(
                 group: group.to_string(),
                 script: import.script.clone(),
                 application_group: app.to_string(),
+                asgi_callable: None,
             });
         }
     }
@@ -87,6 +90,12 @@ pub(crate) fn preloads<'a>(
                     group: group.to_string(),
                     script: alias.script.clone(),
                     application_group: app.to_string(),
+                    asgi_callable: (alias.interface == crate::config::Interface::Asgi).then(|| {
+                        alias
+                            .callable_object
+                            .clone()
+                            .unwrap_or_else(|| "application".to_string())
+                    }),
                 });
             }
         }
@@ -194,6 +203,18 @@ pub(crate) fn plan_group(
             .iter()
             .filter(|p| p.group == spec.name)
             .map(|p| (p.script.clone().into(), p.application_group.clone()))
+            .collect(),
+        asgi_startup: preloads
+            .iter()
+            .filter(|p| p.group == spec.name)
+            .filter_map(|p| {
+                let callable = p.asgi_callable.clone()?;
+                Some((
+                    p.script.clone().into(),
+                    p.application_group.clone(),
+                    callable,
+                ))
+            })
             .collect(),
         start_delay: Duration::ZERO,
         shutdown_timeout: spec.shutdown_timeout.unwrap_or(Duration::ZERO),
@@ -735,6 +756,7 @@ mod tests {
         let vhost = server(&["/v /srv/v.wsgi process-group=a application-group=v"]);
         let preloads = preloads(&g, [&main, &vhost]);
         let expect = |group: &str, script: &str, app: &str| Preload {
+            asgi_callable: None,
             group: group.into(),
             script: script.into(),
             application_group: app.into(),

@@ -1021,17 +1021,22 @@ mod tests {
             })
         ));
         let mut bytes = encoded(&Frame::ReqHead(ReqHead::default()));
-        bytes[HEADER_LEN + 3] = 64; // an undefined flag bit
+        bytes[HEADER_LEN + 3] = 128; // an undefined flag bit
         assert_eq!(
             decode_one(&bytes),
             Err(ProtocolError::UnknownFlags {
                 kind: FrameKind::ReqHead,
-                flags: 64,
-                known: 63
+                flags: 128,
+                known: 127
             })
         );
-        // IGNORE_ACTIVITY (16) and RELOAD_RESEND (32) are defined since version 4.
-        for flag in [req_flags::IGNORE_ACTIVITY, req_flags::RELOAD_RESEND] {
+        // IGNORE_ACTIVITY (16) and RELOAD_RESEND (32) are defined since version 4, ASGI (64)
+        // since version 5.
+        for flag in [
+            req_flags::IGNORE_ACTIVITY,
+            req_flags::RELOAD_RESEND,
+            req_flags::ASGI,
+        ] {
             bytes[HEADER_LEN + 3] = flag as u8;
             let Ok(Frame::ReqHead(head)) = decode_one(&bytes) else {
                 panic!("flag {flag} refused");

@@ -138,13 +138,17 @@ pub mod req_flags {
     /// be reloaded: only code loaded after `queue_start_us` may run it (a process that loaded
     /// the script before is replaced, as after a touch).
     pub const RELOAD_RESEND: u32 = 32;
+    /// The script is an ASGI 3 application (`interface=asgi`): the daemon calls it as one,
+    /// with the request's environ turned into an ASGI `http` scope.
+    pub const ASGI: u32 = 64;
     /// Every bit this version defines.
     pub const ALL: u32 = BODY_FOLLOWS
         | SCRIPT_RELOADING
         | CHUNKED_INPUT
         | BODY_PUSHED
         | IGNORE_ACTIVITY
-        | RELOAD_RESEND;
+        | RELOAD_RESEND
+        | ASGI;
 }
 
 /// Codes of [`Frame::Error`]. A receiver treats a code it does not know as [`INTERNAL`](error_code::INTERNAL).

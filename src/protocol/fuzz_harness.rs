@@ -241,7 +241,8 @@ mod tests {
                 flags: req_flags::BODY_FOLLOWS
                     | req_flags::BODY_PUSHED
                     | req_flags::IGNORE_ACTIVITY
-                    | req_flags::RELOAD_RESEND,
+                    | req_flags::RELOAD_RESEND
+                    | req_flags::ASGI,
                 ..head.clone()
             }),
             Frame::ReqBody(b"a=1&b=2".to_vec()),

@@ -12,7 +12,7 @@
 //! [`io::client_handshake`], [`io::server_handshake`]):
 //!
 //! ```text
-//! client → daemon   "RWSG" | u16 version | u16 flags       (8 bytes; v4 defines no flags,
+//! client → daemon   "RWSG" | u16 version | u16 flags       (8 bytes; v5 defines no flags,
 //!                                                           unknown bits are ignored)
 //! daemon → client   "RWSG" | u16 version | u16 status      (8 bytes)
 //!                   status 0 = OK, 1 = unsupported version, 2 = refused
@@ -31,7 +31,7 @@
 //! payload  `length` bytes, laid out per kind
 //! ```
 //!
-//! `flags` and `reserved` must be 0 in version 4. A receiver checks the header as soon as its
+//! `flags` and `reserved` must be 0 in version 5. A receiver checks the header as soon as its
 //! 8 bytes are in: unknown kind, nonzero flags/reserved, or a length over the kind's limit
 //! ([`Limits`]; fixed-size kinds must have exactly their size) is an error before any payload
 //! is read. Payload fields are read in order; every length is checked against what is left in
@@ -65,9 +65,10 @@
 //! SCRIPT_RELOADING, 4 = CHUNKED_INPUT (no Content-Length), 8 = BODY_PUSHED (the body follows
 //! the head unasked, see below), 16 = IGNORE_ACTIVITY (`WSGIIgnoreActivity On`: the request
 //! does not reset the daemon's inactivity-timeout), 32 = RELOAD_RESEND (sent again after a
-//! SHUTTING_DOWN: a process that loaded the script before `queue_start_us` must not run it);
+//! SHUTTING_DOWN: a process that loaded the script before `queue_start_us` must not run it),
+//! 64 = ASGI (the script is an ASGI 3 application, `interface=asgi`);
 //! other bits are an error. Version 1 had no BODY_PUSHED, version 3 no IGNORE_ACTIVITY or
-//! RELOAD_RESEND.
+//! RELOAD_RESEND, version 4 no ASGI.
 //! `request_start_us` is Apache's request time in µs since the Unix epoch (for queue-timeout
 //! and `mod_wsgi.request_start`); `queue_start_us` is when the client started sending the
 //! request to the daemon socket (`mod_wsgi.queue_start`). Version 2 had no `queue_start_us`.
@@ -133,8 +134,8 @@ pub use hello::{
 pub const MAGIC: [u8; 4] = *b"RWSG";
 
 /// The protocol version this code speaks (2: `BODY_PUSHED`; 3: `queue_start_us`; 4:
-/// `IGNORE_ACTIVITY`, `RELOAD_RESEND`).
-pub const VERSION: u16 = 4;
+/// `IGNORE_ACTIVITY`, `RELOAD_RESEND`; 5: `ASGI`).
+pub const VERSION: u16 = 5;
 
 /// The largest request body a client may push after the head (`BODY_PUSHED`): with the head
 /// it fits in a Unix socket's default send buffer, so the client's write never waits for a

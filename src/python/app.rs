@@ -105,6 +105,28 @@ impl AppHost {
         }
     }
 
+    /// Loads a preloaded ASGI script's `callable` and runs its lifespan.startup (see
+    /// `asgi.rs`), before the daemon takes requests. Call without the GIL. `Err`: logged; the
+    /// daemon must not be put into service.
+    pub fn asgi_startup(
+        &self,
+        script_path: &Path,
+        app_group: &str,
+        callable: &str,
+    ) -> Result<(), String> {
+        let loaded = self.loader.get(script_path, app_group)?;
+        let started = catch_unwind(AssertUnwindSafe(|| {
+            subinterp::attach(app_group, |py| {
+                super::asgi::startup(py, loaded.module.bind(py), script_path, app_group, callable)
+            })
+        }));
+        match started {
+            Ok(Ok(result)) => result,
+            Ok(Err(e)) => Err(e),
+            Err(panic) => Err(format!("panic: {}", panic_text(&*panic))),
+        }
+    }
+
     /// Has this script (of this application group) changed on disk since it was loaded?
     /// One stat, no GIL: what a daemon checks per request with script reloading on, as
     /// mod_wsgi checks the script of the request only.
@@ -321,6 +343,15 @@ fn call_application(
             log_detached(py, Level::Error, &format!("RW0084: {msg}"));
             return Outcome::LoadFailed;
         }
+    };
+    // An ASGI application runs through its adapter, a WSGI callable (`asgi.rs`).
+    let app = if spec.asgi {
+        match super::asgi::adapter(py, &app, spec) {
+            Ok(adapter) => adapter,
+            Err(()) => return Outcome::LoadFailed,
+        }
+    } else {
+        app
     };
     let errors = match log_object::new_stream(py, "<wsgi.errors>", remote) {
         Ok(errors) => errors,

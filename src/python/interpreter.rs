@@ -488,6 +488,16 @@ pub(crate) fn setup_sub_interpreter(py: Python<'_>, app_group: &str) -> PyResult
     })?;
     let options = resolved_options(settings, app_group);
     setup_sys(py, settings, &options)?;
+    // CPython 3.11's C accelerator of asyncio (`_asyncio`) caches the running event loop in
+    // process-wide statics keyed by the thread state's id, and those ids restart at 1 in each
+    // interpreter: a thread of this interpreter would see the loop another interpreter's
+    // thread runs ("Cannot run the event loop while another loop is running"). Here asyncio
+    // uses its pure-Python implementation (3.12 keeps that cache per interpreter).
+    if py.version_info() < (3, 12) {
+        py.import("sys")?
+            .getattr("modules")?
+            .set_item("_asyncio", py.None())?;
+    }
     if let Some(seconds) = options.switch_interval {
         sub_interpreter_switch_interval(
             py,

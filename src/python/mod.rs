@@ -26,6 +26,7 @@
 //! groups' sub-interpreters).
 
 mod app;
+mod asgi;
 mod diagnostics;
 mod environ;
 mod file_wrapper;
@@ -52,6 +53,7 @@ mod tests;
 use crate::logging::Level;
 
 pub use app::AppHost;
+pub use asgi::shutdown_all as asgi_shutdown;
 pub use diagnostics::{clear_interrupt, gil_heartbeat, interrupt_thread, thread_stacks};
 pub use gc_telemetry::{GcEvent, GcSnapshot, gc_events, gc_snapshot};
 pub use gil_gate::GilGate;
@@ -171,6 +173,9 @@ pub struct RequestSpec<'a> {
     pub times: RequestTimes,
     /// WSGIPassApacheRequest On in embedded mode: `environ['apache.request_rec']`.
     pub apache_request: Option<ApacheRequestRec>,
+    /// The callable is an ASGI 3 application (`interface=asgi`, daemon mode): it is run by
+    /// the interpreter's event loop (`asgi.rs`) with an `http` scope made from `env`.
+    pub asgi: bool,
 }
 
 /// mod_wsgi's reload checks before a request runs a loaded script: its file's mtime differs

@@ -291,6 +291,7 @@ fn spec<'a>(path: &'a str, env: &'a [(Vec<u8>, Vec<u8>)]) -> RequestSpec<'a> {
         script_reloading: ScriptReloading::InPlace,
         times: RequestTimes::default(),
         apache_request: None,
+        asgi: false,
     }
 }
 

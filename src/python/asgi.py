@@ -1,0 +1,445 @@
+# The ASGI 3 runtime of one interpreter (src/python/asgi.rs loads it as the module
+# `_mod_rwsgi_asgi`, once per interpreter). One asyncio event loop runs in its own thread;
+# each application gets one `Adapter`, made (and its lifespan started) on first use.
+#
+# A request arrives on a daemon request thread, which calls the adapter as a WSGI
+# application: the adapter turns environ into the `http` scope and submits the application's
+# coroutine to the loop; receive() and send() hand their work back to the request thread
+# (an operation queue), which reads the body with wsgi.input and writes the response with
+# start_response's write(), so every byte still goes through the daemon's request I/O,
+# timeouts and metrics. The request thread returns once the response is complete; the rest
+# of the coroutine (background work) goes on in the loop, its receive() then answering
+# http.disconnect and its send() raising OSError.
+
+import asyncio
+import concurrent.futures
+import http
+import queue
+import sys
+import threading
+import traceback
+
+ASGI = {'version': '3.0', 'spec_version': '2.3'}
+BODY_CHUNK = 65536
+# How often a waiting request thread wakes up, so that an asynchronous exception
+# (request-timeout's RequestTimeout) reaches it.
+POLL = 0.25
+
+# Set by asgi.rs: log(level, text) into Apache's error log (level: 'error' or 'info').
+log = None
+
+_lock = threading.Lock()
+_loop = None
+_thread = None
+_adapters = {}
+
+
+def _error_text(prefix, error):
+    return prefix + ''.join(
+        traceback.format_exception(type(error), error, error.__traceback__)).rstrip()
+
+
+def _wait(future):
+    """A concurrent future's result, waited for in short slices (see POLL)."""
+    while True:
+        try:
+            return future.result(timeout=POLL)
+        except concurrent.futures.TimeoutError:
+            thread = _thread
+            if thread is None or not thread.is_alive():
+                raise RuntimeError('the ASGI event loop thread has ended') from None
+
+
+def _event_loop():
+    global _loop, _thread
+    with _lock:
+        if _loop is None:
+            loop = asyncio.new_event_loop()
+            started = threading.Event()
+
+            def run():
+                asyncio.set_event_loop(loop)
+                loop.call_soon(started.set)
+                loop.run_forever()
+
+            thread = threading.Thread(target=run, name='mod_rwsgi ASGI event loop', daemon=True)
+            thread.start()
+            started.wait()
+            _loop, _thread = loop, thread
+        return _loop
+
+
+class _Lifespan:
+    """The lifespan scope of one application, run as one task on the loop."""
+
+    def __init__(self, app, state, loop):
+        self.app, self.state, self.loop = app, state, loop
+        self.startup = concurrent.futures.Future()
+        self.shutdown = concurrent.futures.Future()
+        self.inbox = None
+        self.sent = False
+        self.task = None
+
+    async def run(self):
+        self.inbox = asyncio.Queue()
+        self.inbox.put_nowait({'type': 'lifespan.startup'})
+        scope = {'type': 'lifespan', 'asgi': dict(ASGI), 'state': self.state}
+        outcome = ('returned', 'the application returned from the lifespan scope')
+        try:
+            await self.app(scope, self.receive, self.send)
+        except BaseException as e:
+            if not self.sent:
+                outcome = ('unsupported', _error_text('', e))
+            else:
+                outcome = ('failed', _error_text('', e))
+            if isinstance(e, (KeyboardInterrupt, SystemExit)):
+                raise
+        finally:
+            for f in (self.startup, self.shutdown):
+                if not f.done():
+                    kind = outcome[0]
+                    if f is self.startup and not self.sent:
+                        kind = 'unsupported'
+                    f.set_result((kind, outcome[1]))
+
+    async def receive(self):
+        return await self.inbox.get()
+
+    async def send(self, message):
+        self.sent = True
+        kind = message.get('type')
+        text = str(message.get('message', ''))
+        if kind == 'lifespan.startup.complete':
+            self.startup.set_result(('ok', ''))
+        elif kind == 'lifespan.startup.failed':
+            self.startup.set_result(('failed', text))
+        elif kind == 'lifespan.shutdown.complete':
+            self.shutdown.set_result(('ok', ''))
+        elif kind == 'lifespan.shutdown.failed':
+            self.shutdown.set_result(('failed', text))
+        else:
+            raise RuntimeError('unexpected ASGI lifespan message %r' % (kind,))
+
+    def start(self):
+        """Runs lifespan.startup; ('ok'|'unsupported'|'failed'|'returned', text)."""
+        self.task = asyncio.run_coroutine_threadsafe(self.run(), self.loop)
+        return _wait(self.startup)
+
+    def stop(self, timeout):
+        """Runs lifespan.shutdown, waiting up to timeout seconds."""
+        if self.startup.result()[0] != 'ok':
+            return ('skipped', '')
+        self.loop.call_soon_threadsafe(self.inbox.put_nowait, {'type': 'lifespan.shutdown'})
+        try:
+            return self.shutdown.result(timeout=timeout)
+        except concurrent.futures.TimeoutError:
+            self.task.cancel()
+            return ('timeout', 'lifespan.shutdown did not complete within %g s' % timeout)
+
+
+class _Done:
+    pass
+
+
+class _Exchange:
+    """One request: the loop side (receive, send) and the request thread side (serve)."""
+
+    def __init__(self, loop, environ, start_response):
+        self.loop = loop
+        self.input = environ['wsgi.input']
+        try:
+            self.remaining = int(environ.get('CONTENT_LENGTH') or '')
+        except ValueError:
+            # No Content-Length (a chunked body): read until wsgi.input says the end.
+            self.remaining = None
+        self.start_response = start_response
+        self.write = None
+        self.ops = queue.SimpleQueue()
+        self.lock = threading.Lock()
+        self.closed = False
+        self.body_done = False
+        self.started = False
+        self.complete = False
+        self.gone = None
+
+    # The loop side.
+
+    async def main(self, app, scope):
+        self.gone = asyncio.Event()
+        try:
+            await app(scope, self.receive, self.send)
+        finally:
+            self.ops.put(_Done)
+
+    async def receive(self):
+        if not self.body_done and not self.closed:
+            message = await self._op('receive', None)
+            if message is not None:
+                return message
+        await self.gone.wait()
+        return {'type': 'http.disconnect'}
+
+    async def send(self, message):
+        await self._op('send', message)
+
+    async def _op(self, kind, message):
+        future = self.loop.create_future()
+        with self.lock:
+            queued = not self.closed
+            if queued:
+                self.ops.put((kind, message, future))
+        if queued:
+            return await future
+        if kind == 'receive':
+            return None
+        raise OSError('the response is complete or the client connection is gone')
+
+    # The request thread side.
+
+    def _answer(self, future, result=None, error=None):
+        def settle():
+            if future.done():
+                return
+            if error is not None:
+                future.set_exception(error)
+            else:
+                future.set_result(result)
+        self.loop.call_soon_threadsafe(settle)
+
+    def _disconnected(self):
+        self.loop.call_soon_threadsafe(self.gone.set)
+
+    def _read(self):
+        if self.remaining == 0:
+            data = b''
+        else:
+            want = BODY_CHUNK if self.remaining is None else min(BODY_CHUNK, self.remaining)
+            data = self.input.read(want)
+        if self.remaining is not None:
+            self.remaining -= len(data)
+            self.body_done = self.remaining <= 0 or not data
+        else:
+            self.body_done = not data
+        return {'type': 'http.request', 'body': data, 'more_body': not self.body_done}
+
+    def _send(self, message):
+        kind = message.get('type') if isinstance(message, dict) else None
+        if kind == 'http.response.start':
+            if self.started:
+                raise RuntimeError('ASGI: http.response.start sent twice')
+            status = message.get('status')
+            if not isinstance(status, int) or isinstance(status, bool):
+                raise TypeError('ASGI: http.response.start status must be an int, not %r'
+                                % (status,))
+            try:
+                reason = http.HTTPStatus(status).phrase
+            except ValueError:
+                reason = 'Unknown'
+            headers = []
+            for pair in message.get('headers', ()):
+                name, value = pair
+                headers.append((bytes(name).decode('latin-1'), bytes(value).decode('latin-1')))
+            self.write = self.start_response('%d %s' % (status, reason), headers)
+            self.started = True
+        elif kind == 'http.response.body':
+            if not self.started:
+                raise RuntimeError('ASGI: http.response.body sent before http.response.start')
+            if self.complete:
+                raise RuntimeError('ASGI: http.response.body sent after the response ended')
+            body = message.get('body', b'')
+            if not isinstance(body, (bytes, bytearray, memoryview)):
+                raise TypeError('ASGI: http.response.body body must be bytes, not %s'
+                                % type(body).__name__)
+            more = bool(message.get('more_body', False))
+            if body:
+                try:
+                    self.write(bytes(body))
+                except OSError:
+                    self._disconnected()
+                    raise
+            if not more:
+                self.complete = True
+        else:
+            raise RuntimeError('ASGI: unexpected message %r for an http scope' % (kind,))
+
+    def _serve_op(self, kind, message, future):
+        try:
+            result = self._read() if kind == 'receive' else self._send(message)
+        except Exception as e:
+            self._answer(future, error=e)
+        else:
+            self._answer(future, result)
+
+    def _next_op(self):
+        # serve()'s loop has no `continue`: on CPython 3.11 an asynchronous exception
+        # (RequestTimeout) delivered at a `continue` escapes the enclosing handler, which
+        # must cancel the coroutine.
+        try:
+            return self.ops.get(timeout=POLL)
+        except queue.Empty:
+            return None
+
+    def serve(self, app, scope):
+        task = asyncio.run_coroutine_threadsafe(self.main(app, scope), self.loop)
+        try:
+            while not self.complete:
+                item = self._next_op()
+                if item is _Done:
+                    break
+                if item is not None:
+                    self._serve_op(*item)
+        except BaseException:
+            task.cancel()
+            self._close()
+            raise
+        self._close()
+        if self.complete:
+            task.add_done_callback(_after_response)
+            return []
+        # The coroutine ended before the response did.
+        error = task.exception()
+        if error is not None:
+            raise error
+        if not self.started:
+            raise RuntimeError('ASGI application returned without sending http.response.start')
+        raise RuntimeError('ASGI application returned before its response body was complete '
+                           '(no http.response.body with more_body False)')
+
+    def _close(self):
+        with self.lock:
+            self.closed = True
+        while True:
+            try:
+                item = self.ops.get_nowait()
+            except queue.Empty:
+                break
+            if item is not _Done:
+                kind, _, future = item
+                if kind == 'receive':
+                    self._answer(future, None)
+                else:
+                    self._answer(future, error=OSError(
+                        'the response is complete or the client connection is gone'))
+        if self.gone is not None:
+            self._disconnected()
+        else:
+            self.loop.call_soon_threadsafe(self._late_gone)
+
+    def _late_gone(self):
+        if self.gone is not None:
+            self.gone.set()
+
+
+def _after_response(task):
+    if task.cancelled():
+        return
+    error = task.exception()
+    if error is not None and log is not None:
+        log('error', _error_text('ASGI application raised after its response was complete:\n',
+                                 error))
+
+
+def _text(value):
+    return value.encode('latin-1').decode('utf-8', 'replace')
+
+
+def http_scope(environ, state):
+    headers = []
+    for key, value in environ.items():
+        if key.startswith('HTTP_'):
+            name = key[5:].replace('_', '-').lower()
+        elif key in ('CONTENT_TYPE', 'CONTENT_LENGTH') and value:
+            name = key.replace('_', '-').lower()
+        else:
+            continue
+        headers.append((name.encode('latin-1'), value.encode('latin-1')))
+    script_name = environ.get('SCRIPT_NAME', '')
+    path = script_name + environ.get('PATH_INFO', '')
+    uri = environ.get('REQUEST_URI', '') or path.encode('latin-1').decode('latin-1')
+    raw_path = uri.split('?', 1)[0].encode('latin-1')
+    protocol = environ.get('SERVER_PROTOCOL', 'HTTP/1.1')
+    version = protocol.split('/', 1)[-1]
+    if version == '2.0':
+        version = '2'
+    client = None
+    if environ.get('REMOTE_ADDR'):
+        try:
+            port = int(environ.get('REMOTE_PORT', '0'))
+        except ValueError:
+            port = 0
+        client = (environ['REMOTE_ADDR'], port)
+    try:
+        server_port = int(environ.get('SERVER_PORT', '0'))
+    except ValueError:
+        server_port = 0
+    return {
+        'type': 'http',
+        'asgi': dict(ASGI),
+        'http_version': version,
+        'method': environ.get('REQUEST_METHOD', 'GET').upper(),
+        'scheme': environ.get('wsgi.url_scheme', 'http'),
+        'path': _text(path),
+        'raw_path': raw_path,
+        'query_string': environ.get('QUERY_STRING', '').encode('latin-1'),
+        'root_path': _text(script_name),
+        'headers': headers,
+        'client': client,
+        'server': (environ.get('SERVER_ADDR') or environ.get('SERVER_NAME', ''), server_port),
+        'state': dict(state),
+    }
+
+
+class Adapter:
+    """An ASGI application as the WSGI callable the daemon's request path calls."""
+
+    def __init__(self, app):
+        self.app = app
+        self.state = {}
+        self.loop = _event_loop()
+        self.lifespan = _Lifespan(app, self.state, self.loop)
+
+    def __call__(self, environ, start_response):
+        exchange = _Exchange(self.loop, environ, start_response)
+        return exchange.serve(self.app, http_scope(environ, self.state))
+
+
+def adapter(app):
+    """(the adapter, None) for an application already started, else (adapter, (kind,
+    text)) after its lifespan.startup; kind 'failed' leaves it unregistered."""
+    with _lock:
+        entry = _adapters.get(id(app))
+    if entry is not None and entry[0] is app:
+        return entry[1], None
+    made = Adapter(app)
+    outcome = made.lifespan.start()
+    if outcome[0] == 'failed':
+        return made, outcome
+    with _lock:
+        entry = _adapters.get(id(app))
+        if entry is not None and entry[0] is app:
+            return entry[1], None
+        _adapters[id(app)] = (app, made)
+    return made, outcome
+
+
+def shutdown(timeout):
+    """lifespan.shutdown of every started application (timeout seconds in all), then the
+    loop stops; [(kind, text)] per application whose lifespan had started."""
+    global _loop, _thread
+    import time
+    deadline = time.monotonic() + timeout
+    results = []
+    with _lock:
+        adapters = [a for _, a in _adapters.values()]
+        _adapters.clear()
+    for a in adapters:
+        left = max(0.0, deadline - time.monotonic())
+        outcome = a.lifespan.stop(left)
+        if outcome[0] != 'skipped':
+            results.append(outcome)
+    with _lock:
+        loop, thread, _loop, _thread = _loop, _thread, None, None
+    if loop is not None:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(max(0.5, deadline - time.monotonic()))
+    return results

@@ -1,0 +1,227 @@
+//! ASGI 3 applications (`interface=asgi`, daemon mode only).
+//!
+//! Execution model: each interpreter (application group) that serves an ASGI application
+//! runs one asyncio event loop in a thread of its own, started on first use by the runtime
+//! module `asgi.py` (loaded here as `_mod_rwsgi_asgi` into that interpreter's
+//! `sys.modules`). A request still arrives on a daemon request thread and runs through
+//! [`super::app`] as a WSGI request would: the ASGI callable is wrapped in the runtime's
+//! `Adapter`, a WSGI callable that builds the `http` scope from environ, submits the
+//! application's coroutine to the loop and serves its `receive()`/`send()` on the request
+//! thread with `wsgi.input` and `start_response`'s `write()`. So the daemon's request I/O,
+//! request-timeout, metrics, trusted proxy headers and error-log handling apply unchanged,
+//! and an ASGI group's concurrency is bounded by its `threads=` (one request thread per
+//! request in flight); background work a coroutine does after its response is complete
+//! runs on in the loop without holding a thread.
+//!
+//! Lifespan: the first use of an application in a process runs `lifespan.startup` (for a
+//! preloaded script before the daemon accepts requests, [`startup`]); `lifespan.shutdown`
+//! runs for every started application when the daemon drains ([`shutdown_all`]).
+
+use std::ffi::CString;
+use std::time::{Duration, Instant};
+
+use pyo3::prelude::*;
+use pyo3::types::{PyCFunction, PyModule, PyTuple};
+
+use super::{RequestSpec, log_detached, log_prefix, python_error};
+use crate::logging::Level;
+
+const MODULE: &str = "_mod_rwsgi_asgi";
+
+/// The runtime module of the current interpreter, loaded on first use.
+fn runtime<'py>(py: Python<'py>) -> PyResult<Bound<'py, PyModule>> {
+    let modules = py.import("sys")?.getattr("modules")?;
+    if let Ok(m) = modules.get_item(MODULE) {
+        if let Ok(m) = m.cast_into::<PyModule>() {
+            return Ok(m);
+        }
+    }
+    let code = CString::new(include_str!("asgi.py"))
+        .map_err(|e| pyo3::exceptions::PyValueError::new_err(e.to_string()))?;
+    let m = PyModule::from_code(py, &code, c"mod_rwsgi/asgi.py", c"_mod_rwsgi_asgi")?;
+    let log = PyCFunction::new_closure(
+        py,
+        Some(c"log"),
+        None,
+        |args: &Bound<'_, PyTuple>, _kwargs| -> PyResult<()> {
+            let (_level, text): (String, String) = args.extract()?;
+            log_detached(
+                args.py(),
+                Level::Error,
+                &format!("RW0301: {}{text}", log_prefix()),
+            );
+            Ok(())
+        },
+    )?;
+    m.setattr("log", log)?;
+    Ok(m)
+}
+
+/// The outcome of an application's `lifespan.startup`, as the runtime reports it.
+fn log_startup(py: Python<'_>, script: &std::path::Path, kind: &str, text: &str) -> bool {
+    let script = script.display();
+    match kind {
+        "ok" => {
+            super::py_log_detached_at!(
+                py,
+                Level::Info,
+                "RW0302: {}ASGI application in '{script}': lifespan.startup complete.",
+                log_prefix()
+            );
+            true
+        }
+        "failed" => {
+            log_detached(
+                py,
+                Level::Error,
+                &format!(
+                    "RW0303: {}ASGI application in '{script}': lifespan.startup failed: {text}",
+                    log_prefix()
+                ),
+            );
+            false
+        }
+        // "unsupported" (raised before sending a lifespan message) or "returned": the
+        // server goes on without lifespan events, as the ASGI specification says.
+        _ => {
+            super::py_log_detached_at!(
+                py,
+                Level::Info,
+                "RW0304: {}ASGI application in '{script}' does not support the lifespan \
+                 protocol; serving without lifespan events. {text}",
+                log_prefix()
+            );
+            true
+        }
+    }
+}
+
+/// The WSGI callable that runs ASGI application `app` (starting its lifespan on first use).
+/// `Err(())`: logged; the request is answered 500 as for a script that failed to load.
+pub(super) fn adapter<'py>(
+    py: Python<'py>,
+    app: &Bound<'py, PyAny>,
+    spec: &RequestSpec<'_>,
+) -> Result<Bound<'py, PyAny>, ()> {
+    match make_adapter(py, app, spec.script_path) {
+        Ok(a) => Ok(a),
+        Err(None) => Err(()),
+        Err(Some(e)) => {
+            let msg = python_error(py, &e, spec.script_path, spec.app_group);
+            log_detached(py, Level::Error, &format!("RW0305: {msg}"));
+            Err(())
+        }
+    }
+}
+
+/// `Err(None)`: the lifespan startup failed (logged); `Err(Some)`: a Python error.
+fn make_adapter<'py>(
+    py: Python<'py>,
+    app: &Bound<'py, PyAny>,
+    script: &std::path::Path,
+) -> Result<Bound<'py, PyAny>, Option<PyErr>> {
+    let rt = runtime(py).map_err(Some)?;
+    let made = rt.call_method1("adapter", (app,)).map_err(Some)?;
+    let (adapter, outcome): (Bound<'py, PyAny>, Option<(String, String)>) =
+        made.extract().map_err(Some)?;
+    if let Some((kind, text)) = outcome {
+        if !log_startup(py, script, &kind, &text) {
+            return Err(None);
+        }
+    }
+    Ok(adapter)
+}
+
+/// Loads ASGI application `callable` of a preloaded script and runs its lifespan.startup,
+/// before the daemon takes requests. Call attached to the script's interpreter. `Err`: why
+/// (logged), and the daemon must not serve.
+pub(super) fn startup(
+    py: Python<'_>,
+    module: &Bound<'_, PyModule>,
+    script: &std::path::Path,
+    app_group: &str,
+    callable: &str,
+) -> Result<(), String> {
+    let app = match module.dict().get_item(callable) {
+        Ok(Some(app)) => app,
+        _ => {
+            // WSGICallableObject of a directory may name it: the first request starts it.
+            super::py_log_detached_at!(
+                py,
+                Level::Info,
+                "RW0306: {}callable '{callable}' not found in ASGI script '{}' at preload; \
+                 its lifespan starts with its first request.",
+                log_prefix(),
+                script.display()
+            );
+            return Ok(());
+        }
+    };
+    match make_adapter(py, &app, script) {
+        Ok(_) => Ok(()),
+        Err(None) => Err(format!(
+            "lifespan.startup of the ASGI application in '{}' failed",
+            script.display()
+        )),
+        Err(Some(e)) => {
+            let msg = python_error(py, &e, script, app_group);
+            log_detached(py, Level::Error, &format!("RW0307: {msg}"));
+            Err(msg)
+        }
+    }
+}
+
+/// Runs `lifespan.shutdown` of every started ASGI application of this process (main
+/// interpreter and sub-interpreters), all within `timeout`, then stops the event loops.
+/// Call without the GIL, after the request threads ended.
+pub fn shutdown_all(timeout: Duration) {
+    if !super::interpreter::python_ready() {
+        return;
+    }
+    let deadline = Instant::now() + timeout;
+    Python::attach(|py| {
+        shutdown_here(py, deadline);
+        super::subinterp::for_each_sub_interpreter(py, |py| shutdown_here(py, deadline));
+    });
+}
+
+fn shutdown_here(py: Python<'_>, deadline: Instant) {
+    let Ok(modules) = py.import("sys").and_then(|s| s.getattr("modules")) else {
+        return;
+    };
+    let Ok(rt) = modules.get_item(MODULE) else {
+        return;
+    };
+    let left = deadline
+        .saturating_duration_since(Instant::now())
+        .as_secs_f64();
+    let results: Vec<(String, String)> = match rt
+        .call_method1("shutdown", (left,))
+        .and_then(|r| r.extract())
+    {
+        Ok(r) => r,
+        Err(e) => {
+            let msg = python_error(py, &e, "<asgi lifespan>", "");
+            log_detached(py, Level::Error, &format!("RW0308: {msg}"));
+            return;
+        }
+    };
+    for (kind, text) in results {
+        match kind.as_str() {
+            "ok" | "returned" => super::py_log_detached_at!(
+                py,
+                Level::Info,
+                "RW0309: {}ASGI lifespan.shutdown complete.",
+                log_prefix()
+            ),
+            _ => log_detached(
+                py,
+                Level::Error,
+                &format!(
+                    "RW0310: {}ASGI lifespan.shutdown did not complete ({kind}): {text}",
+                    log_prefix()
+                ),
+            ),
+        }
+    }
+}

@@ -1,0 +1,305 @@
+//! ASGI 3 applications in daemon mode (`interface=asgi`, issue 33): a Starlette application
+//! (routes, streaming, request body echo with a chunked upload, lifespan startup and
+//! shutdown) and a raw ASGI application (the `http` scope's fields, misbehaving apps).
+
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::http::{self, json};
+use common::{Apache, ApacheConfig, test_venv};
+
+/// Both test apps, in one daemon group: Starlette in the main interpreter, the raw app in a
+/// sub-interpreter; both preloaded (literal groups), so their lifespans start with the daemon.
+fn start(extra_group_options: &str) -> Apache {
+    let config = ApacheConfig::new("asgi");
+    config.markers_dir();
+    let star = config.install_app("asgi_starlette.py");
+    let raw = config.install_app("asgi_raw.py");
+    let handler = config.install_app("asgi_handler.py");
+    let venv = test_venv();
+    let conf = format!(
+        "WSGIDaemonProcess asgi threads=4 python-home={} {extra_group_options}\n\
+         WSGIScriptAlias /star {} process-group=asgi application-group=%{{GLOBAL}} \
+         interface=asgi\n\
+         WSGIScriptAlias /raw {} process-group=asgi application-group=raw interface=asgi\n\
+         <Location /raw/proxied>\n    WSGITrustedProxies 127.0.0.1\n    \
+         WSGITrustedProxyHeaders X-Forwarded-For X-Forwarded-Proto\n</Location>\n\
+         WSGIHandlerScript asgi-handler {} process-group=asgi application-group=raw \
+         interface=asgi\n\
+         Alias /handled @DIR@/htdocs\n\
+         <Location /handled>\n    SetHandler asgi-handler\n    Require all granted\n</Location>\n\
+         <Directory @DIR@/apps>\n    Require all granted\n</Directory>\n",
+        venv.display(),
+        star.display(),
+        raw.display(),
+        handler.display()
+    );
+    config.conf(&conf).start()
+}
+
+fn wait_for_file_text(apache: &Apache, path: &Path, what: &str, limit: Duration) -> String {
+    let start = Instant::now();
+    loop {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        if text.contains(what) {
+            return text;
+        }
+        if start.elapsed() > limit {
+            panic!(
+                "{} did not show {what:?} within {limit:?} (has {text:?}):\n{}",
+                path.display(),
+                apache.error_log()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn starlette_routes_streaming_body_echo_and_lifespan() {
+    let mut apache = start("graceful-timeout=5");
+    let lifespan = apache.marker("lifespan");
+    // lifespan.startup ran when the daemon started, before it took a request.
+    let text = wait_for_file_text(&apache, &lifespan, "startup", Duration::from_secs(30));
+    let pid: u64 = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .expect("startup <pid>");
+    apache.wait_for_log("RW0302:", Duration::from_secs(10));
+
+    let r = apache.get("/star/");
+    assert_with_log!(apache, r.status == 200, "status {}", r.status);
+    assert_eq!(r.text(), "hello from starlette");
+
+    let r = apache.get("/star/items/7?q=x%20y");
+    assert_with_log!(apache, r.status == 200, "status {} {}", r.status, r.text());
+    let j = json(&r);
+    assert_eq!(j["id"], "7");
+    assert_eq!(j["q"], "x y");
+    assert_eq!(j["root_path"], "/star");
+    assert_eq!(j["path"], "/star/items/7");
+    // The state the lifespan yielded reaches the request, in the same process.
+    assert_eq!(j["started_by"].as_u64(), Some(pid));
+    assert_eq!(j["pid"].as_u64(), Some(pid));
+
+    // A streaming response: no Content-Length, all parts in order.
+    let r = apache.get("/star/stream?n=200");
+    assert_with_log!(apache, r.status == 200, "status {}", r.status);
+    assert_eq!(r.header("content-length"), None);
+    let expected: String = (0..200).map(|i| format!("part {i}\n")).collect();
+    assert_eq!(r.text(), expected);
+
+    // A request body larger than one read, echoed.
+    let body: Vec<u8> = (0..300_000u32).map(|i| b'a' + (i % 26) as u8).collect();
+    let r = apache.request("POST", "/star/echo", &[], &body);
+    assert_with_log!(apache, r.status == 200, "status {}", r.status);
+    assert_eq!(r.body, body);
+    let chunks: u32 = r.header("x-chunks").unwrap().parse().unwrap();
+    assert!(
+        chunks >= 2,
+        "a 300 kB body came as {chunks} http.request message(s)"
+    );
+
+    // A chunked upload (no Content-Length; no WSGIChunkedRequest needed for ASGI).
+    let raw = "PUT /star/echo HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\
+               Connection: close\r\n\r\n5\r\nhello\r\n7\r\n, world\r\n0\r\n\r\n";
+    let r = http::raw_request(apache.port(), raw.as_bytes(), false).unwrap();
+    assert_with_log!(apache, r.status == 200, "status {} {}", r.status, r.text());
+    assert_eq!(r.text(), "hello, world");
+
+    // lifespan.shutdown runs when the daemon drains (Apache stops).
+    apache.stop();
+    wait_for_file_text(
+        &apache,
+        &lifespan,
+        &format!("shutdown {pid}"),
+        Duration::from_secs(20),
+    );
+    let log = apache.error_log();
+    assert!(log.contains("RW0309:"), "{log}");
+}
+
+#[test]
+fn raw_app_scope_fields_and_misbehaviour() {
+    let apache = start("");
+    // The raw app raises on the lifespan scope: served without lifespan events.
+    apache.wait_for_log("RW0304:", Duration::from_secs(30));
+
+    let r = apache.request(
+        "POST",
+        "/raw/scope%20x/y?a=1&b=%20",
+        &[("X-Custom", "v1"), ("Content-Type", "text/plain")],
+        b"body",
+    );
+    assert_with_log!(apache, r.status == 200, "status {} {}", r.status, r.text());
+    let s = json(&r);
+    assert_eq!(s["type"], "http");
+    assert_eq!(s["asgi"]["version"], "3.0");
+    assert_eq!(s["asgi"]["spec_version"], "2.3");
+    assert_eq!(s["http_version"], "1.1");
+    assert_eq!(s["method"], "POST");
+    assert_eq!(s["scheme"], "http");
+    assert_eq!(s["path"], "/raw/scope x/y");
+    assert_eq!(s["raw_path"]["bytes"], "/raw/scope%20x/y");
+    assert_eq!(s["query_string"]["bytes"], "a=1&b=%20");
+    assert_eq!(s["root_path"], "/raw");
+    let headers: Vec<(String, String)> = s["headers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| {
+            (
+                h[0]["bytes"].as_str().unwrap().to_string(),
+                h[1]["bytes"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    for (name, value) in [
+        ("x-custom", "v1"),
+        ("content-type", "text/plain"),
+        ("content-length", "4"),
+    ] {
+        assert!(
+            headers.iter().any(|(n, v)| n == name && v == value),
+            "{name}: {value} missing from {headers:?}"
+        );
+    }
+    assert!(headers.iter().any(|(n, _)| n == "host"), "{headers:?}");
+    assert_eq!(s["client"][0], "127.0.0.1");
+    assert!(s["client"][1].as_u64().unwrap() > 0, "{}", s["client"]);
+    assert_eq!(s["server"][1].as_u64(), Some(u64::from(apache.port())));
+    assert_eq!(s["state"], serde_json::json!({}));
+
+    // WSGITrustedProxyHeaders apply to the scope: client and scheme from the trusted proxy.
+    let r = apache.request(
+        "GET",
+        "/raw/proxied/scope",
+        &[
+            ("X-Forwarded-For", "1.1.1.1"),
+            ("X-Forwarded-Proto", "https"),
+        ],
+        b"",
+    );
+    assert_with_log!(apache, r.status == 200, "status {} {}", r.status, r.text());
+    let s = json(&r);
+    assert_eq!(s["client"][0], "1.1.1.1");
+    assert_eq!(s["scheme"], "https");
+
+    // print() in a coroutine reaches the error log.
+    let r = apache.get("/raw/print");
+    assert_eq!(r.status, 200);
+    apache.wait_for_log("printed by an ASGI coroutine", Duration::from_secs(10));
+
+    // Status, repeated headers.
+    let r = apache.get("/raw/status");
+    assert_eq!(r.status, 201);
+    assert_eq!(r.header("x-asgi"), Some("yes"));
+    let cookies: Vec<_> = r
+        .headers
+        .iter()
+        .filter(|(k, _)| k.eq_ignore_ascii_case("set-cookie"))
+        .collect();
+    assert_eq!(cookies.len(), 2, "{:?}", r.headers);
+
+    // Raises before http.response.start: 500, the traceback in the error log.
+    let r = apache.get("/raw/raise-before");
+    assert_eq!(r.status, 500);
+    let log = apache.wait_for_log("raised before the response start", Duration::from_secs(10));
+    assert!(log.contains("Traceback"), "{log}");
+
+    // Never sends a response: 500 and a log line saying so.
+    let r = apache.get("/raw/no-response");
+    assert_eq!(r.status, 500);
+    apache.wait_for_log(
+        "ASGI application returned without sending http.response.start",
+        Duration::from_secs(10),
+    );
+
+    // Raises after the response started: the connection is closed before the body's end
+    // (the chunked body never gets its last chunk), and the error is logged.
+    let result = http::request(apache.port(), "GET", "/raw/raise-after", &[], b"");
+    if let Ok(r) = result {
+        assert_with_log!(
+            apache,
+            r.text() != "partial" || r.header("transfer-encoding").is_none(),
+            "a complete response for an app that raised: {r:?}"
+        );
+    }
+    apache.wait_for_log("raised after the response start", Duration::from_secs(10));
+
+    // receive() after the response is complete answers http.disconnect.
+    let r = apache.request("POST", "/raw/disconnect", &[], b"x");
+    assert_eq!(r.text(), "done");
+    let marker = apache.marker("disconnect");
+    let text = wait_for_file_text(&apache, &marker, "http.", Duration::from_secs(10));
+    assert_eq!(text, "http.disconnect");
+
+    // The daemon still serves after all that.
+    let r = apache.get("/raw/status");
+    assert_eq!(r.status, 201);
+}
+
+#[test]
+fn handler_script_as_asgi_and_request_timeout() {
+    let apache = start("request-timeout=2 interrupt-timeout=20");
+    apache.wait_for_log("RW0030:", Duration::from_secs(30));
+
+    // WSGIHandlerScript ... interface=asgi: handle_request is the ASGI application.
+    let r = apache.get("/handled/x");
+    assert_with_log!(apache, r.status == 200, "status {} {}", r.status, r.text());
+    assert!(
+        r.text().starts_with("handled: GET /handled"),
+        "{}",
+        r.text()
+    );
+
+    // request-timeout interrupts an ASGI request as a WSGI one: 504, the coroutine is
+    // cancelled, and the thread serves on.
+    let began = Instant::now();
+    let r = apache.get("/raw/sleep");
+    assert_with_log!(apache, r.status == 504, "status {} {}", r.status, r.text());
+    assert!(
+        began.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        began.elapsed()
+    );
+    let marker = apache.marker("cancelled");
+    wait_for_file_text(&apache, &marker, "cancelled", Duration::from_secs(10));
+    apache.wait_for_log("RW0160:", Duration::from_secs(10));
+    let r = apache.get("/raw/status");
+    assert_eq!(r.status, 201);
+}
+
+#[test]
+fn failing_lifespan_startup_keeps_the_daemon_out_of_service() {
+    let config = ApacheConfig::new("asgi-fail");
+    let app = config.dir.path().join("apps");
+    std::fs::create_dir_all(&app).unwrap();
+    let script = app.join("failing.py");
+    std::fs::write(
+        &script,
+        "async def application(scope, receive, send):\n\
+         \x20   assert scope['type'] == 'lifespan'\n\
+         \x20   await receive()\n\
+         \x20   await send({'type': 'lifespan.startup.failed', 'message': 'no database here'})\n",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&app, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let conf = format!(
+        "WSGIDaemonProcess failing threads=2\n\
+         WSGIScriptAlias /f {} process-group=failing application-group=%{{GLOBAL}} \
+         interface=asgi\n\
+         <Directory @DIR@/apps>\n    Require all granted\n</Directory>\n",
+        script.display()
+    );
+    let apache = config.conf(&conf).start();
+    let log = apache.wait_for_log("RW0311:", Duration::from_secs(30));
+    assert!(log.contains("RW0303:"), "{log}");
+    assert!(log.contains("no database here"), "{log}");
+    assert!(!log.contains("RW0030: daemon process 'failing'"), "{log}");
+}
