@@ -5,7 +5,9 @@
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU8, Ordering};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub enum Level {
     Emerg,
     Alert,
@@ -32,6 +34,21 @@ pub fn set_max_level(level: Level) {
 /// often off (debug), so it costs one load when off.
 pub fn enabled(level: Level) -> bool {
     level as u8 <= MAX_LEVEL.load(Ordering::Relaxed)
+}
+
+/// The most verbose level that can reach a log (what [`set_max_level`] set).
+pub fn max_level() -> Level {
+    const LADDER: [Level; 8] = [
+        Level::Emerg,
+        Level::Alert,
+        Level::Crit,
+        Level::Error,
+        Level::Warning,
+        Level::Notice,
+        Level::Info,
+        Level::Debug,
+    ];
+    LADDER[usize::from(MAX_LEVEL.load(Ordering::Relaxed)).min(LADDER.len() - 1)]
 }
 
 static BACKEND: OnceLock<Backend> = OnceLock::new();

@@ -42,7 +42,7 @@ const STOP_TOKEN: u64 = 1;
 const WAIT_TIMEOUT_MS: u16 = 10_000;
 
 /// Settings the serving loop needs (from the group's WSGIDaemonProcess options).
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ServeSettings {
     pub group: String,
     /// Processes in the group: with more than one, a process whose threads are all busy

@@ -17,6 +17,7 @@ mod gil_thread;
 pub mod listener;
 pub mod manager;
 pub mod metrics_shm;
+pub mod plan_wire;
 mod request_io;
 pub mod service_daemon;
 pub mod serving_daemon;

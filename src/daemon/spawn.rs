@@ -13,7 +13,7 @@ use nix::sys::signal::{SigHandler, SigSet, Signal, signal};
 use nix::unistd::{Gid, Uid};
 
 /// The identity a daemon must run as.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Identity {
     pub uid: u32,
     pub gid: u32,
@@ -25,7 +25,7 @@ pub struct Identity {
 }
 
 /// `cpu-time-limit=`, `memory-limit=`, `virtual-memory-limit=`, `cpu-priority=`.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ResourceLimits {
     /// RLIMIT_CPU soft limit in seconds: SIGXCPU then asks for a warm replacement.
     pub cpu_time: Option<u64>,
@@ -39,7 +39,7 @@ pub struct ResourceLimits {
     pub priority: i32,
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ChildSetup {
     pub keep_fds: Vec<RawFd>,
     pub identity: Option<Identity>,
@@ -48,7 +48,10 @@ pub struct ChildSetup {
     pub lang: Option<String>,
     pub locale: Option<String>,
     pub display_name: Option<String>,
-    /// Apache's argv memory (start, length) to overwrite with the display name.
+    /// Apache's argv memory (start, length) to overwrite with the display name. An address
+    /// in this process: it does not cross exec (`plan_wire`), a daemon host is given the
+    /// display name as its argv[0] instead.
+    #[serde(skip)]
     pub argv_area: Option<(usize, usize)>,
     pub limits: ResourceLimits,
     /// `env-file=`: a dotenv file, read after the privilege drop.
