@@ -58,6 +58,66 @@ pub fn set_backend(backend: Backend) {
     let _ = BACKEND.set(backend);
 }
 
+/// A backend for a process that has no Apache to log through (a daemon host, see
+/// `daemon::host`): Apache's default error-log format on stderr, which the host inherits as
+/// the server's error log. One write per line, so lines of several threads do not mix.
+pub fn stderr_backend(level: Level, msg: &str) {
+    use std::io::Write;
+    let mut text = String::new();
+    let stamp = local_timestamp();
+    let pid = std::process::id();
+    // SAFETY: pthread_self has no preconditions.
+    let tid = unsafe { libc::pthread_self() } as u64;
+    for line in msg.split('\n') {
+        text.push_str(&apache_line(&stamp, level, pid, tid, line));
+    }
+    let _ = std::io::stderr().lock().write_all(text.as_bytes());
+}
+
+/// One error-log line as Apache writes it with its default ErrorLogFormat.
+fn apache_line(stamp: &str, level: Level, pid: u32, tid: u64, msg: &str) -> String {
+    let name = match level {
+        Level::Emerg => "emerg",
+        Level::Alert => "alert",
+        Level::Crit => "crit",
+        Level::Error => "error",
+        Level::Warning => "warn",
+        Level::Notice => "notice",
+        Level::Info => "info",
+        Level::Debug => "debug",
+    };
+    format!("[{stamp}] [rwsgi:{name}] [pid {pid}:tid {tid}] {msg}\n")
+}
+
+/// Now in local time as Apache's error log shows it: `Sun Dec 06 15:30:08.123456 2026`.
+fn local_timestamp() -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let secs = libc::time_t::try_from(now.as_secs()).unwrap_or(0);
+    // SAFETY: localtime_r writes only into `tm`, which is a valid, writable struct.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    // SAFETY: valid pointers to a time_t and a tm, as above.
+    if unsafe { libc::localtime_r(&secs, &mut tm) }.is_null() {
+        return format!("{}.{:06}", now.as_secs(), now.subsec_micros());
+    }
+    const DAYS: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    format!(
+        "{} {} {:02} {:02}:{:02}:{:02}.{:06} {}",
+        DAYS[usize::try_from(tm.tm_wday).unwrap_or(0) % 7],
+        MONTHS[usize::try_from(tm.tm_mon).unwrap_or(0) % 12],
+        tm.tm_mday,
+        tm.tm_hour,
+        tm.tm_min,
+        tm.tm_sec,
+        now.subsec_micros(),
+        tm.tm_year + 1900
+    )
+}
+
 /// [`log`] with the line formatted only when `level` can reach a log, so a debug or info
 /// line on a per-request path costs one load when off:
 /// `logging::log_at!(Level::Debug, "RW0123: ... {x}")`.
@@ -104,6 +164,24 @@ pub fn debug(msg: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn host_lines_have_apache_s_default_format() {
+        assert_eq!(
+            apache_line(
+                "Sun Dec 06 15:30:08.123456 2026",
+                Level::Warning,
+                12,
+                34,
+                "RW0000: x"
+            ),
+            "[Sun Dec 06 15:30:08.123456 2026] [rwsgi:warn] [pid 12:tid 34] RW0000: x\n"
+        );
+        let stamp = local_timestamp();
+        let words: Vec<&str> = stamp.split(' ').collect();
+        assert_eq!(words.len(), 5, "{stamp}");
+        assert_eq!(words[3].len(), "15:30:08.123456".len(), "{stamp}");
+    }
 
     #[test]
     fn levels_more_verbose_than_the_maximum_are_off() {

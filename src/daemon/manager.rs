@@ -755,8 +755,9 @@ impl std::fmt::Display for Death {
 }
 
 /// The life of one forked daemon: a request-serving process, or with `threads=0` a service
-/// script's process (mod_wsgi's sidecar pattern), which serves no requests.
-fn run_daemon(plan: DaemonPlan) -> DaemonExit {
+/// script's process (mod_wsgi's sidecar pattern), which serves no requests. A daemon host
+/// (`daemon::host`) runs the same.
+pub fn run_daemon(plan: DaemonPlan) -> DaemonExit {
     if plan.interpreter.threads == 0 {
         service::run_service_scripts(plan)
     } else {

@@ -69,6 +69,46 @@ pub unsafe fn create(processes: &[usize]) -> io::Result<(MetricsTable, Mapping)>
     Ok((MetricsTable::new(slice, processes), mapping))
 }
 
+/// The table of a generation in a daemon host, which got its memory as the descriptor `fd`
+/// (`daemon::plan_wire::MetricsWire`) instead of by fork: maps it for the rest of this
+/// process' life (the mapping is never unmapped) and closes `fd`.
+///
+/// # Safety
+/// `fd` is an open descriptor this process owns, of shared memory laid out for
+/// `processes` (made by the Apache parent for this generation).
+pub unsafe fn attach(fd: std::os::fd::RawFd, processes: &[usize]) -> io::Result<MetricsTable> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: the caller's promise: ours alone; closed when `file` drops (the mapping stays).
+    let file = unsafe { std::fs::File::from_raw_fd(fd) };
+    let words = metrics_table::words_for(processes).max(1);
+    let bytes = words * std::mem::size_of::<AtomicU64>();
+    if file.metadata()?.len() < bytes as u64 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("the metrics memory is smaller than the {bytes} bytes its layout needs"),
+        ));
+    }
+    // SAFETY: a shared mapping of `bytes` of a descriptor at least that long (checked), no
+    // address hint; MAP_FAILED is checked.
+    let ptr = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            bytes,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED,
+            std::os::fd::AsRawFd::as_raw_fd(&file),
+            0,
+        )
+    };
+    if ptr == libc::MAP_FAILED {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: as in `create`: page-aligned, `words` long, only used through atomics, and
+    // mapped until this process ends.
+    let slice = unsafe { std::slice::from_raw_parts(ptr as *const AtomicU64, words) };
+    Ok(MetricsTable::new(slice, processes))
+}
+
 /// Where a group's processes count their requests: the generation's table and the group's
 /// index in it (set by the Apache parent; the manager picks each process' record).
 #[derive(Clone, Copy, Debug)]

@@ -14,6 +14,7 @@ pub mod control;
 pub mod dispatcher;
 pub mod exit;
 mod gil_thread;
+pub mod host;
 pub mod listener;
 pub mod manager;
 pub mod metrics_shm;

@@ -1,0 +1,244 @@
+//! Issue 35 groundwork: the daemon host (`rwsgi-daemon`) run by itself, as the daemon
+//! manager will exec it: it reads its plan from an inherited descriptor, starts the Python it
+//! was built for, runs the same daemon code as a forked daemon (here a service-script group,
+//! `threads=0`), and writes Apache-format lines to stderr at the plan's log level. No Apache
+//! is involved: the host must not need one (it links no Apache symbol).
+
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use mod_rwsgi::daemon::dispatcher::ServeSettings;
+use mod_rwsgi::daemon::plan_wire::HostPlan;
+use mod_rwsgi::daemon::serving_daemon::DaemonPlan;
+use mod_rwsgi::logging::Level;
+use mod_rwsgi::python::InterpreterSettings;
+
+const HOST: &str = env!("CARGO_BIN_EXE_rwsgi-daemon");
+
+/// A pipe whose read end the host inherits (no close-on-exec) and whose write end it does
+/// not, so the host sees the end of the plan.
+fn plan_pipe() -> (OwnedFd, OwnedFd) {
+    let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
+    nix::fcntl::fcntl(
+        &read,
+        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
+    )
+    .unwrap();
+    (read, write)
+}
+
+/// Starts the host on `document` (the plan's bytes), its stderr collected by a thread.
+fn start_host(document: &[u8]) -> (Child, std::thread::JoinHandle<String>) {
+    let (read, write) = plan_pipe();
+    let mut child = Command::new(HOST)
+        .args(["--plan-fd", &read.as_raw_fd().to_string()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start rwsgi-daemon");
+    drop(read);
+    let mut stderr = child.stderr.take().unwrap();
+    let collector = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text);
+        text
+    });
+    let mut w = std::fs::File::from(write);
+    w.write_all(document).unwrap();
+    drop(w);
+    (child, collector)
+}
+
+fn wait_for_exit(child: &mut Child, within: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if let Some(status) = child.try_wait().unwrap() {
+            return Some(status);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    None
+}
+
+/// A `threads=0` group running `script`, with `env` for the script.
+fn service_plan(script: &std::path::Path, env: Vec<(String, String)>) -> DaemonPlan {
+    DaemonPlan {
+        group: "svc".into(),
+        listener_fd: -1,
+        control_fd: None,
+        setup: mod_rwsgi::daemon::spawn::ChildSetup {
+            env,
+            ..Default::default()
+        },
+        interpreter: InterpreterSettings {
+            process_group: "svc".into(),
+            threads: 0,
+            ..InterpreterSettings::default()
+        },
+        serve: ServeSettings {
+            group: "svc".into(),
+            processes: 1,
+            threads: 0,
+            socket_timeout: Duration::from_secs(60),
+            queue_timeout: None,
+            maximum_requests: 0,
+            maximum_rss: None,
+            stack_size: None,
+            send_buffer_size: None,
+            receive_buffer_size: None,
+        },
+        preload: vec![(script.into(), String::new())],
+        start_delay: Duration::ZERO,
+        shutdown_timeout: Duration::from_secs(5),
+        graceful_timeout: Duration::from_secs(5),
+        eviction_timeout: Duration::from_secs(5),
+        timers: Default::default(),
+        metrics: None,
+        metrics_record: None,
+        telemetry: None,
+    }
+}
+
+#[test]
+fn a_host_runs_a_service_daemon_on_its_python_and_logs_in_apache_format() {
+    let dir = tempfile::tempdir().unwrap();
+    let mark = dir.path().join("mark");
+    let script = dir.path().join("service.py");
+    std::fs::write(
+        &script,
+        "import os, sys, time\n\
+         with open(os.environ['RWSGI_HOST_MARK'] + '.tmp', 'w') as f:\n\
+         \x20   f.write('%d.%d %d' % (sys.version_info[0], sys.version_info[1], os.getpid()))\n\
+         os.rename(os.environ['RWSGI_HOST_MARK'] + '.tmp', os.environ['RWSGI_HOST_MARK'])\n\
+         while True:\n\
+         \x20   time.sleep(0.05)\n",
+    )
+    .unwrap();
+    let env = vec![(
+        "RWSGI_HOST_MARK".to_string(),
+        mark.to_string_lossy().into_owned(),
+    )];
+    let mut host = HostPlan::new(service_plan(&script, env), None);
+    host.max_log_level = Level::Info;
+    let (mut child, stderr) = start_host(&host.encode().unwrap());
+
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let seen = loop {
+        if let Ok(text) = std::fs::read_to_string(&mark) {
+            break text;
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("the host exited ({status}):\n{}", stderr.join().unwrap());
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the service script did not run within 30 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let own = InterpreterSettings::default().build_version;
+    assert_eq!(
+        seen,
+        format!("{own} {}", child.id()),
+        "the host's own process runs the script on the Python it was built for"
+    );
+
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let status = wait_for_exit(&mut child, Duration::from_secs(20));
+    if status.is_none() {
+        let _ = child.kill();
+    }
+    let log = stderr.join().unwrap();
+    assert_eq!(
+        status.and_then(|s| s.code()),
+        Some(0),
+        "stopped in order:\n{log}"
+    );
+    let line = log
+        .lines()
+        .find(|l| l.contains("RW0111:"))
+        .unwrap_or_else(|| panic!("no RW0111 line at LogLevel info:\n{log}"));
+    assert!(
+        line.starts_with('[')
+            && line.contains(&format!("] [rwsgi:info] [pid {}:tid ", child.id()))
+            && line.ends_with("service script stopped by SIGTERM (SystemExit)"),
+        "{line}"
+    );
+}
+
+#[test]
+fn a_host_honours_the_plans_log_level() {
+    // At LogLevel warn the same stop writes no info line.
+    let dir = tempfile::tempdir().unwrap();
+    let mark = dir.path().join("mark");
+    let script = dir.path().join("service.py");
+    std::fs::write(
+        &script,
+        "import os, time\n\
+         open(os.environ['RWSGI_HOST_MARK'], 'w').close()\n\
+         while True:\n\
+         \x20   time.sleep(0.05)\n",
+    )
+    .unwrap();
+    let env = vec![(
+        "RWSGI_HOST_MARK".to_string(),
+        mark.to_string_lossy().into_owned(),
+    )];
+    let mut host = HostPlan::new(service_plan(&script, env), None);
+    host.max_log_level = Level::Warning;
+    let (mut child, stderr) = start_host(&host.encode().unwrap());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !mark.exists() {
+        if child.try_wait().unwrap().is_some() {
+            panic!("the host exited:\n{}", stderr.join().unwrap());
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the service script did not run within 30 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let status = wait_for_exit(&mut child, Duration::from_secs(20));
+    if status.is_none() {
+        let _ = child.kill();
+    }
+    let log = stderr.join().unwrap();
+    assert_eq!(
+        status.and_then(|s| s.code()),
+        Some(0),
+        "stopped in order:\n{log}"
+    );
+    assert!(
+        !log.contains("RW0111:"),
+        "an info line at LogLevel warn:\n{log}"
+    );
+}
+
+#[test]
+fn a_host_given_a_bad_plan_says_so_and_exits_unprepared() {
+    let (mut child, stderr) = start_host(b"{\"version\": 1, \"plan\": \"not a plan\"}");
+    let status = wait_for_exit(&mut child, Duration::from_secs(20));
+    if status.is_none() {
+        let _ = child.kill();
+    }
+    let log = stderr.join().unwrap();
+    assert_eq!(status.and_then(|s| s.code()), Some(2), "{log}");
+    assert!(
+        log.contains("[rwsgi:crit]")
+            && log.contains("RW0291: rwsgi-daemon")
+            && log.contains("the daemon plan cannot be decoded"),
+        "{log}"
+    );
+}
