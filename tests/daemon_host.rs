@@ -2,7 +2,11 @@
 //! manager will exec it: it reads its plan from an inherited descriptor, starts the Python it
 //! was built for, runs the same daemon code as a forked daemon (here a service-script group,
 //! `threads=0`), and writes Apache-format lines to stderr at the plan's log level. No Apache
-//! is involved: the host must not need one (it links no Apache symbol).
+//! is involved: the host must not need one (it links no Apache symbol). Last, a real Apache
+//! whose daemon manager execs the host (the test hook `RWSGI_TEST_DAEMON_HOST`) serves a
+//! daemon-mode request from it.
+
+mod common;
 
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -239,6 +243,44 @@ fn a_host_given_a_bad_plan_says_so_and_exits_unprepared() {
         log.contains("[rwsgi:crit]")
             && log.contains("RW0291: rwsgi-daemon")
             && log.contains("the daemon plan cannot be decoded"),
+        "{log}"
+    );
+}
+
+/// The daemon manager execs the host for a group (test hook only): the request is served by
+/// a process whose executable is the host, which logs into Apache's error log.
+#[test]
+fn apache_serves_a_daemon_mode_request_from_an_execd_host() {
+    let config = common::ApacheConfig::new("daemon-host");
+    // A copy every user can run (the daemon drops to www-data after exec, before Python).
+    let host = config.root().join("rwsgi-daemon");
+    std::fs::copy(HOST, &host).unwrap();
+    std::fs::set_permissions(&host, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let host = host.display().to_string();
+    let (config, _) = config
+        .env(mod_rwsgi::daemon::host_exec::TEST_HOST_VARIABLE, &host)
+        .daemon_app("host_exe.wsgi", "exechost", "processes=1 threads=2", "");
+    let apache = config.start();
+    let resp = apache.get("/app");
+    let log = apache.error_log();
+    assert_eq!(resp.status, 200, "{log}");
+    let body = String::from_utf8_lossy(&resp.body).into_owned();
+    let mut words = body.split_whitespace();
+    let (exe, version, group) = (words.next(), words.next(), words.next());
+    assert_eq!(
+        exe,
+        Some(host.as_str()),
+        "served by the exec'd host: {body}\n{log}"
+    );
+    assert_eq!(
+        version.map(str::to_string),
+        Some(InterpreterSettings::default().build_version)
+    );
+    assert_eq!(group, Some("exechost"));
+    // The host's own lines reach Apache's error log, at its LogLevel (info).
+    assert!(
+        log.lines()
+            .any(|l| l.contains("[rwsgi:info]") && l.contains("RW0030: daemon process 'exechost'")),
         "{log}"
     );
 }

@@ -14,6 +14,7 @@ use crate::daemon::exit::DaemonExit;
 use crate::daemon::manager;
 use crate::daemon::metrics_shm::{self, MetricsPlace};
 use crate::daemon::plan_wire::{self, HostPlan};
+use crate::daemon::serving_daemon::DaemonPlan;
 use crate::logging;
 use crate::python::InterpreterSettings;
 
@@ -98,7 +99,7 @@ fn run(plan_fd: RawFd) -> DaemonExit {
 /// The daemon plan as this host runs it: its own Python build's facts replace the module's,
 /// and the metrics table is mapped from its descriptor (without it, the daemon serves
 /// uncounted, as when the parent could not map the table).
-fn into_plan(host: HostPlan) -> crate::daemon::serving_daemon::DaemonPlan {
+fn into_plan(host: HostPlan) -> DaemonPlan {
     let mut plan = host.plan;
     let own = InterpreterSettings::default();
     plan.interpreter.build_executable = own.build_executable;

@@ -107,6 +107,7 @@ pub fn manage_daemons(groups: Vec<GroupPlan>, apache_parent: Pid, start_delay: D
         place.table.release_all();
     }
     let mut manager = Manager::new(groups, apache_parent);
+    manager.exec_host = crate::daemon::host_exec::test_host();
     manager.start_all();
     manager.serve(&signals)
 }
@@ -158,6 +159,9 @@ struct Manager {
     daemons: HashMap<Pid, Daemon>,
     apache_parent: Pid,
     stopping: Option<(Stopping, Instant)>,
+    /// A daemon host to exec for every daemon instead of running it in the fork (a test
+    /// hook for now: `daemon::host_exec::TEST_HOST_VARIABLE`).
+    exec_host: Option<std::ffi::CString>,
 }
 
 impl Manager {
@@ -183,6 +187,7 @@ impl Manager {
             daemons: HashMap::new(),
             apache_parent,
             stopping: None,
+            exec_host: None,
         }
     }
 
@@ -233,9 +238,13 @@ impl Manager {
         // leaves through _exit.
         match unsafe { nix::unistd::fork() } {
             Ok(nix::unistd::ForkResult::Child) => {
-                let code = std::panic::catch_unwind(move || run_daemon(plan))
-                    .unwrap_or(DaemonExit::Panicked)
-                    .code();
+                let host = self.exec_host.clone();
+                let code = std::panic::catch_unwind(move || match host {
+                    Some(host) => crate::daemon::host_exec::exec_host(&host, plan),
+                    None => run_daemon(plan),
+                })
+                .unwrap_or(DaemonExit::Panicked)
+                .code();
                 // SAFETY: _exit skips destructors of state copied from the manager.
                 unsafe { libc::_exit(code) };
             }

@@ -15,6 +15,7 @@ pub mod dispatcher;
 pub mod exit;
 mod gil_thread;
 pub mod host;
+pub mod host_exec;
 pub mod listener;
 pub mod manager;
 pub mod metrics_shm;

@@ -147,6 +147,8 @@ pub struct ApacheConfig {
     pub load_rwsgi: bool,
     pub body: String,
     pub log_level: String,
+    /// Extra environment variables of the Apache process.
+    pub env: Vec<(String, String)>,
 }
 
 impl ApacheConfig {
@@ -159,6 +161,7 @@ impl ApacheConfig {
             load_rwsgi: true,
             body: String::new(),
             log_level: "info".into(),
+            env: Vec::new(),
         }
     }
 
@@ -169,6 +172,12 @@ impl ApacheConfig {
 
     pub fn module(mut self, name: &'static str) -> Self {
         self.extra_modules.push(name);
+        self
+    }
+
+    /// Sets an environment variable of the Apache process (and so of its daemons).
+    pub fn env(mut self, name: &str, value: &str) -> Self {
+        self.env.push((name.into(), value.into()));
         self
     }
 
@@ -331,6 +340,7 @@ impl ApacheConfig {
                 .arg("-f")
                 .arg(&path)
                 .arg("-DFOREGROUND")
+                .envs(self.env.iter().map(|(k, v)| (k, v)))
                 .stdin(Stdio::null())
                 .stdout(output.try_clone().unwrap())
                 .stderr(output)

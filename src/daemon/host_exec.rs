@@ -1,0 +1,88 @@
+//! The daemon manager's side of a daemon host (issue 35 groundwork): in a daemon it has just
+//! forked, hand the plan to a `rwsgi-daemon` executable (`daemon::host`) on a memfd and exec
+//! it. Used only when the test hook [`TEST_HOST_VARIABLE`] names a host.
+
+use std::os::fd::RawFd;
+
+use crate::daemon::exit::DaemonExit;
+use crate::daemon::plan_wire::HostPlan;
+use crate::daemon::serving_daemon::DaemonPlan;
+use crate::logging;
+
+/// The environment variable that makes the daemon manager exec a daemon host instead of
+/// running each daemon in its forked copy: a test hook only (issue 35 groundwork), read once
+/// when the manager starts; no directive or documented setting leads here.
+pub const TEST_HOST_VARIABLE: &str = "RWSGI_TEST_DAEMON_HOST";
+
+/// The daemon host this manager execs, if the test hook names one.
+pub fn test_host() -> Option<std::ffi::CString> {
+    let path = std::env::var_os(TEST_HOST_VARIABLE)?;
+    std::ffi::CString::new(std::os::unix::ffi::OsStrExt::as_bytes(path.as_os_str())).ok()
+}
+
+/// In a daemon just forked by the manager: replaces this process with the daemon host
+/// `host`, handing it `plan` on a memfd. Returns only when that fails (logged), with the
+/// exit of a daemon that could not be prepared.
+///
+/// Not yet carried: the metrics table (the host serves uncounted) and Apache's scoreboard
+/// (`server_metrics()` answers None); see /work/notes/any-python-design.md.
+pub fn exec_host(host: &std::ffi::CStr, mut plan: DaemonPlan) -> DaemonExit {
+    let group = plan.group.clone();
+    match prepare_exec(&mut plan).and_then(|(fd, argv0)| {
+        let argv = [
+            argv0,
+            c"--plan-fd".to_owned(),
+            std::ffi::CString::new(fd.to_string()).unwrap_or_default(),
+        ];
+        nix::unistd::execv(host, &argv).map_err(|e| e.to_string())
+    }) {
+        Ok(never) => match never {},
+        Err(e) => {
+            logging::log(
+                logging::Level::Crit,
+                &format!(
+                    "RW0293: daemon process '{group}' (pid {}): cannot start the daemon host {}:                      {e}",
+                    std::process::id(),
+                    host.to_string_lossy()
+                ),
+            );
+            DaemonExit::Unprepared
+        }
+    }
+}
+
+/// Writes the plan into a memfd the host inherits and lets the plan's descriptors cross
+/// exec; returns the memfd's number and the host's argv[0] (the display name).
+fn prepare_exec(plan: &mut DaemonPlan) -> Result<(RawFd, std::ffi::CString), String> {
+    use std::io::{Seek, Write};
+    plan.metrics = None;
+    plan.metrics_record = None;
+    let argv0 = plan
+        .setup
+        .display_name
+        .clone()
+        .unwrap_or_else(|| "rwsgi-daemon".into());
+    let argv0 = std::ffi::CString::new(argv0).map_err(|e| e.to_string())?;
+    let document = HostPlan::new(plan.clone(), None).encode()?;
+    // SAFETY: memfd_create with a valid name and no flags (the host inherits it); the
+    // result is checked.
+    let fd = unsafe { libc::memfd_create(c"rwsgi-plan".as_ptr(), 0) };
+    if fd < 0 {
+        return Err(format!("memfd_create: {}", std::io::Error::last_os_error()));
+    }
+    // SAFETY: `fd` was just created and is ours; ManuallyDrop keeps it open for the host.
+    let mut file = std::mem::ManuallyDrop::new(unsafe {
+        <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(fd)
+    });
+    file.write_all(&document)
+        .and_then(|()| file.rewind())
+        .map_err(|e| format!("cannot write the plan: {e}"))?;
+    for fd in std::iter::once(plan.listener_fd)
+        .chain(plan.control_fd)
+        .filter(|fd| *fd >= 0)
+    {
+        crate::daemon::listener::set_cloexec(fd, false)
+            .map_err(|e| format!("cannot pass descriptor {fd}: {e}"))?;
+    }
+    Ok((fd, argv0))
+}
