@@ -93,7 +93,29 @@ fn run(plan_fd: RawFd) -> DaemonExit {
         }
     };
     logging::set_max_level(host.max_log_level);
-    manager::run_daemon(into_plan(host))
+    let argv_area = own_argv_area();
+    if host.plan.setup.display_name.is_none() {
+        crate::daemon::spawn::show_command_line(&host.command_line, argv_area);
+    }
+    let mut plan = into_plan(host);
+    plan.setup.argv_area = argv_area;
+    manager::run_daemon(plan)
+}
+
+/// This process' argv memory (start, length), from /proc/self/stat (`arg_start`, `arg_end`:
+/// its 48th and 49th fields), so a display name can replace the host's command line.
+fn own_argv_area() -> Option<(usize, usize)> {
+    argv_area_of(&std::fs::read_to_string("/proc/self/stat").ok()?)
+}
+
+fn argv_area_of(stat: &str) -> Option<(usize, usize)> {
+    // The command name (field 2) may contain spaces and parentheses: count after its end.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // `rest` starts at field 3.
+    let start: usize = fields.get(48 - 3)?.parse().ok()?;
+    let end: usize = fields.get(49 - 3)?.parse().ok()?;
+    (end > start).then_some((start, end - start))
 }
 
 /// The daemon plan as this host runs it: its own Python build's facts replace the module's,
@@ -153,6 +175,27 @@ mod tests {
             let err = parse(&args(bad)).unwrap_err();
             assert!(err.contains("--plan-fd"), "{bad:?}: {err}");
         }
+    }
+
+    #[test]
+    fn the_argv_area_is_read_from_proc_stat() {
+        let mut stat = String::from("123 (a ) b) S");
+        for field in 4..=52 {
+            stat.push_str(&format!(
+                " {}",
+                if field == 48 {
+                    1000
+                } else if field == 49 {
+                    1064
+                } else {
+                    field
+                }
+            ));
+        }
+        assert_eq!(argv_area_of(&stat), Some((1000, 64)));
+        assert_eq!(argv_area_of("123 (x) S 1 2"), None);
+        let (start, len) = own_argv_area().expect("this process' argv area");
+        assert!(start > 0 && len > 0);
     }
 
     #[test]

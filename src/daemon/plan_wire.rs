@@ -30,6 +30,9 @@ pub struct HostPlan {
     pub metrics: Option<MetricsWire>,
     /// The most verbose level that reaches a log (`logging::enabled`).
     pub max_log_level: Level,
+    /// What `ps` shows for a daemon without display-name=: Apache's command line, as a
+    /// forked daemon shows it.
+    pub command_line: String,
 }
 
 /// The metrics table across exec: the descriptor of its shared memory and the layout the
@@ -39,6 +42,17 @@ pub struct MetricsWire {
     pub fd: RawFd,
     pub processes: Vec<usize>,
     pub group: usize,
+}
+
+/// This process' command line as `ps` shows it (arguments separated by spaces).
+fn own_command_line() -> String {
+    std::fs::read("/proc/self/cmdline")
+        .map(|bytes| {
+            String::from_utf8_lossy(&bytes)
+                .trim_end_matches('\0')
+                .replace('\0', " ")
+        })
+        .unwrap_or_default()
 }
 
 /// Why a plan could not be read.
@@ -74,6 +88,7 @@ impl HostPlan {
             plan,
             metrics,
             max_log_level: crate::logging::max_level(),
+            command_line: own_command_line(),
         }
     }
 
@@ -247,6 +262,7 @@ mod tests {
                 group: 0,
             }),
             max_log_level: Level::Info,
+            command_line: "/usr/sbin/apache2 -k start".into(),
         }
     }
 

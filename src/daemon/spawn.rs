@@ -315,14 +315,21 @@ fn set_display_name(name: &str, argv_area: Option<(usize, usize)>) {
         // SAFETY: PR_SET_NAME copies at most 16 bytes from a valid C string.
         unsafe { libc::prctl(libc::PR_SET_NAME, c.as_ptr() as libc::c_ulong, 0, 0, 0) };
     }
+    show_command_line(name, argv_area);
+}
+
+/// Shows `text` as this process' command line in `ps`, overwriting `argv_area` (this
+/// process' own argv memory: Apache's in a forked daemon, the host's in a daemon host).
+pub fn show_command_line(name: &str, argv_area: Option<(usize, usize)>) {
     if let Some((start, len)) = argv_area {
         if len == 0 {
             return;
         }
         let bytes = name.as_bytes();
         let n = bytes.len().min(len);
-        // SAFETY: (start, len) is Apache's own argv memory in this process (computed by the
-        // parent before fork, valid in the child's copy); we write within its bounds and
+        // SAFETY: (start, len) is this process' own argv memory (Apache's, computed by the
+        // parent before fork and valid in the child's copy; or a daemon host's own, read from
+        // /proc/self/stat); we write within its bounds and
         // zero-fill the rest so `ps` shows only the name (truncated like mod_wsgi's).
         unsafe {
             let area = std::slice::from_raw_parts_mut(start as *mut u8, len);

@@ -138,6 +138,19 @@ impl Mpm {
     }
 }
 
+/// With `RWSGI_TEST_VIA_HOST` set (to anything) in the test run, every Apache's daemon
+/// manager execs the daemon host `rwsgi-daemon` for each daemon instead of running it in the
+/// fork (issue 35 groundwork: the daemon-mode suites run the new way).
+fn via_daemon_host() -> Vec<(String, String)> {
+    if std::env::var_os("RWSGI_TEST_VIA_HOST").is_none() {
+        return Vec::new();
+    }
+    vec![(
+        "RWSGI_TEST_DAEMON_HOST".into(),
+        env!("CARGO_BIN_EXE_rwsgi-daemon").into(),
+    )]
+}
+
 /// Builds a self-contained httpd.conf for one test.
 pub struct ApacheConfig {
     pub dir: TempDir,
@@ -161,7 +174,7 @@ impl ApacheConfig {
             load_rwsgi: true,
             body: String::new(),
             log_level: "info".into(),
-            env: Vec::new(),
+            env: via_daemon_host(),
         }
     }
 
