@@ -259,7 +259,12 @@ fn apache_serves_a_daemon_mode_request_from_an_execd_host() {
     let host = host.display().to_string();
     let (config, _) = config
         .env(mod_rwsgi::daemon::host_exec::TEST_HOST_VARIABLE, &host)
-        .daemon_app("host_exe.wsgi", "exechost", "processes=1 threads=2", "");
+        .daemon_app(
+            "host_exe.wsgi",
+            "exechost",
+            "processes=1 threads=2",
+            "<Location /server-metrics>\n    SetHandler rwsgi-metrics\n    Require all granted\n</Location>",
+        );
     let apache = config.start();
     let resp = apache.get("/app");
     let log = apache.error_log();
@@ -277,6 +282,25 @@ fn apache_serves_a_daemon_mode_request_from_an_execd_host() {
         Some(InterpreterSettings::default().build_version)
     );
     assert_eq!(group, Some("exechost"));
+    // The host counts into the generation's metrics table, which it mapped from a memfd.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let scrape = String::from_utf8_lossy(&apache.get("/server-metrics").body).into_owned();
+        let counted = scrape.lines().any(|l| {
+            l.starts_with("rwsgi_requests_total{")
+                && l.contains("process_group=\"exechost\"")
+                && l.contains("class=\"2xx\"")
+                && l.ends_with(" 1")
+        });
+        if counted {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the request was not counted:\n{scrape}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     // The host's own lines reach Apache's error log, at its LogLevel (info).
     assert!(
         log.lines()

@@ -134,6 +134,7 @@ fn into_plan(host: HostPlan) -> DaemonPlan {
                 plan.metrics = Some(MetricsPlace {
                     table,
                     group: m.group,
+                    memory_fd: None,
                 })
             }
             Err(e) => {

@@ -5,7 +5,7 @@
 use std::os::fd::RawFd;
 
 use crate::daemon::exit::DaemonExit;
-use crate::daemon::plan_wire::HostPlan;
+use crate::daemon::plan_wire::{HostPlan, MetricsWire};
 use crate::daemon::serving_daemon::DaemonPlan;
 use crate::logging;
 
@@ -24,11 +24,11 @@ pub fn test_host() -> Option<std::ffi::CString> {
 /// `host`, handing it `plan` on a memfd. Returns only when that fails (logged), with the
 /// exit of a daemon that could not be prepared.
 ///
-/// Not yet carried: the metrics table (the host serves uncounted) and Apache's scoreboard
-/// (`server_metrics()` answers None); see /work/notes/any-python-design.md.
-pub fn exec_host(host: &std::ffi::CStr, mut plan: DaemonPlan) -> DaemonExit {
+/// `layout` is every group's record count (processes), which the metrics table was made
+/// for. Not yet carried: Apache's scoreboard (`server_metrics()` answers None).
+pub fn exec_host(host: &std::ffi::CStr, mut plan: DaemonPlan, layout: &[usize]) -> DaemonExit {
     let group = plan.group.clone();
-    match prepare_exec(&mut plan).and_then(|(fd, argv0)| {
+    match prepare_exec(&mut plan, layout).and_then(|(fd, argv0)| {
         let argv = [
             argv0,
             c"--plan-fd".to_owned(),
@@ -53,17 +53,30 @@ pub fn exec_host(host: &std::ffi::CStr, mut plan: DaemonPlan) -> DaemonExit {
 
 /// Writes the plan into a memfd the host inherits and lets the plan's descriptors cross
 /// exec; returns the memfd's number and the host's argv[0] (the display name).
-fn prepare_exec(plan: &mut DaemonPlan) -> Result<(RawFd, std::ffi::CString), String> {
+fn prepare_exec(
+    plan: &mut DaemonPlan,
+    layout: &[usize],
+) -> Result<(RawFd, std::ffi::CString), String> {
     use std::io::{Seek, Write};
-    plan.metrics = None;
-    plan.metrics_record = None;
+    let metrics = plan.metrics.take().and_then(|place| {
+        let fd = place.memory_fd?;
+        crate::daemon::listener::set_cloexec(fd, false).ok()?;
+        Some(MetricsWire {
+            fd,
+            processes: layout.to_vec(),
+            group: place.group,
+        })
+    });
+    if metrics.is_none() {
+        plan.metrics_record = None;
+    }
     let argv0 = plan
         .setup
         .display_name
         .clone()
         .unwrap_or_else(|| "rwsgi-daemon".into());
     let argv0 = std::ffi::CString::new(argv0).map_err(|e| e.to_string())?;
-    let document = HostPlan::new(plan.clone(), None).encode()?;
+    let document = HostPlan::new(plan.clone(), metrics).encode()?;
     // SAFETY: memfd_create with a valid name and no flags (the host inherits it); the
     // result is checked.
     let fd = unsafe { libc::memfd_create(c"rwsgi-plan".as_ptr(), 0) };

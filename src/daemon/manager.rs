@@ -44,7 +44,14 @@ const TICK: Duration = Duration::from_millis(100);
 
 /// Runs the manager; returns its exit code. The caller `_exit`s with it.
 pub fn manage_daemons(groups: Vec<GroupPlan>, apache_parent: Pid, start_delay: Duration) -> i32 {
-    let keep: Vec<RawFd> = groups.iter().map(|g| g.plan.listener_fd).collect();
+    let mut keep: Vec<RawFd> = groups.iter().map(|g| g.plan.listener_fd).collect();
+    // The metrics table's memory, for daemon hosts started by exec.
+    keep.extend(
+        groups
+            .first()
+            .and_then(|g| g.plan.metrics)
+            .and_then(|m| m.memory_fd),
+    );
     let _ = spawn::release_inherited(&ChildSetup {
         keep_fds: keep,
         ..ChildSetup::default()
@@ -239,8 +246,9 @@ impl Manager {
         match unsafe { nix::unistd::fork() } {
             Ok(nix::unistd::ForkResult::Child) => {
                 let host = self.exec_host.clone();
+                let layout: Vec<usize> = self.groups.iter().map(|g| g.slots.len()).collect();
                 let code = std::panic::catch_unwind(move || match host {
-                    Some(host) => crate::daemon::host_exec::exec_host(&host, plan),
+                    Some(host) => crate::daemon::host_exec::exec_host(&host, plan, &layout),
                     None => run_daemon(plan),
                 })
                 .unwrap_or(DaemonExit::Panicked)

@@ -98,9 +98,10 @@ pub(crate) fn start_daemons(
                 .map(|v| v.hostname())
                 .unwrap_or_default()
         });
-        planned.daemons.plan.metrics = metrics.map(|table| MetricsPlace {
+        planned.daemons.plan.metrics = metrics.map(|(table, memory_fd)| MetricsPlace {
             table,
             group: index,
+            memory_fd,
         });
         let socket = &planned.socket;
         let fd = listener::create(&socket.path, socket.backlog, socket.owner_uid, socket.gid)
@@ -131,7 +132,7 @@ pub(crate) fn start_daemons(
         started.listener_fds.push(fd);
     }
     metrics_endpoint::publish(
-        metrics,
+        metrics.map(|(table, _)| table),
         global
             .daemon_groups
             .iter()
@@ -169,7 +170,12 @@ pub(crate) fn start_daemons(
 /// mapped: the daemons then serve without it). Its mapping is unmapped in this process when
 /// `pool` (pconf) is cleared, so graceful restarts do not pile up mappings in the parent;
 /// its cleanup is registered before the generation's, so it runs after them.
-fn metrics_table(pool: Pool, main: VirtualHost, global: &GlobalConfig) -> Option<MetricsTable> {
+/// Also the descriptor of its memory, for daemon hosts.
+fn metrics_table(
+    pool: Pool,
+    main: VirtualHost,
+    global: &GlobalConfig,
+) -> Option<(MetricsTable, Option<i32>)> {
     let processes: Vec<usize> = global
         .daemon_groups
         .iter()
@@ -187,8 +193,9 @@ fn metrics_table(pool: Pool, main: VirtualHost, global: &GlobalConfig) -> Option
             )
         })
         .ok()?;
+    let memory_fd = mapping.memory_fd();
     pool.alloc_rust(GenerationMetrics { _mapping: mapping });
-    Some(table)
+    Some((table, memory_fd))
 }
 
 /// The parent's mapping of a generation's metrics table, freed with pconf.
