@@ -86,7 +86,32 @@ fn apache_line(stamp: &str, level: Level, pid: u32, tid: u64, msg: &str) -> Stri
         Level::Info => "info",
         Level::Debug => "debug",
     };
-    format!("[{stamp}] [rwsgi:{name}] [pid {pid}:tid {tid}] {msg}\n")
+    format!(
+        "[{stamp}] [rwsgi:{name}] [pid {pid}:tid {tid}] {}\n",
+        escape_like_apache(msg)
+    )
+}
+
+/// The message as Apache writes it into its error log: control characters, DEL and every
+/// byte above 0x7e escaped (`\t`, `\xc3\xa9`), backslashes doubled, quotes kept.
+fn escape_like_apache(msg: &str) -> String {
+    use std::fmt::Write;
+    let mut out = String::with_capacity(msg.len());
+    for &b in msg.as_bytes() {
+        match b {
+            b'\\' => out.push_str("\\\\"),
+            0x08 => out.push_str("\\b"),
+            b'\n' => out.push_str("\\n"),
+            b'\r' => out.push_str("\\r"),
+            b'\t' => out.push_str("\\t"),
+            0x0b => out.push_str("\\v"),
+            0x20..=0x7e => out.push(char::from(b)),
+            _ => {
+                let _ = write!(out, "\\x{b:02x}");
+            }
+        }
+    }
+    out
 }
 
 /// Now in local time as Apache's error log shows it: `Sun Dec 06 15:30:08.123456 2026`.
@@ -176,6 +201,10 @@ mod tests {
                 "RW0000: x"
             ),
             "[Sun Dec 06 15:30:08.123456 2026] [rwsgi:warn] [pid 12:tid 34] RW0000: x\n"
+        );
+        assert_eq!(
+            escape_like_apache("été \"q\" a\\b\t\u{7f}"),
+            "\\xc3\\xa9t\\xc3\\xa9 \"q\" a\\\\b\\t\\x7f"
         );
         let stamp = local_timestamp();
         let words: Vec<&str> = stamp.split(' ').collect();
