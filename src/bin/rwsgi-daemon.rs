@@ -4,5 +4,8 @@
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    std::process::exit(mod_rwsgi::daemon::host::main(&args));
+    std::process::exit(mod_rwsgi::daemon::host::main(
+        &args,
+        mod_rwsgi::module::attach_scoreboard,
+    ));
 }

@@ -13,7 +13,7 @@ use std::os::fd::RawFd;
 use crate::daemon::exit::DaemonExit;
 use crate::daemon::manager;
 use crate::daemon::metrics_shm::{self, MetricsPlace};
-use crate::daemon::plan_wire::{self, HostPlan};
+use crate::daemon::plan_wire::{self, HostPlan, ScoreboardWire};
 use crate::daemon::serving_daemon::DaemonPlan;
 use crate::logging;
 use crate::python::InterpreterSettings;
@@ -54,10 +54,14 @@ pub fn probe_line() -> String {
     )
 }
 
+/// How the host maps Apache's scoreboard for `mod_wsgi.server_metrics()` (the executable's
+/// composition root provides it: reading the scoreboard's records is Apache's layer).
+pub type AttachScoreboard = fn(&ScoreboardWire) -> Result<(), String>;
+
 /// Runs the host with its arguments (without the program name); returns the exit code for
 /// `--probe` and usage errors. A daemon's run ends in `_exit` (as a forked daemon's does),
 /// never returning.
-pub fn main(args: &[String]) -> i32 {
+pub fn main(args: &[String], attach_scoreboard: AttachScoreboard) -> i32 {
     logging::set_backend(logging::stderr_backend);
     match parse(args) {
         Ok(Command::Probe) => {
@@ -65,7 +69,7 @@ pub fn main(args: &[String]) -> i32 {
             0
         }
         Ok(Command::Run { plan_fd }) => {
-            let code = std::panic::catch_unwind(|| run(plan_fd))
+            let code = std::panic::catch_unwind(|| run(plan_fd, attach_scoreboard))
                 .unwrap_or(DaemonExit::Panicked)
                 .code();
             // SAFETY: _exit as a forked daemon leaves: the daemon code has shut Python down
@@ -79,7 +83,7 @@ pub fn main(args: &[String]) -> i32 {
     }
 }
 
-fn run(plan_fd: RawFd) -> DaemonExit {
+fn run(plan_fd: RawFd, attach_scoreboard: AttachScoreboard) -> DaemonExit {
     // SAFETY: the descriptor was named on the command line by the manager, which opened it
     // for this process alone; nothing else here uses it.
     let host = match unsafe { HostPlan::read_from(plan_fd) } {
@@ -93,6 +97,19 @@ fn run(plan_fd: RawFd) -> DaemonExit {
         }
     };
     logging::set_max_level(host.max_log_level);
+    if let Some(wire) = &host.scoreboard {
+        if let Err(e) = attach_scoreboard(wire) {
+            logging::warning(&format!(
+                "RW0294: daemon process '{}' (pid {}): cannot map Apache's scoreboard from \
+                 descriptor {}: {e}; mod_wsgi.server_metrics() answers None",
+                host.plan.group,
+                std::process::id(),
+                wire.fd
+            ));
+        }
+        // SAFETY: the descriptor was passed for this process alone; a mapping outlives it.
+        unsafe { libc::close(wire.fd) };
+    }
     let argv_area = own_argv_area();
     if host.plan.setup.display_name.is_none() {
         crate::daemon::spawn::show_command_line(&host.command_line, argv_area);

@@ -5,7 +5,7 @@
 use std::os::fd::RawFd;
 
 use crate::daemon::exit::DaemonExit;
-use crate::daemon::plan_wire::{HostPlan, MetricsWire};
+use crate::daemon::plan_wire::{HostPlan, MetricsWire, ScoreboardWire};
 use crate::daemon::serving_daemon::DaemonPlan;
 use crate::logging;
 
@@ -25,10 +25,15 @@ pub fn test_host() -> Option<std::ffi::CString> {
 /// exit of a daemon that could not be prepared.
 ///
 /// `layout` is every group's record count (processes), which the metrics table was made
-/// for. Not yet carried: Apache's scoreboard (`server_metrics()` answers None).
-pub fn exec_host(host: &std::ffi::CStr, mut plan: DaemonPlan, layout: &[usize]) -> DaemonExit {
+/// for; `scoreboard` Apache's scoreboard memory, passed to a group with server-metrics=on.
+pub fn exec_host(
+    host: &std::ffi::CStr,
+    mut plan: DaemonPlan,
+    layout: &[usize],
+    scoreboard: Option<ScoreboardWire>,
+) -> DaemonExit {
     let group = plan.group.clone();
-    match prepare_exec(&mut plan, layout).and_then(|(fd, argv0)| {
+    match prepare_exec(&mut plan, layout, scoreboard).and_then(|(fd, argv0)| {
         let argv = [
             argv0,
             c"--plan-fd".to_owned(),
@@ -41,7 +46,8 @@ pub fn exec_host(host: &std::ffi::CStr, mut plan: DaemonPlan, layout: &[usize]) 
             logging::log(
                 logging::Level::Crit,
                 &format!(
-                    "RW0293: daemon process '{group}' (pid {}): cannot start the daemon host {}:                      {e}",
+                    "RW0293: daemon process '{group}' (pid {}): cannot start the daemon host \
+                     {}: {e}",
                     std::process::id(),
                     host.to_string_lossy()
                 ),
@@ -56,6 +62,7 @@ pub fn exec_host(host: &std::ffi::CStr, mut plan: DaemonPlan, layout: &[usize]) 
 fn prepare_exec(
     plan: &mut DaemonPlan,
     layout: &[usize],
+    scoreboard: Option<ScoreboardWire>,
 ) -> Result<(RawFd, std::ffi::CString), String> {
     use std::io::{Seek, Write};
     let metrics = plan.metrics.take().and_then(|place| {
@@ -76,7 +83,12 @@ fn prepare_exec(
         .clone()
         .unwrap_or_else(|| "rwsgi-daemon".into());
     let argv0 = std::ffi::CString::new(argv0).map_err(|e| e.to_string())?;
-    let document = HostPlan::new(plan.clone(), metrics).encode()?;
+    let scoreboard = scoreboard
+        .filter(|_| plan.interpreter.server_metrics)
+        .filter(|s| crate::daemon::listener::set_cloexec(s.fd, false).is_ok());
+    let mut host_plan = HostPlan::new(plan.clone(), metrics);
+    host_plan.scoreboard = scoreboard;
+    let document = host_plan.encode()?;
     // SAFETY: memfd_create with a valid name and no flags (the host inherits it); the
     // result is checked.
     let fd = unsafe { libc::memfd_create(c"rwsgi-plan".as_ptr(), 0) };

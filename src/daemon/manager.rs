@@ -25,6 +25,7 @@ use nix::unistd::Pid;
 
 use crate::daemon::control::{self, ControlDecoder, ControlMessage, Script};
 use crate::daemon::exit::{DaemonExit, ManagerExit};
+use crate::daemon::plan_wire::ScoreboardWire;
 use crate::daemon::service_daemon as service;
 use crate::daemon::serving_daemon::{self as daemon_process, DaemonPlan};
 use crate::daemon::spawn::{self, ChildSetup};
@@ -43,8 +44,17 @@ pub struct GroupPlan {
 const TICK: Duration = Duration::from_millis(100);
 
 /// Runs the manager; returns its exit code. The caller `_exit`s with it.
-pub fn manage_daemons(groups: Vec<GroupPlan>, apache_parent: Pid, start_delay: Duration) -> i32 {
+///
+/// `scoreboard` is Apache's scoreboard memory for daemon hosts of groups with
+/// server-metrics=on (kept open here, passed to each such host).
+pub fn manage_daemons(
+    groups: Vec<GroupPlan>,
+    apache_parent: Pid,
+    start_delay: Duration,
+    scoreboard: Option<ScoreboardWire>,
+) -> i32 {
     let mut keep: Vec<RawFd> = groups.iter().map(|g| g.plan.listener_fd).collect();
+    keep.extend(scoreboard.as_ref().map(|s| s.fd));
     // The metrics table's memory, for daemon hosts started by exec.
     keep.extend(
         groups
@@ -115,6 +125,7 @@ pub fn manage_daemons(groups: Vec<GroupPlan>, apache_parent: Pid, start_delay: D
     }
     let mut manager = Manager::new(groups, apache_parent);
     manager.exec_host = crate::daemon::host_exec::test_host();
+    manager.scoreboard = scoreboard;
     manager.start_all();
     manager.serve(&signals)
 }
@@ -169,6 +180,8 @@ struct Manager {
     /// A daemon host to exec for every daemon instead of running it in the fork (a test
     /// hook for now: `daemon::host_exec::TEST_HOST_VARIABLE`).
     exec_host: Option<std::ffi::CString>,
+    /// Apache's scoreboard for the hosts of groups with server-metrics=on.
+    scoreboard: Option<ScoreboardWire>,
 }
 
 impl Manager {
@@ -195,6 +208,7 @@ impl Manager {
             apache_parent,
             stopping: None,
             exec_host: None,
+            scoreboard: None,
         }
     }
 
@@ -247,8 +261,11 @@ impl Manager {
             Ok(nix::unistd::ForkResult::Child) => {
                 let host = self.exec_host.clone();
                 let layout: Vec<usize> = self.groups.iter().map(|g| g.slots.len()).collect();
+                let scoreboard = self.scoreboard.clone();
                 let code = std::panic::catch_unwind(move || match host {
-                    Some(host) => crate::daemon::host_exec::exec_host(&host, plan, &layout),
+                    Some(host) => {
+                        crate::daemon::host_exec::exec_host(&host, plan, &layout, scoreboard)
+                    }
                     None => run_daemon(plan),
                 })
                 .unwrap_or(DaemonExit::Panicked)

@@ -28,6 +28,9 @@ pub struct HostPlan {
     pub plan: DaemonPlan,
     /// The group's place in the generation's metrics table, when there is one.
     pub metrics: Option<MetricsWire>,
+    /// Apache's scoreboard memory, for a group with server-metrics=on.
+    #[serde(default)]
+    pub scoreboard: Option<ScoreboardWire>,
     /// The most verbose level that reaches a log (`logging::enabled`).
     pub max_log_level: Level,
     /// What `ps` shows for a daemon without display-name=: Apache's command line, as a
@@ -42,6 +45,15 @@ pub struct MetricsWire {
     pub fd: RawFd,
     pub processes: Vec<usize>,
     pub group: usize,
+}
+
+/// Apache's scoreboard across exec (`mod_wsgi.server_metrics()`): a read-only descriptor of
+/// its shared memory, the global record's offset in it and the memory's length.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScoreboardWire {
+    pub fd: RawFd,
+    pub offset: usize,
+    pub len: usize,
 }
 
 /// This process' command line as `ps` shows it (arguments separated by spaces).
@@ -87,6 +99,7 @@ impl HostPlan {
             version: PLAN_VERSION,
             plan,
             metrics,
+            scoreboard: None,
             max_log_level: crate::logging::max_level(),
             command_line: own_command_line(),
         }
@@ -260,6 +273,11 @@ mod tests {
                 fd: 12,
                 processes: vec![3, 1],
                 group: 0,
+            }),
+            scoreboard: Some(ScoreboardWire {
+                fd: 13,
+                offset: 8,
+                len: 1 << 20,
             }),
             max_log_level: Level::Info,
             command_line: "/usr/sbin/apache2 -k start".into(),

@@ -235,9 +235,11 @@ unsafe fn spawn_manager(generation: *mut Generation, delay: Duration) {
     // code and leaves through _exit, never returning into Apache.
     let pid = unsafe { libc::fork() };
     if pid == 0 {
-        let code =
-            std::panic::catch_unwind(move || manager::manage_daemons(groups, apache_parent, delay))
-                .unwrap_or(ManagerExit::Panicked.code());
+        let code = std::panic::catch_unwind(move || {
+            let scoreboard = super::scoreboard::share_for_hosts(&groups);
+            manager::manage_daemons(groups, apache_parent, delay, scoreboard)
+        })
+        .unwrap_or(ManagerExit::Panicked.code());
         // SAFETY: _exit skips atexit handlers and pool cleanups that belong to Apache.
         unsafe { libc::_exit(code) };
     }

@@ -28,6 +28,9 @@ mod hooks;
 mod panic_guard;
 mod phase_hooks;
 mod scoreboard;
+
+/// A daemon host's way to map Apache's scoreboard (`rwsgi-daemon`'s composition root passes it on).
+pub use scoreboard::attach_scoreboard;
 mod slot;
 
 // ---------------------------------------------------------------------------------------
