@@ -1,10 +1,11 @@
-//! Issue 35 groundwork: the daemon host (`rwsgi-daemon`) run by itself, as the daemon
-//! manager will exec it: it reads its plan from an inherited descriptor, starts the Python it
+//! Issue 35: the daemon host (`rwsgi-daemon`) run by itself, as the daemon
+//! manager execs it: it reads its plan from an inherited descriptor, starts the Python it
 //! was built for, runs the same daemon code as a forked daemon (here a service-script group,
 //! `threads=0`), and writes Apache-format lines to stderr at the plan's log level. No Apache
 //! is involved: the host must not need one (it links no Apache symbol). Last, a real Apache
-//! whose daemon manager execs the host (the test hook `RWSGI_TEST_DAEMON_HOST`) serves a
-//! daemon-mode request from it.
+//! whose daemon manager execs the host (the one beside the module, or the test hook
+//! `RWSGI_TEST_DAEMON_HOST`) serves a daemon-mode request from it, and `apache2 -t` fails
+//! for a module without its host.
 
 mod common;
 
@@ -307,4 +308,69 @@ fn apache_serves_a_daemon_mode_request_from_an_execd_host() {
             .any(|l| l.contains("[rwsgi:info]") && l.contains("RW0030: daemon process 'exechost'")),
         "{log}"
     );
+}
+
+/// Every daemon starts from the daemon host installed beside the module (build/rwsgi-daemon
+/// beside build/mod_rwsgi.so, as `make install` and the packages place it): no test hook.
+#[test]
+fn daemons_are_served_by_the_host_beside_the_module_by_default() {
+    if std::env::var_os("RWSGI_TEST_VIA_HOST").is_some() {
+        eprintln!("skipped: RWSGI_TEST_VIA_HOST names another host");
+        return;
+    }
+    let beside = common::module_path().with_file_name("rwsgi-daemon");
+    let (config, _) = common::ApacheConfig::new("host-default").daemon_app(
+        "host_exe.wsgi",
+        "byhost",
+        "processes=1 threads=2",
+        "",
+    );
+    let apache = config.start();
+    let resp = apache.get("/app");
+    let log = apache.error_log();
+    assert_eq!(resp.status, 200, "{log}");
+    let body = String::from_utf8_lossy(&resp.body).into_owned();
+    let exe = body
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    assert_eq!(
+        std::fs::canonicalize(&exe).ok(),
+        std::fs::canonicalize(&beside).ok(),
+        "served by {exe}, not by the host beside the module ({}):\n{log}",
+        beside.display()
+    );
+}
+
+/// A module without its daemon host: `apache2 -t` fails naming the group and where the host
+/// was looked for; with the host beside the module it passes.
+#[test]
+fn apache_t_fails_naming_the_group_when_its_daemon_host_is_missing() {
+    let config = common::ApacheConfig::new("host-missing").without_rwsgi();
+    let modules = config.root().join("modules");
+    std::fs::create_dir_all(&modules).unwrap();
+    let module = modules.join("mod_rwsgi.so");
+    std::fs::copy(common::module_path(), &module).unwrap();
+    let config = config.conf(&format!(
+        "LoadModule rwsgi_module {}\nWSGIDaemonProcess lonely processes=1 threads=1\n",
+        module.display()
+    ));
+    let (ok, out) = config.configtest();
+    assert!(!ok, "apache2 -t passed without a daemon host:\n{out}");
+    let line = out
+        .lines()
+        .find(|l| l.contains("RW0296:"))
+        .unwrap_or_else(|| panic!("no RW0296 line:\n{out}"));
+    let expected = modules.join("rwsgi-daemon");
+    assert!(
+        line.contains("WSGIDaemonProcess lonely")
+            && line.contains(&format!("'{}'", expected.display()))
+            && line.contains(&InterpreterSettings::default().build_version)
+            && line.contains("make install"),
+        "{line}"
+    );
+    std::fs::copy(HOST, &expected).unwrap();
+    let (ok, out) = config.configtest();
+    assert!(ok, "apache2 -t with the host beside the module:\n{out}");
 }

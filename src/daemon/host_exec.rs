@@ -1,6 +1,6 @@
-//! The daemon manager's side of a daemon host (issue 35 groundwork): in a daemon it has just
-//! forked, hand the plan to a `rwsgi-daemon` executable (`daemon::host`) on a memfd and exec
-//! it. Used only when the test hook [`TEST_HOST_VARIABLE`] names a host.
+//! The daemon manager's side of a daemon host (issue 35): in a daemon it has just forked,
+//! hand the plan to the group's `rwsgi-daemon` executable (`daemon::host`) on a memfd and
+//! exec it. Every daemon starts this way.
 
 use std::os::fd::RawFd;
 
@@ -9,16 +9,9 @@ use crate::daemon::plan_wire::{HostPlan, MetricsWire, ScoreboardWire};
 use crate::daemon::serving_daemon::DaemonPlan;
 use crate::logging;
 
-/// The environment variable that makes the daemon manager exec a daemon host instead of
-/// running each daemon in its forked copy: a test hook only (issue 35 groundwork), read once
-/// when the manager starts; no directive or documented setting leads here.
+/// The environment variable (of Apache's parent) that names the daemon host to use instead
+/// of the one installed beside the module: a test hook (the tests run the host cargo built).
 pub const TEST_HOST_VARIABLE: &str = "RWSGI_TEST_DAEMON_HOST";
-
-/// The daemon host this manager execs, if the test hook names one.
-pub fn test_host() -> Option<std::ffi::CString> {
-    let path = std::env::var_os(TEST_HOST_VARIABLE)?;
-    std::ffi::CString::new(std::os::unix::ffi::OsStrExt::as_bytes(path.as_os_str())).ok()
-}
 
 /// In a daemon just forked by the manager: replaces this process with the daemon host
 /// `host`, handing it `plan` on a memfd. Returns only when that fails (logged), with the

@@ -1,5 +1,6 @@
 //! The daemon manager process. The Apache parent forks one per configuration generation;
-//! it forks every daemon process of every group and supervises them. Apache's parent only
+//! it forks every daemon process of every group, which execs its group's daemon host
+//! (`rwsgi-daemon`, `daemon::host_exec`), and supervises them. Apache's parent only
 //! notices a dead child about once a second and cannot hear a daemon at all, so supervision
 //! lives here, in a single-threaded process that never starts Python and reacts at once:
 //!
@@ -38,6 +39,8 @@ use crate::metrics::table as metrics_table;
 pub struct GroupPlan {
     pub plan: DaemonPlan,
     pub processes: usize,
+    /// The daemon host (`rwsgi-daemon` built for the group's Python) each daemon execs.
+    pub host: std::path::PathBuf,
 }
 
 /// How often the loop wakes without events (parent check, deadlines).
@@ -124,7 +127,6 @@ pub fn manage_daemons(
         place.table.release_all();
     }
     let mut manager = Manager::new(groups, apache_parent);
-    manager.exec_host = crate::daemon::host_exec::test_host();
     manager.scoreboard = scoreboard;
     manager.start_all();
     manager.serve(&signals)
@@ -160,6 +162,8 @@ struct ReplaceRequest {
 
 struct Group {
     plan: DaemonPlan,
+    /// The daemon host its daemons exec.
+    host: std::ffi::CString,
     slots: Vec<Slot>,
     /// The slot whose replacement is starting, and since when.
     replacing: Option<(usize, Instant)>,
@@ -177,9 +181,6 @@ struct Manager {
     daemons: HashMap<Pid, Daemon>,
     apache_parent: Pid,
     stopping: Option<(Stopping, Instant)>,
-    /// A daemon host to exec for every daemon instead of running it in the fork (a test
-    /// hook for now: `daemon::host_exec::TEST_HOST_VARIABLE`).
-    exec_host: Option<std::ffi::CString>,
     /// Apache's scoreboard for the hosts of groups with server-metrics=on.
     scoreboard: Option<ScoreboardWire>,
 }
@@ -198,6 +199,8 @@ impl Manager {
                     })
                     .collect(),
                 plan: g.plan,
+                host: std::ffi::CString::new(g.host.into_os_string().into_encoded_bytes())
+                    .unwrap_or_default(),
                 replacing: None,
                 queue: VecDeque::new(),
             })
@@ -207,7 +210,6 @@ impl Manager {
             daemons: HashMap::new(),
             apache_parent,
             stopping: None,
-            exec_host: None,
             scoreboard: None,
         }
     }
@@ -259,14 +261,11 @@ impl Manager {
         // leaves through _exit.
         match unsafe { nix::unistd::fork() } {
             Ok(nix::unistd::ForkResult::Child) => {
-                let host = self.exec_host.clone();
+                let host = self.groups[g].host.clone();
                 let layout: Vec<usize> = self.groups.iter().map(|g| g.slots.len()).collect();
                 let scoreboard = self.scoreboard.clone();
-                let code = std::panic::catch_unwind(move || match host {
-                    Some(host) => {
-                        crate::daemon::host_exec::exec_host(&host, plan, &layout, scoreboard)
-                    }
-                    None => run_daemon(plan),
+                let code = std::panic::catch_unwind(move || {
+                    crate::daemon::host_exec::exec_host(&host, plan, &layout, scoreboard)
                 })
                 .unwrap_or(DaemonExit::Panicked)
                 .code();

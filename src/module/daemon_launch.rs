@@ -89,9 +89,11 @@ pub(crate) fn start_daemons(
     };
     let mut groups = Vec::new();
     let mut paths = Vec::new();
+    let hosts = super::daemon_hosts::hosts(global).map_err(|errors| errors.join("; "))?;
     let metrics = metrics_table(pool, main, global);
     for (index, spec) in global.daemon_groups.iter().enumerate() {
         let mut planned = daemon_plan::plan_group(spec, global, &facts, preloads, &SystemAccounts)?;
+        planned.daemons.host = hosts[index].clone();
         planned.target.server_name = spec.virtual_host.map(|id| {
             main.iter()
                 .find(|v| v.as_ptr() as usize == id)

@@ -218,6 +218,8 @@ pub(crate) fn plan_group(
         daemons: GroupPlan {
             plan,
             processes: spec.processes.max(1) as usize,
+            // Placed by the launcher (`daemon_hosts`).
+            host: std::path::PathBuf::new(),
         },
         target,
     })

@@ -21,6 +21,7 @@ use crate::module::panic_guard::guard;
 use crate::module::slot::ServerSlot;
 
 mod accounts;
+mod daemon_hosts;
 mod daemon_launch;
 mod daemon_plan;
 mod directives;
