@@ -1,8 +1,10 @@
 //! Which daemon host (`rwsgi-daemon`, `daemon::host`) each daemon process group's daemons
 //! exec (issue 35): every daemon starts from a host built for its group's Python. The host
 //! for the module's own Python is installed beside mod_rwsgi.so (`make install`, the Debian
-//! package) or, for `pip install mod_rwsgi`, beside the venv's `python` in its bin/.
-//! `apache2 -t` fails when a group has none.
+//! package) or, for `pip install mod_rwsgi`, beside the venv's `python` in its bin/. A
+//! group whose venv was made with another Python runs on that venv's own
+//! `bin/rwsgi-daemon` (a pip install of mod_rwsgi there), checked with its `--probe`.
+//! `apache2 -t` fails when a group has none, naming what to install.
 
 use std::ffi::{CStr, OsStr};
 use std::os::unix::ffi::OsStrExt;
@@ -77,26 +79,110 @@ pub(crate) fn own_host() -> Result<PathBuf, String> {
         })
 }
 
+/// What `rwsgi-daemon --probe` says of itself: its plan version and its Python.
+#[derive(Debug, PartialEq, Eq)]
+struct Probe {
+    plan_version: u32,
+    python: String,
+}
+
+fn parse_probe(line: &str) -> Option<Probe> {
+    let field = |name: &str| {
+        line.split_whitespace()
+            .find_map(|w| w.strip_prefix(name)?.strip_prefix('='))
+    };
+    Some(Probe {
+        plan_version: field("plan-version")?.parse().ok()?,
+        python: field("python")?.to_string(),
+    })
+}
+
+fn probe(host: &Path) -> Result<Probe, String> {
+    let out = std::process::Command::new(host)
+        .arg("--probe")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run '{} --probe': {e}", host.display()))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    parse_probe(text.trim())
+        .filter(|_| out.status.success())
+        .ok_or_else(|| format!("'{} --probe' answered {:?}", host.display(), text.trim()))
+}
+
+/// The host of a group whose venv `venv` was made with Python `version`, not the module's:
+/// `<venv>/bin/rwsgi-daemon` (installed by `pip install mod_rwsgi` into that venv), if it
+/// embeds that very Python and reads this module's plans.
+fn venv_host(venv: &Path, version: &str) -> Result<PathBuf, String> {
+    let host = venv.join("bin").join(HOST_NAME);
+    if !is_executable(&host) {
+        return Err(format!("there is no '{}'", host.display()));
+    }
+    let probe = probe(&host)?;
+    if probe.python != version {
+        return Err(format!(
+            "'{}' embeds Python {}",
+            host.display(),
+            probe.python
+        ));
+    }
+    if probe.plan_version != crate::daemon::plan_wire::PLAN_VERSION {
+        return Err(format!(
+            "'{}' is from another mod_rwsgi release (plan version {}, this module's is {})",
+            host.display(),
+            probe.plan_version,
+            crate::daemon::plan_wire::PLAN_VERSION
+        ));
+    }
+    Ok(host)
+}
+
 /// The host of every daemon process group, in order, or every group's error (naming it).
+/// A group runs on the Python of its venv (`python-home=`, else WSGIPythonHome): the
+/// module's own host when that is the module's Python (or there is no venv), else the
+/// venv's own `bin/rwsgi-daemon`.
 pub(crate) fn hosts(global: &GlobalConfig) -> Result<Vec<PathBuf>, Vec<String>> {
     if global.daemon_groups.is_empty() {
         return Ok(Vec::new());
     }
+    let own_version = InterpreterSettings::default().build_version;
     let own = own_host();
     let mut hosts = Vec::new();
     let mut errors = Vec::new();
     for group in &global.daemon_groups {
-        match &own {
-            Ok(host) => hosts.push(host.clone()),
-            Err(e) => errors.push(format!(
-                "WSGIDaemonProcess {}{}: {e}",
-                group.name,
-                if group.defined_at.is_empty() {
-                    String::new()
-                } else {
-                    format!(" (defined at {})", group.defined_at)
+        let name = format!(
+            "WSGIDaemonProcess {}{}",
+            group.name,
+            if group.defined_at.is_empty() {
+                String::new()
+            } else {
+                format!(" (defined at {})", group.defined_at)
+            }
+        );
+        let venv = group
+            .python_home
+            .as_deref()
+            .or(global.python_home.as_deref())
+            .map(Path::new);
+        let version = venv.and_then(crate::python::venv_version);
+        match (venv, version) {
+            (Some(venv), Some(version)) if version != own_version => {
+                match venv_host(venv, &version) {
+                    Ok(host) => hosts.push(host),
+                    Err(why) => errors.push(format!(
+                        "{name}: its python-home '{}' is a virtual environment of Python \
+                         {version}, but mod_rwsgi.so embeds Python {own_version}, and no daemon \
+                         host for Python {version} can run it ({why}). Install one into that \
+                         venv with: {}/bin/pip install mod_rwsgi=={}",
+                        venv.display(),
+                        venv.display(),
+                        env!("CARGO_PKG_VERSION")
+                    )),
                 }
-            )),
+            }
+            _ => match &own {
+                Ok(host) => hosts.push(host.clone()),
+                Err(e) => errors.push(format!("{name}: {e}")),
+            },
         }
     }
     if errors.is_empty() {
@@ -127,5 +213,23 @@ mod tests {
             [PathBuf::from("/v/bin/rwsgi-daemon")]
         );
         assert_eq!(own_host_places(None, ""), Vec::<PathBuf>::new());
+    }
+
+    #[test]
+    fn a_probe_line_gives_the_plan_version_and_the_python() {
+        assert_eq!(
+            parse_probe("rwsgi-daemon 0.1.0 plan-version=1 python=3.12 executable=/v/bin/python"),
+            Some(Probe {
+                plan_version: 1,
+                python: "3.12".into()
+            })
+        );
+        assert_eq!(parse_probe("rwsgi-daemon 0.1.0 python=3.12"), None);
+        assert_eq!(parse_probe(""), None);
+        // This build's own host says what the module embeds.
+        assert_eq!(
+            parse_probe(&crate::daemon::host::probe_line()).map(|p| p.python),
+            Some(InterpreterSettings::default().build_version)
+        );
     }
 }
