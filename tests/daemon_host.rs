@@ -374,3 +374,67 @@ fn apache_t_fails_naming_the_group_when_its_daemon_host_is_missing() {
     let (ok, out) = config.configtest();
     assert!(ok, "apache2 -t with the host beside the module:\n{out}");
 }
+
+/// Issue 35: a group whose venv was made with another Python than the module's is served by
+/// that venv's own daemon host, on that Python. Needs a host built for another Python
+/// (`RWSGI_OTHER_PYTHON_HOST`, e.g. `PYO3_PYTHON=python3.12 cargo build --release --bin
+/// rwsgi-daemon`) and that Python where www-data can read it (`RWSGI_OTHER_PYTHON`); skipped
+/// (saying so) without them.
+#[test]
+fn a_venv_of_another_python_is_served_by_its_own_host() {
+    let (Some(host), Some(python)) = (
+        std::env::var_os("RWSGI_OTHER_PYTHON_HOST"),
+        std::env::var_os("RWSGI_OTHER_PYTHON"),
+    ) else {
+        eprintln!("skipped: set RWSGI_OTHER_PYTHON_HOST and RWSGI_OTHER_PYTHON");
+        return;
+    };
+    let config = common::ApacheConfig::new("other-python");
+    let venv = config.root().join("venv");
+    common::run(
+        Command::new(&python)
+            .args(["-m", "venv", "--without-pip"])
+            .arg(&venv),
+    );
+    let venv_host = venv.join("bin/rwsgi-daemon");
+    std::fs::copy(&host, &venv_host).unwrap();
+    common::run(
+        Command::new("chmod")
+            .args(["-R", "a+rX"])
+            .arg(config.root()),
+    );
+    let probe = Command::new(&venv_host).arg("--probe").output().unwrap();
+    let probe = String::from_utf8_lossy(&probe.stdout).into_owned();
+    let version = probe
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("python="))
+        .expect("the host's probe names its Python")
+        .to_string();
+    assert_ne!(
+        version,
+        InterpreterSettings::default().build_version,
+        "RWSGI_OTHER_PYTHON_HOST must be built for another Python than the module's"
+    );
+    let app = config.install_app("host_exe.wsgi");
+    let apache = config
+        .conf(&format!(
+            "WSGIDaemonProcess other processes=1 threads=2 python-home={}\n\
+             WSGIProcessGroup other\nWSGIScriptAlias /app {}\n\
+             <Directory @DIR@/apps>\n    Require all granted\n</Directory>\n",
+            venv.display(),
+            app.display()
+        ))
+        .start();
+    let resp = apache.get("/app");
+    let log = apache.error_log();
+    assert_eq!(resp.status, 200, "{log}");
+    let body = String::from_utf8_lossy(&resp.body).into_owned();
+    let mut words = body.split_whitespace();
+    let (exe, served_version) = (words.next(), words.next());
+    assert_eq!(
+        exe.map(std::path::PathBuf::from),
+        Some(venv_host.clone()),
+        "served by the venv's host: {body}\n{log}"
+    );
+    assert_eq!(served_version, Some(version.as_str()), "{body}\n{log}");
+}
