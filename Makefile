@@ -30,7 +30,8 @@ DEB_PACKAGES := apache2 apache2-dev clang libclang-dev python3-dev python3-venv 
 
 all: build
 
-# The module and its daemon host rwsgi-daemon (every daemon process runs in it), side by side.
+# The module, and the daemon host rwsgi-daemon for its Python (bench/run.py compares forked
+# daemons with daemons exec'd from it; groups on another Python use their venv's own).
 HOST := build/rwsgi-daemon
 build: check-python
 	$(CARGO) build --release --lib --bin rwsgi-daemon
@@ -111,8 +112,7 @@ lint:
 	/usr/bin/python3 build_support/doc_check.py
 	$(CARGO) clippy --release --all-targets -- -D warnings
 
-# `make install`: the module through apxs (into its LIBEXECDIR) with its daemon host
-# rwsgi-daemon beside it, then rwsgi.load and
+# `make install`: the module through apxs (into its LIBEXECDIR), then rwsgi.load and
 # rwsgi.conf into $(APACHE_CONFDIR)/mods-available for a2enmod, the .load pointing at
 # $(MODULE_INSTALL_PATH). tests/packaging.rs runs install-conf into a copy of /etc/apache2.
 APACHE_CONFDIR ?= /etc/apache2
@@ -120,7 +120,6 @@ MODULE_INSTALL_PATH ?= $(shell $(APXS) -q LIBEXECDIR 2>/dev/null)/mod_rwsgi.so
 .PHONY: install-conf
 install: build
 	$(APXS) -i -n rwsgi $(SO)
-	install -m 755 $(HOST) "$$($(APXS) -q LIBEXECDIR)/rwsgi-daemon"
 	@$(MAKE) --no-print-directory install-conf
 
 install-conf:

@@ -44,8 +44,8 @@ setup(
         ),
         RustBin("rwsgi-express", cargo_manifest_args=["--locked"]),
         RustBin("rwsgi-load", cargo_manifest_args=["--locked"]),
-        # The daemon host every daemon process runs in, for this venv's Python: the module
-        # finds it beside the Python it was built for (<venv>/bin/rwsgi-daemon).
+        # The daemon host for this venv's Python: a module built for another Python runs a
+        # daemon group whose python-home is this venv on it (<venv>/bin/rwsgi-daemon).
         RustBin("rwsgi-daemon", cargo_manifest_args=["--locked"]),
     ],
     cmdclass={"build_rust": build_rust_checked},

@@ -3,9 +3,9 @@
 //! was built for, runs the same daemon code as a forked daemon (here a service-script group,
 //! `threads=0`), and writes Apache-format lines to stderr at the plan's log level. No Apache
 //! is involved: the host must not need one (it links no Apache symbol). Last, a real Apache
-//! whose daemon manager execs the host (the one beside the module, or the test hook
-//! `RWSGI_TEST_DAEMON_HOST`) serves a daemon-mode request from it, and `apache2 -t` fails
-//! for a module without its host.
+//! whose daemon manager execs the host (the test hook `RWSGI_TEST_DAEMON_HOST`) serves a
+//! daemon-mode request from it, while without the hook a group on the module's own Python
+//! runs in the manager's fork and needs no host.
 
 mod common;
 
@@ -310,69 +310,45 @@ fn apache_serves_a_daemon_mode_request_from_an_execd_host() {
     );
 }
 
-/// Every daemon starts from the daemon host installed beside the module (build/rwsgi-daemon
-/// beside build/mod_rwsgi.so, as `make install` and the packages place it): no test hook.
+/// A group on the module's own Python needs no daemon host: with none beside the module (a
+/// copy of it alone in a directory) `apache2 -t` passes and the daemon that serves the
+/// request is the daemon manager's fork of Apache, not an exec'd `rwsgi-daemon`.
 #[test]
-fn daemons_are_served_by_the_host_beside_the_module_by_default() {
+fn daemons_on_the_modules_own_python_run_in_the_fork_without_a_host() {
     if std::env::var_os("RWSGI_TEST_VIA_HOST").is_some() {
-        eprintln!("skipped: RWSGI_TEST_VIA_HOST names another host");
+        eprintln!("skipped: RWSGI_TEST_VIA_HOST makes every daemon exec the host");
         return;
     }
-    let beside = common::module_path().with_file_name("rwsgi-daemon");
-    let (config, _) = common::ApacheConfig::new("host-default").daemon_app(
-        "host_exe.wsgi",
-        "byhost",
-        "processes=1 threads=2",
-        "",
+    let config = common::ApacheConfig::new("host-none").without_rwsgi();
+    let modules = config.root().join("modules");
+    std::fs::create_dir_all(&modules).unwrap();
+    let module = modules.join("mod_rwsgi.so");
+    std::fs::copy(common::module_path(), &module).unwrap();
+    std::fs::set_permissions(
+        &modules,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let (config, _) = config
+        .conf(&format!("LoadModule rwsgi_module {}\n", module.display()))
+        .daemon_app("host_exe.wsgi", "forked", "processes=1 threads=2", "");
+    let (ok, out) = config.configtest();
+    assert!(
+        ok,
+        "apache2 -t needs no daemon host for the module's own Python:\n{out}"
     );
     let apache = config.start();
     let resp = apache.get("/app");
     let log = apache.error_log();
     assert_eq!(resp.status, 200, "{log}");
     let body = String::from_utf8_lossy(&resp.body).into_owned();
-    let exe = body
-        .split_whitespace()
-        .next()
-        .unwrap_or_default()
-        .to_string();
+    let exe = body.split_whitespace().next().unwrap_or_default();
     assert_eq!(
-        std::fs::canonicalize(&exe).ok(),
-        std::fs::canonicalize(&beside).ok(),
-        "served by {exe}, not by the host beside the module ({}):\n{log}",
-        beside.display()
+        std::fs::canonicalize(exe).ok(),
+        std::fs::canonicalize(common::APACHE_BIN).ok(),
+        "served by {exe}, not by a daemon forked from Apache:\n{log}"
     );
-}
-
-/// A module without its daemon host: `apache2 -t` fails naming the group and where the host
-/// was looked for; with the host beside the module it passes.
-#[test]
-fn apache_t_fails_naming_the_group_when_its_daemon_host_is_missing() {
-    let config = common::ApacheConfig::new("host-missing").without_rwsgi();
-    let modules = config.root().join("modules");
-    std::fs::create_dir_all(&modules).unwrap();
-    let module = modules.join("mod_rwsgi.so");
-    std::fs::copy(common::module_path(), &module).unwrap();
-    let config = config.conf(&format!(
-        "LoadModule rwsgi_module {}\nWSGIDaemonProcess lonely processes=1 threads=1\n",
-        module.display()
-    ));
-    let (ok, out) = config.configtest();
-    assert!(!ok, "apache2 -t passed without a daemon host:\n{out}");
-    let line = out
-        .lines()
-        .find(|l| l.contains("RW0296:"))
-        .unwrap_or_else(|| panic!("no RW0296 line:\n{out}"));
-    let expected = modules.join("rwsgi-daemon");
-    assert!(
-        line.contains("WSGIDaemonProcess lonely")
-            && line.contains(&format!("'{}'", expected.display()))
-            && line.contains(&InterpreterSettings::default().build_version)
-            && line.contains("make install"),
-        "{line}"
-    );
-    std::fs::copy(HOST, &expected).unwrap();
-    let (ok, out) = config.configtest();
-    assert!(ok, "apache2 -t with the host beside the module:\n{out}");
+    assert!(!log.contains("RW0296"), "{log}");
 }
 
 /// Issue 35: a group whose venv was made with another Python than the module's is served by

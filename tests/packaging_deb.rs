@@ -274,12 +274,10 @@ fn make_deb_builds_a_package_that_installs_serves_the_guide_config_and_purges_cl
         );
     }
 
-    // Contents: module and its daemon host, conffiles in mods-available, both commands;
-    // nothing in mods-enabled.
+    // Contents: module, conffiles in mods-available, both commands; nothing in mods-enabled.
     let listing = run_ok(Command::new("dpkg-deb").arg("-c").arg(&deb));
     for path in [
         "./usr/lib/apache2/modules/mod_rwsgi.so",
-        "./usr/lib/apache2/modules/rwsgi-daemon",
         "./etc/apache2/mods-available/rwsgi.load",
         "./etc/apache2/mods-available/rwsgi.conf",
         "./usr/bin/rwsgi-express",

@@ -1,6 +1,7 @@
 //! The daemon manager process. The Apache parent forks one per configuration generation;
-//! it forks every daemon process of every group, which execs its group's daemon host
-//! (`rwsgi-daemon`, `daemon::host_exec`), and supervises them. Apache's parent only
+//! it forks every daemon process of every group (which runs the daemon in the fork, or
+//! execs its group's daemon host `rwsgi-daemon` when the group runs on another Python:
+//! `daemon::host_exec`), and supervises them. Apache's parent only
 //! notices a dead child about once a second and cannot hear a daemon at all, so supervision
 //! lives here, in a single-threaded process that never starts Python and reacts at once:
 //!
@@ -39,8 +40,9 @@ use crate::metrics::table as metrics_table;
 pub struct GroupPlan {
     pub plan: DaemonPlan,
     pub processes: usize,
-    /// The daemon host (`rwsgi-daemon` built for the group's Python) each daemon execs.
-    pub host: std::path::PathBuf,
+    /// The daemon host (`rwsgi-daemon` built for the group's Python) each daemon execs, or
+    /// None: the daemon runs in the manager's fork (the module's own Python).
+    pub host: Option<std::path::PathBuf>,
 }
 
 /// How often the loop wakes without events (parent check, deadlines).
@@ -162,8 +164,8 @@ struct ReplaceRequest {
 
 struct Group {
     plan: DaemonPlan,
-    /// The daemon host its daemons exec.
-    host: std::ffi::CString,
+    /// The daemon host its daemons exec (None: they run in the fork).
+    host: Option<std::ffi::CString>,
     slots: Vec<Slot>,
     /// The slot whose replacement is starting, and since when.
     replacing: Option<(usize, Instant)>,
@@ -199,8 +201,10 @@ impl Manager {
                     })
                     .collect(),
                 plan: g.plan,
-                host: std::ffi::CString::new(g.host.into_os_string().into_encoded_bytes())
-                    .unwrap_or_default(),
+                host: g.host.map(|h| {
+                    std::ffi::CString::new(h.into_os_string().into_encoded_bytes())
+                        .unwrap_or_default()
+                }),
                 replacing: None,
                 queue: VecDeque::new(),
             })
@@ -264,8 +268,11 @@ impl Manager {
                 let host = self.groups[g].host.clone();
                 let layout: Vec<usize> = self.groups.iter().map(|g| g.slots.len()).collect();
                 let scoreboard = self.scoreboard.clone();
-                let code = std::panic::catch_unwind(move || {
-                    crate::daemon::host_exec::exec_host(&host, plan, &layout, scoreboard)
+                let code = std::panic::catch_unwind(move || match host {
+                    Some(host) => {
+                        crate::daemon::host_exec::exec_host(&host, plan, &layout, scoreboard)
+                    }
+                    None => run_daemon(plan),
                 })
                 .unwrap_or(DaemonExit::Panicked)
                 .code();

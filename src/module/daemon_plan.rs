@@ -219,7 +219,7 @@ pub(crate) fn plan_group(
             plan,
             processes: spec.processes.max(1) as usize,
             // Placed by the launcher (`daemon_hosts`).
-            host: std::path::PathBuf::new(),
+            host: None,
         },
         target,
     })

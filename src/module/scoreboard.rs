@@ -56,7 +56,7 @@ pub(crate) fn install_scoreboard_reader() {
 }
 
 /// Apache's scoreboard memory for the daemon manager to pass to daemon hosts, when a group
-/// has server-metrics=on (None otherwise, or logged when it cannot be opened: those
+/// run by one has server-metrics=on (forked daemons read Apache's mapping; None otherwise, or logged when it cannot be opened: those
 /// groups' `server_metrics()` then answer None). Called in the forked manager, which owns
 /// the descriptor.
 pub(crate) fn share_for_hosts(
@@ -64,7 +64,7 @@ pub(crate) fn share_for_hosts(
 ) -> Option<ScoreboardWire> {
     let wanted: Vec<&str> = groups
         .iter()
-        .filter(|g| g.plan.interpreter.server_metrics)
+        .filter(|g| g.host.is_some() && g.plan.interpreter.server_metrics)
         .map(|g| g.plan.group.as_str())
         .collect();
     if wanted.is_empty() {

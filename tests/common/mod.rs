@@ -138,10 +138,9 @@ impl Mpm {
     }
 }
 
-/// Every daemon runs in the daemon host `rwsgi-daemon` installed beside the module under
-/// test (`make build` puts build/rwsgi-daemon beside build/mod_rwsgi.so). With
-/// `RWSGI_TEST_VIA_HOST` set (to anything) in the test run, every Apache's daemon manager
-/// execs the one cargo built for this test run instead (the test hook `RWSGI_TEST_DAEMON_HOST`).
+/// With `RWSGI_TEST_VIA_HOST` set (to anything) in the test run, every Apache's daemon
+/// manager execs the daemon host `rwsgi-daemon` cargo built for this test run for each daemon
+/// instead of running it in the fork (the test hook `RWSGI_TEST_DAEMON_HOST`).
 fn via_daemon_host() -> Vec<(String, String)> {
     if std::env::var_os("RWSGI_TEST_VIA_HOST").is_none() {
         return Vec::new();
