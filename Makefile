@@ -30,10 +30,14 @@ DEB_PACKAGES := apache2 apache2-dev clang libclang-dev python3-dev python3-venv 
 
 all: build
 
+# The module, and the daemon host rwsgi-daemon for its Python (bench/run.py compares forked
+# daemons with daemons exec'd from it; groups on another Python use their venv's own).
+HOST := build/rwsgi-daemon
 build: check-python
-	$(CARGO) build --release --lib
+	$(CARGO) build --release --lib --bin rwsgi-daemon
 	@mkdir -p build
 	cp -f $(CARGO_TARGET_DIR)/release/libmod_rwsgi.so $(SO)
+	cp -f $(CARGO_TARGET_DIR)/release/rwsgi-daemon $(HOST)
 	@echo "built $(SO) for $$($(PYTHON) -c 'import sys; print(sys.version.split()[0])') ($(PYTHON))"
 
 # Embedding needs libpython as a shared library and Python's headers.

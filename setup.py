@@ -1,6 +1,7 @@
 """pip builds mod_rwsgi here for the Python running pip (a venv's own interpreter): the Apache
 module as mod_rwsgi/server/mod_rwsgi.cpython-3XY-<platform>.so (linked with that Python's
-libpython, not importable), and the rwsgi-express and rwsgi-load commands into the venv's bin/.
+libpython, not importable), and the rwsgi-express and rwsgi-load commands and the daemon host
+rwsgi-daemon into the venv's bin/.
 Metadata is in pyproject.toml; build_support/check_build_env.py says what is missing first.
 """
 
@@ -43,6 +44,9 @@ setup(
         ),
         RustBin("rwsgi-express", cargo_manifest_args=["--locked"]),
         RustBin("rwsgi-load", cargo_manifest_args=["--locked"]),
+        # The daemon host for this venv's Python: a module built for another Python runs a
+        # daemon group whose python-home is this venv on it (<venv>/bin/rwsgi-daemon).
+        RustBin("rwsgi-daemon", cargo_manifest_args=["--locked"]),
     ],
     cmdclass={"build_rust": build_rust_checked},
     zip_safe=False,

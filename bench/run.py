@@ -295,6 +295,11 @@ def prepare_root(tmp, variant, payloads):
         # which would crash a server that has it mapped.
         mkdir(os.path.join(root, 'modules'))
         shutil.copyfile(variant.module, module_copy(root, variant))
+        # mod_rwsgi's daemon host (every daemon process runs in it) beside the copy, as
+        # it is beside the module it was built with.
+        host = os.path.join(os.path.dirname(variant.module), 'rwsgi-daemon')
+        if os.path.exists(host):
+            shutil.copy2(host, os.path.join(root, 'modules', 'rwsgi-daemon'))
     if variant.proxy:
         # The backends import the app as a module: the same file under a module name, next
         # to it (so it finds ../data the same way).

@@ -417,3 +417,80 @@ fn per_interpreter_gil_off_is_accepted_and_on_is_refused_naming_the_python_versi
         "{out}"
     );
 }
+
+/// The first pyenv Python whose "major.minor" differs from the module's, with that version
+/// (configtest-only tests: daemons as www-data cannot read /root).
+fn another_python() -> Option<(std::path::PathBuf, String)> {
+    ["3.12.1", "3.13.0"].iter().find_map(|v| {
+        let python = std::path::PathBuf::from(format!("/root/.pyenv/versions/{v}/bin/python3"));
+        let minor = v.rsplit_once('.').map(|(mm, _)| mm.to_string())?;
+        (python.exists() && minor != common::MODULE_PYTHON_VERSION).then_some((python, minor))
+    })
+}
+
+/// Issue 35: a daemon group whose venv was made with another Python than the module's runs
+/// on a daemon host for that Python from the venv (`pip install mod_rwsgi` puts one in its
+/// bin/). Without one, `apache2 -t` fails naming the group, the venv, its Python, the
+/// module's and the command that installs it; a host there that embeds yet another Python is
+/// named; one that embeds the venv's Python (its `--probe` says so) passes.
+#[test]
+fn a_venv_of_another_python_needs_its_own_daemon_host() {
+    let Some((python, version)) = another_python() else {
+        eprintln!(
+            "skipped: no pyenv Python other than {}",
+            common::MODULE_PYTHON_VERSION
+        );
+        return;
+    };
+    let config = ApacheConfig::new("venv-other-python");
+    let venv = config.root().join("venv");
+    common::run(
+        std::process::Command::new(&python)
+            .args(["-m", "venv", "--without-pip"])
+            .arg(&venv),
+    );
+    let config = config.conf(&format!(
+        "WSGIDaemonProcess other threads=1 python-home={}\n",
+        venv.display()
+    ));
+    let (ok, out) = config.configtest();
+    assert!(!ok, "apache2 -t passed:\n{out}");
+    let line = out
+        .lines()
+        .find(|l| l.contains("RW0296:"))
+        .unwrap_or_else(|| panic!("no RW0296 line:\n{out}"));
+    for part in [
+        "WSGIDaemonProcess other".to_string(),
+        format!("'{}'", venv.display()),
+        format!("Python {version}"),
+        format!("embeds Python {}", common::MODULE_PYTHON_VERSION),
+        format!("{}/bin/pip install mod_rwsgi==", venv.display()),
+    ] {
+        assert!(line.contains(&part), "{part:?} not in: {line}");
+    }
+    // A host there for yet another Python is refused, naming what it embeds.
+    let host = venv.join("bin/rwsgi-daemon");
+    let fake_host = |python: &str| {
+        std::fs::write(
+            &host,
+            format!(
+                "#!/bin/sh\necho 'rwsgi-daemon 0.1.0 plan-version={} python={python} \
+                 executable=/x/bin/python'\n",
+                mod_rwsgi::daemon::plan_wire::PLAN_VERSION
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&host, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+    };
+    fake_host("3.99");
+    let (ok, out) = config.configtest();
+    assert!(
+        !ok && out.contains("embeds Python 3.99"),
+        "a host of another Python:\n{out}"
+    );
+    // One for the venv's Python: the group is served by it, and apache2 -t passes.
+    fake_host(&version);
+    let (ok, out) = config.configtest();
+    assert!(ok, "with a host for Python {version} in the venv:\n{out}");
+}

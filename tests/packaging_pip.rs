@@ -165,7 +165,7 @@ fn sdist_installs_into_a_fresh_venv_and_its_module_config_serves_in_daemon_mode(
     assert!(out.status.success(), "pip install sdist: {}", text(&out));
 
     // What pip installed.
-    for bin in ["rwsgi-express", "rwsgi-load"] {
+    for bin in ["rwsgi-express", "rwsgi-load", "rwsgi-daemon"] {
         assert!(venv.join("bin").join(bin).is_file(), "no {bin} in the venv");
     }
     let info = run_ok(

@@ -30,7 +30,7 @@ pub const SECTION_DIRECTIVES: &[&str] = &[
 ];
 
 /// One `<WSGIInterpreterOptions>` section: its selectors and the settings written in it.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct InterpreterOptions {
     /// `process-group=` ("" = `%{GLOBAL}`, embedded mode); None = any.
     pub process_group: Option<String>,

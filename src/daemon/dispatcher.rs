@@ -46,7 +46,7 @@ const WAIT_TIMEOUT_MS: u16 = 10_000;
 const READ_BUFFER_KEPT: usize = 64 * 1024;
 
 /// Settings the serving loop needs (from the group's WSGIDaemonProcess options).
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ServeSettings {
     pub group: String,
     /// Processes in the group: with more than one, a process whose threads are all busy

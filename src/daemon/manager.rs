@@ -1,5 +1,7 @@
 //! The daemon manager process. The Apache parent forks one per configuration generation;
-//! it forks every daemon process of every group and supervises them. Apache's parent only
+//! it forks every daemon process of every group (which runs the daemon in the fork, or
+//! execs its group's daemon host `rwsgi-daemon` when the group runs on another Python:
+//! `daemon::host_exec`), and supervises them. Apache's parent only
 //! notices a dead child about once a second and cannot hear a daemon at all, so supervision
 //! lives here, in a single-threaded process that never starts Python and reacts at once:
 //!
@@ -25,6 +27,7 @@ use nix::unistd::Pid;
 
 use crate::daemon::control::{self, ControlDecoder, ControlMessage, Script};
 use crate::daemon::exit::{DaemonExit, ManagerExit};
+use crate::daemon::plan_wire::ScoreboardWire;
 use crate::daemon::service_daemon as service;
 use crate::daemon::serving_daemon::{self as daemon_process, DaemonPlan};
 use crate::daemon::spawn::{self, ChildSetup};
@@ -37,14 +40,33 @@ use crate::metrics::table as metrics_table;
 pub struct GroupPlan {
     pub plan: DaemonPlan,
     pub processes: usize,
+    /// The daemon host (`rwsgi-daemon` built for the group's Python) each daemon execs, or
+    /// None: the daemon runs in the manager's fork (the module's own Python).
+    pub host: Option<std::path::PathBuf>,
 }
 
 /// How often the loop wakes without events (parent check, deadlines).
 const TICK: Duration = Duration::from_millis(100);
 
 /// Runs the manager; returns its exit code. The caller `_exit`s with it.
-pub fn manage_daemons(groups: Vec<GroupPlan>, apache_parent: Pid, start_delay: Duration) -> i32 {
-    let keep: Vec<RawFd> = groups.iter().map(|g| g.plan.listener_fd).collect();
+///
+/// `scoreboard` is Apache's scoreboard memory for daemon hosts of groups with
+/// server-metrics=on (kept open here, passed to each such host).
+pub fn manage_daemons(
+    groups: Vec<GroupPlan>,
+    apache_parent: Pid,
+    start_delay: Duration,
+    scoreboard: Option<ScoreboardWire>,
+) -> i32 {
+    let mut keep: Vec<RawFd> = groups.iter().map(|g| g.plan.listener_fd).collect();
+    keep.extend(scoreboard.as_ref().map(|s| s.fd));
+    // The metrics table's memory, for daemon hosts started by exec.
+    keep.extend(
+        groups
+            .first()
+            .and_then(|g| g.plan.metrics)
+            .and_then(|m| m.memory_fd),
+    );
     let _ = spawn::release_inherited(&ChildSetup {
         keep_fds: keep,
         ..ChildSetup::default()
@@ -107,6 +129,7 @@ pub fn manage_daemons(groups: Vec<GroupPlan>, apache_parent: Pid, start_delay: D
         place.table.release_all();
     }
     let mut manager = Manager::new(groups, apache_parent);
+    manager.scoreboard = scoreboard;
     manager.start_all();
     manager.serve(&signals)
 }
@@ -141,6 +164,8 @@ struct ReplaceRequest {
 
 struct Group {
     plan: DaemonPlan,
+    /// The daemon host its daemons exec (None: they run in the fork).
+    host: Option<std::ffi::CString>,
     slots: Vec<Slot>,
     /// The slot whose replacement is starting, and since when.
     replacing: Option<(usize, Instant)>,
@@ -158,6 +183,8 @@ struct Manager {
     daemons: HashMap<Pid, Daemon>,
     apache_parent: Pid,
     stopping: Option<(Stopping, Instant)>,
+    /// Apache's scoreboard for the hosts of groups with server-metrics=on.
+    scoreboard: Option<ScoreboardWire>,
 }
 
 impl Manager {
@@ -174,6 +201,10 @@ impl Manager {
                     })
                     .collect(),
                 plan: g.plan,
+                host: g.host.map(|h| {
+                    std::ffi::CString::new(h.into_os_string().into_encoded_bytes())
+                        .unwrap_or_default()
+                }),
                 replacing: None,
                 queue: VecDeque::new(),
             })
@@ -183,6 +214,7 @@ impl Manager {
             daemons: HashMap::new(),
             apache_parent,
             stopping: None,
+            scoreboard: None,
         }
     }
 
@@ -233,9 +265,17 @@ impl Manager {
         // leaves through _exit.
         match unsafe { nix::unistd::fork() } {
             Ok(nix::unistd::ForkResult::Child) => {
-                let code = std::panic::catch_unwind(move || run_daemon(plan))
-                    .unwrap_or(DaemonExit::Panicked)
-                    .code();
+                let host = self.groups[g].host.clone();
+                let layout: Vec<usize> = self.groups.iter().map(|g| g.slots.len()).collect();
+                let scoreboard = self.scoreboard.clone();
+                let code = std::panic::catch_unwind(move || match host {
+                    Some(host) => {
+                        crate::daemon::host_exec::exec_host(&host, plan, &layout, scoreboard)
+                    }
+                    None => run_daemon(plan),
+                })
+                .unwrap_or(DaemonExit::Panicked)
+                .code();
                 // SAFETY: _exit skips destructors of state copied from the manager.
                 unsafe { libc::_exit(code) };
             }
@@ -755,8 +795,9 @@ impl std::fmt::Display for Death {
 }
 
 /// The life of one forked daemon: a request-serving process, or with `threads=0` a service
-/// script's process (mod_wsgi's sidecar pattern), which serves no requests.
-fn run_daemon(plan: DaemonPlan) -> DaemonExit {
+/// script's process (mod_wsgi's sidecar pattern), which serves no requests. A daemon host
+/// (`daemon::host`) runs the same.
+pub fn run_daemon(plan: DaemonPlan) -> DaemonExit {
     if plan.interpreter.threads == 0 {
         service::run_service_scripts(plan)
     } else {

@@ -16,6 +16,16 @@ pub struct Mapping {
     ptr: *mut libc::c_void,
     bytes: usize,
     owner: u32,
+    /// The memory as a descriptor (a memfd, close-on-exec), so a daemon host started by
+    /// exec can map it too (`attach`); None where memfd_create is refused.
+    memory: Option<std::os::fd::OwnedFd>,
+}
+
+impl Mapping {
+    /// The descriptor of the table's memory, for a daemon host (see `attach`).
+    pub fn memory_fd(&self) -> Option<std::os::fd::RawFd> {
+        self.memory.as_ref().map(std::os::fd::AsRawFd::as_raw_fd)
+    }
 }
 
 impl Drop for Mapping {
@@ -42,15 +52,20 @@ impl Drop for Mapping {
 pub unsafe fn create(processes: &[usize]) -> io::Result<(MetricsTable, Mapping)> {
     let words = metrics_table::words_for(processes).max(1);
     let bytes = words * std::mem::size_of::<AtomicU64>();
-    // SAFETY: an anonymous shared mapping with no address hint; the kernel returns fresh
-    // zeroed pages or MAP_FAILED, which is checked.
+    let memory = memory_of(bytes);
+    let (flags, fd) = match &memory {
+        Some(fd) => (libc::MAP_SHARED, std::os::fd::AsRawFd::as_raw_fd(fd)),
+        None => (libc::MAP_SHARED | libc::MAP_ANONYMOUS, -1),
+    };
+    // SAFETY: a shared mapping, of a memfd of `bytes` or anonymous, with no address hint;
+    // the kernel returns zeroed pages or MAP_FAILED, which is checked.
     let ptr = unsafe {
         libc::mmap(
             std::ptr::null_mut(),
             bytes,
             libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_SHARED | libc::MAP_ANONYMOUS,
-            -1,
+            flags,
+            fd,
             0,
         )
     };
@@ -65,8 +80,64 @@ pub unsafe fn create(processes: &[usize]) -> io::Result<(MetricsTable, Mapping)>
         ptr,
         bytes,
         owner: std::process::id(),
+        memory,
     };
     Ok((MetricsTable::new(slice, processes), mapping))
+}
+
+/// A zeroed memfd of `bytes` (close-on-exec), or None if the kernel refuses one.
+fn memory_of(bytes: usize) -> Option<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: memfd_create with a valid name; the result is checked.
+    let fd = unsafe { libc::memfd_create(c"rwsgi-metrics".as_ptr(), libc::MFD_CLOEXEC) };
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: `fd` was just created and is owned by nothing else.
+    let owned = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+    let file = std::fs::File::from(owned);
+    file.set_len(bytes as u64).ok()?;
+    Some(file.into())
+}
+
+/// The table of a generation in a daemon host, which got its memory as the descriptor `fd`
+/// (`daemon::plan_wire::MetricsWire`) instead of by fork: maps it for the rest of this
+/// process' life (the mapping is never unmapped) and closes `fd`.
+///
+/// # Safety
+/// `fd` is an open descriptor this process owns, of shared memory laid out for
+/// `processes` (made by the Apache parent for this generation).
+pub unsafe fn attach(fd: std::os::fd::RawFd, processes: &[usize]) -> io::Result<MetricsTable> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: the caller's promise: ours alone; closed when `file` drops (the mapping stays).
+    let file = unsafe { std::fs::File::from_raw_fd(fd) };
+    let words = metrics_table::words_for(processes).max(1);
+    let bytes = words * std::mem::size_of::<AtomicU64>();
+    if file.metadata()?.len() < bytes as u64 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("the metrics memory is smaller than the {bytes} bytes its layout needs"),
+        ));
+    }
+    // SAFETY: a shared mapping of `bytes` of a descriptor at least that long (checked), no
+    // address hint; MAP_FAILED is checked.
+    let ptr = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            bytes,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED,
+            std::os::fd::AsRawFd::as_raw_fd(&file),
+            0,
+        )
+    };
+    if ptr == libc::MAP_FAILED {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: as in `create`: page-aligned, `words` long, only used through atomics, and
+    // mapped until this process ends.
+    let slice = unsafe { std::slice::from_raw_parts(ptr as *const AtomicU64, words) };
+    Ok(MetricsTable::new(slice, processes))
 }
 
 /// Where a group's processes count their requests: the generation's table and the group's
@@ -75,6 +146,9 @@ pub unsafe fn create(processes: &[usize]) -> io::Result<(MetricsTable, Mapping)>
 pub struct MetricsPlace {
     pub table: MetricsTable,
     pub group: usize,
+    /// The table's memory as a descriptor (`Mapping::memory_fd`), kept open by the daemon
+    /// manager for daemon hosts.
+    pub memory_fd: Option<std::os::fd::RawFd>,
 }
 
 /// Counts this process' requests in `record` of its group's table.

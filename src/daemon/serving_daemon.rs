@@ -27,7 +27,7 @@ use crate::logging;
 use crate::python::{self, AppHost, InterpreterSettings};
 
 /// Everything a daemon process needs, owned (no Apache pointers).
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct DaemonPlan {
     pub group: String,
     pub listener_fd: RawFd,
@@ -50,7 +50,9 @@ pub struct DaemonPlan {
     pub eviction_timeout: Duration,
     pub timers: Timers,
     /// The group's place in the metrics table (rwsgi-metrics endpoint), and this process'
-    /// record in it (chosen by the manager at fork).
+    /// record in it (chosen by the manager at fork). Memory, not data: it crosses exec as
+    /// `plan_wire::MetricsWire` instead.
+    #[serde(skip)]
     pub metrics: Option<crate::daemon::metrics_shm::MetricsPlace>,
     pub metrics_record: Option<usize>,
     /// WSGITelemetryService and its companions: this process reports to the ingester.
@@ -73,7 +75,7 @@ impl DaemonPlan {
 
 /// The monitor's timers (WSGIDaemonProcess options); None = off. Unlike mod_wsgi, each
 /// works on its own: none depends on deadlock-timeout or inactivity-timeout being set.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Timers {
     pub request_timeout: Option<Duration>,
     /// Raise mod_wsgi.RequestTimeout in an overdue request first; replace the process only

@@ -13,7 +13,7 @@ use nix::sys::signal::{SigHandler, SigSet, Signal, signal};
 use nix::unistd::{Gid, Uid};
 
 /// The identity a daemon must run as.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Identity {
     pub uid: u32,
     pub gid: u32,
@@ -25,7 +25,7 @@ pub struct Identity {
 }
 
 /// `cpu-time-limit=`, `memory-limit=`, `virtual-memory-limit=`, `cpu-priority=`.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ResourceLimits {
     /// RLIMIT_CPU soft limit in seconds: SIGXCPU then asks for a warm replacement.
     pub cpu_time: Option<u64>,
@@ -39,7 +39,7 @@ pub struct ResourceLimits {
     pub priority: i32,
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ChildSetup {
     pub keep_fds: Vec<RawFd>,
     pub identity: Option<Identity>,
@@ -48,7 +48,10 @@ pub struct ChildSetup {
     pub lang: Option<String>,
     pub locale: Option<String>,
     pub display_name: Option<String>,
-    /// Apache's argv memory (start, length) to overwrite with the display name.
+    /// Apache's argv memory (start, length) to overwrite with the display name. An address
+    /// in this process: it does not cross exec (`plan_wire`), a daemon host is given the
+    /// display name as its argv[0] instead.
+    #[serde(skip)]
     pub argv_area: Option<(usize, usize)>,
     pub limits: ResourceLimits,
     /// `env-file=`: a dotenv file, read after the privilege drop.
@@ -312,14 +315,21 @@ fn set_display_name(name: &str, argv_area: Option<(usize, usize)>) {
         // SAFETY: PR_SET_NAME copies at most 16 bytes from a valid C string.
         unsafe { libc::prctl(libc::PR_SET_NAME, c.as_ptr() as libc::c_ulong, 0, 0, 0) };
     }
+    show_command_line(name, argv_area);
+}
+
+/// Shows `text` as this process' command line in `ps`, overwriting `argv_area` (this
+/// process' own argv memory: Apache's in a forked daemon, the host's in a daemon host).
+pub fn show_command_line(name: &str, argv_area: Option<(usize, usize)>) {
     if let Some((start, len)) = argv_area {
         if len == 0 {
             return;
         }
         let bytes = name.as_bytes();
         let n = bytes.len().min(len);
-        // SAFETY: (start, len) is Apache's own argv memory in this process (computed by the
-        // parent before fork, valid in the child's copy); we write within its bounds and
+        // SAFETY: (start, len) is this process' own argv memory (Apache's, computed by the
+        // parent before fork and valid in the child's copy; or a daemon host's own, read from
+        // /proc/self/stat); we write within its bounds and
         // zero-fill the rest so `ps` shows only the name (truncated like mod_wsgi's).
         unsafe {
             let area = std::slice::from_raw_parts_mut(start as *mut u8, len);

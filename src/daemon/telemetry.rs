@@ -22,7 +22,7 @@ use crate::python::{self, GcEvent, GcSnapshot, SlowRequest, TelemetryCapture, Te
 use crate::util::now_us;
 
 /// What WSGITelemetryService, WSGISlowRequests and WSGITelemetryOptions ask of a daemon.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct TelemetryPlan {
     /// The ingester's Unix datagram socket.
     pub socket: PathBuf,

@@ -89,18 +89,21 @@ pub(crate) fn start_daemons(
     };
     let mut groups = Vec::new();
     let mut paths = Vec::new();
+    let hosts = super::daemon_hosts::hosts(global).map_err(|errors| errors.join("; "))?;
     let metrics = metrics_table(pool, main, global);
     for (index, spec) in global.daemon_groups.iter().enumerate() {
         let mut planned = daemon_plan::plan_group(spec, global, &facts, preloads, &SystemAccounts)?;
+        planned.daemons.host = hosts[index].clone();
         planned.target.server_name = spec.virtual_host.map(|id| {
             main.iter()
                 .find(|v| v.as_ptr() as usize == id)
                 .map(|v| v.hostname())
                 .unwrap_or_default()
         });
-        planned.daemons.plan.metrics = metrics.map(|table| MetricsPlace {
+        planned.daemons.plan.metrics = metrics.map(|(table, memory_fd)| MetricsPlace {
             table,
             group: index,
+            memory_fd,
         });
         let socket = &planned.socket;
         let fd = listener::create(&socket.path, socket.backlog, socket.owner_uid, socket.gid)
@@ -131,7 +134,7 @@ pub(crate) fn start_daemons(
         started.listener_fds.push(fd);
     }
     metrics_endpoint::publish(
-        metrics,
+        metrics.map(|(table, _)| table),
         global
             .daemon_groups
             .iter()
@@ -169,7 +172,12 @@ pub(crate) fn start_daemons(
 /// mapped: the daemons then serve without it). Its mapping is unmapped in this process when
 /// `pool` (pconf) is cleared, so graceful restarts do not pile up mappings in the parent;
 /// its cleanup is registered before the generation's, so it runs after them.
-fn metrics_table(pool: Pool, main: VirtualHost, global: &GlobalConfig) -> Option<MetricsTable> {
+/// Also the descriptor of its memory, for daemon hosts.
+fn metrics_table(
+    pool: Pool,
+    main: VirtualHost,
+    global: &GlobalConfig,
+) -> Option<(MetricsTable, Option<i32>)> {
     let processes: Vec<usize> = global
         .daemon_groups
         .iter()
@@ -187,8 +195,9 @@ fn metrics_table(pool: Pool, main: VirtualHost, global: &GlobalConfig) -> Option
             )
         })
         .ok()?;
+    let memory_fd = mapping.memory_fd();
     pool.alloc_rust(GenerationMetrics { _mapping: mapping });
-    Some(table)
+    Some((table, memory_fd))
 }
 
 /// The parent's mapping of a generation's metrics table, freed with pconf.
@@ -228,9 +237,11 @@ unsafe fn spawn_manager(generation: *mut Generation, delay: Duration) {
     // code and leaves through _exit, never returning into Apache.
     let pid = unsafe { libc::fork() };
     if pid == 0 {
-        let code =
-            std::panic::catch_unwind(move || manager::manage_daemons(groups, apache_parent, delay))
-                .unwrap_or(ManagerExit::Panicked.code());
+        let code = std::panic::catch_unwind(move || {
+            let scoreboard = super::scoreboard::share_for_hosts(&groups);
+            manager::manage_daemons(groups, apache_parent, delay, scoreboard)
+        })
+        .unwrap_or(ManagerExit::Panicked.code());
         // SAFETY: _exit skips atexit handlers and pool cleanups that belong to Apache.
         unsafe { libc::_exit(code) };
     }

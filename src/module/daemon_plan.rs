@@ -239,6 +239,8 @@ pub(crate) fn plan_group(
         daemons: GroupPlan {
             plan,
             processes: spec.processes.max(1) as usize,
+            // Placed by the launcher (`daemon_hosts`).
+            host: None,
         },
         target,
     })
@@ -810,5 +812,56 @@ mod tests {
         assert_eq!(group.plan.listener_fd, 17);
         assert_eq!(group.plan.setup.keep_fds, [17]);
         assert_eq!(target.group, "g");
+    }
+
+    /// Issue 35: a plan made from a configuration using every daemon option crosses exec
+    /// into a daemon host unchanged (apart from Apache's argv area, which is memory).
+    #[test]
+    fn a_plan_with_every_daemon_option_survives_the_host_encoding() {
+        use crate::daemon::plan_wire::{HostPlan, MetricsWire};
+        let g = global(&[
+            (
+                "WSGIDaemonProcess",
+                "g user=alice group=staff supplementary-groups=www-data socket-user=www-data \
+                 script-group=staff processes=3 threads=7 umask=0027 lang=C.UTF-8 \
+                 locale=C.UTF-8 display-name=%{GROUP} listen-backlog=50 socket-timeout=20 \
+                 queue-timeout=9 request-timeout=30 interrupt-timeout=2 inactivity-timeout=600 \
+                 restart-interval=3600 startup-timeout=10 graceful-timeout=8 eviction-timeout=4 \
+                 shutdown-timeout=6 deadlock-timeout=60 maximum-requests=1000 maximum-rss=64 \
+                 cpu-time-limit=120 cpu-priority=5 memory-limit=1000000 \
+                 virtual-memory-limit=2000000 stack-size=524288 send-buffer-size=8192 \
+                 receive-buffer-size=16384 header-buffer-size=65536 \
+                 response-buffer-size=131072 response-socket-timeout=11 \
+                 response-flush-delay=0 connect-timeout=3 env=A=1 env-file=/srv/.env \
+                 python-eggs=/tmp/eggs switch-interval=0.01 python-home=/srv/venv \
+                 python-path=/srv/a:/srv/b server-metrics=On home=/srv",
+            ),
+            ("WSGITelemetryService", "unix:/run/ingest.sock"),
+        ]);
+        let [p] = &plan(
+            &g,
+            &[Preload {
+                group: "g".into(),
+                script: "/srv/app.wsgi".into(),
+                application_group: String::new(),
+            }],
+        )[..] else {
+            panic!("one group")
+        };
+        let (group, _) = p.clone().bind(7);
+        let mut sent = group.plan;
+        assert!(sent.setup.argv_area.is_some() && sent.telemetry.is_some());
+        assert_eq!(sent.preload.len(), 1);
+        let wire = MetricsWire {
+            fd: 12,
+            processes: vec![3],
+            group: 0,
+        };
+        let host = HostPlan::new(sent.clone(), Some(wire.clone()));
+        let got = HostPlan::decode(&host.encode().unwrap()).unwrap();
+        assert_eq!(got.metrics, Some(wire));
+        assert_eq!(got.max_log_level, host.max_log_level);
+        sent.setup.argv_area = None;
+        assert_eq!(format!("{:?}", got.plan), format!("{sent:?}"));
     }
 }

@@ -313,11 +313,21 @@ unsafe extern "C" fn check_config(
         {
             log::startup(s, Level::Warning, &format!("RW0010: mod_rwsgi: {warning}"));
         }
-        match slot.global.check(&SystemAccounts) {
+        let checked = match slot.global.check(&SystemAccounts) {
             Ok(()) => ffi::OK,
             Err(errors) => {
                 for e in errors {
                     log::startup(s, Level::Emerg, &format!("RW0011: mod_rwsgi: {e}"));
+                }
+                ffi::HTTP_INTERNAL_SERVER_ERROR
+            }
+        };
+        // Every daemon process group needs a daemon host for its Python.
+        match super::daemon_hosts::hosts(&slot.global) {
+            Ok(_) => checked,
+            Err(errors) => {
+                for e in errors {
+                    log::startup(s, Level::Emerg, &format!("RW0296: mod_rwsgi: {e}"));
                 }
                 ffi::HTTP_INTERNAL_SERVER_ERROR
             }

@@ -21,6 +21,7 @@ use crate::module::panic_guard::guard;
 use crate::module::slot::ServerSlot;
 
 mod accounts;
+mod daemon_hosts;
 mod daemon_launch;
 mod daemon_plan;
 mod directives;
@@ -28,6 +29,9 @@ mod hooks;
 mod panic_guard;
 mod phase_hooks;
 mod scoreboard;
+
+/// A daemon host's way to map Apache's scoreboard (`rwsgi-daemon`'s composition root passes it on).
+pub use scoreboard::attach_scoreboard;
 mod slot;
 
 // ---------------------------------------------------------------------------------------

@@ -305,6 +305,17 @@ pub(crate) fn check_venv(venv: &Path, settings: &InterpreterSettings) -> Result<
     Ok(())
 }
 
+/// The "major.minor" of the Python a virtual environment was made with (its pyvenv.cfg,
+/// else its lib/pythonX.Y), or None when `dir` is no venv or says nothing.
+pub fn venv_version(dir: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(dir.join("pyvenv.cfg")).ok()?;
+    text.lines()
+        .filter_map(|line| line.split_once('='))
+        .filter(|(key, _)| matches!(key.trim(), "version" | "version_info"))
+        .find_map(|(_, value)| major_minor(value))
+        .or_else(|| venv_lib_version(dir))
+}
+
 fn venv_lib_version(venv: &Path) -> Option<String> {
     let entries = std::fs::read_dir(venv.join("lib")).ok()?;
     entries

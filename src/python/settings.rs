@@ -5,7 +5,7 @@
 use std::sync::OnceLock;
 
 /// How to set up CPython in this process.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct InterpreterSettings {
     /// Prefix or venv dir (venv = has pyvenv.cfg → program_name=<dir>/bin/python, and
     /// getpath reads pyvenv.cfg).

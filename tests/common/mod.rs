@@ -138,6 +138,19 @@ impl Mpm {
     }
 }
 
+/// With `RWSGI_TEST_VIA_HOST` set (to anything) in the test run, every Apache's daemon
+/// manager execs the daemon host `rwsgi-daemon` cargo built for this test run for each daemon
+/// instead of running it in the fork (the test hook `RWSGI_TEST_DAEMON_HOST`).
+fn via_daemon_host() -> Vec<(String, String)> {
+    if std::env::var_os("RWSGI_TEST_VIA_HOST").is_none() {
+        return Vec::new();
+    }
+    vec![(
+        "RWSGI_TEST_DAEMON_HOST".into(),
+        env!("CARGO_BIN_EXE_rwsgi-daemon").into(),
+    )]
+}
+
 /// Builds a self-contained httpd.conf for one test.
 pub struct ApacheConfig {
     pub dir: TempDir,
@@ -147,6 +160,8 @@ pub struct ApacheConfig {
     pub load_rwsgi: bool,
     pub body: String,
     pub log_level: String,
+    /// Extra environment variables of the Apache process.
+    pub env: Vec<(String, String)>,
 }
 
 impl ApacheConfig {
@@ -159,6 +174,7 @@ impl ApacheConfig {
             load_rwsgi: true,
             body: String::new(),
             log_level: "info".into(),
+            env: via_daemon_host(),
         }
     }
 
@@ -169,6 +185,12 @@ impl ApacheConfig {
 
     pub fn module(mut self, name: &'static str) -> Self {
         self.extra_modules.push(name);
+        self
+    }
+
+    /// Sets an environment variable of the Apache process (and so of its daemons).
+    pub fn env(mut self, name: &str, value: &str) -> Self {
+        self.env.push((name.into(), value.into()));
         self
     }
 
@@ -331,6 +353,7 @@ impl ApacheConfig {
                 .arg("-f")
                 .arg(&path)
                 .arg("-DFOREGROUND")
+                .envs(self.env.iter().map(|(k, v)| (k, v)))
                 .stdin(Stdio::null())
                 .stdout(output.try_clone().unwrap())
                 .stderr(output)
