@@ -96,6 +96,7 @@ fn service_plan(script: &std::path::Path, env: Vec<(String, String)>) -> DaemonP
             receive_buffer_size: None,
         },
         preload: vec![(script.into(), String::new())],
+        asgi_startup: Vec::new(),
         start_delay: Duration::ZERO,
         shutdown_timeout: Duration::from_secs(5),
         graceful_timeout: Duration::from_secs(5),

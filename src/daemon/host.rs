@@ -241,6 +241,7 @@ mod tests {
                 receive_buffer_size: None,
             },
             preload: Vec::new(),
+            asgi_startup: Vec::new(),
             start_delay: Default::default(),
             shutdown_timeout: Default::default(),
             graceful_timeout: Default::default(),

@@ -246,6 +246,7 @@ mod tests {
                     receive_buffer_size: Some(16384),
                 },
                 preload: vec![("/srv/app/wsgi.py".into(), "%{GLOBAL}".into())],
+                asgi_startup: vec![("/srv/app/asgi.py".into(), "".into(), "app".into())],
                 start_delay: ms(1),
                 shutdown_timeout: ms(6000),
                 graceful_timeout: ms(8000),

@@ -844,6 +844,7 @@ mod tests {
                 group: "g".into(),
                 script: "/srv/app.wsgi".into(),
                 application_group: String::new(),
+                asgi_callable: Some("app".into()),
             }],
         )[..] else {
             panic!("one group")
