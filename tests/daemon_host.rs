@@ -68,6 +68,27 @@ fn wait_for_exit(child: &mut Child, within: Duration) -> Option<ExitStatus> {
     None
 }
 
+/// Stops a host with SIGTERM (as its manager would) and returns its stderr, asserting that
+/// it stopped in order (exit 0) within 20 s.
+fn stop_host(mut child: Child, stderr: std::thread::JoinHandle<String>) -> String {
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let status = wait_for_exit(&mut child, Duration::from_secs(20));
+    if status.is_none() {
+        let _ = child.kill();
+    }
+    let log = stderr.join().unwrap();
+    assert_eq!(
+        status.and_then(|s| s.code()),
+        Some(0),
+        "stopped in order:\n{log}"
+    );
+    log
+}
+
 /// A `threads=0` group running `script`, with `env` for the script.
 fn service_plan(script: &std::path::Path, env: Vec<(String, String)>) -> DaemonPlan {
     DaemonPlan {
@@ -152,28 +173,15 @@ fn a_host_runs_a_service_daemon_on_its_python_and_logs_in_apache_format() {
         "the host's own process runs the script on the Python it was built for"
     );
 
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
-    let status = wait_for_exit(&mut child, Duration::from_secs(20));
-    if status.is_none() {
-        let _ = child.kill();
-    }
-    let log = stderr.join().unwrap();
-    assert_eq!(
-        status.and_then(|s| s.code()),
-        Some(0),
-        "stopped in order:\n{log}"
-    );
+    let pid = child.id();
+    let log = stop_host(child, stderr);
     let line = log
         .lines()
         .find(|l| l.contains("RW0111:"))
         .unwrap_or_else(|| panic!("no RW0111 line at LogLevel info:\n{log}"));
     assert!(
         line.starts_with('[')
-            && line.contains(&format!("] [rwsgi:info] [pid {}:tid ", child.id()))
+            && line.contains(&format!("] [rwsgi:info] [pid {pid}:tid "))
             && line.ends_with("service script stopped by SIGTERM (SystemExit)"),
         "{line}"
     );
@@ -211,21 +219,7 @@ fn a_host_honours_the_plans_log_level() {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
-    let status = wait_for_exit(&mut child, Duration::from_secs(20));
-    if status.is_none() {
-        let _ = child.kill();
-    }
-    let log = stderr.join().unwrap();
-    assert_eq!(
-        status.and_then(|s| s.code()),
-        Some(0),
-        "stopped in order:\n{log}"
-    );
+    let log = stop_host(child, stderr);
     assert!(
         !log.contains("RW0111:"),
         "an info line at LogLevel warn:\n{log}"
