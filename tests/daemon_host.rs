@@ -129,11 +129,15 @@ fn service_plan(script: &std::path::Path, env: Vec<(String, String)>) -> DaemonP
     }
 }
 
-#[test]
-fn a_host_runs_a_service_daemon_on_its_python_and_logs_in_apache_format() {
-    let dir = tempfile::tempdir().unwrap();
-    let mark = dir.path().join("mark");
-    let script = dir.path().join("service.py");
+/// A service script (`threads=0`) run by a host at `level`: the script writes its Python
+/// version and pid to a marker file (named by `RWSGI_HOST_MARK`) and then sleeps until
+/// stopped. Returns what it wrote, the host and its stderr.
+fn run_service_host(
+    dir: &std::path::Path,
+    level: Level,
+) -> (String, Child, std::thread::JoinHandle<String>) {
+    let mark = dir.join("mark");
+    let script = dir.join("service.py");
     std::fs::write(
         &script,
         "import os, sys, time\n\
@@ -149,9 +153,8 @@ fn a_host_runs_a_service_daemon_on_its_python_and_logs_in_apache_format() {
         mark.to_string_lossy().into_owned(),
     )];
     let mut host = HostPlan::new(service_plan(&script, env), None);
-    host.max_log_level = Level::Info;
+    host.max_log_level = level;
     let (mut child, stderr) = start_host(&host.encode().unwrap());
-
     let deadline = Instant::now() + Duration::from_secs(30);
     let seen = loop {
         if let Ok(text) = std::fs::read_to_string(&mark) {
@@ -166,6 +169,13 @@ fn a_host_runs_a_service_daemon_on_its_python_and_logs_in_apache_format() {
         );
         std::thread::sleep(Duration::from_millis(20));
     };
+    (seen, child, stderr)
+}
+
+#[test]
+fn a_host_runs_a_service_daemon_on_its_python_and_logs_in_apache_format() {
+    let dir = tempfile::tempdir().unwrap();
+    let (seen, child, stderr) = run_service_host(dir.path(), Level::Info);
     let own = InterpreterSettings::default().build_version;
     assert_eq!(
         seen,
@@ -191,34 +201,7 @@ fn a_host_runs_a_service_daemon_on_its_python_and_logs_in_apache_format() {
 fn a_host_honours_the_plans_log_level() {
     // At LogLevel warn the same stop writes no info line.
     let dir = tempfile::tempdir().unwrap();
-    let mark = dir.path().join("mark");
-    let script = dir.path().join("service.py");
-    std::fs::write(
-        &script,
-        "import os, time\n\
-         open(os.environ['RWSGI_HOST_MARK'], 'w').close()\n\
-         while True:\n\
-         \x20   time.sleep(0.05)\n",
-    )
-    .unwrap();
-    let env = vec![(
-        "RWSGI_HOST_MARK".to_string(),
-        mark.to_string_lossy().into_owned(),
-    )];
-    let mut host = HostPlan::new(service_plan(&script, env), None);
-    host.max_log_level = Level::Warning;
-    let (mut child, stderr) = start_host(&host.encode().unwrap());
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !mark.exists() {
-        if child.try_wait().unwrap().is_some() {
-            panic!("the host exited:\n{}", stderr.join().unwrap());
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the service script did not run within 30 s"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let (_, child, stderr) = run_service_host(dir.path(), Level::Warning);
     let log = stop_host(child, stderr);
     assert!(
         !log.contains("RW0111:"),
