@@ -346,7 +346,16 @@ fn start_server_serves_page_static_and_post_then_stops_cleanly() {
     assert!(cell(&process, "thread").parse::<u64>().is_ok());
 
     assert_eq!(ex.request("GET", "/nope", b"").status, 404);
-    let access = fs::read_to_string(root.join("access_log")).unwrap_or_default();
+    // Apache writes a request's access-log line after its response has reached the client:
+    // wait for it rather than read the log at once.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let access = loop {
+        let access = fs::read_to_string(root.join("access_log")).unwrap_or_default();
+        if access.contains("\"POST /form HTTP/1.1\" 200") || Instant::now() > deadline {
+            break access;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
     assert!(access.contains("\"POST /form HTTP/1.1\" 200"), "{access}");
 
     let status = ex.terminate();
