@@ -6,6 +6,8 @@
 #   tests/pythons.sh                  every target of RWSGI_PYTHONS
 #   RWSGI_PYTHONS="sid:3.14" tests/pythons.sh
 #   tests/pythons.sh --chroots-only   only make (or check) the chroots
+#   RWSGI_TEST_FILES=asgi RWSGI_TEST_FILTER=NAME tests/pythons.sh   only the tests of those
+#                                     files whose name contains NAME (no unit tests)
 #
 # Chroots live in build/chroots/<suite>, kept between runs and made again when their
 # package list or mirror changes (the .rwsgi-stamp file names both). Each run happens in
@@ -108,7 +110,7 @@ namespace_main() {
     fi
     cp -L /etc/resolv.conf "$dir/etc/resolv.conf"
     chroot "$dir" /usr/bin/env -i HOME=/root LANG=C.UTF-8 TERM=dumb PIP_CERT="$CA_BUNDLE" \
-        RWSGI_TEST_FILES="$TEST_FILES" \
+        RWSGI_TEST_FILES="$TEST_FILES" RWSGI_TEST_FILTER="${RWSGI_TEST_FILTER:-}" \
         PATH="$TOOLCHAIN_IN_CHROOT/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" \
         "$@"
 }
@@ -204,6 +206,10 @@ inside_main() {
     export RWSGI_TEST_CORE_DIR=$CORE_DIR_IN_CHROOT
     rm -rf "$RWSGI_TEST_CORE_DIR" && mkdir -m 1777 "$RWSGI_TEST_CORE_DIR"
     local args=(--lib) t
+    if [ -n "${RWSGI_TEST_FILTER:-}" ]; then
+        for t in $TEST_FILES; do cargo test --release --test "$t" -- --test-threads=2 "$RWSGI_TEST_FILTER"; done
+        return
+    fi
     for t in $TEST_FILES; do args+=(--test "$t"); done
     cargo test --release --no-fail-fast "${args[@]}" -- --test-threads=2
     for t in $TEST_SINGLE; do

@@ -270,24 +270,26 @@ class _Exchange:
         else:
             self._answer(future, result)
 
-    def _next_op(self):
-        # serve()'s loop has no `continue`: on CPython 3.11 an asynchronous exception
-        # (RequestTimeout) delivered at a `continue` escapes the enclosing handler, which
-        # must cancel the coroutine.
-        try:
-            return self.ops.get(timeout=POLL)
-        except queue.Empty:
-            return None
+    def _pump(self):
+        """Serves the coroutine's operations until the response is complete or it ends."""
+        while not self.complete:
+            try:
+                item = self.ops.get(timeout=POLL)
+            except queue.Empty:
+                continue
+            if item is _Done:
+                return
+            self._serve_op(*item)
 
     def serve(self, app, scope):
         task = asyncio.run_coroutine_threadsafe(self.main(app, scope), self.loop)
+        # The loop is a call of its own: an asynchronous exception (RequestTimeout) is
+        # raised at whatever instruction the thread is on, and CPython's exception table
+        # does not cover every jump of a loop (3.11 at a `continue`, 3.14 at the backward
+        # jump of a `while`), so in serve() itself it could escape the handler below; from
+        # a call it is raised at the call, which the handler covers.
         try:
-            while not self.complete:
-                item = self._next_op()
-                if item is _Done:
-                    break
-                if item is not None:
-                    self._serve_op(*item)
+            self._pump()
         except BaseException:
             task.cancel()
             self._close()
