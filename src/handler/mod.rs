@@ -482,11 +482,14 @@ fn selection_environ(
     sel: &Selection,
     path_info: &[u8],
 ) -> Vec<(Vec<u8>, Vec<u8>)> {
-    let mut env: Vec<(Vec<u8>, Vec<u8>)> = environ_of(r, dir, sel, path_info)
-        .map(|(k, v)| (k.to_vec(), v.to_vec()))
-        .collect();
-    apply_trusted_proxy_headers(r, dir, &mut env);
-    env
+    owned_environ(
+        r,
+        dir,
+        &sel.script_name,
+        path_info,
+        sel.pass_authorization,
+        handler_script_env(sel),
+    )
 }
 
 /// The environ of the request `sel` resolved, borrowed from Apache (no trusted proxy
