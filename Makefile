@@ -169,7 +169,7 @@ serve: deps build express
 	$(EXPRESS) start-server examples/hello/app.wsgi --url-alias /static examples/hello/static \
 	  --module $(CURDIR)/$(SO) $(SERVE_OPTS)
 
-# Benchmark (bench/run.py): wrk, Debian's mod_wsgi, and granian and gunicorn behind
+# Benchmark (bench/run.py): wrk, Debian's mod_wsgi, and granian, gunicorn and uvicorn behind
 # mod_proxy_http to compare against.
 # BENCH_DURATION=5 BENCH_REPS=3 by default; BENCH_QUICK=1 for a one-minute smoke run;
 # BENCH_OPTS="--out results.md" also writes the table as markdown.
@@ -179,7 +179,7 @@ BENCH_PACKAGES := wrk libapache2-mod-wsgi-py3
 bench-deps:
 	$(call install_missing,$(BENCH_PACKAGES))
 
-# The venv of granian and gunicorn (pinned in bench/requirements.txt), which the backends run
+# The venv of granian, gunicorn and uvicorn (pinned in bench/requirements.txt), which the backends run
 # from as www-data: where the test venv goes (build/ or /tmp). Remade as the test venv is. If
 # pip cannot install them (PyPI unreachable), the bench says so and runs without them.
 BENCH_VENV ?= $(subst test-venv,bench-venv,$(TEST_VENV))
@@ -193,7 +193,7 @@ bench-venv:
 	  chmod -R a+rX $(BENCH_VENV) && echo "$$want" > $(BENCH_VENV)/.installed || { \
 	  rm -rf $(BENCH_VENV); \
 	  echo "mod_rwsgi: NOTE: could not install bench/requirements.txt (PyPI unreachable?):" \
-	    "make bench runs without the granian and gunicorn proxy variants"; }; \
+	    "make bench runs without the granian, gunicorn and uvicorn proxy variants"; }; \
 	fi
 
 bench: deps bench-deps build test-venv bench-venv

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""`make bench`: static files vs mod_wsgi vs mod_rwsgi vs granian and gunicorn, with wrk.
+"""`make bench`: static files vs mod_wsgi vs mod_rwsgi vs granian, gunicorn, uvicorn, with wrk.
 
 Starts Apache servers from the same configuration: static files (the limit), mod_wsgi and
 mod_rwsgi in daemon mode, and both in embedded mode (skipped, with a note, if mod_rwsgi
@@ -10,6 +10,9 @@ workload against each server, interleaved, BENCH_REPS times, and prints medians:
 requests/s, p50/p99 latency, server CPU per request (utime+stime of the whole Apache
 process tree, daemons included, plus the proxied backend's process tree, from /proc), PSS of
 those trees, and the ratios to static, to mod_wsgi and (mod_rwsgi daemon mode) to granian.
+The ASGI workloads (issue 33, bench_asgi.py) run on mod_rwsgi in daemon mode
+(interface=asgi, the same daemon group), on "granian proxy" (a second granian, in ASGI mode)
+and on "uvicorn proxy" (uvicorn, ASGI only), each one process behind mod_proxy_http.
 
 Environment: BENCH_DURATION (seconds per run, default 5), BENCH_REPS (default 3),
 BENCH_QUICK=1 (1 s, 1 rep: a smoke run), BENCH_ONLY=hello,write (only those workloads),
@@ -17,7 +20,7 @@ BENCH_VARIANTS=static,mod_rwsgi (only those servers), BENCH_BASELINE_SO=path (ad
 build as "mod_rwsgi base" and "mod_rwsgi base emb", for before/after), BENCH_THREADS=4,20
 (the default thread-count sweep; empty for none), BENCH_RECORD_METRICS=1 (the app calls
 mod_wsgi.start_recording_metrics() at import), RWSGI_SO (default build/mod_rwsgi.so),
-BENCH_VENV (the venv with granian and gunicorn, bench/requirements.txt; default
+BENCH_VENV (the venv with granian, gunicorn and uvicorn, bench/requirements.txt; default
 build/bench-venv). Run as root (Apache drops to www-data). Python 3 stdlib only.
 """
 
@@ -65,6 +68,7 @@ class Workload:
     daemon_only: bool = False  # needs the Webware daemon group (not in embedded mode)
     sweep: bool = False  # also run by the BENCH_THREADS variants (the thread-count sweep)
     wait_s: float = 0.0  # the page waits this long, GIL released: limit = threads / wait_s
+    asgi: bool = False  # bench_asgi.py (ASGI 3): mod_rwsgi daemon mode and the ASGI servers
 
 
 WORKLOADS = [
@@ -88,6 +92,10 @@ WORKLOADS = [
     # connections than threads, so a daemon's limit is threads / 20 ms (issue 36: every
     # thread must stay in use however the GIL is shared).
     Workload('sleep20 c64', 64, '/sleep20', '', 'hello.txt', sweep=True, wait_s=0.02),
+    # ASGI (issue 33): bench_asgi.py at /a, through mod_rwsgi's daemon (interface=asgi) and
+    # through uvicorn and granian (ASGI mode) behind mod_proxy_http; static is the limit.
+    Workload('ASGI hello c16', 16, '/hello', '/hello.txt', 'hello.txt', mount='/a', asgi=True),
+    Workload('ASGI 64 KiB body', 16, '/64k', '/64k.bin', '64k.bin', mount='/a', asgi=True),
 ]
 # BENCH_ONLY=word[,word]: only the workloads whose name contains one of the words.
 if os.environ.get('BENCH_ONLY'):
@@ -106,7 +114,7 @@ class Variant:
     peer: str = ''          # the variant this one is compared with (×mod_wsgi)
     threads: int = 15       # threads= of the daemon groups (daemon mode only)
     sweep: bool = False     # a BENCH_THREADS variant: runs only the sweep workloads
-    proxy: str = ''         # 'granian' or 'gunicorn': Apache proxies the app to that server
+    proxy: str = ''         # 'granian', 'gunicorn' or 'uvicorn': Apache proxies to that server
     cannot: tuple = ()      # workloads it cannot serve: (workload name, why), left out
 
     @property
@@ -130,6 +138,8 @@ VARIANTS = [
     Variant('granian proxy', peer='mod_wsgi', proxy='granian', cannot=(
         ('64 KiB as 16 write()', "granian 2.8's start_response returns no write() callable"),)),
     Variant('gunicorn proxy', peer='mod_wsgi', proxy='gunicorn'),
+    # ASGI only (issue 33): uvicorn with uvloop and httptools, one process.
+    Variant('uvicorn proxy', proxy='uvicorn'),
 ]
 # BENCH_BASELINE_SO=path: also run that build of mod_rwsgi in daemon and embedded mode
 # ("mod_rwsgi base", "mod_rwsgi base emb"), for a before/after comparison in one interleaved run.
@@ -164,9 +174,13 @@ if os.environ.get('BENCH_VARIANTS'):
         sys.exit(f'BENCH_VARIANTS: unknown variant(s) {sorted(_unknown)}; '
                  f'known: {[v.name for v in VARIANTS]}')
     VARIANTS = [v for v in VARIANTS if v.name in _names]
+# uvicorn serves only the ASGI workloads: left out when none runs.
+if not any(w.asgi for w in WORKLOADS):
+    VARIANTS = [v for v in VARIANTS if v.proxy != 'uvicorn']
 EMBEDDED = [v for v in VARIANTS if v.embedded]
-# The venv with granian and gunicorn (make bench makes it from bench/requirements.txt). Without
-# a server's command the proxy variant is left out, with a note (PROXY_NOTE, printed).
+# The venv with granian, gunicorn and uvicorn (make bench makes it from
+# bench/requirements.txt). Without a server's command the proxy variant is left out, with a
+# note (PROXY_NOTE, printed).
 BENCH_VENV = os.environ.get('BENCH_VENV') or os.path.join(REPO, 'build/bench-venv')
 PROXY_NOTE = ''
 _missing = [v for v in VARIANTS
@@ -204,6 +218,8 @@ class Server:
     def serves(self, workload):
         if self.variant.sweep and not workload.sweep:
             return False
+        if workload.asgi or self.variant.proxy == 'uvicorn':
+            return workload.asgi and (not self.variant.wsgi or serves_asgi(self.variant))
         if any(workload.name == name for name, _ in self.variant.cannot):
             return False
         if self.variant.proxy and workload.mount == '/ws':
@@ -224,6 +240,17 @@ class Server:
             except OSError:
                 pass
         return text
+
+
+def serves_asgi(variant):
+    """mod_rwsgi in daemon mode (interface=asgi), granian (ASGI mode) and uvicorn."""
+    if variant.proxy:
+        return variant.proxy in ('granian', 'uvicorn')
+    return variant.module_id == 'rwsgi_module' and not variant.embedded
+
+
+def asgi_run():
+    return any(w.asgi for w in WORKLOADS)
 
 
 @dataclass
@@ -288,8 +315,9 @@ def prepare_root(tmp, variant, payloads):
         mkdir(os.path.join(root, sub))
     for name, data in payloads.items():
         write_file(os.path.join(root, 'data', name), data)
-    with open(os.path.join(HERE, 'apps', 'bench.wsgi'), 'rb') as f:
-        write_file(os.path.join(root, 'apps', 'bench.wsgi'), f.read())
+    for app in ('bench.wsgi', 'bench_asgi.py'):
+        with open(os.path.join(HERE, 'apps', app), 'rb') as f:
+            write_file(os.path.join(root, 'apps', app), f.read())
     if variant.module:
         # A private copy: a concurrent `make build` rewrites build/mod_rwsgi.so in place,
         # which would crash a server that has it mapped.
@@ -398,7 +426,16 @@ WSGIScriptAlias /w "{root}/apps/bench.wsgi"
 <Directory "{root}/apps">
     Require all granted
 </Directory>
-{webware}{app_group_config(root, variant)}'''
+{webware}{app_group_config(root, variant)}{asgi_config(root, variant)}'''
+
+
+def asgi_config(root, variant):
+    """/a: bench_asgi.py as an ASGI application in the daemon group (issue 33); only when
+    an ASGI workload runs (so BENCH_BASELINE_SO may name a build without interface=asgi)."""
+    if not asgi_run() or not serves_asgi(variant):
+        return ''
+    return (f'WSGIScriptAlias /a "{root}/apps/bench_asgi.py" process-group={DAEMON_GROUP} '
+            'application-group=%{GLOBAL} interface=asgi\n')
 
 
 # Sub-interpreters created one by one for the memory measurement (/g0 ... /g7).
@@ -516,10 +553,12 @@ def new_server(tmp, variant, payloads):
         raise BenchError(f'{variant.name}: {variant.module} does not exist')
     root = prepare_root(tmp, variant, payloads)
     server = Server(variant, root, free_port())
-    if variant.proxy:
+    if variant.proxy and variant.proxy != 'uvicorn':
         server.backends.append(('/w', free_port(), None))
         if has_webware():
             server.backends.append(('/ww', free_port(), None))
+    if asgi_run() and serves_asgi(variant) and variant.proxy:
+        server.backends.append(('/a', free_port(), None))
     return server
 
 
@@ -527,6 +566,8 @@ def backend_command(server, mount, port):
     """The backend serving one mount: bench.wsgi (as bench_app) or Webware's WSGIScript.py,
     in one process with the daemons' thread count, its logging at warning."""
     v, venv = server.variant, BENCH_VENV
+    if mount == '/a':
+        return asgi_backend_command(server, port)
     if mount == '/w':
         where, target = os.path.join(server.root, 'apps'), 'bench_app:application'
     else:
@@ -540,6 +581,21 @@ def backend_command(server, mount, port):
     return [os.path.join(venv, 'bin', 'gunicorn'), '-k', 'gthread', '-w', '1', '--threads',
             str(v.threads), '-b', f'127.0.0.1:{port}', '--chdir', where, '--keep-alive', '75',
             '--log-level', 'warning', target]
+
+
+def asgi_backend_command(server, port):
+    """bench_asgi.py in one process, its event loop uvloop for both servers (uvicorn's
+    [standard] set; granian's 'auto' picks it too), uvicorn's HTTP parser httptools."""
+    where, target = os.path.join(server.root, 'apps'), 'bench_asgi:application'
+    if server.variant.proxy == 'granian':
+        return [os.path.join(BENCH_VENV, 'bin', 'granian'), '--interface', 'asgi', '--host',
+                '127.0.0.1', '--port', str(port), '--workers', '1', '--loop', 'uvloop',
+                '--http', '1', '--no-ws', '--log-level', 'warning', '--working-dir', where,
+                target]
+    return [os.path.join(BENCH_VENV, 'bin', 'uvicorn'), '--host', '127.0.0.1', '--port',
+            str(port), '--loop', 'uvloop', '--http', 'httptools', '--ws', 'none',
+            '--lifespan', 'on', '--timeout-keep-alive', '75', '--log-level', 'warning',
+            '--no-access-log', '--app-dir', where, target]
 
 
 def start_backends(server):
@@ -838,7 +894,7 @@ def summarize(settings):
 
 
 GRANIAN = 'granian proxy'
-PROXIES = (GRANIAN, 'gunicorn proxy')
+PROXIES = (GRANIAN, 'gunicorn proxy', 'uvicorn proxy')
 
 
 def compared_with_proxies(v):
@@ -898,7 +954,9 @@ def write_markdown(path, rows, settings, started):
                 'the trees after the run. ×static, ×mod_wsgi and ×granian (mod_rwsgi daemon '
                 'mode against "granian proxy") are req/s ratios; "emb" = embedded mode, '
                 'compared with mod_wsgi embedded; "granian proxy" and "gunicorn proxy" = '
-                'Apache\'s mod_proxy_http in front of that server (one process, 15 threads).'
+                'Apache\'s mod_proxy_http in front of that server (one process, 15 threads); '
+                '"uvicorn proxy" = the same in front of uvicorn (ASGI rows only; granian in '
+                'ASGI mode for the ASGI rows of "granian proxy", both one process, uvloop).'
                 '\n\n')
         f.write(noise_note(settings) + '\n\n')
         for note in (PROXY_NOTE, CANNOT_NOTE, proxy_notes(settings)):
