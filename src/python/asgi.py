@@ -175,16 +175,41 @@ class _Exchange:
         # Queued response bytes not yet written (under lock), and a write's error.
         self.pending = 0
         self.failure = None
+        # The coroutine, its task (made in the loop) and how it ended (under lock: finished,
+        # error; background = the request thread returned while the coroutine ran on).
+        self.task = None
+        self.finished = False
+        self.error = None
+        self.background = False
+        # Set (in the loop) once the request thread is done; made only when receive() waits
+        # for it, so that a request whose app never waits costs no extra hop to the loop.
         self.gone = None
 
     # The loop side.
 
+    def _start(self, app, scope):
+        self.task = self.loop.create_task(self.main(app, scope))
+
+    def _cancel(self):
+        if self.task is not None:
+            self.task.cancel()
+
     async def main(self, app, scope):
-        self.gone = asyncio.Event()
+        error = None
         try:
             await app(scope, self.receive, self.send)
+        except BaseException as e:
+            error = e
+            if isinstance(e, (KeyboardInterrupt, SystemExit)):
+                raise
         finally:
+            with self.lock:
+                self.finished = True
+                self.error = error
+                background = self.background
             self.ops.put(_Done)
+        if background and error is not None and not isinstance(error, asyncio.CancelledError):
+            _log_after_response(error)
 
     async def receive(self):
         if not self.body_done and not self.closed:
@@ -201,7 +226,15 @@ class _Exchange:
                 message = await future
                 if message is not None:
                     return message
-        await self.gone.wait()
+        with self.lock:
+            if not self.closed:
+                if self.gone is None:
+                    self.gone = asyncio.Event()
+                gone = self.gone
+            else:
+                gone = None
+        if gone is not None:
+            await gone.wait()
         return {'type': 'http.disconnect'}
 
     async def send(self, message):
@@ -266,9 +299,6 @@ class _Exchange:
                 future.set_result(result)
         self.loop.call_soon_threadsafe(settle)
 
-    def _disconnected(self):
-        self.loop.call_soon_threadsafe(self.gone.set)
-
     def _read(self):
         if self.remaining == 0:
             data = b''
@@ -291,9 +321,6 @@ class _Exchange:
         if body:
             try:
                 self.write(body)
-            except OSError:
-                self._disconnected()
-                raise
             finally:
                 with self.lock:
                     self.pending -= len(body)
@@ -326,7 +353,8 @@ class _Exchange:
             self._serve_op(*item)
 
     def serve(self, app, scope):
-        task = asyncio.run_coroutine_threadsafe(self.main(app, scope), self.loop)
+        # The task is made in the loop (no concurrent future to chain, wait on or notify).
+        self.loop.call_soon_threadsafe(self._start, app, scope)
         # The loop is a call of its own: an asynchronous exception (RequestTimeout) is
         # raised at whatever instruction the thread is on, and CPython's exception table
         # does not cover every jump of a loop (3.11 at a `continue`, 3.14 at the backward
@@ -335,18 +363,19 @@ class _Exchange:
         try:
             self._pump()
         except BaseException:
-            task.cancel()
+            # After _start (call_soon_threadsafe keeps the order).
+            self.loop.call_soon_threadsafe(self._cancel)
             self._close()
             raise
-        self._close()
-        if self.failure is not None:
-            task.add_done_callback(_after_response)
-            raise self.failure
-        if self.complete:
-            task.add_done_callback(_after_response)
+        finished, error = self._close()
+        if self.failure is not None or self.complete:
+            # An error of a coroutine that ended meanwhile; one still running logs its own.
+            if finished and error is not None and not isinstance(error, asyncio.CancelledError):
+                _log_after_response(error)
+            if self.failure is not None:
+                raise self.failure
             return []
         # The coroutine ended before the response did.
-        error = task.exception()
         if error is not None:
             raise error
         if not self.started:
@@ -355,8 +384,11 @@ class _Exchange:
                            '(no http.response.body with more_body False)')
 
     def _close(self):
+        """Ends the exchange for the coroutine's receive() and send(); (finished, error)."""
         with self.lock:
             self.closed = True
+            self.background = not self.finished
+            finished, error, gone = self.finished, self.error, self.gone
         while True:
             try:
                 item = self.ops.get_nowait()
@@ -371,21 +403,13 @@ class _Exchange:
                 else:
                     self._answer(future, error=OSError(
                         'the response is complete or the client connection is gone'))
-        if self.gone is not None:
-            self._disconnected()
-        else:
-            self.loop.call_soon_threadsafe(self._late_gone)
-
-    def _late_gone(self):
-        if self.gone is not None:
-            self.gone.set()
+        if gone is not None:
+            self.loop.call_soon_threadsafe(gone.set)
+        return finished, error
 
 
-def _after_response(task):
-    if task.cancelled():
-        return
-    error = task.exception()
-    if error is not None and log is not None:
+def _log_after_response(error):
+    if log is not None:
         log('error', _error_text('ASGI application raised after its response was complete:\n',
                                  error))
 
