@@ -114,7 +114,11 @@ fn touch_graceful_and_kill9_under_load_fail_no_asgi_request() {
 
         // (b) apache2 -k graceful, twice.
         let graceful = run_load(&apache, &format!("graceful:{}", pidfile.display()), 2);
-        assert_no_failure(&apache, &graceful, &format!("processes={processes} graceful"));
+        assert_no_failure(
+            &apache,
+            &graceful,
+            &format!("processes={processes} graceful"),
+        );
         let after_graceful = wait_replaced(&apache, &after_touch, "graceful");
 
         // (c) kill -9 of a daemon process, twice.
@@ -161,9 +165,7 @@ fn scrape(apache: &Apache) -> Vec<(String, f64)> {
 fn value(samples: &[(String, f64)], name: &str, labels: &[&str]) -> f64 {
     samples
         .iter()
-        .filter(|(n, _)| {
-            n.split('{').next() == Some(name) && labels.iter().all(|l| n.contains(l))
-        })
+        .filter(|(n, _)| n.split('{').next() == Some(name) && labels.iter().all(|l| n.contains(l)))
         .map(|(_, v)| v)
         .sum()
 }
