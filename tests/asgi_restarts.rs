@@ -3,7 +3,8 @@
 //! (rwsgi-load: 4 clients, 6 s, at most 100000 requests) while its script is touched, Apache
 //! restarts gracefully, or a daemon is killed with SIGKILL, fails no GET request, as
 //! tests/restarts.rs and tests/lifecycle.rs show for WSGI; and the OpenMetrics endpoint
-//! counts ASGI requests and their busy threads as it counts WSGI ones.
+//! counts ASGI requests and their busy threads as it counts WSGI ones; a client leaving a
+//! streaming ASGI response is one info line, not an application error.
 
 mod common;
 
@@ -235,4 +236,40 @@ fn openmetrics_counts_asgi_requests_and_busy_threads() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+#[test]
+fn a_client_leaving_a_streaming_asgi_response_is_logged_once_as_info() {
+    use std::io::{Read, Write};
+    let (apache, _) = start("processes=1 threads=2");
+    assert_eq!(apache.get("/api/pid").status, 200);
+    // A 1.3 GB streaming response; the client reads 256 KiB of it and leaves.
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", apache.port())).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    s.write_all(b"GET /api/stream HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut got = 0;
+    let mut buf = [0u8; 65536];
+    while got < 262_144 {
+        let n = s.read(&mut buf).expect("the streaming response");
+        assert!(n > 0, "the response ended early\n{}", apache.error_log());
+        got += n;
+    }
+    drop(s);
+    // The daemon notices at a write and logs it as a client that left (info) ...
+    let log = apache.wait_for_log("RW0087:", Duration::from_secs(20));
+    // ... and the coroutine, whose next send() raised OSError (which it lets propagate),
+    // adds no error line: the same daemon then serves on.
+    let r = apache.get("/api/pid");
+    assert_eq!(r.status, 200);
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < deadline {
+        let log = apache.error_log();
+        assert!(
+            !log.contains("RW0301:"),
+            "a client that left logged as an application error:\n{log}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(!log.contains("Traceback"), "{log}");
 }

@@ -208,7 +208,15 @@ class _Exchange:
                 self.error = error
                 background = self.background
             self.ops.put(_Done)
-        if background and error is not None and not isinstance(error, asyncio.CancelledError):
+        if background:
+            self._log_late(error)
+
+    def _log_late(self, error):
+        """Logs an error of the coroutine after its request ended: not a cancellation, and
+        not after a failed write (the daemon logged that; the coroutine's next send() raised
+        OSError, which a framework may turn into an exception of its own)."""
+        if (error is not None and not isinstance(error, asyncio.CancelledError)
+                and self.failure is None):
             _log_after_response(error)
 
     async def receive(self):
@@ -370,8 +378,8 @@ class _Exchange:
         finished, error = self._close()
         if self.failure is not None or self.complete:
             # An error of a coroutine that ended meanwhile; one still running logs its own.
-            if finished and error is not None and not isinstance(error, asyncio.CancelledError):
-                _log_after_response(error)
+            if finished:
+                self._log_late(error)
             if self.failure is not None:
                 raise self.failure
             return []
