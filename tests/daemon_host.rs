@@ -483,15 +483,20 @@ fn an_execd_hosts_lines_go_through_apaches_logger() {
             .position(|l| l.contains(needle))
             .unwrap_or_else(|| panic!("no line with {needle:?}:\n{log}"))
     };
-    let death = index(&format!("RW0023: mod_rwsgi: daemon process 'hostlog' #0 (pid {pid})"));
+    let death = index(&format!(
+        "RW0023: mod_rwsgi: daemon process 'hostlog' #0 (pid {pid})"
+    ));
     assert!(index("HOSTAPP last words") < death, "{log}");
-    assert!(index("wrote to stderr: HOSTAPP raw last words") < death, "{log}");
+    assert!(
+        index("wrote to stderr: HOSTAPP raw last words") < death,
+        "{log}"
+    );
 }
 
 /// The Webware pin of tests/apps/requirements.txt (`Webware-for-Python==X`).
 fn webware_requirement() -> String {
-    let text = std::fs::read_to_string(common::repo_dir().join("tests/apps/requirements.txt"))
-        .unwrap();
+    let text =
+        std::fs::read_to_string(common::repo_dir().join("tests/apps/requirements.txt")).unwrap();
     text.lines()
         .find(|l| l.starts_with("Webware-for-Python=="))
         .expect("Webware pinned in tests/apps/requirements.txt")
@@ -502,10 +507,7 @@ fn webware_requirement() -> String {
 /// `major.minor` of a Python executable.
 fn python_version(python: &std::path::Path) -> String {
     let out = Command::new(python)
-        .args([
-            "-c",
-            "import sys; print('%d.%d' % sys.version_info[:2])",
-        ])
+        .args(["-c", "import sys; print('%d.%d' % sys.version_info[:2])"])
         .output()
         .unwrap_or_else(|e| panic!("{}: {e}", python.display()));
     String::from_utf8_lossy(&out.stdout).trim().to_string()
@@ -584,7 +586,12 @@ fn venvs_of_other_pythons_serve_webware_and_reload_each_on_its_own_python() {
     )];
     for python in &others {
         let version = python_version(python);
-        assert_ne!(version, own, "{} is the module's own Python", python.display());
+        assert_ne!(
+            version,
+            own,
+            "{} is the module's own Python",
+            python.display()
+        );
         let tag = format!("py{}", version.replace('.', ""));
         let venv = root.join(format!("venv-{tag}"));
         common::run(Command::new(python).args(["-m", "venv"]).arg(&venv));
@@ -613,18 +620,18 @@ fn venvs_of_other_pythons_serve_webware_and_reload_each_on_its_own_python() {
     let mut conf = String::new();
     for (tag, venv, _, _) in &groups {
         let work = root.join(format!("webware-{tag}"));
-        common::run(Command::new(venv.join("bin/webware")).arg("make").arg(&work));
+        common::run(
+            Command::new(venv.join("bin/webware"))
+                .arg("make")
+                .arg(&work),
+        );
         common::run(
             Command::new(venv.join("bin/webware"))
                 .args(["make", "-g", "www-data"])
                 .arg(&work),
         );
         let script = apps.join(format!("version-{tag}.wsgi"));
-        std::fs::copy(
-            common::repo_dir().join("tests/apps/host_exe.wsgi"),
-            &script,
-        )
-        .unwrap();
+        std::fs::copy(common::repo_dir().join("tests/apps/host_exe.wsgi"), &script).unwrap();
         conf.push_str(&format!(
             "WSGIDaemonProcess {tag} processes=1 threads=4 python-home={venv}\n\
              WSGIScriptAlias /{tag}/version {script} process-group={tag}\n\
@@ -643,9 +650,12 @@ fn venvs_of_other_pythons_serve_webware_and_reload_each_on_its_own_python() {
     common::run(Command::new("chmod").args(["-R", "a+rX"]).arg(&root));
     let apache = config.conf(&conf).start();
     for (tag, venv, version, host) in &groups {
-        let resp = get_until(&apache, &format!("/{tag}/version"), Duration::from_secs(30), |r| {
-            r.status == 200
-        });
+        let resp = get_until(
+            &apache,
+            &format!("/{tag}/version"),
+            Duration::from_secs(30),
+            |r| r.status == 200,
+        );
         let body = resp.text();
         let words: Vec<&str> = body.split_whitespace().collect();
         assert_eq!(words.get(1), Some(&version.as_str()), "{tag}: {body}");
@@ -680,9 +690,12 @@ fn venvs_of_other_pythons_serve_webware_and_reload_each_on_its_own_python() {
             .unwrap()
             .set_modified(std::time::SystemTime::now() + Duration::from_secs(2))
             .unwrap();
-        let resp = get_until(&apache, &format!("/{tag}/version"), Duration::from_secs(60), |r| {
-            r.status == 200 && r.text().split_whitespace().nth(3) != Some(pid.as_str())
-        });
+        let resp = get_until(
+            &apache,
+            &format!("/{tag}/version"),
+            Duration::from_secs(60),
+            |r| r.status == 200 && r.text().split_whitespace().nth(3) != Some(pid.as_str()),
+        );
         let body = resp.text();
         assert_eq!(
             body.split_whitespace().nth(1),

@@ -343,7 +343,11 @@ mod tests {
         let long = "é".repeat(5000);
         let mut out = Vec::new();
         encode(Level::Info, &long, &mut out);
-        let records: Vec<&[u8]> = out.strip_suffix(b"\n").unwrap().split(|&b| b == b'\n').collect();
+        let records: Vec<&[u8]> = out
+            .strip_suffix(b"\n")
+            .unwrap()
+            .split(|&b| b == b'\n')
+            .collect();
         assert_eq!(records.len(), 3);
         let mut joined = String::new();
         for r in records {

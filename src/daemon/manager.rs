@@ -286,9 +286,9 @@ impl Manager {
                 let layout: Vec<usize> = self.groups.iter().map(|g| g.slots.len()).collect();
                 let scoreboard = self.scoreboard.clone();
                 let code = std::panic::catch_unwind(move || match host {
-                    Some(host) => crate::daemon::host_exec::exec_host(
-                        &host, plan, &layout, scoreboard, relay,
-                    ),
+                    Some(host) => {
+                        crate::daemon::host_exec::exec_host(&host, plan, &layout, scoreboard, relay)
+                    }
                     None => run_daemon(plan),
                 })
                 .unwrap_or(DaemonExit::Panicked)
