@@ -9,6 +9,7 @@
 #   make bench      static vs mod_wsgi vs mod_rwsgi vs granian/gunicorn behind mod_proxy, with wrk (docs/PERFORMANCE.md)
 #   make soak       memory soak: a million requests and leak checks (minutes)
 #   make test-pythons  build and test in Debian chroots with Python 3.13, 3.14, 3.15 (root)
+#   make test-any-python  one module, daemon groups on 3.13/3.14/3.15 venvs (sid chroot, root)
 # Options: PYTHON=/path/to/python3 (default: the system /usr/bin/python3), APXS=/path/to/apxs
 
 PYTHON ?= /usr/bin/python3
@@ -26,7 +27,7 @@ export RWSGI_SO := $(CURDIR)/$(SO)
 
 DEB_PACKAGES := apache2 apache2-dev clang libclang-dev python3-dev python3-venv iproute2 curl openssl redis-server
 
-.PHONY: all build deps check-python test test-venv test-pythons soak unit-test integration-test lint install serve clean deb deb-deps test-packaging
+.PHONY: all build deps check-python test test-venv test-pythons test-any-python soak unit-test integration-test lint install serve clean deb deb-deps test-packaging
 
 all: build
 
@@ -82,6 +83,14 @@ test: deps build test-venv
 test-pythons:
 	$(call install_missing,debootstrap)
 	tests/pythons.sh
+
+# Issue 35 (slow: pip builds mod_rwsgi once per Python, kept in the chroot's cargo cache): in
+# the sid chroot, one Apache with the module for 3.14 and daemon groups on venvs of 3.13 and
+# 3.15, each with mod_rwsgi pip-installed from this checkout, serving Webware.
+test-any-python:
+	$(call install_missing,debootstrap)
+	RWSGI_PYTHONS=sid:3.14 RWSGI_TEST_FILES=daemon_host RWSGI_TEST_FILTER=venvs_of_other_pythons \
+	  RWSGI_OTHER_PYTHONS="3.13 3.15" RWSGI_RUN_TIMEOUT=$${RWSGI_RUN_TIMEOUT:-3600} tests/pythons.sh
 
 # Memory soak (minutes): a million requests, then leak checks; RSS must stay within 5%.
 soak: deps build

@@ -392,3 +392,315 @@ fn a_venv_of_another_python_is_served_by_its_own_host() {
     );
     assert_eq!(served_version, Some(version.as_str()), "{body}\n{log}");
 }
+
+/// Issue 35: an exec'd host's lines go through Apache's logger in the daemon manager, as a
+/// forked daemon's do: a piped ErrorLog gets them in the configured ErrorLogFormat, the main
+/// server's LogLevel filters them (a virtual host's more verbose LogLevel does not let the
+/// host's info lines through), the host's raw stderr arrives line by line (RW0270), a
+/// traceback arrives, and a host killed right after writing loses no line: its last lines
+/// come before the manager's line about its death.
+#[test]
+fn an_execd_hosts_lines_go_through_apaches_logger() {
+    let config = common::ApacheConfig::new("host-log");
+    let host = config.root().join("rwsgi-daemon");
+    std::fs::copy(HOST, &host).unwrap();
+    std::fs::set_permissions(&host, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let log_path = config.error_log_path();
+    let (config, _) = config
+        .env(
+            mod_rwsgi::daemon::host_exec::TEST_HOST_VARIABLE,
+            &host.display().to_string(),
+        )
+        .conf(&format!(
+            "ErrorLog \"|$/bin/cat >> {}\"\n\
+             ErrorLogFormat \"HOSTFMT [%l] [%m] %M\"\n\
+             LogLevel notice\n\
+             <VirtualHost 127.0.0.1:9>\n    ServerName verbose.invalid\n    LogLevel info\n</VirtualHost>\n",
+            log_path.display()
+        ))
+        .daemon_app("host_log.wsgi", "hostlog", "processes=1 threads=2", "");
+    let apache = config.start();
+    let wait_for = |what: &dyn Fn(&str) -> bool, why: &str| -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let log = apache.error_log();
+            if what(&log) {
+                return log;
+            }
+            assert!(Instant::now() < deadline, "{why}:\n{log}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    let resp = apache.get("/app?boom");
+    assert_eq!(resp.status, 500, "{}", apache.error_log());
+    let resp = apache.get("/app");
+    assert_eq!(resp.status, 200, "{}", apache.error_log());
+    let pid = resp.text();
+    let log = wait_for(
+        &|log| log.contains("HOSTAPP raw on fd 2") && log.matches("HOSTAPP via print").count() >= 2,
+        "the host's lines did not arrive",
+    );
+    let line = |needle: &str| {
+        log.lines()
+            .find(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("no line with {needle:?}:\n{log}"))
+            .to_string()
+    };
+    // The application's lines, as a forked daemon's: `[remote <client>] text`.
+    for text in ["HOSTAPP via wsgi.errors", "HOSTAPP via print"] {
+        let l = line(text);
+        assert!(
+            l.starts_with("HOSTFMT [error] [rwsgi] [remote 127.0.0.1:") && l.ends_with(text),
+            "{l}\n{log}"
+        );
+    }
+    assert_eq!(
+        line("HOSTAPP raw on fd 2"),
+        format!(
+            "HOSTFMT [error] [rwsgi] RW0270: daemon process 'hostlog' (pid {pid}) wrote to \
+             stderr: HOSTAPP raw on fd 2"
+        )
+    );
+    assert!(line("Traceback (most recent call last)").starts_with("HOSTFMT [error] [rwsgi] "));
+    assert!(line("RuntimeError: HOSTAPP boom").starts_with("HOSTFMT [error] [rwsgi] "));
+    assert!(
+        log.lines()
+            .filter(|l| l.contains("HOSTAPP") || l.contains("RW0"))
+            .all(|l| l.starts_with("HOSTFMT [")),
+        "every line in the ErrorLogFormat:\n{log}"
+    );
+    // LogLevel notice: the host's info line (RW0030) is filtered as a forked daemon's is.
+    assert!(!log.contains("RW0030:"), "{log}");
+
+    // Killed right after writing: the last lines arrive, before the line about its death.
+    let _ = apache.get("/app?crash");
+    let log = wait_for(
+        &|log| log.contains(&format!("(pid {pid}) was killed by SIGKILL")),
+        "the manager did not log the host's death",
+    );
+    let index = |needle: &str| {
+        log.lines()
+            .position(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("no line with {needle:?}:\n{log}"))
+    };
+    let death = index(&format!(
+        "RW0023: mod_rwsgi: daemon process 'hostlog' #0 (pid {pid})"
+    ));
+    assert!(index("HOSTAPP last words") < death, "{log}");
+    assert!(
+        index("wrote to stderr: HOSTAPP raw last words") < death,
+        "{log}"
+    );
+}
+
+/// The Webware pin of tests/apps/requirements.txt (`Webware-for-Python==X`).
+fn webware_requirement() -> String {
+    let text =
+        std::fs::read_to_string(common::repo_dir().join("tests/apps/requirements.txt")).unwrap();
+    text.lines()
+        .find(|l| l.starts_with("Webware-for-Python=="))
+        .expect("Webware pinned in tests/apps/requirements.txt")
+        .trim()
+        .to_string()
+}
+
+/// `major.minor` of a Python executable.
+fn python_version(python: &std::path::Path) -> String {
+    let out = Command::new(python)
+        .args(["-c", "import sys; print('%d.%d' % sys.version_info[:2])"])
+        .output()
+        .unwrap_or_else(|e| panic!("{}: {e}", python.display()));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// GETs `path` until `done` accepts the answer (at most `limit`).
+fn get_until(
+    apache: &common::Apache,
+    path: &str,
+    limit: Duration,
+    done: impl Fn(&common::http::Response) -> bool,
+) -> common::http::Response {
+    let deadline = Instant::now() + limit;
+    loop {
+        let resp = apache.get(path);
+        if done(&resp) {
+            return resp;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "GET {path}: {} {}\n{}",
+            resp.status,
+            resp.text(),
+            apache.error_log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Issue 35's three-Python test: one Apache, one module built for its Python, and beside
+/// the group on the module's own Python (the test venv) one group per Python named in
+/// `RWSGI_OTHER_PYTHONS` (executables or versions: "3.13 3.15" means /usr/bin/python3.13
+/// and /usr/bin/python3.15), each on a venv of that Python into which `pip install` put
+/// mod_rwsgi from this checkout (its daemon host `bin/rwsgi-daemon`) and the pinned Webware.
+/// Each group serves the deployment guide's Webware app and answers its own `sys.version`
+/// from its own process, and touching its script replaces that process. Cargo's output for
+/// the pip builds is kept in `$CARGO_TARGET_DIR/pip-<version>`. `make test-pythons` runs it
+/// in the sid chroot (tests/pythons.sh, RWSGI_OTHER_PYTHONS); skipped, saying so, without
+/// the variable.
+#[test]
+fn venvs_of_other_pythons_serve_webware_and_reload_each_on_its_own_python() {
+    let Some(others) = std::env::var_os("RWSGI_OTHER_PYTHONS") else {
+        eprintln!("skipped: set RWSGI_OTHER_PYTHONS (e.g. \"3.13 3.15\")");
+        return;
+    };
+    let own = InterpreterSettings::default().build_version;
+    let others: Vec<std::path::PathBuf> = others
+        .to_string_lossy()
+        .split_whitespace()
+        .map(|p| match p.chars().next() {
+            Some('/') => p.into(),
+            _ => format!("/usr/bin/python{p}").into(),
+        })
+        .collect();
+    let config = common::ApacheConfig::new("other-pythons");
+    let root = config.root().to_path_buf();
+    let cache = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| common::repo_dir().join("target"));
+    let webware = webware_requirement();
+    // pip builds a directory in place: give it a copy of the sources (without build/ and
+    // target/, which are the checkout's own).
+    let source = root.join("src");
+    std::fs::create_dir_all(&source).unwrap();
+    common::run(Command::new("sh").arg("-c").arg(format!(
+        "tar -C '{}' --exclude=./target --exclude=./build --exclude=./.git -cf - . | tar -C '{}' -xf -",
+        common::repo_dir().display(),
+        source.display()
+    )));
+    // (tag, venv, Python version, expected executable of its daemons)
+    let mut groups = vec![(
+        "own".to_string(),
+        common::test_venv(),
+        own.clone(),
+        None::<std::path::PathBuf>,
+    )];
+    for python in &others {
+        let version = python_version(python);
+        assert_ne!(
+            version,
+            own,
+            "{} is the module's own Python",
+            python.display()
+        );
+        let tag = format!("py{}", version.replace('.', ""));
+        let venv = root.join(format!("venv-{tag}"));
+        common::run(Command::new(python).args(["-m", "venv"]).arg(&venv));
+        let started = Instant::now();
+        let pip = |args: &[&str]| {
+            let mut cmd = Command::new(venv.join("bin/pip"));
+            cmd.args(["install", "-q", "--disable-pip-version-check"])
+                .args(args)
+                .env_remove("PYO3_PYTHON")
+                .env_remove("RWSGI_SO")
+                .env("CARGO_TARGET_DIR", cache.join(format!("pip-{version}")));
+            common::run(&mut cmd);
+        };
+        pip(&[&source.display().to_string()]);
+        pip(&[&webware]);
+        eprintln!(
+            "venv of Python {version} with mod_rwsgi and {webware} in {} s",
+            started.elapsed().as_secs()
+        );
+        let host = venv.join("bin/rwsgi-daemon");
+        assert!(host.is_file(), "pip installed no {}", host.display());
+        groups.push((tag, venv, version, Some(host)));
+    }
+    let apps = root.join("apps");
+    std::fs::create_dir_all(&apps).unwrap();
+    let mut conf = String::new();
+    for (tag, venv, _, _) in &groups {
+        let work = root.join(format!("webware-{tag}"));
+        common::run(
+            Command::new(venv.join("bin/webware"))
+                .arg("make")
+                .arg(&work),
+        );
+        common::run(
+            Command::new(venv.join("bin/webware"))
+                .args(["make", "-g", "www-data"])
+                .arg(&work),
+        );
+        let script = apps.join(format!("version-{tag}.wsgi"));
+        std::fs::copy(common::repo_dir().join("tests/apps/host_exe.wsgi"), &script).unwrap();
+        conf.push_str(&format!(
+            "WSGIDaemonProcess {tag} processes=1 threads=4 python-home={venv}\n\
+             WSGIScriptAlias /{tag}/version {script} process-group={tag}\n\
+             Alias /{tag}/static {work}/Static\n\
+             WSGIScriptAlias /{tag} {work}/Scripts/WSGIScript.py process-group={tag}\n\
+             <Directory {work}>\n    Require all granted\n</Directory>\n",
+            venv = venv.display(),
+            script = script.display(),
+            work = work.display(),
+        ));
+    }
+    conf.push_str(&format!(
+        "<Directory {}>\n    Require all granted\n</Directory>\n",
+        apps.display()
+    ));
+    common::run(Command::new("chmod").args(["-R", "a+rX"]).arg(&root));
+    let apache = config.conf(&conf).start();
+    for (tag, venv, version, host) in &groups {
+        let resp = get_until(
+            &apache,
+            &format!("/{tag}/version"),
+            Duration::from_secs(30),
+            |r| r.status == 200,
+        );
+        let body = resp.text();
+        let words: Vec<&str> = body.split_whitespace().collect();
+        assert_eq!(words.get(1), Some(&version.as_str()), "{tag}: {body}");
+        assert_eq!(words.get(2), Some(&tag.as_str()), "{tag}: {body}");
+        match host {
+            Some(host) => assert_eq!(
+                words.first().map(std::path::PathBuf::from).as_ref(),
+                Some(host),
+                "{tag} ({}): served by its venv's host: {body}",
+                venv.display()
+            ),
+            None => assert_eq!(
+                words.first().and_then(|e| std::fs::canonicalize(e).ok()),
+                std::fs::canonicalize(common::APACHE_BIN).ok(),
+                "{tag}: the module's own Python runs in the fork: {body}"
+            ),
+        }
+        let page = get_until(&apache, &format!("/{tag}/"), Duration::from_secs(30), |r| {
+            r.status == 200
+        });
+        assert!(
+            page.text().contains("Webware for Python"),
+            "{tag}: not Webware's page:\n{}",
+            page.text()
+        );
+        // Touching the script replaces the group's process (warm), on the same Python.
+        let pid = words[3].to_string();
+        let script = root.join("apps").join(format!("version-{tag}.wsgi"));
+        std::fs::File::options()
+            .write(true)
+            .open(&script)
+            .unwrap()
+            .set_modified(std::time::SystemTime::now() + Duration::from_secs(2))
+            .unwrap();
+        let resp = get_until(
+            &apache,
+            &format!("/{tag}/version"),
+            Duration::from_secs(60),
+            |r| r.status == 200 && r.text().split_whitespace().nth(3) != Some(pid.as_str()),
+        );
+        let body = resp.text();
+        assert_eq!(
+            body.split_whitespace().nth(1),
+            Some(version.as_str()),
+            "{tag} after the reload: {body}"
+        );
+    }
+}

@@ -8,6 +8,12 @@
 #   tests/pythons.sh --chroots-only   only make (or check) the chroots
 #   RWSGI_TEST_FILES=asgi RWSGI_TEST_FILTER=NAME tests/pythons.sh   only the tests of those
 #                                     files whose name contains NAME (no unit tests)
+#   RWSGI_OTHER_PYTHONS="3.15" RWSGI_PYTHONS=sid:3.14 RWSGI_TEST_FILES=daemon_host \
+#     RWSGI_TEST_FILTER=venvs_of_other_pythons tests/pythons.sh
+#                                     issue 35's test: one Apache with the module for 3.14
+#                                     and daemon groups on venvs of the other Pythons, each
+#                                     with mod_rwsgi pip-installed from this checkout
+#                                     (tests/daemon_host.rs; slow: a pip build per Python)
 #
 # Chroots live in build/chroots/<suite>, kept between runs and made again when their
 # package list or mirror changes (the .rwsgi-stamp file names both). Each run happens in
@@ -23,6 +29,9 @@ set -euo pipefail
 # suite's python3.X targets here, whichever RWSGI_PYTHONS picks.
 # (pyo3 0.30 builds for free-threaded 3.14t and later, not 3.13t.)
 ALL_TARGETS="trixie:3.13 sid:3.14 sid:3.15 sid:3.14t"
+# Pythons a chroot has besides its targets' (python3.X-dev and -venv): the venvs of the daemon
+# groups of issue 35's test (RWSGI_OTHER_PYTHONS) are made with them.
+VENV_PYTHONS="sid:3.13"
 # What runs by default. A Python whose release level is not "final" (alpha, beta,
 # candidate) may fail without failing the whole run; its result is printed all the same.
 RWSGI_PYTHONS=${RWSGI_PYTHONS:-"trixie:3.13 sid:3.14 sid:3.15"}
@@ -62,7 +71,7 @@ debian_mirror() {
 
 packages_for() { # suite -> the package list of its chroot (all its Pythons)
     local suite=$1 pkgs=$BASE_PACKAGES target ver
-    for target in $ALL_TARGETS; do
+    for target in $ALL_TARGETS $VENV_PYTHONS; do
         [ "${target%%:*}" = "$suite" ] || continue
         ver=${target#*:}
         case $ver in
@@ -111,6 +120,7 @@ namespace_main() {
     cp -L /etc/resolv.conf "$dir/etc/resolv.conf"
     chroot "$dir" /usr/bin/env -i HOME=/root LANG=C.UTF-8 TERM=dumb PIP_CERT="$CA_BUNDLE" \
         RWSGI_TEST_FILES="$TEST_FILES" RWSGI_TEST_FILTER="${RWSGI_TEST_FILTER:-}" \
+        ${RWSGI_OTHER_PYTHONS:+RWSGI_OTHER_PYTHONS="$RWSGI_OTHER_PYTHONS"} \
         PATH="$TOOLCHAIN_IN_CHROOT/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" \
         "$@"
 }
@@ -122,6 +132,17 @@ ensure_chroot() {
     want="$suite $mirror $(packages_for "$suite" | md5sum | cut -c1-32)"
     if [ "$(cat "$dir/.rwsgi-stamp" 2>/dev/null)" = "$want" ]; then
         return 0
+    fi
+    # Same suite and mirror, another package list: install it into the chroot as it is.
+    if [ "$(cut -d' ' -f1-2 "$dir/.rwsgi-stamp" 2>/dev/null)" = "$suite $mirror" ]; then
+        log "installing the $suite chroot's package list into $dir"
+        # shellcheck disable=SC2046
+        if in_chroot "$dir" "$BOOTSTRAP_TIMEOUT" /bin/sh -c \
+            "apt-get -o Acquire::Check-Valid-Until=false update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(packages_for "$suite") >/dev/null && apt-get clean"; then
+            echo "$want" >"$dir/.rwsgi-stamp"
+            return 0
+        fi
+        log "that failed: making the chroot again"
     fi
     log "making the $suite chroot in $dir from $mirror (cached for later runs)"
     rm -rf --one-file-system "$dir"

@@ -1,9 +1,9 @@
 //! The daemon host: the `rwsgi-daemon` executable's whole life (issue 35, groundwork; the
 //! daemon manager does not exec it yet). A daemon started by exec'ing a host built for its
 //! group's Python, instead of running on in the manager's forked copy of Apache, gets its
-//! plan as JSON on an inherited descriptor (`plan_wire`), logs Apache-format lines to the
-//! inherited error log on stderr (`logging::stderr_backend`), and runs exactly what a forked
-//! daemon runs (`manager::run_daemon`).
+//! plan as JSON on an inherited descriptor (`plan_wire`), sends its log lines to the manager,
+//! which logs them through Apache (`host_log`; Apache-format lines on stderr without that
+//! pipe), and runs exactly what a forked daemon runs (`manager::run_daemon`).
 //!
 //! `rwsgi-daemon --plan-fd N` runs the daemon of the plan read from descriptor N;
 //! `rwsgi-daemon --probe` prints the plan version and the Python it was built for.
@@ -62,7 +62,7 @@ pub type AttachScoreboard = fn(&ScoreboardWire) -> Result<(), String>;
 /// `--probe` and usage errors. A daemon's run ends in `_exit` (as a forked daemon's does),
 /// never returning.
 pub fn main(args: &[String], attach_scoreboard: AttachScoreboard) -> i32 {
-    logging::set_backend(logging::stderr_backend);
+    logging::set_backend(crate::daemon::host_log::backend);
     match parse(args) {
         Ok(Command::Probe) => {
             println!("{}", probe_line());
@@ -97,6 +97,9 @@ fn run(plan_fd: RawFd, attach_scoreboard: AttachScoreboard) -> DaemonExit {
         }
     };
     logging::set_max_level(host.max_log_level);
+    if let Some(fd) = host.log_fd {
+        crate::daemon::host_log::relay_to(fd);
+    }
     if let Some(wire) = &host.scoreboard {
         if let Err(e) = attach_scoreboard(wire) {
             logging::warning(&format!(

@@ -5,6 +5,7 @@
 use std::os::fd::RawFd;
 
 use crate::daemon::exit::DaemonExit;
+use crate::daemon::host_log::RelayPipes;
 use crate::daemon::plan_wire::{HostPlan, MetricsWire, ScoreboardWire};
 use crate::daemon::serving_daemon::DaemonPlan;
 use crate::logging;
@@ -18,15 +19,28 @@ pub const TEST_HOST_VARIABLE: &str = "RWSGI_TEST_DAEMON_HOST";
 /// exit of a daemon that could not be prepared.
 ///
 /// `layout` is every group's record count (processes), which the metrics table was made
-/// for; `scoreboard` Apache's scoreboard memory, passed to a group with server-metrics=on.
+/// for; `scoreboard` Apache's scoreboard memory, passed to a group with server-metrics=on;
+/// `relay` the pipes the host's log lines and stderr go to (the manager logs them).
 pub fn exec_host(
     host: &std::ffi::CStr,
     mut plan: DaemonPlan,
     layout: &[usize],
     scoreboard: Option<ScoreboardWire>,
+    relay: Option<RelayPipes>,
 ) -> DaemonExit {
     let group = plan.group.clone();
-    match prepare_exec(&mut plan, layout, scoreboard).and_then(|(fd, argv0)| {
+    let log_fd = match relay.map(RelayPipes::pass_to_host).transpose() {
+        Ok(fd) => fd,
+        Err(e) => {
+            logging::warning(&format!(
+                "RW0271: daemon process '{group}' (pid {}): cannot pass the log pipe to the \
+                 daemon host: {e}; it writes its lines to the error log itself",
+                std::process::id()
+            ));
+            None
+        }
+    };
+    match prepare_exec(&mut plan, layout, scoreboard, log_fd).and_then(|(fd, argv0)| {
         let argv = [
             argv0,
             c"--plan-fd".to_owned(),
@@ -56,6 +70,7 @@ fn prepare_exec(
     plan: &mut DaemonPlan,
     layout: &[usize],
     scoreboard: Option<ScoreboardWire>,
+    log_fd: Option<RawFd>,
 ) -> Result<(RawFd, std::ffi::CString), String> {
     use std::io::{Seek, Write};
     let metrics = plan.metrics.take().and_then(|place| {
@@ -79,8 +94,11 @@ fn prepare_exec(
     let scoreboard = scoreboard
         .filter(|_| plan.interpreter.server_metrics)
         .filter(|s| crate::daemon::listener::set_cloexec(s.fd, false).is_ok());
+    // The host's start-up closes every descriptor it was not told to keep.
+    plan.setup.keep_fds.extend(log_fd);
     let mut host_plan = HostPlan::new(plan.clone(), metrics);
     host_plan.scoreboard = scoreboard;
+    host_plan.log_fd = log_fd;
     let document = host_plan.encode()?;
     // SAFETY: memfd_create with a valid name and no flags (the host inherits it); the
     // result is checked.

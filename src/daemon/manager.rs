@@ -5,6 +5,8 @@
 //! notices a dead child about once a second and cannot hear a daemon at all, so supervision
 //! lives here, in a single-threaded process that never starts Python and reacts at once:
 //!
+//! - an exec'd daemon host's log lines and stderr come here over pipes and are logged
+//!   through Apache (`host_log`), its last ones before the line about its death;
 //! - a daemon that dies is replaced immediately (crash-loop backoff aside);
 //! - a daemon that must be replaced (touch-to-reload, maximum-requests, restart-interval,
 //!   request-timeout, SIGINT, SIGUSR1) asks for it over its control socket and keeps its
@@ -27,6 +29,7 @@ use nix::unistd::Pid;
 
 use crate::daemon::control::{self, ControlDecoder, ControlMessage, Script};
 use crate::daemon::exit::{DaemonExit, ManagerExit};
+use crate::daemon::host_log::{Relay, RelayPipes};
 use crate::daemon::plan_wire::ScoreboardWire;
 use crate::daemon::service_daemon as service;
 use crate::daemon::serving_daemon::{self as daemon_process, DaemonPlan};
@@ -146,6 +149,8 @@ struct Daemon {
     inbox: ControlDecoder,
     /// Its record in the metrics table.
     metrics_record: Option<usize>,
+    /// An exec'd daemon host's log lines and stderr, logged here through Apache.
+    relay: Option<Relay>,
 }
 
 struct Slot {
@@ -247,6 +252,18 @@ impl Manager {
                 return;
             }
         };
+        // A daemon host has no Apache to log through: its lines come here (`host_log`).
+        let relay = match group.host.as_ref().map(|_| RelayPipes::new()).transpose() {
+            Ok(pipes) => pipes,
+            Err(e) => {
+                logging::warning(&format!(
+                    "RW0272: mod_rwsgi: cannot create the log pipes of daemon process '{}': \
+                     {e}; its daemon host writes its lines to the error log itself",
+                    group.plan.group
+                ));
+                None
+            }
+        };
         let mut plan = group.plan.clone();
         plan.start_delay = delay;
         plan.control_fd = Some(theirs.as_raw_fd());
@@ -270,7 +287,7 @@ impl Manager {
                 let scoreboard = self.scoreboard.clone();
                 let code = std::panic::catch_unwind(move || match host {
                     Some(host) => {
-                        crate::daemon::host_exec::exec_host(&host, plan, &layout, scoreboard)
+                        crate::daemon::host_exec::exec_host(&host, plan, &layout, scoreboard, relay)
                     }
                     None => run_daemon(plan),
                 })
@@ -297,6 +314,9 @@ impl Manager {
                         control: mine,
                         inbox: ControlDecoder::default(),
                         metrics_record: plan.metrics_record,
+                        relay: relay.map(|pipes| {
+                            pipes.into_relay(&self.groups[g].plan.group, child.as_raw())
+                        }),
                     },
                 );
             }
@@ -326,6 +346,7 @@ impl Manager {
                 .map(|(pid, _)| *pid)
                 .collect();
             let mut ready_pids = Vec::new();
+            let mut ready_relays = Vec::new();
             let mut signals_ready = false;
             {
                 let mut fds = Vec::with_capacity(pids.len() + 1);
@@ -336,6 +357,13 @@ impl Manager {
                         PollFlags::POLLIN,
                     ));
                 }
+                let mut relays = Vec::new();
+                for (pid, daemon) in &self.daemons {
+                    for (pipe, fd) in daemon.relay.iter().flat_map(Relay::poll_fds) {
+                        fds.push(PollFd::new(fd, PollFlags::POLLIN));
+                        relays.push((*pid, pipe));
+                    }
+                }
                 let timeout = PollTimeout::try_from(TICK).unwrap_or(PollTimeout::NONE);
                 match nix::poll::poll(&mut fds, timeout) {
                     Ok(_) => {
@@ -343,6 +371,11 @@ impl Manager {
                         for (i, pid) in pids.iter().enumerate() {
                             if fds[i + 1].any().unwrap_or(false) {
                                 ready_pids.push(*pid);
+                            }
+                        }
+                        for (i, relay) in relays.into_iter().enumerate() {
+                            if fds[pids.len() + 1 + i].any().unwrap_or(false) {
+                                ready_relays.push(relay);
                             }
                         }
                     }
@@ -365,6 +398,12 @@ impl Manager {
                         }
                         _ => {} // SIGHUP, SIGUSR1/2: Apache's signals to its process group
                     }
+                }
+            }
+            // A host's lines before its death (which reap drains and logs).
+            for (pid, pipe) in ready_relays {
+                if let Some(relay) = self.daemons.get_mut(&pid).and_then(|d| d.relay.as_mut()) {
+                    relay.read(pipe);
                 }
             }
             // Deaths are reaped every turn: SIGCHLD coalesces, and a death may race poll.
@@ -439,10 +478,12 @@ impl Manager {
             ));
             let _ = nix::sys::signal::kill(*pid, Signal::SIGKILL);
         }
-        for pid in self.daemons.keys() {
-            let _ = waitpid(*pid, None);
+        for (pid, daemon) in self.daemons.drain() {
+            let _ = waitpid(pid, None);
+            if let Some(relay) = daemon.relay {
+                relay.drain();
+            }
         }
-        self.daemons.clear();
     }
 
     fn reap(&mut self) {
@@ -457,9 +498,13 @@ impl Manager {
     }
 
     fn on_death(&mut self, pid: Pid, death: Death) {
-        let Some(daemon) = self.daemons.remove(&pid) else {
+        let Some(mut daemon) = self.daemons.remove(&pid) else {
             return;
         };
+        // Its last lines (a traceback, a crash report) come before the line about its death.
+        if let Some(relay) = daemon.relay.take() {
+            relay.drain();
+        }
         let (g, s) = (daemon.group, daemon.slot);
         let name = self.groups[g].plan.group.clone();
         let metrics = self.groups[g].plan.metrics;

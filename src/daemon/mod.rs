@@ -16,6 +16,7 @@ pub mod exit;
 mod gil_thread;
 pub mod host;
 pub mod host_exec;
+pub mod host_log;
 pub mod listener;
 pub mod manager;
 pub mod metrics_shm;

@@ -31,6 +31,10 @@ pub struct HostPlan {
     /// Apache's scoreboard memory, for a group with server-metrics=on.
     #[serde(default)]
     pub scoreboard: Option<ScoreboardWire>,
+    /// The pipe the host's log records go to (`daemon::host_log`): the manager logs them
+    /// through Apache. None: the host writes Apache-format lines to its stderr.
+    #[serde(default)]
+    pub log_fd: Option<RawFd>,
     /// The most verbose level that reaches a log (`logging::enabled`).
     pub max_log_level: Level,
     /// What `ps` shows for a daemon without display-name=: Apache's command line, as a
@@ -100,6 +104,7 @@ impl HostPlan {
             plan,
             metrics,
             scoreboard: None,
+            log_fd: None,
             max_log_level: crate::logging::max_level(),
             command_line: own_command_line(),
         }
@@ -280,6 +285,7 @@ mod tests {
                 offset: 8,
                 len: 1 << 20,
             }),
+            log_fd: Some(14),
             max_log_level: Level::Info,
             command_line: "/usr/sbin/apache2 -k start".into(),
         }

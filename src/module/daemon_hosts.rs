@@ -1,10 +1,9 @@
 //! Which daemon host (`rwsgi-daemon`, `daemon::host`) each daemon process group's daemons
 //! exec (issue 35). A group on the module's own Python needs none: its daemons run in the
 //! daemon manager's fork, which shares the module's pages with Apache (an exec'd host costs
-//! each daemon more memory, docs/PERFORMANCE.md) and logs through Apache's own error log
-//! (ErrorLogFormat, syslog). A group whose venv was made with another Python runs on that
-//! venv's own `bin/rwsgi-daemon` (a pip install of mod_rwsgi there), checked with its
-//! `--probe`; `apache2 -t` fails when it has none, naming what to install.
+//! each daemon more memory, docs/PERFORMANCE.md). A group whose venv was made with another
+//! Python runs on that venv's own `bin/rwsgi-daemon` (a pip install of mod_rwsgi there),
+//! checked with its `--probe`; `apache2 -t` fails when it has none, naming what to install.
 
 use std::path::{Path, PathBuf};
 
