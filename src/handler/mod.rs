@@ -435,6 +435,7 @@ fn serve_embedded_with(
         apache_request: apache_request_rec(r, dir),
         // `route::resolve` never sends an ASGI script to embedded mode.
         asgi: false,
+        websocket: false,
     };
     embedded::serve(r, ctx.embedded, &spec, dir.enable_sendfile())
 }
