@@ -13,6 +13,8 @@ const DIRECTIVE: &str = "WSGIDaemonProcess";
 /// Largest value mod_wsgi can hold in its `int` options.
 const INT_MAX: i64 = i32::MAX as i64;
 
+/// Default `websocket-max-message-size` (bytes).
+pub const DEFAULT_WEBSOCKET_MAX_MESSAGE_SIZE: u32 = 1024 * 1024;
 /// Default `header-buffer-size` (bytes).
 pub const DEFAULT_HEADER_BUFFER_SIZE: u32 = 32768;
 /// Default `response-buffer-size` (bytes).
@@ -117,6 +119,12 @@ pub struct DaemonGroupSpec {
     pub response_socket_timeout: Option<Duration>,
     /// `response-flush-delay=` in milliseconds (default 5 ms; 0 = flush at once).
     pub response_flush_delay: Duration,
+    /// `websocket-max-message-size=` bytes (beyond mod_wsgi; default 1 MiB, at most the
+    /// protocol's 16 MiB): a larger message from a WebSocket client closes it with 1009.
+    pub websocket_max_message_size: u32,
+    /// `websocket-idle-timeout=` as given (beyond mod_wsgi): a WebSocket with no message,
+    /// ping or pong either way for this long is closed (1001); None = socket-timeout.
+    pub websocket_idle_timeout: Option<Duration>,
     /// `switch-interval=` seconds (sys.setswitchinterval).
     pub switch_interval: Option<f64>,
     /// `server-metrics=on|off` (default off).
@@ -460,6 +468,23 @@ pub static DAEMON_OPTIONS: &[DaemonOption] = &[
         }),
     ),
     option(
+        "websocket-max-message-size",
+        Custom(|s, o| match parse_int(o.value) {
+            Some(v) if (1..=i64::from(crate::protocol::WS_MESSAGE_MAX)).contains(&v) => {
+                s.websocket_max_message_size = v as u32;
+                Ok(())
+            }
+            _ => Err(o.err(format!(
+                "expected a number of bytes from 1 to {}",
+                crate::protocol::WS_MESSAGE_MAX
+            ))),
+        }),
+    ),
+    option(
+        "websocket-idle-timeout",
+        FineTimeout(|s| &mut s.websocket_idle_timeout),
+    ),
+    option(
         "switch-interval",
         Custom(|s, o| match o.value.parse::<f64>() {
             Ok(v) if v.is_finite() && v > 0.0 => {
@@ -674,6 +699,8 @@ impl DaemonGroupSpec {
             response_buffer_size: DEFAULT_RESPONSE_BUFFER_SIZE,
             response_socket_timeout: None,
             response_flush_delay: Duration::from_millis(5),
+            websocket_max_message_size: DEFAULT_WEBSOCKET_MAX_MESSAGE_SIZE,
+            websocket_idle_timeout: None,
             switch_interval: None,
             server_metrics: false,
             maximum_rss: None,

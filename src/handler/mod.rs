@@ -317,6 +317,9 @@ fn serve(r: &mut Request<'_>, ctx: &HandlerContext<'_>, dir: &DirConfig, route: 
     }
     if sel.asgi {
         flags |= req_flags::ASGI;
+        if daemon_client::is_websocket_upgrade(r) {
+            flags |= req_flags::WEBSOCKET;
+        }
     }
     r.add_cgi_variables();
     r.ensure_log_ids();

@@ -398,6 +398,8 @@ fn daemon_target(
         response_socket_timeout: spec.effective_response_socket_timeout(),
         response_flush_delay: spec.response_flush_delay,
         response_buffer_size: spec.response_buffer_size as usize,
+        websocket_max_message_size: spec.websocket_max_message_size as usize,
+        websocket_idle_timeout: spec.websocket_idle_timeout.unwrap_or(socket_timeout),
         script_owner: ScriptOwner {
             uid: ids.script_uid,
             gid: ids.script_gid,
