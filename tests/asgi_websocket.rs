@@ -47,7 +47,9 @@ fn start(options: &str, tls: bool) -> Server {
         let dir = TempDir::new("asgi-ws-tls");
         let (crt, key) = (dir.path().join("t.crt"), dir.path().join("t.key"));
         let made = Command::new("openssl")
-            .args(["req", "-x509", "-nodes", "-newkey", "rsa:2048", "-days", "1"])
+            .args([
+                "req", "-x509", "-nodes", "-newkey", "rsa:2048", "-days", "1",
+            ])
             .args(["-subj", "/CN=localhost", "-keyout"])
             .arg(&key)
             .arg("-out")
@@ -192,7 +194,10 @@ fn echo_subprotocol_denial_size_limit_and_app_failure() {
     let wait = Duration::from_secs(60);
     assert_eq!(c.expect(apache, "subprotocol", wait), "chat");
     let info = c.expect(apache, "info", wait);
-    assert!(info.contains("\"subprotocols\": [\"x\", \"chat\"]"), "{info}");
+    assert!(
+        info.contains("\"subprotocols\": [\"x\", \"chat\"]"),
+        "{info}"
+    );
     assert!(info.contains("\"scheme\": \"ws\""), "{info}");
     assert!(info.contains("\"root_path\": \"/ws\""), "{info}");
     assert_eq!(c.expect(apache, "text", wait), "hello");

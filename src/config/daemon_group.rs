@@ -13,6 +13,9 @@ const DIRECTIVE: &str = "WSGIDaemonProcess";
 /// Largest value mod_wsgi can hold in its `int` options.
 const INT_MAX: i64 = i32::MAX as i64;
 
+/// The largest `websocket-max-message-size` (16 MiB: what the daemon protocol's WsMsg
+/// frame carries, `protocol::WS_MESSAGE_MAX`; `module::daemon_plan` checks they agree).
+pub const WEBSOCKET_MAX_MESSAGE_SIZE_LIMIT: u32 = 16 * 1024 * 1024;
 /// Default `websocket-max-message-size` (bytes).
 pub const DEFAULT_WEBSOCKET_MAX_MESSAGE_SIZE: u32 = 1024 * 1024;
 /// Default `header-buffer-size` (bytes).
@@ -470,13 +473,12 @@ pub static DAEMON_OPTIONS: &[DaemonOption] = &[
     option(
         "websocket-max-message-size",
         Custom(|s, o| match parse_int(o.value) {
-            Some(v) if (1..=i64::from(crate::protocol::WS_MESSAGE_MAX)).contains(&v) => {
+            Some(v) if (1..=i64::from(WEBSOCKET_MAX_MESSAGE_SIZE_LIMIT)).contains(&v) => {
                 s.websocket_max_message_size = v as u32;
                 Ok(())
             }
             _ => Err(o.err(format!(
-                "expected a number of bytes from 1 to {}",
-                crate::protocol::WS_MESSAGE_MAX
+                "expected a number of bytes from 1 to {WEBSOCKET_MAX_MESSAGE_SIZE_LIMIT}"
             ))),
         }),
     ),

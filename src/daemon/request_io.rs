@@ -333,7 +333,10 @@ impl RequestIo for DaemonIo<'_> {
                 self.failed = true;
                 Err(io::Error::new(
                     io::ErrorKind::InvalidData,
-                    format!("expected a WebSocket frame from Apache, got a {}", other.kind()),
+                    format!(
+                        "expected a WebSocket frame from Apache, got a {}",
+                        other.kind()
+                    ),
                 ))
             }
         }

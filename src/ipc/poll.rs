@@ -54,7 +54,10 @@ pub fn wait_either(
         PollFd::new(b, PollFlags::POLLIN),
     ];
     let ms = timeout.as_micros().div_ceil(1000);
-    match poll(&mut fds, PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX)) {
+    match poll(
+        &mut fds,
+        PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX),
+    ) {
         Ok(0) | Err(Errno::EINTR) => Ok((false, false)),
         Ok(_) => {
             let ready = |fd: &PollFd<'_>| fd.revents().is_some_and(|r| !r.is_empty());

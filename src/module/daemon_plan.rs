@@ -16,6 +16,10 @@ use crate::daemon::spawn::{ChildSetup, Identity, ResourceLimits};
 use crate::daemon::telemetry::TelemetryPlan;
 use crate::handler::DaemonTarget;
 use crate::handler::script_owner::ScriptOwner;
+
+// websocket-max-message-size= may not exceed what a WsMsg frame carries.
+const _: () =
+    assert!(crate::config::WEBSOCKET_MAX_MESSAGE_SIZE_LIMIT == crate::protocol::WS_MESSAGE_MAX);
 use crate::python::InterpreterSettings;
 
 /// The Python settings every process of this configuration shares (server-wide

@@ -195,8 +195,7 @@ impl XorShift {
 mod tests {
     use super::*;
     use crate::protocol::{
-        FrameKind, HelloStatus, ReqHead, RespHead, encode_header, error_code, req_flags,
-        ws_type,
+        FrameKind, HelloStatus, ReqHead, RespHead, encode_header, error_code, req_flags, ws_type,
     };
 
     fn frame_bytes(frames: &[Frame]) -> Vec<u8> {

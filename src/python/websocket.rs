@@ -49,7 +49,12 @@ impl WebSocket {
 impl WebSocket {
     /// wait(wake_fd, timeout): the next event, as a tuple: ('text', str), ('bytes', bytes),
     /// ('close', code, reason), ('wake',), ('timeout',) or ('shutdown',).
-    fn wait<'py>(&self, py: Python<'py>, wake_fd: i32, timeout: f64) -> PyResult<Bound<'py, PyTuple>> {
+    fn wait<'py>(
+        &self,
+        py: Python<'py>,
+        wake_fd: i32,
+        timeout: f64,
+    ) -> PyResult<Bound<'py, PyTuple>> {
         if wake_fd < 0 {
             return Err(PyValueError::new_err("wake_fd must be a descriptor"));
         }
@@ -61,10 +66,17 @@ impl WebSocket {
             io.ws_wait(wake, timeout)
         })?;
         let tuple = match event {
-            WsEvent::Message { binary: true, data } => {
-                PyTuple::new(py, [PyString::new(py, "bytes").into_any(), PyBytes::new(py, &data).into_any()])?
-            }
-            WsEvent::Message { binary: false, data } => PyTuple::new(
+            WsEvent::Message { binary: true, data } => PyTuple::new(
+                py,
+                [
+                    PyString::new(py, "bytes").into_any(),
+                    PyBytes::new(py, &data).into_any(),
+                ],
+            )?,
+            WsEvent::Message {
+                binary: false,
+                data,
+            } => PyTuple::new(
                 py,
                 [
                     PyString::new(py, "text").into_any(),

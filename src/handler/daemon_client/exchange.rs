@@ -214,9 +214,7 @@ pub(super) fn send_and_relay(
     mut conn: DaemonConn,
     head: &[u8],
     body: &mut Body,
-    sendfile: bool,
-    error_override: bool,
-    websocket: bool,
+    plan: &super::RequestPlan<'_>,
 ) -> Result<(), Ended> {
     // A daemon reads a pushed body whole before it starts the request: if this write fails,
     // the request did not run.
@@ -229,8 +227,8 @@ pub(super) fn send_and_relay(
     body.mark_pushed();
     let mut exchange = Exchange {
         target,
-        sendfile,
-        error_override,
+        sendfile: plan.sendfile,
+        error_override: plan.error_override,
         overridden: None,
         phase: Phase::AwaitingHead,
         head_deadline: target.request_timeout.map(|t| Instant::now() + t),
@@ -239,7 +237,7 @@ pub(super) fn send_and_relay(
         unflushed: 0,
         awaiting_answer: true,
         body_buf: Vec::new(),
-        websocket,
+        websocket: plan.flags & protocol::req_flags::WEBSOCKET != 0,
     };
     loop {
         match exchange.step(r, &mut conn, body) {

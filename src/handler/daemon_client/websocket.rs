@@ -45,6 +45,12 @@ pub fn is_upgrade(r: &Request<'_>) -> bool {
             .is_some_and(|k| !k.trim_ascii().is_empty())
 }
 
+/// A client misbehaviour, for the log.
+enum Note {
+    TooBig(String),
+    Protocol(String),
+}
+
 /// Why the relay ended badly, for the log.
 enum End {
     Normal,
@@ -77,7 +83,25 @@ pub(super) fn relay(r: &mut Request<'_>, target: &DaemonTarget, conn: DaemonConn
         ),
     };
     for note in notes {
-        log::request(r, Level::Info, &note);
+        match note {
+            Note::TooBig(e) => log::request(
+                r,
+                Level::Info,
+                &format!(
+                    "RW0332: mod_rwsgi: WebSocket client sent a message over \
+                     websocket-max-message-size={} ({e}); closed with 1009",
+                    target.websocket_max_message_size
+                ),
+            ),
+            Note::Protocol(e) => log::request(
+                r,
+                Level::Info,
+                &format!(
+                    "RW0333: mod_rwsgi: WebSocket protocol error from the client ({e}); \
+                     closed with 1002"
+                ),
+            ),
+        }
     }
     match end {
         End::Normal => {}
@@ -121,8 +145,8 @@ struct Relay<'t, 'r> {
     /// The client connection is over (closed, failed, or the close handshake completed).
     client_done: bool,
     end: End,
-    /// Lines for the error log (info level), written once the client stream is dropped.
-    notes: Vec<String>,
+    /// What to log (info level) once the client stream is dropped.
+    notes: Vec<Note>,
 }
 
 impl<'t, 'r> Relay<'t, 'r> {
@@ -145,9 +169,12 @@ impl<'t, 'r> Relay<'t, 'r> {
         }
     }
 
-    fn run(mut self) -> (End, Vec<String>) {
+    fn run(mut self) -> (End, Vec<Note>) {
         while !(self.client_done && (self.daemon_done || self.daemon_told)) {
-            if self.closing_since.is_some_and(|t| t.elapsed() >= CLOSE_WAIT) {
+            if self
+                .closing_since
+                .is_some_and(|t| t.elapsed() >= CLOSE_WAIT)
+            {
                 break;
             }
             if !self.client_done
@@ -169,16 +196,13 @@ impl<'t, 'r> Relay<'t, 'r> {
                 );
                 let daemon_fd = self.conn.stream.as_fd();
                 let client_fd = self.ws.get_ref().poll_fd();
-                match wait_either(client_fd, daemon_fd, wait) {
-                    Ok(ready) => ready,
-                    Err(_) => (true, true),
-                }
+                wait_either(client_fd, daemon_fd, wait).unwrap_or((true, true))
             };
             if client_ready && !self.client_done {
-                self.from_client();
+                self.read_client();
             }
             if daemon_ready && !self.daemon_done {
-                self.from_daemon();
+                self.read_daemon();
             }
             if self.daemon_done && !self.client_done && self.closing_since.is_none() {
                 // The daemon ended without closing the WebSocket (RespEnd after the client's
@@ -196,16 +220,16 @@ impl<'t, 'r> Relay<'t, 'r> {
     }
 
     /// Reads what the client sent until nothing more is there.
-    fn from_client(&mut self) {
+    fn read_client(&mut self) {
         loop {
             match self.ws.read() {
                 Ok(message) => {
                     self.last_activity = Instant::now();
                     match message {
                         Message::Text(text) => {
-                            self.to_daemon(ws_type::TEXT, text.as_bytes());
+                            self.send_daemon(ws_type::TEXT, text.as_bytes());
                         }
-                        Message::Binary(data) => self.to_daemon(ws_type::BINARY, &data),
+                        Message::Binary(data) => self.send_daemon(ws_type::BINARY, &data),
                         Message::Close(frame) => {
                             let (code, reason) = frame.map_or((1005, Vec::new()), |f| {
                                 (u16::from(f.code), f.reason.as_bytes().to_vec())
@@ -234,20 +258,13 @@ impl<'t, 'r> Relay<'t, 'r> {
                 Err(WsError::Capacity(e)) => {
                     self.close_client(CloseCode::Size, "message too big");
                     self.tell_daemon(1009, b"message too big");
-                    self.notes.push(format!(
-                        "RW0332: mod_rwsgi: WebSocket client sent a message over \
-                         websocket-max-message-size={} ({e}); closed with 1009",
-                        self.target.websocket_max_message_size
-                    ));
+                    self.notes.push(Note::TooBig(e.to_string()));
                     return;
                 }
                 Err(WsError::Protocol(e)) => {
                     self.close_client(CloseCode::Protocol, "protocol error");
                     self.tell_daemon(1002, b"protocol error");
-                    self.notes.push(format!(
-                        "RW0333: mod_rwsgi: WebSocket protocol error from the client ({e}); \
-                         closed with 1002"
-                    ));
+                    self.notes.push(Note::Protocol(e.to_string()));
                     return;
                 }
                 Err(WsError::Utf8(_)) => {
@@ -270,7 +287,7 @@ impl<'t, 'r> Relay<'t, 'r> {
     }
 
     /// Handles the daemon's frames that are here (at least one is, or the connection ended).
-    fn from_daemon(&mut self) {
+    fn read_daemon(&mut self) {
         loop {
             let frame = {
                 let mut reader = crate::ipc::fd_passing::FdReader {
@@ -279,11 +296,10 @@ impl<'t, 'r> Relay<'t, 'r> {
                     timeout: Some(self.target.socket_timeout),
                     wait_first: false,
                 };
-                protocol::io::read_raw_frame(&mut reader, &mut self.conn.dec)
-                    .and_then(|f| {
-                        f.decode(&Limits::default())
-                            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
-                    })
+                protocol::io::read_raw_frame(&mut reader, &mut self.conn.dec).and_then(|f| {
+                    f.decode(&Limits::default())
+                        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+                })
             };
             match frame {
                 Ok(Frame::WsMsg { ty, data }) => {
@@ -296,11 +312,12 @@ impl<'t, 'r> Relay<'t, 'r> {
                     } else {
                         Message::binary(data)
                     };
-                    if !self.client_done && self.closing_since.is_none() {
-                        if self.ws.send(message).is_err() {
-                            self.client_done = true;
-                            self.tell_daemon(1006, b"");
-                        }
+                    if !self.client_done
+                        && self.closing_since.is_none()
+                        && self.ws.send(message).is_err()
+                    {
+                        self.client_done = true;
+                        self.tell_daemon(1006, b"");
                     }
                 }
                 Ok(Frame::WsClose { code, reason }) => {
@@ -361,7 +378,7 @@ impl<'t, 'r> Relay<'t, 'r> {
     }
 
     /// One message from the client to the application.
-    fn to_daemon(&mut self, ty: u8, data: &[u8]) {
+    fn send_daemon(&mut self, ty: u8, data: &[u8]) {
         if self.daemon_told || self.daemon_done {
             return;
         }
