@@ -34,8 +34,7 @@ fn start(options: &str, tls: bool) -> Server {
     let app = config.install_app("asgi_websocket.py");
     let venv = test_venv();
     let mut conf = format!(
-        "WSGIDaemonProcess ws threads=4 python-home={} graceful-timeout=1 \
-         websocket-max-message-size=1024 {options}\n\
+        "WSGIDaemonProcess ws threads=4 python-home={} graceful-timeout=1 {options}\n\
          WSGIScriptAlias /ws {} process-group=ws application-group=%{{GLOBAL}} interface=asgi\n\
          <Directory @DIR@/apps>\n    Require all granted\n</Directory>\n{ENDPOINT}\n",
         venv.display(),
@@ -187,7 +186,7 @@ fn touch(path: &Path) {
 
 #[test]
 fn echo_subprotocol_denial_size_limit_and_app_failure() {
-    let server = start("", false);
+    let server = start("websocket-max-message-size=1024", false);
     let apache = &server.apache;
 
     let mut c = client("echo", &server.url("/echo"), &[]);
