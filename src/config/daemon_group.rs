@@ -969,7 +969,7 @@ pub(crate) mod tests {
             );
             assert_eq!(daemon_option(o.name).map(|p| p.name), Some(o.name));
         }
-        assert_eq!(DAEMON_OPTIONS.len(), 47);
+        assert_eq!(DAEMON_OPTIONS.len(), 49);
         let empty_ok: Vec<&str> = DAEMON_OPTIONS
             .iter()
             .filter(|o| o.empty_ok)
@@ -1178,6 +1178,15 @@ pub(crate) mod tests {
             ("response-socket-timeout=9", |d| {
                 d.effective_response_socket_timeout() == secs(9)
             }),
+            ("websocket-max-message-size=1", |d| {
+                d.websocket_max_message_size == 1
+            }),
+            ("websocket-max-message-size=16777216", |d| {
+                d.websocket_max_message_size == 16 << 20
+            }),
+            ("websocket-idle-timeout=2.5", |d| {
+                d.websocket_idle_timeout == Some(Duration::from_millis(2500))
+            }),
             ("response-flush-delay=0", |d| {
                 d.response_flush_delay.is_zero()
             }),
@@ -1318,6 +1327,10 @@ pub(crate) mod tests {
             "response-buffer-size=65535",
             "response-socket-timeout=-1",
             "response-flush-delay=-1",
+            "websocket-max-message-size=0",
+            "websocket-max-message-size=16777217",
+            "websocket-max-message-size=1k",
+            "websocket-idle-timeout=-1",
             "switch-interval=0",
             "switch-interval=-1",
             "switch-interval=nan",
