@@ -10,6 +10,10 @@
 # timeouts and metrics. The request thread returns once the response is complete; the rest
 # of the coroutine (background work) goes on in the loop, its receive() then answering
 # http.disconnect and its send() raising OSError.
+#
+# A WebSocket request (environ has `mod_rwsgi.websocket`) runs the same way with a
+# `websocket` scope (_WebSocket): the request thread waits on the client's messages and on
+# a pipe the loop writes to when it has queued an operation.
 
 import asyncio
 import concurrent.futures
