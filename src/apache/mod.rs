@@ -3,6 +3,7 @@
 //! `unsafe fn from_raw` per wrapper; everything after that is safe.
 
 pub mod auth;
+pub mod client_stream;
 pub mod directive_context;
 pub mod log;
 pub mod other_child;

@@ -491,6 +491,19 @@ impl<'r> Request<'r> {
         Ok(())
     }
 
+    /// The request's protocol version as Apache numbers it (1001 = HTTP/1.1, 2000 = HTTP/2).
+    pub fn proto_num(&self) -> i32 {
+        self.raw.proto_num
+    }
+
+    /// Sends the status line of an interim (1xx) response set with
+    /// [`set_status`](Self::set_status) and the headers out straight to the connection (as
+    /// a 101 Switching Protocols must go: no body, no end of response).
+    pub fn send_interim_response(&mut self) {
+        // SAFETY: the live request, its status and status_line set by set_status.
+        unsafe { ffi::ap_send_interim_response(self.raw, 1) };
+    }
+
     /// Marks the connection so it is closed after this response (the body is incomplete).
     pub fn abort_connection(&mut self) {
         // SAFETY: connection is the live conn_rec of this request.

@@ -13,6 +13,11 @@ const DIRECTIVE: &str = "WSGIDaemonProcess";
 /// Largest value mod_wsgi can hold in its `int` options.
 const INT_MAX: i64 = i32::MAX as i64;
 
+/// The largest `websocket-max-message-size` (16 MiB: what the daemon protocol's WsMsg
+/// frame carries, `protocol::WS_MESSAGE_MAX`; `module::daemon_plan` checks they agree).
+pub const WEBSOCKET_MAX_MESSAGE_SIZE_LIMIT: u32 = 16 * 1024 * 1024;
+/// Default `websocket-max-message-size` (bytes).
+pub const DEFAULT_WEBSOCKET_MAX_MESSAGE_SIZE: u32 = 1024 * 1024;
 /// Default `header-buffer-size` (bytes).
 pub const DEFAULT_HEADER_BUFFER_SIZE: u32 = 32768;
 /// Default `response-buffer-size` (bytes).
@@ -117,6 +122,12 @@ pub struct DaemonGroupSpec {
     pub response_socket_timeout: Option<Duration>,
     /// `response-flush-delay=` in milliseconds (default 5 ms; 0 = flush at once).
     pub response_flush_delay: Duration,
+    /// `websocket-max-message-size=` bytes (beyond mod_wsgi; default 1 MiB, at most the
+    /// protocol's 16 MiB): a larger message from a WebSocket client closes it with 1009.
+    pub websocket_max_message_size: u32,
+    /// `websocket-idle-timeout=` as given (beyond mod_wsgi): a WebSocket with no message,
+    /// ping or pong either way for this long is closed (1001); None = socket-timeout.
+    pub websocket_idle_timeout: Option<Duration>,
     /// `switch-interval=` seconds (sys.setswitchinterval).
     pub switch_interval: Option<f64>,
     /// `server-metrics=on|off` (default off).
@@ -460,6 +471,22 @@ pub static DAEMON_OPTIONS: &[DaemonOption] = &[
         }),
     ),
     option(
+        "websocket-max-message-size",
+        Custom(|s, o| match parse_int(o.value) {
+            Some(v) if (1..=i64::from(WEBSOCKET_MAX_MESSAGE_SIZE_LIMIT)).contains(&v) => {
+                s.websocket_max_message_size = v as u32;
+                Ok(())
+            }
+            _ => Err(o.err(format!(
+                "expected a number of bytes from 1 to {WEBSOCKET_MAX_MESSAGE_SIZE_LIMIT}"
+            ))),
+        }),
+    ),
+    option(
+        "websocket-idle-timeout",
+        FineTimeout(|s| &mut s.websocket_idle_timeout),
+    ),
+    option(
         "switch-interval",
         Custom(|s, o| match o.value.parse::<f64>() {
             Ok(v) if v.is_finite() && v > 0.0 => {
@@ -674,6 +701,8 @@ impl DaemonGroupSpec {
             response_buffer_size: DEFAULT_RESPONSE_BUFFER_SIZE,
             response_socket_timeout: None,
             response_flush_delay: Duration::from_millis(5),
+            websocket_max_message_size: DEFAULT_WEBSOCKET_MAX_MESSAGE_SIZE,
+            websocket_idle_timeout: None,
             switch_interval: None,
             server_metrics: false,
             maximum_rss: None,
@@ -940,7 +969,7 @@ pub(crate) mod tests {
             );
             assert_eq!(daemon_option(o.name).map(|p| p.name), Some(o.name));
         }
-        assert_eq!(DAEMON_OPTIONS.len(), 47);
+        assert_eq!(DAEMON_OPTIONS.len(), 49);
         let empty_ok: Vec<&str> = DAEMON_OPTIONS
             .iter()
             .filter(|o| o.empty_ok)
@@ -1149,6 +1178,15 @@ pub(crate) mod tests {
             ("response-socket-timeout=9", |d| {
                 d.effective_response_socket_timeout() == secs(9)
             }),
+            ("websocket-max-message-size=1", |d| {
+                d.websocket_max_message_size == 1
+            }),
+            ("websocket-max-message-size=16777216", |d| {
+                d.websocket_max_message_size == 16 << 20
+            }),
+            ("websocket-idle-timeout=2.5", |d| {
+                d.websocket_idle_timeout == Some(Duration::from_millis(2500))
+            }),
             ("response-flush-delay=0", |d| {
                 d.response_flush_delay.is_zero()
             }),
@@ -1289,6 +1327,10 @@ pub(crate) mod tests {
             "response-buffer-size=65535",
             "response-socket-timeout=-1",
             "response-flush-delay=-1",
+            "websocket-max-message-size=0",
+            "websocket-max-message-size=16777217",
+            "websocket-max-message-size=1k",
+            "websocket-idle-timeout=-1",
             "switch-interval=0",
             "switch-interval=-1",
             "switch-interval=nan",

@@ -29,7 +29,7 @@ mod trusted_proxy;
 pub use daemon_group::{
     DAEMON_OPTIONS, DEFAULT_HEADER_BUFFER_SIZE, DEFAULT_LISTEN_BACKLOG,
     DEFAULT_RESPONSE_BUFFER_SIZE, DaemonGroupSpec, DaemonOption, OptionValue, ResolvedIds,
-    daemon_option, seconds_text,
+    WEBSOCKET_MAX_MESSAGE_SIZE_LIMIT, daemon_option, seconds_text,
 };
 pub use directive_table::{
     DIRECTIVES, DirectiveInfo, Scope, Target, UNSUPPORTED_SECTIONS, directive_info,

@@ -24,7 +24,7 @@ use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTime
 use nix::sys::eventfd::{EfdFlags, EventFd};
 use nix::sys::signal::Signal;
 
-use crate::daemon::request_io::{DaemonIo, PushedBody};
+use crate::daemon::request_io::{DaemonIo, PushedBody, WsContext};
 use crate::logging;
 use crate::protocol::{self, Decoder, Frame, Limits, error_code, req_flags};
 use crate::python::{AppHost, Outcome, RequestSpec, RequestTimes, ScriptReloading};
@@ -102,6 +102,8 @@ pub struct Dispatcher {
     idle: Mutex<HashMap<u64, Conn>>,
     next_token: AtomicU64,
     stopping: AtomicBool,
+    /// The drain time is over: open WebSockets close with 1012 (service restart).
+    close_websockets: AtomicBool,
     active: AtomicUsize,
     served: AtomicU64,
     /// Gives freed request buffers back to the system every 1024 requests, and at least once
@@ -169,6 +171,7 @@ impl Dispatcher {
             idle: Mutex::new(HashMap::new()),
             next_token: AtomicU64::new(STOP_TOKEN + 1),
             stopping: AtomicBool::new(false),
+            close_websockets: AtomicBool::new(false),
             active: AtomicUsize::new(0),
             served: AtomicU64::new(0),
             heap_trimmer: crate::heap::HeapTrimmer::new(1024, crate::heap::TRIM_INTERVAL),
@@ -214,6 +217,12 @@ impl Dispatcher {
     }
 
     /// Set when maximum-requests was reached: the main thread then restarts the process.
+    /// Tells the WebSockets still open to close with 1012 (service restart): each notices
+    /// within a quarter second and ends its request.
+    pub fn close_websockets(&self) {
+        self.close_websockets.store(true, Ordering::SeqCst);
+    }
+
     pub fn restart_requested(&self) -> bool {
         self.restart_requested.load(Ordering::SeqCst)
     }
@@ -713,7 +722,7 @@ impl Dispatcher {
             // Python state and would land in this request.
             crate::python::clear_interrupt(self.thread_ident(index));
         }
-        let keep = self.run_request(conn, &head, pushed);
+        let keep = self.run_request(conn, &head, pushed, index);
         drop(in_flight);
         self.heap_trimmer.request_done();
         let served = self.served.fetch_add(1, Ordering::SeqCst) + 1;
@@ -738,6 +747,7 @@ impl Dispatcher {
         conn: &mut Conn,
         head: &protocol::ReqHead,
         pushed: Option<PushedBody>,
+        index: usize,
     ) -> bool {
         // mod_wsgi.daemon_start: this process begins handling the request now.
         let daemon_start_us = crate::util::now_us();
@@ -747,6 +757,14 @@ impl Dispatcher {
             self.settings.socket_timeout,
             pushed,
         );
+        let websocket = head.has_flag(req_flags::ASGI | req_flags::WEBSOCKET);
+        if websocket {
+            io.set_websocket(WsContext {
+                shutdown: &self.close_websockets,
+                busy_since: self.busy_since.get(index),
+                epoch: self.epoch,
+            });
+        }
         if self.queue_timeout_expired(head, daemon_start_us) {
             return io
                 .send_error(error_code::OVERLOADED, b"queue-timeout expired")
@@ -929,6 +947,7 @@ fn request_spec<'a>(
         // As mod_wsgi: the request_rec lives in the Apache child, not here.
         apache_request: None,
         asgi: head.has_flag(protocol::req_flags::ASGI),
+        websocket: head.has_flag(protocol::req_flags::ASGI | protocol::req_flags::WEBSOCKET),
     }
 }
 

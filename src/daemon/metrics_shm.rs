@@ -169,6 +169,10 @@ impl crate::python::RequestObserver for TableObserver {
         self.0.began();
     }
 
+    fn websocket(&self, opened: bool) {
+        self.0.websocket(opened);
+    }
+
     fn ended(&self, s: &crate::python::RequestSummary) {
         if s.resent {
             self.0.abandoned();

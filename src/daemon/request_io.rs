@@ -6,12 +6,25 @@
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice, Write};
-use std::os::fd::RawFd;
+use std::os::fd::{AsFd, BorrowedFd, RawFd};
 use std::os::unix::net::UnixStream;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
-use crate::protocol::{self, Decoder, Frame, FrameKind};
-use crate::python::RequestIo;
+use crate::protocol::{self, Decoder, Frame, FrameKind, ws_type};
+use crate::python::{RequestIo, WsEvent};
+
+/// What a WebSocket request needs from its dispatcher.
+#[derive(Clone, Copy)]
+pub(super) struct WsContext<'c> {
+    /// Set when the daemon's drain time is over: open WebSockets close with 1012.
+    pub shutdown: &'c AtomicBool,
+    /// The thread's request start (µs since `epoch`), which request-timeout watches: moved
+    /// on while the WebSocket waits for its client, so an open WebSocket is not a request
+    /// that overran.
+    pub busy_since: Option<&'c AtomicU64>,
+    pub epoch: Instant,
+}
 
 /// Response bytes gathered before a write to the socket.
 const OUT_BUFFER: usize = 64 * 1024;
@@ -61,6 +74,7 @@ pub(super) struct DaemonIo<'c> {
     out: Vec<u8>,
     pub(super) head_sent: bool,
     pub(super) failed: bool,
+    ws: Option<WsContext<'c>>,
 }
 
 impl<'c> DaemonIo<'c> {
@@ -80,7 +94,21 @@ impl<'c> DaemonIo<'c> {
             out: Vec::new(),
             head_sent: false,
             failed: false,
+            ws: None,
         }
+    }
+
+    /// Makes this the io of a WebSocket request.
+    pub(super) fn set_websocket(&mut self, ws: WsContext<'c>) {
+        self.ws = Some(ws);
+    }
+
+    fn ws_frame(&mut self, frame: &Frame) -> io::Result<()> {
+        if self.ws.is_none() {
+            return Err(io::ErrorKind::Unsupported.into());
+        }
+        self.push_frame(frame)?;
+        self.write_out()
     }
 
     fn write_out(&mut self) -> io::Result<()> {
@@ -257,6 +285,109 @@ impl RequestIo for DaemonIo<'_> {
             self.failed = true;
         }
         result.map(|()| true)
+    }
+
+    fn ws_wait(&mut self, wake: BorrowedFd<'_>, timeout: Duration) -> io::Result<WsEvent> {
+        let Some(ws) = self.ws else {
+            return Err(io::ErrorKind::Unsupported.into());
+        };
+        self.write_out()?;
+        if ws.shutdown.load(Ordering::SeqCst) {
+            return Ok(WsEvent::Shutdown);
+        }
+        if let Some(busy) = ws.busy_since {
+            let now = u64::try_from(ws.epoch.elapsed().as_micros()).unwrap_or(u64::MAX);
+            busy.store(now.max(1), Ordering::SeqCst);
+        }
+        let buffered = self
+            .dec
+            .has_frame()
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        if !buffered {
+            let (socket, woken) =
+                crate::ipc::poll::wait_either(self.stream.as_fd(), wake, timeout)?;
+            if woken {
+                return Ok(WsEvent::Woken);
+            }
+            if !socket {
+                return Ok(WsEvent::Timeout);
+            }
+        }
+        let frame = match protocol::io::read_frame(
+            &mut TimedStream(&*self.stream, self.read_timeout),
+            &mut *self.dec,
+        ) {
+            Ok(frame) => frame,
+            Err(e) => {
+                self.failed = true;
+                return Err(e);
+            }
+        };
+        match frame {
+            Frame::WsMsg { ty, data } => Ok(WsEvent::Message {
+                binary: ty == ws_type::BINARY,
+                data,
+            }),
+            Frame::WsClose { code, reason } => Ok(WsEvent::Close { code, reason }),
+            other => {
+                self.failed = true;
+                Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!(
+                        "expected a WebSocket frame from Apache, got a {}",
+                        other.kind()
+                    ),
+                ))
+            }
+        }
+    }
+
+    fn ws_send(&mut self, binary: bool, data: &[u8]) -> io::Result<()> {
+        if data.len() > protocol::WS_MESSAGE_MAX as usize {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "a WebSocket message of {} bytes is over the {} bytes the daemon protocol \
+                     carries",
+                    data.len(),
+                    protocol::WS_MESSAGE_MAX
+                ),
+            ));
+        }
+        let ty = if binary {
+            ws_type::BINARY
+        } else {
+            ws_type::TEXT
+        };
+        let header = protocol::encode_header(FrameKind::WsMsg, data.len() as u32 + 1);
+        if self.ws.is_none() {
+            return Err(io::ErrorKind::Unsupported.into());
+        }
+        self.write_out()?;
+        let ty = [ty];
+        let mut parts = [IoSlice::new(&header), IoSlice::new(&ty), IoSlice::new(data)];
+        let r = protocol::io::write_all_vectored(&mut *self.stream, &mut parts);
+        if r.is_err() {
+            self.failed = true;
+        }
+        r
+    }
+
+    fn ws_close(&mut self, code: u16, reason: &[u8]) -> io::Result<()> {
+        self.ws_frame(&Frame::WsClose {
+            code,
+            reason: reason.to_vec(),
+        })
+    }
+}
+
+/// A blocking read of the rest of a frame already announced by poll: within socket-timeout.
+struct TimedStream<'s>(&'s UnixStream, Duration);
+
+impl io::Read for TimedStream<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        crate::ipc::poll::wait_readable(self.0.as_fd(), Some(self.1))?;
+        io::Read::read(&mut self.0, buf)
     }
 }
 

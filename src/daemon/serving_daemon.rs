@@ -331,6 +331,15 @@ fn drain_and_exit(
         std::thread::sleep(Duration::from_millis(20));
     }
     if dispatcher.active() > 0 {
+        // WebSockets still open get close 1012 (service restart); their requests end
+        // within a quarter second of being told.
+        dispatcher.close_websockets();
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while dispatcher.active() > 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    if dispatcher.active() > 0 {
         logging::warning(&format!(
             "RW0034: daemon process '{}' (pid {}): {} request(s) still running after {} s; exiting \
              anyway",

@@ -317,6 +317,9 @@ fn serve(r: &mut Request<'_>, ctx: &HandlerContext<'_>, dir: &DirConfig, route: 
     }
     if sel.asgi {
         flags |= req_flags::ASGI;
+        if daemon_client::is_websocket_upgrade(r) {
+            flags |= req_flags::WEBSOCKET;
+        }
     }
     r.add_cgi_variables();
     r.ensure_log_ids();
@@ -435,6 +438,7 @@ fn serve_embedded_with(
         apache_request: apache_request_rec(r, dir),
         // `route::resolve` never sends an ASGI script to embedded mode.
         asgi: false,
+        websocket: false,
     };
     embedded::serve(r, ctx.embedded, &spec, dir.enable_sendfile())
 }

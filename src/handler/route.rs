@@ -368,6 +368,8 @@ mod tests {
             response_socket_timeout: None,
             response_flush_delay: Duration::ZERO,
             response_buffer_size: 65536,
+            websocket_max_message_size: 1 << 20,
+            websocket_idle_timeout: Duration::from_secs(1),
             script_owner: Default::default(),
             serves_requests: true,
             server_name: None,

@@ -42,6 +42,31 @@ pub fn wait_readable(fd: BorrowedFd<'_>, timeout: Option<Duration>) -> io::Resul
     }
 }
 
+/// Waits up to `timeout` for input (or a hangup or error) on `a` or `b`; which of them
+/// has it (both false after the timeout).
+pub fn wait_either(
+    a: BorrowedFd<'_>,
+    b: BorrowedFd<'_>,
+    timeout: Duration,
+) -> io::Result<(bool, bool)> {
+    let mut fds = [
+        PollFd::new(a, PollFlags::POLLIN),
+        PollFd::new(b, PollFlags::POLLIN),
+    ];
+    let ms = timeout.as_micros().div_ceil(1000);
+    match poll(
+        &mut fds,
+        PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX),
+    ) {
+        Ok(0) | Err(Errno::EINTR) => Ok((false, false)),
+        Ok(_) => {
+            let ready = |fd: &PollFd<'_>| fd.revents().is_some_and(|r| !r.is_empty());
+            Ok((ready(&fds[0]), ready(&fds[1])))
+        }
+        Err(e) => Err(io::Error::from(e)),
+    }
+}
+
 /// Whether `fd` has something to read within `wait` (false at once for a zero wait; a poll
 /// error counts as nothing to read).
 pub fn readable_within(fd: BorrowedFd<'_>, wait: Duration) -> bool {

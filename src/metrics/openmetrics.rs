@@ -60,7 +60,7 @@ fn histogram(out: &mut String, name: &str, group: &str, h: &Histogram) {
 pub fn render(groups: &[GroupView<'_>]) -> String {
     let mut out = String::new();
     let names: Vec<String> = groups.iter().map(|g| escape(g.name)).collect();
-    let families: [Family; 9] = [
+    let families: [Family; 10] = [
         requests_total,
         request_duration,
         queue_wait,
@@ -70,6 +70,7 @@ pub fn render(groups: &[GroupView<'_>]) -> String {
         process_resident_memory,
         process_start_time,
         process_restarts_total,
+        websockets_open,
     ];
     for family in families {
         family(&mut out, groups, &names);
@@ -254,6 +255,22 @@ fn process_restarts_total(out: &mut String, groups: &[GroupView<'_>], names: &[S
     }
 }
 
+fn websockets_open(out: &mut String, groups: &[GroupView<'_>], names: &[String]) {
+    header(
+        out,
+        "rwsgi_websockets_open",
+        "gauge",
+        "WebSockets an ASGI application of a group has accepted and not yet closed.",
+    );
+    for (g, name) in groups.iter().zip(names) {
+        let open: u64 = g.snapshot.processes.iter().map(|p| p.websockets).sum();
+        let _ = writeln!(
+            out,
+            "rwsgi_websockets_open{{process_group=\"{name}\"}} {open}"
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -269,12 +286,14 @@ mod tests {
                     start_time: 1.5,
                     threads: 5,
                     busy: 5,
+                    websockets: 2,
                 },
                 ProcessSnapshot {
                     pid: 11,
                     start_time: 2.0,
                     threads: 5,
                     busy: 0,
+                    websockets: 1,
                 },
             ],
             restarts: [0; RESTART_REASONS.len()],
@@ -310,6 +329,8 @@ mod tests {
             "rwsgi_process_restarts_total{process_group=\"a\\\"b\",reason=\"killed\"} 2",
             "rwsgi_process_restarts_total{process_group=\"a\\\"b\",reason=\"reload\"} 0",
             "# TYPE rwsgi_queue_wait_seconds histogram",
+            "# TYPE rwsgi_websockets_open gauge",
+            "rwsgi_websockets_open{process_group=\"a\\\"b\"} 3",
         ] {
             assert!(
                 text.lines().any(|l| l == line),

@@ -78,7 +78,8 @@ const R_PID: usize = 1;
 const R_START_US: usize = 2;
 const R_THREADS: usize = 3;
 const R_BUSY: usize = 4;
-const R_COUNTERS: usize = 5;
+const R_WEBSOCKETS: usize = 5; // open WebSockets
+const R_COUNTERS: usize = 6;
 const RECORD: usize = R_COUNTERS + COUNTERS;
 
 // A group block.
@@ -156,6 +157,15 @@ impl Record {
     /// another process, which counts it).
     pub fn abandoned(&self) {
         self.words[R_BUSY].fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// A WebSocket was accepted (`opened`) or ended on one of this process' threads.
+    pub fn websocket(&self, opened: bool) {
+        if opened {
+            self.words[R_WEBSOCKETS].fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.words[R_WEBSOCKETS].fetch_sub(1, Ordering::Relaxed);
+        }
     }
 
     /// A request that [`Record::began`] ended.
@@ -246,6 +256,8 @@ pub struct ProcessSnapshot {
     pub start_time: f64,
     pub threads: u64,
     pub busy: u64,
+    /// WebSockets open in it.
+    pub websockets: u64,
 }
 
 /// One group at one instant.
@@ -315,6 +327,7 @@ impl MetricsTable {
         w[R_START_US].store(start_us, Ordering::Relaxed);
         w[R_THREADS].store(threads, Ordering::Relaxed);
         w[R_BUSY].store(0, Ordering::Relaxed);
+        w[R_WEBSOCKETS].store(0, Ordering::Relaxed);
         w[R_OWNER].store(g as u64 + 1, Ordering::Release);
         Some(index)
     }
@@ -404,6 +417,10 @@ impl MetricsTable {
                 busy: w[R_BUSY]
                     .load(Ordering::Relaxed)
                     .min(w[R_THREADS].load(Ordering::Relaxed)),
+                // Never negative (a close read before its open), never above the threads.
+                websockets: (w[R_WEBSOCKETS].load(Ordering::Relaxed) as i64)
+                    .clamp(0, w[R_THREADS].load(Ordering::Relaxed) as i64)
+                    as u64,
             });
         }
         let mut restarts = [0; RESTART_REASONS.len()];
@@ -444,6 +461,9 @@ mod tests {
             });
         }
         rec.began(); // one still running
+        rec.websocket(true);
+        rec.websocket(true);
+        rec.websocket(false);
         let s = t.snapshot(0);
         assert_eq!(s.counts.status, [0, 2, 1, 1, 1]);
         assert_eq!(s.counts.duration.count, 5);
@@ -456,7 +476,8 @@ mod tests {
                 pid: 42,
                 start_time: 1.0,
                 threads: 5,
-                busy: 1
+                busy: 1,
+                websockets: 1
             }]
         );
         assert_eq!(t.snapshot(1), GroupSnapshot::default());

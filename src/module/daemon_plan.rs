@@ -16,6 +16,10 @@ use crate::daemon::spawn::{ChildSetup, Identity, ResourceLimits};
 use crate::daemon::telemetry::TelemetryPlan;
 use crate::handler::DaemonTarget;
 use crate::handler::script_owner::ScriptOwner;
+
+// websocket-max-message-size= may not exceed what a WsMsg frame carries.
+const _: () =
+    assert!(crate::config::WEBSOCKET_MAX_MESSAGE_SIZE_LIMIT == crate::protocol::WS_MESSAGE_MAX);
 use crate::python::InterpreterSettings;
 
 /// The Python settings every process of this configuration shares (server-wide
@@ -398,6 +402,8 @@ fn daemon_target(
         response_socket_timeout: spec.effective_response_socket_timeout(),
         response_flush_delay: spec.response_flush_delay,
         response_buffer_size: spec.response_buffer_size as usize,
+        websocket_max_message_size: spec.websocket_max_message_size as usize,
+        websocket_idle_timeout: spec.websocket_idle_timeout.unwrap_or(socket_timeout),
         script_owner: ScriptOwner {
             uid: ids.script_uid,
             gid: ids.script_gid,

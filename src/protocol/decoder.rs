@@ -5,7 +5,7 @@
 
 use std::fmt;
 
-use super::frame::{Frame, FrameKind, Pairs, ReqHead, RespHead, req_flags};
+use super::frame::{Frame, FrameKind, Pairs, ReqHead, RespHead, req_flags, ws_type};
 use super::{HEADER_LEN, Limits, ProtocolError};
 
 /// A complete frame whose payload is still in the decoder's buffer (see [`Decoder::next_raw`]).
@@ -151,6 +151,25 @@ impl Frame {
             FrameKind::Replace => Self::Replace {
                 reason: r.bytes("reason")?,
                 scripts: r.pairs("scripts", u32::MAX)?,
+            },
+            FrameKind::WsMsg => {
+                let [ty] = r.array::<1>("type")?;
+                if ty != ws_type::TEXT && ty != ws_type::BINARY {
+                    return Err(ProtocolError::InvalidValue {
+                        kind,
+                        field: "type",
+                        value: u64::from(ty),
+                        reason: "must be 1 (text) or 2 (binary)",
+                    });
+                }
+                Self::WsMsg {
+                    ty,
+                    data: r.rest_bytes(),
+                }
+            }
+            FrameKind::WsClose => Self::WsClose {
+                code: r.u16("code")?,
+                reason: r.rest_bytes(),
             },
         };
         r.finish()?;
@@ -665,12 +684,9 @@ mod tests {
         let frames = sample_frames();
         let control = sample_control_frames();
         let mut kinds: Vec<FrameKind> = frames.iter().chain(&control).map(Frame::kind).collect();
+        kinds.sort_by_key(|k| k.as_u8());
         kinds.dedup();
-        assert_eq!(
-            kinds,
-            FrameKind::ALL,
-            "samples must cover every kind in order"
-        );
+        assert_eq!(kinds, FrameKind::ALL, "samples must cover every kind");
         for frame in &frames {
             let bytes = encoded(frame);
             assert_eq!(decode_one(&bytes).as_ref(), Ok(frame), "{frame:?}");
@@ -926,8 +942,50 @@ mod tests {
     }
 
     #[test]
+    fn websocket_frames_check_their_fields() {
+        // A message type other than text or binary.
+        let mut bytes = encoded(&Frame::WsMsg {
+            ty: ws_type::TEXT,
+            data: b"x".to_vec(),
+        });
+        bytes[HEADER_LEN] = 3;
+        assert!(matches!(
+            decode_one(&bytes),
+            Err(ProtocolError::InvalidValue { field: "type", .. })
+        ));
+        // Empty WsMsg (no type) and a WsClose without its code are truncated.
+        assert!(matches!(
+            decode_one(&encode_header(FrameKind::WsMsg, 0)),
+            Err(ProtocolError::Truncated { .. })
+        ));
+        let mut short = encode_header(FrameKind::WsClose, 1).to_vec();
+        short.push(3);
+        assert!(matches!(
+            decode_one(&short),
+            Err(ProtocolError::Truncated { .. })
+        ));
+        // A message over max_ws_message is refused from its header.
+        let mut dec = Decoder::new(Limits {
+            max_ws_message: 10,
+            ..Limits::default()
+        });
+        dec.feed(&encode_header(FrameKind::WsMsg, 11));
+        assert!(matches!(
+            dec.next_frame(),
+            Err(ProtocolError::FrameTooLarge { .. })
+        ));
+        // The control channel refuses them.
+        let mut dec = Decoder::new(Limits::CONTROL);
+        dec.feed(&encoded(&Frame::WsMsg {
+            ty: ws_type::BINARY,
+            data: Vec::new(),
+        }));
+        assert!(dec.next_frame().is_err());
+    }
+
+    #[test]
     fn unknown_kind_is_rejected() {
-        for kind in [0u8, 12, 0x7F, 0xFF] {
+        for kind in [0u8, 14, 0x7F, 0xFF] {
             let mut dec = Decoder::new(Limits::default());
             dec.feed(&[kind, 0, 0, 0, 0, 0, 0, 0]);
             assert_eq!(dec.next_frame(), Err(ProtocolError::UnknownKind(kind)));
@@ -1021,21 +1079,23 @@ mod tests {
             })
         ));
         let mut bytes = encoded(&Frame::ReqHead(ReqHead::default()));
-        bytes[HEADER_LEN + 3] = 128; // an undefined flag bit
+        bytes[HEADER_LEN + 2] = 1; // an undefined flag bit
         assert_eq!(
             decode_one(&bytes),
             Err(ProtocolError::UnknownFlags {
                 kind: FrameKind::ReqHead,
-                flags: 128,
-                known: 127
+                flags: 256,
+                known: 255
             })
         );
+        bytes[HEADER_LEN + 2] = 0;
         // IGNORE_ACTIVITY (16) and RELOAD_RESEND (32) are defined since version 4, ASGI (64)
-        // since version 5.
+        // since version 5, WEBSOCKET (128) since version 6.
         for flag in [
             req_flags::IGNORE_ACTIVITY,
             req_flags::RELOAD_RESEND,
             req_flags::ASGI,
+            req_flags::WEBSOCKET,
         ] {
             bytes[HEADER_LEN + 3] = flag as u8;
             let Ok(Frame::ReqHead(head)) = decode_one(&bytes) else {

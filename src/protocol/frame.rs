@@ -37,11 +37,15 @@ pub enum FrameKind {
     /// Control channel, daemon → manager: start my replacement, importing these scripts
     /// first; tell me to drain once it is ready.
     Replace = 11,
+    /// Either way, after a WebSocket was accepted (status 101): one whole message.
+    WsMsg = 12,
+    /// Either way, after a WebSocket was accepted: the closing code and reason.
+    WsClose = 13,
 }
 
 impl FrameKind {
     /// Every kind, in wire-number order.
-    pub const ALL: [FrameKind; 11] = [
+    pub const ALL: [FrameKind; 13] = [
         Self::ReqHead,
         Self::ReqBody,
         Self::ReadBody,
@@ -53,6 +57,8 @@ impl FrameKind {
         Self::Flush,
         Self::Ready,
         Self::Replace,
+        Self::WsMsg,
+        Self::WsClose,
     ];
 
     /// The kind with this wire number, if this version defines it.
@@ -69,6 +75,8 @@ impl FrameKind {
             9 => Self::Flush,
             10 => Self::Ready,
             11 => Self::Replace,
+            12 => Self::WsMsg,
+            13 => Self::WsClose,
             _ => return None,
         })
     }
@@ -92,6 +100,8 @@ impl FrameKind {
             Self::Flush => "Flush",
             Self::Ready => "Ready",
             Self::Replace => "Replace",
+            Self::WsMsg => "WsMsg",
+            Self::WsClose => "WsClose",
         }
     }
 
@@ -141,6 +151,10 @@ pub mod req_flags {
     /// The script is an ASGI 3 application (`interface=asgi`): the daemon calls it as one,
     /// with the request's environ turned into an ASGI `http` scope.
     pub const ASGI: u32 = 64;
+    /// An HTTP/1.1 `Upgrade: websocket` request to an ASGI script (always with `ASGI`): the
+    /// daemon runs it with a `websocket` scope; a `RespHead` with status 101 accepts it and
+    /// WebSocket frames follow (see the module documentation).
+    pub const WEBSOCKET: u32 = 128;
     /// Every bit this version defines.
     pub const ALL: u32 = BODY_FOLLOWS
         | SCRIPT_RELOADING
@@ -148,7 +162,8 @@ pub mod req_flags {
         | BODY_PUSHED
         | IGNORE_ACTIVITY
         | RELOAD_RESEND
-        | ASGI;
+        | ASGI
+        | WEBSOCKET;
 }
 
 /// Codes of [`Frame::Error`]. A receiver treats a code it does not know as [`INTERNAL`](error_code::INTERNAL).
@@ -187,6 +202,14 @@ pub mod error_code {
             _ => "UNKNOWN",
         }
     }
+}
+
+/// The types of [`Frame::WsMsg`] (the WebSocket opcodes of data messages).
+pub mod ws_type {
+    /// A text message (UTF-8).
+    pub const TEXT: u8 = 1;
+    /// A binary message.
+    pub const BINARY: u8 = 2;
 }
 
 /// Owned byte-string pairs (environ variables, response headers), in order.
@@ -301,6 +324,22 @@ pub enum Frame {
         reason: Vec<u8>,
         /// (WSGI script path, application group) of each script to import first.
         scripts: Pairs,
+    },
+    /// Kind 12: one WebSocket message.
+    WsMsg {
+        /// [`ws_type::TEXT`] or [`ws_type::BINARY`].
+        ty: u8,
+        /// The message (UTF-8 for a text message: checked by the WebSocket side that
+        /// received it from the client, or encoded from a str by the daemon).
+        data: Vec<u8>,
+    },
+    /// Kind 13: the WebSocket is closing with this code and reason.
+    WsClose {
+        /// The close code (1000 normal, 1006 the client connection was lost, 1011 server
+        /// error, 1012 service restart, ...).
+        code: u16,
+        /// The close reason (UTF-8, at most 123 bytes on the WebSocket).
+        reason: Vec<u8>,
     },
 }
 
@@ -479,6 +518,8 @@ impl Frame {
             Self::Flush => FrameKind::Flush,
             Self::Ready => FrameKind::Ready,
             Self::Replace { .. } => FrameKind::Replace,
+            Self::WsMsg { .. } => FrameKind::WsMsg,
+            Self::WsClose { .. } => FrameKind::WsClose,
         }
     }
 
@@ -518,6 +559,16 @@ impl Frame {
             Self::Error { code, message } => encode_with(out, kind, |out| {
                 out.extend_from_slice(&code.to_be_bytes());
                 put_bytes(out, kind, "message", message)
+            }),
+            Self::WsMsg { ty, data } => encode_with(out, kind, |out| {
+                out.push(*ty);
+                out.extend_from_slice(data);
+                Ok(())
+            }),
+            Self::WsClose { code, reason } => encode_with(out, kind, |out| {
+                out.extend_from_slice(&code.to_be_bytes());
+                out.extend_from_slice(reason);
+                Ok(())
             }),
         }
     }
@@ -603,6 +654,26 @@ pub(crate) mod samples {
                 message: BINARY.to_vec(),
             },
             Frame::Flush,
+            Frame::WsMsg {
+                ty: ws_type::TEXT,
+                data: "h\u{e9}llo".as_bytes().to_vec(),
+            },
+            Frame::WsMsg {
+                ty: ws_type::BINARY,
+                data: BINARY.repeat(100),
+            },
+            Frame::WsMsg {
+                ty: ws_type::BINARY,
+                data: Vec::new(),
+            },
+            Frame::WsClose {
+                code: 1012,
+                reason: b"service restart".to_vec(),
+            },
+            Frame::WsClose {
+                code: 1000,
+                reason: Vec::new(),
+            },
         ]
     }
 
@@ -633,13 +704,13 @@ mod tests {
     #[test]
     fn kinds_are_stable_and_named() {
         let numbers: Vec<u8> = FrameKind::ALL.iter().map(|k| k.as_u8()).collect();
-        assert_eq!(numbers, (1..=11).collect::<Vec<u8>>());
+        assert_eq!(numbers, (1..=13).collect::<Vec<u8>>());
         for kind in FrameKind::ALL {
             assert_eq!(FrameKind::from_u8(kind.as_u8()), Some(kind));
             assert_eq!(kind.to_string(), format!("{kind:?}"));
         }
         assert_eq!(FrameKind::from_u8(0), None);
-        assert_eq!(FrameKind::from_u8(12), None);
+        assert_eq!(FrameKind::from_u8(14), None);
         let control: Vec<FrameKind> = FrameKind::ALL
             .into_iter()
             .filter(|k| k.is_control())
@@ -706,6 +777,20 @@ mod tests {
                 message: b"x".to_vec()
             }),
             [8, 0, 0, 0, 0, 0, 0, 7, 1, 2, 0, 0, 0, 1, b'x']
+        );
+        assert_eq!(
+            encoded(&Frame::WsMsg {
+                ty: ws_type::TEXT,
+                data: b"hi".to_vec()
+            }),
+            [12, 0, 0, 0, 0, 0, 0, 3, 1, b'h', b'i']
+        );
+        assert_eq!(
+            encoded(&Frame::WsClose {
+                code: 1011,
+                reason: b"x".to_vec()
+            }),
+            [13, 0, 0, 0, 0, 0, 0, 3, 0x03, 0xF3, b'x']
         );
         assert_eq!(
             encode_header(FrameKind::RespBody, 0x0102_0304),

@@ -33,6 +33,7 @@ pub fn limits_for(config: u8) -> Limits {
             max_pairs: 3,
             max_headers: 2,
             max_control: 64,
+            max_ws_message: 16,
         },
         2 => Limits {
             max_head: 0,
@@ -40,6 +41,7 @@ pub fn limits_for(config: u8) -> Limits {
             max_pairs: 0,
             max_headers: 0,
             max_control: 0,
+            max_ws_message: 0,
         },
         _ => Limits {
             max_head: u32::MAX,
@@ -47,6 +49,7 @@ pub fn limits_for(config: u8) -> Limits {
             max_pairs: u32::MAX,
             max_headers: u32::MAX,
             max_control: u32::MAX,
+            max_ws_message: u32::MAX,
         },
     }
 }
@@ -192,7 +195,7 @@ impl XorShift {
 mod tests {
     use super::*;
     use crate::protocol::{
-        FrameKind, HelloStatus, ReqHead, RespHead, encode_header, error_code, req_flags,
+        FrameKind, HelloStatus, ReqHead, RespHead, encode_header, error_code, req_flags, ws_type,
     };
 
     fn frame_bytes(frames: &[Frame]) -> Vec<u8> {
@@ -251,6 +254,31 @@ mod tests {
             Frame::RespBody(b"a=1&b=2".to_vec()),
             Frame::RespEnd,
         ]);
+        let websocket = frame_bytes(&[
+            Frame::ReqHead(ReqHead {
+                flags: req_flags::ASGI | req_flags::WEBSOCKET,
+                ..head.clone()
+            }),
+            Frame::RespHead(RespHead {
+                status: 101,
+                reason: b"Switching Protocols".to_vec(),
+                headers: vec![(b"Sec-WebSocket-Protocol".to_vec(), b"chat".to_vec())],
+            }),
+            Frame::Flush,
+            Frame::WsMsg {
+                ty: ws_type::TEXT,
+                data: b"hello".to_vec(),
+            },
+            Frame::WsMsg {
+                ty: ws_type::BINARY,
+                data: vec![0, 1, 2, 255],
+            },
+            Frame::WsClose {
+                code: 1000,
+                reason: b"bye".to_vec(),
+            },
+            Frame::RespEnd,
+        ]);
         let req_head = frame_bytes(&[Frame::ReqHead(head)]);
         let control = frame_bytes(&control_frames());
         let mut huge_pairs = encode_header(FrameKind::RespHead, 10).to_vec();
@@ -304,6 +332,8 @@ mod tests {
             ("exchange", 0x14, exchange.clone()),
             ("exchange_pushed_body", 0x08, pushed),
             ("exchange_tiny_limits", 1, exchange),
+            ("websocket", 0, websocket.clone()),
+            ("websocket_tiny_limits", 1, websocket),
             (
                 "truncated_req_head",
                 0,

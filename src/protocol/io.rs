@@ -748,15 +748,15 @@ mod tests {
         client.read_exact(&mut answer).unwrap();
         assert_eq!(answer, encode_server_hello(HelloStatus::UnsupportedVersion));
 
-        // This module reaches a daemon speaking v6, which answers status 1 with its version.
+        // This module reaches a daemon speaking v7, which answers status 1 with its version.
         let (mut client, mut daemon) = UnixStream::pair().unwrap();
-        daemon.write_all(b"RWSG\x00\x06\x00\x01").unwrap();
+        daemon.write_all(b"RWSG\x00\x07\x00\x01").unwrap();
         let err = client_handshake(&mut client, 0).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::InvalidData);
         assert_eq!(
             protocol_error(&err),
             Some(&ProtocolError::UnsupportedVersion {
-                theirs: 6,
+                theirs: 7,
                 ours: VERSION
             })
         );

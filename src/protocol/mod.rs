@@ -12,7 +12,7 @@
 //! [`io::client_handshake`], [`io::server_handshake`]):
 //!
 //! ```text
-//! client → daemon   "RWSG" | u16 version | u16 flags       (8 bytes; v5 defines no flags,
+//! client → daemon   "RWSG" | u16 version | u16 flags       (8 bytes; v6 defines no flags,
 //!                                                           unknown bits are ignored)
 //! daemon → client   "RWSG" | u16 version | u16 status      (8 bytes)
 //!                   status 0 = OK, 1 = unsupported version, 2 = refused
@@ -31,7 +31,7 @@
 //! payload  `length` bytes, laid out per kind
 //! ```
 //!
-//! `flags` and `reserved` must be 0 in version 5. A receiver checks the header as soon as its
+//! `flags` and `reserved` must be 0 in version 6. A receiver checks the header as soon as its
 //! 8 bytes are in: unknown kind, nonzero flags/reserved, or a length over the kind's limit
 //! ([`Limits`]; fixed-size kinds must have exactly their size) is an error before any payload
 //! is read. Payload fields are read in order; every length is checked against what is left in
@@ -54,6 +54,8 @@
 //! | 9    | Flush    | d→c | (empty)                                                      | exactly 0 |
 //! | 10   | Ready    | d→m | (empty)                                                      | exactly 0 |
 //! | 11   | Replace  | d→m | bytes reason, pairs scripts (script path, application group) | max_control |
+//! | 12   | WsMsg    | c↔d | u8 type (1 text, 2 binary), raw message bytes                | max_ws_message |
+//! | 13   | WsClose  | c↔d | u16 code, raw reason bytes                                   | max_head |
 //!
 //! Kinds 10 and 11 are the **control channel**'s (`d→m`: a daemon process to the daemon
 //! manager that forked it, over a socket pair, no hello): the same header and field rules,
@@ -66,9 +68,10 @@
 //! the head unasked, see below), 16 = IGNORE_ACTIVITY (`WSGIIgnoreActivity On`: the request
 //! does not reset the daemon's inactivity-timeout), 32 = RELOAD_RESEND (sent again after a
 //! SHUTTING_DOWN: a process that loaded the script before `queue_start_us` must not run it),
-//! 64 = ASGI (the script is an ASGI 3 application, `interface=asgi`);
+//! 64 = ASGI (the script is an ASGI 3 application, `interface=asgi`), 128 = WEBSOCKET (an
+//! HTTP/1.1 `Upgrade: websocket` request to an ASGI script, see below);
 //! other bits are an error. Version 1 had no BODY_PUSHED, version 3 no IGNORE_ACTIVITY or
-//! RELOAD_RESEND, version 4 no ASGI.
+//! RELOAD_RESEND, version 4 no ASGI, version 5 no WEBSOCKET, WsMsg or WsClose.
 //! `request_start_us` is Apache's request time in µs since the Unix epoch (for queue-timeout
 //! and `mod_wsgi.request_start`); `queue_start_us` is when the client started sending the
 //! request to the daemon socket (`mod_wsgi.queue_start`). Version 2 had no `queue_start_us`.
@@ -107,6 +110,27 @@
 //! or `Error`; an `Error` after `RespHead` means the response is truncated. Timeouts are socket
 //! timeouts set by the caller.
 //!
+//! # One WebSocket
+//!
+//! A `ReqHead` with WEBSOCKET (and ASGI) starts as any request. A `RespHead` with status
+//! **101** accepts the WebSocket (its headers are the application's: subprotocol, extra
+//! headers; the client adds the handshake's own); any other status is an ordinary HTTP
+//! answer (the application denied the WebSocket) and the request ends as usual. After a
+//! 101 both sides may send, unasked and in any order:
+//!
+//! ```text
+//! c↔d  WsMsg    one whole message (the client has reassembled fragments, answered pings
+//!               and enforced the size limit; the daemon may send up to WS_MESSAGE_MAX)
+//! c↔d  WsClose  the closing code and reason; c→d 1006 when the client connection was lost
+//! d→c  Flush    (ignored)
+//! d→c  RespEnd  or  Error   the WebSocket is over (Error: the application failed, the
+//!               client closes with 1011); the connection is then closed, never reused
+//! ```
+//!
+//! The client sends nothing after its WsClose; the daemon ends with RespEnd or Error after
+//! its own WsClose or after the client's. A connection that ends without either (the daemon
+//! died) is closed with 1011 to the WebSocket client.
+//!
 //! `RespFile` asks the client to send `length` bytes from `offset` of a file whose descriptor
 //! is passed as `SCM_RIGHTS` ancillary data on the `sendmsg` call that carries the frame's
 //! header; the receiver queues received descriptors and takes one per `RespFile`, in order.
@@ -124,6 +148,7 @@ pub use error::ProtocolError;
 pub use frame::{
     Frame, FrameKind, Pairs, ReqHead, ReqHeadRef, RespHead, add_req_head_flag, encode_header,
     encode_replace_into, encode_req_head_into, encode_resp_head_into, error_code, req_flags,
+    ws_type,
 };
 pub use hello::{
     ClientHello, HELLO_LEN, HelloStatus, ServerHello, encode_client_hello, encode_server_hello,
@@ -134,8 +159,12 @@ pub use hello::{
 pub const MAGIC: [u8; 4] = *b"RWSG";
 
 /// The protocol version this code speaks (2: `BODY_PUSHED`; 3: `queue_start_us`; 4:
-/// `IGNORE_ACTIVITY`, `RELOAD_RESEND`; 5: `ASGI`).
-pub const VERSION: u16 = 5;
+/// `IGNORE_ACTIVITY`, `RELOAD_RESEND`; 5: `ASGI`; 6: `WEBSOCKET`, `WsMsg`, `WsClose`).
+pub const VERSION: u16 = 6;
+
+/// The largest WebSocket message a `WsMsg` frame carries (16 MiB): the ceiling of
+/// `websocket-max-message-size=`.
+pub const WS_MESSAGE_MAX: u32 = 16 * 1024 * 1024;
 
 /// The largest request body a client may push after the head (`BODY_PUSHED`): with the head
 /// it fits in a Unix socket's default send buffer, so the client's write never waits for a
@@ -164,6 +193,9 @@ pub struct Limits {
     /// Largest payload of a `Replace` control frame; 0 (the default: a request connection)
     /// refuses both control kinds. [`Limits::CONTROL`] for the control channel.
     pub max_control: u32,
+    /// Largest payload of a `WsMsg` frame (type byte and message). Default
+    /// [`WS_MESSAGE_MAX`] + 1.
+    pub max_ws_message: u32,
 }
 
 impl Limits {
@@ -174,6 +206,7 @@ impl Limits {
         max_pairs: 10_000,
         max_headers: 1000,
         max_control: 0,
+        max_ws_message: WS_MESSAGE_MAX + 1,
     };
 
     /// The control channel between a daemon and its manager: control frames of up to
@@ -184,6 +217,7 @@ impl Limits {
         max_pairs: 0,
         max_headers: 0,
         max_control: CONTROL_MAX,
+        max_ws_message: 0,
     };
 
     /// The largest payload accepted for `kind` (its exact size for fixed-size kinds).
@@ -193,6 +227,7 @@ impl Limits {
             None => match kind {
                 FrameKind::ReqBody | FrameKind::RespBody => self.max_body_chunk,
                 FrameKind::Replace => self.max_control,
+                FrameKind::WsMsg => self.max_ws_message,
                 _ => self.max_head,
             },
         }

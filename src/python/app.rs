@@ -387,6 +387,10 @@ fn run_app<'py>(
         let input = Bound::new(py, Input::new(Arc::clone(shared)))?;
         let start = Bound::new(py, StartResponse::new(Arc::clone(shared)))?;
         let environ = environ::build(py, spec, input.as_any(), errors, application_start_us)?;
+        if spec.websocket {
+            let ws = Bound::new(py, super::websocket::WebSocket::new(Arc::clone(shared)))?;
+            environ.set_item(pyo3::intern!(py, "mod_rwsgi.websocket"), ws)?;
+        }
         Ok((environ, start))
     })();
     let (environ, start) = match prepared {

@@ -16,10 +16,15 @@
 # (it waits only while more than SEND_BUFFER bytes are queued and not yet written: flow
 # control), and receive() answers a request without a body in the loop. A hello-world
 # request takes two hops (the submit, then the request thread's wake-up) instead of six.
+#
+# A WebSocket request (environ has `mod_rwsgi.websocket`) runs the same way with a
+# `websocket` scope (_WebSocket): the request thread waits on the client's messages and on
+# a pipe the loop writes to when it has queued an operation.
 
 import asyncio
 import concurrent.futures
 import http
+import os
 import queue
 import sys
 import threading
@@ -32,6 +37,10 @@ SEND_BUFFER = 262144
 # How often a waiting request thread wakes up, so that an asynchronous exception
 # (request-timeout's RequestTimeout) reaches it.
 POLL = 0.25
+
+# A WebSocket's messages from the client waiting for the application's receive(): past
+# this many the request thread stops reading the client (back pressure).
+WS_INBOX_MAX = 16
 
 # Set by asgi.rs: log(level, text) into Apache's error log (level: 'error' or 'info').
 log = None
@@ -416,6 +425,287 @@ class _Exchange:
         return finished, error
 
 
+class _WebSocket:
+    """One WebSocket request: the application's coroutine on the loop (receive, send) and
+    the request thread (serve), which talks to Apache through environ's
+    `mod_rwsgi.websocket` (ws): ws.wait() returns the client's next message, or 'wake'
+    when the loop has queued an operation (a byte on the wake pipe)."""
+
+    def __init__(self, loop, start_response, ws):
+        self.loop = loop
+        self.start_response = start_response
+        self.ws = ws
+        self.write = None
+        self.ops = queue.SimpleQueue()
+        self.lock = threading.Lock()
+        self.closed = False
+        # 'connecting' -> 'connected' (after websocket.accept) | 'http' (denial response)
+        # -> 'closed'
+        self.state = 'connecting'
+        self.complete = False
+        self.disconnected = False
+        self.inbox = None
+        self.wake_r, self.wake_w = os.pipe()
+        os.set_blocking(self.wake_r, False)
+        os.set_blocking(self.wake_w, False)
+
+    # The loop side.
+
+    async def main(self, app, scope):
+        self.inbox = asyncio.Queue()
+        self.inbox.put_nowait({'type': 'websocket.connect'})
+        try:
+            await app(scope, self.receive, self.send)
+        finally:
+            self._queue(_Done)
+
+    def _queue(self, item):
+        with self.lock:
+            if self.closed:
+                return False
+            self.ops.put(item)
+            self._wake_locked()
+            return True
+
+    def _wake_locked(self):
+        try:
+            os.write(self.wake_w, b'.')
+        except OSError:
+            pass  # full: the request thread is already due to wake
+
+    async def receive(self):
+        full = self.inbox.qsize() >= WS_INBOX_MAX
+        message = await self.inbox.get()
+        if message['type'] == 'websocket.disconnect':
+            self.inbox.put_nowait(message)  # and for every later receive()
+        elif full:
+            with self.lock:
+                if not self.closed:
+                    self._wake_locked()
+        return message
+
+    async def send(self, message):
+        future = self.loop.create_future()
+        if not self._queue(('send', message, future)):
+            raise OSError('the WebSocket is closed')
+        await future
+
+    # The request thread side.
+
+    def _deliver(self, message):
+        self.loop.call_soon_threadsafe(self.inbox.put_nowait, message)
+
+    def _disconnect(self, code, reason=''):
+        if not self.disconnected:
+            self.disconnected = True
+            self._deliver({'type': 'websocket.disconnect', 'code': code, 'reason': reason})
+        self.state = 'closed'
+
+    def _answer(self, future, result=None, error=None):
+        def settle():
+            if future.done():
+                return
+            if error is not None:
+                future.set_exception(error)
+            else:
+                future.set_result(result)
+        self.loop.call_soon_threadsafe(settle)
+
+    def _headers(self, message):
+        headers = []
+        for pair in message.get('headers', ()):
+            name, value = pair
+            headers.append((bytes(name).decode('latin-1'), bytes(value).decode('latin-1')))
+        return headers
+
+    def _send(self, message):
+        kind = message.get('type') if isinstance(message, dict) else None
+        if self.state == 'connecting':
+            if kind == 'websocket.accept':
+                headers = self._headers(message)
+                subprotocol = message.get('subprotocol')
+                if subprotocol is not None:
+                    headers.append(('Sec-WebSocket-Protocol', str(subprotocol)))
+                self.write = self.start_response('101 Switching Protocols', headers)
+                self.write(b'')  # the 101 head goes to Apache now
+                self.state = 'connected'
+                self.ws.opened()
+                return
+            if kind == 'websocket.close':
+                self.start_response('403 Forbidden', [('Content-Type', 'text/plain'),
+                                                      ('Content-Length', '0')])
+                self.complete = True
+                self._disconnect(message.get('code') or 1000, message.get('reason') or '')
+                return
+            if kind == 'websocket.http.response.start':
+                status = message.get('status')
+                if not isinstance(status, int) or isinstance(status, bool):
+                    raise TypeError('ASGI: websocket.http.response.start status must be an '
+                                    'int, not %r' % (status,))
+                try:
+                    reason = http.HTTPStatus(status).phrase
+                except ValueError:
+                    reason = 'Unknown'
+                self.write = self.start_response('%d %s' % (status, reason),
+                                                 self._headers(message))
+                self.state = 'http'
+                return
+        elif self.state == 'http' and kind == 'websocket.http.response.body':
+            body = message.get('body', b'')
+            if not isinstance(body, (bytes, bytearray, memoryview)):
+                raise TypeError('ASGI: websocket.http.response.body body must be bytes')
+            if body:
+                self.write(bytes(body))
+            if not message.get('more_body', False):
+                self.complete = True
+                self._disconnect(1000)
+            return
+        elif self.state == 'connected':
+            if kind == 'websocket.send':
+                text, data = message.get('text'), message.get('bytes')
+                if text is not None:
+                    self.ws.send(str(text))
+                elif data is not None:
+                    self.ws.send(bytes(data))
+                else:
+                    raise TypeError('ASGI: websocket.send without text or bytes')
+                return
+            if kind == 'websocket.close':
+                code = message.get('code') or 1000
+                reason = message.get('reason') or ''
+                self.ws.close(int(code), str(reason))
+                self._disconnect(code, reason)
+                return
+        elif self.state == 'closed':
+            raise OSError('the WebSocket is closed')
+        raise RuntimeError('ASGI: unexpected message %r for a websocket scope in state %s'
+                           % (kind, self.state))
+
+    def _drain_wake(self):
+        try:
+            while os.read(self.wake_r, 4096):
+                pass
+        except OSError:
+            pass
+
+    def _client_event(self):
+        """Waits for the client (or a wake-up) once; handles what came."""
+        try:
+            event = self.ws.wait(self.wake_r, POLL)
+        except OSError:
+            self._disconnect(1006)  # the connection to Apache is gone
+            return
+        kind = event[0]
+        if kind == 'wake':
+            self._drain_wake()
+        elif kind == 'text':
+            self._deliver({'type': 'websocket.receive', 'text': event[1]})
+        elif kind == 'bytes':
+            self._deliver({'type': 'websocket.receive', 'bytes': event[1]})
+        elif kind == 'close':
+            self._disconnect(event[1], event[2])
+        elif kind == 'shutdown':
+            try:
+                self.ws.close(1012, 'service restart')
+            except OSError:
+                pass
+            self._disconnect(1012, 'service restart')
+
+    def _pump(self):
+        """Serves until the WebSocket (or the denial response) is over: 'over', or 'done'
+        when the coroutine ended first."""
+        item = None
+        while self.state != 'closed' and not self.complete:
+            if item is None:
+                try:
+                    item = self.ops.get_nowait()
+                except queue.Empty:
+                    pass
+            if item is _Done:
+                return 'done'
+            if item is not None:
+                _, message, future = item
+                item = None
+                try:
+                    self._send(message)
+                except Exception as e:
+                    self._answer(future, error=e)
+                else:
+                    self._answer(future)
+                continue
+            if self.state == 'connected' and self.inbox.qsize() < WS_INBOX_MAX:
+                self._client_event()
+            else:
+                try:
+                    item = self.ops.get(timeout=POLL)
+                except queue.Empty:
+                    pass
+        return 'over'
+
+    def serve(self, app, scope):
+        task = asyncio.run_coroutine_threadsafe(self.main(app, scope), self.loop)
+        try:
+            outcome = self._pump()
+        except BaseException:
+            task.cancel()
+            self._close()
+            raise
+        if outcome == 'over':
+            self._close()
+            task.add_done_callback(_after_response)
+            return []
+        state = self.state
+        self._close()
+        error = task.exception()
+        if error is not None:
+            raise error
+        if state == 'connected':
+            # Returned without closing: a normal close, as other ASGI servers do.
+            self.ws.close(1000, '')
+            return []
+        if state == 'connecting':
+            raise RuntimeError('ASGI application returned without accepting or closing the '
+                               'WebSocket')
+        raise RuntimeError('ASGI application returned before its websocket.http.response '
+                           'body was complete')
+
+    def _close(self):
+        self.ws.finished()
+        with self.lock:
+            self.closed = True
+            os.close(self.wake_w)
+        os.close(self.wake_r)
+        while True:
+            try:
+                item = self.ops.get_nowait()
+            except queue.Empty:
+                break
+            if item is not _Done:
+                self._answer(item[2], error=OSError('the WebSocket is closed'))
+        if self.inbox is not None:
+            self._disconnect(1006 if self.state != 'closed' else 1000)
+
+
+def websocket_scope(environ, state):
+    scope = http_scope(environ, state)
+    del scope['method']
+    scope['type'] = 'websocket'
+    scope['asgi'] = dict(ASGI)
+    scope['scheme'] = 'wss' if scope['scheme'] == 'https' else 'ws'
+    offered = environ.get('HTTP_SEC_WEBSOCKET_PROTOCOL', '')
+    scope['subprotocols'] = [p.strip() for p in offered.split(',') if p.strip()]
+    scope['extensions'] = {'websocket.http.response': {}}
+    return scope
+
+
+def _after_response(task):
+    if task.cancelled():
+        return
+    error = task.exception()
+    if error is not None:
+        _log_after_response(error)
+
+
 def _log_after_response(error):
     if log is not None:
         log('error', _error_text('ASGI application raised after its response was complete:\n',
@@ -482,6 +772,10 @@ class Adapter:
         self.lifespan = _Lifespan(app, self.state, self.loop)
 
     def __call__(self, environ, start_response):
+        ws = environ.get('mod_rwsgi.websocket')
+        if ws is not None:
+            exchange = _WebSocket(self.loop, start_response, ws)
+            return exchange.serve(self.app, websocket_scope(environ, self.state))
         exchange = _Exchange(self.loop, environ, start_response)
         return exchange.serve(self.app, http_scope(environ, self.state))
 

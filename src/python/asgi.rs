@@ -13,6 +13,11 @@
 //! request in flight); background work a coroutine does after its response is complete
 //! runs on in the loop without holding a thread.
 //!
+//! WebSockets: a request Apache flagged as a WebSocket upgrade carries the environ entry
+//! `mod_rwsgi.websocket` (`websocket.rs`); the runtime then runs the application with a
+//! `websocket` scope, answers `websocket.accept` with a 101 head and exchanges messages
+//! through that object for the WebSocket's lifetime, on the same request thread.
+//!
 //! Lifespan: the first use of an application in a process runs `lifespan.startup` (for a
 //! preloaded script before the daemon accepts requests, [`startup`]); `lifespan.shutdown`
 //! runs for every started application when the daemon drains ([`shutdown_all`]).

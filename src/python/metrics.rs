@@ -337,6 +337,10 @@ pub struct RequestSummary {
 pub trait RequestObserver: Send + Sync {
     fn began(&self);
     fn ended(&self, summary: &RequestSummary);
+    /// An ASGI application accepted a WebSocket (`opened`), or an accepted one ended.
+    fn websocket(&self, opened: bool) {
+        let _ = opened;
+    }
 }
 
 static OBSERVER: OnceLock<Box<dyn RequestObserver>> = OnceLock::new();

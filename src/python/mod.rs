@@ -46,6 +46,7 @@ mod signal_intercept;
 mod start_response;
 mod subinterp;
 mod telemetry;
+mod websocket;
 
 #[cfg(test)]
 mod tests;
@@ -130,6 +131,41 @@ pub trait RequestIo: Send {
         let _ = (fd, offset, len);
         Ok(false)
     }
+    /// WebSocket (after the application accepted it): waits up to `timeout` for the next
+    /// event from the client, or for `wake` (the event loop's pipe) to become readable.
+    fn ws_wait(
+        &mut self,
+        wake: std::os::fd::BorrowedFd<'_>,
+        timeout: std::time::Duration,
+    ) -> std::io::Result<WsEvent> {
+        let _ = (wake, timeout);
+        Err(std::io::ErrorKind::Unsupported.into())
+    }
+    /// WebSocket: sends one message (`binary`: else text, UTF-8) to the client.
+    fn ws_send(&mut self, binary: bool, data: &[u8]) -> std::io::Result<()> {
+        let _ = (binary, data);
+        Err(std::io::ErrorKind::Unsupported.into())
+    }
+    /// WebSocket: closes it with `code` and `reason`.
+    fn ws_close(&mut self, code: u16, reason: &[u8]) -> std::io::Result<()> {
+        let _ = (code, reason);
+        Err(std::io::ErrorKind::Unsupported.into())
+    }
+}
+
+/// What [`RequestIo::ws_wait`] saw.
+#[derive(Debug, PartialEq, Eq)]
+pub enum WsEvent {
+    /// A message from the client (`binary`: else text, UTF-8).
+    Message { binary: bool, data: Vec<u8> },
+    /// The client closed the WebSocket (code 1006: its connection was lost).
+    Close { code: u16, reason: Vec<u8> },
+    /// The wake descriptor is readable.
+    Woken,
+    /// Nothing within the timeout.
+    Timeout,
+    /// The daemon is stopping and its drain time is over: close with 1012.
+    Shutdown,
 }
 
 /// The address of the Apache request being served, for WSGIPassApacheRequest On: it reaches
@@ -177,6 +213,9 @@ pub struct RequestSpec<'a> {
     /// The callable is an ASGI 3 application (`interface=asgi`, daemon mode): it is run by
     /// the interpreter's event loop (`asgi.rs`) with an `http` scope made from `env`.
     pub asgi: bool,
+    /// An ASGI request that asks for a WebSocket (`Upgrade: websocket`): the application
+    /// gets a `websocket` scope, its messages go through [`RequestIo::ws_wait`] and friends.
+    pub websocket: bool,
 }
 
 /// mod_wsgi's reload checks before a request runs a loaded script: its file's mtime differs

@@ -174,6 +174,8 @@ enum Step {
     Continue,
     /// The response is complete (`RespEnd`).
     Done,
+    /// The application accepted the WebSocket: its 101 head.
+    Upgrade(protocol::RespHead),
 }
 
 /// The state of one exchange; the connection is passed alongside, so a frame borrowed from
@@ -199,6 +201,8 @@ struct Exchange<'t> {
     awaiting_answer: bool,
     /// Room for request body read from the client beyond the pre-read part.
     body_buf: Vec<u8>,
+    /// The request asks for a WebSocket: a 101 head accepts it.
+    websocket: bool,
 }
 
 /// Runs one request/response exchange on `conn`: sends `head` (and a pushed body), then
@@ -210,8 +214,7 @@ pub(super) fn send_and_relay(
     mut conn: DaemonConn,
     head: &[u8],
     body: &mut Body,
-    sendfile: bool,
-    error_override: bool,
+    plan: &super::RequestPlan<'_>,
 ) -> Result<(), Ended> {
     // A daemon reads a pushed body whole before it starts the request: if this write fails,
     // the request did not run.
@@ -224,8 +227,8 @@ pub(super) fn send_and_relay(
     body.mark_pushed();
     let mut exchange = Exchange {
         target,
-        sendfile,
-        error_override,
+        sendfile: plan.sendfile,
+        error_override: plan.error_override,
         overridden: None,
         phase: Phase::AwaitingHead,
         head_deadline: target.request_timeout.map(|t| Instant::now() + t),
@@ -234,10 +237,15 @@ pub(super) fn send_and_relay(
         unflushed: 0,
         awaiting_answer: true,
         body_buf: Vec::new(),
+        websocket: plan.flags & protocol::req_flags::WEBSOCKET != 0,
     };
     loop {
         match exchange.step(r, &mut conn, body) {
             Ok(Step::Continue) => {}
+            Ok(Step::Upgrade(head)) => {
+                super::websocket::relay(r, target, conn, head);
+                return Ok(());
+            }
             Ok(Step::Done) => {
                 put_idle(&target.socket_path, conn);
                 return match exchange.overridden {
@@ -306,6 +314,10 @@ impl Exchange<'_> {
                 let Frame::RespHead(head) = decode(frame)? else {
                     unreachable!("decoded kind matches the raw kind");
                 };
+                if self.websocket && head.status == 101 {
+                    self.phase = Phase::Relaying;
+                    return Ok(Step::Upgrade(head));
+                }
                 if self.error_override && head.status >= 400 {
                     self.overridden = Some(i32::from(head.status));
                     self.phase = Phase::Relaying;

@@ -12,8 +12,10 @@ mod body;
 mod exchange;
 mod pool;
 mod resend;
+mod websocket;
 
 pub use body::Body;
+pub use websocket::is_upgrade as is_websocket_upgrade;
 
 use std::io;
 use std::path::PathBuf;
@@ -48,6 +50,11 @@ pub struct DaemonTarget {
     pub response_flush_delay: Duration,
     /// response-buffer-size: at most this many bytes go to the output filters unflushed.
     pub response_buffer_size: usize,
+    /// websocket-max-message-size: the largest message a WebSocket client may send.
+    pub websocket_max_message_size: usize,
+    /// websocket-idle-timeout (else socket-timeout): an open WebSocket with no traffic for
+    /// this long is closed.
+    pub websocket_idle_timeout: Duration,
     /// script-user= / script-group=.
     pub script_owner: super::script_owner::ScriptOwner,
     /// False for a `threads=0` group (service scripts only): a request sent there is
@@ -144,15 +151,7 @@ pub fn serve(
         pool::lend_read_buffer(&mut conn);
         body.rewind();
         let result = with_response_socket_timeout(r, target, |r| {
-            exchange::send_and_relay(
-                r,
-                target,
-                conn,
-                &head,
-                &mut body,
-                plan.sendfile,
-                plan.error_override,
-            )
+            exchange::send_and_relay(r, target, conn, &head, &mut body, plan)
         });
         let (setback, cause) = match result {
             Ok(()) => return ffi::OK,

@@ -292,6 +292,7 @@ fn spec<'a>(path: &'a str, env: &'a [(Vec<u8>, Vec<u8>)]) -> RequestSpec<'a> {
         times: RequestTimes::default(),
         apache_request: None,
         asgi: false,
+        websocket: false,
     }
 }
 

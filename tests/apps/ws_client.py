@@ -1,0 +1,74 @@
+# The WebSocket client of tests/asgi_websocket.rs (run with the test venv's Python, which
+# has `websockets`): `ws_client.py SCENARIO URL`; prints one line per observation, ending
+# with `closed CODE` (or `status N` for a refused handshake).
+import asyncio
+import json
+import ssl
+import sys
+
+import websockets
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+
+def out(*words):
+    print(*words, flush=True)
+
+
+def connect(url, **kw):
+    if url.startswith('wss:'):
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        kw['ssl'] = ctx
+    return websockets.connect(url, open_timeout=20, close_timeout=10, **kw)
+
+
+async def closed(ws):
+    try:
+        while True:
+            out('message', await asyncio.wait_for(ws.recv(), 60))
+    except ConnectionClosed:
+        pass
+    out('closed', ws.close_code)
+
+
+async def main(scenario, url):
+    if scenario == 'deny':
+        try:
+            async with connect(url):
+                out('opened')
+        except InvalidStatus as e:
+            out('status', e.response.status_code)
+        return
+    async with connect(url, subprotocols=['x', 'chat'] if scenario == 'echo' else None,
+                       max_size=2 ** 22) as ws:
+        out('subprotocol', ws.subprotocol)
+        if scenario == 'fail':
+            await ws.send('boom')
+            await closed(ws)
+            return
+        info = json.loads(await ws.recv())
+        out('info', json.dumps(info, sort_keys=True))
+        if scenario == 'echo':
+            await ws.send('hello')
+            out('text', await ws.recv())
+            await ws.send(b'\x00\x01\xff')
+            out('bytes', (await ws.recv()).hex())
+            # One message in three fragments.
+            await ws.send(['frag', 'men', 'ted'])
+            out('fragmented', await ws.recv())
+            pong = await ws.ping(b'p')
+            await asyncio.wait_for(pong, 10)
+            out('pong')
+            await ws.close()
+            out('closed', ws.close_code)
+        elif scenario == 'big':
+            await ws.send(b'x' * int(sys.argv[3]))
+            await closed(ws)
+        elif scenario == 'wait':
+            await ws.send('ready?')
+            out('ready', await ws.recv())
+            await closed(ws)
+
+
+asyncio.run(main(sys.argv[1], sys.argv[2]))

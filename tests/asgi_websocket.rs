@@ -1,0 +1,279 @@
+//! WebSockets for ASGI applications in daemon mode (issue 33): a Starlette WebSocket app
+//! (tests/apps/asgi_websocket.py) behind a real Apache, driven by the `websockets` client
+//! from PyPI (tests/apps/ws_client.py, run with the test venv's Python): echo of text,
+//! binary, a fragmented message and a ping; denial; subprotocols; the size limit; an app
+//! that raises; kill -9 of the daemon; a touch reload; TLS through mod_ssl; the metrics
+//! gauge.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use common::{Apache, ApacheConfig, TempDir, free_port, repo_dir, test_venv};
+
+const ENDPOINT: &str = "<Location /server-metrics>\n    SetHandler rwsgi-metrics\n    \
+                        Require all granted\n</Location>";
+
+struct Server {
+    apache: Apache,
+    app: PathBuf,
+    /// The HTTPS port, when started with TLS.
+    tls_port: Option<u16>,
+    _certs: Option<TempDir>,
+}
+
+/// The WebSocket app at /ws in daemon group `ws` (`options` added to its
+/// WSGIDaemonProcess); with `tls`, also an HTTPS virtual host (mod_ssl, a self-signed
+/// certificate made here) serving the same app.
+fn start(options: &str, tls: bool) -> Server {
+    let mut config = ApacheConfig::new("asgi-ws");
+    let app = config.install_app("asgi_websocket.py");
+    let venv = test_venv();
+    let mut conf = format!(
+        "WSGIDaemonProcess ws threads=4 python-home={} graceful-timeout=1 {options}\n\
+         WSGIScriptAlias /ws {} process-group=ws application-group=%{{GLOBAL}} interface=asgi\n\
+         <Directory @DIR@/apps>\n    Require all granted\n</Directory>\n{ENDPOINT}\n",
+        venv.display(),
+        app.display(),
+    );
+    let mut tls_port = None;
+    let mut certs = None;
+    if tls {
+        let dir = TempDir::new("asgi-ws-tls");
+        let (crt, key) = (dir.path().join("t.crt"), dir.path().join("t.key"));
+        let made = Command::new("openssl")
+            .args([
+                "req", "-x509", "-nodes", "-newkey", "rsa:2048", "-days", "1",
+            ])
+            .args(["-subj", "/CN=localhost", "-keyout"])
+            .arg(&key)
+            .arg("-out")
+            .arg(&crt)
+            .output()
+            .expect("openssl");
+        assert!(made.status.success(), "openssl: {made:?}");
+        let port = free_port();
+        conf.push_str(&format!(
+            "Listen 127.0.0.1:{port}\n<VirtualHost 127.0.0.1:{port}>\n    SSLEngine on\n    \
+             SSLCertificateFile {}\n    SSLCertificateKeyFile {}\n</VirtualHost>\n",
+            crt.display(),
+            key.display()
+        ));
+        config = config.module("ssl").module("socache_shmcb");
+        tls_port = Some(port);
+        certs = Some(dir);
+    }
+    let apache = config.conf(&conf).start();
+    Server {
+        apache,
+        app,
+        tls_port,
+        _certs: certs,
+    }
+}
+
+impl Server {
+    fn url(&self, path: &str) -> String {
+        format!("ws://127.0.0.1:{}/ws{path}", self.apache.port())
+    }
+}
+
+/// A running ws_client.py whose output lines arrive on a channel.
+struct Client {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+fn client(scenario: &str, url: &str, extra: &[&str]) -> Client {
+    let mut child = Command::new(test_venv().join("bin/python"))
+        .arg(repo_dir().join("tests/apps/ws_client.py"))
+        .arg(scenario)
+        .arg(url)
+        .args(extra)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("run the test venv's python");
+    let stdout = child.stdout.take().unwrap();
+    let (tx, lines) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    Client {
+        child,
+        lines,
+        seen: Vec::new(),
+    }
+}
+
+impl Client {
+    /// Waits for a line starting with `prefix`; its rest.
+    fn expect(&mut self, apache: &Apache, prefix: &str, limit: Duration) -> String {
+        let deadline = Instant::now() + limit;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if let Some(rest) = line.strip_prefix(prefix) {
+                        return rest.trim().to_string();
+                    }
+                }
+                Err(_) => {
+                    let _ = self.child.kill();
+                    panic!(
+                        "the client did not print {prefix:?} within {limit:?}; it printed \
+                         {:?}\n--- error log ---\n{}",
+                        self.seen,
+                        apache.error_log()
+                    );
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn run(apache: &Apache, scenario: &str, url: &str, extra: &[&str], last: &str) -> (Client, String) {
+    let mut c = client(scenario, url, extra);
+    let value = c.expect(apache, last, Duration::from_secs(60));
+    (c, value)
+}
+
+fn metric(apache: &Apache, name: &str) -> Option<u64> {
+    let text = apache.get("/server-metrics").text();
+    text.lines()
+        .find(|l| l.starts_with(&format!("{name}{{process_group=\"ws\"}}")))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+fn wait_for_metric(apache: &Apache, name: &str, want: u64) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let got = metric(apache, name);
+        if got == Some(want) {
+            return;
+        }
+        assert_with_log!(
+            apache,
+            Instant::now() < deadline,
+            "{name} is {got:?}, expected {want}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn touch(path: &Path) {
+    let later = std::time::SystemTime::now() + Duration::from_secs(2);
+    let f = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+    f.set_modified(later).unwrap();
+}
+
+#[test]
+fn echo_subprotocol_denial_size_limit_and_app_failure() {
+    let server = start("websocket-max-message-size=1024", false);
+    let apache = &server.apache;
+
+    let mut c = client("echo", &server.url("/echo"), &[]);
+    let wait = Duration::from_secs(60);
+    assert_eq!(c.expect(apache, "subprotocol", wait), "chat");
+    let info = c.expect(apache, "info", wait);
+    assert!(
+        info.contains("\"subprotocols\": [\"x\", \"chat\"]"),
+        "{info}"
+    );
+    assert!(info.contains("\"scheme\": \"ws\""), "{info}");
+    assert!(info.contains("\"root_path\": \"/ws\""), "{info}");
+    assert_eq!(c.expect(apache, "text", wait), "hello");
+    assert_eq!(c.expect(apache, "bytes", wait), "0001ff");
+    assert_eq!(c.expect(apache, "fragmented", wait), "fragmented");
+    c.expect(apache, "pong", wait);
+    assert_eq!(c.expect(apache, "closed", wait), "1000");
+    drop(c);
+
+    // Closed before accept: the handshake is refused with 403.
+    let (_, status) = run(apache, "deny", &server.url("/deny"), &[], "status");
+    assert_eq!(status, "403");
+
+    // A message over websocket-max-message-size=1024: close 1009.
+    let (_, code) = run(apache, "big", &server.url("/echo"), &["2048"], "closed");
+    assert_with_log!(apache, code == "1009", "closed with {code}");
+    apache.wait_for_log("RW0332:", Duration::from_secs(10));
+
+    // The application raises after accepting: close 1011, its traceback in the log.
+    let (_, code) = run(apache, "fail", &server.url("/fail"), &[], "closed");
+    assert_with_log!(apache, code == "1011", "closed with {code}");
+    let log = apache.wait_for_log("websocket app failed on purpose", Duration::from_secs(10));
+    assert!(log.contains("Traceback"), "{log}");
+    assert!(log.contains("RW0330:"), "{log}");
+}
+
+#[test]
+fn kill_of_the_daemon_closes_with_1011_and_the_gauge_counts_open_sockets() {
+    let server = start("", false);
+    let apache = &server.apache;
+    wait_for_metric(apache, "rwsgi_websockets_open", 0);
+    let mut c = client("wait", &server.url("/echo"), &[]);
+    let info = c.expect(apache, "info", Duration::from_secs(60));
+    c.expect(apache, "ready", Duration::from_secs(30));
+    wait_for_metric(apache, "rwsgi_websockets_open", 1);
+    let pid: i32 = info
+        .split("\"pid\": ")
+        .nth(1)
+        .and_then(|s| s.split(|ch: char| !ch.is_ascii_digit()).next())
+        .and_then(|p| p.parse().ok())
+        .expect("pid in the first message");
+    // SAFETY: kill has no memory-safety preconditions; pid is the test's own daemon.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    let code = c.expect(apache, "closed", Duration::from_secs(30));
+    assert_with_log!(apache, code == "1011", "closed with {code}");
+    apache.wait_for_log("RW0331:", Duration::from_secs(10));
+    // The killed process' record is gone with it.
+    wait_for_metric(apache, "rwsgi_websockets_open", 0);
+}
+
+#[test]
+fn touch_reload_closes_open_sockets_with_1012() {
+    let server = start("", false);
+    let apache = &server.apache;
+    let mut c = client("wait", &server.url("/echo"), &[]);
+    c.expect(apache, "ready", Duration::from_secs(60));
+    touch(&server.app);
+    // The next request sees the change: the process is replaced, and the old one drains;
+    // after graceful-timeout=1 its WebSocket gets 1012 (service restart).
+    let r = apache.get("/ws/pid");
+    assert_with_log!(apache, r.status == 200, "status {}", r.status);
+    let code = c.expect(apache, "closed", Duration::from_secs(30));
+    assert_with_log!(apache, code == "1012", "closed with {code}");
+}
+
+#[test]
+fn websocket_over_tls_through_mod_ssl() {
+    let server = start("", true);
+    let apache = &server.apache;
+    let url = format!("wss://127.0.0.1:{}/ws/echo", server.tls_port.unwrap());
+    let mut c = client("echo", &url, &[]);
+    let wait = Duration::from_secs(60);
+    let info = c.expect(apache, "info", wait);
+    assert!(info.contains("\"scheme\": \"wss\""), "{info}");
+    assert_eq!(c.expect(apache, "text", wait), "hello");
+    assert_eq!(c.expect(apache, "bytes", wait), "0001ff");
+    assert_eq!(c.expect(apache, "fragmented", wait), "fragmented");
+    c.expect(apache, "pong", wait);
+    assert_eq!(c.expect(apache, "closed", wait), "1000");
+}
