@@ -303,3 +303,56 @@ fn failing_lifespan_startup_keeps_the_daemon_out_of_service() {
     assert!(log.contains("no database here"), "{log}");
     assert!(!log.contains("RW0030: daemon process 'failing'"), "{log}");
 }
+
+/// The scope's headers are the request's own header list (issue 33): names lower case as
+/// bytes, in the order sent, with a name containing `_` kept (CGI's environ drops it);
+/// Authorization stays out without WSGIPassAuthorization, as for a WSGI application.
+#[test]
+fn scope_headers_are_the_request_header_list() {
+    let apache = start("");
+    apache.wait_for_log("RW0304:", Duration::from_secs(30));
+    let raw = "GET /raw/scope HTTP/1.1\r\nHost: localhost\r\nX-First: 1\r\nX_Under: u\r\n\
+               X-MiXeD-Case: Value Kept\r\nX-Rep: a\r\nAuthorization: Basic eDp5\r\n\
+               X-Rep: b\r\nX-Last: z\r\nConnection: close\r\n\r\n";
+    let r = http::raw_request(apache.port(), raw.as_bytes(), false).unwrap();
+    assert_with_log!(apache, r.status == 200, "status {} {}", r.status, r.text());
+    let s = json(&r);
+    let headers: Vec<(String, String)> = s["headers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| {
+            (
+                h[0]["bytes"].as_str().unwrap().to_string(),
+                h[1]["bytes"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let names: Vec<&str> = headers.iter().map(|(n, _)| n.as_str()).collect();
+    // Apache's core joins a repeated header into one value before any module sees it.
+    assert_eq!(
+        names,
+        [
+            "host",
+            "x-first",
+            "x_under",
+            "x-mixed-case",
+            "x-rep",
+            "x-last",
+            "connection"
+        ],
+        "{headers:?}"
+    );
+    assert!(
+        headers.contains(&("x_under".into(), "u".into())),
+        "{headers:?}"
+    );
+    assert!(
+        headers.contains(&("x-mixed-case".into(), "Value Kept".into())),
+        "{headers:?}"
+    );
+    assert!(
+        headers.contains(&("x-rep".into(), "a, b".into())),
+        "{headers:?}"
+    );
+}

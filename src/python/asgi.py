@@ -345,7 +345,35 @@ def _text(value):
     return value.encode('latin-1').decode('utf-8', 'replace')
 
 
+# The environ key under which the Apache side sends an ASGI request's headers, one
+# `name:value` line each (src/handler/mod.rs, asgi_header_list).
+HEADERS_KEY = 'mod_rwsgi.asgi_headers'
+_CGI_NAMES = {'CONTENT-TYPE': 'CONTENT_TYPE', 'CONTENT-LENGTH': 'CONTENT_LENGTH'}
+
+
+def _header_list(raw, environ):
+    """The scope's headers from the Apache side's list: order kept, names lower case.
+    A header whose name could be a CGI variable but which environ does not hold
+    (Authorization without WSGIPassAuthorization, a proxy header WSGITrustedProxyHeaders
+    removed) stays out, as it does for a WSGI application."""
+    headers = []
+    for line in raw.split('\n'):
+        name, colon, value = line.partition(':')
+        if not colon:
+            continue
+        upper = name.upper()
+        if upper.replace('-', '').isalnum() and upper.isascii():
+            key = _CGI_NAMES.get(upper) or 'HTTP_' + upper.replace('-', '_')
+            if key not in environ:
+                continue
+        headers.append((name.lower().encode('latin-1'), value.encode('latin-1')))
+    return headers
+
+
 def http_scope(environ, state):
+    raw = environ.pop(HEADERS_KEY, None)
+    if raw is not None:
+        return _scope(environ, state, _header_list(raw, environ))
     headers = []
     for key, value in environ.items():
         if key.startswith('HTTP_'):
@@ -355,6 +383,10 @@ def http_scope(environ, state):
         else:
             continue
         headers.append((name.encode('latin-1'), value.encode('latin-1')))
+    return _scope(environ, state, headers)
+
+
+def _scope(environ, state, headers):
     script_name = environ.get('SCRIPT_NAME', '')
     path = script_name + environ.get('PATH_INFO', '')
     uri = environ.get('REQUEST_URI', '') or path.encode('latin-1').decode('latin-1')
