@@ -356,3 +356,41 @@ fn scope_headers_are_the_request_header_list() {
         "{headers:?}"
     );
 }
+
+/// A client that leaves while the application waits (a long-poll in receive(), before any
+/// response and after a first part of a streamed one): the Apache side notices its socket
+/// close, closes the daemon connection, and the app's receive() answers http.disconnect.
+/// The daemon serves on.
+#[test]
+fn client_leaving_while_the_app_waits_delivers_http_disconnect() {
+    use std::io::{Read, Write};
+    let apache = start("");
+    apache.wait_for_log("RW0304:", Duration::from_secs(30));
+    for (query, marker) in [("", "wait-disconnect"), ("?stream", "wait-disconnect-stream")] {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", apache.port())).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let req = format!(
+            "POST /raw/wait-disconnect{query} HTTP/1.1\r\nHost: localhost\r\n\
+             Content-Length: 4\r\n\r\nbody"
+        );
+        s.write_all(req.as_bytes()).unwrap();
+        let path = apache.marker(marker);
+        wait_for_file_text(&apache, &path, "waiting", Duration::from_secs(20));
+        if !query.is_empty() {
+            // The head and first part reached the client before it leaves.
+            let mut got = Vec::new();
+            let mut buf = [0u8; 4096];
+            while !String::from_utf8_lossy(&got).contains("first") {
+                let n = s.read(&mut buf).unwrap();
+                assert!(n > 0, "connection closed early: {:?}", String::from_utf8_lossy(&got));
+                got.extend_from_slice(&buf[..n]);
+            }
+        }
+        drop(s);
+        let text = wait_for_file_text(&apache, &path, "http.", Duration::from_secs(20));
+        assert_eq!(text, "http.disconnect");
+    }
+    apache.wait_for_log("RW0312:", Duration::from_secs(10));
+    let r = apache.get("/raw/status");
+    assert_eq!(r.status, 201);
+}

@@ -107,6 +107,11 @@
 //! or `Error`; an `Error` after `RespHead` means the response is truncated. Timeouts are socket
 //! timeouts set by the caller.
 //!
+//! For an ASGI request the client watches its HTTP client's socket while it waits for the
+//! daemon: when that client has gone it **closes the connection mid-request**, and the
+//! daemon, which sees its end of file while the application waits, tells the application
+//! (`http.disconnect`); nothing it sends after that is read. No frame changes.
+//!
 //! `RespFile` asks the client to send `length` bytes from `offset` of a file whose descriptor
 //! is passed as `SCM_RIGHTS` ancillary data on the `sendmsg` call that carries the frame's
 //! header; the receiver queues received descriptors and takes one per `RespFile`, in order.

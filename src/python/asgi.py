@@ -141,6 +141,8 @@ class _Done:
     pass
 
 
+
+
 class _Exchange:
     """One request: the loop side (receive, send) and the request thread side (serve)."""
 
@@ -161,6 +163,9 @@ class _Exchange:
         self.started = False
         self.complete = False
         self.gone = None
+        # Set when the Apache side said the client left (it closed the daemon connection).
+        self.client_left = False
+        self.client_gone = getattr(self.input, '_rwsgi_client_gone', None)
 
     # The loop side.
 
@@ -276,6 +281,10 @@ class _Exchange:
             try:
                 item = self.ops.get(timeout=POLL)
             except queue.Empty:
+                # The application waits (in receive(), a sleep ...): has the client left?
+                if self.client_gone is not None and self.client_gone():
+                    self.client_left = True
+                    return
                 continue
             if item is _Done:
                 return
@@ -297,6 +306,15 @@ class _Exchange:
         self._close()
         if self.complete:
             task.add_done_callback(_after_response)
+            return []
+        if self.client_left:
+            # receive() now answers http.disconnect; the coroutine goes on in the loop, this
+            # thread is free. Nobody to answer: the Apache side has logged the client's leaving.
+            task.add_done_callback(_after_client_left)
+            if not self.started:
+                # The daemon's write of it finds the connection closed, as for a WSGI
+                # response whose client left; nginx's code for a client that closed.
+                self.start_response('499 Client Closed Request', [])
             return []
         # The coroutine ended before the response did.
         error = task.exception()
@@ -330,6 +348,14 @@ class _Exchange:
     def _late_gone(self):
         if self.gone is not None:
             self.gone.set()
+
+
+def _after_client_left(task):
+    if task.cancelled():
+        return
+    error = task.exception()
+    if error is not None and not isinstance(error, OSError) and log is not None:
+        log('error', _error_text('ASGI application raised after its client left:\n', error))
 
 
 def _after_response(task):

@@ -26,6 +26,11 @@ async def _body(receive):
             return body
 
 
+def _marker(name):
+    return os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                        'markers', name)
+
+
 async def application(scope, receive, send):
     if scope['type'] == 'lifespan':
         # A bare ASGI app that does not do lifespan: raising is allowed by the spec.
@@ -55,6 +60,20 @@ async def application(scope, receive, send):
         message = await asyncio.wait_for(receive(), 10)
         with open(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                                'markers', 'disconnect'), 'w') as f:
+            f.write(message['type'])
+    elif path == '/wait-disconnect':
+        # Long-poll: the body, then (?stream: after a first part of the response) a wait
+        # in receive() that only the client's leaving ends; the app records what it got.
+        await _body(receive)
+        stream = scope['query_string'] == b'stream'
+        if stream:
+            await send({'type': 'http.response.start', 'status': 200, 'headers': []})
+            await send({'type': 'http.response.body', 'body': b'first', 'more_body': True})
+        name = 'wait-disconnect-stream' if stream else 'wait-disconnect'
+        with open(_marker(name), 'w') as f:
+            f.write('waiting')
+        message = await asyncio.wait_for(receive(), 60)
+        with open(_marker(name), 'w') as f:
             f.write(message['type'])
     elif path == '/sleep':
         # Outlives request-timeout: the coroutine is cancelled when the request is interrupted.

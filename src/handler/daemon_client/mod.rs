@@ -152,6 +152,7 @@ pub fn serve(
                 &mut body,
                 plan.sendfile,
                 plan.error_override,
+                plan.flags & protocol::req_flags::ASGI != 0,
             )
         });
         let (setback, cause) = match result {
