@@ -394,3 +394,40 @@ fn client_leaving_while_the_app_waits_delivers_http_disconnect() {
     let r = apache.get("/raw/status");
     assert_eq!(r.status, 201);
 }
+
+/// A lifespan.startup that never completes does not wedge the daemon: after
+/// startup-timeout it is logged (RW0313) and the process is not put into service (RW0311);
+/// the daemon manager restarts it, which starts the lifespan again.
+#[test]
+fn lifespan_startup_that_never_completes_is_bounded_by_startup_timeout() {
+    let config = ApacheConfig::new("asgi-hang");
+    let app = config.dir.path().join("apps");
+    std::fs::create_dir_all(&app).unwrap();
+    let script = app.join("hanging.py");
+    std::fs::write(
+        &script,
+        "import asyncio\n\
+         async def application(scope, receive, send):\n\
+         \x20   assert scope['type'] == 'lifespan'\n\
+         \x20   await receive()\n\
+         \x20   await asyncio.sleep(3600)\n",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&app, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let conf = format!(
+        "WSGIDaemonProcess hanging threads=2 startup-timeout=2\n\
+         WSGIScriptAlias /h {} process-group=hanging application-group=%{{GLOBAL}} \
+         interface=asgi\n\
+         <Directory @DIR@/apps>\n    Require all granted\n</Directory>\n",
+        script.display()
+    );
+    let apache = config.conf(&conf).start();
+    let log = apache.wait_for_log("RW0311:", Duration::from_secs(30));
+    assert!(log.contains("RW0313:"), "{log}");
+    assert!(log.contains("startup-timeout"), "{log}");
+    assert!(!log.contains("RW0030: daemon process 'hanging'"), "{log}");
+    // The manager restarts the process (RW0023), which tries its lifespan again.
+    apache.wait_for_log("RW0023:", Duration::from_secs(20));
+}

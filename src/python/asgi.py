@@ -39,12 +39,17 @@ def _error_text(prefix, error):
         traceback.format_exception(type(error), error, error.__traceback__)).rstrip()
 
 
-def _wait(future):
-    """A concurrent future's result, waited for in short slices (see POLL)."""
+def _wait(future, limit=None):
+    """A concurrent future's result, waited for in short slices (see POLL); after limit
+    seconds (None: no limit), concurrent.futures.TimeoutError."""
+    import time
+    deadline = None if limit is None else time.monotonic() + limit
     while True:
         try:
             return future.result(timeout=POLL)
         except concurrent.futures.TimeoutError:
+            if deadline is not None and time.monotonic() >= deadline:
+                raise
             thread = _thread
             if thread is None or not thread.is_alive():
                 raise RuntimeError('the ASGI event loop thread has ended') from None
@@ -120,10 +125,15 @@ class _Lifespan:
         else:
             raise RuntimeError('unexpected ASGI lifespan message %r' % (kind,))
 
-    def start(self):
-        """Runs lifespan.startup; ('ok'|'unsupported'|'failed'|'returned', text)."""
+    def start(self, limit):
+        """Runs lifespan.startup; ('ok'|'unsupported'|'failed'|'returned'|'timeout', text).
+        Not complete within limit seconds: the lifespan task is cancelled."""
         self.task = asyncio.run_coroutine_threadsafe(self.run(), self.loop)
-        return _wait(self.startup)
+        try:
+            return _wait(self.startup, limit)
+        except concurrent.futures.TimeoutError:
+            self.task.cancel()
+            return ('timeout', 'not within %g s (startup-timeout)' % limit)
 
     def stop(self, timeout):
         """Runs lifespan.shutdown, waiting up to timeout seconds."""
@@ -463,7 +473,7 @@ class Adapter:
         return exchange.serve(self.app, http_scope(environ, self.state))
 
 
-def adapter(app):
+def adapter(app, limit):
     """(the adapter, None) for an application already started, else (adapter, (kind,
     text)) after its lifespan.startup; kind 'failed' leaves it unregistered."""
     with _lock:
@@ -471,8 +481,8 @@ def adapter(app):
     if entry is not None and entry[0] is app:
         return entry[1], None
     made = Adapter(app)
-    outcome = made.lifespan.start()
-    if outcome[0] == 'failed':
+    outcome = made.lifespan.start(limit)
+    if outcome[0] in ('failed', 'timeout'):
         return made, outcome
     with _lock:
         entry = _adapters.get(id(app))

@@ -53,7 +53,7 @@ mod tests;
 use crate::logging::Level;
 
 pub use app::AppHost;
-pub use asgi::shutdown_all as asgi_shutdown;
+pub use asgi::{ASGI_STARTUP_TIMEOUT, shutdown_all as asgi_shutdown};
 pub use diagnostics::{clear_interrupt, gil_heartbeat, interrupt_thread, thread_stacks};
 pub use gc_telemetry::{GcEvent, GcSnapshot, gc_events, gc_snapshot};
 pub use gil_gate::GilGate;
