@@ -431,3 +431,18 @@ fn lifespan_startup_that_never_completes_is_bounded_by_startup_timeout() {
     // The manager restarts the process (RW0023), which tries its lifespan again.
     apache.wait_for_log("RW0023:", Duration::from_secs(20));
 }
+
+/// A coroutine that blocks the event loop (time.sleep() in an async view) is logged with
+/// the loop thread's stack once the loop has run no callback for 5 s (RW0314); the request
+/// still completes.
+#[test]
+fn blocked_event_loop_is_logged_with_its_stack() {
+    let apache = start("");
+    apache.wait_for_log("RW0304:", Duration::from_secs(30));
+    let r = apache.get("/raw/block");
+    assert_with_log!(apache, r.status == 200, "status {} {}", r.status, r.text());
+    let log = apache.wait_for_log("RW0314:", Duration::from_secs(10));
+    assert!(log.contains("time.sleep(6)"), "{log}");
+    assert!(log.contains("asgi_raw.py"), "{log}");
+    assert_eq!(log.matches("RW0314:").count(), 1, "{log}");
+}

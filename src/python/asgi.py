@@ -25,7 +25,13 @@ BODY_CHUNK = 65536
 # (request-timeout's RequestTimeout) reaches it.
 POLL = 0.25
 
-# Set by asgi.rs: log(level, text) into Apache's error log (level: 'error' or 'info').
+# A loop thread that runs no callback for this long is blocked (a coroutine calls
+# time.sleep() or other blocking code): its stack is logged once per stall (RW0314).
+BLOCKED_AFTER = 5.0
+HEARTBEAT = 0.5
+
+# Set by asgi.rs: log(kind, text) into Apache's error log (kind: 'error', an application's
+# error, or 'blocked', the loop thread's stack).
 log = None
 
 _lock = threading.Lock()
@@ -71,7 +77,48 @@ def _event_loop():
             thread.start()
             started.wait()
             _loop, _thread = loop, thread
+            _Watchdog(loop, thread).start()
         return _loop
+
+
+class _Watchdog:
+    """Logs the loop thread's stack when the loop runs no callback for BLOCKED_AFTER
+    seconds: a heartbeat callback on the loop, checked from a thread of its own."""
+
+    def __init__(self, loop, thread):
+        import time
+        self.loop, self.thread, self.clock = loop, thread, time.monotonic
+        self.last = self.clock()
+
+    def beat(self):
+        self.last = self.clock()
+        self.loop.call_later(HEARTBEAT, self.beat)
+
+    def start(self):
+        self.loop.call_soon_threadsafe(self.beat)
+        threading.Thread(target=self.watch, name='mod_rwsgi ASGI loop watchdog',
+                         daemon=True).start()
+
+    def watch(self):
+        import time
+        reported = None
+        while _loop is self.loop and self.thread.is_alive():
+            time.sleep(HEARTBEAT)
+            last = self.last
+            stalled = self.clock() - last
+            if stalled < BLOCKED_AFTER:
+                continue
+            if reported == last:
+                continue  # one line per stall
+            reported = last
+            frame = sys._current_frames().get(self.thread.ident)
+            stack = ''.join(traceback.format_stack(frame)).rstrip() if frame else '(none)'
+            if log is not None:
+                log('blocked', 'the ASGI event loop thread has run no callback for %.1f s '
+                    '(more than %g s): a coroutine blocks it (time.sleep(), blocking I/O or '
+                    'long computation; use await asyncio.sleep(), asyncio.to_thread() or '
+                    'run_in_executor()); every ASGI request of this interpreter waits. '
+                    'Its stack:\n%s' % (stalled, BLOCKED_AFTER, stack))
 
 
 class _Lifespan:

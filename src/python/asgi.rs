@@ -49,12 +49,13 @@ fn runtime<'py>(py: Python<'py>) -> PyResult<Bound<'py, PyModule>> {
         Some(c"log"),
         None,
         |args: &Bound<'_, PyTuple>, _kwargs| -> PyResult<()> {
-            let (_level, text): (String, String) = args.extract()?;
-            log_detached(
-                args.py(),
-                Level::Error,
-                &format!("RW0301: {}{text}", log_prefix()),
-            );
+            let (kind, text): (String, String) = args.extract()?;
+            let line = if kind == "blocked" {
+                format!("RW0314: {}{text}", log_prefix())
+            } else {
+                format!("RW0301: {}{text}", log_prefix())
+            };
+            log_detached(args.py(), Level::Error, &format!("RW0314: {line}"));
             Ok(())
         },
     )?;

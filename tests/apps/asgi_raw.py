@@ -2,6 +2,7 @@
 import asyncio
 import json
 import os
+import time
 
 
 def _scope_json(scope):
@@ -75,6 +76,11 @@ async def application(scope, receive, send):
         message = await asyncio.wait_for(receive(), 60)
         with open(_marker(name), 'w') as f:
             f.write(message['type'])
+    elif path == '/block':
+        # Blocks the event loop thread (a synchronous sleep in a coroutine).
+        time.sleep(6)
+        await send({'type': 'http.response.start', 'status': 200, 'headers': []})
+        await send({'type': 'http.response.body', 'body': b'blocked'})
     elif path == '/sleep':
         # Outlives request-timeout: the coroutine is cancelled when the request is interrupted.
         try:
