@@ -50,12 +50,12 @@ fn runtime<'py>(py: Python<'py>) -> PyResult<Bound<'py, PyModule>> {
         None,
         |args: &Bound<'_, PyTuple>, _kwargs| -> PyResult<()> {
             let (kind, text): (String, String) = args.extract()?;
-            let line = if kind == "blocked" {
-                format!("RW0314: {}{text}", log_prefix())
+            let py = args.py();
+            if kind == "blocked" {
+                log_detached(py, Level::Error, &format!("RW0314: {}{text}", log_prefix()));
             } else {
-                format!("RW0301: {}{text}", log_prefix())
-            };
-            log_detached(args.py(), Level::Error, &format!("RW0314: {line}"));
+                log_detached(py, Level::Error, &format!("RW0301: {}{text}", log_prefix()));
+            }
             Ok(())
         },
     )?;
