@@ -446,3 +446,45 @@ fn blocked_event_loop_is_logged_with_its_stack() {
     assert!(log.contains("asgi_raw.py"), "{log}");
     assert_eq!(log.matches("RW0314:").count(), 1, "{log}");
 }
+
+/// Messages out of order: each is an error-log line, a 500 before the response started (or
+/// a closed connection after), and the daemon serves the next request.
+#[test]
+fn messages_out_of_order_are_errors_and_the_daemon_serves_on() {
+    let apache = start("");
+    apache.wait_for_log("RW0304:", Duration::from_secs(30));
+
+    let r = apache.get("/raw/body-before-start");
+    assert_with_log!(apache, r.status == 500, "status {} {}", r.status, r.text());
+    apache.wait_for_log(
+        "http.response.body sent before http.response.start",
+        Duration::from_secs(10),
+    );
+    assert_eq!(apache.get("/raw/status").status, 201);
+
+    // A second start: nothing of the response has reached the client yet, so a 500.
+    let result = http::request(apache.port(), "GET", "/raw/start-twice", &[], b"");
+    if let Ok(r) = result {
+        assert_with_log!(apache, r.status == 500, "status {} {}", r.status, r.text());
+    }
+    apache.wait_for_log("http.response.start sent twice", Duration::from_secs(10));
+    assert_eq!(apache.get("/raw/status").status, 201);
+
+    // A start after the response ended: the client has its complete response; the error
+    // is logged (RW0301).
+    let r = apache.get("/raw/start-after-end");
+    assert_with_log!(apache, r.status == 200, "status {} {}", r.status, r.text());
+    assert_eq!(r.text(), "done");
+    let log = apache.wait_for_log(
+        "http.response.start sent after the response was complete",
+        Duration::from_secs(10),
+    );
+    assert!(log.contains("RW0301:"), "{log}");
+    assert_eq!(apache.get("/raw/status").status, 201);
+
+    // Returns without a response, raises after the start: 500 / closed, then served on.
+    assert_eq!(apache.get("/raw/no-response").status, 500);
+    let _ = http::request(apache.port(), "GET", "/raw/raise-after", &[], b"");
+    apache.wait_for_log("raised after the response start", Duration::from_secs(10));
+    assert_eq!(apache.get("/raw/status").status, 201);
+}

@@ -254,7 +254,14 @@ class _Exchange:
             return await future
         if kind == 'receive':
             return None
-        raise OSError('the response is complete or the client connection is gone')
+        raise self._late_send_error(message)
+
+    def _late_send_error(self, message):
+        """What a send() after the request thread let go of the exchange raises."""
+        if self.complete:
+            return RuntimeError('ASGI: %s sent after the response was complete' % (
+                message.get('type') if isinstance(message, dict) else message,))
+        return OSError('the response is complete or the client connection is gone')
 
     # The request thread side.
 
@@ -391,12 +398,11 @@ class _Exchange:
             except queue.Empty:
                 break
             if item is not _Done:
-                kind, _, future = item
+                kind, message, future = item
                 if kind == 'receive':
                     self._answer(future, None)
                 else:
-                    self._answer(future, error=OSError(
-                        'the response is complete or the client connection is gone'))
+                    self._answer(future, error=self._late_send_error(message))
         if self.gone is not None:
             self._disconnected()
         else:

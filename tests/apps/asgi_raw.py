@@ -76,6 +76,15 @@ async def application(scope, receive, send):
         message = await asyncio.wait_for(receive(), 60)
         with open(_marker(name), 'w') as f:
             f.write(message['type'])
+    elif path == '/body-before-start':
+        await send({'type': 'http.response.body', 'body': b'too early'})
+    elif path == '/start-twice':
+        await send({'type': 'http.response.start', 'status': 200, 'headers': []})
+        await send({'type': 'http.response.start', 'status': 200, 'headers': []})
+    elif path == '/start-after-end':
+        await send({'type': 'http.response.start', 'status': 200, 'headers': []})
+        await send({'type': 'http.response.body', 'body': b'done'})
+        await send({'type': 'http.response.start', 'status': 200, 'headers': []})
     elif path == '/block':
         # Blocks the event loop thread (a synchronous sleep in a coroutine).
         time.sleep(6)
