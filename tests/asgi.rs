@@ -488,3 +488,49 @@ fn messages_out_of_order_are_errors_and_the_daemon_serves_on() {
     apache.wait_for_log("raised after the response start", Duration::from_secs(10));
     assert_eq!(apache.get("/raw/status").status, 201);
 }
+
+/// A Django ASGI application (django.core.asgi.get_asgi_application()): an async view, a
+/// sync view (which Django runs through asgiref's sync_to_async, off the event loop thread)
+/// and an async view awaiting sync_to_async itself; root_path is Django's SCRIPT_NAME.
+#[test]
+fn django_asgi_async_and_sync_views() {
+    let config = ApacheConfig::new("asgi-django");
+    let app = config.install_app("asgi_django.py");
+    let conf = format!(
+        "WSGIDaemonProcess dj threads=4 python-home={}\n\
+         WSGIScriptAlias /dj {} process-group=dj application-group=%{{GLOBAL}} interface=asgi\n\
+         <Directory @DIR@/apps>\n    Require all granted\n</Directory>\n",
+        test_venv().display(),
+        app.display()
+    );
+    let apache = config.conf(&conf).start();
+    // Django's ASGI handler refuses the lifespan scope: served without lifespan events.
+    apache.wait_for_log("RW0304:", Duration::from_secs(60));
+    for (route, kind, on_loop) in [
+        ("async", "async", true),
+        ("sync", "sync", false),
+        ("calls-sync", "sync_to_async", false),
+    ] {
+        let r = apache.request(
+            "POST",
+            &format!("/dj/{route}"),
+            &[("X-Test", route), ("Content-Type", "text/plain")],
+            format!("body of {route}").as_bytes(),
+        );
+        assert_with_log!(apache, r.status == 200, "{route}: status {} {}", r.status, r.text());
+        let j = json(&r);
+        assert_eq!(j["kind"], kind, "{j}");
+        assert_eq!(j["django"], "4.2.30", "{j}");
+        assert_eq!(j["path"], format!("/dj/{route}"), "{j}");
+        assert_eq!(j["script_name"], "/dj", "{j}");
+        assert_eq!(j["reversed"], "/dj/sync", "{j}");
+        assert_eq!(j["header"], route, "{j}");
+        assert_eq!(j["body"], format!("body of {route}"), "{j}");
+        let thread = j["thread"].as_str().unwrap();
+        assert_eq!(
+            thread == "mod_rwsgi ASGI event loop",
+            on_loop,
+            "{route} ran on thread {thread:?}"
+        );
+    }
+}
