@@ -366,7 +366,10 @@ fn client_leaving_while_the_app_waits_delivers_http_disconnect() {
     use std::io::{Read, Write};
     let apache = start("");
     apache.wait_for_log("RW0304:", Duration::from_secs(30));
-    for (query, marker) in [("", "wait-disconnect"), ("?stream", "wait-disconnect-stream")] {
+    for (query, marker) in [
+        ("", "wait-disconnect"),
+        ("?stream", "wait-disconnect-stream"),
+    ] {
         let mut s = std::net::TcpStream::connect(("127.0.0.1", apache.port())).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
         let req = format!(
@@ -382,7 +385,11 @@ fn client_leaving_while_the_app_waits_delivers_http_disconnect() {
             let mut buf = [0u8; 4096];
             while !String::from_utf8_lossy(&got).contains("first") {
                 let n = s.read(&mut buf).unwrap();
-                assert!(n > 0, "connection closed early: {:?}", String::from_utf8_lossy(&got));
+                assert!(
+                    n > 0,
+                    "connection closed early: {:?}",
+                    String::from_utf8_lossy(&got)
+                );
                 got.extend_from_slice(&buf[..n]);
             }
         }
@@ -517,7 +524,13 @@ fn django_asgi_async_and_sync_views() {
             &[("X-Test", route), ("Content-Type", "text/plain")],
             format!("body of {route}").as_bytes(),
         );
-        assert_with_log!(apache, r.status == 200, "{route}: status {} {}", r.status, r.text());
+        assert_with_log!(
+            apache,
+            r.status == 200,
+            "{route}: status {} {}",
+            r.status,
+            r.text()
+        );
         let j = json(&r);
         assert_eq!(j["kind"], kind, "{j}");
         assert_eq!(j["django"], "4.2.30", "{j}");

@@ -21,10 +21,10 @@ use crate::ipc::fd_passing::{FdReader, is_regular_file};
 use crate::ipc::poll::{readable_within, wait_readable_or_hangup};
 use crate::protocol::{self, Frame, FrameKind, Limits, ProtocolError, RawFrame, error_code};
 
-use super::DaemonTarget;
 use super::body::Body;
 use super::pool::{DaemonConn, put_idle};
 use super::resend::Setback;
+use super::{DaemonTarget, RequestPlan};
 
 /// How an exchange that did not complete ended.
 pub(super) enum Ended {
@@ -221,9 +221,7 @@ pub(super) fn send_and_relay(
     mut conn: DaemonConn,
     head: &[u8],
     body: &mut Body,
-    sendfile: bool,
-    error_override: bool,
-    watch_client: bool,
+    plan: &RequestPlan<'_>,
 ) -> Result<(), Ended> {
     // A daemon reads a pushed body whole before it starts the request: if this write fails,
     // the request did not run.
@@ -236,8 +234,8 @@ pub(super) fn send_and_relay(
     body.mark_pushed();
     let mut exchange = Exchange {
         target,
-        sendfile,
-        error_override,
+        sendfile: plan.sendfile,
+        error_override: plan.error_override,
         overridden: None,
         phase: Phase::AwaitingHead,
         head_deadline: target.request_timeout.map(|t| Instant::now() + t),
@@ -246,7 +244,7 @@ pub(super) fn send_and_relay(
         unflushed: 0,
         awaiting_answer: true,
         body_buf: Vec::new(),
-        client_fd: if watch_client {
+        client_fd: if plan.flags & protocol::req_flags::ASGI != 0 {
             r.client_socket_fd()
         } else {
             None

@@ -144,16 +144,7 @@ pub fn serve(
         pool::lend_read_buffer(&mut conn);
         body.rewind();
         let result = with_response_socket_timeout(r, target, |r| {
-            exchange::send_and_relay(
-                r,
-                target,
-                conn,
-                &head,
-                &mut body,
-                plan.sendfile,
-                plan.error_override,
-                plan.flags & protocol::req_flags::ASGI != 0,
-            )
+            exchange::send_and_relay(r, target, conn, &head, &mut body, plan)
         });
         let (setback, cause) = match result {
             Ok(()) => return ffi::OK,
