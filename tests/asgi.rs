@@ -303,3 +303,247 @@ fn failing_lifespan_startup_keeps_the_daemon_out_of_service() {
     assert!(log.contains("no database here"), "{log}");
     assert!(!log.contains("RW0030: daemon process 'failing'"), "{log}");
 }
+
+/// The scope's headers are the request's own header list (issue 33): names lower case as
+/// bytes, in the order sent, with a name containing `_` kept (CGI's environ drops it);
+/// Authorization stays out without WSGIPassAuthorization, as for a WSGI application.
+#[test]
+fn scope_headers_are_the_request_header_list() {
+    let apache = start("");
+    apache.wait_for_log("RW0304:", Duration::from_secs(30));
+    let raw = "GET /raw/scope HTTP/1.1\r\nHost: localhost\r\nX-First: 1\r\nX_Under: u\r\n\
+               X-MiXeD-Case: Value Kept\r\nX-Rep: a\r\nAuthorization: Basic eDp5\r\n\
+               X-Rep: b\r\nX-Last: z\r\nConnection: close\r\n\r\n";
+    let r = http::raw_request(apache.port(), raw.as_bytes(), false).unwrap();
+    assert_with_log!(apache, r.status == 200, "status {} {}", r.status, r.text());
+    let s = json(&r);
+    let headers: Vec<(String, String)> = s["headers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| {
+            (
+                h[0]["bytes"].as_str().unwrap().to_string(),
+                h[1]["bytes"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let names: Vec<&str> = headers.iter().map(|(n, _)| n.as_str()).collect();
+    // Apache's core joins a repeated header into one value before any module sees it.
+    assert_eq!(
+        names,
+        [
+            "host",
+            "x-first",
+            "x_under",
+            "x-mixed-case",
+            "x-rep",
+            "x-last",
+            "connection"
+        ],
+        "{headers:?}"
+    );
+    assert!(
+        headers.contains(&("x_under".into(), "u".into())),
+        "{headers:?}"
+    );
+    assert!(
+        headers.contains(&("x-mixed-case".into(), "Value Kept".into())),
+        "{headers:?}"
+    );
+    assert!(
+        headers.contains(&("x-rep".into(), "a, b".into())),
+        "{headers:?}"
+    );
+}
+
+/// A client that leaves while the application waits (a long-poll in receive(), before any
+/// response and after a first part of a streamed one): the Apache side notices its socket
+/// close, closes the daemon connection, and the app's receive() answers http.disconnect.
+/// The daemon serves on.
+#[test]
+fn client_leaving_while_the_app_waits_delivers_http_disconnect() {
+    use std::io::{Read, Write};
+    let apache = start("");
+    apache.wait_for_log("RW0304:", Duration::from_secs(30));
+    for (query, marker) in [
+        ("", "wait-disconnect"),
+        ("?stream", "wait-disconnect-stream"),
+    ] {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", apache.port())).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let req = format!(
+            "POST /raw/wait-disconnect{query} HTTP/1.1\r\nHost: localhost\r\n\
+             Content-Length: 4\r\n\r\nbody"
+        );
+        s.write_all(req.as_bytes()).unwrap();
+        let path = apache.marker(marker);
+        wait_for_file_text(&apache, &path, "waiting", Duration::from_secs(20));
+        if !query.is_empty() {
+            // The head and first part reached the client before it leaves.
+            let mut got = Vec::new();
+            let mut buf = [0u8; 4096];
+            while !String::from_utf8_lossy(&got).contains("first") {
+                let n = s.read(&mut buf).unwrap();
+                assert!(
+                    n > 0,
+                    "connection closed early: {:?}",
+                    String::from_utf8_lossy(&got)
+                );
+                got.extend_from_slice(&buf[..n]);
+            }
+        }
+        drop(s);
+        let text = wait_for_file_text(&apache, &path, "http.", Duration::from_secs(20));
+        assert_eq!(text, "http.disconnect");
+    }
+    apache.wait_for_log("RW0312:", Duration::from_secs(10));
+    let r = apache.get("/raw/status");
+    assert_eq!(r.status, 201);
+}
+
+/// A lifespan.startup that never completes does not wedge the daemon: after
+/// startup-timeout it is logged (RW0313) and the process is not put into service (RW0311);
+/// the daemon manager restarts it, which starts the lifespan again.
+#[test]
+fn lifespan_startup_that_never_completes_is_bounded_by_startup_timeout() {
+    let config = ApacheConfig::new("asgi-hang");
+    let app = config.dir.path().join("apps");
+    std::fs::create_dir_all(&app).unwrap();
+    let script = app.join("hanging.py");
+    std::fs::write(
+        &script,
+        "import asyncio\n\
+         async def application(scope, receive, send):\n\
+         \x20   assert scope['type'] == 'lifespan'\n\
+         \x20   await receive()\n\
+         \x20   await asyncio.sleep(3600)\n",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&app, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let conf = format!(
+        "WSGIDaemonProcess hanging threads=2 startup-timeout=2\n\
+         WSGIScriptAlias /h {} process-group=hanging application-group=%{{GLOBAL}} \
+         interface=asgi\n\
+         <Directory @DIR@/apps>\n    Require all granted\n</Directory>\n",
+        script.display()
+    );
+    let apache = config.conf(&conf).start();
+    let log = apache.wait_for_log("RW0311:", Duration::from_secs(30));
+    assert!(log.contains("RW0313:"), "{log}");
+    assert!(log.contains("startup-timeout"), "{log}");
+    assert!(!log.contains("RW0030: daemon process 'hanging'"), "{log}");
+    // The manager restarts the process (RW0023), which tries its lifespan again.
+    apache.wait_for_log("RW0023:", Duration::from_secs(20));
+}
+
+/// A coroutine that blocks the event loop (time.sleep() in an async view) is logged with
+/// the loop thread's stack once the loop has run no callback for 5 s (RW0314); the request
+/// still completes.
+#[test]
+fn blocked_event_loop_is_logged_with_its_stack() {
+    let apache = start("");
+    apache.wait_for_log("RW0304:", Duration::from_secs(30));
+    let r = apache.get("/raw/block");
+    assert_with_log!(apache, r.status == 200, "status {} {}", r.status, r.text());
+    let log = apache.wait_for_log("RW0314:", Duration::from_secs(10));
+    assert!(log.contains("time.sleep(6)"), "{log}");
+    assert!(log.contains("asgi_raw.py"), "{log}");
+    assert_eq!(log.matches("RW0314:").count(), 1, "{log}");
+}
+
+/// Messages out of order: each is an error-log line, a 500 before the response started (or
+/// a closed connection after), and the daemon serves the next request.
+#[test]
+fn messages_out_of_order_are_errors_and_the_daemon_serves_on() {
+    let apache = start("");
+    apache.wait_for_log("RW0304:", Duration::from_secs(30));
+
+    let r = apache.get("/raw/body-before-start");
+    assert_with_log!(apache, r.status == 500, "status {} {}", r.status, r.text());
+    apache.wait_for_log(
+        "http.response.body sent before http.response.start",
+        Duration::from_secs(10),
+    );
+    assert_eq!(apache.get("/raw/status").status, 201);
+
+    // A second start: nothing of the response has reached the client yet, so a 500.
+    let result = http::request(apache.port(), "GET", "/raw/start-twice", &[], b"");
+    if let Ok(r) = result {
+        assert_with_log!(apache, r.status == 500, "status {} {}", r.status, r.text());
+    }
+    apache.wait_for_log("http.response.start sent twice", Duration::from_secs(10));
+    assert_eq!(apache.get("/raw/status").status, 201);
+
+    // A start after the response ended: the client has its complete response; the error
+    // is logged (RW0301).
+    let r = apache.get("/raw/start-after-end");
+    assert_with_log!(apache, r.status == 200, "status {} {}", r.status, r.text());
+    assert_eq!(r.text(), "done");
+    let log = apache.wait_for_log(
+        "http.response.start sent after the response was complete",
+        Duration::from_secs(10),
+    );
+    assert!(log.contains("RW0301:"), "{log}");
+    assert_eq!(apache.get("/raw/status").status, 201);
+
+    // Returns without a response, raises after the start: 500 / closed, then served on.
+    assert_eq!(apache.get("/raw/no-response").status, 500);
+    let _ = http::request(apache.port(), "GET", "/raw/raise-after", &[], b"");
+    apache.wait_for_log("raised after the response start", Duration::from_secs(10));
+    assert_eq!(apache.get("/raw/status").status, 201);
+}
+
+/// A Django ASGI application (django.core.asgi.get_asgi_application()): an async view, a
+/// sync view (which Django runs through asgiref's sync_to_async, off the event loop thread)
+/// and an async view awaiting sync_to_async itself; root_path is Django's SCRIPT_NAME.
+#[test]
+fn django_asgi_async_and_sync_views() {
+    let config = ApacheConfig::new("asgi-django");
+    let app = config.install_app("asgi_django.py");
+    let conf = format!(
+        "WSGIDaemonProcess dj threads=4 python-home={}\n\
+         WSGIScriptAlias /dj {} process-group=dj application-group=%{{GLOBAL}} interface=asgi\n\
+         <Directory @DIR@/apps>\n    Require all granted\n</Directory>\n",
+        test_venv().display(),
+        app.display()
+    );
+    let apache = config.conf(&conf).start();
+    // Django's ASGI handler refuses the lifespan scope: served without lifespan events.
+    apache.wait_for_log("RW0304:", Duration::from_secs(60));
+    for (route, kind, on_loop) in [
+        ("async", "async", true),
+        ("sync", "sync", false),
+        ("calls-sync", "sync_to_async", false),
+    ] {
+        let r = apache.request(
+            "POST",
+            &format!("/dj/{route}"),
+            &[("X-Test", route), ("Content-Type", "text/plain")],
+            format!("body of {route}").as_bytes(),
+        );
+        assert_with_log!(
+            apache,
+            r.status == 200,
+            "{route}: status {} {}",
+            r.status,
+            r.text()
+        );
+        let j = json(&r);
+        assert_eq!(j["kind"], kind, "{j}");
+        assert_eq!(j["django"], "4.2.30", "{j}");
+        assert_eq!(j["path"], format!("/dj/{route}"), "{j}");
+        assert_eq!(j["script_name"], "/dj", "{j}");
+        assert_eq!(j["reversed"], "/dj/sync", "{j}");
+        assert_eq!(j["header"], route, "{j}");
+        assert_eq!(j["body"], format!("body of {route}"), "{j}");
+        let thread = j["thread"].as_str().unwrap();
+        assert_eq!(
+            thread == "mod_rwsgi ASGI event loop",
+            on_loop,
+            "{route} ran on thread {thread:?}"
+        );
+    }
+}

@@ -544,6 +544,17 @@ impl<'r> Request<'r> {
         (!sock.is_null()).then_some(sock)
     }
 
+    /// The client socket's descriptor (the TCP socket, under TLS too), to watch it for a
+    /// hangup; `None` when Apache has none for this connection.
+    pub fn client_socket_fd(&self) -> Option<std::os::fd::RawFd> {
+        let sock = self.client_socket()?;
+        let mut fd: ffi::apr_os_sock_t = -1;
+        // SAFETY: sock is the live client socket of this request's connection; fd is a
+        // valid out-parameter.
+        let rv = unsafe { ffi::apr_os_sock_get(&mut fd, sock) };
+        (rv == 0 && fd >= 0).then_some(fd)
+    }
+
     pub fn client_aborted(&self) -> bool {
         // SAFETY: as above.
         unsafe { self.raw.connection.as_ref() }.is_some_and(|c| c.aborted != 0)

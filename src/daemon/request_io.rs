@@ -170,6 +170,11 @@ impl<'c> DaemonIo<'c> {
 }
 
 impl RequestIo for DaemonIo<'_> {
+    fn client_gone(&mut self) -> bool {
+        use std::os::fd::AsFd;
+        crate::ipc::poll::hung_up(self.stream.as_fd())
+    }
+
     fn read_body(&mut self, max: usize) -> io::Result<Vec<u8>> {
         if let Some(pushed) = &mut self.pushed {
             // Already here: no ReadBody round trip.

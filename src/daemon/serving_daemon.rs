@@ -100,7 +100,11 @@ pub fn serve_requests(plan: DaemonPlan) -> DaemonExit {
     let (host, host_error) = preload_app_host(&plan, python);
     if let Some(host) = &host {
         for (script, app_group, callable) in &plan.asgi_startup {
-            if let Err(e) = host.asgi_startup(script, app_group, callable) {
+            let limit = plan
+                .timers
+                .startup_timeout
+                .unwrap_or(python::ASGI_STARTUP_TIMEOUT);
+            if let Err(e) = host.asgi_startup(script, app_group, callable, limit) {
                 logging::error(&format!(
                     "RW0311: daemon process '{}' (pid {}): ASGI application '{callable}' of \
                      '{}' did not start: {e}; the process is not put into service",

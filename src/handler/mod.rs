@@ -460,17 +460,47 @@ fn serve_daemon(
     if body.pushed() {
         plan.flags |= req_flags::BODY_PUSHED;
     }
+    // An ASGI request also carries the request's header list (the scope's `headers`); a
+    // WSGI request does not.
+    let asgi_headers = if sel.asgi {
+        asgi_header_list(r)
+    } else {
+        Vec::new()
+    };
+    let extra = sel
+        .asgi
+        .then_some((ASGI_HEADERS_KEY, &asgi_headers[..]))
+        .into_iter();
     let head = if dir.trusted_proxy_headers.is_some() {
         let env = selection_environ(r, dir, sel, path_info);
-        daemon_client::encode_head(r, &plan, env.iter().map(|(k, v)| (&k[..], &v[..])))
+        let env = env.iter().map(|(k, v)| (&k[..], &v[..]));
+        daemon_client::encode_head(r, &plan, env.chain(extra))
     } else {
         // Apache's own strings go straight into the request head, with no copy of each.
-        daemon_client::encode_head(r, &plan, environ_of(r, dir, sel, path_info))
+        daemon_client::encode_head(r, &plan, environ_of(r, dir, sel, path_info).chain(extra))
     };
     match head {
         Ok(head) => daemon_client::serve(r, target, &plan, &head, body),
         Err(status) => status,
     }
+}
+
+/// The environ key that carries an ASGI request's header list to the daemon (the runtime
+/// in `python/asgi.py` takes it out of environ and builds the scope's `headers` from it).
+const ASGI_HEADERS_KEY: &[u8] = b"mod_rwsgi.asgi_headers";
+
+/// The request's headers as Apache read them, in order, names as the client spelled them
+/// (`_` and case kept), one `name:value` line each. Apache's core has already joined a
+/// repeated header into one `, `-separated value; Apache strips NUL, CR and LF from both.
+fn asgi_header_list(r: &Request<'_>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(1024);
+    for (name, value) in r.headers_in() {
+        out.extend_from_slice(name);
+        out.push(b':');
+        out.extend_from_slice(value);
+        out.push(b'\n');
+    }
+    out
 }
 
 /// The script file's path: Apache's `r->filename` bytes, UTF-8 or not.

@@ -67,6 +67,63 @@ pub fn wait_either(
     }
 }
 
+/// POLLRDHUP (Linux: the peer shut down its writing side), which nix does not name.
+fn rdhup() -> PollFlags {
+    PollFlags::from_bits_retain(nix::libc::POLLRDHUP)
+}
+
+/// Did a poll for [`rdhup`] see the peer go? nix's `revents()` is `None` when a bit it
+/// does not name is set, and POLLRDHUP is the only such bit asked for.
+fn peer_gone(fd: &PollFd<'_>) -> bool {
+    fd.revents()
+        .is_none_or(|r| r.intersects(PollFlags::POLLHUP | PollFlags::POLLERR))
+}
+
+/// Like [`wait_readable`] on `fd`, while also watching `peer` for a hangup (the other end
+/// shut down its writing side or the socket failed; bytes waiting on `peer` do not count):
+/// `Ok(true)` when `peer` hung up, `Ok(false)` when `fd` has input.
+pub fn wait_readable_or_hangup(
+    fd: BorrowedFd<'_>,
+    peer: BorrowedFd<'_>,
+    timeout: Duration,
+) -> io::Result<bool> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let ms = left.as_micros().div_ceil(1000);
+        let wait = PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX);
+        let mut fds = [
+            PollFd::new(fd, PollFlags::POLLIN),
+            PollFd::new(peer, rdhup()),
+        ];
+        match poll(&mut fds, wait) {
+            Ok(0) if Instant::now() >= deadline => {
+                return Err(io::Error::new(
+                    ErrorKind::TimedOut,
+                    "timed out waiting for the peer",
+                ));
+            }
+            Ok(0) | Err(Errno::EINTR) => {}
+            Ok(_) => {
+                if peer_gone(&fds[1]) {
+                    return Ok(true);
+                }
+                if fds[0].revents().is_some_and(|r| !r.is_empty()) {
+                    return Ok(false);
+                }
+            }
+            Err(e) => return Err(io::Error::from(e)),
+        }
+    }
+}
+
+/// Whether the peer of socket `fd` has shut down its writing side (or the socket failed)
+/// by now, whatever bytes are still waiting to be read; never waits.
+pub fn hung_up(fd: BorrowedFd<'_>) -> bool {
+    let mut fds = [PollFd::new(fd, rdhup())];
+    matches!(poll(&mut fds, PollTimeout::ZERO), Ok(n) if n > 0) && peer_gone(&fds[0])
+}
+
 /// Whether `fd` has something to read within `wait` (false at once for a zero wait; a poll
 /// error counts as nothing to read).
 pub fn readable_within(fd: BorrowedFd<'_>, wait: Duration) -> bool {
@@ -98,6 +155,28 @@ mod tests {
         drop(a);
         // A hangup is something a read reports: no wait.
         wait_readable(b.as_fd(), None).unwrap();
+    }
+
+    #[test]
+    fn wait_readable_or_hangup_tells_input_from_a_peer_hangup() {
+        let (mut a, b) = UnixStream::pair().unwrap();
+        let (mut client, watched) = UnixStream::pair().unwrap();
+        let err = wait_readable_or_hangup(b.as_fd(), watched.as_fd(), Duration::from_millis(20))
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::TimedOut);
+        // Bytes from the watched peer are not a hangup.
+        client.write_all(b"pipelined").unwrap();
+        let err = wait_readable_or_hangup(b.as_fd(), watched.as_fd(), Duration::from_millis(20))
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::TimedOut);
+        a.write_all(b"x").unwrap();
+        let hung = wait_readable_or_hangup(b.as_fd(), watched.as_fd(), Duration::from_secs(5));
+        assert!(!hung.unwrap());
+        assert!(!hung_up(watched.as_fd()));
+        client.shutdown(std::net::Shutdown::Write).unwrap();
+        assert!(hung_up(watched.as_fd()));
+        let hung = wait_readable_or_hangup(b.as_fd(), watched.as_fd(), Duration::from_secs(5));
+        assert!(hung.unwrap());
     }
 
     #[test]

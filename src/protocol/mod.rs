@@ -110,6 +110,11 @@
 //! or `Error`; an `Error` after `RespHead` means the response is truncated. Timeouts are socket
 //! timeouts set by the caller.
 //!
+//! For an ASGI request the client watches its HTTP client's socket while it waits for the
+//! daemon: when that client has gone it **closes the connection mid-request**, and the
+//! daemon, which sees its end of file while the application waits, tells the application
+//! (`http.disconnect`); nothing it sends after that is read. No frame changes.
+//!
 //! # One WebSocket
 //!
 //! A `ReqHead` with WEBSOCKET (and ASGI) starts as any request. A `RespHead` with status

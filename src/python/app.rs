@@ -113,11 +113,19 @@ impl AppHost {
         script_path: &Path,
         app_group: &str,
         callable: &str,
+        limit: std::time::Duration,
     ) -> Result<(), String> {
         let loaded = self.loader.get(script_path, app_group)?;
         let started = catch_unwind(AssertUnwindSafe(|| {
             subinterp::attach(app_group, |py| {
-                super::asgi::startup(py, loaded.module.bind(py), script_path, app_group, callable)
+                super::asgi::startup(
+                    py,
+                    loaded.module.bind(py),
+                    script_path,
+                    app_group,
+                    callable,
+                    limit,
+                )
             })
         }));
         match started {

@@ -42,7 +42,13 @@ POLL = 0.25
 # this many the request thread stops reading the client (back pressure).
 WS_INBOX_MAX = 16
 
-# Set by asgi.rs: log(level, text) into Apache's error log (level: 'error' or 'info').
+# A loop thread that runs no callback for this long is blocked (a coroutine calls
+# time.sleep() or other blocking code): its stack is logged once per stall (RW0314).
+BLOCKED_AFTER = 5.0
+HEARTBEAT = 0.5
+
+# Set by asgi.rs: log(kind, text) into Apache's error log (kind: 'error', an application's
+# error, or 'blocked', the loop thread's stack).
 log = None
 
 _lock = threading.Lock()
@@ -56,12 +62,17 @@ def _error_text(prefix, error):
         traceback.format_exception(type(error), error, error.__traceback__)).rstrip()
 
 
-def _wait(future):
-    """A concurrent future's result, waited for in short slices (see POLL)."""
+def _wait(future, limit=None):
+    """A concurrent future's result, waited for in short slices (see POLL); after limit
+    seconds (None: no limit), concurrent.futures.TimeoutError."""
+    import time
+    deadline = None if limit is None else time.monotonic() + limit
     while True:
         try:
             return future.result(timeout=POLL)
         except concurrent.futures.TimeoutError:
+            if deadline is not None and time.monotonic() >= deadline:
+                raise
             thread = _thread
             if thread is None or not thread.is_alive():
                 raise RuntimeError('the ASGI event loop thread has ended') from None
@@ -83,7 +94,48 @@ def _event_loop():
             thread.start()
             started.wait()
             _loop, _thread = loop, thread
+            _Watchdog(loop, thread).start()
         return _loop
+
+
+class _Watchdog:
+    """Logs the loop thread's stack when the loop runs no callback for BLOCKED_AFTER
+    seconds: a heartbeat callback on the loop, checked from a thread of its own."""
+
+    def __init__(self, loop, thread):
+        import time
+        self.loop, self.thread, self.clock = loop, thread, time.monotonic
+        self.last = self.clock()
+
+    def beat(self):
+        self.last = self.clock()
+        self.loop.call_later(HEARTBEAT, self.beat)
+
+    def start(self):
+        self.loop.call_soon_threadsafe(self.beat)
+        threading.Thread(target=self.watch, name='mod_rwsgi ASGI loop watchdog',
+                         daemon=True).start()
+
+    def watch(self):
+        import time
+        reported = None
+        while _loop is self.loop and self.thread.is_alive():
+            time.sleep(HEARTBEAT)
+            last = self.last
+            stalled = self.clock() - last
+            if stalled < BLOCKED_AFTER:
+                continue
+            if reported == last:
+                continue  # one line per stall
+            reported = last
+            frame = sys._current_frames().get(self.thread.ident)
+            stack = ''.join(traceback.format_stack(frame)).rstrip() if frame else '(none)'
+            if log is not None:
+                log('blocked', 'the ASGI event loop thread has run no callback for %.1f s '
+                    '(more than %g s): a coroutine blocks it (time.sleep(), blocking I/O or '
+                    'long computation; use await asyncio.sleep(), asyncio.to_thread() or '
+                    'run_in_executor()); every ASGI request of this interpreter waits. '
+                    'Its stack:\n%s' % (stalled, BLOCKED_AFTER, stack))
 
 
 class _Lifespan:
@@ -137,10 +189,15 @@ class _Lifespan:
         else:
             raise RuntimeError('unexpected ASGI lifespan message %r' % (kind,))
 
-    def start(self):
-        """Runs lifespan.startup; ('ok'|'unsupported'|'failed'|'returned', text)."""
+    def start(self, limit):
+        """Runs lifespan.startup; ('ok'|'unsupported'|'failed'|'returned'|'timeout', text).
+        Not complete within limit seconds: the lifespan task is cancelled."""
         self.task = asyncio.run_coroutine_threadsafe(self.run(), self.loop)
-        return _wait(self.startup)
+        try:
+            return _wait(self.startup, limit)
+        except concurrent.futures.TimeoutError:
+            self.task.cancel()
+            return ('timeout', 'not within %g s (startup-timeout)' % limit)
 
     def stop(self, timeout):
         """Runs lifespan.shutdown, waiting up to timeout seconds."""
@@ -156,6 +213,8 @@ class _Lifespan:
 
 class _Done:
     pass
+
+
 
 
 class _Exchange:
@@ -193,6 +252,9 @@ class _Exchange:
         # Set (in the loop) once the request thread is done; made only when receive() waits
         # for it, so that a request whose app never waits costs no extra hop to the loop.
         self.gone = None
+        # Set when the Apache side said the client left (it closed the daemon connection).
+        self.client_left = False
+        self.client_gone = getattr(self.input, '_rwsgi_client_gone', None)
 
     # The loop side.
 
@@ -224,9 +286,16 @@ class _Exchange:
         """Logs an error of the coroutine after its request ended: not a cancellation, and
         not after a failed write (the daemon logged that; the coroutine's next send() raised
         OSError, which a framework may turn into an exception of its own)."""
-        if (error is not None and not isinstance(error, asyncio.CancelledError)
-                and self.failure is None):
-            _log_after_response(error)
+        if (error is None or isinstance(error, asyncio.CancelledError)
+                or self.failure is not None):
+            return
+        if self.client_left:
+            # A send() after the client left raises OSError; anything else is the app's.
+            if not isinstance(error, OSError) and log is not None:
+                log('error', _error_text('ASGI application raised after its client left:\n',
+                                         error))
+            return
+        _log_after_response(error)
 
     async def receive(self):
         if not self.body_done and not self.closed:
@@ -364,6 +433,10 @@ class _Exchange:
             try:
                 item = self.ops.get(timeout=POLL)
             except queue.Empty:
+                # The application waits (in receive(), a sleep ...): has the client left?
+                if self.client_gone is not None and self.client_gone():
+                    self.client_left = True
+                    return
                 continue
             if item is _Done:
                 return
@@ -391,6 +464,16 @@ class _Exchange:
                 self._log_late(error)
             if self.failure is not None:
                 raise self.failure
+            return []
+        if self.client_left:
+            # receive() now answers http.disconnect; the coroutine goes on in the loop, this
+            # thread is free. Nobody to answer: the Apache side has logged the client's leaving.
+            if finished:
+                self._log_late(error)
+            if not self.started:
+                # The daemon's write of it finds the connection closed, as for a WSGI
+                # response whose client left; nginx's code for a client that closed.
+                self.start_response('499 Client Closed Request', [])
             return []
         # The coroutine ended before the response did.
         if error is not None:
@@ -716,7 +799,35 @@ def _text(value):
     return value.encode('latin-1').decode('utf-8', 'replace')
 
 
+# The environ key under which the Apache side sends an ASGI request's headers, one
+# `name:value` line each (src/handler/mod.rs, asgi_header_list).
+HEADERS_KEY = 'mod_rwsgi.asgi_headers'
+_CGI_NAMES = {'CONTENT-TYPE': 'CONTENT_TYPE', 'CONTENT-LENGTH': 'CONTENT_LENGTH'}
+
+
+def _header_list(raw, environ):
+    """The scope's headers from the Apache side's list: order kept, names lower case.
+    A header whose name could be a CGI variable but which environ does not hold
+    (Authorization without WSGIPassAuthorization, a proxy header WSGITrustedProxyHeaders
+    removed) stays out, as it does for a WSGI application."""
+    headers = []
+    for line in raw.split('\n'):
+        name, colon, value = line.partition(':')
+        if not colon:
+            continue
+        upper = name.upper()
+        if upper.replace('-', '').isalnum() and upper.isascii():
+            key = _CGI_NAMES.get(upper) or 'HTTP_' + upper.replace('-', '_')
+            if key not in environ:
+                continue
+        headers.append((name.lower().encode('latin-1'), value.encode('latin-1')))
+    return headers
+
+
 def http_scope(environ, state):
+    raw = environ.pop(HEADERS_KEY, None)
+    if raw is not None:
+        return _scope(environ, state, _header_list(raw, environ))
     headers = []
     for key, value in environ.items():
         if key.startswith('HTTP_'):
@@ -726,6 +837,10 @@ def http_scope(environ, state):
         else:
             continue
         headers.append((name.encode('latin-1'), value.encode('latin-1')))
+    return _scope(environ, state, headers)
+
+
+def _scope(environ, state, headers):
     script_name = environ.get('SCRIPT_NAME', '')
     path = script_name + environ.get('PATH_INFO', '')
     uri = environ.get('REQUEST_URI', '') or path.encode('latin-1').decode('latin-1')
@@ -780,7 +895,7 @@ class Adapter:
         return exchange.serve(self.app, http_scope(environ, self.state))
 
 
-def adapter(app):
+def adapter(app, limit):
     """(the adapter, None) for an application already started, else (adapter, (kind,
     text)) after its lifespan.startup; kind 'failed' leaves it unregistered."""
     with _lock:
@@ -788,8 +903,8 @@ def adapter(app):
     if entry is not None and entry[0] is app:
         return entry[1], None
     made = Adapter(app)
-    outcome = made.lifespan.start()
-    if outcome[0] == 'failed':
+    outcome = made.lifespan.start(limit)
+    if outcome[0] in ('failed', 'timeout'):
         return made, outcome
     with _lock:
         entry = _adapters.get(id(app))

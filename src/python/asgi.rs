@@ -33,6 +33,11 @@ use crate::logging::Level;
 
 const MODULE: &str = "_mod_rwsgi_asgi";
 
+/// How long `lifespan.startup` may take when the group sets no `startup-timeout=` (and
+/// always for an application started by its first request, which request-timeout also
+/// bounds): then it counts as failed (RW0313).
+pub const ASGI_STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// The runtime module of the current interpreter, loaded on first use.
 fn runtime<'py>(py: Python<'py>) -> PyResult<Bound<'py, PyModule>> {
     let modules = py.import("sys")?.getattr("modules")?;
@@ -49,12 +54,13 @@ fn runtime<'py>(py: Python<'py>) -> PyResult<Bound<'py, PyModule>> {
         Some(c"log"),
         None,
         |args: &Bound<'_, PyTuple>, _kwargs| -> PyResult<()> {
-            let (_level, text): (String, String) = args.extract()?;
-            log_detached(
-                args.py(),
-                Level::Error,
-                &format!("RW0301: {}{text}", log_prefix()),
-            );
+            let (kind, text): (String, String) = args.extract()?;
+            let py = args.py();
+            if kind == "blocked" {
+                log_detached(py, Level::Error, &format!("RW0314: {}{text}", log_prefix()));
+            } else {
+                log_detached(py, Level::Error, &format!("RW0301: {}{text}", log_prefix()));
+            }
             Ok(())
         },
     )?;
@@ -66,6 +72,18 @@ fn runtime<'py>(py: Python<'py>) -> PyResult<Bound<'py, PyModule>> {
 fn log_startup(py: Python<'_>, script: &std::path::Path, kind: &str, text: &str) -> bool {
     let script = script.display();
     match kind {
+        "timeout" => {
+            log_detached(
+                py,
+                Level::Error,
+                &format!(
+                    "RW0313: {}ASGI application in '{script}': lifespan.startup did not \
+                     complete: {text}; its lifespan task is cancelled",
+                    log_prefix()
+                ),
+            );
+            false
+        }
         "ok" => {
             super::py_log_detached_at!(
                 py,
@@ -108,7 +126,8 @@ pub(super) fn adapter<'py>(
     app: &Bound<'py, PyAny>,
     spec: &RequestSpec<'_>,
 ) -> Result<Bound<'py, PyAny>, ()> {
-    match make_adapter(py, app, spec.script_path) {
+    let limit = ASGI_STARTUP_TIMEOUT.as_secs_f64();
+    match make_adapter(py, app, spec.script_path, limit) {
         Ok(a) => Ok(a),
         Err(None) => Err(()),
         Err(Some(e)) => {
@@ -124,9 +143,10 @@ fn make_adapter<'py>(
     py: Python<'py>,
     app: &Bound<'py, PyAny>,
     script: &std::path::Path,
+    limit: f64,
 ) -> Result<Bound<'py, PyAny>, Option<PyErr>> {
     let rt = runtime(py).map_err(Some)?;
-    let made = rt.call_method1("adapter", (app,)).map_err(Some)?;
+    let made = rt.call_method1("adapter", (app, limit)).map_err(Some)?;
     let (adapter, outcome): (Bound<'py, PyAny>, Option<(String, String)>) =
         made.extract().map_err(Some)?;
     if let Some((kind, text)) = outcome {
@@ -146,6 +166,7 @@ pub(super) fn startup(
     script: &std::path::Path,
     app_group: &str,
     callable: &str,
+    limit: Duration,
 ) -> Result<(), String> {
     let app = match module.dict().get_item(callable) {
         Ok(Some(app)) => app,
@@ -162,7 +183,7 @@ pub(super) fn startup(
             return Ok(());
         }
     };
-    match make_adapter(py, &app, script) {
+    match make_adapter(py, &app, script, limit.as_secs_f64()) {
         Ok(_) => Ok(()),
         Err(None) => Err(format!(
             "lifespan.startup of the ASGI application in '{}' failed",

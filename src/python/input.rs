@@ -230,6 +230,12 @@ impl Input {
         Ok((!line.as_bytes().is_empty()).then_some(line))
     }
 
+    /// For the ASGI runtime (`asgi.py`): has the client gone away mid-request? Asked on
+    /// the request thread, which owns the request's io.
+    fn _rwsgi_client_gone(&self) -> bool {
+        self.shared.with_io(|io| io.client_gone()).unwrap_or(true)
+    }
+
     fn close(&self) -> PyResult<()> {
         if self.shared.is_expired() {
             return Err(Fail::Expired.into());

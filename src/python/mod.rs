@@ -54,7 +54,7 @@ mod tests;
 use crate::logging::Level;
 
 pub use app::AppHost;
-pub use asgi::shutdown_all as asgi_shutdown;
+pub use asgi::{ASGI_STARTUP_TIMEOUT, shutdown_all as asgi_shutdown};
 pub use diagnostics::{clear_interrupt, gil_heartbeat, interrupt_thread, thread_stacks};
 pub use gc_telemetry::{GcEvent, GcSnapshot, gc_events, gc_snapshot};
 pub use gil_gate::GilGate;
@@ -113,6 +113,11 @@ pub trait RequestIo: Send {
     }
     /// Pushes buffered output to the client now.
     fn flush(&mut self) -> std::io::Result<()>;
+    /// Has the client gone away while the request runs (the Apache side closed the daemon
+    /// connection mid-request)? Asked by the ASGI runtime while the application waits.
+    fn client_gone(&mut self) -> bool {
+        false
+    }
     /// The largest response end (a list or tuple body) the host copies and sends through
     /// [`RequestIo::send_body_owned`] after the Python work; a larger one is sent from the
     /// Python objects, with the GIL released for the write.

@@ -2,6 +2,7 @@
 import asyncio
 import json
 import os
+import time
 
 
 def _scope_json(scope):
@@ -24,6 +25,11 @@ async def _body(receive):
         body += message.get('body', b'')
         if not message.get('more_body', False):
             return body
+
+
+def _marker(name):
+    return os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                        'markers', name)
 
 
 async def application(scope, receive, send):
@@ -56,6 +62,34 @@ async def application(scope, receive, send):
         with open(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                                'markers', 'disconnect'), 'w') as f:
             f.write(message['type'])
+    elif path == '/wait-disconnect':
+        # Long-poll: the body, then (?stream: after a first part of the response) a wait
+        # in receive() that only the client's leaving ends; the app records what it got.
+        await _body(receive)
+        stream = scope['query_string'] == b'stream'
+        if stream:
+            await send({'type': 'http.response.start', 'status': 200, 'headers': []})
+            await send({'type': 'http.response.body', 'body': b'first', 'more_body': True})
+        name = 'wait-disconnect-stream' if stream else 'wait-disconnect'
+        with open(_marker(name), 'w') as f:
+            f.write('waiting')
+        message = await asyncio.wait_for(receive(), 60)
+        with open(_marker(name), 'w') as f:
+            f.write(message['type'])
+    elif path == '/body-before-start':
+        await send({'type': 'http.response.body', 'body': b'too early'})
+    elif path == '/start-twice':
+        await send({'type': 'http.response.start', 'status': 200, 'headers': []})
+        await send({'type': 'http.response.start', 'status': 200, 'headers': []})
+    elif path == '/start-after-end':
+        await send({'type': 'http.response.start', 'status': 200, 'headers': []})
+        await send({'type': 'http.response.body', 'body': b'done'})
+        await send({'type': 'http.response.start', 'status': 200, 'headers': []})
+    elif path == '/block':
+        # Blocks the event loop thread (a synchronous sleep in a coroutine).
+        time.sleep(6)
+        await send({'type': 'http.response.start', 'status': 200, 'headers': []})
+        await send({'type': 'http.response.body', 'body': b'blocked'})
     elif path == '/sleep':
         # Outlives request-timeout: the coroutine is cancelled when the request is interrupted.
         try:

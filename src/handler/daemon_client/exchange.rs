@@ -11,20 +11,20 @@
 //! request) goes back to the caller, whose resend policy decides.
 
 use std::io;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, BorrowedFd, RawFd};
 use std::time::{Duration, Instant};
 
 use crate::apache::log::{self, Level};
 use crate::apache::request::Request;
 use crate::ffi;
 use crate::ipc::fd_passing::{FdReader, is_regular_file};
-use crate::ipc::poll::readable_within;
+use crate::ipc::poll::{readable_within, wait_readable_or_hangup};
 use crate::protocol::{self, Frame, FrameKind, Limits, ProtocolError, RawFrame, error_code};
 
-use super::DaemonTarget;
 use super::body::Body;
 use super::pool::{DaemonConn, put_idle};
 use super::resend::Setback;
+use super::{DaemonTarget, RequestPlan};
 
 /// How an exchange that did not complete ended.
 pub(super) enum Ended {
@@ -75,6 +75,9 @@ enum Problem {
     Unexpected { kind: FrameKind, phase: Phase },
     /// The client went away while the response was relayed (Apache logs it).
     ClientGone,
+    /// The client closed its connection while an ASGI application ran (see
+    /// [`Exchange::client_fd`]).
+    ClientClosed,
 }
 
 impl Problem {
@@ -96,7 +99,8 @@ impl Problem {
             | Problem::Malformed { .. }
             | Problem::NoFile
             | Problem::Unexpected { .. }
-            | Problem::ClientGone => ffi::HTTP_BAD_GATEWAY,
+            | Problem::ClientGone
+            | Problem::ClientClosed => ffi::HTTP_BAD_GATEWAY,
         }
     }
 
@@ -147,6 +151,8 @@ impl Problem {
                 }
             ),
             Problem::ClientGone => return None,
+            // Logged by `Exchange::fail` (RW0312).
+            Problem::ClientClosed => return None,
         };
         Some((Level::Error, format!("mod_rwsgi: {line}")))
     }
@@ -203,6 +209,11 @@ struct Exchange<'t> {
     body_buf: Vec<u8>,
     /// The request asks for a WebSocket: a 101 head accepts it.
     websocket: bool,
+    /// An ASGI request's client socket, watched for a hangup while the daemon is waited
+    /// for: a client that leaves is noticed even while the application sends nothing, and
+    /// closing the daemon connection then tells the daemon (protocol: a connection closed
+    /// mid-request means the client has gone).
+    client_fd: Option<RawFd>,
 }
 
 /// Runs one request/response exchange on `conn`: sends `head` (and a pushed body), then
@@ -214,7 +225,7 @@ pub(super) fn send_and_relay(
     mut conn: DaemonConn,
     head: &[u8],
     body: &mut Body,
-    plan: &super::RequestPlan<'_>,
+    plan: &RequestPlan<'_>,
 ) -> Result<(), Ended> {
     // A daemon reads a pushed body whole before it starts the request: if this write fails,
     // the request did not run.
@@ -238,6 +249,11 @@ pub(super) fn send_and_relay(
         awaiting_answer: true,
         body_buf: Vec::new(),
         websocket: plan.flags & protocol::req_flags::WEBSOCKET != 0,
+        client_fd: if plan.flags & protocol::req_flags::ASGI != 0 {
+            r.client_socket_fd()
+        } else {
+            None
+        },
     };
     loop {
         match exchange.step(r, &mut conn, body) {
@@ -263,6 +279,20 @@ impl Exchange<'_> {
     /// The one failure path: logs `problem`, keeps the connection if it is still usable,
     /// and ends the request with its status before the head or an abort after it.
     fn fail(&self, r: &Request<'_>, conn: DaemonConn, problem: Problem) -> Ended {
+        if let Problem::ClientClosed = problem {
+            log::request(
+                r,
+                Level::Info,
+                &format!(
+                    "RW0312: mod_rwsgi: the client closed its connection while the ASGI \
+                     application in daemon process '{}' ran; closing the daemon connection, \
+                     so its receive() answers http.disconnect",
+                    self.target.group
+                ),
+            );
+            // Dropping `conn` closes it: the daemon sees its end of file.
+            return Ended::Aborted;
+        }
         if let Some((level, line)) = problem.log_line(&self.target.group) {
             log::request(r, level, &format!("RW0073: {line}"));
         }
@@ -284,6 +314,18 @@ impl Exchange<'_> {
     ) -> Result<Step, Stop> {
         self.flush_when_idle(r, conn)?;
         let timeout = self.read_timeout();
+        if let Some(fd) = self.client_fd {
+            if !conn.dec.has_frame().unwrap_or(false) {
+                // SAFETY: fd is the client socket of this request's connection, which stays
+                // open until the request is over; it is only polled here.
+                let client = unsafe { BorrowedFd::borrow_raw(fd) };
+                match wait_readable_or_hangup(conn.stream.as_fd(), client, timeout) {
+                    Ok(true) => return Err(Problem::ClientClosed.into()),
+                    Ok(false) => self.awaiting_answer = false,
+                    Err(e) => return Err(self.read_failed(e, body)),
+                }
+            }
+        }
         let mut reader = FdReader {
             stream: &conn.stream,
             fds: &mut conn.fds,
