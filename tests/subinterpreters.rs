@@ -56,6 +56,11 @@ def application(environ, start_response):
         "modules": sorted(m for m in sys.modules if m.endswith("_only")),
         "echo": body.decode("latin-1"),
         "thread": threading.get_ident(),
+        "class_ids": {
+            "file_wrapper": id(environ["wsgi.file_wrapper"]),
+            "request_timeout": id(mod_wsgi.RequestTimeout),
+        },
+        "file_wrapper_is_the_module's": environ["wsgi.file_wrapper"] is mod_wsgi.FileWrapper,
     }).encode()
     start_response("200 OK", [("Content-Type", "application/json"),
                               ("Content-Length", str(len(answer)))])
@@ -270,6 +275,39 @@ fn the_global_group_shares_the_main_interpreter() {
         "{log}"
     );
     assert!(!log.contains("Created Python sub-interpreter"), "{log}");
+    assert_eq!(
+        first["class_ids"], second["class_ids"],
+        "one interpreter, one set of mod_wsgi classes"
+    );
+}
+
+/// The classes the request path gives applications (`wsgi.file_wrapper`,
+/// `mod_wsgi.RequestTimeout`) are made in each interpreter, not once per process: nothing of
+/// one interpreter may be used in another once they have their own GIL (issue 32). Shown by
+/// their ids in two groups of one daemon process (alive at once, so distinct objects have
+/// distinct ids), stable across requests of a group.
+#[test]
+fn each_sub_interpreter_has_its_own_mod_wsgi_classes() {
+    if common::module_python_is_free_threaded() {
+        eprintln!("skipped: free-threaded builds run every group in the main interpreter");
+        return;
+    }
+    let apache = two_sites("subinterp-classes", "");
+    let alpha = ask(&apache, "/alpha", "");
+    let beta = ask(&apache, "/beta", "");
+    for got in [&alpha, &beta] {
+        assert_eq!(got["file_wrapper_is_the_module's"], true, "{got}");
+    }
+    for class in ["file_wrapper", "request_timeout"] {
+        assert_ne!(
+            alpha["class_ids"][class], beta["class_ids"][class],
+            "{class}: each interpreter has its own: {alpha}\n{beta}"
+        );
+    }
+    for (site, first) in [("alpha", &alpha), ("beta", &beta)] {
+        let again = ask(&apache, &format!("/{site}"), "");
+        assert_eq!(again["class_ids"], first["class_ids"], "{site}: {again}");
+    }
 }
 
 #[test]

@@ -385,11 +385,9 @@ fn setup_python(py: Python<'_>, settings: &InterpreterSettings) -> Result<(), St
         // that share them (subinterp.rs).
         py.get_type::<super::input::Input>();
         py.get_type::<super::start_response::StartResponse>();
-        py.get_type::<super::file_wrapper::FileWrapper>();
         py.get_type::<log_object::LogBuffer>();
         py.get_type::<log_object::Restricted>();
         py.get_type::<signal_intercept::SignalIntercept>();
-        py.get_type::<modwsgi::RequestTimeout>();
         Ok(())
     })();
     match result {

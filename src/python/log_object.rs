@@ -246,7 +246,7 @@ pub(crate) fn new_stream<'py>(
             pending: Mutex::new(Vec::new()),
         },
     )?;
-    let wrapper = pyo3::intern!(py, "TextIOWrapper");
+    let wrapper = &pyo3::types::PyString::intern(py, "TextIOWrapper");
     let kwargs = pyo3::types::PyDict::new(py);
     kwargs.set_item("encoding", "utf-8")?;
     kwargs.set_item("errors", "backslashreplace")?;
@@ -255,7 +255,7 @@ pub(crate) fn new_stream<'py>(
     // a partial line that follows it early.
     kwargs.set_item("write_through", true)?;
     let stream = py
-        .import(pyo3::intern!(py, "io"))?
+        .import(&pyo3::types::PyString::intern(py, "io"))?
         .getattr(wrapper)?
         .call((buffer,), Some(&kwargs))?;
     // As on the streams Python itself opens.
