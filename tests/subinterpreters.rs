@@ -57,8 +57,12 @@ def application(environ, start_response):
         "echo": body.decode("latin-1"),
         "thread": threading.get_ident(),
         "class_ids": {
-            "file_wrapper": id(environ["wsgi.file_wrapper"]),
-            "request_timeout": id(mod_wsgi.RequestTimeout),
+            name: [getattr(t, "__module__", ""), id(t)] for name, t in [
+                ("file_wrapper", environ["wsgi.file_wrapper"]),
+                ("request_timeout", mod_wsgi.RequestTimeout),
+                ("signal", type(__import__("signal").signal)),
+                ("stdin", type(sys.stdin)),
+            ]
         },
         "file_wrapper_is_the_module's": environ["wsgi.file_wrapper"] is mod_wsgi.FileWrapper,
     }).encode()
@@ -281,26 +285,28 @@ fn the_global_group_shares_the_main_interpreter() {
     );
 }
 
-/// The classes the request path gives applications (`wsgi.file_wrapper`,
-/// `mod_wsgi.RequestTimeout`) are made in each interpreter, not once per process: nothing of
-/// one interpreter may be used in another once they have their own GIL (issue 32). Shown by
-/// their ids in two groups of one daemon process (alive at once, so distinct objects have
-/// distinct ids), stable across requests of a group.
+/// The classes mod_rwsgi gives applications (`wsgi.file_wrapper`, `mod_wsgi.RequestTimeout`,
+/// the intercepting `signal.signal`, the restricted `sys.stdin`) are made in each interpreter,
+/// not once per process: nothing of one interpreter may be used in another once they have
+/// their own GIL (issue 32). Shown by their ids in two groups of one daemon process (alive at
+/// once, so distinct objects have distinct ids), stable across requests of a group; a
+/// built-in type (CPython's own, per-interpreter safe) may be the same.
 #[test]
 fn each_sub_interpreter_has_its_own_mod_wsgi_classes() {
     if common::module_python_is_free_threaded() {
         eprintln!("skipped: free-threaded builds run every group in the main interpreter");
         return;
     }
-    let apache = two_sites("subinterp-classes", "");
+    let apache = two_sites("subinterp-classes", "WSGIRestrictStdin On");
     let alpha = ask(&apache, "/alpha", "");
     let beta = ask(&apache, "/beta", "");
     for got in [&alpha, &beta] {
         assert_eq!(got["file_wrapper_is_the_module's"], true, "{got}");
     }
-    for class in ["file_wrapper", "request_timeout"] {
-        assert_ne!(
-            alpha["class_ids"][class], beta["class_ids"][class],
+    for class in ["file_wrapper", "request_timeout", "signal", "stdin"] {
+        let (a, b) = (&alpha["class_ids"][class], &beta["class_ids"][class]);
+        assert!(
+            a[0] == "builtins" && b[0] == "builtins" || a[1] != b[1],
             "{class}: each interpreter has its own: {alpha}\n{beta}"
         );
     }

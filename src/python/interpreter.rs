@@ -386,8 +386,6 @@ fn setup_python(py: Python<'_>, settings: &InterpreterSettings) -> Result<(), St
         py.get_type::<super::input::Input>();
         py.get_type::<super::start_response::StartResponse>();
         py.get_type::<log_object::LogBuffer>();
-        py.get_type::<log_object::Restricted>();
-        py.get_type::<signal_intercept::SignalIntercept>();
         Ok(())
     })();
     match result {

@@ -272,75 +272,81 @@ pub(crate) fn type_name(obj: &Bound<'_, PyAny>) -> String {
 
 /// `sys.stdout` under WSGIRestrictStdout On and `sys.stdin` under WSGIRestrictStdin On: every
 /// attribute access, iteration or `with` raises OSError naming the stream and the directive.
-#[pyclass(frozen, module = "mod_wsgi", name = "Restricted")]
-pub(crate) struct Restricted {
-    stream: &'static str,
-    directive: &'static str,
-    /// What the application must not use.
-    uses: &'static str,
-    advice: &'static str,
-}
+/// A Python class defined in each interpreter that installs one (not a `#[pyclass]`, whose one
+/// type object pyo3 shares between all interpreters of the process; see `interp_state.rs`).
+const RESTRICTED_PY: &std::ffi::CStr = cr#"
+def restricted(message, text):
+    class Restricted:
+        __slots__ = ()
 
-impl Restricted {
-    fn error(&self) -> PyErr {
-        PyOSError::new_err(format!(
-            "{} access restricted by mod_rwsgi: {} is On, so a WSGI application must not use \
-             {}. {}",
-            self.stream, self.directive, self.uses, self.advice
-        ))
-    }
-}
+        def __getattribute__(self, name):
+            raise OSError(message)
 
-#[pymethods]
-impl Restricted {
-    fn __getattribute__(&self, _name: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
-        Err(self.error())
-    }
+        def __iter__(self):
+            raise OSError(message)
 
-    fn __iter__(&self) -> PyResult<Py<PyAny>> {
-        Err(self.error())
-    }
+        def __next__(self):
+            raise OSError(message)
 
-    fn __next__(&self) -> PyResult<Py<PyAny>> {
-        Err(self.error())
-    }
+        def __enter__(self):
+            raise OSError(message)
 
-    fn __enter__(&self) -> PyResult<Py<PyAny>> {
-        Err(self.error())
-    }
+        def __exit__(self, *args):
+            raise OSError(message)
 
-    #[pyo3(signature = (*_args))]
-    fn __exit__(&self, _args: &Bound<'_, pyo3::types::PyTuple>) -> PyResult<()> {
-        Err(self.error())
-    }
+        def __repr__(self):
+            return text
 
-    fn __repr__(&self) -> String {
-        format!("<restricted {} ({} On)>", self.stream, self.directive)
-    }
+    return Restricted()
+"#;
+
+/// A restricted stream object of the current interpreter.
+fn restricted<'py>(
+    py: Python<'py>,
+    stream: &str,
+    directive: &str,
+    uses: &str,
+    advice: &str,
+) -> PyResult<Bound<'py, PyAny>> {
+    let globals = pyo3::types::PyDict::new(py);
+    globals.set_item("__name__", "mod_wsgi")?;
+    py.run(RESTRICTED_PY, Some(&globals), None)?;
+    let make = globals
+        .get_item("restricted")?
+        .ok_or_else(|| pyo3::exceptions::PyRuntimeError::new_err("restricted not defined"))?;
+    make.call1((
+        format!(
+            "{stream} access restricted by mod_rwsgi: {directive} is On, so a WSGI application \
+             must not use {uses}. {advice}"
+        ),
+        format!("<restricted {stream} ({directive} On)>"),
+    ))
 }
 
 /// Installs the restricted stdout as `target.stdout` (`target` is `sys` in production, or any
 /// namespace in tests).
 pub fn install_restricted_stdout(target: &Bound<'_, PyAny>) -> PyResult<()> {
-    let restricted = Restricted {
-        stream: "sys.stdout",
-        directive: "WSGIRestrictStdout",
-        uses: "print() or sys.stdout",
-        advice: "Write to sys.stderr or environ['wsgi.errors'], use the logging module, or set \
-                 WSGIRestrictStdout Off.",
-    };
-    target.setattr("stdout", Bound::new(target.py(), restricted)?)
+    let restricted = restricted(
+        target.py(),
+        "sys.stdout",
+        "WSGIRestrictStdout",
+        "print() or sys.stdout",
+        "Write to sys.stderr or environ['wsgi.errors'], use the logging module, or set \
+         WSGIRestrictStdout Off.",
+    )?;
+    target.setattr("stdout", restricted)
 }
 
 /// Installs the restricted stdin as `target.stdin`.
 pub(crate) fn install_restricted_stdin(target: &Bound<'_, PyAny>) -> PyResult<()> {
-    let restricted = Restricted {
-        stream: "sys.stdin",
-        directive: "WSGIRestrictStdin",
-        uses: "input() or sys.stdin",
-        advice: "A request's body is environ['wsgi.input']; or set WSGIRestrictStdin Off.",
-    };
-    target.setattr("stdin", Bound::new(target.py(), restricted)?)
+    let restricted = restricted(
+        target.py(),
+        "sys.stdin",
+        "WSGIRestrictStdin",
+        "input() or sys.stdin",
+        "A request's body is environ['wsgi.input']; or set WSGIRestrictStdin Off.",
+    )?;
+    target.setattr("stdin", restricted)
 }
 
 #[cfg(test)]
