@@ -603,7 +603,7 @@ pub(crate) fn flush_streams(py: Python<'_>) {
         // Per interpreter: a <WSGIInterpreterOptions> section may restrict one and not another.
         let restricted = sys
             .getattr("stdout")
-            .is_ok_and(|out| out.is_instance_of::<log_object::Restricted>());
+            .is_ok_and(|out| log_object::is_restricted(&out));
         if restricted {
             let _ = sys.setattr("stdout", py.None());
         } else if let Ok(out) = sys.getattr("stdout") {

@@ -278,6 +278,7 @@ const RESTRICTED_PY: &std::ffi::CStr = cr#"
 def restricted(message, text):
     class Restricted:
         __slots__ = ()
+        _mod_rwsgi_restricted = True
 
         def __getattribute__(self, name):
             raise OSError(message)
@@ -299,6 +300,14 @@ def restricted(message, text):
 
     return Restricted()
 "#;
+
+/// Whether `obj` is a restricted stream (its class, looked up on the type: the instance
+/// refuses every attribute).
+pub(crate) fn is_restricted(obj: &Bound<'_, PyAny>) -> bool {
+    obj.get_type()
+        .getattr("_mod_rwsgi_restricted")
+        .is_ok_and(|v| v.is_truthy().unwrap_or(false))
+}
 
 /// A restricted stream object of the current interpreter.
 fn restricted<'py>(
