@@ -324,7 +324,7 @@ fn call_application(
     };
     let outcome = run_app(py, spec, shared, app, &errors);
     // A partial last line is logged now, with this request's address.
-    if let Err(e) = errors.call_method0(&pyo3::types::PyString::intern(py, "flush")) {
+    if let Err(e) = errors.call_method0(pyo3::types::PyString::intern(py, "flush")) {
         log_exception(py, spec, &e);
     }
     outcome
@@ -392,7 +392,7 @@ fn run_app<'py>(
         Ok(()) => check_promised_length(py, spec, shared),
         Err(failure) => fail(py, spec, shared, failure),
     };
-    if let Some(e) = close_error.filter(|e| !modwsgi::is_request_timeout(py, &e)) {
+    if let Some(e) = close_error.filter(|e| !modwsgi::is_request_timeout(py, e)) {
         // The response itself is settled; a close() failure is only logged.
         log_exception(py, spec, &e);
         if events {
@@ -450,7 +450,7 @@ fn publish_started<'py>(
         event.set_item("application_object", &app)?;
         event.set_item("callable_object", callable_name(spec))?;
         // The same instant as environ['mod_wsgi.application_start'], as in mod_wsgi.
-        let start_us = match environ.get_item(&pyo3::types::PyString::intern(
+        let start_us = match environ.get_item(pyo3::types::PyString::intern(
             py,
             "mod_wsgi.application_start",
         ))? {

@@ -14,21 +14,18 @@ use super::{MOD_WSGI_VERSION, RequestSpec};
 pub(crate) fn new_base(py: Python<'_>, file_wrapper: &Bound<'_, PyType>) -> PyResult<Py<PyDict>> {
     let info = process_info();
     let d = PyDict::new(py);
-    d.set_item(&PyString::intern(py, "wsgi.version"), (1, 0))?;
-    d.set_item(&PyString::intern(py, "wsgi.input_terminated"), true)?;
-    d.set_item(&PyString::intern(py, "wsgi.multithread"), info.multithread)?;
+    d.set_item(PyString::intern(py, "wsgi.version"), (1, 0))?;
+    d.set_item(PyString::intern(py, "wsgi.input_terminated"), true)?;
+    d.set_item(PyString::intern(py, "wsgi.multithread"), info.multithread)?;
+    d.set_item(PyString::intern(py, "wsgi.multiprocess"), info.multiprocess)?;
+    d.set_item(PyString::intern(py, "wsgi.run_once"), info.run_once)?;
+    d.set_item(PyString::intern(py, "wsgi.file_wrapper"), file_wrapper)?;
     d.set_item(
-        &PyString::intern(py, "wsgi.multiprocess"),
-        info.multiprocess,
-    )?;
-    d.set_item(&PyString::intern(py, "wsgi.run_once"), info.run_once)?;
-    d.set_item(&PyString::intern(py, "wsgi.file_wrapper"), file_wrapper)?;
-    d.set_item(
-        &PyString::intern(py, "mod_wsgi.process_group"),
+        PyString::intern(py, "mod_wsgi.process_group"),
         info.process_group.as_str(),
     )?;
-    d.set_item(&PyString::intern(py, "mod_wsgi.version"), MOD_WSGI_VERSION)?;
-    d.set_item(&PyString::intern(py, "apache.version"), info.apache_version)?;
+    d.set_item(PyString::intern(py, "mod_wsgi.version"), MOD_WSGI_VERSION)?;
+    d.set_item(PyString::intern(py, "apache.version"), info.apache_version)?;
     Ok(d.unbind())
 }
 
@@ -165,52 +162,52 @@ pub(crate) fn build<'py>(
     let empty = &PyString::intern(py, "");
     let script_name = script_name.unwrap_or_else(|| empty.clone());
     let path_info = path_info.unwrap_or_else(|| empty.clone());
-    if !env.contains(&PyString::intern(py, "SCRIPT_NAME"))? {
-        env.set_item(&PyString::intern(py, "SCRIPT_NAME"), &script_name)?;
+    if !env.contains(PyString::intern(py, "SCRIPT_NAME"))? {
+        env.set_item(PyString::intern(py, "SCRIPT_NAME"), &script_name)?;
     }
-    if !env.contains(&PyString::intern(py, "PATH_INFO"))? {
-        env.set_item(&PyString::intern(py, "PATH_INFO"), &path_info)?;
+    if !env.contains(PyString::intern(py, "PATH_INFO"))? {
+        env.set_item(PyString::intern(py, "PATH_INFO"), &path_info)?;
     }
-    env.set_item(&PyString::intern(py, "wsgi.url_scheme"), scheme)?;
-    env.set_item(&PyString::intern(py, "wsgi.input"), input)?;
-    env.set_item(&PyString::intern(py, "wsgi.errors"), errors)?;
+    env.set_item(PyString::intern(py, "wsgi.url_scheme"), scheme)?;
+    env.set_item(PyString::intern(py, "wsgi.input"), input)?;
+    env.set_item(PyString::intern(py, "wsgi.errors"), errors)?;
     env.set_item(
-        &PyString::intern(py, "mod_wsgi.application_group"),
+        PyString::intern(py, "mod_wsgi.application_group"),
         spec.app_group,
     )?;
     env.set_item(
-        &PyString::intern(py, "mod_wsgi.callable_object"),
+        PyString::intern(py, "mod_wsgi.callable_object"),
         callable_name(spec),
     )?;
     if !saved_names {
-        env.set_item(&PyString::intern(py, "mod_wsgi.script_name"), script_name)?;
-        env.set_item(&PyString::intern(py, "mod_wsgi.path_info"), path_info)?;
+        env.set_item(PyString::intern(py, "mod_wsgi.script_name"), script_name)?;
+        env.set_item(PyString::intern(py, "mod_wsgi.path_info"), path_info)?;
     }
     let times = &spec.times;
     env.set_item(
-        &PyString::intern(py, "mod_wsgi.request_start"),
+        PyString::intern(py, "mod_wsgi.request_start"),
         seconds(times.request_start_us),
     )?;
     env.set_item(
-        &PyString::intern(py, "mod_wsgi.queue_start"),
+        PyString::intern(py, "mod_wsgi.queue_start"),
         seconds(times.queue_start_us),
     )?;
     env.set_item(
-        &PyString::intern(py, "mod_wsgi.daemon_start"),
+        PyString::intern(py, "mod_wsgi.daemon_start"),
         seconds(times.daemon_start_us),
     )?;
     env.set_item(
-        &PyString::intern(py, "mod_wsgi.application_start"),
+        PyString::intern(py, "mod_wsgi.application_start"),
         seconds(application_start_us),
     )?;
     // From 1, the number events and process_metrics() give the thread too, as mod_wsgi.
     env.set_item(
-        &PyString::intern(py, "mod_wsgi.thread_id"),
+        PyString::intern(py, "mod_wsgi.thread_id"),
         super::metrics::thread_slot() + 1,
     )?;
     if let Some(request_rec) = spec.apache_request {
         env.set_item(
-            &PyString::intern(py, "apache.request_rec"),
+            PyString::intern(py, "apache.request_rec"),
             request_rec_capsule(py, request_rec)?,
         )?;
     }

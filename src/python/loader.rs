@@ -370,7 +370,7 @@ pub(crate) fn reload_reason(
     group: &str,
 ) -> Option<String> {
     let dict = loaded.module.bind(py).dict();
-    let recorded = match dict.get_item(&pyo3::types::PyString::intern(py, "__mtime__")) {
+    let recorded = match dict.get_item(pyo3::types::PyString::intern(py, "__mtime__")) {
         Ok(Some(value)) => value.extract::<i64>().ok(),
         _ => return Some("its module no longer has __mtime__".into()),
     };
@@ -383,7 +383,7 @@ pub(crate) fn reload_reason(
         Err(e) => return Some(format!("it can no longer be read ({e})")),
     }
     let hook = dict
-        .get_item(&pyo3::types::PyString::intern(py, "reload_required"))
+        .get_item(pyo3::types::PyString::intern(py, "reload_required"))
         .ok()
         .flatten()?;
     let answer = fs_path(py, path).and_then(|resource| hook.call1((resource,)));

@@ -255,7 +255,7 @@ pub(crate) fn new_stream<'py>(
     // a partial line that follows it early.
     kwargs.set_item("write_through", true)?;
     let stream = py
-        .import(&pyo3::types::PyString::intern(py, "io"))?
+        .import(pyo3::types::PyString::intern(py, "io"))?
         .getattr(wrapper)?
         .call((buffer,), Some(&kwargs))?;
     // As on the streams Python itself opens.

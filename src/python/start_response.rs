@@ -227,7 +227,7 @@ fn latin1(value: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
         Err(_) => {
             let py = value.py();
             py.get_type::<PyString>()
-                .getattr(&PyString::intern(py, "encode"))?
+                .getattr(PyString::intern(py, "encode"))?
                 .call1((s, "latin-1"))?;
             Err(PyValueError::new_err("not encodable as latin-1"))
         }

@@ -57,7 +57,7 @@
 //! monitor does not know which one the request runs in); the dispatcher withdraws it from all
 //! of them before the thread's next request (`diagnostics::clear_interrupt`).
 //!
-//! # Own GIL (`WSGIPerInterpreterGIL On`): design, not built yet
+//! # Own GIL (`WSGIPerInterpreterGIL On`): design, partly built
 //!
 //! `WSGIPerInterpreterGIL On` is refused at configtest ([`per_interpreter_gil_refusal`]):
 //! on Python 3.11 because PEP 684 needs 3.12, on 3.12+ because the request path below is not
@@ -65,20 +65,23 @@
 //! running an own-GIL interpreter with this code would be unsound: with its own GIL and
 //! allocator (gil=OWN, use_main_obmalloc=0, check_multi_interp_extensions=1) an object made in
 //! one interpreter must never be touched, increfed or freed from another, and two threads may
-//! then run Python at once in two interpreters. What the request path shares today, per
-//! process (pyo3 0.30.1):
+//! then run Python at once in two interpreters.
+//!
+//! Already per interpreter (`interp_state.rs`, step 1 and part of step 2 below): the
+//! `mod_wsgi` module, the base environ dict, the interned environ keys (no `intern!` statics
+//! are left), and the classes `mod_wsgi.FileWrapper` (= `wsgi.file_wrapper`),
+//! `mod_wsgi.RequestTimeout` (raised by the request timeout as each interpreter's own class),
+//! the restricted `sys.stdin`/`sys.stdout` (Python classes exec'd per interpreter) and the
+//! intercepting `signal.signal` (a `PyCFunction` made per interpreter by
+//! `PyCFunction::new_closure`, over a capsule: pyo3's trampoline, no shared type).
+//! What the request path still shares per process (pyo3 0.30.1):
 //!
 //! - `#[pyclass]` type objects (pyo3's `LazyTypeObject`, made once in the first interpreter
 //!   that uses them): `Input` (wsgi.input), `LogBuffer` (wsgi.errors, sys.stdout/stderr,
-//!   under an `io.TextIOWrapper`), `StartResponse`, `FileWrapper` (also the base environ's
-//!   `wsgi.file_wrapper`), `Restricted`, `SignalIntercept`; and `mod_wsgi.RequestTimeout`
-//!   (`create_exception!`, also one type object per process, raised into every interpreter
-//!   by the request timeout and matched with `is_instance_of`).
-//! - Process statics holding objects: the base environ dict (`environ::BASE`, a
-//!   `PyOnceLock`), every `intern!` string (environ keys, `"flush"`, `"io"`,
-//!   `"TextIOWrapper"`, `"__mtime__"`, `"reload_required"`, ...), the main `mod_wsgi` module
-//!   (`modwsgi::MODULE`; sub-interpreters already get their own, `SUB_MODULES`), the `gc`
-//!   module of the GC telemetry.
+//!   under an `io.TextIOWrapper`) and `StartResponse`; pyo3's own `PanicException` (made on
+//!   a Rust panic under a trampoline).
+//! - The `gc` module of the GC telemetry (main interpreter only: its callback is installed
+//!   there).
 //! - pyo3's deferred decref pool: a `Py<T>` dropped detached is decref'd at the next attach of
 //!   any thread, in whichever interpreter that thread is in (for example the `request_data()`
 //!   dict held in `modwsgi::CURRENT`, released when the request's context ends).
@@ -88,13 +91,12 @@
 //!
 //! The design for the own-GIL runtime:
 //!
-//! 1. **One `InterpState` per interpreter** (the registry entry, and one for the main
-//!    interpreter) holding what is process-wide today: the base environ, the interned keys
-//!    (plain `Py<PyString>` fields instead of `intern!`), the `mod_wsgi` module and the type
-//!    objects below. Request code receives it instead of reading statics; it is made in, used
-//!    in and never leaves its interpreter.
-//! 2. **Per-interpreter types**: the six classes become heap types made per interpreter,
-//!    without `#[pyclass]`: a class body exec'd in each interpreter (`class Input: ...`)
+//! 1. **One `InterpState` per interpreter** (done: `interp_state.rs`) holding what was
+//!    process-wide: the base environ, the interned keys, the `mod_wsgi` module and the
+//!    classes below. It is made in, used in and dropped in its interpreter.
+//! 2. **Per-interpreter types** (done for FileWrapper, RequestTimeout, Restricted and
+//!    SignalIntercept; left: Input, LogBuffer, StartResponse): the classes are made per
+//!    interpreter, without `#[pyclass]`: a class body exec'd in each interpreter (`class Input: ...`)
 //!    whose methods call `PyCFunction_NewEx` functions over a static `PyMethodDef` (static
 //!    C data is allowed across interpreters; objects are not), bound to a per-object capsule
 //!    that owns the Rust state and frees it in its destructor. Each `extern "C"` body catches
