@@ -62,6 +62,7 @@ def application(environ, start_response):
                 ("request_timeout", mod_wsgi.RequestTimeout),
                 ("signal", type(__import__("signal").signal)),
                 ("stdin", type(sys.stdin)),
+                ("input", type(environ["wsgi.input"])),
             ]
         },
         "file_wrapper_is_the_module's": environ["wsgi.file_wrapper"] is mod_wsgi.FileWrapper,
@@ -286,7 +287,7 @@ fn the_global_group_shares_the_main_interpreter() {
 }
 
 /// The classes mod_rwsgi gives applications (`wsgi.file_wrapper`, `mod_wsgi.RequestTimeout`,
-/// the intercepting `signal.signal`, the restricted `sys.stdin`) are made in each interpreter,
+/// the intercepting `signal.signal`, the restricted `sys.stdin`, `wsgi.input`) are made in each interpreter,
 /// not once per process: nothing of one interpreter may be used in another once they have
 /// their own GIL (issue 32). Shown by their ids in two groups of one daemon process (alive at
 /// once, so distinct objects have distinct ids), stable across requests of a group; a
@@ -303,7 +304,13 @@ fn each_sub_interpreter_has_its_own_mod_wsgi_classes() {
     for got in [&alpha, &beta] {
         assert_eq!(got["file_wrapper_is_the_module's"], true, "{got}");
     }
-    for class in ["file_wrapper", "request_timeout", "signal", "stdin"] {
+    for class in [
+        "file_wrapper",
+        "request_timeout",
+        "signal",
+        "stdin",
+        "input",
+    ] {
         let (a, b) = (&alpha["class_ids"][class], &beta["class_ids"][class]);
         assert!(
             a[0] == "builtins" && b[0] == "builtins" || a[1] != b[1],

@@ -15,7 +15,6 @@ use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
 
 use super::environ::{self, callable_name};
 use super::gil_gate::GilGate;
-use super::input::Input;
 use super::loader::{self, Loaded, Loader};
 use super::log_object::{self, RequestScope, type_name};
 use super::request::{Response, SendError, Shared};
@@ -349,9 +348,9 @@ fn run_app<'py>(
         .application_start_us
         .store(application_start_us, Ordering::Relaxed);
     let prepared = (|| -> PyResult<_> {
-        let input = Bound::new(py, Input::new(Arc::clone(shared)))?;
+        let input = super::input::new(py, Arc::clone(shared))?;
         let start = Bound::new(py, StartResponse::new(Arc::clone(shared)))?;
-        let environ = environ::build(py, spec, input.as_any(), errors, application_start_us)?;
+        let environ = environ::build(py, spec, &input, errors, application_start_us)?;
         Ok((environ, start))
     })();
     let (environ, start) = match prepared {

@@ -20,6 +20,8 @@ pub(crate) struct InterpState {
     pub(crate) base_environ: Py<PyDict>,
     /// The interned environ keys of `environ::KNOWN_KEYS`.
     pub(crate) known_keys: Vec<Py<PyString>>,
+    /// `mod_wsgi.Input`, the class of `wsgi.input`.
+    pub(crate) input: Py<PyType>,
     /// `mod_wsgi.FileWrapper`, also `environ['wsgi.file_wrapper']`.
     pub(crate) file_wrapper: Py<PyType>,
     /// `mod_wsgi.RequestTimeout`.

@@ -70,6 +70,7 @@ pub(crate) fn install(py: Python<'_>, info: &ProcessInfo, app_group: &str) -> Py
         super::interp_state::InterpState {
             base_environ: super::environ::new_base(py, &file_wrapper)?,
             known_keys: super::environ::new_known_keys(py),
+            input: super::input::define(py)?.unbind(),
             module: m.unbind(),
             file_wrapper: file_wrapper.unbind(),
             request_timeout: request_timeout.unbind(),
