@@ -73,12 +73,14 @@
 //! `mod_wsgi.RequestTimeout` (raised by the request timeout as each interpreter's own class),
 //! the restricted `sys.stdin`/`sys.stdout` (Python classes exec'd per interpreter) and the
 //! intercepting `signal.signal` (a `PyCFunction` made per interpreter by
-//! `PyCFunction::new_closure`, over a capsule: pyo3's trampoline, no shared type).
+//! `PyCFunction::new_closure`, over a capsule: pyo3's trampoline, no shared type), and
+//! `mod_wsgi.Input` (`wsgi.input`: a per-interpreter Python class calling a per-request
+//! closure that owns the read state).
 //! What the request path still shares per process (pyo3 0.30.1):
 //!
 //! - `#[pyclass]` type objects (pyo3's `LazyTypeObject`, made once in the first interpreter
-//!   that uses them): `Input` (wsgi.input), `LogBuffer` (wsgi.errors, sys.stdout/stderr,
-//!   under an `io.TextIOWrapper`) and `StartResponse`; pyo3's own `PanicException` (made on
+//!   that uses them): `LogBuffer` (wsgi.errors, sys.stdout/stderr, under an
+//!   `io.TextIOWrapper`) and `StartResponse`; pyo3's own `PanicException` (made on
 //!   a Rust panic under a trampoline).
 //! - The `gc` module of the GC telemetry (main interpreter only: its callback is installed
 //!   there).
@@ -94,8 +96,8 @@
 //! 1. **One `InterpState` per interpreter** (done: `interp_state.rs`) holding what was
 //!    process-wide: the base environ, the interned keys, the `mod_wsgi` module and the
 //!    classes below. It is made in, used in and dropped in its interpreter.
-//! 2. **Per-interpreter types** (done for FileWrapper, RequestTimeout, Restricted and
-//!    SignalIntercept; left: Input, LogBuffer, StartResponse): the classes are made per
+//! 2. **Per-interpreter types** (done for FileWrapper, RequestTimeout, Restricted,
+//!    SignalIntercept and Input; left: LogBuffer, StartResponse): the classes are made per
 //!    interpreter, without `#[pyclass]`: a class body exec'd in each interpreter (`class Input: ...`)
 //!    whose methods call `PyCFunction_NewEx` functions over a static `PyMethodDef` (static
 //!    C data is allowed across interpreters; objects are not), bound to a per-object capsule
