@@ -63,6 +63,7 @@ def application(environ, start_response):
                 ("signal", type(__import__("signal").signal)),
                 ("stdin", type(sys.stdin)),
                 ("input", type(environ["wsgi.input"])),
+                ("start_response", type(start_response)),
             ]
         },
         "file_wrapper_is_the_module's": environ["wsgi.file_wrapper"] is mod_wsgi.FileWrapper,
@@ -287,7 +288,8 @@ fn the_global_group_shares_the_main_interpreter() {
 }
 
 /// The classes mod_rwsgi gives applications (`wsgi.file_wrapper`, `mod_wsgi.RequestTimeout`,
-/// the intercepting `signal.signal`, the restricted `sys.stdin`, `wsgi.input`) are made in each interpreter,
+/// the intercepting `signal.signal`, the restricted `sys.stdin`, `wsgi.input`,
+/// `start_response`) are made in each interpreter,
 /// not once per process: nothing of one interpreter may be used in another once they have
 /// their own GIL (issue 32). Shown by their ids in two groups of one daemon process (alive at
 /// once, so distinct objects have distinct ids), stable across requests of a group; a

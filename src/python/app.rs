@@ -18,7 +18,7 @@ use super::gil_gate::GilGate;
 use super::loader::{self, Loaded, Loader};
 use super::log_object::{self, RequestScope, type_name};
 use super::request::{Response, SendError, Shared};
-use super::start_response::{NOT_STARTED, StartResponse};
+use super::start_response::NOT_STARTED;
 use super::{
     Outcome, RequestIo, RequestSpec, ScriptReloading, log, log_detached, log_prefix, python_error,
 };
@@ -349,7 +349,7 @@ fn run_app<'py>(
         .store(application_start_us, Ordering::Relaxed);
     let prepared = (|| -> PyResult<_> {
         let input = super::input::new(py, Arc::clone(shared))?;
-        let start = Bound::new(py, StartResponse::new(Arc::clone(shared)))?;
+        let start = super::start_response::new(py, Arc::clone(shared))?;
         let environ = environ::build(py, spec, &input, errors, application_start_us)?;
         Ok((environ, start))
     })();

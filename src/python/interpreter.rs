@@ -383,7 +383,6 @@ fn setup_python(py: Python<'_>, settings: &InterpreterSettings) -> Result<(), St
         // pyo3 makes each class's type object once per process, in the interpreter that first
         // asks for it: made here, in the main interpreter, which outlives the sub-interpreters
         // that share them (subinterp.rs).
-        py.get_type::<super::start_response::StartResponse>();
         py.get_type::<log_object::LogBuffer>();
         Ok(())
     })();

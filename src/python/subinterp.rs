@@ -75,12 +75,13 @@
 //! intercepting `signal.signal` (a `PyCFunction` made per interpreter by
 //! `PyCFunction::new_closure`, over a capsule: pyo3's trampoline, no shared type), and
 //! `mod_wsgi.Input` (`wsgi.input`: a per-interpreter Python class calling a per-request
-//! closure that owns the read state).
+//! closure that owns the read state), and `start_response` with its `write` (per-request
+//! closures).
 //! What the request path still shares per process (pyo3 0.30.1):
 //!
 //! - `#[pyclass]` type objects (pyo3's `LazyTypeObject`, made once in the first interpreter
 //!   that uses them): `LogBuffer` (wsgi.errors, sys.stdout/stderr, under an
-//!   `io.TextIOWrapper`) and `StartResponse`; pyo3's own `PanicException` (made on
+//!   `io.TextIOWrapper`); pyo3's own `PanicException` (made on
 //!   a Rust panic under a trampoline).
 //! - The `gc` module of the GC telemetry (main interpreter only: its callback is installed
 //!   there).
@@ -97,7 +98,7 @@
 //!    process-wide: the base environ, the interned keys, the `mod_wsgi` module and the
 //!    classes below. It is made in, used in and dropped in its interpreter.
 //! 2. **Per-interpreter types** (done for FileWrapper, RequestTimeout, Restricted,
-//!    SignalIntercept and Input; left: LogBuffer, StartResponse): the classes are made per
+//!    SignalIntercept, Input and StartResponse; left: LogBuffer): the classes are made per
 //!    interpreter, without `#[pyclass]`: a class body exec'd in each interpreter (`class Input: ...`)
 //!    whose methods call `PyCFunction_NewEx` functions over a static `PyMethodDef` (static
 //!    C data is allowed across interpreters; objects are not), bound to a per-object capsule
