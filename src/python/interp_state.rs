@@ -26,6 +26,8 @@ pub(crate) struct InterpState {
     pub(crate) file_wrapper: Py<PyType>,
     /// `mod_wsgi.RequestTimeout`.
     pub(crate) request_timeout: Py<PyType>,
+    /// `mod_wsgi.LogBuffer`, the binary stream under wsgi.errors and sys.stdout/stderr.
+    pub(crate) log_buffer: Py<PyType>,
 }
 
 /// Interpreter id → its state (ids are never reused). Callers hold an `Arc` only while

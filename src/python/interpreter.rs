@@ -380,10 +380,6 @@ fn setup_python(py: Python<'_>, settings: &InterpreterSettings) -> Result<(), St
         for layer in &options.python_path_layers {
             add_python_path(py, layer)?;
         }
-        // pyo3 makes each class's type object once per process, in the interpreter that first
-        // asks for it: made here, in the main interpreter, which outlives the sub-interpreters
-        // that share them (subinterp.rs).
-        py.get_type::<log_object::LogBuffer>();
         Ok(())
     })();
     match result {
@@ -439,6 +435,7 @@ fn resolved_options(
             restrict_stdin: settings.restrict_stdin,
             restrict_stdout: settings.restrict_stdout,
             restrict_signal: settings.restrict_signal,
+            per_interpreter_gil: settings.per_interpreter_gil,
         },
     )
 }
@@ -471,6 +468,15 @@ fn setup_sys(
             .set_item("PYTHON_EGG_CACHE", dir)?;
     }
     Ok(())
+}
+
+/// Whether the sub-interpreter of `app_group` gets its own GIL: WSGIPerInterpreterGIL with the
+/// matching `<WSGIInterpreterOptions>` sections applied (configtest refused On before 3.12).
+pub(crate) fn own_gil(app_group: &str) -> bool {
+    cfg!(Py_3_12)
+        && SETTINGS
+            .get()
+            .is_some_and(|settings| resolved_options(settings, app_group).per_interpreter_gil)
 }
 
 /// Sets up a freshly created sub-interpreter for application group `app_group` (called with

@@ -71,6 +71,7 @@ pub(crate) fn install(py: Python<'_>, info: &ProcessInfo, app_group: &str) -> Py
             base_environ: super::environ::new_base(py, &file_wrapper)?,
             known_keys: super::environ::new_known_keys(py),
             input: super::input::define(py)?.unbind(),
+            log_buffer: super::log_object::define(py)?.unbind(),
             module: m.unbind(),
             file_wrapper: file_wrapper.unbind(),
             request_timeout: request_timeout.unbind(),
@@ -162,7 +163,8 @@ impl RequestContext {
 
 impl Drop for RequestContext {
     fn drop(&mut self) {
-        // The dict (if any) is released by pyo3 when the GIL is next held, if not now.
+        // Dropped attached (the context lives inside the request's attach, in its
+        // interpreter): the dict (if any) is released here, at once.
         let _ = CURRENT.try_with(|c| c.borrow_mut().take());
     }
 }
