@@ -97,7 +97,8 @@ def profile(variant, path, requests, module_file, app_group=''):
         pass
     os.chmod(dump, 0o666)
     port = run.free_port()
-    conf = run.write_config(root, port, variant)
+    server = run.Server(variant, root, port)
+    conf = run.write_config(server)
     if app_group:
         with open(conf, 'a') as f:
             f.write(f'\nWSGIApplicationGroup {app_group}\n')
@@ -106,7 +107,6 @@ def profile(variant, path, requests, module_file, app_group=''):
     with open(os.path.join(root, 'stderr.log'), 'wb') as err:
         proc = subprocess.Popen(cmd, start_new_session=True, stdin=subprocess.DEVNULL,
                                 stdout=subprocess.DEVNULL, stderr=err)
-    server = run.Server(variant, root, port)
     server.proc = proc
     try:
         run.wait_listening(server, limit=120.0)

@@ -7,6 +7,9 @@ Rows (each a bounded, fixed-duration run of closed-loop keep-alive clients):
   one group, c2      two clients on group `a`: both requests need a's GIL
   two groups, c2     one client on `a`, one on `b`: with On each has its own GIL
 The figure of the issue is "two groups, c2" over "one group, c1" with On (>= 1.6x on 2 cores).
+"daemon CPU cores busy" is the daemon process's CPU time over the wall time of the row: above
+1 only when two threads run Python at once (a shared GIL caps it near 1), whatever else loads
+the machine (which lowers req/s for every row).
 
 Needs Python 3.12+ in the module (configtest refuses On before), so on this machine it runs in
 the sid chroot of `make test-pythons`: `make bench-owngil` (tests/pythons.sh --bench-owngil).
@@ -29,11 +32,13 @@ APACHE = shutil.which('apache2') or '/usr/sbin/apache2'
 
 # About 20 ms of pure-Python work per request (no I/O, no GIL release).
 APP = '''
+import os
+
 def application(environ, start_response):
     total = 0
     for i in range(%d):
         total += i * i %% 7
-    body = str(total).encode()
+    body = ("%%d %%d" %% (os.getpid(), total)).encode()
     start_response("200 OK", [("Content-Type", "text/plain"),
                               ("Content-Length", str(len(body)))])
     return [body]
@@ -127,15 +132,24 @@ class Apache:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
-def get(port, path):
+def get(port, path, body=None):
     c = http.client.HTTPConnection('127.0.0.1', port, timeout=10)
     try:
         c.request('GET', path)
         r = c.getresponse()
-        r.read()
+        data = r.read()
+        if body is not None:
+            body.append(data)
         return r.status
     finally:
         c.close()
+
+
+def cpu_seconds(pid):
+    """User + system CPU time of process `pid` (all its threads) so far."""
+    with open(f'/proc/{pid}/stat') as f:
+        fields = f.read().rsplit(')', 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK')
 
 
 def load(port, paths, seconds):
@@ -168,7 +182,7 @@ def load(port, paths, seconds):
         t.join(seconds + 60)
     if errors:
         raise RuntimeError(f'requests failed: {errors[:3]}')
-    return sum(counts) / (time.monotonic() - started)
+    return sum(counts), time.monotonic() - started
 
 
 ROWS = [('one group, c1', ['/a']), ('one group, c2', ['/a', '/a']),
@@ -189,10 +203,15 @@ def main():
         for own_gil in ((True, False) if rnd % 2 == 0 else (False, True)):
             apache = Apache(so, own_gil, args.loops)
             try:
+                body = []
+                get(apache.port, '/a', body)
+                daemon = int(body[0].split()[0])
                 for name, paths in ROWS[rnd % 3:] + ROWS[:rnd % 3]:
                     load(apache.port, paths, 1.0)  # warm-up
-                    rate = load(apache.port, paths, args.seconds)
-                    results.setdefault((own_gil, name), []).append(rate)
+                    cpu = cpu_seconds(daemon)
+                    count, wall = load(apache.port, paths, args.seconds)
+                    cores = (cpu_seconds(daemon) - cpu) / wall
+                    results.setdefault((own_gil, name), []).append((count / wall, cores))
                 log = apache.log()
             finally:
                 apache.stop()
@@ -200,15 +219,19 @@ def main():
                 sys.exit('WSGIPerInterpreterGIL On did not make own-GIL interpreters:\n' + log)
     print(f'Python {sys.version.split()[0]} client, {os.cpu_count()} CPUs, '
           f'{args.rounds} rounds x {args.seconds:g} s, CPU page {args.loops} loops')
-    print('| WSGIPerInterpreterGIL | workload | req/s (median) | rounds | x one group c1 |')
-    print('|---|---|---:|---|---:|')
+    print(f'load average at the end: {os.getloadavg()[0]:.1f}')
+    print('| WSGIPerInterpreterGIL | workload | req/s (median) | rounds | x one group c1 '
+          '| daemon CPU cores busy (median) |')
+    print('|---|---|---:|---|---:|---:|')
+    mid = args.rounds // 2
     for own_gil in (True, False):
-        base = sorted(results[(own_gil, 'one group, c1')])[args.rounds // 2]
+        base = sorted(r for r, _ in results[(own_gil, 'one group, c1')])[mid]
         for name, _ in ROWS:
-            rates = sorted(results[(own_gil, name)])
-            median = rates[args.rounds // 2]
-            print(f'| {"On" if own_gil else "Off"} | {name} | {median:.1f} | '
-                  f'{", ".join(f"{r:.1f}" for r in rates)} | {median / base:.2f} |')
+            rates = sorted(r for r, _ in results[(own_gil, name)])
+            cores = sorted(c for _, c in results[(own_gil, name)])[mid]
+            print(f'| {"On" if own_gil else "Off"} | {name} | {rates[mid]:.1f} | '
+                  f'{", ".join(f"{r:.1f}" for r in rates)} | {rates[mid] / base:.2f} '
+                  f'| {cores:.2f} |')
 
 
 if __name__ == '__main__':

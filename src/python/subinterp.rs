@@ -234,10 +234,14 @@ fn ready_own_gil(app_group: &str) -> Option<&'static SubInterpreter> {
         })
 }
 
+/// A job run by [`enter_own_gil`]'s trampoline, its lifetime erased.
+#[cfg(Py_3_12)]
+type Job = *mut (dyn FnMut(Python<'_>) + 'static);
+
+#[cfg(Py_3_12)]
 thread_local! {
     /// The job [`enter_own_gil`] hands to its trampoline function (set just before the call).
-    static JOB: std::cell::Cell<Option<*mut (dyn FnMut(Python<'_>) + 'static)>> =
-        const { std::cell::Cell::new(None) };
+    static JOB: std::cell::Cell<Option<Job>> = const { std::cell::Cell::new(None) };
 }
 
 /// Runs `f` in the own-GIL sub-interpreter `interp` from a detached thread, taking only that
@@ -265,7 +269,7 @@ fn enter_own_gil<R>(interp: &SubInterpreter, f: impl FnOnce(Python<'_>) -> R) ->
     let job: &mut (dyn FnMut(Python<'_>) + '_) = &mut job;
     // SAFETY: only the lifetime is erased: the pointer is taken out of JOB and called during
     // the PyObject_CallNoArgs below, while `job` is alive, and JOB is emptied after it.
-    let erased: *mut (dyn FnMut(Python<'_>) + 'static) = unsafe { std::mem::transmute(job) };
+    let erased: Job = unsafe { std::mem::transmute(job) };
     let main = MAIN_STATE.get();
     let trampoline = |args: &Bound<'_, pyo3::types::PyTuple>,
                       _: Option<&Bound<'_, pyo3::types::PyDict>>| {
