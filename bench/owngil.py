@@ -9,7 +9,10 @@ Rows (each a bounded, fixed-duration run of closed-loop keep-alive clients):
 The figure of the issue is "two groups, c2" over "one group, c1" with On (>= 1.6x on 2 cores).
 "daemon CPU cores busy" is the daemon process's CPU time over the wall time of the row: above
 1 only when two threads run Python at once (a shared GIL caps it near 1), whatever else loads
-the machine (which lowers req/s for every row).
+the machine (which lowers req/s for every row). "app thread CPU cores" is the same from the
+requests' own `time.thread_time()` inside the CPU page: it can exceed 1 only if two requests'
+Python ran at the same moment, and it is below 1 whenever the machine gives the daemon less
+than a core, whatever the GIL setting.
 
 Needs Python 3.12+ in the module (configtest refuses On before), so on this machine it runs in
 the sid chroot of `make test-pythons`: `make bench-owngil` (tests/pythons.sh --bench-owngil).
@@ -33,12 +36,14 @@ APACHE = shutil.which('apache2') or '/usr/sbin/apache2'
 # About 20 ms of pure-Python work per request (no I/O, no GIL release).
 APP = '''
 import os
+import time
 
 def application(environ, start_response):
+    cpu = time.thread_time()
     total = 0
     for i in range(%d):
         total += i * i %% 7
-    body = ("%%d %%d" %% (os.getpid(), total)).encode()
+    body = ("%%d %%d %%f" %% (os.getpid(), total, time.thread_time() - cpu)).encode()
     start_response("200 OK", [("Content-Type", "text/plain"),
                               ("Content-Length", str(len(body)))])
     return [body]
@@ -155,6 +160,7 @@ def cpu_seconds(pid):
 def load(port, paths, seconds):
     """One closed-loop keep-alive client per path for `seconds`: requests per second."""
     counts = [0] * len(paths)
+    app_cpu = [0.0] * len(paths)
     errors = []
     stop_at = time.monotonic() + seconds
 
@@ -164,11 +170,12 @@ def load(port, paths, seconds):
             while time.monotonic() < stop_at:
                 c.request('GET', path)
                 r = c.getresponse()
-                r.read()
+                body = r.read()
                 if r.status != 200:
                     errors.append(r.status)
                     return
                 counts[i] += 1
+                app_cpu[i] += float(body.split()[2])
         except OSError as e:
             errors.append(e)
         finally:
@@ -182,7 +189,7 @@ def load(port, paths, seconds):
         t.join(seconds + 60)
     if errors:
         raise RuntimeError(f'requests failed: {errors[:3]}')
-    return sum(counts), time.monotonic() - started
+    return sum(counts), sum(app_cpu), time.monotonic() - started
 
 
 ROWS = [('one group, c1', ['/a']), ('one group, c2', ['/a', '/a']),
@@ -209,9 +216,10 @@ def main():
                 for name, paths in ROWS[rnd % 3:] + ROWS[:rnd % 3]:
                     load(apache.port, paths, 1.0)  # warm-up
                     cpu = cpu_seconds(daemon)
-                    count, wall = load(apache.port, paths, args.seconds)
+                    count, app_cpu, wall = load(apache.port, paths, args.seconds)
                     cores = (cpu_seconds(daemon) - cpu) / wall
-                    results.setdefault((own_gil, name), []).append((count / wall, cores))
+                    results.setdefault((own_gil, name), []).append(
+                        (count / wall, cores, app_cpu / wall))
                 log = apache.log()
             finally:
                 apache.stop()
@@ -221,17 +229,19 @@ def main():
           f'{args.rounds} rounds x {args.seconds:g} s, CPU page {args.loops} loops')
     print(f'load average at the end: {os.getloadavg()[0]:.1f}')
     print('| WSGIPerInterpreterGIL | workload | req/s (median) | rounds | x one group c1 '
-          '| daemon CPU cores busy (median) |')
-    print('|---|---|---:|---|---:|---:|')
+          '| daemon CPU cores busy | app thread CPU cores |')
+    print('|---|---|---:|---|---:|---:|---:|')
     mid = args.rounds // 2
     for own_gil in (True, False):
-        base = sorted(r for r, _ in results[(own_gil, 'one group, c1')])[mid]
+        base = sorted(r[0] for r in results[(own_gil, 'one group, c1')])[mid]
         for name, _ in ROWS:
-            rates = sorted(r for r, _ in results[(own_gil, name)])
-            cores = sorted(c for _, c in results[(own_gil, name)])[mid]
+            rows = results[(own_gil, name)]
+            rates = sorted(r[0] for r in rows)
+            cores = sorted(r[1] for r in rows)[mid]
+            app = sorted(r[2] for r in rows)[mid]
             print(f'| {"On" if own_gil else "Off"} | {name} | {rates[mid]:.1f} | '
                   f'{", ".join(f"{r:.1f}" for r in rates)} | {rates[mid] / base:.2f} '
-                  f'| {cores:.2f} |')
+                  f'| {cores:.2f} | {app:.2f} |')
 
 
 if __name__ == '__main__':
