@@ -35,31 +35,25 @@ pub(crate) struct Loaded {
     pub module: std::mem::ManuallyDrop<Py<PyModule>>,
     /// The script file's mtime when it was loaded.
     pub mtime: SystemTime,
-    /// The application group whose interpreter the module lives in.
-    group: String,
 }
 
 impl Drop for Loaded {
-    /// The last holder of a script's `Arc<Loaded>` may be a request thread outside Python
-    /// (its request ended after the script was discarded): the module is then released in
-    /// its own interpreter, attached there. pyo3 is built without its deferred reference
-    /// pool (`.cargo/config.toml`), which would decref it at some later attach of any
-    /// interpreter. Attached (in the group's interpreter, as every caller that holds the
-    /// GIL is), it is released at once.
+    /// The last holder of a script's `Arc<Loaded>` is normally the loader or a caller attached
+    /// in the group's interpreter (the module is released at once, there). A request thread
+    /// outside Python that drops the last reference (its request ended after the script was
+    /// discarded), or a drop during the process's shutdown, leaks the module reference
+    /// instead: pyo3 is built without its deferred reference pool (`.cargo/config.toml`),
+    /// which would decref it at some later attach of any interpreter, and attaching from a
+    /// destructor could meet an interpreter being finalised.
     fn drop(&mut self) {
         // SAFETY: taken once, here; the field is not used afterwards.
         let module = unsafe { std::mem::ManuallyDrop::take(&mut self.module) };
         // SAFETY: only reads whether this thread has a current thread state.
-        if !unsafe { pyo3::ffi::compat::PyThreadState_GetUnchecked() }.is_null() {
+        if unsafe { pyo3::ffi::compat::PyThreadState_GetUnchecked() }.is_null() {
+            std::mem::forget(module);
+        } else {
             drop(module);
-            return;
         }
-        // Not run (the interpreter is gone at exit): the reference is leaked, not freed
-        // elsewhere.
-        let module = std::mem::ManuallyDrop::new(module);
-        let _ = subinterp::attach(&self.group, move |_py| {
-            drop(std::mem::ManuallyDrop::into_inner(module))
-        });
     }
 }
 
@@ -261,7 +255,6 @@ impl Loader {
         let fresh = Arc::new(Loaded {
             module: std::mem::ManuallyDrop::new(module),
             mtime,
-            group: group.to_string(),
         });
         *loaded = Some(Arc::clone(&fresh));
         *lock(&slot.mtime) = Some(mtime);
