@@ -14,13 +14,11 @@ use pyo3::sync::MutexExt;
 use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
 
 use super::environ::{self, callable_name};
-use super::file_wrapper::FileWrapper;
 use super::gil_gate::GilGate;
-use super::input::Input;
 use super::loader::{self, Loaded, Loader};
 use super::log_object::{self, RequestScope, type_name};
 use super::request::{Response, SendError, Shared};
-use super::start_response::{NOT_STARTED, StartResponse};
+use super::start_response::NOT_STARTED;
 use super::{
     Outcome, RequestIo, RequestSpec, ScriptReloading, log, log_detached, log_prefix, python_error,
 };
@@ -359,7 +357,7 @@ fn call_application(
     };
     let outcome = run_app(py, spec, shared, app, &errors);
     // A partial last line is logged now, with this request's address.
-    if let Err(e) = errors.call_method0(pyo3::intern!(py, "flush")) {
+    if let Err(e) = errors.call_method0(pyo3::types::PyString::intern(py, "flush")) {
         log_exception(py, spec, &e);
     }
     outcome
@@ -384,9 +382,9 @@ fn run_app<'py>(
         .application_start_us
         .store(application_start_us, Ordering::Relaxed);
     let prepared = (|| -> PyResult<_> {
-        let input = Bound::new(py, Input::new(Arc::clone(shared)))?;
-        let start = Bound::new(py, StartResponse::new(Arc::clone(shared)))?;
-        let environ = environ::build(py, spec, input.as_any(), errors, application_start_us)?;
+        let input = super::input::new(py, Arc::clone(shared))?;
+        let start = super::start_response::new(py, Arc::clone(shared))?;
+        let environ = environ::build(py, spec, &input, errors, application_start_us)?;
         Ok((environ, start))
     })();
     let (environ, start) = match prepared {
@@ -427,7 +425,7 @@ fn run_app<'py>(
         Ok(()) => check_promised_length(py, spec, shared),
         Err(failure) => fail(py, spec, shared, failure),
     };
-    if let Some(e) = close_error.filter(|e| !e.is_instance_of::<modwsgi::RequestTimeout>(py)) {
+    if let Some(e) = close_error.filter(|e| !modwsgi::is_request_timeout(py, e)) {
         // The response itself is settled; a close() failure is only logged.
         log_exception(py, spec, &e);
         if events {
@@ -485,7 +483,10 @@ fn publish_started<'py>(
         event.set_item("application_object", &app)?;
         event.set_item("callable_object", callable_name(spec))?;
         // The same instant as environ['mod_wsgi.application_start'], as in mod_wsgi.
-        let start_us = match environ.get_item(pyo3::intern!(py, "mod_wsgi.application_start"))? {
+        let start_us = match environ.get_item(pyo3::types::PyString::intern(
+            py,
+            "mod_wsgi.application_start",
+        ))? {
             Some(start) => (start.extract::<f64>()? * 1e6) as u64,
             None => now_us(),
         };
@@ -563,9 +564,8 @@ fn respond(
     result: &Bound<'_, PyAny>,
     ends_with_body: bool,
 ) -> Result<(), Failure> {
-    if let Ok(wrapper) = result.cast::<FileWrapper>()
-        && send_file(py, shared, wrapper.get())?
-    {
+    let state = super::interp_state::current(py)?;
+    if result.is_instance(state.file_wrapper.bind(py))? && send_file(py, shared, result)? {
         return Ok(());
     }
     if let Ok(list) = result.cast::<PyList>() {
@@ -684,7 +684,7 @@ fn finish(shared: &Shared, ends_with_body: bool) -> Result<(), SendError> {
 }
 
 /// The file_wrapper fast path. `Ok(false)` = use iteration instead.
-fn send_file(py: Python<'_>, shared: &Shared, wrapper: &FileWrapper) -> Result<bool, Failure> {
+fn send_file(py: Python<'_>, shared: &Shared, wrapper: &Bound<'_, PyAny>) -> Result<bool, Failure> {
     let content_length = {
         let resp = response_state(py, shared);
         if resp.status.is_none() || resp.head_sent || resp.sent > 0 {
@@ -692,7 +692,7 @@ fn send_file(py: Python<'_>, shared: &Shared, wrapper: &FileWrapper) -> Result<b
         }
         resp.content_length
     };
-    let Some(span) = wrapper.file_span(py) else {
+    let Some(span) = super::file_wrapper::file_span(wrapper) else {
         return Ok(false);
     };
     let available = span.size.saturating_sub(span.offset);
@@ -757,7 +757,7 @@ fn fail(py: Python<'_>, spec: &RequestSpec<'_>, shared: &Shared, failure: Failur
         // mod_wsgi.RequestTimeout, from interrupt-timeout or raised by the app itself: the
         // request timed out, which is not an application error (no traceback); mod_wsgi 6's
         // info lines, which its own test suite matches.
-        Failure::App(e) if e.is_instance_of::<modwsgi::RequestTimeout>(py) => {
+        Failure::App(e) if modwsgi::is_request_timeout(py, &e) => {
             if head_sent {
                 let msg = format!(
                     "{}Request interrupted by RequestTimeout after headers sent; response \

@@ -19,7 +19,92 @@ pub(crate) const CHUNK: usize = 64 * 1024;
 
 pub(crate) const EXPIRED: &str = "request object has expired";
 
-#[pyclass(frozen, module = "mod_wsgi", name = "Input")]
+/// `mod_wsgi.Input`, defined in each interpreter (see `interp_state.rs`): a Python class
+/// whose methods call `_op`, a `PyCFunction` made per request ([`new`]) over a capsule that
+/// owns the request's [`Input`] state. `_op(0, size)` reads, `_op(1, size)` reads a line,
+/// `_op(2, None)` checks the request is not over.
+const INPUT_PY: &std::ffi::CStr = cr#"
+class Input:
+    """wsgi.input: the request body."""
+
+    __slots__ = ("_op",)
+
+    def __init__(self, op):
+        self._op = op
+
+    def read(self, size=None):
+        return self._op(0, size)
+
+    def readline(self, size=None):
+        return self._op(1, size)
+
+    def readlines(self, hint=None):
+        if hint is not None:
+            hint = hint.__index__()
+        lines = []
+        total = 0
+        while True:
+            line = self._op(1, None)
+            if not line:
+                break
+            lines.append(line)
+            total += len(line)
+            if hint is not None and hint > 0 and total >= hint:
+                break
+        return lines
+
+    def __iter__(self):
+        self._op(2, None)
+        return self
+
+    def __next__(self):
+        line = self._op(1, None)
+        if not line:
+            raise StopIteration
+        return line
+
+    def close(self):
+        self._op(2, None)
+"#;
+
+/// Defines `mod_wsgi.Input` in the current interpreter.
+pub(crate) fn define(py: Python<'_>) -> PyResult<Bound<'_, pyo3::types::PyType>> {
+    let globals = pyo3::types::PyDict::new(py);
+    globals.set_item("__name__", "mod_wsgi")?;
+    py.run(INPUT_PY, Some(&globals), None)?;
+    Ok(globals
+        .get_item("Input")?
+        .ok_or_else(|| PyRuntimeError::new_err("Input not defined"))?
+        .cast_into::<pyo3::types::PyType>()?)
+}
+
+/// A request's `wsgi.input`: an instance of the current interpreter's `Input` class.
+pub(crate) fn new<'py>(py: Python<'py>, shared: Arc<Shared>) -> PyResult<Bound<'py, PyAny>> {
+    let input = Input::new(shared);
+    let op = pyo3::types::PyCFunction::new_closure(
+        py,
+        Some(c"_op"),
+        None,
+        move |args: &Bound<'_, pyo3::types::PyTuple>,
+              _kwargs: Option<&Bound<'_, pyo3::types::PyDict>>|
+              -> PyResult<Py<PyAny>> {
+            let py = args.py();
+            let kind: u8 = args.get_item(0)?.extract()?;
+            let size: Option<isize> = args.get_item(1)?.extract()?;
+            match kind {
+                0 => Ok(input.read(py, size)?.into_any().unbind()),
+                1 => Ok(input.readline(py, size)?.into_any().unbind()),
+                _ => {
+                    input.check()?;
+                    Ok(py.None())
+                }
+            }
+        },
+    )?;
+    let class = super::interp_state::current(py)?;
+    class.input.bind(py).call1((op,))
+}
+
 pub(crate) struct Input {
     shared: Arc<Shared>,
     state: Mutex<State>,
@@ -180,57 +265,19 @@ fn limit(size: Option<isize>) -> Option<usize> {
     size.and_then(|s| usize::try_from(s).ok())
 }
 
-#[pymethods]
 impl Input {
-    #[pyo3(signature = (size=None))]
     fn read<'py>(&self, py: Python<'py>, size: Option<isize>) -> PyResult<Bound<'py, PyBytes>> {
         let size = limit(size);
         self.read_detached(py, move |state, shared| state.read(shared, size))
     }
 
-    #[pyo3(signature = (size=None))]
     fn readline<'py>(&self, py: Python<'py>, size: Option<isize>) -> PyResult<Bound<'py, PyBytes>> {
         let size = limit(size);
         self.read_detached(py, move |state, shared| state.readline(shared, size))
     }
 
-    #[pyo3(signature = (hint=None))]
-    fn readlines<'py>(
-        &self,
-        py: Python<'py>,
-        hint: Option<isize>,
-    ) -> PyResult<Vec<Bound<'py, PyBytes>>> {
-        let hint = limit(hint).filter(|&h| h > 0);
-        let mut lines = Vec::new();
-        let mut total = 0;
-        loop {
-            let line = self.readline(py, None)?;
-            let len = line.as_bytes().len();
-            if len == 0 {
-                break;
-            }
-            lines.push(line);
-            total += len;
-            if hint.is_some_and(|h| total >= h) {
-                break;
-            }
-        }
-        Ok(lines)
-    }
-
-    fn __iter__(slf: Bound<'_, Self>) -> PyResult<Bound<'_, Self>> {
-        if slf.get().shared.is_expired() {
-            return Err(Fail::Expired.into());
-        }
-        Ok(slf)
-    }
-
-    fn __next__<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyBytes>>> {
-        let line = self.readline(py, None)?;
-        Ok((!line.as_bytes().is_empty()).then_some(line))
-    }
-
-    fn close(&self) -> PyResult<()> {
+    /// Err once the request is over (`__iter__`, `close`).
+    fn check(&self) -> PyResult<()> {
         if self.shared.is_expired() {
             return Err(Fail::Expired.into());
         }

@@ -13,7 +13,7 @@
 use std::cell::RefCell;
 use std::sync::{Arc, Mutex};
 
-use pyo3::exceptions::{PyOSError, PyTypeError};
+use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes, PyMemoryView};
 
@@ -82,10 +82,69 @@ pub(crate) fn log_in_request(py: Python<'_>, level: Level, msg: &str) {
     });
 }
 
-/// The binary writer under the text streams: bytes in, error-log lines out.
-#[pyclass(frozen, module = "mod_wsgi", name = "LogBuffer")]
+/// `mod_wsgi.LogBuffer`, the binary writer under the text streams, defined in each
+/// interpreter (see `interp_state.rs`): a Python class whose methods call `_op`, a
+/// `PyCFunction` made per stream ([`new_stream`]) over a capsule that owns the Rust
+/// [`LogBuffer`]. `_op(0, data)` writes (returns the byte count), `_op(1, None)` flushes.
+const LOG_BUFFER_PY: &std::ffi::CStr = cr#"
+class LogBuffer:
+    """The binary stream under wsgi.errors, sys.stdout and sys.stderr: lines go to the
+    Apache error log."""
+
+    __slots__ = ("_op", "name")
+
+    def __init__(self, op, name):
+        self._op = op
+        self.name = name
+
+    def write(self, data):
+        return self._op(0, data)
+
+    def writelines(self, lines):
+        for line in lines:
+            self._op(0, line)
+
+    def flush(self):
+        self._op(1, None)
+
+    def close(self):
+        self._op(1, None)
+
+    def isatty(self):
+        return False
+
+    def readable(self):
+        return False
+
+    def writable(self):
+        return True
+
+    def seekable(self):
+        return False
+
+    def fileno(self):
+        raise OSError(f"{self.name} has no file descriptor (it writes to the error log)")
+
+    @property
+    def closed(self):
+        return False
+
+    mode = "wb"
+"#;
+
+/// Defines `mod_wsgi.LogBuffer` in the current interpreter.
+pub(crate) fn define(py: Python<'_>) -> PyResult<Bound<'_, pyo3::types::PyType>> {
+    let globals = pyo3::types::PyDict::new(py);
+    globals.set_item("__name__", "mod_wsgi")?;
+    py.run(LOG_BUFFER_PY, Some(&globals), None)?;
+    Ok(globals
+        .get_item("LogBuffer")?
+        .ok_or_else(|| pyo3::exceptions::PyRuntimeError::new_err("LogBuffer not defined"))?
+        .cast_into::<pyo3::types::PyType>()?)
+}
+
+/// The Rust state of one `LogBuffer`: bytes in, error-log lines out.
 pub(crate) struct LogBuffer {
-    name: &'static str,
     /// Fixed "[remote ...] " (a request's wsgi.errors); `None` = the writing thread's request.
     remote: Option<Arc<str>>,
     pending: Mutex<Vec<u8>>,
@@ -161,20 +220,12 @@ fn with_bytes<R>(obj: &Bound<'_, PyAny>, f: impl FnOnce(&[u8]) -> R) -> PyResult
     Ok(f(bytes.as_bytes()))
 }
 
-#[pymethods]
 impl LogBuffer {
     fn write(&self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<usize> {
         with_bytes(data, |bytes| {
             self.write_bytes(py, bytes);
             bytes.len()
         })
-    }
-
-    fn writelines(&self, py: Python<'_>, lines: &Bound<'_, PyAny>) -> PyResult<()> {
-        for item in lines.try_iter()? {
-            with_bytes(&item?, |bytes| self.write_bytes(py, bytes))?;
-        }
-        Ok(())
     }
 
     /// Logs a pending partial line.
@@ -184,49 +235,6 @@ impl LogBuffer {
             let line = String::from_utf8_lossy(&rest).into_owned();
             self.emit(py, vec![line]);
         }
-    }
-
-    /// Flushes; the stream stays usable (the error log cannot be closed by the app).
-    fn close(&self, py: Python<'_>) {
-        self.flush(py);
-    }
-
-    fn isatty(&self) -> bool {
-        false
-    }
-
-    fn readable(&self) -> bool {
-        false
-    }
-
-    fn writable(&self) -> bool {
-        true
-    }
-
-    fn seekable(&self) -> bool {
-        false
-    }
-
-    fn fileno(&self) -> PyResult<i32> {
-        Err(PyOSError::new_err(format!(
-            "{} has no file descriptor (it writes to the error log)",
-            self.name
-        )))
-    }
-
-    #[getter]
-    fn closed(&self) -> bool {
-        false
-    }
-
-    #[getter]
-    fn name(&self) -> &'static str {
-        self.name
-    }
-
-    #[getter]
-    fn mode(&self) -> &'static str {
-        "wb"
     }
 }
 
@@ -238,15 +246,36 @@ pub(crate) fn new_stream<'py>(
     name: &'static str,
     remote: Option<Arc<str>>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let buffer = Bound::new(
+    let state = LogBuffer {
+        remote,
+        pending: Mutex::new(Vec::new()),
+    };
+    let op = pyo3::types::PyCFunction::new_closure(
         py,
-        LogBuffer {
-            name,
-            remote,
-            pending: Mutex::new(Vec::new()),
+        Some(c"_op"),
+        None,
+        move |args: &Bound<'_, pyo3::types::PyTuple>,
+              _kwargs: Option<&Bound<'_, pyo3::types::PyDict>>|
+              -> PyResult<Py<PyAny>> {
+            let py = args.py();
+            let kind: u8 = args.get_item(0)?.extract()?;
+            if kind == 0 {
+                let written = state.write(py, &args.get_item(1)?)?;
+                Ok(written.into_pyobject(py)?.into_any().unbind())
+            } else {
+                state.flush(py);
+                Ok(py.None())
+            }
         },
     )?;
-    let wrapper = pyo3::intern!(py, "TextIOWrapper");
+    // The interpreter's class; sys.stdout/stderr are made while it is being set up, before
+    // its state (which holds the class) is registered: then a class is defined for them.
+    let class = match super::interp_state::current(py) {
+        Ok(state) => state.log_buffer.clone_ref(py).into_bound(py),
+        Err(_) => define(py)?,
+    };
+    let buffer = class.call1((op, name))?;
+    let wrapper = &pyo3::types::PyString::intern(py, "TextIOWrapper");
     let kwargs = pyo3::types::PyDict::new(py);
     kwargs.set_item("encoding", "utf-8")?;
     kwargs.set_item("errors", "backslashreplace")?;
@@ -255,7 +284,7 @@ pub(crate) fn new_stream<'py>(
     // a partial line that follows it early.
     kwargs.set_item("write_through", true)?;
     let stream = py
-        .import(pyo3::intern!(py, "io"))?
+        .import(pyo3::types::PyString::intern(py, "io"))?
         .getattr(wrapper)?
         .call((buffer,), Some(&kwargs))?;
     // As on the streams Python itself opens.
@@ -272,75 +301,90 @@ pub(crate) fn type_name(obj: &Bound<'_, PyAny>) -> String {
 
 /// `sys.stdout` under WSGIRestrictStdout On and `sys.stdin` under WSGIRestrictStdin On: every
 /// attribute access, iteration or `with` raises OSError naming the stream and the directive.
-#[pyclass(frozen, module = "mod_wsgi", name = "Restricted")]
-pub(crate) struct Restricted {
-    stream: &'static str,
-    directive: &'static str,
-    /// What the application must not use.
-    uses: &'static str,
-    advice: &'static str,
+/// A Python class defined in each interpreter that installs one (not a `#[pyclass]`, whose one
+/// type object pyo3 shares between all interpreters of the process; see `interp_state.rs`).
+const RESTRICTED_PY: &std::ffi::CStr = cr#"
+def restricted(message, text):
+    class Restricted:
+        __slots__ = ()
+        _mod_rwsgi_restricted = True
+
+        def __getattribute__(self, name):
+            raise OSError(message)
+
+        def __iter__(self):
+            raise OSError(message)
+
+        def __next__(self):
+            raise OSError(message)
+
+        def __enter__(self):
+            raise OSError(message)
+
+        def __exit__(self, *args):
+            raise OSError(message)
+
+        def __repr__(self):
+            return text
+
+    return Restricted()
+"#;
+
+/// Whether `obj` is a restricted stream (its class, looked up on the type: the instance
+/// refuses every attribute).
+pub(crate) fn is_restricted(obj: &Bound<'_, PyAny>) -> bool {
+    obj.get_type()
+        .getattr("_mod_rwsgi_restricted")
+        .is_ok_and(|v| v.is_truthy().unwrap_or(false))
 }
 
-impl Restricted {
-    fn error(&self) -> PyErr {
-        PyOSError::new_err(format!(
-            "{} access restricted by mod_rwsgi: {} is On, so a WSGI application must not use \
-             {}. {}",
-            self.stream, self.directive, self.uses, self.advice
-        ))
-    }
-}
-
-#[pymethods]
-impl Restricted {
-    fn __getattribute__(&self, _name: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
-        Err(self.error())
-    }
-
-    fn __iter__(&self) -> PyResult<Py<PyAny>> {
-        Err(self.error())
-    }
-
-    fn __next__(&self) -> PyResult<Py<PyAny>> {
-        Err(self.error())
-    }
-
-    fn __enter__(&self) -> PyResult<Py<PyAny>> {
-        Err(self.error())
-    }
-
-    #[pyo3(signature = (*_args))]
-    fn __exit__(&self, _args: &Bound<'_, pyo3::types::PyTuple>) -> PyResult<()> {
-        Err(self.error())
-    }
-
-    fn __repr__(&self) -> String {
-        format!("<restricted {} ({} On)>", self.stream, self.directive)
-    }
+/// A restricted stream object of the current interpreter.
+fn restricted<'py>(
+    py: Python<'py>,
+    stream: &str,
+    directive: &str,
+    uses: &str,
+    advice: &str,
+) -> PyResult<Bound<'py, PyAny>> {
+    let globals = pyo3::types::PyDict::new(py);
+    globals.set_item("__name__", "mod_wsgi")?;
+    py.run(RESTRICTED_PY, Some(&globals), None)?;
+    let make = globals
+        .get_item("restricted")?
+        .ok_or_else(|| pyo3::exceptions::PyRuntimeError::new_err("restricted not defined"))?;
+    make.call1((
+        format!(
+            "{stream} access restricted by mod_rwsgi: {directive} is On, so a WSGI application \
+             must not use {uses}. {advice}"
+        ),
+        format!("<restricted {stream} ({directive} On)>"),
+    ))
 }
 
 /// Installs the restricted stdout as `target.stdout` (`target` is `sys` in production, or any
 /// namespace in tests).
 pub fn install_restricted_stdout(target: &Bound<'_, PyAny>) -> PyResult<()> {
-    let restricted = Restricted {
-        stream: "sys.stdout",
-        directive: "WSGIRestrictStdout",
-        uses: "print() or sys.stdout",
-        advice: "Write to sys.stderr or environ['wsgi.errors'], use the logging module, or set \
-                 WSGIRestrictStdout Off.",
-    };
-    target.setattr("stdout", Bound::new(target.py(), restricted)?)
+    let restricted = restricted(
+        target.py(),
+        "sys.stdout",
+        "WSGIRestrictStdout",
+        "print() or sys.stdout",
+        "Write to sys.stderr or environ['wsgi.errors'], use the logging module, or set \
+         WSGIRestrictStdout Off.",
+    )?;
+    target.setattr("stdout", restricted)
 }
 
 /// Installs the restricted stdin as `target.stdin`.
 pub(crate) fn install_restricted_stdin(target: &Bound<'_, PyAny>) -> PyResult<()> {
-    let restricted = Restricted {
-        stream: "sys.stdin",
-        directive: "WSGIRestrictStdin",
-        uses: "input() or sys.stdin",
-        advice: "A request's body is environ['wsgi.input']; or set WSGIRestrictStdin Off.",
-    };
-    target.setattr("stdin", Bound::new(target.py(), restricted)?)
+    let restricted = restricted(
+        target.py(),
+        "sys.stdin",
+        "WSGIRestrictStdin",
+        "input() or sys.stdin",
+        "A request's body is environ['wsgi.input']; or set WSGIRestrictStdin Off.",
+    )?;
+    target.setattr("stdin", restricted)
 }
 
 #[cfg(test)]
@@ -349,7 +393,6 @@ mod tests {
 
     fn buffer() -> LogBuffer {
         LogBuffer {
-            name: "<test>",
             remote: None,
             pending: Mutex::new(Vec::new()),
         }

@@ -33,6 +33,7 @@ mod file_wrapper;
 mod gc_telemetry;
 mod gil_gate;
 mod input;
+mod interp_state;
 mod interpreter;
 mod loader;
 mod log_object;

@@ -27,15 +27,53 @@ use super::input::EXPIRED;
 use super::log_object::type_name;
 use super::request::{SendError, Shared};
 
-#[pyclass(frozen, module = "mod_wsgi", name = "StartResponse")]
+/// A request's `start_response` and the `write` callable it returns. Both are `PyCFunction`s
+/// made per request in the current interpreter (`PyCFunction::new_closure`: a capsule owns
+/// the Rust state), not instances of a `#[pyclass]` whose one type object pyo3 shares
+/// between all interpreters of the process (see `interp_state.rs`).
 pub(crate) struct StartResponse {
     shared: Arc<Shared>,
 }
 
-impl StartResponse {
-    pub(crate) fn new(shared: Arc<Shared>) -> StartResponse {
-        StartResponse { shared }
-    }
+/// `start_response` for the request of `shared`, in the current interpreter.
+pub(crate) fn new(py: Python<'_>, shared: Arc<Shared>) -> PyResult<Bound<'_, PyAny>> {
+    let this = Arc::new(StartResponse { shared });
+    let writer = Arc::clone(&this);
+    let write = pyo3::types::PyCFunction::new_closure(
+        py,
+        Some(c"write"),
+        Some(c"write(data): the PEP 3333 write callable."),
+        move |args: &Bound<'_, PyTuple>, kwargs: Option<&Bound<'_, PyDict>>| -> PyResult<()> {
+            let data = match (args.len(), kwargs.filter(|k| !k.is_empty())) {
+                (1, None) => args.get_item(0)?,
+                (0, Some(k)) if k.len() == 1 => k.get_item("data")?.ok_or_else(|| {
+                    PyTypeError::new_err("write() got an unexpected keyword argument")
+                })?,
+                (n, k) => {
+                    return Err(PyTypeError::new_err(format!(
+                        "write() takes exactly one argument ({} given)",
+                        n + k.map_or(0, |k| k.len())
+                    )));
+                }
+            };
+            writer.write(args.py(), &data)
+        },
+    )?
+    .into_any()
+    .unbind();
+    Ok(pyo3::types::PyCFunction::new_closure(
+        py,
+        Some(c"start_response"),
+        Some(c"start_response(status, response_headers, exc_info=None)"),
+        move |args: &Bound<'_, PyTuple>,
+              kwargs: Option<&Bound<'_, PyDict>>|
+              -> PyResult<Py<PyAny>> {
+            let py = args.py();
+            this.call(py, args, kwargs)?;
+            Ok(write.clone_ref(py))
+        },
+    )?
+    .into_any())
 }
 
 pub(crate) type Headers = Vec<(Vec<u8>, Vec<u8>)>;
@@ -79,16 +117,15 @@ fn call_args<'py>(
     Ok(out)
 }
 
-#[pymethods]
 impl StartResponse {
-    #[pyo3(signature = (*args, **kwargs))]
-    fn __call__<'py>(
-        slf: &Bound<'py, Self>,
+    /// `start_response(status, response_headers, exc_info=None)`; the caller returns `write`.
+    fn call<'py>(
+        &self,
+        py: Python<'py>,
         args: &Bound<'py, PyTuple>,
         kwargs: Option<&Bound<'py, PyDict>>,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        let py = slf.py();
-        let this = slf.get();
+    ) -> PyResult<()> {
+        let this = self;
         if this.shared.is_expired() {
             return Err(PyRuntimeError::new_err(
                 "start_response() called after request completed",
@@ -135,7 +172,7 @@ impl StartResponse {
         if super::modwsgi::has_event_subscribers(py) {
             super::modwsgi::publish_response_started(py, &status, &headers, exc_info.as_ref());
         }
-        slf.getattr("write")
+        Ok(())
     }
 
     /// The PEP 3333 `write(data)` callable: sends the head if needed, then `data`, and flushes.
@@ -227,7 +264,7 @@ fn latin1(value: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
         Err(_) => {
             let py = value.py();
             py.get_type::<PyString>()
-                .getattr(pyo3::intern!(py, "encode"))?
+                .getattr(PyString::intern(py, "encode"))?
                 .call1((s, "latin-1"))?;
             Err(PyValueError::new_err("not encodable as latin-1"))
         }
