@@ -351,13 +351,17 @@ fn call_application(
     } else {
         app
     };
+    let state = match super::interp_state::current(py) {
+        Ok(state) => state,
+        Err(e) => return fail(py, spec, shared, Failure::App(e)),
+    };
     let errors = match log_object::new_stream(py, "<wsgi.errors>", remote) {
         Ok(errors) => errors,
         Err(e) => return fail(py, spec, shared, Failure::App(e)),
     };
-    let outcome = run_app(py, spec, shared, app, &errors);
+    let outcome = run_app(py, spec, shared, app, &errors, &state);
     // A partial last line is logged now, with this request's address.
-    if let Err(e) = errors.call_method0(pyo3::types::PyString::intern(py, "flush")) {
+    if let Err(e) = errors.call_method0(state.fixed(py, environ::Fixed::flush)) {
         log_exception(py, spec, &e);
     }
     outcome
@@ -369,6 +373,7 @@ fn run_app<'py>(
     shared: &Arc<Shared>,
     mut app: Bound<'py, PyAny>,
     errors: &Bound<'py, PyAny>,
+    state: &super::interp_state::InterpState,
 ) -> Outcome {
     let events = modwsgi::has_event_subscribers(py);
     if events {
@@ -382,9 +387,9 @@ fn run_app<'py>(
         .application_start_us
         .store(application_start_us, Ordering::Relaxed);
     let prepared = (|| -> PyResult<_> {
-        let input = super::input::new(py, Arc::clone(shared))?;
-        let start = super::start_response::new(py, Arc::clone(shared))?;
-        let environ = environ::build(py, spec, &input, errors, application_start_us)?;
+        let input = super::input::new(state, py, Arc::clone(shared))?;
+        let start = super::start_response::new(state, py, Arc::clone(shared))?;
+        let environ = environ::build(py, spec, &input, errors, state, application_start_us)?;
         Ok((environ, start))
     })();
     let (environ, start) = match prepared {

@@ -43,9 +43,30 @@ pub(crate) fn latin1<'py>(py: Python<'py>, bytes: &[u8]) -> Bound<'py, PyString>
     }
 }
 
-/// The variable names Apache and mod_rwsgi give (most requests have only these): their str
-/// keys are interned once per interpreter ([`new_known_keys`], kept in its `InterpState`).
-const KNOWN_KEYS: &[&str] = &[
+/// Declares `KNOWN_KEYS` and [`known_index`] over the variable names Apache and mod_rwsgi
+/// give (most requests have only these): their str keys are interned once per interpreter
+/// ([`new_known_keys`], kept in its `InterpState`).
+macro_rules! known_keys {
+    ($($name:literal),* $(,)?) => {
+        const KNOWN_KEYS: &[&str] = &[$($name),*];
+
+        /// The index in `KNOWN_KEYS` of CGI name `name` (comparisons with constants, which
+        /// the compiler inlines).
+        fn known_index(name: &[u8]) -> Option<usize> {
+            let mut i = 0;
+            $(
+                if name == $name.as_bytes() {
+                    return Some(i);
+                }
+                i += 1;
+            )*
+            let _ = i;
+            None
+        }
+    };
+}
+
+known_keys!(
     "HTTP_HOST",
     "HTTP_USER_AGENT",
     "HTTP_ACCEPT",
@@ -92,7 +113,7 @@ const KNOWN_KEYS: &[&str] = &[
     "mod_wsgi.connection_id",
     "mod_wsgi.request_handler",
     "mod_wsgi.handler_script",
-];
+);
 
 /// The current interpreter's interned str of each of [`KNOWN_KEYS`], in that order.
 pub(crate) fn new_known_keys(py: Python<'_>) -> Vec<Py<PyString>> {
@@ -102,9 +123,62 @@ pub(crate) fn new_known_keys(py: Python<'_>) -> Vec<Py<PyString>> {
         .collect()
 }
 
+/// Declares the str constants the request path uses besides [`KNOWN_KEYS`]: interned once per
+/// interpreter ([`new_fixed`], kept in its `InterpState` in this order) and found by index.
+macro_rules! fixed {
+    ($($id:ident = $s:literal),* $(,)?) => {
+        /// Indexes into an interpreter's `fixed` strings.
+        #[allow(non_camel_case_types)]
+        #[derive(Clone, Copy)]
+        pub(crate) enum Fixed { $($id),* }
+        const FIXED: &[&str] = &[$($s),*];
+    };
+}
+
+fixed!(
+    script_name = "SCRIPT_NAME",
+    path_info = "PATH_INFO",
+    url_scheme = "wsgi.url_scheme",
+    input = "wsgi.input",
+    errors = "wsgi.errors",
+    application_group = "mod_wsgi.application_group",
+    callable_object = "mod_wsgi.callable_object",
+    saved_script_name = "mod_wsgi.script_name",
+    saved_path_info = "mod_wsgi.path_info",
+    request_start = "mod_wsgi.request_start",
+    queue_start = "mod_wsgi.queue_start",
+    daemon_start = "mod_wsgi.daemon_start",
+    application_start = "mod_wsgi.application_start",
+    thread_id = "mod_wsgi.thread_id",
+    request_rec = "apache.request_rec",
+    https = "https",
+    http = "http",
+    empty = "",
+    flush = "flush",
+    mode = "mode",
+    w = "w",
+    mtime = "__mtime__",
+    reload_required = "reload_required",
+);
+
+/// The current interpreter's interned str of each of `FIXED`, in that order.
+pub(crate) fn new_fixed(py: Python<'_>) -> Vec<Py<PyString>> {
+    FIXED
+        .iter()
+        .map(|k| PyString::intern(py, k).unbind())
+        .collect()
+}
+
+impl super::interp_state::InterpState {
+    /// The interpreter's interned str `which`.
+    pub(crate) fn fixed<'py>(&self, py: Python<'py>, which: Fixed) -> &Bound<'py, PyString> {
+        self.fixed[which as usize].bind(py)
+    }
+}
+
 /// The environ key for CGI name `bytes`; `known` = the interpreter's [`new_known_keys`].
 fn key<'py>(py: Python<'py>, known: &[Py<PyString>], bytes: &[u8]) -> Bound<'py, PyString> {
-    if let Some(i) = KNOWN_KEYS.iter().position(|k| k.as_bytes() == bytes)
+    if let Some(i) = known_index(bytes)
         && let Some(known) = known.get(i)
     {
         return known.bind(py).clone();
@@ -122,9 +196,9 @@ pub(crate) fn build<'py>(
     spec: &RequestSpec<'_>,
     input: &Bound<'py, PyAny>,
     errors: &Bound<'py, PyAny>,
+    state: &super::interp_state::InterpState,
     application_start_us: u64,
 ) -> PyResult<Bound<'py, PyDict>> {
-    let state = super::interp_state::current(py)?;
     let env = state.base_environ.bind(py).copy()?;
     let mut https = false;
     let mut request_scheme: Option<&[u8]> = None;
@@ -152,62 +226,62 @@ pub(crate) fn build<'py>(
         env.set_item(key(py, &state.known_keys, name), v)?;
     }
     let scheme = if https {
-        PyString::intern(py, "https")
+        state.fixed(py, Fixed::https).clone()
     } else {
         match request_scheme {
             Some(s) if !s.is_empty() => latin1(py, s),
-            _ => PyString::intern(py, "http"),
+            _ => state.fixed(py, Fixed::http).clone(),
         }
     };
-    let empty = &PyString::intern(py, "");
+    let empty = state.fixed(py, Fixed::empty);
     let script_name = script_name.unwrap_or_else(|| empty.clone());
     let path_info = path_info.unwrap_or_else(|| empty.clone());
-    if !env.contains(PyString::intern(py, "SCRIPT_NAME"))? {
-        env.set_item(PyString::intern(py, "SCRIPT_NAME"), &script_name)?;
+    if !env.contains(state.fixed(py, Fixed::script_name))? {
+        env.set_item(state.fixed(py, Fixed::script_name), &script_name)?;
     }
-    if !env.contains(PyString::intern(py, "PATH_INFO"))? {
-        env.set_item(PyString::intern(py, "PATH_INFO"), &path_info)?;
+    if !env.contains(state.fixed(py, Fixed::path_info))? {
+        env.set_item(state.fixed(py, Fixed::path_info), &path_info)?;
     }
-    env.set_item(PyString::intern(py, "wsgi.url_scheme"), scheme)?;
-    env.set_item(PyString::intern(py, "wsgi.input"), input)?;
-    env.set_item(PyString::intern(py, "wsgi.errors"), errors)?;
+    env.set_item(state.fixed(py, Fixed::url_scheme), scheme)?;
+    env.set_item(state.fixed(py, Fixed::input), input)?;
+    env.set_item(state.fixed(py, Fixed::errors), errors)?;
     env.set_item(
-        PyString::intern(py, "mod_wsgi.application_group"),
+        state.fixed(py, Fixed::application_group),
         spec.app_group,
     )?;
     env.set_item(
-        PyString::intern(py, "mod_wsgi.callable_object"),
+        state.fixed(py, Fixed::callable_object),
         callable_name(spec),
     )?;
     if !saved_names {
-        env.set_item(PyString::intern(py, "mod_wsgi.script_name"), script_name)?;
-        env.set_item(PyString::intern(py, "mod_wsgi.path_info"), path_info)?;
+        env.set_item(state.fixed(py, Fixed::saved_script_name), script_name)?;
+        env.set_item(state.fixed(py, Fixed::saved_path_info), path_info)?;
     }
     let times = &spec.times;
     env.set_item(
-        PyString::intern(py, "mod_wsgi.request_start"),
+        state.fixed(py, Fixed::request_start),
         seconds(times.request_start_us),
     )?;
     env.set_item(
-        PyString::intern(py, "mod_wsgi.queue_start"),
+        state.fixed(py, Fixed::queue_start),
         seconds(times.queue_start_us),
     )?;
     env.set_item(
-        PyString::intern(py, "mod_wsgi.daemon_start"),
+        state.fixed(py, Fixed::daemon_start),
         seconds(times.daemon_start_us),
     )?;
     env.set_item(
-        PyString::intern(py, "mod_wsgi.application_start"),
+        state.fixed(py, Fixed::application_start),
         seconds(application_start_us),
     )?;
     // From 1, the number events and process_metrics() give the thread too, as mod_wsgi.
     env.set_item(
-        PyString::intern(py, "mod_wsgi.thread_id"),
+        state.fixed(py, Fixed::thread_id),
         super::metrics::thread_slot() + 1,
     )?;
     if let Some(request_rec) = spec.apache_request {
         env.set_item(
-            PyString::intern(py, "apache.request_rec"),
+            state.fixed(py, Fixed::request_rec),
             request_rec_capsule(py, request_rec)?,
         )?;
     }

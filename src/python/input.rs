@@ -10,7 +10,10 @@ use std::sync::{Arc, Mutex};
 
 use pyo3::exceptions::{PyOSError, PyRuntimeError};
 use pyo3::prelude::*;
+use pyo3::ffi;
 use pyo3::types::PyBytes;
+
+use super::native_class;
 
 use super::request::{Shared, lock};
 
@@ -19,90 +22,176 @@ pub(crate) const CHUNK: usize = 64 * 1024;
 
 pub(crate) const EXPIRED: &str = "request object has expired";
 
-/// `mod_wsgi.Input`, defined in each interpreter (see `interp_state.rs`): a Python class
-/// whose methods call `_op`, a `PyCFunction` made per request ([`new`]) over a capsule that
-/// owns the request's [`Input`] state. `_op(0, size)` reads, `_op(1, size)` reads a line,
-/// `_op(2, None)` checks the request is not over.
-const INPUT_PY: &std::ffi::CStr = cr#"
-class Input:
-    """wsgi.input: the request body."""
+/// `mod_wsgi.Input`, defined in each interpreter (see `native_class.rs`): `read`,
+/// `readline`, `readlines`, iteration by line and `close`, over the request's [`Input`].
+static SPEC: native_class::Spec<Input> = native_class::Spec {
+    name: c"mod_wsgi.Input",
+    doc: c"wsgi.input: the request body.",
+    methods: Some(&METHODS.0),
+    members: None,
+    slots: input_slots,
+    _value: std::marker::PhantomData,
+};
 
-    __slots__ = ("_op",)
+static METHODS: native_class::Table<ffi::PyMethodDef, 5> = native_class::Table([
+    native_class::method!(c"read", py_read, c"read(size=-1): up to size bytes of the body."),
+    native_class::method!(c"readline", py_readline, c"readline(size=-1): one line."),
+    native_class::method!(c"readlines", py_readlines, c"readlines(hint=-1): the lines."),
+    native_class::method!(c"close", py_close, c"close(): nothing to do."),
+    native_class::METHODS_END,
+]);
 
-    def __init__(self, op):
-        self._op = op
-
-    def read(self, size=None):
-        return self._op(0, size)
-
-    def readline(self, size=None):
-        return self._op(1, size)
-
-    def readlines(self, hint=None):
-        if hint is not None:
-            hint = hint.__index__()
-        lines = []
-        total = 0
-        while True:
-            line = self._op(1, None)
-            if not line:
-                break
-            lines.append(line)
-            total += len(line)
-            if hint is not None and hint > 0 and total >= hint:
-                break
-        return lines
-
-    def __iter__(self):
-        self._op(2, None)
-        return self
-
-    def __next__(self):
-        line = self._op(1, None)
-        if not line:
-            raise StopIteration
-        return line
-
-    def close(self):
-        self._op(2, None)
-"#;
+fn input_slots() -> Vec<ffi::PyType_Slot> {
+    vec![
+        ffi::PyType_Slot {
+            slot: ffi::Py_tp_iter,
+            pfunc: pyo3::impl_::trampoline::get_trampoline_function!(getiterfunc, py_iter)
+                as *mut std::ffi::c_void,
+        },
+        ffi::PyType_Slot {
+            slot: ffi::Py_tp_iternext,
+            pfunc: pyo3::impl_::trampoline::get_trampoline_function!(iternextfunc, py_next)
+                as *mut std::ffi::c_void,
+        },
+    ]
+}
 
 /// Defines `mod_wsgi.Input` in the current interpreter.
 pub(crate) fn define(py: Python<'_>) -> PyResult<Bound<'_, pyo3::types::PyType>> {
-    let globals = pyo3::types::PyDict::new(py);
-    globals.set_item("__name__", "mod_wsgi")?;
-    py.run(INPUT_PY, Some(&globals), None)?;
-    Ok(globals
-        .get_item("Input")?
-        .ok_or_else(|| PyRuntimeError::new_err("Input not defined"))?
-        .cast_into::<pyo3::types::PyType>()?)
+    native_class::define(py, &SPEC)
 }
 
 /// A request's `wsgi.input`: an instance of the current interpreter's `Input` class.
-pub(crate) fn new<'py>(py: Python<'py>, shared: Arc<Shared>) -> PyResult<Bound<'py, PyAny>> {
-    let input = Input::new(shared);
-    let op = pyo3::types::PyCFunction::new_closure(
-        py,
-        Some(c"_op"),
-        None,
-        move |args: &Bound<'_, pyo3::types::PyTuple>,
-              _kwargs: Option<&Bound<'_, pyo3::types::PyDict>>|
-              -> PyResult<Py<PyAny>> {
-            let py = args.py();
-            let kind: u8 = args.get_item(0)?.extract()?;
-            let size: Option<isize> = args.get_item(1)?.extract()?;
-            match kind {
-                0 => Ok(input.read(py, size)?.into_any().unbind()),
-                1 => Ok(input.readline(py, size)?.into_any().unbind()),
-                _ => {
-                    input.check()?;
-                    Ok(py.None())
-                }
-            }
-        },
-    )?;
-    let class = super::interp_state::current(py)?;
-    class.input.bind(py).call1((op,))
+pub(crate) fn new<'py>(
+    state: &super::interp_state::InterpState,
+    py: Python<'py>,
+    shared: Arc<Shared>,
+) -> PyResult<Bound<'py, PyAny>> {
+    native_class::new(state.input.bind(py), Input::new(shared), None)
+}
+
+/// The optional size argument: None or an int (`__index__`).
+fn size_arg(arg: Option<Bound<'_, PyAny>>) -> PyResult<Option<isize>> {
+    match arg {
+        Some(a) if !a.is_none() => Ok(Some(a.extract()?)),
+        _ => Ok(None),
+    }
+}
+
+/// # Safety
+/// The fastcall method contract of `native_class::method!` on an `Input` instance.
+unsafe fn py_read(
+    py: Python<'_>,
+    slf: *mut ffi::PyObject,
+    args: *const *mut ffi::PyObject,
+    nargs: ffi::Py_ssize_t,
+    kwnames: *mut ffi::PyObject,
+) -> PyResult<*mut ffi::PyObject> {
+    // SAFETY: the caller's contract.
+    let ([size], input) = unsafe {
+        (
+            native_class::fastcall_args(py, "read", ["size"], args, nargs, kwnames)?,
+            native_class::value::<Input>(slf)?,
+        )
+    };
+    Ok(input.read(py, size_arg(size)?)?.into_ptr())
+}
+
+/// # Safety
+/// As [`py_read`].
+unsafe fn py_readline(
+    py: Python<'_>,
+    slf: *mut ffi::PyObject,
+    args: *const *mut ffi::PyObject,
+    nargs: ffi::Py_ssize_t,
+    kwnames: *mut ffi::PyObject,
+) -> PyResult<*mut ffi::PyObject> {
+    // SAFETY: the caller's contract.
+    let ([size], input) = unsafe {
+        (
+            native_class::fastcall_args(py, "readline", ["size"], args, nargs, kwnames)?,
+            native_class::value::<Input>(slf)?,
+        )
+    };
+    Ok(input.readline(py, size_arg(size)?)?.into_ptr())
+}
+
+/// # Safety
+/// As [`py_read`].
+unsafe fn py_readlines(
+    py: Python<'_>,
+    slf: *mut ffi::PyObject,
+    args: *const *mut ffi::PyObject,
+    nargs: ffi::Py_ssize_t,
+    kwnames: *mut ffi::PyObject,
+) -> PyResult<*mut ffi::PyObject> {
+    // SAFETY: the caller's contract.
+    let ([hint], input) = unsafe {
+        (
+            native_class::fastcall_args(py, "readlines", ["hint"], args, nargs, kwnames)?,
+            native_class::value::<Input>(slf)?,
+        )
+    };
+    let hint = size_arg(hint)?;
+    let lines = pyo3::types::PyList::empty(py);
+    let mut total = 0usize;
+    loop {
+        let line = input.readline(py, None)?;
+        let n = line.as_bytes().len();
+        if n == 0 {
+            break;
+        }
+        lines.append(line)?;
+        total += n;
+        if hint.is_some_and(|h| h > 0 && total >= h as usize) {
+            break;
+        }
+    }
+    Ok(lines.into_ptr())
+}
+
+/// # Safety
+/// As [`py_read`].
+unsafe fn py_close(
+    py: Python<'_>,
+    slf: *mut ffi::PyObject,
+    args: *const *mut ffi::PyObject,
+    nargs: ffi::Py_ssize_t,
+    kwnames: *mut ffi::PyObject,
+) -> PyResult<*mut ffi::PyObject> {
+    // SAFETY: the caller's contract.
+    let ([], input) = unsafe {
+        (
+            native_class::fastcall_args(py, "close", [], args, nargs, kwnames)?,
+            native_class::value::<Input>(slf)?,
+        )
+    };
+    input.check()?;
+    Ok(py.None().into_ptr())
+}
+
+/// `__iter__`: the object itself, while the request lasts.
+///
+/// # Safety
+/// `slf` is an `Input` instance (CPython's `tp_iter` call).
+unsafe fn py_iter(py: Python<'_>, slf: *mut ffi::PyObject) -> PyResult<*mut ffi::PyObject> {
+    // SAFETY: the caller's contract.
+    unsafe { native_class::value::<Input>(slf)? }.check()?;
+    // SAFETY: slf is a live object; the new reference is the return value.
+    Ok(unsafe { Bound::from_borrowed_ptr(py, slf) }.into_ptr())
+}
+
+/// `__next__`: the next line; null without an exception at the end.
+///
+/// # Safety
+/// As [`py_iter`].
+unsafe fn py_next(py: Python<'_>, slf: *mut ffi::PyObject) -> PyResult<*mut ffi::PyObject> {
+    // SAFETY: the caller's contract.
+    let line = unsafe { native_class::value::<Input>(slf)? }.readline(py, None)?;
+    if line.as_bytes().is_empty() {
+        return Ok(std::ptr::null_mut());
+    }
+    Ok(line.into_ptr())
 }
 
 pub(crate) struct Input {

@@ -6,7 +6,7 @@
 //! created), used only there and dropped there ([`forget`], before a sub-interpreter is
 //! ended), so no object here crosses interpreters.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 
 use pyo3::prelude::*;
 use pyo3::sync::MutexExt;
@@ -20,6 +20,16 @@ pub(crate) struct InterpState {
     pub(crate) base_environ: Py<PyDict>,
     /// The interned environ keys of `environ::KNOWN_KEYS`.
     pub(crate) known_keys: Vec<Py<PyString>>,
+    /// The other str constants of the request path (`environ::Fixed`).
+    pub(crate) fixed: Vec<Py<PyString>>,
+    /// `mod_wsgi.StartResponse` and `mod_wsgi.Write`, the classes of a request's
+    /// `start_response` and of the `write` callable it returns.
+    pub(crate) start_response: Py<PyType>,
+    pub(crate) write: Py<PyType>,
+    /// `io.TextIOWrapper` and its keyword arguments for the error-log streams (never changed:
+    /// a call passes a copy to the callee).
+    pub(crate) text_io_wrapper: Py<PyAny>,
+    pub(crate) stream_kwargs: Py<PyDict>,
     /// `mod_wsgi.Input`, the class of `wsgi.input`.
     pub(crate) input: Py<PyType>,
     /// `mod_wsgi.FileWrapper`, also `environ['wsgi.file_wrapper']`.
@@ -78,10 +88,28 @@ fn take(states: &mut Vec<(i64, Arc<InterpState>)>, id: i64) -> Vec<(i64, Arc<Int
     gone
 }
 
+thread_local! {
+    /// This thread's last lookup: interpreter id → its state (weak: the registry owns the
+    /// states, and a forgotten one is not kept alive by threads that looked it up). The
+    /// request path takes the state from here without the registry's lock.
+    static LAST: std::cell::RefCell<(i64, Weak<InterpState>)> =
+        const { std::cell::RefCell::new((-1, Weak::new())) };
+}
+
 /// The current interpreter's state; an error when `modwsgi::install` has not run in it.
 pub(crate) fn current(py: Python<'_>) -> PyResult<Arc<InterpState>> {
     let id = current_interpreter_id(py);
-    STATES
+    let cached = LAST
+        .try_with(|last| {
+            let last = last.borrow();
+            if last.0 == id { last.1.upgrade() } else { None }
+        })
+        .ok()
+        .flatten();
+    if let Some(state) = cached {
+        return Ok(state);
+    }
+    let state = STATES
         .lock_py_attached(py)
         .unwrap_or_else(|e| e.into_inner())
         .iter()
@@ -91,5 +119,7 @@ pub(crate) fn current(py: Python<'_>) -> PyResult<Arc<InterpState>> {
             pyo3::exceptions::PyRuntimeError::new_err(format!(
                 "mod_wsgi is not initialised in this Python interpreter (id {id})"
             ))
-        })
+        })?;
+    let _ = LAST.try_with(|last| *last.borrow_mut() = (id, Arc::downgrade(&state)));
+    Ok(state)
 }

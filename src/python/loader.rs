@@ -394,7 +394,13 @@ pub(crate) fn reload_reason(
     group: &str,
 ) -> Option<String> {
     let dict = loaded.module.bind(py).dict();
-    let recorded = match dict.get_item(pyo3::types::PyString::intern(py, "__mtime__")) {
+    // The interpreter's interned names (fixed strings), or made now without its state.
+    let state = super::interp_state::current(py).ok();
+    let name = |which: super::environ::Fixed, text: &str| match &state {
+        Some(state) => state.fixed(py, which).clone(),
+        None => pyo3::types::PyString::intern(py, text),
+    };
+    let recorded = match dict.get_item(name(super::environ::Fixed::mtime, "__mtime__")) {
         Ok(Some(value)) => value.extract::<i64>().ok(),
         _ => return Some("its module no longer has __mtime__".into()),
     };
@@ -407,7 +413,7 @@ pub(crate) fn reload_reason(
         Err(e) => return Some(format!("it can no longer be read ({e})")),
     }
     let hook = dict
-        .get_item(pyo3::types::PyString::intern(py, "reload_required"))
+        .get_item(name(super::environ::Fixed::reload_required, "reload_required"))
         .ok()
         .flatten()?;
     let answer = fs_path(py, path).and_then(|resource| hook.call1((resource,)));

@@ -13,10 +13,12 @@
 use std::cell::RefCell;
 use std::sync::{Arc, Mutex};
 
-use pyo3::exceptions::PyTypeError;
+use pyo3::exceptions::{PyOSError, PyTypeError};
+use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes, PyMemoryView};
 
+use super::native_class;
 use crate::logging::Level;
 
 /// A partial line longer than this is logged without waiting for its newline.
@@ -82,69 +84,186 @@ pub(crate) fn log_in_request(py: Python<'_>, level: Level, msg: &str) {
     });
 }
 
-/// `mod_wsgi.LogBuffer`, the binary writer under the text streams, defined in each
-/// interpreter (see `interp_state.rs`): a Python class whose methods call `_op`, a
-/// `PyCFunction` made per stream ([`new_stream`]) over a capsule that owns the Rust
-/// [`LogBuffer`]. `_op(0, data)` writes (returns the byte count), `_op(1, None)` flushes.
-const LOG_BUFFER_PY: &std::ffi::CStr = cr#"
-class LogBuffer:
-    """The binary stream under wsgi.errors, sys.stdout and sys.stderr: lines go to the
-    Apache error log."""
+/// `mod_wsgi.LogBuffer`, the binary writer under the text streams (wsgi.errors, sys.stdout,
+/// sys.stderr), defined in each interpreter (`native_class.rs`) over the Rust [`LogBuffer`];
+/// its member `name` is the stream's name.
+static SPEC: native_class::Spec<LogBuffer> = native_class::Spec {
+    name: c"mod_wsgi.LogBuffer",
+    doc: c"The binary stream under wsgi.errors, sys.stdout and sys.stderr: lines go to the \
+           Apache error log.",
+    methods: Some(&METHODS.0),
+    members: Some(&MEMBERS.0),
+    slots: native_class::no_slots,
+    _value: std::marker::PhantomData,
+};
 
-    __slots__ = ("_op", "name")
+static METHODS: native_class::Table<ffi::PyMethodDef, 10> = native_class::Table([
+    native_class::method!(c"write", py_write, c"write(data): log the complete lines."),
+    native_class::method!(c"writelines", py_writelines, c"writelines(lines)"),
+    native_class::method!(c"flush", py_flush, c"flush(): log a pending partial line."),
+    native_class::method!(c"close", py_flush, c"close(): flush (the stream stays usable)."),
+    native_class::method!(c"isatty", py_false, c"False"),
+    native_class::method!(c"readable", py_false, c"False"),
+    native_class::method!(c"seekable", py_false, c"False"),
+    native_class::method!(c"writable", py_true, c"True"),
+    native_class::method!(c"fileno", py_fileno, c"OSError: no file descriptor."),
+    native_class::METHODS_END,
+]);
 
-    def __init__(self, op, name):
-        self._op = op
-        self.name = name
+static MEMBERS: native_class::Table<ffi::PyMemberDef, 2> = native_class::Table([
+    ffi::PyMemberDef {
+        name: c"name".as_ptr(),
+        type_code: ffi::Py_T_OBJECT_EX,
+        offset: native_class::MEMBER_OFFSET,
+        flags: ffi::Py_READONLY,
+        doc: c"The stream's name.".as_ptr(),
+    },
+    ffi::PyMemberDef {
+        name: std::ptr::null(),
+        type_code: 0,
+        offset: 0,
+        flags: 0,
+        doc: std::ptr::null(),
+    },
+]);
 
-    def write(self, data):
-        return self._op(0, data)
-
-    def writelines(self, lines):
-        for line in lines:
-            self._op(0, line)
-
-    def flush(self):
-        self._op(1, None)
-
-    def close(self):
-        self._op(1, None)
-
-    def isatty(self):
-        return False
-
-    def readable(self):
-        return False
-
-    def writable(self):
-        return True
-
-    def seekable(self):
-        return False
-
-    def fileno(self):
-        raise OSError(f"{self.name} has no file descriptor (it writes to the error log)")
-
-    @property
-    def closed(self):
-        return False
-
-    mode = "wb"
-"#;
-
-/// Defines `mod_wsgi.LogBuffer` in the current interpreter.
+/// Defines `mod_wsgi.LogBuffer` in the current interpreter (with its class attributes
+/// `closed = False` and `mode = "wb"`).
 pub(crate) fn define(py: Python<'_>) -> PyResult<Bound<'_, pyo3::types::PyType>> {
-    let globals = pyo3::types::PyDict::new(py);
-    globals.set_item("__name__", "mod_wsgi")?;
-    py.run(LOG_BUFFER_PY, Some(&globals), None)?;
-    Ok(globals
-        .get_item("LogBuffer")?
-        .ok_or_else(|| pyo3::exceptions::PyRuntimeError::new_err("LogBuffer not defined"))?
-        .cast_into::<pyo3::types::PyType>()?)
+    let class = native_class::define(py, &SPEC)?;
+    class.setattr("closed", false)?;
+    class.setattr("mode", "wb")?;
+    Ok(class)
+}
+
+/// The arguments and the [`LogBuffer`] of a `LogBuffer` method call.
+///
+/// # Safety
+/// The fastcall method contract of `native_class::method!` on a `LogBuffer` instance.
+unsafe fn method_args<'a, 'py, const N: usize>(
+    py: Python<'py>,
+    func: &str,
+    names: [&str; N],
+    slf: *mut ffi::PyObject,
+    args: *const *mut ffi::PyObject,
+    nargs: ffi::Py_ssize_t,
+    kwnames: *mut ffi::PyObject,
+) -> PyResult<([Option<Bound<'py, PyAny>>; N], &'a LogBuffer)> {
+    // SAFETY: the caller's contract.
+    unsafe {
+        Ok((
+            native_class::fastcall_args(py, func, names, args, nargs, kwnames)?,
+            native_class::value::<LogBuffer>(slf)?,
+        ))
+    }
+}
+
+fn required<'py>(func: &str, arg: Option<Bound<'py, PyAny>>) -> PyResult<Bound<'py, PyAny>> {
+    arg.ok_or_else(|| PyTypeError::new_err(format!("{func}() takes exactly one argument (0 given)")))
+}
+
+/// # Safety
+/// As [`method_args`].
+unsafe fn py_write(
+    py: Python<'_>,
+    slf: *mut ffi::PyObject,
+    args: *const *mut ffi::PyObject,
+    nargs: ffi::Py_ssize_t,
+    kwnames: *mut ffi::PyObject,
+) -> PyResult<*mut ffi::PyObject> {
+    // SAFETY: the caller's contract.
+    let ([data], buffer) = unsafe { method_args(py, "write", ["data"], slf, args, nargs, kwnames)? };
+    let written = buffer.write(py, &required("write", data)?)?;
+    Ok(written.into_pyobject(py)?.into_ptr())
+}
+
+/// # Safety
+/// As [`method_args`].
+unsafe fn py_writelines(
+    py: Python<'_>,
+    slf: *mut ffi::PyObject,
+    args: *const *mut ffi::PyObject,
+    nargs: ffi::Py_ssize_t,
+    kwnames: *mut ffi::PyObject,
+) -> PyResult<*mut ffi::PyObject> {
+    // SAFETY: the caller's contract.
+    let ([lines], buffer) =
+        unsafe { method_args(py, "writelines", ["lines"], slf, args, nargs, kwnames)? };
+    for item in required("writelines", lines)?.try_iter()? {
+        with_bytes(&item?, |bytes| buffer.write_bytes(py, bytes))?;
+    }
+    Ok(py.None().into_ptr())
+}
+
+/// `flush()` and `close()`.
+///
+/// # Safety
+/// As [`method_args`].
+unsafe fn py_flush(
+    py: Python<'_>,
+    slf: *mut ffi::PyObject,
+    args: *const *mut ffi::PyObject,
+    nargs: ffi::Py_ssize_t,
+    kwnames: *mut ffi::PyObject,
+) -> PyResult<*mut ffi::PyObject> {
+    // SAFETY: the caller's contract.
+    let ([], buffer) = unsafe { method_args(py, "flush", [], slf, args, nargs, kwnames)? };
+    buffer.flush(py);
+    Ok(py.None().into_ptr())
+}
+
+/// `isatty()`, `readable()`, `seekable()`.
+///
+/// # Safety
+/// As [`method_args`].
+unsafe fn py_false(
+    py: Python<'_>,
+    slf: *mut ffi::PyObject,
+    args: *const *mut ffi::PyObject,
+    nargs: ffi::Py_ssize_t,
+    kwnames: *mut ffi::PyObject,
+) -> PyResult<*mut ffi::PyObject> {
+    // SAFETY: the caller's contract.
+    unsafe { method_args(py, "method", [], slf, args, nargs, kwnames)? };
+    Ok(false.into_pyobject(py)?.to_owned().into_ptr())
+}
+
+/// `writable()`.
+///
+/// # Safety
+/// As [`method_args`].
+unsafe fn py_true(
+    py: Python<'_>,
+    slf: *mut ffi::PyObject,
+    args: *const *mut ffi::PyObject,
+    nargs: ffi::Py_ssize_t,
+    kwnames: *mut ffi::PyObject,
+) -> PyResult<*mut ffi::PyObject> {
+    // SAFETY: the caller's contract.
+    unsafe { method_args(py, "writable", [], slf, args, nargs, kwnames)? };
+    Ok(true.into_pyobject(py)?.to_owned().into_ptr())
+}
+
+/// # Safety
+/// As [`method_args`].
+unsafe fn py_fileno(
+    py: Python<'_>,
+    slf: *mut ffi::PyObject,
+    args: *const *mut ffi::PyObject,
+    nargs: ffi::Py_ssize_t,
+    kwnames: *mut ffi::PyObject,
+) -> PyResult<*mut ffi::PyObject> {
+    // SAFETY: the caller's contract.
+    let ([], buffer) = unsafe { method_args(py, "fileno", [], slf, args, nargs, kwnames)? };
+    Err(PyOSError::new_err(format!(
+        "{} has no file descriptor (it writes to the error log)",
+        buffer.name
+    )))
 }
 
 /// The Rust state of one `LogBuffer`: bytes in, error-log lines out.
 pub(crate) struct LogBuffer {
+    name: &'static str,
     /// Fixed "[remote ...] " (a request's wsgi.errors); `None` = the writing thread's request.
     remote: Option<Arc<str>>,
     pending: Mutex<Vec<u8>>,
@@ -246,36 +365,40 @@ pub(crate) fn new_stream<'py>(
     name: &'static str,
     remote: Option<Arc<str>>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let state = LogBuffer {
+    let buffer = LogBuffer {
+        name,
         remote,
         pending: Mutex::new(Vec::new()),
     };
-    let op = pyo3::types::PyCFunction::new_closure(
-        py,
-        Some(c"_op"),
-        None,
-        move |args: &Bound<'_, pyo3::types::PyTuple>,
-              _kwargs: Option<&Bound<'_, pyo3::types::PyDict>>|
-              -> PyResult<Py<PyAny>> {
-            let py = args.py();
-            let kind: u8 = args.get_item(0)?.extract()?;
-            if kind == 0 {
-                let written = state.write(py, &args.get_item(1)?)?;
-                Ok(written.into_pyobject(py)?.into_any().unbind())
-            } else {
-                state.flush(py);
-                Ok(py.None())
-            }
-        },
-    )?;
-    // The interpreter's class; sys.stdout/stderr are made while it is being set up, before
-    // its state (which holds the class) is registered: then a class is defined for them.
-    let class = match super::interp_state::current(py) {
-        Ok(state) => state.log_buffer.clone_ref(py).into_bound(py),
-        Err(_) => define(py)?,
-    };
-    let buffer = class.call1((op, name))?;
-    let wrapper = &pyo3::types::PyString::intern(py, "TextIOWrapper");
+    let name = pyo3::types::PyString::new(py, name).into_any();
+    // The interpreter's class and io.TextIOWrapper arguments; sys.stdout/stderr are made
+    // while it is being set up, before its state is registered: then they are made here.
+    if let Ok(state) = super::interp_state::current(py) {
+        let buffer = native_class::new(state.log_buffer.bind(py), buffer, Some(name))?;
+        let stream = state
+            .text_io_wrapper
+            .bind(py)
+            .call((buffer,), Some(state.stream_kwargs.bind(py)))?;
+        // As on the streams Python itself opens.
+        let _ = stream.setattr(
+            state.fixed(py, super::environ::Fixed::mode),
+            state.fixed(py, super::environ::Fixed::w),
+        );
+        return Ok(stream);
+    }
+    let buffer = native_class::new(&define(py)?, buffer, Some(name))?;
+    let stream = text_io_wrapper(py)?.call((buffer,), Some(&stream_kwargs(py)?))?;
+    let _ = stream.setattr("mode", "w");
+    Ok(stream)
+}
+
+/// `io.TextIOWrapper` of the current interpreter.
+pub(crate) fn text_io_wrapper(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
+    py.import("io")?.getattr("TextIOWrapper")
+}
+
+/// The keyword arguments of `io.TextIOWrapper` for an error-log stream.
+pub(crate) fn stream_kwargs(py: Python<'_>) -> PyResult<Bound<'_, pyo3::types::PyDict>> {
     let kwargs = pyo3::types::PyDict::new(py);
     kwargs.set_item("encoding", "utf-8")?;
     kwargs.set_item("errors", "backslashreplace")?;
@@ -283,13 +406,7 @@ pub(crate) fn new_stream<'py>(
     // line_buffering, TextIOWrapper would also flush the buffer after every newline and so log
     // a partial line that follows it early.
     kwargs.set_item("write_through", true)?;
-    let stream = py
-        .import(pyo3::types::PyString::intern(py, "io"))?
-        .getattr(wrapper)?
-        .call((buffer,), Some(&kwargs))?;
-    // As on the streams Python itself opens.
-    let _ = stream.setattr("mode", "w");
-    Ok(stream)
+    Ok(kwargs)
 }
 
 pub(crate) fn type_name(obj: &Bound<'_, PyAny>) -> String {
@@ -393,6 +510,7 @@ mod tests {
 
     fn buffer() -> LogBuffer {
         LogBuffer {
+            name: "test",
             remote: None,
             pending: Mutex::new(Vec::new()),
         }

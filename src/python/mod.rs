@@ -39,6 +39,7 @@ mod loader;
 mod log_object;
 mod metrics;
 mod modwsgi;
+mod native_class;
 mod phase_scripts;
 mod request;
 mod service;

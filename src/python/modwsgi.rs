@@ -70,6 +70,11 @@ pub(crate) fn install(py: Python<'_>, info: &ProcessInfo, app_group: &str) -> Py
         super::interp_state::InterpState {
             base_environ: super::environ::new_base(py, &file_wrapper)?,
             known_keys: super::environ::new_known_keys(py),
+            fixed: super::environ::new_fixed(py),
+            text_io_wrapper: super::log_object::text_io_wrapper(py)?.unbind(),
+            stream_kwargs: super::log_object::stream_kwargs(py)?.unbind(),
+            start_response: super::start_response::define(py)?.unbind(),
+            write: super::start_response::define_write(py)?.unbind(),
             input: super::input::define(py)?.unbind(),
             log_buffer: super::log_object::define(py)?.unbind(),
             module: m.unbind(),

@@ -19,61 +19,135 @@
 use std::sync::Arc;
 
 use pyo3::exceptions::{PyOSError, PyRuntimeError, PyTypeError, PyValueError};
+use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::sync::MutexExt;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 
 use super::input::EXPIRED;
 use super::log_object::type_name;
+use super::native_class;
 use super::request::{SendError, Shared};
 
-/// A request's `start_response` and the `write` callable it returns. Both are `PyCFunction`s
-/// made per request in the current interpreter (`PyCFunction::new_closure`: a capsule owns
-/// the Rust state), not instances of a `#[pyclass]` whose one type object pyo3 shares
-/// between all interpreters of the process (see `interp_state.rs`).
+/// A request's `start_response` and the `write` callable it returns: instances of
+/// `mod_wsgi.StartResponse` and `mod_wsgi.Write`, classes defined per interpreter
+/// (`native_class.rs`; no type object shared between interpreters), both over this state.
 pub(crate) struct StartResponse {
     shared: Arc<Shared>,
 }
 
-/// `start_response` for the request of `shared`, in the current interpreter.
-pub(crate) fn new(py: Python<'_>, shared: Arc<Shared>) -> PyResult<Bound<'_, PyAny>> {
-    let this = Arc::new(StartResponse { shared });
-    let writer = Arc::clone(&this);
-    let write = pyo3::types::PyCFunction::new_closure(
-        py,
-        Some(c"write"),
-        Some(c"write(data): the PEP 3333 write callable."),
-        move |args: &Bound<'_, PyTuple>, kwargs: Option<&Bound<'_, PyDict>>| -> PyResult<()> {
-            let data = match (args.len(), kwargs.filter(|k| !k.is_empty())) {
-                (1, None) => args.get_item(0)?,
-                (0, Some(k)) if k.len() == 1 => k.get_item("data")?.ok_or_else(|| {
-                    PyTypeError::new_err("write() got an unexpected keyword argument")
-                })?,
-                (n, k) => {
-                    return Err(PyTypeError::new_err(format!(
-                        "write() takes exactly one argument ({} given)",
-                        n + k.map_or(0, |k| k.len())
-                    )));
-                }
-            };
-            writer.write(args.py(), &data)
-        },
-    )?
-    .into_any()
-    .unbind();
-    Ok(pyo3::types::PyCFunction::new_closure(
-        py,
-        Some(c"start_response"),
-        Some(c"start_response(status, response_headers, exc_info=None)"),
-        move |args: &Bound<'_, PyTuple>,
-              kwargs: Option<&Bound<'_, PyDict>>|
-              -> PyResult<Py<PyAny>> {
-            let py = args.py();
-            this.call(py, args, kwargs)?;
-            Ok(write.clone_ref(py))
-        },
-    )?
-    .into_any())
+static SPEC: native_class::Spec<Arc<StartResponse>> = native_class::Spec {
+    name: c"mod_wsgi.StartResponse",
+    doc: c"start_response(status, response_headers, exc_info=None)",
+    methods: None,
+    members: None,
+    slots: start_response_slots,
+    _value: std::marker::PhantomData,
+};
+
+static WRITE_SPEC: native_class::Spec<Arc<StartResponse>> = native_class::Spec {
+    name: c"mod_wsgi.Write",
+    doc: c"write(data): the PEP 3333 write callable.",
+    methods: None,
+    members: None,
+    slots: write_slots,
+    _value: std::marker::PhantomData,
+};
+
+fn start_response_slots() -> Vec<ffi::PyType_Slot> {
+    vec![ffi::PyType_Slot {
+        slot: ffi::Py_tp_call,
+        pfunc: pyo3::impl_::trampoline::get_trampoline_function!(ternaryfunc, call_start)
+            as *mut std::ffi::c_void,
+    }]
+}
+
+fn write_slots() -> Vec<ffi::PyType_Slot> {
+    vec![ffi::PyType_Slot {
+        slot: ffi::Py_tp_call,
+        pfunc: pyo3::impl_::trampoline::get_trampoline_function!(ternaryfunc, call_write)
+            as *mut std::ffi::c_void,
+    }]
+}
+
+/// Defines `mod_wsgi.StartResponse` in the current interpreter.
+pub(crate) fn define(py: Python<'_>) -> PyResult<Bound<'_, pyo3::types::PyType>> {
+    native_class::define(py, &SPEC)
+}
+
+/// Defines `mod_wsgi.Write` in the current interpreter.
+pub(crate) fn define_write(py: Python<'_>) -> PyResult<Bound<'_, pyo3::types::PyType>> {
+    native_class::define(py, &WRITE_SPEC)
+}
+
+/// `start_response` for the request of `shared`, in the interpreter of `state`.
+pub(crate) fn new<'py>(
+    state: &super::interp_state::InterpState,
+    py: Python<'py>,
+    shared: Arc<Shared>,
+) -> PyResult<Bound<'py, PyAny>> {
+    native_class::new(
+        state.start_response.bind(py),
+        Arc::new(StartResponse { shared }),
+        None,
+    )
+}
+
+/// `tp_call` of `StartResponse`: returns a new `write` callable.
+///
+/// # Safety
+/// CPython's `tp_call` contract on a `StartResponse` instance.
+unsafe fn call_start(
+    py: Python<'_>,
+    slf: *mut ffi::PyObject,
+    args: *mut ffi::PyObject,
+    kwargs: *mut ffi::PyObject,
+) -> PyResult<*mut ffi::PyObject> {
+    // SAFETY: the caller's contract: args is a tuple, kwargs a dict or null, both borrowed.
+    let (this, args, kwargs) = unsafe {
+        (
+            native_class::value::<Arc<StartResponse>>(slf)?,
+            Bound::from_borrowed_ptr(py, args).cast_into_unchecked::<PyTuple>(),
+            Bound::from_borrowed_ptr_or_opt(py, kwargs).map(|k| k.cast_into_unchecked::<PyDict>()),
+        )
+    };
+    this.call(py, &args, kwargs.as_ref())?;
+    let state = super::interp_state::current(py)?;
+    Ok(native_class::new(state.write.bind(py), Arc::clone(this), None)?.into_ptr())
+}
+
+/// `tp_call` of `Write`: `write(data)`.
+///
+/// # Safety
+/// CPython's `tp_call` contract on a `Write` instance.
+unsafe fn call_write(
+    py: Python<'_>,
+    slf: *mut ffi::PyObject,
+    args: *mut ffi::PyObject,
+    kwargs: *mut ffi::PyObject,
+) -> PyResult<*mut ffi::PyObject> {
+    // SAFETY: as for `call_start`.
+    let (writer, args, kwargs) = unsafe {
+        (
+            native_class::value::<Arc<StartResponse>>(slf)?,
+            Bound::from_borrowed_ptr(py, args).cast_into_unchecked::<PyTuple>(),
+            Bound::from_borrowed_ptr_or_opt(py, kwargs).map(|k| k.cast_into_unchecked::<PyDict>()),
+        )
+    };
+    let data = match (args.len(), kwargs.filter(|k| !k.is_empty())) {
+        (1, None) => args.get_item(0)?,
+        (0, Some(k)) if k.len() == 1 => k.get_item("data")?.ok_or_else(|| {
+            PyTypeError::new_err("write() got an unexpected keyword argument")
+        })?,
+        (n, k) => {
+            return Err(PyTypeError::new_err(format!(
+                "write() takes exactly one argument ({} given)",
+                n + k.map_or(0, |k| k.len())
+            )));
+        }
+    };
+    writer.write(py, &data)?;
+    Ok(py.None().into_ptr())
 }
 
 pub(crate) type Headers = Vec<(Vec<u8>, Vec<u8>)>;
