@@ -245,14 +245,8 @@ pub(crate) fn build<'py>(
     env.set_item(state.fixed(py, Fixed::url_scheme), scheme)?;
     env.set_item(state.fixed(py, Fixed::input), input)?;
     env.set_item(state.fixed(py, Fixed::errors), errors)?;
-    env.set_item(
-        state.fixed(py, Fixed::application_group),
-        spec.app_group,
-    )?;
-    env.set_item(
-        state.fixed(py, Fixed::callable_object),
-        callable_name(spec),
-    )?;
+    env.set_item(state.fixed(py, Fixed::application_group), spec.app_group)?;
+    env.set_item(state.fixed(py, Fixed::callable_object), callable_name(spec))?;
     if !saved_names {
         env.set_item(state.fixed(py, Fixed::saved_script_name), script_name)?;
         env.set_item(state.fixed(py, Fixed::saved_path_info), path_info)?;

@@ -9,8 +9,8 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 use pyo3::exceptions::{PyOSError, PyRuntimeError};
-use pyo3::prelude::*;
 use pyo3::ffi;
+use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
 use super::native_class;
@@ -34,9 +34,17 @@ static SPEC: native_class::Spec<Input> = native_class::Spec {
 };
 
 static METHODS: native_class::Table<ffi::PyMethodDef, 5> = native_class::Table([
-    native_class::method!(c"read", py_read, c"read(size=-1): up to size bytes of the body."),
+    native_class::method!(
+        c"read",
+        py_read,
+        c"read(size=-1): up to size bytes of the body."
+    ),
     native_class::method!(c"readline", py_readline, c"readline(size=-1): one line."),
-    native_class::method!(c"readlines", py_readlines, c"readlines(hint=-1): the lines."),
+    native_class::method!(
+        c"readlines",
+        py_readlines,
+        c"readlines(hint=-1): the lines."
+    ),
     native_class::method!(c"close", py_close, c"close(): nothing to do."),
     native_class::METHODS_END,
 ]);

@@ -413,7 +413,10 @@ pub(crate) fn reload_reason(
         Err(e) => return Some(format!("it can no longer be read ({e})")),
     }
     let hook = dict
-        .get_item(name(super::environ::Fixed::reload_required, "reload_required"))
+        .get_item(name(
+            super::environ::Fixed::reload_required,
+            "reload_required",
+        ))
         .ok()
         .flatten()?;
     let answer = fs_path(py, path).and_then(|resource| hook.call1((resource,)));

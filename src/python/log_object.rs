@@ -101,7 +101,11 @@ static METHODS: native_class::Table<ffi::PyMethodDef, 10> = native_class::Table(
     native_class::method!(c"write", py_write, c"write(data): log the complete lines."),
     native_class::method!(c"writelines", py_writelines, c"writelines(lines)"),
     native_class::method!(c"flush", py_flush, c"flush(): log a pending partial line."),
-    native_class::method!(c"close", py_flush, c"close(): flush (the stream stays usable)."),
+    native_class::method!(
+        c"close",
+        py_flush,
+        c"close(): flush (the stream stays usable)."
+    ),
     native_class::method!(c"isatty", py_false, c"False"),
     native_class::method!(c"readable", py_false, c"False"),
     native_class::method!(c"seekable", py_false, c"False"),
@@ -159,7 +163,9 @@ unsafe fn method_args<'a, 'py, const N: usize>(
 }
 
 fn required<'py>(func: &str, arg: Option<Bound<'py, PyAny>>) -> PyResult<Bound<'py, PyAny>> {
-    arg.ok_or_else(|| PyTypeError::new_err(format!("{func}() takes exactly one argument (0 given)")))
+    arg.ok_or_else(|| {
+        PyTypeError::new_err(format!("{func}() takes exactly one argument (0 given)"))
+    })
 }
 
 /// # Safety
@@ -172,7 +178,8 @@ unsafe fn py_write(
     kwnames: *mut ffi::PyObject,
 ) -> PyResult<*mut ffi::PyObject> {
     // SAFETY: the caller's contract.
-    let ([data], buffer) = unsafe { method_args(py, "write", ["data"], slf, args, nargs, kwnames)? };
+    let ([data], buffer) =
+        unsafe { method_args(py, "write", ["data"], slf, args, nargs, kwnames)? };
     let written = buffer.write(py, &required("write", data)?)?;
     Ok(written.into_pyobject(py)?.into_ptr())
 }

@@ -136,9 +136,9 @@ unsafe fn call_write(
     };
     let data = match (args.len(), kwargs.filter(|k| !k.is_empty())) {
         (1, None) => args.get_item(0)?,
-        (0, Some(k)) if k.len() == 1 => k.get_item("data")?.ok_or_else(|| {
-            PyTypeError::new_err("write() got an unexpected keyword argument")
-        })?,
+        (0, Some(k)) if k.len() == 1 => k
+            .get_item("data")?
+            .ok_or_else(|| PyTypeError::new_err("write() got an unexpected keyword argument"))?,
         (n, k) => {
             return Err(PyTypeError::new_err(format!(
                 "write() takes exactly one argument ({} given)",

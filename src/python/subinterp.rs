@@ -66,16 +66,17 @@
 //! at once in two interpreters. What the request path hands to Python is per interpreter
 //! (`interp_state.rs`): the `mod_wsgi` module (built with `PyModule::new`, its functions
 //! `PyCFunction`s over static method definitions), the base environ, the interned environ
-//! keys (no `intern!` statics), and the classes `mod_wsgi.FileWrapper`, `RequestTimeout`,
-//! `Input` (wsgi.input), `LogBuffer` (under wsgi.errors and sys.stdout/stderr), the
-//! restricted stdin/stdout (Python classes exec'd per interpreter whose methods call
-//! per-object `PyCFunction` closures owning the Rust state), the intercepting
-//! `signal.signal` and `start_response`/`write` (closures made per interpreter or request):
-//! no `#[pyclass]` type object (pyo3's process-wide `LazyTypeObject`) is left in the crate.
+//! keys and other request-path strings (no `intern!` statics), the classes
+//! `mod_wsgi.FileWrapper`, `RequestTimeout` and the restricted stdin/stdout (Python classes
+//! exec'd per interpreter), `Input` (wsgi.input), `LogBuffer` (under wsgi.errors and
+//! sys.stdout/stderr), `StartResponse` and `Write` (heap types made per interpreter by
+//! `PyType_FromSpec` with Rust slots, `native_class.rs`: an instance per request is one
+//! `tp_alloc`), and the intercepting `signal.signal` (a closure made per interpreter): no
+//! `#[pyclass]` type object (pyo3's process-wide `LazyTypeObject`) is left in the crate.
 //!
 //! Entry ([`enter_own_gil`]): a detached thread whose group interpreter exists takes only that
 //! interpreter's GIL (PyEval_RestoreThread of its own state there) and runs the request
-//! inside a `PyCFunction` call (pyo3's trampoline raises the attach count), then
+//! through pyo3's function trampoline, called directly (it raises the attach count), then
 //! PyEval_SaveThread; the main state is activated for a moment afterwards to bind PyGILState
 //! back to it. The first request of a group (which creates it) and callers already attached
 //! go through the main interpreter and [`attach`]'s swap, which on 3.12+ releases the main
@@ -83,7 +84,7 @@
 //!
 //! Left (pyo3 0.30.1 internals the request path does not reach): pyo3's own `PanicException`
 //! type (made once per process if a Rust panic crosses a trampoline: the closures catch
-//! panics on the entry path, not in every method), pyo3's internal `intern!` strings and
+//! panics on the entry path; a panic inside a method of the per-interpreter classes would make it), pyo3's internal `intern!` strings and
 //! cached type objects of a few conversions (datetime, `operator.length_hint`) that mod_rwsgi
 //! does not use; the switch interval of an `application-group=` section is still not applied
 //! (RW0264), though with an own GIL it would be per interpreter.
@@ -271,45 +272,33 @@ fn enter_own_gil<R>(interp: &SubInterpreter, f: impl FnOnce(Python<'_>) -> R) ->
     // the PyObject_CallNoArgs below, while `job` is alive, and JOB is emptied after it.
     let erased: Job = unsafe { std::mem::transmute(job) };
     let main = MAIN_STATE.get();
-    let trampoline = |args: &Bound<'_, pyo3::types::PyTuple>,
-                      _: Option<&Bound<'_, pyo3::types::PyDict>>| {
-        if let Some(job) = JOB.take() {
-            // SAFETY: see `erased`: the job is alive during this call.
-            unsafe { (*job)(args.py()) };
-        }
-    };
+    // pyo3's trampoline for a fastcall function, called directly (no function object made
+    // per request): it raises pyo3's attach count around `run_job` and catches panics.
+    let trampoline = pyo3::impl_::trampoline::get_trampoline_function!(
+        fastcall_cfunction_with_keywords,
+        run_job
+    );
     // SAFETY: this thread is detached (ready_own_gil checked no state is current) and
     // `tstate` is its own state in `interp`, a live interpreter with its own GIL, which
     // PyEval_RestoreThread takes. Everything between it and PyEval_SaveThread runs in that
-    // interpreter: the function object is made, called and freed there (Bound's drop is a
-    // plain decref), an error is cleared there. `main` (this thread's kept main-interpreter
+    // interpreter: the trampoline is called attached (its contract), with no arguments, and
+    // an error it leaves is cleared there. `main` (this thread's kept main-interpreter
     // state, not current) is activated and released again afterwards.
     let called = unsafe {
         ffi::PyEval_RestoreThread(tstate);
-        let py = Python::assume_attached();
         JOB.set(Some(erased));
-        let called = match pyo3::types::PyCFunction::new_closure(
-            py,
-            Some(c"mod_rwsgi_enter"),
-            None,
-            trampoline,
-        ) {
-            Ok(function) => {
-                let result = ffi::PyObject_CallNoArgs(function.as_ptr());
-                if result.is_null() {
-                    ffi::PyErr_Clear();
-                    false
-                } else {
-                    ffi::Py_DECREF(result);
-                    true
-                }
-            }
-            Err(e) => {
-                // Handed to CPython and cleared in this interpreter (no detached drop).
-                e.restore(py);
-                ffi::PyErr_Clear();
-                false
-            }
+        let result = trampoline(
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            0,
+            std::ptr::null_mut(),
+        );
+        let called = if result.is_null() {
+            ffi::PyErr_Clear();
+            false
+        } else {
+            ffi::Py_DECREF(result);
+            true
         };
         JOB.set(None);
         ffi::PyEval_SaveThread();
@@ -327,6 +316,25 @@ fn enter_own_gil<R>(interp: &SubInterpreter, f: impl FnOnce(Python<'_>) -> R) ->
         None if called => Err("the own-GIL sub-interpreter did not run the call".to_string()),
         None => Err("calling into the own-GIL sub-interpreter failed".to_string()),
     }
+}
+
+/// The body [`enter_own_gil`] calls through pyo3's trampoline: runs the job in JOB.
+///
+/// # Safety
+/// Called attached, while the job in JOB is alive (see `enter_own_gil`).
+#[cfg(Py_3_12)]
+unsafe fn run_job(
+    py: Python<'_>,
+    _slf: *mut ffi::PyObject,
+    _args: *const *mut ffi::PyObject,
+    _nargs: ffi::Py_ssize_t,
+    _kwnames: *mut ffi::PyObject,
+) -> PyResult<*mut ffi::PyObject> {
+    if let Some(job) = JOB.take() {
+        // SAFETY: the caller's contract: the job is alive during this call.
+        unsafe { (*job)(py) };
+    }
+    Ok(py.None().into_ptr())
 }
 
 /// Whether application group `app_group`'s sub-interpreter failed to start (RW0231/RW0232):
@@ -766,7 +774,17 @@ pub(crate) fn explain_refusal(
 /// The configtest error for `WSGIPerInterpreterGIL On` on a Python before 3.12, naming the
 /// embedded Python's version; `None` on 3.12+ (PEP 684), where On is accepted.
 pub fn per_interpreter_gil_refusal() -> Option<String> {
-    own_gil_refusal(&interpreter::python_version())
+    own_gil_refusal(&interpreter::python_version()).or_else(|| {
+        // A build without .cargo/config.toml's flag (e.g. RUSTFLAGS set in the environment,
+        // which replaces it) has pyo3's process-wide reference pool: unsound with own GILs.
+        (!cfg!(pyo3_disable_reference_pool)).then(|| {
+            "WSGIPerInterpreterGIL On needs mod_rwsgi built with --cfg \
+             pyo3_disable_reference_pool (.cargo/config.toml; a RUSTFLAGS environment \
+             variable replaces it: add the flag there); this build lacks it. Remove the \
+             directive or set it Off, or rebuild"
+                .to_string()
+        })
+    })
 }
 
 /// [`per_interpreter_gil_refusal`] for Python `version` ("3.11.2").
