@@ -388,7 +388,11 @@ fn run_app<'py>(
         .store(application_start_us, Ordering::Relaxed);
     let prepared = (|| -> PyResult<_> {
         let input = super::input::new(state, py, Arc::clone(shared))?;
-        let start = super::start_response::new(state, py, Arc::clone(shared))?;
+        let events = super::start_response::Events {
+            has_subscribers: modwsgi::has_event_subscribers,
+            publish: modwsgi::publish_response_started,
+        };
+        let start = super::start_response::new(state, py, Arc::clone(shared), events)?;
         let environ = environ::build(py, spec, &input, errors, state, application_start_us)?;
         Ok((environ, start))
     })();

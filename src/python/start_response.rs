@@ -34,7 +34,21 @@ use super::request::{SendError, Shared};
 /// (`native_class.rs`; no type object shared between interpreters), both over this state.
 pub(crate) struct StartResponse {
     shared: Arc<Shared>,
+    events: Events,
 }
+
+/// The `response_started` event of `mod_wsgi.subscribe_events` (`modwsgi.rs`, handed in by
+/// the caller so this module does not depend on it): whether anybody listens, and the publisher
+/// of (status, headers, exc_info).
+#[derive(Clone, Copy)]
+pub(crate) struct Events {
+    pub has_subscribers: fn(Python<'_>) -> bool,
+    pub publish: Publish,
+}
+
+/// `modwsgi::publish_response_started(py, status, headers, exc_info)`.
+pub(crate) type Publish =
+    for<'py> fn(Python<'py>, &Bound<'py, PyAny>, &Bound<'py, PyAny>, Option<&Bound<'py, PyAny>>);
 
 static SPEC: native_class::Spec<Arc<StartResponse>> = native_class::Spec {
     name: c"mod_wsgi.StartResponse",
@@ -85,10 +99,11 @@ pub(crate) fn new<'py>(
     state: &super::interp_state::InterpState,
     py: Python<'py>,
     shared: Arc<Shared>,
+    events: Events,
 ) -> PyResult<Bound<'py, PyAny>> {
     native_class::new(
         state.start_response.bind(py),
-        Arc::new(StartResponse { shared }),
+        Arc::new(StartResponse { shared, events }),
         None,
     )
 }
@@ -243,8 +258,8 @@ impl StartResponse {
         resp.headers = parsed_headers;
         resp.content_length = content_length;
         drop(resp);
-        if super::modwsgi::has_event_subscribers(py) {
-            super::modwsgi::publish_response_started(py, &status, &headers, exc_info.as_ref());
+        if (self.events.has_subscribers)(py) {
+            (self.events.publish)(py, &status, &headers, exc_info.as_ref());
         }
         Ok(())
     }
