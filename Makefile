@@ -7,6 +7,7 @@
 #   make deb        the Debian package build/deb/libapache2-mod-rwsgi_<version>_<arch>.deb
 #   make test-packaging  the pip (sdist in a venv) and .deb routes end to end (minutes)
 #   make bench      static vs mod_wsgi vs mod_rwsgi vs granian/gunicorn behind mod_proxy, with wrk (docs/PERFORMANCE.md)
+#   make bench-owngil  WSGIPerInterpreterGIL On vs Off, CPU-bound groups in one daemon (3.12+ chroot, root)
 #   make soak       memory soak: a million requests and leak checks (minutes)
 #   make test-pythons  build and test in Debian chroots with Python 3.13, 3.14, 3.15 (root)
 #   make test-any-python  one module, daemon groups on 3.13/3.14/3.15 venvs (sid chroot, root)
@@ -184,7 +185,12 @@ serve: deps build express
 # BENCH_OPTS="--out results.md" also writes the table as markdown.
 BENCH_OPTS ?=
 BENCH_PACKAGES := wrk libapache2-mod-wsgi-py3
-.PHONY: bench bench-deps bench-ipc bench-venv
+.PHONY: bench bench-deps bench-ipc bench-venv bench-owngil
+# WSGIPerInterpreterGIL On vs Off (issue 32): CPU-bound requests in two application groups of
+# one daemon process. Needs Python 3.12+, so it runs in a chroot of `make test-pythons` (root).
+bench-owngil:
+	RWSGI_PYTHONS="$${RWSGI_PYTHONS:-sid:3.14}" tests/pythons.sh --bench-owngil
+
 bench-deps:
 	$(call install_missing,$(BENCH_PACKAGES))
 

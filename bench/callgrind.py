@@ -10,10 +10,13 @@ Apache's modules), the WSGI module, CPython, libc, the rest; then the costliest 
 of the module and of CPython (self cost).
 
     bench/callgrind.py VARIANT [--path /w/hello] [--requests 2000] [--so path] [--top 25]
+                               [--app-group NAME]
 
 VARIANT: one of run.py's variants ("mod_wsgi emb", "mod_rwsgi emb", "mod_rwsgi", ...);
 --so replaces the variant's module (e.g. a baseline build). Run as root (Apache drops to
 www-data). The counts do not depend on the machine's load; wall-clock figures do.
+--app-group NAME runs the application in that application group (a sub-interpreter) instead
+of %{GLOBAL}.
 """
 
 import argparse
@@ -83,7 +86,7 @@ def parse(path, module_file):
     return by_component, by_function
 
 
-def profile(variant, path, requests, module_file):
+def profile(variant, path, requests, module_file, app_group=''):
     """Runs Apache under callgrind for `requests` keep-alive requests to `path`; returns the
     parsed dump of the whole run (start-up and shut-down included) and the wall time."""
     tmp = tempfile.mkdtemp(prefix='rwsgi-callgrind-')
@@ -97,6 +100,9 @@ def profile(variant, path, requests, module_file):
     port = run.free_port()
     server = run.Server(variant, root, port)
     conf = run.write_config(server)
+    if app_group:
+        with open(conf, 'a') as f:
+            f.write(f'\nWSGIApplicationGroup {app_group}\n')
     cmd = ['valgrind', '--tool=callgrind', '--trace-children=no', '--vgdb=no',
            f'--callgrind-out-file={dumps}/callgrind.out.%p', run.APACHE, '-X', '-f', conf]
     with open(os.path.join(root, 'stderr.log'), 'wb') as err:
@@ -145,6 +151,7 @@ def main(argv=None):
     p.add_argument('--warmup', type=int, default=200)
     p.add_argument('--so', default='')
     p.add_argument('--top', type=int, default=25)
+    p.add_argument('--app-group', default='')
     args = p.parse_args(argv)
     variants = {v.name: v for v in run.VARIANTS}
     if args.variant not in variants:
@@ -156,14 +163,16 @@ def main(argv=None):
     module_file = os.path.basename(variant.module)
     # Two runs, `warmup` and `warmup + requests` requests: their difference is the cost of
     # `requests` warm requests, without start-up, the first import and shut-down.
-    (short_c, short_f), _ = profile(variant, args.path, args.warmup, module_file)
+    (short_c, short_f), _ = profile(variant, args.path, args.warmup, module_file,
+                                    args.app_group)
     (long_c, long_f), elapsed = profile(variant, args.path, args.warmup + args.requests,
-                                        module_file)
+                                        module_file, args.app_group)
     by_component = long_c - short_c
     by_function = collections.Counter({k: long_f[k] - short_f.get(k, 0) for k in long_f})
     n = args.requests
     total = sum(by_component.values())
-    print(f'{variant.name} ({variant.module}) {args.path}: {n} requests '
+    print(f'{variant.name} ({variant.module}) {args.path}'
+          f'{" in group " + args.app_group if args.app_group else ""}: {n} requests '
           f'(after {args.warmup}), {elapsed:.1f} s under callgrind')
     print(f'{"component":<12} {"Ir/request":>11}')
     for name in ('Apache core', 'module', 'CPython', 'libc', 'other'):

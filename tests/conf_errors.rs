@@ -193,16 +193,6 @@ const CASES: &[Case] = &[
         expect: &["<WSGIInterpreterOptions", "was not closed"],
     },
     Case {
-        name: "WSGIPerInterpreterGIL On inside <WSGIInterpreterOptions>",
-        conf: "<WSGIInterpreterOptions application-group=a>\n    WSGIPerInterpreterGIL On\n\
-               </WSGIInterpreterOptions>",
-        expect: &[
-            "WSGIPerInterpreterGIL",
-            "'On'",
-            "per-interpreter GIL is not available in this build",
-        ],
-    },
-    Case {
         name: "<WSGIInterpreterOptions> inside a virtual host",
         conf: "<VirtualHost *:80>\n<WSGIInterpreterOptions>\n</WSGIInterpreterOptions>\n\
                </VirtualHost>",
@@ -380,12 +370,12 @@ fn free_threading_on_warns_on_a_gil_build_and_off_is_silent() {
     );
 }
 
-/// WSGIPerInterpreterGIL (issue 32): Off (mod_wsgi's default) is accepted; On is refused by
-/// configtest naming the embedded Python's version: it needs 3.12 (PEP 684), and on 3.12+
-/// mod_rwsgi's own-GIL runtime is not there yet, so On never silently runs shared-GIL
-/// sub-interpreters. A bad token is named with the directive.
+/// WSGIPerInterpreterGIL (issue 32): Off (mod_wsgi's default) is accepted; On, at the top
+/// level or in a <WSGIInterpreterOptions> section, is refused by configtest on Python < 3.12
+/// naming the embedded Python's version (PEP 684), and accepted on 3.12+ (the own-GIL
+/// runtime, tests/subinterpreters.rs). A bad token is named with the directive.
 #[test]
-fn per_interpreter_gil_off_is_accepted_and_on_is_refused_naming_the_python_version() {
+fn per_interpreter_gil_on_is_refused_before_python_3_12_naming_the_version_and_accepted_after() {
     let site = "WSGIDaemonProcess g\nWSGIProcessGroup g\nWSGIApplicationGroup app\n\
                 WSGIScriptAlias /x /tmp/x.wsgi";
     let (ok, out) = ApacheConfig::new("owngil-off")
@@ -393,21 +383,30 @@ fn per_interpreter_gil_off_is_accepted_and_on_is_refused_naming_the_python_versi
         .configtest();
     assert!(ok, "WSGIPerInterpreterGIL Off: {out}");
 
-    let (ok, out) = ApacheConfig::new("owngil-on")
-        .conf(&format!("WSGIPerInterpreterGIL On\n{site}"))
-        .configtest();
     let version = common::MODULE_PYTHON_VERSION;
     let mut parts = version.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
     let before_3_12 = (parts.next().unwrap_or(0), parts.next().unwrap_or(0)) < (3, 12);
-    let expected = if before_3_12 {
-        "WSGIPerInterpreterGIL On needs Python 3.12 or later"
-    } else {
-        "WSGIPerInterpreterGIL On is not supported by mod_rwsgi yet"
-    };
-    assert!(
-        !ok && out.contains(expected) && out.contains(&format!("Python {version}")),
-        "WSGIPerInterpreterGIL On with Python {version}: {out}"
-    );
+    for (name, conf) in [
+        ("owngil-on", "WSGIPerInterpreterGIL On"),
+        (
+            "owngil-section",
+            "<WSGIInterpreterOptions application-group=app>\n    WSGIPerInterpreterGIL On\n\
+             </WSGIInterpreterOptions>",
+        ),
+    ] {
+        let (ok, out) = ApacheConfig::new(name)
+            .conf(&format!("{conf}\n{site}"))
+            .configtest();
+        if before_3_12 {
+            assert!(
+                !ok && out.contains("WSGIPerInterpreterGIL On needs Python 3.12 or later")
+                    && out.contains(&format!("Python {version}")),
+                "{conf} with Python {version}: {out}"
+            );
+        } else {
+            assert!(ok, "{conf} with Python {version}: {out}");
+        }
+    }
 
     let (ok, out) = ApacheConfig::new("owngil-bad")
         .conf("WSGIPerInterpreterGIL Maybe")

@@ -14,6 +14,8 @@
 #                                     and daemon groups on venvs of the other Pythons, each
 #                                     with mod_rwsgi pip-installed from this checkout
 #                                     (tests/daemon_host.rs; slow: a pip build per Python)
+#   tests/pythons.sh --bench-owngil   bench/owngil.py (WSGIPerInterpreterGIL, 3.12+) in the
+#                                     first target of RWSGI_PYTHONS (`make bench-owngil`)
 #
 # Chroots live in build/chroots/<suite>, kept between runs and made again when their
 # package list or mirror changes (the .rwsgi-stamp file names both). Each run happens in
@@ -241,6 +243,15 @@ inside_main() {
 # Backtraces of the Apache processes that crashed in the last run in chroot $1 (their core
 # files, if the kernel's core_pattern writes files), read with this machine's gdb; then
 # the cores are removed (hundreds of MB each). Without gdb, where they are is said.
+# --inside-bench VER: builds the module for python VER and runs bench/owngil.py.
+inside_bench() {
+    local ver=$1 py=/usr/bin/python$1
+    export CARGO_HOME=/root/.cargo CARGO_TARGET_DIR=/root/target/py$ver
+    cd /src
+    make --no-print-directory build PYTHON="$py" >/dev/null
+    "$py" bench/owngil.py --so /src/build/mod_rwsgi.so ${RWSGI_BENCH_ARGS:-}
+}
+
 report_cores() {
     local dir=$1 core
     for core in "$dir$CORE_DIR_IN_CHROOT"/core*; do
@@ -297,12 +308,26 @@ main() {
         inside_main "$@"
         return
         ;;
+    --inside-bench)
+        shift
+        inside_bench "$@"
+        return
+        ;;
     esac
     [ "$(id -u)" = 0 ] || { log "needs root (debootstrap, chroot, mounts)"; return 1; }
     command -v debootstrap >/dev/null || { log "debootstrap is missing: apt-get install debootstrap"; return 1; }
     RUST_SYSROOT=$(rustc --print sysroot)
     export RUST_SYSROOT
     local target suite results=() failed=0
+    if [ "${1:-}" = --bench-owngil ]; then
+        target=${RWSGI_PYTHONS%% *}
+        suite=${target%%:*}
+        ensure_chroot "$suite" || return 1
+        sync_source "$CHROOTS/$suite"
+        in_chroot "$CHROOTS/$suite" "$RUN_TIMEOUT" /usr/bin/env RWSGI_BENCH_ARGS="${RWSGI_BENCH_ARGS:-}" \
+            /bin/bash /src/tests/pythons.sh --inside-bench "${target#*:}"
+        return
+    fi
     if [ "${1:-}" = --chroots-only ]; then
         for suite in $(printf '%s\n' $RWSGI_PYTHONS | cut -d: -f1 | sort -u); do
             ensure_chroot "$suite" || failed=1

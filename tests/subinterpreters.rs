@@ -46,8 +46,12 @@ def application(environ, start_response):
         deadline = time.monotonic() + 30
         while not os.path.exists(release) and time.monotonic() < deadline:
             time.sleep(0.01)
+    if environ.get("QUERY_STRING", "").startswith("switch="):
+        sys.setswitchinterval(float(environ["QUERY_STRING"][len("switch="):]))
     body = environ["wsgi.input"].read()
     print("{site} request with %d body bytes" % len(body), file=environ["wsgi.errors"])
+    print("{site} on sys.stderr", file=sys.stderr)
+    mod_wsgi.request_data()["site"] = "{site}"
     answer = json.dumps({
         "site": settings_probe.SITE,
         "configured_by": settings_probe.CONFIGURED_BY,
@@ -56,6 +60,22 @@ def application(environ, start_response):
         "modules": sorted(m for m in sys.modules if m.endswith("_only")),
         "echo": body.decode("latin-1"),
         "thread": threading.get_ident(),
+        "switch_interval": sys.getswitchinterval(),
+        "request_data": dict(mod_wsgi.request_data()),
+        "process_metrics": mod_wsgi.process_metrics() is None or "pid" in mod_wsgi.process_metrics(),
+        "class_ids": {
+            name: [getattr(t, "__module__", ""), id(t)] for name, t in [
+                ("file_wrapper", environ["wsgi.file_wrapper"]),
+                ("request_timeout", mod_wsgi.RequestTimeout),
+                ("signal", type(__import__("signal").signal)),
+                ("stdin", type(sys.stdin)),
+                ("input", type(environ["wsgi.input"])),
+                ("start_response", type(start_response)),
+                ("log_buffer", type(environ["wsgi.errors"].buffer)),
+                ("stderr_buffer", type(sys.stderr.buffer)),
+            ]
+        },
+        "file_wrapper_is_the_module's": environ["wsgi.file_wrapper"] is mod_wsgi.FileWrapper,
     }).encode()
     start_response("200 OK", [("Content-Type", "application/json"),
                               ("Content-Length", str(len(answer)))])
@@ -270,6 +290,50 @@ fn the_global_group_shares_the_main_interpreter() {
         "{log}"
     );
     assert!(!log.contains("Created Python sub-interpreter"), "{log}");
+    assert_eq!(
+        first["class_ids"], second["class_ids"],
+        "one interpreter, one set of mod_wsgi classes"
+    );
+}
+
+/// The classes mod_rwsgi gives applications (`wsgi.file_wrapper`, `mod_wsgi.RequestTimeout`,
+/// the intercepting `signal.signal`, the restricted `sys.stdin`, `wsgi.input`,
+/// `start_response`) are made in each interpreter,
+/// not once per process: nothing of one interpreter may be used in another once they have
+/// their own GIL (issue 32). Shown by their ids in two groups of one daemon process (alive at
+/// once, so distinct objects have distinct ids), stable across requests of a group; a
+/// built-in type (CPython's own, per-interpreter safe) may be the same.
+#[test]
+fn each_sub_interpreter_has_its_own_mod_wsgi_classes() {
+    if common::module_python_is_free_threaded() {
+        eprintln!("skipped: free-threaded builds run every group in the main interpreter");
+        return;
+    }
+    let apache = two_sites("subinterp-classes", "WSGIRestrictStdin On");
+    let alpha = ask(&apache, "/alpha", "");
+    let beta = ask(&apache, "/beta", "");
+    for got in [&alpha, &beta] {
+        assert_eq!(got["file_wrapper_is_the_module's"], true, "{got}");
+    }
+    for class in [
+        "file_wrapper",
+        "request_timeout",
+        "signal",
+        "stdin",
+        "input",
+        "log_buffer",
+        "stderr_buffer",
+    ] {
+        let (a, b) = (&alpha["class_ids"][class], &beta["class_ids"][class]);
+        assert!(
+            a[0] == "builtins" && b[0] == "builtins" || a[1] != b[1],
+            "{class}: each interpreter has its own: {alpha}\n{beta}"
+        );
+    }
+    for (site, first) in [("alpha", &alpha), ("beta", &beta)] {
+        let again = ask(&apache, &format!("/{site}"), "");
+        assert_eq!(again["class_ids"], first["class_ids"], "{site}: {again}");
+    }
 }
 
 #[test]
@@ -1073,4 +1137,153 @@ fn interpreter_options_sections_scope_python_path_and_stdout_to_their_interprete
             && !log.contains("SIGABRT"),
         "{log}"
     );
+}
+
+/// Whether the module's Python has per-interpreter GILs (PEP 684, 3.12+) and runs groups in
+/// sub-interpreters (not free-threaded); prints why a test is skipped otherwise.
+fn own_gil_available() -> bool {
+    let version = common::MODULE_PYTHON_VERSION;
+    let mut parts = version.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+    if (parts.next().unwrap_or(0), parts.next().unwrap_or(0)) < (3, 12) {
+        eprintln!("skipped: WSGIPerInterpreterGIL On needs Python 3.12+ (module: {version})");
+        return false;
+    }
+    if common::module_python_is_free_threaded() {
+        eprintln!("skipped: free-threaded builds run every group in the main interpreter");
+        return false;
+    }
+    true
+}
+
+/// WSGIPerInterpreterGIL On (issue 32): two application groups of one daemon process each run
+/// in a sub-interpreter with its own GIL and answer with the whole request path (wsgi.input,
+/// wsgi.errors, sys.stderr, start_response, file_wrapper, request_data, the per-interpreter
+/// classes), from both daemon threads, also while the other thread holds a request. Its own
+/// GIL shows in the switch interval, a setting of the GIL: set in one group, the other keeps
+/// its own (with one shared GIL both would see it).
+#[test]
+fn per_interpreter_gil_groups_each_answer_from_their_own_interpreter_and_gil() {
+    if !own_gil_available() {
+        return;
+    }
+    let apache = two_sites("subinterp-owngil", "WSGIPerInterpreterGIL On");
+    let before = ask(&apache, "/beta", "")["switch_interval"]
+        .as_f64()
+        .unwrap();
+    let set = ask(&apache, "/alpha?switch=0.0123", "");
+    assert_eq!(set["switch_interval"].as_f64(), Some(0.0123), "{set}");
+    for round in 0..3 {
+        for site in ["alpha", "beta"] {
+            let got = ask(&apache, &format!("/{site}"), &format!("{site}-{round}"));
+            assert_eq!(got["site"].str(), site, "round {round}: {got}");
+            assert_eq!(strings(&got["configured_by"]), [site], "{got}");
+            assert_eq!(strings(&got["modules"]), [format!("{site}_only")], "{got}");
+            assert_eq!(got["echo"].str(), format!("{site}-{round}"), "{got}");
+            assert_eq!(got["request_data"]["site"].str(), site, "{got}");
+            assert_eq!(got["process_metrics"], true, "{got}");
+            assert_eq!(got["file_wrapper_is_the_module's"], true, "{got}");
+            let expected = if site == "alpha" { 0.0123 } else { before };
+            assert_eq!(
+                got["switch_interval"].as_f64(),
+                Some(expected),
+                "{site}: each interpreter has its own GIL and switch interval: {got}\n{}",
+                apache.error_log()
+            );
+        }
+    }
+    let (alpha, beta) = (ask(&apache, "/alpha", ""), ask(&apache, "/beta", ""));
+    for (class, a) in alpha["class_ids"].as_object().unwrap() {
+        let b = &beta["class_ids"][class];
+        assert!(
+            a[0] == "builtins" && b[0] == "builtins" || a[1] != b[1],
+            "{class}: each interpreter has its own: {alpha}\n{beta}"
+        );
+    }
+    // One thread held in alpha: the other serves both groups meanwhile.
+    let release = apache.marker("release-held");
+    let held_path = format!("/alpha?hold={}", release.display());
+    std::thread::scope(|scope| {
+        let held = scope.spawn(|| ask(&apache, &held_path, "held"));
+        for site in ["beta", "alpha", "beta"] {
+            assert_eq!(ask(&apache, &format!("/{site}"), "")["site"].str(), site);
+        }
+        assert!(
+            !held.is_finished(),
+            "the held request ended before its release"
+        );
+        std::fs::write(&release, b"").unwrap();
+        assert_eq!(held.join().unwrap()["site"].str(), "alpha");
+    });
+    let resp = apache.get("/beta?file");
+    assert_eq!(resp.status, 200, "{}", apache.error_log());
+    assert!(resp.text().contains("import beta_only"), "{}", resp.text());
+    for site in ["alpha", "beta"] {
+        let log = apache.wait_for_log(&format!("{site} on sys.stderr"), Duration::from_secs(10));
+        let body = format!("{site}-0");
+        assert!(
+            log.contains(&format!("{site} request with {} body bytes", body.len())),
+            "wsgi.errors: {log}"
+        );
+    }
+    let log = apache.error_log();
+    assert_eq!(
+        log.matches("with its own GIL (WSGIPerInterpreterGIL On)")
+            .count(),
+        2,
+        "{log}"
+    );
+}
+
+/// An extension module without per-interpreter GIL support (bcrypt: PyO3, single-phase
+/// init) refuses to load in an own-GIL sub-interpreter: the request fails and the log names
+/// the module and the %{GLOBAL} way out, as for shared-GIL ones; `<WSGIInterpreterOptions>`
+/// scopes the setting (the group `shared` keeps the shared GIL, and bcrypt imports there only
+/// as PyO3 allows: in the first interpreter, here the main one).
+#[test]
+fn an_extension_module_refusing_own_gil_interpreters_is_named() {
+    if !own_gil_available() {
+        return;
+    }
+    let venv = common::test_venv();
+    let config = ApacheConfig::new("subinterp-owngil-refuse");
+    let root = config.root().to_path_buf();
+    mkdir(&root.join("apps"));
+    write(&root.join("apps/hash.wsgi"), BCRYPT_SCRIPT, 0o644);
+    let apache = config
+        .conf(&format!(
+            "WSGIDaemonProcess refuse threads=2 python-home={}\n\
+             WSGIProcessGroup refuse\n\
+             <WSGIInterpreterOptions application-group=own>\n    WSGIPerInterpreterGIL On\n\
+             </WSGIInterpreterOptions>\n\
+             WSGIScriptAlias /global @DIR@/apps/hash.wsgi application-group=%{{GLOBAL}}\n\
+             WSGIScriptAlias /own @DIR@/apps/hash.wsgi application-group=own\n\
+             <Directory @DIR@/apps>\n    Require all granted\n</Directory>",
+            venv.display()
+        ))
+        .start();
+    let resp = apache.get("/global");
+    assert_eq!(resp.status, 200, "{}\n{}", resp.text(), apache.error_log());
+    let resp = apache.get("/own");
+    assert_eq!(resp.status, 503, "{}\n{}", resp.text(), apache.error_log());
+    let log = apache.wait_for_log(
+        "refused to load in the sub-interpreter of application group 'own'",
+        Duration::from_secs(10),
+    );
+    let line = log
+        .lines()
+        .find(|l| l.contains("RW0235:"))
+        .unwrap_or_else(|| panic!("{log}"));
+    assert!(
+        line.contains("'bcrypt")
+            && line.contains("`WSGIApplicationGroup %{GLOBAL}` runs the application there"),
+        "{line}"
+    );
+    assert!(
+        log.contains("Created Python sub-interpreter 'own'")
+            && log.contains("with its own GIL (WSGIPerInterpreterGIL On)"),
+        "{log}"
+    );
+    // The process lives on: the main interpreter still serves.
+    let resp = apache.get("/global");
+    assert_eq!(resp.status, 200, "{}", apache.error_log());
 }

@@ -42,7 +42,7 @@ pub struct InterpreterOptions {
     pub restrict_stdout: Option<bool>,
     pub restrict_signal: Option<bool>,
     pub free_threading: Option<bool>,
-    /// Only `Off` is accepted for now (per-interpreter GIL is not in this build).
+    /// WSGIPerInterpreterGIL (On is refused on Python < 3.12 by `module/directives.rs`).
     pub per_interpreter_gil: Option<bool>,
     /// "file:line" of the section.
     pub defined_at: String,
@@ -121,19 +121,6 @@ impl InterpreterOptions {
         match parse_directive(canonical, raw_args)? {
             Directive::SwitchInterval(seconds) => self.switch_interval = Some(seconds),
             Directive::PythonPath(path) => self.python_path = path,
-            Directive::Flag {
-                name: "WSGIPerInterpreterGIL",
-                value: true,
-            } => {
-                return Err(ConfigError::at(
-                    "WSGIPerInterpreterGIL",
-                    "argument",
-                    "On",
-                    "a per-interpreter GIL is not available in this build of mod_rwsgi yet: \
-                     sub-interpreters share the main interpreter's GIL; remove the line or \
-                     set it Off",
-                ));
-            }
             Directive::Flag { name, value } => {
                 let slot = match name {
                     "WSGIRestrictStdin" => &mut self.restrict_stdin,
@@ -210,6 +197,8 @@ pub struct ResolvedOptions {
     pub restrict_stdin: bool,
     pub restrict_stdout: bool,
     pub restrict_signal: bool,
+    /// WSGIPerInterpreterGIL: a sub-interpreter gets its own GIL (ignored for the main one).
+    pub per_interpreter_gil: bool,
     /// The sections' python-path layers, least specific first (the base path comes before).
     pub python_path_layers: Vec<Vec<String>>,
 }
@@ -220,6 +209,8 @@ pub struct BaseOptions {
     pub restrict_stdin: bool,
     pub restrict_stdout: bool,
     pub restrict_signal: bool,
+    /// The top-level WSGIPerInterpreterGIL.
+    pub per_interpreter_gil: bool,
 }
 
 /// Resolves the options of interpreter `app_group` ("" = main) in process group
@@ -234,10 +225,11 @@ pub fn resolve(
         restrict_stdin: base.restrict_stdin,
         restrict_stdout: base.restrict_stdout,
         restrict_signal: base.restrict_signal,
+        per_interpreter_gil: base.per_interpreter_gil,
         ..ResolvedOptions::default()
     };
     // (specificity of the value's section) per setting; later sections win ties.
-    let mut best = [None::<u8>; 4];
+    let mut best = [None::<u8>; 5];
     let mut layers: Vec<(u8, usize, &Vec<String>)> = Vec::new();
     for (index, section) in sections.iter().enumerate() {
         let Some(score) = section.specificity(process_group, app_group) else {
@@ -272,6 +264,11 @@ pub fn resolve(
         if let Some(v) = section.restrict_signal {
             if take(3) {
                 out.restrict_signal = v;
+            }
+        }
+        if let Some(v) = section.per_interpreter_gil {
+            if take(4) {
+                out.per_interpreter_gil = v;
             }
         }
         if !section.python_path.is_empty() {
@@ -322,6 +319,7 @@ mod tests {
         restrict_stdin: false,
         restrict_stdout: false,
         restrict_signal: true,
+        per_interpreter_gil: false,
     };
 
     #[test]
@@ -354,8 +352,8 @@ mod tests {
         );
         let e = s.apply("WSGIRestrictStdout", "Maybe").unwrap_err();
         assert!(e.to_string().contains("Maybe"), "{e}");
-        let e = s.apply("WSGIPerInterpreterGIL", "On").unwrap_err();
-        assert!(e.to_string().contains("not available in this build"), "{e}");
+        s.apply("WSGIPerInterpreterGIL", "On").unwrap();
+        assert_eq!(s.per_interpreter_gil, Some(true));
         s.apply("wsgiperinterpretergil", "Off").unwrap();
         assert_eq!(s.per_interpreter_gil, Some(false));
         s.apply("WSGISwitchInterval", "0.01").unwrap();

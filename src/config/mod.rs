@@ -135,9 +135,9 @@ pub struct GlobalConfig {
     pub dont_write_bytecode: bool,
     /// WSGIDestroyInterpreter (default On).
     pub destroy_interpreter: bool,
-    /// WSGIPerInterpreterGIL (default Off): the one place its value lives. `On` is refused
-    /// when parsed (`module/directives.rs`, `python::per_interpreter_gil_refusal`) until
-    /// sub-interpreters can have their own GIL, so this stays false for now.
+    /// WSGIPerInterpreterGIL (default Off): named application groups' sub-interpreters get
+    /// their own GIL. `On` is refused when parsed on Python < 3.12 (`module/directives.rs`,
+    /// `python::per_interpreter_gil_refusal`).
     pub per_interpreter_gil: bool,
     /// WSGIFreeThreading (default Off).
     pub free_threading: bool,

@@ -215,6 +215,7 @@ mod tests {
                     apache_version: (2, 4, 62),
                     restrict_stdin: true,
                     restrict_signal: false,
+                    per_interpreter_gil: true,
                     optimize: 2,
                     dont_write_bytecode: true,
                     warnings: vec!["ignore::DeprecationWarning".into()],

@@ -31,6 +31,7 @@ pub(crate) fn server_python(global: &GlobalConfig) -> InterpreterSettings {
         restrict_stdout: global.restrict_stdout,
         restrict_stdin: global.restrict_stdin,
         restrict_signal: global.restrict_signal,
+        per_interpreter_gil: global.per_interpreter_gil,
         optimize: global.python_optimize,
         dont_write_bytecode: global.dont_write_bytecode,
         warnings: global.python_warnings.clone(),

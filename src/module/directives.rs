@@ -86,7 +86,9 @@ fn apply_directive(
     } = parsed
     {
         // Refused here, where the embedded Python's version is known (config/ is pure).
-        return Err(crate::python::per_interpreter_gil_refusal());
+        if let Some(refusal) = crate::python::per_interpreter_gil_refusal() {
+            return Err(refusal);
+        }
     }
     compile_script_alias_pattern(info, &mut parsed)?;
     let location = cmd.location();
@@ -126,6 +128,11 @@ fn interpreter_options_section(
         section
             .apply(&name, &args)
             .map_err(|e| format!("{e} (at {at})"))?;
+    }
+    if section.per_interpreter_gil == Some(true) {
+        if let Some(refusal) = crate::python::per_interpreter_gil_refusal() {
+            return Err(format!("{refusal} (in {location})"));
+        }
     }
     // SAFETY: a directive callback; no other reference to a slot is alive here.
     match unsafe { with_global(|g| g.interpreter_options.push(section)) }? {

@@ -11,16 +11,14 @@ use std::time::Instant;
 
 use pyo3::prelude::*;
 use pyo3::sync::MutexExt;
-use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
+use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 
 use super::environ::{self, callable_name};
-use super::file_wrapper::FileWrapper;
 use super::gil_gate::GilGate;
-use super::input::Input;
 use super::loader::{self, Loaded, Loader};
 use super::log_object::{self, RequestScope, type_name};
 use super::request::{Response, SendError, Shared};
-use super::start_response::{NOT_STARTED, StartResponse};
+use super::start_response::NOT_STARTED;
 use super::{
     Outcome, RequestIo, RequestSpec, ScriptReloading, log, log_detached, log_prefix, python_error,
 };
@@ -361,13 +359,17 @@ fn call_application(
     } else {
         app
     };
+    let state = match super::interp_state::current(py) {
+        Ok(state) => state,
+        Err(e) => return fail(py, spec, shared, Failure::App(e)),
+    };
     let errors = match log_object::new_stream(py, "<wsgi.errors>", remote) {
         Ok(errors) => errors,
         Err(e) => return fail(py, spec, shared, Failure::App(e)),
     };
-    let outcome = run_app(py, spec, shared, app, &errors);
+    let outcome = run_app(py, spec, shared, app, &errors, &state);
     // A partial last line is logged now, with this request's address.
-    if let Err(e) = errors.call_method0(pyo3::intern!(py, "flush")) {
+    if let Err(e) = errors.call_method0(state.fixed(py, environ::Fixed::flush)) {
         log_exception(py, spec, &e);
     }
     outcome
@@ -379,6 +381,7 @@ fn run_app<'py>(
     shared: &Arc<Shared>,
     mut app: Bound<'py, PyAny>,
     errors: &Bound<'py, PyAny>,
+    state: &super::interp_state::InterpState,
 ) -> Outcome {
     let events = modwsgi::has_event_subscribers(py);
     if events {
@@ -392,12 +395,16 @@ fn run_app<'py>(
         .application_start_us
         .store(application_start_us, Ordering::Relaxed);
     let prepared = (|| -> PyResult<_> {
-        let input = Bound::new(py, Input::new(Arc::clone(shared)))?;
-        let start = Bound::new(py, StartResponse::new(Arc::clone(shared)))?;
-        let environ = environ::build(py, spec, input.as_any(), errors, application_start_us)?;
+        let input = super::input::new(state, py, Arc::clone(shared))?;
+        let events = super::start_response::Events {
+            has_subscribers: modwsgi::has_event_subscribers,
+            publish: modwsgi::publish_response_started,
+        };
+        let start = super::start_response::new(state, py, Arc::clone(shared), events)?;
+        let environ = environ::build(py, spec, &input, errors, state, application_start_us)?;
         if spec.websocket {
-            let ws = Bound::new(py, super::websocket::WebSocket::new(Arc::clone(shared)))?;
-            environ.set_item(pyo3::intern!(py, "mod_rwsgi.websocket"), ws)?;
+            let ws = super::websocket::new(state, py, Arc::clone(shared))?;
+            environ.set_item(PyString::new(py, "mod_rwsgi.websocket"), ws)?;
         }
         Ok((environ, start))
     })();
@@ -439,7 +446,7 @@ fn run_app<'py>(
         Ok(()) => check_promised_length(py, spec, shared),
         Err(failure) => fail(py, spec, shared, failure),
     };
-    if let Some(e) = close_error.filter(|e| !e.is_instance_of::<modwsgi::RequestTimeout>(py)) {
+    if let Some(e) = close_error.filter(|e| !modwsgi::is_request_timeout(py, e)) {
         // The response itself is settled; a close() failure is only logged.
         log_exception(py, spec, &e);
         if events {
@@ -497,7 +504,10 @@ fn publish_started<'py>(
         event.set_item("application_object", &app)?;
         event.set_item("callable_object", callable_name(spec))?;
         // The same instant as environ['mod_wsgi.application_start'], as in mod_wsgi.
-        let start_us = match environ.get_item(pyo3::intern!(py, "mod_wsgi.application_start"))? {
+        let start_us = match environ.get_item(pyo3::types::PyString::intern(
+            py,
+            "mod_wsgi.application_start",
+        ))? {
             Some(start) => (start.extract::<f64>()? * 1e6) as u64,
             None => now_us(),
         };
@@ -575,9 +585,8 @@ fn respond(
     result: &Bound<'_, PyAny>,
     ends_with_body: bool,
 ) -> Result<(), Failure> {
-    if let Ok(wrapper) = result.cast::<FileWrapper>()
-        && send_file(py, shared, wrapper.get())?
-    {
+    let state = super::interp_state::current(py)?;
+    if result.is_instance(state.file_wrapper.bind(py))? && send_file(py, shared, result)? {
         return Ok(());
     }
     if let Ok(list) = result.cast::<PyList>() {
@@ -696,7 +705,7 @@ fn finish(shared: &Shared, ends_with_body: bool) -> Result<(), SendError> {
 }
 
 /// The file_wrapper fast path. `Ok(false)` = use iteration instead.
-fn send_file(py: Python<'_>, shared: &Shared, wrapper: &FileWrapper) -> Result<bool, Failure> {
+fn send_file(py: Python<'_>, shared: &Shared, wrapper: &Bound<'_, PyAny>) -> Result<bool, Failure> {
     let content_length = {
         let resp = response_state(py, shared);
         if resp.status.is_none() || resp.head_sent || resp.sent > 0 {
@@ -704,7 +713,7 @@ fn send_file(py: Python<'_>, shared: &Shared, wrapper: &FileWrapper) -> Result<b
         }
         resp.content_length
     };
-    let Some(span) = wrapper.file_span(py) else {
+    let Some(span) = super::file_wrapper::file_span(wrapper) else {
         return Ok(false);
     };
     let available = span.size.saturating_sub(span.offset);
@@ -769,7 +778,7 @@ fn fail(py: Python<'_>, spec: &RequestSpec<'_>, shared: &Shared, failure: Failur
         // mod_wsgi.RequestTimeout, from interrupt-timeout or raised by the app itself: the
         // request timed out, which is not an application error (no traceback); mod_wsgi 6's
         // info lines, which its own test suite matches.
-        Failure::App(e) if e.is_instance_of::<modwsgi::RequestTimeout>(py) => {
+        Failure::App(e) if modwsgi::is_request_timeout(py, &e) => {
             if head_sent {
                 let msg = format!(
                     "{}Request interrupted by RequestTimeout after headers sent; response \

@@ -340,6 +340,8 @@ class _Exchange:
         """A send()'s message checked (errors raise at the coroutine's send()) and made
         ready for the request thread: (op, response bytes it holds)."""
         kind = message.get('type') if isinstance(message, dict) else None
+        if self.sent_last:
+            raise RuntimeError('ASGI: %s sent after the response was complete' % (kind,))
         if kind == 'http.response.start':
             if self.sent_start:
                 raise RuntimeError('ASGI: http.response.start sent twice')
@@ -360,8 +362,6 @@ class _Exchange:
         if kind == 'http.response.body':
             if not self.sent_start:
                 raise RuntimeError('ASGI: http.response.body sent before http.response.start')
-            if self.sent_last:
-                raise RuntimeError('ASGI: http.response.body sent after the response ended')
             body = message.get('body', b'')
             if not isinstance(body, (bytes, bytearray, memoryview)):
                 raise TypeError('ASGI: http.response.body body must be bytes, not %s'

@@ -36,17 +36,23 @@ result = '\\n'.join(out)
 /// `subinterp.rs`), so it lands in whichever one the request runs in.
 pub fn interrupt_thread(ident: u64) -> bool {
     Python::attach(|py| {
-        let exc = py.get_type::<super::modwsgi::RequestTimeout>();
-        let raise = || {
-            // SAFETY: called with the GIL held; `exc` is a live type object for the call, and
-            // CPython takes its own reference to it.
+        // Each interpreter's own class: the one its applications import and catch.
+        let raise = |py: Python<'_>| {
+            let Ok(state) = super::interp_state::current(py) else {
+                return false;
+            };
+            // SAFETY: called with the GIL held, in the interpreter whose class `state` holds
+            // (a live type object); CPython takes its own reference to it.
             let found = unsafe {
-                pyo3::ffi::PyThreadState_SetAsyncExc(ident as std::os::raw::c_long, exc.as_ptr())
+                pyo3::ffi::PyThreadState_SetAsyncExc(
+                    ident as std::os::raw::c_long,
+                    state.request_timeout.as_ptr(),
+                )
             };
             found == 1
         };
-        let mut found = raise();
-        super::subinterp::for_each_sub_interpreter(py, |_| found |= raise());
+        let mut found = raise(py);
+        super::subinterp::for_each_sub_interpreter(py, |py| found |= raise(py));
         found
     })
 }

@@ -4,39 +4,29 @@
 //! are interned.
 
 use pyo3::prelude::*;
-use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyDict, PyString};
-use pyo3::{PyTypeInfo, intern};
+use pyo3::types::{PyDict, PyString, PyType};
 
-use super::file_wrapper::FileWrapper;
 use super::settings::process_info;
 use super::{MOD_WSGI_VERSION, RequestSpec};
 
-static BASE: PyOnceLock<Py<PyDict>> = PyOnceLock::new();
-
-/// The keys whose values are the same for every request of this process.
-fn base(py: Python<'_>) -> PyResult<&Bound<'_, PyDict>> {
-    let base = BASE.get_or_try_init(py, || -> PyResult<Py<PyDict>> {
-        let info = process_info();
-        let d = PyDict::new(py);
-        d.set_item(intern!(py, "wsgi.version"), (1, 0))?;
-        d.set_item(intern!(py, "wsgi.input_terminated"), true)?;
-        d.set_item(intern!(py, "wsgi.multithread"), info.multithread)?;
-        d.set_item(intern!(py, "wsgi.multiprocess"), info.multiprocess)?;
-        d.set_item(intern!(py, "wsgi.run_once"), info.run_once)?;
-        d.set_item(
-            intern!(py, "wsgi.file_wrapper"),
-            FileWrapper::type_object(py),
-        )?;
-        d.set_item(
-            intern!(py, "mod_wsgi.process_group"),
-            info.process_group.as_str(),
-        )?;
-        d.set_item(intern!(py, "mod_wsgi.version"), MOD_WSGI_VERSION)?;
-        d.set_item(intern!(py, "apache.version"), info.apache_version)?;
-        Ok(d.unbind())
-    })?;
-    Ok(base.bind(py))
+/// The keys whose values are the same for every request of this process, made once per
+/// interpreter (`interp_state.rs`) with that interpreter's `file_wrapper` class.
+pub(crate) fn new_base(py: Python<'_>, file_wrapper: &Bound<'_, PyType>) -> PyResult<Py<PyDict>> {
+    let info = process_info();
+    let d = PyDict::new(py);
+    d.set_item(PyString::intern(py, "wsgi.version"), (1, 0))?;
+    d.set_item(PyString::intern(py, "wsgi.input_terminated"), true)?;
+    d.set_item(PyString::intern(py, "wsgi.multithread"), info.multithread)?;
+    d.set_item(PyString::intern(py, "wsgi.multiprocess"), info.multiprocess)?;
+    d.set_item(PyString::intern(py, "wsgi.run_once"), info.run_once)?;
+    d.set_item(PyString::intern(py, "wsgi.file_wrapper"), file_wrapper)?;
+    d.set_item(
+        PyString::intern(py, "mod_wsgi.process_group"),
+        info.process_group.as_str(),
+    )?;
+    d.set_item(PyString::intern(py, "mod_wsgi.version"), MOD_WSGI_VERSION)?;
+    d.set_item(PyString::intern(py, "apache.version"), info.apache_version)?;
+    Ok(d.unbind())
 }
 
 /// latin-1 bytes → str: CPython's own latin-1 decoder (one pass over ASCII bytes, then a
@@ -53,16 +43,25 @@ pub(crate) fn latin1<'py>(py: Python<'py>, bytes: &[u8]) -> Bound<'py, PyString>
     }
 }
 
-/// Declares [`known_key`] over the variable names Apache and mod_rwsgi give (most
-/// requests have only these).
+/// Declares `KNOWN_KEYS` and [`known_index`] over the variable names Apache and mod_rwsgi
+/// give (most requests have only these): their str keys are interned once per interpreter
+/// ([`new_known_keys`], kept in its `InterpState`).
 macro_rules! known_keys {
     ($($name:literal),* $(,)?) => {
-        /// The interned str of a common environ key, made once per process; None for others.
-        fn known_key<'py>(py: Python<'py>, name: &[u8]) -> Option<Bound<'py, PyString>> {
-            match name {
-                $(n if n == $name.as_bytes() => Some(intern!(py, $name).clone()),)*
-                _ => None,
-            }
+        const KNOWN_KEYS: &[&str] = &[$($name),*];
+
+        /// The index in `KNOWN_KEYS` of CGI name `name` (comparisons with constants, which
+        /// the compiler inlines).
+        fn known_index(name: &[u8]) -> Option<usize> {
+            let mut i = 0;
+            $(
+                if name == $name.as_bytes() {
+                    return Some(i);
+                }
+                i += 1;
+            )*
+            let _ = i;
+            None
         }
     };
 }
@@ -116,9 +115,73 @@ known_keys!(
     "mod_wsgi.handler_script",
 );
 
-fn key<'py>(py: Python<'py>, bytes: &[u8]) -> Bound<'py, PyString> {
-    if let Some(known) = known_key(py, bytes) {
-        return known;
+/// The current interpreter's interned str of each of [`KNOWN_KEYS`], in that order.
+pub(crate) fn new_known_keys(py: Python<'_>) -> Vec<Py<PyString>> {
+    KNOWN_KEYS
+        .iter()
+        .map(|k| PyString::intern(py, k).unbind())
+        .collect()
+}
+
+/// Declares the str constants the request path uses besides [`KNOWN_KEYS`]: interned once per
+/// interpreter ([`new_fixed`], kept in its `InterpState` in this order) and found by index.
+macro_rules! fixed {
+    ($($id:ident = $s:literal),* $(,)?) => {
+        /// Indexes into an interpreter's `fixed` strings.
+        #[allow(non_camel_case_types)]
+        #[derive(Clone, Copy)]
+        pub(crate) enum Fixed { $($id),* }
+        const FIXED: &[&str] = &[$($s),*];
+    };
+}
+
+fixed!(
+    script_name = "SCRIPT_NAME",
+    path_info = "PATH_INFO",
+    url_scheme = "wsgi.url_scheme",
+    input = "wsgi.input",
+    errors = "wsgi.errors",
+    application_group = "mod_wsgi.application_group",
+    callable_object = "mod_wsgi.callable_object",
+    saved_script_name = "mod_wsgi.script_name",
+    saved_path_info = "mod_wsgi.path_info",
+    request_start = "mod_wsgi.request_start",
+    queue_start = "mod_wsgi.queue_start",
+    daemon_start = "mod_wsgi.daemon_start",
+    application_start = "mod_wsgi.application_start",
+    thread_id = "mod_wsgi.thread_id",
+    request_rec = "apache.request_rec",
+    https = "https",
+    http = "http",
+    empty = "",
+    flush = "flush",
+    mode = "mode",
+    w = "w",
+    mtime = "__mtime__",
+    reload_required = "reload_required",
+);
+
+/// The current interpreter's interned str of each of `FIXED`, in that order.
+pub(crate) fn new_fixed(py: Python<'_>) -> Vec<Py<PyString>> {
+    FIXED
+        .iter()
+        .map(|k| PyString::intern(py, k).unbind())
+        .collect()
+}
+
+impl super::interp_state::InterpState {
+    /// The interpreter's interned str `which`.
+    pub(crate) fn fixed<'py>(&self, py: Python<'py>, which: Fixed) -> &Bound<'py, PyString> {
+        self.fixed[which as usize].bind(py)
+    }
+}
+
+/// The environ key for CGI name `bytes`; `known` = the interpreter's [`new_known_keys`].
+fn key<'py>(py: Python<'py>, known: &[Py<PyString>], bytes: &[u8]) -> Bound<'py, PyString> {
+    if let Some(i) = known_index(bytes)
+        && let Some(known) = known.get(i)
+    {
+        return known.bind(py).clone();
     }
     match std::str::from_utf8(bytes) {
         Ok(s) if bytes.is_ascii() => PyString::intern(py, s),
@@ -133,9 +196,10 @@ pub(crate) fn build<'py>(
     spec: &RequestSpec<'_>,
     input: &Bound<'py, PyAny>,
     errors: &Bound<'py, PyAny>,
+    state: &super::interp_state::InterpState,
     application_start_us: u64,
 ) -> PyResult<Bound<'py, PyDict>> {
-    let env = base(py)?.copy()?;
+    let env = state.base_environ.bind(py).copy()?;
     let mut https = false;
     let mut request_scheme: Option<&[u8]> = None;
     let mut script_name = None;
@@ -159,59 +223,59 @@ pub(crate) fn build<'py>(
             b"PATH_INFO" => path_info = Some(v.clone()),
             _ => {}
         }
-        env.set_item(key(py, name), v)?;
+        env.set_item(key(py, &state.known_keys, name), v)?;
     }
     let scheme = if https {
-        intern!(py, "https").clone()
+        state.fixed(py, Fixed::https).clone()
     } else {
         match request_scheme {
             Some(s) if !s.is_empty() => latin1(py, s),
-            _ => intern!(py, "http").clone(),
+            _ => state.fixed(py, Fixed::http).clone(),
         }
     };
-    let empty = intern!(py, "");
+    let empty = state.fixed(py, Fixed::empty);
     let script_name = script_name.unwrap_or_else(|| empty.clone());
     let path_info = path_info.unwrap_or_else(|| empty.clone());
-    if !env.contains(intern!(py, "SCRIPT_NAME"))? {
-        env.set_item(intern!(py, "SCRIPT_NAME"), &script_name)?;
+    if !env.contains(state.fixed(py, Fixed::script_name))? {
+        env.set_item(state.fixed(py, Fixed::script_name), &script_name)?;
     }
-    if !env.contains(intern!(py, "PATH_INFO"))? {
-        env.set_item(intern!(py, "PATH_INFO"), &path_info)?;
+    if !env.contains(state.fixed(py, Fixed::path_info))? {
+        env.set_item(state.fixed(py, Fixed::path_info), &path_info)?;
     }
-    env.set_item(intern!(py, "wsgi.url_scheme"), scheme)?;
-    env.set_item(intern!(py, "wsgi.input"), input)?;
-    env.set_item(intern!(py, "wsgi.errors"), errors)?;
-    env.set_item(intern!(py, "mod_wsgi.application_group"), spec.app_group)?;
-    env.set_item(intern!(py, "mod_wsgi.callable_object"), callable_name(spec))?;
+    env.set_item(state.fixed(py, Fixed::url_scheme), scheme)?;
+    env.set_item(state.fixed(py, Fixed::input), input)?;
+    env.set_item(state.fixed(py, Fixed::errors), errors)?;
+    env.set_item(state.fixed(py, Fixed::application_group), spec.app_group)?;
+    env.set_item(state.fixed(py, Fixed::callable_object), callable_name(spec))?;
     if !saved_names {
-        env.set_item(intern!(py, "mod_wsgi.script_name"), script_name)?;
-        env.set_item(intern!(py, "mod_wsgi.path_info"), path_info)?;
+        env.set_item(state.fixed(py, Fixed::saved_script_name), script_name)?;
+        env.set_item(state.fixed(py, Fixed::saved_path_info), path_info)?;
     }
     let times = &spec.times;
     env.set_item(
-        intern!(py, "mod_wsgi.request_start"),
+        state.fixed(py, Fixed::request_start),
         seconds(times.request_start_us),
     )?;
     env.set_item(
-        intern!(py, "mod_wsgi.queue_start"),
+        state.fixed(py, Fixed::queue_start),
         seconds(times.queue_start_us),
     )?;
     env.set_item(
-        intern!(py, "mod_wsgi.daemon_start"),
+        state.fixed(py, Fixed::daemon_start),
         seconds(times.daemon_start_us),
     )?;
     env.set_item(
-        intern!(py, "mod_wsgi.application_start"),
+        state.fixed(py, Fixed::application_start),
         seconds(application_start_us),
     )?;
     // From 1, the number events and process_metrics() give the thread too, as mod_wsgi.
     env.set_item(
-        intern!(py, "mod_wsgi.thread_id"),
+        state.fixed(py, Fixed::thread_id),
         super::metrics::thread_slot() + 1,
     )?;
     if let Some(request_rec) = spec.apache_request {
         env.set_item(
-            intern!(py, "apache.request_rec"),
+            state.fixed(py, Fixed::request_rec),
             request_rec_capsule(py, request_rec)?,
         )?;
     }

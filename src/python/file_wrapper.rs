@@ -1,64 +1,65 @@
-//! `wsgi.file_wrapper(filelike, blksize=8192)`: iterates `filelike.read(blksize)` chunks and
+//! `wsgi.file_wrapper(filelike, blksize=8192)` (`mod_wsgi.FileWrapper`): iterates `filelike.read(blksize)` chunks and
 //! forwards `close()`. When an application returns one before anything was written and the
 //! file has the fd of a regular file, the driver hands the fd to `RequestIo::send_file`
 //! (from `tell()`, for min(Content-Length, size - offset) bytes), falling back to iteration.
 
 use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyType};
 
-use super::log_object::type_name;
+/// The class, defined in each interpreter (a Python class, not a `#[pyclass]` whose one type
+/// object pyo3 shares between all interpreters of the process; see `interp_state.rs`).
+/// `filelike` and `blksize` are read-only, as mod_wsgi's.
+const FILE_WRAPPER_PY: &std::ffi::CStr = cr#"
+class FileWrapper:
+    """wsgi.file_wrapper(filelike, blksize=8192): iterates filelike.read(blksize) chunks."""
 
-#[pyclass(frozen, module = "mod_wsgi", name = "FileWrapper")]
-pub(crate) struct FileWrapper {
-    #[pyo3(get)]
-    filelike: Py<PyAny>,
-    #[pyo3(get)]
-    blksize: usize,
-}
+    __slots__ = ("_filelike", "_blksize")
 
-#[pymethods]
-impl FileWrapper {
-    #[new]
-    #[pyo3(signature = (filelike, blksize=8192))]
-    fn new(filelike: Bound<'_, PyAny>, blksize: isize) -> PyResult<FileWrapper> {
-        let blksize = usize::try_from(blksize)
-            .ok()
-            .filter(|&b| b > 0)
-            .ok_or_else(|| {
-                pyo3::exceptions::PyValueError::new_err(format!(
-                    "file_wrapper blksize must be a positive integer, not {blksize}"
-                ))
-            })?;
-        if !filelike.hasattr("read")? {
-            return Err(pyo3::exceptions::PyTypeError::new_err(format!(
-                "file_wrapper needs a file-like object with a read() method, not {}",
-                type_name(&filelike)
-            )));
-        }
-        Ok(FileWrapper {
-            filelike: filelike.unbind(),
-            blksize,
-        })
-    }
+    def __init__(self, filelike, blksize=8192):
+        try:
+            blksize = blksize.__index__()
+        except AttributeError:
+            raise TypeError("file_wrapper blksize must be an integer, not %s"
+                            % type(blksize).__name__) from None
+        if blksize <= 0:
+            raise ValueError("file_wrapper blksize must be a positive integer, not %d" % blksize)
+        if not hasattr(filelike, "read"):
+            raise TypeError("file_wrapper needs a file-like object with a read() method, not %s"
+                            % type(filelike).__name__)
+        self._filelike = filelike
+        self._blksize = blksize
 
-    fn __iter__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
-        slf
-    }
+    @property
+    def filelike(self):
+        return self._filelike
 
-    fn __next__<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
-        let data = self
-            .filelike
-            .bind(py)
-            .call_method1("read", (self.blksize,))?;
-        Ok((data.len()? > 0).then_some(data))
-    }
+    @property
+    def blksize(self):
+        return self._blksize
 
-    fn close(&self, py: Python<'_>) -> PyResult<()> {
-        let filelike = self.filelike.bind(py);
-        if filelike.hasattr("close")? {
-            filelike.call_method0("close")?;
-        }
-        Ok(())
-    }
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        data = self._filelike.read(self._blksize)
+        if len(data) > 0:
+            return data
+        raise StopIteration
+
+    def close(self):
+        if hasattr(self._filelike, "close"):
+            self._filelike.close()
+"#;
+
+/// Defines `mod_wsgi.FileWrapper` in the current interpreter.
+pub(crate) fn define(py: Python<'_>) -> PyResult<Bound<'_, PyType>> {
+    let globals = PyDict::new(py);
+    globals.set_item("__name__", "mod_wsgi")?;
+    py.run(FILE_WRAPPER_PY, Some(&globals), None)?;
+    Ok(globals
+        .get_item("FileWrapper")?
+        .ok_or_else(|| pyo3::exceptions::PyRuntimeError::new_err("FileWrapper not defined"))?
+        .cast_into::<PyType>()?)
 }
 
 /// What the driver needs for `send_file`: the fd, where to start, and the file's size.
@@ -68,16 +69,15 @@ pub(crate) struct FileSpan {
     pub size: u64,
 }
 
-impl FileWrapper {
-    /// The fd/offset/size of `filelike` if it is a regular file we can hand out; None for
-    /// anything else (sockets, pipes, BytesIO, errors), which then goes through iteration.
-    pub(crate) fn file_span(&self, py: Python<'_>) -> Option<FileSpan> {
-        let filelike = self.filelike.bind(py);
-        let fd: i32 = filelike.call_method0("fileno").ok()?.extract().ok()?;
-        let size = regular_file_size(fd)?;
-        let offset: u64 = filelike.call_method0("tell").ok()?.extract().ok()?;
-        Some(FileSpan { fd, offset, size })
-    }
+/// The fd/offset/size of a FileWrapper's `filelike` if it is a regular file we can hand out;
+/// None for anything else (sockets, pipes, BytesIO, errors), which then goes through
+/// iteration.
+pub(crate) fn file_span(wrapper: &Bound<'_, PyAny>) -> Option<FileSpan> {
+    let filelike = wrapper.getattr("filelike").ok()?;
+    let fd: i32 = filelike.call_method0("fileno").ok()?.extract().ok()?;
+    let size = regular_file_size(fd)?;
+    let offset: u64 = filelike.call_method0("tell").ok()?.extract().ok()?;
+    Some(FileSpan { fd, offset, size })
 }
 
 /// Size of the file behind `fd` if it is a regular file.

@@ -9,8 +9,11 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 use pyo3::exceptions::{PyOSError, PyRuntimeError};
+use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
+
+use super::native_class;
 
 use super::request::{Shared, lock};
 
@@ -19,7 +22,217 @@ pub(crate) const CHUNK: usize = 64 * 1024;
 
 pub(crate) const EXPIRED: &str = "request object has expired";
 
-#[pyclass(frozen, module = "mod_wsgi", name = "Input")]
+/// `mod_wsgi.Input`, defined in each interpreter (see `native_class.rs`): `read`,
+/// `readline`, `readlines`, iteration by line and `close`, over the request's [`Input`].
+static SPEC: native_class::Spec<Input> = native_class::Spec {
+    name: c"mod_wsgi.Input",
+    doc: c"wsgi.input: the request body.",
+    methods: Some(&METHODS.0),
+    members: None,
+    slots: input_slots,
+    _value: std::marker::PhantomData,
+};
+
+static METHODS: native_class::Table<ffi::PyMethodDef, 6> = native_class::Table([
+    native_class::method!(
+        c"read",
+        py_read,
+        c"read(size=-1): up to size bytes of the body."
+    ),
+    native_class::method!(c"readline", py_readline, c"readline(size=-1): one line."),
+    native_class::method!(
+        c"readlines",
+        py_readlines,
+        c"readlines(hint=-1): the lines."
+    ),
+    native_class::method!(c"close", py_close, c"close(): nothing to do."),
+    native_class::method!(
+        c"_rwsgi_client_gone",
+        py_client_gone,
+        c"For the ASGI runtime: has the client gone away mid-request?"
+    ),
+    native_class::METHODS_END,
+]);
+
+fn input_slots() -> Vec<ffi::PyType_Slot> {
+    vec![
+        ffi::PyType_Slot {
+            slot: ffi::Py_tp_iter,
+            pfunc: pyo3::impl_::trampoline::get_trampoline_function!(getiterfunc, py_iter)
+                as *mut std::ffi::c_void,
+        },
+        ffi::PyType_Slot {
+            slot: ffi::Py_tp_iternext,
+            pfunc: pyo3::impl_::trampoline::get_trampoline_function!(iternextfunc, py_next)
+                as *mut std::ffi::c_void,
+        },
+    ]
+}
+
+/// Defines `mod_wsgi.Input` in the current interpreter.
+pub(crate) fn define(py: Python<'_>) -> PyResult<Bound<'_, pyo3::types::PyType>> {
+    native_class::define(py, &SPEC)
+}
+
+/// A request's `wsgi.input`: an instance of the current interpreter's `Input` class.
+pub(crate) fn new<'py>(
+    state: &super::interp_state::InterpState,
+    py: Python<'py>,
+    shared: Arc<Shared>,
+) -> PyResult<Bound<'py, PyAny>> {
+    native_class::new(state.input.bind(py), Input::new(shared), None)
+}
+
+/// The optional size argument: None or an int (`__index__`).
+fn size_arg(arg: Option<Bound<'_, PyAny>>) -> PyResult<Option<isize>> {
+    match arg {
+        Some(a) if !a.is_none() => Ok(Some(a.extract()?)),
+        _ => Ok(None),
+    }
+}
+
+/// # Safety
+/// The fastcall method contract of `native_class::method!` on an `Input` instance.
+unsafe fn py_read(
+    py: Python<'_>,
+    slf: *mut ffi::PyObject,
+    args: *const *mut ffi::PyObject,
+    nargs: ffi::Py_ssize_t,
+    kwnames: *mut ffi::PyObject,
+) -> PyResult<*mut ffi::PyObject> {
+    // SAFETY: the caller's contract.
+    let ([size], input) = unsafe {
+        (
+            native_class::fastcall_args(py, "read", ["size"], args, nargs, kwnames)?,
+            native_class::value::<Input>(slf)?,
+        )
+    };
+    Ok(input.read(py, size_arg(size)?)?.into_ptr())
+}
+
+/// # Safety
+/// As [`py_read`].
+unsafe fn py_readline(
+    py: Python<'_>,
+    slf: *mut ffi::PyObject,
+    args: *const *mut ffi::PyObject,
+    nargs: ffi::Py_ssize_t,
+    kwnames: *mut ffi::PyObject,
+) -> PyResult<*mut ffi::PyObject> {
+    // SAFETY: the caller's contract.
+    let ([size], input) = unsafe {
+        (
+            native_class::fastcall_args(py, "readline", ["size"], args, nargs, kwnames)?,
+            native_class::value::<Input>(slf)?,
+        )
+    };
+    Ok(input.readline(py, size_arg(size)?)?.into_ptr())
+}
+
+/// # Safety
+/// As [`py_read`].
+unsafe fn py_readlines(
+    py: Python<'_>,
+    slf: *mut ffi::PyObject,
+    args: *const *mut ffi::PyObject,
+    nargs: ffi::Py_ssize_t,
+    kwnames: *mut ffi::PyObject,
+) -> PyResult<*mut ffi::PyObject> {
+    // SAFETY: the caller's contract.
+    let ([hint], input) = unsafe {
+        (
+            native_class::fastcall_args(py, "readlines", ["hint"], args, nargs, kwnames)?,
+            native_class::value::<Input>(slf)?,
+        )
+    };
+    let hint = size_arg(hint)?;
+    let lines = pyo3::types::PyList::empty(py);
+    let mut total = 0usize;
+    loop {
+        let line = input.readline(py, None)?;
+        let n = line.as_bytes().len();
+        if n == 0 {
+            break;
+        }
+        lines.append(line)?;
+        total += n;
+        if hint.is_some_and(|h| h > 0 && total >= h as usize) {
+            break;
+        }
+    }
+    Ok(lines.into_ptr())
+}
+
+/// # Safety
+/// As [`py_read`].
+unsafe fn py_close(
+    py: Python<'_>,
+    slf: *mut ffi::PyObject,
+    args: *const *mut ffi::PyObject,
+    nargs: ffi::Py_ssize_t,
+    kwnames: *mut ffi::PyObject,
+) -> PyResult<*mut ffi::PyObject> {
+    // SAFETY: the caller's contract.
+    let ([], input) = unsafe {
+        (
+            native_class::fastcall_args(py, "close", [], args, nargs, kwnames)?,
+            native_class::value::<Input>(slf)?,
+        )
+    };
+    input.check()?;
+    Ok(py.None().into_ptr())
+}
+
+/// For the ASGI runtime (`asgi.py`): has the client gone away mid-request? Asked on the
+/// request thread, which owns the request's io.
+///
+/// # Safety
+/// As [`py_read`].
+unsafe fn py_client_gone(
+    py: Python<'_>,
+    slf: *mut ffi::PyObject,
+    args: *const *mut ffi::PyObject,
+    nargs: ffi::Py_ssize_t,
+    kwnames: *mut ffi::PyObject,
+) -> PyResult<*mut ffi::PyObject> {
+    // SAFETY: the caller's contract.
+    let ([], input) = unsafe {
+        (
+            native_class::fastcall_args(py, "_rwsgi_client_gone", [], args, nargs, kwnames)?,
+            native_class::value::<Input>(slf)?,
+        )
+    };
+    let gone = input.shared.with_io(|io| io.client_gone()).unwrap_or(true);
+    Ok(pyo3::types::PyBool::new(py, gone)
+        .to_owned()
+        .into_any()
+        .into_ptr())
+}
+
+/// `__iter__`: the object itself, while the request lasts.
+///
+/// # Safety
+/// `slf` is an `Input` instance (CPython's `tp_iter` call).
+unsafe fn py_iter(py: Python<'_>, slf: *mut ffi::PyObject) -> PyResult<*mut ffi::PyObject> {
+    // SAFETY: the caller's contract.
+    unsafe { native_class::value::<Input>(slf)? }.check()?;
+    // SAFETY: slf is a live object; the new reference is the return value.
+    Ok(unsafe { Bound::from_borrowed_ptr(py, slf) }.into_ptr())
+}
+
+/// `__next__`: the next line; null without an exception at the end.
+///
+/// # Safety
+/// As [`py_iter`].
+unsafe fn py_next(py: Python<'_>, slf: *mut ffi::PyObject) -> PyResult<*mut ffi::PyObject> {
+    // SAFETY: the caller's contract.
+    let line = unsafe { native_class::value::<Input>(slf)? }.readline(py, None)?;
+    if line.as_bytes().is_empty() {
+        return Ok(std::ptr::null_mut());
+    }
+    Ok(line.into_ptr())
+}
+
 pub(crate) struct Input {
     shared: Arc<Shared>,
     state: Mutex<State>,
@@ -180,63 +393,19 @@ fn limit(size: Option<isize>) -> Option<usize> {
     size.and_then(|s| usize::try_from(s).ok())
 }
 
-#[pymethods]
 impl Input {
-    #[pyo3(signature = (size=None))]
     fn read<'py>(&self, py: Python<'py>, size: Option<isize>) -> PyResult<Bound<'py, PyBytes>> {
         let size = limit(size);
         self.read_detached(py, move |state, shared| state.read(shared, size))
     }
 
-    #[pyo3(signature = (size=None))]
     fn readline<'py>(&self, py: Python<'py>, size: Option<isize>) -> PyResult<Bound<'py, PyBytes>> {
         let size = limit(size);
         self.read_detached(py, move |state, shared| state.readline(shared, size))
     }
 
-    #[pyo3(signature = (hint=None))]
-    fn readlines<'py>(
-        &self,
-        py: Python<'py>,
-        hint: Option<isize>,
-    ) -> PyResult<Vec<Bound<'py, PyBytes>>> {
-        let hint = limit(hint).filter(|&h| h > 0);
-        let mut lines = Vec::new();
-        let mut total = 0;
-        loop {
-            let line = self.readline(py, None)?;
-            let len = line.as_bytes().len();
-            if len == 0 {
-                break;
-            }
-            lines.push(line);
-            total += len;
-            if hint.is_some_and(|h| total >= h) {
-                break;
-            }
-        }
-        Ok(lines)
-    }
-
-    fn __iter__(slf: Bound<'_, Self>) -> PyResult<Bound<'_, Self>> {
-        if slf.get().shared.is_expired() {
-            return Err(Fail::Expired.into());
-        }
-        Ok(slf)
-    }
-
-    fn __next__<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyBytes>>> {
-        let line = self.readline(py, None)?;
-        Ok((!line.as_bytes().is_empty()).then_some(line))
-    }
-
-    /// For the ASGI runtime (`asgi.py`): has the client gone away mid-request? Asked on
-    /// the request thread, which owns the request's io.
-    fn _rwsgi_client_gone(&self) -> bool {
-        self.shared.with_io(|io| io.client_gone()).unwrap_or(true)
-    }
-
-    fn close(&self) -> PyResult<()> {
+    /// Err once the request is over (`__iter__`, `close`).
+    fn check(&self) -> PyResult<()> {
         if self.shared.is_expired() {
             return Err(Fail::Expired.into());
         }

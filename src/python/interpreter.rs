@@ -391,16 +391,6 @@ fn setup_python(py: Python<'_>, settings: &InterpreterSettings) -> Result<(), St
         for layer in &options.python_path_layers {
             add_python_path(py, layer)?;
         }
-        // pyo3 makes each class's type object once per process, in the interpreter that first
-        // asks for it: made here, in the main interpreter, which outlives the sub-interpreters
-        // that share them (subinterp.rs).
-        py.get_type::<super::input::Input>();
-        py.get_type::<super::start_response::StartResponse>();
-        py.get_type::<super::file_wrapper::FileWrapper>();
-        py.get_type::<log_object::LogBuffer>();
-        py.get_type::<log_object::Restricted>();
-        py.get_type::<signal_intercept::SignalIntercept>();
-        py.get_type::<modwsgi::RequestTimeout>();
         Ok(())
     })();
     match result {
@@ -456,6 +446,7 @@ fn resolved_options(
             restrict_stdin: settings.restrict_stdin,
             restrict_stdout: settings.restrict_stdout,
             restrict_signal: settings.restrict_signal,
+            per_interpreter_gil: settings.per_interpreter_gil,
         },
     )
 }
@@ -488,6 +479,15 @@ fn setup_sys(
             .set_item("PYTHON_EGG_CACHE", dir)?;
     }
     Ok(())
+}
+
+/// Whether the sub-interpreter of `app_group` gets its own GIL: WSGIPerInterpreterGIL with the
+/// matching `<WSGIInterpreterOptions>` sections applied (configtest refused On before 3.12).
+pub(crate) fn own_gil(app_group: &str) -> bool {
+    cfg!(Py_3_12)
+        && SETTINGS
+            .get()
+            .is_some_and(|settings| resolved_options(settings, app_group).per_interpreter_gil)
 }
 
 /// Sets up a freshly created sub-interpreter for application group `app_group` (called with
@@ -628,7 +628,7 @@ pub(crate) fn flush_streams(py: Python<'_>) {
         // Per interpreter: a <WSGIInterpreterOptions> section may restrict one and not another.
         let restricted = sys
             .getattr("stdout")
-            .is_ok_and(|out| out.is_instance_of::<log_object::Restricted>());
+            .is_ok_and(|out| log_object::is_restricted(&out));
         if restricted {
             let _ = sys.setattr("stdout", py.None());
         } else if let Ok(out) = sys.getattr("stdout") {

@@ -31,9 +31,30 @@ use super::{interp_context, log, log_prefix, python_error, subinterp};
 use crate::logging::Level;
 
 pub(crate) struct Loaded {
-    pub module: Py<PyModule>,
+    /// Released by [`Loaded`]'s drop, in the module's interpreter.
+    pub module: std::mem::ManuallyDrop<Py<PyModule>>,
     /// The script file's mtime when it was loaded.
     pub mtime: SystemTime,
+}
+
+impl Drop for Loaded {
+    /// The last holder of a script's `Arc<Loaded>` is normally the loader or a caller attached
+    /// in the group's interpreter (the module is released at once, there). A request thread
+    /// outside Python that drops the last reference (its request ended after the script was
+    /// discarded), or a drop during the process's shutdown, leaks the module reference
+    /// instead: pyo3 is built without its deferred reference pool (`.cargo/config.toml`),
+    /// which would decref it at some later attach of any interpreter, and attaching from a
+    /// destructor could meet an interpreter being finalised.
+    fn drop(&mut self) {
+        // SAFETY: taken once, here; the field is not used afterwards.
+        let module = unsafe { std::mem::ManuallyDrop::take(&mut self.module) };
+        // SAFETY: only reads whether this thread has a current thread state.
+        if unsafe { pyo3::ffi::compat::PyThreadState_GetUnchecked() }.is_null() {
+            std::mem::forget(module);
+        } else {
+            drop(module);
+        }
+    }
 }
 
 struct Slot {
@@ -231,7 +252,10 @@ impl Loader {
         });
         let module = result??;
         slot.ever_loaded.store(true, Ordering::Relaxed);
-        let fresh = Arc::new(Loaded { module, mtime });
+        let fresh = Arc::new(Loaded {
+            module: std::mem::ManuallyDrop::new(module),
+            mtime,
+        });
         *loaded = Some(Arc::clone(&fresh));
         *lock(&slot.mtime) = Some(mtime);
         slot.loaded_us.store(began_us.max(1), Ordering::Relaxed);
@@ -370,7 +394,13 @@ pub(crate) fn reload_reason(
     group: &str,
 ) -> Option<String> {
     let dict = loaded.module.bind(py).dict();
-    let recorded = match dict.get_item(pyo3::intern!(py, "__mtime__")) {
+    // The interpreter's interned names (fixed strings), or made now without its state.
+    let state = super::interp_state::current(py).ok();
+    let name = |which: super::environ::Fixed, text: &str| match &state {
+        Some(state) => state.fixed(py, which).clone(),
+        None => pyo3::types::PyString::intern(py, text),
+    };
+    let recorded = match dict.get_item(name(super::environ::Fixed::mtime, "__mtime__")) {
         Ok(Some(value)) => value.extract::<i64>().ok(),
         _ => return Some("its module no longer has __mtime__".into()),
     };
@@ -383,7 +413,10 @@ pub(crate) fn reload_reason(
         Err(e) => return Some(format!("it can no longer be read ({e})")),
     }
     let hook = dict
-        .get_item(pyo3::intern!(py, "reload_required"))
+        .get_item(name(
+            super::environ::Fixed::reload_required,
+            "reload_required",
+        ))
         .ok()
         .flatten()?;
     let answer = fs_path(py, path).and_then(|resource| hook.call1((resource,)));

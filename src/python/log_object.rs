@@ -14,9 +14,11 @@ use std::cell::RefCell;
 use std::sync::{Arc, Mutex};
 
 use pyo3::exceptions::{PyOSError, PyTypeError};
+use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes, PyMemoryView};
 
+use super::native_class;
 use crate::logging::Level;
 
 /// A partial line longer than this is logged without waiting for its newline.
@@ -82,8 +84,191 @@ pub(crate) fn log_in_request(py: Python<'_>, level: Level, msg: &str) {
     });
 }
 
-/// The binary writer under the text streams: bytes in, error-log lines out.
-#[pyclass(frozen, module = "mod_wsgi", name = "LogBuffer")]
+/// `mod_wsgi.LogBuffer`, the binary writer under the text streams (wsgi.errors, sys.stdout,
+/// sys.stderr), defined in each interpreter (`native_class.rs`) over the Rust [`LogBuffer`];
+/// its member `name` is the stream's name.
+static SPEC: native_class::Spec<LogBuffer> = native_class::Spec {
+    name: c"mod_wsgi.LogBuffer",
+    doc: c"The binary stream under wsgi.errors, sys.stdout and sys.stderr: lines go to the \
+           Apache error log.",
+    methods: Some(&METHODS.0),
+    members: Some(&MEMBERS.0),
+    slots: native_class::no_slots,
+    _value: std::marker::PhantomData,
+};
+
+static METHODS: native_class::Table<ffi::PyMethodDef, 10> = native_class::Table([
+    native_class::method!(c"write", py_write, c"write(data): log the complete lines."),
+    native_class::method!(c"writelines", py_writelines, c"writelines(lines)"),
+    native_class::method!(c"flush", py_flush, c"flush(): log a pending partial line."),
+    native_class::method!(
+        c"close",
+        py_flush,
+        c"close(): flush (the stream stays usable)."
+    ),
+    native_class::method!(c"isatty", py_false, c"False"),
+    native_class::method!(c"readable", py_false, c"False"),
+    native_class::method!(c"seekable", py_false, c"False"),
+    native_class::method!(c"writable", py_true, c"True"),
+    native_class::method!(c"fileno", py_fileno, c"OSError: no file descriptor."),
+    native_class::METHODS_END,
+]);
+
+static MEMBERS: native_class::Table<ffi::PyMemberDef, 2> = native_class::Table([
+    ffi::PyMemberDef {
+        name: c"name".as_ptr(),
+        type_code: ffi::Py_T_OBJECT_EX,
+        offset: native_class::MEMBER_OFFSET,
+        flags: ffi::Py_READONLY,
+        doc: c"The stream's name.".as_ptr(),
+    },
+    ffi::PyMemberDef {
+        name: std::ptr::null(),
+        type_code: 0,
+        offset: 0,
+        flags: 0,
+        doc: std::ptr::null(),
+    },
+]);
+
+/// Defines `mod_wsgi.LogBuffer` in the current interpreter (with its class attributes
+/// `closed = False` and `mode = "wb"`).
+pub(crate) fn define(py: Python<'_>) -> PyResult<Bound<'_, pyo3::types::PyType>> {
+    let class = native_class::define(py, &SPEC)?;
+    class.setattr("closed", false)?;
+    class.setattr("mode", "wb")?;
+    Ok(class)
+}
+
+/// The arguments and the [`LogBuffer`] of a `LogBuffer` method call.
+///
+/// # Safety
+/// The fastcall method contract of `native_class::method!` on a `LogBuffer` instance.
+unsafe fn method_args<'a, 'py, const N: usize>(
+    py: Python<'py>,
+    func: &str,
+    names: [&str; N],
+    slf: *mut ffi::PyObject,
+    args: *const *mut ffi::PyObject,
+    nargs: ffi::Py_ssize_t,
+    kwnames: *mut ffi::PyObject,
+) -> PyResult<([Option<Bound<'py, PyAny>>; N], &'a LogBuffer)> {
+    // SAFETY: the caller's contract.
+    unsafe {
+        Ok((
+            native_class::fastcall_args(py, func, names, args, nargs, kwnames)?,
+            native_class::value::<LogBuffer>(slf)?,
+        ))
+    }
+}
+
+fn required<'py>(func: &str, arg: Option<Bound<'py, PyAny>>) -> PyResult<Bound<'py, PyAny>> {
+    arg.ok_or_else(|| {
+        PyTypeError::new_err(format!("{func}() takes exactly one argument (0 given)"))
+    })
+}
+
+/// # Safety
+/// As [`method_args`].
+unsafe fn py_write(
+    py: Python<'_>,
+    slf: *mut ffi::PyObject,
+    args: *const *mut ffi::PyObject,
+    nargs: ffi::Py_ssize_t,
+    kwnames: *mut ffi::PyObject,
+) -> PyResult<*mut ffi::PyObject> {
+    // SAFETY: the caller's contract.
+    let ([data], buffer) =
+        unsafe { method_args(py, "write", ["data"], slf, args, nargs, kwnames)? };
+    let written = buffer.write(py, &required("write", data)?)?;
+    Ok(written.into_pyobject(py)?.into_ptr())
+}
+
+/// # Safety
+/// As [`method_args`].
+unsafe fn py_writelines(
+    py: Python<'_>,
+    slf: *mut ffi::PyObject,
+    args: *const *mut ffi::PyObject,
+    nargs: ffi::Py_ssize_t,
+    kwnames: *mut ffi::PyObject,
+) -> PyResult<*mut ffi::PyObject> {
+    // SAFETY: the caller's contract.
+    let ([lines], buffer) =
+        unsafe { method_args(py, "writelines", ["lines"], slf, args, nargs, kwnames)? };
+    for item in required("writelines", lines)?.try_iter()? {
+        with_bytes(&item?, |bytes| buffer.write_bytes(py, bytes))?;
+    }
+    Ok(py.None().into_ptr())
+}
+
+/// `flush()` and `close()`.
+///
+/// # Safety
+/// As [`method_args`].
+unsafe fn py_flush(
+    py: Python<'_>,
+    slf: *mut ffi::PyObject,
+    args: *const *mut ffi::PyObject,
+    nargs: ffi::Py_ssize_t,
+    kwnames: *mut ffi::PyObject,
+) -> PyResult<*mut ffi::PyObject> {
+    // SAFETY: the caller's contract.
+    let ([], buffer) = unsafe { method_args(py, "flush", [], slf, args, nargs, kwnames)? };
+    buffer.flush(py);
+    Ok(py.None().into_ptr())
+}
+
+/// `isatty()`, `readable()`, `seekable()`.
+///
+/// # Safety
+/// As [`method_args`].
+unsafe fn py_false(
+    py: Python<'_>,
+    slf: *mut ffi::PyObject,
+    args: *const *mut ffi::PyObject,
+    nargs: ffi::Py_ssize_t,
+    kwnames: *mut ffi::PyObject,
+) -> PyResult<*mut ffi::PyObject> {
+    // SAFETY: the caller's contract.
+    unsafe { method_args(py, "method", [], slf, args, nargs, kwnames)? };
+    Ok(false.into_pyobject(py)?.to_owned().into_ptr())
+}
+
+/// `writable()`.
+///
+/// # Safety
+/// As [`method_args`].
+unsafe fn py_true(
+    py: Python<'_>,
+    slf: *mut ffi::PyObject,
+    args: *const *mut ffi::PyObject,
+    nargs: ffi::Py_ssize_t,
+    kwnames: *mut ffi::PyObject,
+) -> PyResult<*mut ffi::PyObject> {
+    // SAFETY: the caller's contract.
+    unsafe { method_args(py, "writable", [], slf, args, nargs, kwnames)? };
+    Ok(true.into_pyobject(py)?.to_owned().into_ptr())
+}
+
+/// # Safety
+/// As [`method_args`].
+unsafe fn py_fileno(
+    py: Python<'_>,
+    slf: *mut ffi::PyObject,
+    args: *const *mut ffi::PyObject,
+    nargs: ffi::Py_ssize_t,
+    kwnames: *mut ffi::PyObject,
+) -> PyResult<*mut ffi::PyObject> {
+    // SAFETY: the caller's contract.
+    let ([], buffer) = unsafe { method_args(py, "fileno", [], slf, args, nargs, kwnames)? };
+    Err(PyOSError::new_err(format!(
+        "{} has no file descriptor (it writes to the error log)",
+        buffer.name
+    )))
+}
+
+/// The Rust state of one `LogBuffer`: bytes in, error-log lines out.
 pub(crate) struct LogBuffer {
     name: &'static str,
     /// Fixed "[remote ...] " (a request's wsgi.errors); `None` = the writing thread's request.
@@ -161,20 +346,12 @@ fn with_bytes<R>(obj: &Bound<'_, PyAny>, f: impl FnOnce(&[u8]) -> R) -> PyResult
     Ok(f(bytes.as_bytes()))
 }
 
-#[pymethods]
 impl LogBuffer {
     fn write(&self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<usize> {
         with_bytes(data, |bytes| {
             self.write_bytes(py, bytes);
             bytes.len()
         })
-    }
-
-    fn writelines(&self, py: Python<'_>, lines: &Bound<'_, PyAny>) -> PyResult<()> {
-        for item in lines.try_iter()? {
-            with_bytes(&item?, |bytes| self.write_bytes(py, bytes))?;
-        }
-        Ok(())
     }
 
     /// Logs a pending partial line.
@@ -184,49 +361,6 @@ impl LogBuffer {
             let line = String::from_utf8_lossy(&rest).into_owned();
             self.emit(py, vec![line]);
         }
-    }
-
-    /// Flushes; the stream stays usable (the error log cannot be closed by the app).
-    fn close(&self, py: Python<'_>) {
-        self.flush(py);
-    }
-
-    fn isatty(&self) -> bool {
-        false
-    }
-
-    fn readable(&self) -> bool {
-        false
-    }
-
-    fn writable(&self) -> bool {
-        true
-    }
-
-    fn seekable(&self) -> bool {
-        false
-    }
-
-    fn fileno(&self) -> PyResult<i32> {
-        Err(PyOSError::new_err(format!(
-            "{} has no file descriptor (it writes to the error log)",
-            self.name
-        )))
-    }
-
-    #[getter]
-    fn closed(&self) -> bool {
-        false
-    }
-
-    #[getter]
-    fn name(&self) -> &'static str {
-        self.name
-    }
-
-    #[getter]
-    fn mode(&self) -> &'static str {
-        "wb"
     }
 }
 
@@ -238,15 +372,40 @@ pub(crate) fn new_stream<'py>(
     name: &'static str,
     remote: Option<Arc<str>>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let buffer = Bound::new(
-        py,
-        LogBuffer {
-            name,
-            remote,
-            pending: Mutex::new(Vec::new()),
-        },
-    )?;
-    let wrapper = pyo3::intern!(py, "TextIOWrapper");
+    let buffer = LogBuffer {
+        name,
+        remote,
+        pending: Mutex::new(Vec::new()),
+    };
+    let name = pyo3::types::PyString::new(py, name).into_any();
+    // The interpreter's class and io.TextIOWrapper arguments; sys.stdout/stderr are made
+    // while it is being set up, before its state is registered: then they are made here.
+    if let Ok(state) = super::interp_state::current(py) {
+        let buffer = native_class::new(state.log_buffer.bind(py), buffer, Some(name))?;
+        let stream = state
+            .text_io_wrapper
+            .bind(py)
+            .call((buffer,), Some(state.stream_kwargs.bind(py)))?;
+        // As on the streams Python itself opens.
+        let _ = stream.setattr(
+            state.fixed(py, super::environ::Fixed::mode),
+            state.fixed(py, super::environ::Fixed::w),
+        );
+        return Ok(stream);
+    }
+    let buffer = native_class::new(&define(py)?, buffer, Some(name))?;
+    let stream = text_io_wrapper(py)?.call((buffer,), Some(&stream_kwargs(py)?))?;
+    let _ = stream.setattr("mode", "w");
+    Ok(stream)
+}
+
+/// `io.TextIOWrapper` of the current interpreter.
+pub(crate) fn text_io_wrapper(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
+    py.import("io")?.getattr("TextIOWrapper")
+}
+
+/// The keyword arguments of `io.TextIOWrapper` for an error-log stream.
+pub(crate) fn stream_kwargs(py: Python<'_>) -> PyResult<Bound<'_, pyo3::types::PyDict>> {
     let kwargs = pyo3::types::PyDict::new(py);
     kwargs.set_item("encoding", "utf-8")?;
     kwargs.set_item("errors", "backslashreplace")?;
@@ -254,13 +413,7 @@ pub(crate) fn new_stream<'py>(
     // line_buffering, TextIOWrapper would also flush the buffer after every newline and so log
     // a partial line that follows it early.
     kwargs.set_item("write_through", true)?;
-    let stream = py
-        .import(pyo3::intern!(py, "io"))?
-        .getattr(wrapper)?
-        .call((buffer,), Some(&kwargs))?;
-    // As on the streams Python itself opens.
-    let _ = stream.setattr("mode", "w");
-    Ok(stream)
+    Ok(kwargs)
 }
 
 pub(crate) fn type_name(obj: &Bound<'_, PyAny>) -> String {
@@ -272,75 +425,90 @@ pub(crate) fn type_name(obj: &Bound<'_, PyAny>) -> String {
 
 /// `sys.stdout` under WSGIRestrictStdout On and `sys.stdin` under WSGIRestrictStdin On: every
 /// attribute access, iteration or `with` raises OSError naming the stream and the directive.
-#[pyclass(frozen, module = "mod_wsgi", name = "Restricted")]
-pub(crate) struct Restricted {
-    stream: &'static str,
-    directive: &'static str,
-    /// What the application must not use.
-    uses: &'static str,
-    advice: &'static str,
+/// A Python class defined in each interpreter that installs one (not a `#[pyclass]`, whose one
+/// type object pyo3 shares between all interpreters of the process; see `interp_state.rs`).
+const RESTRICTED_PY: &std::ffi::CStr = cr#"
+def restricted(message, text):
+    class Restricted:
+        __slots__ = ()
+        _mod_rwsgi_restricted = True
+
+        def __getattribute__(self, name):
+            raise OSError(message)
+
+        def __iter__(self):
+            raise OSError(message)
+
+        def __next__(self):
+            raise OSError(message)
+
+        def __enter__(self):
+            raise OSError(message)
+
+        def __exit__(self, *args):
+            raise OSError(message)
+
+        def __repr__(self):
+            return text
+
+    return Restricted()
+"#;
+
+/// Whether `obj` is a restricted stream (its class, looked up on the type: the instance
+/// refuses every attribute).
+pub(crate) fn is_restricted(obj: &Bound<'_, PyAny>) -> bool {
+    obj.get_type()
+        .getattr("_mod_rwsgi_restricted")
+        .is_ok_and(|v| v.is_truthy().unwrap_or(false))
 }
 
-impl Restricted {
-    fn error(&self) -> PyErr {
-        PyOSError::new_err(format!(
-            "{} access restricted by mod_rwsgi: {} is On, so a WSGI application must not use \
-             {}. {}",
-            self.stream, self.directive, self.uses, self.advice
-        ))
-    }
-}
-
-#[pymethods]
-impl Restricted {
-    fn __getattribute__(&self, _name: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
-        Err(self.error())
-    }
-
-    fn __iter__(&self) -> PyResult<Py<PyAny>> {
-        Err(self.error())
-    }
-
-    fn __next__(&self) -> PyResult<Py<PyAny>> {
-        Err(self.error())
-    }
-
-    fn __enter__(&self) -> PyResult<Py<PyAny>> {
-        Err(self.error())
-    }
-
-    #[pyo3(signature = (*_args))]
-    fn __exit__(&self, _args: &Bound<'_, pyo3::types::PyTuple>) -> PyResult<()> {
-        Err(self.error())
-    }
-
-    fn __repr__(&self) -> String {
-        format!("<restricted {} ({} On)>", self.stream, self.directive)
-    }
+/// A restricted stream object of the current interpreter.
+fn restricted<'py>(
+    py: Python<'py>,
+    stream: &str,
+    directive: &str,
+    uses: &str,
+    advice: &str,
+) -> PyResult<Bound<'py, PyAny>> {
+    let globals = pyo3::types::PyDict::new(py);
+    globals.set_item("__name__", "mod_wsgi")?;
+    py.run(RESTRICTED_PY, Some(&globals), None)?;
+    let make = globals
+        .get_item("restricted")?
+        .ok_or_else(|| pyo3::exceptions::PyRuntimeError::new_err("restricted not defined"))?;
+    make.call1((
+        format!(
+            "{stream} access restricted by mod_rwsgi: {directive} is On, so a WSGI application \
+             must not use {uses}. {advice}"
+        ),
+        format!("<restricted {stream} ({directive} On)>"),
+    ))
 }
 
 /// Installs the restricted stdout as `target.stdout` (`target` is `sys` in production, or any
 /// namespace in tests).
 pub fn install_restricted_stdout(target: &Bound<'_, PyAny>) -> PyResult<()> {
-    let restricted = Restricted {
-        stream: "sys.stdout",
-        directive: "WSGIRestrictStdout",
-        uses: "print() or sys.stdout",
-        advice: "Write to sys.stderr or environ['wsgi.errors'], use the logging module, or set \
-                 WSGIRestrictStdout Off.",
-    };
-    target.setattr("stdout", Bound::new(target.py(), restricted)?)
+    let restricted = restricted(
+        target.py(),
+        "sys.stdout",
+        "WSGIRestrictStdout",
+        "print() or sys.stdout",
+        "Write to sys.stderr or environ['wsgi.errors'], use the logging module, or set \
+         WSGIRestrictStdout Off.",
+    )?;
+    target.setattr("stdout", restricted)
 }
 
 /// Installs the restricted stdin as `target.stdin`.
 pub(crate) fn install_restricted_stdin(target: &Bound<'_, PyAny>) -> PyResult<()> {
-    let restricted = Restricted {
-        stream: "sys.stdin",
-        directive: "WSGIRestrictStdin",
-        uses: "input() or sys.stdin",
-        advice: "A request's body is environ['wsgi.input']; or set WSGIRestrictStdin Off.",
-    };
-    target.setattr("stdin", Bound::new(target.py(), restricted)?)
+    let restricted = restricted(
+        target.py(),
+        "sys.stdin",
+        "WSGIRestrictStdin",
+        "input() or sys.stdin",
+        "A request's body is environ['wsgi.input']; or set WSGIRestrictStdin Off.",
+    )?;
+    target.setattr("stdin", restricted)
 }
 
 #[cfg(test)]
@@ -349,7 +517,7 @@ mod tests {
 
     fn buffer() -> LogBuffer {
         LogBuffer {
-            name: "<test>",
+            name: "test",
             remote: None,
             pending: Mutex::new(Vec::new()),
         }

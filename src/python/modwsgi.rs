@@ -8,35 +8,23 @@
 //! propagated.
 
 use pyo3::prelude::*;
-use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyList, PyModule, PyTuple};
 
-use super::file_wrapper::FileWrapper;
 use super::settings::ProcessInfo;
 use super::{MOD_WSGI_VERSION, format_exception, log_detached, log_prefix};
 use crate::logging::Level;
 
-/// The main interpreter's module.
-static MODULE: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
+/// `mod_wsgi.RequestTimeout`, defined in each interpreter (see `interp_state.rs`).
+const REQUEST_TIMEOUT_PY: &std::ffi::CStr = cr#"
+class RequestTimeout(BaseException):
+    """Raised in a request's thread when it ran past request-timeout (interrupt-timeout is set)."""
+"#;
 
-/// Each sub-interpreter's own module, by interpreter id (`subinterp.rs`): one is built per
-/// interpreter, as mod_wsgi does, so its attributes (`application_group`) and subscriber
-/// lists are that interpreter's. Never shrinks: sub-interpreters live until the process ends.
-static SUB_MODULES: std::sync::Mutex<Vec<(i64, Py<PyModule>)>> = std::sync::Mutex::new(Vec::new());
-
-/// The id of the interpreter whose thread state is current (0 for the main one).
-fn current_interpreter_id(_py: Python<'_>) -> i64 {
-    // SAFETY: the token proves this thread is attached, so a thread state is current and
-    // PyInterpreterState_Get returns its (live) interpreter.
-    unsafe { pyo3::ffi::PyInterpreterState_GetID(pyo3::ffi::PyInterpreterState_Get()) }
+/// Whether `err` is the current interpreter's `mod_wsgi.RequestTimeout`.
+pub(crate) fn is_request_timeout(py: Python<'_>, err: &PyErr) -> bool {
+    super::interp_state::current(py)
+        .is_ok_and(|state| err.is_instance(py, state.request_timeout.bind(py)))
 }
-
-pyo3::create_exception!(
-    mod_wsgi,
-    RequestTimeout,
-    pyo3::exceptions::PyBaseException,
-    "Raised in a request's thread when it ran past request-timeout (interrupt-timeout is set)."
-);
 
 /// Creates the module of the current interpreter (the main one, or the sub-interpreter of
 /// application group `app_group`) and inserts it in its sys.modules as `mod_wsgi` and
@@ -49,8 +37,18 @@ pub(crate) fn install(py: Python<'_>, info: &ProcessInfo, app_group: &str) -> Py
     m.add("application_group", app_group)?;
     m.add("maximum_processes", info.processes)?;
     m.add("threads_per_process", info.threads)?;
-    m.add_class::<FileWrapper>()?;
-    m.add("RequestTimeout", py.get_type::<RequestTimeout>())?;
+    let file_wrapper = super::file_wrapper::define(py)?;
+    m.add("FileWrapper", &file_wrapper)?;
+    let request_timeout = {
+        let globals = PyDict::new(py);
+        globals.set_item("__name__", "mod_wsgi")?;
+        py.run(REQUEST_TIMEOUT_PY, Some(&globals), None)?;
+        globals
+            .get_item("RequestTimeout")?
+            .ok_or_else(|| pyo3::exceptions::PyRuntimeError::new_err("RequestTimeout not defined"))?
+            .cast_into::<pyo3::types::PyType>()?
+    };
+    m.add("RequestTimeout", &request_timeout)?;
     m.add("event_callbacks", PyList::empty(py))?;
     m.add("shutdown_callbacks", PyList::empty(py))?;
     m.add_function(wrap_pyfunction!(subscribe_events, &m)?)?;
@@ -67,19 +65,24 @@ pub(crate) fn install(py: Python<'_>, info: &ProcessInfo, app_group: &str) -> Py
     adopt_companion_package_path(py, &m);
     modules.set_item("mod_wsgi", &m)?;
     modules.set_item("mod_rwsgi", &m)?;
-    match current_interpreter_id(py) {
-        0 => {
-            let _ = MODULE.set(py, m.unbind());
-        }
-        id => {
-            use pyo3::sync::MutexExt;
-            let mut subs = SUB_MODULES
-                .lock_py_attached(py)
-                .unwrap_or_else(|e| e.into_inner());
-            subs.retain(|(other, _)| *other != id);
-            subs.push((id, m.unbind()));
-        }
-    }
+    super::interp_state::register(
+        py,
+        super::interp_state::InterpState {
+            base_environ: super::environ::new_base(py, &file_wrapper)?,
+            known_keys: super::environ::new_known_keys(py),
+            fixed: super::environ::new_fixed(py),
+            text_io_wrapper: super::log_object::text_io_wrapper(py)?.unbind(),
+            stream_kwargs: super::log_object::stream_kwargs(py)?.unbind(),
+            start_response: super::start_response::define(py)?.unbind(),
+            write: super::start_response::define_write(py)?.unbind(),
+            input: super::input::define(py)?.unbind(),
+            websocket: super::websocket::define(py)?.unbind(),
+            log_buffer: super::log_object::define(py)?.unbind(),
+            module: m.unbind(),
+            file_wrapper: file_wrapper.unbind(),
+            request_timeout: request_timeout.unbind(),
+        },
+    );
     Ok(())
 }
 
@@ -166,7 +169,8 @@ impl RequestContext {
 
 impl Drop for RequestContext {
     fn drop(&mut self) {
-        // The dict (if any) is released by pyo3 when the GIL is next held, if not now.
+        // Dropped attached (the context lives inside the request's attach, in its
+        // interpreter): the dict (if any) is released here, at once.
         let _ = CURRENT.try_with(|c| c.borrow_mut().take());
     }
 }
@@ -303,41 +307,13 @@ fn module_getattr<'py>(py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyAny
 
 /// The `mod_wsgi` module of the interpreter whose thread state is current.
 fn module(py: Python<'_>) -> PyResult<Bound<'_, PyModule>> {
-    let missing = || pyo3::exceptions::PyRuntimeError::new_err("mod_wsgi module not initialised");
-    match current_interpreter_id(py) {
-        0 => MODULE
-            .get(py)
-            .map(|m| m.bind(py).clone())
-            .ok_or_else(missing),
-        id => {
-            use pyo3::sync::MutexExt;
-            let subs = SUB_MODULES
-                .lock_py_attached(py)
-                .unwrap_or_else(|e| e.into_inner());
-            subs.iter()
-                .find(|(other, _)| *other == id)
-                .map(|(_, m)| m.bind(py).clone())
-                .ok_or_else(missing)
-        }
-    }
+    Ok(super::interp_state::current(py)?.module.bind(py).clone())
 }
 
-/// Drops the current sub-interpreter's `mod_wsgi` module reference (before the interpreter
-/// is ended). Call attached, in that interpreter.
+/// Drops the current sub-interpreter's state, its `mod_wsgi` module among it (before the
+/// interpreter is ended). Call attached, in that interpreter.
 pub(crate) fn forget_sub_module(py: Python<'_>) {
-    use pyo3::sync::MutexExt;
-    let id = current_interpreter_id(py);
-    let gone: Vec<(i64, Py<PyModule>)> = {
-        let mut subs = SUB_MODULES
-            .lock_py_attached(py)
-            .unwrap_or_else(|e| e.into_inner());
-        let (gone, kept) = std::mem::take(&mut *subs)
-            .into_iter()
-            .partition(|(other, _)| *other == id);
-        *subs = kept;
-        gone
-    };
-    drop(gone);
+    super::interp_state::forget(py);
 }
 
 fn subscribe<'py>(list_name: &str, callback: Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {

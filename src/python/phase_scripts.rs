@@ -191,7 +191,7 @@ impl AppHost {
                 }
             }
             // A partial last line is logged now, with this request's address.
-            if let Err(e) = errors.call_method0(pyo3::intern!(py, "flush")) {
+            if let Err(e) = errors.call_method0(PyString::intern(py, "flush")) {
                 log_exception(py, &e, req);
             }
             outcome.map(|()| answers)

@@ -36,6 +36,9 @@ pub struct InterpreterSettings {
     pub restrict_stdin: bool,
     /// WSGIRestrictSignal: `signal.signal` from application code is logged and ignored.
     pub restrict_signal: bool,
+    /// WSGIPerInterpreterGIL (top level; `<WSGIInterpreterOptions>` sections may override it
+    /// per interpreter): sub-interpreters get their own GIL (Python 3.12+).
+    pub per_interpreter_gil: bool,
     /// WSGIPythonOptimize: PyConfig.optimization_level (0, 1 = -O, 2 = -OO).
     pub optimize: u8,
     /// WSGIDontWriteBytecode: PyConfig.write_bytecode = 0.
@@ -86,6 +89,7 @@ impl Default for InterpreterSettings {
             apache_version: (0, 0, 0),
             restrict_stdin: false,
             restrict_signal: true,
+            per_interpreter_gil: false,
             optimize: 0,
             dont_write_bytecode: false,
             warnings: Vec::new(),

@@ -12,72 +12,80 @@ use pyo3::prelude::*;
 use super::{log_object, log_prefix};
 use crate::logging::Level;
 
-#[pyclass(frozen, module = "mod_wsgi", name = "SignalIntercept")]
-pub(crate) struct SignalIntercept {
-    /// The real `signal.signal`.
-    wrapped: Py<PyAny>,
-    /// The process the restriction applies to.
+/// `signal.signal(signalnum, handler, /)` of a process with the restriction: `wrapped` is the
+/// real function, `pid` the process the restriction applies to.
+fn intercept<'py>(
+    py: Python<'py>,
+    wrapped: &Py<PyAny>,
     pid: u32,
-}
-
-#[pymethods]
-impl SignalIntercept {
-    /// `signal.signal(signalnum, handler, /)`.
-    #[pyo3(signature = (signalnum, handler, /))]
-    fn __call__<'py>(
-        &self,
-        py: Python<'py>,
-        signalnum: &Bound<'py, PyAny>,
-        handler: &Bound<'py, PyAny>,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        if std::process::id() != self.pid {
-            return self.wrapped.bind(py).call1((signalnum, handler));
-        }
-        let signal = py.import("signal")?;
-        // Validates the number as the real function would (ValueError for a bad one), and the
-        // handler (TypeError). None is accepted too: it is what `getsignal` returns for the
-        // daemon's own handlers, so code that puts back the handler it got must not fail.
-        let current = signal.call_method1("getsignal", (signalnum,))?;
-        if !handler.is_callable()
-            && !handler.is_none()
-            && !handler.eq(signal.getattr("SIG_DFL")?)?
-            && !handler.eq(signal.getattr("SIG_IGN")?)?
-        {
-            return Err(pyo3::exceptions::PyTypeError::new_err(
-                "signal handler must be signal.SIG_IGN, signal.SIG_DFL, or a callable object",
-            ));
-        }
-        let name = signal
-            .getattr("Signals")
-            .and_then(|s| s.call1((signalnum,)))
-            .and_then(|s| s.getattr("name"))
-            .and_then(|n| n.extract::<String>())
-            .unwrap_or_else(|_| format!("signal {signalnum}"));
-        let stack = py
-            .import("traceback")
-            .and_then(|t| t.call_method0("format_stack"))
-            .and_then(|lines| lines.extract::<Vec<String>>())
-            .map(|lines| lines.concat())
-            .unwrap_or_default();
-        let msg = format!(
-            "{}Ignoring signal.signal({name}, ...) called by the application: mod_rwsgi manages \
-             signals (WSGIRestrictSignal On; set it Off to let applications install handlers). \
-             Called from:\n{}",
-            log_prefix(),
-            stack.trim_end_matches('\n')
-        );
-        log_object::log_in_request(py, Level::Warning, &format!("RW0108: {msg}"));
-        Ok(current)
+    signalnum: &Bound<'py, PyAny>,
+    handler: &Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyAny>> {
+    if std::process::id() != pid {
+        return wrapped.bind(py).call1((signalnum, handler));
     }
+    let signal = py.import("signal")?;
+    // Validates the number as the real function would (ValueError for a bad one), and the
+    // handler (TypeError). None is accepted too: it is what `getsignal` returns for the
+    // daemon's own handlers, so code that puts back the handler it got must not fail.
+    let current = signal.call_method1("getsignal", (signalnum,))?;
+    if !handler.is_callable()
+        && !handler.is_none()
+        && !handler.eq(signal.getattr("SIG_DFL")?)?
+        && !handler.eq(signal.getattr("SIG_IGN")?)?
+    {
+        return Err(pyo3::exceptions::PyTypeError::new_err(
+            "signal handler must be signal.SIG_IGN, signal.SIG_DFL, or a callable object",
+        ));
+    }
+    let name = signal
+        .getattr("Signals")
+        .and_then(|s| s.call1((signalnum,)))
+        .and_then(|s| s.getattr("name"))
+        .and_then(|n| n.extract::<String>())
+        .unwrap_or_else(|_| format!("signal {signalnum}"));
+    let stack = py
+        .import("traceback")
+        .and_then(|t| t.call_method0("format_stack"))
+        .and_then(|lines| lines.extract::<Vec<String>>())
+        .map(|lines| lines.concat())
+        .unwrap_or_default();
+    let msg = format!(
+        "{}Ignoring signal.signal({name}, ...) called by the application: mod_rwsgi manages \
+         signals (WSGIRestrictSignal On; set it Off to let applications install handlers). \
+         Called from:\n{}",
+        log_prefix(),
+        stack.trim_end_matches('\n')
+    );
+    log_object::log_in_request(py, Level::Warning, &format!("RW0108: {msg}"));
+    Ok(current)
 }
 
-/// Replaces `signal.signal` with the intercepting object.
+/// Replaces the current interpreter's `signal.signal` with the intercepting function: a
+/// built-in function made in this interpreter (`PyCFunction` over a capsule holding the real
+/// function), not an instance of a `#[pyclass]` whose type object pyo3 shares between all
+/// interpreters of the process (see `interp_state.rs`).
 pub(crate) fn install(py: Python<'_>) -> PyResult<()> {
     let signal = py.import("signal")?;
     let wrapped = signal.getattr("signal")?.unbind();
-    let intercept = SignalIntercept {
-        wrapped,
-        pid: std::process::id(),
-    };
-    signal.setattr("signal", Bound::new(py, intercept)?)
+    let pid = std::process::id();
+    let function = pyo3::types::PyCFunction::new_closure(
+        py,
+        Some(c"signal"),
+        Some(c"signal(signalnum, handler, /): intercepted by mod_rwsgi (WSGIRestrictSignal On)."),
+        move |args: &Bound<'_, pyo3::types::PyTuple>,
+              kwargs: Option<&Bound<'_, pyo3::types::PyDict>>|
+              -> PyResult<Py<PyAny>> {
+            let py = args.py();
+            if kwargs.is_some_and(|k| !k.is_empty()) || args.len() != 2 {
+                return Err(pyo3::exceptions::PyTypeError::new_err(format!(
+                    "signal() takes exactly 2 positional arguments ({} given)",
+                    args.len()
+                )));
+            }
+            let (signalnum, handler) = (args.get_item(0)?, args.get_item(1)?);
+            Ok(intercept(py, &wrapped, pid, &signalnum, &handler)?.unbind())
+        },
+    )?;
+    signal.setattr("signal", function)
 }

@@ -19,23 +19,150 @@
 use std::sync::Arc;
 
 use pyo3::exceptions::{PyOSError, PyRuntimeError, PyTypeError, PyValueError};
+use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::sync::MutexExt;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 
 use super::input::EXPIRED;
 use super::log_object::type_name;
+use super::native_class;
 use super::request::{SendError, Shared};
 
-#[pyclass(frozen, module = "mod_wsgi", name = "StartResponse")]
+/// A request's `start_response` and the `write` callable it returns: instances of
+/// `mod_wsgi.StartResponse` and `mod_wsgi.Write`, classes defined per interpreter
+/// (`native_class.rs`; no type object shared between interpreters), both over this state.
 pub(crate) struct StartResponse {
     shared: Arc<Shared>,
+    events: Events,
 }
 
-impl StartResponse {
-    pub(crate) fn new(shared: Arc<Shared>) -> StartResponse {
-        StartResponse { shared }
-    }
+/// The `response_started` event of `mod_wsgi.subscribe_events` (`modwsgi.rs`, handed in by
+/// the caller so this module does not depend on it): whether anybody listens, and the publisher
+/// of (status, headers, exc_info).
+#[derive(Clone, Copy)]
+pub(crate) struct Events {
+    pub has_subscribers: fn(Python<'_>) -> bool,
+    pub publish: Publish,
+}
+
+/// `modwsgi::publish_response_started(py, status, headers, exc_info)`.
+pub(crate) type Publish =
+    for<'py> fn(Python<'py>, &Bound<'py, PyAny>, &Bound<'py, PyAny>, Option<&Bound<'py, PyAny>>);
+
+static SPEC: native_class::Spec<Arc<StartResponse>> = native_class::Spec {
+    name: c"mod_wsgi.StartResponse",
+    doc: c"start_response(status, response_headers, exc_info=None)",
+    methods: None,
+    members: None,
+    slots: start_response_slots,
+    _value: std::marker::PhantomData,
+};
+
+static WRITE_SPEC: native_class::Spec<Arc<StartResponse>> = native_class::Spec {
+    name: c"mod_wsgi.Write",
+    doc: c"write(data): the PEP 3333 write callable.",
+    methods: None,
+    members: None,
+    slots: write_slots,
+    _value: std::marker::PhantomData,
+};
+
+fn start_response_slots() -> Vec<ffi::PyType_Slot> {
+    vec![ffi::PyType_Slot {
+        slot: ffi::Py_tp_call,
+        pfunc: pyo3::impl_::trampoline::get_trampoline_function!(ternaryfunc, call_start)
+            as *mut std::ffi::c_void,
+    }]
+}
+
+fn write_slots() -> Vec<ffi::PyType_Slot> {
+    vec![ffi::PyType_Slot {
+        slot: ffi::Py_tp_call,
+        pfunc: pyo3::impl_::trampoline::get_trampoline_function!(ternaryfunc, call_write)
+            as *mut std::ffi::c_void,
+    }]
+}
+
+/// Defines `mod_wsgi.StartResponse` in the current interpreter.
+pub(crate) fn define(py: Python<'_>) -> PyResult<Bound<'_, pyo3::types::PyType>> {
+    native_class::define(py, &SPEC)
+}
+
+/// Defines `mod_wsgi.Write` in the current interpreter.
+pub(crate) fn define_write(py: Python<'_>) -> PyResult<Bound<'_, pyo3::types::PyType>> {
+    native_class::define(py, &WRITE_SPEC)
+}
+
+/// `start_response` for the request of `shared`, in the interpreter of `state`.
+pub(crate) fn new<'py>(
+    state: &super::interp_state::InterpState,
+    py: Python<'py>,
+    shared: Arc<Shared>,
+    events: Events,
+) -> PyResult<Bound<'py, PyAny>> {
+    native_class::new(
+        state.start_response.bind(py),
+        Arc::new(StartResponse { shared, events }),
+        None,
+    )
+}
+
+/// `tp_call` of `StartResponse`: returns a new `write` callable.
+///
+/// # Safety
+/// CPython's `tp_call` contract on a `StartResponse` instance.
+unsafe fn call_start(
+    py: Python<'_>,
+    slf: *mut ffi::PyObject,
+    args: *mut ffi::PyObject,
+    kwargs: *mut ffi::PyObject,
+) -> PyResult<*mut ffi::PyObject> {
+    // SAFETY: the caller's contract: args is a tuple, kwargs a dict or null, both borrowed.
+    let (this, args, kwargs) = unsafe {
+        (
+            native_class::value::<Arc<StartResponse>>(slf)?,
+            Bound::from_borrowed_ptr(py, args).cast_into_unchecked::<PyTuple>(),
+            Bound::from_borrowed_ptr_or_opt(py, kwargs).map(|k| k.cast_into_unchecked::<PyDict>()),
+        )
+    };
+    this.call(py, &args, kwargs.as_ref())?;
+    let state = super::interp_state::current(py)?;
+    Ok(native_class::new(state.write.bind(py), Arc::clone(this), None)?.into_ptr())
+}
+
+/// `tp_call` of `Write`: `write(data)`.
+///
+/// # Safety
+/// CPython's `tp_call` contract on a `Write` instance.
+unsafe fn call_write(
+    py: Python<'_>,
+    slf: *mut ffi::PyObject,
+    args: *mut ffi::PyObject,
+    kwargs: *mut ffi::PyObject,
+) -> PyResult<*mut ffi::PyObject> {
+    // SAFETY: as for `call_start`.
+    let (writer, args, kwargs) = unsafe {
+        (
+            native_class::value::<Arc<StartResponse>>(slf)?,
+            Bound::from_borrowed_ptr(py, args).cast_into_unchecked::<PyTuple>(),
+            Bound::from_borrowed_ptr_or_opt(py, kwargs).map(|k| k.cast_into_unchecked::<PyDict>()),
+        )
+    };
+    let data = match (args.len(), kwargs.filter(|k| !k.is_empty())) {
+        (1, None) => args.get_item(0)?,
+        (0, Some(k)) if k.len() == 1 => k
+            .get_item("data")?
+            .ok_or_else(|| PyTypeError::new_err("write() got an unexpected keyword argument"))?,
+        (n, k) => {
+            return Err(PyTypeError::new_err(format!(
+                "write() takes exactly one argument ({} given)",
+                n + k.map_or(0, |k| k.len())
+            )));
+        }
+    };
+    writer.write(py, &data)?;
+    Ok(py.None().into_ptr())
 }
 
 pub(crate) type Headers = Vec<(Vec<u8>, Vec<u8>)>;
@@ -79,16 +206,15 @@ fn call_args<'py>(
     Ok(out)
 }
 
-#[pymethods]
 impl StartResponse {
-    #[pyo3(signature = (*args, **kwargs))]
-    fn __call__<'py>(
-        slf: &Bound<'py, Self>,
+    /// `start_response(status, response_headers, exc_info=None)`; the caller returns `write`.
+    fn call<'py>(
+        &self,
+        py: Python<'py>,
         args: &Bound<'py, PyTuple>,
         kwargs: Option<&Bound<'py, PyDict>>,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        let py = slf.py();
-        let this = slf.get();
+    ) -> PyResult<()> {
+        let this = self;
         if this.shared.is_expired() {
             return Err(PyRuntimeError::new_err(
                 "start_response() called after request completed",
@@ -132,10 +258,10 @@ impl StartResponse {
         resp.headers = parsed_headers;
         resp.content_length = content_length;
         drop(resp);
-        if super::modwsgi::has_event_subscribers(py) {
-            super::modwsgi::publish_response_started(py, &status, &headers, exc_info.as_ref());
+        if (self.events.has_subscribers)(py) {
+            (self.events.publish)(py, &status, &headers, exc_info.as_ref());
         }
-        slf.getattr("write")
+        Ok(())
     }
 
     /// The PEP 3333 `write(data)` callable: sends the head if needed, then `data`, and flushes.
@@ -227,7 +353,7 @@ fn latin1(value: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
         Err(_) => {
             let py = value.py();
             py.get_type::<PyString>()
-                .getattr(pyo3::intern!(py, "encode"))?
+                .getattr(PyString::intern(py, "encode"))?
                 .call1((s, "latin-1"))?;
             Err(PyValueError::new_err("not encodable as latin-1"))
         }

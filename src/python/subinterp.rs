@@ -8,13 +8,12 @@
 //! layers and switch interval when it is set up (`interpreter::setup_sub_interpreter`).
 //! Free-threaded builds run every group in the main interpreter.
 //!
-//! The interpreters are *legacy* ones: they share the main interpreter's GIL and object
-//! allocator (Py_NewInterpreterFromConfig with use_main_obmalloc=1, gil=SHARED, fork, exec
-//! and threads allowed, check_multi_interp_extensions=0 on 3.12+; Py_NewInterpreter on 3.11).
-//! That is what makes pyo3 usable in them, as mod_wsgi's static C types are: one GIL means
-//! one thread runs Python at a time whichever interpreter it is in, and one allocator means an
-//! object (a `#[pyclass]` type object pyo3 made once for the process, an interned string, a
-//! cached environ dict) may be used, and freed, from any interpreter.
+//! By default (WSGIPerInterpreterGIL Off) the interpreters are *legacy* ones: they share the
+//! main interpreter's GIL and object allocator (Py_NewInterpreterFromConfig with
+//! use_main_obmalloc=1, gil=SHARED, fork, exec and threads allowed,
+//! check_multi_interp_extensions=0 on 3.12+; Py_NewInterpreter on 3.11). With On (3.12+) a
+//! group's interpreter has its own GIL and allocator (see "Own GIL" below); the request path
+//! is the same code for both: everything it hands to Python is made per interpreter.
 //!
 //! # How code runs in a sub-interpreter ([`attach`])
 //!
@@ -46,80 +45,49 @@
 //! resumes S (the bound state), on 3.11 M (the first state of the thread wins there); either
 //! way a complete, valid thread state of this thread, and Release puts it back.
 //!
-//! Limits of this first step (issue 32): pyo3's deferred decrefs (Py<T> dropped while
-//! detached) run at the next attach, in whichever interpreter that is; with one allocator and
-//! one GIL that is memory-safe, though a `__del__` may then run in another interpreter.
-//! Per-interpreter GIL is not done (see below); service scripts (threads=0) stay in the main
-//! interpreter,
-//! which alone runs the signal handlers that stop them. A request
+//! pyo3 is built without its deferred reference pool (`.cargo/config.toml`): a `Py<T>`
+//! dropped detached would otherwise be decref'd at the next attach of any thread, in whichever
+//! interpreter that is (unsound with own GILs); pyo3 now aborts instead, so every `Py<T>` is
+//! dropped attached in its own interpreter (`loader::Loaded` leaks the reference of a script
+//! module whose last holder drops it detached: a request that outlived a reload, or shutdown). Service scripts (threads=0) stay
+//! in the main interpreter, which alone runs the signal handlers that stop them. A request
 //! timeout's `RequestTimeout` is raised in the worker's state in every interpreter
 //! (PyThreadState_SetAsyncExc searches the current interpreter's threads only, and the
 //! monitor does not know which one the request runs in); the dispatcher withdraws it from all
 //! of them before the thread's next request (`diagnostics::clear_interrupt`).
 //!
-//! # Own GIL (`WSGIPerInterpreterGIL On`): design, not built yet
+//! # Own GIL (`WSGIPerInterpreterGIL On`, Python 3.12+)
 //!
-//! `WSGIPerInterpreterGIL On` is refused at configtest ([`per_interpreter_gil_refusal`]):
-//! on Python 3.11 because PEP 684 needs 3.12, on 3.12+ because the request path below is not
-//! per-interpreter yet. Accepting On and running shared-GIL interpreters would be silent, and
-//! running an own-GIL interpreter with this code would be unsound: with its own GIL and
-//! allocator (gil=OWN, use_main_obmalloc=0, check_multi_interp_extensions=1) an object made in
-//! one interpreter must never be touched, increfed or freed from another, and two threads may
-//! then run Python at once in two interpreters. What the request path shares today, per
-//! process (pyo3 0.30.1):
+//! A group whose resolved options say WSGIPerInterpreterGIL On (`interpreter::own_gil`) is
+//! created with Py_NewInterpreterFromConfig(gil=OWN, use_main_obmalloc=0,
+//! check_multi_interp_extensions=1): its own GIL and allocator, and extension modules without
+//! `Py_MOD_PER_INTERPRETER_GIL_SUPPORTED` refuse to import (RW0235 names them). Nothing of
+//! one interpreter may then be used, increfed or freed in another, and two threads run Python
+//! at once in two interpreters. What the request path hands to Python is per interpreter
+//! (`interp_state.rs`): the `mod_wsgi` module (built with `PyModule::new`, its functions
+//! `PyCFunction`s over static method definitions), the base environ, the interned environ
+//! keys and other request-path strings (no `intern!` statics), the classes
+//! `mod_wsgi.FileWrapper`, `RequestTimeout` and the restricted stdin/stdout (Python classes
+//! exec'd per interpreter), `Input` (wsgi.input), `LogBuffer` (under wsgi.errors and
+//! sys.stdout/stderr), `StartResponse` and `Write` (heap types made per interpreter by
+//! `PyType_FromSpec` with Rust slots, `native_class.rs`: an instance per request is one
+//! `tp_alloc`), and the intercepting `signal.signal` (a closure made per interpreter): no
+//! `#[pyclass]` type object (pyo3's process-wide `LazyTypeObject`) is left in the crate.
 //!
-//! - `#[pyclass]` type objects (pyo3's `LazyTypeObject`, made once in the first interpreter
-//!   that uses them): `Input` (wsgi.input), `LogBuffer` (wsgi.errors, sys.stdout/stderr,
-//!   under an `io.TextIOWrapper`), `StartResponse`, `FileWrapper` (also the base environ's
-//!   `wsgi.file_wrapper`), `Restricted`, `SignalIntercept`; and `mod_wsgi.RequestTimeout`
-//!   (`create_exception!`, also one type object per process, raised into every interpreter
-//!   by the request timeout and matched with `is_instance_of`).
-//! - Process statics holding objects: the base environ dict (`environ::BASE`, a
-//!   `PyOnceLock`), every `intern!` string (environ keys, `"flush"`, `"io"`,
-//!   `"TextIOWrapper"`, `"__mtime__"`, `"reload_required"`, ...), the main `mod_wsgi` module
-//!   (`modwsgi::MODULE`; sub-interpreters already get their own, `SUB_MODULES`), the `gc`
-//!   module of the GC telemetry.
-//! - pyo3's deferred decref pool: a `Py<T>` dropped detached is decref'd at the next attach of
-//!   any thread, in whichever interpreter that thread is in (for example the `request_data()`
-//!   dict held in `modwsgi::CURRENT`, released when the request's context ends).
-//! - [`attach`] enters a group through the main interpreter's `Python::attach` and a swap;
-//!   with own GILs that takes and drops the main GIL on every request (serialising them all
-//!   again) and leaves pyo3's attach count raised across two GILs.
+//! Entry ([`enter_own_gil`]): a detached thread whose group interpreter exists takes only that
+//! interpreter's GIL (PyEval_RestoreThread of its own state there) and runs the request
+//! through pyo3's function trampoline, called directly (it raises the attach count), then
+//! PyEval_SaveThread; the main state is activated for a moment afterwards to bind PyGILState
+//! back to it. The first request of a group (which creates it) and callers already attached
+//! go through the main interpreter and [`attach`]'s swap, which on 3.12+ releases the main
+//! GIL and takes the group's (PyThreadState_Swap detaches the old state, attaches the new).
 //!
-//! The design for the own-GIL runtime:
-//!
-//! 1. **One `InterpState` per interpreter** (the registry entry, and one for the main
-//!    interpreter) holding what is process-wide today: the base environ, the interned keys
-//!    (plain `Py<PyString>` fields instead of `intern!`), the `mod_wsgi` module and the type
-//!    objects below. Request code receives it instead of reading statics; it is made in, used
-//!    in and never leaves its interpreter.
-//! 2. **Per-interpreter types**: the six classes become heap types made per interpreter,
-//!    without `#[pyclass]`: a class body exec'd in each interpreter (`class Input: ...`)
-//!    whose methods call `PyCFunction_NewEx` functions over a static `PyMethodDef` (static
-//!    C data is allowed across interpreters; objects are not), bound to a per-object capsule
-//!    that owns the Rust state and frees it in its destructor. Each `extern "C"` body catches
-//!    panics and runs with its interpreter current. (PyType_FromSpec with Rust slots is the
-//!    faster alternative; the Python class is smaller to audit and keeps the one extra call
-//!    per read/write measurable with `make bench`.)
-//! 3. **No deferred decrefs**: build with `--cfg pyo3_disable_reference_pool` (pyo3 then
-//!    aborts on a detached drop), after auditing that every `Py<T>` is dropped attached *in
-//!    its own interpreter*: the per-request objects (environ, input, start_response, the
-//!    response iterator), `AppHost`'s cached application and reload state, the telemetry and
-//!    metrics callbacks. The main interpreter follows the same rule, so one build serves both
-//!    settings.
-//! 4. **Entry without the main GIL**: a group's request runs `PyEval_RestoreThread(S)` (S =
-//!    the thread's state there, which takes that interpreter's GIL only), then enters pyo3
-//!    through a `PyCFunction` call whose body serves the request (pyo3's trampoline raises the
-//!    attach count, so nested attaches are assumed, see above), then `PyEval_SaveThread`.
-//!    Nothing may call `Python::attach` from a detached point inside (PyGILState is
-//!    main-interpreter oriented): `py.detach` regions must not attach again. The
-//!    RequestTimeout broadcast ([`for_each_sub_interpreter`]) must hold no object across the
-//!    swap, which then changes GIL.
-//! 5. **Creation** stays on the first request of the group, from the main interpreter with
-//!    Py_NewInterpreterFromConfig(gil=OWN, use_main_obmalloc=0,
-//!    check_multi_interp_extensions=1); the new interpreter builds its `InterpState` before
-//!    its GIL is released. Extension modules without `Py_MOD_PER_INTERPRETER_GIL_SUPPORTED`
-//!    then refuse to import: RW0235 names them already.
+//! Left (pyo3 0.30.1 internals the request path does not reach): pyo3's own `PanicException`
+//! type (made once per process if a Rust panic crosses a trampoline: the closures catch
+//! panics on the entry path; a panic inside a method of the per-interpreter classes would make it), pyo3's internal `intern!` strings and
+//! cached type objects of a few conversions (datetime, `operator.length_hint`) that mod_rwsgi
+//! does not use; the switch interval of an `application-group=` section is still not applied
+//! (RW0264), though with an own GIL it would be per interpreter.
 //!
 //! # Ending ([`end_all`])
 //!
@@ -152,6 +120,9 @@ use crate::logging::Level;
 /// interpreter out of the registry), so `state` is valid wherever the registry hands it out.
 struct SubInterpreter {
     state: *mut ffi::PyInterpreterState,
+    /// Made with its own GIL (WSGIPerInterpreterGIL On): entered by [`enter_own_gil`].
+    #[cfg_attr(not(Py_3_12), allow(dead_code))]
+    own_gil: bool,
 }
 
 // SAFETY: the pointer is only used to make thread states (PyThreadState_New, which any
@@ -197,10 +168,17 @@ pub(crate) fn keep_thread_state() {
     // hold the GIL (handle() is called detached). PyGILState_Ensure creates this thread's
     // state with a count of one; PyEval_SaveThread releases the GIL and keeps the state, so
     // later PyGILState_Ensure/Release pairs (pyo3's attach) reuse it and never delete it.
-    unsafe {
+    let main = unsafe {
         pyo3::ffi::PyGILState_Ensure();
-        pyo3::ffi::PyEval_SaveThread();
-    }
+        pyo3::ffi::PyEval_SaveThread()
+    };
+    MAIN_STATE.set(main);
+}
+
+thread_local! {
+    /// This thread's main-interpreter state, kept by [`keep_thread_state`] (null before).
+    static MAIN_STATE: std::cell::Cell<*mut ffi::PyThreadState> =
+        const { std::cell::Cell::new(std::ptr::null_mut()) };
 }
 
 /// Whether application group `app_group` runs in a sub-interpreter of this process (a
@@ -219,6 +197,10 @@ pub(crate) fn attach<R>(app_group: &str, f: impl FnOnce(Python<'_>) -> R) -> Res
         return Ok(Python::attach(f));
     }
     keep_thread_state();
+    #[cfg(Py_3_12)]
+    if let Some(interp) = ready_own_gil(app_group) {
+        return enter_own_gil(interp, f);
+    }
     Python::attach(|py| {
         let interp = interpreter(py, app_group)?;
         let tstate = thread_state(interp)?;
@@ -230,6 +212,129 @@ pub(crate) fn attach<R>(app_group: &str, f: impl FnOnce(Python<'_>) -> R) -> Res
         let _back = SwapBack(previous);
         Ok(f(py))
     })
+}
+
+/// The own-GIL interpreter of `app_group` when it exists already and this thread is detached
+/// (no thread state current): then [`enter_own_gil`] needs neither the main GIL nor the
+/// registry's creation path. Otherwise `None` ([`attach`] goes through the main interpreter,
+/// which also makes the interpreter on its first use).
+#[cfg(Py_3_12)]
+fn ready_own_gil(app_group: &str) -> Option<&'static SubInterpreter> {
+    // SAFETY: always callable once Python is initialised; only reads this thread's state.
+    if !unsafe { ffi::compat::PyThreadState_GetUnchecked() }.is_null() {
+        return None;
+    }
+    // Detached: waiting for the lock holds no GIL (a creator holding it runs Python).
+    REGISTRY
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .find_map(|(name, entry)| match entry {
+            Entry::Ready(interp) if name == app_group && interp.own_gil => Some(*interp),
+            _ => None,
+        })
+}
+
+/// A job run by [`enter_own_gil`]'s trampoline, its lifetime erased.
+#[cfg(Py_3_12)]
+type Job = *mut (dyn FnMut(Python<'_>) + 'static);
+
+#[cfg(Py_3_12)]
+thread_local! {
+    /// The job [`enter_own_gil`] hands to its trampoline function (set just before the call).
+    static JOB: std::cell::Cell<Option<Job>> = const { std::cell::Cell::new(None) };
+}
+
+/// Runs `f` in the own-GIL sub-interpreter `interp` from a detached thread, taking only that
+/// interpreter's GIL: PyEval_RestoreThread of this thread's state there, then `f` runs inside
+/// a call of a `PyCFunction` made for it (pyo3's trampoline raises pyo3's attach count, so
+/// nested `Python::attach` calls are assumed and `Py<T>` drops are immediate, in this
+/// interpreter), then PyEval_SaveThread. Activating that state bound the thread's PyGILState
+/// state to it (CPython `tstate_activate`); the thread's main-interpreter state is activated
+/// once more (a moment of the main GIL) so that a later `Python::attach` of this thread goes
+/// to the main interpreter again. A panic in `f` is carried over and resumed after that.
+#[cfg(Py_3_12)]
+fn enter_own_gil<R>(interp: &SubInterpreter, f: impl FnOnce(Python<'_>) -> R) -> Result<R, String> {
+    let tstate = thread_state(interp)?;
+    let mut f = Some(f);
+    let mut out = None;
+    let mut panic = None;
+    let mut job = |py: Python<'_>| {
+        if let Some(f) = f.take() {
+            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(py))) {
+                Ok(r) => out = Some(r),
+                Err(p) => panic = Some(p),
+            }
+        }
+    };
+    let job: &mut (dyn FnMut(Python<'_>) + '_) = &mut job;
+    // SAFETY: only the lifetime is erased: the pointer is taken out of JOB and called during
+    // the PyObject_CallNoArgs below, while `job` is alive, and JOB is emptied after it.
+    let erased: Job = unsafe { std::mem::transmute(job) };
+    let main = MAIN_STATE.get();
+    // pyo3's trampoline for a fastcall function, called directly (no function object made
+    // per request): it raises pyo3's attach count around `run_job` and catches panics.
+    let trampoline = pyo3::impl_::trampoline::get_trampoline_function!(
+        fastcall_cfunction_with_keywords,
+        run_job
+    );
+    // SAFETY: this thread is detached (ready_own_gil checked no state is current) and
+    // `tstate` is its own state in `interp`, a live interpreter with its own GIL, which
+    // PyEval_RestoreThread takes. Everything between it and PyEval_SaveThread runs in that
+    // interpreter: the trampoline is called attached (its contract), with no arguments, and
+    // an error it leaves is cleared there. `main` (this thread's kept main-interpreter
+    // state, not current) is activated and released again afterwards.
+    let called = unsafe {
+        ffi::PyEval_RestoreThread(tstate);
+        JOB.set(Some(erased));
+        let result = trampoline(
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            0,
+            std::ptr::null_mut(),
+        );
+        let called = if result.is_null() {
+            ffi::PyErr_Clear();
+            false
+        } else {
+            ffi::Py_DECREF(result);
+            true
+        };
+        JOB.set(None);
+        ffi::PyEval_SaveThread();
+        if !main.is_null() {
+            ffi::PyEval_RestoreThread(main);
+            ffi::PyEval_SaveThread();
+        }
+        called
+    };
+    if let Some(p) = panic {
+        std::panic::resume_unwind(p);
+    }
+    match out {
+        Some(r) => Ok(r),
+        None if called => Err("the own-GIL sub-interpreter did not run the call".to_string()),
+        None => Err("calling into the own-GIL sub-interpreter failed".to_string()),
+    }
+}
+
+/// The body [`enter_own_gil`] calls through pyo3's trampoline: runs the job in JOB.
+///
+/// # Safety
+/// Called attached, while the job in JOB is alive (see `enter_own_gil`).
+#[cfg(Py_3_12)]
+unsafe fn run_job(
+    py: Python<'_>,
+    _slf: *mut ffi::PyObject,
+    _args: *const *mut ffi::PyObject,
+    _nargs: ffi::Py_ssize_t,
+    _kwnames: *mut ffi::PyObject,
+) -> PyResult<*mut ffi::PyObject> {
+    if let Some(job) = JOB.take() {
+        // SAFETY: the caller's contract: the job is alive during this call.
+        unsafe { (*job)(py) };
+    }
+    Ok(py.None().into_ptr())
 }
 
 /// Whether application group `app_group`'s sub-interpreter failed to start (RW0231/RW0232):
@@ -323,9 +428,9 @@ fn thread_state(interp: &SubInterpreter) -> Result<*mut ffi::PyThreadState, Stri
         if let Some((_, tstate)) = states.iter().find(|(k, _)| *k == key) {
             return Ok(*tstate);
         }
-        // SAFETY: `interp.state` is a live interpreter (never ended); the GIL is held by this
-        // thread (called from [`attach`]), which serialises PyThreadState_New. The new state
-        // is bound to this thread and used only by it.
+        // SAFETY: `interp.state` is a live interpreter (never ended). PyThreadState_New needs
+        // no GIL (CPython serialises it with its runtime lock); the new state is bound to
+        // this thread and used only by it.
         let tstate = unsafe { ffi::PyThreadState_New(interp.state) };
         if tstate.is_null() {
             return Err("PyThreadState_New failed (out of memory)".to_string());
@@ -341,10 +446,11 @@ fn create(py: Python<'_>, app_group: &str) -> Entry {
     // SAFETY: the token proves a thread state (the main interpreter's) is current.
     let previous = unsafe { ffi::PyThreadState_Get() };
     let mut new: *mut ffi::PyThreadState = std::ptr::null_mut();
+    let own_gil = interpreter::own_gil(app_group);
     // SAFETY: the GIL is held (the token). On success CPython makes `new`, the first thread
     // state of the new interpreter (bound to this thread), current; on failure it leaves the
     // previous state current (new_interpreter's error path swaps it back) and `new` null.
-    let made = unsafe { new_interpreter(&mut new) };
+    let made = unsafe { new_interpreter(&mut new, own_gil) };
     if let Err(e) = made.and_then(|()| {
         if new.is_null() {
             Err("CPython returned no thread state".to_string())
@@ -390,12 +496,17 @@ fn create(py: Python<'_>, app_group: &str) -> Entry {
             log(
                 Level::Info,
                 &format!(
-                    "RW0230: {}Created Python sub-interpreter '{app_group}' in {}.",
+                    "RW0230: {}Created Python sub-interpreter '{app_group}' in {}{}.",
                     log_prefix(),
-                    super::process_context()
+                    super::process_context(),
+                    if own_gil {
+                        " with its own GIL (WSGIPerInterpreterGIL On)"
+                    } else {
+                        ""
+                    }
                 ),
             );
-            Entry::Ready(Box::leak(Box::new(SubInterpreter { state })))
+            Entry::Ready(Box::leak(Box::new(SubInterpreter { state, own_gil })))
         }
         Err(traceback) => {
             log(
@@ -660,49 +771,55 @@ pub(crate) fn explain_refusal(
     Some(hint)
 }
 
-/// The configtest error for `WSGIPerInterpreterGIL On`, naming the embedded Python's version
-/// (see the module comment: the own-GIL runtime is not built yet).
-pub fn per_interpreter_gil_refusal() -> String {
-    own_gil_refusal(&interpreter::python_version())
+/// The configtest error for `WSGIPerInterpreterGIL On` on a Python before 3.12, naming the
+/// embedded Python's version; `None` on 3.12+ (PEP 684), where On is accepted.
+pub fn per_interpreter_gil_refusal() -> Option<String> {
+    own_gil_refusal(&interpreter::python_version()).or_else(|| {
+        // A build without .cargo/config.toml's flag (e.g. RUSTFLAGS set in the environment,
+        // which replaces it) has pyo3's process-wide reference pool: unsound with own GILs.
+        (!cfg!(pyo3_disable_reference_pool)).then(|| {
+            "WSGIPerInterpreterGIL On needs mod_rwsgi built with --cfg \
+             pyo3_disable_reference_pool (.cargo/config.toml; a RUSTFLAGS environment \
+             variable replaces it: add the flag there); this build lacks it. Remove the \
+             directive or set it Off, or rebuild"
+                .to_string()
+        })
+    })
 }
 
 /// [`per_interpreter_gil_refusal`] for Python `version` ("3.11.2").
-fn own_gil_refusal(version: &str) -> String {
+fn own_gil_refusal(version: &str) -> Option<String> {
     let mut parts = version.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
     let major_minor = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
-    if major_minor < (3, 12) {
+    (major_minor < (3, 12)).then(|| {
         format!(
             "WSGIPerInterpreterGIL On needs Python 3.12 or later (PEP 684 per-interpreter \
-             GIL); mod_rwsgi embeds Python {version}, whose sub-interpreters all share one GIL \
-             (and mod_rwsgi does not support On on newer Pythons yet either). Remove the \
-             directive or set it Off"
+             GIL); mod_rwsgi embeds Python {version}, whose sub-interpreters all share one GIL. \
+             Remove the directive or set it Off"
         )
-    } else {
-        format!(
-            "WSGIPerInterpreterGIL On is not supported by mod_rwsgi yet (Python {version}): its \
-             request objects (wsgi.input, wsgi.errors, start_response, wsgi.file_wrapper, the \
-             base environ, interned strings) are made once per process and would be shared \
-             between interpreters with different GILs. With Off each application group of a \
-             daemon process runs in its own sub-interpreter sharing one GIL; use several \
-             daemon processes for CPU-bound parallelism"
-        )
-    }
+    })
 }
 
-/// Py_NewInterpreterFromConfig with the legacy (shared GIL, shared allocator) settings.
+/// Py_NewInterpreterFromConfig with the legacy (shared GIL, shared allocator) settings, or
+/// with `own_gil` its own GIL and allocator, accepting only extension modules that declare
+/// per-interpreter GIL support (PEP 684; fork, exec and threads stay allowed, as mod_wsgi 6).
 ///
 /// # Safety
 /// The GIL must be held by this thread, with a thread state current.
 #[cfg(Py_3_12)]
-unsafe fn new_interpreter(new: &mut *mut ffi::PyThreadState) -> Result<(), String> {
+unsafe fn new_interpreter(new: &mut *mut ffi::PyThreadState, own_gil: bool) -> Result<(), String> {
     let config = ffi::PyInterpreterConfig {
-        use_main_obmalloc: 1,
+        use_main_obmalloc: i32::from(!own_gil),
         allow_fork: 1,
         allow_exec: 1,
         allow_threads: 1,
         allow_daemon_threads: 1,
-        check_multi_interp_extensions: 0,
-        gil: ffi::PyInterpreterConfig_SHARED_GIL,
+        check_multi_interp_extensions: i32::from(own_gil),
+        gil: if own_gil {
+            ffi::PyInterpreterConfig_OWN_GIL
+        } else {
+            ffi::PyInterpreterConfig_SHARED_GIL
+        },
     };
     // SAFETY: per the contract a state is current; `config` outlives the call.
     unsafe { interpreter::status_result(ffi::Py_NewInterpreterFromConfig(new, &config)) }
@@ -713,7 +830,7 @@ unsafe fn new_interpreter(new: &mut *mut ffi::PyThreadState) -> Result<(), Strin
 /// # Safety
 /// The GIL must be held by this thread, with a thread state current.
 #[cfg(not(Py_3_12))]
-unsafe fn new_interpreter(new: &mut *mut ffi::PyThreadState) -> Result<(), String> {
+unsafe fn new_interpreter(new: &mut *mut ffi::PyThreadState, _own_gil: bool) -> Result<(), String> {
     // SAFETY: per the contract a state is current and the GIL held.
     unsafe {
         *new = ffi::Py_NewInterpreter();
@@ -731,7 +848,7 @@ mod tests {
     #[test]
     fn per_interpreter_gil_on_names_the_python_version_before_3_12() {
         for version in ["3.11.2", "3.10.13"] {
-            let msg = own_gil_refusal(version);
+            let msg = own_gil_refusal(version).expect("refused");
             assert!(
                 msg.starts_with("WSGIPerInterpreterGIL On needs Python 3.12"),
                 "{msg}"
@@ -741,14 +858,9 @@ mod tests {
     }
 
     #[test]
-    fn per_interpreter_gil_on_is_refused_as_not_yet_on_3_12_and_later() {
+    fn per_interpreter_gil_on_is_accepted_on_3_12_and_later() {
         for version in ["3.12.1", "3.13.0", "3.14.0rc1", "4.0.0"] {
-            let msg = own_gil_refusal(version);
-            assert!(
-                msg.starts_with("WSGIPerInterpreterGIL On is not supported by mod_rwsgi yet"),
-                "{msg}"
-            );
-            assert!(msg.contains(version), "{msg}");
+            assert_eq!(own_gil_refusal(version), None, "{version}");
         }
     }
 }

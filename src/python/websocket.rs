@@ -2,7 +2,8 @@
 //! ASGI runtime (`asgi.py`) exchanges messages with the client once the application has
 //! accepted the WebSocket. Every call runs detached from Python on the request's
 //! [`RequestIo`](super::RequestIo); once the request is over they raise RuntimeError
-//! ("request object has expired"), after an I/O error OSError.
+//! ("request object has expired"), after an I/O error OSError. The class is defined in each
+//! interpreter (`native_class.rs`).
 
 use std::os::fd::BorrowedFd;
 use std::sync::Arc;
@@ -10,14 +11,190 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use pyo3::exceptions::{PyOSError, PyRuntimeError, PyValueError};
+use pyo3::ffi;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyString, PyTuple};
+use pyo3::types::{PyBytes, PyString, PyTuple, PyType};
 
 use super::WsEvent;
 use super::input::EXPIRED;
+use super::native_class;
 use super::request::Shared;
 
-#[pyclass(frozen, module = "mod_wsgi", name = "WebSocket")]
+static SPEC: native_class::Spec<WebSocket> = native_class::Spec {
+    name: c"mod_wsgi.WebSocket",
+    doc: c"mod_rwsgi.websocket: an accepted WebSocket's messages (for the ASGI runtime).",
+    methods: Some(&METHODS.0),
+    members: None,
+    slots: native_class::no_slots,
+    _value: std::marker::PhantomData,
+};
+
+static METHODS: native_class::Table<ffi::PyMethodDef, 6> = native_class::Table([
+    native_class::method!(
+        c"wait",
+        py_wait,
+        c"wait(wake_fd, timeout): the next event, as a tuple: ('text', str), ('bytes', bytes), ('close', code, reason), ('wake',), ('timeout',) or ('shutdown',)."
+    ),
+    native_class::method!(
+        c"send",
+        py_send,
+        c"send(data): a text message for a str, a binary one for bytes."
+    ),
+    native_class::method!(
+        c"opened",
+        py_opened,
+        c"opened(): the application accepted the WebSocket (the open-WebSockets gauge)."
+    ),
+    native_class::method!(
+        c"finished",
+        py_finished,
+        c"finished(): the accepted WebSocket is over."
+    ),
+    native_class::method!(
+        c"close",
+        py_close,
+        c"close(code, reason): closes the WebSocket."
+    ),
+    native_class::METHODS_END,
+]);
+
+/// Defines `mod_wsgi.WebSocket` in the current interpreter.
+pub(crate) fn define(py: Python<'_>) -> PyResult<Bound<'_, PyType>> {
+    native_class::define(py, &SPEC)
+}
+
+/// A WebSocket request's `mod_rwsgi.websocket`: an instance of the current interpreter's
+/// class.
+pub(crate) fn new<'py>(
+    state: &super::interp_state::InterpState,
+    py: Python<'py>,
+    shared: Arc<Shared>,
+) -> PyResult<Bound<'py, PyAny>> {
+    native_class::new(state.websocket.bind(py), WebSocket::new(shared), None)
+}
+
+/// A method's arguments and the instance's value.
+///
+/// # Safety
+/// The fastcall method contract of `native_class::method!` on a `WebSocket` instance.
+unsafe fn call<'py, 'a, const N: usize>(
+    py: Python<'py>,
+    func: &str,
+    names: [&str; N],
+    slf: *mut ffi::PyObject,
+    args: *const *mut ffi::PyObject,
+    nargs: ffi::Py_ssize_t,
+    kwnames: *mut ffi::PyObject,
+) -> PyResult<([Option<Bound<'py, PyAny>>; N], &'a WebSocket)> {
+    // SAFETY: the caller's contract.
+    unsafe {
+        Ok((
+            native_class::fastcall_args(py, func, names, args, nargs, kwnames)?,
+            native_class::value::<WebSocket>(slf)?,
+        ))
+    }
+}
+
+/// A required argument.
+fn required<'py>(
+    arg: Option<Bound<'py, PyAny>>,
+    func: &str,
+    name: &str,
+) -> PyResult<Bound<'py, PyAny>> {
+    arg.ok_or_else(|| {
+        pyo3::exceptions::PyTypeError::new_err(format!("{func}() missing argument '{name}'"))
+    })
+}
+
+/// # Safety
+/// As [`call`].
+unsafe fn py_wait(
+    py: Python<'_>,
+    slf: *mut ffi::PyObject,
+    args: *const *mut ffi::PyObject,
+    nargs: ffi::Py_ssize_t,
+    kwnames: *mut ffi::PyObject,
+) -> PyResult<*mut ffi::PyObject> {
+    // SAFETY: the caller's contract.
+    let ([wake_fd, timeout], ws) = unsafe {
+        call(
+            py,
+            "wait",
+            ["wake_fd", "timeout"],
+            slf,
+            args,
+            nargs,
+            kwnames,
+        )?
+    };
+    let wake_fd: i32 = required(wake_fd, "wait", "wake_fd")?.extract()?;
+    let timeout: f64 = required(timeout, "wait", "timeout")?.extract()?;
+    Ok(ws.wait(py, wake_fd, timeout)?.into_any().into_ptr())
+}
+
+/// # Safety
+/// As [`call`].
+unsafe fn py_send(
+    py: Python<'_>,
+    slf: *mut ffi::PyObject,
+    args: *const *mut ffi::PyObject,
+    nargs: ffi::Py_ssize_t,
+    kwnames: *mut ffi::PyObject,
+) -> PyResult<*mut ffi::PyObject> {
+    // SAFETY: the caller's contract.
+    let ([data], ws) = unsafe { call(py, "send", ["data"], slf, args, nargs, kwnames)? };
+    ws.send(py, &required(data, "send", "data")?)?;
+    Ok(py.None().into_ptr())
+}
+
+/// # Safety
+/// As [`call`].
+unsafe fn py_opened(
+    py: Python<'_>,
+    slf: *mut ffi::PyObject,
+    args: *const *mut ffi::PyObject,
+    nargs: ffi::Py_ssize_t,
+    kwnames: *mut ffi::PyObject,
+) -> PyResult<*mut ffi::PyObject> {
+    // SAFETY: the caller's contract.
+    let ([], ws) = unsafe { call(py, "opened", [], slf, args, nargs, kwnames)? };
+    ws.opened();
+    Ok(py.None().into_ptr())
+}
+
+/// # Safety
+/// As [`call`].
+unsafe fn py_finished(
+    py: Python<'_>,
+    slf: *mut ffi::PyObject,
+    args: *const *mut ffi::PyObject,
+    nargs: ffi::Py_ssize_t,
+    kwnames: *mut ffi::PyObject,
+) -> PyResult<*mut ffi::PyObject> {
+    // SAFETY: the caller's contract.
+    let ([], ws) = unsafe { call(py, "finished", [], slf, args, nargs, kwnames)? };
+    ws.finished();
+    Ok(py.None().into_ptr())
+}
+
+/// # Safety
+/// As [`call`].
+unsafe fn py_close(
+    py: Python<'_>,
+    slf: *mut ffi::PyObject,
+    args: *const *mut ffi::PyObject,
+    nargs: ffi::Py_ssize_t,
+    kwnames: *mut ffi::PyObject,
+) -> PyResult<*mut ffi::PyObject> {
+    // SAFETY: the caller's contract.
+    let ([code, reason], ws) =
+        unsafe { call(py, "close", ["code", "reason"], slf, args, nargs, kwnames)? };
+    let code: u16 = required(code, "close", "code")?.extract()?;
+    let reason: String = required(reason, "close", "reason")?.extract()?;
+    ws.close(py, code, &reason)?;
+    Ok(py.None().into_ptr())
+}
+
 pub(crate) struct WebSocket {
     shared: Arc<Shared>,
     /// Counted as open in the process' metrics (between opened() and finished()).
@@ -45,7 +222,6 @@ impl WebSocket {
     }
 }
 
-#[pymethods]
 impl WebSocket {
     /// wait(wake_fd, timeout): the next event, as a tuple: ('text', str), ('bytes', bytes),
     /// ('close', code, reason), ('wake',), ('timeout',) or ('shutdown',).
