@@ -120,7 +120,7 @@ fn touch_graceful_and_kill9_under_load_fail_no_asgi_request() {
             &graceful,
             &format!("processes={processes} graceful"),
         );
-        let after_graceful = wait_replaced(&apache, &after_touch, "graceful");
+        wait_replaced(&apache, &after_touch, "graceful");
 
         // (c) kill -9 of a daemon process, twice.
         let kill = run_load(&apache, &format!("kill9:{}", pidfile.display()), 2);
@@ -130,11 +130,9 @@ fn touch_graceful_and_kill9_under_load_fail_no_asgi_request() {
             log.matches("was killed by SIGKILL; restarting").count() >= 2,
             "{log}"
         );
-        let after_kill = pids_of(&apache, 8);
-        assert!(
-            after_kill != after_graceful,
-            "processes={processes}: the daemons were not killed ({after_kill:?})\n{log}"
-        );
+        // The log shows two daemons killed (above); which PIDs answer 8 requests afterwards
+        // proves nothing with 2 processes (the requests may all go to the one not killed).
+        pids_of(&apache, 8);
         println!(
             "processes={processes}: touch x3 {} requests (max {} ms), graceful x2 {} \
              requests (max {} ms), kill -9 x2 {} requests (max {} ms), none failed",

@@ -61,13 +61,21 @@ fn intercept<'py>(
     Ok(current)
 }
 
+/// Where the real `signal.signal` is kept in the `signal` module while it is intercepted.
+const ORIGINAL: &str = "_mod_rwsgi_original_signal";
+
 /// Replaces the current interpreter's `signal.signal` with the intercepting function: a
-/// built-in function made in this interpreter (`PyCFunction` over a capsule holding the real
-/// function), not an instance of a `#[pyclass]` whose type object pyo3 shares between all
-/// interpreters of the process (see `interp_state.rs`).
+/// built-in function made in this interpreter (`PyCFunction` over a capsule), not an instance
+/// of a `#[pyclass]` whose type object pyo3 shares between all interpreters of the process
+/// (see `interp_state.rs`). The closure holds no Python object: the real function stays in
+/// the `signal` module ([`ORIGINAL`]), because Py_FinalizeEx frees the closure while pyo3
+/// does not count the thread as attached, and pyo3 (built without its reference pool) aborts
+/// on a `Py<T>` dropped then.
 pub(crate) fn install(py: Python<'_>) -> PyResult<()> {
     let signal = py.import("signal")?;
-    let wrapped = signal.getattr("signal")?.unbind();
+    if !signal.hasattr(ORIGINAL)? {
+        signal.setattr(ORIGINAL, signal.getattr("signal")?)?;
+    }
     let pid = std::process::id();
     let function = pyo3::types::PyCFunction::new_closure(
         py,
@@ -84,6 +92,7 @@ pub(crate) fn install(py: Python<'_>) -> PyResult<()> {
                 )));
             }
             let (signalnum, handler) = (args.get_item(0)?, args.get_item(1)?);
+            let wrapped = py.import("signal")?.getattr(ORIGINAL)?.unbind();
             Ok(intercept(py, &wrapped, pid, &signalnum, &handler)?.unbind())
         },
     )?;

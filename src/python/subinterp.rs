@@ -47,9 +47,10 @@
 //!
 //! pyo3 is built without its deferred reference pool (`.cargo/config.toml`): a `Py<T>`
 //! dropped detached would otherwise be decref'd at the next attach of any thread, in whichever
-//! interpreter that is (unsound with own GILs); pyo3 now aborts instead, so every `Py<T>` is
+//! interpreter that is (unsound with own GILs); pyo3 now leaks it instead, so every `Py<T>` is
 //! dropped attached in its own interpreter (`loader::Loaded` leaks the reference of a script
-//! module whose last holder drops it detached: a request that outlived a reload, or shutdown). Service scripts (threads=0) stay
+//! module whose last holder drops it detached: a request that outlived a reload, or
+//! shutdown; a closure's capture freed inside Py_FinalizeEx is leaked by pyo3). Service scripts (threads=0) stay
 //! in the main interpreter, which alone runs the signal handlers that stop them. A request
 //! timeout's `RequestTimeout` is raised in the worker's state in every interpreter
 //! (PyThreadState_SetAsyncExc searches the current interpreter's threads only, and the
