@@ -236,7 +236,8 @@ const DIRECTIVES: &[(&str, Status)] = &[
     (
         "WSGIPerInterpreterGIL",
         Implemented(&[
-            "conf_errors::per_interpreter_gil_off_is_accepted_and_on_is_refused_naming_the_python_version",
+            "conf_errors::per_interpreter_gil_on_is_refused_before_python_3_12_naming_the_version_and_accepted_after",
+            "subinterpreters::per_interpreter_gil_groups_each_answer_from_their_own_interpreter_and_gil",
         ]),
     ),
     (
