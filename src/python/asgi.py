@@ -217,6 +217,35 @@ class _Done:
 
 
 
+def _settle_in_loop(loop, future, result=None, error=None):
+    """Sets a loop future's result or exception from another thread (unless done)."""
+    def settle():
+        if future.done():
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)
+    loop.call_soon_threadsafe(settle)
+
+
+def _status_line(status, kind):
+    """'200 OK' for an int status of a `kind` message (TypeError otherwise)."""
+    if not isinstance(status, int) or isinstance(status, bool):
+        raise TypeError('ASGI: %s status must be an int, not %r' % (kind, status))
+    try:
+        reason = http.HTTPStatus(status).phrase
+    except ValueError:
+        reason = 'Unknown'
+    return '%d %s' % (status, reason)
+
+
+def _header_pairs(message):
+    """A response start message's headers as start_response's (str, str) pairs."""
+    return [(bytes(name).decode('latin-1'), bytes(value).decode('latin-1'))
+            for name, value in message.get('headers', ())]
+
+
 class _Exchange:
     """One request: the loop side (receive, send) and the request thread side (serve)."""
 
@@ -345,20 +374,10 @@ class _Exchange:
         if kind == 'http.response.start':
             if self.sent_start:
                 raise RuntimeError('ASGI: http.response.start sent twice')
-            status = message.get('status')
-            if not isinstance(status, int) or isinstance(status, bool):
-                raise TypeError('ASGI: http.response.start status must be an int, not %r'
-                                % (status,))
-            try:
-                reason = http.HTTPStatus(status).phrase
-            except ValueError:
-                reason = 'Unknown'
-            headers = []
-            for pair in message.get('headers', ()):
-                name, value = pair
-                headers.append((bytes(name).decode('latin-1'), bytes(value).decode('latin-1')))
+            line = _status_line(message.get('status'), kind)
+            headers = _header_pairs(message)
             self.sent_start = True
-            return ('start', '%d %s' % (status, reason), headers), 0
+            return ('start', line, headers), 0
         if kind == 'http.response.body':
             if not self.sent_start:
                 raise RuntimeError('ASGI: http.response.body sent before http.response.start')
@@ -376,14 +395,7 @@ class _Exchange:
     # The request thread side.
 
     def _answer(self, future, result=None, error=None):
-        def settle():
-            if future.done():
-                return
-            if error is not None:
-                future.set_exception(error)
-            else:
-                future.set_result(result)
-        self.loop.call_soon_threadsafe(settle)
+        _settle_in_loop(self.loop, future, result, error)
 
     def _read(self):
         if self.remaining == 0:
@@ -585,27 +597,13 @@ class _WebSocket:
         self.state = 'closed'
 
     def _answer(self, future, result=None, error=None):
-        def settle():
-            if future.done():
-                return
-            if error is not None:
-                future.set_exception(error)
-            else:
-                future.set_result(result)
-        self.loop.call_soon_threadsafe(settle)
-
-    def _headers(self, message):
-        headers = []
-        for pair in message.get('headers', ()):
-            name, value = pair
-            headers.append((bytes(name).decode('latin-1'), bytes(value).decode('latin-1')))
-        return headers
+        _settle_in_loop(self.loop, future, result, error)
 
     def _send(self, message):
         kind = message.get('type') if isinstance(message, dict) else None
         if self.state == 'connecting':
             if kind == 'websocket.accept':
-                headers = self._headers(message)
+                headers = _header_pairs(message)
                 subprotocol = message.get('subprotocol')
                 if subprotocol is not None:
                     headers.append(('Sec-WebSocket-Protocol', str(subprotocol)))
@@ -621,16 +619,8 @@ class _WebSocket:
                 self._disconnect(message.get('code') or 1000, message.get('reason') or '')
                 return
             if kind == 'websocket.http.response.start':
-                status = message.get('status')
-                if not isinstance(status, int) or isinstance(status, bool):
-                    raise TypeError('ASGI: websocket.http.response.start status must be an '
-                                    'int, not %r' % (status,))
-                try:
-                    reason = http.HTTPStatus(status).phrase
-                except ValueError:
-                    reason = 'Unknown'
-                self.write = self.start_response('%d %s' % (status, reason),
-                                                 self._headers(message))
+                self.write = self.start_response(_status_line(message.get('status'), kind),
+                                                 _header_pairs(message))
                 self.state = 'http'
                 return
         elif self.state == 'http' and kind == 'websocket.http.response.body':
