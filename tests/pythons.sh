@@ -51,7 +51,7 @@ CPYTHON_BUILD_PACKAGES="dpkg-dev zlib1g-dev libffi-dev libssl-dev libbz2-dev lib
 # integration test files, then single tests by name.
 # tests/pyhost.rs stops Apache with graceful-stop: a forced stop can crash a child inside
 # Apache's event MPM itself (README, "Python versions").
-TEST_FILES=${RWSGI_TEST_FILES:-"daemon_mode embedded_mode pep3333 webware pyhost asgi"}
+TEST_FILES=${RWSGI_TEST_FILES:-"daemon_mode embedded_mode pep3333 webware pyhost asgi asgi_websocket subinterpreters"}
 TEST_SINGLE="lifecycle:touching_the_script_under_load_fails_no_request conf_errors:free_threading"
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
