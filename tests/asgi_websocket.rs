@@ -3,7 +3,8 @@
 //! from PyPI (tests/apps/ws_client.py, run with the test venv's Python): echo of text,
 //! binary, a fragmented message and a ping; denial; subprotocols; the size limit; an app
 //! that raises; kill -9 of the daemon; a touch reload; TLS through mod_ssl; the metrics
-//! gauge.
+//! gauge; the idle timeout; a graceful restart; invalid client frames (sent by hand);
+//! a denial with its own HTTP response.
 
 mod common;
 
@@ -276,4 +277,147 @@ fn websocket_over_tls_through_mod_ssl() {
     assert_eq!(c.expect(apache, "fragmented", wait), "fragmented");
     c.expect(apache, "pong", wait);
     assert_eq!(c.expect(apache, "closed", wait), "1000");
+}
+
+#[test]
+fn idle_timeout_closes_a_quiet_socket_with_1001() {
+    let server = start("websocket-idle-timeout=1", false);
+    let apache = &server.apache;
+    // The client sends no keepalive pings: after its first exchange neither side sends
+    // anything, so websocket-idle-timeout=1 closes it with 1001 (going away).
+    let mut c = client("idle", &server.url("/echo"), &[]);
+    c.expect(apache, "ready", Duration::from_secs(60));
+    let code = c.expect(apache, "closed", Duration::from_secs(15));
+    assert_with_log!(apache, code == "1001", "closed with {code}");
+}
+
+#[test]
+fn graceful_restart_closes_open_sockets_with_1012() {
+    let server = start("", false);
+    let apache = &server.apache;
+    let mut c = client("wait", &server.url("/echo"), &[]);
+    c.expect(apache, "ready", Duration::from_secs(60));
+    // apache2 -k graceful: the daemon drains; after graceful-timeout=1 its open WebSocket
+    // gets 1012 (service restart).
+    apache.signal(libc::SIGUSR1);
+    let code = c.expect(apache, "closed", Duration::from_secs(30));
+    assert_with_log!(apache, code == "1012", "closed with {code}");
+}
+
+/// A WebSocket opened by hand on a plain TCP connection (for frames the `websockets`
+/// client will not send): the 101's head is read; the rest stays in the stream.
+fn raw_open(apache: &Apache, path: &str) -> std::net::TcpStream {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", apache.port())).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(
+        s,
+        "GET /ws{path} HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\n\
+         Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+         Sec-WebSocket-Version: 13\r\n\r\n"
+    )
+    .unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8];
+    while !head.ends_with(b"\r\n\r\n") {
+        s.read_exact(&mut byte).unwrap();
+        head.push(byte[0]);
+        assert!(head.len() < 8192, "{}", String::from_utf8_lossy(&head));
+    }
+    let head = String::from_utf8_lossy(&head).into_owned();
+    assert_with_log!(apache, head.starts_with("HTTP/1.1 101"), "{head}");
+    s
+}
+
+/// Reads server frames (unmasked, RFC 6455 5.2) until a close frame; its code.
+fn raw_close_code(apache: &Apache, s: &mut std::net::TcpStream) -> u16 {
+    use std::io::Read;
+    for _ in 0..16 {
+        let mut h = [0u8; 2];
+        if let Err(e) = s.read_exact(&mut h) {
+            panic!(
+                "no close frame from the server ({e})\n--- error log ---\n{}",
+                apache.error_log()
+            );
+        }
+        assert_eq!(h[1] & 0x80, 0, "server frames are not masked");
+        let len = match h[1] & 0x7f {
+            126 => {
+                let mut l = [0u8; 2];
+                s.read_exact(&mut l).unwrap();
+                u64::from(u16::from_be_bytes(l))
+            }
+            127 => {
+                let mut l = [0u8; 8];
+                s.read_exact(&mut l).unwrap();
+                u64::from_be_bytes(l)
+            }
+            n => u64::from(n),
+        };
+        let mut payload = vec![0u8; len as usize];
+        s.read_exact(&mut payload).unwrap();
+        if h[0] & 0x0f == 0x8 {
+            assert!(payload.len() >= 2, "close frame without a code");
+            return u16::from_be_bytes([payload[0], payload[1]]);
+        }
+    }
+    panic!("no close frame among the first 16 frames");
+}
+
+/// A client frame: FIN, `opcode`, masked with `mask` (None: unmasked, which RFC 6455 5.1
+/// forbids from a client).
+fn raw_frame(opcode: u8, payload: &[u8], mask: Option<[u8; 4]>) -> Vec<u8> {
+    assert!(payload.len() < 126);
+    let mut f = vec![0x80 | opcode, payload.len() as u8];
+    match mask {
+        Some(m) => {
+            f[1] |= 0x80;
+            f.extend_from_slice(&m);
+            f.extend(payload.iter().enumerate().map(|(i, b)| b ^ m[i % 4]));
+        }
+        None => f.extend_from_slice(payload),
+    }
+    f
+}
+
+#[test]
+fn invalid_client_frames_close_with_1002_and_1007() {
+    use std::io::Write;
+    let server = start("", false);
+    let apache = &server.apache;
+
+    // An unmasked frame from the client: protocol error, 1002 (RFC 6455 5.1, 7.4.1).
+    let mut s = raw_open(apache, "/echo");
+    s.write_all(&raw_frame(0x1, b"hello", None)).unwrap();
+    let code = raw_close_code(apache, &mut s);
+    assert_with_log!(apache, code == 1002, "closed with {code}");
+    apache.wait_for_log("RW0333:", Duration::from_secs(10));
+
+    // A text frame that is not UTF-8: 1007 (RFC 6455 8.1).
+    let mut s = raw_open(apache, "/echo");
+    s.write_all(&raw_frame(0x1, b"bad \xff\xfe", Some([1, 2, 3, 4])))
+        .unwrap();
+    let code = raw_close_code(apache, &mut s);
+    assert_with_log!(apache, code == 1007, "closed with {code}");
+
+    // An unknown opcode (0x3 is reserved): 1002.
+    let mut s = raw_open(apache, "/echo");
+    s.write_all(&raw_frame(0x3, b"x", Some([9, 8, 7, 6])))
+        .unwrap();
+    let code = raw_close_code(apache, &mut s);
+    assert_with_log!(apache, code == 1002, "closed with {code}");
+}
+
+#[test]
+fn denial_with_an_http_response_reaches_the_client() {
+    let server = start("", false);
+    let apache = &server.apache;
+    // websocket.http.response.start/body (Starlette's send_denial_response): that status,
+    // header and body instead of a 101.
+    let mut c = client("deny", &server.url("/teapot"), &[]);
+    let wait = Duration::from_secs(60);
+    assert_eq!(c.expect(apache, "header", wait), "yes");
+    assert_eq!(c.expect(apache, "body", wait), "no websockets for you");
+    let status = c.expect(apache, "status", wait);
+    assert_with_log!(apache, status == "418", "status {status}");
 }

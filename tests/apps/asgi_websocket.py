@@ -1,6 +1,6 @@
 # A Starlette application with WebSocket routes for tests/asgi_websocket.rs: an echo (with
 # subprotocol negotiation and the scope's fields in its first message), a denial (close
-# before accept), and one that raises after accepting; /pid answers over HTTP.
+# before accept), a denial with its own HTTP response (418), and one that raises after accepting; /pid answers over HTTP.
 import os
 
 from starlette.applications import Starlette
@@ -42,6 +42,12 @@ async def fail(websocket):
     raise RuntimeError('websocket app failed on purpose')
 
 
+async def teapot(websocket):
+    # The websocket.http.response extension: a custom denial response.
+    await websocket.send_denial_response(PlainTextResponse(
+        'no websockets for you', status_code=418, headers={'X-Denied': 'yes'}))
+
+
 async def pid(request):
     return PlainTextResponse(str(os.getpid()))
 
@@ -50,6 +56,7 @@ app = Starlette(routes=[
     WebSocketRoute('/echo', echo),
     WebSocketRoute('/deny', deny),
     WebSocketRoute('/fail', fail),
+    WebSocketRoute('/teapot', teapot),
     Route('/pid', pid),
 ])
 application = app

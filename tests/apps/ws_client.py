@@ -38,10 +38,17 @@ async def main(scenario, url):
             async with connect(url):
                 out('opened')
         except InvalidStatus as e:
+            out('header', e.response.headers.get('X-Denied'))
+            out('body', e.response.body.decode())
             out('status', e.response.status_code)
         return
+    if scenario == 'idle':
+        # No keepalive pings: nothing goes either way after the first exchange.
+        kw = {'ping_interval': None}
+    else:
+        kw = {}
     async with connect(url, subprotocols=['x', 'chat'] if scenario == 'echo' else None,
-                       max_size=2 ** 22) as ws:
+                       max_size=2 ** 22, **kw) as ws:
         out('subprotocol', ws.subprotocol)
         if scenario == 'fail':
             await ws.send('boom')
@@ -65,7 +72,7 @@ async def main(scenario, url):
         elif scenario == 'big':
             await ws.send(b'x' * int(sys.argv[3]))
             await closed(ws)
-        elif scenario == 'wait':
+        elif scenario in ('wait', 'idle'):
             await ws.send('ready?')
             out('ready', await ws.recv())
             await closed(ws)
