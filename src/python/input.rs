@@ -91,122 +91,56 @@ fn size_arg(arg: Option<Bound<'_, PyAny>>) -> PyResult<Option<isize>> {
     }
 }
 
-/// # Safety
-/// The fastcall method contract of `native_class::method!` on an `Input` instance.
-unsafe fn py_read(
-    py: Python<'_>,
-    slf: *mut ffi::PyObject,
-    args: *const *mut ffi::PyObject,
-    nargs: ffi::Py_ssize_t,
-    kwnames: *mut ffi::PyObject,
-) -> PyResult<*mut ffi::PyObject> {
-    // SAFETY: the caller's contract.
-    let ([size], input) = unsafe {
-        (
-            native_class::fastcall_args(py, "read", ["size"], args, nargs, kwnames)?,
-            native_class::value::<Input>(slf)?,
-        )
-    };
-    Ok(input.read(py, size_arg(size)?)?.into_ptr())
-}
-
-/// # Safety
-/// As [`py_read`].
-unsafe fn py_readline(
-    py: Python<'_>,
-    slf: *mut ffi::PyObject,
-    args: *const *mut ffi::PyObject,
-    nargs: ffi::Py_ssize_t,
-    kwnames: *mut ffi::PyObject,
-) -> PyResult<*mut ffi::PyObject> {
-    // SAFETY: the caller's contract.
-    let ([size], input) = unsafe {
-        (
-            native_class::fastcall_args(py, "readline", ["size"], args, nargs, kwnames)?,
-            native_class::value::<Input>(slf)?,
-        )
-    };
-    Ok(input.readline(py, size_arg(size)?)?.into_ptr())
-}
-
-/// # Safety
-/// As [`py_read`].
-unsafe fn py_readlines(
-    py: Python<'_>,
-    slf: *mut ffi::PyObject,
-    args: *const *mut ffi::PyObject,
-    nargs: ffi::Py_ssize_t,
-    kwnames: *mut ffi::PyObject,
-) -> PyResult<*mut ffi::PyObject> {
-    // SAFETY: the caller's contract.
-    let ([hint], input) = unsafe {
-        (
-            native_class::fastcall_args(py, "readlines", ["hint"], args, nargs, kwnames)?,
-            native_class::value::<Input>(slf)?,
-        )
-    };
-    let hint = size_arg(hint)?;
-    let lines = pyo3::types::PyList::empty(py);
-    let mut total = 0usize;
-    loop {
-        let line = input.readline(py, None)?;
-        let n = line.as_bytes().len();
-        if n == 0 {
-            break;
-        }
-        lines.append(line)?;
-        total += n;
-        if hint.is_some_and(|h| h > 0 && total >= h as usize) {
-            break;
-        }
+native_class::fastcall_method! {
+    fn py_read(py, input: &Input, size) "read" {
+        Ok(input.read(py, size_arg(size)?)?.into_ptr())
     }
-    Ok(lines.into_ptr())
 }
 
-/// # Safety
-/// As [`py_read`].
-unsafe fn py_close(
-    py: Python<'_>,
-    slf: *mut ffi::PyObject,
-    args: *const *mut ffi::PyObject,
-    nargs: ffi::Py_ssize_t,
-    kwnames: *mut ffi::PyObject,
-) -> PyResult<*mut ffi::PyObject> {
-    // SAFETY: the caller's contract.
-    let ([], input) = unsafe {
-        (
-            native_class::fastcall_args(py, "close", [], args, nargs, kwnames)?,
-            native_class::value::<Input>(slf)?,
-        )
-    };
-    input.check()?;
-    Ok(py.None().into_ptr())
+native_class::fastcall_method! {
+    fn py_readline(py, input: &Input, size) "readline" {
+        Ok(input.readline(py, size_arg(size)?)?.into_ptr())
+    }
 }
 
-/// For the ASGI runtime (`asgi.py`): has the client gone away mid-request? Asked on the
-/// request thread, which owns the request's io.
-///
-/// # Safety
-/// As [`py_read`].
-unsafe fn py_client_gone(
-    py: Python<'_>,
-    slf: *mut ffi::PyObject,
-    args: *const *mut ffi::PyObject,
-    nargs: ffi::Py_ssize_t,
-    kwnames: *mut ffi::PyObject,
-) -> PyResult<*mut ffi::PyObject> {
-    // SAFETY: the caller's contract.
-    let ([], input) = unsafe {
-        (
-            native_class::fastcall_args(py, "_rwsgi_client_gone", [], args, nargs, kwnames)?,
-            native_class::value::<Input>(slf)?,
-        )
-    };
-    let gone = input.shared.with_io(|io| io.client_gone()).unwrap_or(true);
-    Ok(pyo3::types::PyBool::new(py, gone)
-        .to_owned()
-        .into_any()
-        .into_ptr())
+native_class::fastcall_method! {
+    fn py_readlines(py, input: &Input, hint) "readlines" {
+        let hint = size_arg(hint)?;
+        let lines = pyo3::types::PyList::empty(py);
+        let mut total = 0usize;
+        loop {
+            let line = input.readline(py, None)?;
+            let n = line.as_bytes().len();
+            if n == 0 {
+                break;
+            }
+            lines.append(line)?;
+            total += n;
+            if hint.is_some_and(|h| h > 0 && total >= h as usize) {
+                break;
+            }
+        }
+        Ok(lines.into_ptr())
+    }
+}
+
+native_class::fastcall_method! {
+    fn py_close(py, input: &Input) "close" {
+        input.check()?;
+        Ok(py.None().into_ptr())
+    }
+}
+
+native_class::fastcall_method! {
+    /// For the ASGI runtime (`asgi.py`): has the client gone away mid-request? Asked on the
+    /// request thread, which owns the request's io.
+    fn py_client_gone(py, input: &Input) "_rwsgi_client_gone" {
+        let gone = input.shared.with_io(|io| io.client_gone()).unwrap_or(true);
+        Ok(pyo3::types::PyBool::new(py, gone)
+            .to_owned()
+            .into_any()
+            .into_ptr())
+    }
 }
 
 /// `__iter__`: the object itself, while the request lasts.

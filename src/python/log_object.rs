@@ -140,132 +140,57 @@ pub(crate) fn define(py: Python<'_>) -> PyResult<Bound<'_, pyo3::types::PyType>>
     Ok(class)
 }
 
-/// The arguments and the [`LogBuffer`] of a `LogBuffer` method call.
-///
-/// # Safety
-/// The fastcall method contract of `native_class::method!` on a `LogBuffer` instance.
-unsafe fn method_args<'a, 'py, const N: usize>(
-    py: Python<'py>,
-    func: &str,
-    names: [&str; N],
-    slf: *mut ffi::PyObject,
-    args: *const *mut ffi::PyObject,
-    nargs: ffi::Py_ssize_t,
-    kwnames: *mut ffi::PyObject,
-) -> PyResult<([Option<Bound<'py, PyAny>>; N], &'a LogBuffer)> {
-    // SAFETY: the caller's contract.
-    unsafe {
-        Ok((
-            native_class::fastcall_args(py, func, names, args, nargs, kwnames)?,
-            native_class::value::<LogBuffer>(slf)?,
-        ))
-    }
-}
-
 fn required<'py>(func: &str, arg: Option<Bound<'py, PyAny>>) -> PyResult<Bound<'py, PyAny>> {
     arg.ok_or_else(|| {
         PyTypeError::new_err(format!("{func}() takes exactly one argument (0 given)"))
     })
 }
 
-/// # Safety
-/// As [`method_args`].
-unsafe fn py_write(
-    py: Python<'_>,
-    slf: *mut ffi::PyObject,
-    args: *const *mut ffi::PyObject,
-    nargs: ffi::Py_ssize_t,
-    kwnames: *mut ffi::PyObject,
-) -> PyResult<*mut ffi::PyObject> {
-    // SAFETY: the caller's contract.
-    let ([data], buffer) =
-        unsafe { method_args(py, "write", ["data"], slf, args, nargs, kwnames)? };
-    let written = buffer.write(py, &required("write", data)?)?;
-    Ok(written.into_pyobject(py)?.into_ptr())
-}
-
-/// # Safety
-/// As [`method_args`].
-unsafe fn py_writelines(
-    py: Python<'_>,
-    slf: *mut ffi::PyObject,
-    args: *const *mut ffi::PyObject,
-    nargs: ffi::Py_ssize_t,
-    kwnames: *mut ffi::PyObject,
-) -> PyResult<*mut ffi::PyObject> {
-    // SAFETY: the caller's contract.
-    let ([lines], buffer) =
-        unsafe { method_args(py, "writelines", ["lines"], slf, args, nargs, kwnames)? };
-    for item in required("writelines", lines)?.try_iter()? {
-        with_bytes(&item?, |bytes| buffer.write_bytes(py, bytes))?;
+native_class::fastcall_method! {
+    fn py_write(py, buffer: &LogBuffer, data) "write" {
+        let written = buffer.write(py, &required("write", data)?)?;
+        Ok(written.into_pyobject(py)?.into_ptr())
     }
-    Ok(py.None().into_ptr())
 }
 
-/// `flush()` and `close()`.
-///
-/// # Safety
-/// As [`method_args`].
-unsafe fn py_flush(
-    py: Python<'_>,
-    slf: *mut ffi::PyObject,
-    args: *const *mut ffi::PyObject,
-    nargs: ffi::Py_ssize_t,
-    kwnames: *mut ffi::PyObject,
-) -> PyResult<*mut ffi::PyObject> {
-    // SAFETY: the caller's contract.
-    let ([], buffer) = unsafe { method_args(py, "flush", [], slf, args, nargs, kwnames)? };
-    buffer.flush(py);
-    Ok(py.None().into_ptr())
+native_class::fastcall_method! {
+    fn py_writelines(py, buffer: &LogBuffer, lines) "writelines" {
+        for item in required("writelines", lines)?.try_iter()? {
+            with_bytes(&item?, |bytes| buffer.write_bytes(py, bytes))?;
+        }
+        Ok(py.None().into_ptr())
+    }
 }
 
-/// `isatty()`, `readable()`, `seekable()`.
-///
-/// # Safety
-/// As [`method_args`].
-unsafe fn py_false(
-    py: Python<'_>,
-    slf: *mut ffi::PyObject,
-    args: *const *mut ffi::PyObject,
-    nargs: ffi::Py_ssize_t,
-    kwnames: *mut ffi::PyObject,
-) -> PyResult<*mut ffi::PyObject> {
-    // SAFETY: the caller's contract.
-    unsafe { method_args(py, "method", [], slf, args, nargs, kwnames)? };
-    Ok(false.into_pyobject(py)?.to_owned().into_ptr())
+native_class::fastcall_method! {
+    /// `flush()` and `close()`.
+    fn py_flush(py, buffer: &LogBuffer) "flush" {
+        buffer.flush(py);
+        Ok(py.None().into_ptr())
+    }
 }
 
-/// `writable()`.
-///
-/// # Safety
-/// As [`method_args`].
-unsafe fn py_true(
-    py: Python<'_>,
-    slf: *mut ffi::PyObject,
-    args: *const *mut ffi::PyObject,
-    nargs: ffi::Py_ssize_t,
-    kwnames: *mut ffi::PyObject,
-) -> PyResult<*mut ffi::PyObject> {
-    // SAFETY: the caller's contract.
-    unsafe { method_args(py, "writable", [], slf, args, nargs, kwnames)? };
-    Ok(true.into_pyobject(py)?.to_owned().into_ptr())
+native_class::fastcall_method! {
+    /// `isatty()`, `readable()`, `seekable()`.
+    fn py_false(py, _buffer: &LogBuffer) "method" {
+        Ok(false.into_pyobject(py)?.to_owned().into_ptr())
+    }
 }
 
-/// # Safety
-/// As [`method_args`].
-unsafe fn py_fileno(
-    py: Python<'_>,
-    slf: *mut ffi::PyObject,
-    args: *const *mut ffi::PyObject,
-    nargs: ffi::Py_ssize_t,
-    kwnames: *mut ffi::PyObject,
-) -> PyResult<*mut ffi::PyObject> {
-    // SAFETY: the caller's contract.
-    let ([], buffer) = unsafe { method_args(py, "fileno", [], slf, args, nargs, kwnames)? };
-    Err(PyOSError::new_err(format!(
-        "{} has no file descriptor (it writes to the error log)",
-        buffer.name
-    )))
+native_class::fastcall_method! {
+    /// `writable()`.
+    fn py_true(py, _buffer: &LogBuffer) "writable" {
+        Ok(true.into_pyobject(py)?.to_owned().into_ptr())
+    }
+}
+
+native_class::fastcall_method! {
+    fn py_fileno(py, buffer: &LogBuffer) "fileno" {
+        Err(PyOSError::new_err(format!(
+            "{} has no file descriptor (it writes to the error log)",
+            buffer.name
+        )))
+    }
 }
 
 /// The Rust state of one `LogBuffer`: bytes in, error-log lines out.

@@ -270,6 +270,46 @@ macro_rules! method {
 }
 pub(crate) use method;
 
+/// Defines `unsafe fn $f`, a fastcall method for [`method!`] of the class whose instances
+/// hold a `$T`: it takes at most the named arguments (positional or by those names; each an
+/// `Option<Bound<PyAny>>`, `None` when not given; `$name` names the method in errors), binds
+/// the token, the instance's value and the arguments, and runs `$body`, which returns
+/// `PyResult<*mut ffi::PyObject>` (a new reference). Doc comments go on the function.
+macro_rules! fastcall_method {
+    ($(#[$meta:meta])* fn $f:ident($py:ident, $value:ident: &$T:ty $(, $arg:ident)*) $name:literal $body:block) => {
+        $(#[$meta])*
+        ///
+        /// # Safety
+        /// The fastcall method contract of `native_class::method!` on an instance of its class.
+        unsafe fn $f(
+            $py: pyo3::Python<'_>,
+            slf: *mut pyo3::ffi::PyObject,
+            args: *const *mut pyo3::ffi::PyObject,
+            nargs: pyo3::ffi::Py_ssize_t,
+            kwnames: *mut pyo3::ffi::PyObject,
+        ) -> pyo3::PyResult<*mut pyo3::ffi::PyObject> {
+            // SAFETY: the caller's contract: CPython passes an instance of the class (made by
+            // `new` with this value type: the class has no subclasses) and its fastcall
+            // arguments.
+            let ([$($arg),*], $value) = unsafe {
+                (
+                    native_class::fastcall_args(
+                        $py,
+                        $name,
+                        [$(stringify!($arg)),*],
+                        args,
+                        nargs,
+                        kwnames,
+                    )?,
+                    native_class::value::<$T>(slf)?,
+                )
+            };
+            $body
+        }
+    };
+}
+pub(crate) use fastcall_method;
+
 /// No extra slots.
 pub(crate) fn no_slots() -> Vec<ffi::PyType_Slot> {
     Vec::new()

@@ -73,28 +73,6 @@ pub(crate) fn new<'py>(
     native_class::new(state.websocket.bind(py), WebSocket::new(shared), None)
 }
 
-/// A method's arguments and the instance's value.
-///
-/// # Safety
-/// The fastcall method contract of `native_class::method!` on a `WebSocket` instance.
-unsafe fn call<'py, 'a, const N: usize>(
-    py: Python<'py>,
-    func: &str,
-    names: [&str; N],
-    slf: *mut ffi::PyObject,
-    args: *const *mut ffi::PyObject,
-    nargs: ffi::Py_ssize_t,
-    kwnames: *mut ffi::PyObject,
-) -> PyResult<([Option<Bound<'py, PyAny>>; N], &'a WebSocket)> {
-    // SAFETY: the caller's contract.
-    unsafe {
-        Ok((
-            native_class::fastcall_args(py, func, names, args, nargs, kwnames)?,
-            native_class::value::<WebSocket>(slf)?,
-        ))
-    }
-}
-
 /// A required argument.
 fn required<'py>(
     arg: Option<Bound<'py, PyAny>>,
@@ -106,93 +84,42 @@ fn required<'py>(
     })
 }
 
-/// # Safety
-/// As [`call`].
-unsafe fn py_wait(
-    py: Python<'_>,
-    slf: *mut ffi::PyObject,
-    args: *const *mut ffi::PyObject,
-    nargs: ffi::Py_ssize_t,
-    kwnames: *mut ffi::PyObject,
-) -> PyResult<*mut ffi::PyObject> {
-    // SAFETY: the caller's contract.
-    let ([wake_fd, timeout], ws) = unsafe {
-        call(
-            py,
-            "wait",
-            ["wake_fd", "timeout"],
-            slf,
-            args,
-            nargs,
-            kwnames,
-        )?
-    };
-    let wake_fd: i32 = required(wake_fd, "wait", "wake_fd")?.extract()?;
-    let timeout: f64 = required(timeout, "wait", "timeout")?.extract()?;
-    Ok(ws.wait(py, wake_fd, timeout)?.into_any().into_ptr())
+native_class::fastcall_method! {
+    fn py_wait(py, ws: &WebSocket, wake_fd, timeout) "wait" {
+        let wake_fd: i32 = required(wake_fd, "wait", "wake_fd")?.extract()?;
+        let timeout: f64 = required(timeout, "wait", "timeout")?.extract()?;
+        Ok(ws.wait(py, wake_fd, timeout)?.into_any().into_ptr())
+    }
 }
 
-/// # Safety
-/// As [`call`].
-unsafe fn py_send(
-    py: Python<'_>,
-    slf: *mut ffi::PyObject,
-    args: *const *mut ffi::PyObject,
-    nargs: ffi::Py_ssize_t,
-    kwnames: *mut ffi::PyObject,
-) -> PyResult<*mut ffi::PyObject> {
-    // SAFETY: the caller's contract.
-    let ([data], ws) = unsafe { call(py, "send", ["data"], slf, args, nargs, kwnames)? };
-    ws.send(py, &required(data, "send", "data")?)?;
-    Ok(py.None().into_ptr())
+native_class::fastcall_method! {
+    fn py_send(py, ws: &WebSocket, data) "send" {
+        ws.send(py, &required(data, "send", "data")?)?;
+        Ok(py.None().into_ptr())
+    }
 }
 
-/// # Safety
-/// As [`call`].
-unsafe fn py_opened(
-    py: Python<'_>,
-    slf: *mut ffi::PyObject,
-    args: *const *mut ffi::PyObject,
-    nargs: ffi::Py_ssize_t,
-    kwnames: *mut ffi::PyObject,
-) -> PyResult<*mut ffi::PyObject> {
-    // SAFETY: the caller's contract.
-    let ([], ws) = unsafe { call(py, "opened", [], slf, args, nargs, kwnames)? };
-    ws.opened();
-    Ok(py.None().into_ptr())
+native_class::fastcall_method! {
+    fn py_opened(py, ws: &WebSocket) "opened" {
+        ws.opened();
+        Ok(py.None().into_ptr())
+    }
 }
 
-/// # Safety
-/// As [`call`].
-unsafe fn py_finished(
-    py: Python<'_>,
-    slf: *mut ffi::PyObject,
-    args: *const *mut ffi::PyObject,
-    nargs: ffi::Py_ssize_t,
-    kwnames: *mut ffi::PyObject,
-) -> PyResult<*mut ffi::PyObject> {
-    // SAFETY: the caller's contract.
-    let ([], ws) = unsafe { call(py, "finished", [], slf, args, nargs, kwnames)? };
-    ws.finished();
-    Ok(py.None().into_ptr())
+native_class::fastcall_method! {
+    fn py_finished(py, ws: &WebSocket) "finished" {
+        ws.finished();
+        Ok(py.None().into_ptr())
+    }
 }
 
-/// # Safety
-/// As [`call`].
-unsafe fn py_close(
-    py: Python<'_>,
-    slf: *mut ffi::PyObject,
-    args: *const *mut ffi::PyObject,
-    nargs: ffi::Py_ssize_t,
-    kwnames: *mut ffi::PyObject,
-) -> PyResult<*mut ffi::PyObject> {
-    // SAFETY: the caller's contract.
-    let ([code, reason], ws) =
-        unsafe { call(py, "close", ["code", "reason"], slf, args, nargs, kwnames)? };
-    let code: u16 = required(code, "close", "code")?.extract()?;
-    let reason: String = required(reason, "close", "reason")?.extract()?;
-    ws.close(py, code, &reason)?;
-    Ok(py.None().into_ptr())
+native_class::fastcall_method! {
+    fn py_close(py, ws: &WebSocket, code, reason) "close" {
+        let code: u16 = required(code, "close", "code")?.extract()?;
+        let reason: String = required(reason, "close", "reason")?.extract()?;
+        ws.close(py, code, &reason)?;
+        Ok(py.None().into_ptr())
+    }
 }
 
 pub(crate) struct WebSocket {
