@@ -19,6 +19,20 @@ pub enum Level {
     Debug,
 }
 
+impl Level {
+    /// Every level, most severe first: `ALL[level as usize] == level`.
+    pub const ALL: [Level; 8] = [
+        Level::Emerg,
+        Level::Alert,
+        Level::Crit,
+        Level::Error,
+        Level::Warning,
+        Level::Notice,
+        Level::Info,
+        Level::Debug,
+    ];
+}
+
 pub type Backend = fn(Level, &str);
 
 /// The most verbose level any server logs at (`Level as u8`); everything until the
@@ -38,17 +52,7 @@ pub fn enabled(level: Level) -> bool {
 
 /// The most verbose level that can reach a log (what [`set_max_level`] set).
 pub fn max_level() -> Level {
-    const LADDER: [Level; 8] = [
-        Level::Emerg,
-        Level::Alert,
-        Level::Crit,
-        Level::Error,
-        Level::Warning,
-        Level::Notice,
-        Level::Info,
-        Level::Debug,
-    ];
-    LADDER[usize::from(MAX_LEVEL.load(Ordering::Relaxed)).min(LADDER.len() - 1)]
+    Level::ALL[usize::from(MAX_LEVEL.load(Ordering::Relaxed)).min(Level::ALL.len() - 1)]
 }
 
 static BACKEND: OnceLock<Backend> = OnceLock::new();

@@ -421,15 +421,7 @@ fn an_execd_hosts_lines_go_through_apaches_logger() {
         .daemon_app("host_log.wsgi", "hostlog", "processes=1 threads=2", "");
     let apache = config.start();
     let wait_for = |what: &dyn Fn(&str) -> bool, why: &str| -> String {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let log = apache.error_log();
-            if what(&log) {
-                return log;
-            }
-            assert!(Instant::now() < deadline, "{why}:\n{log}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        apache.wait_for_log_where(what, why, Duration::from_secs(20))
     };
     let resp = apache.get("/app?boom");
     assert_eq!(resp.status, 500, "{}", apache.error_log());

@@ -22,17 +22,6 @@ const MAX_RECORD: usize = libc::PIPE_BUF;
 /// line near 8 KiB anyway.
 const MAX_LINE: usize = 8192;
 
-const LADDER: [Level; 8] = [
-    Level::Emerg,
-    Level::Alert,
-    Level::Crit,
-    Level::Error,
-    Level::Warning,
-    Level::Notice,
-    Level::Info,
-    Level::Debug,
-];
-
 /// Appends the records of `msg` at `level` to `out`: one per line, a line longer than a
 /// record split at a character boundary.
 pub fn encode(level: Level, msg: &str, out: &mut Vec<u8>) {
@@ -60,7 +49,7 @@ pub fn encode(level: Level, msg: &str, out: &mut Vec<u8>) {
 fn decode(record: &[u8]) -> (Level, String) {
     match record.split_first() {
         Some((&tag, text)) if (b'0'..=b'7').contains(&tag) => (
-            LADDER[usize::from(tag - b'0')],
+            Level::ALL[usize::from(tag - b'0')],
             String::from_utf8_lossy(text).into_owned(),
         ),
         _ => (Level::Error, String::from_utf8_lossy(record).into_owned()),
@@ -332,7 +321,7 @@ mod tests {
                 (Level::Warning, "  x".into())
             ]
         );
-        for level in LADDER {
+        for level in Level::ALL {
             let mut out = Vec::new();
             encode(level, "m", &mut out);
             assert_eq!(decode(&out[..out.len() - 1]), (level, "m".to_string()));

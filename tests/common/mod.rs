@@ -509,14 +509,29 @@ impl Apache {
     }
 
     pub fn wait_for_log(&self, what: &str, limit: Duration) -> String {
+        self.wait_for_log_where(
+            |log| log.contains(what),
+            &format!("error log did not show {what:?} within {limit:?}"),
+            limit,
+        )
+    }
+
+    /// Waits (bounded) until the error log satisfies `done`; returns it, or panics with
+    /// `why` and the log.
+    pub fn wait_for_log_where(
+        &self,
+        done: impl Fn(&str) -> bool,
+        why: &str,
+        limit: Duration,
+    ) -> String {
         let start = Instant::now();
         loop {
             let log = self.error_log();
-            if log.contains(what) {
+            if done(&log) {
                 return log;
             }
             if start.elapsed() > limit {
-                panic!("error log did not show {what:?} within {limit:?}:\n{log}");
+                panic!("{why}:\n{log}");
             }
             std::thread::sleep(Duration::from_millis(50));
         }
