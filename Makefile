@@ -9,8 +9,9 @@
 #   make bench      static vs mod_wsgi vs mod_rwsgi vs granian/gunicorn behind mod_proxy, with wrk (docs/PERFORMANCE.md)
 #   make bench-owngil  WSGIPerInterpreterGIL On vs Off, CPU-bound groups in one daemon (3.12+ chroot, root)
 #   make soak       memory soak: a million requests and leak checks (minutes)
-#   make test-pythons  build and test in Debian chroots with Python 3.13, 3.14, 3.15 (root)
-#   make test-any-python  one module, daemon groups on 3.13/3.14/3.15 venvs (sid chroot, root)
+#   make test-pythons  build and test in Debian chroots with Python 3.13, 3.14, 3.15 (root),
+#                   including one module with daemon groups on 3.13/3.14/3.15 venvs (sid)
+#   make test-any-python  only that last test
 # Options: PYTHON=/path/to/python3 (default: the system /usr/bin/python3), APXS=/path/to/apxs
 
 PYTHON ?= /usr/bin/python3
@@ -80,7 +81,8 @@ test: deps build test-venv
 
 # Other Pythons, each on its own Debian (tests/pythons.sh): trixie with 3.13, sid with 3.14
 # and 3.15, made with debootstrap into build/chroots/ (cached), built with the host's Rust
-# toolchain and tested there. RWSGI_PYTHONS="sid:3.14" picks targets.
+# toolchain and tested there. RWSGI_PYTHONS="sid:3.14" picks targets. The sid 3.14 run also
+# runs issue 35's three-Python test (see test-any-python).
 test-pythons:
 	$(call install_missing,debootstrap)
 	tests/pythons.sh

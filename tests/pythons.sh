@@ -37,9 +37,16 @@ VENV_PYTHONS="sid:3.13"
 # What runs by default. A Python whose release level is not "final" (alpha, beta,
 # candidate) may fail without failing the whole run; its result is printed all the same.
 RWSGI_PYTHONS=${RWSGI_PYTHONS:-"trixie:3.13 sid:3.14 sid:3.15"}
-# Bounds, in seconds: making one chroot, and one build-and-test run inside it.
+# Issue 35's three-Python test (tests/daemon_host.rs, venvs_of_other_pythons...) runs in this
+# target's default run, after its other tests: the module for that target's Python, and daemon
+# groups on venvs of these Pythons, each with mod_rwsgi pip-installed from this checkout.
+OTHER_PYTHONS_TARGET="sid:3.14"
+OTHER_PYTHONS_DEFAULT="3.13 3.15"
+# Bounds, in seconds: making one chroot, and one build-and-test run inside it (the target
+# with the three-Python test gets longer: its two pip builds of mod_rwsgi).
 BOOTSTRAP_TIMEOUT=${RWSGI_BOOTSTRAP_TIMEOUT:-1200}
 RUN_TIMEOUT=${RWSGI_RUN_TIMEOUT:-1500}
+OTHER_PYTHONS_RUN_TIMEOUT=${RWSGI_RUN_TIMEOUT:-2700}
 
 # What every chroot needs besides python3.X-dev and python3.X-venv: the build (a C
 # compiler for the shim, libclang for bindgen, apxs) and what the tests use.
@@ -238,6 +245,9 @@ inside_main() {
     for t in $TEST_SINGLE; do
         cargo test --release --test "${t%%:*}" -- --test-threads=2 "${t#*:}"
     done
+    if [ -n "${RWSGI_OTHER_PYTHONS:-}" ]; then
+        cargo test --release --test daemon_host -- --test-threads=1 venvs_of_other_pythons
+    fi
 }
 
 # Backtraces of the Apache processes that crashed in the last run in chroot $1 (their core
@@ -271,6 +281,11 @@ report_cores() {
 # One suite:python target: chroot, build and tests, timed; prints its result line.
 run_target() {
     local suite=${1%%:*} ver=${1#*:} start status=0 release=final verdict
+    local RUN_TIMEOUT=$RUN_TIMEOUT RWSGI_OTHER_PYTHONS=${RWSGI_OTHER_PYTHONS:-}
+    if [ "$1" = "$OTHER_PYTHONS_TARGET" ] && [ -z "${RWSGI_TEST_FILES:-}" ] && [ -z "$RWSGI_OTHER_PYTHONS" ]; then
+        RWSGI_OTHER_PYTHONS=$OTHER_PYTHONS_DEFAULT
+        RUN_TIMEOUT=$OTHER_PYTHONS_RUN_TIMEOUT
+    fi
     start=$(date +%s)
     ensure_chroot "$suite" >&2 || status=$?
     if [ "$status" = 0 ] && [ ! -x "$CHROOTS/$suite/usr/bin/python${ver%t}" ]; then
