@@ -454,6 +454,28 @@ fn blocked_event_loop_is_logged_with_its_stack() {
     assert_eq!(log.matches("RW0314:").count(), 1, "{log}");
 }
 
+/// asgi-blocked-loop-timeout=1: a loop blocked for 2 s is logged (the default 5 s would
+/// not), naming the option; =0 turns the report off (a 6 s block, longer than the default,
+/// logs nothing by the time its response is complete).
+#[test]
+fn asgi_blocked_loop_timeout_sets_the_threshold_and_0_turns_it_off() {
+    let apache = start("asgi-blocked-loop-timeout=1");
+    apache.wait_for_log("RW0304:", Duration::from_secs(30));
+    let r = apache.get("/raw/block-short");
+    assert_with_log!(apache, r.status == 200, "status {} {}", r.status, r.text());
+    let log = apache.wait_for_log("RW0314:", Duration::from_secs(10));
+    assert!(log.contains("asgi-blocked-loop-timeout=1 s"), "{log}");
+    assert!(log.contains("time.sleep(2)"), "{log}");
+    drop(apache);
+
+    let apache = start("asgi-blocked-loop-timeout=0");
+    apache.wait_for_log("RW0304:", Duration::from_secs(30));
+    let r = apache.get("/raw/block");
+    assert_with_log!(apache, r.status == 200, "status {} {}", r.status, r.text());
+    let log = apache.error_log();
+    assert!(!log.contains("RW0314:"), "{log}");
+}
+
 /// Messages out of order: each is an error-log line, a 500 before the response started (or
 /// a closed connection after), and the daemon serves the next request.
 #[test]
@@ -565,13 +587,21 @@ fn pathsend_sends_the_file_and_bad_paths_are_errors() {
     assert_with_log!(apache, r.status == 200, "status {} {}", r.status, r.text());
     assert_eq!(r.header("content-length"), Some("3000000"));
     assert_eq!(r.header("content-type"), Some("application/octet-stream"));
-    assert!(r.body == data, "pathsend body differs ({} bytes)", r.body.len());
+    assert!(
+        r.body == data,
+        "pathsend body differs ({} bytes)",
+        r.body.len()
+    );
 
     let r = apache.get("/star/file?name=data.bin");
     assert_with_log!(apache, r.status == 200, "status {} {}", r.status, r.text());
     assert_eq!(r.header("x-pathsend"), Some("yes"));
     assert_eq!(r.header("content-length"), Some("3000000"));
-    assert!(r.body == data, "FileResponse body differs ({} bytes)", r.body.len());
+    assert!(
+        r.body == data,
+        "FileResponse body differs ({} bytes)",
+        r.body.len()
+    );
 
     for (route, error) in [
         (

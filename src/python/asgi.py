@@ -45,6 +45,7 @@ WS_INBOX_MAX = 16
 
 # A loop thread that runs no callback for this long is blocked (a coroutine calls
 # time.sleep() or other blocking code): its stack is logged once per stall (RW0314).
+# asgi.rs sets it from asgi-blocked-loop-timeout= (0: not watched).
 BLOCKED_AFTER = 5.0
 HEARTBEAT = 0.5
 
@@ -95,7 +96,8 @@ def _event_loop():
             thread.start()
             started.wait()
             _loop, _thread = loop, thread
-            _Watchdog(loop, thread).start()
+            if BLOCKED_AFTER > 0:
+                _Watchdog(loop, thread).start()
         return _loop
 
 
@@ -107,10 +109,12 @@ class _Watchdog:
         import time
         self.loop, self.thread, self.clock = loop, thread, time.monotonic
         self.last = self.clock()
+        # A short asgi-blocked-loop-timeout needs a finer beat.
+        self.every = min(HEARTBEAT, BLOCKED_AFTER / 4)
 
     def beat(self):
         self.last = self.clock()
-        self.loop.call_later(HEARTBEAT, self.beat)
+        self.loop.call_later(self.every, self.beat)
 
     def start(self):
         self.loop.call_soon_threadsafe(self.beat)
@@ -121,7 +125,7 @@ class _Watchdog:
         import time
         reported = None
         while _loop is self.loop and self.thread.is_alive():
-            time.sleep(HEARTBEAT)
+            time.sleep(self.every)
             last = self.last
             stalled = self.clock() - last
             if stalled < BLOCKED_AFTER:
@@ -133,7 +137,7 @@ class _Watchdog:
             stack = ''.join(traceback.format_stack(frame)).rstrip() if frame else '(none)'
             if log is not None:
                 log('blocked', 'the ASGI event loop thread has run no callback for %.1f s '
-                    '(more than %g s): a coroutine blocks it (time.sleep(), blocking I/O or '
+                    '(more than asgi-blocked-loop-timeout=%g s): a coroutine blocks it (time.sleep(), blocking I/O or '
                     'long computation; use await asyncio.sleep(), asyncio.to_thread() or '
                     'run_in_executor()); every ASGI request of this interpreter waits. '
                     'Its stack:\n%s' % (stalled, BLOCKED_AFTER, stack))

@@ -90,6 +90,11 @@ async def application(scope, receive, send):
         time.sleep(6)
         await send({'type': 'http.response.start', 'status': 200, 'headers': []})
         await send({'type': 'http.response.body', 'body': b'blocked'})
+    elif path == '/block-short':
+        # Blocks the loop for 2 s: over asgi-blocked-loop-timeout=1, under the default 5 s.
+        time.sleep(2)
+        await send({'type': 'http.response.start', 'status': 200, 'headers': []})
+        await send({'type': 'http.response.body', 'body': b'blocked'})
     elif path == '/sleep':
         # Outlives request-timeout: the coroutine is cancelled when the request is interrupted.
         try:
