@@ -12,7 +12,9 @@ process tree, daemons included, plus the proxied backend's process tree, from /p
 those trees, and the ratios to static, to mod_wsgi and (mod_rwsgi daemon mode) to granian.
 The ASGI workloads (issue 33, bench_asgi.py) run on mod_rwsgi in daemon mode
 (interface=asgi, the same daemon group), on "granian proxy" (a second granian, in ASGI mode)
-and on "uvicorn proxy" (uvicorn, ASGI only), each one process behind mod_proxy_http.
+and on "uvicorn proxy" (uvicorn, ASGI only), each one process behind mod_proxy_http; the
+WebSocket echo workload (round trips/s) runs bench/ws_client.py instead of wrk, with
+`upgrade=websocket` on the proxies' ProxyPass.
 
 Environment: BENCH_DURATION (seconds per run, default 5), BENCH_REPS (default 3),
 BENCH_QUICK=1 (1 s, 1 rep: a smoke run), BENCH_ONLY=hello,write (only those workloads),
@@ -21,7 +23,7 @@ build as "mod_rwsgi base" and "mod_rwsgi base emb", for before/after), BENCH_THR
 (the default thread-count sweep; empty for none), BENCH_RECORD_METRICS=1 (the app calls
 mod_wsgi.start_recording_metrics() at import), RWSGI_SO (default build/mod_rwsgi.so),
 BENCH_VENV (the venv with granian, gunicorn and uvicorn, bench/requirements.txt; default
-build/bench-venv). Run as root (Apache drops to www-data). Python 3 stdlib only.
+build/bench-venv), BENCH_WS_PROCS (client processes of the WebSocket echo, default 2). Run as root (Apache drops to www-data). Python 3 stdlib only.
 """
 
 import argparse
@@ -69,6 +71,7 @@ class Workload:
     sweep: bool = False  # also run by the BENCH_THREADS variants (the thread-count sweep)
     wait_s: float = 0.0  # the page waits this long, GIL released: limit = threads / wait_s
     asgi: bool = False  # bench_asgi.py (ASGI 3): mod_rwsgi daemon mode and the ASGI servers
+    websocket: bool = False  # WebSocket echo round trips (ws_client.py) instead of wrk
 
 
 WORKLOADS = [
@@ -96,6 +99,12 @@ WORKLOADS = [
     # through uvicorn and granian (ASGI mode) behind mod_proxy_http; static is the limit.
     Workload('ASGI hello c16', 16, '/hello', '/hello.txt', 'hello.txt', mount='/a', asgi=True),
     Workload('ASGI 64 KiB body', 16, '/64k', '/64k.bin', '64k.bin', mount='/a', asgi=True),
+    # WebSocket echo (issue 33): round trips/s of 8 connections (below the daemon's
+    # threads=15: an open WebSocket holds one), each sending a 32-byte text message and
+    # waiting for its echo; bench/ws_client.py in BENCH_WS_PROCS processes (default 2). The
+    # proxies get `upgrade=websocket` on their ProxyPass.
+    Workload('WebSocket echo c8', 8, '/ws-echo', '', '', mount='/a', asgi=True,
+             websocket=True),
 ]
 # BENCH_ONLY=word[,word]: only the workloads whose name contains one of the words.
 if os.environ.get('BENCH_ONLY'):
@@ -218,6 +227,8 @@ class Server:
     def serves(self, workload):
         if self.variant.sweep and not workload.sweep:
             return False
+        if workload.websocket and not self.variant.wsgi:
+            return False  # no static counterpart
         if workload.asgi or self.variant.proxy == 'uvicorn':
             return workload.asgi and (not self.variant.wsgi or serves_asgi(self.variant))
         if any(workload.name == name for name, _ in self.variant.cannot):
@@ -251,6 +262,10 @@ def serves_asgi(variant):
 
 def asgi_run():
     return any(w.asgi for w in WORKLOADS)
+
+
+def websocket_run():
+    return any(w.websocket for w in WORKLOADS)
 
 
 @dataclass
@@ -529,7 +544,8 @@ LoadModule proxy_module {MODULES}/mod_proxy.so
 LoadModule proxy_http_module {MODULES}/mod_proxy_http.so
 '''
     for mount, port, _ in server.backends:
-        text += f'ProxyPass {mount}/ http://127.0.0.1:{port}/ enablereuse=on ttl=60\n'
+        upgrade = ' upgrade=websocket' if mount == '/a' and websocket_run() else ''
+        text += f'ProxyPass {mount}/ http://127.0.0.1:{port}/ enablereuse=on ttl=60{upgrade}\n'
     return text
 
 
@@ -590,10 +606,12 @@ def asgi_backend_command(server, port):
     if server.variant.proxy == 'granian':
         return [os.path.join(BENCH_VENV, 'bin', 'granian'), '--interface', 'asgi', '--host',
                 '127.0.0.1', '--port', str(port), '--workers', '1', '--loop', 'uvloop',
-                '--http', '1', '--no-ws', '--log-level', 'warning', '--working-dir', where,
-                target]
+                '--http', '1', '--ws' if websocket_run() else '--no-ws', '--log-level',
+                'warning', '--working-dir', where, target]
+    # WebSockets through the `websockets` package (bench/requirements.txt).
     return [os.path.join(BENCH_VENV, 'bin', 'uvicorn'), '--host', '127.0.0.1', '--port',
-            str(port), '--loop', 'uvloop', '--http', 'httptools', '--ws', 'none',
+            str(port), '--loop', 'uvloop', '--http', 'httptools', '--ws',
+            'websockets' if websocket_run() else 'none',
             '--lifespan', 'on', '--timeout-keep-alive', '75', '--log-level', 'warning',
             '--no-access-log', '--app-dir', where, target]
 
@@ -771,6 +789,15 @@ def verify(server, payloads):
         if not server.serves(w):
             continue
         url = server.url(w)
+        if w.websocket:
+            try:
+                res = run_ws(url, Workload(w.name, 1, w.wsgi_path, '', ''), 0.3, procs=1)
+            except BenchError as e:
+                raise BenchError(f'{server.variant.name} {w.name}: {e}\n{server.error_log()}')
+            if res['requests'] < 1:
+                raise BenchError(f'{server.variant.name} {w.name}: no echo\n'
+                                 f'{server.error_log()}')
+            continue
         if w.marker:
             try:
                 status, got = fetch(url)
@@ -812,6 +839,50 @@ def wrk_command(url, workload, duration):
     return cmd + [url]
 
 
+WS_CLIENT = os.path.join(HERE, 'ws_client.py')
+WS_PROCS = int(os.environ.get('BENCH_WS_PROCS') or 2)
+
+
+def run_load(url, workload, duration, post_body):
+    if workload.websocket:
+        return run_ws(url, workload, duration)
+    return run_wrk(url, workload, duration, post_body)
+
+
+def run_ws(url, workload, duration, procs=None):
+    """workload.conns WebSocket echo connections, over `procs` ws_client.py processes;
+    the same result keys as wrk's: round trips as requests."""
+    import json
+    m = re.match(r'http://([^:/]+):(\d+)(/.*)', url)
+    host, port, path = m.group(1), m.group(2), m.group(3)
+    procs = max(1, min(procs or WS_PROCS, workload.conns))
+    shares = [workload.conns // procs + (1 if i < workload.conns % procs else 0)
+              for i in range(procs)]
+    started = [subprocess.Popen([sys.executable, WS_CLIENT, host, port, path, str(n),
+                                 str(duration)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True) for n in shares]
+    latencies, failures = [], []
+    for proc in started:
+        try:
+            out, err = proc.communicate(timeout=duration + 60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, err = proc.communicate()
+        if proc.returncode != 0:
+            failures.append(f'{err.strip()}{out.strip()}')
+            continue
+        latencies += json.loads(out)['latencies_ms']
+    if failures:
+        raise BenchError(f'ws_client failed on {url}: ' + '; '.join(failures))
+    latencies.sort()
+
+    def pct(p):
+        return latencies[min(len(latencies) - 1, int(len(latencies) * p / 100))] \
+            if latencies else 0.0
+    return {'requests': len(latencies), 'rps': len(latencies) / duration,
+            'p50': pct(50), 'p99': pct(99)}
+
+
 def run_wrk(url, workload, duration, post_body):
     env = dict(os.environ, BENCH_POST_BODY=post_body)
     out = subprocess.run(wrk_command(url, workload, duration), env=env,
@@ -851,7 +922,7 @@ def measure(server, workload, settings, post_body):
     pid, backends = server.proc.pid, server.backend_pids()
     cpu0, daemon0 = cpu_seconds(pid, backends)
     busy0, wrk0, t0 = machine_busy_seconds(), children_cpu_seconds(), time.monotonic()
-    res = run_wrk(url, workload, settings.duration, post_body)
+    res = run_load(url, workload, settings.duration, post_body)
     busy1, wrk1, t1 = machine_busy_seconds(), children_cpu_seconds(), time.monotonic()
     cpu1, daemon1 = cpu_seconds(pid, backends)
     n = max(res['requests'], 1)
@@ -1066,7 +1137,7 @@ def warm_up(servers, settings, post_body):
     for w in WORKLOADS:
         for server in servers:
             if server.serves(w):
-                run_wrk(server.url(w), w, settings.warmup, post_body)
+                run_load(server.url(w), w, settings.warmup, post_body)
 
 
 def run_all(servers, settings, post_body):

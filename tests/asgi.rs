@@ -454,6 +454,28 @@ fn blocked_event_loop_is_logged_with_its_stack() {
     assert_eq!(log.matches("RW0314:").count(), 1, "{log}");
 }
 
+/// asgi-blocked-loop-timeout=1: a loop blocked for 2 s is logged (the default 5 s would
+/// not), naming the option; =0 turns the report off (a 6 s block, longer than the default,
+/// logs nothing by the time its response is complete).
+#[test]
+fn asgi_blocked_loop_timeout_sets_the_threshold_and_0_turns_it_off() {
+    let apache = start("asgi-blocked-loop-timeout=1");
+    apache.wait_for_log("RW0304:", Duration::from_secs(30));
+    let r = apache.get("/raw/block-short");
+    assert_with_log!(apache, r.status == 200, "status {} {}", r.status, r.text());
+    let log = apache.wait_for_log("RW0314:", Duration::from_secs(10));
+    assert!(log.contains("asgi-blocked-loop-timeout=1 s"), "{log}");
+    assert!(log.contains("time.sleep(2)"), "{log}");
+    drop(apache);
+
+    let apache = start("asgi-blocked-loop-timeout=0");
+    apache.wait_for_log("RW0304:", Duration::from_secs(30));
+    let r = apache.get("/raw/block");
+    assert_with_log!(apache, r.status == 200, "status {} {}", r.status, r.text());
+    let log = apache.error_log();
+    assert!(!log.contains("RW0314:"), "{log}");
+}
+
 /// Messages out of order: each is an error-log line, a 500 before the response started (or
 /// a closed connection after), and the daemon serves the next request.
 #[test]
@@ -546,4 +568,70 @@ fn django_asgi_async_and_sync_views() {
             "{route} ran on thread {thread:?}"
         );
     }
+}
+
+/// `http.response.pathsend` (advertised in scope["extensions"]): the file goes to Apache as a
+/// wsgi.file_wrapper file response does (its fd, sent by Apache), with Content-Length from
+/// the file when the app set none; Starlette's FileResponse uses it. A relative, missing or
+/// non-regular path, or a pathsend after body bytes, is an error-log line naming the path
+/// and a 500 (or an ended response), and the daemon serves on.
+#[test]
+fn pathsend_sends_the_file_and_bad_paths_are_errors() {
+    let apache = start("");
+    apache.wait_for_log("RW0304:", Duration::from_secs(30));
+    let data: Vec<u8> = (0..3_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let file = apache.config.root().join("apps/data.bin");
+    std::fs::write(&file, &data).unwrap();
+
+    let r = apache.get("/raw/pathsend?data.bin");
+    assert_with_log!(apache, r.status == 200, "status {} {}", r.status, r.text());
+    assert_eq!(r.header("content-length"), Some("3000000"));
+    assert_eq!(r.header("content-type"), Some("application/octet-stream"));
+    assert!(
+        r.body == data,
+        "pathsend body differs ({} bytes)",
+        r.body.len()
+    );
+
+    let r = apache.get("/star/file?name=data.bin");
+    assert_with_log!(apache, r.status == 200, "status {} {}", r.status, r.text());
+    assert_eq!(r.header("x-pathsend"), Some("yes"));
+    assert_eq!(r.header("content-length"), Some("3000000"));
+    assert!(
+        r.body == data,
+        "FileResponse body differs ({} bytes)",
+        r.body.len()
+    );
+
+    for (route, error) in [
+        (
+            "/raw/pathsend-relative",
+            "pathsend path 'apps/asgi_raw.py' is not absolute",
+        ),
+        ("/raw/pathsend-missing", "no-such-file"),
+        ("/raw/pathsend-dir", "/apps'"),
+    ] {
+        let r = apache.get(route);
+        assert_with_log!(apache, r.status == 500, "{route}: status {}", r.status);
+        let log = apache.wait_for_log(error, Duration::from_secs(10));
+        assert!(log.contains("RW0085:"), "{route}: {log}");
+        assert_eq!(apache.get("/raw/status").status, 201);
+    }
+    // After body bytes: a 500 if the head had not left yet, else an ended response.
+    if let Ok(r) = http::request(apache.port(), "GET", "/raw/pathsend-after-body", &[], b"") {
+        assert_with_log!(
+            apache,
+            r.status == 500 || r.body.len() < data.len(),
+            "status {} {} bytes",
+            r.status,
+            r.body.len()
+        );
+    }
+    apache.wait_for_log(
+        "http.response.pathsend sent after http.response.body",
+        Duration::from_secs(10),
+    );
+    assert_eq!(apache.get("/raw/status").status, 201);
+    let r = apache.get("/raw/pathsend?data.bin");
+    assert!(r.status == 200 && r.body == data, "status {}", r.status);
 }

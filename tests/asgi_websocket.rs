@@ -263,6 +263,53 @@ fn touch_reload_closes_open_sockets_with_1012() {
     assert_with_log!(apache, code == "1012", "closed with {code}");
 }
 
+/// Warm replacement by maximum-requests, then by maximum-rss (1 MB: the first request that
+/// ends leaves the process above it): the draining process' open WebSocket gets 1012 after
+/// graceful-timeout=1, and the group serves on from its replacement.
+#[test]
+fn maximum_requests_and_maximum_rss_close_open_sockets_with_1012() {
+    for options in ["maximum-requests=3", "maximum-rss=1"] {
+        let server = start(options, false);
+        let apache = &server.apache;
+        let mut c = client("wait", &server.url("/echo"), &[]);
+        let info = c.expect(apache, "info", Duration::from_secs(60));
+        c.expect(apache, "ready", Duration::from_secs(30));
+        // Plain requests until the process that holds the WebSocket reaches the limit (the
+        // WebSocket's own request counts once it ends, so three more at most).
+        for _ in 0..3 {
+            let r = apache.get("/ws/pid");
+            assert_with_log!(apache, r.status == 200, "{options}: status {}", r.status);
+        }
+        let code = c.expect(apache, "closed", Duration::from_secs(30));
+        assert_with_log!(apache, code == "1012", "{options}: closed with {code}");
+        let reason = if options.starts_with("maximum-requests") {
+            "maximum-requests=3 reached"
+        } else {
+            "maximum-rss=1 MB exceeded"
+        };
+        apache.wait_for_log(reason, Duration::from_secs(10));
+        // Served on by a new process.
+        let old: String = info
+            .split("\"pid\": ")
+            .nth(1)
+            .map(|s| s.chars().take_while(char::is_ascii_digit).collect())
+            .unwrap_or_default();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let r = apache.get("/ws/pid");
+            if r.status == 200 && r.text() != old {
+                break;
+            }
+            assert_with_log!(
+                apache,
+                Instant::now() < deadline,
+                "{options}: no new process"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
 #[test]
 fn websocket_over_tls_through_mod_ssl() {
     let server = start("", true);

@@ -43,6 +43,15 @@ const CASES: &[Case] = &[
         expect: &["WSGIDaemonProcess", "socket-timeout=-5"],
     },
     Case {
+        name: "asgi-blocked-loop-timeout not a number of seconds",
+        conf: "WSGIDaemonProcess g asgi-blocked-loop-timeout=5s",
+        expect: &[
+            "WSGIDaemonProcess",
+            "asgi-blocked-loop-timeout=5s",
+            "expected a non-negative",
+        ],
+    },
+    Case {
         name: "bad umask",
         conf: "WSGIDaemonProcess g umask=99x",
         expect: &["WSGIDaemonProcess", "umask=99x"],

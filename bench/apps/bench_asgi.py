@@ -1,4 +1,5 @@
-"""ASGI 3 app for `make bench` (issue 33): the same bytes as bench.wsgi's /hello and /64k.
+"""ASGI 3 app for `make bench` (issue 33): the same bytes as bench.wsgi's /hello and /64k,
+and a WebSocket echo (any path of a websocket scope).
 
 No framework: what is measured is the server. mod_rwsgi serves it in its daemon
 (interface=asgi); uvicorn and granian (ASGI mode) import it as the module bench_asgi. The
@@ -42,6 +43,18 @@ async def application(scope, receive, send):
             elif message['type'] == 'lifespan.shutdown':
                 await send({'type': 'lifespan.shutdown.complete'})
                 return
+    if scope['type'] == 'websocket':
+        # /ws-echo: every message back as it came (bench/ws_client.py's echo load).
+        await receive()  # websocket.connect
+        await send({'type': 'websocket.accept'})
+        while True:
+            message = await receive()
+            if message['type'] == 'websocket.disconnect':
+                return
+            if message.get('text') is not None:
+                await send({'type': 'websocket.send', 'text': message['text']})
+            else:
+                await send({'type': 'websocket.send', 'bytes': message.get('bytes') or b''})
     path = scope['path'][len(scope.get('root_path', '')):] or '/'
     start, body = ROUTES.get(path, NOT_FOUND)
     await send(start)

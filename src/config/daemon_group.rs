@@ -128,6 +128,10 @@ pub struct DaemonGroupSpec {
     /// `websocket-idle-timeout=` as given (beyond mod_wsgi): a WebSocket with no message,
     /// ping or pong either way for this long is closed (1001); None = socket-timeout.
     pub websocket_idle_timeout: Option<Duration>,
+    /// `asgi-blocked-loop-timeout=` as given (beyond mod_wsgi): an ASGI event loop thread
+    /// that runs no callback for this long is logged with its stack (RW0314); `Some(0)` =
+    /// off, None = the default (5 s).
+    pub asgi_blocked_loop_timeout: Option<Duration>,
     /// `switch-interval=` seconds (sys.setswitchinterval).
     pub switch_interval: Option<f64>,
     /// `server-metrics=on|off` (default off).
@@ -487,6 +491,13 @@ pub static DAEMON_OPTIONS: &[DaemonOption] = &[
         FineTimeout(|s| &mut s.websocket_idle_timeout),
     ),
     option(
+        "asgi-blocked-loop-timeout",
+        Custom(|s, o| {
+            s.asgi_blocked_loop_timeout = Some(o.fine_seconds()?);
+            Ok(())
+        }),
+    ),
+    option(
         "switch-interval",
         Custom(|s, o| match o.value.parse::<f64>() {
             Ok(v) if v.is_finite() && v > 0.0 => {
@@ -703,6 +714,7 @@ impl DaemonGroupSpec {
             response_flush_delay: Duration::from_millis(5),
             websocket_max_message_size: DEFAULT_WEBSOCKET_MAX_MESSAGE_SIZE,
             websocket_idle_timeout: None,
+            asgi_blocked_loop_timeout: None,
             switch_interval: None,
             server_metrics: false,
             maximum_rss: None,
@@ -969,7 +981,7 @@ pub(crate) mod tests {
             );
             assert_eq!(daemon_option(o.name).map(|p| p.name), Some(o.name));
         }
-        assert_eq!(DAEMON_OPTIONS.len(), 49);
+        assert_eq!(DAEMON_OPTIONS.len(), 50);
         let empty_ok: Vec<&str> = DAEMON_OPTIONS
             .iter()
             .filter(|o| o.empty_ok)
@@ -1184,6 +1196,12 @@ pub(crate) mod tests {
             ("websocket-max-message-size=16777216", |d| {
                 d.websocket_max_message_size == 16 << 20
             }),
+            ("asgi-blocked-loop-timeout=0.5", |d| {
+                d.asgi_blocked_loop_timeout == Some(Duration::from_millis(500))
+            }),
+            ("asgi-blocked-loop-timeout=0", |d| {
+                d.asgi_blocked_loop_timeout == Some(Duration::ZERO)
+            }),
             ("websocket-idle-timeout=2.5", |d| {
                 d.websocket_idle_timeout == Some(Duration::from_millis(2500))
             }),
@@ -1331,6 +1349,8 @@ pub(crate) mod tests {
             "websocket-max-message-size=16777217",
             "websocket-max-message-size=1k",
             "websocket-idle-timeout=-1",
+            "asgi-blocked-loop-timeout=-1",
+            "asgi-blocked-loop-timeout=1s",
             "switch-interval=0",
             "switch-interval=-1",
             "switch-interval=nan",

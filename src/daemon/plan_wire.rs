@@ -225,6 +225,7 @@ mod tests {
                     destroy_interpreter: false,
                     free_threading: true,
                     server_metrics: true,
+                    asgi_blocked_loop_timeout: 0.25,
                     case_sensitivity: false,
                     interpreter_options: vec![InterpreterOptions {
                         process_group: Some("g".into()),

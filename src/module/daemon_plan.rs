@@ -352,6 +352,11 @@ fn daemon_interpreter(
         python_eggs: spec.python_eggs.clone(),
         switch_interval: spec.switch_interval,
         server_metrics: spec.server_metrics,
+        asgi_blocked_loop_timeout: spec
+            .asgi_blocked_loop_timeout
+            .map_or(crate::python::ASGI_BLOCKED_LOOP_TIMEOUT, |d| {
+                d.as_secs_f64()
+            }),
         free_threading: crate::config::resolve_free_threading(
             &global.interpreter_options,
             &spec.name,

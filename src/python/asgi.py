@@ -26,6 +26,7 @@ import concurrent.futures
 import http
 import os
 import queue
+import stat
 import sys
 import threading
 import traceback
@@ -44,6 +45,7 @@ WS_INBOX_MAX = 16
 
 # A loop thread that runs no callback for this long is blocked (a coroutine calls
 # time.sleep() or other blocking code): its stack is logged once per stall (RW0314).
+# asgi.rs sets it from asgi-blocked-loop-timeout= (0: not watched).
 BLOCKED_AFTER = 5.0
 HEARTBEAT = 0.5
 
@@ -94,7 +96,8 @@ def _event_loop():
             thread.start()
             started.wait()
             _loop, _thread = loop, thread
-            _Watchdog(loop, thread).start()
+            if BLOCKED_AFTER > 0:
+                _Watchdog(loop, thread).start()
         return _loop
 
 
@@ -106,10 +109,12 @@ class _Watchdog:
         import time
         self.loop, self.thread, self.clock = loop, thread, time.monotonic
         self.last = self.clock()
+        # A short asgi-blocked-loop-timeout needs a finer beat.
+        self.every = min(HEARTBEAT, BLOCKED_AFTER / 4)
 
     def beat(self):
         self.last = self.clock()
-        self.loop.call_later(HEARTBEAT, self.beat)
+        self.loop.call_later(self.every, self.beat)
 
     def start(self):
         self.loop.call_soon_threadsafe(self.beat)
@@ -120,7 +125,7 @@ class _Watchdog:
         import time
         reported = None
         while _loop is self.loop and self.thread.is_alive():
-            time.sleep(HEARTBEAT)
+            time.sleep(self.every)
             last = self.last
             stalled = self.clock() - last
             if stalled < BLOCKED_AFTER:
@@ -132,7 +137,7 @@ class _Watchdog:
             stack = ''.join(traceback.format_stack(frame)).rstrip() if frame else '(none)'
             if log is not None:
                 log('blocked', 'the ASGI event loop thread has run no callback for %.1f s '
-                    '(more than %g s): a coroutine blocks it (time.sleep(), blocking I/O or '
+                    '(more than asgi-blocked-loop-timeout=%g s): a coroutine blocks it (time.sleep(), blocking I/O or '
                     'long computation; use await asyncio.sleep(), asyncio.to_thread() or '
                     'run_in_executor()); every ASGI request of this interpreter waits. '
                     'Its stack:\n%s' % (stalled, BLOCKED_AFTER, stack))
@@ -252,6 +257,7 @@ class _Exchange:
     def __init__(self, loop, environ, start_response):
         self.loop = loop
         self.input = environ['wsgi.input']
+        self.file_wrapper = environ.get('wsgi.file_wrapper')
         try:
             self.remaining = int(environ.get('CONTENT_LENGTH') or '')
         except ValueError:
@@ -265,10 +271,16 @@ class _Exchange:
         self.body_done = False
         # The loop side's view of the response (send() checks the order with them) ...
         self.sent_start = False
+        self.sent_body = False
         self.sent_last = False
-        # ... and the request thread's: what it has written.
+        # ... and the request thread's: the head (status, headers) start_response gets
+        # with the first body bytes or the file, and what it has written.
+        self.head = None
         self.started = False
         self.complete = False
+        # serve()'s result: [] or, for http.response.pathsend, a wsgi.file_wrapper of the
+        # file (the daemon hands its fd to Apache, as for a WSGI file response).
+        self.result = []
         # Queued response bytes not yet written (under lock), and a write's error.
         self.pending = 0
         self.failure = None
@@ -389,8 +401,35 @@ class _Exchange:
             body = bytes(body)
             more = bool(message.get('more_body', False))
             self.sent_last = not more
+            self.sent_body = True
             return ('body', body, more), len(body)
+        if kind == 'http.response.pathsend':
+            return ('file', self._open_path(message), None), 0
         raise RuntimeError('ASGI: unexpected message %r for an http scope' % (kind,))
+
+    def _open_path(self, message):
+        """http.response.pathsend's file, opened (errors raise at the app's send())."""
+        if not self.sent_start:
+            raise RuntimeError('ASGI: http.response.pathsend sent before http.response.start')
+        if self.sent_body:
+            raise RuntimeError('ASGI: http.response.pathsend sent after http.response.body')
+        path = message.get('path')
+        if not isinstance(path, str):
+            raise TypeError('ASGI: http.response.pathsend path must be a str, not %s'
+                            % type(path).__name__)
+        if not os.path.isabs(path):
+            raise ValueError('ASGI: http.response.pathsend path %r is not absolute' % (path,))
+        f = open(path, 'rb')
+        try:
+            info = os.fstat(f.fileno())
+            if not stat.S_ISREG(info.st_mode):
+                raise ValueError('ASGI: http.response.pathsend path %r is not a regular file'
+                                 % (path,))
+        except BaseException:
+            f.close()
+            raise
+        self.sent_last = True
+        return f, info.st_size
 
     # The request thread side.
 
@@ -412,10 +451,26 @@ class _Exchange:
 
     def _send(self, op):
         if op[0] == 'start':
-            self.write = self.start_response(op[1], op[2])
+            self.head = (op[1], op[2])
             self.started = True
             return
+        if op[0] == 'file':
+            f, size = op[1]
+            try:
+                line, headers = self.head
+                if not any(name.lower() == 'content-length' for name, _ in headers):
+                    headers.append(('Content-Length', str(size)))
+                self.start_response(line, headers)
+                wrapper = self.file_wrapper
+                self.result = wrapper(f) if wrapper is not None else _FileBody(f)
+            except BaseException:
+                f.close()
+                raise
+            self.complete = True
+            return
         _, body, more = op
+        if self.write is None:
+            self.write = self.start_response(*self.head)
         if body:
             try:
                 self.write(body)
@@ -476,13 +531,13 @@ class _Exchange:
                 self._log_late(error)
             if self.failure is not None:
                 raise self.failure
-            return []
+            return self.result
         if self.client_left:
             # receive() now answers http.disconnect; the coroutine goes on in the loop, this
             # thread is free. Nobody to answer: the Apache side has logged the client's leaving.
             if finished:
                 self._log_late(error)
-            if not self.started:
+            if self.write is None:
                 # The daemon's write of it finds the connection closed, as for a WSGI
                 # response whose client left; nginx's code for a client that closed.
                 self.start_response('499 Client Closed Request', [])
@@ -507,7 +562,9 @@ class _Exchange:
             except queue.Empty:
                 break
             if item is not _Done:
-                kind, _, future = item
+                kind, op, future = item
+                if kind == 'send' and op[0] == 'file':
+                    op[1][0].close()  # a pathsend's file not handed on
                 if future is None:
                     continue
                 if kind == 'receive':
@@ -518,6 +575,19 @@ class _Exchange:
         if gone is not None:
             self.loop.call_soon_threadsafe(gone.set)
         return finished, error
+
+
+class _FileBody:
+    """A file's blocks as a response iterable (no wsgi.file_wrapper in environ)."""
+
+    def __init__(self, f):
+        self.f = f
+
+    def __iter__(self):
+        return iter(lambda: self.f.read(BODY_CHUNK), b'')
+
+    def close(self):
+        self.f.close()
 
 
 class _WebSocket:
@@ -864,6 +934,7 @@ def _scope(environ, state, headers):
         'client': client,
         'server': (environ.get('SERVER_ADDR') or environ.get('SERVER_NAME', ''), server_port),
         'state': dict(state),
+        'extensions': {'http.response.pathsend': {}},
     }
 
 

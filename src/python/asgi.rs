@@ -65,6 +65,11 @@ fn runtime<'py>(py: Python<'py>) -> PyResult<Bound<'py, PyModule>> {
         },
     )?;
     m.setattr("log", log)?;
+    // asgi-blocked-loop-timeout= (0: no watchdog).
+    m.setattr(
+        "BLOCKED_AFTER",
+        super::settings::process_info().asgi_blocked_loop_timeout,
+    )?;
     Ok(m)
 }
 

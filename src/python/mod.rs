@@ -83,7 +83,7 @@ pub use metrics::{
 };
 pub use phase_scripts::{Access, Dispatch, Password, PhaseFailed, PhaseRequest, RealmHash};
 pub use service::{ServiceEnd, run_service_script};
-pub use settings::InterpreterSettings;
+pub use settings::{ASGI_BLOCKED_LOOP_TIMEOUT, InterpreterSettings};
 pub use subinterp::failed as sub_interpreter_failed;
 pub use subinterp::per_interpreter_gil_refusal;
 pub use telemetry::{SlowRequest, TelemetryCapture, enable as enable_telemetry, slow_requests};

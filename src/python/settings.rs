@@ -4,6 +4,9 @@
 
 use std::sync::OnceLock;
 
+/// `asgi-blocked-loop-timeout=`'s default, in seconds.
+pub const ASGI_BLOCKED_LOOP_TIMEOUT: f64 = 5.0;
+
 /// How to set up CPython in this process.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct InterpreterSettings {
@@ -60,6 +63,9 @@ pub struct InterpreterSettings {
     /// `mod_wsgi.server_metrics()` answers: WSGIServerMetrics On (embedded) or
     /// `server-metrics=on` (daemon group).
     pub server_metrics: bool,
+    /// `asgi-blocked-loop-timeout=` seconds (daemon group; default 5, 0 = off): an ASGI
+    /// event loop thread that runs no callback for this long is logged with its stack.
+    pub asgi_blocked_loop_timeout: f64,
     /// WSGICaseSensitivity: Off (a case-insensitive file system) names a script's module
     /// after its lower-cased path, as mod_wsgi does, so two spellings load one module.
     pub case_sensitivity: bool,
@@ -99,6 +105,7 @@ impl Default for InterpreterSettings {
             destroy_interpreter: true,
             free_threading: false,
             server_metrics: false,
+            asgi_blocked_loop_timeout: ASGI_BLOCKED_LOOP_TIMEOUT,
             case_sensitivity: true,
             interpreter_options: Vec::new(),
         }
@@ -119,6 +126,8 @@ pub(crate) struct ProcessInfo {
     pub header_buffer_size: usize,
     pub apache_version: (u32, u32, u32),
     pub server_metrics: bool,
+    /// `asgi-blocked-loop-timeout=` seconds (0 = off).
+    pub asgi_blocked_loop_timeout: f64,
     /// WSGICaseSensitivity.
     pub case_sensitivity: bool,
 }
@@ -141,6 +150,7 @@ impl ProcessInfo {
             header_buffer_size: s.header_buffer_size,
             apache_version: s.apache_version,
             server_metrics: s.server_metrics,
+            asgi_blocked_loop_timeout: s.asgi_blocked_loop_timeout,
             case_sensitivity: s.case_sensitivity,
         }
     }

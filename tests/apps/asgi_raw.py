@@ -90,6 +90,11 @@ async def application(scope, receive, send):
         time.sleep(6)
         await send({'type': 'http.response.start', 'status': 200, 'headers': []})
         await send({'type': 'http.response.body', 'body': b'blocked'})
+    elif path == '/block-short':
+        # Blocks the loop for 2 s: over asgi-blocked-loop-timeout=1, under the default 5 s.
+        time.sleep(2)
+        await send({'type': 'http.response.start', 'status': 200, 'headers': []})
+        await send({'type': 'http.response.body', 'body': b'blocked'})
     elif path == '/sleep':
         # Outlives request-timeout: the coroutine is cancelled when the request is interrupted.
         try:
@@ -99,6 +104,22 @@ async def application(scope, receive, send):
                                    'markers', 'cancelled'), 'w') as f:
                 f.write('cancelled')
             raise
+    elif path.startswith('/pathsend'):
+        # http.response.pathsend: ?name sends that file of the apps directory (no
+        # Content-Length: the server's, from the file); the other routes are errors.
+        here = os.path.dirname(os.path.abspath(__file__))
+        file = os.path.join(here, scope['query_string'].decode())
+        if path == '/pathsend-relative':
+            file = 'apps/asgi_raw.py'
+        elif path == '/pathsend-missing':
+            file = os.path.join(here, 'no-such-file')
+        elif path == '/pathsend-dir':
+            file = here
+        await send({'type': 'http.response.start', 'status': 200,
+                    'headers': [(b'content-type', b'application/octet-stream')]})
+        if path == '/pathsend-after-body':
+            await send({'type': 'http.response.body', 'body': b'partial', 'more_body': True})
+        await send({'type': 'http.response.pathsend', 'path': file})
     elif path == '/print':
         print('printed by an ASGI coroutine', flush=True)
         await send({'type': 'http.response.start', 'status': 200, 'headers': []})

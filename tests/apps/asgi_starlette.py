@@ -5,7 +5,8 @@ import contextlib
 import os
 
 from starlette.applications import Starlette
-from starlette.responses import JSONResponse, PlainTextResponse, StreamingResponse
+from starlette.responses import (FileResponse, JSONResponse, PlainTextResponse,
+                                  StreamingResponse)
 from starlette.routing import Route
 
 MARKERS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'markers')
@@ -58,12 +59,21 @@ async def stream(request):
     return StreamingResponse(parts(), media_type='text/plain')
 
 
+async def file(request):
+    # FileResponse sends http.response.pathsend where the server advertises it.
+    used = 'http.response.pathsend' in request.scope.get('extensions', {})
+    name = request.query_params['name']
+    return FileResponse(os.path.join(os.path.dirname(os.path.abspath(__file__)), name),
+                        headers={'x-pathsend': 'yes' if used else 'no'})
+
+
 application = Starlette(
     routes=[
         Route('/', hello),
         Route('/items/{id}', item),
         Route('/echo', echo, methods=['POST', 'PUT']),
         Route('/stream', stream),
+        Route('/file', file),
     ],
     lifespan=lifespan,
 )
