@@ -5,7 +5,9 @@ Starts Apache servers from the same configuration: static files (the limit), mod
 mod_rwsgi in daemon mode, and both in embedded mode (skipped, with a note, if mod_rwsgi
 cannot serve in embedded mode), and Apache with mod_proxy_http in front of granian and of
 gunicorn ("granian proxy", "gunicorn proxy": the same app, one backend process with 15
-threads, as a mod_rwsgi daemon; skipped, with a note, if BENCH_VENV has neither). Checks every response body byte for byte, then runs each
+threads, as a mod_rwsgi daemon; skipped, with a note, if BENCH_VENV has neither), and
+"mod_rwsgi exec": the same mod_rwsgi with every daemon exec'd from the daemon host
+rwsgi-daemon instead of forked (issue 35). Checks every response body byte for byte, then runs each
 workload against each server, interleaved, BENCH_REPS times, and prints medians:
 requests/s, p50/p99 latency, server CPU per request (utime+stime of the whole Apache
 process tree, daemons included, plus the proxied backend's process tree, from /proc), PSS of
