@@ -76,8 +76,16 @@ deps:
 	$(call install_missing,$(DEB_PACKAGES))
 	@command -v $(CARGO) >/dev/null || { echo "mod_rwsgi: cargo not found; install Rust (rustup)" >&2; exit 1; }
 
+# Issue 35: the daemon-mode suites a second time with every daemon exec'd from rwsgi-daemon
+# (the manager's test hook RWSGI_TEST_DAEMON_HOST, set by tests/common for RWSGI_TEST_VIA_HOST),
+# as a group on another Python runs. About 3 minutes on 2 cores.
+VIA_HOST_SUITES := daemon_mode daemon_options daemon_exchange restarts asgi_restarts signals \
+  webware openmetrics metrics telemetry reload_hooks
 test: deps build test-venv
 	$(CARGO) test --release --no-fail-fast -- --test-threads=2
+	@echo "mod_rwsgi: the daemon-mode suites again, every daemon exec'd from rwsgi-daemon"
+	RWSGI_TEST_VIA_HOST=1 $(CARGO) test --release --no-fail-fast \
+	  $(addprefix --test ,$(VIA_HOST_SUITES)) -- --test-threads=2
 
 # Other Pythons, each on its own Debian (tests/pythons.sh): trixie with 3.13, sid with 3.14
 # and 3.15, made with debootstrap into build/chroots/ (cached), built with the host's Rust

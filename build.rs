@@ -42,6 +42,8 @@ fn main() {
     println!("cargo:rerun-if-env-changed=PYO3_PYTHON");
     println!("cargo:rerun-if-env-changed=PYO3_BUILD_EXTENSION_MODULE");
     println!("cargo:rerun-if-env-changed=RWSGI_NO_RPATH");
+    println!("cargo:rerun-if-env-changed=RWSGI_HOST_LIBPYTHON");
+    println!("cargo:rerun-if-env-changed=CC");
     println!("cargo:rerun-if-changed=build_support/rpath.rs");
 
     // pyo3 leaves libpython out of a Python extension module: Apache could not load that.
@@ -121,6 +123,7 @@ fn main() {
             println!("cargo:rustc-link-arg=-Wl,-rpath,{lib_dir}");
         }
     }
+    link_host_libpython(py);
     println!(
         "cargo:rustc-env=RWSGI_BUILD_PYTHON_VERSION={}.{}",
         py.version().major,
@@ -130,4 +133,106 @@ fn main() {
         "cargo:rustc-env=RWSGI_BUILD_PYTHON_EXECUTABLE={}",
         py.executable().unwrap_or("")
     );
+}
+
+/// How the daemon host `rwsgi-daemon` gets its libpython (issue 35, docs/PERFORMANCE.md):
+/// statically, from the Python's own `libpython3.X.a`, into a non-PIE executable, when that
+/// archive exists and links (a trial link with `cc`); else the shared libpython, as the
+/// module, said in a build warning. Static and non-PIE, libpython's code and data need no
+/// relocation at start (Debian's own `/usr/bin/python3` is built so): an exec'd daemon then
+/// costs about the memory of a daemon forked from Apache, whose libpython Apache relocated.
+/// The Python C API is exported (`--dynamic-list`) for extension modules (lib-dynload,
+/// site-packages), nothing else. `RWSGI_HOST_LIBPYTHON=shared` forces the shared library.
+fn link_host_libpython(py: &pyo3_build_config::InterpreterConfig) {
+    const BIN: &str = "rwsgi-daemon";
+    match static_libpython(py) {
+        Ok(args) => {
+            for arg in args {
+                println!("cargo:rustc-link-arg-bin={BIN}={arg}");
+            }
+        }
+        Err(why) => println!(
+            "cargo:warning=mod_rwsgi build: {BIN} links the shared libpython ({why}); an \
+             exec'd daemon then costs about 1.5 MiB more memory than a forked one"
+        ),
+    }
+}
+
+/// The link arguments of a static libpython for the daemon host, or why there are none.
+fn static_libpython(py: &pyo3_build_config::InterpreterConfig) -> Result<Vec<String>, String> {
+    if env::var("RWSGI_HOST_LIBPYTHON").is_ok_and(|v| v == "shared") {
+        return Err("RWSGI_HOST_LIBPYTHON=shared".into());
+    }
+    if env::var("TARGET").unwrap_or_default() != env::var("HOST").unwrap_or_default() {
+        return Err("cross-compiling".into());
+    }
+    let python = py
+        .executable()
+        .ok_or("no Python executable is known to pyo3")?;
+    let out = Command::new(python)
+        .args([
+            "-c",
+            "import sysconfig as s\n\
+             v = lambda k: s.get_config_var(k) or ''\n\
+             print(v('LIBPL')); print(v('LIBRARY'))\n\
+             print(' '.join([v('LIBS'), v('SYSLIBS'), v('MODLIBS')]))",
+        ])
+        .output()
+        .map_err(|e| format!("cannot run {python}: {e}"))?;
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let mut lines = text.lines();
+    let (Some(libpl), Some(library), Some(libs)) = (lines.next(), lines.next(), lines.next())
+    else {
+        return Err(format!("{python} did not tell its LIBPL and LIBRARY"));
+    };
+    let archive = Path::new(libpl).join(library);
+    if library.is_empty() || !archive.is_file() {
+        return Err(format!(
+            "{python} has no static libpython '{}' (Debian: libpython3.X-dev has it)",
+            archive.display()
+        ));
+    }
+    // Each library once, in the order given (Python's MODLIBS repeats them).
+    let mut extra: Vec<String> = Vec::new();
+    for word in libs.split_whitespace() {
+        if !extra.iter().any(|w| w == word) {
+            extra.push(word.to_string());
+        }
+    }
+    let out_dir = PathBuf::from(env::var("OUT_DIR").expect("OUT_DIR"));
+    let symbols = out_dir.join("python-api.list");
+    std::fs::write(&symbols, "{\n  Py*;\n  _Py*;\n};\n")
+        .map_err(|e| format!("cannot write {}: {e}", symbols.display()))?;
+    let mut args = vec![
+        "-no-pie".to_string(),
+        "-Wl,--whole-archive".to_string(),
+        archive.display().to_string(),
+        "-Wl,--no-whole-archive".to_string(),
+        format!("-Wl,--dynamic-list={}", symbols.display()),
+    ];
+    args.extend(extra);
+    // A trial link of a program that starts Python, with exactly these arguments.
+    let trial = out_dir.join("static-libpython-trial.c");
+    std::fs::write(
+        &trial,
+        "extern void Py_Initialize(void);\nint main(void) { Py_Initialize(); return 0; }\n",
+    )
+    .map_err(|e| format!("cannot write {}: {e}", trial.display()))?;
+    let cc = env::var("CC").unwrap_or_else(|_| "cc".to_string());
+    let out = Command::new(&cc)
+        .arg(&trial)
+        .arg("-o")
+        .arg(out_dir.join("static-libpython-trial"))
+        .args(&args)
+        .output()
+        .map_err(|e| format!("cannot run {cc}: {e}"))?;
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        return Err(format!(
+            "'{}' does not link: {}",
+            archive.display(),
+            err.lines().take(3).collect::<Vec<_>>().join(" / ")
+        ));
+    }
+    Ok(args)
 }

@@ -5,7 +5,9 @@ Starts Apache servers from the same configuration: static files (the limit), mod
 mod_rwsgi in daemon mode, and both in embedded mode (skipped, with a note, if mod_rwsgi
 cannot serve in embedded mode), and Apache with mod_proxy_http in front of granian and of
 gunicorn ("granian proxy", "gunicorn proxy": the same app, one backend process with 15
-threads, as a mod_rwsgi daemon; skipped, with a note, if BENCH_VENV has neither). Checks every response body byte for byte, then runs each
+threads, as a mod_rwsgi daemon; skipped, with a note, if BENCH_VENV has neither), and
+"mod_rwsgi exec": the same mod_rwsgi with every daemon exec'd from the daemon host
+rwsgi-daemon instead of forked (issue 35). Checks every response body byte for byte, then runs each
 workload against each server, interleaved, BENCH_REPS times, and prints medians:
 requests/s, p50/p99 latency, server CPU per request (utime+stime of the whole Apache
 process tree, daemons included, plus the proxied backend's process tree, from /proc), PSS of
@@ -19,7 +21,9 @@ WebSocket echo workload (round trips/s) runs bench/ws_client.py instead of wrk, 
 Environment: BENCH_DURATION (seconds per run, default 5), BENCH_REPS (default 3),
 BENCH_QUICK=1 (1 s, 1 rep: a smoke run), BENCH_ONLY=hello,write (only those workloads),
 BENCH_VARIANTS=static,mod_rwsgi (only those servers), BENCH_BASELINE_SO=path (adds that
-build as "mod_rwsgi base" and "mod_rwsgi base emb", for before/after), BENCH_THREADS=4,20
+build as "mod_rwsgi base" and "mod_rwsgi base emb", for before/after), RWSGI_HOST (the daemon
+host of "mod_rwsgi exec", every daemon exec'd from it; default rwsgi-daemon next to RWSGI_SO),
+BENCH_THREADS=4,20
 (the default thread-count sweep; empty for none), BENCH_RECORD_METRICS=1 (the app calls
 mod_wsgi.start_recording_metrics() at import), RWSGI_SO (default build/mod_rwsgi.so),
 BENCH_VENV (the venv with granian, gunicorn and uvicorn, bench/requirements.txt; default
@@ -125,6 +129,7 @@ class Variant:
     sweep: bool = False     # a BENCH_THREADS variant: runs only the sweep workloads
     proxy: str = ''         # 'granian', 'gunicorn' or 'uvicorn': Apache proxies to that server
     cannot: tuple = ()      # workloads it cannot serve: (workload name, why), left out
+    host: str = ''          # every daemon exec'd from this daemon host (rwsgi-daemon), not forked
 
     @property
     def slug(self):
@@ -137,10 +142,16 @@ class Variant:
 
 
 RWSGI_SO = os.environ.get('RWSGI_SO') or os.path.join(REPO, 'build/mod_rwsgi.so')
+# The daemon host `make build` puts next to the module (issue 35).
+RWSGI_HOST = os.environ.get('RWSGI_HOST') or os.path.join(os.path.dirname(RWSGI_SO),
+                                                          'rwsgi-daemon')
 VARIANTS = [
     Variant('static'),
     Variant('mod_wsgi', MOD_WSGI_SO, 'wsgi_module'),
     Variant('mod_rwsgi', RWSGI_SO, 'rwsgi_module', peer='mod_wsgi'),
+    # The same build with every daemon exec'd from rwsgi-daemon instead of forked (issue 35;
+    # the manager's test hook RWSGI_TEST_DAEMON_HOST in that Apache's environment).
+    Variant('mod_rwsgi exec', RWSGI_SO, 'rwsgi_module', peer='mod_wsgi', host=RWSGI_HOST),
     Variant('mod_wsgi emb', MOD_WSGI_SO, 'wsgi_module', embedded=True),
     Variant('mod_rwsgi emb', RWSGI_SO, 'rwsgi_module', embedded=True, peer='mod_wsgi emb'),
     # The same app behind mod_proxy_http (issue 36): a backend process with 15 threads each.
@@ -183,6 +194,12 @@ if os.environ.get('BENCH_VARIANTS'):
         sys.exit(f'BENCH_VARIANTS: unknown variant(s) {sorted(_unknown)}; '
                  f'known: {[v.name for v in VARIANTS]}')
     VARIANTS = [v for v in VARIANTS if v.name in _names]
+# Without the daemon host, "mod_rwsgi exec" is left out, with a note.
+if any(v.host and not os.access(v.host, os.X_OK) for v in VARIANTS):
+    HOST_NOTE = f'Skipped mod_rwsgi exec: no daemon host {RWSGI_HOST} (make build makes it).'
+    VARIANTS = [v for v in VARIANTS if not v.host or os.access(v.host, os.X_OK)]
+else:
+    HOST_NOTE = ''
 # uvicorn serves only the ASGI workloads: left out when none runs.
 if not any(w.asgi for w in WORKLOADS):
     VARIANTS = [v for v in VARIANTS if v.proxy != 'uvicorn']
@@ -640,8 +657,12 @@ def start_server(server):
     conf = write_config(server)
     # Its own session: Apache signals its process group on stop, which must not be ours.
     with open(os.path.join(server.root, 'stderr.log'), 'wb') as err:
+        env = dict(os.environ)
+        env.pop('RWSGI_TEST_DAEMON_HOST', None)
+        if server.variant.host:
+            env['RWSGI_TEST_DAEMON_HOST'] = server.variant.host
         server.proc = subprocess.Popen(
-            [APACHE, '-f', conf, '-DFOREGROUND'], start_new_session=True,
+            [APACHE, '-f', conf, '-DFOREGROUND'], start_new_session=True, env=env,
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err)
     wait_listening(server)
 
@@ -995,6 +1016,26 @@ def proxy_notes(settings):
     return '\n'.join(lines)
 
 
+def exec_notes(settings):
+    """Daemons exec'd from rwsgi-daemon against forked ones, the same build (issue 35): req/s,
+    CPU per request and the daemons' PSS."""
+    lines = []
+    for w in WORKLOADS:
+        fork = settings.samples.get((w.name, 'mod_rwsgi'))
+        exe = settings.samples.get((w.name, 'mod_rwsgi exec'))
+        if not fork or not exe:
+            continue
+        def ratio(attr):
+            return median(exe, attr) / median(fork, attr)
+        lines.append(
+            f'{w.name}: mod_rwsgi exec vs mod_rwsgi (daemons exec\'d vs forked): req/s '
+            f'{ratio("rps"):.2f}×, CPU/req {median(exe, "cpu_us"):.0f} vs '
+            f'{median(fork, "cpu_us"):.0f} µs ({ratio("cpu_us"):.2f}×), daemon PSS '
+            f'{median(exe, "daemon_pss_mib"):.2f} vs {median(fork, "daemon_pss_mib"):.2f} MiB, '
+            f'tree PSS {median(exe, "pss_mib"):.2f} vs {median(fork, "pss_mib"):.2f} MiB.')
+    return '\n'.join(lines)
+
+
 HEADER = ['workload', 'variant', 'req/s', 'p50', 'p99', 'CPU µs/req (daemon)',
           'PSS MiB (daemon)', '×static', '×mod_wsgi', '×granian']
 
@@ -1030,7 +1071,8 @@ def write_markdown(path, rows, settings, started):
                 'ASGI mode for the ASGI rows of "granian proxy", both one process, uvloop).'
                 '\n\n')
         f.write(noise_note(settings) + '\n\n')
-        for note in (PROXY_NOTE, CANNOT_NOTE, proxy_notes(settings)):
+        for note in (PROXY_NOTE, HOST_NOTE, CANNOT_NOTE, proxy_notes(settings),
+                     exec_notes(settings)):
             if note:
                 f.write(note.replace('\n', '\n\n') + '\n\n')
         if sweep_notes(settings):
@@ -1201,7 +1243,8 @@ def main(argv=None):
         print('Memory per sub-interpreter (daemon process, after a first request to each):')
         print(text_table_with(SUBINTERP_HEADER, memory_rows))
     print(sweep_notes(settings))
-    for note in (PROXY_NOTE, CANNOT_NOTE, proxy_notes(settings)):
+    for note in (PROXY_NOTE, HOST_NOTE, CANNOT_NOTE, proxy_notes(settings),
+                 exec_notes(settings)):
         if note:
             print(note)
     if settings.out:

@@ -288,6 +288,67 @@ fn apache_serves_a_daemon_mode_request_from_an_execd_host() {
     );
 }
 
+/// Whether the Python this build embeds has a static libpython (sysconfig's LIBPL/LIBRARY),
+/// which build.rs then links into the daemon host.
+fn python_has_static_libpython() -> bool {
+    let python = InterpreterSettings::default().build_executable;
+    let out = Command::new(&python)
+        .args([
+            "-c",
+            "import os, sysconfig as s\n\
+             print(os.path.isfile(os.path.join(s.get_config_var('LIBPL') or '', \
+             s.get_config_var('LIBRARY') or '')))",
+        ])
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {python}: {e}"));
+    String::from_utf8_lossy(&out.stdout).trim() == "True"
+}
+
+/// The host links its Python's static libpython, non-PIE, where the Python has one (an
+/// exec'd daemon then relocates no libpython: docs/PERFORMANCE.md), and C extension modules
+/// of the standard library and of the venv still load and work in it.
+#[test]
+fn an_execd_host_with_its_libpython_linked_in_loads_extension_modules() {
+    let dynamic = Command::new("readelf")
+        .args(["-d", "-h", HOST])
+        .output()
+        .unwrap();
+    let dynamic = String::from_utf8_lossy(&dynamic.stdout).into_owned();
+    if python_has_static_libpython() {
+        assert!(
+            !dynamic.contains("libpython"),
+            "{HOST} needs the shared libpython although its Python has a static one:\n{dynamic}"
+        );
+        assert!(
+            dynamic.contains("EXEC (Executable file)"),
+            "{HOST} is not a non-PIE executable:\n{dynamic}"
+        );
+    } else {
+        println!("skipped the static-libpython check: the build's Python has no libpython.a");
+    }
+    let config = common::ApacheConfig::new("daemon-host-ext");
+    let host = config.root().join("rwsgi-daemon");
+    std::fs::copy(HOST, &host).unwrap();
+    std::fs::set_permissions(&host, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let venv = common::test_venv();
+    let (config, _) = config
+        .env(
+            mod_rwsgi::daemon::host_exec::TEST_HOST_VARIABLE,
+            &host.display().to_string(),
+        )
+        .daemon_app(
+            "host_imports.wsgi",
+            "exts",
+            &format!("processes=1 threads=2 python-home={}", venv.display()),
+            "",
+        );
+    let apache = config.start();
+    let resp = apache.get("/app");
+    let body = String::from_utf8_lossy(&resp.body).into_owned();
+    assert_eq!(resp.status, 200, "{}", apache.error_log());
+    assert_eq!(body, "all loaded", "{}", apache.error_log());
+}
+
 /// A group on the module's own Python needs no daemon host: with none beside the module (a
 /// copy of it alone in a directory) `apache2 -t` passes and the daemon that serves the
 /// request is the daemon manager's fork of Apache, not an exec'd `rwsgi-daemon`.
