@@ -484,7 +484,9 @@ fn setup_sys(
 /// Whether the sub-interpreter of `app_group` gets its own GIL: WSGIPerInterpreterGIL with the
 /// matching `<WSGIInterpreterOptions>` sections applied (configtest refused On before 3.12).
 pub(crate) fn own_gil(app_group: &str) -> bool {
+    // A free-threaded build makes no sub-interpreters (`subinterp::uses_sub_interpreter`).
     cfg!(Py_3_12)
+        && !FREE_THREADED_BUILD
         && SETTINGS
             .get()
             .is_some_and(|settings| resolved_options(settings, app_group).per_interpreter_gil)
