@@ -147,7 +147,7 @@ fn argv_area_of(stat: &str) -> Option<(usize, usize)> {
 /// The daemon plan as this host runs it: its own Python build's facts replace the module's,
 /// and the metrics table is mapped from its descriptor (without it, the daemon serves
 /// uncounted, as when the parent could not map the table).
-fn into_plan(host: HostPlan) -> DaemonPlan {
+pub(crate) fn into_plan(host: HostPlan) -> DaemonPlan {
     let mut plan = host.plan;
     let own = InterpreterSettings::default();
     plan.interpreter.build_executable = own.build_executable;
