@@ -492,6 +492,17 @@ fn a_venv_of_another_python_needs_its_own_daemon_host() {
     fake_host(&version);
     let (ok, out) = config.configtest();
     assert!(ok, "with a host for Python {version} in the venv:\n{out}");
+    // WSGIFreeThreading On for that group cannot take effect on its Python with the GIL.
+    let (ok, out) = config
+        .conf("<WSGIInterpreterOptions process-group=other>\nWSGIFreeThreading On\n</WSGIInterpreterOptions>")
+        .configtest();
+    let line = out.lines().find(|l| l.contains("RW0320:"));
+    assert!(
+        ok && line.is_some_and(
+            |l| l.contains("group 'other'") && l.contains(&format!("Python {version},"))
+        ),
+        "WSGIFreeThreading On for a group on Python {version}:\n{out}"
+    );
 }
 
 /// Issue 35, free-threaded Python: pyvenv.cfg's version does not say "t", but a venv of a
@@ -511,7 +522,9 @@ fn a_venv_of_the_other_build_of_the_modules_python_needs_its_own_daemon_host() {
         .unwrap();
     std::fs::write(
         venv.join("pyvenv.cfg"),
-        format!("home = /opt/py/bin\ninclude-system-site-packages = false\nversion = {version}.1\n"),
+        format!(
+            "home = /opt/py/bin\ninclude-system-site-packages = false\nversion = {version}.1\n"
+        ),
     )
     .unwrap();
     let config = config.conf(&format!(
@@ -559,4 +572,15 @@ fn a_venv_of_the_other_build_of_the_modules_python_needs_its_own_daemon_host() {
     fake_host(!module_ft);
     let (ok, out) = config.configtest();
     assert!(ok, "with a host for Python {}:\n{out}", tag(!module_ft));
+    // WSGIFreeThreading On for the group takes effect in a free-threaded venv's host (no
+    // warning), not in one with the GIL (RW0320).
+    let (ok, out) = config
+        .conf("<WSGIInterpreterOptions process-group=ft>\nWSGIFreeThreading On\n</WSGIInterpreterOptions>")
+        .configtest();
+    assert!(ok, "{out}");
+    let warned = out.contains("has no effect");
+    assert_eq!(
+        warned, module_ft,
+        "WSGIFreeThreading On in the venv's host:\n{out}"
+    );
 }

@@ -83,7 +83,11 @@ fn free_threading_note(venv: &str, own: &str) -> &'static str {
 /// plans; else why not.
 fn probe_fits(probe: &Probe, want: &str, host: &Path) -> Result<(), String> {
     if probe.tag() != want {
-        return Err(format!("'{}' embeds Python {}", host.display(), probe.tag()));
+        return Err(format!(
+            "'{}' embeds Python {}",
+            host.display(),
+            probe.tag()
+        ));
     }
     if probe.plan_version != crate::daemon::plan_wire::PLAN_VERSION {
         return Err(format!(
@@ -161,6 +165,47 @@ pub(crate) fn hosts(global: &GlobalConfig) -> Result<Vec<Option<PathBuf>>, Vec<S
     } else {
         Err(errors)
     }
+}
+
+/// Where WSGIFreeThreading On is asked for: `.0` whether on the module's own Python
+/// (embedded mode, or a group on the module's Python: `python::free_threading_warning` says
+/// whether it takes effect there), `.1` the warnings (RW0320) for groups whose venv's Python
+/// (another one, which runs them in its own host) is no free-threaded build.
+pub(crate) fn free_threading_asked(global: &GlobalConfig) -> (bool, Vec<String>) {
+    let own_tag = crate::python::build_python_tag();
+    let mut own = super::daemon_plan::server_python(global).free_threading;
+    let mut warnings = Vec::new();
+    for group in &global.daemon_groups {
+        let on = crate::config::resolve_free_threading(
+            &global.interpreter_options,
+            &group.name,
+            global.free_threading,
+        );
+        if !on {
+            continue;
+        }
+        let venv = group
+            .python_home
+            .as_deref()
+            .or(global.python_home.as_deref())
+            .map(Path::new);
+        match venv.and_then(|venv| Some((venv, crate::python::venv_python_tag(venv)?))) {
+            Some((venv, tag)) if needs_host(&tag, &own_tag) => {
+                if !tag.ends_with('t') {
+                    warnings.push(format!(
+                        "WSGIFreeThreading On has no effect on daemon \
+                         process group '{}': its python-home '{}' is a virtual environment of \
+                         Python {tag}, which is not a free-threaded build (PEP 703); make the \
+                         venv with a free-threaded Python (python{tag}t -m venv)",
+                        group.name,
+                        venv.display()
+                    ));
+                }
+            }
+            _ => own = true,
+        }
+    }
+    (own, warnings)
 }
 
 #[cfg(test)]

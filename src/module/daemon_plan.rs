@@ -899,8 +899,14 @@ mod tests {
                 .collect()
         };
         let groups = [
-            ("WSGIDaemonProcess", "ft threads=2 python-home=/srv/venv-3.14t"),
-            ("WSGIDaemonProcess", "gil threads=2 python-home=/srv/venv-3.14"),
+            (
+                "WSGIDaemonProcess",
+                "ft threads=2 python-home=/srv/venv-3.14t",
+            ),
+            (
+                "WSGIDaemonProcess",
+                "gil threads=2 python-home=/srv/venv-3.14",
+            ),
         ];
         let mut g = global(&groups);
         g.interpreter_options
@@ -921,4 +927,3 @@ mod tests {
         assert!(server_python(&g).free_threading);
     }
 }
-

@@ -344,7 +344,10 @@ pub fn python_tag(version: &str, free_threaded: bool) -> String {
 
 /// The [`python_tag`] of the Python mod_rwsgi was built against.
 pub fn build_python_tag() -> String {
-    python_tag(&InterpreterSettings::default().build_version, FREE_THREADED_BUILD)
+    python_tag(
+        &InterpreterSettings::default().build_version,
+        FREE_THREADED_BUILD,
+    )
 }
 
 /// Whether the virtual environment `dir` of Python `version` ("3.14") was made by a

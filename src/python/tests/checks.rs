@@ -162,9 +162,17 @@ fn a_venv_of_the_other_build_of_the_same_version_is_refused_naming_it() {
     let venv = tmpdir().join("venv311-other-build");
     let lib = format!("lib/python3.11{}", if ft { "" } else { "t" });
     std::fs::create_dir_all(venv.join(lib)).unwrap();
-    std::fs::write(venv.join("pyvenv.cfg"), "home = /opt/bin\nversion = 3.11.2\n").unwrap();
+    std::fs::write(
+        venv.join("pyvenv.cfg"),
+        "home = /opt/bin\nversion = 3.11.2\n",
+    )
+    .unwrap();
     let err = check_venv(&venv, &settings_311()).unwrap_err();
-    let (theirs, ours) = if ft { ("3.11", "3.11t") } else { ("3.11t", "3.11") };
+    let (theirs, ours) = if ft {
+        ("3.11", "3.11t")
+    } else {
+        ("3.11t", "3.11")
+    };
     for needle in [
         format!("created with Python {theirs} "),
         format!("embeds Python {ours};"),
