@@ -127,6 +127,7 @@ lint:
 # daemon host for a CPython 3.14t venv) without such an interpreter: pyo3 reads the build's
 # facts from build_support/pyo3-free-threaded-3.14t.cfg instead of running a Python. It does
 # not link or run anything (no libpython3.14t here). Its own target dir keeps the normal build's.
+# tests/free_threaded.rs runs it too, so `make test` (CI) does.
 FT_TARGET_DIR := $(CURDIR)/target/free-threaded-check
 check-free-threaded:
 	PYO3_CONFIG_FILE=$(CURDIR)/build_support/pyo3-free-threaded-3.14t.cfg CARGO_TARGET_DIR=$(FT_TARGET_DIR) \

@@ -8,7 +8,8 @@
 //! Needs such an interpreter, named by `RWSGI_FREE_THREADED_PYTHON` (readable by www-data);
 //! skipped, saying so, without it. Pointed at a Python with the GIL it runs the whole set-up
 //! (venv, pip install of this checkout, Apache serving both groups from the venv's host) and
-//! then fails, saying that Python is not free-threaded.
+//! then fails, saying that Python is not free-threaded. Last, `make check-free-threaded`
+//! type-checks the free-threaded code paths without such an interpreter.
 
 mod common;
 
@@ -182,5 +183,29 @@ fn a_free_threaded_venv_runs_without_the_gil_when_its_group_asks_and_in_parallel
         "GIL off vs on: {ratio:.2}x, the goal is >= 1.8x ({:.3} s vs {:.3} s)",
         without.as_secs_f64(),
         with_gil.as_secs_f64()
+    );
+}
+
+/// The free-threaded code paths (`#[cfg(Py_GIL_DISABLED)]`, a host built for a 3.14t venv)
+/// type-check: `make check-free-threaded` (clippy -D warnings against a pyo3 config of
+/// CPython 3.14t, no interpreter needed; it does not link or run them). Here so that
+/// `make test` (CI) runs it as well as `make lint`.
+#[test]
+fn the_free_threaded_code_paths_type_check() {
+    let started = Instant::now();
+    let out = Command::new("make")
+        .args(["-s", "--no-print-directory", "check-free-threaded"])
+        .current_dir(common::repo_dir())
+        .output()
+        .expect("make");
+    assert!(
+        out.status.success(),
+        "make check-free-threaded failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!(
+        "make check-free-threaded: {} s",
+        started.elapsed().as_secs()
     );
 }
