@@ -29,7 +29,7 @@ export RWSGI_SO := $(CURDIR)/$(SO)
 
 DEB_PACKAGES := apache2 apache2-dev clang libclang-dev python3-dev python3-venv iproute2 curl openssl redis-server
 
-.PHONY: all build deps check-python test test-venv test-pythons test-any-python soak unit-test integration-test lint install serve clean deb deb-deps test-packaging
+.PHONY: all build deps check-python check-free-threaded test test-venv test-pythons test-any-python soak unit-test integration-test lint install serve clean deb deb-deps test-packaging
 
 all: build
 
@@ -131,6 +131,17 @@ lint:
 	/usr/bin/python3 build_support/module_graph.py --check
 	/usr/bin/python3 build_support/doc_check.py
 	$(CARGO) clippy --release --all-targets -- -D warnings
+	@$(MAKE) --no-print-directory check-free-threaded
+
+# Type-checks (clippy -D warnings) the free-threaded code paths (`#[cfg(Py_GIL_DISABLED)]`, a
+# daemon host for a CPython 3.14t venv) without such an interpreter: pyo3 reads the build's
+# facts from build_support/pyo3-free-threaded-3.14t.cfg instead of running a Python. It does
+# not link or run anything (no libpython3.14t here). Its own target dir keeps the normal build's.
+# tests/free_threaded.rs runs it too, so `make test` (CI) does.
+FT_TARGET_DIR := $(CURDIR)/target/free-threaded-check
+check-free-threaded:
+	PYO3_CONFIG_FILE=$(CURDIR)/build_support/pyo3-free-threaded-3.14t.cfg CARGO_TARGET_DIR=$(FT_TARGET_DIR) \
+	  $(CARGO) clippy --release --lib --bins -- -D warnings
 
 # `make install`: the module through apxs (into its LIBEXECDIR), then rwsgi.load and
 # rwsgi.conf into $(APACHE_CONFDIR)/mods-available for a2enmod, the .load pointing at

@@ -501,4 +501,95 @@ fn a_venv_of_another_python_needs_its_own_daemon_host() {
     fake_host(&version);
     let (ok, out) = config.configtest();
     assert!(ok, "with a host for Python {version} in the venv:\n{out}");
+    // WSGIFreeThreading On for that group cannot take effect on its Python with the GIL.
+    let (ok, out) = config
+        .conf("<WSGIInterpreterOptions process-group=other>\nWSGIFreeThreading On\n</WSGIInterpreterOptions>")
+        .configtest();
+    let line = out.lines().find(|l| l.contains("RW0320:"));
+    assert!(
+        ok && line.is_some_and(
+            |l| l.contains("group 'other'") && l.contains(&format!("Python {version},"))
+        ),
+        "WSGIFreeThreading On for a group on Python {version}:\n{out}"
+    );
+}
+
+/// Issue 35, free-threaded Python: pyvenv.cfg's version does not say "t", but a venv of a
+/// free-threaded build (lib/python3.14t) is another Python than the module's build with the
+/// GIL of the same version (and the reverse): `apache2 -t` fails naming "3.14t" until the
+/// venv has a host of that very build; a host of the other build of the version is refused.
+/// The venv is made by hand (no free-threaded CPython here): only its files are read.
+#[test]
+fn a_venv_of_the_other_build_of_the_modules_python_needs_its_own_daemon_host() {
+    let version = common::MODULE_PYTHON_VERSION;
+    let module_ft = common::module_python_is_free_threaded();
+    let tag = |ft: bool| format!("{version}{}", if ft { "t" } else { "" });
+    let config = ApacheConfig::new("venv-free-threaded");
+    let venv = config.root().join("venv");
+    std::fs::create_dir_all(venv.join("bin")).unwrap();
+    std::fs::create_dir_all(venv.join(format!("lib/python{}/site-packages", tag(!module_ft))))
+        .unwrap();
+    std::fs::write(
+        venv.join("pyvenv.cfg"),
+        format!(
+            "home = /opt/py/bin\ninclude-system-site-packages = false\nversion = {version}.1\n"
+        ),
+    )
+    .unwrap();
+    let config = config.conf(&format!(
+        "WSGIDaemonProcess ft threads=2 python-home={}\n",
+        venv.display()
+    ));
+    let (ok, out) = config.configtest();
+    assert!(!ok, "apache2 -t passed:\n{out}");
+    let line = out
+        .lines()
+        .find(|l| l.contains("RW0296:"))
+        .unwrap_or_else(|| panic!("no RW0296 line:\n{out}"));
+    for part in [
+        "WSGIDaemonProcess ft".to_string(),
+        format!("virtual environment of Python {},", tag(!module_ft)),
+        format!("embeds Python {}", tag(module_ft)),
+        "free-threaded".to_string(),
+        format!("{}/bin/pip install mod_rwsgi==", venv.display()),
+    ] {
+        assert!(line.contains(&part), "{part:?} not in: {line}");
+    }
+    let host = venv.join("bin/rwsgi-daemon");
+    let fake_host = |free_threaded: bool| {
+        std::fs::write(
+            &host,
+            format!(
+                "#!/bin/sh\necho 'rwsgi-daemon 0.1.0 plan-version={} python={version} \
+                 free-threaded={} executable=/x/bin/python'\n",
+                mod_rwsgi::daemon::plan_wire::PLAN_VERSION,
+                if free_threaded { "yes" } else { "no" }
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&host, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+    };
+    // A host of the module's build of that version does not fit the venv.
+    fake_host(module_ft);
+    let (ok, out) = config.configtest();
+    assert!(
+        !ok && out.contains(&format!("embeds Python {})", tag(module_ft))),
+        "a host of the other build:\n{out}"
+    );
+    // One of the venv's build does.
+    fake_host(!module_ft);
+    let (ok, out) = config.configtest();
+    assert!(ok, "with a host for Python {}:\n{out}", tag(!module_ft));
+    // WSGIFreeThreading On for the group takes effect in a free-threaded venv's host (no
+    // warning), not in one with the GIL (RW0320).
+    let (ok, out) = config
+        .conf("<WSGIInterpreterOptions process-group=ft>\nWSGIFreeThreading On\n</WSGIInterpreterOptions>")
+        .configtest();
+    assert!(ok, "{out}");
+    let warned = out.contains("has no effect");
+    assert_eq!(
+        warned, module_ft,
+        "WSGIFreeThreading On in the venv's host:\n{out}"
+    );
 }

@@ -42,14 +42,20 @@ fn parse(args: &[String]) -> Result<Command, String> {
     }
 }
 
-/// What `--probe` prints: the plan version this host reads and the Python it embeds.
+/// What `--probe` prints: the plan version this host reads, the Python it embeds and whether
+/// that is a free-threaded build (PEP 703; `free-threaded=yes` for a 3.14t).
 pub fn probe_line() -> String {
     let own = InterpreterSettings::default();
     format!(
-        "rwsgi-daemon {} plan-version={} python={} executable={}",
+        "rwsgi-daemon {} plan-version={} python={} free-threaded={} executable={}",
         env!("CARGO_PKG_VERSION"),
         plan_wire::PLAN_VERSION,
         own.build_version,
+        if crate::python::FREE_THREADED_BUILD {
+            "yes"
+        } else {
+            "no"
+        },
         own.build_executable
     )
 }
@@ -141,7 +147,7 @@ fn argv_area_of(stat: &str) -> Option<(usize, usize)> {
 /// The daemon plan as this host runs it: its own Python build's facts replace the module's,
 /// and the metrics table is mapped from its descriptor (without it, the daemon serves
 /// uncounted, as when the parent could not map the table).
-fn into_plan(host: HostPlan) -> DaemonPlan {
+pub(crate) fn into_plan(host: HostPlan) -> DaemonPlan {
     let mut plan = host.plan;
     let own = InterpreterSettings::default();
     plan.interpreter.build_executable = own.build_executable;

@@ -877,4 +877,58 @@ mod tests {
         sent.setup.argv_area = None;
         assert_eq!(format!("{:?}", got.plan), format!("{sent:?}"));
     }
+
+    /// Issue 35, free-threaded Python: WSGIFreeThreading per process group (through
+    /// `<WSGIInterpreterOptions process-group=...>`, over the top-level directive) crosses exec
+    /// in the plan each group's daemon host reads, and reaches the interpreter settings the
+    /// host initialises Python with (`interpreter::init_from_config` sets PyConfig.enable_gil
+    /// from it on a free-threaded build).
+    #[test]
+    fn free_threading_per_process_group_reaches_the_exec_d_host() {
+        use crate::config::InterpreterOptions;
+        use crate::daemon::plan_wire::HostPlan;
+        let section = |selector: &str, value: &str| {
+            let mut s = InterpreterOptions::open(selector, "t.conf:9").unwrap();
+            s.apply("WSGIFreeThreading", value).unwrap();
+            s
+        };
+        let in_host = |g: &GlobalConfig| -> Vec<(String, bool)> {
+            plan(g, &[])
+                .into_iter()
+                .map(|p| {
+                    let (group, _) = p.bind(7);
+                    let sent = HostPlan::new(group.plan, None).encode().unwrap();
+                    let got = crate::daemon::host::into_plan(HostPlan::decode(&sent).unwrap());
+                    (got.group, got.interpreter.free_threading)
+                })
+                .collect()
+        };
+        let groups = [
+            (
+                "WSGIDaemonProcess",
+                "ft threads=2 python-home=/srv/venv-3.14t",
+            ),
+            (
+                "WSGIDaemonProcess",
+                "gil threads=2 python-home=/srv/venv-3.14",
+            ),
+        ];
+        let mut g = global(&groups);
+        g.interpreter_options
+            .push(section("process-group=ft>", "On"));
+        assert_eq!(
+            in_host(&g),
+            [("ft".to_string(), true), ("gil".to_string(), false)]
+        );
+        // Server-wide On, a group's section turns it Off.
+        let mut g = global(&[groups[0], groups[1], ("WSGIFreeThreading", "On")]);
+        g.interpreter_options
+            .push(section("process-group=gil>", "Off"));
+        assert_eq!(
+            in_host(&g),
+            [("ft".to_string(), true), ("gil".to_string(), false)]
+        );
+        // Embedded mode keeps the top-level setting and the %{GLOBAL} sections.
+        assert!(server_python(&g).free_threading);
+    }
 }

@@ -291,14 +291,15 @@ unsafe extern "C" fn check_config(
         let Some(slot) = main_slot() else {
             return ffi::OK;
         };
-        let any_free_threading = slot.global.free_threading
-            || slot
-                .global
-                .interpreter_options
-                .iter()
-                .any(|o| o.free_threading == Some(true));
-        if let Some(warning) = crate::python::free_threading_warning(any_free_threading) {
+        // A group whose venv has another Python runs on that Python's host: only there does
+        // its WSGIFreeThreading take effect or not.
+        let (on_own_python, other_pythons) =
+            super::daemon_hosts::free_threading_asked(&slot.global);
+        if let Some(warning) = crate::python::free_threading_warning(on_own_python) {
             log::startup(s, Level::Warning, &format!("RW0009: mod_rwsgi: {warning}"));
+        }
+        for warning in other_pythons {
+            log::startup(s, Level::Warning, &format!("RW0320: mod_rwsgi: {warning}"));
         }
         // Virtual hosts have their final ServerName by now (Apache fixed them up).
         let server_name = |id: usize| {

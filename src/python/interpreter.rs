@@ -284,6 +284,25 @@ pub(crate) fn check_venv(venv: &Path, settings: &InterpreterSettings) -> Result<
     let Some(version) = version else {
         return Ok(());
     };
+    let free_threaded = venv_free_threaded(venv, &version);
+    if version == settings.build_version && free_threaded != FREE_THREADED_BUILD {
+        // Same version, other build: its site-packages (lib/pythonX.Yt or lib/pythonX.Y) and
+        // extension modules are not this interpreter's.
+        return Err(format!(
+            "The Python virtual environment '{}' (python-home/WSGIPythonHome) was created with \
+             Python {} (pyvenv.cfg: '{}'), but this daemon embeds Python {}; a free-threaded \
+             build and the build with the GIL of one version cannot share a virtual \
+             environment. Give the group a daemon host for Python {}: {}/bin/pip install \
+             mod_rwsgi=={}",
+            venv.display(),
+            python_tag(&version, free_threaded),
+            cfg_path.display(),
+            python_tag(&settings.build_version, FREE_THREADED_BUILD),
+            python_tag(&version, free_threaded),
+            venv.display(),
+            env!("CARGO_PKG_VERSION"),
+        ));
+    }
     if version != settings.build_version {
         return Err(format!(
             "The Python virtual environment '{}' (python-home/WSGIPythonHome) was created with \
@@ -314,6 +333,51 @@ pub fn venv_version(dir: &Path) -> Option<String> {
         .filter(|(key, _)| matches!(key.trim(), "version" | "version_info"))
         .find_map(|(_, value)| major_minor(value))
         .or_else(|| venv_lib_version(dir))
+}
+
+/// A Python as the daemon hosts tell them apart: "major.minor", with CPython's "t" suffix
+/// for a free-threaded build (PEP 703: "3.14t"), whose extension modules and site-packages
+/// (`lib/python3.14t`) a build with the GIL of the same version cannot use, nor the reverse.
+pub fn python_tag(version: &str, free_threaded: bool) -> String {
+    format!("{version}{}", if free_threaded { "t" } else { "" })
+}
+
+/// The [`python_tag`] of the Python mod_rwsgi was built against.
+pub fn build_python_tag() -> String {
+    python_tag(
+        &InterpreterSettings::default().build_version,
+        FREE_THREADED_BUILD,
+    )
+}
+
+/// Whether the virtual environment `dir` of Python `version` ("3.14") was made by a
+/// free-threaded build. pyvenv.cfg's version does not say; the venv's library directory does:
+/// `lib/python3.14t` (sysconfig's `{py_version_short}{abi_thread}`), as does the name of the
+/// interpreter that made it (pyvenv.cfg `executable = /usr/bin/python3.14t`).
+pub fn venv_free_threaded(dir: &Path, version: &str) -> bool {
+    if dir.join("lib").join(format!("python{version}t")).is_dir() {
+        return true;
+    }
+    let Ok(text) = std::fs::read_to_string(dir.join("pyvenv.cfg")) else {
+        return false;
+    };
+    text.lines()
+        .filter_map(|line| line.split_once('='))
+        .filter(|(key, _)| key.trim() == "executable")
+        .any(|(_, value)| {
+            Path::new(value.trim())
+                .file_name()
+                .and_then(|name| name.to_str())
+                .is_some_and(|name| name == format!("python{version}t"))
+        })
+}
+
+/// The [`python_tag`] of the Python virtual environment `dir` was made with ("3.14t"), or
+/// None when it is no venv or says nothing.
+pub fn venv_python_tag(dir: &Path) -> Option<String> {
+    let version = venv_version(dir)?;
+    let free_threaded = venv_free_threaded(dir, &version);
+    Some(python_tag(&version, free_threaded))
 }
 
 fn venv_lib_version(venv: &Path) -> Option<String> {
@@ -484,7 +548,9 @@ fn setup_sys(
 /// Whether the sub-interpreter of `app_group` gets its own GIL: WSGIPerInterpreterGIL with the
 /// matching `<WSGIInterpreterOptions>` sections applied (configtest refused On before 3.12).
 pub(crate) fn own_gil(app_group: &str) -> bool {
+    // A free-threaded build makes no sub-interpreters (`subinterp::uses_sub_interpreter`).
     cfg!(Py_3_12)
+        && !FREE_THREADED_BUILD
         && SETTINGS
             .get()
             .is_some_and(|settings| resolved_options(settings, app_group).per_interpreter_gil)

@@ -61,8 +61,8 @@ pub use diagnostics::{clear_interrupt, gil_heartbeat, interrupt_thread, thread_s
 pub use gc_telemetry::{GcEvent, GcSnapshot, gc_events, gc_snapshot};
 pub use gil_gate::GilGate;
 pub use interpreter::{
-    FREE_THREADED_BUILD, free_threading_warning, initialize, python_version,
-    run_shutdown_callbacks, venv_version,
+    FREE_THREADED_BUILD, build_python_tag, free_threading_warning, initialize, python_tag,
+    python_version, run_shutdown_callbacks, venv_free_threaded, venv_python_tag, venv_version,
 };
 
 /// Stops Python at process exit: ends the sub-interpreters (`subinterp::end_all`), then shuts

@@ -153,3 +153,31 @@ fn assert_ok_full(host: &AppHost, path: &str, path_info: &str) {
     assert_eq!(request(host, path, path_info, &mut io), Outcome::Completed);
     assert_eq!(io.body_text(), "0123456789");
 }
+
+#[test]
+fn a_venv_of_the_other_build_of_the_same_version_is_refused_naming_it() {
+    // A daemon (host) refuses a venv of its version made by the other build: a free-threaded
+    // one (lib/python3.11t) beside a build with the GIL, or the reverse.
+    let ft = crate::python::FREE_THREADED_BUILD;
+    let venv = tmpdir().join("venv311-other-build");
+    let lib = format!("lib/python3.11{}", if ft { "" } else { "t" });
+    std::fs::create_dir_all(venv.join(lib)).unwrap();
+    std::fs::write(
+        venv.join("pyvenv.cfg"),
+        "home = /opt/bin\nversion = 3.11.2\n",
+    )
+    .unwrap();
+    let err = check_venv(&venv, &settings_311()).unwrap_err();
+    let (theirs, ours) = if ft {
+        ("3.11", "3.11t")
+    } else {
+        ("3.11t", "3.11")
+    };
+    for needle in [
+        format!("created with Python {theirs} "),
+        format!("embeds Python {ours};"),
+        format!("{}/bin/pip install mod_rwsgi==", venv.display()),
+    ] {
+        assert!(err.contains(&needle), "{needle} missing from: {err}");
+    }
+}
