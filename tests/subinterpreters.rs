@@ -1287,3 +1287,83 @@ fn an_extension_module_refusing_own_gil_interpreters_is_named() {
     let resp = apache.get("/global");
     assert_eq!(resp.status, 200, "{}", apache.error_log());
 }
+
+/// WSGISwitchInterval in a `<WSGIInterpreterOptions application-group=NAME>` section, as
+/// mod_wsgi 6: the switch interval is kept in the GIL, so it is applied to a group whose
+/// interpreter has its own GIL (`own`: only its GIL's interval changes; the shared-GIL group
+/// and `%{GLOBAL}` keep theirs), and skipped with a warning, at configtest and when the
+/// interpreter is made, for a group sharing the GIL (`shared`), where it would change every
+/// interpreter's.
+#[test]
+fn an_application_group_section_sets_the_switch_interval_of_an_own_gil_interpreter_only() {
+    if !own_gil_available() {
+        return;
+    }
+    let config = ApacheConfig::new("subinterp-owngil-switch");
+    let root = config.root().to_path_buf();
+    mkdir(&root.join("apps"));
+    write(
+        &root.join("apps/probe.wsgi"),
+        "import sys\n\
+         def application(environ, start_response):\n\
+         \x20   body = repr(sys.getswitchinterval()).encode()\n\
+         \x20   start_response('200 OK', [('Content-Type', 'text/plain')])\n\
+         \x20   return [body]\n",
+        0o644,
+    );
+    let config = config.conf(
+        "<WSGIInterpreterOptions application-group=own>\n\
+         \x20   WSGIPerInterpreterGIL On\n\
+         \x20   WSGISwitchInterval 0.001\n\
+         </WSGIInterpreterOptions>\n\
+         <WSGIInterpreterOptions application-group=shared>\n\
+         \x20   WSGISwitchInterval 0.002\n\
+         </WSGIInterpreterOptions>\n\
+         WSGIDaemonProcess sites threads=2\n\
+         WSGIProcessGroup sites\n\
+         WSGIScriptAlias /own @DIR@/apps/probe.wsgi application-group=own\n\
+         WSGIScriptAlias /shared @DIR@/apps/probe.wsgi application-group=shared\n\
+         WSGIScriptAlias /main @DIR@/apps/probe.wsgi application-group=%{GLOBAL}\n\
+         <Directory @DIR@/apps>\n    Require all granted\n</Directory>",
+    );
+    let (ok, out) = config.configtest();
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("WSGISwitchInterval inside the <WSGIInterpreterOptions> at ")
+            && out.contains("is not applied to sub-interpreter 'shared' in embedded mode, daemon process group 'sites'"),
+        "the shared-GIL section is warned about: {out}"
+    );
+    assert!(
+        !out.contains("sub-interpreter 'own'"),
+        "the own-GIL section is not: {out}"
+    );
+    let apache = config.start();
+    let interval = |path: &str| {
+        let resp = apache.get(path);
+        assert_eq!(resp.status, 200, "{path}: {}", apache.error_log());
+        resp.text().parse::<f64>().unwrap()
+    };
+    let main = interval("/main");
+    assert_ne!(main, 0.001, "the default interval: {main}");
+    for round in 0..3 {
+        for (path, expected) in [("/own", 0.001), ("/shared", main), ("/main", main)] {
+            assert_eq!(
+                interval(path),
+                expected,
+                "round {round}, {path}\n{}",
+                apache.error_log()
+            );
+        }
+    }
+    let log = apache.wait_for_log("RW0264:", Duration::from_secs(10));
+    assert!(
+        log.contains("switch interval 0.002 s of the <WSGIInterpreterOptions> section for sub-interpreter 'shared'"),
+        "{log}"
+    );
+    assert!(
+        log.contains(
+            "Python switch interval set to 0.001 s for sub-interpreter 'own' (its own GIL's"
+        ),
+        "{log}"
+    );
+}
