@@ -164,7 +164,15 @@ fn in_main_interpreter() -> bool {
 /// generation and the collected and uncollectable counts. It never raises (an exception
 /// here would be reported on every collection).
 #[pyfunction]
-fn _rwsgi_gc_callback(phase: &Bound<'_, PyAny>, info: &Bound<'_, PyAny>) {
+fn _rwsgi_gc_callback(phase: &Bound<'_, PyAny>, info: &Bound<'_, PyAny>) -> PyResult<()> {
+    super::native_class::catch_panic("the gc callback", || {
+        gc_callback(phase, info);
+        Ok(())
+    })
+}
+
+/// [`_rwsgi_gc_callback`]'s body.
+fn gc_callback(phase: &Bound<'_, PyAny>, info: &Bound<'_, PyAny>) {
     let Some(s) = GC.get() else {
         return;
     };
