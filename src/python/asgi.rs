@@ -207,7 +207,7 @@ pub fn shutdown_all(timeout: Duration) {
         return;
     }
     let deadline = Instant::now() + timeout;
-    Python::attach(|py| {
+    super::subinterp::attach_main(|py| {
         shutdown_here(py, deadline);
         super::subinterp::for_each_sub_interpreter(py, |py| shutdown_here(py, deadline));
     });

@@ -110,7 +110,7 @@ pub(crate) fn install() -> Result<(), String> {
     if unsafe { pyo3::ffi::Py_IsInitialized() } == 0 {
         return Err("Python is not running".into());
     }
-    Python::attach(|py| -> PyResult<()> {
+    super::subinterp::attach_main(|py| -> PyResult<()> {
         let gc = py.import("gc")?;
         let state = GcState::default();
         // The totals so far: the callback adds each later collection to them.

@@ -615,7 +615,7 @@ pub fn run_shutdown_callbacks(reason: &str) {
     if !python_ready() {
         return;
     }
-    Python::attach(|py| modwsgi::publish_process_stopping(py, reason));
+    super::subinterp::attach_main(|py| modwsgi::publish_process_stopping(py, reason));
 }
 
 /// Logs partial lines left in sys.stderr/sys.stdout. A restricted stdout is removed, since
@@ -657,7 +657,7 @@ pub(crate) fn shutdown(subs_ended: bool) {
     }
     run_shutdown_callbacks("shutdown");
     if !process_info().destroy_interpreter {
-        Python::attach(flush_streams);
+        super::subinterp::attach_main(flush_streams);
         log(
             Level::Info,
             &format!(
@@ -668,7 +668,7 @@ pub(crate) fn shutdown(subs_ended: bool) {
         );
         return;
     }
-    Python::attach(|py| {
+    super::subinterp::attach_main(|py| {
         let result = (|| -> PyResult<()> {
             py.import("atexit")?.call_method0("_run_exitfuncs")?;
             Ok(())

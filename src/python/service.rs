@@ -58,7 +58,7 @@ pub fn run_service_script(path: &Path, app_group: &str) -> ServiceEnd {
             return ServiceEnd::Failed;
         }
     };
-    Python::attach(|py| {
+    super::subinterp::attach_main(|py| {
         if let Err(e) = install_stop_handlers(py) {
             let msg = format!(
                 "{}cannot install the SIGTERM handler for service script '{}' (it \
