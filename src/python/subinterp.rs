@@ -85,12 +85,16 @@
 //! go through the main interpreter and [`attach`]'s swap, which on 3.12+ releases the main
 //! GIL and takes the group's (PyThreadState_Swap detaches the old state, attaches the new).
 //!
-//! Left (pyo3 0.30.1 internals the request path does not reach): pyo3's own `PanicException`
-//! type (made once per process if a Rust panic crosses a trampoline: the closures catch
-//! panics on the entry path; a panic inside a method of the per-interpreter classes would make it), pyo3's internal `intern!` strings and
+//! A Rust panic where Python calls into mod_rwsgi (the methods and slots of those classes,
+//! the `mod_wsgi` functions, the closures) raises a `SystemError` of the current interpreter
+//! (`native_class::catch_panic`), never pyo3's `PanicException`, whose one type object
+//! belongs to the first interpreter that needed it.
+//!
+//! Left (pyo3 0.30.1 internals the request path does not reach): pyo3's internal `intern!` strings and
 //! cached type objects of a few conversions (datetime, `operator.length_hint`) that mod_rwsgi
-//! does not use; the switch interval of an `application-group=` section is still not applied
-//! (RW0264), though with an own GIL it would be per interpreter.
+//! does not use. The switch interval is kept in the GIL: an `application-group=` section's
+//! WSGISwitchInterval is applied to an own-GIL interpreter (its GIL only) and skipped with
+//! RW0264 for one sharing the GIL (`interpreter::setup_sub_interpreter`).
 //!
 //! # Ending ([`end_all`])
 //!
@@ -350,7 +354,9 @@ fn enter_own_gil<R>(interp: &SubInterpreter, f: impl FnOnce(Python<'_>) -> R) ->
     }
 }
 
-/// The body [`enter_own_gil`] calls through pyo3's trampoline: runs the job in JOB.
+/// The body [`enter_own_gil`] calls through pyo3's trampoline: runs the job in JOB. Nothing
+/// here panics and the job catches its own panics, so pyo3's `PanicException` (one type
+/// object per process, see `native_class::catch_panic`) is never made in this interpreter.
 ///
 /// # Safety
 /// Called attached, while the job in JOB is alive (see `enter_own_gil`).
@@ -507,8 +513,8 @@ fn create(py: Python<'_>, app_group: &str) -> Entry {
     let state = unsafe { ffi::PyThreadState_GetInterpreter(new) };
     // The new state is current: pyo3 code here runs in the new interpreter (see the module
     // comment; the thread is attached, so nested attaches are assumed).
-    let setup =
-        interpreter::setup_sub_interpreter(py, app_group).map_err(|e| format_exception(py, &e));
+    let setup = interpreter::setup_sub_interpreter(py, app_group, own_gil)
+        .map_err(|e| format_exception(py, &e));
     if setup.is_err() {
         // Ended now: a half set-up interpreter is never used, and one left alive would make
         // Python's finalisation abort ("remaining subinterpreters").
