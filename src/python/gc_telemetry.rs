@@ -110,7 +110,9 @@ pub(crate) fn install() -> Result<(), String> {
     if unsafe { pyo3::ffi::Py_IsInitialized() } == 0 {
         return Err("Python is not running".into());
     }
-    super::subinterp::attach_main(|py| -> PyResult<()> {
+    // Before the process serves, so no thread has entered an own-GIL sub-interpreter yet:
+    // a plain attach reaches the main interpreter (see `subinterp::attach_main`).
+    Python::attach(|py| -> PyResult<()> {
         let gc = py.import("gc")?;
         let state = GcState::default();
         // The totals so far: the callback adds each later collection to them.

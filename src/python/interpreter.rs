@@ -627,7 +627,7 @@ pub fn run_shutdown_callbacks(reason: &str) {
     if !python_ready() {
         return;
     }
-    super::subinterp::attach_main(|py| modwsgi::publish_process_stopping(py, reason));
+    Python::attach(|py| modwsgi::publish_process_stopping(py, reason));
 }
 
 /// Logs partial lines left in sys.stderr/sys.stdout. A restricted stdout is removed, since
@@ -667,9 +667,12 @@ pub(crate) fn shutdown(subs_ended: bool) {
     if !python_ready() {
         return;
     }
+    // Plain `Python::attach` here: `end_all` ran first and entered the main interpreter
+    // through `subinterp::attach_main`, which bound this thread's PyGILState state back to
+    // its main-interpreter state if a request had left it on an own-GIL sub-interpreter.
     run_shutdown_callbacks("shutdown");
     if !process_info().destroy_interpreter {
-        super::subinterp::attach_main(flush_streams);
+        Python::attach(flush_streams);
         log(
             Level::Info,
             &format!(
@@ -680,7 +683,7 @@ pub(crate) fn shutdown(subs_ended: bool) {
         );
         return;
     }
-    super::subinterp::attach_main(|py| {
+    Python::attach(|py| {
         let result = (|| -> PyResult<()> {
             py.import("atexit")?.call_method0("_run_exitfuncs")?;
             Ok(())
