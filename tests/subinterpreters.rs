@@ -1287,3 +1287,178 @@ fn an_extension_module_refusing_own_gil_interpreters_is_named() {
     let resp = apache.get("/global");
     assert_eq!(resp.status, 200, "{}", apache.error_log());
 }
+
+/// WSGISwitchInterval in a `<WSGIInterpreterOptions application-group=NAME>` section, as
+/// mod_wsgi 6: the switch interval is kept in the GIL, so it is applied to a group whose
+/// interpreter has its own GIL (`own`: only its GIL's interval changes; the shared-GIL group
+/// and `%{GLOBAL}` keep theirs), and skipped with a warning, at configtest and when the
+/// interpreter is made, for a group sharing the GIL (`shared`), where it would change every
+/// interpreter's.
+#[test]
+fn an_application_group_section_sets_the_switch_interval_of_an_own_gil_interpreter_only() {
+    if !own_gil_available() {
+        return;
+    }
+    let config = ApacheConfig::new("subinterp-owngil-switch");
+    let root = config.root().to_path_buf();
+    mkdir(&root.join("apps"));
+    write(
+        &root.join("apps/probe.wsgi"),
+        "import sys\n\
+         def application(environ, start_response):\n\
+         \x20   body = repr(sys.getswitchinterval()).encode()\n\
+         \x20   start_response('200 OK', [('Content-Type', 'text/plain')])\n\
+         \x20   return [body]\n",
+        0o644,
+    );
+    let config = config.conf(
+        "<WSGIInterpreterOptions application-group=own>\n\
+         \x20   WSGIPerInterpreterGIL On\n\
+         \x20   WSGISwitchInterval 0.001\n\
+         </WSGIInterpreterOptions>\n\
+         <WSGIInterpreterOptions application-group=shared>\n\
+         \x20   WSGISwitchInterval 0.002\n\
+         </WSGIInterpreterOptions>\n\
+         WSGIDaemonProcess sites threads=2\n\
+         WSGIProcessGroup sites\n\
+         WSGIScriptAlias /own @DIR@/apps/probe.wsgi application-group=own\n\
+         WSGIScriptAlias /shared @DIR@/apps/probe.wsgi application-group=shared\n\
+         WSGIScriptAlias /main @DIR@/apps/probe.wsgi application-group=%{GLOBAL}\n\
+         <Directory @DIR@/apps>\n    Require all granted\n</Directory>",
+    );
+    let (ok, out) = config.configtest();
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("WSGISwitchInterval inside the <WSGIInterpreterOptions> at ")
+            && out.contains("is not applied to sub-interpreter 'shared' in embedded mode, daemon process group 'sites'"),
+        "the shared-GIL section is warned about: {out}"
+    );
+    assert!(
+        !out.contains("sub-interpreter 'own'"),
+        "the own-GIL section is not: {out}"
+    );
+    let apache = config.start();
+    let interval = |path: &str| {
+        let resp = apache.get(path);
+        assert_eq!(resp.status, 200, "{path}: {}", apache.error_log());
+        resp.text().parse::<f64>().unwrap()
+    };
+    let main = interval("/main");
+    assert_ne!(main, 0.001, "the default interval: {main}");
+    for round in 0..3 {
+        for (path, expected) in [("/own", 0.001), ("/shared", main), ("/main", main)] {
+            assert_eq!(
+                interval(path),
+                expected,
+                "round {round}, {path}\n{}",
+                apache.error_log()
+            );
+        }
+    }
+    let log = apache.wait_for_log("RW0264:", Duration::from_secs(10));
+    assert!(
+        log.contains("switch interval 0.002 s of the <WSGIInterpreterOptions> section for sub-interpreter 'shared'"),
+        "{log}"
+    );
+    assert!(
+        log.contains(
+            "Python switch interval set to 0.001 s for sub-interpreter 'own' (its own GIL's"
+        ),
+        "{log}"
+    );
+}
+
+/// A request of an own-GIL group does not take the main interpreter's GIL (issue 32): while a
+/// `%{GLOBAL}` request keeps the main GIL busy (pure Python with a switch interval of 2 s, so
+/// another thread asking for that GIL waits up to 2 s), requests of an own-GIL group on the
+/// other daemon thread are answered at once, one after another.
+#[test]
+fn own_gil_requests_do_not_wait_for_a_busy_main_interpreter() {
+    if !own_gil_available() {
+        return;
+    }
+    let config = ApacheConfig::new("subinterp-owngil-main-busy");
+    let root = config.root().to_path_buf();
+    mkdir(&root.join("apps"));
+    write(
+        &root.join("apps/hello.wsgi"),
+        "import time\n\
+         def application(environ, start_response):\n\
+         \x20   if environ['QUERY_STRING'] == 'slow':\n\
+         \x20       time.sleep(1)\n\
+         \x20   start_response('200 OK', [('Content-Type', 'text/plain')])\n\
+         \x20   return [b'hello']\n",
+        0o644,
+    );
+    // Holds the main GIL for 6 s: nothing in the loop releases it (no I/O, no sleep).
+    write(
+        &root.join("apps/busy.wsgi"),
+        "import sys, time\n\
+         def application(environ, start_response):\n\
+         \x20   open(environ['QUERY_STRING'], 'w').close()\n\
+         \x20   sys.setswitchinterval(2.0)\n\
+         \x20   deadline = time.monotonic() + 6\n\
+         \x20   n = 0\n\
+         \x20   while time.monotonic() < deadline:\n\
+         \x20       for i in range(10000):\n\
+         \x20           n += i\n\
+         \x20   sys.setswitchinterval(0.005)\n\
+         \x20   start_response('200 OK', [('Content-Type', 'text/plain')])\n\
+         \x20   return [b'busy done']\n",
+        0o644,
+    );
+    let apache = config
+        .conf(
+            "WSGIPerInterpreterGIL On\n\
+             WSGIDaemonProcess sites threads=2\n\
+             WSGIProcessGroup sites\n\
+             WSGIScriptAlias /own @DIR@/apps/hello.wsgi application-group=own\n\
+             WSGIScriptAlias /busy @DIR@/apps/busy.wsgi application-group=%{GLOBAL}\n\
+             <Directory @DIR@/apps>\n    Require all granted\n</Directory>",
+        )
+        .start();
+    // The group's interpreter is made (through the main interpreter) before the main GIL
+    // gets busy, and each daemon thread serves a request of it (two at once, each held 1 s):
+    // a thread's first request keeps its main-interpreter thread state, with the main GIL.
+    assert_eq!(apache.get("/own").status, 200, "{}", apache.error_log());
+    std::thread::scope(|scope| {
+        let slow = [(); 2].map(|_| scope.spawn(|| apache.get("/own?slow").status));
+        for s in slow {
+            assert_eq!(s.join().unwrap(), 200, "{}", apache.error_log());
+        }
+    });
+    let started = apache.marker("busy-started");
+    let busy_path = format!("/busy?{}", started.display());
+    std::thread::scope(|scope| {
+        let busy = scope.spawn(|| apache.get(&busy_path));
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while !started.exists() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the busy request did not start\n{}",
+                apache.error_log()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let t0 = std::time::Instant::now();
+        for i in 0..3 {
+            let resp = apache.get("/own");
+            assert_eq!(resp.status, 200, "request {i}: {}", apache.error_log());
+            assert_eq!(resp.text(), "hello");
+        }
+        let took = t0.elapsed();
+        let busy_still_running = !busy.is_finished();
+        let busy = busy.join().unwrap();
+        assert_eq!(busy.status, 200, "{}", apache.error_log());
+        assert!(
+            busy_still_running,
+            "the busy request ended before the own-GIL requests did ({took:?})"
+        );
+        assert!(
+            took < Duration::from_millis(1500),
+            "three own-GIL requests took {took:?} while the main interpreter was busy: they \
+             waited for the main GIL\n{}",
+            apache.error_log()
+        );
+    });
+}

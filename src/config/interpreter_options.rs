@@ -159,8 +159,9 @@ impl InterpreterOptions {
         Some(score)
     }
 
-    /// Configtest warnings for this section.
-    pub fn warnings(&self) -> Vec<String> {
+    /// Configtest warnings for this section alone (see [`section_warnings`] for the ones
+    /// that depend on the other sections).
+    fn own_warnings(&self) -> Vec<String> {
         let mut out = Vec::new();
         if self.free_threading.is_some() && self.application_group.is_some() {
             out.push(format!(
@@ -169,21 +170,65 @@ impl InterpreterOptions {
                 self.defined_at
             ));
         }
-        if self.switch_interval.is_some()
-            && self
-                .application_group
-                .as_ref()
-                .is_some_and(|g| !g.is_empty())
-        {
-            out.push(format!(
-                "WSGISwitchInterval inside the {SECTION} at {} has no effect: it selects a \
-                 sub-interpreter (application-group=), and without a per-interpreter GIL \
-                 the switch interval is process-wide; select with process-group= only",
-                self.defined_at
-            ));
-        }
         out
     }
+}
+
+/// Configtest warnings of `sections` (in configuration order), given the top-level
+/// WSGIPerInterpreterGIL and the process groups their interpreters may run in
+/// (`process_groups`, "" = embedded mode). As mod_wsgi 6 checks at configuration load: a
+/// WSGISwitchInterval in a section selecting a sub-interpreter by `application-group=` is
+/// applied only where that interpreter resolves to its own GIL (WSGIPerInterpreterGIL On:
+/// the interval is then its GIL's); where it shares the GIL it is skipped (the interval is
+/// process-wide), which is warned about here naming those process groups.
+pub fn section_warnings(
+    sections: &[InterpreterOptions],
+    per_interpreter_gil: bool,
+    process_groups: &[&str],
+) -> Vec<String> {
+    let base = BaseOptions {
+        restrict_stdin: false,
+        restrict_stdout: false,
+        restrict_signal: false,
+        per_interpreter_gil,
+    };
+    let mut out = Vec::new();
+    for section in sections {
+        out.extend(section.own_warnings());
+        let Some(app_group) = section.application_group.as_deref() else {
+            continue;
+        };
+        if section.switch_interval.is_none() || app_group.is_empty() {
+            continue;
+        }
+        let candidates: Vec<&str> = match section.process_group.as_deref() {
+            Some(group) => vec![group],
+            None => process_groups.to_vec(),
+        };
+        let shared: Vec<String> = candidates
+            .into_iter()
+            .filter(|group| !resolve(sections, group, app_group, base).per_interpreter_gil)
+            .map(|group| {
+                if group.is_empty() {
+                    "embedded mode".to_string()
+                } else {
+                    format!("daemon process group '{group}'")
+                }
+            })
+            .collect();
+        if !shared.is_empty() {
+            out.push(format!(
+                "WSGISwitchInterval inside the {SECTION} at {} is not applied to \
+                 sub-interpreter '{app_group}' in {}: it selects by application-group=, and \
+                 there that interpreter shares the GIL (WSGIPerInterpreterGIL Off), so the \
+                 switch interval is process-wide; set WSGIPerInterpreterGIL On for it, or \
+                 select with process-group= only",
+                section.defined_at,
+                shared.join(", ")
+            ));
+        }
+    }
+    out
 }
 
 /// The settings of one interpreter: the top-level values with the matching sections applied.
@@ -407,6 +452,53 @@ mod tests {
         assert!(resolve_free_threading(&sections, "d", false));
         assert!(!resolve_free_threading(&sections, "e", false));
         assert!(!resolve_free_threading(&sections, "", true));
-        assert_eq!(sections[1].warnings().len(), 1);
+        assert_eq!(section_warnings(&sections, false, &[""]).len(), 1);
+    }
+
+    #[test]
+    fn app_scoped_switch_interval_is_warned_about_only_where_the_gil_is_shared() {
+        let interval = section("application-group=a>", &[("WSGISwitchInterval", "0.001")]);
+        let own_gil = section("application-group=a>", &[("WSGIPerInterpreterGIL", "On")]);
+        let groups = ["", "d", "e"];
+        // Shared GIL everywhere: one warning naming every place.
+        let w = section_warnings(std::slice::from_ref(&interval), false, &groups);
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(
+            w[0].contains(
+                "not applied to sub-interpreter 'a' in embedded mode, daemon process \
+                           group 'd', daemon process group 'e'"
+            ),
+            "{}",
+            w[0]
+        );
+        // Own GIL from the top level or a section: nothing to warn about.
+        assert!(section_warnings(std::slice::from_ref(&interval), true, &groups).is_empty());
+        assert!(section_warnings(&[interval.clone(), own_gil.clone()], false, &groups).is_empty());
+        // Own GIL only in group d: the others are named.
+        let own_in_d = section(
+            "process-group=d application-group=a>",
+            &[("WSGIPerInterpreterGIL", "On")],
+        );
+        let w = section_warnings(&[interval.clone(), own_in_d.clone()], false, &groups);
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(
+            w[0].contains("in embedded mode, daemon process group 'e':"),
+            "{}",
+            w[0]
+        );
+        // A section naming its process group is checked there only.
+        let interval_in_d = section(
+            "process-group=d application-group=a>",
+            &[("WSGISwitchInterval", "0.001")],
+        );
+        assert!(section_warnings(&[interval_in_d.clone(), own_in_d], false, &groups).is_empty());
+        assert_eq!(section_warnings(&[interval_in_d], false, &groups).len(), 1);
+        // Process-group-only and %{GLOBAL} sections are always applied.
+        let by_group = section("process-group=d>", &[("WSGISwitchInterval", "0.001")]);
+        let global = section(
+            "application-group=%{GLOBAL}>",
+            &[("WSGISwitchInterval", "0.001")],
+        );
+        assert!(section_warnings(&[by_group, global], false, &groups).is_empty());
     }
 }

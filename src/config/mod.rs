@@ -380,11 +380,13 @@ impl GlobalConfig {
                 )
             })
             .chain(accept_mutex)
-            .chain(
-                self.interpreter_options
-                    .iter()
-                    .flat_map(InterpreterOptions::warnings),
-            )
+            .chain(interpreter_options::section_warnings(
+                &self.interpreter_options,
+                self.per_interpreter_gil,
+                &std::iter::once("")
+                    .chain(self.daemon_groups.iter().map(|g| g.name.as_str()))
+                    .collect::<Vec<_>>(),
+            ))
             .chain(self.service_group_refs())
             .collect()
     }

@@ -54,14 +54,16 @@ fn runtime<'py>(py: Python<'py>) -> PyResult<Bound<'py, PyModule>> {
         Some(c"log"),
         None,
         |args: &Bound<'_, PyTuple>, _kwargs| -> PyResult<()> {
-            let (kind, text): (String, String) = args.extract()?;
-            let py = args.py();
-            if kind == "blocked" {
-                log_detached(py, Level::Error, &format!("RW0314: {}{text}", log_prefix()));
-            } else {
-                log_detached(py, Level::Error, &format!("RW0301: {}{text}", log_prefix()));
-            }
-            Ok(())
+            super::native_class::catch_panic("the ASGI runtime's log", || {
+                let (kind, text): (String, String) = args.extract()?;
+                let py = args.py();
+                if kind == "blocked" {
+                    log_detached(py, Level::Error, &format!("RW0314: {}{text}", log_prefix()));
+                } else {
+                    log_detached(py, Level::Error, &format!("RW0301: {}{text}", log_prefix()));
+                }
+                Ok(())
+            })
         },
     )?;
     m.setattr("log", log)?;
@@ -210,7 +212,7 @@ pub fn shutdown_all(timeout: Duration) {
         return;
     }
     let deadline = Instant::now() + timeout;
-    Python::attach(|py| {
+    super::subinterp::attach_main(|py| {
         shutdown_here(py, deadline);
         super::subinterp::for_each_sub_interpreter(py, |py| shutdown_here(py, deadline));
     });

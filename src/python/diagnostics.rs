@@ -5,7 +5,7 @@ use pyo3::prelude::*;
 
 /// The current Python stack of every thread, formatted for the error log.
 pub fn thread_stacks() -> String {
-    Python::attach(|py| {
+    super::subinterp::attach_main(|py| {
         let code = c"import sys, traceback, threading
 names = {t.ident: t.name for t in threading.enumerate()}
 out = []
@@ -35,7 +35,7 @@ result = '\\n'.join(out)
 /// set in the thread's state in the main interpreter and in every sub-interpreter (see
 /// `subinterp.rs`), so it lands in whichever one the request runs in.
 pub fn interrupt_thread(ident: u64) -> bool {
-    Python::attach(|py| {
+    super::subinterp::attach_main(|py| {
         // Each interpreter's own class: the one its applications import and catch.
         let raise = |py: Python<'_>| {
             let Ok(state) = super::interp_state::current(py) else {
@@ -63,7 +63,7 @@ pub fn clear_interrupt(ident: u64) {
     if ident == 0 {
         return;
     }
-    Python::attach(|py| {
+    super::subinterp::attach_main(|py| {
         let clear = || {
             // SAFETY: called with the GIL held; a null exception clears the pending one.
             unsafe {
@@ -81,5 +81,5 @@ pub fn clear_interrupt(ident: u64) {
 
 /// Takes and releases the GIL once; returns when it could be taken.
 pub fn gil_heartbeat() {
-    Python::attach(|_| {});
+    super::subinterp::attach_main(|_| {});
 }

@@ -110,6 +110,8 @@ pub(crate) fn install() -> Result<(), String> {
     if unsafe { pyo3::ffi::Py_IsInitialized() } == 0 {
         return Err("Python is not running".into());
     }
+    // Before the process serves, so no thread has entered an own-GIL sub-interpreter yet:
+    // a plain attach reaches the main interpreter (see `subinterp::attach_main`).
     Python::attach(|py| -> PyResult<()> {
         let gc = py.import("gc")?;
         let state = GcState::default();
@@ -164,7 +166,15 @@ fn in_main_interpreter() -> bool {
 /// generation and the collected and uncollectable counts. It never raises (an exception
 /// here would be reported on every collection).
 #[pyfunction]
-fn _rwsgi_gc_callback(phase: &Bound<'_, PyAny>, info: &Bound<'_, PyAny>) {
+fn _rwsgi_gc_callback(phase: &Bound<'_, PyAny>, info: &Bound<'_, PyAny>) -> PyResult<()> {
+    super::native_class::catch_panic("the gc callback", || {
+        gc_callback(phase, info);
+        Ok(())
+    })
+}
+
+/// [`_rwsgi_gc_callback`]'s body.
+fn gc_callback(phase: &Bound<'_, PyAny>, info: &Bound<'_, PyAny>) {
     let Some(s) = GC.get() else {
         return;
     };

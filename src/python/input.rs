@@ -148,10 +148,12 @@ native_class::fastcall_method! {
 /// # Safety
 /// `slf` is an `Input` instance (CPython's `tp_iter` call).
 unsafe fn py_iter(py: Python<'_>, slf: *mut ffi::PyObject) -> PyResult<*mut ffi::PyObject> {
-    // SAFETY: the caller's contract.
-    unsafe { native_class::value::<Input>(slf)? }.check()?;
-    // SAFETY: slf is a live object; the new reference is the return value.
-    Ok(unsafe { Bound::from_borrowed_ptr(py, slf) }.into_ptr())
+    native_class::catch_panic("wsgi.input.__iter__", || {
+        // SAFETY: the caller's contract.
+        unsafe { native_class::value::<Input>(slf)? }.check()?;
+        // SAFETY: slf is a live object; the new reference is the return value.
+        Ok(unsafe { Bound::from_borrowed_ptr(py, slf) }.into_ptr())
+    })
 }
 
 /// `__next__`: the next line; null without an exception at the end.
@@ -159,12 +161,14 @@ unsafe fn py_iter(py: Python<'_>, slf: *mut ffi::PyObject) -> PyResult<*mut ffi:
 /// # Safety
 /// As [`py_iter`].
 unsafe fn py_next(py: Python<'_>, slf: *mut ffi::PyObject) -> PyResult<*mut ffi::PyObject> {
-    // SAFETY: the caller's contract.
-    let line = unsafe { native_class::value::<Input>(slf)? }.readline(py, None)?;
-    if line.as_bytes().is_empty() {
-        return Ok(std::ptr::null_mut());
-    }
-    Ok(line.into_ptr())
+    native_class::catch_panic("wsgi.input.__next__", || {
+        // SAFETY: the caller's contract.
+        let line = unsafe { native_class::value::<Input>(slf)? }.readline(py, None)?;
+        if line.as_bytes().is_empty() {
+            return Ok(std::ptr::null_mut());
+        }
+        Ok(line.into_ptr())
+    })
 }
 
 pub(crate) struct Input {

@@ -557,9 +557,13 @@ pub(crate) fn own_gil(app_group: &str) -> bool {
 }
 
 /// Sets up a freshly created sub-interpreter for application group `app_group` (called with
-/// its thread state current): the same `sys` set-up as the main interpreter, its own
-/// `mod_wsgi` module, and the python-path directories.
-pub(crate) fn setup_sub_interpreter(py: Python<'_>, app_group: &str) -> PyResult<()> {
+/// its thread state current; `own_gil`: it was made with its own GIL): the same `sys` set-up
+/// as the main interpreter, its own `mod_wsgi` module, and the python-path directories.
+pub(crate) fn setup_sub_interpreter(
+    py: Python<'_>,
+    app_group: &str,
+    own_gil: bool,
+) -> PyResult<()> {
     let settings = SETTINGS.get().ok_or_else(|| {
         pyo3::exceptions::PyRuntimeError::new_err("Python was not initialised by mod_rwsgi")
     })?;
@@ -581,6 +585,7 @@ pub(crate) fn setup_sub_interpreter(py: Python<'_>, app_group: &str) -> PyResult
             app_group,
             seconds,
             options.switch_interval_app_scoped,
+            own_gil,
         )?;
     }
     modwsgi::install(py, process_info(), app_group)?;
@@ -593,25 +598,27 @@ pub(crate) fn setup_sub_interpreter(py: Python<'_>, app_group: &str) -> PyResult
     Ok(())
 }
 
-/// A `<WSGIInterpreterOptions>` section's WSGISwitchInterval for a sub-interpreter. The
-/// interval is process-wide in CPython (one GIL): as mod_wsgi 6, a section that selects the
-/// sub-interpreter by `application-group=` is not applied (it would change every
-/// interpreter's); one selecting by process group only (or none) is, as for the main
-/// interpreter.
+/// A `<WSGIInterpreterOptions>` section's WSGISwitchInterval for a sub-interpreter, as
+/// mod_wsgi 6. CPython keeps the interval in the GIL: with its own GIL (`own_gil`,
+/// WSGIPerInterpreterGIL On) it is this interpreter's alone and is set; with the shared GIL
+/// it is process-wide, so a section that selects the sub-interpreter by `application-group=`
+/// (`app_scoped`) is skipped with a warning (it would change every interpreter's), while one
+/// selecting by process group only (or nothing) is applied, as for the main interpreter.
 fn sub_interpreter_switch_interval(
     py: Python<'_>,
     app_group: &str,
     seconds: f64,
     app_scoped: bool,
+    own_gil: bool,
 ) -> PyResult<()> {
     if gil_disabled(py) {
         return Ok(());
     }
-    if app_scoped {
+    if app_scoped && !own_gil {
         log(
             Level::Warning,
             &format!(
-                "RW0264: {}Not setting the switch interval {seconds} s of the <WSGIInterpreterOptions> section for sub-interpreter '{app_group}': it selects by application-group=, and without a per-interpreter GIL the switch interval is process-wide.",
+                "RW0264: {}Not setting the switch interval {seconds} s of the <WSGIInterpreterOptions> section for sub-interpreter '{app_group}': it selects by application-group=, and this interpreter shares the GIL (WSGIPerInterpreterGIL Off), so the switch interval is process-wide.",
                 super::log_prefix()
             ),
         );
@@ -622,8 +629,13 @@ fn sub_interpreter_switch_interval(
     log(
         Level::Info,
         &format!(
-            "RW0265: {}Python switch interval set to {seconds} s for sub-interpreter '{app_group}' (process-wide; <WSGIInterpreterOptions>).",
-            super::log_prefix()
+            "RW0265: {}Python switch interval set to {seconds} s for sub-interpreter '{app_group}' ({}; <WSGIInterpreterOptions>).",
+            super::log_prefix(),
+            if own_gil {
+                "its own GIL's"
+            } else {
+                "process-wide"
+            }
         ),
     );
     Ok(())
@@ -721,6 +733,9 @@ pub(crate) fn shutdown(subs_ended: bool) {
     if !python_ready() {
         return;
     }
+    // Plain `Python::attach` here: `end_all` ran first and entered the main interpreter
+    // through `subinterp::attach_main`, which bound this thread's PyGILState state back to
+    // its main-interpreter state if a request had left it on an own-GIL sub-interpreter.
     run_shutdown_callbacks("shutdown");
     if !process_info().destroy_interpreter {
         Python::attach(flush_streams);

@@ -10,6 +10,7 @@
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyModule, PyTuple};
 
+use super::native_class;
 use super::settings::ProcessInfo;
 use super::{MOD_WSGI_VERSION, format_exception, log_detached, log_prefix};
 use crate::logging::Level;
@@ -114,27 +115,30 @@ fn adopt_companion_package_path(py: Python<'_>, m: &Bound<'_, PyModule>) {
 /// `start_recording_metrics()`: from now on finished requests are recorded for
 /// `request_metrics()`; `process_metrics()` answers. Idempotent.
 #[pyfunction]
-fn start_recording_metrics() {
-    super::metrics::start_recording();
+fn start_recording_metrics() -> PyResult<()> {
+    native_class::catch_panic("start_recording_metrics", || {
+        super::metrics::start_recording();
+        Ok(())
+    })
 }
 
 /// `request_metrics()`: the window since the last call, drained; None until recording.
 #[pyfunction]
 fn request_metrics(py: Python<'_>) -> PyResult<Option<Bound<'_, PyDict>>> {
-    super::metrics::request_metrics(py)
+    native_class::catch_panic("request_metrics", || super::metrics::request_metrics(py))
 }
 
 /// `process_metrics()`: cumulative figures of this process; None until recording.
 #[pyfunction]
 fn process_metrics(py: Python<'_>) -> PyResult<Option<Bound<'_, PyDict>>> {
-    super::metrics::process_metrics(py)
+    native_class::catch_panic("process_metrics", || super::metrics::process_metrics(py))
 }
 
 /// `server_metrics()`: Apache's scoreboard (processes and workers), when WSGIServerMetrics
 /// On (embedded) / server-metrics=on (daemon group) opens the gate; None otherwise.
 #[pyfunction]
 fn server_metrics(py: Python<'_>) -> PyResult<Option<Bound<'_, PyDict>>> {
-    super::metrics::server_metrics(py)
+    native_class::catch_panic("server_metrics", || super::metrics::server_metrics(py))
 }
 
 /// The request the calling thread is serving: its id and its `request_data()` dict.
@@ -201,8 +205,10 @@ pub(crate) fn set_request_fields(py: Python<'_>, event: &Bound<'_, PyDict>) -> P
 /// request's event subscribers.
 #[pyfunction]
 fn request_data(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
-    current_data(py).ok_or_else(|| {
-        pyo3::exceptions::PyRuntimeError::new_err("no active request for the current thread")
+    native_class::catch_panic("request_data", || {
+        current_data(py).ok_or_else(|| {
+            pyo3::exceptions::PyRuntimeError::new_err("no active request for the current thread")
+        })
     })
 }
 
@@ -261,9 +267,12 @@ pub(crate) fn apache_level(levelno: i64) -> Level {
 /// `LogLevel rwsgi:...` filters it), with the request's address inside a request.
 #[pyfunction]
 #[pyo3(name = "_log_record")]
-fn log_record(py: Python<'_>, levelno: i64, message: &str) {
-    // log-code: none (a logging record of the application)
-    super::log_object::log_in_request(py, apache_level(levelno), message);
+fn log_record(py: Python<'_>, levelno: i64, message: &str) -> PyResult<()> {
+    native_class::catch_panic("_log_record", || {
+        // log-code: none (a logging record of the application)
+        super::log_object::log_in_request(py, apache_level(levelno), message);
+        Ok(())
+    })
 }
 
 const LOG_HANDLER_SOURCE: &std::ffi::CStr = cr#"
@@ -288,6 +297,11 @@ class LogHandler(logging.Handler):
 #[pyfunction]
 #[pyo3(name = "__getattr__")]
 fn module_getattr<'py>(py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyAny>> {
+    native_class::catch_panic("__getattr__", || make_log_handler(py, name))
+}
+
+/// [`module_getattr`]'s body.
+fn make_log_handler<'py>(py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyAny>> {
     if name != "LogHandler" {
         return Err(pyo3::exceptions::PyAttributeError::new_err(format!(
             "module 'mod_wsgi' has no attribute '{name}'"
@@ -332,13 +346,17 @@ fn subscribe<'py>(list_name: &str, callback: Bound<'py, PyAny>) -> PyResult<Boun
 /// Registers `callback(name, **event)` for every event; returns it (usable as a decorator).
 #[pyfunction]
 fn subscribe_events(callback: Bound<'_, PyAny>) -> PyResult<Bound<'_, PyAny>> {
-    subscribe("event_callbacks", callback)
+    native_class::catch_panic("subscribe_events", || {
+        subscribe("event_callbacks", callback)
+    })
 }
 
 /// Registers `callback("process_stopping", **event)` for process shutdown; returns it.
 #[pyfunction]
 fn subscribe_shutdown(callback: Bound<'_, PyAny>) -> PyResult<Bound<'_, PyAny>> {
-    subscribe("shutdown_callbacks", callback)
+    native_class::catch_panic("subscribe_shutdown", || {
+        subscribe("shutdown_callbacks", callback)
+    })
 }
 
 fn callbacks<'py>(py: Python<'py>, list_name: &str) -> Option<Bound<'py, PyList>> {

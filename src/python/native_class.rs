@@ -8,8 +8,9 @@
 //! Layout of an instance: the object header, a pointer to its boxed Rust value (`T`, fixed
 //! per class) and an optional Python object (the read-only member of a class that declares
 //! one, e.g. `LogBuffer.name`). Methods and slots are plain `PyMethodDef`s / slot functions
-//! through pyo3's trampolines (panics caught, the thread counted as attached, errors
-//! restored) and get the value with [`value`].
+//! through pyo3's trampolines (the thread counted as attached, errors restored) and get the
+//! value with [`value`]; their bodies run inside [`catch_panic`], so a Rust panic raises a
+//! `SystemError` rather than pyo3's `PanicException` (see there).
 //!
 //! The classes cannot be instantiated from Python (`tp_new` raises TypeError) nor
 //! subclassed, so every instance a method receives was made by [`new`] with its class's `T`.
@@ -17,10 +18,36 @@
 use std::ffi::{CStr, c_int, c_void};
 use std::marker::PhantomData;
 
-use pyo3::exceptions::PyTypeError;
+use pyo3::exceptions::{PySystemError, PyTypeError};
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::PyType;
+
+/// Runs the body of a function, method or slot Python calls into Rust (`what` names it),
+/// turning a Rust panic into a `SystemError` carrying the panic message. Every such boundary
+/// of mod_rwsgi runs its body in here: pyo3's trampolines would turn the panic into pyo3's
+/// `PanicException` instead, whose type object is made once per process, in whichever
+/// interpreter first needs it (pyo3 0.30.1 `src/panic.rs` defines it with
+/// `pyo3_exception!`, whose `type_object_raw` keeps it in a `static PyOnceLock`,
+/// `src/exceptions.rs`): inside a sub-interpreter with its own GIL that hands an object of
+/// another interpreter to this one. `SystemError` is a static built-in type, valid in every
+/// interpreter, and like any exception it reaches the application (or the request's error
+/// log line).
+pub(crate) fn catch_panic<R>(what: &str, body: impl FnOnce() -> PyResult<R>) -> PyResult<R> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)) {
+        Ok(result) => result,
+        Err(payload) => {
+            let message = payload
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| payload.downcast_ref::<&str>().copied())
+                .unwrap_or("panic from Rust code");
+            Err(PySystemError::new_err(format!(
+                "mod_rwsgi: internal error (Rust panic) in {what}: {message}"
+            )))
+        }
+    }
+}
 
 /// The instance layout shared by every class made here.
 #[repr(C)]
@@ -274,7 +301,8 @@ pub(crate) use method;
 /// hold a `$T`: it takes at most the named arguments (positional or by those names; each an
 /// `Option<Bound<PyAny>>`, `None` when not given; `$name` names the method in errors), binds
 /// the token, the instance's value and the arguments, and runs `$body`, which returns
-/// `PyResult<*mut ffi::PyObject>` (a new reference). Doc comments go on the function.
+/// `PyResult<*mut ffi::PyObject>` (a new reference), inside [`catch_panic`]. Doc comments go
+/// on the function.
 macro_rules! fastcall_method {
     ($(#[$meta:meta])* fn $f:ident($py:ident, $value:ident: &$T:ty $(, $arg:ident)*) $name:literal $body:block) => {
         $(#[$meta])*
@@ -288,23 +316,25 @@ macro_rules! fastcall_method {
             nargs: pyo3::ffi::Py_ssize_t,
             kwnames: *mut pyo3::ffi::PyObject,
         ) -> pyo3::PyResult<*mut pyo3::ffi::PyObject> {
-            // SAFETY: the caller's contract: CPython passes an instance of the class (made by
-            // `new` with this value type: the class has no subclasses) and its fastcall
-            // arguments.
-            let ([$($arg),*], $value) = unsafe {
-                (
-                    native_class::fastcall_args(
-                        $py,
-                        $name,
-                        [$(stringify!($arg)),*],
-                        args,
-                        nargs,
-                        kwnames,
-                    )?,
-                    native_class::value::<$T>(slf)?,
-                )
-            };
-            $body
+            native_class::catch_panic($name, || {
+                // SAFETY: the caller's contract: CPython passes an instance of the class (made
+                // by `new` with this value type: the class has no subclasses) and its fastcall
+                // arguments.
+                let ([$($arg),*], $value) = unsafe {
+                    (
+                        native_class::fastcall_args(
+                            $py,
+                            $name,
+                            [$(stringify!($arg)),*],
+                            args,
+                            nargs,
+                            kwnames,
+                        )?,
+                        native_class::value::<$T>(slf)?,
+                    )
+                };
+                $body
+            })
         }
     };
 }

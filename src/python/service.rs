@@ -34,8 +34,10 @@ pub enum ServiceEnd {
 /// The Python handler for SIGTERM and SIGINT while a service script runs.
 #[pyfunction]
 fn stop_service(signum: i32, _frame: &Bound<'_, PyAny>) -> PyResult<()> {
-    STOP_SIGNAL.store(signum, Ordering::SeqCst);
-    Err(pyo3::exceptions::PySystemExit::new_err(0))
+    super::native_class::catch_panic("the service stop handler", || {
+        STOP_SIGNAL.store(signum, Ordering::SeqCst);
+        Err(pyo3::exceptions::PySystemExit::new_err(0))
+    })
 }
 
 /// Runs the script at `path` as mod_wsgi loads a WSGI script (module
@@ -56,7 +58,7 @@ pub fn run_service_script(path: &Path, app_group: &str) -> ServiceEnd {
             return ServiceEnd::Failed;
         }
     };
-    Python::attach(|py| {
+    super::subinterp::attach_main(|py| {
         if let Err(e) = install_stop_handlers(py) {
             let msg = format!(
                 "{}cannot install the SIGTERM handler for service script '{}' (it \

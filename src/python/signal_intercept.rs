@@ -84,16 +84,18 @@ pub(crate) fn install(py: Python<'_>) -> PyResult<()> {
         move |args: &Bound<'_, pyo3::types::PyTuple>,
               kwargs: Option<&Bound<'_, pyo3::types::PyDict>>|
               -> PyResult<Py<PyAny>> {
-            let py = args.py();
-            if kwargs.is_some_and(|k| !k.is_empty()) || args.len() != 2 {
-                return Err(pyo3::exceptions::PyTypeError::new_err(format!(
-                    "signal() takes exactly 2 positional arguments ({} given)",
-                    args.len()
-                )));
-            }
-            let (signalnum, handler) = (args.get_item(0)?, args.get_item(1)?);
-            let wrapped = py.import("signal")?.getattr(ORIGINAL)?.unbind();
-            Ok(intercept(py, &wrapped, pid, &signalnum, &handler)?.unbind())
+            super::native_class::catch_panic("signal.signal", || {
+                let py = args.py();
+                if kwargs.is_some_and(|k| !k.is_empty()) || args.len() != 2 {
+                    return Err(pyo3::exceptions::PyTypeError::new_err(format!(
+                        "signal() takes exactly 2 positional arguments ({} given)",
+                        args.len()
+                    )));
+                }
+                let (signalnum, handler) = (args.get_item(0)?, args.get_item(1)?);
+                let wrapped = py.import("signal")?.getattr(ORIGINAL)?.unbind();
+                Ok(intercept(py, &wrapped, pid, &signalnum, &handler)?.unbind())
+            })
         },
     )?;
     signal.setattr("signal", function)

@@ -118,17 +118,20 @@ unsafe fn call_start(
     args: *mut ffi::PyObject,
     kwargs: *mut ffi::PyObject,
 ) -> PyResult<*mut ffi::PyObject> {
-    // SAFETY: the caller's contract: args is a tuple, kwargs a dict or null, both borrowed.
-    let (this, args, kwargs) = unsafe {
-        (
-            native_class::value::<Arc<StartResponse>>(slf)?,
-            Bound::from_borrowed_ptr(py, args).cast_into_unchecked::<PyTuple>(),
-            Bound::from_borrowed_ptr_or_opt(py, kwargs).map(|k| k.cast_into_unchecked::<PyDict>()),
-        )
-    };
-    this.call(py, &args, kwargs.as_ref())?;
-    let state = super::interp_state::current(py)?;
-    Ok(native_class::new(state.write.bind(py), Arc::clone(this), None)?.into_ptr())
+    native_class::catch_panic("start_response", || {
+        // SAFETY: the caller's contract: args is a tuple, kwargs a dict or null, both borrowed.
+        let (this, args, kwargs) = unsafe {
+            (
+                native_class::value::<Arc<StartResponse>>(slf)?,
+                Bound::from_borrowed_ptr(py, args).cast_into_unchecked::<PyTuple>(),
+                Bound::from_borrowed_ptr_or_opt(py, kwargs)
+                    .map(|k| k.cast_into_unchecked::<PyDict>()),
+            )
+        };
+        this.call(py, &args, kwargs.as_ref())?;
+        let state = super::interp_state::current(py)?;
+        Ok(native_class::new(state.write.bind(py), Arc::clone(this), None)?.into_ptr())
+    })
 }
 
 /// `tp_call` of `Write`: `write(data)`.
@@ -141,28 +144,31 @@ unsafe fn call_write(
     args: *mut ffi::PyObject,
     kwargs: *mut ffi::PyObject,
 ) -> PyResult<*mut ffi::PyObject> {
-    // SAFETY: as for `call_start`.
-    let (writer, args, kwargs) = unsafe {
-        (
-            native_class::value::<Arc<StartResponse>>(slf)?,
-            Bound::from_borrowed_ptr(py, args).cast_into_unchecked::<PyTuple>(),
-            Bound::from_borrowed_ptr_or_opt(py, kwargs).map(|k| k.cast_into_unchecked::<PyDict>()),
-        )
-    };
-    let data = match (args.len(), kwargs.filter(|k| !k.is_empty())) {
-        (1, None) => args.get_item(0)?,
-        (0, Some(k)) if k.len() == 1 => k
-            .get_item("data")?
-            .ok_or_else(|| PyTypeError::new_err("write() got an unexpected keyword argument"))?,
-        (n, k) => {
-            return Err(PyTypeError::new_err(format!(
-                "write() takes exactly one argument ({} given)",
-                n + k.map_or(0, |k| k.len())
-            )));
-        }
-    };
-    writer.write(py, &data)?;
-    Ok(py.None().into_ptr())
+    native_class::catch_panic("write", || {
+        // SAFETY: as for `call_start`.
+        let (writer, args, kwargs) = unsafe {
+            (
+                native_class::value::<Arc<StartResponse>>(slf)?,
+                Bound::from_borrowed_ptr(py, args).cast_into_unchecked::<PyTuple>(),
+                Bound::from_borrowed_ptr_or_opt(py, kwargs)
+                    .map(|k| k.cast_into_unchecked::<PyDict>()),
+            )
+        };
+        let data = match (args.len(), kwargs.filter(|k| !k.is_empty())) {
+            (1, None) => args.get_item(0)?,
+            (0, Some(k)) if k.len() == 1 => k.get_item("data")?.ok_or_else(|| {
+                PyTypeError::new_err("write() got an unexpected keyword argument")
+            })?,
+            (n, k) => {
+                return Err(PyTypeError::new_err(format!(
+                    "write() takes exactly one argument ({} given)",
+                    n + k.map_or(0, |k| k.len())
+                )));
+            }
+        };
+        writer.write(py, &data)?;
+        Ok(py.None().into_ptr())
+    })
 }
 
 pub(crate) type Headers = Vec<(Vec<u8>, Vec<u8>)>;

@@ -78,17 +78,23 @@
 //! Entry ([`enter_own_gil`]): a detached thread whose group interpreter exists takes only that
 //! interpreter's GIL (PyEval_RestoreThread of its own state there) and runs the request
 //! through pyo3's function trampoline, called directly (it raises the attach count), then
-//! PyEval_SaveThread; the main state is activated for a moment afterwards to bind PyGILState
-//! back to it. The first request of a group (which creates it) and callers already attached
+//! PyEval_SaveThread: it never takes the main GIL. Activating the group's state bound the
+//! thread's PyGILState state to it; [`attach_main`], which every attach into the main
+//! interpreter goes through, binds it back (a moment of the main GIL) when the thread next
+//! enters the main interpreter. The first request of a group (which creates it) and callers already attached
 //! go through the main interpreter and [`attach`]'s swap, which on 3.12+ releases the main
 //! GIL and takes the group's (PyThreadState_Swap detaches the old state, attaches the new).
 //!
-//! Left (pyo3 0.30.1 internals the request path does not reach): pyo3's own `PanicException`
-//! type (made once per process if a Rust panic crosses a trampoline: the closures catch
-//! panics on the entry path; a panic inside a method of the per-interpreter classes would make it), pyo3's internal `intern!` strings and
+//! A Rust panic where Python calls into mod_rwsgi (the methods and slots of those classes,
+//! the `mod_wsgi` functions, the closures) raises a `SystemError` of the current interpreter
+//! (`native_class::catch_panic`), never pyo3's `PanicException`, whose one type object
+//! belongs to the first interpreter that needed it.
+//!
+//! Left (pyo3 0.30.1 internals the request path does not reach): pyo3's internal `intern!` strings and
 //! cached type objects of a few conversions (datetime, `operator.length_hint`) that mod_rwsgi
-//! does not use; the switch interval of an `application-group=` section is still not applied
-//! (RW0264), though with an own GIL it would be per interpreter.
+//! does not use. The switch interval is kept in the GIL: an `application-group=` section's
+//! WSGISwitchInterval is applied to an own-GIL interpreter (its GIL only) and skipped with
+//! RW0264 for one sharing the GIL (`interpreter::setup_sub_interpreter`).
 //!
 //! # Ending ([`end_all`])
 //!
@@ -180,6 +186,37 @@ thread_local! {
     /// This thread's main-interpreter state, kept by [`keep_thread_state`] (null before).
     static MAIN_STATE: std::cell::Cell<*mut ffi::PyThreadState> =
         const { std::cell::Cell::new(std::ptr::null_mut()) };
+    /// Set by [`enter_own_gil`]: this thread's PyGILState state is bound to its state in an
+    /// own-GIL sub-interpreter, not to [`MAIN_STATE`]; cleared by [`attach_main`].
+    static GILSTATE_ON_SUB: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// `Python::attach` into the main interpreter: what every attach of mod_rwsgi outside a
+/// request's interpreter goes through (never `Python::attach` directly). After
+/// [`enter_own_gil`] the thread's PyGILState state is still bound to its state in that
+/// own-GIL sub-interpreter (CPython binds the state it activates, `tstate_activate`), and
+/// PyGILState_Ensure would resume that one; so when this thread is detached and
+/// [`GILSTATE_ON_SUB`] says so, its main-interpreter state is activated and released once
+/// first (a moment of the main GIL), which binds PyGILState back to it. Doing that here, on
+/// the thread's next use of the main interpreter, rather than after every own-GIL request
+/// keeps the main GIL off the request path of a thread serving own-GIL groups.
+pub(crate) fn attach_main<R>(f: impl FnOnce(Python<'_>) -> R) -> R {
+    if GILSTATE_ON_SUB.get() {
+        let main = MAIN_STATE.get();
+        // SAFETY: always callable once Python is initialised; only reads this thread's state.
+        let detached = unsafe { ffi::compat::PyThreadState_GetUnchecked() }.is_null();
+        if detached && !main.is_null() {
+            // SAFETY: this thread is detached and `main` is its own kept main-interpreter
+            // state, alive and not current anywhere: PyEval_RestoreThread takes the main GIL
+            // and activates it (binding PyGILState to it), PyEval_SaveThread releases both.
+            unsafe {
+                ffi::PyEval_RestoreThread(main);
+                ffi::PyEval_SaveThread();
+            }
+            GILSTATE_ON_SUB.set(false);
+        }
+    }
+    Python::attach(f)
 }
 
 /// Whether application group `app_group` runs in a sub-interpreter of this process (a
@@ -195,14 +232,14 @@ pub(crate) fn uses_sub_interpreter(app_group: &str) -> bool {
 /// (logged); `f` did not run.
 pub(crate) fn attach<R>(app_group: &str, f: impl FnOnce(Python<'_>) -> R) -> Result<R, String> {
     if !uses_sub_interpreter(app_group) {
-        return Ok(Python::attach(f));
+        return Ok(attach_main(f));
     }
     keep_thread_state();
     #[cfg(Py_3_12)]
     if let Some(interp) = ready_own_gil(app_group) {
         return enter_own_gil(interp, f);
     }
-    Python::attach(|py| {
+    attach_main(|py| {
         let interp = interpreter(py, app_group)?;
         let tstate = thread_state(interp)?;
         // SAFETY: this thread is attached (the token), so a thread state is current and the
@@ -251,9 +288,10 @@ thread_local! {
 /// a call of a `PyCFunction` made for it (pyo3's trampoline raises pyo3's attach count, so
 /// nested `Python::attach` calls are assumed and `Py<T>` drops are immediate, in this
 /// interpreter), then PyEval_SaveThread. Activating that state bound the thread's PyGILState
-/// state to it (CPython `tstate_activate`); the thread's main-interpreter state is activated
-/// once more (a moment of the main GIL) so that a later `Python::attach` of this thread goes
-/// to the main interpreter again. A panic in `f` is carried over and resumed after that.
+/// state to it (CPython `tstate_activate`); it is left so ([`GILSTATE_ON_SUB`]) and bound
+/// back to the main interpreter's state only when this thread next enters the main
+/// interpreter ([`attach_main`]), so a request here never takes the main GIL. A panic in
+/// `f` is carried over and resumed after that.
 #[cfg(Py_3_12)]
 fn enter_own_gil<R>(interp: &SubInterpreter, f: impl FnOnce(Python<'_>) -> R) -> Result<R, String> {
     let tstate = thread_state(interp)?;
@@ -272,7 +310,6 @@ fn enter_own_gil<R>(interp: &SubInterpreter, f: impl FnOnce(Python<'_>) -> R) ->
     // SAFETY: only the lifetime is erased: the pointer is taken out of JOB and called during
     // the PyObject_CallNoArgs below, while `job` is alive, and JOB is emptied after it.
     let erased: Job = unsafe { std::mem::transmute(job) };
-    let main = MAIN_STATE.get();
     // pyo3's trampoline for a fastcall function, called directly (no function object made
     // per request): it raises pyo3's attach count around `run_job` and catches panics.
     let trampoline = pyo3::impl_::trampoline::get_trampoline_function!(
@@ -283,8 +320,7 @@ fn enter_own_gil<R>(interp: &SubInterpreter, f: impl FnOnce(Python<'_>) -> R) ->
     // `tstate` is its own state in `interp`, a live interpreter with its own GIL, which
     // PyEval_RestoreThread takes. Everything between it and PyEval_SaveThread runs in that
     // interpreter: the trampoline is called attached (its contract), with no arguments, and
-    // an error it leaves is cleared there. `main` (this thread's kept main-interpreter
-    // state, not current) is activated and released again afterwards.
+    // an error it leaves is cleared there.
     let called = unsafe {
         ffi::PyEval_RestoreThread(tstate);
         JOB.set(Some(erased));
@@ -303,12 +339,11 @@ fn enter_own_gil<R>(interp: &SubInterpreter, f: impl FnOnce(Python<'_>) -> R) ->
         };
         JOB.set(None);
         ffi::PyEval_SaveThread();
-        if !main.is_null() {
-            ffi::PyEval_RestoreThread(main);
-            ffi::PyEval_SaveThread();
-        }
         called
     };
+    // Activating `tstate` bound this thread's PyGILState state to it; [`attach_main`] binds
+    // it back before this thread next enters the main interpreter.
+    GILSTATE_ON_SUB.set(true);
     if let Some(p) = panic {
         std::panic::resume_unwind(p);
     }
@@ -319,7 +354,9 @@ fn enter_own_gil<R>(interp: &SubInterpreter, f: impl FnOnce(Python<'_>) -> R) ->
     }
 }
 
-/// The body [`enter_own_gil`] calls through pyo3's trampoline: runs the job in JOB.
+/// The body [`enter_own_gil`] calls through pyo3's trampoline: runs the job in JOB. Nothing
+/// here panics and the job catches its own panics, so pyo3's `PanicException` (one type
+/// object per process, see `native_class::catch_panic`) is never made in this interpreter.
 ///
 /// # Safety
 /// Called attached, while the job in JOB is alive (see `enter_own_gil`).
@@ -476,8 +513,8 @@ fn create(py: Python<'_>, app_group: &str) -> Entry {
     let state = unsafe { ffi::PyThreadState_GetInterpreter(new) };
     // The new state is current: pyo3 code here runs in the new interpreter (see the module
     // comment; the thread is attached, so nested attaches are assumed).
-    let setup =
-        interpreter::setup_sub_interpreter(py, app_group).map_err(|e| format_exception(py, &e));
+    let setup = interpreter::setup_sub_interpreter(py, app_group, own_gil)
+        .map_err(|e| format_exception(py, &e));
     if setup.is_err() {
         // Ended now: a half set-up interpreter is never used, and one left alive would make
         // Python's finalisation abort ("remaining subinterpreters").
@@ -554,7 +591,7 @@ live = [t.name for t in threading.enumerate()
 /// not be finalised (Py_FinalizeEx would end that interpreter with the thread in it).
 pub(crate) fn end_all(reason: &str, destroy: bool) -> bool {
     ENDING.store(true, std::sync::atomic::Ordering::Relaxed);
-    Python::attach(|py| {
+    attach_main(|py| {
         let entries = std::mem::take(
             &mut *REGISTRY
                 .lock_py_attached(py)

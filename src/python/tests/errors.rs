@@ -194,6 +194,39 @@ fn a_panicking_io_becomes_app_error_and_the_thread_keeps_serving() {
     assert_ok(&host, &path, "/", &mut FakeIo::new());
 }
 
+/// A Rust panic where Python calls into mod_rwsgi (here `write()`, whose send panics) raises
+/// a `SystemError` with the panic's message, an exception of every interpreter, not pyo3's
+/// `PanicException`, whose one type object belongs to the first interpreter that made it
+/// (`native_class::catch_panic`).
+#[test]
+fn a_panic_inside_a_native_call_raises_system_error_not_pyo3_panic_exception() {
+    let host = host();
+    let path = script(
+        "panic_in_write",
+        "def application(environ, start_response):\n\
+         \x20   write = start_response('200 OK', [])\n\
+         \x20   try:\n\
+         \x20       write(b'x')\n\
+         \x20   except BaseException as exc:\n\
+         \x20       kept = str(exc) == 'mod_rwsgi: internal error (Rust panic) in write: fake io ' + 'panics in send_body'\n\
+         \x20       print('caught %s, message kept: %s' % (type(exc).__name__, kept), file=environ['wsgi.errors'])\n\
+         \x20   return []\n",
+    );
+    let mut io = FakeIo {
+        panic_on_body: true,
+        ..FakeIo::new()
+    };
+    let _ = request(&host, &path, "/", &mut io);
+    let caught = logs_with("caught ");
+    assert!(
+        caught
+            .iter()
+            .any(|(_, m)| m.contains("caught SystemError, message kept: True")),
+        "{caught:?}\n{}",
+        dump(&path)
+    );
+}
+
 #[test]
 fn a_request_timeout_raised_as_its_request_ended_is_withdrawn() {
     init();
