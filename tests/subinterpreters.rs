@@ -1462,3 +1462,234 @@ fn own_gil_requests_do_not_wait_for_a_busy_main_interpreter() {
         );
     });
 }
+
+/// The mod_wsgi API inside an application group's interpreter: at import it subscribes to
+/// events, adds `mod_wsgi.LogHandler` to a logger and starts recording metrics; each request
+/// answers what the interpreter sees (its `os.environ`, its events, the metrics) and logs
+/// through the handler. `?set=NAME=VALUE` first sets `os.environ[NAME]`.
+const API_SCRIPT: &str = r#"
+import json
+import logging
+import os
+import pwd
+import sys
+
+import mod_wsgi
+
+EVENTS = []
+
+@mod_wsgi.subscribe_events
+def on_event(name, **event):
+    if name == "request_started":
+        EVENTS.append([name, mod_wsgi.application_group, event["request_environ"]["REQUEST_URI"]])
+    elif name == "request_finished":
+        EVENTS.append([name, mod_wsgi.application_group,
+                       event["request_data"].get("token"), event["status"]])
+
+LOGGER = logging.getLogger("api-probe")
+LOGGER.setLevel(logging.INFO)
+LOGGER.propagate = False
+LOGGER.addHandler(mod_wsgi.LogHandler())
+
+mod_wsgi.start_recording_metrics()
+
+def application(environ, start_response):
+    query = environ.get("QUERY_STRING", "")
+    token = query.partition("token=")[2].partition("&")[0]
+    mod_wsgi.request_data()["token"] = token
+    if query.startswith("set="):
+        name, _, value = query[len("set="):].partition("&")[0].partition("=")
+        os.environ[name] = value
+    group = mod_wsgi.application_group
+    LOGGER.warning("api-probe log group=%r token=%s", group, token)
+    uri = environ["REQUEST_URI"]
+    request_metrics = mod_wsgi.request_metrics()
+    server_metrics = mod_wsgi.server_metrics()
+    answer = json.dumps({
+        "group": group,
+        "pid": os.getpid(),
+        "token": token,
+        "probe": os.environ.get("RWSGI_API_PROBE"),
+        "set_by": os.environ.get("RWSGI_SET_BY"),
+        "home": os.environ.get("HOME"),
+        "user_home": pwd.getpwuid(os.geteuid()).pw_dir,
+        "user": os.environ.get("USER"),
+        "user_name": pwd.getpwuid(os.geteuid()).pw_name,
+        "events": list(EVENTS),
+        "request_metrics": request_metrics and {
+            key: request_metrics[key] for key in ("pid", "request_count", "sample_period")
+        },
+        "server_metrics": server_metrics and {
+            "processes": len(server_metrics["processes"]),
+            "asking": [w["request"] for p in server_metrics["processes"]
+                       for w in p["workers"] if uri in w["request"]],
+        },
+    }).encode()
+    start_response("200 OK", [("Content-Type", "application/json"),
+                              ("Content-Length", str(len(answer)))])
+    return [answer]
+"#;
+
+/// `os.environ`, `subscribe_events`, `LogHandler`, `request_metrics()` and `server_metrics()`
+/// in the named groups `alpha`, `beta` and `gamma` (and, to compare, `%{GLOBAL}`) in `mode`.
+fn the_mod_wsgi_api_works_in_sub_interpreters(mode: Mode) {
+    if common::module_python_is_free_threaded() {
+        eprintln!("skipped: free-threaded builds run every group in the main interpreter");
+        return;
+    }
+    let config = ApacheConfig::new(&format!("subinterp-api-{mode:?}"))
+        .env("RWSGI_API_PROBE", "apache-env")
+        .env("HOME", "/root")
+        .env("USER", "root");
+    let root = config.root().to_path_buf();
+    mkdir(&root.join("apps"));
+    mkdir(&root.join("lib"));
+    write(&root.join("apps/api.wsgi"), API_SCRIPT, 0o644);
+    let (place, expected_probe) = match mode {
+        Mode::Daemon => (
+            "WSGIDaemonProcess sites threads=2 env=RWSGI_API_PROBE=daemon-env server-metrics=on\n\
+             WSGIProcessGroup sites",
+            "daemon-env",
+        ),
+        Mode::Embedded => ("WSGIServerMetrics On", "apache-env"),
+    };
+    let mut conf = format!("{place}\nExtendedStatus On\n");
+    for (path, group) in [
+        ("/alpha", "alpha"),
+        ("/beta", "beta"),
+        ("/gamma", "gamma"),
+        ("/main", "%{GLOBAL}"),
+    ] {
+        conf.push_str(&format!(
+            "WSGIScriptAlias {path} @DIR@/apps/api.wsgi application-group={group}\n"
+        ));
+    }
+    conf.push_str("<Directory @DIR@/apps>\n    Require all granted\n</Directory>");
+    let apache = config.conf(&conf).start();
+    let get = |path: &str| {
+        let resp = apache.get(path);
+        assert!(
+            resp.status == 200,
+            "{path}: {}\n{}\n{}",
+            resp.status,
+            resp.text(),
+            apache.error_log()
+        );
+        json(&resp)
+    };
+
+    // os.environ: each interpreter's copy of the process environment at its creation.
+    let beta = get("/beta?token=b1");
+    let main = get("/main?token=m1");
+    let alpha = get("/alpha?set=RWSGI_SET_BY=alpha&token=a1");
+    assert_eq!(alpha["group"].str(), "alpha", "{alpha}");
+    assert_eq!(alpha["set_by"].str(), "alpha", "{alpha}");
+    for got in [&alpha, &beta, &main] {
+        assert_eq!(got["probe"].str(), expected_probe, "{got}");
+    }
+    if mode == Mode::Daemon {
+        // As mod_wsgi, a daemon's interpreters get HOME and USER of the account the process
+        // runs as (www-data), not Apache's (root's).
+        for got in [&alpha, &beta, &main] {
+            assert_eq!(got["home"], got["user_home"], "{got}");
+            assert_eq!(got["user"], got["user_name"], "{got}");
+            assert_ne!(got["user"].str(), "root", "{got}");
+        }
+    } else {
+        // An Apache child's environment is left as Apache has it.
+        assert_eq!(alpha["home"].str(), "/root", "{alpha}");
+    }
+    let beta = get("/beta?token=b2");
+    let main = get("/main?token=m2");
+    for got in [&beta, &main] {
+        assert!(
+            got["set_by"].is_null(),
+            "alpha's os.environ change is not in an interpreter made before it: {got}"
+        );
+    }
+    // gamma is made after: its copy has what alpha wrote (os.environ writes reach the process
+    // environment, as mod_wsgi documents).
+    let gamma = get("/gamma?token=g1");
+    assert_eq!(gamma["group"].str(), "gamma", "{gamma}");
+    assert_eq!(gamma["set_by"].str(), "alpha", "{gamma}");
+
+    // subscribe_events: each interpreter's callbacks get its own requests' events. (A
+    // request's "request_finished" follows its response: asked until it is there, bounded.)
+    let events_with = |path: &str, group: &str, finished: &str| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        for n in 0.. {
+            let got = get(&format!("{path}?token={group}-poll{n}"));
+            let events = got["events"].as_array().unwrap().clone();
+            if events.iter().any(|e| e.to_string() == finished) {
+                for event in &events {
+                    assert_eq!(event[1].str(), group, "{path}: only its own group's: {got}");
+                    if event[0] == "request_started" {
+                        assert!(event[2].str().starts_with(&format!("{path}?")), "{got}");
+                    }
+                }
+                return (got, n);
+            }
+            assert!(
+                std::time::Instant::now() < deadline && n < 100,
+                "{path}: no {finished} in {got}\n{}",
+                apache.error_log()
+            );
+        }
+        unreachable!()
+    };
+    let (alpha, _) = events_with("/alpha", "alpha", r#"["request_finished","alpha","a1",200]"#);
+    let started = alpha["events"].as_array().unwrap()[..2].to_vec();
+    assert_eq!(
+        serde_json::Value::from(started).to_string(),
+        r#"[["request_started","alpha","/alpha?set=RWSGI_SET_BY=alpha&token=a1"],["request_finished","alpha","a1",200]]"#,
+        "{alpha}"
+    );
+    let (beta, _) = events_with("/beta", "beta", r#"["request_finished","beta","b2",200]"#);
+    let (main, _) = events_with("/main", "", r#"["request_finished","","m2",200]"#);
+    // LogHandler: the records reach Apache's error log at their level.
+    for (group, token) in [
+        ("alpha", alpha["token"].str()),
+        ("beta", beta["token"].str()),
+        ("gamma", "g1"),
+        ("", main["token"].str()),
+    ] {
+        let log = apache.wait_for_log(
+            &format!("api-probe log group='{group}' token={token}"),
+            Duration::from_secs(10),
+        );
+        let line = log
+            .lines()
+            .find(|l| l.contains(&format!("api-probe log group='{group}' token={token}")))
+            .unwrap();
+        assert!(line.contains("[rwsgi:warn]"), "{line}");
+    }
+
+    // request_metrics() and server_metrics() answer with this process's figures.
+    for (path, got) in [("/alpha", &alpha), ("/beta", &beta), ("/gamma", &gamma)] {
+        let m = &got["request_metrics"];
+        assert_eq!(m["pid"], got["pid"], "{path}: {got}");
+        assert!(m["request_count"].as_u64().is_some(), "{path}: {got}");
+        let board = &got["server_metrics"];
+        assert!(board["processes"].as_u64() >= Some(1), "{path}: {got}");
+        let asking = strings(&board["asking"]);
+        assert_eq!(asking.len(), 1, "{path}: the scoreboard shows this request: {got}");
+        assert!(asking[0].starts_with(&format!("GET {path}?")), "{path}: {got}");
+    }
+    // Requests finished since the previous call are counted (alpha started recording at its
+    // import: beta's window since its previous request holds at least main's and gamma's).
+    let again = get("/beta?token=b4");
+    assert!(
+        again["request_metrics"]["request_count"].as_u64() >= Some(1),
+        "{again}"
+    );
+}
+
+#[test]
+fn the_mod_wsgi_api_works_in_sub_interpreters_in_daemon_mode() {
+    the_mod_wsgi_api_works_in_sub_interpreters(Mode::Daemon);
+}
+
+#[test]
+fn the_mod_wsgi_api_works_in_sub_interpreters_in_embedded_mode() {
+    the_mod_wsgi_api_works_in_sub_interpreters(Mode::Embedded);
+}

@@ -517,7 +517,8 @@ fn resolved_options(
 
 /// What every interpreter of the process gets in its `sys` (the main one at initialisation, a
 /// sub-interpreter when it is created): argv, the log-backed stderr/stdout, the stdin, stdout
-/// and signal restrictions (its resolved `options`), and PYTHON_EGG_CACHE.
+/// and signal restrictions (its resolved `options`), PYTHON_EGG_CACHE, and in a daemon process
+/// the account's HOME (and USER, USERNAME, LOGNAME) in `os.environ`.
 fn setup_sys(
     py: Python<'_>,
     settings: &InterpreterSettings,
@@ -542,6 +543,28 @@ fn setup_sys(
             .getattr("environ")?
             .set_item("PYTHON_EGG_CACHE", dir)?;
     }
+    if !settings.process_group.is_empty() {
+        set_account_environ(py)?;
+    }
+    Ok(())
+}
+
+/// In a daemon process, as mod_wsgi: each interpreter's `os.environ` gets HOME, and USER,
+/// USERNAME and LOGNAME where set, of the account the process runs as, not those Apache
+/// inherited (root's, or the sudo caller's). Not in an Apache child: other modules share its
+/// environment.
+fn set_account_environ(py: Python<'_>) -> PyResult<()> {
+    let uid = nix::unistd::geteuid();
+    let Some(user) = py.detach(|| nix::unistd::User::from_uid(uid).ok().flatten()) else {
+        return Ok(());
+    };
+    let environ = py.import("os")?.getattr("environ")?;
+    for name in ["USER", "USERNAME", "LOGNAME"] {
+        if environ.contains(name)? {
+            environ.set_item(name, &user.name)?;
+        }
+    }
+    environ.set_item("HOME", user.dir.as_os_str())?;
     Ok(())
 }
 
