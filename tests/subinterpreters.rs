@@ -1620,7 +1620,7 @@ fn the_mod_wsgi_api_works_in_sub_interpreters(mode: Mode) {
         for n in 0.. {
             let got = get(&format!("{path}?token={group}-poll{n}"));
             let events = got["events"].as_array().unwrap().clone();
-            if events.iter().any(|e| e.to_string() == finished) {
+            if events.contains(&serde_json::from_str(finished).unwrap()) {
                 for event in &events {
                     assert_eq!(event[1].str(), group, "{path}: only its own group's: {got}");
                     if event[0] == "request_started" {
@@ -1637,7 +1637,11 @@ fn the_mod_wsgi_api_works_in_sub_interpreters(mode: Mode) {
         }
         unreachable!()
     };
-    let (alpha, _) = events_with("/alpha", "alpha", r#"["request_finished","alpha","a1",200]"#);
+    let (alpha, _) = events_with(
+        "/alpha",
+        "alpha",
+        r#"["request_finished","alpha","a1",200]"#,
+    );
     let started = alpha["events"].as_array().unwrap()[..2].to_vec();
     assert_eq!(
         serde_json::Value::from(started).to_string(),
@@ -1672,8 +1676,15 @@ fn the_mod_wsgi_api_works_in_sub_interpreters(mode: Mode) {
         let board = &got["server_metrics"];
         assert!(board["processes"].as_u64() >= Some(1), "{path}: {got}");
         let asking = strings(&board["asking"]);
-        assert_eq!(asking.len(), 1, "{path}: the scoreboard shows this request: {got}");
-        assert!(asking[0].starts_with(&format!("GET {path}?")), "{path}: {got}");
+        assert_eq!(
+            asking.len(),
+            1,
+            "{path}: the scoreboard shows this request: {got}"
+        );
+        assert!(
+            asking[0].starts_with(&format!("GET {path}?")),
+            "{path}: {got}"
+        );
     }
     // Requests finished since the previous call are counted (alpha started recording at its
     // import: beta's window since its previous request holds at least main's and gamma's).
