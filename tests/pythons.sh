@@ -281,7 +281,8 @@ report_cores() {
 # One suite:python target: chroot, build and tests, timed; prints its result line.
 run_target() {
     local suite=${1%%:*} ver=${1#*:} start status=0 release=final verdict
-    local RUN_TIMEOUT=$RUN_TIMEOUT RWSGI_OTHER_PYTHONS=${RWSGI_OTHER_PYTHONS:-}
+    local RUN_TIMEOUT=$RUN_TIMEOUT
+    local -x RWSGI_OTHER_PYTHONS=${RWSGI_OTHER_PYTHONS:-}
     if [ "$1" = "$OTHER_PYTHONS_TARGET" ] && [ -z "${RWSGI_TEST_FILES:-}" ] && [ -z "$RWSGI_OTHER_PYTHONS" ]; then
         RWSGI_OTHER_PYTHONS=$OTHER_PYTHONS_DEFAULT
         RUN_TIMEOUT=$OTHER_PYTHONS_RUN_TIMEOUT

@@ -43,6 +43,7 @@ def application(environ, start_response):
     if environ.get("QUERY_STRING", "").startswith("hold="):
         # Held until the test creates the file the query names (bounded).
         release = environ["QUERY_STRING"][len("hold="):]
+        open(release + ".held", "w").close()
         deadline = time.monotonic() + 30
         while not os.path.exists(release) and time.monotonic() < deadline:
             time.sleep(0.01)
@@ -161,6 +162,14 @@ fn two_sites_in(mode: Mode, config: ApacheConfig, extra: &str, files: &[(&str, &
         .start()
 }
 
+/// Waits (bounded) until a `?hold=RELEASE` request is inside the app, holding its thread (the
+/// app creates RELEASE.held), so the requests sent next find only the other thread free.
+fn wait_until_held(apache: &Apache, release: &Path) {
+    let mut held = release.as_os_str().to_owned();
+    held.push(".held");
+    apache.wait_for_marker(Path::new(&held), Duration::from_secs(20));
+}
+
 fn ask(apache: &Apache, path: &str, body: &str) -> serde_json::Value {
     let resp = apache.request("POST", path, &[], body.as_bytes());
     assert!(
@@ -220,6 +229,7 @@ fn each_resource_group_runs_in_its_own_sub_interpreter_of_the_daemon_process() {
     let held_path = format!("/alpha?hold={}", release.display());
     std::thread::scope(|scope| {
         let held = scope.spawn(|| ask(&apache, &held_path, "held"));
+        wait_until_held(&apache, &release);
         let mut threads = std::collections::BTreeSet::new();
         for _ in 0..3 {
             for site in ["beta", "alpha"] {
@@ -1204,6 +1214,7 @@ fn per_interpreter_gil_groups_each_answer_from_their_own_interpreter_and_gil() {
     let held_path = format!("/alpha?hold={}", release.display());
     std::thread::scope(|scope| {
         let held = scope.spawn(|| ask(&apache, &held_path, "held"));
+        wait_until_held(&apache, &release);
         for site in ["beta", "alpha", "beta"] {
             assert_eq!(ask(&apache, &format!("/{site}"), "")["site"].str(), site);
         }
