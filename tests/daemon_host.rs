@@ -566,30 +566,6 @@ fn python_version(python: &std::path::Path) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
-/// GETs `path` until `done` accepts the answer (at most `limit`).
-fn get_until(
-    apache: &common::Apache,
-    path: &str,
-    limit: Duration,
-    done: impl Fn(&common::http::Response) -> bool,
-) -> common::http::Response {
-    let deadline = Instant::now() + limit;
-    loop {
-        let resp = apache.get(path);
-        if done(&resp) {
-            return resp;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "GET {path}: {} {}\n{}",
-            resp.status,
-            resp.text(),
-            apache.error_log()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 /// Issue 35's three-Python test: one Apache, one module built for its Python, and beside
 /// the group on the module's own Python (the test venv) one group per Python named in
 /// `RWSGI_OTHER_PYTHONS` (executables or versions: "3.13 3.15" means /usr/bin/python3.13
@@ -703,12 +679,9 @@ fn venvs_of_other_pythons_serve_webware_and_reload_each_on_its_own_python() {
     common::run(Command::new("chmod").args(["-R", "a+rX"]).arg(&root));
     let apache = config.conf(&conf).start();
     for (tag, venv, version, host) in &groups {
-        let resp = get_until(
-            &apache,
-            &format!("/{tag}/version"),
-            Duration::from_secs(30),
-            |r| r.status == 200,
-        );
+        let resp = apache.get_until(&format!("/{tag}/version"), Duration::from_secs(30), |r| {
+            r.status == 200
+        });
         let body = resp.text();
         let words: Vec<&str> = body.split_whitespace().collect();
         assert_eq!(words.get(1), Some(&version.as_str()), "{tag}: {body}");
@@ -726,7 +699,7 @@ fn venvs_of_other_pythons_serve_webware_and_reload_each_on_its_own_python() {
                 "{tag}: the module's own Python runs in the fork: {body}"
             ),
         }
-        let page = get_until(&apache, &format!("/{tag}/"), Duration::from_secs(30), |r| {
+        let page = apache.get_until(&format!("/{tag}/"), Duration::from_secs(30), |r| {
             r.status == 200
         });
         assert!(
@@ -743,12 +716,9 @@ fn venvs_of_other_pythons_serve_webware_and_reload_each_on_its_own_python() {
             .unwrap()
             .set_modified(std::time::SystemTime::now() + Duration::from_secs(2))
             .unwrap();
-        let resp = get_until(
-            &apache,
-            &format!("/{tag}/version"),
-            Duration::from_secs(60),
-            |r| r.status == 200 && r.text().split_whitespace().nth(3) != Some(pid.as_str()),
-        );
+        let resp = apache.get_until(&format!("/{tag}/version"), Duration::from_secs(60), |r| {
+            r.status == 200 && r.text().split_whitespace().nth(3) != Some(pid.as_str())
+        });
         let body = resp.text();
         assert_eq!(
             body.split_whitespace().nth(1),

@@ -76,21 +76,9 @@ fn venv_with_host(python: &Path, root: &Path, tag: &str) -> PathBuf {
 
 /// GETs `path` until it answers 200 (within 60 s).
 fn get_ok(apache: &common::Apache, path: &str) -> String {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let resp = apache.get(path);
-        if resp.status == 200 {
-            return resp.text();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "GET {path}: {} {}\n{}",
-            resp.status,
-            resp.text(),
-            apache.error_log()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    apache
+        .get_until(path, Duration::from_secs(60), |r| r.status == 200)
+        .text()
 }
 
 /// The shortest wall time, over `rounds`, of two `/burn` requests sent at once to `group`.

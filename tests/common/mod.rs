@@ -542,6 +542,31 @@ impl Apache {
             .unwrap_or_else(|e| panic!("GET {path}: {e}\n--- error log ---\n{}", self.error_log()))
     }
 
+    /// GETs `path` every 100 ms until `done` accepts the answer, which it returns; panics with
+    /// the last answer and the error log after `limit`.
+    pub fn get_until(
+        &self,
+        path: &str,
+        limit: Duration,
+        done: impl Fn(&http::Response) -> bool,
+    ) -> http::Response {
+        let deadline = Instant::now() + limit;
+        loop {
+            let resp = self.get(path);
+            if done(&resp) {
+                return resp;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "GET {path}: {} {}\n{}",
+                resp.status,
+                resp.text(),
+                self.error_log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// Stops Apache (SIGTERM, then SIGKILL after 15 s) and waits for it.
     pub fn stop(&mut self) -> Option<std::process::ExitStatus> {
         stop_child(self.child.take()?)
