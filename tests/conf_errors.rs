@@ -441,6 +441,16 @@ fn another_python() -> Option<(std::path::PathBuf, String)> {
 /// bin/). Without one, `apache2 -t` fails naming the group, the venv, its Python, the
 /// module's and the command that installs it; a host there that embeds yet another Python is
 /// named; one that embeds the venv's Python (its `--probe` says so) passes.
+/// `apache2 -t` of `config` fails, and its output has a line with `code`, returned.
+fn refused_with(config: &ApacheConfig, code: &str) -> String {
+    let (ok, out) = config.configtest();
+    assert!(!ok, "apache2 -t passed:\n{out}");
+    out.lines()
+        .find(|l| l.contains(code))
+        .unwrap_or_else(|| panic!("no {code} line:\n{out}"))
+        .to_string()
+}
+
 #[test]
 fn a_venv_of_another_python_needs_its_own_daemon_host() {
     let Some((python, version)) = another_python() else {
@@ -461,12 +471,7 @@ fn a_venv_of_another_python_needs_its_own_daemon_host() {
         "WSGIDaemonProcess other threads=1 python-home={}\n",
         venv.display()
     ));
-    let (ok, out) = config.configtest();
-    assert!(!ok, "apache2 -t passed:\n{out}");
-    let line = out
-        .lines()
-        .find(|l| l.contains("RW0296:"))
-        .unwrap_or_else(|| panic!("no RW0296 line:\n{out}"));
+    let line = refused_with(&config, "RW0296:");
     for part in [
         "WSGIDaemonProcess other".to_string(),
         format!("'{}'", venv.display()),
@@ -540,12 +545,7 @@ fn a_venv_of_the_other_build_of_the_modules_python_needs_its_own_daemon_host() {
         "WSGIDaemonProcess ft threads=2 python-home={}\n",
         venv.display()
     ));
-    let (ok, out) = config.configtest();
-    assert!(!ok, "apache2 -t passed:\n{out}");
-    let line = out
-        .lines()
-        .find(|l| l.contains("RW0296:"))
-        .unwrap_or_else(|| panic!("no RW0296 line:\n{out}"));
+    let line = refused_with(&config, "RW0296:");
     for part in [
         "WSGIDaemonProcess ft".to_string(),
         format!("virtual environment of Python {},", tag(!module_ft)),
