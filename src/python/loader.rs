@@ -48,11 +48,10 @@ impl Drop for Loaded {
     fn drop(&mut self) {
         // SAFETY: taken once, here; the field is not used afterwards.
         let module = unsafe { std::mem::ManuallyDrop::take(&mut self.module) };
-        // SAFETY: only reads whether this thread has a current thread state.
-        if unsafe { pyo3::ffi::compat::PyThreadState_GetUnchecked() }.is_null() {
-            std::mem::forget(module);
-        } else {
+        if super::subinterp::this_thread_is_attached() {
             drop(module);
+        } else {
+            std::mem::forget(module);
         }
     }
 }

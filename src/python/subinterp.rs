@@ -191,6 +191,34 @@ thread_local! {
     static GILSTATE_ON_SUB: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
+/// Whether this thread is attached: a thread state of its own is current. From Python 3.12
+/// the current thread state is kept per thread; on 3.11 it is the one of whichever thread
+/// holds the GIL, so it is compared with this thread's own states (its PyGILState one and
+/// those it made in sub-interpreters). PyGILState_Check cannot say it: 3.11 turns that check
+/// off once a sub-interpreter exists.
+pub(crate) fn this_thread_is_attached() -> bool {
+    // SAFETY: always callable once Python is initialised; only reads the current state.
+    let current = unsafe { ffi::compat::PyThreadState_GetUnchecked() };
+    if current.is_null() {
+        return false;
+    }
+    if cfg!(Py_3_12) {
+        return true;
+    }
+    // SAFETY: reads this thread's own PyGILState slot; needs no GIL.
+    current == unsafe { ffi::PyGILState_GetThisThreadState() }
+        || MAIN_STATE
+            .try_with(|main| main.get() == current)
+            .unwrap_or(false)
+        || THREAD_STATES
+            .try_with(|states| {
+                states
+                    .try_borrow()
+                    .is_ok_and(|states| states.iter().any(|(_, t)| *t == current))
+            })
+            .unwrap_or(false)
+}
+
 /// `Python::attach` into the main interpreter: what every attach of mod_rwsgi outside a
 /// request's interpreter goes through (never `Python::attach` directly). After
 /// [`enter_own_gil`] the thread's PyGILState state is still bound to its state in that

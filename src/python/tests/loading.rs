@@ -570,3 +570,26 @@ def application(environ, start_response):
         "{answers:?}"
     );
 }
+
+/// A thread without the GIL is not attached while another thread holds it (on Python 3.11
+/// the current thread state is the holder's, not per thread): a script module released there
+/// is leaked, never decref'd without the GIL (pyo3 aborts the process on that).
+#[test]
+fn a_thread_is_attached_only_while_it_holds_the_gil_itself() {
+    init();
+    let (inside_tx, inside_rx) = std::sync::mpsc::channel();
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    let holder = std::thread::spawn(move || {
+        crate::python::subinterp::attach_main(|_py| {
+            assert!(crate::python::subinterp::this_thread_is_attached());
+            inside_tx.send(()).unwrap();
+            // Holds the GIL (no detach) until the other thread has looked.
+            done_rx.recv_timeout(Duration::from_secs(30)).unwrap();
+        })
+    });
+    inside_rx.recv_timeout(Duration::from_secs(30)).unwrap();
+    let seen = crate::python::subinterp::this_thread_is_attached();
+    done_tx.send(()).unwrap();
+    holder.join().unwrap();
+    assert!(!seen, "a thread without the GIL counted as attached");
+}
