@@ -294,19 +294,9 @@ fn maximum_requests_and_maximum_rss_close_open_sockets_with_1012() {
             .nth(1)
             .map(|s| s.chars().take_while(char::is_ascii_digit).collect())
             .unwrap_or_default();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let r = apache.get("/ws/pid");
-            if r.status == 200 && r.text() != old {
-                break;
-            }
-            assert_with_log!(
-                apache,
-                Instant::now() < deadline,
-                "{options}: no new process"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        apache.get_until("/ws/pid", Duration::from_secs(30), |r| {
+            r.status == 200 && r.text() != old
+        });
     }
 }
 

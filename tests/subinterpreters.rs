@@ -1442,15 +1442,7 @@ fn own_gil_requests_do_not_wait_for_a_busy_main_interpreter() {
     let busy_path = format!("/busy?{}", started.display());
     std::thread::scope(|scope| {
         let busy = scope.spawn(|| apache.get(&busy_path));
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        while !started.exists() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the busy request did not start\n{}",
-                apache.error_log()
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        apache.wait_for_marker(&started, Duration::from_secs(20));
         let t0 = std::time::Instant::now();
         for i in 0..3 {
             let resp = apache.get("/own");
