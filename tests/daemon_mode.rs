@@ -684,3 +684,86 @@ fn twenty_threads_serve_twenty_waiting_requests_at_once_round_after_round() {
         THREADS * ROUNDS
     );
 }
+
+/// `/app/busy?ms=5` (5 ms of CPU in pure Python) `each` times from each of `clients`
+/// connections at once; each client's answers: how many /busy requests were running when
+/// its request started.
+fn busy_rounds(port: u16, clients: usize, each: usize) -> Vec<Vec<u64>> {
+    std::thread::scope(|s| {
+        let clients: Vec<_> = (0..clients)
+            .map(|_| {
+                s.spawn(move || {
+                    (0..each)
+                        .map(|_| {
+                            let resp = http::request(port, "GET", "/app/busy?ms=5", &[], b"");
+                            json(&resp.unwrap())["inside"].num() as u64
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        clients.into_iter().map(|c| c.join().unwrap()).collect()
+    })
+}
+
+/// With more threads than CPU-bound requests in flight, only a few of them run at once
+/// (the GIL gate's cap of requests inside Python while the GIL is busy,
+/// src/python/gil_gate.rs): the rest wait in their sockets rather than take turns at the
+/// GIL. Without the cap, the gate counts only a request's first take of the GIL, and nearly
+/// all 16 run at once.
+#[test]
+fn cpu_bound_requests_at_twenty_threads_run_a_few_at_a_time() {
+    const CLIENTS: usize = 16;
+    const EACH: usize = 10;
+    let apache = start("threads=20", "");
+    let answers = busy_rounds(apache.port(), CLIENTS, EACH);
+    // The first requests were taken by threads that had not been back to the gate yet.
+    let mut later: Vec<u64> = answers.iter().flat_map(|a| a[2..].to_vec()).collect();
+    later.sort_unstable();
+    let median = later[later.len() / 2];
+    assert_with_log!(
+        apache,
+        median <= 6,
+        "a median of {median} CPU-bound requests ran at once (the cap is 4; without it about 14): \
+         {answers:?}"
+    );
+}
+
+/// Requests stuck inside Python with the GIL released hold no place under the gate's cap,
+/// for good, even while other requests keep the GIL busy: with 6 of 8 threads stuck (more
+/// than the cap), CPU-bound requests are still served.
+#[test]
+fn requests_stuck_with_the_gil_released_do_not_hold_up_cpu_bound_ones() {
+    const STUCK: usize = 6;
+    let apache = start("threads=8", "");
+    let port = apache.port();
+    let release = apache.marker("release");
+    let stuck: Vec<_> = (0..STUCK)
+        .map(|i| {
+            let started = apache.marker(&format!("stuck-{i}"));
+            let path = format!(
+                "/app/sleep?s=60&until={}&started={}",
+                release.display(),
+                started.display()
+            );
+            let handle = std::thread::spawn(move || http::request(port, "GET", &path, &[], b""));
+            (handle, started)
+        })
+        .collect();
+    for (_, started) in &stuck {
+        apache.wait_for_marker(started, Duration::from_secs(10));
+    }
+    let began = Instant::now();
+    let answers = busy_rounds(port, 2, 20);
+    let took = began.elapsed();
+    std::fs::write(&release, b"").unwrap();
+    for (handle, _) in stuck {
+        let resp = handle.join().unwrap().unwrap();
+        assert_with_log!(apache, resp.status == 200, "stuck request: {}", resp.status);
+    }
+    assert_with_log!(
+        apache,
+        took < Duration::from_secs(30),
+        "40 CPU-bound requests took {took:?}: {answers:?}"
+    );
+}

@@ -241,7 +241,7 @@ impl AppHost {
         let asked = shared.is_timed().then(Instant::now);
         let queued = self.gil_gate.queue();
         let checked = subinterp::attach(group, |py| {
-            drop(queued);
+            let inside = queued.enter();
             if let Some(asked) = asked {
                 shared.stats.gil_wait(asked.elapsed());
             }
@@ -252,7 +252,7 @@ impl AppHost {
             }
             let outcome = call_application(py, spec, shared, &loaded, remote.clone());
             // Still attached: no thread queued for the GIL can take it before this counts.
-            self.gil_gate.request_done();
+            self.gil_gate.request_done(inside);
             Ok(outcome)
         });
         let why = match checked {

@@ -22,18 +22,54 @@
 //! Likewise while a worker waits for new work ([`GilGate::looking`]): the next request
 //! goes to it, so no parked thread is woken to wait beside it.
 //!
+//! The queue alone does not bound how many requests are *inside* Python at once: a request
+//! that has had the GIL once releases and re-takes it mid-request (its own file or socket
+//! I/O, `wsgi.input` and `write()`, the interpreter's forced switches every 5 ms), and those
+//! re-takes do not count as queued. So with CPU-bound requests, many threads end up inside,
+//! taking turns at the GIL (docs/PERFORMANCE.md, "Requests inside Python"). A worker
+//! therefore also waits while [`GilGate::inside_cap`] requests are inside *and the GIL is
+//! busy*: a request's first take of the GIL waited at least [`SLOW_TAKE`] within the last
+//! [`BUSY_WINDOW`]. Requests inside that wait on I/O with the GIL released leave it free:
+//! first takes are quick, the signal lapses, and they hold no place (one parked thread, the
+//! watcher, re-checks every [`BUSY_WINDOW`], and each thread let go lets the next go).
+//! Nor does a request inside for longer than [`YOUNG`] (one stuck on I/O while others keep
+//! the GIL busy, or a long one, for which turns at the GIL cost little).
+//!
 //! Pure logic over std: no Python needed (unit-tested with plain threads below).
 
 use std::cell::Cell;
+use std::sync::atomic::AtomicU64;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Condvar, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Request threads that may wait for the GIL before idle threads stop taking new work: 2
 /// keeps a successor queued behind the next holder, so a released GIL always has a taker,
 /// while the queue (and its context switches) stays short. Independent of cores and
 /// `threads=` (docs/PERFORMANCE.md, "Thread count (issue 36)", has the measurements).
 pub const DEFAULT_LIMIT: usize = 2;
+
+/// Requests inside Python (from their first take of the GIL to the end of their Python
+/// work) beyond which, while the GIL is busy, idle threads stop taking new work: the
+/// number of threads at which the CPU-bound Webware page costs least (docs/PERFORMANCE.md,
+/// "Requests inside Python").
+pub const DEFAULT_INSIDE: usize = 4;
+
+/// A first take of the GIL that waited this long means the GIL is busy: someone else held
+/// it (Python work), not just the hand-over of a free GIL (a few µs) or a short hold.
+pub const SLOW_TAKE: Duration = Duration::from_millis(1);
+
+/// How long a slow first take counts as "the GIL is busy", and how often the watcher
+/// (one parked thread) re-checks: requests inside that all went to wait on I/O stop
+/// holding their places within about twice this.
+pub const BUSY_WINDOW: Duration = Duration::from_millis(20);
+
+/// Only requests inside for less than this hold a place under the cap.
+pub const YOUNG: Duration = Duration::from_millis(100);
+
+/// Threads whose request's entry time is kept (per gate); a request on a thread beyond
+/// these always counts as young.
+const SLOTS: usize = 1024;
 
 /// A parked thread looks at the count again after this long even if not woken. Each drop
 /// of the count below the limit wakes one parked thread (one place freed, one thread
@@ -56,6 +92,22 @@ pub struct GilGate {
     /// Workers waiting for new work ([`GilGate::looking`]): the next request goes to one of
     /// them, so a freed place is not handed to a parked thread either.
     looking: AtomicUsize,
+    /// Requests between their first take of the GIL and the end of their Python work.
+    inside: AtomicUsize,
+    inside_cap: usize,
+    /// Until when (ns since `epoch`) the GIL counts as busy: a slow first take's time plus
+    /// `busy_window`.
+    busy_until: AtomicU64,
+    epoch: Instant,
+    slow_take: Duration,
+    busy_window: Duration,
+    /// A parked thread re-checks every `busy_window` (the others every `recheck`).
+    watcher: AtomicBool,
+    /// When (ns since `epoch`, 0: none) the request of the thread with that slot
+    /// ([`SLOT`]) entered; threads beyond `SLOTS` count in `unslotted`.
+    entered: Box<[AtomicU64]>,
+    unslotted: AtomicUsize,
+    young: Duration,
     /// Set once the process stops taking work: nobody parks any more.
     closed: AtomicBool,
     recheck: Duration,
@@ -79,8 +131,28 @@ impl GilGate {
     }
 
     fn with_recheck(limit: usize, recheck: Duration) -> GilGate {
+        GilGate::with_params(limit, DEFAULT_INSIDE, recheck, SLOW_TAKE, BUSY_WINDOW)
+    }
+
+    fn with_params(
+        limit: usize,
+        inside_cap: usize,
+        recheck: Duration,
+        slow_take: Duration,
+        busy_window: Duration,
+    ) -> GilGate {
         GilGate {
             recheck,
+            inside: AtomicUsize::new(0),
+            inside_cap: inside_cap.max(1),
+            busy_until: AtomicU64::new(0),
+            epoch: Instant::now(),
+            slow_take,
+            busy_window,
+            watcher: AtomicBool::new(false),
+            entered: (0..SLOTS).map(|_| AtomicU64::new(0)).collect(),
+            unslotted: AtomicUsize::new(0),
+            young: YOUNG,
             #[cfg(test)]
             notified: AtomicUsize::new(0),
             limit: limit.max(1),
@@ -98,16 +170,63 @@ impl GilGate {
         self.limit
     }
 
+    pub fn inside_cap(&self) -> usize {
+        self.inside_cap
+    }
+
     /// A request thread is about to take the GIL: it counts as queued until the returned
-    /// guard is dropped (drop it as the first thing once attached). Dropped on any path,
-    /// including a panic, so the count cannot leak and leave threads parked.
+    /// guard is dropped or [entered](Queued::enter) (do that as the first thing once
+    /// attached). Dropped on any path, including a panic, so the count cannot leak and leave
+    /// threads parked.
     pub fn queue(&self) -> Queued<'_> {
         self.queued.fetch_add(1, SeqCst);
-        Queued { gate: self }
+        Queued {
+            gate: self,
+            since: Instant::now(),
+        }
+    }
+
+    fn nanos(&self, at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.epoch).as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    /// A slow first take of the GIL within the last `busy_window`.
+    fn busy(&self) -> bool {
+        self.nanos(Instant::now()) < self.busy_until.load(SeqCst)
+    }
+
+    /// Enough requests inside while the GIL is busy: one more would only take turns.
+    /// Requests inside for longer than `young` do not count.
+    fn full_inside(&self, coming: usize) -> bool {
+        self.inside.load(SeqCst) + coming >= self.inside_cap
+            && self.busy()
+            && self.young_inside() + coming >= self.inside_cap
+    }
+
+    fn young_inside(&self) -> usize {
+        let now = self.nanos(Instant::now());
+        let young = u64::try_from(self.young.as_nanos()).unwrap_or(u64::MAX);
+        let used = NEXT_SLOT.load(SeqCst).min(SLOTS);
+        let slotted = self.entered[..used]
+            .iter()
+            .map(|e| e.load(SeqCst))
+            .filter(|&at| at != 0 && now.saturating_sub(at) < young)
+            .count();
+        slotted + self.unslotted.load(SeqCst)
     }
 
     fn contended(&self) -> bool {
-        !self.closed.load(SeqCst) && self.queued.load(SeqCst) >= self.limit
+        !self.closed.load(SeqCst)
+            && (self.queued.load(SeqCst) >= self.limit
+                // Workers waiting for work are about to bring a request inside.
+                || self.full_inside(self.looking.load(SeqCst)))
+    }
+
+    /// A place is free that no worker returning or waiting for work (nor `taking` more)
+    /// will take: a parked thread may go.
+    fn room(&self, taking: usize) -> bool {
+        let coming = self.returning.load(SeqCst) + self.looking.load(SeqCst) + taking;
+        self.queued.load(SeqCst) + coming < self.limit && !self.full_inside(coming)
     }
 
     /// Called by an idle worker before it looks for new work: returns at once unless
@@ -133,14 +252,37 @@ impl GilGate {
         }
         let mut guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
         self.parked.fetch_add(1, SeqCst);
+        let mut watching = false;
+        // Held by the cap of requests inside (not only by the queue for the GIL).
+        let mut capped = false;
         while self.contended() {
+            capped = capped || self.queued.load(SeqCst) < self.limit;
+            // One parked thread watches for the busy signal to lapse (requests inside that
+            // all wait on I/O); the others are woken by freed places or by the watcher.
+            watching = watching || !self.watcher.swap(true, SeqCst);
+            let wait = if watching {
+                self.busy_window.min(self.young).min(self.recheck)
+            } else {
+                self.recheck
+            };
             guard = self
                 .wake
-                .wait_timeout(guard, self.recheck)
+                .wait_timeout(guard, wait)
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
         }
         self.parked.fetch_sub(1, SeqCst);
+        drop(guard);
+        if watching {
+            self.watcher.store(false, SeqCst);
+        }
+        // A thread held by the cap lets the next parked thread go too if there is room beyond
+        // this one (the busy signal lapsed, or the requests inside grew old): no event wakes
+        // them for that. (A place freed in the queue wakes one thread each.) Otherwise the
+        // next parked thread to wake up takes over watching.
+        if capped && self.room(1) {
+            self.wake_one();
+        }
         true
     }
 
@@ -156,10 +298,14 @@ impl GilGate {
     /// no queued thread can take the GIL before this counts). Only a thread that has been
     /// through [`GilGate::admit`] (a daemon's worker) counts as returning: embedded mode's
     /// threads never come back to the gate.
-    pub fn request_done(&self) {
+    ///
+    /// Ends the request's time inside (`inside`); a worker counts as returning before it
+    /// stops counting inside, so the place it frees is left to it.
+    pub fn request_done(&self, inside: Inside<'_>) {
         if WORKER_OF.get() == self.id() && RETURNING_TO.replace(self.id()) != self.id() {
             self.returning.fetch_add(1, SeqCst);
         }
+        drop(inside);
     }
 
     /// An admitted worker waits for new work (in `epoll_wait`) until the returned guard is
@@ -174,11 +320,19 @@ impl GilGate {
     }
 
     fn leave(&self) {
-        let left = self.queued.fetch_sub(1, SeqCst) - 1;
+        self.queued.fetch_sub(1, SeqCst);
         // One place freed: one thread goes, unless a worker that waits for work or is on
-        // its way back to `admit` will take it. If another request queues first, the woken
-        // thread finds the gate contended again and waits on.
-        if left + self.returning.load(SeqCst) + self.looking.load(SeqCst) < self.limit {
+        // its way back to `admit` will take it, or enough requests are inside while the GIL
+        // is busy. If another request queues first, the woken thread finds the gate
+        // contended again and waits on.
+        if self.room(0) {
+            self.wake_one();
+        }
+    }
+
+    fn exit(&self) {
+        self.inside.fetch_sub(1, SeqCst);
+        if self.room(0) {
             self.wake_one();
         }
     }
@@ -207,7 +361,11 @@ thread_local! {
     static WORKER_OF: Cell<usize> = const { Cell::new(0) };
     /// The gate this thread counts as returning to (0: none).
     static RETURNING_TO: Cell<usize> = const { Cell::new(0) };
+    /// This thread's index into a gate's `entered` (one thread has one request at a time).
+    static SLOT: usize = NEXT_SLOT.fetch_add(1, SeqCst);
 }
+
+static NEXT_SLOT: AtomicUsize = AtomicUsize::new(0);
 
 /// A worker waiting for new work. Dropping it wakes nobody: the worker either queues for
 /// the GIL with the request it found (taking the place left to it) or comes back to
@@ -228,6 +386,52 @@ impl Drop for Looking<'_> {
 #[must_use = "the thread counts as waiting for the GIL until this is dropped"]
 pub struct Queued<'a> {
     gate: &'a GilGate,
+    since: Instant,
+}
+
+impl<'a> Queued<'a> {
+    /// The thread has the GIL: it leaves the queue and counts as inside until the returned
+    /// guard is dropped (or given to [`GilGate::request_done`]). A take that waited
+    /// [`SLOW_TAKE`] or longer marks the GIL busy for the next `busy_window`.
+    pub fn enter(self) -> Inside<'a> {
+        let gate = self.gate;
+        let now = Instant::now();
+        if now.saturating_duration_since(self.since) >= gate.slow_take {
+            let until = gate.nanos(now + gate.busy_window);
+            gate.busy_until.fetch_max(until, SeqCst);
+        }
+        let slot = SLOT.with(|s| *s);
+        match gate.entered.get(slot) {
+            // At least 1: 0 means no request.
+            Some(at) => at.store(gate.nanos(now).max(1), SeqCst),
+            None => {
+                gate.unslotted.fetch_add(1, SeqCst);
+            }
+        }
+        gate.inside.fetch_add(1, SeqCst);
+        drop(self);
+        Inside { gate, slot }
+    }
+}
+
+/// A request inside Python (between its first take of the GIL and the end of its Python
+/// work); dropping it may admit a parked thread.
+#[must_use = "the request counts as inside until this is dropped"]
+pub struct Inside<'a> {
+    gate: &'a GilGate,
+    slot: usize,
+}
+
+impl Drop for Inside<'_> {
+    fn drop(&mut self) {
+        match self.gate.entered.get(self.slot) {
+            Some(at) => at.store(0, SeqCst),
+            None => {
+                self.gate.unslotted.fetch_sub(1, SeqCst);
+            }
+        }
+        self.gate.exit();
+    }
 }
 
 impl Drop for Queued<'_> {
@@ -336,9 +540,8 @@ mod tests {
             let gate = Arc::clone(&gate);
             thread::spawn(move || {
                 assert!(!gate.admit());
-                let queued = gate.queue();
-                drop(queued); // got the GIL
-                gate.request_done(); // its Python work is done
+                let inside = gate.queue().enter(); // got the GIL
+                gate.request_done(inside); // its Python work is done
                 worker_tx.send(true).unwrap();
                 worker_rx.recv().unwrap();
                 worker_tx.send(gate.admit()).unwrap(); // back for new work
@@ -401,14 +604,117 @@ mod tests {
         let (admitted, handles) = parkers(&gate, 1);
         wait_until("the thread parks", || gate.parked() == 1);
         thread::scope(|s| {
-            s.spawn(|| gate.request_done());
+            s.spawn(|| gate.request_done(gate.queue().enter()));
         });
-        gate.request_done();
+        gate.request_done(gate.queue().enter());
         drop(a);
         admitted
             .recv_timeout(PATIENCE)
             .expect("a freed place wakes the parked thread");
         drop(b);
+        handles.into_iter().for_each(|h| assert!(h.join().unwrap()));
+    }
+
+    /// Requests `n` inside, their first take of the GIL having waited `waited`, each
+    /// entered on its own thread (as requests are).
+    fn enter_after<'a>(gate: &'a GilGate, n: usize, waited: Duration) -> Vec<Inside<'a>> {
+        let queued: Vec<_> = (0..n).map(|_| gate.queue()).collect();
+        thread::sleep(waited);
+        thread::scope(|s| {
+            let entering: Vec<_> = queued.into_iter().map(|q| s.spawn(|| q.enter())).collect();
+            entering.into_iter().map(|h| h.join().unwrap()).collect()
+        })
+    }
+
+    /// The cap of requests inside holds while the GIL is busy (a first take was slow): a
+    /// worker parks though nobody queues for the GIL, and one leaving lets it go.
+    #[test]
+    fn a_worker_waits_while_the_cap_is_inside_and_the_gil_is_busy() {
+        let mut gate = GilGate::with_params(2, 2, NEVER, Duration::from_millis(1), NEVER);
+        gate.young = NEVER;
+        let gate = Arc::new(gate);
+        let mut inside = enter_after(&gate, 2, Duration::from_millis(5));
+        let (admitted, handles) = parkers(&gate, 1);
+        wait_until("the thread parks", || gate.parked() == 1);
+        thread::sleep(Duration::from_millis(20));
+        assert!(
+            admitted.try_recv().is_err(),
+            "admitted while 2 requests are inside and the GIL is busy"
+        );
+        drop(inside.pop());
+        admitted
+            .recv_timeout(PATIENCE)
+            .expect("a request leaving lets the parked thread go");
+        handles.into_iter().for_each(|h| assert!(h.join().unwrap()));
+    }
+
+    /// Requests inside whose takes of the GIL were quick (it is free: they wait on I/O with
+    /// it released) hold no place, however many.
+    #[test]
+    fn requests_inside_with_the_gil_free_hold_no_places() {
+        let gate = GilGate::with_params(2, 2, NEVER, Duration::from_secs(1), NEVER);
+        let _inside = enter_after(&gate, 5, Duration::ZERO);
+        assert!(
+            !gate.admit(),
+            "parked behind requests that leave the GIL free"
+        );
+    }
+
+    /// Requests stuck inside with the GIL released (no more slow takes): once the busy
+    /// signal lapses, the watcher goes and lets the next go, until all parked have gone,
+    /// though the requests stay inside.
+    #[test]
+    fn when_the_busy_signal_lapses_every_parked_thread_goes() {
+        let window = Duration::from_millis(50);
+        let gate = Arc::new(GilGate::with_params(
+            2,
+            2,
+            NEVER,
+            Duration::from_millis(1),
+            window,
+        ));
+        let _stuck = enter_after(&gate, 3, Duration::from_millis(5));
+        let busy_from = Instant::now();
+        let (admitted, handles) = parkers(&gate, 4);
+        for _ in 0..4 {
+            admitted.recv_timeout(PATIENCE).expect("all four go");
+        }
+        assert!(
+            busy_from.elapsed() >= window / 2,
+            "went while the GIL was busy"
+        );
+        handles.into_iter().for_each(|h| drop(h.join().unwrap()));
+        assert_eq!(gate.parked(), 0);
+        assert!(!gate.admit());
+    }
+
+    /// A request stuck inside (longer than `young`) holds no place while others keep the
+    /// GIL busy: with the cap of 2, one stuck and one young request let a worker in.
+    #[test]
+    fn a_request_inside_for_long_holds_no_place() {
+        let mut gate = GilGate::with_params(2, 2, NEVER, Duration::ZERO, NEVER);
+        gate.young = Duration::from_millis(50);
+        let gate = Arc::new(gate);
+        let _stuck = enter_after(&gate, 1, Duration::ZERO);
+        thread::sleep(Duration::from_millis(60));
+        let _young = enter_after(&gate, 1, Duration::ZERO);
+        let (admitted, handles) = parkers(&gate, 1);
+        admitted
+            .recv_timeout(PATIENCE)
+            .expect("the stuck request still holds a place");
+        handles.into_iter().for_each(|h| drop(h.join().unwrap()));
+    }
+
+    #[test]
+    fn close_wakes_threads_parked_by_the_requests_inside() {
+        let gate = Arc::new(GilGate::with_params(2, 1, NEVER, Duration::ZERO, NEVER));
+        let _inside = enter_after(&gate, 1, Duration::ZERO);
+        let (admitted, handles) = parkers(&gate, 3);
+        wait_until("all three park", || gate.parked() == 3);
+        gate.close();
+        for _ in 0..3 {
+            admitted.recv_timeout(PATIENCE).expect("close wakes all");
+        }
         handles.into_iter().for_each(|h| assert!(h.join().unwrap()));
     }
 
@@ -481,8 +787,20 @@ mod tests {
     /// request wakes the next, so all finish; a lost wake-up leaves one parked and the test times out.
     #[test]
     fn no_worker_parks_forever_under_churn() {
+        // The GIL never counts as busy: only the queue's limit parks.
+        churn(GilGate::with_params(2, DEFAULT_INSIDE, NEVER, NEVER, NEVER));
+    }
+
+    /// The same with the GIL always busy (every take is slow) and no watcher re-check: the
+    /// requests inside park workers too, and only their leaving wakes them.
+    #[test]
+    fn no_worker_parks_forever_under_churn_with_the_gil_busy() {
+        churn(GilGate::with_params(2, 3, NEVER, Duration::ZERO, NEVER));
+    }
+
+    fn churn(gate: GilGate) {
         const ROUNDS: usize = 2_000;
-        let gate = Arc::new(GilGate::with_recheck(2, NEVER));
+        let gate = Arc::new(gate);
         let requests: Vec<_> = (0..3)
             .map(|_| {
                 let gate = Arc::clone(&gate);
@@ -490,7 +808,9 @@ mod tests {
                     for _ in 0..ROUNDS {
                         let queued = gate.queue();
                         thread::yield_now();
-                        drop(queued);
+                        let inside = queued.enter();
+                        thread::yield_now();
+                        drop(inside);
                     }
                 })
             })
@@ -504,11 +824,12 @@ mod tests {
                         drop(gate.looking()); // found a request at once
                         let queued = gate.queue();
                         thread::yield_now();
-                        drop(queued);
+                        let inside = queued.enter();
+                        thread::yield_now();
                         // Returning to `admit` for the next round (a worker always comes
                         // back, except when the process stops).
                         if round + 1 < ROUNDS {
-                            gate.request_done();
+                            gate.request_done(inside);
                         }
                     }
                 })

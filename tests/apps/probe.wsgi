@@ -12,6 +12,8 @@ import time
 _SPIN_ENDINGS = []
 _GATHER = {}
 _GATHER_LOCK = threading.Lock()
+_BUSY = [0]
+_BUSY_LOCK = threading.Lock()
 
 def _text(start_response, body, status="200 OK", ctype="text/plain; charset=utf-8"):
     data = body.encode("utf-8") if isinstance(body, str) else body
@@ -135,6 +137,25 @@ def application(environ, start_response):
         for i in range(int(q.get("n", "16"))):
             write(b"w%02d;" % i)
         return [b"end"]
+    if path == "/busy":
+        # ?ms= of this thread's CPU time in Python, with a stat() (which releases the GIL for a
+        # moment, like a page's own file I/O) after every ?step= ms of it; answers how many
+        # /busy requests were running when it started.
+        with _BUSY_LOCK:
+            _BUSY[0] += 1
+            inside = _BUSY[0]
+        try:
+            now = time.thread_time()
+            end, step = now + float(q.get("ms", "10")) / 1000, float(q.get("step", "0.2")) / 1000
+            while now < end:
+                pause = min(now + step, end)
+                while now < pause:
+                    now = time.thread_time()
+                os.stat(__file__)
+        finally:
+            with _BUSY_LOCK:
+                _BUSY[0] -= 1
+        return _text(start_response, json.dumps({"inside": inside}))
     if path == "/gather":
         # Waits (GIL released) until ?n=N requests are inside at once, at most ?s= seconds:
         # each round of N requests meets here; "met" is false if the round did not fill.
