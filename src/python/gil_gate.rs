@@ -28,8 +28,9 @@
 //! re-takes do not count as queued. So with CPU-bound requests, many threads end up inside,
 //! taking turns at the GIL (docs/PERFORMANCE.md, "Requests inside Python"). A worker
 //! therefore also waits while [`GilGate::inside_cap`] requests are inside *and the GIL is
-//! busy*: a request's first take of the GIL waited at least [`SLOW_TAKE`] within the last
-//! [`BUSY_WINDOW`]. Requests inside that wait on I/O with the GIL released leave it free:
+//! busy*: two requests' first takes of the GIL, less than [`BUSY_WINDOW`] apart and the
+//! last within the last [`BUSY_WINDOW`], waited at least [`SLOW_TAKE`] each (one alone may
+//! be a holder that the OS preempted on a loaded machine). Requests inside that wait on I/O with the GIL released leave it free:
 //! first takes are quick, the signal lapses, and they hold no place (one parked thread, the
 //! watcher, re-checks every [`BUSY_WINDOW`], and each thread let go lets the next go).
 //! Nor does a request inside for longer than [`YOUNG`] (one stuck on I/O while others keep
@@ -59,7 +60,7 @@ pub const DEFAULT_INSIDE: usize = 4;
 /// it (Python work), not just the hand-over of a free GIL (a few µs) or a short hold.
 pub const SLOW_TAKE: Duration = Duration::from_millis(1);
 
-/// How long a slow first take counts as "the GIL is busy", and how often the watcher
+/// How long a second slow first take counts as "the GIL is busy", and how often the watcher
 /// (one parked thread) re-checks: requests inside that all went to wait on I/O stop
 /// holding their places within about twice this.
 pub const BUSY_WINDOW: Duration = Duration::from_millis(20);
@@ -98,6 +99,8 @@ pub struct GilGate {
     /// Until when (ns since `epoch`) the GIL counts as busy: a slow first take's time plus
     /// `busy_window`.
     busy_until: AtomicU64,
+    /// The last slow first take (ns since `epoch`).
+    last_slow: AtomicU64,
     epoch: Instant,
     slow_take: Duration,
     busy_window: Duration,
@@ -146,6 +149,7 @@ impl GilGate {
             inside: AtomicUsize::new(0),
             inside_cap: inside_cap.max(1),
             busy_until: AtomicU64::new(0),
+            last_slow: AtomicU64::new(0),
             epoch: Instant::now(),
             slow_take,
             busy_window,
@@ -392,13 +396,18 @@ pub struct Queued<'a> {
 impl<'a> Queued<'a> {
     /// The thread has the GIL: it leaves the queue and counts as inside until the returned
     /// guard is dropped (or given to [`GilGate::request_done`]). A take that waited
-    /// [`SLOW_TAKE`] or longer marks the GIL busy for the next `busy_window`.
+    /// [`SLOW_TAKE`] or longer, within `busy_window` of the previous such take, marks the
+    /// GIL busy for the next `busy_window`.
     pub fn enter(self) -> Inside<'a> {
         let gate = self.gate;
         let now = Instant::now();
         if now.saturating_duration_since(self.since) >= gate.slow_take {
-            let until = gate.nanos(now + gate.busy_window);
-            gate.busy_until.fetch_max(until, SeqCst);
+            let at = gate.nanos(now).max(1);
+            let before = gate.last_slow.swap(at, SeqCst);
+            let window = u64::try_from(gate.busy_window.as_nanos()).unwrap_or(u64::MAX);
+            if before != 0 && at.saturating_sub(before) < window {
+                gate.busy_until.fetch_max(at.saturating_add(window), SeqCst);
+            }
         }
         let slot = SLOT.with(|s| *s);
         match gate.entered.get(slot) {
@@ -648,6 +657,18 @@ mod tests {
         handles.into_iter().for_each(|h| assert!(h.join().unwrap()));
     }
 
+    /// One slow take alone (a holder preempted by the OS) does not make the GIL busy; a
+    /// second within the window does.
+    #[test]
+    fn one_slow_take_alone_does_not_make_the_gil_busy() {
+        let gate = GilGate::with_params(2, 1, NEVER, Duration::from_millis(1), NEVER);
+        let _first = enter_after(&gate, 1, Duration::from_millis(5));
+        assert!(!gate.busy(), "busy after one slow take");
+        assert!(!gate.admit());
+        let _second = enter_after(&gate, 1, Duration::from_millis(5));
+        assert!(gate.busy(), "not busy after two slow takes");
+    }
+
     /// Requests inside whose takes of the GIL were quick (it is free: they wait on I/O with
     /// it released) hold no place, however many.
     #[test]
@@ -708,7 +729,7 @@ mod tests {
     #[test]
     fn close_wakes_threads_parked_by_the_requests_inside() {
         let gate = Arc::new(GilGate::with_params(2, 1, NEVER, Duration::ZERO, NEVER));
-        let _inside = enter_after(&gate, 1, Duration::ZERO);
+        let _inside = enter_after(&gate, 2, Duration::ZERO);
         let (admitted, handles) = parkers(&gate, 3);
         wait_until("all three park", || gate.parked() == 3);
         gate.close();
