@@ -704,7 +704,9 @@ mod tests {
             busy_from.elapsed() >= window / 2,
             "went while the GIL was busy"
         );
-        handles.into_iter().for_each(|h| drop(h.join().unwrap()));
+        handles.into_iter().for_each(|h| {
+            h.join().unwrap();
+        });
         assert_eq!(gate.parked(), 0);
         assert!(!gate.admit());
     }
@@ -723,7 +725,9 @@ mod tests {
         admitted
             .recv_timeout(PATIENCE)
             .expect("the stuck request still holds a place");
-        handles.into_iter().for_each(|h| drop(h.join().unwrap()));
+        handles.into_iter().for_each(|h| {
+            h.join().unwrap();
+        });
     }
 
     #[test]
