@@ -153,11 +153,16 @@ fn link_host_libpython(py: &pyo3_build_config::InterpreterConfig) {
             for arg in args {
                 println!("cargo:rustc-link-arg-bin={BIN}={arg}");
             }
+            println!("cargo:rustc-env=RWSGI_HOST_LIBPYTHON_LINK=static");
         }
-        Err(why) => println!(
-            "cargo:warning=mod_rwsgi build: {BIN} links the shared libpython ({why}); an \
-             exec'd daemon then costs about 1.5 MiB more memory than a forked one"
-        ),
+        Err(why) => {
+            println!(
+                "cargo:warning=mod_rwsgi build: {BIN} links the shared libpython ({why}); an \
+                 exec'd daemon then costs about 1.5 MiB more memory than a forked one"
+            );
+            // For tests/daemon_host.rs: why the host has the shared libpython.
+            println!("cargo:rustc-env=RWSGI_HOST_LIBPYTHON_LINK=shared: {why}");
+        }
     }
 }
 
@@ -203,6 +208,10 @@ fn static_libpython(py: &pyo3_build_config::InterpreterConfig) -> Result<Vec<Str
         .map_err(|e| format!("cannot write {}: {e}", symbols.display()))?;
     let mut args = vec![
         "-no-pie".to_string(),
+        // Lazy binding, as Debian's /usr/bin/python3 and libpython3.X.so have: rustc's
+        // default `-z now` resolves every libc/libm function libpython imports at start
+        // (their IFUNC resolvers touch about 0.1 MiB of libm and libc code per daemon).
+        "-Wl,-z,lazy".to_string(),
         "-Wl,--whole-archive".to_string(),
         archive.display().to_string(),
         "-Wl,--no-whole-archive".to_string(),
