@@ -2,6 +2,8 @@
 //! (never a hard-coded path), generates the raw bindings with bindgen, and records which
 //! Python the module embeds.
 
+#[path = "build_support/link_flags.rs"]
+mod link_flags;
 #[path = "build_support/rpath.rs"]
 mod rpath;
 
@@ -45,6 +47,7 @@ fn main() {
     println!("cargo:rerun-if-env-changed=RWSGI_HOST_LIBPYTHON");
     println!("cargo:rerun-if-env-changed=CC");
     println!("cargo:rerun-if-changed=build_support/rpath.rs");
+    println!("cargo:rerun-if-changed=build_support/link_flags.rs");
 
     // pyo3 leaves libpython out of a Python extension module: Apache could not load that.
     if env::var_os("PYO3_BUILD_EXTENSION_MODULE").is_some() {
@@ -150,11 +153,16 @@ fn link_host_libpython(py: &pyo3_build_config::InterpreterConfig) {
             for arg in args {
                 println!("cargo:rustc-link-arg-bin={BIN}={arg}");
             }
+            println!("cargo:rustc-env=RWSGI_HOST_LIBPYTHON_LINK=static");
         }
-        Err(why) => println!(
-            "cargo:warning=mod_rwsgi build: {BIN} links the shared libpython ({why}); an \
-             exec'd daemon then costs about 1.5 MiB more memory than a forked one"
-        ),
+        Err(why) => {
+            println!(
+                "cargo:warning=mod_rwsgi build: {BIN} links the shared libpython ({why}); an \
+                 exec'd daemon then costs about 1.5 MiB more memory than a forked one"
+            );
+            // For tests/daemon_host.rs: why the host has the shared libpython.
+            println!("cargo:rustc-env=RWSGI_HOST_LIBPYTHON_LINK=shared: {why}");
+        }
     }
 }
 
@@ -192,19 +200,18 @@ fn static_libpython(py: &pyo3_build_config::InterpreterConfig) -> Result<Vec<Str
             archive.display()
         ));
     }
-    // Each library once, in the order given (Python's MODLIBS repeats them).
-    let mut extra: Vec<String> = Vec::new();
-    for word in libs.split_whitespace() {
-        if !extra.iter().any(|w| w == word) {
-            extra.push(word.to_string());
-        }
-    }
+    // Split as the shell would, link flags only, each once (build_support/link_flags.rs).
+    let (extra, dropped) = link_flags::python_link_libs(libs);
     let out_dir = PathBuf::from(env::var("OUT_DIR").expect("OUT_DIR"));
     let symbols = out_dir.join("python-api.list");
     std::fs::write(&symbols, "{\n  Py*;\n  _Py*;\n};\n")
         .map_err(|e| format!("cannot write {}: {e}", symbols.display()))?;
     let mut args = vec![
         "-no-pie".to_string(),
+        // Lazy binding, as Debian's /usr/bin/python3 and libpython3.X.so have: rustc's
+        // default `-z now` resolves every libc/libm function libpython imports at start
+        // (their IFUNC resolvers touch about 0.1 MiB of libm and libc code per daemon).
+        "-Wl,-z,lazy".to_string(),
         "-Wl,--whole-archive".to_string(),
         archive.display().to_string(),
         "-Wl,--no-whole-archive".to_string(),
@@ -228,8 +235,16 @@ fn static_libpython(py: &pyo3_build_config::InterpreterConfig) -> Result<Vec<Str
         .map_err(|e| format!("cannot run {cc}: {e}"))?;
     if !out.status.success() {
         let err = String::from_utf8_lossy(&out.stderr);
+        let left_out = if dropped.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " (left out of its LIBS/SYSLIBS/MODLIBS as no link flags: {:?})",
+                dropped
+            )
+        };
         return Err(format!(
-            "'{}' does not link: {}",
+            "'{}' does not link{left_out}: {}",
             archive.display(),
             err.lines().take(3).collect::<Vec<_>>().join(" / ")
         ));

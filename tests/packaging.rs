@@ -4,6 +4,8 @@
 //! Also: the Python package, Debian package and crate versions agree.
 
 mod common;
+#[path = "../build_support/link_flags.rs"]
+mod link_flags;
 #[path = "../build_support/rpath.rs"]
 mod rpath;
 
@@ -180,6 +182,70 @@ fn make_install_conf_then_a2enmod_a2dismod_in_a_copy_of_etc_apache2() {
         snapshot(Path::new("/var/lib/apache2")),
         system_state,
         "/var/lib/apache2 changed"
+    );
+}
+
+/// build.rs's libraries for the daemon host's static libpython, on the real sysconfig values
+/// (LIBS, SYSLIBS, MODLIBS joined by blanks, as build.rs asks Python for them) of Debian's
+/// Pythons: sid's 3.14 and 3.15 (continuation backslashes in MODLIBS), trixie's 3.13 (a
+/// path in CPython's build tree), bookworm's 3.11.
+#[test]
+fn the_static_libpython_link_takes_only_link_flags_of_sysconfig() {
+    let join = |libs: &str, syslibs: &str, modlibs: &str| format!("{libs} {syslibs} {modlibs}");
+    let sid_314 = join(
+        "-ldl",
+        "-lm",
+        r"-lm       -lm   -lz -lm -lm   -lexpat  -lexpat \ \ \ \ \       -lz",
+    );
+    let (flags, dropped) = link_flags::python_link_libs(&sid_314);
+    assert_eq!(flags, ["-ldl", "-lm", "-lz", "-lexpat"]);
+    assert!(dropped.is_empty(), "{dropped:?}");
+    let sid_315 = join(
+        "-ldl",
+        "-lm",
+        r"-lm       -lm   -lz -lm -lm    -lexpat  -lexpat \ \ \ \ \       -lzstd  -lz",
+    );
+    assert_eq!(
+        link_flags::python_link_libs(&sid_315).0,
+        ["-ldl", "-lm", "-lz", "-lexpat", "-lzstd"]
+    );
+    let trixie_313 = join(
+        "-ldl",
+        "-lm",
+        "-lm       -lm   -lz -lm -lm   -lexpat  -lexpat     Modules/_hacl/libHacl_Hash_SHA2.a        -lz",
+    );
+    let (flags, dropped) = link_flags::python_link_libs(&trixie_313);
+    assert_eq!(flags, ["-ldl", "-lm", "-lz", "-lexpat"]);
+    assert_eq!(dropped, ["Modules/_hacl/libHacl_Hash_SHA2.a"]);
+    let bookworm_311 = join(
+        "-ldl",
+        "-lm",
+        "-lm      -lm   -lz -lm -lm   -lexpat  -lexpat              -lz",
+    );
+    assert_eq!(
+        link_flags::python_link_libs(&bookworm_311).0,
+        ["-ldl", "-lm", "-lz", "-lexpat"]
+    );
+    // Other flags a Python may have, and shell quoting.
+    assert_eq!(
+        link_flags::python_link_libs(
+            "-lpthread -pthread -L/opt/py/lib -Wl,--as-needed '-lquoted' /opt/x/libffi.a -O2"
+        ),
+        (
+            vec![
+                "-lpthread".to_string(),
+                "-pthread".to_string(),
+                "-L/opt/py/lib".to_string(),
+                "-Wl,--as-needed".to_string(),
+                "-lquoted".to_string(),
+                "/opt/x/libffi.a".to_string(),
+            ],
+            vec!["-O2".to_string()]
+        )
+    );
+    assert_eq!(
+        link_flags::shell_words(r#"a\ b "c d" 'e\f' g\"#),
+        ["a b", "c d", r"e\f", "g\\"]
     );
 }
 

@@ -229,6 +229,12 @@ inside_main() {
     cd /src
     echo "== $("$py" -c 'import sys; print(sys.version.split()[0])') ($py), $(/usr/sbin/apache2 -v | head -n1 | sed 's/.*: //'), $(grep PRETTY_NAME /etc/os-release | cut -d'"' -f2), $(rustc --version)"
     make --no-print-directory build test-venv PYTHON="$py" TEST_VENV="$RWSGI_TEST_VENV"
+    # How the daemon host got its libpython (build.rs: static when it links, else a warning).
+    if ldd build/rwsgi-daemon | grep -q libpython; then
+        echo "== build/rwsgi-daemon links the shared libpython"
+    else
+        echo "== build/rwsgi-daemon links the static libpython"
+    fi
     export RWSGI_SO=/src/build/mod_rwsgi.so PYO3_PYTHON=$py
     # An Apache process that crashes leaves a core here (the harness adds CoreDumpDirectory);
     # run_target prints its backtrace.
