@@ -58,6 +58,7 @@ impl Drop for Loaded {
 
 struct Slot {
     path: PathBuf,
+    group: String,
     loaded: Mutex<Option<Arc<Loaded>>>,
     /// The mtime of the loaded version, for `changed()` without waiting on a loader.
     mtime: Mutex<Option<SystemTime>>,
@@ -102,7 +103,8 @@ impl LoadFailure {
 
 #[derive(Default)]
 pub(crate) struct Loader {
-    slots: Mutex<HashMap<(PathBuf, String), Arc<Slot>>>,
+    /// By [`slot_key`]: the script's path as it names a module, then the group.
+    slots: Mutex<HashMap<Box<[u8]>, Arc<Slot>>>,
     groups: Mutex<HashSet<String>>,
     groups_noticed: AtomicBool,
 }
@@ -128,13 +130,21 @@ impl Loader {
     fn slot(&self, path: &Path, group: &str) -> Arc<Slot> {
         // One slot per module: with WSGICaseSensitivity Off, two spellings of a path are
         // one script (its first spelling is kept in the slot).
-        let key = (fold_case(path), group.to_string());
+        let found = with_slot_key(path, group, |key| {
+            let slots = lock(&self.slots);
+            slots.get(key).cloned()
+        });
+        if let Some(slot) = found {
+            return slot;
+        }
+        let key: Box<[u8]> = with_slot_key(path, group, |key| key.into());
         let mut slots = lock(&self.slots);
         if let Some(slot) = slots.get(&key) {
             return Arc::clone(slot);
         }
         let slot = Arc::new(Slot {
             path: path.to_path_buf(),
+            group: group.to_string(),
             loaded: Mutex::new(None),
             mtime: Mutex::new(None),
             failure: Mutex::new(None),
@@ -291,16 +301,14 @@ impl Loader {
     /// Has the script `path` of `group` changed (or vanished) on disk since it was loaded?
     /// One stat of that file, none when it is not loaded; no GIL.
     pub(crate) fn script_changed(&self, path: &Path, group: &str) -> bool {
-        let key = (fold_case(path), group.to_string());
-        let slot = lock(&self.slots).get(&key).cloned();
+        let slot = with_slot_key(path, group, |key| lock(&self.slots).get(key).cloned());
         slot.is_some_and(|slot| slot_changed(&slot))
     }
 
     /// Is the script `path` of `group` loaded here by a load that began before `t_us` (µs
     /// since the Unix epoch)? No GIL, no stat.
     pub(crate) fn loaded_before(&self, path: &Path, group: &str, t_us: u64) -> bool {
-        let key = (fold_case(path), group.to_string());
-        let slot = lock(&self.slots).get(&key).cloned();
+        let slot = with_slot_key(path, group, |key| lock(&self.slots).get(key).cloned());
         slot.is_some_and(|slot| {
             let at = slot.loaded_us.load(Ordering::Relaxed);
             at != 0 && at < t_us
@@ -310,12 +318,47 @@ impl Loader {
     /// (script, application group) of every script requested so far, sorted.
     pub(crate) fn loaded(&self) -> Vec<(PathBuf, String)> {
         let mut out: Vec<(PathBuf, String)> = lock(&self.slots)
-            .iter()
-            .map(|((_, group), slot)| (slot.path.clone(), group.clone()))
+            .values()
+            .map(|slot| (slot.path.clone(), slot.group.clone()))
             .collect();
         out.sort();
         out
     }
+}
+
+/// Calls `f` with the key of the slot of (`path`, `group`): the path's bytes as they name a
+/// module ([`fold_case`]), a NUL (which no path contains), the group. Built in a buffer this
+/// thread keeps: looked up on every request, it allocates nothing (and is hashed as bytes,
+/// not as a `Path`'s components).
+fn with_slot_key<R>(path: &Path, group: &str, f: impl FnOnce(&[u8]) -> R) -> R {
+    thread_local! {
+        static KEY: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    KEY.with(|key| {
+        // A nested call (none today) gets its own buffer rather than a borrow panic.
+        let Ok(mut key) = key.try_borrow_mut() else {
+            return f(&slot_key(path, group));
+        };
+        key.clear();
+        push_slot_key(&mut key, path, group);
+        f(&key)
+    })
+}
+
+fn slot_key(path: &Path, group: &str) -> Vec<u8> {
+    let mut key = Vec::new();
+    push_slot_key(&mut key, path, group);
+    key
+}
+
+fn push_slot_key(key: &mut Vec<u8>, path: &Path, group: &str) {
+    let start = key.len();
+    key.extend_from_slice(path.as_os_str().as_bytes());
+    if !super::settings::process_info().case_sensitivity {
+        key[start..].make_ascii_lowercase();
+    }
+    key.push(0);
+    key.extend_from_slice(group.as_bytes());
 }
 
 /// A loaded slot whose file's mtime is no longer the one it was loaded with.
