@@ -534,6 +534,16 @@ class _Exchange:
             self.complete = True
             return
         _, body, more = op
+        if not more:
+            # The last body: serve()'s result, so the daemon sends it after the Python work
+            # together with the response's end (a small one without the GIL, one write).
+            if self.write is None:
+                self.start_response(*self.head)
+            with self.lock:
+                self.pending -= len(body)
+            self.result = [body] if body else []
+            self.complete = True
+            return
         if self.write is None:
             self.write = self.start_response(*self.head)
         if body:
