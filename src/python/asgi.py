@@ -16,6 +16,11 @@
 # (it waits only while more than SEND_BUFFER bytes are queued and not yet written: flow
 # control), and receive() answers a request without a body in the loop. A hello-world
 # request takes two hops (the submit, then the request thread's wake-up) instead of six.
+# Submits go through one inbox per loop (_Inbox): one wake-up of the loop per batch of
+# requests, not per request. The last http.response.body becomes the adapter's result list,
+# so the daemon sends it together with the response's end in one write (a small body after
+# the Python work, without the GIL). The loop is uvloop's in the main interpreter when
+# uvloop is importable (_new_loop).
 #
 # A WebSocket request (environ has `mod_rwsgi.websocket`) runs the same way with a
 # `websocket` scope (_WebSocket): the request thread waits on the client's messages and on

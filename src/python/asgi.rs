@@ -1,7 +1,8 @@
 //! ASGI 3 applications (`interface=asgi`, daemon mode only).
 //!
 //! Execution model: each interpreter (application group) that serves an ASGI application
-//! runs one asyncio event loop in a thread of its own, started on first use by the runtime
+//! runs one asyncio event loop (uvloop's in the main interpreter when `uvloop` is
+//! importable; RW0350 logs which) in a thread of its own, started on first use by the runtime
 //! module `asgi.py` (loaded here as `_mod_rwsgi_asgi` into that interpreter's
 //! `sys.modules`). A request still arrives on a daemon request thread and runs through
 //! [`super::app`] as a WSGI request would: the ASGI callable is wrapped in the runtime's
