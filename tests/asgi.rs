@@ -635,3 +635,74 @@ fn pathsend_sends_the_file_and_bad_paths_are_errors() {
     let r = apache.get("/raw/pathsend?data.bin");
     assert!(r.status == 200 && r.body == data, "status {}", r.status);
 }
+
+/// The event loop is uvloop's when `uvloop` is importable, in the main interpreter only
+/// (issue 33; as uvicorn's `--loop auto`): a stand-in `uvloop` module on the group's
+/// python-path (an asyncio loop of a class of its own) runs the `%{GLOBAL}` application,
+/// while a sub-interpreter's runs on asyncio's loop; RW0350 says which loop each got. Many
+/// requests at once from several clients (handed to the loop in batches) all complete.
+#[test]
+fn uvloop_runs_the_main_interpreters_loop_when_importable() {
+    let config = ApacheConfig::new("asgi-loop");
+    let app = config.install_app("asgi_loop.py");
+    let shim = config.root().join("shim");
+    std::fs::create_dir_all(&shim).unwrap();
+    std::fs::write(
+        shim.join("uvloop.py"),
+        "import asyncio\n\n\nclass StandInLoop(asyncio.SelectorEventLoop):\n    pass\n\n\n\
+         def new_event_loop():\n    return StandInLoop()\n",
+    )
+    .unwrap();
+    for p in [&shim, &shim.join("uvloop.py")] {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = if p.is_dir() { 0o755 } else { 0o644 };
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+    let conf = format!(
+        "WSGIDaemonProcess loops threads=8 python-home={} python-path={}\n\
+         WSGIScriptAlias /main {} process-group=loops application-group=%{{GLOBAL}} \
+         interface=asgi\n\
+         WSGIScriptAlias /sub {} process-group=loops application-group=sub interface=asgi\n\
+         <Directory @DIR@/apps>\n    Require all granted\n</Directory>\n",
+        test_venv().display(),
+        shim.display(),
+        app.display(),
+        app.display()
+    );
+    let apache = config.conf(&conf).start();
+    let r = apache.get("/main/");
+    assert_with_log!(apache, r.status == 200, "status {} {}", r.status, r.text());
+    assert_eq!(r.text(), "uvloop.StandInLoop");
+    let r = apache.get("/sub/");
+    assert_with_log!(apache, r.status == 200, "status {} {}", r.status, r.text());
+    assert!(r.text().starts_with("asyncio."), "{}", r.text());
+    let log = apache.wait_for_log(
+        "RW0350: (wsgi:loops) ASGI event loop started: uvloop.",
+        Duration::from_secs(10),
+    );
+    assert!(
+        log.contains("RW0350: (wsgi:loops) ASGI event loop started: asyncio (a sub-interpreter"),
+        "{log}"
+    );
+
+    // 8 clients x 25 requests, alternating the two bodies: every response whole.
+    let port = apache.port();
+    let clients: Vec<_> = (0..8)
+        .map(|i| {
+            std::thread::spawn(move || {
+                for n in 0..25 {
+                    let (path, len) = if (i + n) % 2 == 0 {
+                        ("/main/big", 65536)
+                    } else {
+                        ("/main/", "uvloop.StandInLoop".len())
+                    };
+                    let r = http::request(port, "GET", path, &[], b"").expect("response");
+                    assert_eq!((r.status, r.body.len()), (200, len), "{path}");
+                }
+            })
+        })
+        .collect();
+    for c in clients {
+        c.join().expect("client");
+    }
+}

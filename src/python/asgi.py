@@ -16,12 +16,18 @@
 # (it waits only while more than SEND_BUFFER bytes are queued and not yet written: flow
 # control), and receive() answers a request without a body in the loop. A hello-world
 # request takes two hops (the submit, then the request thread's wake-up) instead of six.
+# Submits go through one inbox per loop (_Inbox): one wake-up of the loop per batch of
+# requests, not per request. The last http.response.body becomes the adapter's result list,
+# so the daemon sends it together with the response's end in one write (a small body after
+# the Python work, without the GIL). The loop is uvloop's in the main interpreter when
+# uvloop is importable (_new_loop).
 #
 # A WebSocket request (environ has `mod_rwsgi.websocket`) runs the same way with a
 # `websocket` scope (_WebSocket): the request thread waits on the client's messages and on
 # a pipe the loop writes to when it has queued an operation.
 
 import asyncio
+import collections
 import concurrent.futures
 import http
 import os
@@ -80,11 +86,69 @@ def _wait(future, limit=None):
                 raise RuntimeError('the ASGI event loop thread has ended') from None
 
 
+# Set by asgi.rs: True in the main interpreter (application group %{GLOBAL}), the only one
+# that runs its loop on uvloop (a Cython extension module: one interpreter per process).
+MAIN_INTERPRETER = False
+# The loop's kind once made: 'uvloop' or 'asyncio'.
+loop_kind = None
+
+
+def _new_loop():
+    """uvloop's event loop when it is importable in the main interpreter (as uvicorn's
+    `--loop auto`), else asyncio's default one."""
+    global loop_kind
+    if not MAIN_INTERPRETER:
+        loop_kind = ('asyncio (a sub-interpreter: uvloop runs only in the main interpreter, '
+                     'application group %{GLOBAL})')
+        return asyncio.new_event_loop()
+    try:
+        import uvloop
+        loop = uvloop.new_event_loop()
+    except Exception as e:
+        loop_kind = 'asyncio (uvloop: %s: %s)' % (type(e).__name__, e)
+        return asyncio.new_event_loop()
+    loop_kind = 'uvloop'
+    return loop
+
+
+class _Inbox:
+    """Work handed from request threads to the loop: one wake-up of the loop (its
+    call_soon_threadsafe: a write to its self-pipe with asyncio's loop) per batch, not
+    per request; the loop drains every call queued meanwhile."""
+
+    def __init__(self, loop):
+        self.loop = loop
+        self.calls = collections.deque()
+        self.pending = False
+
+    def submit(self, fn, *args):
+        self.calls.append((fn, args))
+        if not self.pending:
+            self.pending = True
+            self.loop.call_soon_threadsafe(self.drain)
+
+    def drain(self):
+        # Cleared first: a call queued after the last popleft() below wakes the loop again.
+        self.pending = False
+        calls = self.calls
+        while calls:
+            fn, args = calls.popleft()
+            try:
+                fn(*args)
+            except Exception as e:
+                if log is not None:
+                    log('error', _error_text('mod_rwsgi ASGI runtime: a call handed to the '
+                                             'event loop raised:\n', e))
+
+
+_inbox = None
+
+
 def _event_loop():
-    global _loop, _thread
+    global _loop, _thread, _inbox
     with _lock:
         if _loop is None:
-            loop = asyncio.new_event_loop()
+            loop = _new_loop()
             started = threading.Event()
 
             def run():
@@ -95,10 +159,12 @@ def _event_loop():
             thread = threading.Thread(target=run, name='mod_rwsgi ASGI event loop', daemon=True)
             thread.start()
             started.wait()
-            _loop, _thread = loop, thread
+            _loop, _thread, _inbox = loop, thread, _Inbox(loop)
+            if log is not None:
+                log('loop', loop_kind)
             if BLOCKED_AFTER > 0:
                 _Watchdog(loop, thread).start()
-        return _loop
+        return _loop, _inbox
 
 
 class _Watchdog:
@@ -222,16 +288,19 @@ class _Done:
 
 
 
+def _settle(future, result=None, error=None):
+    """Sets a loop future's result or exception (unless done); in the loop."""
+    if future.done():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
+
+
 def _settle_in_loop(loop, future, result=None, error=None):
     """Sets a loop future's result or exception from another thread (unless done)."""
-    def settle():
-        if future.done():
-            return
-        if error is not None:
-            future.set_exception(error)
-        else:
-            future.set_result(result)
-    loop.call_soon_threadsafe(settle)
+    loop.call_soon_threadsafe(_settle, future, result, error)
 
 
 def _status_line(status, kind):
@@ -254,8 +323,9 @@ def _header_pairs(message):
 class _Exchange:
     """One request: the loop side (receive, send) and the request thread side (serve)."""
 
-    def __init__(self, loop, environ, start_response):
+    def __init__(self, loop, inbox, environ, start_response):
         self.loop = loop
+        self.inbox = inbox
         self.input = environ['wsgi.input']
         self.file_wrapper = environ.get('wsgi.file_wrapper')
         try:
@@ -434,7 +504,7 @@ class _Exchange:
     # The request thread side.
 
     def _answer(self, future, result=None, error=None):
-        _settle_in_loop(self.loop, future, result, error)
+        self.inbox.submit(_settle, future, result, error)
 
     def _read(self):
         if self.remaining == 0:
@@ -469,6 +539,16 @@ class _Exchange:
             self.complete = True
             return
         _, body, more = op
+        if not more:
+            # The last body: serve()'s result, so the daemon sends it after the Python work
+            # together with the response's end (a small one without the GIL, one write).
+            if self.write is None:
+                self.start_response(*self.head)
+            with self.lock:
+                self.pending -= len(body)
+            self.result = [body] if body else []
+            self.complete = True
+            return
         if self.write is None:
             self.write = self.start_response(*self.head)
         if body:
@@ -511,7 +591,7 @@ class _Exchange:
 
     def serve(self, app, scope):
         # The task is made in the loop (no concurrent future to chain, wait on or notify).
-        self.loop.call_soon_threadsafe(self._start, app, scope)
+        self.inbox.submit(self._start, app, scope)
         # The loop is a call of its own: an asynchronous exception (RequestTimeout) is
         # raised at whatever instruction the thread is on, and CPython's exception table
         # does not cover every jump of a loop (3.11 at a `continue`, 3.14 at the backward
@@ -520,8 +600,8 @@ class _Exchange:
         try:
             self._pump()
         except BaseException:
-            # After _start (call_soon_threadsafe keeps the order).
-            self.loop.call_soon_threadsafe(self._cancel)
+            # After _start (the inbox keeps the order).
+            self.inbox.submit(self._cancel)
             self._close()
             raise
         finished, error = self._close()
@@ -573,7 +653,7 @@ class _Exchange:
                     self._answer(future, error=OSError(
                         'the response is complete or the client connection is gone'))
         if gone is not None:
-            self.loop.call_soon_threadsafe(gone.set)
+            self.inbox.submit(gone.set)
         return finished, error
 
 
@@ -944,7 +1024,7 @@ class Adapter:
     def __init__(self, app):
         self.app = app
         self.state = {}
-        self.loop = _event_loop()
+        self.loop, self.inbox = _event_loop()
         self.lifespan = _Lifespan(app, self.state, self.loop)
 
     def __call__(self, environ, start_response):
@@ -952,7 +1032,7 @@ class Adapter:
         if ws is not None:
             exchange = _WebSocket(self.loop, start_response, ws)
             return exchange.serve(self.app, websocket_scope(environ, self.state))
-        exchange = _Exchange(self.loop, environ, start_response)
+        exchange = _Exchange(self.loop, self.inbox, environ, start_response)
         return exchange.serve(self.app, http_scope(environ, self.state))
 
 

@@ -1,7 +1,8 @@
 //! ASGI 3 applications (`interface=asgi`, daemon mode only).
 //!
 //! Execution model: each interpreter (application group) that serves an ASGI application
-//! runs one asyncio event loop in a thread of its own, started on first use by the runtime
+//! runs one asyncio event loop (uvloop's in the main interpreter when `uvloop` is
+//! importable; RW0350 logs which) in a thread of its own, started on first use by the runtime
 //! module `asgi.py` (loaded here as `_mod_rwsgi_asgi` into that interpreter's
 //! `sys.modules`). A request still arrives on a daemon request thread and runs through
 //! [`super::app`] as a WSGI request would: the ASGI callable is wrapped in the runtime's
@@ -59,6 +60,13 @@ fn runtime<'py>(py: Python<'py>) -> PyResult<Bound<'py, PyModule>> {
                 let py = args.py();
                 if kind == "blocked" {
                     log_detached(py, Level::Error, &format!("RW0314: {}{text}", log_prefix()));
+                } else if kind == "loop" {
+                    super::py_log_detached_at!(
+                        py,
+                        Level::Info,
+                        "RW0350: {}ASGI event loop started: {text}.",
+                        log_prefix()
+                    );
                 } else {
                     log_detached(py, Level::Error, &format!("RW0301: {}{text}", log_prefix()));
                 }
@@ -67,12 +75,22 @@ fn runtime<'py>(py: Python<'py>) -> PyResult<Bound<'py, PyModule>> {
         },
     )?;
     m.setattr("log", log)?;
+    // uvloop only in the main interpreter (asgi.py, _new_loop).
+    m.setattr("MAIN_INTERPRETER", in_main_interpreter())?;
     // asgi-blocked-loop-timeout= (0: no watchdog).
     m.setattr(
         "BLOCKED_AFTER",
         super::settings::process_info().asgi_blocked_loop_timeout,
     )?;
     Ok(m)
+}
+
+/// Whether the calling thread's current interpreter is the main one.
+fn in_main_interpreter() -> bool {
+    // SAFETY: called attached (runtime() holds a Python token): a thread state is current,
+    // so PyInterpreterState_Get returns its interpreter; PyInterpreterState_Main only reads
+    // the runtime's pointer to the main interpreter.
+    unsafe { pyo3::ffi::PyInterpreterState_Get() == pyo3::ffi::PyInterpreterState_Main() }
 }
 
 /// The outcome of an application's `lifespan.startup`, as the runtime reports it.
