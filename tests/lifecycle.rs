@@ -539,6 +539,33 @@ fn a_request_queued_at_a_draining_daemon_is_served_by_the_next_generation() {
     );
 }
 
+/// While a group's socket is root's (a new generation's socket between its bind and its
+/// chown, at a graceful restart), an Apache child's connect is refused with EACCES: the
+/// child retries it within connect-timeout, as while the socket does not exist, rather
+/// than answering 503.
+#[test]
+fn a_socket_not_yet_handed_to_apaches_user_is_waited_for_not_a_503() {
+    use std::os::unix::fs::MetadataExt;
+    let (apache, _) = start("processes=1 threads=2 connect-timeout=15", "");
+    let socket = apache.daemon_socket();
+    let owner = std::fs::metadata(&socket).unwrap();
+    assert_ne!(owner.uid(), 0, "the socket is Apache's user's");
+    std::os::unix::fs::chown(&socket, Some(0), Some(0)).unwrap();
+    let port = apache.port();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(http::request(port, "GET", "/app/pid", &[], b""));
+    });
+    // The simulated window: the request is refused by the socket's permissions meanwhile.
+    let early = rx.recv_timeout(Duration::from_millis(500));
+    std::os::unix::fs::chown(&socket, Some(owner.uid()), Some(owner.gid())).unwrap();
+    let answer = early
+        .or_else(|_| rx.recv_timeout(Duration::from_secs(15)))
+        .expect("no answer")
+        .expect("the request failed");
+    assert_eq!(answer.status, 200, "{}", apache.error_log());
+}
+
 #[test]
 fn trickling_uploads_do_not_starve_daemon_threads() {
     let (apache, _) = start("threads=2", "");

@@ -142,12 +142,16 @@ pub(super) fn connect(target: &DaemonTarget) -> io::Result<DaemonConn> {
                     Err(e) => return Err(e),
                 }
             }
+            // PermissionDenied too: at a graceful restart the new generation's socket is
+            // root's from its bind until its chown, a moment in which this child's
+            // connect is refused as it is while the path does not exist yet.
             Err(e)
                 if matches!(
                     e.kind(),
                     io::ErrorKind::NotFound
                         | io::ErrorKind::ConnectionRefused
                         | io::ErrorKind::WouldBlock
+                        | io::ErrorKind::PermissionDenied
                 ) && Instant::now() < deadline =>
             {
                 backoff.wait();
