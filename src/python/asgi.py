@@ -114,31 +114,47 @@ def _new_loop():
 class _Inbox:
     """Work handed from request threads to the loop: one wake-up of the loop (its
     call_soon_threadsafe: a write to its self-pipe with asyncio's loop) per batch, not
-    per request; the loop drains every call queued meanwhile."""
+    per request; the loop drains every call queued meanwhile. The lock keeps a submit
+    from being missed by a drain that is finishing (also without a GIL)."""
 
     def __init__(self, loop):
         self.loop = loop
+        self.lock = threading.Lock()
         self.calls = collections.deque()
         self.pending = False
 
     def submit(self, fn, *args):
-        self.calls.append((fn, args))
-        if not self.pending:
+        with self.lock:
+            self.calls.append((fn, args))
+            if self.pending:
+                return
             self.pending = True
-            self.loop.call_soon_threadsafe(self.drain)
+        self.loop.call_soon_threadsafe(self.drain)
 
     def drain(self):
-        # Cleared first: a call queued after the last popleft() below wakes the loop again.
-        self.pending = False
-        calls = self.calls
-        while calls:
-            fn, args = calls.popleft()
+        while True:
+            with self.lock:
+                if not self.calls:
+                    self.pending = False
+                    return
+                batch, self.calls = self.calls, collections.deque()
             try:
-                fn(*args)
-            except Exception as e:
-                if log is not None:
-                    log('error', _error_text('mod_rwsgi ASGI runtime: a call handed to the '
-                                             'event loop raised:\n', e))
+                while batch:
+                    fn, args = batch.popleft()
+                    try:
+                        fn(*args)
+                    except Exception as e:
+                        if log is not None:
+                            log('error', _error_text('mod_rwsgi ASGI runtime: a call handed '
+                                                     'to the event loop raised:\n', e))
+            finally:
+                if batch:
+                    # A BaseException left calls undone: they go first at the next drain
+                    # (still pending, so no submit schedules another meanwhile).
+                    with self.lock:
+                        batch.extend(self.calls)
+                        self.calls = batch
+                    self.loop.call_soon(self.drain)
 
 
 _inbox = None

@@ -40,12 +40,23 @@ const MODULE: &str = "_mod_rwsgi_asgi";
 pub const ASGI_STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The runtime module of the current interpreter, loaded on first use.
-fn runtime<'py>(py: Python<'py>) -> PyResult<Bound<'py, PyModule>> {
+pub(super) fn runtime<'py>(py: Python<'py>) -> PyResult<Bound<'py, PyModule>> {
     let modules = py.import("sys")?.getattr("modules")?;
-    if let Ok(m) = modules.get_item(MODULE) {
-        if let Ok(m) = m.cast_into::<PyModule>() {
+    // The module is in sys.modules while its code still runs (imports that let other
+    // threads run): a thread that finds it before `READY` waits for the thread making it,
+    // rather than using it half made (or making a second one, with a second loop).
+    let deadline = Instant::now() + ASGI_STARTUP_TIMEOUT;
+    while let Ok(m) = modules.get_item(MODULE) {
+        let m = m.cast_into::<PyModule>()?;
+        if m.hasattr("READY")? {
             return Ok(m);
         }
+        if Instant::now() >= deadline {
+            return Err(pyo3::exceptions::PyRuntimeError::new_err(
+                "mod_rwsgi: the ASGI runtime module is still being made by another thread",
+            ));
+        }
+        py.detach(|| std::thread::sleep(Duration::from_millis(1)));
     }
     let code = CString::new(include_str!("asgi.py"))
         .map_err(|e| pyo3::exceptions::PyValueError::new_err(e.to_string()))?;
@@ -82,6 +93,7 @@ fn runtime<'py>(py: Python<'py>) -> PyResult<Bound<'py, PyModule>> {
         "BLOCKED_AFTER",
         super::settings::process_info().asgi_blocked_loop_timeout,
     )?;
+    m.setattr("READY", true)?;
     Ok(m)
 }
 

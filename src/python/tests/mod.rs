@@ -6,6 +6,7 @@
 //! One file per feature; this file holds what they share: log capture, the interpreter,
 //! the fake `RequestIo` and small helpers.
 
+mod asgi_inbox;
 mod checks;
 mod errors;
 mod loading;
