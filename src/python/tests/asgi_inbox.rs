@@ -5,18 +5,26 @@ use pyo3::prelude::*;
 
 use super::init;
 
-/// Calls submitted from many threads at once all run, each thread's in its order, none
-/// left behind by a drain that was finishing as they came (which would leave a request
-/// waiting for its start or its answer forever).
-#[test]
-fn every_call_handed_to_the_loop_from_many_threads_runs_in_order() {
+/// Runs `code` with the ASGI runtime module of the main interpreter as `rt`.
+fn run_with_runtime(code: &std::ffi::CStr) {
     init();
     Python::attach(|py| {
         let runtime = crate::python::asgi::runtime(py).unwrap();
         let globals = pyo3::types::PyDict::new(py);
         globals.set_item("rt", runtime).unwrap();
-        py.run(
-            cr#"
+        py.run(code, Some(&globals), None)
+            .map_err(|e| e.to_string())
+            .unwrap();
+    });
+}
+
+/// Calls submitted from many threads at once all run, each thread's in its order, none
+/// left behind by a drain that was finishing as they came (which would leave a request
+/// waiting for its start or its answer forever).
+#[test]
+fn every_call_handed_to_the_loop_from_many_threads_runs_in_order() {
+    run_with_runtime(
+        cr#"
 import asyncio, threading
 loop = asyncio.new_event_loop()
 runner = threading.Thread(target=loop.run_forever, daemon=True)
@@ -48,12 +56,7 @@ assert finished, {t: len(v) for t, v in seen.items()}
 assert all(v == list(range(N)) for v in seen.values()), 'out of order'
 assert not inbox.calls and not inbox.pending
 "#,
-            Some(&globals),
-            None,
-        )
-        .map_err(|e| e.to_string())
-        .unwrap();
-    });
+    );
 }
 
 /// A call that ends its drain with a BaseException (not an Exception, which is logged and
@@ -61,13 +64,8 @@ assert not inbox.calls and not inbox.pending
 /// to whenever the next request submits something.
 #[test]
 fn calls_queued_behind_one_that_raised_a_base_exception_still_run() {
-    init();
-    Python::attach(|py| {
-        let runtime = crate::python::asgi::runtime(py).unwrap();
-        let globals = pyo3::types::PyDict::new(py);
-        globals.set_item("rt", runtime).unwrap();
-        py.run(
-            cr#"
+    run_with_runtime(
+        cr#"
 import asyncio, threading
 loop = asyncio.new_event_loop()
 loop.set_exception_handler(lambda loop, context: None)
@@ -94,12 +92,7 @@ runner.join(10)
 loop.close()
 assert finished, 'the call queued behind the BaseException did not run'
 "#,
-            Some(&globals),
-            None,
-        )
-        .map_err(|e| e.to_string())
-        .unwrap();
-    });
+    );
 }
 
 /// Threads that ask for the ASGI runtime module while another thread is still making it
