@@ -87,7 +87,10 @@ pub(super) fn runtime<'py>(py: Python<'py>) -> PyResult<Bound<'py, PyModule>> {
     )?;
     m.setattr("log", log)?;
     // uvloop only in the main interpreter (asgi.py, _new_loop).
-    m.setattr("MAIN_INTERPRETER", in_main_interpreter())?;
+    m.setattr(
+        "MAIN_INTERPRETER",
+        super::interp_state::in_main_interpreter(py),
+    )?;
     // asgi-blocked-loop-timeout= (0: no watchdog).
     m.setattr(
         "BLOCKED_AFTER",
@@ -95,14 +98,6 @@ pub(super) fn runtime<'py>(py: Python<'py>) -> PyResult<Bound<'py, PyModule>> {
     )?;
     m.setattr("READY", true)?;
     Ok(m)
-}
-
-/// Whether the calling thread's current interpreter is the main one.
-fn in_main_interpreter() -> bool {
-    // SAFETY: called attached (runtime() holds a Python token): a thread state is current,
-    // so PyInterpreterState_Get returns its interpreter; PyInterpreterState_Main only reads
-    // the runtime's pointer to the main interpreter.
-    unsafe { pyo3::ffi::PyInterpreterState_Get() == pyo3::ffi::PyInterpreterState_Main() }
 }
 
 /// The outcome of an application's `lifespan.startup`, as the runtime reports it.

@@ -154,14 +154,6 @@ pub(crate) fn install_in_sub_interpreter(py: Python<'_>) -> PyResult<()> {
     Ok(())
 }
 
-/// Whether the calling thread's current interpreter is the main one.
-fn in_main_interpreter() -> bool {
-    // SAFETY: called attached (from the gc callback): a thread state is current, so
-    // PyInterpreterState_Get returns its interpreter; PyInterpreterState_Main only reads the
-    // runtime's pointer to the main interpreter.
-    unsafe { pyo3::ffi::PyInterpreterState_Get() == pyo3::ffi::PyInterpreterState_Main() }
-}
-
 /// The `gc.callbacks` entry: `phase` is "start" or "stop", `info` a dict with the
 /// generation and the collected and uncollectable counts. It never raises (an exception
 /// here would be reported on every collection).
@@ -217,7 +209,10 @@ fn gc_callback(phase: &Bound<'_, PyAny>, info: &Bound<'_, PyAny>) {
     }
     // The counts, thresholds and flags are the main interpreter's (its `gc` module); a
     // sub-interpreter's collections add to the events and totals only.
-    if let Some(gc) = GC_MODULE.get().filter(|_| in_main_interpreter()) {
+    if let Some(gc) = GC_MODULE
+        .get()
+        .filter(|_| super::interp_state::in_main_interpreter(info.py()))
+    {
         refresh(gc.bind(info.py()), s);
     }
     let mut q = lock(&s.events);

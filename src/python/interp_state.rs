@@ -12,6 +12,14 @@ use pyo3::prelude::*;
 use pyo3::sync::MutexExt;
 use pyo3::types::{PyDict, PyModule, PyString, PyType};
 
+/// Whether the interpreter `py` is attached to is the main one.
+pub(crate) fn in_main_interpreter(_py: Python<'_>) -> bool {
+    // SAFETY: the token proves a thread state is current, so PyInterpreterState_Get returns
+    // its interpreter; PyInterpreterState_Main only reads the runtime's pointer to the main
+    // interpreter.
+    unsafe { pyo3::ffi::PyInterpreterState_Get() == pyo3::ffi::PyInterpreterState_Main() }
+}
+
 /// One interpreter's own objects.
 pub(crate) struct InterpState {
     /// Its `mod_wsgi` module (also `sys.modules['mod_rwsgi']`).
