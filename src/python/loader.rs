@@ -16,8 +16,7 @@
 //! (`Path::display`: a byte that is not UTF-8 becomes U+FFFD).
 
 use std::collections::{HashMap, HashSet};
-use std::ffi::OsStr;
-use std::os::unix::ffi::OsStrExt;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -103,7 +102,7 @@ impl LoadFailure {
 
 #[derive(Default)]
 pub(crate) struct Loader {
-    /// By [`slot_key`]: the script's path as it names a module, then the group.
+    /// By [`with_slot_key`]: the script's path as it names a module, then the group.
     slots: Mutex<HashMap<Box<[u8]>, Arc<Slot>>>,
     groups: Mutex<HashSet<String>>,
     groups_noticed: AtomicBool,
@@ -334,31 +333,14 @@ fn with_slot_key<R>(path: &Path, group: &str, f: impl FnOnce(&[u8]) -> R) -> R {
     thread_local! {
         static KEY: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
     }
-    KEY.with(|key| {
-        // A nested call (none today) gets its own buffer rather than a borrow panic.
-        let Ok(mut key) = key.try_borrow_mut() else {
-            return f(&slot_key(path, group));
-        };
+    // `f` only looks the key up: it never comes back here while the buffer is borrowed.
+    KEY.with_borrow_mut(|key| {
         key.clear();
-        push_slot_key(&mut key, path, group);
-        f(&key)
+        push_module_path(key, path);
+        key.push(0);
+        key.extend_from_slice(group.as_bytes());
+        f(key)
     })
-}
-
-fn slot_key(path: &Path, group: &str) -> Vec<u8> {
-    let mut key = Vec::new();
-    push_slot_key(&mut key, path, group);
-    key
-}
-
-fn push_slot_key(key: &mut Vec<u8>, path: &Path, group: &str) {
-    let start = key.len();
-    key.extend_from_slice(path.as_os_str().as_bytes());
-    if !super::settings::process_info().case_sensitivity {
-        key[start..].make_ascii_lowercase();
-    }
-    key.push(0);
-    key.extend_from_slice(group.as_bytes());
 }
 
 /// A loaded slot whose file's mtime is no longer the one it was loaded with.
@@ -389,11 +371,17 @@ fn md5_hex(py: Python<'_>, bytes: &[u8]) -> PyResult<String> {
 /// `ap_str_tolower` in mod_wsgi) with WSGICaseSensitivity Off, for case-insensitive file
 /// systems.
 fn fold_case(path: &Path) -> PathBuf {
-    let bytes = path.as_os_str().as_bytes();
-    if super::settings::process_info().case_sensitivity {
-        PathBuf::from(OsStr::from_bytes(bytes))
-    } else {
-        PathBuf::from(OsStr::from_bytes(&bytes.to_ascii_lowercase()))
+    let mut bytes = Vec::new();
+    push_module_path(&mut bytes, path);
+    PathBuf::from(std::ffi::OsString::from_vec(bytes))
+}
+
+/// Appends the path's bytes as [`fold_case`] gives them.
+fn push_module_path(out: &mut Vec<u8>, path: &Path) {
+    let start = out.len();
+    out.extend_from_slice(path.as_os_str().as_bytes());
+    if !super::settings::process_info().case_sensitivity {
+        out[start..].make_ascii_lowercase();
     }
 }
 
