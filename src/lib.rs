@@ -14,8 +14,9 @@
 //! - `ipc`      L2 the Unix socket under the protocol: poll, descriptor passing (nix).
 //! - `apache`   L1 a thin safe layer over Apache's C API.
 //! - `ffi`      L0 raw bindgen bindings.
-//! - `logging`, `heap`, `util`: crate-wide utilities (log lines; glibc heap policy; clock,
-//!   resident set size, panic text), the only files besides this one at `src/` root.
+//! - `logging`, `heap`, `util`, `pair_list`: crate-wide utilities (log lines; glibc heap
+//!   policy; clock, resident set size, panic text; a request's environ pairs in one buffer),
+//!   the only files besides this one at `src/` root.
 //!
 //! docs/architecture.md describes the folders and a request's way through them.
 
@@ -26,6 +27,7 @@ pub mod ipc;
 
 pub mod heap;
 pub mod logging;
+pub mod pair_list;
 pub mod util;
 
 pub mod ffi;

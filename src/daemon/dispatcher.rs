@@ -1063,7 +1063,9 @@ mod tests {
             script_path: b"/srv/app.wsgi".to_vec(),
             app_group: Vec::new(),
             callable: Vec::new(),
-            env: vec![(b"REQUEST_METHOD".to_vec(), b"GET".to_vec())],
+            env: vec![(b"REQUEST_METHOD".to_vec(), b"GET".to_vec())]
+                .into_iter()
+                .collect(),
         })
         .encode(&mut out)
         .unwrap();

@@ -23,6 +23,7 @@ use crate::config::{
     DirConfig, GroupSelector, HandlerScript, MapHeadToGet, ScriptAlias, ServerConfig,
 };
 use crate::ffi;
+use crate::pair_list::PairList;
 use crate::protocol::req_flags;
 
 pub use daemon_client::DaemonTarget;
@@ -351,63 +352,41 @@ fn serve_embedded(
 ) -> i32 {
     if dir.trusted_proxy_headers.is_some() {
         let env = selection_environ(r, dir, sel, path_info);
+        let env: PairList = env.iter().map(|(k, v)| (k, v)).collect();
         return serve_embedded_with(r, ctx, dir, sel, &env);
     }
-    // The environ's byte pairs go into this thread's buffer, whose vectors keep their
-    // capacity from request to request: no allocation per variable once warm. A request
-    // served while another runs on this thread (a subrequest from the application) gets a
-    // buffer of its own.
+    // The environ's byte pairs go into this thread's buffer, which keeps its capacity from
+    // request to request: no allocation once warm. A request served while another runs on
+    // this thread (a subrequest from the application) gets a buffer of its own.
     thread_local! {
-        static ENV: std::cell::RefCell<EnvBuffer> = const {
-            std::cell::RefCell::new(EnvBuffer { pairs: Vec::new(), len: 0 })
+        static ENV: std::cell::RefCell<PairList> = const {
+            std::cell::RefCell::new(PairList::new())
         };
     }
     ENV.with(|cell| match cell.try_borrow_mut() {
         Ok(mut buf) => {
-            buf.fill(environ_of(r, dir, sel, path_info));
-            serve_embedded_with(r, ctx, dir, sel, buf.pairs())
+            refill(&mut buf, environ_of(r, dir, sel, path_info));
+            serve_embedded_with(r, ctx, dir, sel, &buf)
         }
         Err(_) => {
-            let env = selection_environ(r, dir, sel, path_info);
+            let env: PairList = environ_of(r, dir, sel, path_info).collect();
             serve_embedded_with(r, ctx, dir, sel, &env)
         }
     })
 }
 
-/// Byte pairs whose vectors are reused: [`EnvBuffer::fill`] overwrites them in place.
-struct EnvBuffer {
-    pairs: Vec<(Vec<u8>, Vec<u8>)>,
-    /// How many of `pairs` the last fill wrote.
-    len: usize,
-}
+/// A thread's environ buffer larger than this is not kept for the next request (a rare
+/// huge cookie does not stay with the thread).
+const ENV_KEEP_LIMIT: usize = 16 * 1024;
 
-impl EnvBuffer {
-    /// Vectors larger than this are not kept for the next request.
-    const KEEP_LIMIT: usize = 4096;
-
-    fn fill<'a>(&mut self, env: impl Iterator<Item = (&'a [u8], &'a [u8])>) {
-        self.len = 0;
-        for (k, v) in env {
-            if self.len == self.pairs.len() {
-                self.pairs.push((k.to_vec(), v.to_vec()));
-            } else {
-                let (key, value) = &mut self.pairs[self.len];
-                for (kept, new) in [(key, k), (value, v)] {
-                    if kept.capacity() > EnvBuffer::KEEP_LIMIT {
-                        // A rare huge value (a big cookie) does not stay with the thread.
-                        *kept = new.to_vec();
-                    } else {
-                        kept.clear();
-                        kept.extend_from_slice(new);
-                    }
-                }
-            }
-            self.len += 1;
-        }
+/// Makes `buf` hold exactly `env`, reusing its buffer unless it grew past the limit.
+fn refill<'a>(buf: &mut PairList, env: impl Iterator<Item = (&'a [u8], &'a [u8])>) {
+    if buf.capacity() > ENV_KEEP_LIMIT {
+        *buf = PairList::new();
     }
-
-    fn pairs(&self) -> &[(Vec<u8>, Vec<u8>)] {
-        &self.pairs[..self.len]
+    buf.clear();
+    for (k, v) in env {
+        buf.push(k, v);
     }
 }
 
@@ -417,7 +396,7 @@ fn serve_embedded_with(
     ctx: &HandlerContext<'_>,
     dir: &DirConfig,
     sel: &Selection,
-    env: &[(Vec<u8>, Vec<u8>)],
+    env: &PairList,
 ) -> i32 {
     let spec = crate::python::RequestSpec {
         script_path: script_path(&sel.script),
@@ -682,33 +661,29 @@ fn environ<'a>(
 
 #[cfg(test)]
 mod tests {
-    use super::EnvBuffer;
+    use super::{ENV_KEEP_LIMIT, PairList, refill};
 
     fn pairs<'a>(list: &'a [(&'a str, &'a str)]) -> impl Iterator<Item = (&'a [u8], &'a [u8])> {
         list.iter().map(|(k, v)| (k.as_bytes(), v.as_bytes()))
     }
 
     #[test]
-    fn env_buffer_holds_exactly_the_last_fill_and_drops_huge_values() {
-        let mut buf = EnvBuffer {
-            pairs: Vec::new(),
-            len: 0,
-        };
-        let big = "x".repeat(EnvBuffer::KEEP_LIMIT * 4);
-        buf.fill(pairs(&[("A", "1"), ("B", &big), ("C", "3")]));
-        assert_eq!(buf.pairs().len(), 3);
-        assert_eq!(buf.pairs()[1].1, big.as_bytes());
-        buf.fill(pairs(&[("HTTP_HOST", "h"), ("D", "4")]));
-        let got: Vec<_> = buf.pairs().to_vec();
+    fn env_buffer_holds_exactly_the_last_fill_and_drops_huge_buffers() {
+        let mut buf = PairList::new();
+        let big = "x".repeat(ENV_KEEP_LIMIT * 4);
+        refill(&mut buf, pairs(&[("A", "1"), ("B", &big), ("C", "3")]));
+        assert_eq!(buf.len(), 3);
+        assert_eq!(buf.get(b"B"), Some(big.as_bytes()));
+        refill(&mut buf, pairs(&[("HTTP_HOST", "h"), ("D", "4")]));
         assert_eq!(
-            got,
-            vec![
-                (b"HTTP_HOST".to_vec(), b"h".to_vec()),
-                (b"D".to_vec(), b"4".to_vec())
-            ]
+            buf.iter().collect::<Vec<_>>(),
+            [(&b"HTTP_HOST"[..], &b"h"[..]), (b"D", b"4")]
         );
-        assert!(buf.pairs()[1].1.capacity() <= EnvBuffer::KEEP_LIMIT);
-        buf.fill(pairs(&[]));
-        assert!(buf.pairs().is_empty());
+        assert!(buf.capacity() <= ENV_KEEP_LIMIT);
+        let room = buf.capacity();
+        refill(&mut buf, pairs(&[("A", "1")]));
+        assert_eq!(buf.capacity(), room, "a small buffer is kept");
+        refill(&mut buf, pairs(&[]));
+        assert!(buf.is_empty());
     }
 }

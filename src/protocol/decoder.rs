@@ -7,6 +7,7 @@ use std::fmt;
 
 use super::frame::{Frame, FrameKind, Pairs, ReqHead, RespHead, req_flags, ws_type};
 use super::{HEADER_LEN, Limits, ProtocolError};
+use crate::pair_list::PairList;
 
 /// A complete frame whose payload is still in the decoder's buffer (see [`Decoder::next_raw`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -104,7 +105,7 @@ impl Frame {
                     script_path: r.bytes("script_path")?,
                     app_group: r.bytes("app_group")?,
                     callable: r.bytes("callable")?,
-                    env: r.pairs("env", limits.max_pairs)?,
+                    env: r.pair_list("env", limits.max_pairs)?,
                 })
             }
             FrameKind::ReqBody => Self::ReqBody(r.rest_bytes()),
@@ -255,6 +256,37 @@ impl<'a> Reader<'a> {
             pairs.push((key, value));
         }
         Ok(pairs)
+    }
+
+    /// `pairs` as a [`PairList`]: the region is checked pair by pair, then copied once.
+    fn pair_list(&mut self, field: &'static str, limit: u32) -> Result<PairList, ProtocolError> {
+        let count = self.u32(field)?;
+        if count > limit {
+            return Err(ProtocolError::TooManyPairs {
+                kind: self.kind,
+                field,
+                count,
+                limit,
+            });
+        }
+        // Every pair takes at least its two 4-byte lengths: a count the payload cannot hold
+        // is refused before walking it.
+        let min_len = u64::from(count) * 8;
+        if min_len > self.rest.len() as u64 {
+            return Err(self.truncated(field, min_len));
+        }
+        let start = self.rest;
+        for _ in 0..count {
+            for _ in 0..2 {
+                let len = self.u32(field)?;
+                self.take(field, len)?;
+            }
+        }
+        let region = &start[..start.len() - self.rest.len()];
+        Ok(PairList::from_checked(
+            region,
+            usize::try_from(count).unwrap_or(usize::MAX),
+        ))
     }
 
     fn finish(self) -> Result<(), ProtocolError> {
@@ -728,7 +760,9 @@ mod tests {
             })
         );
         // Exactly max_pairs pairs, then one more.
-        let env = vec![(Vec::new(), Vec::new()); limits.max_pairs as usize];
+        let env = vec![(Vec::new(), Vec::new()); limits.max_pairs as usize]
+            .into_iter()
+            .collect::<PairList>();
         let head = ReqHead {
             env,
             ..ReqHead::default()
@@ -737,7 +771,9 @@ mod tests {
             decode_one(&encoded(&Frame::ReqHead(head.clone()))),
             Ok(Frame::ReqHead(head))
         );
-        let env = vec![(Vec::new(), Vec::new()); limits.max_pairs as usize + 1];
+        let env = vec![(Vec::<u8>::new(), Vec::<u8>::new()); limits.max_pairs as usize + 1]
+            .into_iter()
+            .collect::<PairList>();
         let err = decode_one(&encoded(&Frame::ReqHead(ReqHead {
             env,
             ..ReqHead::default()

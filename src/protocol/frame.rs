@@ -5,7 +5,7 @@
 
 use std::fmt;
 
-use super::{HEADER_LEN, ProtocolError};
+use super::{HEADER_LEN, PairList, ProtocolError};
 
 /// The kind of a frame: the first byte of its header. The numbers are part of the protocol.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -232,7 +232,7 @@ pub struct ReqHead {
     /// Name of the WSGI callable in the script (usually `application`).
     pub callable: Vec<u8>,
     /// The WSGI environ as byte pairs (no NUL or UTF-8 assumption, duplicates kept in order).
-    pub env: Pairs,
+    pub env: PairList,
 }
 
 impl ReqHead {
@@ -530,9 +530,7 @@ impl Frame {
     pub fn encode(&self, out: &mut Vec<u8>) -> Result<(), ProtocolError> {
         let kind = self.kind();
         match self {
-            Self::ReqHead(head) => {
-                encode_req_head_into(out, &head.fields(), head.env.iter().map(|(k, v)| (k, v)))
-            }
+            Self::ReqHead(head) => encode_req_head_into(out, &head.fields(), &head.env),
             Self::RespHead(head) => encode_resp_head_into(
                 out,
                 head.status,
@@ -602,7 +600,9 @@ pub(crate) mod samples {
                 (BINARY.to_vec(), Vec::new()),
                 (Vec::new(), Vec::new()),
                 (b"HTTP_X_BIN".to_vec(), b"duplicate kept".to_vec()),
-            ],
+            ]
+            .into_iter()
+            .collect(),
         }
     }
 
@@ -726,7 +726,7 @@ mod tests {
             flags: req_flags::BODY_FOLLOWS,
             queue_start_us: 7,
             script_path: b"/s.wsgi".to_vec(),
-            env: vec![(b"K".to_vec(), b"V".to_vec())],
+            env: vec![(b"K".to_vec(), b"V".to_vec())].into_iter().collect(),
             ..ReqHead::default()
         };
         let mut bytes = encoded(&Frame::ReqHead(head.clone()));
@@ -751,7 +751,9 @@ mod tests {
             script_path: b"s".to_vec(),
             app_group: b"".to_vec(),
             callable: b"ap".to_vec(),
-            env: vec![(b"K".to_vec(), b"\x00V".to_vec())],
+            env: vec![(b"K".to_vec(), b"\x00V".to_vec())]
+                .into_iter()
+                .collect(),
         };
         let mut expected = vec![1, 0, 0, 0, 0, 0, 0, 0];
         expected.extend_from_slice(&[0, 0, 0, 4]); // flags
@@ -801,11 +803,7 @@ mod tests {
     #[test]
     fn borrowed_encoders_match_owned_encoding() {
         let head = sample_req_head();
-        let borrowed: Vec<(&[u8], &[u8])> = head
-            .env
-            .iter()
-            .map(|(k, v)| (k.as_slice(), v.as_slice()))
-            .collect();
+        let borrowed: Vec<(&[u8], &[u8])> = head.env.iter().collect();
         let mut out = b"prefix".to_vec();
         encode_req_head_into(&mut out, &head.fields(), borrowed.iter().copied()).unwrap();
         assert_eq!(&out[..6], b"prefix");

@@ -218,7 +218,9 @@ mod tests {
             env: vec![
                 (b"REQUEST_METHOD".to_vec(), b"POST".to_vec()),
                 (b"HTTP_X".to_vec(), b"\x00\xff".to_vec()),
-            ],
+            ]
+            .into_iter()
+            .collect(),
         };
         let resp = RespHead {
             status: 200,

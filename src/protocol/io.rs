@@ -345,7 +345,9 @@ mod tests {
                 script_path: b"/srv/app.wsgi".to_vec(),
                 app_group: Vec::new(),
                 callable: b"application".to_vec(),
-                env: vec![(b"PATH_INFO".to_vec(), b"/\x00\xff".to_vec())],
+                env: vec![(b"PATH_INFO".to_vec(), b"/\x00\xff".to_vec())]
+                    .into_iter()
+                    .collect(),
             }),
             Frame::ReadBody { max: 65536 },
             Frame::ReqBody(b"body".to_vec()),

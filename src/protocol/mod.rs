@@ -148,6 +148,7 @@ pub(crate) mod fuzz_harness;
 mod hello;
 pub mod io;
 
+pub use crate::pair_list::PairList;
 pub use decoder::{Decoder, FrameHeader, READ_AHEAD_MAX, READ_MIN, RawFrame};
 pub use error::ProtocolError;
 pub use frame::{

@@ -461,10 +461,7 @@ fn run_app<'py>(
 
 /// A string CGI variable of the request.
 fn env_value<'a>(spec: &RequestSpec<'a>, name: &[u8]) -> Option<&'a [u8]> {
-    spec.env
-        .iter()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.as_slice())
+    spec.env.get(name)
 }
 
 /// `mod_wsgi.request_id`: Apache's log id of the request.

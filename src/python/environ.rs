@@ -208,9 +208,9 @@ pub(crate) fn build<'py>(
     // rewrote SCRIPT_NAME, as mod_wsgi saves them.
     let mut saved_names = false;
     for (name, value) in spec.env {
-        match name.as_slice() {
+        match name {
             b"HTTPS" => {
-                https = value.eq_ignore_ascii_case(b"on") || value.as_slice() == b"1";
+                https = value.eq_ignore_ascii_case(b"on") || value == b"1";
                 continue;
             }
             b"REQUEST_SCHEME" => request_scheme = Some(value),
@@ -218,7 +218,7 @@ pub(crate) fn build<'py>(
             _ => {}
         }
         let v = latin1(py, value);
-        match name.as_slice() {
+        match name {
             b"SCRIPT_NAME" => script_name = Some(v.clone()),
             b"PATH_INFO" => path_info = Some(v.clone()),
             _ => {}

@@ -30,11 +30,13 @@ thread_local! {
 }
 
 /// "[remote ip:port] " from a request's CGI variables (None without REMOTE_ADDR).
-pub(crate) fn remote_prefix(env: &[(Vec<u8>, Vec<u8>)]) -> Option<Arc<str>> {
+pub(crate) fn remote_prefix<'a>(
+    env: impl IntoIterator<Item = (&'a [u8], &'a [u8])>,
+) -> Option<Arc<str>> {
     let mut addr = None;
     let mut port: &[u8] = b"0";
     for (name, value) in env {
-        match name.as_slice() {
+        match name {
             b"REMOTE_ADDR" => addr = Some(value),
             b"REMOTE_PORT" => port = value,
             _ => {}
@@ -471,11 +473,8 @@ mod tests {
 
     #[test]
     fn remote_prefix_names_address_and_port() {
-        let env = |pairs: &[(&str, &str)]| -> Vec<(Vec<u8>, Vec<u8>)> {
-            pairs
-                .iter()
-                .map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec()))
-                .collect()
+        let env = |pairs: &[(&str, &str)]| -> crate::pair_list::PairList {
+            pairs.iter().copied().collect()
         };
         assert_eq!(
             remote_prefix(&env(&[("REMOTE_PORT", "5000"), ("REMOTE_ADDR", "::1")])).as_deref(),

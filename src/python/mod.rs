@@ -209,7 +209,7 @@ pub struct RequestSpec<'a> {
     /// Name of the WSGI callable in the script; "" means "application".
     pub callable: &'a str,
     /// CGI variables as bytes from Apache; values become latin-1 `str` (PEP 3333).
-    pub env: &'a [(Vec<u8>, Vec<u8>)],
+    pub env: &'a crate::pair_list::PairList,
     /// What a changed script, a removed `__mtime__` or a `reload_required()` answering True
     /// leads to (WSGIScriptReloading).
     pub script_reloading: ScriptReloading,

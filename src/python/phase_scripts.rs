@@ -143,7 +143,8 @@ impl AppHost {
         ) -> Result<Option<T>, PhaseError>,
     ) -> Result<Vec<Option<T>>, PhaseFailed> {
         let loaded = self.phase_script(req)?;
-        let remote = log_object::remote_prefix(req.env);
+        let remote =
+            log_object::remote_prefix(req.env.iter().map(|(k, v)| (k.as_slice(), v.as_slice())));
         let _scope = RequestScope::enter(remote.clone());
         let (path, group) = (req.script_path, req.app_group);
         // In the group's interpreter; `Err`: it could not be made (logged).

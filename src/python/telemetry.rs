@@ -110,10 +110,9 @@ pub fn enable(capture: TelemetryCapture) {
     }
 }
 
-fn env_value(env: &[(Vec<u8>, Vec<u8>)], key: &[u8]) -> String {
-    env.iter()
-        .find(|(k, _)| k == key)
-        .map(|(_, v)| v.iter().map(|b| char::from(*b)).collect())
+fn env_value(env: &crate::pair_list::PairList, key: &[u8]) -> String {
+    env.get(key)
+        .map(|v| v.iter().map(|b| char::from(*b)).collect())
         .unwrap_or_default()
 }
 

@@ -28,6 +28,8 @@ use std::time::{Duration, SystemTime};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
+use crate::pair_list::PairList;
+
 use super::interpreter::{check_runtime_version, check_venv, major_minor};
 use super::start_response::{validate_header_name, validate_header_value, validate_status};
 use super::*;
@@ -263,7 +265,7 @@ fn rewrite(path: &str, source: &str, secs: u64) {
         .unwrap();
 }
 
-fn env(extra: &[(&str, &[u8])]) -> Vec<(Vec<u8>, Vec<u8>)> {
+fn env(extra: &[(&str, &[u8])]) -> PairList {
     let mut pairs: Vec<(Vec<u8>, Vec<u8>)> = [
         ("REQUEST_METHOD", &b"GET"[..]),
         ("SCRIPT_NAME", b"/app"),
@@ -280,10 +282,10 @@ fn env(extra: &[(&str, &[u8])]) -> Vec<(Vec<u8>, Vec<u8>)> {
         pairs.retain(|(name, _)| name != k.as_bytes());
         pairs.push((k.as_bytes().to_vec(), v.to_vec()));
     }
-    pairs
+    pairs.into_iter().collect()
 }
 
-fn spec<'a>(path: &'a str, env: &'a [(Vec<u8>, Vec<u8>)]) -> RequestSpec<'a> {
+fn spec<'a>(path: &'a str, env: &'a PairList) -> RequestSpec<'a> {
     RequestSpec {
         script_path: std::path::Path::new(path),
         app_group: "",
