@@ -91,14 +91,17 @@ def profile(variant, path, requests, module_file, app_group=''):
     parsed dump of the whole run (start-up and shut-down included) and the wall time."""
     tmp = tempfile.mkdtemp(prefix='rwsgi-callgrind-')
     os.chmod(tmp, 0o755)
-    root = run.prepare_root(tmp, variant, run.make_payloads())
+    server = run.new_server(tmp, variant, run.make_payloads())
+    root = server.root
     # One dump per process (%p): processes forked from Apache (in daemon mode, before they
     # exec) write their own instead of overwriting Apache's. Written as www-data at exit.
     dumps = os.path.join(root, 'callgrind')
     os.mkdir(dumps)
     os.chmod(dumps, 0o777)
-    port = run.free_port()
-    server = run.Server(variant, root, port)
+    port = server.port
+    if variant.proxy:
+        # The proxied backend runs as bench/run.py runs it; only Apache is profiled.
+        run.start_backends(server)
     conf = run.write_config(server)
     if app_group:
         with open(conf, 'a') as f:
