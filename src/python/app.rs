@@ -363,14 +363,18 @@ fn call_application(
         Ok(state) => state,
         Err(e) => return fail(py, spec, shared, Failure::App(e)),
     };
-    let errors = match log_object::new_stream(py, "<wsgi.errors>", remote) {
+    let errors = match log_object::request_errors(py, &state, remote) {
         Ok(errors) => errors,
         Err(e) => return fail(py, spec, shared, Failure::App(e)),
     };
-    let outcome = run_app(py, spec, shared, app, &errors, &state);
+    let outcome = run_app(py, spec, shared, app, &errors.stream, &state);
     // A partial last line is logged now, with this request's address.
-    if let Err(e) = errors.call_method0(state.fixed(py, environ::Fixed::flush)) {
-        log_exception(py, spec, &e);
+    match errors
+        .stream
+        .call_method0(state.fixed(py, environ::Fixed::flush))
+    {
+        Ok(_) => log_object::recycle_errors(py, &state, errors),
+        Err(e) => log_exception(py, spec, &e),
     }
     outcome
 }
@@ -428,7 +432,15 @@ fn run_app<'py>(
             return outcome;
         }
     };
-    let has_close = result.hasattr("close");
+    // A list or tuple has no close(); looking for one on Python before 3.13 raises and
+    // clears an AttributeError.
+    let has_close = if result.is_exact_instance_of::<pyo3::types::PyList>()
+        || result.is_exact_instance_of::<pyo3::types::PyTuple>()
+    {
+        Ok(false)
+    } else {
+        result.hasattr("close")
+    };
     // Nothing of the app's runs after the body (no close(), no event subscriber): the end of
     // the response then goes out together with its last bytes, in one write.
     let ends_with_body = !events && matches!(has_close, Ok(false));

@@ -159,6 +159,10 @@ fixed!(
     w = "w",
     mtime = "__mtime__",
     reload_required = "reload_required",
+    encoding = "encoding",
+    errors_attr = "errors",
+    write_through = "write_through",
+    line_buffering = "line_buffering",
 );
 
 /// The current interpreter's interned str of each of `FIXED`, in that order.

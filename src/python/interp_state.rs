@@ -49,6 +49,9 @@ pub(crate) struct InterpState {
     pub(crate) request_timeout: Py<PyType>,
     /// `mod_wsgi.LogBuffer`, the binary stream under wsgi.errors and sys.stdout/stderr.
     pub(crate) log_buffer: Py<PyType>,
+    /// Per thread (`metrics::thread_slot`), the wsgi.errors stream (and its buffer) its last
+    /// request left unreferenced, for its next one (`log_object::recycle_errors`).
+    pub(crate) spare_errors: Mutex<Vec<Option<(Py<PyAny>, Py<PyAny>)>>>,
 }
 
 /// Interpreter id → its state (ids are never reused). Callers hold an `Arc` only while

@@ -16,8 +16,10 @@ use std::sync::{Arc, Mutex};
 use pyo3::exceptions::{PyOSError, PyTypeError};
 use pyo3::ffi;
 use pyo3::prelude::*;
+use pyo3::sync::MutexExt;
 use pyo3::types::{PyByteArray, PyBytes, PyMemoryView};
 
+use super::interp_state::InterpState;
 use super::native_class;
 use crate::logging::Level;
 
@@ -43,11 +45,26 @@ pub(crate) fn remote_prefix<'a>(
         }
     }
     let addr = addr?;
-    Some(Arc::from(format!(
-        "[remote {}:{}] ",
-        String::from_utf8_lossy(addr),
-        String::from_utf8_lossy(port)
-    )))
+    // A kept-alive connection's requests come from one address: the text made for the
+    // thread's last request is reused while its address and port are the same.
+    type Last = (Vec<u8>, Vec<u8>, Option<Arc<str>>);
+    thread_local! {
+        static LAST: RefCell<Last> = const { RefCell::new((Vec::new(), Vec::new(), None)) };
+    }
+    LAST.with_borrow_mut(|(last_addr, last_port, prefix)| {
+        if prefix.is_none() || last_addr != addr || last_port != port {
+            last_addr.clear();
+            last_addr.extend_from_slice(addr);
+            last_port.clear();
+            last_port.extend_from_slice(port);
+            *prefix = Some(Arc::from(format!(
+                "[remote {}:{}] ",
+                String::from_utf8_lossy(addr),
+                String::from_utf8_lossy(port)
+            )));
+        }
+        prefix.clone()
+    })
 }
 
 /// While alive, lines this thread writes to `sys.stdout`/`sys.stderr` (and records it sends
@@ -199,7 +216,8 @@ native_class::fastcall_method! {
 pub(crate) struct LogBuffer {
     name: &'static str,
     /// Fixed "[remote ...] " (a request's wsgi.errors); `None` = the writing thread's request.
-    remote: Option<Arc<str>>,
+    /// Set again when a recycled wsgi.errors serves another request ([`request_errors`]).
+    remote: Mutex<Option<Arc<str>>>,
     pending: Mutex<Vec<u8>>,
 }
 
@@ -235,7 +253,12 @@ impl LogBuffer {
         if lines.is_empty() {
             return;
         }
-        let remote = self.remote.clone().or_else(current_remote);
+        let remote = self
+            .remote
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .or_else(current_remote);
         py.detach(|| {
             for line in &lines {
                 match &remote {
@@ -301,7 +324,7 @@ pub(crate) fn new_stream<'py>(
 ) -> PyResult<Bound<'py, PyAny>> {
     let buffer = LogBuffer {
         name,
-        remote,
+        remote: Mutex::new(remote),
         pending: Mutex::new(Vec::new()),
     };
     let name = pyo3::types::PyString::new(py, name).into_any();
@@ -326,6 +349,128 @@ pub(crate) fn new_stream<'py>(
     Ok(stream)
 }
 
+/// A request's `wsgi.errors`: the text stream, and the `LogBuffer` under it.
+pub(crate) struct RequestErrors<'py> {
+    pub(crate) stream: Bound<'py, PyAny>,
+    buffer: Bound<'py, PyAny>,
+}
+
+/// Threads (by `metrics::thread_slot`) past this many keep no wsgi.errors for their next
+/// request.
+const SPARE_ERRORS_THREADS: usize = 1024;
+
+/// `wsgi.errors` for a request from `remote`: the one this thread's last request in this
+/// interpreter left unreferenced ([`recycle_errors`]), given the new address, or a new one. A
+/// `TextIOWrapper` costs more to make and finalise than the rest of a small request's
+/// environ.
+pub(crate) fn request_errors<'py>(
+    py: Python<'py>,
+    state: &InterpState,
+    remote: Option<Arc<str>>,
+) -> PyResult<RequestErrors<'py>> {
+    let slot = super::metrics::thread_slot();
+    let spare = state
+        .spare_errors
+        .lock_py_attached(py)
+        .unwrap_or_else(|e| e.into_inner())
+        .get_mut(slot)
+        .and_then(Option::take);
+    if let Some((stream, buffer)) = spare {
+        let buffer = buffer.into_bound(py);
+        // SAFETY: `buffer` is an instance of this interpreter's LogBuffer class (made below)
+        // and outlives the borrow.
+        let value = unsafe { native_class::value::<LogBuffer>(buffer.as_ptr()) }?;
+        *value.remote.lock().unwrap_or_else(|e| e.into_inner()) = remote;
+        return Ok(RequestErrors {
+            stream: stream.into_bound(py),
+            buffer,
+        });
+    }
+    let name = pyo3::types::PyString::new(py, "<wsgi.errors>").into_any();
+    let buffer = LogBuffer {
+        name: "<wsgi.errors>",
+        remote: Mutex::new(remote),
+        pending: Mutex::new(Vec::new()),
+    };
+    let buffer = native_class::new(state.log_buffer.bind(py), buffer, Some(name))?;
+    let stream = state
+        .text_io_wrapper
+        .bind(py)
+        .call((&buffer,), Some(state.stream_kwargs.bind(py)))?;
+    // As on the streams Python itself opens.
+    let _ = stream.setattr(
+        state.fixed(py, super::environ::Fixed::mode),
+        state.fixed(py, super::environ::Fixed::w),
+    );
+    Ok(RequestErrors { stream, buffer })
+}
+
+/// Keeps a request's flushed `wsgi.errors` for a later request when no other reference to it
+/// or its buffer is left (nothing of the request can then see it again) and it is as it was
+/// made: no attribute added, not reconfigured. Otherwise it is simply dropped. Not on a
+/// free-threaded build, whose reference counts other threads may be changing.
+pub(crate) fn recycle_errors(py: Python<'_>, state: &InterpState, errors: RequestErrors<'_>) {
+    if cfg!(Py_GIL_DISABLED) {
+        return;
+    }
+    let RequestErrors { stream, buffer } = errors;
+    // SAFETY: attached; both objects are live (owned here). The stream holds one reference
+    // to its buffer, this code the other.
+    let unshared =
+        unsafe { ffi::Py_REFCNT(stream.as_ptr()) == 1 && ffi::Py_REFCNT(buffer.as_ptr()) == 2 };
+    if !unshared || !as_made(state, &stream).unwrap_or(false) {
+        return;
+    }
+    let slot = super::metrics::thread_slot();
+    if slot >= SPARE_ERRORS_THREADS {
+        return;
+    }
+    let mut spare = state
+        .spare_errors
+        .lock_py_attached(py)
+        .unwrap_or_else(|e| e.into_inner());
+    if spare.len() <= slot {
+        spare.resize_with(slot + 1, || None);
+    }
+    // What it replaces (none: this thread took it) is dropped here, attached.
+    spare[slot] = Some((stream.unbind(), buffer.unbind()));
+}
+
+/// Whether `stream` still has only the attribute and the configuration [`request_errors`]
+/// gave it ([`stream_kwargs`]; `reconfigure()` is the only way to change them).
+fn as_made(state: &InterpState, stream: &Bound<'_, PyAny>) -> PyResult<bool> {
+    use super::environ::Fixed;
+    let py = stream.py();
+    let text_is = |name: Fixed, want: &std::ffi::CStr| -> PyResult<bool> {
+        let value = stream.getattr(state.fixed(py, name))?;
+        // SAFETY: attached; `value` is a live str and `want` NUL-terminated ASCII; the call
+        // only compares them.
+        Ok(value.is_instance_of::<pyo3::types::PyString>()
+            && unsafe { ffi::PyUnicode_CompareWithASCIIString(value.as_ptr(), want.as_ptr()) } == 0)
+    };
+    let flag_is = |name: Fixed, want: bool| -> PyResult<bool> {
+        Ok(stream
+            .getattr(state.fixed(py, name))?
+            .is(pyo3::types::PyBool::new(py, want).as_any()))
+    };
+    if !text_is(Fixed::encoding, c"utf-8")?
+        || !text_is(Fixed::errors_attr, c"backslashreplace")?
+        || !flag_is(Fixed::write_through, true)?
+        || !flag_is(Fixed::line_buffering, false)?
+    {
+        return Ok(false);
+    }
+    // SAFETY: attached; `stream` is live and a TextIOWrapper, which has an instance dict;
+    // the call returns a new reference to it (made if missing) or null with an error set.
+    let dict = unsafe {
+        Bound::from_owned_ptr_or_err(
+            py,
+            ffi::PyObject_GenericGetDict(stream.as_ptr(), std::ptr::null_mut()),
+        )?
+    };
+    Ok(dict.len()? == 1)
+}
+
 /// `io.TextIOWrapper` of the current interpreter.
 pub(crate) fn text_io_wrapper(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
     py.import("io")?.getattr("TextIOWrapper")
@@ -334,6 +479,7 @@ pub(crate) fn text_io_wrapper(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
 /// The keyword arguments of `io.TextIOWrapper` for an error-log stream.
 pub(crate) fn stream_kwargs(py: Python<'_>) -> PyResult<Bound<'_, pyo3::types::PyDict>> {
     let kwargs = pyo3::types::PyDict::new(py);
+    // `as_made` checks a recycled wsgi.errors against these.
     kwargs.set_item("encoding", "utf-8")?;
     kwargs.set_item("errors", "backslashreplace")?;
     // Each write goes straight to the buffer, which splits lines itself: with
@@ -445,7 +591,7 @@ mod tests {
     fn buffer() -> LogBuffer {
         LogBuffer {
             name: "test",
-            remote: None,
+            remote: Mutex::new(None),
             pending: Mutex::new(Vec::new()),
         }
     }

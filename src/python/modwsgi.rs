@@ -79,6 +79,7 @@ pub(crate) fn install(py: Python<'_>, info: &ProcessInfo, app_group: &str) -> Py
             input: super::input::define(py)?.unbind(),
             websocket: super::websocket::define(py)?.unbind(),
             log_buffer: super::log_object::define(py)?.unbind(),
+            spare_errors: std::sync::Mutex::new(Vec::new()),
             module: m.unbind(),
             file_wrapper: file_wrapper.unbind(),
             request_timeout: request_timeout.unbind(),

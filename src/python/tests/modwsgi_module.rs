@@ -168,6 +168,66 @@ def application(environ, start_response):
 }
 
 #[test]
+fn wsgi_errors_is_recycled_only_when_nothing_of_its_request_kept_or_changed_it() {
+    let host = host();
+    let path = script(
+        "errors_recycled",
+        r#"
+kept = []
+def application(environ, start_response):
+    err = environ['wsgi.errors']
+    branch = environ['PATH_INFO']
+    if branch == '/partial':
+        err.write('recycle-partial-' + environ['REMOTE_PORT'])
+    elif branch == '/keep':
+        kept.append(err)
+    elif branch == '/tag':
+        err.tag = 1
+    elif branch == '/reconfigure':
+        err.reconfigure(line_buffering=True)
+    elif branch == '/check':
+        assert not hasattr(err, 'tag') and not err.line_buffering, 'a changed stream came back'
+        assert all(err is not k for k in kept), 'a kept stream came back'
+    start_response('200 OK', [])
+    return [str(id(err)).encode()]
+"#,
+    );
+    let run = |path_info: &str, port: &str| -> String {
+        let env = env(&[
+            ("PATH_INFO", path_info.as_bytes()),
+            ("REMOTE_ADDR", b"192.0.2.7"),
+            ("REMOTE_PORT", port.as_bytes()),
+        ]);
+        let mut io = FakeIo::new();
+        let outcome = host.handle(&spec(&path, &env), &mut io);
+        assert_eq!(outcome, Outcome::Completed, "{}", dump(&path));
+        io.body_text()
+    };
+    // Two requests in a row share one stream; each partial last line carries its own
+    // request's address.
+    let first = run("/partial", "1001");
+    let second = run("/partial", "1002");
+    assert_eq!(first, second, "an unreferenced wsgi.errors is reused");
+    for port in ["1001", "1002"] {
+        let line = format!("[remote 192.0.2.7:{port}] recycle-partial-{port}");
+        assert_eq!(
+            logs_with(&line).len(),
+            1,
+            "{line}:\n{}",
+            dump("recycle-partial")
+        );
+    }
+    // Kept by the application: never handed to another request.
+    assert_eq!(run("/keep", "1003"), second);
+    assert_ne!(run("/check", "1004"), second);
+    // Changed by the application: dropped, not reused.
+    run("/tag", "1005");
+    run("/check", "1006");
+    run("/reconfigure", "1007");
+    run("/check", "1008");
+}
+
+#[test]
 fn restricted_stdout_raises_oserror_on_any_use() {
     // Installed on a fresh namespace, not on sys: the test process keeps its stdout.
     init();
