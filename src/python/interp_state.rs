@@ -51,8 +51,11 @@ pub(crate) struct InterpState {
     pub(crate) log_buffer: Py<PyType>,
     /// Per thread (`metrics::thread_slot`), the wsgi.errors stream (and its buffer) its last
     /// request left unreferenced, for its next one (`log_object::recycle_errors`).
-    pub(crate) spare_errors: Mutex<Vec<Option<(Py<PyAny>, Py<PyAny>)>>>,
+    pub(crate) spare_errors: Mutex<Vec<Option<SpareErrors>>>,
 }
+
+/// A recycled wsgi.errors: the text stream and the `LogBuffer` under it.
+pub(crate) type SpareErrors = (Py<PyAny>, Py<PyAny>);
 
 /// Interpreter id → its state (ids are never reused). Callers hold an `Arc` only while
 /// attached to that interpreter, so the last one is dropped there too.
