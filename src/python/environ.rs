@@ -3,6 +3,8 @@
 //! CGI pairs from Apache; the version tuples, timing floats and thread id are added here). The per-process constant part is built once and copied per request; keys
 //! are interned.
 
+use std::sync::Mutex;
+
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString, PyType};
 
@@ -180,16 +182,66 @@ impl super::interp_state::InterpState {
     }
 }
 
-/// The environ key for CGI name `bytes`; `known` = the interpreter's [`new_known_keys`].
-fn key<'py>(py: Python<'py>, known: &[Py<PyString>], bytes: &[u8]) -> Bound<'py, PyString> {
-    if let Some(i) = known_index(bytes)
-        && let Some(known) = known.get(i)
-    {
-        return known.bind(py).clone();
-    }
+/// The environ key for CGI name `bytes`, not one of [`KNOWN_KEYS`].
+fn other_key<'py>(py: Python<'py>, bytes: &[u8]) -> Bound<'py, PyString> {
     match std::str::from_utf8(bytes) {
         Ok(s) if bytes.is_ascii() => PyString::intern(py, s),
         _ => latin1(py, bytes),
+    }
+}
+
+/// Values of known keys up to this long are remembered ([`KnownValues`]).
+const REMEMBERED_VALUE_MAX: usize = 128;
+
+/// Known keys whose values differ on every request: not remembered.
+fn changes_every_request(name: &[u8]) -> bool {
+    matches!(
+        name,
+        b"UNIQUE_ID" | b"mod_wsgi.request_id" | b"mod_wsgi.connection_id" | b"REMOTE_PORT"
+    )
+}
+
+/// Per known key, the str last made for its value in this interpreter and the bytes it was
+/// made from: most values (the server's names, the method, the client's headers ...) are the
+/// same from one request to the next, and a str is immutable, so it is shared rather than
+/// decoded again.
+pub(crate) struct KnownValues(Vec<Mutex<RememberedValue>>);
+
+/// The bytes a value was last made from, and the str made.
+type RememberedValue = (Vec<u8>, Option<Py<PyString>>);
+
+impl KnownValues {
+    pub(crate) fn new() -> Self {
+        KnownValues(
+            KNOWN_KEYS
+                .iter()
+                .map(|_| Mutex::new((Vec::new(), None)))
+                .collect(),
+        )
+    }
+
+    /// The str of `bytes`, the value of known key number `index`.
+    fn value<'py>(&self, py: Python<'py>, index: usize, bytes: &[u8]) -> Bound<'py, PyString> {
+        let Some(slot) = self.0.get(index) else {
+            return latin1(py, bytes);
+        };
+        if bytes.len() > REMEMBERED_VALUE_MAX || changes_every_request(KNOWN_KEYS[index].as_bytes())
+        {
+            return latin1(py, bytes);
+        }
+        // Held only to compare bytes and take or store a reference, never across a call into
+        // Python.
+        let mut slot = slot.lock().unwrap_or_else(|e| e.into_inner());
+        let (last, value) = &mut *slot;
+        if let Some(value) = value.as_ref().filter(|_| last.as_slice() == bytes) {
+            return value.bind(py).clone();
+        }
+        let made = latin1(py, bytes);
+        last.clear();
+        last.extend_from_slice(bytes);
+        // The str it replaces is only a str: dropping it runs no Python code.
+        *value = Some(made.clone().unbind());
+        made
     }
 }
 
@@ -221,13 +273,19 @@ pub(crate) fn build<'py>(
             b"mod_wsgi.script_name" => saved_names = true,
             _ => {}
         }
-        let v = latin1(py, value);
+        let (k, v) = match known_index(name) {
+            Some(i) if i < state.known_keys.len() => (
+                state.known_keys[i].bind(py).clone(),
+                state.known_values.value(py, i, value),
+            ),
+            _ => (other_key(py, name), latin1(py, value)),
+        };
         match name {
             b"SCRIPT_NAME" => script_name = Some(v.clone()),
             b"PATH_INFO" => path_info = Some(v.clone()),
             _ => {}
         }
-        env.set_item(key(py, &state.known_keys, name), v)?;
+        env.set_item(k, v)?;
     }
     let scheme = if https {
         state.fixed(py, Fixed::https).clone()

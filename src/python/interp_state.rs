@@ -28,6 +28,8 @@ pub(crate) struct InterpState {
     pub(crate) base_environ: Py<PyDict>,
     /// The interned environ keys of `environ::KNOWN_KEYS`.
     pub(crate) known_keys: Vec<Py<PyString>>,
+    /// The str last made for each known key's value (`environ::KnownValues`).
+    pub(crate) known_values: super::environ::KnownValues,
     /// The other str constants of the request path (`environ::Fixed`).
     pub(crate) fixed: Vec<Py<PyString>>,
     /// `mod_wsgi.StartResponse` and `mod_wsgi.Write`, the classes of a request's

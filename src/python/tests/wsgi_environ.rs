@@ -123,3 +123,43 @@ def application(environ, start_response):
     );
     assert_eq!(io.body_text(), "ok", "{}", dump(&path));
 }
+
+#[test]
+fn remembered_values_follow_each_requests_own_bytes() {
+    let host = host();
+    let path = script(
+        "environ_values",
+        r#"
+def application(environ, start_response):
+    start_response('200 OK', [])
+    return ['|'.join([environ['HTTP_HOST'], environ['HTTP_USER_AGENT'],
+                      environ['REMOTE_PORT']]).encode('latin-1')]
+"#,
+    );
+    let long = "L".repeat(300);
+    let run = |host_header: &str, agent: &[u8], port: &str| -> String {
+        let env = env(&[
+            ("HTTP_HOST", host_header.as_bytes()),
+            ("HTTP_USER_AGENT", agent),
+            ("REMOTE_PORT", port.as_bytes()),
+        ]);
+        let mut io = FakeIo::new();
+        assert_eq!(
+            host.handle(&spec(&path, &env), &mut io),
+            Outcome::Completed,
+            "{}",
+            dump(&path)
+        );
+        io.body_text()
+    };
+    // The same bytes again, other bytes, a value past the remembered length, latin-1.
+    assert_eq!(run("a.example", b"ua", "1"), "a.example|ua|1");
+    assert_eq!(run("a.example", b"ua", "2"), "a.example|ua|2");
+    assert_eq!(run("b.example", b"ua\xe9", "3"), "b.example|ua\u{e9}|3");
+    assert_eq!(
+        run("a.example", long.as_bytes(), "4"),
+        format!("a.example|{long}|4")
+    );
+    assert_eq!(run("ab.example", b"u", "4"), "ab.example|u|4");
+    assert_eq!(run("a.example", b"", "5"), "a.example||5");
+}
