@@ -242,6 +242,14 @@ impl<'r> Request<'r> {
         self.raw.finfo.filetype == ffi::apr_filetype_e_APR_REG
     }
 
+    /// The mtime (µs since the Unix epoch) Apache's stat() in map_to_storage found for
+    /// `r->filename`, when that is the regular file `path`.
+    pub fn file_mtime_us(&self, path: &[u8]) -> Option<u64> {
+        (self.file_is_regular() && self.filename() == Some(path))
+            .then(|| u64::try_from(self.raw.finfo.mtime).ok())
+            .flatten()
+    }
+
     /// Adds Apache's CGI variables (HTTP_*, SERVER_*, REMOTE_*, DOCUMENT_ROOT ...) to
     /// subprocess_env, next to SetEnv values; read them with [`subprocess_env`](Self::subprocess_env).
     pub fn add_cgi_variables(&mut self) {

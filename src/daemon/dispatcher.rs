@@ -798,7 +798,7 @@ impl Dispatcher {
             return false;
         }
         if self.stale.load(Ordering::SeqCst)
-            || (reloading && host.script_changed(script, &app_group))
+            || (reloading && host.script_changed(script, &app_group, head.script_mtime_us))
         {
             // Touch-to-reload: this process must not run the request with old modules.
             // Nothing of it was consumed, so Apache resends it on a new connection, which
@@ -902,7 +902,7 @@ impl Dispatcher {
             // the check in run_request and this request's own check lands here too: name it
             // as a touch.
             Outcome::ReloadRequired => {
-                self.mark_stale(if host.script_changed(script, app_group) {
+                self.mark_stale(if host.script_changed(script, app_group, 0) {
                     "the WSGI script changed (touch-to-reload)"
                 } else {
                     "the WSGI script asked for a reload (__mtime__, reload_required)"
@@ -1060,6 +1060,7 @@ mod tests {
             flags: 0,
             request_start_us: 0,
             queue_start_us: 0,
+            script_mtime_us: 0,
             script_path: b"/srv/app.wsgi".to_vec(),
             app_group: Vec::new(),
             callable: Vec::new(),

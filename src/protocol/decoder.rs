@@ -102,6 +102,7 @@ impl Frame {
                     flags,
                     request_start_us: r.u64("request_start_us")?,
                     queue_start_us: r.u64("queue_start_us")?,
+                    script_mtime_us: r.u64("script_mtime_us")?,
                     script_path: r.bytes("script_path")?,
                     app_group: r.bytes("app_group")?,
                     callable: r.bytes("callable")?,
@@ -738,7 +739,7 @@ mod tests {
         let frame = Frame::RespBody(chunk);
         assert_eq!(decode_one(&encoded(&frame)), Ok(frame));
         // A request head exactly at the limit, and one byte over it.
-        let fixed = 4 + 8 + 8 + 4 + 4 + 4 + 4;
+        let fixed = 4 + 8 + 8 + 8 + 4 + 4 + 4 + 4;
         let path_len = limits.max_head as usize - fixed;
         let head = ReqHead {
             script_path: vec![0; path_len],
@@ -921,6 +922,7 @@ mod tests {
         };
         let mut payload = Vec::new();
         payload.extend_from_slice(&0u32.to_be_bytes());
+        payload.extend_from_slice(&0u64.to_be_bytes());
         payload.extend_from_slice(&0u64.to_be_bytes());
         payload.extend_from_slice(&0u64.to_be_bytes());
         payload.extend_from_slice(&[0; 12]); // three empty byte fields

@@ -225,6 +225,8 @@ pub struct ReqHead {
     /// When Apache handed the request to the daemon socket, in microseconds since the Unix
     /// epoch (`mod_wsgi.queue_start`).
     pub queue_start_us: u64,
+    /// The script file's mtime as Apache stat()ed it, µs since the Unix epoch; 0 = unknown.
+    pub script_mtime_us: u64,
     /// Path of the WSGI script file.
     pub script_path: Vec<u8>,
     /// Application group (sub-interpreter) name; empty = the main interpreter.
@@ -247,6 +249,7 @@ impl ReqHead {
             flags: self.flags,
             request_start_us: self.request_start_us,
             queue_start_us: self.queue_start_us,
+            script_mtime_us: self.script_mtime_us,
             script_path: &self.script_path,
             app_group: &self.app_group,
             callable: &self.callable,
@@ -263,6 +266,8 @@ pub struct ReqHeadRef<'a> {
     pub request_start_us: u64,
     /// When Apache handed the request to the daemon socket, in µs since the Unix epoch.
     pub queue_start_us: u64,
+    /// The script file's mtime as Apache stat()ed it, µs since the Unix epoch; 0 = unknown.
+    pub script_mtime_us: u64,
     /// Path of the WSGI script file.
     pub script_path: &'a [u8],
     /// Application group name.
@@ -438,6 +443,7 @@ where
         out.extend_from_slice(&head.flags.to_be_bytes());
         out.extend_from_slice(&head.request_start_us.to_be_bytes());
         out.extend_from_slice(&head.queue_start_us.to_be_bytes());
+        out.extend_from_slice(&head.script_mtime_us.to_be_bytes());
         put_bytes(out, kind, "script_path", head.script_path)?;
         put_bytes(out, kind, "app_group", head.app_group)?;
         put_bytes(out, kind, "callable", head.callable)?;
@@ -591,6 +597,7 @@ pub(crate) mod samples {
             flags: req_flags::BODY_FOLLOWS | req_flags::CHUNKED_INPUT,
             request_start_us: 1_700_000_000_123_456,
             queue_start_us: 1_700_000_000_123_789,
+            script_mtime_us: 1_699_999_000_000_017,
             script_path: b"/srv/app/wsgi.py".to_vec(),
             app_group: b"%{GLOBAL}".to_vec(),
             callable: b"application".to_vec(),
@@ -615,6 +622,7 @@ pub(crate) mod samples {
                 flags: req_flags::ALL,
                 request_start_us: u64::MAX,
                 queue_start_us: u64::MAX,
+                script_mtime_us: u64::MAX,
                 ..ReqHead::default()
             }),
             Frame::ReqBody(BINARY.to_vec()),
@@ -748,6 +756,7 @@ mod tests {
             flags: 0x0102_0304 & req_flags::ALL,
             request_start_us: 0x1122_3344_5566_7788,
             queue_start_us: 0x99AA_BBCC_DDEE_FF00,
+            script_mtime_us: 0x0102_0304_0506_0708,
             script_path: b"s".to_vec(),
             app_group: b"".to_vec(),
             callable: b"ap".to_vec(),
@@ -759,6 +768,7 @@ mod tests {
         expected.extend_from_slice(&[0, 0, 0, 4]); // flags
         expected.extend_from_slice(&[0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88]);
         expected.extend_from_slice(&[0x99, 0xAA, 0xBB, 0xCC, 0xDD, 0xEE, 0xFF, 0x00]);
+        expected.extend_from_slice(&[1, 2, 3, 4, 5, 6, 7, 8]); // script_mtime_us
         expected.extend_from_slice(&[0, 0, 0, 1, b's']);
         expected.extend_from_slice(&[0, 0, 0, 0]);
         expected.extend_from_slice(&[0, 0, 0, 2, b'a', b'p']);

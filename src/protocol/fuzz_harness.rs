@@ -212,6 +212,7 @@ mod tests {
             flags: req_flags::BODY_FOLLOWS,
             request_start_us: 1_700_000_000_000_000,
             queue_start_us: 1_700_000_000_000_250,
+            script_mtime_us: 1_699_999_999_000_001,
             script_path: b"/srv/app.wsgi".to_vec(),
             app_group: b"%{GLOBAL}".to_vec(),
             callable: b"application".to_vec(),

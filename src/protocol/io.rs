@@ -342,6 +342,7 @@ mod tests {
                 flags: req_flags::BODY_FOLLOWS,
                 request_start_us: 42,
                 queue_start_us: 43,
+                script_mtime_us: 44,
                 script_path: b"/srv/app.wsgi".to_vec(),
                 app_group: Vec::new(),
                 callable: b"application".to_vec(),
@@ -750,15 +751,15 @@ mod tests {
         client.read_exact(&mut answer).unwrap();
         assert_eq!(answer, encode_server_hello(HelloStatus::UnsupportedVersion));
 
-        // This module reaches a daemon speaking v7, which answers status 1 with its version.
+        // This module reaches a daemon speaking v8, which answers status 1 with its version.
         let (mut client, mut daemon) = UnixStream::pair().unwrap();
-        daemon.write_all(b"RWSG\x00\x07\x00\x01").unwrap();
+        daemon.write_all(b"RWSG\x00\x08\x00\x01").unwrap();
         let err = client_handshake(&mut client, 0).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::InvalidData);
         assert_eq!(
             protocol_error(&err),
             Some(&ProtocolError::UnsupportedVersion {
-                theirs: 7,
+                theirs: 8,
                 ours: VERSION
             })
         );

@@ -43,7 +43,7 @@
 //!
 //! | kind | name     | dir | payload                                                      | limit |
 //! |------|----------|-----|--------------------------------------------------------------|-------|
-//! | 1    | ReqHead  | c→d | u32 flags, u64 request_start_us, u64 queue_start_us, bytes script_path, bytes app_group, bytes callable, pairs env | max_head; env ≤ max_pairs |
+//! | 1    | ReqHead  | c→d | u32 flags, u64 request_start_us, u64 queue_start_us, u64 script_mtime_us, bytes script_path, bytes app_group, bytes callable, pairs env | max_head; env ≤ max_pairs |
 //! | 2    | ReqBody  | c→d | raw body bytes; **empty = end of body**                      | max_body_chunk |
 //! | 3    | ReadBody | d→c | u32 max (≥ 1)                                                | exactly 4 |
 //! | 4    | RespHead | d→c | u16 status, bytes reason, pairs headers                      | max_head; headers ≤ max_headers |
@@ -75,6 +75,10 @@
 //! `request_start_us` is Apache's request time in µs since the Unix epoch (for queue-timeout
 //! and `mod_wsgi.request_start`); `queue_start_us` is when the client started sending the
 //! request to the daemon socket (`mod_wsgi.queue_start`). Version 2 had no `queue_start_us`.
+//! `script_mtime_us` is the script file's mtime (µs since the Unix epoch) as Apache found it
+//! when it mapped the request to the file, 0 when it did not stat that file (a
+//! WSGIHandlerScript): a daemon whose loaded script has that mtime knows it unchanged without
+//! a stat of its own. Version 6 had no `script_mtime_us`.
 //! Error codes ([`error_code`]): 1 INTERNAL, 2 APP_LOAD_FAILED, 3 BAD_REQUEST, 4 OVERLOADED
 //! (queue-timeout), 5 SHUTTING_DOWN (nothing processed: retry on a new connection), 6
 //! REQUEST_TIMEOUT, 7 PROTOCOL, 8 APP_FAILED; a receiver treats unknown codes as INTERNAL.
@@ -165,8 +169,9 @@ pub use hello::{
 pub const MAGIC: [u8; 4] = *b"RWSG";
 
 /// The protocol version this code speaks (2: `BODY_PUSHED`; 3: `queue_start_us`; 4:
-/// `IGNORE_ACTIVITY`, `RELOAD_RESEND`; 5: `ASGI`; 6: `WEBSOCKET`, `WsMsg`, `WsClose`).
-pub const VERSION: u16 = 6;
+/// `IGNORE_ACTIVITY`, `RELOAD_RESEND`; 5: `ASGI`; 6: `WEBSOCKET`, `WsMsg`, `WsClose`; 7:
+/// `script_mtime_us`).
+pub const VERSION: u16 = 7;
 
 /// The largest WebSocket message a `WsMsg` frame carries (16 MiB): the ceiling of
 /// `websocket-max-message-size=`.

@@ -134,10 +134,12 @@ impl AppHost {
     }
 
     /// Has this script (of this application group) changed on disk since it was loaded?
-    /// One stat, no GIL: what a daemon checks per request with script reloading on, as
-    /// mod_wsgi checks the script of the request only.
-    pub fn script_changed(&self, script_path: &Path, app_group: &str) -> bool {
-        self.loader.script_changed(script_path, app_group)
+    /// No GIL: what a daemon checks per request with script reloading on, as mod_wsgi checks
+    /// the script of the request only. `seen_mtime_us`: the mtime Apache's own stat found for
+    /// it (0 = none); when it is the loaded version's, that settles it without a stat here.
+    pub fn script_changed(&self, script_path: &Path, app_group: &str, seen_mtime_us: u64) -> bool {
+        self.loader
+            .script_changed(script_path, app_group, seen_mtime_us)
     }
 
     /// Is this script (of this application group) loaded here by a load that began before

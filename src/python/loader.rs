@@ -298,10 +298,17 @@ impl Loader {
     }
 
     /// Has the script `path` of `group` changed (or vanished) on disk since it was loaded?
-    /// One stat of that file, none when it is not loaded; no GIL.
-    pub(crate) fn script_changed(&self, path: &Path, group: &str) -> bool {
+    /// No GIL. None when it is not loaded; none either when `seen_mtime_us` (an mtime another
+    /// process's stat just found, 0 = none) is the loaded version's; else one stat of the
+    /// file (a stale `seen_mtime_us` never counts as a change by itself).
+    pub(crate) fn script_changed(&self, path: &Path, group: &str, seen_mtime_us: u64) -> bool {
         let slot = with_slot_key(path, group, |key| lock(&self.slots).get(key).cloned());
-        slot.is_some_and(|slot| slot_changed(&slot))
+        slot.is_some_and(|slot| {
+            let loaded = *lock(&slot.mtime);
+            let seen_is_loaded =
+                seen_mtime_us != 0 && loaded.and_then(micros_since_epoch) == Some(seen_mtime_us);
+            !seen_is_loaded && slot_changed(&slot)
+        })
     }
 
     /// Is the script `path` of `group` loaded here by a load that began before `t_us` (µs
@@ -341,6 +348,12 @@ fn with_slot_key<R>(path: &Path, group: &str, f: impl FnOnce(&[u8]) -> R) -> R {
         key.extend_from_slice(group.as_bytes());
         f(key)
     })
+}
+
+/// `t` in µs since the Unix epoch, as APR gives a file's mtime (None before the epoch).
+fn micros_since_epoch(t: SystemTime) -> Option<u64> {
+    let since = t.duration_since(SystemTime::UNIX_EPOCH).ok()?;
+    u64::try_from(since.as_micros()).ok()
 }
 
 /// A loaded slot whose file's mtime is no longer the one it was loaded with.

@@ -95,6 +95,9 @@ pub fn encode_head<'a>(
         request_start_us: u64::try_from(r.request_time_us()).unwrap_or(0),
         // mod_wsgi.queue_start: the request goes to the daemon socket right after this.
         queue_start_us: crate::util::now_us(),
+        // Apache's own stat of the script: the daemon's reload check needs none of its own
+        // while the script is unchanged.
+        script_mtime_us: r.file_mtime_us(plan.script).unwrap_or(0),
         script_path: plan.script,
         app_group: plan.app_group.as_bytes(),
         callable: plan.callable.as_bytes(),

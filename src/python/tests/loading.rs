@@ -256,15 +256,15 @@ fn reload_on_mtime_inequality_and_script_changed() {
         request(&host, &other, "/", &mut FakeIo::new()),
         Outcome::Completed
     );
-    assert!(!host.script_changed(Path::new(&path), ""));
+    assert!(!host.script_changed(Path::new(&path), "", 0));
     // An *older* mtime counts too: mod_wsgi tests for inequality.
     rewrite(&path, &v(2), 1_000);
-    assert!(host.script_changed(Path::new(&path), ""));
+    assert!(host.script_changed(Path::new(&path), "", 0));
     // Only the script asked about is checked: the other one, and one never loaded, did
     // not change; nor did this one in another application group, where it is not loaded.
-    assert!(!host.script_changed(Path::new(&other), ""));
-    assert!(!host.script_changed(Path::new("/nonexistent/never-loaded.wsgi"), ""));
-    assert!(!host.script_changed(Path::new(&path), "another-group"));
+    assert!(!host.script_changed(Path::new(&other), "", 0));
+    assert!(!host.script_changed(Path::new("/nonexistent/never-loaded.wsgi"), "", 0));
+    assert!(!host.script_changed(Path::new(&path), "another-group", 0));
     let env = env(&[]);
     let mut io = FakeIo::new();
     let no_reload = RequestSpec {
@@ -276,7 +276,43 @@ fn reload_on_mtime_inequality_and_script_changed() {
     let mut io = FakeIo::new();
     assert_eq!(request(&host, &path, "/", &mut io), Outcome::Completed);
     assert_eq!(io.body_text(), "v2");
-    assert!(!host.script_changed(Path::new(&path), ""));
+    assert!(!host.script_changed(Path::new(&path), "", 0));
+}
+
+#[test]
+fn an_mtime_apache_saw_settles_the_reload_check_only_when_it_is_the_loaded_ones() {
+    let host = host();
+    let v =
+        |n: u32| format!("def application(e, sr):\n    sr('200 OK', [])\n    return [b'v{n}']\n");
+    let path = script("reload_seen", &v(1));
+    let mtime_us = |path: &str| -> u64 {
+        let t = std::fs::metadata(path).unwrap().modified().unwrap();
+        u64::try_from(
+            t.duration_since(SystemTime::UNIX_EPOCH)
+                .unwrap()
+                .as_micros(),
+        )
+        .unwrap()
+    };
+    let loaded = mtime_us(&path);
+    assert_eq!(
+        request(&host, &path, "/", &mut FakeIo::new()),
+        Outcome::Completed
+    );
+    assert!(!host.script_changed(Path::new(&path), "", loaded));
+    // Changed on disk: an mtime Apache saw that is not the loaded one leads to the daemon's
+    // own stat, which finds the change.
+    rewrite(&path, &v(2), 1_000);
+    let now = mtime_us(&path);
+    assert!(host.script_changed(Path::new(&path), "", now));
+    assert!(host.script_changed(Path::new(&path), "", 0));
+    let mut io = FakeIo::new();
+    assert_eq!(request(&host, &path, "/", &mut io), Outcome::Completed);
+    assert_eq!(io.body_text(), "v2");
+    // An mtime Apache saw before the change (a resent request) is not a change by itself:
+    // the stat finds the loaded version.
+    assert!(!host.script_changed(Path::new(&path), "", loaded));
+    assert!(!host.script_changed(Path::new(&path), "", now));
 }
 
 #[test]
