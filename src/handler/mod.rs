@@ -97,20 +97,18 @@ fn apache_request_rec(r: &Request<'_>, dir: &DirConfig) -> Option<crate::python:
 
 /// What `%{...}` selectors of this request expand from; `env` looks variables up in it.
 fn request_vars<'a>(
-    r: &Request<'_>,
+    r: &'a Request<'_>,
     env: &'a dyn Fn(&str) -> Option<String>,
 ) -> route::RequestVars<'a> {
     // As mod_wsgi: the request's port, not only the one ServerName may carry.
     let port = r.server_port();
     route::RequestVars {
-        server_hostname: r.server().map(|s| s.hostname()).unwrap_or_default(),
+        server_hostname: r.server().map(|s| s.hostname()).unwrap_or_default().into(),
         port: if port == 0 { 80 } else { port },
+        // The Host header without its port: borrowed from Apache when it is UTF-8.
         host: r.header_in(c"Host").map(|h| {
-            String::from_utf8_lossy(h)
-                .split(':')
-                .next()
-                .unwrap_or("")
-                .to_string()
+            let name = h.split(|&b| b == b':').next().unwrap_or_default();
+            String::from_utf8_lossy(name)
         }),
         env,
     }
@@ -129,8 +127,14 @@ fn request_variable(r: &Request<'_>, name: &str) -> Option<String> {
 
 /// The content handler for `wsgi-script`: resolves where the request goes, then serves it.
 pub fn handle(r: &mut Request<'_>, ctx: &HandlerContext<'_>) -> i32 {
-    let default_dir = DirConfig::default();
-    let dir = ctx.dir.unwrap_or(&default_dir);
+    let default_dir;
+    let dir = match ctx.dir {
+        Some(dir) => dir,
+        None => {
+            default_dir = DirConfig::default();
+            &default_dir
+        }
+    };
     // A WSGIHandlerScript name selected by SetHandler/AddHandler/[H=]: its script serves
     // the request, whatever file the URL maps to (which need not exist).
     let handler_script = handler_script::selected(r, dir);

@@ -45,11 +45,11 @@ pub struct RequestFacts<'a> {
 /// What a `%{...}` selector of this request expands from.
 pub struct RequestVars<'a> {
     /// The virtual host's ServerName.
-    pub server_hostname: String,
+    pub server_hostname: std::borrow::Cow<'a, str>,
     /// The request's port (80 when Apache reports none).
     pub port: u16,
     /// The Host header without its port, if any.
-    pub host: Option<String>,
+    pub host: Option<std::borrow::Cow<'a, str>>,
     /// `%{ENV:name}`: the request's notes, subprocess_env, then the process environment.
     pub env: &'a dyn Fn(&str) -> Option<String>,
 }
@@ -332,7 +332,7 @@ pub fn resolve<'g>(
             return Err(Refusal::OtherVirtualHost {
                 group: group.clone(),
                 only: only.to_owned(),
-                here: vars.server_hostname.clone(),
+                here: vars.server_hostname.to_string(),
                 script: shown(&sel.script),
             });
         }

@@ -125,7 +125,7 @@ impl Frame {
             FrameKind::RespHead => Self::RespHead(RespHead {
                 status: r.u16("status")?,
                 reason: r.bytes("reason")?,
-                headers: r.pairs("headers", limits.max_headers)?,
+                headers: r.pair_list("headers", limits.max_headers)?,
             }),
             FrameKind::RespBody => Self::RespBody(r.rest_bytes()),
             FrameKind::RespFile => {
@@ -235,28 +235,8 @@ impl<'a> Reader<'a> {
     }
 
     fn pairs(&mut self, field: &'static str, limit: u32) -> Result<Pairs, ProtocolError> {
-        let count = self.u32(field)?;
-        if count > limit {
-            return Err(ProtocolError::TooManyPairs {
-                kind: self.kind,
-                field,
-                count,
-                limit,
-            });
-        }
-        // Every pair takes at least its two 4-byte lengths: refuse a count the payload cannot
-        // hold before reserving room for it.
-        let min_len = u64::from(count) * 8;
-        if min_len > self.rest.len() as u64 {
-            return Err(self.truncated(field, min_len));
-        }
-        let mut pairs = Vec::with_capacity(usize::try_from(count).unwrap_or(0));
-        for _ in 0..count {
-            let key = self.bytes(field)?;
-            let value = self.bytes(field)?;
-            pairs.push((key, value));
-        }
-        Ok(pairs)
+        let list = self.pair_list(field, limit)?;
+        Ok(list.iter().map(|(k, v)| (k.to_vec(), v.to_vec())).collect())
     }
 
     /// `pairs` as a [`PairList`]: the region is checked pair by pair, then copied once.
@@ -784,7 +764,9 @@ mod tests {
             "{err:?}"
         );
         // Exactly max_headers headers, then one more.
-        let headers = vec![(b"h".to_vec(), b"v".to_vec()); limits.max_headers as usize];
+        let headers = vec![(b"h".to_vec(), b"v".to_vec()); limits.max_headers as usize]
+            .into_iter()
+            .collect::<PairList>();
         let resp = RespHead {
             status: 200,
             reason: Vec::new(),
@@ -794,7 +776,9 @@ mod tests {
             decode_one(&encoded(&Frame::RespHead(resp.clone()))),
             Ok(Frame::RespHead(resp))
         );
-        let headers = vec![(b"h".to_vec(), b"v".to_vec()); limits.max_headers as usize + 1];
+        let headers = vec![(b"h".to_vec(), b"v".to_vec()); limits.max_headers as usize + 1]
+            .into_iter()
+            .collect::<PairList>();
         let err = decode_one(&encoded(&Frame::RespHead(RespHead {
             headers,
             ..RespHead::default()
@@ -1149,7 +1133,7 @@ mod tests {
         let mut bytes = encoded(&Frame::RespHead(RespHead {
             status: 200,
             reason: b"OK".to_vec(),
-            headers: Vec::new(),
+            headers: PairList::new(),
         }));
         bytes.truncate(bytes.len() - 4); // drop the header count
         bytes[7] -= 4;

@@ -284,7 +284,7 @@ pub struct RespHead {
     /// Reason phrase, as the application gave it.
     pub reason: Vec<u8>,
     /// Response headers in order, duplicates kept.
-    pub headers: Pairs,
+    pub headers: PairList,
 }
 
 /// One decoded frame.
@@ -537,12 +537,9 @@ impl Frame {
         let kind = self.kind();
         match self {
             Self::ReqHead(head) => encode_req_head_into(out, &head.fields(), &head.env),
-            Self::RespHead(head) => encode_resp_head_into(
-                out,
-                head.status,
-                &head.reason,
-                head.headers.iter().map(|(k, v)| (k, v)),
-            ),
+            Self::RespHead(head) => {
+                encode_resp_head_into(out, head.status, &head.reason, &head.headers)
+            }
             Self::ReqBody(body) | Self::RespBody(body) => encode_with(out, kind, |out| {
                 out.extend_from_slice(body);
                 Ok(())
@@ -636,7 +633,9 @@ pub(crate) mod samples {
                     (b"Content-Type".to_vec(), b"text/plain".to_vec()),
                     (b"Set-Cookie".to_vec(), b"a=1".to_vec()),
                     (b"Set-Cookie".to_vec(), BINARY.to_vec()),
-                ],
+                ]
+                .into_iter()
+                .collect::<PairList>(),
             }),
             Frame::RespHead(RespHead {
                 status: u16::MAX,
@@ -822,7 +821,9 @@ mod tests {
         let resp = RespHead {
             status: 404,
             reason: b"Not Found".to_vec(),
-            headers: vec![(b"A".to_vec(), b"1".to_vec())],
+            headers: vec![(b"A".to_vec(), b"1".to_vec())]
+                .into_iter()
+                .collect::<PairList>(),
         };
         let mut out = Vec::new();
         encode_resp_head_into(&mut out, 404, b"Not Found", [("A", "1")]).unwrap();

@@ -194,6 +194,7 @@ impl XorShift {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pair_list::PairList;
     use crate::protocol::{
         FrameKind, HelloStatus, ReqHead, RespHead, encode_header, error_code, req_flags, ws_type,
     };
@@ -226,7 +227,9 @@ mod tests {
         let resp = RespHead {
             status: 200,
             reason: b"OK".to_vec(),
-            headers: vec![(b"Content-Type".to_vec(), b"text/plain".to_vec())],
+            headers: vec![(b"Content-Type".to_vec(), b"text/plain".to_vec())]
+                .into_iter()
+                .collect::<PairList>(),
         };
         let exchange = frame_bytes(&[
             Frame::ReqHead(head.clone()),
@@ -265,7 +268,9 @@ mod tests {
             Frame::RespHead(RespHead {
                 status: 101,
                 reason: b"Switching Protocols".to_vec(),
-                headers: vec![(b"Sec-WebSocket-Protocol".to_vec(), b"chat".to_vec())],
+                headers: vec![(b"Sec-WebSocket-Protocol".to_vec(), b"chat".to_vec())]
+                    .into_iter()
+                    .collect::<PairList>(),
             }),
             Frame::Flush,
             Frame::WsMsg {

@@ -330,6 +330,7 @@ pub fn server_handshake<S: Read + Write + ?Sized>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pair_list::PairList;
     use crate::protocol::{Limits, ReqHead, RespHead, VERSION, error_code, req_flags};
     use std::io::Cursor;
     use std::os::unix::net::UnixStream;
@@ -356,7 +357,9 @@ mod tests {
             Frame::RespHead(RespHead {
                 status: 200,
                 reason: b"OK".to_vec(),
-                headers: vec![(b"Content-Type".to_vec(), b"text/plain".to_vec())],
+                headers: vec![(b"Content-Type".to_vec(), b"text/plain".to_vec())]
+                    .into_iter()
+                    .collect::<PairList>(),
             }),
             Frame::RespBody(vec![0xAB; 100_000]),
             Frame::Flush,
@@ -630,7 +633,7 @@ mod tests {
                 let resp = RespHead {
                     status: 200,
                     reason: b"OK".to_vec(),
-                    headers: vec![],
+                    headers: PairList::new(),
                 };
                 write_frame(&mut daemon, &Frame::RespHead(resp)).unwrap();
                 for _ in 0..320 {
