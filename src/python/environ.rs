@@ -8,6 +8,7 @@ use std::sync::Mutex;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString, PyType};
 
+use super::interp_state::RememberedValue;
 use super::settings::process_info;
 use super::{MOD_WSGI_VERSION, RequestSpec};
 
@@ -190,7 +191,7 @@ fn other_key<'py>(py: Python<'py>, bytes: &[u8]) -> Bound<'py, PyString> {
     }
 }
 
-/// Values of known keys up to this long are remembered ([`KnownValues`]).
+/// Values of known keys up to this long are remembered ([`new_known_values`]).
 const REMEMBERED_VALUE_MAX: usize = 128;
 
 /// Known keys whose values differ on every request: not remembered.
@@ -202,47 +203,43 @@ fn changes_every_request(name: &[u8]) -> bool {
 }
 
 /// Per known key, the str last made for its value in this interpreter and the bytes it was
-/// made from: most values (the server's names, the method, the client's headers ...) are the
-/// same from one request to the next, and a str is immutable, so it is shared rather than
-/// decoded again.
-pub(crate) struct KnownValues(Vec<Mutex<RememberedValue>>);
+/// made from (kept in its `InterpState`): most values (the server's names, the method, the
+/// client's headers ...) are the same from one request to the next, and a str is immutable,
+/// so it is shared rather than decoded again.
+pub(crate) fn new_known_values() -> Vec<Mutex<RememberedValue>> {
+    KNOWN_KEYS
+        .iter()
+        .map(|_| Mutex::new((Vec::new(), None)))
+        .collect()
+}
 
-/// The bytes a value was last made from, and the str made.
-type RememberedValue = (Vec<u8>, Option<Py<PyString>>);
-
-impl KnownValues {
-    pub(crate) fn new() -> Self {
-        KnownValues(
-            KNOWN_KEYS
-                .iter()
-                .map(|_| Mutex::new((Vec::new(), None)))
-                .collect(),
-        )
+/// The str of `bytes`, the value of known key number `index`, from `remembered` (the
+/// interpreter's [`new_known_values`]) when its bytes are the same.
+fn known_value<'py>(
+    py: Python<'py>,
+    remembered: &[Mutex<RememberedValue>],
+    index: usize,
+    bytes: &[u8],
+) -> Bound<'py, PyString> {
+    let Some(slot) = remembered.get(index) else {
+        return latin1(py, bytes);
+    };
+    if bytes.len() > REMEMBERED_VALUE_MAX || changes_every_request(KNOWN_KEYS[index].as_bytes()) {
+        return latin1(py, bytes);
     }
-
-    /// The str of `bytes`, the value of known key number `index`.
-    fn value<'py>(&self, py: Python<'py>, index: usize, bytes: &[u8]) -> Bound<'py, PyString> {
-        let Some(slot) = self.0.get(index) else {
-            return latin1(py, bytes);
-        };
-        if bytes.len() > REMEMBERED_VALUE_MAX || changes_every_request(KNOWN_KEYS[index].as_bytes())
-        {
-            return latin1(py, bytes);
-        }
-        // Held only to compare bytes and take or store a reference, never across a call into
-        // Python.
-        let mut slot = slot.lock().unwrap_or_else(|e| e.into_inner());
-        let (last, value) = &mut *slot;
-        if let Some(value) = value.as_ref().filter(|_| last.as_slice() == bytes) {
-            return value.bind(py).clone();
-        }
-        let made = latin1(py, bytes);
-        last.clear();
-        last.extend_from_slice(bytes);
-        // The str it replaces is only a str: dropping it runs no Python code.
-        *value = Some(made.clone().unbind());
-        made
+    // Held only to compare bytes and take or store a reference, never across a call into
+    // Python.
+    let mut slot = slot.lock().unwrap_or_else(|e| e.into_inner());
+    let (last, value) = &mut *slot;
+    if let Some(value) = value.as_ref().filter(|_| last.as_slice() == bytes) {
+        return value.bind(py).clone();
     }
+    let made = latin1(py, bytes);
+    last.clear();
+    last.extend_from_slice(bytes);
+    // The str it replaces is only a str: dropping it runs no Python code.
+    *value = Some(made.clone().unbind());
+    made
 }
 
 /// Builds the environ of one request; `application_start_us` is the instant the application
@@ -276,7 +273,7 @@ pub(crate) fn build<'py>(
         let (k, v) = match known_index(name) {
             Some(i) if i < state.known_keys.len() => (
                 state.known_keys[i].bind(py).clone(),
-                state.known_values.value(py, i, value),
+                known_value(py, &state.known_values, i, value),
             ),
             _ => (other_key(py, name), latin1(py, value)),
         };

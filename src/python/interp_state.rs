@@ -28,8 +28,8 @@ pub(crate) struct InterpState {
     pub(crate) base_environ: Py<PyDict>,
     /// The interned environ keys of `environ::KNOWN_KEYS`.
     pub(crate) known_keys: Vec<Py<PyString>>,
-    /// The str last made for each known key's value (`environ::KnownValues`).
-    pub(crate) known_values: super::environ::KnownValues,
+    /// The str last made for each known key's value (`environ::new_known_values`).
+    pub(crate) known_values: Vec<Mutex<RememberedValue>>,
     /// The other str constants of the request path (`environ::Fixed`).
     pub(crate) fixed: Vec<Py<PyString>>,
     /// `mod_wsgi.StartResponse` and `mod_wsgi.Write`, the classes of a request's
@@ -55,6 +55,9 @@ pub(crate) struct InterpState {
     /// request left unreferenced, for its next one (`log_object::recycle_errors`).
     pub(crate) spare_errors: Mutex<Vec<Option<SpareErrors>>>,
 }
+
+/// The bytes a known environ key's value was last made from, and the str made from them.
+pub(crate) type RememberedValue = (Vec<u8>, Option<Py<PyString>>);
 
 /// A recycled wsgi.errors: the text stream and the `LogBuffer` under it.
 pub(crate) type SpareErrors = (Py<PyAny>, Py<PyAny>);

@@ -71,7 +71,7 @@ pub(crate) fn install(py: Python<'_>, info: &ProcessInfo, app_group: &str) -> Py
         super::interp_state::InterpState {
             base_environ: super::environ::new_base(py, &file_wrapper)?,
             known_keys: super::environ::new_known_keys(py),
-            known_values: super::environ::KnownValues::new(),
+            known_values: super::environ::new_known_values(),
             fixed: super::environ::new_fixed(py),
             text_io_wrapper: super::log_object::text_io_wrapper(py)?.unbind(),
             stream_kwargs: super::log_object::stream_kwargs(py)?.unbind(),
