@@ -242,6 +242,47 @@ fn raw_app_scope_fields_and_misbehaviour() {
     assert_eq!(r.status, 201);
 }
 
+/// The first request of an application makes its adapter on the WSGI-shaped path; later
+/// HTTP requests whose body is here run on the native path (`asgi_native.rs`): the same
+/// scope, bodies up to the pushed limit; larger bodies stay on the WSGI-shaped path.
+#[test]
+fn later_requests_take_the_native_path_with_the_same_scope() {
+    let apache = start("");
+    apache.wait_for_log("RW0304:", Duration::from_secs(30));
+    let scope = || {
+        let r = apache.request(
+            "POST",
+            "/raw/scope%20x/y?a=1&b=%20",
+            &[
+                ("X-Custom", "v1"),
+                ("Content-Type", "text/plain"),
+                ("Authorization", "Basic eDp5"),
+                ("Cookie", "a=1"),
+            ],
+            b"body",
+        );
+        assert_with_log!(apache, r.status == 200, "status {} {}", r.status, r.text());
+        let mut s = json(&r);
+        // The client's port differs per connection.
+        s["client"][1] = serde_json::Value::Null;
+        s
+    };
+    let (first, second) = (scope(), scope());
+    assert_eq!(first, second);
+
+    let kind = |method: &str, body: &[u8]| {
+        let r = apache.request(method, "/raw/path-kind", &[], body);
+        assert_with_log!(apache, r.status == 200, "status {} {}", r.status, r.text());
+        r.text()
+    };
+    assert_eq!(kind("GET", b""), "native ");
+    assert_eq!(kind("POST", b"abc"), "native abc");
+    let big = vec![b'x'; 100 * 1024];
+    let answer = kind("POST", &big);
+    assert!(answer.starts_with("wsgi-shaped xxx"), "{}", &answer[..40]);
+    assert_eq!(answer.len(), "wsgi-shaped ".len() + big.len());
+}
+
 #[test]
 fn handler_script_as_asgi_and_request_timeout() {
     let apache = start("request-timeout=2 interrupt-timeout=20");
@@ -269,6 +310,19 @@ fn handler_script_as_asgi_and_request_timeout() {
     let marker = apache.marker("cancelled");
     wait_for_file_text(&apache, &marker, "cancelled", Duration::from_secs(10));
     apache.wait_for_log("RW0160:", Duration::from_secs(10));
+    let r = apache.get("/raw/status");
+    assert_eq!(r.status, 201);
+
+    // Again on the native path (the application ran before): the same.
+    std::fs::remove_file(&marker).unwrap();
+    let r = apache.get("/raw/sleep");
+    assert_with_log!(apache, r.status == 504, "status {} {}", r.status, r.text());
+    wait_for_file_text(&apache, &marker, "cancelled", Duration::from_secs(10));
+    apache.wait_for_log_where(
+        |log| log.matches("RW0160:").count() == 2,
+        "a second RW0160",
+        Duration::from_secs(10),
+    );
     let r = apache.get("/raw/status");
     assert_eq!(r.status, 201);
 }

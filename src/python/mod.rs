@@ -27,6 +27,7 @@
 
 mod app;
 mod asgi;
+mod asgi_native;
 mod diagnostics;
 mod environ;
 mod file_wrapper;
@@ -42,6 +43,7 @@ mod modwsgi;
 mod native_class;
 mod phase_scripts;
 mod request;
+mod response_end;
 mod service;
 mod settings;
 mod signal_intercept;
@@ -119,6 +121,11 @@ pub trait RequestIo: Send {
     /// connection mid-request)? Asked by the ASGI runtime while the application waits.
     fn client_gone(&mut self) -> bool {
         false
+    }
+    /// The whole request body when it is already here without a read (none, or pushed
+    /// with the head): a copy, the body stays readable. `None`: it must be read.
+    fn body_ahead(&mut self) -> Option<Vec<u8>> {
+        None
     }
     /// The largest response end (a list or tuple body) the host copies and sends through
     /// [`RequestIo::send_body_owned`] after the Python work; a larger one is sent from the
