@@ -325,8 +325,17 @@ def _settle_in_loop(loop, future, result=None, error=None):
     loop.call_soon_threadsafe(_settle, future, result, error)
 
 
+# '200 OK' ... for every status http.HTTPStatus knows (an enum lookup per response costs
+# more than the dict's).
+_STATUS_LINES = {s.value: '%d %s' % (s.value, s.phrase) for s in http.HTTPStatus}
+
+
 def _status_line(status, kind):
     """'200 OK' for an int status of a `kind` message (TypeError otherwise)."""
+    if type(status) is int:
+        line = _STATUS_LINES.get(status)
+        if line is not None:
+            return line
     if not isinstance(status, int) or isinstance(status, bool):
         raise TypeError('ASGI: %s status must be an int, not %r' % (kind, status))
     try:

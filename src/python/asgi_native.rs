@@ -569,6 +569,8 @@ struct State {
     timed_out: bool,
     /// Run by the WSGI-shaped path instead (see [`start`]).
     fallback: bool,
+    /// The request thread sleeps on `changed`: only then is a notify needed (a syscall).
+    waiting: bool,
 }
 
 /// One request on the native path, shared by its request thread and the loop thread.
@@ -730,12 +732,14 @@ impl Runner<'_, '_> {
                         // sends one (Failed) first, so this is a coroutine gone otherwise.
                         return Err(Served::Done(self.failed()));
                     }
+                    st.waiting = true;
                     let (next, waited) = self
                         .exchange
                         .changed
                         .wait_timeout(st, POLL)
                         .unwrap_or_else(|e| e.into_inner());
                     st = next;
+                    st.waiting = false;
                     if waited.timed_out() && st.ops.is_empty() && !st.timed_out {
                         drop(st);
                         // The application waits (a receive(), a sleep ...): has the client left?
@@ -995,8 +999,7 @@ fn handle_call(args: &Bound<'_, PyTuple>, exchange: &Exchange) -> PyResult<Py<Py
                 exchange.update(|st| st.ops.push_back(Op::Failed));
                 return Ok(py.None());
             }
-            drop(st);
-            exchange.changed.notify_all();
+            // The response's end was queued before: the request thread ends with it.
             Ok(py.None())
         }
         op::STATE => {
@@ -1031,7 +1034,10 @@ fn handle_call(args: &Bound<'_, PyTuple>, exchange: &Exchange) -> PyResult<Py<Py
 }
 
 /// Queues `op` for the request thread; true when more than SEND_BUFFER bytes are queued.
+/// The thread is woken for body bytes and the end, not for the start alone (nothing goes
+/// out before the first body bytes): one wake-up for a response sent in one body.
 fn push(exchange: &Exchange, op: Op, size: usize) -> PyResult<bool> {
+    let wake = !matches!(op, Op::Start { .. });
     let mut st = lock(&exchange.state);
     if st.ended.is_some() {
         return Err(closed_error());
@@ -1039,8 +1045,11 @@ fn push(exchange: &Exchange, op: Op, size: usize) -> PyResult<bool> {
     st.pending += size;
     let over = st.pending > SEND_BUFFER;
     st.ops.push_back(op);
+    let waiting = st.waiting;
     drop(st);
-    exchange.changed.notify_all();
+    if wake && waiting {
+        exchange.changed.notify_one();
+    }
     Ok(over)
 }
 
