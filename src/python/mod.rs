@@ -20,7 +20,10 @@
 //! import and reload), `environ`, `input` (wsgi.input), `log_object` (wsgi.errors,
 //! sys.stdout/stderr), `start_response`, `file_wrapper`, `modwsgi` (the `mod_wsgi` Python
 //! module), `metrics` (its metrics API), `request` (per-request state and the only access
-//! path to the [`RequestIo`]), `app` (the request driver, [`AppHost`]), `phase_scripts`,
+//! path to the [`RequestIo`]), `app` (the request driver, [`AppHost`]), `response_end`
+//! (error pages and the log lines of a response that ended badly), `asgi` and `asgi_native`
+//! (ASGI 3: the event loop's runtime; the path of most HTTP requests without the GIL on the
+//! request thread), `phase_scripts`,
 //! `service`, `signal_intercept` (WSGIRestrictSignal), `diagnostics` (stacks, GIL heartbeat),
 //! `telemetry` and `gc_telemetry` (what the telemetry reporter reads), `subinterp` (application
 //! groups' sub-interpreters).
