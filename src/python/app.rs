@@ -106,14 +106,24 @@ impl AppHost {
         let loaded = self.loader.get(script_path, app_group)?;
         let started = catch_unwind(AssertUnwindSafe(|| {
             subinterp::attach(app_group, |py| {
-                super::asgi::startup(
-                    py,
-                    loaded.module.bind(py),
-                    script_path,
-                    app_group,
-                    callable,
-                    limit,
-                )
+                let module = loaded.module.bind(py);
+                let adapter =
+                    super::asgi::startup(py, module, script_path, app_group, callable, limit)?;
+                // Its first request may take the native path already.
+                if let Some(adapter) = adapter {
+                    let registered = super::asgi_native::register_app(
+                        py,
+                        script_path,
+                        app_group,
+                        callable,
+                        &loaded,
+                        &adapter,
+                    );
+                    if let Err(e) = registered {
+                        native_path_unavailable(py, script_path, app_group, &e);
+                    }
+                }
+                Ok(())
             })
         }));
         match started {
@@ -362,16 +372,7 @@ fn call_application(
             Ok(adapter) => {
                 if let Err(e) = super::asgi_native::register(py, spec, loaded, &adapter) {
                     // The request runs here all the same; later ones too.
-                    let msg = python_error(py, &e, spec.script_path, spec.app_group);
-                    log_detached(
-                        py,
-                        Level::Error,
-                        &format!(
-                            "RW0351: {}ASGI native path not available, requests stay on the \
-                             WSGI-shaped path: {msg}",
-                            log_prefix()
-                        ),
-                    );
+                    native_path_unavailable(py, spec.script_path, spec.app_group, &e);
                 }
                 adapter
             }
@@ -394,6 +395,21 @@ fn call_application(
         log_exception(py, spec, &e);
     }
     outcome
+}
+
+/// The ASGI native path could not be set up for an application (its requests then take the
+/// WSGI-shaped path).
+fn native_path_unavailable(py: Python<'_>, script_path: &Path, app_group: &str, err: &PyErr) {
+    let msg = python_error(py, err, script_path, app_group);
+    log_detached(
+        py,
+        Level::Error,
+        &format!(
+            "RW0351: {}ASGI native path not available, requests stay on the WSGI-shaped path: \
+             {msg}",
+            log_prefix()
+        ),
+    );
 }
 
 fn run_app<'py>(

@@ -4,8 +4,9 @@
 #
 # Most HTTP requests take the native path (asgi_native.rs, _Native below): the request
 # thread waits in Rust without the GIL, the loop gets the request through an eventfd and
-# runs the application, and send() hands its messages to a Rust handle. The rest (an
-# application's first request, bodies still to be read, WebSockets; see asgi.rs) go the
+# runs the application, and send() hands its messages to a Rust handle. The rest (the first
+# request of an application not preloaded, bodies still to be read, WebSockets; see asgi.rs)
+# go the
 # WSGI-shaped way described here.
 #
 # A request arrives on a daemon request thread, which calls the adapter as a WSGI

@@ -8,16 +8,17 @@
 //! whole run (so an ASGI group's concurrency is bounded by its `threads=`), and takes one of
 //! two paths:
 //!
-//! - the native path (`asgi_native.rs`), for an HTTP request of an application that has run
-//!   in this process before, when its body is all here (none, or pushed with the head): the
+//! - the native path (`asgi_native.rs`), for an HTTP request of an application whose adapter
+//!   exists (made at start-up for a preloaded script, else by its first request), when its
+//!   body is all here (none, or pushed with the head): the
 //!   request thread never takes the GIL; the loop builds the scope from Rust data and runs
 //!   the application, whose `send()` messages the request thread writes as a WSGI
 //!   response's. The common case.
 //! - the WSGI-shaped path: the ASGI callable wrapped in the runtime's `Adapter`, a WSGI
 //!   callable that builds the `http` scope from environ, submits the application's coroutine
 //!   to the loop and serves its `receive()`/`send()` on the request thread with `wsgi.input`
-//!   and `start_response`'s `write()`. An application's first request (which makes the
-//!   adapter and starts its lifespan), bodies that must be read from Apache (over 64 KiB,
+//!   and `start_response`'s `write()`. The first request of an application not preloaded
+//!   (which makes the adapter and starts its lifespan), bodies that must be read from Apache (over 64 KiB,
 //!   chunked), WebSockets and in-place script reloading go this way, and so does a
 //!   request the native path hands back before running it: while mod_wsgi event
 //!   subscribers are registered (they get environ), or when its reload check (`__mtime__`,
@@ -203,16 +204,17 @@ fn make_adapter<'py>(
 }
 
 /// Loads ASGI application `callable` of a preloaded script and runs its lifespan.startup,
-/// before the daemon takes requests. Call attached to the script's interpreter. `Err`: why
-/// (logged), and the daemon must not serve.
-pub(super) fn startup(
-    py: Python<'_>,
-    module: &Bound<'_, PyModule>,
+/// before the daemon takes requests: its adapter, or `None` when the script has no such
+/// callable (its first request starts it). Call attached to the script's interpreter. `Err`:
+/// why (logged), and the daemon must not serve.
+pub(super) fn startup<'py>(
+    py: Python<'py>,
+    module: &Bound<'py, PyModule>,
     script: &std::path::Path,
     app_group: &str,
     callable: &str,
     limit: Duration,
-) -> Result<(), String> {
+) -> Result<Option<Bound<'py, PyAny>>, String> {
     let app = match module.dict().get_item(callable) {
         Ok(Some(app)) => app,
         _ => {
@@ -225,11 +227,11 @@ pub(super) fn startup(
                 log_prefix(),
                 script.display()
             );
-            return Ok(());
+            return Ok(None);
         }
     };
     match make_adapter(py, &app, script, limit.as_secs_f64()) {
-        Ok(_) => Ok(()),
+        Ok(adapter) => Ok(Some(adapter)),
         Err(None) => Err(format!(
             "lifespan.startup of the ASGI application in '{}' failed",
             script.display()

@@ -1,11 +1,11 @@
 //! The native path of an ASGI HTTP request (daemon mode): the request thread never takes the
 //! GIL.
 //!
-//! Once an application's adapter exists (its first request went through [`super::asgi`]'s
-//! WSGI-shaped path, which made it and ran its lifespan.startup), a request thread that gets
-//! an HTTP request for it whose body is already here (none, or pushed with the head) makes an
-//! [`Exchange`]: the scope's fields taken from the CGI variables (and the header list) without
-//! Python, and the body. It hands the exchange to the interpreter's event loop through a
+//! Once an application's adapter exists (made at start-up for a preloaded script, else by
+//! its first request on [`super::asgi`]'s WSGI-shaped path; both ran its lifespan.startup),
+//! a request thread that gets an HTTP request for it whose body is already here (none, or
+//! pushed with the head) makes an [`Exchange`]: the scope's fields taken from the CGI
+//! variables (and the header list) without Python, and the body. It hands the exchange to the interpreter's event loop through a
 //! [`LoopInbox`] (a queue and an eventfd the loop watches with `add_reader`: one wake-up per
 //! batch) and waits on the exchange's condition variable. The loop thread builds the scope
 //! and runs the application (`asgi.py`, `_Native`); its `send()` messages come back through
@@ -15,9 +15,10 @@
 //! [`SEND_BUFFER`] bytes queued), for `http.disconnect`, or to cancel a request that timed
 //! out.
 //!
-//! What needs Python on the request's behalf runs in the loop thread: the reload check
-//! (`reload_required()`) and the event-subscriber check send the request back to the WSGI-
-//! shaped path ([`Served::Fallback`]), which runs it as before; an application error is
+//! What needs Python on the request's behalf runs in the loop thread: a reload check
+//! (`__mtime__`, `reload_required()`) that asks for a reload, or mod_wsgi event subscribers
+//! (they get environ), send the request back to the WSGI-shaped path before it runs
+//! ([`Served::Fallback`]), which runs it as before; an application error is
 //! logged there with its traceback (RW0085), and the request thread answers 500.
 //! request-timeout reaches a waiting request thread through [`interrupt`] (the
 //! `mod_wsgi.RequestTimeout` of the WSGI-shaped path), which cancels the coroutine; a client
@@ -145,8 +146,9 @@ pub(super) fn lookup(spec: &RequestSpec<'_>, loaded: &Arc<Loaded>) -> Option<Arc
         .cloned()
 }
 
-/// Makes `adapter` (of `loaded`'s application `callable`) available to the native path.
-/// Call attached, in the application's interpreter, after the adapter was made.
+/// Makes `adapter` (of `loaded`'s application `callable`) available to the native path,
+/// for the requests that may take it. Call attached, in the application's interpreter,
+/// after the adapter was made.
 pub(super) fn register(
     py: Python<'_>,
     spec: &RequestSpec<'_>,
@@ -157,21 +159,40 @@ pub(super) fn register(
         return Ok(());
     }
     let callable = super::environ::callable_name(spec);
+    register_app(
+        py,
+        spec.script_path,
+        spec.app_group,
+        callable,
+        loaded,
+        adapter,
+    )
+}
+
+/// [`register`] for a preloaded application, made at start-up (daemon mode).
+pub(super) fn register_app(
+    py: Python<'_>,
+    script_path: &std::path::Path,
+    app_group: &str,
+    callable: &str,
+    loaded: &Arc<Loaded>,
+    adapter: &Bound<'_, PyAny>,
+) -> PyResult<()> {
     {
         let apps = APPS.read().unwrap_or_else(|e| e.into_inner());
         if apps.iter().any(|a| {
             Arc::ptr_eq(&a.loaded, loaded)
                 && a.callable == callable
-                && a.app_group == spec.app_group
-                && a.script_path == spec.script_path
+                && a.app_group == app_group
+                && a.script_path == script_path
         }) {
             return Ok(());
         }
     }
     let inbox = inbox(py)?;
     let app = Arc::new(NativeApp {
-        script_path: spec.script_path.to_path_buf(),
-        app_group: spec.app_group.to_string(),
+        script_path: script_path.to_path_buf(),
+        app_group: app_group.to_string(),
         callable: callable.to_string(),
         loaded: Arc::clone(loaded),
         adapter: adapter.clone().unbind(),
