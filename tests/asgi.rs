@@ -91,6 +91,19 @@ fn starlette_routes_streaming_body_echo_and_lifespan() {
     assert_eq!(r.header("content-length"), None);
     let expected: String = (0..200).map(|i| format!("part {i}\n")).collect();
     assert_eq!(r.text(), expected);
+    // 2.5 MiB in 64 KiB parts: more than the 256 KiB send() may queue, so the app waits for
+    // the writes (flow control) and every part arrives in order.
+    let r = apache.get("/star/stream?n=40&size=65536");
+    assert_with_log!(apache, r.status == 200, "status {}", r.status);
+    let expected: Vec<u8> = (0..40)
+        .flat_map(|i| {
+            let mut part = format!("part {i}\n").into_bytes();
+            part.resize(65536, b'.');
+            part
+        })
+        .collect();
+    assert_eq!(r.body.len(), expected.len());
+    assert!(r.body == expected, "the streamed parts differ");
 
     // A request body larger than one read, echoed.
     let body: Vec<u8> = (0..300_000u32).map(|i| b'a' + (i % 26) as u8).collect();
