@@ -33,6 +33,7 @@ use std::time::Duration;
 
 use pyo3::exceptions::{PyOSError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
+use pyo3::sync::MutexExt;
 use pyo3::types::{PyByteArray, PyBytes, PyCFunction, PyList, PyString, PyTuple};
 
 use super::loader::Loaded;
@@ -221,7 +222,11 @@ pub(super) fn register_app(
 /// first use. Call attached.
 fn inbox(py: Python<'_>) -> PyResult<Arc<LoopInbox>> {
     let id = super::interp_state::current_interpreter_id(py);
-    let mut inboxes = INBOXES.lock().unwrap_or_else(|e| e.into_inner());
+    // Waited for detached: the holder runs Python (which may hand the GIL to this thread's
+    // rivals while it waits for the loop to start).
+    let mut inboxes = INBOXES
+        .lock_py_attached(py)
+        .unwrap_or_else(|e| e.into_inner());
     if let Some((_, inbox)) = inboxes.iter().find(|(i, _)| *i == id) {
         return Ok(Arc::clone(inbox));
     }
@@ -267,7 +272,10 @@ fn inbox(py: Python<'_>) -> PyResult<Arc<LoopInbox>> {
 fn drain_items(py: Python<'_>, inbox: &LoopInbox) {
     for item in inbox.take() {
         let result = match item {
-            Item::Start(exchange) => start(py, inbox, &exchange),
+            Item::Start(exchange) => start(py, inbox, &exchange).inspect_err(|_| {
+                // Nothing runs for it: the request thread answers 500.
+                exchange.update(|st| st.ops.push_back(Op::Failed));
+            }),
             Item::Wake(id) => inbox.woken.call1(py, (id,)).map(drop),
             Item::Cancel(id) => inbox.cancel.call1(py, (id,)).map(drop),
         };
@@ -582,6 +590,8 @@ struct State {
     ended: Option<End>,
     /// The coroutine has ended.
     finished: bool,
+    /// The coroutine ended with an error that is being logged; [`Op::Failed`] follows.
+    failed_pending: bool,
     /// receive() waits for http.disconnect: wake the loop when the request ends.
     wants_gone: bool,
     /// send() waits for the queue to drain below SEND_BUFFER.
@@ -748,9 +758,10 @@ impl Runner<'_, '_> {
                     if !st.ops.is_empty() {
                         break std::mem::take(&mut st.ops);
                     }
-                    if st.finished {
-                        // Ended without a complete response and without an error: asgi.py
-                        // sends one (Failed) first, so this is a coroutine gone otherwise.
+                    if st.finished && !st.failed_pending {
+                        // Ended without its response and without an error to log (asgi.py
+                        // reports one, RuntimeError at least): a coroutine gone otherwise.
+                        drop(st);
                         return Err(Served::Done(self.failed()));
                     }
                     st.waiting = true;
@@ -1014,10 +1025,15 @@ fn handle_call(args: &Bound<'_, PyTuple>, exchange: &Exchange) -> PyResult<Py<Py
                 return Ok(PyString::new(py, name).into_any().unbind());
             }
             if !error.is_none() {
+                // Logged before the request thread answers (the log line comes first).
+                st.failed_pending = true;
                 drop(st);
                 let err = PyErr::from_value(error);
                 log_app_error(py, exchange, &err);
-                exchange.update(|st| st.ops.push_back(Op::Failed));
+                exchange.update(|st| {
+                    st.failed_pending = false;
+                    st.ops.push_back(Op::Failed);
+                });
                 return Ok(py.None());
             }
             // The response's end was queued before: the request thread ends with it.
