@@ -439,11 +439,24 @@ DocumentRoot "{root}/data"
 '''
 
 
+def asgi_python_path(variant):
+    """python-path= of the bench group when it serves the ASGI app: the test venv's
+    site-packages, so its main interpreter finds uvloop as granian and uvicorn run on it
+    (without, the daemon runs the system Python's asyncio loop)."""
+    if not asgi_run() or not serves_asgi(variant) or variant.proxy:
+        return ''
+    lib = os.path.join(VENV, 'lib')
+    if not os.path.isdir(lib):
+        return ''
+    paths = [os.path.join(lib, d, 'site-packages') for d in sorted(os.listdir(lib))]
+    return ' python-path=' + ':'.join(p for p in paths if os.path.isdir(p))
+
+
 def wsgi_config(root, variant):
     # display-name only renames the daemon in ps, so its CPU can be told apart.
     daemon = '' if variant.embedded else f'''\
 WSGIRestrictEmbedded On
-WSGIDaemonProcess {DAEMON_GROUP} processes=1 threads={variant.threads} display-name=%{{GROUP}}
+WSGIDaemonProcess {DAEMON_GROUP} processes=1 threads={variant.threads}{asgi_python_path(variant)} display-name=%{{GROUP}}
 WSGIProcessGroup {DAEMON_GROUP}
 '''
     webware = '' if variant.embedded or not has_webware() else f'''\

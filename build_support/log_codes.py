@@ -31,7 +31,7 @@ CALL = re.compile(
     r'(?<![\w:])(?:crate::|super::)*(?:'
     r'logging::(?:log|error|warning|notice|info|debug)'
     r'|(?:apache::)?log::(?:server|startup|request|process)'
-    r'|(?:python::|log_object::)?(?:log|log_detached|log_in_request)'
+    r'|(?:python::|log_object::)?(?:log|log_detached|log_in_request(?:_detached)?)'
     r'|logging::log_at!|(?:apache::)?log::(?:request_at|process_at)!'
     r'|(?:python::)?(?:py_log_at|py_log_detached_at)!'
     r')\s*\(')

@@ -91,6 +91,19 @@ fn starlette_routes_streaming_body_echo_and_lifespan() {
     assert_eq!(r.header("content-length"), None);
     let expected: String = (0..200).map(|i| format!("part {i}\n")).collect();
     assert_eq!(r.text(), expected);
+    // 2.5 MiB in 64 KiB parts: more than the 256 KiB send() may queue, so the app waits for
+    // the writes (flow control) and every part arrives in order.
+    let r = apache.get("/star/stream?n=40&size=65536");
+    assert_with_log!(apache, r.status == 200, "status {}", r.status);
+    let expected: Vec<u8> = (0..40)
+        .flat_map(|i| {
+            let mut part = format!("part {i}\n").into_bytes();
+            part.resize(65536, b'.');
+            part
+        })
+        .collect();
+    assert_eq!(r.body.len(), expected.len());
+    assert!(r.body == expected, "the streamed parts differ");
 
     // A request body larger than one read, echoed.
     let body: Vec<u8> = (0..300_000u32).map(|i| b'a' + (i % 26) as u8).collect();
@@ -242,6 +255,63 @@ fn raw_app_scope_fields_and_misbehaviour() {
     assert_eq!(r.status, 201);
 }
 
+/// HTTP requests whose body is here (none, or pushed with the head: up to 64 KiB) run on the
+/// native path (`asgi_native.rs`; the raw app is preloaded, so from its first request);
+/// larger bodies on the WSGI-shaped path. Both give the same scope.
+#[test]
+fn small_bodies_take_the_native_path_with_the_same_scope_as_the_wsgi_shaped_one() {
+    let apache = start("");
+    apache.wait_for_log("RW0304:", Duration::from_secs(30));
+    let kind = |method: &str, body: &[u8]| {
+        let r = apache.request(method, "/raw/path-kind", &[], body);
+        assert_with_log!(apache, r.status == 200, "status {} {}", r.status, r.text());
+        r.text()
+    };
+    // The raw app is preloaded: native from its first request.
+    assert_eq!(kind("GET", b""), "native ");
+    let big = vec![b'x'; 100 * 1024];
+    let scope = |body: &[u8]| {
+        let r = apache.request(
+            "POST",
+            "/raw/scope%20x/y?a=1&b=%20",
+            &[
+                ("X-Custom", "v1"),
+                ("Content-Type", "text/plain"),
+                ("Authorization", "Basic eDp5"),
+                ("Cookie", "a=1"),
+            ],
+            body,
+        );
+        assert_with_log!(apache, r.status == 200, "status {} {}", r.status, r.text());
+        let mut s = json(&r);
+        // The client's port differs per connection, the Content-Length per body.
+        s["client"][1] = serde_json::Value::Null;
+        s["headers"]
+            .as_array_mut()
+            .unwrap()
+            .retain(|h| h[0]["bytes"] != "content-length");
+        s
+    };
+    let (native, wsgi_shaped) = (scope(b"body"), scope(&big));
+    assert_eq!(native, wsgi_shaped);
+    let names: Vec<&str> = native["headers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h[0]["bytes"].as_str().unwrap())
+        .collect();
+    assert!(
+        names.contains(&"x-custom") && names.contains(&"cookie"),
+        "{names:?}"
+    );
+    assert!(!names.contains(&"authorization"), "{names:?}");
+
+    assert_eq!(kind("POST", b"abc"), "native abc");
+    let answer = kind("POST", &big);
+    assert!(answer.starts_with("wsgi-shaped xxx"), "{}", &answer[..40]);
+    assert_eq!(answer.len(), "wsgi-shaped ".len() + big.len());
+}
+
 #[test]
 fn handler_script_as_asgi_and_request_timeout() {
     let apache = start("request-timeout=2 interrupt-timeout=20");
@@ -269,6 +339,19 @@ fn handler_script_as_asgi_and_request_timeout() {
     let marker = apache.marker("cancelled");
     wait_for_file_text(&apache, &marker, "cancelled", Duration::from_secs(10));
     apache.wait_for_log("RW0160:", Duration::from_secs(10));
+    let r = apache.get("/raw/status");
+    assert_eq!(r.status, 201);
+
+    // Again on the WSGI-shaped path (a body over the pushed limit): the same.
+    std::fs::remove_file(&marker).unwrap();
+    let r = apache.request("POST", "/raw/sleep", &[], &vec![b'x'; 100 * 1024]);
+    assert_with_log!(apache, r.status == 504, "status {} {}", r.status, r.text());
+    wait_for_file_text(&apache, &marker, "cancelled", Duration::from_secs(10));
+    apache.wait_for_log_where(
+        |log| log.matches("RW0160:").count() == 2,
+        "a second RW0160",
+        Duration::from_secs(10),
+    );
     let r = apache.get("/raw/status");
     assert_eq!(r.status, 201);
 }

@@ -756,6 +756,7 @@ impl Dispatcher {
             &mut conn.dec,
             self.settings.socket_timeout,
             pushed,
+            head.has_flag(req_flags::BODY_FOLLOWS) || head.has_flag(req_flags::BODY_PUSHED),
         );
         let websocket = head.has_flag(req_flags::ASGI | req_flags::WEBSOCKET);
         if websocket {

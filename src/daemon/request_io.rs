@@ -75,6 +75,8 @@ pub(super) struct DaemonIo<'c> {
     pub(super) head_sent: bool,
     pub(super) failed: bool,
     ws: Option<WsContext<'c>>,
+    /// The request has a body (pushed or to be asked for).
+    has_body: bool,
 }
 
 impl<'c> DaemonIo<'c> {
@@ -83,8 +85,10 @@ impl<'c> DaemonIo<'c> {
         dec: &'c mut Decoder,
         read_timeout: Duration,
         pushed: Option<PushedBody>,
+        has_body: bool,
     ) -> DaemonIo<'c> {
         DaemonIo {
+            has_body,
             stream,
             dec,
             read_timeout,
@@ -173,6 +177,14 @@ impl RequestIo for DaemonIo<'_> {
     fn client_gone(&mut self) -> bool {
         use std::os::fd::AsFd;
         crate::ipc::poll::hung_up(self.stream.as_fd())
+    }
+
+    fn body_ahead(&mut self) -> Option<Vec<u8>> {
+        match &self.pushed {
+            Some(pushed) if pushed.pos == 0 => Some(pushed.data.clone()),
+            Some(_) => None,
+            None => (!self.has_body).then(Vec::new),
+        }
     }
 
     fn read_body(&mut self, max: usize) -> io::Result<Vec<u8>> {

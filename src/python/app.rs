@@ -22,7 +22,7 @@ use super::start_response::NOT_STARTED;
 use super::{
     Outcome, RequestIo, RequestSpec, ScriptReloading, log, log_detached, log_prefix, python_error,
 };
-use super::{metrics, modwsgi, subinterp, telemetry};
+use super::{metrics, modwsgi, response_end, subinterp, telemetry};
 use crate::logging::Level;
 use crate::util::now_us;
 
@@ -36,16 +36,6 @@ pub struct AppHost {
     /// they take new work.
     gil_gate: GilGate,
 }
-
-const ERROR_BODY: &[u8] = b"<!DOCTYPE HTML PUBLIC \"-//IETF//DTD HTML 2.0//EN\">\n\
-<html><head>\n<title>500 Internal Server Error</title>\n</head><body>\n\
-<h1>Internal Server Error</h1>\n<p>The server encountered an internal error or\n\
-misconfiguration and was unable to complete\nyour request.</p>\n</body></html>\n";
-
-const GATEWAY_TIMEOUT_BODY: &[u8] = b"<!DOCTYPE HTML PUBLIC \"-//IETF//DTD HTML 2.0//EN\">\n\
-<html><head>\n<title>504 Gateway Timeout</title>\n</head><body>\n\
-<h1>Gateway Timeout</h1>\n<p>The application did not complete the request in time.</p>\n\
-</body></html>\n";
 
 /// Why sending a response stopped early.
 enum Failure {
@@ -116,14 +106,24 @@ impl AppHost {
         let loaded = self.loader.get(script_path, app_group)?;
         let started = catch_unwind(AssertUnwindSafe(|| {
             subinterp::attach(app_group, |py| {
-                super::asgi::startup(
-                    py,
-                    loaded.module.bind(py),
-                    script_path,
-                    app_group,
-                    callable,
-                    limit,
-                )
+                let module = loaded.module.bind(py);
+                let adapter =
+                    super::asgi::startup(py, module, script_path, app_group, callable, limit)?;
+                // Its first request may take the native path already.
+                if let Some(adapter) = adapter {
+                    let registered = super::asgi_native::register_app(
+                        py,
+                        script_path,
+                        app_group,
+                        callable,
+                        &loaded,
+                        &adapter,
+                    );
+                    if let Err(e) = registered {
+                        native_path_unavailable(py, script_path, app_group, &e);
+                    }
+                }
+                Ok(())
             })
         }));
         match started {
@@ -218,7 +218,7 @@ impl AppHost {
                 );
                 let head_sent = shared.response().head_sent;
                 if !head_sent {
-                    let _ = catch_unwind(AssertUnwindSafe(|| send_500(shared)));
+                    let _ = catch_unwind(AssertUnwindSafe(|| response_end::send_500(shared)));
                 }
                 Outcome::AppError { head_sent }
             }
@@ -232,6 +232,22 @@ impl AppHost {
         let Ok(loaded) = self.loader.get(path, group) else {
             return Outcome::LoadFailed;
         };
+        // An ASGI HTTP request whose application has run here before and whose body is
+        // here: served without the GIL on this thread (`asgi_native.rs`).
+        if let Some(app) = super::asgi_native::lookup(spec, &loaded) {
+            if let Some(body) = super::asgi_native::body_ahead(shared) {
+                shared
+                    .application_start_us
+                    .store(now_us(), Ordering::Relaxed);
+                let served = super::asgi_native::serve(spec, shared, app, body);
+                if let super::asgi_native::Served::Done(outcome) = served {
+                    shared
+                        .application_finish_us
+                        .store(now_us(), Ordering::Relaxed);
+                    return outcome;
+                }
+            }
+        }
         // mod_wsgi's reload checks run in the same hold of the GIL as the request; the stat
         // they need is done before, without it. A daemon has just compared this request's
         // script file with its load-time mtime (`script_changed`): no second stat there.
@@ -335,7 +351,7 @@ fn call_application(
     py: Python<'_>,
     spec: &RequestSpec<'_>,
     shared: &Arc<Shared>,
-    loaded: &Loaded,
+    loaded: &Arc<Loaded>,
     remote: Option<Arc<str>>,
 ) -> Outcome {
     let name = callable_name(spec);
@@ -355,7 +371,13 @@ fn call_application(
     // An ASGI application runs through its adapter, a WSGI callable (`asgi.rs`).
     let app = if spec.asgi {
         match super::asgi::adapter(py, &app, spec) {
-            Ok(adapter) => adapter,
+            Ok(adapter) => {
+                if let Err(e) = super::asgi_native::register(py, spec, loaded, &adapter) {
+                    // The request runs here all the same; later ones too.
+                    native_path_unavailable(py, spec.script_path, spec.app_group, &e);
+                }
+                adapter
+            }
             Err(()) => return Outcome::LoadFailed,
         }
     } else {
@@ -379,6 +401,21 @@ fn call_application(
         Err(e) => log_exception(py, spec, &e),
     }
     outcome
+}
+
+/// The ASGI native path could not be set up for an application (its requests then take the
+/// WSGI-shaped path).
+fn native_path_unavailable(py: Python<'_>, script_path: &Path, app_group: &str, err: &PyErr) {
+    let msg = python_error(py, err, script_path, app_group);
+    log_detached(
+        py,
+        Level::Error,
+        &format!(
+            "RW0351: {}ASGI native path not available, requests stay on the WSGI-shaped path: \
+             {msg}",
+            log_prefix()
+        ),
+    );
 }
 
 fn run_app<'py>(
@@ -735,24 +772,7 @@ fn send_file(py: Python<'_>, shared: &Shared, wrapper: &Bound<'_, PyAny>) -> Res
 }
 
 fn log_exception(py: Python<'_>, spec: &RequestSpec<'_>, err: &PyErr) {
-    let msg = python_error(py, err, spec.script_path, spec.app_group);
-    if err.is_instance_of::<pyo3::exceptions::PySystemExit>(py) {
-        // mod_wsgi's own header for it ("SystemExit exception raised by WSGI script ...;
-        // ignored."): the process does not exit, the request fails.
-        log_detached(py, Level::Error, &format!("RW0162: {msg}"));
-    } else {
-        log_detached(py, Level::Error, &format!("RW0085: {msg}"));
-        // An import in the request refused by an extension module (sub-interpreters).
-        let _ = super::subinterp::explain_refusal(
-            py,
-            err,
-            spec.app_group,
-            &format!(
-                "the request to WSGI script '{}' failed",
-                spec.script_path.display()
-            ),
-        );
-    }
+    response_end::log_app_exception(py, spec.script_path, spec.app_group, err);
 }
 
 /// Logs a failure and settles the response: a 500 if nothing was sent, else truncation.
@@ -775,37 +795,17 @@ fn fail(py: Python<'_>, spec: &RequestSpec<'_>, shared: &Shared, failure: Failur
         }
         // The app let the OSError from a failed write() propagate.
         Failure::App(e) if io_failed => {
-            super::py_log_detached_at!(
-                py,
-                Level::Info,
-                "RW0087: {}Client connection closed while sending the response of WSGI script \
-                 '{}': {}.",
-                log_prefix(),
-                spec.script_path.display(),
-                e
-            );
+            let why = e.to_string();
+            py.detach(|| response_end::log_write_failed(spec.script_path, &why));
             Outcome::ClientGone
         }
         // mod_wsgi.RequestTimeout, from interrupt-timeout or raised by the app itself: the
         // request timed out, which is not an application error (no traceback); mod_wsgi 6's
         // info lines, which its own test suite matches.
         Failure::App(e) if modwsgi::is_request_timeout(py, &e) => {
-            if head_sent {
-                let msg = format!(
-                    "{}Request interrupted by RequestTimeout after headers sent; response \
-                     truncated.",
-                    log_prefix()
-                );
-                log_object::log_in_request(py, Level::Info, &format!("RW0088: {msg}"));
-            } else {
-                let msg = format!(
-                    "{}Request interrupted by RequestTimeout; thread recovered.",
-                    log_prefix()
-                );
-                log_object::log_in_request(py, Level::Info, &format!("RW0160: {msg}"));
-            }
+            py.detach(|| response_end::log_request_timeout(head_sent));
             if !head_sent {
-                py.detach(|| send_error_page(shared, 504, "Gateway Timeout", GATEWAY_TIMEOUT_BODY));
+                py.detach(|| response_end::send_gateway_timeout(shared));
             }
             Outcome::AppError { head_sent }
         }
@@ -815,7 +815,7 @@ fn fail(py: Python<'_>, spec: &RequestSpec<'_>, shared: &Shared, failure: Failur
                 modwsgi::publish_exception(py, &e);
             }
             if !head_sent {
-                py.detach(|| send_500(shared));
+                py.detach(|| response_end::send_500(shared));
             }
             Outcome::AppError { head_sent }
         }
@@ -827,63 +827,13 @@ fn fail(py: Python<'_>, spec: &RequestSpec<'_>, shared: &Shared, failure: Failur
 /// failure after the head (the connection ends, so the client sees the body is incomplete).
 /// HEAD requests and 1xx/204/304 responses have no body to check.
 fn check_promised_length(py: Python<'_>, spec: &RequestSpec<'_>, shared: &Shared) -> Outcome {
-    let (promised, sent, status) = {
-        let resp = response_state(py, shared);
-        (
-            resp.content_length,
-            resp.sent,
-            resp.status.as_ref().map_or(200, |(code, _)| *code),
-        )
-    };
-    let head_request = spec
-        .env
-        .iter()
-        .any(|(k, v)| k == b"REQUEST_METHOD" && v == b"HEAD");
-    let bodiless = head_request || status < 200 || status == 204 || status == 304;
-    let Some(promised) = promised else {
+    let Some((sent, promised)) = response_end::shortfall(spec, &response_state(py, shared)) else {
         return Outcome::Completed;
     };
-    if sent >= promised || bodiless {
-        return Outcome::Completed;
-    }
     // Nothing sent yet (an empty body): send the head, so the client sees what was promised.
     if let Err(SendError::Io(_)) = py.detach(|| shared.send(b"", true)) {
         return Outcome::ClientGone;
     }
-    let msg = format!(
-        "{}WSGI script '{}' sent {sent} body bytes of the {promised} its Content-Length \
-         promised; the connection is closed so the client sees an incomplete response.",
-        log_prefix(),
-        spec.script_path.display()
-    );
-    log_detached(py, Level::Error, &format!("RW0089: {msg}"));
+    py.detach(|| response_end::log_short_body(spec.script_path, sent, promised));
     Outcome::AppError { head_sent: true }
-}
-
-fn send_500(shared: &Shared) {
-    send_error_page(shared, 500, "Internal Server Error", ERROR_BODY);
-}
-
-/// Sends a complete error response in place of the application's.
-fn send_error_page(shared: &Shared, status: u16, reason: &str, body: &[u8]) {
-    let headers = [
-        (
-            b"Content-Type".to_vec(),
-            b"text/html; charset=iso-8859-1".to_vec(),
-        ),
-        (
-            b"Content-Length".to_vec(),
-            body.len().to_string().into_bytes(),
-        ),
-    ];
-    let mut resp = shared.response();
-    resp.status = Some((status, reason.as_bytes().to_vec()));
-    let result = shared.with_io(|io| -> std::io::Result<()> {
-        io.send_head(status, reason.as_bytes(), &headers)?;
-        io.send_body(body)?;
-        io.flush()
-    });
-    if !matches!(result, Some(Ok(()))) {
-        resp.io_failed = true;
-    }
 }

@@ -2,6 +2,13 @@
 # `_mod_rwsgi_asgi`, once per interpreter). One asyncio event loop runs in its own thread;
 # each application gets one `Adapter`, made (and its lifespan started) on first use.
 #
+# Most HTTP requests take the native path (asgi_native.rs, _Native below): the request
+# thread waits in Rust without the GIL, the loop gets the request through an eventfd and
+# runs the application, and send() hands its messages to a Rust handle. The rest (the first
+# request of an application not preloaded, bodies still to be read, WebSockets; see asgi.rs)
+# go the
+# WSGI-shaped way described here.
+#
 # A request arrives on a daemon request thread, which calls the adapter as a WSGI
 # application: the adapter turns environ into the `http` scope and submits the application's
 # coroutine to the loop; receive() and send() hand their work back to the request thread
@@ -319,8 +326,17 @@ def _settle_in_loop(loop, future, result=None, error=None):
     loop.call_soon_threadsafe(_settle, future, result, error)
 
 
+# '200 OK' ... for every status http.HTTPStatus knows (an enum lookup per response costs
+# more than the dict's).
+_STATUS_LINES = {s.value: '%d %s' % (s.value, s.phrase) for s in http.HTTPStatus}
+
+
 def _status_line(status, kind):
     """'200 OK' for an int status of a `kind` message (TypeError otherwise)."""
+    if type(status) is int:
+        line = _STATUS_LINES.get(status)
+        if line is not None:
+            return line
     if not isinstance(status, int) or isinstance(status, bool):
         raise TypeError('ASGI: %s status must be an int, not %r' % (kind, status))
     try:
@@ -495,27 +511,9 @@ class _Exchange:
 
     def _open_path(self, message):
         """http.response.pathsend's file, opened (errors raise at the app's send())."""
-        if not self.sent_start:
-            raise RuntimeError('ASGI: http.response.pathsend sent before http.response.start')
-        if self.sent_body:
-            raise RuntimeError('ASGI: http.response.pathsend sent after http.response.body')
-        path = message.get('path')
-        if not isinstance(path, str):
-            raise TypeError('ASGI: http.response.pathsend path must be a str, not %s'
-                            % type(path).__name__)
-        if not os.path.isabs(path):
-            raise ValueError('ASGI: http.response.pathsend path %r is not absolute' % (path,))
-        f = open(path, 'rb')
-        try:
-            info = os.fstat(f.fileno())
-            if not stat.S_ISREG(info.st_mode):
-                raise ValueError('ASGI: http.response.pathsend path %r is not a regular file'
-                                 % (path,))
-        except BaseException:
-            f.close()
-            raise
+        opened = _open_path(self, message)
         self.sent_last = True
-        return f, info.st_size
+        return opened
 
     # The request thread side.
 
@@ -684,6 +682,195 @@ class _FileBody:
 
     def close(self):
         self.f.close()
+
+
+# The native path (asgi_native.rs): an HTTP request whose request thread waits in Rust
+# without the GIL. The loop gets it through an eventfd (_native_reader) and runs it here;
+# send() hands its messages to the request's handle, a Rust callable: handle(op, ...).
+_START, _BODY, _FILE, _DONE, _STATE, _WAIT_GONE, _WAIT_DRAIN = range(7)
+# The exchanges running, by id: what _native_wake and _native_cancel find.
+_native = {}
+
+
+def _native_reader(fd, drain):
+    """Puts the native path's eventfd under the loop's watch (drain runs when it is set)."""
+    loop, _ = _event_loop()
+    loop.call_soon_threadsafe(loop.add_reader, fd, drain)
+
+
+def _native_start(adapter, handle, ident, body, fields):
+    """Runs the application for one request of the native path; in the loop."""
+    (http_version, method, scheme, path, raw_path, query, root_path, headers, client,
+     server) = fields
+    scope = {
+        'type': 'http',
+        'asgi': {'version': '3.0', 'spec_version': '2.3'},
+        'http_version': http_version,
+        'method': method,
+        'scheme': scheme,
+        'path': path,
+        'raw_path': raw_path,
+        'query_string': query,
+        'root_path': root_path,
+        'headers': headers,
+        'client': client,
+        'server': server,
+        'state': dict(adapter.state),
+        'extensions': {'http.response.pathsend': {}},
+    }
+    exchange = _Native(adapter.loop, handle, ident, body)
+    _native[ident] = exchange
+    exchange.task = adapter.loop.create_task(exchange.main(adapter.app, scope))
+
+
+def _native_wake(ident):
+    exchange = _native.get(ident)
+    if exchange is not None:
+        exchange.woken()
+
+
+def _native_cancel(ident):
+    exchange = _native.get(ident)
+    if exchange is not None and exchange.task is not None:
+        exchange.task.cancel()
+
+
+class _Native:
+    """One HTTP request of the native path, in the loop: the application's receive() and
+    send(). The request's body is all here; the request thread writes what send() hands to
+    the handle."""
+
+    __slots__ = ('loop', 'handle', 'ident', 'body', 'body_done', 'sent_start', 'sent_body',
+                 'sent_last', 'gone', 'drained', 'task')
+
+    def __init__(self, loop, handle, ident, body):
+        self.loop, self.handle, self.ident, self.body = loop, handle, ident, body
+        self.body_done = False
+        self.sent_start = self.sent_body = self.sent_last = False
+        self.gone = None  # an Event receive() waits on for http.disconnect
+        self.drained = None  # the future send() waits on (flow control)
+        self.task = None
+
+    async def main(self, app, scope):
+        error = None
+        try:
+            await app(scope, self.receive, self.send)
+        except BaseException as e:
+            error = e
+            if isinstance(e, (KeyboardInterrupt, SystemExit)):
+                raise
+        finally:
+            _native.pop(self.ident, None)
+            self._done(error)
+
+    def _done(self, error):
+        """Tells the request thread the coroutine ended; logs an error it does not answer."""
+        if self.sent_last:
+            ended = self.handle(_DONE, None) or 'complete'
+        elif error is None:
+            # Logged and answered 500 while the request thread waits; after the request
+            # ended (the client left, request-timeout) a return is no error.
+            self.handle(_DONE, RuntimeError(
+                'ASGI application returned before its response body was complete (no '
+                'http.response.body with more_body False)' if self.sent_start else
+                'ASGI application returned without sending http.response.start'))
+            return
+        else:
+            ended = self.handle(_DONE, error)
+            if ended is None:
+                return  # logged; the request thread answers 500
+        if error is None or isinstance(error, asyncio.CancelledError) or ended == 'failed':
+            # After a failed write the daemon logged it; the coroutine's send() raised
+            # OSError, which a framework may turn into an exception of its own.
+            return
+        if ended == 'client_left':
+            if not isinstance(error, OSError) and log is not None:
+                log('error', _error_text('ASGI application raised after its client left:\n',
+                                         error))
+            return
+        _log_after_response(error)
+
+    def woken(self):
+        ended, drained = self.handle(_STATE)
+        if self.drained is not None and (drained or ended is not None):
+            future, self.drained = self.drained, None
+            if not future.done():
+                future.set_result(None)
+        if self.gone is not None and ended is not None:
+            self.gone.set()
+
+    async def receive(self):
+        if not self.body_done:
+            self.body_done = True
+            body, self.body = self.body, b''
+            return {'type': 'http.request', 'body': body, 'more_body': False}
+        if self.gone is None:
+            self.gone = asyncio.Event()
+        if not self.handle(_WAIT_GONE):
+            await self.gone.wait()
+        return {'type': 'http.disconnect'}
+
+    async def send(self, message):
+        kind = message.get('type') if isinstance(message, dict) else None
+        if self.sent_last:
+            raise RuntimeError('ASGI: %s sent after the response was complete' % (kind,))
+        if kind == 'http.response.start':
+            if self.sent_start:
+                raise RuntimeError('ASGI: http.response.start sent twice')
+            self.handle(_START, _status_line(message.get('status'), kind),
+                        message.get('headers', ()))
+            self.sent_start = True
+            return
+        if kind == 'http.response.body':
+            if not self.sent_start:
+                raise RuntimeError('ASGI: http.response.body sent before http.response.start')
+            more = bool(message.get('more_body', False))
+            over = self.handle(_BODY, message.get('body', b''), more)
+            self.sent_last = not more
+            self.sent_body = True
+            if over:
+                self.drained = self.loop.create_future()
+                if self.handle(_WAIT_DRAIN):
+                    self.drained = None
+                else:
+                    await self.drained
+                if self.handle(_STATE)[0] is not None:
+                    raise OSError('the response is complete or the client connection is gone')
+            return
+        if kind == 'http.response.pathsend':
+            f, size = _open_path(self, message)
+            try:
+                self.handle(_FILE, f.fileno(), size)
+            finally:
+                f.close()
+            self.sent_last = True
+            return
+        raise RuntimeError('ASGI: unexpected message %r for an http scope' % (kind,))
+
+
+def _open_path(exchange, message):
+    """http.response.pathsend's file, opened, and its size (errors raise at the app's
+    send())."""
+    if not exchange.sent_start:
+        raise RuntimeError('ASGI: http.response.pathsend sent before http.response.start')
+    if exchange.sent_body:
+        raise RuntimeError('ASGI: http.response.pathsend sent after http.response.body')
+    path = message.get('path')
+    if not isinstance(path, str):
+        raise TypeError('ASGI: http.response.pathsend path must be a str, not %s'
+                        % type(path).__name__)
+    if not os.path.isabs(path):
+        raise ValueError('ASGI: http.response.pathsend path %r is not absolute' % (path,))
+    f = open(path, 'rb')
+    try:
+        info = os.fstat(f.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise ValueError('ASGI: http.response.pathsend path %r is not a regular file'
+                             % (path,))
+    except BaseException:
+        f.close()
+        raise
+    return f, info.st_size
 
 
 class _WebSocket:

@@ -4,15 +4,29 @@
 //! runs one asyncio event loop (uvloop's in the main interpreter when `uvloop` is
 //! importable; RW0350 logs which) in a thread of its own, started on first use by the runtime
 //! module `asgi.py` (loaded here as `_mod_rwsgi_asgi` into that interpreter's
-//! `sys.modules`). A request still arrives on a daemon request thread and runs through
-//! [`super::app`] as a WSGI request would: the ASGI callable is wrapped in the runtime's
-//! `Adapter`, a WSGI callable that builds the `http` scope from environ, submits the
-//! application's coroutine to the loop and serves its `receive()`/`send()` on the request
-//! thread with `wsgi.input` and `start_response`'s `write()`. So the daemon's request I/O,
-//! request-timeout, metrics, trusted proxy headers and error-log handling apply unchanged,
-//! and an ASGI group's concurrency is bounded by its `threads=` (one request thread per
-//! request in flight); background work a coroutine does after its response is complete
-//! runs on in the loop without holding a thread.
+//! `sys.modules`). A request arrives on a daemon request thread, which holds it for its
+//! whole run (so an ASGI group's concurrency is bounded by its `threads=`), and takes one of
+//! two paths:
+//!
+//! - the native path (`asgi_native.rs`), for an HTTP request of an application whose adapter
+//!   exists (made at start-up for a preloaded script, else by its first request), when its
+//!   body is all here (none, or pushed with the head): the
+//!   request thread never takes the GIL; the loop builds the scope from Rust data and runs
+//!   the application, whose `send()` messages the request thread writes as a WSGI
+//!   response's. The common case.
+//! - the WSGI-shaped path: the ASGI callable wrapped in the runtime's `Adapter`, a WSGI
+//!   callable that builds the `http` scope from environ, submits the application's coroutine
+//!   to the loop and serves its `receive()`/`send()` on the request thread with `wsgi.input`
+//!   and `start_response`'s `write()`. The first request of an application not preloaded
+//!   (which makes the adapter and starts its lifespan), bodies that must be read from Apache (over 64 KiB,
+//!   chunked), WebSockets and in-place script reloading go this way, and so does a
+//!   request the native path hands back before running it: while mod_wsgi event
+//!   subscribers are registered (they get environ), or when its reload check (`__mtime__`,
+//!   `reload_required()`, run in the loop) asks for a reload.
+//!
+//! Both leave the daemon's request I/O, request-timeout, metrics, trusted proxy headers and
+//! error-log handling as they are for WSGI; background work a coroutine does after its
+//! response is complete runs on in the loop without holding a thread.
 //!
 //! WebSockets: a request Apache flagged as a WebSocket upgrade carries the environ entry
 //! `mod_rwsgi.websocket` (`websocket.rs`); the runtime then runs the application with a
@@ -190,16 +204,17 @@ fn make_adapter<'py>(
 }
 
 /// Loads ASGI application `callable` of a preloaded script and runs its lifespan.startup,
-/// before the daemon takes requests. Call attached to the script's interpreter. `Err`: why
-/// (logged), and the daemon must not serve.
-pub(super) fn startup(
-    py: Python<'_>,
-    module: &Bound<'_, PyModule>,
+/// before the daemon takes requests: its adapter, or `None` when the script has no such
+/// callable (its first request starts it). Call attached to the script's interpreter. `Err`:
+/// why (logged), and the daemon must not serve.
+pub(super) fn startup<'py>(
+    py: Python<'py>,
+    module: &Bound<'py, PyModule>,
     script: &std::path::Path,
     app_group: &str,
     callable: &str,
     limit: Duration,
-) -> Result<(), String> {
+) -> Result<Option<Bound<'py, PyAny>>, String> {
     let app = match module.dict().get_item(callable) {
         Ok(Some(app)) => app,
         _ => {
@@ -212,11 +227,11 @@ pub(super) fn startup(
                 log_prefix(),
                 script.display()
             );
-            return Ok(());
+            return Ok(None);
         }
     };
     match make_adapter(py, &app, script, limit.as_secs_f64()) {
-        Ok(_) => Ok(()),
+        Ok(adapter) => Ok(Some(adapter)),
         Err(None) => Err(format!(
             "lifespan.startup of the ASGI application in '{}' failed",
             script.display()

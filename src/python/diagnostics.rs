@@ -35,6 +35,11 @@ result = '\\n'.join(out)
 /// set in the thread's state in the main interpreter and in every sub-interpreter (see
 /// `subinterp.rs`), so it lands in whichever one the request runs in.
 pub fn interrupt_thread(ident: u64) -> bool {
+    // A request thread waiting on an ASGI request's native path runs no Python: its
+    // request ends as timed out there.
+    if super::asgi_native::interrupt(ident) {
+        return true;
+    }
     super::subinterp::attach_main(|py| {
         // Each interpreter's own class: the one its applications import and catch.
         let raise = |py: Python<'_>| {

@@ -90,17 +90,21 @@ fn current_remote() -> Option<Arc<str>> {
 
 /// Logs `msg` (each of its lines) with the calling thread's request address, if any.
 pub(crate) fn log_in_request(py: Python<'_>, level: Level, msg: &str) {
+    // log-code: none (the entry point; its callers carry the codes)
+    py.detach(|| log_in_request_detached(level, msg));
+}
+
+/// [`log_in_request`] for a caller not attached to Python.
+pub(crate) fn log_in_request_detached(level: Level, msg: &str) {
     let remote = current_remote();
-    py.detach(|| {
-        for line in msg.split('\n') {
-            match &remote {
-                // log-code: none (what the application wrote, passed on as it is)
-                Some(prefix) => super::log(level, &format!("{prefix}{line}")),
-                // log-code: none (what the application wrote, passed on as it is)
-                None => super::log(level, line),
-            }
+    for line in msg.split('\n') {
+        match &remote {
+            // log-code: none (what the application wrote, passed on as it is)
+            Some(prefix) => super::log(level, &format!("{prefix}{line}")),
+            // log-code: none (what the application wrote, passed on as it is)
+            None => super::log(level, line),
         }
-    });
+    }
 }
 
 /// `mod_wsgi.LogBuffer`, the binary writer under the text streams (wsgi.errors, sys.stdout,

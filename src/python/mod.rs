@@ -20,13 +20,17 @@
 //! import and reload), `environ`, `input` (wsgi.input), `log_object` (wsgi.errors,
 //! sys.stdout/stderr), `start_response`, `file_wrapper`, `modwsgi` (the `mod_wsgi` Python
 //! module), `metrics` (its metrics API), `request` (per-request state and the only access
-//! path to the [`RequestIo`]), `app` (the request driver, [`AppHost`]), `phase_scripts`,
+//! path to the [`RequestIo`]), `app` (the request driver, [`AppHost`]), `response_end`
+//! (error pages and the log lines of a response that ended badly), `asgi` and `asgi_native`
+//! (ASGI 3: the event loop's runtime; the path of most HTTP requests without the GIL on the
+//! request thread), `phase_scripts`,
 //! `service`, `signal_intercept` (WSGIRestrictSignal), `diagnostics` (stacks, GIL heartbeat),
 //! `telemetry` and `gc_telemetry` (what the telemetry reporter reads), `subinterp` (application
 //! groups' sub-interpreters).
 
 mod app;
 mod asgi;
+mod asgi_native;
 mod diagnostics;
 mod environ;
 mod file_wrapper;
@@ -42,6 +46,7 @@ mod modwsgi;
 mod native_class;
 mod phase_scripts;
 mod request;
+mod response_end;
 mod service;
 mod settings;
 mod signal_intercept;
@@ -119,6 +124,11 @@ pub trait RequestIo: Send {
     /// connection mid-request)? Asked by the ASGI runtime while the application waits.
     fn client_gone(&mut self) -> bool {
         false
+    }
+    /// The whole request body when it is already here without a read (none, or pushed
+    /// with the head): a copy, the body stays readable. `None`: it must be read.
+    fn body_ahead(&mut self) -> Option<Vec<u8>> {
+        None
     }
     /// The largest response end (a list or tuple body) the host copies and sends through
     /// [`RequestIo::send_body_owned`] after the Python work; a larger one is sent from the

@@ -437,13 +437,14 @@ fn is_tchar(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
+/// Response headers and the Content-Length they declare.
+pub(crate) type Parsed = (Headers, Option<u64>);
+
 /// A list of (str, str) tuples → latin-1 bytes pairs, plus the Content-Length if declared.
 /// The caller checked that `value` is a list.
-pub(crate) fn parse_headers(value: &Bound<'_, PyAny>) -> PyResult<(Headers, Option<u64>)> {
-    let py = value.py();
+pub(crate) fn parse_headers(value: &Bound<'_, PyAny>) -> PyResult<Parsed> {
     let list = value.cast::<PyList>()?;
     let mut headers = Vec::with_capacity(list.len());
-    let mut content_length = None;
     for item in list.iter() {
         let tuple = item.cast::<PyTuple>().map_err(|_| {
             PyTypeError::new_err(format!(
@@ -457,17 +458,25 @@ pub(crate) fn parse_headers(value: &Bound<'_, PyAny>) -> PyResult<(Headers, Opti
                 tuple.len()
             )));
         }
-        let name = latin1(&tuple.get_item(0)?)?;
-        validate_header_name(&name).map_err(|why| value_error(py, why, &name))?;
-        let value = latin1(&tuple.get_item(1)?)?;
-        validate_header_value(&value).map_err(|why| value_error(py, why, &value))?;
-        let limit = super::settings::process_info().header_buffer_size;
+        headers.push((latin1(&tuple.get_item(0)?)?, latin1(&tuple.get_item(1)?)?));
+    }
+    check_headers(value.py(), headers)
+}
+
+/// Checks response headers as bytes (names, values, line length, Content-Length): the
+/// headers and the Content-Length they declare.
+pub(crate) fn check_headers(py: Python<'_>, headers: Headers) -> PyResult<Parsed> {
+    let mut content_length = None;
+    let limit = super::settings::process_info().header_buffer_size;
+    for (name, value) in &headers {
+        validate_header_name(name).map_err(|why| value_error(py, why, name))?;
+        validate_header_value(value).map_err(|why| value_error(py, why, value))?;
         let line = name.len() + 2 + value.len();
         if limit > 0 && line > limit {
             return Err(PyValueError::new_err(format!(
                 "response header {} is {line} bytes long, over the daemon process group's \
                  header-buffer-size={limit}",
-                bytes_repr(py, &name)
+                bytes_repr(py, name)
             )));
         }
         if name.eq_ignore_ascii_case(b"content-length") {
@@ -482,12 +491,11 @@ pub(crate) fn parse_headers(value: &Bound<'_, PyAny>) -> PyResult<(Headers, Opti
                     // mod_wsgi's message (it raises it at the first body byte).
                     return Err(PyValueError::new_err(format!(
                         "invalid Content-Length header value: '{}'",
-                        String::from_utf8_lossy(&value)
+                        String::from_utf8_lossy(value)
                     )));
                 }
             }
         }
-        headers.push((name, value));
     }
     Ok((headers, content_length))
 }

@@ -43,6 +43,17 @@ async def application(scope, receive, send):
         await send({'type': 'http.response.start', 'status': 200,
                     'headers': [(b'content-type', b'application/json')]})
         await send({'type': 'http.response.body', 'body': body})
+    elif path == '/path-kind':
+        # Which path of the daemon runs this request: the native one (asgi_native.rs, the
+        # runtime's _native map holds this task's exchange) or the WSGI-shaped one.
+        import sys
+        runtime = sys.modules['_mod_rwsgi_asgi']
+        task = asyncio.current_task()
+        native = any(e.task is task for e in runtime._native.values())
+        body = await _body(receive)
+        await send({'type': 'http.response.start', 'status': 200, 'headers': []})
+        await send({'type': 'http.response.body',
+                    'body': (b'native ' if native else b'wsgi-shaped ') + body})
     elif path == '/raise-before':
         raise ValueError('raised before the response start')
     elif path == '/raise-after':

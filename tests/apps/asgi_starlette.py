@@ -51,10 +51,13 @@ async def echo(request):
 
 async def stream(request):
     count = int(request.query_params.get('n', '5'))
+    # ?size=N: each part padded with dots to N bytes (a response larger than the server's
+    # send buffer, so send() waits for the writes: flow control).
+    size = int(request.query_params.get('size', '0'))
 
     async def parts():
         for i in range(count):
-            yield ('part %d\n' % i).encode()
+            yield ('part %d\n' % i).encode().ljust(size, b'.')
 
     return StreamingResponse(parts(), media_type='text/plain')
 
