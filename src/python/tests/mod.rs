@@ -305,6 +305,19 @@ fn request(host: &AppHost, path: &str, path_info: &str, io: &mut FakeIo) -> Outc
     host.handle(&spec(path, &env), io)
 }
 
+/// Runs one request with `extra` CGI variables, which must complete; its body.
+fn completed_body(host: &AppHost, path: &str, extra: &[(&str, &[u8])]) -> String {
+    let env = env(extra);
+    let mut io = FakeIo::new();
+    assert_eq!(
+        host.handle(&spec(path, &env), &mut io),
+        Outcome::Completed,
+        "{}",
+        dump(path)
+    );
+    io.body_text()
+}
+
 fn host() -> AppHost {
     init();
     AppHost::new()

@@ -100,18 +100,11 @@ def application(environ, start_response):
 "#,
     );
     let run = |path_info: &str| {
-        let env = env(&[
+        let extra = [
             ("PATH_INFO", path_info.as_bytes()),
-            ("HTTP_X_EVENTS_TEST", b"1"),
-        ]);
-        let mut io = FakeIo::new();
-        assert_eq!(
-            host.handle(&spec(&path, &env), &mut io),
-            Outcome::Completed,
-            "{}",
-            dump(&path)
-        );
-        io.body_text()
+            ("HTTP_X_EVENTS_TEST", &b"1"[..]),
+        ];
+        completed_body(&host, &path, &extra)
     };
     assert_eq!(run("/wrap"), "wrapped");
     assert_eq!(
@@ -193,15 +186,12 @@ def application(environ, start_response):
 "#,
     );
     let run = |path_info: &str, port: &str| -> String {
-        let env = env(&[
+        let extra = [
             ("PATH_INFO", path_info.as_bytes()),
-            ("REMOTE_ADDR", b"192.0.2.7"),
+            ("REMOTE_ADDR", &b"192.0.2.7"[..]),
             ("REMOTE_PORT", port.as_bytes()),
-        ]);
-        let mut io = FakeIo::new();
-        let outcome = host.handle(&spec(&path, &env), &mut io);
-        assert_eq!(outcome, Outcome::Completed, "{}", dump(&path));
-        io.body_text()
+        ];
+        completed_body(&host, &path, &extra)
     };
     // Two requests in a row share one stream; each partial last line carries its own
     // request's address.

@@ -138,19 +138,12 @@ def application(environ, start_response):
     );
     let long = "L".repeat(300);
     let run = |host_header: &str, agent: &[u8], port: &str| -> String {
-        let env = env(&[
+        let extra = [
             ("HTTP_HOST", host_header.as_bytes()),
             ("HTTP_USER_AGENT", agent),
             ("REMOTE_PORT", port.as_bytes()),
-        ]);
-        let mut io = FakeIo::new();
-        assert_eq!(
-            host.handle(&spec(&path, &env), &mut io),
-            Outcome::Completed,
-            "{}",
-            dump(&path)
-        );
-        io.body_text()
+        ];
+        completed_body(&host, &path, &extra)
     };
     // The same bytes again, other bytes, a value past the remembered length, latin-1.
     assert_eq!(run("a.example", b"ua", "1"), "a.example|ua|1");
