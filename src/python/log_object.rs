@@ -326,31 +326,47 @@ pub(crate) fn new_stream<'py>(
     name: &'static str,
     remote: Option<Arc<str>>,
 ) -> PyResult<Bound<'py, PyAny>> {
+    // The interpreter's class and io.TextIOWrapper arguments; sys.stdout/stderr are made
+    // while it is being set up, before its state is registered: then they are made here.
+    if let Ok(state) = super::interp_state::current(py) {
+        return stream_in(py, &state, name, remote).map(|errors| errors.stream);
+    }
     let buffer = LogBuffer {
         name,
         remote: Mutex::new(remote),
         pending: Mutex::new(Vec::new()),
     };
     let name = pyo3::types::PyString::new(py, name).into_any();
-    // The interpreter's class and io.TextIOWrapper arguments; sys.stdout/stderr are made
-    // while it is being set up, before its state is registered: then they are made here.
-    if let Ok(state) = super::interp_state::current(py) {
-        let buffer = native_class::new(state.log_buffer.bind(py), buffer, Some(name))?;
-        let stream = state
-            .text_io_wrapper
-            .bind(py)
-            .call((buffer,), Some(state.stream_kwargs.bind(py)))?;
-        // As on the streams Python itself opens.
-        let _ = stream.setattr(
-            state.fixed(py, super::environ::Fixed::mode),
-            state.fixed(py, super::environ::Fixed::w),
-        );
-        return Ok(stream);
-    }
     let buffer = native_class::new(&define(py)?, buffer, Some(name))?;
     let stream = text_io_wrapper(py)?.call((buffer,), Some(&stream_kwargs(py)?))?;
     let _ = stream.setattr("mode", "w");
     Ok(stream)
+}
+
+/// A new text stream named `name` over a new `LogBuffer`, with the interpreter's classes.
+fn stream_in<'py>(
+    py: Python<'py>,
+    state: &InterpState,
+    name: &'static str,
+    remote: Option<Arc<str>>,
+) -> PyResult<RequestErrors<'py>> {
+    let buffer = LogBuffer {
+        name,
+        remote: Mutex::new(remote),
+        pending: Mutex::new(Vec::new()),
+    };
+    let member = pyo3::types::PyString::new(py, name).into_any();
+    let buffer = native_class::new(state.log_buffer.bind(py), buffer, Some(member))?;
+    let stream = state
+        .text_io_wrapper
+        .bind(py)
+        .call((&buffer,), Some(state.stream_kwargs.bind(py)))?;
+    // As on the streams Python itself opens.
+    let _ = stream.setattr(
+        state.fixed(py, super::environ::Fixed::mode),
+        state.fixed(py, super::environ::Fixed::w),
+    );
+    Ok(RequestErrors { stream, buffer })
 }
 
 /// A request's `wsgi.errors`: the text stream, and the `LogBuffer` under it.
@@ -390,23 +406,7 @@ pub(crate) fn request_errors<'py>(
             buffer,
         });
     }
-    let name = pyo3::types::PyString::new(py, "<wsgi.errors>").into_any();
-    let buffer = LogBuffer {
-        name: "<wsgi.errors>",
-        remote: Mutex::new(remote),
-        pending: Mutex::new(Vec::new()),
-    };
-    let buffer = native_class::new(state.log_buffer.bind(py), buffer, Some(name))?;
-    let stream = state
-        .text_io_wrapper
-        .bind(py)
-        .call((&buffer,), Some(state.stream_kwargs.bind(py)))?;
-    // As on the streams Python itself opens.
-    let _ = stream.setattr(
-        state.fixed(py, super::environ::Fixed::mode),
-        state.fixed(py, super::environ::Fixed::w),
-    );
-    Ok(RequestErrors { stream, buffer })
+    stream_in(py, state, "<wsgi.errors>", remote)
 }
 
 /// Keeps a request's flushed `wsgi.errors` for a later request when no other reference to it
