@@ -205,11 +205,12 @@ fn changes_every_request(name: &[u8]) -> bool {
 /// Per known key, the str last made for its value in this interpreter and the bytes it was
 /// made from (kept in its `InterpState`): most values (the server's names, the method, the
 /// client's headers ...) are the same from one request to the next, and a str is immutable,
-/// so it is shared rather than decoded again.
-pub(crate) fn new_known_values() -> Vec<Mutex<RememberedValue>> {
+/// so it is shared rather than decoded again. Keys whose values change on every request
+/// get no slot.
+pub(crate) fn new_known_values() -> Vec<Option<Mutex<RememberedValue>>> {
     KNOWN_KEYS
         .iter()
-        .map(|_| Mutex::new((Vec::new(), None)))
+        .map(|key| (!changes_every_request(key.as_bytes())).then(|| Mutex::new((Vec::new(), None))))
         .collect()
 }
 
@@ -217,14 +218,14 @@ pub(crate) fn new_known_values() -> Vec<Mutex<RememberedValue>> {
 /// interpreter's [`new_known_values`]) when its bytes are the same.
 fn known_value<'py>(
     py: Python<'py>,
-    remembered: &[Mutex<RememberedValue>],
+    remembered: &[Option<Mutex<RememberedValue>>],
     index: usize,
     bytes: &[u8],
 ) -> Bound<'py, PyString> {
-    let Some(slot) = remembered.get(index) else {
+    let Some(Some(slot)) = remembered.get(index) else {
         return latin1(py, bytes);
     };
-    if bytes.len() > REMEMBERED_VALUE_MAX || changes_every_request(KNOWN_KEYS[index].as_bytes()) {
+    if bytes.len() > REMEMBERED_VALUE_MAX {
         return latin1(py, bytes);
     }
     // Held only to compare bytes and take or store a reference, never across a call into

@@ -29,7 +29,7 @@ pub(crate) struct InterpState {
     /// The interned environ keys of `environ::KNOWN_KEYS`.
     pub(crate) known_keys: Vec<Py<PyString>>,
     /// The str last made for each known key's value (`environ::new_known_values`).
-    pub(crate) known_values: Vec<Mutex<RememberedValue>>,
+    pub(crate) known_values: Vec<Option<Mutex<RememberedValue>>>,
     /// The other str constants of the request path (`environ::Fixed`).
     pub(crate) fixed: Vec<Py<PyString>>,
     /// `mod_wsgi.StartResponse` and `mod_wsgi.Write`, the classes of a request's
