@@ -409,21 +409,18 @@ class _Exchange:
             self.task.cancel()
 
     async def main(self, app, scope):
-        error = None
-        try:
-            await app(scope, self.receive, self.send)
-        except BaseException as e:
-            error = e
-            if isinstance(e, (KeyboardInterrupt, SystemExit)):
-                raise
-        finally:
-            with self.lock:
-                self.finished = True
-                self.error = error
-                background = self.background
-            self.ops.put(_Done)
+        error, background = await _run_app(app, scope, self.receive, self.send, self._ended)
         if background:
             self._log_late(error)
+
+    def _ended(self, error):
+        """The coroutine ended (with `error`, or None): True if its request had already."""
+        with self.lock:
+            self.finished = True
+            self.error = error
+            background = self.background
+        self.ops.put(_Done)
+        return background
 
     def _log_late(self, error):
         """Logs an error of the coroutine after its request ended: not a cancellation, and
@@ -671,6 +668,22 @@ class _Exchange:
         return finished, error
 
 
+async def _run_app(app, scope, receive, send, ended):
+    """Awaits the application, then `ended(error)` whatever happened (error: what it raised,
+    or None); returns (error, what `ended` returned). KeyboardInterrupt and SystemExit
+    propagate after `ended`."""
+    error = None
+    try:
+        await app(scope, receive, send)
+    except BaseException as e:
+        error = e
+        if isinstance(e, (KeyboardInterrupt, SystemExit)):
+            raise
+    finally:
+        result = ended(error)
+    return error, result
+
+
 class _FileBody:
     """A file's blocks as a response iterable (no wsgi.file_wrapper in environ)."""
 
@@ -752,16 +765,11 @@ class _Native:
         self.task = None
 
     async def main(self, app, scope):
-        error = None
-        try:
-            await app(scope, self.receive, self.send)
-        except BaseException as e:
-            error = e
-            if isinstance(e, (KeyboardInterrupt, SystemExit)):
-                raise
-        finally:
-            _native.pop(self.ident, None)
-            self._done(error)
+        await _run_app(app, scope, self.receive, self.send, self._ended)
+
+    def _ended(self, error):
+        _native.pop(self.ident, None)
+        self._done(error)
 
     def _done(self, error):
         """Tells the request thread the coroutine ended; logs an error it does not answer."""
