@@ -724,7 +724,7 @@ fn cpu_bound_requests_at_twenty_threads_run_a_few_at_a_time() {
     assert_with_log!(
         apache,
         median <= 6,
-        "a median of {median} CPU-bound requests ran at once (the cap is 4; without it about 14): \
+        "a median of {median} CPU-bound requests ran at once (the cap is 2; without it about 14): \
          {answers:?}"
     );
 }

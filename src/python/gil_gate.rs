@@ -28,13 +28,19 @@
 //! re-takes do not count as queued. So with CPU-bound requests, many threads end up inside,
 //! taking turns at the GIL (docs/PERFORMANCE.md, "Requests inside Python"). A worker
 //! therefore also waits while [`GilGate::inside_cap`] requests are inside *and the GIL is
-//! busy*: two requests' first takes of the GIL, less than [`BUSY_WINDOW`] apart and the
-//! last within the last [`BUSY_WINDOW`], waited at least [`SLOW_TAKE`] each (one alone may
-//! be a holder that the OS preempted on a loaded machine). Requests inside that wait on I/O with the GIL released leave it free:
-//! first takes are quick, the signal lapses, and they hold no place (one parked thread, the
-//! watcher, re-checks every [`BUSY_WINDOW`], and each thread let go lets the next go).
+//! busy*: over the last [`SAMPLE_EVERY`] the process used between [`BUSY_CORES`] of a core
+//! (the GIL lets its threads run Python on one core at a time, so a process near one core
+//! is bound by it; well above one, its threads evidently run at once: interpreters with
+//! their own GIL, or work that releases it). Requests inside that wait on I/O with the
+//! GIL released use no CPU: the signal lapses, and they hold no place (one parked thread,
+//! the watcher, re-checks every [`BUSY_WINDOW`], and each thread let go lets the next go).
 //! Nor does a request inside for longer than [`YOUNG`] (one stuck on I/O while others keep
 //! the GIL busy, or a long one, for which turns at the GIL cost little).
+//!
+//! How long a request's first take of the GIL waited says little: on a page that is mostly
+//! Python (the Webware page) most first takes are quick (the holder is between two of its
+//! own I/O calls), and on one that mostly sleeps as many are slow (a wake-up delayed by
+//! the OS); docs/PERFORMANCE.md, "The busy signal", has the measurements.
 //!
 //! Pure logic over std: no Python needed (unit-tested with plain threads below).
 
@@ -51,18 +57,23 @@ use std::time::{Duration, Instant};
 pub const DEFAULT_LIMIT: usize = 2;
 
 /// Requests inside Python (from their first take of the GIL to the end of their Python
-/// work) beyond which, while the GIL is busy, idle threads stop taking new work: the
-/// number of threads at which the CPU-bound Webware page costs least (docs/PERFORMANCE.md,
-/// "Requests inside Python").
-pub const DEFAULT_INSIDE: usize = 4;
+/// work) beyond which, while the GIL is busy, idle threads stop taking new work: one
+/// holding the GIL and one ready to take it when the holder waits on I/O; more only take
+/// turns (docs/PERFORMANCE.md, "The busy signal").
+pub const DEFAULT_INSIDE: usize = 2;
 
-/// A first take of the GIL that waited this long means the GIL is busy: someone else held
-/// it (Python work), not just the hand-over of a free GIL (a few µs) or a short hold.
-pub const SLOW_TAKE: Duration = Duration::from_millis(1);
+/// The process's CPU use, in cores over one sample, that means its GIL is busy: from the
+/// first (near one core: the threads take turns at one GIL) up to the second (beyond it
+/// they run at once).
+pub const BUSY_CORES: (f64, f64) = (0.6, 1.5);
 
-/// How long a second slow first take counts as "the GIL is busy", and how often the watcher
-/// (one parked thread) re-checks: requests inside that all went to wait on I/O stop
-/// holding their places within about twice this.
+/// How often the process's CPU time is read (by a request taking the GIL for the first
+/// time, or by the watcher): one clock read per this, whatever the request rate.
+pub const SAMPLE_EVERY: Duration = Duration::from_millis(10);
+
+/// How long a busy sample counts as "the GIL is busy" if no later sample says otherwise, and
+/// how often the watcher (one parked thread) re-checks: requests inside that all went to
+/// wait on I/O stop holding their places within about this.
 pub const BUSY_WINDOW: Duration = Duration::from_millis(20);
 
 /// Only requests inside for less than this hold a place under the cap.
@@ -96,13 +107,16 @@ pub struct GilGate {
     /// Requests between their first take of the GIL and the end of their Python work.
     inside: AtomicUsize,
     inside_cap: usize,
-    /// Until when (ns since `epoch`) the GIL counts as busy: a slow first take's time plus
+    /// Until when (ns since `epoch`) the GIL counts as busy: a busy sample's time plus
     /// `busy_window`.
     busy_until: AtomicU64,
-    /// The last slow first take (ns since `epoch`).
-    last_slow: AtomicU64,
+    /// When the process's CPU time was last read (ns since `epoch`, 0: never), and what it
+    /// was (ns).
+    sampled_at: AtomicU64,
+    cpu_at_sample: AtomicU64,
+    /// The process's CPU time (ns); a stand-in in the unit tests.
+    process_cpu: CpuClock,
     epoch: Instant,
-    slow_take: Duration,
     busy_window: Duration,
     /// A parked thread re-checks every `busy_window` (the others every `recheck`).
     watcher: AtomicBool,
@@ -121,6 +135,22 @@ pub struct GilGate {
     wake: Condvar,
 }
 
+/// Reads a process's CPU time in ns.
+type CpuClock = Box<dyn Fn() -> u64 + Send + Sync>;
+
+/// This process's CPU time (all threads), in ns; 0 if it cannot be read (the GIL then never
+/// counts as busy).
+fn process_cpu_ns() -> u64 {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_PROCESS_CPUTIME_ID)
+        .map(|t| {
+            u64::try_from(t.tv_sec())
+                .unwrap_or(0)
+                .saturating_mul(1_000_000_000)
+                .saturating_add(u64::try_from(t.tv_nsec()).unwrap_or(0))
+        })
+        .unwrap_or(0)
+}
+
 impl Default for GilGate {
     fn default() -> GilGate {
         GilGate::new(DEFAULT_LIMIT)
@@ -134,14 +164,20 @@ impl GilGate {
     }
 
     fn with_recheck(limit: usize, recheck: Duration) -> GilGate {
-        GilGate::with_params(limit, DEFAULT_INSIDE, recheck, SLOW_TAKE, BUSY_WINDOW)
+        GilGate::with_params(
+            limit,
+            DEFAULT_INSIDE,
+            recheck,
+            Box::new(process_cpu_ns),
+            BUSY_WINDOW,
+        )
     }
 
     fn with_params(
         limit: usize,
         inside_cap: usize,
         recheck: Duration,
-        slow_take: Duration,
+        process_cpu: CpuClock,
         busy_window: Duration,
     ) -> GilGate {
         GilGate {
@@ -149,9 +185,10 @@ impl GilGate {
             inside: AtomicUsize::new(0),
             inside_cap: inside_cap.max(1),
             busy_until: AtomicU64::new(0),
-            last_slow: AtomicU64::new(0),
+            sampled_at: AtomicU64::new(0),
+            cpu_at_sample: AtomicU64::new(0),
+            process_cpu,
             epoch: Instant::now(),
-            slow_take,
             busy_window,
             watcher: AtomicBool::new(false),
             entered: (0..SLOTS).map(|_| AtomicU64::new(0)).collect(),
@@ -184,19 +221,47 @@ impl GilGate {
     /// threads parked.
     pub fn queue(&self) -> Queued<'_> {
         self.queued.fetch_add(1, SeqCst);
-        Queued {
-            gate: self,
-            since: Instant::now(),
-        }
+        Queued { gate: self }
     }
 
     fn nanos(&self, at: Instant) -> u64 {
         u64::try_from(at.saturating_duration_since(self.epoch).as_nanos()).unwrap_or(u64::MAX)
     }
 
-    /// A slow first take of the GIL within the last `busy_window`.
+    /// The last sample found the process near one core, within the last `busy_window`.
     fn busy(&self) -> bool {
         self.nanos(Instant::now()) < self.busy_until.load(SeqCst)
+    }
+
+    /// Reads the process's CPU time if the last read is [`SAMPLE_EVERY`] old (one thread
+    /// does, the others return at once) and sets or clears the busy signal from its use
+    /// since then.
+    fn sample(&self, now: Instant) {
+        let at = self.nanos(now).max(1);
+        let last = self.sampled_at.load(SeqCst);
+        let every = u64::try_from(SAMPLE_EVERY.as_nanos()).unwrap_or(u64::MAX);
+        if (last != 0 && at.saturating_sub(last) < every)
+            || self
+                .sampled_at
+                .compare_exchange(last, at, SeqCst, SeqCst)
+                .is_err()
+        {
+            return;
+        }
+        let cpu = (self.process_cpu)();
+        let before = self.cpu_at_sample.swap(cpu, SeqCst);
+        if last == 0 || cpu == 0 {
+            return;
+        }
+        #[allow(clippy::cast_precision_loss)] // ns over seconds: f64 is exact enough
+        let cores = cpu.saturating_sub(before) as f64 / (at - last) as f64;
+        let until = if (BUSY_CORES.0..=BUSY_CORES.1).contains(&cores) {
+            let window = u64::try_from(self.busy_window.as_nanos()).unwrap_or(u64::MAX);
+            at.saturating_add(window)
+        } else {
+            0
+        };
+        self.busy_until.store(until, SeqCst);
     }
 
     /// Enough requests inside while the GIL is busy: one more would only take turns.
@@ -259,7 +324,15 @@ impl GilGate {
         let mut watching = false;
         // Held by the cap of requests inside (not only by the queue for the GIL).
         let mut capped = false;
-        while self.contended() {
+        loop {
+            if watching {
+                // Nobody else may be taking the GIL to read the clock: the watcher's own
+                // reading decides whether it goes.
+                self.sample(Instant::now());
+            }
+            if !self.contended() {
+                break;
+            }
             capped = capped || self.queued.load(SeqCst) < self.limit;
             // One parked thread watches for the busy signal to lapse (requests inside that
             // all wait on I/O); the others are woken by freed places or by the watcher.
@@ -390,24 +463,18 @@ impl Drop for Looking<'_> {
 #[must_use = "the thread counts as waiting for the GIL until this is dropped"]
 pub struct Queued<'a> {
     gate: &'a GilGate,
-    since: Instant,
 }
 
 impl<'a> Queued<'a> {
     /// The thread has the GIL: it leaves the queue and counts as inside until the returned
-    /// guard is dropped (or given to [`GilGate::request_done`]). A take that waited
-    /// [`SLOW_TAKE`] or longer, within `busy_window` of the previous such take, marks the
-    /// GIL busy for the next `busy_window`.
+    /// guard is dropped (or given to [`GilGate::request_done`]). A daemon's worker reads
+    /// the process's CPU time here when the last read is [`SAMPLE_EVERY`] old (embedded
+    /// mode's threads never wait at the gate, so they leave the clock alone).
     pub fn enter(self) -> Inside<'a> {
         let gate = self.gate;
         let now = Instant::now();
-        if now.saturating_duration_since(self.since) >= gate.slow_take {
-            let at = gate.nanos(now).max(1);
-            let before = gate.last_slow.swap(at, SeqCst);
-            let window = u64::try_from(gate.busy_window.as_nanos()).unwrap_or(u64::MAX);
-            if before != 0 && at.saturating_sub(before) < window {
-                gate.busy_until.fetch_max(at.saturating_add(window), SeqCst);
-            }
+        if WORKER_OF.get() == gate.id() {
+            gate.sample(now);
         }
         let slot = SLOT.with(|s| *s);
         match gate.entered.get(slot) {
@@ -624,25 +691,58 @@ mod tests {
         handles.into_iter().for_each(|h| assert!(h.join().unwrap()));
     }
 
-    /// Requests `n` inside, their first take of the GIL having waited `waited`, each
-    /// entered on its own thread (as requests are).
-    fn enter_after<'a>(gate: &'a GilGate, n: usize, waited: Duration) -> Vec<Inside<'a>> {
+    /// A stand-in for the process's CPU clock: it runs at `milli_cores` thousandths of a
+    /// core, which the test may change while it runs.
+    fn cpu_clock(milli_cores: &Arc<AtomicU64>) -> CpuClock {
+        let rate = Arc::clone(milli_cores);
+        let clock = Mutex::new((Instant::now(), 1_u64));
+        Box::new(move || {
+            let mut clock = clock.lock().unwrap();
+            let now = Instant::now();
+            let ns = u64::try_from(now.duration_since(clock.0).as_nanos()).unwrap();
+            clock.1 += ns * rate.load(SeqCst) / 1000;
+            clock.0 = now;
+            clock.1
+        })
+    }
+
+    /// A gate whose process runs at `milli_cores` (see [`cpu_clock`]), and that rate.
+    fn gate_at(
+        limit: usize,
+        inside_cap: usize,
+        milli_cores: u64,
+        busy_window: Duration,
+    ) -> (GilGate, Arc<AtomicU64>) {
+        let rate = Arc::new(AtomicU64::new(milli_cores));
+        let gate = GilGate::with_params(limit, inside_cap, NEVER, cpu_clock(&rate), busy_window);
+        (gate, rate)
+    }
+
+    /// Two reads of the clock, a sample apart: the signal then says what the rate is.
+    fn sample_twice(gate: &GilGate) {
+        gate.sample(Instant::now());
+        thread::sleep(SAMPLE_EVERY + Duration::from_millis(1));
+        gate.sample(Instant::now());
+    }
+
+    /// Requests `n` inside, each entered on its own thread (as requests are).
+    fn enter_n(gate: &GilGate, n: usize) -> Vec<Inside<'_>> {
         let queued: Vec<_> = (0..n).map(|_| gate.queue()).collect();
-        thread::sleep(waited);
         thread::scope(|s| {
             let entering: Vec<_> = queued.into_iter().map(|q| s.spawn(|| q.enter())).collect();
             entering.into_iter().map(|h| h.join().unwrap()).collect()
         })
     }
 
-    /// The cap of requests inside holds while the GIL is busy (a first take was slow): a
-    /// worker parks though nobody queues for the GIL, and one leaving lets it go.
+    /// The cap of requests inside holds while the GIL is busy (the process near one core):
+    /// a worker parks though nobody queues for the GIL, and one leaving lets it go.
     #[test]
     fn a_worker_waits_while_the_cap_is_inside_and_the_gil_is_busy() {
-        let mut gate = GilGate::with_params(2, 2, NEVER, Duration::from_millis(1), NEVER);
+        let (mut gate, _rate) = gate_at(2, 2, 1000, NEVER);
         gate.young = NEVER;
         let gate = Arc::new(gate);
-        let mut inside = enter_after(&gate, 2, Duration::from_millis(5));
+        sample_twice(&gate);
+        let mut inside = enter_n(&gate, 2);
         let (admitted, handles) = parkers(&gate, 1);
         wait_until("the thread parks", || gate.parked() == 1);
         thread::sleep(Duration::from_millis(20));
@@ -657,53 +757,92 @@ mod tests {
         handles.into_iter().for_each(|h| assert!(h.join().unwrap()));
     }
 
-    /// One slow take alone (a holder preempted by the OS) does not make the GIL busy; a
-    /// second within the window does.
+    /// Busy means near one core: a process well below it waits on I/O, one well above it
+    /// runs its threads at once (own GILs, or work that releases the GIL). A sample that
+    /// finds it otherwise ends the signal at once.
     #[test]
-    fn one_slow_take_alone_does_not_make_the_gil_busy() {
-        let gate = GilGate::with_params(2, 1, NEVER, Duration::from_millis(1), NEVER);
-        let _first = enter_after(&gate, 1, Duration::from_millis(5));
-        assert!(!gate.busy(), "busy after one slow take");
-        assert!(!gate.admit());
-        let _second = enter_after(&gate, 1, Duration::from_millis(5));
-        assert!(gate.busy(), "not busy after two slow takes");
+    fn the_gil_is_busy_only_while_the_process_is_near_one_core() {
+        let (gate, rate) = gate_at(2, 1, 200, NEVER);
+        sample_twice(&gate);
+        assert!(!gate.busy(), "busy at 0.2 cores");
+        rate.store(1000, SeqCst);
+        sample_twice(&gate);
+        assert!(gate.busy(), "not busy at one core");
+        rate.store(3000, SeqCst);
+        sample_twice(&gate);
+        assert!(!gate.busy(), "busy at 3 cores");
+        rate.store(900, SeqCst);
+        sample_twice(&gate);
+        assert!(gate.busy(), "not busy at 0.9 cores");
+        rate.store(0, SeqCst);
+        sample_twice(&gate);
+        assert!(!gate.busy(), "still busy after a sample at no CPU");
     }
 
-    /// Requests inside whose takes of the GIL were quick (it is free: they wait on I/O with
-    /// it released) hold no place, however many.
+    /// The clock is read once per sample period, however many requests enter: the reads
+    /// in between find the last one too recent.
+    #[test]
+    fn the_clock_is_read_once_per_sample_period() {
+        let reads = Arc::new(AtomicUsize::new(0));
+        let counted = Arc::clone(&reads);
+        let gate = GilGate::with_params(
+            2,
+            2,
+            NEVER,
+            Box::new(move || {
+                counted.fetch_add(1, SeqCst);
+                1
+            }),
+            NEVER,
+        );
+        let start = Instant::now();
+        for _ in 0..1000 {
+            gate.sample(Instant::now());
+        }
+        let periods = start.elapsed().as_nanos() / SAMPLE_EVERY.as_nanos() + 1;
+        assert!(
+            reads.load(SeqCst) as u128 <= periods,
+            "{} reads in {periods} periods",
+            reads.load(SeqCst)
+        );
+    }
+
+    /// Requests inside while the process uses little CPU (they wait on I/O with the GIL
+    /// released) hold no place, however many.
     #[test]
     fn requests_inside_with_the_gil_free_hold_no_places() {
-        let gate = GilGate::with_params(2, 2, NEVER, Duration::from_secs(1), NEVER);
-        let _inside = enter_after(&gate, 5, Duration::ZERO);
+        let (gate, _rate) = gate_at(2, 2, 50, NEVER);
+        sample_twice(&gate);
+        let _inside = enter_n(&gate, 5);
         assert!(
             !gate.admit(),
             "parked behind requests that leave the GIL free"
         );
     }
 
-    /// Requests stuck inside with the GIL released (no more slow takes): once the busy
-    /// signal lapses, the watcher goes and lets the next go, until all parked have gone,
-    /// though the requests stay inside.
+    /// Requests stuck inside: while the process stays near one core the parked threads
+    /// stay parked (the watcher's samples keep the signal); once it uses little CPU (they
+    /// all wait with the GIL released) the watcher goes and lets the next go, until all
+    /// parked have gone, though the requests stay inside.
     #[test]
     fn when_the_busy_signal_lapses_every_parked_thread_goes() {
-        let window = Duration::from_millis(50);
-        let gate = Arc::new(GilGate::with_params(
-            2,
-            2,
-            NEVER,
-            Duration::from_millis(1),
-            window,
-        ));
-        let _stuck = enter_after(&gate, 3, Duration::from_millis(5));
-        let busy_from = Instant::now();
+        let window = Duration::from_millis(30);
+        let (mut gate, rate) = gate_at(2, 2, 1000, window);
+        gate.young = NEVER;
+        let gate = Arc::new(gate);
+        sample_twice(&gate);
+        let _stuck = enter_n(&gate, 3);
         let (admitted, handles) = parkers(&gate, 4);
+        wait_until("all four park", || gate.parked() == 4);
+        thread::sleep(window * 4);
+        assert!(
+            admitted.try_recv().is_err(),
+            "went while the process was at one core"
+        );
+        rate.store(0, SeqCst);
         for _ in 0..4 {
             admitted.recv_timeout(PATIENCE).expect("all four go");
         }
-        assert!(
-            busy_from.elapsed() >= window / 2,
-            "went while the GIL was busy"
-        );
         handles.into_iter().for_each(|h| {
             h.join().unwrap();
         });
@@ -715,12 +854,13 @@ mod tests {
     /// GIL busy: with the cap of 2, one stuck and one young request let a worker in.
     #[test]
     fn a_request_inside_for_long_holds_no_place() {
-        let mut gate = GilGate::with_params(2, 2, NEVER, Duration::ZERO, NEVER);
+        let (mut gate, _rate) = gate_at(2, 2, 1000, NEVER);
         gate.young = Duration::from_millis(50);
         let gate = Arc::new(gate);
-        let _stuck = enter_after(&gate, 1, Duration::ZERO);
+        sample_twice(&gate);
+        let _stuck = enter_n(&gate, 1);
         thread::sleep(Duration::from_millis(60));
-        let _young = enter_after(&gate, 1, Duration::ZERO);
+        let _young = enter_n(&gate, 1);
         let (admitted, handles) = parkers(&gate, 1);
         admitted
             .recv_timeout(PATIENCE)
@@ -732,8 +872,10 @@ mod tests {
 
     #[test]
     fn close_wakes_threads_parked_by_the_requests_inside() {
-        let gate = Arc::new(GilGate::with_params(2, 1, NEVER, Duration::ZERO, NEVER));
-        let _inside = enter_after(&gate, 2, Duration::ZERO);
+        let (gate, _rate) = gate_at(2, 1, 1000, NEVER);
+        let gate = Arc::new(gate);
+        sample_twice(&gate);
+        let _inside = enter_n(&gate, 2);
         let (admitted, handles) = parkers(&gate, 3);
         wait_until("all three park", || gate.parked() == 3);
         gate.close();
@@ -813,14 +955,16 @@ mod tests {
     #[test]
     fn no_worker_parks_forever_under_churn() {
         // The GIL never counts as busy: only the queue's limit parks.
-        churn(GilGate::with_params(2, DEFAULT_INSIDE, NEVER, NEVER, NEVER));
+        churn(gate_at(2, DEFAULT_INSIDE, 0, NEVER).0);
     }
 
-    /// The same with the GIL always busy (every take is slow) and no watcher re-check: the
-    /// requests inside park workers too, and only their leaving wakes them.
+    /// The same with the GIL busy throughout (the process at one core) and no watcher
+    /// re-check: the requests inside park workers too, and only their leaving wakes them.
     #[test]
     fn no_worker_parks_forever_under_churn_with_the_gil_busy() {
-        churn(GilGate::with_params(2, 3, NEVER, Duration::ZERO, NEVER));
+        let (gate, _rate) = gate_at(2, 3, 1000, NEVER);
+        sample_twice(&gate);
+        churn(gate);
     }
 
     fn churn(gate: GilGate) {
