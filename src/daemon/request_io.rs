@@ -193,6 +193,7 @@ impl RequestIo for DaemonIo<'_> {
             return Ok(pushed.take(max));
         }
         let max = max.clamp(1, MAX_CHUNK) as u32;
+        let _waiting = crate::python::waiting_for_body();
         self.push_frame(&Frame::ReadBody { max })?;
         self.write_out()?;
         // Waits in poll(): a thread blocked in recv() would be woken for nothing when

@@ -278,8 +278,11 @@ impl GilGate {
         let used = NEXT_SLOT.load(SeqCst).min(SLOTS);
         let slotted = self.entered[..used]
             .iter()
-            .map(|e| e.load(SeqCst))
-            .filter(|&at| at != 0 && now.saturating_sub(at) < young)
+            .zip(&WAITING_FOR_BODY)
+            .filter(|(entered, waiting)| {
+                let at = entered.load(SeqCst);
+                at != 0 && now.saturating_sub(at) < young && !waiting.load(SeqCst)
+            })
             .count();
         slotted + self.unslotted.load(SeqCst)
     }
@@ -443,6 +446,37 @@ thread_local! {
 }
 
 static NEXT_SLOT: AtomicUsize = AtomicUsize::new(0);
+
+/// Per thread slot: the thread's request waits for its body, GIL released. One array for
+/// every gate: slots are numbered per process.
+static WAITING_FOR_BODY: [AtomicBool; SLOTS] = [const { AtomicBool::new(false) }; SLOTS];
+
+/// The calling thread's request waits for the next part of its body (a round trip to Apache,
+/// which reads it from the client) until the returned guard drops: meanwhile it holds no
+/// place under the cap of requests inside. Uploads are not bound by the GIL, though the
+/// process may be near one core with their copying. (Only this wait: a request's writes
+/// rarely block, and a request that wrote would otherwise let one more in each time.)
+pub fn waiting_for_body() -> WaitingForBody {
+    let slot = SLOT.with(|s| *s);
+    if let Some(flag) = WAITING_FOR_BODY.get(slot) {
+        flag.store(true, SeqCst);
+    }
+    WaitingForBody { slot }
+}
+
+/// See [`waiting_for_body`].
+#[must_use = "the request counts as waiting for its body until this is dropped"]
+pub struct WaitingForBody {
+    slot: usize,
+}
+
+impl Drop for WaitingForBody {
+    fn drop(&mut self) {
+        if let Some(flag) = WAITING_FOR_BODY.get(self.slot) {
+            flag.store(false, SeqCst);
+        }
+    }
+}
 
 /// A worker waiting for new work. Dropping it wakes nobody: the worker either queues for
 /// the GIL with the request it found (taking the place left to it) or comes back to
@@ -848,6 +882,45 @@ mod tests {
         });
         assert_eq!(gate.parked(), 0);
         assert!(!gate.admit());
+    }
+
+    /// A request waiting for its body holds no place while it waits, and holds it again once
+    /// back in Python.
+    #[test]
+    fn a_request_waiting_for_its_body_holds_no_place() {
+        let (mut gate, _rate) = gate_at(2, 2, 1000, NEVER);
+        gate.young = NEVER;
+        let gate = Arc::new(gate);
+        sample_twice(&gate);
+        let (to_request, request_rx) = mpsc::channel::<()>();
+        let (request_tx, from_request) = mpsc::channel::<()>();
+        let request_gate = Arc::clone(&gate);
+        thread::scope(|s| {
+            s.spawn(move || {
+                let inside = request_gate.queue().enter();
+                let reading = waiting_for_body();
+                // Timeouts, so that a failing assertion below ends this thread too.
+                request_tx.send(()).unwrap();
+                let _ = request_rx.recv_timeout(PATIENCE); // the body arrives
+                drop(reading);
+                let _ = request_tx.send(());
+                let _ = request_rx.recv_timeout(PATIENCE);
+                drop(inside);
+            });
+            from_request.recv_timeout(PATIENCE).unwrap();
+            let _other = enter_n(&gate, 1);
+            assert!(
+                !gate.contended(),
+                "a request that waits on its body holds a place"
+            );
+            to_request.send(()).unwrap();
+            from_request.recv_timeout(PATIENCE).unwrap();
+            assert!(
+                gate.contended(),
+                "a request back in Python with its body holds no place again"
+            );
+            to_request.send(()).unwrap();
+        });
     }
 
     /// A request stuck inside (longer than `young`) holds no place while others keep the

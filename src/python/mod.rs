@@ -64,7 +64,7 @@ pub use app::AppHost;
 pub use asgi::{ASGI_STARTUP_TIMEOUT, shutdown_all as asgi_shutdown};
 pub use diagnostics::{clear_interrupt, gil_heartbeat, interrupt_thread, thread_stacks};
 pub use gc_telemetry::{GcEvent, GcSnapshot, gc_events, gc_snapshot};
-pub use gil_gate::GilGate;
+pub use gil_gate::{GilGate, waiting_for_body};
 pub use interpreter::{
     FREE_THREADED_BUILD, build_python_tag, free_threading_warning, initialize, python_tag,
     python_version, run_shutdown_callbacks, venv_free_threaded, venv_python_tag, venv_version,
