@@ -35,7 +35,8 @@
 //! GIL released use no CPU: the signal lapses, and they hold no place (one parked thread,
 //! the watcher, re-checks every [`BUSY_WINDOW`], and each thread let go lets the next go).
 //! Nor does a request inside for longer than [`YOUNG`] (one stuck on I/O while others keep
-//! the GIL busy, or a long one, for which turns at the GIL cost little).
+//! the GIL busy, or a long one, for which turns at the GIL cost little), nor one waiting
+//! for its body ([`waiting_for_body`]: uploads keep a process busy copying, not in Python).
 //!
 //! How long a request's first take of the GIL waited says little: on a page that is mostly
 //! Python (the Webware page) most first takes are quick (the holder is between two of its
