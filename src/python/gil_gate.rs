@@ -753,6 +753,18 @@ mod tests {
         (gate, rate)
     }
 
+    /// A gate (limit 2) whose process is at one core, its signal already busy.
+    fn busy_gate(
+        inside_cap: usize,
+        young: Duration,
+        busy_window: Duration,
+    ) -> (Arc<GilGate>, Arc<AtomicU64>) {
+        let (mut gate, rate) = gate_at(2, inside_cap, 1000, busy_window);
+        gate.young = young;
+        sample_twice(&gate);
+        (Arc::new(gate), rate)
+    }
+
     /// Two reads of the clock, a sample apart: the signal then says what the rate is.
     fn sample_twice(gate: &GilGate) {
         gate.sample(Instant::now());
@@ -773,10 +785,7 @@ mod tests {
     /// a worker parks though nobody queues for the GIL, and one leaving lets it go.
     #[test]
     fn a_worker_waits_while_the_cap_is_inside_and_the_gil_is_busy() {
-        let (mut gate, _rate) = gate_at(2, 2, 1000, NEVER);
-        gate.young = NEVER;
-        let gate = Arc::new(gate);
-        sample_twice(&gate);
+        let (gate, _rate) = busy_gate(2, NEVER, NEVER);
         let mut inside = enter_n(&gate, 2);
         let (admitted, handles) = parkers(&gate, 1);
         wait_until("the thread parks", || gate.parked() == 1);
@@ -797,21 +806,19 @@ mod tests {
     /// finds it otherwise ends the signal at once.
     #[test]
     fn the_gil_is_busy_only_while_the_process_is_near_one_core() {
-        let (gate, rate) = gate_at(2, 1, 200, NEVER);
-        sample_twice(&gate);
-        assert!(!gate.busy(), "busy at 0.2 cores");
-        rate.store(1000, SeqCst);
-        sample_twice(&gate);
-        assert!(gate.busy(), "not busy at one core");
-        rate.store(3000, SeqCst);
-        sample_twice(&gate);
-        assert!(!gate.busy(), "busy at 3 cores");
-        rate.store(900, SeqCst);
-        sample_twice(&gate);
-        assert!(gate.busy(), "not busy at 0.9 cores");
-        rate.store(0, SeqCst);
-        sample_twice(&gate);
-        assert!(!gate.busy(), "still busy after a sample at no CPU");
+        let (gate, rate) = gate_at(2, 1, 0, NEVER);
+        // (thousandths of a core, busy), in turn: each reading sets or ends the signal.
+        for (milli_cores, busy) in [
+            (200, false),
+            (1000, true),
+            (3000, false),
+            (900, true),
+            (0, false),
+        ] {
+            rate.store(milli_cores, SeqCst);
+            sample_twice(&gate);
+            assert_eq!(gate.busy(), busy, "at {milli_cores} thousandths of a core");
+        }
     }
 
     /// The clock is read once per sample period, however many requests enter: the reads
@@ -862,10 +869,7 @@ mod tests {
     #[test]
     fn when_the_busy_signal_lapses_every_parked_thread_goes() {
         let window = Duration::from_millis(30);
-        let (mut gate, rate) = gate_at(2, 2, 1000, window);
-        gate.young = NEVER;
-        let gate = Arc::new(gate);
-        sample_twice(&gate);
+        let (gate, rate) = busy_gate(2, NEVER, window);
         let _stuck = enter_n(&gate, 3);
         let (admitted, handles) = parkers(&gate, 4);
         wait_until("all four park", || gate.parked() == 4);
@@ -889,10 +893,7 @@ mod tests {
     /// back in Python.
     #[test]
     fn a_request_waiting_for_its_body_holds_no_place() {
-        let (mut gate, _rate) = gate_at(2, 2, 1000, NEVER);
-        gate.young = NEVER;
-        let gate = Arc::new(gate);
-        sample_twice(&gate);
+        let (gate, _rate) = busy_gate(2, NEVER, NEVER);
         let (to_request, request_rx) = mpsc::channel::<()>();
         let (request_tx, from_request) = mpsc::channel::<()>();
         let request_gate = Arc::clone(&gate);
@@ -928,10 +929,7 @@ mod tests {
     /// GIL busy: with the cap of 2, one stuck and one young request let a worker in.
     #[test]
     fn a_request_inside_for_long_holds_no_place() {
-        let (mut gate, _rate) = gate_at(2, 2, 1000, NEVER);
-        gate.young = Duration::from_millis(50);
-        let gate = Arc::new(gate);
-        sample_twice(&gate);
+        let (gate, _rate) = busy_gate(2, Duration::from_millis(50), NEVER);
         let _stuck = enter_n(&gate, 1);
         thread::sleep(Duration::from_millis(60));
         let _young = enter_n(&gate, 1);
@@ -946,9 +944,7 @@ mod tests {
 
     #[test]
     fn close_wakes_threads_parked_by_the_requests_inside() {
-        let (gate, _rate) = gate_at(2, 1, 1000, NEVER);
-        let gate = Arc::new(gate);
-        sample_twice(&gate);
+        let (gate, _rate) = busy_gate(1, YOUNG, NEVER);
         let _inside = enter_n(&gate, 2);
         let (admitted, handles) = parkers(&gate, 3);
         wait_until("all three park", || gate.parked() == 3);
@@ -1029,21 +1025,18 @@ mod tests {
     #[test]
     fn no_worker_parks_forever_under_churn() {
         // The GIL never counts as busy: only the queue's limit parks.
-        churn(gate_at(2, DEFAULT_INSIDE, 0, NEVER).0);
+        churn(Arc::new(gate_at(2, DEFAULT_INSIDE, 0, NEVER).0));
     }
 
     /// The same with the GIL busy throughout (the process at one core) and no watcher
     /// re-check: the requests inside park workers too, and only their leaving wakes them.
     #[test]
     fn no_worker_parks_forever_under_churn_with_the_gil_busy() {
-        let (gate, _rate) = gate_at(2, 3, 1000, NEVER);
-        sample_twice(&gate);
-        churn(gate);
+        churn(busy_gate(3, YOUNG, NEVER).0);
     }
 
-    fn churn(gate: GilGate) {
+    fn churn(gate: Arc<GilGate>) {
         const ROUNDS: usize = 2_000;
-        let gate = Arc::new(gate);
         let requests: Vec<_> = (0..3)
             .map(|_| {
                 let gate = Arc::clone(&gate);
