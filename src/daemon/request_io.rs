@@ -8,11 +8,14 @@ use std::collections::VecDeque;
 use std::io::{self, IoSlice, Write};
 use std::os::fd::{AsFd, BorrowedFd, RawFd};
 use std::os::unix::net::UnixStream;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::protocol::{self, Decoder, Frame, FrameKind, ws_type};
-use crate::python::{RequestIo, WsEvent};
+use crate::python::{RequestIo, WsDirect, WsEvent};
+
+use super::ws_direct::WsWriter;
 
 /// What a WebSocket request needs from its dispatcher.
 #[derive(Clone, Copy)]
@@ -75,6 +78,9 @@ pub(super) struct DaemonIo<'c> {
     pub(super) head_sent: bool,
     pub(super) failed: bool,
     ws: Option<WsContext<'c>>,
+    /// An accepted WebSocket's writer shared with the ASGI event loop thread
+    /// ([`RequestIo::ws_direct`]): every write of this io goes under its lock.
+    ws_writer: Option<Arc<WsWriter>>,
     /// The request has a body (pushed or to be asked for).
     has_body: bool,
 }
@@ -99,6 +105,7 @@ impl<'c> DaemonIo<'c> {
             head_sent: false,
             failed: false,
             ws: None,
+            ws_writer: None,
         }
     }
 
@@ -122,10 +129,15 @@ impl<'c> DaemonIo<'c> {
     /// Writes what is queued and buffered, then `body` as one RespBody frame (nothing more
     /// when empty), all in one vectored write.
     fn write_out_with(&mut self, body: &[u8]) -> io::Result<()> {
+        if self.queued.is_empty() && body.is_empty() && self.out.is_empty() {
+            return Ok(());
+        }
+        let writer = self.ws_writer.clone();
+        let _turn = match &writer {
+            Some(w) => Some(self.ws_turn(w)?),
+            None => None,
+        };
         let r = if self.queued.is_empty() && body.is_empty() {
-            if self.out.is_empty() {
-                return Ok(());
-            }
             self.stream.write_all(&self.out)
         } else {
             let header = protocol::encode_header(FrameKind::RespBody, body.len() as u32);
@@ -153,6 +165,15 @@ impl<'c> DaemonIo<'c> {
         r
     }
 
+    /// The request thread's turn to write on a WebSocket's connection (see
+    /// [`WsWriter::lock_for_write`]).
+    fn ws_turn<'w>(
+        &mut self,
+        writer: &'w WsWriter,
+    ) -> io::Result<std::sync::MutexGuard<'w, super::ws_direct::WriterState>> {
+        writer.lock_for_write().inspect_err(|_| self.failed = true)
+    }
+
     fn push_frame(&mut self, frame: &Frame) -> io::Result<()> {
         frame
             .encode(&mut self.out)
@@ -160,6 +181,7 @@ impl<'c> DaemonIo<'c> {
     }
 
     pub(super) fn send_error(&mut self, code: u16, message: &[u8]) -> io::Result<()> {
+        self.ws_direct_closed();
         self.push_frame(&Frame::Error {
             code,
             message: message.to_vec(),
@@ -168,6 +190,7 @@ impl<'c> DaemonIo<'c> {
     }
 
     pub(super) fn finish(&mut self) -> io::Result<()> {
+        self.ws_direct_closed();
         self.push_frame(&Frame::RespEnd)?;
         self.write_out()
     }
@@ -321,13 +344,25 @@ impl RequestIo for DaemonIo<'_> {
             .has_frame()
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
         if !buffered {
-            let (socket, woken) =
-                crate::ipc::poll::wait_either(self.stream.as_fd(), wake, timeout)?;
-            if woken {
-                return Ok(WsEvent::Woken);
-            }
-            if !socket {
-                return Ok(WsEvent::Timeout);
+            let deadline = Instant::now() + timeout;
+            loop {
+                // The rest of a direct send goes out as the connection takes it.
+                let output = match &self.ws_writer {
+                    Some(w) => w.write_pending_now().inspect_err(|_| self.failed = true)?,
+                    None => false,
+                };
+                let left = deadline.saturating_duration_since(Instant::now());
+                let ready =
+                    crate::ipc::poll::wait_conn_or_wake(self.stream.as_fd(), wake, output, left)?;
+                if ready.woken {
+                    return Ok(WsEvent::Woken);
+                }
+                if ready.input {
+                    break;
+                }
+                if !ready.output || left.is_zero() {
+                    return Ok(WsEvent::Timeout);
+                }
             }
         }
         let frame = match protocol::io::read_frame(
@@ -337,6 +372,7 @@ impl RequestIo for DaemonIo<'_> {
             Ok(frame) => frame,
             Err(e) => {
                 self.failed = true;
+                self.ws_direct_closed();
                 return Err(e);
             }
         };
@@ -345,9 +381,14 @@ impl RequestIo for DaemonIo<'_> {
                 binary: ty == ws_type::BINARY,
                 data,
             }),
-            Frame::WsClose { code, reason } => Ok(WsEvent::Close { code, reason }),
+            Frame::WsClose { code, reason } => {
+                // Closed by the client: a later send() raises, as it did before.
+                self.ws_direct_closed();
+                Ok(WsEvent::Close { code, reason })
+            }
             other => {
                 self.failed = true;
+                self.ws_direct_closed();
                 Err(io::Error::new(
                     io::ErrorKind::InvalidData,
                     format!(
@@ -381,6 +422,11 @@ impl RequestIo for DaemonIo<'_> {
             return Err(io::ErrorKind::Unsupported.into());
         }
         self.write_out()?;
+        let writer = self.ws_writer.clone();
+        let _turn = match &writer {
+            Some(w) => Some(self.ws_turn(w)?),
+            None => None,
+        };
         let ty = [ty];
         let mut parts = [IoSlice::new(&header), IoSlice::new(&ty), IoSlice::new(data)];
         let r = protocol::io::write_all_vectored(&mut *self.stream, &mut parts);
@@ -391,10 +437,39 @@ impl RequestIo for DaemonIo<'_> {
     }
 
     fn ws_close(&mut self, code: u16, reason: &[u8]) -> io::Result<()> {
+        // No direct send after the close (the frame goes out behind any pending rest).
+        self.ws_direct_closed();
         self.ws_frame(&Frame::WsClose {
             code,
             reason: reason.to_vec(),
         })
+    }
+
+    fn ws_direct(&mut self) -> Option<Arc<dyn WsDirect>> {
+        self.ws?;
+        if self.ws_writer.is_none() {
+            // Without its own descriptor (none left): every message takes the request
+            // thread's way.
+            self.ws_writer = WsWriter::new(&*self.stream).ok().map(Arc::new);
+        }
+        self.ws_writer.clone().map(|w| -> Arc<dyn WsDirect> { w })
+    }
+}
+
+impl DaemonIo<'_> {
+    fn ws_direct_closed(&self) {
+        if let Some(w) = &self.ws_writer {
+            w.close();
+        }
+    }
+}
+
+impl Drop for DaemonIo<'_> {
+    fn drop(&mut self) {
+        // The connection may serve the next request: the event loop writes nothing more.
+        if let Some(w) = &self.ws_writer {
+            w.end();
+        }
     }
 }
 

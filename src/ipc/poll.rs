@@ -67,6 +67,67 @@ pub fn wait_either(
     }
 }
 
+/// What [`wait_conn_or_wake`] saw.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ConnReady {
+    /// The connection has input, or a hangup or error a read will report.
+    pub input: bool,
+    /// The connection takes more bytes (only when asked for).
+    pub output: bool,
+    /// The wake descriptor has input.
+    pub woken: bool,
+}
+
+/// Waits up to `timeout` for input on `conn` (or a hangup or error), for room to write on
+/// it when `output`, or for input on `wake`; nothing seen after the timeout.
+pub fn wait_conn_or_wake(
+    conn: BorrowedFd<'_>,
+    wake: BorrowedFd<'_>,
+    output: bool,
+    timeout: Duration,
+) -> io::Result<ConnReady> {
+    let conn_events = if output {
+        PollFlags::POLLIN | PollFlags::POLLOUT
+    } else {
+        PollFlags::POLLIN
+    };
+    let mut fds = [
+        PollFd::new(conn, conn_events),
+        PollFd::new(wake, PollFlags::POLLIN),
+    ];
+    let ms = timeout.as_micros().div_ceil(1000);
+    match poll(
+        &mut fds,
+        PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX),
+    ) {
+        Ok(0) | Err(Errno::EINTR) => Ok(ConnReady::default()),
+        Ok(_) => {
+            let conn = fds[0].revents().unwrap_or(PollFlags::POLLERR);
+            Ok(ConnReady {
+                input: conn.intersects(PollFlags::POLLIN | PollFlags::POLLHUP | PollFlags::POLLERR),
+                output: conn.contains(PollFlags::POLLOUT),
+                woken: fds[1].revents().is_some_and(|r| !r.is_empty()),
+            })
+        }
+        Err(e) => Err(io::Error::from(e)),
+    }
+}
+
+/// Waits up to `timeout` for room to write on `fd` (or a hangup or error a write will
+/// report); whether it came.
+pub fn wait_writable(fd: BorrowedFd<'_>, timeout: Duration) -> io::Result<bool> {
+    let mut fds = [PollFd::new(fd, PollFlags::POLLOUT)];
+    let ms = timeout.as_micros().div_ceil(1000);
+    match poll(
+        &mut fds,
+        PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX),
+    ) {
+        Ok(0) | Err(Errno::EINTR) => Ok(false),
+        Ok(_) => Ok(true),
+        Err(e) => Err(io::Error::from(e)),
+    }
+}
+
 /// POLLRDHUP (Linux: the peer shut down its writing side), which nix does not name.
 fn rdhup() -> PollFlags {
     PollFlags::from_bits_retain(nix::libc::POLLRDHUP)

@@ -31,7 +31,10 @@
 #
 # A WebSocket request (environ has `mod_rwsgi.websocket`) runs the same way with a
 # `websocket` scope (_WebSocket): the request thread waits on the client's messages and on
-# a pipe the loop writes to when it has queued an operation.
+# a pipe the loop writes to when it has queued an operation. Once accepted, a
+# websocket.send is written by the loop thread itself when the connection takes it without
+# blocking and nothing queued before it is still unwritten (ws.send_now; src/daemon/
+# ws_direct.rs): an echo then costs one hop (the client's message to the loop), not three.
 
 import asyncio
 import collections
@@ -309,6 +312,9 @@ class _Done:
     pass
 
 
+class _Flush:
+    """For a WebSocket's request thread: a direct send left the rest of its message to
+    write (ws.wait and ws.flush write it)."""
 
 
 def _settle(future, result=None, error=None):
@@ -901,6 +907,11 @@ class _WebSocket:
         self.complete = False
         self.disconnected = False
         self.inbox = None
+        # Sends queued for the request thread (counted by the loop) and written or failed
+        # by it (counted by the request thread): a direct send only when they are equal,
+        # so it never overtakes a queued one.
+        self.sends_queued = 0
+        self.sends_done = 0
         self.wake_r, self.wake_w = os.pipe()
         os.set_blocking(self.wake_r, False)
         os.set_blocking(self.wake_w, False)
@@ -941,8 +952,25 @@ class _WebSocket:
         return message
 
     async def send(self, message):
+        if (self.state == 'connected' and self.sends_queued == self.sends_done
+                and isinstance(message, dict) and message.get('type') == 'websocket.send'):
+            text = message.get('text')
+            if text is not None:
+                data = str(text)
+            else:
+                data = message.get('bytes')
+                if data is not None:
+                    data = bytes(data)
+            # Raises OSError when the connection failed, as the request thread's write.
+            sent = self.ws.send_now(data) if data is not None else 0
+            if sent:
+                if sent == 2:
+                    self._queue(_Flush)
+                return
         future = self.loop.create_future()
+        self.sends_queued += 1
         if not self._queue(('send', message, future)):
+            self.sends_queued -= 1
             raise OSError('the WebSocket is closed')
         await future
 
@@ -1057,19 +1085,25 @@ class _WebSocket:
                     pass
             if item is _Done:
                 return 'done'
-            if item is not None:
+            if item is _Flush:
+                item = None  # written below, in ws.wait or ws.flush
+            elif item is not None:
                 _, message, future = item
                 item = None
                 try:
                     self._send(message)
                 except Exception as e:
+                    self.sends_done += 1
                     self._answer(future, error=e)
                 else:
+                    self.sends_done += 1
                     self._answer(future)
                 continue
             if self.state == 'connected' and self.inbox.qsize() < WS_INBOX_MAX:
                 self._client_event()
             else:
+                if self.state == 'connected' and not self.ws.flush(POLL):
+                    continue  # the rest of a direct send still waits for the client
                 try:
                     item = self.ops.get(timeout=POLL)
                 except queue.Empty:
@@ -1114,7 +1148,8 @@ class _WebSocket:
                 item = self.ops.get_nowait()
             except queue.Empty:
                 break
-            if item is not _Done:
+            if isinstance(item, tuple):
+                self.sends_done += 1
                 self._answer(item[2], error=OSError('the WebSocket is closed'))
         if self.inbox is not None:
             self._disconnect(1006 if self.state != 'closed' else 1000)

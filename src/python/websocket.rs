@@ -6,8 +6,8 @@
 //! interpreter (`native_class.rs`).
 
 use std::os::fd::BorrowedFd;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use pyo3::exceptions::{PyOSError, PyRuntimeError, PyValueError};
@@ -15,10 +15,10 @@ use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyString, PyTuple, PyType};
 
-use super::WsEvent;
 use super::input::EXPIRED;
 use super::native_class;
 use super::request::Shared;
+use super::{DirectSend, WsDirect, WsEvent};
 
 static SPEC: native_class::Spec<WebSocket> = native_class::Spec {
     name: c"mod_wsgi.WebSocket",
@@ -29,7 +29,7 @@ static SPEC: native_class::Spec<WebSocket> = native_class::Spec {
     _value: std::marker::PhantomData,
 };
 
-static METHODS: native_class::Table<ffi::PyMethodDef, 6> = native_class::Table([
+static METHODS: native_class::Table<ffi::PyMethodDef, 8> = native_class::Table([
     native_class::method!(
         c"wait",
         py_wait,
@@ -39,6 +39,16 @@ static METHODS: native_class::Table<ffi::PyMethodDef, 6> = native_class::Table([
         c"send",
         py_send,
         c"send(data): a text message for a str, a binary one for bytes."
+    ),
+    native_class::method!(
+        c"send_now",
+        py_send_now,
+        c"send_now(data): writes a text (str) or binary (bytes) message from this thread if that cannot block: 1 when written, 2 when written in part (the rest goes out from the request thread, which must be woken), 0 when not (send() it)."
+    ),
+    native_class::method!(
+        c"flush",
+        py_flush,
+        c"flush(timeout): writes the rest send_now() left, waiting up to timeout for the client; True when nothing is left."
     ),
     native_class::method!(
         c"opened",
@@ -100,8 +110,23 @@ native_class::fastcall_method! {
 }
 
 native_class::fastcall_method! {
+    fn py_send_now(py, ws: &WebSocket, data) "send_now" {
+        let sent = ws.send_now(&required(data, "send_now", "data")?)?;
+        Ok(sent.into_pyobject(py)?.into_any().into_ptr())
+    }
+}
+
+native_class::fastcall_method! {
+    fn py_flush(py, ws: &WebSocket, timeout) "flush" {
+        let timeout: f64 = required(timeout, "flush", "timeout")?.extract()?;
+        let done = ws.flush(py, timeout)?;
+        Ok(pyo3::types::PyBool::new(py, done).to_owned().into_any().into_ptr())
+    }
+}
+
+native_class::fastcall_method! {
     fn py_opened(py, ws: &WebSocket) "opened" {
-        ws.opened();
+        ws.opened(py);
         Ok(py.None().into_ptr())
     }
 }
@@ -126,6 +151,8 @@ pub(crate) struct WebSocket {
     shared: Arc<Shared>,
     /// Counted as open in the process' metrics (between opened() and finished()).
     counted: AtomicBool,
+    /// The connection's write side for the event loop thread (send_now), from opened().
+    direct: OnceLock<Arc<dyn WsDirect>>,
 }
 
 impl WebSocket {
@@ -133,6 +160,7 @@ impl WebSocket {
         WebSocket {
             shared,
             counted: AtomicBool::new(false),
+            direct: OnceLock::new(),
         }
     }
 
@@ -213,21 +241,68 @@ impl WebSocket {
         self.run(py, move |io| io.ws_send(binary, &bytes))
     }
 
-    /// opened(): the application accepted the WebSocket (the open-WebSockets gauge).
-    fn opened(&self) {
+    /// send_now(data): writes a message from the calling (event loop) thread if that cannot
+    /// block: 1 when written, 2 when written in part (the request thread must be woken to
+    /// write the rest), 0 when not written (it must go through send()). Runs with the GIL
+    /// held: it waits neither for a lock nor for the client ([`WsDirect::try_send`]).
+    fn send_now(&self, data: &Bound<'_, PyAny>) -> PyResult<u8> {
+        let Some(direct) = self.direct.get() else {
+            return Ok(0);
+        };
+        let sent = if let Ok(text) = data.cast::<PyString>() {
+            direct.try_send(false, text.to_str()?.as_bytes())
+        } else if let Ok(bytes) = data.cast::<PyBytes>() {
+            direct.try_send(true, bytes.as_bytes())
+        } else {
+            return Ok(0);
+        };
+        match sent {
+            Ok(DirectSend::Sent) => Ok(1),
+            Ok(DirectSend::Pending) => Ok(2),
+            Ok(DirectSend::Refused) => Ok(0),
+            Err(e) => Err(PyOSError::new_err(format!("mod_rwsgi: WebSocket: {e}"))),
+        }
+    }
+
+    /// flush(timeout): writes the rest send_now() left, waiting up to `timeout` for the
+    /// client; true when nothing is left.
+    fn flush(&self, py: Python<'_>, timeout: f64) -> PyResult<bool> {
+        let Some(direct) = self.direct.get() else {
+            return Ok(true);
+        };
+        let timeout = Duration::try_from_secs_f64(timeout.max(0.0)).unwrap_or(Duration::MAX);
+        self.shared
+            .detach(py, || direct.flush_pending(timeout))
+            .map_err(|e| PyOSError::new_err(format!("mod_rwsgi: WebSocket: {e}")))
+    }
+
+    /// opened(): the application accepted the WebSocket (the open-WebSockets gauge); from
+    /// now on the event loop may write messages itself (send_now).
+    fn opened(&self, py: Python<'_>) {
         if !self.counted.swap(true, Ordering::SeqCst) {
             if let Some(o) = super::metrics::observer() {
                 o.websocket(true);
             }
         }
+        if self.direct.get().is_none() {
+            // Expired or without one: send_now() writes nothing, send() does it all.
+            if let Ok(Some(direct)) = self.run(py, |io| Ok(io.ws_direct())) {
+                let _ = self.direct.set(direct);
+            }
+        }
     }
 
-    /// finished(): the accepted WebSocket is over.
+    /// finished(): the accepted WebSocket is over (no more send_now()).
     fn finished(&self) {
         if self.counted.swap(false, Ordering::SeqCst) {
             if let Some(o) = super::metrics::observer() {
                 o.websocket(false);
             }
+        }
+        if let Some(direct) = self.direct.get() {
+            // Waits at most for a direct send's non-blocking write (only the loop thread
+            // and this one take the writer's lock).
+            direct.close();
         }
     }
 
