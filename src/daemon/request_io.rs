@@ -81,6 +81,9 @@ pub(super) struct DaemonIo<'c> {
     /// An accepted WebSocket's writer shared with the ASGI event loop thread
     /// ([`RequestIo::ws_direct`]): every write of this io goes under its lock.
     ws_writer: Option<Arc<WsWriter>>,
+    /// The event loop thread reads the client's messages (through `ws_writer`, which holds
+    /// the connection's decoder meanwhile): `ws_wait` does not read the connection.
+    loop_reads: bool,
     /// The request has a body (pushed or to be asked for).
     has_body: bool,
 }
@@ -106,6 +109,7 @@ impl<'c> DaemonIo<'c> {
             failed: false,
             ws: None,
             ws_writer: None,
+            loop_reads: false,
         }
     }
 
@@ -137,8 +141,10 @@ impl<'c> DaemonIo<'c> {
             Some(w) => Some(self.ws_turn(w)?),
             None => None,
         };
+        let patience = self.ws_writer.is_some().then_some(self.read_timeout);
+        let mut stream = PatientStream(&*self.stream, patience);
         let r = if self.queued.is_empty() && body.is_empty() {
-            self.stream.write_all(&self.out)
+            stream.write_all(&self.out)
         } else {
             let header = protocol::encode_header(FrameKind::RespBody, body.len() as u32);
             let body_parts: [&[u8]; 2] = if body.is_empty() {
@@ -155,7 +161,7 @@ impl<'c> DaemonIo<'c> {
                 .filter(|part| !part.is_empty())
                 .map(IoSlice::new)
                 .collect();
-            protocol::io::write_all_vectored(&mut *self.stream, &mut parts)
+            protocol::io::write_all_vectored(&mut stream, &mut parts)
         };
         self.queued.clear();
         self.out.clear();
@@ -339,10 +345,11 @@ impl RequestIo for DaemonIo<'_> {
             let now = u64::try_from(ws.epoch.elapsed().as_micros()).unwrap_or(u64::MAX);
             busy.store(now.max(1), Ordering::SeqCst);
         }
-        let buffered = self
-            .dec
-            .has_frame()
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        let buffered = !self.loop_reads
+            && self
+                .dec
+                .has_frame()
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
         if !buffered {
             let deadline = Instant::now() + timeout;
             loop {
@@ -352,18 +359,27 @@ impl RequestIo for DaemonIo<'_> {
                     None => false,
                 };
                 let left = deadline.saturating_duration_since(Instant::now());
-                let ready =
-                    crate::ipc::poll::wait_conn_or_wake(self.stream.as_fd(), wake, output, left)?;
+                let ready = crate::ipc::poll::wait_conn_or_wake(
+                    self.stream.as_fd(),
+                    wake,
+                    !self.loop_reads,
+                    output,
+                    left,
+                )?;
                 if ready.woken {
                     return Ok(WsEvent::Woken);
                 }
-                if ready.input {
+                if ready.input && !self.loop_reads {
                     break;
                 }
                 if !ready.output || left.is_zero() {
                     return Ok(WsEvent::Timeout);
                 }
             }
+        }
+        if self.loop_reads {
+            // (The loop read a buffered frame: nothing to do here.)
+            return Ok(WsEvent::Timeout);
         }
         let frame = match protocol::io::read_frame(
             &mut TimedStream(&*self.stream, self.read_timeout),
@@ -429,7 +445,9 @@ impl RequestIo for DaemonIo<'_> {
         };
         let ty = [ty];
         let mut parts = [IoSlice::new(&header), IoSlice::new(&ty), IoSlice::new(data)];
-        let r = protocol::io::write_all_vectored(&mut *self.stream, &mut parts);
+        let patience = self.ws_writer.is_some().then_some(self.read_timeout);
+        let mut stream = PatientStream(&*self.stream, patience);
+        let r = protocol::io::write_all_vectored(&mut stream, &mut parts);
         if r.is_err() {
             self.failed = true;
         }
@@ -448,9 +466,16 @@ impl RequestIo for DaemonIo<'_> {
     fn ws_direct(&mut self) -> Option<Arc<dyn WsDirect>> {
         self.ws?;
         if self.ws_writer.is_none() {
-            // Without its own descriptor (none left): every message takes the request
-            // thread's way.
-            self.ws_writer = WsWriter::new(&*self.stream).ok().map(Arc::new);
+            // The decoder (with any bytes read ahead) goes to the loop's reader until the
+            // request's end. Without descriptors for it (none left), every message takes
+            // the request thread's way.
+            match WsWriter::new(&*self.stream, &mut *self.dec, self.read_timeout) {
+                Ok(writer) => {
+                    self.ws_writer = Some(Arc::new(writer));
+                    self.loop_reads = true;
+                }
+                Err(_) => return None,
+            }
         }
         self.ws_writer.clone().map(|w| -> Arc<dyn WsDirect> { w })
     }
@@ -466,10 +491,53 @@ impl DaemonIo<'_> {
 
 impl Drop for DaemonIo<'_> {
     fn drop(&mut self) {
-        // The connection may serve the next request: the event loop writes nothing more.
+        // The connection may serve the next request: the event loop writes and reads
+        // nothing more, and its decoder (bytes read ahead) is the connection's again.
         if let Some(w) = &self.ws_writer {
             w.end();
+            if let Some(dec) = w.take_decoder() {
+                *self.dec = dec;
+            }
         }
+    }
+}
+
+/// Writes to the connection. With a patience (an accepted WebSocket's connection, which an
+/// event loop watches: uvloop makes it non-blocking for all its descriptors, and asgi.py
+/// makes it blocking again just after), a write that would block waits up to that long for
+/// room, and again each time it made progress.
+struct PatientStream<'s>(&'s UnixStream, Option<Duration>);
+
+impl PatientStream<'_> {
+    fn retry<T>(&mut self, mut write: impl FnMut(&UnixStream) -> io::Result<T>) -> io::Result<T> {
+        loop {
+            match write(self.0) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock && self.1.is_some() => {
+                    let patience = self.1.unwrap_or_default();
+                    if !crate::ipc::poll::wait_writable(self.0.as_fd(), patience)? {
+                        return Err(io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            "timed out writing to Apache",
+                        ));
+                    }
+                }
+                other => return other,
+            }
+        }
+    }
+}
+
+impl Write for PatientStream<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.retry(|mut s| s.write(buf))
+    }
+
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        self.retry(|mut s| s.write_vectored(bufs))
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
     }
 }
 

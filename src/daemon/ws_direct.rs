@@ -11,18 +11,24 @@
 //! the client ([`WsWriter::write_pending_now`]), and before any write of its own
 //! ([`WsWriter::lock_for_write`]). Messages the loop cannot write now go through the request
 //! thread (the ASGI runtime keeps them in order behind the queued ones).
+//!
+//! The client's messages are read by the loop thread too ([`WsDirect::try_recv`], when its
+//! own descriptor of the connection is readable): the connection's decoder moves here for
+//! the WebSocket's lifetime and back at the request's end, and the request thread no longer
+//! reads the connection (it waits for the loop's operations and writes pending rests).
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
-use nix::sys::socket::{MsgFlags, send};
+use nix::sys::socket::{MsgFlags, recv, send};
 
-use crate::protocol::{self, FrameKind, ws_type};
-use crate::python::{DirectSend, WsDirect};
+use crate::protocol::{self, Decoder, Frame, FrameKind, ws_type};
+use crate::python::{DirectSend, WsDirect, WsEvent};
 
 /// The largest message the loop thread writes itself: a bigger one goes through the request
 /// thread (it bounds `pending`, and a big write is no hop-dominated round trip).
@@ -30,6 +36,19 @@ pub(super) const DIRECT_MAX: usize = 64 * 1024;
 
 pub(super) struct WsWriter {
     state: Mutex<WriterState>,
+    reader: Mutex<ReaderState>,
+    /// The client closed (set by the loop's read, which must not wait for `state`).
+    client_closed: AtomicBool,
+}
+
+/// The loop thread's reading of the client's messages.
+struct ReaderState {
+    /// The descriptor the loop watches: closed only by [`WsDirect::stop_reading`], once the
+    /// loop no longer watches it (a descriptor closed while registered would leave a stale
+    /// registration in the loop's epoll, which another descriptor could inherit).
+    stream: Option<UnixStream>,
+    /// The connection's decoder (it may hold bytes read ahead), until the request's end.
+    dec: Option<Decoder>,
 }
 
 pub(super) struct WriterState {
@@ -45,6 +64,8 @@ pub(super) struct WriterState {
     frame: Vec<u8>,
     /// A direct send failed: the connection is broken.
     failed: bool,
+    /// socket-timeout: how long the request thread's write of a rest waits for room.
+    timeout: Duration,
 }
 
 fn lock(m: &Mutex<WriterState>) -> MutexGuard<'_, WriterState> {
@@ -52,19 +73,43 @@ fn lock(m: &Mutex<WriterState>) -> MutexGuard<'_, WriterState> {
 }
 
 impl WsWriter {
-    /// The writer of the connection `stream` (cloned: the clone is dropped by
-    /// [`WsWriter::end`]).
-    pub(super) fn new(stream: &UnixStream) -> io::Result<WsWriter> {
+    /// The writer and reader of the connection `stream` (cloned twice: the writer's clone
+    /// is dropped by [`WsWriter::end`], the reader's by [`WsDirect::stop_reading`]), which
+    /// reads with the connection's decoder `dec` (taken, with any bytes read ahead, until
+    /// [`WsWriter::take_decoder`]; left alone on an error).
+    pub(super) fn new(
+        stream: &UnixStream,
+        dec: &mut Decoder,
+        timeout: Duration,
+    ) -> io::Result<WsWriter> {
+        let (write_stream, read_stream) = (stream.try_clone()?, stream.try_clone()?);
+        let limits = *dec.limits();
+        let dec = std::mem::replace(dec, Decoder::new(limits));
         Ok(WsWriter {
             state: Mutex::new(WriterState {
-                stream: Some(stream.try_clone()?),
+                stream: Some(write_stream),
                 open: true,
                 pending: Vec::new(),
                 pending_at: 0,
                 frame: Vec::new(),
                 failed: false,
+                timeout,
             }),
+            reader: Mutex::new(ReaderState {
+                stream: Some(read_stream),
+                dec: Some(dec),
+            }),
+            client_closed: AtomicBool::new(false),
         })
+    }
+
+    /// The request is over: the connection's decoder back (nothing more is read here).
+    pub(super) fn take_decoder(&self) -> Option<Decoder> {
+        self.reader
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .dec
+            .take()
     }
 
     /// For a write of the request thread's own: the lock (held over that write, so no direct
@@ -112,7 +157,12 @@ impl WriterState {
                 Ok(n) => self.pending_at += n,
                 Err(Errno::EINTR) => {}
                 Err(Errno::EAGAIN) if flags.contains(MsgFlags::MSG_DONTWAIT) => return Ok(()),
-                Err(Errno::EAGAIN) => return Err(self.fail(io::ErrorKind::TimedOut.into())),
+                // (Also when the event loop made the connection non-blocking.)
+                Err(Errno::EAGAIN) => {
+                    if !crate::ipc::poll::wait_writable(stream.as_fd(), self.timeout)? {
+                        return Err(self.fail(io::ErrorKind::TimedOut.into()));
+                    }
+                }
                 Err(e) => return Err(self.fail(e.into())),
             }
         }
@@ -140,7 +190,10 @@ impl WsDirect for WsWriter {
             // poisoned the lock: the request thread's path decides.
             return Ok(DirectSend::Refused);
         };
-        if !state.open || state.pending_at < state.pending.len() {
+        if !state.open
+            || state.pending_at < state.pending.len()
+            || self.client_closed.load(Ordering::SeqCst)
+        {
             return Ok(DirectSend::Refused);
         }
         let Some(fd) = state.stream.as_ref().map(AsRawFd::as_raw_fd) else {
@@ -209,6 +262,80 @@ impl WsDirect for WsWriter {
     fn close(&self) {
         lock(&self.state).open = false;
     }
+
+    fn read_fd(&self) -> Option<std::os::fd::RawFd> {
+        let reader = self.reader.lock().unwrap_or_else(PoisonError::into_inner);
+        reader.stream.as_ref().map(AsRawFd::as_raw_fd)
+    }
+
+    /// One non-blocking read (none when a whole frame is already buffered), then every
+    /// whole message buffered; empty when nothing came or reading stopped.
+    fn try_recv(&self) -> io::Result<Vec<WsEvent>> {
+        let mut guard = self.reader.lock().unwrap_or_else(PoisonError::into_inner);
+        let reader = &mut *guard;
+        let Some(stream) = &reader.stream else {
+            return Ok(Vec::new()); // stopped: not watched any more
+        };
+        let Some(dec) = &mut reader.dec else {
+            // (An error, so that the loop stops watching a descriptor that stays readable.)
+            return Err(io::Error::new(
+                io::ErrorKind::NotConnected,
+                "the WebSocket's request is over",
+            ));
+        };
+        let invalid = |e| io::Error::new(io::ErrorKind::InvalidData, e);
+        if !dec.has_frame().map_err(invalid)? {
+            loop {
+                match recv(stream.as_raw_fd(), dec.read_space(), MsgFlags::MSG_DONTWAIT) {
+                    Ok(0) => {
+                        return Err(io::Error::new(
+                            io::ErrorKind::UnexpectedEof,
+                            "Apache closed the WebSocket's connection",
+                        ));
+                    }
+                    Ok(n) => {
+                        dec.commit(n);
+                        break;
+                    }
+                    Err(Errno::EINTR) => {}
+                    Err(Errno::EAGAIN) => return Ok(Vec::new()),
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+        let mut events = Vec::new();
+        while let Some(frame) = dec.next_frame().map_err(invalid)? {
+            match frame {
+                Frame::WsMsg { ty, data } => events.push(WsEvent::Message {
+                    binary: ty == ws_type::BINARY,
+                    data,
+                }),
+                Frame::WsClose { code, reason } => {
+                    // Closed by the client: a later send() raises, as it did before.
+                    self.client_closed.store(true, Ordering::SeqCst);
+                    events.push(WsEvent::Close { code, reason });
+                    break;
+                }
+                other => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!(
+                            "expected a WebSocket frame from Apache, got a {}",
+                            other.kind()
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(events)
+    }
+
+    fn stop_reading(&self) {
+        self.reader
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .stream = None;
+    }
 }
 
 #[cfg(test)]
@@ -230,7 +357,12 @@ mod tests {
     #[test]
     fn direct_sends_keep_order_through_a_full_socket() {
         let (ours, mut peer) = UnixStream::pair().unwrap();
-        let writer = WsWriter::new(&ours).unwrap();
+        let writer = WsWriter::new(
+            &ours,
+            &mut Decoder::new(protocol::Limits::default()),
+            Duration::from_secs(10),
+        )
+        .unwrap();
         let message = |i: usize| format!("{i:05}").repeat(1000).into_bytes();
         // Direct sends until the socket takes only part of one: the rest is pending and
         // later sends are refused (they go the request thread's way).
@@ -269,6 +401,7 @@ mod tests {
         writer.close();
         assert_eq!(writer.try_send(true, b"x").unwrap(), DirectSend::Refused);
         writer.end();
+        writer.stop_reading();
         drop(ours);
         let got = frames(&reader.join().unwrap());
         assert_eq!(got.len(), sent + 1);
@@ -280,9 +413,67 @@ mod tests {
     }
 
     #[test]
+    fn the_loop_reads_messages_then_the_close_and_stops() {
+        use std::io::Write;
+        let (ours, mut peer) = UnixStream::pair().unwrap();
+        let mut dec = Decoder::new(protocol::Limits::default());
+        let writer = WsWriter::new(&ours, &mut dec, Duration::from_secs(10)).unwrap();
+        assert!(writer.try_recv().unwrap().is_empty(), "nothing came yet");
+        let mut bytes = Vec::new();
+        for frame in [
+            Frame::WsMsg {
+                ty: ws_type::TEXT,
+                data: b"one".to_vec(),
+            },
+            Frame::WsMsg {
+                ty: ws_type::BINARY,
+                data: b"two".to_vec(),
+            },
+            Frame::WsClose {
+                code: 1000,
+                reason: Vec::new(),
+            },
+        ] {
+            frame.encode(&mut bytes).unwrap();
+        }
+        peer.write_all(&bytes).unwrap();
+        let events = writer.try_recv().unwrap();
+        assert_eq!(
+            events,
+            [
+                WsEvent::Message {
+                    binary: false,
+                    data: b"one".to_vec()
+                },
+                WsEvent::Message {
+                    binary: true,
+                    data: b"two".to_vec()
+                },
+                WsEvent::Close {
+                    code: 1000,
+                    reason: Vec::new()
+                },
+            ]
+        );
+        // Closed by the client: no direct send after it.
+        assert_eq!(writer.try_send(false, b"x").unwrap(), DirectSend::Refused);
+        // The request is over: the decoder goes back, reading is an error (the loop stops).
+        assert!(writer.take_decoder().is_some());
+        assert!(writer.try_recv().is_err());
+        writer.stop_reading();
+        assert!(writer.read_fd().is_none());
+        assert!(writer.try_recv().unwrap().is_empty());
+    }
+
+    #[test]
     fn a_message_over_the_bound_is_refused() {
         let (ours, _peer) = UnixStream::pair().unwrap();
-        let writer = WsWriter::new(&ours).unwrap();
+        let writer = WsWriter::new(
+            &ours,
+            &mut Decoder::new(protocol::Limits::default()),
+            Duration::from_secs(10),
+        )
+        .unwrap();
         let big = vec![0u8; DIRECT_MAX + 1];
         assert_eq!(writer.try_send(true, &big).unwrap(), DirectSend::Refused);
         assert_eq!(writer.try_send(true, b"small").unwrap(), DirectSend::Sent);

@@ -78,35 +78,44 @@ pub struct ConnReady {
     pub woken: bool,
 }
 
-/// Waits up to `timeout` for input on `conn` (or a hangup or error), for room to write on
-/// it when `output`, or for input on `wake`; nothing seen after the timeout.
+/// Waits up to `timeout` for input on `conn` (or a hangup or error) when `input`, for room
+/// to write on it when `output`, or for input on `wake`; nothing seen after the timeout.
+/// With neither, `conn` is not watched at all (not even for a hangup).
 pub fn wait_conn_or_wake(
     conn: BorrowedFd<'_>,
     wake: BorrowedFd<'_>,
+    input: bool,
     output: bool,
     timeout: Duration,
 ) -> io::Result<ConnReady> {
-    let conn_events = if output {
-        PollFlags::POLLIN | PollFlags::POLLOUT
-    } else {
-        PollFlags::POLLIN
-    };
+    let mut conn_events = PollFlags::empty();
+    if input {
+        conn_events |= PollFlags::POLLIN;
+    }
+    if output {
+        conn_events |= PollFlags::POLLOUT;
+    }
     let mut fds = [
-        PollFd::new(conn, conn_events),
         PollFd::new(wake, PollFlags::POLLIN),
+        PollFd::new(conn, conn_events),
     ];
+    let watched = if input || output { 2 } else { 1 };
     let ms = timeout.as_micros().div_ceil(1000);
     match poll(
-        &mut fds,
+        &mut fds[..watched],
         PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX),
     ) {
         Ok(0) | Err(Errno::EINTR) => Ok(ConnReady::default()),
         Ok(_) => {
-            let conn = fds[0].revents().unwrap_or(PollFlags::POLLERR);
+            let conn = if watched == 2 {
+                fds[1].revents().unwrap_or(PollFlags::POLLERR)
+            } else {
+                PollFlags::empty()
+            };
             Ok(ConnReady {
                 input: conn.intersects(PollFlags::POLLIN | PollFlags::POLLHUP | PollFlags::POLLERR),
                 output: conn.contains(PollFlags::POLLOUT),
-                woken: fds[1].revents().is_some_and(|r| !r.is_empty()),
+                woken: fds[0].revents().is_some_and(|r| !r.is_empty()),
             })
         }
         Err(e) => Err(io::Error::from(e)),

@@ -168,9 +168,10 @@ pub trait RequestIo: Send {
         let _ = (code, reason);
         Err(std::io::ErrorKind::Unsupported.into())
     }
-    /// WebSocket (once accepted): the connection's write side for the ASGI event loop
-    /// thread, which sends messages through it without this io ([`WsDirect`]); `None` when
-    /// the io has none (every message then goes through [`RequestIo::ws_send`]).
+    /// WebSocket (once accepted): the connection for the ASGI event loop thread, which
+    /// sends and receives messages through it without this io ([`WsDirect`]); from then on
+    /// [`RequestIo::ws_wait`] does not read the connection. `None` when the io has none
+    /// (every message then goes through [`RequestIo::ws_wait`] and [`RequestIo::ws_send`]).
     fn ws_direct(&mut self) -> Option<std::sync::Arc<dyn WsDirect>> {
         None
     }
@@ -190,6 +191,14 @@ pub trait WsDirect: Send + Sync {
     fn flush_pending(&self, timeout: std::time::Duration) -> std::io::Result<bool>;
     /// No more direct sends (the WebSocket is over or closing).
     fn close(&self);
+    /// The descriptor the loop thread watches for the client's messages (its own, open
+    /// until [`WsDirect::stop_reading`]); `None` once stopped.
+    fn read_fd(&self) -> Option<std::os::fd::RawFd>;
+    /// The client's messages that are here, without waiting (empty when none, or when the
+    /// request is over); a [`WsEvent::Close`] is the last. An error is the connection's.
+    fn try_recv(&self) -> std::io::Result<Vec<WsEvent>>;
+    /// The loop no longer watches [`WsDirect::read_fd`]: closes it.
+    fn stop_reading(&self);
 }
 
 /// What [`WsDirect::try_send`] did.

@@ -13,7 +13,7 @@ use std::time::Duration;
 use pyo3::exceptions::{PyOSError, PyRuntimeError, PyValueError};
 use pyo3::ffi;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyString, PyTuple, PyType};
+use pyo3::types::{PyBytes, PyList, PyString, PyTuple, PyType};
 
 use super::input::EXPIRED;
 use super::native_class;
@@ -29,7 +29,7 @@ static SPEC: native_class::Spec<WebSocket> = native_class::Spec {
     _value: std::marker::PhantomData,
 };
 
-static METHODS: native_class::Table<ffi::PyMethodDef, 8> = native_class::Table([
+static METHODS: native_class::Table<ffi::PyMethodDef, 11> = native_class::Table([
     native_class::method!(
         c"wait",
         py_wait,
@@ -49,6 +49,21 @@ static METHODS: native_class::Table<ffi::PyMethodDef, 8> = native_class::Table([
         c"flush",
         py_flush,
         c"flush(timeout): writes the rest send_now() left, waiting up to timeout for the client; True when nothing is left."
+    ),
+    native_class::method!(
+        c"read_fd",
+        py_read_fd,
+        c"read_fd(): the descriptor the event loop watches for the client's messages once accepted, or None (ws.wait() reads them)."
+    ),
+    native_class::method!(
+        c"recv_now",
+        py_recv_now,
+        c"recv_now(): the client's messages that are here, without waiting: a list of wait()'s tuples ('text', 'bytes', a 'close' last)."
+    ),
+    native_class::method!(
+        c"stop_reading",
+        py_stop_reading,
+        c"stop_reading(): the event loop no longer watches read_fd() (it is closed)."
     ),
     native_class::method!(
         c"opened",
@@ -125,6 +140,30 @@ native_class::fastcall_method! {
 }
 
 native_class::fastcall_method! {
+    fn py_read_fd(py, ws: &WebSocket) "read_fd" {
+        Ok(match ws.direct.get().and_then(|d| d.read_fd()) {
+            Some(fd) => fd.into_pyobject(py)?.into_any().into_ptr(),
+            None => py.None().into_ptr(),
+        })
+    }
+}
+
+native_class::fastcall_method! {
+    fn py_recv_now(py, ws: &WebSocket) "recv_now" {
+        Ok(ws.recv_now(py)?.into_any().into_ptr())
+    }
+}
+
+native_class::fastcall_method! {
+    fn py_stop_reading(py, ws: &WebSocket) "stop_reading" {
+        if let Some(direct) = ws.direct.get() {
+            direct.stop_reading();
+        }
+        Ok(py.None().into_ptr())
+    }
+}
+
+native_class::fastcall_method! {
     fn py_opened(py, ws: &WebSocket) "opened" {
         ws.opened(py);
         Ok(py.None().into_ptr())
@@ -196,39 +235,27 @@ impl WebSocket {
             let wake = unsafe { BorrowedFd::borrow_raw(wake_fd) };
             io.ws_wait(wake, timeout)
         })?;
-        let tuple = match event {
-            WsEvent::Message { binary: true, data } => PyTuple::new(
-                py,
-                [
-                    PyString::new(py, "bytes").into_any(),
-                    PyBytes::new(py, &data).into_any(),
-                ],
-            )?,
-            WsEvent::Message {
-                binary: false,
-                data,
-            } => PyTuple::new(
-                py,
-                [
-                    PyString::new(py, "text").into_any(),
-                    PyString::new(py, &String::from_utf8_lossy(&data)).into_any(),
-                ],
-            )?,
-            WsEvent::Close { code, reason } => PyTuple::new(
-                py,
-                [
-                    PyString::new(py, "close").into_any(),
-                    code.into_pyobject(py)?.into_any(),
-                    PyString::new(py, &String::from_utf8_lossy(&reason)).into_any(),
-                ],
-            )?,
-            WsEvent::Woken => PyTuple::new(py, ["wake"])?,
-            WsEvent::Timeout => PyTuple::new(py, ["timeout"])?,
-            WsEvent::Shutdown => PyTuple::new(py, ["shutdown"])?,
-        };
-        Ok(tuple)
+        event_tuple(py, event)
     }
 
+    /// recv_now(): the client's messages that are here, as wait()'s tuples, read by the
+    /// calling (event loop) thread without waiting; with the GIL held.
+    fn recv_now<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let Some(direct) = self.direct.get() else {
+            return Ok(PyList::empty(py));
+        };
+        let events = direct
+            .try_recv()
+            .map_err(|e| PyOSError::new_err(format!("mod_rwsgi: WebSocket: {e}")))?;
+        let list = PyList::empty(py);
+        for event in events {
+            list.append(event_tuple(py, event)?)?;
+        }
+        Ok(list)
+    }
+}
+
+impl WebSocket {
     /// send(data): a text message for a str, a binary one for bytes.
     fn send(&self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<()> {
         let (binary, bytes) = if let Ok(text) = data.cast::<PyString>() {
@@ -311,4 +338,39 @@ impl WebSocket {
         let reason = reason.as_bytes().to_vec();
         self.run(py, move |io| io.ws_close(code, &reason))
     }
+}
+
+/// wait()'s tuple for `event`.
+fn event_tuple(py: Python<'_>, event: WsEvent) -> PyResult<Bound<'_, PyTuple>> {
+    let tuple = match event {
+        WsEvent::Message { binary: true, data } => PyTuple::new(
+            py,
+            [
+                PyString::new(py, "bytes").into_any(),
+                PyBytes::new(py, &data).into_any(),
+            ],
+        )?,
+        WsEvent::Message {
+            binary: false,
+            data,
+        } => PyTuple::new(
+            py,
+            [
+                PyString::new(py, "text").into_any(),
+                PyString::new(py, &String::from_utf8_lossy(&data)).into_any(),
+            ],
+        )?,
+        WsEvent::Close { code, reason } => PyTuple::new(
+            py,
+            [
+                PyString::new(py, "close").into_any(),
+                code.into_pyobject(py)?.into_any(),
+                PyString::new(py, &String::from_utf8_lossy(&reason)).into_any(),
+            ],
+        )?,
+        WsEvent::Woken => PyTuple::new(py, ["wake"])?,
+        WsEvent::Timeout => PyTuple::new(py, ["timeout"])?,
+        WsEvent::Shutdown => PyTuple::new(py, ["shutdown"])?,
+    };
+    Ok(tuple)
 }
