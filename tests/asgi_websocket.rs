@@ -6,7 +6,10 @@
 //! gauge; the idle timeout; a graceful restart; invalid client frames (sent by hand);
 //! a denial with its own HTTP response; a client that stops reading while the application
 //! keeps sending (the event loop stays free, nothing is lost); numbered messages sent by
-//! concurrent tasks, direct and queued sends mixed, arrive in order.
+//! concurrent tasks, direct and queued sends mixed, arrive in order; messages that pile up
+//! while the application does not receive (the event loop stops reading the connection,
+//! then reads on) arrive in order, in the main interpreter (uvloop) and in a
+//! sub-interpreter (asyncio's loop).
 
 mod common;
 
@@ -561,4 +564,30 @@ fn a_burst_of_direct_and_queued_sends_arrives_in_order() {
         c.seen
     );
     assert_eq!(c.expect(apache, "closed", Duration::from_secs(30)), "1000");
+}
+
+/// The client sends 2000 messages while the application does not receive: past the inbox's
+/// bound the event loop stops reading the connection (back pressure), and reads on as the
+/// application receives; every message arrives, in order. In the main interpreter (uvloop's
+/// loop) and in a sub-interpreter (asyncio's).
+#[test]
+fn messages_piling_up_while_the_app_does_not_receive_arrive_in_order() {
+    let mut config = ApacheConfig::new("asgi-ws-pile");
+    let app = config.install_app("asgi_websocket.py");
+    let conf = format!(
+        "WSGIDaemonProcess ws threads=4 python-home={}\n\
+         WSGIScriptAlias /ws {} process-group=ws application-group=%{{GLOBAL}} interface=asgi\n\
+         WSGIScriptAlias /sub {} process-group=ws application-group=sub interface=asgi\n\
+         <Directory @DIR@/apps>\n    Require all granted\n</Directory>\n",
+        test_venv().display(),
+        app.display(),
+        app.display(),
+    );
+    let apache = config.conf(&conf).start();
+    for prefix in ["/ws", "/sub"] {
+        let url = format!("ws://127.0.0.1:{}{prefix}/pile", apache.port());
+        let (mut c, result) = run(&apache, "pile", &url, &["2000"], "pile");
+        assert_with_log!(apache, result == "2000 in order", "{prefix}: {result}");
+        assert_eq!(c.expect(&apache, "closed", Duration::from_secs(30)), "1000");
+    }
 }

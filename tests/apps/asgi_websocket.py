@@ -3,7 +3,8 @@
 # before accept), a denial with its own HTTP response (418), and one that raises after accepting; /pid answers over HTTP.
 # /flood sends numbered messages to a client that may not read (/flood-state: how many
 # send() returned); /burst sends numbered messages from concurrent tasks, some too big
-# for the event loop's direct write, so direct and queued sends mix.
+# for the event loop's direct write, so direct and queued sends mix; /pile receives only
+# after a pause (the client's messages pile up: the loop stops reading, then reads on).
 import asyncio
 import os
 
@@ -89,6 +90,23 @@ async def burst(websocket):
         pass
 
 
+async def pile(websocket):
+    await websocket.accept()
+    count = int(await websocket.receive_text())
+    await asyncio.sleep(1)  # the client sends them all meanwhile
+    for i in range(count):
+        message = await websocket.receive_text()
+        if message != '%06d' % i:
+            await websocket.send_text('out of order at %d: %r' % (i, message[:20]))
+            break
+    else:
+        await websocket.send_text('%d in order' % count)
+    try:
+        await websocket.receive_text()
+    except WebSocketDisconnect:
+        pass
+
+
 async def pid(request):
     return PlainTextResponse(str(os.getpid()))
 
@@ -100,6 +118,7 @@ app = Starlette(routes=[
     WebSocketRoute('/teapot', teapot),
     WebSocketRoute('/flood', flood),
     WebSocketRoute('/burst', burst),
+    WebSocketRoute('/pile', pile),
     Route('/flood-state', flood_state),
     Route('/pid', pid),
 ])

@@ -68,6 +68,15 @@ async def main(scenario, url):
             await ws.close()
             out('closed', ws.close_code)
             return
+        if scenario == 'pile':
+            count = int(sys.argv[3])
+            await ws.send(str(count))
+            for i in range(count):
+                await ws.send('%06d' % i)
+            out('pile', await asyncio.wait_for(ws.recv(), 60))
+            await ws.close()
+            out('closed', ws.close_code)
+            return
         info = json.loads(await ws.recv())
         out('info', json.dumps(info, sort_keys=True))
         if scenario == 'echo':
