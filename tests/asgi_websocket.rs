@@ -572,7 +572,7 @@ fn a_burst_of_direct_and_queued_sends_arrives_in_order() {
 /// loop) and in a sub-interpreter (asyncio's).
 #[test]
 fn messages_piling_up_while_the_app_does_not_receive_arrive_in_order() {
-    let mut config = ApacheConfig::new("asgi-ws-pile");
+    let config = ApacheConfig::new("asgi-ws-pile");
     let app = config.install_app("asgi_websocket.py");
     let conf = format!(
         "WSGIDaemonProcess ws threads=4 python-home={}\n\

@@ -378,7 +378,8 @@ impl RequestIo for DaemonIo<'_> {
             }
         }
         if self.loop_reads {
-            // (The loop read a buffered frame: nothing to do here.)
+            // (Not reached: without reading, the wait above ends only by a wake-up or the
+            // timeout.)
             return Ok(WsEvent::Timeout);
         }
         let frame = match protocol::io::read_frame(

@@ -8,7 +8,7 @@
 //! MSG_DONTWAIT, so it never waits for the client. When the connection takes only part of a
 //! frame, the rest stays in `pending` (at most [`DIRECT_MAX`] and a header) and no other
 //! direct send is tried until the request thread has written it: it does while it waits for
-//! the client ([`WsWriter::write_pending_now`]), and before any write of its own
+//! the loop's operations ([`WsWriter::write_pending_now`]), and before any write of its own
 //! ([`WsWriter::lock_for_write`]). Messages the loop cannot write now go through the request
 //! thread (the ASGI runtime keeps them in order behind the queued ones).
 //!
