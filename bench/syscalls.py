@@ -12,10 +12,12 @@ number of keep-alive requests with `ab` while `perf stat` counts, per side, syst
 - "backend": mod_rwsgi's or mod_wsgi's daemon processes, or the proxied server.
 
 With --by-call, `perf trace -s` also gives the count of each system call per request and
-side. Counts vary little between runs on a busy machine; the CPU figures do.
+side. Counts vary little between runs on a busy machine; the CPU figures do. With
+--websocket SECONDS the load is run.py's "WebSocket echo c8" (bench/ws_client.py for that
+long, 8 connections at /a/ws-echo) instead of `ab`, and the counts are per round trip.
 
     bench/syscalls.py VARIANT [VARIANT ...] [--path /w/hello] [--requests 20000]
-                      [--concurrency 16] [--by-call]
+                      [--concurrency 16] [--by-call] [--websocket SECONDS]
 
 VARIANT: run.py's variant names ("mod_rwsgi", "granian proxy", "mod_rwsgi emb", ...). Run as
 root (Apache drops to www-data; perf needs its tracepoints).
@@ -108,14 +110,25 @@ def read_trace(path):
     return calls
 
 
-def measure(variant, path, requests, concurrency, by_call):
+def ws_echo(url, seconds):
+    """run.py's WebSocket echo workload for `seconds`; the round trips done."""
+    workload = run.Workload('WebSocket echo c8', 8, '/ws-echo', '', '', mount='/a', asgi=True,
+                            websocket=True)
+    return run.run_ws(url, workload, seconds)['requests']
+
+
+def measure(variant, path, requests, concurrency, by_call, websocket=None):
+    """Counts per request; with `websocket` (seconds), per WebSocket echo round trip."""
     tmp = tempfile.mkdtemp(prefix='rwsgi-syscalls-')
     os.chmod(tmp, 0o755)
     server = run.new_server(tmp, variant, run.make_payloads())
     run.start_server(server)
     try:
         url = f'http://127.0.0.1:{server.port}{path}'
-        ab(url, max(requests // 10, 500), concurrency)  # warm: every thread, imports done
+        if websocket:
+            ws_echo(url, 1)  # warm
+        else:
+            ab(url, max(requests // 10, 500), concurrency)  # warm: every thread, imports done
         apache, backend = sides(server)
         files, procs = {}, []
         for side, pids in (('apache', apache), ('backend', backend)):
@@ -127,13 +140,17 @@ def measure(variant, path, requests, concurrency, by_call):
                 files[side + ' calls'] = os.path.join(tmp, f'{side}.trace')
                 procs.append(perf_trace(pids, files[side + ' calls']))
         # perf attaches to every thread before it counts; a first request shows it has.
-        run.fetch(url)
+        if not websocket:
+            run.fetch(url)
         before = {'apache': user_system_seconds(apache), 'backend': user_system_seconds(backend)}
-        ab(url, requests, concurrency)
+        if websocket:
+            requests = ws_echo(url, websocket)
+        else:
+            ab(url, requests, concurrency)
         after = {'apache': user_system_seconds(apache), 'backend': user_system_seconds(backend)}
         for proc in procs:
             stop(proc)
-        result = {}
+        result = {'count': requests}
         for side in before:
             result[side + ' cpu'] = tuple(a - b for a, b in zip(after[side], before[side]))
         for side, f in files.items():
@@ -151,18 +168,27 @@ def main(argv=None):
     p.add_argument('--concurrency', type=int, default=16)
     p.add_argument('--by-call', action='store_true')
     p.add_argument('--top', type=int, default=12)
+    p.add_argument('--websocket', type=float, metavar='SECONDS')
     args = p.parse_args(argv)
+    if args.websocket:
+        args.path = '/a/ws-echo'
+
     variants = {v.name: v for v in run.VARIANTS}
     for name in args.variants:
         if name not in variants:
             sys.exit(f'unknown variant {name!r}; known: {sorted(variants)}')
-    n = args.requests
-    print(f'{args.path}, {n} keep-alive requests, {args.concurrency} connections (ab); '
-          'per request:')
+    if args.websocket:
+        print(f'{args.path}, WebSocket echo for {args.websocket:g} s, 8 connections '
+              '(ws_client.py); per round trip:')
+    else:
+        print(f'{args.path}, {args.requests} keep-alive requests, {args.concurrency} '
+              'connections (ab); per request:')
     print(f'{"variant":<16} {"side":<8} {"syscalls":>9} {"ctx sw":>7} {"faults":>7} '
           f'{"migr":>6} {"CPU µs":>7} {"user µs":>8} {"sys µs":>7}')
     for name in args.variants:
-        result = measure(variants[name], args.path, n, args.concurrency, args.by_call)
+        result = measure(variants[name], args.path, args.requests, args.concurrency,
+                         args.by_call, args.websocket)
+        n = max(result['count'], 1)
         for side in ('apache', 'backend'):
             c = result.get(side)
             if c is None:

@@ -4,7 +4,12 @@
 //! binary, a fragmented message and a ping; denial; subprotocols; the size limit; an app
 //! that raises; kill -9 of the daemon; a touch reload; TLS through mod_ssl; the metrics
 //! gauge; the idle timeout; a graceful restart; invalid client frames (sent by hand);
-//! a denial with its own HTTP response.
+//! a denial with its own HTTP response; a client that stops reading while the application
+//! keeps sending (the event loop stays free, nothing is lost); numbered messages sent by
+//! concurrent tasks, direct and queued sends mixed, arrive in order; messages that pile up
+//! while the application does not receive (the event loop stops reading the connection,
+//! then reads on) arrive in order, in the main interpreter (uvloop) and in a
+//! sub-interpreter (asyncio's loop).
 
 mod common;
 
@@ -366,34 +371,41 @@ fn raw_open(apache: &Apache, path: &str) -> std::net::TcpStream {
     s
 }
 
-/// Reads server frames (unmasked, RFC 6455 5.2) until a close frame; its code.
-fn raw_close_code(apache: &Apache, s: &mut std::net::TcpStream) -> u16 {
+/// Reads one server frame (unmasked, RFC 6455 5.2): its first byte (FIN, opcode) and
+/// payload.
+fn raw_read_frame(apache: &Apache, s: &mut std::net::TcpStream) -> (u8, Vec<u8>) {
     use std::io::Read;
-    for _ in 0..16 {
-        let mut h = [0u8; 2];
-        if let Err(e) = s.read_exact(&mut h) {
-            panic!(
-                "no close frame from the server ({e})\n--- error log ---\n{}",
-                apache.error_log()
-            );
+    let mut h = [0u8; 2];
+    if let Err(e) = s.read_exact(&mut h) {
+        panic!(
+            "no frame from the server ({e})\n--- error log ---\n{}",
+            apache.error_log()
+        );
+    }
+    assert_eq!(h[1] & 0x80, 0, "server frames are not masked");
+    let len = match h[1] & 0x7f {
+        126 => {
+            let mut l = [0u8; 2];
+            s.read_exact(&mut l).unwrap();
+            u64::from(u16::from_be_bytes(l))
         }
-        assert_eq!(h[1] & 0x80, 0, "server frames are not masked");
-        let len = match h[1] & 0x7f {
-            126 => {
-                let mut l = [0u8; 2];
-                s.read_exact(&mut l).unwrap();
-                u64::from(u16::from_be_bytes(l))
-            }
-            127 => {
-                let mut l = [0u8; 8];
-                s.read_exact(&mut l).unwrap();
-                u64::from_be_bytes(l)
-            }
-            n => u64::from(n),
-        };
-        let mut payload = vec![0u8; len as usize];
-        s.read_exact(&mut payload).unwrap();
-        if h[0] & 0x0f == 0x8 {
+        127 => {
+            let mut l = [0u8; 8];
+            s.read_exact(&mut l).unwrap();
+            u64::from_be_bytes(l)
+        }
+        n => u64::from(n),
+    };
+    let mut payload = vec![0u8; len as usize];
+    s.read_exact(&mut payload).unwrap();
+    (h[0], payload)
+}
+
+/// Reads server frames until a close frame; its code.
+fn raw_close_code(apache: &Apache, s: &mut std::net::TcpStream) -> u16 {
+    for _ in 0..16 {
+        let (h0, payload) = raw_read_frame(apache, s);
+        if h0 & 0x0f == 0x8 {
             assert!(payload.len() >= 2, "close frame without a code");
             return u16::from_be_bytes([payload[0], payload[1]]);
         }
@@ -457,4 +469,125 @@ fn denial_with_an_http_response_reaches_the_client() {
     assert_eq!(c.expect(apache, "body", wait), "no websockets for you");
     let status = c.expect(apache, "status", wait);
     assert_with_log!(apache, status == "418", "status {status}");
+}
+
+/// A client that stops reading while the application keeps sending: the event loop writes
+/// only what the connection takes without blocking (the rest waits in the request thread),
+/// so HTTP requests to the same interpreter's loop are answered promptly while the socket is
+/// stuck; once the client reads again, every message arrives whole and in order.
+#[test]
+fn a_client_that_stops_reading_stalls_neither_the_loop_nor_loses_messages() {
+    use std::io::Write;
+    const COUNT: usize = 1000;
+    const SIZE: usize = 16000;
+    let server = start("", false);
+    let apache = &server.apache;
+    let mut s = raw_open(apache, "/flood");
+    let go = format!("{COUNT} {SIZE}");
+    s.write_all(&raw_frame(0x1, go.as_bytes(), Some([1, 2, 3, 4])))
+        .unwrap();
+    // The application sends until the buffers on the way fill (16 MB is far more than they
+    // hold): its count of sends stops moving. Each look at it is an ASGI HTTP request
+    // served by the same event loop.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let (mut last, mut unchanged) = (None, 0);
+    while unchanged < 5 {
+        let started = Instant::now();
+        let r = apache.get("/ws/flood-state");
+        let took = started.elapsed();
+        assert_with_log!(
+            apache,
+            r.status == 200 && took < Duration::from_secs(2),
+            "/ws/flood-state: status {} after {took:?} while the client does not read",
+            r.status
+        );
+        let sent: usize = r.text().trim().parse().expect("a count");
+        if last == Some(sent) {
+            unchanged += 1;
+        } else {
+            (last, unchanged) = (Some(sent), 0);
+        }
+        assert_with_log!(
+            apache,
+            Instant::now() < deadline,
+            "the sends did not stop ({sent} so far)"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let stuck_at = last.unwrap_or_default();
+    assert_with_log!(
+        apache,
+        stuck_at < COUNT,
+        "all {COUNT} messages were sent: the client's socket never filled"
+    );
+    // Still stuck, and another request is answered at once.
+    let started = Instant::now();
+    assert_eq!(apache.get("/ws/pid").status, 200);
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    // The client reads again: everything, in order.
+    for i in 0..COUNT {
+        let (h0, payload) = raw_read_frame(apache, &mut s);
+        assert_eq!(h0, 0x81, "message {i}: a whole text frame");
+        let want = format!("{i:06}:");
+        assert_with_log!(
+            apache,
+            payload.starts_with(want.as_bytes()) && payload.len() == SIZE,
+            "message {i}: got {:?}... ({} bytes), stuck at {stuck_at}",
+            String::from_utf8_lossy(&payload[..payload.len().min(7)]),
+            payload.len()
+        );
+    }
+    let (_, done) = raw_read_frame(apache, &mut s);
+    assert_eq!(done, b"done");
+    assert_eq!(
+        apache.get("/ws/flood-state").text().trim(),
+        COUNT.to_string()
+    );
+}
+
+/// Numbered messages sent by concurrent tasks, in the order they call send(); every fifth
+/// is over the event loop's direct-write bound (it goes through the request thread), so the
+/// small ones behind it must wait for it: the client checks they arrive in order.
+#[test]
+fn a_burst_of_direct_and_queued_sends_arrives_in_order() {
+    let server = start("", false);
+    let apache = &server.apache;
+    let (mut c, result) = run(apache, "burst", &server.url("/burst"), &["600"], "burst");
+    assert_with_log!(
+        apache,
+        result == "600 done",
+        "burst: {result} ({:?})",
+        c.seen
+    );
+    assert_eq!(c.expect(apache, "closed", Duration::from_secs(30)), "1000");
+}
+
+/// The client sends 2000 messages while the application does not receive: past the inbox's
+/// bound the event loop stops reading the connection (back pressure), and reads on as the
+/// application receives; every message arrives, in order. In the main interpreter (uvloop's
+/// loop) and in a sub-interpreter (asyncio's).
+#[test]
+fn messages_piling_up_while_the_app_does_not_receive_arrive_in_order() {
+    let config = ApacheConfig::new("asgi-ws-pile");
+    let app = config.install_app("asgi_websocket.py");
+    let conf = format!(
+        "WSGIDaemonProcess ws threads=4 python-home={}\n\
+         WSGIScriptAlias /ws {} process-group=ws application-group=%{{GLOBAL}} interface=asgi\n\
+         WSGIScriptAlias /sub {} process-group=ws application-group=sub interface=asgi\n\
+         <Directory @DIR@/apps>\n    Require all granted\n</Directory>\n",
+        test_venv().display(),
+        app.display(),
+        app.display(),
+    );
+    let apache = config.conf(&conf).start();
+    for prefix in ["/ws", "/sub"] {
+        let url = format!("ws://127.0.0.1:{}{prefix}/pile", apache.port());
+        let (mut c, result) = run(&apache, "pile", &url, &["2000"], "pile");
+        assert_with_log!(apache, result == "2000 in order", "{prefix}: {result}");
+        assert_eq!(c.expect(&apache, "closed", Duration::from_secs(30)), "1000");
+    }
 }

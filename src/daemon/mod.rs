@@ -4,7 +4,8 @@
 //! (`control`). Each daemon starts up the same way (`child_start`: prepares itself with
 //! `spawn`, takes its signals through `signals`, starts Python), then serves requests
 //! (`serving_daemon`, `gil_thread` taking the GIL for its monitor, `dispatcher` dispatching
-//! requests to its threads, `request_io` for each request's I/O) or runs its service
+//! requests to its threads, `request_io` for each request's I/O, `ws_direct` for an accepted WebSocket's
+//! messages written by the ASGI event loop) or runs its service
 //! scripts (`service_daemon`). Nothing here calls Apache, the handler or the composition
 //! root: the composition root turns the configuration into plans (`DaemonPlan`,
 //! `GroupPlan`) and starts the manager with them.
@@ -28,3 +29,4 @@ mod signals;
 pub mod spawn;
 pub mod supervisor;
 pub mod telemetry;
+mod ws_direct;

@@ -8,11 +8,14 @@ use std::collections::VecDeque;
 use std::io::{self, IoSlice, Write};
 use std::os::fd::{AsFd, BorrowedFd, RawFd};
 use std::os::unix::net::UnixStream;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::protocol::{self, Decoder, Frame, FrameKind, ws_type};
-use crate::python::{RequestIo, WsEvent};
+use crate::python::{RequestIo, WsDirect, WsEvent};
+
+use super::ws_direct::WsWriter;
 
 /// What a WebSocket request needs from its dispatcher.
 #[derive(Clone, Copy)]
@@ -75,6 +78,12 @@ pub(super) struct DaemonIo<'c> {
     pub(super) head_sent: bool,
     pub(super) failed: bool,
     ws: Option<WsContext<'c>>,
+    /// An accepted WebSocket's writer shared with the ASGI event loop thread
+    /// ([`RequestIo::ws_direct`]): every write of this io goes under its lock.
+    ws_writer: Option<Arc<WsWriter>>,
+    /// The event loop thread reads the client's messages (through `ws_writer`, which holds
+    /// the connection's decoder meanwhile): `ws_wait` does not read the connection.
+    loop_reads: bool,
     /// The request has a body (pushed or to be asked for).
     has_body: bool,
 }
@@ -99,6 +108,8 @@ impl<'c> DaemonIo<'c> {
             head_sent: false,
             failed: false,
             ws: None,
+            ws_writer: None,
+            loop_reads: false,
         }
     }
 
@@ -122,11 +133,18 @@ impl<'c> DaemonIo<'c> {
     /// Writes what is queued and buffered, then `body` as one RespBody frame (nothing more
     /// when empty), all in one vectored write.
     fn write_out_with(&mut self, body: &[u8]) -> io::Result<()> {
+        if self.queued.is_empty() && body.is_empty() && self.out.is_empty() {
+            return Ok(());
+        }
+        let writer = self.ws_writer.clone();
+        let _turn = match &writer {
+            Some(w) => Some(self.ws_turn(w)?),
+            None => None,
+        };
+        let patience = self.ws_writer.is_some().then_some(self.read_timeout);
+        let mut stream = PatientStream(&*self.stream, patience);
         let r = if self.queued.is_empty() && body.is_empty() {
-            if self.out.is_empty() {
-                return Ok(());
-            }
-            self.stream.write_all(&self.out)
+            stream.write_all(&self.out)
         } else {
             let header = protocol::encode_header(FrameKind::RespBody, body.len() as u32);
             let body_parts: [&[u8]; 2] = if body.is_empty() {
@@ -143,7 +161,7 @@ impl<'c> DaemonIo<'c> {
                 .filter(|part| !part.is_empty())
                 .map(IoSlice::new)
                 .collect();
-            protocol::io::write_all_vectored(&mut *self.stream, &mut parts)
+            protocol::io::write_all_vectored(&mut stream, &mut parts)
         };
         self.queued.clear();
         self.out.clear();
@@ -153,6 +171,15 @@ impl<'c> DaemonIo<'c> {
         r
     }
 
+    /// The request thread's turn to write on a WebSocket's connection (see
+    /// [`WsWriter::lock_for_write`]).
+    fn ws_turn<'w>(
+        &mut self,
+        writer: &'w WsWriter,
+    ) -> io::Result<std::sync::MutexGuard<'w, super::ws_direct::WriterState>> {
+        writer.lock_for_write().inspect_err(|_| self.failed = true)
+    }
+
     fn push_frame(&mut self, frame: &Frame) -> io::Result<()> {
         frame
             .encode(&mut self.out)
@@ -160,6 +187,7 @@ impl<'c> DaemonIo<'c> {
     }
 
     pub(super) fn send_error(&mut self, code: u16, message: &[u8]) -> io::Result<()> {
+        self.ws_direct_closed();
         self.push_frame(&Frame::Error {
             code,
             message: message.to_vec(),
@@ -168,6 +196,7 @@ impl<'c> DaemonIo<'c> {
     }
 
     pub(super) fn finish(&mut self) -> io::Result<()> {
+        self.ws_direct_closed();
         self.push_frame(&Frame::RespEnd)?;
         self.write_out()
     }
@@ -317,19 +346,42 @@ impl RequestIo for DaemonIo<'_> {
             let now = u64::try_from(ws.epoch.elapsed().as_micros()).unwrap_or(u64::MAX);
             busy.store(now.max(1), Ordering::SeqCst);
         }
-        let buffered = self
-            .dec
-            .has_frame()
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        let buffered = !self.loop_reads
+            && self
+                .dec
+                .has_frame()
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
         if !buffered {
-            let (socket, woken) =
-                crate::ipc::poll::wait_either(self.stream.as_fd(), wake, timeout)?;
-            if woken {
-                return Ok(WsEvent::Woken);
+            let deadline = Instant::now() + timeout;
+            loop {
+                // The rest of a direct send goes out as the connection takes it.
+                let output = match &self.ws_writer {
+                    Some(w) => w.write_pending_now().inspect_err(|_| self.failed = true)?,
+                    None => false,
+                };
+                let left = deadline.saturating_duration_since(Instant::now());
+                let ready = crate::ipc::poll::wait_conn_or_wake(
+                    self.stream.as_fd(),
+                    wake,
+                    !self.loop_reads,
+                    output,
+                    left,
+                )?;
+                if ready.woken {
+                    return Ok(WsEvent::Woken);
+                }
+                if ready.input && !self.loop_reads {
+                    break;
+                }
+                if !ready.output || left.is_zero() {
+                    return Ok(WsEvent::Timeout);
+                }
             }
-            if !socket {
-                return Ok(WsEvent::Timeout);
-            }
+        }
+        if self.loop_reads {
+            // (Not reached: without reading, the wait above ends only by a wake-up or the
+            // timeout.)
+            return Ok(WsEvent::Timeout);
         }
         let frame = match protocol::io::read_frame(
             &mut TimedStream(&*self.stream, self.read_timeout),
@@ -338,6 +390,7 @@ impl RequestIo for DaemonIo<'_> {
             Ok(frame) => frame,
             Err(e) => {
                 self.failed = true;
+                self.ws_direct_closed();
                 return Err(e);
             }
         };
@@ -346,9 +399,14 @@ impl RequestIo for DaemonIo<'_> {
                 binary: ty == ws_type::BINARY,
                 data,
             }),
-            Frame::WsClose { code, reason } => Ok(WsEvent::Close { code, reason }),
+            Frame::WsClose { code, reason } => {
+                // Closed by the client: a later send() raises, as it did before.
+                self.ws_direct_closed();
+                Ok(WsEvent::Close { code, reason })
+            }
             other => {
                 self.failed = true;
+                self.ws_direct_closed();
                 Err(io::Error::new(
                     io::ErrorKind::InvalidData,
                     format!(
@@ -382,9 +440,16 @@ impl RequestIo for DaemonIo<'_> {
             return Err(io::ErrorKind::Unsupported.into());
         }
         self.write_out()?;
+        let writer = self.ws_writer.clone();
+        let _turn = match &writer {
+            Some(w) => Some(self.ws_turn(w)?),
+            None => None,
+        };
         let ty = [ty];
         let mut parts = [IoSlice::new(&header), IoSlice::new(&ty), IoSlice::new(data)];
-        let r = protocol::io::write_all_vectored(&mut *self.stream, &mut parts);
+        let patience = self.ws_writer.is_some().then_some(self.read_timeout);
+        let mut stream = PatientStream(&*self.stream, patience);
+        let r = protocol::io::write_all_vectored(&mut stream, &mut parts);
         if r.is_err() {
             self.failed = true;
         }
@@ -392,10 +457,89 @@ impl RequestIo for DaemonIo<'_> {
     }
 
     fn ws_close(&mut self, code: u16, reason: &[u8]) -> io::Result<()> {
+        // No direct send after the close (the frame goes out behind any pending rest).
+        self.ws_direct_closed();
         self.ws_frame(&Frame::WsClose {
             code,
             reason: reason.to_vec(),
         })
+    }
+
+    fn ws_direct(&mut self) -> Option<Arc<dyn WsDirect>> {
+        self.ws?;
+        if self.ws_writer.is_none() {
+            // The decoder (with any bytes read ahead) goes to the loop's reader until the
+            // request's end. Without descriptors for it (none left), every message takes
+            // the request thread's way.
+            match WsWriter::new(&*self.stream, &mut *self.dec, self.read_timeout) {
+                Ok(writer) => {
+                    self.ws_writer = Some(Arc::new(writer));
+                    self.loop_reads = true;
+                }
+                Err(_) => return None,
+            }
+        }
+        self.ws_writer.clone().map(|w| -> Arc<dyn WsDirect> { w })
+    }
+}
+
+impl DaemonIo<'_> {
+    fn ws_direct_closed(&self) {
+        if let Some(w) = &self.ws_writer {
+            w.close();
+        }
+    }
+}
+
+impl Drop for DaemonIo<'_> {
+    fn drop(&mut self) {
+        // The connection may serve the next request: the event loop writes and reads
+        // nothing more, and its decoder (bytes read ahead) is the connection's again.
+        if let Some(w) = &self.ws_writer {
+            w.end();
+            if let Some(dec) = w.take_decoder() {
+                *self.dec = dec;
+            }
+        }
+    }
+}
+
+/// Writes to the connection. With a patience (an accepted WebSocket's connection, which an
+/// event loop watches: uvloop makes it non-blocking for all its descriptors, and asgi.py
+/// makes it blocking again just after), a write that would block waits up to that long for
+/// room, and again each time it made progress.
+struct PatientStream<'s>(&'s UnixStream, Option<Duration>);
+
+impl PatientStream<'_> {
+    fn retry<T>(&mut self, mut write: impl FnMut(&UnixStream) -> io::Result<T>) -> io::Result<T> {
+        loop {
+            match write(self.0) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock && self.1.is_some() => {
+                    let patience = self.1.unwrap_or_default();
+                    if !crate::ipc::poll::wait_writable(self.0.as_fd(), patience)? {
+                        return Err(io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            "timed out writing to Apache",
+                        ));
+                    }
+                }
+                other => return other,
+            }
+        }
+    }
+}
+
+impl Write for PatientStream<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.retry(|mut s| s.write(buf))
+    }
+
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        self.retry(|mut s| s.write_vectored(bufs))
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
     }
 }
 

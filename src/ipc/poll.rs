@@ -67,6 +67,76 @@ pub fn wait_either(
     }
 }
 
+/// What [`wait_conn_or_wake`] saw.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ConnReady {
+    /// The connection has input, or a hangup or error a read will report.
+    pub input: bool,
+    /// The connection takes more bytes (only when asked for).
+    pub output: bool,
+    /// The wake descriptor has input.
+    pub woken: bool,
+}
+
+/// Waits up to `timeout` for input on `conn` (or a hangup or error) when `input`, for room
+/// to write on it when `output`, or for input on `wake`; nothing seen after the timeout.
+/// With neither, `conn` is not watched at all (not even for a hangup).
+pub fn wait_conn_or_wake(
+    conn: BorrowedFd<'_>,
+    wake: BorrowedFd<'_>,
+    input: bool,
+    output: bool,
+    timeout: Duration,
+) -> io::Result<ConnReady> {
+    let mut conn_events = PollFlags::empty();
+    if input {
+        conn_events |= PollFlags::POLLIN;
+    }
+    if output {
+        conn_events |= PollFlags::POLLOUT;
+    }
+    let mut fds = [
+        PollFd::new(wake, PollFlags::POLLIN),
+        PollFd::new(conn, conn_events),
+    ];
+    let watched = if input || output { 2 } else { 1 };
+    let ms = timeout.as_micros().div_ceil(1000);
+    match poll(
+        &mut fds[..watched],
+        PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX),
+    ) {
+        Ok(0) | Err(Errno::EINTR) => Ok(ConnReady::default()),
+        Ok(_) => {
+            let conn = if watched == 2 {
+                fds[1].revents().unwrap_or(PollFlags::POLLERR)
+            } else {
+                PollFlags::empty()
+            };
+            Ok(ConnReady {
+                input: conn.intersects(PollFlags::POLLIN | PollFlags::POLLHUP | PollFlags::POLLERR),
+                output: conn.contains(PollFlags::POLLOUT),
+                woken: fds[0].revents().is_some_and(|r| !r.is_empty()),
+            })
+        }
+        Err(e) => Err(io::Error::from(e)),
+    }
+}
+
+/// Waits up to `timeout` for room to write on `fd` (or a hangup or error a write will
+/// report); whether it came.
+pub fn wait_writable(fd: BorrowedFd<'_>, timeout: Duration) -> io::Result<bool> {
+    let mut fds = [PollFd::new(fd, PollFlags::POLLOUT)];
+    let ms = timeout.as_micros().div_ceil(1000);
+    match poll(
+        &mut fds,
+        PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX),
+    ) {
+        Ok(0) | Err(Errno::EINTR) => Ok(false),
+        Ok(_) => Ok(true),
+        Err(e) => Err(io::Error::from(e)),
+    }
+}
+
 /// POLLRDHUP (Linux: the peer shut down its writing side), which nix does not name.
 fn rdhup() -> PollFlags {
     PollFlags::from_bits_retain(nix::libc::POLLRDHUP)

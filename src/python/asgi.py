@@ -31,7 +31,10 @@
 #
 # A WebSocket request (environ has `mod_rwsgi.websocket`) runs the same way with a
 # `websocket` scope (_WebSocket): the request thread waits on the client's messages and on
-# a pipe the loop writes to when it has queued an operation.
+# a pipe the loop writes to when it has queued an operation. Once accepted, the loop thread
+# itself reads the client's messages (it watches ws.read_fd(); ws.recv_now()) and writes a
+# websocket.send when the connection takes it without blocking and nothing queued before it
+# is still unwritten (ws.send_now; src/daemon/ws_direct.rs): an echo then crosses no thread.
 
 import asyncio
 import collections
@@ -309,6 +312,9 @@ class _Done:
     pass
 
 
+class _Flush:
+    """For a WebSocket's request thread: a direct send left the rest of its message to
+    write (ws.wait and ws.flush write it)."""
 
 
 def _settle(future, result=None, error=None):
@@ -901,6 +907,16 @@ class _WebSocket:
         self.complete = False
         self.disconnected = False
         self.inbox = None
+        # Sends queued for the request thread (counted by the loop) and written or failed
+        # by it (counted by the request thread): a direct send only when they are equal,
+        # so it never overtakes a queued one.
+        self.sends_queued = 0
+        self.sends_done = 0
+        # Once accepted: the descriptor the loop reads the client's messages from (None:
+        # the request thread reads them with ws.wait()); watched now, closed for good.
+        self.read_fd = None
+        self.reading = False
+        self.read_stopped = False
         self.wake_r, self.wake_w = os.pipe()
         os.set_blocking(self.wake_r, False)
         os.set_blocking(self.wake_w, False)
@@ -935,14 +951,76 @@ class _WebSocket:
         if message['type'] == 'websocket.disconnect':
             self.inbox.put_nowait(message)  # and for every later receive()
         elif full:
-            with self.lock:
-                if not self.closed:
-                    self._wake_locked()
+            if self.read_fd is not None:
+                self._start_reading()
+            else:
+                with self.lock:
+                    if not self.closed:
+                        self._wake_locked()
         return message
 
+    def _start_reading(self):
+        """Watches the client's connection (again), and takes what is already here."""
+        if (self.read_fd is None or self.reading or self.read_stopped
+                or self.state != 'connected'):
+            return
+        self.loop.add_reader(self.read_fd, self._readable)
+        # uvloop (libuv) made the connection non-blocking for all its descriptors; the
+        # request thread's writes wait for it (they also cope with the moment between).
+        os.set_blocking(self.read_fd, True)
+        self.reading = True
+        self._readable()  # the decoder may hold messages read ahead
+
+    def _stop_reading(self):
+        """For good: the descriptor is closed once the loop no longer watches it."""
+        if self.reading:
+            self.loop.remove_reader(self.read_fd)
+            self.reading = False
+        if not self.read_stopped:
+            self.read_stopped = True
+            self.ws.stop_reading()
+
+    def _readable(self):
+        try:
+            events = self.ws.recv_now()
+        except OSError:
+            events = [('close', 1006, '')]  # the connection to Apache is gone
+        for event in events:
+            kind = event[0]
+            if kind == 'text':
+                self.inbox.put_nowait({'type': 'websocket.receive', 'text': event[1]})
+            elif kind == 'bytes':
+                self.inbox.put_nowait({'type': 'websocket.receive', 'bytes': event[1]})
+            else:
+                # The client closed: the request thread ends the WebSocket.
+                self._stop_reading()
+                self._queue(('close', event[1], event[2]))
+                return
+        if self.reading and self.inbox.qsize() >= WS_INBOX_MAX:
+            # Back pressure: receive() watches it again once the application takes one.
+            self.loop.remove_reader(self.read_fd)
+            self.reading = False
+
     async def send(self, message):
+        if (self.state == 'connected' and self.sends_queued == self.sends_done
+                and isinstance(message, dict) and message.get('type') == 'websocket.send'):
+            text = message.get('text')
+            if text is not None:
+                data = str(text)
+            else:
+                data = message.get('bytes')
+                if data is not None:
+                    data = bytes(data)
+            # Raises OSError when the connection failed, as the request thread's write.
+            sent = self.ws.send_now(data) if data is not None else 0
+            if sent:
+                if sent == 2:
+                    self._queue(_Flush)
+                return
         future = self.loop.create_future()
+        self.sends_queued += 1
         if not self._queue(('send', message, future)):
+            self.sends_queued -= 1
             raise OSError('the WebSocket is closed')
         await future
 
@@ -972,6 +1050,10 @@ class _WebSocket:
                 self.write(b'')  # the 101 head goes to Apache now
                 self.state = 'connected'
                 self.ws.opened()
+                self.read_fd = self.ws.read_fd()
+                if self.read_fd is not None:
+                    # Before the accept's answer: the loop reads from now on.
+                    self.loop.call_soon_threadsafe(self._start_reading)
                 return
             if kind == 'websocket.close':
                 self.start_response('403 Forbidden', [('Content-Type', 'text/plain'),
@@ -1057,19 +1139,29 @@ class _WebSocket:
                     pass
             if item is _Done:
                 return 'done'
-            if item is not None:
-                _, message, future = item
-                item = None
+            if item is _Flush:
+                item = None  # written below, in ws.wait or ws.flush
+            elif item is not None:
+                op, item = item, None
+                if op[0] == 'close':  # the loop read the client's close
+                    self._disconnect(op[1], op[2])
+                    continue
+                _, message, future = op
                 try:
                     self._send(message)
                 except Exception as e:
+                    self.sends_done += 1
                     self._answer(future, error=e)
                 else:
+                    self.sends_done += 1
                     self._answer(future)
                 continue
-            if self.state == 'connected' and self.inbox.qsize() < WS_INBOX_MAX:
+            if self.state == 'connected' and (self.read_fd is not None
+                                              or self.inbox.qsize() < WS_INBOX_MAX):
                 self._client_event()
             else:
+                if self.state == 'connected' and not self.ws.flush(POLL):
+                    continue  # the rest of a direct send still waits for the client
                 try:
                     item = self.ops.get(timeout=POLL)
                 except queue.Empty:
@@ -1104,6 +1196,8 @@ class _WebSocket:
                            'body was complete')
 
     def _close(self):
+        if self.read_fd is not None:
+            self.loop.call_soon_threadsafe(self._stop_reading)
         self.ws.finished()
         with self.lock:
             self.closed = True
@@ -1114,7 +1208,8 @@ class _WebSocket:
                 item = self.ops.get_nowait()
             except queue.Empty:
                 break
-            if item is not _Done:
+            if isinstance(item, tuple) and item[0] == 'send':
+                self.sends_done += 1
                 self._answer(item[2], error=OSError('the WebSocket is closed'))
         if self.inbox is not None:
             self._disconnect(1006 if self.state != 'closed' else 1000)

@@ -168,6 +168,49 @@ pub trait RequestIo: Send {
         let _ = (code, reason);
         Err(std::io::ErrorKind::Unsupported.into())
     }
+    /// WebSocket (once accepted): the connection for the ASGI event loop thread, which
+    /// sends and receives messages through it without this io ([`WsDirect`]); from then on
+    /// [`RequestIo::ws_wait`] does not read the connection. `None` when the io has none
+    /// (every message then goes through [`RequestIo::ws_wait`] and [`RequestIo::ws_send`]).
+    fn ws_direct(&mut self) -> Option<std::sync::Arc<dyn WsDirect>> {
+        None
+    }
+}
+
+/// An accepted WebSocket's write side, shared between the request thread (which holds the
+/// [`RequestIo`]) and the ASGI event loop thread, which must never block on it.
+pub trait WsDirect: Send + Sync {
+    /// Writes one message if that cannot block: [`DirectSend::Refused`] (nothing written)
+    /// when the message is too large, an earlier one is not out yet, the request thread is
+    /// writing, or the WebSocket is closing; then it must go through the request thread. An
+    /// error is the connection's (the message is lost).
+    fn try_send(&self, binary: bool, data: &[u8]) -> std::io::Result<DirectSend>;
+    /// Writes what a [`DirectSend::Pending`] left, waiting up to `timeout` for the
+    /// connection; true when nothing is left. Blocks: call it detached, on the request
+    /// thread.
+    fn flush_pending(&self, timeout: std::time::Duration) -> std::io::Result<bool>;
+    /// No more direct sends (the WebSocket is over or closing).
+    fn close(&self);
+    /// The descriptor the loop thread watches for the client's messages (its own, open
+    /// until [`WsDirect::stop_reading`]); `None` once stopped.
+    fn read_fd(&self) -> Option<std::os::fd::RawFd>;
+    /// The client's messages that are here, without waiting (empty when none, or when the
+    /// request is over); a [`WsEvent::Close`] is the last. An error is the connection's.
+    fn try_recv(&self) -> std::io::Result<Vec<WsEvent>>;
+    /// The loop no longer watches [`WsDirect::read_fd`]: closes it.
+    fn stop_reading(&self);
+}
+
+/// What [`WsDirect::try_send`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DirectSend {
+    /// The whole message is written.
+    Sent,
+    /// Written in part: the rest is kept, and the request thread must write it (it does
+    /// while it waits for the client) before anything else goes out.
+    Pending,
+    /// Nothing written: the message must go through the request thread.
+    Refused,
 }
 
 /// What [`RequestIo::ws_wait`] saw.

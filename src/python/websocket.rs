@@ -6,19 +6,19 @@
 //! interpreter (`native_class.rs`).
 
 use std::os::fd::BorrowedFd;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use pyo3::exceptions::{PyOSError, PyRuntimeError, PyValueError};
 use pyo3::ffi;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyString, PyTuple, PyType};
+use pyo3::types::{PyBytes, PyList, PyString, PyTuple, PyType};
 
-use super::WsEvent;
 use super::input::EXPIRED;
 use super::native_class;
 use super::request::Shared;
+use super::{DirectSend, WsDirect, WsEvent};
 
 static SPEC: native_class::Spec<WebSocket> = native_class::Spec {
     name: c"mod_wsgi.WebSocket",
@@ -29,7 +29,7 @@ static SPEC: native_class::Spec<WebSocket> = native_class::Spec {
     _value: std::marker::PhantomData,
 };
 
-static METHODS: native_class::Table<ffi::PyMethodDef, 6> = native_class::Table([
+static METHODS: native_class::Table<ffi::PyMethodDef, 11> = native_class::Table([
     native_class::method!(
         c"wait",
         py_wait,
@@ -39,6 +39,31 @@ static METHODS: native_class::Table<ffi::PyMethodDef, 6> = native_class::Table([
         c"send",
         py_send,
         c"send(data): a text message for a str, a binary one for bytes."
+    ),
+    native_class::method!(
+        c"send_now",
+        py_send_now,
+        c"send_now(data): writes a text (str) or binary (bytes) message from this thread if that cannot block: 1 when written, 2 when written in part (the rest goes out from the request thread, which must be woken), 0 when not (send() it)."
+    ),
+    native_class::method!(
+        c"flush",
+        py_flush,
+        c"flush(timeout): writes the rest send_now() left, waiting up to timeout for the client; True when nothing is left."
+    ),
+    native_class::method!(
+        c"read_fd",
+        py_read_fd,
+        c"read_fd(): the descriptor the event loop watches for the client's messages once accepted, or None (ws.wait() reads them)."
+    ),
+    native_class::method!(
+        c"recv_now",
+        py_recv_now,
+        c"recv_now(): the client's messages that are here, without waiting: a list of wait()'s tuples ('text', 'bytes', a 'close' last)."
+    ),
+    native_class::method!(
+        c"stop_reading",
+        py_stop_reading,
+        c"stop_reading(): the event loop no longer watches read_fd() (it is closed)."
     ),
     native_class::method!(
         c"opened",
@@ -100,8 +125,47 @@ native_class::fastcall_method! {
 }
 
 native_class::fastcall_method! {
+    fn py_send_now(py, ws: &WebSocket, data) "send_now" {
+        let sent = ws.send_now(&required(data, "send_now", "data")?)?;
+        Ok(sent.into_pyobject(py)?.into_any().into_ptr())
+    }
+}
+
+native_class::fastcall_method! {
+    fn py_flush(py, ws: &WebSocket, timeout) "flush" {
+        let timeout: f64 = required(timeout, "flush", "timeout")?.extract()?;
+        let done = ws.flush(py, timeout)?;
+        Ok(pyo3::types::PyBool::new(py, done).to_owned().into_any().into_ptr())
+    }
+}
+
+native_class::fastcall_method! {
+    fn py_read_fd(py, ws: &WebSocket) "read_fd" {
+        Ok(match ws.direct.get().and_then(|d| d.read_fd()) {
+            Some(fd) => fd.into_pyobject(py)?.into_any().into_ptr(),
+            None => py.None().into_ptr(),
+        })
+    }
+}
+
+native_class::fastcall_method! {
+    fn py_recv_now(py, ws: &WebSocket) "recv_now" {
+        Ok(ws.recv_now(py)?.into_any().into_ptr())
+    }
+}
+
+native_class::fastcall_method! {
+    fn py_stop_reading(py, ws: &WebSocket) "stop_reading" {
+        if let Some(direct) = ws.direct.get() {
+            direct.stop_reading();
+        }
+        Ok(py.None().into_ptr())
+    }
+}
+
+native_class::fastcall_method! {
     fn py_opened(py, ws: &WebSocket) "opened" {
-        ws.opened();
+        ws.opened(py);
         Ok(py.None().into_ptr())
     }
 }
@@ -126,6 +190,8 @@ pub(crate) struct WebSocket {
     shared: Arc<Shared>,
     /// Counted as open in the process' metrics (between opened() and finished()).
     counted: AtomicBool,
+    /// The connection's write side for the event loop thread (send_now), from opened().
+    direct: OnceLock<Arc<dyn WsDirect>>,
 }
 
 impl WebSocket {
@@ -133,6 +199,7 @@ impl WebSocket {
         WebSocket {
             shared,
             counted: AtomicBool::new(false),
+            direct: OnceLock::new(),
         }
     }
 
@@ -168,39 +235,27 @@ impl WebSocket {
             let wake = unsafe { BorrowedFd::borrow_raw(wake_fd) };
             io.ws_wait(wake, timeout)
         })?;
-        let tuple = match event {
-            WsEvent::Message { binary: true, data } => PyTuple::new(
-                py,
-                [
-                    PyString::new(py, "bytes").into_any(),
-                    PyBytes::new(py, &data).into_any(),
-                ],
-            )?,
-            WsEvent::Message {
-                binary: false,
-                data,
-            } => PyTuple::new(
-                py,
-                [
-                    PyString::new(py, "text").into_any(),
-                    PyString::new(py, &String::from_utf8_lossy(&data)).into_any(),
-                ],
-            )?,
-            WsEvent::Close { code, reason } => PyTuple::new(
-                py,
-                [
-                    PyString::new(py, "close").into_any(),
-                    code.into_pyobject(py)?.into_any(),
-                    PyString::new(py, &String::from_utf8_lossy(&reason)).into_any(),
-                ],
-            )?,
-            WsEvent::Woken => PyTuple::new(py, ["wake"])?,
-            WsEvent::Timeout => PyTuple::new(py, ["timeout"])?,
-            WsEvent::Shutdown => PyTuple::new(py, ["shutdown"])?,
-        };
-        Ok(tuple)
+        event_tuple(py, event)
     }
 
+    /// recv_now(): the client's messages that are here, as wait()'s tuples, read by the
+    /// calling (event loop) thread without waiting; with the GIL held.
+    fn recv_now<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let Some(direct) = self.direct.get() else {
+            return Ok(PyList::empty(py));
+        };
+        let events = direct
+            .try_recv()
+            .map_err(|e| PyOSError::new_err(format!("mod_rwsgi: WebSocket: {e}")))?;
+        let list = PyList::empty(py);
+        for event in events {
+            list.append(event_tuple(py, event)?)?;
+        }
+        Ok(list)
+    }
+}
+
+impl WebSocket {
     /// send(data): a text message for a str, a binary one for bytes.
     fn send(&self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<()> {
         let (binary, bytes) = if let Ok(text) = data.cast::<PyString>() {
@@ -213,21 +268,68 @@ impl WebSocket {
         self.run(py, move |io| io.ws_send(binary, &bytes))
     }
 
-    /// opened(): the application accepted the WebSocket (the open-WebSockets gauge).
-    fn opened(&self) {
+    /// send_now(data): writes a message from the calling (event loop) thread if that cannot
+    /// block: 1 when written, 2 when written in part (the request thread must be woken to
+    /// write the rest), 0 when not written (it must go through send()). Runs with the GIL
+    /// held: it waits neither for a lock nor for the client ([`WsDirect::try_send`]).
+    fn send_now(&self, data: &Bound<'_, PyAny>) -> PyResult<u8> {
+        let Some(direct) = self.direct.get() else {
+            return Ok(0);
+        };
+        let sent = if let Ok(text) = data.cast::<PyString>() {
+            direct.try_send(false, text.to_str()?.as_bytes())
+        } else if let Ok(bytes) = data.cast::<PyBytes>() {
+            direct.try_send(true, bytes.as_bytes())
+        } else {
+            return Ok(0);
+        };
+        match sent {
+            Ok(DirectSend::Sent) => Ok(1),
+            Ok(DirectSend::Pending) => Ok(2),
+            Ok(DirectSend::Refused) => Ok(0),
+            Err(e) => Err(PyOSError::new_err(format!("mod_rwsgi: WebSocket: {e}"))),
+        }
+    }
+
+    /// flush(timeout): writes the rest send_now() left, waiting up to `timeout` for the
+    /// client; true when nothing is left.
+    fn flush(&self, py: Python<'_>, timeout: f64) -> PyResult<bool> {
+        let Some(direct) = self.direct.get() else {
+            return Ok(true);
+        };
+        let timeout = Duration::try_from_secs_f64(timeout.max(0.0)).unwrap_or(Duration::MAX);
+        self.shared
+            .detach(py, || direct.flush_pending(timeout))
+            .map_err(|e| PyOSError::new_err(format!("mod_rwsgi: WebSocket: {e}")))
+    }
+
+    /// opened(): the application accepted the WebSocket (the open-WebSockets gauge); from
+    /// now on the event loop may write messages itself (send_now).
+    fn opened(&self, py: Python<'_>) {
         if !self.counted.swap(true, Ordering::SeqCst) {
             if let Some(o) = super::metrics::observer() {
                 o.websocket(true);
             }
         }
+        if self.direct.get().is_none() {
+            // Expired or without one: send_now() writes nothing, send() does it all.
+            if let Ok(Some(direct)) = self.run(py, |io| Ok(io.ws_direct())) {
+                let _ = self.direct.set(direct);
+            }
+        }
     }
 
-    /// finished(): the accepted WebSocket is over.
+    /// finished(): the accepted WebSocket is over (no more send_now()).
     fn finished(&self) {
         if self.counted.swap(false, Ordering::SeqCst) {
             if let Some(o) = super::metrics::observer() {
                 o.websocket(false);
             }
+        }
+        if let Some(direct) = self.direct.get() {
+            // Waits at most for a direct send's non-blocking write (only the loop thread
+            // and this one take the writer's lock).
+            direct.close();
         }
     }
 
@@ -236,4 +338,39 @@ impl WebSocket {
         let reason = reason.as_bytes().to_vec();
         self.run(py, move |io| io.ws_close(code, &reason))
     }
+}
+
+/// wait()'s tuple for `event`.
+fn event_tuple(py: Python<'_>, event: WsEvent) -> PyResult<Bound<'_, PyTuple>> {
+    let tuple = match event {
+        WsEvent::Message { binary: true, data } => PyTuple::new(
+            py,
+            [
+                PyString::new(py, "bytes").into_any(),
+                PyBytes::new(py, &data).into_any(),
+            ],
+        )?,
+        WsEvent::Message {
+            binary: false,
+            data,
+        } => PyTuple::new(
+            py,
+            [
+                PyString::new(py, "text").into_any(),
+                PyString::new(py, &String::from_utf8_lossy(&data)).into_any(),
+            ],
+        )?,
+        WsEvent::Close { code, reason } => PyTuple::new(
+            py,
+            [
+                PyString::new(py, "close").into_any(),
+                code.into_pyobject(py)?.into_any(),
+                PyString::new(py, &String::from_utf8_lossy(&reason)).into_any(),
+            ],
+        )?,
+        WsEvent::Woken => PyTuple::new(py, ["wake"])?,
+        WsEvent::Timeout => PyTuple::new(py, ["timeout"])?,
+        WsEvent::Shutdown => PyTuple::new(py, ["shutdown"])?,
+    };
+    Ok(tuple)
 }

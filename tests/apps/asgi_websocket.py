@@ -1,6 +1,11 @@
 # A Starlette application with WebSocket routes for tests/asgi_websocket.rs: an echo (with
 # subprotocol negotiation and the scope's fields in its first message), a denial (close
 # before accept), a denial with its own HTTP response (418), and one that raises after accepting; /pid answers over HTTP.
+# /flood sends numbered messages to a client that may not read (/flood-state: how many
+# send() returned); /burst sends numbered messages from concurrent tasks, some too big
+# for the event loop's direct write, so direct and queued sends mix; /pile receives only
+# after a pause (the client's messages pile up: the loop stops reading, then reads on).
+import asyncio
 import os
 
 from starlette.applications import Starlette
@@ -48,6 +53,60 @@ async def teapot(websocket):
         'no websockets for you', status_code=418, headers={'X-Denied': 'yes'}))
 
 
+FLOOD = {'sent': 0}
+
+
+async def flood(websocket):
+    await websocket.accept()
+    count, size = (int(w) for w in (await websocket.receive_text()).split())
+    for i in range(count):
+        await websocket.send_text('%06d:' % i + 'x' * (size - 7))
+        FLOOD['sent'] = i + 1
+    await websocket.send_text('done')
+    try:
+        await websocket.receive_text()
+    except WebSocketDisconnect:
+        pass
+
+
+async def flood_state(request):
+    return PlainTextResponse(str(FLOOD['sent']))
+
+
+async def burst(websocket):
+    await websocket.accept()
+    count = int(await websocket.receive_text())
+    # Each task calls send() in creation order; every fifth message (100 kB) is over the
+    # event loop's direct-write bound, so the small ones behind it must wait for it.
+    sends = [asyncio.ensure_future(websocket.send({
+        'type': 'websocket.send',
+        'text': '%06d:' % i + 'y' * (100_000 if i % 5 == 0 else 10 + i * 37 % 3000),
+    })) for i in range(count)]
+    await asyncio.gather(*sends)
+    await websocket.send_text('done')
+    try:
+        await websocket.receive_text()
+    except WebSocketDisconnect:
+        pass
+
+
+async def pile(websocket):
+    await websocket.accept()
+    count = int(await websocket.receive_text())
+    await asyncio.sleep(1)  # the client sends them all meanwhile
+    for i in range(count):
+        message = await websocket.receive_text()
+        if message != '%06d' % i:
+            await websocket.send_text('out of order at %d: %r' % (i, message[:20]))
+            break
+    else:
+        await websocket.send_text('%d in order' % count)
+    try:
+        await websocket.receive_text()
+    except WebSocketDisconnect:
+        pass
+
+
 async def pid(request):
     return PlainTextResponse(str(os.getpid()))
 
@@ -57,6 +116,10 @@ app = Starlette(routes=[
     WebSocketRoute('/deny', deny),
     WebSocketRoute('/fail', fail),
     WebSocketRoute('/teapot', teapot),
+    WebSocketRoute('/flood', flood),
+    WebSocketRoute('/burst', burst),
+    WebSocketRoute('/pile', pile),
+    Route('/flood-state', flood_state),
     Route('/pid', pid),
 ])
 application = app

@@ -54,6 +54,29 @@ async def main(scenario, url):
             await ws.send('boom')
             await closed(ws)
             return
+        if scenario == 'burst':
+            # Numbered messages must arrive in order, each whole.
+            count = int(sys.argv[3])
+            await ws.send(str(count))
+            for i in range(count):
+                message = await asyncio.wait_for(ws.recv(), 60)
+                size = 100_000 if i % 5 == 0 else 10 + i * 37 % 3000
+                if message[:7] != '%06d:' % i or len(message) != 7 + size:
+                    out('burst-bad', i, message[:7], len(message))
+                    return
+            out('burst', count, await asyncio.wait_for(ws.recv(), 60))
+            await ws.close()
+            out('closed', ws.close_code)
+            return
+        if scenario == 'pile':
+            count = int(sys.argv[3])
+            await ws.send(str(count))
+            for i in range(count):
+                await ws.send('%06d' % i)
+            out('pile', await asyncio.wait_for(ws.recv(), 60))
+            await ws.close()
+            out('closed', ws.close_code)
+            return
         info = json.loads(await ws.recv())
         out('info', json.dumps(info, sort_keys=True))
         if scenario == 'echo':
