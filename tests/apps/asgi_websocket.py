@@ -56,17 +56,22 @@ async def teapot(websocket):
 FLOOD = {'sent': 0}
 
 
+async def done_then_wait_for_close(websocket):
+    """Says 'done', then waits for the client to close."""
+    await websocket.send_text('done')
+    try:
+        await websocket.receive_text()
+    except WebSocketDisconnect:
+        pass
+
+
 async def flood(websocket):
     await websocket.accept()
     count, size = (int(w) for w in (await websocket.receive_text()).split())
     for i in range(count):
         await websocket.send_text('%06d:' % i + 'x' * (size - 7))
         FLOOD['sent'] = i + 1
-    await websocket.send_text('done')
-    try:
-        await websocket.receive_text()
-    except WebSocketDisconnect:
-        pass
+    await done_then_wait_for_close(websocket)
 
 
 async def flood_state(request):
@@ -83,11 +88,7 @@ async def burst(websocket):
         'text': '%06d:' % i + 'y' * (100_000 if i % 5 == 0 else 10 + i * 37 % 3000),
     })) for i in range(count)]
     await asyncio.gather(*sends)
-    await websocket.send_text('done')
-    try:
-        await websocket.receive_text()
-    except WebSocketDisconnect:
-        pass
+    await done_then_wait_for_close(websocket)
 
 
 async def pile(websocket):
