@@ -303,12 +303,16 @@ impl ApacheConfig {
             ));
         }
         // RWSGI_TEST_CORE_DIR (tests/pythons.sh sets it): crashed Apache processes leave
-        // a core file there (with the size limit raised), for a backtrace.
+        // a core file there (with the size limit raised), for a backtrace; in a directory
+        // named as this test's server root, so the report says which test it was.
         if let Some(dir) = std::env::var_os("RWSGI_TEST_CORE_DIR") {
-            conf.push_str(&format!(
-                "CoreDumpDirectory \"{}\"\n",
-                Path::new(&dir).display()
-            ));
+            let name = self.dir.path().file_name().unwrap_or_default();
+            let cores = Path::new(&dir).join(name);
+            fs::create_dir_all(&cores).unwrap();
+            // Apache's children write it as the User they run as.
+            fs::set_permissions(&cores, std::os::unix::fs::PermissionsExt::from_mode(0o1777))
+                .unwrap();
+            conf.push_str(&format!("CoreDumpDirectory \"{}\"\n", cores.display()));
         }
         conf.push_str(&format!(
             "DocumentRoot \"{root}/htdocs\"\n<Directory \"{root}/htdocs\">\n    Require all granted\n</Directory>\n",
