@@ -270,14 +270,14 @@ inside_bench() {
 
 report_cores() {
     local dir=$1 core
-    # One directory per test's Apache, named as its server root (tests/common).
+    # One directory per test's Apache, named after the test and its server root (tests/common).
     for core in "$dir$CORE_DIR_IN_CHROOT"/*/core* "$dir$CORE_DIR_IN_CHROOT"/core*; do
         [ -f "$core" ] || continue
         if ! command -v gdb >/dev/null; then
             log "an Apache process crashed: core file $core (apt-get install gdb for its backtrace)"
             continue
         fi
-        log "an Apache process crashed (server root $(basename "$(dirname "$core")")); backtrace of the crashing thread from $core:"
+        log "an Apache process crashed (test and server root: $(basename "$(dirname "$core")")); backtrace of the crashing thread from $core:"
         gdb -batch -iex "set sysroot $dir" -iex "set auto-load safe-path /" \
             -ex "info threads" -ex "bt 30" "$dir/usr/sbin/apache2" "$core" 2>&1 \
             | grep -vE '^(warning:|\[New LWP|$)' | sed 's/warning: Unexpected size of section.*$//' >&2 || true

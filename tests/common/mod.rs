@@ -304,10 +304,15 @@ impl ApacheConfig {
         }
         // RWSGI_TEST_CORE_DIR (tests/pythons.sh sets it): crashed Apache processes leave
         // a core file there (with the size limit raised), for a backtrace; in a directory
-        // named as this test's server root, so the report says which test it was.
+        // named after the test (cargo's test threads carry its name) and its server root,
+        // so the report says which test it was.
         if let Some(dir) = std::env::var_os("RWSGI_TEST_CORE_DIR") {
-            let name = self.dir.path().file_name().unwrap_or_default();
-            let cores = Path::new(&dir).join(name);
+            let test = std::thread::current()
+                .name()
+                .unwrap_or("test")
+                .replace("::", "-");
+            let root = self.dir.path().file_name().unwrap_or_default();
+            let cores = Path::new(&dir).join(format!("{test}-{}", root.to_string_lossy()));
             fs::create_dir_all(&cores).unwrap();
             // Apache's children write it as the User they run as.
             fs::set_permissions(&cores, std::os::unix::fs::PermissionsExt::from_mode(0o1777))
