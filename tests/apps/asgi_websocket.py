@@ -4,7 +4,8 @@
 # /flood sends numbered messages to a client that may not read (/flood-state: how many
 # send() returned); /burst sends numbered messages from concurrent tasks, some too big
 # for the event loop's direct write, so direct and queued sends mix; /pile receives only
-# after a pause (the client's messages pile up: the loop stops reading, then reads on).
+# once the client says over HTTP (/pile-sent) that it has sent them all (they pile up: the
+# loop stops reading, then reads on).
 import asyncio
 import os
 
@@ -91,10 +92,21 @@ async def burst(websocket):
     await done_then_wait_for_close(websocket)
 
 
+# Set by /pile-sent; made in the event loop, once per interpreter (each has this module).
+PILE_SENT = None
+
+
+def pile_sent_event():
+    global PILE_SENT
+    if PILE_SENT is None:
+        PILE_SENT = asyncio.Event()
+    return PILE_SENT
+
+
 async def pile(websocket):
     await websocket.accept()
     count = int(await websocket.receive_text())
-    await asyncio.sleep(1)  # the client sends them all meanwhile
+    await asyncio.wait_for(pile_sent_event().wait(), 30)
     for i in range(count):
         message = await websocket.receive_text()
         if message != '%06d' % i:
@@ -106,6 +118,11 @@ async def pile(websocket):
         await websocket.receive_text()
     except WebSocketDisconnect:
         pass
+
+
+async def pile_sent(request):
+    pile_sent_event().set()
+    return PlainTextResponse('ok')
 
 
 async def pid(request):
@@ -121,6 +138,7 @@ app = Starlette(routes=[
     WebSocketRoute('/burst', burst),
     WebSocketRoute('/pile', pile),
     Route('/flood-state', flood_state),
+    Route('/pile-sent', pile_sent),
     Route('/pid', pid),
 ])
 application = app

@@ -5,6 +5,7 @@ import asyncio
 import json
 import ssl
 import sys
+import urllib.request
 
 import websockets
 from websockets.exceptions import ConnectionClosed, InvalidStatus
@@ -73,6 +74,9 @@ async def main(scenario, url):
             await ws.send(str(count))
             for i in range(count):
                 await ws.send('%06d' % i)
+            # Only now does the application start receiving.
+            sent_url = 'http' + url[len('ws'):-len('pile')] + 'pile-sent'
+            await asyncio.to_thread(urllib.request.urlopen, sent_url, timeout=30)
             out('pile', await asyncio.wait_for(ws.recv(), 60))
             await ws.close()
             out('closed', ws.close_code)
