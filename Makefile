@@ -39,8 +39,10 @@ HOST := build/rwsgi-daemon
 build: check-python
 	$(CARGO) build --release --lib --bin rwsgi-daemon
 	@mkdir -p build
-	cp -f $(CARGO_TARGET_DIR)/release/libmod_rwsgi.so $(SO)
-	cp -f $(CARGO_TARGET_DIR)/release/rwsgi-daemon $(HOST)
+	@# install(1) replaces the file instead of writing into it: an Apache still running the
+	@# previous build keeps its mapping (cp would rewrite the pages it executes).
+	install -m 755 $(CARGO_TARGET_DIR)/release/libmod_rwsgi.so $(SO)
+	install -m 755 $(CARGO_TARGET_DIR)/release/rwsgi-daemon $(HOST)
 	@echo "built $(SO) for $$($(PYTHON) -c 'import sys; print(sys.version.split()[0])') ($(PYTHON))"
 
 # Embedding needs libpython as a shared library and Python's headers.

@@ -767,3 +767,46 @@ fn requests_stuck_with_the_gil_released_do_not_hold_up_cpu_bound_ones() {
         "40 CPU-bound requests took {took:?}: {answers:?}"
     );
 }
+
+/// The shared libraries a process has mapped whose file name contains one of `names`.
+fn mapped_libraries(pid: u32, names: &[&str]) -> Vec<String> {
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
+    let mut found: Vec<String> = maps
+        .lines()
+        .filter_map(|line| line.split_whitespace().nth(5))
+        .filter(|path| names.iter().any(|name| path.contains(name)))
+        .map(str::to_string)
+        .collect();
+    found.dedup();
+    found
+}
+
+/// Loading a script names its module by the md5 of its path, as mod_wsgi does; that must not
+/// import Python's hashlib, which maps OpenSSL's libcrypto (about 3 MiB of private memory in
+/// each daemon and embedded child) into processes whose app never asked for it.
+#[test]
+fn loading_a_script_maps_no_openssl_in_a_daemon_or_an_embedded_child() {
+    let config = ApacheConfig::new("no-openssl");
+    let app = config.install_app("whoami.wsgi");
+    let apache = config
+        .conf(&format!(
+            "WSGIDaemonProcess plain threads=2\n\
+             WSGIScriptAlias /daemon {app} process-group=plain application-group=%{{GLOBAL}}\n\
+             WSGIScriptAlias /grouped {app} process-group=plain application-group=named\n\
+             WSGIScriptAlias /embedded {app} process-group=%{{GLOBAL}} application-group=%{{GLOBAL}}\n\
+             <Directory @DIR@/apps>\n    Require all granted\n</Directory>",
+            app = app.display()
+        ))
+        .start();
+    for path in ["/daemon", "/grouped", "/embedded"] {
+        let resp = apache.get(path);
+        assert_with_log!(apache, resp.status == 200, "{path}: status {}", resp.status);
+        let pid = json(&resp)["pid"].num() as u32;
+        let openssl = mapped_libraries(pid, &["libcrypto", "libssl", "_hashlib", "_ssl."]);
+        assert_with_log!(
+            apache,
+            openssl.is_empty(),
+            "{path}: process {pid} serving a script that imports no hashlib maps {openssl:?}"
+        );
+    }
+}

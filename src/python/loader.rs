@@ -370,14 +370,14 @@ fn group_text(group: &str) -> String {
     }
 }
 
-fn md5_hex(py: Python<'_>, bytes: &[u8]) -> PyResult<String> {
-    let kwargs = PyDict::new(py);
-    kwargs.set_item("usedforsecurity", false)?;
-    py.import("hashlib")?
-        .getattr("md5")?
-        .call((PyBytes::new(py, bytes),), Some(&kwargs))?
-        .call_method0("hexdigest")?
-        .extract()
+fn md5_hex(bytes: &[u8]) -> String {
+    use md5::Digest;
+    let digest = md5::Md5::digest(bytes);
+    let mut hex = String::with_capacity(2 * digest.len());
+    for byte in digest {
+        hex.push_str(&format!("{byte:02x}"));
+    }
+    hex
 }
 
 /// The path's bytes as they name a module: lower-cased (ASCII letters, as Apache's
@@ -401,18 +401,14 @@ fn push_module_path(out: &mut Vec<u8>, path: &Path) {
 /// `_mod_wsgi_<md5 of the path's bytes>`, plus `_<md5(group)>` for a named application
 /// group. With WSGICaseSensitivity Off the path is lower-cased first, so one file reached
 /// by two spellings is one module.
-pub(crate) fn module_name(
-    py: Python<'_>,
-    path: &(impl AsRef<Path> + ?Sized),
-    group: &str,
-) -> PyResult<String> {
+pub(crate) fn module_name(path: &(impl AsRef<Path> + ?Sized), group: &str) -> String {
     let folded = fold_case(path.as_ref());
-    let mut name = format!("_mod_wsgi_{}", md5_hex(py, folded.as_os_str().as_bytes())?);
+    let mut name = format!("_mod_wsgi_{}", md5_hex(folded.as_os_str().as_bytes()));
     if !group.is_empty() {
         name.push('_');
-        name.push_str(&md5_hex(py, group.as_bytes())?);
+        name.push_str(&md5_hex(group.as_bytes()));
     }
-    Ok(name)
+    name
 }
 
 /// The file's mtime as mod_wsgi keeps it in `__mtime__`: µs since the epoch.
@@ -494,7 +490,7 @@ fn exec_script(
     let mut name = None;
     let mut compiled = false;
     let result = (|| -> PyResult<Bound<'_, PyModule>> {
-        let module_name = module_name(py, path, group)?;
+        let module_name = module_name(path, group);
         let modules = py.import("sys")?.getattr("modules")?;
         let module = PyModule::new(py, &module_name)?;
         let file = fs_path(py, path)?;

@@ -121,7 +121,7 @@ fn install_stop_handlers(py: Python<'_>) -> PyResult<()> {
 }
 
 fn exec_script(py: Python<'_>, path: &Path, app_group: &str, source: &[u8]) -> PyResult<()> {
-    let name = super::loader::module_name(py, path, app_group)?;
+    let name = super::loader::module_name(path, app_group);
     let module = PyModule::new(py, &name)?;
     let file = super::loader::fs_path(py, path)?;
     module.setattr("__file__", &file)?;
