@@ -281,10 +281,12 @@ report_cores() {
             -ex "info threads" -ex "bt 30" "$dir/usr/sbin/apache2" "$core" 2>&1 \
             | grep -vE '^(warning:|\[New LWP|$)' | sed 's/warning: Unexpected size of section.*$//' || true)
         # Apache's own crash (CONTRIBUTING.md, "Other Pythons"; also without mod_rwsgi): on
-        # SIGTERM the event MPM closes its workers' sockets, one of them in a pool a worker
-        # was destroying. Any other crash fails the run.
+        # SIGTERM the event MPM's main thread closes its workers' sockets (apr_os_sock_get)
+        # while a worker destroys the pool of one (apr_allocator_destroy): either thread can
+        # be the one that faults. So: the crashing thread in the event MPM, and a thread (it
+        # or another, "info threads") in apr_os_sock_get. Any other crash fails the run.
         frames=$(grep '^#' <<<"$trace" || true)
-        if [[ $frames == *apr_os_sock_get* && $frames == *mod_mpm_event* ]]; then
+        if [[ $frames == *mod_mpm_event* && $trace == *apr_os_sock_get* ]]; then
             log "an Apache child crashed in the event MPM's forced stop, Apache's own known crash (test and server root: $(basename "$(dirname "$core")")); backtrace from $core:"
         else
             log "an Apache process crashed, not in Apache's known forced-stop crash: this fails the run (test and server root: $(basename "$(dirname "$core")")); backtrace of the crashing thread from $core:"
