@@ -16,6 +16,9 @@
 #                                     (tests/daemon_host.rs; slow: a pip build per Python)
 #   tests/pythons.sh --bench-owngil   bench/owngil.py (WSGIPerInterpreterGIL, 3.12+) in the
 #                                     first target of RWSGI_PYTHONS (`make bench-owngil`)
+#   tests/pythons.sh --stop-loop [N]  tests/apache_stop_loop.sh (Apache's forced-stop crash,
+#                                     with and without mod_rwsgi; N stops per variant) in
+#                                     the first target of RWSGI_PYTHONS
 #
 # Chroots live in build/chroots/<suite>, kept between runs and made again when their
 # package list or mirror changes (the .rwsgi-stamp file names both). Each run happens in
@@ -268,6 +271,15 @@ inside_bench() {
     "$py" bench/owngil.py --so /src/build/mod_rwsgi.so ${RWSGI_BENCH_ARGS:-}
 }
 
+# --inside-stop-loop VER N: builds the module for python VER and runs tests/apache_stop_loop.sh.
+inside_stop_loop() {
+    local ver=$1 n=$2
+    export CARGO_HOME=/root/.cargo CARGO_TARGET_DIR=/root/target/py$ver
+    cd /src
+    make --no-print-directory build PYTHON="/usr/bin/python$ver" >/dev/null
+    PYTHON=/usr/bin/python$ver tests/apache_stop_loop.sh /src/build/mod_rwsgi.so "$n"
+}
+
 report_cores() {
     local dir=$1 core trace frames unknown=0
     # One directory per test's Apache, named after the test and its server root (tests/common).
@@ -352,6 +364,11 @@ main() {
         inside_bench "$@"
         return
         ;;
+    --inside-stop-loop)
+        shift
+        inside_stop_loop "$@"
+        return
+        ;;
     esac
     [ "$(id -u)" = 0 ] || { log "needs root (debootstrap, chroot, mounts)"; return 1; }
     command -v debootstrap >/dev/null || { log "debootstrap is missing: apt-get install debootstrap"; return 1; }
@@ -365,6 +382,14 @@ main() {
         sync_source "$CHROOTS/$suite"
         in_chroot "$CHROOTS/$suite" "$RUN_TIMEOUT" /usr/bin/env RWSGI_BENCH_ARGS="${RWSGI_BENCH_ARGS:-}" \
             /bin/bash /src/tests/pythons.sh --inside-bench "${target#*:}"
+        return
+    fi
+    if [ "${1:-}" = --stop-loop ]; then
+        target=${RWSGI_PYTHONS%% *}
+        suite=${target%%:*}
+        ensure_chroot "$suite" || return 1
+        sync_source "$CHROOTS/$suite"
+        in_chroot "$CHROOTS/$suite" "$RUN_TIMEOUT" /bin/bash /src/tests/pythons.sh --inside-stop-loop "${target#*:}" "${2:-60}"
         return
     fi
     if [ "${1:-}" = --chroots-only ]; then
