@@ -372,10 +372,11 @@ fn group_text(group: &str) -> String {
 
 fn md5_hex(bytes: &[u8]) -> String {
     use md5::Digest;
+    use std::fmt::Write;
     let digest = md5::Md5::digest(bytes);
     let mut hex = String::with_capacity(2 * digest.len());
     for byte in digest {
-        hex.push_str(&format!("{byte:02x}"));
+        let _ = write!(hex, "{byte:02x}");
     }
     hex
 }
@@ -560,6 +561,20 @@ fn exec_script(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The digests mod_wsgi's module names use (checked against Python's hashlib).
+    #[test]
+    fn md5_hex_is_the_lower_case_hex_md5_of_the_bytes() {
+        assert_eq!(md5_hex(b""), "d41d8cd98f00b204e9800998ecf8427e");
+        assert_eq!(
+            md5_hex(b"/srv/site/app.wsgi"),
+            "308a4c2afd30b0a08437131f64d1eccd"
+        );
+        assert_eq!(
+            md5_hex(b"example.com|/app"),
+            "a32aceaab2a887d9cb8b6213403a42c9"
+        );
+    }
 
     #[test]
     fn a_failed_load_is_held_back_until_its_delay_passes_or_the_script_changes() {
