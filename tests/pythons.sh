@@ -259,29 +259,43 @@ inside_main() {
     fi
 }
 
-# Backtraces of the Apache processes that crashed in the last run in chroot $1 (their core
-# files, if the kernel's core_pattern writes files), read with this machine's gdb; then
-# the cores are removed (hundreds of MB each). Without gdb, where they are is said.
+# Inside the chroot: builds /src/build/mod_rwsgi.so for python $1.
+build_inside() {
+    export CARGO_HOME=/root/.cargo CARGO_TARGET_DIR=/root/target/py$1
+    cd /src
+    make --no-print-directory build PYTHON="/usr/bin/python$1" >/dev/null
+}
+
 # --inside-bench VER: builds the module for python VER and runs bench/owngil.py.
 inside_bench() {
-    local ver=$1 py=/usr/bin/python$1
-    export CARGO_HOME=/root/.cargo CARGO_TARGET_DIR=/root/target/py$ver
-    cd /src
-    make --no-print-directory build PYTHON="$py" >/dev/null
-    "$py" bench/owngil.py --so /src/build/mod_rwsgi.so ${RWSGI_BENCH_ARGS:-}
+    build_inside "$1"
+    "/usr/bin/python$1" bench/owngil.py --so /src/build/mod_rwsgi.so ${RWSGI_BENCH_ARGS:-}
 }
 
 # --inside-stop-loop VER N: builds the module for python VER and runs tests/apache_stop_loop.sh.
 inside_stop_loop() {
-    local ver=$1 n=$2
-    export CARGO_HOME=/root/.cargo CARGO_TARGET_DIR=/root/target/py$ver
-    cd /src
-    make --no-print-directory build PYTHON="/usr/bin/python$ver" >/dev/null
-    PYTHON=/usr/bin/python$ver tests/apache_stop_loop.sh /src/build/mod_rwsgi.so "$n"
+    build_inside "$1"
+    PYTHON=/usr/bin/python$1 tests/apache_stop_loop.sh /src/build/mod_rwsgi.so "$2"
 }
 
+# Runs `tests/pythons.sh MODE VER ARGS...` in the chroot of RWSGI_PYTHONS' first target
+# (VER its Python), made first if need be.
+in_first_target() {
+    local mode=$1 target=${RWSGI_PYTHONS%% *} suite
+    shift
+    suite=${target%%:*}
+    ensure_chroot "$suite" || return 1
+    sync_source "$CHROOTS/$suite"
+    in_chroot "$CHROOTS/$suite" "$RUN_TIMEOUT" /usr/bin/env RWSGI_BENCH_ARGS="${RWSGI_BENCH_ARGS:-}" \
+        /bin/bash /src/tests/pythons.sh "$mode" "${target#*:}" "$@"
+}
+
+# Backtraces of the Apache processes that crashed in the last run in chroot $1 (their core
+# files, if the kernel's core_pattern writes files), read with this machine's gdb; then
+# the cores are removed (hundreds of MB each). Without gdb, where they are is said. Fails
+# when one of them is not Apache's own forced-stop crash.
 report_cores() {
-    local dir=$1 core trace frames unknown=0
+    local dir=$1 core trace frames where unknown=0
     # One directory per test's Apache, named after the test and its server root (tests/common).
     for core in "$dir$CORE_DIR_IN_CHROOT"/*/core* "$dir$CORE_DIR_IN_CHROOT"/core*; do
         [ -f "$core" ] || continue
@@ -298,10 +312,11 @@ report_cores() {
         # be the one that faults. So: the crashing thread in the event MPM, and a thread (it
         # or another, "info threads") in apr_os_sock_get. Any other crash fails the run.
         frames=$(grep '^#' <<<"$trace" || true)
+        where="test and server root: $(basename "$(dirname "$core")")"
         if [[ $frames == *mod_mpm_event* && $trace == *apr_os_sock_get* ]]; then
-            log "an Apache child crashed in the event MPM's forced stop, Apache's own known crash (test and server root: $(basename "$(dirname "$core")")); backtrace from $core:"
+            log "an Apache child crashed in the event MPM's forced stop, Apache's own known crash ($where); backtrace from $core:"
         else
-            log "an Apache process crashed, not in Apache's known forced-stop crash: this fails the run (test and server root: $(basename "$(dirname "$core")")); backtrace of the crashing thread from $core:"
+            log "an Apache process crashed, not in Apache's known forced-stop crash: this fails the run ($where); backtrace of the crashing thread from $core:"
             unknown=1
         fi
         printf '%s\n' "$trace" >&2
@@ -376,20 +391,11 @@ main() {
     export RUST_SYSROOT
     local target suite results=() failed=0
     if [ "${1:-}" = --bench-owngil ]; then
-        target=${RWSGI_PYTHONS%% *}
-        suite=${target%%:*}
-        ensure_chroot "$suite" || return 1
-        sync_source "$CHROOTS/$suite"
-        in_chroot "$CHROOTS/$suite" "$RUN_TIMEOUT" /usr/bin/env RWSGI_BENCH_ARGS="${RWSGI_BENCH_ARGS:-}" \
-            /bin/bash /src/tests/pythons.sh --inside-bench "${target#*:}"
+        in_first_target --inside-bench
         return
     fi
     if [ "${1:-}" = --stop-loop ]; then
-        target=${RWSGI_PYTHONS%% *}
-        suite=${target%%:*}
-        ensure_chroot "$suite" || return 1
-        sync_source "$CHROOTS/$suite"
-        in_chroot "$CHROOTS/$suite" "$RUN_TIMEOUT" /bin/bash /src/tests/pythons.sh --inside-stop-loop "${target#*:}" "${2:-60}"
+        in_first_target --inside-stop-loop "${2:-60}"
         return
     fi
     if [ "${1:-}" = --chroots-only ]; then
