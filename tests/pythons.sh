@@ -19,6 +19,9 @@
 #   tests/pythons.sh --stop-loop [N]  tests/apache_stop_loop.sh (Apache's forced-stop crash,
 #                                     with and without mod_rwsgi; N stops per variant) in
 #                                     the first target of RWSGI_PYTHONS
+#   tests/pythons.sh --is-forced-stop-crash TRACE
+#                                     whether gdb's trace of a core (as report_cores reads
+#                                     it) is that crash (tests/harness.rs)
 #
 # Chroots live in build/chroots/<suite>, kept between runs and made again when their
 # package list or mirror changes (the .rwsgi-stamp file names both). Each run happens in
@@ -290,12 +293,40 @@ in_first_target() {
         /bin/bash /src/tests/pythons.sh "$mode" "${target#*:}" "$@"
 }
 
+# Whether gdb's trace $1 ("info threads", "bt", "thread apply all bt" of a core) is Apache's
+# own crash (CONTRIBUTING.md, "Other Pythons"; also without mod_rwsgi): on SIGTERM the event
+# MPM's main thread closes its workers' sockets (apr_os_sock_get) while workers destroy their
+# pools and exit. The main thread faults in apr_os_sock_get, or a worker beside it does; the
+# core's current thread can also be one that was merely exiting (the kernel names whichever
+# thread took the process-wide signal). So: some thread in apr_os_sock_get called from the
+# event MPM, and no mod_rwsgi or Python frame in the core's current thread.
+is_apache_forced_stop_crash() {
+    local callers current
+    callers=$(grep -A1 -E '^#[0-9]+ .* apr_os_sock_get \(\)' <<<"$1" || true)
+    current=$(current_thread_frames "$1")
+    [[ $callers =~ \#[0-9]+\ [^$'\n']*mod_mpm_event && ! $current =~ rwsgi|python|Py[A-Z] ]]
+}
+
+# The frames of the core's current thread in gdb's trace $1 ("bt", before the first block of
+# "thread apply all bt").
+current_thread_frames() {
+    sed '/^Thread [0-9]* (/,$d' <<<"$1" | grep '^#' || true
+}
+
+# The "thread apply all bt" block of the thread in apr_os_sock_get in gdb's trace $1.
+sock_get_thread_block() {
+    awk '/^Thread [0-9]+ \(/ { if (hit) exit; block = $0; next }
+         block != "" { block = block "\n" $0 }
+         /^#[0-9]+ .* apr_os_sock_get \(\)/ && block != "" { hit = 1 }
+         END { if (hit) print block }' <<<"$1"
+}
+
 # Backtraces of the Apache processes that crashed in the last run in chroot $1 (their core
 # files, if the kernel's core_pattern writes files), read with this machine's gdb; then
 # the cores are removed (hundreds of MB each). Without gdb, where they are is said. Fails
 # when one of them is not Apache's own forced-stop crash.
 report_cores() {
-    local dir=$1 core trace frames where unknown=0
+    local dir=$1 core trace where unknown=0
     # One directory per test's Apache, named after the test and its server root (tests/common).
     for core in "$dir$CORE_DIR_IN_CHROOT"/*/core* "$dir$CORE_DIR_IN_CHROOT"/core*; do
         [ -f "$core" ] || continue
@@ -304,19 +335,17 @@ report_cores() {
             continue
         fi
         trace=$(gdb -batch -iex "set sysroot $dir" -iex "set auto-load safe-path /" \
-            -ex "info threads" -ex "bt 30" "$dir/usr/sbin/apache2" "$core" 2>&1 \
-            | grep -vE '^(warning:|\[New LWP|$)' | sed 's/warning: Unexpected size of section.*$//' || true)
-        # Apache's own crash (CONTRIBUTING.md, "Other Pythons"; also without mod_rwsgi): on
-        # SIGTERM the event MPM's main thread closes its workers' sockets (apr_os_sock_get)
-        # while a worker destroys the pool of one (apr_allocator_destroy): either thread can
-        # be the one that faults. So: the crashing thread in the event MPM, and a thread (it
-        # or another, "info threads") in apr_os_sock_get. Any other crash fails the run.
-        frames=$(grep '^#' <<<"$trace" || true)
+            -ex "info threads" -ex "bt 30" -ex "thread apply all bt 30" \
+            "$dir/usr/sbin/apache2" "$core" 2>&1 \
+            | grep -vE '^(warning:|\[New LWP|$)' \
+            | sed -e 's/warning: Unexpected size of section.*$//' -e "s|$dir/|/|g" || true)
         where="test and server root: $(basename "$(dirname "$core")")"
-        if [[ $frames == *mod_mpm_event* && $trace == *apr_os_sock_get* ]]; then
+        if is_apache_forced_stop_crash "$trace"; then
             log "an Apache child crashed in the event MPM's forced stop, Apache's own known crash ($where); backtrace from $core:"
+            # The core's current thread and the one in apr_os_sock_get are enough.
+            trace=$(sed '/^Thread [0-9]* (/,$d' <<<"$trace"; sock_get_thread_block "$trace")
         else
-            log "an Apache process crashed, not in Apache's known forced-stop crash: this fails the run ($where); backtrace of the crashing thread from $core:"
+            log "an Apache process crashed, not in Apache's known forced-stop crash: this fails the run ($where); backtraces from $core:"
             unknown=1
         fi
         printf '%s\n' "$trace" >&2
@@ -382,6 +411,10 @@ main() {
     --inside-stop-loop)
         shift
         inside_stop_loop "$@"
+        return
+        ;;
+    --is-forced-stop-crash)
+        is_apache_forced_stop_crash "$(cat "$2")"
         return
         ;;
     esac
