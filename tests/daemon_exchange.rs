@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use common::{ApacheConfig, http};
 
-const PROTOCOL_VERSION: u16 = 7;
+const PROTOCOL_VERSION: u16 = 8;
 const RESP_HEAD: u8 = 4;
 const RESP_BODY: u8 = 5;
 const RESP_END: u8 = 7;

@@ -266,3 +266,69 @@ fn request_events_carry_timing_io_and_request_data() {
     assert_eq!(e["exception_info"].str(), "KeyError", "{seen}");
     assert_eq!(e["request_id"], f["request_id"]);
 }
+
+/// request_started's `daemon_connects` and `daemon_restarts` (mod_wsgi 6): 1 and 0 for a
+/// request that met its daemon at once; after a touch of the script, the request the old
+/// process turns away is sent again and reaches the replacement, which sees one restart and
+/// a connection per attempt. Embedded mode has no daemon: 0 and 0.
+#[test]
+fn request_started_counts_the_connections_and_restarts_a_request_met() {
+    let (config, app) = ApacheConfig::new("metrics-connects").daemon_app(
+        "metrics.wsgi",
+        "metrics",
+        "processes=1 threads=2",
+        "",
+    );
+    let apache = config.start();
+    let started = |watch: &str| {
+        let resp = apache.request("GET", "/app/hello", &[("X-Watch", watch)], b"");
+        assert_with_log!(apache, resp.status == 200, "status {}", resp.status);
+        let seen = get_json(&apache, "/app/watched");
+        let s = seen["request_started"].clone();
+        assert_with_log!(apache, s["watch"].str() == watch, "{seen}");
+        s
+    };
+    // Once the daemon answers, a request needs one connection.
+    assert_eq!(apache.get("/app/hello").status, 200);
+    let s = started("first");
+    assert_eq!(s["daemon_connects"].num(), 1.0, "{s}");
+    assert_eq!(s["daemon_restarts"].num(), 0.0, "{s}");
+    std::fs::File::options()
+        .write(true)
+        .open(&app)
+        .unwrap()
+        .set_modified(std::time::SystemTime::now() + Duration::from_secs(2))
+        .unwrap();
+    let s = started("after-touch");
+    assert_eq!(s["daemon_restarts"].num(), 1.0, "{s}");
+    assert!(s["daemon_connects"].num() >= 2.0, "{s}");
+
+    let config = ApacheConfig::new("metrics-connects-embedded");
+    let app = config.install_app("metrics.wsgi");
+    let apache = config
+        .conf(&format!(
+            "WSGIScriptAlias /app {}\n<Directory @DIR@/apps>\n    Require all granted\n</Directory>",
+            app.display()
+        ))
+        .start();
+    // One connection, one Apache child: the event and the report come from the same one.
+    use std::io::{BufReader, Write};
+    let stream = std::net::TcpStream::connect(("127.0.0.1", apache.port())).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    for raw in [
+        "GET /app/hello HTTP/1.1\r\nHost: localhost\r\nX-Watch: embedded\r\n\r\n",
+        "GET /app/watched HTTP/1.1\r\nHost: localhost\r\n\r\n",
+    ] {
+        (&stream).write_all(raw.as_bytes()).unwrap();
+        let resp = http::read_response(BufReader::new(&stream), false).unwrap();
+        assert_with_log!(apache, resp.status == 200, "status {}", resp.status);
+        if raw.contains("watched") {
+            let s = json(&resp)["request_started"].clone();
+            assert_eq!(s["watch"].str(), "embedded", "{s}");
+            assert_eq!(s["daemon_connects"].num(), 0.0, "{s}");
+            assert_eq!(s["daemon_restarts"].num(), 0.0, "{s}");
+        }
+    }
+}

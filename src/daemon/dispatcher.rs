@@ -27,7 +27,7 @@ use nix::sys::signal::Signal;
 use crate::daemon::request_io::{DaemonIo, PushedBody, WsContext};
 use crate::logging;
 use crate::protocol::{self, Decoder, Frame, Limits, error_code, req_flags};
-use crate::python::{AppHost, Outcome, RequestSpec, RequestTimes, ScriptReloading};
+use crate::python::{AppHost, DaemonAttempts, Outcome, RequestSpec, RequestTimes, ScriptReloading};
 
 /// Sent by [`Dispatcher::request_restart`] to its own process: the main thread, which waits
 /// for signals, then acts on the restart at once rather than at its next tick. Otherwise
@@ -945,6 +945,10 @@ fn request_spec<'a>(
             queue_start_us: head.queue_start_us,
             daemon_start_us,
         },
+        daemon_attempts: DaemonAttempts {
+            connects: head.daemon_connects,
+            restarts: head.daemon_restarts,
+        },
         // As mod_wsgi: the request_rec lives in the Apache child, not here.
         apache_request: None,
         asgi: head.has_flag(protocol::req_flags::ASGI),
@@ -1059,6 +1063,8 @@ mod tests {
         let mut out = Vec::new();
         Frame::ReqHead(protocol::ReqHead {
             flags: 0,
+            daemon_connects: 1,
+            daemon_restarts: 0,
             request_start_us: 0,
             queue_start_us: 0,
             script_mtime_us: 0,

@@ -418,6 +418,7 @@ fn serve_embedded_with(
             request_start_us: u64::try_from(r.request_time_us()).unwrap_or(0),
             ..Default::default()
         },
+        daemon_attempts: crate::python::DaemonAttempts::default(),
         apache_request: apache_request_rec(r, dir),
         // `route::resolve` never sends an ASGI script to embedded mode.
         asgi: false,

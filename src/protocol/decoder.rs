@@ -100,6 +100,8 @@ impl Frame {
                 }
                 Self::ReqHead(ReqHead {
                     flags,
+                    daemon_connects: r.u32("daemon_connects")?,
+                    daemon_restarts: r.u32("daemon_restarts")?,
                     request_start_us: r.u64("request_start_us")?,
                     queue_start_us: r.u64("queue_start_us")?,
                     script_mtime_us: r.u64("script_mtime_us")?,
@@ -719,7 +721,7 @@ mod tests {
         let frame = Frame::RespBody(chunk);
         assert_eq!(decode_one(&encoded(&frame)), Ok(frame));
         // A request head exactly at the limit, and one byte over it.
-        let fixed = 4 + 8 + 8 + 8 + 4 + 4 + 4 + 4;
+        let fixed = 4 + 4 + 4 + 8 + 8 + 8 + 4 + 4 + 4 + 4;
         let path_len = limits.max_head as usize - fixed;
         let head = ReqHead {
             script_path: vec![0; path_len],
@@ -906,6 +908,7 @@ mod tests {
         };
         let mut payload = Vec::new();
         payload.extend_from_slice(&0u32.to_be_bytes());
+        payload.extend_from_slice(&[0; 8]); // daemon_connects, daemon_restarts
         payload.extend_from_slice(&0u64.to_be_bytes());
         payload.extend_from_slice(&0u64.to_be_bytes());
         payload.extend_from_slice(&0u64.to_be_bytes());

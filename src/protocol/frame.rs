@@ -220,6 +220,12 @@ pub type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
 pub struct ReqHead {
     /// Bits from [`req_flags`].
     pub flags: u32,
+    /// Connections the Apache child made (or took from its pool) to reach the daemon group
+    /// for this request, this one included (mod_wsgi's `daemon_connects`).
+    pub daemon_connects: u32,
+    /// Times the request was turned away or lost its connection because a daemon process was
+    /// being replaced or had gone, and was sent again (mod_wsgi's `daemon_restarts`).
+    pub daemon_restarts: u32,
     /// When Apache started the request, in microseconds since the Unix epoch.
     pub request_start_us: u64,
     /// When Apache handed the request to the daemon socket, in microseconds since the Unix
@@ -247,6 +253,8 @@ impl ReqHead {
     pub fn fields(&self) -> ReqHeadRef<'_> {
         ReqHeadRef {
             flags: self.flags,
+            daemon_connects: self.daemon_connects,
+            daemon_restarts: self.daemon_restarts,
             request_start_us: self.request_start_us,
             queue_start_us: self.queue_start_us,
             script_mtime_us: self.script_mtime_us,
@@ -262,6 +270,11 @@ impl ReqHead {
 pub struct ReqHeadRef<'a> {
     /// Bits from [`req_flags`].
     pub flags: u32,
+    /// See [`ReqHead::daemon_connects`]; [`set_req_head_daemon_attempts`] rewrites it in an
+    /// encoded frame.
+    pub daemon_connects: u32,
+    /// See [`ReqHead::daemon_restarts`].
+    pub daemon_restarts: u32,
     /// When Apache started the request, in microseconds since the Unix epoch.
     pub request_start_us: u64,
     /// When Apache handed the request to the daemon socket, in µs since the Unix epoch.
@@ -441,6 +454,8 @@ where
     let kind = FrameKind::ReqHead;
     encode_with(out, kind, |out| {
         out.extend_from_slice(&head.flags.to_be_bytes());
+        out.extend_from_slice(&head.daemon_connects.to_be_bytes());
+        out.extend_from_slice(&head.daemon_restarts.to_be_bytes());
         out.extend_from_slice(&head.request_start_us.to_be_bytes());
         out.extend_from_slice(&head.queue_start_us.to_be_bytes());
         out.extend_from_slice(&head.script_mtime_us.to_be_bytes());
@@ -463,6 +478,19 @@ pub fn add_req_head_flag(frame: &mut [u8], flag: u32) -> bool {
     flags.copy_from_slice(&frame[at..at + 4]);
     let flags = u32::from_be_bytes(flags) | flag;
     frame[at..at + 4].copy_from_slice(&flags.to_be_bytes());
+    true
+}
+
+/// Sets `daemon_connects` and `daemon_restarts` in a `ReqHead` frame encoded by
+/// [`encode_req_head_into`] (the two fields after its flags); false, and `frame` unchanged,
+/// when it is not a whole `ReqHead` frame.
+pub fn set_req_head_daemon_attempts(frame: &mut [u8], connects: u32, restarts: u32) -> bool {
+    let at = HEADER_LEN + 4;
+    if frame.len() < at + 8 || frame[0] != FrameKind::ReqHead as u8 {
+        return false;
+    }
+    frame[at..at + 4].copy_from_slice(&connects.to_be_bytes());
+    frame[at + 4..at + 8].copy_from_slice(&restarts.to_be_bytes());
     true
 }
 
@@ -592,6 +620,8 @@ pub(crate) mod samples {
     pub fn sample_req_head() -> ReqHead {
         ReqHead {
             flags: req_flags::BODY_FOLLOWS | req_flags::CHUNKED_INPUT,
+            daemon_connects: 1,
+            daemon_restarts: 0,
             request_start_us: 1_700_000_000_123_456,
             queue_start_us: 1_700_000_000_123_789,
             script_mtime_us: 1_699_999_000_000_017,
@@ -617,6 +647,8 @@ pub(crate) mod samples {
             Frame::ReqHead(ReqHead::default()),
             Frame::ReqHead(ReqHead {
                 flags: req_flags::ALL,
+                daemon_connects: u32::MAX,
+                daemon_restarts: u32::MAX,
                 request_start_us: u64::MAX,
                 queue_start_us: u64::MAX,
                 script_mtime_us: u64::MAX,
@@ -750,9 +782,33 @@ mod tests {
     }
 
     #[test]
+    fn daemon_attempts_are_set_in_an_encoded_request_head_in_place() {
+        let head = ReqHead {
+            flags: req_flags::BODY_FOLLOWS,
+            daemon_connects: 1,
+            script_path: b"/s.wsgi".to_vec(),
+            env: vec![(b"K".to_vec(), b"V".to_vec())].into_iter().collect(),
+            ..ReqHead::default()
+        };
+        let mut bytes = encoded(&Frame::ReqHead(head.clone()));
+        assert!(set_req_head_daemon_attempts(&mut bytes, 3, 2));
+        let expected = ReqHead {
+            daemon_connects: 3,
+            daemon_restarts: 2,
+            ..head
+        };
+        assert_eq!(bytes, encoded(&Frame::ReqHead(expected)));
+        let mut other = encoded(&Frame::RespEnd);
+        assert!(!set_req_head_daemon_attempts(&mut other, 3, 2));
+        assert_eq!(other, encoded(&Frame::RespEnd));
+    }
+
+    #[test]
     fn exact_byte_layout_is_big_endian() {
         let head = ReqHead {
             flags: 0x0102_0304 & req_flags::ALL,
+            daemon_connects: 0x0A0B_0C0D,
+            daemon_restarts: 0x0E0F_1011,
             request_start_us: 0x1122_3344_5566_7788,
             queue_start_us: 0x99AA_BBCC_DDEE_FF00,
             script_mtime_us: 0x0102_0304_0506_0708,
@@ -765,6 +821,8 @@ mod tests {
         };
         let mut expected = vec![1, 0, 0, 0, 0, 0, 0, 0];
         expected.extend_from_slice(&[0, 0, 0, 4]); // flags
+        expected.extend_from_slice(&[0x0A, 0x0B, 0x0C, 0x0D]); // daemon_connects
+        expected.extend_from_slice(&[0x0E, 0x0F, 0x10, 0x11]); // daemon_restarts
         expected.extend_from_slice(&[0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88]);
         expected.extend_from_slice(&[0x99, 0xAA, 0xBB, 0xCC, 0xDD, 0xEE, 0xFF, 0x00]);
         expected.extend_from_slice(&[1, 2, 3, 4, 5, 6, 7, 8]); // script_mtime_us

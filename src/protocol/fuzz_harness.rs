@@ -211,6 +211,8 @@ mod tests {
     fn seeds() -> Vec<(&'static str, u8, Vec<u8>)> {
         let head = ReqHead {
             flags: req_flags::BODY_FOLLOWS,
+            daemon_connects: 2,
+            daemon_restarts: 1,
             request_start_us: 1_700_000_000_000_000,
             queue_start_us: 1_700_000_000_000_250,
             script_mtime_us: 1_699_999_999_000_001,

@@ -112,7 +112,7 @@ mod tests {
     #[test]
     fn client_hello_layout_and_round_trip() {
         let bytes = encode_client_hello(0xA1B2);
-        assert_eq!(bytes, [b'R', b'W', b'S', b'G', 0, 7, 0xA1, 0xB2]);
+        assert_eq!(bytes, [b'R', b'W', b'S', b'G', 0, 8, 0xA1, 0xB2]);
         assert_eq!(
             parse_client_hello(&bytes),
             Ok(ClientHello {
@@ -130,7 +130,7 @@ mod tests {
             HelloStatus::Refused,
         ] {
             let bytes = encode_server_hello(status);
-            assert_eq!(&bytes[..6], b"RWSG\x00\x07");
+            assert_eq!(&bytes[..6], b"RWSG\x00\x08");
             assert_eq!(u16::from_be_bytes([bytes[6], bytes[7]]), status as u16);
             assert_eq!(
                 parse_server_hello(&bytes),
@@ -160,7 +160,7 @@ mod tests {
     #[test]
     fn wrong_version_names_both_versions() {
         // A newer module talking to an older daemon (and the other way around).
-        for theirs in [0u16, 1, 2, 3, 4, 5, 6, 8, 0xFFFF] {
+        for theirs in [0u16, 1, 2, 3, 4, 5, 6, 7, 9, 0xFFFF] {
             let [v0, v1] = theirs.to_be_bytes();
             let bytes = [b'R', b'W', b'S', b'G', v0, v1, 0, 0];
             let expected = ProtocolError::UnsupportedVersion {
@@ -171,7 +171,7 @@ mod tests {
             assert_eq!(parse_server_hello(&bytes), Err(expected.clone()));
             let text = expected.to_string();
             assert!(
-                text.contains(&format!("v{theirs}")) && text.contains("v7"),
+                text.contains(&format!("v{theirs}")) && text.contains("v8"),
                 "{text}"
             );
         }

@@ -341,6 +341,8 @@ mod tests {
         vec![
             Frame::ReqHead(ReqHead {
                 flags: req_flags::BODY_FOLLOWS,
+                daemon_connects: 1,
+                daemon_restarts: 0,
                 request_start_us: 42,
                 queue_start_us: 43,
                 script_mtime_us: 44,
@@ -754,15 +756,15 @@ mod tests {
         client.read_exact(&mut answer).unwrap();
         assert_eq!(answer, encode_server_hello(HelloStatus::UnsupportedVersion));
 
-        // This module reaches a daemon speaking v8, which answers status 1 with its version.
+        // This module reaches a daemon speaking v9, which answers status 1 with its version.
         let (mut client, mut daemon) = UnixStream::pair().unwrap();
-        daemon.write_all(b"RWSG\x00\x08\x00\x01").unwrap();
+        daemon.write_all(b"RWSG\x00\x09\x00\x01").unwrap();
         let err = client_handshake(&mut client, 0).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::InvalidData);
         assert_eq!(
             protocol_error(&err),
             Some(&ProtocolError::UnsupportedVersion {
-                theirs: 8,
+                theirs: 9,
                 ours: VERSION
             })
         );

@@ -43,7 +43,7 @@
 //!
 //! | kind | name     | dir | payload                                                      | limit |
 //! |------|----------|-----|--------------------------------------------------------------|-------|
-//! | 1    | ReqHead  | c→d | u32 flags, u64 request_start_us, u64 queue_start_us, u64 script_mtime_us, bytes script_path, bytes app_group, bytes callable, pairs env | max_head; env ≤ max_pairs |
+//! | 1    | ReqHead  | c→d | u32 flags, u32 daemon_connects, u32 daemon_restarts, u64 request_start_us, u64 queue_start_us, u64 script_mtime_us, bytes script_path, bytes app_group, bytes callable, pairs env | max_head; env ≤ max_pairs |
 //! | 2    | ReqBody  | c→d | raw body bytes; **empty = end of body**                      | max_body_chunk |
 //! | 3    | ReadBody | d→c | u32 max (≥ 1)                                                | exactly 4 |
 //! | 4    | RespHead | d→c | u16 status, bytes reason, pairs headers                      | max_head; headers ≤ max_headers |
@@ -79,6 +79,11 @@
 //! when it mapped the request to the file, 0 when it did not stat that file (a
 //! WSGIHandlerScript): a daemon whose loaded script has that mtime knows it unchanged without
 //! a stat of its own. Version 6 had no `script_mtime_us`.
+//! `daemon_connects` counts the connections the client made (or took from its pool) for this
+//! request, the one it is sent on included; `daemon_restarts` the times it was sent again
+//! because a daemon process turned it away while being replaced or closed the connection
+//! before answering (mod_wsgi's request_started fields of those names). A client rewrites
+//! them in an encoded head before a resend. Version 7 had neither.
 //! Error codes ([`error_code`]): 1 INTERNAL, 2 APP_LOAD_FAILED, 3 BAD_REQUEST, 4 OVERLOADED
 //! (queue-timeout), 5 SHUTTING_DOWN (nothing processed: retry on a new connection), 6
 //! REQUEST_TIMEOUT, 7 PROTOCOL, 8 APP_FAILED; a receiver treats unknown codes as INTERNAL.
@@ -158,7 +163,7 @@ pub use error::ProtocolError;
 pub use frame::{
     Frame, FrameKind, Pairs, ReqHead, ReqHeadRef, RespHead, add_req_head_flag, encode_header,
     encode_replace_into, encode_req_head_into, encode_resp_head_into, error_code, req_flags,
-    ws_type,
+    set_req_head_daemon_attempts, ws_type,
 };
 pub use hello::{
     ClientHello, HELLO_LEN, HelloStatus, ServerHello, encode_client_hello, encode_server_hello,
@@ -170,8 +175,8 @@ pub const MAGIC: [u8; 4] = *b"RWSG";
 
 /// The protocol version this code speaks (2: `BODY_PUSHED`; 3: `queue_start_us`; 4:
 /// `IGNORE_ACTIVITY`, `RELOAD_RESEND`; 5: `ASGI`; 6: `WEBSOCKET`, `WsMsg`, `WsClose`; 7:
-/// `script_mtime_us`).
-pub const VERSION: u16 = 7;
+/// `script_mtime_us`; 8: `daemon_connects`, `daemon_restarts`).
+pub const VERSION: u16 = 8;
 
 /// The largest WebSocket message a `WsMsg` frame carries (16 MiB): the ceiling of
 /// `websocket-max-message-size=`.

@@ -560,6 +560,8 @@ fn publish_started<'py>(
             None => now_us(),
         };
         common_fields(spec, &event, start_us)?;
+        event.set_item("daemon_connects", spec.daemon_attempts.connects)?;
+        event.set_item("daemon_restarts", spec.daemon_attempts.restarts)?;
         Ok(())
     })();
     if filled.is_err() {

@@ -268,6 +268,9 @@ pub struct RequestSpec<'a> {
     pub script_reloading: ScriptReloading,
     /// When the request reached each stage: `mod_wsgi.request_start` and friends.
     pub times: RequestTimes,
+    /// How the Apache child reached the daemon group (request_started's `daemon_connects`
+    /// and `daemon_restarts`); 0 and 0 in embedded mode, as in mod_wsgi.
+    pub daemon_attempts: DaemonAttempts,
     /// WSGIPassApacheRequest On in embedded mode: `environ['apache.request_rec']`.
     pub apache_request: Option<ApacheRequestRec>,
     /// The callable is an ASGI 3 application (`interface=asgi`, daemon mode): it is run by
@@ -291,6 +294,17 @@ pub enum ScriptReloading {
     /// its process, as mod_wsgi restarts it. The caller has checked the script file's mtime
     /// itself ([`AppHost::script_changed`]) just before: only the hooks are checked here.
     ReplaceProcess,
+}
+
+/// How an Apache child reached the daemon group for a request (protocol `ReqHead` fields of
+/// the same names).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DaemonAttempts {
+    /// Connections made (or taken from the child's pool), the one the request came on included.
+    pub connects: u32,
+    /// Times the request was sent again because a daemon process was being replaced or had
+    /// gone.
+    pub restarts: u32,
 }
 
 /// The instants of a request before the application runs, in microseconds since the Unix

@@ -6,8 +6,8 @@ import time
 
 import mod_wsgi
 
-# The last request_finished / response_started / request_exception event of requests
-# carrying an X-Watch header, by event name.
+# The last request_started (its scalar fields) / request_finished / response_started /
+# request_exception event of requests carrying an X-Watch header, by event name.
 watched = {}
 _lock = threading.Lock()
 
@@ -17,6 +17,12 @@ def on_event(name, **event):
     if name == "request_started":
         if "HTTP_X_WATCH" in event["request_environ"]:
             data["watch"] = event["request_environ"]["HTTP_X_WATCH"]
+            # Its scalar fields (the environ and the application are not JSON).
+            kept = {k: v for k, v in event.items()
+                    if isinstance(v, (int, float, str)) or v is None}
+            kept["watch"] = data["watch"]
+            with _lock:
+                watched[name] = kept
         return
     if data is None or "watch" not in data:
         return

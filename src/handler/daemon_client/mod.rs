@@ -92,6 +92,9 @@ pub fn encode_head<'a>(
     let mut head = Vec::with_capacity(4096);
     let head_ref = ReqHeadRef {
         flags: plan.flags,
+        // What most requests go through; serve() rewrites both when they differ.
+        daemon_connects: 1,
+        daemon_restarts: 0,
         request_start_us: u64::try_from(r.request_time_us()).unwrap_or(0),
         // mod_wsgi.queue_start: the request goes to the daemon socket right after this.
         queue_start_us: crate::util::now_us(),
@@ -135,8 +138,10 @@ pub fn serve(
     let idempotent = resend::is_idempotent(r.method(), plan.flags);
     let deadline = Instant::now() + target.connect_timeout;
     let mut attempts = Attempts::default();
-    // The head as sent: a resend after a reload turn-away carries RELOAD_RESEND.
+    // The head as sent: a resend after a reload turn-away carries RELOAD_RESEND, and any head
+    // whose connections or resends differ from encode_head's 1 and 0 says how many.
     let mut head = std::borrow::Cow::Borrowed(head);
+    let (mut connects, mut restarts) = (0u32, 0u32);
     loop {
         attempts.made += 1;
         // After a failed attempt, only a new connection: a pooled one, even one another
@@ -147,10 +152,20 @@ pub fn serve(
             None
         };
         attempts.reused = pooled.is_some();
-        let mut conn = match pooled.map_or_else(|| pool::connect(target), Ok) {
+        let connected = match pooled {
+            Some(conn) => {
+                connects += 1;
+                Ok(conn)
+            }
+            None => pool::connect(target, &mut connects),
+        };
+        let mut conn = match connected {
             Ok(conn) => conn,
             Err(e) => return connect_failed(r, target, &e),
         };
+        if (connects, restarts) != (1, 0) {
+            protocol::set_req_head_daemon_attempts(head.to_mut(), connects, restarts);
+        }
         pool::lend_read_buffer(&mut conn);
         body.rewind();
         let result = with_response_socket_timeout(r, target, |r| {
@@ -171,6 +186,7 @@ pub fn serve(
         attempts.out_of_time = Instant::now() >= deadline;
         match resend::decide(setback, attempts, idempotent) {
             Decision::Resend { pause } => {
+                restarts += 1;
                 // The other pooled connections most likely lead to the same process.
                 pool::drop_idle(&target.socket_path);
                 if setback == Setback::ClosedBeforeAnswer {

@@ -94,14 +94,15 @@ pub(super) fn put_idle(path: &Path, mut conn: DaemonConn) {
 /// does not wait there, see [`ipc::connect::connect_now`]). Gives up after connect-timeout
 /// (`WouldBlock` when the backlog stayed full). Once in the backlog, the wait for a daemon
 /// thread to take the connection (its handshake answer) is bounded by queue-timeout when
-/// set, else socket-timeout: `TimedOut`.
-pub(super) fn connect(target: &DaemonTarget) -> io::Result<DaemonConn> {
+/// set, else socket-timeout: `TimedOut`. Adds each connection attempt to `connects`.
+pub(super) fn connect(target: &DaemonTarget, connects: &mut u32) -> io::Result<DaemonConn> {
     let deadline = Instant::now() + target.connect_timeout;
     let mut backoff = Backoff::new(deadline);
     let handshake_timeout = target
         .queue_timeout
         .map_or(target.socket_timeout, |q| q.min(target.socket_timeout));
     loop {
+        *connects = connects.saturating_add(1);
         match ipc::connect::connect_now(&target.socket_path) {
             Ok(mut stream) => {
                 stream.set_read_timeout(Some(handshake_timeout))?;

@@ -293,6 +293,7 @@ fn spec<'a>(path: &'a str, env: &'a PairList) -> RequestSpec<'a> {
         env,
         script_reloading: ScriptReloading::InPlace,
         times: RequestTimes::default(),
+        daemon_attempts: Default::default(),
         apache_request: None,
         asgi: false,
         websocket: false,
