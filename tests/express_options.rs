@@ -1674,3 +1674,122 @@ fn generated_config_defines_mod_wsgi_express_variables_and_loads_its_base_module
     }
     server.stop();
 }
+
+/// --host-access-script, --auth-user-script (Basic and Digest) with --auth-group-script and
+/// --auth-group: access control for the whole site, the scripts run by Apache's children.
+#[test]
+fn access_and_authentication_scripts_guard_the_whole_site() {
+    let scripts = TempDir::new("express-auth-scripts");
+    let write = |name: &str, text: &str| {
+        let path = scripts.path().join(name);
+        fs::write(&path, text).unwrap();
+        path.display().to_string()
+    };
+    let access = write(
+        "access.py",
+        "def allow_access(environ, host):\n    return 'HTTP_X_BLOCK' not in environ\n",
+    );
+    let users = write(
+        "users.py",
+        "import hashlib\n\n\
+         def check_password(environ, user, password):\n    \
+             if user in ('alice', 'bob'):\n        return password == 'secret'\n    \
+             return None\n\n\
+         def get_realm_hash(environ, user, realm):\n    \
+             if user != 'alice':\n        return None\n    \
+             return hashlib.md5(f'{user}:{realm}:secret'.encode()).hexdigest()\n",
+    );
+    let groups = write(
+        "groups.py",
+        "def groups_for_user(environ, user):\n    return ['staff'] if user == 'alice' else []\n",
+    );
+    let app = app_path();
+    let mut server = Server::setup(
+        "express-auth",
+        &[
+            app.to_str().unwrap(),
+            "--host-access-script",
+            &access,
+            "--auth-user-script",
+            &users,
+            "--auth-group-script",
+            &groups,
+            "--auth-group",
+            "staff",
+        ],
+    );
+    server.start();
+    let port = server.port;
+    let get = |headers: &[(&str, &str)]| http::request(port, "GET", "/", headers, b"").unwrap();
+    let anonymous = get(&[]);
+    assert_eq!(anonymous.status, 401, "{}", server.error_log());
+    assert_eq!(
+        anonymous.header("WWW-Authenticate"),
+        Some(format!("Basic realm=\"127.0.0.1:{port}\"").as_str())
+    );
+    let alice = get(&[("Authorization", "Basic YWxpY2U6c2VjcmV0")]);
+    assert_eq!(alice.status, 200, "{}", server.error_log());
+    assert_eq!(http::json(&alice)["environ"]["REMOTE_USER"].str(), "alice");
+    // A wrong password; a right one for a user outside --auth-group.
+    for credentials in ["Basic YWxpY2U6d3Jvbmc=", "Basic Ym9iOnNlY3JldA=="] {
+        let r = get(&[("Authorization", credentials)]);
+        assert_eq!(r.status, 401, "{credentials}: {}", server.error_log());
+    }
+    // The access script runs first: refused whatever the credentials.
+    let blocked = get(&[
+        ("Authorization", "Basic YWxpY2U6c2VjcmV0"),
+        ("X-Block", "1"),
+    ]);
+    assert_eq!(blocked.status, 403, "{}", server.error_log());
+    server.stop();
+
+    // Digest, with curl's client side of it.
+    let mut digest = Server::setup(
+        "express-auth-digest",
+        &[
+            app.to_str().unwrap(),
+            "--auth-user-script",
+            &users,
+            "--auth-type",
+            "digest",
+        ],
+    );
+    digest.start();
+    let url = format!("http://127.0.0.1:{}/", digest.port);
+    let (body, status) = digest.curl(&["--digest", "-u", "alice:secret"], &url);
+    assert!(
+        status.contains("200"),
+        "{status} {body}\n{}",
+        digest.error_log()
+    );
+    assert_eq!(
+        json(&body)["environ"]["AUTH_TYPE"].str(),
+        "Digest",
+        "{body}"
+    );
+    let (_, status) = digest.curl(&["--digest", "-u", "alice:wrong"], &url);
+    assert!(status.contains("401"), "{status}");
+    digest.stop();
+
+    // Companions without their script, a scheme Apache has no provider hook for, a script
+    // that does not exist: one clear line each.
+    let app = app.to_str().unwrap();
+    for (args, expected) in [
+        (vec!["--auth-type", "Digest"], "--auth-user-script"),
+        (vec!["--auth-group", "staff"], "--auth-group-script"),
+        (
+            vec!["--auth-user-script", &users, "--auth-type", "Form"],
+            "--auth-type \"Form\": expected Basic or Digest",
+        ),
+        (
+            vec!["--host-access-script", "/nonexistent/access.py"],
+            "--host-access-script",
+        ),
+    ] {
+        let mut all = vec!["setup-server", app];
+        all.extend(&args);
+        let out = express(&all);
+        assert!(!out.status.success(), "{args:?}: {}", text(&out));
+        assert!(text(&out).contains(expected), "{args:?}: {}", text(&out));
+    }
+}

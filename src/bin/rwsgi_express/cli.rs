@@ -265,6 +265,31 @@ pub struct ServerArgs {
     #[arg(long, value_name = "URL")]
     pub metrics_url: Option<String>,
 
+    /// A Python script whose allow_access(environ, host) says which clients may use the site
+    /// (WSGIAccessScript for the whole site; it runs in Apache's children).
+    #[arg(long, value_name = "SCRIPT-PATH")]
+    pub host_access_script: Option<PathBuf>,
+
+    /// A Python script whose check_password(environ, user, password) (Basic) or
+    /// get_realm_hash(environ, user, realm) (Digest) authenticates the users of the whole site
+    /// (WSGIAuthUserScript; every request then needs a valid user).
+    #[arg(long, value_name = "SCRIPT-PATH")]
+    pub auth_user_script: Option<PathBuf>,
+
+    /// The authentication scheme of --auth-user-script: Basic (the default) or Digest.
+    #[arg(long, value_name = "TYPE", requires = "auth_user_script")]
+    pub auth_type: Option<String>,
+
+    /// A Python script whose groups_for_user(environ, user) lists a user's groups
+    /// (WSGIAuthGroupScript): users must also be in --auth-group.
+    #[arg(long, value_name = "SCRIPT-PATH", requires = "auth_user_script")]
+    pub auth_group_script: Option<PathBuf>,
+
+    /// The group --auth-group-script must put a user in (default: wsgi, as in
+    /// mod_wsgi-express).
+    #[arg(long, value_name = "NAME", requires = "auth_group_script")]
+    pub auth_group: Option<String>,
+
     /// Serve the static files under PATH (a directory or one file) at URL; repeatable.
     #[arg(long, num_args = 2, value_names = ["URL", "PATH"], action = clap::ArgAction::Append)]
     pub url_alias: Vec<String>,
@@ -560,11 +585,6 @@ pub const NOT_SUPPORTED_YET: &[(&str, usize)] = &[
     ("slow-requests", 1),
     ("free-threading", 0),
     ("telemetry-options", 1),
-    ("host-access-script", 1),
-    ("auth-user-script", 1),
-    ("auth-type", 1),
-    ("auth-group-script", 1),
-    ("auth-group", 1),
     ("rewrite-rules", 1),
     ("server-mpm", 1),
     ("verbose-debugging", 0),

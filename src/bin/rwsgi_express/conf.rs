@@ -298,6 +298,38 @@ fn wsgi_section(site: &Site) -> String {
     out
 }
 
+/// --host-access-script and --auth-user-script (with --auth-group-script): access control
+/// for the whole site, as mod_wsgi-express writes it.
+fn access_control(site: &Site) -> String {
+    let mut out = String::new();
+    if let Some(script) = &site.access_script {
+        out.push_str(&format!(
+            "\n# --host-access-script: which clients may use the site.\n<Location />\n    \
+             WSGIAccessScript {}\n</Location>\n",
+            qp(script)
+        ));
+    }
+    if let Some(auth) = &site.auth {
+        let kind = auth.auth_type;
+        out.push_str(&format!(
+            "\n# --auth-user-script: every request needs a valid user.\n<Location />\n    \
+             AuthType {kind}\n    AuthName {}\n    Auth{kind}Provider wsgi\n    \
+             WSGIAuthUserScript {}\n",
+            q(&format!("{}:{}", site.host, site.port)),
+            qp(&auth.user_script)
+        ));
+        let mut require = String::from("        Require valid-user\n");
+        if let Some((script, group)) = &auth.group {
+            out.push_str(&format!("    WSGIAuthGroupScript {}\n", qp(script)));
+            require.push_str(&format!("        Require wsgi-group {}\n", q(group)));
+        }
+        out.push_str(&format!(
+            "    <RequireAll>\n{require}    </RequireAll>\n</Location>\n"
+        ));
+    }
+    out
+}
+
 /// The `<VirtualHost>`s: with --server-name a default host refusing other names (as
 /// mod_wsgi-express), the named one, a redirect from the bare domain to `www.`; with
 /// --https-port the same over TLS; with --https-only plain HTTP redirects.
@@ -545,6 +577,12 @@ fn defines(site: &Site) -> String {
             !args.trust_proxies.is_empty(),
         ),
         ("MOD_WSGI_WITH_PYTHON_PATH", !args.python_paths.is_empty()),
+        ("MOD_WSGI_HOST_ACCESS", site.access_script.is_some()),
+        ("MOD_WSGI_AUTH_USER", site.auth.is_some()),
+        (
+            "MOD_WSGI_AUTH_GROUP",
+            site.auth.as_ref().is_some_and(|a| a.group.is_some()),
+        ),
         (
             "MOD_WSGI_DISABLE_RELOADING",
             args.disable_reloading || args.embedded_mode,
@@ -640,6 +678,11 @@ pub fn render(site: &Site) -> String {
     }
     if site.tls.is_some() {
         load("ssl", "ssl");
+    }
+    if site.auth.is_some() {
+        load("auth_basic", "auth_basic");
+        load("auth_digest", "auth_digest");
+        load("authz_user", "authz_user");
     }
     let mut aliases = String::new();
     for (url, path) in &site.aliases {
@@ -790,6 +833,7 @@ pub fn render(site: &Site) -> String {
         ("@ALIASES@", aliases),
         ("@ENVIRONMENT@", environment),
         ("@SERVER_STATUS@", server_status),
+        ("@ACCESS_CONTROL@", access_control(site)),
         ("@HOSTS@", hosts(site)),
         ("@INCLUDES@", includes),
         ("@MOUNT@", wsgi_mount(site)),

@@ -33,6 +33,16 @@ pub struct Identity {
     pub switch: bool,
 }
 
+/// --auth-user-script and its companions, checked: the scripts exist.
+#[derive(Debug, Clone)]
+pub struct Auth {
+    pub user_script: PathBuf,
+    /// `Basic` or `Digest`.
+    pub auth_type: &'static str,
+    /// --auth-group-script and the group (--auth-group) a user must be in.
+    pub group: Option<(PathBuf, String)>,
+}
+
 /// HTTPS, checked: the certificate files exist.
 #[derive(Debug, Clone)]
 pub struct Tls {
@@ -77,6 +87,9 @@ pub struct Site {
     pub python_home: Option<PathBuf>,
     pub tls: Option<Tls>,
     pub include_files: Vec<PathBuf>,
+    /// --host-access-script, absolute.
+    pub access_script: Option<PathBuf>,
+    pub auth: Option<Auth>,
     pub setenv: Vec<(String, String)>,
     pub reload_on_changes: bool,
     pub log_to_terminal: bool,
@@ -205,6 +218,12 @@ pub fn resolve(args: &ServerArgs, start: bool) -> Result<Site, Fail> {
         .iter()
         .map(|p| existing(p, "--include-file"))
         .collect::<Result<Vec<_>, _>>()?;
+    let access_script = args
+        .host_access_script
+        .as_deref()
+        .map(|p| existing(p, "--host-access-script"))
+        .transpose()?;
+    let auth = auth(args)?;
     let setenv: Vec<(String, String)> = args
         .setenv
         .chunks(2)
@@ -360,6 +379,10 @@ pub fn resolve(args: &ServerArgs, start: bool) -> Result<Site, Fail> {
         .chain(python_home.iter())
         .chain(python_paths.iter())
         .chain(include_files.iter())
+        .chain(access_script.iter())
+        .chain(auth.iter().flat_map(|a| {
+            std::iter::once(&a.user_script).chain(a.group.as_ref().map(|(script, _)| script))
+        }))
         .chain(tls_files)
     {
         check_config_safe(p)?;
@@ -416,6 +439,8 @@ pub fn resolve(args: &ServerArgs, start: bool) -> Result<Site, Fail> {
         python_home,
         tls,
         include_files,
+        access_script,
+        auth,
         setenv,
         reload_on_changes: args.reload_on_changes,
         log_to_terminal: args.logs.log_to_terminal,
@@ -428,6 +453,38 @@ pub fn resolve(args: &ServerArgs, start: bool) -> Result<Site, Fail> {
     }
     make_readable(&mut site)?;
     Ok(site)
+}
+
+/// --auth-user-script with its scheme, and --auth-group-script with its group (clap has
+/// refused the companions without the script they go with).
+fn auth(args: &ServerArgs) -> Result<Option<Auth>, Fail> {
+    let Some(user_script) = &args.auth_user_script else {
+        return Ok(None);
+    };
+    let user_script = existing(user_script, "--auth-user-script")?;
+    let auth_type = match args.auth_type.as_deref() {
+        None => "Basic",
+        Some(t) if t.eq_ignore_ascii_case("basic") => "Basic",
+        Some(t) if t.eq_ignore_ascii_case("digest") => "Digest",
+        Some(other) => {
+            return Err(Fail(format!(
+                "--auth-type {other:?}: expected Basic or Digest"
+            )));
+        }
+    };
+    let group = match &args.auth_group_script {
+        Some(script) => {
+            let name = args.auth_group.clone().unwrap_or_else(|| "wsgi".into());
+            check_config_value("--auth-group", "", &name)?;
+            Some((existing(script, "--auth-group-script")?, name))
+        }
+        None => None,
+    };
+    Ok(Some(Auth {
+        user_script,
+        auth_type,
+        group,
+    }))
 }
 
 /// The HTTPS settings: every certificate option needs --https-port, and --https-port needs
@@ -1315,6 +1372,30 @@ fn make_readable(site: &mut Site) -> Result<(), Fail> {
             "{} is not readable by {who}",
             site.script.display()
         )));
+    }
+    // Access and authentication scripts run in Apache's children, as the same user.
+    let scripts = [
+        ("--host-access-script", site.access_script.as_ref()),
+        (
+            "--auth-user-script",
+            site.auth.as_ref().map(|a| &a.user_script),
+        ),
+        (
+            "--auth-group-script",
+            site.auth
+                .as_ref()
+                .and_then(|a| a.group.as_ref().map(|(s, _)| s)),
+        ),
+    ];
+    for (what, script) in scripts {
+        if let Some(script) = script.filter(|s| !readable_by(&id, s, Need::File)) {
+            return Err(Fail(format!(
+                "{what} {} is not readable by {who}; Apache's children run as {} and must \
+                 read it",
+                script.display(),
+                id.user
+            )));
+        }
     }
     for dir in &site.python_paths {
         if !readable_by(&id, dir, Need::Dir) {
