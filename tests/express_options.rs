@@ -871,8 +871,8 @@ fn unsupported_and_incomplete_options_are_clear_errors() {
             "--document-root is a mod_wsgi-express option not supported by rwsgi-express yet",
         ),
         (
-            vec!["--error-document", "404", "/nope"],
-            "--error-document is a mod_wsgi-express option not supported by rwsgi-express yet",
+            vec!["--proxy-mount-point", "/api", "http://127.0.0.1:9/"],
+            "--proxy-mount-point is a mod_wsgi-express option not supported by rwsgi-express yet",
         ),
         (
             vec!["--application-type", "static"],
@@ -1784,6 +1784,182 @@ fn access_and_authentication_scripts_guard_the_whole_site() {
         (
             vec!["--host-access-script", "/nonexistent/access.py"],
             "--host-access-script",
+        ),
+    ] {
+        let mut all = vec!["setup-server", app];
+        all.extend(&args);
+        let out = express(&all);
+        assert!(!out.status.success(), "{args:?}: {}", text(&out));
+        assert!(text(&out).contains(expected), "{args:?}: {}", text(&out));
+    }
+}
+
+/// start-server --setup-only writes the server root and exits; --ignore-activity,
+/// --enable-sendfile, --error-document and --error-override reach Apache and the daemon.
+#[test]
+fn setup_only_ignore_activity_sendfile_and_error_documents() {
+    let app = app_path();
+    let app = app.to_str().unwrap();
+    let tmp = TempDir::new("express-setup-only");
+    let root = tmp.path().join("root");
+    let port = free_port().to_string();
+    let out = express(&[
+        "start-server",
+        app,
+        "--setup-only",
+        "--port",
+        &port,
+        "--server-root",
+        root.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(root.join("httpd.conf").is_file() && root.join("apachectl").is_file());
+    assert!(!root.join("httpd.pid").exists(), "nothing was to start");
+
+    let errors = TempDir::new("express-error-pages");
+    fs::write(errors.path().join("404.html"), "the site's own 404 page\n").unwrap();
+    let mut server = Server::setup(
+        "express-server-options",
+        &[
+            app,
+            "--inactivity-timeout",
+            "2",
+            "--ignore-activity",
+            "/health",
+            "--enable-sendfile",
+            "--url-alias",
+            "/errors",
+            errors.path().to_str().unwrap(),
+            "--error-document",
+            "404",
+            "/errors/404.html",
+            "--error-override",
+        ],
+    );
+    let conf = fs::read_to_string(server.root.join("httpd.conf")).unwrap();
+    for line in [
+        "EnableSendfile On",
+        "WSGIEnableSendfile On",
+        "ErrorDocument 404 \"/errors/404.html\"",
+        "WSGIErrorOverride On",
+        "<Location \"/health\">",
+    ] {
+        assert!(conf.contains(line), "{line}: {conf}");
+    }
+    server.start();
+    // A wsgi.file_wrapper response, whole.
+    let file = server.get("/file");
+    assert_eq!(file.status, 200, "{}", server.error_log());
+    assert_eq!(file.body, fs::read(app_path()).unwrap());
+    // The application's 404 is replaced by the site's error page; its 200s are not.
+    let missing = server.get("/status?404");
+    assert_eq!(missing.status, 404, "{}", server.error_log());
+    assert_eq!(missing.text(), "the site's own 404 page\n");
+    // Requests to /health do not keep the daemon from its inactivity-timeout: it is
+    // replaced while they go on.
+    let first = http::json(&server.get("/health"))["pid"].num();
+    let started = Instant::now();
+    loop {
+        let pid = http::json(&server.get("/health"))["pid"].num();
+        if pid != first {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the daemon was not replaced after 30 s of /health requests\n{}",
+            server.error_log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    server.stop();
+
+    // Daemon-only and malformed values: one clear line each.
+    for (args, expected) in [
+        (
+            vec!["--embedded-mode", "--ignore-activity", "/health"],
+            "--ignore-activity applies to the daemon process group",
+        ),
+        (
+            vec!["--ignore-activity", "health"],
+            "--ignore-activity \"health\": expected a URL path",
+        ),
+        (
+            vec!["--error-document", "200", "/ok.html"],
+            "--error-document \"200\": expected an HTTP error status",
+        ),
+    ] {
+        let mut all = vec!["setup-server", app];
+        all.extend(&args);
+        let out = express(&all);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", text(&out));
+        assert!(text(&out).contains(expected), "{args:?}: {}", text(&out));
+    }
+}
+
+/// --telemetry-service with --telemetry-interval, --slow-requests and --telemetry-options:
+/// the daemon reports to the ingester's Unix datagram socket.
+#[test]
+fn telemetry_options_send_datagrams_to_the_ingester_socket() {
+    use std::os::unix::fs::PermissionsExt;
+    let sockets = TempDir::new("express-telemetry");
+    let path = sockets.path().join("ingester.sock");
+    let ingester = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+    // The daemon runs as www-data.
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o666)).unwrap();
+    ingester
+        .set_read_timeout(Some(Duration::from_secs(15)))
+        .unwrap();
+    let target = format!("unix:{}", path.display());
+    let app = app_path();
+    let mut server = Server::setup(
+        "express-telemetry",
+        &[
+            app.to_str().unwrap(),
+            "--telemetry-service",
+            &target,
+            "--telemetry-interval",
+            "0.5",
+            "--slow-requests",
+            "0.5",
+            "--telemetry-options",
+            "+CaptureUserAgent",
+        ],
+    );
+    let conf = fs::read_to_string(server.root.join("httpd.conf")).unwrap();
+    for line in [
+        format!("WSGITelemetryService \"{target}\" interval=0.5"),
+        "WSGISlowRequests 0.5".to_string(),
+        "WSGITelemetryOptions +CaptureUserAgent".to_string(),
+    ] {
+        assert!(conf.contains(&line), "{line}: {conf}");
+    }
+    server.start();
+    assert_eq!(server.get("/").status, 200, "{}", server.error_log());
+    let mut datagram = [0u8; 65536];
+    let n = ingester.recv(&mut datagram).unwrap_or_else(|e| {
+        panic!(
+            "no telemetry datagram in 15 s ({e})\n{}",
+            server.error_log()
+        )
+    });
+    assert!(n > 0);
+    server.stop();
+
+    let app = app.to_str().unwrap();
+    for (args, expected) in [
+        (vec!["--slow-requests", "1"], "--telemetry-service"),
+        (
+            vec!["--telemetry-service", "udp:127.0.0.1:9000"],
+            "--telemetry-service \"udp:127.0.0.1:9000\": expected unix:/path",
+        ),
+        (
+            vec![
+                "--telemetry-service",
+                &target,
+                "--telemetry-interval",
+                "0.1",
+            ],
+            "--telemetry-interval 0.1: expected seconds, at least 0.5",
         ),
     ] {
         let mut all = vec!["setup-server", app];

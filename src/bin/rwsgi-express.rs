@@ -44,6 +44,7 @@ fn main() -> ExitCode {
         }
     };
     let result = match cli.command {
+        Command::StartServer(args) if args.setup_only => setup_server(&args),
         Command::StartServer(args) => start_server(&args),
         Command::SetupServer(args) => setup_server(&args),
         Command::ModuleConfig(args) => module_config(&args),

@@ -16,6 +16,16 @@ def application(environ, start_response):
     if path == "/stream":
         start_response("200 OK", [("Content-Type", "text/plain")])
         return _stream()
+    if path == "/status":
+        # The application's own error response (for --error-override).
+        status = environ.get("QUERY_STRING") or "404"
+        body = b"the application's own " + status.encode()
+        start_response(status + " Whatever", [("Content-Type", "text/plain"),
+                                              ("Content-Length", str(len(body)))])
+        return [body]
+    if path == "/file":
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return environ["wsgi.file_wrapper"](open(__file__, "rb"))
     if path == "/sleep":
         time.sleep(float(environ.get("QUERY_STRING") or "5"))
         body = b"slept"

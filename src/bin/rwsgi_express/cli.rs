@@ -265,6 +265,50 @@ pub struct ServerArgs {
     #[arg(long, value_name = "URL")]
     pub metrics_url: Option<String>,
 
+    /// With start-server: write the configuration and `apachectl` and exit, as setup-server
+    /// does.
+    #[arg(long)]
+    pub setup_only: bool,
+
+    /// A URL path whose requests do not count as activity for --inactivity-timeout (a health
+    /// check URL, say): WSGIIgnoreActivity On there; repeatable.
+    #[arg(long = "ignore-activity", value_name = "URL-PATH", action = clap::ArgAction::Append)]
+    pub ignore_activity: Vec<String>,
+
+    /// Send static files and the application's wsgi.file_wrapper responses with sendfile()
+    /// (EnableSendfile On, WSGIEnableSendfile On).
+    #[arg(long)]
+    pub enable_sendfile: bool,
+
+    /// Apache's error document for an HTTP status (ErrorDocument: a local URL path, a URL or
+    /// a message); repeatable.
+    #[arg(long = "error-document", num_args = 2, value_names = ["STATUS", "URL-PATH"],
+          action = clap::ArgAction::Append)]
+    pub error_documents: Vec<String>,
+
+    /// Apache's error documents replace the application's own error responses
+    /// (WSGIErrorOverride On).
+    #[arg(long)]
+    pub error_override: bool,
+
+    /// Send mod_wsgi 6's telemetry to the mod_wsgi-telemetry ingester listening on
+    /// unix:/path (WSGITelemetryService).
+    #[arg(long, value_name = "TARGET")]
+    pub telemetry_service: Option<String>,
+
+    /// Seconds between two telemetry reports (default 1, at least 0.5).
+    #[arg(long, value_name = "SECONDS", requires = "telemetry_service")]
+    pub telemetry_interval: Option<f64>,
+
+    /// Report requests still running after SECONDS in the telemetry (WSGISlowRequests).
+    #[arg(long, value_name = "SECONDS", requires = "telemetry_service")]
+    pub slow_requests: Option<f64>,
+
+    /// A WSGITelemetryOptions line ("+CaptureUserAgent", "None", ...); repeatable.
+    #[arg(long, value_name = "ARGS", requires = "telemetry_service",
+          action = clap::ArgAction::Append, allow_hyphen_values = true)]
+    pub telemetry_options: Vec<String>,
+
     /// A Python script whose allow_access(environ, host) says which clients may use the site
     /// (WSGIAccessScript for the whole site; it runs in Apache's children).
     #[arg(long, value_name = "SCRIPT-PATH")]
@@ -566,25 +610,17 @@ pub const NOT_SUPPORTED_YET: &[(&str, usize)] = &[
     ("initial-workers", 1),
     ("minimum-spare-workers", 1),
     ("maximum-spare-workers", 1),
-    ("ignore-activity", 1),
     ("proxy-timeout", 1),
-    ("enable-sendfile", 0),
     ("document-root", 1),
     ("directory-index", 1),
     ("directory-listing", 0),
     ("allow-override", 1),
-    ("error-document", 2),
-    ("error-override", 0),
     ("proxy-mount-point", 2),
     ("proxy-url-alias", 2),
     ("proxy-virtual-host", 2),
-    ("telemetry-service", 1),
     ("enable-telemetry", 0),
     ("telemetry-ui-port", 1),
-    ("telemetry-interval", 1),
-    ("slow-requests", 1),
     ("free-threading", 0),
-    ("telemetry-options", 1),
     ("rewrite-rules", 1),
     ("server-mpm", 1),
     ("verbose-debugging", 0),
@@ -613,7 +649,6 @@ pub const NOT_SUPPORTED_YET: &[(&str, usize)] = &[
     ("recorder-directory", 1),
     ("enable-gdb", 0),
     ("gdb-executable", 1),
-    ("setup-only", 0),
 ];
 
 /// The command line parser: the derived one plus, on start-server and setup-server, a

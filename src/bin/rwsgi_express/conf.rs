@@ -298,6 +298,46 @@ fn wsgi_section(site: &Site) -> String {
     out
 }
 
+/// --enable-sendfile, --error-document, --error-override and the telemetry options: server
+/// configuration lines.
+fn server_options(site: &Site) -> String {
+    let args = &site.args;
+    let mut out = String::new();
+    if args.enable_sendfile {
+        out.push_str(
+            "\n# --enable-sendfile: static files and wsgi.file_wrapper responses by sendfile().\n\
+             EnableSendfile On\nWSGIEnableSendfile On\n",
+        );
+    }
+    if !args.error_documents.is_empty() {
+        out.push_str("\n# --error-document\n");
+        for pair in args.error_documents.chunks(2) {
+            out.push_str(&format!("ErrorDocument {} {}\n", pair[0], q(&pair[1])));
+        }
+    }
+    if args.error_override {
+        out.push_str(
+            "\n# --error-override: Apache's error documents replace the application's.\n\
+             WSGIErrorOverride On\n",
+        );
+    }
+    if let Some(target) = &args.telemetry_service {
+        out.push_str(&format!(
+            "\n# --telemetry-service: mod_wsgi 6's telemetry to the ingester's socket.\n\
+             WSGITelemetryService {} interval={}\n",
+            q(target),
+            args.telemetry_interval.unwrap_or(1.0)
+        ));
+        if let Some(seconds) = args.slow_requests {
+            out.push_str(&format!("WSGISlowRequests {seconds}\n"));
+        }
+        for options in &args.telemetry_options {
+            out.push_str(&format!("WSGITelemetryOptions {options}\n"));
+        }
+    }
+    out
+}
+
 /// --host-access-script and --auth-user-script (with --auth-group-script): access control
 /// for the whole site, as mod_wsgi-express writes it.
 fn access_control(site: &Site) -> String {
@@ -578,6 +618,17 @@ fn defines(site: &Site) -> String {
         ),
         ("MOD_WSGI_WITH_PYTHON_PATH", !args.python_paths.is_empty()),
         ("MOD_WSGI_HOST_ACCESS", site.access_script.is_some()),
+        ("MOD_WSGI_ENABLE_SENDFILE", args.enable_sendfile),
+        ("MOD_WSGI_ERROR_OVERRIDE", args.error_override),
+        (
+            "MOD_WSGI_TELEMETRY_SERVICE",
+            args.telemetry_service.is_some(),
+        ),
+        ("MOD_WSGI_SLOW_REQUESTS", args.slow_requests.is_some()),
+        (
+            "MOD_WSGI_TELEMETRY_OPTIONS",
+            !args.telemetry_options.is_empty(),
+        ),
         ("MOD_WSGI_AUTH_USER", site.auth.is_some()),
         (
             "MOD_WSGI_AUTH_GROUP",
@@ -728,6 +779,13 @@ pub fn render(site: &Site) -> String {
              ExtendedStatus On\nWSGIServerMetrics On\n",
         );
     }
+    for url in &args.ignore_activity {
+        server_status.push_str(&format!(
+            "\n# --ignore-activity: not activity for the daemon's inactivity-timeout.\n\
+             <Location {}>\n    WSGIIgnoreActivity On\n</Location>\n",
+            q(url)
+        ));
+    }
     if let Some(url) = &args.metrics_url {
         server_status.push_str(&format!(
             "\n# --metrics-url: every daemon process's metrics (Prometheus text format), for \
@@ -834,6 +892,7 @@ pub fn render(site: &Site) -> String {
         ("@ENVIRONMENT@", environment),
         ("@SERVER_STATUS@", server_status),
         ("@ACCESS_CONTROL@", access_control(site)),
+        ("@SERVER_OPTIONS@", server_options(site)),
         ("@HOSTS@", hosts(site)),
         ("@INCLUDES@", includes),
         ("@MOUNT@", wsgi_mount(site)),

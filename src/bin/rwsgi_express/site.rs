@@ -218,6 +218,22 @@ pub fn resolve(args: &ServerArgs, start: bool) -> Result<Site, Fail> {
         .iter()
         .map(|p| existing(p, "--include-file"))
         .collect::<Result<Vec<_>, _>>()?;
+    for url in &args.ignore_activity {
+        check_url("--ignore-activity", url)?;
+    }
+    for pair in args.error_documents.chunks(2) {
+        let (status, document) = (&pair[0], &pair[1]);
+        if !(status.len() == 3
+            && status.bytes().all(|b| b.is_ascii_digit())
+            && ("400".."600").contains(&status.as_str()))
+        {
+            return Err(Fail(format!(
+                "--error-document {status:?}: expected an HTTP error status (400 to 599)"
+            )));
+        }
+        check_config_value("--error-document", status, document)?;
+    }
+    check_telemetry(args)?;
     let access_script = args
         .host_access_script
         .as_deref()
@@ -455,6 +471,42 @@ pub fn resolve(args: &ServerArgs, start: bool) -> Result<Site, Fail> {
     Ok(site)
 }
 
+/// --telemetry-service (a Unix datagram socket, as WSGITelemetryService takes) and its
+/// companions (clap has refused them without it).
+fn check_telemetry(args: &ServerArgs) -> Result<(), Fail> {
+    let Some(target) = &args.telemetry_service else {
+        return Ok(());
+    };
+    match target.strip_prefix("unix:") {
+        Some(path) if path.starts_with('/') => {
+            check_config_value("--telemetry-service", "", target)?
+        }
+        _ => {
+            return Err(Fail(format!(
+                "--telemetry-service {target:?}: expected unix:/path of the ingester's socket \
+                 (mod_wsgi-telemetry; udp: targets are not supported, as in mod_wsgi)"
+            )));
+        }
+    }
+    if let Some(interval) = args
+        .telemetry_interval
+        .filter(|i| !(*i >= 0.5 && i.is_finite()))
+    {
+        return Err(Fail(format!(
+            "--telemetry-interval {interval}: expected seconds, at least 0.5"
+        )));
+    }
+    if let Some(seconds) = args.slow_requests.filter(|s| !(*s > 0.0 && s.is_finite())) {
+        return Err(Fail(format!(
+            "--slow-requests {seconds}: expected seconds, more than 0"
+        )));
+    }
+    for options in &args.telemetry_options {
+        check_config_value("--telemetry-options", "", options)?;
+    }
+    Ok(())
+}
+
 /// --auth-user-script with its scheme, and --auth-group-script with its group (clap has
 /// refused the companions without the script they go with).
 fn auth(args: &ServerArgs) -> Result<Option<Auth>, Fail> {
@@ -596,6 +648,7 @@ fn check_embedded(args: &ServerArgs) -> Result<(), Fail> {
         ("--reload-on-changes", args.reload_on_changes),
         // The endpoint shows daemon process groups.
         ("--metrics-url", args.metrics_url.is_some()),
+        ("--ignore-activity", !args.ignore_activity.is_empty()),
     ];
     if let Some((name, _)) = daemon_only.iter().find(|(_, set)| *set) {
         return Err(Fail(format!(
