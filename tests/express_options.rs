@@ -867,8 +867,8 @@ fn unsupported_and_incomplete_options_are_clear_errors() {
             "--with-cgi is a mod_wsgi-express option not supported by rwsgi-express yet",
         ),
         (
-            vec!["--document-root", "/tmp"],
-            "--document-root is a mod_wsgi-express option not supported by rwsgi-express yet",
+            vec!["--allow-override", "All"],
+            "--allow-override is a mod_wsgi-express option not supported by rwsgi-express yet",
         ),
         (
             vec!["--proxy-mount-point", "/api", "http://127.0.0.1:9/"],
@@ -1968,4 +1968,100 @@ fn telemetry_options_send_datagrams_to_the_ingester_socket() {
         assert!(!out.status.success(), "{args:?}: {}", text(&out));
         assert!(text(&out).contains(expected), "{args:?}: {}", text(&out));
     }
+}
+
+/// --document-root with --directory-index and --directory-listing: files there are served
+/// as they are, on the plain host, a --server-name host and over HTTPS; other URLs, and
+/// directories without --directory-index, go to the application with its usual SCRIPT_NAME
+/// and PATH_INFO; a --url-alias keeps its own URLs.
+#[test]
+fn document_root_serves_its_files_and_leaves_the_rest_to_the_application() {
+    let docs = TempDir::new("express-docroot");
+    let root = docs.path();
+    fs::create_dir_all(root.join("listed")).unwrap();
+    fs::create_dir_all(root.join("indexed")).unwrap();
+    fs::create_dir_all(root.join("static")).unwrap();
+    fs::write(root.join("page.txt"), "a static page\n").unwrap();
+    fs::write(root.join("listed/one.txt"), "1\n").unwrap();
+    fs::write(root.join("indexed/index.html"), "the index\n").unwrap();
+    fs::write(root.join("static/shadowed.txt"), "from the document root\n").unwrap();
+    let aliased = TempDir::new("express-docroot-alias");
+    fs::write(aliased.path().join("shadowed.txt"), "from the alias\n").unwrap();
+    let app = app_path();
+    let app = app.to_str().unwrap();
+    let certs = TempDir::new("express-docroot-certs");
+    let (crt, key) = self_signed(certs.path());
+
+    let mut plain = Server::setup(
+        "express-docroot",
+        &[
+            app,
+            "--document-root",
+            root.to_str().unwrap(),
+            "--url-alias",
+            "/static",
+            aliased.path().to_str().unwrap(),
+        ],
+    );
+    plain.start();
+    assert_eq!(
+        plain.get("/page.txt").text(),
+        "a static page\n",
+        "{}",
+        plain.error_log()
+    );
+    assert_eq!(plain.get("/static/shadowed.txt").text(), "from the alias\n");
+    for (url, script_name, path_info) in [
+        ("/", "", "/"),
+        ("/missing.txt", "", "/missing.txt"),
+        ("/listed/", "", "/listed/"),
+        ("/page.txt/more", "", "/page.txt/more"),
+    ] {
+        let r = plain.get(url);
+        assert_eq!(r.status, 200, "{url}: {}", plain.error_log());
+        let env = &http::json(&r)["environ"];
+        assert_eq!(env["SCRIPT_NAME"].str(), script_name, "{url}");
+        assert_eq!(env["PATH_INFO"].str(), path_info, "{url}");
+    }
+    plain.stop();
+
+    // Directories with an index, or a listing; a --server-name host and HTTPS.
+    let mut named = Server::setup(
+        "express-docroot-named",
+        &[
+            app,
+            "--document-root",
+            root.to_str().unwrap(),
+            "--directory-index",
+            "index.html",
+            "--directory-listing",
+            "--server-name",
+            "localhost",
+            "--https-port",
+            "HTTPS_PORT",
+            "--ssl-certificate-file",
+            crt.to_str().unwrap(),
+            "--ssl-certificate-key-file",
+            key.to_str().unwrap(),
+        ],
+    );
+    named.start();
+    let host = format!("localhost:{}", named.port);
+    assert_eq!(named.get_as(&host, "/page.txt").text(), "a static page\n");
+    assert_eq!(named.get_as(&host, "/indexed/").text(), "the index\n");
+    let listing = named.get_as(&host, "/listed/");
+    assert!(listing.text().contains("one.txt"), "{}", listing.text());
+    assert_eq!(
+        http::json(&named.get_as(&host, "/missing"))["environ"]["PATH_INFO"].str(),
+        "/missing"
+    );
+    let https = format!("https://localhost:{}/page.txt", named.https_port);
+    let (body, status) = named.curl(&[], &https);
+    assert!(status.starts_with("200"), "{status}");
+    assert_eq!(body, "a static page\n");
+    named.stop();
+
+    let out = express(&["setup-server", app, "--directory-index", "index.html"]);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("--document-root"), "{}", text(&out));
 }

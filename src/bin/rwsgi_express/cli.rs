@@ -265,6 +265,21 @@ pub struct ServerArgs {
     #[arg(long, value_name = "URL")]
     pub metrics_url: Option<String>,
 
+    /// A directory whose files Apache serves as they are, at the URL paths they have under
+    /// it; other URLs go to the application (mod_wsgi-express's fallback).
+    #[arg(long, value_name = "DIRECTORY-PATH")]
+    pub document_root: Option<PathBuf>,
+
+    /// With --document-root: a directory of it is served by Apache with this index file
+    /// (DirectoryIndex) instead of going to the application.
+    #[arg(long, value_name = "FILE-NAME", requires = "document_root")]
+    pub directory_index: Option<String>,
+
+    /// With --document-root: a directory without its index file is listed (Options
+    /// +Indexes); directories go to Apache only with --directory-index.
+    #[arg(long, requires = "document_root")]
+    pub directory_listing: bool,
+
     /// With start-server: write the configuration and `apachectl` and exit, as setup-server
     /// does.
     #[arg(long)]
@@ -611,9 +626,6 @@ pub const NOT_SUPPORTED_YET: &[(&str, usize)] = &[
     ("minimum-spare-workers", 1),
     ("maximum-spare-workers", 1),
     ("proxy-timeout", 1),
-    ("document-root", 1),
-    ("directory-index", 1),
-    ("directory-listing", 0),
     ("allow-override", 1),
     ("proxy-mount-point", 2),
     ("proxy-url-alias", 2),

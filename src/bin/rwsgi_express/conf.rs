@@ -298,6 +298,76 @@ fn wsgi_section(site: &Site) -> String {
     out
 }
 
+/// A regular expression matching `text` literally.
+fn regex_literal(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if "\\.+*?()|[]{}^$".contains(c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// The document root: the server root's empty htdocs, or --document-root, whose files are
+/// served as they are while other URLs go to the application. mod_wsgi-express sends the
+/// application's URLs through the document root to a handler (a rewrite rule in its
+/// `<Directory>`); here the mapping happens before the aliases are consulted: a URL whose
+/// file exists there (or whose directory does, with --directory-index) is mapped to it, and
+/// any other goes on to the application's WSGIScriptAlias. The --url-alias URLs and the
+/// status and metrics pages are left to their own mappings.
+fn document_root(site: &Site) -> String {
+    let args = &site.args;
+    let root = match &site.document_root {
+        Some(root) => root.clone(),
+        None => site.server_root.join("htdocs"),
+    };
+    let mut out = format!("DocumentRoot {}\n<Directory {}>\n", qp(&root), qp(&root));
+    if let Some(index) = &args.directory_index {
+        out.push_str(&format!("    DirectoryIndex {}\n", q(index)));
+    }
+    if args.directory_listing {
+        out.push_str("    Options +Indexes\n");
+    }
+    out.push_str("    Require all granted\n</Directory>\n");
+    let Some(root) = &site.document_root else {
+        return out;
+    };
+    out.push_str(
+        "\n# --document-root: files in it are served as they are; other URLs go to the \
+         application.\nRewriteEngine On\nRewriteOptions InheritDown\n",
+    );
+    let mut own_urls: Vec<&str> = site.aliases.iter().map(|(url, _)| url.as_str()).collect();
+    own_urls.extend(args.metrics_url.as_deref());
+    if args.server_status {
+        own_urls.push("/server-status");
+    }
+    for url in own_urls {
+        out.push_str(&format!(
+            "RewriteCond %{{REQUEST_URI}} !^{}(/|$)\n",
+            regex_literal(url.trim_end_matches('/'))
+        ));
+    }
+    // --https-only: plain HTTP is redirected, static files too (the redirect comes later).
+    if args.https_only {
+        out.push_str("RewriteCond %{HTTPS} on\n");
+    }
+    let file = q(&format!("{}%{{REQUEST_URI}}", root.display()));
+    // Apache's own lookups (mod_dir's index file, mod_autoindex's entries) are about the
+    // document root's files: the application's mount must not answer them.
+    out.push_str("RewriteCond %{IS_SUBREQ} true [OR]\n");
+    if args.directory_index.is_some() {
+        out.push_str(&format!(
+            "RewriteCond {file} -f [OR]\nRewriteCond {file} -d\n"
+        ));
+    } else {
+        out.push_str(&format!("RewriteCond {file} -f\n"));
+    }
+    out.push_str(&format!("RewriteRule ^ {file} [L]\n"));
+    out
+}
+
 /// --enable-sendfile, --error-document, --error-override and the telemetry options: server
 /// configuration lines.
 fn server_options(site: &Site) -> String {
@@ -392,6 +462,13 @@ fn hosts(site: &Site) -> String {
         .as_deref()
         .filter(|n| n.to_ascii_lowercase().starts_with("www."))
         .map(|n| &n[4..]);
+    // The --document-root rules reach these hosts by RewriteOptions InheritDown, but the
+    // engine's state does not.
+    let rewrite = if site.document_root.is_some() {
+        "RewriteEngine On\n"
+    } else {
+        ""
+    };
     let https_redirect = |name: &str| -> String {
         let port = site.tls.as_ref().map(|t| t.port).unwrap_or(443);
         format!(
@@ -409,7 +486,7 @@ fn hosts(site: &Site) -> String {
         out.push_str("\n# --server-name: other host names get 403 from the default host.\n");
         out.push_str(&default_host(port, ""));
         out.push_str(&format!(
-            "<VirtualHost *:{port}>\nServerName {name}\n{aliases}"
+            "<VirtualHost *:{port}>\nServerName {name}\n{aliases}{rewrite}"
         ));
         if args.https_only {
             out.push_str(&https_redirect(name));
@@ -449,6 +526,7 @@ fn hosts(site: &Site) -> String {
         out.push_str(&format!("ServerName {name}\n{aliases}"));
     }
     out.push_str(&ssl);
+    out.push_str(rewrite);
     if tls.ca.is_some() {
         if args.ssl_verify_client.is_empty() {
             out.push_str("SSLVerifyClient require\nSSLVerifyDepth 1\n");
@@ -619,6 +697,8 @@ fn defines(site: &Site) -> String {
         ("MOD_WSGI_WITH_PYTHON_PATH", !args.python_paths.is_empty()),
         ("MOD_WSGI_HOST_ACCESS", site.access_script.is_some()),
         ("MOD_WSGI_ENABLE_SENDFILE", args.enable_sendfile),
+        ("MOD_WSGI_DIRECTORY_INDEX", args.directory_index.is_some()),
+        ("MOD_WSGI_DIRECTORY_LISTING", args.directory_listing),
         ("MOD_WSGI_ERROR_OVERRIDE", args.error_override),
         (
             "MOD_WSGI_TELEMETRY_SERVICE",
@@ -729,6 +809,9 @@ pub fn render(site: &Site) -> String {
     }
     if site.tls.is_some() {
         load("ssl", "ssl");
+    }
+    if args.directory_listing {
+        load("autoindex", "autoindex");
     }
     if site.auth.is_some() {
         load("auth_basic", "auth_basic");
@@ -892,6 +975,7 @@ pub fn render(site: &Site) -> String {
         ("@ENVIRONMENT@", environment),
         ("@SERVER_STATUS@", server_status),
         ("@ACCESS_CONTROL@", access_control(site)),
+        ("@DOCUMENT_ROOT@", document_root(site)),
         ("@SERVER_OPTIONS@", server_options(site)),
         ("@HOSTS@", hosts(site)),
         ("@INCLUDES@", includes),

@@ -77,6 +77,8 @@ pub struct Site {
     /// --python-path entries, absolute.
     pub python_paths: Vec<PathBuf>,
     pub aliases: Vec<(String, PathBuf)>,
+    /// --document-root, absolute; None: the server root's empty htdocs.
+    pub document_root: Option<PathBuf>,
     pub mount_point: String,
     pub module: PathBuf,
     pub identity: Identity,
@@ -220,6 +222,31 @@ pub fn resolve(args: &ServerArgs, start: bool) -> Result<Site, Fail> {
         .collect::<Result<Vec<_>, _>>()?;
     for url in &args.ignore_activity {
         check_url("--ignore-activity", url)?;
+    }
+    let document_root = args
+        .document_root
+        .as_deref()
+        .map(|p| existing_dir(p, "--document-root"))
+        .transpose()?;
+    // It is written into rewrite conditions, where % and $ start references.
+    if let Some(root) = document_root
+        .as_ref()
+        .filter(|r| r.to_string_lossy().contains(['%', '$']))
+    {
+        return Err(Fail(format!(
+            "--document-root {}: a path containing % or $ cannot be used",
+            root.display()
+        )));
+    }
+    if let Some(index) = &args.directory_index {
+        if index.is_empty()
+            || index.contains(['/', '"', '\\'])
+            || index.chars().any(char::is_whitespace)
+        {
+            return Err(Fail(format!(
+                "--directory-index {index:?}: expected a file name"
+            )));
+        }
     }
     for pair in args.error_documents.chunks(2) {
         let (status, document) = (&pair[0], &pair[1]);
@@ -392,6 +419,7 @@ pub fn resolve(args: &ServerArgs, start: bool) -> Result<Site, Fail> {
     for p in [&script, &app_dir, &module, &server_root]
         .into_iter()
         .chain(aliases.iter().map(|(_, p)| p))
+        .chain(document_root.iter())
         .chain(python_home.iter())
         .chain(python_paths.iter())
         .chain(include_files.iter())
@@ -442,6 +470,7 @@ pub fn resolve(args: &ServerArgs, start: bool) -> Result<Site, Fail> {
         app_dir,
         python_paths,
         aliases,
+        document_root,
         mount_point,
         module,
         identity,
@@ -1449,6 +1478,18 @@ fn make_readable(site: &mut Site) -> Result<(), Fail> {
                 id.user
             )));
         }
+    }
+    if let Some(root) = site
+        .document_root
+        .as_ref()
+        .filter(|r| !readable_by(&id, r, Need::Dir))
+    {
+        return Err(Fail(format!(
+            "--document-root {} is not readable by {who}; Apache's children run as {} and \
+             must read it",
+            root.display(),
+            id.user
+        )));
     }
     for dir in &site.python_paths {
         if !readable_by(&id, dir, Need::Dir) {
