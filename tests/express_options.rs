@@ -871,8 +871,8 @@ fn unsupported_and_incomplete_options_are_clear_errors() {
             "--allow-override is a mod_wsgi-express option not supported by rwsgi-express yet",
         ),
         (
-            vec!["--proxy-mount-point", "/api", "http://127.0.0.1:9/"],
-            "--proxy-mount-point is a mod_wsgi-express option not supported by rwsgi-express yet",
+            vec!["--rewrite-rules", "/tmp/rules.conf"],
+            "--rewrite-rules is a mod_wsgi-express option not supported by rwsgi-express yet",
         ),
         (
             vec!["--application-type", "static"],
@@ -2064,4 +2064,118 @@ fn document_root_serves_its_files_and_leaves_the_rest_to_the_application() {
     let out = express(&["setup-server", app, "--directory-index", "index.html"]);
     assert!(!out.status.success());
     assert!(text(&out).contains("--document-root"), "{}", text(&out));
+}
+
+/// A backend for the proxy options: answers every request with its request line and
+/// headers as the body (one request per connection). Returns its port.
+fn echo_backend() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(100) {
+            let Ok(mut stream) = stream else { continue };
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+            let mut head = String::new();
+            let mut reader = BufReader::new(&stream);
+            while reader.read_line(&mut head).map(|n| n > 2).unwrap_or(false) {}
+            let body = head.replace("\r\n", "\n");
+            let answer = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\
+                 Connection: close\r\n\r\n{body}",
+                body.len()
+            );
+            use std::io::Write;
+            let _ = stream.write_all(answer.as_bytes());
+        }
+    });
+    port
+}
+
+/// --proxy-mount-point (and --proxy-url-alias), --proxy-virtual-host and --proxy-timeout: the
+/// backend gets the request with the X-Forwarded headers; the application keeps every other
+/// URL and host name.
+#[test]
+fn proxy_options_pass_their_urls_and_hosts_to_the_backend() {
+    let backend = echo_backend();
+    let url = format!("http://127.0.0.1:{backend}");
+    let app = app_path();
+    let app = app.to_str().unwrap();
+    let mut server = Server::setup(
+        "express-proxy",
+        &[
+            app,
+            "--proxy-mount-point",
+            "/api",
+            &url,
+            "--proxy-url-alias",
+            "/other/",
+            &format!("{url}/elsewhere/"),
+            "--proxy-virtual-host",
+            "backend.test",
+            &url,
+            "--proxy-timeout",
+            "7",
+        ],
+    );
+    let conf = fs::read_to_string(server.root.join("httpd.conf")).unwrap();
+    assert!(conf.contains("ProxyTimeout 7"), "{conf}");
+    server.start();
+    let seen = server.get("/api/items?x=1");
+    assert_eq!(seen.status, 200, "{}", server.error_log());
+    let seen = seen.text();
+    assert!(seen.starts_with("GET /items?x=1 HTTP/1.1\n"), "{seen}");
+    for header in [
+        "X-Forwarded-Prefix: /api",
+        &format!("X-Forwarded-Port: {}", server.port),
+        "X-Forwarded-For: 127.0.0.1",
+    ] {
+        assert!(seen.contains(header), "{header}: {seen}");
+    }
+    let other = server.get("/other/a").text();
+    assert!(other.starts_with("GET /elsewhere/a HTTP/1.1\n"), "{other}");
+    // The bare prefix is redirected to the prefix with a slash.
+    let bare = server.get("/api");
+    assert_eq!(bare.status, 302);
+    assert!(
+        bare.header("Location").unwrap_or("").ends_with("/api/"),
+        "{:?}",
+        bare.headers
+    );
+    let by_host = server.get_as("backend.test", "/anything").text();
+    assert!(by_host.starts_with("GET /anything HTTP/1.1\n"), "{by_host}");
+    // The application: other URLs, and other host names.
+    for host in [
+        format!("127.0.0.1:{}", server.port),
+        "elsewhere.test".to_string(),
+    ] {
+        let r = server.get_as(&host, "/apix");
+        assert_eq!(r.status, 200, "{host}: {}", server.error_log());
+        assert_eq!(
+            http::json(&r)["environ"]["PATH_INFO"].str(),
+            "/apix",
+            "{host}"
+        );
+    }
+    server.stop();
+
+    for (args, expected) in [
+        (
+            vec!["--proxy-timeout", "5"],
+            "--proxy-timeout needs --proxy-mount-point",
+        ),
+        (
+            vec!["--proxy-mount-point", "/api", "ftp://x/"],
+            "--proxy-mount-point \"ftp://x/\": expected an http://",
+        ),
+        (
+            vec!["--proxy-mount-point", "api", "http://x/"],
+            "--proxy-mount-point \"api\": expected a URL path",
+        ),
+    ] {
+        let mut all = vec!["setup-server", app];
+        all.extend(&args);
+        let out = express(&all);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", text(&out));
+        assert!(text(&out).contains(expected), "{args:?}: {}", text(&out));
+    }
 }

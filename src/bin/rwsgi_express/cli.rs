@@ -280,6 +280,26 @@ pub struct ServerArgs {
     #[arg(long, requires = "document_root")]
     pub directory_listing: bool,
 
+    /// Proxy URL-PATH and the URLs under it to URL (ProxyPass, WebSocket upgrades
+    /// included), with X-Forwarded-Port, -Scheme and -Prefix; repeatable.
+    #[arg(long = "proxy-mount-point", num_args = 2, value_names = ["URL-PATH", "URL"],
+          action = clap::ArgAction::Append)]
+    pub proxy_mount_points: Vec<String>,
+
+    /// The same as --proxy-mount-point (mod_wsgi-express's other name for it).
+    #[arg(long = "proxy-url-alias", num_args = 2, value_names = ["URL-PATH", "URL"],
+          action = clap::ArgAction::Append, hide = true)]
+    pub proxy_url_aliases: Vec<String>,
+
+    /// Proxy every request for the host name HOSTNAME to URL (a virtual host); repeatable.
+    #[arg(long = "proxy-virtual-host", num_args = 2, value_names = ["HOSTNAME", "URL"],
+          action = clap::ArgAction::Append)]
+    pub proxy_virtual_hosts: Vec<String>,
+
+    /// Seconds to wait for a proxied backend (ProxyTimeout; default: --socket-timeout).
+    #[arg(long, value_name = "SECONDS")]
+    pub proxy_timeout: Option<u64>,
+
     /// With start-server: write the configuration and `apachectl` and exit, as setup-server
     /// does.
     #[arg(long)]
@@ -625,11 +645,7 @@ pub const NOT_SUPPORTED_YET: &[(&str, usize)] = &[
     ("initial-workers", 1),
     ("minimum-spare-workers", 1),
     ("maximum-spare-workers", 1),
-    ("proxy-timeout", 1),
     ("allow-override", 1),
-    ("proxy-mount-point", 2),
-    ("proxy-url-alias", 2),
-    ("proxy-virtual-host", 2),
     ("enable-telemetry", 0),
     ("telemetry-ui-port", 1),
     ("free-threading", 0),

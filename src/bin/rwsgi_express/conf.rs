@@ -298,6 +298,77 @@ fn wsgi_section(site: &Site) -> String {
     out
 }
 
+/// --proxy-mount-point and --proxy-virtual-host, as mod_wsgi-express writes them: ProxyPass
+/// with WebSocket upgrades, and the X-Forwarded-Port, -Scheme (over HTTPS) and -Prefix
+/// headers a backend needs to build its own URLs (mod_proxy_http adds X-Forwarded-For and
+/// -Host). mod_proxy maps its URLs before mod_rewrite and the aliases do.
+fn proxies(site: &Site) -> String {
+    let args = &site.args;
+    let mut out = String::new();
+    let mounts = super::site::proxy_mount_points(args);
+    if mounts.is_empty() && args.proxy_virtual_hosts.is_empty() {
+        return out;
+    }
+    out.push_str("\n# --proxy-mount-point, --proxy-virtual-host\n");
+    if let Some(seconds) = args.proxy_timeout {
+        out.push_str(&format!("ProxyTimeout {seconds}\n"));
+    }
+    let forwarded = "    RewriteEngine On\n    RewriteRule .* - [E=RWSGI_PROXY_PORT:%{SERVER_PORT},NE]\n    \
+         RequestHeader set X-Forwarded-Port %{RWSGI_PROXY_PORT}e\n    RewriteCond %{HTTPS} on\n    \
+         RewriteRule .* - [E=RWSGI_PROXY_SCHEME:https,NE]\n    \
+         RequestHeader set X-Forwarded-Scheme %{RWSGI_PROXY_SCHEME}e env=RWSGI_PROXY_SCHEME\n";
+    for (path, url) in mounts {
+        // Both sides end in "/": /api/x goes to URL/x, and /api itself is redirected to /api/.
+        let prefix = path.trim_end_matches('/');
+        let backend = format!("{}/", url.trim_end_matches('/'));
+        out.push_str(&format!(
+            "ProxyPass {} {} upgrade=websocket\nProxyPassReverse {} {}\n\
+             <Location {}>\n{forwarded}    RequestHeader set X-Forwarded-Prefix {}\n</Location>\n",
+            q(&format!("{prefix}/")),
+            q(&backend),
+            q(&format!("{prefix}/")),
+            q(&backend),
+            q(&format!("{prefix}/")),
+            q(if prefix.is_empty() { "/" } else { prefix }),
+        ));
+        if !prefix.is_empty() {
+            out.push_str(&format!(
+                "<LocationMatch {}>\n    RewriteEngine On\n    \
+                 RewriteRule .* %{{REQUEST_SCHEME}}://%{{HTTP_HOST}}%{{REQUEST_URI}}/ [R=302,L]\n\
+                 </LocationMatch>\n",
+                q(&format!("^{}$", regex_literal(prefix)))
+            ));
+        }
+    }
+    if !args.proxy_virtual_hosts.is_empty() {
+        // Requests for any other host name stay with the site: without --server-name the
+        // first virtual host of the port would otherwise take them.
+        if args.server_name.is_none() {
+            let rewrite = if site.document_root.is_some() {
+                "RewriteEngine On\n"
+            } else {
+                ""
+            };
+            out.push_str(&format!(
+                "<VirtualHost *:{}>\nServerName {}\n{rewrite}</VirtualHost>\n",
+                site.port, site.host
+            ));
+        }
+        for pair in args.proxy_virtual_hosts.chunks(2) {
+            let backend = format!("{}/", pair[1].trim_end_matches('/'));
+            out.push_str(&format!(
+                "<VirtualHost *:{}>\nServerName {}\nProxyPass / {} upgrade=websocket\n\
+                 ProxyPassReverse / {}\n{forwarded}</VirtualHost>\n",
+                site.port,
+                pair[0],
+                q(&backend),
+                q(&backend)
+            ));
+        }
+    }
+    out
+}
+
 /// A regular expression matching `text` literally.
 fn regex_literal(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
@@ -697,6 +768,11 @@ fn defines(site: &Site) -> String {
         ("MOD_WSGI_WITH_PYTHON_PATH", !args.python_paths.is_empty()),
         ("MOD_WSGI_HOST_ACCESS", site.access_script.is_some()),
         ("MOD_WSGI_ENABLE_SENDFILE", args.enable_sendfile),
+        (
+            "MOD_WSGI_WITH_PROXY",
+            !args.proxy_virtual_hosts.is_empty()
+                || !super::site::proxy_mount_points(args).is_empty(),
+        ),
         ("MOD_WSGI_DIRECTORY_INDEX", args.directory_index.is_some()),
         ("MOD_WSGI_DIRECTORY_LISTING", args.directory_listing),
         ("MOD_WSGI_ERROR_OVERRIDE", args.error_override),
@@ -812,6 +888,10 @@ pub fn render(site: &Site) -> String {
     }
     if args.directory_listing {
         load("autoindex", "autoindex");
+    }
+    if !args.proxy_virtual_hosts.is_empty() || !super::site::proxy_mount_points(args).is_empty() {
+        load("proxy", "proxy");
+        load("proxy_http", "proxy_http");
     }
     if site.auth.is_some() {
         load("auth_basic", "auth_basic");
@@ -976,6 +1056,7 @@ pub fn render(site: &Site) -> String {
         ("@SERVER_STATUS@", server_status),
         ("@ACCESS_CONTROL@", access_control(site)),
         ("@DOCUMENT_ROOT@", document_root(site)),
+        ("@PROXIES@", proxies(site)),
         ("@SERVER_OPTIONS@", server_options(site)),
         ("@HOSTS@", hosts(site)),
         ("@INCLUDES@", includes),

@@ -261,6 +261,7 @@ pub fn resolve(args: &ServerArgs, start: bool) -> Result<Site, Fail> {
         check_config_value("--error-document", status, document)?;
     }
     check_telemetry(args)?;
+    check_proxies(args)?;
     let access_script = args
         .host_access_script
         .as_deref()
@@ -498,6 +499,46 @@ pub fn resolve(args: &ServerArgs, start: bool) -> Result<Site, Fail> {
     }
     make_readable(&mut site)?;
     Ok(site)
+}
+
+/// The --proxy-mount-point (and --proxy-url-alias) pairs: (URL path, backend URL).
+pub fn proxy_mount_points(args: &ServerArgs) -> Vec<(&str, &str)> {
+    args.proxy_mount_points
+        .chunks(2)
+        .chain(args.proxy_url_aliases.chunks(2))
+        .map(|c| (c[0].as_str(), c[1].as_str()))
+        .collect()
+}
+
+/// The proxy options: URL paths, backend URLs mod_proxy_http can reach, host names.
+fn check_proxies(args: &ServerArgs) -> Result<(), Fail> {
+    let backend = |what: &str, url: &str| -> Result<(), Fail> {
+        let scheme_ok = ["http://", "https://", "ws://", "wss://", "unix:"]
+            .iter()
+            .any(|s| url.starts_with(s));
+        if !scheme_ok || url.chars().any(|c| c.is_whitespace() || c == '"') {
+            return Err(Fail(format!(
+                "{what} {url:?}: expected an http://, https://, ws://, wss:// or \
+                 unix:/path|http://host/ URL"
+            )));
+        }
+        check_config_value(what, "", url)
+    };
+    for (path, url) in proxy_mount_points(args) {
+        check_url("--proxy-mount-point", path)?;
+        backend("--proxy-mount-point", url)?;
+    }
+    let hosts: Vec<&[String]> = args.proxy_virtual_hosts.chunks(2).collect();
+    for pair in &hosts {
+        check_server_name(&pair[0])?;
+        backend("--proxy-virtual-host", &pair[1])?;
+    }
+    if args.proxy_timeout.is_some() && hosts.is_empty() && proxy_mount_points(args).is_empty() {
+        return Err(Fail(
+            "--proxy-timeout needs --proxy-mount-point or --proxy-virtual-host".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// --telemetry-service (a Unix datagram socket, as WSGITelemetryService takes) and its
