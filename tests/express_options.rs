@@ -2179,3 +2179,166 @@ fn proxy_options_pass_their_urls_and_hosts_to_the_backend() {
         assert!(text(&out).contains(expected), "{args:?}: {}", text(&out));
     }
 }
+
+/// --service-script with --service-user: the service runs as that user in its own daemon
+/// process, and stops with Apache. --free-threading, --mime-types, --shell-executable,
+/// --httpd-executable and --modules-directory reach Apache.
+#[test]
+fn service_scripts_and_apache_installation_options() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = TempDir::new("express-service");
+    let out_dir = tmp.path().join("out");
+    fs::create_dir(&out_dir).unwrap();
+    fs::set_permissions(&out_dir, fs::Permissions::from_mode(0o777)).unwrap();
+    let script = tmp.path().join("service.py");
+    fs::write(
+        &script,
+        format!(
+            "import os, time\n\
+             with open({:?}, 'w') as f:\n    f.write('%d %d' % (os.getpid(), os.getuid()))\n\
+             while True:\n    time.sleep(0.2)\n",
+            out_dir.join("ran").display().to_string()
+        ),
+    )
+    .unwrap();
+    // The modules, seen through a directory of links; Apache through a wrapper that says it
+    // ran; a MIME type of our own.
+    let modules = tmp.path().join("modules");
+    fs::create_dir(&modules).unwrap();
+    for entry in fs::read_dir("/usr/lib/apache2/modules").unwrap() {
+        let entry = entry.unwrap();
+        std::os::unix::fs::symlink(entry.path(), modules.join(entry.file_name())).unwrap();
+    }
+    let wrapper = tmp.path().join("httpd-wrapper");
+    fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\ntouch {:?}\nexec /usr/sbin/apache2 \"$@\"\n",
+            tmp.path().join("wrapper-ran").display().to_string()
+        ),
+    )
+    .unwrap();
+    fs::set_permissions(&wrapper, fs::Permissions::from_mode(0o755)).unwrap();
+    let mime = tmp.path().join("mime.types");
+    fs::write(
+        &mime,
+        "application/x-rwsgi-test\trwsgitest\ntext/plain\ttxt\n",
+    )
+    .unwrap();
+    let files = tmp.path().join("files");
+    fs::create_dir(&files).unwrap();
+    fs::write(files.join("a.rwsgitest"), "typed\n").unwrap();
+
+    let app = app_path();
+    let mut server = Server::setup(
+        "express-service",
+        &[
+            app.to_str().unwrap(),
+            "--service-script",
+            "worker",
+            script.to_str().unwrap(),
+            "--service-user",
+            "worker",
+            "nobody",
+            "--free-threading",
+            "--mime-types",
+            mime.to_str().unwrap(),
+            "--shell-executable",
+            "/bin/bash",
+            "--httpd-executable",
+            wrapper.to_str().unwrap(),
+            "--modules-directory",
+            modules.to_str().unwrap(),
+            "--url-alias",
+            "/files",
+            files.to_str().unwrap(),
+        ],
+    );
+    let conf = fs::read_to_string(server.root.join("httpd.conf")).unwrap();
+    assert!(conf.contains("WSGIFreeThreading On"), "{conf}");
+    assert!(
+        conf.contains(&format!(
+            "Define MOD_WSGI_MODULES_DIRECTORY \"{}\"",
+            modules.display()
+        )),
+        "{conf}"
+    );
+    let ctl = fs::read_to_string(server.root.join("apachectl")).unwrap();
+    assert!(ctl.starts_with("#!/bin/bash\n"), "{ctl}");
+    let check = server.ctl("configtest");
+    assert!(check.status.success(), "{}", text(&check));
+    assert_eq!(
+        text(&check).contains("WSGIFreeThreading On has no effect"),
+        !common::module_python_is_free_threaded(),
+        "{}",
+        text(&check)
+    );
+    server.start();
+    assert!(
+        tmp.path().join("wrapper-ran").exists(),
+        "--httpd-executable not used"
+    );
+    let typed = server.get("/files/a.rwsgitest");
+    assert_eq!(
+        typed.header("Content-Type"),
+        Some("application/x-rwsgi-test")
+    );
+    // The service: its own process, as nobody.
+    let ran = out_dir.join("ran");
+    let started = Instant::now();
+    while !ran.exists() || fs::read_to_string(&ran).unwrap().split(' ').count() < 2 {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the service did not run in 20 s\n{}",
+            server.error_log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let ran = fs::read_to_string(&ran).unwrap();
+    let (pid, uid) = ran.split_once(' ').unwrap();
+    let nobody = nix::unistd::User::from_name("nobody").unwrap().unwrap();
+    assert_eq!(uid, nobody.uid.to_string(), "{ran}");
+    let cmdline = fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    assert!(cmdline.contains("service:worker"), "{cmdline:?}");
+    assert_eq!(server.get("/").status, 200, "{}", server.error_log());
+    server.stop();
+    assert!(!alive(pid.parse().unwrap()), "the service outlived Apache");
+
+    let app = app.to_str().unwrap();
+    let script = script.to_str().unwrap();
+    for (args, expected) in [
+        (
+            vec!["--service-user", "worker", "nobody"],
+            "--service-user worker: no --service-script worker",
+        ),
+        (
+            vec!["--service-script", "bad name", script],
+            "--service-script \"bad name\": a service name is",
+        ),
+        (
+            vec![
+                "--service-script",
+                "w",
+                script,
+                "--service-user",
+                "w",
+                "no-such-user-x",
+            ],
+            "--service-user w no-such-user-x: no such user",
+        ),
+        (
+            vec!["--httpd-executable", "/etc/hostname"],
+            "--httpd-executable /etc/hostname: not an executable file",
+        ),
+        (
+            vec!["--mime-types", "/nonexistent/mime.types"],
+            "--mime-types",
+        ),
+    ] {
+        let mut all = vec!["setup-server", app];
+        all.extend(&args);
+        let out = express(&all);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", text(&out));
+        assert!(text(&out).contains(expected), "{args:?}: {}", text(&out));
+    }
+}

@@ -90,11 +90,11 @@ fn setup_server(args: &ServerArgs) -> Result<u8, Fail> {
         "Control it with: {root}/apachectl start|stop|restart|graceful|configtest \
          (or `foreground` to run it in this terminal)"
     );
-    if !std::path::Path::new(conf::APACHE_BIN).exists() {
+    if !site.apache_bin.exists() {
         eprintln!(
             "rwsgi-express: note: {} not found; install Apache (apt-get install apache2) \
              before starting it",
-            conf::APACHE_BIN
+            site.apache_bin.display()
         );
     }
     Ok(0)

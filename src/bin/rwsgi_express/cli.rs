@@ -280,6 +280,45 @@ pub struct ServerArgs {
     #[arg(long, requires = "document_root")]
     pub directory_listing: bool,
 
+    /// Run the Python script SCRIPT-PATH as the managed service NAME: its own daemon process
+    /// (group `service:NAME`, no request threads), started with Apache and restarted if it
+    /// dies; repeatable.
+    #[arg(long = "service-script", num_args = 2, value_names = ["SERVICE", "SCRIPT-PATH"],
+          action = clap::ArgAction::Append)]
+    pub service_scripts: Vec<String>,
+
+    /// Run as root: the user the service SERVICE runs as (default: --user's); repeatable.
+    #[arg(long = "service-user", num_args = 2, value_names = ["SERVICE", "USERNAME"],
+          action = clap::ArgAction::Append)]
+    pub service_users: Vec<String>,
+
+    /// Run as root: the group the service SERVICE runs as (default: --group's); repeatable.
+    #[arg(long = "service-group", num_args = 2, value_names = ["SERVICE", "GROUP"],
+          action = clap::ArgAction::Append)]
+    pub service_groups: Vec<String>,
+
+    /// Emit WSGIFreeThreading On: the daemon's interpreters run without the GIL on a
+    /// free-threaded Python build (on another build Apache logs a warning).
+    #[arg(long)]
+    pub free_threading: bool,
+
+    /// The MIME types file Apache uses (TypesConfig; default /etc/mime.types).
+    #[arg(long, value_name = "FILE-PATH")]
+    pub mime_types: Option<PathBuf>,
+
+    /// The shell that runs the generated `apachectl` (default /bin/sh).
+    #[arg(long, value_name = "FILE-PATH")]
+    pub shell_executable: Option<PathBuf>,
+
+    /// The Apache executable (default /usr/sbin/apache2).
+    #[arg(long, value_name = "FILE-PATH")]
+    pub httpd_executable: Option<PathBuf>,
+
+    /// The directory of Apache's modules (default /usr/lib/apache2/modules):
+    /// ${MOD_WSGI_MODULES_DIRECTORY}.
+    #[arg(long, value_name = "DIRECTORY-PATH")]
+    pub modules_directory: Option<PathBuf>,
+
     /// Proxy URL-PATH and the URLs under it to URL (ProxyPass, WebSocket upgrades
     /// included), with X-Forwarded-Port, -Scheme and -Prefix; repeatable.
     #[arg(long = "proxy-mount-point", num_args = 2, value_names = ["URL-PATH", "URL"],
@@ -648,22 +687,14 @@ pub const NOT_SUPPORTED_YET: &[(&str, usize)] = &[
     ("allow-override", 1),
     ("enable-telemetry", 0),
     ("telemetry-ui-port", 1),
-    ("free-threading", 0),
     ("rewrite-rules", 1),
     ("server-mpm", 1),
     ("verbose-debugging", 0),
-    ("shell-executable", 1),
-    ("httpd-executable", 1),
     ("process-name", 1),
-    ("modules-directory", 1),
-    ("mime-types", 1),
     ("socket-prefix", 1),
     ("add-handler", 2),
     ("with-php5", 0),
     ("with-cgi", 0),
-    ("service-script", 2),
-    ("service-user", 2),
-    ("service-group", 2),
     ("service-log-file", 2),
     ("enable-docs", 0),
     ("debug-mode", 0),

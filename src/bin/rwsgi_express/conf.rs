@@ -3,10 +3,9 @@
 
 use std::path::Path;
 
-use super::site::{MODULES_DIR, Site, py_str};
+use super::site::{Site, py_str};
 use super::{Fail, write_file};
 
-pub const APACHE_BIN: &str = "/usr/sbin/apache2";
 const TEMPLATE: &str = include_str!("../../../apache/httpd-express.conf.in");
 
 /// Loaded into the daemon before the application (WSGIImportScript): a thread that stats
@@ -246,6 +245,40 @@ fn wsgi_mount(site: &Site) -> String {
     )
 }
 
+/// --service-script: each service its own daemon process group `service:NAME` without request
+/// threads, which loads the script at start, as mod_wsgi-express writes it.
+fn services(site: &Site) -> String {
+    let mut out = String::new();
+    let python_path: Vec<String> = std::iter::once(&site.app_dir)
+        .chain(&site.python_paths)
+        .map(|p| p.display().to_string())
+        .collect();
+    let locale = site.args.locale.as_deref().unwrap_or("C.UTF-8");
+    let lang = site.args.lang.as_deref().unwrap_or(locale);
+    for service in &site.services {
+        let group = q(&format!("service:{}", service.name));
+        out.push_str(&format!(
+            "# --service-script {}\nWSGIDaemonProcess {group} display-name=%{{GROUP}} \
+             threads=0 user={} group={} \\\n    home={} python-path={} lang={} locale={}",
+            service.name,
+            q(&service.identity.user),
+            q(&service.identity.group),
+            qp(&site.app_dir),
+            q(&python_path.join(":")),
+            q(lang),
+            q(locale),
+        ));
+        if let Some(home) = &site.python_home {
+            out.push_str(&format!(" python-home={}", qp(home)));
+        }
+        out.push_str(&format!(
+            "\nWSGIImportScript {} process-group={group} application-group=%{{GLOBAL}}\n",
+            qp(&service.script)
+        ));
+    }
+    out
+}
+
 /// The application: a daemon process group (default) or embedded in Apache's children.
 fn wsgi_section(site: &Site) -> String {
     let root = site.server_root.display();
@@ -289,6 +322,12 @@ fn wsgi_section(site: &Site) -> String {
     if site.args.disable_reloading {
         out.push_str("WSGIScriptReloading Off\n");
     }
+    if site.args.free_threading {
+        out.push_str(
+            "# --free-threading: no GIL, on a free-threaded Python.\nWSGIFreeThreading On\n",
+        );
+    }
+    out.push_str(&services(site));
     if site.generated.is_some() {
         out.push_str(&format!(
             "<Directory \"{root}\">\n    <Files \"handler.wsgi\">\n        Require all granted\n    \
@@ -680,7 +719,10 @@ fn defines(site: &Site) -> String {
     let mut out =
         String::from("# What mod_wsgi-express defines, for configuration files written for it.\n");
     let mut vars: Vec<(&str, String)> = vec![
-        ("MOD_WSGI_MODULES_DIRECTORY", MODULES_DIR.to_string()),
+        (
+            "MOD_WSGI_MODULES_DIRECTORY",
+            site.modules_dir.display().to_string(),
+        ),
         (
             "MOD_WSGI_SERVER_ROOT",
             site.server_root.display().to_string(),
@@ -768,6 +810,7 @@ fn defines(site: &Site) -> String {
         ("MOD_WSGI_WITH_PYTHON_PATH", !args.python_paths.is_empty()),
         ("MOD_WSGI_HOST_ACCESS", site.access_script.is_some()),
         ("MOD_WSGI_ENABLE_SENDFILE", args.enable_sendfile),
+        ("MOD_WSGI_FREE_THREADING", args.free_threading),
         (
             "MOD_WSGI_WITH_PROXY",
             !args.proxy_virtual_hosts.is_empty()
@@ -803,10 +846,7 @@ fn defines(site: &Site) -> String {
     // The MPM loaded, and every MPM Apache has, as mod_wsgi-express tells its template.
     out.push_str(&format!("Define MOD_WSGI_MPM_ENABLE_{mpm}_MODULE\n"));
     for name in ["event", "worker", "prefork"] {
-        if Path::new(MODULES_DIR)
-            .join(format!("mod_mpm_{name}.so"))
-            .exists()
-        {
+        if site.modules_dir.join(format!("mod_mpm_{name}.so")).exists() {
             out.push_str(&format!(
                 "Define MOD_WSGI_MPM_EXISTS_{}_MODULE\n",
                 name.to_ascii_uppercase()
@@ -1056,6 +1096,7 @@ pub fn render(site: &Site) -> String {
         ("@SERVER_STATUS@", server_status),
         ("@ACCESS_CONTROL@", access_control(site)),
         ("@DOCUMENT_ROOT@", document_root(site)),
+        ("@MIME_TYPES@", site.mime_types.display().to_string()),
         ("@PROXIES@", proxies(site)),
         ("@SERVER_OPTIONS@", server_options(site)),
         ("@HOSTS@", hosts(site)),
@@ -1087,7 +1128,7 @@ fn sh_quote(s: &str) -> String {
 pub fn apachectl(site: &Site) -> String {
     let extra: Vec<String> = site.httpd_args().iter().map(|a| sh_quote(a)).collect();
     format!(
-        r#"#!/bin/sh
+        r#"#!{shell}
 # Written by rwsgi-express: controls the Apache instance configured in this directory.
 HTTPD={httpd}
 CONF={conf}
@@ -1138,7 +1179,8 @@ case "$1" in
     exit 2 ;;
 esac
 "#,
-        httpd = sh_quote(APACHE_BIN),
+        shell = site.shell.display(),
+        httpd = sh_quote(&site.apache_bin.display().to_string()),
         conf = sh_quote(&site.conf_path().display().to_string()),
         pidfile = sh_quote(&site.pid_file().display().to_string()),
         envvars = sh_quote(&site.envvars_script().display().to_string()),

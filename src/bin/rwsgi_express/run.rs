@@ -17,7 +17,6 @@ use nix::sys::signal::{SigSet, Signal, kill, killpg};
 use nix::unistd::Pid;
 
 use super::Fail;
-use super::conf::APACHE_BIN;
 use super::site::Site;
 
 /// How long Apache may take to listen, and to stop before it is killed.
@@ -26,9 +25,11 @@ const STOP_LIMIT: Duration = Duration::from_secs(15);
 
 /// Runs Apache until a stop signal; returns the exit code for rwsgi-express.
 pub fn run_apache(site: &Site) -> Result<i32, Fail> {
-    if !Path::new(APACHE_BIN).exists() {
+    let apache_bin = &site.apache_bin;
+    if !apache_bin.exists() {
         return Err(Fail(format!(
-            "{APACHE_BIN} not found; install Apache (apt-get install apache2)"
+            "{} not found; install Apache (apt-get install apache2)",
+            apache_bin.display()
         )));
     }
     let signals = SigSet::from_iter([
@@ -56,10 +57,10 @@ pub fn run_apache(site: &Site) -> Result<i32, Fail> {
         sh.arg("-c")
             .arg(". \"$0\" && exec \"$@\"")
             .arg(&envvars)
-            .arg(APACHE_BIN);
+            .arg(apache_bin);
         sh
     } else {
-        Command::new(APACHE_BIN)
+        Command::new(apache_bin)
     };
     cmd.arg("-f")
         .arg(&conf)
@@ -83,7 +84,7 @@ pub fn run_apache(site: &Site) -> Result<i32, Fail> {
     }
     let mut child = cmd
         .spawn()
-        .map_err(|e| Fail(format!("cannot start {APACHE_BIN}: {e}")))?;
+        .map_err(|e| Fail(format!("cannot start {}: {e}", apache_bin.display())))?;
     let pid = child.id() as i32;
     let log_hint = if site.log_to_terminal {
         "see its messages above".to_string()

@@ -16,6 +16,8 @@ use super::cli::{AppType, ServerArgs};
 
 /// Where Debian's Apache keeps its modules (mpm_event, authz_core, mime, alias, dir).
 pub const MODULES_DIR: &str = "/usr/lib/apache2/modules";
+/// Debian's Apache executable.
+pub const APACHE_BIN: &str = "/usr/sbin/apache2";
 /// The installed module, preferred when present.
 const INSTALLED_MODULE: &str = "/usr/lib/apache2/modules/mod_rwsgi.so";
 /// Files copied at most when the application has to be copied.
@@ -31,6 +33,15 @@ pub struct Identity {
     pub gid: u32,
     /// Apache starts as root and switches to this identity (User/Group lines).
     pub switch: bool,
+}
+
+/// A --service-script: its own daemon process group `service:NAME`, without request threads.
+#[derive(Debug, Clone)]
+pub struct Service {
+    pub name: String,
+    pub script: PathBuf,
+    /// Who it runs as: --user/--group, or --service-user/--service-group.
+    pub identity: Identity,
 }
 
 /// --auth-user-script and its companions, checked: the scripts exist.
@@ -89,6 +100,16 @@ pub struct Site {
     pub python_home: Option<PathBuf>,
     pub tls: Option<Tls>,
     pub include_files: Vec<PathBuf>,
+    /// --service-script services, checked.
+    pub services: Vec<Service>,
+    /// The Apache executable (--httpd-executable).
+    pub apache_bin: PathBuf,
+    /// Apache's modules (--modules-directory): ${MOD_WSGI_MODULES_DIRECTORY}.
+    pub modules_dir: PathBuf,
+    /// TypesConfig (--mime-types).
+    pub mime_types: PathBuf,
+    /// The shell of `apachectl` (--shell-executable).
+    pub shell: PathBuf,
     /// --host-access-script, absolute.
     pub access_script: Option<PathBuf>,
     pub auth: Option<Auth>,
@@ -262,6 +283,31 @@ pub fn resolve(args: &ServerArgs, start: bool) -> Result<Site, Fail> {
     }
     check_telemetry(args)?;
     check_proxies(args)?;
+    let program = |path: &Option<PathBuf>, default: &str, what: &str| -> Result<PathBuf, Fail> {
+        match path {
+            None => Ok(PathBuf::from(default)),
+            Some(p) => {
+                let abs = existing(p, what)?;
+                if nix::unistd::access(&abs, AccessFlags::X_OK).is_err() || abs.is_dir() {
+                    return Err(Fail(format!(
+                        "{what} {}: not an executable file",
+                        abs.display()
+                    )));
+                }
+                Ok(abs)
+            }
+        }
+    };
+    let apache_bin = program(&args.httpd_executable, APACHE_BIN, "--httpd-executable")?;
+    let shell = program(&args.shell_executable, "/bin/sh", "--shell-executable")?;
+    let modules_dir = match &args.modules_directory {
+        Some(dir) => existing_dir(dir, "--modules-directory")?,
+        None => PathBuf::from(MODULES_DIR),
+    };
+    let mime_types = match &args.mime_types {
+        Some(file) => existing(file, "--mime-types")?,
+        None => PathBuf::from("/etc/mime.types"),
+    };
     let access_script = args
         .host_access_script
         .as_deref()
@@ -485,6 +531,11 @@ pub fn resolve(args: &ServerArgs, start: bool) -> Result<Site, Fail> {
         python_home,
         tls,
         include_files,
+        services: Vec::new(),
+        apache_bin,
+        modules_dir,
+        mime_types,
+        shell,
         access_script,
         auth,
         setenv,
@@ -498,7 +549,112 @@ pub fn resolve(args: &ServerArgs, start: bool) -> Result<Site, Fail> {
         super::write_file(&site.script, text, 0o644)?;
     }
     make_readable(&mut site)?;
+    site.services = services(args, &site.identity)?;
     Ok(site)
+}
+
+/// The --service-script services, with --service-user and --service-group (root only: a
+/// service of anyone else runs as them); each script readable by who runs it.
+fn services(args: &ServerArgs, main: &Identity) -> Result<Vec<Service>, Fail> {
+    let pairs = |v: &[String]| -> Vec<(String, String)> {
+        v.chunks(2).map(|c| (c[0].clone(), c[1].clone())).collect()
+    };
+    let (scripts, users, groups) = (
+        pairs(&args.service_scripts),
+        pairs(&args.service_users),
+        pairs(&args.service_groups),
+    );
+    for (what, list) in [("--service-user", &users), ("--service-group", &groups)] {
+        if let Some((name, _)) = list
+            .iter()
+            .find(|(n, _)| !scripts.iter().any(|(s, _)| s == n))
+        {
+            return Err(Fail(format!(
+                "{what} {name}: no --service-script {name} to apply it to"
+            )));
+        }
+    }
+    let mut out: Vec<Service> = Vec::new();
+    for (name, script) in scripts {
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        {
+            return Err(Fail(format!(
+                "--service-script {name:?}: a service name is letters, digits, -, _ and ."
+            )));
+        }
+        if out.iter().any(|s| s.name == name) {
+            return Err(Fail(format!("--service-script {name}: named twice")));
+        }
+        let script = existing(Path::new(&script), "--service-script")?;
+        check_config_safe(&script)?;
+        let user = users
+            .iter()
+            .rev()
+            .find(|(n, _)| *n == name)
+            .map(|(_, u)| u.as_str());
+        let group = groups
+            .iter()
+            .rev()
+            .find(|(n, _)| *n == name)
+            .map(|(_, g)| g.as_str());
+        let identity = if user.is_none() && group.is_none() {
+            main.clone()
+        } else if !main.switch {
+            return Err(Fail(format!(
+                "--service-user/--service-group {name}: only root can run a service as \
+                 another user"
+            )));
+        } else {
+            let u = match user {
+                Some(u) => User::from_name(u)
+                    .ok()
+                    .flatten()
+                    .ok_or_else(|| Fail(format!("--service-user {name} {u}: no such user")))?,
+                None => User::from_uid(Uid::from_raw(main.uid))
+                    .ok()
+                    .flatten()
+                    .ok_or_else(|| Fail(format!("user #{}: no such user", main.uid)))?,
+            };
+            if u.uid.is_root() {
+                return Err(Fail(format!(
+                    "--service-user {name} root: mod_rwsgi's daemons never run as root"
+                )));
+            }
+            let g = match group {
+                Some(g) => Group::from_name(g)
+                    .ok()
+                    .flatten()
+                    .ok_or_else(|| Fail(format!("--service-group {name} {g}: no such group")))?,
+                None => Group::from_gid(Gid::from_raw(main.gid))
+                    .ok()
+                    .flatten()
+                    .ok_or_else(|| Fail(format!("group #{}: no such group", main.gid)))?,
+            };
+            Identity {
+                user: u.name,
+                group: g.name,
+                uid: u.uid.as_raw(),
+                gid: g.gid.as_raw(),
+                switch: true,
+            }
+        };
+        if !readable_by(&identity, &script, Need::File) {
+            return Err(Fail(format!(
+                "--service-script {name} {}: not readable by user {}, who runs it",
+                script.display(),
+                identity.user
+            )));
+        }
+        out.push(Service {
+            name,
+            script,
+            identity,
+        });
+    }
+    Ok(out)
 }
 
 /// The --proxy-mount-point (and --proxy-url-alias) pairs: (URL path, backend URL).
