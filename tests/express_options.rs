@@ -2306,6 +2306,9 @@ fn service_scripts_and_apache_installation_options() {
 
     let app = app.to_str().unwrap();
     let script = script.to_str().unwrap();
+    let not_executable = mime.to_str().unwrap();
+    let not_executable_error =
+        format!("--httpd-executable {not_executable}: not an executable file");
     for (args, expected) in [
         (
             vec!["--service-user", "worker", "nobody"],
@@ -2327,8 +2330,8 @@ fn service_scripts_and_apache_installation_options() {
             "--service-user w no-such-user-x: no such user",
         ),
         (
-            vec!["--httpd-executable", "/etc/hostname"],
-            "--httpd-executable /etc/hostname: not an executable file",
+            vec!["--httpd-executable", not_executable],
+            not_executable_error.as_str(),
         ),
         (
             vec!["--mime-types", "/nonexistent/mime.types"],

@@ -287,7 +287,9 @@ pub fn resolve(args: &ServerArgs, start: bool) -> Result<Site, Fail> {
         match path {
             None => Ok(PathBuf::from(default)),
             Some(p) => {
-                let abs = existing(p, what)?;
+                // As given (absolute), not resolved: a link may pick the program's name.
+                let abs = absolute(p)?;
+                existing(&abs, what)?;
                 if nix::unistd::access(&abs, AccessFlags::X_OK).is_err() || abs.is_dir() {
                     return Err(Fail(format!(
                         "{what} {}: not an executable file",
