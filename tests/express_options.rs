@@ -2345,3 +2345,62 @@ fn service_scripts_and_apache_installation_options() {
         assert!(text(&out).contains(expected), "{args:?}: {}", text(&out));
     }
 }
+
+/// --initial-workers, --minimum-spare-workers and --maximum-spare-workers size the Apache
+/// children in front of the daemon as fractions of the most it may run, as in
+/// mod_wsgi-express; embedded mode, whose children are exactly --processes, refuses them.
+#[test]
+fn worker_fractions_size_the_apache_children() {
+    let app = app_path();
+    let app = app.to_str().unwrap();
+    // 100 clients: 7 children of 16 threads.
+    let mut server = Server::setup(
+        "express-workers",
+        &[
+            app,
+            "--max-clients",
+            "100",
+            "--initial-workers",
+            "0.5",
+            "--minimum-spare-workers",
+            "0.3",
+            "--maximum-spare-workers",
+            "1",
+        ],
+    );
+    let conf = fs::read_to_string(server.root.join("httpd.conf")).unwrap();
+    for line in [
+        "ServerLimit 7",
+        "ThreadsPerChild 16",
+        "StartServers 3",
+        "MinSpareThreads 32",
+        "MaxSpareThreads 112",
+    ] {
+        assert!(conf.lines().any(|l| l == line), "{line}: {conf}");
+    }
+    server.start();
+    assert_eq!(server.get("/").status, 200, "{}", server.error_log());
+    server.stop();
+    // Without them, mod_wsgi-express's defaults (0.2, 0.2, 0.6).
+    let plain = Server::setup("express-workers-default", &[app, "--max-clients", "100"]);
+    let conf = fs::read_to_string(plain.root.join("httpd.conf")).unwrap();
+    for line in ["StartServers 1", "MinSpareThreads 16", "MaxSpareThreads 64"] {
+        assert!(conf.lines().any(|l| l == line), "{line}: {conf}");
+    }
+    for (args, expected) in [
+        (
+            vec!["--initial-workers", "1.5"],
+            "--initial-workers 1.5: expected a fraction",
+        ),
+        (
+            vec!["--embedded-mode", "--maximum-spare-workers", "0.5"],
+            "--maximum-spare-workers applies to the daemon process group",
+        ),
+    ] {
+        let mut all = vec!["setup-server", app];
+        all.extend(&args);
+        let out = express(&all);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", text(&out));
+        assert!(text(&out).contains(expected), "{args:?}: {}", text(&out));
+    }
+}

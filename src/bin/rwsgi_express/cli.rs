@@ -171,6 +171,21 @@ pub struct ServerArgs {
     #[arg(long, value_name = "NUMBER", value_parser = clap::value_parser!(u32).range(1..=100000))]
     pub max_clients: Option<u32>,
 
+    /// Apache children started at first, as a fraction (0 to 1) of the most it may run
+    /// (default 0.2).
+    #[arg(long, value_name = "NUMBER")]
+    pub initial_workers: Option<f64>,
+
+    /// The fewest idle Apache children kept, as a fraction (0 to 1) of the most it may run
+    /// (default: --initial-workers).
+    #[arg(long, value_name = "NUMBER")]
+    pub minimum_spare_workers: Option<f64>,
+
+    /// The most idle Apache children kept, as a fraction (0 to 1) of the most it may run
+    /// (default 0.6).
+    #[arg(long, value_name = "NUMBER")]
+    pub maximum_spare_workers: Option<f64>,
+
     /// Run the application inside the Apache child processes (worker MPM) rather than in a
     /// daemon process group.
     #[arg(long)]
@@ -681,9 +696,6 @@ impl ServerArgs {
 /// of values each takes (so it is parsed like mod_wsgi-express parses it, and then refused
 /// with one clear line rather than an "unexpected argument" or, worse, silence).
 pub const NOT_SUPPORTED_YET: &[(&str, usize)] = &[
-    ("initial-workers", 1),
-    ("minimum-spare-workers", 1),
-    ("maximum-spare-workers", 1),
     ("allow-override", 1),
     ("enable-telemetry", 0),
     ("telemetry-ui-port", 1),

@@ -87,9 +87,16 @@ pub fn mpm_sizing(site: &Site) -> String {
         );
     }
     let (children, per_child) = front_end(p * t, site.args.max_clients);
-    let start = 1u64.max(children / 5);
-    let min_spare = per_child.max(children / 5 * per_child);
-    let max_spare = per_child.max(children * 3 / 5 * per_child);
+    // --initial-workers and the spare options: fractions of `children` (whole children).
+    let share = |fraction: Option<f64>, default: u64| match fraction {
+        Some(f) => (f * children as f64).floor() as u64,
+        None => children * default / 5,
+    };
+    let args = &site.args;
+    let start = 1u64.max(share(args.initial_workers, 1));
+    let min_spare =
+        per_child.max(share(args.minimum_spare_workers.or(args.initial_workers), 1) * per_child);
+    let max_spare = per_child.max(share(args.maximum_spare_workers, 3) * per_child);
     format!(
         "# Apache children in front of the daemon group: room for {} client connections.\n\
          ServerLimit {children}\nThreadLimit {per_child}\nThreadsPerChild {per_child}\n\

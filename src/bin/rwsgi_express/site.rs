@@ -283,6 +283,17 @@ pub fn resolve(args: &ServerArgs, start: bool) -> Result<Site, Fail> {
     }
     check_telemetry(args)?;
     check_proxies(args)?;
+    for (what, value) in [
+        ("--initial-workers", args.initial_workers),
+        ("--minimum-spare-workers", args.minimum_spare_workers),
+        ("--maximum-spare-workers", args.maximum_spare_workers),
+    ] {
+        if let Some(v) = value.filter(|v| !(0.0..=1.0).contains(v)) {
+            return Err(Fail(format!(
+                "{what} {v}: expected a fraction of the most Apache children, from 0 to 1"
+            )));
+        }
+    }
     let program = |path: &Option<PathBuf>, default: &str, what: &str| -> Result<PathBuf, Fail> {
         match path {
             None => Ok(PathBuf::from(default)),
@@ -877,6 +888,16 @@ fn check_embedded(args: &ServerArgs) -> Result<(), Fail> {
         // The endpoint shows daemon process groups.
         ("--metrics-url", args.metrics_url.is_some()),
         ("--ignore-activity", !args.ignore_activity.is_empty()),
+        // Embedded mode runs exactly --processes children.
+        ("--initial-workers", args.initial_workers.is_some()),
+        (
+            "--minimum-spare-workers",
+            args.minimum_spare_workers.is_some(),
+        ),
+        (
+            "--maximum-spare-workers",
+            args.maximum_spare_workers.is_some(),
+        ),
     ];
     if let Some((name, _)) = daemon_only.iter().find(|(_, set)| *set) {
         return Err(Fail(format!(
