@@ -816,3 +816,32 @@ fn default_server_root_is_created_private_and_serves() {
     assert!(ex.terminate().success(), "{}", ex.report());
     assert_nothing_left(&root, &[apache]);
 }
+
+/// --process-name: Apache's processes show that name, whether start-server runs Apache
+/// itself or through --envvars-script (then with bash's `exec -a`).
+#[test]
+fn start_server_names_apache_after_process_name() {
+    let tmp = TempDir::new("express-process-name");
+    let envvars = tmp.path().join("envvars.sh");
+    fs::write(&envvars, "FROM_ENVVARS=1\nexport FROM_ENVVARS\n").unwrap();
+    let app = repo_dir().join("tests/apps/express_app.py");
+    for with_envvars in [false, true] {
+        let root = tmp.path().join(format!("server-{with_envvars}"));
+        let mut args = vec![app.to_str().unwrap(), "--process-name", "rwsgi-named-site"];
+        if with_envvars {
+            args.extend(["--envvars-script", envvars.to_str().unwrap()]);
+        }
+        let mut ex = Express::start(&root, &args);
+        let apache = ex.apache_pid();
+        let cmdline = fs::read(format!("/proc/{apache}/cmdline")).unwrap_or_default();
+        assert!(
+            cmdline.starts_with(b"rwsgi-named-site\0"),
+            "envvars {with_envvars}: {:?}\n{}",
+            String::from_utf8_lossy(&cmdline),
+            ex.report()
+        );
+        assert_eq!(ex.request("GET", "/", b"").status, 200, "{}", ex.report());
+        assert!(ex.terminate().success(), "{}", ex.report());
+        assert_nothing_left(&root, &[apache]);
+    }
+}

@@ -2404,3 +2404,41 @@ fn worker_fractions_size_the_apache_children() {
         assert!(text(&out).contains(expected), "{args:?}: {}", text(&out));
     }
 }
+
+/// --process-name through apachectl (run by bash, for `exec -a`); a shell without it is
+/// refused.
+#[test]
+fn apachectl_names_apache_after_process_name() {
+    let app = app_path();
+    let app = app.to_str().unwrap();
+    let mut server = Server::setup(
+        "express-process-name",
+        &[app, "--process-name", "rwsgi-ctl-site"],
+    );
+    let ctl = fs::read_to_string(server.root.join("apachectl")).unwrap();
+    assert!(ctl.starts_with("#!/bin/bash\n"), "{ctl}");
+    server.start();
+    let apache = server.apache_pid();
+    let cmdline = fs::read(format!("/proc/{apache}/cmdline")).unwrap_or_default();
+    assert!(
+        cmdline.starts_with(b"rwsgi-ctl-site\0"),
+        "{:?}",
+        String::from_utf8_lossy(&cmdline)
+    );
+    assert_eq!(server.get("/").status, 200, "{}", server.error_log());
+    server.stop();
+    let out = express(&[
+        "setup-server",
+        app,
+        "--process-name",
+        "x",
+        "--shell-executable",
+        "/bin/sh",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("--process-name needs a shell with `exec -a`"),
+        "{}",
+        text(&out)
+    );
+}

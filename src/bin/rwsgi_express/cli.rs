@@ -325,6 +325,11 @@ pub struct ServerArgs {
     #[arg(long, value_name = "FILE-PATH")]
     pub shell_executable: Option<PathBuf>,
 
+    /// The name the Apache processes show (their argv[0]; default: the executable's path).
+    /// `apachectl` then runs in bash (`exec -a`) unless --shell-executable names another.
+    #[arg(long, value_name = "NAME")]
+    pub process_name: Option<String>,
+
     /// The Apache executable (default /usr/sbin/apache2).
     #[arg(long, value_name = "FILE-PATH")]
     pub httpd_executable: Option<PathBuf>,
@@ -702,7 +707,6 @@ pub const NOT_SUPPORTED_YET: &[(&str, usize)] = &[
     ("rewrite-rules", 1),
     ("server-mpm", 1),
     ("verbose-debugging", 0),
-    ("process-name", 1),
     ("socket-prefix", 1),
     ("add-handler", 2),
     ("with-php5", 0),

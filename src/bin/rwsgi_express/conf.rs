@@ -1170,7 +1170,7 @@ wait_gone() {{
 
 case "$1" in
   start|restart|graceful)
-    exec "$HTTPD" -f "$CONF" {extra}-k "$1" ;;
+    exec {argv0}"$HTTPD" -f "$CONF" {extra}-k "$1" ;;
   stop|graceful-stop)
     pid=$(cat "$PIDFILE" 2>/dev/null)
     family=""
@@ -1180,13 +1180,17 @@ case "$1" in
   configtest)
     exec "$HTTPD" -f "$CONF" -t ;;
   foreground)
-    exec "$HTTPD" -f "$CONF" {extra}-DFOREGROUND ;;
+    exec {argv0}"$HTTPD" -f "$CONF" {extra}-DFOREGROUND ;;
   *)
     echo "usage: $0 start|stop|restart|graceful|graceful-stop|configtest|foreground" >&2
     exit 2 ;;
 esac
 "#,
         shell = site.shell.display(),
+        argv0 = match &site.args.process_name {
+            Some(name) => format!("-a {} ", sh_quote(name)),
+            None => String::new(),
+        },
         httpd = sh_quote(&site.apache_bin.display().to_string()),
         conf = sh_quote(&site.conf_path().display().to_string()),
         pidfile = sh_quote(&site.pid_file().display().to_string()),

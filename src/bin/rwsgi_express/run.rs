@@ -52,15 +52,31 @@ pub fn run_apache(site: &Site) -> Result<i32, Fail> {
     // The environment script (--envvars-script, or `envvars` in the server root), sourced
     // as apachectl does: a shell that execs Apache, so the child's PID stays Apache's.
     let envvars = site.envvars_script();
+    let process_name = site.args.process_name.as_deref();
     let mut cmd = if envvars.is_file() {
-        let mut sh = Command::new("/bin/sh");
-        sh.arg("-c")
-            .arg(". \"$0\" && exec \"$@\"")
-            .arg(&envvars)
-            .arg(apache_bin);
+        // --process-name: the shell (bash by default then) sets it with `exec -a`.
+        let mut sh = Command::new(if process_name.is_some() {
+            site.shell.as_path()
+        } else {
+            Path::new("/bin/sh")
+        });
+        match process_name {
+            Some(name) => sh
+                .arg("-c")
+                .arg(". \"$0\" && name=$1 && shift && exec -a \"$name\" \"$@\"")
+                .arg(&envvars)
+                .arg(name),
+            None => sh.arg("-c").arg(". \"$0\" && exec \"$@\"").arg(&envvars),
+        };
+        sh.arg(apache_bin);
         sh
     } else {
-        Command::new(apache_bin)
+        let mut apache = Command::new(apache_bin);
+        if let Some(name) = process_name {
+            use std::os::unix::process::CommandExt;
+            apache.arg0(name);
+        }
+        apache
     };
     cmd.arg("-f")
         .arg(&conf)

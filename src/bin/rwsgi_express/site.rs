@@ -312,7 +312,28 @@ pub fn resolve(args: &ServerArgs, start: bool) -> Result<Site, Fail> {
         }
     };
     let apache_bin = program(&args.httpd_executable, APACHE_BIN, "--httpd-executable")?;
-    let shell = program(&args.shell_executable, "/bin/sh", "--shell-executable")?;
+    // --process-name is set by `exec -a`, which bash has and dash (/bin/sh) has not.
+    let default_shell = if args.process_name.is_some() {
+        "/bin/bash"
+    } else {
+        "/bin/sh"
+    };
+    let shell = program(&args.shell_executable, default_shell, "--shell-executable")?;
+    if let Some(name) = &args.process_name {
+        if name.is_empty() || name.contains(['\n', '\r', '\0', '\'', '"', '\\', '$', '`']) {
+            return Err(Fail(format!(
+                "--process-name {name:?}: expected a name without quotes, $, ` or \\"
+            )));
+        }
+        let shell_name = shell.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if matches!(shell_name, "sh" | "dash") {
+            return Err(Fail(format!(
+                "--process-name needs a shell with `exec -a` for apachectl (bash, zsh, ksh); \
+                 --shell-executable {} has none",
+                shell.display()
+            )));
+        }
+    }
     let modules_dir = match &args.modules_directory {
         Some(dir) => existing_dir(dir, "--modules-directory")?,
         None => PathBuf::from(MODULES_DIR),
