@@ -1675,6 +1675,18 @@ fn generated_config_defines_mod_wsgi_express_variables_and_loads_its_base_module
     server.stop();
 }
 
+/// `setup-server APP ARGS...` for each case: refused (by rwsgi-express's checks or by the
+/// parser), with output that says what was wrong.
+fn assert_refused(app: &str, cases: &[(Vec<&str>, &str)]) {
+    for (args, expected) in cases {
+        let mut all = vec!["setup-server", app];
+        all.extend(args);
+        let out = express(&all);
+        assert!(!out.status.success(), "{args:?}: {}", text(&out));
+        assert!(text(&out).contains(expected), "{args:?}: {}", text(&out));
+    }
+}
+
 /// --host-access-script, --auth-user-script (Basic and Digest) with --auth-group-script and
 /// --auth-group: access control for the whole site, the scripts run by Apache's children.
 #[test]
@@ -1774,24 +1786,21 @@ fn access_and_authentication_scripts_guard_the_whole_site() {
     // Companions without their script, a scheme Apache has no provider hook for, a script
     // that does not exist: one clear line each.
     let app = app.to_str().unwrap();
-    for (args, expected) in [
-        (vec!["--auth-type", "Digest"], "--auth-user-script"),
-        (vec!["--auth-group", "staff"], "--auth-group-script"),
-        (
-            vec!["--auth-user-script", &users, "--auth-type", "Form"],
-            "--auth-type \"Form\": expected Basic or Digest",
-        ),
-        (
-            vec!["--host-access-script", "/nonexistent/access.py"],
-            "--host-access-script",
-        ),
-    ] {
-        let mut all = vec!["setup-server", app];
-        all.extend(&args);
-        let out = express(&all);
-        assert!(!out.status.success(), "{args:?}: {}", text(&out));
-        assert!(text(&out).contains(expected), "{args:?}: {}", text(&out));
-    }
+    assert_refused(
+        app,
+        &[
+            (vec!["--auth-type", "Digest"], "--auth-user-script"),
+            (vec!["--auth-group", "staff"], "--auth-group-script"),
+            (
+                vec!["--auth-user-script", &users, "--auth-type", "Form"],
+                "--auth-type \"Form\": expected Basic or Digest",
+            ),
+            (
+                vec!["--host-access-script", "/nonexistent/access.py"],
+                "--host-access-script",
+            ),
+        ],
+    );
 }
 
 /// start-server --setup-only writes the server root and exits; --ignore-activity,
@@ -1874,26 +1883,23 @@ fn setup_only_ignore_activity_sendfile_and_error_documents() {
     server.stop();
 
     // Daemon-only and malformed values: one clear line each.
-    for (args, expected) in [
-        (
-            vec!["--embedded-mode", "--ignore-activity", "/health"],
-            "--ignore-activity applies to the daemon process group",
-        ),
-        (
-            vec!["--ignore-activity", "health"],
-            "--ignore-activity \"health\": expected a URL path",
-        ),
-        (
-            vec!["--error-document", "200", "/ok.html"],
-            "--error-document \"200\": expected an HTTP error status",
-        ),
-    ] {
-        let mut all = vec!["setup-server", app];
-        all.extend(&args);
-        let out = express(&all);
-        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", text(&out));
-        assert!(text(&out).contains(expected), "{args:?}: {}", text(&out));
-    }
+    assert_refused(
+        app,
+        &[
+            (
+                vec!["--embedded-mode", "--ignore-activity", "/health"],
+                "--ignore-activity applies to the daemon process group",
+            ),
+            (
+                vec!["--ignore-activity", "health"],
+                "--ignore-activity \"health\": expected a URL path",
+            ),
+            (
+                vec!["--error-document", "200", "/ok.html"],
+                "--error-document \"200\": expected an HTTP error status",
+            ),
+        ],
+    );
 }
 
 /// --telemetry-service with --telemetry-interval, --slow-requests and --telemetry-options:
@@ -1946,28 +1952,25 @@ fn telemetry_options_send_datagrams_to_the_ingester_socket() {
     server.stop();
 
     let app = app.to_str().unwrap();
-    for (args, expected) in [
-        (vec!["--slow-requests", "1"], "--telemetry-service"),
-        (
-            vec!["--telemetry-service", "udp:127.0.0.1:9000"],
-            "--telemetry-service \"udp:127.0.0.1:9000\": expected unix:/path",
-        ),
-        (
-            vec![
-                "--telemetry-service",
-                &target,
-                "--telemetry-interval",
-                "0.1",
-            ],
-            "--telemetry-interval 0.1: expected seconds, at least 0.5",
-        ),
-    ] {
-        let mut all = vec!["setup-server", app];
-        all.extend(&args);
-        let out = express(&all);
-        assert!(!out.status.success(), "{args:?}: {}", text(&out));
-        assert!(text(&out).contains(expected), "{args:?}: {}", text(&out));
-    }
+    assert_refused(
+        app,
+        &[
+            (vec!["--slow-requests", "1"], "--telemetry-service"),
+            (
+                vec!["--telemetry-service", "udp:127.0.0.1:9000"],
+                "--telemetry-service \"udp:127.0.0.1:9000\": expected unix:/path",
+            ),
+            (
+                vec![
+                    "--telemetry-service",
+                    &target,
+                    "--telemetry-interval",
+                    "0.1",
+                ],
+                "--telemetry-interval 0.1: expected seconds, at least 0.5",
+            ),
+        ],
+    );
 }
 
 /// --document-root with --directory-index and --directory-listing: files there are served
@@ -2158,26 +2161,23 @@ fn proxy_options_pass_their_urls_and_hosts_to_the_backend() {
     }
     server.stop();
 
-    for (args, expected) in [
-        (
-            vec!["--proxy-timeout", "5"],
-            "--proxy-timeout needs --proxy-mount-point",
-        ),
-        (
-            vec!["--proxy-mount-point", "/api", "ftp://x/"],
-            "--proxy-mount-point \"ftp://x/\": expected an http://",
-        ),
-        (
-            vec!["--proxy-mount-point", "api", "http://x/"],
-            "--proxy-mount-point \"api\": expected a URL path",
-        ),
-    ] {
-        let mut all = vec!["setup-server", app];
-        all.extend(&args);
-        let out = express(&all);
-        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", text(&out));
-        assert!(text(&out).contains(expected), "{args:?}: {}", text(&out));
-    }
+    assert_refused(
+        app,
+        &[
+            (
+                vec!["--proxy-timeout", "5"],
+                "--proxy-timeout needs --proxy-mount-point",
+            ),
+            (
+                vec!["--proxy-mount-point", "/api", "ftp://x/"],
+                "--proxy-mount-point \"ftp://x/\": expected an http://",
+            ),
+            (
+                vec!["--proxy-mount-point", "api", "http://x/"],
+                "--proxy-mount-point \"api\": expected a URL path",
+            ),
+        ],
+    );
 }
 
 /// --service-script with --service-user: the service runs as that user in its own daemon
@@ -2309,41 +2309,38 @@ fn service_scripts_and_apache_installation_options() {
     let not_executable = mime.to_str().unwrap();
     let not_executable_error =
         format!("--httpd-executable {not_executable}: not an executable file");
-    for (args, expected) in [
-        (
-            vec!["--service-user", "worker", "nobody"],
-            "--service-user worker: no --service-script worker",
-        ),
-        (
-            vec!["--service-script", "bad name", script],
-            "--service-script \"bad name\": a service name is",
-        ),
-        (
-            vec![
-                "--service-script",
-                "w",
-                script,
-                "--service-user",
-                "w",
-                "no-such-user-x",
-            ],
-            "--service-user w no-such-user-x: no such user",
-        ),
-        (
-            vec!["--httpd-executable", not_executable],
-            not_executable_error.as_str(),
-        ),
-        (
-            vec!["--mime-types", "/nonexistent/mime.types"],
-            "--mime-types",
-        ),
-    ] {
-        let mut all = vec!["setup-server", app];
-        all.extend(&args);
-        let out = express(&all);
-        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", text(&out));
-        assert!(text(&out).contains(expected), "{args:?}: {}", text(&out));
-    }
+    assert_refused(
+        app,
+        &[
+            (
+                vec!["--service-user", "worker", "nobody"],
+                "--service-user worker: no --service-script worker",
+            ),
+            (
+                vec!["--service-script", "bad name", script],
+                "--service-script \"bad name\": a service name is",
+            ),
+            (
+                vec![
+                    "--service-script",
+                    "w",
+                    script,
+                    "--service-user",
+                    "w",
+                    "no-such-user-x",
+                ],
+                "--service-user w no-such-user-x: no such user",
+            ),
+            (
+                vec!["--httpd-executable", not_executable],
+                not_executable_error.as_str(),
+            ),
+            (
+                vec!["--mime-types", "/nonexistent/mime.types"],
+                "--mime-types",
+            ),
+        ],
+    );
 }
 
 /// --initial-workers, --minimum-spare-workers and --maximum-spare-workers size the Apache
@@ -2387,22 +2384,19 @@ fn worker_fractions_size_the_apache_children() {
     for line in ["StartServers 1", "MinSpareThreads 16", "MaxSpareThreads 64"] {
         assert!(conf.lines().any(|l| l == line), "{line}: {conf}");
     }
-    for (args, expected) in [
-        (
-            vec!["--initial-workers", "1.5"],
-            "--initial-workers 1.5: expected a fraction",
-        ),
-        (
-            vec!["--embedded-mode", "--maximum-spare-workers", "0.5"],
-            "--maximum-spare-workers applies to the daemon process group",
-        ),
-    ] {
-        let mut all = vec!["setup-server", app];
-        all.extend(&args);
-        let out = express(&all);
-        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", text(&out));
-        assert!(text(&out).contains(expected), "{args:?}: {}", text(&out));
-    }
+    assert_refused(
+        app,
+        &[
+            (
+                vec!["--initial-workers", "1.5"],
+                "--initial-workers 1.5: expected a fraction",
+            ),
+            (
+                vec!["--embedded-mode", "--maximum-spare-workers", "0.5"],
+                "--maximum-spare-workers applies to the daemon process group",
+            ),
+        ],
+    );
 }
 
 /// --process-name through apachectl (run by bash, for `exec -a`); a shell without it is

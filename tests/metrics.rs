@@ -15,6 +15,39 @@ fn start(options: &str) -> Apache {
     config.start()
 }
 
+/// A kept-alive connection: every request on it reaches the same Apache child.
+struct KeptAlive(std::net::TcpStream);
+
+impl KeptAlive {
+    fn get(&self, path: &str, headers: &[(&str, &str)]) -> http::Response {
+        use std::io::Write;
+        let extra: String = headers
+            .iter()
+            .map(|(k, v)| format!("{k}: {v}\r\n"))
+            .collect();
+        let raw = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n{extra}\r\n");
+        (&self.0).write_all(raw.as_bytes()).unwrap();
+        http::read_response(std::io::BufReader::new(&self.0), false).unwrap()
+    }
+}
+
+/// tests/apps/metrics.wsgi at /app in embedded mode, and a kept-alive connection to it.
+fn embedded(tag: &str) -> (Apache, KeptAlive) {
+    let config = ApacheConfig::new(tag);
+    let app = config.install_app("metrics.wsgi");
+    let apache = config
+        .conf(&format!(
+            "WSGIScriptAlias /app {}\n<Directory @DIR@/apps>\n    Require all granted\n</Directory>",
+            app.display()
+        ))
+        .start();
+    let stream = std::net::TcpStream::connect(("127.0.0.1", apache.port())).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    (apache, KeptAlive(stream))
+}
+
 fn get_json(apache: &Apache, path: &str) -> serde_json::Value {
     let resp = apache.get(path);
     assert_with_log!(apache, resp.status == 200, "{path}: status {}", resp.status);
@@ -102,24 +135,8 @@ fn fifty_requests_are_counted_by_status_class_and_phase() {
 /// its window sees exactly them; there is no queue or daemon phase.
 #[test]
 fn embedded_mode_records_without_queue_or_daemon_phases() {
-    use std::io::{BufReader, Write};
-    let config = ApacheConfig::new("metrics-embedded");
-    let app = config.install_app("metrics.wsgi");
-    let apache = config
-        .conf(&format!(
-            "WSGIScriptAlias /app {}\n<Directory @DIR@/apps>\n    Require all granted\n</Directory>",
-            app.display()
-        ))
-        .start();
-    let stream = std::net::TcpStream::connect(("127.0.0.1", apache.port())).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .unwrap();
-    let get = |path: &str| {
-        let raw = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n");
-        (&stream).write_all(raw.as_bytes()).unwrap();
-        http::read_response(BufReader::new(&stream), false).unwrap()
-    };
+    let (apache, connection) = embedded("metrics-embedded");
+    let get = |path: &str| connection.get(path, &[]);
     assert_eq!(get("/app/start").status, 200);
     for _ in 0..10 {
         assert_eq!(get("/app/hello?status=404").status, 404);
@@ -303,32 +320,12 @@ fn request_started_counts_the_connections_and_restarts_a_request_met() {
     assert_eq!(s["daemon_restarts"].num(), 1.0, "{s}");
     assert!(s["daemon_connects"].num() >= 2.0, "{s}");
 
-    let config = ApacheConfig::new("metrics-connects-embedded");
-    let app = config.install_app("metrics.wsgi");
-    let apache = config
-        .conf(&format!(
-            "WSGIScriptAlias /app {}\n<Directory @DIR@/apps>\n    Require all granted\n</Directory>",
-            app.display()
-        ))
-        .start();
     // One connection, one Apache child: the event and the report come from the same one.
-    use std::io::{BufReader, Write};
-    let stream = std::net::TcpStream::connect(("127.0.0.1", apache.port())).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .unwrap();
-    for raw in [
-        "GET /app/hello HTTP/1.1\r\nHost: localhost\r\nX-Watch: embedded\r\n\r\n",
-        "GET /app/watched HTTP/1.1\r\nHost: localhost\r\n\r\n",
-    ] {
-        (&stream).write_all(raw.as_bytes()).unwrap();
-        let resp = http::read_response(BufReader::new(&stream), false).unwrap();
-        assert_with_log!(apache, resp.status == 200, "status {}", resp.status);
-        if raw.contains("watched") {
-            let s = json(&resp)["request_started"].clone();
-            assert_eq!(s["watch"].str(), "embedded", "{s}");
-            assert_eq!(s["daemon_connects"].num(), 0.0, "{s}");
-            assert_eq!(s["daemon_restarts"].num(), 0.0, "{s}");
-        }
-    }
+    let (apache, connection) = embedded("metrics-connects-embedded");
+    let hello = connection.get("/app/hello", &[("X-Watch", "embedded")]);
+    assert_with_log!(apache, hello.status == 200, "status {}", hello.status);
+    let s = json(&connection.get("/app/watched", &[]))["request_started"].clone();
+    assert_eq!(s["watch"].str(), "embedded", "{s}");
+    assert_eq!(s["daemon_connects"].num(), 0.0, "{s}");
+    assert_eq!(s["daemon_restarts"].num(), 0.0, "{s}");
 }

@@ -150,21 +150,11 @@ fn daemon_options(site: &Site) -> String {
     } else {
         format!("user={} group={} ", site.identity.user, site.identity.group)
     };
-    let python_path: Vec<String> = std::iter::once(&site.app_dir)
-        .chain(&site.python_paths)
-        .map(|p| p.display().to_string())
-        .collect();
-    let locale = site.args.locale.as_deref().unwrap_or("C.UTF-8");
-    let lang = site.args.lang.as_deref().unwrap_or(locale);
     out.push_str(&format!(
-        "processes={} threads={} display-name=%{{GROUP}} \\\n    home={} python-path={} \
-         lang={} locale={}",
+        "processes={} threads={} display-name=%{{GROUP}} \\\n    {}",
         site.processes,
         site.threads,
-        qp(&site.app_dir),
-        q(&python_path.join(":")),
-        q(lang),
-        q(locale),
+        process_environment(site),
     ));
     if let Some(eggs) = &site.args.python_eggs {
         // resolve() checked that it exists.
@@ -252,28 +242,37 @@ fn wsgi_mount(site: &Site) -> String {
     )
 }
 
-/// --service-script: each service its own daemon process group `service:NAME` without request
-/// threads, which loads the script at start, as mod_wsgi-express writes it.
-fn services(site: &Site) -> String {
-    let mut out = String::new();
+/// The `WSGIDaemonProcess` options every daemon of the site shares: its working directory,
+/// the application directory and --python-path first on sys.path, --lang and --locale.
+fn process_environment(site: &Site) -> String {
     let python_path: Vec<String> = std::iter::once(&site.app_dir)
         .chain(&site.python_paths)
         .map(|p| p.display().to_string())
         .collect();
     let locale = site.args.locale.as_deref().unwrap_or("C.UTF-8");
     let lang = site.args.lang.as_deref().unwrap_or(locale);
+    format!(
+        "home={} python-path={} lang={} locale={}",
+        qp(&site.app_dir),
+        q(&python_path.join(":")),
+        q(lang),
+        q(locale)
+    )
+}
+
+/// --service-script: each service its own daemon process group `service:NAME` without request
+/// threads, which loads the script at start, as mod_wsgi-express writes it.
+fn services(site: &Site) -> String {
+    let mut out = String::new();
     for service in &site.services {
         let group = q(&format!("service:{}", service.name));
         out.push_str(&format!(
             "# --service-script {}\nWSGIDaemonProcess {group} display-name=%{{GROUP}} \
-             threads=0 user={} group={} \\\n    home={} python-path={} lang={} locale={}",
+             threads=0 user={} group={} \\\n    {}",
             service.name,
             q(&service.identity.user),
             q(&service.identity.group),
-            qp(&site.app_dir),
-            q(&python_path.join(":")),
-            q(lang),
-            q(locale),
+            process_environment(site),
         ));
         if let Some(home) = &site.python_home {
             out.push_str(&format!(" python-home={}", qp(home)));
