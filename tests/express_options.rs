@@ -2436,3 +2436,64 @@ fn apachectl_names_apache_after_process_name() {
         text(&out)
     );
 }
+
+/// --server-mpm: the application is served with the prefork MPM (one connection per child,
+/// sized from mod_wsgi-express's fractions) and the worker MPM; the first installed of several
+/// wins; embedded mode refuses prefork.
+#[test]
+fn server_mpm_picks_the_apache_mpm() {
+    let app = app_path();
+    let app = app.to_str().unwrap();
+    for (args, module, sizing) in [
+        (
+            vec!["--server-mpm", "prefork", "--max-clients", "40"],
+            "mpm_prefork_module",
+            vec![
+                "ServerLimit 40",
+                "StartServers 2",
+                "MinSpareServers 2",
+                "MaxSpareServers 4",
+            ],
+        ),
+        (
+            vec!["--server-mpm", "worker"],
+            "mpm_worker_module",
+            vec!["ThreadsPerChild 10"],
+        ),
+    ] {
+        let mut all = vec![app];
+        all.extend(&args);
+        let mut server = Server::setup("express-mpm", &all);
+        let conf = fs::read_to_string(server.root.join("httpd.conf")).unwrap();
+        assert!(
+            conf.contains(&format!("LoadModule {module} ")),
+            "{args:?}: {conf}"
+        );
+        for line in sizing {
+            assert!(conf.lines().any(|l| l == line), "{args:?} {line}: {conf}");
+        }
+        server.start();
+        for _ in 0..5 {
+            assert_eq!(
+                server.get("/").status,
+                200,
+                "{args:?}: {}",
+                server.error_log()
+            );
+        }
+        server.stop();
+    }
+    assert_refused(
+        app,
+        &[
+            (
+                vec!["--server-mpm", "threaded"],
+                "--server-mpm \"threaded\": expected event, worker or prefork",
+            ),
+            (
+                vec!["--embedded-mode", "--server-mpm", "prefork"],
+                "--server-mpm prefork: --embedded-mode",
+            ),
+        ],
+    );
+}

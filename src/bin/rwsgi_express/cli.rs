@@ -186,6 +186,12 @@ pub struct ServerArgs {
     #[arg(long, value_name = "NUMBER")]
     pub maximum_spare_workers: Option<f64>,
 
+    /// The Apache MPM to run: event, worker or prefork (prefork in daemon mode only);
+    /// repeatable, the first one installed wins (default: event, or worker with
+    /// --embedded-mode).
+    #[arg(long = "server-mpm", value_name = "NAME", action = clap::ArgAction::Append)]
+    pub server_mpm: Vec<String>,
+
     /// Run the application inside the Apache child processes (worker MPM) rather than in a
     /// daemon process group.
     #[arg(long)]
@@ -705,7 +711,6 @@ pub const NOT_SUPPORTED_YET: &[(&str, usize)] = &[
     ("enable-telemetry", 0),
     ("telemetry-ui-port", 1),
     ("rewrite-rules", 1),
-    ("server-mpm", 1),
     ("verbose-debugging", 0),
     ("socket-prefix", 1),
     ("add-handler", 2),

@@ -86,6 +86,9 @@ pub fn mpm_sizing(site: &Site) -> String {
             total + t
         );
     }
+    if site.mpm == "prefork" {
+        return prefork_sizing(site);
+    }
     let (children, per_child) = front_end(p * t, site.args.max_clients);
     // --initial-workers and the spare options: fractions of `children` (whole children).
     let share = |fraction: Option<f64>, default: u64| match fraction {
@@ -105,6 +108,30 @@ pub fn mpm_sizing(site: &Site) -> String {
         children * per_child,
         children * per_child,
         max_spare.max(min_spare + per_child),
+    )
+}
+
+/// The prefork MPM's sizing (daemon mode): one client connection per child, as many
+/// children as mod_wsgi-express allows clients, started and kept idle as fractions of them
+/// (defaults 0.05, the first, 0.1).
+fn prefork_sizing(site: &Site) -> String {
+    let args = &site.args;
+    let capacity = u64::from(site.processes) * u64::from(site.threads);
+    let clients = match args.max_clients {
+        Some(m) => u64::from(m).max(capacity),
+        None => 10 + 10u64.max(capacity * 3 / 2),
+    };
+    let share = |f: f64| 1u64.max((f * clients as f64).floor() as u64);
+    let initial = args.initial_workers.unwrap_or(0.05);
+    let min_spare = share(args.minimum_spare_workers.unwrap_or(initial));
+    let max_spare = share(args.maximum_spare_workers.unwrap_or(0.1));
+    format!(
+        "# --server-mpm prefork: room for {clients} client connections, one per child.\n\
+         ServerLimit {clients}\nStartServers {}\nMaxRequestWorkers {clients}\n\
+         MinSpareServers {min_spare}\nMaxSpareServers {}\nMaxConnectionsPerChild 0\n\
+         MaxKeepAliveRequests 0\n",
+        share(initial),
+        max_spare.max(min_spare + 1),
     )
 }
 
@@ -752,11 +779,7 @@ fn defines(site: &Site) -> String {
     }
     let tls = site.tls.as_ref();
     let group = &site.application_group;
-    let mpm = if args.embedded_mode {
-        "WORKER"
-    } else {
-        "EVENT"
-    };
+    let mpm = site.mpm.to_ascii_uppercase();
     let flags = [
         ("ORPHAN_INTERPRETER", args.orphan_interpreter),
         ("EMBEDDED_MODE", args.embedded_mode),
@@ -1066,15 +1089,7 @@ pub fn render(site: &Site) -> String {
         ),
         ("@PID_FILE@", site.pid_file().display().to_string()),
         ("@USER_GROUP@", user_group),
-        (
-            "@MPM@",
-            if args.embedded_mode {
-                "mpm_worker"
-            } else {
-                "mpm_event"
-            }
-            .to_string(),
-        ),
+        ("@MPM@", format!("mpm_{}", site.mpm)),
         ("@EXTRA_MODULES@", extra_modules),
         ("@MODULE@", site.module.display().to_string()),
         ("@MPM_SIZING@", mpm_sizing(site)),

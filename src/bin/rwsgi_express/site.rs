@@ -108,6 +108,8 @@ pub struct Site {
     pub modules_dir: PathBuf,
     /// TypesConfig (--mime-types).
     pub mime_types: PathBuf,
+    /// The MPM Apache runs: `event`, `worker` or `prefork` (--server-mpm).
+    pub mpm: &'static str,
     /// The shell of `apachectl` (--shell-executable).
     pub shell: PathBuf,
     /// --host-access-script, absolute.
@@ -338,6 +340,7 @@ pub fn resolve(args: &ServerArgs, start: bool) -> Result<Site, Fail> {
         Some(dir) => existing_dir(dir, "--modules-directory")?,
         None => PathBuf::from(MODULES_DIR),
     };
+    let mpm = server_mpm(args, &modules_dir)?;
     let mime_types = match &args.mime_types {
         Some(file) => existing(file, "--mime-types")?,
         None => PathBuf::from("/etc/mime.types"),
@@ -569,6 +572,7 @@ pub fn resolve(args: &ServerArgs, start: bool) -> Result<Site, Fail> {
         apache_bin,
         modules_dir,
         mime_types,
+        mpm,
         shell,
         access_script,
         auth,
@@ -698,6 +702,46 @@ pub fn proxy_mount_points(args: &ServerArgs) -> Vec<(&str, &str)> {
         .chain(args.proxy_url_aliases.chunks(2))
         .map(|c| (c[0].as_str(), c[1].as_str()))
         .collect()
+}
+
+/// The MPM: the first --server-mpm whose module is installed, else event (daemon mode) or
+/// worker (embedded mode, which needs threads in the children).
+fn server_mpm(args: &ServerArgs, modules: &Path) -> Result<&'static str, Fail> {
+    const KNOWN: [&str; 3] = ["event", "worker", "prefork"];
+    if args.server_mpm.is_empty() {
+        return Ok(if args.embedded_mode {
+            "worker"
+        } else {
+            "event"
+        });
+    }
+    let mut wanted = Vec::new();
+    for name in &args.server_mpm {
+        let Some(known) = KNOWN.iter().find(|k| k.eq_ignore_ascii_case(name)) else {
+            return Err(Fail(format!(
+                "--server-mpm {name:?}: expected event, worker or prefork"
+            )));
+        };
+        if args.embedded_mode && *known == "prefork" {
+            return Err(Fail(
+                "--server-mpm prefork: --embedded-mode runs the application's threads in \
+                 Apache's children, which needs event or worker"
+                    .into(),
+            ));
+        }
+        wanted.push(*known);
+    }
+    wanted
+        .iter()
+        .find(|m| modules.join(format!("mod_mpm_{m}.so")).is_file())
+        .copied()
+        .ok_or_else(|| {
+            Fail(format!(
+                "--server-mpm: none of {} is installed in {}",
+                wanted.join(", "),
+                modules.display()
+            ))
+        })
 }
 
 /// The proxy options: URL paths, backend URLs mod_proxy_http can reach, host names.
