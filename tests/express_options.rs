@@ -1676,14 +1676,25 @@ fn generated_config_defines_mod_wsgi_express_variables_and_loads_its_base_module
 }
 
 /// `setup-server APP ARGS...` for each case: refused (by rwsgi-express's checks or by the
-/// parser), with output that says what was wrong.
+/// parser), with output that says what was wrong, and without writing the default server
+/// root (a refused command writes nothing).
 fn assert_refused(app: &str, cases: &[(Vec<&str>, &str)]) {
+    let default_root = PathBuf::from(format!(
+        "/tmp/rwsgi-express-127.0.0.1:8000-{}",
+        nix::unistd::Uid::effective()
+    ));
     for (args, expected) in cases {
+        let existed = default_root.exists();
         let mut all = vec!["setup-server", app];
         all.extend(args);
         let out = express(&all);
         assert!(!out.status.success(), "{args:?}: {}", text(&out));
         assert!(text(&out).contains(expected), "{args:?}: {}", text(&out));
+        assert!(
+            existed || !default_root.exists(),
+            "{args:?} was refused after writing {}",
+            default_root.display()
+        );
     }
 }
 

@@ -515,6 +515,8 @@ pub fn resolve(args: &ServerArgs, start: bool) -> Result<Site, Fail> {
     {
         check_config_safe(p)?;
     }
+    // Checked before anything is written: a refused command leaves no server root behind.
+    let services = services(args, &identity)?;
     if args.server_root.is_some() {
         make_dir(&server_root)?;
     } else {
@@ -568,7 +570,7 @@ pub fn resolve(args: &ServerArgs, start: bool) -> Result<Site, Fail> {
         python_home,
         tls,
         include_files,
-        services: Vec::new(),
+        services,
         apache_bin,
         modules_dir,
         mime_types,
@@ -587,7 +589,6 @@ pub fn resolve(args: &ServerArgs, start: bool) -> Result<Site, Fail> {
         super::write_file(&site.script, text, 0o644)?;
     }
     make_readable(&mut site)?;
-    site.services = services(args, &site.identity)?;
     Ok(site)
 }
 
