@@ -470,14 +470,11 @@ where
 /// [`encode_req_head_into`] (its flags are the payload's first field); false, and `frame`
 /// unchanged, when it is not a whole `ReqHead` frame.
 pub fn add_req_head_flag(frame: &mut [u8], flag: u32) -> bool {
-    let at = HEADER_LEN;
-    if frame.len() < at + 4 || frame[0] != FrameKind::ReqHead as u8 {
+    let Some(fields) = req_head_fixed_fields(frame) else {
         return false;
-    }
-    let mut flags = [0u8; 4];
-    flags.copy_from_slice(&frame[at..at + 4]);
-    let flags = u32::from_be_bytes(flags) | flag;
-    frame[at..at + 4].copy_from_slice(&flags.to_be_bytes());
+    };
+    let flags = u32::from_be_bytes([fields[0], fields[1], fields[2], fields[3]]) | flag;
+    fields[..4].copy_from_slice(&flags.to_be_bytes());
     true
 }
 
@@ -485,13 +482,23 @@ pub fn add_req_head_flag(frame: &mut [u8], flag: u32) -> bool {
 /// [`encode_req_head_into`] (the two fields after its flags); false, and `frame` unchanged,
 /// when it is not a whole `ReqHead` frame.
 pub fn set_req_head_daemon_attempts(frame: &mut [u8], connects: u32, restarts: u32) -> bool {
-    let at = HEADER_LEN + 4;
-    if frame.len() < at + 8 || frame[0] != FrameKind::ReqHead as u8 {
+    let Some(fields) = req_head_fixed_fields(frame) else {
         return false;
-    }
-    frame[at..at + 4].copy_from_slice(&connects.to_be_bytes());
-    frame[at + 4..at + 8].copy_from_slice(&restarts.to_be_bytes());
+    };
+    fields[4..8].copy_from_slice(&connects.to_be_bytes());
+    fields[8..12].copy_from_slice(&restarts.to_be_bytes());
     true
+}
+
+/// The leading u32 fields of an encoded `ReqHead` payload (flags, daemon_connects,
+/// daemon_restarts), the ones rewritten in place; None when `frame` is not a `ReqHead` frame
+/// that long.
+fn req_head_fixed_fields(frame: &mut [u8]) -> Option<&mut [u8]> {
+    const LEN: usize = 12;
+    if frame.first() != Some(&(FrameKind::ReqHead as u8)) {
+        return None;
+    }
+    frame.get_mut(HEADER_LEN..HEADER_LEN + LEN)
 }
 
 /// Appends a `RespHead` frame built from borrowed fields and any iterator of header pairs.
