@@ -377,8 +377,7 @@ fn wsgi_section(site: &Site) -> String {
 fn proxies(site: &Site) -> String {
     let args = &site.args;
     let mut out = String::new();
-    let mounts = super::site::proxy_mount_points(args);
-    if mounts.is_empty() && args.proxy_virtual_hosts.is_empty() {
+    if !super::site::proxying(args) {
         return out;
     }
     out.push_str("\n# --proxy-mount-point, --proxy-virtual-host\n");
@@ -389,7 +388,7 @@ fn proxies(site: &Site) -> String {
          RequestHeader set X-Forwarded-Port %{RWSGI_PROXY_PORT}e\n    RewriteCond %{HTTPS} on\n    \
          RewriteRule .* - [E=RWSGI_PROXY_SCHEME:https,NE]\n    \
          RequestHeader set X-Forwarded-Scheme %{RWSGI_PROXY_SCHEME}e env=RWSGI_PROXY_SCHEME\n";
-    for (path, url) in mounts {
+    for (path, url) in super::site::proxy_mount_points(args) {
         // Both sides end in "/": /api/x goes to URL/x, and /api itself is redirected to /api/.
         let prefix = path.trim_end_matches('/');
         let backend = format!("{}/", url.trim_end_matches('/'));
@@ -416,14 +415,11 @@ fn proxies(site: &Site) -> String {
         // Requests for any other host name stay with the site: without --server-name the
         // first virtual host of the port would otherwise take them.
         if args.server_name.is_none() {
-            let rewrite = if site.document_root.is_some() {
-                "RewriteEngine On\n"
-            } else {
-                ""
-            };
             out.push_str(&format!(
-                "<VirtualHost *:{}>\nServerName {}\n{rewrite}</VirtualHost>\n",
-                site.port, site.host
+                "<VirtualHost *:{}>\nServerName {}\n{}</VirtualHost>\n",
+                site.port,
+                site.host,
+                vhost_rewrite_engine(site)
             ));
         }
         for pair in args.proxy_virtual_hosts.chunks(2) {
@@ -439,6 +435,16 @@ fn proxies(site: &Site) -> String {
         }
     }
     out
+}
+
+/// What a `<VirtualHost>` of the site needs for the --document-root rules: they reach it by
+/// RewriteOptions InheritDown, but the engine's state does not.
+fn vhost_rewrite_engine(site: &Site) -> &'static str {
+    if site.document_root.is_some() {
+        "RewriteEngine On\n"
+    } else {
+        ""
+    }
 }
 
 /// A regular expression matching `text` literally.
@@ -605,13 +611,7 @@ fn hosts(site: &Site) -> String {
         .as_deref()
         .filter(|n| n.to_ascii_lowercase().starts_with("www."))
         .map(|n| &n[4..]);
-    // The --document-root rules reach these hosts by RewriteOptions InheritDown, but the
-    // engine's state does not.
-    let rewrite = if site.document_root.is_some() {
-        "RewriteEngine On\n"
-    } else {
-        ""
-    };
+    let rewrite = vhost_rewrite_engine(site);
     let https_redirect = |name: &str| -> String {
         let port = site.tls.as_ref().map(|t| t.port).unwrap_or(443);
         format!(
@@ -746,7 +746,7 @@ fn request_options(site: &Site) -> String {
 /// `apachectl`, and `-D` flags on its command line), so that files written for it
 /// (`--include-file`) find `${MOD_WSGI_MODULES_DIRECTORY}`, `${MOD_WSGI_USER}`, ... and
 /// `<IfDefine MOD_WSGI_...>` with the same meaning. Flags for options rwsgi-express refuses
-/// (`ONE_PROCESS`, `MOD_WSGI_WITH_PROXY`, `MOD_WSGI_AUTH_USER`, ...) are never defined.
+/// (`ONE_PROCESS`, `MOD_WSGI_WITH_PHP5`, `MOD_WSGI_CGI_SCRIPT`, ...) are never defined.
 fn defines(site: &Site) -> String {
     let args = &site.args;
     let mut out =
@@ -840,11 +840,7 @@ fn defines(site: &Site) -> String {
         ("MOD_WSGI_HOST_ACCESS", site.access_script.is_some()),
         ("MOD_WSGI_ENABLE_SENDFILE", args.enable_sendfile),
         ("MOD_WSGI_FREE_THREADING", args.free_threading),
-        (
-            "MOD_WSGI_WITH_PROXY",
-            !args.proxy_virtual_hosts.is_empty()
-                || !super::site::proxy_mount_points(args).is_empty(),
-        ),
+        ("MOD_WSGI_WITH_PROXY", super::site::proxying(args)),
         ("MOD_WSGI_DIRECTORY_INDEX", args.directory_index.is_some()),
         ("MOD_WSGI_DIRECTORY_LISTING", args.directory_listing),
         ("MOD_WSGI_ERROR_OVERRIDE", args.error_override),
@@ -958,7 +954,7 @@ pub fn render(site: &Site) -> String {
     if args.directory_listing {
         load("autoindex", "autoindex");
     }
-    if !args.proxy_virtual_hosts.is_empty() || !super::site::proxy_mount_points(args).is_empty() {
+    if super::site::proxying(args) {
         load("proxy", "proxy");
         load("proxy_http", "proxy_http");
     }

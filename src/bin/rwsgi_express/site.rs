@@ -647,38 +647,18 @@ fn services(args: &ServerArgs, main: &Identity) -> Result<Vec<Service>, Fail> {
                  another user"
             )));
         } else {
-            let u = match user {
-                Some(u) => User::from_name(u)
-                    .ok()
-                    .flatten()
-                    .ok_or_else(|| Fail(format!("--service-user {name} {u}: no such user")))?,
-                None => User::from_uid(Uid::from_raw(main.uid))
-                    .ok()
-                    .flatten()
-                    .ok_or_else(|| Fail(format!("user #{}: no such user", main.uid)))?,
-            };
-            if u.uid.is_root() {
-                return Err(Fail(format!(
-                    "--service-user {name} root: mod_rwsgi's daemons never run as root"
-                )));
-            }
-            let g = match group {
-                Some(g) => Group::from_name(g)
-                    .ok()
-                    .flatten()
-                    .ok_or_else(|| Fail(format!("--service-group {name} {g}: no such group")))?,
-                None => Group::from_gid(Gid::from_raw(main.gid))
-                    .ok()
-                    .flatten()
-                    .ok_or_else(|| Fail(format!("group #{}: no such group", main.gid)))?,
-            };
-            Identity {
-                user: u.name,
-                group: g.name,
-                uid: u.uid.as_raw(),
-                gid: g.gid.as_raw(),
-                switch: true,
-            }
+            let (user, group) = (user.unwrap_or(&main.user), group.unwrap_or(&main.group));
+            switched_identity(
+                user,
+                Some(group),
+                NameErrors {
+                    no_user: format!("--service-user {name} {user}: no such user"),
+                    no_group: format!("--service-group {name} {group}: no such group"),
+                    root: format!(
+                        "--service-user {name} root: mod_rwsgi's daemons never run as root"
+                    ),
+                },
+            )?
         };
         if !readable_by(&identity, &script, Need::File) {
             return Err(Fail(format!(
@@ -703,6 +683,14 @@ pub fn proxy_mount_points(args: &ServerArgs) -> Vec<(&str, &str)> {
         .chain(args.proxy_url_aliases.chunks(2))
         .map(|c| (c[0].as_str(), c[1].as_str()))
         .collect()
+}
+
+/// Whether the site proxies anything (--proxy-mount-point, --proxy-url-alias,
+/// --proxy-virtual-host).
+pub fn proxying(args: &ServerArgs) -> bool {
+    !args.proxy_mount_points.is_empty()
+        || !args.proxy_url_aliases.is_empty()
+        || !args.proxy_virtual_hosts.is_empty()
 }
 
 /// The MPM: the first --server-mpm whose module is installed, else event (daemon mode) or
@@ -763,12 +751,11 @@ fn check_proxies(args: &ServerArgs) -> Result<(), Fail> {
         check_url("--proxy-mount-point", path)?;
         backend("--proxy-mount-point", url)?;
     }
-    let hosts: Vec<&[String]> = args.proxy_virtual_hosts.chunks(2).collect();
-    for pair in &hosts {
+    for pair in args.proxy_virtual_hosts.chunks(2) {
         check_server_name(&pair[0])?;
         backend("--proxy-virtual-host", &pair[1])?;
     }
-    if args.proxy_timeout.is_some() && hosts.is_empty() && proxy_mount_points(args).is_empty() {
+    if args.proxy_timeout.is_some() && !proxying(args) {
         return Err(Fail(
             "--proxy-timeout needs --proxy-mount-point or --proxy-virtual-host".into(),
         ));
@@ -1440,42 +1427,64 @@ fn check_port(host: &str, port: u16) -> Result<(), Fail> {
     }
 }
 
+/// What [`switched_identity`] says when a name does not resolve, or names root.
+struct NameErrors {
+    no_user: String,
+    no_group: String,
+    root: String,
+}
+
+/// The identity Apache, started as root, switches a process to: `user` (never root) and
+/// `group`, or that user's own group when None.
+fn switched_identity(
+    user: &str,
+    group: Option<&str>,
+    errors: NameErrors,
+) -> Result<Identity, Fail> {
+    let u = User::from_name(user)
+        .ok()
+        .flatten()
+        .ok_or(Fail(errors.no_user))?;
+    let g = match group {
+        Some(name) => Group::from_name(name).ok().flatten(),
+        None => Group::from_gid(u.gid).ok().flatten(),
+    }
+    .ok_or(Fail(errors.no_group))?;
+    if u.uid.is_root() {
+        return Err(Fail(errors.root));
+    }
+    Ok(Identity {
+        user: u.name,
+        group: g.name,
+        uid: u.uid.as_raw(),
+        gid: g.gid.as_raw(),
+        switch: true,
+    })
+}
+
 /// Who the daemon runs as. Root: `--user`/`--group`, default www-data. Anyone else: themself,
 /// because an unprivileged Apache cannot switch user.
 fn identity(user: Option<&str>, group: Option<&str>) -> Result<Identity, Fail> {
     if Uid::effective().is_root() {
         let user_name = user.unwrap_or("www-data");
-        let u = User::from_name(user_name)
-            .ok()
-            .flatten()
-            .ok_or_else(|| Fail(format!("--user {user_name}: no such user")))?;
-        let g = match group {
-            Some(name) => Group::from_name(name)
-                .ok()
-                .flatten()
-                .ok_or_else(|| Fail(format!("--group {name}: no such group")))?,
-            None if user.is_none() => Group::from_name("www-data")
-                .ok()
-                .flatten()
-                .ok_or_else(|| Fail("group www-data does not exist; pass --group".into()))?,
-            None => Group::from_gid(u.gid)
-                .ok()
-                .flatten()
-                .ok_or_else(|| Fail(format!("--user {user_name}: its group has no name")))?,
+        // Neither given: www-data's group; a user alone: that user's own group.
+        let group_name = group.or(user.is_none().then_some("www-data"));
+        let no_group = match (group, user) {
+            (Some(name), _) => format!("--group {name}: no such group"),
+            (None, None) => "group www-data does not exist; pass --group".into(),
+            (None, Some(_)) => format!("--user {user_name}: its group has no name"),
         };
-        if u.uid.is_root() {
-            return Err(Fail(
-                "--user root: Apache and mod_rwsgi refuse to serve as root; pick another user"
+        return switched_identity(
+            user_name,
+            group_name,
+            NameErrors {
+                no_user: format!("--user {user_name}: no such user"),
+                no_group,
+                root: "--user root: Apache and mod_rwsgi refuse to serve as root; pick another \
+                       user"
                     .into(),
-            ));
-        }
-        return Ok(Identity {
-            user: u.name,
-            group: g.name,
-            uid: u.uid.as_raw(),
-            gid: g.gid.as_raw(),
-            switch: true,
-        });
+            },
+        );
     }
     let uid = Uid::effective();
     let gid = Gid::effective();
