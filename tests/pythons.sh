@@ -307,10 +307,14 @@ is_apache_forced_stop_crash() {
     [[ $callers =~ \#[0-9]+\ [^$'\n']*mod_mpm_event && ! $current =~ rwsgi|python|Py[A-Z] ]]
 }
 
-# The frames of the core's current thread in gdb's trace $1 ("bt", before the first block of
-# "thread apply all bt").
+# gdb's trace $1 before "thread apply all bt": the threads list and the current thread's "bt".
+before_all_threads() {
+    sed '/^Thread [0-9]* (/,$d' <<<"$1"
+}
+
+# The frames of the core's current thread in gdb's trace $1.
 current_thread_frames() {
-    sed '/^Thread [0-9]* (/,$d' <<<"$1" | grep '^#' || true
+    before_all_threads "$1" | grep '^#' || true
 }
 
 # The "thread apply all bt" block of the thread in apr_os_sock_get in gdb's trace $1.
@@ -343,7 +347,7 @@ report_cores() {
         if is_apache_forced_stop_crash "$trace"; then
             log "an Apache child crashed in the event MPM's forced stop, Apache's own known crash ($where); backtrace from $core:"
             # The core's current thread and the one in apr_os_sock_get are enough.
-            trace=$(sed '/^Thread [0-9]* (/,$d' <<<"$trace"; sock_get_thread_block "$trace")
+            trace=$(before_all_threads "$trace"; sock_get_thread_block "$trace")
         else
             log "an Apache process crashed, not in Apache's known forced-stop crash: this fails the run ($where); backtraces from $core:"
             unknown=1
